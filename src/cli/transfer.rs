@@ -1,0 +1,142 @@
+//! `ferry serve` and `ferry send`: progress bars on stderr, one result line per file on stdout.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::{SendArgs, ServeArgs};
+use crate::transfer::{SendOptions, ServerConfig, ServerHandle, send_files};
+use crate::worker::{CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel};
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create the download folder {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize().with_context(|| format!("cannot open {}", args.dir.display()))?;
+    let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
+    config.max_connections = args.max_connections.max(1);
+    config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
+
+    let (sink, events) = event_channel(None);
+    let server = ServerHandle::start(config, sink.clone())?;
+    // Ctrl-C and SIGTERM stop the server cleanly: in-flight .part files are removed.
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .context("cannot install the Ctrl-C handler")?;
+
+    println!("Ferry listening on {} (TCP), saving to {}", server.local_addr(), dir.display());
+    let mut bars = Bars::new();
+    loop {
+        crossbeam_channel::select! {
+            recv(events) -> event => match event {
+                Ok(event) => bars.show(&event),
+                Err(_) => break,
+            },
+            recv(stop_rx) -> _ => break,
+        }
+    }
+    println!("stopping");
+    drop(events);
+    server.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = SendOptions::new(args.to);
+    opts.msg = args.msg;
+    opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
+    let (sink, events) = event_channel(None);
+    let cancel = CancelToken::new();
+    let files = args.files;
+    let worker = thread::Builder::new()
+        .name("ferry-send".into())
+        .spawn(move || send_files(&opts, &files, &sink, &cancel))
+        .context("cannot start the sending thread")?;
+    let mut bars = Bars::new();
+    // The channel closes when the worker drops its sink, i.e. when it is done.
+    for event in &events {
+        bars.show(&event);
+    }
+    let outcomes = worker.join().map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
+    let mut all_ok = true;
+    for (path, outcome) in &outcomes {
+        println!("{}: {outcome}", path.display());
+        all_ok &= outcome.is_success();
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
+struct Bars {
+    multi: MultiProgress,
+    active: HashMap<TransferId, (ProgressBar, String)>,
+    style: ProgressStyle,
+}
+
+impl Bars {
+    fn new() -> Self {
+        let style = ProgressStyle::with_template(
+            "{prefix:30!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        Self { multi: MultiProgress::new(), active: HashMap::new(), style }
+    }
+
+    /// Prints a line above the bars (or plainly when there are no bars).
+    fn line(&self, text: String) {
+        self.multi.suspend(|| println!("{text}"));
+    }
+
+    fn show(&mut self, event: &Event) {
+        match event {
+            Event::Transfer(TransferEvent::Started { id, peer, name, saved_as, bytes_total, mode, msg, direction }) => {
+                let bar = self.multi.add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
+                bar.set_prefix(name.clone());
+                if let Some(saved_as) = saved_as {
+                    self.line(format!("{peer}: {name:?} will be saved as {saved_as:?}"));
+                }
+                let kind = if *mode == Mode::Ferry { "Ferry" } else { "plain" };
+                log::debug!("{direction:?} {kind} transfer {id} of {name:?} with {peer}");
+                self.active.insert(*id, (bar, msg.clone()));
+            }
+            Event::Transfer(TransferEvent::Progress { id, bytes_done }) => {
+                if let Some((bar, _)) = self.active.get(id) {
+                    bar.set_position(*bytes_done);
+                }
+            }
+            Event::Transfer(TransferEvent::Finished { id, verified, saved_as, path }) => {
+                if let Some((bar, msg)) = self.active.remove(id) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                    if let Some(path) = path {
+                        let check = if *verified { "verified" } else { "complete, unverified (plain peer)" };
+                        self.line(format!("received {} ({} bytes, {check})", path.display(), bar.length().unwrap_or(0)));
+                        if !msg.is_empty() {
+                            // The original server prints the sender's message as it is.
+                            self.line(msg);
+                        }
+                    } else {
+                        log::debug!("sent {saved_as:?}");
+                    }
+                }
+            }
+            Event::Transfer(TransferEvent::Failed { id, reason }) => {
+                if let Some((bar, _)) = self.active.remove(id) {
+                    bar.abandon();
+                    self.multi.remove(&bar);
+                    self.line(format!("{}: failed: {reason}", bar.prefix()));
+                }
+            }
+            Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
+                self.line(format!("{peer}: {reason}"));
+            }
+            Event::Server(_) | Event::Note(_) => {}
+        }
+    }
+}

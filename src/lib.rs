@@ -1,0 +1,16 @@
+//! Ferry: LAN file transfer and quick notes, wire-compatible with the classic Python
+//! upload/chat teaching example.
+//!
+//! Layers, from the wire up (see README.md for the picture):
+//! - [`protocol`]: pure encoding and decoding; its module doc is the wire specification.
+//! - [`transfer`]: TCP uploads (server and client) on blocking sockets and worker threads.
+//! - [`notes`]: UDP notes.
+//! - [`worker`]: the events the engines emit and the channel they travel on.
+//! - `app` (the egui window) and `cli` (the headless face) in the binary's modules.
+
+pub mod protocol;
+pub mod transfer;
+pub mod worker;
+pub mod notes;
+pub mod cli;
+pub mod app;

@@ -1,0 +1,1 @@
+//! UDP notes: one datagram is one UTF-8 message.

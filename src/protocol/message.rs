@@ -1,0 +1,178 @@
+//! The JSON messages carried in frames: what a sender says and what a Ferry receiver answers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{MAX_FILE_SIZE, MAX_FRAME_LEN, frame::encode_frame};
+
+/// The extended-protocol version this build speaks (the value of the `ferry` field).
+pub const FERRY_VERSION: u64 = 1;
+
+/// Why a frame body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("header is not valid UTF-8")]
+    NotUtf8,
+    #[error("header is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("header is not a JSON object")]
+    NotObject,
+    #[error("header lacks the field \"{0}\"")]
+    MissingField(&'static str),
+    #[error("header field \"{field}\" must be {expected}")]
+    WrongType { field: &'static str, expected: &'static str },
+    #[error("file_size {0} is not an integer between 0 and 2^63-1")]
+    BadSize(String),
+    #[error("unsupported Ferry protocol version {0} (this build speaks {FERRY_VERSION})")]
+    UnsupportedVersion(String),
+    #[error("unknown message kind \"{0}\"")]
+    UnknownKind(String),
+    #[error("message is {0} bytes, over the frame limit")]
+    TooLong(usize),
+}
+
+/// A file header: the original protocol's `{"file_name", "file_size", "msg"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The name as the sender wrote it: untrusted, see [`super::sanitize_file_name`].
+    pub file_name: String,
+    /// Exact number of bytes that follow; at most [`MAX_FILE_SIZE`].
+    pub file_size: u64,
+    /// Free text the sender attached; empty when absent or `null`.
+    pub msg: String,
+}
+
+/// What a sender puts in a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderMsg {
+    /// A plain peer's header: the raw bytes follow directly, nothing is answered.
+    Plain(Header),
+    /// A Ferry peer's offer: the receiver answers accept or decline.
+    Offer(Header),
+    /// After a Ferry file's data: the BLAKE3 hash of the whole file.
+    End { blake3: [u8; 32] },
+    /// The sender gives up on the current file.
+    Cancel { reason: String },
+}
+
+/// What a Ferry receiver answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReceiverMsg {
+    /// Send the data from `offset` on; the file will be saved under `saved_as`.
+    Accept { offset: u64, saved_as: String },
+    /// The offered file is refused; the sender goes on with its next offer.
+    Decline { reason: String },
+    /// The hash matched and the file is saved under its final name.
+    Verified { saved_as: String },
+    /// The file was not saved.
+    Failed { reason: String },
+    /// The receiver stops the transfer and closes.
+    Cancel { reason: String },
+}
+
+/// Decodes a frame body sent by a sender (plain or Ferry).
+///
+/// Rules: a body with a `ferry` field is a Ferry offer (version must be [`FERRY_VERSION`] and
+/// `kind` must be `offer`); a body with a `kind` but no `ferry` is a Ferry control message
+/// (`end`, `cancel`); anything else is a plain header.
+pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
+    let text = std::str::from_utf8(body).map_err(|_| MessageError::NotUtf8)?;
+    let value: Value = serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+    let Value::Object(obj) = value else {
+        return Err(MessageError::NotObject);
+    };
+    if let Some(version) = obj.get("ferry") {
+        if version.as_u64() != Some(FERRY_VERSION) {
+            return Err(MessageError::UnsupportedVersion(version.to_string()));
+        }
+        return match kind(&obj)? {
+            Some("offer") => Ok(SenderMsg::Offer(header(&obj)?)),
+            Some(other) => Err(MessageError::UnknownKind(other.to_owned())),
+            None => Err(MessageError::MissingField("kind")),
+        };
+    }
+    match kind(&obj)? {
+        None => Ok(SenderMsg::Plain(header(&obj)?)),
+        Some("end") => {
+            let hex = string_field(&obj, "blake3")?;
+            let hash = blake3::Hash::from_hex(hex)
+                .map_err(|_| MessageError::WrongType { field: "blake3", expected: "64 hex digits" })?;
+            Ok(SenderMsg::End { blake3: *hash.as_bytes() })
+        }
+        Some("cancel") => Ok(SenderMsg::Cancel { reason: optional_string(&obj, "reason")? }),
+        Some(other) => Err(MessageError::UnknownKind(other.to_owned())),
+    }
+}
+
+/// Encodes a sender message as a complete frame.
+pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
+    let value = match msg {
+        SenderMsg::Plain(h) => serde_json::json!({
+            "file_name": h.file_name, "file_size": h.file_size, "msg": h.msg,
+        }),
+        SenderMsg::Offer(h) => serde_json::json!({
+            "ferry": FERRY_VERSION, "kind": "offer",
+            "file_name": h.file_name, "file_size": h.file_size, "msg": h.msg,
+        }),
+        SenderMsg::End { blake3 } => serde_json::json!({
+            "kind": "end", "blake3": blake3::Hash::from_bytes(*blake3).to_hex().as_str(),
+        }),
+        SenderMsg::Cancel { reason } => serde_json::json!({ "kind": "cancel", "reason": reason }),
+    };
+    frame_json(&value)
+}
+
+/// Decodes a frame body sent by a Ferry receiver.
+pub fn decode_receiver_msg(body: &[u8]) -> Result<ReceiverMsg, MessageError> {
+    let text = std::str::from_utf8(body).map_err(|_| MessageError::NotUtf8)?;
+    serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))
+}
+
+/// Encodes a receiver message as a complete frame.
+pub fn encode_receiver_msg(msg: &ReceiverMsg) -> Result<Vec<u8>, MessageError> {
+    let value = serde_json::to_value(msg).map_err(|e| MessageError::NotJson(e.to_string()))?;
+    frame_json(&value)
+}
+
+fn frame_json(value: &Value) -> Result<Vec<u8>, MessageError> {
+    let body = serde_json::to_vec(value).map_err(|e| MessageError::NotJson(e.to_string()))?;
+    if body.len() > MAX_FRAME_LEN {
+        return Err(MessageError::TooLong(body.len()));
+    }
+    encode_frame(&body).map_err(|_| MessageError::TooLong(body.len()))
+}
+
+fn kind(obj: &Map<String, Value>) -> Result<Option<&str>, MessageError> {
+    match obj.get("kind") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(MessageError::WrongType { field: "kind", expected: "a string" }),
+    }
+}
+
+fn header(obj: &Map<String, Value>) -> Result<Header, MessageError> {
+    let file_name = string_field(obj, "file_name")?.to_owned();
+    let size = obj.get("file_size").ok_or(MessageError::MissingField("file_size"))?;
+    let file_size = match size {
+        Value::Number(n) => n.as_u64().filter(|s| *s <= MAX_FILE_SIZE).ok_or_else(|| MessageError::BadSize(n.to_string()))?,
+        _ => return Err(MessageError::WrongType { field: "file_size", expected: "an integer" }),
+    };
+    Ok(Header { file_name, file_size, msg: optional_string(obj, "msg")? })
+}
+
+fn string_field<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, MessageError> {
+    match obj.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(MessageError::WrongType { field, expected: "a string" }),
+        None => Err(MessageError::MissingField(field)),
+    }
+}
+
+fn optional_string(obj: &Map<String, Value>, field: &'static str) -> Result<String, MessageError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(MessageError::WrongType { field, expected: "a string or null" }),
+    }
+}

@@ -1,0 +1,99 @@
+//! The Ferry wire protocol: pure encoding and decoding, no sockets, no clocks, no threads.
+//!
+//! This module documentation is the specification. Everything here is a function from bytes to
+//! typed values (or typed errors) and back, so it can be tested exhaustively and fuzzed.
+//!
+//! # TCP: file uploads
+//!
+//! ## Frames
+//!
+//! Every control message is a *frame*:
+//!
+//! ```text
+//! +----------------------+---------------------------------------------+
+//! | L: i32 little-endian | L bytes: one UTF-8 JSON object              |
+//! +----------------------+---------------------------------------------+
+//! ```
+//!
+//! This is exactly Python's `struct.pack('i', len(header))` followed by `json.dumps(header)`,
+//! as in the classic teaching example Ferry descends from. A receiver rejects `L <= 0` and
+//! `L > MAX_FRAME_LEN` (64 KiB) *before* allocating anything, and rejects bodies that are not
+//! UTF-8, not JSON, or not a JSON object.
+//!
+//! ## Plain connections (the original protocol)
+//!
+//! ```text
+//! sender -> receiver:  ( Frame(Header) , file_size raw bytes )*   then the sender closes
+//! receiver -> sender:  nothing, ever
+//! ```
+//!
+//! `Header` is `{"file_name": string, "file_size": integer, "msg": string}`. `msg` may be
+//! absent or `null`. `file_size` must be an integer in `0 ..= 2^63-1` (no sign, no fraction).
+//! Unknown fields are ignored. A clean end is the sender closing the connection at a frame
+//! boundary; a connection that ends inside a frame or inside a file's bytes is an error and
+//! the partial file is discarded.
+//!
+//! ## Ferry connections (the extended protocol)
+//!
+//! A Ferry sender marks **every** header with `"ferry": 1` (the protocol version) and
+//! `"kind": "offer"`; plain peers never send a `ferry` field, so the receiver knows from the
+//! first header which protocol the connection speaks. An offer is a superset of the plain
+//! header, so the framing never changes. Per file:
+//!
+//! ```text
+//! S -> R  Frame {"ferry":1,"kind":"offer","file_name":..,"file_size":N,"msg":..}
+//! R -> S  Frame {"kind":"accept","offset":0,"saved_as":"name (1).txt"}
+//!       | Frame {"kind":"decline","reason":".."}                 (then the next offer, or EOF)
+//! S -> R  data: chunks  [i32 LE n, 1 <= n <= MAX_CHUNK_LEN][n raw bytes]
+//!         until N - offset bytes were sent; or, to give up mid-file,
+//!         the chunk header 0 followed by Frame {"kind":"cancel","reason":".."}
+//! S -> R  Frame {"kind":"end","blake3":"<64 hex digits of BLAKE3 over the whole file>"}
+//! R -> S  Frame {"kind":"verified","saved_as":".."} | Frame {"kind":"failed","reason":".."}
+//! ```
+//!
+//! At any time the receiver may send `{"kind":"cancel","reason":..}` and close; the sender
+//! reports it as cancelled by the peer. The receiver renames the file to its final name only
+//! after the hash matched, and says `verified` only once the file is there.
+//!
+//! Room for later features, without a second protocol:
+//! - *resume*: `accept.offset` > 0 (with a hash of the prefix the receiver already holds);
+//! - *cancel*: the `cancel` frame in both directions, described above;
+//! - *encryption*: a future `ferry` version that starts with a key-exchange frame;
+//! - unknown fields are ignored on both sides, and an unknown `kind` is an error.
+//!
+//! A receiver that gets `"ferry"` with a version it does not speak declines with a reason.
+//!
+//! # UDP: notes
+//!
+//! One datagram is one UTF-8 text message, no header. See [`crate::notes`].
+
+mod frame;
+mod message;
+mod name;
+
+pub use frame::{
+    Chunk, FrameError, decode_chunk_header, decode_frame_len, encode_chunk_header, encode_frame,
+    split_frame,
+};
+pub use message::{
+    FERRY_VERSION, Header, MessageError, ReceiverMsg, SenderMsg, decode_receiver_msg,
+    decode_sender_msg, encode_receiver_msg, encode_sender_msg,
+};
+pub use name::{SafeName, sanitize_file_name};
+
+/// Largest JSON frame body accepted, in bytes (64 KiB).
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+/// Largest data chunk a Ferry sender may announce, in bytes (4 MiB). Ferry senders use
+/// [`CHUNK_LEN`].
+pub const MAX_CHUNK_LEN: usize = 4 * 1024 * 1024;
+
+/// The chunk size Ferry sends and the buffer size both sides stream with (1 MiB).
+pub const CHUNK_LEN: usize = 1024 * 1024;
+
+/// Largest file size a header may announce (`i64::MAX`, what a signed 64-bit offset holds).
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// Longest name, in UTF-8 bytes, that [`sanitize_file_name`] produces. Leaves room in a
+/// 255-byte file system name for a ` (12345)` suffix and a `.part` ending.
+pub const MAX_NAME_BYTES: usize = 200;

@@ -1,0 +1,198 @@
+//! Turning an untrusted received file name into one safe path component.
+//!
+//! The result never contains a path separator, is never `.`/`..`/empty, has no control or
+//! bidirectional-override characters, no character Windows forbids, no trailing dot or space,
+//! is not a Windows device name, is in Unicode NFC and is at most [`MAX_NAME_BYTES`] long.
+//! Joined to a folder it therefore always names a file directly inside that folder.
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::MAX_NAME_BYTES;
+
+/// The name used when nothing usable is left of the offered one.
+const FALLBACK_NAME: &str = "unnamed";
+
+/// A file name that is safe to join to the download folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeName {
+    name: String,
+    changed: bool,
+}
+
+impl SafeName {
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// True when the name differs from what the sender offered (the user is told).
+    pub fn was_changed(&self) -> bool {
+        self.changed
+    }
+
+    /// The `n`th alternative for a taken name: `report.pdf` -> `report (n).pdf`,
+    /// `data.tar.gz` -> `data (n).tar.gz`. Stays within [`MAX_NAME_BYTES`] plus the suffix.
+    pub fn numbered(&self, n: u32) -> String {
+        if n == 0 {
+            return self.name.clone();
+        }
+        let (stem, ext) = split_extension(&self.name);
+        format!("{stem} ({n}){ext}")
+    }
+}
+
+impl std::fmt::Display for SafeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Reduces an untrusted name to one safe path component (see the module docs).
+pub fn sanitize_file_name(raw: &str) -> SafeName {
+    let normalized: String = raw.nfc().collect();
+    // Keep only the last real component of whatever path the sender sent.
+    let last = normalized
+        .split(['/', '\\'])
+        .rev()
+        .find(|part| !part.is_empty() && *part != "." && *part != "..")
+        .unwrap_or("");
+    let mut name: String = last.chars().map(|c| if is_forbidden(c) { '_' } else { c }).collect();
+    name = name.trim_matches(|c: char| c.is_whitespace()).trim_end_matches('.').trim_end().to_owned();
+    if name.chars().all(|c| c == '.') {
+        name.clear();
+    }
+    if is_windows_device_name(&name) {
+        name.insert(0, '_');
+    }
+    name = truncate_keeping_extension(&name, MAX_NAME_BYTES);
+    if name.is_empty() {
+        name = FALLBACK_NAME.to_owned();
+    }
+    SafeName { changed: name != raw, name }
+}
+
+fn is_forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')
+        // Bidirectional overrides and isolates can make "exe.txt" display as "txt.exe".
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn is_windows_device_name(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    match stem.as_str() {
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$" => true,
+        s if s.len() == 4 && (s.starts_with("COM") || s.starts_with("LPT")) => {
+            s.as_bytes()[3].is_ascii_digit()
+        }
+        _ => false,
+    }
+}
+
+/// Splits `name` into stem and extension (with its dot); `.tar.*` counts as one extension and
+/// a leading dot (`.bashrc`) is part of the stem.
+fn split_extension(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(0) | None => (name, ""),
+        Some(dot) => {
+            let stem = &name[..dot];
+            match stem.len().checked_sub(4) {
+                Some(tar) if tar > 0 && stem[tar..].eq_ignore_ascii_case(".tar") => name.split_at(tar),
+                _ => name.split_at(dot),
+            }
+        }
+    }
+}
+
+fn truncate_keeping_extension(name: &str, max_bytes: usize) -> String {
+    if name.len() <= max_bytes {
+        return name.to_owned();
+    }
+    let (stem, ext) = split_extension(name);
+    let ext = if ext.len() <= 16 { ext } else { "" };
+    let mut budget = max_bytes - ext.len();
+    while !stem.is_char_boundary(budget.min(stem.len())) {
+        budget -= 1;
+    }
+    let stem = stem[..budget.min(stem.len())].trim_end_matches(['.', ' ']);
+    format!("{stem}{ext}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean(raw: &str) -> String {
+        sanitize_file_name(raw).name
+    }
+
+    #[test]
+    fn keeps_ordinary_and_chinese_names() {
+        assert_eq!(clean("report.pdf"), "report.pdf");
+        assert_eq!(clean("计算机五大.txt"), "计算机五大.txt");
+        assert!(!sanitize_file_name("计算机五大.txt").was_changed());
+        assert_eq!(clean(".bashrc"), ".bashrc");
+    }
+
+    #[test]
+    fn strips_paths_and_traversal() {
+        assert_eq!(clean("../../x"), "x");
+        assert_eq!(clean("/etc/passwd"), "passwd");
+        assert_eq!(clean("C:\\x"), "x");
+        assert_eq!(clean("a\\..\\b"), "b");
+        assert_eq!(clean("dir/"), "dir");
+        assert_eq!(clean("C:x"), "C_x");
+        assert!(sanitize_file_name("../../x").was_changed());
+    }
+
+    #[test]
+    fn empty_and_dot_names_get_a_fallback() {
+        for raw in ["", ".", "..", "/", "...", "  ", "../..", "\\"] {
+            assert_eq!(clean(raw), FALLBACK_NAME, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn control_reserved_and_bidi_characters_are_replaced() {
+        assert_eq!(clean("a\0b"), "a_b");
+        assert_eq!(clean("a\nb\tc"), "a_b_c");
+        assert_eq!(clean("what?.txt"), "what_.txt");
+        assert_eq!(clean("evil\u{202E}txt.exe"), "evil_txt.exe");
+    }
+
+    #[test]
+    fn windows_device_names_and_trailing_dots() {
+        assert_eq!(clean("CON"), "_CON");
+        assert_eq!(clean("aux.txt"), "_aux.txt");
+        assert_eq!(clean("com1.log"), "_com1.log");
+        assert_eq!(clean("console.txt"), "console.txt");
+        assert_eq!(clean("name. "), "name");
+        assert_eq!(clean("name..."), "name");
+    }
+
+    #[test]
+    fn long_names_are_bounded_on_a_char_boundary_keeping_the_extension() {
+        let long = format!("{}.txt", "a".repeat(300));
+        let out = clean(&long);
+        assert!(out.len() <= MAX_NAME_BYTES);
+        assert!(out.ends_with(".txt"));
+        let chinese = format!("{}.txt", "计".repeat(100)); // 300 bytes
+        let out = clean(&chinese);
+        assert!(out.len() <= MAX_NAME_BYTES && out.ends_with(".txt"), "{out}");
+    }
+
+    #[test]
+    fn nfc_normalization() {
+        // "é" as e + combining acute becomes the single code point.
+        assert_eq!(clean("cafe\u{301}.txt"), "caf\u{e9}.txt");
+    }
+
+    #[test]
+    fn numbered_alternatives() {
+        let n = sanitize_file_name("a.txt");
+        assert_eq!(n.numbered(0), "a.txt");
+        assert_eq!(n.numbered(1), "a (1).txt");
+        assert_eq!(sanitize_file_name("data.tar.gz").numbered(2), "data (2).tar.gz");
+        assert_eq!(sanitize_file_name(".bashrc").numbered(1), ".bashrc (1)");
+        assert_eq!(sanitize_file_name("noext").numbered(3), "noext (3)");
+    }
+}

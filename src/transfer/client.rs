@@ -1,0 +1,414 @@
+//! The sending side: every file over one connection, streamed from disk in chunks (never the
+//! whole file in memory), hashed with BLAKE3 on the same single read in Ferry mode.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::{TransferError, read_frame, write_all};
+use crate::protocol::{
+    self, CHUNK_LEN, Header, ReceiverMsg, SenderMsg, decode_receiver_msg, encode_chunk_header,
+    encode_sender_msg,
+};
+use crate::worker::{CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, next_transfer_id};
+
+/// How a send is made.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// `host:port` of the receiver.
+    pub to: String,
+    /// The header's `msg`, sent with every file.
+    pub msg: String,
+    /// Plain speaks the original protocol to a plain server (nothing is answered or verified).
+    pub mode: Mode,
+    pub connect_timeout: Duration,
+    /// How long to wait for each answer of a Ferry receiver.
+    pub answer_timeout: Duration,
+}
+
+impl SendOptions {
+    pub fn new(to: impl Into<String>) -> Self {
+        Self {
+            to: to.into(),
+            msg: String::new(),
+            mode: Mode::Ferry,
+            connect_timeout: Duration::from_secs(10),
+            answer_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What became of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// The receiver checked the hash and saved it under `saved_as`.
+    Verified { saved_as: String },
+    /// Plain mode: every byte was handed to the network; nobody checked it.
+    SentUnverified,
+    Declined { reason: String },
+    Failed { reason: String },
+    Cancelled,
+}
+
+impl FileOutcome {
+    /// True for the outcomes that count as success for the mode used.
+    pub fn is_success(&self) -> bool {
+        matches!(self, FileOutcome::Verified { .. } | FileOutcome::SentUnverified)
+    }
+}
+
+impl std::fmt::Display for FileOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileOutcome::Verified { saved_as } => write!(f, "verified, saved as {saved_as:?}"),
+            FileOutcome::SentUnverified => f.write_str("sent, unverified"),
+            FileOutcome::Declined { reason } => write!(f, "declined: {reason}"),
+            FileOutcome::Failed { reason } => write!(f, "failed: {reason}"),
+            FileOutcome::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// Why nothing could be sent at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot resolve {0:?}: expected HOST:PORT")]
+    Resolve(String),
+    #[error("cannot connect to {to}: {source}")]
+    Connect { to: String, source: std::io::Error },
+}
+
+/// Uploads `files` in order over one connection and reports each file's outcome.
+/// Events go to `sink`; `cancel` stops at the next chunk.
+pub fn send_files(
+    opts: &SendOptions,
+    files: &[PathBuf],
+    sink: &EventSink,
+    cancel: &CancelToken,
+) -> Result<Vec<(PathBuf, FileOutcome)>, SendError> {
+    let stream = connect(opts)?;
+    let peer = stream.peer_addr().map_err(|source| SendError::Connect { to: opts.to.clone(), source })?;
+    let answers = match opts.mode {
+        Mode::Ferry => Some(spawn_answer_reader(&stream).map_err(|source| SendError::Connect { to: opts.to.clone(), source })?),
+        Mode::Plain => None,
+    };
+    let mut session = Session { stream, peer, opts, sink, cancel, answers, buf: vec![0u8; 4 + CHUNK_LEN], broken: None };
+    let mut outcomes = Vec::with_capacity(files.len());
+    for path in files {
+        let outcome = session.send_one(path);
+        outcomes.push((path.clone(), outcome));
+    }
+    session.finish();
+    Ok(outcomes)
+}
+
+fn connect(opts: &SendOptions) -> Result<TcpStream, SendError> {
+    let addrs: Vec<SocketAddr> =
+        opts.to.to_socket_addrs().map_err(|_| SendError::Resolve(opts.to.clone()))?.collect();
+    let mut last_error = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, opts.connect_timeout) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_write_timeout(Some(opts.answer_timeout));
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(match last_error {
+        Some(source) => SendError::Connect { to: opts.to.clone(), source },
+        None => SendError::Resolve(opts.to.clone()),
+    })
+}
+
+/// What the answer-reader thread passes on.
+enum Answer {
+    Msg(ReceiverMsg),
+    Closed(String),
+}
+
+/// A Ferry receiver may speak at any time (a cancel mid-file), so its frames are read on a
+/// thread of their own and handed over on a channel.
+fn spawn_answer_reader(stream: &TcpStream) -> std::io::Result<Receiver<Answer>> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    thread::Builder::new().name("ferry-answers".into()).spawn(move || {
+        loop {
+            let answer = match read_frame(&mut reader) {
+                Ok(Some(body)) => match decode_receiver_msg(&body) {
+                    Ok(msg) => Answer::Msg(msg),
+                    Err(e) => Answer::Closed(format!("receiver sent a bad answer: {e}")),
+                },
+                Ok(None) => Answer::Closed("receiver closed the connection".into()),
+                Err(e) => Answer::Closed(format!("connection lost: {e}")),
+            };
+            let last = matches!(answer, Answer::Closed(_));
+            if tx.send(answer).is_err() || last {
+                break;
+            }
+        }
+    })?;
+    Ok(rx)
+}
+
+struct Session<'a> {
+    stream: TcpStream,
+    peer: SocketAddr,
+    opts: &'a SendOptions,
+    sink: &'a EventSink,
+    cancel: &'a CancelToken,
+    answers: Option<Receiver<Answer>>,
+    /// Chunk header space followed by the data buffer.
+    buf: Vec<u8>,
+    /// Set once the connection can no longer carry files; every later file fails with it.
+    broken: Option<String>,
+}
+
+/// How one file's attempt ended.
+enum Stop {
+    Outcome(FileOutcome),
+    /// The connection is unusable from here on.
+    Broken(String),
+}
+
+impl From<TransferError> for Stop {
+    fn from(e: TransferError) -> Self {
+        Stop::Broken(e.to_string())
+    }
+}
+
+impl Session<'_> {
+    fn send_one(&mut self, path: &Path) -> FileOutcome {
+        if let Some(reason) = &self.broken {
+            return FileOutcome::Failed { reason: format!("not sent: {reason}") };
+        }
+        if self.cancel.is_cancelled() {
+            return FileOutcome::Cancelled;
+        }
+        let id = next_transfer_id();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let opened = File::open(path).and_then(|f| {
+            let meta = f.metadata()?;
+            if meta.is_file() { Ok((f, meta.len())) } else { Err(std::io::Error::other("not a regular file")) }
+        });
+        let (file, size) = match opened {
+            Ok(opened) => opened,
+            Err(e) => return FileOutcome::Failed { reason: format!("cannot read {}: {e}", path.display()) },
+        };
+        self.sink.transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Outgoing,
+            peer: self.peer,
+            name: name.clone(),
+            saved_as: None,
+            bytes_total: size,
+            mode: self.opts.mode,
+            msg: self.opts.msg.clone(),
+        });
+        let header = Header { file_name: name, file_size: size, msg: self.opts.msg.clone() };
+        let result = match self.opts.mode {
+            Mode::Plain => self.send_plain(id, header, file),
+            Mode::Ferry => self.send_ferry(id, header, file),
+        };
+        let outcome = match result {
+            Ok(outcome) | Err(Stop::Outcome(outcome)) => outcome,
+            Err(Stop::Broken(reason)) => {
+                self.broken = Some(reason.clone());
+                FileOutcome::Failed { reason }
+            }
+        };
+        match &outcome {
+            FileOutcome::Verified { saved_as } => self.sink.transfer(TransferEvent::Finished {
+                id, verified: true, saved_as: saved_as.clone(), path: None,
+            }),
+            FileOutcome::SentUnverified => self.sink.transfer(TransferEvent::Finished {
+                id, verified: false, saved_as: String::new(), path: None,
+            }),
+            other => self.sink.transfer(TransferEvent::Failed { id, reason: other.to_string() }),
+        }
+        outcome
+    }
+
+    fn send_plain(&mut self, id: u64, header: Header, mut file: File) -> Result<FileOutcome, Stop> {
+        let size = header.file_size;
+        let frame = encode_sender_msg(&SenderMsg::Plain(header)).map_err(TransferError::from)?;
+        write_all(&mut self.stream, &frame)?;
+        let mut sent = 0u64;
+        let mut throttle = ProgressThrottle::default();
+        while sent < size {
+            if self.cancel.is_cancelled() {
+                // A plain peer cannot be told; the only way to stop is to close.
+                return Err(Stop::Broken("cancelled".into()));
+            }
+            let want = (size - sent).min(CHUNK_LEN as u64) as usize;
+            // A plain peer cannot be told that a file went wrong: only closing stops it.
+            let n = match read_some(&mut file, &mut self.buf[..want]) {
+                Ok(0) => return Err(Stop::Broken("the file shrank while it was being sent".into())),
+                Ok(n) => n,
+                Err(e) => return Err(Stop::Broken(format!("cannot read the file: {e}"))),
+            };
+            write_all(&mut self.stream, &self.buf[..n])?;
+            sent += n as u64;
+            if throttle.ready() {
+                self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
+            }
+        }
+        self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
+        Ok(FileOutcome::SentUnverified)
+    }
+
+    fn send_ferry(&mut self, id: u64, header: Header, mut file: File) -> Result<FileOutcome, Stop> {
+        let size = header.file_size;
+        let frame = encode_sender_msg(&SenderMsg::Offer(header)).map_err(TransferError::from)?;
+        self.write_or_explain(&frame)?;
+        match self.wait_answer()? {
+            ReceiverMsg::Accept { offset: 0, .. } => {}
+            ReceiverMsg::Accept { offset, .. } => {
+                return Err(Stop::Broken(format!("receiver asked to resume at byte {offset}, which this version cannot do")));
+            }
+            ReceiverMsg::Decline { reason } => return Ok(FileOutcome::Declined { reason }),
+            other => return Err(Stop::Broken(format!("unexpected answer to an offer: {other:?}"))),
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut sent = 0u64;
+        let mut throttle = ProgressThrottle::default();
+        while sent < size {
+            if let Some(stop) = self.peer_stopped() {
+                return Err(stop);
+            }
+            if self.cancel.is_cancelled() {
+                self.send_cancel("cancelled by the sender")?;
+                return Ok(FileOutcome::Cancelled);
+            }
+            let want = (size - sent).min(CHUNK_LEN as u64) as usize;
+            let n = match read_some(&mut file, &mut self.buf[4..4 + want]) {
+                Ok(0) => Err("the file shrank while it was being sent".to_owned()),
+                Ok(n) => Ok(n),
+                Err(e) => Err(format!("cannot read the file: {e}")),
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(reason) => {
+                    self.send_cancel(&reason)?;
+                    return Ok(FileOutcome::Failed { reason });
+                }
+            };
+            self.buf[..4].copy_from_slice(&encode_chunk_header(n));
+            hasher.update(&self.buf[4..4 + n]);
+            let chunk = std::mem::take(&mut self.buf);
+            let written = self.write_or_explain(&chunk[..4 + n]);
+            self.buf = chunk;
+            written?;
+            sent += n as u64;
+            if throttle.ready() {
+                self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
+            }
+        }
+        self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
+        let end = SenderMsg::End { blake3: *hasher.finalize().as_bytes() };
+        self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
+        match self.wait_answer()? {
+            ReceiverMsg::Verified { saved_as } => Ok(FileOutcome::Verified { saved_as }),
+            ReceiverMsg::Failed { reason } => Ok(FileOutcome::Failed { reason }),
+            other => Err(Stop::Broken(format!("unexpected answer after a file: {other:?}"))),
+        }
+    }
+
+    /// The chunk header 0 and a cancel frame: the receiver drops the file, the connection
+    /// stays usable for the next one.
+    fn send_cancel(&mut self, reason: &str) -> Result<(), Stop> {
+        self.write_or_explain(&encode_chunk_header(0))?;
+        let frame = encode_sender_msg(&SenderMsg::Cancel { reason: reason.into() }).map_err(TransferError::from)?;
+        self.write_or_explain(&frame)
+    }
+
+    /// Writes; if the receiver hung up, reports what it said before it did.
+    fn write_or_explain(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+        match self.stream.write_all(bytes) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let said = self.answers.as_ref().and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
+                Err(match said {
+                    Some(Answer::Msg(msg)) => stop_for_answer(msg),
+                    _ => Stop::Broken(format!("connection lost: {e}")),
+                })
+            }
+        }
+    }
+
+    /// A Ferry receiver's unsolicited message during data (cancel, failure), if any.
+    fn peer_stopped(&mut self) -> Option<Stop> {
+        let rx = self.answers.as_ref()?;
+        match rx.try_recv().ok()? {
+            Answer::Msg(msg) => Some(stop_for_answer(msg)),
+            Answer::Closed(reason) => Some(Stop::Broken(reason)),
+        }
+    }
+
+    /// Waits for the receiver's next answer, polling for cancellation.
+    fn wait_answer(&mut self) -> Result<ReceiverMsg, Stop> {
+        let Some(rx) = &self.answers else {
+            return Err(Stop::Broken("no answer channel".into()));
+        };
+        let deadline = Instant::now() + self.opts.answer_timeout;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(Stop::Broken("cancelled".into()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Stop::Broken(format!(
+                    "no answer from {} within {} s; if it is a plain (non-Ferry) server, send in plain mode",
+                    self.peer,
+                    self.opts.answer_timeout.as_secs()
+                )));
+            }
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(Answer::Msg(msg)) => return Ok(msg),
+                Ok(Answer::Closed(reason)) => return Err(Stop::Broken(reason)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(Stop::Broken("connection lost".into())),
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        let _ = self.stream.flush();
+        // Tell the receiver we are done, and let the answer reader see the end.
+        let _ = self.stream.shutdown(Shutdown::Write);
+        if let Some(rx) = self.answers.take() {
+            // Wait briefly for the receiver to close, so a last answer is not lost.
+            let _ = rx.recv_timeout(Duration::from_secs(2));
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+fn stop_for_answer(msg: ReceiverMsg) -> Stop {
+    match msg {
+        // The receiver closes after a cancel, so later files cannot go either.
+        ReceiverMsg::Cancel { reason } => Stop::Broken(format!("cancelled by peer: {reason}")),
+        ReceiverMsg::Decline { reason } => Stop::Outcome(FileOutcome::Declined { reason }),
+        ReceiverMsg::Failed { reason } => Stop::Broken(reason),
+        other => Stop::Broken(format!("unexpected answer during data: {other:?}")),
+    }
+}
+
+/// `read`, retrying on interruption.
+fn read_some(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+// The send buffer holds one chunk plus its header.
+const _: () = assert!(CHUNK_LEN <= protocol::MAX_CHUNK_LEN);

@@ -1,0 +1,94 @@
+//! File uploads over TCP: the receiving server and the sending client, on blocking std
+//! sockets driven by worker threads. The bytes on the wire are specified in
+//! [`crate::protocol`]; this module moves them between sockets and files.
+
+mod client;
+mod files;
+mod server;
+
+use std::io::{self, ErrorKind, Read, Write};
+
+pub use client::{FileOutcome, SendError, SendOptions, send_files};
+pub use files::PartFile;
+pub use server::{ServerConfig, ServerHandle, ServerStartError};
+
+use crate::protocol::{self, FrameError, MessageError};
+
+/// Why a connection or a file failed. Each variant's text is what the user is shown.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("bad frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("bad message: {0}")]
+    Message(#[from] MessageError),
+    #[error("connection closed in the middle of a frame")]
+    TruncatedFrame,
+    #[error("connection closed after {received} of {expected} bytes")]
+    ShortData { received: u64, expected: u64 },
+    #[error("peer sent more data than it offered")]
+    TooMuchData,
+    #[error("unexpected message: {0}")]
+    Unexpected(String),
+    #[error("verification failed: the received data does not match the sender's BLAKE3 hash")]
+    HashMismatch,
+    #[error("peer went silent for {0} s")]
+    Timeout(u64),
+    #[error("cancelled by peer: {0}")]
+    CancelledByPeer(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("cannot write the file: {0}")]
+    Disk(io::Error),
+    #[error("network error: {0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for TransferError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            ErrorKind::UnexpectedEof => TransferError::TruncatedFrame,
+            _ => TransferError::Io(e),
+        }
+    }
+}
+
+/// Reads a frame's 4-byte prefix; `None` on a clean end of stream before its first byte.
+fn read_prefix(reader: &mut impl Read) -> io::Result<Option<[u8; 4]>> {
+    let mut prefix = [0u8; 4];
+    let mut filled = 0;
+    while filled < prefix.len() {
+        match reader.read(&mut prefix[filled..]) {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(prefix))
+}
+
+/// Reads one JSON frame body, bounded by [`protocol::MAX_FRAME_LEN`] before allocating.
+/// `None` on a clean end of stream at the frame boundary.
+fn read_frame(reader: &mut impl Read) -> Result<Option<Vec<u8>>, TransferError> {
+    let Some(prefix) = read_prefix(reader)? else {
+        return Ok(None);
+    };
+    let len = protocol::decode_frame_len(prefix)?;
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+/// Writes a frame produced by the protocol encoders.
+fn write_all(writer: &mut impl Write, bytes: &[u8]) -> Result<(), TransferError> {
+    writer.write_all(bytes).map_err(TransferError::Io)
+}
+
+/// Maps a socket read error, turning timeouts into [`TransferError::Timeout`].
+fn read_error(e: io::Error, idle_secs: u64) -> TransferError {
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => TransferError::Timeout(idle_secs),
+        _ => TransferError::from(e),
+    }
+}

@@ -1,0 +1,496 @@
+//! The receiving side: a listener thread and one bounded thread per connection.
+//!
+//! Each connection speaks plain or Ferry, decided by its first header (see
+//! [`crate::protocol`]). Files are written through [`PartFile`], so nothing appears under a
+//! final name until every byte arrived (and, for Ferry peers, the hash matched). A bad
+//! connection is logged, reported as an event and closed; the server keeps serving.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::{PartFile, TransferError, read_error, read_frame, read_prefix, write_all};
+use crate::protocol::{
+    self, Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_sender_msg,
+    encode_receiver_msg, sanitize_file_name,
+};
+use crate::worker::{
+    Direction, Event, EventSink, Mode, ProgressThrottle, ServerEvent, TransferEvent,
+    next_transfer_id,
+};
+
+/// The size of the buffer each connection streams through.
+const RECV_BUF_LEN: usize = 256 * 1024;
+/// How many refusals (over the connection bound) may be in flight at once.
+const MAX_REFUSALS: usize = 16;
+
+/// What a server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    /// The download folder; must exist.
+    pub dir: PathBuf,
+    /// Connections served at once; one more gets an explicit refusal.
+    pub max_connections: usize,
+    /// A peer silent for this long is dropped.
+    pub idle_timeout: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(bind: IpAddr, port: u16, dir: PathBuf) -> Self {
+        Self { bind, port, dir, max_connections: 64, idle_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerStartError {
+    #[error("port {port} is in use")]
+    PortInUse { port: u16 },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("download folder {0} is not a folder")]
+    NotAFolder(PathBuf),
+}
+
+/// State shared by the listener and the connection threads.
+struct Shared {
+    config: ServerConfig,
+    sink: EventSink,
+    stopping: AtomicBool,
+    active: AtomicUsize,
+    refusing: AtomicUsize,
+    /// Clones of the live connections, so `stop` can shut them down mid-read.
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running server. Dropping it stops the server, cancels in-flight uploads (their `.part`
+/// files are removed) and joins every thread.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Binds and starts accepting on a thread of its own.
+    pub fn start(config: ServerConfig, sink: EventSink) -> Result<Self, ServerStartError> {
+        if !config.dir.is_dir() {
+            return Err(ServerStartError::NotAFolder(config.dir.clone()));
+        }
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(addr).map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => ServerStartError::PortInUse { port: config.port },
+            _ => ServerStartError::Bind { addr, source },
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerStartError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            config,
+            sink,
+            stopping: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
+            conns: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let accept_thread = thread::Builder::new()
+            .name("ferry-accept".into())
+            .spawn(move || accept_loop(listener, &accept_shared))
+            .map_err(|source| ServerStartError::Bind { addr, source })?;
+        shared.sink.emit(Event::Server(ServerEvent::Listening { addr: local_addr }));
+        log::info!("listening on {local_addr}, saving to {}", shared.config.dir.display());
+        Ok(Self { local_addr, shared, accept_thread: Some(accept_thread) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, cancels in-flight uploads and waits for every thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(accept_thread) = self.accept_thread.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with a connection of our own.
+        let wake_ip = match self.local_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let _ = TcpStream::connect_timeout(&SocketAddr::new(wake_ip, self.local_addr.port()), Duration::from_secs(1));
+        let _ = accept_thread.join();
+        for stream in lock(&self.shared.conns).values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let threads = std::mem::take(&mut *lock(&self.shared.threads));
+        for handle in threads {
+            let _ = handle.join();
+        }
+        self.shared.sink.emit(Event::Server(ServerEvent::Stopped));
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in another connection thread must not take the server down with it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
+    let mut next_conn = 0u64;
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                // Out of file descriptors and the like: do not spin.
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let Ok(peer) = stream.peer_addr() else { continue };
+        if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
+            refuse(stream, peer, shared);
+            continue;
+        }
+        next_conn += 1;
+        let conn_id = next_conn;
+        if let Ok(clone) = stream.try_clone() {
+            lock(&shared.conns).insert(conn_id, clone);
+        }
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        let conn_shared = Arc::clone(shared);
+        let spawned = thread::Builder::new().name(format!("ferry-conn-{peer}")).spawn(move || {
+            serve_connection(stream, peer, &conn_shared);
+            lock(&conn_shared.conns).remove(&conn_id);
+            conn_shared.active.fetch_sub(1, Ordering::SeqCst);
+        });
+        let mut threads = lock(&shared.threads);
+        threads.retain(|t| !t.is_finished());
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                log::error!("cannot start a thread for {peer}: {e}");
+                lock(&shared.conns).remove(&conn_id);
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Over the connection bound: say so (a Ferry peer reads it, a plain peer sees the close) and
+/// close, on a short-lived thread so the listener never waits.
+fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let reason = format!("server busy: {} connections already, try again later", shared.config.max_connections);
+    log::warn!("refused {peer}: {reason}");
+    shared.sink.emit(Event::Server(ServerEvent::ConnectionError { peer, reason: reason.clone() }));
+    if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSALS {
+        shared.refusing.fetch_sub(1, Ordering::SeqCst);
+        return; // dropping closes it
+    }
+    let refuse_shared = Arc::clone(shared);
+    let spawned = thread::Builder::new().name("ferry-refuse".into()).spawn(move || {
+        let mut stream = stream;
+        if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Decline { reason }) {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = stream.write_all(&frame);
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+        // Read what the peer already sent so the close is a FIN, not a reset that could
+        // destroy our answer before the peer reads it.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut sink = [0u8; 16 * 1024];
+        let mut drained = 0;
+        while drained < 1024 * 1024 {
+            match stream.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+        refuse_shared.refusing.fetch_sub(1, Ordering::SeqCst);
+    });
+    if spawned.is_err() {
+        shared.refusing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let idle = shared.config.idle_timeout;
+    let setup = stream
+        .set_read_timeout(Some(idle))
+        .and_then(|()| stream.set_write_timeout(Some(idle)))
+        .and_then(|()| stream.set_nodelay(true))
+        .and_then(|()| stream.try_clone());
+    let writer = match setup {
+        Ok(writer) => writer,
+        Err(e) => {
+            log::warn!("{peer}: cannot set up the connection: {e}");
+            return;
+        }
+    };
+    let mut conn = Connection {
+        reader: BufReader::with_capacity(64 * 1024, stream),
+        writer,
+        peer,
+        shared,
+        mode: None,
+        buf: vec![0u8; RECV_BUF_LEN],
+    };
+    match conn.run() {
+        Ok(()) => log::info!("{peer}: connection closed"),
+        Err(ConnEnd { error, reported }) => {
+            log::warn!("{peer}: {error}");
+            if conn.mode == Some(Mode::Ferry) {
+                conn.answer(&ReceiverMsg::Failed { reason: error.to_string() });
+            }
+            if !reported {
+                shared.sink.emit(Event::Server(ServerEvent::ConnectionError { peer, reason: error.to_string() }));
+            }
+        }
+    }
+}
+
+/// A connection ended with an error; `reported` when a file's `Failed` event already told.
+struct ConnEnd {
+    error: TransferError,
+    reported: bool,
+}
+
+impl From<TransferError> for ConnEnd {
+    fn from(error: TransferError) -> Self {
+        Self { error, reported: false }
+    }
+}
+
+struct Connection<'a> {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    peer: SocketAddr,
+    shared: &'a Shared,
+    /// Decided by the first header.
+    mode: Option<Mode>,
+    buf: Vec<u8>,
+}
+
+/// How a file's data ended while the stream stays in step (the next header can follow).
+enum FileEnd {
+    Committed { path: PathBuf, verified: bool },
+    /// The stream is still in step, but the file was not kept.
+    Rejected(TransferError),
+}
+
+impl Connection<'_> {
+    fn idle_secs(&self) -> u64 {
+        self.shared.config.idle_timeout.as_secs()
+    }
+
+    fn run(&mut self) -> Result<(), ConnEnd> {
+        loop {
+            let body = match read_frame(&mut self.reader) {
+                Ok(Some(body)) => body,
+                Ok(None) => return Ok(()),
+                Err(TransferError::Io(e)) => return Err(read_error(e, self.idle_secs()).into()),
+                Err(e) => return Err(e.into()),
+            };
+            let msg = decode_sender_msg(&body).map_err(TransferError::from)?;
+            let (header, mode) = match (self.mode, msg) {
+                (None | Some(Mode::Plain), SenderMsg::Plain(h)) => (h, Mode::Plain),
+                (None | Some(Mode::Ferry), SenderMsg::Offer(h)) => (h, Mode::Ferry),
+                (_, other) => {
+                    return Err(TransferError::Unexpected(format!("{other:?} where a file header belongs")).into());
+                }
+            };
+            self.mode = Some(mode);
+            self.receive_file(header, mode)?;
+        }
+    }
+
+    /// Best effort: a Ferry peer that already left cannot be told anything.
+    fn answer(&mut self, msg: &ReceiverMsg) {
+        if let Ok(frame) = encode_receiver_msg(msg) {
+            let _ = self.writer.write_all(&frame);
+        }
+    }
+
+    fn receive_file(&mut self, header: Header, mode: Mode) -> Result<(), ConnEnd> {
+        let safe = sanitize_file_name(&header.file_name);
+        let id = next_transfer_id();
+        let sink = &self.shared.sink;
+        let mut part = match PartFile::create(&self.shared.config.dir, &safe) {
+            Ok(part) => part,
+            Err(e) => {
+                let error = TransferError::Disk(e);
+                if mode == Mode::Ferry {
+                    // The sender can go on with its next file.
+                    self.answer(&ReceiverMsg::Decline { reason: error.to_string() });
+                    log::warn!("{}: declined {:?}: {error}", self.peer, header.file_name);
+                    return Ok(());
+                }
+                return Err(error.into());
+            }
+        };
+        let final_name = part.final_name();
+        if final_name != header.file_name {
+            log::info!("{}: {:?} will be saved as {final_name:?}", self.peer, header.file_name);
+        }
+        sink.transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Incoming,
+            peer: self.peer,
+            name: header.file_name.clone(),
+            saved_as: (final_name != header.file_name).then(|| final_name.clone()),
+            bytes_total: header.file_size,
+            mode,
+            msg: header.msg.clone(),
+        });
+        if mode == Mode::Ferry {
+            let frame = encode_receiver_msg(&ReceiverMsg::Accept { offset: 0, saved_as: final_name })
+                .map_err(TransferError::from)?;
+            write_all(&mut self.writer, &frame)?;
+        }
+        let outcome = match mode {
+            Mode::Plain => self.copy_plain(&mut part, id, header.file_size).and_then(|()| {
+                let path = part.commit().map_err(TransferError::Disk)?;
+                Ok(FileEnd::Committed { path, verified: false })
+            }),
+            Mode::Ferry => self.copy_ferry(part, id, header.file_size),
+        };
+        match outcome {
+            Ok(FileEnd::Committed { path, verified }) => {
+                let saved_as = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                log::info!("{}: received {:?} ({} bytes, {})", self.peer, path, header.file_size,
+                    if verified { "verified" } else { "unverified" });
+                if verified {
+                    self.answer(&ReceiverMsg::Verified { saved_as: saved_as.clone() });
+                }
+                sink.transfer(TransferEvent::Finished { id, verified, saved_as, path: Some(path) });
+                Ok(())
+            }
+            Ok(FileEnd::Rejected(error)) => {
+                log::warn!("{}: {:?}: {error}", self.peer, header.file_name);
+                if !matches!(error, TransferError::CancelledByPeer(_)) {
+                    self.answer(&ReceiverMsg::Failed { reason: error.to_string() });
+                }
+                sink.transfer(TransferEvent::Failed { id, reason: error.to_string() });
+                Ok(())
+            }
+            Err(error) => {
+                sink.transfer(TransferEvent::Failed { id, reason: error.to_string() });
+                Err(ConnEnd { error, reported: true })
+            }
+        }
+    }
+
+    /// Streams exactly `size` raw bytes into the part file (the original protocol).
+    fn copy_plain(&mut self, part: &mut PartFile, id: u64, size: u64) -> Result<(), TransferError> {
+        let mut received = 0u64;
+        let mut throttle = ProgressThrottle::default();
+        let file = part.file().map_err(TransferError::Disk)?;
+        while received < size {
+            self.check_stopping()?;
+            let want = (size - received).min(self.buf.len() as u64) as usize;
+            let n = match self.reader.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(TransferError::ShortData { received, expected: size }),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(e, self.shared.config.idle_timeout.as_secs())),
+            };
+            file.write_all(&self.buf[..n]).map_err(TransferError::Disk)?;
+            received += n as u64;
+            if throttle.ready() {
+                self.shared.sink.transfer(TransferEvent::Progress { id, bytes_done: received });
+            }
+        }
+        self.shared.sink.transfer(TransferEvent::Progress { id, bytes_done: received });
+        Ok(())
+    }
+
+    /// Streams a Ferry file's chunks, hashing as they pass, then checks the sender's hash.
+    fn copy_ferry(&mut self, mut part: PartFile, id: u64, size: u64) -> Result<FileEnd, TransferError> {
+        let idle = self.idle_secs();
+        let mut hasher = blake3::Hasher::new();
+        let mut received = 0u64;
+        let mut throttle = ProgressThrottle::default();
+        let file = part.file().map_err(TransferError::Disk)?;
+        while received < size {
+            self.check_stopping()?;
+            let prefix = read_prefix(&mut self.reader)
+                .map_err(|e| read_error(e, idle))?
+                .ok_or(TransferError::ShortData { received, expected: size })?;
+            let mut remaining = match decode_chunk_header(prefix)? {
+                Chunk::Data(n) if received + n as u64 > size => return Err(TransferError::TooMuchData),
+                Chunk::Data(n) => n,
+                Chunk::Cancel => {
+                    let body = read_frame(&mut self.reader)?.ok_or(TransferError::TruncatedFrame)?;
+                    return match decode_sender_msg(&body)? {
+                        SenderMsg::Cancel { reason } => Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))),
+                        other => Err(TransferError::Unexpected(format!("{other:?} after a cancel marker"))),
+                    };
+                }
+            };
+            while remaining > 0 {
+                let want = remaining.min(self.buf.len());
+                self.reader.read_exact(&mut self.buf[..want]).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => TransferError::ShortData { received, expected: size },
+                    _ => read_error(e, idle),
+                })?;
+                hasher.update(&self.buf[..want]);
+                file.write_all(&self.buf[..want]).map_err(TransferError::Disk)?;
+                remaining -= want;
+                received += want as u64;
+            }
+            if throttle.ready() {
+                self.shared.sink.transfer(TransferEvent::Progress { id, bytes_done: received });
+            }
+        }
+        self.shared.sink.transfer(TransferEvent::Progress { id, bytes_done: received });
+        let body = read_frame(&mut self.reader)
+            .map_err(|e| match e {
+                TransferError::Io(e) => read_error(e, idle),
+                e => e,
+            })?
+            .ok_or(TransferError::TruncatedFrame)?;
+        match decode_sender_msg(&body)? {
+            SenderMsg::End { blake3 } if blake3 == *hasher.finalize().as_bytes() => {
+                let path = part.commit().map_err(TransferError::Disk)?;
+                Ok(FileEnd::Committed { path, verified: true })
+            }
+            SenderMsg::End { .. } => Ok(FileEnd::Rejected(TransferError::HashMismatch)),
+            SenderMsg::Cancel { reason } => Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))),
+            other => Err(TransferError::Unexpected(format!("{other:?} where the end of a file belongs"))),
+        }
+    }
+
+    fn check_stopping(&self) -> Result<(), TransferError> {
+        if self.shared.stopping.load(Ordering::Relaxed) {
+            Err(TransferError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+
+// The receive buffer never needs to be larger than the largest chunk.
+const _: () = assert!(RECV_BUF_LEN <= protocol::MAX_CHUNK_LEN);

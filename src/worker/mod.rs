@@ -1,0 +1,197 @@
+//! How the engines talk to their faces (the window and the CLI): typed events on a
+//! crossbeam channel, plus a waker so a sleeping UI repaints when something happened.
+//!
+//! Engines never block on a slow consumer for progress: progress is throttled at the source
+//! ([`ProgressThrottle`]) and dropped when the channel is full, because the next one
+//! supersedes it. Lifecycle events (started, finished, failed) are never dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+/// Identifies one file transfer for the lifetime of the process.
+pub type TransferId = u64;
+
+/// A fresh, process-unique transfer id.
+pub fn next_transfer_id() -> TransferId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// Which protocol a connection speaks (see [`crate::protocol`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The original protocol: no answers, no verification.
+    Plain,
+    /// The extended protocol: accept/decline and a BLAKE3 check.
+    Ferry,
+}
+
+/// Everything the engines report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Transfer(TransferEvent),
+    Server(ServerEvent),
+    Note(NoteEvent),
+}
+
+/// The life of one file, on either side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransferEvent {
+    Started {
+        id: TransferId,
+        direction: Direction,
+        peer: SocketAddr,
+        /// The name as offered (outgoing: the local file's name).
+        name: String,
+        /// The name it is saved under on the receiver, when known and different.
+        saved_as: Option<String>,
+        bytes_total: u64,
+        mode: Mode,
+        /// The sender's `msg`.
+        msg: String,
+    },
+    Progress {
+        id: TransferId,
+        bytes_done: u64,
+    },
+    Finished {
+        id: TransferId,
+        /// True when the receiver checked the BLAKE3 hash (Ferry mode).
+        verified: bool,
+        /// Incoming: where the file now is. Outgoing: the name the receiver saved it under.
+        saved_as: String,
+        path: Option<PathBuf>,
+    },
+    Failed {
+        id: TransferId,
+        reason: String,
+    },
+}
+
+/// Server lifecycle and connection-level problems (not tied to one file).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    Listening { addr: SocketAddr },
+    Stopped,
+    /// A connection was refused or ended with an error before or between files.
+    ConnectionError { peer: SocketAddr, reason: String },
+}
+
+/// Notes (UDP) activity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoteEvent {
+    Received { from: SocketAddr, text: String, at: SystemTime },
+}
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The sending half that engines hold. Cloning is cheap.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: Sender<Event>,
+    waker: Option<Waker>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink").finish_non_exhaustive()
+    }
+}
+
+/// Capacity of an event channel: lifecycle events for thousands of files.
+pub const EVENT_CAPACITY: usize = 4096;
+
+/// A bounded event channel. `waker` is called after every event (the UI passes a
+/// `request_repaint_after`).
+pub fn event_channel(waker: Option<Waker>) -> (EventSink, Receiver<Event>) {
+    let (tx, rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
+    (EventSink { tx, waker }, rx)
+}
+
+impl EventSink {
+    /// Sends a lifecycle event; waits if the consumer is behind. A consumer that went away
+    /// is not an error for the engine: it just stops being told.
+    pub fn emit(&self, event: Event) {
+        if self.tx.send(event).is_ok() {
+            self.wake();
+        }
+    }
+
+    /// Sends an event that a later one supersedes (progress): dropped if the channel is full.
+    pub fn emit_lossy(&self, event: Event) {
+        match self.tx.try_send(event) {
+            Ok(()) => self.wake(),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    pub fn transfer(&self, event: TransferEvent) {
+        match event {
+            TransferEvent::Progress { .. } => self.emit_lossy(Event::Transfer(event)),
+            _ => self.emit(Event::Transfer(event)),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = &self.waker {
+            waker();
+        }
+    }
+}
+
+/// Lets progress through at most every `interval` (and always the final value).
+#[derive(Debug)]
+pub struct ProgressThrottle {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+/// Default interval between progress events of one transfer (10 per second).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Default for ProgressThrottle {
+    fn default() -> Self {
+        Self { interval: PROGRESS_INTERVAL, last: None }
+    }
+}
+
+impl ProgressThrottle {
+    /// True when a progress event should go out now.
+    pub fn ready(&mut self) -> bool {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// A shared flag that asks a transfer to stop at the next chunk.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
