@@ -97,3 +97,6 @@ pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 /// Longest name, in UTF-8 bytes, that [`sanitize_file_name`] produces. Leaves room in a
 /// 255-byte file system name for a ` (12345)` suffix and a `.part` ending.
 pub const MAX_NAME_BYTES: usize = 200;
+
+#[cfg(test)]
+mod tests;

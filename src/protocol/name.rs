@@ -95,8 +95,9 @@ fn split_extension(name: &str) -> (&str, &str) {
         Some(0) | None => (name, ""),
         Some(dot) => {
             let stem = &name[..dot];
-            match stem.len().checked_sub(4) {
-                Some(tar) if tar > 0 && stem[tar..].eq_ignore_ascii_case(".tar") => name.split_at(tar),
+            let tar = stem.len().saturating_sub(4);
+            match stem.get(tar..) {
+                Some(ending) if tar > 0 && ending.eq_ignore_ascii_case(".tar") => name.split_at(tar),
                 _ => name.split_at(dot),
             }
         }

@@ -1,0 +1,208 @@
+//! Golden byte-level tests of whole exchanges, and property tests of the decoders.
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Turns an annotated hex listing (`# comments`, whitespace) into bytes.
+fn hex(listing: &str) -> Vec<u8> {
+    let digits: String = listing
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
+        .collect();
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A plain upload exactly as Python's `struct.pack('i', len(h)) + json.dumps(h).encode()`
+/// writes it (note json.dumps's spaces after `:` and `,`), followed by the raw bytes.
+#[test]
+fn golden_plain_exchange_from_python() {
+    let wire = hex("
+        33 00 00 00                                  # L = 51, i32 little-endian
+        7b 22 66 69 6c 65 5f 6e 61 6d 65 22 3a 20    # {\"file_name\": 
+        22 61 2e 74 78 74 22 2c 20                   # \"a.txt\", 
+        22 66 69 6c 65 5f 73 69 7a 65 22 3a 20 35    # \"file_size\": 5
+        2c 20 22 6d 73 67 22 3a 20 22 68 69 22 7d    # , \"msg\": \"hi\"}
+        68 65 6c 6c 6f                               # the file: hello
+    ");
+    let (body, rest) = split_frame(&wire).unwrap().unwrap();
+    let header = Header { file_name: "a.txt".into(), file_size: 5, msg: "hi".into() };
+    assert_eq!(decode_sender_msg(body).unwrap(), SenderMsg::Plain(header.clone()));
+    assert_eq!(rest, b"hello");
+
+    // Ferry's own plain encoding is compact JSON; a Python server reads it the same way.
+    let ours = encode_sender_msg(&SenderMsg::Plain(header)).unwrap();
+    assert_eq!(ours, hex("
+        2e 00 00 00                                                    # L = 46
+        7b 22 66 69 6c 65 5f 6e 61 6d 65 22 3a 22 61 2e 74 78 74 22 2c # {\"file_name\":\"a.txt\",
+        22 66 69 6c 65 5f 73 69 7a 65 22 3a 35 2c                      # \"file_size\":5,
+        22 6d 73 67 22 3a 22 68 69 22 7d                               # \"msg\":\"hi\"}
+    "));
+}
+
+/// A Python client writes Chinese names with `\\u` escapes (json.dumps's ensure_ascii).
+#[test]
+fn python_escaped_chinese_name_decodes() {
+    let body = br#"{"file_name": "\u8ba1\u7b97\u673a\u4e94\u5927.txt", "file_size": 3, "msg": "\u4f60\u597d"}"#;
+    let SenderMsg::Plain(header) = decode_sender_msg(body).unwrap() else { panic!("not plain") };
+    assert_eq!(header.file_name, "计算机五大.txt");
+    assert_eq!(header.msg, "你好");
+}
+
+/// One Ferry file, both directions, byte for byte.
+#[test]
+fn golden_ferry_exchange() {
+    let header = Header { file_name: "a.txt".into(), file_size: 5, msg: String::new() };
+    // sender -> receiver: the offer
+    assert_eq!(encode_sender_msg(&SenderMsg::Offer(header)).unwrap(), hex(r#"
+        45 00 00 00                                         # L = 69 (keys in sorted order)
+        7b 22 66 65 72 72 79 22 3a 31 2c                    # {"ferry":1,
+        22 66 69 6c 65 5f 6e 61 6d 65 22 3a 22 61 2e 74 78 74 22 2c  # "file_name":"a.txt",
+        22 66 69 6c 65 5f 73 69 7a 65 22 3a 35 2c           # "file_size":5,
+        22 6b 69 6e 64 22 3a 22 6f 66 66 65 72 22 2c        # "kind":"offer",
+        22 6d 73 67 22 3a 22 22 7d                          # "msg":""}
+    "#));
+    // receiver -> sender: accepted, from byte 0
+    assert_eq!(encode_receiver_msg(&ReceiverMsg::Accept { offset: 0, saved_as: "a.txt".into() }).unwrap(), hex(r#"
+        2f 00 00 00                                         # L = 47
+        7b 22 6b 69 6e 64 22 3a 22 61 63 63 65 70 74 22 2c  # {"kind":"accept",
+        22 6f 66 66 73 65 74 22 3a 30 2c                    # "offset":0,
+        22 73 61 76 65 64 5f 61 73 22 3a 22 61 2e 74 78 74 22 7d  # "saved_as":"a.txt"}
+    "#));
+    // sender -> receiver: one data chunk
+    let mut chunk = encode_chunk_header(5).to_vec();
+    chunk.extend_from_slice(b"hello");
+    assert_eq!(chunk, hex("05 00 00 00  68 65 6c 6c 6f  # n = 5, hello"));
+    // sender -> receiver: the trailer with BLAKE3("hello")
+    let end = SenderMsg::End { blake3: *blake3::hash(b"hello").as_bytes() };
+    assert_eq!(encode_sender_msg(&end).unwrap(), hex(r#"
+        5a 00 00 00                                         # L = 90
+        7b 22 62 6c 61 6b 65 33 22 3a 22                    # {"blake3":"
+        65 61 38 66 31 36 33 64 62 33 38 36 38 32 39 32     # ea8f163db3868292
+        35 65 34 34 39 31 63 35 65 35 38 64 34 62 62 33     # 5e4491c5e58d4bb3
+        35 30 36 65 66 38 63 31 34 65 62 37 38 61 38 36     # 506ef8c14eb78a86
+        65 39 30 38 63 35 36 32 34 61 36 37 32 30 30 66 22 2c  # e908c5624a67200f",
+        22 6b 69 6e 64 22 3a 22 65 6e 64 22 7d              # "kind":"end"}
+    "#));
+    // receiver -> sender: verified
+    assert_eq!(encode_receiver_msg(&ReceiverMsg::Verified { saved_as: "a.txt".into() }).unwrap(), hex(r#"
+        26 00 00 00                                         # L = 38
+        7b 22 6b 69 6e 64 22 3a 22 76 65 72 69 66 69 65 64 22 2c  # {"kind":"verified",
+        22 73 61 76 65 64 5f 61 73 22 3a 22 61 2e 74 78 74 22 7d  # "saved_as":"a.txt"}
+    "#));
+    // And each decodes back.
+    let frame = encode_sender_msg(&end).unwrap();
+    assert_eq!(decode_sender_msg(&frame[4..]).unwrap(), end);
+}
+
+#[test]
+fn header_validation_errors() {
+    let cases: &[(&[u8], MessageError)] = &[
+        (b"\xff\xfe", MessageError::NotUtf8),
+        (b"[1,2]", MessageError::NotObject),
+        (br#"{"file_size":1}"#, MessageError::MissingField("file_name")),
+        (br#"{"file_name":"a"}"#, MessageError::MissingField("file_size")),
+        (br#"{"file_name":1,"file_size":1}"#, MessageError::WrongType { field: "file_name", expected: "a string" }),
+        (br#"{"file_name":"a","file_size":"1"}"#, MessageError::WrongType { field: "file_size", expected: "an integer" }),
+        (br#"{"file_name":"a","file_size":-1}"#, MessageError::BadSize("-1".into())),
+        (br#"{"file_name":"a","file_size":1.5}"#, MessageError::BadSize("1.5".into())),
+        (br#"{"file_name":"a","file_size":9223372036854775808}"#, MessageError::BadSize("9223372036854775808".into())),
+        (br#"{"file_name":"a","file_size":1,"msg":5}"#, MessageError::WrongType { field: "msg", expected: "a string or null" }),
+        (br#"{"ferry":2,"kind":"offer","file_name":"a","file_size":1}"#, MessageError::UnsupportedVersion("2".into())),
+        (br#"{"kind":"bogus"}"#, MessageError::UnknownKind("bogus".into())),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(decode_sender_msg(body).as_ref(), Err(expected), "{}", String::from_utf8_lossy(body));
+    }
+    assert!(matches!(decode_sender_msg(b"not json"), Err(MessageError::NotJson(_))));
+    // The largest size allowed, and msg null or absent.
+    let ok = br#"{"file_name":"a","file_size":9223372036854775807,"msg":null}"#;
+    assert!(matches!(decode_sender_msg(ok), Ok(SenderMsg::Plain(Header { file_size: MAX_FILE_SIZE, .. }))));
+}
+
+fn any_header() -> impl Strategy<Value = Header> {
+    (any::<String>(), 0..=MAX_FILE_SIZE, any::<String>())
+        .prop_map(|(file_name, file_size, msg)| Header { file_name, file_size, msg })
+}
+
+fn any_sender_msg() -> impl Strategy<Value = SenderMsg> {
+    prop_oneof![
+        any_header().prop_map(SenderMsg::Plain),
+        any_header().prop_map(SenderMsg::Offer),
+        any::<[u8; 32]>().prop_map(|blake3| SenderMsg::End { blake3 }),
+        any::<String>().prop_map(|reason| SenderMsg::Cancel { reason }),
+    ]
+}
+
+fn any_receiver_msg() -> impl Strategy<Value = ReceiverMsg> {
+    prop_oneof![
+        (any::<u64>(), any::<String>()).prop_map(|(offset, saved_as)| ReceiverMsg::Accept { offset, saved_as }),
+        any::<String>().prop_map(|reason| ReceiverMsg::Decline { reason }),
+        any::<String>().prop_map(|saved_as| ReceiverMsg::Verified { saved_as }),
+        any::<String>().prop_map(|reason| ReceiverMsg::Failed { reason }),
+        any::<String>().prop_map(|reason| ReceiverMsg::Cancel { reason }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn sender_msg_round_trips(msg in any_sender_msg()) {
+        let frame = encode_sender_msg(&msg).unwrap();
+        let (body, rest) = split_frame(&frame).unwrap().unwrap();
+        prop_assert!(rest.is_empty());
+        prop_assert_eq!(decode_sender_msg(body).unwrap(), msg);
+    }
+
+    #[test]
+    fn receiver_msg_round_trips(msg in any_receiver_msg()) {
+        let frame = encode_receiver_msg(&msg).unwrap();
+        let (body, _) = split_frame(&frame).unwrap().unwrap();
+        prop_assert_eq!(decode_receiver_msg(body).unwrap(), msg);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_sender_msg(&bytes);
+        let _ = decode_receiver_msg(&bytes);
+        if let Ok(Some((body, _))) = split_frame(&bytes) {
+            let _ = decode_sender_msg(body);
+        }
+        if let Some(prefix) = bytes.first_chunk::<4>() {
+            let _ = decode_chunk_header(*prefix);
+        }
+    }
+
+    #[test]
+    fn arbitrary_json_objects_never_panic(
+        name in proptest::option::of(any::<String>()),
+        size in proptest::option::of(any::<i128>()),
+        ferry in proptest::option::of(0u64..3),
+        kind in proptest::option::of(prop_oneof![Just("offer"), Just("end"), Just("cancel"), Just("x")]),
+    ) {
+        let mut obj = serde_json::Map::new();
+        if let Some(name) = name { obj.insert("file_name".into(), name.into()); }
+        if let Some(size) = size { obj.insert("file_size".into(), serde_json::from_str(&size.to_string()).unwrap()); }
+        if let Some(ferry) = ferry { obj.insert("ferry".into(), ferry.into()); }
+        if let Some(kind) = kind { obj.insert("kind".into(), kind.into()); }
+        let body = serde_json::to_vec(&obj).unwrap();
+        if let Ok(SenderMsg::Plain(h) | SenderMsg::Offer(h)) = decode_sender_msg(&body) {
+            prop_assert!(h.file_size <= MAX_FILE_SIZE);
+        }
+    }
+
+    #[test]
+    fn sanitized_names_are_one_safe_component(raw in any::<String>()) {
+        let safe = sanitize_file_name(&raw);
+        let name = safe.as_str();
+        prop_assert!(!name.is_empty() && name != "." && name != "..");
+        prop_assert!(!name.contains(['/', '\\', '\0']));
+        prop_assert!(name.len() <= MAX_NAME_BYTES);
+        prop_assert!(!name.ends_with(['.', ' ']));
+        let joined = std::path::Path::new("/downloads").join(name);
+        prop_assert_eq!(joined.parent(), Some(std::path::Path::new("/downloads")));
+    }
+}
