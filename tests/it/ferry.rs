@@ -1,0 +1,225 @@
+//! Ferry to Ferry: verified uploads, a corrupting proxy, concurrency and the connection bound.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+
+use ferry::protocol::{self, ReceiverMsg};
+use ferry::transfer::{FileOutcome, SendOptions, ServerConfig, send_files};
+use ferry::worker::{CancelToken, Event, Mode, TransferEvent, event_channel};
+
+use crate::util::*;
+
+fn send(addr: SocketAddr, files: &[std::path::PathBuf]) -> Vec<FileOutcome> {
+    let (sink, _events) = event_channel(None);
+    send_files(&SendOptions::new(addr.to_string()), files, &sink, &CancelToken::new())
+        .unwrap()
+        .into_iter()
+        .map(|(_, outcome)| outcome)
+        .collect()
+}
+
+#[test]
+fn ferry_upload_is_verified_and_byte_identical() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files: Vec<_> = [("a.bin", 5_000_000), ("empty", 0), ("计算机五大.txt", 10)]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, len))| {
+            let path = src.path().join(name);
+            std::fs::write(&path, data(*len, i as u64)).unwrap();
+            path
+        })
+        .collect();
+    let (server, events) = start_server(dst.path());
+    let outcomes = send(server.local_addr(), &files);
+    assert_eq!(
+        outcomes,
+        ["a.bin", "empty", "计算机五大.txt"].map(|n| FileOutcome::Verified { saved_as: n.into() })
+    );
+    let (finished, failed) = wait_files(&events, 3);
+    assert!(failed.is_empty());
+    assert!(finished.iter().all(|(_, verified)| *verified));
+    for path in &files {
+        let name = path.file_name().unwrap();
+        assert_eq!(std::fs::read(dst.path().join(name)).unwrap(), std::fs::read(path).unwrap());
+    }
+    assert_eq!(names_in(dst.path()).len(), 3, "no .part left behind");
+}
+
+/// Forwards one connection, flipping the byte at `flip_at` of the client-to-server stream.
+fn corrupting_proxy(target: SocketAddr, flip_at: usize) -> SocketAddr {
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(target).unwrap();
+        let (mut client_r, mut server_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (mut server_r, mut client_w) = (server, client);
+        let upstream = thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut offset = 0usize;
+            loop {
+                let n = match client_r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if (offset..offset + n).contains(&flip_at) {
+                    buf[flip_at - offset] ^= 0x01;
+                }
+                offset += n;
+                if server_w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = server_w.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut server_r, &mut client_w);
+        let _ = client_w.shutdown(std::net::Shutdown::Write);
+        let _ = upstream.join();
+    });
+    addr
+}
+
+#[test]
+fn a_flipped_byte_in_flight_fails_verification_and_keeps_no_file() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let path = src.path().join("precious.bin");
+    std::fs::write(&path, data(1_000_000, 9)).unwrap();
+    let (server, events) = start_server(dst.path());
+    // Byte 50 000 of the stream is well inside the first data chunk.
+    let proxy = corrupting_proxy(server.local_addr(), 50_000);
+    let outcomes = send(proxy, &[path]);
+    match &outcomes[..] {
+        [FileOutcome::Failed { reason }] => assert!(reason.contains("verification failed"), "{reason}"),
+        other => panic!("expected a verification failure, got {other:?}"),
+    }
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(finished.is_empty());
+    assert!(failed[0].contains("verification failed"), "{failed:?}");
+    assert!(names_in(dst.path()).is_empty(), "neither the file nor its .part remains");
+}
+
+#[test]
+fn sixteen_concurrent_uploads_are_all_byte_identical() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dst.path());
+    let addr = server.local_addr();
+    let senders: Vec<_> = (0..16u64)
+        .map(|i| {
+            let path = src.path().join(format!("file-{i}.bin"));
+            std::fs::write(&path, data(500_000 + i as usize * 1000, 100 + i)).unwrap();
+            let plain = i % 2 == 0;
+            thread::spawn(move || {
+                if plain {
+                    let bytes = std::fs::read(&path).unwrap();
+                    plain_upload(addr, &[(path.file_name().unwrap().to_str().unwrap(), &bytes, "")]);
+                    true
+                } else {
+                    send(addr, &[path]) == [FileOutcome::Verified { saved_as: format!("file-{i}.bin") }]
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        assert!(sender.join().unwrap());
+    }
+    let (finished, failed) = wait_files(&events, 16);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(finished.len(), 16);
+    for i in 0..16 {
+        let name = format!("file-{i}.bin");
+        assert_eq!(std::fs::read(dst.path().join(&name)).unwrap(), std::fs::read(src.path().join(&name)).unwrap());
+    }
+}
+
+#[test]
+fn over_the_connection_bound_a_peer_gets_an_explicit_refusal() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.max_connections = 2;
+    let (server, events) = start_server_with(config);
+    // Silent connections take the two slots; keep opening (and holding) connections until
+    // one is refused, which must happen at the third once the server has counted the first two.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut held = Vec::new();
+    let answer = loop {
+        assert!(std::time::Instant::now() < deadline, "no refusal after {} connections", held.len());
+        let mut conn = TcpStream::connect(server.local_addr()).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        let mut prefix = [0u8; 4];
+        if conn.read_exact(&mut prefix).is_ok() {
+            let len = protocol::decode_frame_len(prefix).unwrap();
+            let mut body = vec![0u8; len];
+            conn.read_exact(&mut body).unwrap();
+            break protocol::decode_receiver_msg(&body).unwrap();
+        }
+        held.push(conn);
+    };
+    assert_eq!(held.len(), 2, "the first two connections are served");
+    match answer {
+        ReceiverMsg::Decline { reason } => assert!(reason.contains("busy"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let reason = wait_connection_error(&events);
+    assert!(reason.contains("busy"), "{reason}");
+    // A Ferry client is told why.
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("x");
+    std::fs::write(&path, b"x").unwrap();
+    match &send(server.local_addr(), &[path])[..] {
+        [FileOutcome::Declined { reason }] => assert!(reason.contains("busy"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sending_to_a_closed_port_is_a_clear_error() {
+    let port = TcpListener::bind((LOOPBACK, 0)).unwrap().local_addr().unwrap().port();
+    let (sink, _events) = event_channel(None);
+    let err = send_files(&SendOptions::new(format!("127.0.0.1:{port}")), &[], &sink, &CancelToken::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+#[test]
+fn ferry_mode_against_a_plain_server_times_out_with_advice() {
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("x");
+    std::fs::write(&path, b"hello").unwrap();
+    let (addr, _received) = plain_server();
+    let mut opts = SendOptions::new(addr.to_string());
+    opts.answer_timeout = std::time::Duration::from_millis(500);
+    let (sink, _events) = event_channel(None);
+    let outcomes = send_files(&opts, &[path], &sink, &CancelToken::new()).unwrap();
+    match &outcomes[0].1 {
+        FileOutcome::Failed { reason } => assert!(reason.contains("plain"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn outgoing_events_report_progress_and_the_saved_name() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    std::fs::write(dst.path().join("x.bin"), b"taken").unwrap();
+    let path = src.path().join("x.bin");
+    std::fs::write(&path, data(3_000_000, 5)).unwrap();
+    let (server, _server_events) = start_server(dst.path());
+    let (sink, events) = event_channel(None);
+    let outcomes = send_files(&SendOptions::new(server.local_addr().to_string()), &[path], &sink, &CancelToken::new()).unwrap();
+    assert_eq!(outcomes[0].1, FileOutcome::Verified { saved_as: "x (1).bin".into() });
+    drop(sink);
+    let events: Vec<Event> = events.iter().collect();
+    let last_progress = events.iter().rev().find_map(|e| match e {
+        Event::Transfer(TransferEvent::Progress { bytes_done, .. }) => Some(*bytes_done),
+        _ => None,
+    });
+    assert_eq!(last_progress, Some(3_000_000));
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Transfer(TransferEvent::Finished { verified: true, saved_as, .. }) if saved_as == "x (1).bin")));
+    assert!(matches!(events[0], Event::Transfer(TransferEvent::Started { mode: Mode::Ferry, .. })));
+}

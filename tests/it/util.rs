@@ -1,0 +1,216 @@
+//! Helpers shared by the integration tests: servers on loopback port 0, plain peers written
+//! the way a 20-line Python script would, deterministic test data and event waits with
+//! deadlines (never sleeps).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use ferry::transfer::{ServerConfig, ServerHandle};
+use ferry::worker::{Event, ServerEvent, TransferEvent, event_channel};
+
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A server on 127.0.0.1:0 saving into `dir`, and its event stream.
+pub fn start_server(dir: &Path) -> (ServerHandle, Receiver<Event>) {
+    start_server_with(ServerConfig::new(LOOPBACK, 0, dir.to_owned()))
+}
+
+pub fn start_server_with(config: ServerConfig) -> (ServerHandle, Receiver<Event>) {
+    let (sink, events) = event_channel(None);
+    let server = ServerHandle::start(config, sink).expect("server starts");
+    (server, events)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// One plain frame: `struct.pack('i', len(h)) + h`.
+pub fn plain_frame(header_json: &str) -> Vec<u8> {
+    let mut out = (header_json.len() as i32).to_le_bytes().to_vec();
+    out.extend_from_slice(header_json.as_bytes());
+    out
+}
+
+/// The JSON a Python client would send (ensure_ascii escapes included via serde's escaping
+/// of control characters only; non-ASCII is sent raw, which Python also accepts).
+pub fn plain_header(name: &str, size: usize, msg: &str) -> String {
+    serde_json::json!({ "file_name": name, "file_size": size, "msg": msg }).to_string()
+}
+
+/// Uploads files as a plain peer over one connection, then closes; like the Python client.
+pub fn plain_upload(addr: SocketAddr, files: &[(&str, &[u8], &str)]) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    for (name, bytes, msg) in files {
+        stream.write_all(&plain_frame(&plain_header(name, bytes.len(), msg))).unwrap();
+        stream.write_all(bytes).unwrap();
+    }
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    // Wait for the server to close its side: it has then read everything.
+    let _ = stream.set_read_timeout(Some(DEADLINE));
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "a plain peer must never receive anything");
+}
+
+/// Receives events until `done` says so; panics at the deadline with what was seen.
+pub fn wait_for<T>(events: &Receiver<Event>, mut done: impl FnMut(&Event) -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(event) => {
+                if let Some(result) = done(&event) {
+                    return result;
+                }
+                seen.push(event);
+            }
+            Err(_) => panic!("deadline passed; events seen: {seen:#?}"),
+        }
+    }
+}
+
+/// Waits for `count` incoming files to finish or fail; returns (finished paths, failures).
+pub fn wait_files(events: &Receiver<Event>, count: usize) -> (Vec<(PathBuf, bool)>, Vec<String>) {
+    let mut finished = Vec::new();
+    let mut failed = Vec::new();
+    wait_for(events, |event| {
+        match event {
+            Event::Transfer(TransferEvent::Finished { path: Some(path), verified, .. }) => {
+                finished.push((path.clone(), *verified));
+            }
+            Event::Transfer(TransferEvent::Failed { reason, .. }) => failed.push(reason.clone()),
+            _ => {}
+        }
+        (finished.len() + failed.len() >= count).then_some(())
+    });
+    (finished, failed)
+}
+
+/// Waits for a connection-level error and returns its reason.
+pub fn wait_connection_error(events: &Receiver<Event>) -> String {
+    wait_for(events, |event| match event {
+        Event::Server(ServerEvent::ConnectionError { reason, .. }) => Some(reason.clone()),
+        Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+/// Sorted names of the entries in `dir`.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A plain server as the original Python one: reads frames and bytes, never answers.
+/// Returns its address and a receiver of `(header JSON, bytes)` per file.
+pub fn plain_server() -> (SocketAddr, Receiver<(serde_json::Value, Vec<u8>)>) {
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        loop {
+            let mut len = [0u8; 4];
+            if stream.read_exact(&mut len).is_err() {
+                break;
+            }
+            let mut header = vec![0u8; i32::from_le_bytes(len) as usize];
+            stream.read_exact(&mut header).unwrap();
+            let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+            let mut bytes = vec![0u8; header["file_size"].as_u64().unwrap() as usize];
+            stream.read_exact(&mut bytes).unwrap();
+            if tx.send((header, bytes)).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// The real `ferry` binary.
+pub fn ferry() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// A child process killed when the guard goes out of scope (also on panic).
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `ferry serve --port 0` into `dir` and returns it with its address (read from the
+/// first stdout line) and the rest of its stdout as a line channel.
+pub fn spawn_serve(dir: &Path, extra: &[&str]) -> (ChildGuard, SocketAddr, Receiver<String>) {
+    let mut child = ferry()
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = line_channel(stdout);
+    let guard = ChildGuard(child);
+    let first = lines.recv_timeout(DEADLINE).expect("serve prints its address");
+    let addr = first
+        .split_whitespace()
+        .find_map(|word| word.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    (guard, addr, lines)
+}
+
+/// Streams lines of a child's output over a channel (so reads can have deadlines).
+pub fn line_channel(output: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(output).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`.
+pub fn wait_line(lines: &Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line with {needle:?}; seen: {seen:#?}"),
+        }
+    }
+}
