@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{SendArgs, ServeArgs};
-use crate::transfer::{SendOptions, ServerConfig, ServerHandle, send_files};
+use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
 use crate::worker::{CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel};
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -52,7 +52,8 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
     let (sink, events) = event_channel(None);
     let cancel = CancelToken::new();
-    let files = args.files;
+    let files: Vec<OutgoingFile> = args.files.into_iter().map(OutgoingFile::new).collect();
+    let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
     let worker = thread::Builder::new()
         .name("ferry-send".into())
         .spawn(move || send_files(&opts, &files, &sink, &cancel))
@@ -64,7 +65,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     }
     let outcomes = worker.join().map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
     let mut all_ok = true;
-    for (path, outcome) in &outcomes {
+    for (path, outcome) in paths.iter().zip(&outcomes) {
         println!("{}: {outcome}", path.display());
         all_ok &= outcome.is_success();
     }

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,9 @@ use crate::protocol::{
     self, CHUNK_LEN, Header, ReceiverMsg, SenderMsg, decode_receiver_msg, encode_chunk_header,
     encode_sender_msg,
 };
-use crate::worker::{CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, next_transfer_id};
+use crate::worker::{
+    CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, TransferId, next_transfer_id,
+};
 
 /// How a send is made.
 #[derive(Debug, Clone)]
@@ -83,26 +85,50 @@ pub enum SendError {
     Connect { to: String, source: std::io::Error },
 }
 
-/// Uploads `files` in order over one connection and reports each file's outcome.
-/// Events go to `sink`; `cancel` stops at the next chunk.
+/// One file to upload; the caller picks the id so it can match events to its own rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingFile {
+    pub id: TransferId,
+    pub path: PathBuf,
+}
+
+impl OutgoingFile {
+    /// A file with a fresh id.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { id: next_transfer_id(), path: path.into() }
+    }
+}
+
+/// Uploads `files` in order over one connection and reports each file's outcome, in order.
+/// Events go to `sink` (every file gets a `Finished` or `Failed`, even when the connection
+/// could not be made); `cancel` stops at the next chunk.
 pub fn send_files(
     opts: &SendOptions,
-    files: &[PathBuf],
+    files: &[OutgoingFile],
     sink: &EventSink,
     cancel: &CancelToken,
-) -> Result<Vec<(PathBuf, FileOutcome)>, SendError> {
-    let stream = connect(opts)?;
-    let peer = stream.peer_addr().map_err(|source| SendError::Connect { to: opts.to.clone(), source })?;
-    let answers = match opts.mode {
-        Mode::Ferry => Some(spawn_answer_reader(&stream).map_err(|source| SendError::Connect { to: opts.to.clone(), source })?),
-        Mode::Plain => None,
+) -> Result<Vec<FileOutcome>, SendError> {
+    let connected = connect(opts).and_then(|stream| {
+        let peer = stream.peer_addr().map_err(|source| SendError::Connect { to: opts.to.clone(), source })?;
+        let answers = match opts.mode {
+            Mode::Ferry => Some(
+                spawn_answer_reader(&stream).map_err(|source| SendError::Connect { to: opts.to.clone(), source })?,
+            ),
+            Mode::Plain => None,
+        };
+        Ok((stream, peer, answers))
+    });
+    let (stream, peer, answers) = match connected {
+        Ok(connected) => connected,
+        Err(e) => {
+            for file in files {
+                sink.transfer(TransferEvent::Failed { id: file.id, reason: e.to_string() });
+            }
+            return Err(e);
+        }
     };
     let mut session = Session { stream, peer, opts, sink, cancel, answers, buf: vec![0u8; 4 + CHUNK_LEN], broken: None };
-    let mut outcomes = Vec::with_capacity(files.len());
-    for path in files {
-        let outcome = session.send_one(path);
-        outcomes.push((path.clone(), outcome));
-    }
+    let outcomes = files.iter().map(|file| session.send_one(file)).collect();
     session.finish();
     Ok(outcomes)
 }
@@ -184,14 +210,29 @@ impl From<TransferError> for Stop {
 }
 
 impl Session<'_> {
-    fn send_one(&mut self, path: &Path) -> FileOutcome {
+    fn send_one(&mut self, file: &OutgoingFile) -> FileOutcome {
+        let id = file.id;
+        let outcome = self.try_send(file);
+        match &outcome {
+            FileOutcome::Verified { saved_as } => self.sink.transfer(TransferEvent::Finished {
+                id, verified: true, saved_as: saved_as.clone(), path: None,
+            }),
+            FileOutcome::SentUnverified => self.sink.transfer(TransferEvent::Finished {
+                id, verified: false, saved_as: String::new(), path: None,
+            }),
+            other => self.sink.transfer(TransferEvent::Failed { id, reason: other.to_string() }),
+        }
+        outcome
+    }
+
+    fn try_send(&mut self, file: &OutgoingFile) -> FileOutcome {
         if let Some(reason) = &self.broken {
             return FileOutcome::Failed { reason: format!("not sent: {reason}") };
         }
         if self.cancel.is_cancelled() {
             return FileOutcome::Cancelled;
         }
-        let id = next_transfer_id();
+        let (id, path) = (file.id, file.path.as_path());
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let opened = File::open(path).and_then(|f| {
             let meta = f.metadata()?;
@@ -216,23 +257,13 @@ impl Session<'_> {
             Mode::Plain => self.send_plain(id, header, file),
             Mode::Ferry => self.send_ferry(id, header, file),
         };
-        let outcome = match result {
+        match result {
             Ok(outcome) | Err(Stop::Outcome(outcome)) => outcome,
             Err(Stop::Broken(reason)) => {
                 self.broken = Some(reason.clone());
                 FileOutcome::Failed { reason }
             }
-        };
-        match &outcome {
-            FileOutcome::Verified { saved_as } => self.sink.transfer(TransferEvent::Finished {
-                id, verified: true, saved_as: saved_as.clone(), path: None,
-            }),
-            FileOutcome::SentUnverified => self.sink.transfer(TransferEvent::Finished {
-                id, verified: false, saved_as: String::new(), path: None,
-            }),
-            other => self.sink.transfer(TransferEvent::Failed { id, reason: other.to_string() }),
         }
-        outcome
     }
 
     fn send_plain(&mut self, id: u64, header: Header, mut file: File) -> Result<FileOutcome, Stop> {

@@ -8,7 +8,7 @@ mod server;
 
 use std::io::{self, ErrorKind, Read, Write};
 
-pub use client::{FileOutcome, SendError, SendOptions, send_files};
+pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, send_files};
 pub use files::PartFile;
 pub use server::{ServerConfig, ServerHandle, ServerStartError};
 

@@ -5,18 +5,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
 use ferry::protocol::{self, ReceiverMsg};
-use ferry::transfer::{FileOutcome, SendOptions, ServerConfig, send_files};
+use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files};
 use ferry::worker::{CancelToken, Event, Mode, TransferEvent, event_channel};
 
 use crate::util::*;
 
 fn send(addr: SocketAddr, files: &[std::path::PathBuf]) -> Vec<FileOutcome> {
     let (sink, _events) = event_channel(None);
-    send_files(&SendOptions::new(addr.to_string()), files, &sink, &CancelToken::new())
-        .unwrap()
-        .into_iter()
-        .map(|(_, outcome)| outcome)
-        .collect()
+    let files: Vec<_> = files.iter().map(OutgoingFile::new).collect();
+    send_files(&SendOptions::new(addr.to_string()), &files, &sink, &CancelToken::new()).unwrap()
 }
 
 #[test]
@@ -177,12 +174,20 @@ fn over_the_connection_bound_a_peer_gets_an_explicit_refusal() {
 }
 
 #[test]
-fn sending_to_a_closed_port_is_a_clear_error() {
+fn sending_to_a_closed_port_is_a_clear_error_reported_for_every_file() {
     let port = TcpListener::bind((LOOPBACK, 0)).unwrap().local_addr().unwrap().port();
-    let (sink, _events) = event_channel(None);
-    let err = send_files(&SendOptions::new(format!("127.0.0.1:{port}")), &[], &sink, &CancelToken::new())
+    let (sink, events) = event_channel(None);
+    let file = OutgoingFile::new("/nonexistent");
+    let err = send_files(&SendOptions::new(format!("127.0.0.1:{port}")), &[file.clone()], &sink, &CancelToken::new())
         .unwrap_err();
     assert!(err.to_string().contains("cannot connect"), "{err}");
+    match events.try_recv() {
+        Ok(Event::Transfer(TransferEvent::Failed { id, reason })) => {
+            assert_eq!(id, file.id);
+            assert!(reason.contains("cannot connect"));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -194,8 +199,8 @@ fn ferry_mode_against_a_plain_server_times_out_with_advice() {
     let mut opts = SendOptions::new(addr.to_string());
     opts.answer_timeout = std::time::Duration::from_millis(500);
     let (sink, _events) = event_channel(None);
-    let outcomes = send_files(&opts, &[path], &sink, &CancelToken::new()).unwrap();
-    match &outcomes[0].1 {
+    let outcomes = send_files(&opts, &[OutgoingFile::new(path)], &sink, &CancelToken::new()).unwrap();
+    match &outcomes[0] {
         FileOutcome::Failed { reason } => assert!(reason.contains("plain"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -210,8 +215,9 @@ fn outgoing_events_report_progress_and_the_saved_name() {
     std::fs::write(&path, data(3_000_000, 5)).unwrap();
     let (server, _server_events) = start_server(dst.path());
     let (sink, events) = event_channel(None);
-    let outcomes = send_files(&SendOptions::new(server.local_addr().to_string()), &[path], &sink, &CancelToken::new()).unwrap();
-    assert_eq!(outcomes[0].1, FileOutcome::Verified { saved_as: "x (1).bin".into() });
+    let file = OutgoingFile::new(path);
+    let outcomes = send_files(&SendOptions::new(server.local_addr().to_string()), &[file.clone()], &sink, &CancelToken::new()).unwrap();
+    assert_eq!(outcomes[0], FileOutcome::Verified { saved_as: "x (1).bin".into() });
     drop(sink);
     let events: Vec<Event> = events.iter().collect();
     let last_progress = events.iter().rev().find_map(|e| match e {
@@ -221,5 +227,5 @@ fn outgoing_events_report_progress_and_the_saved_name() {
     assert_eq!(last_progress, Some(3_000_000));
     assert!(events.iter().any(|e| matches!(e,
         Event::Transfer(TransferEvent::Finished { verified: true, saved_as, .. }) if saved_as == "x (1).bin")));
-    assert!(matches!(events[0], Event::Transfer(TransferEvent::Started { mode: Mode::Ferry, .. })));
+    assert!(matches!(events[0], Event::Transfer(TransferEvent::Started { mode: Mode::Ferry, id, .. }) if id == file.id));
 }

@@ -1,8 +1,6 @@
 //! Plain peers (the original protocol) against Ferry, in both directions.
 
-use std::path::PathBuf;
-
-use ferry::transfer::{FileOutcome, SendOptions, send_files};
+use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
 use ferry::worker::{CancelToken, Event, Mode, TransferEvent, event_channel};
 
 use crate::util::*;
@@ -94,10 +92,9 @@ fn ferry_send_plain_to_a_plain_server_is_byte_identical() {
     opts.mode = Mode::Plain;
     opts.msg = "from ferry".into();
     let (sink, _events) = event_channel(None);
-    let outcomes = send_files(&opts, &[a.clone(), b.clone()], &sink, &CancelToken::new()).unwrap();
-    let expected: Vec<(PathBuf, FileOutcome)> =
-        vec![(a.clone(), FileOutcome::SentUnverified), (b.clone(), FileOutcome::SentUnverified)];
-    assert_eq!(outcomes, expected);
+    let files = [OutgoingFile::new(&a), OutgoingFile::new(&b)];
+    let outcomes = send_files(&opts, &files, &sink, &CancelToken::new()).unwrap();
+    assert_eq!(outcomes, [FileOutcome::SentUnverified, FileOutcome::SentUnverified]);
     for path in [&a, &b] {
         let (header, bytes) = received.recv_timeout(DEADLINE).unwrap();
         assert_eq!(header["file_name"], path.file_name().unwrap().to_str().unwrap());
