@@ -1,17 +1,258 @@
-//! `ferry note`, `ferry listen` and `ferry chat`.
+//! `ferry note`, `ferry listen` and `ferry chat`: the notes engine ([`crate::notes`]) on a
+//! terminal.
+//!
+//! Every received note is printed as one line, `[HH:MM:SS UTC] ADDR: TEXT`, with control
+//! characters (newlines included) and backslashes escaped so one note is always one line.
+//! Times are UTC because the standard library has no time zones. Stdout is flushed after
+//! every line, so a script or a test reading through a pipe sees each line at once.
+//! Warnings and errors go to stderr.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, select};
 
 use super::{ChatArgs, ListenArgs, NoteArgs};
+use crate::notes::{NotesConfig, NotesHandle, resolve_peer};
+use crate::protocol::check_note;
+use crate::worker::{Event, NoteEvent, event_channel};
 
-pub fn note(_args: NoteArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("notes are not implemented yet")
+/// `ferry note`: send one note from a fresh ephemeral port, optionally wait for a reply.
+pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
+    let wait = args
+        .wait
+        .map(|secs| {
+            Duration::try_from_secs_f64(secs)
+                .map_err(|_| anyhow::anyhow!("--wait takes a number of seconds, 0 or more, not {secs}"))
+        })
+        .transpose()?;
+    // Refuse an over-long note before touching the network, and warn once.
+    if let Some(warning) = check_note(&args.text)? {
+        eprintln!("ferry: warning: {warning}");
+    }
+    let peer = resolve_peer(&args.to)?;
+    let bind = match peer {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let (sink, events) = event_channel(None);
+    let notes = NotesHandle::start(NotesConfig::new(bind, 0), sink)?;
+    let result = send_and_wait(&notes, peer, &args.text, wait, &events);
+    // Closing the channel first frees a receive thread waiting on a full channel.
+    drop(events);
+    notes.stop();
+    result
 }
 
-pub fn listen(_args: ListenArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("notes are not implemented yet")
+fn send_and_wait(
+    notes: &NotesHandle,
+    peer: SocketAddr,
+    text: &str,
+    wait: Option<Duration>,
+    events: &Receiver<Event>,
+) -> anyhow::Result<ExitCode> {
+    let sent = notes.send(peer, text)?;
+    print_line(&format!("sent to {}", sent.to))?;
+    let Some(wait) = wait else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // A wait too long to represent is as good as forever.
+    let deadline = Instant::now().checked_add(wait);
+    loop {
+        let event = match deadline {
+            Some(deadline) => events.recv_deadline(deadline).ok(),
+            None => events.recv().ok(),
+        };
+        match event {
+            Some(Event::Note(NoteEvent::Received { from, text, at })) => {
+                print_line(&note_line(at, from, &text))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(_) => {}
+            None => anyhow::bail!("no reply within {} s (the note was sent to {peer})", wait.as_secs_f64()),
+        }
+    }
 }
 
-pub fn chat(_args: ChatArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("notes are not implemented yet")
+/// `ferry listen`: print every note until Ctrl-C.
+pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    let (sink, events) = event_channel(None);
+    let notes = NotesHandle::start(NotesConfig::new(args.bind, args.port), sink)?;
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let result = print_notes(&notes, &events, &stop_rx);
+    drop(events);
+    notes.stop();
+    result
+}
+
+fn print_notes(notes: &NotesHandle, events: &Receiver<Event>, stop: &Receiver<()>) -> anyhow::Result<ExitCode> {
+    print_line(&format!("listening on {}", notes.local_addr()))?;
+    loop {
+        select! {
+            recv(events) -> event => match event {
+                Ok(event) => print_event(event)?,
+                Err(_) => return Ok(ExitCode::SUCCESS),
+            },
+            recv(stop) -> _ => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// `ferry chat`: send each stdin line to the peer, print notes as they arrive, end at EOF.
+pub fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
+    let (sink, events) = event_channel(None);
+    let notes = NotesHandle::start(NotesConfig::new(args.bind, args.port), sink)?;
+    let result = chat_with(&notes, &args.to, &events);
+    drop(events);
+    notes.stop();
+    result
+}
+
+fn chat_with(notes: &NotesHandle, to: &str, events: &Receiver<Event>) -> anyhow::Result<ExitCode> {
+    let peer = notes.resolve(to)?;
+    print_line(&format!("listening on {}", notes.local_addr()))?;
+    eprintln!("ferry: each line you type is sent to {peer}; end with Ctrl-D");
+    let lines = stdin_lines()?;
+    loop {
+        select! {
+            recv(lines) -> line => match line {
+                Ok(Ok(line)) if line.is_empty() => {}
+                Ok(Ok(line)) => match notes.send(peer, &line) {
+                    Ok(sent) => {
+                        if let Some(warning) = sent.warning {
+                            eprintln!("ferry: warning: {warning}");
+                        }
+                    }
+                    // One bad line (too long, a network hiccup) does not end the chat.
+                    Err(e) => eprintln!("ferry: {e}"),
+                },
+                Ok(Err(e)) => return Err(e).context("cannot read stdin"),
+                Err(_) => return Ok(ExitCode::SUCCESS),
+            },
+            recv(events) -> event => match event {
+                Ok(event) => print_event(event)?,
+                Err(_) => return Ok(ExitCode::SUCCESS),
+            },
+        }
+    }
+}
+
+/// Reads stdin on a thread of its own, one line per message, without the line ending.
+/// Invalid UTF-8 is replaced, like a received note. The channel closes at end of input.
+/// The thread is not joined: it may be blocked in a read when the chat ends.
+fn stdin_lines() -> anyhow::Result<Receiver<io::Result<String>>> {
+    let (tx, rx) = crossbeam_channel::bounded(16);
+    thread::Builder::new()
+        .name("ferry-chat-stdin".into())
+        .spawn(move || {
+            let mut stdin = io::stdin().lock();
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let line = match stdin.read_until(b'\n', &mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                        let line = line.strip_suffix(b"\r").unwrap_or(line);
+                        Ok(String::from_utf8_lossy(line).into_owned())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = line.is_err();
+                if tx.send(line).is_err() || failed {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the stdin thread")?;
+    Ok(rx)
+}
+
+fn print_event(event: Event) -> anyhow::Result<()> {
+    match event {
+        Event::Note(NoteEvent::Received { from, text, at }) => print_line(&note_line(at, from, &text)),
+        Event::Note(_) | Event::Transfer(_) | Event::Server(_) => Ok(()),
+    }
+}
+
+/// Writes one line to stdout and flushes it.
+fn print_line(line: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).context("cannot write to stdout")
+}
+
+/// `[HH:MM:SS UTC] ADDR: TEXT`, with TEXT on one line.
+fn note_line(at: SystemTime, from: SocketAddr, text: &str) -> String {
+    format!("[{} UTC] {from}: {}", utc_time_of_day(at), one_line(text))
+}
+
+/// `HH:MM:SS` of `at` in UTC (`00:00:00` for times before 1970).
+fn utc_time_of_day(at: SystemTime) -> String {
+    let secs = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3_600, secs % 3_600 / 60, secs % 60)
+}
+
+/// Escapes backslashes and control characters (`\n`, `\r`, `\t`, others as `\u{..}`), so
+/// the text fits one line, cannot drive the terminal, and the original stays recoverable.
+fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c == '\\' || c.is_control()) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_note_is_one_line() {
+        assert_eq!(one_line("plain text, 你好"), "plain text, 你好");
+        assert_eq!(one_line("two\nlines\r\n"), "two\\nlines\\r\\n");
+        assert_eq!(one_line("tab\there"), "tab\\there");
+        assert_eq!(one_line("C:\\temp"), "C:\\\\temp");
+        assert_eq!(one_line("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(one_line("del\u{7f}"), "del\\u{7f}");
+        assert!(!one_line("a\u{85}b").contains('\u{85}'));
+    }
+
+    #[test]
+    fn time_of_day_is_utc() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(3 * 86_400 + 13 * 3_600 + 4 * 60 + 5);
+        assert_eq!(utc_time_of_day(at), "13:04:05");
+        assert_eq!(utc_time_of_day(SystemTime::UNIX_EPOCH), "00:00:00");
+        assert_eq!(utc_time_of_day(SystemTime::UNIX_EPOCH - Duration::from_secs(5)), "00:00:00");
+    }
+
+    #[test]
+    fn note_line_has_time_sender_and_text() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(59);
+        let from: SocketAddr = "192.0.2.9:40000".parse().unwrap();
+        assert_eq!(note_line(at, from, "hi\nthere"), "[00:00:59 UTC] 192.0.2.9:40000: hi\\nthere");
+    }
 }

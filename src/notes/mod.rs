@@ -1,1 +1,357 @@
-//! UDP notes: one datagram is one UTF-8 message.
+//! UDP notes: quick text messages between machines, interoperable with plain UDP peers
+//! (`nc -u`, a five-line Python `sendto` script).
+//!
+//! One datagram is one UTF-8 message with no header (the limits and the decoding live in
+//! [`crate::protocol`]). A [`NotesHandle`] owns one UDP socket and one receive thread
+//! (`ferry-notes-recv`) that turns every datagram into a [`NoteEvent::Received`] on the
+//! [`EventSink`]; sending goes out of the same socket, so a peer's reply comes back to it.
+//!
+//! - Sending never waits for the network: UDP `send_to` only queues the datagram (with a
+//!   one-second send timeout in case the local queue is full), so success means "sent",
+//!   never "delivered".
+//! - Sending to an address where nothing listens is not an error. Where the OS reports the
+//!   ICMP port-unreachable on a later receive (ECONNREFUSED on a connected socket on Linux,
+//!   WSAECONNRESET on Windows), the receive loop ignores it and keeps going.
+//! - The receive buffer is 64 KiB, so every datagram arrives whole; three datagrams are
+//!   three notes, never merged; invalid UTF-8 is shown lossily, never dropped.
+//! - A reply goes to the exact source address (`from`) of the note it answers.
+//!
+//! [`NoteHistory`] is the bounded, in-memory list of recent notes the window keeps.
+
+mod history;
+
+pub use history::{HISTORY_CAPACITY, NoteEntry, NoteHistory};
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime};
+
+use crate::protocol::{NoteError, NoteWarning, check_note, decode_note};
+use crate::worker::{Event, EventSink, NoteEvent};
+
+/// The UDP port notes use unless told otherwise (the same number as the TCP uploads).
+pub const DEFAULT_NOTES_PORT: u16 = 8080;
+
+/// Size of the receive buffer: larger than any UDP payload, so no datagram is cut short.
+pub const RECV_BUF_LEN: usize = 64 * 1024;
+
+/// How often the receive thread looks at its stop flag when no datagram arrives.
+pub const RECV_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Longest a send may wait for room in the local socket buffer before it fails.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pause after an unexpected receive error, so a persistent one does not spin a core.
+const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Where the notes socket listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotesConfig {
+    pub bind: IpAddr,
+    /// 0 picks a free port; [`NotesHandle::local_addr`] tells which.
+    pub port: u16,
+}
+
+impl NotesConfig {
+    pub fn new(bind: IpAddr, port: u16) -> Self {
+        Self { bind, port }
+    }
+}
+
+impl Default for NotesConfig {
+    /// Every IPv4 interface, port [`DEFAULT_NOTES_PORT`].
+    fn default() -> Self {
+        Self::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_NOTES_PORT)
+    }
+}
+
+/// What went wrong with notes.
+#[derive(Debug, thiserror::Error)]
+pub enum NotesError {
+    #[error("UDP port {port} is in use")]
+    PortInUse { port: u16 },
+    #[error("cannot listen for notes on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot set up the notes socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("cannot start the notes receive thread: {0}")]
+    Thread(#[source] io::Error),
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    #[error("cannot resolve {to:?} (expected HOST:PORT): {source}")]
+    Resolve { to: String, source: io::Error },
+    #[error("{to:?} has no {family} address, and the notes socket on {local} speaks only {family}")]
+    NoAddress { to: String, family: &'static str, local: SocketAddr },
+    #[error("cannot send to {to}: {source}")]
+    Send { to: SocketAddr, source: io::Error },
+}
+
+/// A note that left this machine. UDP promises nothing more: it was sent, not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Where it was sent.
+    pub to: SocketAddr,
+    /// How many bytes the datagram carried.
+    pub bytes: usize,
+    /// Set when the note is longer than plain peers read.
+    pub warning: Option<NoteWarning>,
+}
+
+/// A bound notes socket and its receive thread. Dropping the handle stops the thread and
+/// joins it (within [`RECV_POLL_INTERVAL`], usually at once).
+///
+/// The receive thread emits with [`EventSink::emit`], which waits when the event channel is
+/// full: keep draining the receiver until the handle is dropped.
+#[derive(Debug)]
+pub struct NotesHandle {
+    socket: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    recv_thread: Option<JoinHandle<()>>,
+}
+
+impl NotesHandle {
+    /// Binds `config.bind:config.port` and starts receiving.
+    pub fn start(config: NotesConfig, sink: EventSink) -> Result<Self, NotesError> {
+        let addr = SocketAddr::new(config.bind, config.port);
+        let socket = UdpSocket::bind(addr).map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse => NotesError::PortInUse { port: config.port },
+            _ => NotesError::Bind { addr, source },
+        })?;
+        Self::from_socket(socket, sink)
+    }
+
+    /// Starts receiving on a socket the caller bound (and configured) itself.
+    pub fn from_socket(socket: UdpSocket, sink: EventSink) -> Result<Self, NotesError> {
+        let local_addr = socket.local_addr().map_err(NotesError::Socket)?;
+        socket.set_read_timeout(Some(RECV_POLL_INTERVAL)).map_err(NotesError::Socket)?;
+        socket.set_write_timeout(Some(SEND_TIMEOUT)).map_err(NotesError::Socket)?;
+        let socket = Arc::new(socket);
+        let stop = Arc::new(AtomicBool::new(false));
+        let recv_thread = {
+            let socket = Arc::clone(&socket);
+            let stop = Arc::clone(&stop);
+            thread::Builder::new()
+                .name("ferry-notes-recv".into())
+                .spawn(move || receive_loop(&socket, &stop, &sink))
+                .map_err(NotesError::Thread)?
+        };
+        log::info!("notes: listening on {local_addr} (UDP)");
+        Ok(Self { socket, local_addr, stop, recv_thread: Some(recv_thread) })
+    }
+
+    /// The address the socket is bound to (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Sends `text` as one datagram to `to`, from the listening socket (so replies come back
+    /// here). Refuses notes above [`crate::protocol::MAX_NOTE_BYTES`]; a note above
+    /// [`crate::protocol::PLAIN_PEER_NOTE_BYTES`] is sent with [`Sent::warning`] set.
+    pub fn send(&self, to: SocketAddr, text: &str) -> Result<Sent, NotesError> {
+        let warning = check_note(text)?;
+        let target = fit_family(to, self.local_addr);
+        let bytes = self
+            .socket
+            .send_to(text.as_bytes(), target)
+            .map_err(|source| NotesError::Send { to, source })?;
+        log::debug!("notes: sent {bytes} bytes to {to}");
+        Ok(Sent { to, bytes, warning })
+    }
+
+    /// Like [`send`](Self::send), to a `"host:port"` resolved with [`resolve`](Self::resolve).
+    /// Resolving a host name may wait on DNS; numeric addresses never do.
+    pub fn send_to_host(&self, to: &str, text: &str) -> Result<Sent, NotesError> {
+        check_note(text)?;
+        let addr = self.resolve(to)?;
+        self.send(addr, text)
+    }
+
+    /// Resolves `"host:port"` to an address this socket can send to: one of its own IP
+    /// version, or (from an IPv6 socket) an IPv4 address, which is sent to as IPv4-mapped.
+    /// Resolving a host name may wait on DNS; numeric addresses never do.
+    pub fn resolve(&self, to: &str) -> Result<SocketAddr, NotesError> {
+        let addrs = lookup(to)?;
+        let found = match self.local_addr {
+            SocketAddr::V4(_) => addrs.iter().find(|a| a.is_ipv4()),
+            SocketAddr::V6(_) => addrs.iter().find(|a| a.is_ipv6()).or_else(|| addrs.first()),
+        };
+        found.copied().ok_or_else(|| NotesError::NoAddress {
+            to: to.to_owned(),
+            family: if self.local_addr.is_ipv4() { "IPv4" } else { "IPv6" },
+            local: self.local_addr,
+        })
+    }
+
+    /// Stops the receive thread and waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(recv_thread) = self.recv_thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocked recv at once with an empty datagram to ourselves; if that fails,
+        // the read timeout wakes it within RECV_POLL_INTERVAL anyway.
+        let _ = self.socket.send_to(&[], reachable(self.local_addr));
+        if recv_thread.join().is_err() {
+            log::error!("notes: the receive thread panicked");
+        }
+        log::info!("notes: stopped listening on {}", self.local_addr);
+    }
+}
+
+impl Drop for NotesHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Resolves `"host:port"` to one address, preferring IPv4 (the default notes socket speaks
+/// IPv4). Resolving a host name may wait on DNS; numeric addresses never do.
+pub fn resolve_peer(to: &str) -> Result<SocketAddr, NotesError> {
+    let addrs = lookup(to)?;
+    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or_else(|| {
+        NotesError::Resolve { to: to.to_owned(), source: io::Error::other("no address found") }
+    })
+}
+
+fn lookup(to: &str) -> Result<Vec<SocketAddr>, NotesError> {
+    to.to_socket_addrs()
+        .map(Iterator::collect)
+        .map_err(|source| NotesError::Resolve { to: to.to_owned(), source })
+}
+
+/// An IPv4 target seen from an IPv6 socket becomes IPv4-mapped (dual-stack sockets reach it
+/// that way); an IPv4-mapped target seen from an IPv4 socket becomes plain IPv4.
+fn fit_family(to: SocketAddr, local: SocketAddr) -> SocketAddr {
+    match (to, local) {
+        (SocketAddr::V4(v4), SocketAddr::V6(_)) => {
+            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        (SocketAddr::V6(v6), SocketAddr::V4(_)) => match v6.ip().to_ipv4_mapped() {
+            Some(ip) => SocketAddr::new(IpAddr::V4(ip), v6.port()),
+            None => to,
+        },
+        _ => to,
+    }
+}
+
+/// An address at which a socket bound to `local` receives: the wildcard becomes loopback.
+fn reachable(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+/// What the receive loop does about a failed `recv_from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecvFailure {
+    /// Nothing arrived within the read timeout, or a signal interrupted the call.
+    Idle,
+    /// The ICMP port-unreachable from an earlier send: UDP promised nothing, carry on.
+    PeerUnreachable,
+    /// Anything else: logged, then the loop carries on after a short pause.
+    Unexpected,
+}
+
+fn classify(error: &io::Error) -> RecvFailure {
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+            RecvFailure::Idle
+        }
+        // Linux reports ECONNREFUSED, Windows WSAECONNRESET.
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
+            RecvFailure::PeerUnreachable
+        }
+        _ => RecvFailure::Unexpected,
+    }
+}
+
+fn receive_loop(socket: &UdpSocket, stop: &AtomicBool, sink: &EventSink) {
+    let mut buf = vec![0u8; RECV_BUF_LEN];
+    while !stop.load(Ordering::SeqCst) {
+        match socket.recv_from(&mut buf) {
+            Ok((len, from)) => {
+                // Checked again so the wake-up datagram from `shutdown` is not shown.
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let at = SystemTime::now();
+                let text = decode_note(&buf[..len]);
+                sink.emit(Event::Note(NoteEvent::Received { from, text, at }));
+            }
+            Err(e) => match classify(&e) {
+                RecvFailure::Idle => {}
+                RecvFailure::PeerUnreachable => {
+                    log::debug!("notes: an earlier note found no listener ({e}); still receiving");
+                }
+                RecvFailure::Unexpected => {
+                    log::warn!("notes: receive failed: {e}; still receiving");
+                    thread::sleep(RECV_ERROR_BACKOFF);
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_and_unreachable_peers_do_not_stop_the_loop() {
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut, io::ErrorKind::Interrupted] {
+            assert_eq!(classify(&io::Error::from(kind)), RecvFailure::Idle, "{kind:?}");
+        }
+        assert_eq!(classify(&io::Error::from(io::ErrorKind::ConnectionRefused)), RecvFailure::PeerUnreachable);
+        // ECONNREFUSED as Linux reports it, so the test covers the real mapping.
+        #[cfg(target_os = "linux")]
+        assert_eq!(classify(&io::Error::from_raw_os_error(111)), RecvFailure::PeerUnreachable);
+        assert_eq!(classify(&io::Error::from(io::ErrorKind::ConnectionReset)), RecvFailure::PeerUnreachable);
+        assert_eq!(classify(&io::Error::other("boom")), RecvFailure::Unexpected);
+    }
+
+    #[test]
+    fn families_are_fitted_to_the_socket() {
+        let v4: SocketAddr = "192.0.2.7:9".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:9".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:9".parse().unwrap();
+        let local_v4: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local_v6: SocketAddr = "[::]:8080".parse().unwrap();
+        assert_eq!(fit_family(v4, local_v4), v4);
+        assert_eq!(fit_family(v4, local_v6), mapped);
+        assert_eq!(fit_family(mapped, local_v4), v4);
+        assert_eq!(fit_family(v6, local_v4), v6);
+        assert_eq!(fit_family(v6, local_v6), v6);
+    }
+
+    #[test]
+    fn the_wildcard_is_woken_through_loopback() {
+        assert_eq!(reachable("0.0.0.0:5".parse().unwrap()), "127.0.0.1:5".parse().unwrap());
+        assert_eq!(reachable("[::]:5".parse().unwrap()), "[::1]:5".parse().unwrap());
+        assert_eq!(reachable("10.1.2.3:5".parse().unwrap()), "10.1.2.3:5".parse().unwrap());
+    }
+
+    #[test]
+    fn default_config_is_every_ipv4_interface_on_8080() {
+        let config = NotesConfig::default();
+        assert_eq!(SocketAddr::new(config.bind, config.port), "0.0.0.0:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn resolve_peer_prefers_ipv4_and_explains_bad_input() {
+        assert_eq!(resolve_peer("127.0.0.1:9").unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(resolve_peer("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
+        let err = resolve_peer("no-port-here").unwrap_err().to_string();
+        assert!(err.contains("no-port-here") && err.contains("HOST:PORT"), "{err}");
+    }
+}

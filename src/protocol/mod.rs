@@ -66,10 +66,18 @@
 //! # UDP: notes
 //!
 //! One datagram is one UTF-8 text message, no header. See [`crate::notes`].
+//!
+//! - A sender refuses a note above [`MAX_NOTE_BYTES`] (65 507, the largest IPv4 UDP payload)
+//!   and warns above [`PLAIN_PEER_NOTE_BYTES`] (1 024), because plain peers that read 1 024
+//!   bytes per datagram silently lose the rest.
+//! - A receiver reads with a 64 KiB buffer, so every datagram arrives whole, and decodes it
+//!   lossily ([`decode_note`]): invalid UTF-8 becomes U+FFFD, it is never dropped.
+//! - A reply goes to the exact source address (IP and port) of the note it answers.
 
 mod frame;
 mod message;
 mod name;
+mod note;
 
 pub use frame::{
     Chunk, FrameError, decode_chunk_header, decode_frame_len, encode_chunk_header, encode_frame,
@@ -80,6 +88,7 @@ pub use message::{
     decode_sender_msg, encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
+pub use note::{MAX_NOTE_BYTES, NoteError, NoteWarning, PLAIN_PEER_NOTE_BYTES, check_note, decode_note};
 
 /// Largest JSON frame body accepted, in bytes (64 KiB).
 pub const MAX_FRAME_LEN: usize = 64 * 1024;

@@ -1,0 +1,179 @@
+//! The recent notes, in and out, that the window shows: a bounded list in arrival order.
+//!
+//! Plain data with no clock and no socket: the owner (the notes panel) feeds it from
+//! [`NoteEvent`]s and from its own sends, passing the time in, so it is tested directly.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use crate::worker::{Direction, NoteEvent};
+
+/// How many notes a [`NoteHistory`] keeps by default; older ones are forgotten first.
+pub const HISTORY_CAPACITY: usize = 1_000;
+
+/// One note, received or sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteEntry {
+    /// When it arrived, or when it was sent.
+    pub at: SystemTime,
+    pub direction: Direction,
+    /// Incoming: the exact source address. Outgoing: where it was sent.
+    pub peer: SocketAddr,
+    pub text: String,
+}
+
+impl NoteEntry {
+    /// Where a reply to this note goes: the exact address it came from (a plain peer sends
+    /// from an ephemeral port and waits for the answer there), or the peer it was sent to.
+    pub fn reply_to(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// The last `capacity` notes, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteHistory {
+    entries: VecDeque<NoteEntry>,
+    capacity: usize,
+}
+
+impl Default for NoteHistory {
+    fn default() -> Self {
+        Self::with_capacity(HISTORY_CAPACITY)
+    }
+}
+
+impl NoteHistory {
+    /// An empty history keeping [`HISTORY_CAPACITY`] notes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty history keeping the last `capacity` notes (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self { entries: VecDeque::with_capacity(capacity.min(HISTORY_CAPACITY)), capacity }
+    }
+
+    /// Appends a note, forgetting the oldest one when full.
+    pub fn push(&mut self, entry: NoteEntry) {
+        if self.entries.len() == self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    /// Records what the notes engine reported.
+    pub fn record_event(&mut self, event: NoteEvent) {
+        match event {
+            NoteEvent::Received { from, text, at } => {
+                self.push(NoteEntry { at, direction: Direction::Incoming, peer: from, text });
+            }
+            NoteEvent::Sent { to, text, at } => self.record_sent(to, text, at),
+            NoteEvent::Listening { .. } | NoteEvent::Error { .. } => {}
+        }
+    }
+
+    /// Records a note this side sent (see [`super::NotesHandle::send`]).
+    pub fn record_sent(&mut self, to: SocketAddr, text: impl Into<String>, at: SystemTime) {
+        self.push(NoteEntry { at, direction: Direction::Outgoing, peer: to, text: text.into() });
+    }
+
+    /// The notes, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &NoteEntry> + ExactSizeIterator {
+        self.entries.iter()
+    }
+
+    /// The most recent incoming note: the one a "Reply" button answers.
+    pub fn last_received(&self) -> Option<&NoteEntry> {
+        self.entries.iter().rev().find(|e| e.direction == Direction::Incoming)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn keeps_arrival_order_direction_peer_and_time() {
+        let mut history = NoteHistory::new();
+        assert!(history.is_empty());
+        history.record_event(NoteEvent::Received { from: addr(5000), text: "hi".into(), at: at(1) });
+        history.record_sent(addr(5000), "hello back", at(2));
+        history.record_event(NoteEvent::Received { from: addr(6000), text: "me too".into(), at: at(3) });
+
+        let entries: Vec<_> = history.iter().cloned().collect();
+        assert_eq!(
+            entries,
+            vec![
+                NoteEntry { at: at(1), direction: Direction::Incoming, peer: addr(5000), text: "hi".into() },
+                NoteEntry { at: at(2), direction: Direction::Outgoing, peer: addr(5000), text: "hello back".into() },
+                NoteEntry { at: at(3), direction: Direction::Incoming, peer: addr(6000), text: "me too".into() },
+            ]
+        );
+        assert_eq!(history.len(), 3);
+    }
+
+    #[test]
+    fn forgets_the_oldest_beyond_capacity() {
+        let mut history = NoteHistory::new();
+        assert_eq!(history.capacity(), HISTORY_CAPACITY);
+        for i in 0..HISTORY_CAPACITY + 5 {
+            history.record_sent(addr(1), i.to_string(), at(i as u64));
+        }
+        assert_eq!(history.len(), HISTORY_CAPACITY);
+        assert_eq!(history.iter().next().map(|e| e.text.as_str()), Some("5"));
+        let last = (HISTORY_CAPACITY + 4).to_string();
+        assert_eq!(history.iter().next_back().map(|e| e.text.as_str()), Some(last.as_str()));
+    }
+
+    #[test]
+    fn small_capacities() {
+        let mut history = NoteHistory::with_capacity(0);
+        assert_eq!(history.capacity(), 1);
+        history.record_sent(addr(1), "a", at(1));
+        history.record_sent(addr(1), "b", at(2));
+        assert_eq!(history.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["b"]);
+        history.clear();
+        assert!(history.is_empty());
+    }
+
+    #[test]
+    fn a_reply_goes_to_the_exact_source_of_the_last_received_note() {
+        let mut history = NoteHistory::new();
+        assert_eq!(history.last_received(), None);
+        history.record_event(NoteEvent::Received { from: addr(40_001), text: "q1".into(), at: at(1) });
+        history.record_event(NoteEvent::Received { from: addr(40_002), text: "q2".into(), at: at(2) });
+        history.record_sent(addr(9), "unrelated", at(3));
+        let last = history.last_received().expect("two notes were received");
+        assert_eq!(last.text, "q2");
+        assert_eq!(last.reply_to(), addr(40_002));
+    }
+}
