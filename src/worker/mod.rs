@@ -13,6 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+mod engine;
+pub use engine::{Command, Worker};
+
 /// Identifies one file transfer for the lifetime of the process.
 pub type TransferId = u64;
 
@@ -83,6 +86,10 @@ pub enum TransferEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
     Listening { addr: SocketAddr },
+    /// The addresses a LAN peer can use to reach the server.
+    Reachable { addrs: Vec<SocketAddr> },
+    /// The server could not start (port in use, folder not writable, ...).
+    StartFailed { reason: String },
     Stopped,
     /// A connection was refused or ended with an error before or between files.
     ConnectionError { peer: SocketAddr, reason: String },
@@ -92,6 +99,12 @@ pub enum ServerEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NoteEvent {
     Received { from: SocketAddr, text: String, at: SystemTime },
+    /// The notes socket is bound (answer to `Command::StartNotes`).
+    Listening { addr: SocketAddr },
+    /// A note left this machine; UDP promises nothing more.
+    Sent { to: SocketAddr, text: String, at: SystemTime },
+    /// Binding or sending failed.
+    Error { reason: String },
 }
 
 type Waker = Arc<dyn Fn() + Send + Sync>;

@@ -2,7 +2,10 @@
 //! crate is linked once. Everything runs on real sockets on 127.0.0.1 and real temp folders.
 
 mod cli;
+mod cli_notes;
 mod ferry;
+mod gui;
 mod hostile;
+mod notes;
 mod plain;
 mod util;

@@ -1,0 +1,129 @@
+//! The Client tab: where to send, which files, and how each upload is doing.
+
+use std::path::PathBuf;
+
+use egui::{Color32, RichText, Ui};
+
+use super::Action;
+use super::i18n::{T, Tr};
+use super::model::{RowState, TransferRow};
+use super::settings::remember;
+use super::table::{RowAction, transfer_table_ui};
+use crate::transfer::{OutgoingFile, SendOptions};
+use crate::worker::{Command, Direction, Mode, next_transfer_id};
+
+pub struct ClientTab {
+    pub dest: String,
+    pub recent: Vec<String>,
+    pub msg: String,
+    pub plain: bool,
+    pub rows: Vec<TransferRow>,
+    /// Why the last Upload click did nothing, or why a pick failed.
+    pub notice: Option<String>,
+}
+
+impl ClientTab {
+    pub fn new(dest: String, recent: Vec<String>, msg: String, plain: bool) -> Self {
+        Self { dest, recent, msg, plain, rows: Vec::new(), notice: None }
+    }
+
+    /// Adds picked or dropped files (already checked to be files, with their sizes).
+    pub fn add_files(&mut self, files: Vec<(PathBuf, u64)>) {
+        for (path, size) in files {
+            self.rows.push(TransferRow::queued(next_transfer_id(), path, size));
+        }
+        self.notice = None;
+    }
+
+    #[must_use]
+    pub fn ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
+        let mut actions = Vec::new();
+        egui::Grid::new("client_settings").num_columns(2).spacing([10.0, 8.0]).show(ui, |ui| {
+            let label = ui.label(tr.get(T::Destination));
+            ui.horizontal(|ui| {
+                ui.add(egui::TextEdit::singleline(&mut self.dest).desired_width(220.0).hint_text("192.168.1.20:8080"))
+                    .labelled_by(label.id);
+                if !self.recent.is_empty() {
+                    ui.menu_button(tr.get(T::Recent), |ui| {
+                        for recent in &self.recent {
+                            if ui.button(recent).clicked() {
+                                self.dest = recent.clone();
+                                ui.close();
+                            }
+                        }
+                    });
+                }
+            });
+            ui.end_row();
+            let label = ui.label(tr.get(T::Message));
+            ui.add(egui::TextEdit::singleline(&mut self.msg).desired_width(320.0)).labelled_by(label.id);
+            ui.end_row();
+        });
+        ui.checkbox(&mut self.plain, tr.get(T::PlainPeer));
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            if ui.button(tr.get(T::ChooseFiles)).clicked() {
+                actions.push(Action::PickFiles);
+            }
+            ui.label(RichText::new(tr.get(T::DropHint)).weak());
+        });
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            let queued = self.rows.iter().any(|r| r.state == RowState::Queued);
+            if ui.add_enabled(queued, egui::Button::new(RichText::new(tr.get(T::Upload)).strong())).clicked() {
+                if let Some(action) = self.upload(tr) {
+                    actions.push(action);
+                }
+            }
+            if ui.add_enabled(self.rows.iter().any(|r| r.state.is_finished()), egui::Button::new(tr.get(T::ClearQueue))).clicked() {
+                self.rows.retain(|r| !r.state.is_finished());
+            }
+        });
+        if let Some(notice) = &self.notice {
+            ui.label(RichText::new(notice).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+        }
+        ui.separator();
+        if self.rows.is_empty() {
+            ui.label(RichText::new(tr.get(T::EmptyQueue)).weak());
+        } else {
+            match transfer_table_ui(ui, tr, &self.rows, Direction::Outgoing) {
+                Some(RowAction::Cancel(id)) => actions.push(Action::Engine(Command::Cancel(id))),
+                Some(RowAction::Remove(id)) => self.rows.retain(|r| r.id != id),
+                Some(RowAction::OpenFolder(_)) | None => {}
+            }
+        }
+        actions
+    }
+
+    /// Sends every queued file over one connection.
+    fn upload(&mut self, tr: Tr) -> Option<Action> {
+        let dest = self.dest.trim().to_owned();
+        if dest.is_empty() || !dest.contains(':') {
+            self.notice = Some(tr.get(T::NeedDestination).to_owned());
+            return None;
+        }
+        let mode = if self.plain { Mode::Plain } else { Mode::Ferry };
+        let mut files = Vec::new();
+        for row in self.rows.iter_mut().filter(|r| r.state == RowState::Queued) {
+            let Some(path) = row.path.clone() else { continue };
+            row.state = RowState::Active;
+            row.mode = mode;
+            row.msg = self.msg.clone();
+            files.push(OutgoingFile { id: row.id, path });
+        }
+        if files.is_empty() {
+            self.notice = Some(tr.get(T::NothingToUpload).to_owned());
+            return None;
+        }
+        self.notice = None;
+        remember(&mut self.recent, &dest);
+        let mut opts = SendOptions::new(dest);
+        opts.msg = self.msg.clone();
+        opts.mode = mode;
+        Some(Action::Engine(Command::Send { opts, files }))
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &TransferRow> {
+        self.rows.iter().filter(|r| r.state == RowState::Active)
+    }
+}

@@ -1,0 +1,193 @@
+//! Every user-visible string of the window, in English and Simplified Chinese, in one table.
+//!
+//! Widget code never holds text: it asks `tr.get(T::Upload)`. Strings with values use `{}`
+//! placeholders, filled in order by [`Tr::fill`]. Tests find widgets by these same labels.
+
+use serde::{Deserialize, Serialize};
+
+/// A language the window speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    ZhCn,
+}
+
+impl Lang {
+    /// The language for a system locale such as `zh-CN`, `zh_TW.UTF-8` or `en-US`.
+    pub fn from_locale(locale: Option<&str>) -> Self {
+        match locale {
+            Some(l) if l.to_ascii_lowercase().starts_with("zh") => Lang::ZhCn,
+            _ => Lang::En,
+        }
+    }
+
+    /// The system's language, used on first start.
+    pub fn from_system() -> Self {
+        Self::from_locale(sys_locale::get_locale().as_deref())
+    }
+
+    /// The language's own name, shown in the switcher.
+    pub fn native_name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::ZhCn => "简体中文",
+        }
+    }
+}
+
+/// Translation lookups for one language.
+#[derive(Debug, Clone, Copy)]
+pub struct Tr(pub Lang);
+
+impl Tr {
+    pub fn get(self, text: T) -> &'static str {
+        let (en, zh) = text.pair();
+        match self.0 {
+            Lang::En => en,
+            Lang::ZhCn => zh,
+        }
+    }
+
+    /// `get(text)` with each `{}` replaced by the next argument.
+    pub fn fill(self, text: T, args: &[&dyn std::fmt::Display]) -> String {
+        let mut out = String::new();
+        let mut args = args.iter();
+        let mut parts = self.get(text).split("{}").peekable();
+        while let Some(part) = parts.next() {
+            out.push_str(part);
+            if parts.peek().is_some() {
+                if let Some(arg) = args.next() {
+                    out.push_str(&arg.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+macro_rules! texts {
+    ($($key:ident => $en:literal, $zh:literal;)*) => {
+        /// The keys of the translation table.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum T { $($key),* }
+
+        impl T {
+            /// Every key, so tests can check the table is complete.
+            pub const ALL: &'static [T] = &[$(T::$key),*];
+
+            fn pair(self) -> (&'static str, &'static str) {
+                match self { $(T::$key => ($en, $zh)),* }
+            }
+        }
+    };
+}
+
+texts! {
+    AppTitle => "Ferry", "Ferry 摆渡";
+    ServerTab => "Server", "接收";
+    ClientTab => "Client", "发送";
+    Notes => "Notes", "便签";
+    Language => "Language", "语言";
+
+    // Server tab
+    BindAddress => "Bind address", "绑定地址";
+    Port => "Port", "端口";
+    StartListening => "Start listening", "开始监听";
+    StopListening => "Stop listening", "停止监听";
+    Starting => "Starting…", "正在启动…";
+    ListeningOn => "Listening on {}", "正在监听 {}";
+    NotListening => "Not listening", "未监听";
+    DownloadFolder => "Download folder", "下载文件夹";
+    ChooseFolder => "Choose folder…", "选择文件夹…";
+    ReachableAt => "Reachable at", "可用地址";
+    NoLanAddress => "no LAN address found", "未找到局域网地址";
+    ClearFinished => "Clear finished", "清除已完成";
+    NoIncoming => "No uploads yet. Senders connect to one of the addresses above.", "还没有收到文件。发送方请连接上面的地址之一。";
+    OpenFolder => "Open folder", "打开文件夹";
+    InvalidPort => "Port must be a number from 0 to 65535", "端口必须是 0 到 65535 之间的数字";
+    InvalidBind => "Bind address must be an IP address such as 0.0.0.0", "绑定地址必须是 IP 地址，例如 0.0.0.0";
+    PlainAutoAccept => "Plain (non-Ferry) senders cannot be asked; their files are accepted and saved unverified.", "普通（非 Ferry）发送方无法确认；其文件会被直接接收，但不做校验。";
+
+    // Table columns
+    ColFile => "File", "文件";
+    ColPeer => "Peer", "对方";
+    ColSize => "Size", "大小";
+    ColProgress => "Progress", "进度";
+    ColSpeed => "Speed", "速度";
+    ColEta => "ETA", "剩余时间";
+    ColState => "State", "状态";
+
+    // States
+    StateQueued => "queued", "排队中";
+    StateReceiving => "receiving", "接收中";
+    StateSending => "sending", "发送中";
+    StateVerified => "verified", "已校验";
+    StateUnverified => "complete (not verified: plain peer)", "已完成（未校验：普通对方）";
+    StateSentUnverified => "sent, unverified", "已发送，未校验";
+    StateFailed => "failed: {}", "失败：{}";
+    StateCancelled => "cancelled", "已取消";
+    SavedAs => "saved as {}", "保存为 {}";
+
+    // Client tab
+    Destination => "Destination (host:port)", "目标（主机:端口）";
+    Recent => "Recent", "最近";
+    ChooseFiles => "Choose files…", "选择文件…";
+    DropHint => "…or drop files onto this window", "……或把文件拖到此窗口";
+    Message => "Message", "留言";
+    PlainPeer => "Plain peer (original protocol, no verification)", "普通对方（原始协议，不校验）";
+    Upload => "Upload", "上传";
+    Cancel => "Cancel", "取消";
+    Remove => "Remove", "移除";
+    ClearQueue => "Clear finished", "清除已完成";
+    EmptyQueue => "No files chosen yet.", "尚未选择文件。";
+    NeedDestination => "Enter the receiver as host:port", "请输入接收方地址，格式为 主机:端口";
+    NothingToUpload => "Add files first", "请先添加文件";
+    DialogUnavailable => "No file dialog is available on this system; drop files onto the window instead.", "此系统没有可用的文件对话框；请把文件拖到窗口中。";
+
+    // Notes panel
+    MyNotesPort => "My notes port", "我的便签端口";
+    NotesListening => "listening on {}", "正在监听 {}";
+    NotesNotListening => "not listening", "未监听";
+    NotesStart => "Listen", "监听";
+    PeerAddress => "Peer (host:port)", "对方（主机:端口）";
+    NoteText => "Note", "便签内容";
+    Send => "Send", "发送";
+    NoteSent => "sent", "已发送";
+    NoteHint => "Enter sends, Shift+Enter adds a line", "Enter 发送，Shift+Enter 换行";
+    NoteTooLong => "{} bytes: too long for one UDP datagram (max {})", "{} 字节：超过单个 UDP 数据报上限（{}）";
+    NoteLong => "{} bytes: plain peers that read 1024 bytes will cut it", "{} 字节：只读 1024 字节的普通对方会截断";
+    NoteBytes => "{} bytes", "{} 字节";
+    NoNotes => "No notes yet.", "还没有便签。";
+    Reply => "Reply", "回复";
+    DirIn => "from", "来自";
+    DirOut => "to", "发往";
+
+    // Status bar
+    StatusActive => "{} active", "{} 个进行中";
+    StatusSpeed => "{}/s total", "总计 {}/s";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_both_languages_and_matching_placeholders() {
+        for key in T::ALL {
+            let (en, zh) = key.pair();
+            assert!(!en.is_empty() && !zh.is_empty(), "{key:?}");
+            assert_eq!(en.matches("{}").count(), zh.matches("{}").count(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn fill_and_locale() {
+        assert_eq!(Tr(Lang::En).fill(T::ListeningOn, &[&"0.0.0.0:8080"]), "Listening on 0.0.0.0:8080");
+        assert_eq!(Tr(Lang::ZhCn).fill(T::StateFailed, &[&"x"]), "失败：x");
+        assert_eq!(Lang::from_locale(Some("zh-CN")), Lang::ZhCn);
+        assert_eq!(Lang::from_locale(Some("zh_TW.UTF-8")), Lang::ZhCn);
+        assert_eq!(Lang::from_locale(Some("en-US")), Lang::En);
+        assert_eq!(Lang::from_locale(None), Lang::En);
+    }
+}

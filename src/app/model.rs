@@ -1,0 +1,236 @@
+//! The window's view of one transfer (a table row), updated from engine events, and the
+//! small formatting helpers the tables use. No egui here, so it is unit-tested directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::worker::{Mode, TransferEvent, TransferId};
+
+/// Where a row stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowState {
+    /// Client queue only: picked, not yet uploading.
+    Queued,
+    /// Bytes are moving (or the offer is out).
+    Active,
+    /// The receiver checked the BLAKE3 hash.
+    Verified,
+    /// Complete but nobody checked it (plain peer).
+    Unverified,
+    Failed(String),
+    Cancelled,
+}
+
+impl RowState {
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, RowState::Queued | RowState::Active)
+    }
+}
+
+/// One file in the server's table or the client's queue.
+#[derive(Debug, Clone)]
+pub struct TransferRow {
+    pub id: TransferId,
+    /// The name as offered (incoming) or the local file name (outgoing).
+    pub name: String,
+    /// The name it was saved under when different from `name`.
+    pub saved_as: Option<String>,
+    pub peer: Option<SocketAddr>,
+    /// Incoming: the final file once saved. Outgoing: the local source file.
+    pub path: Option<PathBuf>,
+    pub mode: Mode,
+    pub msg: String,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub state: RowState,
+    speed: SpeedMeter,
+}
+
+impl TransferRow {
+    /// A file the user picked for upload.
+    pub fn queued(id: TransferId, path: PathBuf, bytes_total: u64) -> Self {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Self {
+            id,
+            name,
+            saved_as: None,
+            peer: None,
+            path: Some(path),
+            mode: Mode::Ferry,
+            msg: String::new(),
+            bytes_total,
+            bytes_done: 0,
+            state: RowState::Queued,
+            speed: SpeedMeter::default(),
+        }
+    }
+
+    /// A row for a transfer the engine just started (incoming uploads appear this way).
+    pub fn from_started(event: &TransferEvent) -> Option<Self> {
+        let TransferEvent::Started { id, peer, name, saved_as, bytes_total, mode, msg, .. } = event else {
+            return None;
+        };
+        Some(Self {
+            id: *id,
+            name: name.clone(),
+            saved_as: saved_as.clone(),
+            peer: Some(*peer),
+            path: None,
+            mode: *mode,
+            msg: msg.clone(),
+            bytes_total: *bytes_total,
+            bytes_done: 0,
+            state: RowState::Active,
+            speed: SpeedMeter::started(Instant::now()),
+        })
+    }
+
+    /// Applies an event about this row; `now` drives the speed estimate.
+    pub fn apply(&mut self, event: &TransferEvent, now: Instant) {
+        match event {
+            TransferEvent::Started { peer, saved_as, bytes_total, mode, .. } => {
+                self.peer = Some(*peer);
+                if saved_as.is_some() {
+                    self.saved_as = saved_as.clone();
+                }
+                self.bytes_total = *bytes_total;
+                self.mode = *mode;
+                self.state = RowState::Active;
+                self.speed = SpeedMeter::started(now);
+            }
+            TransferEvent::Progress { bytes_done, .. } => {
+                self.bytes_done = *bytes_done;
+                self.speed.record(*bytes_done, now);
+            }
+            TransferEvent::Finished { verified, saved_as, path, .. } => {
+                self.bytes_done = self.bytes_total;
+                self.state = if *verified { RowState::Verified } else { RowState::Unverified };
+                if !saved_as.is_empty() && *saved_as != self.name {
+                    self.saved_as = Some(saved_as.clone());
+                }
+                if path.is_some() {
+                    self.path = path.clone();
+                }
+            }
+            TransferEvent::Failed { reason, .. } => {
+                self.state = if reason == "cancelled" { RowState::Cancelled } else { RowState::Failed(reason.clone()) };
+            }
+        }
+    }
+
+    /// Bytes per second while active.
+    pub fn speed(&self) -> Option<f64> {
+        (self.state == RowState::Active).then(|| self.speed.bytes_per_sec()).flatten()
+    }
+
+    /// Time left at the current speed.
+    pub fn eta(&self) -> Option<Duration> {
+        let speed = self.speed()?;
+        (speed > 0.0).then(|| Duration::from_secs_f64(self.bytes_total.saturating_sub(self.bytes_done) as f64 / speed))
+    }
+
+    pub fn fraction(&self) -> f32 {
+        if self.bytes_total == 0 {
+            return if self.state.is_finished() || self.state == RowState::Active { 1.0 } else { 0.0 };
+        }
+        (self.bytes_done as f64 / self.bytes_total as f64) as f32
+    }
+}
+
+/// A smoothed transfer speed from progress samples.
+#[derive(Debug, Clone, Default)]
+struct SpeedMeter {
+    last: Option<(Instant, u64)>,
+    bytes_per_sec: Option<f64>,
+}
+
+impl SpeedMeter {
+    fn started(now: Instant) -> Self {
+        Self { last: Some((now, 0)), bytes_per_sec: None }
+    }
+
+    fn record(&mut self, bytes: u64, now: Instant) {
+        if let Some((then, before)) = self.last {
+            let secs = now.duration_since(then).as_secs_f64();
+            if secs < 0.05 {
+                return; // too close together to say anything
+            }
+            let sample = bytes.saturating_sub(before) as f64 / secs;
+            // Exponential smoothing: recent samples weigh most, jitter is damped.
+            self.bytes_per_sec = Some(match self.bytes_per_sec {
+                Some(old) => old * 0.7 + sample * 0.3,
+                None => sample,
+            });
+        }
+        self.last = Some((now, bytes));
+    }
+
+    fn bytes_per_sec(&self) -> Option<f64> {
+        self.bytes_per_sec
+    }
+}
+
+/// `1.5 MiB`, `900 B`.
+pub fn format_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value:.0} {}", UNITS[0]) } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// `42 s`, `3:07`, `1:02:03`.
+pub fn format_eta(eta: Duration) -> String {
+    let secs = eta.as_secs();
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{}:{:02}", secs / 60, secs % 60),
+        _ => format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_bytes(900.0), "900 B");
+        assert_eq!(format_bytes(1536.0), "1.5 KiB");
+        assert_eq!(format_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+        assert_eq!(format_eta(Duration::from_secs(42)), "42 s");
+        assert_eq!(format_eta(Duration::from_secs(187)), "3:07");
+        assert_eq!(format_eta(Duration::from_secs(3723)), "1:02:03");
+    }
+
+    #[test]
+    fn row_follows_events_with_speed_and_eta() {
+        let t0 = Instant::now();
+        let started = TransferEvent::Started {
+            id: 7,
+            direction: crate::worker::Direction::Incoming,
+            peer: "127.0.0.1:9".parse().unwrap(),
+            name: "a.txt".into(),
+            saved_as: Some("a (1).txt".into()),
+            bytes_total: 1000,
+            mode: Mode::Ferry,
+            msg: "hi".into(),
+        };
+        let mut row = TransferRow::from_started(&started).unwrap();
+        row.apply(&started, t0);
+        assert_eq!(row.saved_as.as_deref(), Some("a (1).txt"));
+        row.apply(&TransferEvent::Progress { id: 7, bytes_done: 250 }, t0 + Duration::from_secs(1));
+        assert_eq!(row.speed(), Some(250.0));
+        assert_eq!(row.eta(), Some(Duration::from_secs(3)));
+        assert!((row.fraction() - 0.25).abs() < 1e-6);
+        row.apply(&TransferEvent::Finished { id: 7, verified: true, saved_as: "a (1).txt".into(), path: None }, t0);
+        assert_eq!(row.state, RowState::Verified);
+        assert_eq!(row.speed(), None, "no speed once finished");
+        row.apply(&TransferEvent::Failed { id: 7, reason: "cancelled".into() }, t0);
+        assert_eq!(row.state, RowState::Cancelled);
+    }
+}

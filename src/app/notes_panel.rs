@@ -1,0 +1,166 @@
+//! The Notes panel beside both tabs: my notes port, a peer, the history, and a text box where
+//! Enter sends and Shift+Enter adds a line.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText, Ui};
+
+use super::Action;
+use super::i18n::{T, Tr};
+use crate::notes::{NoteHistory, NotesConfig};
+use crate::protocol::{MAX_NOTE_BYTES, NoteWarning, check_note};
+use crate::worker::{Command, Direction, NoteEvent};
+
+/// Whether the notes socket is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotesStatus {
+    Off,
+    Listening(SocketAddr),
+    Failed(String),
+}
+
+pub struct NotesPanel {
+    pub port: String,
+    pub peer: String,
+    pub draft: String,
+    pub status: NotesStatus,
+    pub history: NoteHistory,
+    /// The last send error (bad peer address, ...), shown under the text box.
+    pub send_error: Option<String>,
+}
+
+impl NotesPanel {
+    pub fn new(port: String, peer: String) -> Self {
+        Self { port, peer, draft: String::new(), status: NotesStatus::Off, history: NoteHistory::new(), send_error: None }
+    }
+
+    /// The command that binds the notes socket on the configured port.
+    pub fn listen(&mut self) -> Option<Action> {
+        match self.port.trim().parse::<u16>() {
+            Ok(port) => {
+                self.status = NotesStatus::Off;
+                Some(Action::Engine(Command::StartNotes(NotesConfig::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))))
+            }
+            Err(_) => {
+                self.status = NotesStatus::Failed(format!("bad port {:?}", self.port));
+                None
+            }
+        }
+    }
+
+    pub fn apply(&mut self, event: NoteEvent) {
+        match event {
+            NoteEvent::Listening { addr } => self.status = NotesStatus::Listening(addr),
+            NoteEvent::Error { reason } => {
+                if matches!(self.status, NotesStatus::Listening(_)) {
+                    self.send_error = Some(reason);
+                } else {
+                    self.status = NotesStatus::Failed(reason);
+                }
+            }
+            NoteEvent::Sent { .. } => {
+                self.send_error = None;
+                self.history.record_event(event);
+            }
+            NoteEvent::Received { .. } => self.history.record_event(event),
+        }
+    }
+
+    #[must_use]
+    pub fn ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
+        let mut actions = Vec::new();
+        ui.heading(tr.get(T::Notes));
+        ui.horizontal(|ui| {
+            let label = ui.label(tr.get(T::MyNotesPort));
+            ui.add(egui::TextEdit::singleline(&mut self.port).desired_width(60.0)).labelled_by(label.id);
+            if ui.button(tr.get(T::NotesStart)).clicked() {
+                actions.extend(self.listen());
+            }
+        });
+        match &self.status {
+            NotesStatus::Listening(addr) => {
+                ui.label(RichText::new(tr.fill(T::NotesListening, &[addr])).color(Color32::from_rgb(0x2e, 0xa0, 0x43)));
+            }
+            NotesStatus::Failed(reason) => {
+                ui.label(RichText::new(reason).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+            }
+            NotesStatus::Off => {
+                ui.label(tr.get(T::NotesNotListening));
+            }
+        }
+        ui.horizontal(|ui| {
+            let label = ui.label(tr.get(T::PeerAddress));
+            ui.add(egui::TextEdit::singleline(&mut self.peer).desired_width(160.0).hint_text("192.168.1.20:8080"))
+                .labelled_by(label.id);
+        });
+        ui.separator();
+        let composer_height = 120.0;
+        egui::ScrollArea::vertical()
+            .max_height((ui.available_height() - composer_height).max(80.0))
+            .auto_shrink([false, false])
+            .stick_to_bottom(true)
+            .show(ui, |ui| {
+                if self.history.is_empty() {
+                    ui.label(RichText::new(tr.get(T::NoNotes)).weak());
+                }
+                for entry in self.history.iter() {
+                    ui.horizontal(|ui| {
+                        ui.label(RichText::new(clock(entry.at)).monospace().weak());
+                        let (dir, color) = match entry.direction {
+                            Direction::Incoming => (tr.get(T::DirIn), Color32::from_rgb(0x30, 0x80, 0xd0)),
+                            Direction::Outgoing => (tr.get(T::DirOut), Color32::GRAY),
+                        };
+                        ui.label(RichText::new(dir).color(color));
+                        // Clicking a sender fills it in as the peer: one-click reply.
+                        if ui.link(entry.peer.to_string()).on_hover_text(tr.get(T::Reply)).clicked() {
+                            self.peer = entry.reply_to().to_string();
+                        }
+                    });
+                    ui.add(egui::Label::new(&entry.text).wrap());
+                    ui.add_space(4.0);
+                }
+            });
+        ui.separator();
+        let label = ui.label(tr.get(T::NoteText));
+        let response = ui.add(
+            egui::TextEdit::multiline(&mut self.draft)
+                .desired_rows(3)
+                .desired_width(f32::INFINITY)
+                .hint_text(tr.get(T::NoteHint))
+                // Shift+Enter inserts a newline; plain Enter is ours, to send.
+                .return_key(KeyboardShortcut::new(Modifiers::SHIFT, Key::Enter)),
+        );
+        let response = response.labelled_by(label.id);
+        let check = check_note(&self.draft);
+        let enter = response.has_focus() && ui.input(|i| i.key_pressed(Key::Enter) && !i.modifiers.shift);
+        ui.horizontal(|ui| {
+            let sendable = check.is_ok() && !self.draft.trim().is_empty() && !self.peer.trim().is_empty();
+            let clicked = ui.add_enabled(sendable, egui::Button::new(tr.get(T::Send))).clicked();
+            if sendable && (clicked || enter) {
+                actions.push(Action::Engine(Command::SendNote { to: self.peer.trim().to_owned(), text: std::mem::take(&mut self.draft) }));
+                if enter {
+                    response.request_focus();
+                }
+            }
+            let bytes = self.draft.len();
+            match check {
+                Err(_) => ui.label(RichText::new(tr.fill(T::NoteTooLong, &[&bytes, &MAX_NOTE_BYTES])).color(Color32::from_rgb(0xd0, 0x40, 0x40))),
+                Ok(Some(NoteWarning::PlainPeersTruncate { .. })) => {
+                    ui.label(RichText::new(tr.fill(T::NoteLong, &[&bytes])).color(Color32::from_rgb(0xc0, 0x90, 0x20)))
+                }
+                Ok(None) => ui.label(RichText::new(tr.fill(T::NoteBytes, &[&bytes])).weak()),
+            };
+        });
+        if let Some(error) = &self.send_error {
+            ui.label(RichText::new(error).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+        }
+        actions
+    }
+}
+
+/// `HH:MM:SS` (UTC) of a timestamp.
+fn clock(at: SystemTime) -> String {
+    let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("{:02}:{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60, secs % 60)
+}

@@ -1,0 +1,157 @@
+//! The Server tab: where to listen, where files go, who can reach us, and what arrives.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use egui::{Color32, RichText, Ui};
+
+use super::Action;
+use super::i18n::{T, Tr};
+use super::model::{RowState, TransferRow};
+use super::table::{RowAction, transfer_table_ui};
+use crate::transfer::ServerConfig;
+use crate::worker::{Command, Direction};
+
+/// Whether the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerStatus {
+    Stopped,
+    Starting,
+    Listening(SocketAddr),
+    /// Could not start (port in use, bad folder, ...), shown inline.
+    Failed(String),
+}
+
+pub struct ServerTab {
+    pub bind: String,
+    pub port: String,
+    pub dir: PathBuf,
+    pub status: ServerStatus,
+    pub reachable: Vec<SocketAddr>,
+    pub rows: Vec<TransferRow>,
+    /// A field the user must fix before starting.
+    input_error: Option<T>,
+}
+
+impl ServerTab {
+    pub fn new(bind: String, port: String, dir: PathBuf) -> Self {
+        Self { bind, port, dir, status: ServerStatus::Stopped, reachable: Vec::new(), rows: Vec::new(), input_error: None }
+    }
+
+    pub fn is_listening(&self) -> bool {
+        matches!(self.status, ServerStatus::Listening(_))
+    }
+
+    #[must_use]
+    pub fn ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
+        let mut actions = Vec::new();
+        egui::Grid::new("server_settings").num_columns(2).spacing([10.0, 8.0]).show(ui, |ui| {
+            let label = ui.label(tr.get(T::BindAddress));
+            let editable = matches!(self.status, ServerStatus::Stopped | ServerStatus::Failed(_));
+            ui.add_enabled(editable, egui::TextEdit::singleline(&mut self.bind).desired_width(140.0))
+                .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label(tr.get(T::Port));
+            ui.add_enabled(editable, egui::TextEdit::singleline(&mut self.port).desired_width(80.0))
+                .labelled_by(label.id);
+            ui.end_row();
+            let label = ui.label(tr.get(T::DownloadFolder));
+            ui.horizontal(|ui| {
+                ui.label(self.dir.display().to_string()).labelled_by(label.id);
+                if ui.add_enabled(editable, egui::Button::new(tr.get(T::ChooseFolder))).clicked() {
+                    actions.push(Action::PickFolder);
+                }
+            });
+            ui.end_row();
+        });
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            match &self.status {
+                ServerStatus::Stopped | ServerStatus::Failed(_) => {
+                    if ui.button(tr.get(T::StartListening)).clicked() {
+                        if let Some(action) = self.start() {
+                            actions.push(action);
+                        }
+                    }
+                }
+                ServerStatus::Starting => {
+                    ui.add_enabled(false, egui::Button::new(tr.get(T::Starting)));
+                }
+                ServerStatus::Listening(_) => {
+                    if ui.button(tr.get(T::StopListening)).clicked() {
+                        self.status = ServerStatus::Stopped;
+                        self.reachable.clear();
+                        actions.push(Action::Engine(Command::StopServer));
+                    }
+                }
+            }
+            match &self.status {
+                ServerStatus::Listening(addr) => {
+                    ui.label(RichText::new(tr.fill(T::ListeningOn, &[addr])).color(Color32::from_rgb(0x2e, 0xa0, 0x43)));
+                }
+                ServerStatus::Failed(reason) => {
+                    ui.label(RichText::new(reason).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+                }
+                _ => {
+                    ui.label(tr.get(T::NotListening));
+                }
+            }
+        });
+        if let Some(error) = self.input_error {
+            ui.label(RichText::new(tr.get(error)).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+        }
+        if self.is_listening() {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(RichText::new(tr.get(T::ReachableAt)).strong());
+                if self.reachable.is_empty() {
+                    ui.label(tr.get(T::NoLanAddress));
+                }
+                for addr in &self.reachable {
+                    ui.label(RichText::new(addr.to_string()).monospace());
+                }
+            });
+        }
+        ui.label(RichText::new(tr.get(T::PlainAutoAccept)).small().weak());
+        ui.separator();
+        ui.horizontal(|ui| {
+            if ui.add_enabled(self.rows.iter().any(|r| r.state.is_finished()), egui::Button::new(tr.get(T::ClearFinished))).clicked() {
+                self.rows.retain(|r| !r.state.is_finished());
+            }
+        });
+        if self.rows.is_empty() {
+            ui.label(RichText::new(tr.get(T::NoIncoming)).weak());
+        } else {
+            match transfer_table_ui(ui, tr, &self.rows, Direction::Incoming) {
+                Some(RowAction::OpenFolder(id)) => {
+                    if let Some(dir) = self.rows.iter().find(|r| r.id == id).and_then(|r| r.path.as_ref()?.parent().map(PathBuf::from)) {
+                        actions.push(Action::Engine(Command::OpenFolder(dir)));
+                    }
+                }
+                Some(RowAction::Cancel(_) | RowAction::Remove(_)) | None => {}
+            }
+        }
+        actions
+    }
+
+    /// Validates the fields and asks the engine to listen.
+    fn start(&mut self) -> Option<Action> {
+        let Ok(bind) = self.bind.trim().parse::<IpAddr>() else {
+            self.input_error = Some(T::InvalidBind);
+            return None;
+        };
+        let Ok(port) = self.port.trim().parse::<u16>() else {
+            self.input_error = Some(T::InvalidPort);
+            return None;
+        };
+        self.input_error = None;
+        self.status = ServerStatus::Starting;
+        let mut config = ServerConfig::new(bind, port, self.dir.clone());
+        config.idle_timeout = Duration::from_secs(30);
+        Some(Action::Engine(Command::StartServer(config)))
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &TransferRow> {
+        self.rows.iter().filter(|r| r.state == RowState::Active)
+    }
+}

@@ -1,0 +1,214 @@
+//! The engine thread behind the window: it owns the server, the notes socket and the upload
+//! threads, and turns [`Command`]s into work. The UI only ever sends a command (never
+//! blocking) and reads events; everything that touches the network or the disk is here.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::thread::{self, JoinHandle};
+use std::time::SystemTime;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::{CancelToken, Event, EventSink, NoteEvent, ServerEvent, TransferId};
+use crate::notes::{NotesConfig, NotesHandle};
+use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
+
+/// What the window asks the engine to do.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Create the folder if needed and listen; answered by `Listening` or `StartFailed`.
+    StartServer(ServerConfig),
+    /// Stop listening; in-flight uploads are cancelled and leave no file.
+    StopServer,
+    /// Upload files over one connection; every file gets `Finished` or `Failed`.
+    Send { opts: SendOptions, files: Vec<OutgoingFile> },
+    /// Cancel the upload that contains this file (the file and those after it).
+    Cancel(TransferId),
+    /// (Re)bind the notes socket; answered by `NoteEvent::Listening` or `NoteEvent::Error`.
+    StartNotes(NotesConfig),
+    /// Send a note from the notes socket; answered by `NoteEvent::Sent` or `NoteEvent::Error`.
+    SendNote { to: String, text: String },
+    /// Show a folder in the system's file manager.
+    OpenFolder(PathBuf),
+}
+
+/// Commands waiting for the engine; the UI never waits for room.
+const COMMAND_CAPACITY: usize = 256;
+
+/// The handle the window owns. Dropping it closes the command channel, which makes the engine
+/// cancel uploads, stop the server and the notes socket, and join every thread.
+pub struct Worker {
+    commands: Option<Sender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    pub fn spawn(sink: EventSink) -> std::io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
+        let thread = thread::Builder::new().name("ferry-engine".into()).spawn(move || run(&rx, sink))?;
+        Ok(Self { commands: Some(tx), thread: Some(thread) })
+    }
+
+    /// Queues a command without blocking.
+    pub fn send(&self, command: Command) {
+        let Some(tx) = &self.commands else { return };
+        match tx.try_send(command) {
+            Ok(()) => {}
+            Err(TrySendError::Full(command)) => log::error!("engine is not keeping up; dropped {command:?}"),
+            Err(TrySendError::Disconnected(_)) => log::error!("engine thread has stopped"),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.commands.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Upload {
+    ids: Vec<TransferId>,
+    cancel: CancelToken,
+    thread: JoinHandle<()>,
+}
+
+struct Engine {
+    sink: EventSink,
+    server: Option<ServerHandle>,
+    notes: Option<NotesHandle>,
+    uploads: Vec<Upload>,
+}
+
+fn run(commands: &Receiver<Command>, sink: EventSink) {
+    let mut engine = Engine { sink, server: None, notes: None, uploads: Vec::new() };
+    for command in commands {
+        engine.handle(command);
+        engine.uploads.retain(|u| !u.thread.is_finished());
+    }
+    engine.shutdown();
+}
+
+impl Engine {
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::StartServer(config) => self.start_server(config),
+            Command::StopServer => {
+                if let Some(server) = self.server.take() {
+                    server.stop();
+                }
+            }
+            Command::Send { opts, files } => self.start_upload(opts, files),
+            Command::Cancel(id) => {
+                for upload in self.uploads.iter().filter(|u| u.ids.contains(&id)) {
+                    upload.cancel.cancel();
+                }
+            }
+            Command::StartNotes(config) => self.start_notes(config),
+            Command::SendNote { to, text } => self.send_note(&to, text),
+            Command::OpenFolder(dir) => {
+                // xdg-open may take a while; never hold up the engine for it.
+                let spawned = thread::Builder::new().name("ferry-open".into()).spawn(move || {
+                    if let Err(e) = opener::open(&dir) {
+                        log::warn!("cannot open {}: {e}", dir.display());
+                    }
+                });
+                if let Err(e) = spawned {
+                    log::warn!("cannot start a thread to open a folder: {e}");
+                }
+            }
+        }
+    }
+
+    fn start_server(&mut self, config: ServerConfig) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        if let Err(e) = std::fs::create_dir_all(&config.dir) {
+            let reason = format!("cannot create the download folder {}: {e}", config.dir.display());
+            self.sink.emit(Event::Server(ServerEvent::StartFailed { reason }));
+            return;
+        }
+        let bind = config.bind;
+        match ServerHandle::start(config, self.sink.clone()) {
+            Ok(server) => {
+                let port = server.local_addr().port();
+                self.sink.emit(Event::Server(ServerEvent::Reachable { addrs: reachable_addrs(bind, port) }));
+                self.server = Some(server);
+            }
+            Err(e) => self.sink.emit(Event::Server(ServerEvent::StartFailed { reason: e.to_string() })),
+        }
+    }
+
+    fn start_upload(&mut self, opts: SendOptions, files: Vec<OutgoingFile>) {
+        let cancel = CancelToken::new();
+        let ids = files.iter().map(|f| f.id).collect();
+        let (sink, token) = (self.sink.clone(), cancel.clone());
+        let spawned = thread::Builder::new().name("ferry-send".into()).spawn(move || {
+            // Every outcome, including a failed connection, reaches the UI as events.
+            let _ = send_files(&opts, &files, &sink, &token);
+        });
+        match spawned {
+            Ok(thread) => self.uploads.push(Upload { ids, cancel, thread }),
+            Err(e) => log::error!("cannot start an upload thread: {e}"),
+        }
+    }
+
+    fn start_notes(&mut self, config: NotesConfig) {
+        // Release the old port first, so re-listening on the same port works.
+        drop(self.notes.take());
+        match NotesHandle::start(config, self.sink.clone()) {
+            Ok(notes) => {
+                self.sink.emit(Event::Note(NoteEvent::Listening { addr: notes.local_addr() }));
+                self.notes = Some(notes);
+            }
+            Err(e) => self.sink.emit(Event::Note(NoteEvent::Error { reason: e.to_string() })),
+        }
+    }
+
+    fn send_note(&mut self, to: &str, text: String) {
+        let Some(notes) = &self.notes else {
+            let reason = "notes are not listening; start them first".to_owned();
+            self.sink.emit(Event::Note(NoteEvent::Error { reason }));
+            return;
+        };
+        match notes.send_to_host(to, &text) {
+            Ok(sent) => self.sink.emit(Event::Note(NoteEvent::Sent { to: sent.to, text, at: SystemTime::now() })),
+            Err(e) => self.sink.emit(Event::Note(NoteEvent::Error { reason: e.to_string() })),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for upload in &self.uploads {
+            upload.cancel.cancel();
+        }
+        for upload in self.uploads.drain(..) {
+            let _ = upload.thread.join();
+        }
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        drop(self.notes.take());
+    }
+}
+
+/// The addresses a sender on the LAN can type: every non-loopback interface address when
+/// bound to all interfaces, otherwise the bound address.
+fn reachable_addrs(bind: IpAddr, port: u16) -> Vec<SocketAddr> {
+    if !bind.is_unspecified() {
+        return vec![SocketAddr::new(bind, port)];
+    }
+    let mut addrs: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|iface| iface.ip())
+        .filter(|ip| !ip.is_loopback() && ip.is_ipv4() == bind.is_ipv4())
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
