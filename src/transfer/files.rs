@@ -63,7 +63,7 @@ impl PartFile {
     /// Moves the complete file to its final name without ever replacing an existing file.
     /// If the name was taken meanwhile (by something outside Ferry), the next free number is
     /// used. Returns the final path.
-    pub fn commit(mut self) -> io::Result<PathBuf> {
+    pub fn commit(&mut self) -> io::Result<PathBuf> {
         if let Some(mut file) = self.file.take() {
             file.flush()?;
         }

@@ -24,8 +24,13 @@ use crate::worker::{
     next_transfer_id,
 };
 
-/// The size of the buffer each connection streams through.
+/// The size of the buffer each connection streams small files through.
 const RECV_BUF_LEN: usize = 256 * 1024;
+/// Files at least this large are received with a separate disk-writer thread.
+const PIPELINE_MIN_BYTES: u64 = 4 * 1024 * 1024;
+/// Buffers in flight between the socket reader and the disk writer, and their size.
+const PIPELINE_BUFFERS: usize = 4;
+const PIPELINE_BUF_LEN: usize = 1024 * 1024;
 /// How many refusals (over the connection bound) may be in flight at once.
 const MAX_REFUSALS: usize = 16;
 
@@ -293,6 +298,127 @@ struct Connection<'a> {
     buf: Vec<u8>,
 }
 
+/// How a file's bytes ended.
+enum DataEnd {
+    /// Every byte arrived; with the BLAKE3 of them in Ferry mode.
+    Complete(Option<[u8; 32]>),
+    /// The Ferry sender gave up on this file (the stream stays in step).
+    Cancelled(String),
+}
+
+/// What one [`DataSource::fill`] produced.
+enum Fill {
+    Bytes(usize),
+    Done,
+    Cancelled(String),
+}
+
+/// The bytes of one file as they come off the socket: raw (plain) or chunked (Ferry).
+struct DataSource<'a> {
+    reader: &'a mut BufReader<TcpStream>,
+    chunked: bool,
+    left_in_chunk: usize,
+    received: u64,
+    size: u64,
+    idle_secs: u64,
+    stopping: &'a AtomicBool,
+}
+
+impl DataSource<'_> {
+    /// Fills `buf` as far as the file goes (so disk writes are large): at least one byte
+    /// unless the file is complete or cancelled.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<Fill, TransferError> {
+        let mut filled = 0;
+        while filled < buf.len() && self.received < self.size {
+            if self.stopping.load(Ordering::Relaxed) {
+                return Err(TransferError::Cancelled);
+            }
+            if self.chunked && self.left_in_chunk == 0 {
+                let prefix = read_prefix(self.reader)
+                    .map_err(|e| read_error(e, self.idle_secs))?
+                    .ok_or(TransferError::ShortData { received: self.received, expected: self.size })?;
+                match decode_chunk_header(prefix)? {
+                    Chunk::Data(n) if self.received + n as u64 > self.size => return Err(TransferError::TooMuchData),
+                    Chunk::Data(n) => self.left_in_chunk = n,
+                    Chunk::Cancel => {
+                        let body = read_frame(self.reader)?.ok_or(TransferError::TruncatedFrame)?;
+                        return match decode_sender_msg(&body)? {
+                            SenderMsg::Cancel { reason } => Ok(Fill::Cancelled(reason)),
+                            other => Err(TransferError::Unexpected(format!("{other:?} after a cancel marker"))),
+                        };
+                    }
+                }
+            }
+            let mut want = (self.size - self.received).min((buf.len() - filled) as u64) as usize;
+            if self.chunked {
+                want = want.min(self.left_in_chunk);
+            }
+            let n = match self.reader.read(&mut buf[filled..filled + want]) {
+                Ok(0) => return Err(TransferError::ShortData { received: self.received, expected: self.size }),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(e, self.idle_secs)),
+            };
+            filled += n;
+            self.received += n as u64;
+            if self.chunked {
+                self.left_in_chunk -= n;
+            }
+        }
+        Ok(if filled > 0 { Fill::Bytes(filled) } else { Fill::Done })
+    }
+}
+
+/// Reads on this thread while a second one hashes and writes, through a small pool of
+/// buffers. A disk error stops the reader at its next buffer.
+fn pipelined(
+    source: &mut DataSource<'_>,
+    file: &mut std::fs::File,
+    hasher: &mut Option<blake3::Hasher>,
+    mut progress: impl FnMut(u64),
+) -> Result<DataEnd, TransferError> {
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(PIPELINE_BUFFERS);
+    for _ in 0..PIPELINE_BUFFERS {
+        // Cannot fail: the channel has room for every buffer and its receiver is alive.
+        let _ = free_tx.send(vec![0u8; PIPELINE_BUF_LEN]);
+    }
+    thread::scope(|scope| {
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            for (buf, n) in full_rx {
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&buf[..n]);
+                }
+                file.write_all(&buf[..n])?;
+                // The reader may have stopped already; then the buffer is simply freed.
+                let _ = free_tx.send(buf);
+            }
+            Ok(())
+        });
+        let read = loop {
+            // Err only when the writer stopped (a disk error), reported below.
+            let Ok(mut buf) = free_rx.recv() else { break Ok(DataEnd::Complete(None)) };
+            match source.fill(&mut buf) {
+                Ok(Fill::Bytes(n)) => {
+                    if full_tx.send((buf, n)).is_err() {
+                        break Ok(DataEnd::Complete(None));
+                    }
+                    progress(source.received);
+                }
+                Ok(Fill::Done) => break Ok(DataEnd::Complete(None)),
+                Ok(Fill::Cancelled(reason)) => break Ok(DataEnd::Cancelled(reason)),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(full_tx);
+        let written = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("disk writer panicked")));
+        match (read, written) {
+            (_, Err(e)) => Err(TransferError::Disk(e)),
+            (read, Ok(())) => read,
+        }
+    })
+}
+
 /// How a file's data ended while the stream stays in step (the next header can follow).
 enum FileEnd {
     Committed { path: PathBuf, verified: bool },
@@ -369,13 +495,14 @@ impl Connection<'_> {
                 .map_err(TransferError::from)?;
             write_all(&mut self.writer, &frame)?;
         }
-        let outcome = match mode {
-            Mode::Plain => self.copy_plain(&mut part, id, header.file_size).and_then(|()| {
+        let outcome = self.receive_data(&mut part, id, header.file_size, mode).and_then(|data| match data {
+            DataEnd::Cancelled(reason) => Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))),
+            DataEnd::Complete(None) => {
                 let path = part.commit().map_err(TransferError::Disk)?;
                 Ok(FileEnd::Committed { path, verified: false })
-            }),
-            Mode::Ferry => self.copy_ferry(part, id, header.file_size),
-        };
+            }
+            DataEnd::Complete(Some(hash)) => self.finish_ferry(&mut part, hash),
+        });
         match outcome {
             Ok(FileEnd::Committed { path, verified }) => {
                 let saved_as = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -402,69 +529,56 @@ impl Connection<'_> {
         }
     }
 
-    /// Streams exactly `size` raw bytes into the part file (the original protocol).
-    fn copy_plain(&mut self, part: &mut PartFile, id: u64, size: u64) -> Result<(), TransferError> {
-        let mut received = 0u64;
+    /// Receives a file's bytes into the part file: raw (plain) or in chunks (Ferry, hashed as
+    /// they pass). Large files use a second thread for hashing and disk writes, so the socket
+    /// is read while the previous buffer is written.
+    fn receive_data(&mut self, part: &mut PartFile, id: u64, size: u64, mode: Mode) -> Result<DataEnd, TransferError> {
+        let mut source = DataSource {
+            reader: &mut self.reader,
+            chunked: mode == Mode::Ferry,
+            left_in_chunk: 0,
+            received: 0,
+            size,
+            idle_secs: self.shared.config.idle_timeout.as_secs(),
+            stopping: &self.shared.stopping,
+        };
+        let mut hasher = (mode == Mode::Ferry).then(blake3::Hasher::new);
         let mut throttle = ProgressThrottle::default();
+        let sink = &self.shared.sink;
         let file = part.file().map_err(TransferError::Disk)?;
-        while received < size {
-            self.check_stopping()?;
-            let want = (size - received).min(self.buf.len() as u64) as usize;
-            let n = match self.reader.read(&mut self.buf[..want]) {
-                Ok(0) => return Err(TransferError::ShortData { received, expected: size }),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_error(e, self.shared.config.idle_timeout.as_secs())),
-            };
-            file.write_all(&self.buf[..n]).map_err(TransferError::Disk)?;
-            received += n as u64;
-            if throttle.ready() {
-                self.shared.sink.transfer(TransferEvent::Progress { id, bytes_done: received });
+        let end = if size < PIPELINE_MIN_BYTES {
+            loop {
+                match source.fill(&mut self.buf)? {
+                    Fill::Done => break DataEnd::Complete(None),
+                    Fill::Cancelled(reason) => break DataEnd::Cancelled(reason),
+                    Fill::Bytes(n) => {
+                        if let Some(hasher) = &mut hasher {
+                            hasher.update(&self.buf[..n]);
+                        }
+                        file.write_all(&self.buf[..n]).map_err(TransferError::Disk)?;
+                    }
+                }
+                if throttle.ready() {
+                    sink.transfer(TransferEvent::Progress { id, bytes_done: source.received });
+                }
             }
-        }
-        self.shared.sink.transfer(TransferEvent::Progress { id, bytes_done: received });
-        Ok(())
+        } else {
+            pipelined(&mut source, file, &mut hasher, |received| {
+                if throttle.ready() {
+                    sink.transfer(TransferEvent::Progress { id, bytes_done: received });
+                }
+            })?
+        };
+        sink.transfer(TransferEvent::Progress { id, bytes_done: source.received });
+        Ok(match (end, hasher) {
+            (DataEnd::Complete(_), Some(hasher)) => DataEnd::Complete(Some(*hasher.finalize().as_bytes())),
+            (end, _) => end,
+        })
     }
 
-    /// Streams a Ferry file's chunks, hashing as they pass, then checks the sender's hash.
-    fn copy_ferry(&mut self, mut part: PartFile, id: u64, size: u64) -> Result<FileEnd, TransferError> {
+    /// After a Ferry file's data: reads the sender's hash and commits only if it matches.
+    fn finish_ferry(&mut self, part: &mut PartFile, hash: [u8; 32]) -> Result<FileEnd, TransferError> {
         let idle = self.idle_secs();
-        let mut hasher = blake3::Hasher::new();
-        let mut received = 0u64;
-        let mut throttle = ProgressThrottle::default();
-        let file = part.file().map_err(TransferError::Disk)?;
-        while received < size {
-            self.check_stopping()?;
-            let prefix = read_prefix(&mut self.reader)
-                .map_err(|e| read_error(e, idle))?
-                .ok_or(TransferError::ShortData { received, expected: size })?;
-            let mut remaining = match decode_chunk_header(prefix)? {
-                Chunk::Data(n) if received + n as u64 > size => return Err(TransferError::TooMuchData),
-                Chunk::Data(n) => n,
-                Chunk::Cancel => {
-                    let body = read_frame(&mut self.reader)?.ok_or(TransferError::TruncatedFrame)?;
-                    return match decode_sender_msg(&body)? {
-                        SenderMsg::Cancel { reason } => Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))),
-                        other => Err(TransferError::Unexpected(format!("{other:?} after a cancel marker"))),
-                    };
-                }
-            };
-            while remaining > 0 {
-                let want = remaining.min(self.buf.len());
-                self.reader.read_exact(&mut self.buf[..want]).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::UnexpectedEof => TransferError::ShortData { received, expected: size },
-                    _ => read_error(e, idle),
-                })?;
-                hasher.update(&self.buf[..want]);
-                file.write_all(&self.buf[..want]).map_err(TransferError::Disk)?;
-                remaining -= want;
-                received += want as u64;
-            }
-            if throttle.ready() {
-                self.shared.sink.transfer(TransferEvent::Progress { id, bytes_done: received });
-            }
-        }
-        self.shared.sink.transfer(TransferEvent::Progress { id, bytes_done: received });
         let body = read_frame(&mut self.reader)
             .map_err(|e| match e {
                 TransferError::Io(e) => read_error(e, idle),
@@ -472,7 +586,7 @@ impl Connection<'_> {
             })?
             .ok_or(TransferError::TruncatedFrame)?;
         match decode_sender_msg(&body)? {
-            SenderMsg::End { blake3 } if blake3 == *hasher.finalize().as_bytes() => {
+            SenderMsg::End { blake3 } if blake3 == hash => {
                 let path = part.commit().map_err(TransferError::Disk)?;
                 Ok(FileEnd::Committed { path, verified: true })
             }
@@ -482,15 +596,7 @@ impl Connection<'_> {
         }
     }
 
-    fn check_stopping(&self) -> Result<(), TransferError> {
-        if self.shared.stopping.load(Ordering::Relaxed) {
-            Err(TransferError::Cancelled)
-        } else {
-            Ok(())
-        }
-    }
 }
-
 
 // The receive buffer never needs to be larger than the largest chunk.
 const _: () = assert!(RECV_BUF_LEN <= protocol::MAX_CHUNK_LEN);
