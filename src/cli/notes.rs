@@ -95,7 +95,11 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-fn print_notes(notes: &NotesHandle, events: &Receiver<Event>, stop: &Receiver<()>) -> anyhow::Result<ExitCode> {
+fn print_notes(
+    notes: &NotesHandle,
+    events: &Receiver<Event>,
+    stop: &Receiver<()>,
+) -> anyhow::Result<ExitCode> {
     print_line(&format!("listening on {}", notes.local_addr()))?;
     loop {
         select! {

@@ -64,7 +64,8 @@ impl NoteHistory {
         self.entries.push_back(entry);
     }
 
-    /// Records what the notes engine reported.
+    /// Records a note the engine reported, received or sent. Events that are not notes
+    /// (`Listening`, `Error`) are left out.
     pub fn record_event(&mut self, event: NoteEvent) {
         match event {
             NoteEvent::Received { from, text, at } => {
@@ -127,18 +128,37 @@ mod tests {
         assert!(history.is_empty());
         history.record_event(NoteEvent::Received { from: addr(5000), text: "hi".into(), at: at(1) });
         history.record_sent(addr(5000), "hello back", at(2));
+        history.record_event(NoteEvent::Listening { addr: addr(8080) });
+        history.record_event(NoteEvent::Error { reason: "not a note".into() });
         history.record_event(NoteEvent::Received { from: addr(6000), text: "me too".into(), at: at(3) });
+        history.record_event(NoteEvent::Sent { to: addr(6000), text: "same".into(), at: at(4) });
 
         let entries: Vec<_> = history.iter().cloned().collect();
         assert_eq!(
             entries,
             vec![
                 NoteEntry { at: at(1), direction: Direction::Incoming, peer: addr(5000), text: "hi".into() },
-                NoteEntry { at: at(2), direction: Direction::Outgoing, peer: addr(5000), text: "hello back".into() },
-                NoteEntry { at: at(3), direction: Direction::Incoming, peer: addr(6000), text: "me too".into() },
+                NoteEntry {
+                    at: at(2),
+                    direction: Direction::Outgoing,
+                    peer: addr(5000),
+                    text: "hello back".into()
+                },
+                NoteEntry {
+                    at: at(3),
+                    direction: Direction::Incoming,
+                    peer: addr(6000),
+                    text: "me too".into()
+                },
+                NoteEntry {
+                    at: at(4),
+                    direction: Direction::Outgoing,
+                    peer: addr(6000),
+                    text: "same".into()
+                },
             ]
         );
-        assert_eq!(history.len(), 3);
+        assert_eq!(history.len(), 4);
     }
 
     #[test]

@@ -124,9 +124,11 @@ impl NotesHandle {
         Self::from_socket(socket, sink)
     }
 
-    /// Starts receiving on a socket the caller bound (and configured) itself.
+    /// Starts receiving on a socket the caller bound (and configured) itself. The socket is
+    /// put in blocking mode with Ferry's read and write timeouts.
     pub fn from_socket(socket: UdpSocket, sink: EventSink) -> Result<Self, NotesError> {
         let local_addr = socket.local_addr().map_err(NotesError::Socket)?;
+        socket.set_nonblocking(false).map_err(NotesError::Socket)?;
         socket.set_read_timeout(Some(RECV_POLL_INTERVAL)).map_err(NotesError::Socket)?;
         socket.set_write_timeout(Some(SEND_TIMEOUT)).map_err(NotesError::Socket)?;
         let socket = Arc::new(socket);
@@ -154,10 +156,8 @@ impl NotesHandle {
     pub fn send(&self, to: SocketAddr, text: &str) -> Result<Sent, NotesError> {
         let warning = check_note(text)?;
         let target = fit_family(to, self.local_addr);
-        let bytes = self
-            .socket
-            .send_to(text.as_bytes(), target)
-            .map_err(|source| NotesError::Send { to, source })?;
+        let bytes =
+            self.socket.send_to(text.as_bytes(), target).map_err(|source| NotesError::Send { to, source })?;
         log::debug!("notes: sent {bytes} bytes to {to}");
         Ok(Sent { to, bytes, warning })
     }
@@ -216,8 +216,9 @@ impl Drop for NotesHandle {
 /// IPv4). Resolving a host name may wait on DNS; numeric addresses never do.
 pub fn resolve_peer(to: &str) -> Result<SocketAddr, NotesError> {
     let addrs = lookup(to)?;
-    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or_else(|| {
-        NotesError::Resolve { to: to.to_owned(), source: io::Error::other("no address found") }
+    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or_else(|| NotesError::Resolve {
+        to: to.to_owned(),
+        source: io::Error::other("no address found"),
     })
 }
 
@@ -265,13 +266,9 @@ enum RecvFailure {
 
 fn classify(error: &io::Error) -> RecvFailure {
     match error.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
-            RecvFailure::Idle
-        }
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => RecvFailure::Idle,
         // Linux reports ECONNREFUSED, Windows WSAECONNRESET.
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
-            RecvFailure::PeerUnreachable
-        }
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => RecvFailure::PeerUnreachable,
         _ => RecvFailure::Unexpected,
     }
 }
@@ -312,7 +309,10 @@ mod tests {
         for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut, io::ErrorKind::Interrupted] {
             assert_eq!(classify(&io::Error::from(kind)), RecvFailure::Idle, "{kind:?}");
         }
-        assert_eq!(classify(&io::Error::from(io::ErrorKind::ConnectionRefused)), RecvFailure::PeerUnreachable);
+        assert_eq!(
+            classify(&io::Error::from(io::ErrorKind::ConnectionRefused)),
+            RecvFailure::PeerUnreachable
+        );
         // ECONNREFUSED as Linux reports it, so the test covers the real mapping.
         #[cfg(target_os = "linux")]
         assert_eq!(classify(&io::Error::from_raw_os_error(111)), RecvFailure::PeerUnreachable);

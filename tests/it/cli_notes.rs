@@ -62,7 +62,8 @@ impl Running {
     /// The address from the "listening on ADDR" line the command starts with.
     fn listening_addr(&mut self) -> SocketAddr {
         let line = self.next_line();
-        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let addr =
+            line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         addr.parse().unwrap()
     }
 

@@ -258,7 +258,13 @@ fn dropping_the_handle_stops_and_joins_the_receive_thread() {
 
 /// Drains notes numbered below `count` until `wanted` distinct ones arrived or nothing came for
 /// a second (UDP may drop), adding their numbers to `seen`.
-fn drain_numbered(events: &Receiver<Event>, from: SocketAddr, count: usize, seen: &mut HashSet<usize>, wanted: usize) {
+fn drain_numbered(
+    events: &Receiver<Event>,
+    from: SocketAddr,
+    count: usize,
+    seen: &mut HashSet<usize>,
+    wanted: usize,
+) {
     while seen.len() < wanted {
         match events.recv_timeout(Duration::from_secs(1)) {
             Ok(Event::Note(NoteEvent::Received { from: sender, text, .. })) => {
