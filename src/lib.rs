@@ -8,6 +8,8 @@
 //! - [`worker`]: the events the engines emit and the channel they travel on.
 //! - `app` (the egui window) and `cli` (the headless face) in the binary's modules.
 
+#![deny(unsafe_code)]
+
 pub mod protocol;
 pub mod transfer;
 pub mod worker;

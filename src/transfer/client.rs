@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::zerocopy::{send_file_range, send_more};
 use super::{TransferError, read_frame, write_all};
 use crate::protocol::{
     self, CHUNK_LEN, Header, ReceiverMsg, SenderMsg, decode_receiver_msg, encode_chunk_header,
@@ -18,6 +19,9 @@ use crate::protocol::{
 use crate::worker::{
     CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, TransferId, next_transfer_id,
 };
+
+/// How much of a chunk is read and hashed at a time (fits a core's L2 cache).
+const HASH_SLICE_LEN: usize = 256 * 1024;
 
 /// How a send is made.
 #[derive(Debug, Clone)]
@@ -127,7 +131,7 @@ pub fn send_files(
             return Err(e);
         }
     };
-    let mut session = Session { stream, peer, opts, sink, cancel, answers, buf: vec![0u8; 4 + CHUNK_LEN], broken: None };
+    let mut session = Session { stream, peer, opts, sink, cancel, answers, buf: vec![0u8; HASH_SLICE_LEN], broken: None };
     let outcomes = files.iter().map(|file| session.send_one(file)).collect();
     session.finish();
     Ok(outcomes)
@@ -190,7 +194,7 @@ struct Session<'a> {
     sink: &'a EventSink,
     cancel: &'a CancelToken,
     answers: Option<Receiver<Answer>>,
-    /// Chunk header space followed by the data buffer.
+    /// What each chunk is read and hashed through.
     buf: Vec<u8>,
     /// Set once the connection can no longer carry files; every later file fails with it.
     broken: Option<String>,
@@ -266,7 +270,7 @@ impl Session<'_> {
         }
     }
 
-    fn send_plain(&mut self, id: u64, header: Header, mut file: File) -> Result<FileOutcome, Stop> {
+    fn send_plain(&mut self, id: u64, header: Header, file: File) -> Result<FileOutcome, Stop> {
         let size = header.file_size;
         let frame = encode_sender_msg(&SenderMsg::Plain(header)).map_err(TransferError::from)?;
         write_all(&mut self.stream, &frame)?;
@@ -277,14 +281,12 @@ impl Session<'_> {
                 // A plain peer cannot be told; the only way to stop is to close.
                 return Err(Stop::Broken("cancelled".into()));
             }
-            let want = (size - sent).min(CHUNK_LEN as u64) as usize;
+            let n = (size - sent).min(CHUNK_LEN as u64) as usize;
             // A plain peer cannot be told that a file went wrong: only closing stops it.
-            let n = match read_some(&mut file, &mut self.buf[..want]) {
-                Ok(0) => return Err(Stop::Broken("the file shrank while it was being sent".into())),
-                Ok(n) => n,
-                Err(e) => return Err(Stop::Broken(format!("cannot read the file: {e}"))),
-            };
-            write_all(&mut self.stream, &self.buf[..n])?;
+            send_file_range(&self.stream, &file, sent, n).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Stop::Broken("the file shrank while it was being sent".into()),
+                _ => Stop::Broken(format!("cannot send the file: {e}")),
+            })?;
             sent += n as u64;
             if throttle.ready() {
                 self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
@@ -318,24 +320,36 @@ impl Session<'_> {
                 return Ok(FileOutcome::Cancelled);
             }
             let want = (size - sent).min(CHUNK_LEN as u64) as usize;
-            let n = match read_some(&mut file, &mut self.buf[4..4 + want]) {
-                Ok(0) => Err("the file shrank while it was being sent".to_owned()),
-                Ok(n) => Ok(n),
-                Err(e) => Err(format!("cannot read the file: {e}")),
-            };
-            let n = match n {
-                Ok(n) => n,
-                Err(reason) => {
-                    self.send_cancel(&reason)?;
-                    return Ok(FileOutcome::Failed { reason });
+            // Read and hash in cache-sized slices: each slice is hashed while still in cache.
+            let mut n = 0;
+            let mut failure = None;
+            while n < want {
+                let slice = (want - n).min(self.buf.len());
+                match read_some(&mut file, &mut self.buf[..slice]) {
+                    Ok(0) => {
+                        failure = Some("the file shrank while it was being sent".to_owned());
+                        break;
+                    }
+                    Ok(got) => {
+                        hasher.update(&self.buf[..got]);
+                        n += got;
+                    }
+                    Err(e) => {
+                        failure = Some(format!("cannot read the file: {e}"));
+                        break;
+                    }
                 }
-            };
-            self.buf[..4].copy_from_slice(&encode_chunk_header(n));
-            hasher.update(&self.buf[4..4 + n]);
-            let chunk = std::mem::take(&mut self.buf);
-            let written = self.write_or_explain(&chunk[..4 + n]);
-            self.buf = chunk;
-            written?;
+            }
+            if let Some(reason) = failure {
+                // Bytes hashed but not yet sent are simply dropped with the file.
+                self.send_cancel(&reason)?;
+                return Ok(FileOutcome::Failed { reason });
+            }
+            // The bytes just hashed go out again from the page cache, without a user-space
+            // copy; if the file changed in between, the receiver's check fails, as it should.
+            let sent_chunk = send_more(&self.stream, &encode_chunk_header(n))
+                .and_then(|()| send_file_range(&self.stream, &file, sent, n));
+            self.io_or_explain(sent_chunk)?;
             sent += n as u64;
             if throttle.ready() {
                 self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
@@ -361,7 +375,13 @@ impl Session<'_> {
 
     /// Writes; if the receiver hung up, reports what it said before it did.
     fn write_or_explain(&mut self, bytes: &[u8]) -> Result<(), Stop> {
-        match self.stream.write_all(bytes) {
+        let written = self.stream.write_all(bytes);
+        self.io_or_explain(written)
+    }
+
+    /// Passes a write's result on; on failure, with what the receiver said before it hung up.
+    fn io_or_explain(&mut self, result: std::io::Result<()>) -> Result<(), Stop> {
+        match result {
             Ok(()) => Ok(()),
             Err(e) => {
                 let said = self.answers.as_ref().and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());

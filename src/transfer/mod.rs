@@ -5,6 +5,7 @@
 mod client;
 mod files;
 mod server;
+mod zerocopy;
 
 use std::io::{self, ErrorKind, Read, Write};
 

@@ -29,8 +29,8 @@ const RECV_BUF_LEN: usize = 256 * 1024;
 /// Files at least this large are received with a separate disk-writer thread.
 const PIPELINE_MIN_BYTES: u64 = 4 * 1024 * 1024;
 /// Buffers in flight between the socket reader and the disk writer, and their size.
-const PIPELINE_BUFFERS: usize = 4;
-const PIPELINE_BUF_LEN: usize = 1024 * 1024;
+const PIPELINE_BUFFERS: usize = 8;
+const PIPELINE_BUF_LEN: usize = 256 * 1024;
 /// How many refusals (over the connection bound) may be in flight at once.
 const MAX_REFUSALS: usize = 16;
 
