@@ -70,8 +70,11 @@ pub struct FerryApp {
     pub server: ServerTab,
     pub client: ClientTab,
     pub notes: NotesPanel,
-    worker: Worker,
+    // Declared (so dropped) before `worker`: once the receiver is gone, engine threads that
+    // are still reporting get an error instead of waiting for room in a channel nobody
+    // drains, so dropping the worker cannot hang.
     events: Receiver<Event>,
+    worker: Worker,
     ui_tx: Sender<UiMsg>,
     ui_rx: Receiver<UiMsg>,
     picker: Arc<dyn Picker>,
@@ -92,8 +95,8 @@ impl FerryApp {
             server: ServerTab::new(settings.server_bind, settings.server_port, settings.download_dir),
             client: ClientTab::new(settings.client_dest, settings.recent_peers, settings.client_msg, settings.plain),
             notes: NotesPanel::new(settings.notes_port, settings.note_peer),
-            worker,
             events,
+            worker,
             ui_tx,
             ui_rx,
             picker,
@@ -101,6 +104,12 @@ impl FerryApp {
         };
         if let Some(action) = app.notes.listen() {
             app.apply(action);
+        }
+        // A server that was listening when the window closed listens again.
+        if settings.server_listening {
+            if let Some(action) = app.server.start() {
+                app.apply(action);
+            }
         }
         Ok(app)
     }
@@ -117,6 +126,7 @@ impl FerryApp {
             lang: Some(self.lang),
             server_bind: self.server.bind.clone(),
             server_port: self.server.port.clone(),
+            server_listening: matches!(self.server.status, ServerStatus::Listening(_) | ServerStatus::Starting),
             download_dir: self.server.dir.clone(),
             notes_port: self.notes.port.clone(),
             notes_open: self.notes_open,

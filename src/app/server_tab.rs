@@ -135,7 +135,7 @@ impl ServerTab {
     }
 
     /// Validates the fields and asks the engine to listen.
-    fn start(&mut self) -> Option<Action> {
+    pub fn start(&mut self) -> Option<Action> {
         let Ok(bind) = self.bind.trim().parse::<IpAddr>() else {
             self.input_error = Some(T::InvalidBind);
             return None;

@@ -19,6 +19,8 @@ pub struct Settings {
     pub lang: Option<Lang>,
     pub server_bind: String,
     pub server_port: String,
+    /// The server was listening when the window closed: listen again on start.
+    pub server_listening: bool,
     pub download_dir: PathBuf,
     pub notes_port: String,
     pub notes_open: bool,
@@ -35,6 +37,7 @@ impl Default for Settings {
             lang: None,
             server_bind: "0.0.0.0".into(),
             server_port: DEFAULT_PORT.to_string(),
+            server_listening: false,
             download_dir: default_download_dir(),
             notes_port: DEFAULT_PORT.to_string(),
             notes_open: true,

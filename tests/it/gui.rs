@@ -167,3 +167,54 @@ fn listening_on_a_port_in_use_shows_an_error_not_a_panic() {
     // The user can fix the port and try again.
     harness.get_by_label("Start listening");
 }
+
+#[test]
+fn cancel_in_the_client_tab_stops_the_upload_and_the_receiver_keeps_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    std::fs::write(&file, data(40 * 1024 * 1024, 31)).unwrap();
+    let (server, events) = start_server(dst.path());
+    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(5));
+    let mut harness = app(settings(src.path()), vec![file]);
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Destination (host:port)").click();
+    harness.get_by_label("Destination (host:port)").type_text(&proxy.to_string());
+    harness.get_by_label("Choose files…").click();
+    run_until(&mut harness, "the queued file", |app| app.client.rows.len() == 1);
+    harness.get_by_label("Upload").click();
+    run_until(&mut harness, "bytes on the way", |app| app.client.rows[0].bytes_done > 0);
+    harness.get_by_label("Cancel").click();
+    run_until(&mut harness, "the row to end", |app| app.client.rows[0].state.is_finished());
+    assert_eq!(harness.state().client.rows[0].state, RowState::Cancelled);
+    harness.get_by_label("cancelled");
+    // The receiver hears it from the peer and keeps nothing.
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(finished.is_empty());
+    assert!(failed[0].contains("cancelled by peer"), "{failed:?}");
+    assert!(names_in(dst.path()).is_empty(), "{:?}", names_in(dst.path()));
+}
+
+#[test]
+fn closing_the_window_mid_upload_cancels_it_and_keeps_no_file() {
+    use std::io::Write;
+    let dst = tempfile::tempdir().unwrap();
+    let mut s = settings(dst.path());
+    s.server_listening = true; // listening at the last exit: starts listening by itself
+    let mut harness = app(s, vec![]);
+    run_until(&mut harness, "the server to listen", |app| listening_addr(app).is_some());
+    let addr = listening_addr(harness.state()).unwrap();
+    // A plain sender that announces 50 MB and sends 1 MB, then stalls.
+    let mut sender = std::net::TcpStream::connect(addr).unwrap();
+    sender.write_all(&plain_frame(&plain_header("unfinished.bin", 50_000_000, ""))).unwrap();
+    sender.write_all(&data(1_000_000, 41)).unwrap();
+    run_until(&mut harness, "the upload in progress", |app| app.server.rows.first().is_some_and(|r| r.bytes_done > 0));
+    harness.get_by_label("receiving");
+    drop(harness);
+    assert!(names_in(dst.path()).is_empty(), "left behind: {:?}", names_in(dst.path()));
+    // The sender sees the connection end.
+    sender.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(matches!(std::io::Read::read(&mut sender, &mut byte), Ok(0) | Err(_)));
+}

@@ -214,3 +214,35 @@ pub fn wait_line(lines: &Receiver<String>, needle: &str) -> String {
         }
     }
 }
+
+/// Forwards one connection to `target`, at most `bytes_per_tick` every `tick` from client to
+/// server (answers pass freely): a slow network, so a test can act mid-transfer.
+pub fn throttling_proxy(target: SocketAddr, bytes_per_tick: usize, tick: Duration) -> SocketAddr {
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = listener.accept() else { return };
+        let server = TcpStream::connect(target).unwrap();
+        let (mut client_r, mut server_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (mut server_r, mut client_w) = (server, client);
+        let upstream = std::thread::spawn(move || {
+            let mut buf = vec![0u8; bytes_per_tick];
+            loop {
+                let n = match client_r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if server_w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                // The throttle itself, not synchronisation.
+                std::thread::sleep(tick);
+            }
+            let _ = server_w.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut server_r, &mut client_w);
+        let _ = client_w.shutdown(std::net::Shutdown::Both);
+        let _ = upstream.join();
+    });
+    addr
+}
