@@ -2,7 +2,7 @@
 //! Enter sends and Shift+Enter adds a line.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
@@ -159,8 +159,10 @@ impl NotesPanel {
     }
 }
 
-/// `HH:MM:SS` (UTC) of a timestamp.
+/// `HH:MM:SS` of a timestamp in the system's time zone (UTC if it cannot be determined).
 fn clock(at: SystemTime) -> String {
-    let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    format!("{:02}:{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60, secs % 60)
+    match jiff::Timestamp::try_from(at) {
+        Ok(ts) => ts.to_zoned_datetime(jiff::tz::TimeZone::system()).strftime("%H:%M:%S").to_string(),
+        Err(_) => "--:--:--".to_owned(),
+    }
 }

@@ -6,6 +6,10 @@ use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
 use crate::worker::{Direction, Mode, TransferId};
 
+/// Room for the usual states on one line; longer ones (failure reasons) are cut at the
+/// panel's edge and shown whole on hover.
+const STATE_COLUMN_WIDTH: f32 = 120.0;
+
 /// What a click in the table asks for; applied by the tab after drawing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowAction {
@@ -24,10 +28,12 @@ pub fn transfer_table_ui(ui: &mut Ui, tr: Tr, rows: &[TransferRow], direction: D
             .num_columns(8)
             .spacing([12.0, 6.0])
             .show(ui, |ui| {
-                for col in [T::ColFile, T::ColPeer, T::ColSize, T::ColProgress, T::ColSpeed, T::ColEta, T::ColState] {
+                // The buttons come before the state, whose text can be long, so they stay in view.
+                for col in [T::ColFile, T::ColPeer, T::ColSize, T::ColProgress, T::ColSpeed, T::ColEta] {
                     ui.label(RichText::new(tr.get(col)).strong());
                 }
                 ui.label("");
+                ui.label(RichText::new(tr.get(T::ColState)).strong());
                 ui.end_row();
                 for row in rows {
                     if let Some(a) = row_ui(ui, tr, row, direction) {
@@ -63,7 +69,6 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
     ui.add(ProgressBar::new(row.fraction()).desired_width(160.0).show_percentage());
     ui.label(row.speed().map(|s| format!("{}/s", format_bytes(s))).unwrap_or_default());
     ui.label(row.eta().map(format_eta).unwrap_or_default());
-    state_ui(ui, tr, row, direction);
     let mut action = None;
     ui.horizontal(|ui| match (&row.state, direction) {
         (RowState::Active, Direction::Outgoing) => {
@@ -83,6 +88,7 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
         }
         _ => {}
     });
+    state_ui(ui, tr, row, direction);
     action
 }
 
@@ -99,9 +105,16 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
         RowState::Failed(reason) => (tr.fill(T::StateFailed, &[reason]), Some(Color32::from_rgb(0xd0, 0x40, 0x40))),
         RowState::Cancelled => (tr.get(T::StateCancelled).to_owned(), Some(Color32::GRAY)),
     };
-    let text = match color {
-        Some(color) => RichText::new(text).color(color),
-        None => RichText::new(text),
+    let rich = match color {
+        Some(color) => RichText::new(&text).color(color),
+        None => RichText::new(&text),
     };
-    ui.add(egui::Label::new(text).wrap());
+    // States stay on one line; a long failure reason is cut, and shown whole on hover.
+    ui.horizontal(|ui| {
+        ui.set_min_width(STATE_COLUMN_WIDTH);
+        let response = ui.add(egui::Label::new(rich).truncate());
+        if matches!(row.state, RowState::Failed(_)) {
+            response.on_hover_text(text);
+        }
+    });
 }
