@@ -20,12 +20,18 @@ use std::time::{Duration, Instant};
 fn main() {
     let bytes: u64 = env_or("FERRY_BENCH_BYTES", 2 << 30);
     let runs: u32 = env_or("FERRY_BENCH_RUNS", 3);
-    let base = std::env::var_os("FERRY_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("FERRY_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let work = tempfile::tempdir_in(&base).expect("temp dir");
     let input = work.path().join("input.bin");
     let out_dir = work.path().join("out");
     std::fs::create_dir(&out_dir).expect("out dir");
-    eprintln!("writing {} MiB of random data to {}", bytes >> 20, input.display());
+    eprintln!(
+        "writing {} MiB of random data to {}",
+        bytes >> 20,
+        input.display()
+    );
     write_random(&input, bytes);
 
     let mut ferry_secs = Vec::new();
@@ -33,7 +39,11 @@ fn main() {
     let mut peak_rss_kib = 0;
     for run in 1..=runs {
         let (secs, rss) = ferry_run(&input, &out_dir);
-        eprintln!("run {run}: ferry {:.0} MB/s (server peak RSS {} MiB)", mbps(bytes, secs), rss >> 10);
+        eprintln!(
+            "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB)",
+            mbps(bytes, secs),
+            rss >> 10
+        );
         ferry_secs.push(secs);
         peak_rss_kib = peak_rss_kib.max(rss);
         if let Some(secs) = nc_run(&input, &out_dir) {
@@ -42,7 +52,10 @@ fn main() {
         }
     }
     let ferry = median(&mut ferry_secs);
-    println!("file size            {} MiB, {runs} runs, medians", bytes >> 20);
+    println!(
+        "file size            {} MiB, {runs} runs, medians",
+        bytes >> 20
+    );
     println!("ferry (verified)     {:>8.0} MB/s", mbps(bytes, ferry));
     if nc_secs.is_empty() {
         println!("nc                   not found (apt-get install netcat-openbsd)");
@@ -51,11 +64,17 @@ fn main() {
         println!("nc                   {:>8.0} MB/s", mbps(bytes, nc));
         println!("ferry / nc           {:>8.2}x", nc / ferry);
     }
-    println!("server peak RSS      {:>8.1} MiB", peak_rss_kib as f64 / 1024.0);
+    println!(
+        "server peak RSS      {:>8.1} MiB",
+        peak_rss_kib as f64 / 1024.0
+    );
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn mbps(bytes: u64, secs: f64) -> f64 {
@@ -68,7 +87,8 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn write_random(path: &Path, bytes: u64) {
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(path).expect("create input"));
+    let mut file =
+        std::io::BufWriter::with_capacity(1 << 20, File::create(path).expect("create input"));
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut block = vec![0u8; 1 << 20];
     let mut left = bytes;
@@ -106,8 +126,14 @@ fn ferry_run(input: &Path, out_dir: &Path) -> (f64, u64) {
         .expect("start ferry serve");
     let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
     let serve = Killed(serve);
-    let first = lines.next().expect("serve prints its address").expect("utf-8");
-    let addr: SocketAddr = first.split_whitespace().find_map(|w| w.parse().ok()).expect("address");
+    let first = lines
+        .next()
+        .expect("serve prints its address")
+        .expect("utf-8");
+    let addr: SocketAddr = first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("address");
     let start = Instant::now();
     let status = Command::new(exe)
         .args(["send", "--to", &addr.to_string()])
@@ -125,15 +151,28 @@ fn ferry_run(input: &Path, out_dir: &Path) -> (f64, u64) {
 
 /// `nc -l > file` fed by `nc -N < input`; timed until the listener has written everything.
 fn nc_run(input: &Path, out_dir: &Path) -> Option<f64> {
-    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port().to_string();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port()
+        .to_string();
     let output = File::create(out_dir.join("nc.bin")).ok()?;
-    let listener = Command::new("nc").args(["-l", "127.0.0.1", &port]).stdout(output).spawn().ok()?;
+    let listener = Command::new("nc")
+        .args(["-l", "127.0.0.1", &port])
+        .stdout(output)
+        .spawn()
+        .ok()?;
     let mut listener = Killed(listener);
     // Wait until the listener is up: connect attempts with a deadline.
     let deadline = Instant::now() + Duration::from_secs(10);
     let start = loop {
         let start = Instant::now();
-        let status = Command::new("nc").args(["-N", "127.0.0.1", &port]).stdin(File::open(input).ok()?).status().ok()?;
+        let status = Command::new("nc")
+            .args(["-N", "127.0.0.1", &port])
+            .stdin(File::open(input).ok()?)
+            .status()
+            .ok()?;
         if status.success() {
             break start;
         }
@@ -151,7 +190,11 @@ fn nc_run(input: &Path, out_dir: &Path) -> Option<f64> {
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }

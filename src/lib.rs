@@ -10,9 +10,9 @@
 
 #![deny(unsafe_code)]
 
+pub mod app;
+pub mod cli;
+pub mod notes;
 pub mod protocol;
 pub mod transfer;
 pub mod worker;
-pub mod notes;
-pub mod cli;
-pub mod app;

@@ -24,13 +24,21 @@ pub struct ClientTab {
 
 impl ClientTab {
     pub fn new(dest: String, recent: Vec<String>, msg: String, plain: bool) -> Self {
-        Self { dest, recent, msg, plain, rows: Vec::new(), notice: None }
+        Self {
+            dest,
+            recent,
+            msg,
+            plain,
+            rows: Vec::new(),
+            notice: None,
+        }
     }
 
     /// Adds picked or dropped files (already checked to be files, with their sizes).
     pub fn add_files(&mut self, files: Vec<(PathBuf, u64)>) {
         for (path, size) in files {
-            self.rows.push(TransferRow::queued(next_transfer_id(), path, size));
+            self.rows
+                .push(TransferRow::queued(next_transfer_id(), path, size));
         }
         self.notice = None;
     }
@@ -38,27 +46,35 @@ impl ClientTab {
     #[must_use]
     pub fn ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
         let mut actions = Vec::new();
-        egui::Grid::new("client_settings").num_columns(2).spacing([10.0, 8.0]).show(ui, |ui| {
-            let label = ui.label(tr.get(T::Destination));
-            ui.horizontal(|ui| {
-                ui.add(egui::TextEdit::singleline(&mut self.dest).desired_width(220.0).hint_text("192.168.1.20:8080"))
+        egui::Grid::new("client_settings")
+            .num_columns(2)
+            .spacing([10.0, 8.0])
+            .show(ui, |ui| {
+                let label = ui.label(tr.get(T::Destination));
+                ui.horizontal(|ui| {
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.dest)
+                            .desired_width(220.0)
+                            .hint_text("192.168.1.20:8080"),
+                    )
                     .labelled_by(label.id);
-                if !self.recent.is_empty() {
-                    ui.menu_button(tr.get(T::Recent), |ui| {
-                        for recent in &self.recent {
-                            if ui.button(recent).clicked() {
-                                self.dest = recent.clone();
-                                ui.close();
+                    if !self.recent.is_empty() {
+                        ui.menu_button(tr.get(T::Recent), |ui| {
+                            for recent in &self.recent {
+                                if ui.button(recent).clicked() {
+                                    self.dest = recent.clone();
+                                    ui.close();
+                                }
                             }
-                        }
-                    });
-                }
+                        });
+                    }
+                });
+                ui.end_row();
+                let label = ui.label(tr.get(T::Message));
+                ui.add(egui::TextEdit::singleline(&mut self.msg).desired_width(320.0))
+                    .labelled_by(label.id);
+                ui.end_row();
             });
-            ui.end_row();
-            let label = ui.label(tr.get(T::Message));
-            ui.add(egui::TextEdit::singleline(&mut self.msg).desired_width(320.0)).labelled_by(label.id);
-            ui.end_row();
-        });
         ui.checkbox(&mut self.plain, tr.get(T::PlainPeer));
         ui.add_space(6.0);
         ui.horizontal(|ui| {
@@ -70,12 +86,23 @@ impl ClientTab {
         ui.add_space(6.0);
         ui.horizontal(|ui| {
             let queued = self.rows.iter().any(|r| r.state == RowState::Queued);
-            if ui.add_enabled(queued, egui::Button::new(RichText::new(tr.get(T::Upload)).strong())).clicked() {
-                if let Some(action) = self.upload(tr) {
-                    actions.push(action);
-                }
+            if ui
+                .add_enabled(
+                    queued,
+                    egui::Button::new(RichText::new(tr.get(T::Upload)).strong()),
+                )
+                .clicked()
+                && let Some(action) = self.upload(tr)
+            {
+                actions.push(action);
             }
-            if ui.add_enabled(self.rows.iter().any(|r| r.state.is_finished()), egui::Button::new(tr.get(T::ClearQueue))).clicked() {
+            if ui
+                .add_enabled(
+                    self.rows.iter().any(|r| r.state.is_finished()),
+                    egui::Button::new(tr.get(T::ClearQueue)),
+                )
+                .clicked()
+            {
                 self.rows.retain(|r| !r.state.is_finished());
             }
         });
@@ -105,7 +132,9 @@ impl ClientTab {
         let mode = if self.plain { Mode::Plain } else { Mode::Ferry };
         let mut files = Vec::new();
         for row in self.rows.iter_mut().filter(|r| r.state == RowState::Queued) {
-            let Some(path) = row.path.clone() else { continue };
+            let Some(path) = row.path.clone() else {
+                continue;
+            };
             row.state = RowState::Active;
             row.mode = mode;
             row.msg = self.msg.clone();

@@ -56,10 +56,10 @@ impl Tr {
         let mut parts = self.get(text).split("{}").peekable();
         while let Some(part) = parts.next() {
             out.push_str(part);
-            if parts.peek().is_some() {
-                if let Some(arg) = args.next() {
-                    out.push_str(&arg.to_string());
-                }
+            if parts.peek().is_some()
+                && let Some(arg) = args.next()
+            {
+                out.push_str(&arg.to_string());
             }
         }
         out
@@ -177,13 +177,20 @@ mod tests {
         for key in T::ALL {
             let (en, zh) = key.pair();
             assert!(!en.is_empty() && !zh.is_empty(), "{key:?}");
-            assert_eq!(en.matches("{}").count(), zh.matches("{}").count(), "{key:?}");
+            assert_eq!(
+                en.matches("{}").count(),
+                zh.matches("{}").count(),
+                "{key:?}"
+            );
         }
     }
 
     #[test]
     fn fill_and_locale() {
-        assert_eq!(Tr(Lang::En).fill(T::ListeningOn, &[&"0.0.0.0:8080"]), "Listening on 0.0.0.0:8080");
+        assert_eq!(
+            Tr(Lang::En).fill(T::ListeningOn, &[&"0.0.0.0:8080"]),
+            "Listening on 0.0.0.0:8080"
+        );
         assert_eq!(Tr(Lang::ZhCn).fill(T::StateFailed, &[&"x"]), "失败：x");
         assert_eq!(Lang::from_locale(Some("zh-CN")), Lang::ZhCn);
         assert_eq!(Lang::from_locale(Some("zh_TW.UTF-8")), Lang::ZhCn);

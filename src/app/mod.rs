@@ -83,17 +83,32 @@ pub struct FerryApp {
 
 impl FerryApp {
     /// Builds the app from settings, starts the engine thread and binds the notes socket.
-    pub fn new(ctx: &egui::Context, settings: Settings, picker: Arc<dyn Picker>) -> std::io::Result<Self> {
+    pub fn new(
+        ctx: &egui::Context,
+        settings: Settings,
+        picker: Arc<dyn Picker>,
+    ) -> std::io::Result<Self> {
         let waker_ctx = ctx.clone();
-        let (sink, events) = event_channel(Some(Arc::new(move || waker_ctx.request_repaint_after(REPAINT_BATCH))));
+        let (sink, events) = event_channel(Some(Arc::new(move || {
+            waker_ctx.request_repaint_after(REPAINT_BATCH)
+        })));
         let worker = Worker::spawn(sink)?;
         let (ui_tx, ui_rx) = crossbeam_channel::unbounded();
         let mut app = Self {
             lang: settings.lang.unwrap_or_else(Lang::from_system),
             tab: Tab::Server,
             notes_open: settings.notes_open,
-            server: ServerTab::new(settings.server_bind, settings.server_port, settings.download_dir),
-            client: ClientTab::new(settings.client_dest, settings.recent_peers, settings.client_msg, settings.plain),
+            server: ServerTab::new(
+                settings.server_bind,
+                settings.server_port,
+                settings.download_dir,
+            ),
+            client: ClientTab::new(
+                settings.client_dest,
+                settings.recent_peers,
+                settings.client_msg,
+                settings.plain,
+            ),
             notes: NotesPanel::new(settings.notes_port, settings.note_peer),
             events,
             worker,
@@ -106,17 +121,20 @@ impl FerryApp {
             app.apply(action);
         }
         // A server that was listening when the window closed listens again.
-        if settings.server_listening {
-            if let Some(action) = app.server.start() {
-                app.apply(action);
-            }
+        if settings.server_listening
+            && let Some(action) = app.server.start()
+        {
+            app.apply(action);
         }
         Ok(app)
     }
 
     /// The app as eframe creates it: settings from storage, real dialogs.
     pub fn from_creation_context(cc: &eframe::CreationContext<'_>) -> std::io::Result<Self> {
-        let settings = cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
+        let settings = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+            .unwrap_or_default();
         Self::new(&cc.egui_ctx, settings, Arc::new(RfdPicker))
     }
 
@@ -126,7 +144,10 @@ impl FerryApp {
             lang: Some(self.lang),
             server_bind: self.server.bind.clone(),
             server_port: self.server.port.clone(),
-            server_listening: matches!(self.server.status, ServerStatus::Listening(_) | ServerStatus::Starting),
+            server_listening: matches!(
+                self.server.status,
+                ServerStatus::Listening(_) | ServerStatus::Starting
+            ),
             download_dir: self.server.dir.clone(),
             notes_port: self.notes.port.clone(),
             notes_open: self.notes_open,
@@ -149,7 +170,9 @@ impl FerryApp {
                 UiMsg::FilesAdded(files) => self.client.add_files(files),
                 UiMsg::FolderPicked(dir) => self.server.dir = dir,
                 UiMsg::Nothing => {}
-                UiMsg::PickFailed => self.client.notice = Some(Tr(self.lang).get(T::DialogUnavailable).to_owned()),
+                UiMsg::PickFailed => {
+                    self.client.notice = Some(Tr(self.lang).get(T::DialogUnavailable).to_owned())
+                }
             }
         }
     }
@@ -158,18 +181,30 @@ impl FerryApp {
         match event {
             Event::Transfer(event) => {
                 let id = transfer_id(&event);
-                if let TransferEvent::Started { direction: Direction::Incoming, .. } = &event {
+                if let TransferEvent::Started {
+                    direction: Direction::Incoming,
+                    ..
+                } = &event
+                {
                     self.server.rows.extend(TransferRow::from_started(&event));
                     return;
                 }
-                let rows = self.server.rows.iter_mut().chain(self.client.rows.iter_mut());
+                let rows = self
+                    .server
+                    .rows
+                    .iter_mut()
+                    .chain(self.client.rows.iter_mut());
                 if let Some(row) = rows.into_iter().find(|r| r.id == id) {
                     row.apply(&event, now);
                 }
             }
-            Event::Server(ServerEvent::Listening { addr }) => self.server.status = ServerStatus::Listening(addr),
+            Event::Server(ServerEvent::Listening { addr }) => {
+                self.server.status = ServerStatus::Listening(addr)
+            }
             Event::Server(ServerEvent::Reachable { addrs }) => self.server.reachable = addrs,
-            Event::Server(ServerEvent::StartFailed { reason }) => self.server.status = ServerStatus::Failed(reason),
+            Event::Server(ServerEvent::StartFailed { reason }) => {
+                self.server.status = ServerStatus::Failed(reason)
+            }
             Event::Server(ServerEvent::Stopped) => {
                 if !matches!(self.server.status, ServerStatus::Starting) {
                     self.server.status = ServerStatus::Stopped;
@@ -206,10 +241,12 @@ impl FerryApp {
     /// Runs blocking work (dialogs, disk look-ups) off the UI thread and wakes the UI after.
     fn in_background(&self, work: impl FnOnce() -> UiMsg + Send + 'static) {
         let (tx, ctx) = (self.ui_tx.clone(), self.ctx.clone());
-        let spawned = std::thread::Builder::new().name("ferry-dialog".into()).spawn(move || {
-            let _ = tx.send(work());
-            ctx.request_repaint();
-        });
+        let spawned = std::thread::Builder::new()
+            .name("ferry-dialog".into())
+            .spawn(move || {
+                let _ = tx.send(work());
+                ctx.request_repaint();
+            });
         if spawned.is_err() {
             let _ = self.ui_tx.send(UiMsg::PickFailed);
         }
@@ -217,7 +254,14 @@ impl FerryApp {
 
     /// Files dropped onto the window join the client queue (sizes are looked up off-thread).
     fn take_dropped_files(&mut self, ui: &Ui) {
-        let dropped: Vec<PathBuf> = ui.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        let dropped: Vec<PathBuf> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
         if !dropped.is_empty() {
             self.tab = Tab::Client;
             self.in_background(move || UiMsg::FilesAdded(regular_files(dropped)));
@@ -249,9 +293,12 @@ impl FerryApp {
         });
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar_ui(ui, tr));
         if self.notes_open {
-            egui::Panel::right("notes").resizable(true).default_size(320.0).show(ui, |ui| {
-                actions.extend(self.notes.ui(ui, tr));
-            });
+            egui::Panel::right("notes")
+                .resizable(true)
+                .default_size(320.0)
+                .show(ui, |ui| {
+                    actions.extend(self.notes.ui(ui, tr));
+                });
         }
         egui::CentralPanel::default().show(ui, |ui| {
             let tab_actions = match self.tab {
@@ -272,12 +319,15 @@ impl FerryApp {
                 _ => ui.label(tr.get(T::NotListening)),
             };
             ui.separator();
-            let active: Vec<&TransferRow> = self.server.active().chain(self.client.active()).collect();
+            let active: Vec<&TransferRow> =
+                self.server.active().chain(self.client.active()).collect();
             ui.label(tr.fill(T::StatusActive, &[&active.len()]));
             let speed: f64 = active.iter().filter_map(|r| r.speed()).sum();
             if speed > 0.0 {
                 ui.separator();
-                ui.label(RichText::new(tr.fill(T::StatusSpeed, &[&format_bytes(speed)])).monospace());
+                ui.label(
+                    RichText::new(tr.fill(T::StatusSpeed, &[&format_bytes(speed)])).monospace(),
+                );
             }
         });
     }
@@ -312,7 +362,7 @@ fn regular_files(paths: Vec<PathBuf>) -> Vec<(PathBuf, u64)> {
         .into_iter()
         .filter_map(|path| {
             let meta = std::fs::metadata(&path).ok()?;
-            meta.is_file().then(|| (path, meta.len()))
+            meta.is_file().then_some((path, meta.len()))
         })
         .collect()
 }

@@ -50,7 +50,10 @@ pub struct TransferRow {
 impl TransferRow {
     /// A file the user picked for upload.
     pub fn queued(id: TransferId, path: PathBuf, bytes_total: u64) -> Self {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Self {
             id,
             name,
@@ -68,7 +71,17 @@ impl TransferRow {
 
     /// A row for a transfer the engine just started (incoming uploads appear this way).
     pub fn from_started(event: &TransferEvent) -> Option<Self> {
-        let TransferEvent::Started { id, peer, name, saved_as, bytes_total, mode, msg, .. } = event else {
+        let TransferEvent::Started {
+            id,
+            peer,
+            name,
+            saved_as,
+            bytes_total,
+            mode,
+            msg,
+            ..
+        } = event
+        else {
             return None;
         };
         Some(Self {
@@ -89,7 +102,13 @@ impl TransferRow {
     /// Applies an event about this row; `now` drives the speed estimate.
     pub fn apply(&mut self, event: &TransferEvent, now: Instant) {
         match event {
-            TransferEvent::Started { peer, saved_as, bytes_total, mode, .. } => {
+            TransferEvent::Started {
+                peer,
+                saved_as,
+                bytes_total,
+                mode,
+                ..
+            } => {
                 self.peer = Some(*peer);
                 if saved_as.is_some() {
                     self.saved_as = saved_as.clone();
@@ -103,9 +122,18 @@ impl TransferRow {
                 self.bytes_done = *bytes_done;
                 self.speed.record(*bytes_done, now);
             }
-            TransferEvent::Finished { verified, saved_as, path, .. } => {
+            TransferEvent::Finished {
+                verified,
+                saved_as,
+                path,
+                ..
+            } => {
                 self.bytes_done = self.bytes_total;
-                self.state = if *verified { RowState::Verified } else { RowState::Unverified };
+                self.state = if *verified {
+                    RowState::Verified
+                } else {
+                    RowState::Unverified
+                };
                 if !saved_as.is_empty() && *saved_as != self.name {
                     self.saved_as = Some(saved_as.clone());
                 }
@@ -114,25 +142,37 @@ impl TransferRow {
                 }
             }
             TransferEvent::Failed { reason, .. } => {
-                self.state = if reason == "cancelled" { RowState::Cancelled } else { RowState::Failed(reason.clone()) };
+                self.state = if reason == "cancelled" {
+                    RowState::Cancelled
+                } else {
+                    RowState::Failed(reason.clone())
+                };
             }
         }
     }
 
     /// Bytes per second while active.
     pub fn speed(&self) -> Option<f64> {
-        (self.state == RowState::Active).then(|| self.speed.bytes_per_sec()).flatten()
+        (self.state == RowState::Active)
+            .then(|| self.speed.bytes_per_sec())
+            .flatten()
     }
 
     /// Time left at the current speed.
     pub fn eta(&self) -> Option<Duration> {
         let speed = self.speed()?;
-        (speed > 0.0).then(|| Duration::from_secs_f64(self.bytes_total.saturating_sub(self.bytes_done) as f64 / speed))
+        (speed > 0.0).then(|| {
+            Duration::from_secs_f64(self.bytes_total.saturating_sub(self.bytes_done) as f64 / speed)
+        })
     }
 
     pub fn fraction(&self) -> f32 {
         if self.bytes_total == 0 {
-            return if self.state.is_finished() || self.state == RowState::Active { 1.0 } else { 0.0 };
+            return if self.state.is_finished() || self.state == RowState::Active {
+                1.0
+            } else {
+                0.0
+            };
         }
         (self.bytes_done as f64 / self.bytes_total as f64) as f32
     }
@@ -147,7 +187,10 @@ struct SpeedMeter {
 
 impl SpeedMeter {
     fn started(now: Instant) -> Self {
-        Self { last: Some((now, 0)), bytes_per_sec: None }
+        Self {
+            last: Some((now, 0)),
+            bytes_per_sec: None,
+        }
     }
 
     fn record(&mut self, bytes: u64, now: Instant) {
@@ -180,7 +223,11 @@ pub fn format_bytes(bytes: f64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{value:.0} {}", UNITS[0]) } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{value:.0} {}", UNITS[0])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// `42 s`, `3:07`, `1:02:03`.
@@ -223,14 +270,34 @@ mod tests {
         let mut row = TransferRow::from_started(&started).unwrap();
         row.apply(&started, t0);
         assert_eq!(row.saved_as.as_deref(), Some("a (1).txt"));
-        row.apply(&TransferEvent::Progress { id: 7, bytes_done: 250 }, t0 + Duration::from_secs(1));
+        row.apply(
+            &TransferEvent::Progress {
+                id: 7,
+                bytes_done: 250,
+            },
+            t0 + Duration::from_secs(1),
+        );
         assert_eq!(row.speed(), Some(250.0));
         assert_eq!(row.eta(), Some(Duration::from_secs(3)));
         assert!((row.fraction() - 0.25).abs() < 1e-6);
-        row.apply(&TransferEvent::Finished { id: 7, verified: true, saved_as: "a (1).txt".into(), path: None }, t0);
+        row.apply(
+            &TransferEvent::Finished {
+                id: 7,
+                verified: true,
+                saved_as: "a (1).txt".into(),
+                path: None,
+            },
+            t0,
+        );
         assert_eq!(row.state, RowState::Verified);
         assert_eq!(row.speed(), None, "no speed once finished");
-        row.apply(&TransferEvent::Failed { id: 7, reason: "cancelled".into() }, t0);
+        row.apply(
+            &TransferEvent::Failed {
+                id: 7,
+                reason: "cancelled".into(),
+            },
+            t0,
+        );
         assert_eq!(row.state, RowState::Cancelled);
     }
 }

@@ -32,7 +32,14 @@ pub struct NotesPanel {
 
 impl NotesPanel {
     pub fn new(port: String, peer: String) -> Self {
-        Self { port, peer, draft: String::new(), status: NotesStatus::Off, history: NoteHistory::new(), send_error: None }
+        Self {
+            port,
+            peer,
+            draft: String::new(),
+            status: NotesStatus::Off,
+            history: NoteHistory::new(),
+            send_error: None,
+        }
     }
 
     /// The command that binds the notes socket on the configured port.
@@ -40,7 +47,10 @@ impl NotesPanel {
         match self.port.trim().parse::<u16>() {
             Ok(port) => {
                 self.status = NotesStatus::Off;
-                Some(Action::Engine(Command::StartNotes(NotesConfig::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))))
+                Some(Action::Engine(Command::StartNotes(NotesConfig::new(
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    port,
+                ))))
             }
             Err(_) => {
                 self.status = NotesStatus::Failed(format!("bad port {:?}", self.port));
@@ -73,14 +83,18 @@ impl NotesPanel {
         ui.heading(tr.get(T::Notes));
         ui.horizontal(|ui| {
             let label = ui.label(tr.get(T::MyNotesPort));
-            ui.add(egui::TextEdit::singleline(&mut self.port).desired_width(60.0)).labelled_by(label.id);
+            ui.add(egui::TextEdit::singleline(&mut self.port).desired_width(60.0))
+                .labelled_by(label.id);
             if ui.button(tr.get(T::NotesStart)).clicked() {
                 actions.extend(self.listen());
             }
         });
         match &self.status {
             NotesStatus::Listening(addr) => {
-                ui.label(RichText::new(tr.fill(T::NotesListening, &[addr])).color(Color32::from_rgb(0x2e, 0xa0, 0x43)));
+                ui.label(
+                    RichText::new(tr.fill(T::NotesListening, &[addr]))
+                        .color(Color32::from_rgb(0x2e, 0xa0, 0x43)),
+                );
             }
             NotesStatus::Failed(reason) => {
                 ui.label(RichText::new(reason).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
@@ -91,8 +105,12 @@ impl NotesPanel {
         }
         ui.horizontal(|ui| {
             let label = ui.label(tr.get(T::PeerAddress));
-            ui.add(egui::TextEdit::singleline(&mut self.peer).desired_width(160.0).hint_text("192.168.1.20:8080"))
-                .labelled_by(label.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut self.peer)
+                    .desired_width(160.0)
+                    .hint_text("192.168.1.20:8080"),
+            )
+            .labelled_by(label.id);
         });
         ui.separator();
         let composer_height = 120.0;
@@ -108,12 +126,18 @@ impl NotesPanel {
                     ui.horizontal(|ui| {
                         ui.label(RichText::new(clock(entry.at)).monospace().weak());
                         let (dir, color) = match entry.direction {
-                            Direction::Incoming => (tr.get(T::DirIn), Color32::from_rgb(0x30, 0x80, 0xd0)),
+                            Direction::Incoming => {
+                                (tr.get(T::DirIn), Color32::from_rgb(0x30, 0x80, 0xd0))
+                            }
                             Direction::Outgoing => (tr.get(T::DirOut), Color32::GRAY),
                         };
                         ui.label(RichText::new(dir).color(color));
                         // Clicking a sender fills it in as the peer: one-click reply.
-                        if ui.link(entry.peer.to_string()).on_hover_text(tr.get(T::Reply)).clicked() {
+                        if ui
+                            .link(entry.peer.to_string())
+                            .on_hover_text(tr.get(T::Reply))
+                            .clicked()
+                        {
                             self.peer = entry.reply_to().to_string();
                         }
                     });
@@ -133,22 +157,33 @@ impl NotesPanel {
         );
         let response = response.labelled_by(label.id);
         let check = check_note(&self.draft);
-        let enter = response.has_focus() && ui.input(|i| i.key_pressed(Key::Enter) && !i.modifiers.shift);
+        let enter =
+            response.has_focus() && ui.input(|i| i.key_pressed(Key::Enter) && !i.modifiers.shift);
         ui.horizontal(|ui| {
-            let sendable = check.is_ok() && !self.draft.trim().is_empty() && !self.peer.trim().is_empty();
-            let clicked = ui.add_enabled(sendable, egui::Button::new(tr.get(T::Send))).clicked();
+            let sendable =
+                check.is_ok() && !self.draft.trim().is_empty() && !self.peer.trim().is_empty();
+            let clicked = ui
+                .add_enabled(sendable, egui::Button::new(tr.get(T::Send)))
+                .clicked();
             if sendable && (clicked || enter) {
-                actions.push(Action::Engine(Command::SendNote { to: self.peer.trim().to_owned(), text: std::mem::take(&mut self.draft) }));
+                actions.push(Action::Engine(Command::SendNote {
+                    to: self.peer.trim().to_owned(),
+                    text: std::mem::take(&mut self.draft),
+                }));
                 if enter {
                     response.request_focus();
                 }
             }
             let bytes = self.draft.len();
             match check {
-                Err(_) => ui.label(RichText::new(tr.fill(T::NoteTooLong, &[&bytes, &MAX_NOTE_BYTES])).color(Color32::from_rgb(0xd0, 0x40, 0x40))),
-                Ok(Some(NoteWarning::PlainPeersTruncate { .. })) => {
-                    ui.label(RichText::new(tr.fill(T::NoteLong, &[&bytes])).color(Color32::from_rgb(0xc0, 0x90, 0x20)))
-                }
+                Err(_) => ui.label(
+                    RichText::new(tr.fill(T::NoteTooLong, &[&bytes, &MAX_NOTE_BYTES]))
+                        .color(Color32::from_rgb(0xd0, 0x40, 0x40)),
+                ),
+                Ok(Some(NoteWarning::PlainPeersTruncate { .. })) => ui.label(
+                    RichText::new(tr.fill(T::NoteLong, &[&bytes]))
+                        .color(Color32::from_rgb(0xc0, 0x90, 0x20)),
+                ),
                 Ok(None) => ui.label(RichText::new(tr.fill(T::NoteBytes, &[&bytes])).weak()),
             };
         });
@@ -162,7 +197,10 @@ impl NotesPanel {
 /// `HH:MM:SS` of a timestamp in the system's time zone (UTC if it cannot be determined).
 fn clock(at: SystemTime) -> String {
     match jiff::Timestamp::try_from(at) {
-        Ok(ts) => ts.to_zoned_datetime(jiff::tz::TimeZone::system()).strftime("%H:%M:%S").to_string(),
+        Ok(ts) => ts
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%H:%M:%S")
+            .to_string(),
         Err(_) => "--:--:--".to_owned(),
     }
 }

@@ -36,7 +36,15 @@ pub struct ServerTab {
 
 impl ServerTab {
     pub fn new(bind: String, port: String, dir: PathBuf) -> Self {
-        Self { bind, port, dir, status: ServerStatus::Stopped, reachable: Vec::new(), rows: Vec::new(), input_error: None }
+        Self {
+            bind,
+            port,
+            dir,
+            status: ServerStatus::Stopped,
+            reachable: Vec::new(),
+            rows: Vec::new(),
+            input_error: None,
+        }
     }
 
     pub fn is_listening(&self) -> bool {
@@ -46,33 +54,47 @@ impl ServerTab {
     #[must_use]
     pub fn ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
         let mut actions = Vec::new();
-        egui::Grid::new("server_settings").num_columns(2).spacing([10.0, 8.0]).show(ui, |ui| {
-            let label = ui.label(tr.get(T::BindAddress));
-            let editable = matches!(self.status, ServerStatus::Stopped | ServerStatus::Failed(_));
-            ui.add_enabled(editable, egui::TextEdit::singleline(&mut self.bind).desired_width(140.0))
+        egui::Grid::new("server_settings")
+            .num_columns(2)
+            .spacing([10.0, 8.0])
+            .show(ui, |ui| {
+                let label = ui.label(tr.get(T::BindAddress));
+                let editable =
+                    matches!(self.status, ServerStatus::Stopped | ServerStatus::Failed(_));
+                ui.add_enabled(
+                    editable,
+                    egui::TextEdit::singleline(&mut self.bind).desired_width(140.0),
+                )
                 .labelled_by(label.id);
-            ui.end_row();
-            let label = ui.label(tr.get(T::Port));
-            ui.add_enabled(editable, egui::TextEdit::singleline(&mut self.port).desired_width(80.0))
+                ui.end_row();
+                let label = ui.label(tr.get(T::Port));
+                ui.add_enabled(
+                    editable,
+                    egui::TextEdit::singleline(&mut self.port).desired_width(80.0),
+                )
                 .labelled_by(label.id);
-            ui.end_row();
-            let label = ui.label(tr.get(T::DownloadFolder));
-            ui.horizontal(|ui| {
-                ui.label(self.dir.display().to_string()).labelled_by(label.id);
-                if ui.add_enabled(editable, egui::Button::new(tr.get(T::ChooseFolder))).clicked() {
-                    actions.push(Action::PickFolder);
-                }
+                ui.end_row();
+                let label = ui.label(tr.get(T::DownloadFolder));
+                ui.horizontal(|ui| {
+                    ui.label(self.dir.display().to_string())
+                        .labelled_by(label.id);
+                    if ui
+                        .add_enabled(editable, egui::Button::new(tr.get(T::ChooseFolder)))
+                        .clicked()
+                    {
+                        actions.push(Action::PickFolder);
+                    }
+                });
+                ui.end_row();
             });
-            ui.end_row();
-        });
         ui.add_space(6.0);
         ui.horizontal(|ui| {
             match &self.status {
                 ServerStatus::Stopped | ServerStatus::Failed(_) => {
-                    if ui.button(tr.get(T::StartListening)).clicked() {
-                        if let Some(action) = self.start() {
-                            actions.push(action);
-                        }
+                    if ui.button(tr.get(T::StartListening)).clicked()
+                        && let Some(action) = self.start()
+                    {
+                        actions.push(action);
                     }
                 }
                 ServerStatus::Starting => {
@@ -88,7 +110,10 @@ impl ServerTab {
             }
             match &self.status {
                 ServerStatus::Listening(addr) => {
-                    ui.label(RichText::new(tr.fill(T::ListeningOn, &[addr])).color(Color32::from_rgb(0x2e, 0xa0, 0x43)));
+                    ui.label(
+                        RichText::new(tr.fill(T::ListeningOn, &[addr]))
+                            .color(Color32::from_rgb(0x2e, 0xa0, 0x43)),
+                    );
                 }
                 ServerStatus::Failed(reason) => {
                     ui.label(RichText::new(reason).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
@@ -115,7 +140,13 @@ impl ServerTab {
         ui.label(RichText::new(tr.get(T::PlainAutoAccept)).small().weak());
         ui.separator();
         ui.horizontal(|ui| {
-            if ui.add_enabled(self.rows.iter().any(|r| r.state.is_finished()), egui::Button::new(tr.get(T::ClearFinished))).clicked() {
+            if ui
+                .add_enabled(
+                    self.rows.iter().any(|r| r.state.is_finished()),
+                    egui::Button::new(tr.get(T::ClearFinished)),
+                )
+                .clicked()
+            {
                 self.rows.retain(|r| !r.state.is_finished());
             }
         });
@@ -124,7 +155,12 @@ impl ServerTab {
         } else {
             match transfer_table_ui(ui, tr, &self.rows, Direction::Incoming) {
                 Some(RowAction::OpenFolder(id)) => {
-                    if let Some(dir) = self.rows.iter().find(|r| r.id == id).and_then(|r| r.path.as_ref()?.parent().map(PathBuf::from)) {
+                    if let Some(dir) = self
+                        .rows
+                        .iter()
+                        .find(|r| r.id == id)
+                        .and_then(|r| r.path.as_ref()?.parent().map(PathBuf::from))
+                    {
                         actions.push(Action::Engine(Command::OpenFolder(dir)));
                     }
                 }

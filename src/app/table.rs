@@ -20,29 +20,43 @@ pub enum RowAction {
 
 /// Draws `rows`; `direction` picks the verbs (receiving vs sending) and the buttons.
 #[must_use]
-pub fn transfer_table_ui(ui: &mut Ui, tr: Tr, rows: &[TransferRow], direction: Direction) -> Option<RowAction> {
+pub fn transfer_table_ui(
+    ui: &mut Ui,
+    tr: Tr,
+    rows: &[TransferRow],
+    direction: Direction,
+) -> Option<RowAction> {
     let mut action = None;
-    egui::ScrollArea::vertical().auto_shrink([false, true]).show(ui, |ui| {
-        egui::Grid::new(("transfers", direction == Direction::Incoming))
-            .striped(true)
-            .num_columns(8)
-            .spacing([12.0, 6.0])
-            .show(ui, |ui| {
-                // The buttons come before the state, whose text can be long, so they stay in view.
-                for col in [T::ColFile, T::ColPeer, T::ColSize, T::ColProgress, T::ColSpeed, T::ColEta] {
-                    ui.label(RichText::new(tr.get(col)).strong());
-                }
-                ui.label("");
-                ui.label(RichText::new(tr.get(T::ColState)).strong());
-                ui.end_row();
-                for row in rows {
-                    if let Some(a) = row_ui(ui, tr, row, direction) {
-                        action = Some(a);
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, true])
+        .show(ui, |ui| {
+            egui::Grid::new(("transfers", direction == Direction::Incoming))
+                .striped(true)
+                .num_columns(8)
+                .spacing([12.0, 6.0])
+                .show(ui, |ui| {
+                    // The buttons come before the state, whose text can be long, so they stay in view.
+                    for col in [
+                        T::ColFile,
+                        T::ColPeer,
+                        T::ColSize,
+                        T::ColProgress,
+                        T::ColSpeed,
+                        T::ColEta,
+                    ] {
+                        ui.label(RichText::new(tr.get(col)).strong());
                     }
+                    ui.label("");
+                    ui.label(RichText::new(tr.get(T::ColState)).strong());
                     ui.end_row();
-                }
-            });
-    });
+                    for row in rows {
+                        if let Some(a) = row_ui(ui, tr, row, direction) {
+                            action = Some(a);
+                        }
+                        ui.end_row();
+                    }
+                });
+        });
     action
 }
 
@@ -66,25 +80,29 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
     }
     ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
     ui.label(format_bytes(row.bytes_total as f64));
-    ui.add(ProgressBar::new(row.fraction()).desired_width(160.0).show_percentage());
-    ui.label(row.speed().map(|s| format!("{}/s", format_bytes(s))).unwrap_or_default());
+    ui.add(
+        ProgressBar::new(row.fraction())
+            .desired_width(160.0)
+            .show_percentage(),
+    );
+    ui.label(
+        row.speed()
+            .map(|s| format!("{}/s", format_bytes(s)))
+            .unwrap_or_default(),
+    );
     ui.label(row.eta().map(format_eta).unwrap_or_default());
     let mut action = None;
     ui.horizontal(|ui| match (&row.state, direction) {
-        (RowState::Active, Direction::Outgoing) => {
-            if ui.button(tr.get(T::Cancel)).clicked() {
-                action = Some(RowAction::Cancel(row.id));
-            }
+        (RowState::Active, Direction::Outgoing) if ui.button(tr.get(T::Cancel)).clicked() => {
+            action = Some(RowAction::Cancel(row.id));
         }
-        (RowState::Verified | RowState::Unverified, Direction::Incoming) => {
-            if ui.button(tr.get(T::OpenFolder)).clicked() {
-                action = Some(RowAction::OpenFolder(row.id));
-            }
+        (RowState::Verified | RowState::Unverified, Direction::Incoming)
+            if ui.button(tr.get(T::OpenFolder)).clicked() =>
+        {
+            action = Some(RowAction::OpenFolder(row.id));
         }
-        (_, Direction::Outgoing) => {
-            if ui.button(tr.get(T::Remove)).clicked() {
-                action = Some(RowAction::Remove(row.id));
-            }
+        (_, Direction::Outgoing) if ui.button(tr.get(T::Remove)).clicked() => {
+            action = Some(RowAction::Remove(row.id));
         }
         _ => {}
     });
@@ -95,14 +113,26 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
 fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
     let (text, color) = match &row.state {
         RowState::Queued => (tr.get(T::StateQueued).to_owned(), None),
-        RowState::Active if direction == Direction::Incoming => (tr.get(T::StateReceiving).to_owned(), None),
-        RowState::Active => (tr.get(T::StateSending).to_owned(), None),
-        RowState::Verified => (tr.get(T::StateVerified).to_owned(), Some(Color32::from_rgb(0x2e, 0xa0, 0x43))),
-        RowState::Unverified if row.mode == Mode::Plain && direction == Direction::Outgoing => {
-            (tr.get(T::StateSentUnverified).to_owned(), Some(Color32::from_rgb(0xc0, 0x90, 0x20)))
+        RowState::Active if direction == Direction::Incoming => {
+            (tr.get(T::StateReceiving).to_owned(), None)
         }
-        RowState::Unverified => (tr.get(T::StateUnverified).to_owned(), Some(Color32::from_rgb(0xc0, 0x90, 0x20))),
-        RowState::Failed(reason) => (tr.fill(T::StateFailed, &[reason]), Some(Color32::from_rgb(0xd0, 0x40, 0x40))),
+        RowState::Active => (tr.get(T::StateSending).to_owned(), None),
+        RowState::Verified => (
+            tr.get(T::StateVerified).to_owned(),
+            Some(Color32::from_rgb(0x2e, 0xa0, 0x43)),
+        ),
+        RowState::Unverified if row.mode == Mode::Plain && direction == Direction::Outgoing => (
+            tr.get(T::StateSentUnverified).to_owned(),
+            Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
+        ),
+        RowState::Unverified => (
+            tr.get(T::StateUnverified).to_owned(),
+            Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
+        ),
+        RowState::Failed(reason) => (
+            tr.fill(T::StateFailed, &[reason]),
+            Some(Color32::from_rgb(0xd0, 0x40, 0x40)),
+        ),
         RowState::Cancelled => (tr.get(T::StateCancelled).to_owned(), Some(Color32::GRAY)),
     };
     let rich = match color {

@@ -17,7 +17,11 @@ use clap::{Args, Parser, Subcommand};
 pub const DEFAULT_PORT: u16 = 8080;
 
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "LAN file transfer and quick notes. With no command, opens the window.")]
+#[command(
+    name = "ferry",
+    version,
+    about = "LAN file transfer and quick notes. With no command, opens the window."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

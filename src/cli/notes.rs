@@ -28,8 +28,9 @@ pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
     let wait = args
         .wait
         .map(|secs| {
-            Duration::try_from_secs_f64(secs)
-                .map_err(|_| anyhow::anyhow!("--wait takes a number of seconds, 0 or more, not {secs}"))
+            Duration::try_from_secs_f64(secs).map_err(|_| {
+                anyhow::anyhow!("--wait takes a number of seconds, 0 or more, not {secs}")
+            })
         })
         .transpose()?;
     // Refuse an over-long note before touching the network, and warn once.
@@ -75,7 +76,10 @@ fn send_and_wait(
                 return Ok(ExitCode::SUCCESS);
             }
             Some(_) => {}
-            None => anyhow::bail!("no reply within {} s (the note was sent to {peer})", wait.as_secs_f64()),
+            None => anyhow::bail!(
+                "no reply within {} s (the note was sent to {peer})",
+                wait.as_secs_f64()
+            ),
         }
     }
 }
@@ -185,7 +189,9 @@ fn stdin_lines() -> anyhow::Result<Receiver<io::Result<String>>> {
 
 fn print_event(event: Event) -> anyhow::Result<()> {
     match event {
-        Event::Note(NoteEvent::Received { from, text, at }) => print_line(&note_line(at, from, &text)),
+        Event::Note(NoteEvent::Received { from, text, at }) => {
+            print_line(&note_line(at, from, &text))
+        }
         Event::Note(_) | Event::Transfer(_) | Event::Server(_) => Ok(()),
     }
 }
@@ -193,7 +199,9 @@ fn print_event(event: Event) -> anyhow::Result<()> {
 /// Writes one line to stdout and flushes it.
 fn print_line(line: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    writeln!(out, "{line}").and_then(|()| out.flush()).context("cannot write to stdout")
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
 }
 
 /// `[HH:MM:SS UTC] ADDR: TEXT`, with TEXT on one line.
@@ -203,8 +211,16 @@ fn note_line(at: SystemTime, from: SocketAddr, text: &str) -> String {
 
 /// `HH:MM:SS` of `at` in UTC (`00:00:00` for times before 1970).
 fn utc_time_of_day(at: SystemTime) -> String {
-    let secs = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3_600, secs % 3_600 / 60, secs % 60)
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
 }
 
 /// Escapes backslashes and control characters (`\n`, `\r`, `\t`, others as `\u{..}`), so
@@ -250,13 +266,19 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(3 * 86_400 + 13 * 3_600 + 4 * 60 + 5);
         assert_eq!(utc_time_of_day(at), "13:04:05");
         assert_eq!(utc_time_of_day(SystemTime::UNIX_EPOCH), "00:00:00");
-        assert_eq!(utc_time_of_day(SystemTime::UNIX_EPOCH - Duration::from_secs(5)), "00:00:00");
+        assert_eq!(
+            utc_time_of_day(SystemTime::UNIX_EPOCH - Duration::from_secs(5)),
+            "00:00:00"
+        );
     }
 
     #[test]
     fn note_line_has_time_sender_and_text() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(59);
         let from: SocketAddr = "192.0.2.9:40000".parse().unwrap();
-        assert_eq!(note_line(at, from, "hi\nthere"), "[00:00:59 UTC] 192.0.2.9:40000: hi\\nthere");
+        assert_eq!(
+            note_line(at, from, "hi\nthere"),
+            "[00:00:59 UTC] 192.0.2.9:40000: hi\\nthere"
+        );
     }
 }

@@ -10,12 +10,17 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{SendArgs, ServeArgs};
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
-use crate::worker::{CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel};
+use crate::worker::{
+    CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel,
+};
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create the download folder {}", args.dir.display()))?;
-    let dir = args.dir.canonicalize().with_context(|| format!("cannot open {}", args.dir.display()))?;
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot open {}", args.dir.display()))?;
     let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
@@ -29,7 +34,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the Ctrl-C handler")?;
 
-    println!("Ferry listening on {} (TCP), saving to {}", server.local_addr(), dir.display());
+    println!(
+        "Ferry listening on {} (TCP), saving to {}",
+        server.local_addr(),
+        dir.display()
+    );
     let mut bars = Bars::new();
     loop {
         crossbeam_channel::select! {
@@ -63,13 +72,19 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     for event in &events {
         bars.show(&event);
     }
-    let outcomes = worker.join().map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
+    let outcomes = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
     let mut all_ok = true;
     for (path, outcome) in paths.iter().zip(&outcomes) {
         println!("{}: {outcome}", path.display());
         all_ok &= outcome.is_success();
     }
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
@@ -86,7 +101,11 @@ impl Bars {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
-        Self { multi: MultiProgress::new(), active: HashMap::new(), style }
+        Self {
+            multi: MultiProgress::new(),
+            active: HashMap::new(),
+            style,
+        }
     }
 
     /// Prints a line above the bars (or plainly when there are no bars).
@@ -96,13 +115,28 @@ impl Bars {
 
     fn show(&mut self, event: &Event) {
         match event {
-            Event::Transfer(TransferEvent::Started { id, peer, name, saved_as, bytes_total, mode, msg, direction }) => {
-                let bar = self.multi.add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
+            Event::Transfer(TransferEvent::Started {
+                id,
+                peer,
+                name,
+                saved_as,
+                bytes_total,
+                mode,
+                msg,
+                direction,
+            }) => {
+                let bar = self
+                    .multi
+                    .add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
                 bar.set_prefix(name.clone());
                 if let Some(saved_as) = saved_as {
                     self.line(format!("{peer}: {name:?} will be saved as {saved_as:?}"));
                 }
-                let kind = if *mode == Mode::Ferry { "Ferry" } else { "plain" };
+                let kind = if *mode == Mode::Ferry {
+                    "Ferry"
+                } else {
+                    "plain"
+                };
                 log::debug!("{direction:?} {kind} transfer {id} of {name:?} with {peer}");
                 self.active.insert(*id, (bar, msg.clone()));
             }
@@ -111,13 +145,26 @@ impl Bars {
                     bar.set_position(*bytes_done);
                 }
             }
-            Event::Transfer(TransferEvent::Finished { id, verified, saved_as, path }) => {
+            Event::Transfer(TransferEvent::Finished {
+                id,
+                verified,
+                saved_as,
+                path,
+            }) => {
                 if let Some((bar, msg)) = self.active.remove(id) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                     if let Some(path) = path {
-                        let check = if *verified { "verified" } else { "complete, unverified (plain peer)" };
-                        self.line(format!("received {} ({} bytes, {check})", path.display(), bar.length().unwrap_or(0)));
+                        let check = if *verified {
+                            "verified"
+                        } else {
+                            "complete, unverified (plain peer)"
+                        };
+                        self.line(format!(
+                            "received {} ({} bytes, {check})",
+                            path.display(),
+                            bar.length().unwrap_or(0)
+                        ));
                         if !msg.is_empty() {
                             // The original server prints the sender's message as it is.
                             self.line(msg);

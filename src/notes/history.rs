@@ -53,7 +53,10 @@ impl NoteHistory {
     /// An empty history keeping the last `capacity` notes (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Self { entries: VecDeque::with_capacity(capacity.min(HISTORY_CAPACITY)), capacity }
+        Self {
+            entries: VecDeque::with_capacity(capacity.min(HISTORY_CAPACITY)),
+            capacity,
+        }
     }
 
     /// Appends a note, forgetting the oldest one when full.
@@ -69,7 +72,12 @@ impl NoteHistory {
     pub fn record_event(&mut self, event: NoteEvent) {
         match event {
             NoteEvent::Received { from, text, at } => {
-                self.push(NoteEntry { at, direction: Direction::Incoming, peer: from, text });
+                self.push(NoteEntry {
+                    at,
+                    direction: Direction::Incoming,
+                    peer: from,
+                    text,
+                });
             }
             NoteEvent::Sent { to, text, at } => self.record_sent(to, text, at),
             NoteEvent::Listening { .. } | NoteEvent::Error { .. } => {}
@@ -78,7 +86,12 @@ impl NoteHistory {
 
     /// Records a note this side sent (see [`super::NotesHandle::send`]).
     pub fn record_sent(&mut self, to: SocketAddr, text: impl Into<String>, at: SystemTime) {
-        self.push(NoteEntry { at, direction: Direction::Outgoing, peer: to, text: text.into() });
+        self.push(NoteEntry {
+            at,
+            direction: Direction::Outgoing,
+            peer: to,
+            text: text.into(),
+        });
     }
 
     /// The notes, oldest first.
@@ -88,7 +101,10 @@ impl NoteHistory {
 
     /// The most recent incoming note: the one a "Reply" button answers.
     pub fn last_received(&self) -> Option<&NoteEntry> {
-        self.entries.iter().rev().find(|e| e.direction == Direction::Incoming)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.direction == Direction::Incoming)
     }
 
     pub fn len(&self) -> usize {
@@ -126,18 +142,37 @@ mod tests {
     fn keeps_arrival_order_direction_peer_and_time() {
         let mut history = NoteHistory::new();
         assert!(history.is_empty());
-        history.record_event(NoteEvent::Received { from: addr(5000), text: "hi".into(), at: at(1) });
+        history.record_event(NoteEvent::Received {
+            from: addr(5000),
+            text: "hi".into(),
+            at: at(1),
+        });
         history.record_sent(addr(5000), "hello back", at(2));
         history.record_event(NoteEvent::Listening { addr: addr(8080) });
-        history.record_event(NoteEvent::Error { reason: "not a note".into() });
-        history.record_event(NoteEvent::Received { from: addr(6000), text: "me too".into(), at: at(3) });
-        history.record_event(NoteEvent::Sent { to: addr(6000), text: "same".into(), at: at(4) });
+        history.record_event(NoteEvent::Error {
+            reason: "not a note".into(),
+        });
+        history.record_event(NoteEvent::Received {
+            from: addr(6000),
+            text: "me too".into(),
+            at: at(3),
+        });
+        history.record_event(NoteEvent::Sent {
+            to: addr(6000),
+            text: "same".into(),
+            at: at(4),
+        });
 
         let entries: Vec<_> = history.iter().cloned().collect();
         assert_eq!(
             entries,
             vec![
-                NoteEntry { at: at(1), direction: Direction::Incoming, peer: addr(5000), text: "hi".into() },
+                NoteEntry {
+                    at: at(1),
+                    direction: Direction::Incoming,
+                    peer: addr(5000),
+                    text: "hi".into()
+                },
                 NoteEntry {
                     at: at(2),
                     direction: Direction::Outgoing,
@@ -171,7 +206,10 @@ mod tests {
         assert_eq!(history.len(), HISTORY_CAPACITY);
         assert_eq!(history.iter().next().map(|e| e.text.as_str()), Some("5"));
         let last = (HISTORY_CAPACITY + 4).to_string();
-        assert_eq!(history.iter().next_back().map(|e| e.text.as_str()), Some(last.as_str()));
+        assert_eq!(
+            history.iter().next_back().map(|e| e.text.as_str()),
+            Some(last.as_str())
+        );
     }
 
     #[test]
@@ -180,7 +218,10 @@ mod tests {
         assert_eq!(history.capacity(), 1);
         history.record_sent(addr(1), "a", at(1));
         history.record_sent(addr(1), "b", at(2));
-        assert_eq!(history.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            history.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
         history.clear();
         assert!(history.is_empty());
     }
@@ -189,8 +230,16 @@ mod tests {
     fn a_reply_goes_to_the_exact_source_of_the_last_received_note() {
         let mut history = NoteHistory::new();
         assert_eq!(history.last_received(), None);
-        history.record_event(NoteEvent::Received { from: addr(40_001), text: "q1".into(), at: at(1) });
-        history.record_event(NoteEvent::Received { from: addr(40_002), text: "q2".into(), at: at(2) });
+        history.record_event(NoteEvent::Received {
+            from: addr(40_001),
+            text: "q1".into(),
+            at: at(1),
+        });
+        history.record_event(NoteEvent::Received {
+            from: addr(40_002),
+            text: "q2".into(),
+            at: at(2),
+        });
         history.record_sent(addr(9), "unrelated", at(3));
         let last = history.last_received().expect("two notes were received");
         assert_eq!(last.text, "q2");

@@ -84,7 +84,11 @@ pub enum NotesError {
     #[error("cannot resolve {to:?} (expected HOST:PORT): {source}")]
     Resolve { to: String, source: io::Error },
     #[error("{to:?} has no {family} address, and the notes socket on {local} speaks only {family}")]
-    NoAddress { to: String, family: &'static str, local: SocketAddr },
+    NoAddress {
+        to: String,
+        family: &'static str,
+        local: SocketAddr,
+    },
     #[error("cannot send to {to}: {source}")]
     Send { to: SocketAddr, source: io::Error },
 }
@@ -129,8 +133,12 @@ impl NotesHandle {
     pub fn from_socket(socket: UdpSocket, sink: EventSink) -> Result<Self, NotesError> {
         let local_addr = socket.local_addr().map_err(NotesError::Socket)?;
         socket.set_nonblocking(false).map_err(NotesError::Socket)?;
-        socket.set_read_timeout(Some(RECV_POLL_INTERVAL)).map_err(NotesError::Socket)?;
-        socket.set_write_timeout(Some(SEND_TIMEOUT)).map_err(NotesError::Socket)?;
+        socket
+            .set_read_timeout(Some(RECV_POLL_INTERVAL))
+            .map_err(NotesError::Socket)?;
+        socket
+            .set_write_timeout(Some(SEND_TIMEOUT))
+            .map_err(NotesError::Socket)?;
         let socket = Arc::new(socket);
         let stop = Arc::new(AtomicBool::new(false));
         let recv_thread = {
@@ -142,7 +150,12 @@ impl NotesHandle {
                 .map_err(NotesError::Thread)?
         };
         log::info!("notes: listening on {local_addr} (UDP)");
-        Ok(Self { socket, local_addr, stop, recv_thread: Some(recv_thread) })
+        Ok(Self {
+            socket,
+            local_addr,
+            stop,
+            recv_thread: Some(recv_thread),
+        })
     }
 
     /// The address the socket is bound to (with the real port when 0 was asked for).
@@ -156,8 +169,10 @@ impl NotesHandle {
     pub fn send(&self, to: SocketAddr, text: &str) -> Result<Sent, NotesError> {
         let warning = check_note(text)?;
         let target = fit_family(to, self.local_addr);
-        let bytes =
-            self.socket.send_to(text.as_bytes(), target).map_err(|source| NotesError::Send { to, source })?;
+        let bytes = self
+            .socket
+            .send_to(text.as_bytes(), target)
+            .map_err(|source| NotesError::Send { to, source })?;
         log::debug!("notes: sent {bytes} bytes to {to}");
         Ok(Sent { to, bytes, warning })
     }
@@ -181,7 +196,11 @@ impl NotesHandle {
         };
         found.copied().ok_or_else(|| NotesError::NoAddress {
             to: to.to_owned(),
-            family: if self.local_addr.is_ipv4() { "IPv4" } else { "IPv6" },
+            family: if self.local_addr.is_ipv4() {
+                "IPv4"
+            } else {
+                "IPv6"
+            },
             local: self.local_addr,
         })
     }
@@ -216,16 +235,24 @@ impl Drop for NotesHandle {
 /// IPv4). Resolving a host name may wait on DNS; numeric addresses never do.
 pub fn resolve_peer(to: &str) -> Result<SocketAddr, NotesError> {
     let addrs = lookup(to)?;
-    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or_else(|| NotesError::Resolve {
-        to: to.to_owned(),
-        source: io::Error::other("no address found"),
-    })
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| NotesError::Resolve {
+            to: to.to_owned(),
+            source: io::Error::other("no address found"),
+        })
 }
 
 fn lookup(to: &str) -> Result<Vec<SocketAddr>, NotesError> {
     to.to_socket_addrs()
         .map(Iterator::collect)
-        .map_err(|source| NotesError::Resolve { to: to.to_owned(), source })
+        .map_err(|source| NotesError::Resolve {
+            to: to.to_owned(),
+            source,
+        })
 }
 
 /// An IPv4 target seen from an IPv6 socket becomes IPv4-mapped (dual-stack sockets reach it
@@ -266,9 +293,13 @@ enum RecvFailure {
 
 fn classify(error: &io::Error) -> RecvFailure {
     match error.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => RecvFailure::Idle,
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
+            RecvFailure::Idle
+        }
         // Linux reports ECONNREFUSED, Windows WSAECONNRESET.
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => RecvFailure::PeerUnreachable,
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
+            RecvFailure::PeerUnreachable
+        }
         _ => RecvFailure::Unexpected,
     }
 }
@@ -306,8 +337,16 @@ mod tests {
 
     #[test]
     fn timeouts_and_unreachable_peers_do_not_stop_the_loop() {
-        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut, io::ErrorKind::Interrupted] {
-            assert_eq!(classify(&io::Error::from(kind)), RecvFailure::Idle, "{kind:?}");
+        for kind in [
+            io::ErrorKind::WouldBlock,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::Interrupted,
+        ] {
+            assert_eq!(
+                classify(&io::Error::from(kind)),
+                RecvFailure::Idle,
+                "{kind:?}"
+            );
         }
         assert_eq!(
             classify(&io::Error::from(io::ErrorKind::ConnectionRefused)),
@@ -315,8 +354,14 @@ mod tests {
         );
         // ECONNREFUSED as Linux reports it, so the test covers the real mapping.
         #[cfg(target_os = "linux")]
-        assert_eq!(classify(&io::Error::from_raw_os_error(111)), RecvFailure::PeerUnreachable);
-        assert_eq!(classify(&io::Error::from(io::ErrorKind::ConnectionReset)), RecvFailure::PeerUnreachable);
+        assert_eq!(
+            classify(&io::Error::from_raw_os_error(111)),
+            RecvFailure::PeerUnreachable
+        );
+        assert_eq!(
+            classify(&io::Error::from(io::ErrorKind::ConnectionReset)),
+            RecvFailure::PeerUnreachable
+        );
         assert_eq!(classify(&io::Error::other("boom")), RecvFailure::Unexpected);
     }
 
@@ -336,22 +381,40 @@ mod tests {
 
     #[test]
     fn the_wildcard_is_woken_through_loopback() {
-        assert_eq!(reachable("0.0.0.0:5".parse().unwrap()), "127.0.0.1:5".parse().unwrap());
-        assert_eq!(reachable("[::]:5".parse().unwrap()), "[::1]:5".parse().unwrap());
-        assert_eq!(reachable("10.1.2.3:5".parse().unwrap()), "10.1.2.3:5".parse().unwrap());
+        assert_eq!(
+            reachable("0.0.0.0:5".parse().unwrap()),
+            "127.0.0.1:5".parse().unwrap()
+        );
+        assert_eq!(
+            reachable("[::]:5".parse().unwrap()),
+            "[::1]:5".parse().unwrap()
+        );
+        assert_eq!(
+            reachable("10.1.2.3:5".parse().unwrap()),
+            "10.1.2.3:5".parse().unwrap()
+        );
     }
 
     #[test]
     fn default_config_is_every_ipv4_interface_on_8080() {
         let config = NotesConfig::default();
-        assert_eq!(SocketAddr::new(config.bind, config.port), "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(
+            SocketAddr::new(config.bind, config.port),
+            "0.0.0.0:8080".parse().unwrap()
+        );
     }
 
     #[test]
     fn resolve_peer_prefers_ipv4_and_explains_bad_input() {
-        assert_eq!(resolve_peer("127.0.0.1:9").unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(
+            resolve_peer("127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
         assert_eq!(resolve_peer("[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
         let err = resolve_peer("no-port-here").unwrap_err().to_string();
-        assert!(err.contains("no-port-here") && err.contains("HOST:PORT"), "{err}");
+        assert!(
+            err.contains("no-port-here") && err.contains("HOST:PORT"),
+            "{err}"
+        );
     }
 }

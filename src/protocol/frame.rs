@@ -23,7 +23,10 @@ pub fn encode_frame(body: &[u8]) -> Result<Vec<u8>, FrameError> {
     let len = i32::try_from(body.len())
         .ok()
         .filter(|len| (*len as usize) <= MAX_FRAME_LEN)
-        .ok_or(FrameError::TooLong { len: i32::MAX, max: MAX_FRAME_LEN })?;
+        .ok_or(FrameError::TooLong {
+            len: i32::MAX,
+            max: MAX_FRAME_LEN,
+        })?;
     let mut out = Vec::with_capacity(4 + body.len());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(body);
@@ -39,7 +42,10 @@ pub fn decode_frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
     // `len` is positive here, so the cast cannot wrap.
     let len_usize = len as usize;
     if len_usize > MAX_FRAME_LEN {
-        return Err(FrameError::TooLong { len, max: MAX_FRAME_LEN });
+        return Err(FrameError::TooLong {
+            len,
+            max: MAX_FRAME_LEN,
+        });
     }
     Ok(len_usize)
 }
@@ -66,14 +72,20 @@ pub fn decode_chunk_header(prefix: [u8; 4]) -> Result<Chunk, FrameError> {
     match len {
         0 => Ok(Chunk::Cancel),
         n if n < 0 => Err(FrameError::NegativeChunk(n)),
-        n if n as usize > MAX_CHUNK_LEN => Err(FrameError::ChunkTooLong { len: n, max: MAX_CHUNK_LEN }),
+        n if n as usize > MAX_CHUNK_LEN => Err(FrameError::ChunkTooLong {
+            len: n,
+            max: MAX_CHUNK_LEN,
+        }),
         n => Ok(Chunk::Data(n as usize)),
     }
 }
 
+/// A frame's body and the bytes after it.
+pub type Split<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits one frame off the front of `buf`: `Ok(None)` when `buf` holds only part of one.
 /// Used by tests and the fuzz target to run the decoder over arbitrary bytes.
-pub fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], &[u8])>, FrameError> {
+pub fn split_frame(buf: &[u8]) -> Result<Option<Split<'_>>, FrameError> {
     let Some((prefix, rest)) = buf.split_first_chunk::<4>() else {
         return Ok(None);
     };
@@ -88,26 +100,44 @@ mod tests {
     #[test]
     fn frame_length_bounds() {
         assert_eq!(decode_frame_len(1i32.to_le_bytes()), Ok(1));
-        assert_eq!(decode_frame_len((MAX_FRAME_LEN as i32).to_le_bytes()), Ok(MAX_FRAME_LEN));
-        assert_eq!(decode_frame_len(0i32.to_le_bytes()), Err(FrameError::NotPositive(0)));
-        assert_eq!(decode_frame_len((-5i32).to_le_bytes()), Err(FrameError::NotPositive(-5)));
+        assert_eq!(
+            decode_frame_len((MAX_FRAME_LEN as i32).to_le_bytes()),
+            Ok(MAX_FRAME_LEN)
+        );
+        assert_eq!(
+            decode_frame_len(0i32.to_le_bytes()),
+            Err(FrameError::NotPositive(0))
+        );
+        assert_eq!(
+            decode_frame_len((-5i32).to_le_bytes()),
+            Err(FrameError::NotPositive(-5))
+        );
         assert!(matches!(
             decode_frame_len((MAX_FRAME_LEN as i32 + 1).to_le_bytes()),
             Err(FrameError::TooLong { .. })
         ));
-        assert!(matches!(decode_frame_len(i32::MAX.to_le_bytes()), Err(FrameError::TooLong { .. })));
+        assert!(matches!(
+            decode_frame_len(i32::MAX.to_le_bytes()),
+            Err(FrameError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn chunk_header_bounds() {
         assert_eq!(decode_chunk_header(0i32.to_le_bytes()), Ok(Chunk::Cancel));
         assert_eq!(decode_chunk_header(7i32.to_le_bytes()), Ok(Chunk::Data(7)));
-        assert_eq!(decode_chunk_header((-1i32).to_le_bytes()), Err(FrameError::NegativeChunk(-1)));
+        assert_eq!(
+            decode_chunk_header((-1i32).to_le_bytes()),
+            Err(FrameError::NegativeChunk(-1))
+        );
         assert!(matches!(
             decode_chunk_header((MAX_CHUNK_LEN as i32 + 1).to_le_bytes()),
             Err(FrameError::ChunkTooLong { .. })
         ));
-        assert_eq!(decode_chunk_header(encode_chunk_header(MAX_CHUNK_LEN)), Ok(Chunk::Data(MAX_CHUNK_LEN)));
+        assert_eq!(
+            decode_chunk_header(encode_chunk_header(MAX_CHUNK_LEN)),
+            Ok(Chunk::Data(MAX_CHUNK_LEN))
+        );
     }
 
     #[test]
@@ -120,6 +150,9 @@ mod tests {
     fn split_frame_handles_partial_input() {
         assert_eq!(split_frame(&[2, 0]), Ok(None));
         assert_eq!(split_frame(&[2, 0, 0, 0, b'{']), Ok(None));
-        assert_eq!(split_frame(&[2, 0, 0, 0, b'{', b'}', 9]), Ok(Some((&b"{}"[..], &[9u8][..]))));
+        assert_eq!(
+            split_frame(&[2, 0, 0, 0, b'{', b'}', 9]),
+            Ok(Some((&b"{}"[..], &[9u8][..])))
+        );
     }
 }

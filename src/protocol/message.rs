@@ -20,7 +20,10 @@ pub enum MessageError {
     #[error("header lacks the field \"{0}\"")]
     MissingField(&'static str),
     #[error("header field \"{field}\" must be {expected}")]
-    WrongType { field: &'static str, expected: &'static str },
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
     #[error("file_size {0} is not an integer between 0 and 2^63-1")]
     BadSize(String),
     #[error("unsupported Ferry protocol version {0} (this build speaks {FERRY_VERSION})")]
@@ -78,7 +81,8 @@ pub enum ReceiverMsg {
 /// (`end`, `cancel`); anything else is a plain header.
 pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
     let text = std::str::from_utf8(body).map_err(|_| MessageError::NotUtf8)?;
-    let value: Value = serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
     let Value::Object(obj) = value else {
         return Err(MessageError::NotObject);
     };
@@ -96,11 +100,17 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
         None => Ok(SenderMsg::Plain(header(&obj)?)),
         Some("end") => {
             let hex = string_field(&obj, "blake3")?;
-            let hash = blake3::Hash::from_hex(hex)
-                .map_err(|_| MessageError::WrongType { field: "blake3", expected: "64 hex digits" })?;
-            Ok(SenderMsg::End { blake3: *hash.as_bytes() })
+            let hash = blake3::Hash::from_hex(hex).map_err(|_| MessageError::WrongType {
+                field: "blake3",
+                expected: "64 hex digits",
+            })?;
+            Ok(SenderMsg::End {
+                blake3: *hash.as_bytes(),
+            })
         }
-        Some("cancel") => Ok(SenderMsg::Cancel { reason: optional_string(&obj, "reason")? }),
+        Some("cancel") => Ok(SenderMsg::Cancel {
+            reason: optional_string(&obj, "reason")?,
+        }),
         Some(other) => Err(MessageError::UnknownKind(other.to_owned())),
     }
 }
@@ -147,24 +157,47 @@ fn kind(obj: &Map<String, Value>) -> Result<Option<&str>, MessageError> {
     match obj.get("kind") {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(MessageError::WrongType { field: "kind", expected: "a string" }),
+        Some(_) => Err(MessageError::WrongType {
+            field: "kind",
+            expected: "a string",
+        }),
     }
 }
 
 fn header(obj: &Map<String, Value>) -> Result<Header, MessageError> {
     let file_name = string_field(obj, "file_name")?.to_owned();
-    let size = obj.get("file_size").ok_or(MessageError::MissingField("file_size"))?;
+    let size = obj
+        .get("file_size")
+        .ok_or(MessageError::MissingField("file_size"))?;
     let file_size = match size {
-        Value::Number(n) => n.as_u64().filter(|s| *s <= MAX_FILE_SIZE).ok_or_else(|| MessageError::BadSize(n.to_string()))?,
-        _ => return Err(MessageError::WrongType { field: "file_size", expected: "an integer" }),
+        Value::Number(n) => n
+            .as_u64()
+            .filter(|s| *s <= MAX_FILE_SIZE)
+            .ok_or_else(|| MessageError::BadSize(n.to_string()))?,
+        _ => {
+            return Err(MessageError::WrongType {
+                field: "file_size",
+                expected: "an integer",
+            });
+        }
     };
-    Ok(Header { file_name, file_size, msg: optional_string(obj, "msg")? })
+    Ok(Header {
+        file_name,
+        file_size,
+        msg: optional_string(obj, "msg")?,
+    })
 }
 
-fn string_field<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, MessageError> {
+fn string_field<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, MessageError> {
     match obj.get(field) {
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(MessageError::WrongType { field, expected: "a string" }),
+        Some(_) => Err(MessageError::WrongType {
+            field,
+            expected: "a string",
+        }),
         None => Err(MessageError::MissingField(field)),
     }
 }
@@ -173,6 +206,9 @@ fn optional_string(obj: &Map<String, Value>, field: &'static str) -> Result<Stri
     match obj.get(field) {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(MessageError::WrongType { field, expected: "a string or null" }),
+        Some(_) => Err(MessageError::WrongType {
+            field,
+            expected: "a string or null",
+        }),
     }
 }

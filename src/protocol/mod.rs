@@ -88,7 +88,9 @@ pub use message::{
     decode_sender_msg, encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
-pub use note::{MAX_NOTE_BYTES, NoteError, NoteWarning, PLAIN_PEER_NOTE_BYTES, check_note, decode_note};
+pub use note::{
+    MAX_NOTE_BYTES, NoteError, NoteWarning, PLAIN_PEER_NOTE_BYTES, check_note, decode_note,
+};
 
 /// Largest JSON frame body accepted, in bytes (64 KiB).
 pub const MAX_FRAME_LEN: usize = 64 * 1024;

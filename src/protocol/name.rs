@@ -55,8 +55,15 @@ pub fn sanitize_file_name(raw: &str) -> SafeName {
         .rev()
         .find(|part| !part.is_empty() && *part != "." && *part != "..")
         .unwrap_or("");
-    let mut name: String = last.chars().map(|c| if is_forbidden(c) { '_' } else { c }).collect();
-    name = name.trim_matches(|c: char| c.is_whitespace()).trim_end_matches('.').trim_end().to_owned();
+    let mut name: String = last
+        .chars()
+        .map(|c| if is_forbidden(c) { '_' } else { c })
+        .collect();
+    name = name
+        .trim_matches(|c: char| c.is_whitespace())
+        .trim_end_matches('.')
+        .trim_end()
+        .to_owned();
     if name.chars().all(|c| c == '.') {
         name.clear();
     }
@@ -67,7 +74,10 @@ pub fn sanitize_file_name(raw: &str) -> SafeName {
     if name.is_empty() {
         name = FALLBACK_NAME.to_owned();
     }
-    SafeName { changed: name != raw, name }
+    SafeName {
+        changed: name != raw,
+        name,
+    }
 }
 
 fn is_forbidden(c: char) -> bool {
@@ -78,7 +88,12 @@ fn is_forbidden(c: char) -> bool {
 }
 
 fn is_windows_device_name(name: &str) -> bool {
-    let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .to_ascii_uppercase();
     match stem.as_str() {
         "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$" => true,
         s if s.len() == 4 && (s.starts_with("COM") || s.starts_with("LPT")) => {
@@ -97,7 +112,9 @@ fn split_extension(name: &str) -> (&str, &str) {
             let stem = &name[..dot];
             let tar = stem.len().saturating_sub(4);
             match stem.get(tar..) {
-                Some(ending) if tar > 0 && ending.eq_ignore_ascii_case(".tar") => name.split_at(tar),
+                Some(ending) if tar > 0 && ending.eq_ignore_ascii_case(".tar") => {
+                    name.split_at(tar)
+                }
                 _ => name.split_at(dot),
             }
         }
@@ -178,7 +195,10 @@ mod tests {
         assert!(out.ends_with(".txt"));
         let chinese = format!("{}.txt", "计".repeat(100)); // 300 bytes
         let out = clean(&chinese);
-        assert!(out.len() <= MAX_NAME_BYTES && out.ends_with(".txt"), "{out}");
+        assert!(
+            out.len() <= MAX_NAME_BYTES && out.ends_with(".txt"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -192,7 +212,10 @@ mod tests {
         let n = sanitize_file_name("a.txt");
         assert_eq!(n.numbered(0), "a.txt");
         assert_eq!(n.numbered(1), "a (1).txt");
-        assert_eq!(sanitize_file_name("data.tar.gz").numbered(2), "data (2).tar.gz");
+        assert_eq!(
+            sanitize_file_name("data.tar.gz").numbered(2),
+            "data (2).tar.gz"
+        );
         assert_eq!(sanitize_file_name(".bashrc").numbered(1), ".bashrc (1)");
         assert_eq!(sanitize_file_name("noext").numbered(3), "noext (3)");
     }

@@ -72,15 +72,21 @@ mod tests {
         assert_eq!(check_note(&"a".repeat(PLAIN_PEER_NOTE_BYTES)), Ok(None));
         assert_eq!(
             check_note(&"a".repeat(PLAIN_PEER_NOTE_BYTES + 1)),
-            Ok(Some(NoteWarning::PlainPeersTruncate { bytes: PLAIN_PEER_NOTE_BYTES + 1 }))
+            Ok(Some(NoteWarning::PlainPeersTruncate {
+                bytes: PLAIN_PEER_NOTE_BYTES + 1
+            }))
         );
         assert_eq!(
             check_note(&"a".repeat(MAX_NOTE_BYTES)),
-            Ok(Some(NoteWarning::PlainPeersTruncate { bytes: MAX_NOTE_BYTES }))
+            Ok(Some(NoteWarning::PlainPeersTruncate {
+                bytes: MAX_NOTE_BYTES
+            }))
         );
         assert_eq!(
             check_note(&"a".repeat(MAX_NOTE_BYTES + 1)),
-            Err(NoteError::TooLong { bytes: MAX_NOTE_BYTES + 1 })
+            Err(NoteError::TooLong {
+                bytes: MAX_NOTE_BYTES + 1
+            })
         );
     }
 
@@ -88,15 +94,24 @@ mod tests {
     fn sizes_are_utf8_bytes_not_characters() {
         // 342 characters of 3 bytes each: 1 026 bytes.
         let text = "好".repeat(342);
-        assert_eq!(check_note(&text), Ok(Some(NoteWarning::PlainPeersTruncate { bytes: 1_026 })));
+        assert_eq!(
+            check_note(&text),
+            Ok(Some(NoteWarning::PlainPeersTruncate { bytes: 1_026 }))
+        );
     }
 
     #[test]
     fn messages_name_the_numbers() {
         let err = check_note(&"a".repeat(70_000)).unwrap_err().to_string();
-        assert!(err.contains("70000 bytes") && err.contains("65507"), "{err}");
+        assert!(
+            err.contains("70000 bytes") && err.contains("65507"),
+            "{err}"
+        );
         let warning = NoteWarning::PlainPeersTruncate { bytes: 2_000 }.to_string();
-        assert!(warning.contains("2000 bytes") && warning.contains("1024"), "{warning}");
+        assert!(
+            warning.contains("2000 bytes") && warning.contains("1024"),
+            "{warning}"
+        );
     }
 
     #[test]

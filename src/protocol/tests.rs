@@ -30,25 +30,37 @@ fn golden_plain_exchange_from_python() {
         68 65 6c 6c 6f                               # the file: hello
     ");
     let (body, rest) = split_frame(&wire).unwrap().unwrap();
-    let header = Header { file_name: "a.txt".into(), file_size: 5, msg: "hi".into() };
-    assert_eq!(decode_sender_msg(body).unwrap(), SenderMsg::Plain(header.clone()));
+    let header = Header {
+        file_name: "a.txt".into(),
+        file_size: 5,
+        msg: "hi".into(),
+    };
+    assert_eq!(
+        decode_sender_msg(body).unwrap(),
+        SenderMsg::Plain(header.clone())
+    );
     assert_eq!(rest, b"hello");
 
     // Ferry's own plain encoding is compact JSON; a Python server reads it the same way.
     let ours = encode_sender_msg(&SenderMsg::Plain(header)).unwrap();
-    assert_eq!(ours, hex("
+    assert_eq!(
+        ours,
+        hex("
         2e 00 00 00                                                    # L = 46
         7b 22 66 69 6c 65 5f 6e 61 6d 65 22 3a 22 61 2e 74 78 74 22 2c # {\"file_name\":\"a.txt\",
         22 66 69 6c 65 5f 73 69 7a 65 22 3a 35 2c                      # \"file_size\":5,
         22 6d 73 67 22 3a 22 68 69 22 7d                               # \"msg\":\"hi\"}
-    "));
+    ")
+    );
 }
 
 /// A Python client writes Chinese names with `\\u` escapes (json.dumps's ensure_ascii).
 #[test]
 fn python_escaped_chinese_name_decodes() {
     let body = br#"{"file_name": "\u8ba1\u7b97\u673a\u4e94\u5927.txt", "file_size": 3, "msg": "\u4f60\u597d"}"#;
-    let SenderMsg::Plain(header) = decode_sender_msg(body).unwrap() else { panic!("not plain") };
+    let SenderMsg::Plain(header) = decode_sender_msg(body).unwrap() else {
+        panic!("not plain")
+    };
     assert_eq!(header.file_name, "计算机五大.txt");
     assert_eq!(header.msg, "你好");
 }
@@ -56,30 +68,48 @@ fn python_escaped_chinese_name_decodes() {
 /// One Ferry file, both directions, byte for byte.
 #[test]
 fn golden_ferry_exchange() {
-    let header = Header { file_name: "a.txt".into(), file_size: 5, msg: String::new() };
+    let header = Header {
+        file_name: "a.txt".into(),
+        file_size: 5,
+        msg: String::new(),
+    };
     // sender -> receiver: the offer
-    assert_eq!(encode_sender_msg(&SenderMsg::Offer(header)).unwrap(), hex(r#"
+    assert_eq!(
+        encode_sender_msg(&SenderMsg::Offer(header)).unwrap(),
+        hex(r#"
         45 00 00 00                                         # L = 69 (keys in sorted order)
         7b 22 66 65 72 72 79 22 3a 31 2c                    # {"ferry":1,
         22 66 69 6c 65 5f 6e 61 6d 65 22 3a 22 61 2e 74 78 74 22 2c  # "file_name":"a.txt",
         22 66 69 6c 65 5f 73 69 7a 65 22 3a 35 2c           # "file_size":5,
         22 6b 69 6e 64 22 3a 22 6f 66 66 65 72 22 2c        # "kind":"offer",
         22 6d 73 67 22 3a 22 22 7d                          # "msg":""}
-    "#));
+    "#)
+    );
     // receiver -> sender: accepted, from byte 0
-    assert_eq!(encode_receiver_msg(&ReceiverMsg::Accept { offset: 0, saved_as: "a.txt".into() }).unwrap(), hex(r#"
+    assert_eq!(
+        encode_receiver_msg(&ReceiverMsg::Accept {
+            offset: 0,
+            saved_as: "a.txt".into()
+        })
+        .unwrap(),
+        hex(r#"
         2f 00 00 00                                         # L = 47
         7b 22 6b 69 6e 64 22 3a 22 61 63 63 65 70 74 22 2c  # {"kind":"accept",
         22 6f 66 66 73 65 74 22 3a 30 2c                    # "offset":0,
         22 73 61 76 65 64 5f 61 73 22 3a 22 61 2e 74 78 74 22 7d  # "saved_as":"a.txt"}
-    "#));
+    "#)
+    );
     // sender -> receiver: one data chunk
     let mut chunk = encode_chunk_header(5).to_vec();
     chunk.extend_from_slice(b"hello");
     assert_eq!(chunk, hex("05 00 00 00  68 65 6c 6c 6f  # n = 5, hello"));
     // sender -> receiver: the trailer with BLAKE3("hello")
-    let end = SenderMsg::End { blake3: *blake3::hash(b"hello").as_bytes() };
-    assert_eq!(encode_sender_msg(&end).unwrap(), hex(r#"
+    let end = SenderMsg::End {
+        blake3: *blake3::hash(b"hello").as_bytes(),
+    };
+    assert_eq!(
+        encode_sender_msg(&end).unwrap(),
+        hex(r#"
         5a 00 00 00                                         # L = 90
         7b 22 62 6c 61 6b 65 33 22 3a 22                    # {"blake3":"
         65 61 38 66 31 36 33 64 62 33 38 36 38 32 39 32     # ea8f163db3868292
@@ -87,13 +117,20 @@ fn golden_ferry_exchange() {
         35 30 36 65 66 38 63 31 34 65 62 37 38 61 38 36     # 506ef8c14eb78a86
         65 39 30 38 63 35 36 32 34 61 36 37 32 30 30 66 22 2c  # e908c5624a67200f",
         22 6b 69 6e 64 22 3a 22 65 6e 64 22 7d              # "kind":"end"}
-    "#));
+    "#)
+    );
     // receiver -> sender: verified
-    assert_eq!(encode_receiver_msg(&ReceiverMsg::Verified { saved_as: "a.txt".into() }).unwrap(), hex(r#"
+    assert_eq!(
+        encode_receiver_msg(&ReceiverMsg::Verified {
+            saved_as: "a.txt".into()
+        })
+        .unwrap(),
+        hex(r#"
         26 00 00 00                                         # L = 38
         7b 22 6b 69 6e 64 22 3a 22 76 65 72 69 66 69 65 64 22 2c  # {"kind":"verified",
         22 73 61 76 65 64 5f 61 73 22 3a 22 61 2e 74 78 74 22 7d  # "saved_as":"a.txt"}
-    "#));
+    "#)
+    );
     // And each decodes back.
     let frame = encode_sender_msg(&end).unwrap();
     assert_eq!(decode_sender_msg(&frame[4..]).unwrap(), end);
@@ -104,29 +141,87 @@ fn header_validation_errors() {
     let cases: &[(&[u8], MessageError)] = &[
         (b"\xff\xfe", MessageError::NotUtf8),
         (b"[1,2]", MessageError::NotObject),
-        (br#"{"file_size":1}"#, MessageError::MissingField("file_name")),
-        (br#"{"file_name":"a"}"#, MessageError::MissingField("file_size")),
-        (br#"{"file_name":1,"file_size":1}"#, MessageError::WrongType { field: "file_name", expected: "a string" }),
-        (br#"{"file_name":"a","file_size":"1"}"#, MessageError::WrongType { field: "file_size", expected: "an integer" }),
-        (br#"{"file_name":"a","file_size":-1}"#, MessageError::BadSize("-1".into())),
-        (br#"{"file_name":"a","file_size":1.5}"#, MessageError::BadSize("1.5".into())),
-        (br#"{"file_name":"a","file_size":9223372036854775808}"#, MessageError::BadSize("9223372036854775808".into())),
-        (br#"{"file_name":"a","file_size":1,"msg":5}"#, MessageError::WrongType { field: "msg", expected: "a string or null" }),
-        (br#"{"ferry":2,"kind":"offer","file_name":"a","file_size":1}"#, MessageError::UnsupportedVersion("2".into())),
-        (br#"{"kind":"bogus"}"#, MessageError::UnknownKind("bogus".into())),
+        (
+            br#"{"file_size":1}"#,
+            MessageError::MissingField("file_name"),
+        ),
+        (
+            br#"{"file_name":"a"}"#,
+            MessageError::MissingField("file_size"),
+        ),
+        (
+            br#"{"file_name":1,"file_size":1}"#,
+            MessageError::WrongType {
+                field: "file_name",
+                expected: "a string",
+            },
+        ),
+        (
+            br#"{"file_name":"a","file_size":"1"}"#,
+            MessageError::WrongType {
+                field: "file_size",
+                expected: "an integer",
+            },
+        ),
+        (
+            br#"{"file_name":"a","file_size":-1}"#,
+            MessageError::BadSize("-1".into()),
+        ),
+        (
+            br#"{"file_name":"a","file_size":1.5}"#,
+            MessageError::BadSize("1.5".into()),
+        ),
+        (
+            br#"{"file_name":"a","file_size":9223372036854775808}"#,
+            MessageError::BadSize("9223372036854775808".into()),
+        ),
+        (
+            br#"{"file_name":"a","file_size":1,"msg":5}"#,
+            MessageError::WrongType {
+                field: "msg",
+                expected: "a string or null",
+            },
+        ),
+        (
+            br#"{"ferry":2,"kind":"offer","file_name":"a","file_size":1}"#,
+            MessageError::UnsupportedVersion("2".into()),
+        ),
+        (
+            br#"{"kind":"bogus"}"#,
+            MessageError::UnknownKind("bogus".into()),
+        ),
     ];
     for (body, expected) in cases {
-        assert_eq!(decode_sender_msg(body).as_ref(), Err(expected), "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            decode_sender_msg(body).as_ref(),
+            Err(expected),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
-    assert!(matches!(decode_sender_msg(b"not json"), Err(MessageError::NotJson(_))));
+    assert!(matches!(
+        decode_sender_msg(b"not json"),
+        Err(MessageError::NotJson(_))
+    ));
     // The largest size allowed, and msg null or absent.
     let ok = br#"{"file_name":"a","file_size":9223372036854775807,"msg":null}"#;
-    assert!(matches!(decode_sender_msg(ok), Ok(SenderMsg::Plain(Header { file_size: MAX_FILE_SIZE, .. }))));
+    assert!(matches!(
+        decode_sender_msg(ok),
+        Ok(SenderMsg::Plain(Header {
+            file_size: MAX_FILE_SIZE,
+            ..
+        }))
+    ));
 }
 
 fn any_header() -> impl Strategy<Value = Header> {
-    (any::<String>(), 0..=MAX_FILE_SIZE, any::<String>())
-        .prop_map(|(file_name, file_size, msg)| Header { file_name, file_size, msg })
+    (any::<String>(), 0..=MAX_FILE_SIZE, any::<String>()).prop_map(|(file_name, file_size, msg)| {
+        Header {
+            file_name,
+            file_size,
+            msg,
+        }
+    })
 }
 
 fn any_sender_msg() -> impl Strategy<Value = SenderMsg> {
@@ -140,7 +235,8 @@ fn any_sender_msg() -> impl Strategy<Value = SenderMsg> {
 
 fn any_receiver_msg() -> impl Strategy<Value = ReceiverMsg> {
     prop_oneof![
-        (any::<u64>(), any::<String>()).prop_map(|(offset, saved_as)| ReceiverMsg::Accept { offset, saved_as }),
+        (any::<u64>(), any::<String>())
+            .prop_map(|(offset, saved_as)| ReceiverMsg::Accept { offset, saved_as }),
         any::<String>().prop_map(|reason| ReceiverMsg::Decline { reason }),
         any::<String>().prop_map(|saved_as| ReceiverMsg::Verified { saved_as }),
         any::<String>().prop_map(|reason| ReceiverMsg::Failed { reason }),

@@ -17,7 +17,8 @@ use crate::protocol::{
     encode_sender_msg,
 };
 use crate::worker::{
-    CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, TransferId, next_transfer_id,
+    CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, TransferId,
+    next_transfer_id,
 };
 
 /// How much of a chunk is read and hashed at a time (fits a core's L2 cache).
@@ -53,18 +54,27 @@ impl SendOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {
     /// The receiver checked the hash and saved it under `saved_as`.
-    Verified { saved_as: String },
+    Verified {
+        saved_as: String,
+    },
     /// Plain mode: every byte was handed to the network; nobody checked it.
     SentUnverified,
-    Declined { reason: String },
-    Failed { reason: String },
+    Declined {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
     Cancelled,
 }
 
 impl FileOutcome {
     /// True for the outcomes that count as success for the mode used.
     pub fn is_success(&self) -> bool {
-        matches!(self, FileOutcome::Verified { .. } | FileOutcome::SentUnverified)
+        matches!(
+            self,
+            FileOutcome::Verified { .. } | FileOutcome::SentUnverified
+        )
     }
 }
 
@@ -99,7 +109,10 @@ pub struct OutgoingFile {
 impl OutgoingFile {
     /// A file with a fresh id.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { id: next_transfer_id(), path: path.into() }
+        Self {
+            id: next_transfer_id(),
+            path: path.into(),
+        }
     }
 }
 
@@ -113,11 +126,19 @@ pub fn send_files(
     cancel: &CancelToken,
 ) -> Result<Vec<FileOutcome>, SendError> {
     let connected = connect(opts).and_then(|stream| {
-        let peer = stream.peer_addr().map_err(|source| SendError::Connect { to: opts.to.clone(), source })?;
+        let peer = stream.peer_addr().map_err(|source| SendError::Connect {
+            to: opts.to.clone(),
+            source,
+        })?;
         let answers = match opts.mode {
-            Mode::Ferry => Some(
-                spawn_answer_reader(&stream).map_err(|source| SendError::Connect { to: opts.to.clone(), source })?,
-            ),
+            Mode::Ferry => {
+                Some(
+                    spawn_answer_reader(&stream).map_err(|source| SendError::Connect {
+                        to: opts.to.clone(),
+                        source,
+                    })?,
+                )
+            }
             Mode::Plain => None,
         };
         Ok((stream, peer, answers))
@@ -126,20 +147,35 @@ pub fn send_files(
         Ok(connected) => connected,
         Err(e) => {
             for file in files {
-                sink.transfer(TransferEvent::Failed { id: file.id, reason: e.to_string() });
+                sink.transfer(TransferEvent::Failed {
+                    id: file.id,
+                    reason: e.to_string(),
+                });
             }
             return Err(e);
         }
     };
-    let mut session = Session { stream, peer, opts, sink, cancel, answers, buf: vec![0u8; HASH_SLICE_LEN], broken: None };
+    let mut session = Session {
+        stream,
+        peer,
+        opts,
+        sink,
+        cancel,
+        answers,
+        buf: vec![0u8; HASH_SLICE_LEN],
+        broken: None,
+    };
     let outcomes = files.iter().map(|file| session.send_one(file)).collect();
     session.finish();
     Ok(outcomes)
 }
 
 fn connect(opts: &SendOptions) -> Result<TcpStream, SendError> {
-    let addrs: Vec<SocketAddr> =
-        opts.to.to_socket_addrs().map_err(|_| SendError::Resolve(opts.to.clone()))?.collect();
+    let addrs: Vec<SocketAddr> = opts
+        .to
+        .to_socket_addrs()
+        .map_err(|_| SendError::Resolve(opts.to.clone()))?
+        .collect();
     let mut last_error = None;
     for addr in &addrs {
         match TcpStream::connect_timeout(addr, opts.connect_timeout) {
@@ -152,7 +188,10 @@ fn connect(opts: &SendOptions) -> Result<TcpStream, SendError> {
         }
     }
     Err(match last_error {
-        Some(source) => SendError::Connect { to: opts.to.clone(), source },
+        Some(source) => SendError::Connect {
+            to: opts.to.clone(),
+            source,
+        },
         None => SendError::Resolve(opts.to.clone()),
     })
 }
@@ -168,22 +207,24 @@ enum Answer {
 fn spawn_answer_reader(stream: &TcpStream) -> std::io::Result<Receiver<Answer>> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let (tx, rx) = crossbeam_channel::bounded(64);
-    thread::Builder::new().name("ferry-answers".into()).spawn(move || {
-        loop {
-            let answer = match read_frame(&mut reader) {
-                Ok(Some(body)) => match decode_receiver_msg(&body) {
-                    Ok(msg) => Answer::Msg(msg),
-                    Err(e) => Answer::Closed(format!("receiver sent a bad answer: {e}")),
-                },
-                Ok(None) => Answer::Closed("receiver closed the connection".into()),
-                Err(e) => Answer::Closed(format!("connection lost: {e}")),
-            };
-            let last = matches!(answer, Answer::Closed(_));
-            if tx.send(answer).is_err() || last {
-                break;
+    thread::Builder::new()
+        .name("ferry-answers".into())
+        .spawn(move || {
+            loop {
+                let answer = match read_frame(&mut reader) {
+                    Ok(Some(body)) => match decode_receiver_msg(&body) {
+                        Ok(msg) => Answer::Msg(msg),
+                        Err(e) => Answer::Closed(format!("receiver sent a bad answer: {e}")),
+                    },
+                    Ok(None) => Answer::Closed("receiver closed the connection".into()),
+                    Err(e) => Answer::Closed(format!("connection lost: {e}")),
+                };
+                let last = matches!(answer, Answer::Closed(_));
+                if tx.send(answer).is_err() || last {
+                    break;
+                }
             }
-        }
-    })?;
+        })?;
     Ok(rx)
 }
 
@@ -219,32 +260,54 @@ impl Session<'_> {
         let outcome = self.try_send(file);
         match &outcome {
             FileOutcome::Verified { saved_as } => self.sink.transfer(TransferEvent::Finished {
-                id, verified: true, saved_as: saved_as.clone(), path: None,
+                id,
+                verified: true,
+                saved_as: saved_as.clone(),
+                path: None,
             }),
             FileOutcome::SentUnverified => self.sink.transfer(TransferEvent::Finished {
-                id, verified: false, saved_as: String::new(), path: None,
+                id,
+                verified: false,
+                saved_as: String::new(),
+                path: None,
             }),
-            other => self.sink.transfer(TransferEvent::Failed { id, reason: other.to_string() }),
+            other => self.sink.transfer(TransferEvent::Failed {
+                id,
+                reason: other.to_string(),
+            }),
         }
         outcome
     }
 
     fn try_send(&mut self, file: &OutgoingFile) -> FileOutcome {
         if let Some(reason) = &self.broken {
-            return FileOutcome::Failed { reason: format!("not sent: {reason}") };
+            return FileOutcome::Failed {
+                reason: format!("not sent: {reason}"),
+            };
         }
         if self.cancel.is_cancelled() {
             return FileOutcome::Cancelled;
         }
         let (id, path) = (file.id, file.path.as_path());
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let opened = File::open(path).and_then(|f| {
             let meta = f.metadata()?;
-            if meta.is_file() { Ok((f, meta.len())) } else { Err(std::io::Error::other("not a regular file")) }
+            if meta.is_file() {
+                Ok((f, meta.len()))
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
         });
         let (file, size) = match opened {
             Ok(opened) => opened,
-            Err(e) => return FileOutcome::Failed { reason: format!("cannot read {}: {e}", path.display()) },
+            Err(e) => {
+                return FileOutcome::Failed {
+                    reason: format!("cannot read {}: {e}", path.display()),
+                };
+            }
         };
         self.sink.transfer(TransferEvent::Started {
             id,
@@ -256,7 +319,11 @@ impl Session<'_> {
             mode: self.opts.mode,
             msg: self.opts.msg.clone(),
         });
-        let header = Header { file_name: name, file_size: size, msg: self.opts.msg.clone() };
+        let header = Header {
+            file_name: name,
+            file_size: size,
+            msg: self.opts.msg.clone(),
+        };
         let result = match self.opts.mode {
             Mode::Plain => self.send_plain(id, header, file),
             Mode::Ferry => self.send_ferry(id, header, file),
@@ -284,15 +351,23 @@ impl Session<'_> {
             let n = (size - sent).min(CHUNK_LEN as u64) as usize;
             // A plain peer cannot be told that a file went wrong: only closing stops it.
             send_file_range(&self.stream, &file, sent, n).map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => Stop::Broken("the file shrank while it was being sent".into()),
+                std::io::ErrorKind::UnexpectedEof => {
+                    Stop::Broken("the file shrank while it was being sent".into())
+                }
                 _ => Stop::Broken(format!("cannot send the file: {e}")),
             })?;
             sent += n as u64;
             if throttle.ready() {
-                self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
+                self.sink.transfer(TransferEvent::Progress {
+                    id,
+                    bytes_done: sent,
+                });
             }
         }
-        self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
+        self.sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: sent,
+        });
         Ok(FileOutcome::SentUnverified)
     }
 
@@ -303,10 +378,16 @@ impl Session<'_> {
         match self.wait_answer()? {
             ReceiverMsg::Accept { offset: 0, .. } => {}
             ReceiverMsg::Accept { offset, .. } => {
-                return Err(Stop::Broken(format!("receiver asked to resume at byte {offset}, which this version cannot do")));
+                return Err(Stop::Broken(format!(
+                    "receiver asked to resume at byte {offset}, which this version cannot do"
+                )));
             }
             ReceiverMsg::Decline { reason } => return Ok(FileOutcome::Declined { reason }),
-            other => return Err(Stop::Broken(format!("unexpected answer to an offer: {other:?}"))),
+            other => {
+                return Err(Stop::Broken(format!(
+                    "unexpected answer to an offer: {other:?}"
+                )));
+            }
         }
         let mut hasher = blake3::Hasher::new();
         let mut sent = 0u64;
@@ -352,16 +433,26 @@ impl Session<'_> {
             self.io_or_explain(sent_chunk)?;
             sent += n as u64;
             if throttle.ready() {
-                self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
+                self.sink.transfer(TransferEvent::Progress {
+                    id,
+                    bytes_done: sent,
+                });
             }
         }
-        self.sink.transfer(TransferEvent::Progress { id, bytes_done: sent });
-        let end = SenderMsg::End { blake3: *hasher.finalize().as_bytes() };
+        self.sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: sent,
+        });
+        let end = SenderMsg::End {
+            blake3: *hasher.finalize().as_bytes(),
+        };
         self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
         match self.wait_answer()? {
             ReceiverMsg::Verified { saved_as } => Ok(FileOutcome::Verified { saved_as }),
             ReceiverMsg::Failed { reason } => Ok(FileOutcome::Failed { reason }),
-            other => Err(Stop::Broken(format!("unexpected answer after a file: {other:?}"))),
+            other => Err(Stop::Broken(format!(
+                "unexpected answer after a file: {other:?}"
+            ))),
         }
     }
 
@@ -369,7 +460,10 @@ impl Session<'_> {
     /// stays usable for the next one.
     fn send_cancel(&mut self, reason: &str) -> Result<(), Stop> {
         self.write_or_explain(&encode_chunk_header(0))?;
-        let frame = encode_sender_msg(&SenderMsg::Cancel { reason: reason.into() }).map_err(TransferError::from)?;
+        let frame = encode_sender_msg(&SenderMsg::Cancel {
+            reason: reason.into(),
+        })
+        .map_err(TransferError::from)?;
         self.write_or_explain(&frame)
     }
 
@@ -384,7 +478,10 @@ impl Session<'_> {
         match result {
             Ok(()) => Ok(()),
             Err(e) => {
-                let said = self.answers.as_ref().and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
+                let said = self
+                    .answers
+                    .as_ref()
+                    .and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
                 Err(match said {
                     Some(Answer::Msg(msg)) => stop_for_answer(msg),
                     _ => Stop::Broken(format!("connection lost: {e}")),
@@ -424,7 +521,9 @@ impl Session<'_> {
                 Ok(Answer::Msg(msg)) => return Ok(msg),
                 Ok(Answer::Closed(reason)) => return Err(Stop::Broken(reason)),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Err(Stop::Broken("connection lost".into())),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Stop::Broken("connection lost".into()));
+                }
             }
         }
     }

@@ -39,15 +39,28 @@ impl PartFile {
                 continue;
             }
             let part_path = dir.join(part_name(&final_name));
-            match OpenOptions::new().write(true).create_new(true).open(&part_path) {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&part_path)
+            {
                 Ok(file) => {
-                    return Ok(Self { dir: dir.to_owned(), safe: safe.clone(), number, part_path, file: Some(file) });
+                    return Ok(Self {
+                        dir: dir.to_owned(),
+                        safe: safe.clone(),
+                        number,
+                        part_path,
+                        file: Some(file),
+                    });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(ErrorKind::AlreadyExists, format!("no free name for {safe} in {}", dir.display())))
+        Err(io::Error::new(
+            ErrorKind::AlreadyExists,
+            format!("no free name for {safe} in {}", dir.display()),
+        ))
     }
 
     /// The name the file will get, as far as known now.
@@ -57,7 +70,9 @@ impl PartFile {
 
     /// The open `.part` file to write into.
     pub fn file(&mut self) -> io::Result<&mut File> {
-        self.file.as_mut().ok_or_else(|| io::Error::other("part file already closed"))
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("part file already closed"))
     }
 
     /// Moves the complete file to its final name without ever replacing an existing file.
@@ -88,7 +103,10 @@ impl PartFile {
                 Err(_) => continue,
             }
         }
-        Err(io::Error::new(ErrorKind::AlreadyExists, "no free final name"))
+        Err(io::Error::new(
+            ErrorKind::AlreadyExists,
+            "no free final name",
+        ))
     }
 }
 
@@ -118,7 +136,10 @@ mod tests {
         assert_eq!(second.final_name(), "a (2).txt");
         first.file().unwrap().write_all(b"one").unwrap();
         second.file().unwrap().write_all(b"two").unwrap();
-        assert!(!dir.path().join("a (1).txt").exists(), "no final name before commit");
+        assert!(
+            !dir.path().join("a (1).txt").exists(),
+            "no final name before commit"
+        );
 
         let path = first.commit().unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"one");

@@ -49,7 +49,13 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn new(bind: IpAddr, port: u16, dir: PathBuf) -> Self {
-        Self { bind, port, dir, max_connections: 64, idle_timeout: Duration::from_secs(30) }
+        Self {
+            bind,
+            port,
+            dir,
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -59,7 +65,10 @@ pub enum ServerStartError {
     #[error("port {port} is in use")]
     PortInUse { port: u16 },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("download folder {0} is not a folder")]
     NotAFolder(PathBuf),
 }
@@ -95,7 +104,9 @@ impl ServerHandle {
             std::io::ErrorKind::AddrInUse => ServerStartError::PortInUse { port: config.port },
             _ => ServerStartError::Bind { addr, source },
         })?;
-        let local_addr = listener.local_addr().map_err(|source| ServerStartError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerStartError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             config,
             sink,
@@ -110,9 +121,18 @@ impl ServerHandle {
             .name("ferry-accept".into())
             .spawn(move || accept_loop(listener, &accept_shared))
             .map_err(|source| ServerStartError::Bind { addr, source })?;
-        shared.sink.emit(Event::Server(ServerEvent::Listening { addr: local_addr }));
-        log::info!("listening on {local_addr}, saving to {}", shared.config.dir.display());
-        Ok(Self { local_addr, shared, accept_thread: Some(accept_thread) })
+        shared
+            .sink
+            .emit(Event::Server(ServerEvent::Listening { addr: local_addr }));
+        log::info!(
+            "listening on {local_addr}, saving to {}",
+            shared.config.dir.display()
+        );
+        Ok(Self {
+            local_addr,
+            shared,
+            accept_thread: Some(accept_thread),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -135,7 +155,10 @@ impl ServerHandle {
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        let _ = TcpStream::connect_timeout(&SocketAddr::new(wake_ip, self.local_addr.port()), Duration::from_secs(1));
+        let _ = TcpStream::connect_timeout(
+            &SocketAddr::new(wake_ip, self.local_addr.port()),
+            Duration::from_secs(1),
+        );
         let _ = accept_thread.join();
         for stream in lock(&self.shared.conns).values() {
             let _ = stream.shutdown(Shutdown::Both);
@@ -174,7 +197,9 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(peer) = stream.peer_addr() else { continue };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
         if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
             refuse(stream, peer, shared);
             continue;
@@ -186,11 +211,13 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         }
         shared.active.fetch_add(1, Ordering::SeqCst);
         let conn_shared = Arc::clone(shared);
-        let spawned = thread::Builder::new().name(format!("ferry-conn-{peer}")).spawn(move || {
-            serve_connection(stream, peer, &conn_shared);
-            lock(&conn_shared.conns).remove(&conn_id);
-            conn_shared.active.fetch_sub(1, Ordering::SeqCst);
-        });
+        let spawned = thread::Builder::new()
+            .name(format!("ferry-conn-{peer}"))
+            .spawn(move || {
+                serve_connection(stream, peer, &conn_shared);
+                lock(&conn_shared.conns).remove(&conn_id);
+                conn_shared.active.fetch_sub(1, Ordering::SeqCst);
+            });
         let mut threads = lock(&shared.threads);
         threads.retain(|t| !t.is_finished());
         match spawned {
@@ -207,34 +234,44 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
 /// Over the connection bound: say so (a Ferry peer reads it, a plain peer sees the close) and
 /// close, on a short-lived thread so the listener never waits.
 fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
-    let reason = format!("server busy: {} connections already, try again later", shared.config.max_connections);
+    let reason = format!(
+        "server busy: {} connections already, try again later",
+        shared.config.max_connections
+    );
     log::warn!("refused {peer}: {reason}");
-    shared.sink.emit(Event::Server(ServerEvent::ConnectionError { peer, reason: reason.clone() }));
+    shared
+        .sink
+        .emit(Event::Server(ServerEvent::ConnectionError {
+            peer,
+            reason: reason.clone(),
+        }));
     if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSALS {
         shared.refusing.fetch_sub(1, Ordering::SeqCst);
         return; // dropping closes it
     }
     let refuse_shared = Arc::clone(shared);
-    let spawned = thread::Builder::new().name("ferry-refuse".into()).spawn(move || {
-        let mut stream = stream;
-        if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Decline { reason }) {
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = stream.write_all(&frame);
-        }
-        let _ = stream.shutdown(Shutdown::Write);
-        // Read what the peer already sent so the close is a FIN, not a reset that could
-        // destroy our answer before the peer reads it.
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut sink = [0u8; 16 * 1024];
-        let mut drained = 0;
-        while drained < 1024 * 1024 {
-            match stream.read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
+    let spawned = thread::Builder::new()
+        .name("ferry-refuse".into())
+        .spawn(move || {
+            let mut stream = stream;
+            if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Decline { reason }) {
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = stream.write_all(&frame);
             }
-        }
-        refuse_shared.refusing.fetch_sub(1, Ordering::SeqCst);
-    });
+            let _ = stream.shutdown(Shutdown::Write);
+            // Read what the peer already sent so the close is a FIN, not a reset that could
+            // destroy our answer before the peer reads it.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut sink = [0u8; 16 * 1024];
+            let mut drained = 0;
+            while drained < 1024 * 1024 {
+                match stream.read(&mut sink) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+            refuse_shared.refusing.fetch_sub(1, Ordering::SeqCst);
+        });
     if spawned.is_err() {
         shared.refusing.fetch_sub(1, Ordering::SeqCst);
     }
@@ -267,10 +304,17 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         Err(ConnEnd { error, reported }) => {
             log::warn!("{peer}: {error}");
             if conn.mode == Some(Mode::Ferry) {
-                conn.answer(&ReceiverMsg::Failed { reason: error.to_string() });
+                conn.answer(&ReceiverMsg::Failed {
+                    reason: error.to_string(),
+                });
             }
             if !reported {
-                shared.sink.emit(Event::Server(ServerEvent::ConnectionError { peer, reason: error.to_string() }));
+                shared
+                    .sink
+                    .emit(Event::Server(ServerEvent::ConnectionError {
+                        peer,
+                        reason: error.to_string(),
+                    }));
             }
         }
     }
@@ -284,7 +328,10 @@ struct ConnEnd {
 
 impl From<TransferError> for ConnEnd {
     fn from(error: TransferError) -> Self {
-        Self { error, reported: false }
+        Self {
+            error,
+            reported: false,
+        }
     }
 }
 
@@ -336,15 +383,22 @@ impl DataSource<'_> {
             if self.chunked && self.left_in_chunk == 0 {
                 let prefix = read_prefix(self.reader)
                     .map_err(|e| read_error(e, self.idle_secs))?
-                    .ok_or(TransferError::ShortData { received: self.received, expected: self.size })?;
+                    .ok_or(TransferError::ShortData {
+                        received: self.received,
+                        expected: self.size,
+                    })?;
                 match decode_chunk_header(prefix)? {
-                    Chunk::Data(n) if self.received + n as u64 > self.size => return Err(TransferError::TooMuchData),
+                    Chunk::Data(n) if self.received + n as u64 > self.size => {
+                        return Err(TransferError::TooMuchData);
+                    }
                     Chunk::Data(n) => self.left_in_chunk = n,
                     Chunk::Cancel => {
                         let body = read_frame(self.reader)?.ok_or(TransferError::TruncatedFrame)?;
                         return match decode_sender_msg(&body)? {
                             SenderMsg::Cancel { reason } => Ok(Fill::Cancelled(reason)),
-                            other => Err(TransferError::Unexpected(format!("{other:?} after a cancel marker"))),
+                            other => Err(TransferError::Unexpected(format!(
+                                "{other:?} after a cancel marker"
+                            ))),
                         };
                     }
                 }
@@ -354,7 +408,12 @@ impl DataSource<'_> {
                 want = want.min(self.left_in_chunk);
             }
             let n = match self.reader.read(&mut buf[filled..filled + want]) {
-                Ok(0) => return Err(TransferError::ShortData { received: self.received, expected: self.size }),
+                Ok(0) => {
+                    return Err(TransferError::ShortData {
+                        received: self.received,
+                        expected: self.size,
+                    });
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(read_error(e, self.idle_secs)),
@@ -365,7 +424,11 @@ impl DataSource<'_> {
                 self.left_in_chunk -= n;
             }
         }
-        Ok(if filled > 0 { Fill::Bytes(filled) } else { Fill::Done })
+        Ok(if filled > 0 {
+            Fill::Bytes(filled)
+        } else {
+            Fill::Done
+        })
     }
 }
 
@@ -397,7 +460,9 @@ fn pipelined(
         });
         let read = loop {
             // Err only when the writer stopped (a disk error), reported below.
-            let Ok(mut buf) = free_rx.recv() else { break Ok(DataEnd::Complete(None)) };
+            let Ok(mut buf) = free_rx.recv() else {
+                break Ok(DataEnd::Complete(None));
+            };
             match source.fill(&mut buf) {
                 Ok(Fill::Bytes(n)) => {
                     if full_tx.send((buf, n)).is_err() {
@@ -411,7 +476,9 @@ fn pipelined(
             }
         };
         drop(full_tx);
-        let written = writer.join().unwrap_or_else(|_| Err(std::io::Error::other("disk writer panicked")));
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("disk writer panicked")));
         match (read, written) {
             (_, Err(e)) => Err(TransferError::Disk(e)),
             (read, Ok(())) => read,
@@ -421,7 +488,10 @@ fn pipelined(
 
 /// How a file's data ended while the stream stays in step (the next header can follow).
 enum FileEnd {
-    Committed { path: PathBuf, verified: bool },
+    Committed {
+        path: PathBuf,
+        verified: bool,
+    },
     /// The stream is still in step, but the file was not kept.
     Rejected(TransferError),
 }
@@ -444,7 +514,10 @@ impl Connection<'_> {
                 (None | Some(Mode::Plain), SenderMsg::Plain(h)) => (h, Mode::Plain),
                 (None | Some(Mode::Ferry), SenderMsg::Offer(h)) => (h, Mode::Ferry),
                 (_, other) => {
-                    return Err(TransferError::Unexpected(format!("{other:?} where a file header belongs")).into());
+                    return Err(TransferError::Unexpected(format!(
+                        "{other:?} where a file header belongs"
+                    ))
+                    .into());
                 }
             };
             self.mode = Some(mode);
@@ -469,7 +542,9 @@ impl Connection<'_> {
                 let error = TransferError::Disk(e);
                 if mode == Mode::Ferry {
                     // The sender can go on with its next file.
-                    self.answer(&ReceiverMsg::Decline { reason: error.to_string() });
+                    self.answer(&ReceiverMsg::Decline {
+                        reason: error.to_string(),
+                    });
                     log::warn!("{}: declined {:?}: {error}", self.peer, header.file_name);
                     return Ok(());
                 }
@@ -478,7 +553,11 @@ impl Connection<'_> {
         };
         let final_name = part.final_name();
         if final_name != header.file_name {
-            log::info!("{}: {:?} will be saved as {final_name:?}", self.peer, header.file_name);
+            log::info!(
+                "{}: {:?} will be saved as {final_name:?}",
+                self.peer,
+                header.file_name
+            );
         }
         sink.transfer(TransferEvent::Started {
             id,
@@ -491,40 +570,76 @@ impl Connection<'_> {
             msg: header.msg.clone(),
         });
         if mode == Mode::Ferry {
-            let frame = encode_receiver_msg(&ReceiverMsg::Accept { offset: 0, saved_as: final_name })
-                .map_err(TransferError::from)?;
+            let frame = encode_receiver_msg(&ReceiverMsg::Accept {
+                offset: 0,
+                saved_as: final_name,
+            })
+            .map_err(TransferError::from)?;
             write_all(&mut self.writer, &frame)?;
         }
-        let outcome = self.receive_data(&mut part, id, header.file_size, mode).and_then(|data| match data {
-            DataEnd::Cancelled(reason) => Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))),
-            DataEnd::Complete(None) => {
-                let path = part.commit().map_err(TransferError::Disk)?;
-                Ok(FileEnd::Committed { path, verified: false })
-            }
-            DataEnd::Complete(Some(hash)) => self.finish_ferry(&mut part, hash),
-        });
+        let outcome = self
+            .receive_data(&mut part, id, header.file_size, mode)
+            .and_then(|data| match data {
+                DataEnd::Cancelled(reason) => {
+                    Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason)))
+                }
+                DataEnd::Complete(None) => {
+                    let path = part.commit().map_err(TransferError::Disk)?;
+                    Ok(FileEnd::Committed {
+                        path,
+                        verified: false,
+                    })
+                }
+                DataEnd::Complete(Some(hash)) => self.finish_ferry(&mut part, hash),
+            });
         match outcome {
             Ok(FileEnd::Committed { path, verified }) => {
-                let saved_as = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                log::info!("{}: received {:?} ({} bytes, {})", self.peer, path, header.file_size,
-                    if verified { "verified" } else { "unverified" });
+                let saved_as = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                log::info!(
+                    "{}: received {:?} ({} bytes, {})",
+                    self.peer,
+                    path,
+                    header.file_size,
+                    if verified { "verified" } else { "unverified" }
+                );
                 if verified {
-                    self.answer(&ReceiverMsg::Verified { saved_as: saved_as.clone() });
+                    self.answer(&ReceiverMsg::Verified {
+                        saved_as: saved_as.clone(),
+                    });
                 }
-                sink.transfer(TransferEvent::Finished { id, verified, saved_as, path: Some(path) });
+                sink.transfer(TransferEvent::Finished {
+                    id,
+                    verified,
+                    saved_as,
+                    path: Some(path),
+                });
                 Ok(())
             }
             Ok(FileEnd::Rejected(error)) => {
                 log::warn!("{}: {:?}: {error}", self.peer, header.file_name);
                 if !matches!(error, TransferError::CancelledByPeer(_)) {
-                    self.answer(&ReceiverMsg::Failed { reason: error.to_string() });
+                    self.answer(&ReceiverMsg::Failed {
+                        reason: error.to_string(),
+                    });
                 }
-                sink.transfer(TransferEvent::Failed { id, reason: error.to_string() });
+                sink.transfer(TransferEvent::Failed {
+                    id,
+                    reason: error.to_string(),
+                });
                 Ok(())
             }
             Err(error) => {
-                sink.transfer(TransferEvent::Failed { id, reason: error.to_string() });
-                Err(ConnEnd { error, reported: true })
+                sink.transfer(TransferEvent::Failed {
+                    id,
+                    reason: error.to_string(),
+                });
+                Err(ConnEnd {
+                    error,
+                    reported: true,
+                })
             }
         }
     }
@@ -532,7 +647,13 @@ impl Connection<'_> {
     /// Receives a file's bytes into the part file: raw (plain) or in chunks (Ferry, hashed as
     /// they pass). Large files use a second thread for hashing and disk writes, so the socket
     /// is read while the previous buffer is written.
-    fn receive_data(&mut self, part: &mut PartFile, id: u64, size: u64, mode: Mode) -> Result<DataEnd, TransferError> {
+    fn receive_data(
+        &mut self,
+        part: &mut PartFile,
+        id: u64,
+        size: u64,
+        mode: Mode,
+    ) -> Result<DataEnd, TransferError> {
         let mut source = DataSource {
             reader: &mut self.reader,
             chunked: mode == Mode::Ferry,
@@ -555,29 +676,45 @@ impl Connection<'_> {
                         if let Some(hasher) = &mut hasher {
                             hasher.update(&self.buf[..n]);
                         }
-                        file.write_all(&self.buf[..n]).map_err(TransferError::Disk)?;
+                        file.write_all(&self.buf[..n])
+                            .map_err(TransferError::Disk)?;
                     }
                 }
                 if throttle.ready() {
-                    sink.transfer(TransferEvent::Progress { id, bytes_done: source.received });
+                    sink.transfer(TransferEvent::Progress {
+                        id,
+                        bytes_done: source.received,
+                    });
                 }
             }
         } else {
             pipelined(&mut source, file, &mut hasher, |received| {
                 if throttle.ready() {
-                    sink.transfer(TransferEvent::Progress { id, bytes_done: received });
+                    sink.transfer(TransferEvent::Progress {
+                        id,
+                        bytes_done: received,
+                    });
                 }
             })?
         };
-        sink.transfer(TransferEvent::Progress { id, bytes_done: source.received });
+        sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: source.received,
+        });
         Ok(match (end, hasher) {
-            (DataEnd::Complete(_), Some(hasher)) => DataEnd::Complete(Some(*hasher.finalize().as_bytes())),
+            (DataEnd::Complete(_), Some(hasher)) => {
+                DataEnd::Complete(Some(*hasher.finalize().as_bytes()))
+            }
             (end, _) => end,
         })
     }
 
     /// After a Ferry file's data: reads the sender's hash and commits only if it matches.
-    fn finish_ferry(&mut self, part: &mut PartFile, hash: [u8; 32]) -> Result<FileEnd, TransferError> {
+    fn finish_ferry(
+        &mut self,
+        part: &mut PartFile,
+        hash: [u8; 32],
+    ) -> Result<FileEnd, TransferError> {
         let idle = self.idle_secs();
         let body = read_frame(&mut self.reader)
             .map_err(|e| match e {
@@ -588,14 +725,20 @@ impl Connection<'_> {
         match decode_sender_msg(&body)? {
             SenderMsg::End { blake3 } if blake3 == hash => {
                 let path = part.commit().map_err(TransferError::Disk)?;
-                Ok(FileEnd::Committed { path, verified: true })
+                Ok(FileEnd::Committed {
+                    path,
+                    verified: true,
+                })
             }
             SenderMsg::End { .. } => Ok(FileEnd::Rejected(TransferError::HashMismatch)),
-            SenderMsg::Cancel { reason } => Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))),
-            other => Err(TransferError::Unexpected(format!("{other:?} where the end of a file belongs"))),
+            SenderMsg::Cancel { reason } => {
+                Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason)))
+            }
+            other => Err(TransferError::Unexpected(format!(
+                "{other:?} where the end of a file belongs"
+            ))),
         }
     }
-
 }
 
 // The receive buffer never needs to be larger than the largest chunk.

@@ -20,7 +20,12 @@ pub fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
             // SAFETY: the pointer and length describe `rest`, a live borrowed slice; the
             // descriptor belongs to `stream`, which outlives the call.
             let n = unsafe {
-                libc::send(stream.as_raw_fd(), rest.as_ptr().cast(), rest.len(), libc::MSG_MORE | libc::MSG_NOSIGNAL)
+                libc::send(
+                    stream.as_raw_fd(),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
             };
             match n {
                 n if n > 0 => rest = &rest[n as usize..],
@@ -44,13 +49,19 @@ pub fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
 
 /// Sends `len` bytes of `file` starting at `offset` (the file position is not used).
 /// A file that ends early is an `UnexpectedEof` error.
-pub fn send_file_range(stream: &TcpStream, file: &File, mut offset: u64, len: usize) -> io::Result<()> {
+pub fn send_file_range(
+    stream: &TcpStream,
+    file: &File,
+    mut offset: u64,
+    len: usize,
+) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
         let mut left = len;
         while left > 0 {
-            let mut off = libc::off_t::try_from(offset).map_err(|_| io::Error::other("file offset too large"))?;
+            let mut off = libc::off_t::try_from(offset)
+                .map_err(|_| io::Error::other("file offset too large"))?;
             // SAFETY: both descriptors belong to borrowed, open objects; `off` is a valid
             // pointer to a local the kernel updates.
             let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, left) };

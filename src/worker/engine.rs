@@ -21,7 +21,10 @@ pub enum Command {
     /// Stop listening; in-flight uploads are cancelled and leave no file.
     StopServer,
     /// Upload files over one connection; every file gets `Finished` or `Failed`.
-    Send { opts: SendOptions, files: Vec<OutgoingFile> },
+    Send {
+        opts: SendOptions,
+        files: Vec<OutgoingFile>,
+    },
     /// Cancel the upload that contains this file (the file and those after it).
     Cancel(TransferId),
     /// (Re)bind the notes socket; answered by `NoteEvent::Listening` or `NoteEvent::Error`.
@@ -45,8 +48,13 @@ pub struct Worker {
 impl Worker {
     pub fn spawn(sink: EventSink) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
-        let thread = thread::Builder::new().name("ferry-engine".into()).spawn(move || run(&rx, sink))?;
-        Ok(Self { commands: Some(tx), thread: Some(thread) })
+        let thread = thread::Builder::new()
+            .name("ferry-engine".into())
+            .spawn(move || run(&rx, sink))?;
+        Ok(Self {
+            commands: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Queues a command without blocking.
@@ -54,7 +62,9 @@ impl Worker {
         let Some(tx) = &self.commands else { return };
         match tx.try_send(command) {
             Ok(()) => {}
-            Err(TrySendError::Full(command)) => log::error!("engine is not keeping up; dropped {command:?}"),
+            Err(TrySendError::Full(command)) => {
+                log::error!("engine is not keeping up; dropped {command:?}")
+            }
             Err(TrySendError::Disconnected(_)) => log::error!("engine thread has stopped"),
         }
     }
@@ -83,7 +93,12 @@ struct Engine {
 }
 
 fn run(commands: &Receiver<Command>, sink: EventSink) {
-    let mut engine = Engine { sink, server: None, notes: None, uploads: Vec::new() };
+    let mut engine = Engine {
+        sink,
+        server: None,
+        notes: None,
+        uploads: Vec::new(),
+    };
     for command in commands {
         engine.handle(command);
         engine.uploads.retain(|u| !u.thread.is_finished());
@@ -110,11 +125,13 @@ impl Engine {
             Command::SendNote { to, text } => self.send_note(&to, text),
             Command::OpenFolder(dir) => {
                 // xdg-open may take a while; never hold up the engine for it.
-                let spawned = thread::Builder::new().name("ferry-open".into()).spawn(move || {
-                    if let Err(e) = opener::open(&dir) {
-                        log::warn!("cannot open {}: {e}", dir.display());
-                    }
-                });
+                let spawned = thread::Builder::new()
+                    .name("ferry-open".into())
+                    .spawn(move || {
+                        if let Err(e) = opener::open(&dir) {
+                            log::warn!("cannot open {}: {e}", dir.display());
+                        }
+                    });
                 if let Err(e) = spawned {
                     log::warn!("cannot start a thread to open a folder: {e}");
                 }
@@ -127,18 +144,26 @@ impl Engine {
             server.stop();
         }
         if let Err(e) = std::fs::create_dir_all(&config.dir) {
-            let reason = format!("cannot create the download folder {}: {e}", config.dir.display());
-            self.sink.emit(Event::Server(ServerEvent::StartFailed { reason }));
+            let reason = format!(
+                "cannot create the download folder {}: {e}",
+                config.dir.display()
+            );
+            self.sink
+                .emit(Event::Server(ServerEvent::StartFailed { reason }));
             return;
         }
         let bind = config.bind;
         match ServerHandle::start(config, self.sink.clone()) {
             Ok(server) => {
                 let port = server.local_addr().port();
-                self.sink.emit(Event::Server(ServerEvent::Reachable { addrs: reachable_addrs(bind, port) }));
+                self.sink.emit(Event::Server(ServerEvent::Reachable {
+                    addrs: reachable_addrs(bind, port),
+                }));
                 self.server = Some(server);
             }
-            Err(e) => self.sink.emit(Event::Server(ServerEvent::StartFailed { reason: e.to_string() })),
+            Err(e) => self.sink.emit(Event::Server(ServerEvent::StartFailed {
+                reason: e.to_string(),
+            })),
         }
     }
 
@@ -146,12 +171,18 @@ impl Engine {
         let cancel = CancelToken::new();
         let ids = files.iter().map(|f| f.id).collect();
         let (sink, token) = (self.sink.clone(), cancel.clone());
-        let spawned = thread::Builder::new().name("ferry-send".into()).spawn(move || {
-            // Every outcome, including a failed connection, reaches the UI as events.
-            let _ = send_files(&opts, &files, &sink, &token);
-        });
+        let spawned = thread::Builder::new()
+            .name("ferry-send".into())
+            .spawn(move || {
+                // Every outcome, including a failed connection, reaches the UI as events.
+                let _ = send_files(&opts, &files, &sink, &token);
+            });
         match spawned {
-            Ok(thread) => self.uploads.push(Upload { ids, cancel, thread }),
+            Ok(thread) => self.uploads.push(Upload {
+                ids,
+                cancel,
+                thread,
+            }),
             Err(e) => log::error!("cannot start an upload thread: {e}"),
         }
     }
@@ -161,10 +192,14 @@ impl Engine {
         drop(self.notes.take());
         match NotesHandle::start(config, self.sink.clone()) {
             Ok(notes) => {
-                self.sink.emit(Event::Note(NoteEvent::Listening { addr: notes.local_addr() }));
+                self.sink.emit(Event::Note(NoteEvent::Listening {
+                    addr: notes.local_addr(),
+                }));
                 self.notes = Some(notes);
             }
-            Err(e) => self.sink.emit(Event::Note(NoteEvent::Error { reason: e.to_string() })),
+            Err(e) => self.sink.emit(Event::Note(NoteEvent::Error {
+                reason: e.to_string(),
+            })),
         }
     }
 
@@ -175,8 +210,14 @@ impl Engine {
             return;
         };
         match notes.send_to_host(to, &text) {
-            Ok(sent) => self.sink.emit(Event::Note(NoteEvent::Sent { to: sent.to, text, at: SystemTime::now() })),
-            Err(e) => self.sink.emit(Event::Note(NoteEvent::Error { reason: e.to_string() })),
+            Ok(sent) => self.sink.emit(Event::Note(NoteEvent::Sent {
+                to: sent.to,
+                text,
+                at: SystemTime::now(),
+            })),
+            Err(e) => self.sink.emit(Event::Note(NoteEvent::Error {
+                reason: e.to_string(),
+            })),
         }
     }
 

@@ -85,24 +85,41 @@ pub enum TransferEvent {
 /// Server lifecycle and connection-level problems (not tied to one file).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
-    Listening { addr: SocketAddr },
+    Listening {
+        addr: SocketAddr,
+    },
     /// The addresses a LAN peer can use to reach the server.
-    Reachable { addrs: Vec<SocketAddr> },
+    Reachable {
+        addrs: Vec<SocketAddr>,
+    },
     /// The server could not start (port in use, folder not writable, ...).
-    StartFailed { reason: String },
+    StartFailed {
+        reason: String,
+    },
     Stopped,
     /// A connection was refused or ended with an error before or between files.
-    ConnectionError { peer: SocketAddr, reason: String },
+    ConnectionError {
+        peer: SocketAddr,
+        reason: String,
+    },
 }
 
 /// Notes (UDP) activity.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NoteEvent {
-    Received { from: SocketAddr, text: String, at: SystemTime },
+    Received {
+        from: SocketAddr,
+        text: String,
+        at: SystemTime,
+    },
     /// The notes socket is bound (answer to `Command::StartNotes`).
     Listening { addr: SocketAddr },
     /// A note left this machine; UDP promises nothing more.
-    Sent { to: SocketAddr, text: String, at: SystemTime },
+    Sent {
+        to: SocketAddr,
+        text: String,
+        at: SystemTime,
+    },
     /// Binding or sending failed.
     Error { reason: String },
 }
@@ -175,7 +192,10 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Default for ProgressThrottle {
     fn default() -> Self {
-        Self { interval: PROGRESS_INTERVAL, last: None }
+        Self {
+            interval: PROGRESS_INTERVAL,
+            last: None,
+        }
     }
 }
 

@@ -14,9 +14,18 @@ fn serve_and_send_verified_with_msg_and_exit_zero() {
     std::fs::write(&b, data(1_500_000, 11)).unwrap();
     let (_serve, addr, lines) = spawn_serve(dst.path(), &[]);
 
-    let out = ferry().args(["send", "--to", &addr.to_string(), "--msg", "你好, Ferry"]).arg(&a).arg(&b).output().unwrap();
+    let out = ferry()
+        .args(["send", "--to", &addr.to_string(), "--msg", "你好, Ferry"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert!(stdout.lines().all(|l| l.contains("verified")), "{stdout}");
 
@@ -24,8 +33,14 @@ fn serve_and_send_verified_with_msg_and_exit_zero() {
     wait_line(&lines, "计算机五大.txt");
     wait_line(&lines, "你好, Ferry");
     wait_line(&lines, "b.bin");
-    assert_eq!(std::fs::read(dst.path().join("b.bin")).unwrap(), std::fs::read(&b).unwrap());
-    assert_eq!(std::fs::read(dst.path().join("计算机五大.txt")).unwrap(), std::fs::read(&a).unwrap());
+    assert_eq!(
+        std::fs::read(dst.path().join("b.bin")).unwrap(),
+        std::fs::read(&b).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("计算机五大.txt")).unwrap(),
+        std::fs::read(&a).unwrap()
+    );
 }
 
 #[test]
@@ -33,8 +48,16 @@ fn send_to_a_closed_port_exits_non_zero_with_a_clear_error() {
     let src = tempfile::tempdir().unwrap();
     let a = src.path().join("a.txt");
     std::fs::write(&a, "x").unwrap();
-    let port = TcpListener::bind((LOOPBACK, 0)).unwrap().local_addr().unwrap().port();
-    let out = ferry().args(["send", "--to", &format!("127.0.0.1:{port}")]).arg(&a).output().unwrap();
+    let port = TcpListener::bind((LOOPBACK, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = ferry()
+        .args(["send", "--to", &format!("127.0.0.1:{port}")])
+        .arg(&a)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot connect"), "{stderr}");
@@ -44,7 +67,10 @@ fn send_to_a_closed_port_exits_non_zero_with_a_clear_error() {
 fn send_a_missing_file_fails_that_file_and_exits_one() {
     let dst = tempfile::tempdir().unwrap();
     let (_serve, addr, _lines) = spawn_serve(dst.path(), &[]);
-    let out = ferry().args(["send", "--to", &addr.to_string(), "/nonexistent/file.txt"]).output().unwrap();
+    let out = ferry()
+        .args(["send", "--to", &addr.to_string(), "/nonexistent/file.txt"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot read"));
 }
@@ -55,7 +81,11 @@ fn send_plain_to_a_plain_server_says_unverified_and_exits_zero() {
     let a = src.path().join("a.bin");
     std::fs::write(&a, data(700_000, 12)).unwrap();
     let (addr, received) = plain_server();
-    let out = ferry().args(["send", "--plain", "--to", &addr.to_string()]).arg(&a).output().unwrap();
+    let out = ferry()
+        .args(["send", "--plain", "--to", &addr.to_string()])
+        .arg(&a)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("sent, unverified"));
     let (_, bytes) = received.recv_timeout(DEADLINE).unwrap();
@@ -67,7 +97,11 @@ fn serve_on_a_port_in_use_exits_one() {
     let taken = TcpListener::bind((LOOPBACK, 0)).unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = ferry().args(["serve", "--bind", "127.0.0.1", "--port", &port, "--dir"]).arg(dir.path()).output().unwrap();
+    let out = ferry()
+        .args(["serve", "--bind", "127.0.0.1", "--port", &port, "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
 }

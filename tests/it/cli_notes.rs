@@ -54,7 +54,10 @@ impl Running {
             Ok(line) => line,
             Err(e) => {
                 let _ = self.child.kill();
-                panic!("no line from ferry on stdout ({e}); stderr: {}", self.stderr());
+                panic!(
+                    "no line from ferry on stdout ({e}); stderr: {}",
+                    self.stderr()
+                );
             }
         }
     }
@@ -62,8 +65,9 @@ impl Running {
     /// The address from the "listening on ADDR" line the command starts with.
     fn listening_addr(&mut self) -> SocketAddr {
         let line = self.next_line();
-        let addr =
-            line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         addr.parse().unwrap()
     }
 
@@ -78,7 +82,10 @@ impl Running {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "ferry did not exit within {TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "ferry did not exit within {TIMEOUT:?}"
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -91,7 +98,9 @@ impl Running {
                 Ok(line) => lines.push(line),
                 // The reader thread ends at EOF, closing the channel.
                 Err(RecvTimeoutError::Disconnected) => return lines,
-                Err(RecvTimeoutError::Timeout) => panic!("stdout still open {TIMEOUT:?} after the exit"),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("stdout still open {TIMEOUT:?} after the exit")
+                }
             }
         }
     }
@@ -125,7 +134,9 @@ fn raw_peer() -> (UdpSocket, SocketAddr) {
 
 fn raw_recv(socket: &UdpSocket) -> (String, SocketAddr) {
     let mut buf = vec![0u8; 64 * 1024];
-    let (len, from) = socket.recv_from(&mut buf).expect("a datagram from ferry within the timeout");
+    let (len, from) = socket
+        .recv_from(&mut buf)
+        .expect("a datagram from ferry within the timeout");
     (String::from_utf8(buf[..len].to_vec()).unwrap(), from)
 }
 
@@ -134,8 +145,13 @@ fn is_note_line(line: &str, from: Option<SocketAddr>, text: &str) -> bool {
     let Some((time, rest)) = line.strip_prefix('[').and_then(|l| l.split_once(" UTC] ")) else {
         return false;
     };
-    let time_ok = time.len() == 8 && time.split(':').all(|n| n.len() == 2 && n.parse::<u8>().is_ok());
-    let Some((sender, note)) = rest.split_once(": ") else { return false };
+    let time_ok = time.len() == 8
+        && time
+            .split(':')
+            .all(|n| n.len() == 2 && n.parse::<u8>().is_ok());
+    let Some((sender, note)) = rest.split_once(": ") else {
+        return false;
+    };
     let sender_ok = match from {
         Some(from) => sender == from.to_string(),
         None => sender.parse::<SocketAddr>().is_ok(),
@@ -155,7 +171,10 @@ fn listen_prints_a_note_sent_by_note() {
     assert_eq!(stdout, [format!("sent to {addr}")]);
 
     let line = listener.next_line();
-    assert!(is_note_line(&line, None, "hello from the CLI\\nsecond line"), "{line:?}");
+    assert!(
+        is_note_line(&line, None, "hello from the CLI\\nsecond line"),
+        "{line:?}"
+    );
 }
 
 #[test]
@@ -168,7 +187,10 @@ fn listen_prints_every_note_of_a_plain_peer_on_its_own_line() {
     }
     for text in ["one", "two\\r\\n", "caf\u{FFFD}"] {
         let line = listener.next_line();
-        assert!(is_note_line(&line, Some(peer_addr), text), "{line:?} should show {text:?}");
+        assert!(
+            is_note_line(&line, Some(peer_addr), text),
+            "{line:?} should show {text:?}"
+        );
     }
 }
 
@@ -189,7 +211,10 @@ fn note_wait_prints_the_reply_of_a_plain_peer() {
     let stdout = note.rest_of_stdout();
     assert_eq!(stdout.len(), 2, "{stdout:?}");
     assert_eq!(stdout[0], format!("sent to {peer_addr}"));
-    assert!(is_note_line(&stdout[1], Some(peer_addr), "pong"), "{stdout:?}");
+    assert!(
+        is_note_line(&stdout[1], Some(peer_addr), "pong"),
+        "{stdout:?}"
+    );
 }
 
 #[test]
@@ -198,7 +223,11 @@ fn note_wait_without_a_reply_exits_1() {
     let (_peer, peer_addr) = raw_peer();
     let to = peer_addr.to_string();
     let (status, stdout, stderr) = run(&["note", "--to", &to, "--wait", "0.5", "anyone?"]);
-    assert_eq!(status.code(), Some(1), "stdout {stdout:?}, stderr {stderr:?}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout {stdout:?}, stderr {stderr:?}"
+    );
     assert_eq!(stdout, [format!("sent to {peer_addr}")]);
     assert!(stderr.contains("no reply within 0.5 s"), "{stderr}");
 }
@@ -211,9 +240,16 @@ fn note_refuses_an_over_limit_note() {
     let (status, stdout, stderr) = run(&["note", "--to", &to, &text]);
     assert_eq!(status.code(), Some(1));
     assert!(stdout.is_empty(), "{stdout:?}");
-    assert!(stderr.contains("65508 bytes") && stderr.contains("65507"), "{stderr}");
-    peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    assert!(peer.recv_from(&mut [0u8; 16]).is_err(), "nothing may be sent");
+    assert!(
+        stderr.contains("65508 bytes") && stderr.contains("65507"),
+        "{stderr}"
+    );
+    peer.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(
+        peer.recv_from(&mut [0u8; 16]).is_err(),
+        "nothing may be sent"
+    );
 }
 
 #[test]
@@ -223,7 +259,10 @@ fn note_warns_about_a_note_plain_peers_truncate() {
     let text = "y".repeat(2_000);
     let (status, _, stderr) = run(&["note", "--to", &to, &text]);
     assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("warning") && stderr.contains("2000 bytes"), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("2000 bytes"),
+        "{stderr}"
+    );
     assert_eq!(raw_recv(&peer).0, text);
 }
 
@@ -233,7 +272,10 @@ fn listen_on_a_port_in_use_exits_1() {
     let port = taken_addr.port().to_string();
     let (status, _, stderr) = run(&["listen", "--bind", "127.0.0.1", "--port", &port]);
     assert_eq!(status.code(), Some(1));
-    assert!(stderr.contains(&format!("UDP port {port} is in use")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("UDP port {port} is in use")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -251,7 +293,10 @@ fn chat_sends_each_line_and_prints_notes_until_eof() {
 
     peer.send_to(b"hello\nback", chat_addr).unwrap();
     let line = chat.next_line();
-    assert!(is_note_line(&line, Some(peer_addr), "hello\\nback"), "{line:?}");
+    assert!(
+        is_note_line(&line, Some(peer_addr), "hello\\nback"),
+        "{line:?}"
+    );
 
     // End of input ends the chat, successfully.
     drop(chat.child.stdin.take());

@@ -13,7 +13,13 @@ use crate::util::*;
 fn send(addr: SocketAddr, files: &[std::path::PathBuf]) -> Vec<FileOutcome> {
     let (sink, _events) = event_channel(None);
     let files: Vec<_> = files.iter().map(OutgoingFile::new).collect();
-    send_files(&SendOptions::new(addr.to_string()), &files, &sink, &CancelToken::new()).unwrap()
+    send_files(
+        &SendOptions::new(addr.to_string()),
+        &files,
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -40,7 +46,10 @@ fn ferry_upload_is_verified_and_byte_identical() {
     assert!(finished.iter().all(|(_, verified)| *verified));
     for path in &files {
         let name = path.file_name().unwrap();
-        assert_eq!(std::fs::read(dst.path().join(name)).unwrap(), std::fs::read(path).unwrap());
+        assert_eq!(
+            std::fs::read(dst.path().join(name)).unwrap(),
+            std::fs::read(path).unwrap()
+        );
     }
     assert_eq!(names_in(dst.path()).len(), 3, "no .part left behind");
 }
@@ -52,7 +61,8 @@ fn corrupting_proxy(target: SocketAddr, flip_at: usize) -> SocketAddr {
     thread::spawn(move || {
         let (client, _) = listener.accept().unwrap();
         let server = TcpStream::connect(target).unwrap();
-        let (mut client_r, mut server_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (mut client_r, mut server_w) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
         let (mut server_r, mut client_w) = (server, client);
         let upstream = thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
@@ -90,13 +100,18 @@ fn a_flipped_byte_in_flight_fails_verification_and_keeps_no_file() {
     let proxy = corrupting_proxy(server.local_addr(), 50_000);
     let outcomes = send(proxy, &[path]);
     match &outcomes[..] {
-        [FileOutcome::Failed { reason }] => assert!(reason.contains("verification failed"), "{reason}"),
+        [FileOutcome::Failed { reason }] => {
+            assert!(reason.contains("verification failed"), "{reason}")
+        }
         other => panic!("expected a verification failure, got {other:?}"),
     }
     let (finished, failed) = wait_files(&events, 1);
     assert!(finished.is_empty());
     assert!(failed[0].contains("verification failed"), "{failed:?}");
-    assert!(names_in(dst.path()).is_empty(), "neither the file nor its .part remains");
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "neither the file nor its .part remains"
+    );
 }
 
 #[test]
@@ -113,10 +128,16 @@ fn sixteen_concurrent_uploads_are_all_byte_identical() {
             thread::spawn(move || {
                 if plain {
                     let bytes = std::fs::read(&path).unwrap();
-                    plain_upload(addr, &[(path.file_name().unwrap().to_str().unwrap(), &bytes, "")]);
+                    plain_upload(
+                        addr,
+                        &[(path.file_name().unwrap().to_str().unwrap(), &bytes, "")],
+                    );
                     true
                 } else {
-                    send(addr, &[path]) == [FileOutcome::Verified { saved_as: format!("file-{i}.bin") }]
+                    send(addr, &[path])
+                        == [FileOutcome::Verified {
+                            saved_as: format!("file-{i}.bin"),
+                        }]
                 }
             })
         })
@@ -129,7 +150,10 @@ fn sixteen_concurrent_uploads_are_all_byte_identical() {
     assert_eq!(finished.len(), 16);
     for i in 0..16 {
         let name = format!("file-{i}.bin");
-        assert_eq!(std::fs::read(dst.path().join(&name)).unwrap(), std::fs::read(src.path().join(&name)).unwrap());
+        assert_eq!(
+            std::fs::read(dst.path().join(&name)).unwrap(),
+            std::fs::read(src.path().join(&name)).unwrap()
+        );
     }
 }
 
@@ -144,9 +168,14 @@ fn over_the_connection_bound_a_peer_gets_an_explicit_refusal() {
     let deadline = std::time::Instant::now() + DEADLINE;
     let mut held = Vec::new();
     let answer = loop {
-        assert!(std::time::Instant::now() < deadline, "no refusal after {} connections", held.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal after {} connections",
+            held.len()
+        );
         let mut conn = TcpStream::connect(server.local_addr()).unwrap();
-        conn.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
         let mut prefix = [0u8; 4];
         if conn.read_exact(&mut prefix).is_ok() {
             let len = protocol::decode_frame_len(prefix).unwrap();
@@ -175,11 +204,20 @@ fn over_the_connection_bound_a_peer_gets_an_explicit_refusal() {
 
 #[test]
 fn sending_to_a_closed_port_is_a_clear_error_reported_for_every_file() {
-    let port = TcpListener::bind((LOOPBACK, 0)).unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind((LOOPBACK, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (sink, events) = event_channel(None);
     let file = OutgoingFile::new("/nonexistent");
-    let err = send_files(&SendOptions::new(format!("127.0.0.1:{port}")), &[file.clone()], &sink, &CancelToken::new())
-        .unwrap_err();
+    let err = send_files(
+        &SendOptions::new(format!("127.0.0.1:{port}")),
+        std::slice::from_ref(&file),
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("cannot connect"), "{err}");
     match events.try_recv() {
         Ok(Event::Transfer(TransferEvent::Failed { id, reason })) => {
@@ -199,7 +237,13 @@ fn ferry_mode_against_a_plain_server_times_out_with_advice() {
     let mut opts = SendOptions::new(addr.to_string());
     opts.answer_timeout = std::time::Duration::from_millis(500);
     let (sink, _events) = event_channel(None);
-    let outcomes = send_files(&opts, &[OutgoingFile::new(path)], &sink, &CancelToken::new()).unwrap();
+    let outcomes = send_files(
+        &opts,
+        &[OutgoingFile::new(path)],
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
     match &outcomes[0] {
         FileOutcome::Failed { reason } => assert!(reason.contains("plain"), "{reason}"),
         other => panic!("{other:?}"),
@@ -216,8 +260,19 @@ fn outgoing_events_report_progress_and_the_saved_name() {
     let (server, _server_events) = start_server(dst.path());
     let (sink, events) = event_channel(None);
     let file = OutgoingFile::new(path);
-    let outcomes = send_files(&SendOptions::new(server.local_addr().to_string()), &[file.clone()], &sink, &CancelToken::new()).unwrap();
-    assert_eq!(outcomes[0], FileOutcome::Verified { saved_as: "x (1).bin".into() });
+    let outcomes = send_files(
+        &SendOptions::new(server.local_addr().to_string()),
+        std::slice::from_ref(&file),
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        outcomes[0],
+        FileOutcome::Verified {
+            saved_as: "x (1).bin".into()
+        }
+    );
     drop(sink);
     let events: Vec<Event> = events.iter().collect();
     let last_progress = events.iter().rev().find_map(|e| match e {
@@ -227,5 +282,7 @@ fn outgoing_events_report_progress_and_the_saved_name() {
     assert_eq!(last_progress, Some(3_000_000));
     assert!(events.iter().any(|e| matches!(e,
         Event::Transfer(TransferEvent::Finished { verified: true, saved_as, .. }) if saved_as == "x (1).bin")));
-    assert!(matches!(events[0], Event::Transfer(TransferEvent::Started { mode: Mode::Ferry, id, .. }) if id == file.id));
+    assert!(
+        matches!(events[0], Event::Transfer(TransferEvent::Started { mode: Mode::Ferry, id, .. }) if id == file.id)
+    );
 }

@@ -42,11 +42,17 @@ fn app(settings: Settings, files: Vec<PathBuf>) -> Harness<'static, FerryApp> {
         .with_size(egui::Vec2::new(1280.0, 800.0))
         // Chinese names: the headless harness has no CJK font (the real window finds one).
         .allow_missing_glyphs()
-        .build_eframe(move |cc| FerryApp::new(&cc.egui_ctx, settings, Arc::new(FakePicker { files })).unwrap())
+        .build_eframe(move |cc| {
+            FerryApp::new(&cc.egui_ctx, settings, Arc::new(FakePicker { files })).unwrap()
+        })
 }
 
 /// Steps frames until `done` holds (engines run on their own threads meanwhile).
-fn run_until(harness: &mut Harness<'_, FerryApp>, what: &str, mut done: impl FnMut(&FerryApp) -> bool) {
+fn run_until(
+    harness: &mut Harness<'_, FerryApp>,
+    what: &str,
+    mut done: impl FnMut(&FerryApp) -> bool,
+) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         harness.step();
@@ -78,22 +84,38 @@ fn upload_from_the_client_tab_to_the_server_tab_is_verified_on_both() {
     harness.run_steps(2);
 
     harness.get_by_label("Start listening").click();
-    run_until(&mut harness, "the server to listen", |app| listening_addr(app).is_some());
+    run_until(&mut harness, "the server to listen", |app| {
+        listening_addr(app).is_some()
+    });
     let addr = listening_addr(harness.state()).unwrap();
     // Shown in the tab and in the status bar.
-    assert_eq!(harness.query_all_by_label_contains(&format!("Listening on {addr}")).count(), 2);
+    assert_eq!(
+        harness
+            .query_all_by_label_contains(&format!("Listening on {addr}"))
+            .count(),
+        2
+    );
 
     harness.get_by_label("Client").click();
     harness.run_steps(2);
     harness.get_by_label("Destination (host:port)").click();
-    harness.get_by_label("Destination (host:port)").type_text(&addr.to_string());
+    harness
+        .get_by_label("Destination (host:port)")
+        .type_text(&addr.to_string());
     harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the picked file in the queue", |app| app.client.rows.len() == 1);
+    run_until(&mut harness, "the picked file in the queue", |app| {
+        app.client.rows.len() == 1
+    });
     harness.get_by_label("queued").hover();
 
     harness.get_by_label("Upload").click();
     run_until(&mut harness, "the upload to finish", |app| {
-        app.client.rows[0].state.is_finished() && app.server.rows.first().is_some_and(|r| r.state.is_finished())
+        app.client.rows[0].state.is_finished()
+            && app
+                .server
+                .rows
+                .first()
+                .is_some_and(|r| r.state.is_finished())
     });
     assert_eq!(harness.state().client.rows[0].state, RowState::Verified);
     harness.get_by_label("verified");
@@ -102,8 +124,15 @@ fn upload_from_the_client_tab_to_the_server_tab_is_verified_on_both() {
     assert_eq!(harness.state().server.rows[0].state, RowState::Verified);
     harness.get_by_label("verified");
     harness.get_by_label("计算机五大.txt");
-    assert_eq!(std::fs::read(dst.path().join("计算机五大.txt")).unwrap(), bytes);
-    assert_eq!(harness.state().client.recent, [addr.to_string()], "the destination is remembered");
+    assert_eq!(
+        std::fs::read(dst.path().join("计算机五大.txt")).unwrap(),
+        bytes
+    );
+    assert_eq!(
+        harness.state().client.recent,
+        [addr.to_string()],
+        "the destination is remembered"
+    );
 }
 
 #[test]
@@ -115,20 +144,34 @@ fn a_note_sent_from_one_window_appears_in_another() {
         NotesStatus::Listening(addr) => Some(addr.port()),
         _ => None,
     };
-    run_until(&mut alice, "alice's notes socket", |app| notes_port(app).is_some());
-    run_until(&mut bob, "bob's notes socket", |app| notes_port(app).is_some());
+    run_until(&mut alice, "alice's notes socket", |app| {
+        notes_port(app).is_some()
+    });
+    run_until(&mut bob, "bob's notes socket", |app| {
+        notes_port(app).is_some()
+    });
     let alice_port = notes_port(alice.state()).unwrap();
 
     bob.get_by_label("Peer (host:port)").click();
-    bob.get_by_label("Peer (host:port)").type_text(&format!("127.0.0.1:{alice_port}"));
+    bob.get_by_label("Peer (host:port)")
+        .type_text(&format!("127.0.0.1:{alice_port}"));
     bob.get_by_label("Note").click();
-    bob.get_by_label("Note").type_text("你好 Alice, the files are on their way");
+    bob.get_by_label("Note")
+        .type_text("你好 Alice, the files are on their way");
     bob.get_by_label("Send").click();
-    run_until(&mut bob, "bob's note to be sent", |app| app.notes.history.len() == 1);
-    run_until(&mut alice, "alice to receive the note", |app| app.notes.history.len() == 1);
+    run_until(&mut bob, "bob's note to be sent", |app| {
+        app.notes.history.len() == 1
+    });
+    run_until(&mut alice, "alice to receive the note", |app| {
+        app.notes.history.len() == 1
+    });
     alice.get_by_label("你好 Alice, the files are on their way");
     bob.get_by_label("你好 Alice, the files are on their way");
-    assert_eq!(bob.state().notes.draft, "", "the box is emptied after sending");
+    assert_eq!(
+        bob.state().notes.draft,
+        "",
+        "the box is emptied after sending"
+    );
 
     // One-click reply: clicking the sender in alice's history fills in the peer.
     let bob_addr = alice.state().notes.history.iter().next().unwrap().peer;
@@ -149,7 +192,11 @@ fn switching_the_language_changes_the_labels() {
     harness.run_steps(2);
     harness.get_by_label("开始监听");
     assert!(harness.query_by_label("Start listening").is_none());
-    assert_eq!(harness.state().settings().lang, Some(ferry::app::i18n::Lang::ZhCn), "persisted");
+    assert_eq!(
+        harness.state().settings().lang,
+        Some(ferry::app::i18n::Lang::ZhCn),
+        "persisted"
+    );
 }
 
 #[test]
@@ -162,7 +209,9 @@ fn listening_on_a_port_in_use_shows_an_error_not_a_panic() {
     let mut harness = app(s, vec![]);
     harness.run_steps(2);
     harness.get_by_label("Start listening").click();
-    run_until(&mut harness, "the start to fail", |app| matches!(app.server.status, ServerStatus::Failed(_)));
+    run_until(&mut harness, "the start to fail", |app| {
+        matches!(app.server.status, ServerStatus::Failed(_))
+    });
     harness.get_by_label(&format!("port {port} is in use"));
     // The user can fix the port and try again.
     harness.get_by_label("Start listening");
@@ -180,20 +229,32 @@ fn cancel_in_the_client_tab_stops_the_upload_and_the_receiver_keeps_nothing() {
     harness.get_by_label("Client").click();
     harness.run_steps(2);
     harness.get_by_label("Destination (host:port)").click();
-    harness.get_by_label("Destination (host:port)").type_text(&proxy.to_string());
+    harness
+        .get_by_label("Destination (host:port)")
+        .type_text(&proxy.to_string());
     harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the queued file", |app| app.client.rows.len() == 1);
+    run_until(&mut harness, "the queued file", |app| {
+        app.client.rows.len() == 1
+    });
     harness.get_by_label("Upload").click();
-    run_until(&mut harness, "bytes on the way", |app| app.client.rows[0].bytes_done > 0);
+    run_until(&mut harness, "bytes on the way", |app| {
+        app.client.rows[0].bytes_done > 0
+    });
     harness.get_by_label("Cancel").click();
-    run_until(&mut harness, "the row to end", |app| app.client.rows[0].state.is_finished());
+    run_until(&mut harness, "the row to end", |app| {
+        app.client.rows[0].state.is_finished()
+    });
     assert_eq!(harness.state().client.rows[0].state, RowState::Cancelled);
     harness.get_by_label("cancelled");
     // The receiver hears it from the peer and keeps nothing.
     let (finished, failed) = wait_files(&events, 1);
     assert!(finished.is_empty());
     assert!(failed[0].contains("cancelled by peer"), "{failed:?}");
-    assert!(names_in(dst.path()).is_empty(), "{:?}", names_in(dst.path()));
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "{:?}",
+        names_in(dst.path())
+    );
 }
 
 #[test]
@@ -203,18 +264,35 @@ fn closing_the_window_mid_upload_cancels_it_and_keeps_no_file() {
     let mut s = settings(dst.path());
     s.server_listening = true; // listening at the last exit: starts listening by itself
     let mut harness = app(s, vec![]);
-    run_until(&mut harness, "the server to listen", |app| listening_addr(app).is_some());
+    run_until(&mut harness, "the server to listen", |app| {
+        listening_addr(app).is_some()
+    });
     let addr = listening_addr(harness.state()).unwrap();
     // A plain sender that announces 50 MB and sends 1 MB, then stalls.
     let mut sender = std::net::TcpStream::connect(addr).unwrap();
-    sender.write_all(&plain_frame(&plain_header("unfinished.bin", 50_000_000, ""))).unwrap();
+    sender
+        .write_all(&plain_frame(&plain_header(
+            "unfinished.bin",
+            50_000_000,
+            "",
+        )))
+        .unwrap();
     sender.write_all(&data(1_000_000, 41)).unwrap();
-    run_until(&mut harness, "the upload in progress", |app| app.server.rows.first().is_some_and(|r| r.bytes_done > 0));
+    run_until(&mut harness, "the upload in progress", |app| {
+        app.server.rows.first().is_some_and(|r| r.bytes_done > 0)
+    });
     harness.get_by_label("receiving");
     drop(harness);
-    assert!(names_in(dst.path()).is_empty(), "left behind: {:?}", names_in(dst.path()));
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "left behind: {:?}",
+        names_in(dst.path())
+    );
     // The sender sees the connection end.
     sender.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut byte = [0u8; 1];
-    assert!(matches!(std::io::Read::read(&mut sender, &mut byte), Ok(0) | Err(_)));
+    assert!(matches!(
+        std::io::Read::read(&mut sender, &mut byte),
+        Ok(0) | Err(_)
+    ));
 }

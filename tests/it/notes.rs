@@ -31,7 +31,10 @@ fn raw_peer() -> UdpSocket {
 
 /// The address of a loopback port where nothing listens (it was free a moment ago).
 fn closed_port() -> SocketAddr {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap()
+    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// The next note, or a panic after [`TIMEOUT`].
@@ -45,7 +48,9 @@ fn next_note(events: &Receiver<Event>) -> (SocketAddr, String, SystemTime) {
 /// What a plain peer reads: the datagram's text and its source.
 fn raw_recv(socket: &UdpSocket) -> (String, SocketAddr) {
     let mut buf = vec![0u8; 64 * 1024];
-    let (len, from) = socket.recv_from(&mut buf).expect("a datagram within the timeout");
+    let (len, from) = socket
+        .recv_from(&mut buf)
+        .expect("a datagram within the timeout");
     (String::from_utf8(buf[..len].to_vec()).unwrap(), from)
 }
 
@@ -69,10 +74,15 @@ fn ferry_to_ferry_and_back() {
     // Bob answers the exact address the note came from.
     bob.send(from, "hello alice, 你好").unwrap();
     let event = alice_events.recv_timeout(TIMEOUT).unwrap();
-    let Event::Note(note) = event else { panic!("expected a note, got {event:?}") };
+    let Event::Note(note) = event else {
+        panic!("expected a note, got {event:?}")
+    };
     history.record_event(note);
 
-    let entries: Vec<_> = history.iter().map(|e| (e.direction, e.peer, e.text.as_str())).collect();
+    let entries: Vec<_> = history
+        .iter()
+        .map(|e| (e.direction, e.peer, e.text.as_str()))
+        .collect();
     assert_eq!(
         entries,
         [
@@ -89,8 +99,13 @@ fn three_datagrams_from_a_plain_peer_are_three_notes() {
     for text in ["one", "two", "three"] {
         peer.send_to(text.as_bytes(), notes.local_addr()).unwrap();
     }
-    let received: Vec<_> = (0..3).map(|_| next_note(&events)).map(|(from, text, _)| (from, text)).collect();
-    let expected: Vec<_> = ["one", "two", "three"].map(|t| (peer.local_addr().unwrap(), t.to_owned())).into();
+    let received: Vec<_> = (0..3)
+        .map(|_| next_note(&events))
+        .map(|(from, text, _)| (from, text))
+        .collect();
+    let expected: Vec<_> = ["one", "two", "three"]
+        .map(|t| (peer.local_addr().unwrap(), t.to_owned()))
+        .into();
     assert_eq!(received, expected);
     // Never merged, never split: nothing else follows.
     assert!(events.recv_timeout(Duration::from_millis(200)).is_err());
@@ -100,10 +115,13 @@ fn three_datagrams_from_a_plain_peer_are_three_notes() {
 fn a_reply_reaches_a_plain_peer_on_its_ephemeral_port() {
     let (notes, events) = ferry();
     let peer = raw_peer();
-    peer.send_to(b"what time is it?", notes.local_addr()).unwrap();
+    peer.send_to(b"what time is it?", notes.local_addr())
+        .unwrap();
 
     let mut history = NoteHistory::new();
-    let Ok(Event::Note(note)) = events.recv_timeout(TIMEOUT) else { panic!("no note arrived") };
+    let Ok(Event::Note(note)) = events.recv_timeout(TIMEOUT) else {
+        panic!("no note arrived")
+    };
     history.record_event(note);
     let question = history.last_received().unwrap();
     assert_eq!(question.reply_to(), peer.local_addr().unwrap());
@@ -111,14 +129,19 @@ fn a_reply_reaches_a_plain_peer_on_its_ephemeral_port() {
     notes.send(question.reply_to(), "tea time").unwrap();
     let (text, from) = raw_recv(&peer);
     assert_eq!(text, "tea time");
-    assert_eq!(from, notes.local_addr(), "the reply comes from the socket the peer wrote to");
+    assert_eq!(
+        from,
+        notes.local_addr(),
+        "the reply comes from the socket the peer wrote to"
+    );
 }
 
 #[test]
 fn a_datagram_that_is_not_utf8_arrives_lossily() {
     let (notes, events) = ferry();
     let peer = raw_peer();
-    peer.send_to(b"caf\xe9 \xff ok", notes.local_addr()).unwrap();
+    peer.send_to(b"caf\xe9 \xff ok", notes.local_addr())
+        .unwrap();
     let (_, text, _) = next_note(&events);
     assert_eq!(text, "caf\u{FFFD} \u{FFFD} ok");
 }
@@ -127,10 +150,15 @@ fn a_datagram_that_is_not_utf8_arrives_lossily() {
 fn a_60_000_byte_note_arrives_whole() {
     let (alice, _alice_events) = ferry();
     let (bob, bob_events) = ferry();
-    let text: String = (0..60_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let text: String = (0..60_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     let sent = alice.send(bob.local_addr(), &text).unwrap();
     assert_eq!(sent.bytes, 60_000);
-    assert_eq!(sent.warning, Some(NoteWarning::PlainPeersTruncate { bytes: 60_000 }));
+    assert_eq!(
+        sent.warning,
+        Some(NoteWarning::PlainPeersTruncate { bytes: 60_000 })
+    );
     let (_, received, _) = next_note(&bob_events);
     assert_eq!(received.len(), 60_000);
     assert!(received == text, "the note arrived altered");
@@ -152,14 +180,26 @@ fn an_over_limit_note_is_refused_with_a_clear_error() {
     let peer = raw_peer();
     let text = "x".repeat(MAX_NOTE_BYTES + 1);
     let err = notes.send(peer.local_addr().unwrap(), &text).unwrap_err();
-    assert!(matches!(err, NotesError::Note(NoteError::TooLong { bytes: 65_508 })), "{err:?}");
+    assert!(
+        matches!(err, NotesError::Note(NoteError::TooLong { bytes: 65_508 })),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains("65508 bytes") && message.contains("65507"), "{message}");
+    assert!(
+        message.contains("65508 bytes") && message.contains("65507"),
+        "{message}"
+    );
     // Refused before any name lookup, so even an unresolvable host gives the same error.
-    let err = notes.send_to_host("unresolvable.invalid:1", &text).unwrap_err();
-    assert!(matches!(err, NotesError::Note(NoteError::TooLong { .. })), "{err:?}");
+    let err = notes
+        .send_to_host("unresolvable.invalid:1", &text)
+        .unwrap_err();
+    assert!(
+        matches!(err, NotesError::Note(NoteError::TooLong { .. })),
+        "{err:?}"
+    );
     // And nothing went out.
-    peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    peer.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     assert!(peer.recv_from(&mut [0u8; 16]).is_err());
 }
 
@@ -167,15 +207,33 @@ fn an_over_limit_note_is_refused_with_a_clear_error() {
 fn a_note_longer_than_plain_peers_read_is_sent_with_a_warning() {
     let (notes, _events) = ferry();
     let peer = raw_peer();
-    let at_limit = notes.send(peer.local_addr().unwrap(), &"a".repeat(PLAIN_PEER_NOTE_BYTES)).unwrap();
+    let at_limit = notes
+        .send(
+            peer.local_addr().unwrap(),
+            &"a".repeat(PLAIN_PEER_NOTE_BYTES),
+        )
+        .unwrap();
     assert_eq!(at_limit.warning, None);
-    let over = notes.send(peer.local_addr().unwrap(), &"b".repeat(PLAIN_PEER_NOTE_BYTES + 1)).unwrap();
-    assert_eq!(over.warning, Some(NoteWarning::PlainPeersTruncate { bytes: PLAIN_PEER_NOTE_BYTES + 1 }));
+    let over = notes
+        .send(
+            peer.local_addr().unwrap(),
+            &"b".repeat(PLAIN_PEER_NOTE_BYTES + 1),
+        )
+        .unwrap();
+    assert_eq!(
+        over.warning,
+        Some(NoteWarning::PlainPeersTruncate {
+            bytes: PLAIN_PEER_NOTE_BYTES + 1
+        })
+    );
     // What the warning is about: a peer reading 1 024 bytes gets only the beginning.
     let mut small = [0u8; PLAIN_PEER_NOTE_BYTES];
     assert_eq!(peer.recv_from(&mut small).unwrap().0, PLAIN_PEER_NOTE_BYTES);
     let (len, _) = peer.recv_from(&mut small).unwrap();
-    assert_eq!(len, PLAIN_PEER_NOTE_BYTES, "the second note was cut to the reader's buffer");
+    assert_eq!(
+        len, PLAIN_PEER_NOTE_BYTES,
+        "the second note was cut to the reader's buffer"
+    );
 }
 
 #[test]
@@ -189,7 +247,10 @@ fn sending_to_a_closed_port_is_sent_and_receiving_goes_on() {
     let peer = raw_peer();
     peer.send_to(b"still here", notes.local_addr()).unwrap();
     let (from, text, _) = next_note(&events);
-    assert_eq!((from, text.as_str()), (peer.local_addr().unwrap(), "still here"));
+    assert_eq!(
+        (from, text.as_str()),
+        (peer.local_addr().unwrap(), "still here")
+    );
     // And sending still works too.
     notes.send(peer.local_addr().unwrap(), "good").unwrap();
     assert_eq!(raw_recv(&peer).0, "good");
@@ -212,9 +273,13 @@ fn connection_refused_on_receive_does_not_stop_the_loop() {
     // receive loop before any later datagram.
     let peer = raw_peer();
     control.connect(peer.local_addr().unwrap()).unwrap();
-    peer.send_to(b"still listening?", notes.local_addr()).unwrap();
+    peer.send_to(b"still listening?", notes.local_addr())
+        .unwrap();
     let (from, text, _) = next_note(&events);
-    assert_eq!((from, text.as_str()), (peer.local_addr().unwrap(), "still listening?"));
+    assert_eq!(
+        (from, text.as_str()),
+        (peer.local_addr().unwrap(), "still listening?")
+    );
 }
 
 #[test]
@@ -240,8 +305,12 @@ fn a_port_in_use_is_a_clear_error() {
     let taken = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let port = taken.local_addr().unwrap().port();
     let (sink, _events) = event_channel(None);
-    let err = NotesHandle::start(NotesConfig::new(Ipv4Addr::LOCALHOST.into(), port), sink).unwrap_err();
-    assert!(matches!(err, NotesError::PortInUse { port: p } if p == port), "{err:?}");
+    let err =
+        NotesHandle::start(NotesConfig::new(Ipv4Addr::LOCALHOST.into(), port), sink).unwrap_err();
+    assert!(
+        matches!(err, NotesError::PortInUse { port: p } if p == port),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), format!("UDP port {port} is in use"));
 }
 
@@ -251,7 +320,10 @@ fn dropping_the_handle_stops_and_joins_the_receive_thread() {
     let addr = notes.local_addr();
     drop(notes);
     // The thread owned the only sink: the channel is closed once it has ended.
-    assert!(matches!(events.recv_timeout(TIMEOUT), Err(RecvTimeoutError::Disconnected)));
+    assert!(matches!(
+        events.recv_timeout(TIMEOUT),
+        Err(RecvTimeoutError::Disconnected)
+    ));
     // And the socket is closed: the port can be bound again.
     UdpSocket::bind(addr).unwrap();
 }
@@ -267,10 +339,18 @@ fn drain_numbered(
 ) {
     while seen.len() < wanted {
         match events.recv_timeout(Duration::from_secs(1)) {
-            Ok(Event::Note(NoteEvent::Received { from: sender, text, .. })) => {
+            Ok(Event::Note(NoteEvent::Received {
+                from: sender, text, ..
+            })) => {
                 assert_eq!(sender, from);
-                let i: usize = text.strip_prefix("note ").and_then(|n| n.parse().ok()).unwrap();
-                assert!(i < count && seen.insert(i), "unexpected or duplicated {text:?}");
+                let i: usize = text
+                    .strip_prefix("note ")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap();
+                assert!(
+                    i < count && seen.insert(i),
+                    "unexpected or duplicated {text:?}"
+                );
             }
             Ok(other) => panic!("unexpected event {other:?}"),
             Err(_) => return,
@@ -309,7 +389,13 @@ fn a_burst_of_1000_notes() {
         for i in wave * WAVE..(wave + 1) * WAVE {
             alice.send(bob.local_addr(), &format!("note {i}")).unwrap();
         }
-        drain_numbered(&bob_events, alice.local_addr(), COUNT, &mut seen, (wave + 1) * WAVE);
+        drain_numbered(
+            &bob_events,
+            alice.local_addr(),
+            COUNT,
+            &mut seen,
+            (wave + 1) * WAVE,
+        );
     }
     eprintln!(
         "burst in waves of {WAVE}: {} of {COUNT} notes arrived, in {:?}",

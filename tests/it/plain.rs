@@ -23,10 +23,16 @@ fn several_files_on_one_connection_including_empty_and_chinese_name_with_msg() {
     let dir = tempfile::tempdir().unwrap();
     let (server, events) = start_server(dir.path());
     let a = data(100_000, 2);
-    let c = "计算机由运算器、控制器、存储器、输入设备和输出设备五大部件组成".as_bytes().to_vec();
+    let c = "计算机由运算器、控制器、存储器、输入设备和输出设备五大部件组成"
+        .as_bytes()
+        .to_vec();
     plain_upload(
         server.local_addr(),
-        &[("a.bin", &a, "first"), ("empty.txt", b"", "nothing here"), ("计算机五大.txt", &c, "你好")],
+        &[
+            ("a.bin", &a, "first"),
+            ("empty.txt", b"", "nothing here"),
+            ("计算机五大.txt", &c, "你好"),
+        ],
     );
     let mut msgs = Vec::new();
     let mut done = Vec::new();
@@ -36,7 +42,9 @@ fn several_files_on_one_connection_including_empty_and_chinese_name_with_msg() {
                 assert_eq!(*mode, Mode::Plain);
                 msgs.push(msg.clone());
             }
-            Event::Transfer(TransferEvent::Finished { path: Some(path), .. }) => done.push(path.clone()),
+            Event::Transfer(TransferEvent::Finished {
+                path: Some(path), ..
+            }) => done.push(path.clone()),
             Event::Transfer(TransferEvent::Failed { reason, .. }) => panic!("{reason}"),
             _ => {}
         }
@@ -57,27 +65,42 @@ fn sixty_four_mib_plain_upload() {
     let (finished, failed) = wait_files(&events, 1);
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(finished.len(), 1);
-    assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == bytes, "64 MiB differ");
+    assert!(
+        std::fs::read(dir.path().join("big.bin")).unwrap() == bytes,
+        "64 MiB differ"
+    );
 }
 
 #[test]
 fn a_second_file_with_the_same_name_is_renamed_not_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let (server, events) = start_server(dir.path());
-    plain_upload(server.local_addr(), &[("a.txt", b"first", ""), ("a.txt", b"second", "")]);
+    plain_upload(
+        server.local_addr(),
+        &[("a.txt", b"first", ""), ("a.txt", b"second", "")],
+    );
     let mut renamed = None;
     let mut done = 0;
     wait_for(&events, |event| {
         match event {
-            Event::Transfer(TransferEvent::Started { saved_as: Some(s), .. }) => renamed = Some(s.clone()),
+            Event::Transfer(TransferEvent::Started {
+                saved_as: Some(s), ..
+            }) => renamed = Some(s.clone()),
             Event::Transfer(TransferEvent::Finished { .. }) => done += 1,
             _ => {}
         }
         (done == 2).then_some(())
     });
-    assert_eq!(renamed.as_deref(), Some("a (1).txt"), "the rename is reported");
+    assert_eq!(
+        renamed.as_deref(),
+        Some("a (1).txt"),
+        "the rename is reported"
+    );
     assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"first");
-    assert_eq!(std::fs::read(dir.path().join("a (1).txt")).unwrap(), b"second");
+    assert_eq!(
+        std::fs::read(dir.path().join("a (1).txt")).unwrap(),
+        b"second"
+    );
 }
 
 #[test]
@@ -94,12 +117,21 @@ fn ferry_send_plain_to_a_plain_server_is_byte_identical() {
     let (sink, _events) = event_channel(None);
     let files = [OutgoingFile::new(&a), OutgoingFile::new(&b)];
     let outcomes = send_files(&opts, &files, &sink, &CancelToken::new()).unwrap();
-    assert_eq!(outcomes, [FileOutcome::SentUnverified, FileOutcome::SentUnverified]);
+    assert_eq!(
+        outcomes,
+        [FileOutcome::SentUnverified, FileOutcome::SentUnverified]
+    );
     for path in [&a, &b] {
         let (header, bytes) = received.recv_timeout(DEADLINE).unwrap();
-        assert_eq!(header["file_name"], path.file_name().unwrap().to_str().unwrap());
+        assert_eq!(
+            header["file_name"],
+            path.file_name().unwrap().to_str().unwrap()
+        );
         assert_eq!(header["msg"], "from ferry");
-        assert!(header.get("ferry").is_none(), "plain mode must not mark the header");
+        assert!(
+            header.get("ferry").is_none(),
+            "plain mode must not mark the header"
+        );
         assert_eq!(bytes, std::fs::read(path).unwrap());
     }
 }

@@ -57,7 +57,9 @@ pub fn plain_header(name: &str, size: usize, msg: &str) -> String {
 pub fn plain_upload(addr: SocketAddr, files: &[(&str, &[u8], &str)]) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     for (name, bytes, msg) in files {
-        stream.write_all(&plain_frame(&plain_header(name, bytes.len(), msg))).unwrap();
+        stream
+            .write_all(&plain_frame(&plain_header(name, bytes.len(), msg)))
+            .unwrap();
         stream.write_all(bytes).unwrap();
     }
     stream.shutdown(std::net::Shutdown::Write).unwrap();
@@ -92,7 +94,11 @@ pub fn wait_files(events: &Receiver<Event>, count: usize) -> (Vec<(PathBuf, bool
     let mut failed = Vec::new();
     wait_for(events, |event| {
         match event {
-            Event::Transfer(TransferEvent::Finished { path: Some(path), verified, .. }) => {
+            Event::Transfer(TransferEvent::Finished {
+                path: Some(path),
+                verified,
+                ..
+            }) => {
                 finished.push((path.clone(), *verified));
             }
             Event::Transfer(TransferEvent::Failed { reason, .. }) => failed.push(reason.clone()),
@@ -179,7 +185,9 @@ pub fn spawn_serve(dir: &Path, extra: &[&str]) -> (ChildGuard, SocketAddr, Recei
     let stdout = child.stdout.take().unwrap();
     let lines = line_channel(stdout);
     let guard = ChildGuard(child);
-    let first = lines.recv_timeout(DEADLINE).expect("serve prints its address");
+    let first = lines
+        .recv_timeout(DEADLINE)
+        .expect("serve prints its address");
     let addr = first
         .split_whitespace()
         .find_map(|word| word.parse::<SocketAddr>().ok())
@@ -221,9 +229,12 @@ pub fn throttling_proxy(target: SocketAddr, bytes_per_tick: usize, tick: Duratio
     let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        let Ok((client, _)) = listener.accept() else { return };
+        let Ok((client, _)) = listener.accept() else {
+            return;
+        };
         let server = TcpStream::connect(target).unwrap();
-        let (mut client_r, mut server_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (mut client_r, mut server_w) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
         let (mut server_r, mut client_w) = (server, client);
         let upstream = std::thread::spawn(move || {
             let mut buf = vec![0u8; bytes_per_tick];
