@@ -127,6 +127,7 @@ texts! {
     StateSentUnverified => "sent, unverified", "已发送，未校验";
     StateFailed => "failed: {}", "失败：{}";
     StateCancelled => "cancelled", "已取消";
+    StateCancelledByPeer => "cancelled by peer", "对方已取消";
     SavedAs => "saved as {}", "保存为 {}";
 
     // Client tab

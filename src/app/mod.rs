@@ -210,6 +210,7 @@ impl FerryApp {
                     self.server.status = ServerStatus::Stopped;
                 }
             }
+            Event::Server(ServerEvent::OfferPending { .. } | ServerEvent::OfferClosed { .. }) => {}
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 log::warn!("{peer}: {reason}");
             }
@@ -352,7 +353,8 @@ fn transfer_id(event: &TransferEvent) -> u64 {
         TransferEvent::Started { id, .. }
         | TransferEvent::Progress { id, .. }
         | TransferEvent::Finished { id, .. }
-        | TransferEvent::Failed { id, .. } => *id,
+        | TransferEvent::Failed { id, .. }
+        | TransferEvent::Cancelled { id, .. } => *id,
     }
 }
 

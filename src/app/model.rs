@@ -19,7 +19,9 @@ pub enum RowState {
     /// Complete but nobody checked it (plain peer).
     Unverified,
     Failed(String),
-    Cancelled,
+    Cancelled {
+        by_peer: bool,
+    },
 }
 
 impl RowState {
@@ -141,12 +143,9 @@ impl TransferRow {
                     self.path = path.clone();
                 }
             }
-            TransferEvent::Failed { reason, .. } => {
-                self.state = if reason == "cancelled" {
-                    RowState::Cancelled
-                } else {
-                    RowState::Failed(reason.clone())
-                };
+            TransferEvent::Failed { reason, .. } => self.state = RowState::Failed(reason.clone()),
+            TransferEvent::Cancelled { by_peer, .. } => {
+                self.state = RowState::Cancelled { by_peer: *by_peer };
             }
         }
     }
@@ -292,12 +291,12 @@ mod tests {
         assert_eq!(row.state, RowState::Verified);
         assert_eq!(row.speed(), None, "no speed once finished");
         row.apply(
-            &TransferEvent::Failed {
+            &TransferEvent::Cancelled {
                 id: 7,
-                reason: "cancelled".into(),
+                by_peer: true,
             },
             t0,
         );
-        assert_eq!(row.state, RowState::Cancelled);
+        assert_eq!(row.state, RowState::Cancelled { by_peer: true });
     }
 }

@@ -133,7 +133,13 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
             tr.fill(T::StateFailed, &[reason]),
             Some(Color32::from_rgb(0xd0, 0x40, 0x40)),
         ),
-        RowState::Cancelled => (tr.get(T::StateCancelled).to_owned(), Some(Color32::GRAY)),
+        RowState::Cancelled { by_peer: false } => {
+            (tr.get(T::StateCancelled).to_owned(), Some(Color32::GRAY))
+        }
+        RowState::Cancelled { by_peer: true } => (
+            tr.get(T::StateCancelledByPeer).to_owned(),
+            Some(Color32::GRAY),
+        ),
     };
     let rich = match color {
         Some(color) => RichText::new(&text).color(color),

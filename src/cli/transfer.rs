@@ -181,6 +181,18 @@ impl Bars {
                     self.line(format!("{}: failed: {reason}", bar.prefix()));
                 }
             }
+            Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {
+                if let Some((bar, _)) = self.active.remove(id) {
+                    bar.abandon();
+                    self.multi.remove(&bar);
+                    let who = if *by_peer {
+                        "cancelled by peer"
+                    } else {
+                        "cancelled"
+                    };
+                    self.line(format!("{}: {who}", bar.prefix()));
+                }
+            }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 self.line(format!("{peer}: {reason}"));
             }

@@ -52,6 +52,16 @@ pub enum SenderMsg {
     Plain(Header),
     /// A Ferry peer's offer: the receiver answers accept or decline.
     Offer(Header),
+    /// Optional, before a Ferry connection's first offer: what the whole upload holds, so a
+    /// receiver that asks its user can show it. `names` may list only the first files.
+    Batch {
+        count: u64,
+        bytes: u64,
+        names: Vec<String>,
+    },
+    /// After an accept with `offset > 0`: where the data really starts, the accepted offset
+    /// (resume) or 0 (the sender's file does not match the receiver's partial copy).
+    Start { offset: u64 },
     /// After a Ferry file's data: the BLAKE3 hash of the whole file.
     End { blake3: [u8; 32] },
     /// The sender gives up on the current file.
@@ -62,8 +72,17 @@ pub enum SenderMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ReceiverMsg {
-    /// Send the data from `offset` on; the file will be saved under `saved_as`.
-    Accept { offset: u64, saved_as: String },
+    /// Send the data from `offset` on; the file will be saved under `saved_as`. With
+    /// `offset > 0` (resume) `prefix_blake3` is the hash of the bytes the receiver already
+    /// holds, and the sender answers with `start`.
+    Accept {
+        offset: u64,
+        saved_as: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix_blake3: Option<String>,
+    },
+    /// The receiver is asking its user; an accept or decline follows (maybe much later).
+    Waiting,
     /// The offered file is refused; the sender goes on with its next offer.
     Decline { reason: String },
     /// The hash matched and the file is saved under its final name.
@@ -92,6 +111,11 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
         }
         return match kind(&obj)? {
             Some("offer") => Ok(SenderMsg::Offer(header(&obj)?)),
+            Some("batch") => Ok(SenderMsg::Batch {
+                count: u64_field(&obj, "count")?,
+                bytes: u64_field(&obj, "bytes")?,
+                names: string_list(&obj, "names")?,
+            }),
             Some(other) => Err(MessageError::UnknownKind(other.to_owned())),
             None => Err(MessageError::MissingField("kind")),
         };
@@ -108,6 +132,9 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
                 blake3: *hash.as_bytes(),
             })
         }
+        Some("start") => Ok(SenderMsg::Start {
+            offset: u64_field(&obj, "offset")?,
+        }),
         Some("cancel") => Ok(SenderMsg::Cancel {
             reason: optional_string(&obj, "reason")?,
         }),
@@ -129,6 +156,14 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
             "kind": "end", "blake3": blake3::Hash::from_bytes(*blake3).to_hex().as_str(),
         }),
         SenderMsg::Cancel { reason } => serde_json::json!({ "kind": "cancel", "reason": reason }),
+        SenderMsg::Batch {
+            count,
+            bytes,
+            names,
+        } => serde_json::json!({
+            "ferry": FERRY_VERSION, "kind": "batch", "count": count, "bytes": bytes, "names": names,
+        }),
+        SenderMsg::Start { offset } => serde_json::json!({ "kind": "start", "offset": offset }),
     };
     frame_json(&value)
 }
@@ -186,6 +221,31 @@ fn header(obj: &Map<String, Value>) -> Result<Header, MessageError> {
         file_size,
         msg: optional_string(obj, "msg")?,
     })
+}
+
+fn u64_field(obj: &Map<String, Value>, field: &'static str) -> Result<u64, MessageError> {
+    match obj.get(field) {
+        Some(value) => value.as_u64().ok_or(MessageError::WrongType {
+            field,
+            expected: "a non-negative integer",
+        }),
+        None => Err(MessageError::MissingField(field)),
+    }
+}
+
+fn string_list(obj: &Map<String, Value>, field: &'static str) -> Result<Vec<String>, MessageError> {
+    let wrong = MessageError::WrongType {
+        field,
+        expected: "a list of strings",
+    };
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or(wrong.clone()))
+            .collect(),
+        Some(_) => Err(wrong),
+    }
 }
 
 fn string_field<'a>(

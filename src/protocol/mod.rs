@@ -35,33 +35,43 @@
 //!
 //! ## Ferry connections (the extended protocol)
 //!
-//! A Ferry sender marks **every** header with `"ferry": 1` (the protocol version) and
-//! `"kind": "offer"`; plain peers never send a `ferry` field, so the receiver knows from the
-//! first header which protocol the connection speaks. An offer is a superset of the plain
-//! header, so the framing never changes. Per file:
+//! A Ferry sender marks its offers (and its optional batch summary) with `"ferry": 1` (the
+//! protocol version); plain peers never send a `ferry` field, so the receiver knows from the
+//! first frame which protocol the connection speaks. An offer is a superset of the plain
+//! header, so the framing never changes. Per connection, then per file:
 //!
 //! ```text
+//! S -> R  Frame {"ferry":1,"kind":"batch","count":N,"bytes":B,"names":[..]}   (optional, once,
+//!         before the first offer: what a receiver that asks its user shows)
 //! S -> R  Frame {"ferry":1,"kind":"offer","file_name":..,"file_size":N,"msg":..}
-//! R -> S  Frame {"kind":"accept","offset":0,"saved_as":"name (1).txt"}
+//! R -> S  Frame {"kind":"waiting"}                      (optional: the receiver asks its user)
+//! R -> S  Frame {"kind":"accept","offset":K,"saved_as":"name (1).txt"[,"prefix_blake3":".."]}
 //!       | Frame {"kind":"decline","reason":".."}                 (then the next offer, or EOF)
+//! S -> R  if K > 0 only: Frame {"kind":"start","offset":K or 0}
 //! S -> R  data: chunks  [i32 LE n, 1 <= n <= MAX_CHUNK_LEN][n raw bytes]
-//!         until N - offset bytes were sent; or, to give up mid-file,
+//!         until N - start bytes were sent; or, to give up mid-file,
 //!         the chunk header 0 followed by Frame {"kind":"cancel","reason":".."}
 //! S -> R  Frame {"kind":"end","blake3":"<64 hex digits of BLAKE3 over the whole file>"}
 //! R -> S  Frame {"kind":"verified","saved_as":".."} | Frame {"kind":"failed","reason":".."}
 //! ```
 //!
-//! At any time the receiver may send `{"kind":"cancel","reason":..}` and close; the sender
-//! reports it as cancelled by the peer. The receiver renames the file to its final name only
-//! after the hash matched, and says `verified` only once the file is there.
+//! **Resume.** A receiver that kept the first K bytes of an interrupted upload of the same
+//! name and size accepts with `offset` K and `prefix_blake3`, the BLAKE3 of those K bytes. The
+//! sender hashes its own first K bytes (the same single pass that hashes the whole file); if
+//! they match it answers `start` K and sends only the rest, otherwise `start` 0 and everything.
+//! The final `end` hash always covers the whole file, so a wrong prefix can never be verified.
 //!
-//! Room for later features, without a second protocol:
-//! - *resume*: `accept.offset` > 0 (with a hash of the prefix the receiver already holds);
-//! - *cancel*: the `cancel` frame in both directions, described above;
-//! - *encryption*: a future `ferry` version that starts with a key-exchange frame;
-//! - unknown fields are ignored on both sides, and an unknown `kind` is an error.
+//! **Cancel.** At any time the receiver may send `{"kind":"cancel","reason":..}` and close;
+//! the sender reports it as cancelled by the peer. The sender cancels a file with the zero
+//! chunk header and a `cancel` frame; the connection stays usable for the next offer.
 //!
-//! A receiver that gets `"ferry"` with a version it does not speak declines with a reason.
+//! The receiver renames the file to its final name only after the hash matched, and says
+//! `verified` only once the file is there.
+//!
+//! Room for later features, without a second protocol: *encryption* as a future `ferry`
+//! version that starts with a key-exchange frame; unknown fields are ignored on both sides,
+//! and an unknown `kind` is an error. A receiver that gets `"ferry"` with a version it does
+//! not speak declines with a reason.
 //!
 //! # UDP: notes
 //!

@@ -88,6 +88,7 @@ fn golden_ferry_exchange() {
     // receiver -> sender: accepted, from byte 0
     assert_eq!(
         encode_receiver_msg(&ReceiverMsg::Accept {
+            prefix_blake3: None,
             offset: 0,
             saved_as: "a.txt".into()
         })
@@ -230,13 +231,35 @@ fn any_sender_msg() -> impl Strategy<Value = SenderMsg> {
         any_header().prop_map(SenderMsg::Offer),
         any::<[u8; 32]>().prop_map(|blake3| SenderMsg::End { blake3 }),
         any::<String>().prop_map(|reason| SenderMsg::Cancel { reason }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<String>(), 0..4)
+        )
+            .prop_map(|(count, bytes, names)| SenderMsg::Batch {
+                count,
+                bytes,
+                names
+            }),
+        any::<u64>().prop_map(|offset| SenderMsg::Start { offset }),
     ]
 }
 
 fn any_receiver_msg() -> impl Strategy<Value = ReceiverMsg> {
     prop_oneof![
-        (any::<u64>(), any::<String>())
-            .prop_map(|(offset, saved_as)| ReceiverMsg::Accept { offset, saved_as }),
+        (any::<u64>(), any::<String>()).prop_map(|(offset, saved_as)| ReceiverMsg::Accept {
+            offset,
+            saved_as,
+            prefix_blake3: None
+        }),
+        (any::<u64>(), any::<String>(), any::<String>()).prop_map(|(offset, saved_as, hash)| {
+            ReceiverMsg::Accept {
+                offset,
+                saved_as,
+                prefix_blake3: Some(hash),
+            }
+        }),
+        Just(ReceiverMsg::Waiting),
         any::<String>().prop_map(|reason| ReceiverMsg::Decline { reason }),
         any::<String>().prop_map(|saved_as| ReceiverMsg::Verified { saved_as }),
         any::<String>().prop_map(|reason| ReceiverMsg::Failed { reason }),

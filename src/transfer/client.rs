@@ -2,7 +2,7 @@
 //! whole file in memory), hashed with BLAKE3 on the same single read in Ferry mode.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::thread;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::zerocopy::{send_file_range, send_more};
+use super::os::{send_file_range, send_more};
 use super::{TransferError, read_frame, write_all};
 use crate::protocol::{
     self, CHUNK_LEN, Header, ReceiverMsg, SenderMsg, decode_receiver_msg, encode_chunk_header,
@@ -20,6 +20,9 @@ use crate::worker::{
     CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, TransferId,
     next_transfer_id,
 };
+
+/// How many file names the batch announcement lists (keeps it far below the frame limit).
+const BATCH_NAMES: usize = 50;
 
 /// How much of a chunk is read and hashed at a time (fits a core's L2 cache).
 const HASH_SLICE_LEN: usize = 256 * 1024;
@@ -36,6 +39,8 @@ pub struct SendOptions {
     pub connect_timeout: Duration,
     /// How long to wait for each answer of a Ferry receiver.
     pub answer_timeout: Duration,
+    /// How long to wait once the receiver said it is asking its user.
+    pub decision_timeout: Duration,
 }
 
 impl SendOptions {
@@ -46,6 +51,7 @@ impl SendOptions {
             mode: Mode::Ferry,
             connect_timeout: Duration::from_secs(10),
             answer_timeout: Duration::from_secs(30),
+            decision_timeout: Duration::from_secs(330),
         }
     }
 }
@@ -53,9 +59,11 @@ impl SendOptions {
 /// What became of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {
-    /// The receiver checked the hash and saved it under `saved_as`.
+    /// The receiver checked the hash and saved it under `saved_as`; `resumed_from` bytes
+    /// were already there from an interrupted upload (0 when all were sent now).
     Verified {
         saved_as: String,
+        resumed_from: u64,
     },
     /// Plain mode: every byte was handed to the network; nobody checked it.
     SentUnverified,
@@ -65,7 +73,12 @@ pub enum FileOutcome {
     Failed {
         reason: String,
     },
+    /// Cancelled on this side.
     Cancelled,
+    /// The receiver cancelled it.
+    CancelledByPeer {
+        reason: String,
+    },
 }
 
 impl FileOutcome {
@@ -81,11 +94,26 @@ impl FileOutcome {
 impl std::fmt::Display for FileOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FileOutcome::Verified { saved_as } => write!(f, "verified, saved as {saved_as:?}"),
+            FileOutcome::Verified {
+                saved_as,
+                resumed_from: 0,
+            } => {
+                write!(f, "verified, saved as {saved_as:?}")
+            }
+            FileOutcome::Verified {
+                saved_as,
+                resumed_from,
+            } => {
+                write!(
+                    f,
+                    "verified, saved as {saved_as:?} (resumed at byte {resumed_from})"
+                )
+            }
             FileOutcome::SentUnverified => f.write_str("sent, unverified"),
             FileOutcome::Declined { reason } => write!(f, "declined: {reason}"),
             FileOutcome::Failed { reason } => write!(f, "failed: {reason}"),
             FileOutcome::Cancelled => f.write_str("cancelled"),
+            FileOutcome::CancelledByPeer { reason } => write!(f, "cancelled by peer: {reason}"),
         }
     }
 }
@@ -164,7 +192,11 @@ pub fn send_files(
         answers,
         buf: vec![0u8; HASH_SLICE_LEN],
         broken: None,
+        heard_from_peer: false,
     };
+    if opts.mode == Mode::Ferry && !files.is_empty() {
+        session.send_batch(files);
+    }
     let outcomes = files.iter().map(|file| session.send_one(file)).collect();
     session.finish();
     Ok(outcomes)
@@ -239,6 +271,8 @@ struct Session<'a> {
     buf: Vec<u8>,
     /// Set once the connection can no longer carry files; every later file fails with it.
     broken: Option<String>,
+    /// Whether the receiver has said anything yet (a plain server never does).
+    heard_from_peer: bool,
 }
 
 /// How one file's attempt ended.
@@ -246,6 +280,8 @@ enum Stop {
     Outcome(FileOutcome),
     /// The connection is unusable from here on.
     Broken(String),
+    /// The receiver cancelled and closed.
+    PeerCancelled(String),
 }
 
 impl From<TransferError> for Stop {
@@ -259,7 +295,7 @@ impl Session<'_> {
         let id = file.id;
         let outcome = self.try_send(file);
         match &outcome {
-            FileOutcome::Verified { saved_as } => self.sink.transfer(TransferEvent::Finished {
+            FileOutcome::Verified { saved_as, .. } => self.sink.transfer(TransferEvent::Finished {
                 id,
                 verified: true,
                 saved_as: saved_as.clone(),
@@ -271,6 +307,12 @@ impl Session<'_> {
                 saved_as: String::new(),
                 path: None,
             }),
+            FileOutcome::Cancelled => self
+                .sink
+                .transfer(TransferEvent::Cancelled { id, by_peer: false }),
+            FileOutcome::CancelledByPeer { .. } => self
+                .sink
+                .transfer(TransferEvent::Cancelled { id, by_peer: true }),
             other => self.sink.transfer(TransferEvent::Failed {
                 id,
                 reason: other.to_string(),
@@ -334,6 +376,10 @@ impl Session<'_> {
                 self.broken = Some(reason.clone());
                 FileOutcome::Failed { reason }
             }
+            Err(Stop::PeerCancelled(reason)) => {
+                self.broken = Some(format!("cancelled by peer: {reason}"));
+                FileOutcome::CancelledByPeer { reason }
+            }
         }
     }
 
@@ -375,22 +421,29 @@ impl Session<'_> {
         let size = header.file_size;
         let frame = encode_sender_msg(&SenderMsg::Offer(header)).map_err(TransferError::from)?;
         self.write_or_explain(&frame)?;
-        match self.wait_answer()? {
-            ReceiverMsg::Accept { offset: 0, .. } => {}
-            ReceiverMsg::Accept { offset, .. } => {
-                return Err(Stop::Broken(format!(
-                    "receiver asked to resume at byte {offset}, which this version cannot do"
-                )));
-            }
+        let (offset, prefix) = match self.wait_answer()? {
+            ReceiverMsg::Accept {
+                offset,
+                prefix_blake3,
+                ..
+            } => (offset, prefix_blake3),
             ReceiverMsg::Decline { reason } => return Ok(FileOutcome::Declined { reason }),
             other => {
                 return Err(Stop::Broken(format!(
                     "unexpected answer to an offer: {other:?}"
                 )));
             }
-        }
+        };
         let mut hasher = blake3::Hasher::new();
         let mut sent = 0u64;
+        if offset > 0 {
+            sent = self.agree_start(&mut file, &mut hasher, offset, prefix.as_deref(), size)?;
+            self.sink.transfer(TransferEvent::Progress {
+                id,
+                bytes_done: sent,
+            });
+        }
+        let resumed_from = sent;
         let mut throttle = ProgressThrottle::default();
         while sent < size {
             if let Some(stop) = self.peer_stopped() {
@@ -448,11 +501,84 @@ impl Session<'_> {
         };
         self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
         match self.wait_answer()? {
-            ReceiverMsg::Verified { saved_as } => Ok(FileOutcome::Verified { saved_as }),
+            ReceiverMsg::Verified { saved_as } => Ok(FileOutcome::Verified {
+                saved_as,
+                resumed_from,
+            }),
             ReceiverMsg::Failed { reason } => Ok(FileOutcome::Failed { reason }),
             other => Err(Stop::Broken(format!(
                 "unexpected answer after a file: {other:?}"
             ))),
+        }
+    }
+
+    /// The receiver holds the first `offset` bytes of an interrupted upload: hash ours (this
+    /// is the start of the one pass that hashes the whole file), and resume if they match or
+    /// start over if not. Returns where the data now starts.
+    fn agree_start(
+        &mut self,
+        file: &mut File,
+        hasher: &mut blake3::Hasher,
+        offset: u64,
+        prefix: Option<&str>,
+        size: u64,
+    ) -> Result<u64, Stop> {
+        let theirs = prefix.and_then(|hex| blake3::Hash::from_hex(hex).ok());
+        let mut matches = false;
+        if offset <= size {
+            if let Some(theirs) = theirs {
+                let mut left = offset;
+                while left > 0 {
+                    let want = left.min(self.buf.len() as u64) as usize;
+                    match read_some(file, &mut self.buf[..want]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            hasher.update(&self.buf[..n]);
+                            left -= n as u64;
+                        }
+                    }
+                }
+                // `finalize` does not consume: the same hasher goes on over the rest.
+                matches = left == 0 && hasher.finalize() == theirs;
+            }
+        }
+        let start = if matches { offset } else { 0 };
+        if !matches {
+            *hasher = blake3::Hasher::new();
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| Stop::Broken(format!("cannot read the file: {e}")))?;
+        }
+        let frame =
+            encode_sender_msg(&SenderMsg::Start { offset: start }).map_err(TransferError::from)?;
+        self.write_or_explain(&frame)?;
+        Ok(start)
+    }
+
+    /// Announces the whole upload, so a receiver that asks its user can show it. Best effort:
+    /// a failure here shows up again, and is reported, with the first offer.
+    fn send_batch(&mut self, files: &[OutgoingFile]) {
+        let bytes = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(&f.path).ok())
+            .map(|m| m.len())
+            .sum();
+        let names = files
+            .iter()
+            .take(BATCH_NAMES)
+            .map(|f| {
+                f.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let batch = SenderMsg::Batch {
+            count: files.len() as u64,
+            bytes,
+            names,
+        };
+        if let Ok(frame) = encode_sender_msg(&batch) {
+            let _ = self.stream.write_all(&frame);
         }
     }
 
@@ -484,6 +610,10 @@ impl Session<'_> {
                     .and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
                 Err(match said {
                     Some(Answer::Msg(msg)) => stop_for_answer(msg),
+                    _ if self.answers.is_some() && !self.heard_from_peer => Stop::Broken(format!(
+                        "connection lost before the receiver answered: {e}; \
+                         if it is a plain (non-Ferry) server, send in plain mode"
+                    )),
                     _ => Stop::Broken(format!("connection lost: {e}")),
                 })
             }
@@ -504,7 +634,7 @@ impl Session<'_> {
         let Some(rx) = &self.answers else {
             return Err(Stop::Broken("no answer channel".into()));
         };
-        let deadline = Instant::now() + self.opts.answer_timeout;
+        let mut deadline = Instant::now() + self.opts.answer_timeout;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Stop::Broken("cancelled".into()));
@@ -517,8 +647,21 @@ impl Session<'_> {
                     self.opts.answer_timeout.as_secs()
                 )));
             }
-            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            let received = rx.recv_timeout(left.min(Duration::from_millis(100)));
+            if let Ok(Answer::Msg(_)) = &received {
+                self.heard_from_peer = true;
+            }
+            match received {
+                // The receiver is asking its user: wait as long as it lets them decide.
+                Ok(Answer::Msg(ReceiverMsg::Waiting)) => {
+                    deadline = Instant::now() + self.opts.decision_timeout
+                }
                 Ok(Answer::Msg(msg)) => return Ok(msg),
+                Ok(Answer::Closed(reason)) if !self.heard_from_peer => {
+                    return Err(Stop::Broken(format!(
+                        "{reason} before answering; if it is a plain (non-Ferry) server, send in plain mode"
+                    )));
+                }
                 Ok(Answer::Closed(reason)) => return Err(Stop::Broken(reason)),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -543,7 +686,7 @@ impl Session<'_> {
 fn stop_for_answer(msg: ReceiverMsg) -> Stop {
     match msg {
         // The receiver closes after a cancel, so later files cannot go either.
-        ReceiverMsg::Cancel { reason } => Stop::Broken(format!("cancelled by peer: {reason}")),
+        ReceiverMsg::Cancel { reason } => Stop::PeerCancelled(reason),
         ReceiverMsg::Decline { reason } => Stop::Outcome(FileOutcome::Declined { reason }),
         ReceiverMsg::Failed { reason } => Stop::Broken(reason),
         other => Stop::Broken(format!("unexpected answer during data: {other:?}")),

@@ -4,13 +4,13 @@
 
 mod client;
 mod files;
+mod os;
 mod server;
-mod zerocopy;
 
 use std::io::{self, ErrorKind, Read, Write};
 
 pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, send_files};
-pub use files::PartFile;
+pub use files::{PartFile, PartRegistry};
 pub use server::{ServerConfig, ServerHandle, ServerStartError};
 
 use crate::protocol::{self, FrameError, MessageError};
@@ -36,12 +36,40 @@ pub enum TransferError {
     Timeout(u64),
     #[error("cancelled by peer: {0}")]
     CancelledByPeer(String),
+    /// The user on this side cancelled the transfer.
     #[error("cancelled")]
-    Cancelled,
-    #[error("cannot write the file: {0}")]
+    CancelledHere,
+    #[error("the server stopped")]
+    Stopped,
+    #[error("{}", disk_message(.0))]
     Disk(io::Error),
+    #[error("not enough disk space: the file needs {needed} bytes, {available} are free")]
+    NoSpace { needed: u64, available: u64 },
     #[error("network error: {0}")]
     Io(io::Error),
+}
+
+impl TransferError {
+    /// True for interruptions of the connection itself (as opposed to bad or rejected data):
+    /// a Ferry upload that ends this way keeps its `.part` so the sender can resume.
+    pub fn is_interruption(&self) -> bool {
+        matches!(
+            self,
+            TransferError::TruncatedFrame
+                | TransferError::ShortData { .. }
+                | TransferError::Timeout(_)
+                | TransferError::Io(_)
+                | TransferError::Stopped
+        )
+    }
+}
+
+fn disk_message(e: &io::Error) -> String {
+    match e.kind() {
+        ErrorKind::StorageFull => "disk full".to_owned(),
+        ErrorKind::QuotaExceeded => "disk quota exceeded".to_owned(),
+        _ => format!("cannot write the file: {e}"),
+    }
 }
 
 impl From<io::Error> for TransferError {

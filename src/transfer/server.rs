@@ -6,21 +6,25 @@
 //! connection is logged, reported as an event and closed; the server keeps serving.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read, Seek, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+use std::time::Instant;
 
-use super::{PartFile, TransferError, read_error, read_frame, read_prefix, write_all};
+use super::os::available_space;
+use super::{
+    PartFile, PartRegistry, TransferError, read_error, read_frame, read_prefix, write_all,
+};
 use crate::protocol::{
     self, Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_sender_msg,
     encode_receiver_msg, sanitize_file_name,
 };
 use crate::worker::{
-    Direction, Event, EventSink, Mode, ProgressThrottle, ServerEvent, TransferEvent,
+    Direction, Event, EventSink, Mode, ProgressThrottle, ServerEvent, TransferEvent, TransferId,
     next_transfer_id,
 };
 
@@ -33,6 +37,10 @@ const PIPELINE_BUFFERS: usize = 8;
 const PIPELINE_BUF_LEN: usize = 256 * 1024;
 /// How many refusals (over the connection bound) may be in flight at once.
 const MAX_REFUSALS: usize = 16;
+/// How many file names a pending offer lists.
+const OFFER_NAMES: usize = 50;
+/// How often a connection waiting for its user's decision looks at the stop flag.
+const DECISION_POLL: Duration = Duration::from_millis(200);
 
 /// What a server needs to start.
 #[derive(Debug, Clone)]
@@ -45,6 +53,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A peer silent for this long is dropped.
     pub idle_timeout: Duration,
+    /// Accept every offer without asking (the original's behaviour). When off, Ferry senders
+    /// wait for a decision ([`ServerEvent::OfferPending`]) and plain senders, which cannot be
+    /// asked, are refused. Can be changed while running: [`ServerHandle::set_auto_accept`].
+    pub auto_accept: bool,
+    /// How long an offer waits for the user's decision before it is declined.
+    pub decision_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -55,6 +69,8 @@ impl ServerConfig {
             dir,
             max_connections: 64,
             idle_timeout: Duration::from_secs(30),
+            auto_accept: true,
+            decision_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -73,20 +89,32 @@ pub enum ServerStartError {
     NotAFolder(PathBuf),
 }
 
+/// A file being received, as `cancel` finds it.
+struct Live {
+    cancel: Arc<AtomicBool>,
+    stream: Option<TcpStream>,
+}
+
 /// State shared by the listener and the connection threads.
 struct Shared {
     config: ServerConfig,
     sink: EventSink,
     stopping: AtomicBool,
+    auto_accept: AtomicBool,
     active: AtomicUsize,
     refusing: AtomicUsize,
     /// Clones of the live connections, so `stop` can shut them down mid-read.
     conns: Mutex<HashMap<u64, TcpStream>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    parts: PartRegistry,
+    live: Mutex<HashMap<TransferId, Live>>,
+    /// Offers waiting for the user: where to send the decision.
+    pending: Mutex<HashMap<u64, crossbeam_channel::Sender<bool>>>,
 }
 
-/// A running server. Dropping it stops the server, cancels in-flight uploads (their `.part`
-/// files are removed) and joins every thread.
+/// A running server. Dropping it stops the server, cancels in-flight uploads (plain ones
+/// leave nothing; interrupted Ferry ones keep their `.part` for a resume) and joins every
+/// thread.
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
@@ -108,6 +136,7 @@ impl ServerHandle {
             .local_addr()
             .map_err(|source| ServerStartError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
+            auto_accept: AtomicBool::new(config.auto_accept),
             config,
             sink,
             stopping: AtomicBool::new(false),
@@ -115,6 +144,9 @@ impl ServerHandle {
             refusing: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
+            parts: PartRegistry::default(),
+            live: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -137,6 +169,30 @@ impl ServerHandle {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Turns asking before accepting off (`true`) or on (`false`) for offers from now on.
+    pub fn set_auto_accept(&self, auto_accept: bool) {
+        self.shared.auto_accept.store(auto_accept, Ordering::SeqCst);
+    }
+
+    /// Answers a [`ServerEvent::OfferPending`]. An offer that is no longer open is ignored.
+    pub fn decide(&self, offer_id: u64, accept: bool) {
+        if let Some(tx) = lock(&self.shared.pending).remove(&offer_id) {
+            let _ = tx.try_send(accept);
+        }
+    }
+
+    /// Cancels an incoming file: a Ferry sender is told, a plain one sees the connection
+    /// close; nothing is kept. Unknown or finished ids are ignored.
+    pub fn cancel(&self, id: TransferId) {
+        if let Some(live) = lock(&self.shared.live).get(&id) {
+            live.cancel.store(true, Ordering::SeqCst);
+            // Wake a read that is waiting for data; writing (the cancel frame) still works.
+            if let Some(stream) = &live.stream {
+                let _ = stream.shutdown(Shutdown::Read);
+            }
+        }
     }
 
     /// Stops accepting, cancels in-flight uploads and waits for every thread.
@@ -181,7 +237,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic in another connection thread must not take the server down with it.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
-
 fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
     let mut next_conn = 0u64;
     for stream in listener.incoming() {
@@ -297,6 +352,8 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         peer,
         shared,
         mode: None,
+        batch: None,
+        decision: None,
         buf: vec![0u8; RECV_BUF_LEN],
     };
     match conn.run() {
@@ -320,7 +377,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
 }
 
-/// A connection ended with an error; `reported` when a file's `Failed` event already told.
+/// A connection ended with an error; `reported` when a file's event already told.
 struct ConnEnd {
     error: TransferError,
     reported: bool,
@@ -335,13 +392,23 @@ impl From<TransferError> for ConnEnd {
     }
 }
 
+/// What a Ferry sender announced about its whole upload (`batch`).
+struct Batch {
+    count: u64,
+    bytes: u64,
+    names: Vec<String>,
+}
+
 struct Connection<'a> {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     peer: SocketAddr,
     shared: &'a Shared,
-    /// Decided by the first header.
+    /// Decided by the first frame.
     mode: Option<Mode>,
+    batch: Option<Batch>,
+    /// The user's answer for this connection, once asked.
+    decision: Option<bool>,
     buf: Vec<u8>,
 }
 
@@ -369,16 +436,29 @@ struct DataSource<'a> {
     size: u64,
     idle_secs: u64,
     stopping: &'a AtomicBool,
+    cancel: &'a AtomicBool,
 }
 
 impl DataSource<'_> {
     /// Fills `buf` as far as the file goes (so disk writes are large): at least one byte
     /// unless the file is complete or cancelled.
     fn fill(&mut self, buf: &mut [u8]) -> Result<Fill, TransferError> {
+        match self.fill_inner(buf) {
+            // A cancel shuts the socket's read side: whatever error that caused, say why.
+            Err(_) if self.cancel.load(Ordering::SeqCst) => Err(TransferError::CancelledHere),
+            Err(_) if self.stopping.load(Ordering::SeqCst) => Err(TransferError::Stopped),
+            other => other,
+        }
+    }
+
+    fn fill_inner(&mut self, buf: &mut [u8]) -> Result<Fill, TransferError> {
         let mut filled = 0;
         while filled < buf.len() && self.received < self.size {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(TransferError::CancelledHere);
+            }
             if self.stopping.load(Ordering::Relaxed) {
-                return Err(TransferError::Cancelled);
+                return Err(TransferError::Stopped);
             }
             if self.chunked && self.left_in_chunk == 0 {
                 let prefix = read_prefix(self.reader)
@@ -433,7 +513,8 @@ impl DataSource<'_> {
 }
 
 /// Reads on this thread while a second one hashes and writes, through a small pool of
-/// buffers. A disk error stops the reader at its next buffer.
+/// buffers. A disk error stops the reader at its next buffer. Whatever was read before an
+/// error is written before this returns (so a kept partial holds every byte received).
 fn pipelined(
     source: &mut DataSource<'_>,
     file: &mut std::fs::File,
@@ -496,21 +577,46 @@ enum FileEnd {
     Rejected(TransferError),
 }
 
+/// Where a file's data starts and the hash of what is already there.
+struct Start {
+    offset: u64,
+    hasher: Option<blake3::Hasher>,
+}
+
 impl Connection<'_> {
     fn idle_secs(&self) -> u64 {
         self.shared.config.idle_timeout.as_secs()
     }
 
+    fn read_msg(&mut self) -> Result<Option<SenderMsg>, TransferError> {
+        match read_frame(&mut self.reader) {
+            Ok(Some(body)) => Ok(Some(decode_sender_msg(&body)?)),
+            Ok(None) => Ok(None),
+            Err(TransferError::Io(e)) => Err(read_error(e, self.idle_secs())),
+            Err(e) => Err(e),
+        }
+    }
+
     fn run(&mut self) -> Result<(), ConnEnd> {
-        loop {
-            let body = match read_frame(&mut self.reader) {
-                Ok(Some(body)) => body,
-                Ok(None) => return Ok(()),
-                Err(TransferError::Io(e)) => return Err(read_error(e, self.idle_secs()).into()),
-                Err(e) => return Err(e.into()),
-            };
-            let msg = decode_sender_msg(&body).map_err(TransferError::from)?;
+        while let Some(msg) = self.read_msg()? {
             let (header, mode) = match (self.mode, msg) {
+                (
+                    None,
+                    SenderMsg::Batch {
+                        count,
+                        bytes,
+                        mut names,
+                    },
+                ) => {
+                    names.truncate(OFFER_NAMES);
+                    self.batch = Some(Batch {
+                        count,
+                        bytes,
+                        names,
+                    });
+                    self.mode = Some(Mode::Ferry);
+                    continue;
+                }
                 (None | Some(Mode::Plain), SenderMsg::Plain(h)) => (h, Mode::Plain),
                 (None | Some(Mode::Ferry), SenderMsg::Offer(h)) => (h, Mode::Ferry),
                 (_, other) => {
@@ -523,6 +629,7 @@ impl Connection<'_> {
             self.mode = Some(mode);
             self.receive_file(header, mode)?;
         }
+        Ok(())
     }
 
     /// Best effort: a Ferry peer that already left cannot be told anything.
@@ -532,34 +639,138 @@ impl Connection<'_> {
         }
     }
 
+    /// Whether to take this file: auto-accept, the connection's earlier answer, or the user's.
+    /// `Err(reason)` declines.
+    fn decide(&mut self, header: &Header, mode: Mode) -> Result<Result<(), String>, TransferError> {
+        if self.shared.auto_accept.load(Ordering::SeqCst) {
+            return Ok(Ok(()));
+        }
+        if mode == Mode::Plain {
+            return Ok(Err(
+                "the receiver asks before accepting, and plain senders cannot be asked".into(),
+            ));
+        }
+        let accepted = match self.decision {
+            Some(accepted) => accepted,
+            None => {
+                let accepted = self.ask_user(header)?;
+                self.decision = Some(accepted);
+                accepted
+            }
+        };
+        Ok(if accepted {
+            Ok(())
+        } else {
+            Err("declined by the receiver".into())
+        })
+    }
+
+    /// Tells the sender to wait, shows the offer, and waits for the user's answer.
+    fn ask_user(&mut self, header: &Header) -> Result<bool, TransferError> {
+        self.answer(&ReceiverMsg::Waiting);
+        let offer_id = next_transfer_id();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        lock(&self.shared.pending).insert(offer_id, tx);
+        let (count, bytes, names) = match &self.batch {
+            Some(b) => (b.count, b.bytes, b.names.clone()),
+            None => (1, header.file_size, vec![header.file_name.clone()]),
+        };
+        self.shared
+            .sink
+            .emit(Event::Server(ServerEvent::OfferPending {
+                offer_id,
+                peer: self.peer,
+                count,
+                bytes,
+                names,
+                msg: header.msg.clone(),
+            }));
+        let deadline = Instant::now() + self.shared.config.decision_timeout;
+        let answer = loop {
+            match rx.recv_timeout(DECISION_POLL) {
+                Ok(accept) => break Ok(accept),
+                Err(_) if self.shared.stopping.load(Ordering::SeqCst) => {
+                    break Err(TransferError::Stopped);
+                }
+                Err(_) if Instant::now() >= deadline => break Ok(false),
+                Err(_) => {}
+            }
+        };
+        lock(&self.shared.pending).remove(&offer_id);
+        self.shared
+            .sink
+            .emit(Event::Server(ServerEvent::OfferClosed { offer_id }));
+        answer
+    }
+
     fn receive_file(&mut self, header: Header, mode: Mode) -> Result<(), ConnEnd> {
         let safe = sanitize_file_name(&header.file_name);
         let id = next_transfer_id();
-        let sink = &self.shared.sink;
-        let mut part = match PartFile::create(&self.shared.config.dir, &safe) {
-            Ok(part) => part,
-            Err(e) => {
-                let error = TransferError::Disk(e);
-                if mode == Mode::Ferry {
-                    // The sender can go on with its next file.
-                    self.answer(&ReceiverMsg::Decline {
-                        reason: error.to_string(),
-                    });
-                    log::warn!("{}: declined {:?}: {error}", self.peer, header.file_name);
-                    return Ok(());
-                }
-                return Err(error.into());
+        let dir = &self.shared.config.dir;
+        let refusal = match self.decide(&header, mode)? {
+            Err(reason) => Some(reason),
+            Ok(()) => None,
+        };
+        // A partial copy left by an interrupted upload of the same name (Ferry only: only a
+        // Ferry sender can prove, by hash, that it is the start of the same file).
+        let resumable = match (&refusal, mode) {
+            (None, Mode::Ferry) => {
+                PartFile::resumable(dir, &safe, header.file_size, &self.shared.parts)
+                    .map_err(TransferError::Disk)?
             }
+            _ => None,
+        };
+        let offset = resumable.as_ref().map_or(0, |(_, len)| *len);
+        let needed = header.file_size - offset;
+        let refusal = refusal.or_else(|| match available_space(dir) {
+            Some(available) if available < needed => {
+                Some(TransferError::NoSpace { needed, available }.to_string())
+            }
+            _ => None,
+        });
+        if let Some(reason) = refusal {
+            log::warn!("{}: refused {:?}: {reason}", self.peer, header.file_name);
+            self.report_refusal(id, &header, mode, &reason);
+            return match mode {
+                Mode::Ferry => {
+                    self.answer(&ReceiverMsg::Decline { reason });
+                    Ok(())
+                }
+                // A plain sender cannot be told; its bytes cannot be skipped cheaply either.
+                Mode::Plain => Err(ConnEnd {
+                    error: TransferError::Unexpected(reason),
+                    reported: true,
+                }),
+            };
+        }
+        let (mut part, prefix) = match resumable {
+            Some((mut part, len)) => {
+                let hasher = part
+                    .hash_prefix(len, &mut self.buf)
+                    .map_err(TransferError::Disk)?;
+                (part, Some(hasher))
+            }
+            None => match PartFile::create(dir, &safe, &self.shared.parts) {
+                Ok(part) => (part, None),
+                Err(e) => {
+                    let error = TransferError::Disk(e);
+                    self.report_refusal(id, &header, mode, &error.to_string());
+                    if mode == Mode::Ferry {
+                        // The sender can go on with its next file.
+                        self.answer(&ReceiverMsg::Decline {
+                            reason: error.to_string(),
+                        });
+                        return Ok(());
+                    }
+                    return Err(ConnEnd {
+                        error,
+                        reported: true,
+                    });
+                }
+            },
         };
         let final_name = part.final_name();
-        if final_name != header.file_name {
-            log::info!(
-                "{}: {:?} will be saved as {final_name:?}",
-                self.peer,
-                header.file_name
-            );
-        }
-        sink.transfer(TransferEvent::Started {
+        self.shared.sink.transfer(TransferEvent::Started {
             id,
             direction: Direction::Incoming,
             peer: self.peer,
@@ -569,29 +780,122 @@ impl Connection<'_> {
             mode,
             msg: header.msg.clone(),
         });
+        let cancel = Arc::new(AtomicBool::new(false));
+        lock(&self.shared.live).insert(
+            id,
+            Live {
+                cancel: Arc::clone(&cancel),
+                stream: self.writer.try_clone().ok(),
+            },
+        );
+        let outcome =
+            self.receive_accepted(&mut part, id, &header, mode, prefix, final_name, &cancel);
+        lock(&self.shared.live).remove(&id);
+        self.finish_file(&mut part, id, &header, mode, outcome)
+    }
+
+    /// A file refused before any byte was written still gets a row that says why.
+    fn report_refusal(&self, id: TransferId, header: &Header, mode: Mode, reason: &str) {
+        let sink = &self.shared.sink;
+        sink.transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Incoming,
+            peer: self.peer,
+            name: header.file_name.clone(),
+            saved_as: None,
+            bytes_total: header.file_size,
+            mode,
+            msg: header.msg.clone(),
+        });
+        sink.transfer(TransferEvent::Failed {
+            id,
+            reason: format!("refused: {reason}"),
+        });
+    }
+
+    /// Accepts (Ferry), agrees where the data starts, receives it and checks it.
+    #[allow(clippy::too_many_arguments)]
+    fn receive_accepted(
+        &mut self,
+        part: &mut PartFile,
+        id: TransferId,
+        header: &Header,
+        mode: Mode,
+        prefix: Option<blake3::Hasher>,
+        final_name: String,
+        cancel: &AtomicBool,
+    ) -> Result<FileEnd, TransferError> {
+        let mut start = Start {
+            offset: 0,
+            hasher: (mode == Mode::Ferry).then(blake3::Hasher::new),
+        };
         if mode == Mode::Ferry {
-            let frame = encode_receiver_msg(&ReceiverMsg::Accept {
-                offset: 0,
+            let offset = part
+                .file()
+                .and_then(|f| f.stream_position())
+                .map_err(TransferError::Disk)?;
+            let accept = ReceiverMsg::Accept {
+                offset,
                 saved_as: final_name,
-            })
-            .map_err(TransferError::from)?;
-            write_all(&mut self.writer, &frame)?;
+                prefix_blake3: prefix.as_ref().map(|h| h.finalize().to_hex().to_string()),
+            };
+            write_all(&mut self.writer, &encode_receiver_msg(&accept)?)?;
+            if let Some(prefix) = prefix {
+                match self.read_msg()? {
+                    Some(SenderMsg::Start { offset: 0 }) => {
+                        log::info!(
+                            "{}: {:?} changed since the interrupted upload; starting over",
+                            self.peer,
+                            header.file_name
+                        );
+                        part.restart().map_err(TransferError::Disk)?;
+                    }
+                    Some(SenderMsg::Start { offset: agreed }) if agreed == offset => {
+                        log::info!(
+                            "{}: resuming {:?} at byte {offset}",
+                            self.peer,
+                            header.file_name
+                        );
+                        start = Start {
+                            offset,
+                            hasher: Some(prefix),
+                        };
+                    }
+                    other => {
+                        return Err(TransferError::Unexpected(format!(
+                            "{other:?} where a start at {offset} or 0 belongs"
+                        )));
+                    }
+                }
+            }
         }
-        let outcome = self
-            .receive_data(&mut part, id, header.file_size, mode)
-            .and_then(|data| match data {
-                DataEnd::Cancelled(reason) => {
-                    Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason)))
-                }
-                DataEnd::Complete(None) => {
-                    let path = part.commit().map_err(TransferError::Disk)?;
-                    Ok(FileEnd::Committed {
-                        path,
-                        verified: false,
-                    })
-                }
-                DataEnd::Complete(Some(hash)) => self.finish_ferry(&mut part, hash),
-            });
+        let data = self.receive_data(part, id, header.file_size, mode, start, cancel)?;
+        match data {
+            DataEnd::Cancelled(reason) => {
+                Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason)))
+            }
+            DataEnd::Complete(None) => {
+                let path = part.commit().map_err(TransferError::Disk)?;
+                Ok(FileEnd::Committed {
+                    path,
+                    verified: false,
+                })
+            }
+            DataEnd::Complete(Some(hash)) => self.finish_ferry(part, hash),
+        }
+    }
+
+    /// Reports how a file ended, answers a Ferry sender, and decides whether the connection
+    /// can carry the next file.
+    fn finish_file(
+        &mut self,
+        part: &mut PartFile,
+        id: TransferId,
+        header: &Header,
+        mode: Mode,
+        outcome: Result<FileEnd, TransferError>,
+    ) -> Result<(), ConnEnd> {
+        let sink = &self.shared.sink;
         match outcome {
             Ok(FileEnd::Committed { path, verified }) => {
                 let saved_as = path
@@ -618,24 +922,44 @@ impl Connection<'_> {
                 });
                 Ok(())
             }
+            Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))) => {
+                log::info!(
+                    "{}: {:?} cancelled by the sender: {reason}",
+                    self.peer,
+                    header.file_name
+                );
+                sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
+                Ok(())
+            }
             Ok(FileEnd::Rejected(error)) => {
                 log::warn!("{}: {:?}: {error}", self.peer, header.file_name);
-                if !matches!(error, TransferError::CancelledByPeer(_)) {
-                    self.answer(&ReceiverMsg::Failed {
-                        reason: error.to_string(),
-                    });
-                }
+                self.answer(&ReceiverMsg::Failed {
+                    reason: error.to_string(),
+                });
                 sink.transfer(TransferEvent::Failed {
                     id,
                     reason: error.to_string(),
                 });
                 Ok(())
             }
-            Err(error) => {
-                sink.transfer(TransferEvent::Failed {
-                    id,
-                    reason: error.to_string(),
+            Err(TransferError::CancelledHere) => {
+                self.answer(&ReceiverMsg::Cancel {
+                    reason: "cancelled by the receiver".into(),
                 });
+                sink.transfer(TransferEvent::Cancelled { id, by_peer: false });
+                // The read side is shut: this connection is done.
+                Err(ConnEnd {
+                    error: TransferError::CancelledHere,
+                    reported: true,
+                })
+            }
+            Err(error) => {
+                let mut reason = error.to_string();
+                if mode == Mode::Ferry && error.is_interruption() {
+                    part.keep();
+                    reason.push_str("; the received part is kept, sending again resumes");
+                }
+                sink.transfer(TransferEvent::Failed { id, reason });
                 Err(ConnEnd {
                     error,
                     reported: true,
@@ -650,24 +974,31 @@ impl Connection<'_> {
     fn receive_data(
         &mut self,
         part: &mut PartFile,
-        id: u64,
+        id: TransferId,
         size: u64,
         mode: Mode,
+        start: Start,
+        cancel: &AtomicBool,
     ) -> Result<DataEnd, TransferError> {
         let mut source = DataSource {
             reader: &mut self.reader,
             chunked: mode == Mode::Ferry,
             left_in_chunk: 0,
-            received: 0,
+            received: start.offset,
             size,
             idle_secs: self.shared.config.idle_timeout.as_secs(),
             stopping: &self.shared.stopping,
+            cancel,
         };
-        let mut hasher = (mode == Mode::Ferry).then(blake3::Hasher::new);
+        let mut hasher = start.hasher;
         let mut throttle = ProgressThrottle::default();
         let sink = &self.shared.sink;
+        sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: start.offset,
+        });
         let file = part.file().map_err(TransferError::Disk)?;
-        let end = if size < PIPELINE_MIN_BYTES {
+        let end = if size - start.offset < PIPELINE_MIN_BYTES {
             loop {
                 match source.fill(&mut self.buf)? {
                     Fill::Done => break DataEnd::Complete(None),
@@ -715,14 +1046,7 @@ impl Connection<'_> {
         part: &mut PartFile,
         hash: [u8; 32],
     ) -> Result<FileEnd, TransferError> {
-        let idle = self.idle_secs();
-        let body = read_frame(&mut self.reader)
-            .map_err(|e| match e {
-                TransferError::Io(e) => read_error(e, idle),
-                e => e,
-            })?
-            .ok_or(TransferError::TruncatedFrame)?;
-        match decode_sender_msg(&body)? {
+        match self.read_msg()?.ok_or(TransferError::TruncatedFrame)? {
             SenderMsg::End { blake3 } if blake3 == hash => {
                 let path = part.commit().map_err(TransferError::Disk)?;
                 Ok(FileEnd::Committed {

@@ -80,6 +80,11 @@ pub enum TransferEvent {
         id: TransferId,
         reason: String,
     },
+    /// Stopped on purpose: by the user on this side, or (`by_peer`) on the other.
+    Cancelled {
+        id: TransferId,
+        by_peer: bool,
+    },
 }
 
 /// Server lifecycle and connection-level problems (not tied to one file).
@@ -95,6 +100,21 @@ pub enum ServerEvent {
     /// The server could not start (port in use, folder not writable, ...).
     StartFailed {
         reason: String,
+    },
+    /// A Ferry sender offers files and the server asks before accepting: answer with
+    /// `ServerHandle::decide(offer_id, ..)` (the window: `Command::Decide`).
+    OfferPending {
+        offer_id: u64,
+        peer: SocketAddr,
+        /// Files and bytes in the whole upload, and the first names.
+        count: u64,
+        bytes: u64,
+        names: Vec<String>,
+        msg: String,
+    },
+    /// The offer was decided, or its sender left: the question is no longer open.
+    OfferClosed {
+        offer_id: u64,
     },
     Stopped,
     /// A connection was refused or ended with an error before or between files.

@@ -39,7 +39,10 @@ fn ferry_upload_is_verified_and_byte_identical() {
     let outcomes = send(server.local_addr(), &files);
     assert_eq!(
         outcomes,
-        ["a.bin", "empty", "计算机五大.txt"].map(|n| FileOutcome::Verified { saved_as: n.into() })
+        ["a.bin", "empty", "计算机五大.txt"].map(|n| FileOutcome::Verified {
+            saved_as: n.into(),
+            resumed_from: 0
+        })
     );
     let (finished, failed) = wait_files(&events, 3);
     assert!(failed.is_empty());
@@ -137,6 +140,7 @@ fn sixteen_concurrent_uploads_are_all_byte_identical() {
                     send(addr, &[path])
                         == [FileOutcome::Verified {
                             saved_as: format!("file-{i}.bin"),
+                            resumed_from: 0,
                         }]
                 }
             })
@@ -270,7 +274,8 @@ fn outgoing_events_report_progress_and_the_saved_name() {
     assert_eq!(
         outcomes[0],
         FileOutcome::Verified {
-            saved_as: "x (1).bin".into()
+            saved_as: "x (1).bin".into(),
+            resumed_from: 0,
         }
     );
     drop(sink);

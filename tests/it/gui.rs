@@ -244,7 +244,10 @@ fn cancel_in_the_client_tab_stops_the_upload_and_the_receiver_keeps_nothing() {
     run_until(&mut harness, "the row to end", |app| {
         app.client.rows[0].state.is_finished()
     });
-    assert_eq!(harness.state().client.rows[0].state, RowState::Cancelled);
+    assert_eq!(
+        harness.state().client.rows[0].state,
+        RowState::Cancelled { by_peer: false }
+    );
     harness.get_by_label("cancelled");
     // The receiver hears it from the peer and keeps nothing.
     let (finished, failed) = wait_files(&events, 1);

@@ -102,6 +102,16 @@ pub fn wait_files(events: &Receiver<Event>, count: usize) -> (Vec<(PathBuf, bool
                 finished.push((path.clone(), *verified));
             }
             Event::Transfer(TransferEvent::Failed { reason, .. }) => failed.push(reason.clone()),
+            Event::Transfer(TransferEvent::Cancelled { by_peer, .. }) => {
+                failed.push(
+                    if *by_peer {
+                        "cancelled by peer"
+                    } else {
+                        "cancelled"
+                    }
+                    .to_owned(),
+                );
+            }
             _ => {}
         }
         (finished.len() + failed.len() >= count).then_some(())
@@ -144,7 +154,11 @@ pub fn plain_server() -> (SocketAddr, Receiver<(serde_json::Value, Vec<u8>)>) {
             let mut header = vec![0u8; i32::from_le_bytes(len) as usize];
             stream.read_exact(&mut header).unwrap();
             let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
-            let mut bytes = vec![0u8; header["file_size"].as_u64().unwrap() as usize];
+            // Like the Python original, give up on a header without a size (it would crash).
+            let Some(size) = header["file_size"].as_u64() else {
+                break;
+            };
+            let mut bytes = vec![0u8; size as usize];
             stream.read_exact(&mut bytes).unwrap();
             if tx.send((header, bytes)).is_err() {
                 break;
