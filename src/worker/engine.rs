@@ -25,8 +25,13 @@ pub enum Command {
         opts: SendOptions,
         files: Vec<OutgoingFile>,
     },
-    /// Cancel the upload that contains this file (the file and those after it).
+    /// Cancel a transfer: an outgoing one (that file and those after it on the same
+    /// connection) or an incoming one (the sender is told; nothing is kept).
     Cancel(TransferId),
+    /// Answer a `ServerEvent::OfferPending`.
+    Decide { offer_id: u64, accept: bool },
+    /// Accept offers without asking (`true`) or ask first (`false`), from now on.
+    SetAutoAccept(bool),
     /// (Re)bind the notes socket; answered by `NoteEvent::Listening` or `NoteEvent::Error`.
     StartNotes(NotesConfig),
     /// Send a note from the notes socket; answered by `NoteEvent::Sent` or `NoteEvent::Error`.
@@ -117,8 +122,23 @@ impl Engine {
             }
             Command::Send { opts, files } => self.start_upload(opts, files),
             Command::Cancel(id) => {
+                let mut outgoing = false;
                 for upload in self.uploads.iter().filter(|u| u.ids.contains(&id)) {
                     upload.cancel.cancel();
+                    outgoing = true;
+                }
+                if let (false, Some(server)) = (outgoing, &self.server) {
+                    server.cancel(id);
+                }
+            }
+            Command::Decide { offer_id, accept } => {
+                if let Some(server) = &self.server {
+                    server.decide(offer_id, accept);
+                }
+            }
+            Command::SetAutoAccept(auto_accept) => {
+                if let Some(server) = &self.server {
+                    server.set_auto_accept(auto_accept);
                 }
             }
             Command::StartNotes(config) => self.start_notes(config),
