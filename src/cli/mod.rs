@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Drop a peer that stays silent this long.
     #[arg(long, default_value_t = 30)]
     pub idle_timeout_secs: u64,
+    /// Ask on the terminal before accepting an upload (y/N). Plain senders cannot be asked
+    /// and are refused; without --ask every upload is accepted, like the original.
+    #[arg(long)]
+    pub ask: bool,
 }
 
 #[derive(Debug, Args)]

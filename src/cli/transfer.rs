@@ -1,6 +1,6 @@
 //! `ferry serve` and `ferry send`: progress bars on stderr, one result line per file on stdout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -24,6 +24,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
+    config.auto_accept = !args.ask;
 
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink.clone())?;
@@ -40,11 +41,54 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         dir.display()
     );
     let mut bars = Bars::new();
+    // With --ask, answers come from stdin, one line per pending offer, in order.
+    let mut answers = if args.ask {
+        stdin_lines()?
+    } else {
+        crossbeam_channel::never()
+    };
+    // Set when stdin ended: nobody can answer any more, so offers are declined at once.
+    let mut answers_closed = false;
+    let mut pending: VecDeque<u64> = VecDeque::new();
     loop {
         crossbeam_channel::select! {
             recv(events) -> event => match event {
+                Ok(Event::Server(ServerEvent::OfferPending { offer_id, peer, count, bytes, names, msg })) => {
+                    let mut question = format!("{peer} offers {count} file(s), {bytes} bytes: {}", names.join(", "));
+                    if count > names.len() as u64 {
+                        question.push_str(&format!(" and {} more", count - names.len() as u64));
+                    }
+                    if !msg.is_empty() {
+                        question.push_str(&format!(" ({msg})"));
+                    }
+                    if answers_closed {
+                        bars.line(format!("{question}\ndeclined: nobody can answer (standard input is closed)"));
+                        server.decide(offer_id, false);
+                    } else {
+                        bars.line(format!("{question}\nAccept? [y/N]"));
+                        pending.push_back(offer_id);
+                    }
+                }
+                Ok(Event::Server(ServerEvent::OfferClosed { offer_id })) => pending.retain(|id| *id != offer_id),
                 Ok(event) => bars.show(&event),
                 Err(_) => break,
+            },
+            recv(answers) -> line => match line {
+                Ok(line) => {
+                    if let Some(offer_id) = pending.pop_front() {
+                        let accept = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+                        server.decide(offer_id, accept);
+                        bars.line(if accept { "accepted".into() } else { "declined".into() });
+                    }
+                }
+                Err(_) => {
+                    log::warn!("standard input closed: declining offers from now on");
+                    while let Some(offer_id) = pending.pop_front() {
+                        server.decide(offer_id, false);
+                    }
+                    answers_closed = true;
+                    answers = crossbeam_channel::never();
+                }
             },
             recv(stop_rx) -> _ => break,
         }
@@ -53,6 +97,23 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     drop(events);
     server.stop();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lines typed on stdin, read on a thread of their own; the channel closes at end of input.
+fn stdin_lines() -> anyhow::Result<crossbeam_channel::Receiver<String>> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    thread::Builder::new()
+        .name("ferry-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the stdin thread")?;
+    Ok(rx)
 }
 
 pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
@@ -109,7 +170,7 @@ impl Bars {
     }
 
     /// Prints a line above the bars (or plainly when there are no bars).
-    fn line(&self, text: String) {
+    pub fn line(&self, text: String) {
         self.multi.suspend(|| println!("{text}"));
     }
 

@@ -123,6 +123,10 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig {
+            failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"))),
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn valid_text_round_trips(text in ".*") {
             prop_assert_eq!(decode_note(text.as_bytes()), text);

@@ -268,6 +268,11 @@ fn any_receiver_msg() -> impl Strategy<Value = ReceiverMsg> {
 }
 
 proptest! {
+    // Failing cases are kept beside this file, not in a folder at the top of the repository.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
     #[test]
     fn sender_msg_round_trips(msg in any_sender_msg()) {
         let frame = encode_sender_msg(&msg).unwrap();

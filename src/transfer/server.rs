@@ -791,7 +791,7 @@ impl Connection<'_> {
         let outcome =
             self.receive_accepted(&mut part, id, &header, mode, prefix, final_name, &cancel);
         lock(&self.shared.live).remove(&id);
-        self.finish_file(&mut part, id, &header, mode, outcome)
+        self.finish_file(part, id, &header, mode, outcome)
     }
 
     /// A file refused before any byte was written still gets a row that says why.
@@ -886,10 +886,11 @@ impl Connection<'_> {
     }
 
     /// Reports how a file ended, answers a Ferry sender, and decides whether the connection
-    /// can carry the next file.
+    /// can carry the next file. The part file is dealt with (committed, removed or kept)
+    /// before anyone is told, so what an event says is already true on disk.
     fn finish_file(
         &mut self,
-        part: &mut PartFile,
+        mut part: PartFile,
         id: TransferId,
         header: &Header,
         mode: Mode,
@@ -923,6 +924,7 @@ impl Connection<'_> {
                 Ok(())
             }
             Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))) => {
+                drop(part);
                 log::info!(
                     "{}: {:?} cancelled by the sender: {reason}",
                     self.peer,
@@ -932,6 +934,7 @@ impl Connection<'_> {
                 Ok(())
             }
             Ok(FileEnd::Rejected(error)) => {
+                drop(part);
                 log::warn!("{}: {:?}: {error}", self.peer, header.file_name);
                 self.answer(&ReceiverMsg::Failed {
                     reason: error.to_string(),
@@ -943,6 +946,7 @@ impl Connection<'_> {
                 Ok(())
             }
             Err(TransferError::CancelledHere) => {
+                drop(part);
                 self.answer(&ReceiverMsg::Cancel {
                     reason: "cancelled by the receiver".into(),
                 });
@@ -959,6 +963,7 @@ impl Connection<'_> {
                     part.keep();
                     reason.push_str("; the received part is kept, sending again resumes");
                 }
+                drop(part);
                 sink.transfer(TransferEvent::Failed { id, reason });
                 Err(ConnEnd {
                     error,

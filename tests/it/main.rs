@@ -3,6 +3,7 @@
 
 mod cli;
 mod cli_notes;
+mod faults;
 mod ferry;
 mod gui;
 mod hostile;

@@ -21,6 +21,10 @@ pub fn start_server(dir: &Path) -> (ServerHandle, Receiver<Event>) {
 }
 
 pub fn start_server_with(config: ServerConfig) -> (ServerHandle, Receiver<Event>) {
+    // The engine's log, shown for failing tests (RUST_LOG=debug for more).
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .is_test(true)
+        .try_init();
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink).expect("server starts");
     (server, events)

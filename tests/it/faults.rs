@@ -1,0 +1,600 @@
+//! The fault suite: one test per fault a transfer meets in the wild (a killed sender, a
+//! cancel from either side, a receiver that asks, a silent peer, a full disk, no room), each
+//! with real processes or threads, real sockets and real files. Whatever happens, Ferry must
+//! keep serving, tell both users the truth, and never lose or fake data.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files};
+use ferry::worker::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
+
+use crate::util::*;
+
+/// Forwards connections to `target`, counting the bytes that go from client to server.
+fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counted = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&counted);
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let server = TcpStream::connect(target).unwrap();
+            let (mut client_r, mut server_w) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_r, mut client_w) = (server, client);
+            let count = Arc::clone(&count);
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                while let Ok(n @ 1..) = client_r.read(&mut buf) {
+                    count.fetch_add(n as u64, Ordering::SeqCst);
+                    if server_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server_w.shutdown(std::net::Shutdown::Write);
+            });
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut server_r, &mut client_w);
+                let _ = client_w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (addr, counted)
+}
+
+fn write_data_file(path: &Path, len: usize, seed: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let block = data(1024 * 1024, seed);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len());
+        file.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    file.flush().unwrap();
+}
+
+fn hash_file(path: &Path) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut hasher).unwrap();
+    hasher.finalize()
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn killed_sender_then_send_again_resumes_with_only_the_rest() {
+    const SIZE: usize = 512 * 1024 * 1024;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("video.bin");
+    write_data_file(&file, SIZE, 51);
+    let (_serve, serve_addr, lines) = spawn_serve(dst.path(), &[]);
+
+    // First run, through a slow link, killed with SIGKILL about halfway.
+    let slow = throttling_proxy(serve_addr, 1024 * 1024, Duration::from_millis(4));
+    let mut first = ChildGuard(
+        ferry()
+            .args(["send", "--to", &slow.to_string()])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let part = dst.path().join("video.bin.part");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while file_len(&part) < SIZE as u64 / 2 {
+        assert!(Instant::now() < deadline, "the first run never got halfway");
+        thread::sleep(Duration::from_millis(20));
+    }
+    first.0.kill().unwrap(); // SIGKILL: no cleanup, no goodbye
+    first.0.wait().unwrap();
+    let failure = wait_line(&lines, "resumes");
+    assert!(failure.contains("video.bin"), "{failure}");
+    let kept = file_len(&part);
+    assert!(kept > 0 && kept < SIZE as u64, "kept {kept}");
+    assert!(
+        !dst.path().join("video.bin").exists(),
+        "no final file after an interruption"
+    );
+
+    // Second run: only the rest crosses the wire.
+    let (counted_addr, counted) = counting_proxy(serve_addr);
+    let out = ferry()
+        .args(["send", "--to", &counted_addr.to_string()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("resumed at byte {kept}")),
+        "{stdout}"
+    );
+    let sent = counted.load(Ordering::SeqCst);
+    let rest = SIZE as u64 - kept;
+    let one_buffer = 1024 * 1024 + 64 * 1024; // a chunk, plus frames and chunk headers
+    eprintln!("kept {kept} bytes; second run sent {sent} bytes for the remaining {rest}");
+    assert!(
+        sent <= rest + one_buffer,
+        "sent {sent} for a rest of {rest}"
+    );
+    assert!(sent >= rest, "sent {sent}, less than the rest {rest}?");
+    assert_eq!(hash_file(&dst.path().join("video.bin")), hash_file(&file));
+    assert!(!part.exists());
+}
+
+#[test]
+fn a_changed_file_starts_over_instead_of_resuming() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    // A partial from an earlier upload of a different file with the same name.
+    std::fs::write(
+        dst.path().join("doc.txt.part"),
+        b"old contents that do not match",
+    )
+    .unwrap();
+    let file = src.path().join("doc.txt");
+    std::fs::write(&file, data(100_000, 52)).unwrap();
+    let (server, _events) = start_server(dst.path());
+    let (sink, _) = event_channel(None);
+    let outcomes = send_files(
+        &SendOptions::new(server.local_addr().to_string()),
+        &[OutgoingFile::new(&file)],
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        outcomes,
+        [FileOutcome::Verified {
+            saved_as: "doc.txt".into(),
+            resumed_from: 0
+        }]
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("doc.txt")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+#[test]
+fn sender_cancels_and_the_receiver_says_cancelled_by_peer() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write_data_file(&file, 30 * 1024 * 1024, 53);
+    let (server, events) = start_server(dst.path());
+    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
+    let (sink, sender_events) = event_channel(None);
+    let cancel = CancelToken::new();
+    let token = cancel.clone();
+    let sender = thread::spawn(move || {
+        send_files(
+            &SendOptions::new(proxy.to_string()),
+            &[OutgoingFile::new(file)],
+            &sink,
+            &token,
+        )
+    });
+    wait_for(&sender_events, |e| {
+        matches!(
+            e,
+            Event::Transfer(TransferEvent::Progress {
+                bytes_done: 1..,
+                ..
+            })
+        )
+        .then_some(())
+    });
+    let cancelled_at = Instant::now();
+    cancel.cancel();
+    assert_eq!(sender.join().unwrap().unwrap(), [FileOutcome::Cancelled]);
+    wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Cancelled { by_peer: true, .. }) => Some(()),
+        Event::Transfer(TransferEvent::Failed { reason, .. }) => panic!("{reason}"),
+        _ => None,
+    });
+    eprintln!(
+        "the receiver saw the cancel {:?} after it was asked",
+        cancelled_at.elapsed()
+    );
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "{:?}",
+        names_in(dst.path())
+    );
+}
+
+#[test]
+fn receiver_cancels_and_the_sender_says_cancelled_by_peer() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    write_data_file(&file, 30 * 1024 * 1024, 54);
+    let (server, events) = start_server(dst.path());
+    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
+    let (sink, _) = event_channel(None);
+    let sender = thread::spawn(move || {
+        send_files(
+            &SendOptions::new(proxy.to_string()),
+            &[OutgoingFile::new(file)],
+            &sink,
+            &CancelToken::new(),
+        )
+    });
+    let id = wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Progress {
+            id,
+            bytes_done: 1..,
+        }) => Some(*id),
+        _ => None,
+    });
+    let cancelled_at = Instant::now();
+    server.cancel(id);
+    let outcome = sender.join().unwrap().unwrap();
+    eprintln!(
+        "the sender learnt of the cancel {:?} after it was asked",
+        cancelled_at.elapsed()
+    );
+    match &outcome[..] {
+        [FileOutcome::CancelledByPeer { reason }] => {
+            assert!(reason.contains("receiver"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    wait_for(&events, |e| {
+        matches!(
+            e,
+            Event::Transfer(TransferEvent::Cancelled { by_peer: false, .. })
+        )
+        .then_some(())
+    });
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "{:?}",
+        names_in(dst.path())
+    );
+}
+
+/// `ferry serve --ask` with its stdin under the test's control.
+fn spawn_asking_serve(
+    dir: &Path,
+) -> (
+    ChildGuard,
+    SocketAddr,
+    crossbeam_channel::Receiver<String>,
+    std::process::ChildStdin,
+) {
+    let mut child = ferry()
+        .args([
+            "serve",
+            "--ask",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dir",
+        ])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let lines = line_channel(child.stdout.take().unwrap());
+    let guard = ChildGuard(child);
+    let first = lines.recv_timeout(DEADLINE).unwrap();
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap();
+    (guard, addr, lines, stdin)
+}
+
+fn spawn_send(addr: SocketAddr, files: &[PathBuf]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["send", "--msg", "期末报告", "--to", &addr.to_string()])
+        .args(files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn serve_ask_accepts_on_yes_showing_names_and_sizes() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let a = src.path().join("计算机五大.txt");
+    let b = src.path().join("b.bin");
+    std::fs::write(&a, "五大部件").unwrap();
+    std::fs::write(&b, data(300_000, 55)).unwrap();
+    let (_serve, addr, lines, mut stdin) = spawn_asking_serve(dst.path());
+    let sender = spawn_send(addr, &[a.clone(), b.clone()]);
+    let question = wait_line(&lines, "offers 2 file(s)");
+    assert!(
+        question.contains("计算机五大.txt") && question.contains("b.bin"),
+        "{question}"
+    );
+    assert!(
+        question.contains(&format!("{} bytes", 12 + 300_000)),
+        "{question}"
+    );
+    assert!(question.contains("期末报告"), "{question}");
+    wait_line(&lines, "Accept? [y/N]");
+    assert!(names_in(dst.path()).is_empty(), "nothing before the answer");
+    writeln!(stdin, "y").unwrap();
+    let out = sender.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("verified").count(), 2, "{stdout}");
+    assert_eq!(
+        std::fs::read(dst.path().join("b.bin")).unwrap(),
+        std::fs::read(&b).unwrap()
+    );
+}
+
+#[test]
+fn serve_ask_declines_on_no_and_the_sender_is_told() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let a = src.path().join("a.txt");
+    std::fs::write(&a, "hello").unwrap();
+    let (_serve, addr, lines, mut stdin) = spawn_asking_serve(dst.path());
+    let sender = spawn_send(addr, std::slice::from_ref(&a));
+    wait_line(&lines, "Accept? [y/N]");
+    writeln!(stdin, "n").unwrap();
+    let out = sender.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("declined: declined by the receiver"),
+        "{stdout}"
+    );
+    assert!(names_in(dst.path()).is_empty());
+}
+
+#[test]
+fn asking_server_refuses_plain_senders_which_cannot_be_asked() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.auto_accept = false;
+    let (server, events) = start_server_with(config);
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream
+        .write_all(&plain_frame(&plain_header("a.txt", 5, "")))
+        .unwrap();
+    stream.write_all(b"hello").unwrap();
+    let reason = wait_connection_error(&events);
+    assert!(reason.contains("plain senders cannot be asked"), "{reason}");
+    assert!(names_in(dst.path()).is_empty());
+}
+
+#[test]
+fn a_silent_peer_is_dropped_after_the_idle_timeout_and_its_slot_freed() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.idle_timeout = Duration::from_secs(1);
+    config.max_connections = 1;
+    let (server, events) = start_server_with(config);
+    // Connects and says nothing, holding the only slot.
+    let mut silent = TcpStream::connect(server.local_addr()).unwrap();
+    let reason = wait_connection_error(&events);
+    assert!(reason.contains("silent for 1 s"), "{reason}");
+    silent.set_read_timeout(Some(DEADLINE)).unwrap();
+    assert!(
+        matches!(silent.read(&mut [0u8; 1]), Ok(0) | Err(_)),
+        "the server closed it"
+    );
+    // The slot is free again.
+    plain_upload(server.local_addr(), &[("after.txt", b"still serving", "")]);
+    let (finished, _) = wait_files(&events, 1);
+    assert_eq!(std::fs::read(&finished[0].0).unwrap(), b"still serving");
+}
+
+#[test]
+fn a_peer_that_stops_mid_file_is_dropped_and_the_row_says_why() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.idle_timeout = Duration::from_secs(1);
+    let (server, events) = start_server_with(config);
+    let mut stalled = TcpStream::connect(server.local_addr()).unwrap();
+    stalled
+        .write_all(&plain_frame(&plain_header("half.bin", 1000, "")))
+        .unwrap();
+    stalled.write_all(&[7u8; 400]).unwrap();
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(finished.is_empty());
+    assert!(failed[0].contains("silent for 1 s"), "{failed:?}");
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "a plain partial is not kept"
+    );
+}
+
+/// A small tmpfs mounted on a temp folder, unmounted on drop. `None` where this process
+/// may not mount (not root): the disk tests then say so and do nothing.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size_mib: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() {
+    let Some(disk) = SmallDisk::mount(8) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let src = tempfile::tempdir().unwrap();
+    let big = src.path().join("too-big.bin");
+    write_data_file(&big, 20 * 1024 * 1024, 56);
+    let small = src.path().join("fits.txt");
+    std::fs::write(&small, b"fits").unwrap();
+    let (server, _events) = start_server(disk.path());
+    let (sink, _) = event_channel(None);
+    let outcomes = send_files(
+        &SendOptions::new(server.local_addr().to_string()),
+        &[OutgoingFile::new(&big), OutgoingFile::new(&small)],
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    match &outcomes[0] {
+        FileOutcome::Declined { reason } => {
+            assert!(reason.contains("not enough disk space"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        outcomes[1],
+        FileOutcome::Verified {
+            saved_as: "fits.txt".into(),
+            resumed_from: 0
+        }
+    );
+    assert_eq!(
+        names_in(disk.path()),
+        ["fits.txt"],
+        "no byte of the big file was written"
+    );
+}
+
+#[test]
+fn a_disk_that_fills_mid_file_fails_that_file_and_the_server_keeps_serving() {
+    let Some(disk) = SmallDisk::mount(16) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("grows.bin");
+    write_data_file(&file, 12 * 1024 * 1024, 57);
+    let (server, events) = start_server(disk.path());
+    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
+    let (sink, _) = event_channel(None);
+    let sender = thread::spawn(move || {
+        send_files(
+            &SendOptions::new(proxy.to_string()),
+            &[OutgoingFile::new(file)],
+            &sink,
+            &CancelToken::new(),
+        )
+    });
+    // Once the upload is accepted and running, something else fills the disk.
+    wait_for(&events, |e| {
+        matches!(
+            e,
+            Event::Transfer(TransferEvent::Progress {
+                bytes_done: 1..,
+                ..
+            })
+        )
+        .then_some(())
+    });
+    let filler = disk.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 1024 * 1024];
+    while f.write_all(&block).is_ok() {}
+    drop(f);
+    let reason = wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
+        Event::Transfer(TransferEvent::Finished { .. }) => panic!("finished on a full disk"),
+        _ => None,
+    });
+    assert!(reason.contains("disk full"), "{reason}");
+    match &sender.join().unwrap().unwrap()[..] {
+        [FileOutcome::Failed { reason }] => {
+            assert!(reason.contains("disk full"), "sender told: {reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(names_in(disk.path()), ["filler"], "the .part is gone");
+    // Room again: the next upload works.
+    std::fs::remove_file(&filler).unwrap();
+    plain_upload(server.local_addr(), &[("next.txt", b"next", "")]);
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(std::fs::read(&finished[0].0).unwrap(), b"next");
+}
+
+#[test]
+fn the_server_keeps_serving_while_a_refused_peer_waits() {
+    // The connection bound: covered in detail by ferry::over_the_connection_bound_*; here the
+    // point is that a refusal never blocks the listener for the peers after it.
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.max_connections = 1;
+    let (server, events) = start_server_with(config);
+    let hog = TcpStream::connect(server.local_addr()).unwrap();
+    let refused: Vec<_> = (0..5)
+        .map(|_| TcpStream::connect(server.local_addr()).unwrap())
+        .collect();
+    for _ in 0..5 {
+        let reason = wait_for(&events, |e| match e {
+            Event::Server(ServerEvent::ConnectionError { reason, .. }) => Some(reason.clone()),
+            _ => None,
+        });
+        assert!(reason.contains("busy"), "{reason}");
+    }
+    drop(refused);
+    drop(hog);
+    // Once the hog leaves, its slot serves the next sender.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let src = tempfile::tempdir().unwrap();
+        let path = src.path().join("late.txt");
+        std::fs::write(&path, b"late").unwrap();
+        let (sink, _) = event_channel(None);
+        let outcomes = send_files(
+            &SendOptions::new(server.local_addr().to_string()),
+            &[OutgoingFile::new(&path)],
+            &sink,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        if matches!(outcomes[0], FileOutcome::Verified { .. }) {
+            break;
+        }
+        // The hog's thread notices its peer left a moment later: poll with a deadline.
+        assert!(Instant::now() < deadline, "{outcomes:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
