@@ -5,8 +5,9 @@
 //! - [`protocol`]: pure encoding and decoding; its module doc is the wire specification.
 //! - [`transfer`]: TCP uploads (server and client) on blocking sockets and worker threads.
 //! - [`notes`]: UDP notes.
-//! - [`worker`]: the events the engines emit and the channel they travel on.
-//! - `app` (the egui window) and `cli` (the headless face) in the binary's modules.
+//! - [`worker`]: the events the engines emit, the channel they travel on, and the engine
+//!   thread the window drives with commands.
+//! - [`app`]: the egui window; [`cli`]: the headless commands. `main.rs` picks one.
 
 #![deny(unsafe_code)]
 

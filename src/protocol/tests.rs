@@ -137,6 +137,38 @@ fn golden_ferry_exchange() {
     assert_eq!(decode_sender_msg(&frame[4..]).unwrap(), end);
 }
 
+/// A resumed file: the receiver holds "hel" and proves it; the sender agrees to start at 3.
+#[test]
+fn golden_resume_exchange() {
+    let accept = ReceiverMsg::Accept {
+        offset: 3,
+        saved_as: "a.txt".into(),
+        prefix_blake3: Some(blake3::hash(b"hel").to_hex().to_string()),
+    };
+    let frame = encode_receiver_msg(&accept).unwrap();
+    let body = std::str::from_utf8(&frame[4..]).unwrap();
+    assert_eq!(frame[..4], (body.len() as i32).to_le_bytes());
+    assert_eq!(
+        body,
+        format!(
+            // Keys in sorted order (serde_json's map).
+            r#"{{"kind":"accept","offset":3,"prefix_blake3":"{}","saved_as":"a.txt"}}"#,
+            blake3::hash(b"hel").to_hex()
+        )
+    );
+    assert_eq!(decode_receiver_msg(body.as_bytes()).unwrap(), accept);
+    assert_eq!(
+        encode_sender_msg(&SenderMsg::Start { offset: 3 }).unwrap(),
+        hex(r#"
+            1a 00 00 00                                         # L = 26
+            7b 22 6b 69 6e 64 22 3a 22 73 74 61 72 74 22 2c     # {"kind":"start",
+            22 6f 66 66 73 65 74 22 3a 33 7d                    # "offset":3}
+        "#)
+    );
+    // Waiting carries nothing but its kind.
+    assert_eq!(encode_receiver_msg(&ReceiverMsg::Waiting).unwrap()[4..], *br#"{"kind":"waiting"}"#);
+}
+
 #[test]
 fn header_validation_errors() {
     let cases: &[(&[u8], MessageError)] = &[
