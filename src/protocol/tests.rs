@@ -160,7 +160,7 @@ fn golden_resume_exchange() {
     assert_eq!(
         encode_sender_msg(&SenderMsg::Start { offset: 3 }).unwrap(),
         hex(r#"
-            1a 00 00 00                                         # L = 26
+            1b 00 00 00                                         # L = 27
             7b 22 6b 69 6e 64 22 3a 22 73 74 61 72 74 22 2c     # {"kind":"start",
             22 6f 66 66 73 65 74 22 3a 33 7d                    # "offset":3}
         "#)
