@@ -9,4 +9,5 @@ mod gui;
 mod hostile;
 mod notes;
 mod plain;
+mod python;
 mod util;
