@@ -10,7 +10,7 @@ use super::model::{RowState, TransferRow};
 use super::settings::remember;
 use super::table::{RowAction, transfer_table_ui};
 use crate::transfer::{OutgoingFile, SendOptions};
-use crate::worker::{Command, Direction, Mode, next_transfer_id};
+use crate::worker::{Command, Direction, Mode, TransferId, next_transfer_id};
 
 pub struct ClientTab {
     pub dest: String,
@@ -116,6 +116,7 @@ impl ClientTab {
             match transfer_table_ui(ui, tr, &self.rows, Direction::Outgoing) {
                 Some(RowAction::Cancel(id)) => actions.push(Action::Engine(Command::Cancel(id))),
                 Some(RowAction::Remove(id)) => self.rows.retain(|r| r.id != id),
+                Some(RowAction::Retry(id)) => actions.extend(self.retry(id)),
                 Some(RowAction::OpenFolder(_)) | None => {}
             }
         }
@@ -138,6 +139,7 @@ impl ClientTab {
             row.state = RowState::Active;
             row.mode = mode;
             row.msg = self.msg.clone();
+            row.dest = Some(dest.clone());
             files.push(OutgoingFile { id: row.id, path });
         }
         if files.is_empty() {
@@ -150,6 +152,23 @@ impl ClientTab {
         opts.msg = self.msg.clone();
         opts.mode = mode;
         Some(Action::Engine(Command::Send { opts, files }))
+    }
+
+    /// Sends a failed or cancelled row's file again, under a new id, to where it went
+    /// before, in the same mode and with the same message (not the fields' current values).
+    /// A Ferry receiver that kept the interrupted upload's part resumes it.
+    fn retry(&mut self, id: TransferId) -> Option<Action> {
+        let row = self.rows.iter_mut().find(|r| r.id == id && r.retryable())?;
+        let (path, dest) = (row.path.clone()?, row.dest.clone()?);
+        row.restart(next_transfer_id());
+        let mut opts = SendOptions::new(dest);
+        opts.msg = row.msg.clone();
+        opts.mode = row.mode;
+        self.notice = None;
+        Some(Action::Engine(Command::Send {
+            opts,
+            files: vec![OutgoingFile { id: row.id, path }],
+        }))
     }
 
     pub fn active(&self) -> impl Iterator<Item = &TransferRow> {

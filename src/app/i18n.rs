@@ -107,7 +107,21 @@ texts! {
     OpenFolder => "Open folder", "打开文件夹";
     InvalidPort => "Port must be a number from 0 to 65535", "端口必须是 0 到 65535 之间的数字";
     InvalidBind => "Bind address must be an IP address such as 0.0.0.0", "绑定地址必须是 IP 地址，例如 0.0.0.0";
-    PlainAutoAccept => "Plain (non-Ferry) senders cannot be asked; their files are accepted and saved unverified.", "普通（非 Ferry）发送方无法确认；其文件会被直接接收，但不做校验。";
+    AutoAccept => "Accept uploads without asking", "自动接收上传，不询问";
+    IdleTimeout => "Idle timeout (seconds)", "空闲超时（秒）";
+    InvalidIdleTimeout => "Idle timeout must be a whole number of seconds from 1 to 86400", "空闲超时必须是 1 到 86400 之间的整数秒";
+    PlainAutoAccept => "Plain (non-Ferry) senders cannot be asked, so their files are accepted (unverified) while “{}” is on, and refused while it is off.", "普通（非 Ferry）发送方无法询问：“{}”开启时，其文件会被直接接收（不校验）；关闭时会被拒绝。";
+
+    // Accept-or-decline prompt
+    OfferTitle => "Incoming files", "收到文件";
+    OfferFrom => "From {}", "来自 {}";
+    OfferCount => "Files: {}", "文件数：{}";
+    OfferSize => "Total size: {}", "总大小：{}";
+    OfferMessage => "Message: {}", "留言：{}";
+    OfferMore => "…and {} more", "……以及另外 {} 个";
+    OfferQueue => "{} more offers waiting", "另有 {} 个请求在等待";
+    Accept => "Accept", "接受";
+    Decline => "Decline", "拒绝";
 
     // Table columns
     ColFile => "File", "文件";
@@ -128,6 +142,7 @@ texts! {
     StateFailed => "failed: {}", "失败：{}";
     StateCancelled => "cancelled", "已取消";
     StateCancelledByPeer => "cancelled by peer", "对方已取消";
+    StateDeclined => "declined: {}", "已拒绝：{}";
     SavedAs => "saved as {}", "保存为 {}";
 
     // Client tab
@@ -140,6 +155,7 @@ texts! {
     Upload => "Upload", "上传";
     Cancel => "Cancel", "取消";
     Remove => "Remove", "移除";
+    Retry => "Retry", "重试";
     ClearQueue => "Clear finished", "清除已完成";
     EmptyQueue => "No files chosen yet.", "尚未选择文件。";
     NeedDestination => "Enter the receiver as host:port", "请输入接收方地址，格式为 主机:端口";

@@ -1,5 +1,7 @@
 //! The Ferry window (eframe/egui): a Server tab, a Client tab and a Notes panel beside both,
-//! driving the engines through [`Worker`] commands and drawing from their events.
+//! driving the engines through [`Worker`] commands and drawing from their events. When the
+//! server asks before accepting, an accept-or-decline prompt ([`OfferPrompt`]) shows over
+//! whichever tab is open.
 //!
 //! Threading: the UI thread only draws and sends commands. The engine thread (see
 //! [`crate::worker::engine`]) owns sockets and files; it wakes the UI with
@@ -14,6 +16,7 @@ mod client_tab;
 pub mod i18n;
 mod model;
 mod notes_panel;
+mod offers;
 mod server_tab;
 mod settings;
 mod table;
@@ -28,6 +31,7 @@ use egui::{RichText, Ui};
 pub use client_tab::ClientTab;
 pub use model::{RowState, TransferRow};
 pub use notes_panel::{NotesPanel, NotesStatus};
+pub use offers::{OfferPrompt, PendingOffer};
 pub use server_tab::{ServerStatus, ServerTab};
 pub use settings::{Picker, RfdPicker, Settings, default_download_dir};
 
@@ -102,6 +106,8 @@ impl FerryApp {
                 settings.server_bind,
                 settings.server_port,
                 settings.download_dir,
+                settings.server_auto_accept,
+                settings.server_idle_timeout_secs,
             ),
             client: ClientTab::new(
                 settings.client_dest,
@@ -149,6 +155,8 @@ impl FerryApp {
                 ServerStatus::Listening(_) | ServerStatus::Starting
             ),
             download_dir: self.server.dir.clone(),
+            server_auto_accept: self.server.auto_accept,
+            server_idle_timeout_secs: self.server.idle_timeout_secs.clone(),
             notes_port: self.notes.port.clone(),
             notes_open: self.notes_open,
             note_peer: self.notes.peer.clone(),
@@ -210,7 +218,31 @@ impl FerryApp {
                     self.server.status = ServerStatus::Stopped;
                 }
             }
-            Event::Server(ServerEvent::OfferPending { .. } | ServerEvent::OfferClosed { .. }) => {}
+            Event::Server(ServerEvent::OfferPending {
+                offer_id,
+                peer,
+                count,
+                bytes,
+                names,
+                msg,
+            }) => {
+                self.server.offers.push(PendingOffer {
+                    offer_id,
+                    peer,
+                    count,
+                    bytes,
+                    names,
+                    msg,
+                });
+                // A sender is waiting: make the window noticeable if it is in the background.
+                self.ctx
+                    .send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(
+                        egui::UserAttentionType::Informational,
+                    ));
+            }
+            Event::Server(ServerEvent::OfferClosed { offer_id }) => {
+                self.server.offers.close(offer_id)
+            }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 log::warn!("{peer}: {reason}");
             }
@@ -308,6 +340,8 @@ impl FerryApp {
             };
             actions.extend(tab_actions);
         });
+        // Over whichever tab is open: a sender is waiting for the answer.
+        actions.extend(self.server.offers.show(ui.ctx(), tr));
         for action in actions {
             self.apply(action);
         }

@@ -43,6 +43,8 @@ pub struct TransferRow {
     pub path: Option<PathBuf>,
     pub mode: Mode,
     pub msg: String,
+    /// Outgoing: the `host:port` it was last uploaded to, so Retry can send it there again.
+    pub dest: Option<String>,
     pub bytes_total: u64,
     pub bytes_done: u64,
     pub state: RowState,
@@ -64,6 +66,7 @@ impl TransferRow {
             path: Some(path),
             mode: Mode::Ferry,
             msg: String::new(),
+            dest: None,
             bytes_total,
             bytes_done: 0,
             state: RowState::Queued,
@@ -94,10 +97,11 @@ impl TransferRow {
             path: None,
             mode: *mode,
             msg: msg.clone(),
+            dest: None,
             bytes_total: *bytes_total,
             bytes_done: 0,
             state: RowState::Active,
-            speed: SpeedMeter::started(Instant::now()),
+            speed: SpeedMeter::default(),
         })
     }
 
@@ -118,7 +122,7 @@ impl TransferRow {
                 self.bytes_total = *bytes_total;
                 self.mode = *mode;
                 self.state = RowState::Active;
-                self.speed = SpeedMeter::started(now);
+                self.speed = SpeedMeter::default();
             }
             TransferEvent::Progress { bytes_done, .. } => {
                 self.bytes_done = *bytes_done;
@@ -150,6 +154,23 @@ impl TransferRow {
         }
     }
 
+    /// An outgoing upload that ended without success and can be sent again (Retry).
+    pub fn retryable(&self) -> bool {
+        matches!(self.state, RowState::Failed(_) | RowState::Cancelled { .. })
+            && self.path.is_some()
+            && self.dest.is_some()
+    }
+
+    /// Makes the row a new upload of the same file under a fresh `id` (the old id's events
+    /// are over): nothing done yet, on its way.
+    pub fn restart(&mut self, id: TransferId) {
+        self.id = id;
+        self.saved_as = None;
+        self.bytes_done = 0;
+        self.state = RowState::Active;
+        self.speed = SpeedMeter::default();
+    }
+
     /// Bytes per second while active.
     pub fn speed(&self) -> Option<f64> {
         (self.state == RowState::Active)
@@ -178,6 +199,9 @@ impl TransferRow {
 }
 
 /// A smoothed transfer speed from progress samples.
+///
+/// The first sample is only the baseline: data may start late (the receiver's user was
+/// asked first) or at an offset (a resumed upload), and neither is speed.
 #[derive(Debug, Clone, Default)]
 struct SpeedMeter {
     last: Option<(Instant, u64)>,
@@ -185,13 +209,6 @@ struct SpeedMeter {
 }
 
 impl SpeedMeter {
-    fn started(now: Instant) -> Self {
-        Self {
-            last: Some((now, 0)),
-            bytes_per_sec: None,
-        }
-    }
-
     fn record(&mut self, bytes: u64, now: Instant) {
         if let Some((then, before)) = self.last {
             let secs = now.duration_since(then).as_secs_f64();
@@ -269,6 +286,15 @@ mod tests {
         let mut row = TransferRow::from_started(&started).unwrap();
         row.apply(&started, t0);
         assert_eq!(row.saved_as.as_deref(), Some("a (1).txt"));
+        // The receiver reports where the data starts, then how it goes.
+        row.apply(
+            &TransferEvent::Progress {
+                id: 7,
+                bytes_done: 0,
+            },
+            t0,
+        );
+        assert_eq!(row.speed(), None, "one sample is no speed yet");
         row.apply(
             &TransferEvent::Progress {
                 id: 7,
@@ -298,5 +324,45 @@ mod tests {
             t0,
         );
         assert_eq!(row.state, RowState::Cancelled { by_peer: true });
+    }
+
+    #[test]
+    fn a_retried_row_is_a_fresh_upload_and_a_resume_offset_is_not_speed() {
+        let t0 = Instant::now();
+        let mut row = TransferRow::queued(1, PathBuf::from("/tmp/big.bin"), 1000);
+        assert!(!row.retryable(), "queued, and never sent anywhere");
+        row.dest = Some("127.0.0.1:9".into());
+        row.state = RowState::Failed("connection lost".into());
+        row.bytes_done = 400;
+        assert!(row.retryable());
+        row.restart(2);
+        assert_eq!((row.id, row.bytes_done), (2, 0));
+        assert_eq!(row.state, RowState::Active);
+        assert!(!row.retryable(), "not while it is on its way");
+        let started = TransferEvent::Started {
+            id: 2,
+            direction: crate::worker::Direction::Outgoing,
+            peer: "127.0.0.1:9".parse().unwrap(),
+            name: "big.bin".into(),
+            saved_as: None,
+            bytes_total: 1000,
+            mode: Mode::Ferry,
+            msg: String::new(),
+        };
+        row.apply(&started, t0);
+        // Resumed at byte 400, reported at once: a baseline, not 400 bytes in no time.
+        let progress = |bytes_done| TransferEvent::Progress { id: 2, bytes_done };
+        row.apply(&progress(400), t0 + Duration::from_millis(100));
+        assert_eq!(row.speed(), None);
+        row.apply(&progress(500), t0 + Duration::from_millis(1100));
+        assert_eq!(row.speed(), Some(100.0));
+        row.apply(
+            &TransferEvent::Cancelled {
+                id: 2,
+                by_peer: true,
+            },
+            t0,
+        );
+        assert!(row.retryable(), "a cancelled upload can be sent again");
     }
 }

@@ -9,6 +9,7 @@ use egui::{Color32, RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
+use super::offers::OfferPrompt;
 use super::table::{RowAction, transfer_table_ui};
 use crate::transfer::ServerConfig;
 use crate::worker::{Command, Direction};
@@ -27,22 +28,41 @@ pub struct ServerTab {
     pub bind: String,
     pub port: String,
     pub dir: PathBuf,
+    /// Accept offers without asking; when off, offers wait in [`ServerTab::offers`].
+    pub auto_accept: bool,
+    /// The idle timeout field as typed (seconds).
+    pub idle_timeout_secs: String,
     pub status: ServerStatus,
     pub reachable: Vec<SocketAddr>,
     pub rows: Vec<TransferRow>,
+    /// Offers waiting for the user's Accept or Decline.
+    pub offers: OfferPrompt,
     /// A field the user must fix before starting.
     input_error: Option<T>,
 }
 
+/// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
+/// which is not what anyone typing 0 means).
+const IDLE_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
+
 impl ServerTab {
-    pub fn new(bind: String, port: String, dir: PathBuf) -> Self {
+    pub fn new(
+        bind: String,
+        port: String,
+        dir: PathBuf,
+        auto_accept: bool,
+        idle_timeout_secs: String,
+    ) -> Self {
         Self {
             bind,
             port,
             dir,
+            auto_accept,
+            idle_timeout_secs,
             status: ServerStatus::Stopped,
             reachable: Vec::new(),
             rows: Vec::new(),
+            offers: OfferPrompt::default(),
             input_error: None,
         }
     }
@@ -71,6 +91,13 @@ impl ServerTab {
                 ui.add_enabled(
                     editable,
                     egui::TextEdit::singleline(&mut self.port).desired_width(80.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label(tr.get(T::IdleTimeout));
+                ui.add_enabled(
+                    editable,
+                    egui::TextEdit::singleline(&mut self.idle_timeout_secs).desired_width(80.0),
                 )
                 .labelled_by(label.id);
                 ui.end_row();
@@ -137,7 +164,18 @@ impl ServerTab {
                 }
             });
         }
-        ui.label(RichText::new(tr.get(T::PlainAutoAccept)).small().weak());
+        // Applies at once: a running server is told, a later start takes it along.
+        if ui
+            .checkbox(&mut self.auto_accept, tr.get(T::AutoAccept))
+            .changed()
+        {
+            actions.push(Action::Engine(Command::SetAutoAccept(self.auto_accept)));
+        }
+        ui.label(
+            RichText::new(tr.fill(T::PlainAutoAccept, &[&tr.get(T::AutoAccept)]))
+                .small()
+                .weak(),
+        );
         ui.separator();
         ui.horizontal(|ui| {
             if ui
@@ -164,7 +202,8 @@ impl ServerTab {
                         actions.push(Action::Engine(Command::OpenFolder(dir)));
                     }
                 }
-                Some(RowAction::Cancel(_) | RowAction::Remove(_)) | None => {}
+                Some(RowAction::Cancel(id)) => actions.push(Action::Engine(Command::Cancel(id))),
+                Some(RowAction::Remove(_) | RowAction::Retry(_)) | None => {}
             }
         }
         actions
@@ -180,10 +219,18 @@ impl ServerTab {
             self.input_error = Some(T::InvalidPort);
             return None;
         };
+        let idle_timeout_secs = match self.idle_timeout_secs.trim().parse::<u64>() {
+            Ok(secs) if IDLE_TIMEOUT_SECS.contains(&secs) => secs,
+            _ => {
+                self.input_error = Some(T::InvalidIdleTimeout);
+                return None;
+            }
+        };
         self.input_error = None;
         self.status = ServerStatus::Starting;
         let mut config = ServerConfig::new(bind, port, self.dir.clone());
-        config.idle_timeout = Duration::from_secs(30);
+        config.idle_timeout = Duration::from_secs(idle_timeout_secs);
+        config.auto_accept = self.auto_accept;
         Some(Action::Engine(Command::StartServer(config)))
     }
 

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::i18n::Lang;
 use crate::cli::DEFAULT_PORT;
 
+/// A peer silent this long is dropped, unless the user chose otherwise.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
+
 /// How many recent destinations the client offers.
 pub const MAX_RECENT: usize = 8;
 
@@ -22,6 +25,11 @@ pub struct Settings {
     /// The server was listening when the window closed: listen again on start.
     pub server_listening: bool,
     pub download_dir: PathBuf,
+    /// Accept offers without asking (the original's behaviour); when off, Ferry senders
+    /// wait for the user's answer and plain senders are refused.
+    pub server_auto_accept: bool,
+    /// The idle timeout field as typed (seconds); checked when the server starts.
+    pub server_idle_timeout_secs: String,
     pub notes_port: String,
     pub notes_open: bool,
     pub note_peer: String,
@@ -39,6 +47,8 @@ impl Default for Settings {
             server_port: DEFAULT_PORT.to_string(),
             server_listening: false,
             download_dir: default_download_dir(),
+            server_auto_accept: true,
+            server_idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS.to_string(),
             notes_port: DEFAULT_PORT.to_string(),
             notes_open: true,
             note_peer: String::new(),
@@ -114,5 +124,10 @@ mod tests {
         let settings: Settings = serde_json::from_str(r#"{"server_port":"9000"}"#).unwrap();
         assert_eq!(settings.server_port, "9000");
         assert_eq!(settings.notes_port, DEFAULT_PORT.to_string());
+        assert!(
+            settings.server_auto_accept,
+            "auto-accept stays on, as before"
+        );
+        assert_eq!(settings.server_idle_timeout_secs, "30");
     }
 }

@@ -1,9 +1,12 @@
 //! The transfer table both tabs draw: name, peer, size, progress, speed, ETA, state, actions.
 
+use std::sync::OnceLock;
+
 use egui::{Color32, ProgressBar, RichText, Ui};
 
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
+use crate::transfer::FileOutcome;
 use crate::worker::{Direction, Mode, TransferId};
 
 /// Room for the usual states on one line; longer ones (failure reasons) are cut at the
@@ -16,6 +19,8 @@ pub enum RowAction {
     OpenFolder(TransferId),
     Cancel(TransferId),
     Remove(TransferId),
+    /// Send a failed or cancelled upload again (a Ferry receiver resumes it).
+    Retry(TransferId),
 }
 
 /// Draws `rows`; `direction` picks the verbs (receiving vs sending) and the buttons.
@@ -92,19 +97,26 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
     );
     ui.label(row.eta().map(format_eta).unwrap_or_default());
     let mut action = None;
-    ui.horizontal(|ui| match (&row.state, direction) {
-        (RowState::Active, Direction::Outgoing) if ui.button(tr.get(T::Cancel)).clicked() => {
-            action = Some(RowAction::Cancel(row.id));
+    ui.horizontal(|ui| {
+        let mut button = |text: T, clicked: RowAction| {
+            if ui.button(tr.get(text)).clicked() {
+                action = Some(clicked);
+            }
+        };
+        match (&row.state, direction) {
+            // Either side can stop a transfer; the other side is told.
+            (RowState::Active, _) => button(T::Cancel, RowAction::Cancel(row.id)),
+            (RowState::Verified | RowState::Unverified, Direction::Incoming) => {
+                button(T::OpenFolder, RowAction::OpenFolder(row.id))
+            }
+            (_, Direction::Incoming) => {}
+            (_, Direction::Outgoing) => {
+                if row.retryable() {
+                    button(T::Retry, RowAction::Retry(row.id));
+                }
+                button(T::Remove, RowAction::Remove(row.id));
+            }
         }
-        (RowState::Verified | RowState::Unverified, Direction::Incoming)
-            if ui.button(tr.get(T::OpenFolder)).clicked() =>
-        {
-            action = Some(RowAction::OpenFolder(row.id));
-        }
-        (_, Direction::Outgoing) if ui.button(tr.get(T::Remove)).clicked() => {
-            action = Some(RowAction::Remove(row.id));
-        }
-        _ => {}
     });
     state_ui(ui, tr, row, direction);
     action
@@ -129,10 +141,16 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
             tr.get(T::StateUnverified).to_owned(),
             Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
         ),
-        RowState::Failed(reason) => (
-            tr.fill(T::StateFailed, &[reason]),
-            Some(Color32::from_rgb(0xd0, 0x40, 0x40)),
-        ),
+        RowState::Failed(reason) => match outcome_reason(reason) {
+            (Outcome::Declined, why) => (
+                tr.fill(T::StateDeclined, &[&why]),
+                Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
+            ),
+            (Outcome::Failed, why) => (
+                tr.fill(T::StateFailed, &[&why]),
+                Some(Color32::from_rgb(0xd0, 0x40, 0x40)),
+            ),
+        },
         RowState::Cancelled { by_peer: false } => {
             (tr.get(T::StateCancelled).to_owned(), Some(Color32::GRAY))
         }
@@ -153,4 +171,58 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
             response.on_hover_text(text);
         }
     });
+}
+
+/// How an upload that did not succeed ended, for its state text.
+enum Outcome {
+    Declined,
+    Failed,
+}
+
+/// Splits a failure reason into how it ended and why. The sender reports a file's
+/// [`FileOutcome`] as its text (`declined: REASON`, `failed: REASON`): such rows read
+/// "declined: REASON" and "failed: REASON", not "failed: failed: REASON". The prefixes are
+/// taken from the engine's own formatting so the two cannot drift apart; reasons without one
+/// (the receiver's) are shown as they are.
+fn outcome_reason(reason: &str) -> (Outcome, &str) {
+    static PREFIXES: OnceLock<[String; 2]> = OnceLock::new();
+    let [declined, failed] = PREFIXES.get_or_init(|| {
+        let reason = String::new();
+        [
+            FileOutcome::Declined {
+                reason: reason.clone(),
+            }
+            .to_string(),
+            FileOutcome::Failed { reason }.to_string(),
+        ]
+    });
+    if let Some(why) = reason.strip_prefix(declined.as_str()) {
+        (Outcome::Declined, why)
+    } else {
+        (
+            Outcome::Failed,
+            reason.strip_prefix(failed.as_str()).unwrap_or(reason),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_texts_are_not_doubled() {
+        assert!(matches!(
+            outcome_reason("declined: declined by the receiver"),
+            (Outcome::Declined, "declined by the receiver")
+        ));
+        assert!(matches!(
+            outcome_reason("failed: connection lost"),
+            (Outcome::Failed, "connection lost")
+        ));
+        assert!(matches!(
+            outcome_reason("refused: the receiver asks first"),
+            (Outcome::Failed, "refused: the receiver asks first")
+        ));
+    }
 }

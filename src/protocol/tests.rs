@@ -166,7 +166,10 @@ fn golden_resume_exchange() {
         "#)
     );
     // Waiting carries nothing but its kind.
-    assert_eq!(encode_receiver_msg(&ReceiverMsg::Waiting).unwrap()[4..], *br#"{"kind":"waiting"}"#);
+    assert_eq!(
+        encode_receiver_msg(&ReceiverMsg::Waiting).unwrap()[4..],
+        *br#"{"kind":"waiting"}"#
+    );
 }
 
 #[test]

@@ -299,3 +299,525 @@ fn closing_the_window_mid_upload_cancels_it_and_keeps_no_file() {
         Ok(0) | Err(_)
     ));
 }
+
+/// Settings for a receiver that asks before accepting and listens from the start.
+fn asking_receiver(download_dir: &Path) -> Settings {
+    Settings {
+        server_auto_accept: false,
+        server_listening: true,
+        ..settings(download_dir)
+    }
+}
+
+/// Starts the harness's server (from settings or with a click) and returns its address.
+fn wait_listening(harness: &mut Harness<'_, FerryApp>) -> SocketAddr {
+    run_until(harness, "the server to listen", |app| {
+        listening_addr(app).is_some()
+    });
+    listening_addr(harness.state()).unwrap()
+}
+
+/// In the Client tab: types the destination and message, picks the picker's files and
+/// clicks Upload.
+fn upload_from_client_tab(
+    harness: &mut Harness<'_, FerryApp>,
+    dest: SocketAddr,
+    msg: &str,
+    count: usize,
+) {
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Destination (host:port)").click();
+    harness
+        .get_by_label("Destination (host:port)")
+        .type_text(&dest.to_string());
+    if !msg.is_empty() {
+        harness.get_by_label("Message").click();
+        harness.get_by_label("Message").type_text(msg);
+    }
+    harness.get_by_label("Choose files…").click();
+    run_until(harness, "the picked files in the queue", |app| {
+        app.client.rows.len() == count
+    });
+    harness.get_by_label("Upload").click();
+    harness.run_steps(2);
+}
+
+/// Replaces the text of the field labelled `label` with `text`, as a user would.
+fn replace_text(harness: &mut Harness<'_, FerryApp>, label: &str, text: &str) {
+    harness.get_by_label(label).click();
+    harness.run_steps(1);
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label(label).type_text(text);
+    harness.run_steps(1);
+    assert_eq!(harness.get_by_label(label).value().as_deref(), Some(text));
+}
+
+/// Waits until the engine has handled every command sent so far: the engine takes commands
+/// in order, so once a later "Listen" (notes) is answered, the earlier ones are done.
+fn engine_caught_up(harness: &mut Harness<'_, FerryApp>) {
+    harness.get_by_label("Listen").click();
+    harness.run_steps(1);
+    run_until(harness, "the engine to answer a later command", |app| {
+        matches!(app.notes.status, NotesStatus::Listening(_))
+    });
+}
+
+/// Two windows: the receiver showing the prompt, and the sender on its Client tab.
+struct Offered {
+    receiver: Harness<'static, FerryApp>,
+    sender: Harness<'static, FerryApp>,
+    /// The offered files and their contents.
+    files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+/// Two files offered from window B to window A, which asks, up to the prompt in A.
+fn offer_two_files(src: &Path, dst: &Path) -> Offered {
+    let files: Vec<(PathBuf, Vec<u8>)> = [("report.txt", 120_000), ("photos.bin", 5_000_000)]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, len))| {
+            let path = src.join(name);
+            let bytes = data(*len, 50 + i as u64);
+            std::fs::write(&path, &bytes).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    let mut receiver = app(asking_receiver(dst), vec![]);
+    let addr = wait_listening(&mut receiver);
+    let mut sender = app(
+        settings(src),
+        files.iter().map(|(path, _)| path.clone()).collect(),
+    );
+    upload_from_client_tab(&mut sender, addr, "for Friday", 2);
+    run_until(&mut receiver, "the prompt", |app| {
+        !app.server.offers.pending.is_empty()
+    });
+    receiver.get_by_label("Incoming files");
+    receiver.get_by_label_contains("From 127.0.0.1:");
+    receiver.get_by_label("Files: 2");
+    receiver.get_by_label("Total size: 4.9 MiB");
+    receiver.get_by_label("Message: for Friday");
+    receiver.get_by_label("report.txt");
+    receiver.get_by_label("photos.bin");
+    assert!(
+        names_in(dst).is_empty(),
+        "nothing is written before the answer"
+    );
+    Offered {
+        receiver,
+        sender,
+        files,
+    }
+}
+
+#[test]
+fn an_offer_waits_for_accept_in_the_prompt_then_arrives_verified() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let Offered {
+        mut receiver,
+        mut sender,
+        files,
+    } = offer_two_files(src.path(), dst.path());
+    receiver.get_by_label("Accept").click();
+    run_until(&mut receiver, "both files received", |app| {
+        app.server.rows.len() == 2 && app.server.rows.iter().all(|r| r.state.is_finished())
+    });
+    assert!(
+        receiver.query_by_label("Accept").is_none(),
+        "the prompt is gone"
+    );
+    assert!(receiver.state().server.offers.pending.is_empty());
+    run_until(&mut sender, "both uploads to end", |app| {
+        app.client.rows.iter().all(|r| r.state.is_finished())
+    });
+    for app in [receiver.state(), sender.state()] {
+        let rows = app.server.rows.iter().chain(&app.client.rows);
+        assert!(rows.clone().count() == 2);
+        assert!(
+            rows.clone().all(|r| r.state == RowState::Verified),
+            "{:?}",
+            rows.collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(sender.query_all_by_label("verified").count(), 2);
+    for (path, bytes) in &files {
+        assert_eq!(
+            &std::fs::read(dst.path().join(path.file_name().unwrap())).unwrap(),
+            bytes
+        );
+    }
+}
+
+#[test]
+fn a_declined_offer_tells_the_sender_and_keeps_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let Offered {
+        mut receiver,
+        mut sender,
+        ..
+    } = offer_two_files(src.path(), dst.path());
+    receiver.get_by_label("Decline").click();
+    receiver.run_steps(2);
+    run_until(&mut sender, "both uploads to end", |app| {
+        app.client.rows.iter().all(|r| r.state.is_finished())
+    });
+    assert_eq!(
+        sender
+            .query_all_by_label("declined: declined by the receiver")
+            .count(),
+        2
+    );
+    // A declined upload can be offered again.
+    assert_eq!(sender.query_all_by_label("Retry").count(), 2);
+    run_until(&mut receiver, "the refusals in the server tab", |app| {
+        app.server.rows.len() == 2 && app.server.rows.iter().all(|r| r.state.is_finished())
+    });
+    assert!(
+        receiver.query_by_label("Decline").is_none(),
+        "the prompt is gone"
+    );
+    assert_eq!(
+        receiver
+            .query_all_by_label("failed: refused: declined by the receiver")
+            .count(),
+        2
+    );
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "{:?}",
+        names_in(dst.path())
+    );
+}
+
+/// A plain upload as the Python client does it, tolerating a server that hangs up early.
+/// Returns whether the server sent anything back (a plain peer must never get a byte).
+fn raw_plain_upload(addr: SocketAddr, name: &str, bytes: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let _ = stream.write_all(&plain_frame(&plain_header(name, bytes.len(), "")));
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    !rest.is_empty()
+}
+
+#[test]
+fn plain_senders_are_refused_while_asking_and_accepted_after_the_toggle() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut receiver = app(asking_receiver(dst.path()), vec![]);
+    let addr = wait_listening(&mut receiver);
+    receiver.get_by_label_contains("Plain (non-Ferry) senders cannot be asked");
+    let bytes = data(200_000, 61);
+    assert!(!raw_plain_upload(addr, "refused.txt", &bytes));
+    run_until(&mut receiver, "the refusal", |app| {
+        app.server
+            .rows
+            .first()
+            .is_some_and(|r| r.state.is_finished())
+    });
+    let RowState::Failed(reason) = &receiver.state().server.rows[0].state else {
+        panic!("{:?}", receiver.state().server.rows[0].state);
+    };
+    assert!(reason.starts_with("refused:"), "{reason}");
+    receiver.get_by_label_contains("failed: refused:");
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "{:?}",
+        names_in(dst.path())
+    );
+
+    // Turned on while listening: the running server accepts plain senders again.
+    receiver
+        .get_by_label("Accept uploads without asking")
+        .click();
+    receiver.run_steps(1);
+    assert!(receiver.state().server.auto_accept);
+    assert!(receiver.state().settings().server_auto_accept, "persisted");
+    engine_caught_up(&mut receiver);
+    assert!(!raw_plain_upload(addr, "accepted.txt", &bytes));
+    run_until(&mut receiver, "the plain upload", |app| {
+        app.server.rows.len() == 2 && app.server.rows[1].state.is_finished()
+    });
+    assert_eq!(receiver.state().server.rows[1].state, RowState::Unverified);
+    assert_eq!(
+        std::fs::read(dst.path().join("accepted.txt")).unwrap(),
+        bytes
+    );
+}
+
+#[test]
+fn the_idle_timeout_is_validated_persisted_and_drops_a_silent_peer() {
+    use std::io::{Read, Write};
+    let dst = tempfile::tempdir().unwrap();
+    let mut receiver = app(settings(dst.path()), vec![]);
+    receiver.run_steps(2);
+    replace_text(&mut receiver, "Idle timeout (seconds)", "0");
+    receiver.run_steps(1);
+    receiver.get_by_label("Start listening").click();
+    receiver.run_steps(2);
+    receiver.get_by_label("Idle timeout must be a whole number of seconds from 1 to 86400");
+    assert_eq!(receiver.state().server.status, ServerStatus::Stopped);
+
+    replace_text(&mut receiver, "Idle timeout (seconds)", "1");
+    receiver.run_steps(1);
+    assert_eq!(receiver.state().settings().server_idle_timeout_secs, "1");
+    receiver.get_by_label("Start listening").click();
+    let addr = wait_listening(&mut receiver);
+    // A plain sender that announces a file, sends part of it and goes silent.
+    let mut sender = std::net::TcpStream::connect(addr).unwrap();
+    sender
+        .write_all(&plain_frame(&plain_header("stalled.bin", 1_000_000, "")))
+        .unwrap();
+    sender.write_all(&data(1000, 62)).unwrap();
+    let started = Instant::now();
+    run_until(&mut receiver, "the silent peer to be dropped", |app| {
+        app.server
+            .rows
+            .first()
+            .is_some_and(|r| r.state.is_finished())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    receiver.get_by_label("failed: peer went silent for 1 s");
+    sender.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(matches!(sender.read(&mut byte), Ok(0) | Err(_)));
+}
+
+/// Forwards one connection to `target`, at most `bytes_per_tick` every `tick` from client to
+/// server, answers freely. Unlike [`throttling_proxy`], when the server hangs up it passes
+/// the close on and keeps reading what the client still sends (as an endpoint that has
+/// closed would answer it with a reset), so a sender blocked in a write is not left
+/// waiting on a zero window.
+fn slow_proxy(target: SocketAddr, bytes_per_tick: usize, tick: Duration) -> SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = listener.accept() else {
+            return;
+        };
+        let server = TcpStream::connect(target).unwrap();
+        server
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let server_gone = Arc::new(AtomicBool::new(false));
+        let (mut server_r, mut client_w) =
+            (server.try_clone().unwrap(), client.try_clone().unwrap());
+        let gone = Arc::clone(&server_gone);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut server_r, &mut client_w);
+            gone.store(true, Ordering::SeqCst);
+            let _ = client_w.shutdown(Shutdown::Write);
+        });
+        let (mut client_r, mut server_w) = (client, server);
+        let mut buf = vec![0u8; bytes_per_tick];
+        loop {
+            let n = match client_r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if server_gone.load(Ordering::SeqCst) {
+                continue; // the server has closed: what the client sends now goes nowhere
+            }
+            if server_w.write_all(&buf[..n]).is_err() {
+                server_gone.store(true, Ordering::SeqCst);
+                continue;
+            }
+            // The throttle itself, not synchronisation.
+            std::thread::sleep(tick);
+        }
+        let _ = server_w.shutdown(Shutdown::Write);
+    });
+    addr
+}
+
+#[test]
+fn cancel_on_a_server_row_stops_the_sender_and_keeps_nothing() {
+    use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
+    use ferry::worker::{CancelToken, event_channel};
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("slow.bin");
+    std::fs::write(&file, data(40 * 1024 * 1024, 63)).unwrap();
+    let mut s = settings(dst.path());
+    s.server_listening = true;
+    let mut receiver = app(s, vec![]);
+    let addr = wait_listening(&mut receiver);
+    let proxy = slow_proxy(addr, 64 * 1024, Duration::from_millis(5));
+    let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(1);
+    let sender = std::thread::spawn(move || {
+        let (sink, _events) = event_channel(None);
+        let outcomes = send_files(
+            &SendOptions::new(proxy.to_string()),
+            &[OutgoingFile::new(file)],
+            &sink,
+            &CancelToken::new(),
+        );
+        let _ = outcome_tx.send(outcomes.unwrap());
+    });
+    run_until(&mut receiver, "bytes arriving", |app| {
+        app.server.rows.first().is_some_and(|r| r.bytes_done > 0)
+    });
+    receiver.get_by_label("receiving");
+    receiver.get_by_label("Cancel").click();
+    let clicked = Instant::now();
+    run_until(&mut receiver, "the row to end", |app| {
+        app.server.rows[0].state.is_finished()
+    });
+    assert_eq!(
+        receiver.state().server.rows[0].state,
+        RowState::Cancelled { by_peer: false }
+    );
+    receiver.get_by_label("cancelled");
+    let outcomes = outcome_rx.recv_timeout(DEADLINE).expect("the sender ends");
+    assert!(
+        matches!(outcomes[..], [FileOutcome::CancelledByPeer { .. }]),
+        "{outcomes:?}"
+    );
+    // Typically some 30 ms; the issue asks for under a second.
+    assert!(
+        clicked.elapsed() < Duration::from_secs(1),
+        "the sender heard of the cancel after {:?}",
+        clicked.elapsed()
+    );
+    sender.join().unwrap();
+    // Not even a .part: the engine removes it just after reporting the cancel.
+    let dir = dst.path().to_owned();
+    run_until(&mut receiver, "an empty download folder", |_| {
+        names_in(&dir).is_empty()
+    });
+}
+
+/// Forwards connections to `target`. The first is cut (both sides closed) after `cut_after`
+/// bytes from the client, like a dropped network; later ones pass whole. Reports how many
+/// client bytes each connection carried, in order.
+fn cutting_proxy(
+    target: SocketAddr,
+    cut_after: usize,
+) -> (SocketAddr, crossbeam_channel::Receiver<usize>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { return };
+            let limit = if n == 0 { cut_after } else { usize::MAX };
+            let server = TcpStream::connect(target).unwrap();
+            let (mut client_r, mut server_w) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_r, mut client_w) = (server, client);
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut forwarded = 0usize;
+                loop {
+                    let want = buf.len().min(limit - forwarded);
+                    let read = match client_r.read(&mut buf[..want]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => read,
+                    };
+                    if server_w.write_all(&buf[..read]).is_err() {
+                        break;
+                    }
+                    forwarded += read;
+                    if forwarded == limit {
+                        // The network goes away under both ends.
+                        let _ = server_w.shutdown(Shutdown::Both);
+                        let _ = client_r.shutdown(Shutdown::Both);
+                        break;
+                    }
+                }
+                let _ = server_w.shutdown(Shutdown::Write);
+                let _ = tx.send(forwarded);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_r, &mut client_w);
+                let _ = client_w.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn retry_on_a_failed_row_resumes_where_the_receiver_stopped() {
+    use ferry::worker::{Event, TransferEvent};
+    const SIZE: usize = 40 * 1024 * 1024;
+    const CUT: usize = 10 * 1024 * 1024;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("big.bin");
+    let bytes = data(SIZE, 64);
+    std::fs::write(&file, &bytes).unwrap();
+    let (server, events) = start_server(dst.path());
+    let (proxy, forwarded) = cutting_proxy(server.local_addr(), CUT);
+    let mut sender = app(settings(src.path()), vec![file]);
+    upload_from_client_tab(&mut sender, proxy, "", 1);
+    run_until(&mut sender, "the upload to fail", |app| {
+        app.client.rows[0].state.is_finished()
+    });
+    let RowState::Failed(reason) = &sender.state().client.rows[0].state else {
+        panic!("{:?}", sender.state().client.rows[0].state);
+    };
+    assert!(reason.starts_with("failed: "), "{reason}");
+    let first_id = wait_for(&events, |event| match event {
+        Event::Transfer(TransferEvent::Failed { id, reason }) => {
+            assert!(reason.contains("kept"), "{reason}");
+            Some(*id)
+        }
+        _ => None,
+    });
+    assert_eq!(forwarded.recv_timeout(DEADLINE).unwrap(), CUT);
+    let kept = std::fs::metadata(dst.path().join("big.bin.part"))
+        .expect("the interrupted upload's part is kept")
+        .len();
+    assert!(kept > 0 && kept < SIZE as u64, "{kept}");
+
+    sender.get_by_label_contains("failed: ");
+    assert!(sender.query_by_label_contains("failed: failed").is_none());
+    sender.get_by_label("Retry").click();
+    run_until(&mut sender, "the retried upload to end", |app| {
+        app.client.rows[0].state.is_finished()
+    });
+    assert_eq!(
+        sender.state().client.rows.len(),
+        1,
+        "the same row, sent again"
+    );
+    assert_eq!(sender.state().client.rows[0].state, RowState::Verified);
+    sender.get_by_label("verified");
+    assert!(sender.query_by_label("Retry").is_none());
+    // The receiver's second transfer started where the part ended.
+    let first_progress = wait_for(&events, |event| match event {
+        Event::Transfer(TransferEvent::Progress { id, bytes_done }) if *id != first_id => {
+            Some(*bytes_done)
+        }
+        _ => None,
+    });
+    assert_eq!(first_progress, kept, "resumed at the kept length");
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(finished[0].1, "verified");
+    assert_eq!(std::fs::read(dst.path().join("big.bin")).unwrap(), bytes);
+    assert_eq!(names_in(dst.path()), ["big.bin"]);
+    // On the wire: only the rest of the file (plus framing) went through the second time.
+    let second = forwarded.recv_timeout(DEADLINE).unwrap();
+    assert!(
+        second < SIZE - kept as usize + 1024 * 1024,
+        "second connection carried {second} bytes; {} were missing",
+        SIZE - kept as usize
+    );
+}

@@ -1,0 +1,200 @@
+//! The accept-or-decline prompt. With auto-accept off, the server holds each Ferry sender's
+//! upload until the user answers ([`ServerEvent::OfferPending`]); the offers wait here, oldest
+//! first, and the prompt shows the oldest one. An offer leaves the queue when the user
+//! answers or when the engine closes it ([`ServerEvent::OfferClosed`]: timed out, the sender
+//! left, the server stopped).
+//!
+//! [`ServerEvent::OfferPending`]: crate::worker::ServerEvent::OfferPending
+//! [`ServerEvent::OfferClosed`]: crate::worker::ServerEvent::OfferClosed
+
+use std::net::SocketAddr;
+
+use egui::{RichText, Ui};
+
+use super::Action;
+use super::i18n::{T, Tr};
+use super::model::format_bytes;
+use crate::worker::Command;
+
+/// How tall the list of names may grow before it scrolls.
+const NAMES_MAX_HEIGHT: f32 = 160.0;
+
+/// One upload waiting for the user's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOffer {
+    pub offer_id: u64,
+    pub peer: SocketAddr,
+    /// Files and bytes in the whole upload.
+    pub count: u64,
+    pub bytes: u64,
+    /// The first names (the engine bounds the list); `count` may be larger.
+    pub names: Vec<String>,
+    pub msg: String,
+}
+
+/// The offers waiting for an answer, oldest first.
+#[derive(Debug, Default)]
+pub struct OfferPrompt {
+    pub pending: Vec<PendingOffer>,
+}
+
+impl OfferPrompt {
+    pub fn push(&mut self, offer: PendingOffer) {
+        self.pending.push(offer);
+    }
+
+    /// The engine no longer waits for this offer (decided, timed out, or its sender left).
+    pub fn close(&mut self, offer_id: u64) {
+        self.pending.retain(|o| o.offer_id != offer_id);
+    }
+
+    /// Shows the oldest offer in a window of its own (over whichever tab is open) and
+    /// returns the decision once the user clicks.
+    #[must_use]
+    pub fn show(&mut self, ctx: &egui::Context, tr: Tr) -> Option<Action> {
+        let offer = self.pending.first()?;
+        let waiting = self.pending.len() - 1;
+        let mut accept = None;
+        egui::Window::new(tr.get(T::OfferTitle))
+            .id(egui::Id::unique("offer_prompt"))
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_TOP, [0.0, 96.0])
+            .show(ctx, |ui| {
+                accept = offer_ui(ui, tr, offer, waiting);
+            });
+        let accept = accept?;
+        let offer_id = offer.offer_id;
+        // Gone at once; the engine's `OfferClosed` that follows finds nothing to remove.
+        self.close(offer_id);
+        Some(Action::Engine(Command::Decide { offer_id, accept }))
+    }
+}
+
+/// The offer's details and its two buttons; `Some(accept)` once one is clicked.
+fn offer_ui(ui: &mut Ui, tr: Tr, offer: &PendingOffer, waiting: usize) -> Option<bool> {
+    ui.label(RichText::new(tr.fill(T::OfferFrom, &[&offer.peer])).strong());
+    ui.label(tr.fill(T::OfferCount, &[&offer.count]));
+    ui.label(tr.fill(T::OfferSize, &[&format_bytes(offer.bytes as f64)]));
+    if !offer.msg.is_empty() {
+        ui.label(tr.fill(T::OfferMessage, &[&offer.msg]));
+    }
+    ui.separator();
+    egui::ScrollArea::vertical()
+        .max_height(NAMES_MAX_HEIGHT)
+        .auto_shrink([false, true])
+        .show(ui, |ui| {
+            for name in &offer.names {
+                ui.label(RichText::new(name).monospace());
+            }
+        });
+    let unlisted = offer.count.saturating_sub(offer.names.len() as u64);
+    if unlisted > 0 {
+        ui.label(RichText::new(tr.fill(T::OfferMore, &[&unlisted])).weak());
+    }
+    if waiting > 0 {
+        ui.label(RichText::new(tr.fill(T::OfferQueue, &[&waiting])).weak());
+    }
+    ui.separator();
+    let mut decision = None;
+    ui.horizontal(|ui| {
+        if ui
+            .button(RichText::new(tr.get(T::Accept)).strong())
+            .clicked()
+        {
+            decision = Some(true);
+        }
+        if ui.button(tr.get(T::Decline)).clicked() {
+            decision = Some(false);
+        }
+    });
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(offer_id: u64) -> PendingOffer {
+        PendingOffer {
+            offer_id,
+            peer: "127.0.0.1:9".parse().unwrap(),
+            count: 1,
+            bytes: 10,
+            names: vec!["a.txt".into()],
+            msg: String::new(),
+        }
+    }
+
+    #[test]
+    fn offers_leave_the_queue_when_closed_and_the_oldest_shows_first() {
+        let mut prompt = OfferPrompt::default();
+        prompt.push(offer(1));
+        prompt.push(offer(2));
+        prompt.push(offer(3));
+        prompt.close(2);
+        prompt.close(42); // unknown: nothing happens
+        let ids: Vec<u64> = prompt.pending.iter().map(|o| o.offer_id).collect();
+        assert_eq!(ids, [1, 3]);
+    }
+
+    #[test]
+    fn the_prompt_lists_the_offer_and_a_click_decides_it() {
+        use egui_kittest::{Harness, kittest::Queryable};
+
+        use crate::app::i18n::Lang;
+
+        struct State {
+            prompt: OfferPrompt,
+            actions: Vec<Action>,
+        }
+        let mut big = offer(7);
+        big.count = 60;
+        big.bytes = 3 * 1024 * 1024;
+        big.names = (0..50).map(|i| format!("photo{i}.jpg")).collect();
+        big.msg = "holiday".into();
+        let mut prompt = OfferPrompt::default();
+        prompt.push(big);
+        prompt.push(offer(8));
+        let mut harness = Harness::new_ui_state(
+            |ui, state: &mut State| {
+                let action = state.prompt.show(ui.ctx(), Tr(Lang::En));
+                state.actions.extend(action);
+            },
+            State {
+                prompt,
+                actions: Vec::new(),
+            },
+        );
+        harness.run();
+        harness.get_by_label("From 127.0.0.1:9");
+        harness.get_by_label("Files: 60");
+        harness.get_by_label("Total size: 3.0 MiB");
+        harness.get_by_label("Message: holiday");
+        harness.get_by_label("photo0.jpg");
+        harness.get_by_label("…and 10 more");
+        harness.get_by_label("1 more offers waiting");
+        harness.get_by_label("Decline").click();
+        harness.run();
+        assert!(matches!(
+            harness.state().actions[..],
+            [Action::Engine(Command::Decide {
+                offer_id: 7,
+                accept: false
+            })]
+        ));
+        // The next offer shows, and it lists all its names.
+        harness.get_by_label("a.txt");
+        assert!(harness.query_by_label("…and 10 more").is_none());
+        harness.get_by_label("Accept").click();
+        harness.run();
+        assert!(matches!(
+            harness.state().actions[1..],
+            [Action::Engine(Command::Decide {
+                offer_id: 8,
+                accept: true
+            })]
+        ));
+        assert!(harness.query_by_label("Accept").is_none(), "no offer left");
+    }
+}
