@@ -120,4 +120,6 @@ pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 pub const MAX_NAME_BYTES: usize = 200;
 
 #[cfg(test)]
+mod fuzz_regressions;
+#[cfg(test)]
 mod tests;

@@ -59,18 +59,21 @@ pub fn sanitize_file_name(raw: &str) -> SafeName {
         .chars()
         .map(|c| if is_forbidden(c) { '_' } else { c })
         .collect();
+    // Dots and spaces alternate at the end of "a. ." : trim them together, not in turn.
     name = name
-        .trim_matches(|c: char| c.is_whitespace())
-        .trim_end_matches('.')
-        .trim_end()
+        .trim_start_matches(char::is_whitespace)
+        .trim_end_matches(is_trailing_junk)
         .to_owned();
     if name.chars().all(|c| c == '.') {
         name.clear();
     }
+    // Truncating can make a device name ("CON" + 200 spaces + "x.txt" -> "CON.txt"), so the
+    // check comes after it; the `_` it adds may need one more byte cut.
+    name = truncate_keeping_extension(&name, MAX_NAME_BYTES);
     if is_windows_device_name(&name) {
         name.insert(0, '_');
+        name = truncate_keeping_extension(&name, MAX_NAME_BYTES);
     }
-    name = truncate_keeping_extension(&name, MAX_NAME_BYTES);
     if name.is_empty() {
         name = FALLBACK_NAME.to_owned();
     }
@@ -96,11 +99,22 @@ fn is_windows_device_name(name: &str) -> bool {
         .to_ascii_uppercase();
     match stem.as_str() {
         "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$" => true,
-        s if s.len() == 4 && (s.starts_with("COM") || s.starts_with("LPT")) => {
-            s.as_bytes()[3].is_ascii_digit()
-        }
-        _ => false,
+        // COM0-9 and LPT0-9, and Windows also counts the superscripts ¹ ² ³ as digits here.
+        s => s
+            .strip_prefix("COM")
+            .or_else(|| s.strip_prefix("LPT"))
+            .is_some_and(|digit| {
+                let mut chars = digit.chars();
+                matches!((chars.next(), chars.next()),
+                    (Some(d), None) if d.is_ascii_digit() || matches!(d, '¹' | '²' | '³'))
+            }),
     }
+}
+
+/// What may not end a name: Windows drops trailing dots and spaces, and trailing whitespace
+/// of any kind is invisible to the user.
+fn is_trailing_junk(c: char) -> bool {
+    c == '.' || c.is_whitespace()
 }
 
 /// Splits `name` into stem and extension (with its dot); `.tar.*` counts as one extension and
@@ -131,7 +145,7 @@ fn truncate_keeping_extension(name: &str, max_bytes: usize) -> String {
     while !stem.is_char_boundary(budget.min(stem.len())) {
         budget -= 1;
     }
-    let stem = stem[..budget.min(stem.len())].trim_end_matches(['.', ' ']);
+    let stem = stem[..budget.min(stem.len())].trim_end_matches(is_trailing_junk);
     format!("{stem}{ext}")
 }
 

@@ -360,7 +360,9 @@ proptest! {
         prop_assert!(!name.is_empty() && name != "." && name != "..");
         prop_assert!(!name.contains(['/', '\\', '\0']));
         prop_assert!(name.len() <= MAX_NAME_BYTES);
-        prop_assert!(!name.ends_with(['.', ' ']));
+        prop_assert!(!name.ends_with(|c: char| c == '.' || c.is_whitespace()));
+        let again = sanitize_file_name(name);
+        prop_assert_eq!(again.as_str(), name, "sanitizing twice changes nothing");
         let joined = std::path::Path::new("/downloads").join(name);
         prop_assert_eq!(joined.parent(), Some(std::path::Path::new("/downloads")));
     }

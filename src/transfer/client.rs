@@ -252,7 +252,15 @@ fn spawn_answer_reader(stream: &TcpStream) -> std::io::Result<Receiver<Answer>> 
                     Err(e) => Answer::Closed(format!("connection lost: {e}")),
                 };
                 let last = matches!(answer, Answer::Closed(_));
-                if tx.send(answer).is_err() || last {
+                // After a cancel, or once the receiver is gone, nothing more can be delivered:
+                // shut the socket so a send blocked on a stalled path fails now, not at its
+                // write timeout (the message is already on the channel to explain why).
+                let hang_up = last || matches!(answer, Answer::Msg(ReceiverMsg::Cancel { .. }));
+                let delivered = tx.send(answer).is_ok();
+                if hang_up {
+                    let _ = reader.get_ref().shutdown(Shutdown::Both);
+                }
+                if !delivered || last {
                     break;
                 }
             }
@@ -525,22 +533,20 @@ impl Session<'_> {
     ) -> Result<u64, Stop> {
         let theirs = prefix.and_then(|hex| blake3::Hash::from_hex(hex).ok());
         let mut matches = false;
-        if offset <= size {
-            if let Some(theirs) = theirs {
-                let mut left = offset;
-                while left > 0 {
-                    let want = left.min(self.buf.len() as u64) as usize;
-                    match read_some(file, &mut self.buf[..want]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            hasher.update(&self.buf[..n]);
-                            left -= n as u64;
-                        }
+        if let (true, Some(theirs)) = (offset <= size, theirs) {
+            let mut left = offset;
+            while left > 0 {
+                let want = left.min(self.buf.len() as u64) as usize;
+                match read_some(file, &mut self.buf[..want]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        hasher.update(&self.buf[..n]);
+                        left -= n as u64;
                     }
                 }
-                // `finalize` does not consume: the same hasher goes on over the rest.
-                matches = left == 0 && hasher.finalize() == theirs;
             }
+            // `finalize` does not consume: the same hasher goes on over the rest.
+            matches = left == 0 && hasher.finalize() == theirs;
         }
         let start = if matches { offset } else { 0 };
         if !matches {

@@ -134,7 +134,10 @@ pub fn available_space(dir: &std::path::Path) -> Option<u64> {
         }
         // SAFETY: statvfs returned 0, so it initialised `stats`.
         let stats = unsafe { stats.assume_init() };
-        Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+        // The field types differ between platforms (u64 on Linux x86_64, u32 elsewhere).
+        #[allow(clippy::unnecessary_cast)]
+        let available = (stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64);
+        Some(available)
     }
     #[cfg(not(unix))]
     {

@@ -675,6 +675,11 @@ impl Connection<'_> {
             Some(b) => (b.count, b.bytes, b.names.clone()),
             None => (1, header.file_size, vec![header.file_name.clone()]),
         };
+        // Names are shown to the user: as they would be saved, never raw control or bidi text.
+        let names = names
+            .iter()
+            .map(|n| sanitize_file_name(n).to_string())
+            .collect();
         self.shared
             .sink
             .emit(Event::Server(ServerEvent::OfferPending {
@@ -707,10 +712,7 @@ impl Connection<'_> {
         let safe = sanitize_file_name(&header.file_name);
         let id = next_transfer_id();
         let dir = &self.shared.config.dir;
-        let refusal = match self.decide(&header, mode)? {
-            Err(reason) => Some(reason),
-            Ok(()) => None,
-        };
+        let refusal = self.decide(&header, mode)?.err();
         // A partial copy left by an interrupted upload of the same name (Ferry only: only a
         // Ferry sender can prove, by hash, that it is the start of the same file).
         let resumable = match (&refusal, mode) {
