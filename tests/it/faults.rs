@@ -50,6 +50,36 @@ fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
     (addr, counted)
 }
 
+/// Uploads `file` on a thread through a slow link to `server`, with `cancel`; returns the
+/// thread (its outcomes) and the sender's events.
+fn send_slowly(
+    server: SocketAddr,
+    file: PathBuf,
+    cancel: CancelToken,
+) -> (
+    thread::JoinHandle<Vec<FileOutcome>>,
+    crossbeam_channel::Receiver<Event>,
+) {
+    let proxy = throttling_proxy(server, 64 * 1024, Duration::from_millis(2));
+    let (sink, events) = event_channel(None);
+    let sender = thread::spawn(move || {
+        let files = [OutgoingFile::new(file)];
+        send_files(&SendOptions::new(proxy.to_string()), &files, &sink, &cancel).unwrap()
+    });
+    (sender, events)
+}
+
+/// Waits until some bytes of a transfer have moved; returns its id.
+fn wait_bytes_moving(events: &crossbeam_channel::Receiver<Event>) -> u64 {
+    wait_for(events, |e| match e {
+        Event::Transfer(TransferEvent::Progress {
+            id,
+            bytes_done: 1..,
+        }) => Some(*id),
+        _ => None,
+    })
+}
+
 fn write_data_file(path: &Path, len: usize, seed: u64) {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let block = data(1024 * 1024, seed);
@@ -180,31 +210,12 @@ fn sender_cancels_and_the_receiver_says_cancelled_by_peer() {
     let file = src.path().join("big.bin");
     write_data_file(&file, 30 * 1024 * 1024, 53);
     let (server, events) = start_server(dst.path());
-    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
-    let (sink, sender_events) = event_channel(None);
     let cancel = CancelToken::new();
-    let token = cancel.clone();
-    let sender = thread::spawn(move || {
-        send_files(
-            &SendOptions::new(proxy.to_string()),
-            &[OutgoingFile::new(file)],
-            &sink,
-            &token,
-        )
-    });
-    wait_for(&sender_events, |e| {
-        matches!(
-            e,
-            Event::Transfer(TransferEvent::Progress {
-                bytes_done: 1..,
-                ..
-            })
-        )
-        .then_some(())
-    });
+    let (sender, sender_events) = send_slowly(server.local_addr(), file, cancel.clone());
+    wait_bytes_moving(&sender_events);
     let cancelled_at = Instant::now();
     cancel.cancel();
-    assert_eq!(sender.join().unwrap().unwrap(), [FileOutcome::Cancelled]);
+    assert_eq!(sender.join().unwrap(), [FileOutcome::Cancelled]);
     wait_for(&events, |e| match e {
         Event::Transfer(TransferEvent::Cancelled { by_peer: true, .. }) => Some(()),
         Event::Transfer(TransferEvent::Failed { reason, .. }) => panic!("{reason}"),
@@ -228,26 +239,11 @@ fn receiver_cancels_and_the_sender_says_cancelled_by_peer() {
     let file = src.path().join("big.bin");
     write_data_file(&file, 30 * 1024 * 1024, 54);
     let (server, events) = start_server(dst.path());
-    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
-    let (sink, _) = event_channel(None);
-    let sender = thread::spawn(move || {
-        send_files(
-            &SendOptions::new(proxy.to_string()),
-            &[OutgoingFile::new(file)],
-            &sink,
-            &CancelToken::new(),
-        )
-    });
-    let id = wait_for(&events, |e| match e {
-        Event::Transfer(TransferEvent::Progress {
-            id,
-            bytes_done: 1..,
-        }) => Some(*id),
-        _ => None,
-    });
+    let (sender, _) = send_slowly(server.local_addr(), file, CancelToken::new());
+    let id = wait_bytes_moving(&events);
     let cancelled_at = Instant::now();
     server.cancel(id);
-    let outcome = sender.join().unwrap().unwrap();
+    let outcome = sender.join().unwrap();
     eprintln!(
         "the sender learnt of the cancel {:?} after it was asked",
         cancelled_at.elapsed()
@@ -508,27 +504,9 @@ fn a_disk_that_fills_mid_file_fails_that_file_and_the_server_keeps_serving() {
     let file = src.path().join("grows.bin");
     write_data_file(&file, 12 * 1024 * 1024, 57);
     let (server, events) = start_server(disk.path());
-    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
-    let (sink, _) = event_channel(None);
-    let sender = thread::spawn(move || {
-        send_files(
-            &SendOptions::new(proxy.to_string()),
-            &[OutgoingFile::new(file)],
-            &sink,
-            &CancelToken::new(),
-        )
-    });
+    let (sender, _) = send_slowly(server.local_addr(), file, CancelToken::new());
     // Once the upload is accepted and running, something else fills the disk.
-    wait_for(&events, |e| {
-        matches!(
-            e,
-            Event::Transfer(TransferEvent::Progress {
-                bytes_done: 1..,
-                ..
-            })
-        )
-        .then_some(())
-    });
+    wait_bytes_moving(&events);
     let filler = disk.path().join("filler");
     let mut f = std::fs::File::create(&filler).unwrap();
     let block = vec![0u8; 1024 * 1024];
@@ -540,7 +518,7 @@ fn a_disk_that_fills_mid_file_fails_that_file_and_the_server_keeps_serving() {
         _ => None,
     });
     assert!(reason.contains("disk full"), "{reason}");
-    match &sender.join().unwrap().unwrap()[..] {
+    match &sender.join().unwrap()[..] {
         [FileOutcome::Failed { reason }] => {
             assert!(reason.contains("disk full"), "sender told: {reason}")
         }
