@@ -136,6 +136,7 @@ texts! {
     StateQueued => "queued", "排队中";
     StateReceiving => "receiving", "接收中";
     StateSending => "sending", "发送中";
+    StateAwaiting => "waiting for the receiver to accept", "等待对方接受";
     StateVerified => "verified", "已校验";
     StateUnverified => "complete (not verified: plain peer)", "已完成（未校验：普通对方）";
     StateSentUnverified => "sent, unverified", "已发送，未校验";

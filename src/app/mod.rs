@@ -388,7 +388,8 @@ fn transfer_id(event: &TransferEvent) -> u64 {
         | TransferEvent::Progress { id, .. }
         | TransferEvent::Finished { id, .. }
         | TransferEvent::Failed { id, .. }
-        | TransferEvent::Cancelled { id, .. } => *id,
+        | TransferEvent::Cancelled { id, .. }
+        | TransferEvent::AwaitingDecision { id } => *id,
     }
 }
 

@@ -48,6 +48,8 @@ pub struct TransferRow {
     pub bytes_total: u64,
     pub bytes_done: u64,
     pub state: RowState,
+    /// Outgoing and active: the receiver is asking its user (no bytes move yet).
+    pub awaiting_decision: bool,
     speed: SpeedMeter,
 }
 
@@ -70,6 +72,7 @@ impl TransferRow {
             bytes_total,
             bytes_done: 0,
             state: RowState::Queued,
+            awaiting_decision: false,
             speed: SpeedMeter::default(),
         }
     }
@@ -101,6 +104,7 @@ impl TransferRow {
             bytes_total: *bytes_total,
             bytes_done: 0,
             state: RowState::Active,
+            awaiting_decision: false,
             speed: SpeedMeter::default(),
         })
     }
@@ -124,7 +128,9 @@ impl TransferRow {
                 self.state = RowState::Active;
                 self.speed = SpeedMeter::default();
             }
+            TransferEvent::AwaitingDecision { .. } => self.awaiting_decision = true,
             TransferEvent::Progress { bytes_done, .. } => {
+                self.awaiting_decision = false;
                 self.bytes_done = *bytes_done;
                 self.speed.record(*bytes_done, now);
             }

@@ -128,6 +128,7 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
         RowState::Active if direction == Direction::Incoming => {
             (tr.get(T::StateReceiving).to_owned(), None)
         }
+        RowState::Active if row.awaiting_decision => (tr.get(T::StateAwaiting).to_owned(), None),
         RowState::Active => (tr.get(T::StateSending).to_owned(), None),
         RowState::Verified => (
             tr.get(T::StateVerified).to_owned(),

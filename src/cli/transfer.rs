@@ -201,6 +201,14 @@ impl Bars {
                 log::debug!("{direction:?} {kind} transfer {id} of {name:?} with {peer}");
                 self.active.insert(*id, (bar, msg.clone()));
             }
+            Event::Transfer(TransferEvent::AwaitingDecision { id }) => {
+                if let Some((bar, _)) = self.active.get(id) {
+                    self.line(format!(
+                        "{}: waiting for the receiver to accept",
+                        bar.prefix()
+                    ));
+                }
+            }
             Event::Transfer(TransferEvent::Progress { id, bytes_done }) => {
                 if let Some((bar, _)) = self.active.get(id) {
                     bar.set_position(*bytes_done);

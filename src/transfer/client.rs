@@ -429,7 +429,7 @@ impl Session<'_> {
         let size = header.file_size;
         let frame = encode_sender_msg(&SenderMsg::Offer(header)).map_err(TransferError::from)?;
         self.write_or_explain(&frame)?;
-        let (offset, prefix) = match self.wait_answer()? {
+        let (offset, prefix) = match self.wait_answer(id)? {
             ReceiverMsg::Accept {
                 offset,
                 prefix_blake3,
@@ -508,7 +508,7 @@ impl Session<'_> {
             blake3: *hasher.finalize().as_bytes(),
         };
         self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
-        match self.wait_answer()? {
+        match self.wait_answer(id)? {
             ReceiverMsg::Verified { saved_as } => Ok(FileOutcome::Verified {
                 saved_as,
                 resumed_from,
@@ -636,7 +636,7 @@ impl Session<'_> {
     }
 
     /// Waits for the receiver's next answer, polling for cancellation.
-    fn wait_answer(&mut self) -> Result<ReceiverMsg, Stop> {
+    fn wait_answer(&mut self, id: TransferId) -> Result<ReceiverMsg, Stop> {
         let Some(rx) = &self.answers else {
             return Err(Stop::Broken("no answer channel".into()));
         };
@@ -660,6 +660,7 @@ impl Session<'_> {
             match received {
                 // The receiver is asking its user: wait as long as it lets them decide.
                 Ok(Answer::Msg(ReceiverMsg::Waiting)) => {
+                    self.sink.transfer(TransferEvent::AwaitingDecision { id });
                     deadline = Instant::now() + self.opts.decision_timeout
                 }
                 Ok(Answer::Msg(msg)) => return Ok(msg),

@@ -80,6 +80,10 @@ pub enum TransferEvent {
         id: TransferId,
         reason: String,
     },
+    /// Outgoing: the receiver is asking its user whether to accept.
+    AwaitingDecision {
+        id: TransferId,
+    },
     /// Stopped on purpose: by the user on this side, or (`by_peer`) on the other.
     Cancelled {
         id: TransferId,

@@ -341,6 +341,10 @@ fn serve_ask_accepts_on_yes_showing_names_and_sizes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert_eq!(stdout.matches("verified").count(), 2, "{stdout}");
+    assert!(
+        stdout.contains("waiting for the receiver to accept"),
+        "{stdout}"
+    );
     assert_eq!(
         std::fs::read(dst.path().join("b.bin")).unwrap(),
         std::fs::read(&b).unwrap()

@@ -404,6 +404,11 @@ fn offer_two_files(src: &Path, dst: &Path) -> Offered {
         names_in(dst).is_empty(),
         "nothing is written before the answer"
     );
+    // Meanwhile the sender's row says what it waits for.
+    run_until(&mut sender, "the sender to hear it must wait", |app| {
+        app.client.rows.first().is_some_and(|r| r.awaiting_decision)
+    });
+    sender.get_by_label("waiting for the receiver to accept");
     Offered {
         receiver,
         sender,
