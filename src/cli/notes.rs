@@ -225,7 +225,7 @@ fn utc_time_of_day(at: SystemTime) -> String {
 
 /// Escapes backslashes and control characters (`\n`, `\r`, `\t`, others as `\u{..}`), so
 /// the text fits one line, cannot drive the terminal, and the original stays recoverable.
-fn one_line(text: &str) -> Cow<'_, str> {
+pub(super) fn one_line(text: &str) -> Cow<'_, str> {
     if !text.chars().any(|c| c == '\\' || c.is_control()) {
         return Cow::Borrowed(text);
     }

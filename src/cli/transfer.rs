@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use super::notes::one_line;
 use super::{SendArgs, ServeArgs};
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
 use crate::worker::{
@@ -59,7 +60,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         question.push_str(&format!(" and {} more", count - names.len() as u64));
                     }
                     if !msg.is_empty() {
-                        question.push_str(&format!(" ({msg})"));
+                        question.push_str(&format!(" ({})", one_line(&msg)));
                     }
                     if answers_closed {
                         bars.line(format!("{question}\ndeclined: nobody can answer (standard input is closed)"));
@@ -138,7 +139,8 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         .map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
     let mut all_ok = true;
     for (path, outcome) in paths.iter().zip(&outcomes) {
-        println!("{}: {outcome}", path.display());
+        // The outcome may quote the receiver's words: never let them drive the terminal.
+        println!("{}: {}", path.display(), one_line(&outcome.to_string()));
         all_ok &= outcome.is_success();
     }
     Ok(if all_ok {
@@ -189,7 +191,8 @@ impl Bars {
                 let bar = self
                     .multi
                     .add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
-                bar.set_prefix(name.clone());
+                // Names, messages and reasons come from the peer: escaped before printing.
+                bar.set_prefix(one_line(name).into_owned());
                 if let Some(saved_as) = saved_as {
                     self.line(format!("{peer}: {name:?} will be saved as {saved_as:?}"));
                 }
@@ -236,7 +239,7 @@ impl Bars {
                         ));
                         if !msg.is_empty() {
                             // The original server prints the sender's message as it is.
-                            self.line(msg);
+                            self.line(one_line(&msg).into_owned());
                         }
                     } else {
                         log::debug!("sent {saved_as:?}");
@@ -247,7 +250,7 @@ impl Bars {
                 if let Some((bar, _)) = self.active.remove(id) {
                     bar.abandon();
                     self.multi.remove(&bar);
-                    self.line(format!("{}: failed: {reason}", bar.prefix()));
+                    self.line(format!("{}: failed: {}", bar.prefix(), one_line(reason)));
                 }
             }
             Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {
@@ -263,7 +266,7 @@ impl Bars {
                 }
             }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
-                self.line(format!("{peer}: {reason}"));
+                self.line(format!("{peer}: {}", one_line(reason)));
             }
             Event::Server(_) | Event::Note(_) => {}
         }

@@ -115,8 +115,12 @@ pub const CHUNK_LEN: usize = 1024 * 1024;
 /// Largest file size a header may announce (`i64::MAX`, what a signed 64-bit offset holds).
 pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
+/// The ending of the files Ferry receives into (`report.pdf.ferry.part`); received names never
+/// end in it, so a partial file and a received file can never be confused.
+pub const PART_SUFFIX: &str = ".ferry.part";
+
 /// Longest name, in UTF-8 bytes, that [`sanitize_file_name`] produces. Leaves room in a
-/// 255-byte file system name for a ` (12345)` suffix and a `.part` ending.
+/// 255-byte file system name for a ` (12345)` suffix and the [`PART_SUFFIX`].
 pub const MAX_NAME_BYTES: usize = 200;
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-use super::MAX_NAME_BYTES;
+use super::{MAX_NAME_BYTES, PART_SUFFIX};
 
 /// The name used when nothing usable is left of the offered one.
 const FALLBACK_NAME: &str = "unnamed";
@@ -72,6 +72,11 @@ pub fn sanitize_file_name(raw: &str) -> SafeName {
     name = truncate_keeping_extension(&name, MAX_NAME_BYTES);
     if is_windows_device_name(&name) {
         name.insert(0, '_');
+        name = truncate_keeping_extension(&name, MAX_NAME_BYTES);
+    }
+    // A received file must never look like one of Ferry's own partial files.
+    if name.to_lowercase().ends_with(PART_SUFFIX) {
+        name.push('_');
         name = truncate_keeping_extension(&name, MAX_NAME_BYTES);
     }
     if name.is_empty() {
@@ -212,6 +217,17 @@ mod tests {
         assert!(
             out.len() <= MAX_NAME_BYTES && out.ends_with(".txt"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn a_name_never_ends_like_a_ferry_partial() {
+        assert_eq!(clean("x.ferry.part"), "x.ferry.part_");
+        assert_eq!(clean("X.FERRY.PART"), "X.FERRY.PART_");
+        assert_eq!(
+            clean("a.txt.part"),
+            "a.txt.part",
+            "a browser's .part is an ordinary name"
         );
     }
 

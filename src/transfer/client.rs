@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::os::{send_file_range, send_more};
-use super::{TransferError, read_frame, write_all};
+use super::{CANCELLED_BY_SENDER, TransferError, read_frame, write_all};
 use crate::protocol::{
     self, CHUNK_LEN, Header, ReceiverMsg, SenderMsg, decode_receiver_msg, encode_chunk_header,
     encode_sender_msg,
@@ -290,6 +290,8 @@ enum Stop {
     Broken(String),
     /// The receiver cancelled and closed.
     PeerCancelled(String),
+    /// Cancelled here at a point where the connection cannot go on.
+    Cancelled,
 }
 
 impl From<TransferError> for Stop {
@@ -330,13 +332,13 @@ impl Session<'_> {
     }
 
     fn try_send(&mut self, file: &OutgoingFile) -> FileOutcome {
+        if self.cancel.is_cancelled() {
+            return FileOutcome::Cancelled;
+        }
         if let Some(reason) = &self.broken {
             return FileOutcome::Failed {
                 reason: format!("not sent: {reason}"),
             };
-        }
-        if self.cancel.is_cancelled() {
-            return FileOutcome::Cancelled;
         }
         let (id, path) = (file.id, file.path.as_path());
         let name = path
@@ -388,6 +390,11 @@ impl Session<'_> {
                 self.broken = Some(format!("cancelled by peer: {reason}"));
                 FileOutcome::CancelledByPeer { reason }
             }
+            // Mid-protocol, the connection cannot carry the next file: stop here.
+            Err(Stop::Cancelled) => {
+                self.broken = Some("cancelled".into());
+                FileOutcome::Cancelled
+            }
         }
     }
 
@@ -400,7 +407,7 @@ impl Session<'_> {
         while sent < size {
             if self.cancel.is_cancelled() {
                 // A plain peer cannot be told; the only way to stop is to close.
-                return Err(Stop::Broken("cancelled".into()));
+                return Err(Stop::Cancelled);
             }
             let n = (size - sent).min(CHUNK_LEN as u64) as usize;
             // A plain peer cannot be told that a file went wrong: only closing stops it.
@@ -436,6 +443,7 @@ impl Session<'_> {
                 ..
             } => (offset, prefix_blake3),
             ReceiverMsg::Decline { reason } => return Ok(FileOutcome::Declined { reason }),
+            ReceiverMsg::Cancel { reason } => return Err(Stop::PeerCancelled(reason)),
             other => {
                 return Err(Stop::Broken(format!(
                     "unexpected answer to an offer: {other:?}"
@@ -458,7 +466,7 @@ impl Session<'_> {
                 return Err(stop);
             }
             if self.cancel.is_cancelled() {
-                self.send_cancel("cancelled by the sender")?;
+                self.send_cancel(CANCELLED_BY_SENDER)?;
                 return Ok(FileOutcome::Cancelled);
             }
             let want = (size - sent).min(CHUNK_LEN as u64) as usize;
@@ -514,6 +522,7 @@ impl Session<'_> {
                 resumed_from,
             }),
             ReceiverMsg::Failed { reason } => Ok(FileOutcome::Failed { reason }),
+            ReceiverMsg::Cancel { reason } => Err(Stop::PeerCancelled(reason)),
             other => Err(Stop::Broken(format!(
                 "unexpected answer after a file: {other:?}"
             ))),
@@ -536,6 +545,9 @@ impl Session<'_> {
         if let (true, Some(theirs)) = (offset <= size, theirs) {
             let mut left = offset;
             while left > 0 {
+                if self.cancel.is_cancelled() {
+                    return Err(Stop::Cancelled);
+                }
                 let want = left.min(self.buf.len() as u64) as usize;
                 match read_some(file, &mut self.buf[..want]) {
                     Ok(0) | Err(_) => break,
@@ -643,7 +655,7 @@ impl Session<'_> {
         let mut deadline = Instant::now() + self.opts.answer_timeout;
         loop {
             if self.cancel.is_cancelled() {
-                return Err(Stop::Broken("cancelled".into()));
+                return Err(Stop::Cancelled);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

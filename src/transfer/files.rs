@@ -47,8 +47,13 @@ pub struct PartFile {
     keep: bool,
 }
 
+/// What Ferry appends to a file being received. Distinct from a plain `.part` (browsers use
+/// that), so a user's own `a.txt.part` is never mistaken for a partial to resume or reuse;
+/// [`crate::protocol::sanitize_file_name`] keeps received names from ending in it.
+pub const PART_SUFFIX: &str = crate::protocol::PART_SUFFIX;
+
 fn part_name(final_name: &str) -> String {
-    format!("{final_name}.part")
+    format!("{final_name}{PART_SUFFIX}")
 }
 
 impl PartFile {
@@ -148,7 +153,13 @@ impl PartFile {
 
     /// BLAKE3 of the first `len` bytes (a resumed partial's prefix); leaves the file
     /// positioned at `len`, ready to append.
-    pub fn hash_prefix(&mut self, len: u64, buf: &mut [u8]) -> io::Result<blake3::Hasher> {
+    /// `tick` is called between buffers, so a long hash can keep its peer informed.
+    pub fn hash_prefix(
+        &mut self,
+        len: u64,
+        buf: &mut [u8],
+        mut tick: impl FnMut(),
+    ) -> io::Result<blake3::Hasher> {
         let file = self.file()?;
         file.seek(SeekFrom::Start(0))?;
         let mut hasher = blake3::Hasher::new();
@@ -158,8 +169,14 @@ impl PartFile {
             file.read_exact(&mut buf[..want])?;
             hasher.update(&buf[..want]);
             left -= want as u64;
+            tick();
         }
         Ok(hasher)
+    }
+
+    /// Undoes [`PartFile::keep`]: the `.part` is removed when this is dropped.
+    pub fn discard_on_drop(&mut self) {
+        self.keep = false;
     }
 
     /// Empties the file to start over (a partial that did not match the sender's file).
@@ -170,9 +187,14 @@ impl PartFile {
         Ok(())
     }
 
-    /// Keeps the `.part` on disk when this is dropped, for a later resume.
+    /// Keeps the `.part` on disk when this is dropped, for a later resume, if it holds
+    /// anything (an empty one would only block the name).
     pub fn keep(&mut self) {
-        self.keep = true;
+        self.keep = self
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| m.len() > 0);
     }
 
     /// Moves the complete file to its final name without ever replacing an existing file.
@@ -196,8 +218,12 @@ impl PartFile {
             };
             if linked {
                 // The data is safe under its final name; a leftover .part is only clutter.
+                // Hold the registry while the name is freed, so no other transfer can take
+                // the name between the removal and the unregistration.
+                let mut in_use = self.registry.set();
                 let _ = fs::remove_file(&self.part_path);
-                self.registry.set().remove(&self.part_path);
+                in_use.remove(&self.part_path);
+                drop(in_use);
                 self.number = number;
                 self.part_path = PathBuf::new();
                 return Ok(target);
@@ -216,10 +242,12 @@ impl Drop for PartFile {
         if self.part_path.as_os_str().is_empty() {
             return;
         }
+        // As in `commit`: free the name and unregister it as one step.
+        let mut in_use = self.registry.set();
         if !self.keep {
             let _ = fs::remove_file(&self.part_path);
         }
-        self.registry.set().remove(&self.part_path);
+        in_use.remove(&self.part_path);
     }
 }
 
@@ -249,7 +277,7 @@ mod tests {
         let path = first.commit().unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"one");
         drop(second);
-        assert!(!dir.path().join("a (2).txt.part").exists());
+        assert!(!dir.path().join("a (2).txt.ferry.part").exists());
         assert!(!dir.path().join("a (2).txt").exists());
         assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"old");
         assert!(registry.set().is_empty());
@@ -266,7 +294,7 @@ mod tests {
         let path = part.commit().unwrap();
         assert_eq!(path, dir.path().join("b (1).txt"));
         assert_eq!(fs::read(dir.path().join("b.txt")).unwrap(), b"someone else");
-        assert!(!dir.path().join("b.txt.part").exists());
+        assert!(!dir.path().join("b.txt.ferry.part").exists());
     }
 
     #[test]
@@ -284,7 +312,7 @@ mod tests {
         );
         part.keep();
         drop(part);
-        assert!(dir.path().join("c.bin.part").exists());
+        assert!(dir.path().join("c.bin.ferry.part").exists());
         assert!(
             PartFile::resumable(dir.path(), &name, 4, &registry)
                 .unwrap()
@@ -295,7 +323,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(len, 5);
-        let hasher = resumed.hash_prefix(len, &mut [0u8; 2]).unwrap();
+        let hasher = resumed.hash_prefix(len, &mut [0u8; 2], || {}).unwrap();
         assert_eq!(hasher.finalize(), blake3::hash(b"hello"));
         resumed.file().unwrap().write_all(b" world").unwrap();
         assert_eq!(resumed.commit().unwrap(), dir.path().join("c.bin"));

@@ -15,6 +15,9 @@ pub use server::{ServerConfig, ServerHandle, ServerStartError};
 
 use crate::protocol::{self, FrameError, MessageError};
 
+/// The reason a Ferry sender gives when its user cancels (other reasons mean it gave up).
+pub(crate) const CANCELLED_BY_SENDER: &str = "cancelled by the sender";
+
 /// Why a connection or a file failed. Each variant's text is what the user is shown.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {

@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use super::os::available_space;
 use super::{
-    PartFile, PartRegistry, TransferError, read_error, read_frame, read_prefix, write_all,
+    CANCELLED_BY_SENDER, PartFile, PartRegistry, TransferError, read_error, read_frame,
+    read_prefix, write_all,
 };
 use crate::protocol::{
     self, Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_sender_msg,
@@ -39,6 +40,11 @@ const PIPELINE_BUF_LEN: usize = 256 * 1024;
 const MAX_REFUSALS: usize = 16;
 /// How many file names a pending offer lists.
 const OFFER_NAMES: usize = 50;
+/// How often a receiver busy hashing a kept partial tells the sender to keep waiting.
+const WAITING_INTERVAL: Duration = Duration::from_secs(5);
+/// The slowest disk a resuming sender is expected to hash its prefix on (bytes per second):
+/// the receiver waits that long for the `start` frame, on top of the idle timeout.
+const SLOWEST_HASH_RATE: u64 = 10 * 1024 * 1024;
 /// How often a connection waiting for its user's decision looks at the stop flag.
 const DECISION_POLL: Duration = Duration::from_millis(200);
 
@@ -354,6 +360,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         mode: None,
         batch: None,
         decision: None,
+        approved: (0, 0),
         buf: vec![0u8; RECV_BUF_LEN],
     };
     match conn.run() {
@@ -392,6 +399,13 @@ impl From<TransferError> for ConnEnd {
     }
 }
 
+/// What the user (or the decision timeout) said about an offer.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Decided(bool),
+    NoAnswer,
+}
+
 /// What a Ferry sender announced about its whole upload (`batch`).
 struct Batch {
     count: u64,
@@ -407,8 +421,10 @@ struct Connection<'a> {
     /// Decided by the first frame.
     mode: Option<Mode>,
     batch: Option<Batch>,
-    /// The user's answer for this connection, once asked.
+    /// The user's answer about the announced batch, once asked.
     decision: Option<bool>,
+    /// Files and bytes accepted so far on this connection (bounded by the batch).
+    approved: (u64, u64),
     buf: Vec<u8>,
 }
 
@@ -650,30 +666,50 @@ impl Connection<'_> {
                 "the receiver asks before accepting, and plain senders cannot be asked".into(),
             ));
         }
-        let accepted = match self.decision {
-            Some(accepted) => accepted,
-            None => {
-                let accepted = self.ask_user(header)?;
-                self.decision = Some(accepted);
-                accepted
+        // An answer about the whole batch covers only what the batch announced: an offer
+        // outside it (another name, more files or bytes than announced) is asked about anew.
+        let covered = self.batch.as_ref().is_some_and(|b| {
+            let listed = b.count > b.names.len() as u64 || b.names.contains(&header.file_name);
+            listed
+                && self.approved.0 < b.count
+                && self.approved.1.saturating_add(header.file_size) <= b.bytes
+        });
+        let answer = match self.decision {
+            Some(accepted) if covered => Answer::Decided(accepted),
+            _ => {
+                // Covered but not yet asked: ask about the batch, and remember the answer.
+                let use_batch = covered;
+                let answer = self.ask_user(header, use_batch)?;
+                if let (Answer::Decided(accepted), true) = (answer, use_batch) {
+                    self.decision = Some(accepted);
+                }
+                answer
             }
         };
-        Ok(if accepted {
-            Ok(())
-        } else {
-            Err("declined by the receiver".into())
+        Ok(match answer {
+            Answer::Decided(true) => {
+                self.approved.0 += 1;
+                self.approved.1 = self.approved.1.saturating_add(header.file_size);
+                Ok(())
+            }
+            Answer::Decided(false) => Err("declined by the receiver".into()),
+            Answer::NoAnswer => Err(format!(
+                "nobody answered on the receiving side within {} s",
+                self.shared.config.decision_timeout.as_secs()
+            )),
         })
     }
 
-    /// Tells the sender to wait, shows the offer, and waits for the user's answer.
-    fn ask_user(&mut self, header: &Header) -> Result<bool, TransferError> {
+    /// Tells the sender to wait, shows the offer (the whole batch when `use_batch`), and
+    /// waits for the user's answer, the decision timeout, or the sender leaving.
+    fn ask_user(&mut self, header: &Header, use_batch: bool) -> Result<Answer, TransferError> {
         self.answer(&ReceiverMsg::Waiting);
         let offer_id = next_transfer_id();
         let (tx, rx) = crossbeam_channel::bounded(1);
         lock(&self.shared.pending).insert(offer_id, tx);
-        let (count, bytes, names) = match &self.batch {
-            Some(b) => (b.count, b.bytes, b.names.clone()),
-            None => (1, header.file_size, vec![header.file_name.clone()]),
+        let (count, bytes, names) = match (&self.batch, use_batch) {
+            (Some(b), true) => (b.count, b.bytes, b.names.clone()),
+            _ => (1, header.file_size, vec![header.file_name.clone()]),
         };
         // Names are shown to the user: as they would be saved, never raw control or bidi text.
         let names = names
@@ -693,11 +729,17 @@ impl Connection<'_> {
         let deadline = Instant::now() + self.shared.config.decision_timeout;
         let answer = loop {
             match rx.recv_timeout(DECISION_POLL) {
-                Ok(accept) => break Ok(accept),
+                Ok(accept) => break Ok(Answer::Decided(accept)),
                 Err(_) if self.shared.stopping.load(Ordering::SeqCst) => {
                     break Err(TransferError::Stopped);
                 }
-                Err(_) if Instant::now() >= deadline => break Ok(false),
+                Err(_) if Instant::now() >= deadline => break Ok(Answer::NoAnswer),
+                Err(_) if self.sender_left() => {
+                    break Err(TransferError::ShortData {
+                        received: 0,
+                        expected: header.file_size,
+                    });
+                }
                 Err(_) => {}
             }
         };
@@ -706,6 +748,21 @@ impl Connection<'_> {
             .sink
             .emit(Event::Server(ServerEvent::OfferClosed { offer_id }));
         answer
+    }
+
+    /// True once the sender has closed its side (checked without blocking), so a question
+    /// it no longer waits for can be withdrawn.
+    fn sender_left(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return false;
+        }
+        let stream = self.reader.get_ref();
+        if stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let left = matches!(stream.peek(&mut [0u8; 1]), Ok(0));
+        let _ = stream.set_nonblocking(false);
+        left
     }
 
     fn receive_file(&mut self, header: Header, mode: Mode) -> Result<(), ConnEnd> {
@@ -722,6 +779,12 @@ impl Connection<'_> {
             }
             _ => None,
         };
+        let mut resumable = resumable;
+        if let Some((part, _)) = resumable.as_mut() {
+            // Until the transfer really starts, whatever goes wrong (a refusal, a read
+            // error) keeps the partial.
+            part.keep();
+        }
         let offset = resumable.as_ref().map_or(0, |(_, len)| *len);
         let needed = header.file_size - offset;
         let refusal = refusal.or_else(|| match available_space(dir) {
@@ -747,8 +810,17 @@ impl Connection<'_> {
         }
         let (mut part, prefix) = match resumable {
             Some((mut part, len)) => {
+                // Hashing a large partial takes a while: keep the sender from timing out.
+                let (writer, mut last_word) = (&mut self.writer, Instant::now());
                 let hasher = part
-                    .hash_prefix(len, &mut self.buf)
+                    .hash_prefix(len, &mut self.buf, || {
+                        if last_word.elapsed() >= WAITING_INTERVAL {
+                            last_word = Instant::now();
+                            if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Waiting) {
+                                let _ = writer.write_all(&frame);
+                            }
+                        }
+                    })
                     .map_err(TransferError::Disk)?;
                 (part, Some(hasher))
             }
@@ -843,8 +915,17 @@ impl Connection<'_> {
             };
             write_all(&mut self.writer, &encode_receiver_msg(&accept)?)?;
             if let Some(prefix) = prefix {
-                match self.read_msg()? {
-                    Some(SenderMsg::Start { offset: 0 }) => {
+                // The sender first hashes its own copy of the prefix: allow for a slow disk.
+                let idle = self.shared.config.idle_timeout;
+                let allowance = idle + Duration::from_secs(offset / SLOWEST_HASH_RATE);
+                let _ = self.reader.get_ref().set_read_timeout(Some(allowance));
+                let msg = self.read_msg();
+                let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+                if cancel.load(Ordering::SeqCst) {
+                    return Err(TransferError::CancelledHere);
+                }
+                match msg?.ok_or(TransferError::TruncatedFrame)? {
+                    SenderMsg::Start { offset: 0 } => {
                         log::info!(
                             "{}: {:?} changed since the interrupted upload; starting over",
                             self.peer,
@@ -852,7 +933,7 @@ impl Connection<'_> {
                         );
                         part.restart().map_err(TransferError::Disk)?;
                     }
-                    Some(SenderMsg::Start { offset: agreed }) if agreed == offset => {
+                    SenderMsg::Start { offset: agreed } if agreed == offset => {
                         log::info!(
                             "{}: resuming {:?} at byte {offset}",
                             self.peer,
@@ -871,6 +952,8 @@ impl Connection<'_> {
                 }
             }
         }
+        // From here on only an interruption keeps the partial (see `finish_file`).
+        part.discard_on_drop();
         let data = self.receive_data(part, id, header.file_size, mode, start, cancel)?;
         match data {
             DataEnd::Cancelled(reason) => {
@@ -883,7 +966,7 @@ impl Connection<'_> {
                     verified: false,
                 })
             }
-            DataEnd::Complete(Some(hash)) => self.finish_ferry(part, hash),
+            DataEnd::Complete(Some(hash)) => self.finish_ferry(part, hash, cancel),
         }
     }
 
@@ -932,7 +1015,13 @@ impl Connection<'_> {
                     self.peer,
                     header.file_name
                 );
-                sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
+                if reason == CANCELLED_BY_SENDER {
+                    sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
+                } else {
+                    // The sender gave up for a reason of its own (its file shrank, ...).
+                    let reason = format!("the sender gave up: {reason}");
+                    sink.transfer(TransferEvent::Failed { id, reason });
+                }
                 Ok(())
             }
             Ok(FileEnd::Rejected(error)) => {
@@ -1052,8 +1141,14 @@ impl Connection<'_> {
         &mut self,
         part: &mut PartFile,
         hash: [u8; 32],
+        cancel: &AtomicBool,
     ) -> Result<FileEnd, TransferError> {
-        match self.read_msg()?.ok_or(TransferError::TruncatedFrame)? {
+        let msg = self.read_msg();
+        // A cancel shuts the read side: report the cancel, not the end of stream it causes.
+        if cancel.load(Ordering::SeqCst) {
+            return Err(TransferError::CancelledHere);
+        }
+        match msg?.ok_or(TransferError::TruncatedFrame)? {
             SenderMsg::End { blake3 } if blake3 == hash => {
                 let path = part.commit().map_err(TransferError::Disk)?;
                 Ok(FileEnd::Committed {

@@ -122,7 +122,7 @@ fn killed_sender_then_send_again_resumes_with_only_the_rest() {
             .spawn()
             .unwrap(),
     );
-    let part = dst.path().join("video.bin.part");
+    let part = dst.path().join("video.bin.ferry.part");
     let deadline = Instant::now() + Duration::from_secs(120);
     while file_len(&part) < SIZE as u64 / 2 {
         assert!(Instant::now() < deadline, "the first run never got halfway");
@@ -175,7 +175,7 @@ fn a_changed_file_starts_over_instead_of_resuming() {
     let dst = tempfile::tempdir().unwrap();
     // A partial from an earlier upload of a different file with the same name.
     std::fs::write(
-        dst.path().join("doc.txt.part"),
+        dst.path().join("doc.txt.ferry.part"),
         b"old contents that do not match",
     )
     .unwrap();
@@ -200,6 +200,76 @@ fn a_changed_file_starts_over_instead_of_resuming() {
     assert_eq!(
         std::fs::read(dst.path().join("doc.txt")).unwrap(),
         std::fs::read(&file).unwrap()
+    );
+}
+
+#[test]
+fn a_users_own_dot_part_file_is_never_taken_for_a_partial() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    // A browser's unfinished download that happens to share the name.
+    std::fs::write(dst.path().join("a.txt.part"), b"someone else's bytes").unwrap();
+    let file = src.path().join("a.txt");
+    std::fs::write(&file, data(100_000, 58)).unwrap();
+    let (server, _events) = start_server(dst.path());
+    let (sink, _) = event_channel(None);
+    let files = [OutgoingFile::new(&file)];
+    let outcomes = send_files(
+        &SendOptions::new(server.local_addr().to_string()),
+        &files,
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        outcomes,
+        [FileOutcome::Verified {
+            saved_as: "a.txt".into(),
+            resumed_from: 0
+        }]
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("a.txt.part")).unwrap(),
+        b"someone else's bytes"
+    );
+}
+
+#[test]
+fn a_kept_partial_survives_a_refusal_and_a_sender_that_leaves_before_starting() {
+    use ferry::protocol::{Header, SenderMsg, encode_sender_msg};
+    let dst = tempfile::tempdir().unwrap();
+    let part = dst.path().join("a.bin.ferry.part");
+    std::fs::write(&part, data(50_000, 59)).unwrap();
+    let (server, events) = start_server(dst.path());
+    // Offered, accepted at the kept length, then the sender vanishes before `start`.
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    let offer = SenderMsg::Offer(Header {
+        file_name: "a.bin".into(),
+        file_size: 100_000,
+        msg: String::new(),
+    });
+    stream
+        .write_all(&encode_sender_msg(&offer).unwrap())
+        .unwrap();
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
+    stream.read_exact(&mut body).unwrap();
+    match ferry::protocol::decode_receiver_msg(&body).unwrap() {
+        ferry::protocol::ReceiverMsg::Accept {
+            offset,
+            prefix_blake3: Some(_),
+            ..
+        } => assert_eq!(offset, 50_000),
+        other => panic!("{other:?}"),
+    }
+    drop(stream);
+    let (_, failed) = wait_files(&events, 1);
+    assert!(failed[0].contains("kept"), "{failed:?}");
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        50_000,
+        "the partial is still there"
     );
 }
 
@@ -387,6 +457,84 @@ fn asking_server_refuses_plain_senders_which_cannot_be_asked() {
     assert!(names_in(dst.path()).is_empty());
 }
 
+/// Reads one receiver answer off a raw Ferry connection.
+fn read_answer(stream: &mut TcpStream) -> ferry::protocol::ReceiverMsg {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
+    stream.read_exact(&mut body).unwrap();
+    ferry::protocol::decode_receiver_msg(&body).unwrap()
+}
+
+#[test]
+fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
+    use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.auto_accept = false;
+    let (server, events) = start_server_with(config);
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let send = |stream: &mut TcpStream, msg: SenderMsg| {
+        stream.write_all(&encode_sender_msg(&msg).unwrap()).unwrap()
+    };
+    let offer = |name: &str, size: u64| {
+        SenderMsg::Offer(Header {
+            file_name: name.into(),
+            file_size: size,
+            msg: String::new(),
+        })
+    };
+    let pending = |events: &crossbeam_channel::Receiver<Event>| {
+        wait_for(events, |e| match e {
+            Event::Server(ServerEvent::OfferPending {
+                offer_id, names, ..
+            }) => Some((*offer_id, names.clone())),
+            _ => None,
+        })
+    };
+    send(
+        &mut stream,
+        SenderMsg::Batch {
+            count: 1,
+            bytes: 5,
+            names: vec!["a.txt".into()],
+        },
+    );
+    send(&mut stream, offer("a.txt", 5));
+    assert_eq!(read_answer(&mut stream), ReceiverMsg::Waiting);
+    let (offer_id, names) = pending(&events);
+    assert_eq!(names, ["a.txt"]);
+    server.decide(offer_id, true);
+    assert!(matches!(
+        read_answer(&mut stream),
+        ReceiverMsg::Accept { offset: 0, .. }
+    ));
+    stream.write_all(&encode_chunk_header(5)).unwrap();
+    stream.write_all(b"hello").unwrap();
+    send(
+        &mut stream,
+        SenderMsg::End {
+            blake3: *blake3::hash(b"hello").as_bytes(),
+        },
+    );
+    assert!(matches!(
+        read_answer(&mut stream),
+        ReceiverMsg::Verified { .. }
+    ));
+    // Not announced: the receiver asks again instead of taking it under the first "yes".
+    send(&mut stream, offer("evil.sh", 1000));
+    assert_eq!(read_answer(&mut stream), ReceiverMsg::Waiting);
+    let (offer_id, names) = pending(&events);
+    assert_eq!(names, ["evil.sh"]);
+    server.decide(offer_id, false);
+    assert!(matches!(
+        read_answer(&mut stream),
+        ReceiverMsg::Decline { .. }
+    ));
+    assert_eq!(names_in(dst.path()), ["a.txt"]);
+}
+
 #[test]
 fn a_silent_peer_is_dropped_after_the_idle_timeout_and_its_slot_freed() {
     let dst = tempfile::tempdir().unwrap();
@@ -469,6 +617,9 @@ fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() 
     write_data_file(&big, 20 * 1024 * 1024, 56);
     let small = src.path().join("fits.txt");
     std::fs::write(&small, b"fits").unwrap();
+    // A partial kept from an earlier attempt must survive the refusal.
+    let kept = disk.path().join("too-big.bin.ferry.part");
+    std::fs::write(&kept, &data(1024 * 1024, 56)[..100_000]).unwrap();
     let (server, _events) = start_server(disk.path());
     let (sink, _) = event_channel(None);
     let outcomes = send_files(
@@ -493,8 +644,13 @@ fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() 
     );
     assert_eq!(
         names_in(disk.path()),
-        ["fits.txt"],
+        ["fits.txt", "too-big.bin.ferry.part"],
         "no byte of the big file was written"
+    );
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().len(),
+        100_000,
+        "the kept partial is untouched"
     );
 }
 
