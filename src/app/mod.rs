@@ -405,7 +405,8 @@ fn regular_files(paths: Vec<PathBuf>) -> Vec<(PathBuf, u64)> {
 }
 
 /// Opens the window and runs until it is closed. Closing drops the app, whose [`Worker`]
-/// cancels in-flight transfers (their `.part` files are removed) and joins its threads.
+/// cancels in-flight transfers (plain ones leave nothing; interrupted Ferry ones keep their
+/// `.ferry.part` for a resume) and joins its threads.
 pub fn run() -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

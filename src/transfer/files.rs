@@ -1,8 +1,8 @@
-//! Receiving a file safely on disk: a `.part` file beside the final name, a final name that
+//! Receiving a file safely on disk: a `.ferry.part` file beside the final name, a final name that
 //! never overwrites anything, an atomic commit, and partial files kept for resume.
 //!
 //! Invariants:
-//! - While bytes arrive, only `NAME.part` exists; `NAME` appears (by hard link, which fails
+//! - While bytes arrive, only `NAME.ferry.part` exists; `NAME` appears (by hard link, which fails
 //!   rather than replaces) only in [`PartFile::commit`].
 //! - Dropping an uncommitted `PartFile` deletes the `.part` (so every early return cleans up),
 //!   unless [`PartFile::keep`] asked to keep it for a later resume.
