@@ -224,6 +224,7 @@ impl FerryApp {
                 count,
                 bytes,
                 names,
+                sizes,
                 msg,
             }) => {
                 self.server.offers.push(PendingOffer {
@@ -232,6 +233,7 @@ impl FerryApp {
                     count,
                     bytes,
                     names,
+                    sizes,
                     msg,
                 });
                 // A sender is waiting: make the window noticeable if it is in the background.

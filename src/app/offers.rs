@@ -29,6 +29,8 @@ pub struct PendingOffer {
     pub bytes: u64,
     /// The first names (the engine bounds the list); `count` may be larger.
     pub names: Vec<String>,
+    /// Each listed file's size, or empty when the sender gave none.
+    pub sizes: Vec<u64>,
     pub msg: String,
 }
 
@@ -84,9 +86,17 @@ fn offer_ui(ui: &mut Ui, tr: Tr, offer: &PendingOffer, waiting: usize) -> Option
         .max_height(NAMES_MAX_HEIGHT)
         .auto_shrink([false, true])
         .show(ui, |ui| {
-            for name in &offer.names {
-                ui.label(RichText::new(name).monospace());
-            }
+            egui::Grid::new(("offer_files", offer.offer_id))
+                .num_columns(2)
+                .spacing([16.0, 2.0])
+                .show(ui, |ui| {
+                    for (i, name) in offer.names.iter().enumerate() {
+                        ui.label(RichText::new(name).monospace());
+                        let size = offer.sizes.get(i).map(|s| format_bytes(*s as f64));
+                        ui.label(RichText::new(size.unwrap_or_default()).weak());
+                        ui.end_row();
+                    }
+                });
         });
     let unlisted = offer.count.saturating_sub(offer.names.len() as u64);
     if unlisted > 0 {
@@ -122,6 +132,7 @@ mod tests {
             count: 1,
             bytes: 10,
             names: vec!["a.txt".into()],
+            sizes: vec![10],
             msg: String::new(),
         }
     }

@@ -54,8 +54,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     loop {
         crossbeam_channel::select! {
             recv(events) -> event => match event {
-                Ok(Event::Server(ServerEvent::OfferPending { offer_id, peer, count, bytes, names, msg })) => {
-                    let mut question = format!("{peer} offers {count} file(s), {bytes} bytes: {}", names.join(", "));
+                Ok(Event::Server(ServerEvent::OfferPending { offer_id, peer, count, bytes, names, sizes, msg })) => {
+                    let listed: Vec<String> = names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, name)| match sizes.get(i) {
+                            Some(size) => format!("{name} ({size} bytes)"),
+                            None => name.clone(),
+                        })
+                        .collect();
+                    let mut question = format!("{peer} offers {count} file(s), {bytes} bytes: {}", listed.join(", "));
                     if count > names.len() as u64 {
                         question.push_str(&format!(" and {} more", count - names.len() as u64));
                     }

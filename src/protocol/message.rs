@@ -53,11 +53,13 @@ pub enum SenderMsg {
     /// A Ferry peer's offer: the receiver answers accept or decline.
     Offer(Header),
     /// Optional, before a Ferry connection's first offer: what the whole upload holds, so a
-    /// receiver that asks its user can show it. `names` may list only the first files.
+    /// receiver that asks its user can show it. `names` may list only the first files;
+    /// `sizes`, when not empty, gives each listed file's size.
     Batch {
         count: u64,
         bytes: u64,
         names: Vec<String>,
+        sizes: Vec<u64>,
     },
     /// After an accept with `offset > 0`: where the data really starts, the accepted offset
     /// (resume) or 0 (the sender's file does not match the receiver's partial copy).
@@ -115,6 +117,7 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
                 count: u64_field(&obj, "count")?,
                 bytes: u64_field(&obj, "bytes")?,
                 names: string_list(&obj, "names")?,
+                sizes: size_list(&obj, "sizes")?,
             }),
             Some(other) => Err(MessageError::UnknownKind(other.to_owned())),
             None => Err(MessageError::MissingField("kind")),
@@ -160,8 +163,10 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
             count,
             bytes,
             names,
+            sizes,
         } => serde_json::json!({
             "ferry": FERRY_VERSION, "kind": "batch", "count": count, "bytes": bytes, "names": names,
+            "sizes": sizes,
         }),
         SenderMsg::Start { offset } => serde_json::json!({ "kind": "start", "offset": offset }),
     };
@@ -230,6 +235,25 @@ fn u64_field(obj: &Map<String, Value>, field: &'static str) -> Result<u64, Messa
             expected: "a non-negative integer",
         }),
         None => Err(MessageError::MissingField(field)),
+    }
+}
+
+fn size_list(obj: &Map<String, Value>, field: &'static str) -> Result<Vec<u64>, MessageError> {
+    let wrong = MessageError::WrongType {
+        field,
+        expected: "a list of sizes",
+    };
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_u64()
+                    .filter(|s| *s <= MAX_FILE_SIZE)
+                    .ok_or(wrong.clone())
+            })
+            .collect(),
+        Some(_) => Err(wrong),
     }
 }
 

@@ -41,8 +41,9 @@
 //! header, so the framing never changes. Per connection, then per file:
 //!
 //! ```text
-//! S -> R  Frame {"ferry":1,"kind":"batch","count":N,"bytes":B,"names":[..]}   (optional, once,
-//!         before the first offer: what a receiver that asks its user shows)
+//! S -> R  Frame {"ferry":1,"kind":"batch","count":N,"bytes":B,"names":[..],"sizes":[..]}  (optional,
+//!         once, before the first offer: what a receiver that asks its user shows; a "yes"
+//!         to it covers only the files it lists, up to its count and bytes)
 //! S -> R  Frame {"ferry":1,"kind":"offer","file_name":..,"file_size":N,"msg":..}
 //! R -> S  Frame {"kind":"waiting"}                      (optional: the receiver asks its user)
 //! R -> S  Frame {"kind":"accept","offset":K,"saved_as":"name (1).txt"[,"prefix_blake3":".."]}

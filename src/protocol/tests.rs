@@ -271,10 +271,14 @@ fn any_sender_msg() -> impl Strategy<Value = SenderMsg> {
             any::<u64>(),
             proptest::collection::vec(any::<String>(), 0..4)
         )
-            .prop_map(|(count, bytes, names)| SenderMsg::Batch {
-                count,
-                bytes,
-                names
+            .prop_map(|(count, bytes, names)| {
+                let sizes = names.iter().map(|n| n.len() as u64).collect();
+                SenderMsg::Batch {
+                    count,
+                    bytes,
+                    names,
+                    sizes,
+                }
             }),
         any::<u64>().prop_map(|offset| SenderMsg::Start { offset }),
     ]

@@ -575,11 +575,12 @@ impl Session<'_> {
     /// Announces the whole upload, so a receiver that asks its user can show it. Best effort:
     /// a failure here shows up again, and is reported, with the first offer.
     fn send_batch(&mut self, files: &[OutgoingFile]) {
-        let bytes = files
+        let all_sizes: Vec<u64> = files
             .iter()
-            .filter_map(|f| std::fs::metadata(&f.path).ok())
-            .map(|m| m.len())
-            .sum();
+            .map(|f| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
+            .collect();
+        let bytes = all_sizes.iter().sum();
+        let sizes = all_sizes.into_iter().take(BATCH_NAMES).collect();
         let names = files
             .iter()
             .take(BATCH_NAMES)
@@ -594,6 +595,7 @@ impl Session<'_> {
             count: files.len() as u64,
             bytes,
             names,
+            sizes,
         };
         if let Ok(frame) = encode_sender_msg(&batch) {
             let _ = self.stream.write_all(&frame);

@@ -411,6 +411,25 @@ struct Batch {
     count: u64,
     bytes: u64,
     names: Vec<String>,
+    /// Parallel to `names`, or empty.
+    sizes: Vec<u64>,
+}
+
+impl Batch {
+    /// Whether the batch lists this file (by name, and by size when sizes were given); a
+    /// batch too long to list every name covers any name.
+    fn lists(&self, name: &str, size: u64) -> bool {
+        if self.count > self.names.len() as u64 {
+            return true;
+        }
+        self.names.iter().enumerate().any(|(i, listed)| {
+            listed == name
+                && self
+                    .sizes
+                    .get(i)
+                    .is_none_or(|listed_size| *listed_size == size)
+        })
+    }
 }
 
 struct Connection<'a> {
@@ -622,13 +641,19 @@ impl Connection<'_> {
                         count,
                         bytes,
                         mut names,
+                        mut sizes,
                     },
                 ) => {
                     names.truncate(OFFER_NAMES);
+                    sizes.truncate(names.len());
+                    if sizes.len() != names.len() {
+                        sizes.clear(); // sizes that do not match the names say nothing
+                    }
                     self.batch = Some(Batch {
                         count,
                         bytes,
                         names,
+                        sizes,
                     });
                     self.mode = Some(Mode::Ferry);
                     continue;
@@ -669,8 +694,7 @@ impl Connection<'_> {
         // An answer about the whole batch covers only what the batch announced: an offer
         // outside it (another name, more files or bytes than announced) is asked about anew.
         let covered = self.batch.as_ref().is_some_and(|b| {
-            let listed = b.count > b.names.len() as u64 || b.names.contains(&header.file_name);
-            listed
+            b.lists(&header.file_name, header.file_size)
                 && self.approved.0 < b.count
                 && self.approved.1.saturating_add(header.file_size) <= b.bytes
         });
@@ -707,9 +731,14 @@ impl Connection<'_> {
         let offer_id = next_transfer_id();
         let (tx, rx) = crossbeam_channel::bounded(1);
         lock(&self.shared.pending).insert(offer_id, tx);
-        let (count, bytes, names) = match (&self.batch, use_batch) {
-            (Some(b), true) => (b.count, b.bytes, b.names.clone()),
-            _ => (1, header.file_size, vec![header.file_name.clone()]),
+        let (count, bytes, names, sizes) = match (&self.batch, use_batch) {
+            (Some(b), true) => (b.count, b.bytes, b.names.clone(), b.sizes.clone()),
+            _ => (
+                1,
+                header.file_size,
+                vec![header.file_name.clone()],
+                vec![header.file_size],
+            ),
         };
         // Names are shown to the user: as they would be saved, never raw control or bidi text.
         let names = names
@@ -724,6 +753,7 @@ impl Connection<'_> {
                 count,
                 bytes,
                 names,
+                sizes,
                 msg: header.msg.clone(),
             }));
         let deadline = Instant::now() + self.shared.config.decision_timeout;

@@ -114,6 +114,8 @@ pub enum ServerEvent {
         count: u64,
         bytes: u64,
         names: Vec<String>,
+        /// Each listed file's size, when the sender gave them (else empty).
+        sizes: Vec<u64>,
         msg: String,
     },
     /// The offer was decided, or its sender left: the question is no longer open.

@@ -396,7 +396,7 @@ fn serve_ask_accepts_on_yes_showing_names_and_sizes() {
     let sender = spawn_send(addr, &[a.clone(), b.clone()]);
     let question = wait_line(&lines, "offers 2 file(s)");
     assert!(
-        question.contains("计算机五大.txt") && question.contains("b.bin"),
+        question.contains("计算机五大.txt (12 bytes)") && question.contains("b.bin (300000 bytes)"),
         "{question}"
     );
     assert!(
@@ -499,6 +499,7 @@ fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
             count: 1,
             bytes: 5,
             names: vec!["a.txt".into()],
+            sizes: vec![5],
         },
     );
     send(&mut stream, offer("a.txt", 5));
