@@ -161,6 +161,7 @@ texts! {
     EmptyQueue => "No files chosen yet.", "尚未选择文件。";
     NeedDestination => "Enter the receiver as host:port", "请输入接收方地址，格式为 主机:端口";
     NothingToUpload => "Add files first", "请先添加文件";
+    SkippedNotFiles => "{} item(s) left out: only files can be sent (for a folder, choose the files inside)", "已略过 {} 项：只能发送文件（文件夹请选择其中的文件）";
     DialogUnavailable => "No file dialog is available on this system; drop files onto the window instead.", "此系统没有可用的文件对话框；请把文件拖到窗口中。";
 
     // Notes panel

@@ -60,7 +60,8 @@ pub enum Action {
 
 /// Results of the helper threads (dialogs, file sizes).
 enum UiMsg {
-    FilesAdded(Vec<(PathBuf, u64)>),
+    /// Regular files with their sizes, and how many picked or dropped paths were not files.
+    FilesAdded(Vec<(PathBuf, u64)>, usize),
     FolderPicked(PathBuf),
     /// A dialog was closed without a choice.
     Nothing,
@@ -175,7 +176,13 @@ impl FerryApp {
         }
         while let Ok(msg) = self.ui_rx.try_recv() {
             match msg {
-                UiMsg::FilesAdded(files) => self.client.add_files(files),
+                UiMsg::FilesAdded(files, skipped) => {
+                    self.client.add_files(files);
+                    if skipped > 0 {
+                        let tr = Tr(self.lang);
+                        self.client.notice = Some(tr.fill(T::SkippedNotFiles, &[&skipped]));
+                    }
+                }
                 UiMsg::FolderPicked(dir) => self.server.dir = dir,
                 UiMsg::Nothing => {}
                 UiMsg::PickFailed => {
@@ -258,7 +265,7 @@ impl FerryApp {
             Action::PickFiles => {
                 let picker = Arc::clone(&self.picker);
                 self.in_background(move || match picker.pick_files() {
-                    Some(paths) => UiMsg::FilesAdded(regular_files(paths)),
+                    Some(paths) => regular_files(paths),
                     None => UiMsg::Nothing,
                 });
             }
@@ -299,7 +306,7 @@ impl FerryApp {
         });
         if !dropped.is_empty() {
             self.tab = Tab::Client;
-            self.in_background(move || UiMsg::FilesAdded(regular_files(dropped)));
+            self.in_background(move || regular_files(dropped));
         }
     }
 
@@ -395,15 +402,19 @@ fn transfer_id(event: &TransferEvent) -> u64 {
     }
 }
 
-/// Keeps the regular files among `paths`, with their sizes (runs off the UI thread).
-fn regular_files(paths: Vec<PathBuf>) -> Vec<(PathBuf, u64)> {
-    paths
+/// Keeps the regular files among `paths`, with their sizes, and counts the rest (folders,
+/// vanished paths), so the user hears why they were left out. Runs off the UI thread.
+fn regular_files(paths: Vec<PathBuf>) -> UiMsg {
+    let total = paths.len();
+    let files: Vec<(PathBuf, u64)> = paths
         .into_iter()
         .filter_map(|path| {
             let meta = std::fs::metadata(&path).ok()?;
             meta.is_file().then_some((path, meta.len()))
         })
-        .collect()
+        .collect();
+    let skipped = total - files.len();
+    UiMsg::FilesAdded(files, skipped)
 }
 
 /// Opens the window and runs until it is closed. Closing drops the app, whose [`Worker`]

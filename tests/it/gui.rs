@@ -826,3 +826,25 @@ fn retry_on_a_failed_row_resumes_where_the_receiver_stopped() {
         SIZE - kept as usize
     );
 }
+
+#[test]
+fn a_picked_folder_is_left_out_with_a_notice_and_the_files_are_queued() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("notes.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let folder = src.path().join("a folder");
+    std::fs::create_dir(&folder).unwrap();
+    let mut harness = app(settings(src.path()), vec![file.clone(), folder]);
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Choose files…").click();
+    run_until(&mut harness, "the pick to be applied", |app| {
+        app.client.notice.is_some()
+    });
+    assert_eq!(harness.state().client.rows.len(), 1);
+    assert_eq!(
+        harness.state().client.rows[0].path.as_deref(),
+        Some(file.as_path())
+    );
+    harness.get_by_label_contains("1 item(s) left out");
+}
