@@ -4,12 +4,12 @@
 //! whichever tab is open.
 //!
 //! Threading: the UI thread only draws and sends commands. The engine thread (see
-//! [`crate::worker::engine`]) owns sockets and files; it wakes the UI with
+//! [`crate::worker::Worker`]) owns sockets and files; it wakes the UI with
 //! `request_repaint_after` when an event arrives, so an idle window does not repaint.
 //! Dialogs and file-size lookups run on short-lived threads and report back on a channel.
 //!
-//! Structure (as in egui's demo app and rerun's viewer): [`FerryApp::logic`] drains events;
-//! [`FerryApp::ui`] draws; each tab/panel is a struct with a `ui` method that returns the
+//! Structure (as in egui's demo app and rerun's viewer): `logic` (eframe's, calling
+//! [`FerryApp::process_events`]) drains events; [`FerryApp::ui`] draws; each tab/panel is a struct with a `ui` method that returns the
 //! [`Action`]s its clicks asked for, applied once per frame.
 
 mod client_tab;
