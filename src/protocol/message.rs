@@ -43,7 +43,14 @@ pub struct Header {
     pub file_size: u64,
     /// Free text the sender attached; empty when absent or `null`.
     pub msg: String,
+    /// Ferry offers only: identifies this sender's copy of the file (up to
+    /// [`MAX_RESUME_KEY_LEN`] lowercase hex digits), so only the same sender, sending the
+    /// same file, can resume a partial upload. Never sent in plain mode.
+    pub resume_key: Option<String>,
 }
+
+/// Longest `resume_key` accepted, in hex digits.
+pub const MAX_RESUME_KEY_LEN: usize = 64;
 
 /// What a sender puts in a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,10 +158,16 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
         SenderMsg::Plain(h) => serde_json::json!({
             "file_name": h.file_name, "file_size": h.file_size, "msg": h.msg,
         }),
-        SenderMsg::Offer(h) => serde_json::json!({
-            "ferry": FERRY_VERSION, "kind": "offer",
-            "file_name": h.file_name, "file_size": h.file_size, "msg": h.msg,
-        }),
+        SenderMsg::Offer(h) => {
+            let mut offer = serde_json::json!({
+                "ferry": FERRY_VERSION, "kind": "offer",
+                "file_name": h.file_name, "file_size": h.file_size, "msg": h.msg,
+            });
+            if let (Some(key), Value::Object(map)) = (&h.resume_key, &mut offer) {
+                map.insert("resume_key".into(), Value::String(key.clone()));
+            }
+            offer
+        }
         SenderMsg::End { blake3 } => serde_json::json!({
             "kind": "end", "blake3": blake3::Hash::from_bytes(*blake3).to_hex().as_str(),
         }),
@@ -221,10 +234,28 @@ fn header(obj: &Map<String, Value>) -> Result<Header, MessageError> {
             });
         }
     };
+    let resume_key = match obj.get("resume_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key))
+            if (1..=MAX_RESUME_KEY_LEN).contains(&key.len())
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Some(key.clone())
+        }
+        Some(_) => {
+            return Err(MessageError::WrongType {
+                field: "resume_key",
+                expected: "up to 64 lowercase hex digits",
+            });
+        }
+    };
     Ok(Header {
         file_name,
         file_size,
         msg: optional_string(obj, "msg")?,
+        resume_key,
     })
 }
 

@@ -44,7 +44,7 @@
 //! S -> R  Frame {"ferry":1,"kind":"batch","count":N,"bytes":B,"names":[..],"sizes":[..]}  (optional,
 //!         once, before the first offer: what a receiver that asks its user shows; a "yes"
 //!         to it covers only the files it lists, up to its count and bytes)
-//! S -> R  Frame {"ferry":1,"kind":"offer","file_name":..,"file_size":N,"msg":..}
+//! S -> R  Frame {"ferry":1,"kind":"offer","file_name":..,"file_size":N,"msg":..,"resume_key":..}
 //! R -> S  Frame {"kind":"waiting"}                      (optional: the receiver asks its user)
 //! R -> S  Frame {"kind":"accept","offset":K,"saved_as":"name (1).txt"[,"prefix_blake3":".."]}
 //!       | Frame {"kind":"decline","reason":".."}                 (then the next offer, or EOF)
@@ -56,11 +56,16 @@
 //! R -> S  Frame {"kind":"verified","saved_as":".."} | Frame {"kind":"failed","reason":".."}
 //! ```
 //!
-//! **Resume.** A receiver that kept the first K bytes of an interrupted upload of the same
-//! name and size accepts with `offset` K and `prefix_blake3`, the BLAKE3 of those K bytes. The
-//! sender hashes its own first K bytes (the same single pass that hashes the whole file); if
-//! they match it answers `start` K and sends only the rest, otherwise `start` 0 and everything.
-//! The final `end` hash always covers the whole file, so a wrong prefix can never be verified.
+//! **Resume.** An offer may carry `resume_key` (up to 64 lowercase hex digits; Ferry derives it
+//! from the sender's path, size and modification time), which names the receiver's partial
+//! file, so only the same sender sending the same file ever finds it; an offer without one
+//! can only find partials of offers without one. A receiver that kept the first K bytes of
+//! an interrupted upload with the same name, key and a size of at least K accepts with
+//! `offset` K and `prefix_blake3`, the BLAKE3 of those K bytes (sending `waiting` every few
+//! seconds while it hashes them). The sender hashes its own first K bytes (the same single
+//! pass that hashes the whole file); if they match it answers `start` K and sends only the
+//! rest, otherwise `start` 0 and everything. The final `end` hash always covers the whole
+//! file, so a wrong prefix can never be verified.
 //!
 //! **Cancel.** At any time the receiver may send `{"kind":"cancel","reason":..}` and close;
 //! the sender reports it as cancelled by the peer. The sender cancels a file with the zero
@@ -95,8 +100,8 @@ pub use frame::{
     split_frame,
 };
 pub use message::{
-    FERRY_VERSION, Header, MessageError, ReceiverMsg, SenderMsg, decode_receiver_msg,
-    decode_sender_msg, encode_receiver_msg, encode_sender_msg,
+    FERRY_VERSION, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg, SenderMsg,
+    decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
 pub use note::{

@@ -34,6 +34,7 @@ fn golden_plain_exchange_from_python() {
         file_name: "a.txt".into(),
         file_size: 5,
         msg: "hi".into(),
+        resume_key: None,
     };
     assert_eq!(
         decode_sender_msg(body).unwrap(),
@@ -72,6 +73,7 @@ fn golden_ferry_exchange() {
         file_name: "a.txt".into(),
         file_size: 5,
         msg: String::new(),
+        resume_key: None,
     };
     // sender -> receiver: the offer
     assert_eq!(
@@ -239,6 +241,24 @@ fn header_validation_errors() {
         decode_sender_msg(b"not json"),
         Err(MessageError::NotJson(_))
     ));
+    let long_key = format!("\"{}\"", "a".repeat(65));
+    for bad_key in [r#""XYZ""#, r#""""#, "7", long_key.as_str()] {
+        let body = format!(
+            r#"{{"ferry":1,"kind":"offer","file_name":"a","file_size":1,"resume_key":{bad_key}}}"#
+        );
+        let decoded = decode_sender_msg(body.as_bytes());
+        assert!(
+            matches!(
+                decoded,
+                Err(MessageError::WrongType {
+                    field: "resume_key",
+                    ..
+                })
+            ),
+            "{body}: {decoded:?}"
+        );
+    }
+
     // The largest size allowed, and msg null or absent.
     let ok = br#"{"file_name":"a","file_size":9223372036854775807,"msg":null}"#;
     assert!(matches!(
@@ -256,14 +276,23 @@ fn any_header() -> impl Strategy<Value = Header> {
             file_name,
             file_size,
             msg,
+            resume_key: None,
         }
+    })
+}
+
+/// An offer's header: a plain header, sometimes with a resume key.
+fn any_offer_header() -> impl Strategy<Value = Header> {
+    (any_header(), proptest::option::of("[0-9a-f]{1,64}")).prop_map(|(mut header, key)| {
+        header.resume_key = key;
+        header
     })
 }
 
 fn any_sender_msg() -> impl Strategy<Value = SenderMsg> {
     prop_oneof![
         any_header().prop_map(SenderMsg::Plain),
-        any_header().prop_map(SenderMsg::Offer),
+        any_offer_header().prop_map(SenderMsg::Offer),
         any::<[u8; 32]>().prop_map(|blake3| SenderMsg::End { blake3 }),
         any::<String>().prop_map(|reason| SenderMsg::Cancel { reason }),
         (

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -375,6 +375,10 @@ impl Session<'_> {
             file_name: name,
             file_size: size,
             msg: self.opts.msg.clone(),
+            resume_key: match self.opts.mode {
+                Mode::Ferry => resume_key(path).ok(),
+                Mode::Plain => None,
+            },
         };
         let result = match self.opts.mode {
             Mode::Plain => self.send_plain(id, header, file),
@@ -712,6 +716,25 @@ fn stop_for_answer(msg: ReceiverMsg) -> Stop {
         ReceiverMsg::Failed { reason } => Stop::Broken(reason),
         other => Stop::Broken(format!("unexpected answer during data: {other:?}")),
     }
+}
+
+/// What identifies this copy of a file across runs of the sender: its absolute path, size
+/// and modification time. Sent with each Ferry offer, so a receiver resumes a partial only
+/// for the same sender sending the same, unchanged file (the prefix hash still decides).
+pub fn resume_key(path: &Path) -> std::io::Result<String> {
+    let path = path.canonicalize()?;
+    let meta = std::fs::metadata(&path)?;
+    let modified = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"ferry resume key v1\0");
+    hasher.update(path.as_os_str().as_encoded_bytes());
+    hasher.update(&meta.len().to_le_bytes());
+    hasher.update(&modified.as_secs().to_le_bytes());
+    hasher.update(&modified.subsec_nanos().to_le_bytes());
+    Ok(hasher.finalize().to_hex()[..32].to_owned())
 }
 
 /// `read`, retrying on interruption.

@@ -52,20 +52,33 @@ pub struct PartFile {
 /// [`crate::protocol::sanitize_file_name`] keeps received names from ending in it.
 pub const PART_SUFFIX: &str = crate::protocol::PART_SUFFIX;
 
-fn part_name(final_name: &str) -> String {
-    format!("{final_name}{PART_SUFFIX}")
+/// How many hex digits of a sender's resume key go into a part file's name.
+pub const RESUME_TAG_LEN: usize = 16;
+
+/// `NAME.ferry.part`, or `NAME.TAG.ferry.part` for a Ferry sender's resume key, so only the
+/// same sender sending the same file ever finds (or disturbs) that partial.
+fn part_name(final_name: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{final_name}.{tag}{PART_SUFFIX}"),
+        None => format!("{final_name}{PART_SUFFIX}"),
+    }
 }
 
 impl PartFile {
     /// Reserves the first free name (`a.txt`, `a (1).txt`, ...) for which neither the name nor
     /// its `.part` exists, by creating the `.part` exclusively.
-    pub fn create(dir: &Path, safe: &SafeName, registry: &PartRegistry) -> io::Result<Self> {
+    pub fn create(
+        dir: &Path,
+        safe: &SafeName,
+        tag: Option<&str>,
+        registry: &PartRegistry,
+    ) -> io::Result<Self> {
         for number in 0..MAX_ALTERNATIVES {
             let final_name = safe.numbered(number);
             if dir.join(&final_name).symlink_metadata().is_ok() {
                 continue;
             }
-            let part_path = dir.join(part_name(&final_name));
+            let part_path = dir.join(part_name(&final_name, tag));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -93,10 +106,11 @@ impl PartFile {
         dir: &Path,
         safe: &SafeName,
         size: u64,
+        tag: Option<&str>,
         registry: &PartRegistry,
     ) -> io::Result<Option<(Self, u64)>> {
         for number in 0..MAX_RESUME_CANDIDATES {
-            let part_path = dir.join(part_name(&safe.numbered(number)));
+            let part_path = dir.join(part_name(&safe.numbered(number), tag));
             let Ok(meta) = part_path.symlink_metadata() else {
                 continue;
             };
@@ -263,8 +277,8 @@ mod tests {
         fs::write(dir.path().join("a.txt"), b"old").unwrap();
         let name = sanitize_file_name("a.txt");
 
-        let mut first = PartFile::create(dir.path(), &name, &registry).unwrap();
-        let mut second = PartFile::create(dir.path(), &name, &registry).unwrap();
+        let mut first = PartFile::create(dir.path(), &name, None, &registry).unwrap();
+        let mut second = PartFile::create(dir.path(), &name, None, &registry).unwrap();
         assert_eq!(first.final_name(), "a (1).txt");
         assert_eq!(second.final_name(), "a (2).txt");
         first.file().unwrap().write_all(b"one").unwrap();
@@ -288,7 +302,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = PartRegistry::default();
         let mut part =
-            PartFile::create(dir.path(), &sanitize_file_name("b.txt"), &registry).unwrap();
+            PartFile::create(dir.path(), &sanitize_file_name("b.txt"), None, &registry).unwrap();
         part.file().unwrap().write_all(b"new").unwrap();
         fs::write(dir.path().join("b.txt"), b"someone else").unwrap();
         let path = part.commit().unwrap();
@@ -302,10 +316,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = PartRegistry::default();
         let name = sanitize_file_name("c.bin");
-        let mut part = PartFile::create(dir.path(), &name, &registry).unwrap();
+        let mut part = PartFile::create(dir.path(), &name, None, &registry).unwrap();
         part.file().unwrap().write_all(b"hello").unwrap();
         assert!(
-            PartFile::resumable(dir.path(), &name, 10, &registry)
+            PartFile::resumable(dir.path(), &name, 10, None, &registry)
                 .unwrap()
                 .is_none(),
             "a live part is not resumable"
@@ -314,12 +328,12 @@ mod tests {
         drop(part);
         assert!(dir.path().join("c.bin.ferry.part").exists());
         assert!(
-            PartFile::resumable(dir.path(), &name, 4, &registry)
+            PartFile::resumable(dir.path(), &name, 4, None, &registry)
                 .unwrap()
                 .is_none(),
             "longer than offered"
         );
-        let (mut resumed, len) = PartFile::resumable(dir.path(), &name, 10, &registry)
+        let (mut resumed, len) = PartFile::resumable(dir.path(), &name, 10, None, &registry)
             .unwrap()
             .unwrap();
         assert_eq!(len, 5);

@@ -9,7 +9,7 @@ mod server;
 
 use std::io::{self, ErrorKind, Read, Write};
 
-pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, send_files};
+pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, resume_key, send_files};
 pub use files::{PartFile, PartRegistry};
 pub use server::{ServerConfig, ServerHandle, ServerStartError};
 

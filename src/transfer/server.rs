@@ -15,6 +15,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use std::time::Instant;
 
+use super::files::RESUME_TAG_LEN;
 use super::os::available_space;
 use super::{
     CANCELLED_BY_SENDER, PartFile, PartRegistry, TransferError, read_error, read_frame,
@@ -800,11 +801,19 @@ impl Connection<'_> {
         let id = next_transfer_id();
         let dir = &self.shared.config.dir;
         let refusal = self.decide(&header, mode)?.err();
+        // A Ferry sender's resume key names its partial (plain senders cannot resume).
+        let tag = match mode {
+            Mode::Ferry => header
+                .resume_key
+                .as_deref()
+                .map(|key| &key[..key.len().min(RESUME_TAG_LEN)]),
+            Mode::Plain => None,
+        };
         // A partial copy left by an interrupted upload of the same name (Ferry only: only a
         // Ferry sender can prove, by hash, that it is the start of the same file).
         let resumable = match (&refusal, mode) {
             (None, Mode::Ferry) => {
-                PartFile::resumable(dir, &safe, header.file_size, &self.shared.parts)
+                PartFile::resumable(dir, &safe, header.file_size, tag, &self.shared.parts)
                     .map_err(TransferError::Disk)?
             }
             _ => None,
@@ -854,7 +863,7 @@ impl Connection<'_> {
                     .map_err(TransferError::Disk)?;
                 (part, Some(hasher))
             }
-            None => match PartFile::create(dir, &safe, &self.shared.parts) {
+            None => match PartFile::create(dir, &safe, tag, &self.shared.parts) {
                 Ok(part) => (part, None),
                 Err(e) => {
                     let error = TransferError::Disk(e);

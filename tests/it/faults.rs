@@ -122,9 +122,9 @@ fn killed_sender_then_send_again_resumes_with_only_the_rest() {
             .spawn()
             .unwrap(),
     );
-    let part = dst.path().join("video.bin.ferry.part");
+    let part_len = || find_part(dst.path(), "video.bin").map_or(0, |p| file_len(&p));
     let deadline = Instant::now() + Duration::from_secs(120);
-    while file_len(&part) < SIZE as u64 / 2 {
+    while part_len() < SIZE as u64 / 2 {
         assert!(Instant::now() < deadline, "the first run never got halfway");
         thread::sleep(Duration::from_millis(20));
     }
@@ -132,6 +132,7 @@ fn killed_sender_then_send_again_resumes_with_only_the_rest() {
     first.0.wait().unwrap();
     let failure = wait_line(&lines, "resumes");
     assert!(failure.contains("video.bin"), "{failure}");
+    let part = find_part(dst.path(), "video.bin").expect("the partial is kept");
     let kept = file_len(&part);
     assert!(kept > 0 && kept < SIZE as u64, "kept {kept}");
     assert!(
@@ -173,14 +174,15 @@ fn killed_sender_then_send_again_resumes_with_only_the_rest() {
 fn a_changed_file_starts_over_instead_of_resuming() {
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
-    // A partial from an earlier upload of a different file with the same name.
-    std::fs::write(
-        dst.path().join("doc.txt.ferry.part"),
-        b"old contents that do not match",
-    )
-    .unwrap();
     let file = src.path().join("doc.txt");
     std::fs::write(&file, data(100_000, 52)).unwrap();
+    // A partial under this sender's key whose bytes are not the start of the file (as if
+    // the file was rewritten and its time set back): the prefix hash catches it.
+    let key = ferry::transfer::resume_key(&file).unwrap();
+    let partial = dst
+        .path()
+        .join(format!("doc.txt.{}.ferry.part", &key[..16]));
+    std::fs::write(&partial, b"old contents that do not match").unwrap();
     let (server, _events) = start_server(dst.path());
     let (sink, _) = event_channel(None);
     let outcomes = send_files(
@@ -200,6 +202,10 @@ fn a_changed_file_starts_over_instead_of_resuming() {
     assert_eq!(
         std::fs::read(dst.path().join("doc.txt")).unwrap(),
         std::fs::read(&file).unwrap()
+    );
+    assert!(
+        !partial.exists(),
+        "the mismatching partial was restarted and became the file"
     );
 }
 
@@ -247,6 +253,7 @@ fn a_kept_partial_survives_a_refusal_and_a_sender_that_leaves_before_starting() 
         file_name: "a.bin".into(),
         file_size: 100_000,
         msg: String::new(),
+        resume_key: None,
     });
     stream
         .write_all(&encode_sender_msg(&offer).unwrap())
@@ -483,6 +490,7 @@ fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
             file_name: name.into(),
             file_size: size,
             msg: String::new(),
+            resume_key: None,
         })
     };
     let pending = |events: &crossbeam_channel::Receiver<Event>| {
@@ -619,7 +627,9 @@ fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() 
     let small = src.path().join("fits.txt");
     std::fs::write(&small, b"fits").unwrap();
     // A partial kept from an earlier attempt must survive the refusal.
-    let kept = disk.path().join("too-big.bin.ferry.part");
+    let key = ferry::transfer::resume_key(&big).unwrap();
+    let kept_name = format!("too-big.bin.{}.ferry.part", &key[..16]);
+    let kept = disk.path().join(&kept_name);
     std::fs::write(&kept, &data(1024 * 1024, 56)[..100_000]).unwrap();
     let (server, _events) = start_server(disk.path());
     let (sink, _) = event_channel(None);
@@ -645,7 +655,7 @@ fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() 
     );
     assert_eq!(
         names_in(disk.path()),
-        ["fits.txt", "too-big.bin.ferry.part"],
+        ["fits.txt", kept_name.as_str()],
         "no byte of the big file was written"
     );
     assert_eq!(
@@ -736,4 +746,42 @@ fn the_server_keeps_serving_while_a_refused_peer_waits() {
         assert!(Instant::now() < deadline, "{outcomes:?}");
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn another_senders_offer_of_the_same_name_never_touches_a_kept_partial() {
+    use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_sender_msg};
+    let dst = tempfile::tempdir().unwrap();
+    let theirs = dst
+        .path()
+        .join(format!("a.bin.{}.ferry.part", "a".repeat(16)));
+    std::fs::write(&theirs, data(50_000, 60)).unwrap();
+    let (server, _events) = start_server(dst.path());
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let offer = SenderMsg::Offer(Header {
+        file_name: "a.bin".into(),
+        file_size: 100_000,
+        msg: String::new(),
+        resume_key: Some("b".repeat(32)),
+    });
+    stream
+        .write_all(&encode_sender_msg(&offer).unwrap())
+        .unwrap();
+    match read_answer(&mut stream) {
+        ReceiverMsg::Accept {
+            offset,
+            prefix_blake3,
+            ..
+        } => {
+            assert_eq!(
+                (offset, prefix_blake3),
+                (0, None),
+                "no length or hash of someone else's partial"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(stream);
+    assert_eq!(std::fs::metadata(&theirs).unwrap().len(), 50_000);
 }

@@ -786,7 +786,7 @@ fn retry_on_a_failed_row_resumes_where_the_receiver_stopped() {
         _ => None,
     });
     assert_eq!(forwarded.recv_timeout(DEADLINE).unwrap(), CUT);
-    let kept = std::fs::metadata(dst.path().join("big.bin.ferry.part"))
+    let kept = std::fs::metadata(find_part(dst.path(), "big.bin").unwrap_or_default())
         .expect("the interrupted upload's part is kept")
         .len();
     assert!(kept > 0 && kept < SIZE as u64, "{kept}");

@@ -184,6 +184,7 @@ fn a_ferry_peer_sending_more_than_it_offered_is_cut_off() {
         file_name: "x".into(),
         file_size: 4,
         msg: String::new(),
+        resume_key: None,
     });
     stream
         .write_all(&encode_sender_msg(&offer).unwrap())

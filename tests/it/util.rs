@@ -275,3 +275,17 @@ pub fn throttling_proxy(target: SocketAddr, bytes_per_tick: usize, tick: Duratio
     });
     addr
 }
+
+/// The partial file Ferry keeps for `name` in `dir` (`NAME.ferry.part` or, for a Ferry
+/// sender's resume key, `NAME.TAG.ferry.part`), if any.
+pub fn find_part(dir: &Path, name: &str) -> Option<PathBuf> {
+    let prefix = format!("{name}.");
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let file = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+            file.starts_with(&prefix) && file.ends_with(".ferry.part")
+        })
+}
