@@ -597,56 +597,6 @@ fn the_idle_timeout_is_validated_persisted_and_drops_a_silent_peer() {
     assert!(matches!(sender.read(&mut byte), Ok(0) | Err(_)));
 }
 
-/// Forwards one connection to `target`, at most `bytes_per_tick` every `tick` from client to
-/// server, answers freely. Unlike [`throttling_proxy`], when the server hangs up it passes
-/// the close on and keeps reading what the client still sends (as an endpoint that has
-/// closed would answer it with a reset), so a sender blocked in a write is not left
-/// waiting on a zero window.
-fn slow_proxy(target: SocketAddr, bytes_per_tick: usize, tick: Duration) -> SocketAddr {
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpStream};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let Ok((client, _)) = listener.accept() else {
-            return;
-        };
-        let server = TcpStream::connect(target).unwrap();
-        server
-            .set_write_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let server_gone = Arc::new(AtomicBool::new(false));
-        let (mut server_r, mut client_w) =
-            (server.try_clone().unwrap(), client.try_clone().unwrap());
-        let gone = Arc::clone(&server_gone);
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut server_r, &mut client_w);
-            gone.store(true, Ordering::SeqCst);
-            let _ = client_w.shutdown(Shutdown::Write);
-        });
-        let (mut client_r, mut server_w) = (client, server);
-        let mut buf = vec![0u8; bytes_per_tick];
-        loop {
-            let n = match client_r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if server_gone.load(Ordering::SeqCst) {
-                continue; // the server has closed: what the client sends now goes nowhere
-            }
-            if server_w.write_all(&buf[..n]).is_err() {
-                server_gone.store(true, Ordering::SeqCst);
-                continue;
-            }
-            // The throttle itself, not synchronisation.
-            std::thread::sleep(tick);
-        }
-        let _ = server_w.shutdown(Shutdown::Write);
-    });
-    addr
-}
-
 #[test]
 fn cancel_on_a_server_row_stops_the_sender_and_keeps_nothing() {
     use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
@@ -659,7 +609,7 @@ fn cancel_on_a_server_row_stops_the_sender_and_keeps_nothing() {
     s.server_listening = true;
     let mut receiver = app(s, vec![]);
     let addr = wait_listening(&mut receiver);
-    let proxy = slow_proxy(addr, 64 * 1024, Duration::from_millis(5));
+    let proxy = throttling_proxy(addr, 64 * 1024, Duration::from_millis(5));
     let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(1);
     let sender = std::thread::spawn(move || {
         let (sink, _events) = event_channel(None);
