@@ -422,12 +422,7 @@ impl Session<'_> {
                 _ => Stop::Broken(format!("cannot send the file: {e}")),
             })?;
             sent += n as u64;
-            if throttle.ready() {
-                self.sink.transfer(TransferEvent::Progress {
-                    id,
-                    bytes_done: sent,
-                });
-            }
+            throttle.report(self.sink, id, sent);
         }
         self.sink.transfer(TransferEvent::Progress {
             id,
@@ -505,12 +500,7 @@ impl Session<'_> {
                 .and_then(|()| send_file_range(&self.stream, &file, sent, n));
             self.io_or_explain(sent_chunk)?;
             sent += n as u64;
-            if throttle.ready() {
-                self.sink.transfer(TransferEvent::Progress {
-                    id,
-                    bytes_done: sent,
-                });
-            }
+            throttle.report(self.sink, id, sent);
         }
         self.sink.transfer(TransferEvent::Progress {
             id,

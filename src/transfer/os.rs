@@ -20,24 +20,15 @@ pub fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
         while !rest.is_empty() {
             // SAFETY: the pointer and length describe `rest`, a live borrowed slice; the
             // descriptor belongs to `stream`, which outlives the call.
-            let n = unsafe {
+            let n = byte_count(io::ErrorKind::WriteZero, || unsafe {
                 libc::send(
                     stream.as_raw_fd(),
                     rest.as_ptr().cast(),
                     rest.len(),
                     libc::MSG_MORE | libc::MSG_NOSIGNAL,
                 )
-            };
-            match n {
-                n if n > 0 => rest = &rest[n as usize..],
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
+            })?;
+            rest = &rest[n..];
         }
         Ok(())
     }
@@ -45,6 +36,24 @@ pub fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
     {
         use std::io::Write;
         (&*stream).write_all(bytes)
+    }
+}
+
+/// Runs a syscall that returns a byte count until it is not interrupted: a positive count is
+/// returned, 0 becomes an error of kind `zero`, -1 the OS error.
+#[cfg(target_os = "linux")]
+fn byte_count(zero: io::ErrorKind, mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        match call() {
+            n if n > 0 => return Ok(n as usize),
+            0 => return Err(zero.into()),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
     }
 }
 
@@ -65,20 +74,11 @@ pub fn send_file_range(
                 .map_err(|_| io::Error::other("file offset too large"))?;
             // SAFETY: both descriptors belong to borrowed, open objects; `off` is a valid
             // pointer to a local the kernel updates.
-            let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, left) };
-            match n {
-                n if n > 0 => {
-                    left -= n as usize;
-                    offset += n as u64;
-                }
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
+            let n = byte_count(io::ErrorKind::UnexpectedEof, || unsafe {
+                libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, left)
+            })?;
+            left -= n;
+            offset += n as u64;
         }
         Ok(())
     }

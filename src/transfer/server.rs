@@ -1146,21 +1146,11 @@ impl Connection<'_> {
                             .map_err(TransferError::Disk)?;
                     }
                 }
-                if throttle.ready() {
-                    sink.transfer(TransferEvent::Progress {
-                        id,
-                        bytes_done: source.received,
-                    });
-                }
+                throttle.report(sink, id, source.received);
             }
         } else {
             pipelined(&mut source, file, &mut hasher, |received| {
-                if throttle.ready() {
-                    sink.transfer(TransferEvent::Progress {
-                        id,
-                        bytes_done: received,
-                    });
-                }
+                throttle.report(sink, id, received);
             })?
         };
         sink.transfer(TransferEvent::Progress {

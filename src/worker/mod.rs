@@ -227,7 +227,7 @@ impl Default for ProgressThrottle {
 
 impl ProgressThrottle {
     /// True when a progress event should go out now.
-    pub fn ready(&mut self) -> bool {
+    fn ready(&mut self) -> bool {
         let now = Instant::now();
         match self.last {
             Some(last) if now.duration_since(last) < self.interval => false,
@@ -235,6 +235,13 @@ impl ProgressThrottle {
                 self.last = Some(now);
                 true
             }
+        }
+    }
+
+    /// Reports `bytes_done` of transfer `id` to `sink` if a progress event is due.
+    pub fn report(&mut self, sink: &EventSink, id: TransferId, bytes_done: u64) {
+        if self.ready() {
+            sink.transfer(TransferEvent::Progress { id, bytes_done });
         }
     }
 }
