@@ -114,11 +114,11 @@ texts! {
 
     // Accept-or-decline prompt
     OfferTitle => "Incoming files", "收到文件";
-    OfferFrom => "From {}", "来自 {}";
+    OfferFrom => "Offer {} from {}", "第 {} 号请求，来自 {}";
     OfferCount => "Files: {}", "文件数：{}";
     OfferSize => "Total size: {}", "总大小：{}";
     OfferMessage => "Message: {}", "留言：{}";
-    OfferMore => "…and {} more", "……以及另外 {} 个";
+    OfferMore => "{} more files are not listed: each will be asked about when it arrives", "另有 {} 个文件未列出：每个文件到达时会再次询问";
     OfferQueue => "{} more offers waiting", "另有 {} 个请求在等待";
     Accept => "Accept", "接受";
     Decline => "Decline", "拒绝";

@@ -75,28 +75,28 @@ impl OfferPrompt {
 
 /// The offer's details and its two buttons; `Some(accept)` once one is clicked.
 fn offer_ui(ui: &mut Ui, tr: Tr, offer: &PendingOffer, waiting: usize) -> Option<bool> {
-    ui.label(RichText::new(tr.fill(T::OfferFrom, &[&offer.peer])).strong());
+    ui.label(RichText::new(tr.fill(T::OfferFrom, &[&offer.offer_id, &offer.peer])).strong());
     ui.label(tr.fill(T::OfferCount, &[&offer.count]));
     ui.label(tr.fill(T::OfferSize, &[&format_bytes(offer.bytes as f64)]));
     if !offer.msg.is_empty() {
         ui.label(tr.fill(T::OfferMessage, &[&offer.msg]));
     }
     ui.separator();
+    // Every listed file, however many: only the visible rows are laid out.
+    let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
     egui::ScrollArea::vertical()
+        .id_salt(("offer_files", offer.offer_id))
         .max_height(NAMES_MAX_HEIGHT)
         .auto_shrink([false, true])
-        .show(ui, |ui| {
-            egui::Grid::new(("offer_files", offer.offer_id))
-                .num_columns(2)
-                .spacing([16.0, 2.0])
-                .show(ui, |ui| {
-                    for (i, name) in offer.names.iter().enumerate() {
-                        ui.label(RichText::new(name).monospace());
-                        let size = offer.sizes.get(i).map(|s| format_bytes(*s as f64));
-                        ui.label(RichText::new(size.unwrap_or_default()).weak());
-                        ui.end_row();
+        .show_rows(ui, row_height, offer.names.len(), |ui, rows| {
+            for i in rows {
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(&offer.names[i]).monospace());
+                    if let Some(size) = offer.sizes.get(i) {
+                        ui.label(RichText::new(format_bytes(*size as f64)).weak());
                     }
                 });
+            }
         });
     let unlisted = offer.count.saturating_sub(offer.names.len() as u64);
     if unlisted > 0 {
@@ -178,12 +178,14 @@ mod tests {
             },
         );
         harness.run();
-        harness.get_by_label("From 127.0.0.1:9");
+        harness.get_by_label("Offer 7 from 127.0.0.1:9");
         harness.get_by_label("Files: 60");
         harness.get_by_label("Total size: 3.0 MiB");
         harness.get_by_label("Message: holiday");
         harness.get_by_label("photo0.jpg");
-        harness.get_by_label("…and 10 more");
+        harness.get_by_label(
+            "10 more files are not listed: each will be asked about when it arrives",
+        );
         harness.get_by_label("1 more offers waiting");
         harness.get_by_label("Decline").click();
         harness.run();
@@ -196,7 +198,13 @@ mod tests {
         ));
         // The next offer shows, and it lists all its names.
         harness.get_by_label("a.txt");
-        assert!(harness.query_by_label("…and 10 more").is_none());
+        assert!(
+            harness
+                .query_by_label(
+                    "10 more files are not listed: each will be asked about when it arrives"
+                )
+                .is_none()
+        );
         harness.get_by_label("Accept").click();
         harness.run();
         assert!(matches!(

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 the operation failed (a file not verified, no reply, a bind
 //! error, ...); 2 bad usage (clap's own code).
 
+mod ask;
 mod notes;
 mod transfer;
 
@@ -58,8 +59,16 @@ pub struct ServeArgs {
     /// Drop a peer that stays silent this long.
     #[arg(long, default_value_t = 30)]
     pub idle_timeout_secs: u64,
-    /// Ask on the terminal before accepting an upload (y/N). Plain senders cannot be asked
-    /// and are refused; without --ask every upload is accepted, like the original.
+    /// Connections one address may hold at once (so a few peers cannot take every slot).
+    #[arg(long, default_value_t = 8)]
+    pub max_per_peer: usize,
+    /// Files one connection may send; more end the connection.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_files_per_connection: u64,
+    /// Ask on the terminal before accepting an upload: each prompt shows its sender and
+    /// number N, answered with "y N" or "n N" ("more N" pages through a long list). Plain
+    /// senders cannot be asked and are refused; without --ask every upload is accepted,
+    /// like the original.
     #[arg(long)]
     pub ask: bool,
 }

@@ -1,6 +1,6 @@
 //! `ferry serve` and `ferry send`: progress bars on stderr, one result line per file on stdout.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use super::ask::{AskPrompts, Reply};
 use super::notes::one_line;
 use super::{SendArgs, ServeArgs};
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
@@ -26,6 +27,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
     config.auto_accept = !args.ask;
+    config.max_per_peer = args.max_per_peer.max(1);
+    config.max_files_per_connection = args.max_files_per_connection.max(1);
 
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink.clone())?;
@@ -42,7 +45,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         dir.display()
     );
     let mut bars = Bars::new();
-    // With --ask, answers come from stdin, one line per pending offer, in order.
+    // With --ask, answers come from stdin; each names the offer it decides.
     let mut answers = if args.ask {
         stdin_lines()?
     } else {
@@ -50,49 +53,37 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     // Set when stdin ended: nobody can answer any more, so offers are declined at once.
     let mut answers_closed = false;
-    let mut pending: VecDeque<u64> = VecDeque::new();
+    let mut prompts = AskPrompts::default();
     loop {
         crossbeam_channel::select! {
             recv(events) -> event => match event {
                 Ok(Event::Server(ServerEvent::OfferPending { offer_id, peer, count, bytes, names, sizes, msg })) => {
-                    let listed: Vec<String> = names
-                        .iter()
-                        .enumerate()
-                        .map(|(i, name)| match sizes.get(i) {
-                            Some(size) => format!("{name} ({size} bytes)"),
-                            None => name.clone(),
-                        })
-                        .collect();
-                    let mut question = format!("{peer} offers {count} file(s), {bytes} bytes: {}", listed.join(", "));
-                    if count > names.len() as u64 {
-                        question.push_str(&format!(" and {} more", count - names.len() as u64));
-                    }
-                    if !msg.is_empty() {
-                        question.push_str(&format!(" ({})", one_line(&msg)));
-                    }
+                    let prompt = prompts.offer(offer_id, peer, count, bytes, &names, &sizes, &msg);
                     if answers_closed {
-                        bars.line(format!("{question}\ndeclined: nobody can answer (standard input is closed)"));
+                        prompts.close(offer_id);
+                        bars.line(format!("{prompt}\ndeclined offer {offer_id}: nobody can answer (standard input is closed)"));
                         server.decide(offer_id, false);
                     } else {
-                        bars.line(format!("{question}\nAccept? [y/N]"));
-                        pending.push_back(offer_id);
+                        bars.line(prompt);
                     }
                 }
-                Ok(Event::Server(ServerEvent::OfferClosed { offer_id })) => pending.retain(|id| *id != offer_id),
+                Ok(Event::Server(ServerEvent::OfferClosed { offer_id })) => prompts.close(offer_id),
                 Ok(event) => bars.show(&event),
                 Err(_) => break,
             },
             recv(answers) -> line => match line {
-                Ok(line) => {
-                    if let Some(offer_id) = pending.pop_front() {
-                        let accept = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+                Ok(line) => match prompts.reply(&line) {
+                    Reply::Decide { offer_id, accept } => {
                         server.decide(offer_id, accept);
-                        bars.line(if accept { "accepted".into() } else { "declined".into() });
+                        let verb = if accept { "accepted" } else { "declined" };
+                        bars.line(format!("{verb} offer {offer_id}"));
                     }
-                }
+                    Reply::Say(text) if text.is_empty() => {}
+                    Reply::Say(text) => bars.line(text),
+                },
                 Err(_) => {
                     log::warn!("standard input closed: declining offers from now on");
-                    while let Some(offer_id) = pending.pop_front() {
+                    for offer_id in prompts.drain() {
                         server.decide(offer_id, false);
                     }
                     answers_closed = true;

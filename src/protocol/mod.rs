@@ -42,8 +42,11 @@
 //!
 //! ```text
 //! S -> R  Frame {"ferry":1,"kind":"batch","count":N,"bytes":B,"names":[..],"sizes":[..]}  (optional,
-//!         once, before the first offer: what a receiver that asks its user shows; a "yes"
-//!         to it covers only the files it lists, up to its count and bytes)
+//!         before the first offer, repeated with the same N and B while names remain: what a
+//!         receiver that asks its user shows, every file listed; a "yes" to it covers each
+//!         listed name and size once, up to N files and B bytes; anything else is asked
+//!         about anew. A receiver keeps at most 16 MiB of names and its files-per-connection
+//!         limit, and ends the connection on more)
 //! S -> R  Frame {"ferry":1,"kind":"offer","file_name":..,"file_size":N,"msg":..,"resume_key":..}
 //! R -> S  Frame {"kind":"waiting"}                      (optional: the receiver asks its user)
 //! R -> S  Frame {"kind":"accept","offset":K,"saved_as":"name (1).txt"[,"prefix_blake3":".."]}

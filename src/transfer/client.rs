@@ -21,8 +21,9 @@ use crate::worker::{
     next_transfer_id,
 };
 
-/// How many file names the batch announcement lists (keeps it far below the frame limit).
-const BATCH_NAMES: usize = 50;
+/// How many bytes of names one batch frame carries (keeps it below the frame limit, with
+/// room for the JSON escaping of any name a file system allows).
+const BATCH_FRAME_NAME_BYTES: usize = 32 * 1024;
 
 /// How much of a chunk is read and hashed at a time (fits a core's L2 cache).
 const HASH_SLICE_LEN: usize = 256 * 1024;
@@ -566,33 +567,48 @@ impl Session<'_> {
         Ok(start)
     }
 
-    /// Announces the whole upload, so a receiver that asks its user can show it. Best effort:
-    /// a failure here shows up again, and is reported, with the first offer.
+    /// Announces the whole upload, so a receiver that asks its user can show every file: as
+    /// many `batch` frames as the names need, each repeating the totals. Best effort: a
+    /// failure here shows up again, and is reported, with the first offer.
     fn send_batch(&mut self, files: &[OutgoingFile]) {
-        let all_sizes: Vec<u64> = files
+        let listed: Vec<(String, u64)> = files
             .iter()
-            .map(|f| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
-            .collect();
-        let bytes = all_sizes.iter().sum();
-        let sizes = all_sizes.into_iter().take(BATCH_NAMES).collect();
-        let names = files
-            .iter()
-            .take(BATCH_NAMES)
             .map(|f| {
-                f.path
+                let name = f
+                    .path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                (name, std::fs::metadata(&f.path).map_or(0, |m| m.len()))
             })
             .collect();
-        let batch = SenderMsg::Batch {
-            count: files.len() as u64,
-            bytes,
-            names,
-            sizes,
-        };
-        if let Ok(frame) = encode_sender_msg(&batch) {
-            let _ = self.stream.write_all(&frame);
+        let count = listed.len() as u64;
+        let bytes = listed.iter().map(|(_, size)| size).sum();
+        let mut rest = &listed[..];
+        while !rest.is_empty() {
+            let mut name_bytes = 0;
+            let take = rest
+                .iter()
+                .take_while(|(name, _)| {
+                    name_bytes += name.len();
+                    name_bytes <= BATCH_FRAME_NAME_BYTES
+                })
+                .count()
+                .max(1);
+            let (frame_files, later) = rest.split_at(take);
+            rest = later;
+            let batch = SenderMsg::Batch {
+                count,
+                bytes,
+                names: frame_files.iter().map(|(n, _)| n.clone()).collect(),
+                sizes: frame_files.iter().map(|(_, s)| *s).collect(),
+            };
+            let Ok(frame) = encode_sender_msg(&batch) else {
+                return;
+            };
+            if self.stream.write_all(&frame).is_err() {
+                return;
+            }
         }
     }
 

@@ -37,6 +37,14 @@ pub enum TransferError {
     HashMismatch,
     #[error("peer went silent for {0} s")]
     Timeout(u64),
+    #[error("a header took longer than {0} s to arrive")]
+    SlowHeader(u64),
+    #[error("upload too slow: under {bytes_per_sec} bytes/s for {window_secs} s")]
+    TooSlow { bytes_per_sec: u64, window_secs: u64 },
+    #[error("too many files on one connection (the limit is {0})")]
+    TooManyFiles(u64),
+    #[error("batch announcement too long")]
+    BatchTooLong,
     #[error("cancelled by peer: {0}")]
     CancelledByPeer(String),
     /// The user on this side cancelled the transfer.
@@ -61,6 +69,7 @@ impl TransferError {
             TransferError::TruncatedFrame
                 | TransferError::ShortData { .. }
                 | TransferError::Timeout(_)
+                | TransferError::TooSlow { .. }
                 | TransferError::Io(_)
                 | TransferError::Stopped
         )

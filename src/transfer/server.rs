@@ -6,7 +6,7 @@
 //! connection is logged, reported as an event and closed; the server keeps serving.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Seek, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,8 +39,6 @@ const PIPELINE_BUFFERS: usize = 8;
 const PIPELINE_BUF_LEN: usize = 256 * 1024;
 /// How many refusals (over the connection bound) may be in flight at once.
 const MAX_REFUSALS: usize = 16;
-/// How many file names a pending offer lists.
-const OFFER_NAMES: usize = 50;
 /// How often a receiver busy hashing a kept partial tells the sender to keep waiting.
 const WAITING_INTERVAL: Duration = Duration::from_secs(5);
 /// The slowest disk a resuming sender is expected to hash its prefix on (bytes per second):
@@ -48,6 +46,9 @@ const WAITING_INTERVAL: Duration = Duration::from_secs(5);
 const SLOWEST_HASH_RATE: u64 = 10 * 1024 * 1024;
 /// How often a connection waiting for its user's decision looks at the stop flag.
 const DECISION_POLL: Duration = Duration::from_millis(200);
+/// The most names a sender's batch announcement may list in all (its frames are bounded
+/// each; this bounds how many of them a connection keeps).
+const MAX_BATCH_NAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// What a server needs to start.
 #[derive(Debug, Clone)]
@@ -66,6 +67,23 @@ pub struct ServerConfig {
     pub auto_accept: bool,
     /// How long an offer waits for the user's decision before it is declined.
     pub decision_timeout: Duration,
+    /// Connections one IP address may hold at once, so a few peers cannot take every slot.
+    pub max_per_peer: usize,
+    /// Once a frame's first byte arrived, the whole frame must arrive within this time (a
+    /// peer that trickles a header byte by byte is dropped).
+    pub header_deadline: Duration,
+    /// A file's data must arrive at least this fast, measured over each [`MinRate::window`].
+    pub min_rate: MinRate,
+    /// Files one connection may offer; more end the connection.
+    pub max_files_per_connection: u64,
+}
+
+/// The slowest upload a server keeps: fewer than `bytes_per_sec * window` bytes in any
+/// `window` of a file's data drops the connection, so a trickling peer frees its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub window: Duration,
 }
 
 impl ServerConfig {
@@ -78,6 +96,13 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(30),
             auto_accept: true,
             decision_timeout: Duration::from_secs(300),
+            max_per_peer: 8,
+            header_deadline: Duration::from_secs(10),
+            min_rate: MinRate {
+                bytes_per_sec: 1024,
+                window: Duration::from_secs(30),
+            },
+            max_files_per_connection: 100_000,
         }
     }
 }
@@ -109,6 +134,8 @@ struct Shared {
     stopping: AtomicBool,
     auto_accept: AtomicBool,
     active: AtomicUsize,
+    /// Live connections per peer address (entries removed when they reach 0).
+    per_peer: Mutex<HashMap<IpAddr, usize>>,
     refusing: AtomicUsize,
     /// Clones of the live connections, so `stop` can shut them down mid-read.
     conns: Mutex<HashMap<u64, TcpStream>>,
@@ -148,6 +175,7 @@ impl ServerHandle {
             sink,
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(0),
+            per_peer: Mutex::new(HashMap::new()),
             refusing: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
@@ -262,44 +290,114 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let Ok(peer) = stream.peer_addr() else {
             continue;
         };
-        if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
-            refuse(stream, peer, shared);
-            continue;
-        }
+        let slot = match Slot::take(shared, peer.ip()) {
+            Ok(slot) => slot,
+            Err(busy) => {
+                refuse(stream, peer, shared, busy);
+                continue;
+            }
+        };
         next_conn += 1;
         let conn_id = next_conn;
         if let Ok(clone) = stream.try_clone() {
             lock(&shared.conns).insert(conn_id, clone);
         }
-        shared.active.fetch_add(1, Ordering::SeqCst);
         let conn_shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .name(format!("ferry-conn-{peer}"))
             .spawn(move || {
                 serve_connection(stream, peer, &conn_shared);
                 lock(&conn_shared.conns).remove(&conn_id);
-                conn_shared.active.fetch_sub(1, Ordering::SeqCst);
+                drop(slot);
             });
         let mut threads = lock(&shared.threads);
         threads.retain(|t| !t.is_finished());
         match spawned {
             Ok(handle) => threads.push(handle),
             Err(e) => {
+                // The closure, and with it the slot, was dropped: the slot is free again.
                 log::error!("cannot start a thread for {peer}: {e}");
                 lock(&shared.conns).remove(&conn_id);
-                shared.active.fetch_sub(1, Ordering::SeqCst);
             }
         }
     }
 }
 
-/// Over the connection bound: say so (a Ferry peer reads it, a plain peer sees the close) and
-/// close, on a short-lived thread so the listener never waits.
-fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
-    let reason = format!(
-        "server busy: {} connections already, try again later",
-        shared.config.max_connections
-    );
+/// Which connection limit a refused peer hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// Every connection slot of the server is taken.
+    Server { max_connections: usize },
+    /// This address already holds its share of the slots.
+    Peer { max_per_peer: usize },
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Busy::Server { max_connections } => write!(
+                f,
+                "server busy: all {max_connections} connections are in use, try again later"
+            ),
+            Busy::Peer { max_per_peer } => write!(
+                f,
+                "server busy: your address already has {max_per_peer} connections open \
+                 (the limit per address), try again when one has finished"
+            ),
+        }
+    }
+}
+
+/// One connection's claim on the server's slots: counted in the total and against its
+/// address; released when dropped, however the connection ends.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Result<Self, Busy> {
+        let config = &shared.config;
+        // The per-peer map's lock also orders the two counts, so two accepts never both take
+        // the last slot.
+        let mut per_peer = lock(&shared.per_peer);
+        if shared.active.load(Ordering::SeqCst) >= config.max_connections {
+            return Err(Busy::Server {
+                max_connections: config.max_connections,
+            });
+        }
+        let mine = per_peer.entry(ip).or_insert(0);
+        if *mine >= config.max_per_peer {
+            return Err(Busy::Peer {
+                max_per_peer: config.max_per_peer,
+            });
+        }
+        *mine += 1;
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        Ok(Self {
+            shared: Arc::clone(shared),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_peer = lock(&self.shared.per_peer);
+        if let Some(count) = per_peer.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_peer.remove(&self.ip);
+            }
+        }
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Over a connection limit: say which (a Ferry peer reads it, a plain peer sees the close)
+/// and close, on a short-lived thread so the listener never waits.
+fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, busy: Busy) {
+    let reason = busy.to_string();
     log::warn!("refused {peer}: {reason}");
     shared
         .sink
@@ -360,6 +458,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         shared,
         mode: None,
         batch: None,
+        files: 0,
         decision: None,
         approved: (0, 0),
         buf: vec![0u8; RECV_BUF_LEN],
@@ -407,29 +506,64 @@ enum Answer {
     NoAnswer,
 }
 
-/// What a Ferry sender announced about its whole upload (`batch`).
+/// What a Ferry sender announced about its whole upload (`batch` frames before the first
+/// offer). A "yes" to it covers exactly the files it lists, by name and size.
 struct Batch {
     count: u64,
     bytes: u64,
-    names: Vec<String>,
-    /// Parallel to `names`, or empty.
-    sizes: Vec<u64>,
+    /// Each listed file's name and, when the sender gave it, size.
+    files: Vec<(String, Option<u64>)>,
+    /// Bytes of names kept, bounded by [`MAX_BATCH_NAME_BYTES`].
+    name_bytes: usize,
+    /// The listed files not yet offered: per name, their sizes (a "yes" covers each listed
+    /// file once).
+    unclaimed: HashMap<String, Vec<Option<u64>>>,
 }
 
 impl Batch {
-    /// Whether the batch lists this file (by name, and by size when sizes were given); a
-    /// batch too long to list every name covers any name.
-    fn lists(&self, name: &str, size: u64) -> bool {
-        if self.count > self.names.len() as u64 {
-            return true;
+    /// Adds one `batch` frame's names. Every frame must repeat the same totals, and the
+    /// listing may not outgrow them or the connection's limits.
+    fn extend(
+        &mut self,
+        count: u64,
+        bytes: u64,
+        names: Vec<String>,
+        sizes: Vec<u64>,
+        max_files: u64,
+    ) -> Result<(), TransferError> {
+        if count != self.count || bytes != self.bytes {
+            return Err(TransferError::Unexpected(format!(
+                "a batch continuation for {count} files and {bytes} bytes after one for {} and {}",
+                self.count, self.bytes
+            )));
         }
-        self.names.iter().enumerate().any(|(i, listed)| {
-            listed == name
-                && self
-                    .sizes
-                    .get(i)
-                    .is_none_or(|listed_size| *listed_size == size)
-        })
+        // Sizes that do not match the names one to one say nothing.
+        let sizes_match = sizes.len() == names.len();
+        for (i, name) in names.into_iter().enumerate() {
+            self.name_bytes += name.len();
+            if self.files.len() as u64 >= count.min(max_files)
+                || self.name_bytes > MAX_BATCH_NAME_BYTES
+            {
+                return Err(TransferError::BatchTooLong);
+            }
+            let size = sizes_match.then(|| sizes[i]);
+            self.unclaimed.entry(name.clone()).or_default().push(size);
+            self.files.push((name, size));
+        }
+        Ok(())
+    }
+
+    /// Whether the batch lists this file (by name, and by size when sizes were given) and
+    /// it was not offered before; if so, it is claimed.
+    fn claim(&mut self, name: &str, size: u64) -> bool {
+        let Some(sizes) = self.unclaimed.get_mut(name) else {
+            return false;
+        };
+        let Some(at) = sizes.iter().position(|s| s.is_none_or(|s| s == size)) else {
+            return false;
+        };
+        sizes.swap_remove(at);
+        true
     }
 }
 
@@ -441,6 +575,8 @@ struct Connection<'a> {
     /// Decided by the first frame.
     mode: Option<Mode>,
     batch: Option<Batch>,
+    /// Headers read so far (bounded by `max_files_per_connection`).
+    files: u64,
     /// The user's answer about the announced batch, once asked.
     decision: Option<bool>,
     /// Files and bytes accepted so far on this connection (bounded by the batch).
@@ -473,13 +609,65 @@ struct DataSource<'a> {
     idle_secs: u64,
     stopping: &'a AtomicBool,
     cancel: &'a AtomicBool,
+    rate: RateFloor,
+    /// An error that ended a fill which had already produced bytes: those bytes are handed
+    /// out first (so they reach the disk), the error with the next fill.
+    deferred: Option<TransferError>,
+}
+
+/// Drops an upload that stays below [`MinRate`]: every `window`, at least
+/// `bytes_per_sec * window` bytes must have arrived since the last check.
+struct RateFloor {
+    min: MinRate,
+    window_start: Instant,
+    bytes_at_start: u64,
+}
+
+impl RateFloor {
+    fn new(min: MinRate, received: u64) -> Self {
+        Self {
+            min,
+            window_start: Instant::now(),
+            bytes_at_start: received,
+        }
+    }
+
+    fn check(&mut self, received: u64) -> Result<(), TransferError> {
+        let elapsed = self.window_start.elapsed();
+        if elapsed < self.min.window {
+            return Ok(());
+        }
+        let floor = self
+            .min
+            .bytes_per_sec
+            .saturating_mul(self.min.window.as_secs().max(1));
+        if received - self.bytes_at_start < floor {
+            return Err(TransferError::TooSlow {
+                bytes_per_sec: self.min.bytes_per_sec,
+                window_secs: self.min.window.as_secs(),
+            });
+        }
+        self.window_start = Instant::now();
+        self.bytes_at_start = received;
+        Ok(())
+    }
 }
 
 impl DataSource<'_> {
     /// Fills `buf` as far as the file goes (so disk writes are large): at least one byte
-    /// unless the file is complete or cancelled.
+    /// unless the file is complete or cancelled. Bytes read before an error are returned
+    /// first; the error comes with the next call.
     fn fill(&mut self, buf: &mut [u8]) -> Result<Fill, TransferError> {
-        match self.fill_inner(buf) {
+        let mut filled = 0;
+        let result = match self.deferred.take() {
+            Some(error) => Err(error),
+            None => self.fill_inner(buf, &mut filled),
+        };
+        match result {
+            Err(error) if filled > 0 => {
+                self.deferred = Some(error);
+                Ok(Fill::Bytes(filled))
+            }
             // A cancel shuts the socket's read side: whatever error that caused, say why.
             Err(_) if self.cancel.load(Ordering::SeqCst) => Err(TransferError::CancelledHere),
             Err(_) if self.stopping.load(Ordering::SeqCst) => Err(TransferError::Stopped),
@@ -487,9 +675,8 @@ impl DataSource<'_> {
         }
     }
 
-    fn fill_inner(&mut self, buf: &mut [u8]) -> Result<Fill, TransferError> {
-        let mut filled = 0;
-        while filled < buf.len() && self.received < self.size {
+    fn fill_inner(&mut self, buf: &mut [u8], filled: &mut usize) -> Result<Fill, TransferError> {
+        while *filled < buf.len() && self.received < self.size {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(TransferError::CancelledHere);
             }
@@ -519,11 +706,11 @@ impl DataSource<'_> {
                     }
                 }
             }
-            let mut want = (self.size - self.received).min((buf.len() - filled) as u64) as usize;
+            let mut want = (self.size - self.received).min((buf.len() - *filled) as u64) as usize;
             if self.chunked {
                 want = want.min(self.left_in_chunk);
             }
-            let n = match self.reader.read(&mut buf[filled..filled + want]) {
+            let n = match self.reader.read(&mut buf[*filled..*filled + want]) {
                 Ok(0) => {
                     return Err(TransferError::ShortData {
                         received: self.received,
@@ -534,14 +721,15 @@ impl DataSource<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(read_error(e, self.idle_secs)),
             };
-            filled += n;
+            *filled += n;
             self.received += n as u64;
             if self.chunked {
                 self.left_in_chunk -= n;
             }
+            self.rate.check(self.received)?;
         }
-        Ok(if filled > 0 {
-            Fill::Bytes(filled)
+        Ok(if *filled > 0 {
+            Fill::Bytes(*filled)
         } else {
             Fill::Done
         })
@@ -620,42 +808,57 @@ struct Start {
 }
 
 impl Connection<'_> {
-    fn idle_secs(&self) -> u64 {
-        self.shared.config.idle_timeout.as_secs()
-    }
-
+    /// Reads the next frame. Its first byte may take up to the idle timeout; once it came,
+    /// the rest must arrive within the header deadline, so a peer trickling a header byte by
+    /// byte cannot hold its slot.
     fn read_msg(&mut self) -> Result<Option<SenderMsg>, TransferError> {
-        match read_frame(&mut self.reader) {
+        let idle = self.shared.config.idle_timeout;
+        match self.reader.fill_buf() {
+            Ok([]) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(read_error(e, idle.as_secs())),
+        }
+        let deadline = Instant::now() + self.shared.config.header_deadline;
+        let read = read_frame(&mut Within {
+            reader: &mut self.reader,
+            deadline,
+            idle,
+        });
+        // Back to the idle timeout for whatever follows.
+        let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+        match read {
             Ok(Some(body)) => Ok(Some(decode_sender_msg(&body)?)),
             Ok(None) => Ok(None),
-            Err(TransferError::Io(e)) => Err(read_error(e, self.idle_secs())),
+            Err(TransferError::Io(e)) if Instant::now() >= deadline && is_timeout(&e) => Err(
+                TransferError::SlowHeader(self.shared.config.header_deadline.as_secs()),
+            ),
+            Err(TransferError::Io(e)) => Err(read_error(e, idle.as_secs())),
             Err(e) => Err(e),
         }
     }
 
     fn run(&mut self) -> Result<(), ConnEnd> {
+        let max_files = self.shared.config.max_files_per_connection;
         while let Some(msg) = self.read_msg()? {
             let (header, mode) = match (self.mode, msg) {
+                // The batch announcement: one or more frames before the first offer.
                 (
-                    None,
+                    None | Some(Mode::Ferry),
                     SenderMsg::Batch {
-                        count,
-                        bytes,
-                        mut names,
-                        mut sizes,
-                    },
-                ) => {
-                    names.truncate(OFFER_NAMES);
-                    sizes.truncate(names.len());
-                    if sizes.len() != names.len() {
-                        sizes.clear(); // sizes that do not match the names say nothing
-                    }
-                    self.batch = Some(Batch {
                         count,
                         bytes,
                         names,
                         sizes,
+                    },
+                ) if self.files == 0 => {
+                    let batch = self.batch.get_or_insert(Batch {
+                        count,
+                        bytes,
+                        files: Vec::new(),
+                        name_bytes: 0,
+                        unclaimed: HashMap::new(),
                     });
+                    batch.extend(count, bytes, names, sizes, max_files)?;
                     self.mode = Some(Mode::Ferry);
                     continue;
                 }
@@ -668,6 +871,10 @@ impl Connection<'_> {
                     .into());
                 }
             };
+            self.files += 1;
+            if self.files > max_files {
+                return Err(TransferError::TooManyFiles(max_files).into());
+            }
             self.mode = Some(mode);
             self.receive_file(header, mode)?;
         }
@@ -694,10 +901,12 @@ impl Connection<'_> {
         }
         // An answer about the whole batch covers only what the batch announced: an offer
         // outside it (another name, more files or bytes than announced) is asked about anew.
-        let covered = self.batch.as_ref().is_some_and(|b| {
-            b.lists(&header.file_name, header.file_size)
-                && self.approved.0 < b.count
-                && self.approved.1.saturating_add(header.file_size) <= b.bytes
+        // Each listed file is covered once: a second offer of the same name is asked anew.
+        let approved = self.approved;
+        let covered = self.batch.as_mut().is_some_and(|b| {
+            approved.0 < b.count
+                && approved.1.saturating_add(header.file_size) <= b.bytes
+                && b.claim(&header.file_name, header.file_size)
         });
         let answer = match self.decision {
             Some(accepted) if covered => Answer::Decided(accepted),
@@ -732,20 +941,22 @@ impl Connection<'_> {
         let offer_id = next_transfer_id();
         let (tx, rx) = crossbeam_channel::bounded(1);
         lock(&self.shared.pending).insert(offer_id, tx);
-        let (count, bytes, names, sizes) = match (&self.batch, use_batch) {
-            (Some(b), true) => (b.count, b.bytes, b.names.clone(), b.sizes.clone()),
-            _ => (
-                1,
-                header.file_size,
-                vec![header.file_name.clone()],
-                vec![header.file_size],
-            ),
+        let listed: Vec<(&str, Option<u64>)> = match (&self.batch, use_batch) {
+            (Some(b), true) => b.files.iter().map(|(n, s)| (n.as_str(), *s)).collect(),
+            _ => vec![(header.file_name.as_str(), Some(header.file_size))],
+        };
+        let (count, bytes) = match (&self.batch, use_batch) {
+            (Some(b), true) => (b.count, b.bytes),
+            _ => (1, header.file_size),
         };
         // Names are shown to the user: as they would be saved, never raw control or bidi text.
-        let names = names
+        let names = listed
             .iter()
-            .map(|n| sanitize_file_name(n).to_string())
+            .map(|(n, _)| sanitize_file_name(n).to_string())
             .collect();
+        // Sizes only when every listed file has one, so they line up with the names.
+        let sizes = listed.iter().map(|(_, s)| *s).collect::<Option<Vec<u64>>>();
+        let sizes = sizes.unwrap_or_default();
         self.shared
             .sink
             .emit(Event::Server(ServerEvent::OfferPending {
@@ -1091,7 +1302,19 @@ impl Connection<'_> {
                 let mut reason = error.to_string();
                 if mode == Mode::Ferry && error.is_interruption() {
                     part.keep();
-                    reason.push_str("; the received part is kept, sending again resumes");
+                    // Say exactly what is on disk: every byte received was written before
+                    // the error was handed up (see `DataSource::fill`).
+                    let kept = part
+                        .file()
+                        .and_then(|f| f.metadata())
+                        .map_or(0, |m| m.len());
+                    if kept > 0 {
+                        reason.push_str(&format!(
+                            "; the {kept} bytes received are kept, sending again resumes"
+                        ));
+                    } else {
+                        reason.push_str("; nothing had arrived, so nothing is kept");
+                    }
                 }
                 drop(part);
                 sink.transfer(TransferEvent::Failed { id, reason });
@@ -1124,6 +1347,8 @@ impl Connection<'_> {
             idle_secs: self.shared.config.idle_timeout.as_secs(),
             stopping: &self.shared.stopping,
             cancel,
+            rate: RateFloor::new(self.shared.config.min_rate, start.offset),
+            deferred: None,
         };
         let mut hasher = start.hasher;
         let mut throttle = ProgressThrottle::default();
@@ -1194,6 +1419,36 @@ impl Connection<'_> {
             ))),
         }
     }
+}
+
+/// A reader that gives up at `deadline`: before each read that would wait on the socket,
+/// the socket's timeout is cut to the time left (never above the idle timeout).
+struct Within<'a> {
+    reader: &'a mut BufReader<TcpStream>,
+    deadline: Instant,
+    idle: Duration,
+}
+
+impl Read for Within<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.reader.buffer().is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left.min(self.idle)))?;
+        }
+        self.reader.read(buf)
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 // The receive buffer never needs to be larger than the largest chunk.

@@ -381,6 +381,16 @@ fn spawn_asking_serve(
     (guard, addr, lines, stdin)
 }
 
+/// N in a `--ask` prompt line "offer N from ..." or "Accept offer N from ...".
+fn offer_number(line: &str) -> u64 {
+    let after = line.split("offer ").nth(1).expect("an offer line");
+    after
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("the offer's number")
+}
+
 fn spawn_send(addr: SocketAddr, files: &[PathBuf]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["send", "--msg", "期末报告", "--to", &addr.to_string()])
@@ -401,19 +411,17 @@ fn serve_ask_accepts_on_yes_showing_names_and_sizes() {
     std::fs::write(&b, data(300_000, 55)).unwrap();
     let (_serve, addr, lines, mut stdin) = spawn_asking_serve(dst.path());
     let sender = spawn_send(addr, &[a.clone(), b.clone()]);
-    let question = wait_line(&lines, "offers 2 file(s)");
-    assert!(
-        question.contains("计算机五大.txt (12 bytes)") && question.contains("b.bin (300000 bytes)"),
-        "{question}"
-    );
-    assert!(
-        question.contains(&format!("{} bytes", 12 + 300_000)),
-        "{question}"
-    );
-    assert!(question.contains("期末报告"), "{question}");
-    wait_line(&lines, "Accept? [y/N]");
+    let question = wait_line(&lines, ": 2 file(s), 300012 bytes");
+    let offer = offer_number(&question);
+    wait_line(&lines, "  message: 期末报告");
+    wait_line(&lines, "  计算机五大.txt (12 bytes)");
+    wait_line(&lines, "  b.bin (300000 bytes)");
+    wait_line(&lines, &format!("Accept offer {offer} from 127.0.0.1:"));
     assert!(names_in(dst.path()).is_empty(), "nothing before the answer");
     writeln!(stdin, "y").unwrap();
+    wait_line(&lines, "answer \"y N\" or \"n N\" with the offer's number");
+    assert!(names_in(dst.path()).is_empty(), "a bare y decides nothing");
+    writeln!(stdin, "y {offer}").unwrap();
     let out = sender.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -436,8 +444,8 @@ fn serve_ask_declines_on_no_and_the_sender_is_told() {
     std::fs::write(&a, "hello").unwrap();
     let (_serve, addr, lines, mut stdin) = spawn_asking_serve(dst.path());
     let sender = spawn_send(addr, std::slice::from_ref(&a));
-    wait_line(&lines, "Accept? [y/N]");
-    writeln!(stdin, "n").unwrap();
+    let question = wait_line(&lines, "Accept offer");
+    writeln!(stdin, "n {}", offer_number(&question)).unwrap();
     let out = sender.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");

@@ -394,7 +394,7 @@ fn offer_two_files(src: &Path, dst: &Path) -> Offered {
         !app.server.offers.pending.is_empty()
     });
     receiver.get_by_label("Incoming files");
-    receiver.get_by_label_contains("From 127.0.0.1:");
+    receiver.get_by_label_contains(" from 127.0.0.1:");
     receiver.get_by_label("Files: 2");
     receiver.get_by_label("Total size: 4.9 MiB");
     receiver.get_by_label("Message: for Friday");

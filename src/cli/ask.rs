@@ -1,0 +1,238 @@
+//! `ferry serve --ask`: offers waiting for an answer on the terminal.
+//!
+//! Several senders can be waiting at once, and one of them may be hostile, so an answer must
+//! name the offer it is for: every prompt shows its sender and its number, and only
+//! `y N` / `n N` decide offer N (a bare `y` decides nothing and says so). A batch lists every
+//! file, a page at a time (`more N` shows the next page), never "and N more".
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use super::notes::one_line;
+
+/// Files listed per page of a prompt.
+pub(super) const PAGE_FILES: usize = 20;
+
+/// One offer waiting for its answer.
+#[derive(Debug)]
+struct Waiting {
+    peer: SocketAddr,
+    /// One line per listed file.
+    files: Vec<String>,
+    /// How many of `files` were printed so far.
+    shown: usize,
+}
+
+/// What the user's line asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Reply {
+    /// Decide this offer.
+    Decide { offer_id: u64, accept: bool },
+    /// Nothing to decide; print this.
+    Say(String),
+}
+
+/// The offers waiting for an answer, by number.
+#[derive(Debug, Default)]
+pub(super) struct AskPrompts {
+    waiting: BTreeMap<u64, Waiting>,
+}
+
+impl AskPrompts {
+    /// Registers an offer and returns its prompt: sender, number, totals, the first page of
+    /// files and how to answer. `names` are already sanitized; `sizes` is parallel or empty.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn offer(
+        &mut self,
+        offer_id: u64,
+        peer: SocketAddr,
+        count: u64,
+        bytes: u64,
+        names: &[String],
+        sizes: &[u64],
+        msg: &str,
+    ) -> String {
+        let files = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match sizes.get(i) {
+                Some(size) => format!("{} ({size} bytes)", one_line(name)),
+                None => one_line(name).into_owned(),
+            })
+            .collect();
+        let mut text = format!("offer {offer_id} from {peer}: {count} file(s), {bytes} bytes");
+        if !msg.is_empty() {
+            let _ = write!(text, "\n  message: {}", one_line(msg));
+        }
+        let unlisted = count.saturating_sub(names.len() as u64);
+        let mut waiting = Waiting {
+            peer,
+            files,
+            shown: 0,
+        };
+        text.push_str(&next_page(offer_id, &mut waiting));
+        if unlisted > 0 {
+            let _ = write!(
+                text,
+                "\n  {unlisted} more file(s) are not listed: each is asked about when it arrives"
+            );
+        }
+        let _ = write!(
+            text,
+            "\nAccept offer {offer_id} from {peer}? Type \"y {offer_id}\" or \"n {offer_id}\"."
+        );
+        self.waiting.insert(offer_id, waiting);
+        text
+    }
+
+    /// The engine no longer waits for this offer (decided, timed out, sender gone).
+    pub(super) fn close(&mut self, offer_id: u64) {
+        self.waiting.remove(&offer_id);
+    }
+
+    /// Every offer still waiting, removed (stdin closed: nobody can answer them).
+    pub(super) fn drain(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.waiting).into_keys().collect()
+    }
+
+    /// Interprets one typed line.
+    pub(super) fn reply(&mut self, line: &str) -> Reply {
+        let words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
+        let (verb, number) = match words.as_slice() {
+            [verb, number] if number.parse::<u64>().is_ok() => (verb.as_str(), number),
+            [number, verb] if number.parse::<u64>().is_ok() => (verb.as_str(), number),
+            [] => return Reply::Say(String::new()),
+            _ => return Reply::Say(self.which()),
+        };
+        // Checked just above.
+        let offer_id: u64 = number.parse().unwrap_or_default();
+        let Some(waiting) = self.waiting.get_mut(&offer_id) else {
+            return Reply::Say(format!("no offer {offer_id} is waiting; {}", self.which()));
+        };
+        match verb {
+            "y" | "yes" => {
+                self.waiting.remove(&offer_id);
+                Reply::Decide {
+                    offer_id,
+                    accept: true,
+                }
+            }
+            "n" | "no" => {
+                self.waiting.remove(&offer_id);
+                Reply::Decide {
+                    offer_id,
+                    accept: false,
+                }
+            }
+            "more" => {
+                let peer = waiting.peer;
+                let page = next_page(offer_id, waiting);
+                Reply::Say(format!("offer {offer_id} from {peer}:{page}"))
+            }
+            _ => Reply::Say(self.which()),
+        }
+    }
+
+    /// How to answer, naming the offers that wait.
+    fn which(&self) -> String {
+        if self.waiting.is_empty() {
+            return "no offer is waiting".into();
+        }
+        let ids: Vec<String> = self.waiting.keys().map(u64::to_string).collect();
+        format!(
+            "answer \"y N\" or \"n N\" with the offer's number (waiting: {})",
+            ids.join(", ")
+        )
+    }
+}
+
+/// The next page of an offer's files, each on its own indented line, and where the listing
+/// stands.
+fn next_page(offer_id: u64, waiting: &mut Waiting) -> String {
+    let total = waiting.files.len();
+    let from = waiting.shown.min(total);
+    let to = (from + PAGE_FILES).min(total);
+    let mut text = String::new();
+    for file in &waiting.files[from..to] {
+        let _ = write!(text, "\n  {file}");
+    }
+    waiting.shown = to;
+    if to < total {
+        let _ = write!(
+            text,
+            "\n  files {}-{to} of {total}: \"more {offer_id}\" lists the next {}",
+            from + 1,
+            PAGE_FILES.min(total - to)
+        );
+    } else if from > 0 {
+        let _ = write!(text, "\n  files {}-{to} of {total}: that is all", from + 1);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn an_answer_decides_only_the_offer_it_names() {
+        let mut prompts = AskPrompts::default();
+        let first = prompts.offer(3, peer(1), 1, 5, &["a.txt".into()], &[5], "");
+        assert!(first.contains("offer 3 from 127.0.0.1:1"), "{first}");
+        assert!(first.contains("Type \"y 3\" or \"n 3\""), "{first}");
+        prompts.offer(4, peer(2), 1, 5, &["evil.sh".into()], &[5], "");
+        // A bare "y" decides nothing, whichever offer came last.
+        let Reply::Say(hint) = prompts.reply("y") else {
+            panic!("a bare y must not decide");
+        };
+        assert!(hint.contains("waiting: 3, 4"), "{hint}");
+        assert_eq!(
+            prompts.reply("y 3"),
+            Reply::Decide {
+                offer_id: 3,
+                accept: true
+            }
+        );
+        assert_eq!(
+            prompts.reply("4 N"),
+            Reply::Decide {
+                offer_id: 4,
+                accept: false
+            }
+        );
+        assert!(matches!(prompts.reply("y 3"), Reply::Say(s) if s.starts_with("no offer 3")));
+    }
+
+    #[test]
+    fn a_batch_lists_every_file_a_page_at_a_time() {
+        let mut prompts = AskPrompts::default();
+        let names: Vec<String> = (0..45).map(|i| format!("f{i}.txt")).collect();
+        let sizes: Vec<u64> = (0..45).collect();
+        let first = prompts.offer(9, peer(1), 47, 990, &names, &sizes, "hi\u{1b}[2J");
+        assert!(first.contains("\n  f0.txt (0 bytes)"));
+        assert!(first.contains("\n  f19.txt (19 bytes)"));
+        assert!(!first.contains("f20.txt"));
+        assert!(first.contains("files 1-20 of 45: \"more 9\" lists the next 20"));
+        assert!(first.contains("2 more file(s) are not listed"));
+        assert!(!first.contains('\u{1b}'), "the message is escaped");
+        let Reply::Say(second) = prompts.reply("more 9") else {
+            panic!()
+        };
+        assert!(second.contains("f20.txt") && second.contains("f39.txt"));
+        assert!(second.contains("files 21-40 of 45: \"more 9\" lists the next 5"));
+        let Reply::Say(third) = prompts.reply("more 9") else {
+            panic!()
+        };
+        assert!(third.contains("f44.txt") && third.contains("files 41-45 of 45: that is all"));
+        prompts.close(9);
+        assert!(matches!(prompts.reply("y 9"), Reply::Say(s) if s.starts_with("no offer 9")));
+    }
+}
