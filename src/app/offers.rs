@@ -183,9 +183,8 @@ mod tests {
         harness.get_by_label("Total size: 3.0 MiB");
         harness.get_by_label("Message: holiday");
         harness.get_by_label("photo0.jpg");
-        harness.get_by_label(
-            "10 more files are not listed: each will be asked about when it arrives",
-        );
+        harness
+            .get_by_label("10 more files are not listed: each will be asked about when it arrives");
         harness.get_by_label("1 more offers waiting");
         harness.get_by_label("Decline").click();
         harness.run();

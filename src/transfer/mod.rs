@@ -11,7 +11,7 @@ use std::io::{self, ErrorKind, Read, Write};
 
 pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, resume_key, send_files};
 pub use files::{PartFile, PartRegistry};
-pub use server::{ServerConfig, ServerHandle, ServerStartError};
+pub use server::{MinRate, ServerConfig, ServerHandle, ServerStartError};
 
 use crate::protocol::{self, FrameError, MessageError};
 
@@ -40,7 +40,10 @@ pub enum TransferError {
     #[error("a header took longer than {0} s to arrive")]
     SlowHeader(u64),
     #[error("upload too slow: under {bytes_per_sec} bytes/s for {window_secs} s")]
-    TooSlow { bytes_per_sec: u64, window_secs: u64 },
+    TooSlow {
+        bytes_per_sec: u64,
+        window_secs: u64,
+    },
     #[error("too many files on one connection (the limit is {0})")]
     TooManyFiles(u64),
     #[error("batch announcement too long")]

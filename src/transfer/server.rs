@@ -360,19 +360,20 @@ impl Slot {
         let config = &shared.config;
         // The per-peer map's lock also orders the two counts, so two accepts never both take
         // the last slot.
+        // A peer over its own share is told that first: waiting for others will not help it.
         let mut per_peer = lock(&shared.per_peer);
+        let mine = per_peer.get(&ip).copied().unwrap_or(0);
+        if mine >= config.max_per_peer {
+            return Err(Busy::Peer {
+                max_per_peer: config.max_per_peer,
+            });
+        }
         if shared.active.load(Ordering::SeqCst) >= config.max_connections {
             return Err(Busy::Server {
                 max_connections: config.max_connections,
             });
         }
-        let mine = per_peer.entry(ip).or_insert(0);
-        if *mine >= config.max_per_peer {
-            return Err(Busy::Peer {
-                max_per_peer: config.max_per_peer,
-            });
-        }
-        *mine += 1;
+        per_peer.insert(ip, mine + 1);
         shared.active.fetch_add(1, Ordering::SeqCst);
         Ok(Self {
             shared: Arc::clone(shared),

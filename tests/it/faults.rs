@@ -345,52 +345,6 @@ fn receiver_cancels_and_the_sender_says_cancelled_by_peer() {
     );
 }
 
-/// `ferry serve --ask` with its stdin under the test's control.
-fn spawn_asking_serve(
-    dir: &Path,
-) -> (
-    ChildGuard,
-    SocketAddr,
-    crossbeam_channel::Receiver<String>,
-    std::process::ChildStdin,
-) {
-    let mut child = ferry()
-        .args([
-            "serve",
-            "--ask",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let lines = line_channel(child.stdout.take().unwrap());
-    let guard = ChildGuard(child);
-    let first = lines.recv_timeout(DEADLINE).unwrap();
-    let addr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap();
-    (guard, addr, lines, stdin)
-}
-
-/// N in a `--ask` prompt line "offer N from ..." or "Accept offer N from ...".
-fn offer_number(line: &str) -> u64 {
-    let after = line.split("offer ").nth(1).expect("an offer line");
-    after
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("the offer's number")
-}
-
 fn spawn_send(addr: SocketAddr, files: &[PathBuf]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["send", "--msg", "期末报告", "--to", &addr.to_string()])
