@@ -10,18 +10,20 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::notes::one_line;
 use super::{SendArgs, ServeArgs};
+use crate::defaults::default_download_dir;
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
 use crate::worker::{
     CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel,
 };
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create the download folder {}", args.dir.display()))?;
-    let dir = args
-        .dir
+    let defaulted = args.dir.is_none();
+    let asked = args.dir.unwrap_or_else(default_download_dir);
+    std::fs::create_dir_all(&asked)
+        .with_context(|| format!("cannot create the download folder {}", asked.display()))?;
+    let dir = asked
         .canonicalize()
-        .with_context(|| format!("cannot open {}", args.dir.display()))?;
+        .with_context(|| format!("cannot open {}", asked.display()))?;
     let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
@@ -36,10 +38,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the Ctrl-C handler")?;
 
+    // The first line says where files go, so nobody is surprised by the default folder.
     println!(
-        "Ferry listening on {} (TCP), saving to {}",
+        "Ferry listening on {} (TCP), saving to {}{}",
         server.local_addr(),
-        dir.display()
+        dir.display(),
+        if defaulted {
+            " (the default folder; --dir picks another)"
+        } else {
+            ""
+        }
     );
     let mut bars = Bars::new();
     // With --ask, answers come from stdin, one line per pending offer, in order.
