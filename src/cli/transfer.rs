@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::notes::one_line;
 use super::{SendArgs, ServeArgs};
 use crate::defaults::default_download_dir;
+use crate::protocol::escape_line;
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
 use crate::worker::{
     CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel,
@@ -67,8 +67,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         .iter()
                         .enumerate()
                         .map(|(i, name)| match sizes.get(i) {
-                            Some(size) => format!("{name} ({size} bytes)"),
-                            None => name.clone(),
+                            Some(size) => format!("{} ({size} bytes)", escape_line(name)),
+                            None => escape_line(name).into_owned(),
                         })
                         .collect();
                     let mut question = format!("{peer} offers {count} file(s), {bytes} bytes: {}", listed.join(", "));
@@ -76,7 +76,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         question.push_str(&format!(" and {} more", count - names.len() as u64));
                     }
                     if !msg.is_empty() {
-                        question.push_str(&format!(" ({})", one_line(&msg)));
+                        question.push_str(&format!(" ({})", escape_line(&msg)));
                     }
                     if answers_closed {
                         bars.line(format!("{question}\ndeclined: nobody can answer (standard input is closed)"));
@@ -156,7 +156,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     for (path, outcome) in paths.iter().zip(&outcomes) {
         // The outcome may quote the receiver's words: never let them drive the terminal.
-        println!("{}: {}", path.display(), one_line(&outcome.to_string()));
+        println!("{}: {}", path.display(), escape_line(&outcome.to_string()));
         all_ok &= outcome.is_success();
     }
     Ok(if all_ok {
@@ -208,9 +208,13 @@ impl Bars {
                     .multi
                     .add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
                 // Names, messages and reasons come from the peer: escaped before printing.
-                bar.set_prefix(one_line(name).into_owned());
+                bar.set_prefix(escape_line(name).into_owned());
                 if let Some(saved_as) = saved_as {
-                    self.line(format!("{peer}: {name:?} will be saved as {saved_as:?}"));
+                    self.line(format!(
+                        "{peer}: \"{}\" will be saved as \"{}\"",
+                        escape_line(name),
+                        escape_line(saved_as)
+                    ));
                 }
                 let kind = if *mode == Mode::Ferry {
                     "Ferry"
@@ -250,12 +254,12 @@ impl Bars {
                         };
                         self.line(format!(
                             "received {} ({} bytes, {check})",
-                            path.display(),
+                            escape_line(&path.display().to_string()),
                             bar.length().unwrap_or(0)
                         ));
                         if !msg.is_empty() {
                             // The original server prints the sender's message as it is.
-                            self.line(one_line(&msg).into_owned());
+                            self.line(escape_line(&msg).into_owned());
                         }
                     } else {
                         log::debug!("sent {saved_as:?}");
@@ -266,7 +270,7 @@ impl Bars {
                 if let Some((bar, _)) = self.active.remove(id) {
                     bar.abandon();
                     self.multi.remove(&bar);
-                    self.line(format!("{}: failed: {}", bar.prefix(), one_line(reason)));
+                    self.line(format!("{}: failed: {}", bar.prefix(), escape_line(reason)));
                 }
             }
             Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {
@@ -282,7 +286,7 @@ impl Bars {
                 }
             }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
-                self.line(format!("{peer}: {}", one_line(reason)));
+                self.line(format!("{peer}: {}", escape_line(reason)));
             }
             Event::Server(_) | Event::Note(_) => {}
         }

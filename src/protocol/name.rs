@@ -1,7 +1,7 @@
 //! Turning an untrusted received file name into one safe path component.
 //!
-//! The result never contains a path separator, is never `.`/`..`/empty, has no control or
-//! bidirectional-override characters, no character Windows forbids, no trailing dot or space,
+//! The result never contains a path separator, is never `.`/`..`/empty, has no control,
+//! bidirectional-control or line-separator character (see [`super::text`]), no character Windows forbids, no trailing dot or space,
 //! is not a Windows device name, is in Unicode NFC and is at most [`MAX_NAME_BYTES`] long.
 //! Joined to a folder it therefore always names a file directly inside that folder.
 //!
@@ -14,6 +14,7 @@
 
 use unicode_normalization::UnicodeNormalization;
 
+use super::text::is_unsafe_char;
 use super::{MAX_NAME_BYTES, PART_SUFFIX};
 
 /// The name used when nothing usable is left of the offered one.
@@ -107,10 +108,9 @@ fn replace_leading_dots(name: &str) -> String {
 }
 
 fn is_forbidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')
-        // Bidirectional overrides and isolates can make "exe.txt" display as "txt.exe".
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    // Controls, bidirectional controls (they make "exe.txt" display as "txt.exe") and line
+    // separators: whatever a terminal or a label must not get raw.
+    is_unsafe_char(c) || matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')
 }
 
 fn is_windows_device_name(name: &str) -> bool {
