@@ -8,11 +8,13 @@
 //! - [`worker`]: the events the engines emit, the channel they travel on, and the engine
 //!   thread the window drives with commands.
 //! - [`app`]: the egui window; [`cli`]: the headless commands. `main.rs` picks one.
+//! - [`defaults`]: the port, timeouts and download folder both faces start from.
 
 #![deny(unsafe_code)]
 
 pub mod app;
 pub mod cli;
+pub mod defaults;
 pub mod notes;
 pub mod protocol;
 pub mod transfer;

@@ -1,12 +1,29 @@
 //! The `ferry` binary: the window when run without a command, the headless CLI otherwise.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use ferry::cli::{self, Cli};
+use ferry::protocol::escape_line;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        // Defence in depth: whatever a log call interpolates (a peer's name, reason or kind),
+        // the record reaches the terminal with its control characters escaped, on one line.
+        .format(|buf, record| {
+            let style = buf.default_level_style(record.level());
+            let message = record.args().to_string();
+            writeln!(
+                buf,
+                "[{} {style}{:<5}{style:#} {}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                escape_line(&message)
+            )
+        })
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => cli::run(command),
@@ -15,7 +32,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ferry: {e:#}");
+            // An error can quote a peer (a host name it gave, a reason it sent).
+            eprintln!("ferry: {}", escape_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

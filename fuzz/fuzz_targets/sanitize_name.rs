@@ -4,7 +4,7 @@
 //! UTF-8 is replaced, as a lossy peer would; JSON strings are always valid UTF-8 anyway).
 //!
 //! The result must be one safe path component as `protocol/name.rs`'s module doc promises:
-//! non-empty, not `.`/`..`, no separator, no control, bidi-override or Windows-forbidden
+//! non-empty, not `.`/`..`, never starting with a dot (no hidden files), no separator, no control, bidi-override or Windows-forbidden
 //! character, no trailing dot or space, not a Windows device name, NFC, at most
 //! `MAX_NAME_BYTES` bytes; joined to a folder it names a file directly inside that folder;
 //! sanitizing it again changes nothing. `numbered(n)` keeps all of that except the length,
@@ -62,6 +62,7 @@ fn assert_safe_component(name: &str, max_bytes: usize) {
     assert!(!name.is_empty());
     assert!(name != "." && name != "..", "{name:?}");
     assert!(!name.chars().all(|c| c == '.'), "{name:?}");
+    assert!(!name.starts_with('.'), "hidden file: {name:?}");
     assert!(name.len() <= max_bytes, "{} bytes: {name:?}", name.len());
     for c in name.chars() {
         assert!(

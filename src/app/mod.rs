@@ -13,6 +13,7 @@
 //! [`Action`]s its clicks asked for, applied once per frame.
 
 mod client_tab;
+mod display;
 pub mod i18n;
 mod model;
 mod notes_panel;
@@ -172,7 +173,7 @@ impl FerryApp {
     pub fn process_events(&mut self) {
         let now = Instant::now();
         while let Ok(event) = self.events.try_recv() {
-            self.on_event(event, now);
+            self.on_event(display::display_safe(event), now);
         }
         while let Ok(msg) = self.ui_rx.try_recv() {
             match msg {

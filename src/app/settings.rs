@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::i18n::Lang;
-use crate::cli::DEFAULT_PORT;
-
-/// A peer silent this long is dropped, unless the user chose otherwise.
-pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
+pub use crate::defaults::default_download_dir;
+use crate::defaults::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PORT};
 
 /// How many recent destinations the client offers.
 pub const MAX_RECENT: usize = 8;
@@ -58,14 +56,6 @@ impl Default for Settings {
             recent_peers: Vec::new(),
         }
     }
-}
-
-/// `~/Downloads/Ferry` (or the platform's downloads folder).
-pub fn default_download_dir() -> PathBuf {
-    dirs::download_dir()
-        .or_else(|| dirs::home_dir().map(|home| home.join("Downloads")))
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("Ferry")
 }
 
 /// Puts `dest` first in the recent list, without duplicates, at most [`MAX_RECENT`].

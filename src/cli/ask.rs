@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::notes::one_line;
+use crate::protocol::escape_line;
 
 /// Files listed per page of a prompt.
 pub(super) const PAGE_FILES: usize = 20;
@@ -57,13 +57,13 @@ impl AskPrompts {
             .iter()
             .enumerate()
             .map(|(i, name)| match sizes.get(i) {
-                Some(size) => format!("{} ({size} bytes)", one_line(name)),
-                None => one_line(name).into_owned(),
+                Some(size) => format!("{} ({size} bytes)", escape_line(name)),
+                None => escape_line(name).into_owned(),
             })
             .collect();
         let mut text = format!("offer {offer_id} from {peer}: {count} file(s), {bytes} bytes");
         if !msg.is_empty() {
-            let _ = write!(text, "\n  message: {}", one_line(msg));
+            let _ = write!(text, "\n  message: {}", escape_line(msg));
         }
         let unlisted = count.saturating_sub(names.len() as u64);
         let mut waiting = Waiting {

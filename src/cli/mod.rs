@@ -14,8 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// The port the original teaching example used, for TCP uploads and UDP notes alike.
-pub const DEFAULT_PORT: u16 = 8080;
+use crate::defaults::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PORT};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,14 +49,14 @@ pub struct ServeArgs {
     /// TCP port (0 picks a free one and prints it).
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
-    /// Download folder (created if missing).
-    #[arg(long, default_value = ".")]
-    pub dir: PathBuf,
+    /// Download folder (created if missing) [default: ~/Downloads/Ferry, the window's folder].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
     /// Connections served at once; more are refused with a message.
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
     /// Drop a peer that stays silent this long.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
     pub idle_timeout_secs: u64,
     /// Connections one address may hold at once (so a few peers cannot take every slot).
     #[arg(long, default_value_t = 8)]

@@ -1,14 +1,14 @@
 //! `ferry note`, `ferry listen` and `ferry chat`: the notes engine ([`crate::notes`]) on a
 //! terminal.
 //!
-//! Every received note is printed as one line, `[HH:MM:SS UTC] ADDR: TEXT`, with control
-//! characters (newlines included) and backslashes escaped so one note is always one line.
-//! Times are UTC because the standard library has no time zones. Stdout is flushed after
+//! Every received note is printed as `[HH:MM:SS UTC] ADDR: TEXT`. A peer's text never drives
+//! the terminal: control, bidirectional-control and line-separator characters are shown as
+//! visible escapes ([`crate::protocol::escape_note`]); only its line breaks are kept, each
+//! followed by an indent of [`NOTE_INDENT`], so every line of Ferry's own output (and the
+//! start of every note) is flush left and a note cannot forge one. Times are UTC because the standard library has no time zones. Stdout is flushed after
 //! every line, so a script or a test reading through a pipe sees each line at once.
 //! Warnings and errors go to stderr.
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::io::{self, BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, select};
 
 use super::{ChatArgs, ListenArgs, NoteArgs};
 use crate::notes::{NotesConfig, NotesHandle, resolve_peer};
-use crate::protocol::check_note;
+use crate::protocol::{check_note, escape_note};
 use crate::worker::{Event, NoteEvent, event_channel};
 
 /// `ferry note`: send one note from a fresh ephemeral port, optionally wait for a reply.
@@ -204,9 +204,16 @@ fn print_line(line: &str) -> anyhow::Result<()> {
         .context("cannot write to stdout")
 }
 
-/// `[HH:MM:SS UTC] ADDR: TEXT`, with TEXT on one line.
+/// What continues a note's line after a line break.
+pub const NOTE_INDENT: &str = "    ";
+
+/// `[HH:MM:SS UTC] ADDR: TEXT`, each further line of TEXT indented by [`NOTE_INDENT`].
 fn note_line(at: SystemTime, from: SocketAddr, text: &str) -> String {
-    format!("[{} UTC] {from}: {}", utc_time_of_day(at), one_line(text))
+    format!(
+        "[{} UTC] {from}: {}",
+        utc_time_of_day(at),
+        escape_note(text, NOTE_INDENT)
+    )
 }
 
 /// `HH:MM:SS` of `at` in UTC (`00:00:00` for times before 1970).
@@ -223,43 +230,9 @@ fn utc_time_of_day(at: SystemTime) -> String {
     )
 }
 
-/// Escapes backslashes and control characters (`\n`, `\r`, `\t`, others as `\u{..}`), so
-/// the text fits one line, cannot drive the terminal, and the original stays recoverable.
-pub(super) fn one_line(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c == '\\' || c.is_control()) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_note_is_one_line() {
-        assert_eq!(one_line("plain text, 你好"), "plain text, 你好");
-        assert_eq!(one_line("two\nlines\r\n"), "two\\nlines\\r\\n");
-        assert_eq!(one_line("tab\there"), "tab\\there");
-        assert_eq!(one_line("C:\\temp"), "C:\\\\temp");
-        assert_eq!(one_line("\u{1b}[31mred"), "\\u{1b}[31mred");
-        assert_eq!(one_line("del\u{7f}"), "del\\u{7f}");
-        assert!(!one_line("a\u{85}b").contains('\u{85}'));
-    }
 
     #[test]
     fn time_of_day_is_utc() {
@@ -277,8 +250,8 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(59);
         let from: SocketAddr = "192.0.2.9:40000".parse().unwrap();
         assert_eq!(
-            note_line(at, from, "hi\nthere"),
-            "[00:00:59 UTC] 192.0.2.9:40000: hi\\nthere"
+            note_line(at, from, "hi\nthere\u{1b}[2J"),
+            "[00:00:59 UTC] 192.0.2.9:40000: hi\n    there\\u{1b}[2J"
         );
     }
 }

@@ -9,20 +9,22 @@ use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::ask::{AskPrompts, Reply};
-use super::notes::one_line;
 use super::{SendArgs, ServeArgs};
+use crate::defaults::default_download_dir;
+use crate::protocol::escape_line;
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
 use crate::worker::{
     CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel,
 };
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create the download folder {}", args.dir.display()))?;
-    let dir = args
-        .dir
+    let defaulted = args.dir.is_none();
+    let asked = args.dir.unwrap_or_else(default_download_dir);
+    std::fs::create_dir_all(&asked)
+        .with_context(|| format!("cannot create the download folder {}", asked.display()))?;
+    let dir = asked
         .canonicalize()
-        .with_context(|| format!("cannot open {}", args.dir.display()))?;
+        .with_context(|| format!("cannot open {}", asked.display()))?;
     let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
@@ -39,10 +41,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the Ctrl-C handler")?;
 
+    // The first line says where files go, so nobody is surprised by the default folder.
     println!(
-        "Ferry listening on {} (TCP), saving to {}",
+        "Ferry listening on {} (TCP), saving to {}{}",
         server.local_addr(),
-        dir.display()
+        dir.display(),
+        if defaulted {
+            " (the default folder; --dir picks another)"
+        } else {
+            ""
+        }
     );
     let mut bars = Bars::new();
     // With --ask, answers come from stdin; each names the offer it decides.
@@ -139,7 +147,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     for (path, outcome) in paths.iter().zip(&outcomes) {
         // The outcome may quote the receiver's words: never let them drive the terminal.
-        println!("{}: {}", path.display(), one_line(&outcome.to_string()));
+        println!("{}: {}", path.display(), escape_line(&outcome.to_string()));
         all_ok &= outcome.is_success();
     }
     Ok(if all_ok {
@@ -191,9 +199,13 @@ impl Bars {
                     .multi
                     .add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
                 // Names, messages and reasons come from the peer: escaped before printing.
-                bar.set_prefix(one_line(name).into_owned());
+                bar.set_prefix(escape_line(name).into_owned());
                 if let Some(saved_as) = saved_as {
-                    self.line(format!("{peer}: {name:?} will be saved as {saved_as:?}"));
+                    self.line(format!(
+                        "{peer}: \"{}\" will be saved as \"{}\"",
+                        escape_line(name),
+                        escape_line(saved_as)
+                    ));
                 }
                 let kind = if *mode == Mode::Ferry {
                     "Ferry"
@@ -233,12 +245,12 @@ impl Bars {
                         };
                         self.line(format!(
                             "received {} ({} bytes, {check})",
-                            path.display(),
+                            escape_line(&path.display().to_string()),
                             bar.length().unwrap_or(0)
                         ));
                         if !msg.is_empty() {
                             // The original server prints the sender's message as it is.
-                            self.line(one_line(&msg).into_owned());
+                            self.line(escape_line(&msg).into_owned());
                         }
                     } else {
                         log::debug!("sent {saved_as:?}");
@@ -249,7 +261,7 @@ impl Bars {
                 if let Some((bar, _)) = self.active.remove(id) {
                     bar.abandon();
                     self.multi.remove(&bar);
-                    self.line(format!("{}: failed: {}", bar.prefix(), one_line(reason)));
+                    self.line(format!("{}: failed: {}", bar.prefix(), escape_line(reason)));
                 }
             }
             Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {
@@ -265,7 +277,7 @@ impl Bars {
                 }
             }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
-                self.line(format!("{peer}: {}", one_line(reason)));
+                self.line(format!("{peer}: {}", escape_line(reason)));
             }
             Event::Server(_) | Event::Note(_) => {}
         }

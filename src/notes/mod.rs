@@ -33,7 +33,7 @@ use crate::protocol::{NoteError, NoteWarning, check_note, decode_note};
 use crate::worker::{Event, EventSink, NoteEvent};
 
 /// The UDP port notes use unless told otherwise (the same number as the TCP uploads).
-pub const DEFAULT_NOTES_PORT: u16 = 8080;
+pub const DEFAULT_NOTES_PORT: u16 = crate::defaults::DEFAULT_PORT;
 
 /// Size of the receive buffer: larger than any UDP payload, so no datagram is cut short.
 pub const RECV_BUF_LEN: usize = 64 * 1024;

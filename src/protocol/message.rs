@@ -3,17 +3,19 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::text::escape_line;
 use super::{MAX_FILE_SIZE, MAX_FRAME_LEN, frame::encode_frame};
 
 /// The extended-protocol version this build speaks (the value of the `ferry` field).
 pub const FERRY_VERSION: u64 = 1;
 
-/// Why a frame body was refused.
+/// Why a frame body was refused. Peer text quoted in a message is escaped (see
+/// [`super::text`]), so the message is safe to log or print as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
     #[error("header is not valid UTF-8")]
     NotUtf8,
-    #[error("header is not valid JSON: {0}")]
+    #[error("header is not valid JSON: {}", escape_line(.0))]
     NotJson(String),
     #[error("header is not a JSON object")]
     NotObject,
@@ -24,11 +26,11 @@ pub enum MessageError {
         field: &'static str,
         expected: &'static str,
     },
-    #[error("file_size {0} is not an integer between 0 and 2^63-1")]
+    #[error("file_size {} is not an integer between 0 and 2^63-1", escape_line(.0))]
     BadSize(String),
-    #[error("unsupported Ferry protocol version {0} (this build speaks {FERRY_VERSION})")]
+    #[error("unsupported Ferry protocol version {} (this build speaks {FERRY_VERSION})", escape_line(.0))]
     UnsupportedVersion(String),
-    #[error("unknown message kind \"{0}\"")]
+    #[error("unknown message kind \"{}\"", escape_line(.0))]
     UnknownKind(String),
     #[error("message is {0} bytes, over the frame limit")]
     TooLong(usize),

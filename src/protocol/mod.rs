@@ -97,6 +97,7 @@ mod frame;
 mod message;
 mod name;
 mod note;
+mod text;
 
 pub use frame::{
     Chunk, FrameError, decode_chunk_header, decode_frame_len, encode_chunk_header, encode_frame,
@@ -110,6 +111,7 @@ pub use name::{SafeName, sanitize_file_name};
 pub use note::{
     MAX_NOTE_BYTES, NoteError, NoteWarning, PLAIN_PEER_NOTE_BYTES, check_note, decode_note,
 };
+pub use text::{escape_line, escape_note, is_unsafe_char};
 
 /// Largest JSON frame body accepted, in bytes (64 KiB).
 pub const MAX_FRAME_LEN: usize = 64 * 1024;

@@ -1,12 +1,20 @@
 //! Turning an untrusted received file name into one safe path component.
 //!
-//! The result never contains a path separator, is never `.`/`..`/empty, has no control or
-//! bidirectional-override characters, no character Windows forbids, no trailing dot or space,
+//! The result never contains a path separator, is never `.`/`..`/empty, has no control,
+//! bidirectional-control or line-separator character (see [`super::text`]), no character Windows forbids, no trailing dot or space,
 //! is not a Windows device name, is in Unicode NFC and is at most [`MAX_NAME_BYTES`] long.
 //! Joined to a folder it therefore always names a file directly inside that folder.
+//!
+//! It never starts with a dot either, so a peer cannot plant a hidden file (`.bash_profile`
+//! in a home folder runs at the next login). The rule: **every leading dot becomes `_`**
+//! (`.bash_profile` -> `_bash_profile`, `...x` -> `___x`, `..x..txt` -> `__x..txt`); a name
+//! of dots only is no name at all (`unnamed`). The replacement keeps the byte length, and the
+//! stem always starts with a character that is neither a dot nor whitespace, so no later step
+//! (trimming, truncating to the extension, a device-name prefix) can expose a dot at the front.
 
 use unicode_normalization::UnicodeNormalization;
 
+use super::text::is_unsafe_char;
 use super::{MAX_NAME_BYTES, PART_SUFFIX};
 
 /// The name used when nothing usable is left of the offered one.
@@ -67,6 +75,7 @@ pub fn sanitize_file_name(raw: &str) -> SafeName {
     if name.chars().all(|c| c == '.') {
         name.clear();
     }
+    name = replace_leading_dots(&name);
     // Truncating can make a device name ("CON" + 200 spaces + "x.txt" -> "CON.txt"), so the
     // check comes after it; the `_` it adds may need one more byte cut.
     name = truncate_keeping_extension(&name, MAX_NAME_BYTES);
@@ -82,17 +91,26 @@ pub fn sanitize_file_name(raw: &str) -> SafeName {
     if name.is_empty() {
         name = FALLBACK_NAME.to_owned();
     }
+    // Nothing above can bring a dot to the front (see the module docs); kept as a last guard
+    // because a hidden file is the one outcome that must never happen.
+    let name = replace_leading_dots(&name);
     SafeName {
         changed: name != raw,
         name,
     }
 }
 
+/// `...x` -> `___x`: each leading dot becomes `_` (same byte length).
+fn replace_leading_dots(name: &str) -> String {
+    let rest = name.trim_start_matches('.');
+    let dots = name.len() - rest.len();
+    format!("{}{rest}", "_".repeat(dots))
+}
+
 fn is_forbidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')
-        // Bidirectional overrides and isolates can make "exe.txt" display as "txt.exe".
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    // Controls, bidirectional controls (they make "exe.txt" display as "txt.exe") and line
+    // separators: whatever a terminal or a label must not get raw.
+    is_unsafe_char(c) || matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')
 }
 
 fn is_windows_device_name(name: &str) -> bool {
@@ -167,7 +185,29 @@ mod tests {
         assert_eq!(clean("report.pdf"), "report.pdf");
         assert_eq!(clean("计算机五大.txt"), "计算机五大.txt");
         assert!(!sanitize_file_name("计算机五大.txt").was_changed());
-        assert_eq!(clean(".bashrc"), ".bashrc");
+    }
+
+    #[test]
+    fn no_name_starts_with_a_dot() {
+        assert_eq!(clean(".bashrc"), "_bashrc");
+        assert_eq!(clean(".bash_profile"), "_bash_profile");
+        assert_eq!(clean("...x"), "___x");
+        assert_eq!(clean("..x..txt"), "__x..txt");
+        assert_eq!(clean("  .ssh"), "_ssh");
+        assert_eq!(clean("home/.profile"), "_profile");
+        assert_eq!(clean(".CON"), "_CON");
+        assert!(sanitize_file_name(".bashrc").was_changed());
+        // 300 dots and x.txt: once trimming could leave ".txt".
+        let dots = format!("{}x.txt", ".".repeat(300));
+        let out = clean(&dots);
+        assert!(out.starts_with('_') && out.ends_with(".txt"), "{out}");
+        assert!(out.len() <= MAX_NAME_BYTES);
+        // A long name cut right after a dot, with a long extension dropped.
+        let cut = format!("{}.{}", ".".repeat(250), "e".repeat(30));
+        assert!(!clean(&cut).starts_with('.'), "{}", clean(&cut));
+        // Dots and spaces at the front of a name that is then truncated.
+        let mixed = format!(". . .{}.txt", " ".repeat(300));
+        assert!(!clean(&mixed).starts_with('.'), "{}", clean(&mixed));
     }
 
     #[test]
@@ -246,7 +286,9 @@ mod tests {
             sanitize_file_name("data.tar.gz").numbered(2),
             "data (2).tar.gz"
         );
-        assert_eq!(sanitize_file_name(".bashrc").numbered(1), ".bashrc (1)");
+        assert_eq!(sanitize_file_name(".bashrc").numbered(1), "_bashrc (1)");
+        // A leading dot (never produced, but the helper must not split on it) is stem.
+        assert_eq!(split_extension(".bashrc"), (".bashrc", ""));
         assert_eq!(sanitize_file_name("noext").numbered(3), "noext (3)");
     }
 }

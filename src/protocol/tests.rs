@@ -391,12 +391,33 @@ proptest! {
         let safe = sanitize_file_name(&raw);
         let name = safe.as_str();
         prop_assert!(!name.is_empty() && name != "." && name != "..");
+        prop_assert!(!name.starts_with('.'), "hidden name {:?} from {:?}", name, raw);
         prop_assert!(!name.contains(['/', '\\', '\0']));
+        prop_assert!(!name.chars().any(char::is_control));
         prop_assert!(name.len() <= MAX_NAME_BYTES);
         prop_assert!(!name.ends_with(|c: char| c == '.' || c.is_whitespace()));
         let again = sanitize_file_name(name);
         prop_assert_eq!(again.as_str(), name, "sanitizing twice changes nothing");
         let joined = std::path::Path::new("/downloads").join(name);
         prop_assert_eq!(joined.parent(), Some(std::path::Path::new("/downloads")));
+    }
+
+    /// Names built from the pieces that used to expose a dot: leading dots and spaces, long
+    /// runs that force truncation, extensions and separators.
+    #[test]
+    fn dotty_names_never_become_hidden(
+        parts in proptest::collection::vec(prop_oneof![
+            Just(".".to_owned()), Just(" ".to_owned()), Just("/".to_owned()),
+            Just("x".to_owned()), Just(".txt".to_owned()), Just("CON".to_owned()),
+            Just(".ferry.part".to_owned()), Just("计".to_owned()),
+            "[. ]{1,300}", "[a-z]{1,250}",
+        ], 0..8)
+    ) {
+        let raw = parts.concat();
+        let name = sanitize_file_name(&raw);
+        prop_assert!(!name.as_str().starts_with('.'), "{:?} -> {:?}", raw, name.as_str());
+        prop_assert!(name.as_str().len() <= MAX_NAME_BYTES);
+        let again = sanitize_file_name(name.as_str());
+        prop_assert_eq!(again.as_str(), name.as_str());
     }
 }

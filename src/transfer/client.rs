@@ -14,7 +14,7 @@ use super::os::{send_file_range, send_more};
 use super::{CANCELLED_BY_SENDER, TransferError, read_frame, write_all};
 use crate::protocol::{
     self, CHUNK_LEN, Header, ReceiverMsg, SenderMsg, decode_receiver_msg, encode_chunk_header,
-    encode_sender_msg,
+    encode_sender_msg, escape_line,
 };
 use crate::worker::{
     CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, TransferId,
@@ -111,10 +111,13 @@ impl std::fmt::Display for FileOutcome {
                 )
             }
             FileOutcome::SentUnverified => f.write_str("sent, unverified"),
-            FileOutcome::Declined { reason } => write!(f, "declined: {reason}"),
-            FileOutcome::Failed { reason } => write!(f, "failed: {reason}"),
+            // Reasons may be the receiver's words: never raw control characters.
+            FileOutcome::Declined { reason } => write!(f, "declined: {}", escape_line(reason)),
+            FileOutcome::Failed { reason } => write!(f, "failed: {}", escape_line(reason)),
             FileOutcome::Cancelled => f.write_str("cancelled"),
-            FileOutcome::CancelledByPeer { reason } => write!(f, "cancelled by peer: {reason}"),
+            FileOutcome::CancelledByPeer { reason } => {
+                write!(f, "cancelled by peer: {}", escape_line(reason))
+            }
         }
     }
 }

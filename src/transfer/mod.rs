@@ -31,7 +31,7 @@ pub enum TransferError {
     ShortData { received: u64, expected: u64 },
     #[error("peer sent more data than it offered")]
     TooMuchData,
-    #[error("unexpected message: {0}")]
+    #[error("unexpected message: {}", protocol::escape_line(.0))]
     Unexpected(String),
     #[error("verification failed: the received data does not match the sender's BLAKE3 hash")]
     HashMismatch,
@@ -48,7 +48,7 @@ pub enum TransferError {
     TooManyFiles(u64),
     #[error("batch announcement too long")]
     BatchTooLong,
-    #[error("cancelled by peer: {0}")]
+    #[error("cancelled by peer: {}", protocol::escape_line(.0))]
     CancelledByPeer(String),
     /// The user on this side cancelled the transfer.
     #[error("cancelled")]

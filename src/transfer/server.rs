@@ -1262,9 +1262,10 @@ impl Connection<'_> {
             Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))) => {
                 drop(part);
                 log::info!(
-                    "{}: {:?} cancelled by the sender: {reason}",
+                    "{}: {:?} cancelled by the sender: {}",
                     self.peer,
-                    header.file_name
+                    header.file_name,
+                    protocol::escape_line(&reason)
                 );
                 if reason == CANCELLED_BY_SENDER {
                     sink.transfer(TransferEvent::Cancelled { id, by_peer: true });

@@ -170,11 +170,10 @@ fn listen_prints_a_note_sent_by_note() {
     assert!(status.success(), "ferry note failed: {stderr}");
     assert_eq!(stdout, [format!("sent to {addr}")]);
 
+    // A note's line break is kept, and its next line is indented under the header.
     let line = listener.next_line();
-    assert!(
-        is_note_line(&line, None, "hello from the CLI\\nsecond line"),
-        "{line:?}"
-    );
+    assert!(is_note_line(&line, None, "hello from the CLI"), "{line:?}");
+    assert_eq!(listener.next_line(), "    second line");
 }
 
 #[test]
@@ -185,12 +184,20 @@ fn listen_prints_every_note_of_a_plain_peer_on_its_own_line() {
     for datagram in [&b"one"[..], b"two\r\n", b"caf\xe9"] {
         peer.send_to(datagram, addr).unwrap();
     }
-    for text in ["one", "two\\r\\n", "caf\u{FFFD}"] {
+    // "\r" is escaped; the line break after it is kept, and its (empty) next line indented.
+    for (text, continued) in [
+        ("one", None),
+        ("two\\r", Some("    ")),
+        ("caf\u{FFFD}", None),
+    ] {
         let line = listener.next_line();
         assert!(
             is_note_line(&line, Some(peer_addr), text),
             "{line:?} should show {text:?}"
         );
+        if let Some(continued) = continued {
+            assert_eq!(listener.next_line(), continued);
+        }
     }
 }
 
@@ -293,10 +300,8 @@ fn chat_sends_each_line_and_prints_notes_until_eof() {
 
     peer.send_to(b"hello\nback", chat_addr).unwrap();
     let line = chat.next_line();
-    assert!(
-        is_note_line(&line, Some(peer_addr), "hello\\nback"),
-        "{line:?}"
-    );
+    assert!(is_note_line(&line, Some(peer_addr), "hello"), "{line:?}");
+    assert_eq!(chat.next_line(), "    back");
 
     // End of input ends the chat, successfully.
     drop(chat.child.stdin.take());

@@ -2,6 +2,7 @@
 //! crate is linked once. Everything runs on real sockets on 127.0.0.1 and real temp folders.
 
 mod attacks_slots;
+mod attacks_text;
 mod cli;
 mod cli_notes;
 mod faults;

@@ -1,0 +1,175 @@
+//! What the window shows of a peer's words: every name, message, reason and note an event
+//! carries is made display-safe once, as the event arrives, so no widget can ever draw a raw
+//! control, bidirectional-control or line-separator character (egui would draw a missing-glyph
+//! box, or nothing, and a bidi override would still mislead about a name's extension).
+//!
+//! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
+
+use crate::protocol::{escape_line, escape_note};
+use crate::worker::{Event, NoteEvent, ServerEvent, TransferEvent};
+
+/// `event` with its peer-controlled text escaped for display.
+pub fn display_safe(event: Event) -> Event {
+    fn line(text: String) -> String {
+        match escape_line(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        }
+    }
+    match event {
+        Event::Transfer(TransferEvent::Started {
+            id,
+            direction,
+            peer,
+            name,
+            saved_as,
+            bytes_total,
+            mode,
+            msg,
+        }) => Event::Transfer(TransferEvent::Started {
+            id,
+            direction,
+            peer,
+            name: line(name),
+            saved_as: saved_as.map(line),
+            bytes_total,
+            mode,
+            msg: line(msg),
+        }),
+        Event::Transfer(TransferEvent::Finished {
+            id,
+            verified,
+            saved_as,
+            path,
+        }) => Event::Transfer(TransferEvent::Finished {
+            id,
+            verified,
+            saved_as: line(saved_as),
+            path,
+        }),
+        Event::Transfer(TransferEvent::Failed { id, reason }) => {
+            Event::Transfer(TransferEvent::Failed {
+                id,
+                reason: line(reason),
+            })
+        }
+        Event::Server(ServerEvent::OfferPending {
+            offer_id,
+            peer,
+            count,
+            bytes,
+            names,
+            sizes,
+            msg,
+        }) => Event::Server(ServerEvent::OfferPending {
+            offer_id,
+            peer,
+            count,
+            bytes,
+            names: names.into_iter().map(line).collect(),
+            sizes,
+            msg: line(msg),
+        }),
+        Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
+            Event::Server(ServerEvent::ConnectionError {
+                peer,
+                reason: line(reason),
+            })
+        }
+        Event::Note(NoteEvent::Received { from, text, at }) => {
+            let text = match escape_note(&text, "") {
+                std::borrow::Cow::Borrowed(_) => text,
+                std::borrow::Cow::Owned(escaped) => escaped,
+            };
+            Event::Note(NoteEvent::Received { from, text, at })
+        }
+        Event::Note(NoteEvent::Error { reason }) => Event::Note(NoteEvent::Error {
+            reason: line(reason),
+        }),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::protocol::is_unsafe_char;
+    use crate::worker::{Direction, Mode};
+
+    const EVIL: &str = "a\u{1b}]52;c;SGVsbG8=\u{7}\u{202e}txt.exe\u{2028}\u{9b}2J\nz";
+
+    fn clean(text: &str) -> bool {
+        !text.chars().any(is_unsafe_char)
+    }
+
+    #[test]
+    fn every_peer_string_is_escaped() {
+        let peer: SocketAddr = "192.0.2.1:9".parse().unwrap();
+        let Event::Transfer(TransferEvent::Started {
+            name,
+            saved_as,
+            msg,
+            ..
+        }) = display_safe(Event::Transfer(TransferEvent::Started {
+            id: 1,
+            direction: Direction::Incoming,
+            peer,
+            name: EVIL.into(),
+            saved_as: Some(EVIL.into()),
+            bytes_total: 1,
+            mode: Mode::Ferry,
+            msg: EVIL.into(),
+        }))
+        else {
+            panic!("not a start")
+        };
+        assert!(
+            clean(&name) && clean(&saved_as.unwrap()) && clean(&msg),
+            "{name}"
+        );
+        let Event::Server(ServerEvent::OfferPending { names, msg, .. }) =
+            display_safe(Event::Server(ServerEvent::OfferPending {
+                offer_id: 1,
+                peer,
+                count: 1,
+                bytes: 1,
+                names: vec![EVIL.into()],
+                sizes: vec![1],
+                msg: EVIL.into(),
+            }))
+        else {
+            panic!("not an offer")
+        };
+        assert!(clean(&names[0]) && clean(&msg));
+        let Event::Transfer(TransferEvent::Failed { reason, .. }) =
+            display_safe(Event::Transfer(TransferEvent::Failed {
+                id: 1,
+                reason: EVIL.into(),
+            }))
+        else {
+            panic!("not a failure")
+        };
+        assert!(clean(&reason));
+    }
+
+    #[test]
+    fn notes_keep_line_breaks_only() {
+        let Event::Note(NoteEvent::Received { text, .. }) =
+            display_safe(Event::Note(NoteEvent::Received {
+                from: "192.0.2.1:9".parse().unwrap(),
+                text: EVIL.into(),
+                at: SystemTime::UNIX_EPOCH,
+            }))
+        else {
+            panic!("not a note")
+        };
+        assert!(text.ends_with("\nz"), "{text:?}");
+        assert!(
+            !text.chars().any(|c| c != '\n' && is_unsafe_char(c)),
+            "{text:?}"
+        );
+    }
+}
