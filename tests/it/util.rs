@@ -21,13 +21,61 @@ pub fn start_server(dir: &Path) -> (ServerHandle, Receiver<Event>) {
 }
 
 pub fn start_server_with(config: ServerConfig) -> (ServerHandle, Receiver<Event>) {
-    // The engine's log, shown for failing tests (RUST_LOG=debug for more).
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .is_test(true)
-        .try_init();
+    init_logging();
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink).expect("server starts");
     (server, events)
+}
+
+/// Every log line of the engine's `notes` module, at any level, for tests that must show an
+/// error reached a loop whose only trace of it is a log line.
+static NOTES_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The test binary's logger: env_logger as usual (shown for failing tests, `RUST_LOG=debug`
+/// for more), and every record of `ferry::notes` also kept in [`NOTES_LOG`].
+struct RecordingLogger {
+    inner: env_logger::Logger,
+}
+
+impl log::Log for RecordingLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.target().starts_with("ferry::notes") || self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if record.target().starts_with("ferry::notes") {
+            let mut log = NOTES_LOG.lock().unwrap_or_else(|e| e.into_inner());
+            log.push(record.args().to_string());
+        }
+        if self.inner.enabled(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+/// Installs [`RecordingLogger`] once per test binary.
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let inner =
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                .is_test(true)
+                .build();
+        let level = inner.filter().max(log::LevelFilter::Debug);
+        if log::set_boxed_logger(Box::new(RecordingLogger { inner })).is_ok() {
+            log::set_max_level(level);
+        }
+    });
+}
+
+/// Whether a log line of the notes engine containing `needle` was recorded.
+pub fn notes_logged(needle: &str) -> bool {
+    let log = NOTES_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    log.iter().any(|line| line.contains(needle))
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -130,6 +178,19 @@ pub fn wait_connection_error(events: &Receiver<Event>) -> String {
         Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
         _ => None,
     })
+}
+
+/// A test whose prerequisite is missing calls this and returns: it prints `SKIPPED: reason`
+/// to stderr (uncaptured, so it shows in every `cargo test` run and CI log), and, when the
+/// environment variable `CI` is set and `.ci/run` is supposed to provide the prerequisite
+/// (`provided_by_ci`), it panics instead: in CI a silent skip would look like a pass.
+pub fn skip_or_fail(provided_by_ci: bool, reason: &str) {
+    if provided_by_ci && std::env::var_os("CI").is_some() {
+        panic!("CI is set and .ci/run should have provided this: {reason}");
+    }
+    // Straight to the process's stderr, not `eprintln!`: libtest captures the macros' output
+    // of passing tests, and a skip must show in a plain `cargo test` run.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 
 /// Sorted names of the entries in `dir`.
