@@ -4,11 +4,10 @@
 //! keep serving, tell both users the truth, and never lose or fake data.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,39 +15,6 @@ use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, ServerConfig, send
 use ferry::worker::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 
 use crate::util::*;
-
-/// Forwards connections to `target`, counting the bytes that go from client to server.
-fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let counted = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&counted);
-    thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let server = TcpStream::connect(target).unwrap();
-            let (mut client_r, mut server_w) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut server_r, mut client_w) = (server, client);
-            let count = Arc::clone(&count);
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n @ 1..) = client_r.read(&mut buf) {
-                    count.fetch_add(n as u64, Ordering::SeqCst);
-                    if server_w.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = server_w.shutdown(std::net::Shutdown::Write);
-            });
-            thread::spawn(move || {
-                let _ = std::io::copy(&mut server_r, &mut client_w);
-                let _ = client_w.shutdown(std::net::Shutdown::Both);
-            });
-        }
-    });
-    (addr, counted)
-}
 
 /// Uploads `file` on a thread through a slow link to `server`, with `cancel`; returns the
 /// thread (its outcomes) and the sender's events.
@@ -78,28 +44,6 @@ fn wait_bytes_moving(events: &crossbeam_channel::Receiver<Event>) -> u64 {
         }) => Some(*id),
         _ => None,
     })
-}
-
-fn write_data_file(path: &Path, len: usize, seed: u64) {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let block = data(1024 * 1024, seed);
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(block.len());
-        file.write_all(&block[..n]).unwrap();
-        left -= n;
-    }
-    file.flush().unwrap();
-}
-
-fn hash_file(path: &Path) -> blake3::Hash {
-    let mut hasher = blake3::Hasher::new();
-    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut hasher).unwrap();
-    hasher.finalize()
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 #[test]

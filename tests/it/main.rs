@@ -8,6 +8,7 @@ mod ferry;
 mod gui;
 mod hostile;
 mod notes;
+mod paths;
 mod plain;
 mod python;
 mod util;

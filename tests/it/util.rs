@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -349,4 +351,63 @@ pub fn find_part(dir: &Path, name: &str) -> Option<PathBuf> {
             let file = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
             file.starts_with(&prefix) && file.ends_with(".ferry.part")
         })
+}
+
+/// Forwards connections to `target`, counting the bytes that go from client to server (to
+/// show that a resume sends only the rest).
+pub fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counted = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&counted);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let server = TcpStream::connect(target).unwrap();
+            let (mut client_r, mut server_w) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_r, mut client_w) = (server, client);
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                while let Ok(n @ 1..) = client_r.read(&mut buf) {
+                    count.fetch_add(n as u64, Ordering::SeqCst);
+                    if server_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server_w.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_r, &mut client_w);
+                let _ = client_w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (addr, counted)
+}
+
+/// Writes `len` bytes of [`data`] (1 MiB blocks of it) to `path`.
+pub fn write_data_file(path: &Path, len: usize, seed: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let block = data(1024 * 1024, seed);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len());
+        file.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    file.flush().unwrap();
+}
+
+/// BLAKE3 of a file, read in one stream.
+pub fn hash_file(path: &Path) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut hasher).unwrap();
+    hasher.finalize()
+}
+
+/// The length of a file, 0 when it does not exist.
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
