@@ -34,7 +34,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink.clone())?;
-    // Ctrl-C and SIGTERM stop the server cleanly: in-flight .part files are removed.
+    // Ctrl-C and SIGTERM stop the server cleanly: unfinished plain uploads leave nothing,
+    // interrupted Ferry uploads keep their .part so that sending again resumes
+    // (tests/it/paths.rs, ctrl_c_on_serve_mid_upload_keeps_the_partial_and_sending_again_resumes).
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());

@@ -500,9 +500,19 @@ impl Session<'_> {
             }
             // The bytes just hashed go out again from the page cache, without a user-space
             // copy; if the file changed in between, the receiver's check fails, as it should.
-            let sent_chunk = send_more(&self.stream, &encode_chunk_header(n))
-                .and_then(|()| send_file_range(&self.stream, &file, sent, n));
-            self.io_or_explain(sent_chunk)?;
+            let header_sent = send_more(&self.stream, &encode_chunk_header(n));
+            self.io_or_explain(header_sent)?;
+            match send_file_range(&self.stream, &file, sent, n) {
+                // sendfile found fewer bytes than were just read: the file was truncated
+                // in between. The chunk's length is already promised, so the stream cannot
+                // be kept in step: say so, and close.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(Stop::Broken(
+                        "the file shrank while it was being sent".into(),
+                    ));
+                }
+                other => self.io_or_explain(other)?,
+            }
             sent += n as u64;
             throttle.report(self.sink, id, sent);
         }

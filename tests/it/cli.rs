@@ -26,8 +26,16 @@ fn serve_and_send_verified_with_msg_and_exit_zero() {
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.lines().count(), 2, "{stdout}");
-    assert!(stdout.lines().all(|l| l.contains("verified")), "{stdout}");
+    // Exact lines: a substring "verified" would also match "sent, unverified", i.e. a silent
+    // fall-back to plain mode.
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            format!("{}: verified, saved as \"计算机五大.txt\"", a.display()),
+            format!("{}: verified, saved as \"b.bin\"", b.display()),
+        ],
+        "{stdout}"
+    );
 
     // The server prints each file and, like the original, the sender's message.
     wait_line(&lines, "计算机五大.txt");
@@ -87,7 +95,10 @@ fn send_plain_to_a_plain_server_says_unverified_and_exits_zero() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sent, unverified"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: sent, unverified\n", a.display())
+    );
     let (_, bytes) = received.recv_timeout(DEADLINE).unwrap();
     assert_eq!(bytes, std::fs::read(&a).unwrap());
 }

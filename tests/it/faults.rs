@@ -4,11 +4,10 @@
 //! keep serving, tell both users the truth, and never lose or fake data.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,39 +15,6 @@ use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, ServerConfig, send
 use ferry::worker::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 
 use crate::util::*;
-
-/// Forwards connections to `target`, counting the bytes that go from client to server.
-fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let counted = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&counted);
-    thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let server = TcpStream::connect(target).unwrap();
-            let (mut client_r, mut server_w) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut server_r, mut client_w) = (server, client);
-            let count = Arc::clone(&count);
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n @ 1..) = client_r.read(&mut buf) {
-                    count.fetch_add(n as u64, Ordering::SeqCst);
-                    if server_w.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = server_w.shutdown(std::net::Shutdown::Write);
-            });
-            thread::spawn(move || {
-                let _ = std::io::copy(&mut server_r, &mut client_w);
-                let _ = client_w.shutdown(std::net::Shutdown::Both);
-            });
-        }
-    });
-    (addr, counted)
-}
 
 /// Uploads `file` on a thread through a slow link to `server`, with `cancel`; returns the
 /// thread (its outcomes) and the sender's events.
@@ -78,28 +44,6 @@ fn wait_bytes_moving(events: &crossbeam_channel::Receiver<Event>) -> u64 {
         }) => Some(*id),
         _ => None,
     })
-}
-
-fn write_data_file(path: &Path, len: usize, seed: u64) {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let block = data(1024 * 1024, seed);
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(block.len());
-        file.write_all(&block[..n]).unwrap();
-        left -= n;
-    }
-    file.flush().unwrap();
-}
-
-fn hash_file(path: &Path) -> blake3::Hash {
-    let mut hasher = blake3::Hasher::new();
-    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut hasher).unwrap();
-    hasher.finalize()
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 #[test]
@@ -242,40 +186,65 @@ fn a_users_own_dot_part_file_is_never_taken_for_a_partial() {
 
 #[test]
 fn a_kept_partial_survives_a_refusal_and_a_sender_that_leaves_before_starting() {
-    use ferry::protocol::{Header, SenderMsg, encode_sender_msg};
+    use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_sender_msg};
     let dst = tempfile::tempdir().unwrap();
     let part = dst.path().join("a.bin.ferry.part");
-    std::fs::write(&part, data(50_000, 59)).unwrap();
+    let kept = data(50_000, 59);
+    std::fs::write(&part, &kept).unwrap();
     let (server, events) = start_server(dst.path());
-    // Offered, accepted at the kept length, then the sender vanishes before `start`.
+    let offer = |file_size: u64| {
+        SenderMsg::Offer(Header {
+            file_name: "a.bin".into(),
+            file_size,
+            msg: String::new(),
+            resume_key: None,
+        })
+    };
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    let offer = SenderMsg::Offer(Header {
-        file_name: "a.bin".into(),
-        file_size: 100_000,
-        msg: String::new(),
-        resume_key: None,
-    });
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    // First a refusal: the same name, but larger than any disk (the partial was found and
+    // opened for it before the free-space check said no).
     stream
-        .write_all(&encode_sender_msg(&offer).unwrap())
+        .write_all(&encode_sender_msg(&offer(1 << 60)).unwrap())
         .unwrap();
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).unwrap();
-    let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
-    stream.read_exact(&mut body).unwrap();
-    match ferry::protocol::decode_receiver_msg(&body).unwrap() {
-        ferry::protocol::ReceiverMsg::Accept {
+    match read_answer(&mut stream) {
+        ReceiverMsg::Decline { reason } => {
+            assert!(reason.contains("not enough disk space"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let (_, failed) = wait_files(&events, 1);
+    assert!(
+        failed[0].starts_with("refused: not enough disk space"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        std::fs::read(&part).unwrap(),
+        kept,
+        "kept through the refusal"
+    );
+    // Then, on the same connection, accepted at the kept length, and the sender vanishes
+    // before `start`.
+    stream
+        .write_all(&encode_sender_msg(&offer(100_000)).unwrap())
+        .unwrap();
+    match read_answer(&mut stream) {
+        ReceiverMsg::Accept {
             offset,
-            prefix_blake3: Some(_),
+            prefix_blake3: Some(hash),
             ..
-        } => assert_eq!(offset, 50_000),
+        } => {
+            assert_eq!(offset, 50_000);
+            assert_eq!(hash, blake3::hash(&kept).to_hex().as_str());
+        }
         other => panic!("{other:?}"),
     }
     drop(stream);
     let (_, failed) = wait_files(&events, 1);
     assert!(failed[0].contains("kept"), "{failed:?}");
     assert_eq!(
-        std::fs::metadata(&part).unwrap().len(),
-        50_000,
+        std::fs::read(&part).unwrap(),
+        kept,
         "the partial is still there"
     );
 }
@@ -379,9 +348,19 @@ fn serve_ask_accepts_on_yes_showing_names_and_sizes() {
     let out = sender.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert_eq!(stdout.matches("verified").count(), 2, "{stdout}");
+    // Exact result lines (a substring "verified" also matches "sent, unverified"), after
+    // the lines saying the sender waited for the answer.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[lines.len().saturating_sub(2)..],
+        [
+            format!("{}: verified, saved as \"计算机五大.txt\"", a.display()),
+            format!("{}: verified, saved as \"b.bin\"", b.display()),
+        ],
+        "{stdout}"
+    );
     assert!(
-        stdout.contains("waiting for the receiver to accept"),
+        lines.contains(&"计算机五大.txt: waiting for the receiver to accept"),
         "{stdout}"
     );
     assert_eq!(
@@ -580,7 +559,8 @@ impl Drop for SmallDisk {
 #[test]
 fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() {
     let Some(disk) = SmallDisk::mount(8) else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        // Mounting needs root (or CAP_SYS_ADMIN), which no package install provides.
+        skip_or_fail(false, "cannot mount a tmpfs here (needs root)");
         return;
     };
     let src = tempfile::tempdir().unwrap();
@@ -630,7 +610,8 @@ fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() 
 #[test]
 fn a_disk_that_fills_mid_file_fails_that_file_and_the_server_keeps_serving() {
     let Some(disk) = SmallDisk::mount(16) else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        // Mounting needs root (or CAP_SYS_ADMIN), which no package install provides.
+        skip_or_fail(false, "cannot mount a tmpfs here (needs root)");
         return;
     };
     let src = tempfile::tempdir().unwrap();
@@ -717,8 +698,10 @@ fn another_senders_offer_of_the_same_name_never_touches_a_kept_partial() {
     let theirs = dst
         .path()
         .join(format!("a.bin.{}.ferry.part", "a".repeat(16)));
-    std::fs::write(&theirs, data(50_000, 60)).unwrap();
-    let (server, _events) = start_server(dst.path());
+    let their_bytes = data(50_000, 60);
+    std::fs::write(&theirs, &their_bytes).unwrap();
+    let their_mtime = std::fs::metadata(&theirs).unwrap().modified().unwrap();
+    let (server, events) = start_server(dst.path());
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let offer = SenderMsg::Offer(Header {
@@ -744,6 +727,29 @@ fn another_senders_offer_of_the_same_name_never_touches_a_kept_partial() {
         }
         other => panic!("{other:?}"),
     }
+    // Some data, then the sender leaves: checked only once the server has dealt with the
+    // end of that upload (whatever it keeps, it is not their partial).
+    stream
+        .write_all(&ferry::protocol::encode_chunk_header(1000))
+        .unwrap();
+    stream.write_all(&[0xAB; 1000]).unwrap();
     drop(stream);
-    assert_eq!(std::fs::metadata(&theirs).unwrap().len(), 50_000);
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(finished.is_empty(), "{finished:?}");
+    assert!(
+        failed[0].ends_with("; the 1000 bytes received are kept, sending again resumes"),
+        "{failed:?}"
+    );
+    assert_eq!(std::fs::read(&theirs).unwrap(), their_bytes);
+    assert_eq!(
+        std::fs::metadata(&theirs).unwrap().modified().unwrap(),
+        their_mtime
+    );
+    // The new sender's bytes went to a partial of its own and nowhere else.
+    let ours = format!("a.bin.{}.ferry.part", "b".repeat(16));
+    let theirs_name = theirs.file_name().unwrap().to_str().unwrap();
+    let mut names = names_in(dst.path());
+    names.sort();
+    assert_eq!(names, [theirs_name, ours.as_str()]);
+    assert_eq!(std::fs::read(dst.path().join(&ours)).unwrap(), [0xAB; 1000]);
 }

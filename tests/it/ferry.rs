@@ -121,7 +121,10 @@ fn a_flipped_byte_in_flight_fails_verification_and_keeps_no_file() {
 fn sixteen_concurrent_uploads_are_all_byte_identical() {
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
-    let (server, events) = start_server(dst.path());
+    // All sixteen come from 127.0.0.1: allow that address every connection they need.
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.max_per_peer = 16;
+    let (server, events) = start_server_with(config);
     let addr = server.local_addr();
     let senders: Vec<_> = (0..16u64)
         .map(|i| {
@@ -130,28 +133,49 @@ fn sixteen_concurrent_uploads_are_all_byte_identical() {
             let plain = i % 2 == 0;
             thread::spawn(move || {
                 if plain {
+                    // Panics if the server answers a plain peer with a single byte.
                     let bytes = std::fs::read(&path).unwrap();
                     plain_upload(
                         addr,
                         &[(path.file_name().unwrap().to_str().unwrap(), &bytes, "")],
                     );
-                    true
+                    None
                 } else {
-                    send(addr, &[path])
-                        == [FileOutcome::Verified {
-                            saved_as: format!("file-{i}.bin"),
-                            resumed_from: 0,
-                        }]
+                    Some(send(addr, &[path]))
                 }
             })
         })
         .collect();
-    for sender in senders {
-        assert!(sender.join().unwrap());
+    for (i, sender) in senders.into_iter().enumerate() {
+        let outcome = sender.join().unwrap();
+        if i % 2 == 0 {
+            assert_eq!(outcome, None);
+        } else {
+            assert_eq!(
+                outcome.unwrap(),
+                [FileOutcome::Verified {
+                    saved_as: format!("file-{i}.bin"),
+                    resumed_from: 0,
+                }]
+            );
+        }
     }
     let (finished, failed) = wait_files(&events, 16);
     assert!(failed.is_empty(), "{failed:?}");
-    assert_eq!(finished.len(), 16);
+    // The receiver saw each upload in its own mode: the plain half complete but unverified
+    // (nobody could check them), the Ferry half verified, each under its own name.
+    let mut seen: Vec<(String, bool)> = finished
+        .iter()
+        .map(|(path, verified)| {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            (name, *verified)
+        })
+        .collect();
+    seen.sort_by_key(|(name, _)| name[5..name.len() - 4].parse::<u32>().unwrap());
+    let expected: Vec<(String, bool)> = (0..16)
+        .map(|i| (format!("file-{i}.bin"), i % 2 == 1))
+        .collect();
+    assert_eq!(seen, expected);
     for i in 0..16 {
         let name = format!("file-{i}.bin");
         assert_eq!(

@@ -10,6 +10,7 @@ mod ferry;
 mod gui;
 mod hostile;
 mod notes;
+mod paths;
 mod plain;
 mod python;
 mod util;

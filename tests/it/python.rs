@@ -65,7 +65,8 @@ fn python() -> Option<Command> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("SKIPPED: no python3 on this machine");
+        // .ci/run installs python3.
+        skip_or_fail(true, "no python3 on this machine");
     }
     found.then(|| Command::new("python3"))
 }

@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -21,13 +23,61 @@ pub fn start_server(dir: &Path) -> (ServerHandle, Receiver<Event>) {
 }
 
 pub fn start_server_with(config: ServerConfig) -> (ServerHandle, Receiver<Event>) {
-    // The engine's log, shown for failing tests (RUST_LOG=debug for more).
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .is_test(true)
-        .try_init();
+    init_logging();
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink).expect("server starts");
     (server, events)
+}
+
+/// Every log line of the engine's `notes` module, at any level, for tests that must show an
+/// error reached a loop whose only trace of it is a log line.
+static NOTES_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The test binary's logger: env_logger as usual (shown for failing tests, `RUST_LOG=debug`
+/// for more), and every record of `ferry::notes` also kept in [`NOTES_LOG`].
+struct RecordingLogger {
+    inner: env_logger::Logger,
+}
+
+impl log::Log for RecordingLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.target().starts_with("ferry::notes") || self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if record.target().starts_with("ferry::notes") {
+            let mut log = NOTES_LOG.lock().unwrap_or_else(|e| e.into_inner());
+            log.push(record.args().to_string());
+        }
+        if self.inner.enabled(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+/// Installs [`RecordingLogger`] once per test binary.
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let inner =
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                .is_test(true)
+                .build();
+        let level = inner.filter().max(log::LevelFilter::Debug);
+        if log::set_boxed_logger(Box::new(RecordingLogger { inner })).is_ok() {
+            log::set_max_level(level);
+        }
+    });
+}
+
+/// Whether a log line of the notes engine containing `needle` was recorded.
+pub fn notes_logged(needle: &str) -> bool {
+    let log = NOTES_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    log.iter().any(|line| line.contains(needle))
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -130,6 +180,19 @@ pub fn wait_connection_error(events: &Receiver<Event>) -> String {
         Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
         _ => None,
     })
+}
+
+/// A test whose prerequisite is missing calls this and returns: it prints `SKIPPED: reason`
+/// to stderr (uncaptured, so it shows in every `cargo test` run and CI log), and, when the
+/// environment variable `CI` is set and `.ci/run` is supposed to provide the prerequisite
+/// (`provided_by_ci`), it panics instead: in CI a silent skip would look like a pass.
+pub fn skip_or_fail(provided_by_ci: bool, reason: &str) {
+    if provided_by_ci && std::env::var_os("CI").is_some() {
+        panic!("CI is set and .ci/run should have provided this: {reason}");
+    }
+    // Straight to the process's stderr, not `eprintln!`: libtest captures the macros' output
+    // of passing tests, and a skip must show in a plain `cargo test` run.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 
 /// Sorted names of the entries in `dir`.
@@ -334,4 +397,63 @@ pub fn offer_number(line: &str) -> u64 {
         .next()
         .and_then(|n| n.parse().ok())
         .expect("the offer's number")
+}
+
+/// Forwards connections to `target`, counting the bytes that go from client to server (to
+/// show that a resume sends only the rest).
+pub fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counted = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&counted);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let server = TcpStream::connect(target).unwrap();
+            let (mut client_r, mut server_w) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_r, mut client_w) = (server, client);
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                while let Ok(n @ 1..) = client_r.read(&mut buf) {
+                    count.fetch_add(n as u64, Ordering::SeqCst);
+                    if server_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server_w.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_r, &mut client_w);
+                let _ = client_w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (addr, counted)
+}
+
+/// Writes `len` bytes of [`data`] (1 MiB blocks of it) to `path`.
+pub fn write_data_file(path: &Path, len: usize, seed: u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let block = data(1024 * 1024, seed);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len());
+        file.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    file.flush().unwrap();
+}
+
+/// BLAKE3 of a file, read in one stream.
+pub fn hash_file(path: &Path) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut hasher).unwrap();
+    hasher.finalize()
+}
+
+/// The length of a file, 0 when it does not exist.
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }

@@ -1,0 +1,419 @@
+//! Paths users hit that no other test walks: the receiver (not the sender) killed or stopped
+//! with Ctrl-C mid-upload and restarted, two uploads of one name at the same moment, a
+//! sender path that is not UTF-8, a file that shrinks while it is sent, and a file over
+//! 4 GiB resumed above 4 GiB. Real `ferry serve` processes where one must die.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
+use ferry::worker::{CancelToken, Event, TransferEvent, event_channel};
+
+use crate::util::*;
+
+/// `ferry send FILE` to `to`, started in the background.
+fn spawn_cli_send(to: std::net::SocketAddr, file: &Path) -> ChildGuard {
+    ChildGuard(
+        ferry()
+            .args(["send", "--to", &to.to_string()])
+            .arg(file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Polls (with a deadline) until the kept partial of `name` in `dir` holds at least `bytes`.
+fn wait_part_at_least(dir: &Path, name: &str, bytes: u64) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(part) = find_part(dir, name).filter(|p| file_len(p) >= bytes) {
+            return part;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partial of {name} never reached {bytes} bytes"
+        );
+        // Poll interval: the partial grows on the server's side, with no event to wait on.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for a child to exit, with a deadline.
+fn wait_exit(child: &mut ChildGuard) -> std::process::ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the process did not exit");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `file` with `ferry send` through a counting proxy to `to`; returns the output and
+/// the client-to-server bytes that crossed the wire.
+fn send_counted(to: std::net::SocketAddr, file: &Path) -> (Output, u64) {
+    let (counted_addr, counted) = counting_proxy(to);
+    let out = ferry()
+        .args(["send", "--to", &counted_addr.to_string()])
+        .arg(file)
+        .output()
+        .unwrap();
+    (out, counted.load(Ordering::SeqCst))
+}
+
+/// Asserts a resumed second run: exit 0, the exact result line, only the rest on the wire.
+fn assert_resumed(out: &Output, sent: u64, file: &Path, size: u64, kept: u64) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = file.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        stdout,
+        format!(
+            "{}: verified, saved as {name:?} (resumed at byte {kept})\n",
+            file.display()
+        )
+    );
+    let rest = size - kept;
+    // One 1 MiB data chunk of slack for frames, chunk headers and the offer.
+    eprintln!("kept {kept} bytes; the resume sent {sent} bytes for the remaining {rest}");
+    assert!(
+        (rest..=rest + 64 * 1024).contains(&sent),
+        "sent {sent} for a rest of {rest}"
+    );
+}
+
+#[test]
+fn the_receiver_killed_mid_upload_and_restarted_resumes_with_only_the_rest() {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("movie.bin");
+    write_data_file(&file, SIZE as usize, 71);
+    let (mut serve, serve_addr, _lines) = spawn_serve(dst.path(), &[]);
+    let slow = throttling_proxy(serve_addr, 256 * 1024, Duration::from_millis(4));
+    let mut sender = spawn_cli_send(slow, &file);
+    wait_part_at_least(dst.path(), "movie.bin", SIZE / 4);
+    // The receiver dies: SIGKILL, no cleanup of any kind.
+    serve.0.kill().unwrap();
+    serve.0.wait().unwrap();
+    assert_eq!(wait_exit(&mut sender).code(), Some(1), "the sender failed");
+    let part = find_part(dst.path(), "movie.bin").expect("the partial survives its receiver");
+    let kept = file_len(&part);
+    assert!(kept > 0 && kept < SIZE, "kept {kept}");
+    assert!(!dst.path().join("movie.bin").exists());
+
+    // A new receiver on the same folder; the same sender sends again.
+    let (_serve, serve_addr, lines) = spawn_serve(dst.path(), &[]);
+    let (out, sent) = send_counted(serve_addr, &file);
+    assert_resumed(&out, sent, &file, SIZE, kept);
+    wait_line(&lines, "movie.bin");
+    assert_eq!(hash_file(&dst.path().join("movie.bin")), hash_file(&file));
+    assert_eq!(names_in(dst.path()), ["movie.bin"], "no partial left");
+}
+
+/// What `ferry serve` does on Ctrl-C mid-upload: an interrupted Ferry upload keeps its
+/// partial (README), so sending again resumes.
+#[test]
+fn ctrl_c_on_serve_mid_upload_keeps_the_partial_and_sending_again_resumes() {
+    const SIZE: u64 = 16 * 1024 * 1024;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("talk.bin");
+    write_data_file(&file, SIZE as usize, 72);
+    let (mut serve, serve_addr, lines) = spawn_serve(dst.path(), &[]);
+    let slow = throttling_proxy(serve_addr, 64 * 1024, Duration::from_millis(4));
+    let mut sender = spawn_cli_send(slow, &file);
+    wait_part_at_least(dst.path(), "talk.bin", SIZE / 8);
+    let pid = libc::pid_t::try_from(serve.0.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = wait_exit(&mut serve);
+    assert_eq!(status.code(), Some(0), "Ctrl-C stops serve cleanly");
+    wait_line(&lines, "stopping");
+    assert_eq!(wait_exit(&mut sender).code(), Some(1));
+    let part = find_part(dst.path(), "talk.bin").expect("Ctrl-C keeps a Ferry partial");
+    let kept = file_len(&part);
+    assert!((SIZE / 8..SIZE).contains(&kept), "kept {kept}");
+    assert!(!dst.path().join("talk.bin").exists());
+
+    let (_serve, serve_addr, _lines) = spawn_serve(dst.path(), &[]);
+    let (out, sent) = send_counted(serve_addr, &file);
+    assert_resumed(&out, sent, &file, SIZE, kept);
+    assert_eq!(hash_file(&dst.path().join("talk.bin")), hash_file(&file));
+}
+
+#[test]
+fn two_uploads_of_one_name_at_the_same_moment_get_distinct_names_and_all_bytes() {
+    let dst = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dst.path());
+    let addr = server.local_addr();
+    let sources: Vec<_> = (0..2u64)
+        .map(|i| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("report.pdf");
+            std::fs::write(&path, data(3_000_000 + i as usize, 80 + i)).unwrap();
+            (dir, path)
+        })
+        .collect();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let senders: Vec<_> = sources
+        .iter()
+        .map(|(_, path)| {
+            let (path, start) = (path.clone(), std::sync::Arc::clone(&start));
+            thread::spawn(move || {
+                let (sink, _events) = event_channel(None);
+                start.wait();
+                send_files(
+                    &SendOptions::new(addr.to_string()),
+                    &[OutgoingFile::new(path)],
+                    &sink,
+                    &CancelToken::new(),
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut saved = Vec::new();
+    for (sender, (_, path)) in senders.into_iter().zip(&sources) {
+        match &sender.join().unwrap()[..] {
+            [
+                FileOutcome::Verified {
+                    saved_as,
+                    resumed_from: 0,
+                },
+            ] => {
+                assert_eq!(
+                    std::fs::read(dst.path().join(saved_as)).unwrap(),
+                    std::fs::read(path).unwrap(),
+                    "{saved_as} holds exactly its sender's bytes"
+                );
+                saved.push(saved_as.clone());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    saved.sort();
+    assert_eq!(saved, ["report (1).pdf", "report.pdf"]);
+    let (finished, failed) = wait_files(&events, 2);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(finished.iter().all(|(_, verified)| *verified));
+    assert_eq!(names_in(dst.path()), ["report (1).pdf", "report.pdf"]);
+}
+
+#[test]
+fn a_sender_path_that_is_not_utf8_is_sent_under_a_readable_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    // "café.txt" in Latin-1, as an old archive extracts it: not valid UTF-8.
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    let path = src.path().join(name);
+    let bytes = data(200_000, 81);
+    std::fs::write(&path, &bytes).unwrap();
+    let (server, _events) = start_server(dst.path());
+    let (sink, _) = event_channel(None);
+    let outcomes = send_files(
+        &SendOptions::new(server.local_addr().to_string()),
+        &[OutgoingFile::new(&path)],
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        outcomes,
+        [FileOutcome::Verified {
+            saved_as: "caf\u{FFFD}.txt".into(),
+            resumed_from: 0
+        }]
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("caf\u{FFFD}.txt")).unwrap(),
+        bytes
+    );
+    // The CLI names it too (lossily), and exits 0.
+    let out = ferry()
+        .args(["send", "--to", &server.local_addr().to_string()])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}: verified, saved as \"caf\u{FFFD} (1).txt\"\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_file_that_shrinks_while_sent_fails_clearly_and_the_receiver_keeps_no_file() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("log.txt");
+    write_data_file(&file, 32 * 1024 * 1024, 82);
+    let (server, events) = start_server(dst.path());
+    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
+    let (sink, sender_events) = event_channel(None);
+    let sender = {
+        let file = file.clone();
+        thread::spawn(move || {
+            send_files(
+                &SendOptions::new(proxy.to_string()),
+                &[OutgoingFile::new(file)],
+                &sink,
+                &CancelToken::new(),
+            )
+            .unwrap()
+        })
+    };
+    wait_for(&sender_events, |e| match e {
+        Event::Transfer(TransferEvent::Progress {
+            bytes_done: 1.., ..
+        }) => Some(()),
+        _ => None,
+    });
+    // Someone truncates the file (a log rotation) mid-transfer.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(1024 * 1024)
+        .unwrap();
+    match &sender.join().unwrap()[..] {
+        [FileOutcome::Failed { reason }] => assert_eq!(
+            reason, "the file shrank while it was being sent",
+            "the sender's own words"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let reason = wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
+        Event::Transfer(TransferEvent::Finished { .. }) => panic!("a shrunk file finished"),
+        _ => None,
+    });
+    // Depending on where the truncation lands, the sender either tells the receiver why
+    // (between chunks) or can only close (inside a promised chunk).
+    assert!(
+        reason.contains("shrank")
+            || reason.ends_with(" bytes received are kept, sending again resumes"),
+        "{reason}"
+    );
+    assert!(
+        !dst.path().join("log.txt").exists(),
+        "no final file: {:?}",
+        names_in(dst.path())
+    );
+}
+
+/// Free bytes on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `path` is a NUL-terminated string and `stat` a zeroed struct the call fills.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::statvfs(path.as_ptr(), &mut stat), 0);
+        stat.f_bavail as u64 * stat.f_frsize as u64
+    }
+}
+
+/// A 5 GiB file, mostly holes, uploaded from a kept partial just under 4 GiB (as an earlier
+/// interruption would leave it, made sparse here to keep the test cheap), interrupted by a
+/// SIGKILL of the sender once the partial passed 4 GiB, then resumed above 4 GiB: offsets,
+/// the free-space check and progress past 2^32, and the final hash.
+#[test]
+fn a_5_gib_sparse_upload_interrupted_above_4_gib_resumes_there() {
+    const GIB: u64 = 1024 * 1024 * 1024;
+    const SIZE: u64 = 5 * GIB;
+    const PREMADE: u64 = 4 * GIB - 64 * 1024 * 1024;
+    const MARKERS: [u64; 4] = [0, 3 * GIB, 4 * GIB + 10 * 1024 * 1024, SIZE - 4096];
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    // About 1 GiB is really written (the part after the sparse prefix); ask for 2.
+    if free_bytes(dst.path()) < 2 * GIB {
+        skip_or_fail(false, "less than 2 GiB free for the 5 GiB sparse upload");
+        return;
+    }
+    let write_sparse = |path: &Path, len: u64| {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::create(path).unwrap();
+        file.set_len(len).unwrap();
+        for (i, at) in MARKERS.iter().enumerate() {
+            if at + 4096 <= len {
+                file.write_all_at(&data(4096, 90 + i as u64), *at).unwrap();
+            }
+        }
+    };
+    let file = src.path().join("disk.img");
+    write_sparse(&file, SIZE);
+    let key = ferry::transfer::resume_key(&file).unwrap();
+    let part = dst
+        .path()
+        .join(format!("disk.img.{}.ferry.part", &key[..16]));
+    write_sparse(&part, PREMADE);
+    let (_serve, serve_addr, lines) = spawn_serve(dst.path(), &[]);
+
+    // First run: resumes at PREMADE, killed once the partial is past 4 GiB.
+    let slow = throttling_proxy(serve_addr, 1024 * 1024, Duration::from_millis(4));
+    let mut first = spawn_cli_send(slow, &file);
+    wait_part_at_least(dst.path(), "disk.img", 4 * GIB + 64 * 1024 * 1024);
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    // The receiver notices the end, keeps what it holds, and says so.
+    wait_line(&lines, "resumes");
+    let kept = file_len(&part);
+    assert!(kept > 4 * GIB && kept < SIZE, "kept {kept}");
+
+    // Second run: only the rest, from above 4 GiB, with progress past 2^32.
+    let (counted_addr, counted) = counting_proxy(serve_addr);
+    let (sink, events) = event_channel(None);
+    let outcomes = send_files(
+        &SendOptions::new(counted_addr.to_string()),
+        &[OutgoingFile::new(&file)],
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    let resumed_from = match &outcomes[..] {
+        [
+            FileOutcome::Verified {
+                saved_as,
+                resumed_from,
+            },
+        ] if saved_as == "disk.img" => *resumed_from,
+        other => panic!("{other:?}"),
+    };
+    assert!(resumed_from >= kept.min(4 * GIB + 64 * 1024 * 1024) && resumed_from > 4 * GIB);
+    let sent = counted.load(Ordering::SeqCst);
+    let rest = SIZE - resumed_from;
+    assert!(
+        (rest..=rest + 1024 * 1024).contains(&sent),
+        "sent {sent} for {rest}"
+    );
+    drop(sink);
+    let progress: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Transfer(TransferEvent::Progress { bytes_done, .. }) => Some(bytes_done),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(progress.first(), Some(&resumed_from), "{progress:?}");
+    assert_eq!(progress.last(), Some(&SIZE));
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    let saved = dst.path().join("disk.img");
+    assert_eq!(file_len(&saved), SIZE);
+    assert_eq!(hash_file(&saved), hash_file(&file));
+    assert!(!part.exists());
+}
