@@ -16,7 +16,7 @@
 //!   three notes, never merged; invalid UTF-8 is shown lossily, never dropped.
 //! - A reply goes to the exact source address (`from`) of the note it answers.
 //! - Memory stays bounded under a flood, even when nobody reads the events: received notes
-//!   wait in a bounded [`NoteQueue`] (256 notes, 4 MiB) and are handed to the event channel
+//!   wait in a bounded [`NoteQueue`] (1 024 notes, 4 MiB) and are handed to the event channel
 //!   only while it holds fewer than [`MAX_EVENTS_IN_FLIGHT`] events. When the queue is full
 //!   the oldest notes are dropped and a [`NoteEvent::Dropped`] with their number goes out
 //!   before the notes that were kept, so the user is told.

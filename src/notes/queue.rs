@@ -12,8 +12,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-/// At most this many notes wait to be shown.
-pub const QUEUE_NOTES: usize = 256;
+/// At most this many notes wait to be shown (bursts of short notes fit; the byte budget is
+/// what bounds memory).
+pub const QUEUE_NOTES: usize = 1024;
 
 /// At most this many bytes of note text (plus [`NOTE_OVERHEAD_BYTES`] each) wait to be shown:
 /// room for about twenty of the largest possible notes.
