@@ -16,7 +16,7 @@ use std::time::SystemTime;
 /// what bounds memory).
 pub const QUEUE_NOTES: usize = 1024;
 
-/// At most this many bytes of note text (plus [`NOTE_OVERHEAD_BYTES`] each) wait to be shown:
+/// At most this many bytes of note text (plus 64 bytes of bookkeeping each) wait to be shown:
 /// room for about twenty of the largest possible notes.
 pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
