@@ -178,6 +178,7 @@ texts! {
     NoteLong => "{} bytes: plain peers that read 1024 bytes will cut it", "{} 字节：只读 1024 字节的普通对方会截断";
     NoteBytes => "{} bytes", "{} 字节";
     NoNotes => "No notes yet.", "还没有便签。";
+    NotesDropped => "{} notes were dropped: they arrived faster than they could be shown.", "已丢弃 {} 条便签：到达速度超过了显示速度。";
     Reply => "Reply", "回复";
     DirIn => "from", "来自";
     DirOut => "to", "发往";

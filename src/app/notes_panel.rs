@@ -28,6 +28,8 @@ pub struct NotesPanel {
     pub history: NoteHistory,
     /// The last send error (bad peer address, ...), shown under the text box.
     pub send_error: Option<String>,
+    /// Notes dropped because they arrived faster than the window took them (a flood).
+    pub dropped: u64,
 }
 
 impl NotesPanel {
@@ -39,6 +41,7 @@ impl NotesPanel {
             status: NotesStatus::Off,
             history: NoteHistory::new(),
             send_error: None,
+            dropped: 0,
         }
     }
 
@@ -74,6 +77,7 @@ impl NotesPanel {
                 self.history.record_event(event);
             }
             NoteEvent::Received { .. } => self.history.record_event(event),
+            NoteEvent::Dropped { count } => self.dropped = self.dropped.saturating_add(count),
         }
     }
 
@@ -112,6 +116,12 @@ impl NotesPanel {
             )
             .labelled_by(label.id);
         });
+        if self.dropped > 0 {
+            ui.label(
+                RichText::new(tr.fill(T::NotesDropped, &[&self.dropped]))
+                    .color(Color32::from_rgb(0xc0, 0x90, 0x20)),
+            );
+        }
         ui.separator();
         let composer_height = 120.0;
         egui::ScrollArea::vertical()
@@ -202,5 +212,29 @@ fn clock(at: SystemTime) -> String {
             .strftime("%H:%M:%S")
             .to_string(),
         Err(_) => "--:--:--".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use egui_kittest::{Harness, kittest::Queryable};
+
+    use super::*;
+    use crate::app::i18n::Lang;
+
+    #[test]
+    fn dropped_notes_are_counted_and_shown() {
+        let mut panel = NotesPanel::new("0".into(), String::new());
+        panel.apply(NoteEvent::Dropped { count: 3 });
+        panel.apply(NoteEvent::Dropped { count: 4 });
+        assert_eq!(panel.dropped, 7);
+        let mut harness = Harness::new_ui_state(
+            |ui, panel: &mut NotesPanel| {
+                let _ = panel.ui(ui, Tr(Lang::En));
+            },
+            panel,
+        );
+        harness.run();
+        harness.get_by_label("7 notes were dropped: they arrived faster than they could be shown.");
     }
 }

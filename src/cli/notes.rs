@@ -7,7 +7,9 @@
 //! followed by an indent of [`NOTE_INDENT`], so every line of Ferry's own output (and the
 //! start of every note) is flush left and a note cannot forge one. Times are UTC because the standard library has no time zones. Stdout is flushed after
 //! every line, so a script or a test reading through a pipe sees each line at once.
-//! Warnings and errors go to stderr.
+//! Warnings and errors go to stderr. Notes that arrive faster than they can be printed wait
+//! in a bounded queue ([`crate::notes`]); when it overflows, the oldest are dropped and a line
+//! `(dropped N notes: arriving faster than they could be shown)` stands where they were.
 
 use std::io::{self, BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -192,6 +194,7 @@ fn print_event(event: Event) -> anyhow::Result<()> {
         Event::Note(NoteEvent::Received { from, text, at }) => {
             print_line(&note_line(at, from, &text))
         }
+        Event::Note(NoteEvent::Dropped { count }) => print_line(&dropped_line(count)),
         Event::Note(_) | Event::Transfer(_) | Event::Server(_) => Ok(()),
     }
 }
@@ -214,6 +217,11 @@ fn note_line(at: SystemTime, from: SocketAddr, text: &str) -> String {
         utc_time_of_day(at),
         escape_note(text, NOTE_INDENT)
     )
+}
+
+/// Said where notes were lost to a flood, before the ones that were kept.
+fn dropped_line(count: u64) -> String {
+    format!("(dropped {count} notes: arriving faster than they could be shown)")
 }
 
 /// `HH:MM:SS` of `at` in UTC (`00:00:00` for times before 1970).

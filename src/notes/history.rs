@@ -12,6 +12,10 @@ use crate::worker::{Direction, NoteEvent};
 /// How many notes a [`NoteHistory`] keeps by default; older ones are forgotten first.
 pub const HISTORY_CAPACITY: usize = 1_000;
 
+/// How many bytes of note text a [`NoteHistory`] keeps at most (a thousand of the largest
+/// notes would be 196 MiB); older notes are forgotten first, the newest is always kept.
+pub const HISTORY_BYTES: usize = 16 * 1024 * 1024;
+
 /// One note, received or sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteEntry {
@@ -36,6 +40,8 @@ impl NoteEntry {
 pub struct NoteHistory {
     entries: VecDeque<NoteEntry>,
     capacity: usize,
+    /// Bytes of text held, kept under [`HISTORY_BYTES`].
+    bytes: usize,
 }
 
 impl Default for NoteHistory {
@@ -56,19 +62,26 @@ impl NoteHistory {
         Self {
             entries: VecDeque::with_capacity(capacity.min(HISTORY_CAPACITY)),
             capacity,
+            bytes: 0,
         }
     }
 
-    /// Appends a note, forgetting the oldest one when full.
+    /// Appends a note, forgetting the oldest ones when full (by count or by bytes).
     pub fn push(&mut self, entry: NoteEntry) {
-        if self.entries.len() == self.capacity {
-            self.entries.pop_front();
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.capacity
+                || self.bytes + entry.text.len() > HISTORY_BYTES)
+        {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= old.text.len();
+            }
         }
+        self.bytes += entry.text.len();
         self.entries.push_back(entry);
     }
 
     /// Records a note the engine reported, received or sent. Events that are not notes
-    /// (`Listening`, `Error`) are left out.
+    /// (`Listening`, `Error`, `Dropped`) are left out.
     pub fn record_event(&mut self, event: NoteEvent) {
         match event {
             NoteEvent::Received { from, text, at } => {
@@ -80,7 +93,7 @@ impl NoteHistory {
                 });
             }
             NoteEvent::Sent { to, text, at } => self.record_sent(to, text, at),
-            NoteEvent::Listening { .. } | NoteEvent::Error { .. } => {}
+            NoteEvent::Listening { .. } | NoteEvent::Error { .. } | NoteEvent::Dropped { .. } => {}
         }
     }
 
@@ -121,6 +134,7 @@ impl NoteHistory {
 
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.bytes = 0;
     }
 }
 
@@ -210,6 +224,19 @@ mod tests {
             history.iter().next_back().map(|e| e.text.as_str()),
             Some(last.as_str())
         );
+    }
+
+    #[test]
+    fn forgets_the_oldest_beyond_the_byte_budget() {
+        let mut history = NoteHistory::new();
+        let big = "\u{FFFD}".repeat(65_507); // the largest note, all invalid UTF-8
+        for i in 0..200 {
+            history.record_sent(addr(1), format!("{i}{big}"), at(i));
+        }
+        let held: usize = history.iter().map(|e| e.text.len()).sum();
+        assert!(held <= HISTORY_BYTES, "{held} bytes held");
+        assert_eq!(history.len(), HISTORY_BYTES / (big.len() + 3));
+        assert!(history.iter().next_back().unwrap().text.starts_with("199"));
     }
 
     #[test]

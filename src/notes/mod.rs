@@ -15,12 +15,19 @@
 //! - The receive buffer is 64 KiB, so every datagram arrives whole; three datagrams are
 //!   three notes, never merged; invalid UTF-8 is shown lossily, never dropped.
 //! - A reply goes to the exact source address (`from`) of the note it answers.
+//! - Memory stays bounded under a flood, even when nobody reads the events: received notes
+//!   wait in a bounded [`NoteQueue`] (1 024 notes, 4 MiB) and are handed to the event channel
+//!   only while it holds fewer than [`MAX_EVENTS_IN_FLIGHT`] events. When the queue is full
+//!   the oldest notes are dropped and a [`NoteEvent::Dropped`] with their number goes out
+//!   before the notes that were kept, so the user is told.
 //!
 //! [`NoteHistory`] is the bounded, in-memory list of recent notes the window keeps.
 
 mod history;
+mod queue;
 
 pub use history::{HISTORY_CAPACITY, NoteEntry, NoteHistory};
+pub use queue::{NoteQueue, QUEUE_BYTES, QUEUE_NOTES, QueuedNote};
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -43,6 +50,14 @@ pub const RECV_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Longest a send may wait for room in the local socket buffer before it fails.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often waiting notes are offered again to a consumer that was behind.
+const FORWARD_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Received notes are handed to the event channel only while it holds fewer events than
+/// this; the rest wait in the bounded [`NoteQueue`]. Bounds the memory a flood can take even
+/// when nobody reads the events (64 of the largest notes are 12 MiB).
+pub const MAX_EVENTS_IN_FLIGHT: usize = 64;
 
 /// Pause after an unexpected receive error, so a persistent one does not spin a core.
 const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(50);
@@ -107,8 +122,8 @@ pub struct Sent {
 /// A bound notes socket and its receive thread. Dropping the handle stops the thread and
 /// joins it (within [`RECV_POLL_INTERVAL`], usually at once).
 ///
-/// The receive thread emits with [`EventSink::emit`], which waits when the event channel is
-/// full: keep draining the receiver until the handle is dropped.
+/// The receive thread never waits for the consumer: a slow one sees
+/// [`NoteEvent::Dropped`] instead of every note.
 #[derive(Debug)]
 pub struct NotesHandle {
     socket: Arc<UdpSocket>,
@@ -304,9 +319,52 @@ fn classify(error: &io::Error) -> RecvFailure {
     }
 }
 
+/// Hands waiting notes to the consumer while it has fewer than [`MAX_EVENTS_IN_FLIGHT`]
+/// events to read; a count of dropped notes goes first, where the gap is.
+fn forward(queue: &mut NoteQueue, sink: &EventSink) {
+    while sink.queued() < MAX_EVENTS_IN_FLIGHT {
+        let dropped = queue.take_dropped();
+        if dropped > 0 {
+            log::info!("notes: dropped {dropped} notes: they arrived faster than they were shown");
+            if sink
+                .try_emit(Event::Note(NoteEvent::Dropped { count: dropped }))
+                .is_err()
+            {
+                queue.restore_dropped(dropped);
+                return;
+            }
+            continue;
+        }
+        let Some(note) = queue.pop() else { return };
+        let QueuedNote { from, text, at } = note;
+        if let Err(event) = sink.try_emit(Event::Note(NoteEvent::Received { from, text, at })) {
+            if let Event::Note(NoteEvent::Received { from, text, at }) = *event {
+                queue.unpop(QueuedNote { from, text, at });
+            }
+            return;
+        }
+    }
+}
+
 fn receive_loop(socket: &UdpSocket, stop: &AtomicBool, sink: &EventSink) {
     let mut buf = vec![0u8; RECV_BUF_LEN];
+    let mut queue = NoteQueue::default();
+    let mut retrying = false;
     while !stop.load(Ordering::SeqCst) {
+        // While notes wait for the consumer, wake often to hand them on; otherwise only to
+        // look at the stop flag.
+        let notes_waiting = !queue.is_empty();
+        if notes_waiting != retrying {
+            retrying = notes_waiting;
+            let timeout = if retrying {
+                FORWARD_RETRY_INTERVAL
+            } else {
+                RECV_POLL_INTERVAL
+            };
+            if let Err(e) = socket.set_read_timeout(Some(timeout)) {
+                log::warn!("notes: cannot change the read timeout: {e}");
+            }
+        }
         match socket.recv_from(&mut buf) {
             Ok((len, from)) => {
                 // Checked again so the wake-up datagram from `shutdown` is not shown.
@@ -315,7 +373,7 @@ fn receive_loop(socket: &UdpSocket, stop: &AtomicBool, sink: &EventSink) {
                 }
                 let at = SystemTime::now();
                 let text = decode_note(&buf[..len]);
-                sink.emit(Event::Note(NoteEvent::Received { from, text, at }));
+                queue.push(QueuedNote { from, text, at });
             }
             Err(e) => match classify(&e) {
                 RecvFailure::Idle => {}
@@ -328,6 +386,7 @@ fn receive_loop(socket: &UdpSocket, stop: &AtomicBool, sink: &EventSink) {
                 }
             },
         }
+        forward(&mut queue, sink);
     }
 }
 

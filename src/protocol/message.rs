@@ -10,7 +10,7 @@ use super::{MAX_FILE_SIZE, MAX_FRAME_LEN, frame::encode_frame};
 pub const FERRY_VERSION: u64 = 1;
 
 /// Why a frame body was refused. Peer text quoted in a message is escaped (see
-/// [`super::text`]), so the message is safe to log or print as it is.
+/// [`crate::protocol::escape_line`]), so the message is safe to log or print as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
     #[error("header is not valid UTF-8")]

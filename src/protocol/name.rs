@@ -1,9 +1,10 @@
 //! Turning an untrusted received file name into one safe path component.
 //!
 //! The result never contains a path separator, is never `.`/`..`/empty, has no control,
-//! bidirectional-control or line-separator character (see [`super::text`]), no character Windows forbids, no trailing dot or space,
-//! is not a Windows device name, is in Unicode NFC and is at most [`MAX_NAME_BYTES`] long.
-//! Joined to a folder it therefore always names a file directly inside that folder.
+//! bidirectional-control or line-separator character (see [`super::escape_line`]), no
+//! character Windows forbids, no trailing dot or space, is not a Windows device name, is in
+//! Unicode NFC and is at most [`MAX_NAME_BYTES`] long. Joined to a folder it therefore always
+//! names a file directly inside that folder.
 //!
 //! It never starts with a dot either, so a peer cannot plant a hidden file (`.bash_profile`
 //! in a home folder runs at the next login). The rule: **every leading dot becomes `_`**

@@ -148,6 +148,10 @@ pub enum NoteEvent {
     },
     /// Binding or sending failed.
     Error { reason: String },
+    /// `count` notes arrived faster than they were shown and the oldest of them were
+    /// dropped (see [`crate::notes`]'s bounded queue); the notes after this event are the
+    /// ones kept.
+    Dropped { count: u64 },
 }
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -182,6 +186,25 @@ impl EventSink {
         if self.tx.send(event).is_ok() {
             self.wake();
         }
+    }
+
+    /// Sends an event only if the channel has room; otherwise hands it back. For engines that
+    /// keep their own bounded backlog (notes) instead of waiting.
+    pub fn try_emit(&self, event: Event) -> Result<(), Box<Event>> {
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                self.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(event) | TrySendError::Disconnected(event)) => {
+                Err(Box::new(event))
+            }
+        }
+    }
+
+    /// How many events wait in the channel for the consumer: a measure of how far behind it is.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
     }
 
     /// Sends an event that a later one supersedes (progress): dropped if the channel is full.

@@ -299,3 +299,84 @@ fn listen_and_chat_on_a_terminal_show_hostile_notes_escaped() {
         );
     }
 }
+
+/// Peak resident memory of a process, from `/proc/PID/status` (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+/// A flood of the largest datagrams, all invalid UTF-8 (each decodes to three times its
+/// size), against a `ferry listen` whose stdout nobody reads: memory stays bounded, and once
+/// the output is read again it says how many notes were dropped.
+#[test]
+fn a_notes_flood_against_an_unread_listen_stays_small_and_reports_drops() {
+    let mut child = ferry()
+        .args(["listen", "--bind", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let _guard = ChildGuard(child);
+    // Read only the first line (the address), byte by byte so nothing more is consumed.
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while first.last() != Some(&b'\n') {
+        assert_eq!(stdout.read(&mut byte).unwrap(), 1, "listen printed no line");
+        first.push(byte[0]);
+    }
+    let first = String::from_utf8(first).unwrap();
+    let addr: SocketAddr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+
+    let peer = std::net::UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    let datagram = vec![0xffu8; 65_507];
+    let flood_until = Instant::now() + Duration::from_secs(3);
+    let mut sent = 0u64;
+    while Instant::now() < flood_until {
+        // The local queue may be full for a moment: that datagram is simply not sent.
+        if peer.send_to(&datagram, addr).is_ok() {
+            sent += 1;
+        }
+    }
+    let peak_kib = peak_rss_kib(pid);
+    assert!(
+        sent > 5_000,
+        "the flood was too small to prove anything: {sent} datagrams"
+    );
+    assert!(
+        peak_kib < 64 * 1024,
+        "peak RSS {} MiB after {sent} datagrams",
+        peak_kib / 1024
+    );
+
+    // Reading again: the kept notes follow a line saying how many were dropped.
+    let lines = line_channel(stdout);
+    let dropped = wait_line(&lines, "(dropped ");
+    let count: u64 = dropped
+        .strip_prefix("(dropped ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {dropped:?}"));
+    assert!(count > 0 && count < sent, "{dropped:?}, {sent} sent");
+    assert!(
+        dropped.ends_with("notes: arriving faster than they could be shown)"),
+        "{dropped:?}"
+    );
+    // After it, the kept notes: each the replacement character, 65 507 times.
+    let note = lines.recv_timeout(DEADLINE).expect("a kept note follows");
+    assert!(
+        note.ends_with(&"\u{FFFD}".repeat(65_507)),
+        "{}",
+        &note[..80.min(note.len())]
+    );
+}

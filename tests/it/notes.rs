@@ -367,6 +367,10 @@ fn drain_numbered(
                     "unexpected or duplicated {text:?}"
                 );
             }
+            // A burst the reader does not keep up with may overflow the bounded queue.
+            Ok(Event::Note(NoteEvent::Dropped { count })) => {
+                eprintln!("{count} notes dropped by the bounded queue")
+            }
             Ok(other) => panic!("unexpected event {other:?}"),
             Err(_) => return,
         }
