@@ -26,6 +26,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
     config.auto_accept = !args.ask;
+    config.partial_max_age =
+        Duration::from_secs(args.partial_max_age_days.saturating_mul(24 * 3600));
+    config.fsync = !args.no_fsync;
 
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink.clone())?;
@@ -275,6 +278,14 @@ impl Bars {
             }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 self.line(format!("{peer}: {}", one_line(reason)));
+            }
+            Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
+                let names: Vec<String> = names.iter().map(|n| one_line(n).into_owned()).collect();
+                self.line(format!(
+                    "removed {} old partial file(s), {bytes} bytes: {}",
+                    names.len(),
+                    names.join(", ")
+                ));
             }
             Event::Server(_) | Event::Note(_) => {}
         }

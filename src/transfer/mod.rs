@@ -3,6 +3,7 @@
 //! [`crate::protocol`]; this module moves them between sockets and files.
 
 mod client;
+mod dir;
 mod files;
 mod os;
 mod server;
@@ -10,7 +11,8 @@ mod server;
 use std::io::{self, ErrorKind, Read, Write};
 
 pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, resume_key, send_files};
-pub use files::{PartFile, PartRegistry};
+pub use dir::{DownloadDir, Expired};
+pub use files::{Downloads, NoRoom, PartFile, Reservation};
 pub use server::{ServerConfig, ServerHandle, ServerStartError};
 
 use crate::protocol::{self, FrameError, MessageError};
