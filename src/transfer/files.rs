@@ -176,7 +176,7 @@ fn part_name(final_name: &str, tag: Option<&str>) -> String {
 impl PartFile {
     /// Reserves a free name (`a.txt`, `a (1).txt`, ...) for which neither the name nor its
     /// `.part` exists, by creating the `.part` exclusively. The search starts where the last
-    /// one for this name ended (wrapping round to 0) and gives up after [`NAME_SEARCH_LIMIT`].
+    /// one for this name ended (wrapping round to 0) and gives up after `NAME_SEARCH_LIMIT` (2 s).
     pub fn create(downloads: &Downloads, safe: &SafeName, tag: Option<&str>) -> io::Result<Self> {
         let dir = &downloads.0.dir;
         let start = downloads.name_hint(safe).min(MAX_ALTERNATIVES);

@@ -1,6 +1,9 @@
 //! File uploads over TCP: the receiving server and the sending client, on blocking std
 //! sockets driven by worker threads. The bytes on the wire are specified in
 //! [`crate::protocol`]; this module moves them between sockets and files.
+//!
+//! Received data touches the disk only through one open handle on the download folder
+//! ([`DownloadDir`], `openat`-style, never following a symlink), never through paths.
 
 mod client;
 mod dir;

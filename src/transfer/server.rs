@@ -2,8 +2,14 @@
 //!
 //! Each connection speaks plain or Ferry, decided by its first header (see
 //! [`crate::protocol`]). Files are written through [`PartFile`], so nothing appears under a
-//! final name until every byte arrived (and, for Ferry peers, the hash matched). A bad
-//! connection is logged, reported as an event and closed; the server keeps serving.
+//! final name until every byte arrived (and, for Ferry peers, the hash matched) and was
+//! synced. A bad connection is logged, reported as an event and closed; the server keeps
+//! serving.
+//!
+//! The download folder is opened once at start ([`super::files::Downloads`], one directory
+//! handle every connection writes through), which also holds what connections share about
+//! it: the partials in use, the next free number per name and the bytes reserved by
+//! accepted offers. Old partials are removed at start, then hourly by a housekeeping thread.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Seek, Write};
