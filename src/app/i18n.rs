@@ -97,6 +97,7 @@ texts! {
     StopListening => "Stop listening", "停止监听";
     Starting => "Starting…", "正在启动…";
     ListeningOn => "Listening on {}", "正在监听 {}";
+    PartialsExpired => "Removed {} unfinished upload(s) older than the age limit ({} bytes freed)", "已删除 {} 个超过保留期限的未完成上传（释放 {} 字节）";
     NotListening => "Not listening", "未监听";
     DownloadFolder => "Download folder", "下载文件夹";
     ChooseFolder => "Choose folder…", "选择文件夹…";

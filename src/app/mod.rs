@@ -256,6 +256,10 @@ impl FerryApp {
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 log::warn!("{peer}: {reason}");
             }
+            Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
+                log::info!("removed old partial files: {names:?}");
+                self.server.expired = Some((names.len(), bytes));
+            }
             Event::Note(event) => self.notes.apply(event),
         }
     }

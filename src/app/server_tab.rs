@@ -39,6 +39,8 @@ pub struct ServerTab {
     pub offers: OfferPrompt,
     /// A field the user must fix before starting.
     input_error: Option<T>,
+    /// The last removal of old partials: how many files and bytes.
+    pub expired: Option<(usize, u64)>,
 }
 
 /// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
@@ -64,6 +66,7 @@ impl ServerTab {
             rows: Vec::new(),
             offers: OfferPrompt::default(),
             input_error: None,
+            expired: None,
         }
     }
 
@@ -152,6 +155,13 @@ impl ServerTab {
         });
         if let Some(error) = self.input_error {
             ui.label(RichText::new(tr.get(error)).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+        }
+        if let Some((count, bytes)) = self.expired {
+            ui.label(
+                RichText::new(tr.fill(T::PartialsExpired, &[&count, &bytes]))
+                    .small()
+                    .weak(),
+            );
         }
         if self.is_listening() {
             ui.horizontal_wrapped(|ui| {

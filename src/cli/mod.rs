@@ -70,6 +70,14 @@ pub struct ServeArgs {
     /// like the original.
     #[arg(long)]
     pub ask: bool,
+    /// Remove kept partial files (`*.ferry.part`) older than this many days, at start and
+    /// hourly.
+    #[arg(long, default_value_t = 7)]
+    pub partial_max_age_days: u64,
+    /// Do not sync received files to disk before reporting them (for benchmarks only: a
+    /// power cut may then lose files both sides were told are safe).
+    #[arg(long)]
+    pub no_fsync: bool,
 }
 
 #[derive(Debug, Args)]

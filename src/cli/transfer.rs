@@ -31,6 +31,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.auto_accept = !args.ask;
     config.max_per_peer = args.max_per_peer.max(1);
     config.max_files_per_connection = args.max_files_per_connection.max(1);
+    config.partial_max_age =
+        Duration::from_secs(args.partial_max_age_days.saturating_mul(24 * 3600));
+    config.fsync = !args.no_fsync;
 
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink.clone())?;
@@ -280,6 +283,15 @@ impl Bars {
             }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 self.line(format!("{peer}: {}", escape_line(reason)));
+            }
+            Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
+                let names: Vec<String> =
+                    names.iter().map(|n| escape_line(n).into_owned()).collect();
+                self.line(format!(
+                    "removed {} old partial file(s), {bytes} bytes: {}",
+                    names.len(),
+                    names.join(", ")
+                ));
             }
             Event::Server(_) | Event::Note(_) => {}
         }

@@ -1,51 +1,43 @@
 //! Receiving a file safely on disk: a `.ferry.part` file beside the final name, a final name that
-//! never overwrites anything, an atomic commit, and partial files kept for resume.
+//! never overwrites anything, an atomic and durable commit, partial files kept for resume, and
+//! the server-wide bookkeeping every connection shares ([`Downloads`]).
 //!
 //! Invariants:
+//! - Every file-system call goes through the one [`DownloadDir`] handle (no paths, no symlinks
+//!   followed; see [`super::dir`]).
 //! - While bytes arrive, only `NAME.ferry.part` exists; `NAME` appears (by hard link, which fails
-//!   rather than replaces) only in [`PartFile::commit`].
+//!   rather than replaces) only in [`PartFile::commit`], after the data was synced to disk
+//!   (unless fsync is off, for benchmarks); the folder is synced after the new name.
+//! - A kept partial is resumed only after its open file was checked (a regular file, one link,
+//!   ours); anything else under that name is left alone and the upload takes a fresh name.
 //! - Dropping an uncommitted `PartFile` deletes the `.part` (so every early return cleans up),
-//!   unless [`PartFile::keep`] asked to keep it for a later resume.
-//! - A `.part` in use by a live transfer is listed in the [`PartRegistry`], so a second
-//!   connection can neither resume nor reuse it.
+//!   unless [`PartFile::keep`] asked to keep it (synced) for a later resume.
+//! - A `.part` in use by a live transfer is listed in [`Downloads`], so a second connection can
+//!   neither resume nor reuse it, and expiry leaves it alone.
+//! - Finding a free name is bounded: the next number to try is remembered per name (so 10 000
+//!   files of one name cost linear time, not quadratic) and a search gives up after
+//!   [`NAME_SEARCH_LIMIT`].
+//! - Accepted offers reserve their remaining bytes ([`Downloads::reserve`]) until they end, so
+//!   parallel offers see each other in the free-space check.
 
-use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::dir::{DownloadDir, Expired};
 use crate::protocol::SafeName;
 
 /// How many numbered alternatives (`name (n).ext`) are tried before giving up.
-const MAX_ALTERNATIVES: u32 = 10_000;
+const MAX_ALTERNATIVES: u32 = 100_000;
 /// How many numbered alternatives are searched for a partial file to resume.
 const MAX_RESUME_CANDIDATES: u32 = 100;
-
-/// The `.part` files live transfers are writing (shared by one server's connections).
-#[derive(Debug, Clone, Default)]
-pub struct PartRegistry(Arc<Mutex<HashSet<PathBuf>>>);
-
-impl PartRegistry {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
-        // A panicking connection thread must not take the others down with it.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A file being received.
-#[derive(Debug)]
-pub struct PartFile {
-    dir: PathBuf,
-    safe: SafeName,
-    /// The `n` in `name (n).ext` currently reserved by the `.part` file.
-    number: u32,
-    /// Empty once committed (nothing left to clean up).
-    part_path: PathBuf,
-    file: Option<File>,
-    registry: PartRegistry,
-    keep: bool,
-}
+/// The longest a search for a free name may take.
+pub const NAME_SEARCH_LIMIT: Duration = Duration::from_secs(2);
+/// How many names the next-free-number memory holds before it starts over.
+const MAX_NAME_HINTS: usize = 4096;
 
 /// What Ferry appends to a file being received. Distinct from a plain `.part` (browsers use
 /// that), so a user's own `a.txt.part` is never mistaken for a partial to resume or reuse;
@@ -54,6 +46,123 @@ pub const PART_SUFFIX: &str = crate::protocol::PART_SUFFIX;
 
 /// How many hex digits of a sender's resume key go into a part file's name.
 pub const RESUME_TAG_LEN: usize = 16;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking connection thread must not take the others down with it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The download folder and what one server's connections share about it: the `.part` files
+/// live transfers are writing, the next free number per name, and the disk space reserved by
+/// accepted offers. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Downloads(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    dir: DownloadDir,
+    fsync: bool,
+    /// Names of the `.part` files in use.
+    parts: Mutex<HashSet<String>>,
+    /// Per sanitised name: the number to start the next free-name search at.
+    hints: Mutex<HashMap<String, u32>>,
+    /// Bytes promised to accepted offers that are still running.
+    reserved: Mutex<u64>,
+}
+
+/// Not enough room for an offer, counting what other accepted offers reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRoom {
+    pub needed: u64,
+    /// Free bytes minus what other offers reserved.
+    pub available: u64,
+}
+
+/// Disk space held for one accepted offer; released when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    downloads: Downloads,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = lock(&self.downloads.0.reserved);
+        *reserved = reserved.saturating_sub(self.bytes);
+    }
+}
+
+impl Downloads {
+    /// Opens the folder at `path` once; `fsync` off skips the syncs (benchmarks only).
+    pub fn open(path: &Path, fsync: bool) -> io::Result<Self> {
+        Ok(Self(Arc::new(Inner {
+            dir: DownloadDir::open(path)?,
+            fsync,
+            parts: Mutex::new(HashSet::new()),
+            hints: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(0),
+        })))
+    }
+
+    /// The folder's path, for display.
+    pub fn path(&self) -> &Path {
+        self.0.dir.path()
+    }
+
+    fn parts(&self) -> MutexGuard<'_, HashSet<String>> {
+        lock(&self.0.parts)
+    }
+
+    /// Reserves `needed` bytes if the disk has them, counting what other running offers
+    /// reserved. Where free space cannot be known, always succeeds.
+    pub fn reserve(&self, needed: u64) -> Result<Reservation, NoRoom> {
+        let mut reserved = lock(&self.0.reserved);
+        if let Some(free) = self.0.dir.available_space() {
+            let available = free.saturating_sub(*reserved);
+            if available < needed {
+                return Err(NoRoom { needed, available });
+            }
+        }
+        *reserved = reserved.saturating_add(needed);
+        Ok(Reservation {
+            downloads: self.clone(),
+            bytes: needed,
+        })
+    }
+
+    /// Removes kept partials older than `max_age` at `now` (never one in use).
+    pub fn expire_partials(&self, max_age: Duration, now: SystemTime) -> io::Result<Expired> {
+        self.0
+            .dir
+            .expire_partials(max_age, now, |name| self.parts().contains(name))
+    }
+
+    fn name_hint(&self, safe: &SafeName) -> u32 {
+        lock(&self.0.hints).get(safe.as_str()).copied().unwrap_or(0)
+    }
+
+    fn set_name_hint(&self, safe: &SafeName, next: u32) {
+        let mut hints = lock(&self.0.hints);
+        if hints.len() >= MAX_NAME_HINTS && !hints.contains_key(safe.as_str()) {
+            // A hint only saves time: forgetting them all is always correct.
+            hints.clear();
+        }
+        hints.insert(safe.as_str().to_owned(), next);
+    }
+}
+
+/// A file being received.
+#[derive(Debug)]
+pub struct PartFile {
+    downloads: Downloads,
+    safe: SafeName,
+    /// The `n` in `name (n).ext` currently reserved by the `.part` file.
+    number: u32,
+    /// The `.part` file's name; empty once committed (nothing left to clean up).
+    part_name: String,
+    file: Option<File>,
+    keep: bool,
+}
 
 /// `NAME.ferry.part`, or `NAME.TAG.ferry.part` for a Ferry sender's resume key, so only the
 /// same sender sending the same file ever finds (or disturbs) that partial.
@@ -65,28 +174,27 @@ fn part_name(final_name: &str, tag: Option<&str>) -> String {
 }
 
 impl PartFile {
-    /// Reserves the first free name (`a.txt`, `a (1).txt`, ...) for which neither the name nor
-    /// its `.part` exists, by creating the `.part` exclusively.
-    pub fn create(
-        dir: &Path,
-        safe: &SafeName,
-        tag: Option<&str>,
-        registry: &PartRegistry,
-    ) -> io::Result<Self> {
-        for number in 0..MAX_ALTERNATIVES {
+    /// Reserves a free name (`a.txt`, `a (1).txt`, ...) for which neither the name nor its
+    /// `.part` exists, by creating the `.part` exclusively. The search starts where the last
+    /// one for this name ended (wrapping round to 0) and gives up after `NAME_SEARCH_LIMIT` (2 s).
+    pub fn create(downloads: &Downloads, safe: &SafeName, tag: Option<&str>) -> io::Result<Self> {
+        let dir = &downloads.0.dir;
+        let start = downloads.name_hint(safe).min(MAX_ALTERNATIVES);
+        let deadline = Instant::now() + NAME_SEARCH_LIMIT;
+        for number in (start..MAX_ALTERNATIVES).chain(0..start) {
+            if Instant::now() >= deadline {
+                break;
+            }
             let final_name = safe.numbered(number);
-            if dir.join(&final_name).symlink_metadata().is_ok() {
+            if dir.exists(&final_name)? {
                 continue;
             }
-            let part_path = dir.join(part_name(&final_name, tag));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&part_path)
-            {
+            let part_name = part_name(&final_name, tag);
+            match dir.create_new(&part_name) {
                 Ok(file) => {
-                    registry.set().insert(part_path.clone());
-                    return Ok(Self::open(dir, safe, number, part_path, file, registry));
+                    downloads.set_name_hint(safe, number.saturating_add(1));
+                    downloads.parts().insert(part_name.clone());
+                    return Ok(Self::open(downloads, safe, number, part_name, file));
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -94,7 +202,7 @@ impl PartFile {
         }
         Err(io::Error::new(
             ErrorKind::AlreadyExists,
-            format!("no free name for {safe} in {}", dir.display()),
+            format!("no free name for {safe} in {}", dir.path().display()),
         ))
     }
 
@@ -102,32 +210,47 @@ impl PartFile {
     /// between 1 and `size` bytes and not in use. Returns it positioned at its end, with its
     /// length. Whether its bytes really are the start of the offered file is for the caller
     /// to check (by hash) with the sender.
+    ///
+    /// Only a regular file with a single link owned by us is taken, checked on the open file
+    /// before a byte is read: a symlink, a hard link to a file elsewhere, a FIFO or someone
+    /// else's file under a partial's name is left alone (never read, written or hashed).
     pub fn resumable(
-        dir: &Path,
+        downloads: &Downloads,
         safe: &SafeName,
         size: u64,
         tag: Option<&str>,
-        registry: &PartRegistry,
     ) -> io::Result<Option<(Self, u64)>> {
+        let dir = &downloads.0.dir;
         for number in 0..MAX_RESUME_CANDIDATES {
-            let part_path = dir.join(part_name(&safe.numbered(number), tag));
-            let Ok(meta) = part_path.symlink_metadata() else {
+            let part_name = part_name(&safe.numbered(number), tag);
+            let mut in_use = downloads.parts();
+            if in_use.contains(&part_name) {
                 continue;
+            }
+            let mut file = match dir.open_existing(&part_name) {
+                Ok(file) => file,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => {
+                    // A symlink (ELOOP), a folder, a file we may not open: not ours.
+                    log::warn!("leaving {part_name:?} alone: {e}");
+                    continue;
+                }
             };
-            let len = meta.len();
-            if !meta.is_file() || len == 0 || len > size {
+            if !DownloadDir::is_ours(&file) {
+                log::warn!(
+                    "leaving {part_name:?} alone: not a regular file of ours with a single link"
+                );
                 continue;
             }
-            let mut in_use = registry.set();
-            if in_use.contains(&part_path) {
+            let len = file.metadata()?.len();
+            if len == 0 || len > size {
                 continue;
             }
-            let mut file = OpenOptions::new().read(true).write(true).open(&part_path)?;
             file.seek(SeekFrom::End(0))?;
-            in_use.insert(part_path.clone());
+            in_use.insert(part_name.clone());
             drop(in_use);
             return Ok(Some((
-                Self::open(dir, safe, number, part_path, file, registry),
+                Self::open(downloads, safe, number, part_name, file),
                 len,
             )));
         }
@@ -135,20 +258,18 @@ impl PartFile {
     }
 
     fn open(
-        dir: &Path,
+        downloads: &Downloads,
         safe: &SafeName,
         number: u32,
-        part_path: PathBuf,
+        part_name: String,
         file: File,
-        registry: &PartRegistry,
     ) -> Self {
         Self {
-            dir: dir.to_owned(),
+            downloads: downloads.clone(),
             safe: safe.clone(),
             number,
-            part_path,
+            part_name,
             file: Some(file),
-            registry: registry.clone(),
             keep: false,
         }
     }
@@ -202,47 +323,72 @@ impl PartFile {
     }
 
     /// Keeps the `.part` on disk when this is dropped, for a later resume, if it holds
-    /// anything (an empty one would only block the name).
+    /// anything (an empty one would only block the name). Its data is synced first, so the
+    /// length a later resume finds is what really reached the disk.
     pub fn keep(&mut self) {
-        self.keep = self
-            .file
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .is_some_and(|m| m.len() > 0);
+        let fsync = self.downloads.0.fsync;
+        self.keep = self.file.as_ref().is_some_and(|file| {
+            let len = file.metadata().map_or(0, |m| m.len());
+            if len > 0
+                && fsync
+                && let Err(e) = file.sync_data()
+            {
+                log::warn!("cannot sync the kept partial {:?}: {e}", self.part_name);
+            }
+            len > 0
+        });
     }
 
-    /// Moves the complete file to its final name without ever replacing an existing file.
+    /// Moves the complete file to its final name without ever replacing an existing file,
+    /// after syncing its data; then syncs the folder, so the name survives a power cut too.
     /// If the name was taken meanwhile (by something outside Ferry), the next free number is
     /// used. Returns the final path.
     pub fn commit(&mut self) -> io::Result<PathBuf> {
-        if let Some(mut file) = self.file.take() {
-            file.flush()?;
+        let Some(mut file) = self.file.take() else {
+            return Err(io::Error::other("part file already closed"));
+        };
+        file.flush()?;
+        let fsync = self.downloads.0.fsync;
+        if fsync {
+            file.sync_data()?;
         }
+        let dir = &self.downloads.0.dir;
+        let deadline = Instant::now() + NAME_SEARCH_LIMIT;
         for number in self.number..MAX_ALTERNATIVES {
-            let target = self.dir.join(self.safe.numbered(number));
-            let linked = match fs::hard_link(&self.part_path, &target) {
-                Ok(()) => true,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
-                // File systems without hard links: fall back to a checked rename.
-                Err(_) if target.symlink_metadata().is_err() => {
-                    fs::rename(&self.part_path, &target)?;
-                    true
-                }
-                Err(_) => false,
-            };
-            if linked {
-                // The data is safe under its final name; a leftover .part is only clutter.
-                // Hold the registry while the name is freed, so no other transfer can take
-                // the name between the removal and the unregistration.
-                let mut in_use = self.registry.set();
-                let _ = fs::remove_file(&self.part_path);
-                in_use.remove(&self.part_path);
-                drop(in_use);
-                self.number = number;
-                self.part_path = PathBuf::new();
-                return Ok(target);
+            if Instant::now() >= deadline {
+                break;
             }
+            let target = self.safe.numbered(number);
+            let still_linked = match dir.link_or_rename(&self.part_name, &target) {
+                Ok(still_linked) => still_linked,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            if !dir.is_same_file(&target, &file)? {
+                // Someone replaced our `.part` name meanwhile: what got the final name is
+                // not what we received. Take the name back; the received data is lost.
+                let _ = dir.remove(&target);
+                return Err(io::Error::other(
+                    "the partial file was replaced while it was being received",
+                ));
+            }
+            // The data is safe under its final name; a leftover .part is only clutter.
+            // Hold the registry while the name is freed, so no other transfer can take the
+            // name between the removal and the unregistration.
+            let mut in_use = self.downloads.parts();
+            if still_linked {
+                let _ = dir.remove(&self.part_name);
+            }
+            in_use.remove(&self.part_name);
+            drop(in_use);
+            self.number = number;
+            self.part_name.clear();
+            if fsync {
+                dir.sync()?;
+            }
+            return Ok(dir.path().join(target));
         }
+        self.file = Some(file);
         Err(io::Error::new(
             ErrorKind::AlreadyExists,
             "no free final name",
@@ -253,15 +399,15 @@ impl PartFile {
 impl Drop for PartFile {
     fn drop(&mut self) {
         drop(self.file.take());
-        if self.part_path.as_os_str().is_empty() {
+        if self.part_name.is_empty() {
             return;
         }
         // As in `commit`: free the name and unregister it as one step.
-        let mut in_use = self.registry.set();
+        let mut in_use = self.downloads.parts();
         if !self.keep {
-            let _ = fs::remove_file(&self.part_path);
+            let _ = self.downloads.0.dir.remove(&self.part_name);
         }
-        in_use.remove(&self.part_path);
+        in_use.remove(&self.part_name);
     }
 }
 
@@ -269,16 +415,21 @@ impl Drop for PartFile {
 mod tests {
     use super::*;
     use crate::protocol::sanitize_file_name;
+    use std::fs;
+
+    fn downloads(dir: &Path) -> Downloads {
+        Downloads::open(dir, true).unwrap()
+    }
 
     #[test]
     fn never_overwrites_and_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = PartRegistry::default();
+        let downloads = downloads(dir.path());
         fs::write(dir.path().join("a.txt"), b"old").unwrap();
         let name = sanitize_file_name("a.txt");
 
-        let mut first = PartFile::create(dir.path(), &name, None, &registry).unwrap();
-        let mut second = PartFile::create(dir.path(), &name, None, &registry).unwrap();
+        let mut first = PartFile::create(&downloads, &name, None).unwrap();
+        let mut second = PartFile::create(&downloads, &name, None).unwrap();
         assert_eq!(first.final_name(), "a (1).txt");
         assert_eq!(second.final_name(), "a (2).txt");
         first.file().unwrap().write_all(b"one").unwrap();
@@ -294,32 +445,46 @@ mod tests {
         assert!(!dir.path().join("a (2).txt.ferry.part").exists());
         assert!(!dir.path().join("a (2).txt").exists());
         assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"old");
-        assert!(registry.set().is_empty());
+        assert!(downloads.parts().is_empty());
     }
 
     #[test]
-    fn commit_skips_a_name_taken_meanwhile() {
+    fn commit_skips_a_name_taken_meanwhile_even_by_a_symlink() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = PartRegistry::default();
-        let mut part =
-            PartFile::create(dir.path(), &sanitize_file_name("b.txt"), None, &registry).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("victim");
+        fs::write(&target, b"victim").unwrap();
+        let downloads = downloads(dir.path());
+        let mut part = PartFile::create(&downloads, &sanitize_file_name("b.txt"), None).unwrap();
         part.file().unwrap().write_all(b"new").unwrap();
-        fs::write(dir.path().join("b.txt"), b"someone else").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("b.txt")).unwrap();
+        fs::write(dir.path().join("b (1).txt"), b"someone else").unwrap();
         let path = part.commit().unwrap();
-        assert_eq!(path, dir.path().join("b (1).txt"));
-        assert_eq!(fs::read(dir.path().join("b.txt")).unwrap(), b"someone else");
+        assert_eq!(path, dir.path().join("b (2).txt"));
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(fs::read(&target).unwrap(), b"victim");
+        assert!(
+            fs::symlink_metadata(dir.path().join("b.txt"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            fs::read(dir.path().join("b (1).txt")).unwrap(),
+            b"someone else"
+        );
         assert!(!dir.path().join("b.txt.ferry.part").exists());
     }
 
     #[test]
     fn a_kept_partial_is_found_for_resume_but_never_while_in_use() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = PartRegistry::default();
+        let downloads = downloads(dir.path());
         let name = sanitize_file_name("c.bin");
-        let mut part = PartFile::create(dir.path(), &name, None, &registry).unwrap();
+        let mut part = PartFile::create(&downloads, &name, None).unwrap();
         part.file().unwrap().write_all(b"hello").unwrap();
         assert!(
-            PartFile::resumable(dir.path(), &name, 10, None, &registry)
+            PartFile::resumable(&downloads, &name, 10, None)
                 .unwrap()
                 .is_none(),
             "a live part is not resumable"
@@ -328,12 +493,12 @@ mod tests {
         drop(part);
         assert!(dir.path().join("c.bin.ferry.part").exists());
         assert!(
-            PartFile::resumable(dir.path(), &name, 4, None, &registry)
+            PartFile::resumable(&downloads, &name, 4, None)
                 .unwrap()
                 .is_none(),
             "longer than offered"
         );
-        let (mut resumed, len) = PartFile::resumable(dir.path(), &name, 10, None, &registry)
+        let (mut resumed, len) = PartFile::resumable(&downloads, &name, 10, None)
             .unwrap()
             .unwrap();
         assert_eq!(len, 5);
@@ -342,5 +507,68 @@ mod tests {
         resumed.file().unwrap().write_all(b" world").unwrap();
         assert_eq!(resumed.commit().unwrap(), dir.path().join("c.bin"));
         assert_eq!(fs::read(dir.path().join("c.bin")).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn a_planted_link_under_a_partials_name_is_never_resumed_or_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, b"secret").unwrap();
+        let downloads = downloads(dir.path());
+        let name = sanitize_file_name("d.bin");
+        fs::hard_link(&victim, dir.path().join("d.bin.ferry.part")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("d (1).bin.ferry.part")).unwrap();
+        assert!(
+            PartFile::resumable(&downloads, &name, 100, None)
+                .unwrap()
+                .is_none()
+        );
+        let mut fresh = PartFile::create(&downloads, &name, None).unwrap();
+        assert_eq!(fresh.final_name(), "d (2).bin");
+        fresh.file().unwrap().write_all(b"mine").unwrap();
+        drop(fresh);
+        assert_eq!(fs::read(&victim).unwrap(), b"secret");
+        assert!(dir.path().join("d.bin.ferry.part").exists(), "left alone");
+    }
+
+    #[test]
+    fn the_free_name_search_resumes_where_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let downloads = downloads(dir.path());
+        let name = sanitize_file_name("z.txt");
+        for expected in ["z.txt", "z (1).txt", "z (2).txt"] {
+            let mut part = PartFile::create(&downloads, &name, None).unwrap();
+            assert_eq!(part.final_name(), expected);
+            part.commit().unwrap();
+        }
+        assert_eq!(downloads.name_hint(&name), 3);
+        // The user deletes the first one: numbers below the hint are found by wrapping.
+        fs::remove_file(dir.path().join("z (1).txt")).unwrap();
+        set_hint_for_test(&downloads, &name, MAX_ALTERNATIVES - 1);
+        let a = PartFile::create(&downloads, &name, None).unwrap();
+        assert_eq!(a.final_name(), format!("z ({}).txt", MAX_ALTERNATIVES - 1));
+        let b = PartFile::create(&downloads, &name, None).unwrap();
+        assert_eq!(b.final_name(), "z (1).txt");
+    }
+
+    fn set_hint_for_test(downloads: &Downloads, name: &SafeName, next: u32) {
+        downloads.set_name_hint(name, next);
+    }
+
+    #[test]
+    fn reservations_add_up_and_are_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let downloads = downloads(dir.path());
+        let free = downloads.0.dir.available_space().unwrap();
+        // Most of the disk, so other processes' writes meanwhile cannot change the outcome.
+        let most = free / 10 * 9;
+        let first = downloads.reserve(most).unwrap();
+        let refused = downloads.reserve(most).unwrap_err();
+        assert_eq!(refused.needed, most);
+        assert!(refused.available < most / 2, "{refused:?}");
+        drop(first);
+        assert!(downloads.reserve(most).is_ok());
+        assert_eq!(*lock(&downloads.0.reserved), 0);
     }
 }

@@ -1,8 +1,12 @@
 //! File uploads over TCP: the receiving server and the sending client, on blocking std
 //! sockets driven by worker threads. The bytes on the wire are specified in
 //! [`crate::protocol`]; this module moves them between sockets and files.
+//!
+//! Received data touches the disk only through one open handle on the download folder
+//! ([`DownloadDir`], `openat`-style, never following a symlink), never through paths.
 
 mod client;
+mod dir;
 mod files;
 mod os;
 mod server;
@@ -10,7 +14,8 @@ mod server;
 use std::io::{self, ErrorKind, Read, Write};
 
 pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, resume_key, send_files};
-pub use files::{PartFile, PartRegistry};
+pub use dir::{DownloadDir, Expired};
+pub use files::{Downloads, NoRoom, PartFile, Reservation};
 pub use server::{MinRate, ServerConfig, ServerHandle, ServerStartError};
 
 use crate::protocol::{self, FrameError, MessageError};

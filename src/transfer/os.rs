@@ -1,10 +1,11 @@
 //! Thin wrappers over OS calls std does not offer: sending file bytes without copying them
 //! through user space (`sendfile(2)` for the data, `MSG_MORE` for the small chunk header in
-//! front of it, so header and data share packets even with `TCP_NODELAY` on), and the free
-//! space of a folder (`statvfs(3)`). Other systems fall back to ordinary reads and writes.
+//! front of it, so header and data share packets even with `TCP_NODELAY` on). Other systems fall back to
+//! ordinary reads and writes. (File-system calls on received data use `rustix`, safe code,
+//! through [`super::dir::DownloadDir`].)
 //!
 //! This is the only module with `unsafe`: libc calls on file descriptors that the borrowed
-//! `TcpStream` and `File` keep open for the duration of each call, and on a C string we own.
+//! `TcpStream` and `File` keep open for the duration of each call.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -116,32 +117,4 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result
         }
     }
     Ok(())
-}
-
-/// Bytes an unprivileged process may still write in the file system holding `dir`.
-/// `None` where the system cannot tell (the caller then does not refuse for lack of space).
-pub fn available_space(dir: &std::path::Path) -> Option<u64> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-        let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: `path` is a NUL-terminated string we own; `stats` is writable memory of the
-        // right type, which statvfs fills completely when it returns 0.
-        let rc = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
-        if rc != 0 {
-            return None;
-        }
-        // SAFETY: statvfs returned 0, so it initialised `stats`.
-        let stats = unsafe { stats.assume_init() };
-        // The field types differ between platforms (u64 on Linux x86_64, u32 elsewhere).
-        #[allow(clippy::unnecessary_cast)]
-        let available = (stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64);
-        Some(available)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        None
-    }
 }

@@ -2,8 +2,14 @@
 //!
 //! Each connection speaks plain or Ferry, decided by its first header (see
 //! [`crate::protocol`]). Files are written through [`PartFile`], so nothing appears under a
-//! final name until every byte arrived (and, for Ferry peers, the hash matched). A bad
-//! connection is logged, reported as an event and closed; the server keeps serving.
+//! final name until every byte arrived (and, for Ferry peers, the hash matched) and was
+//! synced. A bad connection is logged, reported as an event and closed; the server keeps
+//! serving.
+//!
+//! The download folder is opened once at start ([`super::files::Downloads`], one directory
+//! handle every connection writes through), which also holds what connections share about
+//! it: the partials in use, the next free number per name and the bytes reserved by
+//! accepted offers. Old partials are removed at start, then hourly by a housekeeping thread.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
@@ -15,11 +21,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use std::time::Instant;
 
-use super::files::RESUME_TAG_LEN;
-use super::os::available_space;
+use super::files::{Downloads, NoRoom, RESUME_TAG_LEN};
 use super::{
-    CANCELLED_BY_SENDER, PartFile, PartRegistry, TransferError, read_error, read_frame,
-    read_prefix, write_all,
+    CANCELLED_BY_SENDER, PartFile, TransferError, read_error, read_frame, read_prefix, write_all,
 };
 use crate::protocol::{
     self, Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_sender_msg,
@@ -49,6 +53,8 @@ const DECISION_POLL: Duration = Duration::from_millis(200);
 /// The most names a sender's batch announcement may list in all (its frames are bounded
 /// each; this bounds how many of them a connection keeps).
 const MAX_BATCH_NAME_BYTES: usize = 16 * 1024 * 1024;
+/// How often old partials are looked for while the server runs (also once at start).
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// What a server needs to start.
 #[derive(Debug, Clone)]
@@ -76,6 +82,12 @@ pub struct ServerConfig {
     pub min_rate: MinRate,
     /// Files one connection may offer; more end the connection.
     pub max_files_per_connection: u64,
+    /// Kept partials (`*.ferry.part`) older than this are removed, at start and hourly.
+    pub partial_max_age: Duration,
+    /// Sync each file's data before it is reported complete or verified (and a partial's
+    /// before it is reported kept), and the folder after each new name. Off only for
+    /// benchmarks: a power cut may then lose files both sides were told are safe.
+    pub fsync: bool,
 }
 
 /// The slowest upload a server keeps: fewer than `bytes_per_sec * window` bytes in any
@@ -103,6 +115,8 @@ impl ServerConfig {
                 window: Duration::from_secs(30),
             },
             max_files_per_connection: 100_000,
+            partial_max_age: Duration::from_secs(7 * 24 * 3600),
+            fsync: true,
         }
     }
 }
@@ -119,6 +133,11 @@ pub enum ServerStartError {
     },
     #[error("download folder {0} is not a folder")]
     NotAFolder(PathBuf),
+    #[error("cannot open the download folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A file being received, as `cancel` finds it.
@@ -140,7 +159,8 @@ struct Shared {
     /// Clones of the live connections, so `stop` can shut them down mid-read.
     conns: Mutex<HashMap<u64, TcpStream>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    parts: PartRegistry,
+    /// The download folder, opened once; every connection writes through it.
+    downloads: Downloads,
     live: Mutex<HashMap<TransferId, Live>>,
     /// Offers waiting for the user: where to send the decision.
     pending: Mutex<HashMap<u64, crossbeam_channel::Sender<bool>>>,
@@ -153,6 +173,8 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
     accept_thread: Option<JoinHandle<()>>,
+    /// Expires old partials hourly; stops when the sender is dropped.
+    housekeeping: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
 }
 
 impl ServerHandle {
@@ -161,6 +183,12 @@ impl ServerHandle {
         if !config.dir.is_dir() {
             return Err(ServerStartError::NotAFolder(config.dir.clone()));
         }
+        let downloads = Downloads::open(&config.dir, config.fsync).map_err(|source| {
+            ServerStartError::Folder {
+                path: config.dir.clone(),
+                source,
+            }
+        })?;
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = TcpListener::bind(addr).map_err(|source| match source.kind() {
             std::io::ErrorKind::AddrInUse => ServerStartError::PortInUse { port: config.port },
@@ -179,7 +207,7 @@ impl ServerHandle {
             refusing: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
-            parts: PartRegistry::default(),
+            downloads,
             live: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         });
@@ -195,10 +223,28 @@ impl ServerHandle {
             "listening on {local_addr}, saving to {}",
             shared.config.dir.display()
         );
+        // Old partials go at once (so a disk an abandoned upload filled is free again), then
+        // hourly on a thread of its own.
+        expire_partials(&shared);
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let housekeeping_shared = Arc::clone(&shared);
+        let housekeeping = thread::Builder::new()
+            .name("ferry-housekeeping".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stop_rx.recv_timeout(HOUSEKEEPING_INTERVAL)
+                {
+                    expire_partials(&housekeeping_shared);
+                }
+            })
+            .map_err(|e| log::warn!("cannot start the housekeeping thread: {e}"))
+            .ok()
+            .map(|handle| (stop_tx, handle));
         Ok(Self {
             local_addr,
             shared,
             accept_thread: Some(accept_thread),
+            housekeeping,
         })
     }
 
@@ -251,6 +297,10 @@ impl ServerHandle {
             Duration::from_secs(1),
         );
         let _ = accept_thread.join();
+        if let Some((stop_tx, handle)) = self.housekeeping.take() {
+            drop(stop_tx);
+            let _ = handle.join();
+        }
         for stream in lock(&self.shared.conns).values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -265,6 +315,32 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Removes kept partials older than the configured age, and says so.
+fn expire_partials(shared: &Shared) {
+    let max_age = shared.config.partial_max_age;
+    match shared
+        .downloads
+        .expire_partials(max_age, std::time::SystemTime::now())
+    {
+        Ok(expired) if expired.names.is_empty() => {}
+        Ok(expired) => {
+            log::info!(
+                "removed {} partial file(s) older than {} days ({} bytes)",
+                expired.names.len(),
+                max_age.as_secs() / 86_400,
+                expired.bytes
+            );
+            shared
+                .sink
+                .emit(Event::Server(ServerEvent::PartialsExpired {
+                    names: expired.names,
+                    bytes: expired.bytes,
+                }));
+        }
+        Err(e) => log::warn!("cannot look for old partial files: {e}"),
     }
 }
 
@@ -306,9 +382,8 @@ fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let spawned = thread::Builder::new()
             .name(format!("ferry-conn-{peer}"))
             .spawn(move || {
-                serve_connection(stream, peer, &conn_shared);
+                serve_connection(stream, peer, &conn_shared, slot);
                 lock(&conn_shared.conns).remove(&conn_id);
-                drop(slot);
             });
         let mut threads = lock(&shared.threads);
         threads.retain(|t| !t.is_finished());
@@ -438,7 +513,7 @@ fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, busy: Busy)
     }
 }
 
-fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, slot: Slot) {
     let idle = shared.config.idle_timeout;
     let setup = stream
         .set_read_timeout(Some(idle))
@@ -464,24 +539,31 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         approved: (0, 0),
         buf: vec![0u8; RECV_BUF_LEN],
     };
-    match conn.run() {
-        Ok(()) => log::info!("{peer}: connection closed"),
-        Err(ConnEnd { error, reported }) => {
-            log::warn!("{peer}: {error}");
-            if conn.mode == Some(Mode::Ferry) {
-                conn.answer(&ReceiverMsg::Failed {
-                    reason: error.to_string(),
-                });
-            }
-            if !reported {
-                shared
-                    .sink
-                    .emit(Event::Server(ServerEvent::ConnectionError {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-            }
+    let end = conn.run();
+    if let Err(ConnEnd { error, .. }) = &end {
+        log::warn!("{peer}: {error}");
+        if conn.mode == Some(Mode::Ferry) {
+            conn.answer(&ReceiverMsg::Failed {
+                reason: error.to_string(),
+            });
         }
+    }
+    // Closed and its slot free before anyone is told it ended, so a peer reacting to the
+    // report finds the slot available.
+    drop(conn);
+    drop(slot);
+    match end {
+        Ok(()) => log::info!("{peer}: connection closed"),
+        Err(ConnEnd {
+            error,
+            reported: false,
+        }) => shared
+            .sink
+            .emit(Event::Server(ServerEvent::ConnectionError {
+                peer,
+                reason: error.to_string(),
+            })),
+        Err(_) => {}
     }
 }
 
@@ -1011,7 +1093,7 @@ impl Connection<'_> {
     fn receive_file(&mut self, header: Header, mode: Mode) -> Result<(), ConnEnd> {
         let safe = sanitize_file_name(&header.file_name);
         let id = next_transfer_id();
-        let dir = &self.shared.config.dir;
+        let downloads = &self.shared.downloads;
         let refusal = self.decide(&header, mode)?.err();
         // A Ferry sender's resume key names its partial (plain senders cannot resume).
         let tag = match mode {
@@ -1024,10 +1106,8 @@ impl Connection<'_> {
         // A partial copy left by an interrupted upload of the same name (Ferry only: only a
         // Ferry sender can prove, by hash, that it is the start of the same file).
         let resumable = match (&refusal, mode) {
-            (None, Mode::Ferry) => {
-                PartFile::resumable(dir, &safe, header.file_size, tag, &self.shared.parts)
-                    .map_err(TransferError::Disk)?
-            }
+            (None, Mode::Ferry) => PartFile::resumable(downloads, &safe, header.file_size, tag)
+                .map_err(TransferError::Disk)?,
             _ => None,
         };
         let mut resumable = resumable;
@@ -1038,12 +1118,18 @@ impl Connection<'_> {
         }
         let offset = resumable.as_ref().map_or(0, |(_, len)| *len);
         let needed = header.file_size - offset;
-        let refusal = refusal.or_else(|| match available_space(dir) {
-            Some(available) if available < needed => {
+        // The space is held for this file until it ends (parallel offers see each other).
+        let mut reservation = None;
+        let refusal = refusal.or_else(|| match downloads.reserve(needed) {
+            Ok(held) => {
+                reservation = Some(held);
+                None
+            }
+            Err(NoRoom { needed, available }) => {
                 Some(TransferError::NoSpace { needed, available }.to_string())
             }
-            _ => None,
         });
+        let _reservation = reservation;
         if let Some(reason) = refusal {
             log::warn!("{}: refused {:?}: {reason}", self.peer, header.file_name);
             self.report_refusal(id, &header, mode, &reason);
@@ -1075,7 +1161,7 @@ impl Connection<'_> {
                     .map_err(TransferError::Disk)?;
                 (part, Some(hasher))
             }
-            None => match PartFile::create(dir, &safe, tag, &self.shared.parts) {
+            None => match PartFile::create(downloads, &safe, tag) {
                 Ok(part) => (part, None),
                 Err(e) => {
                     let error = TransferError::Disk(e);

@@ -128,6 +128,12 @@ pub enum ServerEvent {
         peer: SocketAddr,
         reason: String,
     },
+    /// Kept partial files (`*.ferry.part`) older than the configured age were removed (at
+    /// start or by the hourly check): their names, sorted, and their total size.
+    PartialsExpired {
+        names: Vec<String>,
+        bytes: u64,
+    },
 }
 
 /// Notes (UDP) activity.

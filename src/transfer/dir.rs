@@ -1,0 +1,408 @@
+//! The download folder as one open directory handle, so that no received byte can end up
+//! outside it whatever a peer or a local process plants in the folder.
+//!
+//! The folder is opened once (`O_DIRECTORY | O_NOFOLLOW`); every later file-system call on
+//! received data is relative to that handle and names exactly one path component:
+//! - opens use `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` on Linux (falling back
+//!   to `openat` with `O_NOFOLLOW` where the kernel lacks `openat2`), and `O_CREAT | O_EXCL`
+//!   for new files, so a symlink is never followed and an existing file never reused by
+//!   accident;
+//! - a kept partial is trusted only after [`DownloadDir::is_ours`] checked the open file
+//!   itself (`fstat`: a regular file, one link, owned by this process's user);
+//! - a final name appears by `linkat` (fails rather than replaces), or where hard links are
+//!   not supported by `renameat2(RENAME_NOREPLACE)`: never a check followed by a rename;
+//! - free space comes from `fstatvfs` on the handle, and old partials are expired by name
+//!   inside the handle without following links ([`DownloadDir::expire_partials`]).
+//!
+//! Renaming or replacing the folder's path after the server started does not redirect
+//! anything: the handle keeps pointing at the folder that was opened.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::files::PART_SUFFIX;
+
+/// Set once `openat2` turned out to be missing (an old kernel): later opens go straight to
+/// `openat`.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// The open download folder. Every method takes a single file name, never a path.
+#[derive(Debug)]
+pub struct DownloadDir {
+    fd: OwnedFd,
+    /// For messages and for the paths reported to the user; never used to open anything.
+    path: PathBuf,
+}
+
+/// What [`DownloadDir::expire_partials`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub names: Vec<String>,
+    pub bytes: u64,
+}
+
+impl DownloadDir {
+    /// Opens the folder at `path` (which must not itself be a symlink).
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The folder's path as it was opened (for display and reported paths).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates `name` exclusively for reading and writing: fails with `AlreadyExists` if
+    /// anything (a file, a dangling symlink, ...) has that name.
+    pub fn create_new(&self, name: &str) -> io::Result<File> {
+        self.open_beneath(
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+            Mode::from_raw_mode(0o644),
+        )
+    }
+
+    /// Opens an existing `name` for reading and writing, never through a symlink. Whether it
+    /// may be used is for [`DownloadDir::is_ours`] to say.
+    pub fn open_existing(&self, name: &str) -> io::Result<File> {
+        // NONBLOCK: opening a FIFO planted under this name must not hang the connection
+        // (it is then refused by `is_ours`); it has no effect on regular files.
+        self.open_beneath(name, OFlags::RDWR | OFlags::NONBLOCK, Mode::empty())
+    }
+
+    fn open_beneath(&self, name: &str, flags: OFlags, mode: Mode) -> io::Result<File> {
+        check_component(name)?;
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+        #[cfg(target_os = "linux")]
+        if !NO_OPENAT2.load(Ordering::Relaxed) {
+            use rustix::fs::ResolveFlags;
+            let resolve =
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            match rustix::fs::openat2(&self.fd, name, flags, mode, resolve) {
+                Ok(fd) => return Ok(File::from(fd)),
+                Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let fd = rustix::fs::openat(&self.fd, name, flags, mode)?;
+        Ok(File::from(fd))
+    }
+
+    /// Whether an opened file may be trusted as one of our partials: a regular file with a
+    /// single link, owned by the user this process runs as. Checked on the open file, so no
+    /// rename or swap after the check can change the answer for the bytes we read or write.
+    pub fn is_ours(file: &File) -> bool {
+        file.metadata().is_ok_and(|meta| {
+            meta.file_type().is_file()
+                && meta.nlink() == 1
+                && meta.uid() == rustix::process::geteuid().as_raw()
+        })
+    }
+
+    /// Whether anything (a file, a folder, a dangling symlink) has this name.
+    pub fn exists(&self, name: &str) -> io::Result<bool> {
+        check_component(name)?;
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the file named `from` the additional name `to`; `AlreadyExists` when `to` is
+    /// taken (never replaced, never followed). Falls back to an atomic no-replace rename
+    /// where the file system has no hard links. Returns true when `from` still exists (a
+    /// link) and false when it was renamed.
+    pub fn link_or_rename(&self, from: &str, to: &str) -> io::Result<bool> {
+        check_component(from)?;
+        check_component(to)?;
+        match rustix::fs::linkat(&self.fd, from, &self.fd, to, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::EXIST) => Err(io::ErrorKind::AlreadyExists.into()),
+            // No hard links here (FAT, some network and FUSE file systems).
+            Err(Errno::PERM | Errno::OPNOTSUPP | Errno::MLINK | Errno::NOSYS) => {
+                self.rename_noreplace(from, to)?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "ios"))]
+    fn rename_noreplace(&self, from: &str, to: &str) -> io::Result<()> {
+        use rustix::fs::RenameFlags;
+        match rustix::fs::renameat_with(&self.fd, from, &self.fd, to, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(io::ErrorKind::AlreadyExists.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "ios")))]
+    fn rename_noreplace(&self, _from: &str, _to: &str) -> io::Result<()> {
+        // A plain rename would replace a file planted meanwhile: refuse instead.
+        Err(io::Error::other(
+            "this file system supports neither hard links nor a no-replace rename",
+        ))
+    }
+
+    /// Whether `name` is the very file `file` is open on (same device and inode).
+    pub fn is_same_file(&self, name: &str, file: &File) -> io::Result<bool> {
+        check_component(name)?;
+        let ours = file.metadata()?;
+        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        // The field types differ between platforms.
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let same = stat.st_dev as u64 == ours.dev() && stat.st_ino as u64 == ours.ino();
+        Ok(same)
+    }
+
+    /// Removes the name `name` (a symlink is removed, never its target).
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        check_component(name)?;
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// Makes the folder's entries (a new name, a removed one) durable.
+    pub fn sync(&self) -> io::Result<()> {
+        rustix::fs::fsync(&self.fd)?;
+        Ok(())
+    }
+
+    /// Bytes an unprivileged process may still write in the folder's file system; `None`
+    /// where the system cannot tell (the caller then does not refuse for lack of space).
+    pub fn available_space(&self) -> Option<u64> {
+        let stats = rustix::fs::fstatvfs(&self.fd).ok()?;
+        Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+
+    /// Removes the partials (`*.ferry.part`, regular files only) last modified more than
+    /// `max_age` before `now`, except those `in_use` says a live transfer holds. Symlinks and
+    /// other non-files with such names are left alone (and never followed).
+    pub fn expire_partials(
+        &self,
+        max_age: Duration,
+        now: SystemTime,
+        in_use: impl Fn(&str) -> bool,
+    ) -> io::Result<Expired> {
+        let mut expired = Expired::default();
+        let Some(cutoff) = now.checked_sub(max_age) else {
+            return Ok(expired);
+        };
+        for entry in rustix::fs::Dir::read_from(&self.fd)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue; // not a name Ferry ever writes
+            };
+            if !name.ends_with(PART_SUFFIX) || in_use(name) {
+                continue;
+            }
+            let Ok(stat) = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+                continue;
+            }
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            let mtime_secs = stat.st_mtime as i64;
+            let modified = match u64::try_from(mtime_secs) {
+                Ok(secs) => SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+                Err(_) => SystemTime::UNIX_EPOCH,
+            };
+            if modified >= cutoff {
+                continue;
+            }
+            // Between the stat and here the name may have been replaced: unlinking a name
+            // never touches what a symlink points at, so the worst case is removing a
+            // fresh planted entry under a name only Ferry's partials have.
+            match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+                Ok(()) => {
+                    expired.names.push(name.to_owned());
+                    #[allow(clippy::unnecessary_cast)]
+                    let size = stat.st_size as u64;
+                    expired.bytes = expired.bytes.saturating_add(size);
+                }
+                Err(e) => log::warn!("cannot remove the old partial {name:?}: {e}"),
+            }
+        }
+        expired.names.sort();
+        Ok(expired)
+    }
+}
+
+/// Refuses anything that is not exactly one ordinary path component (a second line of
+/// defence: names are sanitised long before they get here).
+fn check_component(name: &str) -> io::Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a single file name"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn opens_never_follow_symlinks_or_leave_the_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let dir_path = root.path().join("dl");
+        std::fs::create_dir(&dir_path).unwrap();
+        let outside = root.path().join("outside.txt");
+        std::fs::write(&outside, b"secret").unwrap();
+        symlink(&outside, dir_path.join("link")).unwrap();
+        let dir = DownloadDir::open(&dir_path).unwrap();
+
+        assert!(dir.open_existing("link").is_err(), "symlink followed");
+        assert_eq!(
+            dir.create_new("link").unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        for bad in ["../outside.txt", "..", ".", "", "a/b"] {
+            assert!(dir.create_new(bad).is_err(), "{bad:?}");
+            assert!(dir.open_existing(bad).is_err(), "{bad:?}");
+        }
+        assert!(dir.exists("link").unwrap());
+        assert!(!dir.exists("nothing").unwrap());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn a_folder_that_is_a_symlink_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("real")).unwrap();
+        symlink(root.path().join("real"), root.path().join("alias")).unwrap();
+        assert!(DownloadDir::open(&root.path().join("alias")).is_err());
+        assert!(DownloadDir::open(&root.path().join("real")).is_ok());
+    }
+
+    #[test]
+    fn only_a_single_link_regular_file_of_ours_is_trusted() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DownloadDir::open(root.path()).unwrap();
+        let mut file = dir.create_new("mine").unwrap();
+        file.write_all(b"x").unwrap();
+        assert!(DownloadDir::is_ours(&file));
+        std::fs::hard_link(root.path().join("mine"), root.path().join("alias")).unwrap();
+        assert!(!DownloadDir::is_ours(&file), "two links");
+        let fifo = root.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let fifo = dir.open_existing("fifo").unwrap();
+        assert!(!DownloadDir::is_ours(&fifo), "a FIFO");
+    }
+
+    #[test]
+    fn link_never_replaces_not_even_a_symlink() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside.txt");
+        std::fs::write(&outside, b"secret").unwrap();
+        let dl = root.path().join("dl");
+        std::fs::create_dir(&dl).unwrap();
+        let dir = DownloadDir::open(&dl).unwrap();
+        dir.create_new("a.part")
+            .unwrap()
+            .write_all(b"data")
+            .unwrap();
+        symlink(&outside, dl.join("a")).unwrap();
+        assert_eq!(
+            dir.link_or_rename("a.part", "a").unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert!(dir.link_or_rename("a.part", "b").unwrap());
+        let mut read = String::new();
+        File::open(dl.join("b"))
+            .unwrap()
+            .read_to_string(&mut read)
+            .unwrap();
+        assert_eq!(read, "data");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"secret");
+        assert!(
+            std::fs::symlink_metadata(dl.join("a"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn expiry_removes_only_old_regular_partials() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("target.ferry.part");
+        std::fs::write(&outside, b"outside").unwrap();
+        let dl = root.path().join("dl");
+        std::fs::create_dir(&dl).unwrap();
+        let now = SystemTime::now();
+        let old = now - Duration::from_secs(8 * 24 * 3600);
+        File::options()
+            .write(true)
+            .open(&outside)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        for name in ["old.ferry.part", "busy.ferry.part", "old.txt"] {
+            let f = File::create(dl.join(name)).unwrap();
+            f.set_len(10).unwrap();
+            f.set_modified(old).unwrap();
+        }
+        std::fs::write(dl.join("fresh.ferry.part"), b"new").unwrap();
+        symlink(&outside, dl.join("x.ferry.part")).unwrap();
+        let dir = DownloadDir::open(&dl).unwrap();
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let expired = dir
+            .expire_partials(week, now, |name| name == "busy.ferry.part")
+            .unwrap();
+        assert_eq!(
+            expired,
+            Expired {
+                names: vec!["old.ferry.part".into()],
+                bytes: 10
+            }
+        );
+        let mut left: Vec<_> = std::fs::read_dir(&dl)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "busy.ferry.part",
+                "fresh.ferry.part",
+                "old.txt",
+                "x.ferry.part"
+            ]
+        );
+        assert_eq!(std::fs::read(&outside).unwrap(), b"outside");
+        // The same partials are fresh for a clock a week earlier.
+        let none = dir.expire_partials(week, old, |_| false).unwrap();
+        assert!(none.names.is_empty());
+    }
+}
