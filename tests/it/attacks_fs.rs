@@ -4,11 +4,11 @@
 //! and expiry of old partials. Each runs a real server on loopback against real files; the
 //! file outside the folder that an attacker aims at must never change (bytes and mtime).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -76,14 +76,6 @@ fn send_one(addr: std::net::SocketAddr, file: &Path) -> FileOutcome {
     .unwrap();
     assert_eq!(outcomes.len(), 1);
     outcomes.remove(0)
-}
-
-fn read_answer(stream: &mut TcpStream) -> ReceiverMsg {
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).unwrap();
-    let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
-    stream.read_exact(&mut body).unwrap();
-    ferry::protocol::decode_receiver_msg(&body).unwrap()
 }
 
 /// Offers `name` on a raw Ferry connection with `resume_key` and returns the first real
@@ -361,50 +353,15 @@ fn ten_thousand_files_of_one_name_cost_linear_work() {
     assert_eq!(std::fs::read_dir(dst.path()).unwrap().count(), FILES);
 }
 
-/// Prints why a test did not run (visible with `--nocapture` and in CI logs).
-fn skipped(reason: &str) {
-    eprintln!("SKIPPED: {reason}");
-}
-
-/// A tmpfs of `size_mib` on a temp folder, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size_mib: u32) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "cannot mount a tmpfs (needs root): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Self { dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 #[test]
 fn parallel_offers_see_each_others_reserved_space() {
     const OFFERS: usize = 6;
     const SIZE: u64 = 40 * 1024 * 1024;
-    let disk = match Tmpfs::mount(50) {
+    let disk = match SmallDisk::mount(50) {
         Ok(disk) => disk,
-        Err(reason) => return skipped(&reason),
+        Err(reason) => return skip_or_fail(false, &reason),
     };
-    let (server, _events) = start_server(disk.dir.path());
+    let (server, _events) = start_server(disk.path());
     let addr = server.local_addr();
     // All offers at once; each answer is read while every connection stays open (an
     // accepted one holds its reservation until its upload ends).

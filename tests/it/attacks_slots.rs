@@ -3,15 +3,12 @@
 //! answers to `--ask` that could land on the wrong offer, and what an interrupted upload
 //! says it kept.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferry::protocol::{
-    Header, ReceiverMsg, SenderMsg, decode_frame_len, decode_receiver_msg, encode_chunk_header,
-    encode_sender_msg,
-};
+use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
 use ferry::transfer::{FileOutcome, MinRate, OutgoingFile, SendOptions, ServerConfig, send_files};
 use ferry::worker::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 
@@ -25,15 +22,6 @@ fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
         .unwrap();
     socket.connect(&to.into()).unwrap();
     socket.into()
-}
-
-/// Reads one receiver answer off a raw Ferry connection.
-fn read_answer(stream: &mut TcpStream) -> ReceiverMsg {
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).unwrap();
-    let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
-    stream.read_exact(&mut body).unwrap();
-    decode_receiver_msg(&body).unwrap()
 }
 
 fn offer(name: &str, size: u64, key: Option<&str>) -> SenderMsg {

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -128,14 +128,7 @@ fn a_changed_file_starts_over_instead_of_resuming() {
         .join(format!("doc.txt.{}.ferry.part", &key[..16]));
     std::fs::write(&partial, b"old contents that do not match").unwrap();
     let (server, _events) = start_server(dst.path());
-    let (sink, _) = event_channel(None);
-    let outcomes = send_files(
-        &SendOptions::new(server.local_addr().to_string()),
-        &[OutgoingFile::new(&file)],
-        &sink,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let outcomes = send_quietly(server.local_addr(), &[OutgoingFile::new(&file)]);
     assert_eq!(
         outcomes,
         [FileOutcome::Verified {
@@ -405,15 +398,6 @@ fn asking_server_refuses_plain_senders_which_cannot_be_asked() {
     assert!(names_in(dst.path()).is_empty());
 }
 
-/// Reads one receiver answer off a raw Ferry connection.
-fn read_answer(stream: &mut TcpStream) -> ferry::protocol::ReceiverMsg {
-    let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).unwrap();
-    let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
-    stream.read_exact(&mut body).unwrap();
-    ferry::protocol::decode_receiver_msg(&body).unwrap()
-}
-
 #[test]
 fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
     use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
@@ -527,41 +511,11 @@ fn a_peer_that_stops_mid_file_is_dropped_and_the_row_says_why() {
     );
 }
 
-/// A small tmpfs mounted on a temp folder, unmounted on drop. `None` where this process
-/// may not mount (not root): the disk tests then say so and do nothing.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size_mib: u32) -> Option<Self> {
-        let dir = tempfile::tempdir().ok()?;
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then_some(Self { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 #[test]
 fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() {
-    let Some(disk) = SmallDisk::mount(8) else {
-        // Mounting needs root (or CAP_SYS_ADMIN), which no package install provides.
-        skip_or_fail(false, "cannot mount a tmpfs here (needs root)");
-        return;
+    let disk = match SmallDisk::mount(8) {
+        Ok(disk) => disk,
+        Err(reason) => return skip_or_fail(false, &reason),
     };
     let src = tempfile::tempdir().unwrap();
     let big = src.path().join("too-big.bin");
@@ -574,14 +528,10 @@ fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() 
     let kept = disk.path().join(&kept_name);
     std::fs::write(&kept, &data(1024 * 1024, 56)[..100_000]).unwrap();
     let (server, _events) = start_server(disk.path());
-    let (sink, _) = event_channel(None);
-    let outcomes = send_files(
-        &SendOptions::new(server.local_addr().to_string()),
+    let outcomes = send_quietly(
+        server.local_addr(),
         &[OutgoingFile::new(&big), OutgoingFile::new(&small)],
-        &sink,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    );
     match &outcomes[0] {
         FileOutcome::Declined { reason } => {
             assert!(reason.contains("not enough disk space"), "{reason}")
@@ -609,10 +559,9 @@ fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() 
 
 #[test]
 fn a_disk_that_fills_mid_file_fails_that_file_and_the_server_keeps_serving() {
-    let Some(disk) = SmallDisk::mount(16) else {
-        // Mounting needs root (or CAP_SYS_ADMIN), which no package install provides.
-        skip_or_fail(false, "cannot mount a tmpfs here (needs root)");
-        return;
+    let disk = match SmallDisk::mount(16) {
+        Ok(disk) => disk,
+        Err(reason) => return skip_or_fail(false, &reason),
     };
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("grows.bin");

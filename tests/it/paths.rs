@@ -1,7 +1,8 @@
 //! Paths users hit that no other test walks: the receiver (not the sender) killed or stopped
 //! with Ctrl-C mid-upload and restarted, two uploads of one name at the same moment, a
 //! sender path that is not UTF-8, a file that shrinks while it is sent, and a file over
-//! 4 GiB resumed above 4 GiB. Real `ferry serve` processes where one must die.
+//! 4 GiB resumed above 4 GiB; and a partial orphaned by a changed file until it expires. Real
+//! `ferry serve` processes where one must die.
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -221,14 +222,7 @@ fn a_sender_path_that_is_not_utf8_is_sent_under_a_readable_name() {
     let bytes = data(200_000, 81);
     std::fs::write(&path, &bytes).unwrap();
     let (server, _events) = start_server(dst.path());
-    let (sink, _) = event_channel(None);
-    let outcomes = send_files(
-        &SendOptions::new(server.local_addr().to_string()),
-        &[OutgoingFile::new(&path)],
-        &sink,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let outcomes = send_quietly(server.local_addr(), &[OutgoingFile::new(&path)]);
     assert_eq!(
         outcomes,
         [FileOutcome::Verified {
@@ -416,4 +410,55 @@ fn a_5_gib_sparse_upload_interrupted_above_4_gib_resumes_there() {
     assert_eq!(file_len(&saved), SIZE);
     assert_eq!(hash_file(&saved), hash_file(&file));
     assert!(!part.exists());
+}
+
+#[test]
+fn a_partial_orphaned_by_a_changed_file_lingers_until_it_expires() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let file = src.path().join("draft.bin");
+    write_data_file(&file, 8 * 1024 * 1024, 91);
+    // An upload interrupted by the receiver stopping keeps a partial under the file's key.
+    let (server, _events) = start_server(dst.path());
+    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
+    let sender = {
+        let file = file.clone();
+        thread::spawn(move || send_quietly(proxy, &[OutgoingFile::new(file)]))
+    };
+    let orphan = wait_part_at_least(dst.path(), "draft.bin", 1024 * 1024);
+    server.stop();
+    assert!(matches!(
+        &sender.join().unwrap()[..],
+        [FileOutcome::Failed { .. }]
+    ));
+    // The user edits the file: its resume key changes, so the partial is someone else's now.
+    write_data_file(&file, 8 * 1024 * 1024 + 1, 92);
+    let (server, _events) = start_server(dst.path());
+    assert_eq!(
+        send_quietly(server.local_addr(), &[OutgoingFile::new(&file)]),
+        [FileOutcome::Verified {
+            saved_as: "draft.bin".into(),
+            resumed_from: 0
+        }]
+    );
+    drop(server);
+    let orphan_name = orphan.file_name().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(names_in(dst.path()), ["draft.bin", orphan_name.as_str()]);
+    // A week and a day later (its time set back, as the clock would have moved on), the next
+    // start removes it and says so; the received file stays.
+    std::fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600))
+        .unwrap();
+    let (_server, events) = start_server(dst.path());
+    let expired = wait_for(&events, |e| match e {
+        Event::Server(ferry::worker::ServerEvent::PartialsExpired { names, .. }) => {
+            Some(names.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(expired, [orphan_name]);
+    assert_eq!(names_in(dst.path()), ["draft.bin"]);
 }

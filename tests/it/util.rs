@@ -457,3 +457,64 @@ pub fn hash_file(path: &Path) -> blake3::Hash {
 pub fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
+
+/// Reads one receiver answer off a raw Ferry connection (panics on a malformed one).
+pub fn read_answer(stream: &mut TcpStream) -> ferry::protocol::ReceiverMsg {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
+    stream.read_exact(&mut body).unwrap();
+    ferry::protocol::decode_receiver_msg(&body).unwrap()
+}
+
+/// A small tmpfs mounted on a temp folder, unmounted on drop. Mounting needs root (or
+/// CAP_SYS_ADMIN), which no package install provides: callers skip (visibly) without it.
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(size_mib: u32) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot mount a tmpfs (needs root): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Sends `files` to `addr` in Ferry mode over one connection, nobody reading the sender's
+/// events; returns each file's outcome.
+pub fn send_quietly(
+    addr: SocketAddr,
+    files: &[ferry::transfer::OutgoingFile],
+) -> Vec<ferry::transfer::FileOutcome> {
+    // Dropping the receiver makes the sender's events no-ops instead of a full channel.
+    let (sink, _) = event_channel(None);
+    ferry::transfer::send_files(
+        &ferry::transfer::SendOptions::new(addr.to_string()),
+        files,
+        &sink,
+        &ferry::worker::CancelToken::new(),
+    )
+    .unwrap()
+}
