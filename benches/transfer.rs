@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Needs `nc` (Debian: netcat-openbsd) for the comparison; without it only Ferry is measured.
-//! The server's peak RSS is read from /proc (VmHWM) after the transfer.
+//! The server's peak RSS is read from /proc (VmHWM) after the transfer. Each round also runs
+//! Ferry with `serve --no-fsync`, so the cost of syncing the file before "verified" is a
+//! figure of the same run.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -35,10 +37,11 @@ fn main() {
     write_random(&input, bytes);
 
     let mut ferry_secs = Vec::new();
+    let mut no_fsync_secs = Vec::new();
     let mut nc_secs = Vec::new();
     let mut peak_rss_kib = 0;
     for run in 1..=runs {
-        let (secs, rss) = ferry_run(&input, &out_dir);
+        let (secs, rss) = ferry_run(&input, &out_dir, &[]);
         eprintln!(
             "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB)",
             mbps(bytes, secs),
@@ -46,6 +49,9 @@ fn main() {
         );
         ferry_secs.push(secs);
         peak_rss_kib = peak_rss_kib.max(rss);
+        let (secs, _) = ferry_run(&input, &out_dir, &["--no-fsync"]);
+        eprintln!("run {run}: ferry --no-fsync {:.0} MB/s", mbps(bytes, secs));
+        no_fsync_secs.push(secs);
         if let Some(secs) = nc_run(&input, &out_dir) {
             eprintln!("run {run}: nc    {:.0} MB/s", mbps(bytes, secs));
             nc_secs.push(secs);
@@ -57,6 +63,12 @@ fn main() {
         bytes >> 20
     );
     println!("ferry (verified)     {:>8.0} MB/s", mbps(bytes, ferry));
+    let no_fsync = median(&mut no_fsync_secs);
+    println!("ferry --no-fsync     {:>8.0} MB/s", mbps(bytes, no_fsync));
+    println!(
+        "fsync costs          {:>8.1} %",
+        (ferry / no_fsync - 1.0) * 100.0
+    );
     if nc_secs.is_empty() {
         println!("nc                   not found (apt-get install netcat-openbsd)");
     } else {
@@ -114,12 +126,14 @@ impl Drop for Killed {
     }
 }
 
-/// One `ferry send` into a fresh `ferry serve`; returns (seconds, server peak RSS in KiB).
-fn ferry_run(input: &Path, out_dir: &Path) -> (f64, u64) {
+/// One `ferry send` into a fresh `ferry serve` (with `serve_args`); returns (seconds, server
+/// peak RSS in KiB).
+fn ferry_run(input: &Path, out_dir: &Path, serve_args: &[&str]) -> (f64, u64) {
     let exe = env!("CARGO_BIN_EXE_ferry");
     let mut serve = Command::new(exe)
         .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
         .arg(out_dir)
+        .args(serve_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

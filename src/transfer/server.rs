@@ -22,6 +22,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use super::files::{Downloads, NoRoom, RESUME_TAG_LEN};
+use super::os::WriteBehind;
 use super::{
     CANCELLED_BY_SENDER, PartFile, TransferError, read_error, read_frame, read_prefix, write_all,
 };
@@ -826,6 +827,7 @@ fn pipelined(
     source: &mut DataSource<'_>,
     file: &mut std::fs::File,
     hasher: &mut Option<blake3::Hasher>,
+    mut write_behind: Option<WriteBehind>,
     mut progress: impl FnMut(u64),
 ) -> Result<DataEnd, TransferError> {
     let (full_tx, full_rx) = crossbeam_channel::bounded::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
@@ -841,6 +843,9 @@ fn pipelined(
                     hasher.update(&buf[..n]);
                 }
                 file.write_all(&buf[..n])?;
+                if let Some(write_behind) = write_behind.as_mut() {
+                    write_behind.wrote(file, n);
+                }
                 // The reader may have stopped already; then the buffer is simply freed.
                 let _ = free_tx.send(buf);
             }
@@ -1462,7 +1467,13 @@ impl Connection<'_> {
                 throttle.report(sink, id, source.received);
             }
         } else {
-            pipelined(&mut source, file, &mut hasher, |received| {
+            // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
+            let write_behind = self
+                .shared
+                .config
+                .fsync
+                .then(|| WriteBehind::new(start.offset));
+            pipelined(&mut source, file, &mut hasher, write_behind, |received| {
                 throttle.report(sink, id, received);
             })?
         };
