@@ -1,20 +1,37 @@
 //! Ferry: LAN file transfer and quick notes, wire-compatible with the classic Python
 //! upload/chat teaching example.
 //!
-//! Layers, from the wire up (see README.md for the picture):
+//! The crate is layered; each layer uses only the layers below it (a test,
+//! `tests/it/layers.rs`, fails on an upward `use`):
+//!
+//! ```text
+//!   app (egui window)        cli (headless commands)      two sibling faces
+//!          \                   /
+//!           worker                                        the window's engine thread
+//!              |
+//!   transfer (TCP)    notes (UDP)                         drivers: sockets, files, threads
+//!              |
+//!           events                                        typed events and outcomes
+//!              |
+//!           protocol                                      pure: wire format, names, limits,
+//!                                                         session state machines
+//! ```
+//!
 //! - [`protocol`]: pure encoding and decoding; its module doc is the wire specification.
+//! - [`events`]: what the drivers report (typed events, the channel they travel on).
 //! - [`transfer`]: TCP uploads (server and client) on blocking sockets and worker threads.
 //! - [`notes`]: UDP notes.
-//! - [`worker`]: the events the engines emit, the channel they travel on, and the engine
-//!   thread the window drives with commands.
+//! - [`worker`]: the engine thread the window drives with commands.
 //! - [`app`]: the egui window; [`cli`]: the headless commands. `main.rs` picks one.
-//! - [`defaults`]: the port, timeouts and download folder both faces start from.
+//! - [`defaults`]: the port, timeouts and download folder both faces start from (a leaf
+//!   every layer may read).
 
 #![deny(unsafe_code)]
 
 pub mod app;
 pub mod cli;
 pub mod defaults;
+pub mod events;
 pub mod notes;
 pub mod protocol;
 pub mod transfer;

@@ -9,8 +9,10 @@ use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
 use super::settings::remember;
 use super::table::{RowAction, transfer_table_ui};
+use crate::events::{Direction, TransferId, next_transfer_id};
+use crate::protocol::Mode;
 use crate::transfer::{OutgoingFile, SendOptions};
-use crate::worker::{Command, Direction, Mode, TransferId, next_transfer_id};
+use crate::worker::Command;
 
 pub struct ClientTab {
     pub dest: String,

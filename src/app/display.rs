@@ -5,8 +5,8 @@
 //!
 //! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
 
+use crate::events::{Event, NoteEvent, ServerEvent, TransferEvent};
 use crate::protocol::{escape_line, escape_note};
-use crate::worker::{Event, NoteEvent, ServerEvent, TransferEvent};
 
 /// `event` with its peer-controlled text escaped for display.
 pub fn display_safe(event: Event) -> Event {
@@ -96,8 +96,9 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::events::Direction;
+    use crate::protocol::Mode;
     use crate::protocol::is_unsafe_char;
-    use crate::worker::{Direction, Mode};
 
     const EVIL: &str = "a\u{1b}]52;c;SGVsbG8=\u{7}\u{202e}txt.exe\u{2028}\u{9b}2J\nz";
 

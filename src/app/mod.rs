@@ -4,7 +4,7 @@
 //! whichever tab is open.
 //!
 //! Threading: the UI thread only draws and sends commands. The engine thread (see
-//! [`crate::worker::Worker`]) owns sockets and files; it wakes the UI with
+//! [`crate::events::Worker`]) owns sockets and files; it wakes the UI with
 //! `request_repaint_after` when an event arrives, so an idle window does not repaint.
 //! Dialogs and file-size lookups run on short-lived threads and report back on a channel.
 //!
@@ -39,7 +39,8 @@ pub use settings::{Picker, RfdPicker, Settings, default_download_dir};
 use i18n::{Lang, T, Tr};
 use model::format_bytes;
 
-use crate::worker::{Command, Direction, Event, ServerEvent, TransferEvent, Worker, event_channel};
+use crate::events::{Direction, Event, ServerEvent, TransferEvent, event_channel};
+use crate::worker::{Command, Worker};
 
 /// How long the engine's wake-up may be delayed so bursts of events share one repaint.
 const REPAINT_BATCH: Duration = Duration::from_millis(30);

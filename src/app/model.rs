@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::worker::{Mode, TransferEvent, TransferId};
+use crate::events::{TransferEvent, TransferId};
+use crate::protocol::Mode;
 
 /// Where a row stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,7 +282,7 @@ mod tests {
         let t0 = Instant::now();
         let started = TransferEvent::Started {
             id: 7,
-            direction: crate::worker::Direction::Incoming,
+            direction: crate::events::Direction::Incoming,
             peer: "127.0.0.1:9".parse().unwrap(),
             name: "a.txt".into(),
             saved_as: Some("a (1).txt".into()),
@@ -347,7 +348,7 @@ mod tests {
         assert!(!row.retryable(), "not while it is on its way");
         let started = TransferEvent::Started {
             id: 2,
-            direction: crate::worker::Direction::Outgoing,
+            direction: crate::events::Direction::Outgoing,
             peer: "127.0.0.1:9".parse().unwrap(),
             name: "big.bin".into(),
             saved_as: None,

@@ -8,9 +8,10 @@ use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use super::Action;
 use super::i18n::{T, Tr};
+use crate::events::{Direction, NoteEvent};
 use crate::notes::{NoteHistory, NotesConfig};
 use crate::protocol::{MAX_NOTE_BYTES, NoteWarning, check_note};
-use crate::worker::{Command, Direction, NoteEvent};
+use crate::worker::Command;
 
 /// Whether the notes socket is bound.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 //! answers or when the engine closes it ([`ServerEvent::OfferClosed`]: timed out, the sender
 //! left, the server stopped).
 //!
-//! [`ServerEvent::OfferPending`]: crate::worker::ServerEvent::OfferPending
-//! [`ServerEvent::OfferClosed`]: crate::worker::ServerEvent::OfferClosed
+//! [`ServerEvent::OfferPending`]: crate::events::ServerEvent::OfferPending
+//! [`ServerEvent::OfferClosed`]: crate::events::ServerEvent::OfferClosed
 
 use std::net::SocketAddr;
 

@@ -11,8 +11,9 @@ use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
 use super::offers::OfferPrompt;
 use super::table::{RowAction, transfer_table_ui};
+use crate::events::Direction;
 use crate::transfer::ServerConfig;
-use crate::worker::{Command, Direction};
+use crate::worker::Command;
 
 /// Whether the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

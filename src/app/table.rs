@@ -6,8 +6,9 @@ use egui::{Color32, ProgressBar, RichText, Ui};
 
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
+use crate::events::{Direction, TransferId};
+use crate::protocol::Mode;
 use crate::transfer::FileOutcome;
-use crate::worker::{Direction, Mode, TransferId};
 
 /// Room for the usual states on one line; longer ones (failure reasons) are cut at the
 /// panel's edge and shown whole on hover.

@@ -21,9 +21,9 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select};
 
 use super::{ChatArgs, ListenArgs, NoteArgs};
+use crate::events::{Event, NoteEvent, event_channel};
 use crate::notes::{NotesConfig, NotesHandle, resolve_peer};
 use crate::protocol::{check_note, escape_note};
-use crate::worker::{Event, NoteEvent, event_channel};
 
 /// `ferry note`: send one note from a fresh ephemeral port, optionally wait for a reply.
 pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {

@@ -11,11 +11,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use super::ask::{AskPrompts, Reply};
 use super::{SendArgs, ServeArgs};
 use crate::defaults::default_download_dir;
+use crate::events::{CancelToken, Event, ServerEvent, TransferEvent, TransferId, event_channel};
+use crate::protocol::Mode;
 use crate::protocol::escape_line;
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
-use crate::worker::{
-    CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel,
-};
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let defaulted = args.dir.is_none();

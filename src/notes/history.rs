@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use crate::worker::{Direction, NoteEvent};
+use crate::events::{Direction, NoteEvent};
 
 /// How many notes a [`NoteHistory`] keeps by default; older ones are forgotten first.
 pub const HISTORY_CAPACITY: usize = 1_000;

@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
+use crate::events::{Event, EventSink, NoteEvent};
 use crate::protocol::{NoteError, NoteWarning, check_note, decode_note};
-use crate::worker::{Event, EventSink, NoteEvent};
 
 /// The UDP port notes use unless told otherwise (the same number as the TCP uploads).
 pub const DEFAULT_NOTES_PORT: u16 = crate::defaults::DEFAULT_PORT;

@@ -113,6 +113,15 @@ pub use note::{
 };
 pub use text::{escape_line, escape_note, is_unsafe_char};
 
+/// Which protocol a connection speaks (see [`crate::protocol`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The original protocol: no answers, no verification.
+    Plain,
+    /// The extended protocol: accept/decline and a BLAKE3 check.
+    Ferry,
+}
+
 /// Largest JSON frame body accepted, in bytes (64 KiB).
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
 

@@ -12,13 +12,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::os::{send_file_range, send_more};
 use super::{CANCELLED_BY_SENDER, TransferError, read_frame, write_all};
+use crate::events::{
+    CancelToken, Direction, EventSink, ProgressThrottle, TransferEvent, TransferId,
+    next_transfer_id,
+};
+use crate::protocol::Mode;
 use crate::protocol::{
     self, CHUNK_LEN, Header, ReceiverMsg, SenderMsg, decode_receiver_msg, encode_chunk_header,
     encode_sender_msg, escape_line,
-};
-use crate::worker::{
-    CancelToken, Direction, EventSink, Mode, ProgressThrottle, TransferEvent, TransferId,
-    next_transfer_id,
 };
 
 /// How many bytes of names one batch frame carries (keeps it below the frame limit, with

@@ -26,13 +26,14 @@ use super::os::WriteBehind;
 use super::{
     CANCELLED_BY_SENDER, PartFile, TransferError, read_error, read_frame, read_prefix, write_all,
 };
+use crate::events::{
+    Direction, Event, EventSink, ProgressThrottle, ServerEvent, TransferEvent, TransferId,
+    next_transfer_id,
+};
+use crate::protocol::Mode;
 use crate::protocol::{
     self, Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_sender_msg,
     encode_receiver_msg, sanitize_file_name,
-};
-use crate::worker::{
-    Direction, Event, EventSink, Mode, ProgressThrottle, ServerEvent, TransferEvent, TransferId,
-    next_transfer_id,
 };
 
 /// The size of the buffer each connection streams small files through.

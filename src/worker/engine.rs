@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::{CancelToken, Event, EventSink, NoteEvent, ServerEvent, TransferId};
+use crate::events::{CancelToken, Event, EventSink, NoteEvent, ServerEvent, TransferId};
 use crate::notes::{NotesConfig, NotesHandle};
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
 

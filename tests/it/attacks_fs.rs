@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use ferry::events::{CancelToken, Event, ServerEvent, event_channel};
 use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files};
-use ferry::worker::{CancelToken, Event, ServerEvent, event_channel};
 
 use crate::util::*;
 

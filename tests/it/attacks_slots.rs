@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ferry::events::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
 use ferry::transfer::{FileOutcome, MinRate, OutgoingFile, SendOptions, ServerConfig, send_files};
-use ferry::worker::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 
 use crate::util::*;
 

@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ferry::events::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files};
-use ferry::worker::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 
 use crate::util::*;
 

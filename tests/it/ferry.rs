@@ -4,9 +4,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
+use ferry::events::{CancelToken, Event, TransferEvent, event_channel};
+use ferry::protocol::Mode;
 use ferry::protocol::{self, ReceiverMsg};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files};
-use ferry::worker::{CancelToken, Event, Mode, TransferEvent, event_channel};
 
 use crate::util::*;
 

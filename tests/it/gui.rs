@@ -615,8 +615,8 @@ fn the_idle_timeout_is_validated_persisted_and_drops_a_silent_peer() {
 
 #[test]
 fn cancel_on_a_server_row_stops_the_sender_and_keeps_nothing() {
+    use ferry::events::{CancelToken, event_channel};
     use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
-    use ferry::worker::{CancelToken, event_channel};
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
     let file = src.path().join("slow.bin");
@@ -725,7 +725,7 @@ fn cutting_proxy(
 
 #[test]
 fn retry_on_a_failed_row_resumes_where_the_receiver_stopped() {
-    use ferry::worker::{Event, TransferEvent};
+    use ferry::events::{Event, TransferEvent};
     const SIZE: usize = 40 * 1024 * 1024;
     const CUT: usize = 10 * 1024 * 1024;
     let src = tempfile::tempdir().unwrap();

@@ -60,7 +60,7 @@ fn hostile_names_land_as_safe_names_inside_the_folder() {
 /// Sends `bytes`, then expects the server to close the connection (never hang) and report.
 fn expect_rejected(
     addr: SocketAddr,
-    events: &crossbeam_channel::Receiver<ferry::worker::Event>,
+    events: &crossbeam_channel::Receiver<ferry::events::Event>,
     bytes: &[u8],
 ) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();

@@ -10,6 +10,7 @@ mod faults;
 mod ferry;
 mod gui;
 mod hostile;
+mod layers;
 mod notes;
 mod paths;
 mod plain;

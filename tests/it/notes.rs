@@ -8,9 +8,9 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use ferry::events::{Direction, Event, NoteEvent, event_channel};
 use ferry::notes::{NoteHistory, NotesConfig, NotesError, NotesHandle};
 use ferry::protocol::{MAX_NOTE_BYTES, NoteError, NoteWarning, PLAIN_PEER_NOTE_BYTES};
-use ferry::worker::{Direction, Event, NoteEvent, event_channel};
 
 /// Longest any single expected datagram may take to show up.
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ferry::events::{CancelToken, Event, TransferEvent, event_channel};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
-use ferry::worker::{CancelToken, Event, TransferEvent, event_channel};
 
 use crate::util::*;
 
@@ -454,7 +454,7 @@ fn a_partial_orphaned_by_a_changed_file_lingers_until_it_expires() {
         .unwrap();
     let (_server, events) = start_server(dst.path());
     let expired = wait_for(&events, |e| match e {
-        Event::Server(ferry::worker::ServerEvent::PartialsExpired { names, .. }) => {
+        Event::Server(ferry::events::ServerEvent::PartialsExpired { names, .. }) => {
             Some(names.clone())
         }
         _ => None,

@@ -1,7 +1,8 @@
 //! Plain peers (the original protocol) against Ferry, in both directions.
 
+use ferry::events::{CancelToken, Event, TransferEvent, event_channel};
+use ferry::protocol::Mode;
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
-use ferry::worker::{CancelToken, Event, Mode, TransferEvent, event_channel};
 
 use crate::util::*;
 

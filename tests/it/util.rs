@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use ferry::events::{Event, ServerEvent, TransferEvent, event_channel};
 use ferry::transfer::{ServerConfig, ServerHandle};
-use ferry::worker::{Event, ServerEvent, TransferEvent, event_channel};
 
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -514,7 +514,7 @@ pub fn send_quietly(
         &ferry::transfer::SendOptions::new(addr.to_string()),
         files,
         &sink,
-        &ferry::worker::CancelToken::new(),
+        &ferry::events::CancelToken::new(),
     )
     .unwrap()
 }

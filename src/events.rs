@@ -1,0 +1,284 @@
+//! What the drivers (transfers, notes) report to the faces (the window and the CLI): typed
+//! events on a bounded crossbeam channel, plus a waker so a sleeping UI repaints when
+//! something happened. Nothing here runs a thread or touches a socket: this layer sits just
+//! above [`crate::protocol`] so every driver can emit events without knowing who listens.
+//!
+//! Drivers never block on a slow consumer for progress: progress is throttled at the source
+//! ([`ProgressThrottle`]) and dropped when the channel is full, because the next one
+//! supersedes it. Lifecycle events (started, finished, failed) are never dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::protocol::Mode;
+
+/// Identifies one file transfer for the lifetime of the process.
+pub type TransferId = u64;
+
+/// A fresh, process-unique transfer id.
+pub fn next_transfer_id() -> TransferId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// Everything the engines report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Transfer(TransferEvent),
+    Server(ServerEvent),
+    Note(NoteEvent),
+}
+
+/// The life of one file, on either side.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransferEvent {
+    Started {
+        id: TransferId,
+        direction: Direction,
+        peer: SocketAddr,
+        /// The name as offered (outgoing: the local file's name).
+        name: String,
+        /// The name it is saved under on the receiver, when known and different.
+        saved_as: Option<String>,
+        bytes_total: u64,
+        mode: Mode,
+        /// The sender's `msg`.
+        msg: String,
+    },
+    Progress {
+        id: TransferId,
+        bytes_done: u64,
+    },
+    Finished {
+        id: TransferId,
+        /// True when the receiver checked the BLAKE3 hash (Ferry mode).
+        verified: bool,
+        /// Incoming: where the file now is. Outgoing: the name the receiver saved it under.
+        saved_as: String,
+        path: Option<PathBuf>,
+    },
+    Failed {
+        id: TransferId,
+        reason: String,
+    },
+    /// Outgoing: the receiver is asking its user whether to accept.
+    AwaitingDecision {
+        id: TransferId,
+    },
+    /// Stopped on purpose: by the user on this side, or (`by_peer`) on the other.
+    Cancelled {
+        id: TransferId,
+        by_peer: bool,
+    },
+}
+
+/// Server lifecycle and connection-level problems (not tied to one file).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    Listening {
+        addr: SocketAddr,
+    },
+    /// The addresses a LAN peer can use to reach the server.
+    Reachable {
+        addrs: Vec<SocketAddr>,
+    },
+    /// The server could not start (port in use, folder not writable, ...).
+    StartFailed {
+        reason: String,
+    },
+    /// A Ferry sender offers files and the server asks before accepting: answer with
+    /// `ServerHandle::decide(offer_id, ..)` (the window: `Command::Decide`).
+    OfferPending {
+        offer_id: u64,
+        peer: SocketAddr,
+        /// Files and bytes in the whole upload, and the first names.
+        count: u64,
+        bytes: u64,
+        names: Vec<String>,
+        /// Each listed file's size, when the sender gave them (else empty).
+        sizes: Vec<u64>,
+        msg: String,
+    },
+    /// The offer was decided, or its sender left: the question is no longer open.
+    OfferClosed {
+        offer_id: u64,
+    },
+    Stopped,
+    /// A connection was refused or ended with an error before or between files.
+    ConnectionError {
+        peer: SocketAddr,
+        reason: String,
+    },
+    /// Kept partial files (`*.ferry.part`) older than the configured age were removed (at
+    /// start or by the hourly check): their names, sorted, and their total size.
+    PartialsExpired {
+        names: Vec<String>,
+        bytes: u64,
+    },
+}
+
+/// Notes (UDP) activity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoteEvent {
+    Received {
+        from: SocketAddr,
+        text: String,
+        at: SystemTime,
+    },
+    /// The notes socket is bound (answer to `Command::StartNotes`).
+    Listening { addr: SocketAddr },
+    /// A note left this machine; UDP promises nothing more.
+    Sent {
+        to: SocketAddr,
+        text: String,
+        at: SystemTime,
+    },
+    /// Binding or sending failed.
+    Error { reason: String },
+    /// `count` notes arrived faster than they were shown and the oldest of them were
+    /// dropped (see [`crate::notes`]'s bounded queue); the notes after this event are the
+    /// ones kept.
+    Dropped { count: u64 },
+}
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The sending half that engines hold. Cloning is cheap.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: Sender<Event>,
+    waker: Option<Waker>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink").finish_non_exhaustive()
+    }
+}
+
+/// Capacity of an event channel: lifecycle events for thousands of files.
+pub const EVENT_CAPACITY: usize = 4096;
+
+/// A bounded event channel. `waker` is called after every event (the UI passes a
+/// `request_repaint_after`).
+pub fn event_channel(waker: Option<Waker>) -> (EventSink, Receiver<Event>) {
+    let (tx, rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
+    (EventSink { tx, waker }, rx)
+}
+
+impl EventSink {
+    /// Sends a lifecycle event; waits if the consumer is behind. A consumer that went away
+    /// is not an error for the engine: it just stops being told.
+    pub fn emit(&self, event: Event) {
+        if self.tx.send(event).is_ok() {
+            self.wake();
+        }
+    }
+
+    /// Sends an event only if the channel has room; otherwise hands it back. For engines that
+    /// keep their own bounded backlog (notes) instead of waiting.
+    pub fn try_emit(&self, event: Event) -> Result<(), Box<Event>> {
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                self.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(event) | TrySendError::Disconnected(event)) => {
+                Err(Box::new(event))
+            }
+        }
+    }
+
+    /// How many events wait in the channel for the consumer: a measure of how far behind it is.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Sends an event that a later one supersedes (progress): dropped if the channel is full.
+    pub fn emit_lossy(&self, event: Event) {
+        match self.tx.try_send(event) {
+            Ok(()) => self.wake(),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    pub fn transfer(&self, event: TransferEvent) {
+        match event {
+            TransferEvent::Progress { .. } => self.emit_lossy(Event::Transfer(event)),
+            _ => self.emit(Event::Transfer(event)),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = &self.waker {
+            waker();
+        }
+    }
+}
+
+/// Lets progress through at most every `interval` (and always the final value).
+#[derive(Debug)]
+pub struct ProgressThrottle {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+/// Default interval between progress events of one transfer (10 per second).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Default for ProgressThrottle {
+    fn default() -> Self {
+        Self {
+            interval: PROGRESS_INTERVAL,
+            last: None,
+        }
+    }
+}
+
+impl ProgressThrottle {
+    /// True when a progress event should go out now.
+    fn ready(&mut self) -> bool {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Reports `bytes_done` of transfer `id` to `sink` if a progress event is due.
+    pub fn report(&mut self, sink: &EventSink, id: TransferId, bytes_done: u64) {
+        if self.ready() {
+            sink.transfer(TransferEvent::Progress { id, bytes_done });
+        }
+    }
+}
+
+/// A shared flag that asks a transfer to stop at the next chunk.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
