@@ -300,6 +300,25 @@ fn listen_and_chat_on_a_terminal_show_hostile_notes_escaped() {
     }
 }
 
+/// The receive queue (bytes) and drop count of the loopback UDP socket bound to `port`,
+/// from `/proc/net/udp`.
+fn udp_socket_state(port: u16) -> (u64, u64) {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    let line = table
+        .lines()
+        .find(|line| line.split_whitespace().nth(1) == Some(local.as_str()))
+        .unwrap_or_else(|| panic!("no socket {local} in /proc/net/udp"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let rx_queue = fields[4]
+        .split(':')
+        .nth(1)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap();
+    let drops = fields.last().and_then(|d| d.parse().ok()).unwrap();
+    (rx_queue, drops)
+}
+
 /// Peak resident memory of a process, from `/proc/PID/status` (`VmHWM`), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -340,16 +359,28 @@ fn a_notes_flood_against_an_unread_listen_stays_small_and_reports_drops() {
 
     let peer = std::net::UdpSocket::bind((LOOPBACK, 0)).unwrap();
     let datagram = vec![0xffu8; 65_507];
-    // A fixed number of datagrams (about 520 MB, 1.5 GB once decoded), not a fixed time, so
-    // a loaded machine floods just as hard, only slower.
-    const FLOOD: u64 = 8_000;
+    // Flood until the listener has certainly taken in more notes than its queue holds: what
+    // the kernel dropped or still holds for the socket does not count (read from
+    // /proc/net/udp), so a loaded machine floods just as hard, only longer.
+    const RECEIVED: u64 = 2_000;
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut sent = 0u64;
-    while sent < FLOOD {
-        assert!(Instant::now() < deadline, "only {sent} datagrams went out");
-        // The local queue may be full for a moment: that datagram is simply not sent.
-        if peer.send_to(&datagram, addr).is_ok() {
-            sent += 1;
+    loop {
+        let (queued_bytes, kernel_drops) = udp_socket_state(addr.port());
+        // A queued datagram takes more than its payload: this over-counts what waits.
+        let waiting = queued_bytes / datagram.len() as u64 + 1;
+        if sent.saturating_sub(kernel_drops + waiting) >= RECEIVED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the listener took in too few of {sent} datagrams"
+        );
+        for _ in 0..100 {
+            // The local queue may be full for a moment: that datagram is simply not sent.
+            if peer.send_to(&datagram, addr).is_ok() {
+                sent += 1;
+            }
         }
     }
     let peak_kib = peak_rss_kib(pid);
