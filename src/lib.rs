@@ -8,6 +8,7 @@
 //! - [`worker`]: the events the engines emit, the channel they travel on, and the engine
 //!   thread the window drives with commands.
 //! - [`app`]: the egui window; [`cli`]: the headless commands. `main.rs` picks one.
+//! - [`secure`]: device identity, pairing codes, the encrypted channel and sealed notes.
 //! - [`defaults`]: the port, timeouts and download folder both faces start from.
 
 #![deny(unsafe_code)]
@@ -17,5 +18,6 @@ pub mod cli;
 pub mod defaults;
 pub mod notes;
 pub mod protocol;
+pub mod secure;
 pub mod transfer;
 pub mod worker;

@@ -1,0 +1,1 @@
+//! Golden vectors: fixed keys and fixed randomness give fixed bytes on the wire.
