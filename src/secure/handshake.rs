@@ -124,10 +124,7 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
         self.noise(initiator, &psk, &prologue, matches!(mode, Mode::Code(_)))
     }
 
-    fn pake_sender(
-        &mut self,
-        code: &PairingCode,
-    ) -> Result<PakeOutcome, SecureError> {
+    fn pake_sender(&mut self, code: &PairingCode) -> Result<PakeOutcome, SecureError> {
         let (ids_a, ids_b) = spake_ids();
         let (state, pake_a) = Spake2::<Ed25519Group>::start_a_with_rng(
             &Password::new(code.password()),
@@ -157,10 +154,7 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
         Ok((key, pake_a, pake_b.to_vec()))
     }
 
-    fn pake_receiver(
-        &mut self,
-        code: &PairingCode,
-    ) -> Result<PakeOutcome, SecureError> {
+    fn pake_receiver(&mut self, code: &PairingCode) -> Result<PakeOutcome, SecureError> {
         let pake_a = self.recv(PAKE_MSG_LEN)?;
         let (ids_a, ids_b) = spake_ids();
         let (state, pake_b) = Spake2::<Ed25519Group>::start_b_with_rng(
