@@ -86,7 +86,7 @@ pub mod rng;
 pub mod trust;
 mod words;
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod golden;
 
 use thiserror::Error;
