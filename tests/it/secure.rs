@@ -14,6 +14,11 @@ use ferry::secure::{Identity, Mode, SecureError, SecureStream, accept, connect};
 
 use crate::util::{DEADLINE, data};
 
+/// What a receiving thread hands back: the bytes and the peer, or the error's name.
+type Received = Result<(Vec<u8>, ferry::secure::PeerInfo), String>;
+/// What the recording proxy hands back: the bytes the sender wrote, and the receiver's.
+type Recorded = (Vec<u8>, Vec<u8>);
+
 fn sender_id() -> Identity {
     Identity::from_private([0x11; 32], "sender box")
 }
@@ -67,12 +72,7 @@ fn secure_kind(e: &std::io::Error) -> String {
 }
 
 /// A receiver that accepts in `mode` and reads everything, then answers "thanks".
-fn receiving(
-    mode_code: Option<PairingCode>,
-) -> (
-    SocketAddr,
-    JoinHandle<Result<(Vec<u8>, ferry::secure::PeerInfo), String>>,
-) {
+fn receiving(mode_code: Option<PairingCode>) -> (SocketAddr, JoinHandle<Received>) {
     serve_one(move |tcp| {
         let mode = mode_code.as_ref().map_or(Mode::Open, Mode::Code);
         let mut s =
@@ -284,7 +284,7 @@ fn proxy(
     upstream: SocketAddr,
     handshake_frames: usize,
     fault: Fault,
-) -> (SocketAddr, JoinHandle<(Vec<u8>, Vec<u8>)>) {
+) -> (SocketAddr, JoinHandle<Recorded>) {
     serve_one(move |client| {
         let server = dial(upstream);
         let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
