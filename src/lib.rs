@@ -10,10 +10,12 @@
 //!           worker                                        the window's engine thread
 //!              |
 //!   transfer (TCP)    notes (UDP)                         drivers: sockets, files, threads
-//!              |
-//!           events                                        typed events and outcomes
-//!              |
-//!           protocol                                      pure: wire format, names, limits,
+//!         |        \   /     |
+//!         |        secure    |                            identity, pairing, encrypted
+//!         |          |       |                            channel over any Read + Write
+//!      events        |    events                          typed events and outcomes
+//!          \         |     /
+//!              protocol                                   pure: wire format, names, limits,
 //!                                                         session state machines
 //! ```
 //!
@@ -25,6 +27,7 @@
 //! - [`app`]: the egui window; [`cli`]: the headless commands. `main.rs` picks one.
 //! - [`defaults`]: the port, timeouts and download folder both faces start from (a leaf
 //!   every layer may read).
+//! - [`secure`]: device identity, pairing codes, the encrypted channel and sealed notes.
 
 #![deny(unsafe_code)]
 
@@ -34,5 +37,6 @@ pub mod defaults;
 pub mod events;
 pub mod notes;
 pub mod protocol;
+pub mod secure;
 pub mod transfer;
 pub mod worker;

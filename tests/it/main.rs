@@ -15,4 +15,5 @@ mod notes;
 mod paths;
 mod plain;
 mod python;
+mod secure;
 mod util;

@@ -1,0 +1,341 @@
+//! The handshake that turns a plain stream into a [`SecureStream`]: SPAKE2 over a pairing
+//! code (when there is one), key confirmation, then Noise XXpsk3. The exact messages are in
+//! the module doc of [`super`]; this file follows it step by step.
+
+use std::io::{Read, Write};
+use std::sync::Mutex;
+
+use snow::params::NoiseParams;
+use snow::resolvers::{CryptoResolver, DefaultResolver, FallbackResolver, RingResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+use spake2::{Ed25519Group, Identity as SpakeId, Password, Spake2};
+use subtle::ConstantTimeEq;
+
+use super::SecureError;
+use super::identity::{Identity, MAX_DEVICE_NAME_BYTES};
+use super::pairing::PairingCode;
+use super::record::SecureStream;
+use super::rng::{Entropy, Stream};
+
+/// The Noise protocol name, exactly.
+pub const NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s";
+/// The prologue's fixed part; the mode byte (and in code mode both SPAKE2 messages) follow.
+pub const PROLOGUE: &[u8] = b"ferry-secure/1 initiator=sender responder=receiver mode=";
+/// The largest handshake message either side sends or accepts.
+pub const MAX_HANDSHAKE_MSG_LEN: usize = 1024;
+
+const MODE_CODE: u8 = b'P';
+const MODE_OPEN: u8 = b'O';
+const PAKE_MSG_LEN: usize = 33;
+const CONFIRM_LEN: usize = 32;
+const WRONG_CODE: [u8; 1] = [0];
+const CTX_PSK: &str = "ferry 2025 secure v1 pairing psk";
+const CTX_CONFIRM_RECEIVER: &str = "ferry 2025 secure v1 confirm receiver";
+const CTX_CONFIRM_SENDER: &str = "ferry 2025 secure v1 confirm sender";
+
+/// What SPAKE2 leaves for Noise: the shared key `K`, then `pakeA` and `pakeB`.
+type PakeOutcome = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// With or without a pairing code.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// No code: trusted devices (the caller checks the key afterwards) and first contact.
+    Open,
+    /// Pairing: both sides hold the same code or the handshake fails with `WrongCode`.
+    Code(&'a PairingCode),
+}
+
+/// Who is on the other end, as the handshake proved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's static X25519 public key (its identity).
+    pub public_key: [u8; 32],
+    /// The device name it sent (hostile text: escape before showing).
+    pub name: String,
+    /// True when the handshake ran over a pairing code that both sides held.
+    pub paired: bool,
+}
+
+impl PeerInfo {
+    pub fn device_id(&self) -> String {
+        super::identity::device_id(&self.public_key)
+    }
+    pub fn fingerprint(&self) -> String {
+        super::identity::fingerprint(&self.public_key)
+    }
+}
+
+/// The side that connects (the sender): runs the handshake as initiator.
+pub fn connect<S: Read + Write>(
+    stream: S,
+    identity: &Identity,
+    mode: Mode<'_>,
+    entropy: &mut dyn Entropy,
+) -> Result<SecureStream<S>, SecureError> {
+    Handshake::new(stream, identity, entropy)?.run(true, mode)
+}
+
+/// The side that listens (the receiver): runs the handshake as responder.
+pub fn accept<S: Read + Write>(
+    stream: S,
+    identity: &Identity,
+    mode: Mode<'_>,
+    entropy: &mut dyn Entropy,
+) -> Result<SecureStream<S>, SecureError> {
+    Handshake::new(stream, identity, entropy)?.run(false, mode)
+}
+
+/// One handshake in progress: the stream, this device, the randomness and what was sent
+/// (to recognise a reflected message).
+pub struct Handshake<'a, S> {
+    stream: S,
+    identity: &'a Identity,
+    rng: Stream,
+    sent: Vec<Vec<u8>>,
+}
+
+impl<'a, S: Read + Write> Handshake<'a, S> {
+    fn new(
+        stream: S,
+        identity: &'a Identity,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Self, SecureError> {
+        Ok(Handshake {
+            stream,
+            identity,
+            rng: Stream::from_entropy(entropy)?,
+            sent: Vec::new(),
+        })
+    }
+
+    fn run(mut self, initiator: bool, mode: Mode<'_>) -> Result<SecureStream<S>, SecureError> {
+        let (psk, prologue) = match mode {
+            Mode::Open => ([0u8; 32], [PROLOGUE, &[MODE_OPEN]].concat()),
+            Mode::Code(code) => {
+                let (key, pake_a, pake_b) = if initiator {
+                    self.pake_sender(code)?
+                } else {
+                    self.pake_receiver(code)?
+                };
+                let prologue = [PROLOGUE, &[MODE_CODE], &pake_a, &pake_b].concat();
+                (blake3::derive_key(CTX_PSK, &key), prologue)
+            }
+        };
+        self.noise(initiator, &psk, &prologue, matches!(mode, Mode::Code(_)))
+    }
+
+    fn pake_sender(&mut self, code: &PairingCode) -> Result<PakeOutcome, SecureError> {
+        let (ids_a, ids_b) = spake_ids();
+        let (state, pake_a) = Spake2::<Ed25519Group>::start_a_with_rng(
+            &Password::new(code.password()),
+            &ids_a,
+            &ids_b,
+            &mut self.rng,
+        );
+        self.send(&pake_a)?;
+        let reply = self.recv(PAKE_MSG_LEN + CONFIRM_LEN)?;
+        if reply.len() != PAKE_MSG_LEN + CONFIRM_LEN {
+            return Err(SecureError::Handshake(format!(
+                "pairing reply of {} bytes",
+                reply.len()
+            )));
+        }
+        let (pake_b, confirm_r) = reply.split_at(PAKE_MSG_LEN);
+        let key = state.finish(pake_b).map_err(pake_error)?;
+        let transcript = [pake_a.as_slice(), pake_b].concat();
+        let expected = confirmation(CTX_CONFIRM_RECEIVER, &key, &transcript);
+        if !bool::from(expected.ct_eq(confirm_r)) {
+            // Tell the receiver, so both sides say "wrong pairing code"; ignore a send error,
+            // the answer to the user is the same.
+            let _ = self.send(&WRONG_CODE);
+            return Err(SecureError::WrongCode);
+        }
+        self.send(&confirmation(CTX_CONFIRM_SENDER, &key, &transcript))?;
+        Ok((key, pake_a, pake_b.to_vec()))
+    }
+
+    fn pake_receiver(&mut self, code: &PairingCode) -> Result<PakeOutcome, SecureError> {
+        let pake_a = self.recv(PAKE_MSG_LEN)?;
+        let (ids_a, ids_b) = spake_ids();
+        let (state, pake_b) = Spake2::<Ed25519Group>::start_b_with_rng(
+            &Password::new(code.password()),
+            &ids_a,
+            &ids_b,
+            &mut self.rng,
+        );
+        let key = state.finish(&pake_a).map_err(pake_error)?;
+        let transcript = [pake_a.as_slice(), &pake_b].concat();
+        let confirm_r = confirmation(CTX_CONFIRM_RECEIVER, &key, &transcript);
+        self.send(&[pake_b.as_slice(), &confirm_r].concat())?;
+        let answer = self.recv(CONFIRM_LEN)?;
+        if answer == WRONG_CODE {
+            return Err(SecureError::WrongCode);
+        }
+        let expected = confirmation(CTX_CONFIRM_SENDER, &key, &transcript);
+        if answer.len() != CONFIRM_LEN || !bool::from(expected.ct_eq(&answer)) {
+            return Err(SecureError::WrongCode);
+        }
+        Ok((key, pake_a, pake_b))
+    }
+
+    fn noise(
+        mut self,
+        initiator: bool,
+        psk: &[u8; 32],
+        prologue: &[u8],
+        paired: bool,
+    ) -> Result<SecureStream<S>, SecureError> {
+        let params: NoiseParams = NOISE_PARAMS.parse()?;
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut self.rng, &mut seed);
+        let resolver = Box::new(Resolver::new(Stream::from_entropy(
+            &mut super::rng::SeededEntropy::new(&seed),
+        )?));
+        let builder = snow::Builder::with_resolver(params, resolver)
+            .local_private_key(self.identity.private_key())?
+            .psk(3, psk)?
+            .prologue(prologue)?;
+        let mut state = if initiator {
+            builder.build_initiator()?
+        } else {
+            builder.build_responder()?
+        };
+        let mut out = vec![0u8; MAX_HANDSHAKE_MSG_LEN];
+        let mut payload = vec![0u8; MAX_HANDSHAKE_MSG_LEN];
+        let name = self.identity.name().as_bytes();
+        let peer_name_len = if initiator {
+            let n = state.write_message(&[], &mut out)?;
+            self.send(&out[..n])?;
+            let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
+            let got = state
+                .read_message(&msg, &mut payload)
+                .map_err(noise_error)?;
+            let n = state.write_message(name, &mut out)?;
+            self.send(&out[..n])?;
+            got
+        } else {
+            let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
+            state
+                .read_message(&msg, &mut payload)
+                .map_err(noise_error)?;
+            let n = state.write_message(name, &mut out)?;
+            self.send(&out[..n])?;
+            let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
+            state
+                .read_message(&msg, &mut payload)
+                .map_err(noise_error)?
+        };
+        if peer_name_len > MAX_DEVICE_NAME_BYTES {
+            return Err(SecureError::Handshake(format!(
+                "device name of {peer_name_len} bytes"
+            )));
+        }
+        let peer_name = std::str::from_utf8(&payload[..peer_name_len])
+            .map_err(|_| SecureError::Handshake("device name is not UTF-8".to_owned()))?
+            .to_owned();
+        let transport = state.into_transport_mode()?;
+        let public_key: [u8; 32] = transport
+            .get_remote_static()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| SecureError::Handshake("no static key from the peer".to_owned()))?;
+        self.stream.flush()?;
+        let peer = PeerInfo {
+            public_key,
+            name: peer_name,
+            paired,
+        };
+        Ok(SecureStream::new(self.stream, transport, peer))
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<(), SecureError> {
+        let len = u16::try_from(msg.len()).map_err(|_| SecureError::MessageSize(msg.len()))?;
+        let mut framed = Vec::with_capacity(2 + msg.len());
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(msg);
+        self.stream.write_all(&framed)?;
+        self.stream.flush()?;
+        self.sent.push(msg.to_vec());
+        Ok(())
+    }
+
+    /// Reads one framed message of at most `max` bytes (checked before allocating).
+    fn recv(&mut self, max: usize) -> Result<Vec<u8>, SecureError> {
+        let mut len = [0u8; 2];
+        self.stream.read_exact(&mut len).map_err(eof_error)?;
+        let len = usize::from(u16::from_be_bytes(len));
+        if len == 0 || len > max {
+            return Err(SecureError::MessageSize(len));
+        }
+        let mut msg = vec![0u8; len];
+        self.stream.read_exact(&mut msg).map_err(eof_error)?;
+        if self.sent.contains(&msg) {
+            return Err(SecureError::Reflected);
+        }
+        Ok(msg)
+    }
+}
+
+fn spake_ids() -> (SpakeId, SpakeId) {
+    (
+        SpakeId::new(b"ferry sender"),
+        SpakeId::new(b"ferry receiver"),
+    )
+}
+
+fn confirmation(context: &str, key: &[u8], transcript: &[u8]) -> [u8; 32] {
+    let confirm_key = blake3::derive_key(context, key);
+    *blake3::keyed_hash(&confirm_key, transcript).as_bytes()
+}
+
+fn pake_error(e: spake2::Error) -> SecureError {
+    match e {
+        spake2::Error::BadSide => SecureError::Reflected,
+        other => SecureError::Handshake(format!("pairing message refused: {other:?}")),
+    }
+}
+
+fn noise_error(e: snow::Error) -> SecureError {
+    SecureError::Handshake(format!(
+        "the peer's handshake message did not authenticate ({e})"
+    ))
+}
+
+fn eof_error(e: std::io::Error) -> SecureError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        SecureError::Handshake("the peer closed the connection during the handshake".to_owned())
+    } else {
+        SecureError::Io(e)
+    }
+}
+
+/// snow's resolver with our randomness: ring for the cipher (fast), snow's defaults for the
+/// rest, and the handshake's own stream as the RNG (so tests get fixed ephemeral keys).
+struct Resolver {
+    rng: Mutex<Option<Stream>>,
+    inner: FallbackResolver,
+}
+
+impl Resolver {
+    fn new(rng: Stream) -> Self {
+        Resolver {
+            rng: Mutex::new(Some(rng)),
+            inner: FallbackResolver::new(Box::new(RingResolver), Box::new(DefaultResolver)),
+        }
+    }
+}
+
+impl CryptoResolver for Resolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        let rng = self.rng.lock().ok()?.take()?;
+        Some(Box::new(rng))
+    }
+    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn Dh>> {
+        self.inner.resolve_dh(choice)
+    }
+    fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn Hash>> {
+        self.inner.resolve_hash(choice)
+    }
+    fn resolve_cipher(&self, choice: &snow::params::CipherChoice) -> Option<Box<dyn Cipher>> {
+        self.inner.resolve_cipher(choice)
+    }
+}

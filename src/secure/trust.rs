@@ -1,0 +1,253 @@
+//! Trusted devices: who was paired with, by name and pinned public key, kept as `trusted.json`
+//! (mode 0600) in the config folder. A key is never re-pinned silently: a known name with a
+//! different key is [`SecureError::KeyChanged`] until the user forgets the old device.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::identity::{
+    check_private_file, create_private_dir, device_id, fingerprint, write_private_file,
+};
+use super::{SecureError, hex, unhex};
+
+const TRUST_FILE: &str = "trusted.json";
+/// A trust store larger than this is refused rather than read (it is a hand-sized list).
+const MAX_TRUST_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// One trusted device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedDevice {
+    pub name: String,
+    /// 64 hex digits of the X25519 public key.
+    pub public_key: String,
+    pub device_id: String,
+    pub last_address: Option<String>,
+    pub first_seen_unix_secs: u64,
+    pub last_seen_unix_secs: u64,
+}
+
+impl TrustedDevice {
+    /// The pinned key as bytes (`None` if the file was edited into nonsense).
+    pub fn key(&self) -> Option<[u8; 32]> {
+        unhex::<32>(&self.public_key)
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TrustFile {
+    version: u32,
+    devices: Vec<TrustedDevice>,
+}
+
+/// What the store says about a peer after a handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its key is pinned (under this name in the store).
+    Trusted(TrustedDevice),
+    /// Neither its key nor its name is known: first contact.
+    Unknown,
+}
+
+/// The trusted devices, loaded from and saved to one folder.
+#[derive(Debug)]
+pub struct TrustStore {
+    path: PathBuf,
+    devices: Vec<TrustedDevice>,
+}
+
+impl TrustStore {
+    /// Loads `trusted.json` from `dir` (an empty store if there is none yet).
+    pub fn load(dir: &Path) -> Result<Self, SecureError> {
+        let path = dir.join(TRUST_FILE);
+        let err = |reason: String| SecureError::TrustStore {
+            path: path.display().to_string(),
+            reason,
+        };
+        let devices = match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(err(e.to_string())),
+            Ok(meta) => {
+                check_private_file(&path)?;
+                if meta.len() > MAX_TRUST_FILE_BYTES {
+                    return Err(err(format!("{} bytes is too large", meta.len())));
+                }
+                let bytes = std::fs::read(&path).map_err(|e| err(e.to_string()))?;
+                let file: TrustFile =
+                    serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+                file.devices
+            }
+        };
+        Ok(TrustStore { path, devices })
+    }
+
+    /// Writes the store (creating the folder 0700 and the file 0600).
+    pub fn save(&self) -> Result<(), SecureError> {
+        if let Some(dir) = self.path.parent() {
+            create_private_dir(dir)?;
+        }
+        let file = TrustFile {
+            version: 1,
+            devices: self.devices.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| SecureError::TrustStore {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        write_private_file(&self.path, &json)
+    }
+
+    pub fn devices(&self) -> &[TrustedDevice] {
+        &self.devices
+    }
+
+    pub fn by_key(&self, public_key: &[u8; 32]) -> Option<&TrustedDevice> {
+        let wanted = hex(public_key);
+        self.devices.iter().find(|d| d.public_key == wanted)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&TrustedDevice> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// Checks a peer that presented `public_key` and called itself `name`: trusted by key,
+    /// unknown, or `KeyChanged` when the name is trusted under a different key.
+    pub fn check(&self, name: &str, public_key: &[u8; 32]) -> Result<Verdict, SecureError> {
+        if let Some(device) = self.by_key(public_key) {
+            return Ok(Verdict::Trusted(device.clone()));
+        }
+        if self.by_name(name).is_some() {
+            return Err(SecureError::KeyChanged {
+                name: name.to_owned(),
+                fingerprint: fingerprint(public_key),
+            });
+        }
+        Ok(Verdict::Unknown)
+    }
+
+    /// Trusts a device (after pairing or "Accept and trust"), or refreshes its address and
+    /// last-seen time if its key is already pinned. A name already pinned to another key is
+    /// `KeyChanged`: forget that device first. Call [`TrustStore::save`] afterwards.
+    pub fn pin(
+        &mut self,
+        name: &str,
+        public_key: &[u8; 32],
+        address: Option<String>,
+        now_unix_secs: u64,
+    ) -> Result<&TrustedDevice, SecureError> {
+        let key_hex = hex(public_key);
+        if let Some(i) = self.devices.iter().position(|d| d.public_key == key_hex) {
+            let device = &mut self.devices[i];
+            device.last_seen_unix_secs = now_unix_secs;
+            if address.is_some() {
+                device.last_address = address;
+            }
+            return Ok(&self.devices[i]);
+        }
+        if self.by_name(name).is_some() {
+            return Err(SecureError::KeyChanged {
+                name: name.to_owned(),
+                fingerprint: fingerprint(public_key),
+            });
+        }
+        self.devices.push(TrustedDevice {
+            name: name.to_owned(),
+            public_key: key_hex,
+            device_id: device_id(public_key),
+            last_address: address,
+            first_seen_unix_secs: now_unix_secs,
+            last_seen_unix_secs: now_unix_secs,
+        });
+        Ok(&self.devices[self.devices.len() - 1])
+    }
+
+    /// Renames a trusted device; false if `old` is unknown or `new` is taken by another one.
+    pub fn rename(&mut self, old: &str, new: &str) -> bool {
+        if old != new && self.by_name(new).is_some() {
+            return false;
+        }
+        match self.devices.iter_mut().find(|d| d.name == old) {
+            Some(device) => {
+                device.name = new.to_owned();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets a trusted device by name; false if there was none.
+    pub fn forget(&mut self, name: &str) -> bool {
+        let before = self.devices.len();
+        self.devices.retain(|d| d.name != name);
+        self.devices.len() != before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_check_rename_forget_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("ferry");
+        let mut store = TrustStore::load(&conf).unwrap();
+        let (ka, kb) = ([1u8; 32], [2u8; 32]);
+        assert_eq!(store.check("laptop", &ka).unwrap(), Verdict::Unknown);
+        store
+            .pin("laptop", &ka, Some("10.0.0.2:7878".into()), 100)
+            .unwrap();
+        store.pin("laptop", &ka, None, 200).unwrap();
+        store.save().unwrap();
+
+        let mut store = TrustStore::load(&conf).unwrap();
+        let d = store.by_name("laptop").unwrap().clone();
+        assert_eq!((d.first_seen_unix_secs, d.last_seen_unix_secs), (100, 200));
+        assert_eq!(d.last_address.as_deref(), Some("10.0.0.2:7878"));
+        assert_eq!(d.key(), Some(ka));
+        assert!(matches!(
+            store.check("laptop", &ka).unwrap(),
+            Verdict::Trusted(_)
+        ));
+        // Same name, other key: refused, and pinning it is refused too.
+        assert!(matches!(
+            store.check("laptop", &kb),
+            Err(SecureError::KeyChanged { .. })
+        ));
+        assert!(matches!(
+            store.pin("laptop", &kb, None, 300),
+            Err(SecureError::KeyChanged { .. })
+        ));
+        assert_eq!(
+            store.by_name("laptop").unwrap().key(),
+            Some(ka),
+            "never re-pinned"
+        );
+
+        assert!(store.rename("laptop", "work laptop"));
+        assert!(store.by_key(&ka).is_some_and(|d| d.name == "work laptop"));
+        assert!(store.forget("work laptop"));
+        assert!(!store.forget("work laptop"));
+        assert_eq!(store.check("laptop", &kb).unwrap(), Verdict::Unknown);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_private_and_a_readable_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TrustStore::load(dir.path()).unwrap();
+        store.pin("a", &[3; 32], None, 1).unwrap();
+        store.save().unwrap();
+        let path = dir.path().join(TRUST_FILE);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            TrustStore::load(dir.path()),
+            Err(SecureError::KeyFile { .. })
+        ));
+    }
+}
