@@ -97,6 +97,7 @@ mod frame;
 mod message;
 mod name;
 mod note;
+pub mod session;
 mod text;
 
 pub use frame::{

@@ -1,0 +1,487 @@
+//! The receiving side of one upload connection, with no I/O: it takes what the driver read
+//! (decoded frames, chunk headers, byte counts) and the driver's decisions, enforces the
+//! message order and the byte accounting of [`crate::protocol`], and says what to read next
+//! and what to answer. The driver (`transfer::server`) moves bytes between socket, disk and
+//! this machine, hashes, and asks its user; every rule about *what may come when* is here.
+//!
+//! One file's life, Ferry: `Idle` → (offer) `Offered` → [`ReceiverSession::accept`] →
+//! (`AwaitStart` → start) → `Data` → [`ReceiverSession::data_complete`] → `AwaitEnd` → (end)
+//! `Idle`. Plain: `Idle` → `Offered` → accept → `Data` → complete → `Idle`. A decline
+//! returns a Ferry connection to `Idle`; a plain sender cannot be declined (its bytes would
+//! follow regardless), so the connection ends. Any error leaves the machine `Broken`.
+
+use super::super::{Chunk, Header, Mode, ReceiverMsg, SenderMsg};
+use super::SessionError;
+use super::batch::{Batch, Consent, Refusal, consent};
+
+/// What the driver should read next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// A frame (a header, `start`, `end` or `cancel`); a clean end of stream is fine only
+    /// while [`ReceiverSession::at_boundary`].
+    Frame,
+    /// A 4-byte chunk header (Ferry data).
+    ChunkHeader,
+    /// Up to this many raw data bytes (the rest of the chunk, or of a plain file).
+    Data(u64),
+    /// Every byte of the file arrived: call [`ReceiverSession::data_complete`].
+    DataComplete,
+    /// Waiting for the driver's decision on an offer ([`ReceiverSession::accept`] or
+    /// [`ReceiverSession::decline`]).
+    Decision,
+    /// The connection can carry nothing more.
+    Nothing,
+}
+
+/// A frame's meaning, once it fits the order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameStep {
+    /// A batch announcement was recorded; read on.
+    Batch,
+    /// A file is offered: decide with [`ReceiverSession::consent`], then accept or decline.
+    Offer { header: Header, mode: Mode },
+    /// The sender agreed to resume at this offset.
+    Resume { offset: u64 },
+    /// The sender's file does not match the kept prefix: empty the partial, data from 0.
+    Restart,
+    /// The sender's hash matches the data received: commit the file, then answer
+    /// `verified` with its final name.
+    Verified,
+    /// The sender's hash does not match: the file must not be kept.
+    HashMismatch,
+    /// The sender gave up on this file (its reason, peer text); the connection goes on.
+    Cancelled { reason: String },
+}
+
+/// What a chunk header announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkStep {
+    /// Data follows.
+    Data,
+    /// The sender cancels the file; its `cancel` frame follows.
+    CancelFollows,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Idle,
+    Offered {
+        mode: Mode,
+        size: u64,
+    },
+    AwaitStart {
+        size: u64,
+        offset: u64,
+    },
+    Data {
+        mode: Mode,
+        size: u64,
+        received: u64,
+        left_in_chunk: u64,
+    },
+    AwaitCancel,
+    AwaitEnd {
+        ours: [u8; 32],
+    },
+    Broken,
+}
+
+/// One connection's receiving state (see the module docs).
+#[derive(Debug, Clone)]
+pub struct ReceiverSession {
+    max_files: u64,
+    mode: Option<Mode>,
+    batch: Option<Batch>,
+    /// Headers read so far.
+    files: u64,
+    /// The user's answer about the announced batch, once asked.
+    decision: Option<bool>,
+    /// Files and bytes the user accepted so far (bounded by the batch).
+    approved: (u64, u64),
+    state: State,
+}
+
+impl ReceiverSession {
+    /// A new connection that may offer at most `max_files` files.
+    pub fn new(max_files: u64) -> Self {
+        Self {
+            max_files,
+            mode: None,
+            batch: None,
+            files: 0,
+            decision: None,
+            approved: (0, 0),
+            state: State::Idle,
+        }
+    }
+
+    /// Which protocol the connection speaks, once its first frame said so.
+    pub fn mode(&self) -> Option<Mode> {
+        self.mode
+    }
+
+    /// True between files: a clean end of stream here is the sender's normal goodbye.
+    pub fn at_boundary(&self) -> bool {
+        self.state == State::Idle
+    }
+
+    /// What the driver should read (or do) next.
+    pub fn expect(&self) -> Expect {
+        match &self.state {
+            State::Idle
+            | State::AwaitStart { .. }
+            | State::AwaitCancel
+            | State::AwaitEnd { .. } => Expect::Frame,
+            State::Offered { .. } => Expect::Decision,
+            State::Data {
+                mode,
+                size,
+                received,
+                left_in_chunk,
+            } => {
+                if received == size {
+                    Expect::DataComplete
+                } else if *mode == Mode::Plain {
+                    Expect::Data(size - received)
+                } else if *left_in_chunk == 0 {
+                    Expect::ChunkHeader
+                } else {
+                    Expect::Data(*left_in_chunk)
+                }
+            }
+            State::Broken => Expect::Nothing,
+        }
+    }
+
+    /// Bytes of the current file received so far (including a resumed prefix).
+    pub fn received(&self) -> u64 {
+        match self.state {
+            State::Data { received, .. } => received,
+            _ => 0,
+        }
+    }
+
+    /// Takes a decoded frame.
+    pub fn on_frame(&mut self, msg: SenderMsg) -> Result<FrameStep, SessionError> {
+        let step = self.frame(msg);
+        if step.is_err() {
+            self.state = State::Broken;
+        }
+        step
+    }
+
+    fn frame(&mut self, msg: SenderMsg) -> Result<FrameStep, SessionError> {
+        match (&self.state, msg) {
+            // The batch announcement: one or more frames before the first offer.
+            (
+                State::Idle,
+                SenderMsg::Batch {
+                    count,
+                    bytes,
+                    names,
+                    sizes,
+                },
+            ) if self.files == 0 && self.mode != Some(Mode::Plain) => {
+                let batch = self.batch.get_or_insert_with(|| Batch::new(count, bytes));
+                batch.extend(count, bytes, names, sizes, self.max_files)?;
+                self.mode = Some(Mode::Ferry);
+                Ok(FrameStep::Batch)
+            }
+            (State::Idle, SenderMsg::Plain(header)) if self.mode != Some(Mode::Ferry) => {
+                self.offered(header, Mode::Plain)
+            }
+            (State::Idle, SenderMsg::Offer(header)) if self.mode != Some(Mode::Plain) => {
+                self.offered(header, Mode::Ferry)
+            }
+            (State::AwaitStart { offset, size }, SenderMsg::Start { offset: agreed }) => {
+                let (offset, size) = (*offset, *size);
+                let (received, step) = match agreed {
+                    0 => (0, FrameStep::Restart),
+                    agreed if agreed == offset => (offset, FrameStep::Resume { offset }),
+                    agreed => {
+                        return Err(SessionError::BadStart {
+                            offered: offset,
+                            agreed,
+                        });
+                    }
+                };
+                self.state = State::Data {
+                    mode: Mode::Ferry,
+                    size,
+                    received,
+                    left_in_chunk: 0,
+                };
+                Ok(step)
+            }
+            (State::AwaitCancel | State::AwaitEnd { .. }, SenderMsg::Cancel { reason }) => {
+                self.state = State::Idle;
+                Ok(FrameStep::Cancelled { reason })
+            }
+            (State::AwaitEnd { ours }, SenderMsg::End { blake3 }) => {
+                let matches = *ours == blake3;
+                self.state = State::Idle;
+                Ok(if matches {
+                    FrameStep::Verified
+                } else {
+                    FrameStep::HashMismatch
+                })
+            }
+            (state, msg) => Err(SessionError::Unexpected {
+                got: msg_kind(&msg),
+                expected: expected_in(state, self.mode),
+            }),
+        }
+    }
+
+    fn offered(&mut self, header: Header, mode: Mode) -> Result<FrameStep, SessionError> {
+        self.files += 1;
+        if self.files > self.max_files {
+            return Err(SessionError::TooManyFiles(self.max_files));
+        }
+        self.mode = Some(mode);
+        self.state = State::Offered {
+            mode,
+            size: header.file_size,
+        };
+        Ok(FrameStep::Offer { header, mode })
+    }
+
+    /// Whether the offered file may be taken without asking, must be asked about (alone, or
+    /// as part of the announced batch), or is refused; see [`consent`]. Call once per offer.
+    pub fn consent(&mut self, header: &Header, auto_accept: bool) -> Consent {
+        let mode = match self.state {
+            State::Offered { mode, .. } => mode,
+            _ => return Consent::Refuse(Refusal::NotOffered),
+        };
+        let covered = !auto_accept
+            && mode == Mode::Ferry
+            && self.batch.as_mut().is_some_and(|batch| {
+                batch.covers(self.approved, header.file_size)
+                    && batch.claim(&header.file_name, header.file_size)
+            });
+        let consent = consent(auto_accept, mode, covered, self.decision);
+        if let Consent::Accept { counted: true } = consent {
+            self.count_approved(header.file_size);
+        }
+        consent
+    }
+
+    /// The user's answer after [`Consent::Ask`]: remembered for the batch when the question
+    /// was about it. Returns the consent it amounts to.
+    pub fn answered(&mut self, size: u64, batch: bool, accepted: bool) -> Consent {
+        if batch {
+            self.decision = Some(accepted);
+        }
+        if accepted {
+            self.count_approved(size);
+            Consent::Accept { counted: true }
+        } else {
+            Consent::Refuse(Refusal::DeclinedByUser)
+        }
+    }
+
+    fn count_approved(&mut self, size: u64) {
+        self.approved.0 += 1;
+        self.approved.1 = self.approved.1.saturating_add(size);
+    }
+
+    /// The announced batch (what a prompt shows), if any.
+    pub fn batch(&self) -> Option<&Batch> {
+        self.batch.as_ref()
+    }
+
+    /// Takes the offered file. Data starts at `offset`: for a Ferry resume (`offset > 0`,
+    /// with the kept prefix's hash) the sender answers `start` first. Returns the `accept`
+    /// to send, or `None` for a plain sender (which is never answered).
+    pub fn accept(
+        &mut self,
+        offset: u64,
+        saved_as: String,
+        prefix_blake3: Option<[u8; 32]>,
+    ) -> Result<Option<ReceiverMsg>, SessionError> {
+        let State::Offered { mode, size } = self.state else {
+            self.state = State::Broken;
+            return Err(SessionError::NoOffer);
+        };
+        if offset > size
+            || (offset > 0) != prefix_blake3.is_some()
+            || (offset > 0 && mode == Mode::Plain)
+        {
+            self.state = State::Broken;
+            return Err(SessionError::BadResume { offset, size });
+        }
+        self.state = if offset > 0 {
+            State::AwaitStart { size, offset }
+        } else {
+            State::Data {
+                mode,
+                size,
+                received: 0,
+                left_in_chunk: 0,
+            }
+        };
+        Ok((mode == Mode::Ferry).then(|| ReceiverMsg::Accept {
+            offset,
+            saved_as,
+            prefix_blake3: prefix_blake3.map(|h| hex(&h)),
+        }))
+    }
+
+    /// Refuses the offered file. A Ferry sender is told and may offer the next one; a plain
+    /// sender cannot be told, and its bytes would follow anyway: the connection must end
+    /// (`Err`).
+    pub fn decline(&mut self, reason: String) -> Result<ReceiverMsg, SessionError> {
+        match self.state {
+            State::Offered {
+                mode: Mode::Ferry, ..
+            } => {
+                self.state = State::Idle;
+                Ok(ReceiverMsg::Decline { reason })
+            }
+            State::Offered {
+                mode: Mode::Plain, ..
+            } => {
+                self.state = State::Broken;
+                Err(SessionError::PlainRefused)
+            }
+            _ => {
+                self.state = State::Broken;
+                Err(SessionError::NoOffer)
+            }
+        }
+    }
+
+    /// Takes a Ferry chunk header.
+    pub fn on_chunk_header(&mut self, chunk: Chunk) -> Result<ChunkStep, SessionError> {
+        let step = match (&mut self.state, chunk) {
+            (
+                State::Data {
+                    mode: Mode::Ferry,
+                    size,
+                    received,
+                    left_in_chunk: left @ 0,
+                },
+                Chunk::Data(n),
+            ) if *received < *size => {
+                if n as u64 > *size - *received {
+                    Err(SessionError::TooMuchData)
+                } else {
+                    *left = n as u64;
+                    Ok(ChunkStep::Data)
+                }
+            }
+            (
+                State::Data {
+                    mode: Mode::Ferry,
+                    left_in_chunk: 0,
+                    ..
+                },
+                Chunk::Cancel,
+            ) => {
+                self.state = State::AwaitCancel;
+                Ok(ChunkStep::CancelFollows)
+            }
+            _ => Err(SessionError::Unexpected {
+                got: "a chunk header",
+                expected: expected_in(&self.state, self.mode),
+            }),
+        };
+        if step.is_err() {
+            self.state = State::Broken;
+        }
+        step
+    }
+
+    /// Counts `n` data bytes read, which [`Expect::Data`] allowed.
+    pub fn on_data(&mut self, n: u64) -> Result<(), SessionError> {
+        match &mut self.state {
+            State::Data {
+                mode,
+                size,
+                received,
+                left_in_chunk,
+            } => {
+                let allowed = match mode {
+                    Mode::Plain => *size - *received,
+                    Mode::Ferry => *left_in_chunk,
+                };
+                if n > allowed {
+                    self.state = State::Broken;
+                    return Err(SessionError::TooMuchData);
+                }
+                *received += n;
+                if *mode == Mode::Ferry {
+                    *left_in_chunk -= n;
+                }
+                Ok(())
+            }
+            _ => {
+                self.state = State::Broken;
+                Err(SessionError::Unexpected {
+                    got: "data",
+                    expected: expected_in(&self.state, self.mode),
+                })
+            }
+        }
+    }
+
+    /// Every byte arrived. A plain file is complete (commit it, unverified) and the
+    /// connection is between files again; a Ferry file waits for the sender's `end`, which
+    /// is compared with `ours`, the hash of everything received.
+    pub fn data_complete(&mut self, ours: [u8; 32]) -> Result<Mode, SessionError> {
+        match self.state {
+            State::Data {
+                mode,
+                size,
+                received,
+                ..
+            } if size == received => {
+                self.state = match mode {
+                    Mode::Plain => State::Idle,
+                    Mode::Ferry => State::AwaitEnd { ours },
+                };
+                Ok(mode)
+            }
+            _ => {
+                self.state = State::Broken;
+                Err(SessionError::Incomplete)
+            }
+        }
+    }
+
+    /// The connection failed (an I/O error, a cancel from this side): nothing more is read.
+    pub fn break_off(&mut self) {
+        self.state = State::Broken;
+    }
+}
+
+/// A sender message's kind, for error messages.
+fn msg_kind(msg: &SenderMsg) -> &'static str {
+    match msg {
+        SenderMsg::Plain(_) => "a plain header",
+        SenderMsg::Offer(_) => "an offer",
+        SenderMsg::Batch { .. } => "a batch announcement",
+        SenderMsg::Start { .. } => "a start",
+        SenderMsg::End { .. } => "an end",
+        SenderMsg::Cancel { .. } => "a cancel",
+    }
+}
+
+/// What the state waits for, for error messages.
+fn expected_in(state: &State, mode: Option<Mode>) -> &'static str {
+    match (state, mode) {
+        (State::Idle, None) => "a file header",
+        (State::Idle, Some(Mode::Plain)) => "the next plain header",
+        (State::Idle, Some(Mode::Ferry)) => "the next offer",
+        (State::Offered { .. }, _) => "nothing until the offer is answered",
+        (State::AwaitStart { .. }, _) => "a start",
+        (State::Data { .. }, _) => "the file's data",
+        (State::AwaitCancel, _) => "the cancel after a cancel marker",
+        (State::AwaitEnd { .. }, _) => "the end of the file",
+        (State::Broken, _) => "nothing (the connection failed)",
+    }
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    blake3::Hash::from_bytes(*bytes).to_hex().to_string()
+}
