@@ -53,16 +53,16 @@ pub struct ServeArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Connections served at once; more are refused with a message.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = crate::defaults::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Drop a peer that stays silent this long.
     #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
     pub idle_timeout_secs: u64,
     /// Connections one address may hold at once (so a few peers cannot take every slot).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = crate::defaults::DEFAULT_MAX_PER_PEER)]
     pub max_per_peer: usize,
     /// Files one connection may send; more end the connection.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = crate::defaults::DEFAULT_MAX_FILES_PER_CONNECTION)]
     pub max_files_per_connection: u64,
     /// Ask on the terminal before accepting an upload: each prompt shows its sender and
     /// number N, answered with "y N" or "n N" ("more N" pages through a long list). Plain
@@ -72,7 +72,7 @@ pub struct ServeArgs {
     pub ask: bool,
     /// Remove kept partial files (`*.ferry.part`) older than this many days, at start and
     /// hourly.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = crate::defaults::DEFAULT_PARTIAL_MAX_AGE_DAYS)]
     pub partial_max_age_days: u64,
     /// Do not sync received files to disk before reporting them (for benchmarks only: a
     /// power cut may then lose files both sides were told are safe).

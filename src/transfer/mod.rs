@@ -18,6 +18,7 @@ pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, NoRoom, PartFile, Reservation};
 pub use server::{MinRate, ServerConfig, ServerHandle, ServerStartError};
 
+use crate::protocol::session::SessionError;
 use crate::protocol::{self, FrameError, MessageError};
 
 /// The reason a Ferry sender gives when its user cancels (other reasons mean it gave up).
@@ -34,8 +35,12 @@ pub enum TransferError {
     TruncatedFrame,
     #[error("connection closed after {received} of {expected} bytes")]
     ShortData { received: u64, expected: u64 },
-    #[error("peer sent more data than it offered")]
-    TooMuchData,
+    /// The peer broke the protocol's order or byte accounting.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A file this side refused; a plain sender cannot be told, so its connection ends.
+    #[error("refused: {}", protocol::escape_line(.0))]
+    Refused(String),
     #[error("unexpected message: {}", protocol::escape_line(.0))]
     Unexpected(String),
     #[error("verification failed: the received data does not match the sender's BLAKE3 hash")]
@@ -49,10 +54,6 @@ pub enum TransferError {
         bytes_per_sec: u64,
         window_secs: u64,
     },
-    #[error("too many files on one connection (the limit is {0})")]
-    TooManyFiles(u64),
-    #[error("batch announcement too long")]
-    BatchTooLong,
     #[error("cancelled by peer: {}", protocol::escape_line(.0))]
     CancelledByPeer(String),
     /// The user on this side cancelled the transfer.

@@ -95,17 +95,17 @@ fn states() -> Vec<(&'static str, ReceiverSession)> {
     out
 }
 
-/// Which frames each state takes (by message index in `every_msg`).
+/// Which frames each state takes.
 fn frame_allowed(state: &str, msg: &SenderMsg) -> bool {
-    match (state, msg) {
-        ("fresh", SenderMsg::Plain(_) | SenderMsg::Offer(_) | SenderMsg::Batch { .. }) => true,
-        ("plain between files", SenderMsg::Plain(_)) => true,
-        ("ferry between files", SenderMsg::Offer(_)) => true,
-        ("awaiting start", SenderMsg::Start { offset: 0 | 4 }) => true,
-        ("awaiting the end", SenderMsg::End { .. } | SenderMsg::Cancel { .. }) => true,
-        ("awaiting the cancel", SenderMsg::Cancel { .. }) => true,
-        _ => false,
-    }
+    matches!(
+        (state, msg),
+        ("fresh", SenderMsg::Plain(_) | SenderMsg::Offer(_) | SenderMsg::Batch { .. })
+            | ("plain between files", SenderMsg::Plain(_))
+            | ("ferry between files", SenderMsg::Offer(_))
+            | ("awaiting start", SenderMsg::Start { offset: 0 | 4 })
+            | ("awaiting the end", SenderMsg::End { .. } | SenderMsg::Cancel { .. })
+            | ("awaiting the cancel", SenderMsg::Cancel { .. })
+    )
 }
 
 #[test]

@@ -1,0 +1,466 @@
+//! One connection's driver: reads frames and data off the socket, feeds them to the
+//! connection's [`ReceiverSession`], and acts on what it says: asks for consent, finds or
+//! creates the partial file, answers the sender, receives the bytes ([`super::pump`]),
+//! commits or keeps the file, and reports each step as an event. Only an interruption keeps
+//! a partial; every other ending removes it, before anyone is told.
+
+use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::listener::Slot;
+use super::outcome::FileEnd;
+use super::pump::{DataEnd, DataSource, RateFloor, pipelined, simple};
+use super::{Live, Shared, lock};
+use crate::events::{
+    Direction, Event, ProgressThrottle, ServerEvent, TransferEvent, TransferId, next_transfer_id,
+};
+use crate::protocol::session::{FrameStep, ReceiverSession};
+use crate::protocol::{
+    self, Header, Mode, ReceiverMsg, SenderMsg, decode_sender_msg, encode_receiver_msg,
+    sanitize_file_name,
+};
+use crate::transfer::files::{NoRoom, RESUME_TAG_LEN};
+use crate::transfer::os::WriteBehind;
+use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all};
+
+/// The size of the buffer each connection streams small files through.
+const RECV_BUF_LEN: usize = 256 * 1024;
+/// Files at least this large are received with a separate disk-writer thread.
+const PIPELINE_MIN_BYTES: u64 = 4 * 1024 * 1024;
+/// How often a receiver busy hashing a kept partial tells the sender to keep waiting.
+const WAITING_INTERVAL: Duration = Duration::from_secs(5);
+/// The slowest disk a resuming sender is expected to hash its prefix on (bytes per second):
+/// the receiver waits that long for the `start` frame, on top of the idle timeout.
+const SLOWEST_HASH_RATE: u64 = 10 * 1024 * 1024;
+
+pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, slot: Slot) {
+    let idle = shared.config.idle_timeout;
+    let setup = stream
+        .set_read_timeout(Some(idle))
+        .and_then(|()| stream.set_write_timeout(Some(idle)))
+        .and_then(|()| stream.set_nodelay(true))
+        .and_then(|()| stream.try_clone());
+    let writer = match setup {
+        Ok(writer) => writer,
+        Err(e) => {
+            log::warn!("{peer}: cannot set up the connection: {e}");
+            return;
+        }
+    };
+    let mut conn = Connection {
+        reader: BufReader::with_capacity(64 * 1024, stream),
+        writer,
+        peer,
+        shared,
+        session: ReceiverSession::new(shared.config.max_files_per_connection),
+        buf: vec![0u8; RECV_BUF_LEN],
+    };
+    let end = conn.run();
+    if let Err(ConnEnd { error, .. }) = &end {
+        log::warn!("{peer}: {error}");
+        if conn.session.mode() == Some(Mode::Ferry) {
+            conn.answer(&ReceiverMsg::Failed {
+                reason: error.to_string(),
+            });
+        }
+    }
+    // Closed and its slot free before anyone is told it ended, so a peer reacting to the
+    // report finds the slot available.
+    drop(conn);
+    drop(slot);
+    match end {
+        Ok(()) => log::info!("{peer}: connection closed"),
+        Err(ConnEnd {
+            error,
+            reported: false,
+        }) => shared
+            .sink
+            .emit(Event::Server(ServerEvent::ConnectionError {
+                peer,
+                reason: error.to_string(),
+            })),
+        Err(_) => {}
+    }
+}
+
+/// A connection ended with an error; `reported` when a file's event already told.
+pub(super) struct ConnEnd {
+    pub error: TransferError,
+    pub reported: bool,
+}
+
+impl From<TransferError> for ConnEnd {
+    fn from(error: TransferError) -> Self {
+        Self {
+            error,
+            reported: false,
+        }
+    }
+}
+
+pub(super) struct Connection<'a> {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+    pub peer: SocketAddr,
+    pub shared: &'a Shared,
+    pub session: ReceiverSession,
+    buf: Vec<u8>,
+}
+
+impl Connection<'_> {
+    /// Reads the next frame. Its first byte may take up to the idle timeout; once it came,
+    /// the rest must arrive within the header deadline, so a peer trickling a header byte by
+    /// byte cannot hold its slot.
+    fn read_msg(&mut self) -> Result<Option<SenderMsg>, TransferError> {
+        let idle = self.shared.config.idle_timeout;
+        match self.reader.fill_buf() {
+            Ok([]) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(read_error(e, idle.as_secs())),
+        }
+        let deadline = Instant::now() + self.shared.config.header_deadline;
+        let read = read_frame(&mut Within {
+            reader: &mut self.reader,
+            deadline,
+            idle,
+        });
+        // Back to the idle timeout for whatever follows.
+        let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+        match read {
+            Ok(Some(body)) => Ok(Some(decode_sender_msg(&body)?)),
+            Ok(None) => Ok(None),
+            Err(TransferError::Io(e)) if Instant::now() >= deadline && is_timeout(&e) => Err(
+                TransferError::SlowHeader(self.shared.config.header_deadline.as_secs()),
+            ),
+            Err(TransferError::Io(e)) => Err(read_error(e, idle.as_secs())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Files, one after another, until the sender closes at a file boundary.
+    fn run(&mut self) -> Result<(), ConnEnd> {
+        while let Some(msg) = self.read_msg()? {
+            match self.session.on_frame(msg).map_err(TransferError::from)? {
+                FrameStep::Batch => {}
+                FrameStep::Offer { header, mode } => self.receive_file(header, mode)?,
+                other => {
+                    return Err(
+                        TransferError::Unexpected(format!("{other:?} between files")).into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Best effort: a Ferry peer that already left cannot be told anything.
+    pub(super) fn answer(&mut self, msg: &ReceiverMsg) {
+        if let Ok(frame) = encode_receiver_msg(msg) {
+            let _ = self.writer.write_all(&frame);
+        }
+    }
+
+    fn receive_file(&mut self, header: Header, mode: Mode) -> Result<(), ConnEnd> {
+        let safe = sanitize_file_name(&header.file_name);
+        let id = next_transfer_id();
+        let downloads = &self.shared.downloads;
+        let refusal = self.decide(&header)?.err();
+        // A Ferry sender's resume key names its partial (plain senders cannot resume).
+        let tag = match mode {
+            Mode::Ferry => header
+                .resume_key
+                .as_deref()
+                .map(|key| &key[..key.len().min(RESUME_TAG_LEN)]),
+            Mode::Plain => None,
+        };
+        // A partial copy left by an interrupted upload of the same name (Ferry only: only a
+        // Ferry sender can prove, by hash, that it is the start of the same file).
+        let resumable = match (&refusal, mode) {
+            (None, Mode::Ferry) => PartFile::resumable(downloads, &safe, header.file_size, tag)
+                .map_err(TransferError::Disk)?,
+            _ => None,
+        };
+        let mut resumable = resumable;
+        if let Some((part, _)) = resumable.as_mut() {
+            // Until the transfer really starts, whatever goes wrong (a refusal, a read
+            // error) keeps the partial.
+            part.keep();
+        }
+        let offset = resumable.as_ref().map_or(0, |(_, len)| *len);
+        let needed = header.file_size - offset;
+        // The space is held for this file until it ends (parallel offers see each other).
+        let mut reservation = None;
+        let refusal = refusal.or_else(|| match downloads.reserve(needed) {
+            Ok(held) => {
+                reservation = Some(held);
+                None
+            }
+            Err(NoRoom { needed, available }) => {
+                Some(TransferError::NoSpace { needed, available }.to_string())
+            }
+        });
+        let _reservation = reservation;
+        if let Some(reason) = refusal {
+            log::warn!("{}: refused {:?}: {reason}", self.peer, header.file_name);
+            self.report_refusal(id, &header, mode, &reason);
+            return self.decline(reason);
+        }
+        let (mut part, prefix) = match resumable {
+            Some((mut part, len)) => {
+                // Hashing a large partial takes a while: keep the sender from timing out.
+                let (writer, mut last_word) = (&mut self.writer, Instant::now());
+                let hasher = part
+                    .hash_prefix(len, &mut self.buf, || {
+                        if last_word.elapsed() >= WAITING_INTERVAL {
+                            last_word = Instant::now();
+                            if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Waiting) {
+                                let _ = writer.write_all(&frame);
+                            }
+                        }
+                    })
+                    .map_err(TransferError::Disk)?;
+                (part, Some(hasher))
+            }
+            None => match PartFile::create(downloads, &safe, tag) {
+                Ok(part) => (part, None),
+                Err(e) => {
+                    let reason = TransferError::Disk(e).to_string();
+                    self.report_refusal(id, &header, mode, &reason);
+                    return self.decline(reason);
+                }
+            },
+        };
+        let final_name = part.final_name();
+        self.shared.sink.transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Incoming,
+            peer: self.peer,
+            name: header.file_name.clone(),
+            saved_as: (final_name != header.file_name).then(|| final_name.clone()),
+            bytes_total: header.file_size,
+            mode,
+            msg: header.msg.clone(),
+        });
+        let cancel = Arc::new(AtomicBool::new(false));
+        lock(&self.shared.live).insert(
+            id,
+            Live {
+                cancel: Arc::clone(&cancel),
+                stream: self.writer.try_clone().ok(),
+            },
+        );
+        let outcome =
+            self.receive_accepted(&mut part, id, &header, mode, prefix, final_name, &cancel);
+        lock(&self.shared.live).remove(&id);
+        self.finish_file(part, id, &header, mode, outcome)
+    }
+
+    /// Refuses the offered file: a Ferry sender is told and may go on with its next file; a
+    /// plain sender cannot be told, and its bytes cannot be skipped cheaply either, so the
+    /// connection ends.
+    fn decline(&mut self, reason: String) -> Result<(), ConnEnd> {
+        match self.session.decline(reason.clone()) {
+            Ok(msg) => {
+                self.answer(&msg);
+                Ok(())
+            }
+            Err(_) => Err(ConnEnd {
+                error: TransferError::Refused(reason),
+                reported: true,
+            }),
+        }
+    }
+
+    /// Accepts (Ferry), agrees where the data starts, receives it and checks it.
+    #[allow(clippy::too_many_arguments)]
+    fn receive_accepted(
+        &mut self,
+        part: &mut PartFile,
+        id: TransferId,
+        header: &Header,
+        mode: Mode,
+        prefix: Option<blake3::Hasher>,
+        final_name: String,
+        cancel: &AtomicBool,
+    ) -> Result<FileEnd, TransferError> {
+        let offset = part
+            .file()
+            .and_then(|f| f.stream_position())
+            .map_err(TransferError::Disk)?;
+        let prefix_hash = prefix.as_ref().map(|h| *h.finalize().as_bytes());
+        if let Some(accept) = self.session.accept(offset, final_name, prefix_hash)? {
+            write_all(&mut self.writer, &encode_receiver_msg(&accept)?)?;
+        }
+        let mut start = (0, (mode == Mode::Ferry).then(blake3::Hasher::new));
+        if let Some(prefix) = prefix {
+            // The sender first hashes its own copy of the prefix: allow for a slow disk.
+            let idle = self.shared.config.idle_timeout;
+            let allowance = idle + Duration::from_secs(offset / SLOWEST_HASH_RATE);
+            let _ = self.reader.get_ref().set_read_timeout(Some(allowance));
+            let msg = self.read_msg();
+            let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+            if cancel.load(Ordering::SeqCst) {
+                return Err(TransferError::CancelledHere);
+            }
+            match self
+                .session
+                .on_frame(msg?.ok_or(TransferError::TruncatedFrame)?)?
+            {
+                FrameStep::Restart => {
+                    log::info!(
+                        "{}: {:?} changed since the interrupted upload; starting over",
+                        self.peer,
+                        header.file_name
+                    );
+                    part.restart().map_err(TransferError::Disk)?;
+                }
+                FrameStep::Resume { offset } => {
+                    log::info!(
+                        "{}: resuming {:?} at byte {offset}",
+                        self.peer,
+                        header.file_name
+                    );
+                    start = (offset, Some(prefix));
+                }
+                other => {
+                    return Err(TransferError::Unexpected(format!(
+                        "{other:?} where a start belongs"
+                    )));
+                }
+            }
+        }
+        // From here on only an interruption keeps the partial (see `finish_file`).
+        part.discard_on_drop();
+        let (offset, hasher) = start;
+        let (data, hash) = self.receive_data(part, id, header.file_size, offset, hasher, cancel)?;
+        match data {
+            DataEnd::Cancelled(reason) => {
+                Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason)))
+            }
+            DataEnd::Complete => match self.session.data_complete(hash)? {
+                Mode::Plain => {
+                    let path = part.commit().map_err(TransferError::Disk)?;
+                    Ok(FileEnd::Committed {
+                        path,
+                        verified: false,
+                    })
+                }
+                Mode::Ferry => self.finish_ferry(part, cancel),
+            },
+        }
+    }
+
+    /// Receives a file's bytes into the part file from `offset` on (hashed as they pass
+    /// when `hasher` is given); returns how the data ended and the hash of the whole file
+    /// (zeros when not hashed).
+    fn receive_data(
+        &mut self,
+        part: &mut PartFile,
+        id: TransferId,
+        size: u64,
+        offset: u64,
+        mut hasher: Option<blake3::Hasher>,
+        cancel: &AtomicBool,
+    ) -> Result<(DataEnd, [u8; 32]), TransferError> {
+        let config = &self.shared.config;
+        let mut source = DataSource {
+            reader: &mut self.reader,
+            session: &mut self.session,
+            size,
+            idle_secs: config.idle_timeout.as_secs(),
+            stopping: &self.shared.stopping,
+            cancel,
+            rate: RateFloor::new(config.min_rate, offset),
+            deferred: None,
+        };
+        let mut throttle = ProgressThrottle::default();
+        let sink = &self.shared.sink;
+        sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: offset,
+        });
+        let progress = |received| throttle.report(sink, id, received);
+        let file = part.file().map_err(TransferError::Disk)?;
+        let end = if size - offset < PIPELINE_MIN_BYTES {
+            simple(&mut source, &mut self.buf, file, &mut hasher, progress)?
+        } else {
+            // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
+            let write_behind = config.fsync.then(|| WriteBehind::new(offset));
+            pipelined(&mut source, file, &mut hasher, write_behind, progress)?
+        };
+        sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: source.received(),
+        });
+        let hash = hasher.map_or([0; 32], |h| *h.finalize().as_bytes());
+        Ok((end, hash))
+    }
+
+    /// After a Ferry file's data: reads the sender's hash and commits only if it matches.
+    fn finish_ferry(
+        &mut self,
+        part: &mut PartFile,
+        cancel: &AtomicBool,
+    ) -> Result<FileEnd, TransferError> {
+        let msg = self.read_msg();
+        // A cancel shuts the read side: report the cancel, not the end of stream it causes.
+        if cancel.load(Ordering::SeqCst) {
+            return Err(TransferError::CancelledHere);
+        }
+        match self
+            .session
+            .on_frame(msg?.ok_or(TransferError::TruncatedFrame)?)?
+        {
+            FrameStep::Verified => {
+                let path = part.commit().map_err(TransferError::Disk)?;
+                Ok(FileEnd::Committed {
+                    path,
+                    verified: true,
+                })
+            }
+            FrameStep::HashMismatch => Ok(FileEnd::Rejected(TransferError::HashMismatch)),
+            FrameStep::Cancelled { reason } => {
+                Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason)))
+            }
+            other => Err(TransferError::Unexpected(format!(
+                "{other:?} where the end of a file belongs"
+            ))),
+        }
+    }
+}
+
+/// A reader that gives up at `deadline`: before each read that would wait on the socket,
+/// the socket's timeout is cut to the time left (never above the idle timeout).
+struct Within<'a> {
+    reader: &'a mut BufReader<TcpStream>,
+    deadline: Instant,
+    idle: Duration,
+}
+
+impl Read for Within<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.reader.buffer().is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left.min(self.idle)))?;
+        }
+        self.reader.read(buf)
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+// The receive buffer never needs to be larger than the largest chunk.
+const _: () = assert!(RECV_BUF_LEN <= protocol::MAX_CHUNK_LEN);

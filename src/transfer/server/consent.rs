@@ -1,0 +1,149 @@
+//! Asking before accepting: the session's consent rule says whether an offer is taken, asked
+//! about or refused ([`crate::protocol::session::consent`]); this driver asks the user
+//! through an event and waits, in one `select!`, for the answer, the decision timeout, or
+//! the sender leaving (seen by a watcher thread that peeks at the socket without consuming
+//! anything), whichever comes first.
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use super::connection::Connection;
+use super::lock;
+use crate::events::{Event, ServerEvent, next_transfer_id};
+use crate::protocol::session::Consent;
+use crate::protocol::{Header, ReceiverMsg, sanitize_file_name};
+use crate::transfer::TransferError;
+
+impl Connection<'_> {
+    /// Whether to take this file: auto-accept, the connection's earlier answer, or the
+    /// user's. `Err(reason)` declines.
+    pub(super) fn decide(&mut self, header: &Header) -> Result<Result<(), String>, TransferError> {
+        let auto_accept = self.shared.auto_accept.load(Ordering::SeqCst);
+        let batch = match self.session.consent(header, auto_accept) {
+            Consent::Accept { .. } => return Ok(Ok(())),
+            Consent::Refuse(refusal) => return Ok(Err(refusal.to_string())),
+            Consent::Ask { batch } => batch,
+        };
+        match self.ask_user(header, batch)? {
+            Some(accepted) => Ok(
+                match self.session.answered(header.file_size, batch, accepted) {
+                    Consent::Accept { .. } => Ok(()),
+                    Consent::Refuse(refusal) => Err(refusal.to_string()),
+                    Consent::Ask { .. } => Err("asked twice".into()),
+                },
+            ),
+            None => Ok(Err(format!(
+                "nobody answered on the receiving side within {} s",
+                self.shared.config.decision_timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// Tells the sender to wait, shows the offer (the whole batch when `batch`), and waits
+    /// for the user's answer (`Some`), the decision timeout (`None`), the sender leaving or
+    /// the server stopping (errors).
+    fn ask_user(&mut self, header: &Header, batch: bool) -> Result<Option<bool>, TransferError> {
+        self.answer(&ReceiverMsg::Waiting);
+        let offer_id = next_transfer_id();
+        let (tx, answers) = crossbeam_channel::bounded(1);
+        lock(&self.shared.pending).insert(offer_id, tx);
+        let listed: Vec<(&str, Option<u64>)> = match (self.session.batch(), batch) {
+            (Some(b), true) => b.files().iter().map(|(n, s)| (n.as_str(), *s)).collect(),
+            _ => vec![(header.file_name.as_str(), Some(header.file_size))],
+        };
+        let (count, bytes) = match (self.session.batch(), batch) {
+            (Some(b), true) => b.totals(),
+            _ => (1, header.file_size),
+        };
+        // Names are shown to the user: as they would be saved, never raw control or bidi text.
+        let names = listed
+            .iter()
+            .map(|(n, _)| sanitize_file_name(n).to_string())
+            .collect();
+        // Sizes only when every listed file has one, so they line up with the names.
+        let sizes = listed.iter().map(|(_, s)| *s).collect::<Option<Vec<u64>>>();
+        self.shared
+            .sink
+            .emit(Event::Server(ServerEvent::OfferPending {
+                offer_id,
+                peer: self.peer,
+                count,
+                bytes,
+                names,
+                sizes: sizes.unwrap_or_default(),
+                msg: header.msg.clone(),
+            }));
+        let answered = Arc::new(AtomicBool::new(false));
+        let left = self.watch_for_leaving(&answered);
+        let timeout = crossbeam_channel::after(self.shared.config.decision_timeout);
+        let answer = crossbeam_channel::select! {
+            recv(answers) -> accepted => Ok(accepted.ok()),
+            recv(left) -> _ => Err(if self.shared.stopping.load(Ordering::SeqCst) {
+                TransferError::Stopped
+            } else {
+                TransferError::ShortData {
+                    received: 0,
+                    expected: header.file_size,
+                }
+            }),
+            recv(timeout) -> _ => Ok(None),
+        };
+        answered.store(true, Ordering::SeqCst);
+        lock(&self.shared.pending).remove(&offer_id);
+        self.shared
+            .sink
+            .emit(Event::Server(ServerEvent::OfferClosed { offer_id }));
+        answer
+    }
+
+    /// A channel that fires when the sender closes its side while the user is being asked:
+    /// a thread peeks at the socket (never consuming a byte) until the peer closes (fire),
+    /// sends something (it is alive: stop watching), or the question is `answered`. When
+    /// nothing can be watched (bytes already buffered: the peer is alive), it never fires.
+    fn watch_for_leaving(&self, answered: &Arc<AtomicBool>) -> crossbeam_channel::Receiver<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.reader.buffer().is_empty() {
+            return crossbeam_channel::never();
+        }
+        let Ok(stream) = self.reader.get_ref().try_clone() else {
+            return crossbeam_channel::never();
+        };
+        let answered = Arc::clone(answered);
+        let spawned = thread::Builder::new()
+            .name(format!("ferry-watch-{}", self.peer))
+            .spawn(move || {
+                if sender_closes(&stream, &answered) {
+                    let _ = tx.send(());
+                }
+            });
+        match spawned {
+            // Joined with the connection threads when the server stops (which shuts the
+            // socket, so the peek returns).
+            Ok(handle) => lock(&self.shared.threads).push(handle),
+            Err(e) => log::warn!("{}: cannot watch the sender while asking: {e}", self.peer),
+        }
+        rx
+    }
+}
+
+/// Blocks until the peer closes (true), sends something or the socket fails otherwise
+/// (false), or `answered` is set (false, noticed at the socket's read timeout).
+fn sender_closes(stream: &TcpStream, answered: &AtomicBool) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.peek(&mut byte) {
+            Ok(0) => return !answered.load(Ordering::SeqCst),
+            Ok(_) => return false,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if answered.load(Ordering::SeqCst) {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return !answered.load(Ordering::SeqCst),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Accepting connections: each takes a slot, counted in the server's total and against its
+//! address, so a few peers can never hold every slot; a peer over a limit is told which.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::Duration;
+
+use super::connection::serve_connection;
+use super::{Shared, lock};
+use crate::events::{Event, ServerEvent};
+use crate::protocol::{ReceiverMsg, encode_receiver_msg};
+
+/// How many refusals (over the connection bound) may be in flight at once.
+const MAX_REFUSALS: usize = 16;
+
+pub(super) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
+    let mut next_conn = 0u64;
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                // Out of file descriptors and the like: do not spin.
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        let slot = match Slot::take(shared, peer.ip()) {
+            Ok(slot) => slot,
+            Err(busy) => {
+                refuse(stream, peer, shared, busy);
+                continue;
+            }
+        };
+        next_conn += 1;
+        let conn_id = next_conn;
+        if let Ok(clone) = stream.try_clone() {
+            lock(&shared.conns).insert(conn_id, clone);
+        }
+        let conn_shared = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .name(format!("ferry-conn-{peer}"))
+            .spawn(move || {
+                serve_connection(stream, peer, &conn_shared, slot);
+                lock(&conn_shared.conns).remove(&conn_id);
+            });
+        let mut threads = lock(&shared.threads);
+        threads.retain(|t| !t.is_finished());
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                // The closure, and with it the slot, was dropped: the slot is free again.
+                log::error!("cannot start a thread for {peer}: {e}");
+                lock(&shared.conns).remove(&conn_id);
+            }
+        }
+    }
+}
+
+/// Which connection limit a refused peer hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// Every connection slot of the server is taken.
+    Server { max_connections: usize },
+    /// This address already holds its share of the slots.
+    Peer { max_per_peer: usize },
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Busy::Server { max_connections } => write!(
+                f,
+                "server busy: all {max_connections} connections are in use, try again later"
+            ),
+            Busy::Peer { max_per_peer } => write!(
+                f,
+                "server busy: your address already has {max_per_peer} connections open \
+                 (the limit per address), try again when one has finished"
+            ),
+        }
+    }
+}
+
+/// One connection's claim on the server's slots: counted in the total and against its
+/// address; released when dropped, however the connection ends.
+pub(super) struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Result<Self, Busy> {
+        let config = &shared.config;
+        // The per-peer map's lock also orders the two counts, so two accepts never both take
+        // the last slot.
+        // A peer over its own share is told that first: waiting for others will not help it.
+        let mut per_peer = lock(&shared.per_peer);
+        let mine = per_peer.get(&ip).copied().unwrap_or(0);
+        if mine >= config.max_per_peer {
+            return Err(Busy::Peer {
+                max_per_peer: config.max_per_peer,
+            });
+        }
+        if shared.active.load(Ordering::SeqCst) >= config.max_connections {
+            return Err(Busy::Server {
+                max_connections: config.max_connections,
+            });
+        }
+        per_peer.insert(ip, mine + 1);
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        Ok(Self {
+            shared: Arc::clone(shared),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_peer = lock(&self.shared.per_peer);
+        if let Some(count) = per_peer.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_peer.remove(&self.ip);
+            }
+        }
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Over a connection limit: say which (a Ferry peer reads it, a plain peer sees the close)
+/// and close, on a short-lived thread so the listener never waits.
+fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, busy: Busy) {
+    let reason = busy.to_string();
+    log::warn!("refused {peer}: {reason}");
+    shared
+        .sink
+        .emit(Event::Server(ServerEvent::ConnectionError {
+            peer,
+            reason: reason.clone(),
+        }));
+    if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSALS {
+        shared.refusing.fetch_sub(1, Ordering::SeqCst);
+        return; // dropping closes it
+    }
+    let refuse_shared = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name("ferry-refuse".into())
+        .spawn(move || {
+            let mut stream = stream;
+            if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Decline { reason }) {
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = stream.write_all(&frame);
+            }
+            let _ = stream.shutdown(Shutdown::Write);
+            // Read what the peer already sent so the close is a FIN, not a reset that could
+            // destroy our answer before the peer reads it.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut sink = [0u8; 16 * 1024];
+            let mut drained = 0;
+            while drained < 1024 * 1024 {
+                match stream.read(&mut sink) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+            refuse_shared.refusing.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        shared.refusing.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,338 @@
+//! The receiving side: a listener thread and one bounded thread per connection.
+//!
+//! Each connection speaks plain or Ferry, decided by its first header (see
+//! [`crate::protocol`]); the order of its messages and the count of its bytes are the
+//! business of a [`ReceiverSession`](crate::protocol::session::ReceiverSession), which this
+//! driver feeds. Files are written through [`PartFile`](super::PartFile), so nothing appears
+//! under a final name until every byte arrived (and, for Ferry peers, the hash matched) and
+//! was synced. A bad connection is logged, reported as an event and closed; the server keeps
+//! serving.
+//!
+//! The download folder is opened once at start ([`Downloads`], one directory handle every
+//! connection writes through), which also holds what connections share about it: the
+//! partials in use, the next free number per name and the bytes reserved by accepted offers.
+//! Old partials are removed at start, then hourly by a housekeeping thread.
+//!
+//! - `mod.rs` (here): configuration, the handle, state the threads share.
+//! - [`listener`]: accepting, connection slots (total and per address), refusals.
+//! - [`connection`]: one connection's driver: frames in, answers out, one file after another.
+//! - [`consent`]: asking the user, with the decision, the sender leaving and a stop raced.
+//! - [`outcome`]: how a file ended: the partial dealt with first, then the answer and event.
+//! - [`pump`]: a file's bytes from the socket to the disk, hashed on the way.
+
+mod connection;
+mod consent;
+mod listener;
+mod outcome;
+mod pump;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::files::Downloads;
+use crate::defaults::{
+    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FILES_PER_CONNECTION,
+    DEFAULT_MAX_PER_PEER, DEFAULT_PARTIAL_MAX_AGE_DAYS,
+};
+use crate::events::{Event, EventSink, ServerEvent, TransferId};
+
+/// How often old partials are looked for while the server runs (also once at start).
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// What a server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    /// The download folder; must exist.
+    pub dir: PathBuf,
+    /// Connections served at once; one more gets an explicit refusal.
+    pub max_connections: usize,
+    /// A peer silent for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Accept every offer without asking (the original's behaviour). When off, Ferry senders
+    /// wait for a decision ([`ServerEvent::OfferPending`]) and plain senders, which cannot be
+    /// asked, are refused. Can be changed while running: [`ServerHandle::set_auto_accept`].
+    pub auto_accept: bool,
+    /// How long an offer waits for the user's decision before it is declined.
+    pub decision_timeout: Duration,
+    /// Connections one IP address may hold at once, so a few peers cannot take every slot.
+    pub max_per_peer: usize,
+    /// Once a frame's first byte arrived, the whole frame must arrive within this time (a
+    /// peer that trickles a header byte by byte is dropped).
+    pub header_deadline: Duration,
+    /// A file's data must arrive at least this fast, measured over each [`MinRate::window`].
+    pub min_rate: MinRate,
+    /// Files one connection may offer; more end the connection.
+    pub max_files_per_connection: u64,
+    /// Kept partials (`*.ferry.part`) older than this are removed, at start and hourly.
+    pub partial_max_age: Duration,
+    /// Sync each file's data before it is reported complete or verified (and a partial's
+    /// before it is reported kept), and the folder after each new name. Off only for
+    /// benchmarks: a power cut may then lose files both sides were told are safe.
+    pub fsync: bool,
+}
+
+/// The slowest upload a server keeps: fewer than `bytes_per_sec * window` bytes in any
+/// `window` of a file's data drops the connection, so a trickling peer frees its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub window: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(bind: IpAddr, port: u16, dir: PathBuf) -> Self {
+        Self {
+            bind,
+            port,
+            dir,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            auto_accept: true,
+            decision_timeout: Duration::from_secs(300),
+            max_per_peer: DEFAULT_MAX_PER_PEER,
+            header_deadline: Duration::from_secs(10),
+            min_rate: MinRate {
+                bytes_per_sec: 1024,
+                window: Duration::from_secs(30),
+            },
+            max_files_per_connection: DEFAULT_MAX_FILES_PER_CONNECTION,
+            partial_max_age: Duration::from_secs(DEFAULT_PARTIAL_MAX_AGE_DAYS * 24 * 3600),
+            fsync: true,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerStartError {
+    #[error("port {port} is in use")]
+    PortInUse { port: u16 },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("download folder {0} is not a folder")]
+    NotAFolder(PathBuf),
+    #[error("cannot open the download folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A file being received, as `cancel` finds it.
+struct Live {
+    cancel: Arc<AtomicBool>,
+    stream: Option<TcpStream>,
+}
+
+/// State shared by the listener and the connection threads.
+struct Shared {
+    config: ServerConfig,
+    sink: EventSink,
+    stopping: AtomicBool,
+    auto_accept: AtomicBool,
+    active: AtomicUsize,
+    /// Live connections per peer address (entries removed when they reach 0).
+    per_peer: Mutex<HashMap<IpAddr, usize>>,
+    refusing: AtomicUsize,
+    /// Clones of the live connections, so `stop` can shut them down mid-read.
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The download folder, opened once; every connection writes through it.
+    downloads: Downloads,
+    live: Mutex<HashMap<TransferId, Live>>,
+    /// Offers waiting for the user: where to send the decision.
+    pending: Mutex<HashMap<u64, crossbeam_channel::Sender<bool>>>,
+}
+
+/// A running server. Dropping it stops the server, cancels in-flight uploads (plain ones
+/// leave nothing; interrupted Ferry ones keep their `.part` for a resume) and joins every
+/// thread.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept_thread: Option<JoinHandle<()>>,
+    /// Expires old partials hourly; stops when the sender is dropped.
+    housekeeping: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
+}
+
+impl ServerHandle {
+    /// Binds and starts accepting on a thread of its own.
+    pub fn start(config: ServerConfig, sink: EventSink) -> Result<Self, ServerStartError> {
+        if !config.dir.is_dir() {
+            return Err(ServerStartError::NotAFolder(config.dir.clone()));
+        }
+        let downloads = Downloads::open(&config.dir, config.fsync).map_err(|source| {
+            ServerStartError::Folder {
+                path: config.dir.clone(),
+                source,
+            }
+        })?;
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(addr).map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => ServerStartError::PortInUse { port: config.port },
+            _ => ServerStartError::Bind { addr, source },
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerStartError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            auto_accept: AtomicBool::new(config.auto_accept),
+            config,
+            sink,
+            stopping: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            per_peer: Mutex::new(HashMap::new()),
+            refusing: AtomicUsize::new(0),
+            conns: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Vec::new()),
+            downloads,
+            live: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let accept_thread = thread::Builder::new()
+            .name("ferry-accept".into())
+            .spawn(move || listener::accept_loop(listener, &accept_shared))
+            .map_err(|source| ServerStartError::Bind { addr, source })?;
+        shared
+            .sink
+            .emit(Event::Server(ServerEvent::Listening { addr: local_addr }));
+        log::info!(
+            "listening on {local_addr}, saving to {}",
+            shared.config.dir.display()
+        );
+        // Old partials go at once (so a disk an abandoned upload filled is free again), then
+        // hourly on a thread of its own.
+        expire_partials(&shared);
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let housekeeping_shared = Arc::clone(&shared);
+        let housekeeping = thread::Builder::new()
+            .name("ferry-housekeeping".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stop_rx.recv_timeout(HOUSEKEEPING_INTERVAL)
+                {
+                    expire_partials(&housekeeping_shared);
+                }
+            })
+            .map_err(|e| log::warn!("cannot start the housekeeping thread: {e}"))
+            .ok()
+            .map(|handle| (stop_tx, handle));
+        Ok(Self {
+            local_addr,
+            shared,
+            accept_thread: Some(accept_thread),
+            housekeeping,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Turns asking before accepting off (`true`) or on (`false`) for offers from now on.
+    pub fn set_auto_accept(&self, auto_accept: bool) {
+        self.shared.auto_accept.store(auto_accept, Ordering::SeqCst);
+    }
+
+    /// Answers a [`ServerEvent::OfferPending`]. An offer that is no longer open is ignored.
+    pub fn decide(&self, offer_id: u64, accept: bool) {
+        if let Some(tx) = lock(&self.shared.pending).remove(&offer_id) {
+            let _ = tx.try_send(accept);
+        }
+    }
+
+    /// Cancels an incoming file: a Ferry sender is told, a plain one sees the connection
+    /// close; nothing is kept. Unknown or finished ids are ignored.
+    pub fn cancel(&self, id: TransferId) {
+        if let Some(live) = lock(&self.shared.live).get(&id) {
+            live.cancel.store(true, Ordering::SeqCst);
+            // Wake a read that is waiting for data; writing (the cancel frame) still works.
+            if let Some(stream) = &live.stream {
+                let _ = stream.shutdown(Shutdown::Read);
+            }
+        }
+    }
+
+    /// Stops accepting, cancels in-flight uploads and waits for every thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(accept_thread) = self.accept_thread.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with a connection of our own.
+        let wake_ip = match self.local_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let _ = TcpStream::connect_timeout(
+            &SocketAddr::new(wake_ip, self.local_addr.port()),
+            Duration::from_secs(1),
+        );
+        let _ = accept_thread.join();
+        if let Some((stop_tx, handle)) = self.housekeeping.take() {
+            drop(stop_tx);
+            let _ = handle.join();
+        }
+        for stream in lock(&self.shared.conns).values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let threads = std::mem::take(&mut *lock(&self.shared.threads));
+        for handle in threads {
+            let _ = handle.join();
+        }
+        self.shared.sink.emit(Event::Server(ServerEvent::Stopped));
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Removes kept partials older than the configured age, and says so.
+fn expire_partials(shared: &Shared) {
+    let max_age = shared.config.partial_max_age;
+    match shared
+        .downloads
+        .expire_partials(max_age, std::time::SystemTime::now())
+    {
+        Ok(expired) if expired.names.is_empty() => {}
+        Ok(expired) => {
+            log::info!(
+                "removed {} partial file(s) older than {} days ({} bytes)",
+                expired.names.len(),
+                max_age.as_secs() / 86_400,
+                expired.bytes
+            );
+            shared
+                .sink
+                .emit(Event::Server(ServerEvent::PartialsExpired {
+                    names: expired.names,
+                    bytes: expired.bytes,
+                }));
+        }
+        Err(e) => log::warn!("cannot look for old partial files: {e}"),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in another connection thread must not take the server down with it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

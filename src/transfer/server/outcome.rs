@@ -1,0 +1,149 @@
+//! How a file ended, told truthfully: the partial is committed, removed or kept first, and
+//! only then is the sender answered and the event emitted, so what anyone is told is
+//! already true on disk. Only an interruption of a Ferry upload keeps the partial (and says
+//! exactly how many bytes it holds).
+
+use std::path::PathBuf;
+
+use super::connection::{ConnEnd, Connection};
+use crate::events::{Direction, TransferEvent, TransferId};
+use crate::protocol::{self, Header, Mode, ReceiverMsg};
+use crate::transfer::{CANCELLED_BY_SENDER, PartFile, TransferError};
+
+/// How a file's data ended while the stream stays in step (the next header can follow).
+pub(super) enum FileEnd {
+    Committed {
+        path: PathBuf,
+        verified: bool,
+    },
+    /// The stream is still in step, but the file was not kept.
+    Rejected(TransferError),
+}
+
+impl Connection<'_> {
+    /// A file refused before any byte was written still gets a row that says why.
+    pub(super) fn report_refusal(&self, id: TransferId, header: &Header, mode: Mode, reason: &str) {
+        let sink = &self.shared.sink;
+        sink.transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Incoming,
+            peer: self.peer,
+            name: header.file_name.clone(),
+            saved_as: None,
+            bytes_total: header.file_size,
+            mode,
+            msg: header.msg.clone(),
+        });
+        sink.transfer(TransferEvent::Failed {
+            id,
+            reason: format!("refused: {reason}"),
+        });
+    }
+
+    /// Reports how a file ended, answers a Ferry sender, and decides whether the connection
+    /// can carry the next file. The part file is dealt with (committed, removed or kept)
+    /// before anyone is told, so what an event says is already true on disk.
+    pub(super) fn finish_file(
+        &mut self,
+        mut part: PartFile,
+        id: TransferId,
+        header: &Header,
+        mode: Mode,
+        outcome: Result<FileEnd, TransferError>,
+    ) -> Result<(), ConnEnd> {
+        let sink = &self.shared.sink;
+        match outcome {
+            Ok(FileEnd::Committed { path, verified }) => {
+                let saved_as = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                log::info!(
+                    "{}: received {:?} ({} bytes, {})",
+                    self.peer,
+                    path,
+                    header.file_size,
+                    if verified { "verified" } else { "unverified" }
+                );
+                if verified {
+                    self.answer(&ReceiverMsg::Verified {
+                        saved_as: saved_as.clone(),
+                    });
+                }
+                sink.transfer(TransferEvent::Finished {
+                    id,
+                    verified,
+                    saved_as,
+                    path: Some(path),
+                });
+                Ok(())
+            }
+            Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))) => {
+                drop(part);
+                log::info!(
+                    "{}: {:?} cancelled by the sender: {}",
+                    self.peer,
+                    header.file_name,
+                    protocol::escape_line(&reason)
+                );
+                if reason == CANCELLED_BY_SENDER {
+                    sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
+                } else {
+                    // The sender gave up for a reason of its own (its file shrank, ...).
+                    let reason = format!("the sender gave up: {reason}");
+                    sink.transfer(TransferEvent::Failed { id, reason });
+                }
+                Ok(())
+            }
+            Ok(FileEnd::Rejected(error)) => {
+                drop(part);
+                log::warn!("{}: {:?}: {error}", self.peer, header.file_name);
+                self.answer(&ReceiverMsg::Failed {
+                    reason: error.to_string(),
+                });
+                sink.transfer(TransferEvent::Failed {
+                    id,
+                    reason: error.to_string(),
+                });
+                Ok(())
+            }
+            Err(TransferError::CancelledHere) => {
+                drop(part);
+                self.answer(&ReceiverMsg::Cancel {
+                    reason: "cancelled by the receiver".into(),
+                });
+                sink.transfer(TransferEvent::Cancelled { id, by_peer: false });
+                // The read side is shut: this connection is done.
+                Err(ConnEnd {
+                    error: TransferError::CancelledHere,
+                    reported: true,
+                })
+            }
+            Err(error) => {
+                let mut reason = error.to_string();
+                if mode == Mode::Ferry && error.is_interruption() {
+                    part.keep();
+                    // Say exactly what is on disk: every byte received was written before
+                    // the error was handed up (see `DataSource::fill`).
+                    let kept = part
+                        .file()
+                        .and_then(|f| f.metadata())
+                        .map_or(0, |m| m.len());
+                    if kept > 0 {
+                        reason.push_str(&format!(
+                            "; the {kept} bytes received are kept, sending again resumes"
+                        ));
+                    } else {
+                        reason.push_str("; nothing had arrived, so nothing is kept");
+                    }
+                }
+                drop(part);
+                sink.transfer(TransferEvent::Failed { id, reason });
+                Err(ConnEnd {
+                    error,
+                    reported: true,
+                })
+            }
+        }
+    }
+}

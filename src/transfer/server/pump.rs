@@ -1,0 +1,258 @@
+//! A file's bytes from the socket to the disk. What to read next (a chunk header, how many
+//! raw bytes) and whether a count fits comes from the connection's
+//! [`ReceiverSession`]; this module only reads, hashes and writes. Small files go through
+//! one buffer on the connection's thread; large ones through a pool of buffers to a second
+//! thread that hashes and writes, so the socket is read while the previous buffer is
+//! written. A peer slower than the server's [`MinRate`] is dropped.
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use super::MinRate;
+use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
+use crate::protocol::{decode_chunk_header, decode_sender_msg};
+use crate::transfer::os::WriteBehind;
+use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
+
+/// Buffers in flight between the socket reader and the disk writer, and their size.
+const PIPELINE_BUFFERS: usize = 8;
+const PIPELINE_BUF_LEN: usize = 256 * 1024;
+
+/// How a file's bytes ended.
+pub(super) enum DataEnd {
+    /// Every byte arrived.
+    Complete,
+    /// The Ferry sender gave up on this file (the stream stays in step).
+    Cancelled(String),
+}
+
+/// What one [`DataSource::fill`] produced.
+pub(super) enum Fill {
+    Bytes(usize),
+    Done,
+    Cancelled(String),
+}
+
+/// The bytes of one file as they come off the socket: raw (plain) or chunked (Ferry).
+pub(super) struct DataSource<'a> {
+    pub reader: &'a mut BufReader<TcpStream>,
+    pub session: &'a mut ReceiverSession,
+    pub size: u64,
+    pub idle_secs: u64,
+    pub stopping: &'a AtomicBool,
+    pub cancel: &'a AtomicBool,
+    pub rate: RateFloor,
+    /// An error that ended a fill which had already produced bytes: those bytes are handed
+    /// out first (so they reach the disk), the error with the next fill.
+    pub deferred: Option<TransferError>,
+}
+
+/// Drops an upload that stays below [`MinRate`]: every `window`, at least
+/// `bytes_per_sec * window` bytes must have arrived since the last check.
+pub(super) struct RateFloor {
+    min: MinRate,
+    window_start: Instant,
+    bytes_at_start: u64,
+}
+
+impl RateFloor {
+    pub fn new(min: MinRate, received: u64) -> Self {
+        Self {
+            min,
+            window_start: Instant::now(),
+            bytes_at_start: received,
+        }
+    }
+
+    fn check(&mut self, received: u64) -> Result<(), TransferError> {
+        let elapsed = self.window_start.elapsed();
+        if elapsed < self.min.window {
+            return Ok(());
+        }
+        let floor = self
+            .min
+            .bytes_per_sec
+            .saturating_mul(self.min.window.as_secs().max(1));
+        if received - self.bytes_at_start < floor {
+            return Err(TransferError::TooSlow {
+                bytes_per_sec: self.min.bytes_per_sec,
+                window_secs: self.min.window.as_secs(),
+            });
+        }
+        self.window_start = Instant::now();
+        self.bytes_at_start = received;
+        Ok(())
+    }
+}
+
+impl DataSource<'_> {
+    /// Bytes of the file received so far.
+    pub fn received(&self) -> u64 {
+        self.session.received()
+    }
+
+    /// Fills `buf` as far as the file goes (so disk writes are large): at least one byte
+    /// unless the file is complete or cancelled. Bytes read before an error are returned
+    /// first; the error comes with the next call.
+    pub fn fill(&mut self, buf: &mut [u8]) -> Result<Fill, TransferError> {
+        let mut filled = 0;
+        let result = match self.deferred.take() {
+            Some(error) => Err(error),
+            None => self.fill_inner(buf, &mut filled),
+        };
+        match result {
+            Err(error) if filled > 0 => {
+                self.deferred = Some(error);
+                Ok(Fill::Bytes(filled))
+            }
+            // A cancel shuts the socket's read side: whatever error that caused, say why.
+            Err(_) if self.cancel.load(Ordering::SeqCst) => Err(TransferError::CancelledHere),
+            Err(_) if self.stopping.load(Ordering::SeqCst) => Err(TransferError::Stopped),
+            other => other,
+        }
+    }
+
+    fn short(&self) -> TransferError {
+        TransferError::ShortData {
+            received: self.session.received(),
+            expected: self.size,
+        }
+    }
+
+    fn fill_inner(&mut self, buf: &mut [u8], filled: &mut usize) -> Result<Fill, TransferError> {
+        while *filled < buf.len() {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(TransferError::CancelledHere);
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                return Err(TransferError::Stopped);
+            }
+            let want = match self.session.expect() {
+                Expect::DataComplete => break,
+                Expect::Data(left) => left.min((buf.len() - *filled) as u64) as usize,
+                Expect::ChunkHeader => {
+                    let prefix = read_prefix(self.reader)
+                        .map_err(|e| read_error(e, self.idle_secs))?
+                        .ok_or_else(|| self.short())?;
+                    match self.session.on_chunk_header(decode_chunk_header(prefix)?)? {
+                        ChunkStep::Data => continue,
+                        ChunkStep::CancelFollows => {
+                            let body =
+                                read_frame(self.reader)?.ok_or(TransferError::TruncatedFrame)?;
+                            return match self.session.on_frame(decode_sender_msg(&body)?)? {
+                                FrameStep::Cancelled { reason } => Ok(Fill::Cancelled(reason)),
+                                other => Err(TransferError::Unexpected(format!(
+                                    "{other:?} after a cancel marker"
+                                ))),
+                            };
+                        }
+                    }
+                }
+                other => {
+                    return Err(TransferError::Unexpected(format!(
+                        "reading data where the session expects {other:?}"
+                    )));
+                }
+            };
+            let n = match self.reader.read(&mut buf[*filled..*filled + want]) {
+                Ok(0) => return Err(self.short()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(e, self.idle_secs)),
+            };
+            self.session.on_data(n as u64)?;
+            *filled += n;
+            self.rate.check(self.session.received())?;
+        }
+        Ok(if *filled > 0 {
+            Fill::Bytes(*filled)
+        } else {
+            Fill::Done
+        })
+    }
+}
+
+/// Small files: one buffer, on this thread.
+pub(super) fn simple(
+    source: &mut DataSource<'_>,
+    buf: &mut [u8],
+    file: &mut std::fs::File,
+    hasher: &mut Option<blake3::Hasher>,
+    mut progress: impl FnMut(u64),
+) -> Result<DataEnd, TransferError> {
+    loop {
+        match source.fill(buf)? {
+            Fill::Done => return Ok(DataEnd::Complete),
+            Fill::Cancelled(reason) => return Ok(DataEnd::Cancelled(reason)),
+            Fill::Bytes(n) => {
+                if let Some(hasher) = hasher {
+                    hasher.update(&buf[..n]);
+                }
+                file.write_all(&buf[..n]).map_err(TransferError::Disk)?;
+            }
+        }
+        progress(source.received());
+    }
+}
+
+/// Reads on this thread while a second one hashes and writes, through a small pool of
+/// buffers. A disk error stops the reader at its next buffer. Whatever was read before an
+/// error is written before this returns (so a kept partial holds every byte received).
+pub(super) fn pipelined(
+    source: &mut DataSource<'_>,
+    file: &mut std::fs::File,
+    hasher: &mut Option<blake3::Hasher>,
+    mut write_behind: Option<WriteBehind>,
+    mut progress: impl FnMut(u64),
+) -> Result<DataEnd, TransferError> {
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(PIPELINE_BUFFERS);
+    for _ in 0..PIPELINE_BUFFERS {
+        // Cannot fail: the channel has room for every buffer and its receiver is alive.
+        let _ = free_tx.send(vec![0u8; PIPELINE_BUF_LEN]);
+    }
+    thread::scope(|scope| {
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            for (buf, n) in full_rx {
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&buf[..n]);
+                }
+                file.write_all(&buf[..n])?;
+                if let Some(write_behind) = write_behind.as_mut() {
+                    write_behind.wrote(file, n);
+                }
+                // The reader may have stopped already; then the buffer is simply freed.
+                let _ = free_tx.send(buf);
+            }
+            Ok(())
+        });
+        let read = loop {
+            // Err only when the writer stopped (a disk error), reported below.
+            let Ok(mut buf) = free_rx.recv() else {
+                break Ok(DataEnd::Complete);
+            };
+            match source.fill(&mut buf) {
+                Ok(Fill::Bytes(n)) => {
+                    if full_tx.send((buf, n)).is_err() {
+                        break Ok(DataEnd::Complete);
+                    }
+                    progress(source.received());
+                }
+                Ok(Fill::Done) => break Ok(DataEnd::Complete),
+                Ok(Fill::Cancelled(reason)) => break Ok(DataEnd::Cancelled(reason)),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(full_tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("disk writer panicked")));
+        match (read, written) {
+            (_, Err(e)) => Err(TransferError::Disk(e)),
+            (read, Ok(())) => read,
+        }
+    })
+}
