@@ -1,5 +1,6 @@
 //! The upload protocol's rules as state machines with no I/O (sans-IO, like quinn-proto):
-//! [`ReceiverSession`] for one receiving connection, with the consent rules in [`batch`].
+//! [`ReceiverSession`] for one receiving connection, with the consent rules in [`batch`],
+//! and [`SenderSession`] for one sending connection.
 //! They take decoded frames, chunk headers, byte counts and decisions, and return what to
 //! read next, what to answer and how a file ended; the drivers in `transfer` only move bytes
 //! between sockets, disks and these machines. Because they never touch a socket, every
@@ -9,11 +10,15 @@
 
 pub mod batch;
 mod receiver;
+mod sender;
+#[cfg(test)]
+mod sender_tests;
 #[cfg(test)]
 mod tests;
 
 pub use batch::{Batch, Consent, Refusal, consent};
 pub use receiver::{ChunkStep, Expect, FrameStep, ReceiverSession};
+pub use sender::{Answer, BATCH_FRAME_NAME_BYTES, SenderSession, batch_frames};
 
 /// A peer broke the protocol's order or accounting (or the driver asked something the state
 /// does not allow). The connection cannot go on.

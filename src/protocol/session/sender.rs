@@ -1,0 +1,276 @@
+//! The sending side of one upload connection, with no I/O: it produces the frames to send,
+//! checks every answer of a Ferry receiver against what may come at that point, and counts
+//! the bytes of each file. The driver (`transfer::client`) reads files, hashes and writes to
+//! the socket; every rule about the order of the exchange is here.
+//!
+//! One file, Ferry: `Idle` → [`SenderSession::offer`] → `Offered` (answers: `waiting`,
+//! then `accept`, `decline` or `cancel`) → with a resume offset, `Resuming` until
+//! [`SenderSession::start`] → `Data` ([`SenderSession::sent`] per chunk, or
+//! [`SenderSession::cancel`]) → [`SenderSession::end`] → `AwaitVerdict` (`verified` or
+//! `failed`) → `Idle`. Plain: `Idle` → offer → `Data` → all bytes sent → `Idle`; a plain
+//! receiver never answers.
+
+use super::super::{CHUNK_LEN, Header, Mode, ReceiverMsg, SenderMsg, encode_chunk_header};
+use super::SessionError;
+
+/// What a receiver's answer means for the file on offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The receiver is asking its user: keep waiting (longer).
+    Waiting,
+    /// Send everything from byte 0; the receiver will save it as `saved_as`.
+    Accepted { saved_as: String },
+    /// The receiver holds the first `offset` bytes: compare `prefix` with the hash of ours,
+    /// then call [`SenderSession::start`].
+    Resume { offset: u64, prefix: [u8; 32] },
+    /// The file is refused; the next one may be offered.
+    Declined { reason: String },
+    /// The hash matched: the file is saved under `saved_as`.
+    Verified { saved_as: String },
+    /// The receiver did not keep the file (its reason); the next one may be offered.
+    Failed { reason: String },
+    /// The receiver stopped the transfer and closes the connection.
+    PeerCancelled { reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Offered { size: u64 },
+    Resuming { size: u64, offset: u64 },
+    Data { size: u64, sent: u64 },
+    AwaitVerdict,
+    Broken,
+}
+
+/// One connection's sending state (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SenderSession {
+    mode: Mode,
+    state: State,
+}
+
+impl SenderSession {
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            state: State::Idle,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Offers the next file: the frame to send. A plain file's data follows at once.
+    pub fn offer(&mut self, header: Header) -> Result<SenderMsg, SessionError> {
+        if self.state != State::Idle {
+            return Err(self.broken("an offer"));
+        }
+        let size = header.file_size;
+        Ok(match self.mode {
+            Mode::Plain => {
+                self.state = State::Data { size, sent: 0 };
+                SenderMsg::Plain(Header {
+                    resume_key: None,
+                    ..header
+                })
+            }
+            Mode::Ferry => {
+                self.state = State::Offered { size };
+                SenderMsg::Offer(header)
+            }
+        })
+    }
+
+    /// Takes a Ferry receiver's message.
+    pub fn on_answer(&mut self, msg: ReceiverMsg) -> Result<Answer, SessionError> {
+        let answer = match (self.state, msg) {
+            (_, ReceiverMsg::Cancel { reason }) if self.state != State::Broken => {
+                self.state = State::Broken;
+                return Ok(Answer::PeerCancelled { reason });
+            }
+            (State::Offered { .. }, ReceiverMsg::Waiting) => Answer::Waiting,
+            (
+                State::Offered { size },
+                ReceiverMsg::Accept {
+                    offset,
+                    saved_as,
+                    prefix_blake3,
+                },
+            ) => match (offset, prefix_blake3) {
+                (0, None) => {
+                    self.state = State::Data { size, sent: 0 };
+                    Answer::Accepted { saved_as }
+                }
+                (offset, Some(hex)) if offset > 0 && offset <= size => {
+                    let prefix = blake3::Hash::from_hex(&hex)
+                        .map_err(|_| self.broken("an accept with a malformed prefix hash"))?;
+                    self.state = State::Resuming { size, offset };
+                    Answer::Resume {
+                        offset,
+                        prefix: *prefix.as_bytes(),
+                    }
+                }
+                _ => return Err(self.broken("an accept whose offset does not fit the file")),
+            },
+            (State::Offered { .. }, ReceiverMsg::Decline { reason }) => {
+                self.state = State::Idle;
+                Answer::Declined { reason }
+            }
+            // Data flowing: the receiver may refuse the file (it stays in step) or give up.
+            (State::Data { .. }, ReceiverMsg::Decline { reason }) => {
+                self.state = State::Broken;
+                Answer::Declined { reason }
+            }
+            (State::Data { .. }, ReceiverMsg::Failed { reason }) => {
+                self.state = State::Broken;
+                Answer::Failed { reason }
+            }
+            (State::AwaitVerdict, ReceiverMsg::Verified { saved_as }) => {
+                self.state = State::Idle;
+                Answer::Verified { saved_as }
+            }
+            (State::AwaitVerdict, ReceiverMsg::Failed { reason }) => {
+                self.state = State::Idle;
+                Answer::Failed { reason }
+            }
+            (_, msg) => return Err(self.broken(receiver_kind(&msg))),
+        };
+        Ok(answer)
+    }
+
+    /// After [`Answer::Resume`]: resume at the offset when our prefix hash `matches`, else
+    /// start over from byte 0. Returns the `start` frame and where the data starts.
+    pub fn start(&mut self, matches: bool) -> Result<(SenderMsg, u64), SessionError> {
+        let State::Resuming { size, offset } = self.state else {
+            return Err(self.broken("a start"));
+        };
+        let sent = if matches { offset } else { 0 };
+        self.state = State::Data { size, sent };
+        Ok((SenderMsg::Start { offset: sent }, sent))
+    }
+
+    /// How many bytes the next chunk carries (`None` once every byte is sent).
+    pub fn next_chunk(&self) -> Option<usize> {
+        match self.state {
+            State::Data { size, sent } if sent < size => {
+                Some((size - sent).min(CHUNK_LEN as u64) as usize)
+            }
+            _ => None,
+        }
+    }
+
+    /// The chunk header to send before `n` bytes (Ferry), or `None` (plain: raw bytes).
+    pub fn chunk_header(&self, n: usize) -> Option<[u8; 4]> {
+        (self.mode == Mode::Ferry).then(|| encode_chunk_header(n))
+    }
+
+    /// Counts `n` bytes sent; a plain file is done (back to `Idle`) once all are.
+    pub fn sent(&mut self, n: u64) -> Result<(), SessionError> {
+        match self.state {
+            State::Data { size, sent } if n <= size - sent => {
+                let sent = sent + n;
+                self.state = if self.mode == Mode::Plain && sent == size {
+                    State::Idle
+                } else {
+                    State::Data { size, sent }
+                };
+                Ok(())
+            }
+            _ => Err(self.broken("data")),
+        }
+    }
+
+    /// Every byte is sent: the `end` frame with the hash of the whole file.
+    pub fn end(&mut self, blake3: [u8; 32]) -> Result<SenderMsg, SessionError> {
+        match self.state {
+            State::Data { size, sent } if sent == size && self.mode == Mode::Ferry => {
+                self.state = State::AwaitVerdict;
+                Ok(SenderMsg::End { blake3 })
+            }
+            _ => Err(self.broken("an end")),
+        }
+    }
+
+    /// Gives up on the file mid-data: the cancel marker (a zero chunk header) and the
+    /// `cancel` frame; the connection stays usable for the next file. Plain receivers cannot
+    /// be told: `Err`, and the connection must close.
+    pub fn cancel(&mut self, reason: String) -> Result<([u8; 4], SenderMsg), SessionError> {
+        match (self.mode, self.state) {
+            (Mode::Ferry, State::Data { .. }) => {
+                self.state = State::Idle;
+                Ok((encode_chunk_header(0), SenderMsg::Cancel { reason }))
+            }
+            _ => Err(self.broken("a cancel")),
+        }
+    }
+
+    /// True between files (a new offer may go out).
+    pub fn at_boundary(&self) -> bool {
+        self.state == State::Idle
+    }
+
+    /// Marks the connection unusable (an I/O error, a cancel at a point where the stream
+    /// cannot stay in step).
+    pub fn break_off(&mut self) {
+        self.state = State::Broken;
+    }
+
+    fn broken(&mut self, got: &'static str) -> SessionError {
+        let expected = match self.state {
+            State::Idle => "nothing between files",
+            State::Offered { .. } => "an answer to the offer",
+            State::Resuming { .. } => "our start",
+            State::Data { .. } => "the file's data",
+            State::AwaitVerdict => "the verdict on the file",
+            State::Broken => "nothing (the connection failed)",
+        };
+        self.state = State::Broken;
+        SessionError::Unexpected { got, expected }
+    }
+}
+
+fn receiver_kind(msg: &ReceiverMsg) -> &'static str {
+    match msg {
+        ReceiverMsg::Accept { .. } => "an accept",
+        ReceiverMsg::Waiting => "a waiting",
+        ReceiverMsg::Decline { .. } => "a decline",
+        ReceiverMsg::Verified { .. } => "a verified",
+        ReceiverMsg::Failed { .. } => "a failed",
+        ReceiverMsg::Cancel { .. } => "a cancel",
+    }
+}
+
+/// How many bytes of names one batch frame carries (keeps it below the frame limit, with
+/// room for the JSON escaping of any name a file system allows).
+pub const BATCH_FRAME_NAME_BYTES: usize = 32 * 1024;
+
+/// The `batch` frames announcing a whole upload (each file's name and size): as many as the
+/// names need, each repeating the totals.
+pub fn batch_frames(files: &[(String, u64)]) -> Vec<SenderMsg> {
+    let count = files.len() as u64;
+    let bytes = files.iter().map(|(_, size)| size).sum();
+    let mut frames = Vec::new();
+    let mut rest = files;
+    while !rest.is_empty() {
+        let mut name_bytes = 0;
+        let take = rest
+            .iter()
+            .take_while(|(name, _)| {
+                name_bytes += name.len();
+                name_bytes <= BATCH_FRAME_NAME_BYTES
+            })
+            .count()
+            .max(1);
+        let (frame_files, later) = rest.split_at(take);
+        rest = later;
+        frames.push(SenderMsg::Batch {
+            count,
+            bytes,
+            names: frame_files.iter().map(|(n, _)| n.clone()).collect(),
+            sizes: frame_files.iter().map(|(_, s)| *s).collect(),
+        });
+    }
+    frames
+}
