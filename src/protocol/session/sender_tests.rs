@@ -133,7 +133,10 @@ fn bytes_are_counted_in_chunks_and_never_beyond_the_file() {
             m.chunk_header(n),
             Some(crate::protocol::encode_chunk_header(n))
         );
-        assert!(m.clone().end([0; 32]).is_err(), "no end before the last byte");
+        assert!(
+            m.clone().end([0; 32]).is_err(),
+            "no end before the last byte"
+        );
         m.sent(n as u64).unwrap();
         chunks.push(n);
     }

@@ -1,0 +1,144 @@
+//! A Ferry receiver may speak at any time (a cancel mid-file), so its frames are read on a
+//! thread of their own and handed over on a channel; the upload checks each against its
+//! [`SenderSession`](crate::protocol::session::SenderSession) when it takes it.
+
+use std::io::BufReader;
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::FileOutcome;
+use super::upload::{Stop, Upload};
+use crate::events::{TransferEvent, TransferId};
+use crate::protocol::session::Answer;
+use crate::protocol::{ReceiverMsg, decode_receiver_msg};
+use crate::transfer::read_frame;
+
+/// The advice for a sender whose peer never answered like a Ferry receiver.
+pub(super) const PLAIN_HINT: &str = "if it is a plain (non-Ferry) server, send in plain mode";
+
+/// What the reader thread heard.
+pub(super) enum Heard {
+    Msg(ReceiverMsg),
+    Closed(String),
+}
+
+/// Starts the reader thread for a Ferry connection.
+pub(super) fn spawn_reader(stream: &TcpStream) -> std::io::Result<Receiver<Heard>> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    thread::Builder::new()
+        .name("ferry-answers".into())
+        .spawn(move || {
+            loop {
+                let heard = match read_frame(&mut reader) {
+                    Ok(Some(body)) => match decode_receiver_msg(&body) {
+                        Ok(msg) => Heard::Msg(msg),
+                        Err(e) => Heard::Closed(format!("receiver sent a bad answer: {e}")),
+                    },
+                    Ok(None) => Heard::Closed("receiver closed the connection".into()),
+                    Err(e) => Heard::Closed(format!("connection lost: {e}")),
+                };
+                let last = matches!(heard, Heard::Closed(_));
+                // After a cancel, or once the receiver is gone, nothing more can be delivered:
+                // shut the socket so a send blocked on a stalled path fails now, not at its
+                // write timeout (the message is already on the channel to explain why).
+                let hang_up = last || matches!(heard, Heard::Msg(ReceiverMsg::Cancel { .. }));
+                let delivered = tx.send(heard).is_ok();
+                if hang_up {
+                    let _ = reader.get_ref().shutdown(Shutdown::Both);
+                }
+                if !delivered || last {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+impl Upload<'_> {
+    /// Passes a write's result on; on failure, with what the receiver said before it hung up.
+    pub(super) fn io_or_explain(&mut self, result: std::io::Result<()>) -> Result<(), Stop> {
+        let Err(e) = result else {
+            return Ok(());
+        };
+        let said = self
+            .answers
+            .as_ref()
+            .and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
+        Err(match said {
+            Some(Heard::Msg(msg)) => self.stop_for(msg),
+            _ if self.answers.is_some() && !self.heard_from_peer => Stop::Broken(format!(
+                "connection lost before the receiver answered: {e}; {PLAIN_HINT}"
+            )),
+            _ => Stop::Broken(format!("connection lost: {e}")),
+        })
+    }
+
+    /// A Ferry receiver's unsolicited message during data (cancel, failure), if any.
+    pub(super) fn peer_stopped(&mut self) -> Option<Stop> {
+        let heard = self.answers.as_ref()?.try_recv().ok()?;
+        Some(match heard {
+            Heard::Msg(msg) => self.stop_for(msg),
+            Heard::Closed(reason) => Stop::Broken(reason),
+        })
+    }
+
+    /// What a receiver's message in the middle of sending means.
+    fn stop_for(&mut self, msg: ReceiverMsg) -> Stop {
+        match self.session.on_answer(msg) {
+            Ok(Answer::PeerCancelled { reason }) => Stop::PeerCancelled(reason),
+            Ok(Answer::Declined { reason }) => Stop::Outcome(FileOutcome::Declined { reason }),
+            Ok(Answer::Failed { reason }) => Stop::Broken(reason),
+            Ok(other) => Stop::Broken(format!("unexpected answer during data: {other:?}")),
+            Err(e) => Stop::Broken(e.to_string()),
+        }
+    }
+
+    /// Waits for the receiver's next answer (checked by the session), polling for
+    /// cancellation; `waiting` extends the wait to the receiver's decision time.
+    pub(super) fn wait_answer(&mut self, id: TransferId) -> Result<Answer, Stop> {
+        let mut deadline = Instant::now() + self.opts.answer_timeout;
+        loop {
+            let Some(rx) = &self.answers else {
+                return Err(Stop::Broken("no answer channel".into()));
+            };
+            if self.cancel.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Stop::Broken(format!(
+                    "no answer from {} within {} s; {PLAIN_HINT}",
+                    self.peer,
+                    self.opts.answer_timeout.as_secs()
+                )));
+            }
+            let msg = match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(Heard::Msg(msg)) => msg,
+                Ok(Heard::Closed(reason)) if !self.heard_from_peer => {
+                    return Err(Stop::Broken(format!(
+                        "{reason} before answering; {PLAIN_HINT}"
+                    )));
+                }
+                Ok(Heard::Closed(reason)) => return Err(Stop::Broken(reason)),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Stop::Broken("connection lost".into()));
+                }
+            };
+            self.heard_from_peer = true;
+            match self.session.on_answer(msg) {
+                // The receiver is asking its user: wait as long as it lets them decide.
+                Ok(Answer::Waiting) => {
+                    self.sink.transfer(TransferEvent::AwaitingDecision { id });
+                    deadline = Instant::now() + self.opts.decision_timeout;
+                }
+                Ok(answer) => return Ok(answer),
+                Err(e) => return Err(Stop::Broken(e.to_string())),
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The sending side: every file over one connection, streamed from disk in chunks (never the
+//! whole file in memory), hashed with BLAKE3 on the same single read in Ferry mode. The order
+//! of the exchange and the count of each file's bytes belong to a
+//! [`SenderSession`](crate::protocol::session::SenderSession); this driver reads files,
+//! hashes them and moves the bytes.
+//!
+//! - `mod.rs` (here): what a send is given and what becomes of each file; connecting.
+//! - [`upload`]: one connection's files, one after another (plain and Ferry).
+//! - [`answers`]: a Ferry receiver's answers, read on a thread of their own, and waiting
+//!   for them.
+
+mod answers;
+mod upload;
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use self::upload::Upload;
+use crate::events::{CancelToken, EventSink, TransferEvent, TransferId, next_transfer_id};
+use crate::protocol::session::SenderSession;
+use crate::protocol::{Mode, escape_line};
+
+/// How a send is made.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// `host:port` of the receiver.
+    pub to: String,
+    /// The header's `msg`, sent with every file.
+    pub msg: String,
+    /// Plain speaks the original protocol to a plain server (nothing is answered or verified).
+    pub mode: Mode,
+    pub connect_timeout: Duration,
+    /// How long to wait for each answer of a Ferry receiver.
+    pub answer_timeout: Duration,
+    /// How long to wait once the receiver said it is asking its user.
+    pub decision_timeout: Duration,
+}
+
+impl SendOptions {
+    pub fn new(to: impl Into<String>) -> Self {
+        Self {
+            to: to.into(),
+            msg: String::new(),
+            mode: Mode::Ferry,
+            connect_timeout: Duration::from_secs(10),
+            answer_timeout: Duration::from_secs(30),
+            decision_timeout: Duration::from_secs(330),
+        }
+    }
+}
+
+/// What became of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// The receiver checked the hash and saved it under `saved_as`; `resumed_from` bytes
+    /// were already there from an interrupted upload (0 when all were sent now).
+    Verified {
+        saved_as: String,
+        resumed_from: u64,
+    },
+    /// Plain mode: every byte was handed to the network; nobody checked it.
+    SentUnverified,
+    Declined {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+    /// Cancelled on this side.
+    Cancelled,
+    /// The receiver cancelled it.
+    CancelledByPeer {
+        reason: String,
+    },
+}
+
+impl FileOutcome {
+    /// True for the outcomes that count as success for the mode used.
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self,
+            FileOutcome::Verified { .. } | FileOutcome::SentUnverified
+        )
+    }
+}
+
+impl std::fmt::Display for FileOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileOutcome::Verified {
+                saved_as,
+                resumed_from: 0,
+            } => {
+                write!(f, "verified, saved as {saved_as:?}")
+            }
+            FileOutcome::Verified {
+                saved_as,
+                resumed_from,
+            } => {
+                write!(
+                    f,
+                    "verified, saved as {saved_as:?} (resumed at byte {resumed_from})"
+                )
+            }
+            FileOutcome::SentUnverified => f.write_str("sent, unverified"),
+            // Reasons may be the receiver's words: never raw control characters.
+            FileOutcome::Declined { reason } => write!(f, "declined: {}", escape_line(reason)),
+            FileOutcome::Failed { reason } => write!(f, "failed: {}", escape_line(reason)),
+            FileOutcome::Cancelled => f.write_str("cancelled"),
+            FileOutcome::CancelledByPeer { reason } => {
+                write!(f, "cancelled by peer: {}", escape_line(reason))
+            }
+        }
+    }
+}
+
+/// Why nothing could be sent at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot resolve {0:?}: expected HOST:PORT")]
+    Resolve(String),
+    #[error("cannot connect to {to}: {source}")]
+    Connect { to: String, source: std::io::Error },
+}
+
+/// One file to upload; the caller picks the id so it can match events to its own rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingFile {
+    pub id: TransferId,
+    pub path: PathBuf,
+}
+
+impl OutgoingFile {
+    /// A file with a fresh id.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            id: next_transfer_id(),
+            path: path.into(),
+        }
+    }
+}
+
+/// Uploads `files` in order over one connection and reports each file's outcome, in order.
+/// Events go to `sink` (every file gets a `Finished` or `Failed`, even when the connection
+/// could not be made); `cancel` stops at the next chunk.
+pub fn send_files(
+    opts: &SendOptions,
+    files: &[OutgoingFile],
+    sink: &EventSink,
+    cancel: &CancelToken,
+) -> Result<Vec<FileOutcome>, SendError> {
+    let connected = connect(opts).and_then(|stream| {
+        let peer = stream.peer_addr().map_err(|source| SendError::Connect {
+            to: opts.to.clone(),
+            source,
+        })?;
+        let answers = match opts.mode {
+            Mode::Ferry => {
+                Some(
+                    answers::spawn_reader(&stream).map_err(|source| SendError::Connect {
+                        to: opts.to.clone(),
+                        source,
+                    })?,
+                )
+            }
+            Mode::Plain => None,
+        };
+        Ok((stream, peer, answers))
+    });
+    let (stream, peer, answers) = match connected {
+        Ok(connected) => connected,
+        Err(e) => {
+            for file in files {
+                sink.transfer(TransferEvent::Failed {
+                    id: file.id,
+                    reason: e.to_string(),
+                });
+            }
+            return Err(e);
+        }
+    };
+    let mut session = Upload {
+        stream,
+        peer,
+        opts,
+        sink,
+        cancel,
+        answers,
+        session: SenderSession::new(opts.mode),
+        buf: vec![0u8; upload::HASH_SLICE_LEN],
+        broken: None,
+        heard_from_peer: false,
+    };
+    if opts.mode == Mode::Ferry && !files.is_empty() {
+        session.send_batch(files);
+    }
+    let outcomes = files.iter().map(|file| session.send_one(file)).collect();
+    session.finish();
+    Ok(outcomes)
+}
+
+fn connect(opts: &SendOptions) -> Result<TcpStream, SendError> {
+    let addrs: Vec<SocketAddr> = opts
+        .to
+        .to_socket_addrs()
+        .map_err(|_| SendError::Resolve(opts.to.clone()))?
+        .collect();
+    let mut last_error = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, opts.connect_timeout) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_write_timeout(Some(opts.answer_timeout));
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(match last_error {
+        Some(source) => SendError::Connect {
+            to: opts.to.clone(),
+            source,
+        },
+        None => SendError::Resolve(opts.to.clone()),
+    })
+}
+
+/// What identifies this copy of a file across runs of the sender: its absolute path, size
+/// and modification time. Sent with each Ferry offer, so a receiver resumes a partial only
+/// for the same sender sending the same, unchanged file (the prefix hash still decides).
+pub fn resume_key(path: &Path) -> std::io::Result<String> {
+    let path = path.canonicalize()?;
+    let meta = std::fs::metadata(&path)?;
+    let modified = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"ferry resume key v1\0");
+    hasher.update(path.as_os_str().as_encoded_bytes());
+    hasher.update(&meta.len().to_le_bytes());
+    hasher.update(&modified.as_secs().to_le_bytes());
+    hasher.update(&modified.subsec_nanos().to_le_bytes());
+    Ok(hasher.finalize().to_hex()[..32].to_owned())
+}
+
+/// `read`, retrying on interruption.
+pub(super) fn read_some(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! One connection's files, one after another. Each file's frames come from the connection's
+//! [`SenderSession`], which also counts its bytes; this module opens and reads the file,
+//! hashes it (Ferry: one pass, cache-sized slices), moves the bytes (`sendfile` from the
+//! page cache the hash just read) and turns every ending into a [`FileOutcome`] and events.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use super::answers::Heard;
+use super::{FileOutcome, OutgoingFile, SendOptions, read_some, resume_key};
+use crate::events::{CancelToken, Direction, EventSink, ProgressThrottle, TransferEvent};
+use crate::protocol::session::{Answer, SenderSession, batch_frames};
+use crate::protocol::{self, CHUNK_LEN, Header, Mode, encode_sender_msg};
+use crate::transfer::os::{send_file_range, send_more};
+use crate::transfer::{CANCELLED_BY_SENDER, TransferError, write_all};
+
+/// How much of a chunk is read and hashed at a time (fits a core's L2 cache).
+pub(super) const HASH_SLICE_LEN: usize = 256 * 1024;
+
+/// The sender's words when its file shrank under it.
+const SHRANK: &str = "the file shrank while it was being sent";
+
+pub(super) struct Upload<'a> {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub opts: &'a SendOptions,
+    pub sink: &'a EventSink,
+    pub cancel: &'a CancelToken,
+    pub answers: Option<Receiver<Heard>>,
+    pub session: SenderSession,
+    /// What each chunk is read and hashed through.
+    pub buf: Vec<u8>,
+    /// Set once the connection can no longer carry files; every later file fails with it.
+    pub broken: Option<String>,
+    /// Whether the receiver has said anything yet (a plain server never does).
+    pub heard_from_peer: bool,
+}
+
+/// How one file's attempt ended.
+pub(super) enum Stop {
+    Outcome(FileOutcome),
+    /// The connection is unusable from here on.
+    Broken(String),
+    /// The receiver cancelled and closed.
+    PeerCancelled(String),
+    /// Cancelled here at a point where the connection cannot go on.
+    Cancelled,
+}
+
+impl From<TransferError> for Stop {
+    fn from(e: TransferError) -> Self {
+        Stop::Broken(e.to_string())
+    }
+}
+
+impl From<protocol::session::SessionError> for Stop {
+    fn from(e: protocol::session::SessionError) -> Self {
+        Stop::Broken(e.to_string())
+    }
+}
+
+impl Upload<'_> {
+    pub fn send_one(&mut self, file: &OutgoingFile) -> FileOutcome {
+        let id = file.id;
+        let outcome = self.try_send(file);
+        match &outcome {
+            FileOutcome::Verified { saved_as, .. } => self.sink.transfer(TransferEvent::Finished {
+                id,
+                verified: true,
+                saved_as: saved_as.clone(),
+                path: None,
+            }),
+            FileOutcome::SentUnverified => self.sink.transfer(TransferEvent::Finished {
+                id,
+                verified: false,
+                saved_as: String::new(),
+                path: None,
+            }),
+            FileOutcome::Cancelled => self
+                .sink
+                .transfer(TransferEvent::Cancelled { id, by_peer: false }),
+            FileOutcome::CancelledByPeer { .. } => self
+                .sink
+                .transfer(TransferEvent::Cancelled { id, by_peer: true }),
+            other => self.sink.transfer(TransferEvent::Failed {
+                id,
+                reason: other.to_string(),
+            }),
+        }
+        outcome
+    }
+
+    fn try_send(&mut self, file: &OutgoingFile) -> FileOutcome {
+        if self.cancel.is_cancelled() {
+            return FileOutcome::Cancelled;
+        }
+        if let Some(reason) = &self.broken {
+            return FileOutcome::Failed {
+                reason: format!("not sent: {reason}"),
+            };
+        }
+        let (id, path) = (file.id, file.path.as_path());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let opened = File::open(path).and_then(|f| {
+            let meta = f.metadata()?;
+            if meta.is_file() {
+                Ok((f, meta.len()))
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
+        });
+        let (file, size) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                return FileOutcome::Failed {
+                    reason: format!("cannot read {}: {e}", path.display()),
+                };
+            }
+        };
+        self.sink.transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Outgoing,
+            peer: self.peer,
+            name: name.clone(),
+            saved_as: None,
+            bytes_total: size,
+            mode: self.opts.mode,
+            msg: self.opts.msg.clone(),
+        });
+        let header = Header {
+            file_name: name,
+            file_size: size,
+            msg: self.opts.msg.clone(),
+            resume_key: match self.opts.mode {
+                Mode::Ferry => resume_key(path).ok(),
+                Mode::Plain => None,
+            },
+        };
+        let result = match self.opts.mode {
+            Mode::Plain => self.send_plain(id, header, file),
+            Mode::Ferry => self.send_ferry(id, header, file),
+        };
+        let outcome = match result {
+            // A file that ended in step leaves the connection usable for the next one.
+            Ok(outcome) | Err(Stop::Outcome(outcome)) if self.session.at_boundary() => {
+                return outcome;
+            }
+            Ok(outcome) | Err(Stop::Outcome(outcome)) => {
+                self.broken = Some(outcome.to_string());
+                outcome
+            }
+            Err(Stop::Broken(reason)) => {
+                self.broken = Some(reason.clone());
+                FileOutcome::Failed { reason }
+            }
+            Err(Stop::PeerCancelled(reason)) => {
+                self.broken = Some(format!("cancelled by peer: {reason}"));
+                FileOutcome::CancelledByPeer { reason }
+            }
+            // Mid-protocol, the connection cannot carry the next file: stop here.
+            Err(Stop::Cancelled) => {
+                self.broken = Some("cancelled".into());
+                FileOutcome::Cancelled
+            }
+        };
+        self.session.break_off();
+        outcome
+    }
+
+    fn send_plain(&mut self, id: u64, header: Header, file: File) -> Result<FileOutcome, Stop> {
+        let frame = encode_sender_msg(&self.session.offer(header)?).map_err(TransferError::from)?;
+        write_all(&mut self.stream, &frame)?;
+        let mut sent = 0u64;
+        let mut throttle = ProgressThrottle::default();
+        while let Some(n) = self.session.next_chunk() {
+            if self.cancel.is_cancelled() {
+                // A plain peer cannot be told; the only way to stop is to close.
+                return Err(Stop::Cancelled);
+            }
+            // A plain peer cannot be told that a file went wrong: only closing stops it.
+            send_file_range(&self.stream, &file, sent, n).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Stop::Broken(SHRANK.into()),
+                _ => Stop::Broken(format!("cannot send the file: {e}")),
+            })?;
+            self.session.sent(n as u64)?;
+            sent += n as u64;
+            throttle.report(self.sink, id, sent);
+        }
+        self.sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: sent,
+        });
+        Ok(FileOutcome::SentUnverified)
+    }
+
+    fn send_ferry(&mut self, id: u64, header: Header, mut file: File) -> Result<FileOutcome, Stop> {
+        let frame = encode_sender_msg(&self.session.offer(header)?).map_err(TransferError::from)?;
+        self.write_or_explain(&frame)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut sent = match self.wait_answer(id)? {
+            Answer::Accepted { .. } => 0,
+            Answer::Resume { offset, prefix } => {
+                let sent = self.agree_start(&mut file, &mut hasher, offset, prefix)?;
+                self.sink.transfer(TransferEvent::Progress {
+                    id,
+                    bytes_done: sent,
+                });
+                sent
+            }
+            Answer::Declined { reason } => return Ok(FileOutcome::Declined { reason }),
+            Answer::PeerCancelled { reason } => return Err(Stop::PeerCancelled(reason)),
+            other => {
+                return Err(Stop::Broken(format!(
+                    "unexpected answer to an offer: {other:?}"
+                )));
+            }
+        };
+        let resumed_from = sent;
+        let mut throttle = ProgressThrottle::default();
+        while let Some(want) = self.session.next_chunk() {
+            if let Some(stop) = self.peer_stopped() {
+                return Err(stop);
+            }
+            if self.cancel.is_cancelled() {
+                self.send_cancel(CANCELLED_BY_SENDER)?;
+                return Ok(FileOutcome::Cancelled);
+            }
+            // Read and hash in cache-sized slices: each slice is hashed while still in cache.
+            let mut n = 0;
+            let mut failure = None;
+            while n < want {
+                let slice = (want - n).min(self.buf.len());
+                match read_some(&mut file, &mut self.buf[..slice]) {
+                    Ok(0) => {
+                        failure = Some(SHRANK.to_owned());
+                        break;
+                    }
+                    Ok(got) => {
+                        hasher.update(&self.buf[..got]);
+                        n += got;
+                    }
+                    Err(e) => {
+                        failure = Some(format!("cannot read the file: {e}"));
+                        break;
+                    }
+                }
+            }
+            if let Some(reason) = failure {
+                // Bytes hashed but not yet sent are simply dropped with the file.
+                self.send_cancel(&reason)?;
+                return Ok(FileOutcome::Failed { reason });
+            }
+            // The bytes just hashed go out again from the page cache, without a user-space
+            // copy; if the file changed in between, the receiver's check fails, as it should.
+            if let Some(chunk_header) = self.session.chunk_header(n) {
+                let header_sent = send_more(&self.stream, &chunk_header);
+                self.io_or_explain(header_sent)?;
+            }
+            match send_file_range(&self.stream, &file, sent, n) {
+                // sendfile found fewer bytes than were just read: the file was truncated
+                // in between. The chunk's length is already promised, so the stream cannot
+                // be kept in step: say so, and close.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(Stop::Broken(SHRANK.into()));
+                }
+                other => self.io_or_explain(other)?,
+            }
+            self.session.sent(n as u64)?;
+            sent += n as u64;
+            throttle.report(self.sink, id, sent);
+        }
+        self.sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: sent,
+        });
+        let end = self.session.end(*hasher.finalize().as_bytes())?;
+        self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
+        match self.wait_answer(id)? {
+            Answer::Verified { saved_as } => Ok(FileOutcome::Verified {
+                saved_as,
+                resumed_from,
+            }),
+            Answer::Failed { reason } => Ok(FileOutcome::Failed { reason }),
+            Answer::PeerCancelled { reason } => Err(Stop::PeerCancelled(reason)),
+            other => Err(Stop::Broken(format!(
+                "unexpected answer after a file: {other:?}"
+            ))),
+        }
+    }
+
+    /// The receiver holds the first `offset` bytes of an interrupted upload: hash ours (this
+    /// is the start of the one pass that hashes the whole file), and resume if they match or
+    /// start over if not. Returns where the data now starts.
+    fn agree_start(
+        &mut self,
+        file: &mut File,
+        hasher: &mut blake3::Hasher,
+        offset: u64,
+        theirs: [u8; 32],
+    ) -> Result<u64, Stop> {
+        let mut left = offset;
+        while left > 0 {
+            if self.cancel.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            let want = left.min(self.buf.len() as u64) as usize;
+            match read_some(file, &mut self.buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    hasher.update(&self.buf[..n]);
+                    left -= n as u64;
+                }
+            }
+        }
+        // `finalize` does not consume: the same hasher goes on over the rest.
+        let matches = left == 0 && *hasher.finalize().as_bytes() == theirs;
+        if !matches {
+            *hasher = blake3::Hasher::new();
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| Stop::Broken(format!("cannot read the file: {e}")))?;
+        }
+        let (frame, start) = self.session.start(matches)?;
+        self.write_or_explain(&encode_sender_msg(&frame).map_err(TransferError::from)?)?;
+        Ok(start)
+    }
+
+    /// Announces the whole upload, so a receiver that asks its user can show every file.
+    /// Best effort: a failure here shows up again, and is reported, with the first offer.
+    pub fn send_batch(&mut self, files: &[OutgoingFile]) {
+        let listed: Vec<(String, u64)> = files
+            .iter()
+            .map(|f| {
+                let name = f
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (name, std::fs::metadata(&f.path).map_or(0, |m| m.len()))
+            })
+            .collect();
+        for frame in batch_frames(&listed) {
+            let Ok(frame) = encode_sender_msg(&frame) else {
+                return;
+            };
+            if self.stream.write_all(&frame).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The cancel marker and a cancel frame: the receiver drops the file, the connection
+    /// stays usable for the next one.
+    fn send_cancel(&mut self, reason: &str) -> Result<(), Stop> {
+        let (marker, frame) = self.session.cancel(reason.into())?;
+        self.write_or_explain(&marker)?;
+        let frame = encode_sender_msg(&frame).map_err(TransferError::from)?;
+        self.write_or_explain(&frame)
+    }
+
+    /// Writes; if the receiver hung up, reports what it said before it did.
+    fn write_or_explain(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+        let written = self.stream.write_all(bytes);
+        self.io_or_explain(written)
+    }
+
+    pub fn finish(mut self) {
+        let _ = self.stream.flush();
+        // Tell the receiver we are done, and let the answer reader see the end.
+        let _ = self.stream.shutdown(Shutdown::Write);
+        if let Some(rx) = self.answers.take() {
+            // Wait briefly for the receiver to close, so a last answer is not lost.
+            let _ = rx.recv_timeout(Duration::from_secs(2));
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+// The send buffer holds one chunk plus its header.
+const _: () = assert!(CHUNK_LEN <= protocol::MAX_CHUNK_LEN);
