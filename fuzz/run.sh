@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode_frame sanitize_name decode_note)
+[ ${#targets[@]} -gt 0 ] || targets=(decode_frame sanitize_name decode_note receiver_session)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "cargo-fuzz is missing: cargo install cargo-fuzz" >&2
