@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::protocol::Mode;
+use crate::protocol::escape_line;
+pub use crate::protocol::session::Refusal;
 
 /// Identifies one file transfer for the lifetime of the process.
 pub type TransferId = u64;
@@ -70,7 +72,7 @@ pub enum TransferEvent {
     },
     Failed {
         id: TransferId,
-        reason: String,
+        failure: Failure,
     },
     /// Outgoing: the receiver is asking its user whether to accept.
     AwaitingDecision {
@@ -280,5 +282,108 @@ impl CancelToken {
     }
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a file did not make it, typed, so each face says it in its own words and language;
+/// what the peer or the operating system said stays apart, in `detail` (shown escaped and
+/// untranslated). `Display` gives the English sentence the CLI prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: Option<String>,
+}
+
+/// The kinds of [`Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The receiving side refused the file before any byte was written.
+    Refused(Refusal),
+    /// The receiver declined the offer (sender side; its words in `detail`).
+    Declined,
+    /// The connection broke mid-file (`detail` says how). A Ferry receiver keeps
+    /// `kept_bytes` for a resume; `None` where nothing is kept or it is not this side's to say.
+    Interrupted { kept_bytes: Option<u64> },
+    /// The data received does not match the sender's BLAKE3 hash.
+    NotVerified,
+    /// The sender gave up on the file for a reason of its own (receiver side).
+    SenderGaveUp,
+    /// The receiver could not keep the file (sender side; its words in `detail`).
+    ReceiverFailed,
+    /// The peer broke the protocol.
+    Protocol,
+    /// The file to send cannot be read, or changed while it was sent (sender side).
+    LocalFile,
+    /// The file cannot be written (disk full, permissions).
+    Disk,
+    /// The receiver cannot be reached.
+    Unreachable,
+    /// The receiver never answered like a Ferry receiver: perhaps a plain server.
+    NoFerryAnswer,
+    /// An earlier file's failure ended the connection before this file was sent.
+    NotSent,
+    /// The server stopped.
+    Stopped,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        Self {
+            kind,
+            detail: (!detail.is_empty()).then_some(detail),
+        }
+    }
+
+    pub fn bare(kind: FailureKind) -> Self {
+        Self { kind, detail: None }
+    }
+
+    /// The peer's or the system's words, escaped for display (empty when none).
+    pub fn detail_text(&self) -> std::borrow::Cow<'_, str> {
+        escape_line(self.detail.as_deref().unwrap_or(""))
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let detail = self.detail_text();
+        let with_detail = |f: &mut std::fmt::Formatter<'_>, head: &str| {
+            if detail.is_empty() {
+                f.write_str(head)
+            } else if head.is_empty() {
+                f.write_str(&detail)
+            } else {
+                write!(f, "{head}: {detail}")
+            }
+        };
+        match self.kind {
+            FailureKind::Refused(refusal) => with_detail(f, &format!("refused: {refusal}")),
+            FailureKind::Declined => with_detail(f, "declined"),
+            FailureKind::Interrupted { kept_bytes } => {
+                with_detail(f, "")?;
+                match kept_bytes {
+                    Some(0) => f.write_str("; nothing had arrived, so nothing is kept"),
+                    Some(kept) => write!(
+                        f,
+                        "; the {kept} bytes received are kept, sending again resumes"
+                    ),
+                    None => Ok(()),
+                }
+            }
+            FailureKind::NotVerified => with_detail(
+                f,
+                "verification failed: the received data does not match the sender's BLAKE3 hash",
+            ),
+            FailureKind::SenderGaveUp => with_detail(f, "the sender gave up"),
+            FailureKind::ReceiverFailed => with_detail(f, "the receiver could not keep it"),
+            FailureKind::Protocol
+            | FailureKind::LocalFile
+            | FailureKind::Disk
+            | FailureKind::Unreachable
+            | FailureKind::NoFerryAnswer => with_detail(f, ""),
+            FailureKind::NotSent => with_detail(f, "not sent"),
+            FailureKind::Stopped => with_detail(f, "the server stopped"),
+        }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
 
-use crate::events::{Event, NoteEvent, ServerEvent, TransferEvent};
+use crate::events::{Event, Failure, NoteEvent, ServerEvent, TransferEvent};
 use crate::protocol::{escape_line, escape_note};
 
 /// `event` with its peer-controlled text escaped for display.
@@ -47,10 +47,13 @@ pub fn display_safe(event: Event) -> Event {
             saved_as: line(saved_as),
             path,
         }),
-        Event::Transfer(TransferEvent::Failed { id, reason }) => {
+        Event::Transfer(TransferEvent::Failed { id, failure }) => {
             Event::Transfer(TransferEvent::Failed {
                 id,
-                reason: line(reason),
+                failure: Failure {
+                    detail: failure.detail.map(line),
+                    ..failure
+                },
             })
         }
         Event::Server(ServerEvent::OfferPending {
@@ -145,15 +148,15 @@ mod tests {
             panic!("not an offer")
         };
         assert!(clean(&names[0]) && clean(&msg));
-        let Event::Transfer(TransferEvent::Failed { reason, .. }) =
+        let Event::Transfer(TransferEvent::Failed { failure, .. }) =
             display_safe(Event::Transfer(TransferEvent::Failed {
                 id: 1,
-                reason: EVIL.into(),
+                failure: crate::events::Failure::new(crate::events::FailureKind::Protocol, EVIL),
             }))
         else {
             panic!("not a failure")
         };
-        assert!(clean(&reason));
+        assert!(clean(failure.detail.as_deref().unwrap_or_default()));
     }
 
     #[test]

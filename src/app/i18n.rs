@@ -145,6 +145,25 @@ texts! {
     StateCancelled => "cancelled", "已取消";
     StateCancelledByPeer => "cancelled by peer", "对方已取消";
     StateDeclined => "declined: {}", "已拒绝：{}";
+    FailRefused => "refused", "已拒收";
+    FailRefusedPlain => "refused: plain senders cannot be asked", "已拒收：无法询问普通（非 Ferry）发送方";
+    FailRefusedByUser => "refused: declined here", "已拒收：本机已拒绝";
+    FailRefusedNoAnswer => "refused: nobody answered within {} s", "已拒收：{} 秒内无人答复";
+    FailRefusedNoSpace => "refused: not enough disk space ({} needed, {} free)", "已拒收：磁盘空间不足（需要 {}，剩余 {}）";
+    FailRefusedCannotCreate => "refused: the file cannot be created", "已拒收：无法创建文件";
+    FailInterrupted => "interrupted", "传输中断";
+    FailInterruptedKept => "interrupted; {} kept, sending again resumes", "传输中断；已保留 {}，再次发送将续传";
+    FailInterruptedNothing => "interrupted; nothing had arrived", "传输中断；尚未收到任何数据";
+    FailNotVerified => "verification failed: the data does not match the sender's hash", "校验失败：数据与发送方的哈希不符";
+    FailSenderGaveUp => "the sender gave up", "发送方已放弃";
+    FailReceiverFailed => "the receiver could not keep it", "接收方无法保存";
+    FailProtocol => "protocol error", "协议错误";
+    FailLocalFile => "cannot read the file", "无法读取文件";
+    FailDisk => "cannot write the file", "无法写入文件";
+    FailUnreachable => "cannot connect", "无法连接";
+    FailNoFerryAnswer => "no answer from a Ferry receiver (a plain server? use plain mode)", "没有 Ferry 接收方的答复（是普通服务器？请使用普通模式）";
+    FailNotSent => "not sent", "未发送";
+    FailStopped => "the server stopped", "服务器已停止";
     SavedAs => "saved as {}", "保存为 {}";
 
     // Client tab

@@ -19,7 +19,7 @@ pub enum RowState {
     Verified,
     /// Complete but nobody checked it (plain peer).
     Unverified,
-    Failed(String),
+    Failed(crate::events::Failure),
     Cancelled {
         by_peer: bool,
     },
@@ -154,7 +154,9 @@ impl TransferRow {
                     self.path = path.clone();
                 }
             }
-            TransferEvent::Failed { reason, .. } => self.state = RowState::Failed(reason.clone()),
+            TransferEvent::Failed { failure, .. } => {
+                self.state = RowState::Failed(failure.clone());
+            }
             TransferEvent::Cancelled { by_peer, .. } => {
                 self.state = RowState::Cancelled { by_peer: *by_peer };
             }
@@ -339,7 +341,10 @@ mod tests {
         let mut row = TransferRow::queued(1, PathBuf::from("/tmp/big.bin"), 1000);
         assert!(!row.retryable(), "queued, and never sent anywhere");
         row.dest = Some("127.0.0.1:9".into());
-        row.state = RowState::Failed("connection lost".into());
+        row.state = RowState::Failed(crate::events::Failure::new(
+            crate::events::FailureKind::Interrupted { kept_bytes: None },
+            "connection lost",
+        ));
         row.bytes_done = 400;
         assert!(row.retryable());
         row.restart(2);

@@ -1,14 +1,11 @@
 //! The transfer table both tabs draw: name, peer, size, progress, speed, ETA, state, actions.
 
-use std::sync::OnceLock;
-
 use egui::{Color32, ProgressBar, RichText, Ui};
 
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
-use crate::events::{Direction, TransferId};
+use crate::events::{Direction, Failure, FailureKind, Refusal, TransferId};
 use crate::protocol::Mode;
-use crate::transfer::FileOutcome;
 
 /// Room for the usual states on one line; longer ones (failure reasons) are cut at the
 /// panel's edge and shown whole on hover.
@@ -143,16 +140,14 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
             tr.get(T::StateUnverified).to_owned(),
             Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
         ),
-        RowState::Failed(reason) => match outcome_reason(reason) {
-            (Outcome::Declined, why) => (
-                tr.fill(T::StateDeclined, &[&why]),
-                Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
-            ),
-            (Outcome::Failed, why) => (
-                tr.fill(T::StateFailed, &[&why]),
-                Some(Color32::from_rgb(0xd0, 0x40, 0x40)),
-            ),
-        },
+        RowState::Failed(failure) if failure.kind == FailureKind::Declined => (
+            tr.fill(T::StateDeclined, &[&failure.detail_text()]),
+            Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
+        ),
+        RowState::Failed(failure) => (
+            tr.fill(T::StateFailed, &[&failure_text(tr, failure)]),
+            Some(Color32::from_rgb(0xd0, 0x40, 0x40)),
+        ),
         RowState::Cancelled { by_peer: false } => {
             (tr.get(T::StateCancelled).to_owned(), Some(Color32::GRAY))
         }
@@ -175,36 +170,50 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
     });
 }
 
-/// How an upload that did not succeed ended, for its state text.
-enum Outcome {
-    Declined,
-    Failed,
-}
-
-/// Splits a failure reason into how it ended and why. The sender reports a file's
-/// [`FileOutcome`] as its text (`declined: REASON`, `failed: REASON`): such rows read
-/// "declined: REASON" and "failed: REASON", not "failed: failed: REASON". The prefixes are
-/// taken from the engine's own formatting so the two cannot drift apart; reasons without one
-/// (the receiver's) are shown as they are.
-fn outcome_reason(reason: &str) -> (Outcome, &str) {
-    static PREFIXES: OnceLock<[String; 2]> = OnceLock::new();
-    let [declined, failed] = PREFIXES.get_or_init(|| {
-        let reason = String::new();
-        [
-            FileOutcome::Declined {
-                reason: reason.clone(),
-            }
-            .to_string(),
-            FileOutcome::Failed { reason }.to_string(),
-        ]
-    });
-    if let Some(why) = reason.strip_prefix(declined.as_str()) {
-        (Outcome::Declined, why)
-    } else {
-        (
-            Outcome::Failed,
-            reason.strip_prefix(failed.as_str()).unwrap_or(reason),
-        )
+/// A failure in the window's language: the kind from the translation table, then what the
+/// peer or the system said (untranslated, escaped), if anything.
+pub fn failure_text(tr: Tr, failure: &Failure) -> String {
+    let kind = match failure.kind {
+        FailureKind::Refused(refusal) => match refusal {
+            Refusal::PlainCannotBeAsked => tr.get(T::FailRefusedPlain).to_owned(),
+            Refusal::DeclinedByUser => tr.get(T::FailRefusedByUser).to_owned(),
+            Refusal::NoAnswer { secs } => tr.fill(T::FailRefusedNoAnswer, &[&secs]),
+            Refusal::NoSpace { needed, available } => tr.fill(
+                T::FailRefusedNoSpace,
+                &[
+                    &format_bytes(needed as f64),
+                    &format_bytes(available as f64),
+                ],
+            ),
+            Refusal::CannotCreate => tr.get(T::FailRefusedCannotCreate).to_owned(),
+            Refusal::NotOffered => tr.get(T::FailRefused).to_owned(),
+        },
+        FailureKind::Declined => tr
+            .get(T::StateDeclined)
+            .replace("{}", "")
+            .trim_end()
+            .to_owned(),
+        FailureKind::Interrupted { kept_bytes: None } => tr.get(T::FailInterrupted).to_owned(),
+        FailureKind::Interrupted {
+            kept_bytes: Some(0),
+        } => tr.get(T::FailInterruptedNothing).to_owned(),
+        FailureKind::Interrupted {
+            kept_bytes: Some(kept),
+        } => tr.fill(T::FailInterruptedKept, &[&format_bytes(kept as f64)]),
+        FailureKind::NotVerified => tr.get(T::FailNotVerified).to_owned(),
+        FailureKind::SenderGaveUp => tr.get(T::FailSenderGaveUp).to_owned(),
+        FailureKind::ReceiverFailed => tr.get(T::FailReceiverFailed).to_owned(),
+        FailureKind::Protocol => tr.get(T::FailProtocol).to_owned(),
+        FailureKind::LocalFile => tr.get(T::FailLocalFile).to_owned(),
+        FailureKind::Disk => tr.get(T::FailDisk).to_owned(),
+        FailureKind::Unreachable => tr.get(T::FailUnreachable).to_owned(),
+        FailureKind::NoFerryAnswer => tr.get(T::FailNoFerryAnswer).to_owned(),
+        FailureKind::NotSent => tr.get(T::FailNotSent).to_owned(),
+        FailureKind::Stopped => tr.get(T::FailStopped).to_owned(),
+    };
+    match failure.detail_text() {
+        detail if detail.is_empty() => kind,
+        detail => format!("{kind} ({detail})"),
     }
 }
 
@@ -213,18 +222,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outcome_texts_are_not_doubled() {
-        assert!(matches!(
-            outcome_reason("declined: declined by the receiver"),
-            (Outcome::Declined, "declined by the receiver")
-        ));
-        assert!(matches!(
-            outcome_reason("failed: connection lost"),
-            (Outcome::Failed, "connection lost")
-        ));
-        assert!(matches!(
-            outcome_reason("refused: the receiver asks first"),
-            (Outcome::Failed, "refused: the receiver asks first")
-        ));
+    fn failures_read_in_both_languages_with_the_peer_words_apart() {
+        use crate::app::i18n::Lang;
+        let kept = Failure {
+            kind: FailureKind::Interrupted {
+                kept_bytes: Some(3 * 1024 * 1024),
+            },
+            detail: Some("connection closed after 3145728 of 9000000 bytes".into()),
+        };
+        assert_eq!(
+            failure_text(Tr(Lang::En), &kept),
+            "interrupted; 3.0 MiB kept, sending again resumes \
+             (connection closed after 3145728 of 9000000 bytes)"
+        );
+        assert_eq!(
+            failure_text(Tr(Lang::ZhCn), &kept),
+            "传输中断；已保留 3.0 MiB，再次发送将续传 (connection closed after 3145728 of 9000000 bytes)"
+        );
+        let no_space = Failure::bare(FailureKind::Refused(Refusal::NoSpace {
+            needed: 2048,
+            available: 1024,
+        }));
+        assert_eq!(
+            failure_text(Tr(Lang::ZhCn), &no_space),
+            "已拒收：磁盘空间不足（需要 2.0 KiB，剩余 1.0 KiB）"
+        );
+        // A peer's words never carry control characters into the label.
+        let evil = Failure::new(FailureKind::ReceiverFailed, "bad\u{1b}[2J");
+        assert!(!failure_text(Tr(Lang::En), &evil).contains('\u{1b}'));
     }
 }

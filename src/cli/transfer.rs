@@ -261,11 +261,11 @@ impl Bars {
                     }
                 }
             }
-            Event::Transfer(TransferEvent::Failed { id, reason }) => {
+            Event::Transfer(TransferEvent::Failed { id, failure }) => {
                 if let Some((bar, _)) = self.active.remove(id) {
                     bar.abandon();
                     self.multi.remove(&bar);
-                    self.line(format!("{}: failed: {}", bar.prefix(), escape_line(reason)));
+                    self.line(format!("{}: failed: {}", bar.prefix(), failure));
                 }
             }
             Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {

@@ -75,8 +75,63 @@ pub enum SenderMsg {
     Start { offset: u64 },
     /// After a Ferry file's data: the BLAKE3 hash of the whole file.
     End { blake3: [u8; 32] },
-    /// The sender gives up on the current file.
-    Cancel { reason: String },
+    /// The sender gives up on the current file: why, as a code, and in words for people.
+    Cancel { code: CancelCode, reason: String },
+}
+
+/// Why a side cancels a file, on the wire as a short code (`"code": "user"`) beside the
+/// free-text `reason`, so the other side can tell a person's cancel from a failure without
+/// reading prose. An unknown code (a newer peer's) decodes as [`CancelCode::Other`]; an
+/// absent one (an older peer's) as `Other("")`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum CancelCode {
+    /// A person cancelled.
+    User,
+    /// The file changed or shrank while it was being sent.
+    FileChanged,
+    /// The file could not be read.
+    ReadError,
+    /// The program is stopping.
+    Stopping,
+    /// A code this version does not know.
+    Other(String),
+}
+
+impl CancelCode {
+    pub fn as_str(&self) -> &str {
+        match self {
+            CancelCode::User => "user",
+            CancelCode::FileChanged => "file_changed",
+            CancelCode::ReadError => "read_error",
+            CancelCode::Stopping => "stopping",
+            CancelCode::Other(code) => code,
+        }
+    }
+}
+
+impl Default for CancelCode {
+    fn default() -> Self {
+        CancelCode::Other(String::new())
+    }
+}
+
+impl From<String> for CancelCode {
+    fn from(code: String) -> Self {
+        match code.as_str() {
+            "user" => CancelCode::User,
+            "file_changed" => CancelCode::FileChanged,
+            "read_error" => CancelCode::ReadError,
+            "stopping" => CancelCode::Stopping,
+            _ => CancelCode::Other(code),
+        }
+    }
+}
+
+impl From<CancelCode> for String {
+    fn from(code: CancelCode) -> Self {
+        code.as_str().to_owned()
+    }
 }
 
 /// What a Ferry receiver answers.
@@ -101,7 +156,11 @@ pub enum ReceiverMsg {
     /// The file was not saved.
     Failed { reason: String },
     /// The receiver stops the transfer and closes.
-    Cancel { reason: String },
+    Cancel {
+        #[serde(default)]
+        code: CancelCode,
+        reason: String,
+    },
 }
 
 /// Decodes a frame body sent by a sender (plain or Ferry).
@@ -148,6 +207,7 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
             offset: u64_field(&obj, "offset")?,
         }),
         Some("cancel") => Ok(SenderMsg::Cancel {
+            code: CancelCode::from(optional_string(&obj, "code")?),
             reason: optional_string(&obj, "reason")?,
         }),
         Some(other) => Err(MessageError::UnknownKind(other.to_owned())),
@@ -173,7 +233,9 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
         SenderMsg::End { blake3 } => serde_json::json!({
             "kind": "end", "blake3": blake3::Hash::from_bytes(*blake3).to_hex().as_str(),
         }),
-        SenderMsg::Cancel { reason } => serde_json::json!({ "kind": "cancel", "reason": reason }),
+        SenderMsg::Cancel { code, reason } => {
+            serde_json::json!({ "kind": "cancel", "code": code.as_str(), "reason": reason })
+        }
         SenderMsg::Batch {
             count,
             bytes,

@@ -54,7 +54,7 @@
 //! S -> R  if K > 0 only: Frame {"kind":"start","offset":K or 0}
 //! S -> R  data: chunks  [i32 LE n, 1 <= n <= MAX_CHUNK_LEN][n raw bytes]
 //!         until N - start bytes were sent; or, to give up mid-file,
-//!         the chunk header 0 followed by Frame {"kind":"cancel","reason":".."}
+//!         the chunk header 0 followed by Frame {"kind":"cancel","code":C,"reason":".."}
 //! S -> R  Frame {"kind":"end","blake3":"<64 hex digits of BLAKE3 over the whole file>"}
 //! R -> S  Frame {"kind":"verified","saved_as":".."} | Frame {"kind":"failed","reason":".."}
 //! ```
@@ -70,9 +70,13 @@
 //! rest, otherwise `start` 0 and everything. The final `end` hash always covers the whole
 //! file, so a wrong prefix can never be verified.
 //!
-//! **Cancel.** At any time the receiver may send `{"kind":"cancel","reason":..}` and close;
-//! the sender reports it as cancelled by the peer. The sender cancels a file with the zero
-//! chunk header and a `cancel` frame; the connection stays usable for the next offer.
+//! **Cancel.** At any time the receiver may send `{"kind":"cancel","code":C,"reason":..}` and
+//! close; the sender reports it as cancelled by the peer. The sender cancels a file with the
+//! zero chunk header and a `cancel` frame; the connection stays usable for the next offer.
+//! The code `C` says why, for programs: `"user"` (a person cancelled), `"file_changed"`,
+//! `"read_error"`, `"stopping"`; the `reason` says it for people. A code a receiver does not
+//! know, or none at all (older peers), still decodes and counts as a failure, not a cancel
+//! ([`CancelCode`]).
 //!
 //! The receiver renames the file to its final name only after the hash matched, and says
 //! `verified` only once the file is there.
@@ -105,7 +109,7 @@ pub use frame::{
     split_frame,
 };
 pub use message::{
-    FERRY_VERSION, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg, SenderMsg,
+    CancelCode, FERRY_VERSION, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg, SenderMsg,
     decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};

@@ -294,7 +294,8 @@ fn any_sender_msg() -> impl Strategy<Value = SenderMsg> {
         any_header().prop_map(SenderMsg::Plain),
         any_offer_header().prop_map(SenderMsg::Offer),
         any::<[u8; 32]>().prop_map(|blake3| SenderMsg::End { blake3 }),
-        any::<String>().prop_map(|reason| SenderMsg::Cancel { reason }),
+        (any_cancel_code(), any::<String>())
+            .prop_map(|(code, reason)| SenderMsg::Cancel { code, reason }),
         (
             any::<u64>(),
             any::<u64>(),
@@ -331,7 +332,8 @@ fn any_receiver_msg() -> impl Strategy<Value = ReceiverMsg> {
         any::<String>().prop_map(|reason| ReceiverMsg::Decline { reason }),
         any::<String>().prop_map(|saved_as| ReceiverMsg::Verified { saved_as }),
         any::<String>().prop_map(|reason| ReceiverMsg::Failed { reason }),
-        any::<String>().prop_map(|reason| ReceiverMsg::Cancel { reason }),
+        (any_cancel_code(), any::<String>())
+            .prop_map(|(code, reason)| ReceiverMsg::Cancel { code, reason }),
     ]
 }
 
@@ -420,4 +422,63 @@ proptest! {
         let again = sanitize_file_name(name.as_str());
         prop_assert_eq!(again.as_str(), name.as_str());
     }
+}
+
+fn any_cancel_code() -> impl Strategy<Value = CancelCode> {
+    prop_oneof![
+        Just(CancelCode::User),
+        Just(CancelCode::FileChanged),
+        Just(CancelCode::ReadError),
+        Just(CancelCode::Stopping),
+        // A newer peer's code: kept as it is (a known code's spelling would decode as known).
+        "[a-z_]{0,12}"
+            .prop_filter("not a known code", |c| {
+                !matches!(
+                    c.as_str(),
+                    "user" | "file_changed" | "read_error" | "stopping"
+                )
+            })
+            .prop_map(CancelCode::Other),
+    ]
+}
+
+#[test]
+fn cancel_codes_decode_known_unknown_and_absent() {
+    let sender = |json: &str| decode_sender_msg(json.as_bytes()).unwrap();
+    assert_eq!(
+        sender(r#"{"kind":"cancel","code":"user","reason":"r"}"#),
+        SenderMsg::Cancel {
+            code: CancelCode::User,
+            reason: "r".into()
+        }
+    );
+    assert_eq!(
+        sender(r#"{"kind":"cancel","code":"solar_flare","reason":"r"}"#),
+        SenderMsg::Cancel {
+            code: CancelCode::Other("solar_flare".into()),
+            reason: "r".into()
+        }
+    );
+    assert_eq!(
+        sender(r#"{"kind":"cancel","reason":"older peer"}"#),
+        SenderMsg::Cancel {
+            code: CancelCode::Other(String::new()),
+            reason: "older peer".into()
+        }
+    );
+    let receiver = |json: &str| decode_receiver_msg(json.as_bytes()).unwrap();
+    assert_eq!(
+        receiver(r#"{"kind":"cancel","reason":"older peer"}"#),
+        ReceiverMsg::Cancel {
+            code: CancelCode::Other(String::new()),
+            reason: "older peer".into()
+        }
+    );
+    assert_eq!(
+        receiver(r#"{"kind":"cancel","code":"stopping","reason":"bye"}"#),
+        ReceiverMsg::Cancel {
+            code: CancelCode::Stopping,
+            reason: "bye".into()
+        }
+    );
 }

@@ -18,6 +18,7 @@ pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, NoRoom, PartFile, Reservation};
 pub use server::{MinRate, ServerConfig, ServerHandle, ServerStartError};
 
+use crate::events::{Failure, FailureKind, Refusal};
 use crate::protocol::session::SessionError;
 use crate::protocol::{self, FrameError, MessageError};
 
@@ -70,6 +71,30 @@ pub enum TransferError {
 }
 
 impl TransferError {
+    /// What a face shows for this error: its kind, with this error's words as the detail.
+    pub fn failure(&self) -> Failure {
+        let kind = match self {
+            TransferError::NoSpace { needed, available } => {
+                return Failure::bare(FailureKind::Refused(Refusal::NoSpace {
+                    needed: *needed,
+                    available: *available,
+                }));
+            }
+            TransferError::HashMismatch => return Failure::bare(FailureKind::NotVerified),
+            TransferError::Stopped => return Failure::bare(FailureKind::Stopped),
+            error if error.is_interruption() => FailureKind::Interrupted { kept_bytes: None },
+            TransferError::Frame(_)
+            | TransferError::Message(_)
+            | TransferError::Session(_)
+            | TransferError::Unexpected(_) => FailureKind::Protocol,
+            TransferError::Disk(_) => FailureKind::Disk,
+            TransferError::CancelledByPeer(_) => FailureKind::SenderGaveUp,
+            TransferError::Refused(_) | TransferError::CancelledHere => FailureKind::Protocol,
+            _ => FailureKind::Protocol,
+        };
+        Failure::new(kind, self.to_string())
+    }
+
     /// True for interruptions of the connection itself (as opposed to bad or rejected data):
     /// a Ferry upload that ends this way keeps its `.part` so the sender can resume.
     pub fn is_interruption(&self) -> bool {

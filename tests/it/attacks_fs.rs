@@ -280,9 +280,9 @@ fn a_partial_swapped_with_a_symlink_during_resumes_never_reaches_outside() {
                 assert_eq!(std::fs::read(&saved).unwrap(), contents, "{saved_as}");
             }
             // Losing the race may fail an upload; it must never write outside.
-            FileOutcome::Failed { reason } => {
+            FileOutcome::Failed(failure) => {
                 failed += 1;
-                last_failure = reason;
+                last_failure = failure.to_string();
             }
             other => panic!("{other:?}"),
         }

@@ -139,8 +139,10 @@ fn slowloris_and_trickling_peers_cannot_starve_a_legitimate_upload() {
             {
                 slow_headers += 1
             }
-            Ok(Event::Transfer(TransferEvent::Failed { reason, .. }))
-                if reason.starts_with("upload too slow: under 1024 bytes/s for 2 s") =>
+            Ok(Event::Transfer(TransferEvent::Failed { failure, .. }))
+                if failure
+                    .to_string()
+                    .starts_with("upload too slow: under 1024 bytes/s for 2 s") =>
             {
                 slow_data += 1
             }
@@ -214,7 +216,7 @@ fn interrupted_after(size: u64, sent: usize) -> (String, Vec<String>, tempfile::
     }
     stream.shutdown(Shutdown::Both).unwrap();
     let reason = wait_for(&events, |e| match e {
-        Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
+        Event::Transfer(TransferEvent::Failed { failure, .. }) => Some(failure.to_string()),
         _ => None,
     });
     drop(server);

@@ -257,7 +257,7 @@ fn sender_cancels_and_the_receiver_says_cancelled_by_peer() {
     assert_eq!(sender.join().unwrap(), [FileOutcome::Cancelled]);
     wait_for(&events, |e| match e {
         Event::Transfer(TransferEvent::Cancelled { by_peer: true, .. }) => Some(()),
-        Event::Transfer(TransferEvent::Failed { reason, .. }) => panic!("{reason}"),
+        Event::Transfer(TransferEvent::Failed { failure, .. }) => panic!("{failure}"),
         _ => None,
     });
     eprintln!(
@@ -576,14 +576,18 @@ fn a_disk_that_fills_mid_file_fails_that_file_and_the_server_keeps_serving() {
     while f.write_all(&block).is_ok() {}
     drop(f);
     let reason = wait_for(&events, |e| match e {
-        Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
+        Event::Transfer(TransferEvent::Failed { failure, .. }) => Some(failure.to_string()),
         Event::Transfer(TransferEvent::Finished { .. }) => panic!("finished on a full disk"),
         _ => None,
     });
     assert!(reason.contains("disk full"), "{reason}");
     match &sender.join().unwrap()[..] {
-        [FileOutcome::Failed { reason }] => {
-            assert!(reason.contains("disk full"), "sender told: {reason}")
+        [FileOutcome::Failed(failure)] => {
+            assert_eq!(failure.kind, ferry::events::FailureKind::ReceiverFailed);
+            assert!(
+                failure.to_string().contains("disk full"),
+                "sender told: {failure}"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -104,8 +104,12 @@ fn a_flipped_byte_in_flight_fails_verification_and_keeps_no_file() {
     let proxy = corrupting_proxy(server.local_addr(), 50_000);
     let outcomes = send(proxy, &[path]);
     match &outcomes[..] {
-        [FileOutcome::Failed { reason }] => {
-            assert!(reason.contains("verification failed"), "{reason}")
+        [FileOutcome::Failed(failure)] => {
+            assert_eq!(failure.kind, ferry::events::FailureKind::ReceiverFailed);
+            assert!(
+                failure.to_string().contains("verification failed"),
+                "{failure}"
+            )
         }
         other => panic!("expected a verification failure, got {other:?}"),
     }
@@ -249,9 +253,10 @@ fn sending_to_a_closed_port_is_a_clear_error_reported_for_every_file() {
     .unwrap_err();
     assert!(err.to_string().contains("cannot connect"), "{err}");
     match events.try_recv() {
-        Ok(Event::Transfer(TransferEvent::Failed { id, reason })) => {
+        Ok(Event::Transfer(TransferEvent::Failed { id, failure })) => {
             assert_eq!(id, file.id);
-            assert!(reason.contains("cannot connect"));
+            assert_eq!(failure.kind, ferry::events::FailureKind::Unreachable);
+            assert!(failure.to_string().contains("cannot connect"));
         }
         other => panic!("{other:?}"),
     }
@@ -274,7 +279,10 @@ fn ferry_mode_against_a_plain_server_times_out_with_advice() {
     )
     .unwrap();
     match &outcomes[0] {
-        FileOutcome::Failed { reason } => assert!(reason.contains("plain"), "{reason}"),
+        FileOutcome::Failed(failure) => {
+            assert_eq!(failure.kind, ferry::events::FailureKind::NoFerryAnswer);
+            assert!(failure.to_string().contains("plain"), "{failure}")
+        }
         other => panic!("{other:?}"),
     }
 }

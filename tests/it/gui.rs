@@ -10,6 +10,8 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use ferry::app::{FerryApp, NotesStatus, Picker, RowState, ServerStatus, Settings};
 
+use ferry::events::{FailureKind, Refusal};
+
 use crate::util::*;
 
 /// The file-picker seam: returns what the test chose, at once.
@@ -502,7 +504,7 @@ fn a_declined_offer_tells_the_sender_and_keeps_nothing() {
     );
     assert_eq!(
         receiver
-            .query_all_by_label("failed: refused: declined by the receiver")
+            .query_all_by_label("failed: refused: declined here")
             .count(),
         2
     );
@@ -541,11 +543,15 @@ fn plain_senders_are_refused_while_asking_and_accepted_after_the_toggle() {
             .first()
             .is_some_and(|r| r.state.is_finished())
     });
-    let RowState::Failed(reason) = &receiver.state().server.rows[0].state else {
+    let RowState::Failed(failure) = &receiver.state().server.rows[0].state else {
         panic!("{:?}", receiver.state().server.rows[0].state);
     };
-    assert!(reason.starts_with("refused:"), "{reason}");
-    receiver.get_by_label_contains("failed: refused:");
+    assert_eq!(
+        failure.kind,
+        FailureKind::Refused(Refusal::PlainCannotBeAsked),
+        "{failure}"
+    );
+    receiver.get_by_label("failed: refused: plain senders cannot be asked");
     assert!(
         names_in(dst.path()).is_empty(),
         "{:?}",
@@ -607,7 +613,7 @@ fn the_idle_timeout_is_validated_persisted_and_drops_a_silent_peer() {
         "{:?}",
         started.elapsed()
     );
-    receiver.get_by_label("failed: peer went silent for 1 s");
+    receiver.get_by_label("failed: interrupted (peer went silent for 1 s)");
     sender.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut byte = [0u8; 1];
     assert!(matches!(sender.read(&mut byte), Ok(0) | Err(_)));
@@ -740,13 +746,25 @@ fn retry_on_a_failed_row_resumes_where_the_receiver_stopped() {
     run_until(&mut sender, "the upload to fail", |app| {
         app.client.rows[0].state.is_finished()
     });
-    let RowState::Failed(reason) = &sender.state().client.rows[0].state else {
+    let RowState::Failed(failure) = &sender.state().client.rows[0].state else {
         panic!("{:?}", sender.state().client.rows[0].state);
     };
-    assert!(reason.starts_with("failed: "), "{reason}");
+    assert_eq!(
+        failure.kind,
+        FailureKind::Interrupted { kept_bytes: None },
+        "{failure}"
+    );
     let first_id = wait_for(&events, |event| match event {
-        Event::Transfer(TransferEvent::Failed { id, reason }) => {
-            assert!(reason.contains("kept"), "{reason}");
+        Event::Transfer(TransferEvent::Failed { id, failure }) => {
+            assert!(
+                matches!(
+                    failure.kind,
+                    FailureKind::Interrupted {
+                        kept_bytes: Some(1..)
+                    }
+                ),
+                "{failure}"
+            );
             Some(*id)
         }
         _ => None,

@@ -285,14 +285,18 @@ fn a_file_that_shrinks_while_sent_fails_clearly_and_the_receiver_keeps_no_file()
         .set_len(1024 * 1024)
         .unwrap();
     match &sender.join().unwrap()[..] {
-        [FileOutcome::Failed { reason }] => assert_eq!(
-            reason, "the file shrank while it was being sent",
-            "the sender's own words"
-        ),
+        [FileOutcome::Failed(failure)] => {
+            assert_eq!(failure.kind, ferry::events::FailureKind::LocalFile);
+            assert_eq!(
+                failure.to_string(),
+                "the file shrank while it was being sent",
+                "the sender's own words"
+            )
+        }
         other => panic!("{other:?}"),
     }
     let reason = wait_for(&events, |e| match e {
-        Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
+        Event::Transfer(TransferEvent::Failed { failure, .. }) => Some(failure.to_string()),
         Event::Transfer(TransferEvent::Finished { .. }) => panic!("a shrunk file finished"),
         _ => None,
     });

@@ -46,7 +46,7 @@ fn several_files_on_one_connection_including_empty_and_chinese_name_with_msg() {
             Event::Transfer(TransferEvent::Finished {
                 path: Some(path), ..
             }) => done.push(path.clone()),
-            Event::Transfer(TransferEvent::Failed { reason, .. }) => panic!("{reason}"),
+            Event::Transfer(TransferEvent::Failed { failure, .. }) => panic!("{failure}"),
             _ => {}
         }
         (done.len() == 3).then_some(())

@@ -155,7 +155,9 @@ pub fn wait_files(events: &Receiver<Event>, count: usize) -> (Vec<(PathBuf, bool
             }) => {
                 finished.push((path.clone(), *verified));
             }
-            Event::Transfer(TransferEvent::Failed { reason, .. }) => failed.push(reason.clone()),
+            Event::Transfer(TransferEvent::Failed { failure, .. }) => {
+                failed.push(failure.to_string())
+            }
             Event::Transfer(TransferEvent::Cancelled { by_peer, .. }) => {
                 failed.push(
                     if *by_peer {
@@ -177,7 +179,7 @@ pub fn wait_files(events: &Receiver<Event>, count: usize) -> (Vec<(PathBuf, bool
 pub fn wait_connection_error(events: &Receiver<Event>) -> String {
     wait_for(events, |event| match event {
         Event::Server(ServerEvent::ConnectionError { reason, .. }) => Some(reason.clone()),
-        Event::Transfer(TransferEvent::Failed { reason, .. }) => Some(reason.clone()),
+        Event::Transfer(TransferEvent::Failed { failure, .. }) => Some(failure.to_string()),
         _ => None,
     })
 }

@@ -109,14 +109,20 @@ pub enum Consent {
     Refuse(Refusal),
 }
 
-/// Why an offer was refused before any byte was written (the machine's own reasons; the
-/// driver adds its own, such as the disk being full).
+/// Why an offer was refused before any byte was written: the consent rule's own reasons, and
+/// those a receiving driver adds (no answer in time, no room, no file could be made).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("the receiver asks before accepting, and plain senders cannot be asked")]
     PlainCannotBeAsked,
     #[error("declined by the receiver")]
     DeclinedByUser,
+    #[error("nobody answered on the receiving side within {secs} s")]
+    NoAnswer { secs: u64 },
+    #[error("not enough disk space: the file needs {needed} bytes, {available} are free")]
+    NoSpace { needed: u64, available: u64 },
+    #[error("the file cannot be created")]
+    CannotCreate,
     #[error("no file was offered")]
     NotOffered,
 }

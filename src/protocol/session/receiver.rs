@@ -10,7 +10,7 @@
 //! returns a Ferry connection to `Idle`; a plain sender cannot be declined (its bytes would
 //! follow regardless), so the connection ends. Any error leaves the machine `Broken`.
 
-use super::super::{Chunk, Header, Mode, ReceiverMsg, SenderMsg};
+use super::super::{CancelCode, Chunk, Header, Mode, ReceiverMsg, SenderMsg};
 use super::SessionError;
 use super::batch::{Batch, Consent, Refusal, consent};
 
@@ -49,8 +49,9 @@ pub enum FrameStep {
     Verified,
     /// The sender's hash does not match: the file must not be kept.
     HashMismatch,
-    /// The sender gave up on this file (its reason, peer text); the connection goes on.
-    Cancelled { reason: String },
+    /// The sender gave up on this file: why, as a code (a person, or a failure of its own),
+    /// and its words (peer text); the connection goes on.
+    Cancelled { code: CancelCode, reason: String },
 }
 
 /// What a chunk header announced.
@@ -213,9 +214,9 @@ impl ReceiverSession {
                 };
                 Ok(step)
             }
-            (State::AwaitCancel | State::AwaitEnd { .. }, SenderMsg::Cancel { reason }) => {
+            (State::AwaitCancel | State::AwaitEnd { .. }, SenderMsg::Cancel { code, reason }) => {
                 self.state = State::Idle;
-                Ok(FrameStep::Cancelled { reason })
+                Ok(FrameStep::Cancelled { code, reason })
             }
             (State::AwaitEnd { ours }, SenderMsg::End { blake3 }) => {
                 let matches = *ours == blake3;

@@ -10,7 +10,9 @@
 //! `failed`) → `Idle`. Plain: `Idle` → offer → `Data` → all bytes sent → `Idle`; a plain
 //! receiver never answers.
 
-use super::super::{CHUNK_LEN, Header, Mode, ReceiverMsg, SenderMsg, encode_chunk_header};
+use super::super::{
+    CHUNK_LEN, CancelCode, Header, Mode, ReceiverMsg, SenderMsg, encode_chunk_header,
+};
 use super::SessionError;
 
 /// What a receiver's answer means for the file on offer.
@@ -29,8 +31,9 @@ pub enum Answer {
     Verified { saved_as: String },
     /// The receiver did not keep the file (its reason); the next one may be offered.
     Failed { reason: String },
-    /// The receiver stopped the transfer and closes the connection.
-    PeerCancelled { reason: String },
+    /// The receiver stopped the transfer (why, as a code, and its words) and closes the
+    /// connection.
+    PeerCancelled { code: CancelCode, reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +89,9 @@ impl SenderSession {
     /// Takes a Ferry receiver's message.
     pub fn on_answer(&mut self, msg: ReceiverMsg) -> Result<Answer, SessionError> {
         let answer = match (self.state, msg) {
-            (_, ReceiverMsg::Cancel { reason }) if self.state != State::Broken => {
+            (_, ReceiverMsg::Cancel { code, reason }) if self.state != State::Broken => {
                 self.state = State::Broken;
-                return Ok(Answer::PeerCancelled { reason });
+                return Ok(Answer::PeerCancelled { code, reason });
             }
             (State::Offered { .. }, ReceiverMsg::Waiting) => Answer::Waiting,
             (
@@ -196,11 +199,15 @@ impl SenderSession {
     /// Gives up on the file mid-data: the cancel marker (a zero chunk header) and the
     /// `cancel` frame; the connection stays usable for the next file. Plain receivers cannot
     /// be told: `Err`, and the connection must close.
-    pub fn cancel(&mut self, reason: String) -> Result<([u8; 4], SenderMsg), SessionError> {
+    pub fn cancel(
+        &mut self,
+        code: CancelCode,
+        reason: String,
+    ) -> Result<([u8; 4], SenderMsg), SessionError> {
         match (self.mode, self.state) {
             (Mode::Ferry, State::Data { .. }) => {
                 self.state = State::Idle;
-                Ok((encode_chunk_header(0), SenderMsg::Cancel { reason }))
+                Ok((encode_chunk_header(0), SenderMsg::Cancel { code, reason }))
             }
             _ => Err(self.broken("a cancel")),
         }

@@ -3,7 +3,7 @@
 //! machine where both take part.
 
 use super::*;
-use crate::protocol::{CHUNK_LEN, Header, Mode, ReceiverMsg, SenderMsg};
+use crate::protocol::{CHUNK_LEN, CancelCode, Header, Mode, ReceiverMsg, SenderMsg};
 
 fn header(size: u64) -> Header {
     Header {
@@ -32,7 +32,10 @@ fn every_answer() -> Vec<ReceiverMsg> {
             saved_as: "f".into(),
         },
         ReceiverMsg::Failed { reason: "x".into() },
-        ReceiverMsg::Cancel { reason: "c".into() },
+        ReceiverMsg::Cancel {
+            code: CancelCode::User,
+            reason: "c".into(),
+        },
     ]
 }
 
@@ -155,7 +158,10 @@ fn plain_files_are_never_answered_and_end_with_their_last_byte() {
     assert!(m.at_boundary());
     assert!(m.clone().end([0; 32]).is_err(), "no end in plain mode");
     m.offer(header(1)).unwrap();
-    assert!(m.cancel("x".into()).is_err(), "a plain peer cannot be told");
+    assert!(
+        m.cancel(CancelCode::User, "x".into()).is_err(),
+        "a plain peer cannot be told"
+    );
 }
 
 /// A whole resumed file, both machines talking: the receiver's accept drives the sender's
@@ -211,13 +217,14 @@ fn a_cancel_mid_file_keeps_both_machines_in_step() {
     tx.sent(3).unwrap();
     rx.on_chunk_header(crate::protocol::Chunk::Data(3)).unwrap();
     rx.on_data(3).unwrap();
-    let (marker, cancel) = tx.cancel("enough".into()).unwrap();
+    let (marker, cancel) = tx.cancel(CancelCode::User, "enough".into()).unwrap();
     assert_eq!(marker, [0; 4]);
     rx.on_chunk_header(crate::protocol::decode_chunk_header(marker).unwrap())
         .unwrap();
     assert_eq!(
         rx.on_frame(cancel).unwrap(),
         FrameStep::Cancelled {
+            code: CancelCode::User,
             reason: "enough".into()
         }
     );

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::protocol::{Chunk, Header, Mode, ReceiverMsg, SenderMsg};
+use crate::protocol::{CancelCode, Chunk, Header, Mode, ReceiverMsg, SenderMsg};
 
 fn header(name: &str, size: u64) -> Header {
     Header {
@@ -28,7 +28,10 @@ fn every_msg() -> Vec<SenderMsg> {
         SenderMsg::Start { offset: 0 },
         SenderMsg::Start { offset: 2 },
         SenderMsg::End { blake3: [0; 32] },
-        SenderMsg::Cancel { reason: "r".into() },
+        SenderMsg::Cancel {
+            code: CancelCode::User,
+            reason: "r".into(),
+        },
     ]
 }
 
@@ -288,9 +291,11 @@ fn cancel_and_decline_keep_a_ferry_connection_going() {
     );
     assert_eq!(
         m.on_frame(SenderMsg::Cancel {
+            code: CancelCode::FileChanged,
             reason: "stop".into()
         }),
         Ok(FrameStep::Cancelled {
+            code: CancelCode::FileChanged,
             reason: "stop".into()
         })
     );
@@ -431,7 +436,10 @@ fn any_step() -> impl Strategy<Value = Step> {
         (0u64..5, 0u64..50).prop_map(|(c, b)| batch(&["o"], &[b], c, b)),
         (0u64..50).prop_map(|offset| SenderMsg::Start { offset }),
         any::<u8>().prop_map(|b| SenderMsg::End { blake3: [b; 32] }),
-        Just(SenderMsg::Cancel { reason: "r".into() }),
+        Just(SenderMsg::Cancel {
+            code: CancelCode::User,
+            reason: "r".into(),
+        }),
     ];
     prop_oneof![
         msg.prop_map(Step::Frame),

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::FileOutcome;
-use super::upload::{Stop, Upload};
-use crate::events::{TransferEvent, TransferId};
+use super::upload::{Stop, Upload, interrupted};
+use crate::events::{FailureKind, TransferEvent, TransferId};
 use crate::protocol::session::Answer;
 use crate::protocol::{ReceiverMsg, decode_receiver_msg};
 use crate::transfer::read_frame;
@@ -70,10 +70,11 @@ impl Upload<'_> {
             .and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
         Err(match said {
             Some(Heard::Msg(msg)) => self.stop_for(msg),
-            _ if self.answers.is_some() && !self.heard_from_peer => Stop::Broken(format!(
-                "connection lost before the receiver answered: {e}; {PLAIN_HINT}"
-            )),
-            _ => Stop::Broken(format!("connection lost: {e}")),
+            _ if self.answers.is_some() && !self.heard_from_peer => Stop::broken(
+                FailureKind::NoFerryAnswer,
+                format!("connection lost before the receiver answered: {e}; {PLAIN_HINT}"),
+            ),
+            _ => Stop::broken(interrupted(), format!("connection lost: {e}")),
         })
     }
 
@@ -82,18 +83,21 @@ impl Upload<'_> {
         let heard = self.answers.as_ref()?.try_recv().ok()?;
         Some(match heard {
             Heard::Msg(msg) => self.stop_for(msg),
-            Heard::Closed(reason) => Stop::Broken(reason),
+            Heard::Closed(reason) => Stop::broken(interrupted(), reason),
         })
     }
 
     /// What a receiver's message in the middle of sending means.
     fn stop_for(&mut self, msg: ReceiverMsg) -> Stop {
         match self.session.on_answer(msg) {
-            Ok(Answer::PeerCancelled { reason }) => Stop::PeerCancelled(reason),
+            Ok(Answer::PeerCancelled { reason, .. }) => Stop::PeerCancelled(reason),
             Ok(Answer::Declined { reason }) => Stop::Outcome(FileOutcome::Declined { reason }),
-            Ok(Answer::Failed { reason }) => Stop::Broken(reason),
-            Ok(other) => Stop::Broken(format!("unexpected answer during data: {other:?}")),
-            Err(e) => Stop::Broken(e.to_string()),
+            Ok(Answer::Failed { reason }) => Stop::broken(FailureKind::ReceiverFailed, reason),
+            Ok(other) => Stop::broken(
+                FailureKind::Protocol,
+                format!("unexpected answer during data: {other:?}"),
+            ),
+            Err(e) => Stop::broken(FailureKind::Protocol, e.to_string()),
         }
     }
 
@@ -103,30 +107,34 @@ impl Upload<'_> {
         let mut deadline = Instant::now() + self.opts.answer_timeout;
         loop {
             let Some(rx) = &self.answers else {
-                return Err(Stop::Broken("no answer channel".into()));
+                return Err(Stop::broken(FailureKind::Protocol, "no answer channel"));
             };
             if self.cancel.is_cancelled() {
                 return Err(Stop::Cancelled);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Stop::Broken(format!(
-                    "no answer from {} within {} s; {PLAIN_HINT}",
-                    self.peer,
-                    self.opts.answer_timeout.as_secs()
-                )));
+                return Err(Stop::broken(
+                    FailureKind::NoFerryAnswer,
+                    format!(
+                        "no answer from {} within {} s; {PLAIN_HINT}",
+                        self.peer,
+                        self.opts.answer_timeout.as_secs()
+                    ),
+                ));
             }
             let msg = match rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(Heard::Msg(msg)) => msg,
                 Ok(Heard::Closed(reason)) if !self.heard_from_peer => {
-                    return Err(Stop::Broken(format!(
-                        "{reason} before answering; {PLAIN_HINT}"
-                    )));
+                    return Err(Stop::broken(
+                        FailureKind::NoFerryAnswer,
+                        format!("{reason} before answering; {PLAIN_HINT}"),
+                    ));
                 }
-                Ok(Heard::Closed(reason)) => return Err(Stop::Broken(reason)),
+                Ok(Heard::Closed(reason)) => return Err(Stop::broken(interrupted(), reason)),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Stop::Broken("connection lost".into()));
+                    return Err(Stop::broken(interrupted(), "connection lost"));
                 }
             };
             self.heard_from_peer = true;
@@ -137,7 +145,7 @@ impl Upload<'_> {
                     deadline = Instant::now() + self.opts.decision_timeout;
                 }
                 Ok(answer) => return Ok(answer),
-                Err(e) => return Err(Stop::Broken(e.to_string())),
+                Err(e) => return Err(Stop::broken(FailureKind::Protocol, e.to_string())),
             }
         }
     }

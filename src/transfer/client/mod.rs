@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use self::upload::Upload;
-use crate::events::{CancelToken, EventSink, TransferEvent, TransferId, next_transfer_id};
+use crate::events::{
+    CancelToken, EventSink, Failure, FailureKind, TransferEvent, TransferId, next_transfer_id,
+};
 use crate::protocol::session::SenderSession;
 use crate::protocol::{Mode, escape_line};
 
@@ -66,9 +68,7 @@ pub enum FileOutcome {
     Declined {
         reason: String,
     },
-    Failed {
-        reason: String,
-    },
+    Failed(Failure),
     /// Cancelled on this side.
     Cancelled,
     /// The receiver cancelled it.
@@ -108,7 +108,7 @@ impl std::fmt::Display for FileOutcome {
             FileOutcome::SentUnverified => f.write_str("sent, unverified"),
             // Reasons may be the receiver's words: never raw control characters.
             FileOutcome::Declined { reason } => write!(f, "declined: {}", escape_line(reason)),
-            FileOutcome::Failed { reason } => write!(f, "failed: {}", escape_line(reason)),
+            FileOutcome::Failed(failure) => write!(f, "failed: {failure}"),
             FileOutcome::Cancelled => f.write_str("cancelled"),
             FileOutcome::CancelledByPeer { reason } => {
                 write!(f, "cancelled by peer: {}", escape_line(reason))
@@ -176,7 +176,7 @@ pub fn send_files(
             for file in files {
                 sink.transfer(TransferEvent::Failed {
                     id: file.id,
-                    reason: e.to_string(),
+                    failure: Failure::new(FailureKind::Unreachable, e.to_string()),
                 });
             }
             return Err(e);

@@ -12,9 +12,11 @@ use crossbeam_channel::Receiver;
 
 use super::answers::Heard;
 use super::{FileOutcome, OutgoingFile, SendOptions, read_some, resume_key};
-use crate::events::{CancelToken, Direction, EventSink, ProgressThrottle, TransferEvent};
+use crate::events::{
+    CancelToken, Direction, EventSink, Failure, FailureKind, ProgressThrottle, TransferEvent,
+};
 use crate::protocol::session::{Answer, SenderSession, batch_frames};
-use crate::protocol::{self, CHUNK_LEN, Header, Mode, encode_sender_msg};
+use crate::protocol::{self, CHUNK_LEN, CancelCode, Header, Mode, encode_sender_msg};
 use crate::transfer::os::{send_file_range, send_more};
 use crate::transfer::{CANCELLED_BY_SENDER, TransferError, write_all};
 
@@ -35,7 +37,7 @@ pub(super) struct Upload<'a> {
     /// What each chunk is read and hashed through.
     pub buf: Vec<u8>,
     /// Set once the connection can no longer carry files; every later file fails with it.
-    pub broken: Option<String>,
+    pub broken: Option<Failure>,
     /// Whether the receiver has said anything yet (a plain server never does).
     pub heard_from_peer: bool,
 }
@@ -44,22 +46,33 @@ pub(super) struct Upload<'a> {
 pub(super) enum Stop {
     Outcome(FileOutcome),
     /// The connection is unusable from here on.
-    Broken(String),
+    Broken(Failure),
     /// The receiver cancelled and closed.
     PeerCancelled(String),
     /// Cancelled here at a point where the connection cannot go on.
     Cancelled,
 }
 
+impl Stop {
+    pub fn broken(kind: FailureKind, detail: impl Into<String>) -> Self {
+        Stop::Broken(Failure::new(kind, detail))
+    }
+}
+
+/// The kind of a sender's interrupted file: whatever the receiver kept is its to say.
+pub(super) fn interrupted() -> FailureKind {
+    FailureKind::Interrupted { kept_bytes: None }
+}
+
 impl From<TransferError> for Stop {
     fn from(e: TransferError) -> Self {
-        Stop::Broken(e.to_string())
+        Stop::Broken(e.failure())
     }
 }
 
 impl From<protocol::session::SessionError> for Stop {
     fn from(e: protocol::session::SessionError) -> Self {
-        Stop::Broken(e.to_string())
+        Stop::broken(FailureKind::Protocol, e.to_string())
     }
 }
 
@@ -86,9 +99,13 @@ impl Upload<'_> {
             FileOutcome::CancelledByPeer { .. } => self
                 .sink
                 .transfer(TransferEvent::Cancelled { id, by_peer: true }),
-            other => self.sink.transfer(TransferEvent::Failed {
+            FileOutcome::Declined { reason } => self.sink.transfer(TransferEvent::Failed {
                 id,
-                reason: other.to_string(),
+                failure: Failure::new(FailureKind::Declined, reason.clone()),
+            }),
+            FileOutcome::Failed(failure) => self.sink.transfer(TransferEvent::Failed {
+                id,
+                failure: failure.clone(),
             }),
         }
         outcome
@@ -98,10 +115,8 @@ impl Upload<'_> {
         if self.cancel.is_cancelled() {
             return FileOutcome::Cancelled;
         }
-        if let Some(reason) = &self.broken {
-            return FileOutcome::Failed {
-                reason: format!("not sent: {reason}"),
-            };
+        if let Some(failure) = &self.broken {
+            return FileOutcome::Failed(Failure::new(FailureKind::NotSent, failure.to_string()));
         }
         let (id, path) = (file.id, file.path.as_path());
         let name = path
@@ -119,9 +134,10 @@ impl Upload<'_> {
         let (file, size) = match opened {
             Ok(opened) => opened,
             Err(e) => {
-                return FileOutcome::Failed {
-                    reason: format!("cannot read {}: {e}", path.display()),
-                };
+                return FileOutcome::Failed(Failure::new(
+                    FailureKind::LocalFile,
+                    format!("cannot read {}: {e}", path.display()),
+                ));
             }
         };
         self.sink.transfer(TransferEvent::Started {
@@ -153,20 +169,21 @@ impl Upload<'_> {
                 return outcome;
             }
             Ok(outcome) | Err(Stop::Outcome(outcome)) => {
-                self.broken = Some(outcome.to_string());
+                self.broken = Some(Failure::new(FailureKind::Protocol, outcome.to_string()));
                 outcome
             }
-            Err(Stop::Broken(reason)) => {
-                self.broken = Some(reason.clone());
-                FileOutcome::Failed { reason }
+            Err(Stop::Broken(failure)) => {
+                self.broken = Some(failure.clone());
+                FileOutcome::Failed(failure)
             }
             Err(Stop::PeerCancelled(reason)) => {
-                self.broken = Some(format!("cancelled by peer: {reason}"));
+                let detail = format!("cancelled by peer: {reason}");
+                self.broken = Some(Failure::new(FailureKind::Protocol, detail));
                 FileOutcome::CancelledByPeer { reason }
             }
             // Mid-protocol, the connection cannot carry the next file: stop here.
             Err(Stop::Cancelled) => {
-                self.broken = Some("cancelled".into());
+                self.broken = Some(Failure::new(FailureKind::Protocol, "cancelled"));
                 FileOutcome::Cancelled
             }
         };
@@ -186,8 +203,8 @@ impl Upload<'_> {
             }
             // A plain peer cannot be told that a file went wrong: only closing stops it.
             send_file_range(&self.stream, &file, sent, n).map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => Stop::Broken(SHRANK.into()),
-                _ => Stop::Broken(format!("cannot send the file: {e}")),
+                std::io::ErrorKind::UnexpectedEof => Stop::broken(FailureKind::LocalFile, SHRANK),
+                _ => Stop::broken(interrupted(), format!("cannot send the file: {e}")),
             })?;
             self.session.sent(n as u64)?;
             sent += n as u64;
@@ -215,11 +232,12 @@ impl Upload<'_> {
                 sent
             }
             Answer::Declined { reason } => return Ok(FileOutcome::Declined { reason }),
-            Answer::PeerCancelled { reason } => return Err(Stop::PeerCancelled(reason)),
+            Answer::PeerCancelled { reason, .. } => return Err(Stop::PeerCancelled(reason)),
             other => {
-                return Err(Stop::Broken(format!(
-                    "unexpected answer to an offer: {other:?}"
-                )));
+                return Err(Stop::broken(
+                    FailureKind::Protocol,
+                    format!("unexpected answer to an offer: {other:?}"),
+                ));
             }
         };
         let resumed_from = sent;
@@ -229,7 +247,7 @@ impl Upload<'_> {
                 return Err(stop);
             }
             if self.cancel.is_cancelled() {
-                self.send_cancel(CANCELLED_BY_SENDER)?;
+                self.send_cancel(CancelCode::User, CANCELLED_BY_SENDER)?;
                 return Ok(FileOutcome::Cancelled);
             }
             // Read and hash in cache-sized slices: each slice is hashed while still in cache.
@@ -239,7 +257,7 @@ impl Upload<'_> {
                 let slice = (want - n).min(self.buf.len());
                 match read_some(&mut file, &mut self.buf[..slice]) {
                     Ok(0) => {
-                        failure = Some(SHRANK.to_owned());
+                        failure = Some((CancelCode::FileChanged, SHRANK.to_owned()));
                         break;
                     }
                     Ok(got) => {
@@ -247,15 +265,19 @@ impl Upload<'_> {
                         n += got;
                     }
                     Err(e) => {
-                        failure = Some(format!("cannot read the file: {e}"));
+                        failure =
+                            Some((CancelCode::ReadError, format!("cannot read the file: {e}")));
                         break;
                     }
                 }
             }
-            if let Some(reason) = failure {
+            if let Some((code, reason)) = failure {
                 // Bytes hashed but not yet sent are simply dropped with the file.
-                self.send_cancel(&reason)?;
-                return Ok(FileOutcome::Failed { reason });
+                self.send_cancel(code, &reason)?;
+                return Ok(FileOutcome::Failed(Failure::new(
+                    FailureKind::LocalFile,
+                    reason,
+                )));
             }
             // The bytes just hashed go out again from the page cache, without a user-space
             // copy; if the file changed in between, the receiver's check fails, as it should.
@@ -268,7 +290,7 @@ impl Upload<'_> {
                 // in between. The chunk's length is already promised, so the stream cannot
                 // be kept in step: say so, and close.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(Stop::Broken(SHRANK.into()));
+                    return Err(Stop::broken(FailureKind::LocalFile, SHRANK));
                 }
                 other => self.io_or_explain(other)?,
             }
@@ -287,11 +309,15 @@ impl Upload<'_> {
                 saved_as,
                 resumed_from,
             }),
-            Answer::Failed { reason } => Ok(FileOutcome::Failed { reason }),
-            Answer::PeerCancelled { reason } => Err(Stop::PeerCancelled(reason)),
-            other => Err(Stop::Broken(format!(
-                "unexpected answer after a file: {other:?}"
+            Answer::Failed { reason } => Ok(FileOutcome::Failed(Failure::new(
+                FailureKind::ReceiverFailed,
+                reason,
             ))),
+            Answer::PeerCancelled { reason, .. } => Err(Stop::PeerCancelled(reason)),
+            other => Err(Stop::broken(
+                FailureKind::Protocol,
+                format!("unexpected answer after a file: {other:?}"),
+            )),
         }
     }
 
@@ -323,8 +349,9 @@ impl Upload<'_> {
         let matches = left == 0 && *hasher.finalize().as_bytes() == theirs;
         if !matches {
             *hasher = blake3::Hasher::new();
-            file.seek(SeekFrom::Start(0))
-                .map_err(|e| Stop::Broken(format!("cannot read the file: {e}")))?;
+            file.seek(SeekFrom::Start(0)).map_err(|e| {
+                Stop::broken(FailureKind::LocalFile, format!("cannot read the file: {e}"))
+            })?;
         }
         let (frame, start) = self.session.start(matches)?;
         self.write_or_explain(&encode_sender_msg(&frame).map_err(TransferError::from)?)?;
@@ -357,8 +384,8 @@ impl Upload<'_> {
 
     /// The cancel marker and a cancel frame: the receiver drops the file, the connection
     /// stays usable for the next one.
-    fn send_cancel(&mut self, reason: &str) -> Result<(), Stop> {
-        let (marker, frame) = self.session.cancel(reason.into())?;
+    fn send_cancel(&mut self, code: CancelCode, reason: &str) -> Result<(), Stop> {
+        let (marker, frame) = self.session.cancel(code, reason.into())?;
         self.write_or_explain(&marker)?;
         let frame = encode_sender_msg(&frame).map_err(TransferError::from)?;
         self.write_or_explain(&frame)

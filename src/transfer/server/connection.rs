@@ -15,7 +15,8 @@ use super::outcome::FileEnd;
 use super::pump::{DataEnd, DataSource, RateFloor, pipelined, simple};
 use super::{Live, Shared, lock};
 use crate::events::{
-    Direction, Event, ProgressThrottle, ServerEvent, TransferEvent, TransferId, next_transfer_id,
+    Direction, Event, Failure, FailureKind, ProgressThrottle, Refusal, ServerEvent, TransferEvent,
+    TransferId, next_transfer_id,
 };
 use crate::protocol::session::{FrameStep, ReceiverSession};
 use crate::protocol::{
@@ -198,15 +199,14 @@ impl Connection<'_> {
                 reservation = Some(held);
                 None
             }
-            Err(NoRoom { needed, available }) => {
-                Some(TransferError::NoSpace { needed, available }.to_string())
-            }
+            Err(NoRoom { needed, available }) => Some(Refusal::NoSpace { needed, available }),
         });
         let _reservation = reservation;
-        if let Some(reason) = refusal {
-            log::warn!("{}: refused {:?}: {reason}", self.peer, header.file_name);
-            self.report_refusal(id, &header, mode, &reason);
-            return self.decline(reason);
+        if let Some(refusal) = refusal {
+            let failure = Failure::bare(FailureKind::Refused(refusal));
+            log::warn!("{}: {:?}: {failure}", self.peer, header.file_name);
+            self.report_refusal(id, &header, mode, failure);
+            return self.decline(refusal.to_string());
         }
         let (mut part, prefix) = match resumable {
             Some((mut part, len)) => {
@@ -227,9 +227,11 @@ impl Connection<'_> {
             None => match PartFile::create(downloads, &safe, tag) {
                 Ok(part) => (part, None),
                 Err(e) => {
-                    let reason = TransferError::Disk(e).to_string();
-                    self.report_refusal(id, &header, mode, &reason);
-                    return self.decline(reason);
+                    let detail = TransferError::Disk(e).to_string();
+                    let refusal = Refusal::CannotCreate;
+                    let failure = Failure::new(FailureKind::Refused(refusal), detail.clone());
+                    self.report_refusal(id, &header, mode, failure);
+                    return self.decline(format!("{refusal}: {detail}"));
                 }
             },
         };
@@ -337,9 +339,7 @@ impl Connection<'_> {
         let (offset, hasher) = start;
         let (data, hash) = self.receive_data(part, id, header.file_size, offset, hasher, cancel)?;
         match data {
-            DataEnd::Cancelled(reason) => {
-                Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason)))
-            }
+            DataEnd::Cancelled { code, reason } => Ok(FileEnd::SenderCancelled { code, reason }),
             DataEnd::Complete => match self.session.data_complete(hash)? {
                 Mode::Plain => {
                     let path = part.commit().map_err(TransferError::Disk)?;
@@ -422,9 +422,7 @@ impl Connection<'_> {
                 })
             }
             FrameStep::HashMismatch => Ok(FileEnd::Rejected(TransferError::HashMismatch)),
-            FrameStep::Cancelled { reason } => {
-                Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason)))
-            }
+            FrameStep::Cancelled { code, reason } => Ok(FileEnd::SenderCancelled { code, reason }),
             other => Err(TransferError::Unexpected(format!(
                 "{other:?} where the end of a file belongs"
             ))),

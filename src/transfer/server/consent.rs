@@ -13,32 +13,32 @@ use std::thread;
 use super::connection::Connection;
 use super::lock;
 use crate::events::{Event, ServerEvent, next_transfer_id};
-use crate::protocol::session::Consent;
+use crate::protocol::session::{Consent, Refusal};
 use crate::protocol::{Header, ReceiverMsg, sanitize_file_name};
 use crate::transfer::TransferError;
 
 impl Connection<'_> {
     /// Whether to take this file: auto-accept, the connection's earlier answer, or the
-    /// user's. `Err(reason)` declines.
-    pub(super) fn decide(&mut self, header: &Header) -> Result<Result<(), String>, TransferError> {
+    /// user's. `Err(refusal)` declines.
+    pub(super) fn decide(&mut self, header: &Header) -> Result<Result<(), Refusal>, TransferError> {
         let auto_accept = self.shared.auto_accept.load(Ordering::SeqCst);
         let batch = match self.session.consent(header, auto_accept) {
             Consent::Accept { .. } => return Ok(Ok(())),
-            Consent::Refuse(refusal) => return Ok(Err(refusal.to_string())),
+            Consent::Refuse(refusal) => return Ok(Err(refusal)),
             Consent::Ask { batch } => batch,
         };
         match self.ask_user(header, batch)? {
             Some(accepted) => Ok(
                 match self.session.answered(header.file_size, batch, accepted) {
                     Consent::Accept { .. } => Ok(()),
-                    Consent::Refuse(refusal) => Err(refusal.to_string()),
-                    Consent::Ask { .. } => Err("asked twice".into()),
+                    Consent::Refuse(refusal) => Err(refusal),
+                    // `answered` never asks again; were it to, refusing is the safe answer.
+                    Consent::Ask { .. } => Err(Refusal::DeclinedByUser),
                 },
             ),
-            None => Ok(Err(format!(
-                "nobody answered on the receiving side within {} s",
-                self.shared.config.decision_timeout.as_secs()
-            ))),
+            None => Ok(Err(Refusal::NoAnswer {
+                secs: self.shared.config.decision_timeout.as_secs(),
+            })),
         }
     }
 

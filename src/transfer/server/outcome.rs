@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use super::connection::{ConnEnd, Connection};
-use crate::events::{Direction, TransferEvent, TransferId};
-use crate::protocol::{self, Header, Mode, ReceiverMsg};
-use crate::transfer::{CANCELLED_BY_SENDER, PartFile, TransferError};
+use crate::events::{Direction, Failure, FailureKind, TransferEvent, TransferId};
+use crate::protocol::{self, CancelCode, Header, Mode, ReceiverMsg};
+use crate::transfer::{PartFile, TransferError};
 
 /// How a file's data ended while the stream stays in step (the next header can follow).
 pub(super) enum FileEnd {
@@ -18,11 +18,23 @@ pub(super) enum FileEnd {
     },
     /// The stream is still in step, but the file was not kept.
     Rejected(TransferError),
+    /// The sender gave up on the file: a person's cancel (`CancelCode::User`) or a failure
+    /// of its own; the stream is still in step.
+    SenderCancelled {
+        code: CancelCode,
+        reason: String,
+    },
 }
 
 impl Connection<'_> {
     /// A file refused before any byte was written still gets a row that says why.
-    pub(super) fn report_refusal(&self, id: TransferId, header: &Header, mode: Mode, reason: &str) {
+    pub(super) fn report_refusal(
+        &self,
+        id: TransferId,
+        header: &Header,
+        mode: Mode,
+        failure: Failure,
+    ) {
         let sink = &self.shared.sink;
         sink.transfer(TransferEvent::Started {
             id,
@@ -34,10 +46,7 @@ impl Connection<'_> {
             mode,
             msg: header.msg.clone(),
         });
-        sink.transfer(TransferEvent::Failed {
-            id,
-            reason: format!("refused: {reason}"),
-        });
+        sink.transfer(TransferEvent::Failed { id, failure });
     }
 
     /// Reports how a file ended, answers a Ferry sender, and decides whether the connection
@@ -78,20 +87,21 @@ impl Connection<'_> {
                 });
                 Ok(())
             }
-            Ok(FileEnd::Rejected(TransferError::CancelledByPeer(reason))) => {
+            Ok(FileEnd::SenderCancelled { code, reason }) => {
                 drop(part);
                 log::info!(
-                    "{}: {:?} cancelled by the sender: {}",
+                    "{}: {:?} cancelled by the sender ({}): {}",
                     self.peer,
                     header.file_name,
+                    protocol::escape_line(code.as_str()),
                     protocol::escape_line(&reason)
                 );
-                if reason == CANCELLED_BY_SENDER {
+                if code == CancelCode::User {
                     sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
                 } else {
                     // The sender gave up for a reason of its own (its file shrank, ...).
-                    let reason = format!("the sender gave up: {reason}");
-                    sink.transfer(TransferEvent::Failed { id, reason });
+                    let failure = Failure::new(FailureKind::SenderGaveUp, reason);
+                    sink.transfer(TransferEvent::Failed { id, failure });
                 }
                 Ok(())
             }
@@ -101,15 +111,14 @@ impl Connection<'_> {
                 self.answer(&ReceiverMsg::Failed {
                     reason: error.to_string(),
                 });
-                sink.transfer(TransferEvent::Failed {
-                    id,
-                    reason: error.to_string(),
-                });
+                let failure = error.failure();
+                sink.transfer(TransferEvent::Failed { id, failure });
                 Ok(())
             }
             Err(TransferError::CancelledHere) => {
                 drop(part);
                 self.answer(&ReceiverMsg::Cancel {
+                    code: CancelCode::User,
                     reason: "cancelled by the receiver".into(),
                 });
                 sink.transfer(TransferEvent::Cancelled { id, by_peer: false });
@@ -120,7 +129,7 @@ impl Connection<'_> {
                 })
             }
             Err(error) => {
-                let mut reason = error.to_string();
+                let mut failure = error.failure();
                 if mode == Mode::Ferry && error.is_interruption() {
                     part.keep();
                     // Say exactly what is on disk: every byte received was written before
@@ -129,16 +138,12 @@ impl Connection<'_> {
                         .file()
                         .and_then(|f| f.metadata())
                         .map_or(0, |m| m.len());
-                    if kept > 0 {
-                        reason.push_str(&format!(
-                            "; the {kept} bytes received are kept, sending again resumes"
-                        ));
-                    } else {
-                        reason.push_str("; nothing had arrived, so nothing is kept");
-                    }
+                    failure.kind = FailureKind::Interrupted {
+                        kept_bytes: Some(kept),
+                    };
                 }
                 drop(part);
-                sink.transfer(TransferEvent::Failed { id, reason });
+                sink.transfer(TransferEvent::Failed { id, failure });
                 Err(ConnEnd {
                     error,
                     reported: true,

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::MinRate;
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
-use crate::protocol::{decode_chunk_header, decode_sender_msg};
+use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
 use crate::transfer::os::WriteBehind;
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
@@ -26,14 +26,14 @@ pub(super) enum DataEnd {
     /// Every byte arrived.
     Complete,
     /// The Ferry sender gave up on this file (the stream stays in step).
-    Cancelled(String),
+    Cancelled { code: CancelCode, reason: String },
 }
 
 /// What one [`DataSource::fill`] produced.
 pub(super) enum Fill {
     Bytes(usize),
     Done,
-    Cancelled(String),
+    Cancelled { code: CancelCode, reason: String },
 }
 
 /// The bytes of one file as they come off the socket: raw (plain) or chunked (Ferry).
@@ -143,7 +143,9 @@ impl DataSource<'_> {
                             let body =
                                 read_frame(self.reader)?.ok_or(TransferError::TruncatedFrame)?;
                             return match self.session.on_frame(decode_sender_msg(&body)?)? {
-                                FrameStep::Cancelled { reason } => Ok(Fill::Cancelled(reason)),
+                                FrameStep::Cancelled { code, reason } => {
+                                    Ok(Fill::Cancelled { code, reason })
+                                }
                                 other => Err(TransferError::Unexpected(format!(
                                     "{other:?} after a cancel marker"
                                 ))),
@@ -186,7 +188,7 @@ pub(super) fn simple(
     loop {
         match source.fill(buf)? {
             Fill::Done => return Ok(DataEnd::Complete),
-            Fill::Cancelled(reason) => return Ok(DataEnd::Cancelled(reason)),
+            Fill::Cancelled { code, reason } => return Ok(DataEnd::Cancelled { code, reason }),
             Fill::Bytes(n) => {
                 if let Some(hasher) = hasher {
                     hasher.update(&buf[..n]);
@@ -242,7 +244,9 @@ pub(super) fn pipelined(
                     progress(source.received());
                 }
                 Ok(Fill::Done) => break Ok(DataEnd::Complete),
-                Ok(Fill::Cancelled(reason)) => break Ok(DataEnd::Cancelled(reason)),
+                Ok(Fill::Cancelled { code, reason }) => {
+                    break Ok(DataEnd::Cancelled { code, reason });
+                }
                 Err(e) => break Err(e),
             }
         };
