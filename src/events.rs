@@ -67,7 +67,7 @@ pub enum TransferEvent {
         /// True when the receiver checked the BLAKE3 hash (Ferry mode).
         verified: bool,
         /// Incoming: where the file now is. Outgoing: the name the receiver saved it under.
-        saved_as: String,
+        saved_as: Option<String>,
         path: Option<PathBuf>,
     },
     Failed {

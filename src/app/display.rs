@@ -44,7 +44,7 @@ pub fn display_safe(event: Event) -> Event {
         }) => Event::Transfer(TransferEvent::Finished {
             id,
             verified,
-            saved_as: line(saved_as),
+            saved_as: saved_as.map(line),
             path,
         }),
         Event::Transfer(TransferEvent::Failed { id, failure }) => {

@@ -147,7 +147,7 @@ impl TransferRow {
                 } else {
                     RowState::Unverified
                 };
-                if !saved_as.is_empty() && *saved_as != self.name {
+                if let Some(saved_as) = saved_as.as_ref().filter(|s| **s != self.name) {
                     self.saved_as = Some(saved_as.clone());
                 }
                 if path.is_some() {
@@ -318,7 +318,7 @@ mod tests {
             &TransferEvent::Finished {
                 id: 7,
                 verified: true,
-                saved_as: "a (1).txt".into(),
+                saved_as: Some("a (1).txt".into()),
                 path: None,
             },
             t0,

@@ -319,7 +319,7 @@ fn outgoing_events_report_progress_and_the_saved_name() {
     });
     assert_eq!(last_progress, Some(3_000_000));
     assert!(events.iter().any(|e| matches!(e,
-        Event::Transfer(TransferEvent::Finished { verified: true, saved_as, .. }) if saved_as == "x (1).bin")));
+        Event::Transfer(TransferEvent::Finished { verified: true, saved_as, .. }) if saved_as.as_deref() == Some("x (1).bin"))));
     assert!(
         matches!(events[0], Event::Transfer(TransferEvent::Started { mode: Mode::Ferry, id, .. }) if id == file.id)
     );

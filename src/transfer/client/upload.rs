@@ -84,13 +84,14 @@ impl Upload<'_> {
             FileOutcome::Verified { saved_as, .. } => self.sink.transfer(TransferEvent::Finished {
                 id,
                 verified: true,
-                saved_as: saved_as.clone(),
+                saved_as: Some(saved_as.clone()),
                 path: None,
             }),
+            // A plain receiver never says what it named the file.
             FileOutcome::SentUnverified => self.sink.transfer(TransferEvent::Finished {
                 id,
                 verified: false,
-                saved_as: String::new(),
+                saved_as: None,
                 path: None,
             }),
             FileOutcome::Cancelled => self

@@ -82,7 +82,7 @@ impl Connection<'_> {
                 sink.transfer(TransferEvent::Finished {
                     id,
                     verified,
-                    saved_as,
+                    saved_as: Some(saved_as),
                     path: Some(path),
                 });
                 Ok(())
