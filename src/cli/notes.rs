@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select};
 
-use super::{ChatArgs, ListenArgs, NoteArgs};
+use super::{ChatArgs, ListenArgs, NoteArgs, resolve_destination};
 use crate::notes::{NotesConfig, NotesHandle, resolve_peer};
 use crate::protocol::{check_note, escape_note};
 use crate::worker::{Event, NoteEvent, event_channel};
@@ -39,7 +39,7 @@ pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
     if let Some(warning) = check_note(&args.text)? {
         eprintln!("ferry: warning: {warning}");
     }
-    let peer = resolve_peer(&args.to)?;
+    let peer = resolve_peer(&resolve_destination(&args.to)?.to_string())?;
     let bind = match peer {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -129,7 +129,7 @@ pub fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn chat_with(notes: &NotesHandle, to: &str, events: &Receiver<Event>) -> anyhow::Result<ExitCode> {
-    let peer = notes.resolve(to)?;
+    let peer = notes.resolve(&resolve_destination(to)?.to_string())?;
     print_line(&format!("listening on {}", notes.local_addr()))?;
     eprintln!("ferry: each line you type is sent to {peer}; end with Ctrl-D");
     let lines = stdin_lines()?;

@@ -1,6 +1,9 @@
 //! `ferry serve` and `ferry send`: progress bars on stderr, one result line per file on stdout.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::Path;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -9,7 +12,7 @@ use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::ask::{AskPrompts, Reply};
-use super::{SendArgs, ServeArgs};
+use super::{SendArgs, ServeArgs, resolve_destination};
 use crate::defaults::default_download_dir;
 use crate::protocol::escape_line;
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
@@ -127,7 +130,29 @@ fn stdin_lines() -> anyhow::Result<crossbeam_channel::Receiver<String>> {
 }
 
 pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = SendOptions::new(args.to);
+    // Everything that can be checked here is checked before connecting: a missing file is
+    // reported as such, not as whatever the network says.
+    let unsendable: Vec<String> = args
+        .files
+        .iter()
+        .filter_map(|path| {
+            local_file_problem(path).map(|problem| {
+                format!(
+                    "cannot send {}: {problem}",
+                    escape_line(&path.display().to_string())
+                )
+            })
+        })
+        .collect();
+    if !unsendable.is_empty() {
+        for line in &unsendable {
+            eprintln!("ferry: {line}");
+        }
+        eprintln!("ferry: nothing was sent");
+        return Ok(ExitCode::FAILURE);
+    }
+    let to = resolve_destination(&args.to)?;
+    let mut opts = SendOptions::new(to.to_string());
     opts.msg = args.msg;
     opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
     let (sink, events) = event_channel(None);
@@ -157,6 +182,33 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Why a file named on the command line cannot be sent, in a user's words; `None` when it
+/// is a regular file that opens for reading. (It may still change before it is sent: the
+/// engine checks again and reports that per file.)
+fn local_file_problem(path: &Path) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some("no such file".into()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Some("permission denied (a folder on its path cannot be entered)".into());
+        }
+        Err(e) => return Some(e.to_string()),
+    };
+    if meta.is_dir() {
+        return Some("it is a folder; name the files inside it".into());
+    }
+    if !meta.is_file() {
+        return Some("not a regular file".into());
+    }
+    match File::open(path) {
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Some("permission denied (it cannot be read)".into())
+        }
+        Err(e) => Some(format!("cannot read it: {e}")),
+    }
 }
 
 /// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
