@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select};
 
 use super::{ChatArgs, ListenArgs, NoteArgs, resolve_destination};
-use crate::notes::{NotesConfig, NotesHandle, resolve_peer};
+use crate::notes::{NotesConfig, NotesError, NotesHandle, resolve_peer};
 use crate::protocol::{check_note, escape_note};
 use crate::worker::{Event, NoteEvent, event_channel};
 
@@ -86,10 +86,21 @@ fn send_and_wait(
     }
 }
 
+/// A port in use gets a hint at what to do about it.
+fn port_hint(e: NotesError) -> anyhow::Error {
+    match e {
+        NotesError::PortInUse { .. } => anyhow::anyhow!(
+            "{e} (another program, perhaps another Ferry, listens there; --port picks another)"
+        ),
+        e => e.into(),
+    }
+}
+
 /// `ferry listen`: print every note until Ctrl-C.
 pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let (sink, events) = event_channel(None);
-    let notes = NotesHandle::start(NotesConfig::new(args.bind, args.port), sink)?;
+    let notes =
+        NotesHandle::start(NotesConfig::new(args.bind, args.port), sink).map_err(port_hint)?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
@@ -121,7 +132,8 @@ fn print_notes(
 /// `ferry chat`: send each stdin line to the peer, print notes as they arrive, end at EOF.
 pub fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
     let (sink, events) = event_channel(None);
-    let notes = NotesHandle::start(NotesConfig::new(args.bind, args.port), sink)?;
+    let notes =
+        NotesHandle::start(NotesConfig::new(args.bind, args.port), sink).map_err(port_hint)?;
     let result = chat_with(&notes, &args.to, &events);
     drop(events);
     notes.stop();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -15,7 +15,9 @@ use super::ask::{AskPrompts, Reply};
 use super::{SendArgs, ServeArgs, resolve_destination};
 use crate::defaults::default_download_dir;
 use crate::protocol::escape_line;
-use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
+use crate::transfer::{
+    OutgoingFile, SendOptions, ServerConfig, ServerHandle, ServerStartError, send_files,
+};
 use crate::worker::{
     CancelToken, Event, Mode, ServerEvent, TransferEvent, TransferId, event_channel,
 };
@@ -23,11 +25,7 @@ use crate::worker::{
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let defaulted = args.dir.is_none();
     let asked = args.dir.unwrap_or_else(default_download_dir);
-    std::fs::create_dir_all(&asked)
-        .with_context(|| format!("cannot create the download folder {}", asked.display()))?;
-    let dir = asked
-        .canonicalize()
-        .with_context(|| format!("cannot open {}", asked.display()))?;
+    let dir = prepare_download_dir(&asked)?;
     let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
@@ -36,7 +34,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_files_per_connection = args.max_files_per_connection.max(1);
 
     let (sink, events) = event_channel(None);
-    let server = ServerHandle::start(config, sink.clone())?;
+    let server = ServerHandle::start(config, sink.clone()).map_err(|e| match e {
+        ServerStartError::PortInUse { .. } => anyhow::anyhow!(
+            "{e} (another program, perhaps another Ferry, listens there; --port picks another)"
+        ),
+        e => e.into(),
+    })?;
     // Ctrl-C and SIGTERM stop the server cleanly: unfinished plain uploads leave nothing,
     // interrupted Ferry uploads keep their .part so that sending again resumes
     // (tests/it/paths.rs, ctrl_c_on_serve_mid_upload_keeps_the_partial_and_sending_again_resumes).
@@ -110,6 +113,37 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     drop(events);
     server.stop();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the download folder if missing and checks, before listening, that files can be
+/// written there: a sender should never be accepted into a folder that fails every file.
+fn prepare_download_dir(asked: &Path) -> anyhow::Result<PathBuf> {
+    let shown = asked.display();
+    if asked.exists() && !asked.is_dir() {
+        anyhow::bail!("the download folder {shown} is a file, not a folder; --dir picks another");
+    }
+    std::fs::create_dir_all(asked)
+        .with_context(|| format!("cannot create the download folder {shown}"))?;
+    let dir = asked
+        .canonicalize()
+        .with_context(|| format!("cannot open the download folder {shown}"))?;
+    // A probe file, removed at once: the only sure test of "can write here" (permissions,
+    // read-only mounts, ACLs all show up). Its name is one no received file can take.
+    let probe = dir.join(format!(".ferry-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(dir)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot write to the download folder {}: {e}; --dir picks another",
+            dir.display()
+        )),
+    }
 }
 
 /// Lines typed on stdin, read on a thread of their own; the channel closes at end of input.
