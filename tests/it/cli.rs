@@ -76,6 +76,7 @@ fn send_a_missing_file_names_it_and_sends_nothing() {
     let dst = tempfile::tempdir().unwrap();
     let (_serve, addr, _lines) = spawn_serve(dst.path(), &[]);
     let out = ferry()
+        .env_remove("RUST_LOG")
         .args(["send", "--to", &addr.to_string(), "/nonexistent/file.txt"])
         .output()
         .unwrap();
