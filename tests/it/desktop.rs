@@ -16,6 +16,30 @@ fn run(args: &[&str]) -> Output {
     ferry().env_remove("RUST_LOG").args(args).output().unwrap()
 }
 
+/// Runs a command that should exit on its own (a `serve` refused at start); one that is still
+/// running at the deadline is killed and fails the test instead of hanging it.
+fn output_within_deadline(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // Only our own child, by its id.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the command was still running after {DEADLINE:?}");
+        }
+    }
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -368,13 +392,12 @@ fn serve_into_a_folder_it_cannot_write_says_so_before_listening() {
         skip_or_fail(false, "cannot make a read-only folder (root without mount)");
         return;
     };
-    let out = ferry()
-        .env_remove("RUST_LOG")
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
-        .arg(dir.dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = output_within_deadline(
+        ferry()
+            .env_remove("RUST_LOG")
+            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
+            .arg(dir.dir.path()),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out), "", "it must not say it is listening");
     let err = stderr(&out);
@@ -388,12 +411,12 @@ fn serve_into_a_folder_it_cannot_write_says_so_before_listening() {
 
     // A file given as the folder.
     let file = tempfile::NamedTempFile::new().unwrap();
-    let out = ferry()
-        .env_remove("RUST_LOG")
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
-        .arg(file.path())
-        .output()
-        .unwrap();
+    let out = output_within_deadline(
+        ferry()
+            .env_remove("RUST_LOG")
+            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
+            .arg(file.path()),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
@@ -409,12 +432,12 @@ fn a_port_in_use_says_what_to_do() {
     let taken = TcpListener::bind((LOOPBACK, 0)).unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = ferry()
-        .env_remove("RUST_LOG")
-        .args(["serve", "--bind", "127.0.0.1", "--port", &port, "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = output_within_deadline(
+        ferry()
+            .env_remove("RUST_LOG")
+            .args(["serve", "--bind", "127.0.0.1", "--port", &port, "--dir"])
+            .arg(dir.path()),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
@@ -425,7 +448,13 @@ fn a_port_in_use_says_what_to_do() {
     );
     let taken = UdpSocket::bind((LOOPBACK, 0)).unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = run(&["listen", "--bind", "127.0.0.1", "--port", &port]);
+    let out = output_within_deadline(ferry().env_remove("RUST_LOG").args([
+        "listen",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
