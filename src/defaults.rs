@@ -1,8 +1,23 @@
 //! The defaults both faces share (the window's first-start settings and the CLI's flags), kept
-//! in one place so `ferry serve` and the window can never disagree about where files go or
-//! which port is used.
+//! in one place so `ferry serve` and the window can never disagree about where files go,
+//! which port is used, how a typed destination is read, or what Ferry calls itself on the
+//! desktop (its app id and icon).
 
+use std::fmt;
+use std::net::Ipv6Addr;
 use std::path::PathBuf;
+
+/// The application id: the window's Wayland app id / X11 `WM_CLASS`
+/// (`ViewportBuilder::with_app_id`), the desktop entry's `StartupWMClass` and the icon's name
+/// (`assets/ferry.desktop`, `Icon=ferry`). One name everywhere, so the taskbar groups the
+/// window under the desktop entry and shows its icon.
+pub const APP_ID: &str = "ferry";
+
+/// The application icon, 256x256 PNG (`assets/icons/ferry.svg` rendered; the other sizes sit
+/// beside it for the desktop's icon theme).
+pub fn icon_png() -> &'static [u8] {
+    include_bytes!("../assets/icons/256x256/ferry.png")
+}
 
 /// The port the original teaching example used, for TCP uploads and UDP notes alike.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -34,9 +49,172 @@ pub fn default_download_dir() -> PathBuf {
         .join("Ferry")
 }
 
+/// A destination as the user typed it, read but not resolved: `HOST:PORT`, `HOST` alone
+/// (the default port), `[IPV6]:PORT`, `[IPV6]` or a bare IPv6 address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// A host name or an IP address, without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Destination {
+    /// `host:port`, with an IPv6 address in brackets: a form `ToSocketAddrs` reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Why a typed destination cannot be read. Each message names what was typed and what is
+/// expected, in the user's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error("no destination given: expected HOST:PORT (or HOST alone for port {DEFAULT_PORT})")]
+    Empty,
+    #[error("{typed:?} has no host name: expected HOST:PORT")]
+    NoHost { typed: String },
+    #[error(
+        "{port:?} in {typed:?} is not a port number: expected HOST:PORT, the port from 1 to 65535"
+    )]
+    BadPort { typed: String, port: String },
+    #[error("{typed:?} is not a host name: expected HOST:PORT")]
+    BadHost { typed: String },
+}
+
+/// Reads a destination such as `192.168.1.20:8080`, `laptop.local`, `[fe80::1]:9000` or
+/// `::1`. Pure: no name is resolved here (that may wait on DNS, so the caller does it where
+/// waiting is fine). Without a port, [`DEFAULT_PORT`] is used.
+pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
+    let trimmed = typed.trim();
+    if trimmed.is_empty() {
+        return Err(DestinationError::Empty);
+    }
+    let bad_port = |port: &str| DestinationError::BadPort {
+        typed: typed.to_owned(),
+        port: port.to_owned(),
+    };
+    let (host, port) = if let Some(rest) = trimmed.strip_prefix('[') {
+        // [IPV6] or [IPV6]:PORT
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(DestinationError::BadHost {
+                typed: typed.to_owned(),
+            });
+        };
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err(DestinationError::BadHost {
+                typed: typed.to_owned(),
+            });
+        }
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(bad_port(after)),
+            },
+        }
+    } else if trimmed.parse::<Ipv6Addr>().is_ok() {
+        // A bare IPv6 address: its colons are not a port separator.
+        (trimmed, None)
+    } else {
+        match trimmed.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (trimmed, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(DestinationError::NoHost {
+            typed: typed.to_owned(),
+        });
+    }
+    // A host name has no spaces, colons (outside brackets) or control characters.
+    if host.contains(':') && host.parse::<Ipv6Addr>().is_err()
+        || host.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(DestinationError::BadHost {
+            typed: typed.to_owned(),
+        });
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(port) => match port.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(bad_port(port)),
+            Ok(port) => port,
+        },
+    };
+    Ok(Destination {
+        host: host.to_owned(),
+        port,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dest(host: &str, port: u16) -> Destination {
+        Destination {
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    #[test]
+    fn destinations_are_read_with_the_default_port_filling_in() {
+        assert_eq!(
+            parse_destination("127.0.0.1:9000"),
+            Ok(dest("127.0.0.1", 9000))
+        );
+        assert_eq!(
+            parse_destination("127.0.0.1"),
+            Ok(dest("127.0.0.1", DEFAULT_PORT))
+        );
+        assert_eq!(
+            parse_destination(" laptop.local "),
+            Ok(dest("laptop.local", 8080))
+        );
+        assert_eq!(parse_destination("[::1]:9000"), Ok(dest("::1", 9000)));
+        assert_eq!(parse_destination("[::1]"), Ok(dest("::1", 8080)));
+        assert_eq!(parse_destination("fe80::1"), Ok(dest("fe80::1", 8080)));
+        assert_eq!(dest("::1", 9).to_string(), "[::1]:9");
+        assert_eq!(dest("laptop", 9).to_string(), "laptop:9");
+    }
+
+    #[test]
+    fn bad_destinations_say_what_is_expected() {
+        assert_eq!(parse_destination("  "), Err(DestinationError::Empty));
+        for typed in [
+            "host:notaport",
+            "host:0",
+            "host:65536",
+            "host:",
+            "[::1]x",
+            "[::1]:",
+        ] {
+            let err = parse_destination(typed).unwrap_err();
+            assert!(
+                matches!(err, DestinationError::BadPort { .. }),
+                "{typed}: {err:?}"
+            );
+            assert!(err.to_string().contains("expected HOST:PORT"), "{err}");
+        }
+        assert!(matches!(
+            parse_destination(":8080"),
+            Err(DestinationError::NoHost { .. })
+        ));
+        for typed in ["a b:80", "[nothost]:80", "[::1", "a:b:c"] {
+            assert!(
+                matches!(
+                    parse_destination(typed),
+                    Err(DestinationError::BadHost { .. })
+                ),
+                "{typed}"
+            );
+        }
+    }
 
     #[test]
     fn the_download_folder_is_a_ferry_folder_under_downloads() {

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // An error can quote a peer (a host name it gave, a reason it sent).
-            eprintln!("ferry: {}", escape_line(&format!("{e:#}")));
+            eprintln!("ferry: {}", escape_line(&cli::error_report(&e)));
             ExitCode::FAILURE
         }
     }

@@ -1,12 +1,17 @@
-//! The headless face: `ferry serve`, `ferry send`, `ferry note`, `ferry listen`, `ferry chat`.
+//! The headless face: `ferry serve`, `ferry send`, `ferry note`, `ferry listen`, `ferry chat`,
+//! plus `ferry completions` and `ferry manpage`, generated from these same clap definitions.
 //! It drives the same engines and consumes the same events as the window.
 //!
 //! Exit codes: 0 success; 1 the operation failed (a file not verified, no reply, a bind
 //! error, ...); 2 bad usage (clap's own code).
 
 mod ask;
+mod docs;
 mod notes;
+mod report;
 mod transfer;
+
+pub use report::{error_report, resolve_destination};
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -20,7 +25,14 @@ use crate::defaults::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PORT};
 #[command(
     name = "ferry",
     version,
-    about = "LAN file transfer and quick notes. With no command, opens the window."
+    about = "LAN file transfer and quick notes. With no command, opens the window.",
+    long_about = "LAN file transfer and quick notes, wire-compatible with the classic Python \
+                  upload/chat example.\n\n\
+                  With no command, opens the window. The commands run headless: `serve` \
+                  receives uploads into a folder, `send` uploads files, `note`, `listen` and \
+                  `chat` exchange UDP notes.\n\n\
+                  Exit codes: 0 success; 1 the operation failed (a file not verified, no \
+                  reply, a port in use, ...); 2 bad usage."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,6 +51,21 @@ pub enum Command {
     Listen(ListenArgs),
     /// Interactive notes: each stdin line is sent; received notes are printed.
     Chat(ChatArgs),
+    /// Print a shell completion script.
+    ///
+    /// For example `ferry completions bash > ~/.local/share/bash-completion/completions/ferry`
+    /// (the .deb installs them for bash, zsh and fish).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    ///
+    /// For example `ferry manpage > ferry.1 && man ./ferry.1` (the .deb installs it).
+    Manpage,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -82,8 +109,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Receiver as HOST:PORT.
-    #[arg(long)]
+    /// Receiver as HOST:PORT (HOST alone: port 8080).
+    #[arg(long, value_name = "HOST:PORT")]
     pub to: String,
     /// Message attached to every file (the header's `msg`).
     #[arg(long, default_value = "")]
@@ -98,8 +125,8 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct NoteArgs {
-    /// Peer as HOST:PORT.
-    #[arg(long)]
+    /// Peer as HOST:PORT (HOST alone: port 8080).
+    #[arg(long, value_name = "HOST:PORT")]
     pub to: String,
     /// Wait up to SECS for a reply and print it; exit 1 if none came.
     #[arg(long, value_name = "SECS")]
@@ -120,8 +147,8 @@ pub struct ListenArgs {
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Peer as HOST:PORT.
-    #[arg(long)]
+    /// Peer as HOST:PORT (HOST alone: port 8080).
+    #[arg(long, value_name = "HOST:PORT")]
     pub to: String,
     /// Local UDP port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 0)]
@@ -139,5 +166,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Note(args) => notes::note(args),
         Command::Listen(args) => notes::listen(args),
         Command::Chat(args) => notes::chat(args),
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Manpage => docs::manpage(),
     }
 }

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select};
 
-use super::{ChatArgs, ListenArgs, NoteArgs};
+use super::{ChatArgs, ListenArgs, NoteArgs, resolve_destination};
 use crate::events::{Event, NoteEvent, event_channel};
-use crate::notes::{NotesConfig, NotesHandle, resolve_peer};
+use crate::notes::{NotesConfig, NotesError, NotesHandle, resolve_peer};
 use crate::protocol::{check_note, escape_note};
 
 /// `ferry note`: send one note from a fresh ephemeral port, optionally wait for a reply.
@@ -39,7 +39,7 @@ pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
     if let Some(warning) = check_note(&args.text)? {
         eprintln!("ferry: warning: {warning}");
     }
-    let peer = resolve_peer(&args.to)?;
+    let peer = resolve_peer(&resolve_destination(&args.to)?.to_string())?;
     let bind = match peer {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -86,10 +86,21 @@ fn send_and_wait(
     }
 }
 
+/// A port in use gets a hint at what to do about it.
+fn port_hint(e: NotesError) -> anyhow::Error {
+    match e {
+        NotesError::PortInUse { .. } => anyhow::anyhow!(
+            "{e} (another program, perhaps another Ferry, listens there; --port picks another)"
+        ),
+        e => e.into(),
+    }
+}
+
 /// `ferry listen`: print every note until Ctrl-C.
 pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let (sink, events) = event_channel(None);
-    let notes = NotesHandle::start(NotesConfig::new(args.bind, args.port), sink)?;
+    let notes =
+        NotesHandle::start(NotesConfig::new(args.bind, args.port), sink).map_err(port_hint)?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
@@ -121,7 +132,8 @@ fn print_notes(
 /// `ferry chat`: send each stdin line to the peer, print notes as they arrive, end at EOF.
 pub fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
     let (sink, events) = event_channel(None);
-    let notes = NotesHandle::start(NotesConfig::new(args.bind, args.port), sink)?;
+    let notes =
+        NotesHandle::start(NotesConfig::new(args.bind, args.port), sink).map_err(port_hint)?;
     let result = chat_with(&notes, &args.to, &events);
     drop(events);
     notes.stop();
@@ -129,7 +141,7 @@ pub fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn chat_with(notes: &NotesHandle, to: &str, events: &Receiver<Event>) -> anyhow::Result<ExitCode> {
-    let peer = notes.resolve(to)?;
+    let peer = notes.resolve(&resolve_destination(to)?.to_string())?;
     print_line(&format!("listening on {}", notes.local_addr()))?;
     eprintln!("ferry: each line you type is sent to {peer}; end with Ctrl-D");
     let lines = stdin_lines()?;

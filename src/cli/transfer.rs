@@ -1,6 +1,9 @@
 //! `ferry serve` and `ferry send`: progress bars on stderr, one result line per file on stdout.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -9,21 +12,19 @@ use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::ask::{AskPrompts, Reply};
-use super::{SendArgs, ServeArgs};
+use super::{SendArgs, ServeArgs, resolve_destination};
 use crate::defaults::default_download_dir;
 use crate::events::{CancelToken, Event, ServerEvent, TransferEvent, TransferId, event_channel};
 use crate::protocol::Mode;
 use crate::protocol::escape_line;
-use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
+use crate::transfer::{
+    OutgoingFile, SendOptions, ServerConfig, ServerHandle, ServerStartError, send_files,
+};
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let defaulted = args.dir.is_none();
     let asked = args.dir.unwrap_or_else(default_download_dir);
-    std::fs::create_dir_all(&asked)
-        .with_context(|| format!("cannot create the download folder {}", asked.display()))?;
-    let dir = asked
-        .canonicalize()
-        .with_context(|| format!("cannot open {}", asked.display()))?;
+    let dir = prepare_download_dir(&asked)?;
     let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
@@ -35,7 +36,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.fsync = !args.no_fsync;
 
     let (sink, events) = event_channel(None);
-    let server = ServerHandle::start(config, sink.clone())?;
+    let server = ServerHandle::start(config, sink.clone()).map_err(|e| match e {
+        ServerStartError::PortInUse { .. } => anyhow::anyhow!(
+            "{e} (another program, perhaps another Ferry, listens there; --port picks another)"
+        ),
+        e => e.into(),
+    })?;
     // Ctrl-C and SIGTERM stop the server cleanly: unfinished plain uploads leave nothing,
     // interrupted Ferry uploads keep their .part so that sending again resumes
     // (tests/it/paths.rs, ctrl_c_on_serve_mid_upload_keeps_the_partial_and_sending_again_resumes).
@@ -111,6 +117,37 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Creates the download folder if missing and checks, before listening, that files can be
+/// written there: a sender should never be accepted into a folder that fails every file.
+fn prepare_download_dir(asked: &Path) -> anyhow::Result<PathBuf> {
+    let shown = asked.display();
+    if asked.exists() && !asked.is_dir() {
+        anyhow::bail!("the download folder {shown} is a file, not a folder; --dir picks another");
+    }
+    std::fs::create_dir_all(asked)
+        .with_context(|| format!("cannot create the download folder {shown}"))?;
+    let dir = asked
+        .canonicalize()
+        .with_context(|| format!("cannot open the download folder {shown}"))?;
+    // A probe file, removed at once: the only sure test of "can write here" (permissions,
+    // read-only mounts, ACLs all show up). Its name is one no received file can take.
+    let probe = dir.join(format!(".ferry-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(dir)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot write to the download folder {}: {e}; --dir picks another",
+            dir.display()
+        )),
+    }
+}
+
 /// Lines typed on stdin, read on a thread of their own; the channel closes at end of input.
 fn stdin_lines() -> anyhow::Result<crossbeam_channel::Receiver<String>> {
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -129,7 +166,29 @@ fn stdin_lines() -> anyhow::Result<crossbeam_channel::Receiver<String>> {
 }
 
 pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = SendOptions::new(args.to);
+    // Everything that can be checked here is checked before connecting: a missing file is
+    // reported as such, not as whatever the network says.
+    let unsendable: Vec<String> = args
+        .files
+        .iter()
+        .filter_map(|path| {
+            local_file_problem(path).map(|problem| {
+                format!(
+                    "cannot send {}: {problem}",
+                    escape_line(&path.display().to_string())
+                )
+            })
+        })
+        .collect();
+    if !unsendable.is_empty() {
+        for line in &unsendable {
+            eprintln!("ferry: {line}");
+        }
+        eprintln!("ferry: nothing was sent");
+        return Ok(ExitCode::FAILURE);
+    }
+    let to = resolve_destination(&args.to)?;
+    let mut opts = SendOptions::new(to.to_string());
     opts.msg = args.msg;
     opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
     let (sink, events) = event_channel(None);
@@ -159,6 +218,33 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Why a file named on the command line cannot be sent, in a user's words; `None` when it
+/// is a regular file that opens for reading. (It may still change before it is sent: the
+/// engine checks again and reports that per file.)
+fn local_file_problem(path: &Path) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some("no such file".into()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Some("permission denied (a folder on its path cannot be entered)".into());
+        }
+        Err(e) => return Some(e.to_string()),
+    };
+    if meta.is_dir() {
+        return Some("it is a folder; name the files inside it".into());
+    }
+    if !meta.is_file() {
+        return Some("not a regular file".into());
+    }
+    match File::open(path) {
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Some("permission denied (it cannot be read)".into())
+        }
+        Err(e) => Some(format!("cannot read it: {e}")),
+    }
 }
 
 /// One progress bar per active transfer, on stderr (hidden when it is not a terminal).

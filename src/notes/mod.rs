@@ -83,29 +83,30 @@ impl Default for NotesConfig {
     }
 }
 
-/// What went wrong with notes.
+/// What went wrong with notes. Each message already ends with its I/O error's text, so the
+/// error is kept as a plain field, not a `source` (a chain printer would show it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum NotesError {
     #[error("UDP port {port} is in use")]
     PortInUse { port: u16 },
-    #[error("cannot listen for notes on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen for notes on {addr}: {error}")]
+    Bind { addr: SocketAddr, error: io::Error },
     #[error("cannot set up the notes socket: {0}")]
-    Socket(#[source] io::Error),
+    Socket(io::Error),
     #[error("cannot start the notes receive thread: {0}")]
-    Thread(#[source] io::Error),
+    Thread(io::Error),
     #[error(transparent)]
     Note(#[from] NoteError),
-    #[error("cannot resolve {to:?} (expected HOST:PORT): {source}")]
-    Resolve { to: String, source: io::Error },
+    #[error("cannot resolve {to:?} (expected HOST:PORT): {error}")]
+    Resolve { to: String, error: io::Error },
     #[error("{to:?} has no {family} address, and the notes socket on {local} speaks only {family}")]
     NoAddress {
         to: String,
         family: &'static str,
         local: SocketAddr,
     },
-    #[error("cannot send to {to}: {source}")]
-    Send { to: SocketAddr, source: io::Error },
+    #[error("cannot send to {to}: {error}")]
+    Send { to: SocketAddr, error: io::Error },
 }
 
 /// A note that left this machine. UDP promises nothing more: it was sent, not delivered.
@@ -138,7 +139,10 @@ impl NotesHandle {
         let addr = SocketAddr::new(config.bind, config.port);
         let socket = UdpSocket::bind(addr).map_err(|source| match source.kind() {
             io::ErrorKind::AddrInUse => NotesError::PortInUse { port: config.port },
-            _ => NotesError::Bind { addr, source },
+            _ => NotesError::Bind {
+                addr,
+                error: source,
+            },
         })?;
         Self::from_socket(socket, sink)
     }
@@ -187,7 +191,7 @@ impl NotesHandle {
         let bytes = self
             .socket
             .send_to(text.as_bytes(), target)
-            .map_err(|source| NotesError::Send { to, source })?;
+            .map_err(|error| NotesError::Send { to, error })?;
         log::debug!("notes: sent {bytes} bytes to {to}");
         Ok(Sent { to, bytes, warning })
     }
@@ -257,16 +261,16 @@ pub fn resolve_peer(to: &str) -> Result<SocketAddr, NotesError> {
         .copied()
         .ok_or_else(|| NotesError::Resolve {
             to: to.to_owned(),
-            source: io::Error::other("no address found"),
+            error: io::Error::other("no address found"),
         })
 }
 
 fn lookup(to: &str) -> Result<Vec<SocketAddr>, NotesError> {
     to.to_socket_addrs()
         .map(Iterator::collect)
-        .map_err(|source| NotesError::Resolve {
+        .map_err(|error| NotesError::Resolve {
             to: to.to_owned(),
-            source,
+            error,
         })
 }
 

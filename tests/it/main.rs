@@ -6,6 +6,7 @@ mod attacks_slots;
 mod attacks_text;
 mod cli;
 mod cli_notes;
+mod desktop;
 mod faults;
 mod ferry;
 mod gui;

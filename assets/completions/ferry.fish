@@ -1,0 +1,71 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_ferry_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_ferry_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_ferry_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_ferry_using_subcommand
+    set -l cmd (__fish_ferry_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c ferry -n "__fish_ferry_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ferry -n "__fish_ferry_needs_command" -s V -l version -d 'Print version'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "send" -d 'Upload files to a server over one connection'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "note" -d 'Send one UDP note, optionally waiting for a reply'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "listen" -d 'Print every UDP note received'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "chat" -d 'Interactive notes: each stdin line is sent; received notes are printed'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "manpage" -d 'Print the man page (roff)'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l bind -d 'Address to listen on' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l port -d 'TCP port (0 picks a free one and prints it)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l dir -d 'Download folder (created if missing) [default: ~/Downloads/Ferry, the window\'s folder]' -r -F
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-connections -d 'Connections served at once; more are refused with a message' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l idle-timeout-secs -d 'Drop a peer that stays silent this long' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-per-peer -d 'Connections one address may hold at once (so a few peers cannot take every slot)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-files-per-connection -d 'Files one connection may send; more end the connection' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l partial-max-age-days -d 'Remove kept partial files (`*.ferry.part`) older than this many days, at start and hourly' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l ask -d 'Ask on the terminal before accepting an upload: each prompt shows its sender and number N, answered with "y N" or "n N" ("more N" pages through a long list). Plain senders cannot be asked and are refused; without --ask every upload is accepted, like the original'
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-fsync -d 'Do not sync received files to disk before reporting them (for benchmarks only: a power cut may then lose files both sides were told are safe)'
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified'
+complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l wait -d 'Wait up to SECS for a reply and print it; exit 1 if none came' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand listen" -l port -d 'UDP port to listen on' -r
+complete -c ferry -n "__fish_ferry_using_subcommand listen" -l bind -d 'Address to listen on' -r
+complete -c ferry -n "__fish_ferry_using_subcommand listen" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand chat" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand chat" -l port -d 'Local UDP port to listen on (0 picks a free one)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand chat" -l bind -d 'Address to listen on' -r
+complete -c ferry -n "__fish_ferry_using_subcommand chat" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ferry -n "__fish_ferry_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "send" -d 'Upload files to a server over one connection'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "note" -d 'Send one UDP note, optionally waiting for a reply'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "listen" -d 'Print every UDP note received'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "chat" -d 'Interactive notes: each stdin line is sent; received notes are printed'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "completions" -d 'Print a shell completion script'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "manpage" -d 'Print the man page (roff)'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
