@@ -6,11 +6,18 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crossbeam_channel::Sender;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::interfaces::Interface;
+use super::interfaces::{self, Interface, Use};
+use super::{Config, DiscoveryError, Shared, lock};
+use crate::protocol::beacon::MAX_BEACON_BYTES;
 
 /// How long a reader blocks before it looks at the stop flag.
 pub const READ_TICK: Duration = Duration::from_millis(200);
@@ -69,4 +76,105 @@ pub fn broadcast_of(iface: &Interface) -> Option<Ipv4Addr> {
             .is_loopback()
             .then(|| Ipv4Addr::from(u32::from(iface.addr) | !u32::from(iface.netmask)))
     })
+}
+
+/// A datagram from one of the sockets.
+pub(super) struct Inbound {
+    pub(super) bytes: Vec<u8>,
+    pub(super) from: SocketAddr,
+}
+
+/// The sockets of one set of interfaces, with their reader threads.
+pub(super) struct Sockets {
+    pub(super) senders: Vec<(Interface, Arc<UdpSocket>)>,
+    pub(super) prober: Arc<UdpSocket>,
+    stop: Arc<AtomicBool>,
+    readers: Vec<JoinHandle<()>>,
+    pub(super) used: Vec<Interface>,
+}
+
+impl Sockets {
+    pub(super) fn open(
+        config: &Config,
+        shared: &Shared,
+        inbound: Sender<Inbound>,
+    ) -> Result<Sockets, DiscoveryError> {
+        let all = interfaces::list(&config.choice).map_err(DiscoveryError::Interfaces)?;
+        let used: Vec<Interface> = all
+            .iter()
+            .filter(|(_, u)| *u == Use::Used)
+            .map(|(i, _)| i.clone())
+            .collect();
+        let (listener, failures) =
+            listener(config.port, config.group, &used).map_err(|source| DiscoveryError::Bind {
+                port: config.port,
+                source,
+            })?;
+        let mut senders = Vec::new();
+        let mut failures = failures;
+        for iface in &used {
+            match sender(iface) {
+                Ok(s) => senders.push((iface.clone(), Arc::new(s))),
+                Err(e) => failures.push((iface.name.clone(), format!("cannot send: {e}"))),
+            }
+        }
+        *lock(&shared.interfaces) = all;
+        *lock(&shared.join_failures) = failures;
+        let prober = Arc::new(prober().map_err(|source| DiscoveryError::Bind { port: 0, source })?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut readers = Vec::new();
+        let mut all_sockets = vec![Arc::new(listener), Arc::clone(&prober)];
+        all_sockets.extend(senders.iter().map(|(_, s)| Arc::clone(s)));
+        for socket in all_sockets {
+            let stop = Arc::clone(&stop);
+            let inbound = inbound.clone();
+            let reader = std::thread::Builder::new()
+                .name("ferry-discovery-rx".into())
+                .spawn(move || read_loop(&socket, &stop, &inbound))
+                .map_err(DiscoveryError::Thread)?;
+            readers.push(reader);
+        }
+        Ok(Sockets {
+            senders,
+            prober,
+            stop,
+            readers,
+            used,
+        })
+    }
+
+    pub(super) fn close(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for reader in self.readers {
+            let _ = reader.join();
+        }
+    }
+}
+
+fn read_loop(socket: &UdpSocket, stop: &AtomicBool, inbound: &Sender<Inbound>) {
+    // One byte more than a beacon may be, so an oversized datagram is seen as such.
+    let mut buf = vec![0u8; MAX_BEACON_BYTES + 1];
+    while !stop.load(Ordering::Relaxed) {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                // A full queue drops the datagram: beacons repeat.
+                let _ = inbound.try_send(Inbound {
+                    bytes: buf[..n].to_vec(),
+                    from,
+                });
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::ConnectionRefused
+                ) => {}
+            Err(e) => {
+                log::debug!("discovery socket: {e}");
+                std::thread::sleep(READ_TICK);
+            }
+        }
+    }
 }
