@@ -1,10 +1,12 @@
-//! The headless face: `ferry serve`, `ferry send`, `ferry note`, `ferry listen`, `ferry chat`.
+//! The headless face: `ferry serve`, `ferry send`, `ferry note`, `ferry listen`, `ferry chat`,
+//! `ferry peers`, `ferry doctor`.
 //! It drives the same engines and consumes the same events as the window.
 //!
 //! Exit codes: 0 success; 1 the operation failed (a file not verified, no reply, a bind
 //! error, ...); 2 bad usage (clap's own code).
 
 mod ask;
+mod discover;
 mod notes;
 mod transfer;
 
@@ -39,6 +41,41 @@ pub enum Command {
     Listen(ListenArgs),
     /// Interactive notes: each stdin line is sent; received notes are printed.
     Chat(ChatArgs),
+    /// Trusted devices; with --wait, the devices found on the LAN.
+    Peers(PeersArgs),
+    /// Why a device is not found: interfaces, beacons heard, and a typed address checked.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Look for devices on the LAN for SECS seconds, then print one line per device: name,
+    /// ADDRESS:PORT, trusted or not, how found, state.
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<f64>,
+    /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interface: Vec<String>,
+    #[command(subcommand)]
+    pub action: Option<PeersAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeersAction {
+    /// Forget a trusted device: it needs a pairing code (or a prompt) again.
+    Forget { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A device's ADDRESS[:PORT] to check (port 8080 unless given).
+    pub address: Option<String>,
+    /// Listen for beacons this many seconds first.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub wait: f64,
+    /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interface: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -78,11 +115,21 @@ pub struct ServeArgs {
     /// power cut may then lose files both sides were told are safe).
     #[arg(long)]
     pub no_fsync: bool,
+    /// The name announced on the LAN [default: the device name, normally the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Do not announce on the LAN (typed addresses keep working).
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Also announce on this interface, even if it looks virtual (repeatable; "lo" for
+    /// loopback).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interface: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Receiver as HOST:PORT.
+    /// Receiver as HOST:PORT, or the name of a device found on the LAN or trusted.
     #[arg(long)]
     pub to: String,
     /// Message attached to every file (the header's `msg`).
@@ -139,5 +186,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Note(args) => notes::note(args),
         Command::Listen(args) => notes::listen(args),
         Command::Chat(args) => notes::chat(args),
+        Command::Peers(args) => discover::peers(args),
+        Command::Doctor(args) => discover::doctor(args),
     }
 }

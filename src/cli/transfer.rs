@@ -56,6 +56,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    // Announced after the first line, so scripts reading that line are unaffected; dropped
+    // (with a goodbye on the LAN) when serving stops.
+    let discovery = (!args.no_discovery).then(|| {
+        super::discover::announce(args.name.as_deref(), server.local_addr(), &args.interface)
+    });
     let mut bars = Bars::new();
     // With --ask, answers come from stdin; each names the offer it decides.
     let mut answers = if args.ask {
@@ -106,6 +111,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!("stopping");
+    drop(discovery);
     drop(events);
     server.stop();
     Ok(ExitCode::SUCCESS)
@@ -129,7 +135,7 @@ fn stdin_lines() -> anyhow::Result<crossbeam_channel::Receiver<String>> {
 }
 
 pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = SendOptions::new(args.to);
+    let mut opts = SendOptions::new(super::discover::resolve_destination(&args.to)?);
     opts.msg = args.msg;
     opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
     let (sink, events) = event_channel(None);

@@ -250,6 +250,14 @@ impl Engine {
                 .map(|(_, s)| s),
             IpAddr::V6(_) => None,
         }
+        // A server bound to one address answers from it (the source is what others connect
+        // to); otherwise the kernel picks the route.
+        .or_else(|| {
+            self.config
+                .choice
+                .only_addr
+                .and_then(|_| self.sockets.senders.first().map(|(_, s)| s))
+        })
         .unwrap_or(&self.sockets.prober);
         if let Err(e) = socket.send_to(&bytes, to) {
             log::debug!("discovery: reply to {to}: {e}");

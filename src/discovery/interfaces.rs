@@ -67,11 +67,23 @@ pub struct Choice {
     /// `only_chosen` is set, nothing else is used.
     pub chosen: Vec<String>,
     pub only_chosen: bool,
+    /// Use only the interface with this address (a server bound to one address is reachable
+    /// only there; bound to loopback, it is announced on loopback only).
+    pub only_addr: Option<Ipv4Addr>,
 }
 
 /// The verdict for one interface (pure, so every rule is tested without a network).
 pub fn classify(iface: &Interface, flags: Flags, choice: &Choice) -> Use {
     let chosen = choice.chosen.iter().any(|c| c == &iface.name);
+    if let Some(only) = choice.only_addr {
+        if iface.addr != only {
+            return Use::Ignored("not the address the server is bound to");
+        }
+        if !flags.up {
+            return Use::Ignored("down");
+        }
+        return Use::Used;
+    }
     if choice.only_chosen && !chosen {
         return Use::Ignored("not among the chosen interfaces");
     }
@@ -269,6 +281,26 @@ mod tests {
         );
         assert!(matches!(
             classify(&iface("eth0", [10, 0, 1, 1]), UP, &choice),
+            Use::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn a_bound_address_picks_its_interface_only_loopback_included() {
+        let choice = Choice {
+            only_addr: Some(Ipv4Addr::LOCALHOST),
+            ..Choice::default()
+        };
+        let lo = Flags {
+            loopback: true,
+            ..UP
+        };
+        assert_eq!(
+            classify(&iface("lo", [127, 0, 0, 1]), lo, &choice),
+            Use::Used
+        );
+        assert!(matches!(
+            classify(&iface("eth0", [10, 0, 0, 1]), UP, &choice),
             Use::Ignored(_)
         ));
     }

@@ -192,6 +192,19 @@ impl Table {
                 reach: Reach::Unchecked,
                 checked_at: None,
             });
+        // A device heard at several addresses (several interfaces, or a reply routed another
+        // way) keeps the one that answered while that one is fresh: no flapping.
+        if entry.reach == Reach::Ready
+            && entry.known_addr.is_some_and(|known| known != addr)
+            && entry
+                .last_seen
+                .is_some_and(|seen| now.saturating_duration_since(seen) < self.ages.recheck_after)
+        {
+            entry.paths.insert(sighting.path);
+            entry.last_seen = Some(now);
+            entry.said_bye = false;
+            return None;
+        }
         let moved = entry.known_addr != Some(addr);
         if moved {
             entry.reach = Reach::Unchecked;
@@ -368,13 +381,21 @@ mod tests {
         );
         table.checked("a", addr, true);
         assert_eq!(table.devices(t0)[0].state, State::Ready);
-        // A new address needs a new check.
-        let moved = table.observe(sighting("a", 3, Path::Beacon), t0 + secs(1));
+        // Another address while the ready one is fresh: kept (no flapping between the
+        // interfaces of a multi-homed device).
+        assert_eq!(
+            table.observe(sighting("a", 3, Path::Beacon), t0 + secs(1)),
+            None
+        );
+        assert_eq!(table.devices(t0 + secs(1))[0].state, State::Ready);
+        assert_eq!(table.devices(t0 + secs(1))[0].addr, Some(addr));
+        // Once the old one is not heard for a while, a new address needs a new check.
+        let moved = table.observe(sighting("a", 3, Path::Beacon), t0 + secs(32));
         assert_eq!(moved, Some("10.77.0.3:8080".parse().unwrap()));
-        assert_eq!(table.devices(t0 + secs(1))[0].state, State::Checking);
-        // A stale check result for the old address changes nothing.
+        assert_eq!(table.devices(t0 + secs(32))[0].state, State::Checking);
+        // A late check result for the old address changes nothing.
         table.checked("a", addr, true);
-        assert_eq!(table.devices(t0 + secs(1))[0].state, State::Checking);
+        assert_eq!(table.devices(t0 + secs(32))[0].state, State::Checking);
     }
 
     #[test]

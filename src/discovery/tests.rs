@@ -30,6 +30,7 @@ fn config(port: u16, id_byte: char, name: &str, tcp_port: u16) -> Config {
         loopback: true,
         chosen: vec!["lo".into()],
         only_chosen: true,
+        only_addr: None,
     };
     config
 }
