@@ -67,15 +67,12 @@ pub fn prober() -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// The broadcast address of an interface; loopback has none in the kernel's view, but
-/// 127.255.255.255 reaches every listener on it.
+/// The subnet broadcast address of an interface, computed from its address and netmask: the
+/// kernel's own value is missing on loopback and is 0.0.0.0 on an address added without
+/// `brd +` (sending there would reach only this machine). None for /31 and /32.
 pub fn broadcast_of(iface: &Interface) -> Option<Ipv4Addr> {
-    iface.broadcast.or_else(|| {
-        iface
-            .addr
-            .is_loopback()
-            .then(|| Ipv4Addr::from(u32::from(iface.addr) | !u32::from(iface.netmask)))
-    })
+    (iface.prefix_len() < 31)
+        .then(|| Ipv4Addr::from(u32::from(iface.addr) | !u32::from(iface.netmask)))
 }
 
 /// A datagram from one of the sockets.
@@ -176,5 +173,36 @@ fn read_loop(socket: &UdpSocket, stop: &AtomicBool, inbound: &Sender<Inbound>) {
                 std::thread::sleep(READ_TICK);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_is_the_subnet_broadcast_whatever_the_kernel_says() {
+        let iface = |addr: [u8; 4], mask: [u8; 4], kernel: Option<Ipv4Addr>| Interface {
+            name: "eth0".into(),
+            addr: addr.into(),
+            netmask: mask.into(),
+            broadcast: kernel,
+        };
+        assert_eq!(
+            broadcast_of(&iface(
+                [10, 77, 0, 1],
+                [255, 255, 255, 0],
+                Some(Ipv4Addr::UNSPECIFIED)
+            )),
+            Some(Ipv4Addr::new(10, 77, 0, 255))
+        );
+        assert_eq!(
+            broadcast_of(&iface([127, 0, 0, 1], [255, 0, 0, 0], None)),
+            Some(Ipv4Addr::new(127, 255, 255, 255))
+        );
+        assert_eq!(
+            broadcast_of(&iface([10, 0, 0, 1], [255, 255, 255, 255], None)),
+            None
+        );
     }
 }

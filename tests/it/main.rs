@@ -11,6 +11,7 @@ mod ferry;
 mod gui;
 mod hostile;
 mod layers;
+mod netns;
 mod notes;
 mod paths;
 mod plain;
