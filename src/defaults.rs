@@ -22,6 +22,13 @@ pub fn icon_png() -> &'static [u8] {
 /// The port the original teaching example used, for TCP uploads and UDP notes alike.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// The UDP port discovery beacons travel on (independent of the transfer port, so devices
+/// find each other whatever port they receive files on).
+pub const DISCOVERY_PORT: u16 = 53_318;
+
+/// The link-local multicast group beacons are sent to (224.0.0.0/24 is never routed).
+pub const DISCOVERY_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 118);
+
 /// A peer silent this long is dropped, unless the user chose otherwise.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
 

@@ -9,7 +9,7 @@
 //!          \                   /
 //!           worker                                        the window's engine thread
 //!              |
-//!   transfer (TCP)    notes (UDP)                         drivers: sockets, files, threads
+//!   transfer (TCP)    notes (UDP)    discovery (LAN)      drivers: sockets, files, threads
 //!         |        \   /     |
 //!         |        secure    |                            identity, pairing, encrypted
 //!         |          |       |                            channel over any Read + Write
@@ -23,6 +23,8 @@
 //! - [`events`]: what the drivers report (typed events, the channel they travel on).
 //! - [`transfer`]: TCP uploads (server and client) on blocking sockets and worker threads.
 //! - [`notes`]: UDP notes.
+//! - [`discovery`]: finding devices on the LAN (beacons, probes, one device table) and the
+//!   checks behind `ferry doctor`.
 //! - [`worker`]: the engine thread the window drives with commands.
 //! - [`app`]: the egui window; [`cli`]: the headless commands. `main.rs` picks one.
 //! - [`defaults`]: the port, timeouts and download folder both faces start from (a leaf
@@ -34,6 +36,7 @@
 pub mod app;
 pub mod cli;
 pub mod defaults;
+pub mod discovery;
 pub mod events;
 pub mod notes;
 pub mod protocol;

@@ -22,6 +22,9 @@ _ferry() {
             ferry,completions)
                 cmd="ferry__subcmd__completions"
                 ;;
+            ferry,doctor)
+                cmd="ferry__subcmd__doctor"
+                ;;
             ferry,help)
                 cmd="ferry__subcmd__help"
                 ;;
@@ -33,6 +36,9 @@ _ferry() {
                 ;;
             ferry,note)
                 cmd="ferry__subcmd__note"
+                ;;
+            ferry,peers)
+                cmd="ferry__subcmd__peers"
                 ;;
             ferry,send)
                 cmd="ferry__subcmd__send"
@@ -46,6 +52,9 @@ _ferry() {
             ferry__subcmd__help,completions)
                 cmd="ferry__subcmd__help__subcmd__completions"
                 ;;
+            ferry__subcmd__help,doctor)
+                cmd="ferry__subcmd__help__subcmd__doctor"
+                ;;
             ferry__subcmd__help,help)
                 cmd="ferry__subcmd__help__subcmd__help"
                 ;;
@@ -58,11 +67,29 @@ _ferry() {
             ferry__subcmd__help,note)
                 cmd="ferry__subcmd__help__subcmd__note"
                 ;;
+            ferry__subcmd__help,peers)
+                cmd="ferry__subcmd__help__subcmd__peers"
+                ;;
             ferry__subcmd__help,send)
                 cmd="ferry__subcmd__help__subcmd__send"
                 ;;
             ferry__subcmd__help,serve)
                 cmd="ferry__subcmd__help__subcmd__serve"
+                ;;
+            ferry__subcmd__help__subcmd__peers,forget)
+                cmd="ferry__subcmd__help__subcmd__peers__subcmd__forget"
+                ;;
+            ferry__subcmd__peers,forget)
+                cmd="ferry__subcmd__peers__subcmd__forget"
+                ;;
+            ferry__subcmd__peers,help)
+                cmd="ferry__subcmd__peers__subcmd__help"
+                ;;
+            ferry__subcmd__peers__subcmd__help,forget)
+                cmd="ferry__subcmd__peers__subcmd__help__subcmd__forget"
+                ;;
+            ferry__subcmd__peers__subcmd__help,help)
+                cmd="ferry__subcmd__peers__subcmd__help__subcmd__help"
                 ;;
             *)
                 ;;
@@ -71,7 +98,7 @@ _ferry() {
 
     case "${cmd}" in
         ferry)
-            opts="-h -V --help --version serve send note listen chat completions manpage help"
+            opts="-h -V --help --version serve send note listen chat completions manpage peers doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -124,8 +151,30 @@ _ferry() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ferry__subcmd__doctor)
+            opts="-h --wait --interface --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ferry__subcmd__help)
-            opts="serve send note listen chat completions manpage help"
+            opts="serve send note listen chat completions manpage peers doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,6 +202,20 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -211,6 +274,34 @@ _ferry() {
         ferry__subcmd__help__subcmd__note)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__help__subcmd__peers)
+            opts="forget"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__help__subcmd__peers__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -308,6 +399,84 @@ _ferry() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ferry__subcmd__peers)
+            opts="-h --wait --interface --help forget help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__peers__subcmd__forget)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__peers__subcmd__help)
+            opts="forget help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__peers__subcmd__help__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__peers__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ferry__subcmd__send)
             opts="-h --to --msg --plain --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -331,7 +500,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__serve)
-            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --partial-max-age-days --no-fsync --help"
+            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --partial-max-age-days --no-fsync --name --no-discovery --interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -366,6 +535,14 @@ _ferry() {
                     return 0
                     ;;
                 --partial-max-age-days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interface)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -33,6 +33,8 @@ complete -c ferry -n "__fish_ferry_needs_command" -f -a "listen" -d 'Print every
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "chat" -d 'Interactive notes: each stdin line is sent; received notes are printed'
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "manpage" -d 'Print the man page (roff)'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "peers" -d 'Trusted devices; with --wait, the devices found on the LAN'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "doctor" -d 'Why a device is not found: interfaces, beacons heard, and a typed address checked'
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l bind -d 'Address to listen on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l port -d 'TCP port (0 picks a free one and prints it)' -r
@@ -42,10 +44,13 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l idle-timeout-secs 
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-per-peer -d 'Connections one address may hold at once (so a few peers cannot take every slot)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-files-per-connection -d 'Files one connection may send; more end the connection' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l partial-max-age-days -d 'Remove kept partial files (`*.ferry.part`) older than this many days, at start and hourly' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l name -d 'The name announced on the LAN [default: the device name, normally the host name]' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l interface -d 'Also announce on this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l ask -d 'Ask on the terminal before accepting an upload: each prompt shows its sender and number N, answered with "y N" or "n N" ("more N" pages through a long list). Plain senders cannot be asked and are refused; without --ask every upload is accepted, like the original'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-fsync -d 'Do not sync received files to disk before reporting them (for benchmarks only: a power cut may then lose files both sides were told are safe)'
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-discovery -d 'Do not announce on the LAN (typed addresses keep working)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the LAN or trusted' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
@@ -61,11 +66,25 @@ complete -c ferry -n "__fish_ferry_using_subcommand chat" -l bind -d 'Address to
 complete -c ferry -n "__fish_ferry_using_subcommand chat" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ferry -n "__fish_ferry_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "send" -d 'Upload files to a server over one connection'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "note" -d 'Send one UDP note, optionally waiting for a reply'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "listen" -d 'Print every UDP note received'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "chat" -d 'Interactive notes: each stdin line is sent; received notes are printed'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "completions" -d 'Print a shell completion script'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "manpage" -d 'Print the man page (roff)'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l wait -d 'Look for devices on the LAN for SECS seconds, then print one line per device: name, ADDRESS:PORT, trusted or not, how found, state' -r
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -f -a "forget" -d 'Forget a trusted device: it needs a pairing code (or a prompt) again'
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "forget" -d 'Forget a trusted device: it needs a pairing code (or a prompt) again'
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l wait -d 'Listen for beacons this many seconds first' -r
+complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "send" -d 'Upload files to a server over one connection'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "note" -d 'Send one UDP note, optionally waiting for a reply'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "listen" -d 'Print every UDP note received'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "chat" -d 'Interactive notes: each stdin line is sent; received notes are printed'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "completions" -d 'Print a shell completion script'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "manpage" -d 'Print the man page (roff)'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "peers" -d 'Trusted devices; with --wait, the devices found on the LAN'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "doctor" -d 'Why a device is not found: interfaces, beacons heard, and a typed address checked'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "forget" -d 'Forget a trusted device: it needs a pairing code (or a prompt) again'

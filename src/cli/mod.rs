@@ -1,11 +1,13 @@
 //! The headless face: `ferry serve`, `ferry send`, `ferry note`, `ferry listen`, `ferry chat`,
-//! plus `ferry completions` and `ferry manpage`, generated from these same clap definitions.
+//! `ferry peers`, `ferry doctor`, plus `ferry completions` and `ferry manpage`, generated
+//! from these same clap definitions.
 //! It drives the same engines and consumes the same events as the window.
 //!
 //! Exit codes: 0 success; 1 the operation failed (a file not verified, no reply, a bind
 //! error, ...); 2 bad usage (clap's own code).
 
 mod ask;
+mod discover;
 mod docs;
 mod notes;
 mod report;
@@ -60,6 +62,41 @@ pub enum Command {
     ///
     /// For example `ferry manpage > ferry.1 && man ./ferry.1` (the .deb installs it).
     Manpage,
+    /// Trusted devices; with --wait, the devices found on the LAN.
+    Peers(PeersArgs),
+    /// Why a device is not found: interfaces, beacons heard, and a typed address checked.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Look for devices on the LAN for SECS seconds, then print one line per device: name,
+    /// ADDRESS:PORT, trusted or not, how found, state.
+    #[arg(long, value_name = "SECS")]
+    pub wait: Option<f64>,
+    /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interface: Vec<String>,
+    #[command(subcommand)]
+    pub action: Option<PeersAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeersAction {
+    /// Forget a trusted device: it needs a pairing code (or a prompt) again.
+    Forget { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A device's ADDRESS[:PORT] to check (port 8080 unless given).
+    pub address: Option<String>,
+    /// Listen for beacons this many seconds first.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub wait: f64,
+    /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interface: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -105,12 +142,23 @@ pub struct ServeArgs {
     /// power cut may then lose files both sides were told are safe).
     #[arg(long)]
     pub no_fsync: bool,
+    /// The name announced on the LAN [default: the device name, normally the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Do not announce on the LAN (typed addresses keep working).
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Also announce on this interface, even if it looks virtual (repeatable; "lo" for
+    /// loopback).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interface: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Receiver as HOST:PORT (HOST alone: port 8080).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the
+    /// LAN or trusted.
+    #[arg(long, value_name = "HOST:PORT|NAME")]
     pub to: String,
     /// Message attached to every file (the header's `msg`).
     #[arg(long, default_value = "")]
@@ -168,5 +216,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Chat(args) => notes::chat(args),
         Command::Completions(args) => docs::completions(args.shell),
         Command::Manpage => docs::manpage(),
+        Command::Peers(args) => discover::peers(args),
+        Command::Doctor(args) => discover::doctor(args),
     }
 }

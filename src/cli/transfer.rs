@@ -62,6 +62,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    // Announced after the first line, so scripts reading that line are unaffected; dropped
+    // (with a goodbye on the LAN) when serving stops.
+    let discovery = (!args.no_discovery).then(|| {
+        super::discover::announce(args.name.as_deref(), server.local_addr(), &args.interface)
+    });
     let mut bars = Bars::new();
     // With --ask, answers come from stdin; each names the offer it decides.
     let mut answers = if args.ask {
@@ -112,6 +117,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!("stopping");
+    drop(discovery);
     drop(events);
     server.stop();
     Ok(ExitCode::SUCCESS)
@@ -187,8 +193,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         eprintln!("ferry: nothing was sent");
         return Ok(ExitCode::FAILURE);
     }
-    let to = resolve_destination(&args.to)?;
-    let mut opts = SendOptions::new(to.to_string());
+    let mut opts = SendOptions::new(destination_or_device(&args.to)?);
     opts.msg = args.msg;
     opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
     let (sink, events) = event_channel(None);
@@ -380,5 +385,18 @@ impl Bars {
             }
             Event::Server(_) | Event::Note(_) => {}
         }
+    }
+}
+
+/// `--to` as an address (`HOST[:PORT]`, checked to resolve), or else, when it names no host
+/// and gives no port, the name of a device discovered on the LAN or trusted. Discovery runs
+/// only for such a name, never for a typed address.
+fn destination_or_device(typed: &str) -> anyhow::Result<String> {
+    let by_address = resolve_destination(typed);
+    let could_be_a_name = !typed.contains(':');
+    match by_address {
+        Ok(destination) => Ok(destination.to_string()),
+        Err(_) if could_be_a_name => super::discover::find_device(typed),
+        Err(e) => Err(e.into()),
     }
 }

@@ -97,6 +97,7 @@
 //!   lossily ([`decode_note`]): invalid UTF-8 becomes U+FFFD, it is never dropped.
 //! - A reply goes to the exact source address (IP and port) of the note it answers.
 
+pub mod beacon;
 mod frame;
 mod message;
 mod name;

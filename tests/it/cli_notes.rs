@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ impl Drop for Running {
 impl Running {
     /// Starts `ferry ARGS` with stdout read line by line on a thread; stdin piped.
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let mut child = crate::util::ferry()
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

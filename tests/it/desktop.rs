@@ -106,6 +106,8 @@ fn the_man_page_has_a_title_and_every_command() {
         "note",
         "listen",
         "chat",
+        "peers",
+        "doctor",
         "completions",
         "manpage",
     ] {

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -308,7 +308,7 @@ fn receiver_cancels_and_the_sender_says_cancelled_by_peer() {
 }
 
 fn spawn_send(addr: SocketAddr, files: &[PathBuf]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
+    crate::util::ferry()
         .args(["send", "--msg", "期末报告", "--to", &addr.to_string()])
         .args(files)
         .stdout(Stdio::piped())

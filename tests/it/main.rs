@@ -12,6 +12,7 @@ mod ferry;
 mod gui;
 mod hostile;
 mod layers;
+mod netns;
 mod notes;
 mod paths;
 mod plain;

@@ -241,7 +241,21 @@ pub fn plain_server() -> (SocketAddr, Receiver<(serde_json::Value, Vec<u8>)>) {
 pub fn ferry() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.env("RUST_LOG", "info");
+    // The device identity and trusted devices go to a folder of the test run's own, never to
+    // the machine's real config folder.
+    cmd.env("XDG_CONFIG_HOME", test_config_home());
     cmd
+}
+
+/// One config folder for every `ferry` the test binary starts (removed with the process's
+/// temp files by the OS, not by the tests).
+pub fn test_config_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ferry-test-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a config folder for the tests");
+        dir
+    })
 }
 
 /// A child process killed when the guard goes out of scope (also on panic).

@@ -1,0 +1,269 @@
+//! The CLI's discovery commands: `ferry peers` (trusted devices; `--wait SECS` browses the LAN),
+//! `ferry peers forget NAME`, `ferry doctor [ADDRESS[:PORT]]`, plus the two hooks other
+//! commands use: announcing while `ferry serve` runs, and resolving `ferry send --to NAME`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::{DoctorArgs, PeersAction, PeersArgs};
+use crate::discovery::doctor::{address_lines, check_address, interface_lines, parse_target};
+use crate::discovery::{
+    Announce, Choice, Config, Device, Discovery, Known, State, Use, interfaces,
+};
+use crate::protocol::escape_line;
+use crate::secure::identity::{default_config_dir, device_id, fingerprint};
+use crate::secure::trust::TrustStore;
+use crate::secure::{Identity, SecureError};
+
+/// The config folder, or an error saying there is none.
+fn config_dir() -> anyhow::Result<std::path::PathBuf> {
+    default_config_dir().context("no config folder (neither $XDG_CONFIG_HOME nor a home folder)")
+}
+
+/// The interface choice of the flags.
+pub fn choice(chosen: &[String]) -> Choice {
+    Choice {
+        loopback: chosen.iter().any(|c| c == "lo"),
+        chosen: chosen.to_vec(),
+        ..Choice::default()
+    }
+}
+
+/// Trusted devices as discovery hints (listed even when silent, probed at their last address).
+fn known_devices(store: &TrustStore) -> Vec<Known> {
+    store
+        .devices()
+        .iter()
+        .map(|d| Known {
+            id: d.device_id.clone(),
+            name: d.name.clone(),
+            fingerprint: d.key().map(|k| fingerprint(&k)).unwrap_or_default(),
+            last_addr: d.last_address.as_deref().and_then(|a| a.parse().ok()),
+        })
+        .collect()
+}
+
+/// A discovery config for this device: `name` overrides the stored device name, `tcp_port` 0
+/// browses only.
+fn discovery_config(
+    name: Option<&str>,
+    tcp_port: u16,
+    chosen: &[String],
+) -> anyhow::Result<Config> {
+    let dir = config_dir()?;
+    let identity = Identity::load_or_create(&dir)?;
+    let trusted = TrustStore::load(&dir).map_err(|e: SecureError| anyhow::anyhow!(e))?;
+    let mut config = Config::new(Announce {
+        id: device_id(identity.public_key()),
+        name: name.unwrap_or(identity.name()).to_owned(),
+        fingerprint: identity.fingerprint(),
+        tcp_port,
+        udp_port: 0,
+    });
+    config.choice = choice(chosen);
+    config.trusted = known_devices(&trusted);
+    Ok(config)
+}
+
+/// Starts announcing for `ferry serve`; a failure is printed and serving goes on without it.
+/// A server bound to one address is announced only on that address's interface.
+pub fn announce(name: Option<&str>, bound: SocketAddr, chosen: &[String]) -> Option<Discovery> {
+    let started = discovery_config(name, bound.port(), chosen)
+        .and_then(|mut config| {
+            if let IpAddr::V4(v4) = bound.ip()
+                && !v4.is_unspecified()
+            {
+                config.choice.only_addr = Some(v4);
+            }
+            let name = config.me.name.clone();
+            Discovery::start(config)
+                .map(|d| (d, name))
+                .map_err(anyhow::Error::from)
+        })
+        .map(|(discovery, name)| {
+            let used = discovery
+                .interfaces()
+                .iter()
+                .filter(|(_, u)| *u == Use::Used)
+                .count();
+            println!(
+                "discovery: announcing as {:?} on {used} interface(s) (ferry doctor says why one is not used)",
+                escape_line(&name)
+            );
+            discovery
+        });
+    match started {
+        Ok(discovery) => Some(discovery),
+        Err(e) => {
+            println!(
+                "discovery off: {}; typed addresses still work",
+                escape_line(&format!("{e:#}"))
+            );
+            None
+        }
+    }
+}
+
+/// One line per device: name, ADDRESS:PORT, trusted or not, how found, state.
+pub fn device_line(device: &Device) -> String {
+    let addr = device
+        .addr
+        .map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let how: Vec<&str> = device.paths.iter().map(|p| p.as_str()).collect();
+    let how = if how.is_empty() {
+        "-".to_owned()
+    } else {
+        how.join("+")
+    };
+    format!(
+        "{}  {addr}  {}  {how}  {}",
+        escape_line(&device.name),
+        if device.trusted {
+            "trusted"
+        } else {
+            "not trusted"
+        },
+        device.state
+    )
+}
+
+pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
+    let dir = config_dir()?;
+    if let Some(PeersAction::Forget { name }) = args.action {
+        let mut store = TrustStore::load(&dir)?;
+        if !store.forget(&name) {
+            anyhow::bail!("no trusted device is named {:?}", escape_line(&name));
+        }
+        store.save()?;
+        println!("forgot {:?}", escape_line(&name));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(wait_secs) = args.wait else {
+        let store = TrustStore::load(&dir)?;
+        if store.devices().is_empty() {
+            println!("no trusted devices (ferry peers --wait 3 looks for devices on the LAN)");
+        }
+        for d in store.devices() {
+            let fp = d.key().map(|k| fingerprint(&k)).unwrap_or_default();
+            println!(
+                "{}  {}  trusted  {}",
+                escape_line(&d.name),
+                escape_line(d.last_address.as_deref().unwrap_or("-")),
+                fp
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let config = discovery_config(None, 0, &args.interface)?;
+    let discovery = Discovery::start(config)?;
+    std::thread::sleep(Duration::from_secs_f64(wait_secs.clamp(0.0, 3600.0)));
+    let devices = discovery.devices();
+    discovery.stop();
+    if devices.is_empty() {
+        eprintln!("no devices found (ferry doctor says why)");
+    }
+    for device in &devices {
+        println!("{}", device_line(device));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let target = args
+        .address
+        .as_deref()
+        .map(parse_target)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let config = discovery_config(None, 0, &args.interface)?;
+    let choice = config.choice.clone();
+    match Discovery::start(config) {
+        Ok(discovery) => {
+            std::thread::sleep(Duration::from_secs_f64(args.wait.clamp(0.0, 3600.0)));
+            for line in interface_lines(&discovery.interfaces(), &discovery.heard()) {
+                println!("{line}");
+            }
+            let devices = discovery.devices();
+            discovery.stop();
+            println!("devices found: {}", devices.len());
+            for device in &devices {
+                println!("  {}", device_line(device));
+            }
+        }
+        Err(e) => println!(
+            "discovery cannot run: {} (another program holds the port?)",
+            escape_line(&e.to_string())
+        ),
+    }
+    if let Some(addr) = target {
+        let used: Vec<_> = interfaces::used(&choice).unwrap_or_default();
+        let report = check_address(addr, &used, Duration::from_secs(3));
+        for line in address_lines(&report) {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--to` for `ferry send`: HOST:PORT as given, otherwise the name of a discovered (ready)
+/// or trusted device.
+pub fn find_device(to: &str) -> anyhow::Result<String> {
+    if looks_like_address(to) {
+        return Ok(to.to_owned());
+    }
+    let config = discovery_config(None, 0, &[])?;
+    let dir = config_dir()?;
+    let trusted = TrustStore::load(&dir)?;
+    let discovery = Discovery::start(config)?;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let found = loop {
+        let devices = discovery.devices();
+        if let Some(addr) = devices
+            .iter()
+            .find(|d| d.name == to && d.state == State::Ready)
+            .and_then(|d| d.addr)
+        {
+            break Some(addr);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    discovery.stop();
+    if let Some(addr) = found {
+        return Ok(addr.to_string());
+    }
+    if let Some(last) = trusted.by_name(to).and_then(|d| d.last_address.clone()) {
+        return Ok(last);
+    }
+    anyhow::bail!(
+        "no device named {:?} found on the LAN or among trusted devices (ferry peers --wait 3 lists them; ferry doctor says why one is missing)",
+        escape_line(to)
+    )
+}
+
+/// HOST:PORT (with a numeric port) or a bare socket address: not a device name.
+fn looks_like_address(to: &str) -> bool {
+    to.parse::<SocketAddr>().is_ok()
+        || to
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_not_names() {
+        assert!(looks_like_address("10.0.0.2:8080"));
+        assert!(looks_like_address("desk.local:8080"));
+        assert!(looks_like_address("[::1]:8080"));
+        assert!(!looks_like_address("desk"));
+        assert!(!looks_like_address("my laptop"));
+    }
+}

@@ -1,0 +1,326 @@
+//! Which network interfaces discovery uses, and why each other one is left out: loopback, down
+//! and point-to-point interfaces are skipped, virtual adapters (Docker, VMs, VPNs) are left out
+//! unless the user chooses them. The reason is kept for `ferry doctor`, which must say why a
+//! device on "the other network" is not found.
+
+use std::net::Ipv4Addr;
+
+/// Name prefixes of virtual adapters: containers, bridges, VMs and VPNs. Beacons sent there
+/// reach no one the user means, and devices "found" there are not on the LAN.
+const VIRTUAL_PREFIXES: &[&str] = &[
+    "docker",
+    "br-",
+    "veth",
+    "virbr",
+    "vmnet",
+    "vboxnet",
+    "vethernet",
+    "tailscale",
+    "wg",
+    "tun",
+];
+
+/// One IPv4 address of one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub netmask: Ipv4Addr,
+    /// The subnet's broadcast address, if the interface has one.
+    pub broadcast: Option<Ipv4Addr>,
+}
+
+impl Interface {
+    /// Whether `ip` is in this interface's subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::from(self.netmask);
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+
+    /// The prefix length of the netmask (24 for 255.255.255.0).
+    pub fn prefix_len(&self) -> u32 {
+        u32::from(self.netmask).count_ones()
+    }
+}
+
+/// Whether discovery uses an interface, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Use {
+    Used,
+    Ignored(&'static str),
+}
+
+/// What the system says about an interface besides its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flags {
+    pub up: bool,
+    pub loopback: bool,
+    pub point_to_point: bool,
+}
+
+/// Which interfaces the user asked for beyond the default choice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Choice {
+    /// Use loopback too (tests on one machine).
+    pub loopback: bool,
+    /// Interface names to use even though they look virtual; when non-empty and
+    /// `only_chosen` is set, nothing else is used.
+    pub chosen: Vec<String>,
+    pub only_chosen: bool,
+    /// Use only the interface with this address (a server bound to one address is reachable
+    /// only there; bound to loopback, it is announced on loopback only).
+    pub only_addr: Option<Ipv4Addr>,
+}
+
+/// The verdict for one interface (pure, so every rule is tested without a network).
+pub fn classify(iface: &Interface, flags: Flags, choice: &Choice) -> Use {
+    let chosen = choice.chosen.iter().any(|c| c == &iface.name);
+    if let Some(only) = choice.only_addr {
+        if iface.addr != only {
+            return Use::Ignored("not the address the server is bound to");
+        }
+        if !flags.up {
+            return Use::Ignored("down");
+        }
+        return Use::Used;
+    }
+    if choice.only_chosen && !chosen {
+        return Use::Ignored("not among the chosen interfaces");
+    }
+    if !flags.up {
+        return Use::Ignored("down");
+    }
+    if flags.loopback || iface.addr.is_loopback() {
+        return if choice.loopback {
+            Use::Used
+        } else {
+            Use::Ignored("loopback (this machine only)")
+        };
+    }
+    if flags.point_to_point {
+        return Use::Ignored("point-to-point link (a VPN or modem: no neighbours to find)");
+    }
+    if is_virtual(&iface.name) && !chosen {
+        return Use::Ignored(
+            "virtual adapter (container, VM or VPN); choose it explicitly to use it",
+        );
+    }
+    if iface.addr.is_link_local() && iface.broadcast.is_none() {
+        return Use::Ignored("link-local address without broadcast");
+    }
+    Use::Used
+}
+
+/// Whether a name looks like a virtual adapter's.
+pub fn is_virtual(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    VIRTUAL_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
+/// Every IPv4 interface of this machine with its verdict.
+pub fn list(choice: &Choice) -> std::io::Result<Vec<(Interface, Use)>> {
+    let mut out = Vec::new();
+    for iface in if_addrs::get_if_addrs()? {
+        let if_addrs::IfAddr::V4(v4) = &iface.addr else {
+            continue;
+        };
+        let interface = Interface {
+            name: iface.name.clone(),
+            addr: v4.ip,
+            netmask: v4.netmask,
+            broadcast: v4.broadcast,
+        };
+        let flags = flags_of(&iface.name, interface.addr, v4.broadcast.is_some());
+        let verdict = classify(&interface, flags, choice);
+        out.push((interface, verdict));
+    }
+    Ok(out)
+}
+
+/// The used interfaces only.
+pub fn used(choice: &Choice) -> std::io::Result<Vec<Interface>> {
+    Ok(list(choice)?
+        .into_iter()
+        .filter(|(_, verdict)| *verdict == Use::Used)
+        .map(|(iface, _)| iface)
+        .collect())
+}
+
+/// Reads the kernel's flags for `name` (Linux: `/sys/class/net/NAME/flags`); elsewhere a guess
+/// from the address (an interface listed with an address is taken as up).
+fn flags_of(name: &str, addr: Ipv4Addr, has_broadcast: bool) -> Flags {
+    const IFF_UP: u32 = 0x1;
+    const IFF_LOOPBACK: u32 = 0x8;
+    const IFF_POINTOPOINT: u32 = 0x10;
+    // Interface names never contain '/', but a hostile one must not walk the file system.
+    let from_sys = if name.contains('/') || name.contains("..") {
+        None
+    } else {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
+            .ok()
+            .and_then(|text| u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok())
+    };
+    match from_sys {
+        Some(bits) => Flags {
+            up: bits & IFF_UP != 0,
+            loopback: bits & IFF_LOOPBACK != 0,
+            point_to_point: bits & IFF_POINTOPOINT != 0,
+        },
+        None => Flags {
+            up: true,
+            loopback: addr.is_loopback(),
+            point_to_point: !has_broadcast && !addr.is_loopback(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(name: &str, addr: [u8; 4]) -> Interface {
+        Interface {
+            name: name.into(),
+            addr: Ipv4Addr::from(addr),
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            broadcast: Some(Ipv4Addr::new(addr[0], addr[1], addr[2], 255)),
+        }
+    }
+
+    const UP: Flags = Flags {
+        up: true,
+        loopback: false,
+        point_to_point: false,
+    };
+
+    #[test]
+    fn an_ordinary_lan_interface_is_used() {
+        assert_eq!(
+            classify(&iface("eth0", [192, 168, 1, 5]), UP, &Choice::default()),
+            Use::Used
+        );
+        assert_eq!(
+            classify(&iface("wlp2s0", [10, 0, 0, 5]), UP, &Choice::default()),
+            Use::Used
+        );
+    }
+
+    #[test]
+    fn loopback_down_and_point_to_point_are_skipped_with_reasons() {
+        let lo = Flags {
+            loopback: true,
+            ..UP
+        };
+        assert!(matches!(
+            classify(&iface("lo", [127, 0, 0, 1]), lo, &Choice::default()),
+            Use::Ignored(r) if r.contains("loopback")
+        ));
+        let with_lo = Choice {
+            loopback: true,
+            ..Choice::default()
+        };
+        assert_eq!(
+            classify(&iface("lo", [127, 0, 0, 1]), lo, &with_lo),
+            Use::Used
+        );
+        let down = Flags { up: false, ..UP };
+        assert_eq!(
+            classify(&iface("eth0", [10, 0, 0, 1]), down, &Choice::default()),
+            Use::Ignored("down")
+        );
+        let p2p = Flags {
+            point_to_point: true,
+            ..UP
+        };
+        assert!(matches!(
+            classify(&iface("ppp0", [10, 0, 0, 1]), p2p, &Choice::default()),
+            Use::Ignored(r) if r.contains("point-to-point")
+        ));
+    }
+
+    #[test]
+    fn virtual_adapters_are_left_out_unless_chosen() {
+        for name in [
+            "docker0",
+            "br-1a2b3c",
+            "veth12ab",
+            "virbr0",
+            "vmnet8",
+            "vboxnet0",
+            "vEthernet (WSL)",
+            "tailscale0",
+            "wg0",
+            "tun0",
+        ] {
+            assert!(
+                matches!(classify(&iface(name, [172, 17, 0, 1]), UP, &Choice::default()), Use::Ignored(r) if r.contains("virtual")),
+                "{name}"
+            );
+            let chosen = Choice {
+                chosen: vec![name.to_owned()],
+                ..Choice::default()
+            };
+            assert_eq!(
+                classify(&iface(name, [172, 17, 0, 1]), UP, &chosen),
+                Use::Used,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_chosen_leaves_out_the_rest() {
+        let choice = Choice {
+            chosen: vec!["eth1".into()],
+            only_chosen: true,
+            ..Choice::default()
+        };
+        assert_eq!(
+            classify(&iface("eth1", [10, 0, 0, 1]), UP, &choice),
+            Use::Used
+        );
+        assert!(matches!(
+            classify(&iface("eth0", [10, 0, 1, 1]), UP, &choice),
+            Use::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn a_bound_address_picks_its_interface_only_loopback_included() {
+        let choice = Choice {
+            only_addr: Some(Ipv4Addr::LOCALHOST),
+            ..Choice::default()
+        };
+        let lo = Flags {
+            loopback: true,
+            ..UP
+        };
+        assert_eq!(
+            classify(&iface("lo", [127, 0, 0, 1]), lo, &choice),
+            Use::Used
+        );
+        assert!(matches!(
+            classify(&iface("eth0", [10, 0, 0, 1]), UP, &choice),
+            Use::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn subnet_membership() {
+        let eth = iface("eth0", [10, 77, 0, 2]);
+        assert!(eth.contains(Ipv4Addr::new(10, 77, 0, 200)));
+        assert!(!eth.contains(Ipv4Addr::new(10, 77, 1, 2)));
+        assert_eq!(eth.prefix_len(), 24);
+    }
+
+    #[test]
+    fn the_machine_lists_its_loopback_as_ignored_by_default() {
+        let all = list(&Choice::default()).unwrap();
+        // A machine (or namespace) with loopback up shows it, ignored; some sandboxes have none.
+        for (iface, verdict) in all {
+            if iface.addr.is_loopback() {
+                assert!(matches!(verdict, Use::Ignored(_)), "{iface:?}");
+            }
+        }
+    }
+}

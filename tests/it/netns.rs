@@ -1,0 +1,424 @@
+//! Discovery across real (virtual) networks: each test builds its own network namespaces, a
+//! bridge in a namespace of its own with veth pairs to hosts 10.77.0.x, and a router
+//! namespace for a second subnet 10.77.1.x, then runs the real `ferry` binary inside with
+//! `ip netns exec`. Names include the pid and a counter, and everything is deleted in Drop.
+//! Needs root and `ip` (provided in CI by .ci/run); where the kernel refuses namespaces the
+//! tests skip.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::util::*;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Whether namespaces can be made here; prints the skip line if not.
+fn can_make_namespaces() -> bool {
+    let have_ip = Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_ip {
+        skip_or_fail(true, "the `ip` command (iproute2) is missing");
+        return false;
+    }
+    let probe = format!(
+        "ferry-probe-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    match run(&["netns", "add", &probe]) {
+        Ok(()) => {
+            let _ = run(&["netns", "del", &probe]);
+            true
+        }
+        Err(e) => {
+            // Not root, or a kernel/sandbox that refuses namespaces: not something CI installs.
+            skip_or_fail(false, &format!("cannot create network namespaces: {e}"));
+            false
+        }
+    }
+}
+
+fn have_nft() -> bool {
+    let ok = Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip_or_fail(true, "the `nft` command (nftables) is missing");
+    }
+    ok
+}
+
+/// A small network: a bridge namespace, hosts on 10.77.0.0/24, optionally a router to
+/// 10.77.1.0/24 with one host there.
+struct Net {
+    tag: String,
+    namespaces: Vec<String>,
+    config: tempfile::TempDir,
+}
+
+impl Net {
+    fn new() -> Result<Net, String> {
+        let tag = format!(
+            "f{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut net = Net {
+            tag: tag.clone(),
+            namespaces: Vec::new(),
+            config: tempfile::tempdir().map_err(|e| e.to_string())?,
+        };
+        let bridge = net.add_ns("br")?;
+        run(&["-n", &bridge, "link", "add", "br0", "type", "bridge"])?;
+        run(&["-n", &bridge, "link", "set", "br0", "up"])?;
+        Ok(net)
+    }
+
+    fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.tag)
+    }
+
+    fn add_ns(&mut self, name: &str) -> Result<String, String> {
+        let ns = self.ns(name);
+        run(&["netns", "add", &ns])?;
+        self.namespaces.push(ns.clone());
+        run(&["-n", &ns, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// A host `name` on the bridge with address 10.77.0.`last`/24 on its `eth0`.
+    fn host(&mut self, name: &str, last: u8) -> Result<String, String> {
+        let ns = self.add_ns(name)?;
+        let bridge = self.ns("br");
+        let port = format!("p{last}");
+        run(&[
+            "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns",
+            &bridge,
+        ])?;
+        run(&["-n", &bridge, "link", "set", &port, "master", "br0", "up"])?;
+        run(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("10.77.0.{last}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        run(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        if last != 254 {
+            run(&[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "10.77.1.0/24",
+                "via",
+                "10.77.0.254",
+            ])?;
+        }
+        Ok(ns)
+    }
+
+    /// A router (10.77.0.254 on the bridge, 10.77.1.1 on the far side) and a host
+    /// 10.77.1.2 behind it.
+    fn far_host(&mut self, name: &str) -> Result<String, String> {
+        let router = self.host("router", 254)?;
+        let ns = self.add_ns(name)?;
+        run(&[
+            "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", "eth1", "netns",
+            &router,
+        ])?;
+        run(&["-n", &router, "addr", "add", "10.77.1.1/24", "dev", "eth1"])?;
+        run(&["-n", &router, "link", "set", "eth1", "up"])?;
+        run(&["-n", &ns, "addr", "add", "10.77.1.2/24", "dev", "eth0"])?;
+        run(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        run(&["-n", &ns, "route", "add", "default", "via", "10.77.1.1"])?;
+        let out = Command::new("ip")
+            .args(["netns", "exec", &router, "sysctl", "-qw"])
+            .arg("net.ipv4.ip_forward=1")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err("cannot turn on forwarding in the router".into());
+        }
+        Ok(ns)
+    }
+
+    /// `nft -f` of `rules` inside namespace `ns`.
+    fn nft(&self, ns: &str, rules: &str) {
+        use std::io::Write as _;
+        // nft wants each statement on a line of its own.
+        let rules = rules
+            .replace("; ", ";\n")
+            .replace("{ ", "{\n")
+            .replace("} ", "}\n");
+        let rules = rules.as_str();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft rules: {rules}");
+    }
+
+    /// The `ferry` binary in `ns`, with a config folder of its own (so each host has its
+    /// own device identity).
+    fn ferry(&self, ns: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        let config: PathBuf = self.config.path().join(ns);
+        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ferry")])
+            .env("XDG_CONFIG_HOME", config)
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// `ferry serve --name NAME` in `ns` on port 8080; returns once it announces.
+    fn serve(&self, ns: &str, name: &str, dir: &std::path::Path) -> ChildGuard {
+        let mut child = self
+            .ferry(ns)
+            .args(["serve", "--port", "8080", "--name", name, "--dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = line_channel(child.stdout.take().unwrap());
+        let guard = ChildGuard(child);
+        wait_line(&lines, "discovery: announcing");
+        guard
+    }
+
+    fn output(&self, ns: &str, args: &[&str]) -> Output {
+        self.ferry(ns).args(args).output().unwrap()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its veth ends (and so their peers).
+        for ns in self.namespaces.iter().rev() {
+            let _ = run(&["netns", "del", ns]);
+        }
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds the net or returns from the test with a skip line.
+macro_rules! net_or_skip {
+    () => {{
+        if !can_make_namespaces() {
+            return;
+        }
+        Net::new().expect("network namespaces")
+    }};
+}
+
+#[test]
+fn two_hosts_find_each_other_within_3_seconds() {
+    let mut net = net_or_skip!();
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _alpha = net.serve(&h1, "alpha", dir.path());
+    let _beta = net.serve(&h2, "beta", dir.path());
+
+    let out = net.output(&h2, &["peers", "--wait", "3"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("alpha  "))
+        .unwrap_or_else(|| panic!("alpha not found: {text}"));
+    assert!(
+        line.starts_with("alpha  10.77.0.1:8080  not trusted  "),
+        "{line}"
+    );
+    assert!(line.contains("beacon"), "{line}");
+    assert!(line.ends_with("  ready"), "{line}");
+    // Only the other host: not itself.
+    assert_eq!(text.lines().count(), 1, "{text}");
+
+    let out = net.output(&h1, &["peers", "--wait", "3"]);
+    assert!(
+        stdout(&out).starts_with("beta  10.77.0.2:8080  not trusted  "),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_host_on_another_subnet_is_not_found_but_a_typed_address_works() {
+    let mut net = net_or_skip!();
+    let h1 = net.host("h1", 1).unwrap();
+    let far = net.far_host("far").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _gamma = net.serve(&far, "gamma", dir.path());
+
+    let out = net.output(&h1, &["peers", "--wait", "3"]);
+    assert!(!stdout(&out).contains("gamma"), "{}", stdout(&out));
+
+    let out = net.output(&h1, &["doctor", "--wait", "1", "10.77.1.2:8080"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("10.77.1.2: not in any of our subnets"),
+        "{text}"
+    );
+    assert!(text.contains("TCP 10.77.1.2:8080: answers"), "{text}");
+    assert!(
+        text.contains("interface eth0 10.77.0.1/24: used; our own beacon heard"),
+        "{text}"
+    );
+    assert!(text.contains("interface lo 127.0.0.1/8: ignored"), "{text}");
+
+    // Sending by typed address works across the router.
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("far.txt");
+    std::fs::write(&file, "over the router").unwrap();
+    let out = net
+        .ferry(&h1)
+        .args(["send", "--to", "10.77.1.2:8080"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("far.txt")).unwrap(),
+        "over the router"
+    );
+}
+
+#[test]
+fn with_mdns_dropped_the_beacon_still_finds_and_send_resolves_the_name() {
+    let mut net = net_or_skip!();
+    if !have_nft() {
+        return;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    net.nft(
+        &h2,
+        "table inet t { chain i { type filter hook input priority 0; udp dport 5353 drop; } chain o { type filter hook output priority 0; udp dport 5353 drop; } }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _alpha = net.serve(&h1, "alpha", dir.path());
+    let out = net.output(&h2, &["peers", "--wait", "3"]);
+    assert!(
+        stdout(&out).starts_with("alpha  10.77.0.1:8080"),
+        "{}",
+        stdout(&out)
+    );
+
+    // `send --to NAME` finds the device by its name.
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("named.txt");
+    std::fs::write(&file, "by name").unwrap();
+    let out = net
+        .ferry(&h2)
+        .args(["send", "--to", "alpha"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("named.txt")).unwrap(),
+        "by name"
+    );
+}
+
+#[test]
+fn with_multicast_dropped_broadcast_still_finds() {
+    let mut net = net_or_skip!();
+    if !have_nft() {
+        return;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    // h2 neither receives nor sends multicast.
+    net.nft(
+        &h2,
+        "table ip t { chain i { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; } chain o { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; } }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _alpha = net.serve(&h1, "alpha", dir.path());
+    let out = net.output(&h2, &["doctor", "--wait", "3"]);
+    let text = stdout(&out);
+    assert!(text.contains("eth0: "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim().starts_with("eth0:") && l.ends_with("by broadcast")),
+        "{text}"
+    );
+    assert!(!text.contains("by multicast"), "{text}");
+    assert!(
+        text.contains("alpha  10.77.0.1:8080  not trusted  beacon"),
+        "{text}"
+    );
+    assert!(
+        text.contains("used; our own beacon heard by broadcast\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn doctor_tells_a_refused_port_from_one_that_times_out() {
+    let mut net = net_or_skip!();
+    if !have_nft() {
+        return;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    let out = net.output(&h2, &["doctor", "--wait", "0", "10.77.0.1:9999"]);
+    let text = stdout(&out);
+    assert!(text.contains("10.77.0.1: in the subnet of eth0"), "{text}");
+    assert!(
+        text.contains("TCP 10.77.0.1:9999: connection refused"),
+        "{text}"
+    );
+
+    // A firewall on h1 that drops (not rejects) the port: a timeout, with firewall hints.
+    net.nft(
+        &h1,
+        "table inet t { chain i { type filter hook input priority 0; tcp dport 9999 drop; } }",
+    );
+    let out = net.output(&h2, &["doctor", "--wait", "0", "10.77.0.1:9999"]);
+    let text = stdout(&out);
+    assert!(text.contains("TCP 10.77.0.1:9999: timed out"), "{text}");
+    assert!(text.contains("ufw allow 9999/tcp"), "{text}");
+    assert!(text.contains("firewall-cmd --add-port=9999/tcp"), "{text}");
+}
