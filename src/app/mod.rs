@@ -4,7 +4,7 @@
 //! whichever tab is open.
 //!
 //! Threading: the UI thread only draws and sends commands. The engine thread (see
-//! [`crate::events::Worker`]) owns sockets and files; it wakes the UI with
+//! [`crate::worker::Worker`]) owns sockets and files; it wakes the UI with
 //! `request_repaint_after` when an event arrives, so an idle window does not repaint.
 //! Dialogs and file-size lookups run on short-lived threads and report back on a channel.
 //!

@@ -89,7 +89,7 @@ pub enum PeersAction {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// A device's ADDRESS[:PORT] to check (port 8080 unless given).
+    /// A device's ADDRESS or ADDRESS:PORT to check (port 8080 unless given).
     pub address: Option<String>,
     /// Listen for beacons this many seconds first.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
