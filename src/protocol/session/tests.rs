@@ -99,11 +99,16 @@ fn states() -> Vec<(&'static str, ReceiverSession)> {
 fn frame_allowed(state: &str, msg: &SenderMsg) -> bool {
     matches!(
         (state, msg),
-        ("fresh", SenderMsg::Plain(_) | SenderMsg::Offer(_) | SenderMsg::Batch { .. })
-            | ("plain between files", SenderMsg::Plain(_))
+        (
+            "fresh",
+            SenderMsg::Plain(_) | SenderMsg::Offer(_) | SenderMsg::Batch { .. }
+        ) | ("plain between files", SenderMsg::Plain(_))
             | ("ferry between files", SenderMsg::Offer(_))
             | ("awaiting start", SenderMsg::Start { offset: 0 | 4 })
-            | ("awaiting the end", SenderMsg::End { .. } | SenderMsg::Cancel { .. })
+            | (
+                "awaiting the end",
+                SenderMsg::End { .. } | SenderMsg::Cancel { .. }
+            )
             | ("awaiting the cancel", SenderMsg::Cancel { .. })
     )
 }
