@@ -60,7 +60,7 @@ pub struct Worker {
 }
 
 /// Looks up a `"host:port"`; may wait on DNS.
-pub(crate) type Resolver = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
+pub(crate) type HostLookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
 
 /// Starts a named thread running the given work.
 pub(crate) type Spawner =
@@ -70,14 +70,14 @@ pub(crate) type Spawner =
 /// ones that hang or fail on purpose.
 #[derive(Clone)]
 pub(crate) struct Seams {
-    pub resolver: Resolver,
+    pub lookup_host: HostLookup,
     pub spawner: Spawner,
 }
 
 impl Seams {
     pub(crate) fn system() -> Self {
         Self {
-            resolver: Arc::new(|to| to.to_socket_addrs().map(Iterator::collect)),
+            lookup_host: Arc::new(|to| to.to_socket_addrs().map(Iterator::collect)),
             spawner: Arc::new(|name, work| thread::Builder::new().name(name.into()).spawn(work)),
         }
     }
@@ -128,7 +128,7 @@ struct Upload {
 }
 
 /// A note to a host name, waiting for its lookup.
-struct Lookup {
+struct PendingNote {
     to: String,
     text: String,
 }
@@ -148,7 +148,7 @@ struct Engine {
     uploads: Vec<Upload>,
     /// The lookup thread's queue, once started. One thread, so notes to host names leave in
     /// the order they were written; it is not joined (a hung lookup must not hold up a stop).
-    lookups: Option<Sender<Lookup>>,
+    lookups: Option<Sender<PendingNote>>,
     looked: Sender<Looked>,
 }
 
@@ -320,7 +320,7 @@ impl Engine {
                 addrs: Ok(vec![addr]),
             });
         }
-        let mut lookup = Lookup { to, text };
+        let mut lookup = PendingNote { to, text };
         // A lookup thread that ended (it never does, short of a panic) is started again once.
         for _ in 0..2 {
             let lookups = match &self.lookups {
@@ -344,14 +344,14 @@ impl Engine {
         ));
     }
 
-    fn start_lookups(&self) -> io::Result<Sender<Lookup>> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Lookup>();
-        let (resolver, looked) = (Arc::clone(&self.seams.resolver), self.looked.clone());
+    fn start_lookups(&self) -> io::Result<Sender<PendingNote>> {
+        let (tx, rx) = crossbeam_channel::unbounded::<PendingNote>();
+        let (lookup_host, looked) = (Arc::clone(&self.seams.lookup_host), self.looked.clone());
         (self.seams.spawner)(
             "ferry-lookup",
             Box::new(move || {
-                for Lookup { to, text } in rx {
-                    let addrs = resolver(&to);
+                for PendingNote { to, text } in rx {
+                    let addrs = lookup_host(&to);
                     if looked.send(Looked { to, text, addrs }).is_err() {
                         return; // the engine has stopped
                     }

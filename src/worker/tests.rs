@@ -54,7 +54,7 @@ fn cancel_is_handled_while_a_host_name_lookup_hangs() {
     let (entered_tx, entered) = crossbeam_channel::bounded::<String>(1);
     let (release, gate) = crossbeam_channel::bounded::<Vec<SocketAddr>>(1);
     let mut seams = Seams::system();
-    seams.resolver = Arc::new(move |to| {
+    seams.lookup_host = Arc::new(move |to| {
         let _ = entered_tx.send(to.to_owned());
         // Bounded, so a failing test ends instead of leaving the engine stuck here.
         gate.recv_timeout(2 * DEADLINE).map_err(io::Error::other)
