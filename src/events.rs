@@ -322,6 +322,8 @@ pub enum FailureKind {
     NoFerryAnswer,
     /// An earlier file's failure ended the connection before this file was sent.
     NotSent,
+    /// This side could not start the work (no thread could be made, ...).
+    NotStarted,
     /// The server stopped.
     Stopped,
 }
@@ -383,6 +385,7 @@ impl std::fmt::Display for Failure {
             | FailureKind::Unreachable
             | FailureKind::NoFerryAnswer => with_detail(f, ""),
             FailureKind::NotSent => with_detail(f, "not sent"),
+            FailureKind::NotStarted => with_detail(f, "could not start"),
             FailureKind::Stopped => with_detail(f, "the server stopped"),
         }
     }

@@ -163,6 +163,7 @@ texts! {
     FailUnreachable => "cannot connect", "无法连接";
     FailNoFerryAnswer => "no answer from a Ferry receiver (a plain server? use plain mode)", "没有 Ferry 接收方的答复（是普通服务器？请使用普通模式）";
     FailNotSent => "not sent", "未发送";
+    FailNotStarted => "could not start", "无法开始";
     FailStopped => "the server stopped", "服务器已停止";
     SavedAs => "saved as {}", "保存为 {}";
 

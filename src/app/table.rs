@@ -209,6 +209,7 @@ pub fn failure_text(tr: Tr, failure: &Failure) -> String {
         FailureKind::Unreachable => tr.get(T::FailUnreachable).to_owned(),
         FailureKind::NoFerryAnswer => tr.get(T::FailNoFerryAnswer).to_owned(),
         FailureKind::NotSent => tr.get(T::FailNotSent).to_owned(),
+        FailureKind::NotStarted => tr.get(T::FailNotStarted).to_owned(),
         FailureKind::Stopped => tr.get(T::FailStopped).to_owned(),
     };
     match failure.detail_text() {

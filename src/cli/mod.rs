@@ -38,11 +38,11 @@ use crate::defaults::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PORT};
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<CliCommand>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum CliCommand {
     /// Receive uploads (plain and Ferry peers) into a folder.
     Serve(ServeArgs),
     /// Upload files to a server over one connection.
@@ -207,16 +207,16 @@ pub struct ChatArgs {
 }
 
 /// Runs a headless command. Errors are printed by `main`, which maps them to exit code 1.
-pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub fn run(command: CliCommand) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => transfer::serve(args),
-        Command::Send(args) => transfer::send(args),
-        Command::Note(args) => notes::note(args),
-        Command::Listen(args) => notes::listen(args),
-        Command::Chat(args) => notes::chat(args),
-        Command::Completions(args) => docs::completions(args.shell),
-        Command::Manpage => docs::manpage(),
-        Command::Peers(args) => discover::peers(args),
-        Command::Doctor(args) => discover::doctor(args),
+        CliCommand::Serve(args) => transfer::serve(args),
+        CliCommand::Send(args) => transfer::send(args),
+        CliCommand::Note(args) => notes::note(args),
+        CliCommand::Listen(args) => notes::listen(args),
+        CliCommand::Chat(args) => notes::chat(args),
+        CliCommand::Completions(args) => docs::completions(args.shell),
+        CliCommand::Manpage => docs::manpage(),
+        CliCommand::Peers(args) => discover::peers(args),
+        CliCommand::Doctor(args) => discover::doctor(args),
     }
 }

@@ -208,7 +208,12 @@ impl NotesHandle {
     /// version, or (from an IPv6 socket) an IPv4 address, which is sent to as IPv4-mapped.
     /// Resolving a host name may wait on DNS; numeric addresses never do.
     pub fn resolve(&self, to: &str) -> Result<SocketAddr, NotesError> {
-        let addrs = lookup(to)?;
+        self.pick(to, &lookup(to)?)
+    }
+
+    /// Of the addresses `to` resolved to (elsewhere, e.g. off the caller's thread), the one
+    /// [`resolve`](Self::resolve) would choose.
+    pub fn pick(&self, to: &str, addrs: &[SocketAddr]) -> Result<SocketAddr, NotesError> {
         let found = match self.local_addr {
             SocketAddr::V4(_) => addrs.iter().find(|a| a.is_ipv4()),
             SocketAddr::V6(_) => addrs.iter().find(|a| a.is_ipv6()).or_else(|| addrs.first()),

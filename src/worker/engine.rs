@@ -1,16 +1,26 @@
 //! The engine thread behind the window: it owns the server, the notes socket and the upload
 //! threads, and turns [`Command`]s into work. The UI only ever sends a command (never
 //! blocking) and reads events; everything that touches the network or the disk is here.
+//!
+//! The engine itself only dispatches: anything that may wait (an upload, a host-name lookup,
+//! opening a folder) runs on a thread of its own, so a Cancel is handled at once whatever
+//! else is slow. Work that cannot be started is reported as failed, never left "active".
 
-use std::net::{IpAddr, SocketAddr};
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::events::{CancelToken, Event, EventSink, NoteEvent, ServerEvent, TransferId};
-use crate::notes::{NotesConfig, NotesHandle};
+use crate::events::{
+    CancelToken, Event, EventSink, Failure, FailureKind, NoteEvent, ServerEvent, TransferEvent,
+    TransferId,
+};
+use crate::notes::{NotesConfig, NotesError, NotesHandle};
+use crate::protocol::check_note;
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
 
 /// What the window asks the engine to do.
@@ -50,12 +60,40 @@ pub struct Worker {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Looks up a `"host:port"`; may wait on DNS.
+pub(crate) type HostLookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
+
+/// Starts a named thread running the given work.
+pub(crate) type Spawner =
+    Arc<dyn Fn(&str, Box<dyn FnOnce() + Send>) -> io::Result<JoinHandle<()>> + Send + Sync>;
+
+/// What the engine uses to look names up and to start threads: the system's, or (in tests)
+/// ones that hang or fail on purpose.
+#[derive(Clone)]
+pub(crate) struct Seams {
+    pub lookup_host: HostLookup,
+    pub spawner: Spawner,
+}
+
+impl Seams {
+    pub(crate) fn system() -> Self {
+        Self {
+            lookup_host: Arc::new(|to| to.to_socket_addrs().map(Iterator::collect)),
+            spawner: Arc::new(|name, work| thread::Builder::new().name(name.into()).spawn(work)),
+        }
+    }
+}
+
 impl Worker {
-    pub fn spawn(sink: EventSink) -> std::io::Result<Self> {
+    pub fn spawn(sink: EventSink) -> io::Result<Self> {
+        Self::spawn_with(sink, Seams::system())
+    }
+
+    pub(crate) fn spawn_with(sink: EventSink, seams: Seams) -> io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
         let thread = thread::Builder::new()
             .name("ferry-engine".into())
-            .spawn(move || run(&rx, sink))?;
+            .spawn(move || run(&rx, sink, seams))?;
         Ok(Self {
             commands: Some(tx),
             thread: Some(thread),
@@ -90,22 +128,55 @@ struct Upload {
     thread: JoinHandle<()>,
 }
 
+/// A note to a host name, waiting for its lookup.
+struct PendingNote {
+    to: String,
+    text: String,
+}
+
+/// A lookup's answer, which the engine turns into a sent note (or an error).
+struct Looked {
+    to: String,
+    text: String,
+    addrs: io::Result<Vec<SocketAddr>>,
+}
+
 struct Engine {
     sink: EventSink,
+    seams: Seams,
     server: Option<ServerHandle>,
     notes: Option<NotesHandle>,
     uploads: Vec<Upload>,
+    /// The lookup thread's queue, once started. One thread, so notes to host names leave in
+    /// the order they were written; it is not joined (a hung lookup must not hold up a stop).
+    lookups: Option<Sender<PendingNote>>,
+    looked: Sender<Looked>,
 }
 
-fn run(commands: &Receiver<Command>, sink: EventSink) {
+fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
+    let (looked, looked_rx) = crossbeam_channel::unbounded();
     let mut engine = Engine {
         sink,
+        seams,
         server: None,
         notes: None,
         uploads: Vec::new(),
+        lookups: None,
+        looked,
     };
-    for command in commands {
-        engine.handle(command);
+    loop {
+        crossbeam_channel::select! {
+            recv(commands) -> command => match command {
+                Ok(command) => engine.handle(command),
+                Err(_) => break,
+            },
+            // Never disconnected: the engine holds a sender.
+            recv(looked_rx) -> looked => {
+                if let Ok(looked) = looked {
+                    engine.finish_note(looked);
+                }
+            }
+        }
         engine.uploads.retain(|u| !u.thread.is_finished());
     }
     engine.shutdown();
@@ -142,16 +213,17 @@ impl Engine {
                 }
             }
             Command::StartNotes(config) => self.start_notes(config),
-            Command::SendNote { to, text } => self.send_note(&to, text),
+            Command::SendNote { to, text } => self.send_note(to, text),
             Command::OpenFolder(dir) => {
                 // xdg-open may take a while; never hold up the engine for it.
-                let spawned = thread::Builder::new()
-                    .name("ferry-open".into())
-                    .spawn(move || {
+                let spawned = (self.seams.spawner)(
+                    "ferry-open",
+                    Box::new(move || {
                         if let Err(e) = opener::open(&dir) {
                             log::warn!("cannot open {}: {e}", dir.display());
                         }
-                    });
+                    }),
+                );
                 if let Err(e) = spawned {
                     log::warn!("cannot start a thread to open a folder: {e}");
                 }
@@ -187,23 +259,32 @@ impl Engine {
         }
     }
 
+    /// Uploads on a thread of their own, which also looks the receiver up and connects.
     fn start_upload(&mut self, opts: SendOptions, files: Vec<OutgoingFile>) {
         let cancel = CancelToken::new();
-        let ids = files.iter().map(|f| f.id).collect();
+        let ids: Vec<TransferId> = files.iter().map(|f| f.id).collect();
         let (sink, token) = (self.sink.clone(), cancel.clone());
-        let spawned = thread::Builder::new()
-            .name("ferry-send".into())
-            .spawn(move || {
+        let spawned = (self.seams.spawner)(
+            "ferry-send",
+            Box::new(move || {
                 // Every outcome, including a failed connection, reaches the UI as events.
                 let _ = send_files(&opts, &files, &sink, &token);
-            });
+            }),
+        );
         match spawned {
             Ok(thread) => self.uploads.push(Upload {
                 ids,
                 cancel,
                 thread,
             }),
-            Err(e) => log::error!("cannot start an upload thread: {e}"),
+            Err(e) => {
+                log::error!("cannot start an upload thread: {e}");
+                let detail = format!("cannot start the upload: {e}");
+                for id in ids {
+                    let failure = Failure::new(FailureKind::NotStarted, detail.clone());
+                    self.sink.transfer(TransferEvent::Failed { id, failure });
+                }
+            }
         }
     }
 
@@ -223,22 +304,87 @@ impl Engine {
         }
     }
 
-    fn send_note(&mut self, to: &str, text: String) {
+    /// A numeric address is sent to at once; a host name is looked up on the lookup thread
+    /// and sent when its answer comes back ([`finish_note`](Self::finish_note)).
+    fn send_note(&mut self, to: String, text: String) {
+        if self.notes.is_none() {
+            return self.note_error("notes are not listening; start them first".to_owned());
+        }
+        // A note no peer would take is refused before any lookup.
+        if let Err(e) = check_note(&text) {
+            return self.note_error(NotesError::from(e).to_string());
+        }
+        if let Ok(addr) = to.parse::<SocketAddr>() {
+            return self.finish_note(Looked {
+                to,
+                text,
+                addrs: Ok(vec![addr]),
+            });
+        }
+        let mut lookup = PendingNote { to, text };
+        // A lookup thread that ended (it never does, short of a panic) is started again once.
+        for _ in 0..2 {
+            let lookups = match &self.lookups {
+                Some(lookups) => lookups,
+                None => match self.start_lookups() {
+                    Ok(lookups) => self.lookups.insert(lookups),
+                    Err(e) => return self.note_error(format!("cannot look {} up: {e}", lookup.to)),
+                },
+            };
+            match lookups.send(lookup) {
+                Ok(()) => return,
+                Err(crossbeam_channel::SendError(back)) => {
+                    self.lookups = None;
+                    lookup = back;
+                }
+            }
+        }
+        self.note_error(format!(
+            "cannot look {} up: the lookup thread stopped",
+            lookup.to
+        ));
+    }
+
+    fn start_lookups(&self) -> io::Result<Sender<PendingNote>> {
+        let (tx, rx) = crossbeam_channel::unbounded::<PendingNote>();
+        let (lookup_host, looked) = (Arc::clone(&self.seams.lookup_host), self.looked.clone());
+        (self.seams.spawner)(
+            "ferry-lookup",
+            Box::new(move || {
+                for PendingNote { to, text } in rx {
+                    let addrs = lookup_host(&to);
+                    if looked.send(Looked { to, text, addrs }).is_err() {
+                        return; // the engine has stopped
+                    }
+                }
+            }),
+        )?;
+        Ok(tx)
+    }
+
+    fn finish_note(&mut self, Looked { to, text, addrs }: Looked) {
         let Some(notes) = &self.notes else {
-            let reason = "notes are not listening; start them first".to_owned();
-            self.sink.emit(Event::Note(NoteEvent::Error { reason }));
-            return;
+            return self.note_error("notes are not listening; start them first".to_owned());
         };
-        match notes.send_to_host(to, &text) {
+        let sent = addrs
+            .map_err(|error| NotesError::Resolve {
+                to: to.clone(),
+                error,
+            })
+            .and_then(|addrs| notes.pick(&to, &addrs))
+            .and_then(|addr| notes.send(addr, &text));
+        match sent {
             Ok(sent) => self.sink.emit(Event::Note(NoteEvent::Sent {
                 to: sent.to,
                 text,
                 at: SystemTime::now(),
             })),
-            Err(e) => self.sink.emit(Event::Note(NoteEvent::Error {
-                reason: e.to_string(),
-            })),
+            Err(e) => self.note_error(e.to_string()),
         }
+    }
+
+    fn note_error(&self, reason: String) {
+        self.sink.emit(Event::Note(NoteEvent::Error { reason }));
     }
 
     fn shutdown(&mut self) {

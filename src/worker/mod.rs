@@ -4,3 +4,6 @@
 
 mod engine;
 pub use engine::{Command, Worker};
+
+#[cfg(test)]
+mod tests;

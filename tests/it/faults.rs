@@ -26,7 +26,11 @@ fn send_slowly(
     thread::JoinHandle<Vec<FileOutcome>>,
     crossbeam_channel::Receiver<Event>,
 ) {
-    let proxy = throttling_proxy(server, 64 * 1024, Duration::from_millis(2));
+    let proxy = Proxy::to(server)
+        .throttle(64 * 1024, Duration::from_millis(2))
+        .only_one_connection()
+        .start()
+        .addr;
     let (sink, events) = event_channel(None);
     let sender = thread::spawn(move || {
         let files = [OutgoingFile::new(file)];
@@ -56,7 +60,11 @@ fn killed_sender_then_send_again_resumes_with_only_the_rest() {
     let (_serve, serve_addr, lines) = spawn_serve(dst.path(), &[]);
 
     // First run, through a slow link, killed with SIGKILL about halfway.
-    let slow = throttling_proxy(serve_addr, 1024 * 1024, Duration::from_millis(4));
+    let slow = Proxy::to(serve_addr)
+        .throttle(1024 * 1024, Duration::from_millis(4))
+        .only_one_connection()
+        .start()
+        .addr;
     let mut first = ChildGuard(
         ferry()
             .args(["send", "--to", &slow.to_string()])
@@ -85,7 +93,11 @@ fn killed_sender_then_send_again_resumes_with_only_the_rest() {
     );
 
     // Second run: only the rest crosses the wire.
-    let (counted_addr, counted) = counting_proxy(serve_addr);
+    let RunningProxy {
+        addr: counted_addr,
+        counted,
+        ..
+    } = Proxy::to(serve_addr).start();
     let out = ferry()
         .args(["send", "--to", &counted_addr.to_string()])
         .arg(&file)

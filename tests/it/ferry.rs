@@ -1,6 +1,6 @@
 //! Ferry to Ferry: verified uploads, a corrupting proxy, concurrency and the connection bound.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
@@ -58,41 +58,6 @@ fn ferry_upload_is_verified_and_byte_identical() {
     assert_eq!(names_in(dst.path()).len(), 3, "no .part left behind");
 }
 
-/// Forwards one connection, flipping the byte at `flip_at` of the client-to-server stream.
-fn corrupting_proxy(target: SocketAddr, flip_at: usize) -> SocketAddr {
-    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        let (client, _) = listener.accept().unwrap();
-        let server = TcpStream::connect(target).unwrap();
-        let (mut client_r, mut server_w) =
-            (client.try_clone().unwrap(), server.try_clone().unwrap());
-        let (mut server_r, mut client_w) = (server, client);
-        let upstream = thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut offset = 0usize;
-            loop {
-                let n = match client_r.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                if (offset..offset + n).contains(&flip_at) {
-                    buf[flip_at - offset] ^= 0x01;
-                }
-                offset += n;
-                if server_w.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            let _ = server_w.shutdown(std::net::Shutdown::Write);
-        });
-        let _ = std::io::copy(&mut server_r, &mut client_w);
-        let _ = client_w.shutdown(std::net::Shutdown::Write);
-        let _ = upstream.join();
-    });
-    addr
-}
-
 #[test]
 fn a_flipped_byte_in_flight_fails_verification_and_keeps_no_file() {
     let src = tempfile::tempdir().unwrap();
@@ -101,7 +66,11 @@ fn a_flipped_byte_in_flight_fails_verification_and_keeps_no_file() {
     std::fs::write(&path, data(1_000_000, 9)).unwrap();
     let (server, events) = start_server(dst.path());
     // Byte 50 000 of the stream is well inside the first data chunk.
-    let proxy = corrupting_proxy(server.local_addr(), 50_000);
+    let proxy = Proxy::to(server.local_addr())
+        .flip_byte(50_000)
+        .only_one_connection()
+        .start()
+        .addr;
     let outcomes = send(proxy, &[path]);
     match &outcomes[..] {
         [FileOutcome::Failed(failure)] => {

@@ -234,7 +234,11 @@ fn cancel_in_the_client_tab_stops_the_upload_and_the_receiver_keeps_nothing() {
         vec![],
     );
     let addr = wait_listening(&mut receiver);
-    let proxy = throttling_proxy(addr, 64 * 1024, Duration::from_millis(5));
+    let proxy = Proxy::to(addr)
+        .throttle(64 * 1024, Duration::from_millis(5))
+        .only_one_connection()
+        .start()
+        .addr;
     let mut harness = app(settings(src.path()), vec![file]);
     harness.get_by_label("Client").click();
     harness.run_steps(2);
@@ -631,7 +635,11 @@ fn cancel_on_a_server_row_stops_the_sender_and_keeps_nothing() {
     s.server_listening = true;
     let mut receiver = app(s, vec![]);
     let addr = wait_listening(&mut receiver);
-    let proxy = throttling_proxy(addr, 64 * 1024, Duration::from_millis(5));
+    let proxy = Proxy::to(addr)
+        .throttle(64 * 1024, Duration::from_millis(5))
+        .only_one_connection()
+        .start()
+        .addr;
     let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(1);
     let sender = std::thread::spawn(move || {
         let (sink, _events) = event_channel(None);
@@ -676,59 +684,6 @@ fn cancel_on_a_server_row_stops_the_sender_and_keeps_nothing() {
     });
 }
 
-/// Forwards connections to `target`. The first is cut (both sides closed) after `cut_after`
-/// bytes from the client, like a dropped network; later ones pass whole. Reports how many
-/// client bytes each connection carried, in order.
-fn cutting_proxy(
-    target: SocketAddr,
-    cut_after: usize,
-) -> (SocketAddr, crossbeam_channel::Receiver<usize>) {
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpStream};
-    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for (n, client) in listener.incoming().enumerate() {
-            let Ok(client) = client else { return };
-            let limit = if n == 0 { cut_after } else { usize::MAX };
-            let server = TcpStream::connect(target).unwrap();
-            let (mut client_r, mut server_w) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut server_r, mut client_w) = (server, client);
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut forwarded = 0usize;
-                loop {
-                    let want = buf.len().min(limit - forwarded);
-                    let read = match client_r.read(&mut buf[..want]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(read) => read,
-                    };
-                    if server_w.write_all(&buf[..read]).is_err() {
-                        break;
-                    }
-                    forwarded += read;
-                    if forwarded == limit {
-                        // The network goes away under both ends.
-                        let _ = server_w.shutdown(Shutdown::Both);
-                        let _ = client_r.shutdown(Shutdown::Both);
-                        break;
-                    }
-                }
-                let _ = server_w.shutdown(Shutdown::Write);
-                let _ = tx.send(forwarded);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut server_r, &mut client_w);
-                let _ = client_w.shutdown(Shutdown::Both);
-            });
-        }
-    });
-    (addr, rx)
-}
-
 #[test]
 fn retry_on_a_failed_row_resumes_where_the_receiver_stopped() {
     use ferry::events::{Event, TransferEvent};
@@ -740,7 +695,11 @@ fn retry_on_a_failed_row_resumes_where_the_receiver_stopped() {
     let bytes = data(SIZE, 64);
     std::fs::write(&file, &bytes).unwrap();
     let (server, events) = start_server(dst.path());
-    let (proxy, forwarded) = cutting_proxy(server.local_addr(), CUT);
+    let RunningProxy {
+        addr: proxy,
+        forwarded,
+        ..
+    } = Proxy::to(server.local_addr()).cut_first_after(CUT).start();
     let mut sender = app(settings(src.path()), vec![file]);
     upload_from_client_tab(&mut sender, proxy, "", 1);
     run_until(&mut sender, "the upload to fail", |app| {

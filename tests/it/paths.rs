@@ -59,7 +59,11 @@ fn wait_exit(child: &mut ChildGuard) -> std::process::ExitStatus {
 /// Sends `file` with `ferry send` through a counting proxy to `to`; returns the output and
 /// the client-to-server bytes that crossed the wire.
 fn send_counted(to: std::net::SocketAddr, file: &Path) -> (Output, u64) {
-    let (counted_addr, counted) = counting_proxy(to);
+    let RunningProxy {
+        addr: counted_addr,
+        counted,
+        ..
+    } = Proxy::to(to).start();
     let out = ferry()
         .args(["send", "--to", &counted_addr.to_string()])
         .arg(file)
@@ -101,7 +105,11 @@ fn the_receiver_killed_mid_upload_and_restarted_resumes_with_only_the_rest() {
     let file = src.path().join("movie.bin");
     write_data_file(&file, SIZE as usize, 71);
     let (mut serve, serve_addr, _lines) = spawn_serve(dst.path(), &[]);
-    let slow = throttling_proxy(serve_addr, 256 * 1024, Duration::from_millis(4));
+    let slow = Proxy::to(serve_addr)
+        .throttle(256 * 1024, Duration::from_millis(4))
+        .only_one_connection()
+        .start()
+        .addr;
     let mut sender = spawn_cli_send(slow, &file);
     wait_part_at_least(dst.path(), "movie.bin", SIZE / 4);
     // The receiver dies: SIGKILL, no cleanup of any kind.
@@ -132,7 +140,11 @@ fn ctrl_c_on_serve_mid_upload_keeps_the_partial_and_sending_again_resumes() {
     let file = src.path().join("talk.bin");
     write_data_file(&file, SIZE as usize, 72);
     let (mut serve, serve_addr, lines) = spawn_serve(dst.path(), &[]);
-    let slow = throttling_proxy(serve_addr, 64 * 1024, Duration::from_millis(4));
+    let slow = Proxy::to(serve_addr)
+        .throttle(64 * 1024, Duration::from_millis(4))
+        .only_one_connection()
+        .start()
+        .addr;
     let mut sender = spawn_cli_send(slow, &file);
     wait_part_at_least(dst.path(), "talk.bin", SIZE / 8);
     let pid = libc::pid_t::try_from(serve.0.id()).unwrap();
@@ -257,7 +269,11 @@ fn a_file_that_shrinks_while_sent_fails_clearly_and_the_receiver_keeps_no_file()
     let file = src.path().join("log.txt");
     write_data_file(&file, 32 * 1024 * 1024, 82);
     let (server, events) = start_server(dst.path());
-    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
+    let proxy = Proxy::to(server.local_addr())
+        .throttle(64 * 1024, Duration::from_millis(2))
+        .only_one_connection()
+        .start()
+        .addr;
     let (sink, sender_events) = event_channel(None);
     let sender = {
         let file = file.clone();
@@ -363,7 +379,11 @@ fn a_5_gib_sparse_upload_interrupted_above_4_gib_resumes_there() {
     let (_serve, serve_addr, lines) = spawn_serve(dst.path(), &[]);
 
     // First run: resumes at PREMADE, killed once the partial is past 4 GiB.
-    let slow = throttling_proxy(serve_addr, 1024 * 1024, Duration::from_millis(4));
+    let slow = Proxy::to(serve_addr)
+        .throttle(1024 * 1024, Duration::from_millis(4))
+        .only_one_connection()
+        .start()
+        .addr;
     let mut first = spawn_cli_send(slow, &file);
     wait_part_at_least(dst.path(), "disk.img", 4 * GIB + 64 * 1024 * 1024);
     first.0.kill().unwrap();
@@ -374,7 +394,11 @@ fn a_5_gib_sparse_upload_interrupted_above_4_gib_resumes_there() {
     assert!(kept > 4 * GIB && kept < SIZE, "kept {kept}");
 
     // Second run: only the rest, from above 4 GiB, with progress past 2^32.
-    let (counted_addr, counted) = counting_proxy(serve_addr);
+    let RunningProxy {
+        addr: counted_addr,
+        counted,
+        ..
+    } = Proxy::to(serve_addr).start();
     let (sink, events) = event_channel(None);
     let outcomes = send_files(
         &SendOptions::new(counted_addr.to_string()),
@@ -424,7 +448,11 @@ fn a_partial_orphaned_by_a_changed_file_lingers_until_it_expires() {
     write_data_file(&file, 8 * 1024 * 1024, 91);
     // An upload interrupted by the receiver stopping keeps a partial under the file's key.
     let (server, _events) = start_server(dst.path());
-    let proxy = throttling_proxy(server.local_addr(), 64 * 1024, Duration::from_millis(2));
+    let proxy = Proxy::to(server.local_addr())
+        .throttle(64 * 1024, Duration::from_millis(2))
+        .only_one_connection()
+        .start()
+        .addr;
     let sender = {
         let file = file.clone();
         thread::spawn(move || send_quietly(proxy, &[OutgoingFile::new(file)]))

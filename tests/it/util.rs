@@ -320,41 +320,6 @@ pub fn wait_line(lines: &Receiver<String>, needle: &str) -> String {
     }
 }
 
-/// Forwards one connection to `target`, at most `bytes_per_tick` every `tick` from client to
-/// server (answers pass freely): a slow network, so a test can act mid-transfer.
-pub fn throttling_proxy(target: SocketAddr, bytes_per_tick: usize, tick: Duration) -> SocketAddr {
-    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let Ok((client, _)) = listener.accept() else {
-            return;
-        };
-        let server = TcpStream::connect(target).unwrap();
-        let (mut client_r, mut server_w) =
-            (client.try_clone().unwrap(), server.try_clone().unwrap());
-        let (mut server_r, mut client_w) = (server, client);
-        let upstream = std::thread::spawn(move || {
-            let mut buf = vec![0u8; bytes_per_tick];
-            loop {
-                let n = match client_r.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                if server_w.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                // The throttle itself, not synchronisation.
-                std::thread::sleep(tick);
-            }
-            let _ = server_w.shutdown(std::net::Shutdown::Write);
-        });
-        let _ = std::io::copy(&mut server_r, &mut client_w);
-        let _ = client_w.shutdown(std::net::Shutdown::Both);
-        let _ = upstream.join();
-    });
-    addr
-}
-
 /// The partial file Ferry keeps for `name` in `dir` (`NAME.ferry.part` or, for a Ferry
 /// sender's resume key, `NAME.TAG.ferry.part`), if any.
 pub fn find_part(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -415,38 +380,152 @@ pub fn offer_number(line: &str) -> u64 {
         .expect("the offer's number")
 }
 
-/// Forwards connections to `target`, counting the bytes that go from client to server (to
-/// show that a resume sends only the rest).
-pub fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let counted = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&counted);
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { return };
-            let server = TcpStream::connect(target).unwrap();
-            let (mut client_r, mut server_w) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (mut server_r, mut client_w) = (server, client);
-            let count = Arc::clone(&count);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n @ 1..) = client_r.read(&mut buf) {
-                    count.fetch_add(n as u64, Ordering::SeqCst);
-                    if server_w.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = server_w.shutdown(std::net::Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut server_r, &mut client_w);
-                let _ = client_w.shutdown(std::net::Shutdown::Both);
-            });
+/// A TCP proxy on 127.0.0.1:0 in front of `target`, for the network faults tests need: a
+/// slow link, a flipped bit, a cut connection, and a count of what the client sent. Hooks act
+/// on the client-to-server direction; answers pass freely.
+pub struct Proxy {
+    target: SocketAddr,
+    throttle: Option<(usize, Duration)>,
+    flip_at: Option<usize>,
+    cut_first_after: Option<usize>,
+    only_one: bool,
+}
+
+/// A started [`Proxy`].
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    /// Client-to-server bytes forwarded so far, over every connection.
+    pub counted: Arc<AtomicU64>,
+    /// Client bytes each connection carried, in the order the connections ended upstream.
+    pub forwarded: Receiver<usize>,
+}
+
+impl Proxy {
+    pub fn to(target: SocketAddr) -> Self {
+        Self {
+            target,
+            throttle: None,
+            flip_at: None,
+            cut_first_after: None,
+            only_one: false,
         }
-    });
-    (addr, counted)
+    }
+
+    /// At most `bytes_per_tick` every `tick`: a slow network, so a test can act mid-transfer.
+    pub fn throttle(mut self, bytes_per_tick: usize, tick: Duration) -> Self {
+        self.throttle = Some((bytes_per_tick, tick));
+        self
+    }
+
+    /// Flips the lowest bit of the byte at `offset` of each connection's client stream.
+    pub fn flip_byte(mut self, offset: usize) -> Self {
+        self.flip_at = Some(offset);
+        self
+    }
+
+    /// Cuts the first connection (both sides closed) after `bytes` from the client, like a
+    /// dropped network; later ones pass whole.
+    pub fn cut_first_after(mut self, bytes: usize) -> Self {
+        self.cut_first_after = Some(bytes);
+        self
+    }
+
+    /// Takes one connection, then stops listening (later connects are refused).
+    pub fn only_one_connection(mut self) -> Self {
+        self.only_one = true;
+        self
+    }
+
+    pub fn start(self) -> RunningProxy {
+        let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counted = Arc::new(AtomicU64::new(0));
+        let (tx, forwarded) = crossbeam_channel::unbounded();
+        let count = Arc::clone(&counted);
+        std::thread::spawn(move || {
+            for (n, client) in listener.incoming().enumerate() {
+                let Ok(client) = client else { return };
+                let limit = match self.cut_first_after {
+                    Some(cut) if n == 0 => cut,
+                    _ => usize::MAX,
+                };
+                let server = TcpStream::connect(self.target).unwrap();
+                let (client_r, server_w) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut server_r, mut client_w) = (server, client);
+                let (count, tx) = (Arc::clone(&count), tx.clone());
+                let (throttle, flip_at) = (self.throttle, self.flip_at);
+                std::thread::spawn(move || {
+                    let up = Upstream {
+                        throttle,
+                        flip_at,
+                        limit,
+                    };
+                    let _ = tx.send(up.pump(client_r, server_w, &count));
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_r, &mut client_w);
+                    let _ = client_w.shutdown(std::net::Shutdown::Both);
+                });
+                if self.only_one {
+                    return;
+                }
+            }
+        });
+        RunningProxy {
+            addr,
+            counted,
+            forwarded,
+        }
+    }
+}
+
+/// One connection's client-to-server direction of a [`Proxy`].
+struct Upstream {
+    throttle: Option<(usize, Duration)>,
+    flip_at: Option<usize>,
+    limit: usize,
+}
+
+impl Upstream {
+    /// Forwards until either side ends (or the cut); returns the bytes forwarded.
+    fn pump(self, mut client_r: TcpStream, mut server_w: TcpStream, count: &AtomicU64) -> usize {
+        let chunk = self
+            .throttle
+            .map_or(64 * 1024, |(bytes_per_tick, _)| bytes_per_tick);
+        let mut buf = vec![0u8; chunk];
+        let mut forwarded = 0usize;
+        loop {
+            let want = buf.len().min(self.limit - forwarded);
+            let n = match client_r.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(at) = self
+                .flip_at
+                .filter(|at| (forwarded..forwarded + n).contains(at))
+            {
+                buf[at - forwarded] ^= 0x01;
+            }
+            count.fetch_add(n as u64, Ordering::SeqCst);
+            if server_w.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            forwarded += n;
+            if forwarded == self.limit {
+                // The network goes away under both ends.
+                let _ = server_w.shutdown(std::net::Shutdown::Both);
+                let _ = client_r.shutdown(std::net::Shutdown::Both);
+                break;
+            }
+            if let Some((_, tick)) = self.throttle {
+                // The throttle itself, not synchronisation.
+                std::thread::sleep(tick);
+            }
+        }
+        let _ = server_w.shutdown(std::net::Shutdown::Write);
+        forwarded
+    }
 }
 
 /// Writes `len` bytes of [`data`] (1 MiB blocks of it) to `path`.
