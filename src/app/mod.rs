@@ -18,6 +18,7 @@ pub mod i18n;
 mod model;
 mod notes_panel;
 mod offers;
+mod palette;
 mod server_tab;
 mod settings;
 mod table;

@@ -2,10 +2,11 @@
 
 use std::sync::OnceLock;
 
-use egui::{Color32, ProgressBar, RichText, Ui};
+use egui::{ProgressBar, RichText, Ui};
 
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
+use super::palette;
 use crate::events::{Direction, TransferId};
 use crate::protocol::Mode;
 use crate::transfer::FileOutcome;
@@ -131,34 +132,22 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
         }
         RowState::Active if row.awaiting_decision => (tr.get(T::StateAwaiting).to_owned(), None),
         RowState::Active => (tr.get(T::StateSending).to_owned(), None),
-        RowState::Verified => (
-            tr.get(T::StateVerified).to_owned(),
-            Some(Color32::from_rgb(0x2e, 0xa0, 0x43)),
-        ),
+        RowState::Verified => (tr.get(T::StateVerified).to_owned(), Some(palette::OK)),
         RowState::Unverified if row.mode == Mode::Plain && direction == Direction::Outgoing => (
             tr.get(T::StateSentUnverified).to_owned(),
-            Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
+            Some(palette::WARN),
         ),
-        RowState::Unverified => (
-            tr.get(T::StateUnverified).to_owned(),
-            Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
-        ),
+        RowState::Unverified => (tr.get(T::StateUnverified).to_owned(), Some(palette::WARN)),
         RowState::Failed(reason) => match outcome_reason(reason) {
-            (Outcome::Declined, why) => (
-                tr.fill(T::StateDeclined, &[&why]),
-                Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
-            ),
-            (Outcome::Failed, why) => (
-                tr.fill(T::StateFailed, &[&why]),
-                Some(Color32::from_rgb(0xd0, 0x40, 0x40)),
-            ),
+            (Outcome::Declined, why) => (tr.fill(T::StateDeclined, &[&why]), Some(palette::WARN)),
+            (Outcome::Failed, why) => (tr.fill(T::StateFailed, &[&why]), Some(palette::ERROR)),
         },
         RowState::Cancelled { by_peer: false } => {
-            (tr.get(T::StateCancelled).to_owned(), Some(Color32::GRAY))
+            (tr.get(T::StateCancelled).to_owned(), Some(palette::MUTED))
         }
         RowState::Cancelled { by_peer: true } => (
             tr.get(T::StateCancelledByPeer).to_owned(),
-            Some(Color32::GRAY),
+            Some(palette::MUTED),
         ),
     };
     let rich = match color {
