@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use egui::{Color32, RichText, Ui};
+use egui::{RichText, Ui};
 
 use super::Action;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
+use super::palette;
 use super::settings::remember;
 use super::table::{RowAction, transfer_table_ui};
 use crate::events::{Direction, TransferId, next_transfer_id};
@@ -109,7 +110,7 @@ impl ClientTab {
             }
         });
         if let Some(notice) = &self.notice {
-            ui.label(RichText::new(notice).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+            ui.label(RichText::new(notice).color(palette::ERROR));
         }
         ui.separator();
         if self.rows.is_empty() {

@@ -4,10 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
 
-use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText, Ui};
+use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use super::Action;
 use super::i18n::{T, Tr};
+use super::palette;
 use crate::events::{Direction, NoteEvent};
 use crate::notes::{NoteHistory, NotesConfig};
 use crate::protocol::{MAX_NOTE_BYTES, NoteWarning, check_note};
@@ -96,13 +97,10 @@ impl NotesPanel {
         });
         match &self.status {
             NotesStatus::Listening(addr) => {
-                ui.label(
-                    RichText::new(tr.fill(T::NotesListening, &[addr]))
-                        .color(Color32::from_rgb(0x2e, 0xa0, 0x43)),
-                );
+                ui.label(RichText::new(tr.fill(T::NotesListening, &[addr])).color(palette::OK));
             }
             NotesStatus::Failed(reason) => {
-                ui.label(RichText::new(reason).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+                ui.label(RichText::new(reason).color(palette::ERROR));
             }
             NotesStatus::Off => {
                 ui.label(tr.get(T::NotesNotListening));
@@ -119,8 +117,7 @@ impl NotesPanel {
         });
         if self.dropped > 0 {
             ui.label(
-                RichText::new(tr.fill(T::NotesDropped, &[&self.dropped]))
-                    .color(Color32::from_rgb(0xc0, 0x90, 0x20)),
+                RichText::new(tr.fill(T::NotesDropped, &[&self.dropped])).color(palette::WARN),
             );
         }
         ui.separator();
@@ -137,10 +134,8 @@ impl NotesPanel {
                     ui.horizontal(|ui| {
                         ui.label(RichText::new(clock(entry.at)).monospace().weak());
                         let (dir, color) = match entry.direction {
-                            Direction::Incoming => {
-                                (tr.get(T::DirIn), Color32::from_rgb(0x30, 0x80, 0xd0))
-                            }
-                            Direction::Outgoing => (tr.get(T::DirOut), Color32::GRAY),
+                            Direction::Incoming => (tr.get(T::DirIn), palette::INCOMING),
+                            Direction::Outgoing => (tr.get(T::DirOut), palette::MUTED),
                         };
                         ui.label(RichText::new(dir).color(color));
                         // Clicking a sender fills it in as the peer: one-click reply.
@@ -189,17 +184,16 @@ impl NotesPanel {
             match check {
                 Err(_) => ui.label(
                     RichText::new(tr.fill(T::NoteTooLong, &[&bytes, &MAX_NOTE_BYTES]))
-                        .color(Color32::from_rgb(0xd0, 0x40, 0x40)),
+                        .color(palette::ERROR),
                 ),
-                Ok(Some(NoteWarning::PlainPeersTruncate { .. })) => ui.label(
-                    RichText::new(tr.fill(T::NoteLong, &[&bytes]))
-                        .color(Color32::from_rgb(0xc0, 0x90, 0x20)),
-                ),
+                Ok(Some(NoteWarning::PlainPeersTruncate { .. })) => {
+                    ui.label(RichText::new(tr.fill(T::NoteLong, &[&bytes])).color(palette::WARN))
+                }
                 Ok(None) => ui.label(RichText::new(tr.fill(T::NoteBytes, &[&bytes])).weak()),
             };
         });
         if let Some(error) = &self.send_error {
-            ui.label(RichText::new(error).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+            ui.label(RichText::new(error).color(palette::ERROR));
         }
         actions
     }

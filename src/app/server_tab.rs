@@ -4,12 +4,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use egui::{Color32, RichText, Ui};
+use egui::{RichText, Ui};
 
 use super::Action;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
 use super::offers::OfferPrompt;
+use super::palette;
 use super::table::{RowAction, transfer_table_ui};
 use crate::events::Direction;
 use crate::transfer::ServerConfig;
@@ -141,13 +142,10 @@ impl ServerTab {
             }
             match &self.status {
                 ServerStatus::Listening(addr) => {
-                    ui.label(
-                        RichText::new(tr.fill(T::ListeningOn, &[addr]))
-                            .color(Color32::from_rgb(0x2e, 0xa0, 0x43)),
-                    );
+                    ui.label(RichText::new(tr.fill(T::ListeningOn, &[addr])).color(palette::OK));
                 }
                 ServerStatus::Failed(reason) => {
-                    ui.label(RichText::new(reason).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+                    ui.label(RichText::new(reason).color(palette::ERROR));
                 }
                 _ => {
                     ui.label(tr.get(T::NotListening));
@@ -155,7 +153,7 @@ impl ServerTab {
             }
         });
         if let Some(error) = self.input_error {
-            ui.label(RichText::new(tr.get(error)).color(Color32::from_rgb(0xd0, 0x40, 0x40)));
+            ui.label(RichText::new(tr.get(error)).color(palette::ERROR));
         }
         if let Some((count, bytes)) = self.expired {
             ui.label(

@@ -1,9 +1,10 @@
 //! The transfer table both tabs draw: name, peer, size, progress, speed, ETA, state, actions.
 
-use egui::{Color32, ProgressBar, RichText, Ui};
+use egui::{ProgressBar, RichText, Ui};
 
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
+use super::palette;
 use crate::events::{Direction, Failure, FailureKind, Refusal, TransferId};
 use crate::protocol::Mode;
 
@@ -128,32 +129,26 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
         }
         RowState::Active if row.awaiting_decision => (tr.get(T::StateAwaiting).to_owned(), None),
         RowState::Active => (tr.get(T::StateSending).to_owned(), None),
-        RowState::Verified => (
-            tr.get(T::StateVerified).to_owned(),
-            Some(Color32::from_rgb(0x2e, 0xa0, 0x43)),
-        ),
+        RowState::Verified => (tr.get(T::StateVerified).to_owned(), Some(palette::OK)),
         RowState::Unverified if row.mode == Mode::Plain && direction == Direction::Outgoing => (
             tr.get(T::StateSentUnverified).to_owned(),
-            Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
+            Some(palette::WARN),
         ),
-        RowState::Unverified => (
-            tr.get(T::StateUnverified).to_owned(),
-            Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
-        ),
+        RowState::Unverified => (tr.get(T::StateUnverified).to_owned(), Some(palette::WARN)),
         RowState::Failed(failure) if failure.kind == FailureKind::Declined => (
             tr.fill(T::StateDeclined, &[&failure.detail_text()]),
-            Some(Color32::from_rgb(0xc0, 0x90, 0x20)),
+            Some(palette::WARN),
         ),
         RowState::Failed(failure) => (
             tr.fill(T::StateFailed, &[&failure_text(tr, failure)]),
-            Some(Color32::from_rgb(0xd0, 0x40, 0x40)),
+            Some(palette::ERROR),
         ),
         RowState::Cancelled { by_peer: false } => {
-            (tr.get(T::StateCancelled).to_owned(), Some(Color32::GRAY))
+            (tr.get(T::StateCancelled).to_owned(), Some(palette::MUTED))
         }
         RowState::Cancelled { by_peer: true } => (
             tr.get(T::StateCancelledByPeer).to_owned(),
-            Some(Color32::GRAY),
+            Some(palette::MUTED),
         ),
     };
     let rich = match color {

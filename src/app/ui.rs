@@ -1,0 +1,96 @@
+//! The window's drawing, apart from its logic ([`super::logic`]): the tab bar, the panels
+//! and the status bar, read from the state. Clicks become [`Action`]s, applied after the frame
+//! is laid out.
+
+use std::path::PathBuf;
+
+use egui::{RichText, Ui};
+
+use super::i18n::{Lang, T, Tr};
+use super::logic::regular_files;
+use super::model::format_bytes;
+use super::{FerryApp, ServerStatus, Tab, TransferRow};
+
+impl FerryApp {
+    /// Files dropped onto the window join the client queue (sizes are looked up off-thread).
+    fn take_dropped_files(&mut self, ui: &Ui) {
+        let dropped: Vec<PathBuf> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        if !dropped.is_empty() {
+            self.tab = Tab::Client;
+            self.in_background(move || regular_files(dropped));
+        }
+    }
+
+    /// Draws the whole window into `ui` (also what the headless tests drive).
+    pub fn ui(&mut self, ui: &mut Ui) {
+        let tr = Tr(self.lang);
+        self.take_dropped_files(ui);
+        let mut actions = Vec::new();
+        egui::Panel::top("tabs").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading(tr.get(T::AppTitle));
+                ui.separator();
+                ui.selectable_value(&mut self.tab, Tab::Server, tr.get(T::ServerTab));
+                ui.selectable_value(&mut self.tab, Tab::Client, tr.get(T::ClientTab));
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.toggle_value(&mut self.notes_open, tr.get(T::Notes));
+                    egui::ComboBox::from_label(tr.get(T::Language))
+                        .selected_text(self.lang.native_name())
+                        .show_ui(ui, |ui| {
+                            for lang in [Lang::En, Lang::ZhCn] {
+                                ui.selectable_value(&mut self.lang, lang, lang.native_name());
+                            }
+                        });
+                });
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar_ui(ui, tr));
+        if self.notes_open {
+            egui::Panel::right("notes")
+                .resizable(true)
+                .default_size(320.0)
+                .show(ui, |ui| {
+                    actions.extend(self.notes.ui(ui, tr));
+                });
+        }
+        egui::CentralPanel::default().show(ui, |ui| {
+            let tab_actions = match self.tab {
+                Tab::Server => self.server.ui(ui, tr),
+                Tab::Client => self.client.ui(ui, tr),
+            };
+            actions.extend(tab_actions);
+        });
+        // Over whichever tab is open: a sender is waiting for the answer.
+        actions.extend(self.server.offers.show(ui.ctx(), tr));
+        for action in actions {
+            self.apply(action);
+        }
+    }
+
+    fn status_bar_ui(&self, ui: &mut Ui, tr: Tr) {
+        ui.horizontal(|ui| {
+            match &self.server.status {
+                ServerStatus::Listening(addr) => ui.label(tr.fill(T::ListeningOn, &[addr])),
+                _ => ui.label(tr.get(T::NotListening)),
+            };
+            ui.separator();
+            let active: Vec<&TransferRow> =
+                self.server.active().chain(self.client.active()).collect();
+            ui.label(tr.fill(T::StatusActive, &[&active.len()]));
+            let speed: f64 = active.iter().filter_map(|r| r.speed()).sum();
+            if speed > 0.0 {
+                ui.separator();
+                ui.label(
+                    RichText::new(tr.fill(T::StatusSpeed, &[&format_bytes(speed)])).monospace(),
+                );
+            }
+        });
+    }
+}
