@@ -108,21 +108,32 @@ fn a_second_file_with_the_same_name_is_renamed_not_overwritten() {
 fn ferry_send_plain_to_a_plain_server_is_byte_identical() {
     let src = tempfile::tempdir().unwrap();
     let a = src.path().join("计算机五大.txt");
+    let empty = src.path().join("empty");
     let b = src.path().join("b.bin");
     std::fs::write(&a, "五大部件").unwrap();
+    std::fs::write(&empty, "").unwrap();
     std::fs::write(&b, data(2_500_000, 4)).unwrap();
     let (addr, received) = plain_server();
     let mut opts = SendOptions::new(addr.to_string());
     opts.mode = Mode::Plain;
     opts.msg = "from ferry".into();
     let (sink, _events) = event_channel(None);
-    let files = [OutgoingFile::new(&a), OutgoingFile::new(&b)];
+    // An empty file in the middle must not stop the ones after it.
+    let files = [
+        OutgoingFile::new(&a),
+        OutgoingFile::new(&empty),
+        OutgoingFile::new(&b),
+    ];
     let outcomes = send_files(&opts, &files, &sink, &CancelToken::new()).unwrap();
     assert_eq!(
         outcomes,
-        [FileOutcome::SentUnverified, FileOutcome::SentUnverified]
+        [
+            FileOutcome::SentUnverified,
+            FileOutcome::SentUnverified,
+            FileOutcome::SentUnverified
+        ]
     );
-    for path in [&a, &b] {
+    for path in [&a, &empty, &b] {
         let (header, bytes) = received.recv_timeout(DEADLINE).unwrap();
         assert_eq!(
             header["file_name"],

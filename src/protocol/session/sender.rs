@@ -73,7 +73,12 @@ impl SenderSession {
         let size = header.file_size;
         Ok(match self.mode {
             Mode::Plain => {
-                self.state = State::Data { size, sent: 0 };
+                // An empty plain file is complete once its header is out.
+                self.state = if size == 0 {
+                    State::Idle
+                } else {
+                    State::Data { size, sent: 0 }
+                };
                 SenderMsg::Plain(Header {
                     resume_key: None,
                     ..header

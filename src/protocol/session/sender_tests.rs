@@ -157,6 +157,10 @@ fn plain_files_are_never_answered_and_end_with_their_last_byte() {
     m.sent(3).unwrap();
     assert!(m.at_boundary());
     assert!(m.clone().end([0; 32]).is_err(), "no end in plain mode");
+    // An empty file is complete with its header: the next one may follow at once.
+    m.offer(header(0)).unwrap();
+    assert!(m.at_boundary(), "an empty plain file needs no data");
+    assert_eq!(m.next_chunk(), None);
     m.offer(header(1)).unwrap();
     assert!(
         m.cancel(CancelCode::User, "x".into()).is_err(),
