@@ -409,3 +409,57 @@ fn serve_ask_applies_an_answer_to_the_offer_it_names_only() {
         ReceiverMsg::Decline { .. }
     ));
 }
+
+/// Asking, with a sender that is still talking: bytes that arrive while the user decides
+/// neither withdraw the question (the peer is alive) nor keep a stopping server waiting.
+#[test]
+fn a_talking_sender_keeps_its_question_and_never_delays_a_stop() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.auto_accept = false;
+    config.decision_timeout = Duration::from_secs(120);
+    let (server, events) = start_server_with(config);
+    let pending = |events: &crossbeam_channel::Receiver<Event>| {
+        wait_for(events, |e| match e {
+            Event::Server(ServerEvent::OfferPending { offer_id, .. }) => Some(*offer_id),
+            _ => None,
+        })
+    };
+
+    // A byte after the question was asked: the question stays open and can be answered.
+    let mut talker = TcpStream::connect(server.local_addr()).unwrap();
+    talker.set_read_timeout(Some(DEADLINE)).unwrap();
+    send_msg(&mut talker, &offer("a.txt", 5, None));
+    assert!(matches!(read_answer(&mut talker), ReceiverMsg::Waiting));
+    let first = pending(&events);
+    talker.write_all(&encode_chunk_header(5)).unwrap();
+    // Bounded look for a withdrawal, which must not come (it came at once before).
+    let withdrawn = events.recv_timeout(Duration::from_secs(1));
+    assert!(
+        !matches!(
+            withdrawn,
+            Ok(Event::Server(ServerEvent::OfferClosed { .. }))
+        ),
+        "{withdrawn:?}"
+    );
+    server.decide(first, true);
+    assert!(matches!(
+        read_answer(&mut talker),
+        ReceiverMsg::Accept { .. }
+    ));
+
+    // Offer and extra bytes in one write (nothing left to watch): a stop still ends the
+    // question at once instead of waiting out the decision timeout.
+    let mut eager = TcpStream::connect(server.local_addr()).unwrap();
+    let mut bytes = encode_sender_msg(&offer("b.txt", 5, None)).unwrap();
+    bytes.extend_from_slice(&encode_chunk_header(5));
+    eager.write_all(&bytes).unwrap();
+    pending(&events);
+    let stopping = Instant::now();
+    server.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(60),
+        "stop waited {:?} for an open question",
+        stopping.elapsed()
+    );
+}

@@ -68,8 +68,10 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
             });
         }
     }
-    // Closed and its slot free before anyone is told it ended, so a peer reacting to the
-    // report finds the slot available.
+    // Closed (for every clone of the socket, such as a consent watcher's, so the peer sees
+    // the end now) and its slot free before anyone is told it ended, so a peer reacting to
+    // the report finds the slot available.
+    let _ = conn.writer.shutdown(std::net::Shutdown::Both);
     drop(conn);
     drop(slot);
     match end {

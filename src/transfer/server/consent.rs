@@ -89,6 +89,7 @@ impl Connection<'_> {
                     expected: header.file_size,
                 }
             }),
+            recv(self.shared.stop_signal) -> _ => Err(TransferError::Stopped),
             recv(timeout) -> _ => Ok(None),
         };
         answered.store(true, Ordering::SeqCst);
@@ -101,31 +102,46 @@ impl Connection<'_> {
 
     /// A channel that fires when the sender closes its side while the user is being asked:
     /// a thread peeks at the socket (never consuming a byte) until the peer closes (fire),
-    /// sends something (it is alive: stop watching), or the question is `answered`. When
-    /// nothing can be watched (bytes already buffered: the peer is alive), it never fires.
+    /// sends something (it is alive: the thread ends, the channel stays silent), or the
+    /// question is `answered`. Where nothing can be watched (bytes already buffered: the
+    /// peer is alive; no thread could start), it never fires.
     fn watch_for_leaving(&self, answered: &Arc<AtomicBool>) -> crossbeam_channel::Receiver<()> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
         if !self.reader.buffer().is_empty() {
             return crossbeam_channel::never();
         }
         let Ok(stream) = self.reader.get_ref().try_clone() else {
             return crossbeam_channel::never();
         };
+        // The thread sends only when the peer closed; it never drops its sender before
+        // `answered` is set or the peer closed, so a disconnect means nothing either: the
+        // receiver is turned into a "fires only on a message" one by keeping the channel
+        // open with a sender that lives as long as the question.
+        let (tx, rx) = crossbeam_channel::bounded(1);
         let answered = Arc::clone(answered);
         let spawned = thread::Builder::new()
             .name(format!("ferry-watch-{}", self.peer))
             .spawn(move || {
                 if sender_closes(&stream, &answered) {
                     let _ = tx.send(());
+                } else {
+                    // Alive (or answered): hold the channel open until the question ends.
+                    while !answered.load(Ordering::SeqCst) {
+                        thread::park_timeout(std::time::Duration::from_millis(250));
+                    }
                 }
             });
         match spawned {
             // Joined with the connection threads when the server stops (which shuts the
             // socket, so the peek returns).
-            Ok(handle) => lock(&self.shared.threads).push(handle),
-            Err(e) => log::warn!("{}: cannot watch the sender while asking: {e}", self.peer),
+            Ok(handle) => {
+                lock(&self.shared.threads).push(handle);
+                rx
+            }
+            Err(e) => {
+                log::warn!("{}: cannot watch the sender while asking: {e}", self.peer);
+                crossbeam_channel::never()
+            }
         }
-        rx
     }
 }
 

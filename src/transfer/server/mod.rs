@@ -152,6 +152,8 @@ struct Shared {
     live: Mutex<HashMap<TransferId, Live>>,
     /// Offers waiting for the user: where to send the decision.
     pending: Mutex<HashMap<u64, crossbeam_channel::Sender<bool>>>,
+    /// Disconnects when the server stops, waking every `select!` that includes it.
+    stop_signal: crossbeam_channel::Receiver<()>,
 }
 
 /// A running server. Dropping it stops the server, cancels in-flight uploads (plain ones
@@ -163,6 +165,8 @@ pub struct ServerHandle {
     accept_thread: Option<JoinHandle<()>>,
     /// Expires old partials hourly; stops when the sender is dropped.
     housekeeping: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
+    /// Dropped at stop: disconnects `Shared::stop_signal`.
+    stop_tx: Option<crossbeam_channel::Sender<()>>,
 }
 
 impl ServerHandle {
@@ -185,6 +189,7 @@ impl ServerHandle {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerStartError::Bind { addr, source })?;
+        let (stopper, stop_signal) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::new(Shared {
             auto_accept: AtomicBool::new(config.auto_accept),
             config,
@@ -198,6 +203,7 @@ impl ServerHandle {
             downloads,
             live: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            stop_signal,
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -233,6 +239,7 @@ impl ServerHandle {
             shared,
             accept_thread: Some(accept_thread),
             housekeeping,
+            stop_tx: Some(stopper),
         })
     }
 
@@ -274,6 +281,7 @@ impl ServerHandle {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
+        drop(self.stop_tx.take());
         // Wake the blocking accept() with a connection of our own.
         let wake_ip = match self.local_addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
