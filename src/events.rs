@@ -363,7 +363,7 @@ impl std::fmt::Display for Failure {
             FailureKind::Refused(refusal) => with_detail(f, &format!("refused: {refusal}")),
             FailureKind::Declined => with_detail(f, "declined"),
             FailureKind::Interrupted { kept_bytes } => {
-                with_detail(f, "")?;
+                with_detail(f, if detail.is_empty() { "interrupted" } else { "" })?;
                 match kept_bytes {
                     Some(0) => f.write_str("; nothing had arrived, so nothing is kept"),
                     Some(kept) => write!(
@@ -386,7 +386,7 @@ impl std::fmt::Display for Failure {
             | FailureKind::NoFerryAnswer => with_detail(f, ""),
             FailureKind::NotSent => with_detail(f, "not sent"),
             FailureKind::NotStarted => with_detail(f, "could not start"),
-            FailureKind::Stopped => with_detail(f, "the server stopped"),
+            FailureKind::Stopped => with_detail(f, ""),
         }
     }
 }

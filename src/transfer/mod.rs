@@ -81,7 +81,9 @@ impl TransferError {
                 }));
             }
             TransferError::HashMismatch => return Failure::bare(FailureKind::NotVerified),
-            TransferError::Stopped => return Failure::bare(FailureKind::Stopped),
+            TransferError::Stopped => {
+                return Failure::new(FailureKind::Stopped, "the server stopped");
+            }
             error if error.is_interruption() => FailureKind::Interrupted { kept_bytes: None },
             TransferError::Frame(_)
             | TransferError::Message(_)
@@ -104,6 +106,7 @@ impl TransferError {
                 | TransferError::ShortData { .. }
                 | TransferError::Timeout(_)
                 | TransferError::TooSlow { .. }
+                | TransferError::SlowHeader(_)
                 | TransferError::Io(_)
                 | TransferError::Stopped
         )

@@ -184,6 +184,35 @@ fn one_connection_cannot_send_endless_files() {
     assert_eq!(names_in(dst.path()), ["f0", "f1", "f2", "f3", "f4"]);
 }
 
+#[test]
+fn a_ferry_sender_over_the_file_limit_is_told_why() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.max_files_per_connection = 2;
+    let (server, _events) = start_server_with(config);
+    let files: Vec<_> = (0..3)
+        .map(|i| {
+            let path = src.path().join(format!("f{i}"));
+            std::fs::write(&path, "x").unwrap();
+            OutgoingFile::new(path)
+        })
+        .collect();
+    let outcomes = send_quietly(server.local_addr(), &files);
+    assert!(matches!(outcomes[0], FileOutcome::Verified { .. }));
+    assert!(matches!(outcomes[1], FileOutcome::Verified { .. }));
+    match &outcomes[2] {
+        FileOutcome::Failed(failure) => {
+            assert_eq!(failure.kind, ferry::events::FailureKind::ReceiverFailed);
+            assert_eq!(
+                failure.detail.as_deref(),
+                Some("too many files on one connection (the limit is 2)")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// An offer accepted, `sent` bytes of a `size`-byte file, then the sender vanishes: the
 /// failure says exactly what is on disk, and that is every byte that arrived.
 fn interrupted_after(size: u64, sent: usize) -> (String, Vec<String>, tempfile::TempDir) {
@@ -461,5 +490,76 @@ fn a_talking_sender_keeps_its_question_and_never_delays_a_stop() {
         stopping.elapsed() < Duration::from_secs(60),
         "stop waited {:?} for an open question",
         stopping.elapsed()
+    );
+}
+
+/// Frames that each arrive in time still cannot hold a slot forever: a batch announcement
+/// as a whole, and the cancel frame after a cancel marker, keep to the header deadline.
+#[test]
+fn trickled_batches_and_cancel_frames_are_held_to_the_header_deadline() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.header_deadline = Duration::from_secs(1);
+    let (server, events) = start_server_with(config);
+    let addr = server.local_addr();
+
+    // Empty batch frames, each whole, one every 200 ms.
+    let mut batcher = TcpStream::connect(addr).unwrap();
+    let frame = encode_sender_msg(&SenderMsg::Batch {
+        count: 1,
+        bytes: 1,
+        names: Vec::new(),
+        sizes: Vec::new(),
+    })
+    .unwrap();
+    let batching = thread::spawn(move || {
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            if batcher.write_all(&frame).is_err() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(200)); // the attack's own pace
+        }
+        false
+    });
+    let reason = wait_connection_error(&events);
+    assert_eq!(reason, "a header took longer than 1 s to arrive");
+    assert!(
+        batching.join().unwrap(),
+        "the server hung up on the batcher"
+    );
+
+    // A cancel marker, then its cancel frame a byte at a time.
+    let mut canceller = TcpStream::connect(addr).unwrap();
+    canceller.set_read_timeout(Some(DEADLINE)).unwrap();
+    send_msg(&mut canceller, &offer("c.bin", 10, None));
+    assert!(matches!(
+        read_answer(&mut canceller),
+        ReceiverMsg::Accept { .. }
+    ));
+    canceller.write_all(&encode_chunk_header(0)).unwrap();
+    let cancel = encode_sender_msg(&SenderMsg::Cancel {
+        code: ferry::protocol::CancelCode::User,
+        reason: "x".repeat(200),
+    })
+    .unwrap();
+    let trickling =
+        thread::spawn(move || trickle(&mut canceller, &cancel, Duration::from_millis(100)));
+    let failure = wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Failed { failure, .. }) => Some(failure.to_string()),
+        _ => None,
+    });
+    assert!(
+        failure.starts_with("a header took longer than 1 s to arrive"),
+        "{failure}"
+    );
+    assert!(
+        trickling.join().unwrap(),
+        "the server hung up on the trickler"
+    );
+    assert!(
+        names_in(dst.path()).is_empty(),
+        "{:?}",
+        names_in(dst.path())
     );
 }

@@ -2,13 +2,14 @@
 //! taken without asking, asked about, or refused.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 use super::super::Mode;
 use super::SessionError;
 
 /// The most bytes of names a batch announcement may list in all (its frames are bounded
 /// each; this bounds how many of them a connection keeps).
-pub const MAX_BATCH_NAME_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_BATCH_NAME_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a Ferry sender announced about its whole upload (`batch` frames before the first
 /// offer). A "yes" to it covers exactly the files it lists, by name and size, each once.
@@ -18,10 +19,15 @@ pub struct Batch {
     bytes: u64,
     /// Each listed file's name and, when the sender gave it, size.
     files: Vec<(String, Option<u64>)>,
-    /// Bytes of names kept, bounded by [`MAX_BATCH_NAME_BYTES`].
+    /// Bytes of names announced, bounded by [`MAX_BATCH_NAME_BYTES`].
     name_bytes: usize,
+    /// Names announced so far (at most `count`).
+    listed: u64,
     /// The listed files not yet offered: per name, their sizes.
-    unclaimed: HashMap<String, Vec<Option<u64>>>,
+    unclaimed: HashMap<u64, Vec<usize>>,
+    /// Keys `unclaimed` by a hash of each name (random per batch, so a peer cannot pile its
+    /// names into one bucket), so names are stored once, in `files`.
+    hasher: RandomState,
 }
 
 impl Batch {
@@ -31,7 +37,9 @@ impl Batch {
             bytes,
             files: Vec::new(),
             name_bytes: 0,
+            listed: 0,
             unclaimed: HashMap::new(),
+            hasher: RandomState::new(),
         }
     }
 
@@ -62,17 +70,25 @@ impl Batch {
         let sizes_match = sizes.len() == names.len();
         for (i, name) in names.into_iter().enumerate() {
             self.name_bytes += name.len();
-            if self.files.len() as u64 >= count.min(max_files)
-                || self.name_bytes > MAX_BATCH_NAME_BYTES
-            {
+            self.listed += 1;
+            if self.listed > count || self.name_bytes > MAX_BATCH_NAME_BYTES {
                 return Err(SessionError::BatchTooLong);
+            }
+            // Files past the connection's limit are never taken: no need to keep them (the
+            // offer that exceeds the limit ends the connection, saying why).
+            if self.files.len() as u64 >= max_files {
+                continue;
             }
             let size = if sizes_match {
                 sizes.get(i).copied()
             } else {
                 None
             };
-            self.unclaimed.entry(name.clone()).or_default().push(size);
+            let key = self.hasher.hash_one(&name);
+            self.unclaimed
+                .entry(key)
+                .or_default()
+                .push(self.files.len());
             self.files.push((name, size));
         }
         Ok(())
@@ -87,13 +103,17 @@ impl Batch {
     /// Whether the batch lists this file (by name, and by size when sizes were given) and
     /// it was not offered before; if so, it is claimed.
     pub fn claim(&mut self, name: &str, size: u64) -> bool {
-        let Some(sizes) = self.unclaimed.get_mut(name) else {
+        let Some(listed) = self.unclaimed.get_mut(&self.hasher.hash_one(name)) else {
             return false;
         };
-        let Some(at) = sizes.iter().position(|s| s.is_none_or(|s| s == size)) else {
+        let files = &self.files;
+        let Some(at) = listed.iter().position(|&i| {
+            let (listed_name, listed_size) = &files[i];
+            listed_name == name && listed_size.is_none_or(|s| s == size)
+        }) else {
             return false;
         };
-        sizes.swap_remove(at);
+        listed.swap_remove(at);
         true
     }
 }

@@ -417,10 +417,11 @@ impl ReceiverSession {
                 Ok(())
             }
             _ => {
+                let expected = expected_in(&self.state, self.mode);
                 self.state = State::Broken;
                 Err(SessionError::Unexpected {
                     got: "data",
-                    expected: expected_in(&self.state, self.mode),
+                    expected,
                 })
             }
         }

@@ -126,12 +126,18 @@ impl SenderSession {
                 self.state = State::Idle;
                 Answer::Declined { reason }
             }
-            // Data flowing: the receiver may refuse the file (it stays in step) or give up.
+            // The receiver refused the file after data started: the stream is out of step
+            // (chunks are in flight), so the connection ends here.
             (State::Data { .. }, ReceiverMsg::Decline { reason }) => {
                 self.state = State::Broken;
                 Answer::Declined { reason }
             }
-            (State::Data { .. }, ReceiverMsg::Failed { reason }) => {
+            // The receiver gave up (on this file and the connection) at any point of a file:
+            // its reason is the answer.
+            (
+                State::Offered { .. } | State::Resuming { .. } | State::Data { .. },
+                ReceiverMsg::Failed { reason },
+            ) => {
                 self.state = State::Broken;
                 Answer::Failed { reason }
             }
@@ -210,7 +216,9 @@ impl SenderSession {
         reason: String,
     ) -> Result<([u8; 4], SenderMsg), SessionError> {
         match (self.mode, self.state) {
-            (Mode::Ferry, State::Data { .. }) => {
+            // Only while bytes are still owed: after the last one the receiver waits for the
+            // `end` frame, where a cancel marker would read as a frame length.
+            (Mode::Ferry, State::Data { size, sent }) if sent < size => {
                 self.state = State::Idle;
                 Ok((encode_chunk_header(0), SenderMsg::Cancel { code, reason }))
             }

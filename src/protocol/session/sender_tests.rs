@@ -71,13 +71,15 @@ fn answer_allowed(state: &str, msg: &ReceiverMsg) -> bool {
         ) | (
             "offered",
             ReceiverMsg::Waiting | ReceiverMsg::Accept { .. } | ReceiverMsg::Decline { .. }
-        ) | (
-            "data",
-            ReceiverMsg::Decline { .. } | ReceiverMsg::Failed { .. }
-        ) | (
-            "awaiting the verdict",
-            ReceiverMsg::Verified { .. } | ReceiverMsg::Failed { .. }
-        )
+        ) | ("offered" | "resuming", ReceiverMsg::Failed { .. })
+            | (
+                "data",
+                ReceiverMsg::Decline { .. } | ReceiverMsg::Failed { .. }
+            )
+            | (
+                "awaiting the verdict",
+                ReceiverMsg::Verified { .. } | ReceiverMsg::Failed { .. }
+            )
     )
 }
 
@@ -145,6 +147,10 @@ fn bytes_are_counted_in_chunks_and_never_beyond_the_file() {
     }
     assert_eq!(chunks, [CHUNK_LEN, CHUNK_LEN, 5]);
     assert!(m.clone().sent(1).is_err(), "nothing beyond the file");
+    assert!(
+        m.clone().cancel(CancelCode::User, "late".into()).is_err(),
+        "no cancel marker once every byte is out: the receiver waits for the end frame"
+    );
     assert_eq!(m.end([3; 32]).unwrap(), SenderMsg::End { blake3: [3; 32] });
 }
 

@@ -234,6 +234,10 @@ impl Upload<'_> {
             }
             Answer::Declined { reason } => return Ok(FileOutcome::Declined { reason }),
             Answer::PeerCancelled { reason, .. } => return Err(Stop::PeerCancelled(reason)),
+            // The receiver gave up on the connection before taking the file: its words.
+            Answer::Failed { reason } => {
+                return Err(Stop::broken(FailureKind::ReceiverFailed, reason));
+            }
             other => {
                 return Err(Stop::broken(
                     FailureKind::Protocol,

@@ -4,7 +4,7 @@
 //! commits or keeps the file, and reports each step as an event. Only an interruption keeps
 //! a partial; every other ending removes it, before anyone is told.
 
-use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::io::{BufRead, BufReader, Seek, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::listener::Slot;
 use super::outcome::FileEnd;
-use super::pump::{DataEnd, DataSource, RateFloor, pipelined, simple};
+use super::pump::{DataEnd, DataSource, RateFloor, Within, is_timeout, pipelined, simple};
 use super::{Live, Shared, lock};
 use crate::events::{
     Direction, Event, Failure, FailureKind, ProgressThrottle, Refusal, ServerEvent, TransferEvent,
@@ -145,9 +145,17 @@ impl Connection<'_> {
 
     /// Files, one after another, until the sender closes at a file boundary.
     fn run(&mut self) -> Result<(), ConnEnd> {
+        // The whole batch announcement, however many frames, must arrive within the header
+        // deadline: frames that each come just in time cannot hold the slot forever.
+        let mut batch_started = None;
         while let Some(msg) = self.read_msg()? {
             match self.session.on_frame(msg).map_err(TransferError::from)? {
-                FrameStep::Batch => {}
+                FrameStep::Batch => {
+                    let deadline = self.shared.config.header_deadline;
+                    if batch_started.get_or_insert_with(Instant::now).elapsed() > deadline {
+                        return Err(TransferError::SlowHeader(deadline.as_secs()).into());
+                    }
+                }
                 FrameStep::Offer { header, mode } => self.receive_file(header, mode)?,
                 other => {
                     return Err(
@@ -373,6 +381,7 @@ impl Connection<'_> {
             session: &mut self.session,
             size,
             idle_secs: config.idle_timeout.as_secs(),
+            header_deadline: config.header_deadline,
             stopping: &self.shared.stopping,
             cancel,
             rate: RateFloor::new(config.min_rate, offset),
@@ -430,36 +439,6 @@ impl Connection<'_> {
             ))),
         }
     }
-}
-
-/// A reader that gives up at `deadline`: before each read that would wait on the socket,
-/// the socket's timeout is cut to the time left (never above the idle timeout).
-struct Within<'a> {
-    reader: &'a mut BufReader<TcpStream>,
-    deadline: Instant,
-    idle: Duration,
-}
-
-impl Read for Within<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.reader.buffer().is_empty() {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(std::io::ErrorKind::TimedOut.into());
-            }
-            self.reader
-                .get_ref()
-                .set_read_timeout(Some(left.min(self.idle)))?;
-        }
-        self.reader.read(buf)
-    }
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
 }
 
 // The receive buffer never needs to be larger than the largest chunk.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::connection::{ConnEnd, Connection};
 use crate::events::{Direction, Failure, FailureKind, TransferEvent, TransferId};
 use crate::protocol::{self, CancelCode, Header, Mode, ReceiverMsg};
-use crate::transfer::{PartFile, TransferError};
+use crate::transfer::{CANCELLED_BY_SENDER, PartFile, TransferError};
 
 /// How a file's data ended while the stream stays in step (the next header can follow).
 pub(super) enum FileEnd {
@@ -96,7 +96,10 @@ impl Connection<'_> {
                     protocol::escape_line(code.as_str()),
                     protocol::escape_line(&reason)
                 );
-                if code == CancelCode::User {
+                // Senders from before cancel codes said only their words.
+                let older_user_cancel =
+                    code == CancelCode::Other(String::new()) && reason == CANCELLED_BY_SENDER;
+                if code == CancelCode::User || older_user_cancel {
                     sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
                 } else {
                     // The sender gave up for a reason of its own (its file shrank, ...).

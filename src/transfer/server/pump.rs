@@ -9,7 +9,7 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::MinRate;
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
@@ -42,6 +42,8 @@ pub(super) struct DataSource<'a> {
     pub session: &'a mut ReceiverSession,
     pub size: u64,
     pub idle_secs: u64,
+    /// How long a frame may take once its first byte came (the cancel frame, here).
+    pub header_deadline: Duration,
     pub stopping: &'a AtomicBool,
     pub cancel: &'a AtomicBool,
     pub rate: RateFloor,
@@ -122,6 +124,27 @@ impl DataSource<'_> {
         }
     }
 
+    /// The frame after a cancel marker, held to the same header deadline as every frame.
+    fn read_frame_within(&mut self) -> Result<Vec<u8>, TransferError> {
+        let idle = Duration::from_secs(self.idle_secs);
+        let deadline = Instant::now() + self.header_deadline;
+        let read = read_frame(&mut Within {
+            reader: self.reader,
+            deadline,
+            idle,
+        });
+        let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+        match read {
+            Ok(Some(body)) => Ok(body),
+            Ok(None) => Err(TransferError::TruncatedFrame),
+            Err(TransferError::Io(e)) if is_timeout(&e) && Instant::now() >= deadline => {
+                Err(TransferError::SlowHeader(self.header_deadline.as_secs()))
+            }
+            Err(TransferError::Io(e)) => Err(read_error(e, self.idle_secs)),
+            Err(e) => Err(e),
+        }
+    }
+
     fn fill_inner(&mut self, buf: &mut [u8], filled: &mut usize) -> Result<Fill, TransferError> {
         while *filled < buf.len() {
             if self.cancel.load(Ordering::Relaxed) {
@@ -140,8 +163,7 @@ impl DataSource<'_> {
                     match self.session.on_chunk_header(decode_chunk_header(prefix)?)? {
                         ChunkStep::Data => continue,
                         ChunkStep::CancelFollows => {
-                            let body =
-                                read_frame(self.reader)?.ok_or(TransferError::TruncatedFrame)?;
+                            let body = self.read_frame_within()?;
                             return match self.session.on_frame(decode_sender_msg(&body)?)? {
                                 FrameStep::Cancelled { code, reason } => {
                                     Ok(Fill::Cancelled { code, reason })
@@ -259,4 +281,34 @@ pub(super) fn pipelined(
             (read, Ok(())) => read,
         }
     })
+}
+
+/// A reader that gives up at `deadline`: before each read that would wait on the socket,
+/// the socket's timeout is cut to the time left (never above the idle timeout).
+pub(super) struct Within<'a> {
+    pub reader: &'a mut BufReader<TcpStream>,
+    pub deadline: Instant,
+    pub idle: Duration,
+}
+
+impl Read for Within<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.reader.buffer().is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left.min(self.idle)))?;
+        }
+        self.reader.read(buf)
+    }
+}
+
+pub(super) fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
