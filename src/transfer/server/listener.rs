@@ -143,9 +143,11 @@ impl Drop for Slot {
 fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, busy: Busy) {
     let reason = busy.to_string();
     log::warn!("refused {peer}: {reason}");
+    // Never blocks the accept loop on a slow consumer: under a flood of refusals some
+    // reports may be dropped, never the listener's progress.
     shared
         .sink
-        .emit(Event::Server(ServerEvent::ConnectionError {
+        .emit_lossy(Event::Server(ServerEvent::ConnectionError {
             peer,
             reason: reason.clone(),
         }));
@@ -165,10 +167,13 @@ fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, busy: Busy)
             let _ = stream.shutdown(Shutdown::Write);
             // Read what the peer already sent so the close is a FIN, not a reset that could
             // destroy our answer before the peer reads it.
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            // At most a second and a megabyte: a peer trickling bytes cannot keep this
+            // thread (one of a few) alive.
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
+            let until = std::time::Instant::now() + Duration::from_secs(1);
             let mut sink = [0u8; 16 * 1024];
             let mut drained = 0;
-            while drained < 1024 * 1024 {
+            while drained < 1024 * 1024 && std::time::Instant::now() < until {
                 match stream.read(&mut sink) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => drained += n,
