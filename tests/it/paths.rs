@@ -1,16 +1,19 @@
 //! Paths users hit that no other test walks: the receiver (not the sender) killed or stopped
 //! with Ctrl-C mid-upload and restarted, two uploads of one name at the same moment, a
-//! sender path that is not UTF-8, a file that shrinks while it is sent, and a file over
-//! 4 GiB resumed above 4 GiB; and a partial orphaned by a changed file until it expires. Real
-//! `ferry serve` processes where one must die.
+//! sender path that is not UTF-8, a file that shrinks while it is sent, a file whose disk
+//! fails to read it (EIO) mid-upload, and a file over 4 GiB resumed above 4 GiB; and a partial
+//! orphaned by a changed file until it expires. Real `ferry serve` processes where one must
+//! die; the failing disk is a btrfs image with a spoiled data block on a loop device (needs
+//! root and btrfs-progs, which .ci/run installs).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferry::events::{CancelToken, Event, TransferEvent, event_channel};
+use ferry::events::{CancelToken, Event, Failure, FailureKind, TransferEvent, event_channel};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
 
 use crate::util::*;
@@ -493,4 +496,257 @@ fn a_partial_orphaned_by_a_changed_file_lingers_until_it_expires() {
     });
     assert_eq!(expired, [orphan_name]);
     assert_eq!(names_in(dst.path()), ["draft.bin"]);
+}
+
+/// A small btrfs file system in an image file, mounted read-only through a loop device, holding
+/// one file whose data has a bad block in the middle: btrfs checksums data, keeps one copy of
+/// it on a single device, and so answers EIO for a read that reaches the block, as a failing
+/// disk would. (Device-mapper's `error` target would do the same, but not every kernel has
+/// device-mapper; this one only needs btrfs and loop devices.) Unmounted in Drop, which also
+/// frees the loop device (`mount -o loop` sets it to clear itself); the image goes with the
+/// temp folder.
+struct BadBlockDisk {
+    dir: tempfile::TempDir,
+}
+
+impl BadBlockDisk {
+    const IMAGE_BYTES: u64 = 256 * 1024 * 1024;
+    const BLOCK_BYTES: usize = 4096;
+
+    /// A disk holding `name` with `bytes`, whose 4 KiB block at `bad_at` (4 KiB-aligned)
+    /// cannot be read. `Err` says why it cannot be made here.
+    fn make(name: &str, bytes: &[u8], bad_at: usize) -> Result<Self, (bool, String)> {
+        use std::process::Command;
+        assert_eq!(bad_at % Self::BLOCK_BYTES, 0);
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err((false, "mounting a file system image needs root".into()));
+        }
+        let run = |cmd: &mut Command| -> Result<(), String> {
+            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{cmd:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        if Command::new("mkfs.btrfs")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            // .ci/run installs btrfs-progs.
+            return Err((true, "mkfs.btrfs (btrfs-progs) is missing".into()));
+        }
+        let disk = Self {
+            dir: tempfile::tempdir().map_err(|e| (false, e.to_string()))?,
+        };
+        let image = disk.dir.path().join("disk.img");
+        std::fs::create_dir(disk.mount_point()).map_err(|e| (false, e.to_string()))?;
+        // Sparse: only what btrfs writes takes space.
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(Self::IMAGE_BYTES))
+            .map_err(|e| (false, e.to_string()))?;
+        run(Command::new("mkfs.btrfs").args(["-q", "-f"]).arg(&image)).map_err(|e| (true, e))?;
+        // A kernel without btrfs or loop devices cannot do this: nothing CI can install.
+        let mount = |options: &str| {
+            run(Command::new("mount")
+                .args(["-t", "btrfs", "-o", options])
+                .arg(&image)
+                .arg(disk.mount_point()))
+            .map_err(|e| (false, format!("cannot mount a btrfs image: {e}")))
+        };
+        mount("loop")?;
+        std::fs::write(disk.mount_point().join(name), bytes).unwrap();
+        // Unmounting writes everything out and forgets the cached pages, so the next mount
+        // reads from the image.
+        run(Command::new("umount").arg(disk.mount_point())).unwrap();
+
+        // The file's data sits in the image as it is (no compression): find the block and
+        // spoil it behind the file system's back.
+        let block = &bytes[bad_at..bad_at + Self::BLOCK_BYTES];
+        let mut raw = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&image)
+            .unwrap();
+        let mut found = Vec::new();
+        let mut at = 0u64;
+        let mut buf = vec![0u8; Self::BLOCK_BYTES];
+        while at < Self::IMAGE_BYTES {
+            raw.read_exact(&mut buf).unwrap();
+            if buf == block {
+                found.push(at);
+            }
+            at += Self::BLOCK_BYTES as u64;
+        }
+        assert_eq!(found.len(), 1, "the block is stored once: {found:?}");
+        use std::os::unix::fs::FileExt;
+        let spoiled: Vec<u8> = block.iter().map(|b| !b).collect();
+        raw.write_all_at(&spoiled, found[0]).unwrap();
+        raw.sync_all().unwrap();
+        drop(raw);
+        mount("loop,ro")?;
+        Ok(disk)
+    }
+
+    /// Where the file system is mounted: its root.
+    fn mount_point(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for BadBlockDisk {
+    fn drop(&mut self) {
+        let umounted = std::process::Command::new("umount")
+            .arg(self.mount_point())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !umounted {
+            // Not mounted (a failed make), or still busy: detach lazily so the temp folder
+            // and the loop device go once nothing uses them.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.mount_point())
+                .output();
+        }
+    }
+}
+
+/// The sender's disk fails (EIO) under the file in the middle of an upload: the sender says it
+/// cannot read the file, the receiver that the sender gave up and keeps nothing of it, and the
+/// same connection carries the next file, verified.
+#[test]
+fn a_file_that_fails_to_read_mid_upload_fails_clearly_and_the_next_file_goes_through() {
+    const SIZE: usize = 4 * 1024 * 1024;
+    const BAD_AT: usize = 3 * 1024 * 1024;
+    let bytes = data(SIZE, 93);
+    let disk = match BadBlockDisk::make("failing.bin", &bytes, BAD_AT) {
+        Ok(disk) => disk,
+        Err((provided_by_ci, reason)) => return skip_or_fail(provided_by_ci, &reason),
+    };
+    let bad = disk.mount_point().join("failing.bin");
+    // The bad block really is unreadable, and only from BAD_AT on.
+    {
+        let mut file = std::fs::File::open(&bad).unwrap();
+        let mut head = vec![0u8; BAD_AT];
+        file.read_exact(&mut head).unwrap();
+        assert!(
+            head == bytes[..BAD_AT],
+            "the data before the bad block reads back"
+        );
+        let error = file.read(&mut [0u8; 4096]).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+    }
+    let src = tempfile::tempdir().unwrap();
+    let good = src.path().join("good.bin");
+    let good_bytes = data(1_500_000, 94);
+    std::fs::write(&good, &good_bytes).unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dst.path());
+
+    let (sink, sender_events) = event_channel(None);
+    let outcomes = send_files(
+        &SendOptions::new(server.local_addr().to_string()),
+        &[OutgoingFile::new(&bad), OutgoingFile::new(&good)],
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    let eio = std::io::Error::from_raw_os_error(libc::EIO);
+    let read_failure = Failure::new(
+        FailureKind::LocalFile,
+        format!("cannot read the file: {eio}"),
+    );
+    assert_eq!(
+        outcomes,
+        [
+            FileOutcome::Failed(read_failure.clone()),
+            FileOutcome::Verified {
+                saved_as: "good.bin".into(),
+                resumed_from: 0
+            }
+        ]
+    );
+    assert_eq!(
+        read_failure.to_string(),
+        "cannot read the file: Input/output error (os error 5)",
+        "the words the sender's user sees"
+    );
+    // Mid-upload: whole chunks had gone out before the read failed.
+    drop(sink);
+    let mut sent_before_failure = 0;
+    for event in sender_events.iter() {
+        match event {
+            Event::Transfer(TransferEvent::Progress { bytes_done, .. }) => {
+                sent_before_failure = sent_before_failure.max(bytes_done)
+            }
+            Event::Transfer(TransferEvent::Failed { .. }) => break,
+            _ => {}
+        }
+    }
+    assert!(
+        (1024 * 1024..=BAD_AT as u64).contains(&sent_before_failure),
+        "sent {sent_before_failure} before the failure"
+    );
+
+    // The receiver: the first file failed because the sender gave up (its words), the
+    // second finished verified.
+    #[derive(Debug, PartialEq)]
+    enum End {
+        Failed(Failure),
+        Finished {
+            saved_as: Option<String>,
+            verified: bool,
+        },
+        Cancelled {
+            by_peer: bool,
+        },
+    }
+    let mut ends = Vec::new();
+    wait_for(&events, |e| {
+        match e {
+            Event::Transfer(TransferEvent::Failed { failure, .. }) => {
+                ends.push(End::Failed(failure.clone()))
+            }
+            Event::Transfer(TransferEvent::Finished {
+                saved_as, verified, ..
+            }) => ends.push(End::Finished {
+                saved_as: saved_as.clone(),
+                verified: *verified,
+            }),
+            Event::Transfer(TransferEvent::Cancelled { by_peer, .. }) => {
+                ends.push(End::Cancelled { by_peer: *by_peer })
+            }
+            _ => {}
+        }
+        (ends.len() == 2).then_some(())
+    });
+    let gave_up = Failure::new(
+        FailureKind::SenderGaveUp,
+        format!("cannot read the file: {eio}"),
+    );
+    assert_eq!(
+        gave_up.to_string(),
+        "the sender gave up: cannot read the file: Input/output error (os error 5)",
+        "the words the receiver's user sees"
+    );
+    assert_eq!(
+        ends,
+        [
+            End::Failed(gave_up),
+            End::Finished {
+                saved_as: Some("good.bin".to_owned()),
+                verified: true
+            }
+        ]
+    );
+    assert_eq!(names_in(dst.path()), ["good.bin"], "no file, no partial");
+    assert_eq!(
+        std::fs::read(dst.path().join("good.bin")).unwrap(),
+        good_bytes
+    );
 }
