@@ -13,7 +13,7 @@ use crate::protocol::Mode;
 /// panel's edge and shown whole on hover.
 const STATE_COLUMN_WIDTH: f32 = 120.0;
 /// The sender's message is cut to one line this wide; the whole text shows on hover.
-const MESSAGE_COLUMN_WIDTH: f32 = 160.0;
+const MESSAGE_COLUMN_WIDTH: f32 = 120.0;
 
 /// What a click in the table asks for; applied by the tab after drawing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,8 @@ pub fn transfer_table_ui(
     direction: Direction,
 ) -> Option<RowAction> {
     let mut action = None;
-    egui::ScrollArea::vertical()
+    // Both ways: a narrow window scrolls to the state rather than hiding it.
+    egui::ScrollArea::both()
         .auto_shrink([false, true])
         .show(ui, |ui| {
             egui::Grid::new(("transfers", direction == Direction::Incoming))
@@ -73,12 +74,22 @@ pub fn transfer_table_ui(
 
 fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Option<RowAction> {
     let shown_name = row.saved_as.as_deref().unwrap_or(&row.name);
-    let name = ui.label(shown_name);
+    let mut action = None;
+    let mut name = ui.add(egui::Label::new(shown_name).sense(egui::Sense::click()));
     if row.saved_as.is_some() {
         let mut tip = row.name.clone();
         tip.push_str(" → ");
         tip.push_str(&tr.fill(T::SavedAs, &[&shown_name]));
-        name.on_hover_text(tip);
+        name = name.on_hover_text(tip);
+    }
+    if direction == Direction::Incoming && row.path.is_some() {
+        // Room in the row is short: Copy path is on the name's context menu (right-click).
+        name.context_menu(|ui| {
+            if ui.button(tr.get(T::CopyPath)).clicked() {
+                action = Some(RowAction::CopyPath(row.id));
+                ui.close();
+            }
+        });
     }
     ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
     // The message was escaped to one line as it arrived (display.rs); cut at the column.
@@ -92,7 +103,7 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
     ui.label(format_bytes(row.bytes_total as f64));
     ui.add(
         ProgressBar::new(row.fraction())
-            .desired_width(160.0)
+            .desired_width(110.0)
             .show_percentage(),
     );
     ui.label(
@@ -101,10 +112,9 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
             .unwrap_or_default(),
     );
     ui.label(row.eta().map(format_eta).unwrap_or_default());
-    let mut action = None;
     ui.horizontal(|ui| {
         let mut button = |text: T, clicked: RowAction| {
-            if ui.button(tr.get(text)).clicked() {
+            if ui.small_button(tr.get(text)).clicked() {
                 action = Some(clicked);
             }
         };
@@ -114,7 +124,6 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
             (RowState::Verified | RowState::Unverified, Direction::Incoming) => {
                 button(T::Open, RowAction::Open(row.id));
                 button(T::OpenFolder, RowAction::OpenFolder(row.id));
-                button(T::CopyPath, RowAction::CopyPath(row.id));
             }
             (_, Direction::Incoming) => {}
             (_, Direction::Outgoing) => {

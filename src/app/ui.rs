@@ -107,6 +107,8 @@ impl FerryApp {
         if ui.toggle_value(&mut open, notes_label).changed() {
             self.set_notes_open(open);
         }
+        // Separators keep each choice beside its own label (drawn right to left).
+        ui.separator();
         egui::ComboBox::from_label(tr.get(T::Language))
             .selected_text(self.lang.native_name())
             .show_ui(ui, |ui| {
@@ -119,6 +121,7 @@ impl FerryApp {
             ThemeChoice::Light => tr.get(T::ThemeLight),
             ThemeChoice::Dark => tr.get(T::ThemeDark),
         };
+        ui.separator();
         let before = self.theme;
         egui::ComboBox::from_label(tr.get(T::Theme))
             .selected_text(theme_name(self.theme))
@@ -130,6 +133,7 @@ impl FerryApp {
         if self.theme != before {
             ui.ctx().set_theme(self.theme.preference());
         }
+        ui.separator();
         ui.checkbox(&mut self.notifications, tr.get(T::NotifySetting))
             .on_hover_text(tr.get(T::NotifySettingHint));
     }

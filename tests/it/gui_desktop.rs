@@ -211,12 +211,11 @@ fn a_file_finished_in_the_background_is_notified_with_its_sender_and_message_in_
     });
     assert_eq!(notifier.shown().len(), 1);
 
-    // A received file can be opened, its folder opened, and its path copied.
-    harness
-        .query_all_by_label("Copy path")
-        .next()
-        .unwrap()
-        .click();
+    // A received file can be opened, its folder opened, and its path copied (right-click on
+    // its name).
+    harness.get_by_label("minutes.txt").click_secondary();
+    harness.run_steps(2);
+    harness.get_by_label("Copy path").click();
     harness.step();
     let copied: Vec<String> = harness
         .output()
