@@ -246,3 +246,12 @@ pub fn run() -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_window_icon_decodes() {
+        let icon = eframe::icon_data::from_png_bytes(crate::defaults::icon_png()).unwrap();
+        assert_eq!((icon.width, icon.height), (256, 256));
+    }
+}

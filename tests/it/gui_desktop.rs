@@ -353,3 +353,47 @@ fn the_server_tab_leads_with_everyday_controls_and_a_first_start_listens() {
     harness.get_by_label("Idle timeout (seconds)");
     harness.get_by_label("Bind address");
 }
+
+/// A system dialog that seems present but returns nothing at once (rfd with no portal
+/// answering and no zenity): afterwards it knows it has none.
+#[derive(Default)]
+struct VanishingDialog {
+    tried: std::sync::atomic::AtomicBool,
+}
+
+impl Picker for VanishingDialog {
+    fn pick_files(&self) -> Option<Vec<PathBuf>> {
+        self.tried.store(true, std::sync::atomic::Ordering::SeqCst);
+        None
+    }
+    fn pick_folder(&self, _start: &Path) -> Option<PathBuf> {
+        None
+    }
+    fn system_dialog_available(&self) -> bool {
+        !self.tried.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_dialog_that_returns_nothing_at_once_gives_way_to_the_in_app_picker() {
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Arc::new(VanishingDialog::default());
+    let settings = settings(dir.path());
+    let mut harness = Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .build_eframe({
+            let picker = Arc::clone(&picker);
+            move |cc| FerryApp::new(&cc.egui_ctx, settings, picker).unwrap()
+        });
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Choose files…").click();
+    run_until(&mut harness, "the in-app picker", |app| {
+        app.browser.is_open()
+    });
+    assert!(picker.tried.load(std::sync::atomic::Ordering::SeqCst));
+    harness.get_by_label_contains("No system file dialog was found");
+    harness.get_by_label("Close").click();
+    harness.run_steps(2);
+    assert!(!harness.state().browser.is_open());
+}
