@@ -150,9 +150,12 @@ impl Picker for RfdPicker {
         if self.failed_at_once.load(Ordering::Relaxed) {
             return false;
         }
-        // The portal is reached over the session bus; zenity is a program on PATH.
-        let session_bus =
-            std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|a| !a.is_empty());
+        // The portal is reached over the session bus (its address, or the standard socket
+        // in the runtime folder); zenity is a program on PATH.
+        let session_bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS")
+            .is_some_and(|a| !a.is_empty())
+            || std::env::var_os("XDG_RUNTIME_DIR")
+                .is_some_and(|dir| Path::new(&dir).join("bus").exists());
         session_bus || on_path("zenity")
     }
 }
@@ -185,6 +188,12 @@ mod tests {
     }
 
     #[test]
+    fn programs_are_found_on_path_only_when_there() {
+        assert!(on_path("sh"));
+        assert!(!on_path("ferry-no-such-dialog-program"));
+    }
+
+    #[test]
     fn old_settings_without_new_fields_still_load() {
         let settings: Settings = serde_json::from_str(r#"{"server_port":"9000"}"#).unwrap();
         assert_eq!(settings.server_port, "9000");
@@ -194,5 +203,7 @@ mod tests {
             "auto-accept stays on, as before"
         );
         assert_eq!(settings.server_idle_timeout_secs, "30");
+        assert!(settings.notifications, "notifications default on");
+        assert_eq!(settings.theme, ThemeChoice::System);
     }
 }
