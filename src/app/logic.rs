@@ -139,9 +139,13 @@ impl FerryApp {
         }
     }
 
-    /// A notification, if the user wants them and is looking elsewhere.
+    /// Whether a notification is wanted now: the user wants them and is looking elsewhere.
+    fn notifying(&self) -> bool {
+        self.notifications && !self.window_focused
+    }
+
     fn notify(&self, summary: &str, body: &str) {
-        if self.notifications && !self.window_focused {
+        if self.notifying() {
             self.notifier.notify(summary, body);
         }
     }
@@ -176,7 +180,14 @@ impl FerryApp {
             body.push('\n');
             body.push_str(&row.msg);
         }
-        self.notify(&summary, &body);
+        // A received file can be opened from its notification.
+        match &row.path {
+            Some(path) if row.dest.is_none() && self.notifying() => {
+                self.notifier
+                    .notify_file(&summary, &body, path, tr.get(T::Open))
+            }
+            _ => self.notify(&summary, &body),
+        }
     }
 
     /// Opens the in-app picker (the system has no dialog).

@@ -30,9 +30,9 @@ impl Picker for NoDialog {
     }
 }
 
-/// Counts notifications instead of showing them.
+/// Counts notifications instead of showing them (with the file an "Open" action would open).
 #[derive(Default)]
-struct Counting(Mutex<Vec<(String, String)>>);
+struct Counting(Mutex<Vec<(String, String)>>, Mutex<Vec<PathBuf>>);
 
 impl Notifier for Counting {
     fn notify(&self, summary: &str, body: &str) {
@@ -41,11 +41,19 @@ impl Notifier for Counting {
             .unwrap()
             .push((summary.to_owned(), body.to_owned()));
     }
+    fn notify_file(&self, summary: &str, body: &str, file: &Path, open_label: &str) {
+        assert_eq!(open_label, "Open");
+        self.notify(summary, body);
+        self.1.lock().unwrap().push(file.to_owned());
+    }
 }
 
 impl Counting {
     fn shown(&self) -> Vec<(String, String)> {
         self.0.lock().unwrap().clone()
+    }
+    fn openable(&self) -> Vec<PathBuf> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -201,6 +209,7 @@ fn a_file_finished_in_the_background_is_notified_with_its_sender_and_message_in_
     assert_eq!(shown[0].0, "Received minutes.txt");
     assert!(shown[0].1.starts_with("from 127.0.0.1:"), "{shown:?}");
     assert!(shown[0].1.contains("for the review"), "{shown:?}");
+    assert_eq!(notifier.openable(), [dst.path().join("minutes.txt")]);
 
     // In the foreground: no notification.
     set_focused(&mut harness, true);
