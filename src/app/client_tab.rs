@@ -120,14 +120,15 @@ impl ClientTab {
                 Some(RowAction::Cancel(id)) => actions.push(Action::Engine(Command::Cancel(id))),
                 Some(RowAction::Remove(id)) => self.rows.retain(|r| r.id != id),
                 Some(RowAction::Retry(id)) => actions.extend(self.retry(id)),
-                Some(RowAction::OpenFolder(_)) | None => {}
+                Some(RowAction::OpenFolder(_) | RowAction::Open(_) | RowAction::CopyPath(_))
+                | None => {}
             }
         }
         actions
     }
 
     /// Sends every queued file over one connection.
-    fn upload(&mut self, tr: Tr) -> Option<Action> {
+    pub(super) fn upload(&mut self, tr: Tr) -> Option<Action> {
         let dest = self.dest.trim().to_owned();
         if dest.is_empty() || !dest.contains(':') {
             self.notice = Some(tr.get(T::NeedDestination).to_owned());

@@ -99,6 +99,13 @@ texts! {
     ListeningOn => "Listening on {}", "正在监听 {}";
     PartialsExpired => "Removed {} unfinished upload(s) older than the age limit ({} bytes freed)", "已删除 {} 个超过保留期限的未完成上传（释放 {} 字节）";
     NotListening => "Not listening", "未监听";
+    ListeningFromStart => "Ferry receives files while this window is open: others on your network can send to one of the addresses below. Stop listening to refuse everything.", "此窗口打开期间 Ferry 会接收文件：同一网络中的其他人可以发送到下面的地址之一。停止监听即可拒收一切。";
+    ThisDevice => "This device", "本机";
+    AcceptPolicy => "When files arrive", "收到文件时";
+    Advanced => "Advanced", "高级";
+    Open => "Open", "打开";
+    CopyPath => "Copy path", "复制路径";
+    ColMessage => "Message", "留言";
     DownloadFolder => "Download folder", "下载文件夹";
     ChooseFolder => "Choose folder…", "选择文件夹…";
     ReachableAt => "Reachable at", "可用地址";
@@ -185,6 +192,22 @@ texts! {
     SkippedNotFiles => "{} item(s) left out: only files can be sent (for a folder, choose the files inside)", "已略过 {} 项：只能发送文件（文件夹请选择其中的文件）";
     DialogUnavailable => "No file dialog is available on this system; drop files onto the window instead.", "此系统没有可用的文件对话框；请把文件拖到窗口中。";
 
+    // In-app picker (no system dialog)
+    NoSystemDialog => "No system file dialog was found (XDG desktop portal or zenity), so Ferry offers its own. Files can also be dropped onto the window; installing zenity brings back the system dialog.", "未找到系统文件对话框（XDG 桌面门户或 zenity），因此使用 Ferry 自带的选择器。也可以把文件拖到窗口中；安装 zenity 即可恢复系统对话框。";
+    BrowserTitleFiles => "Choose files", "选择文件";
+    BrowserTitleFolder => "Choose a folder", "选择文件夹";
+    BrowserUp => "Up", "上一级";
+    BrowserPath => "Path", "路径";
+    BrowserGo => "Go", "前往";
+    BrowserMatches => "Matches:", "匹配：";
+    BrowserEmpty => "This folder is empty.", "此文件夹为空。";
+    BrowserTruncated => "Only the first {} entries are listed; type a path above.", "仅列出前 {} 项；请在上方输入路径。";
+    BrowserSelected => "{} selected", "已选 {} 个";
+    BrowserAdd => "Add selected", "添加所选";
+    BrowserUseFolder => "Use this folder", "使用此文件夹";
+    BrowserClose => "Close", "关闭";
+    BrowserNoSuchPath => "No such file or folder: {}", "没有这个文件或文件夹：{}";
+
     // Notes panel
     MyNotesPort => "My notes port", "我的便签端口";
     NotesListening => "listening on {}", "正在监听 {}";
@@ -207,6 +230,22 @@ texts! {
     // Status bar
     StatusActive => "{} active", "{} 个进行中";
     StatusSpeed => "{}/s total", "总计 {}/s";
+
+    // Top bar: appearance and notifications
+    NotesUnseen => "Notes ({})", "便签（{}）";
+    Theme => "Theme", "主题";
+    ThemeSystem => "System", "跟随系统";
+    ThemeLight => "Light", "浅色";
+    ThemeDark => "Dark", "深色";
+    NotifySetting => "Notify me", "桌面通知";
+    NotifySettingHint => "A desktop notification when a file finishes or a note arrives while this window is in the background", "窗口在后台时，文件完成或收到便签会弹出桌面通知";
+    NotifyReceived => "Received {}", "已收到 {}";
+    NotifySent => "Sent {}", "已发送 {}";
+    NotifyFailed => "{} failed", "{} 失败";
+    NotifyDeclined => "{} was declined", "{} 被拒绝";
+    NotifyFrom => "from {}", "来自 {}";
+    NotifyTo => "to {}", "发往 {}";
+    NotifyNote => "Note from {}", "来自 {} 的便签";
 }
 
 #[cfg(test)]

@@ -6,9 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::file_browser::{BrowseFor, Chosen};
 use super::i18n::{T, Tr};
-use super::{Action, FerryApp, PendingOffer, ServerStatus, TransferRow, display};
-use crate::events::{Direction, Event, ServerEvent, TransferEvent};
+use super::{Action, FerryApp, PendingOffer, RowState, ServerStatus, TransferRow, display};
+use crate::events::{Direction, Event, FailureKind, NoteEvent, ServerEvent, TransferEvent};
+
+/// How much of a note a notification shows.
+const NOTIFY_NOTE_CHARS: usize = 200;
 
 /// Results of the helper threads (dialogs, file sizes).
 pub(super) enum UiMsg {
@@ -17,6 +21,8 @@ pub(super) enum UiMsg {
     FolderPicked(PathBuf),
     /// A dialog was closed without a choice.
     Nothing,
+    /// A dialog returned nothing and the system turned out to have none: use the in-app one.
+    NoDialog(BrowseFor),
     PickFailed,
 }
 
@@ -38,6 +44,7 @@ impl FerryApp {
                 }
                 UiMsg::FolderPicked(dir) => self.server.dir = dir,
                 UiMsg::Nothing => {}
+                UiMsg::NoDialog(target) => self.open_browser(target),
                 UiMsg::PickFailed => {
                     self.client.notice = Some(Tr(self.lang).get(T::DialogUnavailable).to_owned())
                 }
@@ -63,7 +70,12 @@ impl FerryApp {
                     .iter_mut()
                     .chain(self.client.rows.iter_mut());
                 if let Some(row) = rows.into_iter().find(|r| r.id == id) {
+                    let was_finished = row.state.is_finished();
                     row.apply(&event, now);
+                    if !was_finished && row.state.is_finished() {
+                        let row = row.clone();
+                        self.notify_finished(&row);
+                    }
                 }
             }
             Event::Server(ServerEvent::Listening { addr }) => {
@@ -112,18 +124,103 @@ impl FerryApp {
                 log::info!("removed old partial files: {names:?}");
                 self.server.expired = Some((names.len(), bytes));
             }
-            Event::Note(event) => self.notes.apply(event),
+            Event::Note(event) => {
+                if let NoteEvent::Received { from, text, .. } = &event {
+                    if !self.notes_open {
+                        self.unseen_notes = self.unseen_notes.saturating_add(1);
+                    }
+                    let tr = Tr(self.lang);
+                    // A notification is a glimpse; the whole note is in the panel.
+                    let glimpse: String = text.chars().take(NOTIFY_NOTE_CHARS).collect();
+                    self.notify(&tr.fill(T::NotifyNote, &[from]), &glimpse);
+                }
+                self.notes.apply(event)
+            }
+        }
+    }
+
+    /// Whether a notification is wanted now: the user wants them and is looking elsewhere.
+    fn notifying(&self) -> bool {
+        self.notifications && !self.window_focused
+    }
+
+    fn notify(&self, summary: &str, body: &str) {
+        if self.notifying() {
+            self.notifier.notify(summary, body);
+        }
+    }
+
+    /// A file ended (verified, unverified, failed, declined; a cancel is the user's own doing
+    /// or shown in the row, and is not announced).
+    fn notify_finished(&self, row: &TransferRow) {
+        let tr = Tr(self.lang);
+        let name = row.saved_as.as_deref().unwrap_or(&row.name);
+        let summary = match &row.state {
+            RowState::Verified | RowState::Unverified if row.dest.is_some() => {
+                tr.fill(T::NotifySent, &[&name])
+            }
+            RowState::Verified | RowState::Unverified => tr.fill(T::NotifyReceived, &[&name]),
+            RowState::Failed(f)
+                if matches!(f.kind, FailureKind::Declined | FailureKind::Refused(_))
+                    && row.dest.is_some() =>
+            {
+                tr.fill(T::NotifyDeclined, &[&name])
+            }
+            RowState::Failed(_) => tr.fill(T::NotifyFailed, &[&name]),
+            _ => return,
+        };
+        let peer = row.peer.map(|p| p.to_string()).unwrap_or_default();
+        // Only uploads from the Client tab have a destination.
+        let mut body = if row.dest.is_some() {
+            tr.fill(T::NotifyTo, &[&peer])
+        } else {
+            tr.fill(T::NotifyFrom, &[&peer])
+        };
+        if !row.msg.is_empty() {
+            body.push('\n');
+            body.push_str(&row.msg);
+        }
+        // A received file can be opened from its notification.
+        match &row.path {
+            Some(path) if row.dest.is_none() && self.notifying() => {
+                self.notifier
+                    .notify_file(&summary, &body, path, tr.get(T::Open))
+            }
+            _ => self.notify(&summary, &body),
+        }
+    }
+
+    /// Opens the in-app picker (the system has no dialog).
+    pub(super) fn open_browser(&mut self, target: BrowseFor) {
+        let start = match target {
+            BrowseFor::Files => None,
+            BrowseFor::Folder => Some(self.server.dir.clone()),
+        };
+        self.browser.open(target, start);
+    }
+
+    /// What the in-app picker chose, applied like a system dialog's answer.
+    pub(super) fn apply_chosen(&mut self, chosen: Chosen) {
+        match chosen {
+            Chosen::Files(paths) => self.in_background(move || regular_files(paths)),
+            Chosen::Folder(dir) => self.server.dir = dir,
         }
     }
 
     pub(super) fn apply(&mut self, action: Action) {
         match action {
             Action::Engine(command) => self.worker.send(command),
+            Action::PickFiles if !self.picker.system_dialog_available() => {
+                self.open_browser(BrowseFor::Files)
+            }
+            Action::PickFolder if !self.picker.system_dialog_available() => {
+                self.open_browser(BrowseFor::Folder)
+            }
             Action::PickFiles => {
                 let picker = Arc::clone(&self.picker);
                 self.in_background(move || match picker.pick_files() {
                     Some(paths) => regular_files(paths),
-                    None => UiMsg::Nothing,
+                    None => no_choice(&*picker, BrowseFor::Files),
                 });
             }
             Action::PickFolder => {
@@ -131,7 +228,7 @@ impl FerryApp {
                 let start = self.server.dir.clone();
                 self.in_background(move || match picker.pick_folder(&start) {
                     Some(dir) => UiMsg::FolderPicked(dir),
-                    None => UiMsg::Nothing,
+                    None => no_choice(&*picker, BrowseFor::Folder),
                 });
             }
         }
@@ -149,6 +246,16 @@ impl FerryApp {
         if spawned.is_err() {
             let _ = self.ui_tx.send(UiMsg::PickFailed);
         }
+    }
+}
+
+/// A dialog gave nothing: a cancel, or (if the picker now knows it has no dialog) a dialog
+/// that never showed, and the in-app picker takes over.
+fn no_choice(picker: &dyn super::Picker, target: BrowseFor) -> UiMsg {
+    if picker.system_dialog_available() {
+        UiMsg::Nothing
+    } else {
+        UiMsg::NoDialog(target)
     }
 }
 

@@ -13,13 +13,21 @@
 //! `ui.rs` draws ([`FerryApp::ui`]); each tab/panel is a struct with a `ui` method that
 //! returns the [`Action`]s its clicks asked for, applied once per frame; `palette.rs` holds
 //! every colour.
+//!
+//! On the desktop: the window carries Ferry's app id and icon (so the taskbar groups it under
+//! `assets/ferry.desktop`), remembers its size and position (eframe persistence), follows the
+//! system's light/dark setting unless the user picks one, notifies ([`Notifier`]) when a file
+//! finishes or a note arrives while it is in the background, and opens its own picker
+//! ([`file_browser`]) when the system has no file dialog.
 
 mod client_tab;
 mod display;
+mod file_browser;
 pub mod i18n;
 mod logic;
 mod model;
 mod notes_panel;
+mod notify;
 mod offers;
 mod palette;
 mod server_tab;
@@ -34,11 +42,13 @@ use crossbeam_channel::{Receiver, Sender};
 use egui::Ui;
 
 pub use client_tab::ClientTab;
+pub use file_browser::{BrowseFor, FileBrowser};
 pub use model::{RowState, TransferRow};
 pub use notes_panel::{NotesPanel, NotesStatus};
+pub use notify::{DesktopNotifier, NoNotifier, Notifier};
 pub use offers::{OfferPrompt, PendingOffer};
 pub use server_tab::{ServerStatus, ServerTab};
-pub use settings::{Picker, RfdPicker, Settings, default_download_dir};
+pub use settings::{Picker, RfdPicker, Settings, ThemeChoice, default_download_dir};
 
 use i18n::Lang;
 use logic::UiMsg;
@@ -71,6 +81,16 @@ pub struct FerryApp {
     pub server: ServerTab,
     pub client: ClientTab,
     pub notes: NotesPanel,
+    /// The in-app picker, open when the system has no file dialog.
+    pub browser: FileBrowser,
+    /// Desktop notifications on (persisted).
+    pub notifications: bool,
+    pub theme: ThemeChoice,
+    /// Notes that arrived while the Notes panel was closed; shown on its toggle.
+    pub unseen_notes: usize,
+    /// Whether the window had the keyboard focus in the last frame.
+    pub window_focused: bool,
+    notifier: Arc<dyn Notifier>,
     // Declared (so dropped) before `worker`: once the receiver is gone, engine threads that
     // are still reporting get an error instead of waiting for room in a channel nobody
     // drains, so dropping the worker cannot hang.
@@ -113,6 +133,12 @@ impl FerryApp {
                 settings.plain,
             ),
             notes: NotesPanel::new(settings.notes_port, settings.note_peer),
+            browser: FileBrowser::default(),
+            notifications: settings.notifications,
+            theme: settings.theme,
+            unseen_notes: 0,
+            window_focused: true,
+            notifier: Arc::new(NoNotifier),
             events,
             worker,
             ui_tx,
@@ -129,16 +155,26 @@ impl FerryApp {
         {
             app.apply(action);
         }
+        ctx.set_theme(app.theme.preference());
         Ok(app)
     }
 
-    /// The app as eframe creates it: settings from storage, real dialogs.
+    /// Where notifications go (none until this is called: tests stay quiet).
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// The app as eframe creates it: settings from storage, real dialogs, real notifications.
     pub fn from_creation_context(cc: &eframe::CreationContext<'_>) -> std::io::Result<Self> {
         let settings = cc
             .storage
             .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
             .unwrap_or_default();
-        Self::new(&cc.egui_ctx, settings, Arc::new(RfdPicker))
+        Ok(
+            Self::new(&cc.egui_ctx, settings, Arc::new(RfdPicker::default()))?
+                .with_notifier(Arc::new(DesktopNotifier)),
+        )
     }
 
     /// What is saved on exit.
@@ -161,12 +197,16 @@ impl FerryApp {
             client_msg: self.client.msg.clone(),
             plain: self.client.plain,
             recent_peers: self.client.recent.clone(),
+            notifications: self.notifications,
+            theme: self.theme,
         }
     }
 }
 
 impl eframe::App for FerryApp {
-    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        // This frame's focus (the raw input), so an event that arrives now is judged by it.
+        self.window_focused = ctx.input(|i| i.raw.focused);
         self.process_events();
     }
 
@@ -183,12 +223,20 @@ impl eframe::App for FerryApp {
 /// cancels in-flight transfers (plain ones leave nothing; interrupted Ferry ones keep their
 /// `.ferry.part` for a resume) and joins its threads.
 pub fn run() -> anyhow::Result<()> {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Ferry")
+        .with_app_id(crate::defaults::APP_ID)
+        .with_inner_size([1180.0, 720.0])
+        .with_min_inner_size([760.0, 420.0])
+        .with_drag_and_drop(true);
+    match eframe::icon_data::from_png_bytes(crate::defaults::icon_png()) {
+        Ok(icon) => viewport = viewport.with_icon(icon),
+        Err(e) => log::warn!("the built-in icon does not load: {e}"),
+    }
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Ferry")
-            .with_inner_size([1180.0, 720.0])
-            .with_min_inner_size([760.0, 420.0])
-            .with_drag_and_drop(true),
+        viewport,
+        // Size and position come back on the next start (stored with the settings).
+        persist_window: true,
         ..Default::default()
     };
     eframe::run_native(
@@ -197,4 +245,13 @@ pub fn run() -> anyhow::Result<()> {
         Box::new(|cc| Ok(Box::new(FerryApp::from_creation_context(cc)?) as Box<dyn eframe::App>)),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_window_icon_decodes() {
+        let icon = eframe::icon_data::from_png_bytes(crate::defaults::icon_png()).unwrap();
+        assert_eq!((icon.width, icon.height), (256, 256));
+    }
 }

@@ -32,6 +32,8 @@ pub struct NotesPanel {
     pub send_error: Option<String>,
     /// Notes dropped because they arrived faster than the window took them (a flood).
     pub dropped: u64,
+    /// Put the cursor in the note box on the next frame (Ctrl+L).
+    pub focus_requested: bool,
 }
 
 impl NotesPanel {
@@ -44,6 +46,7 @@ impl NotesPanel {
             history: NoteHistory::new(),
             send_error: None,
             dropped: 0,
+            focus_requested: false,
         }
     }
 
@@ -162,6 +165,9 @@ impl NotesPanel {
                 .return_key(KeyboardShortcut::new(Modifiers::SHIFT, Key::Enter)),
         );
         let response = response.labelled_by(label.id);
+        if std::mem::take(&mut self.focus_requested) {
+            response.request_focus();
+        }
         let check = check_note(&self.draft);
         let enter =
             response.has_focus() && ui.input(|i| i.key_pressed(Key::Enter) && !i.modifiers.shift);

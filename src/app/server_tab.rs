@@ -1,4 +1,5 @@
-//! The Server tab: where to listen, where files go, who can reach us, and what arrives.
+//! The Server tab: listening or not, this device's name and addresses, where files go and
+//! whether to ask first; bind address, port and idle timeout under "Advanced"; and what arrives.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub struct ServerTab {
     input_error: Option<T>,
     /// The last removal of old partials: how many files and bytes.
     pub expired: Option<(usize, u64)>,
+    /// This device's name as others see it (the host name).
+    pub device_name: String,
 }
 
 /// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
@@ -69,6 +72,7 @@ impl ServerTab {
             offers: OfferPrompt::default(),
             input_error: None,
             expired: None,
+            device_name: crate::secure::identity::default_device_name(),
         }
     }
 
@@ -79,47 +83,7 @@ impl ServerTab {
     #[must_use]
     pub fn ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
         let mut actions = Vec::new();
-        egui::Grid::new("server_settings")
-            .num_columns(2)
-            .spacing([10.0, 8.0])
-            .show(ui, |ui| {
-                let label = ui.label(tr.get(T::BindAddress));
-                let editable =
-                    matches!(self.status, ServerStatus::Stopped | ServerStatus::Failed(_));
-                ui.add_enabled(
-                    editable,
-                    egui::TextEdit::singleline(&mut self.bind).desired_width(140.0),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.label(tr.get(T::Port));
-                ui.add_enabled(
-                    editable,
-                    egui::TextEdit::singleline(&mut self.port).desired_width(80.0),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.label(tr.get(T::IdleTimeout));
-                ui.add_enabled(
-                    editable,
-                    egui::TextEdit::singleline(&mut self.idle_timeout_secs).desired_width(80.0),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.label(tr.get(T::DownloadFolder));
-                ui.horizontal(|ui| {
-                    ui.label(self.dir.display().to_string())
-                        .labelled_by(label.id);
-                    if ui
-                        .add_enabled(editable, egui::Button::new(tr.get(T::ChooseFolder)))
-                        .clicked()
-                    {
-                        actions.push(Action::PickFolder);
-                    }
-                });
-                ui.end_row();
-            });
-        ui.add_space(6.0);
+        // What a person receiving files needs first: listening or not, and how to stop.
         ui.horizontal(|ui| {
             match &self.status {
                 ServerStatus::Stopped | ServerStatus::Failed(_) => {
@@ -152,9 +116,61 @@ impl ServerTab {
                 }
             }
         });
+        if self.is_listening() {
+            ui.label(RichText::new(tr.get(T::ListeningFromStart)).small().weak());
+        }
         if let Some(error) = self.input_error {
             ui.label(RichText::new(tr.get(error)).color(palette::ERROR));
         }
+        ui.add_space(4.0);
+        let editable = matches!(self.status, ServerStatus::Stopped | ServerStatus::Failed(_));
+        egui::Grid::new("server_everyday")
+            .num_columns(2)
+            .spacing([10.0, 8.0])
+            .show(ui, |ui| {
+                let label = ui.label(tr.get(T::ThisDevice));
+                ui.label(RichText::new(&self.device_name).strong())
+                    .labelled_by(label.id);
+                ui.end_row();
+                if self.is_listening() {
+                    ui.label(tr.get(T::ReachableAt));
+                    ui.horizontal_wrapped(|ui| {
+                        if self.reachable.is_empty() {
+                            ui.label(tr.get(T::NoLanAddress));
+                        }
+                        for addr in &self.reachable {
+                            ui.label(RichText::new(addr.to_string()).monospace());
+                        }
+                    });
+                    ui.end_row();
+                }
+                let label = ui.label(tr.get(T::DownloadFolder));
+                ui.horizontal(|ui| {
+                    ui.label(self.dir.display().to_string())
+                        .labelled_by(label.id);
+                    if ui
+                        .add_enabled(editable, egui::Button::new(tr.get(T::ChooseFolder)))
+                        .clicked()
+                    {
+                        actions.push(Action::PickFolder);
+                    }
+                });
+                ui.end_row();
+                ui.label(tr.get(T::AcceptPolicy));
+                // Applies at once: a running server is told, a later start takes it along.
+                if ui
+                    .checkbox(&mut self.auto_accept, tr.get(T::AutoAccept))
+                    .changed()
+                {
+                    actions.push(Action::Engine(Command::SetAutoAccept(self.auto_accept)));
+                }
+                ui.end_row();
+            });
+        ui.label(
+            RichText::new(tr.fill(T::PlainAutoAccept, &[&tr.get(T::AutoAccept)]))
+                .small()
+                .weak(),
+        );
         if let Some((count, bytes)) = self.expired {
             ui.label(
                 RichText::new(tr.fill(T::PartialsExpired, &[&count, &bytes]))
@@ -162,29 +178,10 @@ impl ServerTab {
                     .weak(),
             );
         }
-        if self.is_listening() {
-            ui.horizontal_wrapped(|ui| {
-                ui.label(RichText::new(tr.get(T::ReachableAt)).strong());
-                if self.reachable.is_empty() {
-                    ui.label(tr.get(T::NoLanAddress));
-                }
-                for addr in &self.reachable {
-                    ui.label(RichText::new(addr.to_string()).monospace());
-                }
-            });
-        }
-        // Applies at once: a running server is told, a later start takes it along.
-        if ui
-            .checkbox(&mut self.auto_accept, tr.get(T::AutoAccept))
-            .changed()
-        {
-            actions.push(Action::Engine(Command::SetAutoAccept(self.auto_accept)));
-        }
-        ui.label(
-            RichText::new(tr.fill(T::PlainAutoAccept, &[&tr.get(T::AutoAccept)]))
-                .small()
-                .weak(),
-        );
+        egui::CollapsingHeader::new(tr.get(T::Advanced))
+            .id_salt("server_advanced")
+            .default_open(false)
+            .show(ui, |ui| self.advanced_ui(ui, tr, editable));
         ui.separator();
         ui.horizontal(|ui| {
             if ui
@@ -211,11 +208,52 @@ impl ServerTab {
                         actions.push(Action::Engine(Command::OpenFolder(dir)));
                     }
                 }
+                Some(RowAction::Open(id)) => {
+                    // opener opens a file with its default application as well as a folder.
+                    if let Some(path) = self.saved_path(id) {
+                        actions.push(Action::Engine(Command::OpenFolder(path)));
+                    }
+                }
+                Some(RowAction::CopyPath(id)) => {
+                    if let Some(path) = self.saved_path(id) {
+                        ui.ctx().copy_text(path.display().to_string());
+                    }
+                }
                 Some(RowAction::Cancel(id)) => actions.push(Action::Engine(Command::Cancel(id))),
                 Some(RowAction::Remove(_) | RowAction::Retry(_)) | None => {}
             }
         }
         actions
+    }
+
+    /// Bind address, port and idle timeout: rarely changed, so folded away.
+    fn advanced_ui(&mut self, ui: &mut Ui, tr: Tr, editable: bool) {
+        egui::Grid::new("server_advanced_grid")
+            .num_columns(2)
+            .spacing([10.0, 8.0])
+            .show(ui, |ui| {
+                let label = ui.label(tr.get(T::BindAddress));
+                ui.add_enabled(
+                    editable,
+                    egui::TextEdit::singleline(&mut self.bind).desired_width(140.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label(tr.get(T::Port));
+                ui.add_enabled(
+                    editable,
+                    egui::TextEdit::singleline(&mut self.port).desired_width(80.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label(tr.get(T::IdleTimeout));
+                ui.add_enabled(
+                    editable,
+                    egui::TextEdit::singleline(&mut self.idle_timeout_secs).desired_width(80.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+            });
     }
 
     /// Validates the fields and asks the engine to listen.
@@ -241,6 +279,11 @@ impl ServerTab {
         config.idle_timeout = Duration::from_secs(idle_timeout_secs);
         config.auto_accept = self.auto_accept;
         Some(Action::Engine(Command::StartServer(config)))
+    }
+
+    /// Where a finished incoming file was saved.
+    fn saved_path(&self, id: crate::events::TransferId) -> Option<PathBuf> {
+        self.rows.iter().find(|r| r.id == id)?.path.clone()
     }
 
     pub fn active(&self) -> impl Iterator<Item = &TransferRow> {

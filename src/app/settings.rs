@@ -1,7 +1,10 @@
 //! What the window remembers across restarts (eframe persistence), and the seam through which
-//! files and folders are picked (rfd in the app, a fake in tests).
+//! files and folders are picked (rfd in the app, a fake in tests), including whether a system
+//! dialog exists at all (when none does, the window opens its own picker).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,31 @@ pub struct Settings {
     pub client_msg: String,
     pub plain: bool,
     pub recent_peers: Vec<String>,
+    /// Desktop notifications when a file finishes or a note arrives while the window is not
+    /// focused.
+    pub notifications: bool,
+    pub theme: ThemeChoice,
+}
+
+/// The window's colours: the system's light/dark setting, or a fixed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ThemeChoice {
+    #[default]
+    System,
+    Light,
+    Dark,
+}
+
+impl ThemeChoice {
+    pub const ALL: [ThemeChoice; 3] = [ThemeChoice::System, ThemeChoice::Light, ThemeChoice::Dark];
+
+    pub fn preference(self) -> egui::ThemePreference {
+        match self {
+            ThemeChoice::System => egui::ThemePreference::System,
+            ThemeChoice::Light => egui::ThemePreference::Light,
+            ThemeChoice::Dark => egui::ThemePreference::Dark,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -43,7 +71,9 @@ impl Default for Settings {
             lang: None,
             server_bind: "0.0.0.0".into(),
             server_port: DEFAULT_PORT.to_string(),
-            server_listening: false,
+            // Ferry receives from the first start, as LocalSend users expect; the Server tab
+            // says so and has the Stop button first.
+            server_listening: true,
             download_dir: default_download_dir(),
             server_auto_accept: true,
             server_idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS.to_string(),
@@ -54,6 +84,8 @@ impl Default for Settings {
             client_msg: String::new(),
             plain: false,
             recent_peers: Vec::new(),
+            notifications: true,
+            theme: ThemeChoice::System,
         }
     }
 }
@@ -69,28 +101,74 @@ pub fn remember(recent: &mut Vec<String>, dest: &str) {
 pub trait Picker: Send + Sync {
     fn pick_files(&self) -> Option<Vec<PathBuf>>;
     fn pick_folder(&self, start: &Path) -> Option<PathBuf>;
+    /// Whether a system dialog can be shown at all. When not, the window opens its own
+    /// picker instead of calling `pick_*` (and after a `pick_*` that returned `None`, asks
+    /// again: a missing dialog looks like a cancel).
+    fn system_dialog_available(&self) -> bool {
+        true
+    }
 }
 
+/// A dialog that returns `None` faster than this was never shown: nobody cancels that fast.
+const NO_DIALOG_WITHIN: Duration = Duration::from_millis(300);
+
 /// The system's file dialogs (XDG portal, or zenity as a fallback).
-pub struct RfdPicker;
+#[derive(Default)]
+pub struct RfdPicker {
+    /// A pick came back empty at once: no portal answered and zenity is missing.
+    failed_at_once: AtomicBool,
+}
+
+impl RfdPicker {
+    fn note_result<T>(&self, picked: &Option<T>, started: Instant) {
+        if picked.is_none() {
+            // rfd returns None both for a cancel and for a missing dialog backend.
+            log::info!("dialog closed without a choice (cancelled, or no dialog available)");
+            if started.elapsed() < NO_DIALOG_WITHIN && !on_path("zenity") {
+                self.failed_at_once.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
 
 impl Picker for RfdPicker {
     fn pick_files(&self) -> Option<Vec<PathBuf>> {
+        let started = Instant::now();
         let picked = rfd::FileDialog::new().pick_files();
-        if picked.is_none() {
-            // rfd returns None both for a cancel and for a missing dialog backend.
-            log::info!("file dialog closed without files (cancelled, or no dialog available)");
-        }
+        self.note_result(&picked, started);
         picked
     }
 
     fn pick_folder(&self, start: &Path) -> Option<PathBuf> {
+        let started = Instant::now();
         let picked = rfd::FileDialog::new().set_directory(start).pick_folder();
-        if picked.is_none() {
-            log::info!("folder dialog closed without a folder (cancelled, or no dialog available)");
-        }
+        self.note_result(&picked, started);
         picked
     }
+
+    fn system_dialog_available(&self) -> bool {
+        if self.failed_at_once.load(Ordering::Relaxed) {
+            return false;
+        }
+        // The portal is reached over the session bus (its address, or the standard socket
+        // in the runtime folder); zenity is a program on PATH.
+        let session_bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS")
+            .is_some_and(|a| !a.is_empty())
+            || std::env::var_os("XDG_RUNTIME_DIR")
+                .is_some_and(|dir| Path::new(&dir).join("bus").exists());
+        session_bus || on_path("zenity")
+    }
+}
+
+/// Whether an executable `program` is in one of `PATH`'s folders.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -110,6 +188,12 @@ mod tests {
     }
 
     #[test]
+    fn programs_are_found_on_path_only_when_there() {
+        assert!(on_path("sh"));
+        assert!(!on_path("ferry-no-such-dialog-program"));
+    }
+
+    #[test]
     fn old_settings_without_new_fields_still_load() {
         let settings: Settings = serde_json::from_str(r#"{"server_port":"9000"}"#).unwrap();
         assert_eq!(settings.server_port, "9000");
@@ -119,5 +203,7 @@ mod tests {
             "auto-accept stays on, as before"
         );
         assert_eq!(settings.server_idle_timeout_secs, "30");
+        assert!(settings.notifications, "notifications default on");
+        assert_eq!(settings.theme, ThemeChoice::System);
     }
 }

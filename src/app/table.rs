@@ -1,4 +1,5 @@
-//! The transfer table both tabs draw: name, peer, size, progress, speed, ETA, state, actions.
+//! The transfer table both tabs draw: name, peer, the sender's message, size, progress, speed,
+//! ETA, actions, state.
 
 use egui::{ProgressBar, RichText, Ui};
 
@@ -11,11 +12,16 @@ use crate::protocol::Mode;
 /// Room for the usual states on one line; longer ones (failure reasons) are cut at the
 /// panel's edge and shown whole on hover.
 const STATE_COLUMN_WIDTH: f32 = 120.0;
+/// The sender's message is cut to one line this wide; the whole text shows on hover.
+const MESSAGE_COLUMN_WIDTH: f32 = 120.0;
 
 /// What a click in the table asks for; applied by the tab after drawing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowAction {
     OpenFolder(TransferId),
+    /// Open the received file itself with the desktop's default application.
+    Open(TransferId),
+    CopyPath(TransferId),
     Cancel(TransferId),
     Remove(TransferId),
     /// Send a failed or cancelled upload again (a Ferry receiver resumes it).
@@ -31,18 +37,20 @@ pub fn transfer_table_ui(
     direction: Direction,
 ) -> Option<RowAction> {
     let mut action = None;
-    egui::ScrollArea::vertical()
+    // Both ways: a narrow window scrolls to the state rather than hiding it.
+    egui::ScrollArea::both()
         .auto_shrink([false, true])
         .show(ui, |ui| {
             egui::Grid::new(("transfers", direction == Direction::Incoming))
                 .striped(true)
-                .num_columns(8)
+                .num_columns(9)
                 .spacing([12.0, 6.0])
                 .show(ui, |ui| {
                     // The buttons come before the state, whose text can be long, so they stay in view.
                     for col in [
                         T::ColFile,
                         T::ColPeer,
+                        T::ColMessage,
                         T::ColSize,
                         T::ColProgress,
                         T::ColSpeed,
@@ -66,27 +74,36 @@ pub fn transfer_table_ui(
 
 fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Option<RowAction> {
     let shown_name = row.saved_as.as_deref().unwrap_or(&row.name);
-    let name = ui.label(shown_name);
-    if row.saved_as.is_some() || !row.msg.is_empty() {
-        let mut tip = String::new();
-        if row.saved_as.is_some() {
-            tip.push_str(&row.name);
-            tip.push_str(" → ");
-            tip.push_str(&tr.fill(T::SavedAs, &[&shown_name]));
-        }
-        if !row.msg.is_empty() {
-            if !tip.is_empty() {
-                tip.push('\n');
+    let mut action = None;
+    let mut name = ui.add(egui::Label::new(shown_name).sense(egui::Sense::click()));
+    if row.saved_as.is_some() {
+        let mut tip = row.name.clone();
+        tip.push_str(" → ");
+        tip.push_str(&tr.fill(T::SavedAs, &[&shown_name]));
+        name = name.on_hover_text(tip);
+    }
+    if direction == Direction::Incoming && row.path.is_some() {
+        // Room in the row is short: Copy path is on the name's context menu (right-click).
+        name.context_menu(|ui| {
+            if ui.button(tr.get(T::CopyPath)).clicked() {
+                action = Some(RowAction::CopyPath(row.id));
+                ui.close();
             }
-            tip.push_str(&row.msg);
-        }
-        name.on_hover_text(tip);
+        });
     }
     ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
+    // The message was escaped to one line as it arrived (display.rs); cut at the column.
+    ui.horizontal(|ui| {
+        ui.set_max_width(MESSAGE_COLUMN_WIDTH);
+        let message = ui.add(egui::Label::new(&row.msg).truncate());
+        if !row.msg.is_empty() {
+            message.on_hover_text(&row.msg);
+        }
+    });
     ui.label(format_bytes(row.bytes_total as f64));
     ui.add(
         ProgressBar::new(row.fraction())
-            .desired_width(160.0)
+            .desired_width(110.0)
             .show_percentage(),
     );
     ui.label(
@@ -95,10 +112,9 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
             .unwrap_or_default(),
     );
     ui.label(row.eta().map(format_eta).unwrap_or_default());
-    let mut action = None;
     ui.horizontal(|ui| {
         let mut button = |text: T, clicked: RowAction| {
-            if ui.button(tr.get(text)).clicked() {
+            if ui.small_button(tr.get(text)).clicked() {
                 action = Some(clicked);
             }
         };
@@ -106,7 +122,8 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
             // Either side can stop a transfer; the other side is told.
             (RowState::Active, _) => button(T::Cancel, RowAction::Cancel(row.id)),
             (RowState::Verified | RowState::Unverified, Direction::Incoming) => {
-                button(T::OpenFolder, RowAction::OpenFolder(row.id))
+                button(T::Open, RowAction::Open(row.id));
+                button(T::OpenFolder, RowAction::OpenFolder(row.id));
             }
             (_, Direction::Incoming) => {}
             (_, Direction::Outgoing) => {

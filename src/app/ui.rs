@@ -4,12 +4,18 @@
 
 use std::path::PathBuf;
 
-use egui::{RichText, Ui};
+use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use super::i18n::{Lang, T, Tr};
 use super::logic::regular_files;
 use super::model::format_bytes;
-use super::{FerryApp, ServerStatus, Tab, TransferRow};
+use super::settings::ThemeChoice;
+use super::{Action, FerryApp, ServerStatus, Tab, TransferRow};
+
+/// Upload the queue (Client tab).
+pub const UPLOAD_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
+/// Put the cursor in the note box (opening the Notes panel).
+pub const NOTE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::L);
 
 impl FerryApp {
     /// Files dropped onto the window join the client queue (sizes are looked up off-thread).
@@ -32,7 +38,8 @@ impl FerryApp {
     pub fn ui(&mut self, ui: &mut Ui) {
         let tr = Tr(self.lang);
         self.take_dropped_files(ui);
-        let mut actions = Vec::new();
+        self.window_focused = ui.input(|i| i.focused);
+        let mut actions = self.shortcuts(ui, tr);
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading(tr.get(T::AppTitle));
@@ -40,14 +47,7 @@ impl FerryApp {
                 ui.selectable_value(&mut self.tab, Tab::Server, tr.get(T::ServerTab));
                 ui.selectable_value(&mut self.tab, Tab::Client, tr.get(T::ClientTab));
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    ui.toggle_value(&mut self.notes_open, tr.get(T::Notes));
-                    egui::ComboBox::from_label(tr.get(T::Language))
-                        .selected_text(self.lang.native_name())
-                        .show_ui(ui, |ui| {
-                            for lang in [Lang::En, Lang::ZhCn] {
-                                ui.selectable_value(&mut self.lang, lang, lang.native_name());
-                            }
-                        });
+                    self.top_bar_settings_ui(ui, tr);
                 });
             });
         });
@@ -72,6 +72,70 @@ impl FerryApp {
         for action in actions {
             self.apply(action);
         }
+        if let Some(chosen) = self.browser.show(ui.ctx(), tr) {
+            self.apply_chosen(chosen);
+        }
+    }
+
+    /// Ctrl+Enter uploads (Client tab), Ctrl+L goes to the note box.
+    fn shortcuts(&mut self, ui: &Ui, tr: Tr) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.tab == Tab::Client && ui.input_mut(|i| i.consume_shortcut(&UPLOAD_SHORTCUT)) {
+            actions.extend(self.client.upload(tr));
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&NOTE_SHORTCUT)) {
+            self.set_notes_open(true);
+            self.notes.focus_requested = true;
+        }
+        actions
+    }
+
+    fn set_notes_open(&mut self, open: bool) {
+        self.notes_open = open;
+        if open {
+            self.unseen_notes = 0;
+        }
+    }
+
+    /// Right side of the top bar (drawn right to left): Notes, language, theme, notifications.
+    fn top_bar_settings_ui(&mut self, ui: &mut Ui, tr: Tr) {
+        let notes_label = match self.unseen_notes {
+            0 => tr.get(T::Notes).to_owned(),
+            n => tr.fill(T::NotesUnseen, &[&n]),
+        };
+        let mut open = self.notes_open;
+        if ui.toggle_value(&mut open, notes_label).changed() {
+            self.set_notes_open(open);
+        }
+        // Separators keep each choice beside its own label (drawn right to left).
+        ui.separator();
+        egui::ComboBox::from_label(tr.get(T::Language))
+            .selected_text(self.lang.native_name())
+            .show_ui(ui, |ui| {
+                for lang in [Lang::En, Lang::ZhCn] {
+                    ui.selectable_value(&mut self.lang, lang, lang.native_name());
+                }
+            });
+        let theme_name = |theme: ThemeChoice| match theme {
+            ThemeChoice::System => tr.get(T::ThemeSystem),
+            ThemeChoice::Light => tr.get(T::ThemeLight),
+            ThemeChoice::Dark => tr.get(T::ThemeDark),
+        };
+        ui.separator();
+        let before = self.theme;
+        egui::ComboBox::from_label(tr.get(T::Theme))
+            .selected_text(theme_name(self.theme))
+            .show_ui(ui, |ui| {
+                for theme in ThemeChoice::ALL {
+                    ui.selectable_value(&mut self.theme, theme, theme_name(theme));
+                }
+            });
+        if self.theme != before {
+            ui.ctx().set_theme(self.theme.preference());
+        }
+        ui.separator();
+        ui.checkbox(&mut self.notifications, tr.get(T::NotifySetting))
+            .on_hover_text(tr.get(T::NotifySettingHint));
     }
 
     fn status_bar_ui(&self, ui: &mut Ui, tr: Tr) {

@@ -28,9 +28,11 @@ impl Picker for FakePicker {
     }
 }
 
-fn settings(download_dir: &Path) -> Settings {
+pub(crate) fn settings(download_dir: &Path) -> Settings {
     Settings {
         lang: Some(ferry::app::i18n::Lang::En),
+        // The tests start the server themselves (a first start listens at once).
+        server_listening: false,
         server_bind: "127.0.0.1".into(),
         server_port: "0".into(),
         download_dir: download_dir.to_owned(),
@@ -50,7 +52,7 @@ fn app(settings: Settings, files: Vec<PathBuf>) -> Harness<'static, FerryApp> {
 }
 
 /// Steps frames until `done` holds (engines run on their own threads meanwhile).
-fn run_until(
+pub(crate) fn run_until(
     harness: &mut Harness<'_, FerryApp>,
     what: &str,
     mut done: impl FnMut(&FerryApp) -> bool,
@@ -68,7 +70,7 @@ fn run_until(
     }
 }
 
-fn listening_addr(app: &FerryApp) -> Option<SocketAddr> {
+pub(crate) fn listening_addr(app: &FerryApp) -> Option<SocketAddr> {
     match app.server.status {
         ServerStatus::Listening(addr) => Some(addr),
         _ => None,
@@ -586,6 +588,9 @@ fn the_idle_timeout_is_validated_persisted_and_drops_a_silent_peer() {
     use std::io::{Read, Write};
     let dst = tempfile::tempdir().unwrap();
     let mut receiver = app(settings(dst.path()), vec![]);
+    receiver.run_steps(2);
+    // Rarely changed, so under "Advanced".
+    receiver.get_by_label("Advanced").click();
     receiver.run_steps(2);
     replace_text(&mut receiver, "Idle timeout (seconds)", "0");
     receiver.run_steps(1);

@@ -10,6 +10,7 @@ mod desktop;
 mod faults;
 mod ferry;
 mod gui;
+mod gui_desktop;
 mod hostile;
 mod layers;
 mod netns;

@@ -1,0 +1,107 @@
+//! Desktop notifications, behind a seam ([`Notifier`]) so tests can count them without a
+//! notification daemon. The real one ([`DesktopNotifier`]) talks to the desktop's
+//! notification service over D-Bus (`notify-rust`, pure Rust); when no service runs, the error
+//! is logged at debug level and nothing else happens: notifications are a courtesy, never a
+//! requirement. A received file's notification has an "Open" action where the notification
+//! service supports actions.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::defaults::APP_ID;
+
+/// Notifications whose "Open" action is being waited for at once; each holds a thread until
+/// the notification closes, so later ones go without the action.
+const MAX_WAITING_FOR_ACTION: usize = 4;
+static WAITING_FOR_ACTION: AtomicUsize = AtomicUsize::new(0);
+
+/// Shows one notification. Must not block the caller (the UI thread).
+pub trait Notifier: Send + Sync {
+    fn notify(&self, summary: &str, body: &str);
+
+    /// A notification about a received file, which the user may open from it (an action
+    /// labelled `open_label`, in the window's language).
+    fn notify_file(&self, summary: &str, body: &str, _file: &Path, _open_label: &str) {
+        self.notify(summary, body);
+    }
+}
+
+/// Notifications through the desktop's notification service.
+pub struct DesktopNotifier;
+
+impl Notifier for DesktopNotifier {
+    fn notify(&self, summary: &str, body: &str) {
+        let (summary, body) = (summary.to_owned(), body.to_owned());
+        // D-Bus calls block; a notification is rare, so a short-lived thread is enough.
+        let spawned = std::thread::Builder::new()
+            .name("ferry-notify".into())
+            .spawn(move || {
+                let shown = notify_rust::Notification::new()
+                    .appname("Ferry")
+                    .summary(&summary)
+                    .body(&body)
+                    .icon(APP_ID)
+                    .show();
+                if let Err(e) = shown {
+                    log::debug!("no desktop notification ({e})");
+                }
+            });
+        if let Err(e) = spawned {
+            log::debug!("no desktop notification (cannot start a thread: {e})");
+        }
+    }
+
+    fn notify_file(&self, summary: &str, body: &str, file: &Path, open_label: &str) {
+        let claimed = WAITING_FOR_ACTION
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_WAITING_FOR_ACTION).then_some(n + 1)
+            })
+            .is_ok();
+        if !claimed {
+            return self.notify(summary, body);
+        }
+        let (summary, body, file) = (summary.to_owned(), body.to_owned(), file.to_owned());
+        let open_label = open_label.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("ferry-notify".into())
+            .spawn(move || {
+                show_with_open(&summary, &body, file, &open_label);
+                WAITING_FOR_ACTION.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            WAITING_FOR_ACTION.fetch_sub(1, Ordering::SeqCst);
+            log::debug!("no desktop notification (cannot start a thread: {e})");
+        }
+    }
+}
+
+/// Shows a notification with an "Open" action and waits (on its own thread) until it is
+/// clicked or closed.
+fn show_with_open(summary: &str, body: &str, file: PathBuf, open_label: &str) {
+    let shown = notify_rust::Notification::new()
+        .appname("Ferry")
+        .summary(summary)
+        .body(body)
+        .icon(APP_ID)
+        // "default" is a click on the notification itself.
+        .action("default", open_label)
+        .action("open", open_label)
+        .show();
+    match shown {
+        Ok(handle) => handle.wait_for_action(|action| {
+            if matches!(action, "default" | "open")
+                && let Err(e) = opener::open(&file)
+            {
+                log::warn!("cannot open {}: {e}", file.display());
+            }
+        }),
+        Err(e) => log::debug!("no desktop notification ({e})"),
+    }
+}
+
+/// Shows nothing: the window built without a desktop (headless tests that do not count).
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    fn notify(&self, _summary: &str, _body: &str) {}
+}

@@ -1,0 +1,408 @@
+//! The window as a desktop citizen (issue 15), driven headless by its labels with the real
+//! engines on loopback: the in-app picker when the system has no file dialog, the sender's
+//! message in the row, notifications (counted through the `Notifier` seam, no daemon), the
+//! unseen-notes count, the theme, Copy path and the keyboard shortcuts.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use egui::{Key, Modifiers};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use ferry::app::{FerryApp, NotesStatus, Notifier, Picker, RowState, Settings, ThemeChoice};
+
+use crate::gui::{listening_addr, run_until, settings};
+use crate::util::*;
+
+/// A system with neither an XDG portal nor zenity: the dialog never shows.
+struct NoDialog;
+
+impl Picker for NoDialog {
+    fn pick_files(&self) -> Option<Vec<PathBuf>> {
+        panic!("the system dialog must not be called when none is available")
+    }
+    fn pick_folder(&self, _start: &Path) -> Option<PathBuf> {
+        panic!("the system dialog must not be called when none is available")
+    }
+    fn system_dialog_available(&self) -> bool {
+        false
+    }
+}
+
+/// Counts notifications instead of showing them (with the file an "Open" action would open).
+#[derive(Default)]
+struct Counting(Mutex<Vec<(String, String)>>, Mutex<Vec<PathBuf>>);
+
+impl Notifier for Counting {
+    fn notify(&self, summary: &str, body: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((summary.to_owned(), body.to_owned()));
+    }
+    fn notify_file(&self, summary: &str, body: &str, file: &Path, open_label: &str) {
+        assert_eq!(open_label, "Open");
+        self.notify(summary, body);
+        self.1.lock().unwrap().push(file.to_owned());
+    }
+}
+
+impl Counting {
+    fn shown(&self) -> Vec<(String, String)> {
+        self.0.lock().unwrap().clone()
+    }
+    fn openable(&self) -> Vec<PathBuf> {
+        self.1.lock().unwrap().clone()
+    }
+}
+
+fn app(settings: Settings, notifier: Arc<Counting>) -> Harness<'static, FerryApp> {
+    Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .allow_missing_glyphs()
+        .build_eframe(move |cc| {
+            FerryApp::new(&cc.egui_ctx, settings, Arc::new(NoDialog))
+                .unwrap()
+                .with_notifier(notifier)
+        })
+}
+
+/// What the window system reports when the user is in another window.
+fn set_focused(harness: &mut Harness<'_, FerryApp>, focused: bool) {
+    harness.input_mut().focused = focused;
+}
+
+fn wait_listening(harness: &mut Harness<'_, FerryApp>) -> std::net::SocketAddr {
+    harness.get_by_label("Start listening").click();
+    run_until(harness, "the server to listen", |app| {
+        listening_addr(app).is_some()
+    });
+    listening_addr(harness.state()).unwrap()
+}
+
+fn type_into(harness: &mut Harness<'_, FerryApp>, label: &str, text: &str) {
+    harness.get_by_label(label).click();
+    harness.run_steps(1);
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label(label).type_text(text);
+    harness.run_steps(1);
+}
+
+#[test]
+fn without_a_system_dialog_the_in_app_picker_chooses_a_file_that_uploads_verified() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let bytes = data(200_000, 77);
+    std::fs::write(src.path().join("report.txt"), &bytes).unwrap();
+    std::fs::create_dir(src.path().join("more")).unwrap();
+    let mut harness = app(settings(dst.path()), Arc::default());
+    harness.run_steps(2);
+    let addr = wait_listening(&mut harness);
+
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    type_into(&mut harness, "Destination (host:port)", &addr.to_string());
+    harness.get_by_label("Choose files…").click();
+    harness.run_steps(2);
+    // It says why, and offers its own picker.
+    harness.get_by_label_contains("No system file dialog was found");
+    assert!(harness.state().browser.is_open());
+
+    // Tab completes a typed path; Enter goes there.
+    let src_text = src.path().display().to_string();
+    type_into(&mut harness, "Path", &format!("{src_text}/mo"));
+    harness.key_press(Key::Tab);
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().browser.path_field,
+        format!("{src_text}/more/")
+    );
+    harness.key_press(Key::Enter);
+    harness.run_steps(2);
+    assert_eq!(harness.state().browser.dir, src.path().join("more"));
+    harness.get_by_label("This folder is empty.");
+
+    // Up, then pick the file from the listing.
+    harness.get_by_label("Up").click();
+    harness.run_steps(2);
+    harness.get_by_label("more/");
+    harness.get_by_label("report.txt").click();
+    harness.run_steps(2);
+    harness.get_by_label("1 selected");
+    harness.get_by_label("Add selected").click();
+    run_until(&mut harness, "the chosen file in the queue", |app| {
+        app.client.rows.len() == 1
+    });
+    assert!(
+        !harness.state().browser.is_open(),
+        "closed after the choice"
+    );
+
+    // Ctrl+Enter uploads.
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
+    run_until(&mut harness, "the upload to finish", |app| {
+        app.client.rows[0].state.is_finished()
+            && app
+                .server
+                .rows
+                .first()
+                .is_some_and(|r| r.state.is_finished())
+    });
+    assert_eq!(harness.state().client.rows[0].state, RowState::Verified);
+    assert_eq!(harness.state().server.rows[0].state, RowState::Verified);
+    assert_eq!(std::fs::read(dst.path().join("report.txt")).unwrap(), bytes);
+}
+
+#[test]
+fn the_in_app_picker_chooses_the_download_folder() {
+    let dst = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir(other.path().join("inbox")).unwrap();
+    let mut harness = app(settings(dst.path()), Arc::default());
+    harness.run_steps(2);
+    harness.get_by_label("Choose folder…").click();
+    harness.run_steps(2);
+    harness.get_by_label("Choose a folder");
+    type_into(&mut harness, "Path", &other.path().display().to_string());
+    harness.get_by_label("Go").click();
+    harness.run_steps(2);
+    harness.get_by_label("inbox/").click();
+    harness.run_steps(2);
+    harness.get_by_label("Use this folder").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().server.dir, other.path().join("inbox"));
+    assert_eq!(
+        harness.state().settings().download_dir,
+        other.path().join("inbox")
+    );
+}
+
+#[test]
+fn a_file_finished_in_the_background_is_notified_with_its_sender_and_message_in_the_row() {
+    let dst = tempfile::tempdir().unwrap();
+    let notifier = Arc::new(Counting::default());
+    let mut harness = app(settings(dst.path()), Arc::clone(&notifier));
+    harness.run_steps(2);
+    let addr = wait_listening(&mut harness);
+    set_focused(&mut harness, false);
+
+    let msg = "for the review\u{1b}[2J\nsecond line";
+    plain_upload(addr, &[("minutes.txt", b"hello", msg)]);
+    run_until(&mut harness, "the upload to arrive", |app| {
+        app.server
+            .rows
+            .first()
+            .is_some_and(|r| r.state.is_finished())
+    });
+    // The message is in the row, on one line, with no control characters.
+    let shown = harness.state().server.rows[0].msg.clone();
+    assert!(
+        shown.starts_with("for the review") && shown.contains("second line"),
+        "{shown:?}"
+    );
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    harness.get_by_label(&shown);
+
+    let shown = notifier.shown();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0].0, "Received minutes.txt");
+    assert!(shown[0].1.starts_with("from 127.0.0.1:"), "{shown:?}");
+    assert!(shown[0].1.contains("for the review"), "{shown:?}");
+    assert_eq!(notifier.openable(), [dst.path().join("minutes.txt")]);
+
+    // In the foreground: no notification.
+    set_focused(&mut harness, true);
+    harness.run_steps(2);
+    plain_upload(addr, &[("second.txt", b"again", "")]);
+    run_until(&mut harness, "the second upload", |app| {
+        app.server.rows.len() == 2 && app.server.rows[1].state.is_finished()
+    });
+    assert_eq!(notifier.shown().len(), 1);
+
+    // A received file can be opened, its folder opened, and its path copied (right-click on
+    // its name).
+    harness.get_by_label("minutes.txt").click_secondary();
+    harness.run_steps(2);
+    harness.get_by_label("Copy path").click();
+    harness.step();
+    let copied: Vec<String> = harness
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            egui::OutputCommand::CopyText(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        copied,
+        [dst.path().join("minutes.txt").display().to_string()]
+    );
+    assert_eq!(harness.query_all_by_label("Open").count(), 2);
+}
+
+#[test]
+fn notes_arriving_while_the_panel_is_closed_are_counted_and_notified_unless_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let notifier = Arc::new(Counting::default());
+    let mut harness = app(
+        Settings {
+            notes_open: false,
+            ..settings(dir.path())
+        },
+        Arc::clone(&notifier),
+    );
+    run_until(&mut harness, "the notes socket", |app| {
+        matches!(app.notes.status, NotesStatus::Listening(_))
+    });
+    let NotesStatus::Listening(notes_addr) = harness.state().notes.status else {
+        unreachable!()
+    };
+    set_focused(&mut harness, false);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = ("127.0.0.1", notes_addr.port());
+    peer.send_to(b"lunch?", to).unwrap();
+    peer.send_to(b"at noon", to).unwrap();
+    run_until(&mut harness, "two notes", |app| {
+        app.notes.history.len() == 2
+    });
+    harness.get_by_label("Notes (2)");
+    let shown = notifier.shown();
+    assert_eq!(shown.len(), 2);
+    assert_eq!(
+        shown[0],
+        (
+            format!("Note from {}", peer.local_addr().unwrap()),
+            "lunch?".to_owned()
+        )
+    );
+
+    // Opening the panel clears the count.
+    harness.get_by_label("Notes (2)").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().unseen_notes, 0);
+    assert!(harness.query_by_label("Notes (2)").is_none());
+    harness.get_by_label("lunch?");
+
+    // Turned off (and remembered): no more notifications.
+    harness.get_by_label("Notify me").click();
+    harness.run_steps(2);
+    assert!(!harness.state().settings().notifications);
+    peer.send_to(b"still there?", to).unwrap();
+    run_until(&mut harness, "the third note", |app| {
+        app.notes.history.len() == 3
+    });
+    assert_eq!(notifier.shown().len(), 2);
+}
+
+#[test]
+fn ctrl_l_puts_the_cursor_in_the_note_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = app(
+        Settings {
+            notes_open: false,
+            ..settings(dir.path())
+        },
+        Arc::default(),
+    );
+    harness.run_steps(2);
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::L);
+    harness.run_steps(2);
+    assert!(harness.state().notes_open);
+    harness.event(egui::Event::Text("on my way".into()));
+    harness.run_steps(2);
+    assert_eq!(harness.state().notes.draft, "on my way");
+}
+
+#[test]
+fn the_theme_can_be_chosen_and_is_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(dir.path()), Arc::default());
+    harness.run_steps(2);
+    harness.get_by_label("Theme").click();
+    harness.run_steps(2);
+    harness.get_by_label("Dark").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().settings().theme, ThemeChoice::Dark);
+    assert_eq!(harness.ctx.theme(), egui::Theme::Dark);
+    harness.get_by_label("Theme").click();
+    harness.run_steps(2);
+    harness.get_by_label("Light").click();
+    harness.run_steps(2);
+    assert_eq!(harness.ctx.theme(), egui::Theme::Light);
+}
+
+#[test]
+fn the_server_tab_leads_with_everyday_controls_and_a_first_start_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_start = Settings {
+        server_bind: "127.0.0.1".into(),
+        server_port: "0".into(),
+        download_dir: dir.path().to_owned(),
+        notes_port: "0".into(),
+        lang: Some(ferry::app::i18n::Lang::En),
+        ..Settings::default()
+    };
+    let mut harness = app(first_start, Arc::default());
+    run_until(&mut harness, "the server to listen by itself", |app| {
+        listening_addr(app).is_some()
+    });
+    harness.get_by_label_contains("Ferry receives files while this window is open");
+    harness.get_by_label("Stop listening");
+    harness.get_by_label("This device");
+    harness.get_by_label("Accept uploads without asking");
+    assert!(
+        harness.query_by_label("Idle timeout (seconds)").is_none(),
+        "under Advanced, folded"
+    );
+    harness.get_by_label("Advanced").click();
+    harness.run_steps(2);
+    harness.get_by_label("Idle timeout (seconds)");
+    harness.get_by_label("Bind address");
+}
+
+/// A system dialog that seems present but returns nothing at once (rfd with no portal
+/// answering and no zenity): afterwards it knows it has none.
+#[derive(Default)]
+struct VanishingDialog {
+    tried: std::sync::atomic::AtomicBool,
+}
+
+impl Picker for VanishingDialog {
+    fn pick_files(&self) -> Option<Vec<PathBuf>> {
+        self.tried.store(true, std::sync::atomic::Ordering::SeqCst);
+        None
+    }
+    fn pick_folder(&self, _start: &Path) -> Option<PathBuf> {
+        None
+    }
+    fn system_dialog_available(&self) -> bool {
+        !self.tried.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_dialog_that_returns_nothing_at_once_gives_way_to_the_in_app_picker() {
+    let dir = tempfile::tempdir().unwrap();
+    let picker = Arc::new(VanishingDialog::default());
+    let settings = settings(dir.path());
+    let mut harness = Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .build_eframe({
+            let picker = Arc::clone(&picker);
+            move |cc| FerryApp::new(&cc.egui_ctx, settings, picker).unwrap()
+        });
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Choose files…").click();
+    run_until(&mut harness, "the in-app picker", |app| {
+        app.browser.is_open()
+    });
+    assert!(picker.tried.load(std::sync::atomic::Ordering::SeqCst));
+    harness.get_by_label_contains("No system file dialog was found");
+    harness.get_by_label("Close").click();
+    harness.run_steps(2);
+    assert!(!harness.state().browser.is_open());
+}
