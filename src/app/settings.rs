@@ -72,10 +72,13 @@ impl Default for Settings {
             server_bind: "0.0.0.0".into(),
             server_port: DEFAULT_PORT.to_string(),
             // Ferry receives from the first start, as LocalSend users expect; the Server tab
-            // says so and has the Stop button first.
+            // says so and has the Stop button first. Until trusted devices decide who may
+            // send without asking (the secure issue), a listening window asks first: nobody
+            // on the LAN can drop files in unannounced. Plain senders, which cannot be asked,
+            // are refused with a row saying how to allow them.
             server_listening: true,
             download_dir: default_download_dir(),
-            server_auto_accept: true,
+            server_auto_accept: false,
             server_idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS.to_string(),
             notes_port: DEFAULT_PORT.to_string(),
             notes_open: true,
@@ -199,8 +202,8 @@ mod tests {
         assert_eq!(settings.server_port, "9000");
         assert_eq!(settings.notes_port, DEFAULT_PORT.to_string());
         assert!(
-            settings.server_auto_accept,
-            "auto-accept stays on, as before"
+            !settings.server_auto_accept,
+            "a window that listens from the first start asks before accepting"
         );
         assert_eq!(settings.server_idle_timeout_secs, "30");
         assert!(settings.notifications, "notifications default on");

@@ -31,8 +31,10 @@ impl Picker for FakePicker {
 pub(crate) fn settings(download_dir: &Path) -> Settings {
     Settings {
         lang: Some(ferry::app::i18n::Lang::En),
-        // The tests start the server themselves (a first start listens at once).
+        // The tests start the server themselves (a first start listens at once), and take
+        // what arrives unless a test is about asking (a first start asks).
         server_listening: false,
+        server_auto_accept: true,
         server_bind: "127.0.0.1".into(),
         server_port: "0".into(),
         download_dir: download_dir.to_owned(),
