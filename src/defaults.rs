@@ -29,6 +29,9 @@ pub const DISCOVERY_PORT: u16 = 53_318;
 /// The link-local multicast group beacons are sent to (224.0.0.0/24 is never routed).
 pub const DISCOVERY_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 118);
 
+/// The mDNS port (RFC 6762) DNS-SD announcements travel on.
+pub const MDNS_PORT: u16 = 5_353;
+
 /// A peer silent this long is dropped, unless the user chose otherwise.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
 

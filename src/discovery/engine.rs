@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::mdns::{Mdns, MdnsEvent};
 use super::socket::{self, Inbound, Sockets};
 use super::{
     BURST_MS, Command, Config, HEARD_WINDOW, Heard, MAX_CHECKS_IN_FLIGHT, MAX_HEARD,
-    MAX_REPLIES_PER_SEC, Path, Shared, interfaces, lock, table,
+    MAX_REPLIES_PER_SEC, Path, Shared, Via, interfaces, lock, table,
 };
 use crate::protocol::beacon::{Beacon, SentTo};
 
@@ -23,6 +24,8 @@ pub(super) struct Engine {
     pub(super) sockets: Sockets,
     pub(super) inbound_tx: Sender<Inbound>,
     pub(super) inbound: Receiver<Inbound>,
+    pub(super) mdns: Option<Mdns>,
+    pub(super) mdns_events: Receiver<MdnsEvent>,
     pub(super) commands: Receiver<Command>,
     pub(super) checks_in_flight: Arc<AtomicUsize>,
     /// (start of the current second, replies sent in it).
@@ -43,6 +46,9 @@ impl Engine {
             crossbeam_channel::select! {
                 recv(self.inbound) -> msg => if let Ok(msg) = msg {
                     self.handle(msg, &check_tx);
+                },
+                recv(self.mdns_events) -> event => if let Ok(event) = event {
+                    self.handle_mdns(event, &check_tx);
                 },
                 recv(check_rx) -> result => if let Ok((id, addr, ok)) = result {
                     lock(&self.shared.table).checked(&id, addr, ok);
@@ -83,6 +89,9 @@ impl Engine {
             prune(&mut lock(&self.shared.heard), now);
         }
         self.send_round(false, true, Instant::now());
+        if let Some(mdns) = self.mdns.take() {
+            mdns.stop();
+        }
         self.sockets.close();
     }
 
@@ -98,6 +107,11 @@ impl Engine {
             Ok(fresh) => {
                 let old = std::mem::replace(&mut self.sockets, fresh);
                 old.close();
+                if let Some(mdns) = &self.mdns
+                    && let Err(e) = mdns.select(&self.sockets.used)
+                {
+                    log::warn!("discovery: {e}");
+                }
                 true
             }
             Err(e) => {
@@ -124,6 +138,9 @@ impl Engine {
 
     /// One round: multicast and broadcast on each interface, unicast probes.
     fn send_round(&self, query: bool, bye: bool, now: Instant) {
+        if !self.config.beacons {
+            return;
+        }
         let port = self.config.port;
         let multicast = self.beacon(query, bye, SentTo::Multicast);
         let broadcast = self.beacon(query, bye, SentTo::Broadcast);
@@ -182,20 +199,12 @@ impl Engine {
                 return;
             }
         };
+        if !self.config.beacons {
+            return; // the beacon path is off: what it hears is not used either
+        }
         let now = Instant::now();
         let own = beacon.id == self.config.me.id;
-        {
-            let mut heard = lock(&self.shared.heard);
-            if heard.len() >= MAX_HEARD {
-                heard.pop_front();
-            }
-            heard.push_back(Heard {
-                at: now,
-                iface: self.iface_of(msg.from.ip()),
-                sent_to: beacon.sent_to,
-                own,
-            });
-        }
+        self.record_heard(msg.from.ip(), Via::Beacon(beacon.sent_to), own, now);
         if own {
             return;
         }
@@ -225,6 +234,37 @@ impl Engine {
         let check = lock(&self.shared.table).observe(sighting, now);
         if let Some(addr) = check {
             self.check(beacon.id, addr, check_tx);
+        }
+    }
+
+    fn record_heard(&self, from: IpAddr, via: Via, own: bool, now: Instant) {
+        let iface = self.iface_of(from);
+        let mut heard = lock(&self.shared.heard);
+        if heard.len() >= MAX_HEARD {
+            heard.pop_front();
+        }
+        heard.push_back(Heard {
+            at: now,
+            iface,
+            via,
+            own,
+        });
+    }
+
+    /// A DNS-SD sighting, goodbye or our own record heard back.
+    fn handle_mdns(&mut self, event: MdnsEvent, check_tx: &Sender<(String, SocketAddr, bool)>) {
+        let now = Instant::now();
+        match event {
+            MdnsEvent::Own(ip) => self.record_heard(ip, Via::Mdns, true, now),
+            MdnsEvent::Gone(id) => lock(&self.shared.table).goodbye(&id),
+            MdnsEvent::Seen(sighting) => {
+                self.record_heard(sighting.ip, Via::Mdns, false, now);
+                let id = sighting.id.clone();
+                let check = lock(&self.shared.table).observe(sighting, now);
+                if let Some(addr) = check {
+                    self.check(id, addr, check_tx);
+                }
+            }
         }
     }
 

@@ -25,6 +25,7 @@
 pub mod doctor;
 mod engine;
 pub mod interfaces;
+mod mdns;
 mod socket;
 pub mod table;
 
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::defaults::{DISCOVERY_GROUP, DISCOVERY_PORT};
+use crate::defaults::{DISCOVERY_GROUP, DISCOVERY_PORT, MDNS_PORT};
 #[cfg(test)]
 use crate::protocol::beacon::Beacon;
 pub use crate::protocol::beacon::SentTo;
@@ -67,6 +68,8 @@ pub enum DiscoveryError {
     Interfaces(std::io::Error),
     #[error("cannot start the discovery thread: {0}")]
     Thread(std::io::Error),
+    #[error("mDNS: {0}")]
+    Mdns(String),
 }
 
 /// What this device announces.
@@ -102,6 +105,11 @@ pub struct Config {
     pub ages: Ages,
     pub interval: Duration,
     pub check_timeout: Duration,
+    /// The beacon path (multicast, broadcast and unicast probes) on or off.
+    pub beacons: bool,
+    /// The DNS-SD path on or off, and its UDP port (5353; tests pick their own).
+    pub mdns: bool,
+    pub mdns_port: u16,
 }
 
 impl Config {
@@ -116,6 +124,9 @@ impl Config {
             ages: Ages::default(),
             interval: Duration::from_secs(15),
             check_timeout: Duration::from_secs(1),
+            beacons: true,
+            mdns: true,
+            mdns_port: MDNS_PORT,
         }
     }
 }
@@ -125,8 +136,15 @@ impl Config {
 struct Heard {
     at: Instant,
     iface: String,
-    sent_to: SentTo,
+    via: Via,
     own: bool,
+}
+
+/// How something was heard: a beacon (addressed how) or a DNS-SD record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Via {
+    Beacon(SentTo),
+    Mdns,
 }
 
 /// The doctor's view of what was heard in the last minute.
@@ -136,6 +154,10 @@ pub struct HeardSummary {
     pub own: Vec<(String, SentTo)>,
     /// (interface, path, count) of other devices' beacons.
     pub others: Vec<(String, SentTo, usize)>,
+    /// Interfaces our own DNS-SD record was heard back on.
+    pub own_mdns: Vec<String>,
+    /// (interface, count) of other devices' DNS-SD records.
+    pub others_mdns: Vec<(String, usize)>,
     /// Interfaces whose multicast join failed, and why.
     pub join_failures: Vec<(String, String)>,
 }
@@ -181,6 +203,25 @@ impl Discovery {
         let (inbound_tx, inbound) = crossbeam_channel::bounded(1_024);
         let sockets = Sockets::open(&config, &shared, inbound_tx.clone())?;
         let local_port = config.port;
+        let (mdns_tx, mdns_rx) = crossbeam_channel::bounded(1_024);
+        // Only loopback in use (a server bound to 127.0.0.1): no neighbours to announce to,
+        // and starting the mDNS daemon would join its group on every interface for nothing.
+        // Loopback chosen on purpose (tests) still gets it.
+        let only_loopback =
+            !sockets.used.is_empty() && sockets.used.iter().all(|i| i.addr.is_loopback());
+        let mdns = if config.mdns && (config.choice.loopback || !only_loopback) {
+            match mdns::Mdns::start(config.mdns_port, &config.me, &sockets.used, mdns_tx) {
+                Ok(mdns) => Some(mdns),
+                Err(e) => {
+                    // Beacons still work: say why in the doctor, go on.
+                    log::warn!("discovery: {e}");
+                    lock(&shared.join_failures).push(("mDNS".into(), e.to_string()));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (commands, command_rx) = crossbeam_channel::unbounded();
         let engine = Engine {
             config,
@@ -188,6 +229,8 @@ impl Discovery {
             sockets,
             inbound_tx,
             inbound,
+            mdns,
+            mdns_events: mdns_rx,
             commands: command_rx,
             checks_in_flight: Arc::new(AtomicUsize::new(0)),
             replies: (Instant::now(), 0),
@@ -229,25 +272,41 @@ impl Discovery {
         let now = Instant::now();
         let heard = lock(&self.shared.heard);
         let mut own: Vec<(String, SentTo)> = Vec::new();
+        let mut own_mdns: Vec<String> = Vec::new();
         let mut others: HashMap<(String, SentTo), usize> = HashMap::new();
+        let mut others_mdns: HashMap<String, usize> = HashMap::new();
         for h in heard
             .iter()
             .filter(|h| now.saturating_duration_since(h.at) < HEARD_WINDOW)
         {
-            if h.own {
-                if !own.contains(&(h.iface.clone(), h.sent_to)) {
-                    own.push((h.iface.clone(), h.sent_to));
+            match (h.own, h.via) {
+                (true, Via::Beacon(sent_to)) => {
+                    if !own.contains(&(h.iface.clone(), sent_to)) {
+                        own.push((h.iface.clone(), sent_to));
+                    }
                 }
-            } else {
-                *others.entry((h.iface.clone(), h.sent_to)).or_default() += 1;
+                (true, Via::Mdns) => {
+                    if !own_mdns.contains(&h.iface) {
+                        own_mdns.push(h.iface.clone());
+                    }
+                }
+                (false, Via::Beacon(sent_to)) => {
+                    *others.entry((h.iface.clone(), sent_to)).or_default() += 1;
+                }
+                (false, Via::Mdns) => *others_mdns.entry(h.iface.clone()).or_default() += 1,
             }
         }
         own.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
+        own_mdns.sort();
         let mut others: Vec<_> = others.into_iter().map(|((i, s), n)| (i, s, n)).collect();
         others.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
+        let mut others_mdns: Vec<_> = others_mdns.into_iter().collect();
+        others_mdns.sort();
         HeardSummary {
             own,
             others,
+            own_mdns,
+            others_mdns,
             join_failures: lock(&self.shared.join_failures).clone(),
         }
     }
