@@ -7,11 +7,13 @@
 //!   and to the interface's subnet broadcast address. A beacon with `query` set asks every
 //!   announcing device to answer at once by unicast, so a browser (`ferry peers --wait 3`)
 //!   does not wait for the next round.
+//! - **DNS-SD** (`mdns.rs`): `_ferry._tcp.local.` announced and browsed with `mdns-sd` (its own
+//!   thread) on the same used interfaces; a removed record is a goodbye.
 //! - **Unicast probes**: query beacons sent straight to trusted devices' last addresses and to
 //!   devices not heard for a while (a router that drops multicast and broadcast still passes
 //!   them).
 //!
-//! Timing: a burst (0, 0.25, 1 and 2 s) at start, on [`Discovery::refresh`] and when the set
+//! Timing (beacons; mDNS keeps its own RFC 6762 schedule): a burst (0, 0.25, 1 and 2 s) at start, on [`Discovery::refresh`] and when the set
 //! of interfaces changes (checked every 3 s), then a round every ~15 s with up to 3 s of
 //! jitter. Stopping sends a goodbye on every path, which removes the device from other tables
 //! at once. A device is "ready" only once a TCP connect to its announced port succeeded.
@@ -19,8 +21,11 @@
 //! Beacons are hints: nothing here proves identity (the secure handshake does). Everything
 //! received is hostile: datagrams are bounded, the table is bounded, replies are rate-limited.
 //!
-//! Threads: one engine thread owning the sockets and the schedule, one reader per socket, and
-//! one short-lived thread per TCP check (at most [`MAX_CHECKS_IN_FLIGHT`]).
+//! Threads: one engine thread owning the sockets and the schedule, one reader per socket, the
+//! mDNS daemon and its browse reader, and one short-lived thread per TCP check (at most
+//! [`MAX_CHECKS_IN_FLIGHT`]).
+//!
+//! [`Config::beacons`] and [`Config::mdns`] switch each path off (tests use one path alone).
 
 pub mod doctor;
 mod engine;
