@@ -180,9 +180,11 @@ fn isolation_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) -> Vec
         .filter(|(_, verdict)| *verdict == Use::Used)
         .map(|(iface, _)| &iface.name)
         .filter(|name| {
-            let own = heard.own.iter().any(|(n, _)| n == *name) || heard.own_mdns.contains(name);
-            let others = heard.others.iter().any(|(n, _, _)| n == *name)
-                || heard.others_mdns.iter().any(|(n, _)| n == *name);
+            // "eth0 (IPv6)" is eth0 too.
+            let on = |n: &str| n.strip_suffix(" (IPv6)").unwrap_or(n) == name.as_str();
+            let own = heard.own.iter().any(|(n, _)| on(n)) || heard.own_mdns.iter().any(|n| on(n));
+            let others = heard.others.iter().any(|(n, _, _)| on(n))
+                || heard.others_mdns.iter().any(|(n, _)| on(n));
             own && !others
         })
         .map(|name| {

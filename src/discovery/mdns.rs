@@ -229,6 +229,7 @@ pub(super) fn sighting_of(service: &ResolvedService) -> Option<Sighting> {
         fingerprint: fingerprint.to_owned(),
         os: os.to_owned(),
         ip,
+        scope_id: 0,
         tcp_port,
         udp_port: txt("udp").and_then(|p| p.parse().ok()).unwrap_or(0),
         path: Path::Mdns,

@@ -4,7 +4,9 @@
 //! Paths, all feeding one [`table::Table`] keyed by device id:
 //! - **Beacons** ([`crate::protocol::beacon`]) on [`DISCOVERY_PORT`], sent per used interface
 //!   to the link-local multicast group [`DISCOVERY_GROUP`] (IP_MULTICAST_IF set, TTL 1, loop on)
-//!   and to the interface's subnet broadcast address. A beacon with `query` set asks every
+//!   and to the interface's subnet broadcast address; over IPv6 to
+//!   [`crate::defaults::DISCOVERY_GROUP_V6`] on each used interface with a link-local address
+//!   (by interface index; see `socket.rs`). A beacon with `query` set asks every
 //!   announcing device to answer at once by unicast, so a browser (`ferry peers --wait 3`)
 //!   does not wait for the next round.
 //! - **DNS-SD** (`mdns.rs`): `_ferry._tcp.local.` announced and browsed with `mdns-sd` (its own

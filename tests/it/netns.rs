@@ -531,3 +531,66 @@ fn a_new_address_while_serving_is_announced_and_found_there() {
     assert!(line.contains("beacon"), "{line}");
     assert!(line.ends_with("  ready"), "{line}");
 }
+
+/// Waits until `ns` has a usable (no longer tentative) IPv6 link-local address on eth0;
+/// false (with a skip line) where the kernel gives none.
+fn ipv6_link_local_ready(ns: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args([
+                "-n", ns, "-6", "addr", "show", "dev", "eth0", "scope", "link",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if out.contains("inet6 fe80") && !out.contains("tentative") {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            // A kernel or namespace without IPv6: nothing CI could install.
+            skip_or_fail(false, &format!("no IPv6 link-local address in {ns}: {out}"));
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ipv6_link_local_beacons_find_when_ipv4_discovery_is_dropped() {
+    let mut net = net_or_skip!();
+    if !have_nft() {
+        return;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    if !ipv6_link_local_ready(&h1) || !ipv6_link_local_ready(&h2) {
+        return;
+    }
+    // h2: no IPv4 beacons in or out, and no mDNS at all: only IPv6 beacons are left.
+    net.nft(
+        &h2,
+        "table ip t { chain i { type filter hook input priority 0; udp dport 53318 drop; udp sport 53318 drop; } chain o { type filter hook output priority 0; udp dport 53318 drop; udp sport 53318 drop; } } table inet m { chain i { type filter hook input priority 0; udp dport 5353 drop; } chain o { type filter hook output priority 0; udp dport 5353 drop; } }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _alpha = net.serve(&h1, "alpha", dir.path());
+    let out = net.output(&h2, &["peers", "--wait", "3"]);
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("alpha  "))
+        .unwrap_or_else(|| panic!("alpha not found: {text}"));
+    // A link-local address with the interface index it was heard on.
+    assert!(line.starts_with("alpha  [fe80::"), "{line}");
+    assert!(line.contains("%2]:8080  not trusted  beacon"), "{line}");
+    // (Its state says whether port 8080 answers over IPv6: `ferry serve` listens on IPv4
+    // unless bound otherwise, so here it truthfully does not.)
+
+    let out = net.output(&h2, &["doctor", "--wait", "3"]);
+    let text = stdout(&out);
+    // alpha's start-up burst is over by now: what answers is its reply to our IPv6 query.
+    assert!(
+        text.lines().any(|l| l.starts_with("  eth0 (IPv6): ")),
+        "{text}"
+    );
+}
