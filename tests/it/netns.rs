@@ -369,10 +369,11 @@ fn with_multicast_dropped_broadcast_still_finds() {
     }
     let h1 = net.host("h1", 1).unwrap();
     let h2 = net.host("h2", 2).unwrap();
-    // h2 neither receives nor sends multicast.
+    // h2 neither receives nor sends multicast (IPv4, and IPv6 so the IPv6 beacons are
+    // silenced too).
     net.nft(
         &h2,
-        "table ip t { chain i { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; } chain o { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; } }",
+        "table ip t { chain i { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; } chain o { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; } } table ip6 t6 { chain i { type filter hook input priority 0; ip6 daddr ff00::/8 drop; } chain o { type filter hook output priority 0; ip6 daddr ff00::/8 drop; } }",
     );
     let dir = tempfile::tempdir().unwrap();
     let _alpha = net.serve(&h1, "alpha", dir.path());
