@@ -29,6 +29,15 @@ pub const DISCOVERY_PORT: u16 = 53_318;
 /// The link-local multicast group beacons are sent to (224.0.0.0/24 is never routed).
 pub const DISCOVERY_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 118);
 
+/// The IPv6 group beacons are sent to on each interface with a link-local address: the
+/// twin of [`DISCOVERY_GROUP`] in the link-local scope (ff02::/16, never routed), sent with
+/// the interface index as IPV6_MULTICAST_IF and a hop limit of 1.
+pub const DISCOVERY_GROUP_V6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x118);
+
+/// The mDNS port (RFC 6762) DNS-SD announcements travel on.
+pub const MDNS_PORT: u16 = 5_353;
+
 /// A peer silent this long is dropped, unless the user chose otherwise.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
 

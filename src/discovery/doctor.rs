@@ -124,12 +124,15 @@ pub fn interface_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) ->
         let net = format!("{}/{}", iface.addr, iface.prefix_len());
         match verdict {
             Use::Used => {
-                let own: Vec<&str> = heard
+                let mut own: Vec<&str> = heard
                     .own
                     .iter()
                     .filter(|(name, _)| name == &iface.name)
                     .map(|(_, s)| s.as_str())
                     .collect();
+                if heard.own_mdns.contains(&iface.name) {
+                    own.push("mDNS");
+                }
                 let own = if own.is_empty() {
                     "our own beacon NOT heard back (multicast and broadcast blocked here?)"
                         .to_owned()
@@ -146,7 +149,7 @@ pub fn interface_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) ->
     for (iface, reason) in &heard.join_failures {
         out.push(format!("interface {iface}: {reason}"));
     }
-    if heard.others.is_empty() {
+    if heard.others.is_empty() && heard.others_mdns.is_empty() {
         out.push(
             "beacons from other devices in the last minute: none (is Ferry running there, on this network, with discovery on?)"
                 .to_owned(),
@@ -161,8 +164,35 @@ pub fn interface_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) ->
             };
             out.push(format!("  {iface}: {count} by {path}"));
         }
+        for (iface, count) in &heard.others_mdns {
+            out.push(format!("  {iface}: {count} by mDNS"));
+        }
     }
+    out.extend(isolation_lines(interfaces, heard));
     out
+}
+
+/// Interfaces where our own announcement comes back but nobody else's does: the sign of a
+/// network that isolates its clients (or of a network with no other Ferry on it).
+fn isolation_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) -> Vec<String> {
+    interfaces
+        .iter()
+        .filter(|(_, verdict)| *verdict == Use::Used)
+        .map(|(iface, _)| &iface.name)
+        .filter(|name| {
+            // "eth0 (IPv6)" is eth0 too.
+            let on = |n: &str| n.strip_suffix(" (IPv6)").unwrap_or(n) == name.as_str();
+            let own = heard.own.iter().any(|(n, _)| on(n)) || heard.own_mdns.iter().any(|n| on(n));
+            let others = heard.others.iter().any(|(n, _, _)| on(n))
+                || heard.others_mdns.iter().any(|(n, _)| on(n));
+            own && !others
+        })
+        .map(|name| {
+            format!(
+                "no other device heard on {name}, though our own beacon is: the network may isolate clients (Wi-Fi client/AP isolation, a guest network), or no other Ferry runs there with discovery on"
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -203,5 +233,53 @@ mod tests {
         let lines = address_lines(&report).join("\n");
         assert!(lines.contains("not in any of our subnets"), "{lines}");
         assert!(lines.contains("connection refused"), "{lines}");
+    }
+
+    fn eth(name: &str) -> (Interface, Use) {
+        let iface = Interface {
+            name: name.into(),
+            addr: Ipv4Addr::new(10, 77, 0, 1),
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            broadcast: None,
+        };
+        (iface, Use::Used)
+    }
+
+    #[test]
+    fn own_beacon_heard_but_nobody_else_suggests_client_isolation() {
+        let ifaces = [eth("eth0"), eth("wlan0")];
+        let heard = HeardSummary {
+            own: vec![
+                ("eth0".into(), SentTo::Multicast),
+                ("wlan0".into(), SentTo::Broadcast),
+            ],
+            others: vec![("eth0".into(), SentTo::Multicast, 3)],
+            own_mdns: vec!["wlan0".into()],
+            ..HeardSummary::default()
+        };
+        let text = interface_lines(&ifaces, &heard).join("\n");
+        assert!(
+            text.contains(
+                "interface wlan0 10.77.0.1/24: used; our own beacon heard by broadcast and mDNS"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("no other device heard on wlan0, though our own beacon is: the network may isolate clients"),
+            "{text}"
+        );
+        assert!(!text.contains("heard on eth0"), "{text}");
+        // Nothing heard at all is another problem (blocked), not isolation.
+        let text = interface_lines(&ifaces, &HeardSummary::default()).join("\n");
+        assert!(!text.contains("isolate"), "{text}");
+        // A device found only by mDNS on wlan0: not isolated.
+        let heard = HeardSummary {
+            own: vec![("wlan0".into(), SentTo::Broadcast)],
+            others_mdns: vec![("wlan0".into(), 1)],
+            ..HeardSummary::default()
+        };
+        let text = interface_lines(&ifaces, &heard).join("\n");
+        assert!(text.contains("  wlan0: 1 by mDNS"), "{text}");
+        assert!(!text.contains("isolate"), "{text}");
     }
 }

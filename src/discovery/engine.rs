@@ -3,18 +3,20 @@
 //! device table, runs the TCP readiness checks and says goodbye on the way out.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::mdns::{Mdns, MdnsEvent};
 use super::socket::{self, Inbound, Sockets};
 use super::{
     BURST_MS, Command, Config, HEARD_WINDOW, Heard, MAX_CHECKS_IN_FLIGHT, MAX_HEARD,
-    MAX_REPLIES_PER_SEC, Path, Shared, interfaces, lock, table,
+    MAX_REPLIES_PER_SEC, Path, Shared, Via, interfaces, lock, table,
 };
+use crate::defaults::DISCOVERY_GROUP_V6;
 use crate::protocol::beacon::{Beacon, SentTo};
 
 pub(super) struct Engine {
@@ -23,6 +25,8 @@ pub(super) struct Engine {
     pub(super) sockets: Sockets,
     pub(super) inbound_tx: Sender<Inbound>,
     pub(super) inbound: Receiver<Inbound>,
+    pub(super) mdns: Option<Mdns>,
+    pub(super) mdns_events: Receiver<MdnsEvent>,
     pub(super) commands: Receiver<Command>,
     pub(super) checks_in_flight: Arc<AtomicUsize>,
     /// (start of the current second, replies sent in it).
@@ -43,6 +47,9 @@ impl Engine {
             crossbeam_channel::select! {
                 recv(self.inbound) -> msg => if let Ok(msg) = msg {
                     self.handle(msg, &check_tx);
+                },
+                recv(self.mdns_events) -> event => if let Ok(event) = event {
+                    self.handle_mdns(event, &check_tx);
                 },
                 recv(check_rx) -> result => if let Ok((id, addr, ok)) = result {
                     lock(&self.shared.table).checked(&id, addr, ok);
@@ -83,12 +90,18 @@ impl Engine {
             prune(&mut lock(&self.shared.heard), now);
         }
         self.send_round(false, true, Instant::now());
+        if let Some(mdns) = self.mdns.take() {
+            mdns.stop();
+        }
         self.sockets.close();
     }
 
     fn interfaces_changed(&self) -> bool {
         match interfaces::used(&self.config.choice) {
-            Ok(now_used) => now_used != self.sockets.used,
+            Ok(now_used) => {
+                now_used != self.sockets.used
+                    || (self.config.beacons && socket::v6_links(&now_used) != self.sockets.links_v6)
+            }
             Err(_) => false,
         }
     }
@@ -98,6 +111,11 @@ impl Engine {
             Ok(fresh) => {
                 let old = std::mem::replace(&mut self.sockets, fresh);
                 old.close();
+                if let Some(mdns) = &self.mdns
+                    && let Err(e) = mdns.select(&self.sockets.used)
+                {
+                    log::warn!("discovery: {e}");
+                }
                 true
             }
             Err(e) => {
@@ -124,9 +142,20 @@ impl Engine {
 
     /// One round: multicast and broadcast on each interface, unicast probes.
     fn send_round(&self, query: bool, bye: bool, now: Instant) {
+        if !self.config.beacons {
+            return;
+        }
         let port = self.config.port;
         let multicast = self.beacon(query, bye, SentTo::Multicast);
         let broadcast = self.beacon(query, bye, SentTo::Broadcast);
+        if let Some(bytes) = &multicast {
+            for (link, sock) in &self.sockets.senders_v6 {
+                let to = SocketAddrV6::new(DISCOVERY_GROUP_V6, port, 0, link.index);
+                if let Err(e) = sock.send_to(bytes, to) {
+                    log::debug!("discovery: IPv6 multicast on {}: {e}", link.name);
+                }
+            }
+        }
         for (iface, sock) in &self.sockets.senders {
             if let Some(bytes) = &multicast {
                 let to = SocketAddr::from((self.config.group, port));
@@ -148,6 +177,8 @@ impl Engine {
         };
         let mut targets = lock(&self.shared.table).probe_targets(now, quiet_for);
         targets.extend(self.config.probe.iter().copied());
+        // Link-local IPv6 needs an interface index the table does not keep: IPv4 only.
+        targets.retain(IpAddr::is_ipv4);
         targets.sort();
         targets.dedup();
         if let Some(bytes) = self.beacon(!bye, bye, SentTo::Unicast) {
@@ -160,9 +191,17 @@ impl Engine {
         }
     }
 
-    fn iface_of(&self, ip: IpAddr) -> String {
-        let IpAddr::V4(v4) = ip else {
-            return "IPv6".into();
+    fn iface_of(&self, from: SocketAddr) -> String {
+        let v4 = match from {
+            SocketAddr::V4(v4) => *v4.ip(),
+            SocketAddr::V6(v6) => {
+                return self
+                    .sockets
+                    .links_v6
+                    .iter()
+                    .find(|l| l.index == v6.scope_id())
+                    .map_or_else(|| "IPv6".into(), |l| format!("{} (IPv6)", l.name));
+            }
         };
         self.sockets
             .used
@@ -182,20 +221,12 @@ impl Engine {
                 return;
             }
         };
+        if !self.config.beacons {
+            return; // the beacon path is off: what it hears is not used either
+        }
         let now = Instant::now();
         let own = beacon.id == self.config.me.id;
-        {
-            let mut heard = lock(&self.shared.heard);
-            if heard.len() >= MAX_HEARD {
-                heard.pop_front();
-            }
-            heard.push_back(Heard {
-                at: now,
-                iface: self.iface_of(msg.from.ip()),
-                sent_to: beacon.sent_to,
-                own,
-            });
-        }
+        self.record_heard(msg.from, Via::Beacon(beacon.sent_to), own, now);
         if own {
             return;
         }
@@ -215,6 +246,10 @@ impl Engine {
             fingerprint: beacon.fingerprint,
             os: beacon.os,
             ip: msg.from.ip(),
+            scope_id: match msg.from {
+                SocketAddr::V6(v6) => v6.scope_id(),
+                SocketAddr::V4(_) => 0,
+            },
             tcp_port: beacon.tcp_port,
             udp_port: beacon.udp_port,
             path: match beacon.sent_to {
@@ -225,6 +260,37 @@ impl Engine {
         let check = lock(&self.shared.table).observe(sighting, now);
         if let Some(addr) = check {
             self.check(beacon.id, addr, check_tx);
+        }
+    }
+
+    fn record_heard(&self, from: SocketAddr, via: Via, own: bool, now: Instant) {
+        let iface = self.iface_of(from);
+        let mut heard = lock(&self.shared.heard);
+        if heard.len() >= MAX_HEARD {
+            heard.pop_front();
+        }
+        heard.push_back(Heard {
+            at: now,
+            iface,
+            via,
+            own,
+        });
+    }
+
+    /// A DNS-SD sighting, goodbye or our own record heard back.
+    fn handle_mdns(&mut self, event: MdnsEvent, check_tx: &Sender<(String, SocketAddr, bool)>) {
+        let now = Instant::now();
+        match event {
+            MdnsEvent::Own(ip) => self.record_heard(SocketAddr::new(ip, 0), Via::Mdns, true, now),
+            MdnsEvent::Gone(id) => lock(&self.shared.table).goodbye(&id),
+            MdnsEvent::Seen(sighting) => {
+                self.record_heard(SocketAddr::new(sighting.ip, 0), Via::Mdns, false, now);
+                let id = sighting.id.clone();
+                let check = lock(&self.shared.table).observe(sighting, now);
+                if let Some(addr) = check {
+                    self.check(id, addr, check_tx);
+                }
+            }
         }
     }
 
@@ -248,7 +314,20 @@ impl Engine {
                 .iter()
                 .find(|(i, _)| i.contains(v4))
                 .map(|(_, s)| s),
-            IpAddr::V6(_) => None,
+            IpAddr::V6(_) => {
+                let SocketAddr::V6(v6) = to else {
+                    return; // an IPv6 address is always a V6 socket address
+                };
+                let Some((_, socket)) = self
+                    .sockets
+                    .senders_v6
+                    .iter()
+                    .find(|(l, _)| l.index == v6.scope_id())
+                else {
+                    return; // not one of our links: no route for a link-local answer
+                };
+                Some(socket)
+            }
         }
         // A server bound to one address answers from it (the source is what others connect
         // to); otherwise the kernel picks the route.

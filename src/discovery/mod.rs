@@ -4,14 +4,18 @@
 //! Paths, all feeding one [`table::Table`] keyed by device id:
 //! - **Beacons** ([`crate::protocol::beacon`]) on [`DISCOVERY_PORT`], sent per used interface
 //!   to the link-local multicast group [`DISCOVERY_GROUP`] (IP_MULTICAST_IF set, TTL 1, loop on)
-//!   and to the interface's subnet broadcast address. A beacon with `query` set asks every
+//!   and to the interface's subnet broadcast address; over IPv6 to
+//!   [`crate::defaults::DISCOVERY_GROUP_V6`] on each used interface with a link-local address
+//!   (by interface index; see `socket.rs`). A beacon with `query` set asks every
 //!   announcing device to answer at once by unicast, so a browser (`ferry peers --wait 3`)
 //!   does not wait for the next round.
+//! - **DNS-SD** (`mdns.rs`): `_ferry._tcp.local.` announced and browsed with `mdns-sd` (its own
+//!   thread) on the same used interfaces; a removed record is a goodbye.
 //! - **Unicast probes**: query beacons sent straight to trusted devices' last addresses and to
 //!   devices not heard for a while (a router that drops multicast and broadcast still passes
 //!   them).
 //!
-//! Timing: a burst (0, 0.25, 1 and 2 s) at start, on [`Discovery::refresh`] and when the set
+//! Timing (beacons; mDNS keeps its own RFC 6762 schedule): a burst (0, 0.25, 1 and 2 s) at start, on [`Discovery::refresh`] and when the set
 //! of interfaces changes (checked every 3 s), then a round every ~15 s with up to 3 s of
 //! jitter. Stopping sends a goodbye on every path, which removes the device from other tables
 //! at once. A device is "ready" only once a TCP connect to its announced port succeeded.
@@ -19,12 +23,16 @@
 //! Beacons are hints: nothing here proves identity (the secure handshake does). Everything
 //! received is hostile: datagrams are bounded, the table is bounded, replies are rate-limited.
 //!
-//! Threads: one engine thread owning the sockets and the schedule, one reader per socket, and
-//! one short-lived thread per TCP check (at most [`MAX_CHECKS_IN_FLIGHT`]).
+//! Threads: one engine thread owning the sockets and the schedule, one reader per socket, the
+//! mDNS daemon and its browse reader, and one short-lived thread per TCP check (at most
+//! [`MAX_CHECKS_IN_FLIGHT`]).
+//!
+//! [`Config::beacons`] and [`Config::mdns`] switch each path off (tests use one path alone).
 
 pub mod doctor;
 mod engine;
 pub mod interfaces;
+mod mdns;
 mod socket;
 pub mod table;
 
@@ -37,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::defaults::{DISCOVERY_GROUP, DISCOVERY_PORT};
+use crate::defaults::{DISCOVERY_GROUP, DISCOVERY_PORT, MDNS_PORT};
 #[cfg(test)]
 use crate::protocol::beacon::Beacon;
 pub use crate::protocol::beacon::SentTo;
@@ -67,6 +75,8 @@ pub enum DiscoveryError {
     Interfaces(std::io::Error),
     #[error("cannot start the discovery thread: {0}")]
     Thread(std::io::Error),
+    #[error("mDNS: {0}")]
+    Mdns(String),
 }
 
 /// What this device announces.
@@ -102,6 +112,11 @@ pub struct Config {
     pub ages: Ages,
     pub interval: Duration,
     pub check_timeout: Duration,
+    /// The beacon path (multicast, broadcast and unicast probes) on or off.
+    pub beacons: bool,
+    /// The DNS-SD path on or off, and its UDP port (5353; tests pick their own).
+    pub mdns: bool,
+    pub mdns_port: u16,
 }
 
 impl Config {
@@ -116,6 +131,9 @@ impl Config {
             ages: Ages::default(),
             interval: Duration::from_secs(15),
             check_timeout: Duration::from_secs(1),
+            beacons: true,
+            mdns: true,
+            mdns_port: MDNS_PORT,
         }
     }
 }
@@ -125,8 +143,15 @@ impl Config {
 struct Heard {
     at: Instant,
     iface: String,
-    sent_to: SentTo,
+    via: Via,
     own: bool,
+}
+
+/// How something was heard: a beacon (addressed how) or a DNS-SD record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Via {
+    Beacon(SentTo),
+    Mdns,
 }
 
 /// The doctor's view of what was heard in the last minute.
@@ -136,6 +161,10 @@ pub struct HeardSummary {
     pub own: Vec<(String, SentTo)>,
     /// (interface, path, count) of other devices' beacons.
     pub others: Vec<(String, SentTo, usize)>,
+    /// Interfaces our own DNS-SD record was heard back on.
+    pub own_mdns: Vec<String>,
+    /// (interface, count) of other devices' DNS-SD records.
+    pub others_mdns: Vec<(String, usize)>,
     /// Interfaces whose multicast join failed, and why.
     pub join_failures: Vec<(String, String)>,
 }
@@ -181,6 +210,25 @@ impl Discovery {
         let (inbound_tx, inbound) = crossbeam_channel::bounded(1_024);
         let sockets = Sockets::open(&config, &shared, inbound_tx.clone())?;
         let local_port = config.port;
+        let (mdns_tx, mdns_rx) = crossbeam_channel::bounded(1_024);
+        // Only loopback in use (a server bound to 127.0.0.1): no neighbours to announce to,
+        // and starting the mDNS daemon would join its group on every interface for nothing.
+        // Loopback chosen on purpose (tests) still gets it.
+        let only_loopback =
+            !sockets.used.is_empty() && sockets.used.iter().all(|i| i.addr.is_loopback());
+        let mdns = if config.mdns && (config.choice.loopback || !only_loopback) {
+            match mdns::Mdns::start(config.mdns_port, &config.me, &sockets.used, mdns_tx) {
+                Ok(mdns) => Some(mdns),
+                Err(e) => {
+                    // Beacons still work: say why in the doctor, go on.
+                    log::warn!("discovery: {e}");
+                    lock(&shared.join_failures).push(("mDNS".into(), e.to_string()));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (commands, command_rx) = crossbeam_channel::unbounded();
         let engine = Engine {
             config,
@@ -188,6 +236,8 @@ impl Discovery {
             sockets,
             inbound_tx,
             inbound,
+            mdns,
+            mdns_events: mdns_rx,
             commands: command_rx,
             checks_in_flight: Arc::new(AtomicUsize::new(0)),
             replies: (Instant::now(), 0),
@@ -229,25 +279,41 @@ impl Discovery {
         let now = Instant::now();
         let heard = lock(&self.shared.heard);
         let mut own: Vec<(String, SentTo)> = Vec::new();
+        let mut own_mdns: Vec<String> = Vec::new();
         let mut others: HashMap<(String, SentTo), usize> = HashMap::new();
+        let mut others_mdns: HashMap<String, usize> = HashMap::new();
         for h in heard
             .iter()
             .filter(|h| now.saturating_duration_since(h.at) < HEARD_WINDOW)
         {
-            if h.own {
-                if !own.contains(&(h.iface.clone(), h.sent_to)) {
-                    own.push((h.iface.clone(), h.sent_to));
+            match (h.own, h.via) {
+                (true, Via::Beacon(sent_to)) => {
+                    if !own.contains(&(h.iface.clone(), sent_to)) {
+                        own.push((h.iface.clone(), sent_to));
+                    }
                 }
-            } else {
-                *others.entry((h.iface.clone(), h.sent_to)).or_default() += 1;
+                (true, Via::Mdns) => {
+                    if !own_mdns.contains(&h.iface) {
+                        own_mdns.push(h.iface.clone());
+                    }
+                }
+                (false, Via::Beacon(sent_to)) => {
+                    *others.entry((h.iface.clone(), sent_to)).or_default() += 1;
+                }
+                (false, Via::Mdns) => *others_mdns.entry(h.iface.clone()).or_default() += 1,
             }
         }
         own.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
+        own_mdns.sort();
         let mut others: Vec<_> = others.into_iter().map(|((i, s), n)| (i, s, n)).collect();
         others.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
+        let mut others_mdns: Vec<_> = others_mdns.into_iter().collect();
+        others_mdns.sort();
         HeardSummary {
             own,
             others,
+            own_mdns,
+            others_mdns,
             join_failures: lock(&self.shared.join_failures).clone(),
         }
     }

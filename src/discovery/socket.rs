@@ -3,9 +3,15 @@
 //! and one sending socket per interface (multicast leaves through that interface, TTL 1, loop
 //! on so we hear our own beacon; broadcast allowed). Unicast replies to our queries come back
 //! to the sending sockets.
+//!
+//! IPv6, where it works: for each used interface that has an IPv6 link-local address, a
+//! sending socket with IPV6_MULTICAST_IF set to the interface index (hop limit 1, loop on) and
+//! one IPv6 listening socket on the discovery port joined to [`DISCOVERY_GROUP_V6`] on each
+//! of those interfaces. A kernel without IPv6 (or an interface without a link-local address)
+//! leaves IPv6 out quietly; the reason is kept for the doctor when a socket fails.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -17,7 +23,71 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::interfaces::{self, Interface, Use};
 use super::{Config, DiscoveryError, Shared, lock};
+use crate::defaults::DISCOVERY_GROUP_V6;
 use crate::protocol::beacon::MAX_BEACON_BYTES;
+
+/// A used interface's IPv6 link: its name, index and link-local address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V6Link {
+    pub name: String,
+    pub index: u32,
+    pub addr: Ipv6Addr,
+}
+
+/// The IPv6 link-local addresses (fe80::/10) of the interfaces in `used`, one per interface.
+pub fn v6_links(used: &[Interface]) -> Vec<V6Link> {
+    let mut out: Vec<V6Link> = Vec::new();
+    for iface in if_addrs::get_if_addrs().unwrap_or_default() {
+        let (if_addrs::IfAddr::V6(v6), Some(index)) = (&iface.addr, iface.index) else {
+            continue;
+        };
+        let link_local = v6.ip.segments()[0] & 0xffc0 == 0xfe80;
+        if link_local
+            && used.iter().any(|u| u.name == iface.name)
+            && !out.iter().any(|l| l.name == iface.name)
+        {
+            out.push(V6Link {
+                name: iface.name.clone(),
+                index,
+                addr: v6.ip,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The IPv6 listening socket on `port`, joined to the group on each link.
+fn listener_v6(port: u16, links: &[V6Link]) -> io::Result<(UdpSocket, Vec<(String, String)>)> {
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(all(unix, not(target_os = "solaris"), not(target_os = "illumos")))]
+    socket.set_reuse_port(true)?;
+    socket.bind(&SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0).into())?;
+    let mut failed = Vec::new();
+    for link in links {
+        if let Err(e) = socket.join_multicast_v6(&DISCOVERY_GROUP_V6, link.index) {
+            failed.push((link.name.clone(), format!("IPv6 multicast join: {e}")));
+        }
+    }
+    socket.set_read_timeout(Some(READ_TICK))?;
+    Ok((socket.into(), failed))
+}
+
+/// An IPv6 sending socket for one link: multicast out of its index, hop limit 1, loop on.
+/// Bound to the unspecified address so a link-local address still in duplicate address
+/// detection does not stop it (the kernel picks the source).
+fn sender_v6(link: &V6Link) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(true)?;
+    socket.set_multicast_if_v6(link.index)?;
+    socket.set_multicast_hops_v6(1)?;
+    socket.set_multicast_loop_v6(true)?;
+    socket.bind(&SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0).into())?;
+    socket.set_read_timeout(Some(READ_TICK))?;
+    Ok(socket.into())
+}
 
 /// How long a reader blocks before it looks at the stop flag.
 pub const READ_TICK: Duration = Duration::from_millis(200);
@@ -84,6 +154,9 @@ pub(super) struct Inbound {
 /// The sockets of one set of interfaces, with their reader threads.
 pub(super) struct Sockets {
     pub(super) senders: Vec<(Interface, Arc<UdpSocket>)>,
+    pub(super) senders_v6: Vec<(V6Link, Arc<UdpSocket>)>,
+    /// The IPv6 links looked at when these sockets were opened (for change detection).
+    pub(super) links_v6: Vec<V6Link>,
     pub(super) prober: Arc<UdpSocket>,
     stop: Arc<AtomicBool>,
     readers: Vec<JoinHandle<()>>,
@@ -115,6 +188,30 @@ impl Sockets {
                 Err(e) => failures.push((iface.name.clone(), format!("cannot send: {e}"))),
             }
         }
+        let links_v6 = if config.beacons {
+            v6_links(&used)
+        } else {
+            Vec::new()
+        };
+        log::debug!("discovery: IPv6 links {links_v6:?}");
+        let mut senders_v6 = Vec::new();
+        let mut listener6 = None;
+        if !links_v6.is_empty() {
+            match listener_v6(config.port, &links_v6) {
+                Ok((socket, failed)) => {
+                    failures.extend(failed);
+                    listener6 = Some(Arc::new(socket));
+                    for link in &links_v6 {
+                        match sender_v6(link) {
+                            Ok(s) => senders_v6.push((link.clone(), Arc::new(s))),
+                            Err(e) => failures
+                                .push((link.name.clone(), format!("cannot send over IPv6: {e}"))),
+                        }
+                    }
+                }
+                Err(e) => failures.push(("IPv6".into(), format!("no IPv6 beacons: {e}"))),
+            }
+        }
         *lock(&shared.interfaces) = all;
         *lock(&shared.join_failures) = failures;
         let prober = Arc::new(prober().map_err(|source| DiscoveryError::Bind { port: 0, source })?);
@@ -122,6 +219,8 @@ impl Sockets {
         let mut readers = Vec::new();
         let mut all_sockets = vec![Arc::new(listener), Arc::clone(&prober)];
         all_sockets.extend(senders.iter().map(|(_, s)| Arc::clone(s)));
+        all_sockets.extend(listener6);
+        all_sockets.extend(senders_v6.iter().map(|(_, s)| Arc::clone(s)));
         for socket in all_sockets {
             let stop = Arc::clone(&stop);
             let inbound = inbound.clone();
@@ -133,6 +232,8 @@ impl Sockets {
         }
         Ok(Sockets {
             senders,
+            senders_v6,
+            links_v6,
             prober,
             stop,
             readers,

@@ -3,7 +3,7 @@
 //! (`now`), so tests drive the clock and check staleness, expiry and goodbyes exactly.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 /// Devices kept at most (a LAN has far fewer; a flood of made-up ids is ignored beyond it).
@@ -76,6 +76,8 @@ pub struct Sighting {
     pub fingerprint: String,
     pub os: String,
     pub ip: IpAddr,
+    /// The interface index of an IPv6 link-local address (0 otherwise).
+    pub scope_id: u32,
     pub tcp_port: u16,
     pub udp_port: u16,
     pub path: Path,
@@ -176,7 +178,15 @@ impl Table {
         if self.entries.len() >= MAX_DEVICES && !self.entries.contains_key(&sighting.id) {
             return None; // a flood of made-up devices cannot grow the table
         }
-        let addr = SocketAddr::new(sighting.ip, sighting.tcp_port);
+        let addr = match sighting.ip {
+            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(
+                v6,
+                sighting.tcp_port,
+                0,
+                sighting.scope_id,
+            )),
+            IpAddr::V4(_) => SocketAddr::new(sighting.ip, sighting.tcp_port),
+        };
         let entry = self
             .entries
             .entry(sighting.id.clone())
@@ -192,9 +202,22 @@ impl Table {
                 reach: Reach::Unchecked,
                 checked_at: None,
             });
+        // A device heard over IPv4 and IPv6 keeps its IPv4 address while that is fresh (it is
+        // what servers listen on and what needs no interface index).
+        if addr.is_ipv6()
+            && entry.known_addr.is_some_and(|known| known.is_ipv4())
+            && entry
+                .last_seen
+                .is_some_and(|seen| now.saturating_duration_since(seen) < self.ages.stale_after)
+        {
+            entry.paths.insert(sighting.path);
+            return None;
+        }
         // A device heard at several addresses (several interfaces, or a reply routed another
         // way) keeps the one that answered while that one is fresh: no flapping.
+        let back_to_v4 = addr.is_ipv4() && entry.known_addr.is_some_and(|k| k.is_ipv6());
         if entry.reach == Reach::Ready
+            && !back_to_v4
             && entry.known_addr.is_some_and(|known| known != addr)
             && entry
                 .last_seen
@@ -341,6 +364,7 @@ mod tests {
             fingerprint: "a b c d e f".into(),
             os: "linux".into(),
             ip: IpAddr::V4(Ipv4Addr::new(10, 77, 0, last)),
+            scope_id: 0,
             tcp_port: 8080,
             udp_port: 0,
             path,
@@ -366,6 +390,37 @@ mod tests {
             [Path::Beacon, Path::Mdns, Path::Probe]
         );
         assert_eq!(devices[0].state, State::Checking);
+    }
+
+    #[test]
+    fn ipv4_is_kept_over_ipv6_and_ipv6_keeps_its_interface_index() {
+        let t0 = Instant::now();
+        let mut table = Table::new(Ages::default());
+        let v6 = |s: Sighting| Sighting {
+            ip: "fe80::1".parse().unwrap(),
+            scope_id: 7,
+            ..s
+        };
+        // Heard over IPv6 first: the address carries the interface index.
+        let addr = table
+            .observe(v6(sighting("a", 2, Path::Beacon)), t0)
+            .unwrap();
+        assert_eq!(addr.to_string(), "[fe80::1%7]:8080");
+        table.checked("a", addr, true);
+        // IPv4 replaces it even though the IPv6 one is ready.
+        let addr = table.observe(sighting("a", 2, Path::Beacon), t0 + secs(1));
+        assert_eq!(addr, Some("10.77.0.2:8080".parse().unwrap()));
+        // While IPv4 is fresh, IPv6 copies change nothing (and do not keep it alive).
+        assert_eq!(
+            table.observe(v6(sighting("a", 2, Path::Beacon)), t0 + secs(2)),
+            None
+        );
+        let device = &table.devices(t0 + secs(2))[0];
+        assert_eq!(device.addr, Some("10.77.0.2:8080".parse().unwrap()));
+        assert_eq!(device.last_seen_ago, Some(secs(1)));
+        // IPv4 silent long enough: IPv6 takes over.
+        let addr = table.observe(v6(sighting("a", 2, Path::Beacon)), t0 + secs(45));
+        assert_eq!(addr.map(|a| a.to_string()), Some("[fe80::1%7]:8080".into()));
     }
 
     #[test]

@@ -32,6 +32,17 @@ fn config(port: u16, id_byte: char, name: &str, tcp_port: u16) -> Config {
         only_chosen: true,
         only_addr: None,
     };
+    // The beacon tests hear beacons only; mDNS has tests of its own (below).
+    config.mdns = false;
+    config
+}
+
+/// DNS-SD only: the beacon path off, mDNS on a port picked for the test.
+fn mdns_config(mdns_port: u16, id_byte: char, name: &str, tcp_port: u16) -> Config {
+    let mut config = config(free_udp_port(), id_byte, name, tcp_port);
+    config.beacons = false;
+    config.mdns = true;
+    config.mdns_port = mdns_port;
     config
 }
 
@@ -182,4 +193,84 @@ fn hostile_datagrams_are_ignored_and_discovery_goes_on() {
     attacker.send_to(&fake.encode().unwrap(), target).unwrap();
     let seen = wait_devices(&b, |d| d.iter().any(|d| d.name == "fake"));
     assert!(seen[0].paths.contains(&Path::Probe), "{seen:#?}");
+}
+
+#[test]
+fn mdns_alone_finds_a_device_and_its_goodbye_removes_it() {
+    // The mDNS daemon joins its group on every interface before it is told which to use,
+    // so this test runs in a network namespace of its own, where only loopback exists:
+    // nothing of it ever reaches a real network.
+    const INSIDE: &str = "FERRY_TEST_IN_OWN_NETNS";
+    if std::env::var_os(INSIDE).is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let run = std::process::Command::new("unshare")
+            .args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ])
+            .arg(exe)
+            .args([
+                "--exact",
+                "discovery::tests::mdns_alone_finds_a_device_and_its_goodbye_removes_it",
+                "--test-threads=1",
+            ])
+            .env(INSIDE, "1")
+            .output();
+        match run {
+            Ok(out) if out.status.success() => {
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(stdout.contains("1 passed"), "{stdout}");
+            }
+            Ok(out) if String::from_utf8_lossy(&out.stderr).contains("unshare failed") => {
+                // Not root (or no namespaces): nothing CI installs would help.
+                eprintln!("SKIPPED: cannot make a network namespace for the mDNS test");
+            }
+            Ok(out) => panic!(
+                "the mDNS test in its own namespace failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("SKIPPED: cannot run unshare: {e}"),
+        }
+        return;
+    }
+    if !has_lo() {
+        eprintln!("SKIPPED: no loopback interface named lo");
+        return;
+    }
+    let mdns_port = free_udp_port();
+    let a_tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let a_port = a_tcp.local_addr().unwrap().port();
+    let a = Discovery::start(mdns_config(mdns_port, 'a', "alpha.one", a_port)).unwrap();
+    let b = Discovery::start(mdns_config(mdns_port, 'b', "beta", 0)).unwrap();
+
+    let seen = wait_devices(&b, |d| d.iter().any(|d| d.state == State::Ready));
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    // The name comes back whole (a dot in it is escaped in the instance label).
+    assert_eq!(seen[0].name, "alpha.one");
+    assert_eq!(seen[0].id, "a".repeat(32));
+    assert_eq!(
+        seen[0].addr,
+        Some(SocketAddr::from((Ipv4Addr::LOCALHOST, a_port)))
+    );
+    assert_eq!(
+        seen[0].paths.iter().copied().collect::<Vec<_>>(),
+        [Path::Mdns],
+        "found by mDNS alone"
+    );
+    let heard = b.heard();
+    assert_eq!(
+        heard.others_mdns,
+        [("lo".to_owned(), heard.others_mdns[0].1)]
+    );
+    assert!(heard.others.is_empty(), "no beacons: {heard:?}");
+
+    // Unregistering sends the goodbye: gone long before the record's TTL.
+    let stopped = Instant::now();
+    a.stop();
+    wait_devices(&b, |d| d.is_empty());
+    assert!(stopped.elapsed() < Duration::from_secs(5));
 }

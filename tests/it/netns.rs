@@ -369,10 +369,11 @@ fn with_multicast_dropped_broadcast_still_finds() {
     }
     let h1 = net.host("h1", 1).unwrap();
     let h2 = net.host("h2", 2).unwrap();
-    // h2 neither receives nor sends multicast.
+    // h2 neither receives nor sends multicast (IPv4, and IPv6 so the IPv6 beacons are
+    // silenced too).
     net.nft(
         &h2,
-        "table ip t { chain i { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; } chain o { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; } }",
+        "table ip t { chain i { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; } chain o { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; } } table ip6 t6 { chain i { type filter hook input priority 0; ip6 daddr ff00::/8 drop; } chain o { type filter hook output priority 0; ip6 daddr ff00::/8 drop; } }",
     );
     let dir = tempfile::tempdir().unwrap();
     let _alpha = net.serve(&h1, "alpha", dir.path());
@@ -421,4 +422,176 @@ fn doctor_tells_a_refused_port_from_one_that_times_out() {
     assert!(text.contains("TCP 10.77.0.1:9999: timed out"), "{text}");
     assert!(text.contains("ufw allow 9999/tcp"), "{text}");
     assert!(text.contains("firewall-cmd --add-port=9999/tcp"), "{text}");
+}
+
+impl Net {
+    /// Runs `ferry peers --wait 2` in `ns` until a line satisfies `found` (a poll with a
+    /// deadline: discovery rounds are timed, not signalled). Returns that line.
+    fn peers_until(&self, ns: &str, found: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = stdout(&self.output(ns, &["peers", "--wait", "2"]));
+            if let Some(line) = text.lines().find(|l| found(l)) {
+                return line.to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not found before the deadline; last listing:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn with_the_beacon_port_dropped_mdns_still_finds() {
+    let mut net = net_or_skip!();
+    if !have_nft() {
+        return;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    // h2 neither sends nor receives anything on the beacon port: only DNS-SD is left.
+    net.nft(
+        &h2,
+        "table inet t { chain i { type filter hook input priority 0; udp dport 53318 drop; udp sport 53318 drop; } chain o { type filter hook output priority 0; udp dport 53318 drop; udp sport 53318 drop; } }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _alpha = net.serve(&h1, "alpha", dir.path());
+    let out = net.output(&h2, &["peers", "--wait", "3"]);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("alpha  10.77.0.1:8080  not trusted  mdns  ready\n"),
+        "{text}"
+    );
+    let out = net.output(&h2, &["doctor", "--wait", "3"]);
+    let text = stdout(&out);
+    assert!(text.contains("  eth0: "), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| !l.starts_with("  eth0: ") || l.ends_with("by mDNS")),
+        "{text}"
+    );
+}
+
+#[test]
+fn with_client_isolation_the_doctor_says_only_our_own_beacon_is_heard() {
+    let mut net = net_or_skip!();
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    let bridge = net.ns("br");
+    // What an access point with client isolation does: ports on the bridge may not talk to
+    // each other (only to non-isolated ports, of which there are none here).
+    for port in ["p1", "p2"] {
+        run(&[
+            "-n",
+            &bridge,
+            "link",
+            "set",
+            "dev",
+            port,
+            "type",
+            "bridge_slave",
+            "isolated",
+            "on",
+        ])
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _alpha = net.serve(&h1, "alpha", dir.path());
+    let out = net.output(&h2, &["doctor", "--wait", "3"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("interface eth0 10.77.0.2/24: used; our own beacon heard by "),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "no other device heard on eth0, though our own beacon is: the network may isolate clients (Wi-Fi client/AP isolation"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("devices found: 0"), "{text}");
+}
+
+#[test]
+fn a_new_address_while_serving_is_announced_and_found_there() {
+    let mut net = net_or_skip!();
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _alpha = net.serve(&h1, "alpha", dir.path());
+    net.peers_until(&h2, |l| l.starts_with("alpha  10.77.0.1:8080  "));
+
+    // The machine moves to another address (a new DHCP lease) while `ferry serve` runs. The
+    // old sockets are bound to the address that is gone: only the interface check's reopen
+    // (and its burst) makes alpha answer again.
+    run(&["-n", &h1, "addr", "del", "10.77.0.1/24", "dev", "eth0"]).unwrap();
+    run(&["-n", &h1, "addr", "add", "10.77.0.11/24", "dev", "eth0"]).unwrap();
+    let line = net.peers_until(&h2, |l| l.starts_with("alpha  10.77.0.11:8080  "));
+    assert!(line.contains("beacon"), "{line}");
+    assert!(line.ends_with("  ready"), "{line}");
+}
+
+/// Waits until `ns` has a usable (no longer tentative) IPv6 link-local address on eth0;
+/// false (with a skip line) where the kernel gives none.
+fn ipv6_link_local_ready(ns: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args([
+                "-n", ns, "-6", "addr", "show", "dev", "eth0", "scope", "link",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if out.contains("inet6 fe80") && !out.contains("tentative") {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            // A kernel or namespace without IPv6: nothing CI could install.
+            skip_or_fail(false, &format!("no IPv6 link-local address in {ns}: {out}"));
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ipv6_link_local_beacons_find_when_ipv4_discovery_is_dropped() {
+    let mut net = net_or_skip!();
+    if !have_nft() {
+        return;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    if !ipv6_link_local_ready(&h1) || !ipv6_link_local_ready(&h2) {
+        return;
+    }
+    // h2: no IPv4 beacons in or out, and no mDNS at all: only IPv6 beacons are left.
+    net.nft(
+        &h2,
+        "table ip t { chain i { type filter hook input priority 0; udp dport 53318 drop; udp sport 53318 drop; } chain o { type filter hook output priority 0; udp dport 53318 drop; udp sport 53318 drop; } } table inet m { chain i { type filter hook input priority 0; udp dport 5353 drop; } chain o { type filter hook output priority 0; udp dport 5353 drop; } }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _alpha = net.serve(&h1, "alpha", dir.path());
+    let out = net.output(&h2, &["peers", "--wait", "3"]);
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("alpha  "))
+        .unwrap_or_else(|| panic!("alpha not found: {text}"));
+    // A link-local address with the interface index it was heard on.
+    assert!(line.starts_with("alpha  [fe80::"), "{line}");
+    assert!(line.contains("%2]:8080  not trusted  beacon"), "{line}");
+    // (Its state says whether port 8080 answers over IPv6: `ferry serve` listens on IPv4
+    // unless bound otherwise, so here it truthfully does not.)
+
+    let out = net.output(&h2, &["doctor", "--wait", "3"]);
+    let text = stdout(&out);
+    // alpha's start-up burst is over by now: what answers is its reply to our IPv6 query.
+    assert!(
+        text.lines().any(|l| l.starts_with("  eth0 (IPv6): ")),
+        "{text}"
+    );
 }
