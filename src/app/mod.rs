@@ -18,7 +18,7 @@
 //! `assets/ferry.desktop`), remembers its size and position (eframe persistence), follows the
 //! system's light/dark setting unless the user picks one, notifies ([`Notifier`]) when a file
 //! finishes or a note arrives while it is in the background, and opens its own picker
-//! ([`file_browser`]) when the system has no file dialog.
+//! (`file_browser.rs`) when the system has no file dialog.
 
 mod client_tab;
 mod display;
