@@ -40,6 +40,7 @@ pub enum Event {
     Transfer(TransferEvent),
     Server(ServerEvent),
     Note(NoteEvent),
+    Discovery(DiscoveryEvent),
 }
 
 /// The life of one file, on either side.
@@ -152,6 +153,24 @@ pub enum NoteEvent {
     /// dropped (see [`crate::notes`]'s bounded queue); the notes after this event are the
     /// ones kept.
     Dropped { count: u64 },
+}
+
+/// LAN discovery, for the window's Devices list (see [`crate::discovery`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiscoveryEvent {
+    /// Discovery started: this device is announced under `name`.
+    Announcing { name: String },
+    /// The devices known now and the doctor's report on the interfaces; sent when either
+    /// changed.
+    Devices {
+        devices: Vec<crate::discovery::Device>,
+        doctor: Vec<String>,
+    },
+    /// Discovery is not running: turned off, the server stopped, or it could not start
+    /// (`reason`).
+    Off { reason: Option<String> },
+    /// The reachability check of a typed address: the doctor's lines.
+    Checked { target: String, lines: Vec<String> },
 }
 
 type Waker = Arc<dyn Fn() + Send + Sync>;

@@ -5,7 +5,8 @@
 //!
 //! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
 
-use crate::events::{Event, Failure, NoteEvent, ServerEvent, TransferEvent};
+use crate::discovery::Device;
+use crate::events::{DiscoveryEvent, Event, Failure, NoteEvent, ServerEvent, TransferEvent};
 use crate::protocol::{escape_line, escape_note};
 
 /// `event` with its peer-controlled text escaped for display.
@@ -89,6 +90,23 @@ pub fn display_safe(event: Event) -> Event {
         Event::Note(NoteEvent::Error { reason }) => Event::Note(NoteEvent::Error {
             reason: line(reason),
         }),
+        Event::Discovery(DiscoveryEvent::Devices { devices, doctor }) => {
+            Event::Discovery(DiscoveryEvent::Devices {
+                devices: devices
+                    .into_iter()
+                    .map(|d| Device {
+                        name: line(d.name),
+                        fingerprint: line(d.fingerprint),
+                        os: line(d.os),
+                        ..d
+                    })
+                    .collect(),
+                doctor: doctor.into_iter().map(line).collect(),
+            })
+        }
+        Event::Discovery(DiscoveryEvent::Announcing { name }) => {
+            Event::Discovery(DiscoveryEvent::Announcing { name: line(name) })
+        }
         other => other,
     }
 }

@@ -192,6 +192,40 @@ texts! {
     SkippedNotFiles => "{} item(s) left out: only files can be sent (for a folder, choose the files inside)", "已略过 {} 项：只能发送文件（文件夹请选择其中的文件）";
     DialogUnavailable => "No file dialog is available on this system; drop files onto the window instead.", "此系统没有可用的文件对话框；请把文件拖到窗口中。";
 
+    // Devices (Client tab)
+    Devices => "Devices", "设备";
+    FindDevices => "Find devices on the LAN", "在局域网中查找设备";
+    Refresh => "Refresh", "刷新";
+    DiscoveryOff => "Devices are looked for while the server listens and this setting is on; typed addresses always work.", "服务器监听且此设置开启时才会查找设备；输入地址始终可用。";
+    DiscoveryFailed => "Devices cannot be looked for: {}", "无法查找设备：{}";
+    NoDevices => "No devices found yet (“Why can't I see my device?” below says why).", "尚未找到设备（下方“为什么看不到我的设备？”会说明原因）。";
+    ColName => "Name", "名称";
+    ColTrusted => "Trusted", "信任";
+    ColAddress => "Address", "地址";
+    ColHowFound => "How found", "发现方式";
+    ColLastSeen => "Last seen", "最近出现";
+    Trusted => "trusted", "已信任";
+    NotTrusted => "not trusted", "未信任";
+    DevReady => "ready", "就绪";
+    DevChecking => "checking", "检查中";
+    DevPortSilent => "seen, but port {} does not answer", "已发现，但端口 {} 无应答";
+    DevStale => "not heard recently", "最近未出现";
+    DevOffline => "offline", "离线";
+    Favourite => "favourite", "收藏";
+    AddedByAddress => "added by address", "按地址添加";
+    SecondsAgo => "{} s ago", "{} 秒前";
+    Never => "never", "从未";
+    AddByAddress => "Add by address", "按地址添加";
+    Add => "Add", "添加";
+    InvalidHostPort => "Enter host:port, for example 192.168.1.20:8080", "请输入 主机:端口，例如 192.168.1.20:8080";
+    CopyLink => "Copy link", "复制链接";
+    NoLink => "start listening to get a link", "开始监听后即可获得链接";
+    WhyNotSeen => "Why can't I see my device?", "为什么看不到我的设备？";
+    DoctorIdle => "The report on the network interfaces appears while devices are looked for.", "查找设备时会在此显示网络接口报告。";
+    CheckAddress => "Address to check (host:port)", "要检查的地址（主机:端口）";
+    Check => "Check", "检查";
+    Checking => "checking…", "正在检查…";
+
     // In-app picker (no system dialog)
     NoSystemDialog => "No system file dialog was found (XDG desktop portal or zenity), so Ferry offers its own. Files can also be dropped onto the window; installing zenity brings back the system dialog.", "未找到系统文件对话框（XDG 桌面门户或 zenity），因此使用 Ferry 自带的选择器。也可以把文件拖到窗口中；安装 zenity 即可恢复系统对话框。";
     BrowserTitleFiles => "Choose files", "选择文件";

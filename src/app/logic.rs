@@ -9,7 +9,9 @@ use std::time::Instant;
 use super::file_browser::{BrowseFor, Chosen};
 use super::i18n::{T, Tr};
 use super::{Action, FerryApp, PendingOffer, RowState, ServerStatus, TransferRow, display};
-use crate::events::{Direction, Event, FailureKind, NoteEvent, ServerEvent, TransferEvent};
+use crate::events::{
+    Direction, DiscoveryEvent, Event, FailureKind, NoteEvent, ServerEvent, TransferEvent,
+};
 
 /// How much of a note a notification shows.
 const NOTIFY_NOTE_CHARS: usize = 200;
@@ -123,6 +125,12 @@ impl FerryApp {
             Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
                 log::info!("removed old partial files: {names:?}");
                 self.server.expired = Some((names.len(), bytes));
+            }
+            Event::Discovery(event) => {
+                if let DiscoveryEvent::Announcing { name } = &event {
+                    self.server.device_name = name.clone();
+                }
+                self.devices.apply(event)
             }
             Event::Note(event) => {
                 if let NoteEvent::Received { from, text, .. } = &event {

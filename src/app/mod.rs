@@ -19,8 +19,12 @@
 //! system's light/dark setting unless the user picks one, notifies ([`Notifier`]) when a file
 //! finishes or a note arrives while it is in the background, and opens its own picker
 //! (`file_browser.rs`) when the system has no file dialog.
+//!
+//! Devices (`devices.rs`, in the Client tab): the engine finds devices on the LAN while the
+//! server listens; clicking one fills the destination and the notes peer.
 
 mod client_tab;
+mod devices;
 mod display;
 mod file_browser;
 pub mod i18n;
@@ -42,6 +46,7 @@ use crossbeam_channel::{Receiver, Sender};
 use egui::Ui;
 
 pub use client_tab::ClientTab;
+pub use devices::{DevicesPanel, DiscoveryStatus, Pick};
 pub use file_browser::{BrowseFor, FileBrowser};
 pub use model::{RowState, TransferRow};
 pub use notes_panel::{NotesPanel, NotesStatus};
@@ -81,6 +86,7 @@ pub struct FerryApp {
     pub server: ServerTab,
     pub client: ClientTab,
     pub notes: NotesPanel,
+    pub devices: DevicesPanel,
     /// The in-app picker, open when the system has no file dialog.
     pub browser: FileBrowser,
     /// Desktop notifications on (persisted).
@@ -133,6 +139,12 @@ impl FerryApp {
                 settings.plain,
             ),
             notes: NotesPanel::new(settings.notes_port, settings.note_peer),
+            devices: DevicesPanel::new(
+                settings.discovery,
+                settings.favourites,
+                settings.identity_dir,
+                settings.discovery_port,
+            ),
             browser: FileBrowser::default(),
             notifications: settings.notifications,
             theme: settings.theme,
@@ -146,6 +158,8 @@ impl FerryApp {
             picker,
             ctx: ctx.clone(),
         };
+        // Before the server starts, so a server that listens at once is announced.
+        app.apply(Action::Engine(Command::SetDiscovery(app.devices.setup())));
         if let Some(action) = app.notes.listen() {
             app.apply(action);
         }
@@ -199,6 +213,10 @@ impl FerryApp {
             recent_peers: self.client.recent.clone(),
             notifications: self.notifications,
             theme: self.theme,
+            discovery: self.devices.enabled,
+            favourites: self.devices.favourites.clone(),
+            identity_dir: None,
+            discovery_port: None,
         }
     }
 }

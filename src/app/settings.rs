@@ -42,6 +42,18 @@ pub struct Settings {
     /// focused.
     pub notifications: bool,
     pub theme: ThemeChoice,
+    /// Find devices on the LAN (announce and browse) while the server listens.
+    pub discovery: bool,
+    /// Devices added by address (`host:port`), listed with the discovered ones.
+    pub favourites: Vec<String>,
+    /// Where the device identity is kept; not persisted (`None`: the default config folder,
+    /// shared with the CLI). Tests give each window its own.
+    #[serde(skip)]
+    pub identity_dir: Option<PathBuf>,
+    /// The discovery port; not persisted (`None`: the standard one). Tests pick their own so
+    /// parallel tests never hear each other.
+    #[serde(skip)]
+    pub discovery_port: Option<u16>,
 }
 
 /// The window's colours: the system's light/dark setting, or a fixed one.
@@ -89,6 +101,10 @@ impl Default for Settings {
             recent_peers: Vec::new(),
             notifications: true,
             theme: ThemeChoice::System,
+            discovery: true,
+            favourites: Vec::new(),
+            identity_dir: None,
+            discovery_port: None,
         }
     }
 }
@@ -208,5 +224,7 @@ mod tests {
         assert_eq!(settings.server_idle_timeout_secs, "30");
         assert!(settings.notifications, "notifications default on");
         assert_eq!(settings.theme, ThemeChoice::System);
+        assert!(settings.discovery, "devices are found unless turned off");
+        assert!(settings.favourites.is_empty());
     }
 }

@@ -63,7 +63,11 @@ impl FerryApp {
         egui::CentralPanel::default().show(ui, |ui| {
             let tab_actions = match self.tab {
                 Tab::Server => self.server.ui(ui, tr),
-                Tab::Client => self.client.ui(ui, tr),
+                Tab::Client => {
+                    let mut actions = self.devices_ui(ui, tr);
+                    actions.extend(self.client.ui(ui, tr));
+                    actions
+                }
             };
             actions.extend(tab_actions);
         });
@@ -75,6 +79,23 @@ impl FerryApp {
         if let Some(chosen) = self.browser.show(ui.ctx(), tr) {
             self.apply_chosen(chosen);
         }
+    }
+
+    /// The Devices section; a clicked device becomes the destination and the notes peer.
+    fn devices_ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
+        let link = self
+            .server
+            .is_listening()
+            .then(|| self.server.reachable.first())
+            .flatten()
+            .map(|addr| format!("ferry://{addr}"));
+        let (actions, pick) = self.devices.ui(ui, tr, link);
+        if let Some(pick) = pick {
+            self.client.dest = pick.dest;
+            self.notes.peer = pick.note_peer;
+        }
+        ui.separator();
+        actions
     }
 
     /// Ctrl+Enter uploads (Client tab), Ctrl+L goes to the note box.

@@ -207,7 +207,7 @@ fn print_event(event: Event) -> anyhow::Result<()> {
             print_line(&note_line(at, from, &text))
         }
         Event::Note(NoteEvent::Dropped { count }) => print_line(&dropped_line(count)),
-        Event::Note(_) | Event::Transfer(_) | Event::Server(_) => Ok(()),
+        Event::Note(_) | Event::Transfer(_) | Event::Server(_) | Event::Discovery(_) => Ok(()),
     }
 }
 

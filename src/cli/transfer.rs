@@ -383,7 +383,7 @@ impl Bars {
                     names.join(", ")
                 ));
             }
-            Event::Server(_) | Event::Note(_) => {}
+            Event::Server(_) | Event::Note(_) | Event::Discovery(_) => {}
         }
     }
 }

@@ -15,9 +15,10 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::discovery::{self, DiscoverySetup, Running};
 use crate::events::{
-    CancelToken, Event, EventSink, Failure, FailureKind, NoteEvent, ServerEvent, TransferEvent,
-    TransferId,
+    CancelToken, DiscoveryEvent, Event, EventSink, Failure, FailureKind, NoteEvent, ServerEvent,
+    TransferEvent, TransferId,
 };
 use crate::notes::{NotesConfig, NotesError, NotesHandle};
 use crate::protocol::check_note;
@@ -48,7 +49,17 @@ pub enum Command {
     SendNote { to: String, text: String },
     /// Show a folder in the system's file manager.
     OpenFolder(PathBuf),
+    /// Run discovery while the server listens (`Some`), or not (`None`); applies at once.
+    SetDiscovery(Option<DiscoverySetup>),
+    /// Announce and ask again now (the Refresh button).
+    RefreshDevices,
+    /// The doctor's reachability check of a typed `HOST:PORT`; answered by
+    /// `DiscoveryEvent::Checked`.
+    CheckAddress(String),
 }
+
+/// How often the device list is looked at (and sent to the window when it changed).
+const DEVICES_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Commands waiting for the engine; the UI never waits for room.
 const COMMAND_CAPACITY: usize = 256;
@@ -151,6 +162,9 @@ struct Engine {
     /// the order they were written; it is not joined (a hung lookup must not hold up a stop).
     lookups: Option<Sender<PendingNote>>,
     looked: Sender<Looked>,
+    /// What discovery runs with, when on.
+    discovery_setup: Option<DiscoverySetup>,
+    discovery: Option<Running>,
 }
 
 fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
@@ -163,7 +177,10 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
         uploads: Vec::new(),
         lookups: None,
         looked,
+        discovery_setup: None,
+        discovery: None,
     };
+    let poll = crossbeam_channel::tick(DEVICES_POLL);
     loop {
         crossbeam_channel::select! {
             recv(commands) -> command => match command {
@@ -174,6 +191,11 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
             recv(looked_rx) -> looked => {
                 if let Ok(looked) = looked {
                     engine.finish_note(looked);
+                }
+            }
+            recv(poll) -> _ => {
+                if let Some(running) = &mut engine.discovery {
+                    running.poll(&engine.sink);
                 }
             }
         }
@@ -187,10 +209,22 @@ impl Engine {
         match command {
             Command::StartServer(config) => self.start_server(config),
             Command::StopServer => {
+                self.stop_discovery();
                 if let Some(server) = self.server.take() {
                     server.stop();
                 }
             }
+            Command::SetDiscovery(setup) => {
+                self.stop_discovery();
+                self.discovery_setup = setup;
+                self.start_discovery();
+            }
+            Command::RefreshDevices => {
+                if let Some(running) = &self.discovery {
+                    running.refresh();
+                }
+            }
+            Command::CheckAddress(target) => self.check_address(target),
             Command::Send { opts, files } => self.start_upload(opts, files),
             Command::Cancel(id) => {
                 let mut outgoing = false;
@@ -231,7 +265,48 @@ impl Engine {
         }
     }
 
+    /// Starts discovery if it is on and the server listens (and is not running yet).
+    fn start_discovery(&mut self) {
+        if self.discovery.is_some() {
+            return;
+        }
+        match (&self.discovery_setup, &self.server) {
+            (Some(setup), Some(server)) => {
+                self.discovery = discovery::start(setup, server.local_addr(), &self.sink);
+            }
+            _ => discovery::off(&self.sink, None),
+        }
+    }
+
+    fn stop_discovery(&mut self) {
+        if let Some(running) = self.discovery.take() {
+            running.stop();
+            discovery::off(&self.sink, None);
+        }
+    }
+
+    /// The check connects with a timeout: on a thread of its own, never on the engine's.
+    fn check_address(&self, target: String) {
+        let choice = self
+            .discovery
+            .as_ref()
+            .map(Running::choice)
+            .unwrap_or_default();
+        let sink = self.sink.clone();
+        let spawned = (self.seams.spawner)(
+            "ferry-doctor",
+            Box::new(move || {
+                let lines = discovery::check(&target, &choice);
+                sink.emit(Event::Discovery(DiscoveryEvent::Checked { target, lines }));
+            }),
+        );
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread to check an address: {e}");
+        }
+    }
+
     fn start_server(&mut self, config: ServerConfig) {
+        self.stop_discovery();
         if let Some(server) = self.server.take() {
             server.stop();
         }
@@ -252,6 +327,7 @@ impl Engine {
                     addrs: reachable_addrs(bind, port),
                 }));
                 self.server = Some(server);
+                self.start_discovery();
             }
             Err(e) => self.sink.emit(Event::Server(ServerEvent::StartFailed {
                 reason: e.to_string(),
@@ -388,6 +464,9 @@ impl Engine {
     }
 
     fn shutdown(&mut self) {
+        if let Some(running) = self.discovery.take() {
+            running.stop();
+        }
         for upload in &self.uploads {
             upload.cancel.cancel();
         }

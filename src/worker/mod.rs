@@ -1,8 +1,10 @@
 //! The engine the window drives: one thread that takes [`Command`]s from the UI and runs
 //! them on the drivers ([`crate::transfer`], [`crate::notes`]), whose [`crate::events`] it
-//! passes on. The CLI drives the same drivers directly.
+//! passes on, and runs LAN discovery while the server listens ([`DiscoverySetup`]). The CLI drives the same drivers directly.
 
+mod discovery;
 mod engine;
+pub use discovery::{DiscoverySetup, config_for};
 pub use engine::{Command, Worker};
 
 #[cfg(test)]

@@ -39,11 +39,14 @@ pub(crate) fn settings(download_dir: &Path) -> Settings {
         server_port: "0".into(),
         download_dir: download_dir.to_owned(),
         notes_port: "0".into(),
+        // Discovery has tests of its own (gui_devices.rs), each with its own identity folder
+        // and discovery port; here it would use the user's config folder.
+        discovery: false,
         ..Settings::default()
     }
 }
 
-fn app(settings: Settings, files: Vec<PathBuf>) -> Harness<'static, FerryApp> {
+pub(crate) fn app(settings: Settings, files: Vec<PathBuf>) -> Harness<'static, FerryApp> {
     Harness::builder()
         .with_size(egui::Vec2::new(1280.0, 800.0))
         // Chinese names: the headless harness has no CJK font (the real window finds one).

@@ -11,6 +11,7 @@ mod faults;
 mod ferry;
 mod gui;
 mod gui_desktop;
+mod gui_devices;
 mod hostile;
 mod layers;
 mod netns;

@@ -1,0 +1,400 @@
+//! The Devices section of the Client tab: devices found on the LAN and added by address, this
+//! device's `ferry://` link, and the doctor ("Why can't I see my device?"). Clicking a device
+//! makes it the destination for files and notes, so nobody has to type an address.
+//!
+//! The list comes from the engine ([`DiscoveryEvent`]), which runs discovery while the server
+//! listens; this panel only draws it and turns clicks into [`Action`]s and picks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use egui::{RichText, Ui};
+
+use super::Action;
+use super::i18n::{T, Tr};
+use super::palette;
+use crate::discovery::{Device, State};
+use crate::events::DiscoveryEvent;
+use crate::worker::{Command, DiscoverySetup};
+
+/// Whether discovery runs, as the engine last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryStatus {
+    /// Announcing under this name.
+    Running(String),
+    /// Not running; `Some` says why it could not start.
+    Off(Option<String>),
+}
+
+/// A device clicked: the destination for files and the peer for notes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pick {
+    pub dest: String,
+    pub note_peer: String,
+}
+
+pub struct DevicesPanel {
+    /// "Find devices on the LAN" (persisted).
+    pub enabled: bool,
+    /// Added by address (persisted).
+    pub favourites: Vec<String>,
+    pub devices: Vec<Device>,
+    /// The doctor's report on the interfaces.
+    pub doctor: Vec<String>,
+    pub status: DiscoveryStatus,
+    pub add_addr: String,
+    pub add_error: bool,
+    pub check_addr: String,
+    /// The last check: its target and the doctor's lines.
+    pub checked: Option<(String, Vec<String>)>,
+    pub checking: bool,
+    identity_dir: Option<PathBuf>,
+    port: Option<u16>,
+}
+
+impl DevicesPanel {
+    pub fn new(
+        enabled: bool,
+        favourites: Vec<String>,
+        identity_dir: Option<PathBuf>,
+        port: Option<u16>,
+    ) -> Self {
+        Self {
+            enabled,
+            favourites,
+            devices: Vec::new(),
+            doctor: Vec::new(),
+            status: DiscoveryStatus::Off(None),
+            add_addr: String::new(),
+            add_error: false,
+            check_addr: String::new(),
+            checked: None,
+            checking: false,
+            identity_dir,
+            port,
+        }
+    }
+
+    /// What the engine runs discovery with (`None`: off).
+    pub fn setup(&self) -> Option<DiscoverySetup> {
+        self.enabled.then(|| DiscoverySetup {
+            identity_dir: self.identity_dir.clone(),
+            port: self.port,
+            probe: self.favourites.iter().filter_map(|f| host_ip(f)).collect(),
+        })
+    }
+
+    pub fn apply(&mut self, event: DiscoveryEvent) {
+        match event {
+            DiscoveryEvent::Announcing { name } => self.status = DiscoveryStatus::Running(name),
+            DiscoveryEvent::Devices { devices, doctor } => {
+                self.devices = devices;
+                self.doctor = doctor;
+            }
+            DiscoveryEvent::Off { reason } => {
+                self.status = DiscoveryStatus::Off(reason);
+                self.devices.clear();
+                self.doctor.clear();
+            }
+            DiscoveryEvent::Checked { target, lines } => {
+                self.checking = false;
+                self.checked = Some((target, lines));
+            }
+        }
+    }
+
+    /// Adds the typed `host:port` as a favourite; false (and nothing added) if it is not one.
+    pub fn add_favourite(&mut self) -> bool {
+        let addr = self.add_addr.trim().to_owned();
+        if !is_host_port(&addr) {
+            self.add_error = true;
+            return false;
+        }
+        self.add_error = false;
+        if !self.favourites.contains(&addr) {
+            self.favourites.push(addr);
+        }
+        self.add_addr.clear();
+        true
+    }
+
+    /// Draws the section; `link` is this device's `ferry://` link, when listening.
+    #[must_use]
+    pub fn ui(&mut self, ui: &mut Ui, tr: Tr, link: Option<String>) -> (Vec<Action>, Option<Pick>) {
+        let mut actions = Vec::new();
+        let mut pick = None;
+        egui::CollapsingHeader::new(tr.get(T::Devices))
+            .id_salt("devices")
+            .default_open(true)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    if ui
+                        .checkbox(&mut self.enabled, tr.get(T::FindDevices))
+                        .changed()
+                    {
+                        actions.push(Action::Engine(Command::SetDiscovery(self.setup())));
+                    }
+                    let running = matches!(self.status, DiscoveryStatus::Running(_));
+                    if ui
+                        .add_enabled(running, egui::Button::new(tr.get(T::Refresh)))
+                        .clicked()
+                    {
+                        actions.push(Action::Engine(Command::RefreshDevices));
+                    }
+                });
+                self.status_ui(ui, tr);
+                ui.horizontal(|ui| {
+                    ui.label(tr.get(T::ThisDevice));
+                    match &link {
+                        Some(link) => {
+                            ui.label(RichText::new(link).monospace());
+                            if ui.button(tr.get(T::CopyLink)).clicked() {
+                                ui.ctx().copy_text(link.clone());
+                            }
+                        }
+                        None => {
+                            ui.label(RichText::new(tr.get(T::NoLink)).weak());
+                        }
+                    }
+                });
+                pick = self.list_ui(ui, tr);
+                ui.horizontal(|ui| {
+                    let label = ui.label(tr.get(T::AddByAddress));
+                    let edit = ui
+                        .add(
+                            egui::TextEdit::singleline(&mut self.add_addr)
+                                .desired_width(200.0)
+                                .hint_text("192.168.1.20:8080"),
+                        )
+                        .labelled_by(label.id);
+                    let entered =
+                        edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                    if (ui.button(tr.get(T::Add)).clicked() || entered) && self.add_favourite() {
+                        // Probed by unicast from the next start on.
+                        actions.push(Action::Engine(Command::SetDiscovery(self.setup())));
+                    }
+                });
+                if self.add_error {
+                    ui.label(RichText::new(tr.get(T::InvalidHostPort)).color(palette::ERROR));
+                }
+                egui::CollapsingHeader::new(tr.get(T::WhyNotSeen))
+                    .id_salt("doctor")
+                    .default_open(false)
+                    .show(ui, |ui| actions.extend(self.doctor_ui(ui, tr)));
+            });
+        (actions, pick)
+    }
+
+    fn status_ui(&self, ui: &mut Ui, tr: Tr) {
+        match &self.status {
+            DiscoveryStatus::Off(Some(reason)) => {
+                ui.label(
+                    RichText::new(tr.fill(T::DiscoveryFailed, &[reason])).color(palette::ERROR),
+                );
+            }
+            DiscoveryStatus::Off(None) => {
+                ui.label(RichText::new(tr.get(T::DiscoveryOff)).weak());
+            }
+            DiscoveryStatus::Running(_) if self.devices.is_empty() => {
+                ui.label(RichText::new(tr.get(T::NoDevices)).weak());
+            }
+            DiscoveryStatus::Running(_) => {}
+        }
+    }
+
+    fn list_ui(&self, ui: &mut Ui, tr: Tr) -> Option<Pick> {
+        if self.devices.is_empty() && self.favourites.is_empty() {
+            return None;
+        }
+        let mut pick = None;
+        egui::Grid::new("devices_grid")
+            .num_columns(6)
+            .striped(true)
+            .spacing([12.0, 4.0])
+            .show(ui, |ui| {
+                for col in [
+                    T::ColName,
+                    T::ColTrusted,
+                    T::ColAddress,
+                    T::ColState,
+                    T::ColHowFound,
+                    T::ColLastSeen,
+                ] {
+                    ui.label(RichText::new(tr.get(col)).strong());
+                }
+                ui.end_row();
+                for device in &self.devices {
+                    let clicked = ui
+                        .add_enabled(device.addr.is_some(), egui::Button::new(&device.name))
+                        .on_hover_text(&device.fingerprint)
+                        .clicked();
+                    if let (true, Some(addr)) = (clicked, device.addr) {
+                        pick = Some(pick_device(addr, device.udp_port));
+                    }
+                    ui.label(tr.get(if device.trusted {
+                        T::Trusted
+                    } else {
+                        T::NotTrusted
+                    }));
+                    ui.label(
+                        RichText::new(device.addr.map_or_else(|| "-".into(), |a| a.to_string()))
+                            .monospace(),
+                    );
+                    let state = state_text(tr, device.state);
+                    match device.state {
+                        State::Ready => ui.label(RichText::new(state).color(palette::OK)),
+                        State::PortSilent(_) => {
+                            ui.label(RichText::new(state).color(palette::ERROR))
+                        }
+                        _ => ui.label(RichText::new(state).weak()),
+                    };
+                    let how: Vec<&str> = device.paths.iter().map(|p| p.as_str()).collect();
+                    ui.label(how.join("+"));
+                    ui.label(match device.last_seen_ago {
+                        Some(ago) => tr.fill(T::SecondsAgo, &[&ago.as_secs()]),
+                        None => tr.get(T::Never).to_owned(),
+                    });
+                    ui.end_row();
+                }
+                for favourite in &self.favourites {
+                    if ui.button(favourite).clicked() {
+                        pick = Some(Pick {
+                            dest: favourite.clone(),
+                            note_peer: favourite.clone(),
+                        });
+                    }
+                    ui.label("-");
+                    ui.label(RichText::new(favourite).monospace());
+                    ui.label(tr.get(T::Favourite));
+                    ui.label(tr.get(T::AddedByAddress));
+                    ui.label("-");
+                    ui.end_row();
+                }
+            });
+        pick
+    }
+
+    fn doctor_ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.doctor.is_empty() {
+            ui.label(RichText::new(tr.get(T::DoctorIdle)).weak());
+        }
+        for line in &self.doctor {
+            ui.label(RichText::new(line).monospace().small());
+        }
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            let label = ui.label(tr.get(T::CheckAddress));
+            ui.add(egui::TextEdit::singleline(&mut self.check_addr).desired_width(200.0))
+                .labelled_by(label.id);
+            if ui
+                .add_enabled(!self.checking, egui::Button::new(tr.get(T::Check)))
+                .clicked()
+            {
+                self.checking = true;
+                self.checked = None;
+                let target = self.check_addr.trim().to_owned();
+                actions.push(Action::Engine(Command::CheckAddress(target)));
+            }
+            if self.checking {
+                ui.spinner();
+                ui.label(tr.get(T::Checking));
+            }
+        });
+        if let Some((_, lines)) = &self.checked {
+            for line in lines {
+                ui.label(RichText::new(line).monospace().small());
+            }
+        }
+        actions
+    }
+}
+
+/// Files go to the announced TCP port; notes to the announced UDP port when there is one,
+/// else to the same port (as the original does).
+fn pick_device(addr: SocketAddr, udp_port: u16) -> Pick {
+    let note = if udp_port == 0 {
+        addr
+    } else {
+        SocketAddr::new(addr.ip(), udp_port)
+    };
+    Pick {
+        dest: addr.to_string(),
+        note_peer: note.to_string(),
+    }
+}
+
+fn state_text(tr: Tr, state: State) -> String {
+    match state {
+        State::Ready => tr.get(T::DevReady).to_owned(),
+        State::Checking => tr.get(T::DevChecking).to_owned(),
+        State::PortSilent(port) => tr.fill(T::DevPortSilent, &[&port]),
+        State::Stale => tr.get(T::DevStale).to_owned(),
+        State::Offline => tr.get(T::DevOffline).to_owned(),
+    }
+}
+
+/// `host:port` with a non-empty host and a numeric port (or a bracketed IPv6 address).
+fn is_host_port(text: &str) -> bool {
+    text.parse::<SocketAddr>().is_ok()
+        || text.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.contains(char::is_whitespace)
+                && !host.contains(':')
+                && port.parse::<u16>().is_ok()
+        })
+}
+
+/// The IP address of a `host:port`, if the host is one (names are not probed).
+fn host_ip(text: &str) -> Option<IpAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    text.rsplit_once(':')?.0.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn favourites_must_be_host_and_port_and_are_kept_once() {
+        let mut panel = DevicesPanel::new(true, Vec::new(), None, None);
+        for bad in ["", "desk", "desk:", ":8080", "desk:99999", "my desk:80"] {
+            panel.add_addr = bad.into();
+            assert!(!panel.add_favourite(), "{bad:?}");
+            assert!(panel.add_error);
+        }
+        for good in [
+            "10.0.0.2:8080",
+            "desk.local:8080",
+            "[::1]:8080",
+            "10.0.0.2:8080",
+        ] {
+            panel.add_addr = good.into();
+            assert!(panel.add_favourite(), "{good:?}");
+        }
+        assert_eq!(
+            panel.favourites,
+            vec!["10.0.0.2:8080", "desk.local:8080", "[::1]:8080"]
+        );
+        let probe = panel.setup().unwrap().probe;
+        assert_eq!(
+            probe,
+            vec![
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "::1".parse::<IpAddr>().unwrap()
+            ]
+        );
+        panel.enabled = false;
+        assert_eq!(panel.setup(), None);
+    }
+
+    #[test]
+    fn notes_go_to_the_announced_udp_port_when_there_is_one() {
+        let addr: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        assert_eq!(pick_device(addr, 0).note_peer, "10.0.0.2:8080");
+        assert_eq!(pick_device(addr, 9090).note_peer, "10.0.0.2:9090");
+        assert_eq!(pick_device(addr, 9090).dest, "10.0.0.2:8080");
+    }
+}
