@@ -13,8 +13,7 @@ use egui::{RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
-use crate::discovery::{Device, State};
-use crate::events::DiscoveryEvent;
+use crate::events::{DiscoveryEvent, SeenDevice, SeenState};
 use crate::worker::{Command, DiscoverySetup};
 
 /// Whether discovery runs, as the engine last said.
@@ -38,7 +37,7 @@ pub struct DevicesPanel {
     pub enabled: bool,
     /// Added by address (persisted).
     pub favourites: Vec<String>,
-    pub devices: Vec<Device>,
+    pub devices: Vec<SeenDevice>,
     /// The doctor's report on the interfaces.
     pub doctor: Vec<String>,
     pub status: DiscoveryStatus,
@@ -242,14 +241,13 @@ impl DevicesPanel {
                     );
                     let state = state_text(tr, device.state);
                     match device.state {
-                        State::Ready => ui.label(RichText::new(state).color(palette::OK)),
-                        State::PortSilent(_) => {
+                        SeenState::Ready => ui.label(RichText::new(state).color(palette::OK)),
+                        SeenState::PortSilent(_) => {
                             ui.label(RichText::new(state).color(palette::ERROR))
                         }
                         _ => ui.label(RichText::new(state).weak()),
                     };
-                    let how: Vec<&str> = device.paths.iter().map(|p| p.as_str()).collect();
-                    ui.label(how.join("+"));
+                    ui.label(device.how.join("+"));
                     ui.label(match device.last_seen_ago {
                         Some(ago) => tr.fill(T::SecondsAgo, &[&ago.as_secs()]),
                         None => tr.get(T::Never).to_owned(),
@@ -324,13 +322,13 @@ fn pick_device(addr: SocketAddr, udp_port: u16) -> Pick {
     }
 }
 
-fn state_text(tr: Tr, state: State) -> String {
+fn state_text(tr: Tr, state: SeenState) -> String {
     match state {
-        State::Ready => tr.get(T::DevReady).to_owned(),
-        State::Checking => tr.get(T::DevChecking).to_owned(),
-        State::PortSilent(port) => tr.fill(T::DevPortSilent, &[&port]),
-        State::Stale => tr.get(T::DevStale).to_owned(),
-        State::Offline => tr.get(T::DevOffline).to_owned(),
+        SeenState::Ready => tr.get(T::DevReady).to_owned(),
+        SeenState::Checking => tr.get(T::DevChecking).to_owned(),
+        SeenState::PortSilent(port) => tr.fill(T::DevPortSilent, &[&port]),
+        SeenState::Stale => tr.get(T::DevStale).to_owned(),
+        SeenState::Offline => tr.get(T::DevOffline).to_owned(),
     }
 }
 

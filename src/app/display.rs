@@ -5,8 +5,9 @@
 //!
 //! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
 
-use crate::discovery::Device;
-use crate::events::{DiscoveryEvent, Event, Failure, NoteEvent, ServerEvent, TransferEvent};
+use crate::events::{
+    DiscoveryEvent, Event, Failure, NoteEvent, SeenDevice, ServerEvent, TransferEvent,
+};
 use crate::protocol::{escape_line, escape_note};
 
 /// `event` with its peer-controlled text escaped for display.
@@ -94,10 +95,9 @@ pub fn display_safe(event: Event) -> Event {
             Event::Discovery(DiscoveryEvent::Devices {
                 devices: devices
                     .into_iter()
-                    .map(|d| Device {
+                    .map(|d| SeenDevice {
                         name: line(d.name),
                         fingerprint: line(d.fingerprint),
-                        os: line(d.os),
                         ..d
                     })
                     .collect(),

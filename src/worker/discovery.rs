@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::discovery::doctor::{address_lines, check_address, interface_lines, parse_target};
-use crate::discovery::{Announce, Choice, Config, Device, Discovery, interfaces};
-use crate::events::{DiscoveryEvent, Event, EventSink};
+use crate::discovery::{Announce, Choice, Config, Device, Discovery, State, interfaces};
+use crate::events::{DiscoveryEvent, Event, EventSink, SeenDevice, SeenState};
 use crate::secure::Identity;
 use crate::secure::identity::default_config_dir;
 
@@ -61,7 +61,7 @@ pub fn config_for(setup: &DiscoverySetup, identity: &Identity, bound: SocketAddr
 pub(super) struct Running {
     discovery: Discovery,
     choice: Choice,
-    devices: Option<Vec<Device>>,
+    devices: Option<Vec<SeenDevice>>,
     doctor: Vec<String>,
 }
 
@@ -116,17 +116,17 @@ pub(super) fn off(sink: &EventSink, reason: Option<String>) {
 impl Running {
     /// Tells the window the device list and the doctor's report, if either changed.
     pub(super) fn poll(&mut self, sink: &EventSink) {
-        let devices = self.discovery.devices();
+        let devices: Vec<SeenDevice> = self.discovery.devices().iter().map(seen).collect();
         let doctor = interface_lines(&self.discovery.interfaces(), &self.discovery.heard());
         // "Last seen" ticks every second; compare without it so an idle list sends nothing,
         // except once a second at most (the poll rate) when something else changed.
-        let same = |a: &[Device], b: &[Device]| {
+        let same = |a: &[SeenDevice], b: &[SeenDevice]| {
             a.len() == b.len()
                 && a.iter().zip(b).all(|(x, y)| {
-                    Device {
+                    SeenDevice {
                         last_seen_ago: None,
                         ..x.clone()
-                    } == Device {
+                    } == SeenDevice {
                         last_seen_ago: None,
                         ..y.clone()
                     }
@@ -157,6 +157,27 @@ impl Running {
     /// Says goodbye and stops.
     pub(super) fn stop(self) {
         self.discovery.stop();
+    }
+}
+
+/// A row of the discovery table, as the window's event carries it.
+fn seen(device: &Device) -> SeenDevice {
+    SeenDevice {
+        id: device.id.clone(),
+        name: device.name.clone(),
+        fingerprint: device.fingerprint.clone(),
+        addr: device.addr,
+        udp_port: device.udp_port,
+        trusted: device.trusted,
+        how: device.paths.iter().map(|p| p.as_str()).collect(),
+        state: match device.state {
+            State::Ready => SeenState::Ready,
+            State::Checking => SeenState::Checking,
+            State::PortSilent(port) => SeenState::PortSilent(port),
+            State::Stale => SeenState::Stale,
+            State::Offline => SeenState::Offline,
+        },
+        last_seen_ago: device.last_seen_ago,
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Instant;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use ferry::app::{DiscoveryStatus, FerryApp, Settings};
-use ferry::discovery::{Choice, State, interfaces};
+use ferry::discovery::{Choice, interfaces};
+use ferry::events::SeenState;
 use ferry::secure::Identity;
 
 use crate::gui::{app, listening_addr, run_until, settings};
@@ -78,7 +79,7 @@ fn sees_ready(app: &FerryApp, name: &str) -> bool {
     app.devices
         .devices
         .iter()
-        .any(|d| d.name == name && d.state == State::Ready)
+        .any(|d| d.name == name && d.state == SeenState::Ready)
 }
 
 struct Pair {
