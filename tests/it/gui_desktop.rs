@@ -338,6 +338,9 @@ fn the_theme_can_be_chosen_and_is_remembered() {
 fn the_server_tab_leads_with_everyday_controls_and_a_first_start_listens() {
     let dir = tempfile::tempdir().unwrap();
     let first_start = Settings {
+        // Everything a first start has, but discovery: that would make a device identity in
+        // the machine's real config folder (tests/it/gui_devices.rs covers discovery).
+        discovery: false,
         server_bind: "127.0.0.1".into(),
         server_port: "0".into(),
         download_dir: dir.path().to_owned(),
