@@ -30,6 +30,7 @@ use super::socket::READ_TICK;
 use super::table::{MAX_DEVICES, Path, Sighting};
 use super::{Announce, DiscoveryError};
 use crate::protocol::beacon::{BEACON_VERSION, MAX_BEACON_NAME_BYTES};
+use crate::protocol::clip;
 
 /// The DNS-SD service type Ferry announces and browses.
 pub const SERVICE_TYPE: &str = "_ferry._tcp.local.";
@@ -250,16 +251,6 @@ fn unescape(label: &str) -> String {
         }
     }
     out
-}
-
-/// Cuts `text` to at most `max` bytes at a character boundary.
-fn clip(text: &str, max: usize) -> String {
-    let text = text.trim();
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 #[cfg(test)]

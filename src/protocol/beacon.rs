@@ -27,6 +27,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::clip;
+
 /// The beacon version this build speaks.
 pub const BEACON_VERSION: u32 = 1;
 
@@ -164,16 +166,6 @@ impl Beacon {
         }
         Ok(())
     }
-}
-
-/// Cuts `text` to at most `max` bytes at a character boundary.
-fn clip(text: &str, max: usize) -> String {
-    let text = text.trim();
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ pub use name::{SafeName, sanitize_file_name};
 pub use note::{
     MAX_NOTE_BYTES, NoteError, NoteWarning, PLAIN_PEER_NOTE_BYTES, check_note, decode_note,
 };
-pub use text::{escape_line, escape_note, is_unsafe_char};
+pub use text::{clip, escape_line, escape_note, is_unsafe_char};
 
 /// Which protocol a connection speaks (see [`crate::protocol`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

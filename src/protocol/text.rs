@@ -78,6 +78,17 @@ fn escape<'a>(text: &'a str, newline_indent: Option<&str>) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
+/// `text` trimmed and cut to at most `max` bytes at a character boundary (for bounded
+/// fields a peer or this device fills, such as a device name in a beacon).
+pub fn clip(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
