@@ -134,13 +134,14 @@ fn main() {
     while idle_start.elapsed().as_secs_f64() < idle_secs {
         run_if_due(&mut harness, &due, epoch, &mut idle);
     }
+    // `0.0 +`: an empty sum is -0.0.
+    let idle_cpu_ms = 0.0 + idle.cpu_ms.iter().sum::<f64>();
     println!(
         "idle                 {} frames requested in {idle_secs:.1} s ({:.1} per s), \
-         {:.2} ms CPU in them ({:.3} % of one core)",
+         {idle_cpu_ms:.2} ms CPU in them ({:.3} % of one core)",
         idle.wall_ms.len(),
         idle.wall_ms.len() as f64 / idle_secs,
-        idle.cpu_ms.iter().sum::<f64>(),
-        idle.cpu_ms.iter().sum::<f64>() / (idle_secs * 1000.0) * 100.0
+        idle_cpu_ms / (idle_secs * 1000.0) * 100.0
     );
 }
 
