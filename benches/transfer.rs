@@ -1,16 +1,19 @@
-//! Throughput benchmark: `ferry send` -> `ferry serve` on loopback, against `nc` in the same
-//! run, both writing the received file to disk. Prints figures; asserts nothing.
+//! Throughput benchmark: `ferry send` -> `ferry serve` on loopback, against `nc` and
+//! `socat -b1048576` in the same alternating rounds, all writing the received file to disk;
+//! then 32 concurrent uploads into one server. Prints figures; asserts nothing (issue 14's
+//! measuring instrument).
 //!
 //! ```text
-//! cargo bench --bench transfer                          # 2 GiB
+//! cargo bench --bench transfer                          # 2 GiB, 3 rounds
 //! FERRY_BENCH_BYTES=536870912 cargo bench --bench transfer
-//! FERRY_BENCH_DIR=/some/disk FERRY_BENCH_RUNS=3 cargo bench --bench transfer
+//! FERRY_BENCH_DIR=/some/disk FERRY_BENCH_RUNS=7 cargo bench --bench transfer
+//! FERRY_BENCH_CONCURRENT=32 FERRY_BENCH_CONCURRENT_BYTES=67108864 cargo bench --bench transfer
 //! ```
 //!
-//! Needs `nc` (Debian: netcat-openbsd) for the comparison; without it only Ferry is measured.
-//! The server's peak RSS is read from /proc (VmHWM) after the transfer. Each round also runs
-//! Ferry with `serve --no-fsync`, so the cost of syncing the file before "verified" is a
-//! figure of the same run.
+//! Needs `nc` (Debian: netcat-openbsd) and `socat` for the comparisons; a missing one is
+//! reported and skipped. The server's peak RSS is read from /proc (VmHWM) after the transfer,
+//! the sender's from `wait4` (ru_maxrss). Each round also runs Ferry with `serve --no-fsync`,
+//! so the cost of syncing the file before "verified" is a figure of the same run.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -19,9 +22,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `socat`'s buffer size in the comparison: 1 MiB reads and writes.
+const SOCAT_BUFFER: &str = "-b1048576";
+
 fn main() {
     let bytes: u64 = env_or("FERRY_BENCH_BYTES", 2 << 30);
     let runs: u32 = env_or("FERRY_BENCH_RUNS", 3);
+    let concurrent: usize = env_or("FERRY_BENCH_CONCURRENT", 32);
+    let concurrent_bytes: u64 = env_or("FERRY_BENCH_CONCURRENT_BYTES", 64 << 20);
     let base = std::env::var_os("FERRY_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
@@ -39,27 +47,38 @@ fn main() {
     let mut ferry_secs = Vec::new();
     let mut no_fsync_secs = Vec::new();
     let mut nc_secs = Vec::new();
-    let mut peak_rss_kib = 0;
+    let mut socat_secs = Vec::new();
+    let mut server_rss_kib = 0;
+    let mut sender_rss_kib = 0;
     for run in 1..=runs {
-        let (secs, rss) = ferry_run(&input, &out_dir, &[]);
+        let ferry = ferry_run(&input, &out_dir, &[]);
         eprintln!(
-            "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB)",
-            mbps(bytes, secs),
-            rss >> 10
+            "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB, sender {} MiB)",
+            mbps(bytes, ferry.secs),
+            ferry.server_rss_kib >> 10,
+            ferry.sender_rss_kib >> 10
         );
-        ferry_secs.push(secs);
-        peak_rss_kib = peak_rss_kib.max(rss);
-        let (secs, _) = ferry_run(&input, &out_dir, &["--no-fsync"]);
-        eprintln!("run {run}: ferry --no-fsync {:.0} MB/s", mbps(bytes, secs));
-        no_fsync_secs.push(secs);
-        if let Some(secs) = nc_run(&input, &out_dir) {
+        ferry_secs.push(ferry.secs);
+        server_rss_kib = server_rss_kib.max(ferry.server_rss_kib);
+        sender_rss_kib = sender_rss_kib.max(ferry.sender_rss_kib);
+        let no_fsync = ferry_run(&input, &out_dir, &["--no-fsync"]);
+        eprintln!(
+            "run {run}: ferry --no-fsync {:.0} MB/s",
+            mbps(bytes, no_fsync.secs)
+        );
+        no_fsync_secs.push(no_fsync.secs);
+        if let Some(secs) = pipe_run(&input, &out_dir, &NC) {
             eprintln!("run {run}: nc    {:.0} MB/s", mbps(bytes, secs));
             nc_secs.push(secs);
+        }
+        if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT) {
+            eprintln!("run {run}: socat {:.0} MB/s", mbps(bytes, secs));
+            socat_secs.push(secs);
         }
     }
     let ferry = median(&mut ferry_secs);
     println!(
-        "file size            {} MiB, {runs} runs, medians",
+        "file size            {} MiB, {runs} alternating runs, medians",
         bytes >> 20
     );
     println!("ferry (verified)     {:>8.0} MB/s", mbps(bytes, ferry));
@@ -76,10 +95,20 @@ fn main() {
         println!("nc                   {:>8.0} MB/s", mbps(bytes, nc));
         println!("ferry / nc           {:>8.2}x", nc / ferry);
     }
-    println!(
-        "server peak RSS      {:>8.1} MiB",
-        peak_rss_kib as f64 / 1024.0
-    );
+    if socat_secs.is_empty() {
+        println!("socat                not found (apt-get install socat)");
+    } else {
+        let socat = median(&mut socat_secs);
+        println!("socat {SOCAT_BUFFER:<14} {:>8.0} MB/s", mbps(bytes, socat));
+        println!("ferry / socat        {:>8.2}x", socat / ferry);
+    }
+    println!("server peak RSS      {:>8.1} MiB", mib(server_rss_kib));
+    println!("sender peak RSS      {:>8.1} MiB", mib(sender_rss_kib));
+
+    if concurrent > 0 {
+        drop(std::fs::remove_file(&input));
+        concurrent_run(work.path(), &out_dir, concurrent, concurrent_bytes);
+    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -91,6 +120,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn mbps(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / 1e6 / secs
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -126,9 +159,28 @@ impl Drop for Killed {
     }
 }
 
-/// One `ferry send` into a fresh `ferry serve` (with `serve_args`); returns (seconds, server
-/// peak RSS in KiB).
-fn ferry_run(input: &Path, out_dir: &Path, serve_args: &[&str]) -> (f64, u64) {
+/// Waits for `child` with `wait4`, which also returns its peak RSS: (exited with 0, KiB).
+fn wait_with_rss(child: Child) -> (bool, u64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; zeroed is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own unreaped child; both pointers are valid for the call.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return (false, 0);
+        }
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss.max(0) as u64)
+}
+
+/// A running `ferry serve` on 127.0.0.1 and the address it printed.
+fn start_serve(out_dir: &Path, serve_args: &[&str]) -> (Killed, SocketAddr) {
     let exe = env!("CARGO_BIN_EXE_ferry");
     let mut serve = Command::new(exe)
         .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
@@ -148,33 +200,91 @@ fn ferry_run(input: &Path, out_dir: &Path, serve_args: &[&str]) -> (f64, u64) {
         .split_whitespace()
         .find_map(|w| w.parse().ok())
         .expect("address");
-    let start = Instant::now();
-    let status = Command::new(exe)
-        .args(["send", "--to", &addr.to_string()])
-        .arg(input)
-        .stdout(Stdio::null())
-        .status()
-        .expect("run ferry send");
-    let secs = start.elapsed().as_secs_f64();
-    assert!(status.success(), "ferry send failed");
-    let rss = peak_rss_kib(serve.0.id());
-    drop(serve);
-    clear(out_dir);
-    (secs, rss)
+    // Keep draining its stdout so a chatty server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (serve, addr)
 }
 
-/// `nc -l > file` fed by `nc -N < input`; timed until the listener has written everything.
-fn nc_run(input: &Path, out_dir: &Path) -> Option<f64> {
+fn spawn_send(addr: SocketAddr, file: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["send", "--to", &addr.to_string()])
+        .arg(file)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run ferry send")
+}
+
+struct FerryRound {
+    secs: f64,
+    server_rss_kib: u64,
+    sender_rss_kib: u64,
+}
+
+/// One `ferry send` into a fresh `ferry serve` (with `serve_args`).
+fn ferry_run(input: &Path, out_dir: &Path, serve_args: &[&str]) -> FerryRound {
+    let (serve, addr) = start_serve(out_dir, serve_args);
+    let start = Instant::now();
+    let (ok, sender_rss_kib) = wait_with_rss(spawn_send(addr, input));
+    let secs = start.elapsed().as_secs_f64();
+    assert!(ok, "ferry send failed");
+    let server_rss_kib = peak_rss_kib(serve.0.id());
+    drop(serve);
+    clear(out_dir);
+    FerryRound {
+        secs,
+        server_rss_kib,
+        sender_rss_kib,
+    }
+}
+
+/// A plain copy tool: how to listen writing stdout to a file, how to send stdin.
+struct Pipe {
+    program: &'static str,
+    listen: fn(&str) -> Vec<String>,
+    send: fn(&str) -> Vec<String>,
+}
+
+const NC: Pipe = Pipe {
+    program: "nc",
+    listen: |port| vec!["-l".into(), "127.0.0.1".into(), port.into()],
+    send: |port| vec!["-N".into(), "127.0.0.1".into(), port.into()],
+};
+
+const SOCAT: Pipe = Pipe {
+    program: "socat",
+    listen: |port| {
+        vec![
+            SOCAT_BUFFER.into(),
+            "-u".into(),
+            format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"),
+            "STDOUT".into(),
+        ]
+    },
+    send: |port| {
+        vec![
+            SOCAT_BUFFER.into(),
+            "-u".into(),
+            "STDIN".into(),
+            format!("TCP:127.0.0.1:{port}"),
+        ]
+    },
+};
+
+/// `tool listen > file` fed by `tool send < input`; timed until the listener has written
+/// everything. None when the tool is missing or fails.
+fn pipe_run(input: &Path, out_dir: &Path, pipe: &Pipe) -> Option<f64> {
     let port = TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
         .ok()?
         .port()
         .to_string();
-    let output = File::create(out_dir.join("nc.bin")).ok()?;
-    let listener = Command::new("nc")
-        .args(["-l", "127.0.0.1", &port])
+    let received = out_dir.join(format!("{}.bin", pipe.program));
+    let output = File::create(&received).ok()?;
+    let listener = Command::new(pipe.program)
+        .args((pipe.listen)(&port))
         .stdout(output)
+        .stderr(Stdio::null())
         .spawn()
         .ok()?;
     let mut listener = Killed(listener);
@@ -182,9 +292,10 @@ fn nc_run(input: &Path, out_dir: &Path) -> Option<f64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let start = loop {
         let start = Instant::now();
-        let status = Command::new("nc")
-            .args(["-N", "127.0.0.1", &port])
+        let status = Command::new(pipe.program)
+            .args((pipe.send)(&port))
             .stdin(File::open(input).ok()?)
+            .stderr(Stdio::null())
             .status()
             .ok()?;
         if status.success() {
@@ -197,8 +308,63 @@ fn nc_run(input: &Path, out_dir: &Path) -> Option<f64> {
     };
     listener.0.wait().ok()?;
     let secs = start.elapsed().as_secs_f64();
+    // A short copy would be a fast one: count only complete ones.
+    let complete = std::fs::metadata(&received).ok()?.len() == std::fs::metadata(input).ok()?.len();
     clear(out_dir);
+    if !complete {
+        eprintln!("{}: the received file is incomplete", pipe.program);
+        return None;
+    }
     Some(secs)
+}
+
+/// `count` concurrent `ferry send` processes (each its own file of `bytes`) into one
+/// `ferry serve`: the aggregate throughput and both ends' peak RSS.
+fn concurrent_run(work: &Path, out_dir: &Path, count: usize, bytes: u64) {
+    let src = work.join("concurrent");
+    std::fs::create_dir_all(&src).expect("concurrent dir");
+    let first = src.join("upload-0.bin");
+    eprintln!("writing {} MiB for {count} concurrent uploads", bytes >> 20);
+    write_random(&first, bytes);
+    let files: Vec<_> = (0..count)
+        .map(|i| {
+            let path = src.join(format!("upload-{i}.bin"));
+            if i > 0 {
+                // One file's bytes under many names: the page cache holds it once.
+                std::fs::hard_link(&first, &path).expect("hard link");
+            }
+            path
+        })
+        .collect();
+    let slots = (count + 1).to_string();
+    let (serve, addr) = start_serve(
+        out_dir,
+        &["--max-connections", &slots, "--max-per-peer", &slots],
+    );
+    let start = Instant::now();
+    let senders: Vec<Child> = files.iter().map(|f| spawn_send(addr, f)).collect();
+    let mut failed = 0;
+    let mut sender_rss_kib = 0;
+    for sender in senders {
+        let (ok, rss) = wait_with_rss(sender);
+        failed += usize::from(!ok);
+        sender_rss_kib = sender_rss_kib.max(rss);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let server_rss_kib = peak_rss_kib(serve.0.id());
+    drop(serve);
+    clear(out_dir);
+    let total = bytes * count as u64;
+    println!(
+        "concurrent uploads   {count} x {} MiB into one server, {failed} failed",
+        bytes >> 20
+    );
+    println!("  aggregate          {:>8.0} MB/s", mbps(total, secs));
+    println!("  server peak RSS    {:>8.1} MiB", mib(server_rss_kib));
+    println!(
+        "  sender peak RSS    {:>8.1} MiB (largest of {count})",
+        mib(sender_rss_kib)
+    );
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
