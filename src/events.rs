@@ -102,17 +102,7 @@ pub enum ServerEvent {
     },
     /// A Ferry sender offers files and the server asks before accepting: answer with
     /// `ServerHandle::decide(offer_id, ..)` (the window: `Command::Decide`).
-    OfferPending {
-        offer_id: u64,
-        peer: SocketAddr,
-        /// Files and bytes in the whole upload, and the first names.
-        count: u64,
-        bytes: u64,
-        names: Vec<String>,
-        /// Each listed file's size, when the sender gave them (else empty).
-        sizes: Vec<u64>,
-        msg: String,
-    },
+    OfferPending(PendingOffer),
     /// The offer was decided, or its sender left: the question is no longer open.
     OfferClosed {
         offer_id: u64,
@@ -129,6 +119,22 @@ pub enum ServerEvent {
         names: Vec<String>,
         bytes: u64,
     },
+}
+
+/// One upload waiting for the user's decision (what a prompt shows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOffer {
+    pub offer_id: u64,
+    pub peer: SocketAddr,
+    /// Files and bytes in the whole upload (the announced batch, or this one file).
+    pub count: u64,
+    pub bytes: u64,
+    /// Every listed file's name, as it would be saved; `count` may be larger when the sender
+    /// listed fewer files than it announced.
+    pub names: Vec<String>,
+    /// Each listed file's size, when the sender gave them all (else empty).
+    pub sizes: Vec<u64>,
+    pub msg: String,
 }
 
 /// Notes (UDP) activity.

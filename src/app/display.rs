@@ -6,7 +6,7 @@
 //! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
 
 use crate::events::{
-    DiscoveryEvent, Event, Failure, NoteEvent, SeenDevice, ServerEvent, TransferEvent,
+    DiscoveryEvent, Event, Failure, NoteEvent, PendingOffer, SeenDevice, ServerEvent, TransferEvent,
 };
 use crate::protocol::{escape_line, escape_note};
 
@@ -58,23 +58,13 @@ pub fn display_safe(event: Event) -> Event {
                 },
             })
         }
-        Event::Server(ServerEvent::OfferPending {
-            offer_id,
-            peer,
-            count,
-            bytes,
-            names,
-            sizes,
-            msg,
-        }) => Event::Server(ServerEvent::OfferPending {
-            offer_id,
-            peer,
-            count,
-            bytes,
-            names: names.into_iter().map(line).collect(),
-            sizes,
-            msg: line(msg),
-        }),
+        Event::Server(ServerEvent::OfferPending(offer)) => {
+            Event::Server(ServerEvent::OfferPending(PendingOffer {
+                names: offer.names.into_iter().map(line).collect(),
+                msg: line(offer.msg),
+                ..offer
+            }))
+        }
         Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
             Event::Server(ServerEvent::ConnectionError {
                 peer,
@@ -152,8 +142,8 @@ mod tests {
             clean(&name) && clean(&saved_as.unwrap()) && clean(&msg),
             "{name}"
         );
-        let Event::Server(ServerEvent::OfferPending { names, msg, .. }) =
-            display_safe(Event::Server(ServerEvent::OfferPending {
+        let Event::Server(ServerEvent::OfferPending(offer)) =
+            display_safe(Event::Server(ServerEvent::OfferPending(PendingOffer {
                 offer_id: 1,
                 peer,
                 count: 1,
@@ -161,11 +151,11 @@ mod tests {
                 names: vec![EVIL.into()],
                 sizes: vec![1],
                 msg: EVIL.into(),
-            }))
+            })))
         else {
             panic!("not an offer")
         };
-        assert!(clean(&names[0]) && clean(&msg));
+        assert!(clean(&offer.names[0]) && clean(&offer.msg));
         let Event::Transfer(TransferEvent::Failed { failure, .. }) =
             display_safe(Event::Transfer(TransferEvent::Failed {
                 id: 1,

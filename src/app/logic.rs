@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::file_browser::{BrowseFor, Chosen};
 use super::i18n::{T, Tr};
-use super::{Action, FerryApp, PendingOffer, RowState, ServerStatus, TransferRow, display};
+use super::{Action, FerryApp, RowState, ServerStatus, TransferRow, display};
 use crate::events::{
     Direction, DiscoveryEvent, Event, FailureKind, NoteEvent, ServerEvent, TransferEvent,
 };
@@ -92,24 +92,8 @@ impl FerryApp {
                     self.server.status = ServerStatus::Stopped;
                 }
             }
-            Event::Server(ServerEvent::OfferPending {
-                offer_id,
-                peer,
-                count,
-                bytes,
-                names,
-                sizes,
-                msg,
-            }) => {
-                self.server.offers.push(PendingOffer {
-                    offer_id,
-                    peer,
-                    count,
-                    bytes,
-                    names,
-                    sizes,
-                    msg,
-                });
+            Event::Server(ServerEvent::OfferPending(offer)) => {
+                self.server.offers.push(offer);
                 // A sender is waiting: make the window noticeable if it is in the background.
                 self.ctx
                     .send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(

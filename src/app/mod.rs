@@ -45,13 +45,14 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use egui::Ui;
 
+pub use crate::events::PendingOffer;
 pub use client_tab::ClientTab;
 pub use devices::{DevicesPanel, DiscoveryStatus, Pick};
 pub use file_browser::{BrowseFor, FileBrowser};
 pub use model::{RowState, TransferRow};
 pub use notes_panel::{NotesPanel, NotesStatus};
 pub use notify::{DesktopNotifier, NoNotifier, Notifier};
-pub use offers::{OfferPrompt, PendingOffer};
+pub use offers::OfferPrompt;
 pub use server_tab::{ServerStatus, ServerTab};
 pub use settings::{Picker, RfdPicker, Settings, ThemeChoice, default_download_dir};
 

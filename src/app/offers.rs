@@ -7,32 +7,16 @@
 //! [`ServerEvent::OfferPending`]: crate::events::ServerEvent::OfferPending
 //! [`ServerEvent::OfferClosed`]: crate::events::ServerEvent::OfferClosed
 
-use std::net::SocketAddr;
-
 use egui::{RichText, Ui};
 
 use super::Action;
 use super::i18n::{T, Tr};
 use super::model::format_bytes;
+use crate::events::PendingOffer;
 use crate::worker::Command;
 
 /// How tall the list of names may grow before it scrolls.
 const NAMES_MAX_HEIGHT: f32 = 160.0;
-
-/// One upload waiting for the user's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingOffer {
-    pub offer_id: u64,
-    pub peer: SocketAddr,
-    /// Files and bytes in the whole upload.
-    pub count: u64,
-    pub bytes: u64,
-    /// The first names (the engine bounds the list); `count` may be larger.
-    pub names: Vec<String>,
-    /// Each listed file's size, or empty when the sender gave none.
-    pub sizes: Vec<u64>,
-    pub msg: String,
-}
 
 /// The offers waiting for an answer, oldest first.
 #[derive(Debug, Default)]

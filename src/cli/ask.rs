@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use crate::events::PendingOffer;
 use crate::protocol::escape_line;
 
 /// Files listed per page of a prompt.
@@ -41,18 +42,18 @@ pub(super) struct AskPrompts {
 
 impl AskPrompts {
     /// Registers an offer and returns its prompt: sender, number, totals, the first page of
-    /// files and how to answer. `names` are already sanitized; `sizes` is parallel or empty.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn offer(
-        &mut self,
-        offer_id: u64,
-        peer: SocketAddr,
-        count: u64,
-        bytes: u64,
-        names: &[String],
-        sizes: &[u64],
-        msg: &str,
-    ) -> String {
+    /// files and how to answer. Its names are already sanitized; its sizes are parallel or
+    /// empty.
+    pub(super) fn offer(&mut self, offer: &PendingOffer) -> String {
+        let PendingOffer {
+            offer_id,
+            peer,
+            count,
+            bytes,
+            ref names,
+            ref sizes,
+            ref msg,
+        } = *offer;
         let files = names
             .iter()
             .enumerate()
@@ -177,18 +178,39 @@ fn next_page(offer_id: u64, waiting: &mut Waiting) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::PendingOffer;
 
     fn peer(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    fn offer(
+        offer_id: u64,
+        peer: SocketAddr,
+        count: u64,
+        bytes: u64,
+        names: &[&str],
+        sizes: &[u64],
+        msg: &str,
+    ) -> PendingOffer {
+        PendingOffer {
+            offer_id,
+            peer,
+            count,
+            bytes,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            sizes: sizes.to_vec(),
+            msg: msg.into(),
+        }
+    }
+
     #[test]
     fn an_answer_decides_only_the_offer_it_names() {
         let mut prompts = AskPrompts::default();
-        let first = prompts.offer(3, peer(1), 1, 5, &["a.txt".into()], &[5], "");
+        let first = prompts.offer(&offer(3, peer(1), 1, 5, &["a.txt"], &[5], ""));
         assert!(first.contains("offer 3 from 127.0.0.1:1"), "{first}");
         assert!(first.contains("Type \"y 3\" or \"n 3\""), "{first}");
-        prompts.offer(4, peer(2), 1, 5, &["evil.sh".into()], &[5], "");
+        prompts.offer(&offer(4, peer(2), 1, 5, &["evil.sh"], &[5], ""));
         // A bare "y" decides nothing, whichever offer came last.
         let Reply::Say(hint) = prompts.reply("y") else {
             panic!("a bare y must not decide");
@@ -216,7 +238,9 @@ mod tests {
         let mut prompts = AskPrompts::default();
         let names: Vec<String> = (0..45).map(|i| format!("f{i}.txt")).collect();
         let sizes: Vec<u64> = (0..45).collect();
-        let first = prompts.offer(9, peer(1), 47, 990, &names, &sizes, "hi\u{1b}[2J");
+        let mut nine = offer(9, peer(1), 47, 990, &[], &sizes, "hi\u{1b}[2J");
+        nine.names = names;
+        let first = prompts.offer(&nine);
         assert!(first.contains("\n  f0.txt (0 bytes)"));
         assert!(first.contains("\n  f19.txt (19 bytes)"));
         assert!(!first.contains("f20.txt"));

@@ -80,8 +80,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     loop {
         crossbeam_channel::select! {
             recv(events) -> event => match event {
-                Ok(Event::Server(ServerEvent::OfferPending { offer_id, peer, count, bytes, names, sizes, msg })) => {
-                    let prompt = prompts.offer(offer_id, peer, count, bytes, &names, &sizes, &msg);
+                Ok(Event::Server(ServerEvent::OfferPending(offer))) => {
+                    let offer_id = offer.offer_id;
+                    let prompt = prompts.offer(&offer);
                     if answers_closed {
                         prompts.close(offer_id);
                         bars.line(format!("{prompt}\ndeclined offer {offer_id}: nobody can answer (standard input is closed)"));

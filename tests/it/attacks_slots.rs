@@ -309,13 +309,9 @@ fn a_yes_covers_each_listed_file_once_and_every_file_is_listed() {
         .unwrap()
     });
     let (offer_id, count, names, sizes) = wait_for(&events, |e| match e {
-        Event::Server(ServerEvent::OfferPending {
-            offer_id,
-            count,
-            names,
-            sizes,
-            ..
-        }) => Some((*offer_id, *count, names.clone(), sizes.clone())),
+        Event::Server(ServerEvent::OfferPending(o)) => {
+            Some((o.offer_id, o.count, o.names.clone(), o.sizes.clone()))
+        }
         _ => None,
     });
     assert_eq!(count, 300);
@@ -347,9 +343,7 @@ fn a_yes_covers_each_listed_file_once_and_every_file_is_listed() {
     );
     send_msg(&mut stream, &offer("a.txt", 5, None));
     let first = wait_for(&events, |e| match e {
-        Event::Server(ServerEvent::OfferPending {
-            offer_id, names, ..
-        }) => Some((*offer_id, names.clone())),
+        Event::Server(ServerEvent::OfferPending(o)) => Some((o.offer_id, o.names.clone())),
         _ => None,
     });
     assert_eq!(first.1, ["a.txt"]);
@@ -373,7 +367,7 @@ fn a_yes_covers_each_listed_file_once_and_every_file_is_listed() {
     ));
     send_msg(&mut stream, &offer("a.txt", 5, None));
     let second = wait_for(&events, |e| match e {
-        Event::Server(ServerEvent::OfferPending { offer_id, .. }) => Some(*offer_id),
+        Event::Server(ServerEvent::OfferPending(o)) => Some(o.offer_id),
         _ => None,
     });
     assert_ne!(second, first.0, "the same name again is a new question");
@@ -450,7 +444,7 @@ fn a_talking_sender_keeps_its_question_and_never_delays_a_stop() {
     let (server, events) = start_server_with(config);
     let pending = |events: &crossbeam_channel::Receiver<Event>| {
         wait_for(events, |e| match e {
-            Event::Server(ServerEvent::OfferPending { offer_id, .. }) => Some(*offer_id),
+            Event::Server(ServerEvent::OfferPending(o)) => Some(o.offer_id),
             _ => None,
         })
     };

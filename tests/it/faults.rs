@@ -432,9 +432,7 @@ fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
     };
     let pending = |events: &crossbeam_channel::Receiver<Event>| {
         wait_for(events, |e| match e {
-            Event::Server(ServerEvent::OfferPending {
-                offer_id, names, ..
-            }) => Some((*offer_id, names.clone())),
+            Event::Server(ServerEvent::OfferPending(o)) => Some((o.offer_id, o.names.clone())),
             _ => None,
         })
     };

@@ -12,7 +12,7 @@ use std::thread;
 
 use super::connection::Connection;
 use super::lock;
-use crate::events::{Event, ServerEvent, next_transfer_id};
+use crate::events::{Event, PendingOffer, ServerEvent, next_transfer_id};
 use crate::protocol::session::{Consent, Refusal};
 use crate::protocol::{Header, ReceiverMsg, sanitize_file_name};
 use crate::transfer::TransferError;
@@ -67,7 +67,7 @@ impl Connection<'_> {
         let sizes = listed.iter().map(|(_, s)| *s).collect::<Option<Vec<u64>>>();
         self.shared
             .sink
-            .emit(Event::Server(ServerEvent::OfferPending {
+            .emit(Event::Server(ServerEvent::OfferPending(PendingOffer {
                 offer_id,
                 peer: self.peer,
                 count,
@@ -75,7 +75,7 @@ impl Connection<'_> {
                 names,
                 sizes: sizes.unwrap_or_default(),
                 msg: header.msg.clone(),
-            }));
+            })));
         let answered = Arc::new(AtomicBool::new(false));
         let left = self.watch_for_leaving(&answered);
         let timeout = crossbeam_channel::after(self.shared.config.decision_timeout);
