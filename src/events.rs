@@ -28,6 +28,30 @@ pub fn next_transfer_id() -> TransferId {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Whether what came from (or went to) a peer was protected, and who the peer proved to be.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Security {
+    /// The original protocol, or a plain UDP note: anyone on the LAN could read or forge it.
+    #[default]
+    Plain,
+    /// Encrypted and authenticated by a Ferry device's key (see [`crate::secure`]).
+    Encrypted {
+        /// The device name the peer sent (hostile text: escape before showing), or the name
+        /// it is trusted under.
+        device: String,
+        /// The peer key's fingerprint, as words two people can compare aloud.
+        fingerprint: String,
+        /// The peer's key is in the trusted devices.
+        trusted: bool,
+    },
+}
+
+impl Security {
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self, Security::Encrypted { .. })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Incoming,

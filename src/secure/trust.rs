@@ -183,6 +183,142 @@ impl TrustStore {
     }
 }
 
+/// The trust store as every thread of a process shares it, and as other Ferry processes
+/// (a `ferry listen` beside a `ferry serve`) change it: each read first reloads the file if
+/// it changed on disk since it was last read, each change is saved at once.
+#[derive(Debug, Clone)]
+pub struct TrustBook {
+    dir: PathBuf,
+    inner: std::sync::Arc<std::sync::Mutex<BookState>>,
+}
+
+#[derive(Debug)]
+struct BookState {
+    store: TrustStore,
+    /// The file's modification time and length when it was last read or written.
+    seen: Option<(std::time::SystemTime, u64)>,
+}
+
+fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl TrustBook {
+    /// Loads the store kept in `dir` (empty if there is none yet).
+    pub fn open(dir: &Path) -> Result<Self, SecureError> {
+        let store = TrustStore::load(dir)?;
+        let seen = file_stamp(&store.path);
+        Ok(TrustBook {
+            dir: dir.to_path_buf(),
+            inner: std::sync::Arc::new(std::sync::Mutex::new(BookState { store, seen })),
+        })
+    }
+
+    /// The folder the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` on the current store (reloaded first if the file changed on disk; a file
+    /// that cannot be read now keeps the last good copy, and says so in the log).
+    fn with<T>(&self, f: impl FnOnce(&mut TrustStore) -> T) -> T {
+        let mut state = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = file_stamp(&state.store.path);
+        if now != state.seen {
+            match TrustStore::load(&self.dir) {
+                Ok(store) => state.store = store,
+                Err(e) => log::warn!("keeping the trusted devices read earlier: {e}"),
+            }
+            state.seen = now;
+        }
+        f(&mut state.store)
+    }
+
+    /// Runs `f` on the store and saves it if `f` returned `Ok(true)`.
+    fn change(
+        &self,
+        f: impl FnOnce(&mut TrustStore) -> Result<bool, SecureError>,
+    ) -> Result<bool, SecureError> {
+        let path = self.dir.join(TRUST_FILE);
+        let changed = self.with(|store| -> Result<bool, SecureError> {
+            if f(store)? {
+                store.save()?;
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        if changed {
+            let mut state = self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.seen = file_stamp(&path);
+        }
+        Ok(changed)
+    }
+
+    /// Every trusted device, as stored now.
+    pub fn devices(&self) -> Vec<TrustedDevice> {
+        self.with(|store| store.devices.clone())
+    }
+
+    /// See [`TrustStore::check`].
+    pub fn check(&self, name: &str, public_key: &[u8; 32]) -> Result<Verdict, SecureError> {
+        self.with(|store| store.check(name, public_key))
+    }
+
+    pub fn by_key(&self, public_key: &[u8; 32]) -> Option<TrustedDevice> {
+        self.with(|store| store.by_key(public_key).cloned())
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<TrustedDevice> {
+        self.with(|store| store.by_name(name).cloned())
+    }
+
+    /// Trusts a device (or refreshes its address and last-seen time) and saves the store.
+    pub fn pin(
+        &self,
+        name: &str,
+        public_key: &[u8; 32],
+        address: Option<String>,
+    ) -> Result<TrustedDevice, SecureError> {
+        let mut pinned = None;
+        self.change(|store| {
+            pinned = Some(
+                store
+                    .pin(name, public_key, address, now_unix_secs())?
+                    .clone(),
+            );
+            Ok(true)
+        })?;
+        pinned.ok_or_else(|| SecureError::TrustStore {
+            path: self.dir.join(TRUST_FILE).display().to_string(),
+            reason: "the device was not pinned".into(),
+        })
+    }
+
+    /// Renames a trusted device and saves; false if `old` is unknown or `new` is taken.
+    pub fn rename(&self, old: &str, new: &str) -> Result<bool, SecureError> {
+        self.change(|store| Ok(store.rename(old, new)))
+    }
+
+    /// Forgets a trusted device and saves; false if there was none by that name.
+    pub fn forget(&self, name: &str) -> Result<bool, SecureError> {
+        self.change(|store| Ok(store.forget(name)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +385,38 @@ mod tests {
             TrustStore::load(dir.path()),
             Err(SecureError::KeyFile { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod book_tests {
+    use super::*;
+
+    #[test]
+    fn a_book_sees_changes_another_process_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("ferry");
+        let book = TrustBook::open(&conf).unwrap();
+        assert!(book.devices().is_empty());
+        // Another process pins a device and saves.
+        let mut other = TrustStore::load(&conf).unwrap();
+        other.pin("phone", &[7u8; 32], None, 5).unwrap();
+        other.save().unwrap();
+        assert_eq!(book.devices().len(), 1);
+        assert!(matches!(
+            book.check("phone", &[7u8; 32]),
+            Ok(Verdict::Trusted(_))
+        ));
+        assert!(matches!(
+            book.check("phone", &[8u8; 32]),
+            Err(SecureError::KeyChanged { .. })
+        ));
+        // And this book's changes are on disk for the others.
+        book.pin("laptop", &[9u8; 32], Some("10.0.0.3:8080".into()))
+            .unwrap();
+        assert_eq!(TrustStore::load(&conf).unwrap().devices().len(), 2);
+        assert!(book.forget("phone").unwrap());
+        assert!(!book.forget("phone").unwrap());
+        assert_eq!(TrustStore::load(&conf).unwrap().devices().len(), 1);
     }
 }
