@@ -95,6 +95,25 @@ pub use handshake::{Handshake, Mode, PeerInfo, accept, connect};
 pub use identity::Identity;
 pub use record::SecureStream;
 pub use rng::Entropy;
+pub use trust::TrustBook;
+
+/// This device's identity and the devices it trusts: what every driver that encrypts
+/// (transfers, notes) is given. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    pub identity: std::sync::Arc<Identity>,
+    pub trust: TrustBook,
+}
+
+impl Keyring {
+    /// Loads (creating on first use) the identity and the trust store kept in `dir`.
+    pub fn load(dir: &std::path::Path) -> Result<Self, SecureError> {
+        Ok(Keyring {
+            identity: std::sync::Arc::new(Identity::load_or_create(dir)?),
+            trust: TrustBook::open(dir)?,
+        })
+    }
+}
 
 /// Everything that can go wrong in the secure layer. Each variant is a reason a user can be
 /// told; I/O errors of the underlying stream are kept as they are.
