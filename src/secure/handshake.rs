@@ -233,7 +233,7 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
         let peer_name = std::str::from_utf8(&payload[..peer_name_len])
             .map_err(|_| SecureError::Handshake("device name is not UTF-8".to_owned()))?
             .to_owned();
-        let transport = state.into_transport_mode()?;
+        let transport = state.into_stateless_transport_mode()?;
         let public_key: [u8; 32] = transport
             .get_remote_static()
             .and_then(|k| k.try_into().ok())

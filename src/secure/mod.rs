@@ -93,7 +93,7 @@ use thiserror::Error;
 
 pub use handshake::{Handshake, Mode, PeerInfo, accept, connect};
 pub use identity::Identity;
-pub use record::SecureStream;
+pub use record::{SecureReader, SecureStream, SecureWriter};
 pub use rng::Entropy;
 pub use trust::TrustBook;
 
