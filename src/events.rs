@@ -82,6 +82,8 @@ pub enum TransferEvent {
         mode: Mode,
         /// The sender's `msg`.
         msg: String,
+        /// Encrypted or not, and the device on the other end.
+        security: Security,
     },
     Progress {
         id: TransferId,
@@ -127,6 +129,13 @@ pub enum ServerEvent {
     /// A Ferry sender offers files and the server asks before accepting: answer with
     /// `ServerHandle::decide(offer_id, ..)` (the window: `Command::Decide`).
     OfferPending(PendingOffer),
+    /// A sender typed this server's pairing code: both devices now trust each other.
+    Paired {
+        peer: SocketAddr,
+        /// The device name it sent (hostile text: escape before showing).
+        device: String,
+        fingerprint: String,
+    },
     /// The offer was decided, or its sender left: the question is no longer open.
     OfferClosed {
         offer_id: u64,
@@ -159,6 +168,9 @@ pub struct PendingOffer {
     /// Each listed file's size, when the sender gave them all (else empty).
     pub sizes: Vec<u64>,
     pub msg: String,
+    /// Encrypted or not, and from which device ("Accept and trust" is offered when encrypted
+    /// and not yet trusted).
+    pub security: Security,
 }
 
 /// Notes (UDP) activity.
@@ -408,6 +420,9 @@ pub enum FailureKind {
     NotStarted,
     /// The server stopped.
     Stopped,
+    /// The secure channel failed: a wrong pairing code, a device whose key changed, records
+    /// that were tampered with (`detail` says which).
+    Security,
 }
 
 impl Failure {
@@ -469,6 +484,7 @@ impl std::fmt::Display for Failure {
             FailureKind::NotSent => with_detail(f, "not sent"),
             FailureKind::NotStarted => with_detail(f, "could not start"),
             FailureKind::Stopped => with_detail(f, ""),
+            FailureKind::Security => with_detail(f, "security check failed"),
         }
     }
 }

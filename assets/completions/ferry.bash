@@ -478,7 +478,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__send)
-            opts="-h --to --msg --plain --help"
+            opts="-h --to --msg --plain --code --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -492,6 +492,10 @@ _ferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -500,7 +504,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__serve)
-            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --partial-max-age-days --no-fsync --name --no-discovery --interface --help"
+            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --partial-max-age-days --no-fsync --name --no-discovery --interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

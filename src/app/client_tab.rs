@@ -155,7 +155,10 @@ impl ClientTab {
         let mut opts = SendOptions::new(dest);
         opts.msg = self.msg.clone();
         opts.mode = mode;
-        Some(Action::Engine(Command::Send { opts, files }))
+        Some(Action::Engine(Command::Send {
+            opts: Box::new(opts),
+            files,
+        }))
     }
 
     /// Sends a failed or cancelled row's file again, under a new id, to where it went
@@ -170,7 +173,7 @@ impl ClientTab {
         opts.mode = row.mode;
         self.notice = None;
         Some(Action::Engine(Command::Send {
-            opts,
+            opts: Box::new(opts),
             files: vec![OutgoingFile { id: row.id, path }],
         }))
     }

@@ -6,7 +6,8 @@
 //! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
 
 use crate::events::{
-    DiscoveryEvent, Event, Failure, NoteEvent, PendingOffer, SeenDevice, ServerEvent, TransferEvent,
+    DiscoveryEvent, Event, Failure, NoteEvent, PendingOffer, Security, SeenDevice, ServerEvent,
+    TransferEvent,
 };
 use crate::protocol::{escape_line, escape_note};
 
@@ -28,6 +29,7 @@ pub fn display_safe(event: Event) -> Event {
             bytes_total,
             mode,
             msg,
+            security,
         }) => Event::Transfer(TransferEvent::Started {
             id,
             direction,
@@ -37,6 +39,7 @@ pub fn display_safe(event: Event) -> Event {
             bytes_total,
             mode,
             msg: line(msg),
+            security: safe_security(security),
         }),
         Event::Transfer(TransferEvent::Finished {
             id,
@@ -62,9 +65,19 @@ pub fn display_safe(event: Event) -> Event {
             Event::Server(ServerEvent::OfferPending(PendingOffer {
                 names: offer.names.into_iter().map(line).collect(),
                 msg: line(offer.msg),
+                security: safe_security(offer.security),
                 ..offer
             }))
         }
+        Event::Server(ServerEvent::Paired {
+            peer,
+            device,
+            fingerprint,
+        }) => Event::Server(ServerEvent::Paired {
+            peer,
+            device: line(device),
+            fingerprint,
+        }),
         Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
             Event::Server(ServerEvent::ConnectionError {
                 peer,
@@ -101,6 +114,22 @@ pub fn display_safe(event: Event) -> Event {
     }
 }
 
+/// A device name from a handshake is the peer's words: escaped like any other.
+fn safe_security(security: Security) -> Security {
+    match security {
+        Security::Encrypted {
+            device,
+            fingerprint,
+            trusted,
+        } => Security::Encrypted {
+            device: escape_line(&device).into_owned(),
+            fingerprint,
+            trusted,
+        },
+        Security::Plain => Security::Plain,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
@@ -134,6 +163,7 @@ mod tests {
             bytes_total: 1,
             mode: Mode::Ferry,
             msg: EVIL.into(),
+            security: crate::events::Security::Plain,
         }))
         else {
             panic!("not a start")
@@ -151,11 +181,20 @@ mod tests {
                 names: vec![EVIL.into()],
                 sizes: vec![1],
                 msg: EVIL.into(),
+                security: Security::Encrypted {
+                    device: EVIL.into(),
+                    fingerprint: "a-b-c".into(),
+                    trusted: false,
+                },
             })))
         else {
             panic!("not an offer")
         };
         assert!(clean(&offer.names[0]) && clean(&offer.msg));
+        let Security::Encrypted { device, .. } = &offer.security else {
+            panic!("the security was lost")
+        };
+        assert!(clean(device), "{device}");
         let Event::Transfer(TransferEvent::Failed { failure, .. }) =
             display_safe(Event::Transfer(TransferEvent::Failed {
                 id: 1,

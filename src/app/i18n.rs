@@ -153,7 +153,9 @@ texts! {
     StateCancelledByPeer => "cancelled by peer", "对方已取消";
     StateDeclined => "declined: {}", "已拒绝：{}";
     FailRefused => "refused", "已拒收";
-    FailRefusedPlain => "refused: plain senders cannot be asked", "已拒收：无法询问普通（非 Ferry）发送方";
+    FailRefusedPlain => "refused: plain senders cannot be asked (not encrypted); to take their files, set “Accept” to “Everyone without asking”", "已拒收：无法询问普通（非 Ferry）发送方（未加密）；如要接收，请把“接收”设为“所有人，无需询问”";
+    FailRefusedNotEncrypted => "refused: encryption is required and plain senders cannot encrypt", "已拒收：要求加密，而普通发送方无法加密";
+    FailRefusedNotTrusted => "refused: only trusted devices are accepted (pair with a code first)", "已拒收：只接收受信任的设备（请先用配对码配对）";
     FailRefusedByUser => "refused: declined here", "已拒收：本机已拒绝";
     FailRefusedNoAnswer => "refused: nobody answered within {} s", "已拒收：{} 秒内无人答复";
     FailRefusedNoSpace => "refused: not enough disk space ({} needed, {} free)", "已拒收：磁盘空间不足（需要 {}，剩余 {}）";
@@ -172,6 +174,7 @@ texts! {
     FailNotSent => "not sent", "未发送";
     FailNotStarted => "could not start", "无法开始";
     FailStopped => "the server stopped", "服务器已停止";
+    FailSecurity => "security check failed", "安全检查失败";
     SavedAs => "saved as {}", "保存为 {}";
 
     // Client tab

@@ -106,6 +106,9 @@ impl FerryApp {
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 log::warn!("{peer}: {reason}");
             }
+            Event::Server(ServerEvent::Paired { peer, device, .. }) => {
+                log::info!("{peer}: paired with {device}");
+            }
             Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
                 log::info!("removed old partial files: {names:?}");
                 self.server.expired = Some((names.len(), bytes));

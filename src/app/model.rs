@@ -291,6 +291,7 @@ mod tests {
             bytes_total: 1000,
             mode: Mode::Ferry,
             msg: "hi".into(),
+            security: crate::events::Security::Plain,
         };
         let mut row = TransferRow::from_started(&started).unwrap();
         row.apply(&started, t0);
@@ -360,6 +361,7 @@ mod tests {
             bytes_total: 1000,
             mode: Mode::Ferry,
             msg: String::new(),
+            security: crate::events::Security::Plain,
         };
         row.apply(&started, t0);
         // Resumed at byte 400, reported at once: a baseline, not 400 bytes in no time.

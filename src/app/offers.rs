@@ -118,6 +118,7 @@ mod tests {
             names: vec!["a.txt".into()],
             sizes: vec![10],
             msg: String::new(),
+            security: crate::events::Security::Plain,
         }
     }
 

@@ -53,6 +53,15 @@ pub struct ServerTab {
 const IDLE_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 impl ServerTab {
+    /// The accept policy the server runs with.
+    pub fn policy(&self) -> crate::transfer::AcceptPolicy {
+        if self.auto_accept {
+            crate::transfer::AcceptPolicy::Everyone
+        } else {
+            crate::transfer::AcceptPolicy::Ask
+        }
+    }
+
     pub fn new(
         bind: String,
         port: String,
@@ -162,7 +171,7 @@ impl ServerTab {
                     .checkbox(&mut self.auto_accept, tr.get(T::AutoAccept))
                     .changed()
                 {
-                    actions.push(Action::Engine(Command::SetAutoAccept(self.auto_accept)));
+                    actions.push(Action::Engine(Command::SetPolicy(self.policy())));
                 }
                 ui.end_row();
             });
@@ -277,8 +286,8 @@ impl ServerTab {
         self.status = ServerStatus::Starting;
         let mut config = ServerConfig::new(bind, port, self.dir.clone());
         config.idle_timeout = Duration::from_secs(idle_timeout_secs);
-        config.auto_accept = self.auto_accept;
-        Some(Action::Engine(Command::StartServer(config)))
+        config.policy = self.policy();
+        Some(Action::Engine(Command::StartServer(Box::new(config))))
     }
 
     /// Where a finished incoming file was saved.

@@ -199,6 +199,8 @@ pub fn failure_text(tr: Tr, failure: &Failure) -> String {
             ),
             Refusal::CannotCreate => tr.get(T::FailRefusedCannotCreate).to_owned(),
             Refusal::NotOffered => tr.get(T::FailRefused).to_owned(),
+            Refusal::NotEncrypted => tr.get(T::FailRefusedNotEncrypted).to_owned(),
+            Refusal::NotTrusted => tr.get(T::FailRefusedNotTrusted).to_owned(),
         },
         FailureKind::Declined => tr
             .get(T::StateDeclined)
@@ -223,6 +225,7 @@ pub fn failure_text(tr: Tr, failure: &Failure) -> String {
         FailureKind::NotSent => tr.get(T::FailNotSent).to_owned(),
         FailureKind::NotStarted => tr.get(T::FailNotStarted).to_owned(),
         FailureKind::Stopped => tr.get(T::FailStopped).to_owned(),
+        FailureKind::Security => tr.get(T::FailSecurity).to_owned(),
     };
     match failure.detail_text() {
         detail if detail.is_empty() => kind,

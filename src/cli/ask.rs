@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use crate::events::PendingOffer;
+use crate::events::{PendingOffer, Security};
 use crate::protocol::escape_line;
+use crate::transfer::Decision;
 
 /// Files listed per page of a prompt.
 pub(super) const PAGE_FILES: usize = 20;
@@ -23,13 +24,15 @@ struct Waiting {
     files: Vec<String>,
     /// How many of `files` were printed so far.
     shown: usize,
+    /// The sender is an encrypted, untrusted device: "t N" may trust it.
+    can_trust: bool,
 }
 
 /// What the user's line asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Reply {
     /// Decide this offer.
-    Decide { offer_id: u64, accept: bool },
+    Decide { offer_id: u64, decision: Decision },
     /// Nothing to decide; print this.
     Say(String),
 }
@@ -53,6 +56,7 @@ impl AskPrompts {
             ref names,
             ref sizes,
             ref msg,
+            ref security,
         } = *offer;
         let files = names
             .iter()
@@ -63,6 +67,8 @@ impl AskPrompts {
             })
             .collect();
         let mut text = format!("offer {offer_id} from {peer}: {count} file(s), {bytes} bytes");
+        let can_trust = matches!(security, Security::Encrypted { trusted: false, .. });
+        let _ = write!(text, "\n  {}", security_words(security));
         if !msg.is_empty() {
             let _ = write!(text, "\n  message: {}", escape_line(msg));
         }
@@ -71,6 +77,7 @@ impl AskPrompts {
             peer,
             files,
             shown: 0,
+            can_trust,
         };
         text.push_str(&next_page(offer_id, &mut waiting));
         if unlisted > 0 {
@@ -79,10 +86,17 @@ impl AskPrompts {
                 "\n  {unlisted} more file(s) are not listed: each is asked about when it arrives"
             );
         }
-        let _ = write!(
-            text,
-            "\nAccept offer {offer_id} from {peer}? Type \"y {offer_id}\" or \"n {offer_id}\"."
-        );
+        if can_trust {
+            let _ = write!(
+                text,
+                "\nAccept offer {offer_id} from {peer}? Type \"y {offer_id}\", \"t {offer_id}\" (accept and trust this device) or \"n {offer_id}\"."
+            );
+        } else {
+            let _ = write!(
+                text,
+                "\nAccept offer {offer_id} from {peer}? Type \"y {offer_id}\" or \"n {offer_id}\"."
+            );
+        }
         self.waiting.insert(offer_id, waiting);
         text
     }
@@ -119,14 +133,21 @@ impl AskPrompts {
                 self.waiting.remove(&offer_id);
                 Reply::Decide {
                     offer_id,
-                    accept: true,
+                    decision: Decision::Accept,
+                }
+            }
+            "t" | "trust" if waiting.can_trust => {
+                self.waiting.remove(&offer_id);
+                Reply::Decide {
+                    offer_id,
+                    decision: Decision::AcceptAndTrust,
                 }
             }
             "n" | "no" => {
                 self.waiting.remove(&offer_id);
                 Reply::Decide {
                     offer_id,
-                    accept: false,
+                    decision: Decision::Decline,
                 }
             }
             "more" => {
@@ -175,10 +196,34 @@ fn next_page(offer_id: u64, waiting: &mut Waiting) -> String {
     text
 }
 
+/// How a prompt or a line names the sender's protection: the device and its fingerprint
+/// when encrypted, a plain warning otherwise (peer text escaped).
+pub(super) fn security_words(security: &Security) -> String {
+    match security {
+        Security::Plain => {
+            "NOT ENCRYPTED (plain sender: anyone on the network can read or change it)".to_owned()
+        }
+        Security::Encrypted {
+            device,
+            fingerprint,
+            trusted,
+        } => format!(
+            "encrypted, device \"{}\" ({}), fingerprint {fingerprint}",
+            escape_line(device),
+            if *trusted {
+                "trusted"
+            } else {
+                "not trusted yet"
+            }
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::PendingOffer;
+    use crate::events::{PendingOffer, Security};
+    use crate::transfer::Decision;
 
     fn peer(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -201,6 +246,7 @@ mod tests {
             names: names.iter().map(|n| n.to_string()).collect(),
             sizes: sizes.to_vec(),
             msg: msg.into(),
+            security: Security::Plain,
         }
     }
 
@@ -220,17 +266,52 @@ mod tests {
             prompts.reply("y 3"),
             Reply::Decide {
                 offer_id: 3,
-                accept: true
+                decision: Decision::Accept
             }
         );
         assert_eq!(
             prompts.reply("4 N"),
             Reply::Decide {
                 offer_id: 4,
-                accept: false
+                decision: Decision::Decline
             }
         );
         assert!(matches!(prompts.reply("y 3"), Reply::Say(s) if s.starts_with("no offer 3")));
+    }
+
+    #[test]
+    fn only_an_encrypted_untrusted_sender_can_be_trusted_from_the_prompt() {
+        let mut prompts = AskPrompts::default();
+        let plain = prompts.offer(&offer(5, peer(1), 1, 5, &["a.txt"], &[5], ""));
+        assert!(plain.contains("NOT ENCRYPTED"), "{plain}");
+        assert!(!plain.contains("\"t 5\""), "{plain}");
+        assert!(
+            matches!(prompts.reply("t 5"), Reply::Say(_)),
+            "plain: t decides nothing"
+        );
+        let mut device = offer(6, peer(2), 1, 5, &["b.txt"], &[5], "");
+        device.security = Security::Encrypted {
+            device: "laptop\u{1b}[31m".into(),
+            fingerprint: "apple-bread-cider".into(),
+            trusted: false,
+        };
+        let text = prompts.offer(&device);
+        assert!(text.contains("encrypted, device \"laptop"), "{text}");
+        assert!(
+            text.contains("(not trusted yet)") && !text.contains('\u{1b}'),
+            "{text}"
+        );
+        assert!(
+            text.contains("apple-bread-cider") && text.contains("\"t 6\""),
+            "{text}"
+        );
+        assert_eq!(
+            prompts.reply("t 6"),
+            Reply::Decide {
+                offer_id: 6,
+                decision: Decision::AcceptAndTrust
+            }
+        );
     }
 
     #[test]

@@ -210,9 +210,10 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
 
 /// `--to` for `ferry send`: HOST:PORT as given, otherwise the name of a discovered (ready)
 /// or trusted device.
-pub fn find_device(to: &str) -> anyhow::Result<String> {
+/// Also the key a trusted device of that name must present (`None` for untrusted names).
+pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     if looks_like_address(to) {
-        return Ok(to.to_owned());
+        return Ok((to.to_owned(), None));
     }
     let config = discovery_config(None, 0, &[])?;
     let dir = config_dir()?;
@@ -234,11 +235,12 @@ pub fn find_device(to: &str) -> anyhow::Result<String> {
         std::thread::sleep(Duration::from_millis(50));
     };
     discovery.stop();
+    let key = trusted.by_name(to).and_then(|d| d.key());
     if let Some(addr) = found {
-        return Ok(addr.to_string());
+        return Ok((addr.to_string(), key));
     }
     if let Some(last) = trusted.by_name(to).and_then(|d| d.last_address.clone()) {
-        return Ok(last);
+        return Ok((last, key));
     }
     anyhow::bail!(
         "no device named {:?} found on the LAN or among trusted devices (ferry peers --wait 3 lists them; ferry doctor says why one is missing)",

@@ -134,6 +134,18 @@ pub struct ServeArgs {
     /// like the original.
     #[arg(long)]
     pub ask: bool,
+    /// Accept only trusted devices (paired with a code); every other offer is refused. With
+    /// --ask, trusted devices are accepted without asking and the others are asked.
+    #[arg(long)]
+    pub trusted_only: bool,
+    /// Refuse plain (original-protocol) senders: they cannot encrypt.
+    #[arg(long)]
+    pub require_encryption: bool,
+    /// Show a pairing code (line "pairing code: CODE"): a sender that types it
+    /// (`ferry send --code CODE`) and this device trust each other from then on. The code
+    /// lasts 10 minutes and 3 tries.
+    #[arg(long)]
+    pub pair: bool,
     /// Remove kept partial files (`*.ferry.part`) older than this many days, at start and
     /// hourly.
     #[arg(long, default_value_t = crate::defaults::DEFAULT_PARTIAL_MAX_AGE_DAYS)]
@@ -163,9 +175,14 @@ pub struct SendArgs {
     /// Message attached to every file (the header's `msg`).
     #[arg(long, default_value = "")]
     pub msg: String,
-    /// Speak the original protocol to a plain (non-Ferry) server: nothing is verified.
+    /// Speak the original protocol to a plain (non-Ferry) server: nothing is verified or
+    /// encrypted.
     #[arg(long)]
     pub plain: bool,
+    /// The pairing code the receiver shows (`ferry serve --pair`): pairs the two devices, so
+    /// they trust each other from then on.
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
     /// Files to send.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,

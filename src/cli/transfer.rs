@@ -11,15 +11,60 @@ use std::time::Duration;
 use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::ask::{AskPrompts, Reply};
+use super::ask::{AskPrompts, Reply, security_words};
 use super::{SendArgs, ServeArgs, resolve_destination};
 use crate::defaults::default_download_dir;
-use crate::events::{CancelToken, Event, ServerEvent, TransferEvent, TransferId, event_channel};
+use crate::events::{
+    CancelToken, Direction, Event, Security, ServerEvent, TransferEvent, TransferId, event_channel,
+};
 use crate::protocol::Mode;
 use crate::protocol::escape_line;
+use crate::secure::Keyring;
+use crate::secure::identity::default_config_dir;
+use crate::secure::pairing::PairingCode;
 use crate::transfer::{
-    OutgoingFile, SendOptions, ServerConfig, ServerHandle, ServerStartError, send_files,
+    AcceptPolicy, Decision, OutgoingFile, SendOptions, ServerConfig, ServerHandle,
+    ServerStartError, send_files,
 };
+
+/// This device's identity and trusted devices from the config folder, or `None` with a
+/// warning (then nothing is encrypted, and plain transfers work as ever).
+fn keyring() -> Option<Keyring> {
+    let Some(dir) = default_config_dir() else {
+        eprintln!(
+            "ferry: no config folder (neither $XDG_CONFIG_HOME nor a home folder): encryption is off"
+        );
+        return None;
+    };
+    match Keyring::load(&dir) {
+        Ok(keyring) => Some(keyring),
+        Err(e) => {
+            eprintln!("ferry: {}: encryption is off", escape_line(&e.to_string()));
+            None
+        }
+    }
+}
+
+/// What `ferry serve` says about whose files it takes.
+fn policy_line(policy: AcceptPolicy, require_encryption: bool) -> String {
+    let mut line = match policy {
+        AcceptPolicy::Everyone => {
+            "accepting uploads from everyone without asking, like the original (--ask asks first, --trusted-only takes only trusted devices)"
+        }
+        AcceptPolicy::Ask => "asking before accepting each upload; plain senders are refused",
+        AcceptPolicy::Trusted => {
+            "accepting trusted devices without asking, asking about other Ferry devices; plain senders are refused"
+        }
+        AcceptPolicy::TrustedOnly => {
+            "accepting only trusted devices (ferry serve --pair pairs one); everything else is refused"
+        }
+    }
+    .to_owned();
+    if require_encryption {
+        line.push_str("; encryption required: plain senders are refused");
+    }
+    line
+}
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let defaulted = args.dir.is_none();
@@ -28,7 +73,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs.max(1));
-    config.auto_accept = !args.ask;
+    config.policy = match (args.ask, args.trusted_only) {
+        (false, false) => AcceptPolicy::Everyone,
+        (true, false) => AcceptPolicy::Ask,
+        (false, true) => AcceptPolicy::TrustedOnly,
+        (true, true) => AcceptPolicy::Trusted,
+    };
+    config.require_encryption = args.require_encryption;
+    config.keyring = keyring();
+    let keyring = config.keyring.clone();
+    let policy = config.policy;
     config.max_per_peer = args.max_per_peer.max(1);
     config.max_files_per_connection = args.max_files_per_connection.max(1);
     config.partial_max_age =
@@ -62,6 +116,24 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    match &keyring {
+        Some(keyring) => println!(
+            "this device: \"{}\", fingerprint {}",
+            escape_line(keyring.identity.name()),
+            keyring.identity.fingerprint()
+        ),
+        None => println!("no device identity: Ferry senders cannot encrypt to this server"),
+    }
+    println!("{}", policy_line(policy, args.require_encryption));
+    if args.pair {
+        let code = server
+            .start_pairing()
+            .context("cannot make a pairing code")?;
+        println!("pairing code: {}", code.as_str());
+        println!(
+            "  (type it on the sender: ferry send --code CODE; it lasts 10 minutes and 3 tries)"
+        );
+    }
     // Announced after the first line, so scripts reading that line are unaffected; dropped
     // (with a goodbye on the LAN) when serving stops.
     let discovery = (!args.no_discovery).then(|| {
@@ -97,9 +169,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             recv(answers) -> line => match line {
                 Ok(line) => match prompts.reply(&line) {
-                    Reply::Decide { offer_id, accept } => {
-                        server.decide(offer_id, accept);
-                        let verb = if accept { "accepted" } else { "declined" };
+                    Reply::Decide { offer_id, decision } => {
+                        server.answer(offer_id, decision);
+                        let verb = match decision {
+                            Decision::Accept => "accepted",
+                            Decision::AcceptAndTrust => "accepted (device trusted from now on)",
+                            Decision::Decline => "declined",
+                        };
                         bars.line(format!("{verb} offer {offer_id}"));
                     }
                     Reply::Say(text) if text.is_empty() => {}
@@ -194,9 +270,25 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         eprintln!("ferry: nothing was sent");
         return Ok(ExitCode::FAILURE);
     }
-    let mut opts = SendOptions::new(destination_or_device(&args.to)?);
+    let (to, expect_key) = destination_or_device(&args.to)?;
+    let mut opts = SendOptions::new(to);
     opts.msg = args.msg;
     opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
+    if !args.plain {
+        opts.keyring = keyring();
+        opts.expect_key = expect_key;
+        opts.code = args
+            .code
+            .as_deref()
+            .map(PairingCode::parse)
+            .transpose()
+            .context("--code")?;
+        if opts.code.is_some() && opts.keyring.is_none() {
+            anyhow::bail!("cannot pair: this device has no identity (see the warning above)");
+        }
+    } else if args.code.is_some() {
+        anyhow::bail!("--code pairs two Ferry devices; a --plain send cannot pair");
+    }
     let (sink, events) = event_channel(None);
     let cancel = CancelToken::new();
     let files: Vec<OutgoingFile> = args.files.into_iter().map(OutgoingFile::new).collect();
@@ -256,8 +348,11 @@ fn local_file_problem(path: &Path) -> Option<String> {
 /// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
 struct Bars {
     multi: MultiProgress,
-    active: HashMap<TransferId, (ProgressBar, String)>,
+    /// Each active transfer's bar, the sender's message and whether it is encrypted.
+    active: HashMap<TransferId, (ProgressBar, String, Security)>,
     style: ProgressStyle,
+    /// Receivers whose protection was already said.
+    told: Vec<std::net::SocketAddr>,
 }
 
 impl Bars {
@@ -271,6 +366,7 @@ impl Bars {
             multi: MultiProgress::new(),
             active: HashMap::new(),
             style,
+            told: Vec::new(),
         }
     }
 
@@ -290,6 +386,7 @@ impl Bars {
                 mode,
                 msg,
                 direction,
+                security,
             }) => {
                 let bar = self
                     .multi
@@ -309,10 +406,18 @@ impl Bars {
                     "plain"
                 };
                 log::debug!("{direction:?} {kind} transfer {id} of {name:?} with {peer}");
-                self.active.insert(*id, (bar, msg.clone()));
+                if *direction == Direction::Outgoing && !self.told.contains(peer) {
+                    // Once per receiver: who it is and whether the bytes are protected.
+                    self.told.push(*peer);
+                    // On stderr: stdout holds one result line per file, for scripts.
+                    let words = security_words(security);
+                    self.multi.suspend(|| eprintln!("to {peer}: {words}"));
+                }
+                self.active
+                    .insert(*id, (bar, msg.clone(), security.clone()));
             }
             Event::Transfer(TransferEvent::AwaitingDecision { id }) => {
-                if let Some((bar, _)) = self.active.get(id) {
+                if let Some((bar, ..)) = self.active.get(id) {
                     self.line(format!(
                         "{}: waiting for the receiver to accept",
                         bar.prefix()
@@ -320,7 +425,7 @@ impl Bars {
                 }
             }
             Event::Transfer(TransferEvent::Progress { id, bytes_done }) => {
-                if let Some((bar, _)) = self.active.get(id) {
+                if let Some((bar, ..)) = self.active.get(id) {
                     bar.set_position(*bytes_done);
                 }
             }
@@ -330,7 +435,7 @@ impl Bars {
                 saved_as,
                 path,
             }) => {
-                if let Some((bar, msg)) = self.active.remove(id) {
+                if let Some((bar, msg, security)) = self.active.remove(id) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                     if let Some(path) = path {
@@ -340,9 +445,10 @@ impl Bars {
                             "complete, unverified (plain peer)"
                         };
                         self.line(format!(
-                            "received {} ({} bytes, {check})",
+                            "received {} ({} bytes, {check}, {})",
                             escape_line(&path.display().to_string()),
-                            bar.length().unwrap_or(0)
+                            bar.length().unwrap_or(0),
+                            security_words(&security)
                         ));
                         if !msg.is_empty() {
                             // The original server prints the sender's message as it is.
@@ -354,14 +460,14 @@ impl Bars {
                 }
             }
             Event::Transfer(TransferEvent::Failed { id, failure }) => {
-                if let Some((bar, _)) = self.active.remove(id) {
+                if let Some((bar, ..)) = self.active.remove(id) {
                     bar.abandon();
                     self.multi.remove(&bar);
                     self.line(format!("{}: failed: {}", bar.prefix(), failure));
                 }
             }
             Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {
-                if let Some((bar, _)) = self.active.remove(id) {
+                if let Some((bar, ..)) = self.active.remove(id) {
                     bar.abandon();
                     self.multi.remove(&bar);
                     let who = if *by_peer {
@@ -371,6 +477,16 @@ impl Bars {
                     };
                     self.line(format!("{}: {who}", bar.prefix()));
                 }
+            }
+            Event::Server(ServerEvent::Paired {
+                peer,
+                device,
+                fingerprint,
+            }) => {
+                self.line(format!(
+                    "{peer}: paired with \"{}\" (fingerprint {fingerprint}): trusted from now on",
+                    escape_line(device)
+                ));
             }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 self.line(format!("{peer}: {}", escape_line(reason)));
@@ -392,11 +508,11 @@ impl Bars {
 /// `--to` as an address (`HOST[:PORT]`, checked to resolve), or else, when it names no host
 /// and gives no port, the name of a device discovered on the LAN or trusted. Discovery runs
 /// only for such a name, never for a typed address.
-fn destination_or_device(typed: &str) -> anyhow::Result<String> {
+fn destination_or_device(typed: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     let by_address = resolve_destination(typed);
     let could_be_a_name = !typed.contains(':');
     match by_address {
-        Ok(destination) => Ok(destination.to_string()),
+        Ok(destination) => Ok((destination.to_string(), None)),
         Err(_) if could_be_a_name => super::discover::find_device(typed),
         Err(e) => Err(e.into()),
     }

@@ -77,6 +77,10 @@ pub enum SenderMsg {
     End { blake3: [u8; 32] },
     /// The sender gives up on the current file: why, as a code, and in words for people.
     Cancel { code: CancelCode, reason: String },
+    /// A Ferry connection's first frame when it will be encrypted: the secure handshake
+    /// (with a pairing code when `pairing`) follows the receiver's [`ReceiverMsg::Secure`],
+    /// and everything after it travels in records (see [`crate::secure`]).
+    Secure { pairing: bool },
 }
 
 /// Why a side cancels a file, on the wire as a short code (`"code": "user"`) beside the
@@ -155,6 +159,8 @@ pub enum ReceiverMsg {
     Verified { saved_as: String },
     /// The file was not saved.
     Failed { reason: String },
+    /// The answer to [`SenderMsg::Secure`]: the secure handshake may begin.
+    Secure,
     /// The receiver stops the transfer and closes.
     Cancel {
         #[serde(default)]
@@ -181,6 +187,18 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
         }
         return match kind(&obj)? {
             Some("offer") => Ok(SenderMsg::Offer(header(&obj)?)),
+            Some("secure") => Ok(SenderMsg::Secure {
+                pairing: match obj.get("pairing") {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => {
+                        return Err(MessageError::WrongType {
+                            field: "pairing",
+                            expected: "true or false",
+                        });
+                    }
+                },
+            }),
             Some("batch") => Ok(SenderMsg::Batch {
                 count: u64_field(&obj, "count")?,
                 bytes: u64_field(&obj, "bytes")?,
@@ -246,6 +264,9 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
             "sizes": sizes,
         }),
         SenderMsg::Start { offset } => serde_json::json!({ "kind": "start", "offset": offset }),
+        SenderMsg::Secure { pairing } => serde_json::json!({
+            "ferry": FERRY_VERSION, "kind": "secure", "pairing": pairing,
+        }),
     };
     frame_json(&value)
 }

@@ -299,21 +299,19 @@ impl<S> SecureStream<S> {
         self.inbound.closed
     }
 
-    /// The two directions apart, over a new `reader` and `writer` (for example a socket's two
-    /// clones, or a buffered reader that still holds bytes the handshake did not use); the
-    /// stream this was built on is dropped. Plaintext written but not yet sealed is lost and
-    /// plaintext decrypted but not yet read is refused: split before using the stream (or
-    /// after a flush), as the transfer drivers do right after the handshake.
-    pub fn split<R, W>(
+    /// The two directions apart: `halves` turns the stream this was built on into a reader
+    /// and a writer (for example a socket's two clones, with bytes a buffered reader already
+    /// held chained in front). Plaintext written but not yet sealed, or decrypted but not yet
+    /// read, would be lost, so that is refused: split right after the handshake (or after a
+    /// flush), as the transfer drivers do.
+    pub fn split<R, W, E>(
         self,
-        reader: R,
-        writer: W,
-    ) -> Result<(SecureReader<R>, SecureWriter<W>), SecureError> {
+        halves: impl FnOnce(S) -> Result<(R, W), E>,
+    ) -> Result<(SecureReader<R>, SecureWriter<W>), SplitError<E>> {
         if !self.outbound.pending.is_empty() || self.inbound.plain_pos < self.inbound.plain_len {
-            return Err(SecureError::Handshake(
-                "a secure stream was split with data in its buffers".into(),
-            ));
+            return Err(SplitError::Buffered);
         }
+        let (reader, writer) = halves(self.inner).map_err(SplitError::Halves)?;
         let peer = self.peer;
         Ok((
             SecureReader {
@@ -330,6 +328,15 @@ impl<S> SecureStream<S> {
             },
         ))
     }
+}
+
+/// Why [`SecureStream::split`] failed.
+#[derive(Debug)]
+pub enum SplitError<E> {
+    /// The stream still held plaintext.
+    Buffered,
+    /// Making the halves failed.
+    Halves(E),
 }
 
 impl<S: Write> SecureStream<S> {

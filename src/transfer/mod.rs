@@ -10,17 +10,19 @@ mod dir;
 mod files;
 mod os;
 mod server;
+pub mod wire;
 
 use std::io::{self, ErrorKind, Read, Write};
 
 pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, resume_key, send_files};
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, NoRoom, PartFile, Reservation};
-pub use server::{MinRate, ServerConfig, ServerHandle, ServerStartError};
+pub use server::{AcceptPolicy, Decision, MinRate, ServerConfig, ServerHandle, ServerStartError};
 
 use crate::events::{Failure, FailureKind, Refusal};
 use crate::protocol::session::SessionError;
 use crate::protocol::{self, FrameError, MessageError};
+use crate::secure::SecureError;
 
 /// The reason a Ferry sender gives when its user cancels (other reasons mean it gave up).
 pub(crate) const CANCELLED_BY_SENDER: &str = "cancelled by the sender";
@@ -68,6 +70,9 @@ pub enum TransferError {
     NoSpace { needed: u64, available: u64 },
     #[error("network error: {0}")]
     Io(io::Error),
+    /// The secure channel failed: wrong pairing code, a changed key, tampered records, ...
+    #[error(transparent)]
+    Secure(SecureError),
 }
 
 impl TransferError {
@@ -90,6 +95,7 @@ impl TransferError {
             | TransferError::Session(_)
             | TransferError::Unexpected(_) => FailureKind::Protocol,
             TransferError::Disk(_) => FailureKind::Disk,
+            TransferError::Secure(_) => FailureKind::Security,
             TransferError::CancelledByPeer(_) => FailureKind::SenderGaveUp,
             TransferError::Refused(_) | TransferError::CancelledHere => FailureKind::Protocol,
             _ => FailureKind::Protocol,
@@ -109,6 +115,7 @@ impl TransferError {
                 | TransferError::SlowHeader(_)
                 | TransferError::Io(_)
                 | TransferError::Stopped
+                | TransferError::Secure(SecureError::Truncated | SecureError::Io(_))
         )
     }
 }
@@ -123,6 +130,14 @@ fn disk_message(e: &io::Error) -> String {
 
 impl From<io::Error> for TransferError {
     fn from(e: io::Error) -> Self {
+        // The secure layer's verdicts (tampered, truncated) travel inside io::Errors.
+        if SecureError::from_io(&e).is_some() {
+            return match e.into_inner().map(|inner| inner.downcast::<SecureError>()) {
+                Some(Ok(secure)) => TransferError::Secure(*secure),
+                Some(Err(other)) => TransferError::Io(io::Error::other(other)),
+                None => TransferError::Io(io::Error::other("secure stream error")),
+            };
+        }
         match e.kind() {
             ErrorKind::UnexpectedEof => TransferError::TruncatedFrame,
             _ => TransferError::Io(e),
@@ -165,6 +180,9 @@ fn write_all(writer: &mut impl Write, bytes: &[u8]) -> Result<(), TransferError>
 
 /// Maps a socket read error, turning timeouts into [`TransferError::Timeout`].
 fn read_error(e: io::Error, idle_secs: u64) -> TransferError {
+    if SecureError::from_io(&e).is_some() {
+        return TransferError::from(e);
+    }
     match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => TransferError::Timeout(idle_secs),
         _ => TransferError::from(e),

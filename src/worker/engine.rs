@@ -22,18 +22,21 @@ use crate::events::{
 };
 use crate::notes::{NotesConfig, NotesError, NotesHandle};
 use crate::protocol::check_note;
-use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
+use crate::secure::Keyring;
+use crate::transfer::{
+    AcceptPolicy, Decision, OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files,
+};
 
 /// What the window asks the engine to do.
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Create the folder if needed and listen; answered by `Listening` or `StartFailed`.
-    StartServer(ServerConfig),
+    StartServer(Box<ServerConfig>),
     /// Stop listening; in-flight uploads are cancelled and leave no file.
     StopServer,
     /// Upload files over one connection; every file gets `Finished` or `Failed`.
     Send {
-        opts: SendOptions,
+        opts: Box<SendOptions>,
         files: Vec<OutgoingFile>,
     },
     /// Cancel a transfer: an outgoing one (that file and those after it on the same
@@ -41,8 +44,13 @@ pub enum Command {
     Cancel(TransferId),
     /// Answer a `ServerEvent::OfferPending`.
     Decide { offer_id: u64, accept: bool },
-    /// Accept offers without asking (`true`) or ask first (`false`), from now on.
-    SetAutoAccept(bool),
+    /// Answer a `ServerEvent::OfferPending` with any decision ("Accept and trust").
+    Answer { offer_id: u64, decision: Decision },
+    /// Whose offers are taken without asking, from now on.
+    SetPolicy(AcceptPolicy),
+    /// Load this device's identity and trusted devices from this folder (created on first
+    /// use); servers started and uploads made afterwards encrypt with them.
+    UseKeyring(PathBuf),
     /// (Re)bind the notes socket; answered by `NoteEvent::Listening` or `NoteEvent::Error`.
     StartNotes(NotesConfig),
     /// Send a note from the notes socket; answered by `NoteEvent::Sent` or `NoteEvent::Error`.
@@ -165,6 +173,8 @@ struct Engine {
     /// What discovery runs with, when on.
     discovery_setup: Option<DiscoverySetup>,
     discovery: Option<Running>,
+    /// This device's identity and trusted devices (`Command::UseKeyring`).
+    keyring: Option<Keyring>,
 }
 
 fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
@@ -179,6 +189,7 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
         looked,
         discovery_setup: None,
         discovery: None,
+        keyring: None,
     };
     let poll = crossbeam_channel::tick(DEVICES_POLL);
     loop {
@@ -207,7 +218,7 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
 impl Engine {
     fn handle(&mut self, command: Command) {
         match command {
-            Command::StartServer(config) => self.start_server(config),
+            Command::StartServer(config) => self.start_server(*config),
             Command::StopServer => {
                 self.stop_discovery();
                 if let Some(server) = self.server.take() {
@@ -225,7 +236,7 @@ impl Engine {
                 }
             }
             Command::CheckAddress(target) => self.check_address(target),
-            Command::Send { opts, files } => self.start_upload(opts, files),
+            Command::Send { opts, files } => self.start_upload(*opts, files),
             Command::Cancel(id) => {
                 let mut outgoing = false;
                 for upload in self.uploads.iter().filter(|u| u.ids.contains(&id)) {
@@ -241,11 +252,23 @@ impl Engine {
                     server.decide(offer_id, accept);
                 }
             }
-            Command::SetAutoAccept(auto_accept) => {
+            Command::Answer { offer_id, decision } => {
                 if let Some(server) = &self.server {
-                    server.set_auto_accept(auto_accept);
+                    server.answer(offer_id, decision);
                 }
             }
+            Command::SetPolicy(policy) => {
+                if let Some(server) = &self.server {
+                    server.set_policy(policy);
+                }
+            }
+            Command::UseKeyring(dir) => match Keyring::load(&dir) {
+                Ok(keyring) => self.keyring = Some(keyring),
+                Err(e) => {
+                    log::warn!("no device identity, nothing will be encrypted: {e}");
+                    self.keyring = None;
+                }
+            },
             Command::StartNotes(config) => self.start_notes(config),
             Command::SendNote { to, text } => self.send_note(to, text),
             Command::OpenFolder(dir) => {
@@ -305,7 +328,10 @@ impl Engine {
         }
     }
 
-    fn start_server(&mut self, config: ServerConfig) {
+    fn start_server(&mut self, mut config: ServerConfig) {
+        if config.keyring.is_none() {
+            config.keyring = self.keyring.clone();
+        }
         self.stop_discovery();
         if let Some(server) = self.server.take() {
             server.stop();
@@ -336,7 +362,10 @@ impl Engine {
     }
 
     /// Uploads on a thread of their own, which also looks the receiver up and connects.
-    fn start_upload(&mut self, opts: SendOptions, files: Vec<OutgoingFile>) {
+    fn start_upload(&mut self, mut opts: SendOptions, files: Vec<OutgoingFile>) {
+        if opts.keyring.is_none() && opts.mode == crate::protocol::Mode::Ferry {
+            opts.keyring = self.keyring.clone();
+        }
         let cancel = CancelToken::new();
         let ids: Vec<TransferId> = files.iter().map(|f| f.id).collect();
         let (sink, token) = (self.sink.clone(), cancel.clone());

@@ -80,7 +80,7 @@ fn cancel_is_handled_while_a_host_name_lookup_hangs() {
     let id = file.id;
     let opts = SendOptions::new(receiver.local_addr().unwrap().to_string());
     worker.send(Command::Send {
-        opts,
+        opts: Box::new(opts),
         files: vec![file],
     });
     // Accepted on a thread, so an engine stuck in the lookup fails the test at the deadline.
@@ -126,7 +126,7 @@ fn work_that_cannot_start_fails_every_row_with_its_reason() {
     let files = vec![file_in(&dir, "a.txt"), file_in(&dir, "b.txt")];
     let mut ids: Vec<_> = files.iter().map(|f| f.id).collect();
     worker.send(Command::Send {
-        opts: SendOptions::new("127.0.0.1:9"),
+        opts: Box::new(SendOptions::new("127.0.0.1:9")),
         files,
     });
     for _ in 0..2 {

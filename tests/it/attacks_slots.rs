@@ -285,7 +285,7 @@ fn a_yes_covers_each_listed_file_once_and_every_file_is_listed() {
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
-    config.auto_accept = false;
+    config.policy = ferry::transfer::AcceptPolicy::Ask;
     let (server, events) = start_server_with(config);
     // 300 files with long names need two batch frames: all are listed in the prompt.
     let long = "长".repeat(45);
@@ -439,7 +439,7 @@ fn serve_ask_applies_an_answer_to_the_offer_it_names_only() {
 fn a_talking_sender_keeps_its_question_and_never_delays_a_stop() {
     let dst = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
-    config.auto_accept = false;
+    config.policy = ferry::transfer::AcceptPolicy::Ask;
     config.decision_timeout = Duration::from_secs(120);
     let (server, events) = start_server_with(config);
     let pending = |events: &crossbeam_channel::Receiver<Event>| {

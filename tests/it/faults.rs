@@ -398,7 +398,7 @@ fn serve_ask_declines_on_no_and_the_sender_is_told() {
 fn asking_server_refuses_plain_senders_which_cannot_be_asked() {
     let dst = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
-    config.auto_accept = false;
+    config.policy = ferry::transfer::AcceptPolicy::Ask;
     let (server, events) = start_server_with(config);
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream
@@ -415,7 +415,7 @@ fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
     use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
     let dst = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
-    config.auto_accept = false;
+    config.policy = ferry::transfer::AcceptPolicy::Ask;
     let (server, events) = start_server_with(config);
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();

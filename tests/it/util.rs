@@ -19,7 +19,24 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A server on 127.0.0.1:0 saving into `dir`, and its event stream.
 pub fn start_server(dir: &Path) -> (ServerHandle, Receiver<Event>) {
-    start_server_with(ServerConfig::new(LOOPBACK, 0, dir.to_owned()))
+    let mut config = ServerConfig::new(LOOPBACK, 0, dir.to_owned());
+    config.keyring = Some(test_receiver_keyring());
+    start_server_with(config)
+}
+
+/// One device identity for the in-process servers of this test process (in a temp folder,
+/// never the user's config), so Ferry senders with identities of their own can encrypt.
+pub fn test_receiver_keyring() -> ferry::secure::Keyring {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("a temp folder"));
+    ferry::secure::Keyring::load(dir.path()).expect("a test identity")
+}
+
+/// A fresh device named `name`: its identity and trust store in `dir`.
+pub fn device(dir: &Path, name: &str) -> ferry::secure::Keyring {
+    let mut identity = ferry::secure::Identity::load_or_create(dir).expect("an identity");
+    identity.rename(dir, name).expect("a device name");
+    ferry::secure::Keyring::load(dir).expect("a keyring")
 }
 
 pub fn start_server_with(config: ServerConfig) -> (ServerHandle, Receiver<Event>) {

@@ -133,8 +133,14 @@ pub enum Consent {
 /// those a receiving driver adds (no answer in time, no room, no file could be made).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("the receiver asks before accepting, and plain senders cannot be asked")]
+    #[error(
+        "the receiver asks before accepting, and plain senders cannot be asked (the receiver accepts them only when it accepts everyone without asking)"
+    )]
     PlainCannotBeAsked,
+    #[error("the receiver requires encryption, and plain senders cannot encrypt (send from Ferry)")]
+    NotEncrypted,
+    #[error("the receiver accepts only its trusted devices (pair with a code first)")]
+    NotTrusted,
     #[error("declined by the receiver")]
     DeclinedByUser,
     #[error("nobody answered on the receiving side within {secs} s")]

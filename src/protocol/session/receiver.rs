@@ -466,6 +466,7 @@ fn msg_kind(msg: &SenderMsg) -> &'static str {
         SenderMsg::Start { .. } => "a start",
         SenderMsg::End { .. } => "an end",
         SenderMsg::Cancel { .. } => "a cancel",
+        SenderMsg::Secure { .. } => "a secure hello",
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`SenderSession`](crate::protocol::session::SenderSession) when it takes it.
 
 use std::io::BufReader;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use crate::events::{FailureKind, TransferEvent, TransferId};
 use crate::protocol::session::Answer;
 use crate::protocol::{ReceiverMsg, decode_receiver_msg};
 use crate::transfer::read_frame;
+use crate::transfer::wire::Incoming;
 
 /// The advice for a sender whose peer never answered like a Ferry receiver.
 pub(super) const PLAIN_HINT: &str = "if it is a plain (non-Ferry) server, send in plain mode";
@@ -26,8 +27,8 @@ pub(super) enum Heard {
 }
 
 /// Starts the reader thread for a Ferry connection.
-pub(super) fn spawn_reader(stream: &TcpStream) -> std::io::Result<Receiver<Heard>> {
-    let mut reader = BufReader::new(stream.try_clone()?);
+pub(super) fn spawn_reader(incoming: Incoming) -> std::io::Result<Receiver<Heard>> {
+    let mut reader = BufReader::new(incoming);
     let (tx, rx) = crossbeam_channel::bounded(64);
     thread::Builder::new()
         .name("ferry-answers".into())
@@ -48,7 +49,7 @@ pub(super) fn spawn_reader(stream: &TcpStream) -> std::io::Result<Receiver<Heard
                 let hang_up = last || matches!(heard, Heard::Msg(ReceiverMsg::Cancel { .. }));
                 let delivered = tx.send(heard).is_ok();
                 if hang_up {
-                    let _ = reader.get_ref().shutdown(Shutdown::Both);
+                    let _ = reader.get_ref().socket().shutdown(Shutdown::Both);
                 }
                 if !delivered || last {
                     break;

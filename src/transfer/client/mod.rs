@@ -19,11 +19,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use self::upload::Upload;
+use crate::events::Security;
 use crate::events::{
     CancelToken, EventSink, Failure, FailureKind, TransferEvent, TransferId, next_transfer_id,
 };
 use crate::protocol::session::SenderSession;
-use crate::protocol::{Mode, escape_line};
+use crate::protocol::{CHUNK_LEN, Mode, escape_line};
+use crate::secure::pairing::PairingCode;
+use crate::secure::{Keyring, SecureError};
+use crate::transfer::TransferError;
+use crate::transfer::wire::{Incoming, Outgoing, secure_sender};
 
 /// How a send is made.
 #[derive(Debug, Clone)]
@@ -39,6 +44,14 @@ pub struct SendOptions {
     pub answer_timeout: Duration,
     /// How long to wait once the receiver said it is asking its user.
     pub decision_timeout: Duration,
+    /// This device's identity and trusted devices. With one, a Ferry send is encrypted
+    /// (the receiver's key checked against the trusted devices); without, it is not.
+    pub keyring: Option<Keyring>,
+    /// A pairing code the receiver shows: the send pairs the two devices first.
+    pub code: Option<PairingCode>,
+    /// The key the receiver must present (sending to a trusted device by name): anything
+    /// else at that address is refused before a byte of a file is sent.
+    pub expect_key: Option<[u8; 32]>,
 }
 
 impl SendOptions {
@@ -50,6 +63,9 @@ impl SendOptions {
             connect_timeout: Duration::from_secs(10),
             answer_timeout: Duration::from_secs(30),
             decision_timeout: Duration::from_secs(330),
+            keyring: None,
+            code: None,
+            expect_key: None,
         }
     }
 }
@@ -124,6 +140,8 @@ pub enum SendError {
     Resolve(String),
     #[error("cannot connect to {to}: {source}")]
     Connect { to: String, source: std::io::Error },
+    #[error("no secure connection with {to}: {reason}")]
+    Secure { to: String, reason: String },
 }
 
 /// One file to upload; the caller picks the id so it can match events to its own rows.
@@ -152,45 +170,50 @@ pub fn send_files(
     sink: &EventSink,
     cancel: &CancelToken,
 ) -> Result<Vec<FileOutcome>, SendError> {
-    let connected = connect(opts).and_then(|stream| {
-        let peer = stream.peer_addr().map_err(|source| SendError::Connect {
-            to: opts.to.clone(),
-            source,
-        })?;
-        let answers = match opts.mode {
-            Mode::Ferry => {
-                Some(
-                    answers::spawn_reader(&stream).map_err(|source| SendError::Connect {
-                        to: opts.to.clone(),
-                        source,
-                    })?,
-                )
-            }
-            Mode::Plain => None,
-        };
-        Ok((stream, peer, answers))
-    });
-    let (stream, peer, answers) = match connected {
+    let connected = connect(opts).and_then(|stream| establish(opts, stream));
+    let (outgoing, incoming, peer, security) = match connected {
         Ok(connected) => connected,
-        Err(e) => {
+        Err((e, kind)) => {
             for file in files {
                 sink.transfer(TransferEvent::Failed {
                     id: file.id,
-                    failure: Failure::new(FailureKind::Unreachable, e.to_string()),
+                    failure: Failure::new(kind, e.to_string()),
                 });
             }
             return Err(e);
         }
     };
+    let answers = match incoming.map(answers::spawn_reader).transpose() {
+        Ok(answers) => answers,
+        Err(source) => {
+            let e = SendError::Connect {
+                to: opts.to.clone(),
+                source,
+            };
+            for file in files {
+                sink.transfer(TransferEvent::Failed {
+                    id: file.id,
+                    failure: Failure::new(FailureKind::NotStarted, e.to_string()),
+                });
+            }
+            return Err(e);
+        }
+    };
+    let buf_len = if outgoing.is_secure() {
+        CHUNK_LEN
+    } else {
+        upload::HASH_SLICE_LEN
+    };
     let mut session = Upload {
-        stream,
+        stream: outgoing,
+        security,
         peer,
         opts,
         sink,
         cancel,
         answers,
         session: SenderSession::new(opts.mode),
-        buf: vec![0u8; upload::HASH_SLICE_LEN],
+        buf: vec![0u8; buf_len],
         broken: None,
         heard_from_peer: false,
     };
@@ -202,11 +225,87 @@ pub fn send_files(
     Ok(outcomes)
 }
 
-fn connect(opts: &SendOptions) -> Result<TcpStream, SendError> {
+/// What a connection became: where to write, where the answers come from (Ferry only), the
+/// receiver's address and whether the connection is encrypted.
+type Established = (Outgoing, Option<Incoming>, SocketAddr, Security);
+
+/// Plain as it is, or encrypted: the secure hello and handshake, the receiver's key checked.
+fn establish(
+    opts: &SendOptions,
+    stream: TcpStream,
+) -> Result<Established, (SendError, FailureKind)> {
+    let to = || opts.to.clone();
+    let peer = stream.peer_addr().map_err(|source| {
+        (
+            SendError::Connect { to: to(), source },
+            FailureKind::Unreachable,
+        )
+    })?;
+    let clone = |stream: &TcpStream| {
+        stream.try_clone().map_err(|source| {
+            (
+                SendError::Connect { to: to(), source },
+                FailureKind::NotStarted,
+            )
+        })
+    };
+    let keyring = match (&opts.keyring, opts.mode) {
+        (Some(keyring), Mode::Ferry) => keyring,
+        (_, Mode::Ferry) => {
+            let incoming = Incoming::Plain(clone(&stream)?);
+            return Ok((
+                Outgoing::Plain(stream),
+                Some(incoming),
+                peer,
+                Security::Plain,
+            ));
+        }
+        (_, Mode::Plain) => return Ok((Outgoing::Plain(stream), None, peer, Security::Plain)),
+    };
+    // The go-ahead and the handshake get the answer timeout; the answers thread then waits
+    // as long as each answer may take.
+    let _ = stream.set_read_timeout(Some(opts.answer_timeout));
+    let socket = clone(&stream)?;
+    let secured = secure_sender(stream, keyring, opts.code.as_ref()).map_err(|e| {
+        let kind = match &e {
+            TransferError::Secure(_) => FailureKind::Security,
+            TransferError::Refused(_) => FailureKind::Declined,
+            _ => FailureKind::NoFerryAnswer,
+        };
+        let reason = match &e {
+            TransferError::Secure(_) | TransferError::Refused(_) => e.to_string(),
+            _ => format!("{e} before answering; {}", answers::PLAIN_HINT),
+        };
+        (SendError::Secure { to: to(), reason }, kind)
+    })?;
+    let _ = socket.set_read_timeout(None);
+    if let Some(expected) = opts.expect_key
+        && secured.peer.public_key != expected
+    {
+        let reason = SecureError::KeyChanged {
+            name: secured.peer.name.clone(),
+            fingerprint: secured.peer.fingerprint(),
+        }
+        .to_string();
+        return Err((
+            SendError::Secure { to: to(), reason },
+            FailureKind::Security,
+        ));
+    }
+    let security = secured.security(keyring);
+    Ok((secured.outgoing, Some(secured.incoming), peer, security))
+}
+
+fn connect(opts: &SendOptions) -> Result<TcpStream, (SendError, FailureKind)> {
     let addrs: Vec<SocketAddr> = opts
         .to
         .to_socket_addrs()
-        .map_err(|_| SendError::Resolve(opts.to.clone()))?
+        .map_err(|_| {
+            (
+                SendError::Resolve(opts.to.clone()),
+                FailureKind::Unreachable,
+            )
+        })?
         .collect();
     let mut last_error = None;
     for addr in &addrs {
@@ -219,13 +318,16 @@ fn connect(opts: &SendOptions) -> Result<TcpStream, SendError> {
             Err(e) => last_error = Some(e),
         }
     }
-    Err(match last_error {
-        Some(source) => SendError::Connect {
-            to: opts.to.clone(),
-            source,
+    Err((
+        match last_error {
+            Some(source) => SendError::Connect {
+                to: opts.to.clone(),
+                source,
+            },
+            None => SendError::Resolve(opts.to.clone()),
         },
-        None => SendError::Resolve(opts.to.clone()),
-    })
+        FailureKind::Unreachable,
+    ))
 }
 
 /// What identifies this copy of a file across runs of the sender: its absolute path, size

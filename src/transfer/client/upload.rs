@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -13,11 +13,13 @@ use crossbeam_channel::Receiver;
 use super::answers::Heard;
 use super::{FileOutcome, OutgoingFile, SendOptions, read_some, resume_key};
 use crate::events::{
-    CancelToken, Direction, EventSink, Failure, FailureKind, ProgressThrottle, TransferEvent,
+    CancelToken, Direction, EventSink, Failure, FailureKind, ProgressThrottle, Security,
+    TransferEvent,
 };
 use crate::protocol::session::{Answer, SenderSession, batch_frames};
 use crate::protocol::{self, CHUNK_LEN, CancelCode, Header, Mode, encode_sender_msg};
 use crate::transfer::os::{send_file_range, send_more};
+use crate::transfer::wire::Outgoing;
 use crate::transfer::{CANCELLED_BY_SENDER, TransferError, write_all};
 
 /// How much of a chunk is read and hashed at a time (fits a core's L2 cache).
@@ -27,7 +29,9 @@ pub(super) const HASH_SLICE_LEN: usize = 256 * 1024;
 const SHRANK: &str = "the file shrank while it was being sent";
 
 pub(super) struct Upload<'a> {
-    pub stream: TcpStream,
+    pub stream: Outgoing,
+    /// Encrypted or not, and the receiving device.
+    pub security: Security,
     pub peer: SocketAddr,
     pub opts: &'a SendOptions,
     pub sink: &'a EventSink,
@@ -150,6 +154,7 @@ impl Upload<'_> {
             bytes_total: size,
             mode: self.opts.mode,
             msg: self.opts.msg.clone(),
+            security: self.security.clone(),
         });
         let header = Header {
             file_name: name,
@@ -203,7 +208,7 @@ impl Upload<'_> {
                 return Err(Stop::Cancelled);
             }
             // A plain peer cannot be told that a file went wrong: only closing stops it.
-            send_file_range(&self.stream, &file, sent, n).map_err(|e| match e.kind() {
+            send_file_range(self.stream.socket(), &file, sent, n).map_err(|e| match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => Stop::broken(FailureKind::LocalFile, SHRANK),
                 _ => Stop::broken(interrupted(), format!("cannot send the file: {e}")),
             })?;
@@ -256,17 +261,21 @@ impl Upload<'_> {
                 return Ok(FileOutcome::Cancelled);
             }
             // Read and hash in cache-sized slices: each slice is hashed while still in cache.
+            // An encrypted stream keeps the whole chunk (it is sealed from this buffer); a
+            // plain one sends it again from the page cache, so one slice's room is enough.
+            let keep = self.stream.is_secure();
             let mut n = 0;
             let mut failure = None;
             while n < want {
-                let slice = (want - n).min(self.buf.len());
-                match read_some(&mut file, &mut self.buf[..slice]) {
+                let at = if keep { n } else { 0 };
+                let slice = (want - n).min(HASH_SLICE_LEN).min(self.buf.len() - at);
+                match read_some(&mut file, &mut self.buf[at..at + slice]) {
                     Ok(0) => {
                         failure = Some((CancelCode::FileChanged, SHRANK.to_owned()));
                         break;
                     }
                     Ok(got) => {
-                        hasher.update(&self.buf[..got]);
+                        hasher.update(&self.buf[at..at + got]);
                         n += got;
                     }
                     Err(e) => {
@@ -284,13 +293,24 @@ impl Upload<'_> {
                     reason,
                 )));
             }
+            if keep {
+                let header = self.session.chunk_header(n);
+                let sealed = self
+                    .stream
+                    .send_chunk(header.as_ref().map(|h| &h[..]), &self.buf[..n]);
+                self.io_or_explain(sealed)?;
+                self.session.sent(n as u64)?;
+                sent += n as u64;
+                throttle.report(self.sink, id, sent);
+                continue;
+            }
             // The bytes just hashed go out again from the page cache, without a user-space
             // copy; if the file changed in between, the receiver's check fails, as it should.
             if let Some(chunk_header) = self.session.chunk_header(n) {
-                let header_sent = send_more(&self.stream, &chunk_header);
+                let header_sent = send_more(self.stream.socket(), &chunk_header);
                 self.io_or_explain(header_sent)?;
             }
-            match send_file_range(&self.stream, &file, sent, n) {
+            match send_file_range(self.stream.socket(), &file, sent, n) {
                 // sendfile found fewer bytes than were just read: the file was truncated
                 // in between. The chunk's length is already promised, so the stream cannot
                 // be kept in step: say so, and close.
@@ -404,13 +424,14 @@ impl Upload<'_> {
 
     pub fn finish(mut self) {
         let _ = self.stream.flush();
-        // Tell the receiver we are done, and let the answer reader see the end.
-        let _ = self.stream.shutdown(Shutdown::Write);
+        // Tell the receiver we are done (an encrypted stream with its close record), and let
+        // the answer reader see the end.
+        self.stream.finish();
         if let Some(rx) = self.answers.take() {
             // Wait briefly for the receiver to close, so a last answer is not lost.
             let _ = rx.recv_timeout(Duration::from_secs(2));
         }
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.stream.socket().shutdown(Shutdown::Both);
     }
 }
 

@@ -4,7 +4,7 @@
 //! commits or keeps the file, and reports each step as an event. Only an interruption keeps
 //! a partial; every other ending removes it, before anyone is told.
 
-use std::io::{BufRead, BufReader, Seek, Write};
+use std::io::{BufRead, BufReader, Seek};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,16 +15,19 @@ use super::outcome::FileEnd;
 use super::pump::{DataEnd, DataSource, RateFloor, Within, is_timeout, pipelined, simple};
 use super::{Live, Shared, lock};
 use crate::events::{
-    Direction, Event, Failure, FailureKind, ProgressThrottle, Refusal, ServerEvent, TransferEvent,
-    TransferId, next_transfer_id,
+    Direction, Event, Failure, FailureKind, ProgressThrottle, Refusal, Security, ServerEvent,
+    TransferEvent, TransferId, next_transfer_id,
 };
 use crate::protocol::session::{FrameStep, ReceiverSession};
 use crate::protocol::{
     self, Header, Mode, ReceiverMsg, SenderMsg, decode_sender_msg, encode_receiver_msg,
     sanitize_file_name,
 };
+use crate::secure::SecureError;
+use crate::secure::handshake::PeerInfo;
 use crate::transfer::files::{NoRoom, RESUME_TAG_LEN};
 use crate::transfer::os::WriteBehind;
+use crate::transfer::wire::{Incoming, Outgoing, secure_receiver};
 use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all};
 
 /// The size of the buffer each connection streams small files through.
@@ -52,12 +55,14 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
         }
     };
     let mut conn = Connection {
-        reader: BufReader::with_capacity(64 * 1024, stream),
-        writer,
+        reader: BufReader::with_capacity(64 * 1024, Incoming::Plain(stream)),
+        writer: Outgoing::Plain(writer),
         peer,
         shared,
         session: ReceiverSession::new(shared.config.max_files_per_connection),
         buf: vec![0u8; RECV_BUF_LEN],
+        security: Security::Plain,
+        device: None,
     };
     let end = conn.run();
     if let Err(ConnEnd { error, .. }) = &end {
@@ -71,7 +76,11 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     // Closed (for every clone of the socket, such as a consent watcher's, so the peer sees
     // the end now) and its slot free before anyone is told it ended, so a peer reacting to
     // the report finds the slot available.
-    let _ = conn.writer.shutdown(std::net::Shutdown::Both);
+    if end.is_ok() {
+        // A secure peer needs the close record to tell the end from a cut.
+        conn.writer.finish();
+    }
+    let _ = conn.writer.socket().shutdown(std::net::Shutdown::Both);
     drop(conn);
     drop(slot);
     match end {
@@ -105,12 +114,16 @@ impl From<TransferError> for ConnEnd {
 }
 
 pub(super) struct Connection<'a> {
-    pub reader: BufReader<TcpStream>,
-    pub writer: TcpStream,
+    pub reader: BufReader<Incoming>,
+    pub writer: Outgoing,
     pub peer: SocketAddr,
     pub shared: &'a Shared,
     pub session: ReceiverSession,
     buf: Vec<u8>,
+    /// Plain, or encrypted with a device (trusted or not).
+    pub security: Security,
+    /// The device on the other end of an encrypted connection, as its handshake proved it.
+    pub device: Option<PeerInfo>,
 }
 
 impl Connection<'_> {
@@ -131,7 +144,7 @@ impl Connection<'_> {
             idle,
         });
         // Back to the idle timeout for whatever follows.
-        let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+        let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
         match read {
             Ok(Some(body)) => Ok(Some(decode_sender_msg(&body)?)),
             Ok(None) => Ok(None),
@@ -148,8 +161,26 @@ impl Connection<'_> {
         // The whole batch announcement, however many frames, must arrive within the header
         // deadline: frames that each come just in time cannot hold the slot forever.
         let mut batch_started = None;
+        let mut first = true;
         while let Some(msg) = self.read_msg()? {
+            if let SenderMsg::Secure { pairing } = msg {
+                if !first {
+                    return Err(TransferError::Unexpected("a second secure hello".into()).into());
+                }
+                first = false;
+                self.go_secure(pairing)?;
+                continue;
+            }
+            first = false;
             match self.session.on_frame(msg).map_err(TransferError::from)? {
+                FrameStep::Offer {
+                    mode: Mode::Plain, ..
+                } if self.device.is_some() => {
+                    return Err(TransferError::Unexpected(
+                        "a plain header inside an encrypted connection".into(),
+                    )
+                    .into());
+                }
                 FrameStep::Batch => {
                     let deadline = self.shared.config.header_deadline;
                     if batch_started.get_or_insert_with(Instant::now).elapsed() > deadline {
@@ -167,10 +198,83 @@ impl Connection<'_> {
         Ok(())
     }
 
+    /// The sender asked for encryption: the handshake (over the pairing code on offer when
+    /// it asked to pair), then everything goes through the secure channel.
+    fn go_secure(&mut self, pairing: bool) -> Result<(), ConnEnd> {
+        let shared = self.shared;
+        let socket = self
+            .writer
+            .socket()
+            .try_clone()
+            .map_err(TransferError::Io)?;
+        let placeholder = BufReader::new(Incoming::Plain(
+            socket.try_clone().map_err(TransferError::Io)?,
+        ));
+        let reader = std::mem::replace(&mut self.reader, placeholder);
+        let writer = std::mem::replace(&mut self.writer, Outgoing::Plain(socket));
+        let Outgoing::Plain(writer) = writer else {
+            return Err(TransferError::Unexpected("a second secure hello".into()).into());
+        };
+        // The handshake is held to the header deadline, like any frame.
+        let _ = writer.set_read_timeout(Some(shared.config.header_deadline));
+        let keyring = shared.config.keyring.as_ref();
+        let secured = secure_receiver(reader, writer, keyring, pairing, || {
+            match lock(&shared.pairing).as_mut() {
+                Some(pairing) => pairing.begin_try(Instant::now()),
+                None => Err(SecureError::Handshake(
+                    "this receiver is not pairing now (start pairing on it first)".into(),
+                )),
+            }
+        });
+        let _ = self
+            .writer
+            .socket()
+            .set_read_timeout(Some(shared.config.idle_timeout));
+        let secured = match secured {
+            Ok(secured) => secured,
+            Err((error, device)) => {
+                let name = device.map_or_else(String::new, |d| {
+                    format!(" ({})", protocol::escape_line(&d.name))
+                });
+                log::warn!("{}{name}: secure handshake failed: {error}", self.peer);
+                return Err(error.into());
+            }
+        };
+        if secured.peer.paired {
+            if let Some(pairing) = lock(&shared.pairing).as_mut() {
+                pairing.succeeded();
+            }
+            shared.sink.emit(Event::Server(ServerEvent::Paired {
+                peer: self.peer,
+                device: secured.peer.name.clone(),
+                fingerprint: secured.peer.fingerprint(),
+            }));
+        }
+        if let Some(keyring) = keyring {
+            self.security = secured.security(keyring);
+        }
+        log::info!(
+            "{}: encrypted, device {:?} ({}){}",
+            self.peer,
+            protocol::escape_line(&secured.peer.name),
+            secured.peer.fingerprint(),
+            if secured.trusted { ", trusted" } else { "" }
+        );
+        self.reader = BufReader::with_capacity(64 * 1024, secured.incoming);
+        self.writer = secured.outgoing;
+        self.device = Some(secured.peer);
+        Ok(())
+    }
+
+    /// Whether the sender is a trusted device (pinned key).
+    pub(super) fn trusted(&self) -> bool {
+        matches!(self.security, Security::Encrypted { trusted: true, .. })
+    }
+
     /// Best effort: a Ferry peer that already left cannot be told anything.
     pub(super) fn answer(&mut self, msg: &ReceiverMsg) {
         if let Ok(frame) = encode_receiver_msg(msg) {
-            let _ = self.writer.write_all(&frame);
+            let _ = std::io::Write::write_all(&mut self.writer, &frame);
         }
     }
 
@@ -227,7 +331,7 @@ impl Connection<'_> {
                         if last_word.elapsed() >= WAITING_INTERVAL {
                             last_word = Instant::now();
                             if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Waiting) {
-                                let _ = writer.write_all(&frame);
+                                let _ = std::io::Write::write_all(writer, &frame);
                             }
                         }
                     })
@@ -255,13 +359,14 @@ impl Connection<'_> {
             bytes_total: header.file_size,
             mode,
             msg: header.msg.clone(),
+            security: self.security.clone(),
         });
         let cancel = Arc::new(AtomicBool::new(false));
         lock(&self.shared.live).insert(
             id,
             Live {
                 cancel: Arc::clone(&cancel),
-                stream: self.writer.try_clone().ok(),
+                stream: self.writer.socket().try_clone().ok(),
             },
         );
         let outcome =
@@ -311,9 +416,13 @@ impl Connection<'_> {
             // The sender first hashes its own copy of the prefix: allow for a slow disk.
             let idle = self.shared.config.idle_timeout;
             let allowance = idle + Duration::from_secs(offset / SLOWEST_HASH_RATE);
-            let _ = self.reader.get_ref().set_read_timeout(Some(allowance));
+            let _ = self
+                .reader
+                .get_ref()
+                .socket()
+                .set_read_timeout(Some(allowance));
             let msg = self.read_msg();
-            let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+            let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
             if cancel.load(Ordering::SeqCst) {
                 return Err(TransferError::CancelledHere);
             }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
+use super::Decision;
 use super::connection::Connection;
 use super::lock;
-use crate::events::{Event, PendingOffer, ServerEvent, next_transfer_id};
+use crate::events::{Event, PendingOffer, Security, ServerEvent, next_transfer_id};
 use crate::protocol::session::{Consent, Refusal};
 use crate::protocol::{Header, ReceiverMsg, sanitize_file_name};
 use crate::transfer::TransferError;
@@ -21,13 +22,23 @@ impl Connection<'_> {
     /// Whether to take this file: auto-accept, the connection's earlier answer, or the
     /// user's. `Err(refusal)` declines.
     pub(super) fn decide(&mut self, header: &Header) -> Result<Result<(), Refusal>, TransferError> {
-        let auto_accept = self.shared.auto_accept.load(Ordering::SeqCst);
+        let policy = *lock(&self.shared.policy);
+        if self.device.is_none() && self.shared.config.require_encryption {
+            return Ok(Err(Refusal::NotEncrypted));
+        }
+        let Some(auto_accept) = policy.without_asking(self.trusted()) else {
+            return Ok(Err(Refusal::NotTrusted));
+        };
         let batch = match self.session.consent(header, auto_accept) {
             Consent::Accept { .. } => return Ok(Ok(())),
             Consent::Refuse(refusal) => return Ok(Err(refusal)),
             Consent::Ask { batch } => batch,
         };
-        match self.ask_user(header, batch)? {
+        let decision = self.ask_user(header, batch)?;
+        if decision == Some(Decision::AcceptAndTrust) {
+            self.trust_sender();
+        }
+        match decision.map(|d| d != Decision::Decline) {
             Some(accepted) => Ok(
                 match self.session.answered(header.file_size, batch, accepted) {
                     Consent::Accept { .. } => Ok(()),
@@ -45,7 +56,11 @@ impl Connection<'_> {
     /// Tells the sender to wait, shows the offer (the whole batch when `batch`), and waits
     /// for the user's answer (`Some`), the decision timeout (`None`), the sender leaving or
     /// the server stopping (errors).
-    fn ask_user(&mut self, header: &Header, batch: bool) -> Result<Option<bool>, TransferError> {
+    fn ask_user(
+        &mut self,
+        header: &Header,
+        batch: bool,
+    ) -> Result<Option<Decision>, TransferError> {
         self.answer(&ReceiverMsg::Waiting);
         let offer_id = next_transfer_id();
         let (tx, answers) = crossbeam_channel::bounded(1);
@@ -75,6 +90,7 @@ impl Connection<'_> {
                 names,
                 sizes: sizes.unwrap_or_default(),
                 msg: header.msg.clone(),
+                security: self.security.clone(),
             })));
         let answered = Arc::new(AtomicBool::new(false));
         let left = self.watch_for_leaving(&answered);
@@ -100,6 +116,30 @@ impl Connection<'_> {
         answer
     }
 
+    /// "Accept and trust": pins the encrypted sender's key, so its later offers follow the
+    /// trusted policy (a plain sender has no key to pin: a plain accept).
+    fn trust_sender(&mut self) {
+        let (Some(device), Some(keyring)) = (&self.device, &self.shared.config.keyring) else {
+            return;
+        };
+        match keyring.trust.pin(
+            &device.name,
+            &device.public_key,
+            Some(self.peer.to_string()),
+        ) {
+            Ok(pinned) => {
+                if let Security::Encrypted {
+                    device, trusted, ..
+                } = &mut self.security
+                {
+                    *device = pinned.name;
+                    *trusted = true;
+                }
+            }
+            Err(e) => log::warn!("{}: cannot trust the device: {e}", self.peer),
+        }
+    }
+
     /// A channel that fires when the sender closes its side while the user is being asked:
     /// a thread peeks at the socket (never consuming a byte) until the peer closes (fire),
     /// sends something (it is alive: the thread ends, the channel stays silent), or the
@@ -109,7 +149,7 @@ impl Connection<'_> {
         if !self.reader.buffer().is_empty() {
             return crossbeam_channel::never();
         }
-        let Ok(stream) = self.reader.get_ref().try_clone() else {
+        let Ok(stream) = self.reader.get_ref().socket().try_clone() else {
             return crossbeam_channel::never();
         };
         // The thread sends only when the peer closed; it never drops its sender before

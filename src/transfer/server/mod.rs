@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::files::Downloads;
 use crate::defaults::{
@@ -40,6 +40,9 @@ use crate::defaults::{
     DEFAULT_MAX_PER_PEER, DEFAULT_PARTIAL_MAX_AGE_DAYS,
 };
 use crate::events::{Event, EventSink, ServerEvent, TransferId};
+use crate::secure::pairing::{Pairing, PairingCode};
+use crate::secure::rng::OsEntropy;
+use crate::secure::{Keyring, SecureError};
 
 /// How often old partials are looked for while the server runs (also once at start).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
@@ -55,10 +58,15 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A peer silent for this long is dropped.
     pub idle_timeout: Duration,
-    /// Accept every offer without asking (the original's behaviour). When off, Ferry senders
-    /// wait for a decision ([`ServerEvent::OfferPending`]) and plain senders, which cannot be
-    /// asked, are refused. Can be changed while running: [`ServerHandle::set_auto_accept`].
-    pub auto_accept: bool,
+    /// Whose offers are taken without asking; the others wait for a decision
+    /// ([`ServerEvent::OfferPending`]) or are refused. Can be changed while running:
+    /// [`ServerHandle::set_policy`].
+    pub policy: AcceptPolicy,
+    /// Refuse plain (original-protocol) senders, which cannot encrypt.
+    pub require_encryption: bool,
+    /// This device's identity and trusted devices: without one, Ferry senders that ask for
+    /// encryption are refused with a reason (and plain ones work as ever).
+    pub keyring: Option<Keyring>,
     /// How long an offer waits for the user's decision before it is declined.
     pub decision_timeout: Duration,
     /// Connections one IP address may hold at once, so a few peers cannot take every slot.
@@ -78,6 +86,41 @@ pub struct ServerConfig {
     pub fsync: bool,
 }
 
+/// Whose offers a server takes without asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptPolicy {
+    /// Ask about every offer. Plain senders, which cannot be asked, are refused.
+    Ask,
+    /// Trusted devices without asking; other Ferry devices are asked, plain senders refused.
+    Trusted,
+    /// Trusted devices only: every other offer is refused without asking.
+    TrustedOnly,
+    /// Everyone without asking, plain senders included (the original's behaviour).
+    Everyone,
+}
+
+impl AcceptPolicy {
+    /// Whether an offer from a sender that is (or is not) a trusted device is taken without
+    /// asking (`Some(true)`), asked about (`Some(false)`) or refused (`None`).
+    pub fn without_asking(self, trusted: bool) -> Option<bool> {
+        match (self, trusted) {
+            (AcceptPolicy::Everyone, _) => Some(true),
+            (AcceptPolicy::Trusted | AcceptPolicy::TrustedOnly, true) => Some(true),
+            (AcceptPolicy::TrustedOnly, false) => None,
+            (AcceptPolicy::Ask, _) | (AcceptPolicy::Trusted, false) => Some(false),
+        }
+    }
+}
+
+/// A user's answer to an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    /// Accept, and trust the sending device from now on (its key is pinned).
+    AcceptAndTrust,
+    Decline,
+}
+
 /// The slowest upload a server keeps: fewer than `bytes_per_sec * window` bytes in any
 /// `window` of a file's data drops the connection, so a trickling peer frees its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +137,9 @@ impl ServerConfig {
             dir,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
-            auto_accept: true,
+            policy: AcceptPolicy::Everyone,
+            require_encryption: false,
+            keyring: None,
             decision_timeout: Duration::from_secs(300),
             max_per_peer: DEFAULT_MAX_PER_PEER,
             header_deadline: Duration::from_secs(10),
@@ -139,7 +184,9 @@ struct Shared {
     config: ServerConfig,
     sink: EventSink,
     stopping: AtomicBool,
-    auto_accept: AtomicBool,
+    policy: Mutex<AcceptPolicy>,
+    /// The pairing code on offer, if any (`ServerHandle::start_pairing`).
+    pairing: Mutex<Option<Pairing>>,
     active: AtomicUsize,
     /// Live connections per peer address (entries removed when they reach 0).
     per_peer: Mutex<HashMap<IpAddr, usize>>,
@@ -151,7 +198,7 @@ struct Shared {
     downloads: Downloads,
     live: Mutex<HashMap<TransferId, Live>>,
     /// Offers waiting for the user: where to send the decision.
-    pending: Mutex<HashMap<u64, crossbeam_channel::Sender<bool>>>,
+    pending: Mutex<HashMap<u64, crossbeam_channel::Sender<Decision>>>,
     /// Disconnects when the server stops, waking every `select!` that includes it.
     stop_signal: crossbeam_channel::Receiver<()>,
 }
@@ -191,7 +238,8 @@ impl ServerHandle {
             .map_err(|source| ServerStartError::Bind { addr, source })?;
         let (stopper, stop_signal) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::new(Shared {
-            auto_accept: AtomicBool::new(config.auto_accept),
+            policy: Mutex::new(config.policy),
+            pairing: Mutex::new(None),
             config,
             sink,
             stopping: AtomicBool::new(false),
@@ -247,16 +295,57 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Turns asking before accepting off (`true`) or on (`false`) for offers from now on.
-    pub fn set_auto_accept(&self, auto_accept: bool) {
-        self.shared.auto_accept.store(auto_accept, Ordering::SeqCst);
+    /// Whose offers are taken without asking, for offers from now on.
+    pub fn set_policy(&self, policy: AcceptPolicy) {
+        *lock(&self.shared.policy) = policy;
     }
 
     /// Answers a [`ServerEvent::OfferPending`]. An offer that is no longer open is ignored.
     pub fn decide(&self, offer_id: u64, accept: bool) {
+        self.answer(
+            offer_id,
+            if accept {
+                Decision::Accept
+            } else {
+                Decision::Decline
+            },
+        );
+    }
+
+    /// Answers a [`ServerEvent::OfferPending`] with any [`Decision`] ("Accept and trust"
+    /// pins the sender's key: only for encrypted offers, otherwise it is a plain accept).
+    pub fn answer(&self, offer_id: u64, decision: Decision) {
         if let Some(tx) = lock(&self.shared.pending).remove(&offer_id) {
-            let _ = tx.try_send(accept);
+            let _ = tx.try_send(decision);
         }
+    }
+
+    /// Offers a fresh pairing code (replacing any earlier one) for 10 minutes and 3 tries:
+    /// a sender that types it is trusted from then on, both ways.
+    pub fn start_pairing(&self) -> Result<PairingCode, SecureError> {
+        let code = PairingCode::generate(&mut OsEntropy)?;
+        self.pair_with(code.clone(), Instant::now());
+        Ok(code)
+    }
+
+    /// Offers `code` as if it had been made at `created` (tests pass instants in the past to
+    /// see it expire).
+    pub fn pair_with(&self, code: PairingCode, created: Instant) {
+        *lock(&self.shared.pairing) = Some(Pairing::new(code, created));
+    }
+
+    /// Withdraws the pairing code, if any.
+    pub fn stop_pairing(&self) {
+        *lock(&self.shared.pairing) = None;
+    }
+
+    /// The pairing code on offer and the tries it has left (`None` when there is none, or it
+    /// expired, burnt or was used).
+    pub fn pairing(&self) -> Option<(PairingCode, u32)> {
+        let pairing = lock(&self.shared.pairing);
+        let pairing = pairing.as_ref()?;
+        let left = pairing.tries_left(Instant::now());
+        (left > 0).then(|| (pairing.code().clone(), left))
     }
 
     /// Cancels an incoming file: a Ferry sender is told, a plain one sees the connection

@@ -45,6 +45,7 @@ impl Connection<'_> {
             bytes_total: header.file_size,
             mode,
             msg: header.msg.clone(),
+            security: self.security.clone(),
         });
         sink.transfer(TransferEvent::Failed { id, failure });
     }

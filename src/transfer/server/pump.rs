@@ -5,8 +5,8 @@
 //! thread that hashes and writes, so the socket is read while the previous buffer is
 //! written. A peer slower than the server's [`MinRate`] is dropped.
 
+use crate::transfer::wire::Incoming;
 use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ pub(super) enum Fill {
 
 /// The bytes of one file as they come off the socket: raw (plain) or chunked (Ferry).
 pub(super) struct DataSource<'a> {
-    pub reader: &'a mut BufReader<TcpStream>,
+    pub reader: &'a mut BufReader<Incoming>,
     pub session: &'a mut ReceiverSession,
     pub size: u64,
     pub idle_secs: u64,
@@ -133,7 +133,7 @@ impl DataSource<'_> {
             deadline,
             idle,
         });
-        let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+        let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
         match read {
             Ok(Some(body)) => Ok(body),
             Ok(None) => Err(TransferError::TruncatedFrame),
@@ -286,7 +286,7 @@ pub(super) fn pipelined(
 /// A reader that gives up at `deadline`: before each read that would wait on the socket,
 /// the socket's timeout is cut to the time left (never above the idle timeout).
 pub(super) struct Within<'a> {
-    pub reader: &'a mut BufReader<TcpStream>,
+    pub reader: &'a mut BufReader<Incoming>,
     pub deadline: Instant,
     pub idle: Duration,
 }
@@ -300,6 +300,7 @@ impl Read for Within<'_> {
             }
             self.reader
                 .get_ref()
+                .socket()
                 .set_read_timeout(Some(left.min(self.idle)))?;
         }
         self.reader.read(buf)

@@ -1,0 +1,344 @@
+//! A connection's two directions as the drivers use them: plain TCP, or the halves of a
+//! secure channel over the same socket ([`crate::secure`]). Either way the drivers read
+//! frames and data from an [`Incoming`] and write to an [`Outgoing`], and still reach the
+//! socket itself for what only a socket does: timeouts, shutdown, its addresses.
+//!
+//! The secure hello (see [`crate::protocol`]) and the handshake that follows it run here too,
+//! for both sides: [`secure_sender`] and [`secure_receiver`].
+
+use std::io::{self, BufReader, Chain, Cursor, Read, Write};
+use std::net::TcpStream;
+
+use crate::events::Security;
+use crate::protocol::encode_sender_msg;
+use crate::protocol::{ReceiverMsg, SenderMsg, decode_receiver_msg, encode_receiver_msg};
+use crate::secure::handshake::PeerInfo;
+use crate::secure::pairing::PairingCode;
+use crate::secure::rng::OsEntropy;
+use crate::secure::trust::Verdict;
+use crate::secure::{self, Keyring, SecureError, SecureReader, SecureWriter};
+
+use super::{TransferError, read_frame};
+
+/// Ciphertext is read through a buffer of this size (records are at most 64 KiB).
+const CIPHERTEXT_BUF_LEN: usize = 256 * 1024;
+
+/// What the secure reader reads from: bytes a buffered reader already held when the
+/// handshake ended, then the socket.
+type CipherSource = Chain<Cursor<Vec<u8>>, BufReader<TcpStream>>;
+
+/// The direction a driver reads from.
+pub enum Incoming {
+    Plain(TcpStream),
+    Secure(Box<SecureReader<CipherSource>>),
+}
+
+impl Incoming {
+    /// The socket underneath (for timeouts and shutdown).
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Incoming::Plain(s) => s,
+            Incoming::Secure(r) => r.get_ref().get_ref().1.get_ref(),
+        }
+    }
+}
+
+impl Read for Incoming {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Incoming::Plain(s) => s.read(buf),
+            Incoming::Secure(r) => r.read(buf),
+        }
+    }
+}
+
+/// The direction a driver writes to.
+pub enum Outgoing {
+    Plain(TcpStream),
+    Secure(Box<SecureWriter<TcpStream>>),
+}
+
+impl Outgoing {
+    /// The socket underneath (for `sendfile`, shutdown and addresses).
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Outgoing::Plain(s) => s,
+            Outgoing::Secure(w) => w.get_ref(),
+        }
+    }
+
+    /// Writes a data chunk (its header, if the protocol wants one, then its bytes) without
+    /// flushing a secure writer's last partial record: the next write or frame fills it.
+    pub fn send_chunk(&mut self, header: Option<&[u8]>, data: &[u8]) -> io::Result<()> {
+        match self {
+            Outgoing::Plain(s) => {
+                if let Some(header) = header {
+                    s.write_all(header)?;
+                }
+                s.write_all(data)
+            }
+            Outgoing::Secure(w) => {
+                if let Some(header) = header {
+                    w.write_all(header)?;
+                }
+                w.write_all(data)
+            }
+        }
+    }
+
+    pub fn is_secure(&self) -> bool {
+        matches!(self, Outgoing::Secure(_))
+    }
+
+    /// Done writing: a secure writer sends its close record (without it the peer sees a
+    /// truncated stream), then the socket's write side is shut.
+    pub fn finish(&mut self) {
+        if let Outgoing::Secure(w) = self {
+            let _ = w.close();
+        }
+        let _ = self.socket().shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Write for Outgoing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Outgoing::Plain(s) => s.write(buf),
+            Outgoing::Secure(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Outgoing::Plain(s) => s.write_all(buf),
+            Outgoing::Secure(w) => {
+                w.write_all(buf)?;
+                // Frames are small and must not wait in the record buffer for more bytes.
+                w.flush()
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Outgoing::Plain(s) => s.flush(),
+            Outgoing::Secure(w) => w.flush(),
+        }
+    }
+}
+
+/// A buffered reader and a writer as one stream, for the handshake.
+struct Duplex<R, W> {
+    reader: R,
+    writer: W,
+}
+
+impl<R: Read, W> Read for Duplex<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl<R, W: Write> Write for Duplex<R, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// Who the peer is, and what this side's trust store says about it.
+pub struct Secured {
+    pub incoming: Incoming,
+    pub outgoing: Outgoing,
+    pub peer: PeerInfo,
+    pub trusted: bool,
+}
+
+impl Secured {
+    /// How rows and prompts describe this connection: the trusted name if there is one.
+    pub fn security(&self, keyring: &Keyring) -> Security {
+        let device = keyring
+            .trust
+            .by_key(&self.peer.public_key)
+            .map_or_else(|| self.peer.name.clone(), |d| d.name);
+        Security::Encrypted {
+            device,
+            fingerprint: self.peer.fingerprint(),
+            trusted: self.trusted,
+        }
+    }
+}
+
+/// The trust store's verdict on a peer after the handshake: pinned (trusted), unknown, or
+/// refused because its name is trusted under another key. A paired peer is pinned now.
+fn judge(keyring: &Keyring, peer: &PeerInfo, address: String) -> Result<bool, SecureError> {
+    if peer.paired {
+        keyring
+            .trust
+            .pin(&peer.name, &peer.public_key, Some(address))?;
+        return Ok(true);
+    }
+    match keyring.trust.check(&peer.name, &peer.public_key)? {
+        Verdict::Trusted(device) => {
+            // Refresh its address and last-seen time (best effort: the store may be read-only).
+            if let Err(e) = keyring
+                .trust
+                .pin(&device.name, &peer.public_key, Some(address))
+            {
+                log::warn!("cannot update the trusted device {:?}: {e}", device.name);
+            }
+            Ok(true)
+        }
+        Verdict::Unknown => Ok(false),
+    }
+}
+
+/// The sender's side: hello, the receiver's go-ahead, the handshake (over the pairing code
+/// when given), the receiver's key checked against the trust store. `stream` must not have
+/// carried anything yet.
+pub fn secure_sender(
+    stream: TcpStream,
+    keyring: &Keyring,
+    code: Option<&PairingCode>,
+) -> Result<Secured, TransferError> {
+    let hello = encode_sender_msg(&SenderMsg::Secure {
+        pairing: code.is_some(),
+    })?;
+    let mut stream = stream;
+    stream.write_all(&hello).map_err(TransferError::Io)?;
+    // Read unbuffered: nothing may be consumed past the handshake's last message.
+    match read_frame(&mut stream)? {
+        None => return Err(TransferError::TruncatedFrame),
+        Some(body) => match decode_receiver_msg(&body)? {
+            ReceiverMsg::Secure => {}
+            ReceiverMsg::Failed { reason } | ReceiverMsg::Decline { reason } => {
+                return Err(TransferError::Refused(reason));
+            }
+            other => {
+                return Err(TransferError::Unexpected(format!(
+                    "{other:?} where the secure go-ahead belongs"
+                )));
+            }
+        },
+    }
+    let address = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mode = code.map_or(secure::Mode::Open, secure::Mode::Code);
+    let channel = secure::connect(stream, &keyring.identity, mode, &mut OsEntropy)
+        .map_err(TransferError::Secure)?;
+    let peer = channel.peer().clone();
+    let trusted = judge(keyring, &peer, address).map_err(TransferError::Secure)?;
+    let (reader, writer) = channel
+        .split(|stream| -> io::Result<_> {
+            let source = Cursor::new(Vec::new()).chain(BufReader::with_capacity(
+                CIPHERTEXT_BUF_LEN,
+                stream.try_clone()?,
+            ));
+            Ok((source, stream))
+        })
+        .map_err(split_error)?;
+    Ok(Secured {
+        incoming: Incoming::Secure(Box::new(reader)),
+        outgoing: Outgoing::Secure(Box::new(writer)),
+        peer,
+        trusted,
+    })
+}
+
+fn split_error(e: secure::record::SplitError<io::Error>) -> TransferError {
+    match e {
+        secure::record::SplitError::Halves(e) => TransferError::Io(e),
+        secure::record::SplitError::Buffered => {
+            TransferError::Unexpected("data inside the secure handshake".into())
+        }
+    }
+}
+
+/// The receiver's side, after the sender's hello: the go-ahead (or the reason there is none),
+/// the handshake, the sender's key checked. `code` is the pairing code to use when the
+/// hello asked for pairing (`Err` says why there is none, and the sender is told).
+pub fn secure_receiver(
+    reader: BufReader<Incoming>,
+    mut writer: TcpStream,
+    keyring: Option<&Keyring>,
+    pairing: bool,
+    code: impl FnOnce() -> Result<PairingCode, SecureError>,
+) -> Result<Secured, (TransferError, Option<PeerInfo>)> {
+    let refuse = |writer: &mut TcpStream, reason: String| {
+        if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Failed {
+            reason: reason.clone(),
+        }) {
+            let _ = writer.write_all(&frame);
+        }
+        (TransferError::Refused(reason), None)
+    };
+    let Some(keyring) = keyring else {
+        return Err(refuse(
+            &mut writer,
+            "this receiver has no device identity, so it cannot encrypt".into(),
+        ));
+    };
+    let code = if pairing {
+        match code() {
+            Ok(code) => Some(code),
+            Err(e) => return Err(refuse(&mut writer, e.to_string())),
+        }
+    } else {
+        None
+    };
+    let ready = encode_receiver_msg(&ReceiverMsg::Secure).map_err(|e| (e.into(), None))?;
+    writer
+        .write_all(&ready)
+        .map_err(|e| (TransferError::Io(e), None))?;
+    let address = writer
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mode = code.as_ref().map_or(secure::Mode::Open, secure::Mode::Code);
+    let mut channel = secure::accept(
+        Duplex { reader, writer },
+        &keyring.identity,
+        mode,
+        &mut OsEntropy,
+    )
+    .map_err(|e| (TransferError::Secure(e), None))?;
+    let peer = channel.peer().clone();
+    let trusted = match judge(keyring, &peer, address) {
+        Ok(trusted) => trusted,
+        Err(e) => {
+            // Told inside the channel: only the device that holds the key can read why.
+            if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Failed {
+                reason: e.to_string(),
+            }) {
+                let _ = channel.write_all(&frame).and_then(|()| channel.close());
+            }
+            return Err((TransferError::Secure(e), Some(peer)));
+        }
+    };
+    let (reader, writer) = channel
+        .split(|duplex| -> io::Result<_> {
+            // Whatever the sender sent right after its last handshake message may already be
+            // in the buffer: it is the start of the first record.
+            let leftover = duplex.reader.buffer().to_vec();
+            let socket = match duplex.reader.into_inner() {
+                Incoming::Plain(socket) => socket,
+                Incoming::Secure(_) => {
+                    return Err(io::Error::other("a second secure hello"));
+                }
+            };
+            let source =
+                Cursor::new(leftover).chain(BufReader::with_capacity(CIPHERTEXT_BUF_LEN, socket));
+            Ok((source, duplex.writer))
+        })
+        .map_err(|e| (split_error(e), Some(peer.clone())))?;
+    Ok(Secured {
+        incoming: Incoming::Secure(Box::new(reader)),
+        outgoing: Outgoing::Secure(Box::new(writer)),
+        peer,
+        trusted,
+    })
+}
