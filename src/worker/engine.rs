@@ -22,6 +22,7 @@ use crate::events::{
 };
 use crate::notes::{NotesConfig, NotesError, NotesHandle};
 use crate::protocol::check_note;
+use crate::secure::Keyring;
 use crate::transfer::{OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files};
 
 /// What the window asks the engine to do.
@@ -96,15 +97,27 @@ impl Seams {
 }
 
 impl Worker {
+    /// An engine whose device identity and trusted devices are in the default config folder.
     pub fn spawn(sink: EventSink) -> io::Result<Self> {
-        Self::spawn_with(sink, Seams::system())
+        Self::spawn_in(sink, crate::secure::identity::default_config_dir())
     }
 
+    /// An engine whose device identity and trusted devices are in `config_dir` (`None`: no
+    /// identity, plain notes only).
+    pub fn spawn_in(sink: EventSink, config_dir: Option<PathBuf>) -> io::Result<Self> {
+        Self::spawn_full(sink, Seams::system(), config_dir)
+    }
+
+    #[cfg(test)]
     pub(crate) fn spawn_with(sink: EventSink, seams: Seams) -> io::Result<Self> {
+        Self::spawn_full(sink, seams, None)
+    }
+
+    fn spawn_full(sink: EventSink, seams: Seams, config_dir: Option<PathBuf>) -> io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
         let thread = thread::Builder::new()
             .name("ferry-engine".into())
-            .spawn(move || run(&rx, sink, seams))?;
+            .spawn(move || run(&rx, sink, seams, config_dir))?;
         Ok(Self {
             commands: Some(tx),
             thread: Some(thread),
@@ -165,9 +178,12 @@ struct Engine {
     /// What discovery runs with, when on.
     discovery_setup: Option<DiscoverySetup>,
     discovery: Option<Running>,
+    /// Where the device identity and trusted devices are kept, and (once loaded) them.
+    config_dir: Option<PathBuf>,
+    keyring: Option<Keyring>,
 }
 
-fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
+fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: Option<PathBuf>) {
     let (looked, looked_rx) = crossbeam_channel::unbounded();
     let mut engine = Engine {
         sink,
@@ -179,6 +195,8 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
         looked,
         discovery_setup: None,
         discovery: None,
+        config_dir,
+        keyring: None,
     };
     let poll = crossbeam_channel::tick(DEVICES_POLL);
     loop {
@@ -364,9 +382,26 @@ impl Engine {
         }
     }
 
-    fn start_notes(&mut self, config: NotesConfig) {
+    /// The device identity and trusted devices, loaded (created on first use) once; a folder
+    /// that cannot be read means plain notes only, with a warning.
+    fn keyring(&mut self) -> Option<Keyring> {
+        if self.keyring.is_none()
+            && let Some(dir) = self.config_dir.take()
+        {
+            match Keyring::load(&dir) {
+                Ok(keyring) => self.keyring = Some(keyring),
+                Err(e) => log::warn!("notes will not be encrypted: {e}"),
+            }
+        }
+        self.keyring.clone()
+    }
+
+    fn start_notes(&mut self, mut config: NotesConfig) {
         // Release the old port first, so re-listening on the same port works.
         drop(self.notes.take());
+        if config.keyring.is_none() {
+            config.keyring = self.keyring();
+        }
         match NotesHandle::start(config, self.sink.clone()) {
             Ok(notes) => {
                 self.sink.emit(Event::Note(NoteEvent::Listening {
@@ -454,6 +489,7 @@ impl Engine {
                 to: sent.to,
                 text,
                 at: SystemTime::now(),
+                security: sent.security,
             })),
             Err(e) => self.note_error(e.to_string()),
         }
