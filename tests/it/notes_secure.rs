@@ -304,7 +304,7 @@ fn the_cli_seals_to_a_trusted_name_prints_marks_and_refuses_after_peers_forget()
     );
     let line = wait_line(&lines, "by name");
     assert!(
-        line.contains(&format!("UTC] [encrypted: laptop] 127.0.0.1:")) && line.ends_with(&text),
+        line.contains("UTC] [encrypted: laptop] 127.0.0.1:") && line.ends_with(&text),
         "{line}"
     );
 
