@@ -180,6 +180,15 @@ pub enum NoteEvent {
         from: SocketAddr,
         text: String,
         at: SystemTime,
+        /// Sealed by a trusted device, or plain text anyone could have sent.
+        security: Security,
+    },
+    /// A sealed datagram that did not open (unknown or forgotten sender, tampered, replayed):
+    /// its bytes are never shown as text.
+    Refused {
+        from: SocketAddr,
+        reason: String,
+        at: SystemTime,
     },
     /// The notes socket is bound (answer to `Command::StartNotes`).
     Listening { addr: SocketAddr },
@@ -188,6 +197,8 @@ pub enum NoteEvent {
         to: SocketAddr,
         text: String,
         at: SystemTime,
+        /// Sealed to a trusted device, or plain.
+        security: Security,
     },
     /// Binding or sending failed.
     Error { reason: String },

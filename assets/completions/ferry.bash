@@ -112,7 +112,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__chat)
-            opts="-h --to --port --bind --help"
+            opts="-h --to --plain --port --bind --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -378,7 +378,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__note)
-            opts="-h --to --wait --help"
+            opts="-h --to --plain --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

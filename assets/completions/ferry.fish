@@ -58,15 +58,17 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message att
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l code -d 'The pairing code the receiver shows (`ferry serve --pair`): pairs the two devices, so they trust each other from then on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified or encrypted'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
-complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (sent encrypted to its last address). A HOST:PORT that is a trusted device\'s last address is encrypted too' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l wait -d 'Wait up to SECS for a reply and print it; exit 1 if none came' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l plain -d 'Send plain text even to a trusted device (for plain peers: nc -u, the Python chat)'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand listen" -l port -d 'UDP port to listen on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand listen" -l bind -d 'Address to listen on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand listen" -s h -l help -d 'Print help'
-complete -c ferry -n "__fish_ferry_using_subcommand chat" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand chat" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (encrypted)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand chat" -l port -d 'Local UDP port to listen on (0 picks a free one)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand chat" -l bind -d 'Address to listen on' -r
+complete -c ferry -n "__fish_ferry_using_subcommand chat" -l plain -d 'Send plain text even to a trusted device'
 complete -c ferry -n "__fish_ferry_using_subcommand chat" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ferry -n "__fish_ferry_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'

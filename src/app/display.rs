@@ -84,13 +84,40 @@ pub fn display_safe(event: Event) -> Event {
                 reason: line(reason),
             })
         }
-        Event::Note(NoteEvent::Received { from, text, at }) => {
+        Event::Note(NoteEvent::Received {
+            from,
+            text,
+            at,
+            security,
+        }) => {
             let text = match escape_note(&text, "") {
                 std::borrow::Cow::Borrowed(_) => text,
                 std::borrow::Cow::Owned(escaped) => escaped,
             };
-            Event::Note(NoteEvent::Received { from, text, at })
+            let security = match security {
+                Security::Encrypted {
+                    device,
+                    fingerprint,
+                    trusted,
+                } => Security::Encrypted {
+                    device: line(device),
+                    fingerprint: line(fingerprint),
+                    trusted,
+                },
+                Security::Plain => Security::Plain,
+            };
+            Event::Note(NoteEvent::Received {
+                from,
+                text,
+                at,
+                security,
+            })
         }
+        Event::Note(NoteEvent::Refused { from, reason, at }) => Event::Note(NoteEvent::Refused {
+            from,
+            reason: line(reason),
+            at,
+        }),
         Event::Note(NoteEvent::Error { reason }) => Event::Note(NoteEvent::Error {
             reason: line(reason),
         }),
@@ -213,6 +240,7 @@ mod tests {
                 from: "192.0.2.1:9".parse().unwrap(),
                 text: EVIL.into(),
                 at: SystemTime::UNIX_EPOCH,
+                security: Security::Plain,
             }))
         else {
             panic!("not a note")

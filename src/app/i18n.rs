@@ -263,6 +263,10 @@ texts! {
     Reply => "Reply", "回复";
     DirIn => "from", "来自";
     DirOut => "to", "发往";
+    NoteEncrypted => "encrypted · {}", "已加密 · {}";
+    NoteNotEncrypted => "not encrypted", "未加密";
+    NoteNotEncryptedHint => "A plain note: anyone on the network could have read it or sent it", "普通便签：网络上的任何人都可能读到或伪造它";
+    NoteRefused => "Refused an encrypted note from {}: {}", "已拒绝来自 {} 的加密便签：{}";
 
     // Status bar
     StatusActive => "{} active", "{} 个进行中";

@@ -120,7 +120,13 @@ impl FerryApp {
         let (sink, events) = event_channel(Some(Arc::new(move || {
             waker_ctx.request_repaint_after(REPAINT_BATCH)
         })));
-        let worker = Worker::spawn(sink)?;
+        // The device identity and trusted devices: the settings' folder (tests give each window
+        // its own) or the default one shared with the CLI.
+        let config_dir = settings
+            .identity_dir
+            .clone()
+            .or_else(crate::secure::identity::default_config_dir);
+        let worker = Worker::spawn_in(sink, config_dir)?;
         let (ui_tx, ui_rx) = crossbeam_channel::unbounded();
         let mut app = Self {
             lang: settings.lang.unwrap_or_else(Lang::from_system),

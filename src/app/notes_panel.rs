@@ -1,5 +1,8 @@
 //! The Notes panel beside both tabs: my notes port, a peer, the history, and a text box where
-//! Enter sends and Shift+Enter adds a line.
+//! Enter sends and Shift+Enter adds a line. Each note says whether it was encrypted and by (or
+//! for) which trusted device, and a plain one says "not encrypted" in a colour that stands
+//! out. Replying to an encrypted note is encrypted: the engine seals notes to the address a
+//! trusted device's sealed note came from (see [`crate::notes::sealed`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
@@ -9,7 +12,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
-use crate::events::{Direction, NoteEvent};
+use crate::events::{Direction, NoteEvent, Security};
 use crate::notes::{NoteHistory, NotesConfig};
 use crate::protocol::{MAX_NOTE_BYTES, NoteWarning, check_note};
 use crate::worker::Command;
@@ -32,6 +35,8 @@ pub struct NotesPanel {
     pub send_error: Option<String>,
     /// Notes dropped because they arrived faster than the window took them (a flood).
     pub dropped: u64,
+    /// The last sealed note that did not open (from, reason), and how many did not.
+    pub refused: Option<(SocketAddr, String, u64)>,
     /// Put the cursor in the note box on the next frame (Ctrl+L).
     pub focus_requested: bool,
 }
@@ -46,6 +51,7 @@ impl NotesPanel {
             history: NoteHistory::new(),
             send_error: None,
             dropped: 0,
+            refused: None,
             focus_requested: false,
         }
     }
@@ -83,6 +89,10 @@ impl NotesPanel {
             }
             NoteEvent::Received { .. } => self.history.record_event(event),
             NoteEvent::Dropped { count } => self.dropped = self.dropped.saturating_add(count),
+            NoteEvent::Refused { from, reason, .. } => {
+                let count = self.refused.as_ref().map_or(0, |r| r.2);
+                self.refused = Some((from, reason, count.saturating_add(1)));
+            }
         }
     }
 
@@ -123,6 +133,9 @@ impl NotesPanel {
                 RichText::new(tr.fill(T::NotesDropped, &[&self.dropped])).color(palette::WARN),
             );
         }
+        if let Some((from, reason, _)) = &self.refused {
+            ui.label(RichText::new(tr.fill(T::NoteRefused, &[from, reason])).color(palette::ERROR));
+        }
         ui.separator();
         let composer_height = 120.0;
         egui::ScrollArea::vertical()
@@ -141,6 +154,7 @@ impl NotesPanel {
                             Direction::Outgoing => (tr.get(T::DirOut), palette::MUTED),
                         };
                         ui.label(RichText::new(dir).color(color));
+                        security_mark(ui, &entry.security, tr);
                         // Clicking a sender fills it in as the peer: one-click reply.
                         if ui
                             .link(entry.peer.to_string())
@@ -202,6 +216,28 @@ impl NotesPanel {
             ui.label(RichText::new(error).color(palette::ERROR));
         }
         actions
+    }
+}
+
+/// "encrypted · DEVICE", or "not encrypted" in a colour that stands out.
+fn security_mark(ui: &mut Ui, security: &Security, tr: Tr) {
+    match security {
+        Security::Encrypted {
+            device,
+            fingerprint,
+            ..
+        } => {
+            ui.label(RichText::new(tr.fill(T::NoteEncrypted, &[device])).color(palette::OK))
+                .on_hover_text(fingerprint);
+        }
+        Security::Plain => {
+            ui.label(
+                RichText::new(tr.get(T::NoteNotEncrypted))
+                    .color(palette::NOT_ENCRYPTED)
+                    .strong(),
+            )
+            .on_hover_text(tr.get(T::NoteNotEncryptedHint));
+        }
     }
 }
 

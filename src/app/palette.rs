@@ -14,3 +14,5 @@ pub const WARN: Color32 = Color32::from_rgb(0xc0, 0x90, 0x20);
 pub const INCOMING: Color32 = Color32::from_rgb(0x30, 0x80, 0xd0);
 /// Quiet: outgoing notes, cancelled rows.
 pub const MUTED: Color32 = Color32::GRAY;
+/// "Not encrypted": a plain peer's note or row, which anyone on the LAN could read or forge.
+pub const NOT_ENCRYPTED: Color32 = Color32::from_rgb(0xe0, 0x60, 0x00);

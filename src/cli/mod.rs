@@ -190,9 +190,14 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct NoteArgs {
-    /// Peer as HOST:PORT (HOST alone: port 8080).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Peer as HOST:PORT (HOST alone: port 8080), or a trusted device's NAME (sent encrypted
+    /// to its last address). A HOST:PORT that is a trusted device's last address is
+    /// encrypted too.
+    #[arg(long, value_name = "HOST:PORT|NAME")]
     pub to: String,
+    /// Send plain text even to a trusted device (for plain peers: nc -u, the Python chat).
+    #[arg(long)]
+    pub plain: bool,
     /// Wait up to SECS for a reply and print it; exit 1 if none came.
     #[arg(long, value_name = "SECS")]
     pub wait: Option<f64>,
@@ -212,9 +217,12 @@ pub struct ListenArgs {
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Peer as HOST:PORT (HOST alone: port 8080).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Peer as HOST:PORT (HOST alone: port 8080), or a trusted device's NAME (encrypted).
+    #[arg(long, value_name = "HOST:PORT|NAME")]
     pub to: String,
+    /// Send plain text even to a trusted device.
+    #[arg(long)]
+    pub plain: bool,
     /// Local UDP port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     pub port: u16,

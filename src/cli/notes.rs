@@ -1,7 +1,14 @@
 //! `ferry note`, `ferry listen` and `ferry chat`: the notes engine ([`crate::notes`]) on a
 //! terminal.
 //!
-//! Every received note is printed as `[HH:MM:SS UTC] ADDR: TEXT`. A peer's text never drives
+//! Every received note is printed as `[HH:MM:SS UTC] MARK ADDR: TEXT`, where MARK is
+//! `[encrypted: NAME]` (sealed by the trusted device NAME) or `[not encrypted]` (a plain
+//! peer: anyone on the LAN could have read or forged it). A sealed datagram that did not
+//! open is never printed as text: `(refused an encrypted note from ADDR: REASON)` stands in
+//! its place. Notes to a trusted device are encrypted (`--to NAME`, or its last address);
+//! `--plain` sends plain text to plain peers. The identity and the trusted devices are read
+//! from the config folder; one that cannot be read means plain notes only, with a warning.
+//! A peer's text never drives
 //! the terminal: control, bidirectional-control and line-separator characters are shown as
 //! visible escapes ([`crate::protocol::escape_note`]); only its line breaks are kept, each
 //! followed by an indent of [`NOTE_INDENT`], so every line of Ferry's own output (and the
@@ -21,9 +28,54 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select};
 
 use super::{ChatArgs, ListenArgs, NoteArgs, resolve_destination};
-use crate::events::{Event, NoteEvent, event_channel};
-use crate::notes::{NotesConfig, NotesError, NotesHandle, resolve_peer};
-use crate::protocol::{check_note, escape_note};
+use crate::events::{Event, NoteEvent, Security, event_channel};
+use crate::notes::{NotesConfig, NotesError, NotesHandle, Seal, resolve_peer};
+use crate::protocol::{check_note, escape_line, escape_note};
+use crate::secure::Keyring;
+
+/// The identity and trusted devices in the config folder, or `None` (plain notes only) with a
+/// warning when there is no such folder or it cannot be read.
+fn load_keyring() -> Option<Keyring> {
+    let Some(dir) = crate::secure::identity::default_config_dir() else {
+        eprintln!(
+            "ferry: warning: no config folder (neither $XDG_CONFIG_HOME nor a home folder): notes are not encrypted"
+        );
+        return None;
+    };
+    match Keyring::load(&dir) {
+        Ok(keyring) => Some(keyring),
+        Err(e) => {
+            eprintln!("ferry: warning: {e}: notes are not encrypted");
+            None
+        }
+    }
+}
+
+/// Where `--to` points and how to seal: a trusted device's name means its last address,
+/// sealed to its key; anything else is `HOST:PORT`, sealed if it is a trusted device's
+/// address (unless `plain`). Returns the `HOST:PORT` to resolve.
+fn destination(keyring: Option<&Keyring>, to: &str, plain: bool) -> anyhow::Result<(String, Seal)> {
+    let device = keyring.and_then(|k| k.trust.by_name(to));
+    if let Some(device) = device {
+        let address = device.last_address.clone().with_context(|| {
+            format!(
+                "no address is known for the trusted device {}; use --to HOST:PORT",
+                escape_line(to)
+            )
+        })?;
+        let seal = match (plain, device.key()) {
+            (true, _) => Seal::Plain,
+            (false, Some(key)) => Seal::Device(key),
+            (false, None) => anyhow::bail!(
+                "the trust store holds no valid key for {}; forget and pair it again",
+                escape_line(to)
+            ),
+        };
+        return Ok((address, seal));
+    }
+    let seal = if plain { Seal::Plain } else { Seal::Auto };
+    Ok((resolve_destination(to)?.to_string(), seal))
+}
 
 /// `ferry note`: send one note from a fresh ephemeral port, optionally wait for a reply.
 pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
@@ -35,18 +87,18 @@ pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
             })
         })
         .transpose()?;
-    // Refuse an over-long note before touching the network, and warn once.
-    if let Some(warning) = check_note(&args.text)? {
-        eprintln!("ferry: warning: {warning}");
-    }
-    let peer = resolve_peer(&resolve_destination(&args.to)?.to_string())?;
+    // Refuse an over-long note before touching the network.
+    check_note(&args.text)?;
+    let keyring = load_keyring();
+    let (to, seal) = destination(keyring.as_ref(), &args.to, args.plain)?;
+    let peer = resolve_peer(&to)?;
     let bind = match peer {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
     let (sink, events) = event_channel(None);
-    let notes = NotesHandle::start(NotesConfig::new(bind, 0), sink)?;
-    let result = send_and_wait(&notes, peer, &args.text, wait, &events);
+    let notes = NotesHandle::start(NotesConfig::new(bind, 0).with_keyring(keyring), sink)?;
+    let result = send_and_wait(&notes, (peer, seal), &args.text, wait, &events);
     // Closing the channel first frees a receive thread waiting on a full channel.
     drop(events);
     notes.stop();
@@ -55,13 +107,16 @@ pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
 
 fn send_and_wait(
     notes: &NotesHandle,
-    peer: SocketAddr,
+    (peer, seal): (SocketAddr, Seal),
     text: &str,
     wait: Option<Duration>,
     events: &Receiver<Event>,
 ) -> anyhow::Result<ExitCode> {
-    let sent = notes.send(peer, text)?;
-    print_line(&format!("sent to {}", sent.to))?;
+    let sent = notes.send_with(peer, text, seal)?;
+    if let Some(warning) = sent.warning {
+        eprintln!("ferry: warning: {warning}");
+    }
+    print_line(&format!("sent to {} {}", sent.to, mark(&sent.security)))?;
     let Some(wait) = wait else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -73,10 +128,16 @@ fn send_and_wait(
             None => events.recv().ok(),
         };
         match event {
-            Some(Event::Note(NoteEvent::Received { from, text, at })) => {
-                print_line(&note_line(at, from, &text))?;
+            Some(Event::Note(NoteEvent::Received {
+                from,
+                text,
+                at,
+                security,
+            })) => {
+                print_line(&note_line(at, from, &text, &security))?;
                 return Ok(ExitCode::SUCCESS);
             }
+            Some(event @ Event::Note(NoteEvent::Refused { .. })) => print_event(event)?,
             Some(_) => {}
             None => anyhow::bail!(
                 "no reply within {} s (the note was sent to {peer})",
@@ -99,8 +160,8 @@ fn port_hint(e: NotesError) -> anyhow::Error {
 /// `ferry listen`: print every note until Ctrl-C.
 pub fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let (sink, events) = event_channel(None);
-    let notes =
-        NotesHandle::start(NotesConfig::new(args.bind, args.port), sink).map_err(port_hint)?;
+    let config = NotesConfig::new(args.bind, args.port).with_keyring(load_keyring());
+    let notes = NotesHandle::start(config, sink).map_err(port_hint)?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
@@ -131,17 +192,23 @@ fn print_notes(
 
 /// `ferry chat`: send each stdin line to the peer, print notes as they arrive, end at EOF.
 pub fn chat(args: ChatArgs) -> anyhow::Result<ExitCode> {
+    let keyring = load_keyring();
+    let (to, seal) = destination(keyring.as_ref(), &args.to, args.plain)?;
     let (sink, events) = event_channel(None);
-    let notes =
-        NotesHandle::start(NotesConfig::new(args.bind, args.port), sink).map_err(port_hint)?;
-    let result = chat_with(&notes, &args.to, &events);
+    let config = NotesConfig::new(args.bind, args.port).with_keyring(keyring);
+    let notes = NotesHandle::start(config, sink).map_err(port_hint)?;
+    let result = chat_with(&notes, (&to, seal), &events);
     drop(events);
     notes.stop();
     result
 }
 
-fn chat_with(notes: &NotesHandle, to: &str, events: &Receiver<Event>) -> anyhow::Result<ExitCode> {
-    let peer = notes.resolve(&resolve_destination(to)?.to_string())?;
+fn chat_with(
+    notes: &NotesHandle,
+    (to, seal): (&str, Seal),
+    events: &Receiver<Event>,
+) -> anyhow::Result<ExitCode> {
+    let peer = notes.resolve(to)?;
     print_line(&format!("listening on {}", notes.local_addr()))?;
     eprintln!("ferry: each line you type is sent to {peer}; end with Ctrl-D");
     let lines = stdin_lines()?;
@@ -149,7 +216,7 @@ fn chat_with(notes: &NotesHandle, to: &str, events: &Receiver<Event>) -> anyhow:
         select! {
             recv(lines) -> line => match line {
                 Ok(Ok(line)) if line.is_empty() => {}
-                Ok(Ok(line)) => match notes.send(peer, &line) {
+                Ok(Ok(line)) => match notes.send_with(peer, &line, seal) {
                     Ok(sent) => {
                         if let Some(warning) = sent.warning {
                             eprintln!("ferry: warning: {warning}");
@@ -203,9 +270,16 @@ fn stdin_lines() -> anyhow::Result<Receiver<io::Result<String>>> {
 
 fn print_event(event: Event) -> anyhow::Result<()> {
     match event {
-        Event::Note(NoteEvent::Received { from, text, at }) => {
-            print_line(&note_line(at, from, &text))
-        }
+        Event::Note(NoteEvent::Received {
+            from,
+            text,
+            at,
+            security,
+        }) => print_line(&note_line(at, from, &text, &security)),
+        Event::Note(NoteEvent::Refused { from, reason, .. }) => print_line(&format!(
+            "(refused an encrypted note from {from}: {})",
+            escape_line(&reason)
+        )),
         Event::Note(NoteEvent::Dropped { count }) => print_line(&dropped_line(count)),
         Event::Note(_) | Event::Transfer(_) | Event::Server(_) | Event::Discovery(_) => Ok(()),
     }
@@ -222,13 +296,22 @@ fn print_line(line: &str) -> anyhow::Result<()> {
 /// What continues a note's line after a line break.
 pub const NOTE_INDENT: &str = "    ";
 
-/// `[HH:MM:SS UTC] ADDR: TEXT`, each further line of TEXT indented by [`NOTE_INDENT`].
-fn note_line(at: SystemTime, from: SocketAddr, text: &str) -> String {
+/// `[HH:MM:SS UTC] MARK ADDR: TEXT`, each further line of TEXT indented by [`NOTE_INDENT`].
+fn note_line(at: SystemTime, from: SocketAddr, text: &str, security: &Security) -> String {
     format!(
-        "[{} UTC] {from}: {}",
+        "[{} UTC] {} {from}: {}",
         utc_time_of_day(at),
+        mark(security),
         escape_note(text, NOTE_INDENT)
     )
+}
+
+/// `[encrypted: NAME]` (the device name escaped like any peer text) or `[not encrypted]`.
+fn mark(security: &Security) -> String {
+    match security {
+        Security::Encrypted { device, .. } => format!("[encrypted: {}]", escape_line(device)),
+        Security::Plain => "[not encrypted]".to_owned(),
+    }
 }
 
 /// Said where notes were lost to a flood, before the ones that were kept.
@@ -270,8 +353,17 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(59);
         let from: SocketAddr = "192.0.2.9:40000".parse().unwrap();
         assert_eq!(
-            note_line(at, from, "hi\nthere\u{1b}[2J"),
-            "[00:00:59 UTC] 192.0.2.9:40000: hi\n    there\\u{1b}[2J"
+            note_line(at, from, "hi\nthere\u{1b}[2J", &Security::Plain),
+            "[00:00:59 UTC] [not encrypted] 192.0.2.9:40000: hi\n    there\\u{1b}[2J"
+        );
+        let sealed = Security::Encrypted {
+            device: "desk\u{1b}[2J".into(),
+            fingerprint: "a b c d e f".into(),
+            trusted: true,
+        };
+        assert_eq!(
+            note_line(at, from, "hi", &sealed),
+            "[00:00:59 UTC] [encrypted: desk\\u{1b}[2J] 192.0.2.9:40000: hi"
         );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use crate::events::{Direction, NoteEvent};
+use crate::events::{Direction, NoteEvent, Security};
 
 /// How many notes a [`NoteHistory`] keeps by default; older ones are forgotten first.
 pub const HISTORY_CAPACITY: usize = 1_000;
@@ -25,6 +25,8 @@ pub struct NoteEntry {
     /// Incoming: the exact source address. Outgoing: where it was sent.
     pub peer: SocketAddr,
     pub text: String,
+    /// Sealed by (or to) a trusted device, or plain: what the window marks the note with.
+    pub security: Security,
 }
 
 impl NoteEntry {
@@ -84,26 +86,47 @@ impl NoteHistory {
     /// (`Listening`, `Error`, `Dropped`) are left out.
     pub fn record_event(&mut self, event: NoteEvent) {
         match event {
-            NoteEvent::Received { from, text, at } => {
+            NoteEvent::Received {
+                from,
+                text,
+                at,
+                security,
+            } => {
                 self.push(NoteEntry {
                     at,
                     direction: Direction::Incoming,
                     peer: from,
                     text,
+                    security,
                 });
             }
-            NoteEvent::Sent { to, text, at } => self.record_sent(to, text, at),
-            NoteEvent::Listening { .. } | NoteEvent::Error { .. } | NoteEvent::Dropped { .. } => {}
+            NoteEvent::Sent {
+                to,
+                text,
+                at,
+                security,
+            } => self.push(NoteEntry {
+                at,
+                direction: Direction::Outgoing,
+                peer: to,
+                text,
+                security,
+            }),
+            NoteEvent::Listening { .. }
+            | NoteEvent::Error { .. }
+            | NoteEvent::Dropped { .. }
+            | NoteEvent::Refused { .. } => {}
         }
     }
 
-    /// Records a note this side sent (see [`super::NotesHandle::send`]).
+    /// Records a plain note this side sent (see [`super::NotesHandle::send`]).
     pub fn record_sent(&mut self, to: SocketAddr, text: impl Into<String>, at: SystemTime) {
         self.push(NoteEntry {
             at,
             direction: Direction::Outgoing,
             peer: to,
             text: text.into(),
+            security: Security::Plain,
         });
     }
 
@@ -160,6 +183,7 @@ mod tests {
             from: addr(5000),
             text: "hi".into(),
             at: at(1),
+            security: Security::Plain,
         });
         history.record_sent(addr(5000), "hello back", at(2));
         history.record_event(NoteEvent::Listening { addr: addr(8080) });
@@ -170,11 +194,13 @@ mod tests {
             from: addr(6000),
             text: "me too".into(),
             at: at(3),
+            security: Security::Plain,
         });
         history.record_event(NoteEvent::Sent {
             to: addr(6000),
             text: "same".into(),
             at: at(4),
+            security: Security::Plain,
         });
 
         let entries: Vec<_> = history.iter().cloned().collect();
@@ -185,25 +211,29 @@ mod tests {
                     at: at(1),
                     direction: Direction::Incoming,
                     peer: addr(5000),
-                    text: "hi".into()
+                    text: "hi".into(),
+                    security: Security::Plain
                 },
                 NoteEntry {
                     at: at(2),
                     direction: Direction::Outgoing,
                     peer: addr(5000),
-                    text: "hello back".into()
+                    text: "hello back".into(),
+                    security: Security::Plain
                 },
                 NoteEntry {
                     at: at(3),
                     direction: Direction::Incoming,
                     peer: addr(6000),
-                    text: "me too".into()
+                    text: "me too".into(),
+                    security: Security::Plain
                 },
                 NoteEntry {
                     at: at(4),
                     direction: Direction::Outgoing,
                     peer: addr(6000),
-                    text: "same".into()
+                    text: "same".into(),
+                    security: Security::Plain
                 },
             ]
         );
@@ -261,11 +291,13 @@ mod tests {
             from: addr(40_001),
             text: "q1".into(),
             at: at(1),
+            security: Security::Plain,
         });
         history.record_event(NoteEvent::Received {
             from: addr(40_002),
             text: "q2".into(),
             at: at(2),
+            security: Security::Plain,
         });
         history.record_sent(addr(9), "unrelated", at(3));
         let last = history.last_received().expect("two notes were received");

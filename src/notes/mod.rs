@@ -21,23 +21,43 @@
 //!   the oldest notes are dropped and a [`NoteEvent::Dropped`] with their number goes out
 //!   before the notes that were kept, so the user is told.
 //!
+//!
+//! # Encrypted notes
+//!
+//! With a [`Keyring`] in the [`NotesConfig`], notes between trusted devices are sealed: one
+//! datagram per note, encrypted and authenticated, with replay protection (the format is in
+//! [`crate::secure::note`]; when to seal is in [`sealed`]). Every received note carries its
+//! [`Security`]: `Encrypted` with the trusted device's name, or `Plain` for a plain UDP peer
+//! (`nc -u`, the Python chat), whose notes still arrive as before. A sealed datagram that
+//! does not open (an unknown or forgotten device, a flipped byte, a replay), or any sealed
+//! datagram when there is no keyring, is never shown as text: it is logged and reported as
+//! [`NoteEvent::Refused`], and the listener keeps going. Sending seals under [`Seal::Auto`]
+//! when the destination is a trusted device (its last address, or the address a sealed note
+//! came from, so replies to sealed notes are sealed); [`Seal::Plain`] forces plain text.
+//!
 //! [`NoteHistory`] is the bounded, in-memory list of recent notes the window keeps.
 
 mod history;
 mod queue;
+mod receive;
+pub mod sealed;
 
 pub use history::{HISTORY_CAPACITY, NoteEntry, NoteHistory};
 pub use queue::{NoteQueue, QUEUE_BYTES, QUEUE_NOTES, QueuedNote};
+pub use sealed::{Seal, SealError};
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::events::{Event, EventSink, NoteEvent};
-use crate::protocol::{NoteError, NoteWarning, check_note, decode_note};
+use crate::events::{EventSink, Security};
+use crate::protocol::{NoteError, NoteWarning, check_note};
+use crate::secure::Keyring;
+use receive::receive_loop;
+use sealed::Sealing;
 
 /// The UDP port notes use unless told otherwise (the same number as the TCP uploads).
 pub const DEFAULT_NOTES_PORT: u16 = crate::defaults::DEFAULT_PORT;
@@ -62,17 +82,31 @@ pub const MAX_EVENTS_IN_FLIGHT: usize = 64;
 /// Pause after an unexpected receive error, so a persistent one does not spin a core.
 const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Where the notes socket listens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the notes socket listens, and with which device identity.
+#[derive(Debug, Clone)]
 pub struct NotesConfig {
     pub bind: IpAddr,
     /// 0 picks a free port; [`NotesHandle::local_addr`] tells which.
     pub port: u16,
+    /// This device and the devices it trusts: notes to and from them are sealed. `None`:
+    /// plain notes only (sealed datagrams are refused).
+    pub keyring: Option<Keyring>,
 }
 
 impl NotesConfig {
+    /// Plain notes only; see [`with_keyring`](Self::with_keyring).
     pub fn new(bind: IpAddr, port: u16) -> Self {
-        Self { bind, port }
+        Self {
+            bind,
+            port,
+            keyring: None,
+        }
+    }
+
+    /// Seals notes to, and opens sealed notes from, the devices `keyring` trusts.
+    pub fn with_keyring(mut self, keyring: Option<Keyring>) -> Self {
+        self.keyring = keyring;
+        self
     }
 }
 
@@ -107,10 +141,12 @@ pub enum NotesError {
     },
     #[error("cannot send to {to}: {error}")]
     Send { to: SocketAddr, error: io::Error },
+    #[error("cannot encrypt the note: {0}")]
+    Seal(#[from] SealError),
 }
 
 /// A note that left this machine. UDP promises nothing more: it was sent, not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
     /// Where it was sent.
     pub to: SocketAddr,
@@ -118,6 +154,8 @@ pub struct Sent {
     pub bytes: usize,
     /// Set when the note is longer than plain peers read.
     pub warning: Option<NoteWarning>,
+    /// Sealed to a trusted device, or plain.
+    pub security: Security,
 }
 
 /// A bound notes socket and its receive thread. Dropping the handle stops the thread and
@@ -129,6 +167,7 @@ pub struct Sent {
 pub struct NotesHandle {
     socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
+    sealing: Option<Arc<Sealing>>,
     stop: Arc<AtomicBool>,
     recv_thread: Option<JoinHandle<()>>,
 }
@@ -144,12 +183,22 @@ impl NotesHandle {
                 error: source,
             },
         })?;
-        Self::from_socket(socket, sink)
+        Self::from_socket_with(socket, config.keyring, sink)
     }
 
     /// Starts receiving on a socket the caller bound (and configured) itself. The socket is
     /// put in blocking mode with Ferry's read and write timeouts.
     pub fn from_socket(socket: UdpSocket, sink: EventSink) -> Result<Self, NotesError> {
+        Self::from_socket_with(socket, None, sink)
+    }
+
+    /// [`from_socket`](Self::from_socket), sealing notes for the devices `keyring` trusts.
+    pub fn from_socket_with(
+        socket: UdpSocket,
+        keyring: Option<Keyring>,
+        sink: EventSink,
+    ) -> Result<Self, NotesError> {
+        let sealing = keyring.map(|k| Arc::new(Sealing::new(k)));
         let local_addr = socket.local_addr().map_err(NotesError::Socket)?;
         socket.set_nonblocking(false).map_err(NotesError::Socket)?;
         socket
@@ -163,15 +212,17 @@ impl NotesHandle {
         let recv_thread = {
             let socket = Arc::clone(&socket);
             let stop = Arc::clone(&stop);
+            let sealing = sealing.clone();
             thread::Builder::new()
                 .name("ferry-notes-recv".into())
-                .spawn(move || receive_loop(&socket, &stop, &sink))
+                .spawn(move || receive_loop(&socket, &stop, sealing.as_deref(), &sink))
                 .map_err(NotesError::Thread)?
         };
         log::info!("notes: listening on {local_addr} (UDP)");
         Ok(Self {
             socket,
             local_addr,
+            sealing,
             stop,
             recv_thread: Some(recv_thread),
         })
@@ -183,17 +234,43 @@ impl NotesHandle {
     }
 
     /// Sends `text` as one datagram to `to`, from the listening socket (so replies come back
-    /// here). Refuses notes above [`crate::protocol::MAX_NOTE_BYTES`]; a note above
+    /// here), sealed if `to` is a trusted device ([`Seal::Auto`]). Refuses notes above
+    /// [`crate::protocol::MAX_NOTE_BYTES`]; a note above
     /// [`crate::protocol::PLAIN_PEER_NOTE_BYTES`] is sent with [`Sent::warning`] set.
     pub fn send(&self, to: SocketAddr, text: &str) -> Result<Sent, NotesError> {
+        self.send_with(to, text, Seal::Auto)
+    }
+
+    /// Like [`send`](Self::send), sealed or not as `seal` says. Sealing needs a keyring and
+    /// a trusted device, and text of at most
+    /// [`MAX_SEALED_TEXT_BYTES`](crate::secure::note::MAX_SEALED_TEXT_BYTES) bytes.
+    pub fn send_with(&self, to: SocketAddr, text: &str, seal: Seal) -> Result<Sent, NotesError> {
         let warning = check_note(text)?;
+        let key = match (&self.sealing, seal) {
+            (None, Seal::Device(_)) => return Err(SealError::NoKeyring.into()),
+            (None, _) => None,
+            (Some(sealing), seal) => sealing.key_for(to, seal),
+        };
+        let (datagram, security) = match (&self.sealing, key) {
+            (Some(sealing), Some(key)) => {
+                let (datagram, security) = sealing.seal(&key, text)?;
+                (std::borrow::Cow::Owned(datagram), security)
+            }
+            _ => (std::borrow::Cow::Borrowed(text.as_bytes()), Security::Plain),
+        };
         let target = fit_family(to, self.local_addr);
         let bytes = self
             .socket
-            .send_to(text.as_bytes(), target)
+            .send_to(&datagram, target)
             .map_err(|error| NotesError::Send { to, error })?;
-        log::debug!("notes: sent {bytes} bytes to {to}");
-        Ok(Sent { to, bytes, warning })
+        log::debug!("notes: sent {bytes} bytes to {to} ({security:?})");
+        Ok(Sent {
+            to,
+            bytes,
+            // A sealed note reaches Ferry devices only, which read the whole datagram.
+            warning: warning.filter(|_| !security.is_encrypted()),
+            security,
+        })
     }
 
     /// Like [`send`](Self::send), to a `"host:port"` resolved with [`resolve`](Self::resolve).
@@ -304,134 +381,9 @@ fn reachable(local: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, local.port())
 }
 
-/// What the receive loop does about a failed `recv_from`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RecvFailure {
-    /// Nothing arrived within the read timeout, or a signal interrupted the call.
-    Idle,
-    /// The ICMP port-unreachable from an earlier send: UDP promised nothing, carry on.
-    PeerUnreachable,
-    /// Anything else: logged, then the loop carries on after a short pause.
-    Unexpected,
-}
-
-fn classify(error: &io::Error) -> RecvFailure {
-    match error.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
-            RecvFailure::Idle
-        }
-        // Linux reports ECONNREFUSED, Windows WSAECONNRESET.
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
-            RecvFailure::PeerUnreachable
-        }
-        _ => RecvFailure::Unexpected,
-    }
-}
-
-/// Hands waiting notes to the consumer while it has fewer than [`MAX_EVENTS_IN_FLIGHT`]
-/// events to read; a count of dropped notes goes first, where the gap is.
-fn forward(queue: &mut NoteQueue, sink: &EventSink) {
-    while sink.queued() < MAX_EVENTS_IN_FLIGHT {
-        let dropped = queue.take_dropped();
-        if dropped > 0 {
-            log::info!("notes: dropped {dropped} notes: they arrived faster than they were shown");
-            if sink
-                .try_emit(Event::Note(NoteEvent::Dropped { count: dropped }))
-                .is_err()
-            {
-                queue.restore_dropped(dropped);
-                return;
-            }
-            continue;
-        }
-        let Some(note) = queue.pop() else { return };
-        let QueuedNote { from, text, at } = note;
-        if let Err(event) = sink.try_emit(Event::Note(NoteEvent::Received { from, text, at })) {
-            if let Event::Note(NoteEvent::Received { from, text, at }) = *event {
-                queue.unpop(QueuedNote { from, text, at });
-            }
-            return;
-        }
-    }
-}
-
-fn receive_loop(socket: &UdpSocket, stop: &AtomicBool, sink: &EventSink) {
-    let mut buf = vec![0u8; RECV_BUF_LEN];
-    let mut queue = NoteQueue::default();
-    let mut retrying = false;
-    while !stop.load(Ordering::SeqCst) {
-        // While notes wait for the consumer, wake often to hand them on; otherwise only to
-        // look at the stop flag.
-        let notes_waiting = !queue.is_empty();
-        if notes_waiting != retrying {
-            retrying = notes_waiting;
-            let timeout = if retrying {
-                FORWARD_RETRY_INTERVAL
-            } else {
-                RECV_POLL_INTERVAL
-            };
-            if let Err(e) = socket.set_read_timeout(Some(timeout)) {
-                log::warn!("notes: cannot change the read timeout: {e}");
-            }
-        }
-        match socket.recv_from(&mut buf) {
-            Ok((len, from)) => {
-                // Checked again so the wake-up datagram from `shutdown` is not shown.
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let at = SystemTime::now();
-                let text = decode_note(&buf[..len]);
-                queue.push(QueuedNote { from, text, at });
-            }
-            Err(e) => match classify(&e) {
-                RecvFailure::Idle => {}
-                RecvFailure::PeerUnreachable => {
-                    log::debug!("notes: an earlier note found no listener ({e}); still receiving");
-                }
-                RecvFailure::Unexpected => {
-                    log::warn!("notes: receive failed: {e}; still receiving");
-                    thread::sleep(RECV_ERROR_BACKOFF);
-                }
-            },
-        }
-        forward(&mut queue, sink);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timeouts_and_unreachable_peers_do_not_stop_the_loop() {
-        for kind in [
-            io::ErrorKind::WouldBlock,
-            io::ErrorKind::TimedOut,
-            io::ErrorKind::Interrupted,
-        ] {
-            assert_eq!(
-                classify(&io::Error::from(kind)),
-                RecvFailure::Idle,
-                "{kind:?}"
-            );
-        }
-        assert_eq!(
-            classify(&io::Error::from(io::ErrorKind::ConnectionRefused)),
-            RecvFailure::PeerUnreachable
-        );
-        // ECONNREFUSED as Linux reports it, so the test covers the real mapping.
-        #[cfg(target_os = "linux")]
-        assert_eq!(
-            classify(&io::Error::from_raw_os_error(111)),
-            RecvFailure::PeerUnreachable
-        );
-        assert_eq!(
-            classify(&io::Error::from(io::ErrorKind::ConnectionReset)),
-            RecvFailure::PeerUnreachable
-        );
-        assert_eq!(classify(&io::Error::other("boom")), RecvFailure::Unexpected);
-    }
 
     #[test]
     fn families_are_fitted_to_the_socket() {

@@ -12,6 +12,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use crate::events::Security;
+
 /// At most this many notes wait to be shown (bursts of short notes fit; the byte budget is
 /// what bounds memory).
 pub const QUEUE_NOTES: usize = 1024;
@@ -29,6 +31,7 @@ pub struct QueuedNote {
     pub from: SocketAddr,
     pub text: String,
     pub at: SystemTime,
+    pub security: Security,
 }
 
 impl QueuedNote {
@@ -129,6 +132,7 @@ mod tests {
             from: SocketAddr::from(([192, 0, 2, 1], 9)),
             text: text.to_owned(),
             at: SystemTime::UNIX_EPOCH,
+            security: Security::Plain,
         }
     }
 

@@ -48,9 +48,6 @@ pub enum Command {
     Answer { offer_id: u64, decision: Decision },
     /// Whose offers are taken without asking, from now on.
     SetPolicy(AcceptPolicy),
-    /// Load this device's identity and trusted devices from this folder (created on first
-    /// use); servers started and uploads made afterwards encrypt with them.
-    UseKeyring(PathBuf),
     /// (Re)bind the notes socket; answered by `NoteEvent::Listening` or `NoteEvent::Error`.
     StartNotes(NotesConfig),
     /// Send a note from the notes socket; answered by `NoteEvent::Sent` or `NoteEvent::Error`.
@@ -104,15 +101,27 @@ impl Seams {
 }
 
 impl Worker {
+    /// An engine whose device identity and trusted devices are in the default config folder.
     pub fn spawn(sink: EventSink) -> io::Result<Self> {
-        Self::spawn_with(sink, Seams::system())
+        Self::spawn_in(sink, crate::secure::identity::default_config_dir())
     }
 
+    /// An engine whose device identity and trusted devices are in `config_dir` (`None`: no
+    /// identity, plain notes only).
+    pub fn spawn_in(sink: EventSink, config_dir: Option<PathBuf>) -> io::Result<Self> {
+        Self::spawn_full(sink, Seams::system(), config_dir)
+    }
+
+    #[cfg(test)]
     pub(crate) fn spawn_with(sink: EventSink, seams: Seams) -> io::Result<Self> {
+        Self::spawn_full(sink, seams, None)
+    }
+
+    fn spawn_full(sink: EventSink, seams: Seams, config_dir: Option<PathBuf>) -> io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
         let thread = thread::Builder::new()
             .name("ferry-engine".into())
-            .spawn(move || run(&rx, sink, seams))?;
+            .spawn(move || run(&rx, sink, seams, config_dir))?;
         Ok(Self {
             commands: Some(tx),
             thread: Some(thread),
@@ -173,11 +182,12 @@ struct Engine {
     /// What discovery runs with, when on.
     discovery_setup: Option<DiscoverySetup>,
     discovery: Option<Running>,
-    /// This device's identity and trusted devices (`Command::UseKeyring`).
+    /// Where the device identity and trusted devices are kept, and (once loaded) them.
+    config_dir: Option<PathBuf>,
     keyring: Option<Keyring>,
 }
 
-fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
+fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: Option<PathBuf>) {
     let (looked, looked_rx) = crossbeam_channel::unbounded();
     let mut engine = Engine {
         sink,
@@ -189,6 +199,7 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams) {
         looked,
         discovery_setup: None,
         discovery: None,
+        config_dir,
         keyring: None,
     };
     let poll = crossbeam_channel::tick(DEVICES_POLL);
@@ -262,13 +273,6 @@ impl Engine {
                     server.set_policy(policy);
                 }
             }
-            Command::UseKeyring(dir) => match Keyring::load(&dir) {
-                Ok(keyring) => self.keyring = Some(keyring),
-                Err(e) => {
-                    log::warn!("no device identity, nothing will be encrypted: {e}");
-                    self.keyring = None;
-                }
-            },
             Command::StartNotes(config) => self.start_notes(config),
             Command::SendNote { to, text } => self.send_note(to, text),
             Command::OpenFolder(dir) => {
@@ -330,7 +334,7 @@ impl Engine {
 
     fn start_server(&mut self, mut config: ServerConfig) {
         if config.keyring.is_none() {
-            config.keyring = self.keyring.clone();
+            config.keyring = self.keyring();
         }
         self.stop_discovery();
         if let Some(server) = self.server.take() {
@@ -364,7 +368,7 @@ impl Engine {
     /// Uploads on a thread of their own, which also looks the receiver up and connects.
     fn start_upload(&mut self, mut opts: SendOptions, files: Vec<OutgoingFile>) {
         if opts.keyring.is_none() && opts.mode == crate::protocol::Mode::Ferry {
-            opts.keyring = self.keyring.clone();
+            opts.keyring = self.keyring();
         }
         let cancel = CancelToken::new();
         let ids: Vec<TransferId> = files.iter().map(|f| f.id).collect();
@@ -393,9 +397,26 @@ impl Engine {
         }
     }
 
-    fn start_notes(&mut self, config: NotesConfig) {
+    /// The device identity and trusted devices, loaded (created on first use) once; a folder
+    /// that cannot be read means plain notes only, with a warning.
+    fn keyring(&mut self) -> Option<Keyring> {
+        if self.keyring.is_none()
+            && let Some(dir) = self.config_dir.take()
+        {
+            match Keyring::load(&dir) {
+                Ok(keyring) => self.keyring = Some(keyring),
+                Err(e) => log::warn!("notes will not be encrypted: {e}"),
+            }
+        }
+        self.keyring.clone()
+    }
+
+    fn start_notes(&mut self, mut config: NotesConfig) {
         // Release the old port first, so re-listening on the same port works.
         drop(self.notes.take());
+        if config.keyring.is_none() {
+            config.keyring = self.keyring();
+        }
         match NotesHandle::start(config, self.sink.clone()) {
             Ok(notes) => {
                 self.sink.emit(Event::Note(NoteEvent::Listening {
@@ -483,6 +504,7 @@ impl Engine {
                 to: sent.to,
                 text,
                 at: SystemTime::now(),
+                security: sent.security,
             })),
             Err(e) => self.note_error(e.to_string()),
         }

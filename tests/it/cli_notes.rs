@@ -140,9 +140,13 @@ fn raw_recv(socket: &UdpSocket) -> (String, SocketAddr) {
     (String::from_utf8(buf[..len].to_vec()).unwrap(), from)
 }
 
-/// True for `[HH:MM:SS UTC] FROM: TEXT` with the given sender (when known) and text.
+/// True for `[HH:MM:SS UTC] [not encrypted] FROM: TEXT` with the given sender (when known)
+/// and text.
 fn is_note_line(line: &str, from: Option<SocketAddr>, text: &str) -> bool {
     let Some((time, rest)) = line.strip_prefix('[').and_then(|l| l.split_once(" UTC] ")) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix("[not encrypted] ") else {
         return false;
     };
     let time_ok = time.len() == 8
@@ -168,7 +172,7 @@ fn listen_prints_a_note_sent_by_note() {
     let to = addr.to_string();
     let (status, stdout, stderr) = run(&["note", "--to", &to, "hello from the CLI\nsecond line"]);
     assert!(status.success(), "ferry note failed: {stderr}");
-    assert_eq!(stdout, [format!("sent to {addr}")]);
+    assert_eq!(stdout, [format!("sent to {addr} [not encrypted]")]);
 
     // A note's line break is kept, and its next line is indented under the header.
     let line = listener.next_line();
@@ -217,7 +221,7 @@ fn note_wait_prints_the_reply_of_a_plain_peer() {
     assert!(status.success(), "ferry note --wait failed: {stderr}");
     let stdout = note.rest_of_stdout();
     assert_eq!(stdout.len(), 2, "{stdout:?}");
-    assert_eq!(stdout[0], format!("sent to {peer_addr}"));
+    assert_eq!(stdout[0], format!("sent to {peer_addr} [not encrypted]"));
     assert!(
         is_note_line(&stdout[1], Some(peer_addr), "pong"),
         "{stdout:?}"
@@ -235,7 +239,7 @@ fn note_wait_without_a_reply_exits_1() {
         Some(1),
         "stdout {stdout:?}, stderr {stderr:?}"
     );
-    assert_eq!(stdout, [format!("sent to {peer_addr}")]);
+    assert_eq!(stdout, [format!("sent to {peer_addr} [not encrypted]")]);
     assert!(stderr.contains("no reply within 0.5 s"), "{stderr}");
 }
 

@@ -296,7 +296,10 @@ fn a_destination_without_a_port_uses_the_default_port() {
             socket.set_read_timeout(Some(DEADLINE)).unwrap();
             let out = run(&["note", "--to", "127.0.0.1", "to the default port"]);
             assert!(out.status.success(), "{}", stderr(&out));
-            assert_eq!(stdout(&out), format!("sent to 127.0.0.1:{port}\n"));
+            assert_eq!(
+                stdout(&out),
+                format!("sent to 127.0.0.1:{port} [not encrypted]\n")
+            );
             let mut buf = [0u8; 64];
             let (len, _) = socket.recv_from(&mut buf).unwrap();
             assert_eq!(&buf[..len], b"to the default port");

@@ -42,6 +42,9 @@ pub(crate) fn settings(download_dir: &Path) -> Settings {
         // Discovery has tests of its own (gui_devices.rs), each with its own identity folder
         // and discovery port; here it would use the user's config folder.
         discovery: false,
+        // The engine keeps its device identity (for encrypted notes) in the test run's
+        // config folder, never in the user's.
+        identity_dir: Some(test_config_home().join("ferry")),
         ..Settings::default()
     }
 }

@@ -16,6 +16,7 @@ mod hostile;
 mod layers;
 mod netns;
 mod notes;
+mod notes_secure;
 mod paths;
 mod plain;
 mod python;

@@ -40,7 +40,7 @@ fn closed_port() -> SocketAddr {
 /// The next note, or a panic after [`TIMEOUT`].
 fn next_note(events: &Receiver<Event>) -> (SocketAddr, String, SystemTime) {
     match events.recv_timeout(TIMEOUT) {
-        Ok(Event::Note(NoteEvent::Received { from, text, at })) => (from, text, at),
+        Ok(Event::Note(NoteEvent::Received { from, text, at, .. })) => (from, text, at),
         other => panic!("expected a note within {TIMEOUT:?}, got {other:?}"),
     }
 }

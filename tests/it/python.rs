@@ -174,10 +174,10 @@ fn the_python_chat_peer_is_seen_by_ferry_listen_and_answered_by_ferry_note() {
     );
     let chat_lines = line_channel(chat.0.stdout.take().unwrap());
     let line = wait_line(&lines, "在吗？");
-    // "[HH:MM:SS UTC] 127.0.0.1:PORT: TEXT": reply to that exact address.
+    // "[HH:MM:SS UTC] [not encrypted] 127.0.0.1:PORT: TEXT": reply to that exact address.
     let from = line
         .split("] ")
-        .nth(1)
+        .nth(2)
         .unwrap()
         .split(": ")
         .next()
