@@ -78,8 +78,13 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut private = [0u8; 32];
                 OsEntropy.fill(&mut private)?;
-                write_private_file(&key_path, format!("{}\n", hex(&private)).as_bytes())?;
-                private
+                let text = format!("{}\n", hex(&private));
+                if create_private_file_once(&key_path, text.as_bytes())? {
+                    private
+                } else {
+                    // Another process made the identity just now: use that one.
+                    read_key_file(&key_path)?
+                }
             }
             Err(e) => return Err(key_error(&key_path, e.to_string())),
         };
@@ -90,7 +95,12 @@ impl Identity {
                 .map_err(|e| key_error(&device_path, e.to_string()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let name = default_device_name();
-                store_name(&device_path, &name)?;
+                let json = serde_json::to_vec_pretty(&DeviceFile { name: name.clone() })
+                    .map_err(|e| key_error(&device_path, e.to_string()))?;
+                if !create_private_file_once(&device_path, &json)? {
+                    // Named by another process just now: its name stands.
+                    return Self::load_or_create(dir);
+                }
                 name
             }
             Err(e) => return Err(key_error(&device_path, e.to_string())),
@@ -210,9 +220,33 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), SecureError> {
 
 /// Writes `bytes` to `path` atomically (a 0600 temp file renamed over it).
 pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), SecureError> {
-    let tmp = path.with_extension("tmp");
-    let result = (|| -> std::io::Result<()> {
+    let tmp = write_private_tmp(path, bytes)?;
+    fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
+        key_error(path, format!("cannot write: {e}"))
+    })
+}
+
+/// Creates `path` with `bytes` (0600) only if it does not exist yet: `Ok(false)` when another
+/// process (or thread) created it first, whose copy then stands. Two Ferry processes
+/// starting at once (a `ferry serve` and a `ferry listen`) thus end up with one identity.
+pub(crate) fn create_private_file_once(path: &Path, bytes: &[u8]) -> Result<bool, SecureError> {
+    let tmp = write_private_tmp(path, bytes)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(key_error(path, format!("cannot write: {e}"))),
+    }
+}
+
+/// Writes `bytes` to a temp file of this process and call of its own beside `path`, synced.
+fn write_private_tmp(path: &Path, bytes: &[u8]) -> Result<std::path::PathBuf, SecureError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -222,13 +256,15 @@ pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), Secure
         }
         let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
+        file.sync_all()
     })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        key_error(path, format!("cannot write: {e}"))
-    })
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(key_error(path, format!("cannot write: {e}")))
+        }
+    }
 }
 
 /// Checks that `path` is a regular file only its owner can read; the error says what is wrong.
@@ -285,5 +321,34 @@ mod tests {
         let clipped = clip_name(&long);
         assert_eq!(clipped.len(), 64);
         assert_eq!(clip_name("  x  "), "x");
+    }
+}
+
+#[cfg(test)]
+mod race_tests {
+    use super::*;
+
+    #[test]
+    fn threads_creating_one_identity_at_once_all_get_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("ferry");
+        let keys: Vec<[u8; 32]> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| *Identity::load_or_create(&conf).unwrap().public_key()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
+        assert_eq!(
+            Identity::load_or_create(&conf).unwrap().public_key(),
+            &keys[0]
+        );
+        // No temp files are left behind.
+        let left: Vec<_> = std::fs::read_dir(&conf)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }
