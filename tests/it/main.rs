@@ -21,4 +21,5 @@ mod paths;
 mod plain;
 mod python;
 mod secure;
+mod secure_transfer;
 mod util;
