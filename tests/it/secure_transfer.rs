@@ -252,7 +252,7 @@ fn a_trusted_name_presenting_another_key_is_refused_with_a_warning() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (server, events) = server(dst.path(), &desk, AcceptPolicy::Everyone);
     let file = file_with(src.path(), "a.bin", 1000, 6);
-    let outcomes = send(server.local_addr(), Some(&impostor), None, &[file.clone()]);
+    let outcomes = send(server.local_addr(), Some(&impostor), None, std::slice::from_ref(&file));
     assert!(
         matches!(&outcomes[0], FileOutcome::Failed(_)),
         "{outcomes:?}"
@@ -416,8 +416,7 @@ fn record_proxy(upstream: SocketAddr, fault: Fault) -> (SocketAddr, JoinHandle<V
         s_write.write_all(&[prefix, body].concat()).unwrap();
         let mut index: usize = 0;
         let mut held: Option<Vec<u8>> = None;
-        loop {
-            let Some(len) = read(2, &mut seen) else { break };
+        while let Some(len) = read(2, &mut seen) {
             let n = usize::from(u16::from_be_bytes([len[0], len[1]]));
             let Some(body) = read(n, &mut seen) else {
                 break;
@@ -472,7 +471,7 @@ fn a_proxy_that_tampers_with_records_aborts_the_file_with_a_reason_and_no_final_
         let dst = tempfile::tempdir().unwrap();
         let (server, events) = server(dst.path(), &desk, AcceptPolicy::Everyone);
         let (proxy, _seen) = record_proxy(server.local_addr(), fault);
-        let outcomes = send(proxy, Some(&laptop), None, &[file.clone()]);
+        let outcomes = send(proxy, Some(&laptop), None, std::slice::from_ref(&file));
         assert!(!outcomes[0].is_success(), "{fault:?}: {outcomes:?}");
         let failure = wait_for(&events, |e| match e {
             Event::Transfer(TransferEvent::Failed { failure, .. }) => Some(failure.clone()),
