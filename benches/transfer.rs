@@ -13,7 +13,9 @@
 //! Needs `nc` (Debian: netcat-openbsd) and `socat` for the comparisons; a missing one is
 //! reported and skipped. The server's peak RSS is read from /proc (VmHWM) after the transfer,
 //! the sender's from `wait4` (ru_maxrss). Each round also runs Ferry with `serve --no-fsync`,
-//! so the cost of syncing the file before "verified" is a figure of the same run.
+//! so the cost of syncing the file before "verified" is a figure of the same run, and Ferry
+//! with `send --no-encryption`, so encryption's cost is one too (each side has an identity of
+//! its own in a temp config folder).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -45,13 +47,14 @@ fn main() {
     write_random(&input, bytes);
 
     let mut ferry_secs = Vec::new();
+    let mut unencrypted_secs = Vec::new();
     let mut no_fsync_secs = Vec::new();
     let mut nc_secs = Vec::new();
     let mut socat_secs = Vec::new();
     let mut server_rss_kib = 0;
     let mut sender_rss_kib = 0;
     for run in 1..=runs {
-        let ferry = ferry_run(&input, &out_dir, &[]);
+        let ferry = ferry_run(&input, &out_dir, &[], &[]);
         eprintln!(
             "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB, sender {} MiB)",
             mbps(bytes, ferry.secs),
@@ -61,7 +64,13 @@ fn main() {
         ferry_secs.push(ferry.secs);
         server_rss_kib = server_rss_kib.max(ferry.server_rss_kib);
         sender_rss_kib = sender_rss_kib.max(ferry.sender_rss_kib);
-        let no_fsync = ferry_run(&input, &out_dir, &["--no-fsync"]);
+        let unencrypted = ferry_run(&input, &out_dir, &[], &["--no-encryption"]);
+        eprintln!(
+            "run {run}: ferry --no-encryption {:.0} MB/s",
+            mbps(bytes, unencrypted.secs)
+        );
+        unencrypted_secs.push(unencrypted.secs);
+        let no_fsync = ferry_run(&input, &out_dir, &["--no-fsync"], &[]);
         eprintln!(
             "run {run}: ferry --no-fsync {:.0} MB/s",
             mbps(bytes, no_fsync.secs)
@@ -81,7 +90,10 @@ fn main() {
         "file size            {} MiB, {runs} alternating runs, medians",
         bytes >> 20
     );
-    println!("ferry (verified)     {:>8.0} MB/s", mbps(bytes, ferry));
+    println!("ferry (encrypted)    {:>8.0} MB/s", mbps(bytes, ferry));
+    let unencrypted = median(&mut unencrypted_secs);
+    println!("ferry --no-encryption{:>8.0} MB/s", mbps(bytes, unencrypted));
+    println!("encrypted / plain    {:>8.2}x", unencrypted / ferry);
     let no_fsync = median(&mut no_fsync_secs);
     println!("ferry --no-fsync     {:>8.0} MB/s", mbps(bytes, no_fsync));
     println!(
@@ -180,9 +192,17 @@ fn wait_with_rss(child: Child) -> (bool, u64) {
 }
 
 /// A running `ferry serve` on 127.0.0.1 and the address it printed.
+/// A config folder (device identity) of the benchmark's own for each side, never the user's.
+fn config_home(side: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-bench-{side}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a config folder");
+    dir
+}
+
 fn start_serve(out_dir: &Path, serve_args: &[&str]) -> (Killed, SocketAddr) {
     let exe = env!("CARGO_BIN_EXE_ferry");
     let mut serve = Command::new(exe)
+        .env("XDG_CONFIG_HOME", config_home("receiver"))
         .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
         .arg(out_dir)
         .args(serve_args)
@@ -205,9 +225,11 @@ fn start_serve(out_dir: &Path, serve_args: &[&str]) -> (Killed, SocketAddr) {
     (serve, addr)
 }
 
-fn spawn_send(addr: SocketAddr, file: &Path) -> Child {
+fn spawn_send(addr: SocketAddr, file: &Path, send_args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .env("XDG_CONFIG_HOME", config_home("sender"))
         .args(["send", "--to", &addr.to_string()])
+        .args(send_args)
         .arg(file)
         .stdout(Stdio::null())
         .spawn()
@@ -220,11 +242,11 @@ struct FerryRound {
     sender_rss_kib: u64,
 }
 
-/// One `ferry send` into a fresh `ferry serve` (with `serve_args`).
-fn ferry_run(input: &Path, out_dir: &Path, serve_args: &[&str]) -> FerryRound {
+/// One `ferry send` (with `send_args`) into a fresh `ferry serve` (with `serve_args`).
+fn ferry_run(input: &Path, out_dir: &Path, serve_args: &[&str], send_args: &[&str]) -> FerryRound {
     let (serve, addr) = start_serve(out_dir, serve_args);
     let start = Instant::now();
-    let (ok, sender_rss_kib) = wait_with_rss(spawn_send(addr, input));
+    let (ok, sender_rss_kib) = wait_with_rss(spawn_send(addr, input, send_args));
     let secs = start.elapsed().as_secs_f64();
     assert!(ok, "ferry send failed");
     let server_rss_kib = peak_rss_kib(serve.0.id());
@@ -342,7 +364,7 @@ fn concurrent_run(work: &Path, out_dir: &Path, count: usize, bytes: u64) {
         &["--max-connections", &slots, "--max-per-peer", &slots],
     );
     let start = Instant::now();
-    let senders: Vec<Child> = files.iter().map(|f| spawn_send(addr, f)).collect();
+    let senders: Vec<Child> = files.iter().map(|f| spawn_send(addr, f, &[])).collect();
     let mut failed = 0;
     let mut sender_rss_kib = 0;
     for sender in senders {

@@ -183,6 +183,10 @@ pub struct SendArgs {
     /// they trust each other from then on.
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
+    /// Send without encryption (still verified): for a receiver that cannot encrypt, and for
+    /// benchmarks. Anyone on the network can then read the files.
+    #[arg(long, conflicts_with = "code")]
+    pub no_encryption: bool,
     /// Files to send.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,

@@ -275,7 +275,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     opts.msg = args.msg;
     opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
     if !args.plain {
-        opts.keyring = keyring();
+        opts.keyring = if args.no_encryption { None } else { keyring() };
         opts.expect_key = expect_key;
         opts.code = args
             .code
