@@ -92,7 +92,10 @@ fn main() {
     );
     println!("ferry (encrypted)    {:>8.0} MB/s", mbps(bytes, ferry));
     let unencrypted = median(&mut unencrypted_secs);
-    println!("ferry --no-encryption{:>8.0} MB/s", mbps(bytes, unencrypted));
+    println!(
+        "ferry --no-encryption{:>8.0} MB/s",
+        mbps(bytes, unencrypted)
+    );
     println!("encrypted / plain    {:>8.2}x", unencrypted / ferry);
     let no_fsync = median(&mut no_fsync_secs);
     println!("ferry --no-fsync     {:>8.0} MB/s", mbps(bytes, no_fsync));

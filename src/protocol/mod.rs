@@ -81,10 +81,27 @@
 //! The receiver renames the file to its final name only after the hash matched, and says
 //! `verified` only once the file is there.
 //!
-//! Room for later features, without a second protocol: *encryption* as a future `ferry`
-//! version that starts with a key-exchange frame; unknown fields are ignored on both sides,
-//! and an unknown `kind` is an error. A receiver that gets `"ferry"` with a version it does
-//! not speak declines with a reason.
+//! **Encryption.** A Ferry sender with a device identity starts the connection, before any
+//! batch or offer, with
+//!
+//! ```text
+//! S -> R  Frame {"ferry":1,"kind":"secure","pairing":false|true}
+//! R -> S  Frame {"kind":"secure"}                   (go ahead)
+//!       | Frame {"kind":"failed","reason":".."}     (it cannot: no identity, not pairing; closes)
+//! S <-> R the handshake of crate::secure (SPAKE2 over the pairing code when "pairing" is true,
+//!         then Noise XXpsk3), messages framed [u16 BE n][n bytes]
+//! S <-> R records [u16 BE n][ChaCha20-Poly1305 ciphertext], each way; their plaintext is the
+//!         Ferry connection above, from its first frame (batch or offer) to its end, and a
+//!         record with an empty plaintext closes each direction
+//! ```
+//!
+//! The exact handshake, key derivations and record format are in the module doc of
+//! [`crate::secure`]. Inside the records only Ferry frames are allowed (a plain header is an
+//! error). After the handshake the receiver checks the sender's key against its trusted
+//! devices (a trusted name with another key is refused inside the channel) and the sender
+//! checks the receiver's. Unknown fields are ignored on both sides, an unknown `kind` is an
+//! error, and a receiver that gets `"ferry"` with a version it does not speak declines with a
+//! reason.
 //!
 //! # UDP: notes
 //!

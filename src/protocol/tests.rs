@@ -482,3 +482,41 @@ fn cancel_codes_decode_known_unknown_and_absent() {
         }
     );
 }
+
+#[test]
+fn golden_secure_hello_and_go_ahead() {
+    let hello = encode_sender_msg(&SenderMsg::Secure { pairing: true }).unwrap();
+    assert_eq!(
+        hello,
+        hex(r#"
+        2a 00 00 00                                         # L = 42
+        7b 22 66 65 72 72 79 22 3a 31 2c                    # {"ferry":1,
+        22 6b 69 6e 64 22 3a 22 73 65 63 75 72 65 22 2c     # "kind":"secure",
+        22 70 61 69 72 69 6e 67 22 3a 74 72 75 65 7d        # "pairing":true}
+    "#)
+    );
+    assert_eq!(
+        decode_sender_msg(&hello[4..]).unwrap(),
+        SenderMsg::Secure { pairing: true }
+    );
+    // Without "pairing": open mode; with a non-boolean: refused.
+    assert_eq!(
+        decode_sender_msg(br#"{"ferry":1,"kind":"secure"}"#).unwrap(),
+        SenderMsg::Secure { pairing: false }
+    );
+    assert!(decode_sender_msg(br#"{"ferry":1,"kind":"secure","pairing":"yes"}"#).is_err());
+    assert_eq!(
+        encode_receiver_msg(&ReceiverMsg::Secure).unwrap(),
+        hex(r#"
+        11 00 00 00                                         # L = 17
+        7b 22 6b 69 6e 64 22 3a 22 73 65 63 75 72 65 22 7d  # {"kind":"secure"}
+    "#)
+    );
+    // A plain peer's header is never a hello, and a hello never feeds a session.
+    let mut session = crate::protocol::session::ReceiverSession::new(10);
+    assert!(
+        session
+            .on_frame(SenderMsg::Secure { pairing: false })
+            .is_err()
+    );
+}

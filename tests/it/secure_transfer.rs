@@ -252,7 +252,12 @@ fn a_trusted_name_presenting_another_key_is_refused_with_a_warning() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (server, events) = server(dst.path(), &desk, AcceptPolicy::Everyone);
     let file = file_with(src.path(), "a.bin", 1000, 6);
-    let outcomes = send(server.local_addr(), Some(&impostor), None, std::slice::from_ref(&file));
+    let outcomes = send(
+        server.local_addr(),
+        Some(&impostor),
+        None,
+        std::slice::from_ref(&file),
+    );
     assert!(
         matches!(&outcomes[0], FileOutcome::Failed(_)),
         "{outcomes:?}"
