@@ -79,8 +79,10 @@ pub enum SenderMsg {
     Cancel { code: CancelCode, reason: String },
     /// A Ferry connection's first frame when it will be encrypted: the secure handshake
     /// (with a pairing code when `pairing`) follows the receiver's [`ReceiverMsg::Secure`],
-    /// and everything after it travels in records (see [`crate::secure`]).
-    Secure { pairing: bool },
+    /// and everything after it travels in records (see [`crate::secure`]). `ciphers`: the
+    /// record ciphers the sender speaks, in its order of preference (none listed: ChaCha20-
+    /// Poly1305 only).
+    Secure { pairing: bool, ciphers: Vec<String> },
 }
 
 /// Why a side cancels a file, on the wire as a short code (`"code": "user"`) beside the
@@ -159,14 +161,23 @@ pub enum ReceiverMsg {
     Verified { saved_as: String },
     /// The file was not saved.
     Failed { reason: String },
-    /// The answer to [`SenderMsg::Secure`]: the secure handshake may begin.
-    Secure,
+    /// The answer to [`SenderMsg::Secure`]: the secure handshake may begin, with records in
+    /// `cipher` (one the sender listed).
+    Secure {
+        #[serde(default = "default_cipher")]
+        cipher: String,
+    },
     /// The receiver stops the transfer and closes.
     Cancel {
         #[serde(default)]
         code: CancelCode,
         reason: String,
     },
+}
+
+/// The record cipher of a go-ahead that names none.
+fn default_cipher() -> String {
+    "chachapoly".to_owned()
 }
 
 /// Decodes a frame body sent by a sender (plain or Ferry).
@@ -188,6 +199,7 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
         return match kind(&obj)? {
             Some("offer") => Ok(SenderMsg::Offer(header(&obj)?)),
             Some("secure") => Ok(SenderMsg::Secure {
+                ciphers: string_list(&obj, "ciphers")?,
                 pairing: match obj.get("pairing") {
                     None => false,
                     Some(Value::Bool(b)) => *b,
@@ -264,8 +276,8 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
             "sizes": sizes,
         }),
         SenderMsg::Start { offset } => serde_json::json!({ "kind": "start", "offset": offset }),
-        SenderMsg::Secure { pairing } => serde_json::json!({
-            "ferry": FERRY_VERSION, "kind": "secure", "pairing": pairing,
+        SenderMsg::Secure { pairing, ciphers } => serde_json::json!({
+            "ferry": FERRY_VERSION, "kind": "secure", "pairing": pairing, "ciphers": ciphers,
         }),
     };
     frame_json(&value)

@@ -485,38 +485,61 @@ fn cancel_codes_decode_known_unknown_and_absent() {
 
 #[test]
 fn golden_secure_hello_and_go_ahead() {
-    let hello = encode_sender_msg(&SenderMsg::Secure { pairing: true }).unwrap();
+    let hello = encode_sender_msg(&SenderMsg::Secure {
+        pairing: true,
+        ciphers: vec!["aesgcm".into(), "chachapoly".into()],
+    })
+    .unwrap();
     assert_eq!(
         hello,
         hex(r#"
-        2a 00 00 00                                         # L = 42
-        7b 22 66 65 72 72 79 22 3a 31 2c                    # {"ferry":1,
+        4c 00 00 00                                         # L = 76 (keys in sorted order)
+        7b 22 63 69 70 68 65 72 73 22 3a 5b                 # {"ciphers":[
+        22 61 65 73 67 63 6d 22 2c                          # "aesgcm",
+        22 63 68 61 63 68 61 70 6f 6c 79 22 5d 2c           # "chachapoly"],
+        22 66 65 72 72 79 22 3a 31 2c                       # "ferry":1,
         22 6b 69 6e 64 22 3a 22 73 65 63 75 72 65 22 2c     # "kind":"secure",
         22 70 61 69 72 69 6e 67 22 3a 74 72 75 65 7d        # "pairing":true}
     "#)
     );
-    assert_eq!(
+    assert!(matches!(
         decode_sender_msg(&hello[4..]).unwrap(),
-        SenderMsg::Secure { pairing: true }
-    );
-    // Without "pairing": open mode; with a non-boolean: refused.
+        SenderMsg::Secure { pairing: true, ciphers } if ciphers == ["aesgcm", "chachapoly"]
+    ));
+    // Without "pairing" or "ciphers": open mode, ChaCha20-Poly1305; a non-boolean is refused.
     assert_eq!(
         decode_sender_msg(br#"{"ferry":1,"kind":"secure"}"#).unwrap(),
-        SenderMsg::Secure { pairing: false }
+        SenderMsg::Secure {
+            pairing: false,
+            ciphers: vec![]
+        }
     );
     assert!(decode_sender_msg(br#"{"ferry":1,"kind":"secure","pairing":"yes"}"#).is_err());
     assert_eq!(
-        encode_receiver_msg(&ReceiverMsg::Secure).unwrap(),
+        encode_receiver_msg(&ReceiverMsg::Secure {
+            cipher: "aesgcm".into()
+        })
+        .unwrap(),
         hex(r#"
-        11 00 00 00                                         # L = 17
-        7b 22 6b 69 6e 64 22 3a 22 73 65 63 75 72 65 22 7d  # {"kind":"secure"}
+        23 00 00 00                                         # L = 35
+        7b 22 63 69 70 68 65 72 22 3a 22 61 65 73 67 63 6d 22 2c  # {"cipher":"aesgcm",
+        22 6b 69 6e 64 22 3a 22 73 65 63 75 72 65 22 7d     # "kind":"secure"}
     "#)
     );
-    // A plain peer's header is never a hello, and a hello never feeds a session.
+    assert_eq!(
+        decode_receiver_msg(br#"{"kind":"secure"}"#).unwrap(),
+        ReceiverMsg::Secure {
+            cipher: "chachapoly".into()
+        }
+    );
+    // A hello never feeds a session.
     let mut session = crate::protocol::session::ReceiverSession::new(10);
     assert!(
         session
-            .on_frame(SenderMsg::Secure { pairing: false })
+            .on_frame(SenderMsg::Secure {
+                pairing: false,
+                ciphers: vec![]
+            })
             .is_err()
     );
 }

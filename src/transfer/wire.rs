@@ -16,7 +16,7 @@ use crate::secure::handshake::PeerInfo;
 use crate::secure::pairing::PairingCode;
 use crate::secure::rng::OsEntropy;
 use crate::secure::trust::Verdict;
-use crate::secure::{self, Keyring, SecureError, SecureReader, SecureWriter};
+use crate::secure::{self, Cipher, Keyring, SecureError, SecureReader, SecureWriter};
 
 use super::{TransferError, read_frame};
 
@@ -195,6 +195,18 @@ fn judge(keyring: &Keyring, peer: &PeerInfo, address: String) -> Result<bool, Se
     }
 }
 
+/// The record cipher for a sender that listed `ciphers` (its preference first): AES-256-GCM
+/// when the sender prefers it (its CPU has AES instructions) and this CPU has them too,
+/// otherwise ChaCha20-Poly1305, which every Ferry speaks.
+fn choose_cipher(ciphers: &[String]) -> Cipher {
+    let theirs = ciphers.first().and_then(|c| Cipher::from_wire_name(c));
+    if theirs == Some(Cipher::AesGcm) && Cipher::preferred()[0] == Cipher::AesGcm {
+        Cipher::AesGcm
+    } else {
+        Cipher::ChaChaPoly
+    }
+}
+
 /// The sender's side: hello, the receiver's go-ahead, the handshake (over the pairing code
 /// when given), the receiver's key checked against the trust store. `stream` must not have
 /// carried anything yet.
@@ -205,14 +217,19 @@ pub fn secure_sender(
 ) -> Result<Secured, TransferError> {
     let hello = encode_sender_msg(&SenderMsg::Secure {
         pairing: code.is_some(),
+        ciphers: Cipher::preferred()
+            .iter()
+            .map(|c| c.wire_name().to_owned())
+            .collect(),
     })?;
     let mut stream = stream;
     stream.write_all(&hello).map_err(TransferError::Io)?;
     // Read unbuffered: nothing may be consumed past the handshake's last message.
-    match read_frame(&mut stream)? {
+    let cipher = match read_frame(&mut stream)? {
         None => return Err(TransferError::TruncatedFrame),
         Some(body) => match decode_receiver_msg(&body)? {
-            ReceiverMsg::Secure => {}
+            ReceiverMsg::Secure { cipher } => Cipher::from_wire_name(&cipher)
+                .ok_or_else(|| TransferError::Unexpected(format!("the cipher {cipher:?}")))?,
             ReceiverMsg::Failed { reason } | ReceiverMsg::Decline { reason } => {
                 return Err(TransferError::Refused(reason));
             }
@@ -222,13 +239,13 @@ pub fn secure_sender(
                 )));
             }
         },
-    }
+    };
     let address = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mode = code.map_or(secure::Mode::Open, secure::Mode::Code);
-    let channel = secure::connect(stream, &keyring.identity, mode, &mut OsEntropy)
+    let channel = secure::connect_with(stream, &keyring.identity, mode, cipher, &mut OsEntropy)
         .map_err(TransferError::Secure)?;
     let peer = channel.peer().clone();
     let trusted = judge(keyring, &peer, address).map_err(TransferError::Secure)?;
@@ -266,6 +283,7 @@ pub fn secure_receiver(
     mut writer: TcpStream,
     keyring: Option<&Keyring>,
     pairing: bool,
+    ciphers: &[String],
     code: impl FnOnce() -> Result<PairingCode, SecureError>,
 ) -> Result<Secured, (TransferError, Option<PeerInfo>)> {
     let refuse = |writer: &mut TcpStream, reason: String| {
@@ -290,7 +308,11 @@ pub fn secure_receiver(
     } else {
         None
     };
-    let ready = encode_receiver_msg(&ReceiverMsg::Secure).map_err(|e| (e.into(), None))?;
+    let cipher = choose_cipher(ciphers);
+    let ready = encode_receiver_msg(&ReceiverMsg::Secure {
+        cipher: cipher.wire_name().to_owned(),
+    })
+    .map_err(|e| (e.into(), None))?;
     writer
         .write_all(&ready)
         .map_err(|e| (TransferError::Io(e), None))?;
@@ -299,10 +321,11 @@ pub fn secure_receiver(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mode = code.as_ref().map_or(secure::Mode::Open, secure::Mode::Code);
-    let mut channel = secure::accept(
+    let mut channel = secure::accept_with(
         Duplex { reader, writer },
         &keyring.identity,
         mode,
+        cipher,
         &mut OsEntropy,
     )
     .map_err(|e| (TransferError::Secure(e), None))?;
@@ -341,4 +364,67 @@ pub fn secure_receiver(
         peer,
         trusted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aes_gcm_only_when_the_sender_prefers_it_and_this_cpu_has_aes() {
+        let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let aes_here = crate::secure::handshake::hardware_aes();
+        let expected = if aes_here {
+            Cipher::AesGcm
+        } else {
+            Cipher::ChaChaPoly
+        };
+        assert_eq!(choose_cipher(&list(&["aesgcm", "chachapoly"])), expected);
+        assert_eq!(
+            choose_cipher(&list(&["chachapoly", "aesgcm"])),
+            Cipher::ChaChaPoly
+        );
+        assert_eq!(choose_cipher(&[]), Cipher::ChaChaPoly);
+        assert_eq!(choose_cipher(&list(&["rot13"])), Cipher::ChaChaPoly);
+    }
+
+    #[test]
+    fn both_ciphers_carry_data_end_to_end() {
+        use crate::secure::rng::SeededEntropy;
+        use std::io::{Read, Write};
+        for cipher in [Cipher::ChaChaPoly, Cipher::AesGcm] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let receiver = std::thread::spawn(move || {
+                let (tcp, _) = listener.accept().unwrap();
+                let me =
+                    crate::secure::Identity::generate(&mut SeededEntropy::new(b"r"), "r").unwrap();
+                let mut s = secure::accept_with(
+                    tcp,
+                    &me,
+                    secure::Mode::Open,
+                    cipher,
+                    &mut SeededEntropy::new(b"r2"),
+                )
+                .unwrap();
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                got
+            });
+            let me = crate::secure::Identity::generate(&mut SeededEntropy::new(b"s"), "s").unwrap();
+            let tcp = TcpStream::connect(addr).unwrap();
+            let mut s = secure::connect_with(
+                tcp,
+                &me,
+                secure::Mode::Open,
+                cipher,
+                &mut SeededEntropy::new(b"s2"),
+            )
+            .unwrap();
+            let data = vec![7u8; 300_000];
+            s.write_all(&data).unwrap();
+            s.close().unwrap();
+            assert_eq!(receiver.join().unwrap(), data, "{cipher:?}");
+        }
+    }
 }

@@ -259,7 +259,7 @@ fn receiver_kind(msg: &ReceiverMsg) -> &'static str {
         ReceiverMsg::Verified { .. } => "a verified",
         ReceiverMsg::Failed { .. } => "a failed",
         ReceiverMsg::Cancel { .. } => "a cancel",
-        ReceiverMsg::Secure => "a secure ready",
+        ReceiverMsg::Secure { .. } => "a secure go-ahead",
     }
 }
 

@@ -163,12 +163,12 @@ impl Connection<'_> {
         let mut batch_started = None;
         let mut first = true;
         while let Some(msg) = self.read_msg()? {
-            if let SenderMsg::Secure { pairing } = msg {
+            if let SenderMsg::Secure { pairing, ciphers } = msg {
                 if !first {
                     return Err(TransferError::Unexpected("a second secure hello".into()).into());
                 }
                 first = false;
-                self.go_secure(pairing)?;
+                self.go_secure(pairing, &ciphers)?;
                 continue;
             }
             first = false;
@@ -200,7 +200,7 @@ impl Connection<'_> {
 
     /// The sender asked for encryption: the handshake (over the pairing code on offer when
     /// it asked to pair), then everything goes through the secure channel.
-    fn go_secure(&mut self, pairing: bool) -> Result<(), ConnEnd> {
+    fn go_secure(&mut self, pairing: bool, ciphers: &[String]) -> Result<(), ConnEnd> {
         let shared = self.shared;
         let socket = self
             .writer
@@ -218,7 +218,7 @@ impl Connection<'_> {
         // The handshake is held to the header deadline, like any frame.
         let _ = writer.set_read_timeout(Some(shared.config.header_deadline));
         let keyring = shared.config.keyring.as_ref();
-        let secured = secure_receiver(reader, writer, keyring, pairing, || {
+        let secured = secure_receiver(reader, writer, keyring, pairing, ciphers, || {
             match lock(&shared.pairing).as_mut() {
                 Some(pairing) => pairing.begin_try(Instant::now()),
                 None => Err(SecureError::Handshake(
