@@ -50,7 +50,7 @@ fn main() {
     let settings = Settings {
         lang: Some(ferry::app::i18n::Lang::En),
         server_listening: true,
-        server_auto_accept: true,
+        accept_policy: Some(ferry::app::PolicyChoice::Everyone),
         server_bind: "127.0.0.1".into(),
         server_port: "0".into(),
         download_dir: dir.path().to_owned(),

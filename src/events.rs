@@ -65,6 +65,8 @@ pub enum Event {
     Server(ServerEvent),
     Note(NoteEvent),
     Discovery(DiscoveryEvent),
+    /// This device and the devices it trusts (the window's Devices and trust section).
+    Keyring(KeyringEvent),
 }
 
 /// The life of one file, on either side.
@@ -127,7 +129,7 @@ pub enum ServerEvent {
         reason: String,
     },
     /// A Ferry sender offers files and the server asks before accepting: answer with
-    /// `ServerHandle::decide(offer_id, ..)` (the window: `Command::Decide`).
+    /// `ServerHandle::answer(offer_id, ..)` (the window: `Command::Answer`).
     OfferPending(PendingOffer),
     /// A sender typed this server's pairing code: both devices now trust each other.
     Paired {
@@ -136,6 +138,9 @@ pub enum ServerEvent {
         device: String,
         fingerprint: String,
     },
+    /// The pairing code on offer changed: a new code, a try used, or (`None`) no code any
+    /// more (used, expired, burnt or withdrawn).
+    Pairing(Option<PairingOffer>),
     /// The offer was decided, or its sender left: the question is no longer open.
     OfferClosed {
         offer_id: u64,
@@ -171,6 +176,44 @@ pub struct PendingOffer {
     /// Encrypted or not, and from which device ("Accept and trust" is offered when encrypted
     /// and not yet trusted).
     pub security: Security,
+}
+
+/// A pairing code the server offers, as the window shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingOffer {
+    /// The code to read aloud (`NNNN-word-word-word`): a secret while it lives, never logged.
+    pub code: String,
+    /// Handshakes it still allows.
+    pub tries_left: u32,
+    /// When it stops working.
+    pub expires_at: Instant,
+}
+
+/// This device and the devices it trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringEvent {
+    /// This device's name and key fingerprint (at start and after a rename).
+    ThisDevice { name: String, fingerprint: String },
+    /// The trusted devices now: at start and whenever the list changed (a pairing, an
+    /// "Accept and trust", a rename, a forget, or another Ferry process).
+    Trusted(Vec<TrustedPeer>),
+    /// The identity could not be loaded, or a rename or forget failed.
+    Error { reason: String },
+}
+
+/// A trusted device, as the window lists it (a copy of the trust store's row, so this layer
+/// stays below [`crate::secure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedPeer {
+    /// The name it is trusted under (first sent by the peer: hostile text, escape it).
+    pub name: String,
+    pub fingerprint: String,
+    /// Its key: an upload to it by name must meet this key.
+    pub public_key: [u8; 32],
+    /// Where it was last seen, as `host:port`.
+    pub last_address: Option<String>,
+    /// When it was last seen (0: unknown).
+    pub last_seen_unix_secs: u64,
 }
 
 /// Notes (UDP) activity.

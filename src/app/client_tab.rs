@@ -1,4 +1,7 @@
-//! The Client tab: where to send, which files, and how each upload is doing.
+//! The Client tab: where to send (and, to pair, the receiver's code), which files, and how
+//! each upload is doing. A destination picked as a trusted device (from the trusted list, the
+//! Devices list or the recent menu) carries that device's key: the upload is refused if
+//! another device answers at that address.
 
 use std::path::PathBuf;
 
@@ -10,8 +13,9 @@ use super::model::{RowState, TransferRow};
 use super::palette;
 use super::settings::remember;
 use super::table::{RowAction, transfer_table_ui};
-use crate::events::{Direction, TransferId, next_transfer_id};
+use crate::events::{Direction, TransferId, TrustedPeer, next_transfer_id};
 use crate::protocol::Mode;
+use crate::secure::pairing::PairingCode;
 use crate::transfer::{OutgoingFile, SendOptions};
 use crate::worker::Command;
 
@@ -23,6 +27,13 @@ pub struct ClientTab {
     pub rows: Vec<TransferRow>,
     /// Why the last Upload click did nothing, or why a pick failed.
     pub notice: Option<String>,
+    /// The receiver's pairing code as typed (empty: no pairing).
+    pub code: String,
+    /// The trusted device picked as the destination: its address, name and key. Used while
+    /// the destination field still says that address.
+    pub expected: Option<(String, String, [u8; 32])>,
+    /// The trusted devices, as the engine last said.
+    pub trusted: Vec<TrustedPeer>,
 }
 
 impl ClientTab {
@@ -34,7 +45,34 @@ impl ClientTab {
             plain,
             rows: Vec::new(),
             notice: None,
+            code: String::new(),
+            expected: None,
+            trusted: Vec::new(),
         }
+    }
+
+    /// Makes `dest` the destination; if a trusted device was last seen there (or `key` names
+    /// one), the upload will insist on that device's key.
+    pub fn pick_dest(&mut self, dest: String, key: Option<[u8; 32]>) {
+        let device = self.trusted.iter().find(|t| match key {
+            Some(key) => t.public_key == key,
+            None => t.last_address.as_deref() == Some(dest.as_str()),
+        });
+        self.expected = device.map(|t| (dest.clone(), t.name.clone(), t.public_key));
+        self.dest = dest;
+    }
+
+    /// The trusted list's "Send files": its last address, its key.
+    pub fn send_to_trusted(&mut self, device: &TrustedPeer) {
+        if let Some(addr) = &device.last_address {
+            self.pick_dest(addr.clone(), Some(device.public_key));
+        }
+    }
+
+    /// The key the upload to `dest` must meet, when a trusted device was picked there.
+    fn expected_key(&self, dest: &str) -> Option<[u8; 32]> {
+        let (addr, _, key) = self.expected.as_ref()?;
+        (addr == dest).then_some(*key)
     }
 
     /// Adds picked or dropped files (already checked to be files, with their sizes).
@@ -62,22 +100,45 @@ impl ClientTab {
                     )
                     .labelled_by(label.id);
                     if !self.recent.is_empty() {
+                        let mut picked = None;
                         ui.menu_button(tr.get(T::Recent), |ui| {
                             for recent in &self.recent {
                                 if ui.button(recent).clicked() {
-                                    self.dest = recent.clone();
+                                    picked = Some(recent.clone());
                                     ui.close();
                                 }
                             }
                         });
+                        if let Some(dest) = picked {
+                            self.pick_dest(dest, None);
+                        }
                     }
                 });
+                ui.end_row();
+                let label = ui.label(tr.get(T::ClientCode));
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.code)
+                        .desired_width(220.0)
+                        .hint_text("0427-otter-maple-drum"),
+                )
+                .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label(tr.get(T::Message));
                 ui.add(egui::TextEdit::singleline(&mut self.msg).desired_width(320.0))
                     .labelled_by(label.id);
                 ui.end_row();
             });
+        if let Some((_, name, _)) = self
+            .expected
+            .as_ref()
+            .filter(|(addr, ..)| *addr == self.dest.trim())
+        {
+            ui.label(
+                RichText::new(tr.fill(T::SendingToTrusted, &[name]))
+                    .small()
+                    .color(palette::OK),
+            );
+        }
         ui.checkbox(&mut self.plain, tr.get(T::PlainPeer));
         ui.add_space(6.0);
         ui.horizontal(|ui| {
@@ -135,6 +196,17 @@ impl ClientTab {
             return None;
         }
         let mode = if self.plain { Mode::Plain } else { Mode::Ferry };
+        // A code that cannot be one is refused here, before anything is sent.
+        let code = match self.code.trim() {
+            "" => None,
+            typed => match PairingCode::parse(typed) {
+                Ok(code) => Some(code),
+                Err(e) => {
+                    self.notice = Some(tr.fill(T::BadCode, &[&e]));
+                    return None;
+                }
+            },
+        };
         let mut files = Vec::new();
         for row in self.rows.iter_mut().filter(|r| r.state == RowState::Queued) {
             let Some(path) = row.path.clone() else {
@@ -152,9 +224,15 @@ impl ClientTab {
         }
         self.notice = None;
         remember(&mut self.recent, &dest);
-        let mut opts = SendOptions::new(dest);
+        let mut opts = SendOptions::new(dest.clone());
         opts.msg = self.msg.clone();
         opts.mode = mode;
+        opts.expect_key = self.expected_key(&dest);
+        // A code is good for one pairing: the next upload goes without it.
+        if code.is_some() {
+            self.code.clear();
+        }
+        opts.code = code;
         Some(Action::Engine(Command::Send {
             opts: Box::new(opts),
             files,
@@ -168,13 +246,15 @@ impl ClientTab {
         let row = self.rows.iter_mut().find(|r| r.id == id && r.retryable())?;
         let (path, dest) = (row.path.clone()?, row.dest.clone()?);
         row.restart(next_transfer_id());
-        let mut opts = SendOptions::new(dest);
+        let mut opts = SendOptions::new(dest.clone());
         opts.msg = row.msg.clone();
         opts.mode = row.mode;
+        let (id, expect_key) = (row.id, self.expected_key(&dest));
+        opts.expect_key = expect_key;
         self.notice = None;
         Some(Action::Engine(Command::Send {
             opts: Box::new(opts),
-            files: vec![OutgoingFile { id: row.id, path }],
+            files: vec![OutgoingFile { id, path }],
         }))
     }
 

@@ -30,6 +30,8 @@ pub enum DiscoveryStatus {
 pub struct Pick {
     pub dest: String,
     pub note_peer: String,
+    /// A trusted device's fingerprint: the upload then insists on its key.
+    pub trusted: Option<String>,
 }
 
 pub struct DevicesPanel {
@@ -228,7 +230,9 @@ impl DevicesPanel {
                         .on_hover_text(&device.fingerprint)
                         .clicked();
                     if let (true, Some(addr)) = (clicked, device.addr) {
-                        pick = Some(pick_device(addr, device.udp_port));
+                        let mut picked = pick_device(addr, device.udp_port);
+                        picked.trusted = device.trusted.then(|| device.fingerprint.clone());
+                        pick = Some(picked);
                     }
                     ui.label(tr.get(if device.trusted {
                         T::Trusted
@@ -259,6 +263,7 @@ impl DevicesPanel {
                         pick = Some(Pick {
                             dest: favourite.clone(),
                             note_peer: favourite.clone(),
+                            trusted: None,
                         });
                     }
                     ui.label("-");
@@ -319,6 +324,7 @@ fn pick_device(addr: SocketAddr, udp_port: u16) -> Pick {
     Pick {
         dest: addr.to_string(),
         note_peer: note.to_string(),
+        trusted: None,
     }
 }
 

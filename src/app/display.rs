@@ -6,8 +6,8 @@
 //! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
 
 use crate::events::{
-    DiscoveryEvent, Event, Failure, NoteEvent, PendingOffer, Security, SeenDevice, ServerEvent,
-    TransferEvent,
+    DiscoveryEvent, Event, Failure, KeyringEvent, NoteEvent, PendingOffer, Security, SeenDevice,
+    ServerEvent, TransferEvent, TrustedPeer,
 };
 use crate::protocol::{escape_line, escape_note};
 
@@ -137,6 +137,27 @@ pub fn display_safe(event: Event) -> Event {
         Event::Discovery(DiscoveryEvent::Announcing { name }) => {
             Event::Discovery(DiscoveryEvent::Announcing { name: line(name) })
         }
+        // Names in the trust store were first sent by the peers; this device's name is in a
+        // file anyone with access to the config folder may have edited.
+        Event::Keyring(KeyringEvent::ThisDevice { name, fingerprint }) => {
+            Event::Keyring(KeyringEvent::ThisDevice {
+                name: line(name),
+                fingerprint: line(fingerprint),
+            })
+        }
+        Event::Keyring(KeyringEvent::Trusted(trusted)) => Event::Keyring(KeyringEvent::Trusted(
+            trusted
+                .into_iter()
+                .map(|t| TrustedPeer {
+                    name: line(t.name),
+                    last_address: t.last_address.map(line),
+                    ..t
+                })
+                .collect(),
+        )),
+        Event::Keyring(KeyringEvent::Error { reason }) => Event::Keyring(KeyringEvent::Error {
+            reason: line(reason),
+        }),
         other => other,
     }
 }

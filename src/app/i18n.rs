@@ -115,10 +115,34 @@ texts! {
     OpenFolder => "Open folder", "打开文件夹";
     InvalidPort => "Port must be a number from 0 to 65535", "端口必须是 0 到 65535 之间的数字";
     InvalidBind => "Bind address must be an IP address such as 0.0.0.0", "绑定地址必须是 IP 地址，例如 0.0.0.0";
-    AutoAccept => "Accept uploads without asking", "自动接收上传，不询问";
     IdleTimeout => "Idle timeout (seconds)", "空闲超时（秒）";
     InvalidIdleTimeout => "Idle timeout must be a whole number of seconds from 1 to 86400", "空闲超时必须是 1 到 86400 之间的整数秒";
-    PlainAutoAccept => "Plain (non-Ferry) senders cannot be asked, so their files are accepted (unverified) while “{}” is on, and refused while it is off.", "普通（非 Ferry）发送方无法询问：“{}”开启时，其文件会被直接接收（不校验）；关闭时会被拒绝。";
+    PolicyAsk => "Ask me", "询问我";
+    PolicyTrusted => "Trusted devices without asking", "受信任设备无需询问";
+    PolicyEveryone => "Everyone without asking", "所有人，无需询问";
+    PolicyHint => "Plain (non-Ferry) senders can be neither asked nor encrypted: they are accepted (unverified) only under “Everyone without asking”, and refused otherwise.", "普通（非 Ferry）发送方既无法询问也无法加密：只有选择“所有人，无需询问”时才会接收其文件（不校验），否则拒收。";
+
+    // This device, pairing and trusted devices (Server tab)
+    Fingerprint => "Fingerprint", "指纹";
+    RenameDevice => "Rename", "重命名";
+    NewName => "New name", "新名称";
+    Save => "Save", "保存";
+    PairWithCode => "Pair with code", "用配对码配对";
+    PairListenFirst => "Start listening to pair with a code.", "开始监听后才能用配对码配对。";
+    PairingCode => "Pairing code", "配对码";
+    PairingLeft => "expires in {} · {} tries left", "{} 后过期 · 还剩 {} 次尝试";
+    PairingHint => "Type this code into the other Ferry's pairing code field (next to its destination), then send: both devices then trust each other.", "在另一台 Ferry 的配对码栏（目标地址旁）输入此码后发送：两台设备随即互相信任。";
+    WithdrawCode => "Withdraw code", "撤销配对码";
+    PairedWith => "Paired with {} ({})", "已与 {} 配对（{}）";
+    TrustedDevices => "Trusted devices", "受信任的设备";
+    NoTrusted => "No trusted devices yet: pair with a code, or answer an offer with “Accept and trust”.", "还没有受信任的设备：请用配对码配对，或在收到文件时选择“接受并信任”。";
+    ColLastAddress => "Last address", "最近地址";
+    SendFiles => "Send files", "发送文件";
+    Forget => "Forget", "忘记";
+    MinutesAgo => "{} min ago", "{} 分钟前";
+    HoursAgo => "{} h ago", "{} 小时前";
+    DaysAgo => "{} d ago", "{} 天前";
+    KeyringError => "Devices: {}", "设备：{}";
 
     // Accept-or-decline prompt
     OfferTitle => "Incoming files", "收到文件";
@@ -129,6 +153,9 @@ texts! {
     OfferMore => "{} more files are not listed: each will be asked about when it arrives", "另有 {} 个文件未列出：每个文件到达时会再次询问";
     OfferQueue => "{} more offers waiting", "另有 {} 个请求在等待";
     Accept => "Accept", "接受";
+    AcceptAndTrust => "Accept and trust", "接受并信任";
+    OfferFingerprint => "Fingerprint: {}", "指纹：{}";
+    OfferUntrusted => "Not a trusted device yet: compare the fingerprint with the sender before “Accept and trust”.", "尚未受信任：选择“接受并信任”前，请与发送方核对指纹。";
     Decline => "Decline", "拒绝";
 
     // Table columns
@@ -153,7 +180,7 @@ texts! {
     StateCancelledByPeer => "cancelled by peer", "对方已取消";
     StateDeclined => "declined: {}", "已拒绝：{}";
     FailRefused => "refused", "已拒收";
-    FailRefusedPlain => "refused: plain senders cannot be asked (not encrypted); to take their files, set “Accept” to “Everyone without asking”", "已拒收：无法询问普通（非 Ferry）发送方（未加密）；如要接收，请把“接收”设为“所有人，无需询问”";
+    FailRefusedPlain => "refused: plain senders cannot be asked (not encrypted); to take their files, set “When files arrive” to “Everyone without asking”", "已拒收：无法询问普通（非 Ferry）发送方（未加密）；如要接收，请把“收到文件时”设为“所有人，无需询问”";
     FailRefusedNotEncrypted => "refused: encryption is required and plain senders cannot encrypt", "已拒收：要求加密，而普通发送方无法加密";
     FailRefusedNotTrusted => "refused: only trusted devices are accepted (pair with a code first)", "已拒收：只接收受信任的设备（请先用配对码配对）";
     FailRefusedByUser => "refused: declined here", "已拒收：本机已拒绝";
@@ -183,6 +210,9 @@ texts! {
     ChooseFiles => "Choose files…", "选择文件…";
     DropHint => "…or drop files onto this window", "……或把文件拖到此窗口";
     Message => "Message", "留言";
+    ClientCode => "Pairing code (when the receiver shows one)", "配对码（接收方显示时填写）";
+    BadCode => "Pairing code: {}", "配对码：{}";
+    SendingToTrusted => "Sending to the trusted device {}: any other device at this address is refused.", "发送到受信任的设备 {}：此地址上的其他设备会被拒绝。";
     PlainPeer => "Plain peer (original protocol, no verification)", "普通对方（原始协议，不校验）";
     Upload => "Upload", "上传";
     Cancel => "Cancel", "取消";

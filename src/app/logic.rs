@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use super::file_browser::{BrowseFor, Chosen};
 use super::i18n::{T, Tr};
-use super::{Action, FerryApp, RowState, ServerStatus, TransferRow, display};
+use super::{Action, FerryApp, RowState, ServerStatus, Tab, TransferRow, display};
 use crate::events::{
-    Direction, DiscoveryEvent, Event, FailureKind, NoteEvent, ServerEvent, TransferEvent,
+    Direction, DiscoveryEvent, Event, FailureKind, KeyringEvent, NoteEvent, ServerEvent,
+    TransferEvent,
 };
 
 /// How much of a note a notification shows.
@@ -106,8 +107,25 @@ impl FerryApp {
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 log::warn!("{peer}: {reason}");
             }
-            Event::Server(ServerEvent::Paired { peer, device, .. }) => {
+            Event::Server(ServerEvent::Paired {
+                peer,
+                device,
+                fingerprint,
+            }) => {
                 log::info!("{peer}: paired with {device}");
+                // The code is used up; the engine's `Pairing(None)` follows within a second.
+                self.server.trust.pairing = None;
+                self.server.trust.paired = Some((device, fingerprint));
+            }
+            Event::Server(ServerEvent::Pairing(offer)) => self.server.trust.pairing = offer,
+            Event::Keyring(event) => {
+                if let KeyringEvent::Trusted(trusted) = &event {
+                    self.client.trusted = trusted.clone();
+                }
+                if let KeyringEvent::ThisDevice { name, .. } = &event {
+                    self.server.device_name = name.clone();
+                }
+                self.server.trust.apply(event);
             }
             Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
                 log::info!("removed old partial files: {names:?}");
@@ -205,6 +223,10 @@ impl FerryApp {
     pub(super) fn apply(&mut self, action: Action) {
         match action {
             Action::Engine(command) => self.worker.send(command),
+            Action::SendTo(device) => {
+                self.client.send_to_trusted(&device);
+                self.tab = Tab::Client;
+            }
             Action::PickFiles if !self.picker.system_dialog_available() => {
                 self.open_browser(BrowseFor::Files)
             }

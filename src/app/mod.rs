@@ -37,6 +37,7 @@ mod palette;
 mod server_tab;
 mod settings;
 mod table;
+mod trust_panel;
 mod ui;
 
 use std::sync::Arc;
@@ -54,7 +55,8 @@ pub use notes_panel::{NotesPanel, NotesStatus};
 pub use notify::{DesktopNotifier, NoNotifier, Notifier};
 pub use offers::OfferPrompt;
 pub use server_tab::{ServerStatus, ServerTab};
-pub use settings::{Picker, RfdPicker, Settings, ThemeChoice, default_download_dir};
+pub use settings::{Picker, PolicyChoice, RfdPicker, Settings, ThemeChoice, default_download_dir};
+pub use trust_panel::TrustPanel;
 
 use i18n::Lang;
 use logic::UiMsg;
@@ -78,6 +80,8 @@ pub enum Action {
     Engine(Command),
     PickFiles,
     PickFolder,
+    /// Send files to a trusted device (from the trusted list): its last address, its key.
+    SendTo(crate::events::TrustedPeer),
 }
 
 pub struct FerryApp {
@@ -127,6 +131,7 @@ impl FerryApp {
             .clone()
             .or_else(crate::secure::identity::default_config_dir);
         let worker = Worker::spawn_in(sink, config_dir)?;
+        let policy = settings.policy();
         let (ui_tx, ui_rx) = crossbeam_channel::unbounded();
         let mut app = Self {
             lang: settings.lang.unwrap_or_else(Lang::from_system),
@@ -136,7 +141,7 @@ impl FerryApp {
                 settings.server_bind,
                 settings.server_port,
                 settings.download_dir,
-                settings.server_auto_accept,
+                policy,
                 settings.server_idle_timeout_secs,
             ),
             client: ClientTab::new(
@@ -165,6 +170,7 @@ impl FerryApp {
             picker,
             ctx: ctx.clone(),
         };
+        app.apply(Action::Engine(Command::ShowKeyring));
         // Before the server starts, so a server that listens at once is announced.
         app.apply(Action::Engine(Command::SetDiscovery(app.devices.setup())));
         if let Some(action) = app.notes.listen() {
@@ -209,7 +215,8 @@ impl FerryApp {
                 ServerStatus::Listening(_) | ServerStatus::Starting
             ),
             download_dir: self.server.dir.clone(),
-            server_auto_accept: self.server.auto_accept,
+            accept_policy: Some(self.server.policy),
+            server_auto_accept: None,
             server_idle_timeout_secs: self.server.idle_timeout_secs.clone(),
             notes_port: self.notes.port.clone(),
             notes_open: self.notes_open,

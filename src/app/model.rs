@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::events::{TransferEvent, TransferId};
+use crate::events::{Security, TransferEvent, TransferId};
 use crate::protocol::Mode;
 
 /// Where a row stands.
@@ -51,6 +51,8 @@ pub struct TransferRow {
     pub state: RowState,
     /// Outgoing and active: the receiver is asking its user (no bytes move yet).
     pub awaiting_decision: bool,
+    /// Encrypted or not, and with which device (`None` until the transfer started).
+    pub security: Option<Security>,
     speed: SpeedMeter,
 }
 
@@ -74,6 +76,7 @@ impl TransferRow {
             bytes_done: 0,
             state: RowState::Queued,
             awaiting_decision: false,
+            security: None,
             speed: SpeedMeter::default(),
         }
     }
@@ -88,6 +91,7 @@ impl TransferRow {
             bytes_total,
             mode,
             msg,
+            security,
             ..
         } = event
         else {
@@ -106,6 +110,7 @@ impl TransferRow {
             bytes_done: 0,
             state: RowState::Active,
             awaiting_decision: false,
+            security: Some(security.clone()),
             speed: SpeedMeter::default(),
         })
     }
@@ -118,9 +123,11 @@ impl TransferRow {
                 saved_as,
                 bytes_total,
                 mode,
+                security,
                 ..
             } => {
                 self.peer = Some(*peer);
+                self.security = Some(security.clone());
                 if saved_as.is_some() {
                     self.saved_as = saved_as.clone();
                 }
@@ -177,6 +184,7 @@ impl TransferRow {
         self.saved_as = None;
         self.bytes_done = 0;
         self.state = RowState::Active;
+        self.security = None;
         self.speed = SpeedMeter::default();
     }
 

@@ -220,7 +220,7 @@ impl NotesPanel {
 }
 
 /// "encrypted · DEVICE", or "not encrypted" in a colour that stands out.
-fn security_mark(ui: &mut Ui, security: &Security, tr: Tr) {
+pub(super) fn security_mark(ui: &mut Ui, security: &Security, tr: Tr) {
     match security {
         Security::Encrypted {
             device,

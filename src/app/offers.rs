@@ -1,6 +1,8 @@
-//! The accept-or-decline prompt. With auto-accept off, the server holds each Ferry sender's
-//! upload until the user answers ([`ServerEvent::OfferPending`]); the offers wait here, oldest
-//! first, and the prompt shows the oldest one. An offer leaves the queue when the user
+//! The accept-or-decline prompt. Unless the accept policy takes it without asking, the server
+//! holds each Ferry sender's upload until the user answers ([`ServerEvent::OfferPending`]); the
+//! offers wait here, oldest first, and the prompt shows the oldest one: who sent it (an
+//! encrypted offer shows the device's name and fingerprint and adds "Accept and trust"; a
+//! plain one says "not encrypted"), what, and the buttons. An offer leaves the queue when the user
 //! answers or when the engine closes it ([`ServerEvent::OfferClosed`]: timed out, the sender
 //! left, the server stopped).
 //!
@@ -12,7 +14,8 @@ use egui::{RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::model::format_bytes;
-use crate::events::PendingOffer;
+use crate::events::{PendingOffer, Security};
+use crate::transfer::Decision;
 use crate::worker::Command;
 
 /// How tall the list of names may grow before it scrolls.
@@ -40,26 +43,41 @@ impl OfferPrompt {
     pub fn show(&mut self, ctx: &egui::Context, tr: Tr) -> Option<Action> {
         let offer = self.pending.first()?;
         let waiting = self.pending.len() - 1;
-        let mut accept = None;
+        let mut decision = None;
         egui::Window::new(tr.get(T::OfferTitle))
             .id(egui::Id::unique("offer_prompt"))
             .collapsible(false)
             .resizable(false)
             .anchor(egui::Align2::CENTER_TOP, [0.0, 96.0])
             .show(ctx, |ui| {
-                accept = offer_ui(ui, tr, offer, waiting);
+                decision = offer_ui(ui, tr, offer, waiting);
             });
-        let accept = accept?;
+        let decision = decision?;
         let offer_id = offer.offer_id;
         // Gone at once; the engine's `OfferClosed` that follows finds nothing to remove.
         self.close(offer_id);
-        Some(Action::Engine(Command::Decide { offer_id, accept }))
+        Some(Action::Engine(Command::Answer { offer_id, decision }))
     }
 }
 
-/// The offer's details and its two buttons; `Some(accept)` once one is clicked.
-fn offer_ui(ui: &mut Ui, tr: Tr, offer: &PendingOffer, waiting: usize) -> Option<bool> {
+/// The offer's details and its buttons; the decision once one is clicked.
+fn offer_ui(ui: &mut Ui, tr: Tr, offer: &PendingOffer, waiting: usize) -> Option<Decision> {
     ui.label(RichText::new(tr.fill(T::OfferFrom, &[&offer.offer_id, &offer.peer])).strong());
+    super::notes_panel::security_mark(ui, &offer.security, tr);
+    let untrusted = match &offer.security {
+        Security::Encrypted {
+            fingerprint,
+            trusted,
+            ..
+        } => {
+            ui.label(RichText::new(tr.fill(T::OfferFingerprint, &[fingerprint])).monospace());
+            if !trusted {
+                ui.label(RichText::new(tr.get(T::OfferUntrusted)).small().weak());
+            }
+            !trusted
+        }
+        Security::Plain => false,
+    };
     ui.label(tr.fill(T::OfferCount, &[&offer.count]));
     ui.label(tr.fill(T::OfferSize, &[&format_bytes(offer.bytes as f64)]));
     if !offer.msg.is_empty() {
@@ -96,10 +114,14 @@ fn offer_ui(ui: &mut Ui, tr: Tr, offer: &PendingOffer, waiting: usize) -> Option
             .button(RichText::new(tr.get(T::Accept)).strong())
             .clicked()
         {
-            decision = Some(true);
+            decision = Some(Decision::Accept);
+        }
+        // Only an encrypted sender has a key to trust.
+        if untrusted && ui.button(tr.get(T::AcceptAndTrust)).clicked() {
+            decision = Some(Decision::AcceptAndTrust);
         }
         if ui.button(tr.get(T::Decline)).clicked() {
-            decision = Some(false);
+            decision = Some(Decision::Decline);
         }
     });
     decision
@@ -175,9 +197,9 @@ mod tests {
         harness.run();
         assert!(matches!(
             harness.state().actions[..],
-            [Action::Engine(Command::Decide {
+            [Action::Engine(Command::Answer {
                 offer_id: 7,
-                accept: false
+                decision: Decision::Decline
             })]
         ));
         // The next offer shows, and it lists all its names.
@@ -193,9 +215,9 @@ mod tests {
         harness.run();
         assert!(matches!(
             harness.state().actions[1..],
-            [Action::Engine(Command::Decide {
+            [Action::Engine(Command::Answer {
                 offer_id: 8,
-                accept: true
+                decision: Decision::Accept
             })]
         ));
         assert!(harness.query_by_label("Accept").is_none(), "no offer left");

@@ -1,5 +1,6 @@
-//! The Server tab: listening or not, this device's name and addresses, where files go and
-//! whether to ask first; bind address, port and idle timeout under "Advanced"; and what arrives.
+//! The Server tab: listening or not, this device's addresses, where files go and whose uploads
+//! are taken without asking (the accept policy); this device, pairing and the trusted devices
+//! ([`TrustPanel`]); bind address, port and idle timeout under "Advanced"; and what arrives.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -12,7 +13,9 @@ use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
 use super::offers::OfferPrompt;
 use super::palette;
+use super::settings::PolicyChoice;
 use super::table::{RowAction, transfer_table_ui};
+use super::trust_panel::TrustPanel;
 use crate::events::Direction;
 use crate::transfer::ServerConfig;
 use crate::worker::Command;
@@ -31,8 +34,9 @@ pub struct ServerTab {
     pub bind: String,
     pub port: String,
     pub dir: PathBuf,
-    /// Accept offers without asking; when off, offers wait in [`ServerTab::offers`].
-    pub auto_accept: bool,
+    /// Whose offers are taken without asking; the others wait in [`ServerTab::offers`] (or,
+    /// from plain senders, are refused).
+    pub policy: PolicyChoice,
     /// The idle timeout field as typed (seconds).
     pub idle_timeout_secs: String,
     pub status: ServerStatus,
@@ -44,8 +48,10 @@ pub struct ServerTab {
     input_error: Option<T>,
     /// The last removal of old partials: how many files and bytes.
     pub expired: Option<(usize, u64)>,
-    /// This device's name as others see it (the host name).
+    /// This device's name as others see it (the host name until the engine says).
     pub device_name: String,
+    /// This device, pairing and the trusted devices.
+    pub trust: TrustPanel,
 }
 
 /// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
@@ -53,27 +59,18 @@ pub struct ServerTab {
 const IDLE_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 impl ServerTab {
-    /// The accept policy the server runs with.
-    pub fn policy(&self) -> crate::transfer::AcceptPolicy {
-        if self.auto_accept {
-            crate::transfer::AcceptPolicy::Everyone
-        } else {
-            crate::transfer::AcceptPolicy::Ask
-        }
-    }
-
     pub fn new(
         bind: String,
         port: String,
         dir: PathBuf,
-        auto_accept: bool,
+        policy: PolicyChoice,
         idle_timeout_secs: String,
     ) -> Self {
         Self {
             bind,
             port,
             dir,
-            auto_accept,
+            policy,
             idle_timeout_secs,
             status: ServerStatus::Stopped,
             reachable: Vec::new(),
@@ -82,6 +79,7 @@ impl ServerTab {
             input_error: None,
             expired: None,
             device_name: crate::secure::identity::default_device_name(),
+            trust: TrustPanel::default(),
         }
     }
 
@@ -137,10 +135,6 @@ impl ServerTab {
             .num_columns(2)
             .spacing([10.0, 8.0])
             .show(ui, |ui| {
-                let label = ui.label(tr.get(T::ThisDevice));
-                ui.label(RichText::new(&self.device_name).strong())
-                    .labelled_by(label.id);
-                ui.end_row();
                 if self.is_listening() {
                     ui.label(tr.get(T::ReachableAt));
                     ui.horizontal_wrapped(|ui| {
@@ -167,19 +161,23 @@ impl ServerTab {
                 ui.end_row();
                 ui.label(tr.get(T::AcceptPolicy));
                 // Applies at once: a running server is told, a later start takes it along.
-                if ui
-                    .checkbox(&mut self.auto_accept, tr.get(T::AutoAccept))
-                    .changed()
-                {
-                    actions.push(Action::Engine(Command::SetPolicy(self.policy())));
-                }
+                ui.horizontal_wrapped(|ui| {
+                    for (choice, text) in PolicyChoice::ALL.into_iter().zip([
+                        T::PolicyAsk,
+                        T::PolicyTrusted,
+                        T::PolicyEveryone,
+                    ]) {
+                        if ui
+                            .radio_value(&mut self.policy, choice, tr.get(text))
+                            .changed()
+                        {
+                            actions.push(Action::Engine(Command::SetPolicy(choice.policy())));
+                        }
+                    }
+                });
                 ui.end_row();
             });
-        ui.label(
-            RichText::new(tr.fill(T::PlainAutoAccept, &[&tr.get(T::AutoAccept)]))
-                .small()
-                .weak(),
-        );
+        ui.label(RichText::new(tr.get(T::PolicyHint)).small().weak());
         if let Some((count, bytes)) = self.expired {
             ui.label(
                 RichText::new(tr.fill(T::PartialsExpired, &[&count, &bytes]))
@@ -187,6 +185,10 @@ impl ServerTab {
                     .weak(),
             );
         }
+        ui.separator();
+        let (trust_actions, send_to) = self.trust.ui(ui, tr, self.is_listening());
+        actions.extend(trust_actions);
+        actions.extend(send_to.map(Action::SendTo));
         egui::CollapsingHeader::new(tr.get(T::Advanced))
             .id_salt("server_advanced")
             .default_open(false)
@@ -286,7 +288,7 @@ impl ServerTab {
         self.status = ServerStatus::Starting;
         let mut config = ServerConfig::new(bind, port, self.dir.clone());
         config.idle_timeout = Duration::from_secs(idle_timeout_secs);
-        config.policy = self.policy();
+        config.policy = self.policy.policy();
         Some(Action::Engine(Command::StartServer(Box::new(config))))
     }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::i18n::Lang;
 pub use crate::defaults::default_download_dir;
 use crate::defaults::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PORT};
+use crate::transfer::AcceptPolicy;
 
 /// How many recent destinations the client offers.
 pub const MAX_RECENT: usize = 8;
@@ -26,9 +27,14 @@ pub struct Settings {
     /// The server was listening when the window closed: listen again on start.
     pub server_listening: bool,
     pub download_dir: PathBuf,
-    /// Accept offers without asking (the original's behaviour); when off, Ferry senders
-    /// wait for the user's answer and plain senders are refused.
-    pub server_auto_accept: bool,
+    /// Whose uploads are taken without asking (`None`: not chosen yet, see
+    /// [`Settings::policy`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_policy: Option<PolicyChoice>,
+    /// The checkbox older versions had ("Accept uploads without asking"): only read, so an
+    /// old `true` means Everyone and `false` Ask; never written again.
+    #[serde(skip_serializing)]
+    pub server_auto_accept: Option<bool>,
     /// The idle timeout field as typed (seconds); checked when the server starts.
     pub server_idle_timeout_secs: String,
     pub notes_port: String,
@@ -54,6 +60,48 @@ pub struct Settings {
     /// parallel tests never hear each other.
     #[serde(skip)]
     pub discovery_port: Option<u16>,
+}
+
+/// Whose uploads the server takes without asking (the window's three choices; the engine's
+/// [`AcceptPolicy`] has a fourth, "trusted only", for the CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum PolicyChoice {
+    /// Ask about every upload; plain senders (who cannot be asked) are refused.
+    Ask,
+    /// Trusted devices without asking; other Ferry devices are asked, plain senders refused.
+    #[default]
+    Trusted,
+    /// Everyone without asking, plain senders included (the original's behaviour).
+    Everyone,
+}
+
+impl PolicyChoice {
+    pub const ALL: [PolicyChoice; 3] = [
+        PolicyChoice::Ask,
+        PolicyChoice::Trusted,
+        PolicyChoice::Everyone,
+    ];
+
+    pub fn policy(self) -> AcceptPolicy {
+        match self {
+            PolicyChoice::Ask => AcceptPolicy::Ask,
+            PolicyChoice::Trusted => AcceptPolicy::Trusted,
+            PolicyChoice::Everyone => AcceptPolicy::Everyone,
+        }
+    }
+}
+
+impl Settings {
+    /// The accept policy: as chosen, else as an old settings file's checkbox said, else the
+    /// default for new settings (trusted devices without asking).
+    pub fn policy(&self) -> PolicyChoice {
+        match (self.accept_policy, self.server_auto_accept) {
+            (Some(choice), _) => choice,
+            (None, Some(true)) => PolicyChoice::Everyone,
+            (None, Some(false)) => PolicyChoice::Ask,
+            (None, None) => PolicyChoice::default(),
+        }
+    }
 }
 
 /// The window's colours: the system's light/dark setting, or a fixed one.
@@ -84,13 +132,13 @@ impl Default for Settings {
             server_bind: "0.0.0.0".into(),
             server_port: DEFAULT_PORT.to_string(),
             // Ferry receives from the first start, as LocalSend users expect; the Server tab
-            // says so and has the Stop button first. Until trusted devices decide who may
-            // send without asking (the secure issue), a listening window asks first: nobody
-            // on the LAN can drop files in unannounced. Plain senders, which cannot be asked,
-            // are refused with a row saying how to allow them.
+            // says so and has the Stop button first. Trusted devices send without asking,
+            // others are asked: nobody on the LAN can drop files in unannounced. Plain
+            // senders, which cannot be asked, are refused with a row saying how to allow them.
             server_listening: true,
             download_dir: default_download_dir(),
-            server_auto_accept: false,
+            accept_policy: None,
+            server_auto_accept: None,
             server_idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS.to_string(),
             notes_port: DEFAULT_PORT.to_string(),
             notes_open: true,
@@ -217,14 +265,37 @@ mod tests {
         let settings: Settings = serde_json::from_str(r#"{"server_port":"9000"}"#).unwrap();
         assert_eq!(settings.server_port, "9000");
         assert_eq!(settings.notes_port, DEFAULT_PORT.to_string());
-        assert!(
-            !settings.server_auto_accept,
-            "a window that listens from the first start asks before accepting"
+        assert_eq!(
+            settings.policy(),
+            PolicyChoice::Trusted,
+            "a window that listens from the first start asks all but trusted devices"
         );
         assert_eq!(settings.server_idle_timeout_secs, "30");
         assert!(settings.notifications, "notifications default on");
         assert_eq!(settings.theme, ThemeChoice::System);
         assert!(settings.discovery, "devices are found unless turned off");
         assert!(settings.favourites.is_empty());
+    }
+
+    #[test]
+    fn the_old_checkbox_still_reads_and_the_choice_is_written_instead() {
+        let old = |json: &str| serde_json::from_str::<Settings>(json).unwrap().policy();
+        assert_eq!(
+            old(r#"{"server_auto_accept":true}"#),
+            PolicyChoice::Everyone
+        );
+        assert_eq!(old(r#"{"server_auto_accept":false}"#), PolicyChoice::Ask);
+        assert_eq!(
+            old(r#"{"server_auto_accept":true,"accept_policy":"Trusted"}"#),
+            PolicyChoice::Trusted
+        );
+        let saved = Settings {
+            accept_policy: Some(PolicyChoice::Ask),
+            server_auto_accept: Some(true),
+            ..Settings::default()
+        };
+        let json = serde_json::to_string(&saved).unwrap();
+        assert!(!json.contains("server_auto_accept"), "{json}");
+        assert_eq!(old(&json), PolicyChoice::Ask);
     }
 }

@@ -91,7 +91,13 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
             }
         });
     }
-    ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
+    // Who is on the other end: the address, and encrypted with which device or not.
+    ui.horizontal(|ui| {
+        ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
+        if let Some(security) = &row.security {
+            super::notes_panel::security_mark(ui, security, tr);
+        }
+    });
     // The message was escaped to one line as it arrived (display.rs); cut at the column.
     ui.horizontal(|ui| {
         ui.set_max_width(MESSAGE_COLUMN_WIDTH);

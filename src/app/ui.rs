@@ -91,7 +91,12 @@ impl FerryApp {
             .map(|addr| format!("ferry://{addr}"));
         let (actions, pick) = self.devices.ui(ui, tr, link);
         if let Some(pick) = pick {
-            self.client.dest = pick.dest;
+            let key = pick.trusted.and_then(|fingerprint| {
+                let trusted = self.client.trusted.iter();
+                let mut same = trusted.filter(|t| t.fingerprint == fingerprint);
+                same.next().map(|t| t.public_key)
+            });
+            self.client.pick_dest(pick.dest, key);
             self.notes.peer = pick.note_peer;
         }
         ui.separator();

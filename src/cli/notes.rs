@@ -281,7 +281,11 @@ fn print_event(event: Event) -> anyhow::Result<()> {
             escape_line(&reason)
         )),
         Event::Note(NoteEvent::Dropped { count }) => print_line(&dropped_line(count)),
-        Event::Note(_) | Event::Transfer(_) | Event::Server(_) | Event::Discovery(_) => Ok(()),
+        Event::Note(_)
+        | Event::Transfer(_)
+        | Event::Server(_)
+        | Event::Discovery(_)
+        | Event::Keyring(_) => Ok(()),
     }
 }
 

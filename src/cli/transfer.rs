@@ -500,7 +500,7 @@ impl Bars {
                     names.join(", ")
                 ));
             }
-            Event::Server(_) | Event::Note(_) | Event::Discovery(_) => {}
+            Event::Server(_) | Event::Note(_) | Event::Discovery(_) | Event::Keyring(_) => {}
         }
     }
 }

@@ -181,6 +181,21 @@ fn seen(device: &Device) -> SeenDevice {
     }
 }
 
+/// Runs [`check`] on a thread of its own and sends its lines as `DiscoveryEvent::Checked`.
+pub(super) fn spawn_check(seams: &super::Seams, sink: &EventSink, choice: Choice, target: String) {
+    let sink = sink.clone();
+    let spawned = (seams.spawner)(
+        "ferry-doctor",
+        Box::new(move || {
+            let lines = check(&target, &choice);
+            sink.emit(Event::Discovery(DiscoveryEvent::Checked { target, lines }));
+        }),
+    );
+    if let Err(e) = spawned {
+        log::warn!("cannot start a thread to check an address: {e}");
+    }
+}
+
 /// The doctor's check of a typed address (blocks up to [`CHECK_TIMEOUT`]): run it off the
 /// engine thread.
 pub(super) fn check(target: &str, choice: &Choice) -> Vec<String> {
@@ -191,6 +206,25 @@ pub(super) fn check(target: &str, choice: &Choice) -> Vec<String> {
         }
         Err(e) => vec![e],
     }
+}
+
+/// The addresses a sender on the LAN can type: every non-loopback interface address when
+/// bound to all interfaces, otherwise the bound address.
+pub(super) fn reachable_addrs(bind: IpAddr, port: u16) -> Vec<SocketAddr> {
+    if !bind.is_unspecified() {
+        return vec![SocketAddr::new(bind, port)];
+    }
+    let mut addrs: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|iface| iface.ip())
+        .filter(|ip| !ip.is_loopback() && ip.is_ipv4() == bind.is_ipv4())
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
 }
 
 #[cfg(test)]

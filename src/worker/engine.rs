@@ -7,7 +7,7 @@
 //! else is slow. Work that cannot be started is reported as failed, never left "active".
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -15,10 +15,12 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::Seams;
 use super::discovery::{self, DiscoverySetup, Running};
+use super::keyring::{self, Watch};
 use crate::events::{
-    CancelToken, DiscoveryEvent, Event, EventSink, Failure, FailureKind, NoteEvent, ServerEvent,
-    TransferEvent, TransferId,
+    CancelToken, Event, EventSink, Failure, FailureKind, NoteEvent, ServerEvent, TransferEvent,
+    TransferId,
 };
 use crate::notes::{NotesConfig, NotesError, NotesHandle};
 use crate::protocol::check_note;
@@ -61,6 +63,18 @@ pub enum Command {
     /// The doctor's reachability check of a typed `HOST:PORT`; answered by
     /// `DiscoveryEvent::Checked`.
     CheckAddress(String),
+    /// Load this device's identity and trusted devices and show them (`KeyringEvent`s).
+    ShowKeyring,
+    /// Rename this device (kept in the config folder, announced from now on).
+    RenameDevice(String),
+    /// Rename a trusted device.
+    RenameTrusted { old: String, new: String },
+    /// Forget a trusted device: its next upload is first contact again.
+    ForgetTrusted(String),
+    /// Offer a fresh pairing code on the server; answered by `ServerEvent::Pairing`.
+    StartPairing,
+    /// Withdraw the pairing code.
+    StopPairing,
 }
 
 /// How often the device list is looked at (and sent to the window when it changed).
@@ -74,30 +88,6 @@ const COMMAND_CAPACITY: usize = 256;
 pub struct Worker {
     commands: Option<Sender<Command>>,
     thread: Option<JoinHandle<()>>,
-}
-
-/// Looks up a `"host:port"`; may wait on DNS.
-pub(crate) type HostLookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
-
-/// Starts a named thread running the given work.
-pub(crate) type Spawner =
-    Arc<dyn Fn(&str, Box<dyn FnOnce() + Send>) -> io::Result<JoinHandle<()>> + Send + Sync>;
-
-/// What the engine uses to look names up and to start threads: the system's, or (in tests)
-/// ones that hang or fail on purpose.
-#[derive(Clone)]
-pub(crate) struct Seams {
-    pub lookup_host: HostLookup,
-    pub spawner: Spawner,
-}
-
-impl Seams {
-    pub(crate) fn system() -> Self {
-        Self {
-            lookup_host: Arc::new(|to| to.to_socket_addrs().map(Iterator::collect)),
-            spawner: Arc::new(|name, work| thread::Builder::new().name(name.into()).spawn(work)),
-        }
-    }
 }
 
 impl Worker {
@@ -185,6 +175,12 @@ struct Engine {
     /// Where the device identity and trusted devices are kept, and (once loaded) them.
     config_dir: Option<PathBuf>,
     keyring: Option<Keyring>,
+    /// Why the keyring could not be loaded.
+    keyring_error: Option<String>,
+    /// What the window was last told about the keyring and the pairing code.
+    watch: Watch,
+    /// What the running server was started with (a rename restarts it with the new name).
+    server_config: Option<ServerConfig>,
 }
 
 fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: Option<PathBuf>) {
@@ -201,6 +197,9 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: 
         discovery: None,
         config_dir,
         keyring: None,
+        keyring_error: None,
+        watch: Watch::default(),
+        server_config: None,
     };
     let poll = crossbeam_channel::tick(DEVICES_POLL);
     loop {
@@ -219,6 +218,8 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: 
                 if let Some(running) = &mut engine.discovery {
                     running.poll(&engine.sink);
                 }
+                let keyring = engine.keyring.as_ref();
+                engine.watch.poll(keyring, engine.server.as_ref(), &engine.sink);
             }
         }
         engine.uploads.retain(|u| !u.thread.is_finished());
@@ -231,6 +232,7 @@ impl Engine {
         match command {
             Command::StartServer(config) => self.start_server(*config),
             Command::StopServer => {
+                self.watch.stop_pairing(self.server.as_ref(), &self.sink);
                 self.stop_discovery();
                 if let Some(server) = self.server.take() {
                     server.stop();
@@ -247,6 +249,19 @@ impl Engine {
                 }
             }
             Command::CheckAddress(target) => self.check_address(target),
+            Command::ShowKeyring => match self.keyring() {
+                Some(keyring) => self.watch.show_all(&keyring, &self.sink),
+                None => self.keyring_failed(),
+            },
+            Command::RenameDevice(name) => self.rename_device(&name),
+            Command::RenameTrusted { old, new } => {
+                self.change_trust(|keyring| keyring::rename_trusted(keyring, &old, &new))
+            }
+            Command::ForgetTrusted(name) => {
+                self.change_trust(|keyring| keyring::forget(keyring, &name))
+            }
+            Command::StartPairing => self.watch.start_pairing(self.server.as_ref(), &self.sink),
+            Command::StopPairing => self.watch.stop_pairing(self.server.as_ref(), &self.sink),
             Command::Send { opts, files } => self.start_upload(*opts, files),
             Command::Cancel(id) => {
                 let mut outgoing = false;
@@ -269,6 +284,9 @@ impl Engine {
                 }
             }
             Command::SetPolicy(policy) => {
+                if let Some(config) = &mut self.server_config {
+                    config.policy = policy;
+                }
                 if let Some(server) = &self.server {
                     server.set_policy(policy);
                 }
@@ -314,28 +332,15 @@ impl Engine {
 
     /// The check connects with a timeout: on a thread of its own, never on the engine's.
     fn check_address(&self, target: String) {
-        let choice = self
-            .discovery
-            .as_ref()
-            .map(Running::choice)
-            .unwrap_or_default();
-        let sink = self.sink.clone();
-        let spawned = (self.seams.spawner)(
-            "ferry-doctor",
-            Box::new(move || {
-                let lines = discovery::check(&target, &choice);
-                sink.emit(Event::Discovery(DiscoveryEvent::Checked { target, lines }));
-            }),
-        );
-        if let Err(e) = spawned {
-            log::warn!("cannot start a thread to check an address: {e}");
-        }
+        let choice = self.discovery.as_ref().map(Running::choice);
+        discovery::spawn_check(&self.seams, &self.sink, choice.unwrap_or_default(), target);
     }
 
     fn start_server(&mut self, mut config: ServerConfig) {
         if config.keyring.is_none() {
             config.keyring = self.keyring();
         }
+        self.watch.stop_pairing(self.server.as_ref(), &self.sink);
         self.stop_discovery();
         if let Some(server) = self.server.take() {
             server.stop();
@@ -350,11 +355,12 @@ impl Engine {
             return;
         }
         let bind = config.bind;
+        self.server_config = Some(config.clone());
         match ServerHandle::start(config, self.sink.clone()) {
             Ok(server) => {
                 let port = server.local_addr().port();
                 self.sink.emit(Event::Server(ServerEvent::Reachable {
-                    addrs: reachable_addrs(bind, port),
+                    addrs: discovery::reachable_addrs(bind, port),
                 }));
                 self.server = Some(server);
                 self.start_discovery();
@@ -405,10 +411,60 @@ impl Engine {
         {
             match Keyring::load(&dir) {
                 Ok(keyring) => self.keyring = Some(keyring),
-                Err(e) => log::warn!("notes will not be encrypted: {e}"),
+                Err(e) => {
+                    log::warn!("notes will not be encrypted: {e}");
+                    self.keyring_error = Some(e.to_string());
+                }
             }
         }
         self.keyring.clone()
+    }
+
+    fn keyring_failed(&self) {
+        let reason = self
+            .keyring_error
+            .as_deref()
+            .unwrap_or("no config folder for the identity");
+        keyring::error(&self.sink, reason.to_owned());
+    }
+
+    /// Renames this device. Uploads use the new name at once; a listening server is started
+    /// again on its port with it (transfers in progress are interrupted), and so is discovery,
+    /// which announces it.
+    fn rename_device(&mut self, name: &str) {
+        let Some(current) = self.keyring() else {
+            return self.keyring_failed();
+        };
+        match keyring::rename_self(&current, current.trust.dir(), name) {
+            Ok(renamed) => {
+                self.watch.show_all(&renamed, &self.sink);
+                self.keyring = Some(renamed.clone());
+                match (&self.server, self.server_config.clone()) {
+                    (Some(server), Some(mut config)) => {
+                        config.port = server.local_addr().port();
+                        config.keyring = Some(renamed);
+                        self.start_server(config);
+                    }
+                    _ => {
+                        self.stop_discovery();
+                        self.start_discovery();
+                    }
+                }
+            }
+            Err(reason) => keyring::error(&self.sink, reason),
+        }
+    }
+
+    /// Changes the trusted devices; the window gets the new list at once (or why not).
+    fn change_trust(&mut self, change: impl FnOnce(&Keyring) -> Result<(), String>) {
+        let Some(keyring) = self.keyring() else {
+            return self.keyring_failed();
+        };
+        if let Err(reason) = change(&keyring) {
+            keyring::error(&self.sink, reason);
+        }
+        self.watch
+            .poll(Some(&keyring), self.server.as_ref(), &self.sink);
     }
 
     fn start_notes(&mut self, mut config: NotesConfig) {
@@ -529,23 +585,4 @@ impl Engine {
         }
         drop(self.notes.take());
     }
-}
-
-/// The addresses a sender on the LAN can type: every non-loopback interface address when
-/// bound to all interfaces, otherwise the bound address.
-fn reachable_addrs(bind: IpAddr, port: u16) -> Vec<SocketAddr> {
-    if !bind.is_unspecified() {
-        return vec![SocketAddr::new(bind, port)];
-    }
-    let mut addrs: Vec<SocketAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|iface| iface.ip())
-        .filter(|ip| !ip.is_loopback() && ip.is_ipv4() == bind.is_ipv4())
-        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
-        .map(|ip| SocketAddr::new(ip, port))
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    addrs
 }

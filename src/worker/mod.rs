@@ -4,8 +4,11 @@
 
 mod discovery;
 mod engine;
+mod keyring;
+mod seams;
 pub use discovery::{DiscoverySetup, config_for};
 pub use engine::{Command, Worker};
+pub(crate) use seams::Seams;
 
 #[cfg(test)]
 mod tests;

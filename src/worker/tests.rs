@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::Command;
-use super::engine::{Seams, Worker};
+use super::Seams;
+use super::engine::Worker;
 use crate::events::{Event, FailureKind, NoteEvent, TransferEvent, event_channel};
 use crate::notes::NotesConfig;
 use crate::transfer::{OutgoingFile, SendOptions};

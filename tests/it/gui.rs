@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use ferry::app::{FerryApp, NotesStatus, Picker, RowState, ServerStatus, Settings};
+use ferry::app::{FerryApp, NotesStatus, Picker, PolicyChoice, RowState, ServerStatus, Settings};
 
 use ferry::events::{FailureKind, Refusal};
 
@@ -34,7 +34,7 @@ pub(crate) fn settings(download_dir: &Path) -> Settings {
         // The tests start the server themselves (a first start listens at once), and take
         // what arrives unless a test is about asking (a first start asks).
         server_listening: false,
-        server_auto_accept: true,
+        accept_policy: Some(PolicyChoice::Everyone),
         server_bind: "127.0.0.1".into(),
         server_port: "0".into(),
         download_dir: download_dir.to_owned(),
@@ -335,7 +335,7 @@ fn closing_the_window_mid_upload_cancels_it_and_keeps_no_file() {
 /// Settings for a receiver that asks before accepting and listens from the start.
 fn asking_receiver(download_dir: &Path) -> Settings {
     Settings {
-        server_auto_accept: false,
+        accept_policy: Some(PolicyChoice::Ask),
         server_listening: true,
         ..settings(download_dir)
     }
@@ -548,7 +548,7 @@ fn plain_senders_are_refused_while_asking_and_accepted_after_the_toggle() {
     let dst = tempfile::tempdir().unwrap();
     let mut receiver = app(asking_receiver(dst.path()), vec![]);
     let addr = wait_listening(&mut receiver);
-    receiver.get_by_label_contains("Plain (non-Ferry) senders cannot be asked");
+    receiver.get_by_label_contains("Plain (non-Ferry) senders can be neither asked nor encrypted");
     let bytes = data(200_000, 61);
     assert!(!raw_plain_upload(addr, "refused.txt", &bytes));
     run_until(&mut receiver, "the refusal", |app| {
@@ -573,12 +573,14 @@ fn plain_senders_are_refused_while_asking_and_accepted_after_the_toggle() {
     );
 
     // Turned on while listening: the running server accepts plain senders again.
-    receiver
-        .get_by_label("Accept uploads without asking")
-        .click();
+    receiver.get_by_label("Everyone without asking").click();
     receiver.run_steps(1);
-    assert!(receiver.state().server.auto_accept);
-    assert!(receiver.state().settings().server_auto_accept, "persisted");
+    assert_eq!(receiver.state().server.policy, PolicyChoice::Everyone);
+    assert_eq!(
+        receiver.state().settings().policy(),
+        PolicyChoice::Everyone,
+        "persisted"
+    );
     engine_caught_up(&mut receiver);
     assert!(!raw_plain_upload(addr, "accepted.txt", &bytes));
     run_until(&mut receiver, "the plain upload", |app| {

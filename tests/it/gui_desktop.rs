@@ -355,7 +355,12 @@ fn the_server_tab_leads_with_everyday_controls_and_a_first_start_listens() {
     harness.get_by_label_contains("Ferry receives files while this window is open");
     harness.get_by_label("Stop listening");
     harness.get_by_label("This device");
-    harness.get_by_label("Accept uploads without asking");
+    harness.get_by_label("Trusted devices without asking");
+    assert_eq!(
+        harness.state().server.policy,
+        ferry::app::PolicyChoice::Trusted,
+        "the default for new settings"
+    );
     assert!(
         harness.query_by_label("Idle timeout (seconds)").is_none(),
         "under Advanced, folded"
