@@ -66,6 +66,22 @@ pub enum CliCommand {
     Peers(PeersArgs),
     /// Why a device is not found: interfaces, beacons heard, and a typed address checked.
     Doctor(DoctorArgs),
+    /// Speed test with a Ferry receiver: the network, its disk and both sides' hashing, and
+    /// which of them limits a real transfer. Nothing is saved on the receiver.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Receiver as HOST:PORT (HOST alone: port 8080), or a device's name.
+    #[arg(long, value_name = "HOST:PORT|NAME")]
+    pub to: String,
+    /// How long to send throwaway bytes.
+    #[arg(long, default_value_t = 3.0)]
+    pub secs: f64,
+    /// Test without encryption.
+    #[arg(long)]
+    pub no_encryption: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,5 +263,6 @@ pub fn run(command: CliCommand) -> anyhow::Result<ExitCode> {
         CliCommand::Manpage => docs::manpage(),
         CliCommand::Peers(args) => discover::peers(args),
         CliCommand::Doctor(args) => discover::doctor(args),
+        CliCommand::Bench(args) => transfer::bench(args),
     }
 }

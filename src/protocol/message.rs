@@ -83,6 +83,11 @@ pub enum SenderMsg {
     /// record ciphers the sender speaks, in its order of preference (none listed: ChaCha20-
     /// Poly1305 only).
     Secure { pairing: bool, ciphers: Vec<String> },
+    /// A speed test instead of files: after the receiver's [`ReceiverMsg::ProbeReady`], data
+    /// chunks of throwaway bytes (at most `max_bytes` in all), ended by the zero chunk header;
+    /// the receiver hashes and discards them, measures its disk and hashing, and answers
+    /// [`ReceiverMsg::ProbeResult`]. Nothing is written under any name.
+    Probe { max_bytes: u64 },
 }
 
 /// Why a side cancels a file, on the wire as a short code (`"code": "user"`) beside the
@@ -167,6 +172,17 @@ pub enum ReceiverMsg {
         #[serde(default = "default_cipher")]
         cipher: String,
     },
+    /// The speed test may begin (the answer to [`SenderMsg::Probe`]).
+    ProbeReady,
+    /// The speed test's figures, measured on the receiver: the throwaway bytes it received
+    /// and the time from its first to its last byte, then how fast it writes (and syncs) to
+    /// its download folder's disk and hashes, in bytes per second (0: not measured).
+    ProbeResult {
+        received: u64,
+        micros: u64,
+        disk_bytes_per_sec: u64,
+        hash_bytes_per_sec: u64,
+    },
     /// The receiver stops the transfer and closes.
     Cancel {
         #[serde(default)]
@@ -210,6 +226,9 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
                         });
                     }
                 },
+            }),
+            Some("probe") => Ok(SenderMsg::Probe {
+                max_bytes: u64_field(&obj, "max_bytes")?,
             }),
             Some("batch") => Ok(SenderMsg::Batch {
                 count: u64_field(&obj, "count")?,
@@ -276,6 +295,9 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
             "sizes": sizes,
         }),
         SenderMsg::Start { offset } => serde_json::json!({ "kind": "start", "offset": offset }),
+        SenderMsg::Probe { max_bytes } => serde_json::json!({
+            "ferry": FERRY_VERSION, "kind": "probe", "max_bytes": max_bytes,
+        }),
         SenderMsg::Secure { pairing, ciphers } => serde_json::json!({
             "ferry": FERRY_VERSION, "kind": "secure", "pairing": pairing, "ciphers": ciphers,
         }),

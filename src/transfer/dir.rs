@@ -78,6 +78,19 @@ impl DownloadDir {
         )
     }
 
+    /// An unnamed file in the folder (`O_TMPFILE`): it never appears under any name and is
+    /// gone when closed. For measuring the disk (the speed test); `Unsupported` where the
+    /// file system cannot make one.
+    pub fn anonymous_file(&self) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        Ok(File::from(fd))
+    }
+
     /// Opens an existing `name` for reading and writing, never through a symlink. Whether it
     /// may be used is for [`DownloadDir::is_ours`] to say.
     pub fn open_existing(&self, name: &str) -> io::Result<File> {

@@ -109,6 +109,11 @@ impl Downloads {
         self.0.dir.path()
     }
 
+    /// An unnamed file in the folder, gone when closed (see [`DownloadDir::anonymous_file`]).
+    pub fn anonymous_file(&self) -> io::Result<File> {
+        self.0.dir.anonymous_file()
+    }
+
     fn parts(&self) -> MutexGuard<'_, HashSet<String>> {
         lock(&self.0.parts)
     }

@@ -14,7 +14,10 @@ pub mod wire;
 
 use std::io::{self, ErrorKind, Read, Write};
 
-pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, resume_key, send_files};
+pub use client::{
+    Bottleneck, FileOutcome, OutgoingFile, ProbeError, ProbeReport, SendError, SendOptions, probe,
+    resume_key, send_files,
+};
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, NoRoom, PartFile, Reservation};
 pub use server::{AcceptPolicy, Decision, MinRate, ServerConfig, ServerHandle, ServerStartError};
@@ -143,6 +146,16 @@ impl From<io::Error> for TransferError {
             _ => TransferError::Io(e),
         }
     }
+}
+
+/// How fast this machine hashes with BLAKE3 on one thread, as a transfer does (bytes/s): 64
+/// MiB hashed from memory.
+pub(crate) fn hash_speed() -> u64 {
+    const HASH_PROBE_BYTES: usize = 64 << 20;
+    let data = vec![0x5au8; HASH_PROBE_BYTES];
+    let start = std::time::Instant::now();
+    std::hint::black_box(blake3::hash(std::hint::black_box(&data)));
+    (HASH_PROBE_BYTES as f64 / start.elapsed().as_secs_f64().max(1e-6)) as u64
 }
 
 /// Reads a frame's 4-byte prefix; `None` on a clean end of stream before its first byte.

@@ -23,4 +23,5 @@ mod plain;
 mod python;
 mod secure;
 mod secure_transfer;
+mod speed;
 mod util;

@@ -467,6 +467,7 @@ fn msg_kind(msg: &SenderMsg) -> &'static str {
         SenderMsg::End { .. } => "an end",
         SenderMsg::Cancel { .. } => "a cancel",
         SenderMsg::Secure { .. } => "a secure hello",
+        SenderMsg::Probe { .. } => "a speed test",
     }
 }
 

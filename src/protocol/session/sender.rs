@@ -260,6 +260,8 @@ fn receiver_kind(msg: &ReceiverMsg) -> &'static str {
         ReceiverMsg::Failed { .. } => "a failed",
         ReceiverMsg::Cancel { .. } => "a cancel",
         ReceiverMsg::Secure { .. } => "a secure go-ahead",
+        ReceiverMsg::ProbeReady => "a speed-test go-ahead",
+        ReceiverMsg::ProbeResult { .. } => "a speed-test result",
     }
 }
 

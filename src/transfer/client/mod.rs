@@ -10,7 +10,10 @@
 //!   for them.
 
 mod answers;
+mod probe;
 mod upload;
+
+pub use probe::{Bottleneck, ProbeError, ProbeReport, probe};
 
 use std::fs::File;
 use std::io::Read;

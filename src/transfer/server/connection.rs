@@ -172,6 +172,12 @@ impl Connection<'_> {
                 continue;
             }
             first = false;
+            if let SenderMsg::Probe { max_bytes } = msg {
+                if self.session.mode().is_some() || self.session.batch().is_some() {
+                    return Err(TransferError::Unexpected("a speed test after files".into()).into());
+                }
+                return self.probe(max_bytes);
+            }
             match self.session.on_frame(msg).map_err(TransferError::from)? {
                 FrameStep::Offer {
                     mode: Mode::Plain, ..

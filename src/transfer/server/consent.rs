@@ -56,7 +56,7 @@ impl Connection<'_> {
     /// Tells the sender to wait, shows the offer (the whole batch when `batch`), and waits
     /// for the user's answer (`Some`), the decision timeout (`None`), the sender leaving or
     /// the server stopping (errors).
-    fn ask_user(
+    pub(super) fn ask_user(
         &mut self,
         header: &Header,
         batch: bool,

@@ -24,6 +24,7 @@ mod connection;
 mod consent;
 mod listener;
 mod outcome;
+mod probe;
 mod pump;
 
 use std::collections::HashMap;

@@ -1,0 +1,164 @@
+//! The speed test's sending side (`ferry bench --to`, the window's "Test speed"): a Ferry
+//! connection like an upload's (encrypted when it would be, through the receiver's accept
+//! policy and limits), throwaway bytes for a few seconds, then the receiver's figures and
+//! this machine's own, and which of them limits a real transfer.
+
+use std::time::{Duration, Instant};
+
+use super::answers::{self, Heard};
+use super::{SendError, SendOptions, connect, establish};
+use crate::events::Security;
+use crate::protocol::{CHUNK_LEN, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
+
+/// The most bytes a speed test announces (the receiver's bound is larger).
+const MAX_BYTES: u64 = 32 << 30;
+/// How long to wait for the receiver's figures after the data (its disk test takes a few
+/// seconds).
+const RESULT_WAIT: Duration = Duration::from_secs(30);
+
+/// What limits a real transfer, by the speed test's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bottleneck {
+    Network,
+    ReceiverDisk,
+    SenderCpu,
+    ReceiverCpu,
+}
+
+impl std::fmt::Display for Bottleneck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Bottleneck::Network => "the network",
+            Bottleneck::ReceiverDisk => "the receiver's disk",
+            Bottleneck::SenderCpu => "the sender's CPU",
+            Bottleneck::ReceiverCpu => "the receiver's CPU",
+        })
+    }
+}
+
+/// A speed test's figures, in bytes per second (0: not measured).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReport {
+    pub security: Security,
+    /// Throwaway bytes the receiver got, and over how long.
+    pub bytes: u64,
+    pub secs: f64,
+    /// Through the network, encryption and the receiver's hashing included.
+    pub network: u64,
+    /// The receiver's disk, writing and syncing into its download folder.
+    pub receiver_disk: u64,
+    pub receiver_hash: u64,
+    pub sender_hash: u64,
+}
+
+impl ProbeReport {
+    /// The slowest of the figures measured: what a real transfer can go at, at best.
+    pub fn bottleneck(&self) -> (Bottleneck, u64) {
+        let mut limits = vec![(Bottleneck::Network, self.network)];
+        for (which, speed) in [
+            (Bottleneck::ReceiverDisk, self.receiver_disk),
+            (Bottleneck::SenderCpu, self.sender_hash),
+            (Bottleneck::ReceiverCpu, self.receiver_hash),
+        ] {
+            if speed > 0 {
+                limits.push((which, speed));
+            }
+        }
+        limits
+            .into_iter()
+            .min_by_key(|(_, speed)| *speed)
+            .unwrap_or((Bottleneck::Network, self.network))
+    }
+}
+
+/// Why a speed test could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Connect(#[from] SendError),
+    #[error("the receiver declined the speed test: {0}")]
+    Declined(String),
+    #[error("speed test failed: {0}")]
+    Failed(String),
+}
+
+/// Runs a speed test against `opts.to` for about `duration`.
+pub fn probe(opts: &SendOptions, duration: Duration) -> Result<ProbeReport, ProbeError> {
+    let stream = connect(opts).map_err(|(e, _)| e)?;
+    let (mut out, incoming, _peer, security) = establish(opts, stream).map_err(|(e, _)| e)?;
+    let failed = |what: String| ProbeError::Failed(what);
+    let incoming = incoming.ok_or_else(|| failed("a plain connection cannot test".into()))?;
+    let answers = answers::spawn_reader(incoming).map_err(|e| failed(e.to_string()))?;
+    let frame = encode_sender_msg(&SenderMsg::Probe {
+        max_bytes: MAX_BYTES,
+    })
+    .map_err(|e| failed(e.to_string()))?;
+    std::io::Write::write_all(&mut out, &frame).map_err(|e| failed(e.to_string()))?;
+    // The go-ahead (a receiver that asks its user says `waiting` first).
+    let mut deadline = Instant::now() + opts.answer_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match answers.recv_timeout(left) {
+            Ok(Heard::Msg(ReceiverMsg::ProbeReady)) => break,
+            Ok(Heard::Msg(ReceiverMsg::Waiting)) => {
+                deadline = Instant::now() + opts.decision_timeout;
+            }
+            Ok(Heard::Msg(ReceiverMsg::Decline { reason })) => {
+                return Err(ProbeError::Declined(reason));
+            }
+            Ok(Heard::Msg(other)) => return Err(failed(format!("unexpected {other:?}"))),
+            Ok(Heard::Closed(reason)) => return Err(failed(reason)),
+            Err(_) => return Err(failed("no answer from the receiver".into())),
+        }
+    }
+    // Incompressible bytes, made once.
+    let mut data = vec![0u8; CHUNK_LEN];
+    blake3::Hasher::new()
+        .update(b"ferry speed test")
+        .finalize_xof()
+        .fill(&mut data);
+    let header = encode_chunk_header(data.len());
+    let (start, mut sent) = (Instant::now(), 0u64);
+    while start.elapsed() < duration && sent + data.len() as u64 <= MAX_BYTES {
+        match answers.try_recv() {
+            Ok(Heard::Msg(msg)) => return Err(failed(format!("the receiver stopped: {msg:?}"))),
+            Ok(Heard::Closed(reason)) => return Err(failed(reason)),
+            Err(_) => {}
+        }
+        out.send_chunk(Some(&header), &data)
+            .map_err(|e| failed(format!("connection lost: {e}")))?;
+        sent += data.len() as u64;
+    }
+    out.send_chunk(Some(&encode_chunk_header(0)), &[])
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .map_err(|e| failed(format!("connection lost: {e}")))?;
+    let sender_hash = crate::transfer::hash_speed();
+    let result = match answers.recv_timeout(opts.answer_timeout + RESULT_WAIT) {
+        Ok(Heard::Msg(ReceiverMsg::ProbeResult {
+            received,
+            micros,
+            disk_bytes_per_sec,
+            hash_bytes_per_sec,
+        })) => (received, micros, disk_bytes_per_sec, hash_bytes_per_sec),
+        Ok(Heard::Msg(other)) => return Err(failed(format!("unexpected {other:?}"))),
+        Ok(Heard::Closed(reason)) => return Err(failed(reason)),
+        Err(_) => return Err(failed("no figures from the receiver".into())),
+    };
+    out.finish();
+    let (received, micros, receiver_disk, receiver_hash) = result;
+    if received != sent {
+        return Err(failed(format!(
+            "the receiver counted {received} bytes of the {sent} sent"
+        )));
+    }
+    let secs = micros as f64 / 1e6;
+    Ok(ProbeReport {
+        security,
+        bytes: received,
+        secs,
+        network: (received as f64 / secs.max(1e-6)) as u64,
+        receiver_disk,
+        receiver_hash,
+        sender_hash,
+    })
+}

@@ -1,0 +1,131 @@
+//! The speed test's receiving side (`ferry bench`, the window's "Test speed"): throwaway
+//! bytes off the network, hashed as a file's would be and then dropped, followed by a
+//! measurement of this machine's disk (an unnamed file in the download folder, written and
+//! synced, gone when closed) and hashing. It needs the same consent as an upload and holds a
+//! connection slot like one; nothing is ever written under a name.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use super::connection::{ConnEnd, Connection};
+use crate::events::Refusal;
+use crate::protocol::{Chunk, Header, ReceiverMsg, decode_chunk_header, encode_receiver_msg};
+use crate::transfer::{TransferError, read_error, read_prefix, write_all};
+
+/// The most throwaway bytes a speed test may send.
+pub const MAX_PROBE_BYTES: u64 = 64 << 30;
+/// How much the disk test writes (and syncs), at most, and for how long at most.
+const DISK_PROBE_BYTES: u64 = 256 << 20;
+const DISK_PROBE_TIME: Duration = Duration::from_secs(3);
+
+impl Connection<'_> {
+    /// Runs a speed test the sender asked for; the connection ends after it.
+    pub(super) fn probe(&mut self, max_bytes: u64) -> Result<(), ConnEnd> {
+        self.run_probe(max_bytes).map_err(ConnEnd::from)
+    }
+
+    fn run_probe(&mut self, max_bytes: u64) -> Result<(), TransferError> {
+        if max_bytes > MAX_PROBE_BYTES {
+            return Err(TransferError::Unexpected(format!(
+                "a speed test of {max_bytes} bytes (at most {MAX_PROBE_BYTES})"
+            )));
+        }
+        let header = Header {
+            file_name: "speed test (nothing is saved)".into(),
+            file_size: max_bytes,
+            msg: String::new(),
+            resume_key: None,
+        };
+        if let Err(refusal) = self.probe_consent(&header)? {
+            self.answer(&ReceiverMsg::Decline {
+                reason: refusal.to_string(),
+            });
+            return Ok(());
+        }
+        write_all(
+            &mut self.writer,
+            &encode_receiver_msg(&ReceiverMsg::ProbeReady)?,
+        )?;
+        let idle = self.shared.config.idle_timeout.as_secs();
+        let (mut received, mut hasher) = (0u64, blake3::Hasher::new());
+        let mut started = None;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let prefix = read_prefix(&mut self.reader)
+                .map_err(|e| read_error(e, idle))?
+                .ok_or(TransferError::TruncatedFrame)?;
+            let n = match decode_chunk_header(prefix)? {
+                Chunk::Cancel => break,
+                Chunk::Data(n) => n as u64,
+            };
+            started.get_or_insert_with(Instant::now);
+            if received + n > max_bytes {
+                return Err(TransferError::Unexpected(format!(
+                    "more speed-test bytes than the {max_bytes} announced"
+                )));
+            }
+            let mut left = n;
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                let got = match self.reader.read(&mut buf[..want]) {
+                    Ok(0) => return Err(TransferError::TruncatedFrame),
+                    Ok(got) => got,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(read_error(e, idle)),
+                };
+                hasher.update(&buf[..got]);
+                left -= got as u64;
+            }
+            received += n;
+        }
+        let micros = started.map_or(0, |t| t.elapsed().as_micros() as u64);
+        let disk = self.disk_speed(&buf).unwrap_or_else(|e| {
+            log::info!("{}: speed test: no disk figure: {e}", self.peer);
+            0
+        });
+        let result = ReceiverMsg::ProbeResult {
+            received,
+            micros,
+            disk_bytes_per_sec: disk,
+            hash_bytes_per_sec: crate::transfer::hash_speed(),
+        };
+        log::info!("{}: speed test: {result:?}", self.peer);
+        write_all(&mut self.writer, &encode_receiver_msg(&result)?)?;
+        Ok(())
+    }
+
+    /// The accept policy applies as to an upload (a prompt names it a speed test).
+    fn probe_consent(&mut self, header: &Header) -> Result<Result<(), Refusal>, TransferError> {
+        let policy = *super::lock(&self.shared.policy);
+        match policy.without_asking(self.trusted()) {
+            None => Ok(Err(Refusal::NotTrusted)),
+            Some(true) => Ok(Ok(())),
+            Some(false) => Ok(match self.ask_user(header, false)? {
+                Some(super::Decision::Decline) => Err(Refusal::DeclinedByUser),
+                Some(_) => Ok(()),
+                None => Err(Refusal::NoAnswer {
+                    secs: self.shared.config.decision_timeout.as_secs(),
+                }),
+            }),
+        }
+    }
+
+    /// Writes (and syncs) up to [`DISK_PROBE_BYTES`] to an unnamed file in the download
+    /// folder, for at most [`DISK_PROBE_TIME`], if the disk has room for it.
+    fn disk_speed(&self, chunk: &[u8]) -> std::io::Result<u64> {
+        let downloads = &self.shared.downloads;
+        let _held = downloads
+            .reserve(DISK_PROBE_BYTES * 2)
+            .map_err(|e| std::io::Error::other(format!("no room: {e:?}")))?;
+        let mut file = downloads.anonymous_file()?;
+        let start = Instant::now();
+        let mut written = 0u64;
+        while written < DISK_PROBE_BYTES && start.elapsed() < DISK_PROBE_TIME {
+            file.write_all(chunk)?;
+            written += chunk.len() as u64;
+        }
+        file.sync_data()?;
+        let secs = start.elapsed().as_secs_f64().max(1e-6);
+        Ok((written as f64 / secs) as u64)
+    }
+}
