@@ -210,6 +210,14 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
 
 /// `--to` for `ferry send`: HOST:PORT as given, otherwise the name of a discovered (ready)
 /// or trusted device.
+/// Whether `name` is a trusted device's name (false when the store cannot be read).
+pub fn is_trusted_name(name: &str) -> bool {
+    config_dir()
+        .ok()
+        .and_then(|dir| TrustStore::load(&dir).ok())
+        .is_some_and(|store| store.by_name(name).is_some())
+}
+
 /// Also the key a trusted device of that name must present (`None` for untrusted names).
 pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     if looks_like_address(to) {

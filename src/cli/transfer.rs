@@ -509,8 +509,13 @@ impl Bars {
 /// and gives no port, the name of a device discovered on the LAN or trusted. Discovery runs
 /// only for such a name, never for a typed address.
 fn destination_or_device(typed: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
-    let by_address = resolve_destination(typed);
     let could_be_a_name = !typed.contains(':');
+    // A trusted device's name wins over a host of that name: it comes with the key the
+    // receiver must prove, which a name anyone on the LAN can answer for does not.
+    if could_be_a_name && super::discover::is_trusted_name(typed) {
+        return super::discover::find_device(typed);
+    }
+    let by_address = resolve_destination(typed);
     match by_address {
         Ok(destination) => Ok((destination.to_string(), None)),
         Err(_) if could_be_a_name => super::discover::find_device(typed),

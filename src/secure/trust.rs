@@ -110,13 +110,21 @@ impl TrustStore {
         self.devices.iter().find(|d| d.name == name)
     }
 
+    /// Whether `name` is, or looks the same as, a trusted device's name: the same letters
+    /// whatever their case and whatever invisible characters (zero-width spaces and joiners,
+    /// bidi marks, soft hyphens) are mixed in, so `laptop\u{200B}` cannot pass for `laptop`.
+    pub fn looks_like_a_trusted_name(&self, name: &str) -> bool {
+        let wanted = name_key(name);
+        self.devices.iter().any(|d| name_key(&d.name) == wanted)
+    }
+
     /// Checks a peer that presented `public_key` and called itself `name`: trusted by key,
     /// unknown, or `KeyChanged` when the name is trusted under a different key.
     pub fn check(&self, name: &str, public_key: &[u8; 32]) -> Result<Verdict, SecureError> {
         if let Some(device) = self.by_key(public_key) {
             return Ok(Verdict::Trusted(device.clone()));
         }
-        if self.by_name(name).is_some() {
+        if self.looks_like_a_trusted_name(name) {
             return Err(SecureError::KeyChanged {
                 name: name.to_owned(),
                 fingerprint: fingerprint(public_key),
@@ -144,7 +152,7 @@ impl TrustStore {
             }
             return Ok(&self.devices[i]);
         }
-        if self.by_name(name).is_some() {
+        if self.looks_like_a_trusted_name(name) {
             return Err(SecureError::KeyChanged {
                 name: name.to_owned(),
                 fingerprint: fingerprint(public_key),
@@ -163,7 +171,7 @@ impl TrustStore {
 
     /// Renames a trusted device; false if `old` is unknown or `new` is taken by another one.
     pub fn rename(&mut self, old: &str, new: &str) -> bool {
-        if old != new && self.by_name(new).is_some() {
+        if name_key(old) != name_key(new) && self.looks_like_a_trusted_name(new) {
             return false;
         }
         match self.devices.iter_mut().find(|d| d.name == old) {
@@ -181,6 +189,25 @@ impl TrustStore {
         self.devices.retain(|d| d.name != name);
         self.devices.len() != before
     }
+}
+
+/// A name as people see it: lower case, without the characters that show as nothing.
+fn name_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| {
+            !matches!(
+                c,
+                '\u{00AD}'
+                    | '\u{180E}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{FEFF}'
+            )
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// The trust store as every thread of a process shares it, and as other Ferry processes
@@ -308,6 +335,29 @@ impl TrustBook {
         })
     }
 
+    /// Notes that a trusted device was seen (at `address`, if it is worth remembering):
+    /// never adds a device (one forgotten meanwhile stays forgotten), and saves only when the
+    /// address changed or the last-seen time is an hour old.
+    pub fn touch(&self, public_key: &[u8; 32], address: Option<String>) -> Result<(), SecureError> {
+        let key_hex = hex(public_key);
+        self.change(|store| {
+            let Some(device) = store.devices.iter_mut().find(|d| d.public_key == key_hex) else {
+                return Ok(false);
+            };
+            let now = now_unix_secs();
+            let moved = address.is_some() && address != device.last_address;
+            if !moved && now.saturating_sub(device.last_seen_unix_secs) < 3600 {
+                return Ok(false);
+            }
+            if moved {
+                device.last_address = address;
+            }
+            device.last_seen_unix_secs = now;
+            Ok(true)
+        })
+        .map(|_| ())
+    }
+
     /// Renames a trusted device and saves; false if `old` is unknown or `new` is taken.
     pub fn rename(&self, old: &str, new: &str) -> Result<bool, SecureError> {
         self.change(|store| Ok(store.rename(old, new)))
@@ -415,8 +465,20 @@ mod book_tests {
         book.pin("laptop", &[9u8; 32], Some("10.0.0.3:8080".into()))
             .unwrap();
         assert_eq!(TrustStore::load(&conf).unwrap().devices().len(), 2);
+        // A lookalike of a trusted name is that name.
+        assert!(matches!(
+            book.check("Pho\u{200B}ne", &[10u8; 32]),
+            Err(SecureError::KeyChanged { .. })
+        ));
+        // Touch never brings a forgotten device back.
+        assert!(book.forget("phone").unwrap());
+        book.touch(&[7u8; 32], Some("10.0.0.9:8080".into()))
+            .unwrap();
+        assert!(book.by_key(&[7u8; 32]).is_none());
+        assert!(book.forget("laptop").unwrap());
+        assert!(book.pin("phone", &[7u8; 32], None).is_ok());
         assert!(book.forget("phone").unwrap());
         assert!(!book.forget("phone").unwrap());
-        assert_eq!(TrustStore::load(&conf).unwrap().devices().len(), 1);
+        assert_eq!(TrustStore::load(&conf).unwrap().devices().len(), 0);
     }
 }

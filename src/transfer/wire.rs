@@ -8,6 +8,7 @@
 
 use std::io::{self, BufReader, Chain, Cursor, Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use crate::events::Security;
 use crate::protocol::encode_sender_msg;
@@ -24,8 +25,131 @@ use super::{TransferError, read_frame};
 const CIPHERTEXT_BUF_LEN: usize = 256 * 1024;
 
 /// What the secure reader reads from: bytes a buffered reader already held when the
-/// handshake ended, then the socket.
-type CipherSource = Chain<Cursor<Vec<u8>>, BufReader<TcpStream>>;
+/// handshake ended, then the socket, paced record by record.
+type CipherSource = Paced<Chain<Cursor<Vec<u8>>, BufReader<TcpStream>>>;
+
+/// Holds encrypted records to the pace frames are held to: once a record's first byte came,
+/// the whole record (at most 64 KiB) must arrive within `record_deadline`, so a peer that
+/// trickles ciphertext a byte at a time cannot hold a connection slot inside one record
+/// (the plaintext rules, header deadline and minimum rate, only see whole records). It
+/// follows the record framing of the bytes it passes on, and cuts the socket's read timeout
+/// to the time left, never above `idle`.
+pub struct Paced<R> {
+    inner: R,
+    socket: TcpStream,
+    record_deadline: Option<Duration>,
+    idle: Option<Duration>,
+    /// The current record's length bytes seen so far, and the body still to come.
+    len: [u8; 2],
+    len_seen: usize,
+    body_left: usize,
+    deadline: Option<Instant>,
+    timeout_cut: bool,
+}
+
+impl<R> Paced<R> {
+    /// `idle`: the socket's read timeout between records (set now, and again after each
+    /// cut); `None` keeps the socket's current one.
+    fn new(
+        inner: R,
+        socket: TcpStream,
+        record_deadline: Option<Duration>,
+        idle: Option<Duration>,
+    ) -> Self {
+        let idle = match idle {
+            Some(idle) => {
+                let _ = socket.set_read_timeout(Some(idle));
+                Some(idle)
+            }
+            None => socket.read_timeout().ok().flatten(),
+        };
+        Paced {
+            inner,
+            socket,
+            record_deadline,
+            idle,
+            len: [0; 2],
+            len_seen: 0,
+            body_left: 0,
+            deadline: None,
+            timeout_cut: false,
+        }
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Follows the framing over `bytes`, just passed on.
+    fn track(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.body_left > 0 {
+                let k = self.body_left.min(bytes.len() - i);
+                self.body_left -= k;
+                i += k;
+                if self.body_left == 0 {
+                    self.deadline = None;
+                }
+                continue;
+            }
+            if self.len_seen == 0 {
+                self.deadline = self.record_deadline.map(|d| Instant::now() + d);
+            }
+            self.len[self.len_seen] = bytes[i];
+            self.len_seen += 1;
+            i += 1;
+            if self.len_seen == 2 {
+                self.len_seen = 0;
+                self.body_left = usize::from(u16::from_be_bytes(self.len));
+                if self.body_left == 0 {
+                    self.deadline = None;
+                }
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for Paced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let too_slow = |deadline: Duration| {
+            io::Error::other(format!(
+                "an encrypted record took longer than {} s to arrive",
+                deadline.as_secs()
+            ))
+        };
+        match self.deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(too_slow(self.record_deadline.unwrap_or_default()));
+                }
+                let cut = self.idle.map_or(left, |idle| left.min(idle));
+                self.socket.set_read_timeout(Some(cut))?;
+                self.timeout_cut = true;
+            }
+            None if self.timeout_cut => {
+                self.socket.set_read_timeout(self.idle)?;
+                self.timeout_cut = false;
+            }
+            None => {}
+        }
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && self.deadline.is_some_and(|d| Instant::now() >= d) =>
+            {
+                return Err(too_slow(self.record_deadline.unwrap_or_default()));
+            }
+            Err(e) => return Err(e),
+        };
+        self.track(&buf[..n]);
+        Ok(n)
+    }
+}
 
 /// The direction a driver reads from.
 pub enum Incoming {
@@ -38,7 +162,7 @@ impl Incoming {
     pub fn socket(&self) -> &TcpStream {
         match self {
             Incoming::Plain(s) => s,
-            Incoming::Secure(r) => r.get_ref().get_ref().1.get_ref(),
+            Incoming::Secure(r) => r.get_ref().get_ref().get_ref().1.get_ref(),
         }
     }
 }
@@ -127,19 +251,37 @@ impl Write for Outgoing {
     }
 }
 
-/// A buffered reader and a writer as one stream, for the handshake.
-struct Duplex<R, W> {
-    reader: R,
+/// The receiver's buffered reader and its writer as one stream for the handshake, which
+/// must be over by `deadline` however its bytes trickle in.
+struct Duplex<W> {
+    reader: BufReader<Incoming>,
     writer: W,
+    deadline: Instant,
+    /// The records' pace afterwards (see [`Paced`]), and the idle timeout between them.
+    record_deadline: Duration,
+    idle: Duration,
 }
 
-impl<R: Read, W> Read for Duplex<R, W> {
+impl<W> Read for Duplex<W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reader.buffer().is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the secure handshake took too long",
+                ));
+            }
+            self.reader
+                .get_ref()
+                .socket()
+                .set_read_timeout(Some(left))?;
+        }
         self.reader.read(buf)
     }
 }
 
-impl<R, W: Write> Write for Duplex<R, W> {
+impl<W: Write> Write for Duplex<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.writer.write(buf)
     }
@@ -172,27 +314,46 @@ impl Secured {
 }
 
 /// The trust store's verdict on a peer after the handshake: pinned (trusted), unknown, or
-/// refused because its name is trusted under another key. A paired peer is pinned now.
-fn judge(keyring: &Keyring, peer: &PeerInfo, address: String) -> Result<bool, SecureError> {
+/// refused because its name is (or looks like) a trusted one under another key. A paired peer
+/// is pinned now. `address`: where the peer's Ferry listens, when this side knows it (the
+/// sender does: it connected there; the receiver only knows the sender's IP, and assumes the
+/// default port unless the device is already known at that IP).
+fn judge(keyring: &Keyring, peer: &PeerInfo, address: Remote) -> Result<bool, SecureError> {
+    let known = keyring.trust.by_key(&peer.public_key);
+    let address = match address {
+        Remote::Listening(addr) => Some(addr.to_string()),
+        Remote::Sender(ip) => {
+            let same_ip = known
+                .as_ref()
+                .and_then(|d| d.last_address.as_deref())
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .is_some_and(|a| a.ip() == ip);
+            (!same_ip)
+                .then(|| std::net::SocketAddr::new(ip, crate::defaults::DEFAULT_PORT).to_string())
+        }
+    };
     if peer.paired {
-        keyring
-            .trust
-            .pin(&peer.name, &peer.public_key, Some(address))?;
+        keyring.trust.pin(&peer.name, &peer.public_key, address)?;
         return Ok(true);
     }
     match keyring.trust.check(&peer.name, &peer.public_key)? {
         Verdict::Trusted(device) => {
-            // Refresh its address and last-seen time (best effort: the store may be read-only).
-            if let Err(e) = keyring
-                .trust
-                .pin(&device.name, &peer.public_key, Some(address))
-            {
+            // Best effort: the store may be read-only, and a forget meanwhile stands.
+            if let Err(e) = keyring.trust.touch(&peer.public_key, address) {
                 log::warn!("cannot update the trusted device {:?}: {e}", device.name);
             }
             Ok(true)
         }
         Verdict::Unknown => Ok(false),
     }
+}
+
+/// What this side knows of the peer's address.
+enum Remote {
+    /// The address the peer's server listens on (this side connected to it).
+    Listening(std::net::SocketAddr),
+    /// Only the IP a sender connected from.
+    Sender(std::net::IpAddr),
 }
 
 /// The record cipher for a sender that listed `ciphers` (its preference first): AES-256-GCM
@@ -240,22 +401,21 @@ pub fn secure_sender(
             }
         },
     };
-    let address = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let address = stream.peer_addr().map_err(TransferError::Io)?;
     let mode = code.map_or(secure::Mode::Open, secure::Mode::Code);
     let channel = secure::connect_with(stream, &keyring.identity, mode, cipher, &mut OsEntropy)
         .map_err(TransferError::Secure)?;
     let peer = channel.peer().clone();
-    let trusted = judge(keyring, &peer, address).map_err(TransferError::Secure)?;
+    let trusted =
+        judge(keyring, &peer, Remote::Listening(address)).map_err(TransferError::Secure)?;
     let (reader, writer) = channel
         .split(|stream| -> io::Result<_> {
+            let socket = stream.try_clone()?;
             let source = Cursor::new(Vec::new()).chain(BufReader::with_capacity(
                 CIPHERTEXT_BUF_LEN,
                 stream.try_clone()?,
             ));
-            Ok((source, stream))
+            Ok((Paced::new(source, socket, None, None), stream))
         })
         .map_err(split_error)?;
     Ok(Secured {
@@ -275,6 +435,19 @@ fn split_error(e: secure::record::SplitError<io::Error>) -> TransferError {
     }
 }
 
+/// What the sender's secure hello asked for.
+pub struct Hello<'a> {
+    pub pairing: bool,
+    pub ciphers: &'a [String],
+}
+
+/// How long the receiver waits: for a whole record (and twice that for the handshake) once
+/// it began, and between records.
+pub struct Pace {
+    pub record: Duration,
+    pub idle: Duration,
+}
+
 /// The receiver's side, after the sender's hello: the go-ahead (or the reason there is none),
 /// the handshake, the sender's key checked. `code` is the pairing code to use when the
 /// hello asked for pairing (`Err` says why there is none, and the sender is told).
@@ -282,10 +455,12 @@ pub fn secure_receiver(
     reader: BufReader<Incoming>,
     mut writer: TcpStream,
     keyring: Option<&Keyring>,
-    pairing: bool,
-    ciphers: &[String],
+    hello: Hello<'_>,
+    pace: Pace,
     code: impl FnOnce() -> Result<PairingCode, SecureError>,
 ) -> Result<Secured, (TransferError, Option<PeerInfo>)> {
+    let Hello { pairing, ciphers } = hello;
+    let Pace { record: pace, idle } = pace;
     let refuse = |writer: &mut TcpStream, reason: String| {
         if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Failed {
             reason: reason.clone(),
@@ -318,19 +493,21 @@ pub fn secure_receiver(
         .map_err(|e| (TransferError::Io(e), None))?;
     let address = writer
         .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+        .map_err(|e| (TransferError::Io(e), None))?
+        .ip();
     let mode = code.as_ref().map_or(secure::Mode::Open, secure::Mode::Code);
-    let mut channel = secure::accept_with(
-        Duplex { reader, writer },
-        &keyring.identity,
-        mode,
-        cipher,
-        &mut OsEntropy,
-    )
-    .map_err(|e| (TransferError::Secure(e), None))?;
+    let duplex = Duplex {
+        reader,
+        writer,
+        // Every handshake message is a frame: the whole exchange gets two frames' time.
+        deadline: Instant::now() + 2 * pace,
+        record_deadline: pace,
+        idle,
+    };
+    let mut channel = secure::accept_with(duplex, &keyring.identity, mode, cipher, &mut OsEntropy)
+        .map_err(|e| (TransferError::Secure(e), None))?;
     let peer = channel.peer().clone();
-    let trusted = match judge(keyring, &peer, address) {
+    let trusted = match judge(keyring, &peer, Remote::Sender(address)) {
         Ok(trusted) => trusted,
         Err(e) => {
             // Told inside the channel: only the device that holds the key can read why.
@@ -353,9 +530,18 @@ pub fn secure_receiver(
                     return Err(io::Error::other("a second secure hello"));
                 }
             };
+            let paced = socket.try_clone()?;
             let source =
                 Cursor::new(leftover).chain(BufReader::with_capacity(CIPHERTEXT_BUF_LEN, socket));
-            Ok((source, duplex.writer))
+            Ok((
+                Paced::new(
+                    source,
+                    paced,
+                    Some(duplex.record_deadline),
+                    Some(duplex.idle),
+                ),
+                duplex.writer,
+            ))
         })
         .map_err(|e| (split_error(e), Some(peer.clone())))?;
     Ok(Secured {

@@ -349,7 +349,9 @@ fn the_policy_asks_untrusted_devices_refuses_plain_senders_and_accept_and_trust_
     server.answer(offer.offer_id, Decision::AcceptAndTrust);
     let outcomes = sender.join().unwrap();
     assert!(outcomes[0].is_success(), "{outcomes:?}");
-    assert!(desk.trust.by_key(laptop.identity.public_key()).is_some());
+    // Remembered at its IP and the default port, not the sender's passing source port.
+    let pinned = desk.trust.by_key(laptop.identity.public_key()).unwrap();
+    assert_eq!(pinned.last_address.as_deref(), Some("127.0.0.1:8080"));
 
     // Trusted now: taken without asking, and its row says so.
     let second = file_with(src.path(), "two.bin", 50_000, 8);
@@ -616,4 +618,121 @@ fn byte_relay(upstream: SocketAddr) -> (SocketAddr, JoinHandle<Vec<u8>>) {
         seen
     });
     (addr, handle)
+}
+
+#[test]
+fn a_trusted_destination_is_never_sent_to_without_encryption() {
+    let home = tempfile::tempdir().unwrap();
+    let laptop = device(home.path(), "laptop");
+    let dst = tempfile::tempdir().unwrap();
+    let (server, _events) = crate::util::start_server(dst.path());
+    let src = tempfile::tempdir().unwrap();
+    let file = file_with(src.path(), "a.bin", 1000, 11);
+    for (keyring, mode) in [
+        (None, ferry::protocol::Mode::Ferry),
+        (Some(laptop.clone()), ferry::protocol::Mode::Plain),
+    ] {
+        let mut opts = SendOptions::new(server.local_addr().to_string());
+        opts.keyring = keyring;
+        opts.mode = mode;
+        opts.expect_key = Some(*laptop.identity.public_key());
+        let (sink, _e) = event_channel(None);
+        let sent = send_files(
+            &opts,
+            &[OutgoingFile::new(&file)],
+            &sink,
+            &CancelToken::new(),
+        );
+        let error = sent
+            .expect_err("refused before connecting a plain stream")
+            .to_string();
+        assert!(
+            error.contains("only an encrypted connection can prove"),
+            "{error}"
+        );
+    }
+    assert!(names_in(dst.path()).is_empty());
+}
+
+/// Starts the secure exchange by hand over `tcp` (hello, go-ahead) and returns a raw clone.
+fn hello(tcp: &mut TcpStream) {
+    let frame = ferry::protocol::encode_sender_msg(&ferry::protocol::SenderMsg::Secure {
+        pairing: false,
+        ciphers: vec!["chachapoly".into()],
+    })
+    .unwrap();
+    tcp.write_all(&frame).unwrap();
+    let answer = crate::util::read_answer(tcp);
+    assert!(
+        matches!(answer, ferry::protocol::ReceiverMsg::Secure { .. }),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn trickled_ciphertext_or_handshake_is_dropped_at_the_deadline() {
+    let home = tempfile::tempdir().unwrap();
+    let desk = device(home.path(), "desk");
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.keyring = Some(desk);
+    config.header_deadline = Duration::from_secs(1);
+    config.idle_timeout = Duration::from_secs(20);
+    let (server, events) = start_server_with(config);
+    let trickle = |tcp: &mut TcpStream, bytes: &[u8]| {
+        let started = Instant::now();
+        for b in bytes {
+            if tcp.write_all(&[*b]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(250));
+            if started.elapsed() > Duration::from_secs(8) {
+                break;
+            }
+        }
+        started.elapsed()
+    };
+    // Inside a record, after the handshake.
+    let mut tcp = TcpStream::connect(server.local_addr()).unwrap();
+    hello(&mut tcp);
+    let raw = tcp.try_clone().unwrap();
+    let home2 = tempfile::tempdir().unwrap();
+    let me = device(home2.path(), "slow");
+    let _channel = ferry::secure::connect(
+        tcp,
+        &me.identity,
+        ferry::secure::Mode::Open,
+        &mut ferry::secure::rng::OsEntropy,
+    )
+    .unwrap();
+    let mut raw = raw;
+    let took = trickle(
+        &mut raw,
+        &[
+            0x40, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+            22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+        ],
+    );
+    let reason = crate::util::wait_connection_error(&events);
+    assert!(reason.contains("record took longer than 1 s"), "{reason}");
+    assert!(
+        took < Duration::from_secs(8),
+        "the server kept a trickling peer {took:?}"
+    );
+    // During the handshake.
+    let mut tcp = TcpStream::connect(server.local_addr()).unwrap();
+    hello(&mut tcp);
+    let took = trickle(
+        &mut tcp,
+        &[
+            0x00, 0x20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+            22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+        ],
+    );
+    let reason = crate::util::wait_connection_error(&events);
+    assert!(reason.contains("too long"), "{reason}");
+    assert!(
+        took < Duration::from_secs(8),
+        "the server kept a trickling handshake {took:?}"
+    );
 }

@@ -252,6 +252,15 @@ fn establish(
             )
         })
     };
+    if opts.expect_key.is_some() && (opts.keyring.is_none() || opts.mode == Mode::Plain) {
+        // A trusted device is known by its key: without a secure channel nothing proves that
+        // the machine at this address is it.
+        let reason = "the destination is a trusted device, which only an encrypted connection can prove (no device identity here, or a plain send)".to_owned();
+        return Err((
+            SendError::Secure { to: to(), reason },
+            FailureKind::Security,
+        ));
+    }
     let keyring = match (&opts.keyring, opts.mode) {
         (Some(keyring), Mode::Ferry) => keyring,
         (_, Mode::Ferry) => {

@@ -27,7 +27,7 @@ use crate::secure::SecureError;
 use crate::secure::handshake::PeerInfo;
 use crate::transfer::files::{NoRoom, RESUME_TAG_LEN};
 use crate::transfer::os::WriteBehind;
-use crate::transfer::wire::{Incoming, Outgoing, secure_receiver};
+use crate::transfer::wire::{Hello, Incoming, Outgoing, Pace, secure_receiver};
 use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all};
 
 /// The size of the buffer each connection streams small files through.
@@ -221,10 +221,13 @@ impl Connection<'_> {
         let Outgoing::Plain(writer) = writer else {
             return Err(TransferError::Unexpected("a second secure hello".into()).into());
         };
-        // The handshake is held to the header deadline, like any frame.
-        let _ = writer.set_read_timeout(Some(shared.config.header_deadline));
         let keyring = shared.config.keyring.as_ref();
-        let secured = secure_receiver(reader, writer, keyring, pairing, ciphers, || {
+        let hello = Hello { pairing, ciphers };
+        let pace = Pace {
+            record: shared.config.header_deadline,
+            idle: shared.config.idle_timeout,
+        };
+        let secured = secure_receiver(reader, writer, keyring, hello, pace, || {
             match lock(&shared.pairing).as_mut() {
                 Some(pairing) => pairing.begin_try(Instant::now()),
                 None => Err(SecureError::Handshake(

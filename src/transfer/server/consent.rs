@@ -122,11 +122,12 @@ impl Connection<'_> {
         let (Some(device), Some(keyring)) = (&self.device, &self.shared.config.keyring) else {
             return;
         };
-        match keyring.trust.pin(
-            &device.name,
-            &device.public_key,
-            Some(self.peer.to_string()),
-        ) {
+        // The sender's port is a passing one: remember its IP with the default port.
+        let address = std::net::SocketAddr::new(self.peer.ip(), crate::defaults::DEFAULT_PORT);
+        match keyring
+            .trust
+            .pin(&device.name, &device.public_key, Some(address.to_string()))
+        {
             Ok(pinned) => {
                 if let Security::Encrypted {
                     device, trusted, ..
