@@ -67,6 +67,66 @@ pub enum Event {
     Discovery(DiscoveryEvent),
     /// This device and the devices it trusts (the window's Devices and trust section).
     Keyring(KeyringEvent),
+    /// A speed test ended (`Command::TestSpeed`): its figures, or why there are none.
+    Speed {
+        to: String,
+        outcome: Result<ProbeReport, String>,
+    },
+}
+
+/// What limits a real transfer, by the speed test's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bottleneck {
+    Network,
+    ReceiverDisk,
+    SenderCpu,
+    ReceiverCpu,
+}
+
+impl std::fmt::Display for Bottleneck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Bottleneck::Network => "the network",
+            Bottleneck::ReceiverDisk => "the receiver's disk",
+            Bottleneck::SenderCpu => "the sender's CPU",
+            Bottleneck::ReceiverCpu => "the receiver's CPU",
+        })
+    }
+}
+
+/// A speed test's figures, in bytes per second (0: not measured).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReport {
+    pub security: Security,
+    /// Throwaway bytes the receiver got, and over how long.
+    pub bytes: u64,
+    pub secs: f64,
+    /// Through the network, encryption and the receiver's hashing included.
+    pub network: u64,
+    /// The receiver's disk, writing and syncing into its download folder.
+    pub receiver_disk: u64,
+    pub receiver_hash: u64,
+    pub sender_hash: u64,
+}
+
+impl ProbeReport {
+    /// The slowest of the figures measured: what a real transfer can go at, at best.
+    pub fn bottleneck(&self) -> (Bottleneck, u64) {
+        let mut limits = vec![(Bottleneck::Network, self.network)];
+        for (which, speed) in [
+            (Bottleneck::ReceiverDisk, self.receiver_disk),
+            (Bottleneck::SenderCpu, self.sender_hash),
+            (Bottleneck::ReceiverCpu, self.receiver_hash),
+        ] {
+            if speed > 0 {
+                limits.push((which, speed));
+            }
+        }
+        limits
+            .into_iter()
+            .min_by_key(|(_, speed)| *speed)
+            .unwrap_or((Bottleneck::Network, self.network))
+    }
 }
 
 /// The life of one file, on either side.

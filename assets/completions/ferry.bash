@@ -16,6 +16,9 @@ _ferry() {
             ",$1")
                 cmd="ferry"
                 ;;
+            ferry,bench)
+                cmd="ferry__subcmd__bench"
+                ;;
             ferry,chat)
                 cmd="ferry__subcmd__chat"
                 ;;
@@ -45,6 +48,9 @@ _ferry() {
                 ;;
             ferry,serve)
                 cmd="ferry__subcmd__serve"
+                ;;
+            ferry__subcmd__help,bench)
+                cmd="ferry__subcmd__help__subcmd__bench"
                 ;;
             ferry__subcmd__help,chat)
                 cmd="ferry__subcmd__help__subcmd__chat"
@@ -98,12 +104,34 @@ _ferry() {
 
     case "${cmd}" in
         ferry)
-            opts="-h -V --help --version serve send note listen chat completions manpage peers doctor help"
+            opts="-h -V --help --version serve send note listen chat completions manpage peers doctor bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__bench)
+            opts="-h --to --secs --no-encryption --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -174,8 +202,22 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__help)
-            opts="serve send note listen chat completions manpage peers doctor help"
+            opts="serve send note listen chat completions manpage peers doctor bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ferry__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

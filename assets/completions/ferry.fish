@@ -35,6 +35,7 @@ complete -c ferry -n "__fish_ferry_needs_command" -f -a "completions" -d 'Print 
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "manpage" -d 'Print the man page (roff)'
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "peers" -d 'Trusted devices; with --wait, the devices found on the LAN'
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "doctor" -d 'Why a device is not found: interfaces, beacons heard, and a typed address checked'
+complete -c ferry -n "__fish_ferry_needs_command" -f -a "bench" -d 'Speed test with a Ferry receiver: the network, its disk and both sides\' hashing, and which of them limits a real transfer. Nothing is saved on the receiver'
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l bind -d 'Address to listen on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l port -d 'TCP port (0 picks a free one and prints it)' -r
@@ -84,14 +85,19 @@ complete -c ferry -n "__fish_ferry_using_subcommand peers; and __fish_seen_subco
 complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l wait -d 'Listen for beacons this many seconds first' -r
 complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand doctor" -s h -l help -d 'Print help'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "send" -d 'Upload files to a server over one connection'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "note" -d 'Send one UDP note, optionally waiting for a reply'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "listen" -d 'Print every UDP note received'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "chat" -d 'Interactive notes: each stdin line is sent; received notes are printed'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "completions" -d 'Print a shell completion script'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "manpage" -d 'Print the man page (roff)'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "peers" -d 'Trusted devices; with --wait, the devices found on the LAN'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "doctor" -d 'Why a device is not found: interfaces, beacons heard, and a typed address checked'
-complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ferry -n "__fish_ferry_using_subcommand bench" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or a device\'s name' -r
+complete -c ferry -n "__fish_ferry_using_subcommand bench" -l secs -d 'How long to send throwaway bytes' -r
+complete -c ferry -n "__fish_ferry_using_subcommand bench" -l no-encryption -d 'Test without encryption'
+complete -c ferry -n "__fish_ferry_using_subcommand bench" -s h -l help -d 'Print help'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "send" -d 'Upload files to a server over one connection'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "note" -d 'Send one UDP note, optionally waiting for a reply'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "listen" -d 'Print every UDP note received'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "chat" -d 'Interactive notes: each stdin line is sent; received notes are printed'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "completions" -d 'Print a shell completion script'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "manpage" -d 'Print the man page (roff)'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "peers" -d 'Trusted devices; with --wait, the devices found on the LAN'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "doctor" -d 'Why a device is not found: interfaces, beacons heard, and a typed address checked'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "bench" -d 'Speed test with a Ferry receiver: the network, its disk and both sides\' hashing, and which of them limits a real transfer. Nothing is saved on the receiver'
+complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ferry -n "__fish_ferry_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "forget" -d 'Forget a trusted device: it needs a pairing code (or a prompt) again'

@@ -12,6 +12,7 @@ use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
 use super::palette;
 use super::settings::remember;
+use super::speed_panel::{SpeedTest, speed_ui};
 use super::table::{RowAction, transfer_table_ui};
 use crate::events::{Direction, TransferId, TrustedPeer, next_transfer_id};
 use crate::protocol::Mode;
@@ -34,6 +35,8 @@ pub struct ClientTab {
     pub expected: Option<(String, String, [u8; 32])>,
     /// The trusted devices, as the engine last said.
     pub trusted: Vec<TrustedPeer>,
+    /// The last speed test.
+    pub speed: SpeedTest,
 }
 
 impl ClientTab {
@@ -48,6 +51,7 @@ impl ClientTab {
             code: String::new(),
             expected: None,
             trusted: Vec::new(),
+            speed: SpeedTest::None,
         }
     }
 
@@ -169,7 +173,18 @@ impl ClientTab {
             {
                 self.rows.retain(|r| !r.state.is_finished());
             }
+            if ui
+                .add_enabled(
+                    !self.speed.running() && !self.plain,
+                    egui::Button::new(tr.get(T::TestSpeed)),
+                )
+                .clicked()
+                && let Some(action) = self.test_speed(tr)
+            {
+                actions.push(action);
+            }
         });
+        speed_ui(ui, tr, &self.speed);
         if let Some(notice) = &self.notice {
             ui.label(RichText::new(notice).color(palette::ERROR));
         }
@@ -237,6 +252,20 @@ impl ClientTab {
             opts: Box::new(opts),
             files,
         }))
+    }
+
+    /// Starts a speed test to the destination (Ferry receivers only; nothing is saved there).
+    pub(super) fn test_speed(&mut self, tr: Tr) -> Option<Action> {
+        let dest = self.dest.trim().to_owned();
+        if dest.is_empty() || !dest.contains(':') {
+            self.notice = Some(tr.get(T::NeedDestination).to_owned());
+            return None;
+        }
+        self.notice = None;
+        let mut opts = SendOptions::new(dest.clone());
+        opts.expect_key = self.expected_key(&dest);
+        self.speed = SpeedTest::Running { to: dest };
+        Some(Action::Engine(Command::TestSpeed(Box::new(opts))))
     }
 
     /// Sends a failed or cancelled row's file again, under a new id, to where it went

@@ -118,6 +118,12 @@ impl FerryApp {
                 self.server.trust.paired = Some((device, fingerprint));
             }
             Event::Server(ServerEvent::Pairing(offer)) => self.server.trust.pairing = offer,
+            Event::Speed { to, outcome } => {
+                self.client.speed = match outcome {
+                    Ok(report) => super::speed_panel::SpeedTest::Done { to, report },
+                    Err(reason) => super::speed_panel::SpeedTest::Failed { to, reason },
+                };
+            }
             Event::Keyring(event) => {
                 if let KeyringEvent::Trusted(trusted) = &event {
                     self.client.trusted = trusted.clone();

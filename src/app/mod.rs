@@ -36,6 +36,7 @@ mod offers;
 mod palette;
 mod server_tab;
 mod settings;
+mod speed_panel;
 mod table;
 mod trust_panel;
 mod ui;

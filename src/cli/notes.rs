@@ -285,7 +285,8 @@ fn print_event(event: Event) -> anyhow::Result<()> {
         | Event::Transfer(_)
         | Event::Server(_)
         | Event::Discovery(_)
-        | Event::Keyring(_) => Ok(()),
+        | Event::Keyring(_)
+        | Event::Speed { .. } => Ok(()),
     }
 }
 

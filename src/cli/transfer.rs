@@ -500,7 +500,11 @@ impl Bars {
                     names.join(", ")
                 ));
             }
-            Event::Server(_) | Event::Note(_) | Event::Discovery(_) | Event::Keyring(_) => {}
+            Event::Server(_)
+            | Event::Note(_)
+            | Event::Discovery(_)
+            | Event::Keyring(_)
+            | Event::Speed { .. } => {}
         }
     }
 }

@@ -41,6 +41,8 @@ pub enum Command {
         opts: Box<SendOptions>,
         files: Vec<OutgoingFile>,
     },
+    /// Run a speed test to `opts.to`; answered by `Event::Speed`.
+    TestSpeed(Box<SendOptions>),
     /// Cancel a transfer: an outgoing one (that file and those after it on the same
     /// connection) or an incoming one (the sender is told; nothing is kept).
     Cancel(TransferId),
@@ -263,6 +265,13 @@ impl Engine {
             Command::StartPairing => self.watch.start_pairing(self.server.as_ref(), &self.sink),
             Command::StopPairing => self.watch.stop_pairing(self.server.as_ref(), &self.sink),
             Command::Send { opts, files } => self.start_upload(*opts, files),
+            Command::TestSpeed(opts) => {
+                let mut opts = *opts;
+                if opts.keyring.is_none() && opts.mode == crate::protocol::Mode::Ferry {
+                    opts.keyring = self.keyring();
+                }
+                super::speed::start(&self.seams, &self.sink, opts);
+            }
             Command::Cancel(id) => {
                 let mut outgoing = false;
                 for upload in self.uploads.iter().filter(|u| u.ids.contains(&id)) {

@@ -6,6 +6,7 @@ mod discovery;
 mod engine;
 mod keyring;
 mod seams;
+mod speed;
 pub use discovery::{DiscoverySetup, config_for};
 pub use engine::{Command, Worker};
 pub(crate) use seams::Seams;

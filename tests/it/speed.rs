@@ -165,3 +165,37 @@ fn the_bottleneck_is_the_slowest_figure_measured() {
     };
     assert_eq!(report.bottleneck(), (Bottleneck::ReceiverDisk, 300));
 }
+
+#[test]
+fn the_window_tests_the_speed_and_shows_bars_and_the_limit() {
+    use crate::gui::{app, run_until, settings};
+    use egui_kittest::kittest::Queryable;
+    let (server, _events, dst) = server(AcceptPolicy::Everyone);
+    let src = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(src.path()), vec![]);
+    harness.run_steps(2);
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Destination (host:port)").click();
+    harness
+        .get_by_label("Destination (host:port)")
+        .type_text(&server.local_addr().to_string());
+    harness.run_steps(1);
+    harness.get_by_label("Test speed").click();
+    run_until(&mut harness, "the speed test's result", |app| {
+        !app.client.speed.running()
+    });
+    harness.get_by_label_contains("Speed test with");
+    harness.get_by_label_contains("Limited by the ");
+    for label in [
+        "network",
+        "receiver's disk",
+        "receiver's hashing",
+        "sender's hashing",
+    ] {
+        harness.get_by_label(label);
+    }
+    // Four bars (one per figure) and the limit line give their speeds.
+    assert!(harness.query_all_by_label_contains(" MB/s").count() >= 5);
+    assert!(names_in(dst.path()).is_empty());
+}
