@@ -264,20 +264,26 @@ struct Duplex<W> {
 
 impl<W> Read for Duplex<W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let too_long = || io::Error::other("the secure handshake took too long");
         if self.reader.buffer().is_empty() {
             let left = self.deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the secure handshake took too long",
-                ));
+                return Err(too_long());
             }
             self.reader
                 .get_ref()
                 .socket()
                 .set_read_timeout(Some(left))?;
         }
-        self.reader.read(buf)
+        match self.reader.read(buf) {
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+                    && Instant::now() >= self.deadline =>
+            {
+                Err(too_long())
+            }
+            other => other,
+        }
     }
 }
 
