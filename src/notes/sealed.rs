@@ -163,7 +163,7 @@ impl Sealing {
                 e.insert(NoteSealer::new(&self.keyring.identity, key, now_micros())?)
             }
         };
-        let datagram = sealer.seal(text)?;
+        let datagram = sealer.seal_at(text, now_micros())?;
         Ok((datagram, encrypted(device.name, key)))
     }
 
@@ -184,10 +184,12 @@ impl Sealing {
                 );
             }
         }
-        let opened = opener.open(datagram).map_err(|e| match e {
-            SecureError::Note(reason) => reason.to_owned(),
-            other => other.to_string(),
-        })?;
+        let opened = opener
+            .open_at(datagram, now_micros())
+            .map_err(|e| match e {
+                SecureError::Note(reason) => reason.to_owned(),
+                other => other.to_string(),
+            })?;
         let device = self
             .keyring
             .trust

@@ -15,6 +15,10 @@
 //!   peer, the highest counter seen and a 64-note window below it; a note outside the window
 //!   or seen before is refused as a replay. The window is updated only after the note
 //!   authenticated.
+//! - Each note's counter is also at least the sender's clock in microseconds, and the first
+//!   note a receiver sees from a peer (after it started, when it has no window for it yet)
+//!   must be at most 15 minutes old by that counter: a note captured earlier cannot be
+//!   replayed to a receiver that restarted, once those minutes have passed.
 //! - 0xFF never starts UTF-8 text, so a plain note is never mistaken for a sealed one.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -30,6 +34,9 @@ const TAG_LEN: usize = 16;
 /// The longest text a sealed note can carry in one datagram.
 pub const MAX_SEALED_TEXT_BYTES: usize = MAX_NOTE_BYTES - SEALED_HEADER_LEN - TAG_LEN;
 const REPLAY_WINDOW: u64 = 64;
+/// How old (by its counter, the sender's clock) the first note a receiver sees from a peer
+/// may be: 15 minutes, room for clocks that disagree a little.
+pub const FRESH_MICROS: u64 = 15 * 60 * 1_000_000;
 
 /// True if `datagram` claims to be sealed (plain notes never start with 0xFF).
 pub fn is_sealed(datagram: &[u8]) -> bool {
@@ -82,10 +89,17 @@ impl NoteSealer {
 
     /// One datagram carrying `text`.
     pub fn seal(&mut self, text: &str) -> Result<Vec<u8>, SecureError> {
+        self.seal_at(text, 0)
+    }
+
+    /// One datagram carrying `text`, its counter at least `now_micros` (the clock in
+    /// microseconds since the Unix epoch), so a receiver that just started can tell a fresh
+    /// note from an old one replayed (see [`NoteOpener::open_at`]).
+    pub fn seal_at(&mut self, text: &str, now_micros: u64) -> Result<Vec<u8>, SecureError> {
         if text.len() > MAX_SEALED_TEXT_BYTES {
             return Err(SecureError::Note("the note is too long for one datagram"));
         }
-        let counter = self.next_counter;
+        let counter = self.next_counter.max(now_micros);
         self.next_counter = counter
             .checked_add(1)
             .ok_or(SecureError::Note("counter exhausted"))?;
@@ -166,6 +180,14 @@ impl NoteOpener {
 
     /// Opens one sealed datagram, or says why not (never returns unauthenticated text).
     pub fn open(&mut self, datagram: &[u8]) -> Result<OpenedNote, SecureError> {
+        self.open_at(datagram, 0)
+    }
+
+    /// [`NoteOpener::open`] at `now_micros` (0: no clock): the first note from a peer since
+    /// this opener was made must carry a counter no older than [`FRESH_MICROS`] before now,
+    /// so a note captured earlier cannot be replayed to a receiver that restarted (and lost
+    /// its replay window) once that time has passed.
+    pub fn open_at(&mut self, datagram: &[u8], now_micros: u64) -> Result<OpenedNote, SecureError> {
         if datagram.len() < SEALED_HEADER_LEN + TAG_LEN || datagram.len() > MAX_NOTE_BYTES {
             return Err(SecureError::Note("wrong size for a sealed note"));
         }
@@ -181,6 +203,14 @@ impl NoteOpener {
         let mut counter_bytes = [0u8; 8];
         counter_bytes.copy_from_slice(&header[20..28]);
         let counter = u64::from_be_bytes(counter_bytes);
+        if peer.highest.is_none()
+            && now_micros > 0
+            && counter.saturating_add(FRESH_MICROS) < now_micros
+        {
+            return Err(SecureError::Note(
+                "too old (sent more than 15 minutes ago by its clock, or replayed)",
+            ));
+        }
         if let Some(highest) = peer.highest
             && counter <= highest
         {
@@ -226,6 +256,29 @@ impl NoteOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receiver_that_restarted_refuses_an_old_note_and_takes_a_fresh_one() {
+        let (a, b) = pair();
+        let minute = 60 * 1_000_000;
+        let t0 = 1_800_000_000 * 1_000_000;
+        let mut sealer = NoteSealer::new(&a, b.public_key(), 1).unwrap();
+        let old = sealer.seal_at("captured", t0).unwrap();
+        // A fresh opener (the receiver restarted) 20 minutes later: refused.
+        let mut opener = NoteOpener::new(&b);
+        opener.add_peer(a.public_key()).unwrap();
+        let refused = opener.open_at(&old, t0 + 20 * minute).unwrap_err();
+        assert!(refused.to_string().contains("too old"), "{refused}");
+        // A note sealed now opens, and so does one a minute old.
+        let mut opener = NoteOpener::new(&b);
+        opener.add_peer(a.public_key()).unwrap();
+        assert_eq!(opener.open_at(&old, t0 + minute).unwrap().text, "captured");
+        let now = sealer.seal_at("fresh", t0 + 20 * minute).unwrap();
+        assert_eq!(
+            opener.open_at(&now, t0 + 20 * minute).unwrap().text,
+            "fresh"
+        );
+    }
 
     fn pair() -> (Identity, Identity) {
         (

@@ -22,7 +22,7 @@ use crate::secure::{self, Cipher, Keyring, SecureError, SecureReader, SecureWrit
 use super::{TransferError, read_frame};
 
 /// Ciphertext is read through a buffer of this size (records are at most 64 KiB).
-const CIPHERTEXT_BUF_LEN: usize = 256 * 1024;
+const CIPHERTEXT_BUF_LEN: usize = 128 * 1024;
 
 /// What the secure reader reads from: bytes a buffered reader already held when the
 /// handshake ended, then the socket, paced record by record.
@@ -277,8 +277,10 @@ impl<W> Read for Duplex<W> {
         }
         match self.reader.read(buf) {
             Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-                    && Instant::now() >= self.deadline =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && Instant::now() >= self.deadline =>
             {
                 Err(too_long())
             }

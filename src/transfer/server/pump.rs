@@ -17,8 +17,9 @@ use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
 use crate::transfer::os::WriteBehind;
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
-/// Buffers in flight between the socket reader and the disk writer, and their size.
-const PIPELINE_BUFFERS: usize = 8;
+/// Buffers in flight between the socket reader and the disk writer, and their size: 1 MiB
+/// per large upload keeps both threads busy, and 32 uploads at once under 64 MiB of memory.
+const PIPELINE_BUFFERS: usize = 4;
 const PIPELINE_BUF_LEN: usize = 256 * 1024;
 
 /// How a file's bytes ended.
