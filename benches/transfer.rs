@@ -8,6 +8,8 @@
 //! FERRY_BENCH_BYTES=536870912 cargo bench --bench transfer
 //! FERRY_BENCH_DIR=/some/disk FERRY_BENCH_RUNS=7 cargo bench --bench transfer
 //! FERRY_BENCH_CONCURRENT=32 FERRY_BENCH_CONCURRENT_BYTES=67108864 cargo bench --bench transfer
+//! FERRY_BENCH_STATE=cold cargo bench --bench transfer   # 6 s idle before each run
+//! FERRY_BENCH_STATE=warm cargo bench --bench transfer   # 1.4 GiB written and deleted first
 //! ```
 //!
 //! Needs `nc` (Debian: netcat-openbsd) and `socat` for the comparisons; a missing one is
@@ -53,7 +55,23 @@ fn main() {
     let mut socat_secs = Vec::new();
     let mut server_rss_kib = 0;
     let mut sender_rss_kib = 0;
+    let state = std::env::var("FERRY_BENCH_STATE").unwrap_or_default();
+    let prepare = || match state.as_str() {
+        // Memory the host may have taken back while the machine idled.
+        "cold" => std::thread::sleep(Duration::from_secs(6)),
+        // Memory just used: a 1.4 GiB file written and deleted.
+        "warm" => {
+            let scratch = work.path().join("warm.bin");
+            write_random(&scratch, 1400 << 20);
+            drop(std::fs::remove_file(&scratch));
+        }
+        _ => {}
+    };
+    if !state.is_empty() {
+        eprintln!("memory state before each run: {state}");
+    }
     for run in 1..=runs {
+        prepare();
         let ferry = ferry_run(&input, &out_dir, &[], &[]);
         eprintln!(
             "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB, sender {} MiB)",
@@ -64,22 +82,26 @@ fn main() {
         ferry_secs.push(ferry.secs);
         server_rss_kib = server_rss_kib.max(ferry.server_rss_kib);
         sender_rss_kib = sender_rss_kib.max(ferry.sender_rss_kib);
+        prepare();
         let unencrypted = ferry_run(&input, &out_dir, &[], &["--no-encryption"]);
         eprintln!(
             "run {run}: ferry --no-encryption {:.0} MB/s",
             mbps(bytes, unencrypted.secs)
         );
         unencrypted_secs.push(unencrypted.secs);
+        prepare();
         let no_fsync = ferry_run(&input, &out_dir, &["--no-fsync"], &[]);
         eprintln!(
             "run {run}: ferry --no-fsync {:.0} MB/s",
             mbps(bytes, no_fsync.secs)
         );
         no_fsync_secs.push(no_fsync.secs);
+        prepare();
         if let Some(secs) = pipe_run(&input, &out_dir, &NC) {
             eprintln!("run {run}: nc    {:.0} MB/s", mbps(bytes, secs));
             nc_secs.push(secs);
         }
+        prepare();
         if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT) {
             eprintln!("run {run}: socat {:.0} MB/s", mbps(bytes, secs));
             socat_secs.push(secs);
@@ -87,8 +109,13 @@ fn main() {
     }
     let ferry = median(&mut ferry_secs);
     println!(
-        "file size            {} MiB, {runs} alternating runs, medians",
-        bytes >> 20
+        "file size            {} MiB, {runs} alternating runs, medians{}",
+        bytes >> 20,
+        if state.is_empty() {
+            String::new()
+        } else {
+            format!(", memory {state}")
+        }
     );
     println!("ferry (encrypted)    {:>8.0} MB/s", mbps(bytes, ferry));
     let unencrypted = median(&mut unencrypted_secs);
