@@ -17,7 +17,7 @@ use ferry::transfer::{AcceptPolicy, Decision};
 use rustls::{ClientConnection, StreamOwned};
 use serde_json::{Value, json};
 
-use crate::util::{data, names_in, wait_files, wait_for};
+use crate::util::{data, names_in, spawn_serve, wait_files, wait_for, wait_line};
 
 fn config(dir: &Path) -> LocalSendConfig {
     let identity = CertIdentity::generate().expect("certificate");
@@ -56,12 +56,17 @@ impl Answer {
 
 impl Peer {
     fn new(server: &LocalSendServer) -> Self {
+        Self::to(server.local_addr(), server.fingerprint())
+    }
+
+    /// A peer for the server at `addr` whose certificate must have `fingerprint`.
+    fn to(addr: SocketAddr, fingerprint: &str) -> Self {
         let identity = CertIdentity::generate().expect("peer certificate");
         let seen = Arc::new(Mutex::new(None));
-        let tls = ferry::localsend::tls::client_config(&identity, Some(server.fingerprint()), seen)
+        let tls = ferry::localsend::tls::client_config(&identity, Some(fingerprint), seen)
             .expect("client config");
         Self {
-            addr: server.local_addr(),
+            addr,
             tls,
             identity,
         }
@@ -603,4 +608,52 @@ fn an_announcement_is_answered_with_a_pinned_register() {
     assert_eq!(device.addr, announcer.local_addr());
     assert!(device.how.contains(&"multicast"), "{:?}", device.how);
     assert!(device.how.contains(&"answer"), "{:?}", device.how);
+}
+
+#[test]
+fn ferry_serve_receives_from_localsend_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_serve, _addr, lines) = spawn_serve(
+        dir.path(),
+        &[
+            "--localsend-port",
+            "0",
+            "--no-discovery",
+            "--localsend-pin",
+            "1234",
+        ],
+    );
+    let line = wait_line(&lines, "LocalSend receiving is on");
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let fingerprint = line
+        .split("fingerprint ")
+        .nth(1)
+        .expect("fingerprint")
+        .split(',')
+        .next()
+        .expect("fp");
+    assert!(line.contains("PIN required"), "{line}");
+    // A peer pinning that fingerprint gets through TLS: the line told the truth.
+    let peer = Peer::to(addr, fingerprint);
+    assert_eq!(
+        peer.prepare("", files(&[file("a", "a.bin", 3)])).status,
+        401
+    );
+    let (session, tokens) = session_of(&peer.prepare("?pin=1234", files(&[file("a", "a.bin", 3)])));
+    let up = peer.upload(&session, "a", tokens["a"].as_str().expect("token"), b"xyz");
+    assert_eq!(up.status, 200, "{}", up.body);
+    assert_eq!(
+        std::fs::read(dir.path().join("a.bin")).expect("received"),
+        b"xyz"
+    );
+    let text = json!({"t": {"id": "t", "fileName": "m.txt", "size": 2, "fileType": "text/plain", "preview": "hi"}});
+    assert_eq!(peer.prepare("?pin=1234", text).status, 204);
+    let note = wait_line(&lines, "note from");
+    assert!(
+        note.contains("LocalSend device \"Pixel\"") && note.ends_with(": hi"),
+        "{note}"
+    );
 }
