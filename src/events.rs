@@ -44,6 +44,17 @@ pub enum Security {
         /// The peer's key is in the trusted devices.
         trusted: bool,
     },
+    /// A LocalSend device (HTTPS with self-signed certificates, see [`crate::localsend`]):
+    /// encrypted on the wire, but anyone can make a certificate, so the device is known by
+    /// its certificate's fingerprint only and is never a trusted Ferry device.
+    LocalSend {
+        /// The alias it sent (hostile text: escape before showing).
+        alias: String,
+        /// `mobile`, `desktop`, `web`, `headless` or `server`.
+        device_type: String,
+        /// SHA-256 of its client certificate, upper-case hex; empty when it sent none.
+        fingerprint: String,
+    },
 }
 
 impl Security {

@@ -30,6 +30,8 @@
 //! - [`defaults`]: the port, timeouts and download folder both faces start from (a leaf
 //!   every layer may read).
 //! - [`secure`]: device identity, pairing codes, the encrypted channel and sealed notes.
+//! - [`localsend`]: receiving from (and finding) LocalSend devices: a driver beside
+//!   `transfer`, used by `worker` and the faces.
 
 #![deny(unsafe_code)]
 
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod defaults;
 pub mod discovery;
 pub mod events;
+pub mod localsend;
 pub mod notes;
 pub mod protocol;
 pub mod secure;

@@ -546,7 +546,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__serve)
-            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --partial-max-age-days --no-fsync --name --no-discovery --interface --help"
+            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --partial-max-age-days --no-fsync --name --no-discovery --interface --no-localsend --localsend-port --localsend-pin --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -589,6 +589,14 @@ _ferry() {
                     return 0
                     ;;
                 --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-pin)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -47,12 +47,15 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-files-per-conn
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l partial-max-age-days -d 'Remove kept partial files (`*.ferry.part`) older than this many days, at start and hourly' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l name -d 'The name announced on the LAN [default: the device name, normally the host name]' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l interface -d 'Also announce on this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-port -d 'TCP port for LocalSend receiving (LocalSend\'s default; 0 picks a free one)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-pin -d 'A PIN LocalSend senders must type (3 wrong tries lock an address out for 5 minutes)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l ask -d 'Ask on the terminal before accepting an upload: each prompt shows its sender and number N, answered with "y N" or "n N" ("more N" pages through a long list). Plain senders cannot be asked and are refused; without --ask every upload is accepted, like the original'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l trusted-only -d 'Accept only trusted devices (paired with a code); every other offer is refused. With --ask, trusted devices are accepted without asking and the others are asked'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l require-encryption -d 'Refuse plain (original-protocol) senders: they cannot encrypt'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l pair -d 'Show a pairing code (line "pairing code: CODE"): a sender that types it (`ferry send --code CODE`) and this device trust each other from then on. The code lasts 10 minutes and 3 tries'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-fsync -d 'Do not sync received files to disk before reporting them (for benchmarks only: a power cut may then lose files both sides were told are safe)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-discovery -d 'Do not announce on the LAN (typed addresses keep working)'
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-localsend -d 'Do not receive from LocalSend apps (HTTPS on --localsend-port, announced on LocalSend\'s multicast group unless --no-discovery)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the LAN or trusted' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`)' -r

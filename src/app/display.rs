@@ -105,6 +105,15 @@ pub fn display_safe(event: Event) -> Event {
                     trusted,
                 },
                 Security::Plain => Security::Plain,
+                Security::LocalSend {
+                    alias,
+                    device_type,
+                    fingerprint,
+                } => Security::LocalSend {
+                    alias: line(alias),
+                    device_type: line(device_type),
+                    fingerprint: line(fingerprint),
+                },
             };
             Event::Note(NoteEvent::Received {
                 from,
@@ -175,6 +184,15 @@ fn safe_security(security: Security) -> Security {
             trusted,
         },
         Security::Plain => Security::Plain,
+        Security::LocalSend {
+            alias,
+            device_type,
+            fingerprint,
+        } => Security::LocalSend {
+            alias: escape_line(&alias).into_owned(),
+            device_type: escape_line(&device_type).into_owned(),
+            fingerprint,
+        },
     }
 }
 

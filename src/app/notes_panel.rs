@@ -238,6 +238,13 @@ pub(super) fn security_mark(ui: &mut Ui, security: &Security, tr: Tr) {
             )
             .on_hover_text(tr.get(T::NoteNotEncryptedHint));
         }
+        Security::LocalSend {
+            alias, fingerprint, ..
+        } => {
+            // Not translated yet: "LocalSend" is a name, the alias the peer's words.
+            ui.label(RichText::new(format!("LocalSend · {alias}")).color(palette::OK))
+                .on_hover_text(fingerprint);
+        }
     }
 }
 

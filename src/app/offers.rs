@@ -76,6 +76,10 @@ fn offer_ui(ui: &mut Ui, tr: Tr, offer: &PendingOffer, waiting: usize) -> Option
             }
             !trusted
         }
+        Security::LocalSend { fingerprint, .. } => {
+            ui.label(RichText::new(tr.fill(T::OfferFingerprint, &[fingerprint])).monospace());
+            false
+        }
         Security::Plain => false,
     };
     ui.label(tr.fill(T::OfferCount, &[&offer.count]));

@@ -216,6 +216,20 @@ pub(super) fn security_words(security: &Security) -> String {
                 "not trusted yet"
             }
         ),
+        Security::LocalSend {
+            alias,
+            device_type,
+            fingerprint,
+        } => format!(
+            "LocalSend device \"{}\" ({}), certificate fingerprint {}",
+            escape_line(alias),
+            escape_line(device_type),
+            if fingerprint.is_empty() {
+                "none (no client certificate)"
+            } else {
+                fingerprint
+            }
+        ),
     }
 }
 

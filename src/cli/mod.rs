@@ -9,6 +9,7 @@
 mod ask;
 mod discover;
 mod docs;
+mod localsend;
 mod notes;
 mod report;
 mod transfer;
@@ -180,6 +181,16 @@ pub struct ServeArgs {
     /// loopback).
     #[arg(long = "interface", value_name = "NAME")]
     pub interface: Vec<String>,
+    /// Do not receive from LocalSend apps (HTTPS on --localsend-port, announced on
+    /// LocalSend's multicast group unless --no-discovery).
+    #[arg(long)]
+    pub no_localsend: bool,
+    /// TCP port for LocalSend receiving (LocalSend's default; 0 picks a free one).
+    #[arg(long, default_value_t = crate::localsend::LOCALSEND_PORT)]
+    pub localsend_port: u16,
+    /// A PIN LocalSend senders must type (3 wrong tries lock an address out for 5 minutes).
+    #[arg(long, value_name = "PIN")]
+    pub localsend_pin: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -316,6 +316,7 @@ fn mark(security: &Security) -> String {
     match security {
         Security::Encrypted { device, .. } => format!("[encrypted: {}]", escape_line(device)),
         Security::Plain => "[not encrypted]".to_owned(),
+        Security::LocalSend { alias, .. } => format!("[LocalSend: {}]", escape_line(alias)),
     }
 }
 

@@ -68,7 +68,7 @@ fn policy_line(policy: AcceptPolicy, require_encryption: bool) -> String {
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let defaulted = args.dir.is_none();
-    let asked = args.dir.unwrap_or_else(default_download_dir);
+    let asked = args.dir.clone().unwrap_or_else(default_download_dir);
     let dir = prepare_download_dir(&asked)?;
     let mut config = ServerConfig::new(args.bind, args.port, dir.clone());
     config.max_connections = args.max_connections.max(1);
@@ -139,6 +139,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let discovery = (!args.no_discovery).then(|| {
         super::discover::announce(args.name.as_deref(), server.local_addr(), &args.interface)
     });
+    // LocalSend apps send into the same folder under the same policy; their offers are
+    // asked about in the same prompts (an answer goes to whichever server asked).
+    let localsend = super::localsend::start(&args, &dir, policy, sink.clone());
     let mut bars = Bars::new();
     // With --ask, answers come from stdin; each names the offer it decides.
     let mut answers = if args.ask {
@@ -159,11 +162,18 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         prompts.close(offer_id);
                         bars.line(format!("{prompt}\ndeclined offer {offer_id}: nobody can answer (standard input is closed)"));
                         server.decide(offer_id, false);
+                        if let Some(localsend) = &localsend {
+                            localsend.answer(offer_id, Decision::Decline);
+                        }
                     } else {
                         bars.line(prompt);
                     }
                 }
                 Ok(Event::Server(ServerEvent::OfferClosed { offer_id })) => prompts.close(offer_id),
+                // A LocalSend text message (the peer's text, escaped).
+                Ok(Event::Note(crate::events::NoteEvent::Received { from, text, security, .. })) => {
+                    bars.line(format!("note from {from} ({}): {}", security_words(&security), escape_line(&text)));
+                }
                 Ok(event) => bars.show(&event),
                 Err(_) => break,
             },
@@ -171,6 +181,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 Ok(line) => match prompts.reply(&line) {
                     Reply::Decide { offer_id, decision } => {
                         server.answer(offer_id, decision);
+                        if let Some(localsend) = &localsend {
+                            localsend.answer(offer_id, decision);
+                        }
                         let verb = match decision {
                             Decision::Accept => "accepted",
                             Decision::AcceptAndTrust => "accepted (device trusted from now on)",
@@ -185,6 +198,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     log::warn!("standard input closed: declining offers from now on");
                     for offer_id in prompts.drain() {
                         server.decide(offer_id, false);
+                        if let Some(localsend) = &localsend {
+                            localsend.answer(offer_id, Decision::Decline);
+                        }
                     }
                     answers_closed = true;
                     answers = crossbeam_channel::never();
@@ -195,6 +211,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     println!("stopping");
     drop(discovery);
+    drop(localsend);
     drop(events);
     server.stop();
     Ok(ExitCode::SUCCESS)

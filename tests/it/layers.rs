@@ -15,6 +15,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("notes", &["protocol", "events", "secure", "defaults"]),
     ("discovery", &["protocol", "events", "secure", "defaults"]),
     (
+        "localsend",
+        &["protocol", "events", "secure", "transfer", "defaults"],
+    ),
+    (
         "worker",
         &[
             "protocol",
@@ -23,6 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "transfer",
             "notes",
             "discovery",
+            "localsend",
             "defaults",
         ],
     ),
@@ -35,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "transfer",
             "notes",
             "discovery",
+            "localsend",
             "worker",
             "defaults",
         ],
@@ -48,6 +54,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "transfer",
             "notes",
             "discovery",
+            "localsend",
             "worker",
             "defaults",
         ],

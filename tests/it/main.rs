@@ -15,6 +15,7 @@ mod gui_devices;
 mod gui_secure;
 mod hostile;
 mod layers;
+mod localsend;
 mod netns;
 mod notes;
 mod notes_secure;

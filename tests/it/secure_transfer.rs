@@ -344,7 +344,7 @@ fn the_policy_asks_untrusted_devices_refuses_plain_senders_and_accept_and_trust_
             assert_eq!(device, "laptop");
             assert!(!trusted);
         }
-        Security::Plain => panic!("an encrypted offer was shown as plain"),
+        other => panic!("an encrypted offer was shown as {other:?}"),
     }
     server.answer(offer.offer_id, Decision::AcceptAndTrust);
     let outcomes = sender.join().unwrap();

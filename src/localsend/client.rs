@@ -1,0 +1,81 @@
+//! HTTPS requests to another LocalSend device: our certificate as the client certificate,
+//! theirs pinned to the fingerprint they announced. One request per connection (LocalSend
+//! devices answer register within half a second; prepare-upload waits for a person).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+
+use super::LocalSendError;
+use super::identity::CertIdentity;
+
+/// Largest answer body read.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// An answer: status, body, and the fingerprint the server's certificate had.
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub fingerprint: Option<String>,
+}
+
+/// `POST https://addr{path_and_query}` with a JSON body, all within `timeout`.
+pub(super) async fn post_json(
+    identity: &CertIdentity,
+    addr: SocketAddr,
+    expected: Option<&str>,
+    path_and_query: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Answer, LocalSendError> {
+    tokio::time::timeout(timeout, async {
+        let seen = Arc::new(Mutex::new(None));
+        let config = super::tls::client_config(identity, expected, Arc::clone(&seen))?;
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let tls = connector
+            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .await
+            .map_err(|e| LocalSendError::Tls(e.to_string()))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| LocalSendError::Http(e.to_string()))?;
+        let driver = tokio::spawn(connection);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path_and_query)
+            .header(hyper::header::HOST, addr.to_string())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| LocalSendError::Http(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| LocalSendError::Http(e.to_string()))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| LocalSendError::Http(e.to_string()))?
+            .to_bytes();
+        driver.abort();
+        let fingerprint = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok(Answer {
+            status,
+            body,
+            fingerprint,
+        })
+    })
+    .await
+    .map_err(|_| LocalSendError::Timeout)?
+}

@@ -1,0 +1,74 @@
+//! Speaking LocalSend (protocol v2): phones and desktops running LocalSend can send files
+//! and text messages to Ferry, and Ferry finds them on the LAN.
+//!
+//! LocalSend is a REST API over HTTPS with self-signed certificates (a device is known by
+//! its certificate's SHA-256, the fingerprint) and discovery by UDP multicast on
+//! 224.0.0.167:53317:
+//! - `POST /api/localsend/v2/register`: a device introduces itself; we answer with ours.
+//! - `POST /api/localsend/v2/prepare-upload[?pin=]`: `{info, files{id: {id, fileName, size,
+//!   fileType, sha256?, preview?}}}`, answered `{sessionId, files{id: token}}` once accepted,
+//!   204 (nothing to upload: a text message), 401 (PIN), 403 (declined), 409 (another
+//!   session is active: one at a time), 429 (too many wrong PINs).
+//! - `POST /api/localsend/v2/upload?sessionId&fileId&token`: one file's raw bytes (LocalSend
+//!   1.18 streams them chunked, without a length), from the address that prepared.
+//! - `POST /api/localsend/v2/cancel?sessionId`.
+//!
+//! Everything that arrives goes through Ferry's receiving machinery: the accept policy and
+//! its prompt ([`crate::events::ServerEvent::OfferPending`]), the one download folder handle
+//! ([`crate::transfer::Downloads`]: sanitised names, no overwrite, `.ferry.part` until
+//! complete, the free-space reservation) and the usual transfer events, with
+//! [`crate::events::Security::LocalSend`] naming the device.
+//!
+//! The HTTP stack is hyper on a small tokio runtime on a thread of its own; TLS is rustls
+//! (ring). Files:
+//! - [`wire`]: the JSON bodies and their validation (pure).
+//! - [`identity`]: this install's certificate and the fingerprint rule.
+//! - [`tls`]: the TLS configurations (any client certificate; pinned server certificates).
+//! - `server`: the listener, the routes, register.
+//! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
+//! - `upload`: one file's body onto the disk; sessions and cancel.
+//! - `discovery`: announcing, answering announcements, the table of devices heard.
+//! - `client`: HTTPS requests to other devices (register).
+
+mod client;
+mod discovery;
+pub mod identity;
+mod prepare;
+mod server;
+pub mod tls;
+mod upload;
+pub mod wire;
+
+use std::net::Ipv4Addr;
+
+pub use discovery::LocalSendDevice;
+pub use identity::CertIdentity;
+pub use server::{LocalSendConfig, LocalSendServer, MulticastConfig};
+
+/// LocalSend's default port, TCP (HTTPS) and UDP (multicast).
+pub const LOCALSEND_PORT: u16 = 53_317;
+/// LocalSend's multicast group.
+pub const LOCALSEND_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 167);
+/// Wrong PINs one address may send before it gets 429 (for [`PIN_LOCKOUT_SECS`]).
+pub const MAX_PIN_TRIES: u32 = 3;
+/// How long an address that used up its PIN tries is refused.
+pub const PIN_LOCKOUT_SECS: u64 = 300;
+
+/// What can go wrong setting LocalSend up or talking to a device.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalSendError {
+    #[error("LocalSend certificate: {0}")]
+    Identity(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("LocalSend port {port} is in use (another LocalSend or Ferry?)")]
+    PortInUse { port: u16 },
+    #[error("cannot start LocalSend receiving: {0}")]
+    Start(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("timed out")]
+    Timeout,
+}

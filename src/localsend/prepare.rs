@@ -1,0 +1,178 @@
+//! `prepare-upload`: the PIN (with its try limit), the one-session rule, validation, a
+//! text message turned into a note, the free-space check, and the accept policy, asking
+//! the user like the Ferry server does (answers come through
+//! [`super::LocalSendServer::answer`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use tokio::sync::oneshot;
+
+use super::server::{
+    MAX_JSON_BYTES, Reply, Shared, json_reply, lock, query, read_body, reply, stopped,
+};
+use super::upload::Session;
+use super::wire::{self, DeviceInfo, PrepareResponse, ValidOffer};
+use super::{MAX_PIN_TRIES, PIN_LOCKOUT_SECS};
+use crate::events::{Event, NoteEvent, PendingOffer, Security, ServerEvent, next_transfer_id};
+use crate::transfer::Decision;
+
+/// Addresses whose PIN tries are remembered; more and the memory starts over.
+const MAX_PIN_ENTRIES: usize = 1024;
+
+/// What the LocalSend sender is, for prompts and rows.
+pub(super) fn security_of(info: &DeviceInfo, client: Option<&str>) -> Security {
+    Security::LocalSend {
+        alias: info.label(),
+        device_type: info.kind().to_owned(),
+        // Only a certificate proves a fingerprint; a body's claim is not shown as one.
+        fingerprint: client.unwrap_or("").to_owned(),
+    }
+}
+
+pub(super) async fn prepare(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    client: Option<String>,
+    shared: &Arc<Shared>,
+) -> Reply {
+    if let Some(refused) = check_pin(shared, peer.ip(), query(&request).get("pin")) {
+        return refused;
+    }
+    // One session at a time: held from here (asking included) until it ends.
+    let Some(claim) = super::upload::claim_slot(shared) else {
+        return reply(StatusCode::CONFLICT, "blocked by another session");
+    };
+    let body = match read_body(request, MAX_JSON_BYTES, shared.config.idle_timeout).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let (info, offer) = match wire::validate_prepare(&body) {
+        Ok(valid) => valid,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let security = security_of(&info, client.as_deref());
+    let policy = *lock(&shared.policy);
+    let Some(without_asking) = policy.without_asking(false) else {
+        return reply(
+            StatusCode::FORBIDDEN,
+            "this device accepts trusted Ferry devices only",
+        );
+    };
+    let (files, bytes) = match offer {
+        ValidOffer::Text { text } => {
+            shared.sink.emit(Event::Note(NoteEvent::Received {
+                from: peer,
+                text,
+                at: SystemTime::now(),
+                security,
+            }));
+            return reply(StatusCode::NO_CONTENT, "");
+        }
+        ValidOffer::Files { files, bytes } => (files, bytes),
+    };
+    let reservation = match shared.downloads.reserve(bytes) {
+        Ok(reservation) => reservation,
+        Err(no_room) => {
+            return reply(
+                StatusCode::INSUFFICIENT_STORAGE,
+                &format!(
+                    "not enough free space: {} bytes needed, {} available",
+                    no_room.needed, no_room.available
+                ),
+            );
+        }
+    };
+    if !without_asking {
+        let offer = PendingOffer {
+            offer_id: next_transfer_id(),
+            peer,
+            count: files.len() as u64,
+            bytes,
+            names: files.iter().map(|f| f.safe.as_str().to_owned()).collect(),
+            sizes: files.iter().map(|f| f.size).collect(),
+            msg: String::new(),
+            security: security.clone(),
+        };
+        match ask(shared, offer).await {
+            Some(Decision::Accept | Decision::AcceptAndTrust) => {}
+            Some(Decision::Decline) => return reply(StatusCode::FORBIDDEN, "declined"),
+            None => return reply(StatusCode::FORBIDDEN, "nobody answered"),
+        }
+    }
+    let session = Session::new(peer.ip(), security, files, reservation);
+    let response = PrepareResponse {
+        session_id: session.id.clone(),
+        files: session.tokens(),
+    };
+    claim.activate(Arc::new(session));
+    json_reply(&response)
+}
+
+/// Shows the offer and waits for the answer, the timeout or the stop (`None`: no answer).
+async fn ask(shared: &Shared, offer: PendingOffer) -> Option<Decision> {
+    let offer_id = offer.offer_id;
+    let (tx, rx) = oneshot::channel();
+    lock(&shared.pending).insert(offer_id, tx);
+    shared
+        .sink
+        .emit(Event::Server(ServerEvent::OfferPending(offer)));
+    // The question closes however the wait ends, the sender leaving (this future dropped)
+    // included.
+    struct Close<'a>(&'a Shared, u64);
+    impl Drop for Close<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.pending).remove(&self.1);
+            self.0
+                .sink
+                .emit(Event::Server(ServerEvent::OfferClosed { offer_id: self.1 }));
+        }
+    }
+    let _close = Close(shared, offer_id);
+    let mut stop = shared.stop.clone();
+    tokio::select! {
+        answer = rx => answer.ok(),
+        _ = tokio::time::sleep(shared.config.decision_timeout) => None,
+        _ = stopped(&mut stop) => None,
+    }
+}
+
+/// `None` when the PIN is right (or none is set); else the 401 or 429 to answer.
+fn check_pin(shared: &Shared, ip: IpAddr, given: Option<&String>) -> Option<Reply> {
+    let pin = shared.config.pin.as_deref()?;
+    let mut tries = lock(&shared.pin_tries);
+    let now = Instant::now();
+    if let Some((wrong, last)) = tries.get(&ip)
+        && *wrong >= MAX_PIN_TRIES
+        && now.duration_since(*last) < Duration::from_secs(PIN_LOCKOUT_SECS)
+    {
+        return Some(reply(StatusCode::TOO_MANY_REQUESTS, "too many wrong PINs"));
+    }
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), pin.as_bytes()) => {
+            tries.remove(&ip);
+            None
+        }
+        None => Some(reply(StatusCode::UNAUTHORIZED, "PIN required")),
+        Some(_) => {
+            if tries.len() >= MAX_PIN_ENTRIES && !tries.contains_key(&ip) {
+                tries.clear();
+            }
+            let entry = tries.entry(ip).or_insert((0, now));
+            if now.duration_since(entry.1) >= Duration::from_secs(PIN_LOCKOUT_SECS) {
+                entry.0 = 0;
+            }
+            entry.0 += 1;
+            entry.1 = now;
+            Some(reply(StatusCode::UNAUTHORIZED, "wrong PIN"))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
