@@ -233,7 +233,15 @@ fn start_serve(out_dir: &Path, serve_args: &[&str]) -> (Killed, SocketAddr) {
     let exe = env!("CARGO_BIN_EXE_ferry");
     let mut serve = Command::new(exe)
         .env("XDG_CONFIG_HOME", config_home("receiver"))
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-localsend",
+            "--dir",
+        ])
         .arg(out_dir)
         .args(serve_args)
         .stdout(Stdio::piped())

@@ -43,6 +43,7 @@ fn serve_as(home: &Path, dir: &Path, extra: &[&str]) -> (ChildGuard, SocketAddr,
     let mut child = ferry_as(home)
         .args([
             "serve",
+            "--no-localsend",
             "--bind",
             "127.0.0.1",
             "--port",

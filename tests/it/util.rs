@@ -289,7 +289,15 @@ impl Drop for ChildGuard {
 /// first stdout line) and the rest of its stdout as a line channel.
 pub fn spawn_serve(dir: &Path, extra: &[&str]) -> (ChildGuard, SocketAddr, Receiver<String>) {
     let mut child = ferry()
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-localsend",
+            "--dir",
+        ])
         .arg(dir)
         .args(extra)
         .stdout(Stdio::piped())
@@ -363,6 +371,7 @@ pub fn spawn_asking_serve(
     let mut child = ferry()
         .args([
             "serve",
+            "--no-localsend",
             "--ask",
             "--bind",
             "127.0.0.1",
