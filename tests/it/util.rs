@@ -289,16 +289,10 @@ impl Drop for ChildGuard {
 /// first stdout line) and the rest of its stdout as a line channel.
 pub fn spawn_serve(dir: &Path, extra: &[&str]) -> (ChildGuard, SocketAddr, Receiver<String>) {
     let mut child = ferry()
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-localsend",
-            "--dir",
-        ])
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
         .arg(dir)
+        // LocalSend's fixed port 53317 stays free unless a test asks for LocalSend.
+        .args((!extra.contains(&"--localsend-port")).then_some("--no-localsend"))
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
