@@ -29,8 +29,10 @@
 //! - `upload`: one file's body onto the disk; sessions and cancel.
 //! - `discovery`: announcing, answering announcements, the table of devices heard.
 //! - `client`: HTTPS requests to other devices (register, prepare-upload, upload, cancel).
-//! - [`send`]: sending files and text messages to a LocalSend device.
+//! - [`send`]: sending files and text messages to a LocalSend device; `body`: a file as
+//!   a streamed upload body.
 
+mod body;
 mod client;
 mod discovery;
 pub mod identity;

@@ -269,7 +269,10 @@ fn cancel_mid_upload_leaves_nothing_and_frees_the_device() {
         std::thread::spawn(move || sender().send_files(&target, &[file], &sink, &cancel))
     };
     wait_for(&events, |e| match e {
-        Event::Transfer(TransferEvent::Progress { bytes_done, .. }) if *bytes_done > 0 => Some(()),
+        // Well past what buffers hold: the receiver is writing the file by now.
+        Event::Transfer(TransferEvent::Progress { bytes_done, .. }) if *bytes_done > 4 << 20 => {
+            Some(())
+        }
         _ => None,
     });
     cancel.cancel();
@@ -310,4 +313,33 @@ fn a_text_message_becomes_a_note_on_the_device() {
     assert_eq!(text, "你好 from Ferry");
     assert!(matches!(security, Security::LocalSend { alias, .. } if alias == "Ferry sender"));
     assert!(names_in(inbox.path()).is_empty(), "a text is not a file");
+}
+
+#[test]
+fn a_register_probe_finds_the_device_by_its_certificate() {
+    let inbox = tempfile::tempdir().expect("tempdir");
+    let (server, _events) = receiver(inbox.path(), AcceptPolicy::Everyone, None);
+    let sender = sender();
+    let device = sender
+        .probe(server.local_addr(), Duration::from_secs(5))
+        .expect("probe answered");
+    assert_eq!(device.alias, "Receiver");
+    assert_eq!(device.fingerprint, server.fingerprint());
+    assert_eq!(device.addr, server.local_addr());
+    assert_eq!(device.how, ["probe"]);
+    // The receiver now knows the prober too (register goes both ways).
+    assert!(
+        server
+            .devices()
+            .iter()
+            .any(|d| d.fingerprint == sender.identity.fingerprint()),
+        "{:?}",
+        server.devices()
+    );
+    // What the probe found is what a send pins.
+    let out = tempfile::tempdir().expect("tempdir");
+    let files = [write(out.path(), "probed.bin", b"probed")];
+    let (result, _) = send(&sender, &LocalSendTarget::from(&device), &files);
+    assert_eq!(result.expect("sent"), [FileOutcome::SentUnverified]);
+    wait_folder(inbox.path(), &["probed.bin"]);
 }
