@@ -159,14 +159,20 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
     };
     let config = discovery_config(None, 0, &args.interface)?;
     let discovery = Discovery::start(config)?;
+    // LocalSend devices are looked for over the same seconds.
+    let localsend = super::localsend::Lookup::start(&args.localsend_probe);
     std::thread::sleep(Duration::from_secs_f64(wait_secs.clamp(0.0, 3600.0)));
     let devices = discovery.devices();
     discovery.stop();
-    if devices.is_empty() {
+    let localsend_devices = localsend.finish();
+    if devices.is_empty() && localsend_devices.is_empty() {
         eprintln!("no devices found (ferry doctor says why)");
     }
     for device in &devices {
         println!("{}", device_line(device));
+    }
+    for device in &localsend_devices {
+        println!("{}", super::localsend::device_line(device));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,38 @@
-//! `ferry serve`'s LocalSend side: starting the LocalSend receiver beside the Ferry server
-//! with the same folder, policy and name, and the line that says it is on (port and
-//! fingerprint) or why it is not. Kept apart from `transfer.rs` so `serve` stays readable.
+//! The CLI's LocalSend side, kept apart from `transfer.rs` so `serve` and `send` stay
+//! readable: `ferry serve` starts the LocalSend receiver beside the Ferry server (same
+//! folder, policy and name) and says it is on (port and fingerprint) or why not; `ferry
+//! peers --wait` and `ferry send --to ALIAS` look for LocalSend devices (announcing, hearing
+//! announcements and registers, probing typed addresses) and send to one.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::process::ExitCode;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use super::ServeArgs;
-use crate::events::EventSink;
+use anyhow::Context as _;
+
+use super::transfer::Bars;
+use super::{SendArgs, ServeArgs};
+use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
-use crate::localsend::{CertIdentity, LocalSendConfig, LocalSendServer, MulticastConfig};
-use crate::transfer::AcceptPolicy;
+use crate::localsend::{
+    CertIdentity, LOCALSEND_PORT, LocalSendConfig, LocalSendDevice, LocalSendSender,
+    LocalSendServer, LocalSendTarget, MulticastConfig,
+};
+use crate::protocol::escape_line;
+use crate::transfer::{AcceptPolicy, OutgoingFile};
+
+/// How long a `POST /register` probe may take (LocalSend gives 500 ms).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// This install's LocalSend certificate (made once, kept in the config folder).
+fn identity() -> Result<CertIdentity, crate::localsend::LocalSendError> {
+    match default_cert_dir() {
+        Some(config_dir) => CertIdentity::load_or_create(&config_dir),
+        None => CertIdentity::generate(),
+    }
+}
 
 /// Starts LocalSend receiving unless `--no-localsend`; prints one line either way. A port in
 /// use or a certificate that cannot be made turns LocalSend off with a reason, never `serve`.
@@ -22,11 +45,7 @@ pub(super) fn start(
     if args.no_localsend {
         return None;
     }
-    let identity = match default_cert_dir() {
-        Some(config_dir) => CertIdentity::load_or_create(&config_dir),
-        None => CertIdentity::generate(),
-    };
-    let identity = match identity {
+    let identity = match identity() {
         Ok(identity) => identity,
         Err(e) => {
             println!("LocalSend receiving is off: {e}");
@@ -75,4 +94,167 @@ pub(super) fn start(
             None
         }
     }
+}
+
+/// Looking for LocalSend devices: a receiver that takes nothing (every offer refused) so
+/// devices can register back, announcing on the LAN, plus `POST /register` probes.
+pub(super) struct Lookup {
+    server: Option<LocalSendServer>,
+    probes: Option<JoinHandle<Vec<LocalSendDevice>>>,
+}
+
+impl Lookup {
+    pub(super) fn start(probes: &[String]) -> Self {
+        let alias = crate::secure::identity::default_device_name();
+        let server = identity().ok().and_then(|identity| {
+            let mut config = LocalSendConfig::new(std::env::temp_dir(), &alias, identity);
+            config.port = 0;
+            config.device_type = "headless".to_owned();
+            // Looking only: nothing is ever accepted or written.
+            config.policy = AcceptPolicy::TrustedOnly;
+            config.fsync = false;
+            config.multicast = Some(MulticastConfig::lan());
+            LocalSendServer::start(config, event_channel(None).0)
+                .map_err(|e| log::warn!("LocalSend lookup: {e}"))
+                .ok()
+        });
+        let addrs: Vec<SocketAddr> = probes.iter().filter_map(|p| probe_addr(p)).collect();
+        let probes = (!addrs.is_empty())
+            .then(|| identity().ok())
+            .flatten()
+            .and_then(|identity| {
+                let sender = LocalSendSender::new(identity, &alias);
+                std::thread::Builder::new()
+                    .name("ferry-localsend-probe".into())
+                    .spawn(move || {
+                        addrs
+                            .into_iter()
+                            .filter_map(|addr| match sender.probe(addr, PROBE_TIMEOUT) {
+                                Ok(device) => Some(device),
+                                Err(e) => {
+                                    eprintln!("LocalSend probe of {addr}: {e}");
+                                    None
+                                }
+                            })
+                            .collect()
+                    })
+                    .ok()
+            });
+        Self { server, probes }
+    }
+
+    /// The devices heard so far by the receiver (probes are added by [`Lookup::finish`]).
+    fn heard(&self) -> Vec<LocalSendDevice> {
+        self.server
+            .as_ref()
+            .map(|s| s.devices())
+            .unwrap_or_default()
+    }
+
+    /// Stops looking; every device found, one per fingerprint.
+    pub(super) fn finish(mut self) -> Vec<LocalSendDevice> {
+        let mut devices = self.heard();
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        if let Some(probes) = self.probes.take() {
+            for found in probes.join().unwrap_or_default() {
+                if !devices.iter().any(|d| d.fingerprint == found.fingerprint) {
+                    devices.push(found);
+                }
+            }
+        }
+        devices
+    }
+}
+
+/// `HOST[:PORT]` (port 53317 unless given) as an address; a warning when it is not one.
+fn probe_addr(typed: &str) -> Option<SocketAddr> {
+    let with_port = if typed.contains(':') {
+        typed.to_owned()
+    } else {
+        format!("{typed}:{LOCALSEND_PORT}")
+    };
+    let found = with_port.to_socket_addrs().ok().and_then(|mut a| a.next());
+    if found.is_none() {
+        eprintln!(
+            "LocalSend probe: {:?} is not an address",
+            escape_line(typed)
+        );
+    }
+    found
+}
+
+/// One `ferry peers` line for a LocalSend device (the word `localsend` marks it).
+pub(super) fn device_line(device: &LocalSendDevice) -> String {
+    format!(
+        "{}  {}  localsend {}  {}  fingerprint {}",
+        escape_line(&device.alias),
+        device.addr,
+        device.device_type,
+        device.how.join("+"),
+        device.fingerprint
+    )
+}
+
+/// Looks for a LocalSend device called `alias` for up to `wait_secs`.
+fn find(alias: &str, wait_secs: f64, probes: &[String]) -> Option<LocalSendDevice> {
+    let lookup = Lookup::start(probes);
+    let deadline = Instant::now() + Duration::from_secs_f64(wait_secs.clamp(0.0, 3600.0));
+    while Instant::now() < deadline && !lookup.heard().iter().any(|d| d.alias == alias) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lookup.finish().into_iter().find(|d| d.alias == alias)
+}
+
+/// `ferry send --to ALIAS` when ALIAS is no Ferry device nor address: a LocalSend device of
+/// that name gets the files; none gives back the Ferry error (`ferry_error`).
+pub(super) fn send_by_alias(
+    args: SendArgs,
+    ferry_error: anyhow::Error,
+) -> anyhow::Result<ExitCode> {
+    if args.plain || args.code.is_some() || args.to.contains(':') {
+        return Err(ferry_error);
+    }
+    let Some(device) = find(&args.to, args.localsend_wait, &args.localsend_probe) else {
+        return Err(ferry_error.context(format!(
+            "no LocalSend device is called {:?} either",
+            escape_line(&args.to)
+        )));
+    };
+    println!(
+        "sending to LocalSend device {} at {} (fingerprint {})",
+        escape_line(&device.alias),
+        device.addr,
+        device.fingerprint
+    );
+    let identity = identity().context("LocalSend certificate")?;
+    let mut sender =
+        LocalSendSender::new(identity, &crate::secure::identity::default_device_name());
+    sender.pin = args.pin;
+    let target = LocalSendTarget::from(&device);
+    let (sink, events) = event_channel(None);
+    let files: Vec<OutgoingFile> = args.files.into_iter().map(OutgoingFile::new).collect();
+    let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
+    let worker = std::thread::Builder::new()
+        .name("ferry-localsend-send".into())
+        .spawn(move || sender.send_files(&target, &files, &sink, &CancelToken::new()))
+        .context("cannot start the sending thread")?;
+    let mut bars = Bars::new();
+    for event in &events {
+        bars.show(&event);
+    }
+    let outcomes = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
+    let mut all_ok = true;
+    for (path, outcome) in paths.iter().zip(&outcomes) {
+        println!("{}: {}", path.display(), escape_line(&outcome.to_string()));
+        all_ok &= outcome.is_success();
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -94,6 +94,10 @@ pub struct PeersArgs {
     /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
     #[arg(long = "interface", value_name = "NAME")]
     pub interface: Vec<String>,
+    /// With --wait: also ask this address whether it is a LocalSend device (`POST
+    /// /register`; repeatable; port 53317 unless given).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub localsend_probe: Vec<String>,
     #[command(subcommand)]
     pub action: Option<PeersAction>,
 }
@@ -214,6 +218,16 @@ pub struct SendArgs {
     /// benchmarks. Anyone on the network can then read the files.
     #[arg(long, conflicts_with = "code")]
     pub no_encryption: bool,
+    /// The PIN a LocalSend receiver asks for (sending to a LocalSend device).
+    #[arg(long, value_name = "PIN")]
+    pub pin: Option<String>,
+    /// Also ask this address whether it is a LocalSend device (`POST /register`), for one
+    /// that LocalSend's multicast does not reach (repeatable; port 53317 unless given).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub localsend_probe: Vec<String>,
+    /// How long to look for a LocalSend device named by --to.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub localsend_wait: f64,
     /// Files to send.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,

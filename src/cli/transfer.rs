@@ -287,7 +287,11 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         eprintln!("ferry: nothing was sent");
         return Ok(ExitCode::FAILURE);
     }
-    let (to, expect_key) = destination_or_device(&args.to)?;
+    let (to, expect_key) = match destination_or_device(&args.to) {
+        Ok(found) => found,
+        // Not a Ferry device nor an address: perhaps a LocalSend device of that name.
+        Err(e) => return super::localsend::send_by_alias(args, e),
+    };
     let mut opts = SendOptions::new(to);
     opts.msg = args.msg;
     opts.mode = if args.plain { Mode::Plain } else { Mode::Ferry };
@@ -363,7 +367,7 @@ fn local_file_problem(path: &Path) -> Option<String> {
 }
 
 /// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
-struct Bars {
+pub(super) struct Bars {
     multi: MultiProgress,
     /// Each active transfer's bar, the sender's message and whether it is encrypted.
     active: HashMap<TransferId, (ProgressBar, String, Security)>,
@@ -373,7 +377,7 @@ struct Bars {
 }
 
 impl Bars {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let style = ProgressStyle::with_template(
             "{prefix:30!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
         )
@@ -392,7 +396,7 @@ impl Bars {
         self.multi.suspend(|| println!("{text}"));
     }
 
-    fn show(&mut self, event: &Event) {
+    pub(super) fn show(&mut self, event: &Event) {
         match event {
             Event::Transfer(TransferEvent::Started {
                 id,

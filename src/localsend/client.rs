@@ -1,6 +1,7 @@
 //! HTTPS requests to another LocalSend device: our certificate as the client certificate,
 //! theirs pinned to the fingerprint they announced. One request per connection (LocalSend
-//! devices answer register within half a second; prepare-upload waits for a person).
+//! devices answer register within half a second; prepare-upload waits for a person; an
+//! upload streams a whole file).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -35,47 +37,84 @@ pub(super) async fn post_json(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Answer, LocalSendError> {
-    tokio::time::timeout(timeout, async {
-        let seen = Arc::new(Mutex::new(None));
-        let config = super::tls::client_config(identity, expected, Arc::clone(&seen))?;
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let tls = connector
-            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-            .await
-            .map_err(|e| LocalSendError::Tls(e.to_string()))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| LocalSendError::Http(e.to_string()))?;
-        let driver = tokio::spawn(connection);
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(path_and_query)
-            .header(hyper::header::HOST, addr.to_string())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| LocalSendError::Http(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| LocalSendError::Http(e.to_string()))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| LocalSendError::Http(e.to_string()))?
-            .to_bytes();
-        driver.abort();
-        let fingerprint = seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        Ok(Answer {
-            status,
-            body,
-            fingerprint,
-        })
-    })
+    tokio::time::timeout(
+        timeout,
+        post(
+            identity,
+            addr,
+            expected,
+            path_and_query,
+            "application/json",
+            Full::new(Bytes::from(body)),
+        ),
+    )
     .await
     .map_err(|_| LocalSendError::Timeout)?
+}
+
+/// `POST https://addr{path_and_query}` with any body (a file streams through it), with no
+/// time limit of its own: the caller bounds it (a timeout, a cancel).
+pub(super) async fn post<B>(
+    identity: &CertIdentity,
+    addr: SocketAddr,
+    expected: Option<&str>,
+    path_and_query: &str,
+    content_type: &str,
+    body: B,
+) -> Result<Answer, LocalSendError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let seen = Arc::new(Mutex::new(None));
+    let config = super::tls::client_config(identity, expected, Arc::clone(&seen))?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tls = connector
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .map_err(|e| LocalSendError::Tls(e.to_string()))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| LocalSendError::Http(e.to_string()))?;
+    let driver = tokio::spawn(connection);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(path_and_query)
+        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .map_err(|e| LocalSendError::Http(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| LocalSendError::Http(error_chain(&e)))?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map_err(|e| LocalSendError::Http(e.to_string()))?
+        .to_bytes();
+    driver.abort();
+    let fingerprint = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    Ok(Answer {
+        status,
+        body,
+        fingerprint,
+    })
+}
+
+/// An error with its causes (hyper's own text is often just "error sending request").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -28,12 +28,16 @@
 //! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
 //! - `upload`: one file's body onto the disk; sessions and cancel.
 //! - `discovery`: announcing, answering announcements, the table of devices heard.
-//! - `client`: HTTPS requests to other devices (register).
+//! - `client`: HTTPS requests to other devices (register, prepare-upload, upload, cancel).
+//! - [`send`]: sending files and text messages to a LocalSend device; `body`: a file as
+//!   a streamed upload body.
 
+mod body;
 mod client;
 mod discovery;
 pub mod identity;
 mod prepare;
+pub mod send;
 mod server;
 pub mod tls;
 mod upload;
@@ -43,6 +47,7 @@ use std::net::Ipv4Addr;
 
 pub use discovery::LocalSendDevice;
 pub use identity::CertIdentity;
+pub use send::{LocalSendSendError, LocalSendSender, LocalSendTarget};
 pub use server::{LocalSendConfig, LocalSendServer, MulticastConfig};
 
 /// LocalSend's default port, TCP (HTTPS) and UDP (multicast).

@@ -16,6 +16,7 @@ mod gui_secure;
 mod hostile;
 mod layers;
 mod localsend;
+mod localsend_send;
 mod netns;
 mod notes;
 mod notes_secure;

@@ -1,0 +1,561 @@
+//! Sending to a LocalSend device: `prepare-upload` (our info and the files: id, fileName,
+//! size, fileType; no sha256, as LocalSend's own CLI), then one streamed
+//! `upload?sessionId&fileId&token` per file the device wants, reporting the usual transfer
+//! events with [`Security::LocalSend`]. A [`CancelToken`] is honoured while the device
+//! decides and mid-file (then `cancel?sessionId` tells the device). A text message is one
+//! `text/plain` file whose text is in `preview` (answered 204: nothing to upload).
+//!
+//! The device's certificate is pinned to the fingerprint it announced; ours is presented as
+//! the client certificate. Blocking API: each call runs a small tokio runtime of its own.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::StatusCode;
+
+use super::body::{FileBody, encode, mime_of};
+use super::client::{Answer, post, post_json};
+use super::discovery::LocalSendDevice;
+use super::identity::CertIdentity;
+use super::wire::{DeviceInfo, FileDto, PROTOCOL_VERSION, PrepareResponse, PrepareUpload};
+use super::{LOCALSEND_PORT, LocalSendError};
+use crate::events::{
+    CancelToken, Direction, EventSink, Failure, FailureKind, Security, TransferEvent,
+};
+use crate::protocol::Mode;
+use crate::transfer::{FileOutcome, OutgoingFile};
+
+const API: &str = "/api/localsend/v2/";
+/// How often a wait checks the cancel token.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+/// How long telling the device about a cancel may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(3);
+/// "No timeout" for a person deciding (a century; a cancel still ends it).
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Where a LocalSend device listens and who it must prove to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSendTarget {
+    pub addr: SocketAddr,
+    /// SHA-256 of its certificate, upper-case hex: the server must present exactly it.
+    pub fingerprint: String,
+    pub alias: String,
+    pub device_type: String,
+}
+
+impl From<&LocalSendDevice> for LocalSendTarget {
+    fn from(device: &LocalSendDevice) -> Self {
+        Self {
+            addr: device.addr,
+            fingerprint: device.fingerprint.clone(),
+            alias: device.alias.clone(),
+            device_type: device.device_type.clone(),
+        }
+    }
+}
+
+/// Why a LocalSend send did not happen (each text is what the user is shown).
+#[derive(Debug, thiserror::Error)]
+pub enum LocalSendSendError {
+    #[error("the device wants none of these files (204)")]
+    NothingWanted,
+    #[error("the device asks for a PIN (401): send again with its PIN")]
+    PinRequired,
+    #[error("the device refused the PIN (401)")]
+    WrongPin,
+    #[error("declined by the device (403)")]
+    Declined,
+    #[error("the device is busy with another transfer (409): try again when it is done")]
+    Busy,
+    #[error("too many wrong PINs: the device refuses this address for a while (429)")]
+    TooManyPinTries,
+    #[error("the device answered {status}: {}", crate::protocol::escape_line(.message))]
+    Status { status: u16, message: String },
+    #[error("the device's answer is not LocalSend's: {0}")]
+    BadAnswer(String),
+    #[error("cannot reach the LocalSend device at {addr}: {source}")]
+    Unreachable {
+        addr: SocketAddr,
+        source: LocalSendError,
+    },
+    #[error("cannot read {}: {source}", .path.display())]
+    LocalFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("cannot start: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl LocalSendSendError {
+    fn failure(&self) -> Failure {
+        let kind = match self {
+            Self::NothingWanted | Self::Declined => FailureKind::Declined,
+            Self::PinRequired | Self::WrongPin | Self::TooManyPinTries => FailureKind::Security,
+            Self::Busy | Self::Status { .. } => FailureKind::ReceiverFailed,
+            Self::BadAnswer(_) => FailureKind::Protocol,
+            Self::Unreachable { .. } => FailureKind::Unreachable,
+            Self::LocalFile { .. } => FailureKind::LocalFile,
+            Self::Cancelled | Self::Runtime(_) => FailureKind::NotStarted,
+        };
+        Failure::new(kind, self.to_string())
+    }
+}
+
+/// Who we are to LocalSend devices, and how we send.
+#[derive(Debug, Clone)]
+pub struct LocalSendSender {
+    pub identity: CertIdentity,
+    pub alias: String,
+    /// `desktop` (the window) or `headless` (the CLI).
+    pub device_type: String,
+    /// The PIN the device asks for, if any.
+    pub pin: Option<String>,
+    /// How long `prepare-upload` may wait for the person (`None`: as long as it takes,
+    /// like LocalSend; a cancel still ends it).
+    pub decision_timeout: Option<Duration>,
+}
+
+impl LocalSendSender {
+    pub fn new(identity: CertIdentity, alias: &str) -> Self {
+        Self {
+            identity,
+            alias: alias.to_owned(),
+            device_type: "headless".to_owned(),
+            pin: None,
+            decision_timeout: None,
+        }
+    }
+
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            alias: self.alias.clone(),
+            version: PROTOCOL_VERSION.to_owned(),
+            device_model: Some("Ferry".to_owned()),
+            device_type: Some(self.device_type.clone()),
+            fingerprint: self.identity.fingerprint().to_owned(),
+            port: Some(LOCALSEND_PORT),
+            protocol: Some("https".to_owned()),
+            download: false,
+            announce: None,
+        }
+    }
+
+    /// Sends `files` in order and reports each file's outcome, in order. Every file gets a
+    /// `Finished`, `Failed` or `Cancelled` event. `Err` when nothing could be sent at all
+    /// (the device declined, was busy, wants a PIN, cannot be reached, ...).
+    pub fn send_files(
+        &self,
+        target: &LocalSendTarget,
+        files: &[OutgoingFile],
+        sink: &EventSink,
+        cancel: &CancelToken,
+    ) -> Result<Vec<FileOutcome>, LocalSendSendError> {
+        let result = self.try_send_files(target, files, sink, cancel);
+        if let Err(e) = &result {
+            for file in files {
+                sink.transfer(match e {
+                    LocalSendSendError::Cancelled => TransferEvent::Cancelled {
+                        id: file.id,
+                        by_peer: false,
+                    },
+                    e => TransferEvent::Failed {
+                        id: file.id,
+                        failure: e.failure(),
+                    },
+                });
+            }
+        }
+        result
+    }
+
+    fn try_send_files(
+        &self,
+        target: &LocalSendTarget,
+        files: &[OutgoingFile],
+        sink: &EventSink,
+        cancel: &CancelToken,
+    ) -> Result<Vec<FileOutcome>, LocalSendSendError> {
+        let mut listed = Vec::with_capacity(files.len());
+        let mut dtos = HashMap::with_capacity(files.len());
+        for file in files {
+            let local = |source| LocalSendSendError::LocalFile {
+                path: file.path.clone(),
+                source,
+            };
+            let metadata = std::fs::metadata(&file.path).map_err(local)?;
+            if !metadata.is_file() {
+                return Err(local(std::io::Error::other("not a regular file")));
+            }
+            let name = file
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".to_owned());
+            let id = file.id.to_string();
+            dtos.insert(
+                id.clone(),
+                FileDto {
+                    id,
+                    file_name: name.clone(),
+                    size: metadata.len(),
+                    file_type: mime_of(&name).to_owned(),
+                    sha256: None,
+                    preview: None,
+                },
+            );
+            listed.push((file, name, metadata.len()));
+        }
+        let runtime = runtime()?;
+        let accepted = runtime.block_on(self.prepare(target, dtos, cancel))?;
+        let Some(accepted) = accepted else {
+            return Err(LocalSendSendError::NothingWanted);
+        };
+        let security = Security::LocalSend {
+            alias: target.alias.clone(),
+            device_type: target.device_type.clone(),
+            fingerprint: target.fingerprint.clone(),
+        };
+        let mut outcomes = Vec::with_capacity(files.len());
+        let mut stopped_by_peer = None;
+        for (file, name, size) in listed {
+            if cancel.is_cancelled() {
+                sink.transfer(TransferEvent::Cancelled {
+                    id: file.id,
+                    by_peer: false,
+                });
+                outcomes.push(FileOutcome::Cancelled);
+                continue;
+            }
+            if let Some(reason) = &stopped_by_peer {
+                sink.transfer(TransferEvent::Cancelled {
+                    id: file.id,
+                    by_peer: true,
+                });
+                outcomes.push(FileOutcome::CancelledByPeer {
+                    reason: String::clone(reason),
+                });
+                continue;
+            }
+            let Some(token) = accepted.files.get(&file.id.to_string()) else {
+                let reason = "the device did not want this file".to_owned();
+                sink.transfer(TransferEvent::Failed {
+                    id: file.id,
+                    failure: Failure::new(FailureKind::Declined, reason.clone()),
+                });
+                outcomes.push(FileOutcome::Declined { reason });
+                continue;
+            };
+            sink.transfer(TransferEvent::Started {
+                id: file.id,
+                direction: Direction::Outgoing,
+                peer: target.addr,
+                name,
+                saved_as: None,
+                bytes_total: size,
+                mode: Mode::Plain,
+                msg: String::new(),
+                security: security.clone(),
+            });
+            let query = format!(
+                "{API}upload?sessionId={}&fileId={}&token={}",
+                encode(&accepted.session_id),
+                encode(&file.id.to_string()),
+                encode(token)
+            );
+            let body = FileBody::open(file, size, sink.clone(), cancel.clone());
+            let answer = match body {
+                Ok(body) => runtime.block_on(with_cancel(
+                    cancel,
+                    post(
+                        &self.identity,
+                        target.addr,
+                        Some(&target.fingerprint),
+                        &query,
+                        "application/octet-stream",
+                        body,
+                    ),
+                )),
+                Err(e) => Some(Err(LocalSendError::Io(e))),
+            };
+            // A cancel makes the body fail too: whichever the upload saw first, it was
+            // cancelled unless the device had it all.
+            let answer = match answer {
+                Some(Ok(answer)) if answer.status == StatusCode::OK => Some(Ok(answer)),
+                _ if cancel.is_cancelled() => None,
+                other => other,
+            };
+            let outcome = match answer {
+                None => {
+                    runtime.block_on(self.cancel_session(target, &accepted.session_id));
+                    sink.transfer(TransferEvent::Cancelled {
+                        id: file.id,
+                        by_peer: false,
+                    });
+                    FileOutcome::Cancelled
+                }
+                Some(Ok(answer)) if answer.status == StatusCode::OK => {
+                    sink.transfer(TransferEvent::Progress {
+                        id: file.id,
+                        bytes_done: size,
+                    });
+                    sink.transfer(TransferEvent::Finished {
+                        id: file.id,
+                        verified: false,
+                        saved_as: None,
+                        path: None,
+                    });
+                    FileOutcome::SentUnverified
+                }
+                Some(Ok(answer)) => {
+                    let message = message_of(&answer);
+                    if answer.status == StatusCode::FORBIDDEN {
+                        // The session is gone: the device cancelled (or it timed out).
+                        stopped_by_peer = Some(message.clone());
+                        sink.transfer(TransferEvent::Cancelled {
+                            id: file.id,
+                            by_peer: true,
+                        });
+                        FileOutcome::CancelledByPeer { reason: message }
+                    } else {
+                        let failure = Failure::new(
+                            FailureKind::ReceiverFailed,
+                            format!("{}: {message}", answer.status.as_u16()),
+                        );
+                        sink.transfer(TransferEvent::Failed {
+                            id: file.id,
+                            failure: failure.clone(),
+                        });
+                        FileOutcome::Failed(failure)
+                    }
+                }
+                Some(Err(e)) => {
+                    let failure =
+                        Failure::new(FailureKind::Interrupted { kept_bytes: None }, e.to_string());
+                    sink.transfer(TransferEvent::Failed {
+                        id: file.id,
+                        failure: failure.clone(),
+                    });
+                    FileOutcome::Failed(failure)
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// Sends a text message (one `text/plain` file with the text in `preview`).
+    pub fn send_text(
+        &self,
+        target: &LocalSendTarget,
+        text: &str,
+        cancel: &CancelToken,
+    ) -> Result<(), LocalSendSendError> {
+        let id = "text".to_owned();
+        let mut dtos = HashMap::new();
+        dtos.insert(
+            id.clone(),
+            FileDto {
+                id: id.clone(),
+                file_name: "message.txt".to_owned(),
+                size: text.len() as u64,
+                file_type: "text/plain".to_owned(),
+                sha256: None,
+                preview: Some(text.to_owned()),
+            },
+        );
+        let runtime = runtime()?;
+        let Some(accepted) = runtime.block_on(self.prepare(target, dtos, cancel))? else {
+            return Ok(()); // 204: the text was shown, nothing to upload
+        };
+        // A device that wants the text as a file gets it as one.
+        let Some(token) = accepted.files.get(&id) else {
+            return Ok(());
+        };
+        let query = format!(
+            "{API}upload?sessionId={}&fileId={id}&token={}",
+            encode(&accepted.session_id),
+            encode(token)
+        );
+        let body = Full::new(Bytes::from(text.as_bytes().to_vec()));
+        let answer = runtime
+            .block_on(with_cancel(
+                cancel,
+                post(
+                    &self.identity,
+                    target.addr,
+                    Some(&target.fingerprint),
+                    &query,
+                    "text/plain",
+                    body,
+                ),
+            ))
+            .ok_or(LocalSendSendError::Cancelled)?
+            .map_err(|source| LocalSendSendError::Unreachable {
+                addr: target.addr,
+                source,
+            })?;
+        if answer.status == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(LocalSendSendError::Status {
+                status: answer.status.as_u16(),
+                message: message_of(&answer),
+            })
+        }
+    }
+
+    /// `prepare-upload`: `Some` with the session and the tokens of the files wanted, `None`
+    /// for 204 (nothing to upload).
+    async fn prepare(
+        &self,
+        target: &LocalSendTarget,
+        files: HashMap<String, FileDto>,
+        cancel: &CancelToken,
+    ) -> Result<Option<PrepareResponse>, LocalSendSendError> {
+        let body = PrepareUpload {
+            info: self.info(),
+            files,
+        };
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| LocalSendSendError::BadAnswer(format!("cannot encode: {e}")))?;
+        let mut path = format!("{API}prepare-upload");
+        if let Some(pin) = &self.pin {
+            path.push_str("?pin=");
+            path.push_str(&encode(pin));
+        }
+        let request = post_json(
+            &self.identity,
+            target.addr,
+            Some(&target.fingerprint),
+            &path,
+            body,
+            self.decision_timeout.unwrap_or(FOREVER),
+        );
+        let answer = with_cancel(cancel, request)
+            .await
+            .ok_or(LocalSendSendError::Cancelled)?
+            .map_err(|source| LocalSendSendError::Unreachable {
+                addr: target.addr,
+                source,
+            })?;
+        match answer.status {
+            StatusCode::OK => serde_json::from_slice::<PrepareResponse>(&answer.body)
+                .map(Some)
+                .map_err(|e| LocalSendSendError::BadAnswer(e.to_string())),
+            StatusCode::NO_CONTENT => Ok(None),
+            StatusCode::UNAUTHORIZED if self.pin.is_some() => Err(LocalSendSendError::WrongPin),
+            StatusCode::UNAUTHORIZED => Err(LocalSendSendError::PinRequired),
+            StatusCode::FORBIDDEN => Err(LocalSendSendError::Declined),
+            StatusCode::CONFLICT => Err(LocalSendSendError::Busy),
+            StatusCode::TOO_MANY_REQUESTS => Err(LocalSendSendError::TooManyPinTries),
+            status => Err(LocalSendSendError::Status {
+                status: status.as_u16(),
+                message: message_of(&answer),
+            }),
+        }
+    }
+
+    /// Tells the device the session is over (best effort: it also times out on its own).
+    async fn cancel_session(&self, target: &LocalSendTarget, session_id: &str) {
+        let path = format!("{API}cancel?sessionId={}", encode(session_id));
+        if let Err(e) = post_json(
+            &self.identity,
+            target.addr,
+            Some(&target.fingerprint),
+            &path,
+            Vec::new(),
+            CANCEL_TIMEOUT,
+        )
+        .await
+        {
+            log::debug!("LocalSend cancel at {}: {e}", target.addr);
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, LocalSendSendError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(LocalSendSendError::Runtime)
+}
+
+/// Runs `work` until it ends (`Some`) or `cancel` is set (`None`; `work` is dropped, which
+/// closes its connection).
+async fn with_cancel<T>(cancel: &CancelToken, work: impl Future<Output = T>) -> Option<T> {
+    let cancelled = async {
+        while !cancel.is_cancelled() {
+            tokio::time::sleep(CANCEL_POLL).await;
+        }
+    };
+    tokio::select! {
+        done = work => Some(done),
+        () = cancelled => None,
+    }
+}
+
+/// The device's words: its JSON `message`, else the body as text (clipped).
+fn message_of(answer: &Answer) -> String {
+    let text = serde_json::from_slice::<serde_json::Value>(&answer.body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned());
+    crate::protocol::clip(&text, 200)
+}
+
+impl LocalSendSender {
+    /// Asks `addr` who it is with `POST /register` (LocalSend's fallback to multicast, and
+    /// the way to reach a device multicast does not). First contact: no fingerprint is
+    /// known, so the one its certificate shows is taken, and a body claiming another is
+    /// refused.
+    pub fn probe(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<LocalSendDevice, LocalSendSendError> {
+        let body = serde_json::to_vec(&self.info())
+            .map_err(|e| LocalSendSendError::BadAnswer(format!("cannot encode: {e}")))?;
+        let answer = runtime()?
+            .block_on(post_json(
+                &self.identity,
+                addr,
+                None,
+                &format!("{API}register"),
+                body,
+                timeout,
+            ))
+            .map_err(|source| LocalSendSendError::Unreachable { addr, source })?;
+        if answer.status != StatusCode::OK {
+            return Err(LocalSendSendError::Status {
+                status: answer.status.as_u16(),
+                message: message_of(&answer),
+            });
+        }
+        let info: DeviceInfo = serde_json::from_slice(&answer.body)
+            .map_err(|e| LocalSendSendError::BadAnswer(e.to_string()))?;
+        let certified = answer.fingerprint.unwrap_or_default();
+        if !info.fingerprint.eq_ignore_ascii_case(&certified) {
+            return Err(LocalSendSendError::BadAnswer(
+                "its fingerprint is not its certificate's".to_owned(),
+            ));
+        }
+        Ok(LocalSendDevice {
+            alias: info.label(),
+            device_type: info.kind().to_owned(),
+            device_model: info.device_model.map(|m| crate::protocol::clip(&m, 64)),
+            fingerprint: certified,
+            addr,
+            protocol: "https".to_owned(),
+            how: vec!["probe"],
+            last_seen: std::time::Instant::now(),
+        })
+    }
+}
