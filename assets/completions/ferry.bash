@@ -442,7 +442,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__peers)
-            opts="-h --wait --interface --help forget help"
+            opts="-h --wait --interface --localsend-probe --help forget help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -453,6 +453,10 @@ _ferry() {
                     return 0
                     ;;
                 --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-probe)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -520,7 +524,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__send)
-            opts="-h --to --msg --plain --code --no-encryption --help"
+            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -535,6 +539,18 @@ _ferry() {
                     return 0
                     ;;
                 --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-probe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

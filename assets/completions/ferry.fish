@@ -60,6 +60,9 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -s h -l help -d 'Prin
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the LAN or trusted' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l code -d 'The pairing code the receiver shows (`ferry serve --pair`): pairs the two devices, so they trust each other from then on' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l pin -d 'The PIN a LocalSend receiver asks for (sending to a LocalSend device)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-probe -d 'Also ask this address whether it is a LocalSend device (`POST /register`), for one that LocalSend\'s multicast does not reach (repeatable; port 53317 unless given)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified or encrypted'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-encryption -d 'Send without encryption (still verified): for a receiver that cannot encrypt, and for benchmarks. Anyone on the network can then read the files'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
@@ -79,6 +82,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand completions" -s h -l help -d
 complete -c ferry -n "__fish_ferry_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l wait -d 'Look for devices on the LAN for SECS seconds, then print one line per device: name, ADDRESS:PORT, trusted or not, how found, state' -r
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l localsend-probe -d 'With --wait: also ask this address whether it is a LocalSend device (`POST /register`; repeatable; port 53317 unless given)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -f -a "forget" -d 'Forget a trusted device: it needs a pairing code (or a prompt) again'
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
