@@ -98,6 +98,7 @@
 //! - A reply goes to the exact source address (IP and port) of the note it answers.
 
 pub mod beacon;
+mod folder;
 mod frame;
 mod message;
 mod name;
@@ -105,12 +106,16 @@ mod note;
 pub mod session;
 mod text;
 
+pub use folder::{
+    FOLDER_FRAME_BUDGET, FolderEntry, FolderListing, MAX_ENTRY_PATH_BYTES, MAX_FOLDER_DEPTH,
+    MAX_FOLDER_PATH_BYTES, SafeEntry, folder_frames,
+};
 pub use frame::{
     Chunk, FrameError, decode_chunk_header, decode_frame_len, encode_chunk_header, encode_frame,
     split_frame,
 };
 pub use message::{
-    CancelCode, FERRY_VERSION, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg, SenderMsg,
+    CancelCode, FERRY_VERSION, FileFailed, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg, SenderMsg,
     decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
