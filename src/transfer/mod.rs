@@ -14,7 +14,10 @@ pub mod wire;
 
 use std::io::{self, ErrorKind, Read, Write};
 
-pub use client::{FileOutcome, OutgoingFile, SendError, SendOptions, resume_key, send_files};
+pub use client::{
+    FileOutcome, OutgoingFile, OutgoingFolder, OutgoingItem, SendError, SendOptions, resume_key,
+    send_files, send_items, walk_folder,
+};
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, NoRoom, PartFile, Reservation};
 pub use server::{AcceptPolicy, Decision, MinRate, ServerConfig, ServerHandle, ServerStartError};

@@ -81,10 +81,16 @@ impl From<protocol::session::SessionError> for Stop {
 }
 
 impl Upload<'_> {
-    pub fn send_one(&mut self, file: &OutgoingFile) -> FileOutcome {
-        let id = file.id;
-        let outcome = self.try_send(file);
-        match &outcome {
+    /// Sends one file under its own name, or `name` (a flattened folder's relative path).
+    pub fn send_one(&mut self, file: &OutgoingFile, name: Option<&str>) -> FileOutcome {
+        let outcome = self.try_send(file, name);
+        self.report(file.id, &outcome);
+        outcome
+    }
+
+    /// The event that tells how a file ended.
+    pub(super) fn report(&self, id: u64, outcome: &FileOutcome) {
+        match outcome {
             FileOutcome::Verified { saved_as, .. } => self.sink.transfer(TransferEvent::Finished {
                 id,
                 verified: true,
@@ -113,10 +119,9 @@ impl Upload<'_> {
                 failure: failure.clone(),
             }),
         }
-        outcome
     }
 
-    fn try_send(&mut self, file: &OutgoingFile) -> FileOutcome {
+    fn try_send(&mut self, file: &OutgoingFile, name: Option<&str>) -> FileOutcome {
         if self.cancel.is_cancelled() {
             return FileOutcome::Cancelled;
         }
@@ -124,10 +129,11 @@ impl Upload<'_> {
             return FileOutcome::Failed(Failure::new(FailureKind::NotSent, failure.to_string()));
         }
         let (id, path) = (file.id, file.path.as_path());
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = name.map(str::to_owned).unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
         let opened = File::open(path).and_then(|f| {
             let meta = f.metadata()?;
             if meta.is_file() {
