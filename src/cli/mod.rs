@@ -183,7 +183,12 @@ pub struct SendArgs {
     /// they trust each other from then on.
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
-    /// Files to send.
+    /// With --plain: send the files of each folder named, with their paths relative to the
+    /// folder's parent (`photos/2024/a.jpg`) as names (plain receivers have no folders).
+    #[arg(long, requires = "plain")]
+    pub flatten: bool,
+    /// Files and folders to send. A folder is offered as a whole (the receiver recreates it,
+    /// as `NAME (1)` if `NAME` is taken) and prints one line per file.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

@@ -115,8 +115,8 @@ pub use frame::{
     split_frame,
 };
 pub use message::{
-    CancelCode, FERRY_VERSION, FileFailed, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg, SenderMsg,
-    decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
+    CancelCode, FERRY_VERSION, FileFailed, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg,
+    SenderMsg, decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
 pub use note::{

@@ -49,15 +49,25 @@ pub enum Answer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Idle,
-    Offered { size: u64 },
-    Resuming { size: u64, offset: u64 },
-    Data { size: u64, sent: u64 },
+    Offered {
+        size: u64,
+    },
+    Resuming {
+        size: u64,
+        offset: u64,
+    },
+    Data {
+        size: u64,
+        sent: u64,
+    },
     AwaitVerdict,
     /// A folder was announced: waiting for its accept or decline.
     FolderOffered,
     /// Inside an accepted folder, between files; the next `file` index must be at least
     /// `next`.
-    InFolder { next: u64 },
+    InFolder {
+        next: u64,
+    },
     /// `folder_end` sent: verdicts until `folder_done`.
     FolderEnding,
     Broken,
@@ -187,7 +197,11 @@ impl SenderSession {
                 ReceiverMsg::Files { verified, failed },
             ) if in_folder => {
                 let sent = self.folder.as_ref().map_or(0, |(_, next)| *next);
-                if verified.iter().chain(failed.iter().map(|f| &f.index)).any(|i| *i >= sent) {
+                if verified
+                    .iter()
+                    .chain(failed.iter().map(|f| &f.index))
+                    .any(|i| *i >= sent)
+                {
                     return Err(self.broken("a verdict on a file not sent"));
                 }
                 Answer::Files { verified, failed }

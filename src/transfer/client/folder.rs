@@ -218,7 +218,9 @@ impl Upload<'_> {
         }
         let root = match self.wait_answer(first)? {
             Answer::FolderAccepted { saved_as } => saved_as,
-            Answer::Declined { reason } => return Err(Stop::Outcome(FileOutcome::Declined { reason })),
+            Answer::Declined { reason } => {
+                return Err(Stop::Outcome(FileOutcome::Declined { reason }));
+            }
             Answer::PeerCancelled { reason, .. } => return Err(Stop::PeerCancelled(reason)),
             Answer::Failed { reason } => {
                 return Err(Stop::broken(FailureKind::ReceiverFailed, reason));
@@ -359,4 +361,3 @@ impl Upload<'_> {
         Ok(None)
     }
 }
-

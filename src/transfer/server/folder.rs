@@ -232,10 +232,9 @@ impl Connection<'_> {
                 }
                 FrameStep::FolderEnd => break,
                 other => {
-                    return Err(TransferError::Unexpected(format!(
-                        "{other:?} inside a folder"
-                    ))
-                    .into());
+                    return Err(
+                        TransferError::Unexpected(format!("{other:?} inside a folder")).into(),
+                    );
                 }
             }
         }
