@@ -137,7 +137,10 @@ fn listings_that_break_a_limit_are_refused() {
     assert_eq!(step, Ok(FrameStep::FolderOffer));
     let safe = &rx.folder().unwrap().entries()[0].components;
     assert_eq!(safe.len(), 3);
-    assert!(safe.iter().all(|c| !c.starts_with('.') && c != "CON"), "{safe:?}");
+    assert!(
+        safe.iter().all(|c| !c.starts_with('.') && c != "CON"),
+        "{safe:?}"
+    );
 }
 
 #[test]
@@ -170,9 +173,7 @@ fn a_folder_runs_file_by_file_without_answers_until_its_end() {
     );
     assert!(!rx.at_boundary(), "still inside the folder");
     assert!(
-        rx.clone()
-            .on_frame(SenderMsg::File { index: 1 })
-            .is_err(),
+        rx.clone().on_frame(SenderMsg::File { index: 1 }).is_err(),
         "the same index twice"
     );
     assert_eq!(
