@@ -524,7 +524,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__send)
-            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --help"
+            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --flatten --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -65,6 +65,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-probe -d 
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified or encrypted'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-encryption -d 'Send without encryption (still verified): for a receiver that cannot encrypt, and for benchmarks. Anyone on the network can then read the files'
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l flatten -d 'With --plain: send the files of each folder named, with their paths relative to the folder\'s parent (`photos/2024/a.jpg`) as names (plain receivers have no folders)'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (sent encrypted to its last address). A HOST:PORT that is a trusted device\'s last address is encrypted too' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l wait -d 'Wait up to SECS for a reply and print it; exit 1 if none came' -r

@@ -1,6 +1,8 @@
 //! Fuzz target: a receiver session driven by an arbitrary sequence of what a peer can send
 //! (frames decoded from the input's own bytes, chunk headers, data counts) and what the
-//! driver can decide (accept, decline, consent), in any order.
+//! driver can decide (accept, decline, consent, and for folders accept_folder and
+//! folder_consent), in any order. Folder frames (`folder`, `file`, `folder_end`) come from
+//! the decoded bodies like every other frame.
 //!
 //! Invariants: nothing panics; data is only ever counted where the session said it may be
 //! read, never beyond it; once a step fails the session expects nothing more; the bytes
@@ -18,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let mut broken = false;
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
-        let ok = match op % 7 {
+        let ok = match op % 9 {
             0 => {
                 // A frame body of up to 255 bytes taken from the input.
                 let len = rest.first().copied().unwrap_or(0) as usize;
@@ -58,6 +60,12 @@ fuzz_target!(|data: &[u8]| {
                 session.accept(offset, "x".into(), prefix).is_ok()
             }
             5 => session.decline("no".into()).is_ok(),
+            // Folders: the decision on an announced folder.
+            6 => session.accept_folder("f".into()).is_ok(),
+            7 => {
+                let _ = session.folder_consent(op % 2 == 0);
+                true
+            }
             _ => {
                 let header = Header {
                     file_name: "x".into(),

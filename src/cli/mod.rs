@@ -228,7 +228,12 @@ pub struct SendArgs {
     /// How long to look for a LocalSend device named by --to.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub localsend_wait: f64,
-    /// Files to send.
+    /// With --plain: send the files of each folder named, with their paths relative to the
+    /// folder's parent (`photos/2024/a.jpg`) as names (plain receivers have no folders).
+    #[arg(long, requires = "plain")]
+    pub flatten: bool,
+    /// Files and folders to send. A folder is offered as a whole (the receiver recreates it,
+    /// as `NAME (1)` if `NAME` is taken) and prints one line per file.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

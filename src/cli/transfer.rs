@@ -23,8 +23,8 @@ use crate::secure::Keyring;
 use crate::secure::identity::default_config_dir;
 use crate::secure::pairing::PairingCode;
 use crate::transfer::{
-    AcceptPolicy, Decision, OutgoingFile, SendOptions, ServerConfig, ServerHandle,
-    ServerStartError, send_files,
+    AcceptPolicy, Decision, OutgoingFile, OutgoingItem, SendOptions, ServerConfig, ServerHandle,
+    ServerStartError, send_items, walk_folder,
 };
 
 /// This device's identity and trusted devices from the config folder, or `None` with a
@@ -312,11 +312,42 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     }
     let (sink, events) = event_channel(None);
     let cancel = CancelToken::new();
-    let files: Vec<OutgoingFile> = args.files.into_iter().map(OutgoingFile::new).collect();
-    let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
+    let mut items = Vec::new();
+    for path in args.files {
+        if !path.is_dir() {
+            items.push(OutgoingItem::File(OutgoingFile::new(path)));
+            continue;
+        }
+        if args.plain && !args.flatten {
+            anyhow::bail!(
+                "{} is a folder, and plain receivers have no folders: add --flatten to send its \
+                 files with their relative paths as names, or send without --plain",
+                escape_line(&path.display().to_string())
+            );
+        }
+        let folder = walk_folder(&path).with_context(|| {
+            format!(
+                "cannot read the folder {}",
+                escape_line(&path.display().to_string())
+            )
+        })?;
+        for skipped in &folder.skipped {
+            // Not an error of the send: said on stdout so a script sees it too.
+            println!(
+                "{}: skipped (a symlink leading out of the folder, or not a regular file)",
+                escape_line(&path.join(skipped).display().to_string())
+            );
+        }
+        items.push(OutgoingItem::Folder(folder));
+    }
+    opts.flatten = args.flatten;
+    let paths: Vec<_> = items
+        .iter()
+        .flat_map(|item| item.files().into_iter().map(|f| f.path.clone()))
+        .collect();
     let worker = thread::Builder::new()
         .name("ferry-send".into())
-        .spawn(move || send_files(&opts, &files, &sink, &cancel))
+        .spawn(move || send_items(&opts, &items, &sink, &cancel))
         .context("cannot start the sending thread")?;
     let mut bars = Bars::new();
     // The channel closes when the worker drops its sink, i.e. when it is done.
@@ -352,7 +383,8 @@ fn local_file_problem(path: &Path) -> Option<String> {
         Err(e) => return Some(e.to_string()),
     };
     if meta.is_dir() {
-        return Some("it is a folder; name the files inside it".into());
+        // Walked (and checked file by file) when it is sent.
+        return None;
     }
     if !meta.is_file() {
         return Some("not a regular file".into());

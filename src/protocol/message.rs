@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::folder::FolderEntry;
 use super::text::escape_line;
 use super::{MAX_FILE_SIZE, MAX_FRAME_LEN, frame::encode_frame};
 
@@ -88,6 +89,19 @@ pub enum SenderMsg {
     /// the receiver hashes and discards them, measures its disk and hashing, and answers
     /// [`ReceiverMsg::ProbeResult`]. Nothing is written under any name.
     Probe { max_bytes: u64 },
+    /// A folder batch: its name, how many entries (files and folders) and file bytes it
+    /// holds, and (some of) its entries; repeated with the same name and totals until every
+    /// entry was listed. The receiver then accepts or declines the whole folder once.
+    Folder {
+        name: String,
+        count: u64,
+        bytes: u64,
+        entries: Vec<FolderEntry>,
+    },
+    /// Inside an accepted folder: the data of entry `index` follows (chunks, then `end`).
+    File { index: u64 },
+    /// Inside an accepted folder: no more files; the receiver answers `folder_done`.
+    FolderEnd,
 }
 
 /// Why a side cancels a file, on the wire as a short code (`"code": "user"`) beside the
@@ -189,6 +203,27 @@ pub enum ReceiverMsg {
         code: CancelCode,
         reason: String,
     },
+    /// The whole folder is accepted and will be created as `saved_as` (`photos (1)` when
+    /// `photos` was taken); its files may follow back to back.
+    FolderAccept { saved_as: String },
+    /// Inside a folder: the verdicts on files received since the last such answer, by
+    /// index (several files per answer).
+    Files {
+        #[serde(default)]
+        verified: Vec<u64>,
+        #[serde(default)]
+        failed: Vec<FileFailed>,
+    },
+    /// The answer to `folder_end`: every verdict was sent; how many files were verified
+    /// and how many failed in all.
+    FolderDone { verified: u64, failed: u64 },
+}
+
+/// One file of a folder that was not saved, and why (receiver's words).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFailed {
+    pub index: u64,
+    pub reason: String,
 }
 
 /// The record cipher of a go-ahead that names none.
@@ -230,6 +265,24 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
             Some("probe") => Ok(SenderMsg::Probe {
                 max_bytes: u64_field(&obj, "max_bytes")?,
             }),
+            Some("folder") => Ok(SenderMsg::Folder {
+                name: string_field(&obj, "name")?.to_owned(),
+                count: u64_field(&obj, "count")?,
+                bytes: u64_field(&obj, "bytes")?,
+                entries: match obj.get("entries") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(FolderEntry::from_json)
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => {
+                        return Err(MessageError::WrongType {
+                            field: "entries",
+                            expected: "a list of objects",
+                        });
+                    }
+                },
+            }),
             Some("batch") => Ok(SenderMsg::Batch {
                 count: u64_field(&obj, "count")?,
                 bytes: u64_field(&obj, "bytes")?,
@@ -252,6 +305,10 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
                 blake3: *hash.as_bytes(),
             })
         }
+        Some("file") => Ok(SenderMsg::File {
+            index: u64_field(&obj, "index")?,
+        }),
+        Some("folder_end") => Ok(SenderMsg::FolderEnd),
         Some("start") => Ok(SenderMsg::Start {
             offset: u64_field(&obj, "offset")?,
         }),
@@ -295,6 +352,17 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
             "sizes": sizes,
         }),
         SenderMsg::Start { offset } => serde_json::json!({ "kind": "start", "offset": offset }),
+        SenderMsg::Folder {
+            name,
+            count,
+            bytes,
+            entries,
+        } => serde_json::json!({
+            "ferry": FERRY_VERSION, "kind": "folder", "name": name, "count": count,
+            "bytes": bytes, "entries": entries.iter().map(FolderEntry::to_json).collect::<Vec<_>>(),
+        }),
+        SenderMsg::File { index } => serde_json::json!({ "kind": "file", "index": index }),
+        SenderMsg::FolderEnd => serde_json::json!({ "kind": "folder_end" }),
         SenderMsg::Probe { max_bytes } => serde_json::json!({
             "ferry": FERRY_VERSION, "kind": "probe", "max_bytes": max_bytes,
         }),

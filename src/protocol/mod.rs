@@ -103,6 +103,43 @@
 //! error, and a receiver that gets `"ferry"` with a version it does not speak declines with a
 //! reason.
 //!
+//! ## Folders (Ferry only)
+//!
+//! A folder is one offer, accepted or declined as a whole, whose files then stream back to
+//! back with no round trip per file (a plain sender cannot announce one):
+//!
+//! ```text
+//! S -> R  Frame {"ferry":1,"kind":"folder","name":"photos","count":N,"bytes":B,"entries":[E..]}
+//!         repeated with the same name, N and B until all N entries were listed (each frame
+//!         below 64 KiB); E is {"path":"2024/a.jpg","size":S,"mtime":T,"mode":M} for a file,
+//!         {"path":"2024","dir":true,"mtime":T,"mode":M} for a folder (empty ones too).
+//!         path: components joined by "/", none empty, at most MAX_FOLDER_DEPTH (64) deep and
+//!         MAX_ENTRY_PATH_BYTES (4096) long, 16 MiB of paths in all; the sizes add up to B;
+//!         mtime: seconds since 1970 (0 = unknown); mode: the owner's rwx bits, 0..=7.
+//!         N counts against the receiver's files-per-connection limit.
+//! R -> S  Frame {"kind":"waiting"}                                   (optional, as for files)
+//! R -> S  Frame {"kind":"folder_accept","saved_as":"photos (1)"} | Frame {"kind":"decline",..}
+//! then, per file sent (any subset of the file entries, indices strictly increasing):
+//! S -> R  Frame {"kind":"file","index":I}, data chunks exactly as for a file (or the cancel
+//!         marker and a cancel frame), Frame {"kind":"end","blake3":".."}
+//! S -> R  Frame {"kind":"folder_end"}                                (after the last file)
+//! R -> S  whenever it likes, batched: Frame {"kind":"files","verified":[I..],
+//!         "failed":[{"index":I,"reason":".."}..]}
+//! R -> S  Frame {"kind":"folder_done","verified":V,"failed":F}  (after every verdict; the
+//!         connection is then between files again)
+//! ```
+//!
+//! The receiver reduces every path component to one safe name like a file name
+//! ([`sanitize_file_name`]), creates the root under a free name (`photos`, `photos (1)`, ..)
+//! and every subfolder beneath its parent's handle without following symlinks, writes each
+//! file as a `.ferry.part` in its folder, and commits it under its final name only once its
+//! own BLAKE3 matched (a name taken inside the folder gets a number, as for files). Files
+//! get their mtime and `owner bits << 6 | 0o044`, folders theirs (`| 0o055`) at the end. A
+//! file that cannot be created is read and dropped (the stream stays in step) and reported
+//! failed. A `file` index that is not a file entry, or not above the last, ends the
+//! connection; so does a connection that ends inside a folder.
+//!
+//!
 //! # UDP: notes
 //!
 //! One datagram is one UTF-8 text message, no header. See [`crate::notes`].
@@ -115,6 +152,7 @@
 //! - A reply goes to the exact source address (IP and port) of the note it answers.
 
 pub mod beacon;
+mod folder;
 mod frame;
 mod message;
 mod name;
@@ -122,13 +160,17 @@ mod note;
 pub mod session;
 mod text;
 
+pub use folder::{
+    FOLDER_FRAME_BUDGET, FolderEntry, FolderListing, MAX_ENTRY_PATH_BYTES, MAX_FOLDER_DEPTH,
+    MAX_FOLDER_PATH_BYTES, SafeEntry, folder_frames,
+};
 pub use frame::{
     Chunk, FrameError, decode_chunk_header, decode_frame_len, encode_chunk_header, encode_frame,
     split_frame,
 };
 pub use message::{
-    CancelCode, FERRY_VERSION, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg, SenderMsg,
-    decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
+    CancelCode, FERRY_VERSION, FileFailed, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg,
+    SenderMsg, decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
 pub use note::{
@@ -166,6 +208,8 @@ pub const PART_SUFFIX: &str = ".ferry.part";
 /// 255-byte file system name for a ` (12345)` suffix and the [`PART_SUFFIX`].
 pub const MAX_NAME_BYTES: usize = 200;
 
+#[cfg(test)]
+mod folder_tests;
 #[cfg(test)]
 mod fuzz_regressions;
 #[cfg(test)]

@@ -117,6 +117,38 @@ impl DownloadDir {
         Ok(File::from(fd))
     }
 
+    /// Creates the folder `name` (owner-only until its files are in); `AlreadyExists` when
+    /// anything has that name (never followed, never reused).
+    pub fn create_dir(&self, name: &str) -> io::Result<()> {
+        check_component(name)?;
+        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(io::ErrorKind::AlreadyExists.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens the folder `name` inside this one as a handle of its own, never through a
+    /// symlink (`O_DIRECTORY | O_NOFOLLOW`, beneath this handle).
+    pub fn open_dir(&self, name: &str) -> io::Result<DownloadDir> {
+        let file = self.open_beneath(name, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        Ok(DownloadDir {
+            fd: OwnedFd::from(file),
+            path: self.path.join(name),
+        })
+    }
+
+    /// Sets this folder's modification time and permission bits (the last step of a
+    /// received folder, once its entries are in).
+    pub fn finish_as(&self, modified: Option<SystemTime>, mode: u32) -> io::Result<()> {
+        let file = File::from(self.fd.try_clone()?);
+        if let Some(modified) = modified {
+            file.set_modified(modified)?;
+        }
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode))?;
+        Ok(())
+    }
+
     /// Whether an opened file may be trusted as one of our partials: a regular file with a
     /// single link, owned by the user this process runs as. Checked on the open file, so no
     /// rename or swap after the check can change the answer for the bytes we read or write.

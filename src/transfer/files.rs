@@ -104,6 +104,28 @@ impl Downloads {
         })))
     }
 
+    /// A received folder's subfolder, as a download folder of its own: its partials,
+    /// names and syncs are kept apart (space is reserved for the whole folder up front).
+    pub fn within(&self, dir: DownloadDir) -> Self {
+        Self(Arc::new(Inner {
+            dir,
+            fsync: self.0.fsync,
+            parts: Mutex::new(HashSet::new()),
+            hints: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(0),
+        }))
+    }
+
+    /// The open folder handle.
+    pub fn dir(&self) -> &DownloadDir {
+        &self.0.dir
+    }
+
+    /// Whether commits sync data and folders.
+    pub fn fsync(&self) -> bool {
+        self.0.fsync
+    }
+
     /// The folder's path, for display.
     pub fn path(&self) -> &Path {
         self.0.dir.path()

@@ -15,8 +15,8 @@ pub mod wire;
 use std::io::{self, ErrorKind, Read, Write};
 
 pub use client::{
-    Bottleneck, FileOutcome, OutgoingFile, ProbeError, ProbeReport, SendError, SendOptions, probe,
-    resume_key, send_files,
+    Bottleneck, FileOutcome, OutgoingFile, OutgoingFolder, OutgoingItem, ProbeError, ProbeReport,
+    SendError, SendOptions, probe, resume_key, send_files, send_items, walk_folder,
 };
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, NoRoom, PartFile, Reservation};

@@ -9,6 +9,7 @@ mod cli_notes;
 mod desktop;
 mod faults;
 mod ferry;
+mod folders;
 mod gui;
 mod gui_desktop;
 mod gui_devices;

@@ -203,7 +203,15 @@ impl Net {
     fn serve(&self, ns: &str, name: &str, dir: &std::path::Path) -> ChildGuard {
         let mut child = self
             .ferry(ns)
-            .args(["serve", "--port", "8080", "--name", name, "--dir"])
+            .args([
+                "serve",
+                "--port",
+                "8080",
+                "--no-localsend",
+                "--name",
+                name,
+                "--dir",
+            ])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

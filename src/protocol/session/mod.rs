@@ -47,4 +47,6 @@ pub enum SessionError {
     PlainRefused,
     #[error("the file's data is not complete")]
     Incomplete,
+    #[error("bad folder: {0}")]
+    BadFolder(&'static str),
 }

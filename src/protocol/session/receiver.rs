@@ -10,7 +10,7 @@
 //! returns a Ferry connection to `Idle`; a plain sender cannot be declined (its bytes would
 //! follow regardless), so the connection ends. Any error leaves the machine `Broken`.
 
-use super::super::{CancelCode, Chunk, Header, Mode, ReceiverMsg, SenderMsg};
+use super::super::{CancelCode, Chunk, FolderListing, Header, Mode, ReceiverMsg, SenderMsg};
 use super::SessionError;
 use super::batch::{Batch, Consent, Refusal, consent};
 
@@ -52,6 +52,15 @@ pub enum FrameStep {
     /// The sender gave up on this file: why, as a code (a person, or a failure of its own),
     /// and its words (peer text); the connection goes on.
     Cancelled { code: CancelCode, reason: String },
+    /// Part of a folder announcement was recorded; read on.
+    FolderListed,
+    /// A whole folder is offered ([`ReceiverSession::folder`]): decide, then
+    /// [`ReceiverSession::accept_folder`] or [`ReceiverSession::decline`].
+    FolderOffer,
+    /// Inside an accepted folder, the data of entry `index` (`size` bytes) follows.
+    FolderFile { index: u64, size: u64 },
+    /// The sender has no more files for the folder: answer `folder_done`.
+    FolderEnd,
 }
 
 /// What a chunk header announced.
@@ -84,6 +93,12 @@ enum State {
     AwaitEnd {
         ours: [u8; 32],
     },
+    /// A folder announcement spans several frames: more follow.
+    Listing,
+    /// Every entry of a folder was listed: waiting for the driver's decision.
+    FolderOffered,
+    /// Inside an accepted folder, between its files.
+    InFolder,
     Broken,
 }
 
@@ -99,6 +114,8 @@ pub struct ReceiverSession {
     decision: Option<bool>,
     /// Files and bytes the user accepted so far (bounded by the batch).
     approved: (u64, u64),
+    /// The folder being announced or received, from its first frame to its end.
+    folder: Option<FolderListing>,
     state: State,
 }
 
@@ -112,6 +129,7 @@ impl ReceiverSession {
             files: 0,
             decision: None,
             approved: (0, 0),
+            folder: None,
             state: State::Idle,
         }
     }
@@ -132,8 +150,10 @@ impl ReceiverSession {
             State::Idle
             | State::AwaitStart { .. }
             | State::AwaitCancel
-            | State::AwaitEnd { .. } => Expect::Frame,
-            State::Offered { .. } => Expect::Decision,
+            | State::AwaitEnd { .. }
+            | State::Listing
+            | State::InFolder => Expect::Frame,
+            State::Offered { .. } | State::FolderOffered => Expect::Decision,
             State::Data {
                 mode,
                 size,
@@ -188,6 +208,53 @@ impl ReceiverSession {
                 self.mode = Some(Mode::Ferry);
                 Ok(FrameStep::Batch)
             }
+            (
+                State::Idle | State::Listing,
+                SenderMsg::Folder {
+                    name,
+                    count,
+                    bytes,
+                    entries,
+                },
+            ) if self.mode != Some(Mode::Plain) => {
+                if self.state == State::Idle {
+                    // Every entry, folders too, counts against the connection's limit.
+                    self.files = self.files.saturating_add(count);
+                    if self.files > self.max_files {
+                        return Err(SessionError::TooManyFiles(self.max_files));
+                    }
+                }
+                let listing = self
+                    .folder
+                    .get_or_insert_with(|| FolderListing::new(name.clone(), count, bytes));
+                listing.extend(&name, count, bytes, entries)?;
+                self.mode = Some(Mode::Ferry);
+                if listing.is_complete() {
+                    self.state = State::FolderOffered;
+                    Ok(FrameStep::FolderOffer)
+                } else {
+                    self.state = State::Listing;
+                    Ok(FrameStep::FolderListed)
+                }
+            }
+            (State::InFolder, SenderMsg::File { index }) => {
+                let size = match self.folder.as_mut() {
+                    Some(folder) => folder.take_file(index)?,
+                    None => return Err(SessionError::NoOffer),
+                };
+                self.state = State::Data {
+                    mode: Mode::Ferry,
+                    size,
+                    received: 0,
+                    left_in_chunk: 0,
+                };
+                Ok(FrameStep::FolderFile { index, size })
+            }
+            (State::InFolder, SenderMsg::FolderEnd) => {
+                self.folder = None;
+                self.state = State::Idle;
+                Ok(FrameStep::FolderEnd)
+            }
             (State::Idle, SenderMsg::Plain(header)) if self.mode != Some(Mode::Ferry) => {
                 self.offered(header, Mode::Plain)
             }
@@ -215,12 +282,12 @@ impl ReceiverSession {
                 Ok(step)
             }
             (State::AwaitCancel | State::AwaitEnd { .. }, SenderMsg::Cancel { code, reason }) => {
-                self.state = State::Idle;
+                self.state = self.between_files();
                 Ok(FrameStep::Cancelled { code, reason })
             }
             (State::AwaitEnd { ours }, SenderMsg::End { blake3 }) => {
                 let matches = *ours == blake3;
-                self.state = State::Idle;
+                self.state = self.between_files();
                 Ok(if matches {
                     FrameStep::Verified
                 } else {
@@ -232,6 +299,39 @@ impl ReceiverSession {
                 expected: expected_in(state, self.mode),
             }),
         }
+    }
+
+    /// Where a file's end leaves the connection: inside its folder, or between files.
+    fn between_files(&self) -> State {
+        if self.folder.is_some() {
+            State::InFolder
+        } else {
+            State::Idle
+        }
+    }
+
+    /// The folder on offer or being received (what a prompt shows, where files go).
+    pub fn folder(&self) -> Option<&FolderListing> {
+        self.folder.as_ref()
+    }
+
+    /// Whether the offered folder may be taken without asking, must be asked about, or is
+    /// refused (a folder is always asked about as one batch).
+    pub fn folder_consent(&self, auto_accept: bool) -> Consent {
+        if self.state != State::FolderOffered {
+            return Consent::Refuse(Refusal::NotOffered);
+        }
+        consent(auto_accept, Mode::Ferry, false, None)
+    }
+
+    /// Takes the offered folder, to be created as `saved_as`: its files may follow.
+    pub fn accept_folder(&mut self, saved_as: String) -> Result<ReceiverMsg, SessionError> {
+        if self.state != State::FolderOffered {
+            self.state = State::Broken;
+            return Err(SessionError::NoOffer);
+        }
+        self.state = State::InFolder;
+        Ok(ReceiverMsg::FolderAccept { saved_as })
     }
 
     fn offered(&mut self, header: Header, mode: Mode) -> Result<FrameStep, SessionError> {
@@ -336,6 +436,11 @@ impl ReceiverSession {
             State::Offered {
                 mode: Mode::Ferry, ..
             } => {
+                self.state = State::Idle;
+                Ok(ReceiverMsg::Decline { reason })
+            }
+            State::FolderOffered => {
+                self.folder = None;
                 self.state = State::Idle;
                 Ok(ReceiverMsg::Decline { reason })
             }
@@ -468,6 +573,9 @@ fn msg_kind(msg: &SenderMsg) -> &'static str {
         SenderMsg::Cancel { .. } => "a cancel",
         SenderMsg::Secure { .. } => "a secure hello",
         SenderMsg::Probe { .. } => "a speed test",
+        SenderMsg::Folder { .. } => "a folder announcement",
+        SenderMsg::File { .. } => "a folder's file",
+        SenderMsg::FolderEnd => "a folder end",
     }
 }
 
@@ -482,6 +590,9 @@ fn expected_in(state: &State, mode: Option<Mode>) -> &'static str {
         (State::Data { .. }, _) => "the file's data",
         (State::AwaitCancel, _) => "the cancel after a cancel marker",
         (State::AwaitEnd { .. }, _) => "the end of the file",
+        (State::Listing, _) => "the rest of the folder announcement",
+        (State::FolderOffered, _) => "nothing until the folder is answered",
+        (State::InFolder, _) => "the folder's next file or its end",
         (State::Broken, _) => "nothing (the connection failed)",
     }
 }

@@ -11,7 +11,8 @@
 //! receiver never answers.
 
 use super::super::{
-    CHUNK_LEN, CancelCode, Header, Mode, ReceiverMsg, SenderMsg, encode_chunk_header,
+    CHUNK_LEN, CancelCode, FileFailed, FolderEntry, Header, Mode, ReceiverMsg, SenderMsg,
+    encode_chunk_header, folder_frames,
 };
 use super::SessionError;
 
@@ -34,15 +35,41 @@ pub enum Answer {
     /// The receiver stopped the transfer (why, as a code, and its words) and closes the
     /// connection.
     PeerCancelled { code: CancelCode, reason: String },
+    /// The whole folder is accepted, to be created as `saved_as`: send its files.
+    FolderAccepted { saved_as: String },
+    /// Verdicts on files of the folder, by index.
+    Files {
+        verified: Vec<u64>,
+        failed: Vec<FileFailed>,
+    },
+    /// Every verdict on the folder's files was sent: the connection is between files.
+    FolderDone { verified: u64, failed: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Idle,
-    Offered { size: u64 },
-    Resuming { size: u64, offset: u64 },
-    Data { size: u64, sent: u64 },
+    Offered {
+        size: u64,
+    },
+    Resuming {
+        size: u64,
+        offset: u64,
+    },
+    Data {
+        size: u64,
+        sent: u64,
+    },
     AwaitVerdict,
+    /// A folder was announced: waiting for its accept or decline.
+    FolderOffered,
+    /// Inside an accepted folder, between files; the next `file` index must be at least
+    /// `next`.
+    InFolder {
+        next: u64,
+    },
+    /// `folder_end` sent: verdicts until `folder_done`.
+    FolderEnding,
     Broken,
 }
 
@@ -51,6 +78,8 @@ enum State {
 pub struct SenderSession {
     mode: Mode,
     state: State,
+    /// Inside an accepted folder: the entries' sizes, and the next index allowed.
+    folder: Option<(Vec<Option<u64>>, u64)>,
 }
 
 impl SenderSession {
@@ -58,6 +87,7 @@ impl SenderSession {
         Self {
             mode,
             state: State::Idle,
+            folder: None,
         }
     }
 
@@ -91,12 +121,102 @@ impl SenderSession {
         })
     }
 
+    /// Announces a folder (Ferry only): the `folder` frames to send, after which the
+    /// receiver accepts or declines it as a whole.
+    pub fn folder(
+        &mut self,
+        name: &str,
+        entries: &[FolderEntry],
+    ) -> Result<Vec<SenderMsg>, SessionError> {
+        if self.state != State::Idle || self.mode != Mode::Ferry {
+            return Err(self.broken("a folder"));
+        }
+        self.state = State::FolderOffered;
+        self.folder = Some((entries.iter().map(|e| e.size).collect(), 0));
+        Ok(folder_frames(name, entries))
+    }
+
+    /// Inside an accepted folder: the `file` frame for entry `index`, whose data follows
+    /// with no answer awaited.
+    pub fn file(&mut self, index: u64) -> Result<SenderMsg, SessionError> {
+        let State::InFolder { next } = self.state else {
+            return Err(self.broken("a folder's file"));
+        };
+        let size = self
+            .folder
+            .as_ref()
+            .and_then(|(sizes, _)| sizes.get(usize::try_from(index).ok()?).copied().flatten());
+        match size {
+            Some(size) if index >= next => {
+                self.state = State::Data { size, sent: 0 };
+                if let Some((_, sent)) = self.folder.as_mut() {
+                    *sent = index + 1;
+                }
+                Ok(SenderMsg::File { index })
+            }
+            _ => Err(self.broken("a file index out of order")),
+        }
+    }
+
+    /// Inside an accepted folder, between files: no more files (`folder_end`).
+    pub fn folder_end(&mut self) -> Result<SenderMsg, SessionError> {
+        let State::InFolder { .. } = self.state else {
+            return Err(self.broken("a folder end"));
+        };
+        self.state = State::FolderEnding;
+        Ok(SenderMsg::FolderEnd)
+    }
+
+    /// Where a folder's file leaves the connection once its data and end are out.
+    fn after_folder_file(&self) -> State {
+        State::InFolder {
+            next: self.folder.as_ref().map_or(0, |(_, next)| *next),
+        }
+    }
+
     /// Takes a Ferry receiver's message.
     pub fn on_answer(&mut self, msg: ReceiverMsg) -> Result<Answer, SessionError> {
+        let in_folder = self.folder.is_some();
         let answer = match (self.state, msg) {
             (_, ReceiverMsg::Cancel { code, reason }) if self.state != State::Broken => {
                 self.state = State::Broken;
                 return Ok(Answer::PeerCancelled { code, reason });
+            }
+            (State::FolderOffered, ReceiverMsg::Waiting) => Answer::Waiting,
+            (State::FolderOffered, ReceiverMsg::FolderAccept { saved_as }) => {
+                self.state = State::InFolder { next: 0 };
+                Answer::FolderAccepted { saved_as }
+            }
+            (State::FolderOffered, ReceiverMsg::Decline { reason }) => {
+                self.state = State::Idle;
+                self.folder = None;
+                Answer::Declined { reason }
+            }
+            (
+                State::InFolder { .. } | State::Data { .. } | State::FolderEnding,
+                ReceiverMsg::Files { verified, failed },
+            ) if in_folder => {
+                let sent = self.folder.as_ref().map_or(0, |(_, next)| *next);
+                if verified
+                    .iter()
+                    .chain(failed.iter().map(|f| &f.index))
+                    .any(|i| *i >= sent)
+                {
+                    return Err(self.broken("a verdict on a file not sent"));
+                }
+                Answer::Files { verified, failed }
+            }
+            (State::FolderEnding, ReceiverMsg::FolderDone { verified, failed }) => {
+                self.state = State::Idle;
+                self.folder = None;
+                Answer::FolderDone { verified, failed }
+            }
+            (
+                State::FolderOffered | State::InFolder { .. } | State::FolderEnding,
+                ReceiverMsg::Failed { reason },
+            ) => {
+                self.state = State::Broken;
+                Answer::Failed { reason }
             }
             (State::Offered { .. }, ReceiverMsg::Waiting) => Answer::Waiting,
             (
@@ -200,7 +320,11 @@ impl SenderSession {
     pub fn end(&mut self, blake3: [u8; 32]) -> Result<SenderMsg, SessionError> {
         match self.state {
             State::Data { size, sent } if sent == size && self.mode == Mode::Ferry => {
-                self.state = State::AwaitVerdict;
+                self.state = if self.folder.is_some() {
+                    self.after_folder_file()
+                } else {
+                    State::AwaitVerdict
+                };
                 Ok(SenderMsg::End { blake3 })
             }
             _ => Err(self.broken("an end")),
@@ -219,7 +343,11 @@ impl SenderSession {
             // Only while bytes are still owed: after the last one the receiver waits for the
             // `end` frame, where a cancel marker would read as a frame length.
             (Mode::Ferry, State::Data { size, sent }) if sent < size => {
-                self.state = State::Idle;
+                self.state = if self.folder.is_some() {
+                    self.after_folder_file()
+                } else {
+                    State::Idle
+                };
                 Ok((encode_chunk_header(0), SenderMsg::Cancel { code, reason }))
             }
             _ => Err(self.broken("a cancel")),
@@ -244,6 +372,9 @@ impl SenderSession {
             State::Resuming { .. } => "our start",
             State::Data { .. } => "the file's data",
             State::AwaitVerdict => "the verdict on the file",
+            State::FolderOffered => "an answer to the folder",
+            State::InFolder { .. } => "nothing between a folder's files",
+            State::FolderEnding => "the folder's last verdicts",
             State::Broken => "nothing (the connection failed)",
         };
         self.state = State::Broken;
@@ -262,6 +393,9 @@ fn receiver_kind(msg: &ReceiverMsg) -> &'static str {
         ReceiverMsg::Secure { .. } => "a secure go-ahead",
         ReceiverMsg::ProbeReady => "a speed-test go-ahead",
         ReceiverMsg::ProbeResult { .. } => "a speed-test result",
+        ReceiverMsg::FolderAccept { .. } => "a folder accept",
+        ReceiverMsg::Files { .. } => "file verdicts",
+        ReceiverMsg::FolderDone { .. } => "a folder done",
     }
 }
 

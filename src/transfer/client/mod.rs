@@ -10,9 +10,11 @@
 //!   for them.
 
 mod answers;
+mod folder;
 mod probe;
 mod upload;
 
+pub use folder::{OutgoingFolder, OutgoingItem, walk_folder};
 pub use probe::{Bottleneck, ProbeError, ProbeReport, probe};
 
 use std::fs::File;
@@ -55,6 +57,9 @@ pub struct SendOptions {
     /// The key the receiver must present (sending to a trusted device by name): anything
     /// else at that address is refused before a byte of a file is sent.
     pub expect_key: Option<[u8; 32]>,
+    /// Plain mode only: send a folder's files with their relative paths as names (a plain
+    /// receiver has no folders). Without it a folder is refused in plain mode.
+    pub flatten: bool,
 }
 
 impl SendOptions {
@@ -69,6 +74,7 @@ impl SendOptions {
             keyring: None,
             code: None,
             expect_key: None,
+            flatten: false,
         }
     }
 }
@@ -173,6 +179,23 @@ pub fn send_files(
     sink: &EventSink,
     cancel: &CancelToken,
 ) -> Result<Vec<FileOutcome>, SendError> {
+    let items: Vec<OutgoingItem> = files.iter().cloned().map(OutgoingItem::File).collect();
+    send_items(opts, &items, sink, cancel)
+}
+
+/// Uploads files and folders in order over one connection: one outcome per file (a
+/// folder's files in its order), events for each. A folder is one offer the receiver
+/// accepts or declines as a whole; its files then stream with no round trip each.
+pub fn send_items(
+    opts: &SendOptions,
+    items: &[OutgoingItem],
+    sink: &EventSink,
+    cancel: &CancelToken,
+) -> Result<Vec<FileOutcome>, SendError> {
+    let files: Vec<OutgoingFile> = items
+        .iter()
+        .flat_map(|item| item.files().into_iter().cloned())
+        .collect();
     let connected = connect(opts).and_then(|stream| establish(opts, stream));
     let (outgoing, incoming, peer, security) = match connected {
         Ok(connected) => connected,
@@ -220,10 +243,32 @@ pub fn send_files(
         broken: None,
         heard_from_peer: false,
     };
-    if opts.mode == Mode::Ferry && !files.is_empty() {
-        session.send_batch(files);
+    let loose: Vec<OutgoingFile> = items
+        .iter()
+        .filter_map(|item| match item {
+            OutgoingItem::File(file) => Some(file.clone()),
+            OutgoingItem::Folder(_) => None,
+        })
+        .collect();
+    if opts.mode == Mode::Ferry && !loose.is_empty() {
+        session.send_batch(&loose);
     }
-    let outcomes = files.iter().map(|file| session.send_one(file)).collect();
+    let mut outcomes = Vec::with_capacity(files.len());
+    for item in items {
+        match (item, opts.mode) {
+            (OutgoingItem::File(file), _) => outcomes.push(session.send_one(file, None)),
+            (OutgoingItem::Folder(folder), Mode::Plain) if opts.flatten => {
+                for (index, file) in &folder.files {
+                    let name = folder
+                        .entries
+                        .get(*index as usize)
+                        .map(|e| format!("{}/{}", folder.name, e.path));
+                    outcomes.push(session.send_one(file, name.as_deref()));
+                }
+            }
+            (OutgoingItem::Folder(folder), _) => outcomes.extend(session.send_folder(folder)),
+        }
+    }
     session.finish();
     Ok(outcomes)
 }

@@ -81,10 +81,16 @@ impl From<protocol::session::SessionError> for Stop {
 }
 
 impl Upload<'_> {
-    pub fn send_one(&mut self, file: &OutgoingFile) -> FileOutcome {
-        let id = file.id;
-        let outcome = self.try_send(file);
-        match &outcome {
+    /// Sends one file under its own name, or `name` (a flattened folder's relative path).
+    pub fn send_one(&mut self, file: &OutgoingFile, name: Option<&str>) -> FileOutcome {
+        let outcome = self.try_send(file, name);
+        self.report(file.id, &outcome);
+        outcome
+    }
+
+    /// The event that tells how a file ended.
+    pub(super) fn report(&self, id: u64, outcome: &FileOutcome) {
+        match outcome {
             FileOutcome::Verified { saved_as, .. } => self.sink.transfer(TransferEvent::Finished {
                 id,
                 verified: true,
@@ -113,10 +119,9 @@ impl Upload<'_> {
                 failure: failure.clone(),
             }),
         }
-        outcome
     }
 
-    fn try_send(&mut self, file: &OutgoingFile) -> FileOutcome {
+    fn try_send(&mut self, file: &OutgoingFile, name: Option<&str>) -> FileOutcome {
         if self.cancel.is_cancelled() {
             return FileOutcome::Cancelled;
         }
@@ -124,10 +129,11 @@ impl Upload<'_> {
             return FileOutcome::Failed(Failure::new(FailureKind::NotSent, failure.to_string()));
         }
         let (id, path) = (file.id, file.path.as_path());
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = name.map(str::to_owned).unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
         let opened = File::open(path).and_then(|f| {
             let meta = f.metadata()?;
             if meta.is_file() {
@@ -227,7 +233,7 @@ impl Upload<'_> {
         let frame = encode_sender_msg(&self.session.offer(header)?).map_err(TransferError::from)?;
         self.write_or_explain(&frame)?;
         let mut hasher = blake3::Hasher::new();
-        let mut sent = match self.wait_answer(id)? {
+        let sent = match self.wait_answer(id)? {
             Answer::Accepted { .. } => 0,
             Answer::Resume { offset, prefix } => {
                 let sent = self.agree_start(&mut file, &mut hasher, offset, prefix)?;
@@ -251,6 +257,38 @@ impl Upload<'_> {
             }
         };
         let resumed_from = sent;
+        if let Some(outcome) = self.stream_data(id, &mut file, &mut hasher, sent)? {
+            return Ok(outcome);
+        }
+        let end = self.session.end(*hasher.finalize().as_bytes())?;
+        self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
+        match self.wait_answer(id)? {
+            Answer::Verified { saved_as } => Ok(FileOutcome::Verified {
+                saved_as,
+                resumed_from,
+            }),
+            Answer::Failed { reason } => Ok(FileOutcome::Failed(Failure::new(
+                FailureKind::ReceiverFailed,
+                reason,
+            ))),
+            Answer::PeerCancelled { reason, .. } => Err(Stop::PeerCancelled(reason)),
+            other => Err(Stop::broken(
+                FailureKind::Protocol,
+                format!("unexpected answer after a file: {other:?}"),
+            )),
+        }
+    }
+
+    /// A Ferry file's chunks from byte `sent` on, hashed on the way (the caller sends the
+    /// `end`). `Some` when the file ended early but the stream stayed in step (cancelled
+    /// here, or the file could not be read: a cancel marker went out).
+    pub(super) fn stream_data(
+        &mut self,
+        id: u64,
+        file: &mut File,
+        hasher: &mut blake3::Hasher,
+        mut sent: u64,
+    ) -> Result<Option<FileOutcome>, Stop> {
         let mut throttle = ProgressThrottle::default();
         while let Some(want) = self.session.next_chunk() {
             if let Some(stop) = self.peer_stopped() {
@@ -258,7 +296,7 @@ impl Upload<'_> {
             }
             if self.cancel.is_cancelled() {
                 self.send_cancel(CancelCode::User, CANCELLED_BY_SENDER)?;
-                return Ok(FileOutcome::Cancelled);
+                return Ok(Some(FileOutcome::Cancelled));
             }
             // Read and hash in cache-sized slices: each slice is hashed while still in cache.
             // An encrypted stream keeps the whole chunk (it is sealed from this buffer); a
@@ -269,7 +307,7 @@ impl Upload<'_> {
             while n < want {
                 let at = if keep { n } else { 0 };
                 let slice = (want - n).min(HASH_SLICE_LEN).min(self.buf.len() - at);
-                match read_some(&mut file, &mut self.buf[at..at + slice]) {
+                match read_some(file, &mut self.buf[at..at + slice]) {
                     Ok(0) => {
                         failure = Some((CancelCode::FileChanged, SHRANK.to_owned()));
                         break;
@@ -288,10 +326,10 @@ impl Upload<'_> {
             if let Some((code, reason)) = failure {
                 // Bytes hashed but not yet sent are simply dropped with the file.
                 self.send_cancel(code, &reason)?;
-                return Ok(FileOutcome::Failed(Failure::new(
+                return Ok(Some(FileOutcome::Failed(Failure::new(
                     FailureKind::LocalFile,
                     reason,
-                )));
+                ))));
             }
             if keep {
                 let header = self.session.chunk_header(n);
@@ -310,7 +348,7 @@ impl Upload<'_> {
                 let header_sent = send_more(self.stream.socket(), &chunk_header);
                 self.io_or_explain(header_sent)?;
             }
-            match send_file_range(self.stream.socket(), &file, sent, n) {
+            match send_file_range(self.stream.socket(), file, sent, n) {
                 // sendfile found fewer bytes than were just read: the file was truncated
                 // in between. The chunk's length is already promised, so the stream cannot
                 // be kept in step: say so, and close.
@@ -327,23 +365,7 @@ impl Upload<'_> {
             id,
             bytes_done: sent,
         });
-        let end = self.session.end(*hasher.finalize().as_bytes())?;
-        self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
-        match self.wait_answer(id)? {
-            Answer::Verified { saved_as } => Ok(FileOutcome::Verified {
-                saved_as,
-                resumed_from,
-            }),
-            Answer::Failed { reason } => Ok(FileOutcome::Failed(Failure::new(
-                FailureKind::ReceiverFailed,
-                reason,
-            ))),
-            Answer::PeerCancelled { reason, .. } => Err(Stop::PeerCancelled(reason)),
-            other => Err(Stop::broken(
-                FailureKind::Protocol,
-                format!("unexpected answer after a file: {other:?}"),
-            )),
-        }
+        Ok(None)
     }
 
     /// The receiver holds the first `offset` bytes of an interrupted upload: hash ours (this
@@ -417,7 +439,7 @@ impl Upload<'_> {
     }
 
     /// Writes; if the receiver hung up, reports what it said before it did.
-    fn write_or_explain(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+    pub(super) fn write_or_explain(&mut self, bytes: &[u8]) -> Result<(), Stop> {
         let written = self.stream.write_all(bytes);
         self.io_or_explain(written)
     }

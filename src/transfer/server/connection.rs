@@ -119,7 +119,7 @@ pub(super) struct Connection<'a> {
     pub peer: SocketAddr,
     pub shared: &'a Shared,
     pub session: ReceiverSession,
-    buf: Vec<u8>,
+    pub buf: Vec<u8>,
     /// Plain, or encrypted with a device (trusted or not).
     pub security: Security,
     /// The device on the other end of an encrypted connection, as its handshake proved it.
@@ -130,7 +130,7 @@ impl Connection<'_> {
     /// Reads the next frame. Its first byte may take up to the idle timeout; once it came,
     /// the rest must arrive within the header deadline, so a peer trickling a header byte by
     /// byte cannot hold its slot.
-    fn read_msg(&mut self) -> Result<Option<SenderMsg>, TransferError> {
+    pub(super) fn read_msg(&mut self) -> Result<Option<SenderMsg>, TransferError> {
         let idle = self.shared.config.idle_timeout;
         match self.reader.fill_buf() {
             Ok([]) => return Ok(None),
@@ -194,6 +194,16 @@ impl Connection<'_> {
                     }
                 }
                 FrameStep::Offer { header, mode } => self.receive_file(header, mode)?,
+                FrameStep::FolderListed => {
+                    let deadline = self.shared.config.header_deadline;
+                    if batch_started.get_or_insert_with(Instant::now).elapsed() > deadline {
+                        return Err(TransferError::SlowHeader(deadline.as_secs()).into());
+                    }
+                }
+                FrameStep::FolderOffer => {
+                    batch_started = None;
+                    self.receive_folder()?;
+                }
                 other => {
                     return Err(
                         TransferError::Unexpected(format!("{other:?} between files")).into(),
@@ -484,7 +494,7 @@ impl Connection<'_> {
     /// Receives a file's bytes into the part file from `offset` on (hashed as they pass
     /// when `hasher` is given); returns how the data ended and the hash of the whole file
     /// (zeros when not hashed).
-    fn receive_data(
+    pub(super) fn receive_data(
         &mut self,
         part: &mut PartFile,
         id: TransferId,
@@ -529,7 +539,7 @@ impl Connection<'_> {
     }
 
     /// After a Ferry file's data: reads the sender's hash and commits only if it matches.
-    fn finish_ferry(
+    pub(super) fn finish_ferry(
         &mut self,
         part: &mut PartFile,
         cancel: &AtomicBool,

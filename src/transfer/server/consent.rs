@@ -61,10 +61,6 @@ impl Connection<'_> {
         header: &Header,
         batch: bool,
     ) -> Result<Option<Decision>, TransferError> {
-        self.answer(&ReceiverMsg::Waiting);
-        let offer_id = next_transfer_id();
-        let (tx, answers) = crossbeam_channel::bounded(1);
-        lock(&self.shared.pending).insert(offer_id, tx);
         let listed: Vec<(&str, Option<u64>)> = match (self.session.batch(), batch) {
             (Some(b), true) => b.files().iter().map(|(n, s)| (n.as_str(), *s)).collect(),
             _ => vec![(header.file_name.as_str(), Some(header.file_size))],
@@ -80,16 +76,77 @@ impl Connection<'_> {
             .collect();
         // Sizes only when every listed file has one, so they line up with the names.
         let sizes = listed.iter().map(|(_, s)| *s).collect::<Option<Vec<u64>>>();
+        let offer = Listing {
+            count,
+            bytes,
+            names,
+            sizes: sizes.unwrap_or_default(),
+            msg: header.msg.clone(),
+        };
+        self.ask(offer)
+    }
+
+    /// Whether to take the offered folder as a whole: auto-accept or the user's answer.
+    /// `Err(refusal)` declines. Plain senders cannot get here (they cannot announce one).
+    pub(super) fn decide_folder(&mut self) -> Result<Result<(), Refusal>, TransferError> {
+        let policy = *lock(&self.shared.policy);
+        if self.device.is_none() && self.shared.config.require_encryption {
+            return Ok(Err(Refusal::NotEncrypted));
+        }
+        let Some(auto_accept) = policy.without_asking(self.trusted()) else {
+            return Ok(Err(Refusal::NotTrusted));
+        };
+        match self.session.folder_consent(auto_accept) {
+            Consent::Accept { .. } => return Ok(Ok(())),
+            Consent::Refuse(refusal) => return Ok(Err(refusal)),
+            Consent::Ask { .. } => {}
+        }
+        let Some(folder) = self.session.folder() else {
+            return Ok(Err(Refusal::NotOffered));
+        };
+        // As saved (each component sanitised), under the folder's own name.
+        let root = sanitize_file_name(&folder.name).to_string();
+        let files = folder.entries().iter().filter(|e| e.size.is_some());
+        let offer = Listing {
+            count: folder.file_count(),
+            bytes: folder.totals().1,
+            names: files
+                .clone()
+                .map(|e| format!("{root}/{}", e.components.join("/")))
+                .collect(),
+            sizes: files.filter_map(|e| e.size).collect(),
+            msg: String::new(),
+        };
+        let decision = self.ask(offer)?;
+        if decision == Some(Decision::AcceptAndTrust) {
+            self.trust_sender();
+        }
+        Ok(match decision {
+            Some(Decision::Decline) => Err(Refusal::DeclinedByUser),
+            Some(_) => Ok(()),
+            None => Err(Refusal::NoAnswer {
+                secs: self.shared.config.decision_timeout.as_secs(),
+            }),
+        })
+    }
+
+    /// Tells the sender to wait, shows the offer, and waits for the user's answer.
+    fn ask(&mut self, offer: Listing) -> Result<Option<Decision>, TransferError> {
+        self.answer(&ReceiverMsg::Waiting);
+        let offer_id = next_transfer_id();
+        let (tx, answers) = crossbeam_channel::bounded(1);
+        lock(&self.shared.pending).insert(offer_id, tx);
+        let expected = offer.bytes;
         self.shared
             .sink
             .emit(Event::Server(ServerEvent::OfferPending(PendingOffer {
                 offer_id,
                 peer: self.peer,
-                count,
-                bytes,
-                names,
-                sizes: sizes.unwrap_or_default(),
-                msg: header.msg.clone(),
+                count: offer.count,
+                bytes: offer.bytes,
+                names: offer.names,
+                sizes: offer.sizes,
+                msg: offer.msg,
                 security: self.security.clone(),
             })));
         let answered = Arc::new(AtomicBool::new(false));
@@ -102,7 +159,7 @@ impl Connection<'_> {
             } else {
                 TransferError::ShortData {
                     received: 0,
-                    expected: header.file_size,
+                    expected,
                 }
             }),
             recv(self.shared.stop_signal) -> _ => Err(TransferError::Stopped),
@@ -184,6 +241,16 @@ impl Connection<'_> {
             }
         }
     }
+}
+
+/// What a prompt shows about an offer: files and bytes in all, the names as they would be
+/// saved, their sizes (all or none), and the sender's message.
+struct Listing {
+    count: u64,
+    bytes: u64,
+    names: Vec<String>,
+    sizes: Vec<u64>,
+    msg: String,
 }
 
 /// Blocks until the peer closes (true), sends something or the socket fails otherwise

@@ -22,6 +22,7 @@
 
 mod connection;
 mod consent;
+mod folder;
 mod listener;
 mod outcome;
 mod probe;

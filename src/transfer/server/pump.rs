@@ -204,7 +204,7 @@ impl DataSource<'_> {
 pub(super) fn simple(
     source: &mut DataSource<'_>,
     buf: &mut [u8],
-    file: &mut std::fs::File,
+    file: &mut impl Write,
     hasher: &mut Option<blake3::Hasher>,
     mut progress: impl FnMut(u64),
 ) -> Result<DataEnd, TransferError> {

@@ -1,0 +1,174 @@
+//! Folder benchmark (issue 13): many small files in nested folders, Ferry (in-process server
+//! and sender on loopback, fsync on as by default, and off) against `tar c | nc` into
+//! `nc | tar x`, alternating in the same run; then many empty files (files/s); then one
+//! large file inside a folder against the same file sent alone. Prints figures; asserts
+//! nothing.
+//!
+//! ```text
+//! cargo bench --bench folders
+//! FERRY_BENCH_FILES=2000 FERRY_BENCH_EMPTY=10000 FERRY_BENCH_BIG=268435456 cargo bench --bench folders
+//! ```
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry::events::{CancelToken, event_channel};
+use ferry::transfer::{
+    OutgoingFile, OutgoingItem, SendOptions, ServerConfig, ServerHandle, send_items, walk_folder,
+};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `count` files of 1..=64 KiB spread over 10 x 10 nested folders.
+fn make_tree(root: &Path, count: usize, max_len: usize) -> u64 {
+    let mut total = 0;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..count {
+        let dir = root.join(format!("d{}/e{}", i % 10, (i / 10) % 10));
+        std::fs::create_dir_all(&dir).expect("folder");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = if max_len == 0 {
+            0
+        } else {
+            1024 + (seed as usize % (max_len - 1024 + 1))
+        };
+        let bytes: Vec<u8> = (0..len).map(|j| (j as u64 ^ seed) as u8).collect();
+        std::fs::write(dir.join(format!("f{i}.bin")), &bytes).expect("file");
+        total += len as u64;
+    }
+    total
+}
+
+fn ferry_send(items: Vec<OutgoingItem>, out: &Path, fsync: bool) -> Duration {
+    let mut config = ServerConfig::new([127, 0, 0, 1].into(), 0, out.to_owned());
+    config.fsync = fsync;
+    config.max_files_per_connection = 1_000_000;
+    let (sink, events) = event_channel(None);
+    let server = ServerHandle::start(config, sink).expect("server");
+    std::thread::spawn(move || for _ in events {});
+    let opts = SendOptions::new(server.local_addr().to_string());
+    let (sink, events) = event_channel(None);
+    std::thread::spawn(move || for _ in events {});
+    let start = Instant::now();
+    let outcomes = send_items(&opts, &items, &sink, &CancelToken::new()).expect("send");
+    let took = start.elapsed();
+    let failed = outcomes.iter().filter(|o| !o.is_success()).count();
+    if failed > 0 {
+        eprintln!("  {failed} files failed");
+    }
+    took
+}
+
+fn tar_nc(src: &Path, name: &str, out: &Path) -> Option<Duration> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let mut rx = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "nc -l 127.0.0.1 {port} | tar x -C '{}'",
+            out.display()
+        ))
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let start = Instant::now();
+    // nc -l needs a moment to listen; the sender retries until it connects.
+    loop {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar c -C '{}' '{name}' | nc -N 127.0.0.1 {port}",
+                src.display()
+            ))
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        if status.success() || start.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = rx.wait();
+    Some(start.elapsed())
+}
+
+fn folder_item(path: &Path) -> OutgoingItem {
+    OutgoingItem::Folder(walk_folder(path).expect("walk"))
+}
+
+fn main() {
+    let files: usize = env_or("FERRY_BENCH_FILES", 10_000);
+    let empty: usize = env_or("FERRY_BENCH_EMPTY", 100_000);
+    let big: u64 = env_or("FERRY_BENCH_BIG", 2 << 30);
+    let runs: u32 = env_or("FERRY_BENCH_RUNS", 3);
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = work.path().join("src");
+    let tree = src.join("tree");
+    let bytes = make_tree(&tree, files, 64 * 1024);
+    eprintln!("{files} files, {} MiB, {runs} rounds", bytes >> 20);
+    for round in 0..runs {
+        let out = tempfile::tempdir_in(work.path()).expect("out");
+        let f = ferry_send(vec![folder_item(&tree)], out.path(), true);
+        let out = tempfile::tempdir_in(work.path()).expect("out");
+        let n = ferry_send(vec![folder_item(&tree)], out.path(), false);
+        let out = tempfile::tempdir_in(work.path()).expect("out");
+        let t = tar_nc(&src, "tree", out.path());
+        let rate = |d: Duration| files as f64 / d.as_secs_f64();
+        match t {
+            Some(t) => eprintln!(
+                "round {round}: ferry {:.0} files/s ({:.2}x tar|nc), ferry --no-fsync {:.0} files/s ({:.2}x), tar|nc {:.0} files/s",
+                rate(f),
+                t.as_secs_f64() / f.as_secs_f64(),
+                rate(n),
+                t.as_secs_f64() / n.as_secs_f64(),
+                rate(t)
+            ),
+            None => eprintln!(
+                "round {round}: ferry {:.0} files/s, --no-fsync {:.0} files/s (tar|nc unavailable)",
+                rate(f),
+                rate(n)
+            ),
+        }
+    }
+    let empties = src.join("empties");
+    make_tree(&empties, empty, 0);
+    let out = tempfile::tempdir_in(work.path()).expect("out");
+    let e = ferry_send(vec![folder_item(&empties)], out.path(), false);
+    eprintln!(
+        "{empty} empty files (no fsync): {:.0} files/s",
+        empty as f64 / e.as_secs_f64()
+    );
+    let single = src.join("single");
+    std::fs::create_dir_all(&single).expect("folder");
+    let big_path = single.join("big.bin");
+    let file = std::fs::File::create(&big_path).expect("big file");
+    file.set_len(big).expect("size");
+    drop(file);
+    let out = tempfile::tempdir_in(work.path()).expect("out");
+    let inside = ferry_send(vec![folder_item(&single)], out.path(), false);
+    let out = tempfile::tempdir_in(work.path()).expect("out");
+    let alone = ferry_send(
+        vec![OutgoingItem::File(OutgoingFile::new(&big_path))],
+        out.path(),
+        false,
+    );
+    let mib_s = |d: Duration| (big >> 20) as f64 / d.as_secs_f64();
+    eprintln!(
+        "{} MiB file (no fsync): inside a folder {:.0} MiB/s, alone {:.0} MiB/s",
+        big >> 20,
+        mib_s(inside),
+        mib_s(alone)
+    );
+}

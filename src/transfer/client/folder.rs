@@ -1,0 +1,363 @@
+//! Sending a folder: walking it (never following a symlink out of it: a link to a file
+//! inside is sent as that file, anything else is skipped and named), announcing it once,
+//! and, once the receiver accepted the whole folder, streaming every file back to back with
+//! no round trip per file. The receiver's verdicts arrive in batches while later files are
+//! still going out; each one becomes that file's outcome and event.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::answers::Heard;
+use super::upload::{Stop, Upload, interrupted};
+use super::{FileOutcome, OutgoingFile};
+use crate::events::{Direction, Failure, FailureKind, TransferEvent, TransferId};
+use crate::protocol::session::Answer;
+use crate::protocol::{FolderEntry, MAX_FOLDER_DEPTH, Mode, encode_sender_msg};
+use crate::transfer::TransferError;
+
+/// A folder to send, as walked: its entries (what is announced), the files among them with
+/// the ids their events carry, and what was skipped.
+#[derive(Debug, Clone)]
+pub struct OutgoingFolder {
+    /// The folder's own name (the receiver's root).
+    pub name: String,
+    pub entries: Vec<FolderEntry>,
+    /// Per file: its index among `entries`, and where it is read from.
+    pub files: Vec<(u64, OutgoingFile)>,
+    /// Relative paths not sent: symlinks leading out of the folder or to non-files, special
+    /// files, paths deeper than the protocol allows.
+    pub skipped: Vec<String>,
+}
+
+/// One thing to send: a file, or a whole folder.
+#[derive(Debug, Clone)]
+pub enum OutgoingItem {
+    File(OutgoingFile),
+    Folder(OutgoingFolder),
+}
+
+impl OutgoingItem {
+    /// The files this item sends, in order (each gets exactly one outcome).
+    pub fn files(&self) -> Vec<&OutgoingFile> {
+        match self {
+            OutgoingItem::File(file) => vec![file],
+            OutgoingItem::Folder(folder) => folder.files.iter().map(|(_, f)| f).collect(),
+        }
+    }
+}
+
+fn mtime_secs(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+fn owner_bits(meta: &std::fs::Metadata) -> u32 {
+    (meta.permissions().mode() >> 6) & 7
+}
+
+/// Walks the folder at `path`: every file and subfolder (sorted by name, folders before
+/// their contents), symlinks resolved only when they lead to a file inside the folder.
+pub fn walk_folder(path: &Path) -> io::Result<OutgoingFolder> {
+    let root = path.canonicalize()?;
+    if !std::fs::metadata(&root)?.is_dir() {
+        return Err(io::Error::other("not a folder"));
+    }
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "folder".to_owned());
+    let mut folder = OutgoingFolder {
+        name,
+        entries: Vec::new(),
+        files: Vec::new(),
+        skipped: Vec::new(),
+    };
+    walk(&root, &root, "", 1, &mut folder)?;
+    Ok(folder)
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    folder: &mut OutgoingFolder,
+) -> io::Result<()> {
+    let mut children: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    children.sort();
+    for child in children {
+        let leaf = child
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let rel = format!("{prefix}{leaf}");
+        if depth > MAX_FOLDER_DEPTH {
+            folder.skipped.push(rel);
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&child) else {
+            folder.skipped.push(rel);
+            continue;
+        };
+        let meta = if meta.file_type().is_symlink() {
+            // Followed only to a file inside the chosen folder.
+            match child.canonicalize() {
+                Ok(target) if target.starts_with(root) => match std::fs::metadata(&target) {
+                    Ok(target_meta) if target_meta.is_file() => target_meta,
+                    _ => {
+                        folder.skipped.push(rel);
+                        continue;
+                    }
+                },
+                _ => {
+                    folder.skipped.push(rel);
+                    continue;
+                }
+            }
+        } else {
+            meta
+        };
+        if meta.is_dir() {
+            folder.entries.push(FolderEntry {
+                path: rel.clone(),
+                size: None,
+                mtime: mtime_secs(&meta),
+                mode: owner_bits(&meta),
+            });
+            walk(root, &child, &format!("{rel}/"), depth + 1, folder)?;
+        } else if meta.is_file() {
+            folder
+                .files
+                .push((folder.entries.len() as u64, OutgoingFile::new(child)));
+            folder.entries.push(FolderEntry {
+                path: rel,
+                size: Some(meta.len()),
+                mtime: mtime_secs(&meta),
+                mode: owner_bits(&meta),
+            });
+        } else {
+            folder.skipped.push(rel);
+        }
+    }
+    Ok(())
+}
+
+impl Upload<'_> {
+    /// Sends a whole folder; one outcome per file, in order (events for each as well).
+    pub fn send_folder(&mut self, folder: &OutgoingFolder) -> Vec<FileOutcome> {
+        let mut outcomes: HashMap<TransferId, FileOutcome> = HashMap::new();
+        let result = self.try_send_folder(folder, &mut outcomes);
+        let leftover = match result {
+            Ok(()) => None,
+            Err(Stop::Outcome(outcome)) => Some(outcome),
+            Err(Stop::Broken(failure)) => {
+                self.broken = Some(failure.clone());
+                Some(FileOutcome::Failed(failure))
+            }
+            Err(Stop::PeerCancelled(reason)) => {
+                let detail = format!("cancelled by peer: {reason}");
+                self.broken = Some(Failure::new(FailureKind::Protocol, detail));
+                Some(FileOutcome::CancelledByPeer { reason })
+            }
+            Err(Stop::Cancelled) => {
+                self.broken = Some(Failure::new(FailureKind::Protocol, "cancelled"));
+                Some(FileOutcome::Cancelled)
+            }
+        };
+        if !self.session.at_boundary() {
+            self.session.break_off();
+        }
+        folder
+            .files
+            .iter()
+            .map(|(_, file)| {
+                let outcome = outcomes.remove(&file.id).unwrap_or_else(|| {
+                    leftover.clone().unwrap_or_else(|| {
+                        FileOutcome::Failed(Failure::new(
+                            FailureKind::Protocol,
+                            "the receiver gave no verdict on this file",
+                        ))
+                    })
+                });
+                self.report(file.id, &outcome);
+                outcome
+            })
+            .collect()
+    }
+
+    fn try_send_folder(
+        &mut self,
+        folder: &OutgoingFolder,
+        outcomes: &mut HashMap<TransferId, FileOutcome>,
+    ) -> Result<(), Stop> {
+        if self.cancel.is_cancelled() {
+            return Err(Stop::Outcome(FileOutcome::Cancelled));
+        }
+        if let Some(failure) = &self.broken {
+            let failure = Failure::new(FailureKind::NotSent, failure.to_string());
+            return Err(Stop::Outcome(FileOutcome::Failed(failure)));
+        }
+        if self.opts.mode == Mode::Plain {
+            return Err(Stop::Outcome(FileOutcome::Failed(Failure::new(
+                FailureKind::NotSent,
+                "plain receivers cannot take folders (send them flattened)",
+            ))));
+        }
+        let first = folder.files.first().map_or(0, |(_, f)| f.id);
+        for frame in self.session.folder(&folder.name, &folder.entries)? {
+            let frame = encode_sender_msg(&frame).map_err(TransferError::from)?;
+            self.write_or_explain(&frame)?;
+        }
+        let root = match self.wait_answer(first)? {
+            Answer::FolderAccepted { saved_as } => saved_as,
+            Answer::Declined { reason } => {
+                return Err(Stop::Outcome(FileOutcome::Declined { reason }));
+            }
+            Answer::PeerCancelled { reason, .. } => return Err(Stop::PeerCancelled(reason)),
+            Answer::Failed { reason } => {
+                return Err(Stop::broken(FailureKind::ReceiverFailed, reason));
+            }
+            other => {
+                return Err(Stop::broken(
+                    FailureKind::Protocol,
+                    format!("unexpected answer to a folder: {other:?}"),
+                ));
+            }
+        };
+        // Index -> (id, relative path) of every file sent and not yet judged.
+        let mut waiting: HashMap<u64, (TransferId, String)> = HashMap::new();
+        for (index, file) in &folder.files {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            let entry = &folder.entries[*index as usize];
+            if let Some(outcome) = self.send_folder_file(*index, file, entry)? {
+                outcomes.insert(file.id, outcome);
+            } else {
+                waiting.insert(*index, (file.id, format!("{root}/{}", entry.path)));
+            }
+            while let Some(heard) = self.answers.as_ref().and_then(|rx| rx.try_recv().ok()) {
+                self.take_verdicts(heard, &mut waiting, outcomes)?;
+            }
+        }
+        let end = self.session.folder_end()?;
+        self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
+        loop {
+            match self.wait_answer(first)? {
+                Answer::FolderDone { .. } => break,
+                answer => self.apply_verdicts(answer, &mut waiting, outcomes)?,
+            }
+        }
+        for (_, file) in &folder.files {
+            if self.cancel.is_cancelled() && !outcomes.contains_key(&file.id) {
+                outcomes.insert(file.id, FileOutcome::Cancelled);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_verdicts(
+        &mut self,
+        heard: Heard,
+        waiting: &mut HashMap<u64, (TransferId, String)>,
+        outcomes: &mut HashMap<TransferId, FileOutcome>,
+    ) -> Result<(), Stop> {
+        self.heard_from_peer = true;
+        match heard {
+            Heard::Msg(msg) => {
+                let answer = self.session.on_answer(msg)?;
+                self.apply_verdicts(answer, waiting, outcomes)
+            }
+            Heard::Closed(reason) => Err(Stop::broken(interrupted(), reason)),
+        }
+    }
+
+    fn apply_verdicts(
+        &mut self,
+        answer: Answer,
+        waiting: &mut HashMap<u64, (TransferId, String)>,
+        outcomes: &mut HashMap<TransferId, FileOutcome>,
+    ) -> Result<(), Stop> {
+        match answer {
+            Answer::Files { verified, failed } => {
+                for index in verified {
+                    if let Some((id, saved_as)) = waiting.remove(&index) {
+                        let outcome = FileOutcome::Verified {
+                            saved_as,
+                            resumed_from: 0,
+                        };
+                        outcomes.insert(id, outcome);
+                    }
+                }
+                for failure in failed {
+                    if let Some((id, _)) = waiting.remove(&failure.index) {
+                        let failure = Failure::new(FailureKind::ReceiverFailed, failure.reason);
+                        outcomes.insert(id, FileOutcome::Failed(failure));
+                    }
+                }
+                Ok(())
+            }
+            Answer::PeerCancelled { reason, .. } => Err(Stop::PeerCancelled(reason)),
+            Answer::Failed { reason } => Err(Stop::broken(FailureKind::ReceiverFailed, reason)),
+            other => Err(Stop::broken(
+                FailureKind::Protocol,
+                format!("unexpected answer inside a folder: {other:?}"),
+            )),
+        }
+    }
+
+    /// One file of an accepted folder: `Some` when it ended here (not sent, cancelled,
+    /// unreadable), `None` when it went out whole and waits for its verdict.
+    fn send_folder_file(
+        &mut self,
+        index: u64,
+        file: &OutgoingFile,
+        entry: &FolderEntry,
+    ) -> Result<Option<FileOutcome>, Stop> {
+        let size = entry.size.unwrap_or(0);
+        let opened = File::open(&file.path).and_then(|f| {
+            let meta = f.metadata()?;
+            match meta.is_file() && meta.len() == size {
+                true => Ok(f),
+                false => Err(io::Error::other("it changed since the folder was read")),
+            }
+        });
+        let mut opened = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                return Ok(Some(FileOutcome::Failed(Failure::new(
+                    FailureKind::LocalFile,
+                    format!("cannot read {}: {e}", file.path.display()),
+                ))));
+            }
+        };
+        self.sink.transfer(TransferEvent::Started {
+            id: file.id,
+            direction: Direction::Outgoing,
+            peer: self.peer,
+            name: entry.path.clone(),
+            saved_as: None,
+            bytes_total: size,
+            mode: Mode::Ferry,
+            msg: self.opts.msg.clone(),
+            security: self.security.clone(),
+        });
+        let frame = self.session.file(index)?;
+        self.write_or_explain(&encode_sender_msg(&frame).map_err(TransferError::from)?)?;
+        let mut hasher = blake3::Hasher::new();
+        if let Some(outcome) = self.stream_data(file.id, &mut opened, &mut hasher, 0)? {
+            return Ok(Some(outcome));
+        }
+        let end = self.session.end(*hasher.finalize().as_bytes())?;
+        self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
+        Ok(None)
+    }
+}

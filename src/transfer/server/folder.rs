@@ -1,0 +1,480 @@
+//! Receiving a folder batch: the whole folder is accepted or declined once, its root is
+//! created under a free name (`photos`, `photos (1)`, ...) with `mkdirat` beneath the download
+//! folder's handle, and its files then arrive back to back with no round trip each. Every
+//! file is written as a `.ferry.part` in its (sanitised) subfolder, verified with its own
+//! BLAKE3, given its modification time and owner bits, and committed under its final name;
+//! the verdicts go back in batches (`files` answers) carrying each file's index.
+//!
+//! Nothing escapes the folder: every subfolder is created with `mkdirat` and opened
+//! `O_DIRECTORY | O_NOFOLLOW` beneath its parent's handle, one sanitised component at a
+//! time, and every file is created relative to its folder's handle.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::connection::{ConnEnd, Connection};
+use super::outcome::FileEnd;
+use super::pump::{DataEnd, DataSource, RateFloor, simple};
+use super::{Live, lock};
+use crate::events::{
+    Direction, Failure, FailureKind, Refusal, TransferEvent, TransferId, next_transfer_id,
+};
+use crate::protocol::session::FrameStep;
+use crate::protocol::{
+    CancelCode, FileFailed, Header, Mode, ReceiverMsg, SafeEntry, SafeName, clip,
+    encode_receiver_msg, sanitize_file_name,
+};
+use crate::transfer::dir::DownloadDir;
+use crate::transfer::files::NoRoom;
+use crate::transfer::{Downloads, PartFile, TransferError, write_all};
+
+/// Verdicts are sent once this many are waiting...
+const FLUSH_VERDICTS: usize = 512;
+/// ...or once the oldest waited this long.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
+/// Files at least this large send the verdicts waiting before them first.
+const FLUSH_BEFORE_BYTES: u64 = 1024 * 1024;
+/// How many numbered names (`photos (n)`) are tried for a folder's root.
+const MAX_ROOT_ALTERNATIVES: u32 = 10_000;
+/// Longest failure reason sent back per file.
+const MAX_REASON_CHARS: usize = 200;
+
+/// One folder being received.
+struct FolderRx {
+    /// The name the root was created under.
+    root_name: String,
+    entries: Vec<SafeEntry>,
+    /// Every subfolder by its sanitised components: its handle, or why it could not be made.
+    dirs: HashMap<Vec<String>, Result<Downloads, String>>,
+    verified: Vec<u64>,
+    failed: Vec<FileFailed>,
+    oldest: Option<Instant>,
+    totals: (u64, u64),
+}
+
+impl FolderRx {
+    /// The folder for `components` (made as needed, parents first).
+    fn dir(&mut self, components: &[String]) -> Result<Downloads, String> {
+        if let Some(known) = self.dirs.get(components) {
+            return known.clone();
+        }
+        let made = match components.split_last() {
+            None => Err("the folder's root is missing".to_owned()),
+            Some((name, parent)) => self
+                .dir(parent)
+                .and_then(|parent| make_dir(&parent, name).map_err(|e| e.to_string())),
+        };
+        self.dirs.insert(components.to_vec(), made.clone());
+        made
+    }
+
+    fn verdict(&mut self, index: u64, failure: Option<String>) {
+        match failure {
+            None => {
+                self.verified.push(index);
+                self.totals.0 += 1;
+            }
+            Some(reason) => {
+                self.failed.push(FileFailed {
+                    index,
+                    reason: clip(&reason, MAX_REASON_CHARS),
+                });
+                self.totals.1 += 1;
+            }
+        }
+        self.oldest.get_or_insert_with(Instant::now);
+    }
+
+    /// The `files` answer to send now, if one is due (always when `force`).
+    fn due(&mut self, force: bool) -> Option<ReceiverMsg> {
+        let waiting = self.verified.len() + self.failed.len();
+        let old = self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
+        if waiting == 0 || !(force || old || waiting >= FLUSH_VERDICTS) {
+            return None;
+        }
+        self.oldest = None;
+        Some(ReceiverMsg::Files {
+            verified: std::mem::take(&mut self.verified),
+            failed: std::mem::take(&mut self.failed),
+        })
+    }
+}
+
+/// Creates (or, when an earlier entry made it, reuses) the subfolder `name` and opens it.
+fn make_dir(parent: &Downloads, name: &str) -> io::Result<Downloads> {
+    match parent.dir().create_dir(name) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    // Opened without following a symlink: whatever has this name must be a real folder.
+    Ok(parent.within(parent.dir().open_dir(name)?))
+}
+
+/// Creates the folder's root under the first free name: `photos`, `photos (1)`, ...
+fn create_root(downloads: &Downloads, safe: &SafeName) -> io::Result<(String, DownloadDir)> {
+    for n in 0..MAX_ROOT_ALTERNATIVES {
+        let name = match n {
+            0 => safe.as_str().to_owned(),
+            n => format!("{safe} ({n})"),
+        };
+        match downloads.dir().create_dir(&name) {
+            Ok(()) => return Ok((name.clone(), downloads.dir().open_dir(&name)?)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no free name for the folder {safe}"),
+    ))
+}
+
+fn mtime(secs: u64) -> Option<SystemTime> {
+    (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+impl Connection<'_> {
+    /// The offered folder (the session holds its listing): decide, create its root, answer,
+    /// then receive its files until the sender's `folder_end`.
+    pub(super) fn receive_folder(&mut self) -> Result<(), ConnEnd> {
+        let Some(folder) = self.session.folder() else {
+            return Err(TransferError::Unexpected("a folder with no listing".into()).into());
+        };
+        let (name, bytes) = (folder.name.clone(), folder.totals().1);
+        let safe = sanitize_file_name(&name);
+        let header = Header {
+            file_name: name.clone(),
+            file_size: bytes,
+            msg: String::new(),
+            resume_key: None,
+        };
+        let downloads = self.shared.downloads.clone();
+        let mut refusal = self.decide_folder()?.err();
+        let mut reservation = None;
+        if refusal.is_none() {
+            match downloads.reserve(bytes) {
+                Ok(held) => reservation = Some(held),
+                Err(NoRoom { needed, available }) => {
+                    refusal = Some(Refusal::NoSpace { needed, available })
+                }
+            }
+        }
+        let _reservation = reservation;
+        let created = match refusal {
+            Some(refusal) => Err((refusal, String::new())),
+            None => create_root(&downloads, &safe)
+                .map_err(|e| (Refusal::CannotCreate, TransferError::Disk(e).to_string())),
+        };
+        let (root_name, root) = match created {
+            Ok(created) => created,
+            Err((refusal, detail)) => {
+                let failure = Failure::new(FailureKind::Refused(refusal), detail.clone());
+                log::warn!("{}: folder {:?}: {failure}", self.peer, name);
+                self.report_refusal(next_transfer_id(), &header, Mode::Ferry, failure);
+                let reason = match detail.is_empty() {
+                    true => refusal.to_string(),
+                    false => format!("{refusal}: {detail}"),
+                };
+                let msg = self.session.decline(reason).map_err(TransferError::from)?;
+                self.answer(&msg);
+                return Ok(());
+            }
+        };
+        log::info!(
+            "{}: receiving the folder {:?} as {root_name:?}",
+            self.peer,
+            name
+        );
+        let entries = self
+            .session
+            .folder()
+            .map(|f| f.entries().to_vec())
+            .unwrap_or_default();
+        let accept = self
+            .session
+            .accept_folder(root_name.clone())
+            .map_err(TransferError::from)?;
+        write_all(
+            &mut self.writer,
+            &encode_receiver_msg(&accept).map_err(TransferError::from)?,
+        )?;
+        let mut rx = FolderRx {
+            root_name,
+            entries,
+            dirs: HashMap::from([(Vec::new(), Ok(downloads.within(root)))]),
+            verified: Vec::new(),
+            failed: Vec::new(),
+            oldest: None,
+            totals: (0, 0),
+        };
+        // Folders first, so empty ones exist too.
+        for i in 0..rx.entries.len() {
+            if rx.entries[i].size.is_none() {
+                let components = rx.entries[i].components.clone();
+                if let Err(e) = rx.dir(&components) {
+                    log::warn!("{}: cannot create {components:?}: {e}", self.peer);
+                }
+            }
+        }
+        loop {
+            let msg = self.read_msg()?.ok_or(TransferError::TruncatedFrame)?;
+            match self.session.on_frame(msg).map_err(TransferError::from)? {
+                FrameStep::FolderFile { index, size } => {
+                    if size >= FLUSH_BEFORE_BYTES {
+                        self.flush_verdicts(&mut rx, true);
+                    }
+                    self.receive_folder_file(&mut rx, index, size)?;
+                    self.flush_verdicts(&mut rx, false);
+                }
+                FrameStep::FolderEnd => break,
+                other => {
+                    return Err(
+                        TransferError::Unexpected(format!("{other:?} inside a folder")).into(),
+                    );
+                }
+            }
+        }
+        self.flush_verdicts(&mut rx, true);
+        self.finish_dirs(&rx);
+        let (verified, failed) = rx.totals;
+        log::info!(
+            "{}: folder {:?}: {verified} files verified, {failed} failed",
+            self.peer,
+            rx.root_name
+        );
+        self.answer(&ReceiverMsg::FolderDone { verified, failed });
+        Ok(())
+    }
+
+    fn flush_verdicts(&mut self, rx: &mut FolderRx, force: bool) {
+        if let Some(msg) = rx.due(force) {
+            self.answer(&msg);
+        }
+    }
+
+    /// Gives every listed folder its modification time and owner bits, deepest first (a
+    /// file committed inside a folder changes the folder's time).
+    fn finish_dirs(&self, rx: &FolderRx) {
+        let mut dirs: Vec<&SafeEntry> = rx.entries.iter().filter(|e| e.size.is_none()).collect();
+        dirs.sort_by_key(|e| std::cmp::Reverse(e.components.len()));
+        for entry in dirs {
+            if let Some(Ok(dir)) = rx.dirs.get(&entry.components) {
+                let mode = (entry.mode << 6) | 0o055;
+                if let Err(e) = dir.dir().finish_as(mtime(entry.mtime), mode) {
+                    log::warn!("{}: {:?}: {e}", self.peer, entry.path);
+                }
+            }
+        }
+        if let Some(Ok(root)) = rx.dirs.get(&Vec::new())
+            && let Err(e) = root.dir().finish_as(None, 0o755)
+        {
+            log::warn!("{}: {:?}: {e}", self.peer, rx.root_name);
+        }
+    }
+
+    /// One file of the folder: its data is read whatever happens (the stream must stay in
+    /// step); it is kept only when verified.
+    fn receive_folder_file(
+        &mut self,
+        rx: &mut FolderRx,
+        index: u64,
+        size: u64,
+    ) -> Result<(), ConnEnd> {
+        let Some(entry) = usize::try_from(index)
+            .ok()
+            .and_then(|i| rx.entries.get(i))
+            .cloned()
+        else {
+            return Err(TransferError::Unexpected("no such entry".into()).into());
+        };
+        let id = next_transfer_id();
+        let shown = format!("{}/{}", rx.root_name, entry.components.join("/"));
+        let header = Header {
+            file_name: entry.path.clone(),
+            file_size: size,
+            msg: String::new(),
+            resume_key: None,
+        };
+        let (parent, leaf) = match entry.components.split_last() {
+            Some((leaf, parent)) => (parent.to_vec(), leaf.clone()),
+            None => (Vec::new(), String::new()),
+        };
+        let part = rx.dir(&parent).and_then(|dir| {
+            PartFile::create(&dir, &sanitize_file_name(&leaf), None)
+                .map_err(|e| TransferError::Disk(e).to_string())
+        });
+        let mut part = match part {
+            Ok(part) => part,
+            Err(reason) => {
+                let failure = Failure::new(FailureKind::Disk, reason.clone());
+                self.report_refusal(id, &header, Mode::Ferry, failure);
+                self.skip_file(size)?;
+                rx.verdict(index, Some(reason));
+                return Ok(());
+            }
+        };
+        self.shared.sink.transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Incoming,
+            peer: self.peer,
+            name: entry.path.clone(),
+            saved_as: Some(shown.clone()),
+            bytes_total: size,
+            mode: Mode::Ferry,
+            msg: String::new(),
+            security: self.security.clone(),
+        });
+        let cancel = Arc::new(AtomicBool::new(false));
+        lock(&self.shared.live).insert(
+            id,
+            Live {
+                cancel: Arc::clone(&cancel),
+                stream: self.writer.socket().try_clone().ok(),
+            },
+        );
+        let outcome = self.receive_entry(&mut part, id, &entry, size, &cancel);
+        lock(&self.shared.live).remove(&id);
+        self.finish_entry(rx, part, id, index, &shown, outcome)
+    }
+
+    fn receive_entry(
+        &mut self,
+        part: &mut PartFile,
+        id: TransferId,
+        entry: &SafeEntry,
+        size: u64,
+        cancel: &AtomicBool,
+    ) -> Result<FileEnd, TransferError> {
+        part.discard_on_drop();
+        let hasher = Some(blake3::Hasher::new());
+        let (data, hash) = self.receive_data(part, id, size, 0, hasher, cancel)?;
+        match data {
+            DataEnd::Cancelled { code, reason } => Ok(FileEnd::SenderCancelled { code, reason }),
+            DataEnd::Complete => {
+                self.session.data_complete(hash)?;
+                // Set before the commit (the final name is a link to this very file).
+                let file = part.file().map_err(TransferError::Disk)?;
+                if let Some(modified) = mtime(entry.mtime) {
+                    file.set_modified(modified).map_err(TransferError::Disk)?;
+                }
+                use std::os::unix::fs::PermissionsExt;
+                let mode = (entry.mode << 6) | 0o044;
+                file.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .map_err(TransferError::Disk)?;
+                self.finish_ferry(part, cancel)
+            }
+        }
+    }
+
+    /// Records a folder file's verdict (sent later, batched) and reports it; only a broken
+    /// connection ends the folder.
+    fn finish_entry(
+        &mut self,
+        rx: &mut FolderRx,
+        part: PartFile,
+        id: TransferId,
+        index: u64,
+        shown: &str,
+        outcome: Result<FileEnd, TransferError>,
+    ) -> Result<(), ConnEnd> {
+        let sink = &self.shared.sink;
+        match outcome {
+            Ok(FileEnd::Committed { path, .. }) => {
+                drop(part);
+                rx.verdict(index, None);
+                sink.transfer(TransferEvent::Finished {
+                    id,
+                    verified: true,
+                    saved_as: Some(shown.to_owned()),
+                    path: Some(path),
+                });
+                Ok(())
+            }
+            Ok(FileEnd::Rejected(error)) => {
+                drop(part);
+                rx.verdict(index, Some(error.to_string()));
+                sink.transfer(TransferEvent::Failed {
+                    id,
+                    failure: error.failure(),
+                });
+                Ok(())
+            }
+            Ok(FileEnd::SenderCancelled { code, reason }) => {
+                drop(part);
+                rx.verdict(index, Some(format!("cancelled by the sender: {reason}")));
+                if code == CancelCode::User {
+                    sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
+                } else {
+                    let failure = Failure::new(FailureKind::SenderGaveUp, reason);
+                    sink.transfer(TransferEvent::Failed { id, failure });
+                }
+                Ok(())
+            }
+            Err(TransferError::CancelledHere) => {
+                drop(part);
+                self.answer(&ReceiverMsg::Cancel {
+                    code: CancelCode::User,
+                    reason: "cancelled by the receiver".into(),
+                });
+                sink.transfer(TransferEvent::Cancelled { id, by_peer: false });
+                Err(ConnEnd {
+                    error: TransferError::CancelledHere,
+                    reported: true,
+                })
+            }
+            Err(error) => {
+                drop(part);
+                sink.transfer(TransferEvent::Failed {
+                    id,
+                    failure: error.failure(),
+                });
+                Err(ConnEnd {
+                    error,
+                    reported: true,
+                })
+            }
+        }
+    }
+
+    /// Reads and drops a file's data and end (a file that has nowhere to go), keeping the
+    /// stream in step.
+    fn skip_file(&mut self, size: u64) -> Result<(), TransferError> {
+        let config = &self.shared.config;
+        let never = AtomicBool::new(false);
+        let mut source = DataSource {
+            reader: &mut self.reader,
+            session: &mut self.session,
+            size,
+            idle_secs: config.idle_timeout.as_secs(),
+            header_deadline: config.header_deadline,
+            stopping: &self.shared.stopping,
+            cancel: &never,
+            rate: RateFloor::new(config.min_rate, 0),
+            deferred: None,
+        };
+        let end = simple(
+            &mut source,
+            &mut self.buf,
+            &mut io::sink(),
+            &mut None,
+            |_| {},
+        )?;
+        if let DataEnd::Complete = end {
+            self.session.data_complete([0; 32])?;
+            let msg = self.read_msg()?.ok_or(TransferError::TruncatedFrame)?;
+            match self.session.on_frame(msg)? {
+                FrameStep::Verified | FrameStep::HashMismatch | FrameStep::Cancelled { .. } => {}
+                other => {
+                    return Err(TransferError::Unexpected(format!(
+                        "{other:?} where the end of a file belongs"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
