@@ -94,10 +94,11 @@ impl Drop for Worker {
     }
 }
 
-struct Upload {
-    ids: Vec<TransferId>,
-    cancel: CancelToken,
-    thread: JoinHandle<()>,
+/// An upload on its way (Ferry's or LocalSend's): Cancel finds it by its files' ids.
+pub(super) struct Upload {
+    pub(super) ids: Vec<TransferId>,
+    pub(super) cancel: CancelToken,
+    pub(super) thread: JoinHandle<()>,
 }
 
 /// A note to a host name, waiting for its lookup.
@@ -208,11 +209,7 @@ impl Engine {
                 let started = self
                     .localsend
                     .send_files(to, files, &alias, &self.sink, &self.seams);
-                self.uploads.extend(started.map(|s| Upload {
-                    ids: s.ids,
-                    cancel: s.cancel,
-                    thread: s.thread,
-                }));
+                self.uploads.extend(started);
             }
             Command::SendLocalSendText { to, text } => {
                 let alias = self.alias();

@@ -17,10 +17,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use super::Seams;
+use super::engine::Upload;
 use crate::events::{
     CancelToken, DiscoveryEvent, Event, EventSink, Failure, FailureKind, LocalSendStatus,
     NoteEvent, Security, SeenLocalSend, ServerEvent, TransferEvent, TransferId,
@@ -65,13 +65,6 @@ impl Default for LocalSendSetup {
             probe: Vec::new(),
         }
     }
-}
-
-/// A send to a LocalSend device on its way (the engine keeps it with the other uploads).
-pub(super) struct Started {
-    pub ids: Vec<TransferId>,
-    pub cancel: CancelToken,
-    pub thread: JoinHandle<()>,
 }
 
 #[derive(Default)]
@@ -313,7 +306,7 @@ impl LocalSendSide {
         alias: &str,
         sink: &EventSink,
         seams: &Seams,
-    ) -> Option<Started> {
+    ) -> Option<Upload> {
         let ids: Vec<TransferId> = files.iter().map(|f| f.id).collect();
         let fail = |detail: String| {
             for &id in &ids {
@@ -341,7 +334,7 @@ impl LocalSendSide {
             }),
         );
         match spawned {
-            Ok(thread) => Some(Started {
+            Ok(thread) => Some(Upload {
                 ids,
                 cancel,
                 thread,

@@ -12,6 +12,7 @@ mod ferry;
 mod gui;
 mod gui_desktop;
 mod gui_devices;
+mod gui_localsend;
 mod gui_secure;
 mod hostile;
 mod layers;
