@@ -19,6 +19,11 @@ use crate::protocol::Mode;
 use crate::protocol::escape_line;
 pub use crate::protocol::session::Refusal;
 
+mod devices;
+mod localsend;
+pub use devices::{DiscoveryEvent, SeenDevice, SeenState};
+pub use localsend::{LocalSendStatus, SeenLocalSend};
+
 /// Identifies one file transfer for the lifetime of the process.
 pub type TransferId = u64;
 
@@ -228,6 +233,8 @@ pub enum ServerEvent {
         names: Vec<String>,
         bytes: u64,
     },
+    /// LocalSend receiving beside the Ferry server (the window): on, or off and why.
+    LocalSend(LocalSendStatus),
 }
 
 /// One upload waiting for the user's decision (what a prompt shows).
@@ -320,57 +327,6 @@ pub enum NoteEvent {
     /// dropped (see [`crate::notes`]'s bounded queue); the notes after this event are the
     /// ones kept.
     Dropped { count: u64 },
-}
-
-/// LAN discovery, for the window's Devices list (see [`crate::discovery`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum DiscoveryEvent {
-    /// Discovery started: this device is announced under `name`.
-    Announcing { name: String },
-    /// The devices known now and the doctor's report on the interfaces; sent when either
-    /// changed.
-    Devices {
-        devices: Vec<SeenDevice>,
-        doctor: Vec<String>,
-    },
-    /// Discovery is not running: turned off, the server stopped, or it could not start
-    /// (`reason`).
-    Off { reason: Option<String> },
-    /// The reachability check of a typed address: the doctor's lines.
-    Checked { target: String, lines: Vec<String> },
-}
-
-/// A device found on the LAN, as the window lists it: a copy of a row of the discovery
-/// table, so this layer stays below discovery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeenDevice {
-    pub id: String,
-    pub name: String,
-    pub fingerprint: String,
-    /// Where it was last heard from (a trusted device never heard: its last known address).
-    pub addr: Option<SocketAddr>,
-    pub udp_port: u16,
-    pub trusted: bool,
-    /// How it was found: `beacon`, `mdns`, `probe`.
-    pub how: Vec<&'static str>,
-    pub state: SeenState,
-    /// How long ago it was last heard (`None`: never, in this run).
-    pub last_seen_ago: Option<Duration>,
-}
-
-/// Whether a [`SeenDevice`] can be sent to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeenState {
-    /// Heard recently and its port answers.
-    Ready,
-    /// Heard recently; its port is being checked.
-    Checking,
-    /// Heard recently, but the announced port does not answer.
-    PortSilent(u16),
-    /// Not heard for a while.
-    Stale,
-    /// Trusted, but not heard (or it said goodbye).
-    Offline,
 }
 
 type Waker = Arc<dyn Fn() + Send + Sync>;

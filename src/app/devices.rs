@@ -4,6 +4,11 @@
 //!
 //! The list comes from the engine ([`DiscoveryEvent`]), which runs discovery while the server
 //! listens; this panel only draws it and turns clicks into [`Action`]s and picks.
+//!
+//! LocalSend devices (heard by the LocalSend receiver, or answering a probe of a favourite)
+//! are listed too, with a "LocalSend" badge and their device type; picking one makes its
+//! address the destination, and uploads and notes to that address go through LocalSend
+//! ([`DevicesPanel::localsend_target`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -13,7 +18,8 @@ use egui::{RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
-use crate::events::{DiscoveryEvent, SeenDevice, SeenState};
+use crate::events::{DiscoveryEvent, SeenDevice, SeenLocalSend, SeenState};
+use crate::localsend::{LOCALSEND_PORT, LocalSendTarget};
 use crate::worker::{Command, DiscoverySetup};
 
 /// Whether discovery runs, as the engine last said.
@@ -40,6 +46,8 @@ pub struct DevicesPanel {
     /// Added by address (persisted).
     pub favourites: Vec<String>,
     pub devices: Vec<SeenDevice>,
+    /// LocalSend devices known to the engine.
+    pub localsend: Vec<SeenLocalSend>,
     /// The doctor's report on the interfaces.
     pub doctor: Vec<String>,
     pub status: DiscoveryStatus,
@@ -64,6 +72,7 @@ impl DevicesPanel {
             enabled,
             favourites,
             devices: Vec::new(),
+            localsend: Vec::new(),
             doctor: Vec::new(),
             status: DiscoveryStatus::Off(None),
             add_addr: String::new(),
@@ -101,7 +110,44 @@ impl DevicesPanel {
                 self.checking = false;
                 self.checked = Some((target, lines));
             }
+            DiscoveryEvent::LocalSendDevices(devices) => self.localsend = devices,
         }
+    }
+
+    /// Where the identities are kept (`None`: the default config folder).
+    pub fn identity_dir(&self) -> Option<&PathBuf> {
+        self.identity_dir.as_ref()
+    }
+
+    /// The favourites LocalSend probes with `POST /register`: each numeric address as typed
+    /// and on LocalSend's port (host names are left to typed use).
+    pub fn localsend_probes(&self) -> Vec<SocketAddr> {
+        let mut probes = Vec::new();
+        for favourite in &self.favourites {
+            let Some(ip) = host_ip(favourite) else {
+                continue;
+            };
+            if let Ok(addr) = favourite.parse::<SocketAddr>() {
+                probes.push(addr);
+            }
+            let standard = SocketAddr::new(ip, LOCALSEND_PORT);
+            if !probes.contains(&standard) {
+                probes.push(standard);
+            }
+        }
+        probes
+    }
+
+    /// The LocalSend device at `dest` (`host:port` as the destination field holds it).
+    pub fn localsend_target(&self, dest: &str) -> Option<LocalSendTarget> {
+        let addr: SocketAddr = dest.trim().parse().ok()?;
+        let device = self.localsend.iter().find(|d| d.addr == addr)?;
+        Some(LocalSendTarget {
+            addr,
+            fingerprint: device.fingerprint.clone(),
+            alias: device.alias.clone(),
+            device_type: device.device_type.clone(),
+        })
     }
 
     /// Adds the typed `host:port` as a favourite; false (and nothing added) if it is not one.
@@ -204,7 +250,7 @@ impl DevicesPanel {
     }
 
     fn list_ui(&self, ui: &mut Ui, tr: Tr) -> Option<Pick> {
-        if self.devices.is_empty() && self.favourites.is_empty() {
+        if self.devices.is_empty() && self.favourites.is_empty() && self.localsend.is_empty() {
             return None;
         }
         let mut pick = None;
@@ -256,6 +302,27 @@ impl DevicesPanel {
                         Some(ago) => tr.fill(T::SecondsAgo, &[&ago.as_secs()]),
                         None => tr.get(T::Never).to_owned(),
                     });
+                    ui.end_row();
+                }
+                for device in &self.localsend {
+                    let addr = device.addr.to_string();
+                    let hover = tr.fill(T::LocalSendSendTo, &[&device.alias, &device.fingerprint]);
+                    if ui.button(&device.alias).on_hover_text(hover).clicked() {
+                        pick = Some(Pick {
+                            dest: addr.clone(),
+                            note_peer: addr.clone(),
+                            trusted: None,
+                        });
+                    }
+                    ui.label(
+                        RichText::new(tr.get(T::LocalSendBadge))
+                            .strong()
+                            .color(palette::OK),
+                    );
+                    ui.label(RichText::new(addr).monospace());
+                    ui.label(&device.device_type);
+                    ui.label(device.how.join("+"));
+                    ui.label("-");
                     ui.end_row();
                 }
                 for favourite in &self.favourites {

@@ -7,7 +7,7 @@
 
 use crate::events::{
     DiscoveryEvent, Event, Failure, KeyringEvent, NoteEvent, PendingOffer, Security, SeenDevice,
-    ServerEvent, TransferEvent, TrustedPeer,
+    SeenLocalSend, ServerEvent, TransferEvent, TrustedPeer,
 };
 use crate::protocol::{escape_line, escape_note};
 
@@ -142,6 +142,18 @@ pub fn display_safe(event: Event) -> Event {
                     .collect(),
                 doctor: doctor.into_iter().map(line).collect(),
             })
+        }
+        Event::Discovery(DiscoveryEvent::LocalSendDevices(devices)) => {
+            Event::Discovery(DiscoveryEvent::LocalSendDevices(
+                devices
+                    .into_iter()
+                    .map(|d| SeenLocalSend {
+                        alias: line(d.alias),
+                        device_type: line(d.device_type),
+                        ..d
+                    })
+                    .collect(),
+            ))
         }
         Event::Discovery(DiscoveryEvent::Announcing { name }) => {
             Event::Discovery(DiscoveryEvent::Announcing { name: line(name) })

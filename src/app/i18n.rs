@@ -331,6 +331,18 @@ texts! {
     NotifyFrom => "from {}", "来自 {}";
     NotifyTo => "to {}", "发往 {}";
     NotifyNote => "Note from {}", "来自 {} 的便签";
+
+    // LocalSend
+    ReceiveLocalSend => "Receive from LocalSend", "接收 LocalSend 发来的文件";
+    LocalSendHint => "Phones and computers with the LocalSend app can send here too: same folder, same rules.", "装有 LocalSend 应用的手机和电脑也能发送到这里：同一文件夹，同样的规则。";
+    LocalSendPort => "LocalSend port", "LocalSend 端口";
+    InvalidLocalSendPort => "LocalSend port must be a number from 0 to 65535", "LocalSend 端口必须是 0 到 65535 之间的数字";
+    LocalSendOn => "LocalSend receiving is on: {} (fingerprint {})", "LocalSend 接收已开启：{}（指纹 {}）";
+    LocalSendOff => "LocalSend receiving is off", "LocalSend 接收已关闭";
+    LocalSendFailed => "LocalSend receiving is off: {}", "LocalSend 接收已关闭：{}";
+    LocalSendBadge => "LocalSend", "LocalSend";
+    LocalSendMark => "LocalSend · {}", "LocalSend · {}";
+    LocalSendSendTo => "Send to the LocalSend device {} ({})", "发送到 LocalSend 设备 {}（{}）";
 }
 
 #[cfg(test)]

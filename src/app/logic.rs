@@ -13,6 +13,7 @@ use crate::events::{
     Direction, DiscoveryEvent, Event, FailureKind, KeyringEvent, NoteEvent, ServerEvent,
     TransferEvent,
 };
+use crate::worker::{Command, LocalSendSetup};
 
 /// How much of a note a notification shows.
 const NOTIFY_NOTE_CHARS: usize = 200;
@@ -118,6 +119,9 @@ impl FerryApp {
                 self.server.trust.paired = Some((device, fingerprint));
             }
             Event::Server(ServerEvent::Pairing(offer)) => self.server.trust.pairing = offer,
+            Event::Server(ServerEvent::LocalSend(status)) => {
+                self.server.localsend_status = Some(status)
+            }
             Event::Speed { to, outcome } => {
                 self.client.speed = match outcome {
                     Ok(report) => super::speed_panel::SpeedTest::Done { to, report },
@@ -226,9 +230,51 @@ impl FerryApp {
         }
     }
 
+    /// What the engine should run LocalSend with: the Server tab's setting and port, the
+    /// Devices section's identity folder, LAN setting and favourites.
+    pub(super) fn localsend_setup(&self) -> LocalSendSetup {
+        LocalSendSetup {
+            receive: self.server.localsend,
+            port: self
+                .server
+                .localsend_port()
+                .unwrap_or(crate::localsend::LOCALSEND_PORT),
+            identity_dir: self.devices.identity_dir().cloned(),
+            multicast: self.devices.enabled,
+            probe: self.devices.localsend_probes(),
+        }
+    }
+
+    /// Files or a note to a LocalSend device's address go through LocalSend; a new server
+    /// start or devices setup tells LocalSend its setup first.
+    pub(super) fn localsend_route(&self, command: Command) -> Vec<Command> {
+        match command {
+            Command::Send { opts, files } => match self.devices.localsend_target(&opts.to) {
+                Some(to) => vec![Command::SendLocalSend { to, files }],
+                None => vec![Command::Send { opts, files }],
+            },
+            Command::SendNote { to, text } => match self.devices.localsend_target(&to) {
+                Some(to) => vec![Command::SendLocalSendText { to, text }],
+                None => vec![Command::SendNote { to, text }],
+            },
+            command @ (Command::StartServer(_) | Command::SetDiscovery(_)) => {
+                vec![Command::SetLocalSend(self.localsend_setup()), command]
+            }
+            command => vec![command],
+        }
+    }
+
     pub(super) fn apply(&mut self, action: Action) {
         match action {
-            Action::Engine(command) => self.worker.send(command),
+            Action::Engine(command) => {
+                for command in self.localsend_route(command) {
+                    self.worker.send(command);
+                }
+            }
+            Action::LocalSendChanged => {
+                let setup = self.localsend_setup();
+                self.worker.send(Command::SetLocalSend(setup));
+            }
             Action::SendTo(device) => {
                 self.client.send_to_trusted(&device);
                 self.tab = Tab::Client;

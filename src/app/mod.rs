@@ -22,6 +22,11 @@
 //!
 //! Devices (`devices.rs`, in the Client tab): the engine finds devices on the LAN while the
 //! server listens; clicking one fills the destination and the notes peer.
+//!
+//! LocalSend (issue 16): the Server tab's "Receive from LocalSend" runs a LocalSend receiver
+//! beside the server (its prompts, rows and text messages arrive like Ferry's); LocalSend
+//! devices are listed with a badge, and files or a note to a LocalSend device's address go
+//! through LocalSend ([`FerryApp::localsend_route`]).
 
 mod client_tab;
 mod devices;
@@ -83,6 +88,8 @@ pub enum Action {
     PickFolder,
     /// Send files to a trusted device (from the trusted list): its last address, its key.
     SendTo(crate::events::TrustedPeer),
+    /// "Receive from LocalSend" changed: the engine gets the new LocalSend setup.
+    LocalSendChanged,
 }
 
 pub struct FerryApp {
@@ -144,7 +151,8 @@ impl FerryApp {
                 settings.download_dir,
                 policy,
                 settings.server_idle_timeout_secs,
-            ),
+            )
+            .with_localsend(settings.localsend, settings.localsend_port),
             client: ClientTab::new(
                 settings.client_dest,
                 settings.recent_peers,
@@ -232,6 +240,8 @@ impl FerryApp {
             favourites: self.devices.favourites.clone(),
             identity_dir: None,
             discovery_port: None,
+            localsend: self.server.localsend,
+            localsend_port: self.server.localsend_port.clone(),
         }
     }
 }

@@ -241,8 +241,7 @@ pub(super) fn security_mark(ui: &mut Ui, security: &Security, tr: Tr) {
         Security::LocalSend {
             alias, fingerprint, ..
         } => {
-            // Not translated yet: "LocalSend" is a name, the alias the peer's words.
-            ui.label(RichText::new(format!("LocalSend · {alias}")).color(palette::OK))
+            ui.label(RichText::new(tr.fill(T::LocalSendMark, &[alias])).color(palette::OK))
                 .on_hover_text(fingerprint);
         }
     }

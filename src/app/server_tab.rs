@@ -16,7 +16,7 @@ use super::palette;
 use super::settings::PolicyChoice;
 use super::table::{RowAction, transfer_table_ui};
 use super::trust_panel::TrustPanel;
-use crate::events::Direction;
+use crate::events::{Direction, LocalSendStatus};
 use crate::transfer::ServerConfig;
 use crate::worker::Command;
 
@@ -52,6 +52,12 @@ pub struct ServerTab {
     pub device_name: String,
     /// This device, pairing and the trusted devices.
     pub trust: TrustPanel,
+    /// "Receive from LocalSend" (persisted).
+    pub localsend: bool,
+    /// The LocalSend port field as typed.
+    pub localsend_port: String,
+    /// What the engine last said about LocalSend receiving.
+    pub localsend_status: Option<LocalSendStatus>,
 }
 
 /// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
@@ -80,7 +86,22 @@ impl ServerTab {
             expired: None,
             device_name: crate::secure::identity::default_device_name(),
             trust: TrustPanel::default(),
+            localsend: true,
+            localsend_port: crate::localsend::LOCALSEND_PORT.to_string(),
+            localsend_status: None,
         }
+    }
+
+    /// The LocalSend setting and port field, as remembered.
+    pub fn with_localsend(mut self, on: bool, port: String) -> Self {
+        self.localsend = on;
+        self.localsend_port = port;
+        self
+    }
+
+    /// The LocalSend port as typed (`None`: not a port).
+    pub fn localsend_port(&self) -> Option<u16> {
+        self.localsend_port.trim().parse().ok()
     }
 
     pub fn is_listening(&self) -> bool {
@@ -176,6 +197,18 @@ impl ServerTab {
                     }
                 });
                 ui.end_row();
+                ui.label(tr.get(T::LocalSendBadge));
+                ui.vertical(|ui| {
+                    // Applies at once: a running receiver starts or stops.
+                    if ui
+                        .checkbox(&mut self.localsend, tr.get(T::ReceiveLocalSend))
+                        .changed()
+                    {
+                        actions.push(Action::LocalSendChanged);
+                    }
+                    self.localsend_status_ui(ui, tr);
+                });
+                ui.end_row();
             });
         ui.label(RichText::new(tr.get(T::PolicyHint)).small().weak());
         if let Some((count, bytes)) = self.expired {
@@ -237,6 +270,42 @@ impl ServerTab {
         actions
     }
 
+    /// Whether LocalSend receiving is on (its port and fingerprint), or off and why.
+    fn localsend_status_ui(&self, ui: &mut Ui, tr: Tr) {
+        match (&self.localsend_status, self.is_listening()) {
+            (
+                Some(LocalSendStatus::On {
+                    addr, fingerprint, ..
+                }),
+                true,
+            ) => {
+                ui.label(
+                    RichText::new(tr.fill(T::LocalSendOn, &[addr, fingerprint]))
+                        .small()
+                        .color(palette::OK),
+                );
+            }
+            (
+                Some(LocalSendStatus::Off {
+                    reason: Some(reason),
+                }),
+                _,
+            ) => {
+                ui.label(
+                    RichText::new(tr.fill(T::LocalSendFailed, &[reason]))
+                        .small()
+                        .color(palette::ERROR),
+                );
+            }
+            _ if self.localsend => {
+                ui.label(RichText::new(tr.get(T::LocalSendHint)).small().weak());
+            }
+            _ => {
+                ui.label(RichText::new(tr.get(T::LocalSendOff)).small().weak());
+            }
+        }
+    }
+
     /// Bind address, port and idle timeout: rarely changed, so folded away.
     fn advanced_ui(&mut self, ui: &mut Ui, tr: Tr, editable: bool) {
         egui::Grid::new("server_advanced_grid")
@@ -264,6 +333,13 @@ impl ServerTab {
                 )
                 .labelled_by(label.id);
                 ui.end_row();
+                let label = ui.label(tr.get(T::LocalSendPort));
+                ui.add_enabled(
+                    editable,
+                    egui::TextEdit::singleline(&mut self.localsend_port).desired_width(80.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
             });
     }
 
@@ -284,6 +360,10 @@ impl ServerTab {
                 return None;
             }
         };
+        if self.localsend && self.localsend_port().is_none() {
+            self.input_error = Some(T::InvalidLocalSendPort);
+            return None;
+        }
         self.input_error = None;
         self.status = ServerStatus::Starting;
         let mut config = ServerConfig::new(bind, port, self.dir.clone());

@@ -60,6 +60,10 @@ pub struct Settings {
     /// parallel tests never hear each other.
     #[serde(skip)]
     pub discovery_port: Option<u16>,
+    /// Receive from LocalSend devices while the server listens.
+    pub localsend: bool,
+    /// The LocalSend port as typed (LocalSend's 53317); checked when the server starts.
+    pub localsend_port: String,
 }
 
 /// Whose uploads the server takes without asking (the window's three choices; the engine's
@@ -153,6 +157,8 @@ impl Default for Settings {
             favourites: Vec::new(),
             identity_dir: None,
             discovery_port: None,
+            localsend: true,
+            localsend_port: crate::localsend::LOCALSEND_PORT.to_string(),
         }
     }
 }
@@ -275,6 +281,11 @@ mod tests {
         assert_eq!(settings.theme, ThemeChoice::System);
         assert!(settings.discovery, "devices are found unless turned off");
         assert!(settings.favourites.is_empty());
+        assert!(
+            settings.localsend,
+            "LocalSend receiving is on unless turned off"
+        );
+        assert_eq!(settings.localsend_port, "53317");
     }
 
     #[test]

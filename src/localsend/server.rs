@@ -21,7 +21,7 @@ use super::identity::{CertIdentity, fingerprint_of};
 use super::upload::{Session, Slot};
 use super::wire::{DeviceInfo, PROTOCOL_VERSION};
 use super::{LOCALSEND_GROUP, LOCALSEND_PORT, LocalSendError};
-use crate::events::{Event, EventSink, ServerEvent, TransferId};
+use crate::events::{EventSink, TransferId};
 use crate::transfer::{AcceptPolicy, Decision, Downloads};
 
 /// Largest JSON body read (prepare-upload with [`wire::MAX_FILES`] files and a text).
@@ -258,9 +258,10 @@ impl LocalSendServer {
 
     fn shutdown(&mut self) {
         let _ = self.stop.send(true);
+        // No `ServerEvent::Stopped`: that is the Ferry server's; whoever stops this one
+        // says so (the window's LocalSend status).
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
-            self.shared.sink.emit(Event::Server(ServerEvent::Stopped));
         }
     }
 }

@@ -16,8 +16,10 @@ use std::time::SystemTime;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::Seams;
+pub use super::command::Command;
 use super::discovery::{self, DiscoverySetup, Running};
 use super::keyring::{self, Watch};
+use super::localsend::LocalSendSide;
 use crate::events::{
     CancelToken, Event, EventSink, Failure, FailureKind, NoteEvent, ServerEvent, TransferEvent,
     TransferId,
@@ -26,58 +28,8 @@ use crate::notes::{NotesConfig, NotesError, NotesHandle};
 use crate::protocol::check_note;
 use crate::secure::Keyring;
 use crate::transfer::{
-    AcceptPolicy, Decision, OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files,
+    Decision, OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files,
 };
-
-/// What the window asks the engine to do.
-#[derive(Debug, Clone)]
-pub enum Command {
-    /// Create the folder if needed and listen; answered by `Listening` or `StartFailed`.
-    StartServer(Box<ServerConfig>),
-    /// Stop listening; in-flight uploads are cancelled and leave no file.
-    StopServer,
-    /// Upload files over one connection; every file gets `Finished` or `Failed`.
-    Send {
-        opts: Box<SendOptions>,
-        files: Vec<OutgoingFile>,
-    },
-    /// Run a speed test to `opts.to`; answered by `Event::Speed`.
-    TestSpeed(Box<SendOptions>),
-    /// Cancel a transfer: an outgoing one (that file and those after it on the same
-    /// connection) or an incoming one (the sender is told; nothing is kept).
-    Cancel(TransferId),
-    /// Answer a `ServerEvent::OfferPending`.
-    Decide { offer_id: u64, accept: bool },
-    /// Answer a `ServerEvent::OfferPending` with any decision ("Accept and trust").
-    Answer { offer_id: u64, decision: Decision },
-    /// Whose offers are taken without asking, from now on.
-    SetPolicy(AcceptPolicy),
-    /// (Re)bind the notes socket; answered by `NoteEvent::Listening` or `NoteEvent::Error`.
-    StartNotes(NotesConfig),
-    /// Send a note from the notes socket; answered by `NoteEvent::Sent` or `NoteEvent::Error`.
-    SendNote { to: String, text: String },
-    /// Show a folder in the system's file manager.
-    OpenFolder(PathBuf),
-    /// Run discovery while the server listens (`Some`), or not (`None`); applies at once.
-    SetDiscovery(Option<DiscoverySetup>),
-    /// Announce and ask again now (the Refresh button).
-    RefreshDevices,
-    /// The doctor's reachability check of a typed `HOST:PORT`; answered by
-    /// `DiscoveryEvent::Checked`.
-    CheckAddress(String),
-    /// Load this device's identity and trusted devices and show them (`KeyringEvent`s).
-    ShowKeyring,
-    /// Rename this device (kept in the config folder, announced from now on).
-    RenameDevice(String),
-    /// Rename a trusted device.
-    RenameTrusted { old: String, new: String },
-    /// Forget a trusted device: its next upload is first contact again.
-    ForgetTrusted(String),
-    /// Offer a fresh pairing code on the server; answered by `ServerEvent::Pairing`.
-    StartPairing,
-    /// Withdraw the pairing code.
-    StopPairing,
-}
 
 /// How often the device list is looked at (and sent to the window when it changed).
 const DEVICES_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -142,10 +94,11 @@ impl Drop for Worker {
     }
 }
 
-struct Upload {
-    ids: Vec<TransferId>,
-    cancel: CancelToken,
-    thread: JoinHandle<()>,
+/// An upload on its way (Ferry's or LocalSend's): Cancel finds it by its files' ids.
+pub(super) struct Upload {
+    pub(super) ids: Vec<TransferId>,
+    pub(super) cancel: CancelToken,
+    pub(super) thread: JoinHandle<()>,
 }
 
 /// A note to a host name, waiting for its lookup.
@@ -183,6 +136,8 @@ struct Engine {
     watch: Watch,
     /// What the running server was started with (a rename restarts it with the new name).
     server_config: Option<ServerConfig>,
+    /// LocalSend receiving beside the server, LocalSend devices, sends to them.
+    localsend: LocalSendSide,
 }
 
 fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: Option<PathBuf>) {
@@ -202,6 +157,7 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: 
         keyring_error: None,
         watch: Watch::default(),
         server_config: None,
+        localsend: LocalSendSide::default(),
     };
     let poll = crossbeam_channel::tick(DEVICES_POLL);
     loop {
@@ -220,6 +176,7 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: 
                 if let Some(running) = &mut engine.discovery {
                     running.poll(&engine.sink);
                 }
+                engine.localsend.poll(&engine.sink);
                 let keyring = engine.keyring.as_ref();
                 engine.watch.poll(keyring, engine.server.as_ref(), &engine.sink);
             }
@@ -236,9 +193,28 @@ impl Engine {
             Command::StopServer => {
                 self.watch.stop_pairing(self.server.as_ref(), &self.sink);
                 self.stop_discovery();
+                self.localsend.stop(&self.sink);
                 if let Some(server) = self.server.take() {
                     server.stop();
                 }
+            }
+            Command::SetLocalSend(setup) => {
+                let alias = self.alias();
+                let ferry = self.server.as_ref().and(self.server_config.as_ref());
+                self.localsend
+                    .set(setup, ferry, &alias, &self.sink, &self.seams);
+            }
+            Command::SendLocalSend { to, files } => {
+                let alias = self.alias();
+                let started = self
+                    .localsend
+                    .send_files(to, files, &alias, &self.sink, &self.seams);
+                self.uploads.extend(started);
+            }
+            Command::SendLocalSendText { to, text } => {
+                let alias = self.alias();
+                self.localsend
+                    .send_text(to, text, &alias, &self.sink, &self.seams);
             }
             Command::SetDiscovery(setup) => {
                 self.stop_discovery();
@@ -249,6 +225,8 @@ impl Engine {
                 if let Some(running) = &self.discovery {
                     running.refresh();
                 }
+                let alias = self.alias();
+                self.localsend.probe(&alias, &self.seams);
             }
             Command::CheckAddress(target) => self.check_address(target),
             Command::ShowKeyring => match self.keyring() {
@@ -281,16 +259,27 @@ impl Engine {
                 if let (false, Some(server)) = (outgoing, &self.server) {
                     server.cancel(id);
                 }
+                if !outgoing {
+                    self.localsend.cancel(id);
+                }
             }
             Command::Decide { offer_id, accept } => {
                 if let Some(server) = &self.server {
                     server.decide(offer_id, accept);
                 }
+                // Offer ids are process-unique: the server that did not ask ignores it.
+                let decision = if accept {
+                    Decision::Accept
+                } else {
+                    Decision::Decline
+                };
+                self.localsend.answer(offer_id, decision);
             }
             Command::Answer { offer_id, decision } => {
                 if let Some(server) = &self.server {
                     server.answer(offer_id, decision);
                 }
+                self.localsend.answer(offer_id, decision);
             }
             Command::SetPolicy(policy) => {
                 if let Some(config) = &mut self.server_config {
@@ -299,6 +288,7 @@ impl Engine {
                 if let Some(server) = &self.server {
                     server.set_policy(policy);
                 }
+                self.localsend.set_policy(policy);
             }
             Command::StartNotes(config) => self.start_notes(config),
             Command::SendNote { to, text } => self.send_note(to, text),
@@ -351,6 +341,7 @@ impl Engine {
         }
         self.watch.stop_pairing(self.server.as_ref(), &self.sink);
         self.stop_discovery();
+        self.localsend.stop(&self.sink);
         if let Some(server) = self.server.take() {
             server.stop();
         }
@@ -365,7 +356,7 @@ impl Engine {
         }
         let bind = config.bind;
         self.server_config = Some(config.clone());
-        match ServerHandle::start(config, self.sink.clone()) {
+        match ServerHandle::start(config.clone(), self.sink.clone()) {
             Ok(server) => {
                 let port = server.local_addr().port();
                 self.sink.emit(Event::Server(ServerEvent::Reachable {
@@ -373,6 +364,9 @@ impl Engine {
                 }));
                 self.server = Some(server);
                 self.start_discovery();
+                let alias = self.alias();
+                self.localsend
+                    .start(&config, &alias, &self.sink, &self.seams);
             }
             Err(e) => self.sink.emit(Event::Server(ServerEvent::StartFailed {
                 reason: e.to_string(),
@@ -427,6 +421,13 @@ impl Engine {
             }
         }
         self.keyring.clone()
+    }
+
+    /// The name LocalSend devices see: this device's name.
+    fn alias(&mut self) -> String {
+        self.keyring()
+            .map(|k| k.identity.name().to_owned())
+            .unwrap_or_else(crate::secure::identity::default_device_name)
     }
 
     fn keyring_failed(&self) {
@@ -589,6 +590,7 @@ impl Engine {
         for upload in self.uploads.drain(..) {
             let _ = upload.thread.join();
         }
+        self.localsend.stop(&self.sink);
         if let Some(server) = self.server.take() {
             server.stop();
         }

@@ -45,6 +45,9 @@ pub(crate) fn settings(download_dir: &Path) -> Settings {
         // The engine keeps its device identity (for encrypted notes) in the test run's
         // config folder, never in the user's.
         identity_dir: Some(test_config_home().join("ferry")),
+        // LocalSend has tests of its own (gui_localsend.rs), on port 0; here it would take
+        // LocalSend's real port.
+        localsend: false,
         ..Settings::default()
     }
 }

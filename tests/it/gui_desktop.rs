@@ -346,6 +346,9 @@ fn the_server_tab_leads_with_everyday_controls_and_a_first_start_listens() {
         download_dir: dir.path().to_owned(),
         notes_port: "0".into(),
         lang: Some(ferry::app::i18n::Lang::En),
+        // LocalSend would take its real port and keep a certificate in the real config
+        // folder (tests/it/gui_localsend.rs covers it, on port 0).
+        localsend: false,
         ..Settings::default()
     };
     let mut harness = app(first_start, Arc::default());

@@ -1,0 +1,35 @@
+//! The LocalSend side's events (kept apart so `events.rs` stays readable): whether the
+//! window's LocalSend receiver runs, and the LocalSend devices it knows, as plain copies so
+//! this layer stays below [`crate::localsend`].
+
+use std::net::SocketAddr;
+
+/// Whether the LocalSend receiver runs (see [`crate::localsend`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalSendStatus {
+    /// Listening for LocalSend devices on `addr` (HTTPS), known to them by `fingerprint`;
+    /// `discovery_port` is the UDP port announcements are heard on, if any.
+    On {
+        addr: SocketAddr,
+        fingerprint: String,
+        discovery_port: Option<u16>,
+    },
+    /// Not running: turned off or the server stopped (`None`), or it could not start.
+    Off { reason: Option<String> },
+}
+
+/// A LocalSend device, as the window lists it (a copy of the LocalSend driver's row, so
+/// this layer stays below it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenLocalSend {
+    /// Its alias (hostile text: escape before showing).
+    pub alias: String,
+    /// `mobile`, `desktop`, `web`, `headless` or `server` (hostile text too).
+    pub device_type: String,
+    /// SHA-256 of its certificate, upper-case hex: pinned when we send to it.
+    pub fingerprint: String,
+    /// Its HTTPS address.
+    pub addr: SocketAddr,
+    /// How it was found: `multicast`, `register`, `answer`, `probe`.
+    pub how: Vec<&'static str>,
+}

@@ -1,0 +1,396 @@
+//! The engine's LocalSend half (issue 16): while the Ferry server listens, a
+//! [`LocalSendServer`] listens beside it (unless the window's "Receive from LocalSend" is
+//! off) with the same folder, policy and timeouts, so LocalSend phones and desktops can send
+//! to the window; its prompts, rows and text messages reach the window as the usual events
+//! (offer ids are process-unique, so an answer can go to both servers). Its status (on with
+//! its port and fingerprint, or off and why) is a [`ServerEvent::LocalSend`].
+//!
+//! The LocalSend devices it hears, plus those found by probing the favourites with
+//! `POST /register`, are sent to the window as [`DiscoveryEvent::LocalSendDevices`] when
+//! they change. Uploads and text messages to a LocalSend device run on threads of their own
+//! through [`LocalSendSender`] (the engine keeps their cancel tokens like any upload's).
+//!
+//! Safety in tests: multicast (announcing, hearing announcements) is on only with "Find
+//! devices on the LAN" and a fixed port; a server bound to one address announces on that
+//! address's interface only, and port 0 (tests) never announces.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use super::Seams;
+use super::engine::Upload;
+use crate::events::{
+    CancelToken, DiscoveryEvent, Event, EventSink, Failure, FailureKind, LocalSendStatus,
+    NoteEvent, Security, SeenLocalSend, ServerEvent, TransferEvent, TransferId,
+};
+use crate::localsend::identity::default_cert_dir;
+use crate::localsend::{
+    CertIdentity, LocalSendConfig, LocalSendDevice, LocalSendSender, LocalSendServer,
+    LocalSendTarget, MulticastConfig,
+};
+use crate::transfer::{AcceptPolicy, Decision, OutgoingFile, ServerConfig};
+
+/// How long a `POST /register` probe of a favourite may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Addresses probed at most per round (favourites are few; this bounds a long list).
+const MAX_PROBES: usize = 32;
+/// Devices found by probing that are remembered.
+const MAX_PROBED: usize = 64;
+
+/// What the window asks the LocalSend side to run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSendSetup {
+    /// Receive from LocalSend while the server listens ("Receive from LocalSend").
+    pub receive: bool,
+    /// The HTTPS port (LocalSend's 53317; 0 picks one and announces nothing, for tests).
+    pub port: u16,
+    /// Where the LocalSend certificate is kept (`None`: the default config folder).
+    pub identity_dir: Option<PathBuf>,
+    /// Announce and hear announcements on the LAN ("Find devices on the LAN").
+    pub multicast: bool,
+    /// Addresses asked who they are with `POST /register` (the favourites), on start and
+    /// on Refresh.
+    pub probe: Vec<SocketAddr>,
+}
+
+impl Default for LocalSendSetup {
+    fn default() -> Self {
+        Self {
+            receive: true,
+            port: crate::localsend::LOCALSEND_PORT,
+            identity_dir: None,
+            multicast: true,
+            probe: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct LocalSendSide {
+    setup: LocalSendSetup,
+    server: Option<LocalSendServer>,
+    /// The certificate, and the folder it was loaded from.
+    identity: Option<(Option<PathBuf>, CertIdentity)>,
+    /// Devices that answered a probe (shared with the probe threads).
+    probed: Arc<Mutex<Vec<LocalSendDevice>>>,
+    /// What the window was last told.
+    told: Option<Vec<SeenLocalSend>>,
+}
+
+impl LocalSendSide {
+    /// Takes a new setup; a running receiver is started again with it (or stopped).
+    pub(super) fn set(
+        &mut self,
+        setup: LocalSendSetup,
+        ferry: Option<&ServerConfig>,
+        alias: &str,
+        sink: &EventSink,
+        seams: &Seams,
+    ) {
+        // New favourites are only probed; anything else starts the receiver again.
+        let without_probes = |s: &LocalSendSetup| LocalSendSetup {
+            probe: Vec::new(),
+            ..s.clone()
+        };
+        let changed = without_probes(&setup) != without_probes(&self.setup);
+        let new_probes = setup.probe != self.setup.probe;
+        self.setup = setup;
+        match ferry {
+            Some(ferry) if changed => {
+                self.stop(sink);
+                self.start(ferry, alias, sink, seams);
+            }
+            _ if new_probes => self.probe(alias, seams),
+            _ => {}
+        }
+    }
+
+    /// Starts receiving beside a Ferry server started with `ferry` (if on), and probes.
+    pub(super) fn start(
+        &mut self,
+        ferry: &ServerConfig,
+        alias: &str,
+        sink: &EventSink,
+        seams: &Seams,
+    ) {
+        self.stop_quietly();
+        if self.setup.receive {
+            let status = match self.identity() {
+                Ok(identity) => self.start_server(ferry, alias, identity, sink),
+                Err(reason) => LocalSendStatus::Off {
+                    reason: Some(reason),
+                },
+            };
+            sink.emit(Event::Server(ServerEvent::LocalSend(status)));
+        } else {
+            off(sink, None);
+        }
+        self.probe(alias, seams);
+    }
+
+    fn start_server(
+        &mut self,
+        ferry: &ServerConfig,
+        alias: &str,
+        identity: CertIdentity,
+        sink: &EventSink,
+    ) -> LocalSendStatus {
+        let mut config = LocalSendConfig::new(ferry.dir.clone(), alias, identity);
+        config.bind = ferry.bind;
+        config.port = self.setup.port;
+        config.device_type = "desktop".to_owned();
+        config.policy = ferry.policy;
+        config.decision_timeout = ferry.decision_timeout;
+        config.idle_timeout = ferry.idle_timeout;
+        config.fsync = ferry.fsync;
+        config.multicast = (self.setup.multicast && self.setup.port != 0).then(|| {
+            let mut multicast = MulticastConfig::lan();
+            multicast.port = self.setup.port;
+            // Bound to one address: announced on that address's interface only.
+            if let IpAddr::V4(ip) = ferry.bind
+                && !ip.is_unspecified()
+            {
+                multicast.interfaces = vec![ip];
+            }
+            multicast
+        });
+        match LocalSendServer::start(config, sink.clone()) {
+            Ok(server) => {
+                let status = LocalSendStatus::On {
+                    addr: server.local_addr(),
+                    fingerprint: server.fingerprint().to_owned(),
+                    discovery_port: server.discovery_port(),
+                };
+                self.server = Some(server);
+                status
+            }
+            Err(e) => LocalSendStatus::Off {
+                reason: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// Stops receiving and says so.
+    pub(super) fn stop(&mut self, sink: &EventSink) {
+        if self.stop_quietly() {
+            off(sink, None);
+        }
+    }
+
+    fn stop_quietly(&mut self) -> bool {
+        match self.server.take() {
+            Some(server) => {
+                server.stop();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The certificate (made on first use), loaded once per folder.
+    fn identity(&mut self) -> Result<CertIdentity, String> {
+        let dir = self.setup.identity_dir.clone();
+        if let Some((loaded_from, identity)) = &self.identity
+            && *loaded_from == dir
+        {
+            return Ok(identity.clone());
+        }
+        let identity = match dir.clone().or_else(default_cert_dir) {
+            Some(folder) => CertIdentity::load_or_create(&folder),
+            None => CertIdentity::generate(),
+        }
+        .map_err(|e| e.to_string())?;
+        self.identity = Some((dir, identity.clone()));
+        Ok(identity)
+    }
+
+    pub(super) fn answer(&self, offer_id: u64, decision: Decision) {
+        if let Some(server) = &self.server {
+            server.answer(offer_id, decision);
+        }
+    }
+
+    pub(super) fn set_policy(&self, policy: AcceptPolicy) {
+        if let Some(server) = &self.server {
+            server.set_policy(policy);
+        }
+    }
+
+    pub(super) fn cancel(&self, id: TransferId) {
+        if let Some(server) = &self.server {
+            server.cancel(id);
+        }
+    }
+
+    /// Asks the favourites who they are, on a thread of its own (each probe times out).
+    pub(super) fn probe(&mut self, alias: &str, seams: &Seams) {
+        let mut addrs = self.setup.probe.clone();
+        addrs.truncate(MAX_PROBES);
+        if addrs.is_empty() {
+            return;
+        }
+        let Ok(identity) = self.identity() else {
+            return;
+        };
+        let sender = self.sender(identity, alias);
+        let probed = Arc::clone(&self.probed);
+        let spawned = (seams.spawner)(
+            "ferry-localsend-probe",
+            Box::new(move || {
+                for addr in addrs {
+                    match sender.probe(addr, PROBE_TIMEOUT) {
+                        Ok(device) => {
+                            let mut probed = probed.lock().unwrap_or_else(PoisonError::into_inner);
+                            probed.retain(|d| d.fingerprint != device.fingerprint);
+                            probed.insert(0, device);
+                            probed.truncate(MAX_PROBED);
+                        }
+                        Err(e) => log::debug!("LocalSend probe of {addr}: {e}"),
+                    }
+                }
+            }),
+        );
+        if let Err(e) = spawned {
+            log::warn!("cannot start a LocalSend probe: {e}");
+        }
+    }
+
+    fn sender(&self, identity: CertIdentity, alias: &str) -> LocalSendSender {
+        let mut sender = LocalSendSender::new(identity, alias);
+        sender.device_type = "desktop".to_owned();
+        sender
+    }
+
+    /// Tells the window the LocalSend devices, if they changed.
+    pub(super) fn poll(&mut self, sink: &EventSink) {
+        let mut devices: Vec<LocalSendDevice> = self
+            .server
+            .as_ref()
+            .map(LocalSendServer::devices)
+            .unwrap_or_default();
+        let probed = self
+            .probed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for found in probed {
+            if !devices.iter().any(|d| d.fingerprint == found.fingerprint) {
+                devices.push(found);
+            }
+        }
+        let seen: Vec<SeenLocalSend> = devices
+            .into_iter()
+            .map(|d| SeenLocalSend {
+                alias: d.alias,
+                device_type: d.device_type,
+                fingerprint: d.fingerprint,
+                addr: d.addr,
+                how: d.how,
+            })
+            .collect();
+        if self.told.as_ref() != Some(&seen) {
+            sink.emit(Event::Discovery(DiscoveryEvent::LocalSendDevices(
+                seen.clone(),
+            )));
+            self.told = Some(seen);
+        }
+    }
+
+    /// Sends files to a LocalSend device on a thread of its own; every file gets its end.
+    pub(super) fn send_files(
+        &mut self,
+        to: LocalSendTarget,
+        files: Vec<OutgoingFile>,
+        alias: &str,
+        sink: &EventSink,
+        seams: &Seams,
+    ) -> Option<Upload> {
+        let ids: Vec<TransferId> = files.iter().map(|f| f.id).collect();
+        let fail = |detail: String| {
+            for &id in &ids {
+                let failure = Failure::new(FailureKind::NotStarted, detail.clone());
+                sink.transfer(TransferEvent::Failed { id, failure });
+            }
+        };
+        let identity = match self.identity() {
+            Ok(identity) => identity,
+            Err(reason) => {
+                fail(reason);
+                return None;
+            }
+        };
+        let sender = self.sender(identity, alias);
+        let cancel = CancelToken::new();
+        let (token, events) = (cancel.clone(), sink.clone());
+        let spawned = (seams.spawner)(
+            "ferry-localsend-send",
+            Box::new(move || {
+                // Every outcome, a refusal included, reaches the window as events.
+                if let Err(e) = sender.send_files(&to, &files, &events, &token) {
+                    log::info!("LocalSend send to {}: {e}", to.addr);
+                }
+            }),
+        );
+        match spawned {
+            Ok(thread) => Some(Upload {
+                ids,
+                cancel,
+                thread,
+            }),
+            Err(e) => {
+                fail(format!("cannot start the upload: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Sends a text message to a LocalSend device; the notes panel hears how it went.
+    pub(super) fn send_text(
+        &mut self,
+        to: LocalSendTarget,
+        text: String,
+        alias: &str,
+        sink: &EventSink,
+        seams: &Seams,
+    ) {
+        let identity = match self.identity() {
+            Ok(identity) => identity,
+            Err(reason) => return note_error(sink, reason),
+        };
+        let sender = self.sender(identity, alias);
+        let events = sink.clone();
+        let spawned = (seams.spawner)(
+            "ferry-localsend-text",
+            Box::new(
+                move || match sender.send_text(&to, &text, &CancelToken::new()) {
+                    Ok(()) => events.emit(Event::Note(NoteEvent::Sent {
+                        to: to.addr,
+                        text,
+                        at: SystemTime::now(),
+                        security: Security::LocalSend {
+                            alias: to.alias,
+                            device_type: to.device_type,
+                            fingerprint: to.fingerprint,
+                        },
+                    })),
+                    Err(e) => note_error(&events, format!("LocalSend {}: {e}", to.alias)),
+                },
+            ),
+        );
+        if let Err(e) = spawned {
+            note_error(sink, format!("cannot send to LocalSend: {e}"));
+        }
+    }
+}
+
+fn off(sink: &EventSink, reason: Option<String>) {
+    sink.emit(Event::Server(ServerEvent::LocalSend(
+        LocalSendStatus::Off { reason },
+    )));
+}
+
+fn note_error(sink: &EventSink, reason: String) {
+    sink.emit(Event::Note(NoteEvent::Error { reason }));
+}
