@@ -478,7 +478,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__send)
-            opts="-h --to --msg --plain --code --help"
+            opts="-h --to --msg --plain --code --flatten --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -57,6 +57,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as 
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l code -d 'The pairing code the receiver shows (`ferry serve --pair`): pairs the two devices, so they trust each other from then on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified or encrypted'
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l flatten -d 'With --plain: send the files of each folder named, with their paths relative to the folder\'s parent (`photos/2024/a.jpg`) as names (plain receivers have no folders)'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (sent encrypted to its last address). A HOST:PORT that is a trusted device\'s last address is encrypted too' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l wait -d 'Wait up to SECS for a reply and print it; exit 1 if none came' -r
