@@ -62,8 +62,8 @@ fn ferry_send(items: Vec<OutgoingItem>, out: &Path, fsync: bool) -> Duration {
     let outcomes = send_items(&opts, &items, &sink, &CancelToken::new()).expect("send");
     let took = start.elapsed();
     let failed = outcomes.iter().filter(|o| !o.is_success()).count();
-    if failed > 0 {
-        eprintln!("  {failed} files failed");
+    if let Some(first) = outcomes.iter().find(|o| !o.is_success()) {
+        eprintln!("  {failed} files failed, the first: {first}");
     }
     took
 }

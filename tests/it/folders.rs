@@ -48,7 +48,9 @@ fn send_folder(
     let mut opts = opts.unwrap_or_else(|| SendOptions::new(to.to_string()));
     opts.to = to.to_string();
     let folder = walk_folder(path).unwrap();
-    let (sink, _events) = event_channel(None);
+    let (sink, events) = event_channel(None);
+    // Drained, so thousands of files' events never fill the channel.
+    std::thread::spawn(move || for _ in events {});
     send_items(
         &opts,
         &[OutgoingItem::Folder(folder)],
@@ -406,5 +408,34 @@ fn cli_plain_refuses_a_folder_unless_flattened() {
             "photos/2024/深圳/c.txt",
             "photos/a.txt"
         ]
+    );
+}
+
+/// Enough files that the receiver's batched verdicts arrive while later files are still
+/// going out (a verdict batch holds at most 512).
+#[test]
+fn verdicts_arriving_mid_stream_are_all_kept() {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("many");
+    for i in 0..1500 {
+        let dir = root.join(format!("d{}", i % 7));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{i}.txt")), data(100 + i, i as u64)).unwrap();
+    }
+    let dl = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dl.path());
+    std::thread::spawn(move || for _ in events {});
+    let outcomes = send_folder(server.local_addr(), &root, None);
+    assert_eq!(outcomes.len(), 1500);
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.is_success()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, first {:?}",
+        failed.len(),
+        failed[0]
+    );
+    assert_eq!(
+        std::fs::read(dl.path().join("many/d1/1499.txt")).unwrap(),
+        data(1599, 1499)
     );
 }

@@ -424,7 +424,7 @@ impl ReceiverSession {
         Ok((mode == Mode::Ferry).then(|| ReceiverMsg::Accept {
             offset,
             saved_as,
-            prefix_blake3: prefix_blake3.map(|h| hex(&h)),
+            prefix_blake3: prefix_blake3.map(|h| blake3::Hash::from_bytes(h).to_hex().to_string()),
         }))
     }
 
@@ -595,8 +595,4 @@ fn expected_in(state: &State, mode: Option<Mode>) -> &'static str {
         (State::InFolder, _) => "the folder's next file or its end",
         (State::Broken, _) => "nothing (the connection failed)",
     }
-}
-
-fn hex(bytes: &[u8; 32]) -> String {
-    blake3::Hash::from_bytes(*bytes).to_hex().to_string()
 }

@@ -80,17 +80,35 @@ impl Upload<'_> {
     }
 
     /// A Ferry receiver's unsolicited message during data (cancel, failure), if any.
+    /// Verdicts on a folder's earlier files are not a stop: they are kept for the folder.
     pub(super) fn peer_stopped(&mut self) -> Option<Stop> {
-        let heard = self.answers.as_ref()?.try_recv().ok()?;
-        Some(match heard {
-            Heard::Msg(msg) => self.stop_for(msg),
-            Heard::Closed(reason) => Stop::broken(interrupted(), reason),
-        })
+        loop {
+            let heard = self.answers.as_ref()?.try_recv().ok()?;
+            self.heard_from_peer = true;
+            return Some(match heard {
+                Heard::Msg(msg) => match self.session.on_answer(msg) {
+                    Ok(verdicts @ Answer::Files { .. }) => {
+                        self.verdicts.push(verdicts);
+                        continue;
+                    }
+                    answer => self.stop_for_answer(answer),
+                },
+                Heard::Closed(reason) => Stop::broken(interrupted(), reason),
+            });
+        }
     }
 
     /// What a receiver's message in the middle of sending means.
     fn stop_for(&mut self, msg: ReceiverMsg) -> Stop {
-        match self.session.on_answer(msg) {
+        let answer = self.session.on_answer(msg);
+        self.stop_for_answer(answer)
+    }
+
+    fn stop_for_answer(
+        &mut self,
+        answer: Result<Answer, crate::protocol::session::SessionError>,
+    ) -> Stop {
+        match answer {
             Ok(Answer::PeerCancelled { reason, .. }) => Stop::PeerCancelled(reason),
             Ok(Answer::Declined { reason }) => Stop::Outcome(FileOutcome::Declined { reason }),
             Ok(Answer::Failed { reason }) => Stop::broken(FailureKind::ReceiverFailed, reason),

@@ -244,9 +244,15 @@ impl Upload<'_> {
             } else {
                 waiting.insert(*index, (file.id, format!("{root}/{}", entry.path)));
             }
+            for verdicts in std::mem::take(&mut self.verdicts) {
+                self.apply_verdicts(verdicts, &mut waiting, outcomes)?;
+            }
             while let Some(heard) = self.answers.as_ref().and_then(|rx| rx.try_recv().ok()) {
                 self.take_verdicts(heard, &mut waiting, outcomes)?;
             }
+        }
+        for verdicts in std::mem::take(&mut self.verdicts) {
+            self.apply_verdicts(verdicts, &mut waiting, outcomes)?;
         }
         let end = self.session.folder_end()?;
         self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;

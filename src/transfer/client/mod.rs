@@ -242,6 +242,7 @@ pub fn send_items(
         buf: vec![0u8; buf_len],
         broken: None,
         heard_from_peer: false,
+        verdicts: Vec::new(),
     };
     let loose: Vec<OutgoingFile> = items
         .iter()

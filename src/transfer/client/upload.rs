@@ -44,6 +44,8 @@ pub(super) struct Upload<'a> {
     pub broken: Option<Failure>,
     /// Whether the receiver has said anything yet (a plain server never does).
     pub heard_from_peer: bool,
+    /// A folder's verdicts that arrived while a later file's data was going out.
+    pub verdicts: Vec<Answer>,
 }
 
 /// How one file's attempt ended.
