@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             )
         })
         .init();
+    ferry::defaults::raise_open_file_limit();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => cli::run(command),

@@ -214,7 +214,54 @@ pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option
     let port = info.port.unwrap_or(LOCALSEND_PORT);
     let mut devices = lock(&shared.devices);
     devices.heard(info.clone(), SocketAddr::new(from.ip(), port), "multicast");
-    (info.announce == Some(true) && devices.register_due(&info.fingerprint)).then_some(info)
+    let wants_answer = info.announce == Some(true) && devices.register_due(&info.fingerprint);
+    drop(devices);
+    (wants_answer && may_answer(from.ip(), Instant::now())).then_some(info)
+}
+
+/// Answers (outbound HTTPS registers) allowed per window, in all and per address: an
+/// announcement costs its sender one datagram and us a TLS connection, so a flood with fresh
+/// fingerprints or spoofed addresses must not turn Ferry into a scanner or amplifier.
+const ANSWERS_PER_WINDOW: u32 = 16;
+const ANSWER_WINDOW: Duration = Duration::from_secs(10);
+
+/// Whether an announcement from `ip` may be answered now: only from addresses on a LAN (private,
+/// link-local, loopback, unique-local), once per address per window, and at most
+/// [`ANSWERS_PER_WINDOW`] in all per window.
+fn may_answer(ip: IpAddr, now: Instant) -> bool {
+    struct Budget {
+        window_start: Option<Instant>,
+        spent: u32,
+        answered: std::collections::BTreeSet<IpAddr>,
+    }
+    static BUDGET: std::sync::Mutex<Budget> = std::sync::Mutex::new(Budget {
+        window_start: None,
+        spent: 0,
+        answered: std::collections::BTreeSet::new(),
+    });
+    let lan = match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unique_local(),
+    };
+    if !lan {
+        return false;
+    }
+    let mut budget = BUDGET
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if budget
+        .window_start
+        .is_none_or(|start| now.saturating_duration_since(start) >= ANSWER_WINDOW)
+    {
+        budget.window_start = Some(now);
+        budget.spent = 0;
+        budget.answered.clear();
+    }
+    if budget.spent >= ANSWERS_PER_WINDOW || !budget.answered.insert(ip) {
+        return false;
+    }
+    budget.spent += 1;
+    true
 }
 
 /// Answers an announcement: `POST /register` over HTTPS (pinned), else a UDP answer.
@@ -258,4 +305,30 @@ async fn answer(
     let mut ours = shared.info.clone();
     ours.announce = Some(false);
     to_group(socket, config, &ours).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_go_only_to_lan_addresses_once_each_and_within_a_budget() {
+        let t = Instant::now() + Duration::from_secs(3600);
+        assert!(!may_answer("8.8.8.8".parse().unwrap(), t), "not on a LAN");
+        assert!(may_answer("10.9.0.1".parse().unwrap(), t));
+        assert!(
+            !may_answer("10.9.0.1".parse().unwrap(), t),
+            "once per window"
+        );
+        let granted = (2..=40u8)
+            .filter(|i| may_answer(IpAddr::from([192, 168, 77, *i]), t))
+            .count();
+        assert_eq!(
+            granted as u32,
+            ANSWERS_PER_WINDOW - 1,
+            "a budget per window"
+        );
+        // The next window starts afresh.
+        assert!(may_answer("10.9.0.1".parse().unwrap(), t + ANSWER_WINDOW));
+    }
 }

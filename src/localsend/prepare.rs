@@ -33,6 +33,10 @@ pub(super) fn security_of(info: &DeviceInfo, client: Option<&str>) -> Security {
     }
 }
 
+/// How long a prepare-upload body may take to arrive at most (it is at most a few MiB of
+/// JSON; the Ferry server holds a frame to the same 10 s).
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) async fn prepare(
     request: Request<Incoming>,
     peer: SocketAddr,
@@ -42,11 +46,10 @@ pub(super) async fn prepare(
     if let Some(refused) = check_pin(shared, peer.ip(), query(&request).get("pin")) {
         return refused;
     }
-    // One session at a time: held from here (asking included) until it ends.
-    let Some(claim) = super::upload::claim_slot(shared) else {
-        return reply(StatusCode::CONFLICT, "blocked by another session");
-    };
-    let body = match read_body(request, MAX_JSON_BYTES, shared.config.idle_timeout).await {
+    // The body first, within the frame deadline: a sender trickling it must not hold the one
+    // session slot (every other sender would get 409 meanwhile).
+    let deadline = shared.config.idle_timeout.min(BODY_DEADLINE);
+    let body = match read_body(request, MAX_JSON_BYTES, deadline).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
@@ -64,15 +67,27 @@ pub(super) async fn prepare(
     };
     let (files, bytes) = match offer {
         ValidOffer::Text { text } => {
-            shared.sink.emit(Event::Note(NoteEvent::Received {
+            // Never waits for a slow window: a flood of texts is dropped, not queued.
+            let note = Event::Note(NoteEvent::Received {
                 from: peer,
                 text,
                 at: SystemTime::now(),
                 security,
-            }));
+            });
+            if shared.sink.try_emit(note).is_err() {
+                log::warn!("{peer}: LocalSend text dropped: the window is not keeping up");
+                return reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many messages, try later",
+                );
+            }
             return reply(StatusCode::NO_CONTENT, "");
         }
         ValidOffer::Files { files, bytes } => (files, bytes),
+    };
+    // One session at a time: held from here (asking included) until it ends.
+    let Some(claim) = super::upload::claim_slot(shared) else {
+        return reply(StatusCode::CONFLICT, "blocked by another session");
     };
     let reservation = match shared.downloads.reserve(bytes) {
         Ok(reservation) => reservation,
@@ -141,6 +156,9 @@ async fn ask(shared: &Shared, offer: PendingOffer) -> Option<Decision> {
 }
 
 /// `None` when the PIN is right (or none is set); else the 401 or 429 to answer.
+/// Wrong PINs from all addresses together within a lockout period before everyone waits.
+const MAX_PIN_TRIES_ALL: u32 = 20;
+
 fn check_pin(shared: &Shared, ip: IpAddr, given: Option<&String>) -> Option<Reply> {
     let pin = shared.config.pin.as_deref()?;
     let mut tries = lock(&shared.pin_tries);
@@ -148,6 +166,18 @@ fn check_pin(shared: &Shared, ip: IpAddr, given: Option<&String>) -> Option<Repl
     if let Some((wrong, last)) = tries.get(&ip)
         && *wrong >= MAX_PIN_TRIES
         && now.duration_since(*last) < Duration::from_secs(PIN_LOCKOUT_SECS)
+    {
+        return Some(reply(StatusCode::TOO_MANY_REQUESTS, "too many wrong PINs"));
+    }
+    // A budget for the whole network too: many addresses cannot guess in parallel.
+    let lockout = Duration::from_secs(PIN_LOCKOUT_SECS);
+    let recent: u32 = tries
+        .values()
+        .filter(|(_, last)| now.duration_since(*last) < lockout)
+        .map(|(wrong, _)| *wrong)
+        .sum();
+    if recent >= MAX_PIN_TRIES_ALL
+        && given.is_some_and(|g| !constant_time_eq(g.as_bytes(), pin.as_bytes()))
     {
         return Some(reply(StatusCode::TOO_MANY_REQUESTS, "too many wrong PINs"));
     }
@@ -159,7 +189,11 @@ fn check_pin(shared: &Shared, ip: IpAddr, given: Option<&String>) -> Option<Repl
         None => Some(reply(StatusCode::UNAUTHORIZED, "PIN required")),
         Some(_) => {
             if tries.len() >= MAX_PIN_ENTRIES && !tries.contains_key(&ip) {
-                tries.clear();
+                // Forget only addresses whose lockout is over; never lift a running one.
+                tries.retain(|_, (_, last)| now.duration_since(*last) < lockout);
+                if tries.len() >= MAX_PIN_ENTRIES {
+                    return Some(reply(StatusCode::TOO_MANY_REQUESTS, "too many wrong PINs"));
+                }
             }
             let entry = tries.entry(ip).or_insert((0, now));
             if now.duration_since(entry.1) >= Duration::from_secs(PIN_LOCKOUT_SECS) {

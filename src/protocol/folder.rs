@@ -14,7 +14,10 @@ pub const MAX_FOLDER_DEPTH: usize = 64;
 /// Longest relative path of one entry, in UTF-8 bytes.
 pub const MAX_ENTRY_PATH_BYTES: usize = 4096;
 /// Most bytes of paths one folder announcement may hold in all.
-pub const MAX_FOLDER_PATH_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_FOLDER_PATH_BYTES: usize = 32 * 1024 * 1024;
+/// What one path component is charged against [`MAX_FOLDER_PATH_BYTES`] on top of its bytes
+/// (a string's header and allocation).
+pub const COMPONENT_OVERHEAD_BYTES: usize = 32;
 /// Bytes of encoded entries a sender puts in one `folder` frame (below the 64 KiB limit,
 /// leaving room for the frame's other fields).
 pub const FOLDER_FRAME_BUDGET: usize = 60 * 1024;
@@ -219,7 +222,10 @@ impl FolderListing {
             if self.entries.len() as u64 >= self.count {
                 return Err(SessionError::BatchTooLong);
             }
-            self.path_bytes += entry.path.len();
+            // Each component is kept as a string of its own: its overhead counts too, so a
+            // listing of very deep paths cannot take far more memory than its bytes suggest.
+            let parts = entry.path.bytes().filter(|b| *b == b'/').count() + 1;
+            self.path_bytes += entry.path.len() + parts * COMPONENT_OVERHEAD_BYTES;
             if self.path_bytes > MAX_FOLDER_PATH_BYTES {
                 return Err(SessionError::BatchTooLong);
             }
@@ -273,5 +279,46 @@ impl FolderListing {
             .ok_or(SessionError::BadFolder("the entry is a folder"))?;
         self.next_index = index + 1;
         Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn deep_paths_are_charged_per_component_so_memory_stays_bounded() {
+        let deep = vec!["a"; MAX_FOLDER_DEPTH].join("/");
+        let cost = deep.len() + MAX_FOLDER_DEPTH * COMPONENT_OVERHEAD_BYTES;
+        let fits = MAX_FOLDER_PATH_BYTES / cost;
+        let count = (fits + 10) as u64;
+        let mut listing = FolderListing::new("x".into(), count, 0);
+        let entry = FolderEntry {
+            path: deep,
+            size: None,
+            mtime: 0,
+            mode: 7,
+        };
+        let mut refused = None;
+        for i in 0..count {
+            if let Err(e) = listing.extend("x", count, 0, vec![entry.clone()]) {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (at, error) = refused.expect("a listing of deep paths is refused");
+        assert!(matches!(error, SessionError::BatchTooLong), "{error:?}");
+        assert_eq!(at as usize, fits, "refused once the budget is spent");
+        // Flat names stay cheap: 100 000 short entries fit.
+        let mut flat = FolderListing::new("y".into(), 100_000, 0);
+        for i in 0..100_000u64 {
+            let entry = FolderEntry {
+                path: format!("sub/{i}.txt"),
+                size: Some(0),
+                mtime: 0,
+                mode: 6,
+            };
+            flat.extend("y", 100_000, 0, vec![entry]).unwrap();
+        }
     }
 }

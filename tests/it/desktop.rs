@@ -467,3 +467,23 @@ fn a_port_in_use_says_what_to_do() {
         )
     );
 }
+
+#[test]
+fn ferry_raises_its_open_file_limit_for_large_folders_and_many_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (serve, _addr, _lines) = crate::util::spawn_serve(dir.path(), &["--no-discovery"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", serve.0.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (soft, hard) = (numbers[0], numbers[1]);
+    assert!(
+        soft >= hard.min(ferry::defaults::WANTED_OPEN_FILES),
+        "{line}"
+    );
+}

@@ -218,8 +218,9 @@ impl ReceiverSession {
                 },
             ) if self.mode != Some(Mode::Plain) => {
                 if self.state == State::Idle {
-                    // Every entry, folders too, counts against the connection's limit.
-                    self.files = self.files.saturating_add(count);
+                    // Every entry, folders too, counts against the connection's limit, and
+                    // the folder itself once (so endless empty folders cannot be offered).
+                    self.files = self.files.saturating_add(count).saturating_add(1);
                     if self.files > self.max_files {
                         return Err(SessionError::TooManyFiles(self.max_files));
                     }
