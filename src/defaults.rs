@@ -167,6 +167,28 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
     })
 }
 
+/// Open files this process asks for (at most the hard limit): a receiver holds one handle per
+/// connection and per subfolder of a folder being received, and Linux starts processes at
+/// 1 024, which a large folder or many connections would reach.
+pub const WANTED_OPEN_FILES: u64 = 65_536;
+
+/// Raises the soft limit on open files towards [`WANTED_OPEN_FILES`] (never above the hard
+/// limit, never lower than it is). Best effort: a failure leaves the limit as it was.
+pub fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let wanted = match limit.maximum {
+        Some(hard) => WANTED_OPEN_FILES.min(hard),
+        None => WANTED_OPEN_FILES,
+    };
+    if limit.current.is_some_and(|soft| soft < wanted) {
+        limit.current = Some(wanted);
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            log::debug!("cannot raise the open-file limit: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,24 +264,3 @@ mod tests {
     }
 }
 
-/// Open files this process asks for (at most the hard limit): a receiver holds one handle per
-/// connection and per subfolder of a folder being received, and Linux starts processes at
-/// 1 024, which a large folder or many connections would reach.
-pub const WANTED_OPEN_FILES: u64 = 65_536;
-
-/// Raises the soft limit on open files towards [`WANTED_OPEN_FILES`] (never above the hard
-/// limit, never lower than it is). Best effort: a failure leaves the limit as it was.
-pub fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    let wanted = match limit.maximum {
-        Some(hard) => WANTED_OPEN_FILES.min(hard),
-        None => WANTED_OPEN_FILES,
-    };
-    if limit.current.is_some_and(|soft| soft < wanted) {
-        limit.current = Some(wanted);
-        if let Err(e) = setrlimit(Resource::Nofile, limit) {
-            log::debug!("cannot raise the open-file limit: {e}");
-        }
-    }
-}
