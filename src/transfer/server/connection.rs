@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::listener::Slot;
 use super::outcome::FileEnd;
-use super::pump::{DataEnd, DataSource, RateFloor, Within, is_timeout, pipelined, simple};
+use super::pump::{DataEnd, DataSource, Paced, RateFloor, Within, is_timeout, pipelined, simple};
 use super::{Live, Shared, lock};
 use crate::events::{
     Direction, Event, Failure, FailureKind, ProgressThrottle, Refusal, Security, ServerEvent,
@@ -524,7 +524,17 @@ impl Connection<'_> {
         let progress = |received| throttle.report(sink, id, received);
         let file = part.file().map_err(TransferError::Disk)?;
         let end = if size - offset < PIPELINE_MIN_BYTES {
-            simple(&mut source, &mut self.buf, file, &mut hasher, progress)?
+            let mut paced = Paced {
+                file,
+                write_behind: config.fsync.then(|| WriteBehind::new(offset)),
+            };
+            simple(
+                &mut source,
+                &mut self.buf,
+                &mut paced,
+                &mut hasher,
+                progress,
+            )?
         } else {
             // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
             let write_behind = config.fsync.then(|| WriteBehind::new(offset));

@@ -200,6 +200,31 @@ impl DataSource<'_> {
     }
 }
 
+/// A file written in moderate pieces (a large `write` makes the page cache allocate large
+/// blocks, which costs far more on a machine whose memory was idle), streamed to disk as it
+/// goes when it will be synced (see [`WriteBehind`]).
+pub(super) struct Paced<'a> {
+    pub file: &'a mut std::fs::File,
+    pub write_behind: Option<WriteBehind>,
+}
+
+/// The most one `write` hands the page cache at a time.
+const WRITE_PIECE: usize = 128 * 1024;
+
+impl Write for Paced<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(&buf[..buf.len().min(WRITE_PIECE)])?;
+        if let Some(write_behind) = self.write_behind.as_mut() {
+            write_behind.wrote(self.file, n);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Small files: one buffer, on this thread.
 pub(super) fn simple(
     source: &mut DataSource<'_>,
@@ -245,7 +270,9 @@ pub(super) fn pipelined(
                 if let Some(hasher) = hasher.as_mut() {
                     hasher.update(&buf[..n]);
                 }
-                file.write_all(&buf[..n])?;
+                for piece in buf[..n].chunks(WRITE_PIECE) {
+                    file.write_all(piece)?;
+                }
                 if let Some(write_behind) = write_behind.as_mut() {
                     write_behind.wrote(file, n);
                 }
