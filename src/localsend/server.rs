@@ -296,6 +296,7 @@ async fn run(
         shared.config.max_connections.max(1),
     ));
     let mut stop = shared.stop.clone();
+    let per_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
@@ -312,10 +313,16 @@ async fn run(
                     log::warn!("LocalSend: too many connections, closing one from {peer}");
                     continue;
                 };
+                // A few addresses cannot take every slot (as for Ferry's own server).
+                let Some(per_peer) = PeerSlot::take(&per_address, peer.ip()) else {
+                    log::warn!("LocalSend: {peer} already holds {MAX_PER_ADDRESS} connections");
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let shared = Arc::clone(&shared);
                 tasks.spawn(async move {
                     serve_connection(stream, peer, acceptor, shared).await;
+                    drop(per_peer);
                     drop(permit);
                 });
             }
@@ -328,6 +335,47 @@ async fn run(
         while tasks.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// Connections one address may hold at once.
+const MAX_PER_ADDRESS: usize = 8;
+
+/// One of an address's connections; gives its place back when dropped.
+struct PeerSlot {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    fn take(counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<Self> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = map.entry(ip).or_insert(0);
+        if *held >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *held += 1;
+        Some(PeerSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = map.get_mut(&self.ip) {
+            *held -= 1;
+            if *held == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 async fn serve_connection(
