@@ -32,6 +32,7 @@ mod client_tab;
 mod devices;
 mod display;
 mod file_browser;
+mod folder_rows;
 pub mod i18n;
 mod logic;
 mod model;
@@ -85,7 +86,10 @@ pub enum Tab {
 pub enum Action {
     Engine(Command),
     PickFiles,
+    /// The download folder (Server tab).
     PickFolder,
+    /// A folder to send (Client tab).
+    PickSendFolder,
     /// Send files to a trusted device (from the trusted list): its last address, its key.
     SendTo(crate::events::TrustedPeer),
     /// "Receive from LocalSend" changed: the engine gets the new LocalSend setup.
