@@ -57,6 +57,7 @@ pub use crate::events::PendingOffer;
 pub use client_tab::ClientTab;
 pub use devices::{DevicesPanel, DiscoveryStatus, Pick};
 pub use file_browser::{BrowseFor, FileBrowser};
+pub use folder_rows::FolderGroup;
 pub use model::{RowState, TransferRow};
 pub use notes_panel::{NotesPanel, NotesStatus};
 pub use notify::{DesktopNotifier, NoNotifier, Notifier};
