@@ -45,11 +45,11 @@ impl FerryApp {
         // of its files, and the next file's start is usually in the same batch.
         for id in finished_folders {
             let rows = self.server.rows.iter().chain(self.client.rows.iter());
-            if let Some(row) = rows.into_iter().find(|r| r.id == id) {
-                if row.state.is_finished() {
-                    let row = row.clone();
-                    self.notify_finished(&row);
-                }
+            if let Some(row) = rows.into_iter().find(|r| r.id == id)
+                && row.state.is_finished()
+            {
+                let row = row.clone();
+                self.notify_finished(&row);
             }
         }
         while let Ok(msg) = self.ui_rx.try_recv() {
