@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use egui::{RichText, Ui};
 
 use super::Action;
+use super::folder_rows;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
 use super::palette;
@@ -17,7 +18,7 @@ use super::table::{RowAction, transfer_table_ui};
 use crate::events::{Direction, TransferId, TrustedPeer, next_transfer_id};
 use crate::protocol::Mode;
 use crate::secure::pairing::PairingCode;
-use crate::transfer::{OutgoingFile, SendOptions};
+use crate::transfer::{OutgoingFile, OutgoingFolder, SendOptions};
 use crate::worker::Command;
 
 pub struct ClientTab {
@@ -88,6 +89,12 @@ impl ClientTab {
         self.notice = None;
     }
 
+    /// Adds a picked or dropped folder (already walked) as one row.
+    pub fn add_folder(&mut self, path: PathBuf, folder: OutgoingFolder) {
+        self.rows.push(TransferRow::queued_folder(path, folder));
+        self.notice = None;
+    }
+
     #[must_use]
     pub fn ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -149,6 +156,9 @@ impl ClientTab {
             if ui.button(tr.get(T::ChooseFiles)).clicked() {
                 actions.push(Action::PickFiles);
             }
+            if ui.button(tr.get(T::ChooseFolder)).clicked() {
+                actions.push(Action::PickSendFolder);
+            }
             ui.label(RichText::new(tr.get(T::DropHint)).weak());
         });
         ui.add_space(6.0);
@@ -193,7 +203,11 @@ impl ClientTab {
             ui.label(RichText::new(tr.get(T::EmptyQueue)).weak());
         } else {
             match transfer_table_ui(ui, tr, &self.rows, Direction::Outgoing) {
-                Some(RowAction::Cancel(id)) => actions.push(Action::Engine(Command::Cancel(id))),
+                Some(RowAction::Cancel(id)) => {
+                    let id = folder_rows::cancel_target(&self.rows, id);
+                    actions.push(Action::Engine(Command::Cancel(id)))
+                }
+                Some(RowAction::Toggle(id)) => folder_rows::toggle(&mut self.rows, id),
                 Some(RowAction::Remove(id)) => self.rows.retain(|r| r.id != id),
                 Some(RowAction::Retry(id)) => actions.extend(self.retry(id)),
                 Some(RowAction::OpenFolder(_) | RowAction::Open(_) | RowAction::CopyPath(_))
@@ -203,7 +217,7 @@ impl ClientTab {
         actions
     }
 
-    /// Sends every queued file over one connection.
+    /// Sends every queued file and folder over one connection.
     pub(super) fn upload(&mut self, tr: Tr) -> Option<Action> {
         let dest = self.dest.trim().to_owned();
         if dest.is_empty() || !dest.contains(':') {
@@ -222,18 +236,24 @@ impl ClientTab {
                 }
             },
         };
-        let mut files = Vec::new();
+        let mut items = Vec::new();
         for row in self.rows.iter_mut().filter(|r| r.state == RowState::Queued) {
-            let Some(path) = row.path.clone() else {
+            let Some(item) = super::logic::item_of(row) else {
                 continue;
             };
-            row.state = RowState::Active;
-            row.mode = mode;
-            row.msg = self.msg.clone();
-            row.dest = Some(dest.clone());
-            files.push(OutgoingFile { id: row.id, path });
+            let on_its_way = |row: &mut TransferRow| {
+                row.state = RowState::Active;
+                row.mode = mode;
+                row.msg = self.msg.clone();
+                row.dest = Some(dest.clone());
+            };
+            on_its_way(row);
+            for child in row.folder.iter_mut().flat_map(|g| g.children.iter_mut()) {
+                on_its_way(child);
+            }
+            items.push(item);
         }
-        if files.is_empty() {
+        if items.is_empty() {
             self.notice = Some(tr.get(T::NothingToUpload).to_owned());
             return None;
         }
@@ -248,9 +268,18 @@ impl ClientTab {
             self.code.clear();
         }
         opts.code = code;
-        Some(Action::Engine(Command::Send {
-            opts: Box::new(opts),
-            files,
+        let opts = Box::new(opts);
+        // Files only: the command LocalSend devices take as well.
+        let files: Option<Vec<OutgoingFile>> = items
+            .iter()
+            .map(|item| match item {
+                crate::transfer::OutgoingItem::File(file) => Some(file.clone()),
+                crate::transfer::OutgoingItem::Folder(_) => None,
+            })
+            .collect();
+        Some(Action::Engine(match files {
+            Some(files) => Command::Send { opts, files },
+            None => Command::SendItems { opts, items },
         }))
     }
 

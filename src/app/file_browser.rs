@@ -23,7 +23,10 @@ const MAX_MATCHES: usize = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrowseFor {
     Files,
+    /// The download folder (Server tab).
     Folder,
+    /// A folder to send (Client tab).
+    SendFolder,
 }
 
 /// What the user chose.
@@ -31,6 +34,7 @@ pub enum BrowseFor {
 pub enum Chosen {
     Files(Vec<PathBuf>),
     Folder(PathBuf),
+    SendFolder(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +250,7 @@ impl FileBrowser {
         let title = match target {
             BrowseFor::Files => tr.get(T::BrowserTitleFiles),
             BrowseFor::Folder => tr.get(T::BrowserTitleFolder),
+            BrowseFor::SendFolder => tr.get(T::BrowserTitleSendFolder),
         };
         let mut chosen = None;
         let mut keep_open = true;
@@ -373,12 +378,16 @@ impl FileBrowser {
                         chosen = Some(Chosen::Files(self.selected.clone()));
                     }
                 }
-                BrowseFor::Folder => {
+                BrowseFor::Folder | BrowseFor::SendFolder => {
                     if ui
                         .button(RichText::new(tr.get(T::BrowserUseFolder)).strong())
                         .clicked()
                     {
-                        chosen = Some(Chosen::Folder(self.dir.clone()));
+                        let dir = self.dir.clone();
+                        chosen = Some(match target {
+                            BrowseFor::SendFolder => Chosen::SendFolder(dir),
+                            _ => Chosen::Folder(dir),
+                        });
                     }
                 }
             }

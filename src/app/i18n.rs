@@ -208,7 +208,18 @@ texts! {
     Destination => "Destination (host:port)", "目标（主机:端口）";
     Recent => "Recent", "最近";
     ChooseFiles => "Choose files…", "选择文件…";
-    DropHint => "…or drop files onto this window", "……或把文件拖到此窗口";
+    DropHint => "…or drop files or folders onto this window", "……或把文件、文件夹拖到此窗口";
+    BrowserTitleSendFolder => "Choose a folder to send", "选择要发送的文件夹";
+    FolderSize => "{} · {} files", "{} · {} 个文件";
+    FolderSending => "sending: {} of {} files", "发送中：{}/{} 个文件";
+    FolderReceiving => "receiving: {} files", "接收中：已收到 {} 个文件";
+    FolderVerified => "all {} files verified", "全部 {} 个文件已校验";
+    FolderFailed => "{} of {} files failed", "{}/{} 个文件失败";
+    FolderSkipped => "skipped: {}", "已跳过：{}";
+    ShowFiles => "Show files", "显示文件";
+    HideFiles => "Hide files", "隐藏文件";
+    FolderEmpty => "Nothing to send in {}: the folder has no files", "{} 中没有可发送的内容：该文件夹没有文件";
+    FolderUnreadable => "Cannot read the folder {}", "无法读取文件夹 {}";
     Message => "Message", "留言";
     TestSpeed => "Test speed", "测速";
     SpeedRunning => "Testing the speed to {}…", "正在测试到 {} 的速度…";
@@ -236,7 +247,7 @@ texts! {
     EmptyQueue => "No files chosen yet.", "尚未选择文件。";
     NeedDestination => "Enter the receiver as host:port", "请输入接收方地址，格式为 主机:端口";
     NothingToUpload => "Add files first", "请先添加文件";
-    SkippedNotFiles => "{} item(s) left out: only files can be sent (for a folder, choose the files inside)", "已略过 {} 项：只能发送文件（文件夹请选择其中的文件）";
+    SkippedNotFiles => "{} item(s) left out: only files can be chosen here (use Choose folder… for a folder)", "已略过 {} 项：此处只能选择文件（文件夹请用“选择文件夹…”）";
     DialogUnavailable => "No file dialog is available on this system; drop files onto the window instead.", "此系统没有可用的文件对话框；请把文件拖到窗口中。";
 
     // Devices (Client tab)

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::file_browser::{BrowseFor, Chosen};
+use super::folder_rows::{self, folder_root};
 use super::i18n::{T, Tr};
 use super::{Action, FerryApp, RowState, ServerStatus, Tab, TransferRow, display};
 use crate::events::{
     Direction, DiscoveryEvent, Event, FailureKind, KeyringEvent, NoteEvent, ServerEvent,
-    TransferEvent,
+    TransferEvent, TransferId,
 };
+use crate::protocol::escape_line;
+use crate::transfer::{OutgoingFolder, OutgoingItem, walk_folder};
 use crate::worker::{Command, LocalSendSetup};
 
 /// How much of a note a notification shows.
@@ -20,8 +23,8 @@ const NOTIFY_NOTE_CHARS: usize = 200;
 
 /// Results of the helper threads (dialogs, file sizes).
 pub(super) enum UiMsg {
-    /// Regular files with their sizes, and how many picked or dropped paths were not files.
-    FilesAdded(Vec<(PathBuf, u64)>, usize),
+    /// Picked or dropped files and folders, ready to queue.
+    Added(Picked),
     FolderPicked(PathBuf),
     /// A dialog was closed without a choice.
     Nothing,
@@ -34,18 +37,24 @@ impl FerryApp {
     /// Applies everything the engine and helper threads reported since the last frame.
     pub fn process_events(&mut self) {
         let now = Instant::now();
+        let mut finished_folders = Vec::new();
         while let Ok(event) = self.events.try_recv() {
-            self.on_event(display::display_safe(event), now);
+            self.on_event(display::display_safe(event), now, &mut finished_folders);
+        }
+        // Announced once the batch is applied: a received folder looks finished between two
+        // of its files, and the next file's start is usually in the same batch.
+        for id in finished_folders {
+            let rows = self.server.rows.iter().chain(self.client.rows.iter());
+            if let Some(row) = rows.into_iter().find(|r| r.id == id)
+                && row.state.is_finished()
+            {
+                let row = row.clone();
+                self.notify_finished(&row);
+            }
         }
         while let Ok(msg) = self.ui_rx.try_recv() {
             match msg {
-                UiMsg::FilesAdded(files, skipped) => {
-                    self.client.add_files(files);
-                    if skipped > 0 {
-                        let tr = Tr(self.lang);
-                        self.client.notice = Some(tr.fill(T::SkippedNotFiles, &[&skipped]));
-                    }
-                }
+                UiMsg::Added(picked) => self.queue_picked(picked),
                 UiMsg::FolderPicked(dir) => self.server.dir = dir,
                 UiMsg::Nothing => {}
                 UiMsg::NoDialog(target) => self.open_browser(target),
@@ -56,32 +65,32 @@ impl FerryApp {
         }
     }
 
-    fn on_event(&mut self, event: Event, now: Instant) {
+    /// Queues what a dialog or a drop gave, saying what was left out and why.
+    fn queue_picked(&mut self, picked: Picked) {
+        let tr = Tr(self.lang);
+        self.client.add_files(picked.files);
+        for (path, folder) in picked.folders {
+            self.client.add_folder(path, folder);
+        }
+        let mut notices = Vec::new();
+        if picked.left_out > 0 {
+            notices.push(tr.fill(T::SkippedNotFiles, &[&picked.left_out]));
+        }
+        for name in picked.empty {
+            notices.push(tr.fill(T::FolderEmpty, &[&escape_line(&name)]));
+        }
+        for (name, why) in picked.unreadable {
+            let head = tr.fill(T::FolderUnreadable, &[&escape_line(&name)]);
+            notices.push(format!("{head} ({})", escape_line(&why)));
+        }
+        if !notices.is_empty() {
+            self.client.notice = Some(notices.join("\n"));
+        }
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant, finished_folders: &mut Vec<TransferId>) {
         match event {
-            Event::Transfer(event) => {
-                let id = transfer_id(&event);
-                if let TransferEvent::Started {
-                    direction: Direction::Incoming,
-                    ..
-                } = &event
-                {
-                    self.server.rows.extend(TransferRow::from_started(&event));
-                    return;
-                }
-                let rows = self
-                    .server
-                    .rows
-                    .iter_mut()
-                    .chain(self.client.rows.iter_mut());
-                if let Some(row) = rows.into_iter().find(|r| r.id == id) {
-                    let was_finished = row.state.is_finished();
-                    row.apply(&event, now);
-                    if !was_finished && row.state.is_finished() {
-                        let row = row.clone();
-                        self.notify_finished(&row);
-                    }
-                }
-            }
+            Event::Transfer(event) => self.on_transfer(event, now, finished_folders),
             Event::Server(ServerEvent::Listening { addr }) => {
                 self.server.status = ServerStatus::Listening(addr)
             }
@@ -162,6 +171,61 @@ impl FerryApp {
         }
     }
 
+    /// One file's event: a new incoming row (a folder's file joins its folder row), or an
+    /// update of a row or of a folder's file (and then of its folder row).
+    fn on_transfer(
+        &mut self,
+        event: TransferEvent,
+        now: Instant,
+        finished_folders: &mut Vec<TransferId>,
+    ) {
+        let id = transfer_id(&event);
+        if let TransferEvent::Started {
+            direction: Direction::Incoming,
+            saved_as,
+            peer,
+            mode,
+            ..
+        } = &event
+        {
+            let Some(row) = TransferRow::from_started(&event) else {
+                return;
+            };
+            match saved_as.as_deref().and_then(folder_root) {
+                Some(root) => {
+                    let rows = &mut self.server.rows;
+                    folder_rows::add_incoming(rows, root, *peer, *mode, row, now)
+                }
+                None => self.server.rows.push(row),
+            }
+            return;
+        }
+        let rows = self
+            .server
+            .rows
+            .iter_mut()
+            .chain(self.client.rows.iter_mut());
+        for row in rows {
+            if row.id == id {
+                let was_finished = row.state.is_finished();
+                row.apply(&event, now);
+                if !was_finished && row.state.is_finished() {
+                    let row = row.clone();
+                    self.notify_finished(&row);
+                }
+                return;
+            }
+            if row.folder.is_some() && row.child_mut(id).is_some() {
+                let was_finished = row.state.is_finished();
+                folder_rows::apply_to_child(row, id, &event, now);
+                if !was_finished && row.state.is_finished() {
+                    finished_folders.push(row.id);
+                }
+                return;
+            }
+        }
+    }
+
     /// Whether a notification is wanted now: the user wants them and is looking elsewhere.
     fn notifying(&self) -> bool {
         self.notifications && !self.window_focused
@@ -218,6 +282,7 @@ impl FerryApp {
         let start = match target {
             BrowseFor::Files => None,
             BrowseFor::Folder => Some(self.server.dir.clone()),
+            BrowseFor::SendFolder => None,
         };
         self.browser.open(target, start);
     }
@@ -227,6 +292,7 @@ impl FerryApp {
         match chosen {
             Chosen::Files(paths) => self.in_background(move || regular_files(paths)),
             Chosen::Folder(dir) => self.server.dir = dir,
+            Chosen::SendFolder(dir) => self.in_background(move || files_and_folders(vec![dir])),
         }
     }
 
@@ -252,6 +318,18 @@ impl FerryApp {
             Command::Send { opts, files } => match self.devices.localsend_target(&opts.to) {
                 Some(to) => vec![Command::SendLocalSend { to, files }],
                 None => vec![Command::Send { opts, files }],
+            },
+            // LocalSend has no folders here: a folder's files go as files, each under its
+            // own id, so the folder row still follows them.
+            Command::SendItems { opts, items } => match self.devices.localsend_target(&opts.to) {
+                Some(to) => {
+                    let files = items
+                        .iter()
+                        .flat_map(|item| item.files().into_iter().cloned())
+                        .collect();
+                    vec![Command::SendLocalSend { to, files }]
+                }
+                None => vec![Command::SendItems { opts, items }],
             },
             Command::SendNote { to, text } => match self.devices.localsend_target(&to) {
                 Some(to) => vec![Command::SendLocalSendText { to, text }],
@@ -284,6 +362,17 @@ impl FerryApp {
             }
             Action::PickFolder if !self.picker.system_dialog_available() => {
                 self.open_browser(BrowseFor::Folder)
+            }
+            Action::PickSendFolder if !self.picker.system_dialog_available() => {
+                self.open_browser(BrowseFor::SendFolder)
+            }
+            Action::PickSendFolder => {
+                let picker = Arc::clone(&self.picker);
+                let start = dirs::home_dir().unwrap_or_else(|| self.server.dir.clone());
+                self.in_background(move || match picker.pick_folder(&start) {
+                    Some(dir) => files_and_folders(vec![dir]),
+                    None => no_choice(&*picker, BrowseFor::SendFolder),
+                });
             }
             Action::PickFiles => {
                 let picker = Arc::clone(&self.picker);
@@ -339,17 +428,62 @@ fn transfer_id(event: &TransferEvent) -> u64 {
     }
 }
 
+/// What a pick or a drop gave, sorted out off the UI thread.
+#[derive(Default)]
+pub(super) struct Picked {
+    /// Regular files with their sizes.
+    pub files: Vec<(PathBuf, u64)>,
+    /// Folders, walked (the path chosen, and what is in it).
+    pub folders: Vec<(PathBuf, OutgoingFolder)>,
+    /// Paths that are neither (or folders where only files are asked for, or vanished).
+    pub left_out: usize,
+    /// Folders with no file in them, by name.
+    pub empty: Vec<String>,
+    /// Folders that could not be read: name, and why.
+    pub unreadable: Vec<(String, String)>,
+}
+
 /// Keeps the regular files among `paths`, with their sizes, and counts the rest (folders,
 /// vanished paths), so the user hears why they were left out. Runs off the UI thread.
 pub(super) fn regular_files(paths: Vec<PathBuf>) -> UiMsg {
-    let total = paths.len();
-    let files: Vec<(PathBuf, u64)> = paths
-        .into_iter()
-        .filter_map(|path| {
-            let meta = std::fs::metadata(&path).ok()?;
-            meta.is_file().then_some((path, meta.len()))
-        })
-        .collect();
-    let skipped = total - files.len();
-    UiMsg::FilesAdded(files, skipped)
+    sort_out(paths, false)
+}
+
+/// Files with their sizes and folders walked (symlinks leading out of a folder are skipped
+/// and named in its row). Runs off the UI thread: a big folder takes a while to walk.
+pub(super) fn files_and_folders(paths: Vec<PathBuf>) -> UiMsg {
+    sort_out(paths, true)
+}
+
+fn sort_out(paths: Vec<PathBuf>, folders: bool) -> UiMsg {
+    let mut picked = Picked::default();
+    for path in paths {
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => picked.files.push((path, meta.len())),
+            Ok(meta) if meta.is_dir() && folders => {
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into(),
+                );
+                match walk_folder(&path) {
+                    Ok(folder) if folder.files.is_empty() => picked.empty.push(name),
+                    Ok(folder) => picked.folders.push((path, folder)),
+                    Err(e) => picked.unreadable.push((name, e.to_string())),
+                }
+            }
+            _ => picked.left_out += 1,
+        }
+    }
+    UiMsg::Added(picked)
+}
+
+/// The items of an upload in queue order (a folder row's walked folder, a file row's file).
+pub(super) fn item_of(row: &TransferRow) -> Option<OutgoingItem> {
+    match &row.folder {
+        Some(group) => group.outgoing.clone().map(OutgoingItem::Folder),
+        None => Some(OutgoingItem::File(crate::transfer::OutgoingFile {
+            id: row.id,
+            path: row.path.clone()?,
+        })),
+    }
 }

@@ -32,6 +32,7 @@ mod client_tab;
 mod devices;
 mod display;
 mod file_browser;
+mod folder_rows;
 pub mod i18n;
 mod logic;
 mod model;
@@ -56,6 +57,7 @@ pub use crate::events::PendingOffer;
 pub use client_tab::ClientTab;
 pub use devices::{DevicesPanel, DiscoveryStatus, Pick};
 pub use file_browser::{BrowseFor, FileBrowser};
+pub use folder_rows::FolderGroup;
 pub use model::{RowState, TransferRow};
 pub use notes_panel::{NotesPanel, NotesStatus};
 pub use notify::{DesktopNotifier, NoNotifier, Notifier};
@@ -85,7 +87,10 @@ pub enum Tab {
 pub enum Action {
     Engine(Command),
     PickFiles,
+    /// The download folder (Server tab).
     PickFolder,
+    /// A folder to send (Client tab).
+    PickSendFolder,
     /// Send files to a trusted device (from the trusted list): its last address, its key.
     SendTo(crate::events::TrustedPeer),
     /// "Receive from LocalSend" changed: the engine gets the new LocalSend setup.

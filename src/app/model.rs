@@ -53,7 +53,9 @@ pub struct TransferRow {
     pub awaiting_decision: bool,
     /// Encrypted or not, and with which device (`None` until the transfer started).
     pub security: Option<Security>,
-    speed: SpeedMeter,
+    /// A folder row: its files' rows and what the folder adds (see `folder_rows.rs`).
+    pub folder: Option<Box<super::folder_rows::FolderGroup>>,
+    pub(super) speed: SpeedMeter,
 }
 
 impl TransferRow {
@@ -77,6 +79,7 @@ impl TransferRow {
             state: RowState::Queued,
             awaiting_decision: false,
             security: None,
+            folder: None,
             speed: SpeedMeter::default(),
         }
     }
@@ -111,6 +114,7 @@ impl TransferRow {
             state: RowState::Active,
             awaiting_decision: false,
             security: Some(security.clone()),
+            folder: None,
             speed: SpeedMeter::default(),
         })
     }
@@ -175,6 +179,7 @@ impl TransferRow {
         matches!(self.state, RowState::Failed(_) | RowState::Cancelled { .. })
             && self.path.is_some()
             && self.dest.is_some()
+            && self.folder.is_none()
     }
 
     /// Makes the row a new upload of the same file under a fresh `id` (the old id's events
@@ -220,13 +225,13 @@ impl TransferRow {
 /// The first sample is only the baseline: data may start late (the receiver's user was
 /// asked first) or at an offset (a resumed upload), and neither is speed.
 #[derive(Debug, Clone, Default)]
-struct SpeedMeter {
+pub(super) struct SpeedMeter {
     last: Option<(Instant, u64)>,
     bytes_per_sec: Option<f64>,
 }
 
 impl SpeedMeter {
-    fn record(&mut self, bytes: u64, now: Instant) {
+    pub(super) fn record(&mut self, bytes: u64, now: Instant) {
         if let Some((then, before)) = self.last {
             let secs = now.duration_since(then).as_secs_f64();
             if secs < 0.05 {

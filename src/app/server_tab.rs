@@ -9,6 +9,7 @@ use std::time::Duration;
 use egui::{RichText, Ui};
 
 use super::Action;
+use super::folder_rows;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
 use super::offers::OfferPrompt;
@@ -243,10 +244,7 @@ impl ServerTab {
         } else {
             match transfer_table_ui(ui, tr, &self.rows, Direction::Incoming) {
                 Some(RowAction::OpenFolder(id)) => {
-                    if let Some(dir) = self
-                        .rows
-                        .iter()
-                        .find(|r| r.id == id)
+                    if let Some(dir) = folder_rows::find_row(&self.rows, id)
                         .and_then(|r| r.path.as_ref()?.parent().map(PathBuf::from))
                     {
                         actions.push(Action::Engine(Command::OpenFolder(dir)));
@@ -263,7 +261,11 @@ impl ServerTab {
                         ui.ctx().copy_text(path.display().to_string());
                     }
                 }
-                Some(RowAction::Cancel(id)) => actions.push(Action::Engine(Command::Cancel(id))),
+                Some(RowAction::Cancel(id)) => {
+                    let id = folder_rows::cancel_target(&self.rows, id);
+                    actions.push(Action::Engine(Command::Cancel(id)))
+                }
+                Some(RowAction::Toggle(id)) => folder_rows::toggle(&mut self.rows, id),
                 Some(RowAction::Remove(_) | RowAction::Retry(_)) | None => {}
             }
         }
@@ -374,7 +376,7 @@ impl ServerTab {
 
     /// Where a finished incoming file was saved.
     fn saved_path(&self, id: crate::events::TransferId) -> Option<PathBuf> {
-        self.rows.iter().find(|r| r.id == id)?.path.clone()
+        folder_rows::find_row(&self.rows, id)?.path.clone()
     }
 
     pub fn active(&self) -> impl Iterator<Item = &TransferRow> {

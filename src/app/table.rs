@@ -3,11 +3,12 @@
 
 use egui::{ProgressBar, RichText, Ui};
 
+use super::folder_rows::first_failure;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
 use super::palette;
 use crate::events::{Direction, Failure, FailureKind, Refusal, TransferId};
-use crate::protocol::Mode;
+use crate::protocol::{Mode, escape_line};
 
 /// Room for the usual states on one line; longer ones (failure reasons) are cut at the
 /// panel's edge and shown whole on hover.
@@ -26,6 +27,8 @@ pub enum RowAction {
     Remove(TransferId),
     /// Send a failed or cancelled upload again (a Ferry receiver resumes it).
     Retry(TransferId),
+    /// Show or hide a folder row's files.
+    Toggle(TransferId),
 }
 
 /// Draws `rows`; `direction` picks the verbs (receiving vs sending) and the buttons.
@@ -62,21 +65,56 @@ pub fn transfer_table_ui(
                     ui.label(RichText::new(tr.get(T::ColState)).strong());
                     ui.end_row();
                     for row in rows {
-                        if let Some(a) = row_ui(ui, tr, row, direction) {
+                        if let Some(a) = row_ui(ui, tr, row, direction, false) {
                             action = Some(a);
                         }
                         ui.end_row();
+                        // An expanded folder's files, beneath it.
+                        let group = row.folder.as_ref().filter(|g| g.expanded);
+                        for child in group.iter().flat_map(|g| g.children.iter()) {
+                            if let Some(a) = row_ui(ui, tr, child, direction, true) {
+                                action = Some(a);
+                            }
+                            ui.end_row();
+                        }
                     }
                 });
         });
     action
 }
 
-fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Option<RowAction> {
-    let shown_name = row.saved_as.as_deref().unwrap_or(&row.name);
+/// One row; `child` for a folder's file (indented, no Retry or Remove of its own).
+fn row_ui(
+    ui: &mut Ui,
+    tr: Tr,
+    row: &TransferRow,
+    direction: Direction,
+    child: bool,
+) -> Option<RowAction> {
+    let shown_name = match (&row.folder, child) {
+        // A folder's file: its path inside the folder.
+        (_, true) => &row.name,
+        (Some(_), false) => &format!("{}/", row.name),
+        (None, false) => row.saved_as.as_deref().unwrap_or(&row.name),
+    };
     let mut action = None;
-    let mut name = ui.add(egui::Label::new(shown_name).sense(egui::Sense::click()));
-    if row.saved_as.is_some() {
+    let mut name = ui
+        .vertical(|ui| {
+            let name = ui.horizontal(|ui| {
+                if child {
+                    ui.add_space(18.0);
+                }
+                ui.add(egui::Label::new(shown_name).sense(egui::Sense::click()))
+            });
+            if let Some(group) = row.folder.as_ref().filter(|g| !g.skipped.is_empty()) {
+                let skipped = escape_line(&group.skipped.join(", ")).into_owned();
+                let text = tr.fill(T::FolderSkipped, &[&skipped]);
+                ui.label(RichText::new(text).small().color(palette::WARN));
+            }
+            name.inner
+        })
+        .inner;
+    if row.saved_as.is_some() && row.folder.is_none() && !child {
         let mut tip = row.name.clone();
         tip.push_str(" → ");
         tip.push_str(&tr.fill(T::SavedAs, &[&shown_name]));
@@ -106,7 +144,13 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
             message.on_hover_text(&row.msg);
         }
     });
-    ui.label(format_bytes(row.bytes_total as f64));
+    match &row.folder {
+        Some(group) => {
+            let size = format_bytes(row.bytes_total as f64);
+            ui.label(tr.fill(T::FolderSize, &[&size, &group.children.len()]))
+        }
+        None => ui.label(format_bytes(row.bytes_total as f64)),
+    };
     ui.add(
         ProgressBar::new(row.fraction())
             .desired_width(110.0)
@@ -124,9 +168,19 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
                 action = Some(clicked);
             }
         };
+        if let Some(group) = &row.folder {
+            let text = if group.expanded {
+                T::HideFiles
+            } else {
+                T::ShowFiles
+            };
+            button(text, RowAction::Toggle(row.id));
+        }
         match (&row.state, direction) {
             // Either side can stop a transfer; the other side is told.
             (RowState::Active, _) => button(T::Cancel, RowAction::Cancel(row.id)),
+            // A folder's file goes (and is sent again) with its folder.
+            (_, Direction::Outgoing) if child => {}
             (RowState::Verified | RowState::Unverified, Direction::Incoming) => {
                 button(T::Open, RowAction::Open(row.id));
                 button(T::OpenFolder, RowAction::OpenFolder(row.id));
@@ -145,7 +199,54 @@ fn row_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) -> Optio
 }
 
 fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
-    let (text, color) = match &row.state {
+    let (text, color) = match folder_state(tr, row, direction) {
+        Some(folder) => folder,
+        None => file_state(tr, row, direction),
+    };
+    let rich = match color {
+        Some(color) => RichText::new(&text).color(color),
+        None => RichText::new(&text),
+    };
+    // States stay on one line; a long failure reason is cut, and shown whole on hover.
+    ui.horizontal(|ui| {
+        ui.set_min_width(STATE_COLUMN_WIDTH);
+        let response = ui.add(egui::Label::new(rich).truncate());
+        if let RowState::Failed(_) = &row.state {
+            let first = row.folder.as_ref().and_then(|g| first_failure(g));
+            match first {
+                Some(first) => response.on_hover_text(failure_text(tr, first)),
+                None => response.on_hover_text(text),
+            };
+        }
+    });
+}
+
+/// A folder row's state in files: how many went or arrived, all verified, how many failed.
+fn folder_state(
+    tr: Tr,
+    row: &TransferRow,
+    direction: Direction,
+) -> Option<(String, Option<egui::Color32>)> {
+    let group = row.folder.as_ref()?;
+    let (done, total) = (group.files_done(), group.children.len());
+    Some(match &row.state {
+        RowState::Active if row.awaiting_decision => (tr.get(T::StateAwaiting).to_owned(), None),
+        RowState::Active if direction == Direction::Incoming => {
+            (tr.fill(T::FolderReceiving, &[&done]), None)
+        }
+        RowState::Active => (tr.fill(T::FolderSending, &[&done, &total]), None),
+        RowState::Verified => (tr.fill(T::FolderVerified, &[&total]), Some(palette::OK)),
+        RowState::Failed(failure) if failure.kind != FailureKind::Declined => {
+            let failed = group.files_failed();
+            let text = tr.fill(T::FolderFailed, &[&failed, &total]);
+            (text, Some(palette::ERROR))
+        }
+        _ => return None,
+    })
+}
+
+fn file_state(tr: Tr, row: &TransferRow, direction: Direction) -> (String, Option<egui::Color32>) {
+    match &row.state {
         RowState::Queued => (tr.get(T::StateQueued).to_owned(), None),
         RowState::Active if direction == Direction::Incoming => {
             (tr.get(T::StateReceiving).to_owned(), None)
@@ -173,19 +274,7 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
             tr.get(T::StateCancelledByPeer).to_owned(),
             Some(palette::MUTED),
         ),
-    };
-    let rich = match color {
-        Some(color) => RichText::new(&text).color(color),
-        None => RichText::new(&text),
-    };
-    // States stay on one line; a long failure reason is cut, and shown whole on hover.
-    ui.horizontal(|ui| {
-        ui.set_min_width(STATE_COLUMN_WIDTH);
-        let response = ui.add(egui::Label::new(rich).truncate());
-        if matches!(row.state, RowState::Failed(_)) {
-            response.on_hover_text(text);
-        }
-    });
+    }
 }
 
 /// A failure in the window's language: the kind from the translation table, then what the

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use super::i18n::{Lang, T, Tr};
-use super::logic::regular_files;
+use super::logic::files_and_folders;
 use super::model::format_bytes;
 use super::settings::ThemeChoice;
 use super::{Action, FerryApp, ServerStatus, Tab, TransferRow};
@@ -18,7 +18,8 @@ pub const UPLOAD_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::C
 pub const NOTE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::L);
 
 impl FerryApp {
-    /// Files dropped onto the window join the client queue (sizes are looked up off-thread).
+    /// Files and folders dropped onto the window join the client queue (sizes are looked up and
+    /// folders walked off-thread).
     fn take_dropped_files(&mut self, ui: &Ui) {
         let dropped: Vec<PathBuf> = ui.input(|i| {
             i.raw
@@ -30,7 +31,7 @@ impl FerryApp {
         });
         if !dropped.is_empty() {
             self.tab = Tab::Client;
-            self.in_background(move || regular_files(dropped));
+            self.in_background(move || files_and_folders(dropped));
         }
     }
 

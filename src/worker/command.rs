@@ -8,7 +8,9 @@ use super::localsend::LocalSendSetup;
 use crate::events::TransferId;
 use crate::localsend::LocalSendTarget;
 use crate::notes::NotesConfig;
-use crate::transfer::{AcceptPolicy, Decision, OutgoingFile, SendOptions, ServerConfig};
+use crate::transfer::{
+    AcceptPolicy, Decision, OutgoingFile, OutgoingItem, SendOptions, ServerConfig,
+};
 
 /// What the window asks the engine to do.
 #[derive(Debug, Clone)]
@@ -21,6 +23,13 @@ pub enum Command {
     Send {
         opts: Box<SendOptions>,
         files: Vec<OutgoingFile>,
+    },
+    /// Upload files and folders over one connection (`transfer::send_items`): a folder is one
+    /// offer, accepted or declined whole; every file of every item gets `Finished` or `Failed`
+    /// under its own id, so the window gathers a folder's files under one row itself.
+    SendItems {
+        opts: Box<SendOptions>,
+        items: Vec<OutgoingItem>,
     },
     /// Run a speed test to `opts.to`; answered by `Event::Speed`.
     TestSpeed(Box<SendOptions>),

@@ -20,16 +20,11 @@ pub use super::command::Command;
 use super::discovery::{self, DiscoverySetup, Running};
 use super::keyring::{self, Watch};
 use super::localsend::LocalSendSide;
-use crate::events::{
-    CancelToken, Event, EventSink, Failure, FailureKind, NoteEvent, ServerEvent, TransferEvent,
-    TransferId,
-};
+use crate::events::{CancelToken, Event, EventSink, NoteEvent, ServerEvent, TransferId};
 use crate::notes::{NotesConfig, NotesError, NotesHandle};
 use crate::protocol::check_note;
 use crate::secure::Keyring;
-use crate::transfer::{
-    Decision, OutgoingFile, SendOptions, ServerConfig, ServerHandle, send_files,
-};
+use crate::transfer::{Decision, OutgoingItem, SendOptions, ServerConfig, ServerHandle};
 
 /// How often the device list is looked at (and sent to the window when it changed).
 const DEVICES_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -242,7 +237,11 @@ impl Engine {
             }
             Command::StartPairing => self.watch.start_pairing(self.server.as_ref(), &self.sink),
             Command::StopPairing => self.watch.stop_pairing(self.server.as_ref(), &self.sink),
-            Command::Send { opts, files } => self.start_upload(*opts, files),
+            Command::Send { opts, files } => {
+                let items = files.into_iter().map(OutgoingItem::File).collect();
+                self.start_upload(*opts, items)
+            }
+            Command::SendItems { opts, items } => self.start_upload(*opts, items),
             Command::TestSpeed(opts) => {
                 let mut opts = *opts;
                 if opts.keyring.is_none() && opts.mode == crate::protocol::Mode::Ferry {
@@ -375,34 +374,12 @@ impl Engine {
     }
 
     /// Uploads on a thread of their own, which also looks the receiver up and connects.
-    fn start_upload(&mut self, mut opts: SendOptions, files: Vec<OutgoingFile>) {
+    fn start_upload(&mut self, mut opts: SendOptions, items: Vec<OutgoingItem>) {
         if opts.keyring.is_none() && opts.mode == crate::protocol::Mode::Ferry {
             opts.keyring = self.keyring();
         }
-        let cancel = CancelToken::new();
-        let ids: Vec<TransferId> = files.iter().map(|f| f.id).collect();
-        let (sink, token) = (self.sink.clone(), cancel.clone());
-        let spawned = (self.seams.spawner)(
-            "ferry-send",
-            Box::new(move || {
-                // Every outcome, including a failed connection, reaches the UI as events.
-                let _ = send_files(&opts, &files, &sink, &token);
-            }),
-        );
-        match spawned {
-            Ok(thread) => self.uploads.push(Upload {
-                ids,
-                cancel,
-                thread,
-            }),
-            Err(e) => {
-                log::error!("cannot start an upload thread: {e}");
-                let detail = format!("cannot start the upload: {e}");
-                for id in ids {
-                    let failure = Failure::new(FailureKind::NotStarted, detail.clone());
-                    self.sink.transfer(TransferEvent::Failed { id, failure });
-                }
-            }
+        if let Some(upload) = super::upload::start(&self.seams, &self.sink, opts, items) {
+            self.uploads.push(upload);
         }
     }
 

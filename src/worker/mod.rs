@@ -10,6 +10,7 @@ mod keyring;
 mod localsend;
 mod seams;
 mod speed;
+mod upload;
 pub use discovery::{DiscoverySetup, config_for};
 pub use engine::{Command, Worker};
 pub use localsend::LocalSendSetup;

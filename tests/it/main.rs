@@ -13,6 +13,7 @@ mod folders;
 mod gui;
 mod gui_desktop;
 mod gui_devices;
+mod gui_folders;
 mod gui_localsend;
 mod gui_secure;
 mod hostile;
