@@ -27,6 +27,7 @@ fn golden_folder_exchange() {
         count: 2,
         bytes: 5,
         entries: vec![entry("2024", None), entry("2024/a.txt", Some(5))],
+        resume_key: None,
     };
     // S -> R: the announcement (keys in sorted order; a folder entry has "dir" and no size).
     assert_eq!(
@@ -39,7 +40,8 @@ fn golden_folder_exchange() {
     // R -> S: the whole folder accepted, under this root name.
     assert_eq!(
         encode_receiver_msg(&ReceiverMsg::FolderAccept {
-            saved_as: "photos (1)".into()
+            saved_as: "photos (1)".into(),
+            partial: None,
         })
         .unwrap(),
         frame(
@@ -49,7 +51,11 @@ fn golden_folder_exchange() {
     );
     // S -> R: entry 1's data follows (chunks and end as for any Ferry file).
     assert_eq!(
-        encode_sender_msg(&SenderMsg::File { index: 1 }).unwrap(),
+        encode_sender_msg(&SenderMsg::File {
+            index: 1,
+            offset: 0
+        })
+        .unwrap(),
         frame([0x19, 0x00, 0x00, 0x00], r#"{"index":1,"kind":"file"}"#) // L = 25
     );
     assert_eq!(
@@ -108,6 +114,7 @@ fn offered(entries: Vec<FolderEntry>, bytes: u64) -> Result<FrameStep, SessionEr
         count: entries.len() as u64,
         bytes,
         entries,
+        resume_key: None,
     })
 }
 
@@ -133,6 +140,7 @@ fn listings_that_break_a_limit_are_refused() {
         count: 1,
         bytes: 0,
         entries: vec![entry("../.x/CON", Some(0))],
+        resume_key: None,
     });
     assert_eq!(step, Ok(FrameStep::FolderOffer));
     let safe = &rx.folder().unwrap().entries()[0].components;
@@ -147,7 +155,7 @@ fn listings_that_break_a_limit_are_refused() {
 fn a_folder_runs_file_by_file_without_answers_until_its_end() {
     let entries = vec![entry("d", None), entry("d/a", Some(2)), entry("b", Some(0))];
     let mut tx = SenderSession::new(Mode::Ferry);
-    let frames = tx.folder("f", &entries).unwrap();
+    let frames = tx.folder("f", &entries, None).unwrap();
     let mut rx = ReceiverSession::new(100);
     let mut last = None;
     for frame in frames {
@@ -158,11 +166,15 @@ fn a_folder_runs_file_by_file_without_answers_until_its_end() {
     let accept = rx.accept_folder("f".into()).unwrap();
     tx.on_answer(accept).unwrap();
     // A folder entry cannot be sent as a file; indices only go up.
-    assert!(tx.clone().file(0).is_err());
-    let file = tx.file(1).unwrap();
+    assert!(tx.clone().file(0, 0).is_err());
+    let file = tx.file(1, 0).unwrap();
     assert_eq!(
         rx.on_frame(file),
-        Ok(FrameStep::FolderFile { index: 1, size: 2 })
+        Ok(FrameStep::FolderFile {
+            index: 1,
+            size: 2,
+            offset: 0
+        })
     );
     rx.on_chunk_header(Chunk::Data(2)).unwrap();
     rx.on_data(2).unwrap();
@@ -173,12 +185,24 @@ fn a_folder_runs_file_by_file_without_answers_until_its_end() {
     );
     assert!(!rx.at_boundary(), "still inside the folder");
     assert!(
-        rx.clone().on_frame(SenderMsg::File { index: 1 }).is_err(),
+        rx.clone()
+            .on_frame(SenderMsg::File {
+                index: 1,
+                offset: 0
+            })
+            .is_err(),
         "the same index twice"
     );
     assert_eq!(
-        rx.on_frame(SenderMsg::File { index: 2 }),
-        Ok(FrameStep::FolderFile { index: 2, size: 0 })
+        rx.on_frame(SenderMsg::File {
+            index: 2,
+            offset: 0
+        }),
+        Ok(FrameStep::FolderFile {
+            index: 2,
+            size: 0,
+            offset: 0
+        })
     );
     rx.data_complete([0; 32]).unwrap();
     rx.on_frame(SenderMsg::End { blake3: [0; 32] }).unwrap();
@@ -227,7 +251,8 @@ fn a_plain_connection_cannot_announce_a_folder() {
             name: "f".into(),
             count: 0,
             bytes: 0,
-            entries: vec![]
+            entries: vec![],
+            resume_key: None,
         })
         .is_err()
     );

@@ -161,16 +161,17 @@ pub mod session;
 mod text;
 
 pub use folder::{
-    FOLDER_FRAME_BUDGET, FolderEntry, FolderListing, MAX_ENTRY_PATH_BYTES, MAX_FOLDER_DEPTH,
-    MAX_FOLDER_PATH_BYTES, SafeEntry, folder_frames,
+    FOLDER_FRAME_BUDGET, FolderEntry, FolderListing, HELD_PER_FRAME, MAX_ENTRY_PATH_BYTES,
+    MAX_FOLDER_DEPTH, MAX_FOLDER_PATH_BYTES, SafeEntry, folder_frames, held_frames,
 };
 pub use frame::{
     Chunk, FrameError, decode_chunk_header, decode_frame_len, encode_chunk_header, encode_frame,
     split_frame,
 };
 pub use message::{
-    CancelCode, FERRY_VERSION, FileFailed, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg,
-    SenderMsg, decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
+    CancelCode, FERRY_VERSION, FileFailed, FolderPartial, Header, HeldFile, MAX_RESUME_KEY_LEN,
+    MessageError, ReceiverMsg, SenderMsg, decode_receiver_msg, decode_sender_msg,
+    encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
 pub use note::{

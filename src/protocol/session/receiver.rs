@@ -57,8 +57,9 @@ pub enum FrameStep {
     /// A whole folder is offered ([`ReceiverSession::folder`]): decide, then
     /// [`ReceiverSession::accept_folder`] or [`ReceiverSession::decline`].
     FolderOffer,
-    /// Inside an accepted folder, the data of entry `index` (`size` bytes) follows.
-    FolderFile { index: u64, size: u64 },
+    /// Inside an accepted folder, the data of entry `index` (`size` bytes) follows, from
+    /// byte `offset` on (0, or the resumed partial's offset the sender agreed to).
+    FolderFile { index: u64, size: u64, offset: u64 },
     /// The sender has no more files for the folder: answer `folder_done`.
     FolderEnd,
 }
@@ -116,6 +117,8 @@ pub struct ReceiverSession {
     approved: (u64, u64),
     /// The folder being announced or received, from its first frame to its end.
     folder: Option<FolderListing>,
+    /// Resuming a folder: the entry whose partial was offered, and its offset.
+    folder_partial: Option<(u64, u64)>,
     state: State,
 }
 
@@ -130,6 +133,7 @@ impl ReceiverSession {
             decision: None,
             approved: (0, 0),
             folder: None,
+            folder_partial: None,
             state: State::Idle,
         }
     }
@@ -215,6 +219,7 @@ impl ReceiverSession {
                     count,
                     bytes,
                     entries,
+                    resume_key,
                 },
             ) if self.mode != Some(Mode::Plain) => {
                 if self.state == State::Idle {
@@ -227,6 +232,9 @@ impl ReceiverSession {
                 let listing = self
                     .folder
                     .get_or_insert_with(|| FolderListing::new(name.clone(), count, bytes));
+                if self.state == State::Idle {
+                    listing.resume_key = resume_key;
+                }
                 listing.extend(&name, count, bytes, entries)?;
                 self.mode = Some(Mode::Ferry);
                 if listing.is_complete() {
@@ -237,21 +245,33 @@ impl ReceiverSession {
                     Ok(FrameStep::FolderListed)
                 }
             }
-            (State::InFolder, SenderMsg::File { index }) => {
+            (State::InFolder, SenderMsg::File { index, offset }) => {
                 let size = match self.folder.as_mut() {
                     Some(folder) => folder.take_file(index)?,
                     None => return Err(SessionError::NoOffer),
                 };
+                // Only the offered partial may be resumed, only at its offset.
+                if offset > 0 && self.folder_partial != Some((index, offset)) {
+                    return Err(SessionError::BadStart {
+                        offered: self.folder_partial.map_or(0, |(_, o)| o),
+                        agreed: offset,
+                    });
+                }
                 self.state = State::Data {
                     mode: Mode::Ferry,
                     size,
-                    received: 0,
+                    received: offset,
                     left_in_chunk: 0,
                 };
-                Ok(FrameStep::FolderFile { index, size })
+                Ok(FrameStep::FolderFile {
+                    index,
+                    size,
+                    offset,
+                })
             }
             (State::InFolder, SenderMsg::FolderEnd) => {
                 self.folder = None;
+                self.folder_partial = None;
                 self.state = State::Idle;
                 Ok(FrameStep::FolderEnd)
             }
@@ -326,12 +346,51 @@ impl ReceiverSession {
 
     /// Takes the offered folder, to be created as `saved_as`: its files may follow.
     pub fn accept_folder(&mut self, saved_as: String) -> Result<ReceiverMsg, SessionError> {
-        if self.state != State::FolderOffered {
+        let mut msgs = self.accept_folder_resumed(saved_as, &[], None)?;
+        msgs.pop().ok_or(SessionError::NoOffer)
+    }
+
+    /// Takes the offered folder as the continuation of an interrupted transfer of it, into
+    /// the existing root `saved_as`: `held` lists the files already there whole (index, the
+    /// BLAKE3 of what is there), `partial` the one file whose first bytes are there (index,
+    /// offset, BLAKE3 of those bytes). Returns the frames to send: `folder_have`s, then
+    /// `folder_accept` (the last).
+    pub fn accept_folder_resumed(
+        &mut self,
+        saved_as: String,
+        held: &[(u64, [u8; 32])],
+        partial: Option<(u64, u64, [u8; 32])>,
+    ) -> Result<Vec<ReceiverMsg>, SessionError> {
+        let Some(folder) = self
+            .folder
+            .as_ref()
+            .filter(|_| self.state == State::FolderOffered)
+        else {
             self.state = State::Broken;
             return Err(SessionError::NoOffer);
+        };
+        let fits = held.iter().all(|(i, _)| folder.file_size(*i).is_some())
+            && partial.is_none_or(|(i, offset, _)| {
+                offset > 0 && folder.file_size(i).is_some_and(|size| offset <= size)
+            });
+        if !fits {
+            self.state = State::Broken;
+            return Err(SessionError::BadFolder(
+                "a resumed entry is not a file of it",
+            ));
         }
         self.state = State::InFolder;
-        Ok(ReceiverMsg::FolderAccept { saved_as })
+        self.folder_partial = partial.map(|(i, offset, _)| (i, offset));
+        let mut msgs = super::super::held_frames(held);
+        msgs.push(ReceiverMsg::FolderAccept {
+            saved_as,
+            partial: partial.map(|(index, offset, hash)| super::super::FolderPartial {
+                index,
+                offset,
+                prefix_blake3: blake3::Hash::from_bytes(hash).to_hex().to_string(),
+            }),
+        });
+        Ok(msgs)
     }
 
     fn offered(&mut self, header: Header, mode: Mode) -> Result<FrameStep, SessionError> {
