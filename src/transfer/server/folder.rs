@@ -9,7 +9,7 @@
 //! `O_DIRECTORY | O_NOFOLLOW` beneath its parent's handle, one sanitised component at a
 //! time, and every file is created relative to its folder's handle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -56,6 +56,8 @@ pub(super) struct FolderRx {
     dirs: HashMap<Vec<String>, Result<Downloads, String>>,
     verified: Vec<u64>,
     failed: Vec<FileFailed>,
+    /// Folders that got new names since the last `files` answer: synced before it.
+    unsynced: HashSet<Vec<String>>,
     oldest: Option<Instant>,
     totals: (u64, u64),
 }
@@ -79,6 +81,17 @@ impl FolderRx {
     fn verdict(&mut self, index: u64, failure: Option<String>) {
         match failure {
             None => {
+                let parent = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| self.entries.get(i))
+                    .and_then(|e| e.components.split_last())
+                    .map(|(_, parent)| parent.to_vec());
+                // The folder and every folder above it (a new subfolder is a new name too).
+                if let Some(parent) = parent {
+                    for depth in 0..=parent.len() {
+                        self.unsynced.insert(parent[..depth].to_vec());
+                    }
+                }
                 self.verified.push(index);
                 self.totals.0 += 1;
             }
@@ -101,6 +114,15 @@ impl FolderRx {
             return None;
         }
         self.oldest = None;
+        // Files are verified only once their names are durable: each folder once per batch
+        // (their data was synced at commit).
+        for parent in std::mem::take(&mut self.unsynced) {
+            if let Some(Ok(dir)) = self.dirs.get(&parent)
+                && let Err(e) = dir.sync_dir()
+            {
+                log::warn!("cannot sync {:?}: {e}", dir.path());
+            }
+        }
         Some(ReceiverMsg::Files {
             verified: std::mem::take(&mut self.verified),
             failed: std::mem::take(&mut self.failed),
@@ -184,6 +206,12 @@ impl Connection<'_> {
             (None, None) => create_root(&downloads, &safe)
                 .map_err(|e| (Refusal::CannotCreate, TransferError::Disk(e).to_string())),
         };
+        if created.is_ok()
+            && !is_resumed
+            && let Err(e) = downloads.sync_dir()
+        {
+            log::warn!("{}: cannot sync the download folder: {e}", self.peer);
+        }
         let (root_name, root) = match created {
             Ok(created) => created,
             Err((refusal, detail)) => {
@@ -218,6 +246,7 @@ impl Connection<'_> {
             dirs: HashMap::from([(Vec::new(), Ok(downloads.within(root)))]),
             verified: Vec::new(),
             failed: Vec::new(),
+            unsynced: HashSet::new(),
             oldest: None,
             totals: (0, 0),
         };
