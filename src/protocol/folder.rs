@@ -119,13 +119,17 @@ impl FolderEntry {
 
 /// The `folder` frames announcing a folder: as many as the entries need, each repeating the
 /// name and totals (files and bytes).
-pub fn folder_frames(name: &str, entries: &[FolderEntry]) -> Vec<super::SenderMsg> {
+pub fn folder_frames(
+    name: &str,
+    entries: &[FolderEntry],
+    resume_key: Option<&str>,
+) -> Vec<super::SenderMsg> {
     let count = entries.len() as u64;
     let bytes = entries.iter().filter_map(|e| e.size).sum();
     let mut frames = Vec::new();
     let mut rest = entries;
     loop {
-        let mut used = name.len() * 6;
+        let mut used = name.len() * 6 + 96;
         let take = rest
             .iter()
             .take_while(|e| {
@@ -141,12 +145,33 @@ pub fn folder_frames(name: &str, entries: &[FolderEntry]) -> Vec<super::SenderMs
             count,
             bytes,
             entries: now.to_vec(),
+            resume_key: resume_key.map(str::to_owned),
         });
         rest = later;
         if rest.is_empty() {
             return frames;
         }
     }
+}
+
+/// Held files a receiver lists per `folder_have` frame (each entry costs at most about 100
+/// bytes of JSON, so a frame stays well below the 64 KiB limit).
+pub const HELD_PER_FRAME: usize = 512;
+
+/// The `folder_have` frames listing the files a receiver already holds (index, BLAKE3 of
+/// what it holds): as many as the list needs, none for an empty list.
+pub fn held_frames(held: &[(u64, [u8; 32])]) -> Vec<super::ReceiverMsg> {
+    held.chunks(HELD_PER_FRAME)
+        .map(|chunk| super::ReceiverMsg::FolderHave {
+            files: chunk
+                .iter()
+                .map(|(index, hash)| super::HeldFile {
+                    index: *index,
+                    blake3: blake3::Hash::from_bytes(*hash).to_hex().to_string(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// A folder entry as a receiver keeps it: the sender's path (peer text, for display) and its
@@ -166,6 +191,8 @@ pub struct SafeEntry {
 pub struct FolderListing {
     /// The folder's name as the sender wrote it (peer text).
     pub name: String,
+    /// The sender's resume key for this folder (checked hex), if it gave one.
+    pub resume_key: Option<String>,
     count: u64,
     bytes: u64,
     entries: Vec<SafeEntry>,
@@ -179,6 +206,7 @@ impl FolderListing {
     pub fn new(name: String, count: u64, bytes: u64) -> Self {
         Self {
             name,
+            resume_key: None,
             count,
             bytes,
             entries: Vec::new(),
@@ -263,6 +291,14 @@ impl FolderListing {
             ));
         }
         Ok(())
+    }
+
+    /// The size of file entry `index` (`None`: no such entry, or a folder).
+    pub fn file_size(&self, index: u64) -> Option<u64> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+            .and_then(|e| e.size)
     }
 
     /// Takes the `file` frame for entry `index`: it must name a file, after the last one

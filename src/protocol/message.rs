@@ -97,9 +97,14 @@ pub enum SenderMsg {
         count: u64,
         bytes: u64,
         entries: Vec<FolderEntry>,
+        /// Names this sender's copy of the folder (as an offer's `resume_key`), so an
+        /// interrupted transfer of it can resume; `None`: it cannot.
+        resume_key: Option<String>,
     },
-    /// Inside an accepted folder: the data of entry `index` follows (chunks, then `end`).
-    File { index: u64 },
+    /// Inside an accepted folder: the data of entry `index` follows (chunks, then `end`),
+    /// from byte `offset` on: 0, or the offset of the partial the receiver offered in its
+    /// `folder_accept` for this very entry (the sender's prefix matched its hash).
+    File { index: u64, offset: u64 },
     /// Inside an accepted folder: no more files; the receiver answers `folder_done`.
     FolderEnd,
 }
@@ -205,7 +210,18 @@ pub enum ReceiverMsg {
     },
     /// The whole folder is accepted and will be created as `saved_as` (`photos (1)` when
     /// `photos` was taken); its files may follow back to back.
-    FolderAccept { saved_as: String },
+    FolderAccept {
+        saved_as: String,
+        /// Resuming an interrupted transfer of this folder: the receiver holds the first
+        /// bytes of one file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partial: Option<FolderPartial>,
+    },
+    /// Before `folder_accept`, resuming an interrupted transfer of the folder: files the
+    /// receiver already holds under their paths, with the BLAKE3 it computed of each. The
+    /// sender skips those whose hash is the hash of its own file (repeated while the list
+    /// goes on; each frame below 64 KiB).
+    FolderHave { files: Vec<HeldFile> },
     /// Inside a folder: the verdicts on files received since the last such answer, by
     /// index (several files per answer).
     Files {
@@ -217,6 +233,23 @@ pub enum ReceiverMsg {
     /// The answer to `folder_end`: every verdict was sent; how many files were verified
     /// and how many failed in all.
     FolderDone { verified: u64, failed: u64 },
+}
+
+/// A file of a folder the receiver already holds whole (resume), and its BLAKE3 (64 hex
+/// digits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldFile {
+    pub index: u64,
+    pub blake3: String,
+}
+
+/// The one file of a folder the receiver holds the first `offset` bytes of (resume), with
+/// the BLAKE3 of those bytes (64 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderPartial {
+    pub index: u64,
+    pub offset: u64,
+    pub prefix_blake3: String,
 }
 
 /// One file of a folder that was not saved, and why (receiver's words).
@@ -269,6 +302,7 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
                 name: string_field(&obj, "name")?.to_owned(),
                 count: u64_field(&obj, "count")?,
                 bytes: u64_field(&obj, "bytes")?,
+                resume_key: resume_key(&obj)?,
                 entries: match obj.get("entries") {
                     None | Some(Value::Null) => Vec::new(),
                     Some(Value::Array(items)) => items
@@ -307,6 +341,10 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
         }
         Some("file") => Ok(SenderMsg::File {
             index: u64_field(&obj, "index")?,
+            offset: match obj.get("offset") {
+                None | Some(Value::Null) => 0,
+                Some(_) => u64_field(&obj, "offset")?,
+            },
         }),
         Some("folder_end") => Ok(SenderMsg::FolderEnd),
         Some("start") => Ok(SenderMsg::Start {
@@ -357,11 +395,23 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
             count,
             bytes,
             entries,
-        } => serde_json::json!({
-            "ferry": FERRY_VERSION, "kind": "folder", "name": name, "count": count,
-            "bytes": bytes, "entries": entries.iter().map(FolderEntry::to_json).collect::<Vec<_>>(),
-        }),
-        SenderMsg::File { index } => serde_json::json!({ "kind": "file", "index": index }),
+            resume_key,
+        } => {
+            let mut folder = serde_json::json!({
+                "ferry": FERRY_VERSION, "kind": "folder", "name": name, "count": count,
+                "bytes": bytes, "entries": entries.iter().map(FolderEntry::to_json).collect::<Vec<_>>(),
+            });
+            if let (Some(key), Value::Object(map)) = (resume_key, &mut folder) {
+                map.insert("resume_key".into(), Value::String(key.clone()));
+            }
+            folder
+        }
+        SenderMsg::File { index, offset: 0 } => {
+            serde_json::json!({ "kind": "file", "index": index })
+        }
+        SenderMsg::File { index, offset } => {
+            serde_json::json!({ "kind": "file", "index": index, "offset": offset })
+        }
         SenderMsg::FolderEnd => serde_json::json!({ "kind": "folder_end" }),
         SenderMsg::Probe { max_bytes } => serde_json::json!({
             "ferry": FERRY_VERSION, "kind": "probe", "max_bytes": max_bytes,
@@ -421,7 +471,17 @@ fn header(obj: &Map<String, Value>) -> Result<Header, MessageError> {
             });
         }
     };
-    let resume_key = match obj.get("resume_key") {
+    Ok(Header {
+        file_name,
+        file_size,
+        msg: optional_string(obj, "msg")?,
+        resume_key: resume_key(obj)?,
+    })
+}
+
+/// An optional `resume_key`: up to [`MAX_RESUME_KEY_LEN`] lowercase hex digits.
+fn resume_key(obj: &Map<String, Value>) -> Result<Option<String>, MessageError> {
+    Ok(match obj.get("resume_key") {
         None | Some(Value::Null) => None,
         Some(Value::String(key))
             if (1..=MAX_RESUME_KEY_LEN).contains(&key.len())
@@ -437,12 +497,6 @@ fn header(obj: &Map<String, Value>) -> Result<Header, MessageError> {
                 expected: "up to 64 lowercase hex digits",
             });
         }
-    };
-    Ok(Header {
-        file_name,
-        file_size,
-        msg: optional_string(obj, "msg")?,
-        resume_key,
     })
 }
 

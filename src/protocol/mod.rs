@@ -117,11 +117,18 @@
 //!         MAX_ENTRY_PATH_BYTES (4096) long, 16 MiB of paths in all; the sizes add up to B;
 //!         mtime: seconds since 1970 (0 = unknown); mode: the owner's rwx bits, 0..=7.
 //!         N counts against the receiver's files-per-connection limit.
+//!         The first frame may carry "resume_key" (as an offer's: up to 64 lowercase hex
+//!         digits; Ferry derives it from the folder's absolute path).
 //! R -> S  Frame {"kind":"waiting"}                                   (optional, as for files)
-//! R -> S  Frame {"kind":"folder_accept","saved_as":"photos (1)"} | Frame {"kind":"decline",..}
+//! R -> S  resuming only: Frame {"kind":"folder_have","files":[{"index":I,"blake3":".."}..]}
+//!         repeated (at most HELD_PER_FRAME = 512 files per frame)
+//! R -> S  Frame {"kind":"folder_accept","saved_as":"photos (1)"
+//!                [,"partial":{"index":I,"offset":K,"prefix_blake3":".."}]}
+//!       | Frame {"kind":"decline",..}
 //! then, per file sent (any subset of the file entries, indices strictly increasing):
-//! S -> R  Frame {"kind":"file","index":I}, data chunks exactly as for a file (or the cancel
-//!         marker and a cancel frame), Frame {"kind":"end","blake3":".."}
+//! S -> R  Frame {"kind":"file","index":I[,"offset":K]}, data chunks exactly as for a file
+//!         from byte K (0 when absent) on (or the cancel marker and a cancel frame),
+//!         Frame {"kind":"end","blake3":"<BLAKE3 of the whole file>"}
 //! S -> R  Frame {"kind":"folder_end"}                                (after the last file)
 //! R -> S  whenever it likes, batched: Frame {"kind":"files","verified":[I..],
 //!         "failed":[{"index":I,"reason":".."}..]}
@@ -138,6 +145,26 @@
 //! file that cannot be created is read and dropped (the stream stays in step) and reported
 //! failed. A `file` index that is not a file entry, or not above the last, ends the
 //! connection; so does a connection that ends inside a folder.
+//!
+//! **Folder resume.** A receiver that accepted a folder with a `resume_key` keeps a small
+//! state for it until the folder ends (`.TAG.ferry-folder.ferry.part` in the download
+//! folder: the key, the root it created, and the index of the file whose partial it kept
+//! when the connection broke), expired like partials. A later folder offer with the same key
+//! whose root still exists is accepted *into that root* (no `photos (1)`): the receiver
+//! hashes every listed file it finds whole under its final name (a regular file of its own
+//! of the listed size, never through a symlink) and sends those hashes in `folder_have`
+//! frames, and offers its kept partial with the BLAKE3 of its `K` bytes in `folder_accept`.
+//! The receiver computes the hashes, so the sender need not hash anything before it knows
+//! what to skip. The sender skips every held file whose BLAKE3 equals its own (it counts as
+//! verified) and sends the others; for the partial it hashes its own first `K` bytes and
+//! sends `file` with `offset` K only if they match (else offset 0: the receiver empties the
+//! partial). A `file` offset other than 0 or the offered partial's, a held index that is not
+//! a file entry, or a partial offset beyond its file's size ends the connection. A held file
+//! sent again anyway (it changed) is committed under a numbered name, never over the old one.
+//! `folder_done` counts only the files received on this connection. The key only finds the
+//! state; each file's own hash still decides what is kept, so a wrong or reused key costs
+//! bytes, never correctness. (Like a file's resume key, it is not a secret: a peer that
+//! knows it learns the hashes of the files held under it.)
 //!
 //!
 //! # UDP: notes
@@ -161,16 +188,17 @@ pub mod session;
 mod text;
 
 pub use folder::{
-    FOLDER_FRAME_BUDGET, FolderEntry, FolderListing, MAX_ENTRY_PATH_BYTES, MAX_FOLDER_DEPTH,
-    MAX_FOLDER_PATH_BYTES, SafeEntry, folder_frames,
+    FOLDER_FRAME_BUDGET, FolderEntry, FolderListing, HELD_PER_FRAME, MAX_ENTRY_PATH_BYTES,
+    MAX_FOLDER_DEPTH, MAX_FOLDER_PATH_BYTES, SafeEntry, folder_frames, held_frames,
 };
 pub use frame::{
     Chunk, FrameError, decode_chunk_header, decode_frame_len, encode_chunk_header, encode_frame,
     split_frame,
 };
 pub use message::{
-    CancelCode, FERRY_VERSION, FileFailed, Header, MAX_RESUME_KEY_LEN, MessageError, ReceiverMsg,
-    SenderMsg, decode_receiver_msg, decode_sender_msg, encode_receiver_msg, encode_sender_msg,
+    CancelCode, FERRY_VERSION, FileFailed, FolderPartial, Header, HeldFile, MAX_RESUME_KEY_LEN,
+    MessageError, ReceiverMsg, SenderMsg, decode_receiver_msg, decode_sender_msg,
+    encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
 pub use note::{

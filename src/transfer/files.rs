@@ -7,7 +7,8 @@
 //!   followed; see [`super::dir`]).
 //! - While bytes arrive, only `NAME.ferry.part` exists; `NAME` appears (by hard link, which fails
 //!   rather than replaces) only in [`PartFile::commit`], after the data was synced to disk
-//!   (unless fsync is off, for benchmarks); the folder is synced after the new name.
+//!   (unless fsync is off, for benchmarks); the folder is synced after the new name (inside
+//!   a received folder, once per batch of files instead, before they are reported verified).
 //! - A kept partial is resumed only after its open file was checked (a regular file, one link,
 //!   ours); anything else under that name is left alone and the upload takes a fresh name.
 //! - Dropping an uncommitted `PartFile` deletes the `.part` (so every early return cleans up),
@@ -62,6 +63,9 @@ pub struct Downloads(Arc<Inner>);
 struct Inner {
     dir: DownloadDir,
     fsync: bool,
+    /// Whether each commit syncs the folder itself; off inside received folders, whose
+    /// driver syncs each folder once per batch of verdicts instead ([`Downloads::sync_dir`]).
+    sync_dir_on_commit: bool,
     /// Names of the `.part` files in use.
     parts: Mutex<HashSet<String>>,
     /// Per sanitised name: the number to start the next free-name search at.
@@ -98,6 +102,7 @@ impl Downloads {
         Ok(Self(Arc::new(Inner {
             dir: DownloadDir::open(path)?,
             fsync,
+            sync_dir_on_commit: true,
             parts: Mutex::new(HashSet::new()),
             hints: Mutex::new(HashMap::new()),
             reserved: Mutex::new(0),
@@ -106,10 +111,13 @@ impl Downloads {
 
     /// A received folder's subfolder, as a download folder of its own: its partials,
     /// names and syncs are kept apart (space is reserved for the whole folder up front).
+    /// Its commits sync the files' data but not the folder: the caller syncs it with
+    /// [`Downloads::sync_dir`] once for many files, before it reports them verified.
     pub fn within(&self, dir: DownloadDir) -> Self {
         Self(Arc::new(Inner {
             dir,
             fsync: self.0.fsync,
+            sync_dir_on_commit: false,
             parts: Mutex::new(HashSet::new()),
             hints: Mutex::new(HashMap::new()),
             reserved: Mutex::new(0),
@@ -124,6 +132,14 @@ impl Downloads {
     /// Whether commits sync data and folders.
     pub fn fsync(&self) -> bool {
         self.0.fsync
+    }
+
+    /// Makes the folder's new names durable (when syncs are on).
+    pub fn sync_dir(&self) -> io::Result<()> {
+        match self.0.fsync {
+            true => self.0.dir.sync(),
+            false => Ok(()),
+        }
     }
 
     /// The folder's path, for display.
@@ -410,7 +426,7 @@ impl PartFile {
             drop(in_use);
             self.number = number;
             self.part_name.clear();
-            if fsync {
+            if fsync && self.downloads.0.sync_dir_on_commit {
                 dir.sync()?;
             }
             return Ok(dir.path().join(target));

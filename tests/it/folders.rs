@@ -210,17 +210,18 @@ fn hostile_paths_stay_inside_the_folder() {
         count: entries.len() as u64,
         bytes: 3 * entries.len() as u64,
         entries,
+        resume_key: None,
     };
     stream
         .write_all(&encode_sender_msg(&folder).unwrap())
         .unwrap();
     let root = match read_answer(&mut stream) {
-        ReceiverMsg::FolderAccept { saved_as } => saved_as,
+        ReceiverMsg::FolderAccept { saved_as, .. } => saved_as,
         other => panic!("{other:?}"),
     };
     assert!(!root.starts_with('.') && !root.contains('/'), "{root:?}");
     for index in 0..paths.len() as u64 {
-        let mut bytes = encode_sender_msg(&SenderMsg::File { index }).unwrap();
+        let mut bytes = encode_sender_msg(&SenderMsg::File { index, offset: 0 }).unwrap();
         bytes.extend_from_slice(&encode_chunk_header(3));
         bytes.extend_from_slice(b"abc");
         let end = SenderMsg::End {
@@ -299,6 +300,7 @@ fn a_file_index_out_of_order_ends_the_connection() {
         count: 2,
         bytes: 0,
         entries: vec![entry("a"), entry("b")],
+        resume_key: None,
     };
     stream
         .write_all(&encode_sender_msg(&folder).unwrap())
@@ -308,7 +310,13 @@ fn a_file_index_out_of_order_ends_the_connection() {
         ReceiverMsg::FolderAccept { .. }
     ));
     stream
-        .write_all(&encode_sender_msg(&SenderMsg::File { index: 7 }).unwrap())
+        .write_all(
+            &encode_sender_msg(&SenderMsg::File {
+                index: 7,
+                offset: 0,
+            })
+            .unwrap(),
+        )
         .unwrap();
     match read_answer(&mut stream) {
         ReceiverMsg::Failed { reason } => assert!(reason.contains("no such entry"), "{reason}"),

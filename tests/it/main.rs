@@ -10,6 +10,7 @@ mod desktop;
 mod faults;
 mod ferry;
 mod folders;
+mod folders_resume;
 mod gui;
 mod gui_desktop;
 mod gui_devices;

@@ -14,6 +14,8 @@ use super::super::{CancelCode, Chunk, FolderListing, Header, Mode, ReceiverMsg, 
 use super::SessionError;
 use super::batch::{Batch, Consent, Refusal, consent};
 
+mod folder;
+
 /// What the driver should read next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -57,8 +59,9 @@ pub enum FrameStep {
     /// A whole folder is offered ([`ReceiverSession::folder`]): decide, then
     /// [`ReceiverSession::accept_folder`] or [`ReceiverSession::decline`].
     FolderOffer,
-    /// Inside an accepted folder, the data of entry `index` (`size` bytes) follows.
-    FolderFile { index: u64, size: u64 },
+    /// Inside an accepted folder, the data of entry `index` (`size` bytes) follows, from
+    /// byte `offset` on (0, or the resumed partial's offset the sender agreed to).
+    FolderFile { index: u64, size: u64, offset: u64 },
     /// The sender has no more files for the folder: answer `folder_done`.
     FolderEnd,
 }
@@ -116,6 +119,8 @@ pub struct ReceiverSession {
     approved: (u64, u64),
     /// The folder being announced or received, from its first frame to its end.
     folder: Option<FolderListing>,
+    /// Resuming a folder: the entry whose partial was offered, and its offset.
+    folder_partial: Option<(u64, u64)>,
     state: State,
 }
 
@@ -130,6 +135,7 @@ impl ReceiverSession {
             decision: None,
             approved: (0, 0),
             folder: None,
+            folder_partial: None,
             state: State::Idle,
         }
     }
@@ -215,6 +221,7 @@ impl ReceiverSession {
                     count,
                     bytes,
                     entries,
+                    resume_key,
                 },
             ) if self.mode != Some(Mode::Plain) => {
                 if self.state == State::Idle {
@@ -228,6 +235,9 @@ impl ReceiverSession {
                 let listing = self
                     .folder
                     .get_or_insert_with(|| FolderListing::new(name.clone(), count, bytes));
+                if self.state == State::Idle {
+                    listing.resume_key = resume_key;
+                }
                 listing.extend(&name, count, bytes, entries)?;
                 self.mode = Some(Mode::Ferry);
                 if listing.is_complete() {
@@ -238,21 +248,33 @@ impl ReceiverSession {
                     Ok(FrameStep::FolderListed)
                 }
             }
-            (State::InFolder, SenderMsg::File { index }) => {
+            (State::InFolder, SenderMsg::File { index, offset }) => {
                 let size = match self.folder.as_mut() {
                     Some(folder) => folder.take_file(index)?,
                     None => return Err(SessionError::NoOffer),
                 };
+                // Only the offered partial may be resumed, only at its offset.
+                if offset > 0 && self.folder_partial != Some((index, offset)) {
+                    return Err(SessionError::BadStart {
+                        offered: self.folder_partial.map_or(0, |(_, o)| o),
+                        agreed: offset,
+                    });
+                }
                 self.state = State::Data {
                     mode: Mode::Ferry,
                     size,
-                    received: 0,
+                    received: offset,
                     left_in_chunk: 0,
                 };
-                Ok(FrameStep::FolderFile { index, size })
+                Ok(FrameStep::FolderFile {
+                    index,
+                    size,
+                    offset,
+                })
             }
             (State::InFolder, SenderMsg::FolderEnd) => {
                 self.folder = None;
+                self.folder_partial = None;
                 self.state = State::Idle;
                 Ok(FrameStep::FolderEnd)
             }
@@ -309,30 +331,6 @@ impl ReceiverSession {
         } else {
             State::Idle
         }
-    }
-
-    /// The folder on offer or being received (what a prompt shows, where files go).
-    pub fn folder(&self) -> Option<&FolderListing> {
-        self.folder.as_ref()
-    }
-
-    /// Whether the offered folder may be taken without asking, must be asked about, or is
-    /// refused (a folder is always asked about as one batch).
-    pub fn folder_consent(&self, auto_accept: bool) -> Consent {
-        if self.state != State::FolderOffered {
-            return Consent::Refuse(Refusal::NotOffered);
-        }
-        consent(auto_accept, Mode::Ferry, false, None)
-    }
-
-    /// Takes the offered folder, to be created as `saved_as`: its files may follow.
-    pub fn accept_folder(&mut self, saved_as: String) -> Result<ReceiverMsg, SessionError> {
-        if self.state != State::FolderOffered {
-            self.state = State::Broken;
-            return Err(SessionError::NoOffer);
-        }
-        self.state = State::InFolder;
-        Ok(ReceiverMsg::FolderAccept { saved_as })
     }
 
     fn offered(&mut self, header: Header, mode: Mode) -> Result<FrameStep, SessionError> {

@@ -35,8 +35,17 @@ pub enum Answer {
     /// The receiver stopped the transfer (why, as a code, and its words) and closes the
     /// connection.
     PeerCancelled { code: CancelCode, reason: String },
-    /// The whole folder is accepted, to be created as `saved_as`: send its files.
-    FolderAccepted { saved_as: String },
+    /// The whole folder is accepted, to be created as `saved_as`: send its files. When
+    /// resuming, `partial` is the one file whose first bytes the receiver holds (index,
+    /// offset, BLAKE3 of those bytes): compare, then [`SenderSession::file`] with that
+    /// offset or 0.
+    FolderAccepted {
+        saved_as: String,
+        partial: Option<(u64, u64, [u8; 32])>,
+    },
+    /// Resuming a folder (before its accept): files the receiver holds whole, by index, with
+    /// the BLAKE3 of what it holds; a file whose own hash is that need not be sent.
+    FolderHave { files: Vec<(u64, [u8; 32])> },
     /// Verdicts on files of the folder, by index.
     Files {
         verified: Vec<u64>,
@@ -80,6 +89,8 @@ pub struct SenderSession {
     state: State,
     /// Inside an accepted folder: the entries' sizes, and the next index allowed.
     folder: Option<(Vec<Option<u64>>, u64)>,
+    /// Resuming a folder: the entry whose partial the receiver offered, and its offset.
+    folder_partial: Option<(u64, u64)>,
 }
 
 impl SenderSession {
@@ -88,6 +99,7 @@ impl SenderSession {
             mode,
             state: State::Idle,
             folder: None,
+            folder_partial: None,
         }
     }
 
@@ -127,32 +139,42 @@ impl SenderSession {
         &mut self,
         name: &str,
         entries: &[FolderEntry],
+        resume_key: Option<&str>,
     ) -> Result<Vec<SenderMsg>, SessionError> {
         if self.state != State::Idle || self.mode != Mode::Ferry {
             return Err(self.broken("a folder"));
         }
         self.state = State::FolderOffered;
         self.folder = Some((entries.iter().map(|e| e.size).collect(), 0));
-        Ok(folder_frames(name, entries))
+        self.folder_partial = None;
+        Ok(folder_frames(name, entries, resume_key))
+    }
+
+    /// The size of the announced folder's file entry `index`, if it is one.
+    fn folder_file_size(&self, index: u64) -> Option<u64> {
+        self.folder
+            .as_ref()
+            .and_then(|(sizes, _)| sizes.get(usize::try_from(index).ok()?).copied().flatten())
     }
 
     /// Inside an accepted folder: the `file` frame for entry `index`, whose data follows
-    /// with no answer awaited.
-    pub fn file(&mut self, index: u64) -> Result<SenderMsg, SessionError> {
+    /// with no answer awaited, from byte `offset` on: 0, or the offset of the partial the
+    /// receiver offered for this entry (when our prefix matched its hash).
+    pub fn file(&mut self, index: u64, offset: u64) -> Result<SenderMsg, SessionError> {
         let State::InFolder { next } = self.state else {
             return Err(self.broken("a folder's file"));
         };
-        let size = self
-            .folder
-            .as_ref()
-            .and_then(|(sizes, _)| sizes.get(usize::try_from(index).ok()?).copied().flatten());
+        let size = self.folder_file_size(index);
+        if offset > 0 && self.folder_partial != Some((index, offset)) {
+            return Err(self.broken("a resume the receiver did not offer"));
+        }
         match size {
             Some(size) if index >= next => {
-                self.state = State::Data { size, sent: 0 };
+                self.state = State::Data { size, sent: offset };
                 if let Some((_, sent)) = self.folder.as_mut() {
                     *sent = index + 1;
                 }
-                Ok(SenderMsg::File { index })
+                Ok(SenderMsg::File { index, offset })
             }
             _ => Err(self.broken("a file index out of order")),
         }
@@ -183,9 +205,35 @@ impl SenderSession {
                 return Ok(Answer::PeerCancelled { code, reason });
             }
             (State::FolderOffered, ReceiverMsg::Waiting) => Answer::Waiting,
-            (State::FolderOffered, ReceiverMsg::FolderAccept { saved_as }) => {
+            (State::FolderOffered, ReceiverMsg::FolderHave { files }) => {
+                let mut held = Vec::with_capacity(files.len());
+                for file in files {
+                    let hash = blake3::Hash::from_hex(&file.blake3)
+                        .map_err(|_| self.broken("a held file with a malformed hash"))?;
+                    if self.folder_file_size(file.index).is_none() {
+                        return Err(self.broken("a held file that is not a file of the folder"));
+                    }
+                    held.push((file.index, *hash.as_bytes()));
+                }
+                Answer::FolderHave { files: held }
+            }
+            (State::FolderOffered, ReceiverMsg::FolderAccept { saved_as, partial }) => {
+                let partial = match partial {
+                    None => None,
+                    Some(p) => {
+                        let fits = self
+                            .folder_file_size(p.index)
+                            .is_some_and(|size| p.offset > 0 && p.offset <= size);
+                        let hash = blake3::Hash::from_hex(&p.prefix_blake3).ok();
+                        match (fits, hash) {
+                            (true, Some(hash)) => Some((p.index, p.offset, *hash.as_bytes())),
+                            _ => return Err(self.broken("a folder partial that does not fit")),
+                        }
+                    }
+                };
+                self.folder_partial = partial.map(|(i, offset, _)| (i, offset));
                 self.state = State::InFolder { next: 0 };
-                Answer::FolderAccepted { saved_as }
+                Answer::FolderAccepted { saved_as, partial }
             }
             (State::FolderOffered, ReceiverMsg::Decline { reason }) => {
                 self.state = State::Idle;
@@ -394,6 +442,7 @@ fn receiver_kind(msg: &ReceiverMsg) -> &'static str {
         ReceiverMsg::ProbeReady => "a speed-test go-ahead",
         ReceiverMsg::ProbeResult { .. } => "a speed-test result",
         ReceiverMsg::FolderAccept { .. } => "a folder accept",
+        ReceiverMsg::FolderHave { .. } => "a folder's held files",
         ReceiverMsg::Files { .. } => "file verdicts",
         ReceiverMsg::FolderDone { .. } => "a folder done",
     }

@@ -3,16 +3,22 @@
 //! and, once the receiver accepted the whole folder, streaming every file back to back with
 //! no round trip per file. The receiver's verdicts arrive in batches while later files are
 //! still going out; each one becomes that file's outcome and event.
+//!
+//! Resume: the announcement carries a resume key derived from the folder's absolute path.
+//! A receiver holding an interrupted transfer of it lists the files it holds whole, with
+//! their BLAKE3; each of ours whose own hash is the same is not sent again (reported
+//! verified, resumed from its full size). For the one partly received file it offers an
+//! offset and a prefix hash: ours matching, only the rest is sent.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::answers::Heard;
 use super::upload::{Stop, Upload, interrupted};
-use super::{FileOutcome, OutgoingFile};
+use super::{FileOutcome, OutgoingFile, read_some};
 use crate::events::{Direction, Failure, FailureKind, TransferEvent, TransferId};
 use crate::protocol::session::Answer;
 use crate::protocol::{FolderEntry, MAX_FOLDER_DEPTH, Mode, encode_sender_msg};
@@ -30,6 +36,18 @@ pub struct OutgoingFolder {
     /// Relative paths not sent: symlinks leading out of the folder or to non-files, special
     /// files, paths deeper than the protocol allows.
     pub skipped: Vec<String>,
+    /// Names this folder for a receiver's resume state (see [`folder_resume_key`]).
+    pub resume_key: Option<String>,
+}
+
+/// The resume key of the folder at `root` (its canonical path): the same folder sent again
+/// from this machine finds the receiver's state of an interrupted transfer; its files'
+/// hashes decide what is sent again, so a changed folder only costs more bytes.
+pub fn folder_resume_key(root: &Path) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"ferry folder resume key v1\0");
+    hasher.update(root.as_os_str().as_encoded_bytes());
+    hasher.finalize().to_hex()[..32].to_owned()
 }
 
 /// One thing to send: a file, or a whole folder.
@@ -76,6 +94,7 @@ pub fn walk_folder(path: &Path) -> io::Result<OutgoingFolder> {
         entries: Vec::new(),
         files: Vec::new(),
         skipped: Vec::new(),
+        resume_key: Some(folder_resume_key(&root)),
     };
     walk(&root, &root, "", 1, &mut folder)?;
     Ok(folder)
@@ -212,37 +231,62 @@ impl Upload<'_> {
             ))));
         }
         let first = folder.files.first().map_or(0, |(_, f)| f.id);
-        for frame in self.session.folder(&folder.name, &folder.entries)? {
+        let key = folder.resume_key.as_deref();
+        for frame in self.session.folder(&folder.name, &folder.entries, key)? {
             let frame = encode_sender_msg(&frame).map_err(TransferError::from)?;
             self.write_or_explain(&frame)?;
         }
-        let root = match self.wait_answer(first)? {
-            Answer::FolderAccepted { saved_as } => saved_as,
-            Answer::Declined { reason } => {
-                return Err(Stop::Outcome(FileOutcome::Declined { reason }));
-            }
-            Answer::PeerCancelled { reason, .. } => return Err(Stop::PeerCancelled(reason)),
-            Answer::Failed { reason } => {
-                return Err(Stop::broken(FailureKind::ReceiverFailed, reason));
-            }
-            other => {
-                return Err(Stop::broken(
-                    FailureKind::Protocol,
-                    format!("unexpected answer to a folder: {other:?}"),
-                ));
+        // Resuming: what the receiver already holds (index -> its hash).
+        let mut held: HashMap<u64, [u8; 32]> = HashMap::new();
+        let (root, partial) = loop {
+            match self.wait_answer(first)? {
+                Answer::FolderHave { files } => held.extend(files),
+                Answer::FolderAccepted { saved_as, partial } => break (saved_as, partial),
+                Answer::Declined { reason } => {
+                    return Err(Stop::Outcome(FileOutcome::Declined { reason }));
+                }
+                Answer::PeerCancelled { reason, .. } => return Err(Stop::PeerCancelled(reason)),
+                Answer::Failed { reason } => {
+                    return Err(Stop::broken(FailureKind::ReceiverFailed, reason));
+                }
+                other => {
+                    return Err(Stop::broken(
+                        FailureKind::Protocol,
+                        format!("unexpected answer to a folder: {other:?}"),
+                    ));
+                }
             }
         };
-        // Index -> (id, relative path) of every file sent and not yet judged.
-        let mut waiting: HashMap<u64, (TransferId, String)> = HashMap::new();
+        // Index -> (id, relative path, resumed from) of every file sent and not yet judged.
+        let mut waiting: HashMap<u64, (TransferId, String, u64)> = HashMap::new();
         for (index, file) in &folder.files {
             if self.cancel.is_cancelled() {
                 break;
             }
             let entry = &folder.entries[*index as usize];
-            if let Some(outcome) = self.send_folder_file(*index, file, entry)? {
+            let saved_as = format!("{root}/{}", entry.path);
+            if let Some(theirs) = held.get(index)
+                && self.holds_same(file, entry, theirs)?
+            {
+                let size = entry.size.unwrap_or(0);
+                self.started(file, entry);
+                let outcome = FileOutcome::Verified {
+                    saved_as,
+                    resumed_from: size,
+                };
                 outcomes.insert(file.id, outcome);
-            } else {
-                waiting.insert(*index, (file.id, format!("{root}/{}", entry.path)));
+                continue;
+            }
+            let resume = partial
+                .filter(|(i, _, _)| i == index)
+                .map(|(_, offset, prefix)| (offset, prefix));
+            match self.send_folder_file(*index, file, entry, resume)? {
+                Sent::Ended(outcome) => {
+                    outcomes.insert(file.id, outcome);
+                }
+                Sent::Whole { resumed_from } => {
+                    waiting.insert(*index, (file.id, saved_as, resumed_from));
+                }
             }
             for verdicts in std::mem::take(&mut self.verdicts) {
                 self.apply_verdicts(verdicts, &mut waiting, outcomes)?;
@@ -273,7 +317,7 @@ impl Upload<'_> {
     fn take_verdicts(
         &mut self,
         heard: Heard,
-        waiting: &mut HashMap<u64, (TransferId, String)>,
+        waiting: &mut HashMap<u64, (TransferId, String, u64)>,
         outcomes: &mut HashMap<TransferId, FileOutcome>,
     ) -> Result<(), Stop> {
         self.heard_from_peer = true;
@@ -289,22 +333,22 @@ impl Upload<'_> {
     fn apply_verdicts(
         &mut self,
         answer: Answer,
-        waiting: &mut HashMap<u64, (TransferId, String)>,
+        waiting: &mut HashMap<u64, (TransferId, String, u64)>,
         outcomes: &mut HashMap<TransferId, FileOutcome>,
     ) -> Result<(), Stop> {
         match answer {
             Answer::Files { verified, failed } => {
                 for index in verified {
-                    if let Some((id, saved_as)) = waiting.remove(&index) {
+                    if let Some((id, saved_as, resumed_from)) = waiting.remove(&index) {
                         let outcome = FileOutcome::Verified {
                             saved_as,
-                            resumed_from: 0,
+                            resumed_from,
                         };
                         outcomes.insert(id, outcome);
                     }
                 }
                 for failure in failed {
-                    if let Some((id, _)) = waiting.remove(&failure.index) {
+                    if let Some((id, _, _)) = waiting.remove(&failure.index) {
                         let failure = Failure::new(FailureKind::ReceiverFailed, failure.reason);
                         outcomes.insert(id, FileOutcome::Failed(failure));
                     }
@@ -320,14 +364,71 @@ impl Upload<'_> {
         }
     }
 
-    /// One file of an accepted folder: `Some` when it ended here (not sent, cancelled,
-    /// unreadable), `None` when it went out whole and waits for its verdict.
+    /// Whether our file is exactly what the receiver holds (its hash is `theirs`): one read
+    /// of the file. A file we cannot read is sent (and fails) the ordinary way.
+    fn holds_same(
+        &mut self,
+        file: &OutgoingFile,
+        entry: &FolderEntry,
+        theirs: &[u8; 32],
+    ) -> Result<bool, Stop> {
+        let Ok(mut opened) = File::open(&file.path) else {
+            return Ok(false);
+        };
+        let mut hasher = blake3::Hasher::new();
+        let whole = self.hash_prefix(&mut opened, &mut hasher, entry.size.unwrap_or(0))?;
+        Ok(whole && hasher.finalize().as_bytes() == theirs)
+    }
+
+    /// Hashes the next `len` bytes of `file` into `hasher`; false if the file ended first or
+    /// could not be read.
+    fn hash_prefix(
+        &mut self,
+        file: &mut File,
+        hasher: &mut blake3::Hasher,
+        len: u64,
+    ) -> Result<bool, Stop> {
+        let mut left = len;
+        while left > 0 {
+            if self.cancel.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            let want = left.min(self.buf.len() as u64) as usize;
+            match read_some(file, &mut self.buf[..want]) {
+                Ok(0) | Err(_) => return Ok(false),
+                Ok(n) => {
+                    hasher.update(&self.buf[..n]);
+                    left -= n as u64;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn started(&self, file: &OutgoingFile, entry: &FolderEntry) {
+        self.sink.transfer(TransferEvent::Started {
+            id: file.id,
+            direction: Direction::Outgoing,
+            peer: self.peer,
+            name: entry.path.clone(),
+            saved_as: None,
+            bytes_total: entry.size.unwrap_or(0),
+            mode: Mode::Ferry,
+            msg: self.opts.msg.clone(),
+            security: self.security.clone(),
+        });
+    }
+
+    /// One file of an accepted folder: [`Sent::Ended`] when it ended here (not sent,
+    /// cancelled, unreadable), [`Sent::Whole`] when it went out whole and waits for its
+    /// verdict. `resume`: the receiver holds its first bytes (offset, their hash).
     fn send_folder_file(
         &mut self,
         index: u64,
         file: &OutgoingFile,
         entry: &FolderEntry,
-    ) -> Result<Option<FileOutcome>, Stop> {
+        resume: Option<(u64, [u8; 32])>,
+    ) -> Result<Sent, Stop> {
         let size = entry.size.unwrap_or(0);
         let opened = File::open(&file.path).and_then(|f| {
             let meta = f.metadata()?;
@@ -339,31 +440,44 @@ impl Upload<'_> {
         let mut opened = match opened {
             Ok(opened) => opened,
             Err(e) => {
-                return Ok(Some(FileOutcome::Failed(Failure::new(
+                return Ok(Sent::Ended(FileOutcome::Failed(Failure::new(
                     FailureKind::LocalFile,
                     format!("cannot read {}: {e}", file.path.display()),
                 ))));
             }
         };
-        self.sink.transfer(TransferEvent::Started {
-            id: file.id,
-            direction: Direction::Outgoing,
-            peer: self.peer,
-            name: entry.path.clone(),
-            saved_as: None,
-            bytes_total: size,
-            mode: Mode::Ferry,
-            msg: self.opts.msg.clone(),
-            security: self.security.clone(),
-        });
-        let frame = self.session.file(index)?;
-        self.write_or_explain(&encode_sender_msg(&frame).map_err(TransferError::from)?)?;
+        self.started(file, entry);
         let mut hasher = blake3::Hasher::new();
-        if let Some(outcome) = self.stream_data(file.id, &mut opened, &mut hasher, 0)? {
-            return Ok(Some(outcome));
+        let mut start = 0;
+        if let Some((offset, theirs)) = resume {
+            // `finalize` does not consume: the same hasher goes on over the rest.
+            let read = self.hash_prefix(&mut opened, &mut hasher, offset)?;
+            if read && *hasher.finalize().as_bytes() == theirs {
+                start = offset;
+            } else {
+                hasher = blake3::Hasher::new();
+                opened.seek(SeekFrom::Start(0)).map_err(|e| {
+                    Stop::broken(FailureKind::LocalFile, format!("cannot read the file: {e}"))
+                })?;
+            }
+        }
+        let frame = self.session.file(index, start)?;
+        self.write_or_explain(&encode_sender_msg(&frame).map_err(TransferError::from)?)?;
+        if let Some(outcome) = self.stream_data(file.id, &mut opened, &mut hasher, start)? {
+            return Ok(Sent::Ended(outcome));
         }
         let end = self.session.end(*hasher.finalize().as_bytes())?;
         self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
-        Ok(None)
+        Ok(Sent::Whole {
+            resumed_from: start,
+        })
     }
+}
+
+/// How sending one file of a folder ended on this side.
+enum Sent {
+    /// It ended here (with this outcome), no verdict will come.
+    Ended(FileOutcome),
+    /// Every byte from `resumed_from` on went out: its verdict will come.
+    Whole { resumed_from: u64 },
 }

@@ -35,7 +35,7 @@ const RECV_BUF_LEN: usize = 256 * 1024;
 /// Files at least this large are received with a separate disk-writer thread.
 const PIPELINE_MIN_BYTES: u64 = 4 * 1024 * 1024;
 /// How often a receiver busy hashing a kept partial tells the sender to keep waiting.
-const WAITING_INTERVAL: Duration = Duration::from_secs(5);
+pub(super) const WAITING_INTERVAL: Duration = Duration::from_secs(5);
 /// The slowest disk a resuming sender is expected to hash its prefix on (bytes per second):
 /// the receiver waits that long for the `start` frame, on top of the idle timeout.
 const SLOWEST_HASH_RATE: u64 = 10 * 1024 * 1024;

@@ -9,13 +9,14 @@
 //! `O_DIRECTORY | O_NOFOLLOW` beneath its parent's handle, one sanitised component at a
 //! time, and every file is created relative to its folder's handle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::connection::{ConnEnd, Connection};
+use super::folder_resume::{self, FolderState, KeptPartial};
 use super::outcome::FileEnd;
 use super::pump::{DataEnd, DataSource, RateFloor, simple};
 use super::{Live, lock};
@@ -43,21 +44,27 @@ const MAX_ROOT_ALTERNATIVES: u32 = 10_000;
 const MAX_REASON_CHARS: usize = 200;
 
 /// One folder being received.
-struct FolderRx {
+pub(super) struct FolderRx {
     /// The name the root was created under.
     root_name: String,
-    entries: Vec<SafeEntry>,
+    pub entries: Vec<SafeEntry>,
+    /// The sender's resume key: an interruption leaves a state to resume from.
+    resume_key: Option<String>,
+    /// Resuming: the kept partial offered to the sender, until its file arrives.
+    partial: Option<KeptPartial>,
     /// Every subfolder by its sanitised components: its handle, or why it could not be made.
     dirs: HashMap<Vec<String>, Result<Downloads, String>>,
     verified: Vec<u64>,
     failed: Vec<FileFailed>,
+    /// Folders that got new names since the last `files` answer: synced before it.
+    unsynced: HashSet<Vec<String>>,
     oldest: Option<Instant>,
     totals: (u64, u64),
 }
 
 impl FolderRx {
     /// The folder for `components` (made as needed, parents first).
-    fn dir(&mut self, components: &[String]) -> Result<Downloads, String> {
+    pub(super) fn dir(&mut self, components: &[String]) -> Result<Downloads, String> {
         if let Some(known) = self.dirs.get(components) {
             return known.clone();
         }
@@ -74,6 +81,17 @@ impl FolderRx {
     fn verdict(&mut self, index: u64, failure: Option<String>) {
         match failure {
             None => {
+                let parent = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| self.entries.get(i))
+                    .and_then(|e| e.components.split_last())
+                    .map(|(_, parent)| parent.to_vec());
+                // The folder and every folder above it (a new subfolder is a new name too).
+                if let Some(parent) = parent {
+                    for depth in 0..=parent.len() {
+                        self.unsynced.insert(parent[..depth].to_vec());
+                    }
+                }
                 self.verified.push(index);
                 self.totals.0 += 1;
             }
@@ -96,6 +114,15 @@ impl FolderRx {
             return None;
         }
         self.oldest = None;
+        // Files are verified only once their names are durable: each folder once per batch
+        // (their data was synced at commit).
+        for parent in std::mem::take(&mut self.unsynced) {
+            if let Some(Ok(dir)) = self.dirs.get(&parent)
+                && let Err(e) = dir.sync_dir()
+            {
+                log::warn!("cannot sync {:?}: {e}", dir.path());
+            }
+        }
         Some(ReceiverMsg::Files {
             verified: std::mem::take(&mut self.verified),
             failed: std::mem::take(&mut self.failed),
@@ -145,6 +172,7 @@ impl Connection<'_> {
             return Err(TransferError::Unexpected("a folder with no listing".into()).into());
         };
         let (name, bytes) = (folder.name.clone(), folder.totals().1);
+        let resume_key = folder.resume_key.clone();
         let safe = sanitize_file_name(&name);
         let header = Header {
             file_name: name.clone(),
@@ -164,11 +192,26 @@ impl Connection<'_> {
             }
         }
         let _reservation = reservation;
-        let created = match refusal {
-            Some(refusal) => Err((refusal, String::new())),
-            None => create_root(&downloads, &safe)
+        // An interrupted transfer of this very folder (same sender, same key) goes on in
+        // the root it created.
+        let resumed = match (&refusal, &resume_key) {
+            (None, Some(key)) => folder_resume::load(&downloads, key),
+            _ => None,
+        };
+        let kept_index = resumed.as_ref().and_then(|(state, _)| state.partial);
+        let is_resumed = resumed.is_some();
+        let created = match (refusal, resumed) {
+            (Some(refusal), _) => Err((refusal, String::new())),
+            (None, Some((state, root))) => Ok((state.root, root)),
+            (None, None) => create_root(&downloads, &safe)
                 .map_err(|e| (Refusal::CannotCreate, TransferError::Disk(e).to_string())),
         };
+        if created.is_ok()
+            && !is_resumed
+            && let Err(e) = downloads.sync_dir()
+        {
+            log::warn!("{}: cannot sync the download folder: {e}", self.peer);
+        }
         let (root_name, root) = match created {
             Ok(created) => created,
             Err((refusal, detail)) => {
@@ -185,32 +228,56 @@ impl Connection<'_> {
             }
         };
         log::info!(
-            "{}: receiving the folder {:?} as {root_name:?}",
+            "{}: receiving the folder {:?} as {root_name:?}{}",
             self.peer,
-            name
+            name,
+            if is_resumed { " (resumed)" } else { "" }
         );
         let entries = self
             .session
             .folder()
             .map(|f| f.entries().to_vec())
             .unwrap_or_default();
-        let accept = self
-            .session
-            .accept_folder(root_name.clone())
-            .map_err(TransferError::from)?;
-        write_all(
-            &mut self.writer,
-            &encode_receiver_msg(&accept).map_err(TransferError::from)?,
-        )?;
         let mut rx = FolderRx {
-            root_name,
+            root_name: root_name.clone(),
             entries,
+            resume_key,
+            partial: None,
             dirs: HashMap::from([(Vec::new(), Ok(downloads.within(root)))]),
             verified: Vec::new(),
             failed: Vec::new(),
+            unsynced: HashSet::new(),
             oldest: None,
             totals: (0, 0),
         };
+        let (held, kept) = match is_resumed {
+            true => self.find_held(&mut rx, kept_index),
+            false => (Vec::new(), None),
+        };
+        let offered = kept
+            .as_ref()
+            .map(|k| (k.index, k.offset, *k.hasher.finalize().as_bytes()));
+        rx.partial = kept;
+        let answers = self
+            .session
+            .accept_folder_resumed(root_name.clone(), &held, offered)
+            .map_err(TransferError::from)?;
+        for answer in &answers {
+            write_all(
+                &mut self.writer,
+                &encode_receiver_msg(answer).map_err(TransferError::from)?,
+            )?;
+        }
+        if let Some(key) = &rx.resume_key {
+            let state = FolderState {
+                key: key.clone(),
+                root: root_name,
+                partial: None,
+            };
+            if let Err(e) = folder_resume::save(&downloads, &state) {
+                log::warn!("{}: cannot keep the folder's resume state: {e}", self.peer);
+            }
+        }
         // Folders first, so empty ones exist too.
         for i in 0..rx.entries.len() {
             if rx.entries[i].size.is_none() {
@@ -223,11 +290,15 @@ impl Connection<'_> {
         loop {
             let msg = self.read_msg()?.ok_or(TransferError::TruncatedFrame)?;
             match self.session.on_frame(msg).map_err(TransferError::from)? {
-                FrameStep::FolderFile { index, size } => {
+                FrameStep::FolderFile {
+                    index,
+                    size,
+                    offset,
+                } => {
                     if size >= FLUSH_BEFORE_BYTES {
                         self.flush_verdicts(&mut rx, true);
                     }
-                    self.receive_folder_file(&mut rx, index, size)?;
+                    self.receive_folder_file(&mut rx, index, size, offset)?;
                     self.flush_verdicts(&mut rx, false);
                 }
                 FrameStep::FolderEnd => break,
@@ -239,6 +310,13 @@ impl Connection<'_> {
             }
         }
         self.flush_verdicts(&mut rx, true);
+        if let Some(mut unused) = rx.partial.take() {
+            // The sender did not send that file again (it is gone or changed on its side).
+            unused.part.discard_on_drop();
+        }
+        if let Some(key) = &rx.resume_key {
+            folder_resume::remove(&downloads, key);
+        }
         self.finish_dirs(&rx);
         let (verified, failed) = rx.totals;
         log::info!(
@@ -283,6 +361,7 @@ impl Connection<'_> {
         rx: &mut FolderRx,
         index: u64,
         size: u64,
+        offset: u64,
     ) -> Result<(), ConnEnd> {
         let Some(entry) = usize::try_from(index)
             .ok()
@@ -303,11 +382,23 @@ impl Connection<'_> {
             Some((leaf, parent)) => (parent.to_vec(), leaf.clone()),
             None => (Vec::new(), String::new()),
         };
-        let part = rx.dir(&parent).and_then(|dir| {
-            PartFile::create(&dir, &sanitize_file_name(&leaf), None)
-                .map_err(|e| TransferError::Disk(e).to_string())
-        });
-        let mut part = match part {
+        let kept = rx.partial.take_if(|k| k.index == index);
+        let part = match kept {
+            // The sender's prefix matched: the rest follows.
+            Some(kept) if offset > 0 => Ok((kept.part, Some(kept.hasher))),
+            // It did not: the kept bytes are dropped, everything follows.
+            Some(mut kept) => kept
+                .part
+                .restart()
+                .map(|()| (kept.part, None))
+                .map_err(|e| TransferError::Disk(e).to_string()),
+            None => rx.dir(&parent).and_then(|dir| {
+                PartFile::create(&dir, &sanitize_file_name(&leaf), None)
+                    .map(|part| (part, None))
+                    .map_err(|e| TransferError::Disk(e).to_string())
+            }),
+        };
+        let (mut part, prefix) = match part {
             Ok(part) => part,
             Err(reason) => {
                 let failure = Failure::new(FailureKind::Disk, reason.clone());
@@ -336,7 +427,7 @@ impl Connection<'_> {
                 stream: self.writer.socket().try_clone().ok(),
             },
         );
-        let outcome = self.receive_entry(&mut part, id, &entry, size, &cancel);
+        let outcome = self.receive_entry(&mut part, id, &entry, size, (offset, prefix), &cancel);
         lock(&self.shared.live).remove(&id);
         self.finish_entry(rx, part, id, index, &shown, outcome)
     }
@@ -347,11 +438,12 @@ impl Connection<'_> {
         id: TransferId,
         entry: &SafeEntry,
         size: u64,
+        (offset, prefix): (u64, Option<blake3::Hasher>),
         cancel: &AtomicBool,
     ) -> Result<FileEnd, TransferError> {
         part.discard_on_drop();
-        let hasher = Some(blake3::Hasher::new());
-        let (data, hash) = self.receive_data(part, id, size, 0, hasher, cancel)?;
+        let hasher = Some(prefix.unwrap_or_default());
+        let (data, hash) = self.receive_data(part, id, size, offset, hasher, cancel)?;
         match data {
             DataEnd::Cancelled { code, reason } => Ok(FileEnd::SenderCancelled { code, reason }),
             DataEnd::Complete => {
@@ -427,11 +519,35 @@ impl Connection<'_> {
                 })
             }
             Err(error) => {
+                let mut part = part;
+                let mut failure = error.failure();
+                if let Some(key) = rx.resume_key.clone().filter(|_| error.is_interruption()) {
+                    // The same sender sending the folder again resumes here: keep this
+                    // file's bytes (one partial per folder: an older kept one goes).
+                    if let Some(mut older) = rx.partial.take() {
+                        older.part.discard_on_drop();
+                    }
+                    part.keep();
+                    let kept = part
+                        .file()
+                        .and_then(|f| f.metadata())
+                        .map_or(0, |m| m.len());
+                    failure.kind = FailureKind::Interrupted {
+                        kept_bytes: Some(kept),
+                    };
+                    let state = FolderState {
+                        key,
+                        root: rx.root_name.clone(),
+                        partial: Some(index),
+                    };
+                    if let Err(e) = folder_resume::save(&self.shared.downloads, &state) {
+                        log::warn!("{}: cannot keep the folder's resume state: {e}", self.peer);
+                    }
+                }
                 drop(part);
-                sink.transfer(TransferEvent::Failed {
-                    id,
-                    failure: error.failure(),
-                });
+                self.shared
+                    .sink
+                    .transfer(TransferEvent::Failed { id, failure });
                 Err(ConnEnd {
                     error,
                     reported: true,

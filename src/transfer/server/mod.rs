@@ -23,6 +23,7 @@
 mod connection;
 mod consent;
 mod folder;
+mod folder_resume;
 mod listener;
 mod outcome;
 mod probe;

@@ -1,0 +1,178 @@
+//! Resuming a received folder: what a receiver keeps of an interrupted folder transfer, and
+//! what it finds there when the same sender sends the same folder again.
+//!
+//! The state is one small file in the download folder, `.TAG.ferry-folder.ferry.part` (TAG:
+//! the first 16 hex digits of the sender's folder resume key), holding the full key, the
+//! root it created and the index of the file whose partial it kept. Its name ends in the
+//! partial suffix, so no received name can ever collide with it and the same expiry as for
+//! partials removes it; it is read only after the open file was checked (a regular file of
+//! ours with one link, no symlink followed) and only up to [`MAX_STATE_BYTES`].
+//!
+//! On a new offer with the same key whose root still exists, every listed file found whole
+//! under its final name in its folder (opened beneath the folder's handle, never through a
+//! symlink; a regular file of ours of the listed size) is hashed and listed in `folder_have`
+//! frames, and the kept partial is offered with the hash of its bytes, as for single files.
+//! The hashes are computed now, from what is on disk, so a file changed since is simply
+//! sent again (under a numbered name: nothing is ever overwritten).
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::connection::{Connection, WAITING_INTERVAL};
+use super::folder::FolderRx;
+use crate::protocol::{PART_SUFFIX, ReceiverMsg, encode_receiver_msg, sanitize_file_name};
+use crate::transfer::files::RESUME_TAG_LEN;
+use crate::transfer::{DownloadDir, Downloads, PartFile};
+
+/// The longest state file read.
+const MAX_STATE_BYTES: u64 = 64 * 1024;
+
+/// What a receiver keeps of an interrupted folder transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct FolderState {
+    /// The sender's full resume key.
+    pub key: String,
+    /// The root folder's name in the download folder.
+    pub root: String,
+    /// The entry whose partial was kept, if any.
+    #[serde(default)]
+    pub partial: Option<u64>,
+}
+
+fn state_name(key: &str) -> String {
+    format!(
+        ".{}.ferry-folder{PART_SUFFIX}",
+        &key[..key.len().min(RESUME_TAG_LEN)]
+    )
+}
+
+/// The state kept for `key`, with its root opened (never through a symlink), if both are
+/// there and sound.
+pub(super) fn load(downloads: &Downloads, key: &str) -> Option<(FolderState, DownloadDir)> {
+    let dir = downloads.dir();
+    let file = dir.open_existing(&state_name(key)).ok()?;
+    if !DownloadDir::is_ours(&file) {
+        log::warn!("leaving {:?} alone: not a file of ours", state_name(key));
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_STATE_BYTES).read_to_string(&mut text).ok()?;
+    let state: FolderState = serde_json::from_str(&text).ok()?;
+    // The root must be one name Ferry could have made; the handle checks the rest.
+    if state.key != key || sanitize_file_name(&state.root).as_str() != state.root {
+        return None;
+    }
+    let root = dir.open_dir(&state.root).ok()?;
+    Some((state, root))
+}
+
+/// Records `state` (replacing an older one); synced when the download folder syncs.
+pub(super) fn save(downloads: &Downloads, state: &FolderState) -> io::Result<()> {
+    let name = state_name(&state.key);
+    remove(downloads, &state.key);
+    let mut file = downloads.dir().create_new(&name)?;
+    file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
+    if downloads.fsync() {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Forgets the state for `key` (the folder arrived whole).
+pub(super) fn remove(downloads: &Downloads, key: &str) {
+    match downloads.dir().remove(&state_name(key)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove the folder state {:?}: {e}", state_name(key)),
+    }
+}
+
+/// The resumed partial of one entry: its file, and the hash of the bytes it holds.
+pub(super) struct KeptPartial {
+    pub index: u64,
+    pub part: PartFile,
+    pub offset: u64,
+    pub hasher: blake3::Hasher,
+}
+
+impl Connection<'_> {
+    /// What a resumed root holds of the offered folder: the files there whole (index, BLAKE3)
+    /// and the kept partial of entry `partial`. Sends `waiting` every few seconds while it
+    /// hashes, so the sender does not give up.
+    pub(super) fn find_held(
+        &mut self,
+        rx: &mut FolderRx,
+        partial: Option<u64>,
+    ) -> (Vec<(u64, [u8; 32])>, Option<KeptPartial>) {
+        let mut held = Vec::new();
+        let mut kept = None;
+        let mut last_word = Instant::now();
+        for i in 0..rx.entries.len() {
+            let entry = rx.entries[i].clone();
+            let (Some(size), Some((leaf, parent))) = (entry.size, entry.components.split_last())
+            else {
+                continue;
+            };
+            let Ok(dir) = rx.dir(parent) else {
+                continue;
+            };
+            let safe = sanitize_file_name(leaf);
+            let index = i as u64;
+            if partial == Some(index) {
+                if let Ok(Some((mut part, len))) = PartFile::resumable(&dir, &safe, size, None) {
+                    part.keep();
+                    let (writer, buf) = (&mut self.writer, &mut self.buf);
+                    let tick = || waiting(writer, &mut last_word);
+                    if let Ok(hasher) = part.hash_prefix(len, buf, tick) {
+                        kept = Some(KeptPartial {
+                            index,
+                            part,
+                            offset: len,
+                            hasher,
+                        });
+                    }
+                }
+                continue;
+            }
+            let Ok(mut file) = dir.dir().open_existing(safe.as_str()) else {
+                continue;
+            };
+            let sound =
+                DownloadDir::is_ours(&file) && file.metadata().is_ok_and(|m| m.len() == size);
+            if !sound {
+                continue;
+            }
+            let mut hasher = blake3::Hasher::new();
+            let mut hashed = true;
+            loop {
+                match file.read(&mut self.buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        hasher.update(&self.buf[..n]);
+                    }
+                    Err(_) => {
+                        hashed = false;
+                        break;
+                    }
+                }
+                waiting(&mut self.writer, &mut last_word);
+            }
+            if hashed {
+                held.push((index, *hasher.finalize().as_bytes()));
+            }
+        }
+        (held, kept)
+    }
+}
+
+/// Tells the sender to keep waiting, at most every [`WAITING_INTERVAL`].
+fn waiting(writer: &mut impl Write, last_word: &mut Instant) {
+    if last_word.elapsed() >= WAITING_INTERVAL {
+        *last_word = Instant::now();
+        if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Waiting) {
+            let _ = writer.write_all(&frame);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Folders interrupted and sent again (issue 13): a cancel mid-folder keeps no final file of
+//! the cancelled one and says so; a `ferry send` killed halfway through a folder, sent again,
+//! sends only the missing files and the rest of the partial one (bytes counted through a
+//! proxy), and the folder ends up complete and verified in the same root.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferry::events::{CancelToken, Event, TransferEvent, event_channel};
+use ferry::transfer::{FileOutcome, OutgoingItem, SendOptions, send_items, walk_folder};
+
+use crate::util::{
+    ChildGuard, Proxy, RunningProxy, data, ferry, file_len, find_part, hash_file, spawn_serve,
+    start_server, wait_for, wait_line, write_data_file,
+};
+
+const BIG: usize = 24 * 1024 * 1024;
+
+/// album/{a/01..08.bin (256 KiB each), b/big.bin (24 MiB), c/01..04.bin (128 KiB each)}:
+/// files before, at and after the one a test interrupts.
+fn album(parent: &Path) -> PathBuf {
+    let root = parent.join("album");
+    for dir in ["a", "b", "c"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for i in 1..=8 {
+        std::fs::write(root.join(format!("a/{i:02}.bin")), data(256 * 1024, i)).unwrap();
+    }
+    write_data_file(&root.join("b/big.bin"), BIG, 99);
+    for i in 1..=4 {
+        std::fs::write(root.join(format!("c/{i:02}.bin")), data(128 * 1024, 20 + i)).unwrap();
+    }
+    root
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn cancel_mid_folder_keeps_no_final_file_of_the_cancelled_one() {
+    let src = tempfile::tempdir().unwrap();
+    let root = album(src.path());
+    let dl = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dl.path());
+    let slow = Proxy::to(server.local_addr())
+        .throttle(64 * 1024, Duration::from_millis(4))
+        .start();
+    let cancel = CancelToken::new();
+    let sender = {
+        let cancel = cancel.clone();
+        let opts = SendOptions::new(slow.addr.to_string());
+        let folder = walk_folder(&root).unwrap();
+        thread::spawn(move || {
+            let (sink, sent_events) = event_channel(None);
+            thread::spawn(move || for _ in sent_events {});
+            send_items(&opts, &[OutgoingItem::Folder(folder)], &sink, &cancel).unwrap()
+        })
+    };
+    // Cancel once the big file is partly across.
+    let big_part = dl.path().join("album/b");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while find_part(&big_part, "big.bin").map_or(0, |p| file_len(&p)) < 1024 * 1024 {
+        assert!(Instant::now() < deadline, "the big file never started");
+        thread::sleep(Duration::from_millis(5));
+    }
+    cancel.cancel();
+    let outcomes = sender.join().unwrap();
+    // a/ went whole, big.bin was cancelled, c/ never started.
+    assert_eq!(outcomes.len(), 13, "{outcomes:?}");
+    assert!(
+        outcomes[..8].iter().all(FileOutcome::is_success),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes[8..]
+            .iter()
+            .all(|o| matches!(o, FileOutcome::Cancelled)),
+        "{outcomes:?}"
+    );
+    // The receiver says the sender cancelled it, and keeps no file (final or partial) of it.
+    wait_for(&events, |event| match event {
+        Event::Transfer(TransferEvent::Cancelled { by_peer: true, .. }) => Some(()),
+        _ => None,
+    });
+    let got = dl.path().join("album");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while find_part(&big_part, "big.bin").is_some() {
+        assert!(Instant::now() < deadline, "the partial stays");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let expected: Vec<PathBuf> = (1..=8)
+        .map(|i| PathBuf::from(format!("a/{i:02}.bin")))
+        .collect();
+    assert_eq!(files_under(&got), expected);
+    for file in &expected {
+        assert_eq!(hash_file(&got.join(file)), hash_file(&root.join(file)));
+    }
+}
+
+#[test]
+fn a_killed_folder_send_sent_again_sends_only_what_is_missing() {
+    let src = tempfile::tempdir().unwrap();
+    let root = album(src.path());
+    let dl = tempfile::tempdir().unwrap();
+    let (_serve, serve_addr, lines) = spawn_serve(dl.path(), &[]);
+
+    // First run, through a slow link, killed with SIGKILL in the middle of the big file.
+    let slow = Proxy::to(serve_addr)
+        .throttle(64 * 1024, Duration::from_millis(2))
+        .only_one_connection()
+        .start()
+        .addr;
+    let mut first = ChildGuard(
+        ferry()
+            .args(["send", "--to", &slow.to_string()])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let big_dir = dl.path().join("album/b");
+    let part_len = || find_part(&big_dir, "big.bin").map_or(0, |p| file_len(&p));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while part_len() < BIG as u64 / 2 {
+        assert!(Instant::now() < deadline, "the first run never got halfway");
+        thread::sleep(Duration::from_millis(10));
+    }
+    first.0.kill().unwrap(); // SIGKILL: no cleanup, no goodbye
+    first.0.wait().unwrap();
+    let failure = wait_line(&lines, "resumes");
+    assert!(failure.contains("big.bin"), "{failure}");
+    let kept = part_len();
+    assert!(kept > 0 && kept < BIG as u64, "kept {kept}");
+    assert!(!big_dir.join("big.bin").exists(), "no final file yet");
+    let got = dl.path().join("album");
+    let held: u64 = files_under(&got)
+        .iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".ferry.part"))
+        .map(|p| file_len(&got.join(p)))
+        .sum();
+    assert_eq!(held, 8 * 256 * 1024, "a/ arrived whole before the kill");
+
+    // Second run: only c/ and the rest of big.bin cross the wire.
+    let RunningProxy {
+        addr: counted_addr,
+        counted,
+        ..
+    } = Proxy::to(serve_addr).start();
+    let out = ferry()
+        .args(["send", "--to", &counted_addr.to_string()])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = counted.load(Ordering::SeqCst);
+    let missing = (BIG as u64 - kept) + 4 * 128 * 1024;
+    // The announcement, frames and chunk headers: a few KiB.
+    let overhead = 16 * 1024;
+    eprintln!("kept {kept} bytes; second run sent {sent} bytes for the missing {missing}");
+    assert!(
+        sent >= missing,
+        "sent {sent}, less than the missing {missing}?"
+    );
+    assert!(
+        sent <= missing + overhead,
+        "sent {sent} for a missing {missing}"
+    );
+    // The same root, complete, every file identical, nothing left over.
+    assert!(!dl.path().join("album (1)").exists(), "resumed in place");
+    assert_eq!(files_under(&got), files_under(&root));
+    for file in files_under(&root) {
+        assert_eq!(
+            hash_file(&got.join(&file)),
+            hash_file(&root.join(&file)),
+            "{file:?}"
+        );
+    }
+    let leftovers: Vec<String> = std::fs::read_dir(dl.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".ferry.part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
