@@ -295,6 +295,7 @@ mod tests {
                 (2, OutgoingFile::new("/src/photos/sub/b.jpg")),
             ],
             skipped: vec!["link-out".into()],
+            resume_key: None,
         }
     }
 
