@@ -130,8 +130,19 @@ impl DownloadDir {
 
     /// Opens the folder `name` inside this one as a handle of its own, never through a
     /// symlink (`O_DIRECTORY | O_NOFOLLOW`, beneath this handle).
+    ///
+    /// Only a folder this process's user owns is opened: every folder Ferry writes into it
+    /// made itself (0700 until finished), so another user's folder under that name means
+    /// someone swapped theirs in between `mkdirat` and this open (`PermissionDenied`).
     pub fn open_dir(&self, name: &str) -> io::Result<DownloadDir> {
         let file = self.open_beneath(name, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        let owner = rustix::fs::fstat(&file)?.st_uid;
+        if owner != rustix::process::geteuid().as_raw() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the folder {name:?} belongs to another user; not writing into it"),
+            ));
+        }
         Ok(DownloadDir {
             fd: OwnedFd::from(file),
             path: self.path.join(name),
@@ -341,6 +352,24 @@ mod tests {
         symlink(root.path().join("real"), root.path().join("alias")).unwrap();
         assert!(DownloadDir::open(&root.path().join("alias")).is_err());
         assert!(DownloadDir::open(&root.path().join("real")).is_ok());
+    }
+
+    #[test]
+    fn a_folder_of_another_user_is_never_opened_to_write_into() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DownloadDir::open(tmp.path()).unwrap();
+        dir.create_dir("mine").unwrap();
+        assert!(dir.open_dir("mine").is_ok());
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: changing a folder's owner needs root");
+            return;
+        }
+        // A local user swaps the folder we just made for one of theirs.
+        std::fs::remove_dir(tmp.path().join("mine")).unwrap();
+        std::fs::create_dir(tmp.path().join("mine")).unwrap();
+        std::os::unix::fs::chown(tmp.path().join("mine"), Some(65534), Some(65534)).unwrap();
+        let refused = dir.open_dir("mine").err().expect("refused");
+        assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied, "{refused}");
     }
 
     #[test]

@@ -149,7 +149,15 @@ fn create_root(downloads: &Downloads, safe: &SafeName) -> io::Result<(String, Do
             n => format!("{safe} ({n})"),
         };
         match downloads.dir().create_dir(&name) {
-            Ok(()) => return Ok((name.clone(), downloads.dir().open_dir(&name)?)),
+            Ok(()) => match downloads.dir().open_dir(&name) {
+                Ok(root) => return Ok((name.clone(), root)),
+                // Swapped for someone else's folder since we made it: leave it, take the next.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    log::warn!("{name:?}: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
