@@ -78,6 +78,12 @@ impl DownloadDir {
         )
     }
 
+    /// Flushes the whole file system this folder is on (`syncfs`).
+    pub fn sync_fs(&self) -> io::Result<()> {
+        rustix::fs::syncfs(&self.fd)?;
+        Ok(())
+    }
+
     /// An unnamed file in the folder (`O_TMPFILE`): it never appears under any name and is
     /// gone when closed. For measuring the disk (the speed test); `Unsupported` where the
     /// file system cannot make one.

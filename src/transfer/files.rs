@@ -147,6 +147,12 @@ impl Downloads {
         self.0.dir.path()
     }
 
+    /// Makes every file's written data durable at once (`syncfs` on the folder's file
+    /// system): one journal commit for a whole batch of small files instead of one each.
+    pub fn sync_all_data(&self) -> io::Result<()> {
+        self.0.dir.sync_fs()
+    }
+
     /// An unnamed file in the folder, gone when closed (see [`DownloadDir::anonymous_file`]).
     pub fn anonymous_file(&self) -> io::Result<File> {
         self.0.dir.anonymous_file()
@@ -387,12 +393,22 @@ impl PartFile {
     /// If the name was taken meanwhile (by something outside Ferry), the next free number is
     /// used. Returns the final path.
     pub fn commit(&mut self) -> io::Result<PathBuf> {
+        self.commit_with(self.downloads.0.fsync)
+    }
+
+    /// [`PartFile::commit`] for a file whose data the caller already made durable (a whole
+    /// batch at once: see [`Downloads::sync_all_data`]): no sync of its own.
+    pub fn commit_synced(&mut self) -> io::Result<PathBuf> {
+        self.commit_with(false)
+    }
+
+    fn commit_with(&mut self, sync_data: bool) -> io::Result<PathBuf> {
         let Some(mut file) = self.file.take() else {
             return Err(io::Error::other("part file already closed"));
         };
         file.flush()?;
         let fsync = self.downloads.0.fsync;
-        if fsync {
+        if sync_data {
             file.sync_data()?;
         }
         let dir = &self.downloads.0.dir;

@@ -486,7 +486,7 @@ impl Connection<'_> {
                         verified: false,
                     })
                 }
-                Mode::Ferry => self.finish_ferry(part, cancel),
+                Mode::Ferry => self.finish_ferry(part, cancel, false),
             },
         }
     }
@@ -549,10 +549,13 @@ impl Connection<'_> {
     }
 
     /// After a Ferry file's data: reads the sender's hash and commits only if it matches.
+    /// With `defer` (a folder's file) a match is `FileEnd::Verified` and the caller commits
+    /// it with its batch.
     pub(super) fn finish_ferry(
         &mut self,
         part: &mut PartFile,
         cancel: &AtomicBool,
+        defer: bool,
     ) -> Result<FileEnd, TransferError> {
         let msg = self.read_msg();
         // A cancel shuts the read side: report the cancel, not the end of stream it causes.
@@ -563,6 +566,7 @@ impl Connection<'_> {
             .session
             .on_frame(msg?.ok_or(TransferError::TruncatedFrame)?)?
         {
+            FrameStep::Verified if defer => Ok(FileEnd::Verified),
             FrameStep::Verified => {
                 let path = part.commit().map_err(TransferError::Disk)?;
                 Ok(FileEnd::Committed {

@@ -43,6 +43,14 @@ const MAX_ROOT_ALTERNATIVES: u32 = 10_000;
 /// Longest failure reason sent back per file.
 const MAX_REASON_CHARS: usize = 200;
 
+/// A verified file waiting for its batch's commit.
+struct Pending {
+    part: PartFile,
+    id: TransferId,
+    index: u64,
+    shown: String,
+}
+
 /// One folder being received.
 pub(super) struct FolderRx {
     /// The name the root was created under.
@@ -56,6 +64,9 @@ pub(super) struct FolderRx {
     dirs: HashMap<Vec<String>, Result<Downloads, String>>,
     verified: Vec<u64>,
     failed: Vec<FileFailed>,
+    /// Files received and verified but still `.part`: their data is made durable for the
+    /// whole batch at once, then they are named, then the verdicts go out.
+    pending: Vec<Pending>,
     /// Folders that got new names since the last `files` answer: synced before it.
     unsynced: HashSet<Vec<String>>,
     oldest: Option<Instant>,
@@ -108,7 +119,7 @@ impl FolderRx {
 
     /// The `files` answer to send now, if one is due (always when `force`).
     fn due(&mut self, force: bool) -> Option<ReceiverMsg> {
-        let waiting = self.verified.len() + self.failed.len();
+        let waiting = self.verified.len() + self.failed.len() + self.pending.len();
         let old = self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
         if waiting == 0 || !(force || old || waiting >= FLUSH_VERDICTS) {
             return None;
@@ -253,6 +264,7 @@ impl Connection<'_> {
             partial: None,
             dirs: HashMap::from([(Vec::new(), Ok(downloads.within(root)))]),
             verified: Vec::new(),
+            pending: Vec::new(),
             failed: Vec::new(),
             unsynced: HashSet::new(),
             oldest: None,
@@ -337,8 +349,56 @@ impl Connection<'_> {
     }
 
     fn flush_verdicts(&mut self, rx: &mut FolderRx, force: bool) {
+        let waiting = rx.verified.len() + rx.failed.len() + rx.pending.len();
+        let old = rx.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
+        if waiting > 0 && (force || old || waiting >= FLUSH_VERDICTS) {
+            self.commit_pending(rx);
+        }
         if let Some(msg) = rx.due(force) {
             self.answer(&msg);
+        }
+    }
+
+    /// Names the batch's verified files: one sync of all their data first (instead of one
+    /// journal commit per small file), then each link, then their verdicts and events. A
+    /// name therefore never appears before its data is durable.
+    fn commit_pending(&mut self, rx: &mut FolderRx) {
+        let pending = std::mem::take(&mut rx.pending);
+        if pending.is_empty() {
+            return;
+        }
+        let synced = match rx.dirs.get(&Vec::new()) {
+            Some(Ok(root)) if root.fsync() => root.sync_all_data().map_err(|e| e.to_string()),
+            _ => Ok(()),
+        };
+        let sink = &self.shared.sink;
+        for Pending {
+            mut part,
+            id,
+            index,
+            shown,
+        } in pending
+        {
+            let committed = synced.clone().and_then(|()| {
+                part.commit_synced()
+                    .map_err(|e| TransferError::Disk(e).to_string())
+            });
+            match committed {
+                Ok(path) => {
+                    rx.verdict(index, None);
+                    sink.transfer(TransferEvent::Finished {
+                        id,
+                        verified: true,
+                        saved_as: Some(shown),
+                        path: Some(path),
+                    });
+                }
+                Err(reason) => {
+                    rx.verdict(index, Some(reason.clone()));
+                    let failure = Failure::new(FailureKind::Disk, reason);
+                    sink.transfer(TransferEvent::Failed { id, failure });
+                }
+            }
         }
     }
 
@@ -465,7 +525,7 @@ impl Connection<'_> {
                 let mode = (entry.mode << 6) | 0o044;
                 file.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(TransferError::Disk)?;
-                self.finish_ferry(part, cancel)
+                self.finish_ferry(part, cancel, true)
             }
         }
     }
@@ -483,6 +543,16 @@ impl Connection<'_> {
     ) -> Result<(), ConnEnd> {
         let sink = &self.shared.sink;
         match outcome {
+            Ok(FileEnd::Verified) => {
+                rx.pending.push(Pending {
+                    part,
+                    id,
+                    index,
+                    shown: shown.to_owned(),
+                });
+                rx.oldest.get_or_insert_with(Instant::now);
+                Ok(())
+            }
             Ok(FileEnd::Committed { path, .. }) => {
                 drop(part);
                 rx.verdict(index, None);

@@ -16,6 +16,9 @@ pub(super) enum FileEnd {
         path: PathBuf,
         verified: bool,
     },
+    /// Every byte arrived and the hash matched; the file is still its `.part`, to be
+    /// committed with its batch (folders).
+    Verified,
     /// The stream is still in step, but the file was not kept.
     Rejected(TransferError),
     /// The sender gave up on the file: a person's cancel (`CancelCode::User`) or a failure
@@ -108,6 +111,11 @@ impl Connection<'_> {
                     sink.transfer(TransferEvent::Failed { id, failure });
                 }
                 Ok(())
+            }
+            // Only folders defer their commits (`finish_ferry(.., true)`); a lone file never
+            // comes back uncommitted.
+            Ok(FileEnd::Verified) => {
+                Err(TransferError::Unexpected("a verified file left uncommitted".into()).into())
             }
             Ok(FileEnd::Rejected(error)) => {
                 drop(part);
