@@ -237,13 +237,18 @@ impl Connection<'_> {
             record: shared.config.header_deadline,
             idle: shared.config.idle_timeout,
         };
+        // The code this try used: only that code is used up by its success (a code started
+        // meanwhile stays fresh).
+        let mut tried = None;
         let secured = secure_receiver(reader, writer, keyring, hello, pace, || {
-            match lock(&shared.pairing).as_mut() {
+            let code = match lock(&shared.pairing).as_mut() {
                 Some(pairing) => pairing.begin_try(Instant::now()),
                 None => Err(SecureError::Handshake(
                     "this receiver is not pairing now (start pairing on it first)".into(),
                 )),
-            }
+            };
+            tried = code.as_ref().ok().cloned();
+            code
         });
         let _ = self
             .writer
@@ -260,7 +265,9 @@ impl Connection<'_> {
             }
         };
         if secured.peer.paired {
-            if let Some(pairing) = lock(&shared.pairing).as_mut() {
+            if let Some(pairing) = lock(&shared.pairing).as_mut()
+                && tried.as_ref() == Some(pairing.code())
+            {
                 pairing.succeeded();
             }
             shared.sink.emit(Event::Server(ServerEvent::Paired {
