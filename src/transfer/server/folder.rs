@@ -13,10 +13,10 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use super::connection::{ConnEnd, Connection};
-use super::folder_resume::{self, FolderState, KeptPartial};
+use super::folder_resume::{self, FolderState};
 use super::outcome::FileEnd;
 use super::pump::{DataEnd, DataSource, RateFloor, simple};
 use super::{Live, lock};
@@ -25,163 +25,12 @@ use crate::events::{
 };
 use crate::protocol::session::FrameStep;
 use crate::protocol::{
-    CancelCode, FileFailed, Header, Mode, ReceiverMsg, SafeEntry, SafeName, clip,
-    encode_receiver_msg, sanitize_file_name,
+    CancelCode, Header, Mode, ReceiverMsg, SafeEntry, encode_receiver_msg, sanitize_file_name,
 };
-use crate::transfer::dir::DownloadDir;
 use crate::transfer::files::NoRoom;
-use crate::transfer::{Downloads, PartFile, TransferError, write_all};
+use crate::transfer::{PartFile, TransferError, write_all};
 
-/// Verdicts are sent once this many are waiting...
-const FLUSH_VERDICTS: usize = 512;
-/// ...or once the oldest waited this long.
-const FLUSH_AFTER: Duration = Duration::from_millis(20);
-/// Files at least this large send the verdicts waiting before them first.
-const FLUSH_BEFORE_BYTES: u64 = 1024 * 1024;
-/// How many numbered names (`photos (n)`) are tried for a folder's root.
-const MAX_ROOT_ALTERNATIVES: u32 = 10_000;
-/// Longest failure reason sent back per file.
-const MAX_REASON_CHARS: usize = 200;
-
-/// A verified file waiting for its batch's commit.
-struct Pending {
-    part: PartFile,
-    id: TransferId,
-    index: u64,
-    shown: String,
-}
-
-/// One folder being received.
-pub(super) struct FolderRx {
-    /// The name the root was created under.
-    root_name: String,
-    pub entries: Vec<SafeEntry>,
-    /// The sender's resume key: an interruption leaves a state to resume from.
-    resume_key: Option<String>,
-    /// Resuming: the kept partial offered to the sender, until its file arrives.
-    partial: Option<KeptPartial>,
-    /// Every subfolder by its sanitised components: its handle, or why it could not be made.
-    dirs: HashMap<Vec<String>, Result<Downloads, String>>,
-    verified: Vec<u64>,
-    failed: Vec<FileFailed>,
-    /// Files received and verified but still `.part`: their data is made durable for the
-    /// whole batch at once, then they are named, then the verdicts go out.
-    pending: Vec<Pending>,
-    /// Folders that got new names since the last `files` answer: synced before it.
-    unsynced: HashSet<Vec<String>>,
-    oldest: Option<Instant>,
-    totals: (u64, u64),
-}
-
-impl FolderRx {
-    /// The folder for `components` (made as needed, parents first).
-    pub(super) fn dir(&mut self, components: &[String]) -> Result<Downloads, String> {
-        if let Some(known) = self.dirs.get(components) {
-            return known.clone();
-        }
-        let made = match components.split_last() {
-            None => Err("the folder's root is missing".to_owned()),
-            Some((name, parent)) => self
-                .dir(parent)
-                .and_then(|parent| make_dir(&parent, name).map_err(|e| e.to_string())),
-        };
-        self.dirs.insert(components.to_vec(), made.clone());
-        made
-    }
-
-    fn verdict(&mut self, index: u64, failure: Option<String>) {
-        match failure {
-            None => {
-                let parent = usize::try_from(index)
-                    .ok()
-                    .and_then(|i| self.entries.get(i))
-                    .and_then(|e| e.components.split_last())
-                    .map(|(_, parent)| parent.to_vec());
-                // The folder and every folder above it (a new subfolder is a new name too).
-                if let Some(parent) = parent {
-                    for depth in 0..=parent.len() {
-                        self.unsynced.insert(parent[..depth].to_vec());
-                    }
-                }
-                self.verified.push(index);
-                self.totals.0 += 1;
-            }
-            Some(reason) => {
-                self.failed.push(FileFailed {
-                    index,
-                    reason: clip(&reason, MAX_REASON_CHARS),
-                });
-                self.totals.1 += 1;
-            }
-        }
-        self.oldest.get_or_insert_with(Instant::now);
-    }
-
-    /// The `files` answer to send now, if one is due (always when `force`).
-    fn due(&mut self, force: bool) -> Option<ReceiverMsg> {
-        let waiting = self.verified.len() + self.failed.len() + self.pending.len();
-        let old = self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
-        if waiting == 0 || !(force || old || waiting >= FLUSH_VERDICTS) {
-            return None;
-        }
-        self.oldest = None;
-        // Files are verified only once their names are durable: each folder once per batch
-        // (their data was synced at commit).
-        for parent in std::mem::take(&mut self.unsynced) {
-            if let Some(Ok(dir)) = self.dirs.get(&parent)
-                && let Err(e) = dir.sync_dir()
-            {
-                log::warn!("cannot sync {:?}: {e}", dir.path());
-            }
-        }
-        Some(ReceiverMsg::Files {
-            verified: std::mem::take(&mut self.verified),
-            failed: std::mem::take(&mut self.failed),
-        })
-    }
-}
-
-/// Creates (or, when an earlier entry made it, reuses) the subfolder `name` and opens it.
-fn make_dir(parent: &Downloads, name: &str) -> io::Result<Downloads> {
-    match parent.dir().create_dir(name) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    // Opened without following a symlink: whatever has this name must be a real folder.
-    Ok(parent.within(parent.dir().open_dir(name)?))
-}
-
-/// Creates the folder's root under the first free name: `photos`, `photos (1)`, ...
-fn create_root(downloads: &Downloads, safe: &SafeName) -> io::Result<(String, DownloadDir)> {
-    for n in 0..MAX_ROOT_ALTERNATIVES {
-        let name = match n {
-            0 => safe.as_str().to_owned(),
-            n => format!("{safe} ({n})"),
-        };
-        match downloads.dir().create_dir(&name) {
-            Ok(()) => match downloads.dir().open_dir(&name) {
-                Ok(root) => return Ok((name.clone(), root)),
-                // Swapped for someone else's folder since we made it: leave it, take the next.
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    log::warn!("{name:?}: {e}");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            },
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        format!("no free name for the folder {safe}"),
-    ))
-}
-
-fn mtime(secs: u64) -> Option<SystemTime> {
-    (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-}
+use super::folder_rx::{FLUSH_BEFORE_BYTES, FolderRx, Pending, create_root, mtime};
 
 impl Connection<'_> {
     /// The offered folder (the session holds its listing): decide, create its root, answer,
@@ -349,12 +198,9 @@ impl Connection<'_> {
     }
 
     fn flush_verdicts(&mut self, rx: &mut FolderRx, force: bool) {
-        let waiting = rx.verified.len() + rx.failed.len() + rx.pending.len();
-        let old = rx.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
-        if waiting > 0 && (force || old || waiting >= FLUSH_VERDICTS) {
+        if rx.is_due(force) {
             self.commit_pending(rx);
-        }
-        if let Some(msg) = rx.due(force) {
+            let msg = rx.answer();
             self.answer(&msg);
         }
     }

@@ -21,7 +21,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::connection::{Connection, WAITING_INTERVAL};
-use super::folder::FolderRx;
+use super::folder_rx::FolderRx;
 use crate::protocol::{PART_SUFFIX, ReceiverMsg, encode_receiver_msg, sanitize_file_name};
 use crate::transfer::files::RESUME_TAG_LEN;
 use crate::transfer::{DownloadDir, Downloads, PartFile};

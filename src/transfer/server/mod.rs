@@ -24,6 +24,7 @@ mod connection;
 mod consent;
 mod folder;
 mod folder_resume;
+mod folder_rx;
 mod listener;
 mod outcome;
 mod probe;

@@ -1,0 +1,159 @@
+//! Tests of [`super`] (files.rs), kept apart so the module stays readable.
+use super::*;
+use crate::protocol::sanitize_file_name;
+use std::fs;
+
+fn downloads(dir: &Path) -> Downloads {
+    Downloads::open(dir, true).unwrap()
+}
+
+#[test]
+fn never_overwrites_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = downloads(dir.path());
+    fs::write(dir.path().join("a.txt"), b"old").unwrap();
+    let name = sanitize_file_name("a.txt");
+
+    let mut first = PartFile::create(&downloads, &name, None).unwrap();
+    let mut second = PartFile::create(&downloads, &name, None).unwrap();
+    assert_eq!(first.final_name(), "a (1).txt");
+    assert_eq!(second.final_name(), "a (2).txt");
+    first.file().unwrap().write_all(b"one").unwrap();
+    second.file().unwrap().write_all(b"two").unwrap();
+    assert!(
+        !dir.path().join("a (1).txt").exists(),
+        "no final name before commit"
+    );
+
+    let path = first.commit().unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"one");
+    drop(second);
+    assert!(!dir.path().join("a (2).txt.ferry.part").exists());
+    assert!(!dir.path().join("a (2).txt").exists());
+    assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"old");
+    assert!(downloads.parts().is_empty());
+}
+
+#[test]
+fn commit_skips_a_name_taken_meanwhile_even_by_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("victim");
+    fs::write(&target, b"victim").unwrap();
+    let downloads = downloads(dir.path());
+    let mut part = PartFile::create(&downloads, &sanitize_file_name("b.txt"), None).unwrap();
+    part.file().unwrap().write_all(b"new").unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("b.txt")).unwrap();
+    fs::write(dir.path().join("b (1).txt"), b"someone else").unwrap();
+    let path = part.commit().unwrap();
+    assert_eq!(path, dir.path().join("b (2).txt"));
+    assert_eq!(fs::read(&path).unwrap(), b"new");
+    assert_eq!(fs::read(&target).unwrap(), b"victim");
+    assert!(
+        fs::symlink_metadata(dir.path().join("b.txt"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        fs::read(dir.path().join("b (1).txt")).unwrap(),
+        b"someone else"
+    );
+    assert!(!dir.path().join("b.txt.ferry.part").exists());
+}
+
+#[test]
+fn a_kept_partial_is_found_for_resume_but_never_while_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = downloads(dir.path());
+    let name = sanitize_file_name("c.bin");
+    let mut part = PartFile::create(&downloads, &name, None).unwrap();
+    part.file().unwrap().write_all(b"hello").unwrap();
+    assert!(
+        PartFile::resumable(&downloads, &name, 10, None)
+            .unwrap()
+            .is_none(),
+        "a live part is not resumable"
+    );
+    part.keep();
+    drop(part);
+    assert!(dir.path().join("c.bin.ferry.part").exists());
+    assert!(
+        PartFile::resumable(&downloads, &name, 4, None)
+            .unwrap()
+            .is_none(),
+        "longer than offered"
+    );
+    let (mut resumed, len) = PartFile::resumable(&downloads, &name, 10, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(len, 5);
+    let hasher = resumed.hash_prefix(len, &mut [0u8; 2], || {}).unwrap();
+    assert_eq!(hasher.finalize(), blake3::hash(b"hello"));
+    resumed.file().unwrap().write_all(b" world").unwrap();
+    assert_eq!(resumed.commit().unwrap(), dir.path().join("c.bin"));
+    assert_eq!(fs::read(dir.path().join("c.bin")).unwrap(), b"hello world");
+}
+
+#[test]
+fn a_planted_link_under_a_partials_name_is_never_resumed_or_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    fs::write(&victim, b"secret").unwrap();
+    let downloads = downloads(dir.path());
+    let name = sanitize_file_name("d.bin");
+    fs::hard_link(&victim, dir.path().join("d.bin.ferry.part")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("d (1).bin.ferry.part")).unwrap();
+    assert!(
+        PartFile::resumable(&downloads, &name, 100, None)
+            .unwrap()
+            .is_none()
+    );
+    let mut fresh = PartFile::create(&downloads, &name, None).unwrap();
+    assert_eq!(fresh.final_name(), "d (2).bin");
+    fresh.file().unwrap().write_all(b"mine").unwrap();
+    drop(fresh);
+    assert_eq!(fs::read(&victim).unwrap(), b"secret");
+    assert!(dir.path().join("d.bin.ferry.part").exists(), "left alone");
+}
+
+#[test]
+fn the_free_name_search_resumes_where_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = downloads(dir.path());
+    let name = sanitize_file_name("z.txt");
+    for expected in ["z.txt", "z (1).txt", "z (2).txt"] {
+        let mut part = PartFile::create(&downloads, &name, None).unwrap();
+        assert_eq!(part.final_name(), expected);
+        part.commit().unwrap();
+    }
+    assert_eq!(downloads.name_hint(&name), 3);
+    // The user deletes the first one: numbers below the hint are found by wrapping.
+    fs::remove_file(dir.path().join("z (1).txt")).unwrap();
+    set_hint_for_test(&downloads, &name, MAX_ALTERNATIVES - 1);
+    let a = PartFile::create(&downloads, &name, None).unwrap();
+    assert_eq!(a.final_name(), format!("z ({}).txt", MAX_ALTERNATIVES - 1));
+    let b = PartFile::create(&downloads, &name, None).unwrap();
+    assert_eq!(b.final_name(), "z (1).txt");
+}
+
+fn set_hint_for_test(downloads: &Downloads, name: &SafeName, next: u32) {
+    downloads.set_name_hint(name, next);
+}
+
+#[test]
+fn reservations_add_up_and_are_released_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = downloads(dir.path());
+    let free = downloads.0.dir.available_space().unwrap();
+    // Most of the disk, so other processes' writes meanwhile cannot change the outcome.
+    let most = free / 10 * 9;
+    let first = downloads.reserve(most).unwrap();
+    let refused = downloads.reserve(most).unwrap_err();
+    assert_eq!(refused.needed, most);
+    assert!(refused.available < most / 2, "{refused:?}");
+    drop(first);
+    assert!(downloads.reserve(most).is_ok());
+    assert_eq!(*lock(&downloads.0.reserved), 0);
+}
