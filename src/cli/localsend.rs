@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::transfer::Bars;
 use super::{SendArgs, ServeArgs};
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
@@ -236,25 +235,7 @@ pub(super) fn send_by_alias(
     let (sink, events) = event_channel(None);
     let files: Vec<OutgoingFile> = args.files.into_iter().map(OutgoingFile::new).collect();
     let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
-    let worker = std::thread::Builder::new()
-        .name("ferry-localsend-send".into())
-        .spawn(move || sender.send_files(&target, &files, &sink, &CancelToken::new()))
-        .context("cannot start the sending thread")?;
-    let mut bars = Bars::new();
-    for event in &events {
-        bars.show(&event);
-    }
-    let outcomes = worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
-    let mut all_ok = true;
-    for (path, outcome) in paths.iter().zip(&outcomes) {
-        println!("{}: {}", path.display(), escape_line(&outcome.to_string()));
-        all_ok &= outcome.is_success();
-    }
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    super::transfer::run_send("ferry-localsend-send", &events, &paths, move || {
+        sender.send_files(&target, &files, &sink, &CancelToken::new())
     })
 }

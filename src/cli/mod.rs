@@ -7,6 +7,7 @@
 //! error, ...); 2 bad usage (clap's own code).
 
 mod ask;
+mod bench;
 mod discover;
 mod docs;
 mod localsend;
@@ -293,6 +294,6 @@ pub fn run(command: CliCommand) -> anyhow::Result<ExitCode> {
         CliCommand::Manpage => docs::manpage(),
         CliCommand::Peers(args) => discover::peers(args),
         CliCommand::Doctor(args) => discover::doctor(args),
-        CliCommand::Bench(args) => transfer::bench(args),
+        CliCommand::Bench(args) => bench::bench(args),
     }
 }

@@ -23,13 +23,13 @@ use crate::secure::Keyring;
 use crate::secure::identity::default_config_dir;
 use crate::secure::pairing::PairingCode;
 use crate::transfer::{
-    AcceptPolicy, Decision, OutgoingFile, OutgoingItem, SendOptions, ServerConfig, ServerHandle,
-    ServerStartError, send_items, walk_folder,
+    AcceptPolicy, Decision, FileOutcome, OutgoingFile, OutgoingItem, SendOptions, ServerConfig,
+    ServerHandle, ServerStartError, send_items, walk_folder,
 };
 
 /// This device's identity and trusted devices from the config folder, or `None` with a
 /// warning (then nothing is encrypted, and plain transfers work as ever).
-fn keyring() -> Option<Keyring> {
+pub(super) fn keyring() -> Option<Keyring> {
     let Some(dir) = default_config_dir() else {
         eprintln!(
             "ferry: no config folder (neither $XDG_CONFIG_HOME nor a home folder): encryption is off"
@@ -345,13 +345,30 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .flat_map(|item| item.files().into_iter().map(|f| f.path.clone()))
         .collect();
+    run_send("ferry-send", &events, &paths, move || {
+        send_items(&opts, &items, &sink, &cancel)
+    })
+}
+
+/// Runs a send on a thread named `name` while its events draw one progress bar per file
+/// (until the thread drops its sink), then prints one result line per file: exit 0 only if
+/// every file succeeded.
+pub(super) fn run_send<E>(
+    name: &str,
+    events: &crossbeam_channel::Receiver<Event>,
+    paths: &[PathBuf],
+    send: impl FnOnce() -> Result<Vec<FileOutcome>, E> + Send + 'static,
+) -> anyhow::Result<ExitCode>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     let worker = thread::Builder::new()
-        .name("ferry-send".into())
-        .spawn(move || send_items(&opts, &items, &sink, &cancel))
+        .name(name.into())
+        .spawn(send)
         .context("cannot start the sending thread")?;
     let mut bars = Bars::new();
     // The channel closes when the worker drops its sink, i.e. when it is done.
-    for event in &events {
+    for event in events {
         bars.show(&event);
     }
     let outcomes = worker
@@ -565,7 +582,7 @@ impl Bars {
 /// `--to` as an address (`HOST[:PORT]`, checked to resolve), or else, when it names no host
 /// and gives no port, the name of a device discovered on the LAN or trusted. Discovery runs
 /// only for such a name, never for a typed address.
-fn destination_or_device(typed: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
+pub(super) fn destination_or_device(typed: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     let could_be_a_name = !typed.contains(':');
     // A trusted device's name wins over a host of that name: it comes with the key the
     // receiver must prove, which a name anyone on the LAN can answer for does not.
@@ -578,44 +595,4 @@ fn destination_or_device(typed: &str) -> anyhow::Result<(String, Option<[u8; 32]
         Err(_) if could_be_a_name => super::discover::find_device(typed),
         Err(e) => Err(e.into()),
     }
-}
-
-/// `ferry bench --to`: the speed test, its figures as lines with bars, and the bottleneck.
-pub fn bench(args: super::BenchArgs) -> anyhow::Result<ExitCode> {
-    let (to, expect_key) = destination_or_device(&args.to)?;
-    let mut opts = SendOptions::new(to.clone());
-    if !args.no_encryption {
-        opts.keyring = keyring();
-        opts.expect_key = expect_key;
-    }
-    let secs = args.secs.clamp(0.5, 60.0);
-    eprintln!("testing the speed to {to} for {secs} s (nothing is saved there)...");
-    let report = crate::transfer::probe(&opts, Duration::from_secs_f64(secs))?;
-    println!(
-        "speed test with {to}: {} MB in {:.1} s, {}",
-        report.bytes / 1_000_000,
-        report.secs,
-        security_words(&report.security)
-    );
-    let rows = [
-        ("network", report.network),
-        ("receiver's disk", report.receiver_disk),
-        ("receiver's hashing", report.receiver_hash),
-        ("sender's hashing", report.sender_hash),
-    ];
-    let top = rows.iter().map(|(_, v)| *v).max().unwrap_or(1).max(1);
-    for (label, speed) in rows {
-        if speed == 0 {
-            println!("{label:<19} not measured");
-            continue;
-        }
-        let bar = "#".repeat(((speed as f64 / top as f64) * 30.0).round().max(1.0) as usize);
-        println!("{label:<19} {:>7} MB/s  {bar}", speed / 1_000_000);
-    }
-    let (limit, speed) = report.bottleneck();
-    println!(
-        "limited by: {limit} (a transfer can go at about {} MB/s)",
-        speed / 1_000_000
-    );
-    Ok(ExitCode::SUCCESS)
 }
