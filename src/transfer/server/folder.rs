@@ -432,15 +432,7 @@ impl Connection<'_> {
             }
             Err(TransferError::CancelledHere) => {
                 drop(part);
-                self.answer(&ReceiverMsg::Cancel {
-                    code: CancelCode::User,
-                    reason: "cancelled by the receiver".into(),
-                });
-                sink.transfer(TransferEvent::Cancelled { id, by_peer: false });
-                Err(ConnEnd {
-                    error: TransferError::CancelledHere,
-                    reported: true,
-                })
+                Err(self.cancelled_here(id))
             }
             Err(error) => {
                 let mut part = part;

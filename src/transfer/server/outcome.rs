@@ -53,6 +53,22 @@ impl Connection<'_> {
         sink.transfer(TransferEvent::Failed { id, failure });
     }
 
+    /// This side cancelled a file: the sender is told, the row says so, and the connection
+    /// ends (its read side is already shut). The partial is the caller's to drop first.
+    pub(super) fn cancelled_here(&mut self, id: TransferId) -> ConnEnd {
+        self.answer(&ReceiverMsg::Cancel {
+            code: CancelCode::User,
+            reason: "cancelled by the receiver".into(),
+        });
+        self.shared
+            .sink
+            .transfer(TransferEvent::Cancelled { id, by_peer: false });
+        ConnEnd {
+            error: TransferError::CancelledHere,
+            reported: true,
+        }
+    }
+
     /// Reports how a file ended, answers a Ferry sender, and decides whether the connection
     /// can carry the next file. The part file is dealt with (committed, removed or kept)
     /// before anyone is told, so what an event says is already true on disk.
@@ -129,16 +145,7 @@ impl Connection<'_> {
             }
             Err(TransferError::CancelledHere) => {
                 drop(part);
-                self.answer(&ReceiverMsg::Cancel {
-                    code: CancelCode::User,
-                    reason: "cancelled by the receiver".into(),
-                });
-                sink.transfer(TransferEvent::Cancelled { id, by_peer: false });
-                // The read side is shut: this connection is done.
-                Err(ConnEnd {
-                    error: TransferError::CancelledHere,
-                    reported: true,
-                })
+                Err(self.cancelled_here(id))
             }
             Err(error) => {
                 let mut failure = error.failure();
