@@ -1,11 +1,19 @@
 //! Folder benchmark (issue 13): many small files in nested folders, Ferry (in-process server
-//! and sender on loopback, fsync on as by default, and off) against `tar c | nc` into
-//! `nc | tar x`, alternating in the same run; then many empty files (files/s); then one
-//! large file inside a folder against the same file sent alone. Prints figures; asserts
-//! nothing.
+//! and sender on loopback; as a user gets it, encrypted with fsync on, and with each turned
+//! off) against `tar c | nc` into `nc | tar x`, in the same run, the order rotating each
+//! round; then many empty files (files/s); then one large file inside a folder against the
+//! same file sent alone. Prints figures and medians; asserts nothing.
+//!
+//! Every round's output stays until the end: on a file system without a journal (ext4 in
+//! some VMs) creating files within about 30 s of deleting many costs several times more
+//! (the inode allocator skips recently deleted inodes one by one), which would otherwise
+//! charge one round's clean-up to whichever case runs next.
+//!
+//! The work folder is made in `TMPDIR`: point it at a folder whose file system is not
+//! churned by other work (on a machine running test suites, /tmp is; `TMPDIR=/var/tmp`).
 //!
 //! ```text
-//! cargo bench --bench folders
+//! TMPDIR=/var/tmp cargo bench --bench folders
 //! FERRY_BENCH_FILES=2000 FERRY_BENCH_EMPTY=10000 FERRY_BENCH_BIG=268435456 cargo bench --bench folders
 //! ```
 
@@ -15,8 +23,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry::events::{CancelToken, event_channel};
+use ferry::secure::Keyring;
 use ferry::transfer::{
-    OutgoingFile, OutgoingItem, SendOptions, ServerConfig, ServerHandle, send_items, walk_folder,
+    AcceptPolicy, OutgoingFile, OutgoingItem, SendOptions, ServerConfig, ServerHandle, send_items,
+    walk_folder,
 };
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -48,14 +58,34 @@ fn make_tree(root: &Path, count: usize, max_len: usize) -> u64 {
     total
 }
 
-fn ferry_send(items: Vec<OutgoingItem>, out: &Path, fsync: bool) -> Duration {
+/// How Ferry is run in a round.
+#[derive(Clone, Copy)]
+struct Setup {
+    fsync: bool,
+    encrypted: bool,
+}
+
+const DEFAULT: Setup = Setup {
+    fsync: true,
+    encrypted: true,
+};
+
+fn ferry_send(items: Vec<OutgoingItem>, out: &Path, setup: Setup) -> Duration {
     let mut config = ServerConfig::new([127, 0, 0, 1].into(), 0, out.to_owned());
-    config.fsync = fsync;
+    config.fsync = setup.fsync;
     config.max_files_per_connection = 1_000_000;
+    config.policy = AcceptPolicy::Everyone;
+    let keys = tempfile::tempdir().expect("keys");
+    if setup.encrypted {
+        config.keyring = Some(Keyring::load(&keys.path().join("receiver")).expect("keyring"));
+    }
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink).expect("server");
     std::thread::spawn(move || for _ in events {});
-    let opts = SendOptions::new(server.local_addr().to_string());
+    let mut opts = SendOptions::new(server.local_addr().to_string());
+    if setup.encrypted {
+        opts.keyring = Some(Keyring::load(&keys.path().join("sender")).expect("keyring"));
+    }
     let (sink, events) = event_channel(None);
     std::thread::spawn(move || for _ in events {});
     let start = Instant::now();
@@ -66,6 +96,14 @@ fn ferry_send(items: Vec<OutgoingItem>, out: &Path, fsync: bool) -> Duration {
         eprintln!("  {failed} files failed, the first: {first}");
     }
     took
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n => v[n / 2],
+    }
 }
 
 fn tar_nc(src: &Path, name: &str, out: &Path) -> Option<Duration> {
@@ -118,51 +156,83 @@ fn main() {
     let tree = src.join("tree");
     let bytes = make_tree(&tree, files, 64 * 1024);
     eprintln!("{files} files, {} MiB, {runs} rounds", bytes >> 20);
-    for round in 0..runs {
-        let out = tempfile::tempdir_in(work.path()).expect("out");
-        let f = ferry_send(vec![folder_item(&tree)], out.path(), true);
-        let out = tempfile::tempdir_in(work.path()).expect("out");
-        let n = ferry_send(vec![folder_item(&tree)], out.path(), false);
-        let out = tempfile::tempdir_in(work.path()).expect("out");
-        let t = tar_nc(&src, "tree", out.path());
-        let rate = |d: Duration| files as f64 / d.as_secs_f64();
-        match t {
-            Some(t) => eprintln!(
-                "round {round}: ferry {:.0} files/s ({:.2}x tar|nc), ferry --no-fsync {:.0} files/s ({:.2}x), tar|nc {:.0} files/s",
-                rate(f),
-                t.as_secs_f64() / f.as_secs_f64(),
-                rate(n),
-                t.as_secs_f64() / n.as_secs_f64(),
-                rate(t)
-            ),
-            None => eprintln!(
-                "round {round}: ferry {:.0} files/s, --no-fsync {:.0} files/s (tar|nc unavailable)",
-                rate(f),
-                rate(n)
-            ),
-        }
-    }
+    // Every source first, and nothing deleted until the end (see the module docs).
     let empties = src.join("empties");
     make_tree(&empties, empty, 0);
-    let out = tempfile::tempdir_in(work.path()).expect("out");
-    let e = ferry_send(vec![folder_item(&empties)], out.path(), false);
-    eprintln!(
-        "{empty} empty files (no fsync): {:.0} files/s",
-        empty as f64 / e.as_secs_f64()
-    );
     let single = src.join("single");
     std::fs::create_dir_all(&single).expect("folder");
     let big_path = single.join("big.bin");
     write_random_file(&big_path, big);
+    // Outputs live until the end (see the module docs).
+    let mut outputs = Vec::new();
+    let cases: [(&str, Option<Setup>); 4] = [
+        ("ferry", Some(DEFAULT)),
+        (
+            "ferry --no-encryption",
+            Some(Setup {
+                encrypted: false,
+                ..DEFAULT
+            }),
+        ),
+        (
+            "ferry --no-fsync",
+            Some(Setup {
+                fsync: false,
+                ..DEFAULT
+            }),
+        ),
+        ("tar|nc", None),
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for round in 0..runs {
+        let mut line = format!("round {round}:");
+        for k in 0..cases.len() {
+            let i = (k + round as usize) % cases.len();
+            let (name, setup) = cases[i];
+            let out = tempfile::tempdir_in(work.path()).expect("out");
+            let took = match setup {
+                Some(setup) => Some(ferry_send(vec![folder_item(&tree)], out.path(), setup)),
+                None => tar_nc(&src, "tree", out.path()),
+            };
+            outputs.push(out);
+            match took {
+                Some(took) => {
+                    let rate = files as f64 / took.as_secs_f64();
+                    rates[i].push(rate);
+                    line += &format!(" {name} {rate:.0} files/s;");
+                }
+                None => line += &format!(" {name} unavailable;"),
+            }
+        }
+        eprintln!("{line}");
+    }
+    let tar = median(rates[cases.len() - 1].clone());
+    for (i, (name, _)) in cases.iter().enumerate() {
+        let m = median(rates[i].clone());
+        eprintln!("median {name}: {m:.0} files/s ({:.2}x tar|nc)", m / tar);
+    }
+    let out = tempfile::tempdir_in(work.path()).expect("out");
+    let no_fsync = Setup {
+        fsync: false,
+        encrypted: false,
+    };
+    let e = ferry_send(vec![folder_item(&empties)], out.path(), no_fsync);
+    outputs.push(out);
+    eprintln!(
+        "{empty} empty files (no fsync): {:.0} files/s",
+        empty as f64 / e.as_secs_f64()
+    );
     // Alternating, twice each, the better of each: the first run of a fresh file pays for
     // filling the page cache, whichever case it is.
     let (mut inside, mut alone) = (Duration::MAX, Duration::MAX);
     for _ in 0..2 {
         let out = tempfile::tempdir_in(work.path()).expect("out");
-        inside = inside.min(ferry_send(vec![folder_item(&single)], out.path(), false));
+        inside = inside.min(ferry_send(vec![folder_item(&single)], out.path(), no_fsync));
+        outputs.push(out);
         let out = tempfile::tempdir_in(work.path()).expect("out");
         let file = vec![OutgoingItem::File(OutgoingFile::new(&big_path))];
-        alone = alone.min(ferry_send(file, out.path(), false));
+        alone = alone.min(ferry_send(file, out.path(), no_fsync));
+        outputs.push(out);
     }
     let mib_s = |d: Duration| (big >> 20) as f64 / d.as_secs_f64();
     eprintln!(

@@ -187,21 +187,23 @@ impl DownloadDir {
         }
     }
 
-    /// Gives the file named `from` the additional name `to`; `AlreadyExists` when `to` is
-    /// taken (never replaced, never followed). Falls back to an atomic no-replace rename
-    /// where the file system has no hard links. Returns true when `from` still exists (a
-    /// link) and false when it was renamed.
-    pub fn link_or_rename(&self, from: &str, to: &str) -> io::Result<bool> {
+    /// Gives the file named `from` the name `to`; `AlreadyExists` when `to` is taken (never
+    /// replaced, never followed). An atomic no-replace rename where the system has one (one
+    /// directory change: a link and an unlink are two, and cost more over thousands of
+    /// small files), else a hard link. Returns true when `from` still exists (a link: the
+    /// caller removes it) and false when it was renamed.
+    pub fn name_without_replacing(&self, from: &str, to: &str) -> io::Result<bool> {
         check_component(from)?;
         check_component(to)?;
+        match self.rename_noreplace(from, to) {
+            Ok(()) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+            // No such rename on this file system (or system): a hard link instead.
+            Err(_) => {}
+        }
         match rustix::fs::linkat(&self.fd, from, &self.fd, to, AtFlags::empty()) {
             Ok(()) => Ok(true),
             Err(Errno::EXIST) => Err(io::ErrorKind::AlreadyExists.into()),
-            // No hard links here (FAT, some network and FUSE file systems).
-            Err(Errno::PERM | Errno::OPNOTSUPP | Errno::MLINK | Errno::NOSYS) => {
-                self.rename_noreplace(from, to)?;
-                Ok(false)
-            }
             Err(e) => Err(e.into()),
         }
     }
@@ -218,10 +220,8 @@ impl DownloadDir {
 
     #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "ios")))]
     fn rename_noreplace(&self, _from: &str, _to: &str) -> io::Result<()> {
-        // A plain rename would replace a file planted meanwhile: refuse instead.
-        Err(io::Error::other(
-            "this file system supports neither hard links nor a no-replace rename",
-        ))
+        // A plain rename would replace a file planted meanwhile: a hard link instead.
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     /// Whether `name` is the very file `file` is open on (same device and inode).
@@ -402,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn link_never_replaces_not_even_a_symlink() {
+    fn naming_never_replaces_not_even_a_symlink() {
         let root = tempfile::tempdir().unwrap();
         let outside = root.path().join("outside.txt");
         std::fs::write(&outside, b"secret").unwrap();
@@ -415,10 +415,13 @@ mod tests {
             .unwrap();
         symlink(&outside, dl.join("a")).unwrap();
         assert_eq!(
-            dir.link_or_rename("a.part", "a").unwrap_err().kind(),
+            dir.name_without_replacing("a.part", "a")
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::AlreadyExists
         );
-        assert!(dir.link_or_rename("a.part", "b").unwrap());
+        let still_linked = dir.name_without_replacing("a.part", "b").unwrap();
+        assert_eq!(dl.join("a.part").exists(), still_linked);
         let mut read = String::new();
         File::open(dl.join("b"))
             .unwrap()

@@ -5,10 +5,11 @@
 //! Invariants:
 //! - Every file-system call goes through the one [`DownloadDir`] handle (no paths, no symlinks
 //!   followed; see [`super::dir`]).
-//! - While bytes arrive, only `NAME.ferry.part` exists; `NAME` appears (by hard link, which fails
-//!   rather than replaces) only in [`PartFile::commit`], after the data was synced to disk
-//!   (unless fsync is off, for benchmarks); the folder is synced after the new name (inside
-//!   a received folder, once per batch of files instead, before they are reported verified).
+//! - While bytes arrive, only `NAME.ferry.part` exists; `NAME` appears (by a no-replace rename
+//!   or a hard link, which fail rather than replace) only in [`PartFile::commit`], after the
+//!   data was synced to disk (unless fsync is off, for benchmarks); the folder is synced
+//!   after the new name (inside a received folder, once per batch of files instead, before
+//!   they are reported verified).
 //! - A kept partial is resumed only after its open file was checked (a regular file, one link,
 //!   ours); anything else under that name is left alone and the upload takes a fresh name.
 //! - Dropping an uncommitted `PartFile` deletes the `.part` (so every early return cleans up),
@@ -418,7 +419,7 @@ impl PartFile {
                 break;
             }
             let target = self.safe.numbered(number);
-            let still_linked = match dir.link_or_rename(&self.part_name, &target) {
+            let still_linked = match dir.name_without_replacing(&self.part_name, &target) {
                 Ok(still_linked) => still_linked,
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),

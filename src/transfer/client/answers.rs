@@ -123,6 +123,9 @@ impl Upload<'_> {
     /// Waits for the receiver's next answer (checked by the session), polling for
     /// cancellation; `waiting` extends the wait to the receiver's decision time.
     pub(super) fn wait_answer(&mut self, id: TransferId) -> Result<Answer, Stop> {
+        // Whatever a corked writer gathered must reach the receiver before its answer can.
+        let flushed = std::io::Write::flush(&mut self.stream);
+        self.io_or_explain(flushed)?;
         let mut deadline = Instant::now() + self.opts.answer_timeout;
         loop {
             let Some(rx) = &self.answers else {

@@ -259,6 +259,10 @@ impl Upload<'_> {
         };
         // Index -> (id, relative path, resumed from) of every file sent and not yet judged.
         let mut waiting: HashMap<u64, (TransferId, String, u64)> = HashMap::new();
+        // Small files' frames and bytes go out together (uncorked below, or flushed by a
+        // wait for an answer).
+        let corked = self.stream.set_corked(true);
+        self.io_or_explain(corked)?;
         for (index, file) in &folder.files {
             if self.cancel.is_cancelled() {
                 break;
@@ -300,6 +304,8 @@ impl Upload<'_> {
         }
         let end = self.session.folder_end()?;
         self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
+        let uncorked = self.stream.set_corked(false);
+        self.io_or_explain(uncorked)?;
         loop {
             match self.wait_answer(first)? {
                 Answer::FolderDone { .. } => break,

@@ -312,13 +312,13 @@ fn establish(
         (_, Mode::Ferry) => {
             let incoming = Incoming::Plain(clone(&stream)?);
             return Ok((
-                Outgoing::Plain(stream),
+                Outgoing::plain(stream),
                 Some(incoming),
                 peer,
                 Security::Plain,
             ));
         }
-        (_, Mode::Plain) => return Ok((Outgoing::Plain(stream), None, peer, Security::Plain)),
+        (_, Mode::Plain) => return Ok((Outgoing::plain(stream), None, peer, Security::Plain)),
     };
     // The go-ahead and the handshake get the answer timeout; the answers thread then waits
     // as long as each answer may take.

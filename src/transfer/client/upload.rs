@@ -25,6 +25,10 @@ use crate::transfer::{CANCELLED_BY_SENDER, TransferError, write_all};
 /// How much of a chunk is read and hashed at a time (fits a core's L2 cache).
 pub(super) const HASH_SLICE_LEN: usize = 256 * 1024;
 
+/// Chunks up to this size are copied out with their frames rather than `sendfile`d: for a
+/// small file one buffered send beats a syscall (and a segment) per piece.
+const INLINE_CHUNK_LEN: usize = 64 * 1024;
+
 /// The sender's words when its file shrank under it.
 const SHRANK: &str = "the file shrank while it was being sent";
 
@@ -216,10 +220,15 @@ impl Upload<'_> {
                 return Err(Stop::Cancelled);
             }
             // A plain peer cannot be told that a file went wrong: only closing stops it.
-            send_file_range(self.stream.socket(), &file, sent, n).map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => Stop::broken(FailureKind::LocalFile, SHRANK),
-                _ => Stop::broken(interrupted(), format!("cannot send the file: {e}")),
-            })?;
+            let socket = self.stream.data_socket();
+            socket
+                .and_then(|socket| send_file_range(socket, &file, sent, n))
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => {
+                        Stop::broken(FailureKind::LocalFile, SHRANK)
+                    }
+                    _ => Stop::broken(interrupted(), format!("cannot send the file: {e}")),
+                })?;
             self.session.sent(n as u64)?;
             sent += n as u64;
             throttle.report(self.sink, id, sent);
@@ -301,9 +310,10 @@ impl Upload<'_> {
                 return Ok(Some(FileOutcome::Cancelled));
             }
             // Read and hash in cache-sized slices: each slice is hashed while still in cache.
-            // An encrypted stream keeps the whole chunk (it is sealed from this buffer); a
-            // plain one sends it again from the page cache, so one slice's room is enough.
-            let keep = self.stream.is_secure();
+            // An encrypted stream keeps the whole chunk (it is sealed from this buffer), and
+            // so does a small one (it goes out with its frames: see `Outgoing`'s cork); a
+            // large plain one is sent again from the page cache, so one slice's room is enough.
+            let keep = self.stream.is_secure() || want <= INLINE_CHUNK_LEN;
             let mut n = 0;
             let mut failure = None;
             while n < want {
@@ -347,7 +357,10 @@ impl Upload<'_> {
             // The bytes just hashed go out again from the page cache, without a user-space
             // copy; if the file changed in between, the receiver's check fails, as it should.
             if let Some(chunk_header) = self.session.chunk_header(n) {
-                let header_sent = send_more(self.stream.socket(), &chunk_header);
+                let header_sent = self
+                    .stream
+                    .data_socket()
+                    .and_then(|socket| send_more(socket, &chunk_header));
                 self.io_or_explain(header_sent)?;
             }
             match send_file_range(self.stream.socket(), file, sent, n) {

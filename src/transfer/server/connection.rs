@@ -56,13 +56,14 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     };
     let mut conn = Connection {
         reader: BufReader::with_capacity(64 * 1024, Incoming::Plain(stream)),
-        writer: Outgoing::Plain(writer),
+        writer: Outgoing::plain(writer),
         peer,
         shared,
         session: ReceiverSession::new(shared.config.max_files_per_connection),
         buf: vec![0u8; RECV_BUF_LEN],
         security: Security::Plain,
         device: None,
+        waker: None,
     };
     let end = conn.run();
     if let Err(ConnEnd { error, .. }) = &end {
@@ -124,9 +125,19 @@ pub(super) struct Connection<'a> {
     pub security: Security,
     /// The device on the other end of an encrypted connection, as its handshake proved it.
     pub device: Option<PeerInfo>,
+    /// A second handle on the socket for [`Live`] (made once, on the first file).
+    pub waker: Option<Arc<TcpStream>>,
 }
 
 impl Connection<'_> {
+    /// The handle a cancel uses to wake this connection's blocked read.
+    pub(super) fn waker(&mut self) -> Option<Arc<TcpStream>> {
+        if self.waker.is_none() {
+            self.waker = self.writer.socket().try_clone().ok().map(Arc::new);
+        }
+        self.waker.clone()
+    }
+
     /// Reads the next frame. Its first byte may take up to the idle timeout; once it came,
     /// the rest must arrive within the header deadline, so a peer trickling a header byte by
     /// byte cannot hold its slot.
@@ -138,13 +149,17 @@ impl Connection<'_> {
             Err(e) => return Err(read_error(e, idle.as_secs())),
         }
         let deadline = Instant::now() + self.shared.config.header_deadline;
-        let read = read_frame(&mut Within {
+        let mut within = Within {
             reader: &mut self.reader,
             deadline,
             idle,
-        });
-        // Back to the idle timeout for whatever follows.
-        let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
+            touched: false,
+        };
+        let read = read_frame(&mut within);
+        if within.touched {
+            // Back to the idle timeout for whatever follows.
+            let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
+        }
         match read {
             Ok(Some(body)) => Ok(Some(decode_sender_msg(&body)?)),
             Ok(None) => Ok(None),
@@ -227,8 +242,8 @@ impl Connection<'_> {
             socket.try_clone().map_err(TransferError::Io)?,
         ));
         let reader = std::mem::replace(&mut self.reader, placeholder);
-        let writer = std::mem::replace(&mut self.writer, Outgoing::Plain(socket));
-        let Outgoing::Plain(writer) = writer else {
+        let writer = std::mem::replace(&mut self.writer, Outgoing::plain(socket));
+        let Some(writer) = writer.into_plain() else {
             return Err(TransferError::Unexpected("a second secure hello".into()).into());
         };
         let keyring = shared.config.keyring.as_ref();
@@ -388,11 +403,12 @@ impl Connection<'_> {
             security: self.security.clone(),
         });
         let cancel = Arc::new(AtomicBool::new(false));
+        let stream = self.waker();
         lock(&self.shared.live).insert(
             id,
             Live {
                 cancel: Arc::clone(&cancel),
-                stream: self.writer.socket().try_clone().ok(),
+                stream,
             },
         );
         let outcome =

@@ -9,7 +9,7 @@
 //! `O_DIRECTORY | O_NOFOLLOW` beneath its parent's handle, one sanitised component at a
 //! time, and every file is created relative to its folder's handle.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -30,6 +30,7 @@ use crate::protocol::{
 use crate::transfer::files::NoRoom;
 use crate::transfer::{PartFile, TransferError, write_all};
 
+use super::committer::{Committed, Committer};
 use super::folder_rx::{FLUSH_BEFORE_BYTES, FolderRx, Pending, create_root, mtime};
 
 impl Connection<'_> {
@@ -106,16 +107,19 @@ impl Connection<'_> {
             .folder()
             .map(|f| f.entries().to_vec())
             .unwrap_or_default();
+        let root = downloads.within(root);
+        let committer =
+            Committer::start(root.clone(), self.shared.sink.clone()).map_err(TransferError::Io)?;
         let mut rx = FolderRx {
             root_name: root_name.clone(),
             entries,
             resume_key,
             partial: None,
-            dirs: HashMap::from([(Vec::new(), Ok(downloads.within(root)))]),
+            dirs: HashMap::from([(Vec::new(), Ok(root))]),
             verified: Vec::new(),
             pending: Vec::new(),
             failed: Vec::new(),
-            unsynced: HashSet::new(),
+            committer,
             oldest: None,
             totals: (0, 0),
         };
@@ -197,54 +201,31 @@ impl Connection<'_> {
         Ok(())
     }
 
+    /// Sends the verdicts that are ready when a batch is due (`force`: everything, waiting
+    /// for the files handed to the committer). A due batch of verified files goes to the
+    /// committer first; their verdicts come back once they are named (see
+    /// [`super::committer`]).
     fn flush_verdicts(&mut self, rx: &mut FolderRx, force: bool) {
-        if rx.is_due(force) {
-            self.commit_pending(rx);
+        let due = rx.is_due(force);
+        let mut named = Vec::new();
+        if due && !rx.pending.is_empty() {
+            named = rx.committer.submit(std::mem::take(&mut rx.pending));
+            if rx.verified.is_empty() && rx.failed.is_empty() {
+                // What waited is with the committer now; its verdicts restart the clock.
+                rx.oldest = None;
+            }
+        }
+        named.extend(match force {
+            true => rx.committer.wait_all(),
+            false => rx.committer.ready(),
+        });
+        let got = !named.is_empty();
+        for Committed { index, failure } in named {
+            rx.verdict(index, failure);
+        }
+        if (due || got) && !(rx.verified.is_empty() && rx.failed.is_empty()) {
             let msg = rx.answer();
             self.answer(&msg);
-        }
-    }
-
-    /// Names the batch's verified files: one sync of all their data first (instead of one
-    /// journal commit per small file), then each link, then their verdicts and events. A
-    /// name therefore never appears before its data is durable.
-    fn commit_pending(&mut self, rx: &mut FolderRx) {
-        let pending = std::mem::take(&mut rx.pending);
-        if pending.is_empty() {
-            return;
-        }
-        let synced = match rx.dirs.get(&Vec::new()) {
-            Some(Ok(root)) if root.fsync() => root.sync_all_data().map_err(|e| e.to_string()),
-            _ => Ok(()),
-        };
-        let sink = &self.shared.sink;
-        for Pending {
-            mut part,
-            id,
-            index,
-            shown,
-        } in pending
-        {
-            let committed = synced.clone().and_then(|()| {
-                part.commit_synced()
-                    .map_err(|e| TransferError::Disk(e).to_string())
-            });
-            match committed {
-                Ok(path) => {
-                    rx.verdict(index, None);
-                    sink.transfer(TransferEvent::Finished {
-                        id,
-                        verified: true,
-                        saved_as: Some(shown),
-                        path: Some(path),
-                    });
-                }
-                Err(reason) => {
-                    rx.verdict(index, Some(reason.clone()));
-                    let failure = Failure::new(FailureKind::Disk, reason);
-                    sink.transfer(TransferEvent::Failed { id, failure });
-                }
-            }
         }
     }
 
@@ -334,11 +315,12 @@ impl Connection<'_> {
             security: self.security.clone(),
         });
         let cancel = Arc::new(AtomicBool::new(false));
+        let stream = self.waker();
         lock(&self.shared.live).insert(
             id,
             Live {
                 cancel: Arc::clone(&cancel),
-                stream: self.writer.socket().try_clone().ok(),
+                stream,
             },
         );
         let outcome = self.receive_entry(&mut part, id, &entry, size, (offset, prefix), &cancel);

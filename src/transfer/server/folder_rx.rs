@@ -2,10 +2,11 @@
 //! verdicts and verified files waiting for their batch, and how a root and its subfolders
 //! are made beneath the download handle (see [`super::folder`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::committer::Committer;
 use super::folder_resume::KeptPartial;
 use crate::events::TransferId;
 use crate::protocol::{FileFailed, ReceiverMsg, SafeEntry, SafeName, clip};
@@ -13,9 +14,11 @@ use crate::transfer::dir::DownloadDir;
 use crate::transfer::{Downloads, PartFile};
 
 /// Verdicts are sent once this many are waiting...
-pub(super) const FLUSH_VERDICTS: usize = 512;
-/// ...or once the oldest waited this long.
-pub(super) const FLUSH_AFTER: Duration = Duration::from_millis(20);
+pub(super) const FLUSH_VERDICTS: usize = 1024;
+/// ...or once the oldest waited this long. Each batch costs two syncs of the file system
+/// (data, then names) when syncs are on: short enough for the sender's rows to move
+/// smoothly, long enough that the syncs stay a small share of the time.
+pub(super) const FLUSH_AFTER: Duration = Duration::from_millis(100);
 /// Files at least this large send the verdicts waiting before them first.
 pub(super) const FLUSH_BEFORE_BYTES: u64 = 1024 * 1024;
 /// How many numbered names (`photos (n)`) are tried for a folder's root.
@@ -47,8 +50,8 @@ pub(super) struct FolderRx {
     /// Files received and verified but still `.part`: their data is made durable for the
     /// whole batch at once, then they are named, then the verdicts go out.
     pub(super) pending: Vec<Pending>,
-    /// Folders that got new names since the last `files` answer: synced before it.
-    pub(super) unsynced: HashSet<Vec<String>>,
+    /// Names the verified files batch by batch, on a thread of its own.
+    pub(super) committer: Committer,
     pub(super) oldest: Option<Instant>,
     pub(super) totals: (u64, u64),
 }
@@ -72,17 +75,6 @@ impl FolderRx {
     pub(super) fn verdict(&mut self, index: u64, failure: Option<String>) {
         match failure {
             None => {
-                let parent = usize::try_from(index)
-                    .ok()
-                    .and_then(|i| self.entries.get(i))
-                    .and_then(|e| e.components.split_last())
-                    .map(|(_, parent)| parent.to_vec());
-                // The folder and every folder above it (a new subfolder is a new name too).
-                if let Some(parent) = parent {
-                    for depth in 0..=parent.len() {
-                        self.unsynced.insert(parent[..depth].to_vec());
-                    }
-                }
                 self.verified.push(index);
                 self.totals.0 += 1;
             }
@@ -109,13 +101,6 @@ impl FolderRx {
     /// named: each folder that got names is synced once for the batch.
     pub(super) fn answer(&mut self) -> ReceiverMsg {
         self.oldest = None;
-        for parent in std::mem::take(&mut self.unsynced) {
-            if let Some(Ok(dir)) = self.dirs.get(&parent)
-                && let Err(e) = dir.sync_dir()
-            {
-                log::warn!("cannot sync {:?}: {e}", dir.path());
-            }
-        }
         ReceiverMsg::Files {
             verified: std::mem::take(&mut self.verified),
             failed: std::mem::take(&mut self.failed),

@@ -20,6 +20,7 @@
 //! - [`outcome`]: how a file ended: the partial dealt with first, then the answer and event.
 //! - [`pump`]: a file's bytes from the socket to the disk, hashed on the way.
 
+mod committer;
 mod connection;
 mod consent;
 mod folder;
@@ -180,7 +181,9 @@ pub enum ServerStartError {
 /// A file being received, as `cancel` finds it.
 struct Live {
     cancel: Arc<AtomicBool>,
-    stream: Option<TcpStream>,
+    /// The connection's socket, shut for reading to wake a blocked read (one handle per
+    /// connection, shared by its files).
+    stream: Option<Arc<TcpStream>>,
 }
 
 /// State shared by the listener and the connection threads.

@@ -129,12 +129,16 @@ impl DataSource<'_> {
     fn read_frame_within(&mut self) -> Result<Vec<u8>, TransferError> {
         let idle = Duration::from_secs(self.idle_secs);
         let deadline = Instant::now() + self.header_deadline;
-        let read = read_frame(&mut Within {
+        let mut within = Within {
             reader: self.reader,
             deadline,
             idle,
-        });
-        let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
+            touched: false,
+        };
+        let read = read_frame(&mut within);
+        if within.touched {
+            let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
+        }
         match read {
             Ok(Some(body)) => Ok(body),
             Ok(None) => Err(TransferError::TruncatedFrame),
@@ -317,6 +321,9 @@ pub(super) struct Within<'a> {
     pub reader: &'a mut BufReader<Incoming>,
     pub deadline: Instant,
     pub idle: Duration,
+    /// Whether a read set the socket's timeout (the caller puts the idle timeout back only
+    /// then: two `setsockopt`s per frame add up over thousands of small files).
+    pub touched: bool,
 }
 
 impl Read for Within<'_> {
@@ -330,6 +337,7 @@ impl Read for Within<'_> {
                 .get_ref()
                 .socket()
                 .set_read_timeout(Some(left.min(self.idle)))?;
+            self.touched = true;
         }
         self.reader.read(buf)
     }
