@@ -97,8 +97,8 @@ fn the_localsend_pin_typed_in_the_server_tab_is_asked_of_senders_and_remembered(
     harness.run_steps(2);
     harness.get_by_label("LocalSend PIN").type_text("4711");
     harness.run_steps(2);
-    // Leaving the field applies it: the receiver starts again with the PIN.
-    harness.get_by_label("Client").click();
+    // Leaving the field (Enter) applies it: the receiver starts again with the PIN.
+    harness.key_press(egui::Key::Enter);
     let (addr, fingerprint) = localsend_on(&mut harness, Some(addr));
     assert_eq!(
         harness.state().settings().localsend_pin,
@@ -121,8 +121,9 @@ fn the_localsend_pin_typed_in_the_server_tab_is_asked_of_senders_and_remembered(
     let fp = fingerprint.clone();
     let right = while_drawing(&mut harness, move || offer(addr, &fp, Some("4711")));
     assert!(right.is_ok(), "{right:?}");
-    run_until(&mut harness, "the file on disk", |_| {
-        names_in(dst.path()) == ["photo.jpg"]
+    // One file from before the PIN, one with it; none refused got in.
+    run_until(&mut harness, "the files on disk", |_| {
+        names_in(dst.path()) == ["photo (1).jpg", "photo.jpg"]
     });
 }
 
@@ -315,6 +316,7 @@ fn the_window_sweeps_at_start_and_on_refresh() {
         ..window(mine.path(), ids.path())
     };
     let mut harness = app(settings, Vec::<PathBuf>::new());
+    harness.get_by_label("Client").click();
     run_until(&mut harness, "the device swept at start", |app| {
         app.devices
             .localsend
