@@ -270,3 +270,32 @@ fn a_thousand_devices_answering_cannot_grow_the_table_without_bound() {
     assert!(listed <= 256, "the device table is bounded: {listed}");
     assert!(listed >= 200, "and still holds the newest: {listed}");
 }
+
+#[test]
+fn ferry_peers_wait_lists_a_device_found_by_the_sweep() {
+    let theirs = tempfile::tempdir().unwrap();
+    let device = server_on([127, 0, 0, 18], theirs.path(), "Swept phone");
+    let out = crate::util::ferry()
+        .args(["peers", "--wait", "1", "--localsend-sweep-host"])
+        .arg(device.local_addr().to_string())
+        .args(["--localsend-sweep-host", "127.0.0.19:9"])
+        .output()
+        .expect("ferry peers runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Swept phone  "))
+        .unwrap_or_else(|| panic!("the swept device is listed: {text}"));
+    assert!(line.contains(&device.local_addr().to_string()), "{line}");
+    assert!(line.contains("localsend") && line.contains("sweep"), "{line}");
+    assert!(line.contains(device.fingerprint()), "{line}");
+
+    // --no-localsend-sweep: not asked, not found.
+    let out = crate::util::ferry()
+        .args(["peers", "--wait", "1", "--no-localsend-sweep", "--localsend-sweep-host"])
+        .arg(device.local_addr().to_string())
+        .output()
+        .expect("ferry peers runs");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Swept phone"));
+}
