@@ -288,12 +288,21 @@ fn ferry_peers_wait_lists_a_device_found_by_the_sweep() {
         .find(|l| l.starts_with("Swept phone  "))
         .unwrap_or_else(|| panic!("the swept device is listed: {text}"));
     assert!(line.contains(&device.local_addr().to_string()), "{line}");
-    assert!(line.contains("localsend") && line.contains("sweep"), "{line}");
+    assert!(
+        line.contains("localsend") && line.contains("sweep"),
+        "{line}"
+    );
     assert!(line.contains(device.fingerprint()), "{line}");
 
     // --no-localsend-sweep: not asked, not found.
     let out = crate::util::ferry()
-        .args(["peers", "--wait", "1", "--no-localsend-sweep", "--localsend-sweep-host"])
+        .args([
+            "peers",
+            "--wait",
+            "1",
+            "--no-localsend-sweep",
+            "--localsend-sweep-host",
+        ])
         .arg(device.local_addr().to_string())
         .output()
         .expect("ferry peers runs");
