@@ -504,6 +504,19 @@ pub enum FailureKind {
     /// The secure channel failed: a wrong pairing code, a device whose key changed, records
     /// that were tampered with (`detail` says which).
     Security,
+    /// A LocalSend receiver wants a PIN, refused the one given, or refuses for a while.
+    Pin(PinProblem),
+}
+
+/// Why a LocalSend receiver refused a send over its PIN (sender side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinProblem {
+    /// 401 without a PIN: send again with one.
+    Required,
+    /// 401 with a PIN: it was wrong.
+    Wrong,
+    /// 429: too many wrong PINs from this address.
+    TooManyTries,
 }
 
 impl Failure {
@@ -566,6 +579,9 @@ impl std::fmt::Display for Failure {
             FailureKind::NotStarted => with_detail(f, "could not start"),
             FailureKind::Stopped => with_detail(f, ""),
             FailureKind::Security => with_detail(f, "security check failed"),
+            FailureKind::Pin(PinProblem::Required) => with_detail(f, "a PIN is required"),
+            FailureKind::Pin(PinProblem::Wrong) => with_detail(f, "wrong PIN"),
+            FailureKind::Pin(PinProblem::TooManyTries) => with_detail(f, "too many PIN attempts"),
         }
     }
 }

@@ -442,7 +442,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__peers)
-            opts="-h --wait --interface --localsend-probe --help forget help"
+            opts="-h --wait --interface --localsend-probe --no-localsend-sweep --localsend-sweep-host --help forget help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -457,6 +457,10 @@ _ferry() {
                     return 0
                     ;;
                 --localsend-probe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-sweep-host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -524,7 +528,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__send)
-            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --flatten --help"
+            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --no-localsend-sweep --localsend-sweep-host --flatten --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -554,6 +558,10 @@ _ferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --localsend-sweep-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -562,7 +570,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__serve)
-            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --partial-max-age-days --no-fsync --name --no-discovery --interface --no-localsend --localsend-port --localsend-pin --help"
+            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --partial-max-age-days --no-fsync --name --no-discovery --interface --no-localsend --localsend-port --localsend-pin --no-localsend-sweep --localsend-sweep-host --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -613,6 +621,10 @@ _ferry() {
                     return 0
                     ;;
                 --localsend-pin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-sweep-host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,6 +49,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l name -d 'The name 
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l interface -d 'Also announce on this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-port -d 'TCP port for LocalSend receiving (LocalSend\'s default; 0 picks a free one)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-pin -d 'A PIN LocalSend senders must type (3 wrong tries lock an address out for 5 minutes)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l ask -d 'Ask on the terminal before accepting an upload: each prompt shows its sender and number N, answered with "y N" or "n N" ("more N" pages through a long list). Plain senders cannot be asked and are refused; without --ask every upload is accepted, like the original'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l trusted-only -d 'Accept only trusted devices (paired with a code); every other offer is refused. With --ask, trusted devices are accepted without asking and the others are asked'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l require-encryption -d 'Refuse plain (original-protocol) senders: they cannot encrypt'
@@ -56,6 +57,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l pair -d 'Show a pa
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-fsync -d 'Do not sync received files to disk before reporting them (for benchmarks only: a power cut may then lose files both sides were told are safe)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-discovery -d 'Do not announce on the LAN (typed addresses keep working)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-localsend -d 'Do not receive from LocalSend apps (HTTPS on --localsend-port, announced on LocalSend\'s multicast group unless --no-discovery)'
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the LAN or trusted' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`)' -r
@@ -63,8 +65,10 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l code -d 'The pairin
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l pin -d 'The PIN a LocalSend receiver asks for (sending to a LocalSend device)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-probe -d 'Also ask this address whether it is a LocalSend device (`POST /register`), for one that LocalSend\'s multicast does not reach (repeatable; port 53317 unless given)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified or encrypted'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-encryption -d 'Send without encryption (still verified): for a receiver that cannot encrypt, and for benchmarks. Anyone on the network can then read the files'
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l flatten -d 'With --plain: send the files of each folder named, with their paths relative to the folder\'s parent (`photos/2024/a.jpg`) as names (plain receivers have no folders)'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (sent encrypted to its last address). A HOST:PORT that is a trusted device\'s last address is encrypted too' -r
@@ -84,6 +88,8 @@ complete -c ferry -n "__fish_ferry_using_subcommand manpage" -s h -l help -d 'Pr
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l wait -d 'Look for devices on the LAN for SECS seconds, then print one line per device: name, ADDRESS:PORT, trusted or not, how found, state' -r
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l localsend-probe -d 'With --wait: also ask this address whether it is a LocalSend device (`POST /register`; repeatable; port 53317 unless given)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -f -a "forget" -d 'Forget a trusted device: it needs a pairing code (or a prompt) again'
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

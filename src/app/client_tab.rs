@@ -1,7 +1,9 @@
 //! The Client tab: where to send (and, to pair, the receiver's code), which files, and how
 //! each upload is doing. A destination picked as a trusted device (from the trusted list, the
 //! Devices list or the recent menu) carries that device's key: the upload is refused if
-//! another device answers at that address.
+//! another device answers at that address. Files a LocalSend device refused for want of a
+//! PIN (401) get a PIN field and "Send with PIN", which sends them again with it; 429 says
+//! there were too many PIN attempts.
 
 use std::path::PathBuf;
 
@@ -15,7 +17,9 @@ use super::palette;
 use super::settings::remember;
 use super::speed_panel::{SpeedTest, speed_ui};
 use super::table::{RowAction, transfer_table_ui};
-use crate::events::{Direction, TransferId, TrustedPeer, next_transfer_id};
+use crate::events::{
+    Direction, FailureKind, PinProblem, TransferId, TrustedPeer, next_transfer_id,
+};
 use crate::protocol::Mode;
 use crate::secure::pairing::PairingCode;
 use crate::transfer::{OutgoingFile, OutgoingFolder, SendOptions};
@@ -38,6 +42,8 @@ pub struct ClientTab {
     pub trusted: Vec<TrustedPeer>,
     /// The last speed test.
     pub speed: SpeedTest,
+    /// The PIN typed for a LocalSend device that asked for one (never kept).
+    pub localsend_pin: String,
 }
 
 impl ClientTab {
@@ -53,6 +59,7 @@ impl ClientTab {
             expected: None,
             trusted: Vec::new(),
             speed: SpeedTest::None,
+            localsend_pin: String::new(),
         }
     }
 
@@ -198,6 +205,7 @@ impl ClientTab {
         if let Some(notice) = &self.notice {
             ui.label(RichText::new(notice).color(palette::ERROR));
         }
+        actions.extend(self.pin_ui(ui, tr));
         ui.separator();
         if self.rows.is_empty() {
             ui.label(RichText::new(tr.get(T::EmptyQueue)).weak());
@@ -314,6 +322,95 @@ impl ClientTab {
             opts: Box::new(opts),
             files: vec![OutgoingFile { id, path }],
         }))
+    }
+
+    /// The worst PIN problem among the rows: a PIN asked for (or refused) before too many
+    /// tries.
+    fn pin_problem(&self) -> Option<PinProblem> {
+        let problems = self.rows.iter().filter_map(|r| match &r.state {
+            RowState::Failed(f) => match f.kind {
+                FailureKind::Pin(problem) => Some(problem),
+                _ => None,
+            },
+            _ => None,
+        });
+        problems.max_by_key(|p| match p {
+            PinProblem::Required => 0,
+            PinProblem::Wrong => 1,
+            PinProblem::TooManyTries => 2,
+        })
+    }
+
+    /// The PIN notice: what the device said, and (unless it refuses for a while) a PIN
+    /// field with "Send with PIN".
+    fn pin_ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
+        let Some(problem) = self.pin_problem() else {
+            return Vec::new();
+        };
+        let text = match problem {
+            PinProblem::Required => T::LocalSendPinRequired,
+            PinProblem::Wrong => T::LocalSendWrongPin,
+            PinProblem::TooManyTries => T::LocalSendTooManyPins,
+        };
+        ui.label(RichText::new(tr.get(text)).color(palette::ERROR));
+        if problem == PinProblem::TooManyTries {
+            return Vec::new();
+        }
+        let mut clicked = false;
+        ui.horizontal(|ui| {
+            let label = ui.label(tr.get(T::LocalSendPinField));
+            ui.add(egui::TextEdit::singleline(&mut self.localsend_pin).desired_width(100.0))
+                .labelled_by(label.id);
+            clicked = ui
+                .add_enabled(
+                    !self.localsend_pin.trim().is_empty(),
+                    egui::Button::new(tr.get(T::SendWithPin)),
+                )
+                .clicked();
+        });
+        if clicked {
+            self.send_with_pin()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Sends the files refused for want of a PIN again, with the PIN typed, one send per
+    /// destination.
+    pub(super) fn send_with_pin(&mut self) -> Vec<Action> {
+        let pin = self.localsend_pin.trim().to_owned();
+        if pin.is_empty() {
+            return Vec::new();
+        }
+        let mut sends: Vec<(String, Vec<OutgoingFile>)> = Vec::new();
+        for row in self.rows.iter_mut() {
+            let wants_pin = matches!(
+                &row.state,
+                RowState::Failed(f)
+                    if matches!(f.kind, FailureKind::Pin(PinProblem::Required | PinProblem::Wrong))
+            );
+            if !wants_pin || !row.retryable() {
+                continue;
+            }
+            let (Some(path), Some(dest)) = (row.path.clone(), row.dest.clone()) else {
+                continue;
+            };
+            row.restart(next_transfer_id());
+            let file = OutgoingFile { id: row.id, path };
+            match sends.iter_mut().find(|(d, _)| *d == dest) {
+                Some((_, files)) => files.push(file),
+                None => sends.push((dest, vec![file])),
+            }
+        }
+        self.notice = None;
+        sends
+            .into_iter()
+            .map(|(dest, files)| Action::SendWithPin {
+                dest,
+                files,
+                pin: pin.clone(),
+            })
+            .collect()
     }
 
     pub fn active(&self) -> impl Iterator<Item = &TransferRow> {

@@ -354,6 +354,14 @@ texts! {
     LocalSendBadge => "LocalSend", "LocalSend";
     LocalSendMark => "LocalSend · {}", "LocalSend · {}";
     LocalSendSendTo => "Send to the LocalSend device {} ({})", "发送到 LocalSend 设备 {}（{}）";
+    LocalSendPin => "LocalSend PIN", "LocalSend PIN 码";
+    LocalSendPinHint => "Empty: no PIN. LocalSend senders must type it (3 wrong tries lock them out for 5 minutes).", "留空表示不需要 PIN 码。LocalSend 发送方必须输入它（输错 3 次将被锁定 5 分钟）。";
+    LocalSendSweep => "Ask every LAN address for LocalSend devices", "向局域网内每个地址询问 LocalSend 设备";
+    LocalSendPinRequired => "The LocalSend device asks for a PIN", "该 LocalSend 设备要求输入 PIN 码";
+    LocalSendWrongPin => "The LocalSend device refused the PIN: try again", "该 LocalSend 设备拒绝了此 PIN 码：请重试";
+    LocalSendTooManyPins => "Too many PIN attempts: the LocalSend device refuses for a while", "PIN 码尝试次数过多：该 LocalSend 设备暂时拒绝连接";
+    LocalSendPinField => "PIN for the LocalSend device", "LocalSend 设备的 PIN 码";
+    SendWithPin => "Send with PIN", "使用 PIN 码发送";
 }
 
 #[cfg(test)]

@@ -308,6 +308,9 @@ impl FerryApp {
             identity_dir: self.devices.identity_dir().cloned(),
             multicast: self.devices.enabled,
             probe: self.devices.localsend_probes(),
+            pin: Some(self.server.localsend_pin.trim().to_owned()).filter(|p| !p.is_empty()),
+            sweep: self.server.localsend_sweep,
+            sweep_hosts: self.server.localsend_sweep_hosts.clone(),
         }
     }
 
@@ -316,7 +319,11 @@ impl FerryApp {
     pub(super) fn localsend_route(&self, command: Command) -> Vec<Command> {
         match command {
             Command::Send { opts, files } => match self.devices.localsend_target(&opts.to) {
-                Some(to) => vec![Command::SendLocalSend { to, files }],
+                Some(to) => vec![Command::SendLocalSend {
+                    to,
+                    files,
+                    pin: None,
+                }],
                 None => vec![Command::Send { opts, files }],
             },
             // LocalSend has no folders here: a folder's files go as files, each under its
@@ -327,7 +334,11 @@ impl FerryApp {
                         .iter()
                         .flat_map(|item| item.files().into_iter().cloned())
                         .collect();
-                    vec![Command::SendLocalSend { to, files }]
+                    vec![Command::SendLocalSend {
+                        to,
+                        files,
+                        pin: None,
+                    }]
                 }
                 None => vec![Command::SendItems { opts, items }],
             },
@@ -348,6 +359,21 @@ impl FerryApp {
                 for command in self.localsend_route(command) {
                     self.worker.send(command);
                 }
+            }
+            Action::SendWithPin { dest, files, pin } => {
+                // A device no longer listed gets the files the Ferry way (and says why not).
+                let command = match self.devices.localsend_target(&dest) {
+                    Some(to) => Command::SendLocalSend {
+                        to,
+                        files,
+                        pin: Some(pin),
+                    },
+                    None => Command::Send {
+                        opts: Box::new(crate::transfer::SendOptions::new(dest)),
+                        files,
+                    },
+                };
+                self.worker.send(command);
             }
             Action::LocalSendChanged => {
                 let setup = self.localsend_setup();

@@ -95,6 +95,12 @@ pub enum Action {
     SendTo(crate::events::TrustedPeer),
     /// "Receive from LocalSend" changed: the engine gets the new LocalSend setup.
     LocalSendChanged,
+    /// "Send with PIN": files a LocalSend device refused for want of a PIN, again with it.
+    SendWithPin {
+        dest: String,
+        files: Vec<crate::transfer::OutgoingFile>,
+        pin: String,
+    },
 }
 
 pub struct FerryApp {
@@ -157,7 +163,12 @@ impl FerryApp {
                 policy,
                 settings.server_idle_timeout_secs,
             )
-            .with_localsend(settings.localsend, settings.localsend_port),
+            .with_localsend(settings.localsend, settings.localsend_port)
+            .with_localsend_extras(
+                settings.localsend_pin,
+                settings.localsend_sweep,
+                settings.localsend_sweep_hosts,
+            ),
             client: ClientTab::new(
                 settings.client_dest,
                 settings.recent_peers,
@@ -247,6 +258,9 @@ impl FerryApp {
             discovery_port: None,
             localsend: self.server.localsend,
             localsend_port: self.server.localsend_port.clone(),
+            localsend_pin: self.server.localsend_pin.clone(),
+            localsend_sweep: self.server.localsend_sweep,
+            localsend_sweep_hosts: Vec::new(),
         }
     }
 }

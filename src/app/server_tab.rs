@@ -59,6 +59,12 @@ pub struct ServerTab {
     pub localsend_port: String,
     /// What the engine last said about LocalSend receiving.
     pub localsend_status: Option<LocalSendStatus>,
+    /// "LocalSend PIN" as typed (persisted; empty: none).
+    pub localsend_pin: String,
+    /// "Ask every LAN address for LocalSend devices" (persisted).
+    pub localsend_sweep: bool,
+    /// Addresses swept instead of the LAN (tests only; never shown).
+    pub localsend_sweep_hosts: Vec<SocketAddr>,
 }
 
 /// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
@@ -90,7 +96,23 @@ impl ServerTab {
             localsend: true,
             localsend_port: crate::localsend::LOCALSEND_PORT.to_string(),
             localsend_status: None,
+            localsend_pin: String::new(),
+            localsend_sweep: true,
+            localsend_sweep_hosts: Vec::new(),
         }
+    }
+
+    /// The LocalSend PIN, sweep setting and (tests) sweep addresses, as remembered.
+    pub fn with_localsend_extras(
+        mut self,
+        pin: String,
+        sweep: bool,
+        sweep_hosts: Vec<SocketAddr>,
+    ) -> Self {
+        self.localsend_pin = pin;
+        self.localsend_sweep = sweep;
+        self.localsend_sweep_hosts = sweep_hosts;
+        self
     }
 
     /// The LocalSend setting and port field, as remembered.
@@ -208,6 +230,27 @@ impl ServerTab {
                         actions.push(Action::LocalSendChanged);
                     }
                     self.localsend_status_ui(ui, tr);
+                    if ui
+                        .checkbox(&mut self.localsend_sweep, tr.get(T::LocalSendSweep))
+                        .changed()
+                    {
+                        actions.push(Action::LocalSendChanged);
+                    }
+                    ui.horizontal(|ui| {
+                        let label = ui.label(tr.get(T::LocalSendPin));
+                        let field = ui
+                            .add(
+                                egui::TextEdit::singleline(&mut self.localsend_pin)
+                                    .desired_width(100.0),
+                            )
+                            .labelled_by(label.id)
+                            .on_hover_text(tr.get(T::LocalSendPinHint));
+                        // Applied when the field is left, not at every key (a new PIN
+                        // starts the receiver again).
+                        if field.lost_focus() {
+                            actions.push(Action::LocalSendChanged);
+                        }
+                    });
                 });
                 ui.end_row();
             });

@@ -64,6 +64,13 @@ pub struct Settings {
     pub localsend: bool,
     /// The LocalSend port as typed (LocalSend's 53317); checked when the server starts.
     pub localsend_port: String,
+    /// The PIN LocalSend senders must type (empty: none).
+    pub localsend_pin: String,
+    /// Sweep the private /24s for LocalSend devices (`POST /register`) on start and Refresh.
+    pub localsend_sweep: bool,
+    /// Sweep these instead of the LAN; not persisted (tests give loopback addresses).
+    #[serde(skip)]
+    pub localsend_sweep_hosts: Vec<std::net::SocketAddr>,
 }
 
 /// Whose uploads the server takes without asking (the window's three choices; the engine's
@@ -159,6 +166,9 @@ impl Default for Settings {
             discovery_port: None,
             localsend: true,
             localsend_port: crate::localsend::LOCALSEND_PORT.to_string(),
+            localsend_pin: String::new(),
+            localsend_sweep: true,
+            localsend_sweep_hosts: Vec::new(),
         }
     }
 }

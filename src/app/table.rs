@@ -7,7 +7,7 @@ use super::folder_rows::first_failure;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
 use super::palette;
-use crate::events::{Direction, Failure, FailureKind, Refusal, TransferId};
+use crate::events::{Direction, Failure, FailureKind, PinProblem, Refusal, TransferId};
 use crate::protocol::{Mode, escape_line};
 
 /// Room for the usual states on one line; longer ones (failure reasons) are cut at the
@@ -321,6 +321,9 @@ pub fn failure_text(tr: Tr, failure: &Failure) -> String {
         FailureKind::NotStarted => tr.get(T::FailNotStarted).to_owned(),
         FailureKind::Stopped => tr.get(T::FailStopped).to_owned(),
         FailureKind::Security => tr.get(T::FailSecurity).to_owned(),
+        FailureKind::Pin(PinProblem::Required) => tr.get(T::LocalSendPinRequired).to_owned(),
+        FailureKind::Pin(PinProblem::Wrong) => tr.get(T::LocalSendWrongPin).to_owned(),
+        FailureKind::Pin(PinProblem::TooManyTries) => tr.get(T::LocalSendTooManyPins).to_owned(),
     };
     match failure.detail_text() {
         detail if detail.is_empty() => kind,

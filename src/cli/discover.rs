@@ -160,7 +160,7 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
     let config = discovery_config(None, 0, &args.interface)?;
     let discovery = Discovery::start(config)?;
     // LocalSend devices are looked for over the same seconds.
-    let localsend = super::localsend::Lookup::start(&args.localsend_probe);
+    let localsend = super::localsend::Lookup::start(&args.localsend_probe, &args.sweep);
     std::thread::sleep(Duration::from_secs_f64(wait_secs.clamp(0.0, 3600.0)));
     let devices = discovery.devices();
     discovery.stop();

@@ -2,9 +2,10 @@
 //! readable: `ferry serve` starts the LocalSend receiver beside the Ferry server (same
 //! folder, policy and name) and says it is on (port and fingerprint) or why not; `ferry
 //! peers --wait` and `ferry send --to ALIAS` look for LocalSend devices (announcing, hearing
-//! announcements and registers, probing typed addresses) and send to one.
+//! announcements and registers, probing typed addresses, sweeping the private /24s with
+//! `POST /register` unless `--no-localsend-sweep`) and send to one.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::process::ExitCode;
 use std::thread::JoinHandle;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::{SendArgs, ServeArgs};
+use super::{SendArgs, ServeArgs, SweepArgs};
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
@@ -76,6 +77,16 @@ pub(super) fn start(
     });
     match LocalSendServer::start(config, sink) {
         Ok(server) => {
+            // No sweep when told not to go out on the LAN.
+            if !args.no_discovery {
+                let bind = match args.bind {
+                    IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+                    _ => None,
+                };
+                if let Some(targets) = sweep_targets(&args.sweep, bind, &args.interface) {
+                    server.sweep(targets);
+                }
+            }
             println!(
                 "LocalSend receiving is on: {} (HTTPS), fingerprint {}{}",
                 server.local_addr(),
@@ -95,15 +106,49 @@ pub(super) fn start(
     }
 }
 
+/// The hosts a sweep asks (`None`: no sweep): the typed ones, else every other host of the
+/// private /24s of the interfaces discovery uses (only `bind`'s when given; never loopback).
+pub(super) fn sweep_targets(
+    sweep: &SweepArgs,
+    bind: Option<Ipv4Addr>,
+    chosen: &[String],
+) -> Option<Vec<SocketAddr>> {
+    if sweep.no_localsend_sweep {
+        return None;
+    }
+    if !sweep.localsend_sweep_host.is_empty() {
+        return Some(
+            sweep
+                .localsend_sweep_host
+                .iter()
+                .filter_map(|h| probe_addr(h))
+                .collect(),
+        );
+    }
+    let choice = crate::discovery::Choice {
+        chosen: chosen.to_vec(),
+        only_addr: bind,
+        ..Default::default()
+    };
+    let interfaces: Vec<(Ipv4Addr, u8)> = crate::discovery::interfaces::used(&choice)
+        .map_err(|e| log::warn!("LocalSend sweep: cannot list interfaces: {e}"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.addr, u8::try_from(i.prefix_len()).unwrap_or(32)))
+        .collect();
+    Some(crate::localsend::subnet_hosts(&interfaces, LOCALSEND_PORT))
+}
+
 /// Looking for LocalSend devices: a receiver that takes nothing (every offer refused) so
-/// devices can register back, announcing on the LAN, plus `POST /register` probes.
+/// devices can register back, announcing on the LAN, plus `POST /register` probes and the
+/// sweep.
 pub(super) struct Lookup {
     server: Option<LocalSendServer>,
     probes: Option<JoinHandle<Vec<LocalSendDevice>>>,
 }
 
 impl Lookup {
-    pub(super) fn start(probes: &[String]) -> Self {
+    pub(super) fn start(probes: &[String], sweep: &SweepArgs) -> Self {
         let alias = crate::secure::identity::default_device_name();
         let server = identity().ok().and_then(|identity| {
             let mut config = LocalSendConfig::new(std::env::temp_dir(), &alias, identity);
@@ -113,9 +158,13 @@ impl Lookup {
             config.policy = AcceptPolicy::TrustedOnly;
             config.fsync = false;
             config.multicast = Some(MulticastConfig::lan());
-            LocalSendServer::start(config, event_channel(None).0)
+            let server = LocalSendServer::start(config, event_channel(None).0)
                 .map_err(|e| log::warn!("LocalSend lookup: {e}"))
-                .ok()
+                .ok()?;
+            if let Some(targets) = sweep_targets(sweep, None, &[]) {
+                server.sweep(targets);
+            }
+            Some(server)
         });
         let addrs: Vec<SocketAddr> = probes.iter().filter_map(|p| probe_addr(p)).collect();
         let probes = (!addrs.is_empty())
@@ -148,6 +197,13 @@ impl Lookup {
             .as_ref()
             .map(|s| s.devices())
             .unwrap_or_default()
+    }
+
+    /// Whether the sweep is still asking hosts.
+    fn sweeping(&self) -> bool {
+        self.server
+            .as_ref()
+            .is_some_and(LocalSendServer::is_sweeping)
     }
 
     /// Stops looking; every device found, one per fingerprint.
@@ -196,11 +252,19 @@ pub(super) fn device_line(device: &LocalSendDevice) -> String {
     )
 }
 
-/// Looks for a LocalSend device called `alias` for up to `wait_secs`.
-fn find(alias: &str, wait_secs: f64, probes: &[String]) -> Option<LocalSendDevice> {
-    let lookup = Lookup::start(probes);
+/// Looks for a LocalSend device called `alias` for up to `wait_secs`, and then as long as the
+/// sweep still runs (it ends by its own timeouts), before giving up.
+fn find(
+    alias: &str,
+    wait_secs: f64,
+    probes: &[String],
+    sweep: &SweepArgs,
+) -> Option<LocalSendDevice> {
+    let lookup = Lookup::start(probes, sweep);
     let deadline = Instant::now() + Duration::from_secs_f64(wait_secs.clamp(0.0, 3600.0));
-    while Instant::now() < deadline && !lookup.heard().iter().any(|d| d.alias == alias) {
+    while (Instant::now() < deadline || lookup.sweeping())
+        && !lookup.heard().iter().any(|d| d.alias == alias)
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     lookup.finish().into_iter().find(|d| d.alias == alias)
@@ -215,7 +279,12 @@ pub(super) fn send_by_alias(
     if args.plain || args.code.is_some() || args.to.contains(':') {
         return Err(ferry_error);
     }
-    let Some(device) = find(&args.to, args.localsend_wait, &args.localsend_probe) else {
+    let Some(device) = find(
+        &args.to,
+        args.localsend_wait,
+        &args.localsend_probe,
+        &args.sweep,
+    ) else {
         return Err(ferry_error.context(format!(
             "no LocalSend device is called {:?} either",
             escape_line(&args.to)

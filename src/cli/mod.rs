@@ -99,6 +99,8 @@ pub struct PeersArgs {
     /// /register`; repeatable; port 53317 unless given).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub localsend_probe: Vec<String>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
     #[command(subcommand)]
     pub action: Option<PeersAction>,
 }
@@ -196,6 +198,20 @@ pub struct ServeArgs {
     /// A PIN LocalSend senders must type (3 wrong tries lock an address out for 5 minutes).
     #[arg(long, value_name = "PIN")]
     pub localsend_pin: Option<String>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// The LocalSend register sweep (`ferry serve`, `ferry peers --wait`, `ferry send --to`).
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Do not ask every host of this machine's private /24s whether it is a LocalSend device
+    /// (`POST /register` on port 53317: a running LocalSend CLI is found no other way).
+    #[arg(long)]
+    pub no_localsend_sweep: bool,
+    /// Sweep these addresses instead of the LAN's /24s (repeatable; for tests).
+    #[arg(long, value_name = "HOST:PORT", hide = true)]
+    pub localsend_sweep_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +245,8 @@ pub struct SendArgs {
     /// How long to look for a LocalSend device named by --to.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub localsend_wait: f64,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
     /// With --plain: send the files of each folder named, with their paths relative to the
     /// folder's parent (`photos/2024/a.jpg`) as names (plain receivers have no folders).
     #[arg(long, requires = "plain")]

@@ -66,9 +66,39 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    post_over(
+        tcp,
+        identity,
+        addr,
+        expected,
+        path_and_query,
+        content_type,
+        body,
+        MAX_ANSWER_BYTES,
+    )
+    .await
+}
+
+/// [`post`] over a connection already made, reading at most `max_answer_bytes` of the
+/// answer (the register sweep connects with a timeout of its own and wants little back).
+#[allow(clippy::too_many_arguments)] // one request's parts; a struct would only rename them
+pub(super) async fn post_over<B>(
+    tcp: tokio::net::TcpStream,
+    identity: &CertIdentity,
+    addr: SocketAddr,
+    expected: Option<&str>,
+    path_and_query: &str,
+    content_type: &str,
+    body: B,
+    max_answer_bytes: usize,
+) -> Result<Answer, LocalSendError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let seen = Arc::new(Mutex::new(None));
     let config = super::tls::client_config(identity, expected, Arc::clone(&seen))?;
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let tls = connector
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)
@@ -77,7 +107,8 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| LocalSendError::Http(e.to_string()))?;
-    let driver = tokio::spawn(connection);
+    // Ended however this request ends (a timeout or cancel drops this future mid-way).
+    let _driver = AbortOnDrop(tokio::spawn(connection));
     let request = Request::builder()
         .method(Method::POST)
         .uri(path_and_query)
@@ -90,12 +121,11 @@ where
         .await
         .map_err(|e| LocalSendError::Http(error_chain(&e)))?;
     let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+    let body = Limited::new(response.into_body(), max_answer_bytes)
         .collect()
         .await
         .map_err(|e| LocalSendError::Http(e.to_string()))?
         .to_bytes();
-    driver.abort();
     let fingerprint = seen
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -117,4 +147,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

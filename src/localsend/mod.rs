@@ -28,6 +28,8 @@
 //! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
 //! - `upload`: one file's body onto the disk; sessions and cancel.
 //! - `discovery`: announcing, answering announcements, the table of devices heard.
+//! - [`sweep`]: `POST /register` to every host of our private /24s (LocalSend's CLI never
+//!   answers an announcement over UDP, so this is how a running one is found).
 //! - `client`: HTTPS requests to other devices (register, prepare-upload, upload, cancel).
 //! - [`send`]: sending files and text messages to a LocalSend device; `body`: a file as
 //!   a streamed upload body.
@@ -39,6 +41,7 @@ pub mod identity;
 mod prepare;
 pub mod send;
 mod server;
+pub mod sweep;
 pub mod tls;
 mod upload;
 pub mod wire;
@@ -49,6 +52,7 @@ pub use discovery::LocalSendDevice;
 pub use identity::CertIdentity;
 pub use send::{LocalSendSendError, LocalSendSender, LocalSendTarget};
 pub use server::{LocalSendConfig, LocalSendServer, MulticastConfig};
+pub use sweep::{SweepReport, SweepSettings, subnet_hosts};
 
 /// LocalSend's default port, TCP (HTTPS) and UDP (multicast).
 pub const LOCALSEND_PORT: u16 = 53_317;

@@ -25,7 +25,7 @@ use super::identity::CertIdentity;
 use super::wire::{DeviceInfo, FileDto, PROTOCOL_VERSION, PrepareResponse, PrepareUpload};
 use super::{LOCALSEND_PORT, LocalSendError};
 use crate::events::{
-    CancelToken, Direction, EventSink, Failure, FailureKind, Security, TransferEvent,
+    CancelToken, Direction, EventSink, Failure, FailureKind, PinProblem, Security, TransferEvent,
 };
 use crate::protocol::Mode;
 use crate::transfer::{FileOutcome, OutgoingFile};
@@ -98,7 +98,9 @@ impl LocalSendSendError {
     fn failure(&self) -> Failure {
         let kind = match self {
             Self::NothingWanted | Self::Declined => FailureKind::Declined,
-            Self::PinRequired | Self::WrongPin | Self::TooManyPinTries => FailureKind::Security,
+            Self::PinRequired => FailureKind::Pin(PinProblem::Required),
+            Self::WrongPin => FailureKind::Pin(PinProblem::Wrong),
+            Self::TooManyPinTries => FailureKind::Pin(PinProblem::TooManyTries),
             Self::Busy | Self::Status { .. } => FailureKind::ReceiverFailed,
             Self::BadAnswer(_) => FailureKind::Protocol,
             Self::Unreachable { .. } => FailureKind::Unreachable,

@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::discovery::{self, DeviceTable, LocalSendDevice};
 use super::identity::{CertIdentity, fingerprint_of};
+use super::sweep::{SweepReport, SweepSettings, Sweeper};
 use super::upload::{Session, Slot};
 use super::wire::{DeviceInfo, PROTOCOL_VERSION};
 use super::{LOCALSEND_GROUP, LOCALSEND_PORT, LocalSendError};
@@ -90,6 +91,8 @@ pub struct LocalSendConfig {
     pub identity: CertIdentity,
     /// Announce and listen for announcements (`None`: no discovery).
     pub multicast: Option<MulticastConfig>,
+    /// How [`LocalSendServer::sweep`] asks each host.
+    pub sweep: SweepSettings,
 }
 
 impl LocalSendConfig {
@@ -108,6 +111,7 @@ impl LocalSendConfig {
             fsync: true,
             identity,
             multicast: None,
+            sweep: SweepSettings::default(),
         }
     }
 }
@@ -142,6 +146,7 @@ pub struct LocalSendServer {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    sweeper: Sweeper,
 }
 
 impl LocalSendServer {
@@ -199,6 +204,7 @@ impl LocalSendServer {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let sweeper = Sweeper::new(runtime.handle().clone());
         let task_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("ferry-localsend".into())
@@ -211,6 +217,7 @@ impl LocalSendServer {
             shared,
             stop,
             thread: Some(thread),
+            sweeper,
         })
     }
 
@@ -250,6 +257,23 @@ impl LocalSendServer {
     /// The LocalSend devices heard (announced, registered or answering), newest first.
     pub fn devices(&self) -> Vec<LocalSendDevice> {
         lock(&self.shared.devices).list()
+    }
+
+    /// Starts a register sweep of `targets` (see [`super::sweep`]; the faces pass
+    /// [`super::sweep::subnet_hosts`] of their interfaces); what answers joins
+    /// [`LocalSendServer::devices`]. `None` when a sweep is already running (it goes on;
+    /// none is started). The receiver gets the report when the sweep ends.
+    pub fn sweep(
+        &self,
+        targets: Vec<SocketAddr>,
+    ) -> Option<crossbeam_channel::Receiver<SweepReport>> {
+        self.sweeper
+            .start(Arc::clone(&self.shared), targets, self.shared.config.sweep)
+    }
+
+    /// Whether a sweep is running.
+    pub fn is_sweeping(&self) -> bool {
+        self.sweeper.is_running()
     }
 
     pub fn stop(mut self) {

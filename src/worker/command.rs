@@ -75,6 +75,8 @@ pub enum Command {
     SendLocalSend {
         to: LocalSendTarget,
         files: Vec<OutgoingFile>,
+        /// The PIN the device asked for (after a `FailureKind::Pin`), if any.
+        pin: Option<String>,
     },
     /// Send a text message to a LocalSend device; answered by `NoteEvent::Sent` or `Error`.
     SendLocalSendText { to: LocalSendTarget, text: String },

@@ -199,11 +199,11 @@ impl Engine {
                 self.localsend
                     .set(setup, ferry, &alias, &self.sink, &self.seams);
             }
-            Command::SendLocalSend { to, files } => {
+            Command::SendLocalSend { to, files, pin } => {
                 let alias = self.alias();
-                let started = self
-                    .localsend
-                    .send_files(to, files, &alias, &self.sink, &self.seams);
+                let started =
+                    self.localsend
+                        .send_files(to, files, pin, &alias, &self.sink, &self.seams);
                 self.uploads.extend(started);
             }
             Command::SendLocalSendText { to, text } => {
@@ -222,6 +222,7 @@ impl Engine {
                 }
                 let alias = self.alias();
                 self.localsend.probe(&alias, &self.seams);
+                self.localsend.sweep();
             }
             Command::CheckAddress(target) => self.check_address(target),
             Command::ShowKeyring => match self.keyring() {

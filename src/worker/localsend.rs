@@ -10,11 +10,15 @@
 //! they change. Uploads and text messages to a LocalSend device run on threads of their own
 //! through [`LocalSendSender`] (the engine keeps their cancel tokens like any upload's).
 //!
-//! Safety in tests: multicast (announcing, hearing announcements) is on only with "Find
-//! devices on the LAN" and a fixed port; a server bound to one address announces on that
-//! address's interface only, and port 0 (tests) never announces.
+//! On start and on Refresh the receiver also sweeps the private /24s with `POST /register`
+//! (LocalSend's CLI never answers an announcement over UDP), unless the sweep setting is off.
+//!
+//! Safety in tests: multicast (announcing, hearing announcements) and the LAN sweep are on
+//! only with "Find devices on the LAN" and a fixed port; a server bound to one address
+//! announces on (and sweeps) that address's interface only, and port 0 (tests) never
+//! announces nor sweeps the LAN (tests give the sweep loopback addresses of their own).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -53,6 +57,12 @@ pub struct LocalSendSetup {
     /// Addresses asked who they are with `POST /register` (the favourites), on start and
     /// on Refresh.
     pub probe: Vec<SocketAddr>,
+    /// The PIN LocalSend senders must give (`None`: none).
+    pub pin: Option<String>,
+    /// Sweep the private /24s with `POST /register` on start and on Refresh.
+    pub sweep: bool,
+    /// Sweep these instead of the LAN (tests: loopback addresses; empty: the LAN).
+    pub sweep_hosts: Vec<SocketAddr>,
 }
 
 impl Default for LocalSendSetup {
@@ -63,6 +73,9 @@ impl Default for LocalSendSetup {
             identity_dir: None,
             multicast: true,
             probe: Vec::new(),
+            pin: None,
+            sweep: true,
+            sweep_hosts: Vec::new(),
         }
     }
 }
@@ -77,6 +90,8 @@ pub(super) struct LocalSendSide {
     probed: Arc<Mutex<Vec<LocalSendDevice>>>,
     /// What the window was last told.
     told: Option<Vec<SeenLocalSend>>,
+    /// The address the receiver is bound to, if one (its interface alone is swept).
+    bound: Option<Ipv4Addr>,
 }
 
 impl LocalSendSide {
@@ -128,6 +143,37 @@ impl LocalSendSide {
             off(sink, None);
         }
         self.probe(alias, seams);
+        self.sweep();
+    }
+
+    /// Sweeps for LocalSend devices (see the module doc); a sweep already running goes on
+    /// and none is started.
+    pub(super) fn sweep(&self) {
+        let Some(server) = &self.server else {
+            return;
+        };
+        if !self.setup.sweep {
+            return;
+        }
+        let targets = if !self.setup.sweep_hosts.is_empty() {
+            self.setup.sweep_hosts.clone()
+        } else if self.setup.multicast && self.setup.port != 0 {
+            let choice = crate::discovery::Choice {
+                only_addr: self.bound,
+                ..Default::default()
+            };
+            let interfaces: Vec<(Ipv4Addr, u8)> = crate::discovery::interfaces::used(&choice)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| (i.addr, u8::try_from(i.prefix_len()).unwrap_or(32)))
+                .collect();
+            crate::localsend::subnet_hosts(&interfaces, crate::localsend::LOCALSEND_PORT)
+        } else {
+            return;
+        };
+        if server.sweep(targets).is_none() {
+            log::debug!("LocalSend: a sweep is already running");
+        }
     }
 
     fn start_server(
@@ -145,6 +191,11 @@ impl LocalSendSide {
         config.decision_timeout = ferry.decision_timeout;
         config.idle_timeout = ferry.idle_timeout;
         config.fsync = ferry.fsync;
+        config.pin = self.setup.pin.clone().filter(|pin| !pin.is_empty());
+        self.bound = match ferry.bind {
+            IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+            _ => None,
+        };
         config.multicast = (self.setup.multicast && self.setup.port != 0).then(|| {
             let mut multicast = MulticastConfig::lan();
             multicast.port = self.setup.port;
@@ -303,6 +354,7 @@ impl LocalSendSide {
         &mut self,
         to: LocalSendTarget,
         files: Vec<OutgoingFile>,
+        pin: Option<String>,
         alias: &str,
         sink: &EventSink,
         seams: &Seams,
@@ -321,7 +373,8 @@ impl LocalSendSide {
                 return None;
             }
         };
-        let sender = self.sender(identity, alias);
+        let mut sender = self.sender(identity, alias);
+        sender.pin = pin;
         let cancel = CancelToken::new();
         let (token, events) = (cancel.clone(), sink.clone());
         let spawned = (seams.spawner)(

@@ -1,0 +1,309 @@
+//! The register sweep: LocalSend's own CLI announces only when it starts and never answers
+//! an announcement over UDP, so a device that was already running is found only by asking
+//! it. A sweep sends `POST /register` (our info, the certificate pinned on first contact)
+//! to every other host of our private subnets on LocalSend's port; each that answers with
+//! a register body whose fingerprint is its certificate's goes into the same device table
+//! as announcements, with the port and protocol of the address probed (the answer has
+//! neither).
+//!
+//! Bounds: a host gets [`SweepSettings::connect_timeout`] to accept and
+//! [`SweepSettings::host_timeout`] in all; at most [`SweepSettings::concurrency`] hosts
+//! are asked at once; an answer is read up to [`MAX_SWEEP_ANSWER_BYTES`]; one sweep runs
+//! at a time ([`Sweeper::start`] returns `None` while one does); the table stays bounded.
+//!
+//! Which hosts: [`subnet_hosts`] is pure: for each private (RFC 1918) or link-local IPv4
+//! interface address, the /24 around it (a wider subnet is not swept beyond that /24; a
+//! narrower one only as far as it goes), never our own address, never loopback or public
+//! addresses. Tests pass their own list of loopback addresses to [`Sweeper::start`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+use super::client::post_over;
+use super::discovery::LocalSendDevice;
+use super::server::{Shared, lock, stopped};
+use super::wire::DeviceInfo;
+
+/// Largest register answer read from a swept host.
+pub const MAX_SWEEP_ANSWER_BYTES: usize = 64 * 1024;
+/// Most hosts one sweep asks (four /24s).
+pub const MAX_SWEEP_HOSTS: usize = 4 * 254;
+/// The narrowest prefix swept: a wider subnet is swept only in the /24 around us.
+const WIDEST_SWEPT_PREFIX: u8 = 24;
+
+/// How a sweep asks each host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepSettings {
+    /// Time for a host to accept the connection (LocalSend waits 500 ms).
+    pub connect_timeout: Duration,
+    /// Time for a host in all: connect, TLS, the answer.
+    pub host_timeout: Duration,
+    /// Hosts asked at once.
+    pub concurrency: usize,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            host_timeout: Duration::from_millis(1500),
+            concurrency: 32,
+        }
+    }
+}
+
+/// How a sweep went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Hosts asked.
+    pub probed: usize,
+    /// The devices that answered and proved their fingerprint.
+    pub found: Vec<LocalSendDevice>,
+}
+
+/// The hosts to sweep for interfaces given as (address, prefix length), on `port`: see the
+/// module doc. Duplicates are dropped; at most [`MAX_SWEEP_HOSTS`].
+pub fn subnet_hosts(interfaces: &[(Ipv4Addr, u8)], port: u16) -> Vec<SocketAddr> {
+    let ours: Vec<Ipv4Addr> = interfaces.iter().map(|(ip, _)| *ip).collect();
+    let mut hosts: Vec<SocketAddr> = Vec::new();
+    for &(ip, prefix) in interfaces {
+        if !(ip.is_private() || ip.is_link_local()) {
+            continue;
+        }
+        let prefix = prefix.clamp(WIDEST_SWEPT_PREFIX, 32);
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        let network = u32::from(ip) & mask;
+        let last = network | !mask;
+        // /31 (point-to-point) has no network or broadcast address; /32 has no one else.
+        let (first, last) = if prefix >= 31 {
+            (network, last)
+        } else {
+            (network + 1, last - 1)
+        };
+        for host in first..=last {
+            let host = Ipv4Addr::from(host);
+            let addr = SocketAddr::new(IpAddr::V4(host), port);
+            if !ours.contains(&host) && !hosts.contains(&addr) {
+                hosts.push(addr);
+            }
+            if hosts.len() >= MAX_SWEEP_HOSTS {
+                return hosts;
+            }
+        }
+    }
+    hosts
+}
+
+/// Runs sweeps on the LocalSend runtime, one at a time.
+pub(super) struct Sweeper {
+    runtime: tokio::runtime::Handle,
+    running: Arc<AtomicBool>,
+}
+
+/// Clears the running flag however a sweep ends (done, stopped, or its runtime dropped).
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Sweeper {
+    pub(super) fn new(runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            runtime,
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Starts a sweep of `targets`; `None` when one is already running (it is not
+    /// restarted). The receiver gets the report when the sweep ends.
+    pub(super) fn start(
+        &self,
+        shared: Arc<Shared>,
+        mut targets: Vec<SocketAddr>,
+        settings: SweepSettings,
+    ) -> Option<crossbeam_channel::Receiver<SweepReport>> {
+        if self
+            .running
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return None;
+        }
+        let running = Running(Arc::clone(&self.running));
+        targets.truncate(MAX_SWEEP_HOSTS);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.runtime.spawn(async move {
+            let report = sweep(&shared, targets, settings).await;
+            drop(running);
+            let _ = tx.send(report);
+        });
+        Some(rx)
+    }
+}
+
+/// Asks every target, `settings.concurrency` at a time, until done or the server stops.
+async fn sweep(
+    shared: &Arc<Shared>,
+    targets: Vec<SocketAddr>,
+    settings: SweepSettings,
+) -> SweepReport {
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
+    let mut asking = tokio::task::JoinSet::new();
+    let mut stop = shared.stop.clone();
+    let mut found = Vec::new();
+    let probed = targets.len();
+    let all_asked = async {
+        for addr in targets {
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            let shared = Arc::clone(shared);
+            asking.spawn(async move {
+                let device = ask(&shared, addr, settings).await;
+                drop(permit);
+                device
+            });
+            // Collect what is done so far, so the set does not grow with the targets.
+            while let Some(done) = asking.try_join_next() {
+                found.extend(done.ok().flatten());
+            }
+        }
+        while let Some(done) = asking.join_next().await {
+            found.extend(done.ok().flatten());
+        }
+    };
+    tokio::select! {
+        () = all_asked => {}
+        _ = stopped(&mut stop) => {}
+    }
+    log::debug!("LocalSend sweep: {probed} hosts, {} answered", found.len());
+    SweepReport { probed, found }
+}
+
+/// `POST /register` to one host; records and returns the device if it answers as one.
+async fn ask(
+    shared: &Shared,
+    addr: SocketAddr,
+    settings: SweepSettings,
+) -> Option<LocalSendDevice> {
+    let work = async {
+        let tcp = tokio::time::timeout(
+            settings.connect_timeout,
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let mut ours = shared.info.clone();
+        ours.announce = None;
+        let body = serde_json::to_vec(&ours).ok()?;
+        post_over(
+            tcp,
+            &shared.config.identity,
+            addr,
+            None,
+            "/api/localsend/v2/register",
+            "application/json",
+            Full::new(Bytes::from(body)),
+            MAX_SWEEP_ANSWER_BYTES,
+        )
+        .await
+        .map_err(|e| log::debug!("LocalSend sweep of {addr}: {e}"))
+        .ok()
+    };
+    let answer = tokio::time::timeout(settings.host_timeout, work)
+        .await
+        .ok()??;
+    if !answer.status.is_success() {
+        return None;
+    }
+    let mut info: DeviceInfo = serde_json::from_slice(&answer.body).ok()?;
+    let certified = answer.fingerprint?;
+    // A body claiming another device's fingerprint is ignored, as LocalSend does.
+    if !info.fingerprint.eq_ignore_ascii_case(&certified)
+        || certified.eq_ignore_ascii_case(&shared.info.fingerprint)
+    {
+        return None;
+    }
+    // The answer has no port or protocol: the address probed is where it listens.
+    info.port = Some(addr.port());
+    info.protocol = Some("https".to_owned());
+    let mut devices = lock(&shared.devices);
+    devices.heard(info, addr, "sweep");
+    devices
+        .list()
+        .into_iter()
+        .find(|d| d.fingerprint.eq_ignore_ascii_case(&certified))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().expect("address")
+    }
+
+    #[test]
+    fn a_slash_24_is_every_other_host_of_it() {
+        let hosts = subnet_hosts(&[(ip("192.168.1.77"), 24)], 53317);
+        assert_eq!(hosts.len(), 253);
+        assert_eq!(hosts[0], "192.168.1.1:53317".parse().expect("addr"));
+        assert_eq!(hosts[252], "192.168.1.254:53317".parse().expect("addr"));
+        assert!(!hosts.contains(&"192.168.1.77:53317".parse().expect("addr")));
+        assert!(!hosts.contains(&"192.168.1.0:53317".parse().expect("addr")));
+        assert!(!hosts.contains(&"192.168.1.255:53317".parse().expect("addr")));
+    }
+
+    #[test]
+    fn a_wider_subnet_is_swept_only_in_our_slash_24_and_a_narrower_one_as_far_as_it_goes() {
+        let wide = subnet_hosts(&[(ip("10.20.30.40"), 8)], 9);
+        assert_eq!(wide.len(), 253);
+        assert!(
+            wide.iter()
+                .all(|a| a.ip().to_string().starts_with("10.20.30."))
+        );
+        let narrow = subnet_hosts(&[(ip("172.16.5.18"), 28)], 9);
+        let want: Vec<SocketAddr> = (17..=30)
+            .filter(|h| *h != 18)
+            .map(|h| SocketAddr::from(([172, 16, 5, h], 9)))
+            .collect();
+        assert_eq!(narrow, want);
+        let link_local = subnet_hosts(&[(ip("169.254.3.4"), 16)], 9);
+        assert_eq!(link_local.len(), 253);
+        assert_eq!(subnet_hosts(&[(ip("10.0.0.1"), 32)], 9), vec![]);
+        assert_eq!(
+            subnet_hosts(&[(ip("10.0.0.0"), 31)], 9),
+            vec![SocketAddr::from(([10, 0, 0, 1], 9))]
+        );
+    }
+
+    #[test]
+    fn loopback_and_public_addresses_are_never_swept_and_hosts_are_bounded() {
+        assert!(subnet_hosts(&[(ip("127.0.0.1"), 8)], 9).is_empty());
+        assert!(subnet_hosts(&[(ip("8.8.8.8"), 24)], 9).is_empty());
+        assert!(
+            subnet_hosts(&[(ip("100.64.1.1"), 24)], 9).is_empty(),
+            "CGNAT is not a LAN"
+        );
+        // Two addresses in one /24: swept once, neither of ours asked.
+        let twice = subnet_hosts(&[(ip("10.1.1.5"), 24), (ip("10.1.1.6"), 24)], 9);
+        assert_eq!(twice.len(), 252);
+        let many: Vec<(Ipv4Addr, u8)> = (0..10u8)
+            .map(|i| (Ipv4Addr::new(10, i, 0, 1), 24))
+            .collect();
+        assert_eq!(subnet_hosts(&many, 9).len(), MAX_SWEEP_HOSTS);
+    }
+}

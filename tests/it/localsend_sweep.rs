@@ -1,0 +1,310 @@
+//! The LocalSend register sweep (issue 16): `POST /register` to a list of hosts finds the
+//! LocalSend device among them, ends in bounded time when nobody or a silent host is
+//! there, runs one at a time, and hostile answers (huge, garbage, a fingerprint that is not
+//! the certificate's, a flood of devices) add nothing or a bounded table. Only 127.0.0.0/8
+//! is ever swept here: the target list is the test's.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry::events::event_channel;
+use ferry::localsend::{
+    CertIdentity, LocalSendConfig, LocalSendServer, SweepReport, SweepSettings,
+};
+use ferry::transfer::AcceptPolicy;
+use serde_json::json;
+
+/// Far more than any sweep here needs (a silent host costs `host_timeout`).
+const SWEEP_DEADLINE: Duration = Duration::from_secs(15);
+
+fn server_on(ip: [u8; 4], dir: &Path, alias: &str) -> LocalSendServer {
+    let identity = CertIdentity::generate().expect("certificate");
+    let mut config = LocalSendConfig::new(dir.to_path_buf(), alias, identity);
+    config.bind = IpAddr::from(ip);
+    config.port = 0;
+    config.policy = AcceptPolicy::TrustedOnly;
+    config.fsync = false;
+    config.sweep = SweepSettings {
+        connect_timeout: Duration::from_millis(500),
+        host_timeout: Duration::from_millis(1000),
+        concurrency: 8,
+    };
+    LocalSendServer::start(config, event_channel(None).0).expect("LocalSend server starts")
+}
+
+fn hosts(from: u8, to: u8, port: u16) -> Vec<SocketAddr> {
+    (from..=to)
+        .map(|h| SocketAddr::from(([127, 0, 0, h], port)))
+        .collect()
+}
+
+fn finish(report: crossbeam_channel::Receiver<SweepReport>) -> (SweepReport, Duration) {
+    let started = Instant::now();
+    let report = report
+        .recv_timeout(SWEEP_DEADLINE)
+        .expect("the sweep ends in bounded time");
+    (report, started.elapsed())
+}
+
+/// A port no one listens on (bound, then let go).
+fn free_port(ip: [u8; 4]) -> u16 {
+    TcpListener::bind(SocketAddr::from((ip, 0)))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn a_sweep_finds_exactly_the_localsend_device_among_dead_addresses() {
+    let (mine, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let device = server_on([127, 0, 0, 17], theirs.path(), "Phone on 17");
+    let port = device.local_addr().port();
+    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
+
+    let (report, took) = finish(sweeper.sweep(hosts(2, 40, port)).expect("a sweep starts"));
+    assert_eq!(report.probed, 39);
+    assert_eq!(report.found.len(), 1, "{:?}", report.found);
+    let found = &report.found[0];
+    assert_eq!(found.fingerprint, device.fingerprint());
+    assert_eq!(found.alias, "Phone on 17");
+    assert_eq!(
+        found.addr,
+        device.local_addr(),
+        "port taken from the address probed"
+    );
+    assert_eq!(found.protocol, "https");
+    assert!(
+        took < Duration::from_secs(10),
+        "dead loopback addresses refuse at once: {took:?}"
+    );
+
+    let listed = sweeper.devices();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].fingerprint, device.fingerprint());
+    assert!(listed[0].how.contains(&"sweep"), "{:?}", listed[0].how);
+    // The device heard us too: the sweep is a register with our info.
+    let heard_us = device.devices();
+    assert!(
+        heard_us
+            .iter()
+            .any(|d| d.fingerprint == sweeper.fingerprint()),
+        "{heard_us:?}"
+    );
+}
+
+#[test]
+fn a_sweep_where_nobody_answers_ends_at_once_and_finds_nothing() {
+    let mine = tempfile::tempdir().unwrap();
+    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
+    let port = free_port([127, 0, 0, 1]);
+    let (report, took) = finish(sweeper.sweep(hosts(2, 40, port)).expect("a sweep starts"));
+    assert_eq!(report.probed, 39);
+    assert!(report.found.is_empty());
+    assert!(sweeper.devices().is_empty());
+    assert!(
+        took < Duration::from_secs(5),
+        "refusals are immediate: {took:?}"
+    );
+}
+
+#[test]
+fn a_host_that_accepts_and_never_answers_ends_by_its_timeout_and_one_sweep_runs_at_a_time() {
+    let mine = tempfile::tempdir().unwrap();
+    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
+    // Accepts (the kernel does, into the backlog) and never says a word.
+    let silent = TcpListener::bind("127.0.0.41:0").expect("bind");
+    let target = silent.local_addr().expect("addr");
+
+    let running = sweeper.sweep(vec![target]).expect("a sweep starts");
+    assert!(sweeper.is_sweeping());
+    assert!(
+        sweeper.sweep(vec![target]).is_none(),
+        "a second sweep while one runs starts nothing"
+    );
+    let (report, took) = finish(running);
+    assert!(report.found.is_empty());
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(5),
+        "ended by the host timeout (1 s): {took:?}"
+    );
+    // Done: the next Refresh sweeps again.
+    let deadline = Instant::now() + SWEEP_DEADLINE;
+    while sweeper.is_sweeping() {
+        assert!(Instant::now() < deadline, "the sweep flag is cleared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let again = sweeper.sweep(vec![target]).expect("a new sweep starts");
+    finish(again);
+    drop(silent);
+}
+
+/// What a fake LocalSend host answers a register with.
+#[derive(Clone, Copy)]
+enum Reply {
+    /// A proper answer: its own certificate's fingerprint.
+    Honest,
+    /// A valid body claiming another device's fingerprint.
+    ForeignFingerprint,
+    /// Not JSON.
+    Garbage,
+    /// 10 MB of JSON-looking bytes.
+    Huge,
+    /// A proper answer from a fresh certificate each connection: a flood of devices.
+    NewDeviceEachTime,
+}
+
+/// An HTTPS host on `ip` answering every register with `reply` (a thread per connection).
+fn fake_host(ip: [u8; 4], reply: Reply) -> SocketAddr {
+    let listener = TcpListener::bind(SocketAddr::from((ip, 0))).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let identity = CertIdentity::generate().expect("certificate");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let identity = match reply {
+                Reply::NewDeviceEachTime => CertIdentity::generate().expect("certificate"),
+                _ => identity.clone(),
+            };
+            std::thread::spawn(move || answer_once(stream, &identity, reply));
+        }
+    });
+    addr
+}
+
+fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
+    let config = ferry::localsend::tls::server_config(identity).expect("tls");
+    let Ok(connection) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    // The request: headers, then Content-Length bytes of body.
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        match tls.read(&mut byte) {
+            Ok(1) => request.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    if tls.read_exact(&mut body).is_err() {
+        return;
+    }
+    let info = |fingerprint: &str| {
+        json!({"alias": "Fake", "version": "2.2", "deviceModel": null,
+               "deviceType": "headless", "fingerprint": fingerprint, "download": false})
+        .to_string()
+        .into_bytes()
+    };
+    let answer = match reply {
+        Reply::Honest | Reply::NewDeviceEachTime => info(identity.fingerprint()),
+        Reply::ForeignFingerprint => info(CertIdentity::generate().expect("c").fingerprint()),
+        Reply::Garbage => b"<html>not LocalSend</html>".to_vec(),
+        Reply::Huge => {
+            let mut huge = info(identity.fingerprint());
+            huge.resize(10 * 1024 * 1024, b' ');
+            huge
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.len()
+    );
+    let _ = tls.write_all(head.as_bytes());
+    let _ = tls.write_all(&answer);
+    let _ = tls.flush();
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+#[test]
+fn hostile_answers_add_nothing_and_an_honest_one_beside_them_is_found() {
+    let mine = tempfile::tempdir().unwrap();
+    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
+    let honest = fake_host([127, 0, 0, 50], Reply::Honest);
+    let targets = vec![
+        fake_host([127, 0, 0, 51], Reply::ForeignFingerprint),
+        fake_host([127, 0, 0, 52], Reply::Garbage),
+        fake_host([127, 0, 0, 53], Reply::Huge),
+        honest,
+    ];
+    let (report, took) = finish(sweeper.sweep(targets).expect("a sweep starts"));
+    assert_eq!(report.probed, 4);
+    let found: Vec<SocketAddr> = report.found.iter().map(|d| d.addr).collect();
+    assert_eq!(
+        found,
+        vec![honest],
+        "only the honest host: {:?}",
+        report.found
+    );
+    let listed: Vec<SocketAddr> = sweeper.devices().iter().map(|d| d.addr).collect();
+    assert_eq!(listed, vec![honest]);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn a_thousand_devices_answering_cannot_grow_the_table_without_bound() {
+    let mine = tempfile::tempdir().unwrap();
+    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
+    let flood = fake_host([127, 0, 0, 60], Reply::NewDeviceEachTime);
+    // One address asked a thousand times: a new certificate (a new device) each time.
+    let (report, _) = finish(sweeper.sweep(vec![flood; 1000]).expect("a sweep starts"));
+    assert_eq!(report.probed, 1000);
+    assert!(
+        report.found.len() > 300,
+        "the flood was heard: {}",
+        report.found.len()
+    );
+    let listed = sweeper.devices().len();
+    assert!(listed <= 256, "the device table is bounded: {listed}");
+    assert!(listed >= 200, "and still holds the newest: {listed}");
+}
+
+#[test]
+fn ferry_peers_wait_lists_a_device_found_by_the_sweep() {
+    let theirs = tempfile::tempdir().unwrap();
+    let device = server_on([127, 0, 0, 18], theirs.path(), "Swept phone");
+    let out = crate::util::ferry()
+        .args(["peers", "--wait", "1", "--localsend-sweep-host"])
+        .arg(device.local_addr().to_string())
+        .args(["--localsend-sweep-host", "127.0.0.19:9"])
+        .output()
+        .expect("ferry peers runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Swept phone  "))
+        .unwrap_or_else(|| panic!("the swept device is listed: {text}"));
+    assert!(line.contains(&device.local_addr().to_string()), "{line}");
+    assert!(
+        line.contains("localsend") && line.contains("sweep"),
+        "{line}"
+    );
+    assert!(line.contains(device.fingerprint()), "{line}");
+
+    // --no-localsend-sweep: not asked, not found.
+    let out = crate::util::ferry()
+        .args([
+            "peers",
+            "--wait",
+            "1",
+            "--no-localsend-sweep",
+            "--localsend-sweep-host",
+        ])
+        .arg(device.local_addr().to_string())
+        .output()
+        .expect("ferry peers runs");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Swept phone"));
+}
