@@ -27,6 +27,7 @@
 //! - `server`: the listener, the routes, register.
 //! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
 //! - `upload`: one file's body onto the disk; sessions and cancel.
+//! - `disk`: a session's folders, and the writer that keeps file I/O off the runtime.
 //! - `discovery`: announcing, answering announcements, the table of devices heard.
 //! - `client`: HTTPS requests to other devices (register, prepare-upload, upload, cancel).
 //! - [`send`]: sending files and text messages to a LocalSend device; `body`: a file as
@@ -35,6 +36,7 @@
 mod body;
 mod client;
 mod discovery;
+mod disk;
 pub mod identity;
 mod prepare;
 pub mod send;

@@ -273,12 +273,12 @@ fn files_and_a_folder_arrive_whole_chunked_or_not_with_localsend_rows() {
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(finished.len(), 2);
     assert_eq!(std::fs::read(dir.path().join("photo.jpg")).expect("a"), a);
-    // Until the folder keeps subfolders, a folder's files arrive flat.
+    // A folder's files arrive in their folders.
     assert_eq!(
-        std::fs::read(dir.path().join("album_2024_b.bin")).expect("b"),
+        std::fs::read(dir.path().join("album/2024/b.bin")).expect("b"),
         b
     );
-    assert_folder(dir.path(), &["album_2024_b.bin", "photo.jpg"]);
+    assert_folder(dir.path(), &["album", "photo.jpg"]);
     // The session ended with its last file: the same tokens no longer work.
     let again = peer.upload(&session, "b", tokens["b"].as_str().expect("token"), &b);
     assert_eq!(again.status, 403);
@@ -439,7 +439,9 @@ fn hostile_names_stay_inside_the_folder_and_visible() {
     let (finished, failed) = wait_files(&events, names.len());
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(finished.len(), names.len());
-    assert_folder(&dir, &["_bashrc", "a_b__c", "etc_passwd", "win.ini", "x"]);
+    assert_folder(&dir, &["_bashrc", "a", "etc", "win.ini", "x"]);
+    assert_eq!(std::fs::read(dir.join("a/b/_c")).expect("a/b/_c"), b"abc");
+    assert_eq!(std::fs::read(dir.join("etc/passwd")).expect("etc"), b"abc");
     assert_eq!(names_in(root.path()), ["in"], "nothing beside the folder");
 }
 
