@@ -27,6 +27,7 @@
 //! - `server`: the listener, the routes, register.
 //! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
 //! - `upload`: one file's body onto the disk; sessions and cancel.
+//! - [`folder`]: a folder sent as files named by relative paths (empty folders cannot be).
 //! - `disk`: a session's folders, and the writer that keeps file I/O off the runtime.
 //! - `discovery`: announcing, answering announcements, the table of devices heard.
 //! - `client`: HTTPS requests to other devices (register, prepare-upload, upload, cancel).
@@ -37,6 +38,7 @@ mod body;
 mod client;
 mod discovery;
 mod disk;
+mod folder;
 pub mod identity;
 mod prepare;
 pub mod send;
@@ -48,6 +50,7 @@ pub mod wire;
 use std::net::Ipv4Addr;
 
 pub use discovery::LocalSendDevice;
+pub use folder::LocalSendBatch;
 pub use identity::CertIdentity;
 pub use send::{LocalSendSendError, LocalSendSender, LocalSendTarget};
 pub use server::{LocalSendConfig, LocalSendServer, MulticastConfig};

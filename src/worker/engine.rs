@@ -199,11 +199,11 @@ impl Engine {
                 self.localsend
                     .set(setup, ferry, &alias, &self.sink, &self.seams);
             }
-            Command::SendLocalSend { to, files } => {
+            Command::SendLocalSend { to, batch } => {
                 let alias = self.alias();
                 let started = self
                     .localsend
-                    .send_files(to, files, &alias, &self.sink, &self.seams);
+                    .send_files(to, batch, &alias, &self.sink, &self.seams);
                 self.uploads.extend(started);
             }
             Command::SendLocalSendText { to, text } => {

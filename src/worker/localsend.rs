@@ -27,10 +27,10 @@ use crate::events::{
 };
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
-    CertIdentity, LocalSendConfig, LocalSendDevice, LocalSendSender, LocalSendServer,
-    LocalSendTarget, MulticastConfig,
+    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSender,
+    LocalSendServer, LocalSendTarget, MulticastConfig,
 };
-use crate::transfer::{AcceptPolicy, Decision, OutgoingFile, ServerConfig};
+use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
 
 /// How long a `POST /register` probe of a favourite may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -302,12 +302,12 @@ impl LocalSendSide {
     pub(super) fn send_files(
         &mut self,
         to: LocalSendTarget,
-        files: Vec<OutgoingFile>,
+        batch: LocalSendBatch,
         alias: &str,
         sink: &EventSink,
         seams: &Seams,
     ) -> Option<Upload> {
-        let ids: Vec<TransferId> = files.iter().map(|f| f.id).collect();
+        let ids: Vec<TransferId> = batch.files.iter().map(|(f, _)| f.id).collect();
         let fail = |detail: String| {
             for &id in &ids {
                 let failure = Failure::new(FailureKind::NotStarted, detail.clone());
@@ -328,7 +328,7 @@ impl LocalSendSide {
             "ferry-localsend-send",
             Box::new(move || {
                 // Every outcome, a refusal included, reaches the window as events.
-                if let Err(e) = sender.send_files(&to, &files, &events, &token) {
+                if let Err(e) = sender.send_batch(&to, &batch, &events, &token) {
                     log::info!("LocalSend send to {}: {e}", to.addr);
                 }
             }),

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::util::{data, names_in, spawn_serve, wait_files, wait_for, wait_line};
 
-fn config(dir: &Path) -> LocalSendConfig {
+pub(crate) fn config(dir: &Path) -> LocalSendConfig {
     let identity = CertIdentity::generate().expect("certificate");
     let mut config = LocalSendConfig::new(dir.to_path_buf(), "Ferry test", identity);
     config.bind = "127.0.0.1".parse().expect("ip");
@@ -30,22 +30,22 @@ fn config(dir: &Path) -> LocalSendConfig {
     config
 }
 
-fn start(config: LocalSendConfig) -> (LocalSendServer, Receiver<Event>) {
+pub(crate) fn start(config: LocalSendConfig) -> (LocalSendServer, Receiver<Event>) {
     let (sink, events) = event_channel(None);
     let server = LocalSendServer::start(config, sink).expect("LocalSend server starts");
     (server, events)
 }
 
 /// A LocalSend sender: its own certificate, the server's pinned.
-struct Peer {
+pub(crate) struct Peer {
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     identity: CertIdentity,
 }
 
-struct Answer {
-    status: u16,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
 impl Answer {
@@ -55,7 +55,7 @@ impl Answer {
 }
 
 impl Peer {
-    fn new(server: &LocalSendServer) -> Self {
+    pub(crate) fn new(server: &LocalSendServer) -> Self {
         Self::to(server.local_addr(), server.fingerprint())
     }
 
@@ -88,7 +88,7 @@ impl Peer {
     }
 
     /// Sends the request head (`Connection: close`), then `body` pieces with `pause` between.
-    fn send(
+    pub(crate) fn send(
         &self,
         path: &str,
         headers: &str,
@@ -116,7 +116,7 @@ impl Peer {
         stream
     }
 
-    fn read_answer(mut stream: StreamOwned<ClientConnection, TcpStream>) -> Answer {
+    pub(crate) fn read_answer(mut stream: StreamOwned<ClientConnection, TcpStream>) -> Answer {
         let mut raw = Vec::new();
         match stream.read_to_end(&mut raw) {
             Ok(_) => {}
@@ -145,7 +145,7 @@ impl Peer {
         Self::read_answer(self.send(path, &headers, &[body], Duration::ZERO))
     }
 
-    fn prepare(&self, query: &str, files: Value) -> Answer {
+    pub(crate) fn prepare(&self, query: &str, files: Value) -> Answer {
         let body = json!({"info": self.info(), "files": files}).to_string();
         self.post(
             &format!("/api/localsend/v2/prepare-upload{query}"),
@@ -185,7 +185,7 @@ impl Peer {
         ))
     }
 
-    fn upload(&self, session: &str, file: &str, token: &str, bytes: &[u8]) -> Answer {
+    pub(crate) fn upload(&self, session: &str, file: &str, token: &str, bytes: &[u8]) -> Answer {
         self.post(
             &format!("/api/localsend/v2/upload?sessionId={session}&fileId={file}&token={token}"),
             bytes,
@@ -193,18 +193,18 @@ impl Peer {
     }
 }
 
-fn file(id: &str, name: &str, size: usize) -> (String, Value) {
+pub(crate) fn file(id: &str, name: &str, size: usize) -> (String, Value) {
     (
         id.to_owned(),
         json!({"id": id, "fileName": name, "size": size, "fileType": "application/octet-stream"}),
     )
 }
 
-fn files(list: &[(String, Value)]) -> Value {
+pub(crate) fn files(list: &[(String, Value)]) -> Value {
     Value::Object(list.iter().cloned().collect())
 }
 
-fn session_of(answer: &Answer) -> (String, Value) {
+pub(crate) fn session_of(answer: &Answer) -> (String, Value) {
     assert_eq!(answer.status, 200, "prepare-upload: {}", answer.body);
     let json = answer.json();
     (
