@@ -14,6 +14,7 @@ use crate::events::{
     Direction, DiscoveryEvent, Event, FailureKind, KeyringEvent, NoteEvent, ServerEvent,
     TransferEvent, TransferId,
 };
+use crate::localsend::LocalSendBatch;
 use crate::protocol::escape_line;
 use crate::transfer::{OutgoingFolder, OutgoingItem, walk_folder};
 use crate::worker::{Command, LocalSendSetup};
@@ -319,24 +320,26 @@ impl FerryApp {
     pub(super) fn localsend_route(&self, command: Command) -> Vec<Command> {
         match command {
             Command::Send { opts, files } => match self.devices.localsend_target(&opts.to) {
-                Some(to) => vec![Command::SendLocalSend {
-                    to,
-                    files,
-                    pin: None,
-                }],
-                None => vec![Command::Send { opts, files }],
-            },
-            // LocalSend has no folders here: a folder's files go as files, each under its
-            // own id, so the folder row still follows them.
-            Command::SendItems { opts, items } => match self.devices.localsend_target(&opts.to) {
                 Some(to) => {
-                    let files = items
-                        .iter()
-                        .flat_map(|item| item.files().into_iter().cloned())
-                        .collect();
+                    let items: Vec<OutgoingItem> =
+                        files.into_iter().map(OutgoingItem::File).collect();
+                    let batch = LocalSendBatch::of(&items);
                     vec![Command::SendLocalSend {
                         to,
-                        files,
+                        batch,
+                        pin: None,
+                    }]
+                }
+                None => vec![Command::Send { opts, files }],
+            },
+            // A folder's files go named by their relative paths (LocalSend's folders), each
+            // under its own id, so the folder row still follows them.
+            Command::SendItems { opts, items } => match self.devices.localsend_target(&opts.to) {
+                Some(to) => {
+                    let batch = LocalSendBatch::of(&items);
+                    vec![Command::SendLocalSend {
+                        to,
+                        batch,
                         pin: None,
                     }]
                 }
@@ -357,15 +360,30 @@ impl FerryApp {
         match action {
             Action::Engine(command) => {
                 for command in self.localsend_route(command) {
+                    if let Command::SendLocalSend { batch, .. } = &command
+                        && !batch.empty_folders.is_empty()
+                    {
+                        // LocalSend v2 has no way to send a folder with no file in it.
+                        let list = batch.empty_folders.join(", ");
+                        let text = Tr(self.lang).get(T::LocalSendNoEmptyFolders);
+                        self.client.notice = Some(text.replace("{}", &list));
+                    }
                     self.worker.send(command);
                 }
             }
             Action::SendWithPin { dest, files, pin } => {
                 // A device no longer listed gets the files the Ferry way (and says why not).
                 let command = match self.devices.localsend_target(&dest) {
+                    // Retried files go by their own names (a folder's relative paths are
+                    // not kept on the rows).
                     Some(to) => Command::SendLocalSend {
                         to,
-                        files,
+                        batch: LocalSendBatch::of(
+                            &files
+                                .into_iter()
+                                .map(OutgoingItem::File)
+                                .collect::<Vec<_>>(),
+                        ),
                         pin: Some(pin),
                     },
                     None => Command::Send {

@@ -17,11 +17,11 @@ use super::{SendArgs, ServeArgs, SweepArgs};
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
-    CertIdentity, LOCALSEND_PORT, LocalSendConfig, LocalSendDevice, LocalSendSender,
-    LocalSendServer, LocalSendTarget, MulticastConfig,
+    CertIdentity, LOCALSEND_PORT, LocalSendBatch, LocalSendConfig, LocalSendDevice,
+    LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
 };
 use crate::protocol::escape_line;
-use crate::transfer::{AcceptPolicy, OutgoingFile};
+use crate::transfer::{AcceptPolicy, OutgoingFile, OutgoingItem, walk_folder};
 
 /// How long a `POST /register` probe may take (LocalSend gives 500 ms).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -302,9 +302,33 @@ pub(super) fn send_by_alias(
     sender.pin = args.pin;
     let target = LocalSendTarget::from(&device);
     let (sink, events) = event_channel(None);
-    let files: Vec<OutgoingFile> = args.files.into_iter().map(OutgoingFile::new).collect();
-    let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
+    let mut items = Vec::new();
+    for path in args.files {
+        if !path.is_dir() {
+            items.push(OutgoingItem::File(OutgoingFile::new(path)));
+            continue;
+        }
+        let shown = escape_line(&path.display().to_string()).into_owned();
+        let folder =
+            walk_folder(&path).with_context(|| format!("cannot read the folder {shown}"))?;
+        for skipped in &folder.skipped {
+            println!(
+                "{}: skipped (a symlink leading out of the folder, or not a regular file)",
+                escape_line(&path.join(skipped).display().to_string())
+            );
+        }
+        items.push(OutgoingItem::Folder(folder));
+    }
+    let batch = LocalSendBatch::of(&items);
+    for empty in &batch.empty_folders {
+        // Said, not silently dropped: LocalSend v2 names files only.
+        println!(
+            "{}: not sent (an empty folder: LocalSend cannot send empty folders)",
+            escape_line(empty)
+        );
+    }
+    let paths: Vec<_> = batch.files.iter().map(|(f, _)| f.path.clone()).collect();
     super::transfer::run_send("ferry-localsend-send", &events, &paths, move || {
-        sender.send_files(&target, &files, &sink, &CancelToken::new())
+        sender.send_batch(&target, &batch, &sink, &CancelToken::new())
     })
 }

@@ -27,6 +27,8 @@
 //! - `server`: the listener, the routes, register.
 //! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
 //! - `upload`: one file's body onto the disk; sessions and cancel.
+//! - [`folder`]: a folder sent as files named by relative paths (empty folders cannot be).
+//! - `disk`: a session's folders, and the writer that keeps file I/O off the runtime.
 //! - `discovery`: announcing, answering announcements, the table of devices heard.
 //! - [`sweep`]: `POST /register` to every host of our private /24s (LocalSend's CLI never
 //!   answers an announcement over UDP, so this is how a running one is found).
@@ -37,6 +39,8 @@
 mod body;
 mod client;
 mod discovery;
+mod disk;
+mod folder;
 pub mod identity;
 mod prepare;
 pub mod send;
@@ -49,6 +53,7 @@ pub mod wire;
 use std::net::Ipv4Addr;
 
 pub use discovery::LocalSendDevice;
+pub use folder::LocalSendBatch;
 pub use identity::CertIdentity;
 pub use send::{LocalSendSendError, LocalSendSender, LocalSendTarget};
 pub use server::{LocalSendConfig, LocalSendServer, MulticastConfig};

@@ -107,7 +107,7 @@ pub(super) async fn prepare(
             peer,
             count: files.len() as u64,
             bytes,
-            names: files.iter().map(|f| f.safe.as_str().to_owned()).collect(),
+            names: files.iter().map(|f| f.relative()).collect(),
             sizes: files.iter().map(|f| f.size).collect(),
             msg: String::new(),
             security: security.clone(),
@@ -118,7 +118,13 @@ pub(super) async fn prepare(
             None => return reply(StatusCode::FORBIDDEN, "nobody answered"),
         }
     }
-    let session = Session::new(peer.ip(), security, files, reservation);
+    let session = Session::new(
+        peer.ip(),
+        security,
+        files,
+        reservation,
+        shared.downloads.clone(),
+    );
     let response = PrepareResponse {
         session_id: session.id.clone(),
         files: session.tokens(),

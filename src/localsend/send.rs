@@ -21,6 +21,7 @@ use hyper::StatusCode;
 use super::body::{FileBody, encode, mime_of};
 use super::client::{Answer, post, post_json};
 use super::discovery::LocalSendDevice;
+use super::folder::LocalSendBatch;
 use super::identity::CertIdentity;
 use super::wire::{DeviceInfo, FileDto, PROTOCOL_VERSION, PrepareResponse, PrepareUpload};
 use super::{LOCALSEND_PORT, LocalSendError};
@@ -28,7 +29,7 @@ use crate::events::{
     CancelToken, Direction, EventSink, Failure, FailureKind, PinProblem, Security, TransferEvent,
 };
 use crate::protocol::Mode;
-use crate::transfer::{FileOutcome, OutgoingFile};
+use crate::transfer::{FileOutcome, OutgoingFile, OutgoingItem};
 
 const API: &str = "/api/localsend/v2/";
 /// How often a wait checks the cancel token.
@@ -160,9 +161,23 @@ impl LocalSendSender {
         sink: &EventSink,
         cancel: &CancelToken,
     ) -> Result<Vec<FileOutcome>, LocalSendSendError> {
+        let items: Vec<OutgoingItem> = files.iter().cloned().map(OutgoingItem::File).collect();
+        self.send_batch(target, &LocalSendBatch::of(&items), sink, cancel)
+    }
+
+    /// [`LocalSendSender::send_files`] for files under the names a [`LocalSendBatch`] gave
+    /// them (a folder's files by their relative paths).
+    pub fn send_batch(
+        &self,
+        target: &LocalSendTarget,
+        batch: &LocalSendBatch,
+        sink: &EventSink,
+        cancel: &CancelToken,
+    ) -> Result<Vec<FileOutcome>, LocalSendSendError> {
+        let files = &batch.files;
         let result = self.try_send_files(target, files, sink, cancel);
         if let Err(e) = &result {
-            for file in files {
+            for (file, _) in files {
                 sink.transfer(match e {
                     LocalSendSendError::Cancelled => TransferEvent::Cancelled {
                         id: file.id,
@@ -181,13 +196,13 @@ impl LocalSendSender {
     fn try_send_files(
         &self,
         target: &LocalSendTarget,
-        files: &[OutgoingFile],
+        files: &[(OutgoingFile, String)],
         sink: &EventSink,
         cancel: &CancelToken,
     ) -> Result<Vec<FileOutcome>, LocalSendSendError> {
         let mut listed = Vec::with_capacity(files.len());
         let mut dtos = HashMap::with_capacity(files.len());
-        for file in files {
+        for (file, name) in files {
             let local = |source| LocalSendSendError::LocalFile {
                 path: file.path.clone(),
                 source,
@@ -196,11 +211,7 @@ impl LocalSendSender {
             if !metadata.is_file() {
                 return Err(local(std::io::Error::other("not a regular file")));
             }
-            let name = file
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "file".to_owned());
+            let name = name.clone();
             let id = file.id.to_string();
             dtos.insert(
                 id.clone(),

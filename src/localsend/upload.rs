@@ -1,9 +1,10 @@
 //! Sessions and uploads: the one session a LocalSend receiver holds at a time, and each
-//! file's body streamed (chunked or not) through a [`PartFile`] into the download folder,
-//! committed only when exactly the announced size arrived.
+//! file's body streamed (chunked or not) through a [`PartFile`] into the download folder
+//! (or the session's folder it names: see [`super::disk`]), committed only when exactly the
+//! announced size arrived. Every file-system call (making folders, creating the `.part`,
+//! writing, fsync, naming) runs on tokio's blocking pool, never on the runtime's thread.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use tokio::sync::Notify;
 
+use super::disk::{self, CHUNKS_IN_FLIGHT, Tree};
 use super::server::{Reply, Shared, lock, query, reply, stopped};
 use super::wire::ValidFile;
 use crate::events::{
@@ -22,7 +24,7 @@ use crate::events::{
 };
 use crate::protocol::Mode;
 use crate::protocol::session::Refusal;
-use crate::transfer::{PartFile, Reservation};
+use crate::transfer::{Downloads, PartFile, Reservation};
 
 /// The receiver's one session.
 pub(super) enum Slot {
@@ -103,6 +105,15 @@ pub(super) struct Session {
     last_activity: Mutex<Instant>,
     /// The free space promised to this session's files; released when it ends.
     reservation: Mutex<Option<Reservation>>,
+    /// The folders its files named (locked on the blocking pool only).
+    tree: Arc<Mutex<Tree>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The last upload is over: its folders are opened to others (a few fchmods).
+        lock(&self.tree).finish();
+    }
 }
 
 /// A random hex string of 16 bytes (session ids and tokens: unguessable).
@@ -121,6 +132,7 @@ impl Session {
         security: Security,
         files: Vec<ValidFile>,
         reservation: Reservation,
+        downloads: Downloads,
     ) -> Self {
         let files = files
             .into_iter()
@@ -144,6 +156,7 @@ impl Session {
             wake: Notify::new(),
             last_activity: Mutex::new(Instant::now()),
             reservation: Mutex::new(Some(reservation)),
+            tree: Arc::new(Mutex::new(Tree::new(downloads))),
         }
     }
 
@@ -302,7 +315,29 @@ fn failed(status: StatusCode, kind: FailureKind, detail: impl Into<String>) -> F
     (status, Failure::new(kind, detail))
 }
 
-/// Streams the body into a part file and commits it when exactly `file.size` arrived.
+/// Runs `work` on the blocking pool (file-system calls never stall the runtime's thread).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Failed> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        failed(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            FailureKind::Disk,
+            format!("the disk work stopped: {e}"),
+        )
+    })
+}
+
+fn disk_error(e: impl ToString) -> Failed {
+    failed(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::Disk,
+        e.to_string(),
+    )
+}
+
+/// Streams the body into a part file (in its folder, made as needed) and commits it when
+/// exactly `file.size` arrived.
 async fn receive(
     body: &mut Incoming,
     peer: SocketAddr,
@@ -311,25 +346,85 @@ async fn receive(
     file: &ValidFile,
     id: TransferId,
 ) -> Result<(), Failed> {
-    let mut part = PartFile::create(&shared.downloads, &file.safe, None).map_err(|e| {
+    let tree = Arc::clone(&session.tree);
+    let (folders, safe) = (file.folders.clone(), file.safe.clone());
+    let created = blocking(move || {
+        let (dir, shown) = lock(&tree).folder_for(&folders)?;
+        let part = PartFile::create(&dir, &safe, None).map_err(|e| e.to_string())?;
+        let shown = format!("{shown}{}", part.final_name());
+        Ok::<_, String>((dir, part, shown))
+    })
+    .await?;
+    let (dir, part, shown) = created.map_err(|e| {
         failed(
             StatusCode::INTERNAL_SERVER_ERROR,
             FailureKind::Refused(Refusal::CannotCreate),
-            e.to_string(),
+            e,
         )
     })?;
-    let final_name = part.final_name();
     shared.sink.transfer(TransferEvent::Started {
         id,
         direction: Direction::Incoming,
         peer,
         name: file.offered.clone(),
-        saved_as: (final_name != file.offered).then(|| final_name.clone()),
+        saved_as: (shown != file.offered).then(|| shown.clone()),
         bytes_total: file.size,
         mode: Mode::Plain,
         msg: String::new(),
         security: session.security.clone(),
     });
+    // The writer takes the chunks on the blocking pool; a full channel holds the body back.
+    let (chunks, to_write) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || disk::write_chunks(part, to_write));
+    let streamed = stream_body(body, shared, session, file, id, chunks).await;
+    // The channel is closed (dropped with `chunks`): the writer ends after what it holds.
+    let (part, written) = writer.await.map_err(disk_error)?;
+    let done = match (streamed, written) {
+        (_, Err(e)) => Err(disk_error(e)),
+        (Err(failure), Ok(())) => Err(failure),
+        (Ok(done), Ok(())) if done != file.size => Err(failed(
+            StatusCode::BAD_REQUEST,
+            FailureKind::Interrupted {
+                kept_bytes: Some(0),
+            },
+            format!("{done} of {} bytes arrived", file.size),
+        )),
+        (Ok(done), Ok(())) => Ok(done),
+    };
+    let done = match done {
+        Ok(done) => done,
+        Err(failure) => {
+            // Dropping the part removes the `.part`: on the pool too, and before answering.
+            blocking(move || drop(part)).await?;
+            return Err(failure);
+        }
+    };
+    let in_folder = !file.folders.is_empty();
+    let path = blocking(move || disk::commit(part, &dir, in_folder))
+        .await?
+        .map_err(disk_error)?;
+    shared.sink.transfer(TransferEvent::Progress {
+        id,
+        bytes_done: done,
+    });
+    shared.sink.transfer(TransferEvent::Finished {
+        id,
+        verified: false,
+        saved_as: Some(shown),
+        path: Some(path),
+    });
+    Ok(())
+}
+
+/// Hands the body's chunks to the writer until the body ends; the bytes that arrived.
+async fn stream_body(
+    body: &mut Incoming,
+    shared: &Arc<Shared>,
+    session: &Session,
+    file: &ValidFile,
+    id: TransferId,
+    chunks: tokio::sync::mpsc::Sender<bytes::Bytes>,
+) -> Result<u64, Failed> {
     let mut done = 0u64;
     let mut throttle = ProgressThrottle::default();
     let mut stop = shared.stop.clone();
@@ -361,7 +456,7 @@ async fn receive(
                     format!("no data for {} s", idle.as_secs()),
                 ));
             }
-            Ok(None) => break,
+            Ok(None) => return Ok(done),
             Ok(Some(Err(e))) => {
                 return Err(failed(
                     StatusCode::BAD_REQUEST,
@@ -384,42 +479,12 @@ async fn receive(
                 format!("more data than the {} bytes announced", file.size),
             ));
         }
-        part.file().and_then(|f| f.write_all(&data)).map_err(|e| {
-            failed(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                FailureKind::Disk,
-                e.to_string(),
-            )
-        })?;
+        if chunks.send(data).await.is_err() {
+            // The writer stopped on an error: the caller reports it.
+            return Ok(done);
+        }
         done = new_total;
         session.touch();
         throttle.report(&shared.sink, id, done);
     }
-    if done != file.size {
-        return Err(failed(
-            StatusCode::BAD_REQUEST,
-            FailureKind::Interrupted {
-                kept_bytes: Some(0),
-            },
-            format!("{done} of {} bytes arrived", file.size),
-        ));
-    }
-    let path = part.commit().map_err(|e| {
-        failed(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            FailureKind::Disk,
-            e.to_string(),
-        )
-    })?;
-    shared.sink.transfer(TransferEvent::Progress {
-        id,
-        bytes_done: done,
-    });
-    shared.sink.transfer(TransferEvent::Finished {
-        id,
-        verified: false,
-        saved_as: Some(final_name),
-        path: Some(path),
-    });
-    Ok(())
 }

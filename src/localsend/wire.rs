@@ -20,8 +20,8 @@ pub const MAX_FILES: usize = 10_000;
 pub const MAX_ID_BYTES: usize = 128;
 /// Longest `fileName` (a relative path for folders), in bytes.
 pub const MAX_PATH_BYTES: usize = 4096;
-/// Most `/`-separated components in a `fileName`.
-pub const MAX_PATH_DEPTH: usize = 32;
+/// Most `/`-separated components in a `fileName` (the Ferry folder receiver's limit).
+pub const MAX_PATH_DEPTH: usize = crate::protocol::MAX_FOLDER_DEPTH;
 /// Largest size one file may announce (1 PiB): more is a lie or a bug.
 pub const MAX_FILE_BYTES: u64 = 1 << 50;
 /// Longest text kept from a text message (`preview`), in bytes.
@@ -135,7 +135,10 @@ pub struct ValidFile {
     pub id: String,
     /// The name as the sender wrote it (hostile: for display, escape it).
     pub offered: String,
-    /// What it is saved under: every path component sanitised, joined flat (see [`safe_path`]).
+    /// The folders it goes in, outermost first, each sanitised like a file name (empty for
+    /// a file on its own; the first names the session's root folder: see [`safe_path`]).
+    pub folders: Vec<String>,
+    /// The name it is saved under, inside `folders`.
     pub safe: SafeName,
     pub size: u64,
     pub file_type: String,
@@ -180,11 +183,12 @@ pub fn validate_prepare(body: &[u8]) -> Result<(DeviceInfo, ValidOffer), WireErr
         if file.size > MAX_FILE_BYTES {
             return Err(WireError::TooLarge { size: file.size });
         }
-        let safe = safe_path(&file.file_name).ok_or(WireError::BadName)?;
+        let (folders, safe) = safe_path(&file.file_name).ok_or(WireError::BadName)?;
         bytes = bytes.saturating_add(file.size);
         files.push(ValidFile {
             id: file.id,
             offered: file.file_name,
+            folders,
             safe,
             size: file.size,
             file_type: clip(&file.file_type, 128),
@@ -212,31 +216,41 @@ fn clip_bytes(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
-/// A `/`-separated relative path (a folder's file) as one safe name in the download folder:
-/// every component sanitised on its own (no `..`, no leading dots, no separators), the
-/// components joined with `_` (`photos/2024/a.jpg` -> `photos_2024_a.jpg`), and the result
-/// sanitised once more. Until the download folder keeps subfolders, a folder arrives flat:
-/// nothing can land outside the folder. `None` for an empty, too long or too deep path.
-pub fn safe_path(file_name: &str) -> Option<SafeName> {
+impl ValidFile {
+    /// Where it goes relative to the folder it is saved in (`photos/2024/a.jpg`), as
+    /// offered once sanitised: for prompts.
+    pub fn relative(&self) -> String {
+        let mut parts = self.folders.clone();
+        parts.push(self.safe.as_str().to_owned());
+        parts.join("/")
+    }
+}
+
+/// A `/`-separated relative path (a folder's file, or `\`-separated from Windows) as the
+/// folders it goes in and its file name: empty, `.` and `..` components are dropped (so
+/// `/abs/x` is `abs/x` and `a/../../x` is `a/x`), and every remaining component is
+/// sanitised like a file name (no leading dot, no reserved names or characters). Nothing
+/// can name a place outside the folder it is saved in. `None` for an empty path, or one
+/// longer or deeper than the Ferry folder receiver allows ([`MAX_PATH_BYTES`],
+/// [`MAX_PATH_DEPTH`]).
+pub fn safe_path(file_name: &str) -> Option<(Vec<String>, SafeName)> {
     if file_name.is_empty() || file_name.len() > MAX_PATH_BYTES {
         return None;
     }
-    let components: Vec<&str> = file_name
+    // Counted before dropping anything: `../../..` repeated is as deep as it looks.
+    if file_name.split(['/', '\\']).count() > MAX_PATH_DEPTH {
+        return None;
+    }
+    let mut components: Vec<&str> = file_name
         .split(['/', '\\'])
         .filter(|c| !c.is_empty() && *c != "." && *c != "..")
         .collect();
-    if components.is_empty() || components.len() > MAX_PATH_DEPTH {
-        return None;
-    }
-    if components.len() == 1 {
-        return Some(sanitize_file_name(file_name));
-    }
-    let joined: Vec<String> = components
+    let leaf = components.pop()?;
+    let folders = components
         .iter()
         .map(|c| sanitize_file_name(c).as_str().to_owned())
         .collect();
-    let safe = sanitize_file_name(&joined.join("_"));
-    Some(safe)
+    Some((folders, sanitize_file_name(leaf)))
 }
 
 #[cfg(test)]
@@ -272,20 +286,30 @@ mod tests {
     fn path_components_never_leave_the_folder_nor_hide_a_file() {
         for (raw, want) in [
             ("../x", "x"),
-            ("/etc/passwd", "etc_passwd"),
+            ("/etc/passwd", "etc/passwd"),
             (".bashrc", "_bashrc"),
-            ("a/../../b/.c", "a_b__c"),
-            ("photos/2024/a.jpg", "photos_2024_a.jpg"),
+            ("a/../../b/.c", "a/b/_c"),
+            ("photos/2024/a.jpg", "photos/2024/a.jpg"),
             ("..\\..\\win.ini", "win.ini"),
-            ("dir/.hidden/x", "dir__hidden_x"),
+            ("dir/.hidden/x", "dir/_hidden/x"),
+            ("相册/2024/照片.jpg", "相册/2024/照片.jpg"),
+            ("CON/x", "_CON/x"),
         ] {
-            let safe = safe_path(raw).unwrap_or_else(|| panic!("{raw} refused"));
-            assert_eq!(safe.as_str(), want, "{raw}");
-            assert!(!safe.as_str().contains('/') && !safe.as_str().starts_with('.'));
+            let (folders, safe) = safe_path(raw).unwrap_or_else(|| panic!("{raw} refused"));
+            let got = [folders.clone(), vec![safe.as_str().to_owned()]].concat();
+            for part in &got {
+                assert!(
+                    !part.is_empty() && !part.contains(['/', '\\']) && !part.starts_with('.'),
+                    "{raw}: {part:?}"
+                );
+            }
+            assert_eq!(got.join("/"), want, "{raw}");
         }
         assert_eq!(safe_path(""), None);
         assert_eq!(safe_path("../.."), None);
-        assert_eq!(safe_path(&"d/".repeat(40)), None);
+        assert_eq!(safe_path(&"d/".repeat(MAX_PATH_DEPTH)), None);
+        assert!(safe_path(&"d/".repeat(MAX_PATH_DEPTH - 1)).is_some());
+        assert_eq!(safe_path(&"a".repeat(MAX_PATH_BYTES + 1)), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub use client::{
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, NoRoom, PartFile, Reservation};
 pub use server::{AcceptPolicy, Decision, MinRate, ServerConfig, ServerHandle, ServerStartError};
+pub(crate) use server::{create_root, make_dir};
 
 use crate::events::{Failure, FailureKind, Refusal};
 use crate::protocol::session::SessionError;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::DiscoverySetup;
 use super::localsend::LocalSendSetup;
 use crate::events::TransferId;
-use crate::localsend::LocalSendTarget;
+use crate::localsend::{LocalSendBatch, LocalSendTarget};
 use crate::notes::NotesConfig;
 use crate::transfer::{
     AcceptPolicy, Decision, OutgoingFile, OutgoingItem, SendOptions, ServerConfig,
@@ -70,11 +70,12 @@ pub enum Command {
     /// LocalSend receiving's setup (on or off, port, favourites to probe); a running
     /// receiver is started again with it. Sent before `StartServer`.
     SetLocalSend(LocalSendSetup),
-    /// Upload files to a LocalSend device; every file gets `Finished`, `Failed` or
+    /// Upload files to a LocalSend device, each under its name in the batch (a folder's
+    /// files by their relative paths); every file gets `Finished`, `Failed` or
     /// `Cancelled` (`Cancel` with any of their ids stops the send).
     SendLocalSend {
         to: LocalSendTarget,
-        files: Vec<OutgoingFile>,
+        batch: LocalSendBatch,
         /// The PIN the device asked for (after a `FailureKind::Pin`), if any.
         pin: Option<String>,
     },

@@ -199,11 +199,11 @@ impl Engine {
                 self.localsend
                     .set(setup, ferry, &alias, &self.sink, &self.seams);
             }
-            Command::SendLocalSend { to, files, pin } => {
+            Command::SendLocalSend { to, batch, pin } => {
                 let alias = self.alias();
                 let started =
                     self.localsend
-                        .send_files(to, files, pin, &alias, &self.sink, &self.seams);
+                        .send_files(to, batch, pin, &alias, &self.sink, &self.seams);
                 self.uploads.extend(started);
             }
             Command::SendLocalSendText { to, text } => {

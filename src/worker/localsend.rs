@@ -31,10 +31,10 @@ use crate::events::{
 };
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
-    CertIdentity, LocalSendConfig, LocalSendDevice, LocalSendSender, LocalSendServer,
-    LocalSendTarget, MulticastConfig,
+    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSender,
+    LocalSendServer, LocalSendTarget, MulticastConfig,
 };
-use crate::transfer::{AcceptPolicy, Decision, OutgoingFile, ServerConfig};
+use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
 
 /// How long a `POST /register` probe of a favourite may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -353,13 +353,13 @@ impl LocalSendSide {
     pub(super) fn send_files(
         &mut self,
         to: LocalSendTarget,
-        files: Vec<OutgoingFile>,
+        batch: LocalSendBatch,
         pin: Option<String>,
         alias: &str,
         sink: &EventSink,
         seams: &Seams,
     ) -> Option<Upload> {
-        let ids: Vec<TransferId> = files.iter().map(|f| f.id).collect();
+        let ids: Vec<TransferId> = batch.files.iter().map(|(f, _)| f.id).collect();
         let fail = |detail: String| {
             for &id in &ids {
                 let failure = Failure::new(FailureKind::NotStarted, detail.clone());
@@ -381,7 +381,7 @@ impl LocalSendSide {
             "ferry-localsend-send",
             Box::new(move || {
                 // Every outcome, a refusal included, reaches the window as events.
-                if let Err(e) = sender.send_files(&to, &files, &events, &token) {
+                if let Err(e) = sender.send_batch(&to, &batch, &events, &token) {
                     log::info!("LocalSend send to {}: {e}", to.addr);
                 }
             }),

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::util::{data, names_in, spawn_serve, wait_files, wait_for, wait_line};
 
-fn config(dir: &Path) -> LocalSendConfig {
+pub(crate) fn config(dir: &Path) -> LocalSendConfig {
     let identity = CertIdentity::generate().expect("certificate");
     let mut config = LocalSendConfig::new(dir.to_path_buf(), "Ferry test", identity);
     config.bind = "127.0.0.1".parse().expect("ip");
@@ -30,22 +30,22 @@ fn config(dir: &Path) -> LocalSendConfig {
     config
 }
 
-fn start(config: LocalSendConfig) -> (LocalSendServer, Receiver<Event>) {
+pub(crate) fn start(config: LocalSendConfig) -> (LocalSendServer, Receiver<Event>) {
     let (sink, events) = event_channel(None);
     let server = LocalSendServer::start(config, sink).expect("LocalSend server starts");
     (server, events)
 }
 
 /// A LocalSend sender: its own certificate, the server's pinned.
-struct Peer {
+pub(crate) struct Peer {
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     identity: CertIdentity,
 }
 
-struct Answer {
-    status: u16,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
 impl Answer {
@@ -55,7 +55,7 @@ impl Answer {
 }
 
 impl Peer {
-    fn new(server: &LocalSendServer) -> Self {
+    pub(crate) fn new(server: &LocalSendServer) -> Self {
         Self::to(server.local_addr(), server.fingerprint())
     }
 
@@ -88,7 +88,7 @@ impl Peer {
     }
 
     /// Sends the request head (`Connection: close`), then `body` pieces with `pause` between.
-    fn send(
+    pub(crate) fn send(
         &self,
         path: &str,
         headers: &str,
@@ -116,7 +116,7 @@ impl Peer {
         stream
     }
 
-    fn read_answer(mut stream: StreamOwned<ClientConnection, TcpStream>) -> Answer {
+    pub(crate) fn read_answer(mut stream: StreamOwned<ClientConnection, TcpStream>) -> Answer {
         let mut raw = Vec::new();
         match stream.read_to_end(&mut raw) {
             Ok(_) => {}
@@ -145,7 +145,7 @@ impl Peer {
         Self::read_answer(self.send(path, &headers, &[body], Duration::ZERO))
     }
 
-    fn prepare(&self, query: &str, files: Value) -> Answer {
+    pub(crate) fn prepare(&self, query: &str, files: Value) -> Answer {
         let body = json!({"info": self.info(), "files": files}).to_string();
         self.post(
             &format!("/api/localsend/v2/prepare-upload{query}"),
@@ -185,7 +185,7 @@ impl Peer {
         ))
     }
 
-    fn upload(&self, session: &str, file: &str, token: &str, bytes: &[u8]) -> Answer {
+    pub(crate) fn upload(&self, session: &str, file: &str, token: &str, bytes: &[u8]) -> Answer {
         self.post(
             &format!("/api/localsend/v2/upload?sessionId={session}&fileId={file}&token={token}"),
             bytes,
@@ -193,18 +193,18 @@ impl Peer {
     }
 }
 
-fn file(id: &str, name: &str, size: usize) -> (String, Value) {
+pub(crate) fn file(id: &str, name: &str, size: usize) -> (String, Value) {
     (
         id.to_owned(),
         json!({"id": id, "fileName": name, "size": size, "fileType": "application/octet-stream"}),
     )
 }
 
-fn files(list: &[(String, Value)]) -> Value {
+pub(crate) fn files(list: &[(String, Value)]) -> Value {
     Value::Object(list.iter().cloned().collect())
 }
 
-fn session_of(answer: &Answer) -> (String, Value) {
+pub(crate) fn session_of(answer: &Answer) -> (String, Value) {
     assert_eq!(answer.status, 200, "prepare-upload: {}", answer.body);
     let json = answer.json();
     (
@@ -273,12 +273,12 @@ fn files_and_a_folder_arrive_whole_chunked_or_not_with_localsend_rows() {
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(finished.len(), 2);
     assert_eq!(std::fs::read(dir.path().join("photo.jpg")).expect("a"), a);
-    // Until the folder keeps subfolders, a folder's files arrive flat.
+    // A folder's files arrive in their folders.
     assert_eq!(
-        std::fs::read(dir.path().join("album_2024_b.bin")).expect("b"),
+        std::fs::read(dir.path().join("album/2024/b.bin")).expect("b"),
         b
     );
-    assert_folder(dir.path(), &["album_2024_b.bin", "photo.jpg"]);
+    assert_folder(dir.path(), &["album", "photo.jpg"]);
     // The session ended with its last file: the same tokens no longer work.
     let again = peer.upload(&session, "b", tokens["b"].as_str().expect("token"), &b);
     assert_eq!(again.status, 403);
@@ -439,7 +439,9 @@ fn hostile_names_stay_inside_the_folder_and_visible() {
     let (finished, failed) = wait_files(&events, names.len());
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(finished.len(), names.len());
-    assert_folder(&dir, &["_bashrc", "a_b__c", "etc_passwd", "win.ini", "x"]);
+    assert_folder(&dir, &["_bashrc", "a", "etc", "win.ini", "x"]);
+    assert_eq!(std::fs::read(dir.join("a/b/_c")).expect("a/b/_c"), b"abc");
+    assert_eq!(std::fs::read(dir.join("etc/passwd")).expect("etc"), b"abc");
     assert_eq!(names_in(root.path()), ["in"], "nothing beside the folder");
 }
 

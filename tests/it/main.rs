@@ -21,6 +21,7 @@ mod gui_secure;
 mod hostile;
 mod layers;
 mod localsend;
+mod localsend_folders;
 mod localsend_send;
 mod localsend_sweep;
 mod netns;

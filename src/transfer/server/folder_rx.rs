@@ -108,8 +108,9 @@ impl FolderRx {
     }
 }
 
-/// Creates (or, when an earlier entry made it, reuses) the subfolder `name` and opens it.
-fn make_dir(parent: &Downloads, name: &str) -> io::Result<Downloads> {
+/// Creates (or, when an earlier entry made it, reuses) the subfolder `name` and opens it
+/// (also for LocalSend's folders).
+pub(crate) fn make_dir(parent: &Downloads, name: &str) -> io::Result<Downloads> {
     match parent.dir().create_dir(name) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -119,8 +120,9 @@ fn make_dir(parent: &Downloads, name: &str) -> io::Result<Downloads> {
     Ok(parent.within(parent.dir().open_dir(name)?))
 }
 
-/// Creates the folder's root under the first free name: `photos`, `photos (1)`, ...
-pub(super) fn create_root(
+/// Creates the folder's root under the first free name: `photos`, `photos (1)`, ... (also
+/// for LocalSend's folders).
+pub(crate) fn create_root(
     downloads: &Downloads,
     safe: &SafeName,
 ) -> io::Result<(String, DownloadDir)> {

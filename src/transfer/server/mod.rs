@@ -31,6 +31,8 @@ mod outcome;
 mod probe;
 mod pump;
 
+pub(crate) use folder_rx::{create_root, make_dir};
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
