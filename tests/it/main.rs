@@ -20,6 +20,7 @@ mod gui_secure;
 mod hostile;
 mod layers;
 mod localsend;
+mod localsend_interop;
 mod localsend_send;
 mod netns;
 mod notes;
