@@ -17,7 +17,7 @@ use ferry::transfer::AcceptPolicy;
 use rustls::{ClientConnection, StreamOwned};
 use serde_json::{Value, json};
 
-use crate::util::{data, names_in, wait_files};
+use crate::util::{data, names_in, spawn_serve, wait_files, wait_line};
 
 fn start(dir: &Path, pin: Option<&str>) -> (LocalSendServer, Receiver<Event>) {
     let identity = CertIdentity::generate().expect("certificate");
@@ -43,15 +43,20 @@ struct Sender {
 
 impl Sender {
     fn to(server: &LocalSendServer) -> Self {
+        Self::at(server.local_addr(), server.fingerprint())
+    }
+
+    /// A sender to the receiver at `addr` whose certificate must have `fingerprint`.
+    fn at(addr: SocketAddr, fingerprint: &str) -> Self {
         let identity = CertIdentity::generate().expect("sender certificate");
         let tls = ferry::localsend::tls::client_config(
             &identity,
-            Some(server.fingerprint()),
+            Some(fingerprint),
             Arc::new(Mutex::new(None)),
         )
         .expect("client config");
         Self {
-            addr: server.local_addr(),
+            addr,
             tls,
             fingerprint: identity.fingerprint().to_owned(),
         }
@@ -192,4 +197,54 @@ fn a_file_id_with_reserved_characters_is_found_again_in_the_upload_query() {
         done[0].0
     );
     assert_eq!(names_in(dir.path()), ["相册_photo.jpg"]);
+}
+
+/// Through the real `ferry serve`, as LocalSend's CLI sent to it: the percent-encoded PIN
+/// gets in, the chunked upload lands, and the line names the LocalSend device and says the
+/// file is unchecked because LocalSend sends no hash (it said "plain peer").
+#[test]
+fn ferry_serve_takes_a_localsend_upload_with_an_encoded_pin_and_says_what_was_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_serve, _addr, lines) = spawn_serve(
+        dir.path(),
+        &[
+            "--localsend-port",
+            "0",
+            "--no-discovery",
+            "--localsend-pin",
+            "密码 1",
+        ],
+    );
+    let line = wait_line(&lines, "LocalSend receiving is on");
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let fingerprint = line
+        .split("fingerprint ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no fingerprint in {line:?}"));
+    let sender = Sender::at(addr, fingerprint);
+    let bytes = data(5000, 3);
+    let answer = sender.prepare(
+        "?pin=%E5%AF%86%E7%A0%81%201",
+        one_file("f", "中文文件名.bin", bytes.len()),
+    );
+    let (session, token) = session_and_token(&answer, "f");
+    let uploaded = sender.upload(
+        &format!("sessionId={session}&fileId=f&token={token}"),
+        &bytes,
+    );
+    assert_eq!(uploaded.0, 200, "upload: {}", uploaded.1);
+    let received = wait_line(&lines, "received ");
+    assert!(
+        received.contains("complete, unverified (LocalSend sends no hash)")
+            && received.contains("LocalSend device \"LS-CLI\" (headless)"),
+        "{received}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("中文文件名.bin")).expect("received"),
+        bytes
+    );
 }
