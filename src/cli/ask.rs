@@ -196,6 +196,16 @@ fn next_page(offer_id: u64, waiting: &mut Waiting) -> String {
     text
 }
 
+/// How a "received" line says whether the file was checked: a plain peer sends no hash,
+/// and neither does LocalSend (its CLI not even the optional `sha256`).
+pub(super) fn check_words(verified: bool, security: &Security) -> &'static str {
+    match (verified, security) {
+        (true, _) => "verified",
+        (false, Security::LocalSend { .. }) => "complete, unverified (LocalSend sends no hash)",
+        (false, _) => "complete, unverified (plain peer)",
+    }
+}
+
 /// How a prompt or a line names the sender's protection: the device and its fingerprint
 /// when encrypted, a plain warning otherwise (peer text escaped).
 pub(super) fn security_words(security: &Security) -> String {

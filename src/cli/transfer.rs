@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::ask::{AskPrompts, Reply, security_words};
+use super::ask::{AskPrompts, Reply, check_words, security_words};
 use super::{SendArgs, ServeArgs, resolve_destination};
 use crate::defaults::default_download_dir;
 use crate::events::{
@@ -509,11 +509,7 @@ impl Bars {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                     if let Some(path) = path {
-                        let check = if *verified {
-                            "verified"
-                        } else {
-                            "complete, unverified (plain peer)"
-                        };
+                        let check = check_words(*verified, &security);
                         self.line(format!(
                             "received {} ({} bytes, {check}, {})",
                             escape_line(&path.display().to_string()),

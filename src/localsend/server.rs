@@ -480,18 +480,30 @@ pub(super) fn json_reply(value: &impl serde::Serialize) -> Reply {
     }
 }
 
-/// The query's parameters (percent-decoding is not needed: LocalSend's ids are plain).
+/// The query's parameters, decoded as LocalSend's own server decodes them
+/// (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte, bad UTF-8 replaced).
+/// A sender percent-encodes what is not plain ASCII: a PIN typed with a space or in Chinese
+/// arrives as `pin=%E5%AF%86%E7%A0%81%201` (LocalSend's Rust client) or `...+1` (its app),
+/// and a sender's own file ids may be anything.
 pub(super) fn query(request: &Request<Incoming>) -> HashMap<String, String> {
     request
         .uri()
         .query()
         .unwrap_or("")
         .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
         .filter(|(key, _)| !key.is_empty())
         .take(16)
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .map(|(key, value)| (form_decode(key), form_decode(value)))
         .collect()
+}
+
+/// One form-encoded query key or value, decoded (never longer than it came).
+fn form_decode(raw: &str) -> String {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 async fn route(

@@ -22,6 +22,7 @@ mod hostile;
 mod layers;
 mod localsend;
 mod localsend_folders;
+mod localsend_interop;
 mod localsend_send;
 mod localsend_sweep;
 mod netns;
