@@ -196,7 +196,12 @@ fn a_file_id_with_reserved_characters_is_found_again_in_the_upload_query() {
         "{:?}",
         done[0].0
     );
-    assert_eq!(names_in(dir.path()), ["相册_photo.jpg"]);
+    // A `/` in the name is LocalSend's folder: the file lands inside it.
+    assert_eq!(names_in(dir.path()), ["相册"]);
+    assert_eq!(
+        std::fs::read(dir.path().join("相册").join("photo.jpg")).expect("in its folder"),
+        bytes
+    );
 }
 
 /// Through the real `ferry serve`, as LocalSend's CLI sent to it: the percent-encoded PIN
