@@ -48,8 +48,11 @@ impl Engine {
                 recv(self.inbound) -> msg => if let Ok(msg) = msg {
                     self.handle(msg, &check_tx);
                 },
-                recv(self.mdns_events) -> event => if let Ok(event) = event {
-                    self.handle_mdns(event, &check_tx);
+                recv(self.mdns_events) -> event => match event {
+                    Ok(event) => self.handle_mdns(event, &check_tx),
+                    // No mDNS (off, or it stopped): a closed channel is always ready, and
+                    // selecting on it would spin this thread at full CPU.
+                    Err(_) => self.mdns_events = crossbeam_channel::never(),
                 },
                 recv(check_rx) -> result => if let Ok((id, addr, ok)) = result {
                     lock(&self.shared.table).checked(&id, addr, ok);

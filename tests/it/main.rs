@@ -19,6 +19,7 @@ mod gui_localsend;
 mod gui_localsend_pin;
 mod gui_secure;
 mod hostile;
+mod idle;
 mod layers;
 mod localsend;
 mod localsend_folders;
