@@ -252,8 +252,13 @@ impl Outgoing {
     /// Writes a data chunk (its header, if the protocol wants one, then its bytes) without
     /// flushing a secure writer's last partial record: the next write or frame fills it.
     pub fn send_chunk(&mut self, header: Option<&[u8]>, data: &[u8]) -> io::Result<()> {
-        if let Some(header) = header {
-            self.put(header)?;
+        match (&self.inner, header) {
+            // Not gathered: the header goes with the data that follows (one segment).
+            (Inner::Plain(s), Some(header)) if !self.corked => {
+                super::os::send_more(s, header)?;
+            }
+            (_, Some(header)) => self.put(header)?,
+            (_, None) => {}
         }
         self.put(data)
     }

@@ -225,11 +225,8 @@ pub fn send_items(
             return Err(e);
         }
     };
-    let buf_len = if outgoing.is_secure() {
-        CHUNK_LEN
-    } else {
-        upload::HASH_SLICE_LEN
-    };
+    // A Ferry chunk is read, hashed and sent from this one buffer.
+    let buf_len = CHUNK_LEN;
     let mut session = Upload {
         stream: outgoing,
         security,
