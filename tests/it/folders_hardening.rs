@@ -4,17 +4,22 @@
 //! partial with it (and nothing else), and the prompt counts the folders. Real sockets on
 //! 127.0.0.1, real temp folders.
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use ferry::events::{CancelToken, Event, OfferedFolder, ServerEvent, event_channel};
+use ferry::events::{CancelToken, Event, OfferedFolder, ServerEvent, TransferEvent, event_channel};
+use ferry::protocol::{
+    FolderEntry, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
+};
 use ferry::transfer::{
     AcceptPolicy, FileOutcome, OutgoingItem, SendOptions, ServerConfig, send_items, walk_folder,
 };
 
-use crate::util::{LOOPBACK, start_server, start_server_with, wait_for};
+use crate::util::{LOOPBACK, read_answer, start_server, start_server_with, wait_for};
 
 /// photos/{a.txt, 2024/b.bin, 2024/深圳/c.txt, empty/}: 3 files in 3 folders.
 fn sample_folder(parent: &Path) -> std::path::PathBuf {
@@ -166,4 +171,95 @@ fn a_second_connection_for_the_same_folder_is_refused_while_the_first_runs() {
     server.decide(offer.offer_id, true);
     let again = again.join().unwrap();
     assert!(again.iter().all(FileOutcome::is_success), "{again:?}");
+}
+
+/// A folder's state kept after an interruption expires like partials do, and takes the
+/// partial it kept inside the folder with it; nothing else in the folder is touched.
+#[test]
+fn an_expired_folder_state_takes_its_kept_partial_and_nothing_else() {
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    let dl = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dl.path());
+    // A hand-built sender: the folder, then half of its second file, then gone.
+    let entries = vec![
+        FolderEntry {
+            path: "a/one.txt".into(),
+            size: Some(3),
+            mtime: 0,
+            mode: 6,
+        },
+        FolderEntry {
+            path: "b/two.bin".into(),
+            size: Some(100_000),
+            mtime: 0,
+            mode: 6,
+        },
+    ];
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let folder = SenderMsg::Folder {
+        name: "album".into(),
+        count: 2,
+        bytes: 100_003,
+        entries,
+        resume_key: Some(KEY.into()),
+    };
+    stream
+        .write_all(&encode_sender_msg(&folder).unwrap())
+        .unwrap();
+    match read_answer(&mut stream) {
+        ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
+        other => panic!("{other:?}"),
+    }
+    let mut bytes = encode_sender_msg(&SenderMsg::File {
+        index: 1,
+        offset: 0,
+    })
+    .unwrap();
+    bytes.extend_from_slice(&encode_chunk_header(100_000));
+    bytes.extend_from_slice(&[9u8; 50_000]);
+    stream.write_all(&bytes).unwrap();
+    drop(stream);
+    wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Failed { .. }) => Some(()),
+        _ => None,
+    });
+    drop(server);
+    let kept = dl.path().join("album/b/two.bin.ferry.part");
+    let state = dl
+        .path()
+        .join(format!(".{}.ferry-folder.ferry.part", &KEY[..16]));
+    assert!(kept.is_file() && state.is_file(), "nothing kept to expire");
+    // Someone else's partial-like file in the same folder, as old: not ours to remove.
+    let other = dl.path().join("album/b/other.ferry.part");
+    std::fs::write(&other, b"other").unwrap();
+    let old = SystemTime::now() - Duration::from_secs(2 * 3600);
+    for path in [&state, &kept, &other] {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(old).unwrap();
+    }
+    // A server with a one-hour limit expires at start.
+    let mut config = ServerConfig::new(LOOPBACK, 0, dl.path().to_owned());
+    config.partial_max_age = Duration::from_secs(3600);
+    let (_server, events) = start_server_with(config);
+    let (names, bytes) = wait_for(&events, |e| match e {
+        Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
+            Some((names.clone(), *bytes))
+        }
+        _ => None,
+    });
+    assert!(
+        !kept.exists(),
+        "the kept partial outlived its folder's state"
+    );
+    assert!(!state.exists());
+    assert!(
+        names.contains(&"album/b/two.bin.ferry.part".to_owned()),
+        "{names:?}"
+    );
+    assert!(bytes >= 50_000, "{bytes}");
+    assert_eq!(std::fs::read(&other).unwrap(), b"other");
+    assert!(dl.path().join("album/b").is_dir());
 }

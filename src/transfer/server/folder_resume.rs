@@ -252,3 +252,54 @@ fn waiting(writer: &mut impl Write, last_word: &mut Instant) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state whose partial path leads through a symlink (or names a non-partial) removes
+    /// nothing: expiry reaches the partial only through folders of ours.
+    #[test]
+    fn expiry_never_follows_a_symlink_to_a_kept_partial() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("x.ferry.part"), b"theirs").unwrap();
+        std::fs::create_dir_all(tmp.path().join("album/real")).unwrap();
+        std::fs::write(tmp.path().join("album/real/keep.txt"), b"mine").unwrap();
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("album/b")).unwrap();
+        let downloads = Downloads::open(tmp.path(), false).unwrap();
+        for (key, path) in [
+            (
+                "a".repeat(32),
+                vec!["b".to_owned(), "x.ferry.part".to_owned()],
+            ),
+            (
+                "b".repeat(32),
+                vec!["real".to_owned(), "keep.txt".to_owned()],
+            ),
+            (
+                "c".repeat(32),
+                vec!["..".to_owned(), "x.ferry.part".to_owned()],
+            ),
+        ] {
+            let state = FolderState {
+                key,
+                root: "album".into(),
+                partial: Some(0),
+                partial_path: Some(path),
+            };
+            save(&downloads, &state).unwrap();
+        }
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
+        assert!(removed.is_empty(), "{removed:?}");
+        assert_eq!(
+            std::fs::read(outside.path().join("x.ferry.part")).unwrap(),
+            b"theirs"
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join("album/real/keep.txt")).unwrap(),
+            b"mine"
+        );
+    }
+}
