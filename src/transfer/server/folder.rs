@@ -7,7 +7,13 @@
 //!
 //! Nothing escapes the folder: every subfolder is created with `mkdirat` and opened
 //! `O_DIRECTORY | O_NOFOLLOW` beneath its parent's handle, one sanitised component at a
-//! time, and every file is created relative to its folder's handle.
+//! time, and every file is created relative to its folder's handle. Only a few subfolder
+//! handles stay open ([`super::folder_rx::Dirs`]), and a verified file waiting for its batch
+//! holds no descriptor, so the sender's listing cannot exhaust descriptors.
+//!
+//! A folder with a resume key is received by one connection at a time
+//! ([`crate::transfer::Downloads::claim_folder`]): a second connection offering it while the
+//! first runs is refused with the reason before anyone is asked.
 
 use std::io;
 use std::sync::Arc;

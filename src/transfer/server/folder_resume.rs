@@ -14,6 +14,10 @@
 //! frames, and the kept partial is offered with the hash of its bytes, as for single files.
 //! The hashes are computed now, from what is on disk, so a file changed since is simply
 //! sent again (under a numbered name: nothing is ever overwritten).
+//!
+//! The state also names where the kept partial is (its folders and `.part` name), so that
+//! when the state expires the partial goes with it ([`expire_kept`]); a state whose folder
+//! a connection is receiving now is never expired.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant, SystemTime};
