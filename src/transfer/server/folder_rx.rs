@@ -98,6 +98,7 @@ impl Dirs {
     }
 
     /// How many subfolder handles are open (at most [`MAX_OPEN_DIRS`]).
+    #[cfg(test)]
     pub(super) fn open_count(&self) -> usize {
         self.open.len()
     }
