@@ -254,6 +254,17 @@ pub struct PendingOffer {
     /// Encrypted or not, and from which device ("Accept and trust" is offered when encrypted
     /// and not yet trusted).
     pub security: Security,
+    /// A folder offered as a whole: its name and how many folders it holds.
+    pub folder: Option<OfferedFolder>,
+}
+
+/// A folder offered as a whole, for "photos: 120 files in 14 folders, 340 MB".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedFolder {
+    /// The folder's name as it would be saved.
+    pub name: String,
+    /// Folders inside it (every level, empty ones too; not the folder itself).
+    pub folders: u64,
 }
 
 /// A pairing code the server offers, as the window shows it.

@@ -6,8 +6,8 @@
 //! Single-line fields use [`escape_line`]; a note keeps its line breaks ([`escape_note`]).
 
 use crate::events::{
-    DiscoveryEvent, Event, Failure, KeyringEvent, NoteEvent, PendingOffer, Security, SeenDevice,
-    SeenLocalSend, ServerEvent, TransferEvent, TrustedPeer,
+    DiscoveryEvent, Event, Failure, KeyringEvent, NoteEvent, OfferedFolder, PendingOffer, Security,
+    SeenDevice, SeenLocalSend, ServerEvent, TransferEvent, TrustedPeer,
 };
 use crate::protocol::{escape_line, escape_note};
 
@@ -66,6 +66,10 @@ pub fn display_safe(event: Event) -> Event {
                 names: offer.names.into_iter().map(line).collect(),
                 msg: line(offer.msg),
                 security: safe_security(offer.security),
+                folder: offer.folder.map(|folder| OfferedFolder {
+                    name: line(folder.name),
+                    ..folder
+                }),
                 ..offer
             }))
         }
@@ -264,11 +268,18 @@ mod tests {
                     fingerprint: "a-b-c".into(),
                     trusted: false,
                 },
+                folder: Some(OfferedFolder {
+                    name: EVIL.into(),
+                    folders: 1,
+                }),
             })))
         else {
             panic!("not an offer")
         };
         assert!(clean(&offer.names[0]) && clean(&offer.msg));
+        assert!(clean(
+            &offer.folder.unwrap_or_else(|| panic!("no folder")).name
+        ));
         let Security::Encrypted { device, .. } = &offer.security else {
             panic!("the security was lost")
         };

@@ -149,6 +149,7 @@ texts! {
     OfferFrom => "Offer {} from {}", "第 {} 号请求，来自 {}";
     OfferCount => "Files: {}", "文件数：{}";
     OfferSize => "Total size: {}", "总大小：{}";
+    OfferFolder => "{}: {} files in {} folders, {}", "{}：{} 个文件，{} 个文件夹，{}";
     OfferMessage => "Message: {}", "留言：{}";
     OfferMore => "{} more files are not listed: each will be asked about when it arrives", "另有 {} 个文件未列出：每个文件到达时会再次询问";
     OfferQueue => "{} more offers waiting", "另有 {} 个请求在等待";
@@ -187,6 +188,7 @@ texts! {
     FailRefusedNoAnswer => "refused: nobody answered within {} s", "已拒收：{} 秒内无人答复";
     FailRefusedNoSpace => "refused: not enough disk space ({} needed, {} free)", "已拒收：磁盘空间不足（需要 {}，剩余 {}）";
     FailRefusedCannotCreate => "refused: the file cannot be created", "已拒收：无法创建文件";
+    FailRefusedFolderBusy => "refused: this folder is being received on another connection right now; send it again once that ends", "已拒收：另一个连接正在接收这个文件夹，请在其结束后重新发送";
     FailInterrupted => "interrupted", "传输中断";
     FailInterruptedKept => "interrupted; {} kept, sending again resumes", "传输中断；已保留 {}，再次发送将续传";
     FailInterruptedNothing => "interrupted; nothing had arrived", "传输中断；尚未收到任何数据";

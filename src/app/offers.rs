@@ -82,8 +82,24 @@ fn offer_ui(ui: &mut Ui, tr: Tr, offer: &PendingOffer, waiting: usize) -> Option
         }
         Security::Plain => false,
     };
-    ui.label(tr.fill(T::OfferCount, &[&offer.count]));
-    ui.label(tr.fill(T::OfferSize, &[&format_bytes(offer.bytes as f64)]));
+    match &offer.folder {
+        // "photos: 120 files in 14 folders, 340.0 MiB"
+        Some(folder) => {
+            ui.label(RichText::new(tr.fill(
+                T::OfferFolder,
+                &[
+                    &folder.name,
+                    &offer.count,
+                    &folder.folders,
+                    &format_bytes(offer.bytes as f64),
+                ],
+            )));
+        }
+        None => {
+            ui.label(tr.fill(T::OfferCount, &[&offer.count]));
+            ui.label(tr.fill(T::OfferSize, &[&format_bytes(offer.bytes as f64)]));
+        }
+    }
     if !offer.msg.is_empty() {
         ui.label(tr.fill(T::OfferMessage, &[&offer.msg]));
     }
@@ -145,6 +161,7 @@ mod tests {
             sizes: vec![10],
             msg: String::new(),
             security: crate::events::Security::Plain,
+            folder: None,
         }
     }
 

@@ -57,6 +57,7 @@ impl AskPrompts {
             ref sizes,
             ref msg,
             ref security,
+            ref folder,
         } = *offer;
         let files = names
             .iter()
@@ -66,7 +67,18 @@ impl AskPrompts {
                 None => escape_line(name).into_owned(),
             })
             .collect();
-        let mut text = format!("offer {offer_id} from {peer}: {count} file(s), {bytes} bytes");
+        let mut text = match folder {
+            // "photos: 120 files in 14 folders, 340.2 MiB (356725191 bytes)"
+            Some(folder) => format!(
+                "offer {offer_id} from {peer}: {}: {count} {} in {} {}, {} ({bytes} bytes)",
+                escape_line(&folder.name),
+                plural(count, "file", "files"),
+                folder.folders,
+                plural(folder.folders, "folder", "folders"),
+                size_words(bytes),
+            ),
+            None => format!("offer {offer_id} from {peer}: {count} file(s), {bytes} bytes"),
+        };
         let can_trust = matches!(security, Security::Encrypted { trusted: false, .. });
         let _ = write!(text, "\n  {}", security_words(security));
         if !msg.is_empty() {
@@ -243,6 +255,26 @@ pub(super) fn security_words(security: &Security) -> String {
     }
 }
 
+/// `word` for one, `words` otherwise.
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// `340.0 MiB`, `900 B`.
+fn size_words(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +303,32 @@ mod tests {
             sizes: sizes.to_vec(),
             msg: msg.into(),
             security: Security::Plain,
+            folder: None,
         }
+    }
+
+    #[test]
+    fn a_folder_offer_counts_its_files_and_folders() {
+        let mut prompts = AskPrompts::default();
+        let mut folder = offer(5, peer(1), 120, 340 * 1024 * 1024, &[], &[], "");
+        folder.folder = Some(crate::events::OfferedFolder {
+            name: "photos".into(),
+            folders: 14,
+        });
+        let text = prompts.offer(&folder);
+        assert!(
+            text.starts_with(
+                "offer 5 from 127.0.0.1:1: photos: 120 files in 14 folders, 340.0 MiB (356515840 bytes)"
+            ),
+            "{text}"
+        );
+        folder.count = 1;
+        folder.folder = Some(crate::events::OfferedFolder {
+            name: "one".into(),
+            folders: 1,
+        });
+        let text = prompts.offer(&folder);
+        assert!(text.contains(": one: 1 file in 1 folder, "), "{text}");
     }
 
     #[test]

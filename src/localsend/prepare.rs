@@ -111,6 +111,8 @@ pub(super) async fn prepare(
             sizes: files.iter().map(|f| f.size).collect(),
             msg: String::new(),
             security: security.clone(),
+            // LocalSend has no folder offers: its folders are paths in the names.
+            folder: None,
         };
         match ask(shared, offer).await {
             Some(Decision::Accept | Decision::AcceptAndTrust) => {}

@@ -226,12 +226,17 @@ impl DownloadDir {
 
     /// Whether `name` is the very file `file` is open on (same device and inode).
     pub fn is_same_file(&self, name: &str, file: &File) -> io::Result<bool> {
-        check_component(name)?;
         let ours = file.metadata()?;
+        self.is_same_inode(name, (ours.dev(), ours.ino()))
+    }
+
+    /// Whether `name` (never followed) is the file with this device and inode.
+    pub fn is_same_inode(&self, name: &str, (dev, ino): (u64, u64)) -> io::Result<bool> {
+        check_component(name)?;
         let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
         // The field types differ between platforms.
         #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-        let same = stat.st_dev as u64 == ours.dev() && stat.st_ino as u64 == ours.ino();
+        let same = stat.st_dev as u64 == dev && stat.st_ino as u64 == ino;
         Ok(same)
     }
 
@@ -265,15 +270,42 @@ impl DownloadDir {
         in_use: impl Fn(&str) -> bool,
     ) -> io::Result<Expired> {
         let mut expired = Expired::default();
+        for (name, size) in self.old_partials(max_age, now)? {
+            if in_use(&name) {
+                continue;
+            }
+            // Between the stat and here the name may have been replaced: unlinking a name
+            // never touches what a symlink points at, so the worst case is removing a
+            // fresh planted entry under a name only Ferry's partials have.
+            match rustix::fs::unlinkat(&self.fd, name.as_str(), AtFlags::empty()) {
+                Ok(()) => {
+                    expired.names.push(name);
+                    expired.bytes = expired.bytes.saturating_add(size);
+                }
+                Err(e) => log::warn!("cannot remove the old partial {name:?}: {e}"),
+            }
+        }
+        expired.names.sort();
+        Ok(expired)
+    }
+
+    /// The partials (`*.ferry.part`, regular files only, never followed) last modified more
+    /// than `max_age` before `now`, with their sizes; nothing is removed.
+    pub fn old_partials(
+        &self,
+        max_age: Duration,
+        now: SystemTime,
+    ) -> io::Result<Vec<(String, u64)>> {
+        let mut old = Vec::new();
         let Some(cutoff) = now.checked_sub(max_age) else {
-            return Ok(expired);
+            return Ok(old);
         };
         for entry in rustix::fs::Dir::read_from(&self.fd)? {
             let entry = entry?;
             let Ok(name) = entry.file_name().to_str() else {
                 continue; // not a name Ferry ever writes
             };
-            if !name.ends_with(PART_SUFFIX) || in_use(name) {
+            if !name.ends_with(PART_SUFFIX) {
                 continue;
             }
             let Ok(stat) = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
@@ -288,24 +320,12 @@ impl DownloadDir {
                 Ok(secs) => SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
                 Err(_) => SystemTime::UNIX_EPOCH,
             };
-            if modified >= cutoff {
-                continue;
-            }
-            // Between the stat and here the name may have been replaced: unlinking a name
-            // never touches what a symlink points at, so the worst case is removing a
-            // fresh planted entry under a name only Ferry's partials have.
-            match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
-                Ok(()) => {
-                    expired.names.push(name.to_owned());
-                    #[allow(clippy::unnecessary_cast)]
-                    let size = stat.st_size as u64;
-                    expired.bytes = expired.bytes.saturating_add(size);
-                }
-                Err(e) => log::warn!("cannot remove the old partial {name:?}: {e}"),
+            if modified < cutoff {
+                #[allow(clippy::unnecessary_cast)]
+                old.push((name.to_owned(), stat.st_size as u64));
             }
         }
-        expired.names.sort();
-        Ok(expired)
+        Ok(old)
     }
 }
 

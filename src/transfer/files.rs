@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -49,6 +49,13 @@ pub const PART_SUFFIX: &str = crate::protocol::PART_SUFFIX;
 /// How many hex digits of a sender's resume key go into a part file's name.
 pub const RESUME_TAG_LEN: usize = 16;
 
+/// The name of the resume state of the folder with resume key `key`:
+/// `.TAG.ferry-folder.ferry.part` (see `server::folder_resume`).
+pub fn folder_state_name(key: &str) -> String {
+    let tag = key.get(..key.len().min(RESUME_TAG_LEN)).unwrap_or(key);
+    format!(".{tag}.ferry-folder{PART_SUFFIX}")
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking connection thread must not take the others down with it.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -69,6 +76,8 @@ struct Inner {
     sync_dir_on_commit: bool,
     /// Names of the `.part` files in use.
     parts: Mutex<HashSet<String>>,
+    /// Resume keys of the folders being received now (see [`Downloads::claim_folder`]).
+    folders: Mutex<HashSet<String>>,
     /// Per sanitised name: the number to start the next free-name search at.
     hints: Mutex<HashMap<String, u32>>,
     /// Bytes promised to accepted offers that are still running.
@@ -81,6 +90,19 @@ pub struct NoRoom {
     pub needed: u64,
     /// Free bytes minus what other offers reserved.
     pub available: u64,
+}
+
+/// A folder resume key held by the connection receiving that folder; released when dropped.
+#[derive(Debug)]
+pub struct FolderClaim {
+    downloads: Downloads,
+    key: String,
+}
+
+impl Drop for FolderClaim {
+    fn drop(&mut self) {
+        lock(&self.downloads.0.folders).remove(&self.key);
+    }
 }
 
 /// Disk space held for one accepted offer; released when dropped.
@@ -105,6 +127,7 @@ impl Downloads {
             fsync,
             sync_dir_on_commit: true,
             parts: Mutex::new(HashSet::new()),
+            folders: Mutex::new(HashSet::new()),
             hints: Mutex::new(HashMap::new()),
             reserved: Mutex::new(0),
         })))
@@ -120,9 +143,15 @@ impl Downloads {
             fsync: self.0.fsync,
             sync_dir_on_commit: false,
             parts: Mutex::new(HashSet::new()),
+            folders: Mutex::new(HashSet::new()),
             hints: Mutex::new(HashMap::new()),
             reserved: Mutex::new(0),
         }))
+    }
+
+    /// Whether `other` is this very handle (a clone of it), not just the same folder.
+    pub fn same_as(&self, other: &Downloads) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The open folder handle.
@@ -163,6 +192,25 @@ impl Downloads {
         lock(&self.0.parts)
     }
 
+    /// Claims the folder resume key `key` for one connection until the returned claim is
+    /// dropped; `None` while another connection holds it. Two connections resuming one
+    /// folder would otherwise both write into its root (and its kept partial) at once.
+    pub fn claim_folder(&self, key: &str) -> Option<FolderClaim> {
+        let mut folders = lock(&self.0.folders);
+        if !folders.insert(key.to_owned()) {
+            return None;
+        }
+        Some(FolderClaim {
+            downloads: self.clone(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// Whether a connection is receiving the folder with resume key `key` now.
+    pub fn folder_in_use(&self, key: &str) -> bool {
+        lock(&self.0.folders).contains(key)
+    }
+
     /// Reserves `needed` bytes if the disk has them, counting what other running offers
     /// reserved. Where free space cannot be known, always succeeds.
     pub fn reserve(&self, needed: u64) -> Result<Reservation, NoRoom> {
@@ -180,11 +228,15 @@ impl Downloads {
         })
     }
 
-    /// Removes kept partials older than `max_age` at `now` (never one in use).
+    /// Removes kept partials older than `max_age` at `now` (never one in use, nor the
+    /// state of a folder being received).
     pub fn expire_partials(&self, max_age: Duration, now: SystemTime) -> io::Result<Expired> {
-        self.0
-            .dir
-            .expire_partials(max_age, now, |name| self.parts().contains(name))
+        self.0.dir.expire_partials(max_age, now, |name| {
+            self.parts().contains(name)
+                || lock(&self.0.folders)
+                    .iter()
+                    .any(|key| folder_state_name(key) == name)
+        })
     }
 
     fn name_hint(&self, safe: &SafeName) -> u32 {
@@ -211,6 +263,9 @@ pub struct PartFile {
     /// The `.part` file's name; empty once committed (nothing left to clean up).
     part_name: String,
     file: Option<File>,
+    /// Device and inode of the file once [`PartFile::close_verified`] closed it: what the
+    /// commit checks the final name against.
+    closed_as: Option<(u64, u64)>,
     keep: bool,
 }
 
@@ -320,8 +375,37 @@ impl PartFile {
             number,
             part_name,
             file: Some(file),
+            closed_as: None,
             keep: false,
         }
+    }
+
+    /// Closes the verified file's descriptor while it waits for its batch's commit (inside a
+    /// received folder thousands may wait at once; each holding a descriptor could exhaust
+    /// them). The commit then checks the final name by the remembered device and inode.
+    pub fn close_verified(&mut self) -> io::Result<()> {
+        if let Some(file) = self.file.take() {
+            let meta = match file.metadata() {
+                Ok(meta) => meta,
+                Err(e) => {
+                    self.file = Some(file);
+                    return Err(e);
+                }
+            };
+            use std::os::unix::fs::MetadataExt;
+            self.closed_as = Some((meta.dev(), meta.ino()));
+        }
+        Ok(())
+    }
+
+    /// The folder this file is received in.
+    pub fn downloads(&self) -> &Downloads {
+        &self.downloads
+    }
+
+    /// The `.part` file's own name (empty once committed).
+    pub fn part_name(&self) -> &str {
+        &self.part_name
     }
 
     /// The name the file will get, as far as known now.
@@ -404,14 +488,21 @@ impl PartFile {
     }
 
     fn commit_with(&mut self, sync_data: bool) -> io::Result<PathBuf> {
-        let Some(mut file) = self.file.take() else {
-            return Err(io::Error::other("part file already closed"));
+        let file = self.file.take();
+        let identity = match (&file, self.closed_as) {
+            (Some(file), _) => {
+                use std::os::unix::fs::MetadataExt;
+                if sync_data {
+                    file.sync_data()?;
+                }
+                let meta = file.metadata()?;
+                (meta.dev(), meta.ino())
+            }
+            // Closed by `close_verified`: its data was made durable with its batch.
+            (None, Some(identity)) => identity,
+            (None, None) => return Err(io::Error::other("part file already closed")),
         };
-        file.flush()?;
         let fsync = self.downloads.0.fsync;
-        if sync_data {
-            file.sync_data()?;
-        }
         let dir = &self.downloads.0.dir;
         let deadline = Instant::now() + NAME_SEARCH_LIMIT;
         for number in self.number..MAX_ALTERNATIVES {
@@ -424,7 +515,7 @@ impl PartFile {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             };
-            if !dir.is_same_file(&target, &file)? {
+            if !dir.is_same_inode(&target, identity)? {
                 // Someone replaced our `.part` name meanwhile: what got the final name is
                 // not what we received. Take the name back; the received data is lost.
                 let _ = dir.remove(&target);
@@ -448,7 +539,7 @@ impl PartFile {
             }
             return Ok(dir.path().join(target));
         }
-        self.file = Some(file);
+        self.file = file;
         Err(io::Error::new(
             ErrorKind::AlreadyExists,
             "no free final name",

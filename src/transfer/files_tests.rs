@@ -2,6 +2,7 @@
 use super::*;
 use crate::protocol::sanitize_file_name;
 use std::fs;
+use std::io::Write;
 
 fn downloads(dir: &Path) -> Downloads {
     Downloads::open(dir, true).unwrap()

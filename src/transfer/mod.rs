@@ -19,7 +19,7 @@ pub use client::{
     SendError, SendOptions, probe, resume_key, send_files, send_items, walk_folder,
 };
 pub use dir::{DownloadDir, Expired};
-pub use files::{Downloads, NoRoom, PartFile, Reservation};
+pub use files::{Downloads, FolderClaim, NoRoom, PartFile, Reservation};
 pub use server::{AcceptPolicy, Decision, MinRate, ServerConfig, ServerHandle, ServerStartError};
 pub(crate) use server::{create_root, make_dir};
 

@@ -10,6 +10,7 @@ mod desktop;
 mod faults;
 mod ferry;
 mod folders;
+mod folders_hardening;
 mod folders_resume;
 mod gui;
 mod gui_desktop;

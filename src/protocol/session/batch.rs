@@ -151,6 +151,10 @@ pub enum Refusal {
     CannotCreate,
     #[error("no file was offered")]
     NotOffered,
+    #[error(
+        "the receiver is receiving this folder on another connection right now; send it again once that transfer ends"
+    )]
+    FolderBusy,
 }
 
 /// The consent rule. Auto-accept takes everything (the original's behaviour). Otherwise a

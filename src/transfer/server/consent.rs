@@ -13,7 +13,7 @@ use std::thread;
 use super::Decision;
 use super::connection::Connection;
 use super::lock;
-use crate::events::{Event, PendingOffer, Security, ServerEvent, next_transfer_id};
+use crate::events::{Event, OfferedFolder, PendingOffer, Security, ServerEvent, next_transfer_id};
 use crate::protocol::session::{Consent, Refusal};
 use crate::protocol::{Header, ReceiverMsg, sanitize_file_name};
 use crate::transfer::TransferError;
@@ -82,6 +82,7 @@ impl Connection<'_> {
             names,
             sizes: sizes.unwrap_or_default(),
             msg: header.msg.clone(),
+            folder: None,
         };
         self.ask(offer)
     }
@@ -116,6 +117,10 @@ impl Connection<'_> {
                 .collect(),
             sizes: files.filter_map(|e| e.size).collect(),
             msg: String::new(),
+            folder: Some(OfferedFolder {
+                folders: count_folders(folder.entries()),
+                name: root,
+            }),
         };
         let decision = self.ask(offer)?;
         if decision == Some(Decision::AcceptAndTrust) {
@@ -148,6 +153,7 @@ impl Connection<'_> {
                 sizes: offer.sizes,
                 msg: offer.msg,
                 security: self.security.clone(),
+                folder: offer.folder,
             })));
         let answered = Arc::new(AtomicBool::new(false));
         let left = self.watch_for_leaving(&answered);
@@ -251,6 +257,23 @@ struct Listing {
     names: Vec<String>,
     sizes: Vec<u64>,
     msg: String,
+    folder: Option<OfferedFolder>,
+}
+
+/// The folders inside a listing: those listed (empty ones too) and every parent of a listed
+/// path, each counted once.
+fn count_folders(entries: &[crate::protocol::SafeEntry]) -> u64 {
+    let mut folders = std::collections::HashSet::new();
+    for entry in entries {
+        let parents = match entry.size {
+            Some(_) => entry.components.len().saturating_sub(1),
+            None => entry.components.len(),
+        };
+        for depth in 1..=parents {
+            folders.insert(&entry.components[..depth]);
+        }
+    }
+    folders.len() as u64
 }
 
 /// Blocks until the peer closes (true), sends something or the socket fails otherwise

@@ -7,13 +7,17 @@
 //!
 //! Nothing escapes the folder: every subfolder is created with `mkdirat` and opened
 //! `O_DIRECTORY | O_NOFOLLOW` beneath its parent's handle, one sanitised component at a
-//! time, and every file is created relative to its folder's handle.
+//! time, and every file is created relative to its folder's handle. Only a few subfolder
+//! handles stay open ([`super::folder_rx::Dirs`]), and a verified file waiting for its batch
+//! holds no descriptor, so the sender's listing cannot exhaust descriptors.
+//!
+//! A folder with a resume key is received by one connection at a time
+//! ([`crate::transfer::Downloads::claim_folder`]): a second connection offering it while the
+//! first runs is refused with the reason before anyone is asked.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
 
 use super::connection::{ConnEnd, Connection};
 use super::folder_resume::{self, FolderState};
@@ -31,7 +35,7 @@ use crate::transfer::files::NoRoom;
 use crate::transfer::{PartFile, TransferError, write_all};
 
 use super::committer::{Committed, Committer};
-use super::folder_rx::{FLUSH_BEFORE_BYTES, FolderRx, Pending, create_root, mtime};
+use super::folder_rx::{Dirs, FLUSH_BEFORE_BYTES, FolderRx, Pending, create_root, mtime};
 
 impl Connection<'_> {
     /// The offered folder (the session holds its listing): decide, create its root, answer,
@@ -50,7 +54,16 @@ impl Connection<'_> {
             resume_key: None,
         };
         let downloads = self.shared.downloads.clone();
-        let mut refusal = self.decide_folder()?.err();
+        // One connection at a time per folder key: a second one resuming the same folder
+        // (the sender restarted before this connection noticed the first one died) would
+        // write into the same root and partial; it is refused with the reason instead,
+        // before anyone is asked.
+        let claim = resume_key.as_deref().map(|key| downloads.claim_folder(key));
+        let mut refusal = match claim {
+            Some(None) => Some(Refusal::FolderBusy),
+            _ => self.decide_folder()?.err(),
+        };
+        let _claim = claim.flatten();
         let mut reservation = None;
         if refusal.is_none() {
             match downloads.reserve(bytes) {
@@ -115,13 +128,14 @@ impl Connection<'_> {
             entries,
             resume_key,
             partial: None,
-            dirs: HashMap::from([(Vec::new(), Ok(root))]),
+            dirs: Dirs::new(root),
             verified: Vec::new(),
             pending: Vec::new(),
             failed: Vec::new(),
             committer,
             oldest: None,
             totals: (0, 0),
+            pending_dirs: 0,
         };
         let (held, kept) = match is_resumed {
             true => self.find_held(&mut rx, kept_index),
@@ -146,6 +160,7 @@ impl Connection<'_> {
                 key: key.clone(),
                 root: root_name,
                 partial: None,
+                partial_path: None,
             };
             if let Err(e) = folder_resume::save(&downloads, &state) {
                 log::warn!("{}: cannot keep the folder's resume state: {e}", self.peer);
@@ -190,7 +205,7 @@ impl Connection<'_> {
         if let Some(key) = &rx.resume_key {
             folder_resume::remove(&downloads, key);
         }
-        self.finish_dirs(&rx);
+        self.finish_dirs(&mut rx);
         let (verified, failed) = rx.totals;
         log::info!(
             "{}: folder {:?}: {verified} files verified, {failed} failed",
@@ -231,20 +246,19 @@ impl Connection<'_> {
 
     /// Gives every listed folder its modification time and owner bits, deepest first (a
     /// file committed inside a folder changes the folder's time).
-    fn finish_dirs(&self, rx: &FolderRx) {
+    fn finish_dirs(&self, rx: &mut FolderRx) {
         let mut dirs: Vec<&SafeEntry> = rx.entries.iter().filter(|e| e.size.is_none()).collect();
         dirs.sort_by_key(|e| std::cmp::Reverse(e.components.len()));
         for entry in dirs {
-            if let Some(Ok(dir)) = rx.dirs.get(&entry.components) {
+            // Opened again where its handle was closed meanwhile.
+            if let Some(Ok(dir)) = rx.dirs.made(&entry.components) {
                 let mode = (entry.mode << 6) | 0o055;
                 if let Err(e) = dir.dir().finish_as(mtime(entry.mtime), mode) {
                     log::warn!("{}: {:?}: {e}", self.peer, entry.path);
                 }
             }
         }
-        if let Some(Ok(root)) = rx.dirs.get(&Vec::new())
-            && let Err(e) = root.dir().finish_as(None, 0o755)
-        {
+        if let Err(e) = rx.dirs.root().dir().finish_as(None, 0o755) {
             log::warn!("{}: {:?}: {e}", self.peer, rx.root_name);
         }
     }
@@ -372,13 +386,12 @@ impl Connection<'_> {
         let sink = &self.shared.sink;
         match outcome {
             Ok(FileEnd::Verified) => {
-                rx.pending.push(Pending {
+                rx.hold(Pending {
                     part,
                     id,
                     index,
                     shown: shown.to_owned(),
                 });
-                rx.oldest.get_or_insert_with(Instant::now);
                 Ok(())
             }
             Ok(FileEnd::Committed { path, .. }) => {
@@ -433,10 +446,20 @@ impl Connection<'_> {
                     failure.kind = FailureKind::Interrupted {
                         kept_bytes: Some(kept),
                     };
+                    let partial_path = usize::try_from(index)
+                        .ok()
+                        .and_then(|i| rx.entries.get(i))
+                        .and_then(|e| e.components.split_last())
+                        .map(|(_, parents)| {
+                            let mut path = parents.to_vec();
+                            path.push(part.part_name().to_owned());
+                            path
+                        });
                     let state = FolderState {
                         key,
                         root: rx.root_name.clone(),
                         partial: Some(index),
+                        partial_path,
                     };
                     if let Err(e) = folder_resume::save(&self.shared.downloads, &state) {
                         log::warn!("{}: cannot keep the folder's resume state: {e}", self.peer);

@@ -14,16 +14,20 @@
 //! frames, and the kept partial is offered with the hash of its bytes, as for single files.
 //! The hashes are computed now, from what is on disk, so a file changed since is simply
 //! sent again (under a numbered name: nothing is ever overwritten).
+//!
+//! The state also names where the kept partial is (its folders and `.part` name), so that
+//! when the state expires the partial goes with it ([`expire_kept`]); a state whose folder
+//! a connection is receiving now is never expired.
 
 use std::io::{self, Read, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::connection::{Connection, WAITING_INTERVAL};
 use super::folder_rx::FolderRx;
 use crate::protocol::{PART_SUFFIX, ReceiverMsg, encode_receiver_msg, sanitize_file_name};
-use crate::transfer::files::RESUME_TAG_LEN;
+use crate::transfer::files::folder_state_name as state_name;
 use crate::transfer::{DownloadDir, Downloads, PartFile};
 
 /// The longest state file read.
@@ -39,33 +43,109 @@ pub(super) struct FolderState {
     /// The entry whose partial was kept, if any.
     #[serde(default)]
     pub partial: Option<u64>,
-}
-
-fn state_name(key: &str) -> String {
-    format!(
-        ".{}.ferry-folder{PART_SUFFIX}",
-        &key[..key.len().min(RESUME_TAG_LEN)]
-    )
+    /// Where that partial is below the root: its folders' names, then its own `.part` name
+    /// (for expiry, which has no listing to find it by).
+    #[serde(default)]
+    pub partial_path: Option<Vec<String>>,
 }
 
 /// The state kept for `key`, with its root opened (never through a symlink), if both are
 /// there and sound.
 pub(super) fn load(downloads: &Downloads, key: &str) -> Option<(FolderState, DownloadDir)> {
     let dir = downloads.dir();
-    let file = dir.open_existing(&state_name(key)).ok()?;
+    let state = read_state(dir, &state_name(key))?;
+    if state.key != key {
+        return None;
+    }
+    let root = dir.open_dir(&state.root).ok()?;
+    Some((state, root))
+}
+
+/// The state in the file `name`: read only from a regular file of ours, never through a
+/// symlink, at most [`MAX_STATE_BYTES`]; its root must be one name Ferry could have made.
+fn read_state(dir: &DownloadDir, name: &str) -> Option<FolderState> {
+    let file = dir.open_existing(name).ok()?;
     if !DownloadDir::is_ours(&file) {
-        log::warn!("leaving {:?} alone: not a file of ours", state_name(key));
+        log::warn!("leaving {name:?} alone: not a file of ours");
         return None;
     }
     let mut text = String::new();
     file.take(MAX_STATE_BYTES).read_to_string(&mut text).ok()?;
     let state: FolderState = serde_json::from_str(&text).ok()?;
-    // The root must be one name Ferry could have made; the handle checks the rest.
-    if state.key != key || sanitize_file_name(&state.root).as_str() != state.root {
-        return None;
+    // The handles check the rest.
+    (sanitize_file_name(&state.root).as_str() == state.root).then_some(state)
+}
+
+/// Before expiry removes old folder states (they end in the partial suffix too): removes
+/// the kept partial each old state names inside its folder, so an abandoned folder does not
+/// hold its partial forever. Only that one name is touched, and only when it is a regular
+/// file of ours with one link ending in the partial suffix, reached through folders of
+/// ours one component at a time, never through a symlink; a folder being received now
+/// (its key claimed) is left alone. Returns each removed partial's path below the download
+/// folder, and its size.
+pub(crate) fn expire_kept(
+    downloads: &Downloads,
+    max_age: Duration,
+    now: SystemTime,
+) -> Vec<(String, u64)> {
+    let dir = downloads.dir();
+    let old = match dir.old_partials(max_age, now) {
+        Ok(old) => old,
+        Err(e) => {
+            log::warn!("cannot look for old folder states: {e}");
+            return Vec::new();
+        }
+    };
+    let mut removed = Vec::new();
+    for (name, _) in old {
+        if !(name.starts_with('.') && name.ends_with(&format!(".ferry-folder{PART_SUFFIX}"))) {
+            continue;
+        }
+        let Some(state) = read_state(dir, &name) else {
+            continue;
+        };
+        if state_name(&state.key) != name || downloads.folder_in_use(&state.key) {
+            continue;
+        }
+        let Some(path) = state.partial_path.filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        match remove_kept(dir, &state.root, &path) {
+            Ok(size) => removed.push((format!("{}/{}", state.root, path.join("/")), size)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("leaving the kept partial in {:?} alone: {e}", state.root),
+        }
     }
-    let root = dir.open_dir(&state.root).ok()?;
-    Some((state, root))
+    removed
+}
+
+/// Removes `root/path...` if it is a kept partial of ours (see [`expire_kept`]).
+fn remove_kept(dir: &DownloadDir, root: &str, path: &[String]) -> io::Result<u64> {
+    let not_ours = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
+    let Some((leaf, parents)) = path.split_last() else {
+        return Err(not_ours("no partial named"));
+    };
+    // Names Ferry could have made: sanitised folders, a partial's suffix.
+    if parents.iter().any(|c| sanitize_file_name(c).as_str() != c) {
+        return Err(not_ours("not a folder name Ferry makes"));
+    }
+    if !leaf.ends_with(PART_SUFFIX) {
+        return Err(not_ours("not a partial's name"));
+    }
+    let mut folder = dir.open_dir(root)?;
+    for component in parents {
+        folder = folder.open_dir(component)?;
+    }
+    let file = folder.open_existing(leaf)?;
+    if !DownloadDir::is_ours(&file) {
+        return Err(not_ours("not a regular file of ours with one link"));
+    }
+    let size = file.metadata()?.len();
+    if !folder.is_same_file(leaf, &file)? {
+        return Err(not_ours("replaced meanwhile"));
+    }
+    folder.remove(leaf)?;
+    Ok(size)
 }
 
 /// Records `state` (replacing an older one); synced when the download folder syncs.
@@ -174,5 +254,56 @@ fn waiting(writer: &mut impl Write, last_word: &mut Instant) {
         if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Waiting) {
             let _ = writer.write_all(&frame);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state whose partial path leads through a symlink (or names a non-partial) removes
+    /// nothing: expiry reaches the partial only through folders of ours.
+    #[test]
+    fn expiry_never_follows_a_symlink_to_a_kept_partial() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("x.ferry.part"), b"theirs").unwrap();
+        std::fs::create_dir_all(tmp.path().join("album/real")).unwrap();
+        std::fs::write(tmp.path().join("album/real/keep.txt"), b"mine").unwrap();
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("album/b")).unwrap();
+        let downloads = Downloads::open(tmp.path(), false).unwrap();
+        for (key, path) in [
+            (
+                "a".repeat(32),
+                vec!["b".to_owned(), "x.ferry.part".to_owned()],
+            ),
+            (
+                "b".repeat(32),
+                vec!["real".to_owned(), "keep.txt".to_owned()],
+            ),
+            (
+                "c".repeat(32),
+                vec!["..".to_owned(), "x.ferry.part".to_owned()],
+            ),
+        ] {
+            let state = FolderState {
+                key,
+                root: "album".into(),
+                partial: Some(0),
+                partial_path: Some(path),
+            };
+            save(&downloads, &state).unwrap();
+        }
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
+        assert!(removed.is_empty(), "{removed:?}");
+        assert_eq!(
+            std::fs::read(outside.path().join("x.ferry.part")).unwrap(),
+            b"theirs"
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join("album/real/keep.txt")).unwrap(),
+            b"mine"
+        );
     }
 }

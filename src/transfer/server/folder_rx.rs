@@ -21,6 +21,12 @@ pub(super) const FLUSH_VERDICTS: usize = 1024;
 pub(super) const FLUSH_AFTER: Duration = Duration::from_millis(100);
 /// Files at least this large send the verdicts waiting before them first.
 pub(super) const FLUSH_BEFORE_BYTES: u64 = 1024 * 1024;
+/// Subfolder handles a folder being received keeps open (see [`Dirs`]).
+pub(super) const MAX_OPEN_DIRS: usize = 256;
+/// A batch is due once its waiting files hold this many folders' handles open (each batch
+/// the committer still holds keeps its own), so a listing of one file per folder cannot
+/// hold thousands of handles between two batches.
+pub(super) const MAX_PENDING_DIRS: usize = 128;
 /// How many numbered names (`photos (n)`) are tried for a folder's root.
 pub(super) const MAX_ROOT_ALTERNATIVES: u32 = 10_000;
 /// Longest failure reason sent back per file.
@@ -43,8 +49,8 @@ pub(super) struct FolderRx {
     pub(super) resume_key: Option<String>,
     /// Resuming: the kept partial offered to the sender, until its file arrives.
     pub(super) partial: Option<KeptPartial>,
-    /// Every subfolder by its sanitised components: its handle, or why it could not be made.
-    pub(super) dirs: HashMap<Vec<String>, Result<Downloads, String>>,
+    /// The subfolders made (or that could not be), and the few kept open.
+    pub(super) dirs: Dirs,
     pub(super) verified: Vec<u64>,
     pub(super) failed: Vec<FileFailed>,
     /// Files received and verified but still `.part`: their data is made durable for the
@@ -54,22 +60,135 @@ pub(super) struct FolderRx {
     pub(super) committer: Committer,
     pub(super) oldest: Option<Instant>,
     pub(super) totals: (u64, u64),
+    /// How many times the folder changed between consecutive `pending` files (at least
+    /// the number of distinct folders they hold open): a batch is due at
+    /// [`MAX_PENDING_DIRS`].
+    pub(super) pending_dirs: usize,
+}
+
+/// The subfolders of a folder being received, by their sanitised components: which were
+/// made and which could not be (why), and open handles for at most [`MAX_OPEN_DIRS`] of
+/// them, least recently used closed first. The sender chooses the listing, so holding one
+/// descriptor per subfolder would let it exhaust the process's descriptors; a subfolder
+/// whose handle was closed is opened again from its nearest open ancestor (the root at
+/// worst), one component at a time, never through a symlink and only if it is ours
+/// ([`crate::transfer::DownloadDir::open_dir`]), as when it was made.
+pub(super) struct Dirs {
+    root: Downloads,
+    /// Every subfolder tried: `Ok` made (or found ours), `Err` why not.
+    made: HashMap<Vec<String>, Result<(), String>>,
+    /// The open handles, each with when it was last used.
+    open: HashMap<Vec<String>, (Downloads, u64)>,
+    clock: u64,
+}
+
+impl Dirs {
+    pub(super) fn new(root: Downloads) -> Self {
+        Self {
+            root,
+            made: HashMap::new(),
+            open: HashMap::new(),
+            clock: 0,
+        }
+    }
+
+    /// The folder's root.
+    pub(super) fn root(&self) -> &Downloads {
+        &self.root
+    }
+
+    /// How many subfolder handles are open (at most [`MAX_OPEN_DIRS`]).
+    #[cfg(test)]
+    pub(super) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The folder for `components`, made as needed (parents first).
+    pub(super) fn get_or_make(&mut self, components: &[String]) -> Result<Downloads, String> {
+        self.get(components, true)
+            .unwrap_or_else(|| Err("not made".to_owned()))
+    }
+
+    /// The folder for `components` if it was made earlier (`None`: never tried).
+    pub(super) fn made(&mut self, components: &[String]) -> Option<Result<Downloads, String>> {
+        self.get(components, false)
+    }
+
+    fn get(&mut self, components: &[String], make: bool) -> Option<Result<Downloads, String>> {
+        let Some((name, parent)) = components.split_last() else {
+            return Some(Ok(self.root.clone()));
+        };
+        self.clock += 1;
+        if let Some((dir, used)) = self.open.get_mut(components) {
+            *used = self.clock;
+            return Some(Ok(dir.clone()));
+        }
+        let opened = match self.made.get(components) {
+            Some(Err(why)) => return Some(Err(why.clone())),
+            // Made earlier, its handle since closed: opened again, as strictly as made.
+            Some(Ok(())) => self.get(parent, false)?.and_then(|parent| {
+                let dir = parent.dir().open_dir(name).map_err(|e| e.to_string())?;
+                Ok(parent.within(dir))
+            }),
+            None if make => {
+                let made = self
+                    .get(parent, true)
+                    .unwrap_or_else(|| Err("not made".to_owned()))
+                    .and_then(|parent| make_dir(&parent, name).map_err(|e| e.to_string()));
+                self.made.insert(
+                    components.to_vec(),
+                    made.as_ref().map(|_| ()).map_err(Clone::clone),
+                );
+                made
+            }
+            None => return None,
+        };
+        if let Ok(dir) = &opened {
+            if self.open.len() >= MAX_OPEN_DIRS {
+                self.close_least_used();
+            }
+            self.open
+                .insert(components.to_vec(), (dir.clone(), self.clock));
+        }
+        Some(opened)
+    }
+
+    fn close_least_used(&mut self) {
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, (_, used))| *used)
+            .map(|(key, _)| key.clone());
+        if let Some(key) = oldest {
+            self.open.remove(&key);
+        }
+    }
 }
 
 impl FolderRx {
     /// The folder for `components` (made as needed, parents first).
     pub(super) fn dir(&mut self, components: &[String]) -> Result<Downloads, String> {
-        if let Some(known) = self.dirs.get(components) {
-            return known.clone();
+        self.dirs.get_or_make(components)
+    }
+
+    /// Holds a verified file until its batch is committed: its descriptor is closed now
+    /// (thousands may wait), its folder's handle stays open with it until then.
+    pub(super) fn hold(&mut self, mut pending: Pending) {
+        if let Err(e) = pending.part.close_verified() {
+            log::warn!("{}: {e}", pending.shown);
         }
-        let made = match components.split_last() {
-            None => Err("the folder's root is missing".to_owned()),
-            Some((name, parent)) => self
-                .dir(parent)
-                .and_then(|parent| make_dir(&parent, name).map_err(|e| e.to_string())),
-        };
-        self.dirs.insert(components.to_vec(), made.clone());
-        made
+        let same_dir = self
+            .pending
+            .last()
+            .is_some_and(|last| last.part.downloads().same_as(pending.part.downloads()));
+        if self.pending.is_empty() {
+            self.pending_dirs = 0;
+        }
+        if !same_dir {
+            self.pending_dirs += 1;
+        }
+        self.pending.push(pending);
+        self.oldest.get_or_insert_with(Instant::now);
     }
 
     pub(super) fn verdict(&mut self, index: u64, failure: Option<String>) {
@@ -94,7 +213,8 @@ impl FolderRx {
     pub(super) fn is_due(&self, force: bool) -> bool {
         let waiting = self.verified.len() + self.failed.len() + self.pending.len();
         let old = self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
-        waiting > 0 && (force || old || waiting >= FLUSH_VERDICTS)
+        let many_dirs = !self.pending.is_empty() && self.pending_dirs >= MAX_PENDING_DIRS;
+        waiting > 0 && (force || old || waiting >= FLUSH_VERDICTS || many_dirs)
     }
 
     /// The `files` answer for a due batch (see [`FolderRx::is_due`]), once its files are
@@ -153,4 +273,37 @@ pub(crate) fn create_root(
 
 pub(super) fn mtime(secs: u64) -> Option<SystemTime> {
     (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn few_handles_stay_open_and_a_reopened_folder_is_never_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("root")).unwrap();
+        let downloads = Downloads::open(&tmp.path().join("root"), false).unwrap();
+        let mut dirs = Dirs::new(downloads);
+        let name = |i: usize| vec!["top".to_owned(), format!("d{i}")];
+        for i in 0..MAX_OPEN_DIRS + 50 {
+            dirs.get_or_make(&name(i)).unwrap();
+        }
+        assert!(dirs.open_count() <= MAX_OPEN_DIRS, "{}", dirs.open_count());
+        // d0 was closed long ago: reopened from its parent when asked for again.
+        let again = dirs.made(&name(0)).unwrap().unwrap();
+        again.dir().create_new("x").unwrap();
+        assert!(tmp.path().join("root/top/d0/x").is_file());
+        // d1, also closed, is swapped for a symlink to a folder outside: never followed.
+        let d1 = tmp.path().join("root/top/d1");
+        std::fs::remove_dir(&d1).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &d1).unwrap();
+        assert!(dirs.made(&name(1)).unwrap().is_err());
+        assert!(dirs.get_or_make(&name(1)).is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Never tried: not made by `made`.
+        assert!(dirs.made(&["other".to_owned()]).is_none());
+        assert!(!tmp.path().join("root/other").exists());
+    }
 }
