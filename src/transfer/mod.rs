@@ -9,6 +9,7 @@ mod client;
 mod dir;
 mod files;
 mod os;
+mod outgoing;
 mod server;
 pub mod wire;
 

@@ -30,6 +30,7 @@ mod listener;
 mod outcome;
 mod probe;
 mod pump;
+mod secure_upgrade;
 
 pub(crate) use folder_rx::{create_root, make_dir};
 
