@@ -9,6 +9,7 @@
 pub use super::outgoing::{CORK_LEN, Outgoing};
 use std::io::{self, BufReader, Chain, Cursor, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::events::Security;
@@ -45,7 +46,20 @@ pub struct Paced<R> {
     len_seen: usize,
     body_left: usize,
     deadline: Option<Instant>,
-    timeout_cut: bool,
+    /// The socket's read timeout as this reader last set it, in nanoseconds plus one (0:
+    /// not known, because someone else set it since; see [`Incoming::set_read_timeout`]).
+    timeout: AtomicU64,
+}
+
+/// [`Paced::timeout`]'s value for "not known".
+const TIMEOUT_UNKNOWN: u64 = 0;
+
+fn encode_timeout(t: Option<Duration>) -> u64 {
+    match t {
+        // Read timeouts are seconds to minutes: far below u64 nanoseconds.
+        Some(t) => u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1) + 1,
+        None => u64::MAX,
+    }
 }
 
 impl<R> Paced<R> {
@@ -73,12 +87,30 @@ impl<R> Paced<R> {
             len_seen: 0,
             body_left: 0,
             deadline: None,
-            timeout_cut: false,
+            timeout: AtomicU64::new(encode_timeout(idle)),
         }
     }
 
     pub fn get_ref(&self) -> &R {
         &self.inner
+    }
+
+    /// Someone else set the socket's read timeout: set ours again before the next read.
+    fn forget_timeout(&self) {
+        self.timeout.store(TIMEOUT_UNKNOWN, Ordering::Relaxed);
+    }
+
+    /// Whether the socket's timeout is a record cut of ours (not the idle timeout, and not
+    /// someone else's).
+    fn cut_in_force(&mut self) -> bool {
+        let ours = *self.timeout.get_mut();
+        ours != TIMEOUT_UNKNOWN && ours != encode_timeout(self.idle)
+    }
+
+    fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.socket.set_read_timeout(t)?;
+        *self.timeout.get_mut() = encode_timeout(t);
+        Ok(())
     }
 
     /// Follows the framing over `bytes`, just passed on.
@@ -119,33 +151,65 @@ impl<R: Read> Read for Paced<R> {
                 deadline.as_secs()
             ))
         };
-        match self.deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(too_slow(self.record_deadline.unwrap_or_default()));
-                }
-                let cut = self.idle.map_or(left, |idle| left.min(idle));
-                self.socket.set_read_timeout(Some(cut))?;
-                self.timeout_cut = true;
-            }
-            None if self.timeout_cut => {
-                self.socket.set_read_timeout(self.idle)?;
-                self.timeout_cut = false;
-            }
-            None => {}
-        }
-        let n = match self.inner.read(buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) && self.deadline.is_some_and(|d| Instant::now() >= d) =>
-            {
+        // The timeout is set only when the one in force would let a read block too long: a
+        // `setsockopt` before every read of every record had cost two syscalls per 64 KiB.
+        if let Some(deadline) = self.deadline {
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            if left.is_zero() {
                 return Err(too_slow(self.record_deadline.unwrap_or_default()));
             }
-            Err(e) => return Err(e),
+            // A read may end a little after the deadline (at most an eighth of it), so
+            // one setting serves a whole stream of records.
+            let slack = self.record_deadline.unwrap_or_default() / 8;
+            let loose = match *self.timeout.get_mut() {
+                TIMEOUT_UNKNOWN | u64::MAX => true,
+                nanos => now + Duration::from_nanos(nanos - 1) > deadline + slack,
+            };
+            if loose {
+                let cut = self.idle.map_or(left, |idle| left.min(idle));
+                self.set_timeout(Some(cut))?;
+            }
+        }
+        // Between records a cut of ours may stay in force: it is put back to the idle timeout
+        // only if the next record is in fact that slow to start (below), so a stream of records
+        // costs no syscall per record.
+        let started = Instant::now();
+        let n = loop {
+            let e = match self.inner.read(buf) {
+                Ok(n) => break n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    e
+                }
+                Err(e) => return Err(e),
+            };
+            let now = Instant::now();
+            if self.deadline.is_some_and(|d| now >= d) {
+                return Err(too_slow(self.record_deadline.unwrap_or_default()));
+            }
+            if !self.cut_in_force() {
+                // The idle timeout, or someone else's: theirs to report.
+                return Err(e);
+            }
+            // A cut of ours ran out before what it stands for: a record's deadline not yet
+            // reached (the cut was set for an earlier record), or, between records, the idle
+            // timeout (of which this much has passed). Wait for the rest.
+            let rest = match self.deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(now);
+                    Some(self.idle.map_or(left, |idle| left.min(idle)))
+                }
+                None => self.idle.map(|idle| idle.saturating_sub(now - started)),
+            };
+            if rest.is_some_and(|rest| rest.is_zero()) {
+                return Err(e);
+            }
+            self.set_timeout(rest)?;
         };
         self.track(&buf[..n]);
         Ok(n)
@@ -165,6 +229,15 @@ impl Incoming {
             Incoming::Plain(s) => s,
             Incoming::Secure(r) => r.get_ref().get_ref().get_ref().1.get_ref(),
         }
+    }
+
+    /// Sets the socket's read timeout. Use this rather than the socket's own: a secure
+    /// stream's record pacing keeps its own setting and must know it changed.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if let Incoming::Secure(r) = self {
+            r.get_ref().forget_timeout();
+        }
+        self.socket().set_read_timeout(timeout)
     }
 }
 
@@ -196,10 +269,7 @@ impl<W> Read for Duplex<W> {
             if left.is_zero() {
                 return Err(too_long());
             }
-            self.reader
-                .get_ref()
-                .socket()
-                .set_read_timeout(Some(left))?;
+            self.reader.get_ref().set_read_timeout(Some(left))?;
         }
         match self.reader.read(buf) {
             Err(e)

@@ -57,3 +57,88 @@ fn both_ciphers_carry_data_end_to_end() {
         assert_eq!(receiver.join().unwrap(), data, "{cipher:?}");
     }
 }
+
+/// A connected pair on loopback: (what the test writes to, what `Paced` reads from).
+fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (reader, _) = listener.accept().unwrap();
+    (writer, reader)
+}
+
+fn record(body: &[u8]) -> Vec<u8> {
+    let mut r = u16::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Paced keeps its record cut in force between records (no syscall per record): a pause
+/// before the next record longer than the cut, but within the idle timeout, is no error.
+#[test]
+fn a_pause_between_records_may_last_the_idle_timeout_not_the_record_deadline() {
+    use std::io::{Read, Write};
+    let (mut writer, reader) = tcp_pair();
+    let socket = reader.try_clone().unwrap();
+    let mut paced = Paced::new(
+        reader,
+        socket,
+        Some(Duration::from_millis(150)),
+        Some(Duration::from_secs(5)),
+    );
+    let sender = std::thread::spawn(move || {
+        // In two pieces, so the reader sets its cut inside the first record.
+        let first = record(b"first");
+        writer.write_all(&first[..4]).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        writer.write_all(&first[4..]).unwrap();
+        // The pause under test: past the record deadline, within the idle timeout.
+        std::thread::sleep(Duration::from_millis(600));
+        writer.write_all(&record(b"second")).unwrap();
+        writer
+    });
+    let mut first = [0u8; 7];
+    paced.read_exact(&mut first).unwrap();
+    let mut second = [0u8; 8];
+    paced
+        .read_exact(&mut second)
+        .expect("the pause is within the idle timeout");
+    assert_eq!(&second[2..], b"second");
+    drop(sender.join().unwrap());
+}
+
+/// A short cut left over from a record that came late must not end the next record before
+/// its own deadline.
+#[test]
+fn a_short_cut_left_from_a_late_record_does_not_cut_the_next_one_early() {
+    use std::io::{Read, Write};
+    let (mut writer, reader) = tcp_pair();
+    let socket = reader.try_clone().unwrap();
+    let deadline = Duration::from_millis(800);
+    let mut paced = Paced::new(reader, socket, Some(deadline), Some(Duration::from_secs(5)));
+    let sender = std::thread::spawn(move || {
+        let first = record(&[1u8; 30]);
+        writer.write_all(&first[..10]).unwrap();
+        // Late in the first record's time: the reader's next cut is short.
+        std::thread::sleep(Duration::from_millis(650));
+        writer.write_all(&first[10..20]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        writer.write_all(&first[20..]).unwrap();
+        // The second record: well within its own deadline, but longer than that short cut.
+        let second = record(&[2u8; 30]);
+        writer.write_all(&second[..10]).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        writer.write_all(&second[10..]).unwrap();
+        writer
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while got.len() < 64 {
+        let n = paced
+            .read(&mut buf)
+            .expect("every record came within its deadline");
+        assert!(n > 0, "early end");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got[34..], &[2u8; 30]);
+    drop(sender.join().unwrap());
+}

@@ -157,7 +157,7 @@ impl Connection<'_> {
         let read = read_frame(&mut within);
         if within.touched {
             // Back to the idle timeout for whatever follows.
-            let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
+            let _ = self.reader.get_ref().set_read_timeout(Some(idle));
         }
         match read {
             Ok(Some(body)) => Ok(Some(decode_sender_msg(&body)?)),
@@ -379,13 +379,9 @@ impl Connection<'_> {
             // The sender first hashes its own copy of the prefix: allow for a slow disk.
             let idle = self.shared.config.idle_timeout;
             let allowance = idle + Duration::from_secs(offset / SLOWEST_HASH_RATE);
-            let _ = self
-                .reader
-                .get_ref()
-                .socket()
-                .set_read_timeout(Some(allowance));
+            let _ = self.reader.get_ref().set_read_timeout(Some(allowance));
             let msg = self.read_msg();
-            let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
+            let _ = self.reader.get_ref().set_read_timeout(Some(idle));
             if cancel.load(Ordering::SeqCst) {
                 return Err(TransferError::CancelledHere);
             }

@@ -137,7 +137,7 @@ impl DataSource<'_> {
         };
         let read = read_frame(&mut within);
         if within.touched {
-            let _ = self.reader.get_ref().socket().set_read_timeout(Some(idle));
+            let _ = self.reader.get_ref().set_read_timeout(Some(idle));
         }
         match read {
             Ok(Some(body)) => Ok(body),
@@ -335,7 +335,6 @@ impl Read for Within<'_> {
             }
             self.reader
                 .get_ref()
-                .socket()
                 .set_read_timeout(Some(left.min(self.idle)))?;
             self.touched = true;
         }
