@@ -420,7 +420,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__note)
-            opts="-h --to --plain --wait --help"
+            opts="-h --to --plain --wait --pin --localsend-probe --localsend-wait --no-localsend-sweep --localsend-sweep-host --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -431,6 +431,22 @@ _ferry() {
                     return 0
                     ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-probe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-sweep-host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -73,7 +73,12 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l flatten -d 'With --
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (sent encrypted to its last address). A HOST:PORT that is a trusted device\'s last address is encrypted too' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l wait -d 'Wait up to SECS for a reply and print it; exit 1 if none came' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l pin -d 'The PIN a LocalSend device asks for (a note to a LocalSend device goes as its text message)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-probe -d 'Also ask this address whether it is a LocalSend device (`POST /register`), for one that LocalSend\'s multicast does not reach (repeatable; port 53317 unless given)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l plain -d 'Send plain text even to a trusted device (for plain peers: nc -u, the Python chat)'
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand listen" -l port -d 'UDP port to listen on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand listen" -l bind -d 'Address to listen on' -r

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::{SendArgs, ServeArgs, SweepArgs};
+use super::{NoteArgs, SendArgs, ServeArgs, SweepArgs};
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
@@ -331,4 +331,42 @@ pub(super) fn send_by_alias(
     super::transfer::run_send("ferry-localsend-send", &events, &paths, move || {
         sender.send_batch(&target, &batch, &sink, &CancelToken::new())
     })
+}
+
+/// `ferry note --to ALIAS` when ALIAS is no Ferry device nor address: a LocalSend device of
+/// that name gets the note as a text message (LocalSend has no reply, so `--wait` does not
+/// apply); none gives back the Ferry error (`ferry_error`).
+pub(super) fn note_by_alias(
+    args: &NoteArgs,
+    ferry_error: anyhow::Error,
+) -> anyhow::Result<ExitCode> {
+    if args.plain || args.to.contains(':') {
+        return Err(ferry_error);
+    }
+    let Some(device) = find(
+        &args.to,
+        args.localsend_wait,
+        &args.localsend_probe,
+        &args.sweep,
+    ) else {
+        return Err(ferry_error.context(format!(
+            "no LocalSend device is called {:?} either",
+            escape_line(&args.to)
+        )));
+    };
+    let identity = identity().context("LocalSend certificate")?;
+    let mut sender =
+        LocalSendSender::new(identity, &crate::secure::identity::default_device_name());
+    sender.pin.clone_from(&args.pin);
+    let target = LocalSendTarget::from(&device);
+    sender
+        .send_text(&target, &args.text, &CancelToken::new())
+        .with_context(|| format!("LocalSend device {}", escape_line(&device.alias)))?;
+    println!(
+        "sent to LocalSend device {} at {} (fingerprint {}; LocalSend has no replies)",
+        escape_line(&device.alias),
+        device.addr,
+        device.fingerprint
+    );
+    Ok(ExitCode::SUCCESS)
 }

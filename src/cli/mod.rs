@@ -270,6 +270,19 @@ pub struct NoteArgs {
     /// Wait up to SECS for a reply and print it; exit 1 if none came.
     #[arg(long, value_name = "SECS")]
     pub wait: Option<f64>,
+    /// The PIN a LocalSend device asks for (a note to a LocalSend device goes as its text
+    /// message).
+    #[arg(long, value_name = "PIN")]
+    pub pin: Option<String>,
+    /// Also ask this address whether it is a LocalSend device (`POST /register`), for one
+    /// that LocalSend's multicast does not reach (repeatable; port 53317 unless given).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub localsend_probe: Vec<String>,
+    /// How long to look for a LocalSend device named by --to.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub localsend_wait: f64,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
     /// The note's text.
     pub text: String,
 }

@@ -90,7 +90,11 @@ pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
     // Refuse an over-long note before touching the network.
     check_note(&args.text)?;
     let keyring = load_keyring();
-    let (to, seal) = destination(keyring.as_ref(), &args.to, args.plain)?;
+    let (to, seal) = match destination(keyring.as_ref(), &args.to, args.plain) {
+        Ok(found) => found,
+        // Not a Ferry device nor an address: perhaps a LocalSend device of that name.
+        Err(e) => return super::localsend::note_by_alias(&args, e),
+    };
     let peer = resolve_peer(&to)?;
     let bind = match peer {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -5,6 +5,7 @@ mod attacks_fs;
 mod attacks_slots;
 mod attacks_text;
 mod cli;
+mod cli_localsend_note;
 mod cli_notes;
 mod desktop;
 mod faults;
