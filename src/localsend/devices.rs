@@ -198,6 +198,13 @@ mod tests {
         assert_eq!(table.list()[0].addr, v6, "only IPv6 heard so far");
         table.heard_at(info("Laptop", "CD34"), v4, "multicast", t0);
         assert_eq!(table.list()[0].addr, v4);
+        let soon = t0 + Duration::from_secs(1);
+        table.heard_at(info("Laptop", "CD34"), v6, "multicast", soon);
+        assert_eq!(
+            table.list()[0].addr,
+            v4,
+            "a newer IPv6 address alone does not win"
+        );
         let later = t0 + FAMILY_STALE + Duration::from_secs(1);
         table.heard_at(info("Laptop", "CD34"), v6, "multicast", later);
         assert_eq!(table.list()[0].addr, v6, "the IPv4 address went quiet");
