@@ -72,6 +72,7 @@ pub(super) fn start(
             && !ip.is_unspecified()
         {
             multicast.interfaces = vec![ip];
+            multicast.group_v6 = None;
         }
         multicast
     });
@@ -88,8 +89,12 @@ pub(super) fn start(
                 }
             }
             println!(
-                "LocalSend receiving is on: {} (HTTPS), fingerprint {}{}",
+                "LocalSend receiving is on: {} (HTTPS){}, fingerprint {}{}",
                 server.local_addr(),
+                server
+                    .local_addr_v6()
+                    .map(|v6| format!(" and {v6}"))
+                    .unwrap_or_default(),
                 server.fingerprint(),
                 if args.localsend_pin.is_some() {
                     ", PIN required"

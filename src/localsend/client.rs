@@ -112,7 +112,7 @@ where
     let request = Request::builder()
         .method(Method::POST)
         .uri(path_and_query)
-        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::HOST, host_header(addr))
         .header(hyper::header::CONTENT_TYPE, content_type)
         .body(body)
         .map_err(|e| LocalSendError::Http(e.to_string()))?;
@@ -137,6 +137,15 @@ where
     })
 }
 
+/// The `Host` header for `addr`: `[ip]:port` for IPv6, without the scope (`%3`), which
+/// names our interface and means nothing to the server (and is not valid in a host).
+fn host_header(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
 /// An error with its causes (hyper's own text is often just "error sending request").
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -155,5 +164,18 @@ struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_header_has_no_ipv6_scope() {
+        let scoped: SocketAddr = "[fe80::1%3]:53317".parse().expect("address");
+        assert_eq!(host_header(scoped), "[fe80::1]:53317");
+        let v4: SocketAddr = "10.0.0.2:53317".parse().expect("address");
+        assert_eq!(host_header(v4), "10.0.0.2:53317");
     }
 }

@@ -1,131 +1,121 @@
-//! Finding LocalSend devices: announce on LocalSend's multicast group at start (three times,
-//! a second apart, like LocalSend), listen for others' announcements, and answer each
+//! Finding LocalSend devices: announce on LocalSend's multicast groups at start (three
+//! times, a second apart, like LocalSend), listen for others' announcements, and answer each
 //! (`announce: true`) with an HTTPS `POST /register` to the address and port it came from,
 //! the server's certificate pinned to the announced fingerprint (falling back to a UDP
 //! answer with `announce: false` when that fails). Every device heard (announcement,
-//! register request or answer) goes into a bounded table.
+//! register request or answer) goes into a bounded table, one entry per fingerprint.
 //!
-//! Every send names its outgoing interface (IP_MULTICAST_IF): a host without a default
-//! route cannot send multicast otherwise.
+//! Two families, as LocalSend's newer core does: IPv4 on 224.0.0.167 and IPv6 on
+//! `ff12::fd3a:e420` (link-local scope, hop limit 1), the same port. The IPv6 socket is
+//! IPv6-only (the IPv4 one has the port's IPv4 side), joins the group on each interface
+//! that has an IPv6 address (by index) and is optional: a host without IPv6 discovers over
+//! IPv4 alone. An announcement from a link-local address is answered at that address with
+//! the interface it came in on (`https://[fe80::…%scope]:port`). A device heard over both
+//! families is one device: the table keeps its latest address of each family and lists the
+//! IPv4 one first unless only IPv6 is current.
+//!
+//! Every send names its outgoing interface (IP_MULTICAST_IF / IPV6_MULTICAST_IF): a host
+//! without a default route cannot send multicast otherwise.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::LOCALSEND_PORT;
 use super::client::post_json;
-use super::server::{MulticastConfig, Shared, lock, stopped};
+use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
+use super::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT};
 
-/// Devices remembered; the one heard longest ago goes first.
-const MAX_DEVICES: usize = 256;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 64 * 1024;
 /// How long a register request may take (LocalSend gives 500 ms; a little more here).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(2);
-/// A device is registered with at most once in this time.
-const REGISTER_EVERY: Duration = Duration::from_secs(5);
 /// Register requests in flight at once.
 const MAX_REGISTERING: usize = 16;
 /// Announcements at start, and the time between them.
 const ANNOUNCEMENTS: u32 = 3;
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A LocalSend device heard on the LAN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalSendDevice {
-    /// Its alias (hostile text: escape before showing).
-    pub alias: String,
-    pub device_type: String,
-    pub device_model: Option<String>,
-    /// SHA-256 of its certificate, upper-case hex (pinned when we connect).
-    pub fingerprint: String,
-    /// Its HTTPS (or HTTP) address and port.
-    pub addr: SocketAddr,
-    /// `https` or `http`.
-    pub protocol: String,
-    /// How it was heard: `multicast`, `register`, `answer`.
-    pub how: Vec<&'static str>,
-    pub last_seen: Instant,
+/// Where discovery announces and listens.
+#[derive(Debug, Clone)]
+pub struct MulticastConfig {
+    pub group: Ipv4Addr,
+    pub port: u16,
+    /// The IPv4 addresses of the interfaces to announce on and join the group on (each
+    /// send sets its outgoing interface explicitly).
+    pub interfaces: Vec<Ipv4Addr>,
+    /// The IPv6 group (`None`: IPv4 only).
+    pub group_v6: Option<Ipv6Addr>,
+    /// The indexes of the interfaces to join the IPv6 group on and announce on.
+    pub interfaces_v6: Vec<u32>,
 }
 
-/// The devices heard, by fingerprint.
-#[derive(Debug, Default)]
-pub(super) struct DeviceTable {
-    devices: HashMap<String, (LocalSendDevice, Option<Instant>)>,
-}
-
-impl DeviceTable {
-    /// Records `info` heard from `addr` (its port: announced, or LocalSend's default).
-    pub(super) fn heard(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str) {
-        let fingerprint = info.fingerprint.to_ascii_uppercase();
-        if fingerprint.is_empty() || fingerprint.len() > 128 {
-            return;
-        }
-        if !self.devices.contains_key(&fingerprint) && self.devices.len() >= MAX_DEVICES {
-            let oldest = self
-                .devices
-                .iter()
-                .min_by_key(|(_, (d, _))| d.last_seen)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                self.devices.remove(&oldest);
+impl MulticastConfig {
+    /// LocalSend's groups and port on every up, non-loopback interface: each IPv4 address,
+    /// and each interface that has an IPv6 address.
+    pub fn lan() -> Self {
+        let all = if_addrs::get_if_addrs().unwrap_or_default();
+        let mut interfaces = Vec::new();
+        let mut interfaces_v6 = Vec::new();
+        for iface in all.iter().filter(|i| !i.is_loopback()) {
+            match (iface.ip(), iface.index) {
+                (IpAddr::V4(ip), _) => interfaces.push(ip),
+                (IpAddr::V6(_), Some(index)) if !interfaces_v6.contains(&index) => {
+                    interfaces_v6.push(index);
+                }
+                (IpAddr::V6(_), _) => {}
             }
         }
-        let entry = self.devices.entry(fingerprint.clone()).or_insert_with(|| {
-            (
-                LocalSendDevice {
-                    alias: String::new(),
-                    device_type: String::new(),
-                    device_model: None,
-                    fingerprint,
-                    addr,
-                    protocol: "https".to_owned(),
-                    how: Vec::new(),
-                    last_seen: Instant::now(),
-                },
-                None,
-            )
-        });
-        let device = &mut entry.0;
-        device.alias = info.label();
-        device.device_type = info.kind().to_owned();
-        device.device_model = info.device_model.map(|m| crate::protocol::clip(&m, 64));
-        device.addr = addr;
-        if let Some(protocol) = info.protocol {
-            device.protocol = if protocol == "http" { "http" } else { "https" }.to_owned();
+        Self {
+            group: LOCALSEND_GROUP,
+            port: LOCALSEND_PORT,
+            interfaces,
+            group_v6: Some(LOCALSEND_GROUP_V6),
+            interfaces_v6,
         }
-        if !device.how.contains(&how) {
-            device.how.push(how);
-        }
-        device.last_seen = Instant::now();
-    }
-
-    /// Whether to register with this device now (not done within [`REGISTER_EVERY`]).
-    fn register_due(&mut self, fingerprint: &str) -> bool {
-        let Some((_, last)) = self.devices.get_mut(&fingerprint.to_ascii_uppercase()) else {
-            return false;
-        };
-        let due = last.is_none_or(|t| t.elapsed() >= REGISTER_EVERY);
-        if due {
-            *last = Some(Instant::now());
-        }
-        due
-    }
-
-    pub(super) fn list(&self) -> Vec<LocalSendDevice> {
-        let mut list: Vec<LocalSendDevice> =
-            self.devices.values().map(|(d, _)| d.clone()).collect();
-        list.sort_by_key(|d| std::cmp::Reverse(d.last_seen));
-        list
     }
 }
 
-/// The discovery socket: the group's port, the group joined on each interface.
-pub(super) fn bind(config: &MulticastConfig) -> std::io::Result<UdpSocket> {
+/// `addr`'s address (with its IPv6 scope: a link-local address is useless without it) on
+/// another port.
+pub(super) fn with_port(addr: SocketAddr, port: u16) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V4(*v4.ip()), port),
+        SocketAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(*v6.ip(), port, 0, v6.scope_id())),
+    }
+}
+
+/// The discovery sockets: IPv4 (required) and IPv6 (where the host has it), on one port.
+#[derive(Debug)]
+pub(super) struct Sockets {
+    v4: UdpSocket,
+    v6: Option<UdpSocket>,
+}
+
+impl Sockets {
+    /// Binds the group's port (IPv6 on the port IPv4 got, so port 0 gives one port for
+    /// both) and joins the groups on each interface. IPv6 failing is logged, not fatal.
+    pub(super) fn bind(config: &MulticastConfig) -> std::io::Result<Self> {
+        let v4 = bind_v4(config)?;
+        let port = v4.local_addr()?.port();
+        let v6 = match config.group_v6 {
+            Some(group) => bind_v6(group, port, &config.interfaces_v6)
+                .map_err(|e| log::info!("LocalSend: no IPv6 discovery: {e}"))
+                .ok(),
+            None => None,
+        };
+        Ok(Self { v4, v6 })
+    }
+
+    /// The UDP port both families listen on.
+    pub(super) fn port(&self) -> std::io::Result<u16> {
+        Ok(self.v4.local_addr()?.port())
+    }
+}
+
+fn bind_v4(config: &MulticastConfig) -> std::io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     #[cfg(unix)]
@@ -142,63 +132,155 @@ pub(super) fn bind(config: &MulticastConfig) -> std::io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Sends `info` to the group on every interface, each send on its own outgoing interface.
-async fn to_group(socket: &tokio::net::UdpSocket, config: &MulticastConfig, info: &DeviceInfo) {
+/// The IPv6 socket: IPv6 only (the IPv4 socket has the port's IPv4 side), hop limit 1, the
+/// group joined on each interface index (one that refuses is logged and skipped).
+fn bind_v6(group: Ipv6Addr, port: u16, interfaces: &[u32]) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into())?;
+    socket.set_multicast_loop_v6(true)?;
+    socket.set_multicast_hops_v6(1)?;
+    for &index in interfaces {
+        if let Err(e) = socket.join_multicast_v6(&group, index) {
+            log::warn!("LocalSend: cannot join {group} on interface {index}: {e}");
+        }
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The discovery sockets on the runtime.
+struct Live {
+    v4: tokio::net::UdpSocket,
+    v6: Option<tokio::net::UdpSocket>,
+}
+
+/// Sends `info` to the group of `family` (`None`: both) on every interface, each send on its
+/// own outgoing interface.
+async fn to_groups(
+    sockets: &Live,
+    config: &MulticastConfig,
+    info: &DeviceInfo,
+    family: Option<Family>,
+) {
     let Ok(bytes) = serde_json::to_vec(info) else {
         return;
     };
-    let target = SocketAddr::new(IpAddr::V4(config.group), config.port);
-    for iface in &config.interfaces {
-        if let Err(e) = SockRef::from(socket).set_multicast_if_v4(iface) {
-            log::debug!("LocalSend: cannot send on {iface}: {e}");
-            continue;
+    if family != Some(Family::V6) {
+        let target = SocketAddr::new(IpAddr::V4(config.group), config.port_of(&sockets.v4));
+        for iface in &config.interfaces {
+            if let Err(e) = SockRef::from(&sockets.v4).set_multicast_if_v4(iface) {
+                log::debug!("LocalSend: cannot send on {iface}: {e}");
+                continue;
+            }
+            if let Err(e) = sockets.v4.send_to(&bytes, target).await {
+                log::debug!("LocalSend: announcing on {iface}: {e}");
+            }
         }
-        if let Err(e) = socket.send_to(&bytes, target).await {
-            log::debug!("LocalSend: announcing on {iface}: {e}");
+    }
+    if family != Some(Family::V4)
+        && let (Some(socket), Some(group)) = (&sockets.v6, config.group_v6)
+    {
+        let port = config.port_of(socket);
+        for &index in &config.interfaces_v6 {
+            if let Err(e) = SockRef::from(socket).set_multicast_if_v6(index) {
+                log::debug!("LocalSend: cannot send on interface {index}: {e}");
+                continue;
+            }
+            // The scope names the interface too: a link-local group needs one.
+            let target = SocketAddr::V6(SocketAddrV6::new(group, port, 0, index));
+            if let Err(e) = socket.send_to(&bytes, target).await {
+                log::debug!("LocalSend: announcing on interface {index}: {e}");
+            }
         }
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl MulticastConfig {
+    /// The port announcements go to: the configured one, or (port 0, tests) the one bound.
+    fn port_of(&self, socket: &tokio::net::UdpSocket) -> u16 {
+        if self.port != 0 {
+            return self.port;
+        }
+        socket.local_addr().map_or(self.port, |a| a.port())
+    }
+}
+
+/// Receives on `socket`, or waits forever when there is none.
+async fn recv(
+    socket: Option<&tokio::net::UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Announces, then hears announcements until the server stops.
-pub(super) async fn run(socket: UdpSocket, shared: Arc<Shared>) {
+pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
     let Some(config) = shared.config.multicast.clone() else {
         return;
     };
-    let socket = match tokio::net::UdpSocket::from_std(socket) {
-        Ok(socket) => Arc::new(socket),
+    let live = match tokio::net::UdpSocket::from_std(sockets.v4) {
+        Ok(v4) => Live {
+            v4,
+            v6: sockets
+                .v6
+                .and_then(|v6| tokio::net::UdpSocket::from_std(v6).ok()),
+        },
         Err(e) => {
             log::warn!("LocalSend discovery: {e}");
             return;
         }
     };
+    let live = Arc::new(live);
     let mut announcement = shared.info.clone();
     announcement.announce = Some(true);
     let registering = Arc::new(tokio::sync::Semaphore::new(MAX_REGISTERING));
     let mut stop = shared.stop.clone();
     let mut announced = 0;
     let mut next_announce = tokio::time::Instant::now();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut buf_v4 = vec![0u8; MAX_DATAGRAM];
+    let mut buf_v6 = vec![0u8; MAX_DATAGRAM];
     loop {
-        tokio::select! {
+        let (received, buf) = tokio::select! {
             _ = stopped(&mut stop) => return,
             _ = tokio::time::sleep_until(next_announce), if announced < ANNOUNCEMENTS => {
-                to_group(&socket, &config, &announcement).await;
+                to_groups(&live, &config, &announcement, None).await;
                 announced += 1;
                 next_announce += ANNOUNCE_INTERVAL;
+                continue;
             }
-            received = socket.recv_from(&mut buf) => {
-                let Ok((len, from)) = received else { continue };
-                let Some(info) = hear(&shared, &buf[..len], from) else { continue };
-                let Ok(permit) = Arc::clone(&registering).try_acquire_owned() else { continue };
-                let shared = Arc::clone(&shared);
-                let socket = Arc::clone(&socket);
-                let config = config.clone();
-                tokio::spawn(async move {
-                    answer(&shared, &socket, &config, info, from.ip()).await;
-                    drop(permit);
-                });
-            }
-        }
+            received = recv(Some(&live.v4), &mut buf_v4) => (received, &buf_v4),
+            received = recv(live.v6.as_ref(), &mut buf_v6) => (received, &buf_v6),
+        };
+        let Ok((len, from)) = received else { continue };
+        let Some(datagram) = buf.get(..len) else {
+            continue;
+        };
+        let Some(info) = hear(&shared, datagram, from) else {
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&registering).try_acquire_owned() else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let live = Arc::clone(&live);
+        let config = config.clone();
+        tokio::spawn(async move {
+            answer(&shared, &live, &config, info, from).await;
+            drop(permit);
+        });
     }
 }
 
@@ -213,7 +295,7 @@ pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option
     }
     let port = info.port.unwrap_or(LOCALSEND_PORT);
     let mut devices = lock(&shared.devices);
-    devices.heard(info.clone(), SocketAddr::new(from.ip(), port), "multicast");
+    devices.heard(info.clone(), with_port(from, port), "multicast");
     let wants_answer = info.announce == Some(true) && devices.register_due(&info.fingerprint);
     drop(devices);
     (wants_answer && may_answer(from.ip(), Instant::now())).then_some(info)
@@ -264,16 +346,18 @@ fn may_answer(ip: IpAddr, now: Instant) -> bool {
     true
 }
 
-/// Answers an announcement: `POST /register` over HTTPS (pinned), else a UDP answer.
+/// Answers an announcement from `from` (an IPv6 link-local one with its scope): `POST
+/// /register` over HTTPS (pinned) to its address and announced port, else a UDP answer on
+/// the family it came in on.
 async fn answer(
     shared: &Shared,
-    socket: &tokio::net::UdpSocket,
+    sockets: &Live,
     config: &MulticastConfig,
     info: DeviceInfo,
-    ip: IpAddr,
+    from: SocketAddr,
 ) {
     let port = info.port.unwrap_or(LOCALSEND_PORT);
-    let addr = SocketAddr::new(ip, port);
+    let addr = with_port(from, port);
     if info.protocol.as_deref() != Some("http") {
         let mut ours = shared.info.clone();
         ours.announce = None;
@@ -304,7 +388,11 @@ async fn answer(
     }
     let mut ours = shared.info.clone();
     ours.announce = Some(false);
-    to_group(socket, config, &ours).await;
+    let family = match from {
+        SocketAddr::V4(_) => Family::V4,
+        SocketAddr::V6(_) => Family::V6,
+    };
+    to_groups(sockets, config, &ours, Some(family)).await;
 }
 
 #[cfg(test)]
@@ -329,6 +417,34 @@ mod tests {
             "a budget per window"
         );
         // The next window starts afresh.
-        assert!(may_answer("10.9.0.1".parse().unwrap(), t + ANSWER_WINDOW));
+        let next = t + ANSWER_WINDOW;
+        assert!(may_answer("10.9.0.1".parse().unwrap(), next));
+        // IPv6: link-local and unique-local are LANs, a global address is not.
+        assert!(may_answer("fe80::1".parse().unwrap(), next));
+        assert!(may_answer("fd12:3456::5".parse().unwrap(), next));
+        assert!(!may_answer("2001:db8::1".parse().unwrap(), next));
+        assert!(
+            !may_answer("fe80::1".parse().unwrap(), next),
+            "once per window"
+        );
+    }
+}
+
+#[cfg(test)]
+mod family_tests {
+    use super::*;
+
+    #[test]
+    fn another_port_keeps_the_ipv6_scope() {
+        let from: SocketAddr = "[fe80::9%4]:40000".parse().expect("address");
+        assert_eq!(
+            with_port(from, 53317),
+            "[fe80::9%4]:53317".parse::<SocketAddr>().expect("address")
+        );
+        let from: SocketAddr = "10.1.2.3:40000".parse().expect("address");
+        assert_eq!(
+            with_port(from, 9),
+            "10.1.2.3:9".parse::<SocketAddr>().expect("a")
+        );
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! LocalSend is a REST API over HTTPS with self-signed certificates (a device is known by
 //! its certificate's SHA-256, the fingerprint) and discovery by UDP multicast on
-//! 224.0.0.167:53317:
+//! 224.0.0.167:53317 and, as LocalSend's newer core does, `[ff12::fd3a:e420]:53317`:
 //! - `POST /api/localsend/v2/register`: a device introduces itself; we answer with ours.
 //! - `POST /api/localsend/v2/prepare-upload[?pin=]`: `{info, files{id: {id, fileName, size,
 //!   fileType, sha256?, preview?}}}`, answered `{sessionId, files{id: token}}` once accepted,
@@ -24,12 +24,14 @@
 //! - [`wire`]: the JSON bodies and their validation (pure).
 //! - [`identity`]: this install's certificate and the fingerprint rule.
 //! - [`tls`]: the TLS configurations (any client certificate; pinned server certificates).
-//! - `server`: the listener, the routes, register.
+//! - `server`: starting and stopping the receiver, the routes, register.
+//! - `listener`: the HTTPS listeners (IPv4, and IPv6 beside it), connection limits, TLS.
 //! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
 //! - `upload`: one file's body onto the disk; sessions and cancel.
 //! - [`folder`]: a folder sent as files named by relative paths (empty folders cannot be).
 //! - `disk`: a session's folders, and the writer that keeps file I/O off the runtime.
-//! - `discovery`: announcing, answering announcements, the table of devices heard.
+//! - `discovery`: announcing, answering announcements (IPv4 and IPv6).
+//! - `devices`: the table of devices heard, one per fingerprint.
 //! - [`sweep`]: `POST /register` to every host of our private /24s (LocalSend's CLI never
 //!   answers an announcement over UDP, so this is how a running one is found).
 //! - `client`: HTTPS requests to other devices (register, prepare-upload, upload, cancel).
@@ -38,10 +40,12 @@
 
 mod body;
 mod client;
+mod devices;
 mod discovery;
 mod disk;
 mod folder;
 pub mod identity;
+mod listener;
 mod prepare;
 pub mod send;
 mod server;
@@ -50,19 +54,23 @@ pub mod tls;
 mod upload;
 pub mod wire;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub use discovery::LocalSendDevice;
+pub use devices::LocalSendDevice;
+pub use discovery::MulticastConfig;
 pub use folder::LocalSendBatch;
 pub use identity::CertIdentity;
 pub use send::{LocalSendSendError, LocalSendSender, LocalSendTarget};
-pub use server::{LocalSendConfig, LocalSendServer, MulticastConfig};
+pub use server::{LocalSendConfig, LocalSendServer};
 pub use sweep::{SweepReport, SweepSettings, subnet_hosts};
 
 /// LocalSend's default port, TCP (HTTPS) and UDP (multicast).
 pub const LOCALSEND_PORT: u16 = 53_317;
 /// LocalSend's multicast group.
 pub const LOCALSEND_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 167);
+/// LocalSend's IPv6 multicast group (its newer core announces there too): transient,
+/// link-local scope.
+pub const LOCALSEND_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff12, 0, 0, 0, 0, 0, 0xfd3a, 0xe420);
 /// Wrong PINs one address may send before it gets 429 (for [`PIN_LOCKOUT_SECS`]).
 pub const MAX_PIN_TRIES: u32 = 3;
 /// How long an address that used up its PIN tries is refused.

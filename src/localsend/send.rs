@@ -20,7 +20,7 @@ use hyper::StatusCode;
 
 use super::body::{FileBody, encode, mime_of};
 use super::client::{Answer, post, post_json};
-use super::discovery::LocalSendDevice;
+use super::devices::LocalSendDevice;
 use super::folder::LocalSendBatch;
 use super::identity::CertIdentity;
 use super::wire::{DeviceInfo, FileDto, PROTOCOL_VERSION, PrepareResponse, PrepareUpload};
@@ -566,6 +566,7 @@ impl LocalSendSender {
             device_model: info.device_model.map(|m| crate::protocol::clip(&m, 64)),
             fingerprint: certified,
             addr,
+            addr_v6: addr.is_ipv6().then_some(addr),
             protocol: "https".to_owned(),
             how: vec!["probe"],
             last_seen: std::time::Instant::now(),

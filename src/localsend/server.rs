@@ -3,7 +3,7 @@
 //! space check and the accept policy (asking the user like the Ferry server does).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -13,15 +13,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::sync::{oneshot, watch};
 
-use super::discovery::{self, DeviceTable, LocalSendDevice};
-use super::identity::{CertIdentity, fingerprint_of};
+use super::devices::{DeviceTable, LocalSendDevice};
+use super::discovery::{MulticastConfig, Sockets, with_port};
+use super::identity::CertIdentity;
+use super::listener::{self, Listeners};
 use super::sweep::{SweepReport, SweepSettings, Sweeper};
 use super::upload::{Session, Slot};
 use super::wire::{DeviceInfo, PROTOCOL_VERSION};
-use super::{LOCALSEND_GROUP, LOCALSEND_PORT, LocalSendError};
+use super::{LOCALSEND_PORT, LocalSendError};
 use crate::events::{EventSink, TransferId};
 use crate::transfer::{AcceptPolicy, Decision, Downloads};
 
@@ -29,45 +30,17 @@ use crate::transfer::{AcceptPolicy, Decision, Downloads};
 pub(super) const MAX_JSON_BYTES: usize = 8 * 1024 * 1024;
 /// Largest register body.
 const MAX_REGISTER_BYTES: usize = 64 * 1024;
-/// A TLS handshake must be done within this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where discovery announces and listens.
-#[derive(Debug, Clone)]
-pub struct MulticastConfig {
-    pub group: Ipv4Addr,
-    pub port: u16,
-    /// The IPv4 addresses of the interfaces to announce on and join the group on (each
-    /// send sets its outgoing interface explicitly).
-    pub interfaces: Vec<Ipv4Addr>,
-}
-
-impl MulticastConfig {
-    /// LocalSend's group and port on every up, non-loopback IPv4 interface.
-    pub fn lan() -> Self {
-        let interfaces = if_addrs::get_if_addrs()
-            .map(|all| {
-                all.into_iter()
-                    .filter(|i| !i.is_loopback())
-                    .filter_map(|i| match i.ip() {
-                        IpAddr::V4(ip) => Some(ip),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self {
-            group: LOCALSEND_GROUP,
-            port: LOCALSEND_PORT,
-            interfaces,
-        }
-    }
-}
-
 /// What the LocalSend receiver needs.
 #[derive(Debug, Clone)]
 pub struct LocalSendConfig {
+    /// The address the HTTPS listener binds (`0.0.0.0`: every IPv4 address, and IPv6 too
+    /// through [`LocalSendConfig::bind_v6`]).
     pub bind: IpAddr,
+    /// When `bind` is `0.0.0.0`: a second, IPv6-only listener on this address and the same
+    /// port (`::` by default; `None`: IPv4 only). Ignored when `bind` is any other address
+    /// (a server bound to one address listens there only), except loopback with `::1`
+    /// (tests). Where IPv6 is missing, the server runs on IPv4 alone.
+    pub bind_v6: Option<Ipv6Addr>,
     /// TCP port for HTTPS (LocalSend's 53317; 0 picks one, for tests).
     pub port: u16,
     /// The download folder; must exist.
@@ -99,6 +72,7 @@ impl LocalSendConfig {
     pub fn new(dir: PathBuf, alias: &str, identity: CertIdentity) -> Self {
         Self {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            bind_v6: Some(Ipv6Addr::UNSPECIFIED),
             port: LOCALSEND_PORT,
             dir,
             alias: alias.to_owned(),
@@ -141,6 +115,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `.part` files are removed) and joins its thread.
 pub struct LocalSendServer {
     local_addr: SocketAddr,
+    local_addr_v6: Option<SocketAddr>,
     udp_port: Option<u16>,
     fingerprint: String,
     shared: Arc<Shared>,
@@ -160,19 +135,18 @@ impl LocalSendServer {
         }
         let downloads = Downloads::open(&config.dir, config.fsync)?;
         let tls = super::tls::server_config(&config.identity)?;
-        let addr = SocketAddr::new(config.bind, config.port);
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => LocalSendError::PortInUse { port: config.port },
-            _ => LocalSendError::Start(format!("cannot listen on {addr}: {e}")),
-        })?;
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
+        let listeners = Listeners::bind(&config)?;
+        let local_addr = listeners.main.local_addr()?;
+        let local_addr_v6 = match &listeners.v6 {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         let udp = match &config.multicast {
-            Some(multicast) => Some(discovery::bind(multicast)?),
+            Some(multicast) => Some(Sockets::bind(multicast)?),
             None => None,
         };
         let udp_port = match &udp {
-            Some(socket) => Some(socket.local_addr()?.port()),
+            Some(sockets) => Some(sockets.port()?),
             None => None,
         };
         let fingerprint = config.identity.fingerprint().to_owned();
@@ -208,10 +182,11 @@ impl LocalSendServer {
         let task_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("ferry-localsend".into())
-            .spawn(move || runtime.block_on(run(listener, udp, tls, task_shared)))?;
+            .spawn(move || runtime.block_on(listener::run(listeners, udp, tls, task_shared)))?;
         log::info!("LocalSend receiving on {local_addr}, fingerprint {fingerprint}");
         Ok(Self {
             local_addr,
+            local_addr_v6,
             udp_port,
             fingerprint,
             shared,
@@ -225,7 +200,13 @@ impl LocalSendServer {
         self.local_addr
     }
 
-    /// The UDP port discovery listens on (`None`: no discovery).
+    /// The IPv6 listener beside [`LocalSendServer::local_addr`], if there is one (see
+    /// [`LocalSendConfig::bind_v6`]).
+    pub fn local_addr_v6(&self) -> Option<SocketAddr> {
+        self.local_addr_v6
+    }
+
+    /// The UDP port discovery listens on (IPv4 and IPv6 alike) (`None`: no discovery).
     pub fn discovery_port(&self) -> Option<u16> {
         self.udp_port
     }
@@ -296,157 +277,6 @@ impl Drop for LocalSendServer {
     }
 }
 
-/// The runtime's main task: discovery, then accepting until stopped; connections get a
-/// grace period to report their end.
-async fn run(
-    listener: std::net::TcpListener,
-    udp: Option<std::net::UdpSocket>,
-    tls: Arc<rustls::ServerConfig>,
-    shared: Arc<Shared>,
-) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(e) => {
-            log::warn!("LocalSend listener: {e}");
-            return;
-        }
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(udp) = udp {
-        tasks.spawn(discovery::run(udp, Arc::clone(&shared)));
-    }
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        shared.config.max_connections.max(1),
-    ));
-    let mut stop = shared.stop.clone();
-    let per_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    loop {
-        tokio::select! {
-            _ = stopped(&mut stop) => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        log::warn!("LocalSend accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    log::warn!("LocalSend: too many connections, closing one from {peer}");
-                    continue;
-                };
-                // A few addresses cannot take every slot (as for Ferry's own server).
-                let Some(per_peer) = PeerSlot::take(&per_address, peer.ip()) else {
-                    log::warn!("LocalSend: {peer} already holds {MAX_PER_ADDRESS} connections");
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let shared = Arc::clone(&shared);
-                tasks.spawn(async move {
-                    serve_connection(stream, peer, acceptor, shared).await;
-                    drop(per_peer);
-                    drop(permit);
-                });
-            }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-        }
-    }
-    drop(listener);
-    // Uploads see the stop and report it; whatever is still running after this is dropped.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-}
-
-/// Connections one address may hold at once.
-const MAX_PER_ADDRESS: usize = 8;
-
-/// One of an address's connections; gives its place back when dropped.
-struct PeerSlot {
-    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl PeerSlot {
-    fn take(counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<Self> {
-        let mut map = counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let held = map.entry(ip).or_insert(0);
-        if *held >= MAX_PER_ADDRESS {
-            return None;
-        }
-        *held += 1;
-        Some(PeerSlot {
-            counts: Arc::clone(counts),
-            ip,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut map = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(held) = map.get_mut(&self.ip) {
-            *held -= 1;
-            if *held == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
-    shared: Arc<Shared>,
-) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            log::debug!("LocalSend TLS from {peer}: {e}");
-            return;
-        }
-        Err(_) => return,
-    };
-    let client_fingerprint = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .map(|cert| fingerprint_of(cert));
-    let service_shared = Arc::clone(&shared);
-    let service = hyper::service::service_fn(move |request| {
-        let shared = Arc::clone(&service_shared);
-        let client = client_fingerprint.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(request, peer, client, shared).await) }
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .header_read_timeout(Some(shared.config.idle_timeout))
-        .timer(hyper_util::rt::TokioTimer::new())
-        .serve_connection(TokioIo::new(tls), service);
-    let mut stop = shared.stop.clone();
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(e) = result {
-                log::debug!("LocalSend connection from {peer}: {e}");
-            }
-        }
-        _ = stopped(&mut stop) => {
-            // Let a running upload notice the stop and answer; then close.
-            let _ = tokio::time::timeout(Duration::from_secs(1), connection.as_mut()).await;
-        }
-    }
-}
-
 /// Resolves when the server stops (the watch's guard is not held across the await).
 pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
@@ -506,7 +336,7 @@ fn form_decode(raw: &str) -> String {
         .into_owned()
 }
 
-async fn route(
+pub(super) async fn route(
     request: Request<Incoming>,
     peer: SocketAddr,
     client: Option<String>,
@@ -573,7 +403,7 @@ async fn register(
             .eq_ignore_ascii_case(&shared.info.fingerprint)
     {
         let port = info.port.unwrap_or(LOCALSEND_PORT);
-        lock(&shared.devices).heard(info, SocketAddr::new(peer.ip(), port), "register");
+        lock(&shared.devices).heard(info, with_port(peer, port), "register");
     }
     let mut ours = shared.info.clone();
     ours.port = None;

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use super::client::post_over;
-use super::discovery::LocalSendDevice;
+use super::devices::LocalSendDevice;
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
 

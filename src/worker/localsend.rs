@@ -204,6 +204,7 @@ impl LocalSendSide {
                 && !ip.is_unspecified()
             {
                 multicast.interfaces = vec![ip];
+                multicast.group_v6 = None;
             }
             multicast
         });

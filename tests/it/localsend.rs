@@ -575,6 +575,8 @@ fn an_announcement_is_answered_with_a_pinned_register() {
         group: LOCALSEND_GROUP,
         port: udp_port,
         interfaces: vec!["127.0.0.1".parse().expect("ip")],
+        group_v6: None,
+        interfaces_v6: vec![],
     });
     let (hearer, _events) = start(cfg);
     let announcement = json!({"alias": "Announcer", "version": "2.1", "deviceModel": null,

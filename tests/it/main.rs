@@ -28,6 +28,7 @@ mod localsend_folders;
 mod localsend_interop;
 mod localsend_send;
 mod localsend_sweep;
+mod localsend_v6;
 mod netns;
 mod notes;
 mod notes_secure;

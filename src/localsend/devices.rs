@@ -1,0 +1,215 @@
+//! The table of LocalSend devices heard (announcements on either IP family, register
+//! requests, register answers, the sweep, probes): bounded, one entry per certificate
+//! fingerprint, so a device heard over IPv4 and IPv6 is one device with an address of each
+//! family (the IPv4 one listed first unless only the IPv6 one is current).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::wire::DeviceInfo;
+
+/// Devices remembered; the one heard longest ago goes first.
+const MAX_DEVICES: usize = 256;
+/// A device is registered with at most once in this time.
+const REGISTER_EVERY: Duration = Duration::from_secs(5);
+/// A device's IPv4 address is listed first unless its IPv6 one was heard this much later.
+const FAMILY_STALE: Duration = Duration::from_secs(60);
+
+/// A LocalSend device heard on the LAN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSendDevice {
+    /// Its alias (hostile text: escape before showing).
+    pub alias: String,
+    pub device_type: String,
+    pub device_model: Option<String>,
+    /// SHA-256 of its certificate, upper-case hex (pinned when we connect).
+    pub fingerprint: String,
+    /// Its HTTPS (or HTTP) address and port: the IPv4 one when it was heard over IPv4 (and
+    /// its IPv6 one is not much newer), else the IPv6 one (a link-local one with its scope).
+    pub addr: SocketAddr,
+    /// Its IPv6 address and port, when it was heard over IPv6.
+    pub addr_v6: Option<SocketAddr>,
+    /// `https` or `http`.
+    pub protocol: String,
+    /// How it was heard: `multicast`, `register`, `answer`.
+    pub how: Vec<&'static str>,
+    pub last_seen: Instant,
+}
+
+/// One device of the table, with what only the table needs.
+#[derive(Debug)]
+struct Entry {
+    device: LocalSendDevice,
+    /// When we last registered with it.
+    registered: Option<Instant>,
+    /// Its latest address of each family, and when it was heard there.
+    v4: Option<(SocketAddr, Instant)>,
+    v6: Option<(SocketAddr, Instant)>,
+}
+
+/// The devices heard, by fingerprint.
+#[derive(Debug, Default)]
+pub(super) struct DeviceTable {
+    devices: HashMap<String, Entry>,
+}
+
+impl DeviceTable {
+    /// Records `info` heard from `addr` (its port: announced, or LocalSend's default).
+    pub(super) fn heard(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str) {
+        self.heard_at(info, addr, how, Instant::now());
+    }
+
+    fn heard_at(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str, now: Instant) {
+        let fingerprint = info.fingerprint.to_ascii_uppercase();
+        if fingerprint.is_empty() || fingerprint.len() > 128 {
+            return;
+        }
+        if !self.devices.contains_key(&fingerprint) && self.devices.len() >= MAX_DEVICES {
+            let oldest = self
+                .devices
+                .iter()
+                .min_by_key(|(_, e)| e.device.last_seen)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.devices.remove(&oldest);
+            }
+        }
+        let entry = self
+            .devices
+            .entry(fingerprint.clone())
+            .or_insert_with(|| Entry {
+                device: LocalSendDevice {
+                    alias: String::new(),
+                    device_type: String::new(),
+                    device_model: None,
+                    fingerprint,
+                    addr,
+                    addr_v6: None,
+                    protocol: "https".to_owned(),
+                    how: Vec::new(),
+                    last_seen: now,
+                },
+                registered: None,
+                v4: None,
+                v6: None,
+            });
+        match addr {
+            SocketAddr::V4(_) => entry.v4 = Some((addr, now)),
+            SocketAddr::V6(_) => entry.v6 = Some((addr, now)),
+        }
+        let device = &mut entry.device;
+        device.alias = info.label();
+        device.device_type = info.kind().to_owned();
+        device.device_model = info.device_model.map(|m| crate::protocol::clip(&m, 64));
+        device.addr = match (entry.v4, entry.v6) {
+            (Some((v4, at4)), Some((v6, at6))) => {
+                if at6.saturating_duration_since(at4) > FAMILY_STALE {
+                    v6
+                } else {
+                    v4
+                }
+            }
+            (Some((v4, _)), None) => v4,
+            (None, Some((v6, _))) => v6,
+            (None, None) => addr,
+        };
+        device.addr_v6 = entry.v6.map(|(v6, _)| v6);
+        if let Some(protocol) = info.protocol {
+            device.protocol = if protocol == "http" { "http" } else { "https" }.to_owned();
+        }
+        if !device.how.contains(&how) {
+            device.how.push(how);
+        }
+        device.last_seen = now;
+    }
+
+    /// Whether to register with this device now (not done within [`REGISTER_EVERY`]).
+    pub(super) fn register_due(&mut self, fingerprint: &str) -> bool {
+        let Some(entry) = self.devices.get_mut(&fingerprint.to_ascii_uppercase()) else {
+            return false;
+        };
+        let due = entry
+            .registered
+            .is_none_or(|t| t.elapsed() >= REGISTER_EVERY);
+        if due {
+            entry.registered = Some(Instant::now());
+        }
+        due
+    }
+
+    pub(super) fn list(&self) -> Vec<LocalSendDevice> {
+        let mut list: Vec<LocalSendDevice> =
+            self.devices.values().map(|e| e.device.clone()).collect();
+        list.sort_by_key(|d| std::cmp::Reverse(d.last_seen));
+        list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(alias: &str, fingerprint: &str) -> DeviceInfo {
+        serde_json::from_value(serde_json::json!({
+            "alias": alias, "version": "2.2", "deviceType": "mobile",
+            "fingerprint": fingerprint, "port": 53317, "protocol": "https"
+        }))
+        .expect("device info")
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("address")
+    }
+
+    #[test]
+    fn a_device_heard_over_both_families_is_one_device_listed_at_its_ipv4_address() {
+        let mut table = DeviceTable::default();
+        let t0 = Instant::now();
+        table.heard_at(
+            info("Phone", "ab12"),
+            addr("10.0.0.7:53317"),
+            "multicast",
+            t0,
+        );
+        let v6 = addr("[fe80::7%2]:53317");
+        table.heard_at(
+            info("Phone", "AB12"),
+            v6,
+            "register",
+            t0 + Duration::from_secs(1),
+        );
+        let list = table.list();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].addr, addr("10.0.0.7:53317"));
+        assert_eq!(list[0].addr_v6, Some(v6));
+        // The scope survives: a link-local address is useless without it.
+        assert!(matches!(list[0].addr_v6, Some(SocketAddr::V6(a)) if a.scope_id() == 2));
+        assert_eq!(list[0].how, vec!["multicast", "register"]);
+    }
+
+    #[test]
+    fn the_ipv6_address_is_listed_first_only_when_the_ipv4_one_is_stale() {
+        let mut table = DeviceTable::default();
+        let t0 = Instant::now();
+        let v4 = addr("192.168.1.9:53317");
+        let v6 = addr("[fd00::9]:53317");
+        table.heard_at(info("Laptop", "CD34"), v6, "multicast", t0);
+        assert_eq!(table.list()[0].addr, v6, "only IPv6 heard so far");
+        table.heard_at(info("Laptop", "CD34"), v4, "multicast", t0);
+        assert_eq!(table.list()[0].addr, v4);
+        let soon = t0 + Duration::from_secs(1);
+        table.heard_at(info("Laptop", "CD34"), v6, "multicast", soon);
+        assert_eq!(
+            table.list()[0].addr,
+            v4,
+            "a newer IPv6 address alone does not win"
+        );
+        let later = t0 + FAMILY_STALE + Duration::from_secs(1);
+        table.heard_at(info("Laptop", "CD34"), v6, "multicast", later);
+        assert_eq!(table.list()[0].addr, v6, "the IPv4 address went quiet");
+        table.heard_at(info("Laptop", "CD34"), v4, "multicast", later);
+        assert_eq!(table.list()[0].addr, v4);
+        assert_eq!(table.list().len(), 1);
+    }
+}

@@ -1,0 +1,240 @@
+//! The LocalSend receiver's HTTPS listeners and connections: the listener on the configured
+//! address and, when that is the IPv4 wildcard, an IPv6-only one beside it on the same port
+//! (LocalSend's newer core announces and registers over IPv6 too), so a device that found us
+//! over IPv6 can reach us there. Both share one connection limit in all and one per source
+//! address (an IPv4-mapped IPv6 peer counts as its IPv4 address); each connection is TLS
+//! within [`HANDSHAKE_TIMEOUT`], then HTTP/1 served by hyper until the server stops.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::LocalSendError;
+use super::discovery::{self, Sockets};
+use super::identity::fingerprint_of;
+use super::server::{LocalSendConfig, Shared, route, stopped};
+
+/// A TLS handshake must be done within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections one address may hold at once.
+const MAX_PER_ADDRESS: usize = 8;
+
+/// The bound listeners: the configured one, and the IPv6 one beside it if any.
+pub(super) struct Listeners {
+    pub(super) main: std::net::TcpListener,
+    pub(super) v6: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `config.bind:config.port`; when `config.bind` is `0.0.0.0` (or loopback, and
+    /// `config.bind_v6` is `::1`) and `config.bind_v6` is set, also `[bind_v6]:port` (the port
+    /// the first got), IPv6 only. A host without IPv6, or an IPv6 port taken, leaves only the
+    /// first (logged).
+    pub(super) fn bind(config: &LocalSendConfig) -> Result<Self, LocalSendError> {
+        let addr = SocketAddr::new(config.bind, config.port);
+        let main = std::net::TcpListener::bind(addr).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => LocalSendError::PortInUse { port: config.port },
+            _ => LocalSendError::Start(format!("cannot listen on {addr}: {e}")),
+        })?;
+        main.set_nonblocking(true)?;
+        let port = main.local_addr()?.port();
+        // The same reach in both families: every address, or loopback (tests) only.
+        let v6 = match (config.bind, config.bind_v6) {
+            (IpAddr::V4(ip), Some(v6))
+                if ip == Ipv4Addr::UNSPECIFIED || (ip.is_loopback() && v6.is_loopback()) =>
+            {
+                let addr = SocketAddr::new(IpAddr::V6(v6), port);
+                bind_v6_only(addr)
+                    .map_err(|e| log::warn!("LocalSend: no IPv6 listener on {addr}: {e}"))
+                    .ok()
+            }
+            _ => None,
+        };
+        Ok(Self { main, v6 })
+    }
+}
+
+/// A TCP listener on an IPv6 address that takes IPv6 only (the IPv4 listener has the port).
+fn bind_v6_only(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Accepts on `listener`, or waits forever when there is none.
+async fn accept(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The runtime's main task: discovery, then accepting on every listener until stopped;
+/// connections get a grace period to report their end.
+pub(super) async fn run(
+    listeners: Listeners,
+    udp: Option<Sockets>,
+    tls: Arc<rustls::ServerConfig>,
+    shared: Arc<Shared>,
+) {
+    let main = match tokio::net::TcpListener::from_std(listeners.main) {
+        Ok(listener) => listener,
+        Err(e) => {
+            log::warn!("LocalSend listener: {e}");
+            return;
+        }
+    };
+    let v6 = listeners
+        .v6
+        .and_then(|l| tokio::net::TcpListener::from_std(l).ok());
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(udp) = udp {
+        tasks.spawn(discovery::run(udp, Arc::clone(&shared)));
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        shared.config.max_connections.max(1),
+    ));
+    let mut stop = shared.stop.clone();
+    let per_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped(&mut stop) => break,
+            accepted = accept(Some(&main)) => accepted,
+            accepted = accept(v6.as_ref()) => accepted,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let (stream, mut peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                log::warn!("LocalSend accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // A dual-stack listener (bound to `::`) sees IPv4 peers as `::ffff:a.b.c.d`: the
+        // same peer, so the same limits and the same address its uploads must come from.
+        if let SocketAddr::V6(v6) = peer
+            && let Some(v4) = v6.ip().to_ipv4_mapped()
+        {
+            peer = SocketAddr::new(IpAddr::V4(v4), v6.port());
+        }
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            log::warn!("LocalSend: too many connections, closing one from {peer}");
+            continue;
+        };
+        // A few addresses cannot take every slot (as for Ferry's own server).
+        let Some(per_peer) = PeerSlot::take(&per_address, peer.ip()) else {
+            log::warn!("LocalSend: {peer} already holds {MAX_PER_ADDRESS} connections");
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let shared = Arc::clone(&shared);
+        tasks.spawn(async move {
+            serve_connection(stream, peer, acceptor, shared).await;
+            drop(per_peer);
+            drop(permit);
+        });
+    }
+    drop(main);
+    drop(v6);
+    // Uploads see the stop and report it; whatever is still running after this is dropped.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// One of an address's connections; gives its place back when dropped.
+struct PeerSlot {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    fn take(counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<Self> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = map.entry(ip).or_insert(0);
+        if *held >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *held += 1;
+        Some(PeerSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = map.get_mut(&self.ip) {
+            *held -= 1;
+            if *held == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            log::debug!("LocalSend TLS from {peer}: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let client_fingerprint = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| fingerprint_of(cert));
+    let service_shared = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |request| {
+        let shared = Arc::clone(&service_shared);
+        let client = client_fingerprint.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(request, peer, client, shared).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(Some(shared.config.idle_timeout))
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(TokioIo::new(tls), service);
+    let mut stop = shared.stop.clone();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                log::debug!("LocalSend connection from {peer}: {e}");
+            }
+        }
+        _ = stopped(&mut stop) => {
+            // Let a running upload notice the stop and answer; then close.
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection.as_mut()).await;
+        }
+    }
+}
