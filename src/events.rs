@@ -334,6 +334,13 @@ pub enum NoteEvent {
     },
     /// Binding or sending failed.
     Error { reason: String },
+    /// A text message to the LocalSend device at `to` was refused over its PIN (asked
+    /// for, wrong, or too many tries): the face asks for the PIN and sends `text` again.
+    PinNeeded {
+        to: SocketAddr,
+        text: String,
+        problem: PinProblem,
+    },
     /// `count` notes arrived faster than they were shown and the oldest of them were
     /// dropped (see [`crate::notes`]'s bounded queue); the notes after this event are the
     /// ones kept.
