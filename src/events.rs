@@ -22,7 +22,7 @@ pub use crate::protocol::session::Refusal;
 mod devices;
 mod localsend;
 pub use devices::{DiscoveryEvent, SeenDevice, SeenState};
-pub use localsend::{LocalSendStatus, SeenLocalSend};
+pub use localsend::{LocalSendStatus, PinProblem, SeenLocalSend};
 
 /// Identifies one file transfer for the lifetime of the process.
 pub type TransferId = u64;
@@ -524,17 +524,6 @@ pub enum FailureKind {
     Security,
     /// A LocalSend receiver wants a PIN, refused the one given, or refuses for a while.
     Pin(PinProblem),
-}
-
-/// Why a LocalSend receiver refused a send over its PIN (sender side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinProblem {
-    /// 401 without a PIN: send again with one.
-    Required,
-    /// 401 with a PIN: it was wrong.
-    Wrong,
-    /// 429: too many wrong PINs from this address.
-    TooManyTries,
 }
 
 impl Failure {
