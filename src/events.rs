@@ -22,7 +22,7 @@ pub use crate::protocol::session::Refusal;
 mod devices;
 mod localsend;
 pub use devices::{DiscoveryEvent, SeenDevice, SeenState};
-pub use localsend::{LocalSendStatus, SeenLocalSend};
+pub use localsend::{LocalSendStatus, PinProblem, SeenLocalSend};
 
 /// Identifies one file transfer for the lifetime of the process.
 pub type TransferId = u64;
@@ -334,6 +334,13 @@ pub enum NoteEvent {
     },
     /// Binding or sending failed.
     Error { reason: String },
+    /// A text message to the LocalSend device at `to` was refused over its PIN (asked
+    /// for, wrong, or too many tries): the face asks for the PIN and sends `text` again.
+    PinNeeded {
+        to: SocketAddr,
+        text: String,
+        problem: PinProblem,
+    },
     /// `count` notes arrived faster than they were shown and the oldest of them were
     /// dropped (see [`crate::notes`]'s bounded queue); the notes after this event are the
     /// ones kept.
@@ -517,17 +524,6 @@ pub enum FailureKind {
     Security,
     /// A LocalSend receiver wants a PIN, refused the one given, or refuses for a while.
     Pin(PinProblem),
-}
-
-/// Why a LocalSend receiver refused a send over its PIN (sender side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinProblem {
-    /// 401 without a PIN: send again with one.
-    Required,
-    /// 401 with a PIN: it was wrong.
-    Wrong,
-    /// 429: too many wrong PINs from this address.
-    TooManyTries,
 }
 
 impl Failure {

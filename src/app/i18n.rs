@@ -176,6 +176,7 @@ texts! {
     StateVerified => "verified", "已校验";
     StateUnverified => "complete (not verified: plain peer)", "已完成（未校验：普通对方）";
     StateSentUnverified => "sent, unverified", "已发送，未校验";
+    StateUnverifiedLocalSend => "complete, unverified (LocalSend sends no hash)", "已完成，未校验（LocalSend 不发送哈希值）";
     StateFailed => "failed: {}", "失败：{}";
     StateCancelled => "cancelled", "已取消";
     StateCancelledByPeer => "cancelled by peer", "对方已取消";
@@ -365,6 +366,9 @@ texts! {
     LocalSendTooManyPins => "Too many PIN attempts: the LocalSend device refuses for a while", "PIN 码尝试次数过多：该 LocalSend 设备暂时拒绝连接";
     LocalSendPinField => "PIN for the LocalSend device", "LocalSend 设备的 PIN 码";
     SendWithPin => "Send with PIN", "使用 PIN 码发送";
+    NotePinField => "PIN for the note's LocalSend device", "便签的 LocalSend 设备 PIN 码";
+    SendNoteWithPin => "Send note with PIN", "使用 PIN 码发送便签";
+    LocalSendDeviceGone => "The LocalSend device {} is no longer listed", "LocalSend 设备 {} 已不在列表中";
 }
 
 #[cfg(test)]

@@ -346,7 +346,11 @@ impl FerryApp {
                 None => vec![Command::SendItems { opts, items }],
             },
             Command::SendNote { to, text } => match self.devices.localsend_target(&to) {
-                Some(to) => vec![Command::SendLocalSendText { to, text }],
+                Some(to) => vec![Command::SendLocalSendText {
+                    to,
+                    text,
+                    pin: None,
+                }],
                 None => vec![Command::SendNote { to, text }],
             },
             command @ (Command::StartServer(_) | Command::SetDiscovery(_)) => {
@@ -392,6 +396,20 @@ impl FerryApp {
                     },
                 };
                 self.worker.send(command);
+            }
+            Action::NoteWithPin { to, text, pin } => {
+                match self.devices.localsend_target(&to.to_string()) {
+                    Some(to) => self.worker.send(Command::SendLocalSendText {
+                        to,
+                        text,
+                        pin: Some(pin),
+                    }),
+                    // Never sent the Ferry way: it went to a LocalSend device.
+                    None => {
+                        let text = Tr(self.lang).fill(T::LocalSendDeviceGone, &[&to]);
+                        self.notes.send_error = Some(text);
+                    }
+                }
             }
             Action::LocalSendChanged => {
                 let setup = self.localsend_setup();

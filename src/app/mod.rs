@@ -101,6 +101,13 @@ pub enum Action {
         files: Vec<crate::transfer::OutgoingFile>,
         pin: String,
     },
+    /// "Send note with PIN": a note a LocalSend device refused for want of a PIN, again
+    /// with it, to the device at `to`.
+    NoteWithPin {
+        to: std::net::SocketAddr,
+        text: String,
+        pin: String,
+    },
 }
 
 pub struct FerryApp {

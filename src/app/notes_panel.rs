@@ -2,7 +2,9 @@
 //! Enter sends and Shift+Enter adds a line. Each note says whether it was encrypted and by (or
 //! for) which trusted device, and a plain one says "not encrypted" in a colour that stands
 //! out. Replying to an encrypted note is encrypted: the engine seals notes to the address a
-//! trusted device's sealed note came from (see [`crate::notes::sealed`]).
+//! trusted device's sealed note came from (see [`crate::notes::sealed`]). A note a LocalSend
+//! device refused for want of a PIN shows a PIN field and "Send note with PIN" (or, after
+//! too many tries, says the device refuses for a while), as the Client tab does for files.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
@@ -12,7 +14,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
-use crate::events::{Direction, NoteEvent, Security};
+use crate::events::{Direction, NoteEvent, PinProblem, Security};
 use crate::notes::{NoteHistory, NotesConfig};
 use crate::protocol::{MAX_NOTE_BYTES, NoteWarning, check_note};
 use crate::worker::Command;
@@ -39,6 +41,18 @@ pub struct NotesPanel {
     pub refused: Option<(SocketAddr, String, u64)>,
     /// Put the cursor in the note box on the next frame (Ctrl+L).
     pub focus_requested: bool,
+    /// The last note a LocalSend device refused over its PIN, to send again with one.
+    pub pin_needed: Option<NotePin>,
+    /// The PIN typed for it.
+    pub localsend_pin: String,
+}
+
+/// A note a LocalSend device refused over its PIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotePin {
+    pub to: SocketAddr,
+    pub text: String,
+    pub problem: PinProblem,
 }
 
 impl NotesPanel {
@@ -53,6 +67,8 @@ impl NotesPanel {
             dropped: 0,
             refused: None,
             focus_requested: false,
+            pin_needed: None,
+            localsend_pin: String::new(),
         }
     }
 
@@ -83,9 +99,16 @@ impl NotesPanel {
                     self.status = NotesStatus::Failed(reason);
                 }
             }
-            NoteEvent::Sent { .. } => {
+            NoteEvent::Sent { to, .. } => {
                 self.send_error = None;
+                if self.pin_needed.as_ref().is_some_and(|p| p.to == to) {
+                    self.pin_needed = None;
+                }
                 self.history.record_event(event);
+            }
+            NoteEvent::PinNeeded { to, text, problem } => {
+                self.send_error = None;
+                self.pin_needed = Some(NotePin { to, text, problem });
             }
             NoteEvent::Received { .. } => self.history.record_event(event),
             NoteEvent::Dropped { count } => self.dropped = self.dropped.saturating_add(count),
@@ -136,6 +159,8 @@ impl NotesPanel {
         if let Some((from, reason, _)) = &self.refused {
             ui.label(RichText::new(tr.fill(T::NoteRefused, &[from, reason])).color(palette::ERROR));
         }
+        // Under the peer it is about, above the history: always in view.
+        actions.extend(self.pin_ui(ui, tr));
         ui.separator();
         let composer_height = 120.0;
         egui::ScrollArea::vertical()
@@ -216,6 +241,44 @@ impl NotesPanel {
             ui.label(RichText::new(error).color(palette::ERROR));
         }
         actions
+    }
+
+    /// What the LocalSend device said about its PIN, and (unless it refuses for a while) a
+    /// PIN field with "Send note with PIN".
+    fn pin_ui(&mut self, ui: &mut Ui, tr: Tr) -> Option<Action> {
+        let problem = self.pin_needed.as_ref()?.problem;
+        let text = match problem {
+            PinProblem::Required => T::LocalSendPinRequired,
+            PinProblem::Wrong => T::LocalSendWrongPin,
+            PinProblem::TooManyTries => T::LocalSendTooManyPins,
+        };
+        ui.label(RichText::new(tr.get(text)).color(palette::ERROR));
+        if problem == PinProblem::TooManyTries {
+            return None;
+        }
+        let mut clicked = false;
+        ui.horizontal(|ui| {
+            let label = ui.label(tr.get(T::NotePinField));
+            ui.add(egui::TextEdit::singleline(&mut self.localsend_pin).desired_width(100.0))
+                .labelled_by(label.id);
+            clicked = ui
+                .add_enabled(
+                    !self.localsend_pin.trim().is_empty(),
+                    egui::Button::new(tr.get(T::SendNoteWithPin)),
+                )
+                .clicked();
+        });
+        let pin = self.localsend_pin.trim();
+        if !clicked || pin.is_empty() {
+            return None;
+        }
+        // Taken: the answer (sent, or refused again) decides what shows next.
+        let note = self.pin_needed.take()?;
+        Some(Action::NoteWithPin {
+            to: note.to,
+            text: note.text,
+            pin: pin.to_owned(),
+        })
     }
 }
 

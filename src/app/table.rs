@@ -7,7 +7,7 @@ use super::folder_rows::first_failure;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow, format_bytes, format_eta};
 use super::palette;
-use crate::events::{Direction, Failure, FailureKind, PinProblem, Refusal, TransferId};
+use crate::events::{Direction, Failure, FailureKind, PinProblem, Refusal, Security, TransferId};
 use crate::protocol::{Mode, escape_line};
 
 /// Room for the usual states on one line; longer ones (failure reasons) are cut at the
@@ -254,6 +254,11 @@ fn file_state(tr: Tr, row: &TransferRow, direction: Direction) -> (String, Optio
         RowState::Active if row.awaiting_decision => (tr.get(T::StateAwaiting).to_owned(), None),
         RowState::Active => (tr.get(T::StateSending).to_owned(), None),
         RowState::Verified => (tr.get(T::StateVerified).to_owned(), Some(palette::OK)),
+        // LocalSend sends no hash, either way: say why rather than blame a plain peer.
+        RowState::Unverified if matches!(row.security, Some(Security::LocalSend { .. })) => (
+            tr.get(T::StateUnverifiedLocalSend).to_owned(),
+            Some(palette::WARN),
+        ),
         RowState::Unverified if row.mode == Mode::Plain && direction == Direction::Outgoing => (
             tr.get(T::StateSentUnverified).to_owned(),
             Some(palette::WARN),

@@ -1,6 +1,6 @@
 //! The LocalSend side's events (kept apart so `events.rs` stays readable): whether the
-//! window's LocalSend receiver runs, and the LocalSend devices it knows, as plain copies so
-//! this layer stays below [`crate::localsend`].
+//! window's LocalSend receiver runs, the LocalSend devices it knows, as plain copies so
+//! this layer stays below [`crate::localsend`], and why a device refused a send over its PIN.
 
 use std::net::SocketAddr;
 
@@ -32,4 +32,15 @@ pub struct SeenLocalSend {
     pub addr: SocketAddr,
     /// How it was found: `multicast`, `register`, `answer`, `probe`.
     pub how: Vec<&'static str>,
+}
+
+/// Why a LocalSend receiver refused a send over its PIN (sender side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinProblem {
+    /// 401 without a PIN: send again with one.
+    Required,
+    /// 401 with a PIN: it was wrong.
+    Wrong,
+    /// 429: too many wrong PINs from this address.
+    TooManyTries,
 }

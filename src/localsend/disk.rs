@@ -7,8 +7,10 @@
 //! Folders: each top-level folder of a session becomes one root under a free name beneath
 //! the download handle (`photos`, or `photos (1)` when taken; every file of the session
 //! under `photos` goes in that one root), each subfolder is made with `mkdirat` and opened
-//! `O_DIRECTORY | O_NOFOLLOW` beneath its parent's handle ([`crate::transfer::make_dir`]),
-//! and every component was sanitised like a file name ([`super::wire::safe_path`]).
+//! `O_DIRECTORY | O_NOFOLLOW` beneath its parent's handle ([`crate::transfer::Dirs`]),
+//! and every component was sanitised like a file name ([`super::wire::safe_path`]). At
+//! most a few hundred of a session's folder handles are open at once (the Ferry folder
+//! receiver's LRU, [`crate::transfer::Dirs`]), however many folders the sender lists.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,27 +19,31 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::protocol::sanitize_file_name;
-use crate::transfer::{Downloads, PartFile, create_root, make_dir};
+use crate::transfer::{Dirs, Downloads, PartFile, create_root};
 
 /// Chunks of one body waiting for its writer at most (hyper's chunks are at most a few
 /// hundred KiB: a few MiB per upload in all).
 pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// The folders a session made, by the sender's sanitised components.
+/// The folders a session made, at most a few of them open at once: a sender chooses the
+/// listing (tens of thousands of `a/b{n}/f`), so one open handle per folder would let it
+/// exhaust the process's descriptors. The Ferry folder receiver's [`Dirs`] keeps them,
+/// rooted at the download folder and keyed by the root's name as created followed by the
+/// sender's sanitised subfolder names; a closed folder is opened again beneath its parent,
+/// never through a symlink and only if it is ours.
 pub(super) struct Tree {
     downloads: Downloads,
     /// Per sanitised top-level name: the root's name as created, or why it could not be.
     roots: HashMap<String, Result<String, String>>,
-    /// Per sanitised components (the sender's top-level name first): the folder's handle.
-    dirs: HashMap<Vec<String>, Result<Downloads, String>>,
+    dirs: Dirs,
 }
 
 impl Tree {
     pub(super) fn new(downloads: Downloads) -> Self {
         Self {
+            dirs: Dirs::new(downloads.clone()),
             downloads,
             roots: HashMap::new(),
-            dirs: HashMap::new(),
         }
     }
 
@@ -47,13 +53,11 @@ impl Tree {
         let Some(top) = folders.first() else {
             return Ok((self.downloads.clone(), String::new()));
         };
-        let root = self.root(top)?;
-        let dir = self.dir(folders)?;
-        let mut shown = root;
-        for name in &folders[1..] {
-            shown.push('/');
-            shown.push_str(name);
-        }
+        let mut key = Vec::with_capacity(folders.len());
+        key.push(self.root(top)?);
+        key.extend(folders[1..].iter().cloned());
+        let dir = self.dirs.get_or_make(&key)?;
+        let mut shown = key.join("/");
         shown.push('/');
         Ok((dir, shown))
     }
@@ -69,41 +73,34 @@ impl Tree {
                     log::warn!("cannot sync the download folder: {e}");
                 }
                 self.dirs
-                    .insert(vec![top.to_owned()], Ok(self.downloads.within(handle)));
+                    .adopt(std::slice::from_ref(&name), self.downloads.within(handle));
                 name
             });
         self.roots.insert(top.to_owned(), made.clone());
         made
     }
 
-    fn dir(&mut self, components: &[String]) -> Result<Downloads, String> {
-        if let Some(known) = self.dirs.get(components) {
-            return known.clone();
-        }
-        let made = match components.split_last() {
-            Some((name, parent)) if !parent.is_empty() => self
-                .dir(parent)
-                .and_then(|parent| make_dir(&parent, name).map_err(|e| e.to_string())),
-            _ => Err("the folder's root is missing".to_owned()),
-        };
-        self.dirs.insert(components.to_vec(), made.clone());
-        made
-    }
-
     /// Opens the folders to others (they were made owner-only while filling), deepest
-    /// first, as the Ferry folder receiver does when a folder is done.
-    pub(super) fn finish(&self) {
-        let mut dirs: Vec<(&Vec<String>, &Downloads)> = self
-            .dirs
-            .iter()
-            .filter_map(|(key, dir)| dir.as_ref().ok().map(|dir| (key, dir)))
-            .collect();
-        dirs.sort_by_key(|(key, _)| std::cmp::Reverse(key.len()));
-        for (_, dir) in dirs {
-            if let Err(e) = dir.dir().finish_as(None, 0o755) {
-                log::warn!("{}: {e}", dir.path().display());
+    /// first, as the Ferry folder receiver does when a folder is done; a folder whose
+    /// handle was closed is opened again for it (as strictly as it was made).
+    pub(super) fn finish(&mut self) {
+        for key in self.dirs.made_folders() {
+            match self.dirs.made(&key) {
+                Some(Ok(dir)) => {
+                    if let Err(e) = dir.dir().finish_as(None, 0o755) {
+                        log::warn!("{}: {e}", dir.path().display());
+                    }
+                }
+                Some(Err(e)) => log::warn!("{}: {e}", key.join("/")),
+                None => {}
             }
         }
+    }
+
+    /// How many folder handles the session holds open.
+    #[cfg(test)]
+    fn open_count(&self) -> usize {
+        self.dirs.open_count()
     }
 }
 
@@ -135,4 +132,43 @@ pub(super) fn commit(
         dir.sync_dir()?;
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_session_of_many_folders_holds_few_handles_and_opens_every_folder_when_done() {
+        let tmp = tempfile::tempdir().unwrap();
+        let downloads = Downloads::open(tmp.path(), false).unwrap();
+        let mut tree = Tree::new(downloads);
+        let folders = |i: usize| vec!["a".to_owned(), format!("b{i}")];
+        for i in 0..600 {
+            let (dir, shown) = tree.folder_for(&folders(i)).unwrap();
+            assert_eq!(shown, format!("a/b{i}/"));
+            dir.dir().create_new("f").unwrap();
+            // A second top-level folder now and then: its own root, counted the same way.
+            if i % 100 == 0 {
+                tree.folder_for(&[format!("top{i}")]).unwrap();
+            }
+        }
+        assert!(tree.open_count() <= 256, "{} open", tree.open_count());
+        // The first folders' handles were closed long ago: reopened, still the same folder.
+        let (again, _) = tree.folder_for(&folders(0)).unwrap();
+        again.dir().create_new("g").unwrap();
+        assert!(tmp.path().join("a/b0/g").is_file());
+        tree.finish();
+        for i in [0, 1, 300, 599] {
+            let mode = std::fs::metadata(tmp.path().join(format!("a/b{i}")))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o755, "a/b{i}");
+        }
+        let top = std::fs::metadata(tmp.path().join("a")).unwrap();
+        assert_eq!(top.permissions().mode() & 0o777, 0o755);
+    }
 }

@@ -198,10 +198,15 @@ pub fn validate_prepare(body: &[u8]) -> Result<(DeviceInfo, ValidOffer), WireErr
     Ok((request.info, ValidOffer::Files { files, bytes }))
 }
 
-/// LocalSend marks a text message with the MIME type `text/plain` (older versions: `text`).
+/// LocalSend marks a text message with a `text/*` MIME type (`text/plain`, with or without
+/// parameters such as `; charset=utf-8`, `text/markdown`, ...; older versions: `text`): like
+/// LocalSend, any of them with a `preview` is a message.
 fn is_text(file_type: &str) -> bool {
     let essence = file_type.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("text/plain") || essence.eq_ignore_ascii_case("text")
+    let text_type = essence
+        .split_once('/')
+        .is_some_and(|(kind, sub)| kind.eq_ignore_ascii_case("text") && !sub.trim().is_empty());
+    text_type || essence.eq_ignore_ascii_case("text")
 }
 
 /// The first `max` bytes of `text`, cut on a character boundary.
@@ -362,6 +367,27 @@ mod tests {
         // Without a preview it is a file like any other.
         let b = body(r#"{"t":{"id":"t","fileName":"x.txt","size":5,"fileType":"text/plain"}}"#);
         assert_eq!(files(&b).len(), 1);
+    }
+
+    #[test]
+    fn every_text_type_is_a_message_and_others_are_files() {
+        for text in [
+            "text/plain; charset=utf-8",
+            "text/markdown",
+            "TEXT/HTML",
+            "text",
+        ] {
+            assert!(is_text(text), "{text}");
+        }
+        for other in [
+            "image/png",
+            "text/",
+            "textual/plain",
+            "application/text",
+            "",
+        ] {
+            assert!(!is_text(other), "{other}");
+        }
     }
 
     #[test]

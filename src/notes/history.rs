@@ -114,6 +114,7 @@ impl NoteHistory {
             }),
             NoteEvent::Listening { .. }
             | NoteEvent::Error { .. }
+            | NoteEvent::PinNeeded { .. }
             | NoteEvent::Dropped { .. }
             | NoteEvent::Refused { .. } => {}
         }

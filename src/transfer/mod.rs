@@ -22,7 +22,7 @@ pub use client::{
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, FolderClaim, NoRoom, PartFile, Reservation};
 pub use server::{AcceptPolicy, Decision, MinRate, ServerConfig, ServerHandle, ServerStartError};
-pub(crate) use server::{create_root, make_dir};
+pub(crate) use server::{Dirs, create_root};
 
 use crate::events::{Failure, FailureKind, Refusal};
 use crate::protocol::session::SessionError;

@@ -79,6 +79,11 @@ pub enum Command {
         /// The PIN the device asked for (after a `FailureKind::Pin`), if any.
         pin: Option<String>,
     },
-    /// Send a text message to a LocalSend device; answered by `NoteEvent::Sent` or `Error`.
-    SendLocalSendText { to: LocalSendTarget, text: String },
+    /// Send a text message to a LocalSend device, with the PIN it asked for (after a
+    /// `NoteEvent::PinNeeded`) if any; answered by `NoteEvent::Sent`, `PinNeeded` or `Error`.
+    SendLocalSendText {
+        to: LocalSendTarget,
+        text: String,
+        pin: Option<String>,
+    },
 }

@@ -206,10 +206,10 @@ impl Engine {
                         .send_files(to, batch, pin, &alias, &self.sink, &self.seams);
                 self.uploads.extend(started);
             }
-            Command::SendLocalSendText { to, text } => {
+            Command::SendLocalSendText { to, text, pin } => {
                 let alias = self.alias();
                 self.localsend
-                    .send_text(to, text, &alias, &self.sink, &self.seams);
+                    .send_text(to, text, pin, &alias, &self.sink, &self.seams);
             }
             Command::SetDiscovery(setup) => {
                 self.stop_discovery();

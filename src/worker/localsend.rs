@@ -27,12 +27,12 @@ use super::Seams;
 use super::engine::Upload;
 use crate::events::{
     CancelToken, DiscoveryEvent, Event, EventSink, Failure, FailureKind, LocalSendStatus,
-    NoteEvent, Security, SeenLocalSend, ServerEvent, TransferEvent, TransferId,
+    NoteEvent, PinProblem, Security, SeenLocalSend, ServerEvent, TransferEvent, TransferId,
 };
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
-    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSender,
-    LocalSendServer, LocalSendTarget, MulticastConfig,
+    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSendError,
+    LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
 };
 use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
 
@@ -400,11 +400,13 @@ impl LocalSendSide {
         }
     }
 
-    /// Sends a text message to a LocalSend device; the notes panel hears how it went.
+    /// Sends a text message to a LocalSend device (with `pin` when it asked for one); the
+    /// notes panel hears how it went, a refusal over the PIN as `NoteEvent::PinNeeded`.
     pub(super) fn send_text(
         &mut self,
         to: LocalSendTarget,
         text: String,
+        pin: Option<String>,
         alias: &str,
         sink: &EventSink,
         seams: &Seams,
@@ -413,7 +415,8 @@ impl LocalSendSide {
             Ok(identity) => identity,
             Err(reason) => return note_error(sink, reason),
         };
-        let sender = self.sender(identity, alias);
+        let mut sender = self.sender(identity, alias);
+        sender.pin = pin;
         let events = sink.clone();
         let spawned = (seams.spawner)(
             "ferry-localsend-text",
@@ -429,7 +432,14 @@ impl LocalSendSide {
                             fingerprint: to.fingerprint,
                         },
                     })),
-                    Err(e) => note_error(&events, format!("LocalSend {}: {e}", to.alias)),
+                    Err(e) => match pin_problem(&e) {
+                        Some(problem) => events.emit(Event::Note(NoteEvent::PinNeeded {
+                            to: to.addr,
+                            text,
+                            problem,
+                        })),
+                        None => note_error(&events, format!("LocalSend {}: {e}", to.alias)),
+                    },
                 },
             ),
         );
@@ -443,6 +453,16 @@ fn off(sink: &EventSink, reason: Option<String>) {
     sink.emit(Event::Server(ServerEvent::LocalSend(
         LocalSendStatus::Off { reason },
     )));
+}
+
+/// The PIN problem a refused send had, if that is why it was refused.
+fn pin_problem(error: &LocalSendSendError) -> Option<PinProblem> {
+    match error {
+        LocalSendSendError::PinRequired => Some(PinProblem::Required),
+        LocalSendSendError::WrongPin => Some(PinProblem::Wrong),
+        LocalSendSendError::TooManyPinTries => Some(PinProblem::TooManyTries),
+        _ => None,
+    }
 }
 
 fn note_error(sink: &EventSink, reason: String) {

@@ -25,6 +25,7 @@ mod idle;
 mod layers;
 mod localsend;
 mod localsend_folders;
+mod localsend_hardening;
 mod localsend_interop;
 mod localsend_send;
 mod localsend_sweep;

@@ -72,8 +72,10 @@ pub(super) struct FolderRx {
 /// descriptor per subfolder would let it exhaust the process's descriptors; a subfolder
 /// whose handle was closed is opened again from its nearest open ancestor (the root at
 /// worst), one component at a time, never through a symlink and only if it is ours
-/// ([`crate::transfer::DownloadDir::open_dir`]), as when it was made.
-pub(super) struct Dirs {
+/// ([`crate::transfer::DownloadDir::open_dir`]), as when it was made. A LocalSend session's
+/// folders are kept the same way (rooted at the download folder, see
+/// [`crate::localsend`]'s `disk`), so a sender's listing bounds no descriptor either way.
+pub(crate) struct Dirs {
     root: Downloads,
     /// Every subfolder tried: `Ok` made (or found ours), `Err` why not.
     made: HashMap<Vec<String>, Result<(), String>>,
@@ -83,7 +85,7 @@ pub(super) struct Dirs {
 }
 
 impl Dirs {
-    pub(super) fn new(root: Downloads) -> Self {
+    pub(crate) fn new(root: Downloads) -> Self {
         Self {
             root,
             made: HashMap::new(),
@@ -99,18 +101,18 @@ impl Dirs {
 
     /// How many subfolder handles are open (at most [`MAX_OPEN_DIRS`]).
     #[cfg(test)]
-    pub(super) fn open_count(&self) -> usize {
+    pub(crate) fn open_count(&self) -> usize {
         self.open.len()
     }
 
     /// The folder for `components`, made as needed (parents first).
-    pub(super) fn get_or_make(&mut self, components: &[String]) -> Result<Downloads, String> {
+    pub(crate) fn get_or_make(&mut self, components: &[String]) -> Result<Downloads, String> {
         self.get(components, true)
             .unwrap_or_else(|| Err("not made".to_owned()))
     }
 
     /// The folder for `components` if it was made earlier (`None`: never tried).
-    pub(super) fn made(&mut self, components: &[String]) -> Option<Result<Downloads, String>> {
+    pub(crate) fn made(&mut self, components: &[String]) -> Option<Result<Downloads, String>> {
         self.get(components, false)
     }
 
@@ -144,13 +146,37 @@ impl Dirs {
             None => return None,
         };
         if let Ok(dir) = &opened {
-            if self.open.len() >= MAX_OPEN_DIRS {
-                self.close_least_used();
-            }
-            self.open
-                .insert(components.to_vec(), (dir.clone(), self.clock));
+            self.keep_open(components, dir.clone());
         }
         Some(opened)
+    }
+
+    /// Records a folder made elsewhere (a root made under a free name by [`create_root`])
+    /// as made, with its handle open.
+    pub(crate) fn adopt(&mut self, components: &[String], dir: Downloads) {
+        self.clock += 1;
+        self.made.insert(components.to_vec(), Ok(()));
+        self.keep_open(components, dir);
+    }
+
+    /// Every folder made, deepest first (to open them to others once done, children
+    /// before their parents).
+    pub(crate) fn made_folders(&self) -> Vec<Vec<String>> {
+        let mut made: Vec<Vec<String>> = self
+            .made
+            .iter()
+            .filter(|(_, made)| made.is_ok())
+            .map(|(key, _)| key.clone())
+            .collect();
+        made.sort_by_key(|key| std::cmp::Reverse(key.len()));
+        made
+    }
+
+    fn keep_open(&mut self, components: &[String], dir: Downloads) {
+        if !self.open.contains_key(components) && self.open.len() >= MAX_OPEN_DIRS {
+            self.close_least_used();
+        }
+        self.open.insert(components.to_vec(), (dir, self.clock));
     }
 
     fn close_least_used(&mut self) {
@@ -229,8 +255,8 @@ impl FolderRx {
 }
 
 /// Creates (or, when an earlier entry made it, reuses) the subfolder `name` and opens it
-/// (also for LocalSend's folders).
-pub(crate) fn make_dir(parent: &Downloads, name: &str) -> io::Result<Downloads> {
+/// (for [`Dirs`], so also for LocalSend's folders).
+fn make_dir(parent: &Downloads, name: &str) -> io::Result<Downloads> {
     match parent.dir().create_dir(name) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

@@ -32,7 +32,7 @@ mod probe;
 mod pump;
 mod secure_upgrade;
 
-pub(crate) use folder_rx::{create_root, make_dir};
+pub(crate) use folder_rx::{Dirs, create_root};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
