@@ -333,8 +333,21 @@ pub(super) fn send_by_alias(
         );
     }
     let paths: Vec<_> = batch.files.iter().map(|(f, _)| f.path.clone()).collect();
+    // Ctrl-C cancels the session on the device too (`/cancel`), so the device is free for
+    // the next sender at once instead of busy (409) until its own timeout; a second Ctrl-C
+    // quits without waiting.
+    let cancel = CancelToken::new();
+    let on_ctrl_c = cancel.clone();
+    ctrlc::set_handler(move || {
+        if on_ctrl_c.is_cancelled() {
+            std::process::exit(130);
+        }
+        eprintln!("ferry: cancelling (Ctrl-C again quits at once)");
+        on_ctrl_c.cancel();
+    })
+    .context("cannot install the Ctrl-C handler")?;
     super::transfer::run_send("ferry-localsend-send", &events, &paths, move || {
-        sender.send_batch(&target, &batch, &sink, &CancelToken::new())
+        sender.send_batch(&target, &batch, &sink, &cancel)
     })
 }
 
