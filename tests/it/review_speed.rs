@@ -6,14 +6,16 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ferry::events::{Direction, Event, TransferEvent};
+use ferry::events::{CancelToken, Direction, Event, TransferEvent, event_channel};
 use ferry::protocol::{
     FolderEntry, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
 };
 
-use crate::util::{read_answer, start_server, wait_for};
+use ferry::transfer::{OutgoingItem, SendOptions, send_items, walk_folder};
+
+use crate::util::{Proxy, data, read_answer, start_server, wait_for};
 
 /// The frames and bytes of one whole small folder file: `file`, its data, `end`.
 fn whole_file(index: u64, data: &[u8]) -> Vec<u8> {
@@ -129,4 +131,74 @@ fn verified_files_waiting_for_their_batch_end_named_when_the_connection_breaks()
         .filter(|name| name.ends_with(".ferry.part"))
         .collect();
     assert!(parts.is_empty(), "{parts:?}");
+}
+
+/// A sender cancelling in the middle of a folder of small files: the files that went out
+/// whole before the cancel (many, with the cork gathering them) are verified and named on
+/// the receiver, and the sender says so; a file it calls cancelled has no name there.
+/// Before, the sender stopped waiting at once and called every file whose verdict had not
+/// come back yet cancelled, while the receiver kept it.
+#[test]
+fn a_folder_cancelled_midway_reports_every_file_the_receiver_kept_as_verified() {
+    // 24 MiB: more than the socket buffers between the sender and the slow link hold, so
+    // the cancel comes while the sender is still sending.
+    const FILES: usize = 3_000;
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("many");
+    std::fs::create_dir(&root).unwrap();
+    for i in 0..FILES {
+        std::fs::write(root.join(format!("{i:04}.bin")), data(8192, i as u64)).unwrap();
+    }
+    let dl = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dl.path());
+    // Drained, so thousands of files' events never fill the channel (a full one would hold
+    // the connection, and the server's shutdown with it).
+    std::thread::spawn(move || for _ in events {});
+    let slow = Proxy::to(server.local_addr())
+        .throttle(64 * 1024, Duration::from_millis(5))
+        .start();
+    let cancel = CancelToken::new();
+    let folder = walk_folder(&root).unwrap();
+    let sender = {
+        let cancel = cancel.clone();
+        let opts = SendOptions::new(slow.addr.to_string());
+        let folder = folder.clone();
+        std::thread::spawn(move || {
+            let (sink, sent_events) = event_channel(None);
+            std::thread::spawn(move || for _ in sent_events {});
+            send_items(&opts, &[OutgoingItem::Folder(folder)], &sink, &cancel).unwrap()
+        })
+    };
+    // Cancel once the receiver named some of them.
+    let got = dl.path().join("many");
+    let named = || -> usize {
+        std::fs::read_dir(&got).map_or(0, |dir| {
+            dir.filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                !name.to_string_lossy().ends_with(".ferry.part")
+            })
+            .count()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while named() < 50 {
+        assert!(Instant::now() < deadline, "no file arrived");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cancel.cancel();
+    let outcomes = sender.join().unwrap();
+    drop(server); // every connection ended: the receiver named all it is going to
+    assert_eq!(outcomes.len(), FILES);
+    let mut verified = 0;
+    for ((_, file), outcome) in folder.files.iter().zip(&outcomes) {
+        let name = file.path.file_name().unwrap();
+        let kept = got.join(name).is_file();
+        assert_eq!(
+            kept,
+            outcome.is_success(),
+            "{name:?}: kept {kept}, the sender says {outcome:?}"
+        );
+        verified += usize::from(kept);
+    }
+    assert!((50..FILES).contains(&verified), "{verified} verified");
 }
