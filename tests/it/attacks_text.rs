@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -302,13 +303,12 @@ fn listen_and_chat_on_a_terminal_show_hostile_notes_escaped() {
 
 /// The receive queue (bytes) and drop count of the loopback UDP socket bound to `port`,
 /// from `/proc/net/udp`.
-fn udp_socket_state(port: u16) -> (u64, u64) {
+fn udp_socket_state(port: u16) -> Option<(u64, u64)> {
     let table = std::fs::read_to_string("/proc/net/udp").unwrap();
     let local = format!("0100007F:{port:04X}");
     let line = table
         .lines()
-        .find(|line| line.split_whitespace().nth(1) == Some(local.as_str()))
-        .unwrap_or_else(|| panic!("no socket {local} in /proc/net/udp"));
+        .find(|line| line.split_whitespace().nth(1) == Some(local.as_str()))?;
     let fields: Vec<&str> = line.split_whitespace().collect();
     let rx_queue = fields[4]
         .split(':')
@@ -316,7 +316,30 @@ fn udp_socket_state(port: u16) -> (u64, u64) {
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         .unwrap();
     let drops = fields.last().and_then(|d| d.parse().ok()).unwrap();
-    (rx_queue, drops)
+    Some((rx_queue, drops))
+}
+
+/// [`udp_socket_state`] of a socket that must exist. `/proc/net/udp` is read a page at a
+/// time and each read starts again by counting sockets from the top, so a socket closed
+/// elsewhere meanwhile (other tests, other programs) shifts the count and one line can be
+/// skipped: a miss is asked again. Only a socket missing for seconds is gone, and then the
+/// listener's exit status and stderr say why.
+fn listening_socket_state(port: u16, child: &mut std::process::Child, stderr: &Path) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(state) = udp_socket_state(port) {
+            return state;
+        }
+        let exited = child.try_wait().unwrap();
+        if exited.is_some() || Instant::now() >= deadline {
+            panic!(
+                "the listener's socket 127.0.0.1:{port} is gone from /proc/net/udp \
+                 (exit status {exited:?}); its stderr:\n{}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Peak resident memory of a process, from `/proc/PID/status` (`VmHWM`), in KiB.
@@ -334,15 +357,18 @@ fn peak_rss_kib(pid: u32) -> u64 {
 /// the output is read again it says how many notes were dropped.
 #[test]
 fn a_notes_flood_against_an_unread_listen_stays_small_and_reports_drops() {
+    // Its stderr is kept, to say why it ended if it ever ends mid-flood.
+    let logs = tempfile::tempdir().unwrap();
+    let stderr_path = logs.path().join("listen.stderr");
     let mut child = ferry()
         .args(["listen", "--bind", "127.0.0.1", "--port", "0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
     let pid = child.id();
     let mut stdout = child.stdout.take().unwrap();
-    let _guard = ChildGuard(child);
+    let mut guard = ChildGuard(child);
     // Read only the first line (the address), byte by byte so nothing more is consumed.
     let mut first = Vec::new();
     let mut byte = [0u8; 1];
@@ -366,7 +392,8 @@ fn a_notes_flood_against_an_unread_listen_stays_small_and_reports_drops() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut sent = 0u64;
     loop {
-        let (queued_bytes, kernel_drops) = udp_socket_state(addr.port());
+        let (queued_bytes, kernel_drops) =
+            listening_socket_state(addr.port(), &mut guard.0, &stderr_path);
         // A queued datagram takes more than its payload: this over-counts what waits.
         let waiting = queued_bytes / datagram.len() as u64 + 1;
         if sent.saturating_sub(kernel_drops + waiting) >= RECEIVED {

@@ -36,6 +36,7 @@ mod notes_secure;
 mod paths;
 mod plain;
 mod python;
+mod review_speed;
 mod secure;
 mod secure_transfer;
 mod speed;

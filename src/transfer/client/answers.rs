@@ -123,16 +123,36 @@ impl Upload<'_> {
     /// Waits for the receiver's next answer (checked by the session), polling for
     /// cancellation; `waiting` extends the wait to the receiver's decision time.
     pub(super) fn wait_answer(&mut self, id: TransferId) -> Result<Answer, Stop> {
+        self.wait_answer_within(id, None)
+    }
+
+    /// [`Upload::wait_answer`]; with `grace_after_cancel`, a cancel does not end the wait at
+    /// once but within that time (answers about what already went out still count).
+    pub(super) fn wait_answer_within(
+        &mut self,
+        id: TransferId,
+        grace_after_cancel: Option<Duration>,
+    ) -> Result<Answer, Stop> {
         // Whatever a corked writer gathered must reach the receiver before its answer can.
         let flushed = std::io::Write::flush(&mut self.stream);
         self.io_or_explain(flushed)?;
         let mut deadline = Instant::now() + self.opts.answer_timeout;
+        let mut cancel_noticed = false;
         loop {
             let Some(rx) = &self.answers else {
                 return Err(Stop::broken(FailureKind::Protocol, "no answer channel"));
             };
             if self.cancel.is_cancelled() {
-                return Err(Stop::Cancelled);
+                let Some(grace) = grace_after_cancel else {
+                    return Err(Stop::Cancelled);
+                };
+                if !cancel_noticed {
+                    cancel_noticed = true;
+                    deadline = deadline.min(Instant::now() + grace);
+                }
+                if Instant::now() >= deadline {
+                    return Err(Stop::Cancelled);
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

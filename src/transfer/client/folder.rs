@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use super::answers::Heard;
 use super::upload::{Stop, Upload, interrupted};
@@ -23,6 +24,9 @@ use crate::events::{Direction, Failure, FailureKind, TransferEvent, TransferId};
 use crate::protocol::session::Answer;
 use crate::protocol::{FolderEntry, MAX_FOLDER_DEPTH, Mode, encode_sender_msg};
 use crate::transfer::TransferError;
+
+/// How long a cancelled folder still waits for the verdicts on the files it sent whole.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// A folder to send, as walked: its entries (what is announced), the files among them with
 /// the ids their events carry, and what was skipped.
@@ -306,8 +310,12 @@ impl Upload<'_> {
         self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
         let uncorked = self.stream.set_corked(false);
         self.io_or_explain(uncorked)?;
+        // A cancel from here on (or before: the cork may have held many files) cannot undo
+        // the files that went out whole: the receiver verifies and names them all the same,
+        // so their verdicts are still awaited, for a short while, rather than calling them
+        // cancelled.
         loop {
-            match self.wait_answer(first)? {
+            match self.wait_answer_within(first, Some(CANCEL_GRACE))? {
                 Answer::FolderDone { .. } => break,
                 answer => self.apply_verdicts(answer, &mut waiting, outcomes)?,
             }

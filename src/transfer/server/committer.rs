@@ -10,7 +10,9 @@
 //!
 //! At most one batch is committed while one more waits; a third hand-off waits for the disk
 //! (so a disk slower than the network slows the sender instead of piling up open files).
-//! Dropping the committer commits what was handed to it, then joins the thread.
+//! Dropping the committer commits what was handed to it, then joins the thread; a folder
+//! that ends early hands over the verified files still waiting for their batch first
+//! (`FolderRx`'s `Drop`), so every verified file is named and its row ends.
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;

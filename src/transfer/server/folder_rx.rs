@@ -254,6 +254,21 @@ impl FolderRx {
     }
 }
 
+impl Drop for FolderRx {
+    /// A folder that ends early (a broken connection, a cancel, the server stopping) still
+    /// names the files it verified and holds for their batch, as it names the batches the
+    /// committer already has: each was received whole and matched its sender's hash, so it
+    /// is kept (a resume then finds it held) and its row ends. The verdicts have no one to
+    /// go to. Dropping the committer (declared after `pending`, so dropped after this runs)
+    /// waits for the naming.
+    fn drop(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        if !pending.is_empty() {
+            let _unsent = self.committer.submit(pending);
+        }
+    }
+}
+
 /// Creates (or, when an earlier entry made it, reuses) the subfolder `name` and opens it
 /// (for [`Dirs`], so also for LocalSend's folders).
 fn make_dir(parent: &Downloads, name: &str) -> io::Result<Downloads> {
