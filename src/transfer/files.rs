@@ -510,6 +510,10 @@ impl PartFile {
                 break;
             }
             let target = self.safe.numbered(number);
+            // Hold the registry from the moment the `.part` name is freed (a rename frees it
+            // at once) until it is unregistered, so no other transfer can create and register
+            // a `.part` of that name in between and then lose its registration to ours.
+            let mut in_use = self.downloads.parts();
             let still_linked = match dir.name_without_replacing(&self.part_name, &target) {
                 Ok(still_linked) => still_linked,
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -524,9 +528,6 @@ impl PartFile {
                 ));
             }
             // The data is safe under its final name; a leftover .part is only clutter.
-            // Hold the registry while the name is freed, so no other transfer can take the
-            // name between the removal and the unregistration.
-            let mut in_use = self.downloads.parts();
             if still_linked {
                 let _ = dir.remove(&self.part_name);
             }
