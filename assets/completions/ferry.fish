@@ -62,7 +62,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -s h -l help -d 'Prin
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the LAN or trusted' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l code -d 'The pairing code the receiver shows (`ferry serve --pair`): pairs the two devices, so they trust each other from then on' -r
-complete -c ferry -n "__fish_ferry_using_subcommand send" -l pin -d 'The PIN a LocalSend receiver asks for (sending to a LocalSend device)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l pin -d 'The PIN a LocalSend device asks for (sending to a LocalSend device; a note goes as its text message)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-probe -d 'Also ask this address whether it is a LocalSend device (`POST /register`), for one that LocalSend\'s multicast does not reach (repeatable; port 53317 unless given)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
@@ -73,7 +73,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l flatten -d 'With --
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (sent encrypted to its last address). A HOST:PORT that is a trusted device\'s last address is encrypted too' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l wait -d 'Wait up to SECS for a reply and print it; exit 1 if none came' -r
-complete -c ferry -n "__fish_ferry_using_subcommand note" -l pin -d 'The PIN a LocalSend device asks for (a note to a LocalSend device goes as its text message)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l pin -d 'The PIN a LocalSend device asks for (sending to a LocalSend device; a note goes as its text message)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-probe -d 'Also ask this address whether it is a LocalSend device (`POST /register`), for one that LocalSend\'s multicast does not reach (repeatable; port 53317 unless given)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r

@@ -14,6 +14,7 @@ use super::folder_rows;
 use super::i18n::{T, Tr};
 use super::model::{RowState, TransferRow};
 use super::palette;
+use super::pin_prompt::pin_prompt;
 use super::settings::remember;
 use super::speed_panel::{SpeedTest, speed_ui};
 use super::table::{RowAction, transfer_table_ui};
@@ -347,31 +348,10 @@ impl ClientTab {
         let Some(problem) = self.pin_problem() else {
             return Vec::new();
         };
-        let text = match problem {
-            PinProblem::Required => T::LocalSendPinRequired,
-            PinProblem::Wrong => T::LocalSendWrongPin,
-            PinProblem::TooManyTries => T::LocalSendTooManyPins,
-        };
-        ui.label(RichText::new(tr.get(text)).color(palette::ERROR));
-        if problem == PinProblem::TooManyTries {
-            return Vec::new();
-        }
-        let mut clicked = false;
-        ui.horizontal(|ui| {
-            let label = ui.label(tr.get(T::LocalSendPinField));
-            ui.add(egui::TextEdit::singleline(&mut self.localsend_pin).desired_width(100.0))
-                .labelled_by(label.id);
-            clicked = ui
-                .add_enabled(
-                    !self.localsend_pin.trim().is_empty(),
-                    egui::Button::new(tr.get(T::SendWithPin)),
-                )
-                .clicked();
-        });
-        if clicked {
-            self.send_with_pin()
-        } else {
-            Vec::new()
+        let labels = (T::LocalSendPinField, T::SendWithPin);
+        match pin_prompt(ui, tr, problem, &mut self.localsend_pin, labels) {
+            true => self.send_with_pin(),
+            false => Vec::new(),
         }
     }
 

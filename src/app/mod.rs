@@ -40,6 +40,7 @@ mod notes_panel;
 mod notify;
 mod offers;
 mod palette;
+mod pin_prompt;
 mod server_tab;
 mod settings;
 mod speed_panel;

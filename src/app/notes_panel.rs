@@ -14,6 +14,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
+use super::pin_prompt::pin_prompt;
 use crate::events::{Direction, NoteEvent, PinProblem, Security};
 use crate::notes::{NoteHistory, NotesConfig};
 use crate::protocol::{MAX_NOTE_BYTES, NoteWarning, check_note};
@@ -247,29 +248,8 @@ impl NotesPanel {
     /// PIN field with "Send note with PIN".
     fn pin_ui(&mut self, ui: &mut Ui, tr: Tr) -> Option<Action> {
         let problem = self.pin_needed.as_ref()?.problem;
-        let text = match problem {
-            PinProblem::Required => T::LocalSendPinRequired,
-            PinProblem::Wrong => T::LocalSendWrongPin,
-            PinProblem::TooManyTries => T::LocalSendTooManyPins,
-        };
-        ui.label(RichText::new(tr.get(text)).color(palette::ERROR));
-        if problem == PinProblem::TooManyTries {
-            return None;
-        }
-        let mut clicked = false;
-        ui.horizontal(|ui| {
-            let label = ui.label(tr.get(T::NotePinField));
-            ui.add(egui::TextEdit::singleline(&mut self.localsend_pin).desired_width(100.0))
-                .labelled_by(label.id);
-            clicked = ui
-                .add_enabled(
-                    !self.localsend_pin.trim().is_empty(),
-                    egui::Button::new(tr.get(T::SendNoteWithPin)),
-                )
-                .clicked();
-        });
-        let pin = self.localsend_pin.trim();
-        if !clicked || pin.is_empty() {
+        let labels = (T::NotePinField, T::SendNoteWithPin);
+        if !pin_prompt(ui, tr, problem, &mut self.localsend_pin, labels) {
             return None;
         }
         // Taken: the answer (sent, or refused again) decides what shows next.
@@ -277,7 +257,7 @@ impl NotesPanel {
         Some(Action::NoteWithPin {
             to: note.to,
             text: note.text,
-            pin: pin.to_owned(),
+            pin: self.localsend_pin.trim().to_owned(),
         })
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::{NoteArgs, SendArgs, ServeArgs, SweepArgs};
+use super::{LocalSendToArgs, NoteArgs, SendArgs, ServeArgs, SweepArgs};
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
@@ -275,26 +275,34 @@ fn find(
     lookup.finish().into_iter().find(|d| d.alias == alias)
 }
 
+/// The LocalSend device called `alias` (`--to` that is neither a Ferry device nor an
+/// address); none, or an address, gives back the Ferry error (`ferry_error`).
+fn find_named(
+    alias: &str,
+    how: &LocalSendToArgs,
+    ferry_error: anyhow::Error,
+) -> anyhow::Result<LocalSendDevice> {
+    if alias.contains(':') {
+        return Err(ferry_error);
+    }
+    find(alias, how.localsend_wait, &how.localsend_probe, &how.sweep).ok_or_else(|| {
+        ferry_error.context(format!(
+            "no LocalSend device is called {:?} either",
+            escape_line(alias)
+        ))
+    })
+}
+
 /// `ferry send --to ALIAS` when ALIAS is no Ferry device nor address: a LocalSend device of
 /// that name gets the files; none gives back the Ferry error (`ferry_error`).
 pub(super) fn send_by_alias(
     args: SendArgs,
     ferry_error: anyhow::Error,
 ) -> anyhow::Result<ExitCode> {
-    if args.plain || args.code.is_some() || args.to.contains(':') {
+    if args.plain || args.code.is_some() {
         return Err(ferry_error);
     }
-    let Some(device) = find(
-        &args.to,
-        args.localsend_wait,
-        &args.localsend_probe,
-        &args.sweep,
-    ) else {
-        return Err(ferry_error.context(format!(
-            "no LocalSend device is called {:?} either",
-            escape_line(&args.to)
-        )));
-    };
+    let device = find_named(&args.to, &args.localsend, ferry_error)?;
     println!(
         "sending to LocalSend device {} at {} (fingerprint {})",
         escape_line(&device.alias),
@@ -304,7 +312,7 @@ pub(super) fn send_by_alias(
     let identity = identity().context("LocalSend certificate")?;
     let mut sender =
         LocalSendSender::new(identity, &crate::secure::identity::default_device_name());
-    sender.pin = args.pin;
+    sender.pin = args.localsend.pin;
     let target = LocalSendTarget::from(&device);
     let (sink, events) = event_channel(None);
     let mut items = Vec::new();
@@ -358,24 +366,14 @@ pub(super) fn note_by_alias(
     args: &NoteArgs,
     ferry_error: anyhow::Error,
 ) -> anyhow::Result<ExitCode> {
-    if args.plain || args.to.contains(':') {
+    if args.plain {
         return Err(ferry_error);
     }
-    let Some(device) = find(
-        &args.to,
-        args.localsend_wait,
-        &args.localsend_probe,
-        &args.sweep,
-    ) else {
-        return Err(ferry_error.context(format!(
-            "no LocalSend device is called {:?} either",
-            escape_line(&args.to)
-        )));
-    };
+    let device = find_named(&args.to, &args.localsend, ferry_error)?;
     let identity = identity().context("LocalSend certificate")?;
     let mut sender =
         LocalSendSender::new(identity, &crate::secure::identity::default_device_name());
-    sender.pin.clone_from(&args.pin);
+    sender.pin.clone_from(&args.localsend.pin);
     let target = LocalSendTarget::from(&device);
     sender
         .send_text(&target, &args.text, &CancelToken::new())

@@ -202,6 +202,25 @@ pub struct ServeArgs {
     pub sweep: SweepArgs,
 }
 
+/// How `--to NAME` finds a LocalSend device of that name, and its PIN (`ferry send`, `ferry
+/// note`).
+#[derive(Debug, Args)]
+pub struct LocalSendToArgs {
+    /// The PIN a LocalSend device asks for (sending to a LocalSend device; a note goes as its
+    /// text message).
+    #[arg(long, value_name = "PIN")]
+    pub pin: Option<String>,
+    /// Also ask this address whether it is a LocalSend device (`POST /register`), for one
+    /// that LocalSend's multicast does not reach (repeatable; port 53317 unless given).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub localsend_probe: Vec<String>,
+    /// How long to look for a LocalSend device named by --to.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub localsend_wait: f64,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
 /// The LocalSend register sweep (`ferry serve`, `ferry peers --wait`, `ferry send --to`).
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
@@ -235,18 +254,8 @@ pub struct SendArgs {
     /// benchmarks. Anyone on the network can then read the files.
     #[arg(long, conflicts_with = "code")]
     pub no_encryption: bool,
-    /// The PIN a LocalSend receiver asks for (sending to a LocalSend device).
-    #[arg(long, value_name = "PIN")]
-    pub pin: Option<String>,
-    /// Also ask this address whether it is a LocalSend device (`POST /register`), for one
-    /// that LocalSend's multicast does not reach (repeatable; port 53317 unless given).
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub localsend_probe: Vec<String>,
-    /// How long to look for a LocalSend device named by --to.
-    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
-    pub localsend_wait: f64,
     #[command(flatten)]
-    pub sweep: SweepArgs,
+    pub localsend: LocalSendToArgs,
     /// With --plain: send the files of each folder named, with their paths relative to the
     /// folder's parent (`photos/2024/a.jpg`) as names (plain receivers have no folders).
     #[arg(long, requires = "plain")]
@@ -270,19 +279,8 @@ pub struct NoteArgs {
     /// Wait up to SECS for a reply and print it; exit 1 if none came.
     #[arg(long, value_name = "SECS")]
     pub wait: Option<f64>,
-    /// The PIN a LocalSend device asks for (a note to a LocalSend device goes as its text
-    /// message).
-    #[arg(long, value_name = "PIN")]
-    pub pin: Option<String>,
-    /// Also ask this address whether it is a LocalSend device (`POST /register`), for one
-    /// that LocalSend's multicast does not reach (repeatable; port 53317 unless given).
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub localsend_probe: Vec<String>,
-    /// How long to look for a LocalSend device named by --to.
-    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
-    pub localsend_wait: f64,
     #[command(flatten)]
-    pub sweep: SweepArgs,
+    pub localsend: LocalSendToArgs,
     /// The note's text.
     pub text: String,
 }
