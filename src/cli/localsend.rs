@@ -285,12 +285,21 @@ fn find_named(
     if alias.contains(':') {
         return Err(ferry_error);
     }
-    find(alias, how.localsend_wait, &how.localsend_probe, &how.sweep).ok_or_else(|| {
-        ferry_error.context(format!(
-            "no LocalSend device is called {:?} either",
-            escape_line(alias)
-        ))
-    })
+    let device =
+        find(alias, how.localsend_wait, &how.localsend_probe, &how.sweep).ok_or_else(|| {
+            ferry_error.context(format!(
+                "no LocalSend device is called {:?} either",
+                escape_line(alias)
+            ))
+        })?;
+    if device.protocol == "http" {
+        anyhow::bail!(
+            "the LocalSend device {} has encryption turned off (it speaks plain HTTP); Ferry \
+             talks to LocalSend over HTTPS only: turn Encryption back on in its settings",
+            escape_line(&device.alias)
+        );
+    }
+    Ok(device)
 }
 
 /// `ferry send --to ALIAS` when ALIAS is no Ferry device nor address: a LocalSend device of
