@@ -9,8 +9,8 @@
 //!   accident;
 //! - a kept partial is trusted only after [`DownloadDir::is_ours`] checked the open file
 //!   itself (`fstat`: a regular file, one link, owned by this process's user);
-//! - a final name appears by `linkat` (fails rather than replaces), or where hard links are
-//!   not supported by `renameat2(RENAME_NOREPLACE)`: never a check followed by a rename;
+//! - a final name appears by `renameat2(RENAME_NOREPLACE)` (fails rather than replaces), or
+//!   where that is not supported by `linkat`: never a check followed by a rename;
 //! - free space comes from `fstatvfs` on the handle, and old partials are expired by name
 //!   inside the handle without following links ([`DownloadDir::expire_partials`]).
 //!

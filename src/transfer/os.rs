@@ -1,7 +1,7 @@
 //! Thin wrappers over OS calls std does not offer: sending file bytes without copying them
-//! through user space (`sendfile(2)` for the data, `MSG_MORE` for the small chunk header in
-//! front of it, so header and data share packets even with `TCP_NODELAY` on). Other systems fall back to
-//! ordinary reads and writes. (File-system calls on received data use `rustix`, safe code,
+//! through user space (`sendfile(2)`, for plain uploads, which hash nothing), and `MSG_MORE`
+//! for a small chunk header in front of its data, so header and data share packets even
+//! with `TCP_NODELAY` on. Other systems fall back to ordinary reads and writes. (File-system calls on received data use `rustix`, safe code,
 //! through [`super::dir::DownloadDir`].)
 //!
 //! This is the only module with `unsafe`: libc calls on file descriptors that the borrowed
