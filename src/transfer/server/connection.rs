@@ -129,12 +129,20 @@ pub(super) struct Connection<'a> {
 }
 
 impl Connection<'_> {
-    /// The handle a cancel uses to wake this connection's blocked read.
-    pub(super) fn waker(&mut self) -> Option<Arc<TcpStream>> {
+    /// Lists file `id` as live, so [`super::ServerHandle::cancel`] can stop it (its flag, and
+    /// a handle on the socket to wake a blocked read, made once per connection); the caller
+    /// removes it from `live` when the file ends.
+    pub(super) fn go_live(&mut self, id: TransferId) -> Arc<AtomicBool> {
         if self.waker.is_none() {
             self.waker = self.writer.socket().try_clone().ok().map(Arc::new);
         }
-        self.waker.clone()
+        let cancel = Arc::new(AtomicBool::new(false));
+        let live = Live {
+            cancel: Arc::clone(&cancel),
+            stream: self.waker.clone(),
+        };
+        lock(&self.shared.live).insert(id, live);
+        cancel
     }
 
     /// Reads the next frame. Its first byte may take up to the idle timeout; once it came,
@@ -323,15 +331,7 @@ impl Connection<'_> {
             msg: header.msg.clone(),
             security: self.security.clone(),
         });
-        let cancel = Arc::new(AtomicBool::new(false));
-        let stream = self.waker();
-        lock(&self.shared.live).insert(
-            id,
-            Live {
-                cancel: Arc::clone(&cancel),
-                stream,
-            },
-        );
+        let cancel = self.go_live(id);
         let outcome =
             self.receive_accepted(&mut part, id, &header, mode, prefix, final_name, &cancel);
         lock(&self.shared.live).remove(&id);

@@ -16,14 +16,13 @@
 //! first runs is refused with the reason before anyone is asked.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::connection::{ConnEnd, Connection};
 use super::folder_resume::{self, FolderState};
-use super::outcome::FileEnd;
+use super::lock;
+use super::outcome::{FileEnd, keep_interrupted, report_sender_cancel};
 use super::pump::{DataEnd, DataSource, RateFloor, simple};
-use super::{Live, lock};
 use crate::events::{
     Direction, Failure, FailureKind, Refusal, TransferEvent, TransferId, next_transfer_id,
 };
@@ -328,15 +327,7 @@ impl Connection<'_> {
             msg: String::new(),
             security: self.security.clone(),
         });
-        let cancel = Arc::new(AtomicBool::new(false));
-        let stream = self.waker();
-        lock(&self.shared.live).insert(
-            id,
-            Live {
-                cancel: Arc::clone(&cancel),
-                stream,
-            },
-        );
+        let cancel = self.go_live(id);
         let outcome = self.receive_entry(&mut part, id, &entry, size, (offset, prefix), &cancel);
         lock(&self.shared.live).remove(&id);
         self.finish_entry(rx, part, id, index, &shown, outcome)
@@ -417,12 +408,7 @@ impl Connection<'_> {
             Ok(FileEnd::SenderCancelled { code, reason }) => {
                 drop(part);
                 rx.verdict(index, Some(format!("cancelled by the sender: {reason}")));
-                if code == CancelCode::User {
-                    sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
-                } else {
-                    let failure = Failure::new(FailureKind::SenderGaveUp, reason);
-                    sink.transfer(TransferEvent::Failed { id, failure });
-                }
+                report_sender_cancel(sink, id, code == CancelCode::User, reason);
                 Ok(())
             }
             Err(TransferError::CancelledHere) => {
@@ -438,14 +424,7 @@ impl Connection<'_> {
                     if let Some(mut older) = rx.partial.take() {
                         older.part.discard_on_drop();
                     }
-                    part.keep();
-                    let kept = part
-                        .file()
-                        .and_then(|f| f.metadata())
-                        .map_or(0, |m| m.len());
-                    failure.kind = FailureKind::Interrupted {
-                        kept_bytes: Some(kept),
-                    };
+                    keep_interrupted(&mut part, &mut failure);
                     let partial_path = usize::try_from(index)
                         .ok()
                         .and_then(|i| rx.entries.get(i))

@@ -119,13 +119,12 @@ impl Connection<'_> {
                 // Senders from before cancel codes said only their words.
                 let older_user_cancel =
                     code == CancelCode::Other(String::new()) && reason == CANCELLED_BY_SENDER;
-                if code == CancelCode::User || older_user_cancel {
-                    sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
-                } else {
-                    // The sender gave up for a reason of its own (its file shrank, ...).
-                    let failure = Failure::new(FailureKind::SenderGaveUp, reason);
-                    sink.transfer(TransferEvent::Failed { id, failure });
-                }
+                report_sender_cancel(
+                    sink,
+                    id,
+                    code == CancelCode::User || older_user_cancel,
+                    reason,
+                );
                 Ok(())
             }
             // Only folders defer their commits (`finish_ferry(.., true)`); a lone file never
@@ -150,16 +149,7 @@ impl Connection<'_> {
             Err(error) => {
                 let mut failure = error.failure();
                 if mode == Mode::Ferry && error.is_interruption() {
-                    part.keep();
-                    // Say exactly what is on disk: every byte received was written before
-                    // the error was handed up (see `DataSource::fill`).
-                    let kept = part
-                        .file()
-                        .and_then(|f| f.metadata())
-                        .map_or(0, |m| m.len());
-                    failure.kind = FailureKind::Interrupted {
-                        kept_bytes: Some(kept),
-                    };
+                    keep_interrupted(&mut part, &mut failure);
                 }
                 drop(part);
                 sink.transfer(TransferEvent::Failed { id, failure });
@@ -170,4 +160,34 @@ impl Connection<'_> {
             }
         }
     }
+}
+
+/// Reports a file its sender cancelled: a person's cancel (`by_user`) as cancelled, any other
+/// reason of the sender's own (its file shrank, ...) as a failure in its words.
+pub(super) fn report_sender_cancel(
+    sink: &crate::events::EventSink,
+    id: TransferId,
+    by_user: bool,
+    reason: String,
+) {
+    if by_user {
+        sink.transfer(TransferEvent::Cancelled { id, by_peer: true });
+    } else {
+        let failure = Failure::new(FailureKind::SenderGaveUp, reason);
+        sink.transfer(TransferEvent::Failed { id, failure });
+    }
+}
+
+/// Keeps an interrupted upload's partial for a resume, and says in `failure` exactly what is
+/// on disk: every byte received was written before the error was handed up (see
+/// `DataSource::fill`).
+pub(super) fn keep_interrupted(part: &mut PartFile, failure: &mut Failure) {
+    part.keep();
+    let kept = part
+        .file()
+        .and_then(|f| f.metadata())
+        .map_or(0, |m| m.len());
+    failure.kind = FailureKind::Interrupted {
+        kept_bytes: Some(kept),
+    };
 }
