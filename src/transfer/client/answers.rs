@@ -109,13 +109,7 @@ impl Upload<'_> {
         answer: Result<Answer, crate::protocol::session::SessionError>,
     ) -> Stop {
         match answer {
-            Ok(Answer::PeerCancelled { reason, .. }) => Stop::PeerCancelled(reason),
-            Ok(Answer::Declined { reason }) => Stop::Outcome(FileOutcome::Declined { reason }),
-            Ok(Answer::Failed { reason }) => Stop::broken(FailureKind::ReceiverFailed, reason),
-            Ok(other) => Stop::broken(
-                FailureKind::Protocol,
-                format!("unexpected answer during data: {other:?}"),
-            ),
+            Ok(answer) => not_awaited(answer, "during data"),
             Err(e) => Stop::broken(FailureKind::Protocol, e.to_string()),
         }
     }
@@ -190,5 +184,20 @@ impl Upload<'_> {
                 Err(e) => return Err(Stop::broken(FailureKind::Protocol, e.to_string())),
             }
         }
+    }
+}
+
+/// How an answer other than the one awaited ends the file: the receiver declined it,
+/// cancelled, or gave up on the connection (its words), or it broke the protocol (`awaited`
+/// says where, for that message).
+pub(super) fn not_awaited(answer: Answer, awaited: &str) -> Stop {
+    match answer {
+        Answer::PeerCancelled { reason, .. } => Stop::PeerCancelled(reason),
+        Answer::Declined { reason } => Stop::Outcome(FileOutcome::Declined { reason }),
+        Answer::Failed { reason } => Stop::broken(FailureKind::ReceiverFailed, reason),
+        other => Stop::broken(
+            FailureKind::Protocol,
+            format!("unexpected answer {awaited}: {other:?}"),
+        ),
     }
 }

@@ -17,7 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::answers::Heard;
+use super::answers::{Heard, not_awaited};
 use super::upload::{Stop, Upload, interrupted};
 use super::{FileOutcome, OutgoingFile, read_some};
 use crate::events::{Direction, Failure, FailureKind, TransferEvent, TransferId};
@@ -246,19 +246,7 @@ impl Upload<'_> {
             match self.wait_answer(first)? {
                 Answer::FolderHave { files } => held.extend(files),
                 Answer::FolderAccepted { saved_as, partial } => break (saved_as, partial),
-                Answer::Declined { reason } => {
-                    return Err(Stop::Outcome(FileOutcome::Declined { reason }));
-                }
-                Answer::PeerCancelled { reason, .. } => return Err(Stop::PeerCancelled(reason)),
-                Answer::Failed { reason } => {
-                    return Err(Stop::broken(FailureKind::ReceiverFailed, reason));
-                }
-                other => {
-                    return Err(Stop::broken(
-                        FailureKind::Protocol,
-                        format!("unexpected answer to a folder: {other:?}"),
-                    ));
-                }
+                other => return Err(not_awaited(other, "to a folder")),
             }
         };
         // Index -> (id, relative path, resumed from) of every file sent and not yet judged.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use super::answers::Heard;
+use super::answers::{Heard, not_awaited};
 use super::{FileOutcome, OutgoingFile, SendOptions, read_some, resume_key};
 use crate::events::{
     CancelToken, Direction, EventSink, Failure, FailureKind, ProgressThrottle, Security,
@@ -252,18 +252,7 @@ impl Upload<'_> {
                 });
                 sent
             }
-            Answer::Declined { reason } => return Ok(FileOutcome::Declined { reason }),
-            Answer::PeerCancelled { reason, .. } => return Err(Stop::PeerCancelled(reason)),
-            // The receiver gave up on the connection before taking the file: its words.
-            Answer::Failed { reason } => {
-                return Err(Stop::broken(FailureKind::ReceiverFailed, reason));
-            }
-            other => {
-                return Err(Stop::broken(
-                    FailureKind::Protocol,
-                    format!("unexpected answer to an offer: {other:?}"),
-                ));
-            }
+            other => return Err(not_awaited(other, "to an offer")),
         };
         let resumed_from = sent;
         if let Some(outcome) = self.stream_data(id, &mut file, &mut hasher, sent)? {
