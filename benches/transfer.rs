@@ -53,6 +53,9 @@ fn main() {
     let mut no_fsync_secs = Vec::new();
     let mut nc_secs = Vec::new();
     let mut socat_secs = Vec::new();
+    // CPU seconds per GiB, (sender, server), of each run: robust where wall time is not.
+    let mut encrypted_cpu = Vec::new();
+    let mut unencrypted_cpu = Vec::new();
     let mut server_rss_kib = 0;
     let mut sender_rss_kib = 0;
     let state = std::env::var("FERRY_BENCH_STATE").unwrap_or_default();
@@ -74,20 +77,24 @@ fn main() {
         prepare();
         let ferry = ferry_run(&input, &out_dir, &[], &[]);
         eprintln!(
-            "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB, sender {} MiB)",
+            "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB, sender {} MiB; {})",
             mbps(bytes, ferry.secs),
             ferry.server_rss_kib >> 10,
-            ferry.sender_rss_kib >> 10
+            ferry.sender_rss_kib >> 10,
+            ferry.cpu(bytes)
         );
+        encrypted_cpu.push(ferry.cpu_per_gib(bytes));
         ferry_secs.push(ferry.secs);
         server_rss_kib = server_rss_kib.max(ferry.server_rss_kib);
         sender_rss_kib = sender_rss_kib.max(ferry.sender_rss_kib);
         prepare();
         let unencrypted = ferry_run(&input, &out_dir, &[], &["--no-encryption"]);
         eprintln!(
-            "run {run}: ferry --no-encryption {:.0} MB/s",
-            mbps(bytes, unencrypted.secs)
+            "run {run}: ferry --no-encryption {:.0} MB/s ({})",
+            mbps(bytes, unencrypted.secs),
+            unencrypted.cpu(bytes)
         );
+        unencrypted_cpu.push(unencrypted.cpu_per_gib(bytes));
         unencrypted_secs.push(unencrypted.secs);
         prepare();
         let no_fsync = ferry_run(&input, &out_dir, &["--no-fsync"], &[]);
@@ -124,6 +131,16 @@ fn main() {
         mbps(bytes, unencrypted)
     );
     println!("encrypted / plain    {:>8.2}x", unencrypted / ferry);
+    let (enc_sender, enc_server) = median_pair(&mut encrypted_cpu);
+    let (plain_sender, plain_server) = median_pair(&mut unencrypted_cpu);
+    println!(
+        "CPU s per GiB        encrypted: sender {enc_sender:.2}, server {enc_server:.2}; \
+         --no-encryption: sender {plain_sender:.2}, server {plain_server:.2}"
+    );
+    println!(
+        "encryption's CPU     {:>8.2}x plain (both ends together)",
+        (enc_sender + enc_server) / (plain_sender + plain_server)
+    );
     let no_fsync = median(&mut no_fsync_secs);
     println!("ferry --no-fsync     {:>8.0} MB/s", mbps(bytes, no_fsync));
     println!(
@@ -173,6 +190,13 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The medians of each half of `pairs`, separately.
+fn median_pair(pairs: &mut [(f64, f64)]) -> (f64, f64) {
+    let mut first: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let mut second: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    (median(&mut first), median(&mut second))
+}
+
 fn write_random(path: &Path, bytes: u64) {
     let mut file =
         std::io::BufWriter::with_capacity(1 << 20, File::create(path).expect("create input"));
@@ -201,8 +225,15 @@ impl Drop for Killed {
     }
 }
 
-/// Waits for `child` with `wait4`, which also returns its peak RSS: (exited with 0, KiB).
-fn wait_with_rss(child: Child) -> (bool, u64) {
+/// How a child process ended: exited with 0, its peak RSS (KiB), its CPU time (user + system).
+struct Ended {
+    ok: bool,
+    rss_kib: u64,
+    cpu_secs: f64,
+}
+
+/// Waits for `child` with `wait4`, which also returns its peak RSS and CPU time.
+fn wait_with_rss(child: Child) -> Ended {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data; zeroed is a valid value for wait4 to overwrite.
@@ -214,11 +245,37 @@ fn wait_with_rss(child: Child) -> (bool, u64) {
             break;
         }
         if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return (false, 0);
+            return Ended {
+                ok: false,
+                rss_kib: 0,
+                cpu_secs: 0.0,
+            };
         }
     }
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (ok, usage.ru_maxrss.max(0) as u64)
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ended {
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        rss_kib: usage.ru_maxrss.max(0) as u64,
+        cpu_secs: secs(usage.ru_utime) + secs(usage.ru_stime),
+    }
+}
+
+/// A running process's CPU time so far (user + system), from /proc/PID/stat.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of stat(5); `fields` starts at field 3.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / hz
 }
 
 /// A running `ferry serve` on 127.0.0.1 and the address it printed.
@@ -278,22 +335,40 @@ struct FerryRound {
     secs: f64,
     server_rss_kib: u64,
     sender_rss_kib: u64,
+    server_cpu_secs: f64,
+    sender_cpu_secs: f64,
+}
+
+impl FerryRound {
+    /// CPU seconds per GiB moved: (sender, server).
+    fn cpu_per_gib(&self, bytes: u64) -> (f64, f64) {
+        let gib = bytes as f64 / (1u64 << 30) as f64;
+        (self.sender_cpu_secs / gib, self.server_cpu_secs / gib)
+    }
+
+    fn cpu(&self, bytes: u64) -> String {
+        let (sender, server) = self.cpu_per_gib(bytes);
+        format!("CPU per GiB: sender {sender:.2} s, server {server:.2} s")
+    }
 }
 
 /// One `ferry send` (with `send_args`) into a fresh `ferry serve` (with `serve_args`).
 fn ferry_run(input: &Path, out_dir: &Path, serve_args: &[&str], send_args: &[&str]) -> FerryRound {
     let (serve, addr) = start_serve(out_dir, serve_args);
     let start = Instant::now();
-    let (ok, sender_rss_kib) = wait_with_rss(spawn_send(addr, input, send_args));
+    let sender = wait_with_rss(spawn_send(addr, input, send_args));
     let secs = start.elapsed().as_secs_f64();
-    assert!(ok, "ferry send failed");
+    assert!(sender.ok, "ferry send failed");
     let server_rss_kib = peak_rss_kib(serve.0.id());
+    let server_cpu_secs = cpu_secs(serve.0.id());
     drop(serve);
     clear(out_dir);
     FerryRound {
         secs,
         server_rss_kib,
-        sender_rss_kib,
+        sender_rss_kib: sender.rss_kib,
+        server_cpu_secs,
+        sender_cpu_secs: sender.cpu_secs,
     }
 }
 
@@ -406,9 +481,9 @@ fn concurrent_run(work: &Path, out_dir: &Path, count: usize, bytes: u64) {
     let mut failed = 0;
     let mut sender_rss_kib = 0;
     for sender in senders {
-        let (ok, rss) = wait_with_rss(sender);
-        failed += usize::from(!ok);
-        sender_rss_kib = sender_rss_kib.max(rss);
+        let ended = wait_with_rss(sender);
+        failed += usize::from(!ended.ok);
+        sender_rss_kib = sender_rss_kib.max(ended.rss_kib);
     }
     let secs = start.elapsed().as_secs_f64();
     let server_rss_kib = peak_rss_kib(serve.0.id());
