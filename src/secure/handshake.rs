@@ -15,6 +15,7 @@ use super::SecureError;
 use super::identity::{Identity, MAX_DEVICE_NAME_BYTES};
 use super::pairing::PairingCode;
 use super::record::SecureStream;
+use super::record_key::TransportKeys;
 use super::rng::{Entropy, Stream};
 
 /// The Noise protocol name with ChaCha20-Poly1305, exactly (the golden vectors' cipher).
@@ -329,18 +330,25 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
         let peer_name = std::str::from_utf8(&payload[..peer_name_len])
             .map_err(|_| SecureError::Handshake("device name is not UTF-8".to_owned()))?
             .to_owned();
-        let transport = state.into_stateless_transport_mode()?;
-        let public_key: [u8; 32] = transport
+        if !state.is_handshake_finished() {
+            return Err(SecureError::Handshake(
+                "the handshake did not finish".to_owned(),
+            ));
+        }
+        let public_key: [u8; 32] = state
             .get_remote_static()
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| SecureError::Handshake("no static key from the peer".to_owned()))?;
+        // Noise's split, applied by our own records (record_key.rs) in the callers' buffers.
+        let (mut first, mut second) = state.dangerously_get_raw_split();
+        let keys = TransportKeys::from_split(cipher, initiator, (&mut first, &mut second))?;
         self.stream.flush()?;
         let peer = PeerInfo {
             public_key,
             name: peer_name,
             paired,
         };
-        Ok(SecureStream::new(self.stream, transport, peer))
+        Ok(SecureStream::new(self.stream, keys, peer))
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<(), SecureError> {

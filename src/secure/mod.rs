@@ -65,11 +65,17 @@
 //! After the handshake the stream is a sequence of records:
 //!
 //! ```text
-//! [u16 big-endian n][n bytes: ChaCha20-Poly1305 ciphertext + 16-byte tag], 16 <= n <= 65 535
+//! [u16 big-endian n][n bytes: AEAD ciphertext + 16-byte tag], 16 <= n <= 65 535
 //! ```
 //!
-//! encrypted with the Noise transport keys (one per direction, nonce = the record counter, so
-//! a duplicated, reordered or dropped record fails to authenticate). The plaintext of a data
+//! encrypted exactly as Noise's transport messages: the cipher the handshake named, the key of
+//! the direction from Noise's split (the first for the sender's records), empty associated
+//! data, nonce `0^32 || counter` (the record counter from 0, big-endian for AES-256-GCM,
+//! little-endian for ChaCha20-Poly1305), so a duplicated, reordered or dropped record fails to
+//! authenticate. Applied in place by `record_key.rs`, checked against snow's own transport
+//! state by its tests. Where record boundaries fall carries no meaning: the plaintext is a
+//! stream (a Ferry sender puts a chunk's header in a record of its own and the chunk's bytes in
+//! full records after it, so the receiver can decrypt them where they land). The plaintext of a data
 //! record is 1 ..= [`record::MAX_RECORD_PLAINTEXT`] (65 519) bytes; a record with an empty
 //! plaintext is **close**: the writer is done. End of stream without a close record (or inside
 //! a record) is [`SecureError::Truncated`]; any record that fails to authenticate is
@@ -86,6 +92,7 @@ pub mod identity;
 pub mod note;
 pub mod pairing;
 pub mod record;
+mod record_key;
 pub mod rng;
 pub mod trust;
 mod words;

@@ -1,25 +1,31 @@
 //! Records after the handshake (format in the module doc of [`super`]): [`SecureStream`] is
 //! `Read + Write` over one stream; [`SecureStream::split`] turns it into a [`SecureReader`]
 //! and a [`SecureWriter`] that two threads (or a socket's two clones) can use at once, each
-//! with its own direction's key and record counter. Writes are gathered into full records;
-//! reads decrypt straight into the caller's buffer when it has room for a whole record, so
-//! bulk data is copied once each way.
+//! with its own direction's key and record counter.
+//!
+//! Bulk data is not copied on its way: [`SecureWriter::write_in_place`] seals the caller's
+//! buffer where it lies and sends its records in one vectored write, and a read into a
+//! buffer with room for the next record's plaintext takes the ciphertext from the stream
+//! straight into that buffer (the tag and the following record's length beside it, in the
+//! same `readv`) and decrypts it there. Small writes gather in one record's buffer and small
+//! reads are served from one.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::sync::Arc;
-
-use snow::StatelessTransportState;
 
 use super::SecureError;
 use super::handshake::PeerInfo;
+use super::record_key::{RecordKey, TAG_LEN, TransportKeys};
 
 /// The largest plaintext in one record: Noise's 65 535-byte message minus the 16-byte tag.
 pub const MAX_RECORD_PLAINTEXT: usize = 65_535 - TAG_LEN;
-const TAG_LEN: usize = 16;
-const MAX_RECORD_LEN: usize = 65_535;
 
-/// The transport keys, one per direction; the record counters live in the halves.
-type Keys = Arc<StatelessTransportState>;
+/// Records sealed in place go out at most this many to one vectored write (three slices
+/// each: length, ciphertext, tag; far below any system's `IOV_MAX`).
+const RECORDS_PER_WRITE: usize = 32;
+
+/// Both directions' keys; the record counters live in the halves.
+type Keys = Arc<TransportKeys>;
 
 #[derive(Debug, Clone, Copy)]
 enum Failure {
@@ -52,7 +58,7 @@ struct Outbound {
     nonce: u64,
     /// Plaintext waiting to fill a record.
     pending: Vec<u8>,
-    /// Scratch for one sealed record: the 2-byte length, then the ciphertext.
+    /// One record sealed from borrowed bytes: the 2-byte length, the ciphertext, the tag.
     sealed: Vec<u8>,
     closed: bool,
     failed: Option<Failure>,
@@ -63,60 +69,14 @@ impl Outbound {
         Outbound {
             nonce: 0,
             pending: Vec::with_capacity(MAX_RECORD_PLAINTEXT),
-            sealed: vec![0u8; 2 + MAX_RECORD_LEN],
+            sealed: vec![0u8; 2 + MAX_RECORD_PLAINTEXT + TAG_LEN],
             closed: false,
             failed: None,
         }
     }
 
-    /// Encrypts `plaintext` (empty: the close record) as one record and writes it.
-    fn seal_and_send(
-        &mut self,
-        keys: &StatelessTransportState,
-        inner: &mut impl Write,
-        plaintext: &[u8],
-    ) -> io::Result<()> {
-        Failure::check(self.failed)?;
-        let n = match keys.write_message(self.nonce, plaintext, &mut self.sealed[2..]) {
-            Ok(n) => n,
-            Err(e) => {
-                let error = SecureError::Handshake(format!("cannot seal: {e}"));
-                self.failed = Some(Failure::of(&error));
-                return Err(error.into_io());
-            }
-        };
-        self.nonce += 1;
-        // n <= MAX_RECORD_LEN = u16::MAX, checked by snow.
-        let len = u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes();
-        self.sealed[..2].copy_from_slice(&len);
-        if let Err(e) = inner.write_all(&self.sealed[..2 + n]) {
-            self.failed = Some(Failure::Other);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    fn flush_pending(
-        &mut self,
-        keys: &StatelessTransportState,
-        inner: &mut impl Write,
-    ) -> io::Result<()> {
-        if !self.pending.is_empty() {
-            let pending = std::mem::take(&mut self.pending);
-            let result = self.seal_and_send(keys, inner, &pending);
-            self.pending = pending;
-            self.pending.clear();
-            result?;
-        }
-        Ok(())
-    }
-
-    fn write(
-        &mut self,
-        keys: &StatelessTransportState,
-        inner: &mut impl Write,
-        buf: &[u8],
-    ) -> io::Result<usize> {
+    /// Whether more may be written.
+    fn usable(&self) -> io::Result<()> {
         Failure::check(self.failed)?;
         if self.closed {
             return Err(io::Error::new(
@@ -124,40 +84,164 @@ impl Outbound {
                 "secure stream already closed",
             ));
         }
+        Ok(())
+    }
+
+    /// Seals `body` in place as the next record; returns its length bytes and its tag.
+    fn seal(&mut self, key: &RecordKey, body: &mut [u8]) -> io::Result<([u8; 2], [u8; TAG_LEN])> {
+        match key.seal(self.nonce, body) {
+            Ok(tag) => {
+                self.nonce += 1;
+                // body.len() <= MAX_RECORD_PLAINTEXT, so the record fits its u16 length.
+                let len = u16::try_from(body.len() + TAG_LEN).unwrap_or(u16::MAX);
+                Ok((len.to_be_bytes(), tag))
+            }
+            Err(error) => {
+                self.failed = Some(Failure::of(&error));
+                Err(error.into_io())
+            }
+        }
+    }
+
+    /// Seals a copy of `plaintext` (at most one record's; empty: the close record) in
+    /// `sealed`; returns the record's length on the wire.
+    fn seal_copy(&mut self, key: &RecordKey, plaintext: &[u8]) -> io::Result<usize> {
+        let n = plaintext.len();
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed[2..2 + n].copy_from_slice(plaintext);
+        let result = self.seal(key, &mut sealed[2..2 + n]);
+        if let Ok((len, tag)) = &result {
+            sealed[..2].copy_from_slice(len);
+            sealed[2 + n..2 + n + TAG_LEN].copy_from_slice(tag);
+        }
+        self.sealed = sealed;
+        result.map(|_| 2 + n + TAG_LEN)
+    }
+
+    /// The pending plaintext sealed (in `sealed`) as one record: its length on the wire, 0
+    /// when nothing was pending.
+    fn seal_pending(&mut self, key: &RecordKey) -> io::Result<usize> {
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let result = self.seal_copy(key, &pending);
+        self.pending = pending;
+        self.pending.clear();
+        result
+    }
+
+    /// Sends the first `len` bytes of `sealed`.
+    fn send_sealed(&mut self, inner: &mut impl Write, len: usize) -> io::Result<()> {
+        if let Err(e) = inner.write_all(&self.sealed[..len]) {
+            self.failed = Some(Failure::Other);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn flush_pending(&mut self, key: &RecordKey, inner: &mut impl Write) -> io::Result<()> {
+        Failure::check(self.failed)?;
+        match self.seal_pending(key)? {
+            0 => Ok(()),
+            len => self.send_sealed(inner, len),
+        }
+    }
+
+    fn write(&mut self, key: &RecordKey, inner: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
+        self.usable()?;
         if buf.is_empty() {
             return Ok(0);
         }
         if self.pending.is_empty() && buf.len() >= MAX_RECORD_PLAINTEXT {
-            // A whole record straight from the caller's buffer: no staging copy.
-            self.seal_and_send(keys, inner, &buf[..MAX_RECORD_PLAINTEXT])?;
+            // A whole record from the caller's bytes: sealed in `sealed`, not staged first.
+            let len = self.seal_copy(key, &buf[..MAX_RECORD_PLAINTEXT])?;
+            self.send_sealed(inner, len)?;
             return Ok(MAX_RECORD_PLAINTEXT);
         }
         let n = buf.len().min(MAX_RECORD_PLAINTEXT - self.pending.len());
         self.pending.extend_from_slice(&buf[..n]);
         if self.pending.len() == MAX_RECORD_PLAINTEXT {
-            self.flush_pending(keys, inner)?;
+            self.flush_pending(key, inner)?;
         }
         Ok(n)
     }
 
-    fn close(&mut self, keys: &StatelessTransportState, inner: &mut impl Write) -> io::Result<()> {
+    /// What is pending (as a record of its own), then `data` sealed in place as records, sent
+    /// together in vectored writes.
+    fn write_in_place(
+        &mut self,
+        key: &RecordKey,
+        inner: &mut impl Write,
+        data: &mut [u8],
+    ) -> io::Result<()> {
+        self.usable()?;
+        let mut first = self.seal_pending(key)?;
+        let mut rest = data;
+        while first > 0 || !rest.is_empty() {
+            let take = rest.len().min(RECORDS_PER_WRITE * MAX_RECORD_PLAINTEXT);
+            let (batch, after) = std::mem::take(&mut rest).split_at_mut(take);
+            let mut heads = [[0u8; 2]; RECORDS_PER_WRITE];
+            let mut tags = [[0u8; TAG_LEN]; RECORDS_PER_WRITE];
+            for (i, body) in batch.chunks_mut(MAX_RECORD_PLAINTEXT).enumerate() {
+                (heads[i], tags[i]) = self.seal(key, body)?;
+            }
+            let mut slices = [IoSlice::new(&[]); 1 + 3 * RECORDS_PER_WRITE];
+            slices[0] = IoSlice::new(&self.sealed[..first]);
+            let mut used = 1;
+            for (i, body) in batch.chunks(MAX_RECORD_PLAINTEXT).enumerate() {
+                slices[used] = IoSlice::new(&heads[i]);
+                slices[used + 1] = IoSlice::new(body);
+                slices[used + 2] = IoSlice::new(&tags[i]);
+                used += 3;
+            }
+            if let Err(e) = write_all_vectored(inner, &mut slices[..used]) {
+                self.failed = Some(Failure::Other);
+                return Err(e);
+            }
+            first = 0;
+            rest = after;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, key: &RecordKey, inner: &mut impl Write) -> io::Result<()> {
         if self.closed {
             return Ok(());
         }
-        self.flush_pending(keys, inner)?;
-        self.seal_and_send(keys, inner, &[])?;
+        self.flush_pending(key, inner)?;
+        Failure::check(self.failed)?;
+        let len = self.seal_copy(key, &[])?;
+        self.send_sealed(inner, len)?;
         self.closed = true;
         inner.flush()
     }
 }
 
-/// The receiving direction's state: the next record's counter and plaintext not yet handed
-/// out (`plain[plain_pos..plain_len]`).
+/// `Write::write_all` for several slices (the standard one is not stable yet).
+fn write_all_vectored(inner: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match inner.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The receiving direction's state: the next record's counter and length, and plaintext not
+/// yet handed out (`stage[plain_pos..plain_len]`).
 struct Inbound {
     nonce: u64,
-    /// Ciphertext of the record being read.
-    incoming: Vec<u8>,
-    plain: Vec<u8>,
+    /// The next record's length bytes, `head_seen` of them read so far (they often come with
+    /// the record before).
+    head: [u8; 2],
+    head_seen: usize,
+    /// A record read when the caller's buffer could not hold its plaintext.
+    stage: Vec<u8>,
     plain_pos: usize,
     plain_len: usize,
     closed: bool,
@@ -168,8 +252,9 @@ impl Inbound {
     fn new() -> Self {
         Inbound {
             nonce: 0,
-            incoming: vec![0u8; MAX_RECORD_LEN],
-            plain: vec![0u8; MAX_RECORD_PLAINTEXT],
+            head: [0; 2],
+            head_seen: 0,
+            stage: vec![0u8; MAX_RECORD_PLAINTEXT],
             plain_pos: 0,
             plain_len: 0,
             closed: false,
@@ -177,43 +262,15 @@ impl Inbound {
         }
     }
 
-    fn fail(&mut self, error: SecureError) -> io::Error {
-        self.failed = Some(Failure::of(&error));
-        error.into_io()
-    }
-
-    /// Reads the next record's ciphertext into `incoming`; returns its length.
-    fn read_record(&mut self, inner: &mut impl Read) -> Result<usize, SecureError> {
-        let mut len = [0u8; 2];
-        let mut got = 0;
-        while got < 2 {
-            match inner.read(&mut len[got..]) {
-                Ok(0) => return Err(SecureError::Truncated),
-                Ok(k) => got += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(SecureError::Io(e)),
-            }
-        }
-        let n = usize::from(u16::from_be_bytes(len));
-        if n < TAG_LEN {
-            return Err(SecureError::Tampered);
-        }
-        match inner.read_exact(&mut self.incoming[..n]) {
-            Ok(()) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(SecureError::Truncated),
-            Err(e) => Err(SecureError::Io(e)),
-        }
-    }
-
     fn read(
         &mut self,
-        keys: &StatelessTransportState,
+        key: &RecordKey,
         inner: &mut impl Read,
         buf: &mut [u8],
     ) -> io::Result<usize> {
         if self.plain_pos < self.plain_len {
             let n = buf.len().min(self.plain_len - self.plain_pos);
-            buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+            buf[..n].copy_from_slice(&self.stage[self.plain_pos..self.plain_pos + n]);
             self.plain_pos += n;
             return Ok(n);
         }
@@ -221,29 +278,50 @@ impl Inbound {
         if self.closed || buf.is_empty() {
             return Ok(0);
         }
-        let n = match self.read_record(inner) {
-            Ok(n) => n,
+        match self.next_record(key, inner, buf) {
+            Ok(n) => Ok(n),
             Err(SecureError::Io(e)) => {
-                // A timeout or reset of the socket: not a verdict on the data, but the record
+                // A timeout or reset of the stream: not a verdict on the data, but the record
                 // boundary is lost, so the stream cannot go on.
                 self.failed = Some(Failure::Other);
-                return Err(e);
+                Err(e)
             }
-            Err(e) => return Err(self.fail(e)),
-        };
-        let plain_len = n - TAG_LEN;
-        let direct = buf.len() >= plain_len;
-        let target = if direct {
-            &mut buf[..plain_len]
-        } else {
-            &mut self.plain[..plain_len]
-        };
-        if keys
-            .read_message(self.nonce, &self.incoming[..n], target)
-            .is_err()
-        {
-            return Err(self.fail(SecureError::Tampered));
+            Err(error) => {
+                self.failed = Some(Failure::of(&error));
+                Err(error.into_io())
+            }
         }
+    }
+
+    /// Reads and opens the next record: into `buf` when its plaintext fits, else into
+    /// `stage`, of which as much as fits is handed out. Returns the bytes put in `buf` (0:
+    /// the close record).
+    fn next_record(
+        &mut self,
+        key: &RecordKey,
+        inner: &mut impl Read,
+        buf: &mut [u8],
+    ) -> Result<usize, SecureError> {
+        while self.head_seen < 2 {
+            match inner.read(&mut self.head[self.head_seen..]) {
+                Ok(0) => return Err(SecureError::Truncated),
+                Ok(k) => self.head_seen += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SecureError::Io(e)),
+            }
+        }
+        let Some(plain_len) = usize::from(u16::from_be_bytes(self.head)).checked_sub(TAG_LEN)
+        else {
+            return Err(SecureError::Tampered);
+        };
+        let direct = buf.len() >= plain_len;
+        let body = match direct {
+            true => &mut buf[..plain_len],
+            false => &mut self.stage[..plain_len],
+        };
+        let mut tag = [0u8; TAG_LEN];
+        self.head_seen = read_record(inner, body, &mut tag, &mut self.head)?;
+        key.open(self.nonce, body, tag)?;
         self.nonce += 1;
         if plain_len == 0 {
             self.closed = true;
@@ -253,11 +331,39 @@ impl Inbound {
             return Ok(plain_len);
         }
         let k = buf.len();
-        buf.copy_from_slice(&self.plain[..k]);
+        buf.copy_from_slice(&self.stage[..k]);
         self.plain_pos = k;
         self.plain_len = plain_len;
         Ok(k)
     }
+}
+
+/// Reads a record's ciphertext into `body` and its tag into `tag`, with as much of the next
+/// record's length as came in the same reads (never waiting for it); returns that much.
+fn read_record(
+    inner: &mut impl Read,
+    body: &mut [u8],
+    tag: &mut [u8; TAG_LEN],
+    next: &mut [u8; 2],
+) -> Result<usize, SecureError> {
+    let need = body.len() + TAG_LEN;
+    let mut got = 0;
+    while got < need {
+        let in_body = got.min(body.len());
+        let in_tag = got - in_body;
+        let mut slices = [
+            IoSliceMut::new(&mut body[in_body..]),
+            IoSliceMut::new(&mut tag[in_tag..]),
+            IoSliceMut::new(next),
+        ];
+        match inner.read_vectored(&mut slices) {
+            Ok(0) => return Err(SecureError::Truncated),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(SecureError::Io(e)),
+        }
+    }
+    Ok(got - need)
 }
 
 /// An encrypted, authenticated stream. Call [`SecureStream::close`] when done writing: the
@@ -271,7 +377,7 @@ pub struct SecureStream<S> {
 }
 
 impl<S> SecureStream<S> {
-    pub(crate) fn new(inner: S, keys: StatelessTransportState, peer: PeerInfo) -> Self {
+    pub(crate) fn new(inner: S, keys: TransportKeys, peer: PeerInfo) -> Self {
         SecureStream {
             inner,
             keys: Arc::new(keys),
@@ -342,18 +448,19 @@ pub enum SplitError<E> {
 impl<S: Write> SecureStream<S> {
     /// Sends what is buffered, then the close record, and flushes. Reading stays possible.
     pub fn close(&mut self) -> io::Result<()> {
-        self.outbound.close(&self.keys, &mut self.inner)
+        self.outbound.close(&self.keys.send, &mut self.inner)
     }
 }
 
 impl<S: Write> Write for SecureStream<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Failure::check(self.inbound.failed)?;
-        self.outbound.write(&self.keys, &mut self.inner, buf)
+        self.outbound.write(&self.keys.send, &mut self.inner, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.outbound.flush_pending(&self.keys, &mut self.inner)?;
+        self.outbound
+            .flush_pending(&self.keys.send, &mut self.inner)?;
         self.inner.flush()
     }
 }
@@ -361,7 +468,7 @@ impl<S: Write> Write for SecureStream<S> {
 impl<S: Read> Read for SecureStream<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Failure::check(self.outbound.failed)?;
-        self.inbound.read(&self.keys, &mut self.inner, buf)
+        self.inbound.read(&self.keys.recv, &mut self.inner, buf)
     }
 }
 
@@ -390,11 +497,22 @@ impl<R> SecureReader<R> {
     pub fn peer_closed(&self) -> bool {
         self.inbound.closed
     }
+
+    /// The plaintext length of the record the next read opens, when its length is known and
+    /// nothing of an earlier record is left to hand out: a read with a buffer at least this
+    /// long gets the whole record without a copy.
+    pub fn next_record_len(&self) -> Option<usize> {
+        let inbound = &self.inbound;
+        let idle = inbound.plain_pos >= inbound.plain_len && inbound.failed.is_none();
+        (idle && !inbound.closed && inbound.head_seen == 2)
+            .then(|| usize::from(u16::from_be_bytes(inbound.head)).checked_sub(TAG_LEN))
+            .flatten()
+    }
 }
 
 impl<R: Read> Read for SecureReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inbound.read(&self.keys, &mut self.inner, buf)
+        self.inbound.read(&self.keys.recv, &mut self.inner, buf)
     }
 }
 
@@ -419,17 +537,29 @@ impl<W> SecureWriter<W> {
 impl<W: Write> SecureWriter<W> {
     /// Sends what is buffered, then the close record, and flushes.
     pub fn close(&mut self) -> io::Result<()> {
-        self.outbound.close(&self.keys, &mut self.inner)
+        self.outbound.close(&self.keys.send, &mut self.inner)
+    }
+
+    /// Sends what is buffered, then `data`, which is encrypted where it lies (it holds
+    /// ciphertext afterwards): for bulk data, which is then never copied.
+    pub fn write_in_place(&mut self, data: &mut [u8]) -> io::Result<()> {
+        self.outbound
+            .write_in_place(&self.keys.send, &mut self.inner, data)
     }
 }
 
 impl<W: Write> Write for SecureWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outbound.write(&self.keys, &mut self.inner, buf)
+        self.outbound.write(&self.keys.send, &mut self.inner, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.outbound.flush_pending(&self.keys, &mut self.inner)?;
+        self.outbound
+            .flush_pending(&self.keys.send, &mut self.inner)?;
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use std::net::TcpStream;
 
 use crate::secure::SecureWriter;
+use crate::secure::record::MAX_RECORD_PLAINTEXT;
 
 /// The direction a driver writes to.
 ///
@@ -81,7 +82,17 @@ impl Outgoing {
 
     /// Writes a data chunk (its header, if the protocol wants one, then its bytes) without
     /// flushing a secure writer's last partial record: the next write or frame fills it.
-    pub fn send_chunk(&mut self, header: Option<&[u8]>, data: &[u8]) -> io::Result<()> {
+    /// `data` may be overwritten: a secure writer seals a chunk of a record or more where it
+    /// lies, so it is never copied (the header goes in a record of its own before it).
+    pub fn send_chunk(&mut self, header: Option<&[u8]>, data: &mut [u8]) -> io::Result<()> {
+        if let Inner::Secure(w) = &mut self.inner
+            && data.len() >= MAX_RECORD_PLAINTEXT
+        {
+            if let Some(header) = header {
+                w.write_all(header)?;
+            }
+            return w.write_in_place(data);
+        }
         match (&self.inner, header) {
             // Not gathered: the header goes with the data that follows (one segment).
             (Inner::Plain(s), Some(header)) if !self.corked => {

@@ -23,12 +23,10 @@ use crate::secure::{self, Cipher, Keyring, SecureError, SecureReader};
 
 use super::{TransferError, read_frame};
 
-/// Ciphertext is read through a buffer of this size (records are at most 64 KiB).
-const CIPHERTEXT_BUF_LEN: usize = 128 * 1024;
-
 /// What the secure reader reads from: bytes a buffered reader already held when the
-/// handshake ended, then the socket, paced record by record.
-type CipherSource = Paced<Chain<Cursor<Vec<u8>>, BufReader<TcpStream>>>;
+/// handshake ended, then the socket, paced record by record. Not buffered: the secure reader
+/// reads each record whole, mostly straight into its reader's buffer.
+type CipherSource = Paced<Chain<Cursor<Vec<u8>>, TcpStream>>;
 
 /// Holds encrypted records to the pace frames are held to: once a record's first byte came,
 /// the whole record (at most 64 KiB) must arrive within `record_deadline`, so a peer that
@@ -143,8 +141,10 @@ impl<R> Paced<R> {
     }
 }
 
-impl<R: Read> Read for Paced<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl<R: Read> Paced<R> {
+    /// One read of the inner stream by `read`, under the record's deadline; the caller
+    /// tracks the bytes it got.
+    fn paced(&mut self, mut read: impl FnMut(&mut R) -> io::Result<usize>) -> io::Result<usize> {
         let too_slow = |deadline: Duration| {
             io::Error::other(format!(
                 "an encrypted record took longer than {} s to arrive",
@@ -176,7 +176,7 @@ impl<R: Read> Read for Paced<R> {
         // costs no syscall per record.
         let started = Instant::now();
         let n = loop {
-            let e = match self.inner.read(buf) {
+            let e = match read(&mut self.inner) {
                 Ok(n) => break n,
                 Err(e)
                     if matches!(
@@ -211,7 +211,25 @@ impl<R: Read> Read for Paced<R> {
             }
             self.set_timeout(rest)?;
         };
+        Ok(n)
+    }
+}
+
+impl<R: Read> Read for Paced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.paced(|inner| inner.read(buf))?;
         self.track(&buf[..n]);
+        Ok(n)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        let n = self.paced(|inner| inner.read_vectored(bufs))?;
+        let mut left = n;
+        for buf in bufs.iter() {
+            let k = left.min(buf.len());
+            self.track(&buf[..k]);
+            left -= k;
+        }
         Ok(n)
     }
 }
@@ -227,7 +245,7 @@ impl Incoming {
     pub fn socket(&self) -> &TcpStream {
         match self {
             Incoming::Plain(s) => s,
-            Incoming::Secure(r) => r.get_ref().get_ref().get_ref().1.get_ref(),
+            Incoming::Secure(r) => r.get_ref().get_ref().get_ref().1,
         }
     }
 
@@ -238,6 +256,17 @@ impl Incoming {
             r.get_ref().forget_timeout();
         }
         self.socket().set_read_timeout(timeout)
+    }
+}
+
+impl Incoming {
+    /// How long the next read should be to take a whole record without a copy (see
+    /// [`SecureReader::next_record_len`]); `None` when any length does as well.
+    pub fn next_record_len(&self) -> Option<usize> {
+        match self {
+            Incoming::Plain(_) => None,
+            Incoming::Secure(r) => r.next_record_len(),
+        }
     }
 }
 
@@ -415,10 +444,7 @@ pub fn secure_sender(
     let (reader, writer) = channel
         .split(|stream| -> io::Result<_> {
             let socket = stream.try_clone()?;
-            let source = Cursor::new(Vec::new()).chain(BufReader::with_capacity(
-                CIPHERTEXT_BUF_LEN,
-                stream.try_clone()?,
-            ));
+            let source = Cursor::new(Vec::new()).chain(stream.try_clone()?);
             Ok((Paced::new(source, socket, None, None), stream))
         })
         .map_err(split_error)?;
@@ -535,8 +561,7 @@ pub fn secure_receiver(
                 }
             };
             let paced = socket.try_clone()?;
-            let source =
-                Cursor::new(leftover).chain(BufReader::with_capacity(CIPHERTEXT_BUF_LEN, socket));
+            let source = Cursor::new(leftover).chain(socket);
             Ok((
                 Paced::new(
                     source,

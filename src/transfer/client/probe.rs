@@ -56,7 +56,8 @@ pub fn probe(opts: &SendOptions, duration: Duration) -> Result<ProbeReport, Prob
             Err(_) => return Err(failed("no answer from the receiver".into())),
         }
     }
-    // Incompressible bytes, made once.
+    // Incompressible bytes, made once (an encrypted stream seals them in place, so each
+    // chunk sends the last one's ciphertext: incompressible too).
     let mut data = vec![0u8; CHUNK_LEN];
     blake3::Hasher::new()
         .update(b"ferry speed test")
@@ -70,11 +71,11 @@ pub fn probe(opts: &SendOptions, duration: Duration) -> Result<ProbeReport, Prob
             Ok(Heard::Closed(reason)) => return Err(failed(reason)),
             Err(_) => {}
         }
-        out.send_chunk(Some(&header), &data)
+        out.send_chunk(Some(&header), &mut data)
             .map_err(|e| failed(format!("connection lost: {e}")))?;
         sent += data.len() as u64;
     }
-    out.send_chunk(Some(&encode_chunk_header(0)), &[])
+    out.send_chunk(Some(&encode_chunk_header(0)), &mut [])
         .and_then(|()| std::io::Write::flush(&mut out))
         .map_err(|e| failed(format!("connection lost: {e}")))?;
     let sender_hash = crate::transfer::hash_speed();

@@ -329,7 +329,7 @@ impl Upload<'_> {
             let header = self.session.chunk_header(n);
             let sent_chunk = self
                 .stream
-                .send_chunk(header.as_ref().map(|h| &h[..]), &self.buf[..n]);
+                .send_chunk(header.as_ref().map(|h| &h[..]), &mut self.buf[..n]);
             self.io_or_explain(sent_chunk)?;
             self.session.sent(n as u64)?;
             sent += n as u64;
