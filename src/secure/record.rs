@@ -3,14 +3,13 @@
 //! and a [`SecureWriter`] that two threads (or a socket's two clones) can use at once, each
 //! with its own direction's key and record counter.
 //!
-//! Bulk data is not copied on its way: [`SecureWriter::write_in_place`] seals the caller's
-//! buffer where it lies and sends its records in one vectored write, and a read into a
-//! buffer with room for the next record's plaintext takes the ciphertext from the stream
-//! straight into that buffer (the tag and the following record's length beside it, in the
-//! same `readv`) and decrypts it there. Small writes gather in one record's buffer and small
-//! reads are served from one.
+//! Bulk data is copied as little as can be: [`SecureWriter::write_in_place`] seals the
+//! caller's buffer where it lies and sends its records in one vectored write; the reading side
+//! reads the stream a quarter MiB at a time and opens each record where it landed, so its
+//! plaintext is copied once, into the caller's buffer. Small writes gather in one record's
+//! buffer.
 
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 
 use super::SecureError;
@@ -232,18 +231,20 @@ fn write_all_vectored(inner: &mut impl Write, mut slices: &mut [IoSlice<'_>]) ->
     Ok(())
 }
 
-/// The receiving direction's state: the next record's counter and length, and plaintext not
-/// yet handed out (`stage[plain_pos..plain_len]`).
+/// How much ciphertext the receiving side holds: one read of the stream brings up to this
+/// much (about four records), and each record is opened where it landed.
+const AHEAD_LEN: usize = 256 * 1024;
+
+/// The receiving direction's state: the next record's counter, bytes read ahead
+/// (`ahead[start..end]`), and the plaintext of the last record opened, not yet handed out
+/// (`ahead[plain_pos..plain_end]`).
 struct Inbound {
     nonce: u64,
-    /// The next record's length bytes, `head_seen` of them read so far (they often come with
-    /// the record before).
-    head: [u8; 2],
-    head_seen: usize,
-    /// A record read when the caller's buffer could not hold its plaintext.
-    stage: Vec<u8>,
+    ahead: Vec<u8>,
+    start: usize,
+    end: usize,
     plain_pos: usize,
-    plain_len: usize,
+    plain_end: usize,
     closed: bool,
     failed: Option<Failure>,
 }
@@ -252,14 +253,19 @@ impl Inbound {
     fn new() -> Self {
         Inbound {
             nonce: 0,
-            head: [0; 2],
-            head_seen: 0,
-            stage: vec![0u8; MAX_RECORD_PLAINTEXT],
+            ahead: vec![0u8; AHEAD_LEN],
+            start: 0,
+            end: 0,
             plain_pos: 0,
-            plain_len: 0,
+            plain_end: 0,
             closed: false,
             failed: None,
         }
+    }
+
+    /// Whether plaintext is waiting to be read.
+    fn holds_plaintext(&self) -> bool {
+        self.plain_pos < self.plain_end
     }
 
     fn read(
@@ -268,102 +274,69 @@ impl Inbound {
         inner: &mut impl Read,
         buf: &mut [u8],
     ) -> io::Result<usize> {
-        if self.plain_pos < self.plain_len {
-            let n = buf.len().min(self.plain_len - self.plain_pos);
-            buf[..n].copy_from_slice(&self.stage[self.plain_pos..self.plain_pos + n]);
-            self.plain_pos += n;
-            return Ok(n);
-        }
-        Failure::check(self.failed)?;
-        if self.closed || buf.is_empty() {
-            return Ok(0);
-        }
-        match self.next_record(key, inner, buf) {
-            Ok(n) => Ok(n),
-            Err(SecureError::Io(e)) => {
-                // A timeout or reset of the stream: not a verdict on the data, but the record
-                // boundary is lost, so the stream cannot go on.
-                self.failed = Some(Failure::Other);
-                Err(e)
+        if !self.holds_plaintext() {
+            Failure::check(self.failed)?;
+            if self.closed || buf.is_empty() {
+                return Ok(0);
             }
-            Err(error) => {
-                self.failed = Some(Failure::of(&error));
-                Err(error.into_io())
+            match self.open_next(key, inner) {
+                Ok(()) => {}
+                Err(SecureError::Io(e)) => {
+                    // A timeout or reset of the stream: not a verdict on the data, but the
+                    // record boundary is lost, so the stream cannot go on.
+                    self.failed = Some(Failure::Other);
+                    return Err(e);
+                }
+                Err(error) => {
+                    self.failed = Some(Failure::of(&error));
+                    return Err(error.into_io());
+                }
             }
         }
+        let n = buf.len().min(self.plain_end - self.plain_pos);
+        buf[..n].copy_from_slice(&self.ahead[self.plain_pos..self.plain_pos + n]);
+        self.plain_pos += n;
+        Ok(n)
     }
 
-    /// Reads and opens the next record: into `buf` when its plaintext fits, else into
-    /// `stage`, of which as much as fits is handed out. Returns the bytes put in `buf` (0:
-    /// the close record).
-    fn next_record(
-        &mut self,
-        key: &RecordKey,
-        inner: &mut impl Read,
-        buf: &mut [u8],
-    ) -> Result<usize, SecureError> {
-        while self.head_seen < 2 {
-            match inner.read(&mut self.head[self.head_seen..]) {
+    /// Reads until the next record is whole in `ahead`, then opens it where it lies (the
+    /// close record: `closed`, no plaintext).
+    fn open_next(&mut self, key: &RecordKey, inner: &mut impl Read) -> Result<(), SecureError> {
+        let n = loop {
+            let have = &self.ahead[self.start..self.end];
+            if let [hi, lo, ..] = *have {
+                let n = usize::from(u16::from_be_bytes([hi, lo]));
+                if n < TAG_LEN {
+                    return Err(SecureError::Tampered);
+                }
+                if have.len() >= 2 + n {
+                    break n;
+                }
+            }
+            // Room for the longest record after its start; no plaintext is waiting (it is
+            // handed out before the next record is read), so the bytes may move.
+            if self.ahead.len() - self.start < 2 + MAX_RECORD_PLAINTEXT + TAG_LEN {
+                self.ahead.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            match inner.read(&mut self.ahead[self.end..]) {
                 Ok(0) => return Err(SecureError::Truncated),
-                Ok(k) => self.head_seen += k,
+                Ok(k) => self.end += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(SecureError::Io(e)),
             }
-        }
-        let Some(plain_len) = usize::from(u16::from_be_bytes(self.head)).checked_sub(TAG_LEN)
-        else {
-            return Err(SecureError::Tampered);
         };
-        let direct = buf.len() >= plain_len;
-        let body = match direct {
-            true => &mut buf[..plain_len],
-            false => &mut self.stage[..plain_len],
-        };
+        let body = self.start + 2..self.start + 2 + n - TAG_LEN;
         let mut tag = [0u8; TAG_LEN];
-        self.head_seen = read_record(inner, body, &mut tag, &mut self.head)?;
-        key.open(self.nonce, body, tag)?;
+        tag.copy_from_slice(&self.ahead[body.end..body.end + TAG_LEN]);
+        key.open(self.nonce, &mut self.ahead[body.clone()], tag)?;
         self.nonce += 1;
-        if plain_len == 0 {
-            self.closed = true;
-            return Ok(0);
-        }
-        if direct {
-            return Ok(plain_len);
-        }
-        let k = buf.len();
-        buf.copy_from_slice(&self.stage[..k]);
-        self.plain_pos = k;
-        self.plain_len = plain_len;
-        Ok(k)
+        (self.plain_pos, self.plain_end) = (body.start, body.end);
+        self.start = body.end + TAG_LEN;
+        self.closed = body.is_empty();
+        Ok(())
     }
-}
-
-/// Reads a record's ciphertext into `body` and its tag into `tag`, with as much of the next
-/// record's length as came in the same reads (never waiting for it); returns that much.
-fn read_record(
-    inner: &mut impl Read,
-    body: &mut [u8],
-    tag: &mut [u8; TAG_LEN],
-    next: &mut [u8; 2],
-) -> Result<usize, SecureError> {
-    let need = body.len() + TAG_LEN;
-    let mut got = 0;
-    while got < need {
-        let in_body = got.min(body.len());
-        let in_tag = got - in_body;
-        let mut slices = [
-            IoSliceMut::new(&mut body[in_body..]),
-            IoSliceMut::new(&mut tag[in_tag..]),
-            IoSliceMut::new(next),
-        ];
-        match inner.read_vectored(&mut slices) {
-            Ok(0) => return Err(SecureError::Truncated),
-            Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(SecureError::Io(e)),
-        }
-    }
-    Ok(got - need)
 }
 
 /// An encrypted, authenticated stream. Call [`SecureStream::close`] when done writing: the
@@ -414,7 +387,7 @@ impl<S> SecureStream<S> {
         self,
         halves: impl FnOnce(S) -> Result<(R, W), E>,
     ) -> Result<(SecureReader<R>, SecureWriter<W>), SplitError<E>> {
-        if !self.outbound.pending.is_empty() || self.inbound.plain_pos < self.inbound.plain_len {
+        if !self.outbound.pending.is_empty() || self.inbound.holds_plaintext() {
             return Err(SplitError::Buffered);
         }
         let (reader, writer) = halves(self.inner).map_err(SplitError::Halves)?;
@@ -496,17 +469,6 @@ impl<R> SecureReader<R> {
     /// True once the peer's close record arrived.
     pub fn peer_closed(&self) -> bool {
         self.inbound.closed
-    }
-
-    /// The plaintext length of the record the next read opens, when its length is known and
-    /// nothing of an earlier record is left to hand out: a read with a buffer at least this
-    /// long gets the whole record without a copy.
-    pub fn next_record_len(&self) -> Option<usize> {
-        let inbound = &self.inbound;
-        let idle = inbound.plain_pos >= inbound.plain_len && inbound.failed.is_none();
-        (idle && !inbound.closed && inbound.head_seen == 2)
-            .then(|| usize::from(u16::from_be_bytes(inbound.head)).checked_sub(TAG_LEN))
-            .flatten()
     }
 }
 

@@ -25,7 +25,7 @@ use super::{TransferError, read_frame};
 
 /// What the secure reader reads from: bytes a buffered reader already held when the
 /// handshake ended, then the socket, paced record by record. Not buffered: the secure reader
-/// reads each record whole, mostly straight into its reader's buffer.
+/// reads ahead itself and opens records where they land.
 type CipherSource = Paced<Chain<Cursor<Vec<u8>>, TcpStream>>;
 
 /// Holds encrypted records to the pace frames are held to: once a record's first byte came,
@@ -221,17 +221,6 @@ impl<R: Read> Read for Paced<R> {
         self.track(&buf[..n]);
         Ok(n)
     }
-
-    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        let n = self.paced(|inner| inner.read_vectored(bufs))?;
-        let mut left = n;
-        for buf in bufs.iter() {
-            let k = left.min(buf.len());
-            self.track(&buf[..k]);
-            left -= k;
-        }
-        Ok(n)
-    }
 }
 
 /// The direction a driver reads from.
@@ -256,17 +245,6 @@ impl Incoming {
             r.get_ref().forget_timeout();
         }
         self.socket().set_read_timeout(timeout)
-    }
-}
-
-impl Incoming {
-    /// How long the next read should be to take a whole record without a copy (see
-    /// [`SecureReader::next_record_len`]); `None` when any length does as well.
-    pub fn next_record_len(&self) -> Option<usize> {
-        match self {
-            Incoming::Plain(_) => None,
-            Incoming::Secure(r) => r.next_record_len(),
-        }
     }
 }
 

@@ -160,21 +160,7 @@ impl DataSource<'_> {
             }
             let want = match self.session.expect() {
                 Expect::DataComplete => break,
-                Expect::Data(left) => {
-                    let room = buf.len() - *filled;
-                    // An encrypted record that does not fit would be copied in two parts
-                    // (this buffer's end, the next one's start): it goes whole to the next.
-                    let whole_next = self.reader.buffer().is_empty()
-                        && self
-                            .reader
-                            .get_ref()
-                            .next_record_len()
-                            .is_some_and(|n| n > room && n as u64 <= left);
-                    if *filled > 0 && whole_next {
-                        break;
-                    }
-                    left.min(room as u64) as usize
-                }
+                Expect::Data(left) => left.min((buf.len() - *filled) as u64) as usize,
                 Expect::ChunkHeader => {
                     let prefix = read_prefix(self.reader)
                         .map_err(|e| read_error(e, self.idle_secs))?
