@@ -10,7 +10,11 @@
 //! FERRY_BENCH_CONCURRENT=32 FERRY_BENCH_CONCURRENT_BYTES=67108864 cargo bench --bench transfer
 //! FERRY_BENCH_STATE=cold cargo bench --bench transfer   # 6 s idle before each run
 //! FERRY_BENCH_STATE=warm cargo bench --bench transfer   # 1.4 GiB written and deleted first
+//! FERRY_BENCH_PIN=1 cargo bench --bench transfer        # receivers on CPU 1, senders on CPU 0
 //! ```
+//!
+//! `FERRY_BENCH_PIN=1` gives each end a core of its own, as two one-core machines would have
+//! (without it both ends, and both ends' ciphers, compete for every core of this one).
 //!
 //! Needs `nc` (Debian: netcat-openbsd) and `socat` for the comparisons; a missing one is
 //! reported and skipped. The server's peak RSS is read from /proc (VmHWM) after the transfer,
@@ -116,12 +120,17 @@ fn main() {
     }
     let ferry = median(&mut ferry_secs);
     println!(
-        "file size            {} MiB, {runs} alternating runs, medians{}",
+        "file size            {} MiB, {runs} alternating runs, medians{}{}",
         bytes >> 20,
         if state.is_empty() {
             String::new()
         } else {
             format!(", memory {state}")
+        },
+        if std::env::var("FERRY_BENCH_PIN").is_ok_and(|v| v == "1") {
+            ", one core per end"
+        } else {
+            ""
         }
     );
     println!("ferry (encrypted)    {:>8.0} MB/s", mbps(bytes, ferry));
@@ -168,6 +177,38 @@ fn main() {
         drop(std::fs::remove_file(&input));
         concurrent_run(work.path(), &out_dir, concurrent, concurrent_bytes);
     }
+}
+
+/// Which side of a transfer a process is, for `FERRY_BENCH_PIN`.
+#[derive(Clone, Copy)]
+enum Side {
+    Receiver,
+    Sender,
+}
+
+/// `command`, pinned to its side's CPU when `FERRY_BENCH_PIN=1` (receivers on CPU 1, senders
+/// on CPU 0).
+fn on_cpu(mut command: Command, side: Side) -> Command {
+    use std::os::unix::process::CommandExt;
+    if std::env::var("FERRY_BENCH_PIN").is_ok_and(|v| v == "1") {
+        let cpu = match side {
+            Side::Receiver => 1,
+            Side::Sender => 0,
+        };
+        // SAFETY: between fork and exec the closure only fills a cpu_set_t on the stack and
+        // calls sched_setaffinity, both async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    command
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -288,7 +329,7 @@ fn config_home(side: &str) -> std::path::PathBuf {
 
 fn start_serve(out_dir: &Path, serve_args: &[&str]) -> (Killed, SocketAddr) {
     let exe = env!("CARGO_BIN_EXE_ferry");
-    let mut serve = Command::new(exe)
+    let mut serve = on_cpu(Command::new(exe), Side::Receiver)
         .env("XDG_CONFIG_HOME", config_home("receiver"))
         .args([
             "serve",
@@ -321,7 +362,7 @@ fn start_serve(out_dir: &Path, serve_args: &[&str]) -> (Killed, SocketAddr) {
 }
 
 fn spawn_send(addr: SocketAddr, file: &Path, send_args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
+    on_cpu(Command::new(env!("CARGO_BIN_EXE_ferry")), Side::Sender)
         .env("XDG_CONFIG_HOME", config_home("sender"))
         .args(["send", "--to", &addr.to_string()])
         .args(send_args)
@@ -416,7 +457,7 @@ fn pipe_run(input: &Path, out_dir: &Path, pipe: &Pipe) -> Option<f64> {
         .to_string();
     let received = out_dir.join(format!("{}.bin", pipe.program));
     let output = File::create(&received).ok()?;
-    let listener = Command::new(pipe.program)
+    let listener = on_cpu(Command::new(pipe.program), Side::Receiver)
         .args((pipe.listen)(&port))
         .stdout(output)
         .stderr(Stdio::null())
@@ -427,7 +468,7 @@ fn pipe_run(input: &Path, out_dir: &Path, pipe: &Pipe) -> Option<f64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let start = loop {
         let start = Instant::now();
-        let status = Command::new(pipe.program)
+        let status = on_cpu(Command::new(pipe.program), Side::Sender)
             .args((pipe.send)(&port))
             .stdin(File::open(input).ok()?)
             .stderr(Stdio::null())

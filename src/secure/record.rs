@@ -20,8 +20,9 @@ use super::record_key::{RecordKey, TAG_LEN, TransportKeys};
 pub const MAX_RECORD_PLAINTEXT: usize = 65_535 - TAG_LEN;
 
 /// Records sealed in place go out at most this many to one vectored write (three slices
-/// each: length, ciphertext, tag; far below any system's `IOV_MAX`).
-const RECORDS_PER_WRITE: usize = 32;
+/// each: length, ciphertext, tag): a quarter MiB, sent while it is still in cache, which
+/// measured a little faster than a whole MiB per write.
+const RECORDS_PER_WRITE: usize = 4;
 
 /// Both directions' keys; the record counters live in the halves.
 type Keys = Arc<TransportKeys>;
