@@ -189,3 +189,143 @@ fn sync_range(file: &File, offset: u64, len: u64, wait: bool) {
         let _ = (file, offset, len, wait);
     }
 }
+
+/// Reserves a file's blocks a little ahead of its writes (`fallocate` with `KEEP_SIZE`, so
+/// the file's length still says how much arrived, which resume relies on). The file system
+/// then finds each write's blocks already allocated instead of reserving them page by page,
+/// which measured about a fifth of a receiver's CPU per GiB on ext4; and a full disk shows up
+/// a window ahead. Only [`PREALLOC_AHEAD`] past the last write is reserved, never past the
+/// announced end, so a peer that announces a huge file and sends nothing holds little; and
+/// [`Preallocate::release`] gives back what a kept partial file did not use. A file system
+/// without `fallocate` is written as before.
+#[derive(Debug)]
+pub struct Preallocate {
+    /// Where the next write lands, where the reservation ends, and where the file should.
+    pos: u64,
+    reserved: u64,
+    end: u64,
+    /// Where the reservation began.
+    first: u64,
+    enabled: bool,
+}
+
+/// How far ahead of the writes blocks are reserved (32 MiB).
+pub const PREALLOC_AHEAD: u64 = 32 * 1024 * 1024;
+
+impl Preallocate {
+    /// For a file whose next write lands at `offset` and which should end at `end`.
+    pub fn new(offset: u64, end: u64) -> Self {
+        Self {
+            pos: offset,
+            reserved: offset,
+            end,
+            first: offset,
+            enabled: cfg!(target_os = "linux"),
+        }
+    }
+
+    /// Call before `n` more bytes are written at the end of `file`. Fails only when the
+    /// disk has no room for them.
+    pub fn reserve(&mut self, file: &File, n: usize) -> io::Result<()> {
+        let next = self.pos.saturating_add(n as u64);
+        if self.enabled && next > self.reserved {
+            let to = self
+                .pos
+                .saturating_add(PREALLOC_AHEAD)
+                .min(self.end)
+                .max(next);
+            match fallocate_keep_size(file, self.reserved, to - self.reserved) {
+                Ok(()) => self.reserved = to,
+                Err(e) if e.kind() == io::ErrorKind::StorageFull => return Err(e),
+                // Not supported here (or refused for another reason): plain writes will do.
+                Err(_) => self.enabled = false,
+            }
+        }
+        self.pos = next;
+        Ok(())
+    }
+
+    /// Gives back blocks reserved past the file's end (a transfer that stopped early): the
+    /// file is cut to the length it has, which only drops what lies beyond it.
+    pub fn release(&self, file: &File) {
+        // Something was reserved, and not all of it written (or not known to be).
+        if self.reserved > self.first
+            && self.pos < self.end
+            && let Ok(meta) = file.metadata()
+        {
+            let _ = file.set_len(meta.len());
+        }
+    }
+}
+
+fn fallocate_keep_size(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, offset, len)
+            .map_err(io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, offset, len);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    fn allocated(file: &File) -> u64 {
+        file.metadata().unwrap().blocks() * 512
+    }
+
+    /// Writes `mib` MiB through `prealloc`.
+    fn write_mib(file: &mut File, prealloc: &mut Preallocate, mib: usize) {
+        let block = vec![7u8; 1 << 20];
+        for _ in 0..mib {
+            prealloc.reserve(file, block.len()).unwrap();
+            file.write_all(&block).unwrap();
+        }
+    }
+
+    #[test]
+    fn blocks_are_reserved_a_window_ahead_never_past_the_end_and_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = File::create(dir.path().join("big")).unwrap();
+        let mut prealloc = Preallocate::new(0, 10 * PREALLOC_AHEAD);
+        write_mib(&mut file, &mut prealloc, 5);
+        if allocated(&file) < PREALLOC_AHEAD {
+            eprintln!("skipped: this file system does not reserve blocks (no fallocate)");
+            return;
+        }
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            5 << 20,
+            "the length is what arrived"
+        );
+        // The window counts from the first write: 32 MiB reserved, nowhere near the 320 MiB
+        // the file was announced as.
+        assert!(
+            allocated(&file) <= PREALLOC_AHEAD + (1 << 20),
+            "{}",
+            allocated(&file)
+        );
+        // Stopped early: what lies past the end is given back, the bytes stay.
+        prealloc.release(&file);
+        assert!(allocated(&file) <= 6 << 20, "{}", allocated(&file));
+        assert_eq!(file.metadata().unwrap().len(), 5 << 20);
+
+        // A file announced smaller than the window is reserved to its end only, and a whole
+        // file has nothing to give back.
+        let mut file = File::create(dir.path().join("small")).unwrap();
+        let mut prealloc = Preallocate::new(0, 3 << 20);
+        write_mib(&mut file, &mut prealloc, 1);
+        assert!(allocated(&file) >= 3 << 20, "{}", allocated(&file));
+        assert!(allocated(&file) <= 4 << 20, "{}", allocated(&file));
+        write_mib(&mut file, &mut prealloc, 2);
+        prealloc.release(&file);
+        assert_eq!(file.metadata().unwrap().len(), 3 << 20);
+    }
+}

@@ -87,6 +87,13 @@ fn killed_sender_then_send_again_resumes_with_only_the_rest() {
     let part = find_part(dst.path(), "video.bin").expect("the partial is kept");
     let kept = file_len(&part);
     assert!(kept > 0 && kept < SIZE as u64, "kept {kept}");
+    // Blocks the receiver reserved ahead of its writes went back when the upload stopped.
+    let allocated =
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&part).unwrap()) * 512;
+    assert!(
+        allocated <= kept + (1 << 20),
+        "kept {kept} bytes, {allocated} allocated"
+    );
     assert!(
         !dst.path().join("video.bin").exists(),
         "no final file after an interruption"
@@ -569,13 +576,15 @@ fn an_offer_larger_than_the_free_space_is_declined_before_any_byte_is_written() 
 
 #[test]
 fn a_disk_that_fills_mid_file_fails_that_file_and_the_server_keeps_serving() {
-    let disk = match SmallDisk::mount(16) {
+    // The receiver reserves its blocks 32 MiB ahead of its writes: the file is longer than
+    // that, so the disk fills inside it.
+    let disk = match SmallDisk::mount(64) {
         Ok(disk) => disk,
         Err(reason) => return skip_or_fail(false, &reason),
     };
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("grows.bin");
-    write_data_file(&file, 12 * 1024 * 1024, 57);
+    write_data_file(&file, 48 * 1024 * 1024, 57);
     let (server, events) = start_server(disk.path());
     let (sender, _) = send_slowly(server.local_addr(), file, CancelToken::new());
     // Once the upload is accepted and running, something else fills the disk.

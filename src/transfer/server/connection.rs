@@ -25,7 +25,7 @@ use crate::protocol::{
 };
 use crate::secure::handshake::PeerInfo;
 use crate::transfer::files::{NoRoom, RESUME_TAG_LEN};
-use crate::transfer::os::WriteBehind;
+use crate::transfer::os::{Preallocate, WriteBehind};
 use crate::transfer::wire::{Incoming, Outgoing};
 use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all};
 
@@ -478,7 +478,15 @@ impl Connection<'_> {
         } else {
             // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
             let write_behind = config.fsync.then(|| WriteBehind::new(offset));
-            pipelined(&mut source, file, &mut hasher, write_behind, progress)?
+            let prealloc = Preallocate::new(offset, size);
+            pipelined(
+                &mut source,
+                file,
+                &mut hasher,
+                write_behind,
+                prealloc,
+                progress,
+            )?
         };
         sink.transfer(TransferEvent::Progress {
             id,

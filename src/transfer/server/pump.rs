@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::MinRate;
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
-use crate::transfer::os::WriteBehind;
+use crate::transfer::os::{Preallocate, WriteBehind};
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
 /// Buffers in flight between the socket reader and the disk writer, and their size: 1 MiB
@@ -260,6 +260,7 @@ pub(super) fn pipelined(
     file: &mut std::fs::File,
     hasher: &mut Option<blake3::Hasher>,
     mut write_behind: Option<WriteBehind>,
+    mut prealloc: Preallocate,
     mut progress: impl FnMut(u64),
 ) -> Result<DataEnd, TransferError> {
     let (full_tx, full_rx) = crossbeam_channel::bounded::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
@@ -268,12 +269,16 @@ pub(super) fn pipelined(
         // Cannot fail: the channel has room for every buffer and its receiver is alive.
         let _ = free_tx.send(vec![0u8; PIPELINE_BUF_LEN]);
     }
-    thread::scope(|scope| {
+    let reserve = &mut prealloc;
+    let file = &*file;
+    let result = thread::scope(|scope| {
         let writer = scope.spawn(move || -> std::io::Result<()> {
+            let mut file = file;
             for (buf, n) in full_rx {
                 if let Some(hasher) = hasher.as_mut() {
                     hasher.update(&buf[..n]);
                 }
+                reserve.reserve(file, n)?;
                 for piece in buf[..n].chunks(WRITE_PIECE) {
                     file.write_all(piece)?;
                 }
@@ -312,7 +317,9 @@ pub(super) fn pipelined(
             (_, Err(e)) => Err(TransferError::Disk(e)),
             (read, Ok(())) => read,
         }
-    })
+    });
+    prealloc.release(file);
+    result
 }
 
 /// A reader that gives up at `deadline`: before each read that would wait on the socket,
