@@ -74,8 +74,9 @@
 //! little-endian for ChaCha20-Poly1305), so a duplicated, reordered or dropped record fails to
 //! authenticate. Applied in place by `record_key.rs`, checked against snow's own transport
 //! state by its tests. Where record boundaries fall carries no meaning: the plaintext is a
-//! stream (a Ferry sender puts a chunk's header in a record of its own and the chunk's bytes in
-//! full records after it, so the receiver can decrypt them where they land). The plaintext of a data
+//! stream (a Ferry sender puts a chunk's header in a record of its own and seals the chunk's
+//! bytes where it read them, in full records after it; a receiver opens records wherever its
+//! read-ahead buffer caught them). The plaintext of a data
 //! record is 1 ..= [`record::MAX_RECORD_PLAINTEXT`] (65 519) bytes; a record with an empty
 //! plaintext is **close**: the writer is done. End of stream without a close record (or inside
 //! a record) is [`SecureError::Truncated`]; any record that fails to authenticate is

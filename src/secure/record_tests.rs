@@ -123,7 +123,16 @@ fn read_back(wire: &[u8], buf_len: usize, max: usize) -> (Vec<u8>, Option<io::Er
                 return (got, None);
             }
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => return (got, Some(e)),
+            Err(e) => {
+                // Whatever follows in the stream, nothing more comes out of it.
+                for _ in 0..3 {
+                    assert!(
+                        stream.read(&mut buf).is_err(),
+                        "a failed stream stays failed"
+                    );
+                }
+                return (got, Some(e));
+            }
         }
     }
 }
@@ -194,6 +203,152 @@ fn a_stream_cut_anywhere_before_the_close_record_is_truncated() {
         assert!(
             plain.starts_with(&got),
             "cut at {cut}: only authentic bytes"
+        );
+    }
+}
+
+/// One record as a hostile peer may frame it: `len` as its length, `body` after it.
+fn framed(len: u16, body: &[u8]) -> Vec<u8> {
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn hostile_lengths_are_tampered_or_truncated_never_a_panic_or_bytes() {
+    let (wire, plain) = session();
+    // The first record of the session, whole, then something no sender makes.
+    let first = 2 + usize::from(u16::from_be_bytes([wire[0], wire[1]]));
+    for (tail, expect_tampered) in [
+        (framed(0, &[]), true),
+        (framed(1, &[0]), true),
+        (framed(15, &[0; 15]), true),
+        // Too short to hold a tag: refused before the rest is waited for.
+        (framed(15, &[]), true),
+        (framed(u16::MAX, &vec![0xA5; 65_535]), true),
+        (framed(u16::MAX, &vec![0xA5; 1_000]), false),
+        (framed(u16::MAX, &[]), false),
+        (vec![0x01], false),
+    ] {
+        let mut bad = wire[..first].to_vec();
+        bad.extend_from_slice(&tail);
+        for max in [1, 3, 65_536, usize::MAX] {
+            let (got, error) = read_back(&bad, 70_000, max);
+            let error = error.expect("a hostile record goes unnoticed");
+            let expected = if expect_tampered {
+                SecureError::Tampered
+            } else {
+                SecureError::Truncated
+            };
+            assert_eq!(
+                SecureError::from_io(&error).map(ToString::to_string),
+                Some(expected.to_string()),
+                "{:?}.. read {max} at a time",
+                &tail[..tail.len().min(4)]
+            );
+            assert_eq!(got, plain[..got.len()], "only the authentic first record");
+            assert_eq!(got, b"a frame");
+        }
+    }
+}
+
+#[test]
+fn split_keeps_the_ciphertext_read_ahead_and_refuses_held_plaintext() {
+    let (wire, plain) = session();
+    let open = |max| {
+        let (_, receiver) = keys();
+        let inner = Trickle {
+            data: wire.clone(),
+            pos: 0,
+            max,
+        };
+        SecureStream::new(inner, receiver, peer())
+    };
+    // Plaintext still held: refused, nothing lost.
+    let mut stream = open(usize::MAX);
+    let mut three = [0u8; 3];
+    stream.read_exact(&mut three).unwrap();
+    assert!(matches!(
+        stream.split(|s| Ok::<_, io::Error>((s, Vec::<u8>::new()))),
+        Err(SplitError::Buffered)
+    ));
+    // The first record read whole, the rest of a quarter MiB read ahead with it: the reader
+    // half goes on from there.
+    for max in [7, usize::MAX] {
+        let mut stream = open(max);
+        let mut first = [0u8; 7];
+        stream.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"a frame");
+        let Ok((mut reader, _writer)) = stream.split(|s| Ok::<_, io::Error>((s, Vec::<u8>::new())))
+        else {
+            panic!("split refused");
+        };
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert!(reader.peer_closed());
+        assert!(
+            rest == plain[7..],
+            "{max}: the bytes after the split differ"
+        );
+    }
+}
+
+/// Accepts `room` bytes, then fails one write (a send timeout, say), then accepts again.
+struct Breaks {
+    room: usize,
+    broke: bool,
+    sent: Vec<u8>,
+}
+
+impl Write for Breaks {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self.broke {
+            true => buf.len(),
+            false => buf.len().min(self.room),
+        };
+        if n == 0 && !self.broke {
+            self.broke = true;
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.room = self.room.saturating_sub(n);
+        self.sent.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_send_leaves_the_writer_failed_so_no_record_follows_a_gap() {
+    for room in [0, 1, 30, 70_000, 200_000] {
+        let (sender, _) = keys();
+        let stream = SecureStream::new(
+            Breaks {
+                room,
+                broke: false,
+                sent: Vec::new(),
+            },
+            sender,
+            peer(),
+        );
+        let Ok((_reader, mut writer)) = stream.split(|s| Ok::<_, io::Error>((io::empty(), s)))
+        else {
+            panic!("split refused");
+        };
+        writer.write_all(b"a frame").unwrap();
+        let mut data = pattern(300_000, 9);
+        assert!(writer.write_in_place(&mut data).is_err(), "{room}");
+        let sent = writer.get_ref().sent.len();
+        assert!(writer.write_in_place(&mut pattern(100_000, 1)).is_err());
+        assert!(writer.write_all(&pattern(100_000, 2)).is_err());
+        assert!(writer.flush().is_err());
+        assert!(writer.close().is_err());
+        assert_eq!(
+            writer.get_ref().sent.len(),
+            sent,
+            "{room}: nothing after the gap"
         );
     }
 }

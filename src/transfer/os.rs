@@ -194,10 +194,11 @@ fn sync_range(file: &File, offset: u64, len: u64, wait: bool) {
 /// the file's length still says how much arrived, which resume relies on). The file system
 /// then finds each write's blocks already allocated instead of reserving them page by page,
 /// which measured about a fifth of a receiver's CPU per GiB on ext4; and a full disk shows up
-/// a window ahead. Only [`PREALLOC_AHEAD`] past the last write is reserved, never past the
-/// announced end, so a peer that announces a huge file and sends nothing holds little; and
-/// [`Preallocate::release`] gives back what a kept partial file did not use. A file system
-/// without `fallocate` is written as before.
+/// a window ahead. The window ahead of the writes is never larger than what was already
+/// written (and at most [`PREALLOC_AHEAD`]), and never reaches past the announced end: a
+/// peer that announces a huge file holds at most as many blocks again as it sent, not
+/// 32 MiB for its first quarter MiB. [`Preallocate::release`] gives back what a stopped
+/// upload did not use. A file system without `fallocate` is written as before.
 #[derive(Debug)]
 pub struct Preallocate {
     /// Where the next write lands, where the reservation ends, and where the file should.
@@ -207,6 +208,8 @@ pub struct Preallocate {
     /// Where the reservation began.
     first: u64,
     enabled: bool,
+    /// Whether `fallocate` was called at all (a failed one may still have reserved some).
+    tried: bool,
 }
 
 /// How far ahead of the writes blocks are reserved (32 MiB).
@@ -221,6 +224,7 @@ impl Preallocate {
             end,
             first: offset,
             enabled: cfg!(target_os = "linux"),
+            tried: false,
         }
     }
 
@@ -229,11 +233,11 @@ impl Preallocate {
     pub fn reserve(&mut self, file: &File, n: usize) -> io::Result<()> {
         let next = self.pos.saturating_add(n as u64);
         if self.enabled && next > self.reserved {
-            let to = self
-                .pos
-                .saturating_add(PREALLOC_AHEAD)
-                .min(self.end)
-                .max(next);
+            // Ahead by what was written (this write included), so what a peer makes this
+            // side hold grows only with what it sent.
+            let ahead = (next - self.first).min(PREALLOC_AHEAD);
+            let to = next.saturating_add(ahead).min(self.end).max(next);
+            self.tried = true;
             match fallocate_keep_size(file, self.reserved, to - self.reserved) {
                 Ok(()) => self.reserved = to,
                 Err(e) if e.kind() == io::ErrorKind::StorageFull => return Err(e),
@@ -245,13 +249,15 @@ impl Preallocate {
         Ok(())
     }
 
-    /// Gives back blocks reserved past the file's end (a transfer that stopped early): the
-    /// file is cut to the length it has, which only drops what lies beyond it.
+    /// Gives back blocks reserved past the file's end (a transfer that stopped early, or
+    /// whose last write failed): the file is cut to the length it has, which only drops what
+    /// lies beyond it.
     pub fn release(&self, file: &File) {
-        // Something was reserved, and not all of it written (or not known to be).
-        if self.reserved > self.first
-            && self.pos < self.end
+        // Something may have been reserved (even by a call that failed) that the file's
+        // length does not cover: a whole file covers all of it.
+        if self.tried
             && let Ok(meta) = file.metadata()
+            && meta.len() < self.end
         {
             let _ = file.set_len(meta.len());
         }
@@ -276,56 +282,91 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
+    const MIB: u64 = 1 << 20;
 
     fn allocated(file: &File) -> u64 {
         file.metadata().unwrap().blocks() * 512
     }
 
-    /// Writes `mib` MiB through `prealloc`.
-    fn write_mib(file: &mut File, prealloc: &mut Preallocate, mib: usize) {
-        let block = vec![7u8; 1 << 20];
-        for _ in 0..mib {
-            prealloc.reserve(file, block.len()).unwrap();
-            file.write_all(&block).unwrap();
+    fn len(file: &File) -> u64 {
+        file.metadata().unwrap().len()
+    }
+
+    /// Whether this file system reserves blocks for `fallocate` (ext4 and tmpfs do).
+    fn reserves_blocks(dir: &Path) -> bool {
+        let file = File::create(dir.join("probe")).unwrap();
+        fallocate_keep_size(&file, 0, MIB).is_ok() && allocated(&file) >= MIB
+    }
+
+    /// Writes `bytes` through `prealloc`, at most 1 MiB per write (as the pump writes).
+    fn write(file: &mut File, prealloc: &mut Preallocate, bytes: u64) {
+        let block = vec![7u8; MIB as usize];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(MIB) as usize;
+            prealloc.reserve(file, n).unwrap();
+            file.write_all(&block[..n]).unwrap();
+            left -= n as u64;
         }
     }
 
     #[test]
-    fn blocks_are_reserved_a_window_ahead_never_past_the_end_and_given_back() {
+    fn blocks_are_reserved_ahead_by_what_was_written_never_past_the_end_and_given_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = File::create(dir.path().join("big")).unwrap();
-        let mut prealloc = Preallocate::new(0, 10 * PREALLOC_AHEAD);
-        write_mib(&mut file, &mut prealloc, 5);
-        if allocated(&file) < PREALLOC_AHEAD {
-            eprintln!("skipped: this file system does not reserve blocks (no fallocate)");
+        if !reserves_blocks(dir.path()) {
+            eprintln!("SKIPPED: this file system does not reserve blocks (no fallocate)");
             return;
         }
-        assert_eq!(
-            file.metadata().unwrap().len(),
-            5 << 20,
-            "the length is what arrived"
-        );
-        // The window counts from the first write: 32 MiB reserved, nowhere near the 320 MiB
-        // the file was announced as.
+        let mut file = File::create(dir.path().join("big")).unwrap();
+        let mut prealloc = Preallocate::new(0, 10 * PREALLOC_AHEAD);
+        // A peer that sent 1 MiB of a file it announced as 320 MiB makes this side hold no
+        // more than as much again (it was 33 MiB).
+        write(&mut file, &mut prealloc, MIB);
+        assert!(allocated(&file) <= 2 * MIB, "{}", allocated(&file));
+        // Further on, the window is a whole one, and the length is what arrived.
+        write(&mut file, &mut prealloc, 39 * MIB);
+        assert_eq!(len(&file), 40 * MIB, "the length is what arrived");
+        let held = allocated(&file);
         assert!(
-            allocated(&file) <= PREALLOC_AHEAD + (1 << 20),
-            "{}",
-            allocated(&file)
+            (48 * MIB..=40 * MIB + PREALLOC_AHEAD + MIB).contains(&held),
+            "{held}"
         );
         // Stopped early: what lies past the end is given back, the bytes stay.
         prealloc.release(&file);
-        assert!(allocated(&file) <= 6 << 20, "{}", allocated(&file));
-        assert_eq!(file.metadata().unwrap().len(), 5 << 20);
+        assert!(allocated(&file) <= 41 * MIB, "{}", allocated(&file));
+        assert_eq!(len(&file), 40 * MIB);
 
-        // A file announced smaller than the window is reserved to its end only, and a whole
-        // file has nothing to give back.
+        // Never past the announced end; a whole file has nothing to give back.
         let mut file = File::create(dir.path().join("small")).unwrap();
-        let mut prealloc = Preallocate::new(0, 3 << 20);
-        write_mib(&mut file, &mut prealloc, 1);
-        assert!(allocated(&file) >= 3 << 20, "{}", allocated(&file));
-        assert!(allocated(&file) <= 4 << 20, "{}", allocated(&file));
-        write_mib(&mut file, &mut prealloc, 2);
+        let end = 3 * MIB / 2;
+        let mut prealloc = Preallocate::new(0, end);
+        write(&mut file, &mut prealloc, MIB);
+        assert!(allocated(&file) >= end, "{}", allocated(&file));
+        assert!(allocated(&file) <= 2 * MIB, "{}", allocated(&file));
+        write(&mut file, &mut prealloc, end - MIB);
         prealloc.release(&file);
-        assert_eq!(file.metadata().unwrap().len(), 3 << 20);
+        assert_eq!(len(&file), end);
+        assert!(allocated(&file) >= end, "{}", allocated(&file));
+    }
+
+    /// A reservation that failed part way may have reserved some blocks: a stopped upload
+    /// gives those back too (the release used to skip a file whose first call failed).
+    #[test]
+    fn release_gives_back_what_a_failed_reservation_left() {
+        let dir = tempfile::tempdir().unwrap();
+        if !reserves_blocks(dir.path()) {
+            eprintln!("SKIPPED: this file system does not reserve blocks (no fallocate)");
+            return;
+        }
+        let file = File::create(dir.path().join("part")).unwrap();
+        let mut prealloc = Preallocate::new(0, 100 * MIB);
+        // As if the first call had failed after reserving 4 MiB.
+        fallocate_keep_size(&file, 0, 4 * MIB).unwrap();
+        prealloc.tried = true;
+        prealloc.release(&file);
+        assert_eq!(len(&file), 0);
+        assert!(allocated(&file) < MIB, "{}", allocated(&file));
     }
 }

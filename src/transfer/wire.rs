@@ -49,6 +49,9 @@ pub struct Paced<R> {
     timeout: AtomicU64,
 }
 
+/// How long a read that begins after its record's deadline may wait for bytes.
+const LATE_READ_GRACE: Duration = Duration::from_millis(1);
+
 /// [`Paced::timeout`]'s value for "not known".
 const TIMEOUT_UNKNOWN: u64 = 0;
 
@@ -155,10 +158,10 @@ impl<R: Read> Paced<R> {
         // `setsockopt` before every read of every record had cost two syscalls per 64 KiB.
         if let Some(deadline) = self.deadline {
             let now = Instant::now();
-            let left = deadline.saturating_duration_since(now);
-            if left.is_zero() {
-                return Err(too_slow(self.record_deadline.unwrap_or_default()));
-            }
+            // Past the deadline before this read even began: this side came late (it reads
+            // ahead, and in between waits for its disk), so the record's bytes may all be
+            // here already. A short read decides: only one that would wait is the peer's delay.
+            let left = deadline.saturating_duration_since(now).max(LATE_READ_GRACE);
             // A read may end a little after the deadline (at most an eighth of it), so
             // one setting serves a whole stream of records.
             let slack = self.record_deadline.unwrap_or_default() / 8;

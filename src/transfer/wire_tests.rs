@@ -142,3 +142,38 @@ fn a_short_cut_left_from_a_late_record_does_not_cut_the_next_one_early() {
     assert_eq!(&got[34..], &[2u8; 30]);
     drop(sender.join().unwrap());
 }
+
+/// A record whose bytes all came in time is not "too slow" because this side was late to
+/// read them: the secure reader reads ahead, and the disk behind it may hold it past the
+/// deadline of a record whose start it read. One whose bytes are not there still is.
+#[test]
+fn a_record_that_came_in_time_is_read_however_late_this_side_reads_it() {
+    use std::io::{Read, Write};
+    let (mut writer, reader) = tcp_pair();
+    let socket = reader.try_clone().unwrap();
+    let deadline = Duration::from_millis(100);
+    let mut paced = Paced::new(reader, socket, Some(deadline), Some(Duration::from_secs(5)));
+    writer
+        .write_all(&[record(b"first"), record(b"second")].concat())
+        .unwrap();
+    // The first record and the start of the second, where a read ahead may end.
+    let mut head = [0u8; 7 + 3];
+    paced.read_exact(&mut head).unwrap();
+    // Busy elsewhere (the scenario itself, not a synchronisation) past the deadline.
+    std::thread::sleep(3 * deadline);
+    let mut rest = [0u8; 5];
+    paced
+        .read_exact(&mut rest)
+        .expect("the record came in time");
+    assert_eq!(&rest, b"econd");
+    // The start of a third record only: late, and the rest is not there.
+    writer.write_all(&record(b"third")[..3]).unwrap();
+    let mut start = [0u8; 3];
+    paced.read_exact(&mut start).unwrap();
+    std::thread::sleep(3 * deadline);
+    let started = std::time::Instant::now();
+    let error = paced.read(&mut rest).expect_err("the peer is late");
+    assert!(error.to_string().contains("took longer"), "{error}");
+    assert!(started.elapsed() < deadline, "{:?}", started.elapsed());
+    drop(writer);
+}

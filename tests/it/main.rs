@@ -37,6 +37,7 @@ mod paths;
 mod plain;
 mod python;
 mod review_speed;
+mod review_speed2;
 mod secure;
 mod secure_transfer;
 mod speed;
