@@ -21,7 +21,7 @@ use ferry::localsend::{
 use ferry::transfer::{AcceptPolicy, FileOutcome, OutgoingFile};
 use serde_json::json;
 
-use crate::util::{ChildGuard, line_channel, skip_or_fail, wait_line};
+use crate::util::{ChildGuard, have_ip_command, ip, line_channel, skip_or_fail, wait_line};
 
 /// Whether `::1` works here; prints the skip line if not (a kernel without IPv6 is not
 /// something CI installs).
@@ -271,22 +271,6 @@ fn a_device_announced_on_both_families_is_one_device_and_hostile_datagrams_are_d
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// Two namespaces joined by a veth pair (`eth0` in each) with no IPv4 address at all: only
 /// IPv6 link-local addresses. Deleted in Drop.
 struct Pair {
@@ -297,12 +281,7 @@ struct Pair {
 impl Pair {
     /// The pair, or `None` with a skip line where namespaces or IPv6 cannot be had.
     fn new() -> Option<Pair> {
-        let have_ip = Command::new("ip")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !have_ip {
-            skip_or_fail(true, "the `ip` command (iproute2) is missing");
+        if !have_ip_command() {
             return None;
         }
         let tag = format!(

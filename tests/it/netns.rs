@@ -13,30 +13,9 @@ use crate::util::*;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-fn run(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// Whether namespaces can be made here; prints the skip line if not.
 fn can_make_namespaces() -> bool {
-    let have_ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_ip {
-        skip_or_fail(true, "the `ip` command (iproute2) is missing");
+    if !have_ip_command() {
         return false;
     }
     let probe = format!(
@@ -44,9 +23,9 @@ fn can_make_namespaces() -> bool {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    match run(&["netns", "add", &probe]) {
+    match ip(&["netns", "add", &probe]) {
         Ok(()) => {
-            let _ = run(&["netns", "del", &probe]);
+            let _ = ip(&["netns", "del", &probe]);
             true
         }
         Err(e) => {
@@ -89,8 +68,8 @@ impl Net {
             config: tempfile::tempdir().map_err(|e| e.to_string())?,
         };
         let bridge = net.add_ns("br")?;
-        run(&["-n", &bridge, "link", "add", "br0", "type", "bridge"])?;
-        run(&["-n", &bridge, "link", "set", "br0", "up"])?;
+        ip(&["-n", &bridge, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &bridge, "link", "set", "br0", "up"])?;
         Ok(net)
     }
 
@@ -100,9 +79,9 @@ impl Net {
 
     fn add_ns(&mut self, name: &str) -> Result<String, String> {
         let ns = self.ns(name);
-        run(&["netns", "add", &ns])?;
+        ip(&["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
-        run(&["-n", &ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         Ok(ns)
     }
 
@@ -111,12 +90,12 @@ impl Net {
         let ns = self.add_ns(name)?;
         let bridge = self.ns("br");
         let port = format!("p{last}");
-        run(&[
+        ip(&[
             "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns",
             &bridge,
         ])?;
-        run(&["-n", &bridge, "link", "set", &port, "master", "br0", "up"])?;
-        run(&[
+        ip(&["-n", &bridge, "link", "set", &port, "master", "br0", "up"])?;
+        ip(&[
             "-n",
             &ns,
             "addr",
@@ -125,9 +104,9 @@ impl Net {
             "dev",
             "eth0",
         ])?;
-        run(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
         if last != 254 {
-            run(&[
+            ip(&[
                 "-n",
                 &ns,
                 "route",
@@ -145,15 +124,15 @@ impl Net {
     fn far_host(&mut self, name: &str) -> Result<String, String> {
         let router = self.host("router", 254)?;
         let ns = self.add_ns(name)?;
-        run(&[
+        ip(&[
             "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", "eth1", "netns",
             &router,
         ])?;
-        run(&["-n", &router, "addr", "add", "10.77.1.1/24", "dev", "eth1"])?;
-        run(&["-n", &router, "link", "set", "eth1", "up"])?;
-        run(&["-n", &ns, "addr", "add", "10.77.1.2/24", "dev", "eth0"])?;
-        run(&["-n", &ns, "link", "set", "eth0", "up"])?;
-        run(&["-n", &ns, "route", "add", "default", "via", "10.77.1.1"])?;
+        ip(&["-n", &router, "addr", "add", "10.77.1.1/24", "dev", "eth1"])?;
+        ip(&["-n", &router, "link", "set", "eth1", "up"])?;
+        ip(&["-n", &ns, "addr", "add", "10.77.1.2/24", "dev", "eth0"])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns, "route", "add", "default", "via", "10.77.1.1"])?;
         let out = Command::new("ip")
             .args(["netns", "exec", &router, "sysctl", "-qw"])
             .arg("net.ipv4.ip_forward=1")
@@ -232,7 +211,7 @@ impl Drop for Net {
     fn drop(&mut self) {
         // Deleting a namespace deletes its veth ends (and so their peers).
         for ns in self.namespaces.iter().rev() {
-            let _ = run(&["netns", "del", ns]);
+            let _ = ip(&["netns", "del", ns]);
         }
     }
 }
@@ -490,7 +469,7 @@ fn with_client_isolation_the_doctor_says_only_our_own_beacon_is_heard() {
     // What an access point with client isolation does: ports on the bridge may not talk to
     // each other (only to non-isolated ports, of which there are none here).
     for port in ["p1", "p2"] {
-        run(&[
+        ip(&[
             "-n",
             &bridge,
             "link",
@@ -534,8 +513,8 @@ fn a_new_address_while_serving_is_announced_and_found_there() {
     // The machine moves to another address (a new DHCP lease) while `ferry serve` runs. The
     // old sockets are bound to the address that is gone: only the interface check's reopen
     // (and its burst) makes alpha answer again.
-    run(&["-n", &h1, "addr", "del", "10.77.0.1/24", "dev", "eth0"]).unwrap();
-    run(&["-n", &h1, "addr", "add", "10.77.0.11/24", "dev", "eth0"]).unwrap();
+    ip(&["-n", &h1, "addr", "del", "10.77.0.1/24", "dev", "eth0"]).unwrap();
+    ip(&["-n", &h1, "addr", "add", "10.77.0.11/24", "dev", "eth0"]).unwrap();
     let line = net.peers_until(&h2, |l| l.starts_with("alpha  10.77.0.11:8080  "));
     assert!(line.contains("beacon"), "{line}");
     assert!(line.ends_with("  ready"), "{line}");

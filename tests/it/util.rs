@@ -633,3 +633,34 @@ pub fn send_quietly(
     )
     .unwrap()
 }
+
+/// Runs `ip ARGS` (iproute2), for tests that build network namespaces; the error says which
+/// command failed and why.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Whether the `ip` command is here; prints the skip line if not (CI installs it, so there a
+/// missing one fails).
+pub fn have_ip_command() -> bool {
+    let have = Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        skip_or_fail(true, "the `ip` command (iproute2) is missing");
+    }
+    have
+}
