@@ -396,6 +396,30 @@ fn note_pin(app: &FerryApp) -> Option<PinProblem> {
     app.notes.pin_needed.as_ref().map(|p| p.problem)
 }
 
+/// A window whose Notes panel sent `text` to a LocalSend device that wants the PIN 2468 and
+/// now asks for it: the folders and the device to keep alive, the device's events and the
+/// window (last, so that it is dropped first).
+fn note_asking_for_pin(
+    text: &str,
+) -> (
+    [tempfile::TempDir; 3],
+    LocalSendServer,
+    Receiver<Event>,
+    Harness<'static, FerryApp>,
+) {
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let [dst, mine, ids] = &dirs;
+    let (tablet, events) = device(dst.path(), Some("2468"));
+    let mut harness = window_choosing(&tablet, mine.path(), ids.path(), Vec::new());
+    harness.get_by_label("Note").click();
+    harness.get_by_label("Note").type_text(text);
+    harness.get_by_label("Send").click();
+    run_until(&mut harness, "the PIN to be asked for", |app| {
+        note_pin(app) == Some(PinProblem::Required)
+    });
+    (dirs, tablet, events, harness)
+}
+
 /// Types `text` into the field labelled `label`, replacing what it held.
 fn retype(harness: &mut Harness<'_, FerryApp>, label: &str, text: &str) {
     harness.get_by_label(label).click();
@@ -409,19 +433,7 @@ fn retype(harness: &mut Harness<'_, FerryApp>, label: &str, text: &str) {
 
 #[test]
 fn a_note_to_a_localsend_device_with_a_pin_asks_for_it_and_goes_with_it() {
-    let (dst, mine, ids) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let (tablet, events) = device(dst.path(), Some("2468"));
-    let mut harness = window_choosing(&tablet, mine.path(), ids.path(), Vec::new());
-    harness.get_by_label("Note").click();
-    harness.get_by_label("Note").type_text("see you at 5");
-    harness.get_by_label("Send").click();
-    run_until(&mut harness, "the PIN to be asked for", |app| {
-        note_pin(app) == Some(PinProblem::Required)
-    });
+    let (_dirs, _tablet, events, mut harness) = note_asking_for_pin("see you at 5");
     harness.get_by_label("The LocalSend device asks for a PIN");
 
     // A wrong PIN: refused, asked again.
@@ -454,19 +466,7 @@ fn a_note_to_a_localsend_device_with_a_pin_asks_for_it_and_goes_with_it() {
 
 #[test]
 fn too_many_wrong_pins_for_a_note_say_so_with_no_button() {
-    let (dst, mine, ids) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let (tablet, events) = device(dst.path(), Some("2468"));
-    let mut harness = window_choosing(&tablet, mine.path(), ids.path(), Vec::new());
-    harness.get_by_label("Note").click();
-    harness.get_by_label("Note").type_text("hello");
-    harness.get_by_label("Send").click();
-    run_until(&mut harness, "the PIN to be asked for", |app| {
-        note_pin(app) == Some(PinProblem::Required)
-    });
+    let (_dirs, _tablet, events, mut harness) = note_asking_for_pin("hello");
     retype(&mut harness, "PIN for the note's LocalSend device", "0");
     // Three wrong tries are refused as wrong; the fourth is 429.
     for _ in 0..3 {
