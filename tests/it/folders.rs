@@ -9,17 +9,15 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use ferry::events::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
+use ferry::events::{Event, ServerEvent, TransferEvent};
 use ferry::protocol::{
     FolderEntry, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
 };
-use ferry::transfer::{
-    AcceptPolicy, FileOutcome, OutgoingItem, SendOptions, ServerConfig, send_items, walk_folder,
-};
+use ferry::transfer::{AcceptPolicy, FileOutcome, SendOptions, ServerConfig, walk_folder};
 
 use crate::util::{
-    LOOPBACK, data, device, ferry, plain_server, read_answer, start_server, start_server_with,
-    test_receiver_keyring, wait_for,
+    LOOPBACK, data, device, ferry, plain_server, read_answer, send_folder, start_server,
+    start_server_with, test_receiver_keyring, wait_for,
 };
 
 /// photos/{a.txt, 2024/b.bin, 2024/深圳/c.txt, empty/}
@@ -38,26 +36,6 @@ fn sample_folder(parent: &Path) -> std::path::PathBuf {
         .set_modified(old)
         .unwrap();
     root
-}
-
-fn send_folder(
-    to: std::net::SocketAddr,
-    path: &Path,
-    opts: Option<SendOptions>,
-) -> Vec<FileOutcome> {
-    let mut opts = opts.unwrap_or_else(|| SendOptions::new(to.to_string()));
-    opts.to = to.to_string();
-    let folder = walk_folder(path).unwrap();
-    let (sink, events) = event_channel(None);
-    // Drained, so thousands of files' events never fill the channel.
-    std::thread::spawn(move || for _ in events {});
-    send_items(
-        &opts,
-        &[OutgoingItem::Folder(folder)],
-        &sink,
-        &CancelToken::new(),
-    )
-    .unwrap()
 }
 
 fn mtime(path: &Path) -> SystemTime {

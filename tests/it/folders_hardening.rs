@@ -11,15 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use ferry::events::{CancelToken, Event, OfferedFolder, ServerEvent, TransferEvent, event_channel};
+use ferry::events::{Event, OfferedFolder, ServerEvent, TransferEvent};
 use ferry::protocol::{
     FolderEntry, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
 };
-use ferry::transfer::{
-    AcceptPolicy, FileOutcome, OutgoingItem, SendOptions, ServerConfig, send_items, walk_folder,
-};
+use ferry::transfer::{AcceptPolicy, FileOutcome, ServerConfig};
 
-use crate::util::{LOOPBACK, read_answer, start_server, start_server_with, wait_for};
+use crate::util::{LOOPBACK, read_answer, send_folder, start_server, start_server_with, wait_for};
 
 /// photos/{a.txt, 2024/b.bin, 2024/深圳/c.txt, empty/}: 3 files in 3 folders.
 fn sample_folder(parent: &Path) -> std::path::PathBuf {
@@ -35,21 +33,6 @@ fn sample_folder(parent: &Path) -> std::path::PathBuf {
 /// Descriptors this process holds now.
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
-}
-
-fn send_folder(to: std::net::SocketAddr, path: &Path) -> Vec<FileOutcome> {
-    let opts = SendOptions::new(to.to_string());
-    let folder = walk_folder(path).unwrap();
-    let (sink, events) = event_channel(None);
-    // Drained, so thousands of files' events never fill the channel.
-    std::thread::spawn(move || for _ in events {});
-    send_items(
-        &opts,
-        &[OutgoingItem::Folder(folder)],
-        &sink,
-        &CancelToken::new(),
-    )
-    .unwrap()
 }
 
 #[test]
@@ -84,7 +67,7 @@ fn thousands_of_subfolders_arrive_with_a_bounded_number_of_open_descriptors() {
             most
         })
     };
-    let outcomes = send_folder(server.local_addr(), &root);
+    let outcomes = send_folder(server.local_addr(), &root, None);
     done.store(true, Ordering::SeqCst);
     let most = watcher.join().unwrap();
     assert_eq!(outcomes.len(), SUBFOLDERS);
@@ -122,7 +105,7 @@ fn a_second_connection_for_the_same_folder_is_refused_while_the_first_runs() {
     let addr = server.local_addr();
     let first = {
         let root = root.clone();
-        std::thread::spawn(move || send_folder(addr, &root))
+        std::thread::spawn(move || send_folder(addr, &root, None))
     };
     let offer = wait_for(&events, |e| match e {
         Event::Server(ServerEvent::OfferPending(offer)) => Some(offer.clone()),
@@ -139,7 +122,7 @@ fn a_second_connection_for_the_same_folder_is_refused_while_the_first_runs() {
     );
     // The first holds the folder's key while its user decides: the second is turned away
     // at once, without a second prompt.
-    let second = send_folder(addr, &root);
+    let second = send_folder(addr, &root, None);
     assert_eq!(second.len(), 3, "{second:?}");
     for outcome in &second {
         let FileOutcome::Declined { reason } = outcome else {
@@ -163,7 +146,7 @@ fn a_second_connection_for_the_same_folder_is_refused_while_the_first_runs() {
     );
     // Once the first ended, its key is free again: the same folder is asked about and
     // taken.
-    let again = std::thread::spawn(move || send_folder(addr, &root));
+    let again = std::thread::spawn(move || send_folder(addr, &root, None));
     let offer = wait_for(&events, |e| match e {
         Event::Server(ServerEvent::OfferPending(offer)) => Some(offer.clone()),
         _ => None,

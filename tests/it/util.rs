@@ -664,3 +664,25 @@ pub fn have_ip_command() -> bool {
     }
     have
 }
+
+/// Sends the folder at `path` to `to` (with `opts`, else the defaults) over one connection,
+/// its events drained; returns each file's outcome.
+pub fn send_folder(
+    to: std::net::SocketAddr,
+    path: &Path,
+    opts: Option<ferry::transfer::SendOptions>,
+) -> Vec<ferry::transfer::FileOutcome> {
+    let mut opts = opts.unwrap_or_else(|| ferry::transfer::SendOptions::new(to.to_string()));
+    opts.to = to.to_string();
+    let folder = ferry::transfer::walk_folder(path).unwrap();
+    let (sink, events) = event_channel(None);
+    // Drained, so thousands of files' events never fill the channel.
+    std::thread::spawn(move || for _ in events {});
+    ferry::transfer::send_items(
+        &opts,
+        &[ferry::transfer::OutgoingItem::Folder(folder)],
+        &sink,
+        &ferry::events::CancelToken::new(),
+    )
+    .unwrap()
+}
