@@ -4,7 +4,6 @@
 //! on 127.0.0.1, real temp folders, the real binary for the CLI.
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -16,8 +15,8 @@ use ferry::protocol::{
 use ferry::transfer::{AcceptPolicy, FileOutcome, SendOptions, ServerConfig, walk_folder};
 
 use crate::util::{
-    LOOPBACK, data, device, ferry, plain_server, read_answer, send_folder, start_server,
-    start_server_with, test_receiver_keyring, wait_for,
+    LOOPBACK, data, device, ferry, offer_folder, plain_server, read_answer, send_folder,
+    start_server, start_server_with, test_receiver_keyring, wait_for,
 };
 
 /// photos/{a.txt, 2024/b.bin, 2024/深圳/c.txt, empty/}
@@ -179,21 +178,8 @@ fn hostile_paths_stay_inside_the_folder() {
             mode: 6,
         })
         .collect();
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let folder = SenderMsg::Folder {
-        name: "..".into(),
-        count: entries.len() as u64,
-        bytes: 3 * entries.len() as u64,
-        entries,
-        resume_key: None,
-    };
-    stream
-        .write_all(&encode_sender_msg(&folder).unwrap())
-        .unwrap();
-    let root = match read_answer(&mut stream) {
+    let (mut stream, answer) = offer_folder(server.local_addr(), "..", entries, None);
+    let root = match answer {
         ReceiverMsg::FolderAccept { saved_as, .. } => saved_as,
         other => panic!("{other:?}"),
     };
@@ -263,30 +249,15 @@ fn hostile_paths_stay_inside_the_folder() {
 fn a_file_index_out_of_order_ends_the_connection() {
     let dl = tempfile::tempdir().unwrap();
     let (server, _events) = start_server(dl.path());
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let entry = |p: &str| FolderEntry {
         path: p.into(),
         size: Some(0),
         mtime: 0,
         mode: 6,
     };
-    let folder = SenderMsg::Folder {
-        name: "f".into(),
-        count: 2,
-        bytes: 0,
-        entries: vec![entry("a"), entry("b")],
-        resume_key: None,
-    };
-    stream
-        .write_all(&encode_sender_msg(&folder).unwrap())
-        .unwrap();
-    assert!(matches!(
-        read_answer(&mut stream),
-        ReceiverMsg::FolderAccept { .. }
-    ));
+    let entries = vec![entry("a"), entry("b")];
+    let (mut stream, answer) = offer_folder(server.local_addr(), "f", entries, None);
+    assert!(matches!(answer, ReceiverMsg::FolderAccept { .. }));
     stream
         .write_all(
             &encode_sender_msg(&SenderMsg::File {

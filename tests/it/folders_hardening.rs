@@ -5,7 +5,6 @@
 //! 127.0.0.1, real temp folders.
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +16,7 @@ use ferry::protocol::{
 };
 use ferry::transfer::{AcceptPolicy, FileOutcome, ServerConfig};
 
-use crate::util::{LOOPBACK, read_answer, send_folder, start_server, start_server_with, wait_for};
+use crate::util::{LOOPBACK, offer_folder, send_folder, start_server, start_server_with, wait_for};
 
 /// photos/{a.txt, 2024/b.bin, 2024/深圳/c.txt, empty/}: 3 files in 3 folders.
 fn sample_folder(parent: &Path) -> std::path::PathBuf {
@@ -178,21 +177,8 @@ fn an_expired_folder_state_takes_its_kept_partial_and_nothing_else() {
             mode: 6,
         },
     ];
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let folder = SenderMsg::Folder {
-        name: "album".into(),
-        count: 2,
-        bytes: 100_003,
-        entries,
-        resume_key: Some(KEY.into()),
-    };
-    stream
-        .write_all(&encode_sender_msg(&folder).unwrap())
-        .unwrap();
-    match read_answer(&mut stream) {
+    let (mut stream, answer) = offer_folder(server.local_addr(), "album", entries, Some(KEY));
+    match answer {
         ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
         other => panic!("{other:?}"),
     }

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ferry::events::{CancelToken, Direction, Event, TransferEvent, event_channel};
@@ -15,7 +14,7 @@ use ferry::protocol::{
 
 use ferry::transfer::{OutgoingItem, SendOptions, send_items, walk_folder};
 
-use crate::util::{Proxy, data, read_answer, start_server, wait_for};
+use crate::util::{Proxy, data, offer_folder, start_server, wait_for};
 
 /// The frames and bytes of one whole small folder file: `file`, its data, `end`.
 fn whole_file(index: u64, data: &[u8]) -> Vec<u8> {
@@ -52,21 +51,8 @@ fn verified_files_waiting_for_their_batch_end_named_when_the_connection_breaks()
         mtime: 0,
         mode: 6,
     });
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let folder = SenderMsg::Folder {
-        name: "album".into(),
-        count: SMALL + 1,
-        bytes: SMALL * 3 + 100_000,
-        entries,
-        resume_key: None,
-    };
-    stream
-        .write_all(&encode_sender_msg(&folder).unwrap())
-        .unwrap();
-    match read_answer(&mut stream) {
+    let (mut stream, answer) = offer_folder(server.local_addr(), "album", entries, None);
+    match answer {
         ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
         other => panic!("{other:?}"),
     }

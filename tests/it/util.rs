@@ -686,3 +686,30 @@ pub fn send_folder(
     )
     .unwrap()
 }
+
+/// A hand-built Ferry sender's folder offer: connects to `addr` (reads time out after 20 s),
+/// offers the folder `name` with `entries` (its count and bytes summed from them) and
+/// `resume_key`; returns the stream and the receiver's answer.
+pub fn offer_folder(
+    addr: SocketAddr,
+    name: &str,
+    entries: Vec<ferry::protocol::FolderEntry>,
+    resume_key: Option<&str>,
+) -> (TcpStream, ferry::protocol::ReceiverMsg) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let folder = ferry::protocol::SenderMsg::Folder {
+        name: name.into(),
+        count: entries.len() as u64,
+        bytes: entries.iter().filter_map(|e| e.size).sum(),
+        entries,
+        resume_key: resume_key.map(str::to_owned),
+    };
+    stream
+        .write_all(&ferry::protocol::encode_sender_msg(&folder).unwrap())
+        .unwrap();
+    let answer = read_answer(&mut stream);
+    (stream, answer)
+}
