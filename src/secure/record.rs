@@ -43,6 +43,12 @@ impl Failure {
         }
     }
 
+    /// Marks the direction failed with `error`'s kind; returns the error for the caller.
+    fn record(slot: &mut Option<Failure>, error: SecureError) -> io::Error {
+        *slot = Some(Failure::of(&error));
+        error.into_io()
+    }
+
     fn check(failed: Option<Failure>) -> io::Result<()> {
         match failed {
             None => Ok(()),
@@ -96,10 +102,7 @@ impl Outbound {
                 let len = u16::try_from(body.len() + TAG_LEN).unwrap_or(u16::MAX);
                 Ok((len.to_be_bytes(), tag))
             }
-            Err(error) => {
-                self.failed = Some(Failure::of(&error));
-                Err(error.into_io())
-            }
+            Err(error) => Err(Failure::record(&mut self.failed, error)),
         }
     }
 
@@ -210,7 +213,6 @@ impl Outbound {
             return Ok(());
         }
         self.flush_pending(key, inner)?;
-        Failure::check(self.failed)?;
         let len = self.seal_copy(key, &[])?;
         self.send_sealed(inner, len)?;
         self.closed = true;
@@ -288,10 +290,7 @@ impl Inbound {
                     self.failed = Some(Failure::Other);
                     return Err(e);
                 }
-                Err(error) => {
-                    self.failed = Some(Failure::of(&error));
-                    return Err(error.into_io());
-                }
+                Err(error) => return Err(Failure::record(&mut self.failed, error)),
             }
         }
         let n = buf.len().min(self.plain_end - self.plain_pos);

@@ -144,10 +144,8 @@ impl<R> Paced<R> {
     }
 }
 
-impl<R: Read> Paced<R> {
-    /// One read of the inner stream by `read`, under the record's deadline; the caller
-    /// tracks the bytes it got.
-    fn paced(&mut self, mut read: impl FnMut(&mut R) -> io::Result<usize>) -> io::Result<usize> {
+impl<R: Read> Read for Paced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let too_slow = |deadline: Duration| {
             io::Error::other(format!(
                 "an encrypted record took longer than {} s to arrive",
@@ -179,7 +177,7 @@ impl<R: Read> Paced<R> {
         // costs no syscall per record.
         let started = Instant::now();
         let n = loop {
-            let e = match read(&mut self.inner) {
+            let e = match self.inner.read(buf) {
                 Ok(n) => break n,
                 Err(e)
                     if matches!(
@@ -214,13 +212,6 @@ impl<R: Read> Paced<R> {
             }
             self.set_timeout(rest)?;
         };
-        Ok(n)
-    }
-}
-
-impl<R: Read> Read for Paced<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.paced(|inner| inner.read(buf))?;
         self.track(&buf[..n]);
         Ok(n)
     }
