@@ -257,7 +257,7 @@ pub(super) fn simple(
 /// error is written before this returns (so a kept partial holds every byte received).
 pub(super) fn pipelined(
     source: &mut DataSource<'_>,
-    file: &mut std::fs::File,
+    file: &std::fs::File,
     hasher: &mut Option<blake3::Hasher>,
     mut write_behind: Option<WriteBehind>,
     mut prealloc: Preallocate,
@@ -270,7 +270,6 @@ pub(super) fn pipelined(
         let _ = free_tx.send(vec![0u8; PIPELINE_BUF_LEN]);
     }
     let reserve = &mut prealloc;
-    let file = &*file;
     let result = thread::scope(|scope| {
         let writer = scope.spawn(move || -> std::io::Result<()> {
             let mut file = file;
