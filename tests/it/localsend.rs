@@ -17,7 +17,7 @@ use ferry::transfer::{AcceptPolicy, Decision};
 use rustls::{ClientConnection, StreamOwned};
 use serde_json::{Value, json};
 
-use crate::util::{data, names_in, spawn_serve, wait_files, wait_for, wait_line};
+use crate::util::{data, names_in, serve_localsend_with_pin, wait_files, wait_for, wait_line};
 
 pub(crate) fn config(dir: &Path) -> LocalSendConfig {
     let identity = CertIdentity::generate().expect("certificate");
@@ -617,31 +617,11 @@ fn an_announcement_is_answered_with_a_pinned_register() {
 #[test]
 fn ferry_serve_receives_from_localsend_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_serve, _addr, lines) = spawn_serve(
-        dir.path(),
-        &[
-            "--localsend-port",
-            "0",
-            "--no-discovery",
-            "--localsend-pin",
-            "1234",
-        ],
-    );
-    let line = wait_line(&lines, "LocalSend receiving is on");
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let fingerprint = line
-        .split("fingerprint ")
-        .nth(1)
-        .expect("fingerprint")
-        .split(',')
-        .next()
-        .expect("fp");
+    let serve = serve_localsend_with_pin(dir.path(), "1234");
+    let (line, lines) = (&serve.line, &serve.lines);
     assert!(line.contains("PIN required"), "{line}");
     // A peer pinning that fingerprint gets through TLS: the line told the truth.
-    let peer = Peer::to(addr, fingerprint);
+    let peer = Peer::to(serve.addr, &serve.fingerprint);
     assert_eq!(
         peer.prepare("", files(&[file("a", "a.bin", 3)])).status,
         401
@@ -655,7 +635,7 @@ fn ferry_serve_receives_from_localsend_and_says_so() {
     );
     let text = json!({"t": {"id": "t", "fileName": "m.txt", "size": 2, "fileType": "text/plain", "preview": "hi"}});
     assert_eq!(peer.prepare("?pin=1234", text).status, 204);
-    let note = wait_line(&lines, "note from");
+    let note = wait_line(lines, "note from");
     assert!(
         note.contains("LocalSend device \"Pixel\"") && note.ends_with(": hi"),
         "{note}"

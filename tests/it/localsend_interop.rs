@@ -17,7 +17,7 @@ use ferry::transfer::AcceptPolicy;
 use rustls::{ClientConnection, StreamOwned};
 use serde_json::{Value, json};
 
-use crate::util::{data, names_in, spawn_serve, wait_files, wait_line};
+use crate::util::{data, names_in, serve_localsend_with_pin, wait_files, wait_line};
 
 fn start(dir: &Path, pin: Option<&str>) -> (LocalSendServer, Receiver<Event>) {
     let identity = CertIdentity::generate().expect("certificate");
@@ -210,27 +210,9 @@ fn a_file_id_with_reserved_characters_is_found_again_in_the_upload_query() {
 #[test]
 fn ferry_serve_takes_a_localsend_upload_with_an_encoded_pin_and_says_what_was_checked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_serve, _addr, lines) = spawn_serve(
-        dir.path(),
-        &[
-            "--localsend-port",
-            "0",
-            "--no-discovery",
-            "--localsend-pin",
-            "密码 1",
-        ],
-    );
-    let line = wait_line(&lines, "LocalSend receiving is on");
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let fingerprint = line
-        .split("fingerprint ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("no fingerprint in {line:?}"));
-    let sender = Sender::at(addr, fingerprint);
+    let serve = serve_localsend_with_pin(dir.path(), "密码 1");
+    let lines = &serve.lines;
+    let sender = Sender::at(serve.addr, &serve.fingerprint);
     let bytes = data(5000, 3);
     let answer = sender.prepare(
         "?pin=%E5%AF%86%E7%A0%81%201",
@@ -242,7 +224,7 @@ fn ferry_serve_takes_a_localsend_upload_with_an_encoded_pin_and_says_what_was_ch
         &bytes,
     );
     assert_eq!(uploaded.0, 200, "upload: {}", uploaded.1);
-    let received = wait_line(&lines, "received ");
+    let received = wait_line(lines, "received ");
     assert!(
         received.contains("complete, unverified (LocalSend sends no hash)")
             && received.contains("LocalSend device \"LS-CLI\" (headless)"),

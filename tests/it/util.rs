@@ -713,3 +713,47 @@ pub fn offer_folder(
     let answer = read_answer(&mut stream);
     (stream, answer)
 }
+
+/// What `ferry serve` with LocalSend receiving on says it is: the process, its stdout lines,
+/// and its "LocalSend receiving is on" line with the address and fingerprint it gives.
+pub struct LocalSendServe {
+    /// Runs for as long as this lives.
+    pub _serve: ChildGuard,
+    pub lines: Receiver<String>,
+    pub line: String,
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+}
+
+/// `ferry serve` into `dir` with LocalSend receiving on a free port and wanting `pin`,
+/// discovery off.
+pub fn serve_localsend_with_pin(dir: &Path, pin: &str) -> LocalSendServe {
+    let (serve, _addr, lines) = spawn_serve(
+        dir,
+        &[
+            "--localsend-port",
+            "0",
+            "--no-discovery",
+            "--localsend-pin",
+            pin,
+        ],
+    );
+    let line = wait_line(&lines, "LocalSend receiving is on");
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let fingerprint = line
+        .split("fingerprint ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no fingerprint in {line:?}"))
+        .to_owned();
+    LocalSendServe {
+        _serve: serve,
+        lines,
+        line,
+        addr,
+        fingerprint,
+    }
+}
