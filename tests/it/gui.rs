@@ -52,6 +52,29 @@ pub(crate) fn settings(download_dir: &Path) -> Settings {
     }
 }
 
+/// A window listening at once, taking everything, LocalSend on port 0, its identities in
+/// `identity_dir`.
+pub(crate) fn localsend_settings(download_dir: &Path, identity_dir: &Path) -> Settings {
+    Settings {
+        server_listening: true,
+        accept_policy: Some(PolicyChoice::Everyone),
+        identity_dir: Some(identity_dir.to_owned()),
+        localsend: true,
+        localsend_port: "0".into(),
+        ..settings(download_dir)
+    }
+}
+
+/// On the Client tab, waits for the LocalSend device `alias` to be listed and chooses it.
+pub(crate) fn choose_localsend_device(harness: &mut Harness<'_, FerryApp>, alias: &str) {
+    harness.get_by_label("Client").click();
+    run_until(harness, "the device to be listed", |app| {
+        app.devices.localsend.iter().any(|d| d.alias == alias)
+    });
+    harness.get_by_label(alias).click();
+    harness.run_steps(2);
+}
+
 pub(crate) fn app(settings: Settings, files: Vec<PathBuf>) -> Harness<'static, FerryApp> {
     Harness::builder()
         .with_size(egui::Vec2::new(1280.0, 800.0))

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use ferry::app::{FerryApp, PolicyChoice, RowState, Settings};
+use ferry::app::{FerryApp, RowState, Settings};
 use ferry::events::{CancelToken, FailureKind, LocalSendStatus, PinProblem};
 use ferry::localsend::{
     CertIdentity, LocalSendConfig, LocalSendSendError, LocalSendSender, LocalSendServer,
@@ -18,19 +18,8 @@ use ferry::localsend::{
 };
 use ferry::transfer::AcceptPolicy;
 
-use crate::gui::{app, listening_addr, run_until, settings};
+use crate::gui::{app, choose_localsend_device, listening_addr, localsend_settings, run_until};
 use crate::util::*;
-
-fn window(download_dir: &Path, identity_dir: &Path) -> Settings {
-    Settings {
-        server_listening: true,
-        accept_policy: Some(PolicyChoice::Everyone),
-        identity_dir: Some(identity_dir.to_owned()),
-        localsend: true,
-        localsend_port: "0".into(),
-        ..settings(download_dir)
-    }
-}
 
 /// The window's LocalSend address and fingerprint once on, other than `not` (a restart).
 fn localsend_on(
@@ -87,7 +76,7 @@ fn while_drawing<T: Send + 'static>(
 #[test]
 fn the_localsend_pin_typed_in_the_server_tab_is_asked_of_senders_and_remembered() {
     let (dst, ids) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut harness = app(window(dst.path(), ids.path()), Vec::new());
+    let mut harness = app(localsend_settings(dst.path(), ids.path()), Vec::new());
     let (addr, fingerprint) = localsend_on(&mut harness, None);
     let fp = fingerprint.clone();
     let open = while_drawing(&mut harness, move || offer(addr, &fp, None));
@@ -170,18 +159,10 @@ fn an_upload_a_device_wants_a_pin_for_is_sent_again_with_it_and_too_many_tries_s
     std::fs::write(&path, &bytes).unwrap();
     let settings = Settings {
         favourites: vec![tablet.local_addr().to_string()],
-        ..window(mine.path(), ids.path())
+        ..localsend_settings(mine.path(), ids.path())
     };
     let mut harness = app(settings, vec![path.clone()]);
-    harness.get_by_label("Client").click();
-    run_until(&mut harness, "the tablet to be listed", |app| {
-        app.devices
-            .localsend
-            .iter()
-            .any(|d| d.alias == "Locked tablet")
-    });
-    harness.get_by_label("Locked tablet").click();
-    harness.run_steps(2);
+    choose_localsend_device(&mut harness, "Locked tablet");
     harness.get_by_label("Choose files…").click();
     run_until(&mut harness, "the file queued", |app| {
         app.client.rows.len() == 1
@@ -245,18 +226,10 @@ fn too_many_wrong_pins_say_so_with_no_button() {
     std::fs::write(&path, b"hello").unwrap();
     let settings = Settings {
         favourites: vec![tablet.local_addr().to_string()],
-        ..window(mine.path(), ids.path())
+        ..localsend_settings(mine.path(), ids.path())
     };
     let mut harness = app(settings, vec![path]);
-    harness.get_by_label("Client").click();
-    run_until(&mut harness, "the tablet to be listed", |app| {
-        app.devices
-            .localsend
-            .iter()
-            .any(|d| d.alias == "Locked tablet")
-    });
-    harness.get_by_label("Locked tablet").click();
-    harness.run_steps(2);
+    choose_localsend_device(&mut harness, "Locked tablet");
     harness.get_by_label("Choose files…").click();
     run_until(&mut harness, "the file queued", |app| {
         app.client.rows.len() == 1
@@ -313,7 +286,7 @@ fn the_window_sweeps_at_start_and_on_refresh() {
         discovery: true,
         discovery_port: Some(free_udp_port()),
         localsend_sweep_hosts: vec![early.local_addr(), later_addr],
-        ..window(mine.path(), ids.path())
+        ..localsend_settings(mine.path(), ids.path())
     };
     let mut harness = app(settings, Vec::<PathBuf>::new());
     harness.get_by_label("Client").click();

@@ -16,7 +16,7 @@ use crossbeam_channel::Receiver;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use ferry::app::i18n::Lang;
-use ferry::app::{FerryApp, PolicyChoice, RowState, Settings};
+use ferry::app::{FerryApp, RowState, Settings};
 use ferry::events::{CancelToken, Event, LocalSendStatus, NoteEvent, PinProblem, TransferEvent};
 use ferry::localsend::{
     CertIdentity, LocalSendConfig, LocalSendSender, LocalSendServer, LocalSendTarget,
@@ -25,7 +25,7 @@ use ferry::transfer::{AcceptPolicy, OutgoingFile};
 use rustls::{ClientConnection, StreamOwned};
 use serde_json::{Value, json};
 
-use crate::gui::{app, listening_addr, run_until, settings};
+use crate::gui::{app, choose_localsend_device, listening_addr, localsend_settings, run_until};
 use crate::localsend::{Peer, config, file, files, session_of, start};
 use crate::util::{names_in, wait_for};
 
@@ -251,12 +251,7 @@ fn any_text_type_with_a_preview_is_a_bounded_note() {
 fn window(download_dir: &Path, identity_dir: &Path, lang: Lang) -> Settings {
     Settings {
         lang: Some(lang),
-        server_listening: true,
-        accept_policy: Some(PolicyChoice::Everyone),
-        identity_dir: Some(identity_dir.to_owned()),
-        localsend: true,
-        localsend_port: "0".into(),
-        ..settings(download_dir)
+        ..localsend_settings(download_dir, identity_dir)
     }
 }
 
@@ -354,15 +349,7 @@ fn window_choosing(
         ..window(mine, ids, Lang::En)
     };
     let mut harness = app(settings, files);
-    harness.get_by_label("Client").click();
-    run_until(&mut harness, "the tablet to be listed", |app| {
-        app.devices
-            .localsend
-            .iter()
-            .any(|d| d.alias == "Locked tablet")
-    });
-    harness.get_by_label("Locked tablet").click();
-    harness.run_steps(2);
+    choose_localsend_device(&mut harness, "Locked tablet");
     assert_eq!(harness.state().notes.peer, tablet.local_addr().to_string());
     harness
 }
