@@ -21,7 +21,9 @@ use ferry::localsend::{
 use ferry::transfer::{AcceptPolicy, FileOutcome, OutgoingFile};
 use serde_json::json;
 
-use crate::util::{ChildGuard, have_ip_command, ip, line_channel, skip_or_fail, wait_line};
+use crate::util::{
+    ChildGuard, have_ip_command, ip, ipv6_link_local_ready, line_channel, skip_or_fail, wait_line,
+};
 
 /// Whether `::1` works here; prints the skip line if not (a kernel without IPv6 is not
 /// something CI installs).
@@ -312,7 +314,7 @@ impl Pair {
             ip(&["-n", ns, "link", "set", "eth0", "up"]).expect("eth0 up");
         }
         for ns in [&a, &b] {
-            if !link_local_ready(ns) {
+            if !ipv6_link_local_ready(ns) {
                 return None;
             }
         }
@@ -333,29 +335,6 @@ impl Drop for Pair {
         for ns in &self.namespaces {
             let _ = ip(&["netns", "del", ns]);
         }
-    }
-}
-
-/// Waits until `ns` has a usable (no longer tentative) link-local address on eth0; false
-/// (with a skip line) where the kernel gives none.
-fn link_local_ready(ns: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = Command::new("ip")
-            .args([
-                "-n", ns, "-6", "addr", "show", "dev", "eth0", "scope", "link",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        if out.contains("inet6 fe80") && !out.contains("tentative") {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            skip_or_fail(false, &format!("no IPv6 link-local address in {ns}: {out}"));
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -520,30 +520,6 @@ fn a_new_address_while_serving_is_announced_and_found_there() {
     assert!(line.ends_with("  ready"), "{line}");
 }
 
-/// Waits until `ns` has a usable (no longer tentative) IPv6 link-local address on eth0;
-/// false (with a skip line) where the kernel gives none.
-fn ipv6_link_local_ready(ns: &str) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let out = Command::new("ip")
-            .args([
-                "-n", ns, "-6", "addr", "show", "dev", "eth0", "scope", "link",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        if out.contains("inet6 fe80") && !out.contains("tentative") {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            // A kernel or namespace without IPv6: nothing CI could install.
-            skip_or_fail(false, &format!("no IPv6 link-local address in {ns}: {out}"));
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn ipv6_link_local_beacons_find_when_ipv4_discovery_is_dropped() {
     let mut net = net_or_skip!();

@@ -757,3 +757,27 @@ pub fn serve_localsend_with_pin(dir: &Path, pin: &str) -> LocalSendServe {
         fingerprint,
     }
 }
+
+/// Waits until `ns` has a usable (no longer tentative) IPv6 link-local address on eth0;
+/// false (with a skip line) where the kernel gives none.
+pub fn ipv6_link_local_ready(ns: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args([
+                "-n", ns, "-6", "addr", "show", "dev", "eth0", "scope", "link",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if out.contains("inet6 fe80") && !out.contains("tentative") {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            // A kernel or namespace without IPv6: nothing CI could install.
+            skip_or_fail(false, &format!("no IPv6 link-local address in {ns}: {out}"));
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
