@@ -38,7 +38,7 @@ pub(crate) fn start(config: LocalSendConfig) -> (LocalSendServer, Receiver<Event
 
 /// A LocalSend sender: its own certificate, the server's pinned.
 pub(crate) struct Peer {
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     identity: CertIdentity,
 }
@@ -49,6 +49,21 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
+    /// A whole HTTP/1.1 answer: its status and body.
+    pub(crate) fn parse(raw: &[u8]) -> Answer {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {head:?}"));
+        Answer {
+            status,
+            body: body.to_owned(),
+        }
+    }
+
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
@@ -60,7 +75,7 @@ impl Peer {
     }
 
     /// A peer for the server at `addr` whose certificate must have `fingerprint`.
-    fn to(addr: SocketAddr, fingerprint: &str) -> Self {
+    pub(crate) fn to(addr: SocketAddr, fingerprint: &str) -> Self {
         let identity = CertIdentity::generate().expect("peer certificate");
         let seen = Arc::new(Mutex::new(None));
         let tls = ferry::localsend::tls::client_config(&identity, Some(fingerprint), seen)
@@ -72,13 +87,19 @@ impl Peer {
         }
     }
 
+    /// The fingerprint of this peer's own certificate.
+    pub(crate) fn fingerprint(&self) -> &str {
+        self.identity.fingerprint()
+    }
+
     fn info(&self) -> Value {
         json!({"alias": "Pixel", "version": "2.1", "deviceModel": "Google", "deviceType": "mobile",
                "fingerprint": self.identity.fingerprint(), "port": 53317, "protocol": "https",
                "download": false})
     }
 
-    fn connect(&self) -> StreamOwned<ClientConnection, TcpStream> {
+    /// A TLS connection to the server, its certificate pinned.
+    pub(crate) fn connect(&self) -> StreamOwned<ClientConnection, TcpStream> {
         let tcp = TcpStream::connect(self.addr).expect("connect");
         tcp.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
@@ -124,17 +145,7 @@ impl Peer {
             Err(e) if !raw.is_empty() => eprintln!("reading the answer: {e}"),
             Err(e) => panic!("no answer: {e}"),
         }
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {head:?}"));
-        Answer {
-            status,
-            body: body.to_owned(),
-        }
+        Answer::parse(&raw)
     }
 
     fn post(&self, path: &str, body: &[u8]) -> Answer {

@@ -5,18 +5,17 @@
 //! checked"), so CI never needs the real LocalSend.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use ferry::events::{Event, event_channel};
 use ferry::localsend::{CertIdentity, LocalSendConfig, LocalSendServer};
 use ferry::transfer::AcceptPolicy;
-use rustls::{ClientConnection, StreamOwned};
 use serde_json::{Value, json};
 
+use crate::localsend::{Answer, Peer};
 use crate::util::{data, names_in, serve_localsend_with_pin, wait_files, wait_line};
 
 fn start(dir: &Path, pin: Option<&str>) -> (LocalSendServer, Receiver<Event>) {
@@ -36,9 +35,7 @@ fn start(dir: &Path, pin: Option<&str>) -> (LocalSendServer, Receiver<Event>) {
 /// A sender like LocalSend's core client: its own certificate, the server's pinned, one
 /// request per connection.
 struct Sender {
-    addr: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    fingerprint: String,
+    peer: Peer,
 }
 
 impl Sender {
@@ -48,31 +45,17 @@ impl Sender {
 
     /// A sender to the receiver at `addr` whose certificate must have `fingerprint`.
     fn at(addr: SocketAddr, fingerprint: &str) -> Self {
-        let identity = CertIdentity::generate().expect("sender certificate");
-        let tls = ferry::localsend::tls::client_config(
-            &identity,
-            Some(fingerprint),
-            Arc::new(Mutex::new(None)),
-        )
-        .expect("client config");
         Self {
-            addr,
-            tls,
-            fingerprint: identity.fingerprint().to_owned(),
+            peer: Peer::to(addr, fingerprint),
         }
     }
 
     /// `POST path` with `body`: `(status, body)`.
     fn post(&self, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
-        let tcp = TcpStream::connect(self.addr).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
-        let conn = ClientConnection::new(Arc::clone(&self.tls), name).expect("tls");
-        let mut stream = StreamOwned::new(conn, tcp);
+        let mut stream = self.peer.connect();
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}\r\n",
-            self.addr
+            self.peer.addr
         );
         stream
             .write_all(&[head.as_bytes(), body].concat())
@@ -83,21 +66,15 @@ impl Sender {
             Err(e) if e.kind() == ErrorKind::UnexpectedEof && !raw.is_empty() => {}
             Err(e) => panic!("no answer: {e}"),
         }
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {head:?}"));
-        (status, body.to_owned())
+        let answer = Answer::parse(&raw);
+        (answer.status, answer.body)
     }
 
     /// `prepare-upload` with the `info` LocalSend 1.18.2's CLI sends (version 2.2,
     /// `headless`, no `download` problem) and `files`, after `?` the `query` as given.
     fn prepare(&self, query: &str, files: Value) -> (u16, String) {
         let info = json!({"alias": "LS-CLI", "version": "2.2", "deviceModel": "CLI",
-            "deviceType": "headless", "fingerprint": self.fingerprint, "port": 53317,
+            "deviceType": "headless", "fingerprint": self.peer.fingerprint(), "port": 53317,
             "protocol": "https", "download": false});
         let body = json!({"info": info, "files": files}).to_string();
         let headers = format!(
