@@ -5,9 +5,9 @@
 //!
 //! Bulk data is copied as little as can be: [`SecureWriter::write_in_place`] seals the
 //! caller's buffer where it lies and sends its records in one vectored write; the reading side
-//! reads the stream a quarter MiB at a time and opens each record where it landed, so its
-//! plaintext is copied once, into the caller's buffer. Small writes gather in one record's
-//! buffer.
+//! reads the stream a quarter MiB at a time and opens each record from where it landed
+//! straight into the caller's buffer (or, for a buffer too small for it, in place, handing its
+//! plaintext out piecemeal). Small writes gather in one record's buffer.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
@@ -282,8 +282,9 @@ impl Inbound {
             if self.closed || buf.is_empty() {
                 return Ok(0);
             }
-            match self.open_next(key, inner) {
-                Ok(()) => {}
+            match self.open_next(key, inner, buf) {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
                 Err(SecureError::Io(e)) => {
                     // A timeout or reset of the stream: not a verdict on the data, but the
                     // record boundary is lost, so the stream cannot go on.
@@ -299,9 +300,15 @@ impl Inbound {
         Ok(n)
     }
 
-    /// Reads until the next record is whole in `ahead`, then opens it where it lies (the
-    /// close record: `closed`, no plaintext).
-    fn open_next(&mut self, key: &RecordKey, inner: &mut impl Read) -> Result<(), SecureError> {
+    /// Reads until the next record is whole in `ahead`, then opens it: straight into `out`
+    /// when its plaintext fits there (returns its length), otherwise where it lies, to be
+    /// handed out piecemeal (the close record: `closed`, no plaintext).
+    fn open_next(
+        &mut self,
+        key: &RecordKey,
+        inner: &mut impl Read,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, SecureError> {
         let n = loop {
             let have = &self.ahead[self.start..self.end];
             if let [hi, lo, ..] = *have {
@@ -330,12 +337,22 @@ impl Inbound {
         let body = self.start + 2..self.start + 2 + n - TAG_LEN;
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&self.ahead[body.end..body.end + TAG_LEN]);
-        key.open(self.nonce, &mut self.ahead[body.clone()], tag)?;
+        let direct = !body.is_empty() && body.len() <= out.len();
+        if direct {
+            key.open_into(
+                self.nonce,
+                &self.ahead[body.clone()],
+                tag,
+                &mut out[..body.len()],
+            )?;
+        } else {
+            key.open(self.nonce, &mut self.ahead[body.clone()], tag)?;
+            (self.plain_pos, self.plain_end) = (body.start, body.end);
+        }
         self.nonce += 1;
-        (self.plain_pos, self.plain_end) = (body.start, body.end);
         self.start = body.end + TAG_LEN;
         self.closed = body.is_empty();
-        Ok(())
+        Ok(direct.then_some(body.len()))
     }
 }
 

@@ -7,8 +7,13 @@
 //! is never used. snow implements the same (the tests check records both ways); this one
 //! seals and opens in place with the tag apart, so a record's bytes are neither copied nor
 //! staged on their way between the socket and the caller's buffer.
+//!
+//! The AEAD is aws-lc's (through `aws-lc-rs`): on this project's reference machine its
+//! AES-256-GCM (VAES with AVX-512) seals about 22 GB/s on one core against ring's 10 GB/s,
+//! which is most of what encryption costs a transfer (issue 14). Its key schedule lives in
+//! memory aws-lc wipes when it is freed, so a dropped `RecordKey` leaves no key behind.
 
-use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroize;
 
 use super::SecureError;
@@ -75,11 +80,33 @@ impl RecordKey {
         in_out: &mut [u8],
         tag: [u8; TAG_LEN],
     ) -> Result<(), SecureError> {
-        let tag = Tag::from(tag);
         self.key
-            .open_in_place_separate_tag(self.nonce(counter)?, Aad::empty(), tag, in_out, 0..)
+            .open_in_place_separate_tag(self.nonce(counter)?, Aad::empty(), &tag, in_out)
             .map(|_| ())
             .map_err(|_| SecureError::Tampered)
+    }
+
+    /// Decrypts record number `counter` from `ciphertext` into `out` (of the same length), if
+    /// `tag` proves it untouched; `out` is zeroed otherwise, so no unauthenticated byte stays
+    /// in the caller's buffer (aws-lc zeroes it as well; this side does not rely on that).
+    pub(crate) fn open_into(
+        &self,
+        counter: u64,
+        ciphertext: &[u8],
+        tag: [u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<(), SecureError> {
+        let opened = self.key.open_separate_gather(
+            self.nonce(counter)?,
+            Aad::empty(),
+            ciphertext,
+            &tag,
+            out,
+        );
+        opened.map_err(|_| {
+            out.fill(0);
+            SecureError::Tampered
+        })
     }
 }
 

@@ -180,6 +180,39 @@ fn a_flipped_bit_anywhere_is_tampered_and_the_stream_stays_failed() {
     }
 }
 
+/// A record opened straight into the caller's buffer leaves nothing of itself there when its
+/// tag fails: neither its ciphertext nor the unauthenticated plaintext the cipher made.
+#[test]
+fn a_tampered_record_leaves_no_plaintext_in_a_buffer_it_was_opened_into() {
+    let (sender, receiver) = keys();
+    let mut stream = SecureStream::new(Vec::new(), sender, peer());
+    let plain = pattern(50_000, 5);
+    stream.write_in_place_for_test(&mut plain.clone());
+    let mut wire = stream.get_ref().clone();
+    let last = wire.len() - 1;
+    wire[last] ^= 1; // the tag's last byte: the body still decrypts to `plain`
+    let inner = Trickle {
+        data: wire,
+        pos: 0,
+        max: usize::MAX,
+    };
+    let mut stream = SecureStream::new(inner, receiver, peer());
+    let mut buf = vec![0xAAu8; 1 << 20];
+    let error = stream.read(&mut buf).unwrap_err();
+    assert!(matches!(
+        SecureError::from_io(&error),
+        Some(SecureError::Tampered)
+    ));
+    assert!(
+        buf[..plain.len()].iter().all(|&b| b == 0),
+        "the record's bytes are wiped from the caller's buffer"
+    );
+    assert!(
+        buf[plain.len()..].iter().all(|&b| b == 0xAA),
+        "and nothing past them touched"
+    );
+}
+
 #[test]
 fn a_stream_cut_anywhere_before_the_close_record_is_truncated() {
     let (wire, plain) = session();
