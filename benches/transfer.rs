@@ -1,5 +1,6 @@
 //! Throughput benchmark: `ferry send` -> `ferry serve` on loopback, against `nc` and
-//! `socat -b1048576` in the same alternating rounds, all writing the received file to disk;
+//! `socat -b1048576` in the same alternating rounds, all writing the received file to disk
+//! (socat also once more followed by `fdatasync`, durable as Ferry's "verified" file is);
 //! then 32 concurrent uploads into one server. Prints figures; asserts nothing (issue 14's
 //! measuring instrument).
 //!
@@ -57,6 +58,7 @@ fn main() {
     let mut no_fsync_secs = Vec::new();
     let mut nc_secs = Vec::new();
     let mut socat_secs = Vec::new();
+    let mut socat_synced_secs = Vec::new();
     // CPU seconds per GiB, (sender, server), of each run: robust where wall time is not.
     let mut encrypted_cpu = Vec::new();
     let mut unencrypted_cpu = Vec::new();
@@ -108,14 +110,19 @@ fn main() {
         );
         no_fsync_secs.push(no_fsync.secs);
         prepare();
-        if let Some(secs) = pipe_run(&input, &out_dir, &NC) {
+        if let Some(secs) = pipe_run(&input, &out_dir, &NC, false) {
             eprintln!("run {run}: nc    {:.0} MB/s", mbps(bytes, secs));
             nc_secs.push(secs);
         }
         prepare();
-        if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT) {
+        if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT, false) {
             eprintln!("run {run}: socat {:.0} MB/s", mbps(bytes, secs));
             socat_secs.push(secs);
+        }
+        prepare();
+        if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT, true) {
+            eprintln!("run {run}: socat, synced {:.0} MB/s", mbps(bytes, secs));
+            socat_synced_secs.push(secs);
         }
     }
     let ferry = median(&mut ferry_secs);
@@ -169,6 +176,13 @@ fn main() {
         let socat = median(&mut socat_secs);
         println!("socat {SOCAT_BUFFER:<14} {:>8.0} MB/s", mbps(bytes, socat));
         println!("ferry / socat        {:>8.2}x", socat / ferry);
+        // Like for like: neither synced, or both.
+        println!("ferry --no-fsync / socat {:>4.2}x", socat / no_fsync);
+        if !socat_synced_secs.is_empty() {
+            let synced = median(&mut socat_synced_secs);
+            println!("socat, then fdatasync{:>8.0} MB/s", mbps(bytes, synced));
+            println!("ferry / synced socat {:>8.2}x", synced / ferry);
+        }
     }
     println!("server peak RSS      {:>8.1} MiB", mib(server_rss_kib));
     println!("sender peak RSS      {:>8.1} MiB", mib(sender_rss_kib));
@@ -447,8 +461,9 @@ const SOCAT: Pipe = Pipe {
 };
 
 /// `tool listen > file` fed by `tool send < input`; timed until the listener has written
-/// everything. None when the tool is missing or fails.
-fn pipe_run(input: &Path, out_dir: &Path, pipe: &Pipe) -> Option<f64> {
+/// everything (with `sync`, until the file's data is also on disk, as Ferry's is before it
+/// says "verified"). None when the tool is missing or fails.
+fn pipe_run(input: &Path, out_dir: &Path, pipe: &Pipe, sync: bool) -> Option<f64> {
     let port = TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
@@ -483,6 +498,9 @@ fn pipe_run(input: &Path, out_dir: &Path, pipe: &Pipe) -> Option<f64> {
         std::thread::sleep(Duration::from_millis(20));
     };
     listener.0.wait().ok()?;
+    if sync {
+        File::open(&received).ok()?.sync_data().ok()?;
+    }
     let secs = start.elapsed().as_secs_f64();
     // A short copy would be a fast one: count only complete ones.
     let complete = std::fs::metadata(&received).ok()?.len() == std::fs::metadata(input).ok()?.len();
