@@ -229,7 +229,7 @@ impl Preallocate {
     }
 
     /// Call before `n` more bytes are written at the end of `file`. Fails only when the
-    /// disk has no room for them.
+    /// disk (or the user's disk quota) has no room for the file.
     pub fn reserve(&mut self, file: &File, n: usize) -> io::Result<()> {
         let next = self.pos.saturating_add(n as u64);
         if self.enabled && next > self.reserved {
@@ -240,7 +240,16 @@ impl Preallocate {
             self.tried = true;
             match fallocate_keep_size(file, self.reserved, to - self.reserved) {
                 Ok(()) => self.reserved = to,
-                Err(e) if e.kind() == io::ErrorKind::StorageFull => return Err(e),
+                // The reservation never reaches past the announced end, so a disk (or a
+                // quota) without room for it has no room for the file either.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                    ) =>
+                {
+                    return Err(e);
+                }
                 // Not supported here (or refused for another reason): plain writes will do.
                 Err(_) => self.enabled = false,
             }
