@@ -7,7 +7,7 @@
 //! ```text
 //! cargo bench --bench window
 //! FERRY_BENCH_WINDOW_TRANSFERS=32 FERRY_BENCH_WINDOW_BYTES=67108864 \
-//!     FERRY_BENCH_IDLE_SECS=3 cargo bench --bench window
+//!     FERRY_BENCH_IDLE_SECS=3 FERRY_BENCH_SYNTHETIC_SECS=5 cargo bench --bench window
 //! ```
 //!
 //! The loop imitates eframe's: a frame runs only when one was requested (by the frame
@@ -15,16 +15,22 @@
 //! Each frame (`Harness::step`: the app's logic and ui, plus the harness's AccessKit
 //! update; no GPU rendering) is timed in wall time and in this thread's CPU time
 //! (CLOCK_THREAD_CPUTIME_ID). Then, with nothing happening, it counts the frames requested
-//! over a few seconds: the idle window should request none.
+//! over a few seconds: the idle window should request none. Last, the same window is fed a
+//! synthetic event stream at full rate for `FERRY_BENCH_SYNTHETIC_SECS` (default 5; 0
+//! skips it): 32 transfers' progress as fast as the channel takes it, and a transfer
+//! finished and another started every 10 ms, so the history grows by 100 rows a second.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use ferry::app::{FerryApp, Picker, ServerStatus, Settings};
+use ferry::events::{Direction, EventSink, Security, TransferEvent, next_transfer_id};
+use ferry::protocol::Mode;
 
 /// No dialogs in a benchmark.
 struct NoPicker;
@@ -150,6 +156,119 @@ fn main() {
         idle.wall_ms.len() as f64 / idle_secs,
         idle_cpu_ms / (idle_secs * 1000.0) * 100.0
     );
+
+    let synthetic_secs: f64 = env_or("FERRY_BENCH_SYNTHETIC_SECS", 5.0);
+    if synthetic_secs > 0.0 {
+        synthetic(&mut harness, &due, epoch, transfers, synthetic_secs);
+    }
+}
+
+/// How often the synthetic stream finishes one transfer and starts another (100 new rows a
+/// second: a long session's history piles up while it runs).
+const SYNTHETIC_CHURN: Duration = Duration::from_millis(10);
+
+/// The window fed a synthetic event stream at full rate for `secs`: `live` incoming
+/// transfers in flight all the time, each one's progress reported as fast as the channel
+/// takes it (the engine's progress is lossy: a full channel drops it, as it would the
+/// engine's), one finished and a new one started every [`SYNTHETIC_CHURN`].
+fn synthetic(
+    harness: &mut Harness<'_, FerryApp>,
+    due: &Due,
+    epoch: Instant,
+    live: usize,
+    secs: f64,
+) {
+    let sink = harness.state().event_sink();
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || feed(&sink, live, &stop))
+    };
+    let rows_before = harness.state().server.rows.len();
+    let mut frames = Frames::default();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        run_if_due(harness, due, epoch, &mut frames);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    // A lifecycle event waits for room in the channel, as the engine's do: keep the window
+    // draining it until the feeder has returned.
+    while !feeder.is_finished() {
+        run_if_due(harness, due, epoch, &mut Frames::default());
+    }
+    let fed = feeder.join().expect("feeder");
+    println!(
+        "synthetic stream     {live} transfers in flight, {} progress events offered in \
+         {secs:.1} s ({:.0} per s), {} finished, {} rows at the end (from {rows_before})",
+        fed.progress,
+        fed.progress as f64 / secs,
+        fed.finished,
+        harness.state().server.rows.len()
+    );
+    frames.report(secs);
+}
+
+/// What [`feed`] sent.
+struct Fed {
+    progress: u64,
+    finished: u64,
+}
+
+fn feed(sink: &EventSink, live: usize, stop: &AtomicBool) -> Fed {
+    const SIZE: u64 = 64 << 20;
+    let peer = SocketAddr::from(([127, 0, 0, 2], 40_000));
+    let started = |i: u64| {
+        let id = next_transfer_id();
+        sink.transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Incoming,
+            peer,
+            name: format!("synthetic-{i}.bin"),
+            saved_as: None,
+            bytes_total: SIZE,
+            mode: Mode::Ferry,
+            msg: "synthetic".into(),
+            security: Security::Plain,
+        });
+        (id, 0u64)
+    };
+    let mut count = 0;
+    let mut transfers: Vec<(u64, u64)> = (0..live)
+        .map(|_| {
+            count += 1;
+            started(count)
+        })
+        .collect();
+    let mut fed = Fed {
+        progress: 0,
+        finished: 0,
+    };
+    let mut next_churn = Instant::now() + SYNTHETIC_CHURN;
+    while !stop.load(Ordering::Relaxed) {
+        for (id, done) in &mut transfers {
+            *done = (*done + 4096) % SIZE;
+            sink.transfer(TransferEvent::Progress {
+                id: *id,
+                bytes_done: *done,
+            });
+            fed.progress += 1;
+        }
+        if Instant::now() >= next_churn {
+            next_churn += SYNTHETIC_CHURN;
+            let slot = (fed.finished as usize) % transfers.len();
+            sink.transfer(TransferEvent::Finished {
+                id: transfers[slot].0,
+                verified: true,
+                saved_as: None,
+                path: None,
+            });
+            fed.finished += 1;
+            count += 1;
+            transfers[slot] = started(count);
+        }
+    }
+    fed
 }
 
 /// Runs one frame when one is due, else waits a little (the poll interval of this loop).

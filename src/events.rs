@@ -190,6 +190,20 @@ pub enum TransferEvent {
     },
 }
 
+impl TransferEvent {
+    /// The transfer this event is about.
+    pub fn id(&self) -> TransferId {
+        match self {
+            TransferEvent::Started { id, .. }
+            | TransferEvent::Progress { id, .. }
+            | TransferEvent::Finished { id, .. }
+            | TransferEvent::Failed { id, .. }
+            | TransferEvent::Cancelled { id, .. }
+            | TransferEvent::AwaitingDecision { id } => *id,
+        }
+    }
+}
+
 /// Server lifecycle and connection-level problems (not tied to one file).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::batch::{EVENTS_PER_FRAME, frame_batch};
 use super::file_browser::{BrowseFor, Chosen};
 use super::folder_rows::{self, folder_root};
 use super::i18n::{T, Tr};
@@ -35,12 +36,19 @@ pub(super) enum UiMsg {
 }
 
 impl FerryApp {
-    /// Applies everything the engine and helper threads reported since the last frame.
+    /// Applies what the engine and helper threads reported since the last frame: one
+    /// [`frame_batch`] of the engine's events, so a flood of them never holds a frame (the
+    /// rest waits for the next frame, a batch interval later).
     pub fn process_events(&mut self) {
         let now = Instant::now();
         let mut finished_folders = Vec::new();
-        while let Ok(event) = self.events.try_recv() {
+        let (batch, more) = frame_batch(&self.events, EVENTS_PER_FRAME);
+        for event in batch {
             self.on_event(display::display_safe(event), now, &mut finished_folders);
+        }
+        if more {
+            // As the engine's waker would: the next batch in a moment, not in a busy loop.
+            self.ctx.request_repaint_after(super::REPAINT_BATCH);
         }
         // Announced once the batch is applied: a received folder looks finished between two
         // of its files, and the next file's start is usually in the same batch.
@@ -180,7 +188,7 @@ impl FerryApp {
         now: Instant,
         finished_folders: &mut Vec<TransferId>,
     ) {
-        let id = transfer_id(&event);
+        let id = event.id();
         if let TransferEvent::Started {
             direction: Direction::Incoming,
             saved_as,
@@ -476,17 +484,6 @@ fn no_choice(picker: &dyn super::Picker, target: BrowseFor) -> UiMsg {
         UiMsg::Nothing
     } else {
         UiMsg::NoDialog(target)
-    }
-}
-
-fn transfer_id(event: &TransferEvent) -> u64 {
-    match event {
-        TransferEvent::Started { id, .. }
-        | TransferEvent::Progress { id, .. }
-        | TransferEvent::Finished { id, .. }
-        | TransferEvent::Failed { id, .. }
-        | TransferEvent::Cancelled { id, .. }
-        | TransferEvent::AwaitingDecision { id } => *id,
     }
 }
 

@@ -28,6 +28,7 @@
 //! devices are listed with a badge, and files or a note to a LocalSend device's address go
 //! through LocalSend ([`FerryApp::localsend_route`]).
 
+mod batch;
 mod client_tab;
 mod devices;
 mod display;
@@ -70,7 +71,7 @@ pub use trust_panel::TrustPanel;
 use i18n::Lang;
 use logic::UiMsg;
 
-use crate::events::{Event, event_channel};
+use crate::events::{Event, EventSink, event_channel};
 use crate::worker::{Command, Worker};
 
 /// How long the engine's wake-up may be delayed so bursts of events share one repaint.
@@ -133,6 +134,8 @@ pub struct FerryApp {
     // are still reporting get an error instead of waiting for room in a channel nobody
     // drains, so dropping the worker cannot hang.
     events: Receiver<Event>,
+    /// The engine's end of `events`, for [`FerryApp::event_sink`].
+    sink: EventSink,
     worker: Worker,
     ui_tx: Sender<UiMsg>,
     ui_rx: Receiver<UiMsg>,
@@ -157,7 +160,7 @@ impl FerryApp {
             .identity_dir
             .clone()
             .or_else(crate::secure::identity::default_config_dir);
-        let worker = Worker::spawn_in(sink, config_dir)?;
+        let worker = Worker::spawn_in(sink.clone(), config_dir)?;
         let policy = settings.policy();
         let (ui_tx, ui_rx) = crossbeam_channel::unbounded();
         let mut app = Self {
@@ -197,6 +200,7 @@ impl FerryApp {
             window_focused: true,
             notifier: Arc::new(NoNotifier),
             events,
+            sink,
             worker,
             ui_tx,
             ui_rx,
@@ -223,6 +227,12 @@ impl FerryApp {
     pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
         self.notifier = notifier;
         self
+    }
+
+    /// A sink into this window's event stream, the same the engine's threads report
+    /// through: for benchmarks and tests that feed the window events of their own.
+    pub fn event_sink(&self) -> EventSink {
+        self.sink.clone()
     }
 
     /// The app as eframe creates it: settings from storage, real dialogs, real notifications.

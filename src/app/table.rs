@@ -65,14 +65,14 @@ pub fn transfer_table_ui(
                     ui.label(RichText::new(tr.get(T::ColState)).strong());
                     ui.end_row();
                     for row in rows {
-                        if let Some(a) = row_ui(ui, tr, row, direction, false) {
+                        if let Some(a) = row_or_room(ui, tr, row, direction, false) {
                             action = Some(a);
                         }
                         ui.end_row();
                         // An expanded folder's files, beneath it.
                         let group = row.folder.as_ref().filter(|g| g.expanded);
                         for child in group.iter().flat_map(|g| g.children.iter()) {
-                            if let Some(a) = row_ui(ui, tr, child, direction, true) {
+                            if let Some(a) = row_or_room(ui, tr, child, direction, true) {
                                 action = Some(a);
                             }
                             ui.end_row();
@@ -81,6 +81,27 @@ pub fn transfer_table_ui(
                 });
         });
     action
+}
+
+/// One row where it can be seen; elsewhere (scrolled out of view) only the room it takes,
+/// so a long history or a large folder costs a frame only the rows on screen.
+fn row_or_room(
+    ui: &mut Ui,
+    tr: Tr,
+    row: &TransferRow,
+    direction: Direction,
+    child: bool,
+) -> Option<RowAction> {
+    // A row is as tall as its buttons and progress bar (one with a folder's skipped names is
+    // taller, and shows whole once it is drawn).
+    let height = ui.spacing().interact_size.y;
+    let room = egui::Rect::from_min_size(ui.cursor().min, egui::vec2(1.0, height));
+    if ui.is_rect_visible(room) {
+        row_ui(ui, tr, row, direction, child)
+    } else {
+        ui.allocate_space(egui::vec2(0.0, height));
+        None
+    }
 }
 
 /// One row; `child` for a folder's file (indented, no Retry or Remove of its own).

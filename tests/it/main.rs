@@ -16,6 +16,7 @@ mod folders_resume;
 mod gui;
 mod gui_desktop;
 mod gui_devices;
+mod gui_flood;
 mod gui_folders;
 mod gui_localsend;
 mod gui_localsend_pin;

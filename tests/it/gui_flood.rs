@@ -1,0 +1,131 @@
+//! The window under more than the engine ever sends at once: a long history is drawn only
+//! where it can be seen (and can still be scrolled to its end), and a flood of events is
+//! taken a frame's share at a time. Fed through the window's own event sink.
+
+use egui_kittest::kittest::Queryable;
+use ferry::events::{Direction, Event, Security, TransferEvent, next_transfer_id};
+use ferry::protocol::Mode;
+
+use crate::gui::{app, settings};
+
+fn started(name: &str) -> TransferEvent {
+    TransferEvent::Started {
+        id: next_transfer_id(),
+        direction: Direction::Incoming,
+        peer: ([127, 0, 0, 2], 40_000).into(),
+        name: name.to_owned(),
+        saved_as: None,
+        bytes_total: 1 << 20,
+        mode: Mode::Ferry,
+        msg: String::new(),
+        security: Security::Plain,
+    }
+}
+
+/// 2 000 rows: the first ones are drawn, the last ones are not until the table is scrolled
+/// to them, and scrolling reaches them (each row not drawn still takes its room).
+#[test]
+fn a_long_history_draws_the_rows_in_view_and_scrolls_to_its_end() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(dst.path()), Vec::new());
+    harness.run_steps(2);
+    let sink = harness.state().event_sink();
+    const ROWS: usize = 2_000;
+    for i in 0..ROWS {
+        sink.emit(Event::Transfer(started(&format!("history-{i:04}.bin"))));
+        if i % 1_000 == 999 {
+            harness.run_steps(1); // room in the channel
+        }
+    }
+    harness.run_steps(3);
+    assert_eq!(harness.state().server.rows.len(), ROWS);
+    assert!(harness.query_by_label("history-0000.bin").is_some());
+    assert!(
+        harness.query_by_label("history-1999.bin").is_none(),
+        "a row far below the view is not laid out"
+    );
+    // Scroll the table down, a wheel at a time, until its last row shows.
+    let first = harness.get_by_label("history-0000.bin").rect().center();
+    harness
+        .input_mut()
+        .events
+        .push(egui::Event::PointerMoved(egui::pos2(
+            first.x as f32,
+            first.y as f32,
+        )));
+    for _ in 0..400 {
+        if harness.query_by_label("history-1999.bin").is_some() {
+            break;
+        }
+        harness.input_mut().events.push(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, -2_000.0),
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Wheel,
+            modifiers: egui::Modifiers::NONE,
+        });
+        harness.run_steps(1);
+    }
+    assert!(
+        harness.query_by_label("history-1999.bin").is_some(),
+        "the table scrolls to its last row"
+    );
+    assert!(harness.query_by_label("history-0000.bin").is_none());
+}
+
+/// Frames go on while a producer floods the window with one transfer's progress, and the row
+/// ends at the latest figure. (That one frame takes at most its share is `app::batch`'s unit
+/// test: whether a consumer here ever finds the channel empty depends on the scheduler.)
+#[test]
+fn frames_go_on_through_a_flood_of_progress_and_the_row_shows_the_latest() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dst = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(dst.path()), Vec::new());
+    harness.run_steps(2);
+    let sink = harness.state().event_sink();
+    let event = started("flooded.bin");
+    let id = match &event {
+        TransferEvent::Started { id, .. } => *id,
+        _ => unreachable!(),
+    };
+    sink.emit(Event::Transfer(event));
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (sink, stop) = (sink.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                sink.transfer(TransferEvent::Progress {
+                    id,
+                    bytes_done: n % (1 << 20),
+                });
+            }
+        })
+    };
+    // Frames go on while the producer floods: each one returns.
+    harness.run_steps(20);
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    // Progress is lossy when the channel is full (a later figure supersedes it): let the
+    // window take what the flood left before the last figure is sent.
+    harness.run_steps(3);
+    sink.transfer(TransferEvent::Progress {
+        id,
+        bytes_done: 777_777,
+    });
+    harness.run_steps(3);
+    let row = harness
+        .state()
+        .server
+        .rows
+        .iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(
+        row.bytes_done, 777_777,
+        "the latest figure, after every other"
+    );
+}
