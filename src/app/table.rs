@@ -95,8 +95,11 @@ fn row_or_room(
     // A row is as tall as its buttons and progress bar (one with a folder's skipped names is
     // taller, and shows whole once it is drawn).
     let height = ui.spacing().interact_size.y;
-    let room = egui::Rect::from_min_size(ui.cursor().min, egui::vec2(1.0, height));
-    if ui.is_rect_visible(room) {
+    let top = ui.cursor().min.y;
+    // Only the vertical extent counts: a narrow table scrolled sideways (its first column out
+    // of view) still shows its rows, and so does the grid's first, invisible sizing pass.
+    let clip = ui.clip_rect();
+    if top <= clip.max.y && top + height >= clip.min.y {
         row_ui(ui, tr, row, direction, child)
     } else {
         ui.allocate_space(egui::vec2(0.0, height));

@@ -39,6 +39,7 @@ mod plain;
 mod python;
 mod review_speed;
 mod review_speed2;
+mod review_window;
 mod secure;
 mod secure_transfer;
 mod speed;
