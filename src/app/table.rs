@@ -16,6 +16,9 @@ const STATE_COLUMN_WIDTH: f32 = 120.0;
 /// The sender's message is cut to one line this wide; the whole text shows on hover.
 const MESSAGE_COLUMN_WIDTH: f32 = 120.0;
 
+/// Room between two rows of the table.
+const ROW_SPACING: f32 = 6.0;
+
 /// What a click in the table asks for; applied by the tab after drawing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowAction {
@@ -47,7 +50,7 @@ pub fn transfer_table_ui(
             egui::Grid::new(("transfers", direction == Direction::Incoming))
                 .striped(true)
                 .num_columns(9)
-                .spacing([12.0, 6.0])
+                .spacing([12.0, ROW_SPACING])
                 .show(ui, |ui| {
                     // The buttons come before the state, whose text can be long, so they stay in view.
                     for col in [
@@ -68,14 +71,12 @@ pub fn transfer_table_ui(
                         if let Some(a) = row_or_room(ui, tr, row, direction, false) {
                             action = Some(a);
                         }
-                        ui.end_row();
                         // An expanded folder's files, beneath it.
                         let group = row.folder.as_ref().filter(|g| g.expanded);
                         for child in group.iter().flat_map(|g| g.children.iter()) {
                             if let Some(a) = row_or_room(ui, tr, child, direction, true) {
                                 action = Some(a);
                             }
-                            ui.end_row();
                         }
                     }
                 });
@@ -84,7 +85,7 @@ pub fn transfer_table_ui(
 }
 
 /// One row where it can be seen; elsewhere (scrolled out of view) only the room it takes,
-/// so a long history or a large folder costs a frame only the rows on screen.
+/// so a long history or a large folder costs a frame only the rows on screen. Ends the row.
 fn row_or_room(
     ui: &mut Ui,
     tr: Tr,
@@ -92,17 +93,27 @@ fn row_or_room(
     direction: Direction,
     child: bool,
 ) -> Option<RowAction> {
-    // A row is as tall as its buttons and progress bar (one with a folder's skipped names is
-    // taller, and shows whole once it is drawn).
-    let height = ui.spacing().interact_size.y;
+    // A row is as tall as its buttons and progress bar until it is drawn; then as tall as it
+    // was drawn (a folder's skipped names make it taller), so that out of view it keeps its
+    // room and the rows below it stay where they were.
+    let memory = ui.scope_id().with(("row height", row.id));
+    let remembered = ui.data(|d| d.get_temp::<f32>(memory));
+    let height = remembered.unwrap_or(ui.spacing().interact_size.y);
     let top = ui.cursor().min.y;
     // Only the vertical extent counts: a narrow table scrolled sideways (its first column out
     // of view) still shows its rows, and so does the grid's first, invisible sizing pass.
     let clip = ui.clip_rect();
     if top <= clip.max.y && top + height >= clip.min.y {
-        row_ui(ui, tr, row, direction, child)
+        let action = row_ui(ui, tr, row, direction, child);
+        ui.end_row();
+        let drawn = ui.cursor().min.y - top - ROW_SPACING;
+        if remembered.is_none_or(|h| (h - drawn).abs() > 0.5) {
+            ui.data_mut(|d| d.insert_temp(memory, drawn));
+        }
+        action
     } else {
         ui.allocate_space(egui::vec2(0.0, height));
+        ui.end_row();
         None
     }
 }
@@ -364,6 +375,66 @@ pub fn failure_text(tr: Tr, failure: &Failure) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scrolled a point at a time past a row taller than the others (a folder's skipped
+    /// names), the rows below it move with the scroll and nothing else: out of view, a row
+    /// keeps the room it took drawn, and it is drawn while any of it is in view.
+    #[test]
+    fn rows_below_a_tall_row_move_with_the_scroll_alone() {
+        use std::path::PathBuf;
+
+        use egui_kittest::{Harness, kittest::Queryable};
+
+        use crate::app::i18n::Lang;
+        use crate::events::next_transfer_id;
+
+        struct View {
+            rows: Vec<TransferRow>,
+            offset: f32,
+        }
+        let peer = ([127, 0, 0, 1], 1).into();
+        let mut tall = TransferRow::incoming_folder("photos", peer, Mode::Ferry);
+        if let Some(group) = tall.folder.as_mut() {
+            group.skipped = vec!["a link out of the folder".into()];
+        }
+        let mut rows = vec![tall];
+        for i in 0..40 {
+            let path = PathBuf::from(format!("row-{i}.bin"));
+            rows.push(TransferRow::queued(next_transfer_id(), path, 10));
+        }
+        let mut harness = Harness::builder()
+            .with_size(egui::vec2(1400.0, 300.0))
+            .build_ui_state(
+                |ui, view: &mut View| {
+                    egui::ScrollArea::vertical()
+                        .max_height(200.0)
+                        .vertical_scroll_offset(view.offset)
+                        .show(ui, |ui| {
+                            let _ = transfer_table_ui(
+                                ui,
+                                Tr(Lang::En),
+                                &view.rows,
+                                Direction::Incoming,
+                            );
+                        });
+                },
+                View { rows, offset: 0.0 },
+            );
+        harness.run_steps(4);
+        let skipped = "skipped: a link out of the folder";
+        assert!(harness.query_by_label_contains(skipped).is_some());
+        let y = |h: &Harness<'_, View>| h.get_by_label("row-0.bin").rect().min.y;
+        let base = y(&harness);
+        for offset in 1..=60 {
+            harness.state_mut().offset = offset as f32;
+            harness.run_steps(2);
+            let moved = base - y(&harness);
+            assert!(
+                (moved - offset as f32).abs() < 0.6,
+                "scrolled {offset}, the row below moved {moved}"
+            );
+        }
+    }
 
     #[test]
     fn failures_read_in_both_languages_with_the_peer_words_apart() {
