@@ -185,10 +185,15 @@ mod tests {
                     .write_message(counter, text.as_bytes(), &mut wire)
                     .unwrap();
                 let (body, tag) = wire[..n].split_at_mut(n - TAG_LEN);
+                // Opened from where it lies into another buffer, then in place.
+                let mut into = vec![0u8; body.len()];
+                let tag: [u8; TAG_LEN] = (&*tag).try_into().unwrap();
                 ours_r
                     .recv
-                    .open(counter, body, tag.try_into().unwrap())
+                    .open_into(counter, body, tag, &mut into)
                     .unwrap();
+                assert_eq!(into, text.as_bytes());
+                ours_r.recv.open(counter, body, tag).unwrap();
                 assert_eq!(body, text.as_bytes());
                 // Our responder -> snow's initiator.
                 let mut body = text.clone().into_bytes();
@@ -237,6 +242,18 @@ mod tests {
         // A key of the wrong direction opens nothing.
         let (mut body, tag) = sealed(5);
         assert!(r.send.open(5, &mut body, tag).is_err());
+        // Opened into another buffer: a wrong counter or a flipped bit leaves it zeroed.
+        let (body, tag) = sealed(5);
+        let mut out = [0xAAu8; 11];
+        assert!(r.recv.open_into(4, &body, tag, &mut out).is_err());
+        assert_eq!(out, [0; 11]);
+        let mut flipped = body.clone();
+        flipped[0] ^= 1;
+        let mut out = [0xAAu8; 11];
+        assert!(r.recv.open_into(5, &flipped, tag, &mut out).is_err());
+        assert_eq!(out, [0; 11]);
+        r.recv.open_into(5, &body, tag, &mut out).unwrap();
+        assert_eq!(&out, b"some record");
         let (mut body, tag) = sealed(5);
         r.recv.open(5, &mut body, tag).unwrap();
         assert_eq!(body, b"some record");
