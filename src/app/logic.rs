@@ -40,25 +40,35 @@ impl FerryApp {
     /// [`frame_batch`] of the engine's events, so a flood of them never holds a frame (the
     /// rest waits for the next frame, a batch interval later).
     pub fn process_events(&mut self) {
+        self.process_events_up_to(EVENTS_PER_FRAME);
+    }
+
+    /// [`FerryApp::process_events`] with at most `max` of the engine's events.
+    pub(super) fn process_events_up_to(&mut self, max: usize) {
         let now = Instant::now();
-        let mut finished_folders = Vec::new();
-        let (batch, more) = frame_batch(&self.events, EVENTS_PER_FRAME);
+        let mut finished_folders = std::mem::take(&mut self.finished_folders);
+        let (batch, more) = frame_batch(&self.events, max);
         for event in batch {
             self.on_event(display::display_safe(event), now, &mut finished_folders);
         }
+        // Announced once the events waiting are applied: a received folder looks finished
+        // between two of its files, and the next file's start is usually in the same batch,
+        // or (when the batch ended with events still waiting) among those.
         if more {
             // As the engine's waker would: the next batch in a moment, not in a busy loop.
             self.ctx.request_repaint_after(super::REPAINT_BATCH);
-        }
-        // Announced once the batch is applied: a received folder looks finished between two
-        // of its files, and the next file's start is usually in the same batch.
-        for id in finished_folders {
-            let rows = self.server.rows.iter().chain(self.client.rows.iter());
-            if let Some(row) = rows.into_iter().find(|r| r.id == id)
-                && row.state.is_finished()
-            {
-                let row = row.clone();
-                self.notify_finished(&row);
+            self.finished_folders = finished_folders;
+        } else {
+            finished_folders.sort_unstable();
+            finished_folders.dedup();
+            for id in finished_folders {
+                let rows = self.server.rows.iter().chain(self.client.rows.iter());
+                if let Some(row) = rows.into_iter().find(|r| r.id == id)
+                    && row.state.is_finished()
+                {
+                    let row = row.clone();
+                    self.notify_finished(&row);
+                }
             }
         }
         while let Ok(msg) = self.ui_rx.try_recv() {

@@ -130,6 +130,9 @@ pub struct FerryApp {
     /// Whether the window had the keyboard focus in the last frame.
     pub window_focused: bool,
     notifier: Arc<dyn Notifier>,
+    /// Folder rows that looked finished in a frame whose batch left engine events waiting:
+    /// announced once those are applied (the folder's next file may be among them).
+    finished_folders: Vec<crate::events::TransferId>,
     // Declared (so dropped) before `worker`: once the receiver is gone, engine threads that
     // are still reporting get an error instead of waiting for room in a channel nobody
     // drains, so dropping the worker cannot hang.
@@ -199,6 +202,7 @@ impl FerryApp {
             unseen_notes: 0,
             window_focused: true,
             notifier: Arc::new(NoNotifier),
+            finished_folders: Vec::new(),
             events,
             sink,
             worker,
@@ -329,6 +333,88 @@ pub fn run() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::events::{Direction, Security, TransferEvent, next_transfer_id};
+    use crate::protocol::Mode;
+
+    struct NoPicker;
+
+    impl Picker for NoPicker {
+        fn pick_files(&self) -> Option<Vec<PathBuf>> {
+            None
+        }
+        fn pick_folder(&self, _start: &Path) -> Option<PathBuf> {
+            None
+        }
+    }
+
+    #[derive(Default)]
+    struct Shown(Mutex<Vec<String>>);
+
+    impl Notifier for Shown {
+        fn notify(&self, summary: &str, _body: &str) {
+            self.0.lock().unwrap().push(summary.to_owned());
+        }
+    }
+
+    /// A received folder looks finished between two of its files; when a frame's batch ends
+    /// there with the next file's events still waiting, the folder is announced once they
+    /// are applied, and only if it is still finished then (once, not once per look).
+    #[test]
+    fn a_folder_is_announced_when_the_events_waiting_are_applied_not_between_two_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            lang: Some(Lang::En),
+            server_listening: false,
+            server_bind: "127.0.0.1".into(),
+            server_port: "0".into(),
+            download_dir: dir.path().join("in"),
+            notes_port: "0".into(),
+            discovery: false,
+            identity_dir: Some(dir.path().join("identity")),
+            localsend: false,
+            ..Settings::default()
+        };
+        let shown = Arc::new(Shown::default());
+        let ctx = egui::Context::default();
+        let mut app = FerryApp::new(&ctx, settings, Arc::new(NoPicker))
+            .unwrap()
+            .with_notifier(shown.clone());
+        app.window_focused = false;
+        let sink = app.event_sink();
+        let peer = ([127, 0, 0, 2], 40_000).into();
+        for name in ["a.jpg", "b.jpg"] {
+            let id = next_transfer_id();
+            sink.emit(Event::Transfer(TransferEvent::Started {
+                id,
+                direction: Direction::Incoming,
+                peer,
+                name: name.into(),
+                saved_as: Some(format!("pics/{name}")),
+                bytes_total: 10,
+                mode: Mode::Ferry,
+                msg: String::new(),
+                security: Security::Plain,
+            }));
+            sink.emit(Event::Transfer(TransferEvent::Finished {
+                id,
+                verified: true,
+                saved_as: None,
+                path: None,
+            }));
+        }
+        // The first file's two events: the folder looks finished, the second file waits.
+        app.process_events_up_to(2);
+        assert!(app.server.rows[0].state.is_finished());
+        assert_eq!(*shown.0.lock().unwrap(), Vec::<String>::new());
+        app.process_events_up_to(2);
+        assert_eq!(app.server.rows.len(), 1, "one folder row");
+        assert_eq!(*shown.0.lock().unwrap(), ["Received pics"]);
+    }
+
     #[test]
     fn the_window_icon_decodes() {
         let icon = eframe::icon_data::from_png_bytes(crate::defaults::icon_png()).unwrap();
