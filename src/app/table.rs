@@ -93,39 +93,42 @@ fn row_or_room(
     direction: Direction,
     child: bool,
 ) -> Option<RowAction> {
-    // A row is as tall as its buttons and progress bar until it is drawn; then as tall as it
-    // was drawn (a folder's skipped names make it taller), so that out of view it keeps its
-    // room and the rows below it stay where they were.
-    let memory = ui.scope_id().with(("row height", row.id));
-    let remembered = ui.data(|d| d.get_temp::<f32>(memory));
-    let height = remembered.unwrap_or(ui.spacing().interact_size.y);
+    // Until a row is drawn, it is as tall as its buttons and progress bar and its name takes
+    // no width; then it takes the room it was drawn in (a folder's skipped names make it
+    // taller), so that out of view it keeps its room: the rows below it stay where they
+    // were, and its name still widens the first column, which does not change with the
+    // scroll.
+    let memory = ui.scope_id().with(("row room", row.id));
+    let remembered = ui.data(|d| d.get_temp::<egui::Vec2>(memory));
+    let room = remembered.unwrap_or(egui::vec2(0.0, ui.spacing().interact_size.y));
     let top = ui.cursor().min.y;
     // Only the vertical extent counts: a narrow table scrolled sideways (its first column out
     // of view) still shows its rows, and so does the grid's first, invisible sizing pass.
     let clip = ui.clip_rect();
-    if top <= clip.max.y && top + height >= clip.min.y {
-        let action = row_ui(ui, tr, row, direction, child);
+    if top <= clip.max.y && top + room.y >= clip.min.y {
+        let (action, name_width) = row_ui(ui, tr, row, direction, child);
         ui.end_row();
-        let drawn = ui.cursor().min.y - top - ROW_SPACING;
-        if remembered.is_none_or(|h| (h - drawn).abs() > 0.5) {
+        let drawn = egui::vec2(name_width, ui.cursor().min.y - top - ROW_SPACING);
+        if remembered.is_none_or(|r| (r - drawn).length() > 0.5) {
             ui.data_mut(|d| d.insert_temp(memory, drawn));
         }
         action
     } else {
-        ui.allocate_space(egui::vec2(0.0, height));
+        ui.allocate_space(room);
         ui.end_row();
         None
     }
 }
 
-/// One row; `child` for a folder's file (indented, no Retry or Remove of its own).
+/// One row; `child` for a folder's file (indented, no Retry or Remove of its own). Returns
+/// the click and the width of the row's first cell (its name).
 fn row_ui(
     ui: &mut Ui,
     tr: Tr,
     row: &TransferRow,
     direction: Direction,
     child: bool,
-) -> Option<RowAction> {
+) -> (Option<RowAction>, f32) {
     let shown_name = match (&row.folder, child) {
         // A folder's file: its path inside the folder.
         (_, true) => &row.name,
@@ -133,22 +136,22 @@ fn row_ui(
         (None, false) => row.saved_as.as_deref().unwrap_or(&row.name),
     };
     let mut action = None;
-    let mut name = ui
-        .vertical(|ui| {
-            let name = ui.horizontal(|ui| {
-                if child {
-                    ui.add_space(18.0);
-                }
-                ui.add(egui::Label::new(shown_name).sense(egui::Sense::click()))
-            });
-            if let Some(group) = row.folder.as_ref().filter(|g| !g.skipped.is_empty()) {
-                let skipped = escape_line(&group.skipped.join(", ")).into_owned();
-                let text = tr.fill(T::FolderSkipped, &[&skipped]);
-                ui.label(RichText::new(text).small().color(palette::WARN));
+    let name_cell = ui.vertical(|ui| {
+        let name = ui.horizontal(|ui| {
+            if child {
+                ui.add_space(18.0);
             }
-            name.inner
-        })
-        .inner;
+            ui.add(egui::Label::new(shown_name).sense(egui::Sense::click()))
+        });
+        if let Some(group) = row.folder.as_ref().filter(|g| !g.skipped.is_empty()) {
+            let skipped = escape_line(&group.skipped.join(", ")).into_owned();
+            let text = tr.fill(T::FolderSkipped, &[&skipped]);
+            ui.label(RichText::new(text).small().color(palette::WARN));
+        }
+        name.inner
+    });
+    let name_width = name_cell.response.rect.width();
+    let mut name = name_cell.inner;
     if row.saved_as.is_some() && row.folder.is_none() && !child {
         let mut tip = row.name.clone();
         tip.push_str(" → ");
@@ -230,7 +233,7 @@ fn row_ui(
         }
     });
     state_ui(ui, tr, row, direction);
-    action
+    (action, name_width)
 }
 
 fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
@@ -376,32 +379,20 @@ pub fn failure_text(tr: Tr, failure: &Failure) -> String {
 mod tests {
     use super::*;
 
-    /// Scrolled a point at a time past a row taller than the others (a folder's skipped
-    /// names), the rows below it move with the scroll and nothing else: out of view, a row
-    /// keeps the room it took drawn, and it is drawn while any of it is in view.
-    #[test]
-    fn rows_below_a_tall_row_move_with_the_scroll_alone() {
-        use std::path::PathBuf;
+    use std::path::PathBuf;
 
-        use egui_kittest::{Harness, kittest::Queryable};
+    use egui_kittest::{Harness, kittest::Queryable};
 
-        use crate::app::i18n::Lang;
-        use crate::events::next_transfer_id;
+    use crate::app::i18n::Lang;
+    use crate::events::next_transfer_id;
 
-        struct View {
-            rows: Vec<TransferRow>,
-            offset: f32,
-        }
-        let peer = ([127, 0, 0, 1], 1).into();
-        let mut tall = TransferRow::incoming_folder("photos", peer, Mode::Ferry);
-        if let Some(group) = tall.folder.as_mut() {
-            group.skipped = vec!["a link out of the folder".into()];
-        }
-        let mut rows = vec![tall];
-        for i in 0..40 {
-            let path = PathBuf::from(format!("row-{i}.bin"));
-            rows.push(TransferRow::queued(next_transfer_id(), path, 10));
-        }
+    /// The table in a view scrolled `offset` points down.
+    struct View {
+        rows: Vec<TransferRow>,
+        offset: f32,
+    }
+
+    fn view(rows: Vec<TransferRow>) -> Harness<'static, View> {
         let mut harness = Harness::builder()
             .with_size(egui::vec2(1400.0, 300.0))
             .build_ui_state(
@@ -410,17 +401,41 @@ mod tests {
                         .max_height(200.0)
                         .vertical_scroll_offset(view.offset)
                         .show(ui, |ui| {
-                            let _ = transfer_table_ui(
-                                ui,
-                                Tr(Lang::En),
-                                &view.rows,
-                                Direction::Incoming,
-                            );
+                            let rows = &view.rows;
+                            let _ = transfer_table_ui(ui, Tr(Lang::En), rows, Direction::Incoming);
                         });
                 },
                 View { rows, offset: 0.0 },
             );
         harness.run_steps(4);
+        harness
+    }
+
+    /// Rows named `row-{i}.bin`, from 127.0.0.1 port 1000 + i.
+    fn rows(count: u16) -> Vec<TransferRow> {
+        (0..count)
+            .map(|i| {
+                let path = PathBuf::from(format!("row-{i}.bin"));
+                let mut row = TransferRow::queued(next_transfer_id(), path, 10);
+                row.peer = Some(([127, 0, 0, 1], 1000 + i).into());
+                row
+            })
+            .collect()
+    }
+
+    /// Scrolled a point at a time past a row taller than the others (a folder's skipped
+    /// names), the rows below it move with the scroll and nothing else: out of view, a row
+    /// keeps the room it took drawn, and it is drawn while any of it is in view.
+    #[test]
+    fn rows_below_a_tall_row_move_with_the_scroll_alone() {
+        let peer = ([127, 0, 0, 1], 1).into();
+        let mut tall = TransferRow::incoming_folder("photos", peer, Mode::Ferry);
+        if let Some(group) = tall.folder.as_mut() {
+            group.skipped = vec!["a link out of the folder".into()];
+        }
+        let mut table = vec![tall];
+        table.extend(rows(40));
+        let mut harness = view(table);
         let skipped = "skipped: a link out of the folder";
         assert!(harness.query_by_label_contains(skipped).is_some());
         let y = |h: &Harness<'_, View>| h.get_by_label("row-0.bin").rect().min.y;
@@ -434,6 +449,25 @@ mod tests {
                 "scrolled {offset}, the row below moved {moved}"
             );
         }
+    }
+
+    /// A long name scrolled out of view still widens the first column: the columns stay
+    /// where they were.
+    #[test]
+    fn the_columns_stay_put_when_a_long_name_leaves_the_view() {
+        let mut table = rows(40);
+        table[0].name = format!("a-long-name-{}.bin", "x".repeat(60));
+        let mut harness = view(table);
+        let x = |h: &Harness<'_, View>| h.get_by_label("127.0.0.1:1005").rect().min.x;
+        let before = x(&harness);
+        harness.state_mut().offset = 80.0;
+        harness.run_steps(4);
+        assert!(harness.query_by_label_contains("a-long-name").is_none());
+        assert!(
+            (x(&harness) - before).abs() < 0.5,
+            "{before} -> {}",
+            x(&harness)
+        );
     }
 
     #[test]
