@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
 use crate::protocol::Mode;
 use crate::protocol::escape_line;
@@ -368,7 +368,12 @@ type Waker = Arc<dyn Fn() + Send + Sync>;
 pub struct EventSink {
     tx: Sender<Event>,
     waker: Option<Waker>,
+    /// Set when the engine holding this sink stops (see [`EventSink::stopped_by`]).
+    stopping: Option<Arc<AtomicBool>>,
 }
+
+/// How often an engine that waits for room in a full channel checks whether it is stopping.
+const STOPPING_POLL: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for EventSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -383,15 +388,44 @@ pub const EVENT_CAPACITY: usize = 4096;
 /// `request_repaint_after`).
 pub fn event_channel(waker: Option<Waker>) -> (EventSink, Receiver<Event>) {
     let (tx, rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
-    (EventSink { tx, waker }, rx)
+    let sink = EventSink {
+        tx,
+        waker,
+        stopping: None,
+    };
+    (sink, rx)
 }
 
 impl EventSink {
-    /// Sends a lifecycle event; waits if the consumer is behind. A consumer that went away
-    /// is not an error for the engine: it just stops being told.
+    /// The same channel, for an engine that sets `stopping` when it stops: from then on a
+    /// lifecycle event that finds the channel full is dropped after a moment instead of
+    /// waiting for room, so a consumer that holds the channel but no longer reads it cannot
+    /// keep the engine's threads (and whoever joins them) waiting for ever.
+    pub fn stopped_by(&self, stopping: Arc<AtomicBool>) -> EventSink {
+        EventSink {
+            stopping: Some(stopping),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a lifecycle event; waits if the consumer is behind (unless the engine is
+    /// stopping, see [`EventSink::stopped_by`]). A consumer that went away is not an error
+    /// for the engine: it just stops being told.
     pub fn emit(&self, event: Event) {
-        if self.tx.send(event).is_ok() {
-            self.wake();
+        let Some(stopping) = &self.stopping else {
+            if self.tx.send(event).is_ok() {
+                self.wake();
+            }
+            return;
+        };
+        let mut event = event;
+        loop {
+            match self.tx.send_timeout(event, STOPPING_POLL) {
+                Ok(()) => return self.wake(),
+                Err(SendTimeoutError::Disconnected(_)) => return,
+                Err(SendTimeoutError::Timeout(_)) if stopping.load(Ordering::SeqCst) => return,
+                Err(SendTimeoutError::Timeout(back)) => event = back,
+            }
         }
     }
 

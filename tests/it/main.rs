@@ -43,4 +43,5 @@ mod review_window;
 mod secure;
 mod secure_transfer;
 mod speed;
+mod undrained;
 mod util;

@@ -192,8 +192,9 @@ struct Live {
 /// State shared by the listener and the connection threads.
 struct Shared {
     config: ServerConfig,
+    /// Stopped by `stopping`: see [`EventSink::stopped_by`].
     sink: EventSink,
-    stopping: AtomicBool,
+    stopping: Arc<AtomicBool>,
     policy: Mutex<AcceptPolicy>,
     /// The pairing code on offer, if any (`ServerHandle::start_pairing`).
     pairing: Mutex<Option<Pairing>>,
@@ -247,12 +248,13 @@ impl ServerHandle {
             .local_addr()
             .map_err(|source| ServerStartError::Bind { addr, source })?;
         let (stopper, stop_signal) = crossbeam_channel::bounded::<()>(0);
+        let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             policy: Mutex::new(config.policy),
             pairing: Mutex::new(None),
             config,
-            sink,
-            stopping: AtomicBool::new(false),
+            sink: sink.stopped_by(Arc::clone(&stopping)),
+            stopping,
             active: AtomicUsize::new(0),
             per_peer: Mutex::new(HashMap::new()),
             refusing: AtomicUsize::new(0),
