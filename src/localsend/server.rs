@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -120,6 +121,9 @@ pub struct LocalSendServer {
     fingerprint: String,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
+    /// Set at stop: the sink then stops waiting for a consumer that does not read (see
+    /// [`EventSink::stopped_by`]); the runtime's tasks could otherwise hold the join.
+    stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     sweeper: Sweeper,
 }
@@ -162,10 +166,11 @@ impl LocalSendServer {
             announce: None,
         };
         let (stop, stop_rx) = watch::channel(false);
+        let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             policy: Mutex::new(config.policy),
             config,
-            sink,
+            sink: sink.stopped_by(Arc::clone(&stopping)),
             downloads,
             info,
             pending: Mutex::new(HashMap::new()),
@@ -191,6 +196,7 @@ impl LocalSendServer {
             fingerprint,
             shared,
             stop,
+            stopping,
             thread: Some(thread),
             sweeper,
         })
@@ -262,6 +268,7 @@ impl LocalSendServer {
     }
 
     fn shutdown(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         // No `ServerEvent::Stopped`: that is the Ferry server's; whoever stops this one
         // says so (the window's LocalSend status).

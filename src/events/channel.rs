@@ -1,0 +1,230 @@
+//! The channel from the drivers to the faces: [`EventSink`] (the engines' end, with its
+//! waker and, for engines that stop, a flag that ends waiting on a consumer that does not
+//! read) and [`ProgressThrottle`], which keeps progress to a few events a second.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
+
+use super::{Event, TransferEvent, TransferId};
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The sending half that engines hold. Cloning is cheap.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: Sender<Event>,
+    waker: Option<Waker>,
+    /// Set when the engine holding this sink stops (see [`EventSink::stopped_by`]).
+    stopping: Option<Arc<AtomicBool>>,
+}
+
+/// How often an engine that waits for room in a full channel checks whether it is stopping.
+const STOPPING_POLL: Duration = Duration::from_millis(100);
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink").finish_non_exhaustive()
+    }
+}
+
+/// Capacity of an event channel: lifecycle events for thousands of files.
+pub const EVENT_CAPACITY: usize = 4096;
+
+/// A bounded event channel. `waker` is called after every event (the UI passes a
+/// `request_repaint_after`).
+pub fn event_channel(waker: Option<Waker>) -> (EventSink, Receiver<Event>) {
+    let (tx, rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
+    let sink = EventSink {
+        tx,
+        waker,
+        stopping: None,
+    };
+    (sink, rx)
+}
+
+impl EventSink {
+    /// The same channel, for an engine that sets `stopping` when it stops: from then on a
+    /// lifecycle event that finds the channel full is dropped after a moment instead of
+    /// waiting for room, so a consumer that holds the channel but no longer reads it cannot
+    /// keep the engine's threads (and whoever joins them) waiting for ever.
+    pub fn stopped_by(&self, stopping: Arc<AtomicBool>) -> EventSink {
+        EventSink {
+            stopping: Some(stopping),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a lifecycle event; waits if the consumer is behind (unless the engine is
+    /// stopping, see [`EventSink::stopped_by`]). A consumer that went away is not an error
+    /// for the engine: it just stops being told.
+    pub fn emit(&self, event: Event) {
+        let Some(stopping) = &self.stopping else {
+            if self.tx.send(event).is_ok() {
+                self.wake();
+            }
+            return;
+        };
+        let mut event = event;
+        loop {
+            match self.tx.send_timeout(event, STOPPING_POLL) {
+                Ok(()) => return self.wake(),
+                Err(SendTimeoutError::Disconnected(_)) => return,
+                Err(SendTimeoutError::Timeout(_)) if stopping.load(Ordering::SeqCst) => return,
+                Err(SendTimeoutError::Timeout(back)) => event = back,
+            }
+        }
+    }
+
+    /// Sends an event only if the channel has room; otherwise hands it back. For engines that
+    /// keep their own bounded backlog (notes) instead of waiting.
+    pub fn try_emit(&self, event: Event) -> Result<(), Box<Event>> {
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                self.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(event) | TrySendError::Disconnected(event)) => {
+                Err(Box::new(event))
+            }
+        }
+    }
+
+    /// How many events wait in the channel for the consumer: a measure of how far behind it is.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Sends an event that a later one supersedes (progress): dropped if the channel is full.
+    pub fn emit_lossy(&self, event: Event) {
+        match self.tx.try_send(event) {
+            Ok(()) => self.wake(),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    pub fn transfer(&self, event: TransferEvent) {
+        match event {
+            TransferEvent::Progress { .. } => self.emit_lossy(Event::Transfer(event)),
+            _ => self.emit(Event::Transfer(event)),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = &self.waker {
+            waker();
+        }
+    }
+}
+
+/// Lets progress through at most every `interval` (and always the final value).
+#[derive(Debug)]
+pub struct ProgressThrottle {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+/// Default interval between progress events of one transfer (10 per second).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Default for ProgressThrottle {
+    fn default() -> Self {
+        Self {
+            interval: PROGRESS_INTERVAL,
+            last: None,
+        }
+    }
+}
+
+impl ProgressThrottle {
+    /// True when a progress event should go out now.
+    fn ready(&mut self) -> bool {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < self.interval => false,
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Reports `bytes_done` of transfer `id` to `sink` if a progress event is due.
+    pub fn report(&mut self, sink: &EventSink, id: TransferId, bytes_done: u64) {
+        if self.ready() {
+            sink.transfer(TransferEvent::Progress { id, bytes_done });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::ServerEvent;
+
+    fn lifecycle() -> Event {
+        Event::Server(ServerEvent::Stopped)
+    }
+
+    /// A full channel that nobody reads: a lifecycle event waits for room while its engine
+    /// runs, and is dropped soon after the engine stops; the consumer still gets every event
+    /// it did read.
+    #[test]
+    fn a_stopping_engine_stops_waiting_for_a_consumer_that_does_not_read() {
+        let (sink, events) = event_channel(None);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let sink = sink.stopped_by(Arc::clone(&stopping));
+        for _ in 0..EVENT_CAPACITY {
+            sink.emit(lifecycle());
+        }
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let waiting = {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                sink.emit(lifecycle());
+                let _ = done_tx.send(());
+            })
+        };
+        // Still running: it waits (several of its polls).
+        assert!(
+            done.recv_timeout(STOPPING_POLL * 4).is_err(),
+            "a running engine's lifecycle event waits for room"
+        );
+        stopping.store(true, Ordering::SeqCst);
+        assert!(
+            done.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "a stopping engine gives up waiting"
+        );
+        waiting.join().unwrap();
+        assert_eq!(
+            events.len(),
+            EVENT_CAPACITY,
+            "the waiting event was dropped"
+        );
+        // With room, a stopping engine's events still arrive.
+        events.recv().unwrap();
+        sink.emit(lifecycle());
+        assert_eq!(events.len(), EVENT_CAPACITY);
+    }
+
+    /// A sink without the flag (the window's engines, the CLI) waits as it always did.
+    #[test]
+    fn a_plain_sink_waits_for_room() {
+        let (sink, events) = event_channel(None);
+        for _ in 0..EVENT_CAPACITY {
+            sink.emit(lifecycle());
+        }
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let waiting = std::thread::spawn(move || {
+            sink.emit(lifecycle());
+            let _ = done_tx.send(());
+        });
+        assert!(done.recv_timeout(STOPPING_POLL * 4).is_err());
+        events.recv().unwrap();
+        assert!(done.recv_timeout(Duration::from_secs(10)).is_ok());
+        waiting.join().unwrap();
+        assert_eq!(events.len(), EVENT_CAPACITY);
+    }
+}
