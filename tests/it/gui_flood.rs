@@ -3,14 +3,16 @@
 //! taken a frame's share at a time. Fed through the window's own event sink.
 
 use egui_kittest::kittest::Queryable;
-use ferry::events::{Direction, Event, Security, TransferEvent, next_transfer_id};
+use ferry::events::{Direction, Event, Security, TransferEvent, TransferId, next_transfer_id};
 use ferry::protocol::Mode;
 
 use crate::gui::{app, settings};
 
-fn started(name: &str) -> TransferEvent {
-    TransferEvent::Started {
-        id: next_transfer_id(),
+/// An incoming transfer's start, and its id.
+pub(crate) fn started(name: &str) -> (TransferId, TransferEvent) {
+    let id = next_transfer_id();
+    let event = TransferEvent::Started {
+        id,
         direction: Direction::Incoming,
         peer: ([127, 0, 0, 2], 40_000).into(),
         name: name.to_owned(),
@@ -19,7 +21,8 @@ fn started(name: &str) -> TransferEvent {
         mode: Mode::Ferry,
         msg: String::new(),
         security: Security::Plain,
-    }
+    };
+    (id, event)
 }
 
 /// 2 000 rows: the first ones are drawn, the last ones are not until the table is scrolled
@@ -32,7 +35,7 @@ fn a_long_history_draws_the_rows_in_view_and_scrolls_to_its_end() {
     let sink = harness.state().event_sink();
     const ROWS: usize = 2_000;
     for i in 0..ROWS {
-        sink.emit(Event::Transfer(started(&format!("history-{i:04}.bin"))));
+        sink.emit(Event::Transfer(started(&format!("history-{i:04}.bin")).1));
         if i % 1_000 == 999 {
             harness.run_steps(1); // room in the channel
         }
@@ -85,11 +88,7 @@ fn frames_go_on_through_a_flood_of_progress_and_the_row_shows_the_latest() {
     let mut harness = app(settings(dst.path()), Vec::new());
     harness.run_steps(2);
     let sink = harness.state().event_sink();
-    let event = started("flooded.bin");
-    let id = match &event {
-        TransferEvent::Started { id, .. } => *id,
-        _ => unreachable!(),
-    };
+    let (id, event) = started("flooded.bin");
     sink.emit(Event::Transfer(event));
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = {

@@ -3,26 +3,10 @@
 //! reorders never changes what the rows end up showing.
 
 use egui_kittest::kittest::Queryable;
-use ferry::events::{Direction, Event, Security, TransferEvent, TransferId, next_transfer_id};
-use ferry::protocol::Mode;
+use ferry::events::Event;
 
 use crate::gui::{app, settings};
-
-fn started(name: &str) -> (TransferId, TransferEvent) {
-    let id = next_transfer_id();
-    let event = TransferEvent::Started {
-        id,
-        direction: Direction::Incoming,
-        peer: ([127, 0, 0, 2], 40_000).into(),
-        name: name.to_owned(),
-        saved_as: None,
-        bytes_total: 1 << 20,
-        mode: Mode::Ferry,
-        msg: String::new(),
-        security: Security::Plain,
-    };
-    (id, event)
-}
+use crate::gui_flood::started;
 
 fn wheel(delta: egui::Vec2) -> egui::Event {
     egui::Event::MouseWheel {
