@@ -320,12 +320,20 @@ impl ServerTab {
         match (&self.localsend_status, self.is_listening()) {
             (
                 Some(LocalSendStatus::On {
-                    addr, fingerprint, ..
+                    addr,
+                    addr_v6,
+                    fingerprint,
+                    ..
                 }),
                 true,
             ) => {
+                // Both listeners, as `ferry serve` prints them.
+                let addrs = match addr_v6 {
+                    Some(v6) => format!("{addr}, {v6}"),
+                    None => addr.to_string(),
+                };
                 ui.label(
-                    RichText::new(tr.fill(T::LocalSendOn, &[addr, fingerprint]))
+                    RichText::new(tr.fill(T::LocalSendOn, &[&addrs, fingerprint]))
                         .small()
                         .color(palette::OK),
                 );

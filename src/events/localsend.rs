@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 /// Whether the LocalSend receiver runs (see [`crate::localsend`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalSendStatus {
-    /// Listening for LocalSend devices on `addr` (HTTPS), known to them by `fingerprint`;
-    /// `discovery_port` is the UDP port announcements are heard on, if any.
+    /// Listening for LocalSend devices on `addr` (HTTPS) and, when it listens on every
+    /// interface, on `addr_v6` too; known to them by `fingerprint`; `discovery_port` is the
+    /// UDP port announcements are heard on, if any.
     On {
         addr: SocketAddr,
+        addr_v6: Option<SocketAddr>,
         fingerprint: String,
         discovery_port: Option<u16>,
     },

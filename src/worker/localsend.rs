@@ -212,6 +212,7 @@ impl LocalSendSide {
             Ok(server) => {
                 let status = LocalSendStatus::On {
                     addr: server.local_addr(),
+                    addr_v6: server.local_addr_v6(),
                     fingerprint: server.fingerprint().to_owned(),
                     discovery_port: server.discovery_port(),
                 };

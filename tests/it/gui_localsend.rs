@@ -338,3 +338,32 @@ fn a_window_uploads_to_a_localsend_device_found_by_its_address_and_sends_it_a_no
         app.notes.history.len() == 1
     });
 }
+
+/// A window listening on every interface has an IPv6 LocalSend listener too, and its
+/// LocalSend line names both addresses, as `ferry serve` prints them (the status is fed
+/// through the window's own event sink: the test cannot listen beyond loopback).
+#[test]
+fn the_localsend_line_names_the_ipv6_listener_too() {
+    let dst = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        server_listening: true,
+        ..settings(dst.path())
+    };
+    let mut harness = app(settings, vec![]);
+    run_until(&mut harness, "the server to listen", |app| {
+        listening_addr(app).is_some()
+    });
+    let sink = harness.state().event_sink();
+    sink.emit(Event::Server(ferry::events::ServerEvent::LocalSend(
+        LocalSendStatus::On {
+            addr: "0.0.0.0:53317".parse().unwrap(),
+            addr_v6: Some("[::]:53317".parse().unwrap()),
+            fingerprint: "AB12".into(),
+            discovery_port: Some(53317),
+        },
+    )));
+    harness.run_steps(2);
+    harness.get_by_label_contains(
+        "LocalSend receiving is on: 0.0.0.0:53317, [::]:53317 (fingerprint AB12)",
+    );
+}
