@@ -60,22 +60,23 @@ impl EventSink {
     /// Sends a lifecycle event; waits if the consumer is behind (unless the engine is
     /// stopping, see [`EventSink::stopped_by`]). A consumer that went away is not an error
     /// for the engine: it just stops being told.
-    pub fn emit(&self, event: Event) {
-        let Some(stopping) = &self.stopping else {
-            if self.tx.send(event).is_ok() {
-                self.wake();
-            }
-            return;
-        };
-        let mut event = event;
+    pub fn emit(&self, mut event: Event) {
+        // Waits in slices, so a stopping engine notices between two of them.
         loop {
             match self.tx.send_timeout(event, STOPPING_POLL) {
                 Ok(()) => return self.wake(),
                 Err(SendTimeoutError::Disconnected(_)) => return,
-                Err(SendTimeoutError::Timeout(_)) if stopping.load(Ordering::SeqCst) => return,
+                Err(SendTimeoutError::Timeout(_)) if self.is_stopping() => return,
                 Err(SendTimeoutError::Timeout(back)) => event = back,
             }
         }
+    }
+
+    /// Whether the engine holding this sink has stopped (never, without a flag).
+    fn is_stopping(&self) -> bool {
+        self.stopping
+            .as_ref()
+            .is_some_and(|stopping| stopping.load(Ordering::SeqCst))
     }
 
     /// Sends an event only if the channel has room; otherwise hands it back. For engines that
