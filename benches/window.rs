@@ -22,27 +22,14 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
-use ferry::app::{FerryApp, Picker, ServerStatus, Settings};
+use ferry::app::{FerryApp, NoPicker, ServerStatus, Settings};
 use ferry::events::{Direction, EventSink, Security, TransferEvent, next_transfer_id};
 use ferry::protocol::Mode;
-
-/// No dialogs in a benchmark.
-struct NoPicker;
-
-impl Picker for NoPicker {
-    fn pick_files(&self) -> Option<Vec<PathBuf>> {
-        None
-    }
-    fn pick_folder(&self, _start: &Path) -> Option<PathBuf> {
-        None
-    }
-}
 
 /// When the next frame is due: the earliest repaint asked for through the context's
 /// callback (the engine's waker calls it from its threads).

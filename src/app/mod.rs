@@ -65,7 +65,9 @@ pub use notes_panel::{NotesPanel, NotesStatus};
 pub use notify::{DesktopNotifier, NoNotifier, Notifier};
 pub use offers::OfferPrompt;
 pub use server_tab::{ServerStatus, ServerTab};
-pub use settings::{Picker, PolicyChoice, RfdPicker, Settings, ThemeChoice, default_download_dir};
+pub use settings::{
+    NoPicker, Picker, PolicyChoice, RfdPicker, Settings, ThemeChoice, default_download_dir,
+};
 pub use trust_panel::TrustPanel;
 
 use i18n::Lang;
@@ -333,23 +335,11 @@ pub fn run() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
     use super::*;
     use crate::events::{Direction, Security, TransferEvent, next_transfer_id};
     use crate::protocol::Mode;
-
-    struct NoPicker;
-
-    impl Picker for NoPicker {
-        fn pick_files(&self) -> Option<Vec<PathBuf>> {
-            None
-        }
-        fn pick_folder(&self, _start: &Path) -> Option<PathBuf> {
-            None
-        }
-    }
 
     #[derive(Default)]
     struct Shown(Mutex<Vec<String>>);

@@ -192,6 +192,18 @@ pub trait Picker: Send + Sync {
     }
 }
 
+/// Chooses nothing: a window without dialogs (benchmarks, tests that pick no files).
+pub struct NoPicker;
+
+impl Picker for NoPicker {
+    fn pick_files(&self) -> Option<Vec<PathBuf>> {
+        None
+    }
+    fn pick_folder(&self, _start: &Path) -> Option<PathBuf> {
+        None
+    }
+}
+
 /// A dialog that returns `None` faster than this was never shown: nobody cancels that fast.
 const NO_DIALOG_WITHIN: Duration = Duration::from_millis(300);
 
