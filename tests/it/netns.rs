@@ -37,14 +37,11 @@ fn can_make_namespaces() -> bool {
 }
 
 fn have_nft() -> bool {
-    let ok = Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        skip_or_fail(true, "the `nft` command (nftables) is missing");
-    }
-    ok
+    have_command(
+        "nft",
+        "--version",
+        "the `nft` command (nftables) is missing",
+    )
 }
 
 /// A small network: a bridge namespace, hosts on 10.77.0.0/24, optionally a router to

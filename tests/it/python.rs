@@ -60,15 +60,9 @@ print(data.decode("utf-8"), flush=True)
 "#;
 
 fn python() -> Option<Command> {
-    let found = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        // .ci/run installs python3.
-        skip_or_fail(true, "no python3 on this machine");
-    }
-    found.then(|| Command::new("python3"))
+    // .ci/run installs python3.
+    have_command("python3", "--version", "no python3 on this machine")
+        .then(|| Command::new("python3"))
 }
 
 #[test]

@@ -652,17 +652,22 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Whether the `ip` command is here; prints the skip line if not (CI installs it, so there a
-/// missing one fails).
-pub fn have_ip_command() -> bool {
-    let have = Command::new("ip")
-        .arg("-V")
+/// Whether `program` runs (asked with `version_arg`); prints the skip line `missing` if not.
+/// For tools `.ci/run` installs, so under CI a missing one fails.
+pub fn have_command(program: &str, version_arg: &str, missing: &str) -> bool {
+    let have = Command::new(program)
+        .arg(version_arg)
         .output()
         .is_ok_and(|o| o.status.success());
     if !have {
-        skip_or_fail(true, "the `ip` command (iproute2) is missing");
+        skip_or_fail(true, missing);
     }
     have
+}
+
+/// Whether the `ip` command is here (see [`have_command`]).
+pub fn have_ip_command() -> bool {
+    have_command("ip", "-V", "the `ip` command (iproute2) is missing")
 }
 
 /// Sends the folder at `path` to `to` (with `opts`, else the defaults) over one connection,
