@@ -134,11 +134,7 @@ fn main() {
         } else {
             format!(", memory {state}")
         },
-        if std::env::var("FERRY_BENCH_PIN").is_ok_and(|v| v == "1") {
-            ", one core per end"
-        } else {
-            ""
-        }
+        if pinned() { ", one core per end" } else { "" }
     );
     println!("ferry (encrypted)    {:>8.0} MB/s", mbps(bytes, ferry));
     let unencrypted = median(&mut unencrypted_secs);
@@ -193,6 +189,11 @@ fn main() {
     }
 }
 
+/// Whether `FERRY_BENCH_PIN=1`: each end on a core of its own.
+fn pinned() -> bool {
+    std::env::var("FERRY_BENCH_PIN").is_ok_and(|v| v == "1")
+}
+
 /// Which side of a transfer a process is, for `FERRY_BENCH_PIN`.
 #[derive(Clone, Copy)]
 enum Side {
@@ -204,7 +205,7 @@ enum Side {
 /// on CPU 0).
 fn on_cpu(mut command: Command, side: Side) -> Command {
     use std::os::unix::process::CommandExt;
-    if std::env::var("FERRY_BENCH_PIN").is_ok_and(|v| v == "1") {
+    if pinned() {
         let cpu = match side {
             Side::Receiver => 1,
             Side::Sender => 0,
