@@ -17,7 +17,7 @@ use super::palette;
 use super::pin_prompt::pin_prompt;
 use super::settings::remember;
 use super::speed_panel::{SpeedTest, speed_ui};
-use super::table::{RowAction, transfer_table_ui};
+use super::table::{self, RowAction, transfer_table_ui};
 use crate::events::{
     Direction, FailureKind, PinProblem, TransferId, TrustedPeer, next_transfer_id,
 };
@@ -189,6 +189,8 @@ impl ClientTab {
                 )
                 .clicked()
             {
+                let finished = self.rows.iter().filter(|r| r.state.is_finished());
+                table::forget_rows(ui.ctx(), Direction::Outgoing, finished);
                 self.rows.retain(|r| !r.state.is_finished());
             }
             if ui
@@ -217,7 +219,11 @@ impl ClientTab {
                     actions.push(Action::Engine(Command::Cancel(id)))
                 }
                 Some(RowAction::Toggle(id)) => folder_rows::toggle(&mut self.rows, id),
-                Some(RowAction::Remove(id)) => self.rows.retain(|r| r.id != id),
+                Some(RowAction::Remove(id)) => {
+                    let removed = self.rows.iter().filter(|r| r.id == id);
+                    table::forget_rows(ui.ctx(), Direction::Outgoing, removed);
+                    self.rows.retain(|r| r.id != id);
+                }
                 Some(RowAction::Retry(id)) => actions.extend(self.retry(id)),
                 Some(RowAction::OpenFolder(_) | RowAction::Open(_) | RowAction::CopyPath(_))
                 | None => {}

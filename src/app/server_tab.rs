@@ -15,7 +15,7 @@ use super::model::{RowState, TransferRow};
 use super::offers::OfferPrompt;
 use super::palette;
 use super::settings::PolicyChoice;
-use super::table::{RowAction, transfer_table_ui};
+use super::table::{self, RowAction, transfer_table_ui};
 use super::trust_panel::TrustPanel;
 use crate::events::{Direction, LocalSendStatus};
 use crate::transfer::ServerConfig;
@@ -279,6 +279,8 @@ impl ServerTab {
                 )
                 .clicked()
             {
+                let finished = self.rows.iter().filter(|r| r.state.is_finished());
+                table::forget_rows(ui.ctx(), Direction::Incoming, finished);
                 self.rows.retain(|r| !r.state.is_finished());
             }
         });

@@ -98,7 +98,7 @@ fn row_or_room(
     // taller), so that out of view it keeps its room: the rows below it stay where they
     // were, and its name still widens the first column, which does not change with the
     // scroll.
-    let memory = ui.scope_id().with(("row room", row.id));
+    let memory = room_id(direction, row.id);
     let remembered = ui.data(|d| d.get_temp::<egui::Vec2>(memory));
     let room = remembered.unwrap_or(egui::vec2(0.0, ui.spacing().interact_size.y));
     let top = ui.cursor().min.y;
@@ -118,6 +118,30 @@ fn row_or_room(
         ui.end_row();
         None
     }
+}
+
+/// Where the room a row took when drawn is kept (see [`row_or_room`]): one entry per row
+/// drawn, until [`forget_rows`].
+fn room_id(direction: Direction, id: TransferId) -> egui::Id {
+    egui::Id::unique(("row room", direction == Direction::Incoming, id))
+}
+
+/// Forgets what [`row_or_room`] remembered of rows leaving a table, and of their folders'
+/// files: a window that runs for weeks and clears its history now and then keeps nothing
+/// of the rows it cleared.
+pub fn forget_rows<'a>(
+    ctx: &egui::Context,
+    direction: Direction,
+    rows: impl IntoIterator<Item = &'a TransferRow>,
+) {
+    ctx.data_mut(|d| {
+        for row in rows {
+            let files = row.folder.iter().flat_map(|g| g.children.iter());
+            for row in std::iter::once(row).chain(files) {
+                d.remove_temp::<egui::Vec2>(room_id(direction, row.id));
+            }
+        }
+    });
 }
 
 /// One row; `child` for a folder's file (indented, no Retry or Remove of its own). Returns
@@ -468,6 +492,42 @@ mod tests {
             "{before} -> {}",
             x(&harness)
         );
+    }
+
+    /// Drawn rows leave what they took behind until they leave the table; then it goes,
+    /// for a folder's files as well, and the rows still shown keep theirs.
+    #[test]
+    fn rows_cleared_from_the_table_leave_nothing_behind() {
+        let peer = ([127, 0, 0, 1], 1).into();
+        let mut folder = TransferRow::incoming_folder("photos", peer, Mode::Ferry);
+        let file = TransferRow::queued(next_transfer_id(), PathBuf::from("photos/a.jpg"), 1);
+        if let Some(group) = folder.folder.as_mut() {
+            group.children.push(file);
+            group.expanded = true;
+        }
+        let mut table = vec![folder];
+        table.extend(rows(3));
+        let harness = view(table);
+        let ids: Vec<TransferId> = harness.state().rows.iter().map(|r| r.id).collect();
+        let file_id = harness.state().rows[0]
+            .folder
+            .as_ref()
+            .map(|g| g.children[0].id)
+            .unwrap();
+        let remembered = |id| {
+            harness
+                .ctx
+                .data(|d| d.get_temp::<egui::Vec2>(room_id(Direction::Incoming, id)))
+                .is_some()
+        };
+        assert!(ids.iter().chain([&file_id]).all(|&id| remembered(id)));
+        forget_rows(
+            &harness.ctx,
+            Direction::Incoming,
+            &harness.state().rows[..2],
+        );
+        assert!(!remembered(ids[0]) && !remembered(file_id) && !remembered(ids[1]));
+        assert!(remembered(ids[2]) && remembered(ids[3]));
     }
 
     #[test]

@@ -128,3 +128,46 @@ fn frames_go_on_through_a_flood_of_progress_and_the_row_shows_the_latest() {
         "the latest figure, after every other"
     );
 }
+
+/// "Clear finished" takes the finished rows out of the table and forgets the room each
+/// took when drawn (one small entry per row, which a window running for weeks would
+/// otherwise keep for every row it ever showed); a row still running stays, and keeps its.
+#[test]
+fn clearing_finished_rows_forgets_what_they_took() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(dst.path()), Vec::new());
+    harness.run_steps(2);
+    let sink = harness.state().event_sink();
+    let (running, event) = started("still-running.bin");
+    sink.emit(Event::Transfer(event));
+    for i in 0..5 {
+        let (id, event) = started(&format!("done-{i:02}.bin"));
+        sink.emit(Event::Transfer(event));
+        sink.emit(Event::Transfer(TransferEvent::Finished {
+            id,
+            verified: true,
+            saved_as: None,
+            path: None,
+        }));
+    }
+    harness.run_steps(3);
+    assert!(
+        harness.query_by_label("done-04.bin").is_some(),
+        "every row in view"
+    );
+    let remembered = |h: &egui_kittest::Harness<'_, ferry::app::FerryApp>| {
+        h.ctx.data(|d| d.count::<egui::Vec2>())
+    };
+    let before = remembered(&harness);
+    harness.get_by_label("Clear finished").click();
+    harness.run_steps(3);
+    assert!(harness.query_by_label("done-00.bin").is_none());
+    assert!(harness.query_by_label("still-running.bin").is_some());
+    let rows = &harness.state().server.rows;
+    assert_eq!((rows.len(), rows[0].id), (1, running));
+    let after = remembered(&harness);
+    assert!(
+        before >= after + 5,
+        "{before} remembered sizes before, {after} after"
+    );
+}
