@@ -1,6 +1,8 @@
 //! Throughput benchmark: `ferry send` -> `ferry serve` on loopback, against `nc` and
 //! `socat -b1048576` in the same alternating rounds, all writing the received file to disk
-//! (socat also once more followed by `fdatasync`, durable as Ferry's "verified" file is);
+//! (socat also once more followed by `fdatasync`, durable as Ferry's "verified" file is),
+//! and a local `dd bs=1M conv=fdatasync` of the same file (no network: the disk's ceiling
+//! for a synced copy);
 //! then 32 concurrent uploads into one server. Prints figures; asserts nothing (issue 14's
 //! measuring instrument).
 //!
@@ -59,6 +61,7 @@ fn main() {
     let mut nc_secs = Vec::new();
     let mut socat_secs = Vec::new();
     let mut socat_synced_secs = Vec::new();
+    let mut disk_secs = Vec::new();
     // CPU seconds per GiB, (sender, server), of each run: robust where wall time is not.
     let mut encrypted_cpu = Vec::new();
     let mut unencrypted_cpu = Vec::new();
@@ -124,6 +127,11 @@ fn main() {
             eprintln!("run {run}: socat, synced {:.0} MB/s", mbps(bytes, secs));
             socat_synced_secs.push(secs);
         }
+        prepare();
+        if let Some(secs) = disk_run(&input, &out_dir) {
+            eprintln!("run {run}: dd, synced {:.0} MB/s", mbps(bytes, secs));
+            disk_secs.push(secs);
+        }
     }
     let ferry = median(&mut ferry_secs);
     println!(
@@ -165,6 +173,7 @@ fn main() {
         let nc = median(&mut nc_secs);
         println!("nc                   {:>8.0} MB/s", mbps(bytes, nc));
         println!("ferry / nc           {:>8.2}x", nc / ferry);
+        println!("ferry --no-encryption / nc {:>2.2}x", nc / unencrypted);
     }
     if socat_secs.is_empty() {
         println!("socat                not found (apt-get install socat)");
@@ -172,12 +181,26 @@ fn main() {
         let socat = median(&mut socat_secs);
         println!("socat {SOCAT_BUFFER:<14} {:>8.0} MB/s", mbps(bytes, socat));
         println!("ferry / socat        {:>8.2}x", socat / ferry);
+        println!("ferry --no-encryption / socat {:.2}x", socat / unencrypted);
         // Like for like: neither synced, or both.
         println!("ferry --no-fsync / socat {:>4.2}x", socat / no_fsync);
         if !socat_synced_secs.is_empty() {
             let synced = median(&mut socat_synced_secs);
             println!("socat, then fdatasync{:>8.0} MB/s", mbps(bytes, synced));
             println!("ferry / synced socat {:>8.2}x", synced / ferry);
+        }
+        if !disk_secs.is_empty() {
+            // No network, no hashing: the most a synced copy of this file can reach here.
+            let disk = median(&mut disk_secs);
+            println!(
+                "dd bs=1M conv=fdatasync{:>6.0} MB/s (a local copy, synced)",
+                mbps(bytes, disk)
+            );
+            println!("ferry / synced dd    {:>8.2}x", disk / ferry);
+            println!(
+                "0.6x socat is        {:>8.2}x synced dd",
+                disk / (socat / 0.6)
+            );
         }
     }
     println!("server peak RSS      {:>8.1} MiB", mib(server_rss_kib));
@@ -511,6 +534,26 @@ fn pipe_run(input: &Path, out_dir: &Path, pipe: &Pipe, sync: bool) -> Option<f64
         return None;
     }
     Some(secs)
+}
+
+/// A local copy of `input` with `dd`, synced (`conv=fdatasync`): no network and no hashing,
+/// so the most a file that must be on disk before it counts can reach on this disk. `None`
+/// when `dd` is missing or fails.
+fn disk_run(input: &Path, out_dir: &Path) -> Option<f64> {
+    let received = out_dir.join("dd.bin");
+    let start = Instant::now();
+    let status = on_cpu(Command::new("dd"), Side::Receiver)
+        .arg(format!("if={}", input.display()))
+        .arg(format!("of={}", received.display()))
+        .args(["bs=1M", "conv=fdatasync"])
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    let secs = start.elapsed().as_secs_f64();
+    let complete = status.success()
+        && std::fs::metadata(&received).ok()?.len() == std::fs::metadata(input).ok()?.len();
+    clear(out_dir);
+    complete.then_some(secs)
 }
 
 /// `count` concurrent `ferry send` processes (each its own file of `bytes`) into one
