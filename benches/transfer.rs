@@ -193,7 +193,7 @@ fn main() {
             // copies, then syncs; Ferry syncs while it receives, so it can do better).
             let disk = median(&mut disk_secs);
             println!(
-                "dd bs=128k conv=fdatasync{:>4.0} MB/s (a local copy, synced)",
+                "dd bs=128k conv=fdatasync {:>5.0} MB/s (a local copy, synced)",
                 mbps(bytes, disk)
             );
             println!("ferry / synced dd    {:>8.2}x", disk / ferry);
