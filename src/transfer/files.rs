@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::dir::{DownloadDir, Expired};
+use super::folder_keys::FolderKeys;
 use crate::protocol::SafeName;
 
 /// How many numbered alternatives (`name (n).ext`) are tried before giving up.
@@ -77,7 +78,7 @@ struct Inner {
     /// Names of the `.part` files in use.
     parts: Mutex<HashSet<String>>,
     /// Resume keys of the folders being received now (see [`Downloads::claim_folder`]).
-    folders: Mutex<HashSet<String>>,
+    folders: FolderKeys,
     /// Per sanitised name: the number to start the next free-name search at.
     hints: Mutex<HashMap<String, u32>>,
     /// Bytes promised to accepted offers that are still running.
@@ -101,7 +102,7 @@ pub struct FolderClaim {
 
 impl Drop for FolderClaim {
     fn drop(&mut self) {
-        lock(&self.downloads.0.folders).remove(&self.key);
+        self.downloads.0.folders.release(&self.key);
     }
 }
 
@@ -127,7 +128,7 @@ impl Downloads {
             fsync,
             sync_dir_on_commit: true,
             parts: Mutex::new(HashSet::new()),
-            folders: Mutex::new(HashSet::new()),
+            folders: FolderKeys::default(),
             hints: Mutex::new(HashMap::new()),
             reserved: Mutex::new(0),
         })))
@@ -143,7 +144,7 @@ impl Downloads {
             fsync: self.0.fsync,
             sync_dir_on_commit: false,
             parts: Mutex::new(HashSet::new()),
-            folders: Mutex::new(HashSet::new()),
+            folders: FolderKeys::default(),
             hints: Mutex::new(HashMap::new()),
             reserved: Mutex::new(0),
         }))
@@ -196,19 +197,35 @@ impl Downloads {
     /// dropped; `None` while another connection holds it. Two connections resuming one
     /// folder would otherwise both write into its root (and its kept partial) at once.
     pub fn claim_folder(&self, key: &str) -> Option<FolderClaim> {
-        let mut folders = lock(&self.0.folders);
-        if !folders.insert(key.to_owned()) {
-            return None;
-        }
-        Some(FolderClaim {
+        self.0
+            .folders
+            .try_claim(key)
+            .then(|| self.folder_claim(key))
+    }
+
+    /// Claims `key` like [`Downloads::claim_folder`], but while another connection holds it,
+    /// waits until `deadline` for it to be let go; `waiting` is called every fraction of a
+    /// second meanwhile, and gives up by returning false.
+    pub fn claim_folder_within(
+        &self,
+        key: &str,
+        deadline: Instant,
+        waiting: impl FnMut() -> bool,
+    ) -> Option<FolderClaim> {
+        let claimed = self.0.folders.claim_within(key, deadline, waiting);
+        claimed.then(|| self.folder_claim(key))
+    }
+
+    fn folder_claim(&self, key: &str) -> FolderClaim {
+        FolderClaim {
             downloads: self.clone(),
             key: key.to_owned(),
-        })
+        }
     }
 
     /// Whether a connection is receiving the folder with resume key `key` now.
     pub fn folder_in_use(&self, key: &str) -> bool {
-        lock(&self.0.folders).contains(key)
+        self.0.folders.contains(key)
     }
 
     /// Reserves `needed` bytes if the disk has them, counting what other running offers
@@ -232,10 +249,7 @@ impl Downloads {
     /// state of a folder being received).
     pub fn expire_partials(&self, max_age: Duration, now: SystemTime) -> io::Result<Expired> {
         self.0.dir.expire_partials(max_age, now, |name| {
-            self.parts().contains(name)
-                || lock(&self.0.folders)
-                    .iter()
-                    .any(|key| folder_state_name(key) == name)
+            self.parts().contains(name) || self.0.folders.any(|key| folder_state_name(key) == name)
         })
     }
 

@@ -8,6 +8,7 @@
 mod client;
 mod dir;
 mod files;
+mod folder_keys;
 mod os;
 mod outgoing;
 mod server;

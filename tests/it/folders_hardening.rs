@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ferry::events::{Event, OfferedFolder, ServerEvent, TransferEvent};
 use ferry::protocol::{
@@ -16,7 +16,10 @@ use ferry::protocol::{
 };
 use ferry::transfer::{AcceptPolicy, FileOutcome, ServerConfig};
 
-use crate::util::{LOOPBACK, offer_folder, send_folder, start_server, start_server_with, wait_for};
+use crate::util::{
+    LOOPBACK, file_len, find_part, offer_folder, read_answer, send_folder, start_server,
+    start_server_with, wait_for,
+};
 
 /// photos/{a.txt, 2024/b.bin, 2024/深圳/c.txt, empty/}: 3 files in 3 folders.
 fn sample_folder(parent: &Path) -> std::path::PathBuf {
@@ -90,9 +93,10 @@ fn thousands_of_subfolders_arrive_with_a_bounded_number_of_open_descriptors() {
     );
 }
 
-/// Two connections offering the same folder (same resume key) at once: the second is
-/// refused with the reason while the first holds the key (here: while its user is being
-/// asked), and only the first writes, into one root.
+/// Two connections offering the same folder (same resume key) at once: the second waits
+/// for the first as long as the first could be a connection whose sender is gone (the idle
+/// timeout and a margin), and is then refused with the reason while the first still holds
+/// the key (here: while its user is being asked); only the first writes, into one root.
 #[test]
 fn a_second_connection_for_the_same_folder_is_refused_while_the_first_runs() {
     let src = tempfile::tempdir().unwrap();
@@ -100,6 +104,8 @@ fn a_second_connection_for_the_same_folder_is_refused_while_the_first_runs() {
     let dl = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(LOOPBACK, 0, dl.path().to_owned());
     config.policy = AcceptPolicy::Ask;
+    let idle = Duration::from_secs(1);
+    config.idle_timeout = idle;
     let (server, events) = start_server_with(config);
     let addr = server.local_addr();
     let first = {
@@ -120,8 +126,10 @@ fn a_second_connection_for_the_same_folder_is_refused_while_the_first_runs() {
         })
     );
     // The first holds the folder's key while its user decides: the second is turned away
-    // at once, without a second prompt.
+    // once the first outlived its idle timeout, without a second prompt.
+    let asked = Instant::now();
     let second = send_folder(addr, &root, None);
+    assert!(asked.elapsed() >= idle, "refused at once");
     assert_eq!(second.len(), 3, "{second:?}");
     for outcome in &second {
         let FileOutcome::Declined { reason } = outcome else {
@@ -231,4 +239,82 @@ fn an_expired_folder_state_takes_its_kept_partial_and_nothing_else() {
     assert!(bytes >= 50_000, "{bytes}");
     assert_eq!(std::fs::read(&other).unwrap(), b"other");
     assert!(dl.path().join("album/b").is_dir());
+}
+
+/// A sender whose network vanished mid-folder (no FIN, no RST: its connection simply goes
+/// quiet) and that resumes at once finds the folder's key still held by the connection it
+/// left, which cannot know before its idle timeout. The new connection is told to wait,
+/// takes the key when the old one times out, and resumes into the same root from the
+/// partial the old one kept, instead of being refused.
+#[test]
+fn a_resume_arriving_before_the_old_connection_timed_out_waits_and_resumes() {
+    const KEY: &str = "fedcba9876543210fedcba9876543210";
+    let dl = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dl.path().to_owned());
+    // Long enough that the second offer arrives while the first connection still holds
+    // the key, even on a busy machine.
+    config.idle_timeout = Duration::from_secs(3);
+    let (server, _events) = start_server_with(config);
+    let entries = || {
+        vec![
+            FolderEntry {
+                path: "a/one.txt".into(),
+                size: Some(3),
+                mtime: 0,
+                mode: 6,
+            },
+            FolderEntry {
+                path: "b/two.bin".into(),
+                size: Some(100_000),
+                mtime: 0,
+                mode: 6,
+            },
+        ]
+    };
+    let (mut gone, answer) = offer_folder(server.local_addr(), "album", entries(), Some(KEY));
+    match answer {
+        ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
+        other => panic!("{other:?}"),
+    }
+    let mut bytes = encode_sender_msg(&SenderMsg::File {
+        index: 1,
+        offset: 0,
+    })
+    .unwrap();
+    bytes.extend_from_slice(&encode_chunk_header(100_000));
+    bytes.extend_from_slice(&[9u8; 50_000]);
+    gone.write_all(&bytes).unwrap();
+    // Half of the file is on disk: the old connection is receiving.
+    let part_len = || find_part(&dl.path().join("album/b"), "two.bin").map_or(0, |p| file_len(&p));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while part_len() < 50_000 {
+        assert!(Instant::now() < deadline, "the first half never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The network is gone; `gone` stays open and silent. The sender comes back at once.
+    let (mut again, answer) = offer_folder(server.local_addr(), "album", entries(), Some(KEY));
+    assert!(
+        matches!(answer, ReceiverMsg::Waiting),
+        "the resume was not told to wait: {answer:?}"
+    );
+    let mut answer = read_answer(&mut again);
+    while matches!(answer, ReceiverMsg::Waiting) {
+        answer = read_answer(&mut again);
+    }
+    match answer {
+        ReceiverMsg::FolderAccept {
+            saved_as,
+            partial: Some(partial),
+        } => {
+            assert_eq!(saved_as, "album", "resumed in the same root");
+            assert_eq!(partial.index, 1);
+            assert!(
+                partial.offset > 0 && partial.offset <= 50_000,
+                "{partial:?}"
+            );
+        }
+        other => panic!("not resumed: {other:?}"),
+    }
+    assert!(!dl.path().join("album (1)").exists());
+    drop(gone);
 }

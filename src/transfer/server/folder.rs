@@ -16,9 +16,10 @@
 //! first runs is refused with the reason before anyone is asked.
 
 use std::io;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use super::connection::{ConnEnd, Connection};
+use super::connection::{ConnEnd, Connection, WAITING_INTERVAL};
 use super::folder_resume::{self, FolderState};
 use super::lock;
 use super::outcome::{FileEnd, keep_interrupted, report_sender_cancel};
@@ -31,12 +32,44 @@ use crate::protocol::{
     CancelCode, Header, Mode, ReceiverMsg, SafeEntry, encode_receiver_msg, sanitize_file_name,
 };
 use crate::transfer::files::NoRoom;
-use crate::transfer::{PartFile, TransferError, write_all};
+use crate::transfer::{FolderClaim, PartFile, TransferError, write_all};
 
 use super::committer::{Committed, Committer};
 use super::folder_rx::{Dirs, FLUSH_BEFORE_BYTES, FolderRx, Pending, create_root, mtime};
 
+/// How much longer than the idle timeout a connection waits for a folder's key (see
+/// `Connection::claim_folder`): time for the holder to notice and end.
+const CLAIM_MARGIN: Duration = Duration::from_secs(2);
+
 impl Connection<'_> {
+    /// The folder resume key `key` for this connection, `None` while another one keeps it.
+    ///
+    /// A sender whose network dropped and that resumes at once finds the key still held:
+    /// the connection it left has not noticed yet, and will not before its idle timeout.
+    /// So the key is waited for until then (and [`CLAIM_MARGIN`] more), telling this sender
+    /// to keep waiting meanwhile, instead of refusing a resume that would work a few
+    /// seconds later. A holder that is alive (its user deciding, its files arriving) keeps
+    /// the key past that, and this connection is refused.
+    fn claim_folder(&mut self, key: &str) -> Option<FolderClaim> {
+        let downloads = self.shared.downloads.clone();
+        if let Some(claim) = downloads.claim_folder(key) {
+            return Some(claim);
+        }
+        log::info!(
+            "{}: waiting for another connection to let the folder go",
+            self.peer
+        );
+        let deadline = Instant::now() + self.shared.config.idle_timeout + CLAIM_MARGIN;
+        let mut last_word: Option<Instant> = None;
+        downloads.claim_folder_within(key, deadline, || {
+            if last_word.is_none_or(|at| at.elapsed() >= WAITING_INTERVAL) {
+                last_word = Some(Instant::now());
+                self.answer(&ReceiverMsg::Waiting);
+            }
+            !self.shared.stopping.load(Ordering::Relaxed)
+        })
+    }
+
     /// The offered folder (the session holds its listing): decide, create its root, answer,
     /// then receive its files until the sender's `folder_end`.
     pub(super) fn receive_folder(&mut self) -> Result<(), ConnEnd> {
@@ -54,10 +87,11 @@ impl Connection<'_> {
         };
         let downloads = self.shared.downloads.clone();
         // One connection at a time per folder key: a second one resuming the same folder
-        // (the sender restarted before this connection noticed the first one died) would
-        // write into the same root and partial; it is refused with the reason instead,
-        // before anyone is asked.
-        let claim = resume_key.as_deref().map(|key| downloads.claim_folder(key));
+        // would write into the same root and partial. It waits for the first to end, as
+        // long as that one could be a connection whose sender is gone (see
+        // `claim_folder`), and is refused with the reason after that, before anyone is
+        // asked.
+        let claim = resume_key.as_deref().map(|key| self.claim_folder(key));
         let mut refusal = match claim {
             Some(None) => Some(Refusal::FolderBusy),
             _ => self.decide_folder()?.err(),
