@@ -13,7 +13,8 @@
 //!
 //! A folder with a resume key is received by one connection at a time
 //! ([`crate::transfer::Downloads::claim_folder`]): a second connection offering it while the
-//! first runs is refused with the reason before anyone is asked.
+//! first runs waits as long as the first could be a connection whose sender is gone
+//! (`Connection::claim_folder`), then is refused with the reason before anyone is asked.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
