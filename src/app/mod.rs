@@ -26,7 +26,7 @@
 //! LocalSend (issue 16): the Server tab's "Receive from LocalSend" runs a LocalSend receiver
 //! beside the server (its prompts, rows and text messages arrive like Ferry's); LocalSend
 //! devices are listed with a badge, and files or a note to a LocalSend device's address go
-//! through LocalSend ([`FerryApp::localsend_route`]).
+//! through LocalSend (`FerryApp::localsend_route`).
 
 mod batch;
 mod client_tab;

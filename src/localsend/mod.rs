@@ -28,7 +28,7 @@
 //! - `listener`: the HTTPS listeners (IPv4, and IPv6 beside it), connection limits, TLS.
 //! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
 //! - `upload`: one file's body onto the disk; sessions and cancel.
-//! - [`folder`]: a folder sent as files named by relative paths (empty folders cannot be).
+//! - `folder`: a folder sent as files named by relative paths (empty folders cannot be).
 //! - `disk`: a session's folders, and the writer that keeps file I/O off the runtime.
 //! - `discovery`: announcing, answering announcements (IPv4 and IPv6).
 //! - `devices`: the table of devices heard, one per fingerprint.

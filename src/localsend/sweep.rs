@@ -9,12 +9,12 @@
 //! Bounds: a host gets [`SweepSettings::connect_timeout`] to accept and
 //! [`SweepSettings::host_timeout`] in all; at most [`SweepSettings::concurrency`] hosts
 //! are asked at once; an answer is read up to [`MAX_SWEEP_ANSWER_BYTES`]; one sweep runs
-//! at a time ([`Sweeper::start`] returns `None` while one does); the table stays bounded.
+//! at a time (`Sweeper::start` returns `None` while one does); the table stays bounded.
 //!
 //! Which hosts: [`subnet_hosts`] is pure: for each private (RFC 1918) or link-local IPv4
 //! interface address, the /24 around it (a wider subnet is not swept beyond that /24; a
 //! narrower one only as far as it goes), never our own address, never loopback or public
-//! addresses. Tests pass their own list of loopback addresses to [`Sweeper::start`].
+//! addresses. Tests pass their own list of loopback addresses to `Sweeper::start`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

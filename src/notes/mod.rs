@@ -3,7 +3,7 @@
 //!
 //! One datagram is one UTF-8 message with no header (the limits and the decoding live in
 //! [`crate::protocol`]). A [`NotesHandle`] owns one UDP socket and one receive thread
-//! (`ferry-notes-recv`) that turns every datagram into a [`NoteEvent::Received`] on the
+//! (`ferry-notes-recv`) that turns every datagram into a [`NoteEvent::Received`](crate::events::NoteEvent::Received) on the
 //! [`EventSink`]; sending goes out of the same socket, so a peer's reply comes back to it.
 //!
 //! - Sending never waits for the network: UDP `send_to` only queues the datagram (with a
@@ -18,7 +18,7 @@
 //! - Memory stays bounded under a flood, even when nobody reads the events: received notes
 //!   wait in a bounded [`NoteQueue`] (1 024 notes, 4 MiB) and are handed to the event channel
 //!   only while it holds fewer than [`MAX_EVENTS_IN_FLIGHT`] events. When the queue is full
-//!   the oldest notes are dropped and a [`NoteEvent::Dropped`] with their number goes out
+//!   the oldest notes are dropped and a [`NoteEvent::Dropped`](crate::events::NoteEvent::Dropped) with their number goes out
 //!   before the notes that were kept, so the user is told.
 //!
 //!
@@ -31,7 +31,7 @@
 //! (`nc -u`, the Python chat), whose notes still arrive as before. A sealed datagram that
 //! does not open (an unknown or forgotten device, a flipped byte, a replay), or any sealed
 //! datagram when there is no keyring, is never shown as text: it is logged and reported as
-//! [`NoteEvent::Refused`], and the listener keeps going. Sending seals under [`Seal::Auto`]
+//! [`NoteEvent::Refused`](crate::events::NoteEvent::Refused), and the listener keeps going. Sending seals under [`Seal::Auto`]
 //! when the destination is a trusted device (its last address, or the address a sealed note
 //! came from, so replies to sealed notes are sealed); [`Seal::Plain`] forces plain text.
 //!
@@ -162,7 +162,7 @@ pub struct Sent {
 /// joins it (within [`RECV_POLL_INTERVAL`], usually at once).
 ///
 /// The receive thread never waits for the consumer: a slow one sees
-/// [`NoteEvent::Dropped`] instead of every note.
+/// [`NoteEvent::Dropped`](crate::events::NoteEvent::Dropped) instead of every note.
 #[derive(Debug)]
 pub struct NotesHandle {
     socket: Arc<UdpSocket>,

@@ -4,7 +4,7 @@
 //!
 //! - **Receiving.** A datagram that [`is_sealed`] is opened with one [`NoteOpener`] (kept by
 //!   the receive thread for the socket's whole life, so its replay windows persist). Before
-//!   each open, the keys of the trusted devices are read again from the [`TrustBook`] (which
+//!   each open, the keys of the trusted devices are read again from the [`TrustBook`](crate::secure::trust::TrustBook) (which
 //!   reloads the file when another Ferry process changed it) and any new one is added. After
 //!   a note opened, its sender must *still* be trusted: a forgotten device's notes are
 //!   refused even though the opener still knows its key (keeping the key keeps its replay

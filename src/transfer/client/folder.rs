@@ -40,7 +40,7 @@ pub struct OutgoingFolder {
     /// Relative paths not sent: symlinks leading out of the folder or to non-files, special
     /// files, paths deeper than the protocol allows.
     pub skipped: Vec<String>,
-    /// Names this folder for a receiver's resume state (see [`folder_resume_key`]).
+    /// Names this folder for a receiver's resume state (see `folder_resume_key`).
     pub resume_key: Option<String>,
 }
 
