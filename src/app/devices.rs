@@ -319,7 +319,18 @@ impl DevicesPanel {
                             .strong()
                             .color(palette::OK),
                     );
-                    ui.label(RichText::new(addr).monospace());
+                    // Heard over both families: the second address beneath the first.
+                    match device.addr_v6.filter(|v6| *v6 != device.addr) {
+                        Some(v6) => {
+                            ui.vertical(|ui| {
+                                ui.label(RichText::new(addr).monospace());
+                                ui.label(RichText::new(v6.to_string()).monospace().weak());
+                            });
+                        }
+                        None => {
+                            ui.label(RichText::new(addr).monospace());
+                        }
+                    }
                     ui.label(&device.device_type);
                     ui.label(device.how.join("+"));
                     ui.label("-");

@@ -30,8 +30,10 @@ pub struct SeenLocalSend {
     pub device_type: String,
     /// SHA-256 of its certificate, upper-case hex: pinned when we send to it.
     pub fingerprint: String,
-    /// Its HTTPS address.
+    /// Its HTTPS address (the IPv4 one where it has one).
     pub addr: SocketAddr,
+    /// Its IPv6 address too, when it was heard over IPv6 as well.
+    pub addr_v6: Option<SocketAddr>,
     /// How it was found: `multicast`, `register`, `answer`, `probe`.
     pub how: Vec<&'static str>,
 }

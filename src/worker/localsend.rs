@@ -340,6 +340,7 @@ impl LocalSendSide {
                 device_type: d.device_type,
                 fingerprint: d.fingerprint,
                 addr: d.addr,
+                addr_v6: d.addr_v6,
                 how: d.how,
             })
             .collect();

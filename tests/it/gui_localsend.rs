@@ -367,3 +367,35 @@ fn the_localsend_line_names_the_ipv6_listener_too() {
         "LocalSend receiving is on: 0.0.0.0:53317, [::]:53317 (fingerprint AB12)",
     );
 }
+
+/// A LocalSend device heard over both IPv4 and IPv6 shows both addresses in the Client
+/// tab's device list (the one Ferry sends to first, the other beneath it); one heard over
+/// a single family shows that one. Fed through the window's event sink, as the engine's
+/// LocalSend worker sends it (a test cannot be heard beyond loopback).
+#[test]
+fn a_localsend_device_heard_on_both_families_shows_both_addresses() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(dst.path()), vec![]);
+    harness.run_steps(2);
+    let device = |alias: &str, addr: &str, addr_v6: Option<&str>| ferry::events::SeenLocalSend {
+        alias: alias.into(),
+        device_type: "mobile".into(),
+        fingerprint: "AB12".into(),
+        addr: addr.parse().unwrap(),
+        addr_v6: addr_v6.map(|a| a.parse().unwrap()),
+        how: vec!["multicast"],
+    };
+    let sink = harness.state().event_sink();
+    sink.emit(Event::Discovery(
+        ferry::events::DiscoveryEvent::LocalSendDevices(vec![
+            device("phone", "192.168.7.20:53317", Some("[fd00::20]:53317")),
+            device("tablet", "192.168.7.21:53317", None),
+        ]),
+    ));
+    harness.get_by_label("Client").click();
+    harness.run_steps(3);
+    harness.get_by_label("phone");
+    harness.get_by_label("192.168.7.20:53317");
+    harness.get_by_label("[fd00::20]:53317");
+    harness.get_by_label("192.168.7.21:53317");
+}
