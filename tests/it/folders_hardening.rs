@@ -1,6 +1,7 @@
 //! Folders received from a hostile or unlucky sender (issue 13's leftovers): a listing of
 //! thousands of subfolders holds a bounded number of descriptors, two connections never
-//! resume one folder into the same root at once, an expired folder state takes its kept
+//! resume one folder into the same root at once (a second one waits, and stops waiting when
+//! its sender leaves), an expired folder state takes its kept
 //! partial with it (and nothing else), and the prompt counts the folders. Real sockets on
 //! 127.0.0.1, real temp folders.
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use ferry::events::{Event, OfferedFolder, ServerEvent, TransferEvent};
+use ferry::events::{Event, FailureKind, OfferedFolder, Refusal, ServerEvent, TransferEvent};
 use ferry::protocol::{
     FolderEntry, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
 };
@@ -248,42 +249,13 @@ fn an_expired_folder_state_takes_its_kept_partial_and_nothing_else() {
 /// timing; that the wait lasts as long as the idle timeout is the test above.)
 #[test]
 fn a_resume_arriving_before_the_old_connection_ended_waits_and_resumes() {
-    const KEY: &str = "fedcba9876543210fedcba9876543210";
     let dl = tempfile::tempdir().unwrap();
     let (server, _events) = start_server(dl.path());
-    let entries = || {
-        vec![
-            FolderEntry {
-                path: "a/one.txt".into(),
-                size: Some(3),
-                mtime: 0,
-                mode: 6,
-            },
-            FolderEntry {
-                path: "b/two.bin".into(),
-                size: Some(100_000),
-                mtime: 0,
-                mode: 6,
-            },
-        ]
-    };
-    let (mut gone, answer) = offer_folder(server.local_addr(), "album", entries(), Some(KEY));
-    match answer {
-        ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
-        other => panic!("{other:?}"),
-    }
-    let mut bytes = encode_sender_msg(&SenderMsg::File {
-        index: 1,
-        offset: 0,
-    })
-    .unwrap();
-    bytes.extend_from_slice(&encode_chunk_header(100_000));
-    bytes.extend_from_slice(&[9u8; 50_000]);
-    gone.write_all(&bytes).unwrap();
+    let gone = half_sent_album(server.local_addr());
     // The network is gone: `gone` stays open and silent. The sender comes back at once,
     // and is told to wait while the old connection holds the folder (for the idle timeout,
     // 30 s, if it never hears another byte).
-    let (mut again, answer) = offer_folder(server.local_addr(), "album", entries(), Some(KEY));
+    let (mut again, answer) = offer_folder(server.local_addr(), "album", album(), Some(KEY));
     assert!(
         matches!(answer, ReceiverMsg::Waiting),
         "the resume was not told to wait: {answer:?}"
@@ -306,4 +278,86 @@ fn a_resume_arriving_before_the_old_connection_ended_waits_and_resumes() {
         other => panic!("not resumed: {other:?}"),
     }
     assert!(!dl.path().join("album (1)").exists());
+}
+
+/// The resume key of the folder `album` in the tests below.
+const KEY: &str = "fedcba9876543210fedcba9876543210";
+
+/// album/{a/one.txt (3 bytes), b/two.bin (100 000 bytes)}.
+fn album() -> Vec<FolderEntry> {
+    vec![
+        FolderEntry {
+            path: "a/one.txt".into(),
+            size: Some(3),
+            mtime: 0,
+            mode: 6,
+        },
+        FolderEntry {
+            path: "b/two.bin".into(),
+            size: Some(100_000),
+            mtime: 0,
+            mode: 6,
+        },
+    ]
+}
+
+/// A connection that offered `album` (resume key [`KEY`]), was accepted, and sent half of
+/// `b/two.bin`; it stays open and silent (its sender's network is gone).
+fn half_sent_album(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let (mut gone, answer) = offer_folder(addr, "album", album(), Some(KEY));
+    match answer {
+        ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
+        other => panic!("{other:?}"),
+    }
+    let mut bytes = encode_sender_msg(&SenderMsg::File {
+        index: 1,
+        offset: 0,
+    })
+    .unwrap();
+    bytes.extend_from_slice(&encode_chunk_header(100_000));
+    bytes.extend_from_slice(&[9u8; 50_000]);
+    gone.write_all(&bytes).unwrap();
+    gone
+}
+
+/// A connection told to wait for a folder's key whose own sender then leaves (it gave up,
+/// or retried on yet another connection) stops waiting at once: it is refused and ends,
+/// rather than holding its slot until the idle timeout and then taking the key (and the
+/// kept partial) from under the connection that really resumes.
+#[test]
+fn a_waiting_connection_whose_sender_left_stops_waiting() {
+    let dl = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dl.path());
+    let addr = server.local_addr();
+    let gone = half_sent_album(addr);
+    let (waiter, answer) = offer_folder(addr, "album", album(), Some(KEY));
+    assert!(matches!(answer, ReceiverMsg::Waiting), "{answer:?}");
+    drop(waiter);
+    // Refused well before the idle timeout (30 s; the deadline here is 20 s) ran out,
+    // while `gone` still holds the key.
+    wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Failed { failure, .. })
+            if failure.kind == FailureKind::Refused(Refusal::FolderBusy) =>
+        {
+            Some(())
+        }
+        _ => None,
+    });
+    // The old connection ends; the sender's next connection takes the key and resumes
+    // from every byte the old one got.
+    drop(gone);
+    let (mut again, mut answer) = offer_folder(addr, "album", album(), Some(KEY));
+    while matches!(answer, ReceiverMsg::Waiting) {
+        answer = read_answer(&mut again);
+    }
+    match answer {
+        ReceiverMsg::FolderAccept {
+            saved_as,
+            partial: Some(partial),
+        } => {
+            assert_eq!(saved_as, "album");
+            assert_eq!((partial.index, partial.offset), (1, 50_000));
+        }
+        other => panic!("not resumed: {other:?}"),
+    }
 }

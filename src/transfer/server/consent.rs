@@ -204,6 +204,25 @@ impl Connection<'_> {
         }
     }
 
+    /// Whether the sender has closed its side, seen without waiting or consuming a byte (for
+    /// a connection that waits without reading, such as one waiting for a folder's key).
+    /// Bytes already sent, or nothing to tell yet, mean it is still there.
+    pub(super) fn sender_has_left(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return false;
+        }
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        let socket = socket2::SockRef::from(self.reader.get_ref().socket());
+        match socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+            ),
+        }
+    }
+
     /// A channel that fires when the sender closes its side while the user is being asked:
     /// a thread peeks at the socket (never consuming a byte) until the peer closes (fire),
     /// sends something (it is alive: the thread ends, the channel stays silent), or the

@@ -50,7 +50,8 @@ impl Connection<'_> {
     /// So the key is waited for until then (and [`CLAIM_MARGIN`] more), telling this sender
     /// to keep waiting meanwhile, instead of refusing a resume that would work a few
     /// seconds later. A holder that is alive (its user deciding, its files arriving) keeps
-    /// the key past that, and this connection is refused.
+    /// the key past that, and this connection is refused; so is it at once when its own
+    /// sender leaves meanwhile, or the server stops.
     fn claim_folder(&mut self, key: &str) -> Option<FolderClaim> {
         let downloads = self.shared.downloads.clone();
         if let Some(claim) = downloads.claim_folder(key) {
@@ -63,11 +64,20 @@ impl Connection<'_> {
         let deadline = Instant::now() + self.shared.config.idle_timeout + CLAIM_MARGIN;
         let mut last_word: Option<Instant> = None;
         downloads.claim_folder_within(key, deadline, || {
+            // A sender that left (gave up, cancelled, retried on another connection) stops
+            // the wait: this connection must not hold its slot, nor take the key from the
+            // connection that is really resuming.
+            if self.shared.stopping.load(Ordering::Relaxed) || self.sender_has_left() {
+                return false;
+            }
             if last_word.is_none_or(|at| at.elapsed() >= WAITING_INTERVAL) {
                 last_word = Some(Instant::now());
-                self.answer(&ReceiverMsg::Waiting);
+                let told = encode_receiver_msg(&ReceiverMsg::Waiting)
+                    .map_err(TransferError::from)
+                    .and_then(|frame| write_all(&mut self.writer, &frame));
+                return told.is_ok();
             }
-            !self.shared.stopping.load(Ordering::Relaxed)
+            true
         })
     }
 
