@@ -418,8 +418,9 @@ fn local_file_problem(path: &Path) -> Option<String> {
 /// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
 pub(super) struct Bars {
     multi: MultiProgress,
-    /// Each active transfer's bar, the sender's message and whether it is encrypted.
-    active: HashMap<TransferId, (ProgressBar, String, Security)>,
+    /// Each active transfer's bar, the sender's message, whether it is encrypted, and
+    /// whether "waiting for the receiver" was said (once: the receiver repeats it every 5 s).
+    active: HashMap<TransferId, (ProgressBar, String, Security, bool)>,
     style: ProgressStyle,
     /// Receivers whose protection was already said.
     told: Vec<std::net::SocketAddr>,
@@ -484,14 +485,16 @@ impl Bars {
                     self.multi.suspend(|| eprintln!("to {peer}: {words}"));
                 }
                 self.active
-                    .insert(*id, (bar, msg.clone(), security.clone()));
+                    .insert(*id, (bar, msg.clone(), security.clone(), false));
             }
             Event::Transfer(TransferEvent::AwaitingDecision { id }) => {
-                if let Some((bar, ..)) = self.active.get(id) {
-                    self.line(format!(
-                        "{}: waiting for the receiver to accept",
-                        bar.prefix()
-                    ));
+                let first = self.active.get_mut(id).filter(|(.., said)| !*said);
+                let first = first.map(|(bar, .., said)| {
+                    *said = true;
+                    bar.prefix()
+                });
+                if let Some(prefix) = first {
+                    self.line(format!("{prefix}: waiting for the receiver to accept"));
                 }
             }
             Event::Transfer(TransferEvent::Progress { id, bytes_done }) => {
@@ -505,7 +508,7 @@ impl Bars {
                 saved_as,
                 path,
             }) => {
-                if let Some((bar, msg, security)) = self.active.remove(id) {
+                if let Some((bar, msg, security, _)) = self.active.remove(id) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                     if let Some(path) = path {

@@ -7,6 +7,7 @@ mod attacks_text;
 mod cli;
 mod cli_localsend_note;
 mod cli_notes;
+mod cli_waiting;
 mod desktop;
 mod faults;
 mod ferry;

@@ -1,0 +1,62 @@
+//! What `ferry send` prints while its receiver says "wait" again and again (a receiver
+//! waiting for a folder's key, or hashing a kept partial, repeats `waiting` every 5 s):
+//! one line, not one per repetition, on the stdout scripts read. A fake receiver on
+//! 127.0.0.1 speaks the wire protocol; the real binary sends.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use ferry::protocol::{ReceiverMsg, SenderMsg, decode_sender_msg, encode_receiver_msg};
+
+use crate::util::{DEADLINE, ferry};
+
+/// Reads one frame's message off `stream`.
+fn read_msg(stream: &mut impl Read) -> SenderMsg {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
+    stream.read_exact(&mut body).unwrap();
+    decode_sender_msg(&body).unwrap()
+}
+
+#[test]
+fn a_receiver_repeating_waiting_is_announced_once() {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("a.txt");
+    std::fs::write(&file, b"alpha").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        // Whatever announces the file, then the offer itself.
+        while !matches!(read_msg(&mut stream), SenderMsg::Offer(_)) {}
+        let mut answers = Vec::new();
+        for msg in [
+            ReceiverMsg::Waiting,
+            ReceiverMsg::Waiting,
+            ReceiverMsg::Waiting,
+            ReceiverMsg::Decline {
+                reason: "no thanks".into(),
+            },
+        ] {
+            answers.extend(encode_receiver_msg(&msg).unwrap());
+        }
+        stream.write_all(&answers).unwrap();
+        // Until the sender closes.
+        let _ = stream.read_to_end(&mut Vec::new());
+    });
+    let out = ferry()
+        .args(["send", "--no-encryption", "--to", &addr.to_string()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    receiver.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = stdout
+        .lines()
+        .filter(|l| l.contains("waiting for the receiver to accept"))
+        .count();
+    assert_eq!(said, 1, "{stdout}");
+    assert!(stdout.contains("no thanks"), "{stdout}");
+}
