@@ -1,9 +1,8 @@
 //! Folders received from a hostile or unlucky sender (issue 13's leftovers): a listing of
 //! thousands of subfolders holds a bounded number of descriptors, two connections never
 //! resume one folder into the same root at once (a second one waits, and stops waiting when
-//! its sender leaves), an expired folder state takes its kept
-//! partial with it (and nothing else), and the prompt counts the folders. Real sockets on
-//! 127.0.0.1, real temp folders.
+//! its sender leaves), an expired folder state takes its kept partial with it (and nothing
+//! else), and the prompt counts the folders. Real sockets on 127.0.0.1, real temp folders.
 
 use std::io::Write;
 use std::path::Path;
