@@ -170,34 +170,7 @@ fn an_expired_folder_state_takes_its_kept_partial_and_nothing_else() {
     let dl = tempfile::tempdir().unwrap();
     let (server, events) = start_server(dl.path());
     // A hand-built sender: the folder, then half of its second file, then gone.
-    let entries = vec![
-        FolderEntry {
-            path: "a/one.txt".into(),
-            size: Some(3),
-            mtime: 0,
-            mode: 6,
-        },
-        FolderEntry {
-            path: "b/two.bin".into(),
-            size: Some(100_000),
-            mtime: 0,
-            mode: 6,
-        },
-    ];
-    let (mut stream, answer) = offer_folder(server.local_addr(), "album", entries, Some(KEY));
-    match answer {
-        ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
-        other => panic!("{other:?}"),
-    }
-    let mut bytes = encode_sender_msg(&SenderMsg::File {
-        index: 1,
-        offset: 0,
-    })
-    .unwrap();
-    bytes.extend_from_slice(&encode_chunk_header(100_000));
-    bytes.extend_from_slice(&[9u8; 50_000]);
-    stream.write_all(&bytes).unwrap();
-    drop(stream);
+    drop(half_sent_album(server.local_addr(), KEY));
     wait_for(&events, |e| match e {
         Event::Transfer(TransferEvent::Failed { .. }) => Some(()),
         _ => None,
@@ -250,7 +223,7 @@ fn an_expired_folder_state_takes_its_kept_partial_and_nothing_else() {
 fn a_resume_arriving_before_the_old_connection_ended_waits_and_resumes() {
     let dl = tempfile::tempdir().unwrap();
     let (server, _events) = start_server(dl.path());
-    let gone = half_sent_album(server.local_addr());
+    let gone = half_sent_album(server.local_addr(), KEY);
     // The network is gone: `gone` stays open and silent. The sender comes back at once,
     // and is told to wait while the old connection holds the folder (for the idle timeout,
     // 30 s, if it never hears another byte).
@@ -261,21 +234,7 @@ fn a_resume_arriving_before_the_old_connection_ended_waits_and_resumes() {
     );
     // The old connection ends (here: its socket closes).
     drop(gone);
-    let mut answer = read_answer(&mut again);
-    while matches!(answer, ReceiverMsg::Waiting) {
-        answer = read_answer(&mut again);
-    }
-    match answer {
-        ReceiverMsg::FolderAccept {
-            saved_as,
-            partial: Some(partial),
-        } => {
-            assert_eq!(saved_as, "album", "resumed in the same root");
-            assert_eq!(partial.index, 1);
-            assert_eq!(partial.offset, 50_000, "every byte the old one got is kept");
-        }
-        other => panic!("not resumed: {other:?}"),
-    }
+    resumes_half_sent_album(&mut again, answer);
     assert!(!dl.path().join("album (1)").exists());
 }
 
@@ -300,10 +259,10 @@ fn album() -> Vec<FolderEntry> {
     ]
 }
 
-/// A connection that offered `album` (resume key [`KEY`]), was accepted, and sent half of
-/// `b/two.bin`; it stays open and silent (its sender's network is gone).
-fn half_sent_album(addr: std::net::SocketAddr) -> std::net::TcpStream {
-    let (mut gone, answer) = offer_folder(addr, "album", album(), Some(KEY));
+/// A connection that offered `album` (resume key `key`), was accepted, and sent half of
+/// `b/two.bin`; it stays open and silent (its sender's network is gone) until dropped.
+fn half_sent_album(addr: std::net::SocketAddr, key: &str) -> std::net::TcpStream {
+    let (mut gone, answer) = offer_folder(addr, "album", album(), Some(key));
     match answer {
         ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
         other => panic!("{other:?}"),
@@ -319,6 +278,25 @@ fn half_sent_album(addr: std::net::SocketAddr) -> std::net::TcpStream {
     gone
 }
 
+/// The answers after `answer` on `stream`, past any number of `Waiting`: `album` accepted
+/// again in the same root, going on from every byte [`half_sent_album`] sent.
+fn resumes_half_sent_album(stream: &mut std::net::TcpStream, mut answer: ReceiverMsg) {
+    while matches!(answer, ReceiverMsg::Waiting) {
+        answer = read_answer(stream);
+    }
+    match answer {
+        ReceiverMsg::FolderAccept {
+            saved_as,
+            partial: Some(partial),
+        } => {
+            assert_eq!(saved_as, "album", "resumed in the same root");
+            assert_eq!(partial.index, 1);
+            assert_eq!(partial.offset, 50_000, "every byte the old one got is kept");
+        }
+        other => panic!("not resumed: {other:?}"),
+    }
+}
+
 /// A connection told to wait for a folder's key whose own sender then leaves (it gave up,
 /// or retried on yet another connection) stops waiting at once: it is refused and ends,
 /// rather than holding its slot until the idle timeout and then taking the key (and the
@@ -328,7 +306,7 @@ fn a_waiting_connection_whose_sender_left_stops_waiting() {
     let dl = tempfile::tempdir().unwrap();
     let (server, events) = start_server(dl.path());
     let addr = server.local_addr();
-    let gone = half_sent_album(addr);
+    let gone = half_sent_album(addr, KEY);
     let (waiter, answer) = offer_folder(addr, "album", album(), Some(KEY));
     assert!(matches!(answer, ReceiverMsg::Waiting), "{answer:?}");
     drop(waiter);
@@ -345,18 +323,6 @@ fn a_waiting_connection_whose_sender_left_stops_waiting() {
     // The old connection ends; the sender's next connection takes the key and resumes
     // from every byte the old one got.
     drop(gone);
-    let (mut again, mut answer) = offer_folder(addr, "album", album(), Some(KEY));
-    while matches!(answer, ReceiverMsg::Waiting) {
-        answer = read_answer(&mut again);
-    }
-    match answer {
-        ReceiverMsg::FolderAccept {
-            saved_as,
-            partial: Some(partial),
-        } => {
-            assert_eq!(saved_as, "album");
-            assert_eq!((partial.index, partial.offset), (1, 50_000));
-        }
-        other => panic!("not resumed: {other:?}"),
-    }
+    let (mut again, answer) = offer_folder(addr, "album", album(), Some(KEY));
+    resumes_half_sent_album(&mut again, answer);
 }
