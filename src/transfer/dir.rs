@@ -224,6 +224,16 @@ impl DownloadDir {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// Gives the file named `from` the name `to`, replacing whatever had that name (never
+    /// following it): only for Ferry's own files, such as a folder's resume state written
+    /// aside and then put in place in one step, never for a received file.
+    pub fn replace_own(&self, from: &str, to: &str) -> io::Result<()> {
+        check_component(from)?;
+        check_component(to)?;
+        rustix::fs::renameat(&self.fd, from, &self.fd, to)?;
+        Ok(())
+    }
+
     /// Whether `name` is the very file `file` is open on (same device and inode).
     pub fn is_same_file(&self, name: &str, file: &File) -> io::Result<bool> {
         let ours = file.metadata()?;

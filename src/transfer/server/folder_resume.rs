@@ -6,7 +6,9 @@
 //! root it created and the index of the file whose partial it kept. Its name ends in the
 //! partial suffix, so no received name can ever collide with it and the same expiry as for
 //! partials removes it; it is read only after the open file was checked (a regular file of
-//! ours with one link, no symlink followed) and only up to [`MAX_STATE_BYTES`].
+//! ours with one link, no symlink followed) and only up to [`MAX_STATE_BYTES`]. A new state
+//! is written aside (`.new.TAG...`) and renamed over the old one, so there is always a whole
+//! one.
 //!
 //! On a new offer with the same key whose root still exists, every listed file found whole
 //! under its final name in its folder (opened beneath the folder's handle, never through a
@@ -149,15 +151,31 @@ fn remove_kept(dir: &DownloadDir, root: &str, path: &[String]) -> io::Result<u64
 }
 
 /// Records `state` (replacing an older one); synced when the download folder syncs.
+///
+/// Written aside and put in place in one rename, so the state before stays whole until the
+/// new one is: a crash or a failed write midway never leaves the folder without one.
 pub(super) fn save(downloads: &Downloads, state: &FolderState) -> io::Result<()> {
+    let dir = downloads.dir();
     let name = state_name(&state.key);
-    remove(downloads, &state.key);
-    let mut file = downloads.dir().create_new(&name)?;
-    file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
-    if downloads.fsync() {
-        file.sync_data()?;
+    let aside = format!(".new{name}");
+    // A leftover of a save cut short (or anything planted there) is not ours to keep.
+    match dir.remove(&aside) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
-    Ok(())
+    let mut file = dir.create_new(&aside)?;
+    let written = serde_json::to_vec(state)
+        .map_err(io::Error::other)
+        .and_then(|json| file.write_all(&json))
+        .and_then(|()| match downloads.fsync() {
+            true => file.sync_data(),
+            false => Ok(()),
+        })
+        .and_then(|()| dir.replace_own(&aside, &name));
+    if written.is_err() {
+        let _ = dir.remove(&aside);
+    }
+    written
 }
 
 /// Forgets the state for `key` (the folder arrived whole).
@@ -260,6 +278,40 @@ fn waiting(writer: &mut impl Write, last_word: &mut Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A save that cannot be completed leaves the state before it whole (it is written
+    /// aside and put in place in one rename); one that can replaces it and leaves nothing
+    /// aside, also over a leftover of a save cut short.
+    #[test]
+    fn a_failed_save_keeps_the_state_before_and_a_good_one_replaces_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("album")).unwrap();
+        let downloads = Downloads::open(tmp.path(), false).unwrap();
+        let key = "d".repeat(32);
+        let state = |partial: Option<u64>| FolderState {
+            key: key.clone(),
+            root: "album".into(),
+            partial,
+            partial_path: partial.map(|_| vec!["b".into(), "two.bin.ferry.part".into()]),
+        };
+        let loaded = || load(&downloads, &key).map(|(state, _)| state);
+        save(&downloads, &state(Some(1))).unwrap();
+        assert_eq!(loaded(), Some(state(Some(1))));
+        // Something that cannot be removed where the new state is written aside.
+        let aside = tmp.path().join(format!(".new{}", state_name(&key)));
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("x"), b"x").unwrap();
+        assert!(save(&downloads, &state(None)).is_err());
+        assert_eq!(loaded(), Some(state(Some(1))), "the state before is whole");
+        std::fs::remove_dir_all(&aside).unwrap();
+        save(&downloads, &state(None)).unwrap();
+        assert_eq!(loaded(), Some(state(None)));
+        assert!(!aside.exists());
+        std::fs::write(&aside, b"a save cut short").unwrap();
+        save(&downloads, &state(Some(1))).unwrap();
+        assert_eq!(loaded(), Some(state(Some(1))));
+        assert!(!aside.exists());
+    }
 
     /// A state whose partial path leads through a symlink (or names a non-partial) removes
     /// nothing: expiry reaches the partial only through folders of ours.
