@@ -326,3 +326,24 @@ fn a_waiting_connection_whose_sender_left_stops_waiting() {
     let (mut again, answer) = offer_folder(addr, "album", album(), Some(KEY));
     resumes_half_sent_album(&mut again, answer);
 }
+
+/// A resume that is accepted and then dies before its kept partial's file comes (the
+/// network drops again at once) leaves the partial to the next resume: the state written
+/// when the second connection was accepted still names it.
+#[test]
+fn a_resume_that_dies_at_once_leaves_the_kept_partial_to_the_next() {
+    let dl = tempfile::tempdir().unwrap();
+    let (server, _events) = start_server(dl.path());
+    let addr = server.local_addr();
+    drop(half_sent_album(addr, KEY));
+    let resumed = || {
+        // The connection before may still be saving what it kept: its key is waited for.
+        let (mut stream, answer) = offer_folder(addr, "album", album(), Some(KEY));
+        resumes_half_sent_album(&mut stream, answer);
+        stream
+    };
+    // Accepted with the partial, then gone before sending a byte of it.
+    drop(resumed());
+    // The next one still finds the partial (once the one before let the key go).
+    drop(resumed());
+}

@@ -200,11 +200,14 @@ impl Connection<'_> {
             )?;
         }
         if let Some(key) = &rx.resume_key {
+            // A kept partial stays the state's until its file arrives: should this
+            // connection die before that, the next one still resumes it.
+            let kept = rx.partial.as_ref().map(|k| (k.index, k.part.part_name()));
             let state = FolderState {
                 key: key.clone(),
                 root: root_name,
-                partial: None,
-                partial_path: None,
+                partial: kept.map(|(index, _)| index),
+                partial_path: kept.and_then(|(index, name)| rx.partial_path(index, name)),
             };
             if let Err(e) = folder_resume::save(&downloads, &state) {
                 log::warn!("{}: cannot keep the folder's resume state: {e}", self.peer);
@@ -470,15 +473,7 @@ impl Connection<'_> {
                         older.part.discard_on_drop();
                     }
                     keep_interrupted(&mut part, &mut failure);
-                    let partial_path = usize::try_from(index)
-                        .ok()
-                        .and_then(|i| rx.entries.get(i))
-                        .and_then(|e| e.components.split_last())
-                        .map(|(_, parents)| {
-                            let mut path = parents.to_vec();
-                            path.push(part.part_name().to_owned());
-                            path
-                        });
+                    let partial_path = rx.partial_path(index, part.part_name());
                     let state = FolderState {
                         key,
                         root: rx.root_name.clone(),

@@ -192,6 +192,18 @@ impl Dirs {
 }
 
 impl FolderRx {
+    /// Where entry `index`'s partial named `part_name` is below the root: its folders'
+    /// names, then its own (for the resume state, which expiry reads).
+    pub(super) fn partial_path(&self, index: u64, part_name: &str) -> Option<Vec<String>> {
+        let entry = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.entries.get(i))?;
+        let (_, parents) = entry.components.split_last()?;
+        let mut path = parents.to_vec();
+        path.push(part_name.to_owned());
+        Some(path)
+    }
+
     /// The folder for `components` (made as needed, parents first).
     pub(super) fn dir(&mut self, components: &[String]) -> Result<Downloads, String> {
         self.dirs.get_or_make(components)
