@@ -347,3 +347,24 @@ fn a_resume_that_dies_at_once_leaves_the_kept_partial_to_the_next() {
     // The next one still finds the partial (once the one before let the key go).
     drop(resumed());
 }
+
+/// A folder the settings refuse anyway (trusted devices only, from a device that is not)
+/// is refused at once, even while another connection holds its key: it does not wait out
+/// the idle timeout first and then hear "busy" instead of the real reason.
+#[test]
+fn a_folder_the_settings_refuse_is_refused_at_once_even_while_its_key_is_held() {
+    let dl = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dl.path().to_owned());
+    config.policy = AcceptPolicy::Ask;
+    let (server, _events) = start_server_with(config);
+    let addr = server.local_addr();
+    // The first offer holds the key while its user is asked.
+    let (_asking, answer) = offer_folder(addr, "album", album(), Some(KEY));
+    assert!(matches!(answer, ReceiverMsg::Waiting), "{answer:?}");
+    server.set_policy(AcceptPolicy::TrustedOnly);
+    let (_second, answer) = offer_folder(addr, "album", album(), Some(KEY));
+    match answer {
+        ReceiverMsg::Decline { reason } => assert!(reason.contains("trusted"), "{reason}"),
+        other => panic!("not refused at once: {other:?}"),
+    }
+}

@@ -89,11 +89,24 @@ impl Connection<'_> {
 
     /// Whether to take the offered folder as a whole: auto-accept or the user's answer.
     /// `Err(refusal)` declines. Plain senders cannot get here (they cannot announce one).
-    pub(super) fn decide_folder(&mut self) -> Result<Result<(), Refusal>, TransferError> {
-        let policy = *lock(&self.shared.policy);
+    /// The refusal a folder gets from the settings alone (encryption required, trusted
+    /// devices only), before anyone is asked or anything is waited for.
+    pub(super) fn refused_by_policy(&self) -> Option<Refusal> {
         if self.device.is_none() && self.shared.config.require_encryption {
-            return Ok(Err(Refusal::NotEncrypted));
+            return Some(Refusal::NotEncrypted);
         }
+        let policy = *lock(&self.shared.policy);
+        policy
+            .without_asking(self.trusted())
+            .is_none()
+            .then_some(Refusal::NotTrusted)
+    }
+
+    pub(super) fn decide_folder(&mut self) -> Result<Result<(), Refusal>, TransferError> {
+        if let Some(refusal) = self.refused_by_policy() {
+            return Ok(Err(refusal));
+        }
+        let policy = *lock(&self.shared.policy);
         let Some(auto_accept) = policy.without_asking(self.trusted()) else {
             return Ok(Err(Refusal::NotTrusted));
         };

@@ -102,10 +102,17 @@ impl Connection<'_> {
         // long as that one could be a connection whose sender is gone (see
         // `claim_folder`), and is refused with the reason after that, before anyone is
         // asked.
-        let claim = resume_key.as_deref().map(|key| self.claim_folder(key));
-        let mut refusal = match claim {
-            Some(None) => Some(Refusal::FolderBusy),
-            _ => self.decide_folder()?.err(),
+        // The settings' own refusals come first: nobody waits for a folder that would be
+        // refused anyway.
+        let early = self.refused_by_policy();
+        let claim = match (&early, resume_key.as_deref()) {
+            (None, Some(key)) => Some(self.claim_folder(key)),
+            _ => None,
+        };
+        let mut refusal = match (early, &claim) {
+            (Some(refusal), _) => Some(refusal),
+            (None, Some(None)) => Some(Refusal::FolderBusy),
+            (None, _) => self.decide_folder()?.err(),
         };
         let _claim = claim.flatten();
         let mut reservation = None;
