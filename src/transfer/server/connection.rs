@@ -33,7 +33,8 @@ use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all
 const RECV_BUF_LEN: usize = 256 * 1024;
 /// Files at least this large are received with a separate disk-writer thread.
 const PIPELINE_MIN_BYTES: u64 = 4 * 1024 * 1024;
-/// How often a receiver busy hashing a kept partial tells the sender to keep waiting.
+/// How often a receiver busy hashing a kept partial (or waiting for a folder's key) tells
+/// the sender to keep waiting ([`keep_waiting`]).
 pub(super) const WAITING_INTERVAL: Duration = Duration::from_secs(5);
 /// The slowest disk a resuming sender is expected to hash its prefix on (bytes per second):
 /// the receiver waits that long for the `start` frame, on top of the idle timeout.
@@ -295,15 +296,10 @@ impl Connection<'_> {
         let (mut part, prefix) = match resumable {
             Some((mut part, len)) => {
                 // Hashing a large partial takes a while: keep the sender from timing out.
-                let (writer, mut last_word) = (&mut self.writer, Instant::now());
+                let (writer, mut last_word) = (&mut self.writer, Some(Instant::now()));
                 let hasher = part
                     .hash_prefix(len, &mut self.buf, || {
-                        if last_word.elapsed() >= WAITING_INTERVAL {
-                            last_word = Instant::now();
-                            if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Waiting) {
-                                let _ = std::io::Write::write_all(writer, &frame);
-                            }
-                        }
+                        let _ = keep_waiting(writer, &mut last_word);
                     })
                     .map_err(TransferError::Disk)?;
                 (part, Some(hasher))
@@ -533,3 +529,19 @@ impl Connection<'_> {
 
 // The receive buffer never needs to be larger than the largest chunk.
 const _: () = assert!(RECV_BUF_LEN <= protocol::MAX_CHUNK_LEN);
+
+/// Tells the sender to keep waiting for an answer (`Waiting`), at most every
+/// [`WAITING_INTERVAL`] since `last_word` (at once when nothing was said yet): for work that
+/// holds the answer up, such as hashing a kept partial or waiting for a folder's key. Err
+/// when the sender could not be told.
+pub(super) fn keep_waiting(
+    writer: &mut impl std::io::Write,
+    last_word: &mut Option<Instant>,
+) -> std::io::Result<()> {
+    if last_word.is_some_and(|at| at.elapsed() < WAITING_INTERVAL) {
+        return Ok(());
+    }
+    *last_word = Some(Instant::now());
+    let frame = encode_receiver_msg(&ReceiverMsg::Waiting).map_err(std::io::Error::other)?;
+    writer.write_all(&frame)
+}

@@ -20,7 +20,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::connection::{ConnEnd, Connection, WAITING_INTERVAL};
+use super::connection::{ConnEnd, Connection, keep_waiting};
 use super::folder_resume::{self, FolderState};
 use super::lock;
 use super::outcome::{FileEnd, keep_interrupted, report_sender_cancel};
@@ -70,14 +70,7 @@ impl Connection<'_> {
             if self.shared.stopping.load(Ordering::Relaxed) || self.sender_has_left() {
                 return false;
             }
-            if last_word.is_none_or(|at| at.elapsed() >= WAITING_INTERVAL) {
-                last_word = Some(Instant::now());
-                let told = encode_receiver_msg(&ReceiverMsg::Waiting)
-                    .map_err(TransferError::from)
-                    .and_then(|frame| write_all(&mut self.writer, &frame));
-                return told.is_ok();
-            }
-            true
+            keep_waiting(&mut self.writer, &mut last_word).is_ok()
         })
     }
 

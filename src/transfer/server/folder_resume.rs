@@ -26,9 +26,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::{Connection, WAITING_INTERVAL};
+use super::connection::{Connection, keep_waiting};
 use super::folder_rx::FolderRx;
-use crate::protocol::{PART_SUFFIX, ReceiverMsg, encode_receiver_msg, sanitize_file_name};
+use crate::protocol::{PART_SUFFIX, sanitize_file_name};
 use crate::transfer::files::folder_state_name as state_name;
 use crate::transfer::{DownloadDir, Downloads, PartFile};
 
@@ -197,8 +197,8 @@ pub(super) struct KeptPartial {
 
 impl Connection<'_> {
     /// What a resumed root holds of the offered folder: the files there whole (index, BLAKE3)
-    /// and the kept partial of entry `partial`. Sends `waiting` every few seconds while it
-    /// hashes, so the sender does not give up.
+    /// and the kept partial of entry `partial`. Tells the sender to keep waiting
+    /// ([`keep_waiting`]) every few seconds while it hashes, so the sender does not give up.
     pub(super) fn find_held(
         &mut self,
         rx: &mut FolderRx,
@@ -206,7 +206,7 @@ impl Connection<'_> {
     ) -> (Vec<(u64, [u8; 32])>, Option<KeptPartial>) {
         let mut held = Vec::new();
         let mut kept = None;
-        let mut last_word = Instant::now();
+        let mut last_word = Some(Instant::now());
         for i in 0..rx.entries.len() {
             let entry = rx.entries[i].clone();
             let (Some(size), Some((leaf, parent))) = (entry.size, entry.components.split_last())
@@ -222,7 +222,9 @@ impl Connection<'_> {
                 if let Ok(Some((mut part, len))) = PartFile::resumable(&dir, &safe, size, None) {
                     part.keep();
                     let (writer, buf) = (&mut self.writer, &mut self.buf);
-                    let tick = || waiting(writer, &mut last_word);
+                    let tick = || {
+                        let _ = keep_waiting(writer, &mut last_word);
+                    };
                     if let Ok(hasher) = part.hash_prefix(len, buf, tick) {
                         kept = Some(KeptPartial {
                             index,
@@ -255,23 +257,13 @@ impl Connection<'_> {
                         break;
                     }
                 }
-                waiting(&mut self.writer, &mut last_word);
+                let _ = keep_waiting(&mut self.writer, &mut last_word);
             }
             if hashed {
                 held.push((index, *hasher.finalize().as_bytes()));
             }
         }
         (held, kept)
-    }
-}
-
-/// Tells the sender to keep waiting, at most every [`WAITING_INTERVAL`].
-fn waiting(writer: &mut impl Write, last_word: &mut Instant) {
-    if last_word.elapsed() >= WAITING_INTERVAL {
-        *last_word = Instant::now();
-        if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Waiting) {
-            let _ = writer.write_all(&frame);
-        }
     }
 }
 
