@@ -226,14 +226,8 @@ impl Connection<'_> {
         }
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
         let socket = socket2::SockRef::from(self.reader.get_ref().socket());
-        match socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => !matches!(
-                e.kind(),
-                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-            ),
-        }
+        let peeked = socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        peek_says_closed(peeked) == Some(true)
     }
 
     /// A channel that fires when the sender closes its side while the user is being asked:
@@ -308,21 +302,35 @@ fn count_folders(entries: &[crate::protocol::SafeEntry]) -> u64 {
     folders.len() as u64
 }
 
-/// Blocks until the peer closes (true), sends something or the socket fails otherwise
-/// (false), or `answered` is set (false, noticed at the socket's read timeout).
+/// Blocks until the peer closes or the connection breaks (true), sends something (false), or
+/// `answered` is set (false, noticed at the socket's read timeout).
 fn sender_closes(stream: &TcpStream, answered: &AtomicBool) -> bool {
     let mut byte = [0u8; 1];
     loop {
-        match stream.peek(&mut byte) {
-            Ok(0) => return !answered.load(Ordering::SeqCst),
-            Ok(_) => return false,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if answered.load(Ordering::SeqCst) {
-                    return false;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return !answered.load(Ordering::SeqCst),
+        match peek_says_closed(stream.peek(&mut byte)) {
+            Some(true) => return !answered.load(Ordering::SeqCst),
+            Some(false) => return false,
+            None if answered.load(Ordering::SeqCst) => return false,
+            None => {}
         }
+    }
+}
+
+/// What a peek at the sender's socket tells: `Some(true)` it closed (its end of the stream,
+/// or a broken connection), `Some(false)` it is alive (it sent something), `None` nothing yet
+/// (the read timed out or was interrupted).
+fn peek_says_closed(peeked: std::io::Result<usize>) -> Option<bool> {
+    match peeked {
+        Ok(0) => Some(true),
+        Ok(_) => Some(false),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+            ) =>
+        {
+            None
+        }
+        Err(_) => Some(true),
     }
 }
