@@ -189,9 +189,8 @@ impl ClientTab {
                 )
                 .clicked()
             {
-                let finished = self.rows.iter().filter(|r| r.state.is_finished());
-                table::forget_rows(ui.ctx(), Direction::Outgoing, finished);
-                self.rows.retain(|r| !r.state.is_finished());
+                let finished = |r: &TransferRow| r.state.is_finished();
+                table::remove_rows(ui.ctx(), Direction::Outgoing, &mut self.rows, finished);
             }
             if ui
                 .add_enabled(
@@ -220,9 +219,8 @@ impl ClientTab {
                 }
                 Some(RowAction::Toggle(id)) => folder_rows::toggle(&mut self.rows, id),
                 Some(RowAction::Remove(id)) => {
-                    let removed = self.rows.iter().filter(|r| r.id == id);
-                    table::forget_rows(ui.ctx(), Direction::Outgoing, removed);
-                    self.rows.retain(|r| r.id != id);
+                    let rows = &mut self.rows;
+                    table::remove_rows(ui.ctx(), Direction::Outgoing, rows, |r| r.id == id);
                 }
                 Some(RowAction::Retry(id)) => actions.extend(self.retry(id)),
                 Some(RowAction::OpenFolder(_) | RowAction::Open(_) | RowAction::CopyPath(_))

@@ -279,9 +279,8 @@ impl ServerTab {
                 )
                 .clicked()
             {
-                let finished = self.rows.iter().filter(|r| r.state.is_finished());
-                table::forget_rows(ui.ctx(), Direction::Incoming, finished);
-                self.rows.retain(|r| !r.state.is_finished());
+                let finished = |r: &TransferRow| r.state.is_finished();
+                table::remove_rows(ui.ctx(), Direction::Incoming, &mut self.rows, finished);
             }
         });
         if self.rows.is_empty() {

@@ -121,27 +121,29 @@ fn row_or_room(
 }
 
 /// Where the room a row took when drawn is kept (see [`row_or_room`]): one entry per row
-/// drawn, until [`forget_rows`].
+/// drawn, until [`remove_rows`].
 fn room_id(direction: Direction, id: TransferId) -> egui::Id {
     egui::Id::unique(("row room", direction == Direction::Incoming, id))
 }
 
-/// Forgets what [`row_or_room`] remembered of rows leaving a table, and of their folders'
-/// files: a window that runs for weeks and clears its history now and then keeps nothing
-/// of the rows it cleared.
-pub fn forget_rows<'a>(
+/// Takes the rows for which `leaves` holds out of a table, forgetting what [`row_or_room`]
+/// remembered of them and of their folders' files: a window that runs for weeks and clears
+/// its history now and then keeps nothing of the rows it cleared.
+pub fn remove_rows(
     ctx: &egui::Context,
     direction: Direction,
-    rows: impl IntoIterator<Item = &'a TransferRow>,
+    rows: &mut Vec<TransferRow>,
+    leaves: impl Fn(&TransferRow) -> bool,
 ) {
     ctx.data_mut(|d| {
-        for row in rows {
+        for row in rows.iter().filter(|r| leaves(r)) {
             let files = row.folder.iter().flat_map(|g| g.children.iter());
             for row in std::iter::once(row).chain(files) {
                 d.remove_temp::<egui::Vec2>(room_id(direction, row.id));
             }
         }
     });
+    rows.retain(|r| !leaves(r));
 }
 
 /// One row; `child` for a folder's file (indented, no Retry or Remove of its own). Returns
@@ -521,11 +523,11 @@ mod tests {
                 .is_some()
         };
         assert!(ids.iter().chain([&file_id]).all(|&id| remembered(id)));
-        forget_rows(
-            &harness.ctx,
-            Direction::Incoming,
-            &harness.state().rows[..2],
-        );
+        let mut table = harness.state().rows.clone();
+        let leaving = |r: &TransferRow| r.id == ids[0] || r.id == ids[1];
+        remove_rows(&harness.ctx, Direction::Incoming, &mut table, leaving);
+        let left: Vec<TransferId> = table.iter().map(|r| r.id).collect();
+        assert_eq!(left, ids[2..]);
         assert!(!remembered(ids[0]) && !remembered(file_id) && !remembered(ids[1]));
         assert!(remembered(ids[2]) && remembered(ids[3]));
     }
