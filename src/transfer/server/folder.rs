@@ -90,24 +90,24 @@ impl Connection<'_> {
             resume_key: None,
         };
         let downloads = self.shared.downloads.clone();
-        // One connection at a time per folder key: a second one resuming the same folder
-        // would write into the same root and partial. It waits for the first to end, as
-        // long as that one could be a connection whose sender is gone (see
-        // `claim_folder`), and is refused with the reason after that, before anyone is
-        // asked.
         // The settings' own refusals come first: nobody waits for a folder that would be
-        // refused anyway.
-        let early = self.refused_by_policy();
-        let claim = match (&early, resume_key.as_deref()) {
-            (None, Some(key)) => Some(self.claim_folder(key)),
-            _ => None,
-        };
-        let mut refusal = match (early, &claim) {
-            (Some(refusal), _) => Some(refusal),
-            (None, Some(None)) => Some(Refusal::FolderBusy),
-            (None, _) => self.decide_folder()?.err(),
-        };
-        let _claim = claim.flatten();
+        // refused anyway. Then one connection at a time per folder key: a second one
+        // resuming the same folder would write into the same root and partial. It waits for
+        // the first to end, as long as that one could be a connection whose sender is gone
+        // (see `claim_folder`), and is refused with the reason after that, before anyone is
+        // asked.
+        let mut refusal = self.refused_by_policy();
+        let mut claim = None;
+        if let (None, Some(key)) = (&refusal, resume_key.as_deref()) {
+            claim = self.claim_folder(key);
+            if claim.is_none() {
+                refusal = Some(Refusal::FolderBusy);
+            }
+        }
+        if refusal.is_none() {
+            refusal = self.decide_folder()?.err();
+        }
+        let _claim = claim;
         let mut reservation = None;
         if refusal.is_none() {
             match downloads.reserve(bytes) {
