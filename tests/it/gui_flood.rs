@@ -8,6 +8,20 @@ use ferry::protocol::Mode;
 
 use crate::gui::{app, settings};
 
+/// A window (its download folder in a temp folder, kept alive by the first) after its
+/// first frames, and a sink into its event stream, as the engine's threads report.
+fn fed_window() -> (
+    tempfile::TempDir,
+    egui_kittest::Harness<'static, ferry::app::FerryApp>,
+    ferry::events::EventSink,
+) {
+    let dst = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(dst.path()), Vec::new());
+    harness.run_steps(2);
+    let sink = harness.state().event_sink();
+    (dst, harness, sink)
+}
+
 /// An incoming transfer's start, and its id.
 pub(crate) fn started(name: &str) -> (TransferId, TransferEvent) {
     let id = next_transfer_id();
@@ -29,10 +43,7 @@ pub(crate) fn started(name: &str) -> (TransferId, TransferEvent) {
 /// to them, and scrolling reaches them (each row not drawn still takes its room).
 #[test]
 fn a_long_history_draws_the_rows_in_view_and_scrolls_to_its_end() {
-    let dst = tempfile::tempdir().unwrap();
-    let mut harness = app(settings(dst.path()), Vec::new());
-    harness.run_steps(2);
-    let sink = harness.state().event_sink();
+    let (_dst, mut harness, sink) = fed_window();
     const ROWS: usize = 2_000;
     for i in 0..ROWS {
         sink.emit(Event::Transfer(started(&format!("history-{i:04}.bin")).1));
@@ -52,10 +63,7 @@ fn a_long_history_draws_the_rows_in_view_and_scrolls_to_its_end() {
     harness
         .input_mut()
         .events
-        .push(egui::Event::PointerMoved(egui::pos2(
-            first.x as f32,
-            first.y as f32,
-        )));
+        .push(egui::Event::PointerMoved(egui::pos2(first.x, first.y)));
     for _ in 0..400 {
         if harness.query_by_label("history-1999.bin").is_some() {
             break;
@@ -84,10 +92,7 @@ fn frames_go_on_through_a_flood_of_progress_and_the_row_shows_the_latest() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let dst = tempfile::tempdir().unwrap();
-    let mut harness = app(settings(dst.path()), Vec::new());
-    harness.run_steps(2);
-    let sink = harness.state().event_sink();
+    let (_dst, mut harness, sink) = fed_window();
     let (id, event) = started("flooded.bin");
     sink.emit(Event::Transfer(event));
     let stop = Arc::new(AtomicBool::new(false));
@@ -134,10 +139,7 @@ fn frames_go_on_through_a_flood_of_progress_and_the_row_shows_the_latest() {
 /// otherwise keep for every row it ever showed); a row still running stays, and keeps its.
 #[test]
 fn clearing_finished_rows_forgets_what_they_took() {
-    let dst = tempfile::tempdir().unwrap();
-    let mut harness = app(settings(dst.path()), Vec::new());
-    harness.run_steps(2);
-    let sink = harness.state().event_sink();
+    let (_dst, mut harness, sink) = fed_window();
     let (running, event) = started("still-running.bin");
     sink.emit(Event::Transfer(event));
     for i in 0..5 {
