@@ -19,6 +19,17 @@ use super::record_key::{RecordKey, TAG_LEN, TransportKeys};
 /// The largest plaintext in one record: Noise's 65 535-byte message minus the 16-byte tag.
 pub const MAX_RECORD_PLAINTEXT: usize = 65_535 - TAG_LEN;
 
+/// The close record's length on the wire: its 2-byte length and a tag, no plaintext.
+pub const CLOSE_RECORD_LEN: usize = 2 + TAG_LEN;
+
+/// Whether `bytes`, everything a peer sent after its last whole record, can be at most its
+/// close record (whole or begun): a length field saying "no plaintext", and nothing after.
+/// Without the key a look at unread bytes cannot tell more; opening the record decides.
+pub fn at_most_a_close_record(bytes: &[u8]) -> bool {
+    let head = (TAG_LEN as u16).to_be_bytes();
+    bytes.len() <= CLOSE_RECORD_LEN && bytes.iter().zip(head).all(|(byte, want)| *byte == want)
+}
+
 /// Records sealed in place go out at most this many to one vectored write (three slices
 /// each: length, ciphertext, tag): a quarter MiB, sent while it is still in cache, which
 /// measured a little faster than a whole MiB per write.

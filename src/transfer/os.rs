@@ -1,8 +1,9 @@
 //! Thin wrappers over OS calls std does not offer: sending file bytes without copying them
-//! through user space (`sendfile(2)`, for plain uploads, which hash nothing), and `MSG_MORE`
+//! through user space (`sendfile(2)`, for plain uploads, which hash nothing), `MSG_MORE`
 //! for a small chunk header in front of its data, so header and data share packets even
-//! with `TCP_NODELAY` on. Other systems fall back to ordinary reads and writes. (File-system calls on received data use `rustix`, safe code,
-//! through [`super::dir::DownloadDir`].)
+//! with `TCP_NODELAY` on, and seeing a peer's end of stream behind bytes not yet read
+//! (`POLLRDHUP`). Other systems fall back to ordinary reads and writes. (File-system calls
+//! on received data use `rustix`, safe code, through [`super::dir::DownloadDir`].)
 //!
 //! This is the only module with `unsafe`: libc calls on file descriptors that the borrowed
 //! `TcpStream` and `File` keep open for the duration of each call.
@@ -270,6 +271,31 @@ impl Preallocate {
         {
             let _ = file.set_len(meta.len());
         }
+    }
+}
+
+/// Whether the peer of `socket` has finished sending (its end of the stream arrived, or the
+/// connection broke), waiting up to `wait` for it. Unlike a peek, this sees the end behind
+/// bytes still waiting to be read. `None` where the system cannot tell (`POLLRDHUP` is
+/// Linux's) or the call failed.
+pub fn peer_finished(socket: &TcpStream, wait: std::time::Duration) -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let ended = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
+        let mut fds = [PollFd::new(socket, PollFlags::RDHUP)];
+        let timeout = Timespec::try_from(wait).ok()?;
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) => Some(fds[0].revents().intersects(ended)),
+            // Interrupted: nothing seen yet; the caller asks again.
+            Err(rustix::io::Errno::INTR) => Some(false),
+            Err(_) => None,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, wait);
+        None
     }
 }
 

@@ -232,6 +232,11 @@ impl Incoming {
         }
     }
 
+    /// Whether this direction is encrypted.
+    pub fn is_secure(&self) -> bool {
+        matches!(self, Incoming::Secure(_))
+    }
+
     /// Sets the socket's read timeout. Use this rather than the socket's own: a secure
     /// stream's record pacing keeps its own setting and must know it changed.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

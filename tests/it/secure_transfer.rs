@@ -307,6 +307,60 @@ fn a_trusted_name_presenting_another_key_is_refused_with_a_warning() {
     assert!(error.contains("different key"), "{error}");
 }
 
+/// A sender that gives up while the receiver's user is being asked takes the question with
+/// it, plain or encrypted: an encrypted sender's goodbye (its close record, then the end of
+/// its stream) is not "still talking", which kept the prompt up until someone answered it.
+#[test]
+fn a_sender_that_gives_up_while_asked_takes_the_question_with_it() {
+    let homes = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (desk, laptop) = (
+        device(homes.0.path(), "desk"),
+        device(homes.1.path(), "laptop"),
+    );
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (server, events) = server(dst.path(), &desk, AcceptPolicy::Ask);
+    let file = src.path().join("a.bin");
+    std::fs::write(&file, data(10_000, 3)).unwrap();
+    for keyring in [None, Some(&laptop)] {
+        let mut opts = SendOptions::new(server.local_addr().to_string());
+        opts.keyring = keyring.cloned();
+        let cancel = CancelToken::new();
+        let sending = {
+            let (file, cancel) = (file.clone(), cancel.clone());
+            thread::spawn(move || {
+                let (sink, _events) = event_channel(None);
+                send_files(&opts, &[OutgoingFile::new(file)], &sink, &cancel)
+            })
+        };
+        let (offer_id, security) = wait_for(&events, |e| match e {
+            Event::Server(ServerEvent::OfferPending(o)) => Some((o.offer_id, o.security.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            matches!(security, Security::Encrypted { .. }),
+            keyring.is_some(),
+            "{security:?}"
+        );
+        cancel.cancel();
+        let outcomes = sending.join().unwrap().unwrap();
+        assert!(
+            matches!(outcomes[..], [FileOutcome::Cancelled]),
+            "{outcomes:?}"
+        );
+        wait_for(&events, |e| match e {
+            Event::Server(ServerEvent::OfferClosed { offer_id: closed }) if *closed == offer_id => {
+                Some(())
+            }
+            _ => None,
+        });
+        assert!(
+            names_in(dst.path()).is_empty(),
+            "{:?}",
+            names_in(dst.path())
+        );
+    }
+}
+
 #[test]
 fn the_policy_asks_untrusted_devices_refuses_plain_senders_and_accept_and_trust_pins() {
     let homes = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -2,13 +2,15 @@
 //! about or refused ([`crate::protocol::session::consent`]); this driver asks the user
 //! through an event and waits, in one `select!`, for the answer, the decision timeout, or
 //! the sender leaving (seen by a watcher thread that peeks at the socket without consuming
-//! anything), whichever comes first.
+//! anything: a plain sender leaves by closing, an encrypted one by closing after its close
+//! record), whichever comes first.
 
 use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use super::Decision;
 use super::connection::Connection;
@@ -16,7 +18,8 @@ use super::lock;
 use crate::events::{Event, OfferedFolder, PendingOffer, Security, ServerEvent, next_transfer_id};
 use crate::protocol::session::{Consent, Refusal};
 use crate::protocol::{Header, ReceiverMsg, sanitize_file_name};
-use crate::transfer::TransferError;
+use crate::secure::record::{CLOSE_RECORD_LEN, at_most_a_close_record};
+use crate::transfer::{TransferError, os};
 
 impl Connection<'_> {
     /// Whether to take this file: auto-accept, the connection's earlier answer, or the
@@ -217,17 +220,15 @@ impl Connection<'_> {
         }
     }
 
-    /// Whether the sender has closed its side, seen without waiting or consuming a byte (for
-    /// a connection that waits without reading, such as one waiting for a folder's key).
+    /// Whether the sender has left, seen without waiting or consuming a byte (for a
+    /// connection that waits without reading, such as one waiting for a folder's key).
     /// Bytes already sent, or nothing to tell yet, mean it is still there.
     pub(super) fn sender_has_left(&self) -> bool {
         if !self.reader.buffer().is_empty() {
             return false;
         }
-        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-        let socket = socket2::SockRef::from(self.reader.get_ref().socket());
-        let peeked = socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
-        peek_says_closed(peeked) == Some(true)
+        let incoming = self.reader.get_ref();
+        sender_left(incoming.socket(), incoming.is_secure(), false) == Some(true)
     }
 
     /// A channel that fires when the sender closes its side while the user is being asked:
@@ -242,6 +243,7 @@ impl Connection<'_> {
         let Ok(stream) = self.reader.get_ref().socket().try_clone() else {
             return crossbeam_channel::never();
         };
+        let secure = self.reader.get_ref().is_secure();
         // The thread sends only when the peer closed; it never drops its sender before
         // `answered` is set or the peer closed, so a disconnect means nothing either: the
         // receiver is turned into a "fires only on a message" one by keeping the channel
@@ -251,12 +253,12 @@ impl Connection<'_> {
         let spawned = thread::Builder::new()
             .name(format!("ferry-watch-{}", self.peer))
             .spawn(move || {
-                if sender_closes(&stream, &answered) {
+                if sender_closes(&stream, secure, &answered) {
                     let _ = tx.send(());
                 } else {
                     // Alive (or answered): hold the channel open until the question ends.
                     while !answered.load(Ordering::SeqCst) {
-                        thread::park_timeout(std::time::Duration::from_millis(250));
+                        thread::park_timeout(Duration::from_millis(250));
                     }
                 }
             });
@@ -302,17 +304,55 @@ fn count_folders(entries: &[crate::protocol::SafeEntry]) -> u64 {
     folders.len() as u64
 }
 
-/// Blocks until the peer closes or the connection breaks (true), sends something (false), or
-/// `answered` is set (false, noticed at the socket's read timeout).
-fn sender_closes(stream: &TcpStream, answered: &AtomicBool) -> bool {
-    let mut byte = [0u8; 1];
+/// Blocks until the sender leaves (true), sends something (false), or `answered` is set
+/// (false, noticed at the socket's read timeout or the next look for its end).
+fn sender_closes(stream: &TcpStream, secure: bool, answered: &AtomicBool) -> bool {
     loop {
-        match peek_says_closed(stream.peek(&mut byte)) {
+        match sender_left(stream, secure, true) {
             Some(true) => return !answered.load(Ordering::SeqCst),
             Some(false) => return false,
             None if answered.load(Ordering::SeqCst) => return false,
             None => {}
         }
+    }
+}
+
+/// How long one look waits for the end of an encrypted sender's stream behind its close
+/// record (the record and the end usually arrive together; a sender that sends the record
+/// and stays is looked at this often).
+const LOOK_FOR_THE_END: Duration = Duration::from_millis(250);
+
+/// One look at a waiting sender's socket, consuming nothing: `Some(true)` it left (closed, the
+/// connection broken, or, encrypted, it ended its stream with nothing but its close record
+/// unread: a sender that gives up says goodbye), `Some(false)` it is alive (it sent anything
+/// else), `None` nothing to tell yet. With `wait`, blocks until something arrives (up to the
+/// socket's read timeout) and, after a close record, up to [`LOOK_FOR_THE_END`] for the end.
+fn sender_left(socket: &TcpStream, secure: bool, wait: bool) -> Option<bool> {
+    use rustix::net::{RecvFlags, recv};
+    let mut peeked = [0u8; CLOSE_RECORD_LEN + 1];
+    let flags = if wait {
+        RecvFlags::PEEK
+    } else {
+        RecvFlags::PEEK | RecvFlags::DONTWAIT
+    };
+    let got = recv(socket, &mut peeked[..], flags)
+        .map(|(n, _)| n)
+        .map_err(std::io::Error::from);
+    match got {
+        Ok(n) if n > 0 && secure && at_most_a_close_record(&peeked[..n]) => {
+            let look = if wait {
+                LOOK_FOR_THE_END
+            } else {
+                Duration::ZERO
+            };
+            match os::peer_finished(socket, look) {
+                Some(true) => Some(true),
+                Some(false) => None,
+                // The system cannot tell: bytes mean alive, as anywhere else.
+                None => Some(false),
+            }
+        }
+        got => peek_says_closed(got),
     }
 }
 
@@ -332,5 +372,112 @@ fn peek_says_closed(peeked: std::io::Result<usize>) -> Option<bool> {
             None
         }
         Err(_) => Some(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener};
+    use std::time::Instant;
+
+    const TAG_LEN: usize = CLOSE_RECORD_LEN - 2;
+
+    /// A connected pair on loopback: (the sender's end, the receiver's end).
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (sender, listener.accept().unwrap().0)
+    }
+
+    /// Looks without waiting until `done` accepts what a look says, or 5 s pass.
+    fn look_until(
+        socket: &TcpStream,
+        secure: bool,
+        done: impl Fn(Option<bool>) -> bool,
+    ) -> Option<bool> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let seen = sender_left(socket, secure, false);
+            if done(seen) || Instant::now() > deadline {
+                return seen;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A record of `plaintext` bytes as it looks on the wire (its contents do not matter to
+    /// a look that cannot open it).
+    fn record(plaintext: usize) -> Vec<u8> {
+        let len = u16::try_from(plaintext + TAG_LEN).unwrap();
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.resize(2 + plaintext + TAG_LEN, 0xA5);
+        bytes
+    }
+
+    #[test]
+    fn a_look_at_a_waiting_sender_tells_a_goodbye_from_talk() {
+        assert!(at_most_a_close_record(&record(0)));
+        assert!(!at_most_a_close_record(&record(1)));
+
+        // Silent and still there: nothing to tell, plain or encrypted.
+        let (mut sender, receiver) = pair();
+        assert_eq!(sender_left(&receiver, false, false), None);
+        assert_eq!(sender_left(&receiver, true, false), None);
+        // Its close record, its end not yet: still nothing to tell for an encrypted sender
+        // (bytes are talk from a plain one).
+        sender.write_all(&record(0)).unwrap();
+        assert_eq!(look_until(&receiver, false, |s| s.is_some()), Some(false));
+        assert_eq!(sender_left(&receiver, true, false), None);
+        // Then its end: an encrypted sender's goodbye.
+        sender.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(look_until(&receiver, true, |s| s.is_some()), Some(true));
+        assert_eq!(sender_left(&receiver, false, false), Some(false));
+
+        // Anything but a lone close record before the end is talk: a record with plaintext,
+        // a close record with a byte after it.
+        for talk in [record(1), [record(0), vec![0]].concat()] {
+            let (mut sender, receiver) = pair();
+            sender.write_all(&talk).unwrap();
+            sender.shutdown(Shutdown::Write).unwrap();
+            // Wait until the end has arrived, then look.
+            assert_eq!(
+                os::peer_finished(&receiver, Duration::from_secs(5)),
+                Some(true)
+            );
+            assert_eq!(sender_left(&receiver, true, false), Some(false), "{talk:?}");
+        }
+
+        // A stream that ends within a close record's first bytes cannot go on: gone.
+        let (mut sender, receiver) = pair();
+        sender.write_all(&record(0)[..1]).unwrap();
+        sender.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(look_until(&receiver, true, |s| s.is_some()), Some(true));
+
+        // Closed with nothing sent: gone, plain or encrypted.
+        for secure in [false, true] {
+            let (sender, receiver) = pair();
+            drop(sender);
+            assert_eq!(look_until(&receiver, secure, |s| s.is_some()), Some(true));
+        }
+    }
+
+    #[test]
+    fn a_waiting_look_returns_within_its_bound_after_a_close_record_alone() {
+        let (mut sender, receiver) = pair();
+        sender.write_all(&record(0)).unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // Blocks until the record is there, then looks for the end a moment: none yet.
+        assert_eq!(sender_left(&receiver, true, true), None);
+        sender.shutdown(Shutdown::Write).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = sender_left(&receiver, true, true);
+        while seen.is_none() && Instant::now() < deadline {
+            seen = sender_left(&receiver, true, true);
+        }
+        assert_eq!(seen, Some(true));
     }
 }
