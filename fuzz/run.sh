@@ -3,7 +3,7 @@
 # run did. A crash stops the script with a non-zero exit and names the input to keep.
 #
 # Usage: fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
-#        (default: 60 seconds; decode_frame, sanitize_name and decode_note)
+#        (default: 60 seconds; decode_frame, sanitize_name, decode_note and receiver_session)
 # Needs: cargo install cargo-fuzz. Works on stable Rust: RUSTC_BOOTSTRAP=1 lets it accept the
 # -Z flags cargo-fuzz passes (sanitizer, coverage), so no nightly toolchain is needed.
 set -euo pipefail

@@ -30,8 +30,8 @@
 //! - [`defaults`]: the port, timeouts and download folder both faces start from (a leaf
 //!   every layer may read).
 //! - [`secure`]: device identity, pairing codes, the encrypted channel and sealed notes.
-//! - [`localsend`]: receiving from (and finding) LocalSend devices: a driver beside
-//!   `transfer`, used by `worker` and the faces.
+//! - [`localsend`]: receiving from, sending to and finding LocalSend devices: a driver
+//!   beside `transfer`, used by `worker` and the faces.
 
 #![deny(unsafe_code)]
 

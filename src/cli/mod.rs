@@ -1,7 +1,8 @@
 //! The headless face: `ferry serve`, `ferry send`, `ferry note`, `ferry listen`, `ferry chat`,
-//! `ferry peers`, `ferry doctor`, plus `ferry completions` and `ferry manpage`, generated
-//! from these same clap definitions.
-//! It drives the same engines and consumes the same events as the window.
+//! `ferry peers`, `ferry doctor`, `ferry bench`, plus `ferry completions` and `ferry manpage`,
+//! generated from these same clap definitions.
+//! It drives the same drivers as the window (directly, without the window's
+//! [`crate::worker`] thread) and consumes the same events.
 //!
 //! Exit codes: 0 success; 1 the operation failed (a file not verified, no reply, a bind
 //! error, ...); 2 bad usage (clap's own code).
