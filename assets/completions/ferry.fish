@@ -105,7 +105,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l wait -d 'Listen f
 complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand bench" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or a device\'s name' -r
-complete -c ferry -n "__fish_ferry_using_subcommand bench" -l secs -d 'How long to send throwaway bytes' -r
+complete -c ferry -n "__fish_ferry_using_subcommand bench" -l secs -d 'How long to send throwaway bytes, from 0.5 to 60 seconds' -r
 complete -c ferry -n "__fish_ferry_using_subcommand bench" -l no-encryption -d 'Test without encryption'
 complete -c ferry -n "__fish_ferry_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'

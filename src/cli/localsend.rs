@@ -287,10 +287,11 @@ fn find_named(
     }
     let device =
         find(alias, how.localsend_wait, &how.localsend_probe, &how.sweep).ok_or_else(|| {
-            ferry_error.context(format!(
-                "no LocalSend device is called {:?} either",
+            // The Ferry search came first, so its answer reads first.
+            anyhow::anyhow!(
+                "{ferry_error:#}; no LocalSend device is called {:?} either",
                 escape_line(alias)
-            ))
+            )
         })?;
     if device.protocol == "http" {
         anyhow::bail!(

@@ -34,8 +34,10 @@ use crate::defaults::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PORT};
     long_about = "LAN file transfer and quick notes, wire-compatible with the classic Python \
                   upload/chat example.\n\n\
                   With no command, opens the window. The commands run headless: `serve` \
-                  receives uploads into a folder, `send` uploads files, `note`, `listen` and \
-                  `chat` exchange UDP notes.\n\n\
+                  receives uploads into a folder, `send` uploads files and folders, `note`, \
+                  `listen` and `chat` exchange UDP notes, `peers` lists trusted devices and \
+                  the devices on the LAN, `doctor` says why a device is not found, and \
+                  `bench` tests the speed to a receiver.\n\n\
                   Exit codes: 0 success; 1 the operation failed (a file not verified, no \
                   reply, a port in use, ...); 2 bad usage."
 )]
@@ -79,12 +81,21 @@ pub struct BenchArgs {
     /// Receiver as HOST:PORT (HOST alone: port 8080), or a device's name.
     #[arg(long, value_name = "HOST:PORT|NAME")]
     pub to: String,
-    /// How long to send throwaway bytes.
-    #[arg(long, default_value_t = 3.0)]
+    /// How long to send throwaway bytes, from 0.5 to 60 seconds.
+    #[arg(long, default_value_t = 3.0, value_parser = bench_secs)]
     pub secs: f64,
     /// Test without encryption.
     #[arg(long)]
     pub no_encryption: bool,
+}
+
+/// `bench --secs`: a number of seconds from 0.5 to 60 (shorter measures little, longer only
+/// keeps the receiver busy).
+fn bench_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.5..=60.0).contains(&secs) => Ok(secs),
+        _ => Err("expected a number of seconds from 0.5 to 60".to_owned()),
+    }
 }
 
 #[derive(Debug, Args)]

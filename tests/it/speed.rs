@@ -45,6 +45,21 @@ fn ferry_bench_reports_every_figure_and_the_limit_and_saves_nothing() {
     assert!(names_in(dst.path()).is_empty(), "nothing is saved");
 }
 
+/// A length the test cannot honour is bad usage, said before anything is sent (it was
+/// silently clamped to 0.5..=60 s).
+#[test]
+fn ferry_bench_refuses_a_length_outside_half_a_second_to_a_minute() {
+    for secs in ["0.1", "61", "NaN", "soon"] {
+        let out = ferry()
+            .args(["bench", "--secs", secs, "--to", "127.0.0.1:9"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{secs}: {stderr}");
+        assert!(stderr.contains("from 0.5 to 60"), "{secs}: {stderr}");
+    }
+}
+
 fn server(
     policy: AcceptPolicy,
 ) -> (
