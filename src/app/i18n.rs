@@ -147,6 +147,7 @@ texts! {
     // Accept-or-decline prompt
     OfferTitle => "Incoming files", "收到文件";
     OfferFrom => "Offer {} from {}", "第 {} 号请求，来自 {}";
+    OfferWithdrawn => "Offer {} from {} closed before it was answered: the sender left, or it waited too long", "第 {} 号请求（来自 {}）在答复前已关闭：发送方已离开，或等待时间过长";
     OfferCount => "Files: {}", "文件数：{}";
     OfferSize => "Total size: {}", "总大小：{}";
     OfferFolder => "{}: {} files in {} folders, {}", "{}：{} 个文件，{} 个文件夹，{}";

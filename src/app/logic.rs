@@ -131,7 +131,13 @@ impl FerryApp {
                     ));
             }
             Event::Server(ServerEvent::OfferClosed { offer_id }) => {
-                self.server.offers.close(offer_id)
+                // Closed by the engine while still shown: say so, or the prompt just
+                // vanishes. (Stopping the server closes them all, which needs no word.)
+                if let Some(offer) = self.server.offers.close(offer_id)
+                    && self.server.is_listening()
+                {
+                    self.server.withdrawn = Some((offer.offer_id, offer.peer));
+                }
             }
             Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
                 log::warn!("{peer}: {reason}");

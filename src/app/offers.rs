@@ -32,9 +32,11 @@ impl OfferPrompt {
         self.pending.push(offer);
     }
 
-    /// The engine no longer waits for this offer (decided, timed out, or its sender left).
-    pub fn close(&mut self, offer_id: u64) {
-        self.pending.retain(|o| o.offer_id != offer_id);
+    /// The engine no longer waits for this offer (decided, timed out, or its sender left):
+    /// the offer, if it was still waiting here (not answered in this window).
+    pub fn close(&mut self, offer_id: u64) -> Option<PendingOffer> {
+        let at = self.pending.iter().position(|o| o.offer_id == offer_id)?;
+        Some(self.pending.remove(at))
     }
 
     /// Shows the oldest offer in a window of its own (over whichever tab is open) and
@@ -55,7 +57,7 @@ impl OfferPrompt {
         let decision = decision?;
         let offer_id = offer.offer_id;
         // Gone at once; the engine's `OfferClosed` that follows finds nothing to remove.
-        self.close(offer_id);
+        let _answered = self.close(offer_id);
         Some(Action::Engine(Command::Answer { offer_id, decision }))
     }
 }

@@ -45,6 +45,9 @@ pub struct ServerTab {
     pub rows: Vec<TransferRow>,
     /// Offers waiting for the user's Accept or Decline.
     pub offers: OfferPrompt,
+    /// The last offer that closed before it was answered (its number and sender), shown
+    /// until "Clear finished".
+    pub withdrawn: Option<(u64, SocketAddr)>,
     /// A field the user must fix before starting.
     input_error: Option<T>,
     /// The last removal of old partials: how many files and bytes.
@@ -91,6 +94,7 @@ impl ServerTab {
             offers: OfferPrompt::default(),
             input_error: None,
             expired: None,
+            withdrawn: None,
             device_name: crate::secure::identity::default_device_name(),
             trust: TrustPanel::default(),
             localsend: true,
@@ -274,15 +278,21 @@ impl ServerTab {
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(
-                    self.rows.iter().any(|r| r.state.is_finished()),
+                    self.withdrawn.is_some() || self.rows.iter().any(|r| r.state.is_finished()),
                     egui::Button::new(tr.get(T::ClearFinished)),
                 )
                 .clicked()
             {
                 let finished = |r: &TransferRow| r.state.is_finished();
                 table::remove_rows(ui.ctx(), Direction::Incoming, &mut self.rows, finished);
+                self.withdrawn = None;
             }
         });
+        if let Some((offer_id, peer)) = self.withdrawn {
+            ui.label(
+                RichText::new(tr.fill(T::OfferWithdrawn, &[&offer_id, &peer])).color(palette::WARN),
+            );
+        }
         if self.rows.is_empty() {
             ui.label(RichText::new(tr.get(T::NoIncoming)).weak());
         } else {

@@ -513,6 +513,45 @@ fn an_offer_waits_for_accept_in_the_prompt_then_arrives_verified() {
     }
 }
 
+/// A sender that cancels while the receiver's prompt is up takes the prompt with it, and
+/// the receiving window says so instead of letting the prompt vanish unexplained.
+#[test]
+fn a_cancelled_offer_leaves_the_prompt_with_a_word_why() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let Offered {
+        mut receiver,
+        mut sender,
+        ..
+    } = offer_two_files(src.path(), dst.path());
+    // Each waiting row has its Cancel.
+    loop {
+        let Some(cancel) = sender.query_all_by_label("Cancel").next() else {
+            break;
+        };
+        cancel.click();
+        sender.run_steps(2);
+    }
+    run_until(&mut receiver, "the prompt to close", |app| {
+        app.server.offers.pending.is_empty()
+    });
+    receiver.run_steps(2);
+    assert!(
+        receiver.query_by_label("Accept").is_none(),
+        "the prompt is gone"
+    );
+    receiver.get_by_label_contains("closed before it was answered: the sender left");
+    assert!(names_in(dst.path()).is_empty());
+    // "Clear finished" clears the word too.
+    receiver.get_by_label("Clear finished").click();
+    receiver.run_steps(2);
+    assert!(
+        receiver
+            .query_by_label_contains("closed before it was answered")
+            .is_none()
+    );
+}
+
 #[test]
 fn a_declined_offer_tells_the_sender_and_keeps_nothing() {
     let src = tempfile::tempdir().unwrap();
