@@ -113,9 +113,10 @@ impl AskPrompts {
         text
     }
 
-    /// The engine no longer waits for this offer (decided, timed out, sender gone).
-    pub(super) fn close(&mut self, offer_id: u64) {
-        self.waiting.remove(&offer_id);
+    /// The engine no longer waits for this offer (decided, timed out, sender gone): its
+    /// sender, if it was still waiting for an answer typed here.
+    pub(super) fn close(&mut self, offer_id: u64) -> Option<SocketAddr> {
+        self.waiting.remove(&offer_id).map(|waiting| waiting.peer)
     }
 
     /// Every offer still waiting, removed (stdin closed: nobody can answer them).

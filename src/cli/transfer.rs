@@ -159,7 +159,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     let offer_id = offer.offer_id;
                     let prompt = prompts.offer(&offer);
                     if answers_closed {
-                        prompts.close(offer_id);
+                        let _declined_below = prompts.close(offer_id);
                         bars.line(format!("{prompt}\ndeclined offer {offer_id}: nobody can answer (standard input is closed)"));
                         server.decide(offer_id, false);
                         if let Some(localsend) = &localsend {
@@ -169,7 +169,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         bars.line(prompt);
                     }
                 }
-                Ok(Event::Server(ServerEvent::OfferClosed { offer_id })) => prompts.close(offer_id),
+                Ok(Event::Server(ServerEvent::OfferClosed { offer_id })) => {
+                    // Closed while still waiting for an answer here: say so, or the prompt
+                    // above would seem to wait still.
+                    if let Some(peer) = prompts.close(offer_id) {
+                        bars.line(format!(
+                            "offer {offer_id} from {peer} closed before it was answered: the sender left, or it waited too long"
+                        ));
+                    }
+                }
                 // A LocalSend text message (the peer's text, escaped).
                 Ok(Event::Note(crate::events::NoteEvent::Received { from, text, security, .. })) => {
                     bars.line(format!("note from {from} ({}): {}", security_words(&security), escape_line(&text)));

@@ -379,6 +379,39 @@ fn a_yes_covers_each_listed_file_once_and_every_file_is_listed() {
     ));
 }
 
+/// A sender that quits while `serve --ask` waits for an answer: the prompt above does not
+/// seem to wait on, a line says the offer closed, and a late answer is told it is gone.
+#[test]
+fn serve_ask_says_when_an_offer_closes_before_it_is_answered() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let (_serve, addr, lines, mut stdin) = spawn_asking_serve(dst.path());
+    let path = src.path().join("notes.txt");
+    std::fs::write(&path, "minutes").unwrap();
+    let mut sender = ferry()
+        .args(["send", "--to", &addr.to_string()])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = offer_number(&wait_line(&lines, "Accept offer"));
+    // Quits as on Ctrl-C or a logout: cancels, says goodbye, closes.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &sender.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    sender.wait().unwrap();
+    let closed = wait_line(&lines, "closed before it was answered");
+    assert!(
+        closed.starts_with(&format!("offer {id} from 127.0.0.1:")),
+        "{closed}"
+    );
+    writeln!(stdin, "y {id}").unwrap();
+    wait_line(&lines, &format!("no offer {id} is waiting"));
+    assert!(names_in(dst.path()).is_empty());
+}
+
 #[test]
 fn serve_ask_applies_an_answer_to_the_offer_it_names_only() {
     let src = tempfile::tempdir().unwrap();
