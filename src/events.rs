@@ -181,9 +181,11 @@ pub enum TransferEvent {
         id: TransferId,
         failure: Failure,
     },
-    /// Outgoing: the receiver is asking its user whether to accept.
+    /// Outgoing: the receiver holds its answer: asking its user whether to accept, or
+    /// (`waiting_for`) why else.
     AwaitingDecision {
         id: TransferId,
+        waiting_for: crate::protocol::WaitFor,
     },
     /// Stopped on purpose: by the user on this side, or (`by_peer`) on the other.
     Cancelled {
@@ -201,7 +203,7 @@ impl TransferEvent {
             | TransferEvent::Finished { id, .. }
             | TransferEvent::Failed { id, .. }
             | TransferEvent::Cancelled { id, .. }
-            | TransferEvent::AwaitingDecision { id } => *id,
+            | TransferEvent::AwaitingDecision { id, .. } => *id,
         }
     }
 }

@@ -111,7 +111,7 @@ impl TransferRow {
                 _ => c.bytes_done,
             })
             .sum();
-        self.awaiting_decision = children.iter().any(|c| c.awaiting_decision);
+        self.awaiting = children.iter().find_map(|c| c.awaiting);
         if let Some(first) = children.iter().find(|c| c.peer.is_some()) {
             self.peer = first.peer;
             self.security.clone_from(&first.security);

@@ -174,6 +174,8 @@ texts! {
     StateReceiving => "receiving", "接收中";
     StateSending => "sending", "发送中";
     StateAwaiting => "waiting for the receiver to accept", "等待对方接受";
+    StateAwaitingCheck => "waiting: the receiver checks what it kept of an earlier try", "等待：对方正在核对上次保留的部分";
+    StateAwaitingEarlier => "waiting: the receiver is letting go of an interrupted copy of this folder", "等待：对方正在结束此文件夹上次中断的传输";
     StateVerified => "verified", "已校验";
     StateUnverified => "complete (not verified: plain peer)", "已完成（未校验：普通对方）";
     StateSentUnverified => "sent, unverified", "已发送，未校验";

@@ -49,8 +49,9 @@ pub struct TransferRow {
     pub bytes_total: u64,
     pub bytes_done: u64,
     pub state: RowState,
-    /// Outgoing and active: the receiver is asking its user (no bytes move yet).
-    pub awaiting_decision: bool,
+    /// Outgoing and active: the receiver holds its answer, and why (asking its user, or
+    /// checking a kept partial, ...; no bytes move yet).
+    pub awaiting: Option<crate::protocol::WaitFor>,
     /// Encrypted or not, and with which device (`None` until the transfer started).
     pub security: Option<Security>,
     /// A folder row: its files' rows and what the folder adds (see `folder_rows.rs`).
@@ -77,7 +78,7 @@ impl TransferRow {
             bytes_total,
             bytes_done: 0,
             state: RowState::Queued,
-            awaiting_decision: false,
+            awaiting: None,
             security: None,
             folder: None,
             speed: SpeedMeter::default(),
@@ -112,7 +113,7 @@ impl TransferRow {
             bytes_total: *bytes_total,
             bytes_done: 0,
             state: RowState::Active,
-            awaiting_decision: false,
+            awaiting: None,
             security: Some(security.clone()),
             folder: None,
             speed: SpeedMeter::default(),
@@ -140,9 +141,11 @@ impl TransferRow {
                 self.state = RowState::Active;
                 self.speed = SpeedMeter::default();
             }
-            TransferEvent::AwaitingDecision { .. } => self.awaiting_decision = true,
+            TransferEvent::AwaitingDecision { waiting_for, .. } => {
+                self.awaiting = Some(*waiting_for);
+            }
             TransferEvent::Progress { bytes_done, .. } => {
-                self.awaiting_decision = false;
+                self.awaiting = None;
                 self.bytes_done = *bytes_done;
                 self.speed.record(*bytes_done, now);
             }

@@ -294,7 +294,9 @@ fn folder_state(
     let group = row.folder.as_ref()?;
     let (done, total) = (group.files_done(), group.children.len());
     Some(match &row.state {
-        RowState::Active if row.awaiting_decision => (tr.get(T::StateAwaiting).to_owned(), None),
+        RowState::Active if let Some(why) = row.awaiting => {
+            (tr.get(awaiting_text(why)).to_owned(), None)
+        }
         RowState::Active if direction == Direction::Incoming => {
             (tr.fill(T::FolderReceiving, &[&done]), None)
         }
@@ -315,7 +317,9 @@ fn file_state(tr: Tr, row: &TransferRow, direction: Direction) -> (String, Optio
         RowState::Active if direction == Direction::Incoming => {
             (tr.get(T::StateReceiving).to_owned(), None)
         }
-        RowState::Active if row.awaiting_decision => (tr.get(T::StateAwaiting).to_owned(), None),
+        RowState::Active if let Some(why) = row.awaiting => {
+            (tr.get(awaiting_text(why)).to_owned(), None)
+        }
         RowState::Active => (tr.get(T::StateSending).to_owned(), None),
         RowState::Verified => (tr.get(T::StateVerified).to_owned(), Some(palette::OK)),
         // LocalSend sends no hash, either way: say why rather than blame a plain peer.
@@ -343,6 +347,16 @@ fn file_state(tr: Tr, row: &TransferRow, direction: Direction) -> (String, Optio
             tr.get(T::StateCancelledByPeer).to_owned(),
             Some(palette::MUTED),
         ),
+    }
+}
+
+/// What a row says while the receiver holds its answer.
+fn awaiting_text(why: crate::protocol::WaitFor) -> T {
+    use crate::protocol::WaitFor;
+    match why {
+        WaitFor::Decision => T::StateAwaiting,
+        WaitFor::Checking => T::StateAwaitingCheck,
+        WaitFor::EarlierCopy => T::StateAwaitingEarlier,
     }
 }
 

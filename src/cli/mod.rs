@@ -8,6 +8,7 @@
 //! error, ...); 2 bad usage (clap's own code).
 
 mod ask;
+mod bars;
 mod bench;
 mod discover;
 mod docs;

@@ -1,6 +1,5 @@
 //! `ferry serve` and `ferry send`: progress bars on stderr, one result line per file on stdout.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,14 +8,12 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::ask::{AskPrompts, Reply, check_words, security_words};
+use super::ask::{AskPrompts, Reply, security_words};
+use super::bars::Bars;
 use super::{SendArgs, ServeArgs, resolve_destination};
 use crate::defaults::default_download_dir;
-use crate::events::{
-    CancelToken, Direction, Event, Security, ServerEvent, TransferEvent, TransferId, event_channel,
-};
+use crate::events::{CancelToken, Event, ServerEvent, event_channel};
 use crate::protocol::Mode;
 use crate::protocol::escape_line;
 use crate::secure::Keyring;
@@ -420,169 +417,6 @@ fn local_file_problem(path: &Path) -> Option<String> {
             Some("permission denied (it cannot be read)".into())
         }
         Err(e) => Some(format!("cannot read it: {e}")),
-    }
-}
-
-/// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
-pub(super) struct Bars {
-    multi: MultiProgress,
-    /// Each active transfer's bar, the sender's message, whether it is encrypted, and
-    /// whether "waiting for the receiver" was said (once: the receiver repeats it every 5 s).
-    active: HashMap<TransferId, (ProgressBar, String, Security, bool)>,
-    style: ProgressStyle,
-    /// Receivers whose protection was already said.
-    told: Vec<std::net::SocketAddr>,
-}
-
-impl Bars {
-    pub(super) fn new() -> Self {
-        let style = ProgressStyle::with_template(
-            "{prefix:30!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        Self {
-            multi: MultiProgress::new(),
-            active: HashMap::new(),
-            style,
-            told: Vec::new(),
-        }
-    }
-
-    /// Prints a line above the bars (or plainly when there are no bars).
-    pub fn line(&self, text: String) {
-        self.multi.suspend(|| println!("{text}"));
-    }
-
-    pub(super) fn show(&mut self, event: &Event) {
-        match event {
-            Event::Transfer(TransferEvent::Started {
-                id,
-                peer,
-                name,
-                saved_as,
-                bytes_total,
-                mode,
-                msg,
-                direction,
-                security,
-            }) => {
-                let bar = self
-                    .multi
-                    .add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
-                // Names, messages and reasons come from the peer: escaped before printing.
-                bar.set_prefix(escape_line(name).into_owned());
-                if let Some(saved_as) = saved_as {
-                    self.line(format!(
-                        "{peer}: \"{}\" will be saved as \"{}\"",
-                        escape_line(name),
-                        escape_line(saved_as)
-                    ));
-                }
-                let kind = if *mode == Mode::Ferry {
-                    "Ferry"
-                } else {
-                    "plain"
-                };
-                log::debug!("{direction:?} {kind} transfer {id} of {name:?} with {peer}");
-                if *direction == Direction::Outgoing && !self.told.contains(peer) {
-                    // Once per receiver: who it is and whether the bytes are protected.
-                    self.told.push(*peer);
-                    // On stderr: stdout holds one result line per file, for scripts.
-                    let words = security_words(security);
-                    self.multi.suspend(|| eprintln!("to {peer}: {words}"));
-                }
-                self.active
-                    .insert(*id, (bar, msg.clone(), security.clone(), false));
-            }
-            Event::Transfer(TransferEvent::AwaitingDecision { id }) => {
-                let first = self.active.get_mut(id).filter(|(.., said)| !*said);
-                let first = first.map(|(bar, .., said)| {
-                    *said = true;
-                    bar.prefix()
-                });
-                if let Some(prefix) = first {
-                    self.line(format!("{prefix}: waiting for the receiver to accept"));
-                }
-            }
-            Event::Transfer(TransferEvent::Progress { id, bytes_done }) => {
-                if let Some((bar, ..)) = self.active.get(id) {
-                    bar.set_position(*bytes_done);
-                }
-            }
-            Event::Transfer(TransferEvent::Finished {
-                id,
-                verified,
-                saved_as,
-                path,
-            }) => {
-                if let Some((bar, msg, security, _)) = self.active.remove(id) {
-                    bar.finish_and_clear();
-                    self.multi.remove(&bar);
-                    if let Some(path) = path {
-                        let check = check_words(*verified, &security);
-                        self.line(format!(
-                            "received {} ({} bytes, {check}, {})",
-                            escape_line(&path.display().to_string()),
-                            bar.length().unwrap_or(0),
-                            security_words(&security)
-                        ));
-                        if !msg.is_empty() {
-                            // The original server prints the sender's message as it is.
-                            self.line(escape_line(&msg).into_owned());
-                        }
-                    } else {
-                        log::debug!("sent {saved_as:?}");
-                    }
-                }
-            }
-            Event::Transfer(TransferEvent::Failed { id, failure }) => {
-                if let Some((bar, ..)) = self.active.remove(id) {
-                    bar.abandon();
-                    self.multi.remove(&bar);
-                    self.line(format!("{}: failed: {}", bar.prefix(), failure));
-                }
-            }
-            Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {
-                if let Some((bar, ..)) = self.active.remove(id) {
-                    bar.abandon();
-                    self.multi.remove(&bar);
-                    let who = if *by_peer {
-                        "cancelled by peer"
-                    } else {
-                        "cancelled"
-                    };
-                    self.line(format!("{}: {who}", bar.prefix()));
-                }
-            }
-            Event::Server(ServerEvent::Paired {
-                peer,
-                device,
-                fingerprint,
-            }) => {
-                self.line(format!(
-                    "{peer}: paired with \"{}\" (fingerprint {fingerprint}): trusted from now on",
-                    escape_line(device)
-                ));
-            }
-            Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
-                self.line(format!("{peer}: {}", escape_line(reason)));
-            }
-            Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
-                let names: Vec<String> =
-                    names.iter().map(|n| escape_line(n).into_owned()).collect();
-                self.line(format!(
-                    "removed {} old partial file(s), {bytes} bytes: {}",
-                    names.len(),
-                    names.join(", ")
-                ));
-            }
-            Event::Server(_)
-            | Event::Note(_)
-            | Event::Discovery(_)
-            | Event::Keyring(_)
-            | Event::Speed { .. } => {}
-        }
     }
 }
 

@@ -164,6 +164,38 @@ impl From<CancelCode> for String {
     }
 }
 
+/// Why a receiver says `waiting`, so the sender can tell its user something true.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitFor {
+    /// Its user's answer (and what any reason this build does not know reads as).
+    #[default]
+    Decision,
+    /// Checking, by hash, what it kept of an interrupted upload before it answers.
+    Checking,
+    /// An earlier connection of the same sender to let go of this folder: a copy cut off
+    /// that the receiver has not yet noticed is gone (at most its idle timeout).
+    EarlierCopy,
+}
+
+impl WaitFor {
+    pub fn is_decision(&self) -> bool {
+        *self == WaitFor::Decision
+    }
+}
+
+impl<'de> Deserialize<'de> for WaitFor {
+    /// Lenient: a newer receiver's reason this build does not know is a decision.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Ok(match text.as_ref() {
+            "checking" => WaitFor::Checking,
+            "earlier_copy" => WaitFor::EarlierCopy,
+            _ => WaitFor::Decision,
+        })
+    }
+}
+
 /// What a Ferry receiver answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -177,8 +209,12 @@ pub enum ReceiverMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix_blake3: Option<String>,
     },
-    /// The receiver is asking its user; an accept or decline follows (maybe much later).
-    Waiting,
+    /// The receiver holds its answer: an accept or decline follows (maybe much later).
+    /// `for` says why (absent from older receivers: asking its user).
+    Waiting {
+        #[serde(default, rename = "for", skip_serializing_if = "WaitFor::is_decision")]
+        waiting_for: WaitFor,
+    },
     /// The offered file is refused; the sender goes on with its next offer.
     Decline { reason: String },
     /// The hash matched and the file is saved under its final name.

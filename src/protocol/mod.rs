@@ -48,7 +48,9 @@
 //!         about anew. A receiver keeps at most 16 MiB of names and its files-per-connection
 //!         limit, and ends the connection on more)
 //! S -> R  Frame {"ferry":1,"kind":"offer","file_name":..,"file_size":N,"msg":..,"resume_key":..}
-//! R -> S  Frame {"kind":"waiting"}                      (optional: the receiver asks its user)
+//! R -> S  Frame {"kind":"waiting"}                      (optional: the receiver asks its user;
+//!                                                          "for":"checking" while it hashes a
+//!                                                          kept partial, see below)
 //! R -> S  Frame {"kind":"accept","offset":K,"saved_as":"name (1).txt"[,"prefix_blake3":".."]}
 //!       | Frame {"kind":"decline","reason":".."}                 (then the next offer, or EOF)
 //! S -> R  if K > 0 only: Frame {"kind":"start","offset":K or 0}
@@ -119,7 +121,9 @@
 //!         N counts against the receiver's files-per-connection limit.
 //!         The first frame may carry "resume_key" (as an offer's: up to 64 lowercase hex
 //!         digits; Ferry derives it from the folder's absolute path).
-//! R -> S  Frame {"kind":"waiting"}                                   (optional, as for files)
+//! R -> S  Frame {"kind":"waiting"}                                   (optional, as for files;
+//!                                        "for":"earlier_copy" while an earlier connection of
+//!                                        the sender still holds this folder's resume)
 //! R -> S  resuming only: Frame {"kind":"folder_have","files":[{"index":I,"blake3":".."}..]}
 //!         repeated (at most HELD_PER_FRAME = 512 files per frame)
 //! R -> S  Frame {"kind":"folder_accept","saved_as":"photos (1)"
@@ -197,7 +201,7 @@ pub use frame::{
 };
 pub use message::{
     CancelCode, FERRY_VERSION, FileFailed, FolderPartial, Header, HeldFile, MAX_RESUME_KEY_LEN,
-    MessageError, ReceiverMsg, SenderMsg, decode_receiver_msg, decode_sender_msg,
+    MessageError, ReceiverMsg, SenderMsg, WaitFor, decode_receiver_msg, decode_sender_msg,
     encode_receiver_msg, encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};

@@ -167,11 +167,33 @@ fn golden_resume_exchange() {
             22 6f 66 66 73 65 74 22 3a 33 7d                    # "offset":3}
         "#)
     );
-    // Waiting carries nothing but its kind.
+    // Waiting for the user's answer carries nothing but its kind, as it always did; another
+    // reason says itself in `for`, which older senders ignore.
+    let waiting = |waiting_for| ReceiverMsg::Waiting { waiting_for };
     assert_eq!(
-        encode_receiver_msg(&ReceiverMsg::Waiting).unwrap()[4..],
+        encode_receiver_msg(&waiting(WaitFor::Decision)).unwrap()[4..],
         *br#"{"kind":"waiting"}"#
     );
+    // (Keys in their sorted order, as every message's; a reader takes them in any order.)
+    assert_eq!(
+        encode_receiver_msg(&waiting(WaitFor::EarlierCopy)).unwrap()[4..],
+        *br#"{"for":"earlier_copy","kind":"waiting"}"#
+    );
+    assert_eq!(
+        encode_receiver_msg(&waiting(WaitFor::Checking)).unwrap()[4..],
+        *br#"{"for":"checking","kind":"waiting"}"#
+    );
+    assert_eq!(
+        decode_receiver_msg(br#"{"kind":"waiting","for":"checking"}"#).unwrap(),
+        waiting(WaitFor::Checking)
+    );
+    // A reason this build does not know (a newer receiver's) reads as asking the user; a
+    // reason of the wrong type is a bad message.
+    assert_eq!(
+        decode_receiver_msg(br#"{"kind":"waiting","for":"the moon"}"#).unwrap(),
+        waiting(WaitFor::Decision)
+    );
+    assert!(decode_receiver_msg(br#"{"kind":"waiting","for":7}"#).is_err());
 }
 
 #[test]
@@ -328,7 +350,12 @@ fn any_receiver_msg() -> impl Strategy<Value = ReceiverMsg> {
                 prefix_blake3: Some(hash),
             }
         }),
-        Just(ReceiverMsg::Waiting),
+        prop_oneof![
+            Just(WaitFor::Decision),
+            Just(WaitFor::Checking),
+            Just(WaitFor::EarlierCopy)
+        ]
+        .prop_map(|waiting_for| ReceiverMsg::Waiting { waiting_for }),
         any::<String>().prop_map(|reason| ReceiverMsg::Decline { reason }),
         any::<String>().prop_map(|saved_as| ReceiverMsg::Verified { saved_as }),
         any::<String>().prop_map(|reason| ReceiverMsg::Failed { reason }),

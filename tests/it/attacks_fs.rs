@@ -99,7 +99,7 @@ fn raw_offer(
         .unwrap();
     loop {
         match read_answer(&mut stream) {
-            ReceiverMsg::Waiting => continue,
+            ReceiverMsg::Waiting { .. } => continue,
             answer => return (answer, stream),
         }
     }
@@ -352,7 +352,16 @@ fn ten_thousand_files_of_one_name_cost_linear_work() {
         used < CPU_BUDGET_SECS,
         "{used:.2} s of CPU for {FILES} files"
     );
-    assert_eq!(std::fs::read_dir(dst.path()).unwrap().count(), FILES);
+    let names = names_in(dst.path());
+    let odd: Vec<&String> = names
+        .iter()
+        .filter(|n| !(*n == "z.txt" || n.starts_with("z (") && n.ends_with(").txt")))
+        .collect();
+    assert!(
+        names.len() == FILES && odd.is_empty(),
+        "{} names, unexpected: {odd:?}",
+        names.len()
+    );
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ferry::events::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
-use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
+use ferry::protocol::{
+    Header, ReceiverMsg, SenderMsg, WaitFor, encode_chunk_header, encode_sender_msg,
+};
 use ferry::transfer::{FileOutcome, MinRate, OutgoingFile, SendOptions, ServerConfig, send_files};
 
 use crate::util::*;
@@ -348,7 +350,12 @@ fn a_yes_covers_each_listed_file_once_and_every_file_is_listed() {
     });
     assert_eq!(first.1, ["a.txt"]);
     server.decide(first.0, true);
-    assert!(matches!(read_answer(&mut stream), ReceiverMsg::Waiting));
+    assert!(matches!(
+        read_answer(&mut stream),
+        ReceiverMsg::Waiting {
+            waiting_for: WaitFor::Decision
+        }
+    ));
     assert!(matches!(
         read_answer(&mut stream),
         ReceiverMsg::Accept { .. }
@@ -372,7 +379,12 @@ fn a_yes_covers_each_listed_file_once_and_every_file_is_listed() {
     });
     assert_ne!(second, first.0, "the same name again is a new question");
     server.decide(second, false);
-    assert!(matches!(read_answer(&mut stream), ReceiverMsg::Waiting));
+    assert!(matches!(
+        read_answer(&mut stream),
+        ReceiverMsg::Waiting {
+            waiting_for: WaitFor::Decision
+        }
+    ));
     assert!(matches!(
         read_answer(&mut stream),
         ReceiverMsg::Decline { .. }
@@ -459,7 +471,12 @@ fn serve_ask_applies_an_answer_to_the_offer_it_names_only() {
         "the attacker's offer is still undecided"
     );
     writeln!(stdin, "n {attack_id}").unwrap();
-    assert!(matches!(read_answer(&mut attacker), ReceiverMsg::Waiting));
+    assert!(matches!(
+        read_answer(&mut attacker),
+        ReceiverMsg::Waiting {
+            waiting_for: WaitFor::Decision
+        }
+    ));
     assert!(matches!(
         read_answer(&mut attacker),
         ReceiverMsg::Decline { .. }
@@ -486,7 +503,12 @@ fn a_talking_sender_keeps_its_question_and_never_delays_a_stop() {
     let mut talker = TcpStream::connect(server.local_addr()).unwrap();
     talker.set_read_timeout(Some(DEADLINE)).unwrap();
     send_msg(&mut talker, &offer("a.txt", 5, None));
-    assert!(matches!(read_answer(&mut talker), ReceiverMsg::Waiting));
+    assert!(matches!(
+        read_answer(&mut talker),
+        ReceiverMsg::Waiting {
+            waiting_for: WaitFor::Decision
+        }
+    ));
     let first = pending(&events);
     talker.write_all(&encode_chunk_header(5)).unwrap();
     // Bounded look for a withdrawal, which must not come (it came at once before).

@@ -1,12 +1,13 @@
 //! What `ferry send` prints while its receiver says "wait" again and again (a receiver
 //! waiting for a folder's key, or hashing a kept partial, repeats `waiting` every 5 s):
-//! one line, not one per repetition, on the stdout scripts read. A fake receiver on
+//! one line per reason, not one per repetition, on the stdout scripts read, each saying
+//! what the receiver waits for. A fake receiver on
 //! 127.0.0.1 speaks the wire protocol; the real binary sends.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use ferry::protocol::{ReceiverMsg, SenderMsg, decode_sender_msg, encode_receiver_msg};
+use ferry::protocol::{ReceiverMsg, SenderMsg, WaitFor, decode_sender_msg, encode_receiver_msg};
 
 use crate::util::{DEADLINE, ferry};
 
@@ -32,10 +33,15 @@ fn a_receiver_repeating_waiting_is_announced_once() {
         // Whatever announces the file, then the offer itself.
         while !matches!(read_msg(&mut stream), SenderMsg::Offer(_)) {}
         let mut answers = Vec::new();
+        let waiting = |waiting_for| ReceiverMsg::Waiting { waiting_for };
         for msg in [
-            ReceiverMsg::Waiting,
-            ReceiverMsg::Waiting,
-            ReceiverMsg::Waiting,
+            waiting(WaitFor::Checking),
+            waiting(WaitFor::Checking),
+            waiting(WaitFor::EarlierCopy),
+            waiting(WaitFor::EarlierCopy),
+            waiting(WaitFor::Decision),
+            waiting(WaitFor::Decision),
+            waiting(WaitFor::Decision),
             ReceiverMsg::Decline {
                 reason: "no thanks".into(),
             },
@@ -53,10 +59,15 @@ fn a_receiver_repeating_waiting_is_announced_once() {
         .unwrap();
     receiver.join().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let said = stdout
-        .lines()
-        .filter(|l| l.contains("waiting for the receiver to accept"))
-        .count();
-    assert_eq!(said, 1, "{stdout}");
+    // One line per reason, in the order the reasons came, each saying what it waits for.
+    let said: Vec<&str> = stdout.lines().filter(|l| l.contains("waiting")).collect();
+    assert_eq!(said.len(), 3, "{stdout}");
+    for (line, words) in said.iter().zip([
+        "the receiver checks what it kept of an earlier try",
+        "an interrupted copy of this folder",
+        "waiting for the receiver to accept",
+    ]) {
+        assert!(line.contains(words), "{line:?} lacks {words:?}: {stdout}");
+    }
     assert!(stdout.contains("no thanks"), "{stdout}");
 }

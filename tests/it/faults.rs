@@ -419,7 +419,9 @@ fn asking_server_refuses_plain_senders_which_cannot_be_asked() {
 
 #[test]
 fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
-    use ferry::protocol::{Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
+    use ferry::protocol::{
+        Header, ReceiverMsg, SenderMsg, WaitFor, encode_chunk_header, encode_sender_msg,
+    };
     let dst = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
     config.policy = ferry::transfer::AcceptPolicy::Ask;
@@ -453,7 +455,12 @@ fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
         },
     );
     send(&mut stream, offer("a.txt", 5));
-    assert_eq!(read_answer(&mut stream), ReceiverMsg::Waiting);
+    assert_eq!(
+        read_answer(&mut stream),
+        ReceiverMsg::Waiting {
+            waiting_for: WaitFor::Decision
+        }
+    );
     let (offer_id, names) = pending(&events);
     assert_eq!(names, ["a.txt"]);
     server.decide(offer_id, true);
@@ -475,7 +482,12 @@ fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
     ));
     // Not announced: the receiver asks again instead of taking it under the first "yes".
     send(&mut stream, offer("evil.sh", 1000));
-    assert_eq!(read_answer(&mut stream), ReceiverMsg::Waiting);
+    assert_eq!(
+        read_answer(&mut stream),
+        ReceiverMsg::Waiting {
+            waiting_for: WaitFor::Decision
+        }
+    );
     let (offer_id, names) = pending(&events);
     assert_eq!(names, ["evil.sh"]);
     server.decide(offer_id, false);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ferry::events::{Event, FailureKind, OfferedFolder, Refusal, ServerEvent, TransferEvent};
 use ferry::protocol::{
-    FolderEntry, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
+    FolderEntry, ReceiverMsg, SenderMsg, WaitFor, encode_chunk_header, encode_sender_msg,
 };
 use ferry::transfer::{AcceptPolicy, FileOutcome, ServerConfig};
 
@@ -229,8 +229,13 @@ fn a_resume_arriving_before_the_old_connection_ended_waits_and_resumes() {
     // 30 s, if it never hears another byte).
     let (mut again, answer) = offer_folder(server.local_addr(), "album", album(), Some(KEY));
     assert!(
-        matches!(answer, ReceiverMsg::Waiting),
-        "the resume was not told to wait: {answer:?}"
+        matches!(
+            answer,
+            ReceiverMsg::Waiting {
+                waiting_for: WaitFor::EarlierCopy
+            }
+        ),
+        "the resume was not told to wait for the earlier copy: {answer:?}"
     );
     // The old connection ends (here: its socket closes).
     drop(gone);
@@ -281,7 +286,7 @@ fn half_sent_album(addr: std::net::SocketAddr, key: &str) -> std::net::TcpStream
 /// The answers after `answer` on `stream`, past any number of `Waiting`: `album` accepted
 /// again in the same root, going on from every byte [`half_sent_album`] sent.
 fn resumes_half_sent_album(stream: &mut std::net::TcpStream, mut answer: ReceiverMsg) {
-    while matches!(answer, ReceiverMsg::Waiting) {
+    while matches!(answer, ReceiverMsg::Waiting { .. }) {
         answer = read_answer(stream);
     }
     match answer {
@@ -308,7 +313,15 @@ fn a_waiting_connection_whose_sender_left_stops_waiting() {
     let addr = server.local_addr();
     let gone = half_sent_album(addr, KEY);
     let (waiter, answer) = offer_folder(addr, "album", album(), Some(KEY));
-    assert!(matches!(answer, ReceiverMsg::Waiting), "{answer:?}");
+    assert!(
+        matches!(
+            answer,
+            ReceiverMsg::Waiting {
+                waiting_for: WaitFor::EarlierCopy
+            }
+        ),
+        "{answer:?}"
+    );
     drop(waiter);
     // Refused well before the idle timeout (30 s; the deadline here is 20 s) ran out,
     // while `gone` still holds the key.
@@ -360,7 +373,15 @@ fn a_folder_the_settings_refuse_is_refused_at_once_even_while_its_key_is_held() 
     let addr = server.local_addr();
     // The first offer holds the key while its user is asked.
     let (_asking, answer) = offer_folder(addr, "album", album(), Some(KEY));
-    assert!(matches!(answer, ReceiverMsg::Waiting), "{answer:?}");
+    assert!(
+        matches!(
+            answer,
+            ReceiverMsg::Waiting {
+                waiting_for: WaitFor::Decision
+            }
+        ),
+        "{answer:?}"
+    );
     server.set_policy(AcceptPolicy::TrustedOnly);
     let (_second, answer) = offer_folder(addr, "album", album(), Some(KEY));
     match answer {

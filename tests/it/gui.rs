@@ -464,7 +464,10 @@ fn offer_two_files(src: &Path, dst: &Path) -> Offered {
     );
     // Meanwhile the sender's row says what it waits for.
     run_until(&mut sender, "the sender to hear it must wait", |app| {
-        app.client.rows.first().is_some_and(|r| r.awaiting_decision)
+        app.client
+            .rows
+            .first()
+            .is_some_and(|r| r.awaiting.is_some())
     });
     sender.get_by_label("waiting for the receiver to accept");
     Offered {

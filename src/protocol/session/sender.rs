@@ -11,7 +11,7 @@
 //! receiver never answers.
 
 use super::super::{
-    CHUNK_LEN, CancelCode, FileFailed, FolderEntry, Header, Mode, ReceiverMsg, SenderMsg,
+    CHUNK_LEN, CancelCode, FileFailed, FolderEntry, Header, Mode, ReceiverMsg, SenderMsg, WaitFor,
     encode_chunk_header, folder_frames,
 };
 use super::SessionError;
@@ -19,8 +19,9 @@ use super::SessionError;
 /// What a receiver's answer means for the file on offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// The receiver is asking its user: keep waiting (longer).
-    Waiting,
+    /// The receiver holds its answer (asking its user, or why else): keep waiting
+    /// (longer).
+    Waiting(WaitFor),
     /// Send everything from byte 0; the receiver will save it as `saved_as`.
     Accepted { saved_as: String },
     /// The receiver holds the first `offset` bytes: compare `prefix` with the hash of ours,
@@ -204,7 +205,9 @@ impl SenderSession {
                 self.state = State::Broken;
                 return Ok(Answer::PeerCancelled { code, reason });
             }
-            (State::FolderOffered, ReceiverMsg::Waiting) => Answer::Waiting,
+            (State::FolderOffered, ReceiverMsg::Waiting { waiting_for }) => {
+                Answer::Waiting(waiting_for)
+            }
             (State::FolderOffered, ReceiverMsg::FolderHave { files }) => {
                 let mut held = Vec::with_capacity(files.len());
                 for file in files {
@@ -266,7 +269,9 @@ impl SenderSession {
                 self.state = State::Broken;
                 Answer::Failed { reason }
             }
-            (State::Offered { .. }, ReceiverMsg::Waiting) => Answer::Waiting,
+            (State::Offered { .. }, ReceiverMsg::Waiting { waiting_for }) => {
+                Answer::Waiting(waiting_for)
+            }
             (
                 State::Offered { size },
                 ReceiverMsg::Accept {
@@ -433,7 +438,7 @@ impl SenderSession {
 fn receiver_kind(msg: &ReceiverMsg) -> &'static str {
     match msg {
         ReceiverMsg::Accept { .. } => "an accept",
-        ReceiverMsg::Waiting => "a waiting",
+        ReceiverMsg::Waiting { .. } => "a waiting",
         ReceiverMsg::Decline { .. } => "a decline",
         ReceiverMsg::Verified { .. } => "a verified",
         ReceiverMsg::Failed { .. } => "a failed",

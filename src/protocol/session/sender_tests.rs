@@ -3,7 +3,7 @@
 //! machine where both take part.
 
 use super::*;
-use crate::protocol::{CHUNK_LEN, CancelCode, Header, Mode, ReceiverMsg, SenderMsg};
+use crate::protocol::{CHUNK_LEN, CancelCode, Header, Mode, ReceiverMsg, SenderMsg, WaitFor};
 
 fn header(size: u64) -> Header {
     Header {
@@ -16,7 +16,9 @@ fn header(size: u64) -> Header {
 
 fn every_answer() -> Vec<ReceiverMsg> {
     vec![
-        ReceiverMsg::Waiting,
+        ReceiverMsg::Waiting {
+            waiting_for: WaitFor::Decision,
+        },
         ReceiverMsg::Accept {
             offset: 0,
             saved_as: "f".into(),
@@ -35,6 +37,9 @@ fn every_answer() -> Vec<ReceiverMsg> {
         ReceiverMsg::Cancel {
             code: CancelCode::User,
             reason: "c".into(),
+        },
+        ReceiverMsg::Waiting {
+            waiting_for: WaitFor::EarlierCopy,
         },
     ]
 }
@@ -70,7 +75,7 @@ fn answer_allowed(state: &str, msg: &ReceiverMsg) -> bool {
             ReceiverMsg::Cancel { .. }
         ) | (
             "offered",
-            ReceiverMsg::Waiting | ReceiverMsg::Accept { .. } | ReceiverMsg::Decline { .. }
+            ReceiverMsg::Waiting { .. } | ReceiverMsg::Accept { .. } | ReceiverMsg::Decline { .. }
         ) | ("offered" | "resuming", ReceiverMsg::Failed { .. })
             | (
                 "data",
@@ -97,7 +102,7 @@ fn every_answer_at_every_point_is_taken_or_refused_as_the_spec_says() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6 * 7);
+    assert_eq!(checked, 6 * 8);
 }
 
 #[test]

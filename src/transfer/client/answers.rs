@@ -176,8 +176,9 @@ impl Upload<'_> {
             self.heard_from_peer = true;
             match self.session.on_answer(msg) {
                 // The receiver is asking its user: wait as long as it lets them decide.
-                Ok(Answer::Waiting) => {
-                    self.sink.transfer(TransferEvent::AwaitingDecision { id });
+                Ok(Answer::Waiting(waiting_for)) => {
+                    self.sink
+                        .transfer(TransferEvent::AwaitingDecision { id, waiting_for });
                     deadline = Instant::now() + self.opts.decision_timeout;
                 }
                 Ok(answer) => return Ok(answer),

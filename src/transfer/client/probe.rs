@@ -45,7 +45,7 @@ pub fn probe(opts: &SendOptions, duration: Duration) -> Result<ProbeReport, Prob
         let left = deadline.saturating_duration_since(Instant::now());
         match answers.recv_timeout(left) {
             Ok(Heard::Msg(ReceiverMsg::ProbeReady)) => break,
-            Ok(Heard::Msg(ReceiverMsg::Waiting)) => {
+            Ok(Heard::Msg(ReceiverMsg::Waiting { .. })) => {
                 deadline = Instant::now() + opts.decision_timeout;
             }
             Ok(Heard::Msg(ReceiverMsg::Decline { reason })) => {

@@ -20,7 +20,7 @@ use crate::events::{
 };
 use crate::protocol::session::{FrameStep, ReceiverSession};
 use crate::protocol::{
-    self, Header, Mode, ReceiverMsg, SenderMsg, decode_sender_msg, encode_receiver_msg,
+    self, Header, Mode, ReceiverMsg, SenderMsg, WaitFor, decode_sender_msg, encode_receiver_msg,
     sanitize_file_name,
 };
 use crate::secure::handshake::PeerInfo;
@@ -299,7 +299,7 @@ impl Connection<'_> {
                 let (writer, mut last_word) = (&mut self.writer, Some(Instant::now()));
                 let hasher = part
                     .hash_prefix(len, &mut self.buf, || {
-                        let _ = keep_waiting(writer, &mut last_word);
+                        let _ = keep_waiting(writer, &mut last_word, WaitFor::Checking);
                     })
                     .map_err(TransferError::Disk)?;
                 (part, Some(hasher))
@@ -537,11 +537,13 @@ const _: () = assert!(RECV_BUF_LEN <= protocol::MAX_CHUNK_LEN);
 pub(super) fn keep_waiting(
     writer: &mut impl std::io::Write,
     last_word: &mut Option<Instant>,
+    waiting_for: WaitFor,
 ) -> std::io::Result<()> {
     if last_word.is_some_and(|at| at.elapsed() < WAITING_INTERVAL) {
         return Ok(());
     }
     *last_word = Some(Instant::now());
-    let frame = encode_receiver_msg(&ReceiverMsg::Waiting).map_err(std::io::Error::other)?;
+    let frame = encode_receiver_msg(&ReceiverMsg::Waiting { waiting_for })
+        .map_err(std::io::Error::other)?;
     writer.write_all(&frame)
 }

@@ -17,7 +17,7 @@ use super::connection::Connection;
 use super::lock;
 use crate::events::{Event, OfferedFolder, PendingOffer, Security, ServerEvent, next_transfer_id};
 use crate::protocol::session::{Consent, Refusal};
-use crate::protocol::{Header, ReceiverMsg, sanitize_file_name};
+use crate::protocol::{Header, ReceiverMsg, WaitFor, sanitize_file_name};
 use crate::secure::record::{CLOSE_RECORD_LEN, at_most_a_close_record};
 use crate::transfer::{TransferError, os};
 
@@ -153,7 +153,9 @@ impl Connection<'_> {
 
     /// Tells the sender to wait, shows the offer, and waits for the user's answer.
     fn ask(&mut self, offer: Listing) -> Result<Option<Decision>, TransferError> {
-        self.answer(&ReceiverMsg::Waiting);
+        self.answer(&ReceiverMsg::Waiting {
+            waiting_for: WaitFor::Decision,
+        });
         let offer_id = next_transfer_id();
         let (tx, answers) = crossbeam_channel::bounded(1);
         lock(&self.shared.pending).insert(offer_id, tx);

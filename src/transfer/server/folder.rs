@@ -30,7 +30,8 @@ use crate::events::{
 };
 use crate::protocol::session::FrameStep;
 use crate::protocol::{
-    CancelCode, Header, Mode, ReceiverMsg, SafeEntry, encode_receiver_msg, sanitize_file_name,
+    CancelCode, Header, Mode, ReceiverMsg, SafeEntry, WaitFor, encode_receiver_msg,
+    sanitize_file_name,
 };
 use crate::transfer::files::NoRoom;
 use crate::transfer::{FolderClaim, PartFile, TransferError, write_all};
@@ -70,7 +71,7 @@ impl Connection<'_> {
             if self.shared.stopping.load(Ordering::Relaxed) || self.sender_has_left() {
                 return false;
             }
-            keep_waiting(&mut self.writer, &mut last_word).is_ok()
+            keep_waiting(&mut self.writer, &mut last_word, WaitFor::EarlierCopy).is_ok()
         })
     }
 

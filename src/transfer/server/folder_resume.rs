@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::{Connection, keep_waiting};
 use super::folder_rx::FolderRx;
-use crate::protocol::{PART_SUFFIX, sanitize_file_name};
+use crate::protocol::{PART_SUFFIX, WaitFor, sanitize_file_name};
 use crate::transfer::files::folder_state_name as state_name;
 use crate::transfer::{DownloadDir, Downloads, PartFile};
 
@@ -223,7 +223,7 @@ impl Connection<'_> {
                     part.keep();
                     let (writer, buf) = (&mut self.writer, &mut self.buf);
                     let tick = || {
-                        let _ = keep_waiting(writer, &mut last_word);
+                        let _ = keep_waiting(writer, &mut last_word, WaitFor::Checking);
                     };
                     if let Ok(hasher) = part.hash_prefix(len, buf, tick) {
                         kept = Some(KeptPartial {
@@ -257,7 +257,7 @@ impl Connection<'_> {
                         break;
                     }
                 }
-                let _ = keep_waiting(&mut self.writer, &mut last_word);
+                let _ = keep_waiting(&mut self.writer, &mut last_word, WaitFor::Checking);
             }
             if hashed {
                 held.push((index, *hasher.finalize().as_bytes()));

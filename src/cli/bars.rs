@@ -1,0 +1,189 @@
+//! The terminal face of transfers for `ferry serve` and `ferry send`: one progress bar per
+//! active transfer on stderr (hidden when stderr is not a terminal), and the lines a person
+//! or a script reads on stdout (what arrived, what failed, what a receiver waits for).
+
+use std::collections::HashMap;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::ask::{check_words, security_words};
+use crate::events::{Direction, Event, Security, ServerEvent, TransferEvent, TransferId};
+use crate::protocol::{Mode, WaitFor, escape_line};
+
+/// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
+pub(super) struct Bars {
+    multi: MultiProgress,
+    /// Each active transfer's bar, the sender's message, whether it is encrypted, and what
+    /// "waiting" was last said (once per reason: the receiver repeats it every 5 s).
+    active: HashMap<TransferId, (ProgressBar, String, Security, Option<WaitFor>)>,
+    style: ProgressStyle,
+    /// Receivers whose protection was already said.
+    told: Vec<std::net::SocketAddr>,
+}
+
+impl Bars {
+    pub(super) fn new() -> Self {
+        let style = ProgressStyle::with_template(
+            "{prefix:30!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        Self {
+            multi: MultiProgress::new(),
+            active: HashMap::new(),
+            style,
+            told: Vec::new(),
+        }
+    }
+
+    /// Prints a line above the bars (or plainly when there are no bars).
+    pub fn line(&self, text: String) {
+        self.multi.suspend(|| println!("{text}"));
+    }
+
+    pub(super) fn show(&mut self, event: &Event) {
+        match event {
+            Event::Transfer(TransferEvent::Started {
+                id,
+                peer,
+                name,
+                saved_as,
+                bytes_total,
+                mode,
+                msg,
+                direction,
+                security,
+            }) => {
+                let bar = self
+                    .multi
+                    .add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
+                // Names, messages and reasons come from the peer: escaped before printing.
+                bar.set_prefix(escape_line(name).into_owned());
+                if let Some(saved_as) = saved_as {
+                    self.line(format!(
+                        "{peer}: \"{}\" will be saved as \"{}\"",
+                        escape_line(name),
+                        escape_line(saved_as)
+                    ));
+                }
+                let kind = if *mode == Mode::Ferry {
+                    "Ferry"
+                } else {
+                    "plain"
+                };
+                log::debug!("{direction:?} {kind} transfer {id} of {name:?} with {peer}");
+                if *direction == Direction::Outgoing && !self.told.contains(peer) {
+                    // Once per receiver: who it is and whether the bytes are protected.
+                    self.told.push(*peer);
+                    // On stderr: stdout holds one result line per file, for scripts.
+                    let words = security_words(security);
+                    self.multi.suspend(|| eprintln!("to {peer}: {words}"));
+                }
+                self.active
+                    .insert(*id, (bar, msg.clone(), security.clone(), None));
+            }
+            Event::Transfer(TransferEvent::AwaitingDecision { id, waiting_for }) => {
+                let news = self
+                    .active
+                    .get_mut(id)
+                    .filter(|(.., said)| *said != Some(*waiting_for));
+                let news = news.map(|(bar, .., said)| {
+                    *said = Some(*waiting_for);
+                    bar.prefix()
+                });
+                if let Some(prefix) = news {
+                    self.line(format!("{prefix}: {}", waiting_words(*waiting_for)));
+                }
+            }
+            Event::Transfer(TransferEvent::Progress { id, bytes_done }) => {
+                if let Some((bar, ..)) = self.active.get(id) {
+                    bar.set_position(*bytes_done);
+                }
+            }
+            Event::Transfer(TransferEvent::Finished {
+                id,
+                verified,
+                saved_as,
+                path,
+            }) => {
+                if let Some((bar, msg, security, _)) = self.active.remove(id) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                    if let Some(path) = path {
+                        let check = check_words(*verified, &security);
+                        self.line(format!(
+                            "received {} ({} bytes, {check}, {})",
+                            escape_line(&path.display().to_string()),
+                            bar.length().unwrap_or(0),
+                            security_words(&security)
+                        ));
+                        if !msg.is_empty() {
+                            // The original server prints the sender's message as it is.
+                            self.line(escape_line(&msg).into_owned());
+                        }
+                    } else {
+                        log::debug!("sent {saved_as:?}");
+                    }
+                }
+            }
+            Event::Transfer(TransferEvent::Failed { id, failure }) => {
+                if let Some((bar, ..)) = self.active.remove(id) {
+                    bar.abandon();
+                    self.multi.remove(&bar);
+                    self.line(format!("{}: failed: {}", bar.prefix(), failure));
+                }
+            }
+            Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {
+                if let Some((bar, ..)) = self.active.remove(id) {
+                    bar.abandon();
+                    self.multi.remove(&bar);
+                    let who = if *by_peer {
+                        "cancelled by peer"
+                    } else {
+                        "cancelled"
+                    };
+                    self.line(format!("{}: {who}", bar.prefix()));
+                }
+            }
+            Event::Server(ServerEvent::Paired {
+                peer,
+                device,
+                fingerprint,
+            }) => {
+                self.line(format!(
+                    "{peer}: paired with \"{}\" (fingerprint {fingerprint}): trusted from now on",
+                    escape_line(device)
+                ));
+            }
+            Event::Server(ServerEvent::ConnectionError { peer, reason }) => {
+                self.line(format!("{peer}: {}", escape_line(reason)));
+            }
+            Event::Server(ServerEvent::PartialsExpired { names, bytes }) => {
+                let names: Vec<String> =
+                    names.iter().map(|n| escape_line(n).into_owned()).collect();
+                self.line(format!(
+                    "removed {} old partial file(s), {bytes} bytes: {}",
+                    names.len(),
+                    names.join(", ")
+                ));
+            }
+            Event::Server(_)
+            | Event::Note(_)
+            | Event::Discovery(_)
+            | Event::Keyring(_)
+            | Event::Speed { .. } => {}
+        }
+    }
+}
+
+/// What a sender's line says while the receiver holds its answer.
+fn waiting_words(waiting_for: WaitFor) -> &'static str {
+    match waiting_for {
+        WaitFor::Decision => "waiting for the receiver to accept",
+        WaitFor::Checking => "waiting while the receiver checks what it kept of an earlier try",
+        WaitFor::EarlierCopy => {
+            "waiting for the receiver to let go of an interrupted copy of this folder \
+             (at most its idle timeout)"
+        }
+    }
+}
