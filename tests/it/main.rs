@@ -14,6 +14,7 @@ mod ferry;
 mod folders;
 mod folders_hardening;
 mod folders_resume;
+mod fuzz_live;
 mod gui;
 mod gui_desktop;
 mod gui_devices;
