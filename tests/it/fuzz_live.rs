@@ -949,10 +949,12 @@ fn seed_datagram(rng: &mut Rng) -> Vec<u8> {
         }
         _ => {
             let id = format!("{:016x}{:016x}", rng.next(), rng.next());
-            let beacon_name: &str = rng.pick(&["beacon", "报告 \u{202E}", "长长长长"]);
+            let beacon_name = rng
+                .pick(&["beacon", "报告 \u{202E}", "长长长长"])
+                .to_string();
             let beacon = ferry::protocol::beacon::Beacon::hello(
                 &id,
-                beacon_name,
+                &beacon_name,
                 "one two three four five six",
                 rng.next() as u16,
                 rng.next() as u16,
