@@ -50,8 +50,13 @@ pub(super) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let spawned = thread::Builder::new()
             .name(format!("ferry-conn-{peer}"))
             .spawn(move || {
+                // Declared first, dropped last: the clone goes even if the thread panics,
+                // else it would hold the socket open and the peer would wait for ever.
+                let _forget = ForgetConn {
+                    shared: &conn_shared,
+                    conn_id,
+                };
                 serve_connection(stream, peer, &conn_shared, slot);
-                lock(&conn_shared.conns).remove(&conn_id);
             });
         let mut threads = lock(&shared.threads);
         threads.retain(|t| !t.is_finished());
@@ -63,6 +68,19 @@ pub(super) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
                 lock(&shared.conns).remove(&conn_id);
             }
         }
+    }
+}
+
+/// Removes a connection's clone (kept so `stop` can shut it) from [`Shared::conns`] when
+/// its thread ends, however it ends.
+struct ForgetConn<'a> {
+    shared: &'a Shared,
+    conn_id: u64,
+}
+
+impl Drop for ForgetConn<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.conns).remove(&self.conn_id);
     }
 }
 
