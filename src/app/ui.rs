@@ -62,15 +62,22 @@ impl FerryApp {
                 });
         }
         egui::CentralPanel::default().show(ui, |ui| {
-            let tab_actions = match self.tab {
-                Tab::Server => self.server.ui(ui, tr),
-                Tab::Client => {
-                    let mut actions = self.devices_ui(ui, tr);
-                    actions.extend(self.client.ui(ui, tr));
-                    actions
-                }
-            };
-            actions.extend(tab_actions);
+            // A small window (or one with the Notes panel open) scrolls down to the transfers
+            // instead of cutting off everything below the settings.
+            egui::ScrollArea::vertical()
+                .id_salt(("tab", self.tab == Tab::Server))
+                .auto_shrink([false, false])
+                .show(ui, |ui| {
+                    let tab_actions = match self.tab {
+                        Tab::Server => self.server.ui(ui, tr),
+                        Tab::Client => {
+                            let mut actions = self.devices_ui(ui, tr);
+                            actions.extend(self.client.ui(ui, tr));
+                            actions
+                        }
+                    };
+                    actions.extend(tab_actions);
+                });
         });
         // Over whichever tab is open: a sender is waiting for the answer.
         actions.extend(self.server.offers.show(ui.ctx(), tr));
