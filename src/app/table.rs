@@ -1,5 +1,5 @@
-//! The transfer table both tabs draw: name, peer, the sender's message, size, progress, speed,
-//! ETA, actions, state.
+//! The transfer table both tabs draw: name, state, progress, actions, size, speed, ETA, peer,
+//! the sender's message.
 
 use egui::{ProgressBar, RichText, Ui};
 
@@ -10,11 +10,18 @@ use super::palette;
 use crate::events::{Direction, Failure, FailureKind, PinProblem, Refusal, Security, TransferId};
 use crate::protocol::{Mode, escape_line};
 
-/// Room for the usual states on one line; longer ones (failure reasons) are cut at the
-/// panel's edge and shown whole on hover.
+/// Room for the usual states on one line; longer ones (failure reasons) are cut at
+/// [`STATE_COLUMN_MAX_WIDTH`] and shown whole on hover.
 const STATE_COLUMN_WIDTH: f32 = 120.0;
+const STATE_COLUMN_MAX_WIDTH: f32 = 220.0;
 /// The sender's message is cut to one line this wide; the whole text shows on hover.
 const MESSAGE_COLUMN_WIDTH: f32 = 120.0;
+/// A long name is cut to one line this wide (the whole name shows on hover), so that the
+/// size, progress and state stay in view beside it at the window's default size.
+const NAME_COLUMN_WIDTH: f32 = 240.0;
+/// The table never shrinks below this height (the tab scrolls instead), so a small window
+/// still shows a few rows.
+const MIN_TABLE_HEIGHT: f32 = 160.0;
 
 /// Room between two rows of the table.
 const ROW_SPACING: f32 = 6.0;
@@ -46,26 +53,32 @@ pub fn transfer_table_ui(
     // Both ways: a narrow window scrolls to the state rather than hiding it.
     egui::ScrollArea::both()
         .auto_shrink([false, true])
+        .min_scrolled_height(MIN_TABLE_HEIGHT)
         .show(ui, |ui| {
             egui::Grid::new(("transfers", direction == Direction::Incoming))
                 .striped(true)
                 .num_columns(9)
                 .spacing([12.0, ROW_SPACING])
                 .show(ui, |ui| {
-                    // The buttons come before the state, whose text can be long, so they stay in view.
+                    // The state and the buttons come right after the name, so they stay in
+                    // view in the window's default and smallest sizes (the rest scrolls).
+                    let header = |ui: &mut Ui, col: Option<T>| {
+                        let text = col.map_or("", |col| tr.get(col));
+                        ui.label(RichText::new(text).strong());
+                    };
                     for col in [
-                        T::ColFile,
-                        T::ColPeer,
-                        T::ColMessage,
-                        T::ColSize,
-                        T::ColProgress,
-                        T::ColSpeed,
-                        T::ColEta,
+                        Some(T::ColFile),
+                        Some(T::ColState),
+                        Some(T::ColProgress),
+                        None,
+                        Some(T::ColSize),
+                        Some(T::ColSpeed),
+                        Some(T::ColEta),
+                        Some(T::ColPeer),
+                        Some(T::ColMessage),
                     ] {
-                        ui.label(RichText::new(tr.get(col)).strong());
+                        header(ui, col);
                     }
-                    ui.label("");
-                    ui.label(RichText::new(tr.get(T::ColState)).strong());
                     ui.end_row();
                     for row in rows {
                         if let Some(a) = row_or_room(ui, tr, row, direction, false) {
@@ -162,12 +175,19 @@ fn row_ui(
         (None, false) => row.saved_as.as_deref().unwrap_or(&row.name),
     };
     let mut action = None;
+    // Renamed on arrival: the hover says both names (below) instead of only the cut one.
+    let renamed = row.saved_as.is_some() && row.folder.is_none() && !child;
     let name_cell = ui.vertical(|ui| {
+        ui.set_max_width(NAME_COLUMN_WIDTH);
         let name = ui.horizontal(|ui| {
             if child {
                 ui.add_space(18.0);
             }
-            ui.add(egui::Label::new(shown_name).sense(egui::Sense::click()))
+            let label = egui::Label::new(shown_name)
+                .sense(egui::Sense::click())
+                .truncate()
+                .show_tooltip_when_elided(!renamed);
+            ui.add(label)
         });
         if let Some(group) = row.folder.as_ref().filter(|g| !g.skipped.is_empty()) {
             let skipped = escape_line(&group.skipped.join(", ")).into_owned();
@@ -178,7 +198,7 @@ fn row_ui(
     });
     let name_width = name_cell.response.rect.width();
     let mut name = name_cell.inner;
-    if row.saved_as.is_some() && row.folder.is_none() && !child {
+    if renamed {
         let mut tip = row.name.clone();
         tip.push_str(" → ");
         tip.push_str(&tr.fill(T::SavedAs, &[&shown_name]));
@@ -193,39 +213,14 @@ fn row_ui(
             }
         });
     }
-    // Who is on the other end: the address, and encrypted with which device or not.
-    ui.horizontal(|ui| {
-        ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
-        if let Some(security) = &row.security {
-            super::notes_panel::security_mark(ui, security, tr);
-        }
-    });
-    // The message was escaped to one line as it arrived (display.rs); cut at the column.
-    ui.horizontal(|ui| {
-        ui.set_max_width(MESSAGE_COLUMN_WIDTH);
-        let message = ui.add(egui::Label::new(&row.msg).truncate());
-        if !row.msg.is_empty() {
-            message.on_hover_text(&row.msg);
-        }
-    });
-    match &row.folder {
-        Some(group) => {
-            let size = format_bytes(row.bytes_total as f64);
-            ui.label(tr.fill(T::FolderSize, &[&size, &group.children.len()]))
-        }
-        None => ui.label(format_bytes(row.bytes_total as f64)),
-    };
+    // What became of it first, then how far (a long name or a narrow window cannot push
+    // these out of view), the buttons, the figures, then the peer and its message.
+    state_ui(ui, tr, row, direction);
     ui.add(
         ProgressBar::new(row.fraction())
             .desired_width(110.0)
             .show_percentage(),
     );
-    ui.label(
-        row.speed()
-            .map(|s| format!("{}/s", format_bytes(s)))
-            .unwrap_or_default(),
-    );
-    ui.label(row.eta().map(format_eta).unwrap_or_default());
     ui.horizontal(|ui| {
         let mut button = |text: T, clicked: RowAction| {
             if ui.small_button(tr.get(text)).clicked() {
@@ -258,7 +253,34 @@ fn row_ui(
             }
         }
     });
-    state_ui(ui, tr, row, direction);
+    match &row.folder {
+        Some(group) => {
+            let size = format_bytes(row.bytes_total as f64);
+            ui.label(tr.fill(T::FolderSize, &[&size, &group.children.len()]))
+        }
+        None => ui.label(format_bytes(row.bytes_total as f64)),
+    };
+    ui.label(
+        row.speed()
+            .map(|s| format!("{}/s", format_bytes(s)))
+            .unwrap_or_default(),
+    );
+    ui.label(row.eta().map(format_eta).unwrap_or_default());
+    // Who is on the other end: the address, and encrypted with which device or not.
+    ui.horizontal(|ui| {
+        ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
+        if let Some(security) = &row.security {
+            super::notes_panel::security_mark(ui, security, tr);
+        }
+    });
+    // The message was escaped to one line as it arrived (display.rs); cut at the column.
+    ui.horizontal(|ui| {
+        ui.set_max_width(MESSAGE_COLUMN_WIDTH);
+        let message = ui.add(egui::Label::new(&row.msg).truncate());
+        if !row.msg.is_empty() {
+            message.on_hover_text(&row.msg);
+        }
+    });
     (action, name_width)
 }
 
@@ -274,6 +296,7 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
     // States stay on one line; a long failure reason is cut, and shown whole on hover.
     ui.horizontal(|ui| {
         ui.set_min_width(STATE_COLUMN_WIDTH);
+        ui.set_max_width(STATE_COLUMN_MAX_WIDTH);
         let response = ui.add(egui::Label::new(rich).truncate());
         if let RowState::Failed(_) = &row.state {
             let first = row.folder.as_ref().and_then(|g| first_failure(g));
