@@ -312,6 +312,7 @@ texts! {
     NotesListening => "listening on {}", "正在监听 {}";
     NotesNotListening => "not listening", "未监听";
     NotesStart => "Listen", "监听";
+    InvalidNotesPort => "Notes port must be a number from 0 to 65535", "便签端口必须是 0 到 65535 之间的数字";
     PeerAddress => "Peer (host:port)", "对方（主机:端口）";
     NoteText => "Note", "便签内容";
     Send => "Send", "发送";

@@ -25,6 +25,8 @@ use crate::worker::Command;
 pub enum NotesStatus {
     Off,
     Listening(SocketAddr),
+    /// The port field holds no port (said in the window's language).
+    InvalidPort,
     Failed(String),
 }
 
@@ -84,7 +86,7 @@ impl NotesPanel {
                 ))))
             }
             Err(_) => {
-                self.status = NotesStatus::Failed(format!("bad port {:?}", self.port));
+                self.status = NotesStatus::InvalidPort;
                 None
             }
         }
@@ -138,6 +140,9 @@ impl NotesPanel {
             }
             NotesStatus::Failed(reason) => {
                 ui.label(RichText::new(reason).color(palette::ERROR));
+            }
+            NotesStatus::InvalidPort => {
+                ui.label(RichText::new(tr.get(T::InvalidNotesPort)).color(palette::ERROR));
             }
             NotesStatus::Off => {
                 ui.label(tr.get(T::NotesNotListening));
