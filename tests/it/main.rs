@@ -22,6 +22,7 @@ mod gui_flood;
 mod gui_folders;
 mod gui_localsend;
 mod gui_localsend_pin;
+mod gui_polish;
 mod gui_secure;
 mod hostile;
 mod idle;
