@@ -93,6 +93,10 @@ pub fn transfer_table_ui(
                         }
                     }
                 });
+            // Room for the floating sideways scroll bar below the last row, which it would
+            // otherwise lie over (and take the clicks meant for that row's buttons).
+            let bar = ui.spacing().scroll;
+            ui.add_space(bar.bar_inner_margin + bar.bar_width + bar.bar_outer_margin);
         });
     action
 }
