@@ -18,8 +18,9 @@ fn wheel(delta: egui::Vec2) -> egui::Event {
     }
 }
 
-/// A window too narrow for the table scrolls it sideways to the buttons and the state: the
-/// rows in view are still drawn there (each one's Cancel button is there to click).
+/// A window too narrow for the table scrolls it sideways to its right end (the peer and the
+/// message; the state and the buttons are beside the name): the rows in view are still
+/// drawn there, each one's peer in the window, and each one's Cancel button still drawn.
 #[test]
 fn a_narrow_table_scrolled_sideways_still_draws_its_rows() {
     let dst = tempfile::tempdir().unwrap();
@@ -42,13 +43,15 @@ fn a_narrow_table_scrolled_sideways_still_draws_its_rows() {
         harness.run_steps(2);
     }
     harness.run_steps(3);
-    let cancels: Vec<_> = harness.query_all_by_label("Cancel").collect();
-    assert_eq!(cancels.len(), ROWS, "every row in view is drawn");
-    for cancel in cancels {
-        let rect = cancel.rect();
+    let cancels = harness.query_all_by_label("Cancel").count();
+    assert_eq!(cancels, ROWS, "every row in view is drawn");
+    let peers: Vec<_> = harness.query_all_by_label("127.0.0.2:40000").collect();
+    assert_eq!(peers.len(), ROWS, "every row in view is drawn");
+    for peer in peers {
+        let rect = peer.rect();
         assert!(
             rect.min.x >= 0.0 && rect.max.x <= 480.0,
-            "the Cancel button is in the window: {rect:?}"
+            "the row's peer is in the window: {rect:?}"
         );
     }
     let name = harness.get_by_label("narrow-0.bin").rect();
