@@ -42,6 +42,7 @@ mod notify;
 mod offers;
 mod palette;
 mod pin_prompt;
+mod row_text;
 mod server_tab;
 mod settings;
 mod speed_panel;
