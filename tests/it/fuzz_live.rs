@@ -76,7 +76,7 @@ impl Rng {
 
 /// The campaign's seed: `FERRY_FUZZ_SEED` or a fixed default, printed so a failure
 /// reproduces.
-fn seed(campaign: &str) -> u64 {
+pub(crate) fn seed(campaign: &str) -> u64 {
     let seed = std::env::var("FERRY_FUZZ_SEED")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -86,7 +86,7 @@ fn seed(campaign: &str) -> u64 {
 }
 
 /// How many cases: `FERRY_FUZZ_CASES` or the default, which keeps this file well under 20 s.
-fn cases(default: usize) -> usize {
+pub(crate) fn cases(default: usize) -> usize {
     std::env::var("FERRY_FUZZ_CASES")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -102,7 +102,7 @@ static PANIC_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Counts panics on the engine's own threads (all named `ferry-*`; LocalSend's disk work runs
 /// on tokio's blocking threads), chained to the previous hook so messages still print.
 /// Panics of test threads (assertions) are not counted: they fail their own test.
-fn count_panics() {
+pub(crate) fn count_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
@@ -118,7 +118,7 @@ fn count_panics() {
     });
 }
 
-fn assert_no_panics() {
+pub(crate) fn assert_no_panics() {
     let log = PANIC_LOG.lock().unwrap_or_else(|e| e.into_inner());
     assert_eq!(
         PANICS.load(Ordering::SeqCst),
@@ -131,7 +131,7 @@ fn assert_no_panics() {
 // Streams as segments, so mutations can act on frames as well as on bytes.
 
 #[derive(Debug, Clone)]
-enum Seg {
+pub(crate) enum Seg {
     /// A frame: `[i32 LE len][JSON]`.
     Frame(Value),
     /// A frame whose length field lies.
@@ -159,7 +159,7 @@ fn json_bytes(value: &Value) -> Vec<u8> {
     text.into_bytes()
 }
 
-fn serialize(segs: &[Seg]) -> Vec<u8> {
+pub(crate) fn serialize(segs: &[Seg]) -> Vec<u8> {
     let mut out = Vec::new();
     for seg in segs {
         match seg {
@@ -254,7 +254,7 @@ fn chunks(rng: &mut Rng, content: &[u8]) -> Vec<Seg> {
 }
 
 /// A valid stream for one of the server's paths.
-fn seed_stream(rng: &mut Rng) -> Vec<Seg> {
+pub(crate) fn seed_stream(rng: &mut Rng) -> Vec<Seg> {
     let mut segs = Vec::new();
     match rng.below(7) {
         // The original plain upload, several files on one connection.
@@ -471,7 +471,7 @@ fn mutate_value(rng: &mut Rng, value: &mut Value) {
     }
 }
 
-fn mutate_segs(rng: &mut Rng, segs: &mut Vec<Seg>) {
+pub(crate) fn mutate_segs(rng: &mut Rng, segs: &mut Vec<Seg>) {
     if segs.is_empty() {
         return;
     }
@@ -513,7 +513,7 @@ fn mutate_segs(rng: &mut Rng, segs: &mut Vec<Seg>) {
     }
 }
 
-fn mutate_bytes(rng: &mut Rng, bytes: &mut Vec<u8>) {
+pub(crate) fn mutate_bytes(rng: &mut Rng, bytes: &mut Vec<u8>) {
     if bytes.is_empty() {
         bytes.extend(rng.some_bytes(64));
         return;
@@ -599,14 +599,14 @@ fn make_case(rng: &mut Rng) -> Case {
 
 /// A TCP connection from a chosen loopback source address (Linux routes all of 127/8 to lo),
 /// so the per-address limit does not throttle the campaign.
-fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+pub(crate) fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     socket.bind(&SocketAddr::new(IpAddr::V4(source), 0).into())?;
     socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
     Ok(socket.into())
 }
 
-fn source_addr(rng: &mut Rng) -> Ipv4Addr {
+pub(crate) fn source_addr(rng: &mut Rng) -> Ipv4Addr {
     Ipv4Addr::new(
         127,
         1 + rng.below(199) as u8,
@@ -617,7 +617,7 @@ fn source_addr(rng: &mut Rng) -> Ipv4Addr {
 
 /// Reads until the server closes; an error if it keeps the connection open past the
 /// deadline (a stuck connection thread).
-fn until_closed(stream: &mut TcpStream) -> Result<(), String> {
+pub(crate) fn until_closed(stream: &mut TcpStream) -> Result<(), String> {
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
@@ -673,14 +673,14 @@ fn run_case(addr: SocketAddr, source: Ipv4Addr, case: &Case) -> Result<(), Strin
 
 /// Every `Finished` event's path and whether it was verified, collected while the campaign
 /// runs (the channel is bounded: someone must read it).
-struct Finished {
+pub(crate) struct Finished {
     files: Arc<Mutex<Vec<(PathBuf, bool)>>>,
     done: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Finished {
-    fn collect(events: Receiver<Event>) -> Self {
+    pub(crate) fn collect(events: Receiver<Event>) -> Self {
         let files = Arc::new(Mutex::new(Vec::new()));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (f, d) = (Arc::clone(&files), Arc::clone(&done));
@@ -710,7 +710,7 @@ impl Finished {
     }
 
     /// Once the server stopped (every event already sent): all of them.
-    fn all(self) -> Vec<(PathBuf, bool)> {
+    pub(crate) fn all(self) -> Vec<(PathBuf, bool)> {
         self.done.store(true, Ordering::SeqCst);
         self.thread.join().expect("the event reader");
         Arc::try_unwrap(self.files)
@@ -721,7 +721,11 @@ impl Finished {
 
 /// Opens a full quota of connections (every slot, `per_peer` from each of a few fresh
 /// addresses) at once and offers a file on each: all must be accepted, none refused as busy.
-fn full_quota(addr: SocketAddr, max_connections: usize, per_peer: usize) -> Result<(), String> {
+pub(crate) fn full_quota(
+    addr: SocketAddr,
+    max_connections: usize,
+    per_peer: usize,
+) -> Result<(), String> {
     let offer = encode_sender_msg(&SenderMsg::Offer(header("quota.bin", 1, None)))
         .map_err(|e| e.to_string())?;
     let mut streams = Vec::new();
@@ -753,7 +757,7 @@ fn full_quota(addr: SocketAddr, max_connections: usize, per_peer: usize) -> Resu
 }
 
 /// Whether `needle` occurs in `haystack`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
         return true;
     }
@@ -767,7 +771,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Everything under `root`: no symbolic links, no hard links, nothing but the canary outside
 /// `downloads`; returns the regular files under `downloads`.
-fn walk(root: &Path, downloads: &Path, canary: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(root: &Path, downloads: &Path, canary: &Path) -> Vec<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
     let mut todo = vec![root.to_path_buf()];

@@ -15,6 +15,7 @@ mod folders;
 mod folders_hardening;
 mod folders_resume;
 mod fuzz_live;
+mod fuzz_secure;
 mod gui;
 mod gui_desktop;
 mod gui_devices;
