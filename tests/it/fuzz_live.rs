@@ -183,7 +183,7 @@ pub(crate) fn serialize(segs: &[Seg]) -> Vec<u8> {
 }
 
 /// A frame made by the crate's own encoder, as a JSON value to mutate.
-fn frame(msg: &SenderMsg) -> Seg {
+pub(crate) fn frame(msg: &SenderMsg) -> Seg {
     let bytes = encode_sender_msg(msg).expect("a valid message encodes");
     Seg::Frame(serde_json::from_slice(&bytes[4..]).expect("the encoder writes JSON"))
 }

@@ -29,12 +29,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry::protocol::{PART_SUFFIX, ReceiverMsg, SenderMsg, encode_sender_msg};
-use ferry::secure::record::MAX_RECORD_PLAINTEXT;
+use ferry::secure::record::{CLOSE_RECORD_LEN, MAX_RECORD_PLAINTEXT};
 use ferry::secure::{Cipher, Identity, SecureWriter};
 use ferry::transfer::{FileOutcome, MinRate, OutgoingFile, SendOptions, ServerConfig};
 
 use crate::fuzz_live::{
-    Finished, Rng, Seg, assert_no_panics, cases, connect_from, count_panics, full_quota,
+    Finished, Rng, Seg, assert_no_panics, cases, connect_from, count_panics, frame, full_quota,
     mutate_bytes, mutate_segs, seed, seed_stream, serialize, source_addr, until_closed, walk,
 };
 use crate::util::*;
@@ -120,8 +120,33 @@ struct Case {
     announced: Vec<[u8; 32]>,
 }
 
+/// A Ferry file large enough for the server's pipelined path (a second thread hashes and
+/// writes), in chunks of the largest size.
+fn large_file(rng: &mut Rng) -> Vec<Seg> {
+    let len = 4 * 1024 * 1024 + rng.below(300_000);
+    let data = rng.bytes(len);
+    let mut segs = vec![frame(&SenderMsg::Offer(ferry::protocol::Header {
+        file_name: "large.bin".into(),
+        file_size: data.len() as u64,
+        msg: "fuzz".into(),
+        resume_key: None,
+    }))];
+    segs.extend(
+        data.chunks(ferry::protocol::MAX_CHUNK_LEN)
+            .map(|c| Seg::Chunk(c.to_vec())),
+    );
+    segs.push(frame(&SenderMsg::End {
+        blake3: *blake3::hash(&data).as_bytes(),
+    }));
+    segs
+}
+
 fn make_case(rng: &mut Rng) -> Case {
-    let mut segs = seed_stream(rng);
+    let mut segs = if rng.chance(4) {
+        large_file(rng)
+    } else {
+        seed_stream(rng)
+    };
     let rounds = rng.below(4); // 0: the valid stream as it is
     for _ in 0..rounds {
         if rng.chance(70) {
@@ -519,13 +544,23 @@ fn an_authenticated_record_campaign_leaves_the_server_whole() {
     let mut opts = SendOptions::new(addr.to_string());
     opts.keyring = Some(legit);
     let (sink, _) = ferry::events::event_channel(None);
-    let outcomes = ferry::transfer::send_files(
-        &opts,
-        &[OutgoingFile::new(&legit_path)],
-        &sink,
-        &ferry::events::CancelToken::new(),
-    )
-    .unwrap_or_else(|e| panic!("seed {seed}: the legitimate encrypted upload: {e}"));
+    // The quota's connections were just dropped: the server frees their slots as it sees
+    // them close, so "busy" is tried again until the deadline (any other error fails).
+    let deadline = Instant::now() + DEADLINE;
+    let outcomes = loop {
+        match ferry::transfer::send_files(
+            &opts,
+            &[OutgoingFile::new(&legit_path)],
+            &sink,
+            &ferry::events::CancelToken::new(),
+        ) {
+            Ok(outcomes) => break outcomes,
+            Err(e) if e.to_string().contains("server busy") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("seed {seed}: the legitimate encrypted upload: {e}"),
+        }
+    };
     assert!(
         matches!(outcomes[..], [FileOutcome::Verified { .. }]),
         "seed {seed}: {outcomes:?}"
@@ -585,4 +620,64 @@ fn an_authenticated_record_campaign_leaves_the_server_whole() {
         from_cases > 0,
         "seed {seed}: no case's file was saved: the records never got through"
     );
+}
+
+/// `stop()` ends hostile encrypted connections wherever they are: silent after the
+/// handshake, inside a record, between a frame's records, inside a file's data. The
+/// timeouts are far longer than the test, so only `stop()` can end them.
+#[test]
+fn stop_ends_stalled_encrypted_peers_wherever_they_stall() {
+    count_panics();
+    let seed = seed("secure stop");
+    let dir = tempfile::tempdir().unwrap();
+    let homes = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dir.path().to_owned());
+    config.keyring = Some(device(&homes.path().join("receiver"), "fuzz-receiver"));
+    config.idle_timeout = Duration::from_secs(120);
+    config.header_deadline = Duration::from_secs(120);
+    config.min_rate = MinRate {
+        bytes_per_sec: 1,
+        window: Duration::from_secs(120),
+    };
+    config.fsync = false;
+    let (server, events) = start_server_with(config);
+    let finished = Finished::collect(events);
+    let addr = server.local_addr();
+    let hostile = device(&homes.path().join("hostile"), "hostile");
+    let mut rng = Rng::new(seed);
+    let mut open = Vec::new();
+    for n in 0..12 {
+        let case = make_case(&mut rng);
+        let (mut raw, mut writer, sealed, reader) = handshake(
+            addr,
+            Ipv4Addr::new(127, 3, 0, n + 1),
+            &hostile.identity,
+            case.aes_first,
+        )
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let wire = seal(&case, &mut writer, &sealed).concat();
+        // A prefix, the connection left open: nothing after the handshake, part of a record,
+        // or whole records with the stream neither closed nor ended.
+        let at = match n % 3 {
+            0 => 0,
+            1 => Rng::new(case.noise).below(wire.len() + 1),
+            _ => wire.len().saturating_sub(CLOSE_RECORD_LEN),
+        };
+        raw.write_all(&wire[..at]).unwrap();
+        open.push((raw, reader));
+    }
+    let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        server.stop();
+        let _ = stopped_tx.send(());
+    });
+    stopped
+        .recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("seed {seed}: stop() did not return"));
+    for (i, (raw, _)) in open.iter_mut().enumerate() {
+        // Stopped: every connection is closed already, so this returns at once.
+        until_closed(raw).unwrap_or_else(|e| panic!("seed {seed}: connection {i}: {e}"));
+    }
+    let _ = finished.all();
+    assert_no_panics();
 }
