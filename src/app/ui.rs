@@ -141,15 +141,19 @@ impl FerryApp {
         if ui.toggle_value(&mut open, notes_label).changed() {
             self.set_notes_open(open);
         }
-        // Separators keep each choice beside its own label (drawn right to left).
+        // Separators keep each choice beside its own label; drawn right to left, so each
+        // choice comes before its label in code and the label reads first on screen.
         ui.separator();
-        egui::ComboBox::from_label(tr.get(T::Language))
+        let language = egui::ComboBox::from_id_salt("language")
             .selected_text(self.lang.native_name())
             .show_ui(ui, |ui| {
                 for lang in [Lang::En, Lang::ZhCn] {
                     ui.selectable_value(&mut self.lang, lang, lang.native_name());
                 }
-            });
+            })
+            .response;
+        let label = ui.label(tr.get(T::Language));
+        language.labelled_by(label.id);
         let theme_name = |theme: ThemeChoice| match theme {
             ThemeChoice::System => tr.get(T::ThemeSystem),
             ThemeChoice::Light => tr.get(T::ThemeLight),
@@ -157,13 +161,16 @@ impl FerryApp {
         };
         ui.separator();
         let before = self.theme;
-        egui::ComboBox::from_label(tr.get(T::Theme))
+        let theme = egui::ComboBox::from_id_salt("theme")
             .selected_text(theme_name(self.theme))
             .show_ui(ui, |ui| {
                 for theme in ThemeChoice::ALL {
                     ui.selectable_value(&mut self.theme, theme, theme_name(theme));
                 }
-            });
+            })
+            .response;
+        let label = ui.label(tr.get(T::Theme));
+        theme.labelled_by(label.id);
         if self.theme != before {
             ui.ctx().set_theme(self.theme.preference());
         }
