@@ -160,7 +160,8 @@ impl ClientTab {
         }
         ui.checkbox(&mut self.plain, tr.get(T::PlainPeer));
         ui.add_space(6.0);
-        ui.horizontal(|ui| {
+        // Wrapped: in a narrow window the drop hint goes below the buttons, not off the edge.
+        ui.horizontal_wrapped(|ui| {
             if ui.button(tr.get(T::ChooseFiles)).clicked() {
                 actions.push(Action::PickFiles);
             }
