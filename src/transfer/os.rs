@@ -299,6 +299,29 @@ pub fn peer_finished(socket: &TcpStream, wait: std::time::Duration) -> Option<bo
     }
 }
 
+/// Waits up to `wait` for `socket` to have something to read (bytes, its end of stream or
+/// an error), without reading and whatever its read timeout: `Some(true)` something came,
+/// `Some(false)` nothing within `wait` (or interrupted), `None` where the system cannot
+/// tell or the call failed (then a blocking read is the way to wait).
+pub fn wait_readable(socket: &TcpStream, wait: std::time::Duration) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let mut fds = [PollFd::new(socket, PollFlags::IN)];
+        let timeout = Timespec::try_from(wait).ok()?;
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) => Some(!fds[0].revents().is_empty()),
+            Err(rustix::io::Errno::INTR) => Some(false),
+            Err(_) => None,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (socket, wait);
+        None
+    }
+}
+
 fn fallocate_keep_size(file: &File, offset: u64, len: u64) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {

@@ -307,7 +307,7 @@ fn count_folders(entries: &[crate::protocol::SafeEntry]) -> u64 {
 }
 
 /// Blocks until the sender leaves (true), sends something (false), or `answered` is set
-/// (false, noticed at the socket's read timeout or the next look for its end).
+/// (false, noticed within a look, [`LOOK_FOR_THE_END`], or two after a lone close record).
 fn sender_closes(stream: &TcpStream, secure: bool, answered: &AtomicBool) -> bool {
     loop {
         match sender_left(stream, secure, true) {
@@ -319,23 +319,27 @@ fn sender_closes(stream: &TcpStream, secure: bool, answered: &AtomicBool) -> boo
     }
 }
 
-/// How long one look waits for the end of an encrypted sender's stream behind its close
-/// record (the record and the end usually arrive together; a sender that sends the record
-/// and stays is looked at this often).
+/// How long one waiting look waits for anything from a silent sender, and for the end of an
+/// encrypted sender's stream behind its close record (the record and the end usually arrive
+/// together; a sender that sends the record and stays is looked at this often).
 const LOOK_FOR_THE_END: Duration = Duration::from_millis(250);
 
 /// One look at a waiting sender's socket, consuming nothing: `Some(true)` it left (closed, the
 /// connection broken, or, encrypted, it ended its stream with nothing but its close record
 /// unread: a sender that gives up says goodbye), `Some(false)` it is alive (it sent anything
-/// else), `None` nothing to tell yet. With `wait`, blocks until something arrives (up to the
-/// socket's read timeout) and, after a close record, up to [`LOOK_FOR_THE_END`] for the end.
+/// else), `None` nothing to tell yet. With `wait`, waits up to [`LOOK_FOR_THE_END`] for
+/// something to arrive and, after a close record, as long again for the end.
 fn sender_left(socket: &TcpStream, secure: bool, wait: bool) -> Option<bool> {
     use rustix::net::{RecvFlags, recv};
     let mut peeked = [0u8; CLOSE_RECORD_LEN + 1];
-    let flags = if wait {
-        RecvFlags::PEEK
-    } else {
-        RecvFlags::PEEK | RecvFlags::DONTWAIT
+    // The wait is a poll of its own, not the socket's read timeout: that one is the
+    // connection's, and an encrypted record trickled up to its deadline leaves it cut to
+    // what was left (down to a millisecond), at which pace the watcher would spin.
+    let flags = match wait.then(|| os::wait_readable(socket, LOOK_FOR_THE_END)) {
+        Some(Some(false)) => return None,
+        // The system cannot poll: a blocking peek (up to the read timeout) waits instead.
+        Some(None) => RecvFlags::PEEK,
+        Some(Some(true)) | None => RecvFlags::PEEK | RecvFlags::DONTWAIT,
     };
     let got = recv(socket, &mut peeked[..], flags)
         .map(|(n, _)| n)
@@ -481,5 +485,46 @@ mod tests {
             seen = sender_left(&receiver, true, true);
         }
         assert_eq!(seen, Some(true));
+    }
+
+    /// How often the calling thread has slept and been woken so far (Linux's count).
+    fn wakeups() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    #[test]
+    fn a_watcher_sleeps_through_a_short_read_timeout_left_on_the_socket() {
+        if wakeups().is_none() {
+            eprintln!("SKIPPED: no per-thread wake-up count on this system");
+            return;
+        }
+        // An encrypted record trickled up to its deadline leaves the socket's read timeout
+        // cut to what was left of it, down to a millisecond; the watcher shares the socket.
+        for secure in [false, true] {
+            let (_sender, receiver) = pair();
+            receiver
+                .set_read_timeout(Some(Duration::from_millis(1)))
+                .unwrap();
+            let answered = Arc::new(AtomicBool::new(false));
+            let watcher = {
+                let answered = Arc::clone(&answered);
+                thread::spawn(move || {
+                    let before = wakeups().unwrap_or_default();
+                    let left = sender_closes(&receiver, secure, &answered);
+                    (left, wakeups().unwrap_or_default() - before)
+                })
+            };
+            // Not a synchronisation: the stretch of a silent sender the watcher sits through.
+            thread::sleep(Duration::from_millis(600));
+            answered.store(true, Ordering::SeqCst);
+            let (left, woken) = watcher.join().unwrap();
+            assert!(!left);
+            // At the socket's 1 ms it wakes hundreds of times; a look every 250 ms, a few.
+            assert!(woken < 30, "secure {secure}: woken {woken} times in 600 ms");
+        }
     }
 }
