@@ -13,9 +13,10 @@ use crate::protocol::{Mode, WaitFor, escape_line};
 /// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
 pub(super) struct Bars {
     multi: MultiProgress,
-    /// Each active transfer's bar, the sender's message, whether it is encrypted, and what
-    /// "waiting" was last said (once per reason: the receiver repeats it every 5 s).
-    active: HashMap<TransferId, (ProgressBar, String, Security, Option<WaitFor>)>,
+    /// Each active transfer's bar, the sender's message, whether it is encrypted, and the
+    /// reasons "waiting" was said for (each once: the receiver repeats it every 5 s, and a
+    /// hostile one could alternate reasons to print a line per message).
+    active: HashMap<TransferId, (ProgressBar, String, Security, Vec<WaitFor>)>,
     style: ProgressStyle,
     /// Receivers whose protection was already said.
     told: Vec<std::net::SocketAddr>,
@@ -80,15 +81,16 @@ impl Bars {
                     self.multi.suspend(|| eprintln!("to {peer}: {words}"));
                 }
                 self.active
-                    .insert(*id, (bar, msg.clone(), security.clone(), None));
+                    .insert(*id, (bar, msg.clone(), security.clone(), Vec::new()));
             }
             Event::Transfer(TransferEvent::AwaitingDecision { id, waiting_for }) => {
                 let news = self
                     .active
                     .get_mut(id)
-                    .filter(|(.., said)| *said != Some(*waiting_for));
+                    .filter(|(.., said)| !said.contains(waiting_for));
                 let news = news.map(|(bar, .., said)| {
-                    *said = Some(*waiting_for);
+                    // At most one of each of WaitFor's three reasons.
+                    said.push(*waiting_for);
                     bar.prefix()
                 });
                 if let Some(prefix) = news {
