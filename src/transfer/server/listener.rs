@@ -72,7 +72,9 @@ pub(super) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
 }
 
 /// Removes a connection's clone (kept so `stop` can shut it) from [`Shared::conns`] when
-/// its thread ends, however it ends.
+/// its thread ends, however it ends, and shuts the socket: a connection ends its socket
+/// itself, but not when its thread panicked, and another clone (a prompt's watcher) would
+/// then keep it open for the peer.
 struct ForgetConn<'a> {
     shared: &'a Shared,
     conn_id: u64,
@@ -80,7 +82,9 @@ struct ForgetConn<'a> {
 
 impl Drop for ForgetConn<'_> {
     fn drop(&mut self) {
-        lock(&self.shared.conns).remove(&self.conn_id);
+        if let Some(clone) = lock(&self.shared.conns).remove(&self.conn_id) {
+            let _ = clone.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
