@@ -762,6 +762,63 @@ pub(crate) fn full_quota(
     Ok(())
 }
 
+/// Polls until a full quota of connections is accepted again (a campaign's slots are given
+/// back just after the closes it saw), failing at the deadline with what refused.
+pub(crate) fn slots_come_back(
+    addr: SocketAddr,
+    max_connections: usize,
+    per_peer: usize,
+    seed: u64,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match full_quota(addr, max_connections, per_peer) {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("seed {seed}: slots leaked: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Sends `path` with `opts` right after [`slots_come_back`]: the quota's connections were
+/// just dropped and the server gives their slots back as it sees them close, so "server
+/// busy" is tried again until the deadline (any other error fails the test).
+pub(crate) fn send_once_free(
+    opts: &ferry::transfer::SendOptions,
+    path: &Path,
+    seed: u64,
+) -> Vec<ferry::transfer::FileOutcome> {
+    let (sink, _) = ferry::events::event_channel(None);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match ferry::transfer::send_files(
+            opts,
+            &[OutgoingFile::new(path)],
+            &sink,
+            &ferry::events::CancelToken::new(),
+        ) {
+            Ok(outcomes) => return outcomes,
+            Err(e) if e.to_string().contains("server busy") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("seed {seed}: the legitimate upload: {e}"),
+        }
+    }
+}
+
+/// Runs `stop` (stopping or dropping the servers under test) on a thread of its own and
+/// fails the test unless it returns within the deadline.
+pub(crate) fn stops_in_time(seed: u64, stop: impl FnOnce() + Send + 'static) {
+    let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        stop();
+        let _ = stopped_tx.send(());
+    });
+    stopped
+        .recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("seed {seed}: stopping did not return"));
+}
+
 /// Whether `needle` occurs in `haystack`.
 pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
@@ -861,39 +918,19 @@ fn a_mutated_stream_campaign_leaves_the_tcp_server_whole() {
         .collect();
     assert!(stuck.is_empty(), "seed {seed}: {stuck:#?}");
 
-    // Every slot is free again: a full quota is accepted (slots are released just after the
-    // close we saw, so poll with a deadline).
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match full_quota(addr, max_connections, max_per_peer) {
-            Ok(()) => break,
-            Err(e) if Instant::now() > deadline => panic!("seed {seed}: slots leaked: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    // Every slot is free again: a full quota is accepted.
+    slots_come_back(addr, max_connections, max_per_peer, seed);
 
     // It still serves: a Ferry upload verified, a plain upload saved.
     let outside = tempfile::tempdir().unwrap();
     let legit = outside.path().join("legit.bin");
     let legit_bytes = data(300_000, seed);
     std::fs::write(&legit, &legit_bytes).unwrap();
-    let (sink, _) = ferry::events::event_channel(None);
-    let deadline = Instant::now() + DEADLINE;
-    let outcomes = loop {
-        match ferry::transfer::send_files(
-            &ferry::transfer::SendOptions::new(addr.to_string()),
-            &[OutgoingFile::new(&legit)],
-            &sink,
-            &ferry::events::CancelToken::new(),
-        ) {
-            Ok(outcomes) => break outcomes,
-            // The quota's slots are given back just after their connections close.
-            Err(e) if e.to_string().contains("server busy") && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!("seed {seed}: the legitimate upload: {e}"),
-        }
-    };
+    let outcomes = send_once_free(
+        &ferry::transfer::SendOptions::new(addr.to_string()),
+        &legit,
+        seed,
+    );
     assert!(
         matches!(
             outcomes[..],
@@ -904,14 +941,7 @@ fn a_mutated_stream_campaign_leaves_the_tcp_server_whole() {
     plain_upload(addr, &[("legit-plain.txt", b"plain and whole", "")]);
 
     // `stop()` returns, with every thread joined.
-    let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        server.stop();
-        let _ = stopped_tx.send(());
-    });
-    stopped
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("seed {seed}: stop() did not return"));
+    stops_in_time(seed, move || server.stop());
     let finished = finished.all();
     assert_no_panics();
 
@@ -1107,15 +1137,10 @@ fn a_datagram_campaign_leaves_notes_and_discovery_serving() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
+    stops_in_time(seed, move || {
         notes.stop();
         discovery.stop();
-        let _ = stopped_tx.send(());
     });
-    stopped
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("seed {seed}: stop() did not return"));
     assert_no_panics();
 }
 
@@ -1305,14 +1330,7 @@ fn a_localsend_request_campaign_leaves_the_https_server_whole() {
     let token = tokens["l"].as_str().expect("a token");
     assert_eq!(peer.upload(&session, "l", token, &legit).status, 200);
 
-    let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        drop(server);
-        let _ = stopped_tx.send(());
-    });
-    stopped
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("seed {seed}: stopping did not return"));
+    stops_in_time(seed, move || drop(server));
     let _ = finished.all();
     assert_no_panics();
 

@@ -31,11 +31,12 @@ use std::time::{Duration, Instant};
 use ferry::protocol::{PART_SUFFIX, ReceiverMsg, SenderMsg, encode_sender_msg};
 use ferry::secure::record::{CLOSE_RECORD_LEN, MAX_RECORD_PLAINTEXT};
 use ferry::secure::{Cipher, Identity, SecureWriter};
-use ferry::transfer::{FileOutcome, MinRate, OutgoingFile, SendOptions, ServerConfig};
+use ferry::transfer::{FileOutcome, MinRate, SendOptions, ServerConfig};
 
 use crate::fuzz_live::{
-    Finished, Rng, Seg, assert_no_panics, cases, connect_from, count_panics, frame, full_quota,
-    mutate_bytes, mutate_segs, seed, seed_stream, serialize, source_addr, until_closed, walk,
+    Finished, Rng, Seg, assert_no_panics, cases, connect_from, count_panics, frame, mutate_bytes,
+    mutate_segs, seed, seed_stream, send_once_free, serialize, slots_come_back, source_addr,
+    stops_in_time, until_closed, walk,
 };
 use crate::util::*;
 
@@ -527,14 +528,7 @@ fn an_authenticated_record_campaign_leaves_the_server_whole() {
     assert!(stuck.is_empty(), "seed {seed}: {stuck:#?}");
 
     // Every slot is free again.
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match full_quota(addr, max_connections, max_per_peer) {
-            Ok(()) => break,
-            Err(e) if Instant::now() > deadline => panic!("seed {seed}: slots leaked: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    slots_come_back(addr, max_connections, max_per_peer, seed);
 
     // It still takes a legitimate encrypted upload.
     let outside = tempfile::tempdir().unwrap();
@@ -543,37 +537,13 @@ fn an_authenticated_record_campaign_leaves_the_server_whole() {
     std::fs::write(&legit_path, &legit_bytes).unwrap();
     let mut opts = SendOptions::new(addr.to_string());
     opts.keyring = Some(legit);
-    let (sink, _) = ferry::events::event_channel(None);
-    // The quota's connections were just dropped: the server frees their slots as it sees
-    // them close, so "busy" is tried again until the deadline (any other error fails).
-    let deadline = Instant::now() + DEADLINE;
-    let outcomes = loop {
-        match ferry::transfer::send_files(
-            &opts,
-            &[OutgoingFile::new(&legit_path)],
-            &sink,
-            &ferry::events::CancelToken::new(),
-        ) {
-            Ok(outcomes) => break outcomes,
-            Err(e) if e.to_string().contains("server busy") && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => panic!("seed {seed}: the legitimate encrypted upload: {e}"),
-        }
-    };
+    let outcomes = send_once_free(&opts, &legit_path, seed);
     assert!(
         matches!(outcomes[..], [FileOutcome::Verified { .. }]),
         "seed {seed}: {outcomes:?}"
     );
 
-    let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        server.stop();
-        let _ = stopped_tx.send(());
-    });
-    stopped
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("seed {seed}: stop() did not return"));
+    stops_in_time(seed, move || server.stop());
     let finished = finished.all();
     assert_no_panics();
 
@@ -666,14 +636,7 @@ fn stop_ends_stalled_encrypted_peers_wherever_they_stall() {
         raw.write_all(&wire[..at]).unwrap();
         open.push((raw, reader));
     }
-    let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        server.stop();
-        let _ = stopped_tx.send(());
-    });
-    stopped
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("seed {seed}: stop() did not return"));
+    stops_in_time(seed, move || server.stop());
     for (i, (raw, _)) in open.iter_mut().enumerate() {
         // Stopped: every connection is closed already, so this returns at once.
         until_closed(raw).unwrap_or_else(|e| panic!("seed {seed}: connection {i}: {e}"));
