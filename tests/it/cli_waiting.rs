@@ -1,8 +1,9 @@
 //! What `ferry send` prints while its receiver says "wait" again and again (a receiver
 //! waiting for a folder's key, or hashing a kept partial, repeats `waiting` every 5 s):
 //! one line per reason, not one per repetition, on the stdout scripts read, each saying
-//! what the receiver waits for. A fake receiver on
-//! 127.0.0.1 speaks the wire protocol; the real binary sends.
+//! what the receiver waits for; and a hostile receiver alternating its reasons cannot make
+//! it print a line per message. A fake receiver on 127.0.0.1 speaks the wire protocol; the
+//! real binary sends.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -20,11 +21,20 @@ fn read_msg(stream: &mut impl Read) -> SenderMsg {
     decode_sender_msg(&body).unwrap()
 }
 
-#[test]
-fn a_receiver_repeating_waiting_is_announced_once() {
+/// `ferry send` of one small file to a fake receiver that answers its offer with `waiting`
+/// for each of `reasons`, then declines with "no thanks": what the sender printed on stdout.
+fn send_through(reasons: impl IntoIterator<Item = WaitFor>) -> String {
     let src = tempfile::tempdir().unwrap();
     let file = src.path().join("a.txt");
     std::fs::write(&file, b"alpha").unwrap();
+    let mut answers = Vec::new();
+    for waiting_for in reasons {
+        answers.extend(encode_receiver_msg(&ReceiverMsg::Waiting { waiting_for }).unwrap());
+    }
+    let decline = ReceiverMsg::Decline {
+        reason: "no thanks".into(),
+    };
+    answers.extend(encode_receiver_msg(&decline).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let receiver = std::thread::spawn(move || {
@@ -32,22 +42,6 @@ fn a_receiver_repeating_waiting_is_announced_once() {
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         // Whatever announces the file, then the offer itself.
         while !matches!(read_msg(&mut stream), SenderMsg::Offer(_)) {}
-        let mut answers = Vec::new();
-        let waiting = |waiting_for| ReceiverMsg::Waiting { waiting_for };
-        for msg in [
-            waiting(WaitFor::Checking),
-            waiting(WaitFor::Checking),
-            waiting(WaitFor::EarlierCopy),
-            waiting(WaitFor::EarlierCopy),
-            waiting(WaitFor::Decision),
-            waiting(WaitFor::Decision),
-            waiting(WaitFor::Decision),
-            ReceiverMsg::Decline {
-                reason: "no thanks".into(),
-            },
-        ] {
-            answers.extend(encode_receiver_msg(&msg).unwrap());
-        }
         stream.write_all(&answers).unwrap();
         // Until the sender closes.
         let _ = stream.read_to_end(&mut Vec::new());
@@ -58,7 +52,23 @@ fn a_receiver_repeating_waiting_is_announced_once() {
         .output()
         .unwrap();
     receiver.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("no thanks"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn a_receiver_repeating_waiting_is_announced_once() {
+    use WaitFor::{Checking, Decision, EarlierCopy};
+    let stdout = send_through([
+        Checking,
+        Checking,
+        EarlierCopy,
+        EarlierCopy,
+        Decision,
+        Decision,
+        Decision,
+    ]);
     // One line per reason, in the order the reasons came, each saying what it waits for.
     let said: Vec<&str> = stdout.lines().filter(|l| l.contains("waiting")).collect();
     assert_eq!(said.len(), 3, "{stdout}");
@@ -69,5 +79,12 @@ fn a_receiver_repeating_waiting_is_announced_once() {
     ]) {
         assert!(line.contains(words), "{line:?} lacks {words:?}: {stdout}");
     }
-    assert!(stdout.contains("no thanks"), "{stdout}");
+}
+
+#[test]
+fn a_receiver_alternating_its_waiting_reasons_gets_one_line_per_reason() {
+    let reasons = [WaitFor::Checking, WaitFor::Decision, WaitFor::EarlierCopy];
+    let stdout = send_through((0..300).map(|i| reasons[i % 3]));
+    let said = stdout.lines().filter(|l| l.contains("waiting")).count();
+    assert_eq!(said, 3, "{stdout}");
 }

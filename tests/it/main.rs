@@ -41,7 +41,6 @@ mod notes_secure;
 mod paths;
 mod plain;
 mod python;
-mod review_asking;
 mod review_speed;
 mod review_speed2;
 mod review_window;
