@@ -762,6 +762,47 @@ pub(crate) fn full_quota(
     Ok(())
 }
 
+/// Plays `total` cases on a few threads at once, each thread with its own deterministic
+/// stream of cases (from `seed` and the campaign's `salt`) sent from random loopback
+/// addresses: `make` draws a case, `play` sends it, `describe` names it in a failure. Fails
+/// the test with every case that got stuck; else every case played, once all are done.
+pub(crate) fn campaign<C: Send + 'static>(
+    seed: u64,
+    salt: u64,
+    total: usize,
+    make: fn(&mut Rng) -> C,
+    play: impl Fn(Ipv4Addr, &C) -> Result<(), String> + Clone + Send + 'static,
+    describe: fn(&C) -> String,
+) -> Vec<C> {
+    const THREADS: usize = 4;
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let play = play.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(seed ^ (t as u64).wrapping_mul(salt));
+                let (mut played, mut stuck) = (Vec::new(), Vec::new());
+                for n in 0..total.div_ceil(THREADS) {
+                    let case = make(&mut rng);
+                    let source = source_addr(&mut rng);
+                    if let Err(e) = play(source, &case) {
+                        stuck.push(format!("thread {t} case {n} ({}): {e}", describe(&case)));
+                    }
+                    played.push(case);
+                }
+                (played, stuck)
+            })
+        })
+        .collect();
+    let (mut played, mut stuck) = (Vec::new(), Vec::new());
+    for worker in workers {
+        let (cases, failures) = worker.join().expect("a campaign thread");
+        played.extend(cases);
+        stuck.extend(failures);
+    }
+    assert!(stuck.is_empty(), "seed {seed}: {stuck:#?}");
+    played
+}
+
 /// Polls until a full quota of connections is accepted again (a campaign's slots are given
 /// back just after the closes it saw), failing at the deadline with what refused.
 pub(crate) fn slots_come_back(
@@ -888,35 +929,14 @@ fn a_mutated_stream_campaign_leaves_the_tcp_server_whole() {
     let addr = server.local_addr();
 
     // The campaign: a few threads, each with its own deterministic stream of cases.
-    const THREADS: usize = 4;
-    let sent: Arc<Mutex<Vec<Case>>> = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let sent = Arc::clone(&sent);
-            std::thread::spawn(move || {
-                let mut rng = Rng::new(seed ^ (t as u64).wrapping_mul(0xA076_1D64_78BD_642F));
-                let mut stuck = Vec::new();
-                for n in 0..total.div_ceil(THREADS) {
-                    let case = make_case(&mut rng);
-                    let source = source_addr(&mut rng);
-                    if let Err(e) = run_case(addr, source, &case) {
-                        stuck.push(format!(
-                            "thread {t} case {n} ({:?}, {} bytes): {e}",
-                            case.delivery,
-                            case.bytes.len()
-                        ));
-                    }
-                    sent.lock().unwrap().push(case);
-                }
-                stuck
-            })
-        })
-        .collect();
-    let stuck: Vec<String> = workers
-        .into_iter()
-        .flat_map(|w| w.join().expect("a campaign thread"))
-        .collect();
-    assert!(stuck.is_empty(), "seed {seed}: {stuck:#?}");
+    let sent = campaign(
+        seed,
+        0xA076_1D64_78BD_642F,
+        total,
+        make_case,
+        move |source, case| run_case(addr, source, case),
+        |case| format!("{:?}, {} bytes", case.delivery, case.bytes.len()),
+    );
 
     // Every slot is free again: a full quota is accepted.
     slots_come_back(addr, max_connections, max_per_peer, seed);
@@ -948,7 +968,6 @@ fn a_mutated_stream_campaign_leaves_the_tcp_server_whole() {
     // Files: inside the folder, no links, the canary untouched, and every final name one a
     // case sent whole (verified ones with a hash some `end` frame announced).
     assert_eq!(std::fs::read(&canary).unwrap(), b"left alone");
-    let sent = sent.lock().unwrap();
     let mut announced: HashSet<[u8; 32]> = sent
         .iter()
         .flat_map(|c| c.announced.iter().copied())

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry::protocol::{PART_SUFFIX, ReceiverMsg, SenderMsg, encode_sender_msg};
@@ -34,8 +34,8 @@ use ferry::secure::{Cipher, Identity, SecureWriter};
 use ferry::transfer::{FileOutcome, MinRate, SendOptions, ServerConfig};
 
 use crate::fuzz_live::{
-    Finished, Rng, Seg, assert_no_panics, cases, connect_from, count_panics, frame, mutate_bytes,
-    mutate_segs, seed, seed_stream, send_once_free, serialize, slots_come_back, source_addr,
+    Finished, Rng, Seg, assert_no_panics, campaign, cases, connect_from, count_panics, frame,
+    mutate_bytes, mutate_segs, seed, seed_stream, send_once_free, serialize, slots_come_back,
     stops_in_time, until_closed, walk,
 };
 use crate::util::*;
@@ -491,41 +491,26 @@ fn an_authenticated_record_campaign_leaves_the_server_whole() {
     let finished = Finished::collect(events);
     let addr = server.local_addr();
 
-    const THREADS: usize = 4;
-    let sent: Arc<Mutex<Vec<Case>>> = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let sent = Arc::clone(&sent);
-            let identity = Arc::clone(&hostile.identity);
-            std::thread::spawn(move || {
-                let mut rng = Rng::new(seed ^ (t as u64).wrapping_mul(0x9FB2_1C65_1E98_DF25));
-                let mut stuck = Vec::new();
-                for n in 0..total.div_ceil(THREADS) {
-                    let case = make_case(&mut rng);
-                    let source = source_addr(&mut rng);
-                    if let Err(e) = run_case(addr, source, &identity, &case) {
-                        stuck.push(format!(
-                            "thread {t} case {n} ({:?}, {:?}, {:?}, {:?}, {} bytes): {e}",
-                            case.cut,
-                            case.ending,
-                            case.damage,
-                            case.delivery,
-                            case.plaintext.len()
-                        ));
-                    }
-                    sent.lock().unwrap().push(case);
-                }
-                stuck
-            })
-        })
-        .collect();
-    let stuck: Vec<String> = workers
-        .into_iter()
-        .flat_map(|w| w.join().expect("a campaign thread"))
-        .collect();
-    // Every handshake succeeded (or the campaign never reached the records) and every
-    // connection was closed by the server in time.
-    assert!(stuck.is_empty(), "seed {seed}: {stuck:#?}");
+    // Every handshake succeeds (or the campaign never reaches the records) and every
+    // connection is closed by the server in time.
+    let identity = Arc::clone(&hostile.identity);
+    let sent = campaign(
+        seed,
+        0x9FB2_1C65_1E98_DF25,
+        total,
+        make_case,
+        move |source, case| run_case(addr, source, &identity, case),
+        |case| {
+            format!(
+                "{:?}, {:?}, {:?}, {:?}, {} bytes",
+                case.cut,
+                case.ending,
+                case.damage,
+                case.delivery,
+                case.plaintext.len()
+            )
+        },
+    );
 
     // Every slot is free again.
     slots_come_back(addr, max_connections, max_per_peer, seed);
@@ -551,7 +536,6 @@ fn an_authenticated_record_campaign_leaves_the_server_whole() {
     // connection only Ferry files, so every final name is verified, with a hash some `end`
     // frame announced.
     assert_eq!(std::fs::read(&canary).unwrap(), b"left alone");
-    let sent = sent.lock().unwrap();
     let mut announced: HashSet<[u8; 32]> = sent
         .iter()
         .flat_map(|c| c.announced.iter().copied())
