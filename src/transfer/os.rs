@@ -281,16 +281,9 @@ impl Preallocate {
 pub fn peer_finished(socket: &TcpStream, wait: std::time::Duration) -> Option<bool> {
     #[cfg(target_os = "linux")]
     {
-        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        use rustix::event::PollFlags;
         let ended = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
-        let mut fds = [PollFd::new(socket, PollFlags::RDHUP)];
-        let timeout = Timespec::try_from(wait).ok()?;
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(_) => Some(fds[0].revents().intersects(ended)),
-            // Interrupted: nothing seen yet; the caller asks again.
-            Err(rustix::io::Errno::INTR) => Some(false),
-            Err(_) => None,
-        }
+        poll_socket(socket, PollFlags::RDHUP, wait).map(|seen| seen.intersects(ended))
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -306,19 +299,30 @@ pub fn peer_finished(socket: &TcpStream, wait: std::time::Duration) -> Option<bo
 pub fn wait_readable(socket: &TcpStream, wait: std::time::Duration) -> Option<bool> {
     #[cfg(unix)]
     {
-        use rustix::event::{PollFd, PollFlags, Timespec, poll};
-        let mut fds = [PollFd::new(socket, PollFlags::IN)];
-        let timeout = Timespec::try_from(wait).ok()?;
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(_) => Some(!fds[0].revents().is_empty()),
-            Err(rustix::io::Errno::INTR) => Some(false),
-            Err(_) => None,
-        }
+        poll_socket(socket, rustix::event::PollFlags::IN, wait).map(|seen| !seen.is_empty())
     }
     #[cfg(not(unix))]
     {
         let _ = (socket, wait);
         None
+    }
+}
+
+/// Polls `socket` for `events` up to `wait`: what it saw (nothing when the time ran out or
+/// the wait was interrupted; the caller asks again), `None` when the call failed.
+#[cfg(unix)]
+fn poll_socket(
+    socket: &TcpStream,
+    events: rustix::event::PollFlags,
+    wait: std::time::Duration,
+) -> Option<rustix::event::PollFlags> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(socket, events)];
+    let timeout = Timespec::try_from(wait).ok()?;
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) => Some(fds[0].revents()),
+        Err(rustix::io::Errno::INTR) => Some(PollFlags::empty()),
+        Err(_) => None,
     }
 }
 
