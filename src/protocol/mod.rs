@@ -183,6 +183,7 @@
 //! - A reply goes to the exact source address (IP and port) of the note it answers.
 
 pub mod beacon;
+mod codes;
 mod folder;
 mod frame;
 mod message;
@@ -191,6 +192,7 @@ mod note;
 pub mod session;
 mod text;
 
+pub use codes::{CancelCode, WaitFor};
 pub use folder::{
     FOLDER_FRAME_BUDGET, FolderEntry, FolderListing, HELD_PER_FRAME, MAX_ENTRY_PATH_BYTES,
     MAX_FOLDER_DEPTH, MAX_FOLDER_PATH_BYTES, SafeEntry, folder_frames, held_frames,
@@ -200,9 +202,9 @@ pub use frame::{
     split_frame,
 };
 pub use message::{
-    CancelCode, FERRY_VERSION, FileFailed, FolderPartial, Header, HeldFile, MAX_RESUME_KEY_LEN,
-    MessageError, ReceiverMsg, SenderMsg, WaitFor, decode_receiver_msg, decode_sender_msg,
-    encode_receiver_msg, encode_sender_msg,
+    FERRY_VERSION, FileFailed, FolderPartial, Header, HeldFile, MAX_RESUME_KEY_LEN, MessageError,
+    ReceiverMsg, SenderMsg, decode_receiver_msg, decode_sender_msg, encode_receiver_msg,
+    encode_sender_msg,
 };
 pub use name::{SafeName, sanitize_file_name};
 pub use note::{
