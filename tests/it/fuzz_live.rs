@@ -159,7 +159,7 @@ fn json_bytes(value: &Value) -> Vec<u8> {
     text.into_bytes()
 }
 
-pub(crate) fn serialize(segs: &[Seg]) -> Vec<u8> {
+fn serialize(segs: &[Seg]) -> Vec<u8> {
     let mut out = Vec::new();
     for seg in segs {
         match seg {
@@ -471,7 +471,7 @@ fn mutate_value(rng: &mut Rng, value: &mut Value) {
     }
 }
 
-pub(crate) fn mutate_segs(rng: &mut Rng, segs: &mut Vec<Seg>) {
+fn mutate_segs(rng: &mut Rng, segs: &mut Vec<Seg>) {
     if segs.is_empty() {
         return;
     }
@@ -513,7 +513,7 @@ pub(crate) fn mutate_segs(rng: &mut Rng, segs: &mut Vec<Seg>) {
     }
 }
 
-pub(crate) fn mutate_bytes(rng: &mut Rng, bytes: &mut Vec<u8>) {
+fn mutate_bytes(rng: &mut Rng, bytes: &mut Vec<u8>) {
     if bytes.is_empty() {
         bytes.extend(rng.some_bytes(64));
         return;
@@ -561,9 +561,15 @@ struct Case {
     announced: Vec<[u8; 32]>,
 }
 
-fn make_case(rng: &mut Rng) -> Case {
-    let mut segs = seed_stream(rng);
-    let rounds = rng.below(4); // 0: the valid stream as it is
+/// `segs` mutated: up to three rounds of frame mutations (none: the valid stream as it is),
+/// then, after any, byte mutations with a `bytes_percent` chance. Its bytes, and the BLAKE3
+/// values its `end` frames announce (a verified file must have one).
+pub(crate) fn mutated_stream(
+    rng: &mut Rng,
+    mut segs: Vec<Seg>,
+    bytes_percent: u64,
+) -> (Vec<u8>, Vec<[u8; 32]>) {
+    let rounds = rng.below(4);
     for _ in 0..rounds {
         if rng.chance(70) {
             mutate_segs(rng, &mut segs);
@@ -579,9 +585,15 @@ fn make_case(rng: &mut Rng) -> Case {
         .map(|hash| *hash.as_bytes())
         .collect();
     let mut bytes = serialize(&segs);
-    if rounds > 0 && rng.chance(40) {
+    if rounds > 0 && rng.chance(bytes_percent) {
         mutate_bytes(rng, &mut bytes);
     }
+    (bytes, announced)
+}
+
+fn make_case(rng: &mut Rng) -> Case {
+    let segs = seed_stream(rng);
+    let (bytes, announced) = mutated_stream(rng, segs, 40);
     let delivery = match rng.below(100) {
         0..=2 => Delivery::Stall(rng.below(bytes.len() + 1)),
         3..=4 => Delivery::Trickle,

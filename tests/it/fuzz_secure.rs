@@ -35,8 +35,8 @@ use ferry::transfer::{FileOutcome, MinRate, SendOptions, ServerConfig};
 
 use crate::fuzz_live::{
     Finished, Rng, Seg, assert_no_panics, campaign, cases, connect_from, count_panics, frame,
-    mutate_bytes, mutate_segs, seed, seed_stream, send_once_free, serialize, slots_come_back,
-    stops_in_time, until_closed, walk,
+    mutated_stream, seed, seed_stream, send_once_free, slots_come_back, stops_in_time,
+    until_closed, walk,
 };
 use crate::util::*;
 
@@ -143,30 +143,12 @@ fn large_file(rng: &mut Rng) -> Vec<Seg> {
 }
 
 fn make_case(rng: &mut Rng) -> Case {
-    let mut segs = if rng.chance(4) {
+    let segs = if rng.chance(4) {
         large_file(rng)
     } else {
         seed_stream(rng)
     };
-    let rounds = rng.below(4); // 0: the valid stream as it is
-    for _ in 0..rounds {
-        if rng.chance(70) {
-            mutate_segs(rng, &mut segs);
-        }
-    }
-    let announced = segs
-        .iter()
-        .filter_map(|seg| match seg {
-            Seg::Frame(v) | Seg::LyingFrame(_, v) => v["blake3"].as_str(),
-            _ => None,
-        })
-        .filter_map(|hex| blake3::Hash::from_hex(hex).ok())
-        .map(|hash| *hash.as_bytes())
-        .collect();
-    let mut plaintext = serialize(&segs);
-    if rounds > 0 && rng.chance(30) {
-        mutate_bytes(rng, &mut plaintext);
-    }
+    let (plaintext, announced) = mutated_stream(rng, segs, 30);
     let cut = *rng.pick(&[
         Cut::Natural,
         Cut::OneByte,
