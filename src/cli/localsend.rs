@@ -147,6 +147,12 @@ pub(super) fn sweep_targets(
 /// Looking for LocalSend devices: a receiver that takes nothing (every offer refused) so
 /// devices can register back, announcing on the LAN, plus `POST /register` probes and the
 /// sweep.
+/// A LocalSend lookup and when it began (its wait counts from then).
+pub(super) struct Started {
+    lookup: Lookup,
+    at: Instant,
+}
+
 pub(super) struct Lookup {
     server: Option<LocalSendServer>,
     probes: Option<JoinHandle<Vec<LocalSendDevice>>>,
@@ -194,6 +200,14 @@ impl Lookup {
                     .ok()
             });
         Self { server, probes }
+    }
+
+    /// A lookup for `--to NAME`, as its LocalSend flags ask, starting now.
+    pub(super) fn start_for(how: &LocalSendToArgs) -> Started {
+        Started {
+            lookup: Self::start(&how.localsend_probe, &how.sweep),
+            at: Instant::now(),
+        }
     }
 
     /// The devices heard so far by the receiver (probes are added by [`Lookup::finish`]).
@@ -259,14 +273,10 @@ pub(super) fn device_line(device: &LocalSendDevice) -> String {
 
 /// Looks for a LocalSend device called `alias` for up to `wait_secs`, and then as long as the
 /// sweep still runs (it ends by its own timeouts), before giving up.
-fn find(
-    alias: &str,
-    wait_secs: f64,
-    probes: &[String],
-    sweep: &SweepArgs,
-) -> Option<LocalSendDevice> {
-    let lookup = Lookup::start(probes, sweep);
-    let deadline = Instant::now() + Duration::from_secs_f64(wait_secs.clamp(0.0, 3600.0));
+fn find(alias: &str, how: &LocalSendToArgs, started: Option<Started>) -> Option<LocalSendDevice> {
+    let Started { lookup, at } = started.unwrap_or_else(|| Lookup::start_for(how));
+    let wait = Duration::from_secs_f64(how.localsend_wait.clamp(0.0, 3600.0));
+    let deadline = at + wait;
     while (Instant::now() < deadline || lookup.sweeping())
         && !lookup.heard().iter().any(|d| d.alias == alias)
     {
@@ -281,18 +291,18 @@ fn find_named(
     alias: &str,
     how: &LocalSendToArgs,
     ferry_error: anyhow::Error,
+    started: Option<Started>,
 ) -> anyhow::Result<LocalSendDevice> {
     if alias.contains(':') {
         return Err(ferry_error);
     }
-    let device =
-        find(alias, how.localsend_wait, &how.localsend_probe, &how.sweep).ok_or_else(|| {
-            // The Ferry search came first, so its answer reads first.
-            anyhow::anyhow!(
-                "{ferry_error:#}; no LocalSend device is called {:?} either",
-                escape_line(alias)
-            )
-        })?;
+    let device = find(alias, how, started).ok_or_else(|| {
+        // The Ferry search came first, so its answer reads first.
+        anyhow::anyhow!(
+            "{ferry_error:#}; no LocalSend device is called {:?} either",
+            escape_line(alias)
+        )
+    })?;
     if device.protocol == "http" {
         anyhow::bail!(
             "the LocalSend device {} has encryption turned off (it speaks plain HTTP); Ferry \
@@ -305,14 +315,16 @@ fn find_named(
 
 /// `ferry send --to ALIAS` when ALIAS is no Ferry device nor address: a LocalSend device of
 /// that name gets the files; none gives back the Ferry error (`ferry_error`).
+/// `started`: the lookup begun while the Ferry search ran, if one was.
 pub(super) fn send_by_alias(
     args: SendArgs,
     ferry_error: anyhow::Error,
+    started: Option<Started>,
 ) -> anyhow::Result<ExitCode> {
     if args.plain || args.code.is_some() {
         return Err(ferry_error);
     }
-    let device = find_named(&args.to, &args.localsend, ferry_error)?;
+    let device = find_named(&args.to, &args.localsend, ferry_error, started)?;
     println!(
         "sending to LocalSend device {} at {} (fingerprint {})",
         escape_line(&device.alias),
@@ -379,7 +391,11 @@ pub(super) fn note_by_alias(
     if args.plain {
         return Err(ferry_error);
     }
-    let device = find_named(&args.to, &args.localsend, ferry_error)?;
+    eprintln!(
+        "looking for a LocalSend device named {:?} on the LAN...",
+        escape_line(&args.to)
+    );
+    let device = find_named(&args.to, &args.localsend, ferry_error, None)?;
     let identity = identity().context("LocalSend certificate")?;
     let mut sender =
         LocalSendSender::new(identity, &crate::secure::identity::default_device_name());

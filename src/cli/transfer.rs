@@ -292,10 +292,18 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         eprintln!("ferry: nothing was sent");
         return Ok(ExitCode::FAILURE);
     }
-    let (to, expect_key) = match destination_or_device(&args.to) {
+    // A name no trusted device has may be a LocalSend device's: look for one at the same
+    // time as for a Ferry device, so a name that is neither costs one wait, not two.
+    let mut localsend = None;
+    let looked_up = destination_or_device_then(&args.to, |trusted| {
+        if !trusted && !args.plain && args.code.is_none() {
+            localsend = Some(super::localsend::Lookup::start_for(&args.localsend));
+        }
+    });
+    let (to, expect_key) = match looked_up {
         Ok(found) => found,
         // Not a Ferry device nor an address: perhaps a LocalSend device of that name.
-        Err(e) => return super::localsend::send_by_alias(args, e),
+        Err(e) => return super::localsend::send_by_alias(args, e, localsend),
     };
     let mut opts = SendOptions::new(to);
     opts.msg = args.msg;
@@ -424,16 +432,38 @@ fn local_file_problem(path: &Path) -> Option<String> {
 /// and gives no port, the name of a device discovered on the LAN or trusted. Discovery runs
 /// only for such a name, never for a typed address.
 pub(super) fn destination_or_device(typed: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
+    destination_or_device_then(typed, |_| {})
+}
+
+/// [`destination_or_device`], calling `searching(trusted)` just before it looks for a device
+/// by name (`trusted`: the name is a trusted device's), after saying so on stderr: the search
+/// takes seconds, and a mistyped host reads as a name.
+pub(super) fn destination_or_device_then(
+    typed: &str,
+    searching: impl FnOnce(bool),
+) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     let could_be_a_name = !typed.contains(':');
+    let search = |trusted: bool| {
+        eprintln!(
+            "looking for a device named {:?} on the LAN...",
+            escape_line(typed)
+        );
+        searching(trusted);
+        super::discover::find_device(typed)
+    };
     // A trusted device's name wins over a host of that name: it comes with the key the
     // receiver must prove, which a name anyone on the LAN can answer for does not.
     if could_be_a_name && super::discover::is_trusted_name(typed) {
-        return super::discover::find_device(typed);
+        return search(true);
     }
     let by_address = resolve_destination(typed);
     match by_address {
         Ok(destination) => Ok((destination.to_string(), None)),
-        Err(_) if could_be_a_name => super::discover::find_device(typed),
+        // A word with a dot was perhaps meant as a host: say why that reading failed too.
+        Err(e) if could_be_a_name && typed.contains('.') => {
+            search(false).map_err(|found| anyhow::anyhow!("{found:#}; as a host name: {e}"))
+        }
+        Err(_) if could_be_a_name => search(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -130,3 +130,36 @@ fn ctrl_c_during_a_send_to_a_localsend_alias_cancels_it_on_the_device() {
         names_in(inbox.path())
     );
 }
+
+#[test]
+fn a_name_that_is_neither_device_nor_host_says_it_is_looking_and_why_each_reading_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let out = ferry()
+        .args(["send", "--to", "desk.invalid", "--no-localsend-sweep"])
+        .args(["--localsend-wait", "0.2"])
+        .arg(&file)
+        .output()
+        .expect("ferry send runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Said once, before the seconds of searching, so a typo does not look like a hang.
+    let looking: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("looking for a device named \"desk.invalid\""))
+        .collect();
+    assert_eq!(looking.len(), 1, "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("ferry: "))
+        .unwrap_or_default();
+    // Each reading of the word, and why it failed: a Ferry device, a host, a LocalSend device.
+    let device = error.find("no device named \"desk.invalid\"");
+    let host = error.find("; as a host name: cannot resolve host \"desk.invalid\"");
+    let localsend = error.find("; no LocalSend device is called \"desk.invalid\" either");
+    assert!(
+        device.is_some() && device < host && host < localsend,
+        "{stderr}"
+    );
+}
