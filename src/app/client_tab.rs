@@ -47,6 +47,18 @@ pub struct ClientTab {
     pub localsend_pin: String,
 }
 
+/// A field never narrower than this, however small the window (it then scrolls sideways).
+const MIN_FIELD_WIDTH: f32 = 120.0;
+
+/// A field's width: `wanted`, or less in a narrow window, so that it and `beside` (what
+/// follows it on its line) end at the tab's right edge rather than past it.
+fn field_width(ui: &Ui, wanted: f32, beside: f32) -> f32 {
+    // The field's own frame adds its padding on both sides to the width asked for.
+    let padding = 2.0 * ui.spacing().button_padding.x;
+    let room = ui.available_width() - beside - padding;
+    room.min(wanted).max(MIN_FIELD_WIDTH)
+}
+
 impl ClientTab {
     pub fn new(dest: String, recent: Vec<String>, msg: String, plain: bool) -> Self {
         Self {
@@ -112,9 +124,11 @@ impl ClientTab {
             .show(ui, |ui| {
                 let label = ui.label(tr.get(T::Destination));
                 ui.horizontal(|ui| {
+                    // Room for "Recent" beside it.
+                    let recent_width = if self.recent.is_empty() { 0.0 } else { 80.0 };
                     ui.add(
                         egui::TextEdit::singleline(&mut self.dest)
-                            .desired_width(220.0)
+                            .desired_width(field_width(ui, 220.0, recent_width))
                             .hint_text("192.168.1.20:8080"),
                     )
                     .labelled_by(label.id);
@@ -137,13 +151,14 @@ impl ClientTab {
                 let label = ui.label(tr.get(T::ClientCode));
                 ui.add(
                     egui::TextEdit::singleline(&mut self.code)
-                        .desired_width(220.0)
+                        .desired_width(field_width(ui, 220.0, 0.0))
                         .hint_text("0427-otter-maple-drum"),
                 )
                 .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label(tr.get(T::Message));
-                ui.add(egui::TextEdit::singleline(&mut self.msg).desired_width(320.0))
+                let width = field_width(ui, 320.0, 0.0);
+                ui.add(egui::TextEdit::singleline(&mut self.msg).desired_width(width))
                     .labelled_by(label.id);
                 ui.end_row();
             });

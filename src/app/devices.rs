@@ -22,6 +22,11 @@ use crate::events::{DiscoveryEvent, SeenDevice, SeenLocalSend, SeenState};
 use crate::localsend::{LOCALSEND_PORT, LocalSendTarget};
 use crate::worker::{Command, DiscoverySetup};
 
+/// A long device name is cut to this width, so the columns after it stay in view.
+const DEVICE_NAME_MAX_WIDTH: f32 = 130.0;
+/// Room between two columns of the devices table (narrow: it must fit the smallest window).
+const DEVICE_COLUMN_SPACING: f32 = 8.0;
+
 /// Whether discovery runs, as the engine last said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiscoveryStatus {
@@ -254,104 +259,118 @@ impl DevicesPanel {
             return None;
         }
         let mut pick = None;
-        egui::Grid::new("devices_grid")
-            .num_columns(6)
-            .striped(true)
-            .spacing([12.0, 4.0])
+        // What tells devices apart and says whether one is there (name, address, state, last
+        // seen) comes first, so it fits the smallest window; the rest scrolls sideways.
+        egui::ScrollArea::horizontal()
+            .id_salt("devices_scroll")
+            .auto_shrink([false, true])
             .show(ui, |ui| {
-                for col in [
-                    T::ColName,
-                    T::ColTrusted,
-                    T::ColAddress,
-                    T::ColState,
-                    T::ColHowFound,
-                    T::ColLastSeen,
-                ] {
-                    ui.label(RichText::new(tr.get(col)).strong());
-                }
-                ui.end_row();
-                for device in &self.devices {
-                    let clicked = ui
-                        .add_enabled(device.addr.is_some(), egui::Button::new(&device.name))
-                        .on_hover_text(&device.fingerprint)
-                        .clicked();
-                    if let (true, Some(addr)) = (clicked, device.addr) {
-                        let mut picked = pick_device(addr, device.udp_port);
-                        picked.trusted = device.trusted.then(|| device.fingerprint.clone());
-                        pick = Some(picked);
-                    }
-                    ui.label(tr.get(if device.trusted {
-                        T::Trusted
-                    } else {
-                        T::NotTrusted
-                    }));
-                    ui.label(
-                        RichText::new(device.addr.map_or_else(|| "-".into(), |a| a.to_string()))
-                            .monospace(),
-                    );
-                    let state = state_text(tr, device.state);
-                    match device.state {
-                        SeenState::Ready => ui.label(RichText::new(state).color(palette::OK)),
-                        SeenState::PortSilent(_) => {
-                            ui.label(RichText::new(state).color(palette::ERROR))
+                egui::Grid::new("devices_grid")
+                    .num_columns(6)
+                    .striped(true)
+                    .spacing([DEVICE_COLUMN_SPACING, 4.0])
+                    .show(ui, |ui| {
+                        for col in [
+                            T::ColName,
+                            T::ColAddress,
+                            T::ColState,
+                            T::ColLastSeen,
+                            T::ColTrusted,
+                            T::ColHowFound,
+                        ] {
+                            ui.label(RichText::new(tr.get(col)).strong());
                         }
-                        _ => ui.label(RichText::new(state).weak()),
-                    };
-                    ui.label(device.how.join("+"));
-                    ui.label(match device.last_seen_ago {
-                        Some(ago) => tr.fill(T::SecondsAgo, &[&ago.as_secs()]),
-                        None => tr.get(T::Never).to_owned(),
+                        ui.end_row();
+                        pick = self.rows_ui(ui, tr);
                     });
-                    ui.end_row();
-                }
-                for device in &self.localsend {
-                    let addr = device.addr.to_string();
-                    let hover = tr.fill(T::LocalSendSendTo, &[&device.alias, &device.fingerprint]);
-                    if ui.button(&device.alias).on_hover_text(hover).clicked() {
-                        pick = Some(Pick {
-                            dest: addr.clone(),
-                            note_peer: addr.clone(),
-                            trusted: None,
-                        });
-                    }
-                    ui.label(
-                        RichText::new(tr.get(T::LocalSendBadge))
-                            .strong()
-                            .color(palette::OK),
-                    );
-                    // Heard over both families: the second address beneath the first.
-                    match device.addr_v6.filter(|v6| *v6 != device.addr) {
-                        Some(v6) => {
-                            ui.vertical(|ui| {
-                                ui.label(RichText::new(addr).monospace());
-                                ui.label(RichText::new(v6.to_string()).monospace().weak());
-                            });
-                        }
-                        None => {
-                            ui.label(RichText::new(addr).monospace());
-                        }
-                    }
-                    ui.label(&device.device_type);
-                    ui.label(device.how.join("+"));
-                    ui.label("-");
-                    ui.end_row();
-                }
-                for favourite in &self.favourites {
-                    if ui.button(favourite).clicked() {
-                        pick = Some(Pick {
-                            dest: favourite.clone(),
-                            note_peer: favourite.clone(),
-                            trusted: None,
-                        });
-                    }
-                    ui.label("-");
-                    ui.label(RichText::new(favourite).monospace());
-                    ui.label(tr.get(T::Favourite));
-                    ui.label(tr.get(T::AddedByAddress));
-                    ui.label("-");
-                    ui.end_row();
-                }
             });
+        pick
+    }
+
+    /// The rows of [`Self::list_ui`]'s grid: discovered, LocalSend, then added devices.
+    fn rows_ui(&self, ui: &mut Ui, tr: Tr) -> Option<Pick> {
+        let mut pick = None;
+        for device in &self.devices {
+            let button = egui::Button::new(&device.name).truncate();
+            let clicked = name_cell(ui, device.addr.is_some(), button)
+                .on_hover_text(&device.fingerprint)
+                .clicked();
+            if let (true, Some(addr)) = (clicked, device.addr) {
+                let mut picked = pick_device(addr, device.udp_port);
+                picked.trusted = device.trusted.then(|| device.fingerprint.clone());
+                pick = Some(picked);
+            }
+            ui.label(
+                RichText::new(device.addr.map_or_else(|| "-".into(), |a| a.to_string()))
+                    .monospace(),
+            );
+            let state = state_text(tr, device.state);
+            match device.state {
+                SeenState::Ready => ui.label(RichText::new(state).color(palette::OK)),
+                SeenState::PortSilent(_) => ui.label(RichText::new(state).color(palette::ERROR)),
+                _ => ui.label(RichText::new(state).weak()),
+            };
+            ui.label(match device.last_seen_ago {
+                Some(ago) => tr.fill(T::SecondsAgo, &[&ago.as_secs()]),
+                None => tr.get(T::Never).to_owned(),
+            });
+            ui.label(tr.get(if device.trusted {
+                T::Trusted
+            } else {
+                T::NotTrusted
+            }));
+            ui.label(device.how.join("+"));
+            ui.end_row();
+        }
+        for device in &self.localsend {
+            let addr = device.addr.to_string();
+            let hover = tr.fill(T::LocalSendSendTo, &[&device.alias, &device.fingerprint]);
+            let button = egui::Button::new(&device.alias).truncate();
+            if name_cell(ui, true, button).on_hover_text(hover).clicked() {
+                pick = Some(Pick {
+                    dest: addr.clone(),
+                    note_peer: addr.clone(),
+                    trusted: None,
+                });
+            }
+            // Heard over both families: the second address beneath the first.
+            match device.addr_v6.filter(|v6| *v6 != device.addr) {
+                Some(v6) => {
+                    ui.vertical(|ui| {
+                        ui.label(RichText::new(addr).monospace());
+                        ui.label(RichText::new(v6.to_string()).monospace().weak());
+                    });
+                }
+                None => {
+                    ui.label(RichText::new(addr).monospace());
+                }
+            }
+            ui.label(&device.device_type);
+            ui.label("-");
+            ui.label(
+                RichText::new(tr.get(T::LocalSendBadge))
+                    .strong()
+                    .color(palette::OK),
+            );
+            ui.label(device.how.join("+"));
+            ui.end_row();
+        }
+        for favourite in &self.favourites {
+            let button = egui::Button::new(favourite).truncate();
+            if name_cell(ui, true, button).clicked() {
+                pick = Some(Pick {
+                    dest: favourite.clone(),
+                    note_peer: favourite.clone(),
+                    trusted: None,
+                });
+            }
+            ui.label(RichText::new(favourite).monospace());
+            ui.label(tr.get(T::Favourite));
+            ui.label("-");
+            ui.label("-");
+            ui.label(tr.get(T::AddedByAddress));
+            ui.end_row();
+        }
         pick
     }
 
@@ -389,6 +408,15 @@ impl DevicesPanel {
         }
         actions
     }
+}
+
+/// A device's name as a button, cut at [`DEVICE_NAME_MAX_WIDTH`] (its hover says it whole).
+fn name_cell(ui: &mut Ui, enabled: bool, button: egui::Button<'_>) -> egui::Response {
+    ui.scope(|ui| {
+        ui.set_max_width(DEVICE_NAME_MAX_WIDTH);
+        ui.add_enabled(enabled, button)
+    })
+    .inner
 }
 
 /// Files go to the announced TCP port; notes to the announced UDP port when there is one,

@@ -165,8 +165,7 @@ texts! {
     ColPeer => "Peer", "对方";
     ColSize => "Size", "大小";
     ColProgress => "Progress", "进度";
-    ColSpeed => "Speed", "速度";
-    ColEta => "ETA", "剩余时间";
+    EtaLeft => "{} left", "剩余 {}";
     ColState => "State", "状态";
 
     // States

@@ -27,8 +27,14 @@ pub(super) fn pin_prompt(
     let mut clicked = false;
     ui.horizontal(|ui| {
         let label = ui.label(tr.get(field));
-        ui.add(egui::TextEdit::singleline(pin).desired_width(100.0))
-            .labelled_by(label.id);
+        // Outlined: in the dark theme egui draws a resting field with no border, and this
+        // one is what the prompt is about. (Hovered and focused, egui's own outline shows.)
+        ui.scope(|ui| {
+            let border = palette::Shade::of(ui.visuals()).field_border;
+            ui.visuals_mut().widgets.inactive.bg_stroke = egui::Stroke::new(1.0, border);
+            ui.add(egui::TextEdit::singleline(pin).desired_width(100.0))
+                .labelled_by(label.id);
+        });
         clicked = ui
             .add_enabled(!pin.trim().is_empty(), egui::Button::new(tr.get(button)))
             .clicked();

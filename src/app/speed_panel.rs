@@ -69,11 +69,10 @@ pub fn speed_ui(ui: &mut Ui, tr: Tr, test: &SpeedTest) {
                         ui.label(RichText::new(tr.get(T::SpeedNotMeasured)).weak());
                     } else {
                         let text = format!("{} MB/s", speed / 1_000_000);
-                        ui.add(
-                            egui::ProgressBar::new(speed as f32 / top)
-                                .desired_width(220.0)
-                                .text(text),
-                        );
+                        let bar = egui::ProgressBar::new(speed as f32 / top)
+                            .desired_width(220.0)
+                            .text(text);
+                        palette::progress_bar(ui, bar);
                     }
                     ui.end_row();
                 }

@@ -1,5 +1,6 @@
-//! The transfer table both tabs draw: name, state, progress, actions, size, speed, ETA, peer,
-//! the sender's message.
+//! The transfer table both tabs draw: name, state, progress (with the speed and time left
+//! beneath the bar), actions, size, peer, the sender's message. What a user watches during a
+//! transfer comes first and the name column gives way to it in a narrow window.
 
 use egui::{ProgressBar, RichText, Ui};
 
@@ -18,14 +19,21 @@ const STATE_COLUMN_MAX_WIDTH: f32 = 220.0;
 /// The sender's message is cut to one line this wide; the whole text shows on hover.
 const MESSAGE_COLUMN_WIDTH: f32 = 120.0;
 /// A long name is cut to one line this wide (the whole name shows on hover), so that the
-/// size, progress and state stay in view beside it at the window's default size.
+/// size, progress and state stay in view beside it at the window's default size...
 const NAME_COLUMN_WIDTH: f32 = 240.0;
-/// The table never shrinks below this height (the tab scrolls instead), so a small window
-/// still shows a few rows.
-const MIN_TABLE_HEIGHT: f32 = 160.0;
+/// ...and narrower in a narrow window, down to this, so that the state, the progress, its
+/// speed and time left, and the buttons stay in view.
+const MIN_NAME_COLUMN_WIDTH: f32 = 80.0;
+/// The width of the progress bar (the speed and time left go beneath it).
+const PROGRESS_WIDTH: f32 = 110.0;
+/// Room the name leaves for the state, progress and buttons (Cancel, or Open and Open folder
+/// in English) to its right.
+const AFTER_NAME_WIDTH: f32 = STATE_COLUMN_WIDTH + PROGRESS_WIDTH + 130.0 + 3.0 * COLUMN_SPACING;
 
 /// Room between two rows of the table.
 const ROW_SPACING: f32 = 6.0;
+/// Room between two columns of the table.
+const COLUMN_SPACING: f32 = 12.0;
 
 /// What a click in the table asks for; applied by the tab after drawing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,15 +59,18 @@ pub fn transfer_table_ui(
     direction: Direction,
 ) -> Option<RowAction> {
     let mut action = None;
-    // Both ways: a narrow window scrolls to the state rather than hiding it.
-    egui::ScrollArea::both()
+    // The name gives way first in a narrow window.
+    let name_width =
+        (ui.available_width() - AFTER_NAME_WIDTH).clamp(MIN_NAME_COLUMN_WIDTH, NAME_COLUMN_WIDTH);
+    // Sideways only: a narrow window scrolls to the columns on the right. Up and down, the
+    // tab itself scrolls (a table scrolling inside it could hide its own header).
+    egui::ScrollArea::horizontal()
         .auto_shrink([false, true])
-        .min_scrolled_height(MIN_TABLE_HEIGHT)
         .show(ui, |ui| {
             egui::Grid::new(("transfers", direction == Direction::Incoming))
                 .striped(true)
-                .num_columns(9)
-                .spacing([12.0, ROW_SPACING])
+                .num_columns(7)
+                .spacing([COLUMN_SPACING, ROW_SPACING])
                 .show(ui, |ui| {
                     // The state and the buttons come right after the name, so they stay in
                     // view in the window's default and smallest sizes (the rest scrolls).
@@ -73,8 +84,6 @@ pub fn transfer_table_ui(
                         Some(T::ColProgress),
                         None,
                         Some(T::ColSize),
-                        Some(T::ColSpeed),
-                        Some(T::ColEta),
                         Some(T::ColPeer),
                         Some(T::ColMessage),
                     ] {
@@ -82,13 +91,14 @@ pub fn transfer_table_ui(
                     }
                     ui.end_row();
                     for row in rows {
-                        if let Some(a) = row_or_room(ui, tr, row, direction, false) {
+                        if let Some(a) = row_or_room(ui, tr, row, direction, false, name_width) {
                             action = Some(a);
                         }
                         // An expanded folder's files, beneath it.
                         let group = row.folder.as_ref().filter(|g| g.expanded);
                         for child in group.iter().flat_map(|g| g.children.iter()) {
-                            if let Some(a) = row_or_room(ui, tr, child, direction, true) {
+                            if let Some(a) = row_or_room(ui, tr, child, direction, true, name_width)
+                            {
                                 action = Some(a);
                             }
                         }
@@ -110,6 +120,7 @@ fn row_or_room(
     row: &TransferRow,
     direction: Direction,
     child: bool,
+    name_width: f32,
 ) -> Option<RowAction> {
     // Until a row is drawn, it is as tall as its buttons and progress bar and its name takes
     // no width; then it takes the room it was drawn in (a folder's skipped names make it
@@ -119,14 +130,16 @@ fn row_or_room(
     let memory = room_id(direction, row.id);
     let remembered = ui.data(|d| d.get_temp::<egui::Vec2>(memory));
     let room = remembered.unwrap_or(egui::vec2(0.0, ui.spacing().interact_size.y));
+    // A window made narrower since: the name column is narrower too.
+    let room = egui::vec2(room.x.min(name_width), room.y);
     let top = ui.cursor().min.y;
     // Only the vertical extent counts: a narrow table scrolled sideways (its first column out
     // of view) still shows its rows, and so does the grid's first, invisible sizing pass.
     let clip = ui.clip_rect();
     if top <= clip.max.y && top + room.y >= clip.min.y {
-        let (action, name_width) = row_ui(ui, tr, row, direction, child);
+        let (action, drawn_width) = row_ui(ui, tr, row, direction, child, name_width);
         ui.end_row();
-        let drawn = egui::vec2(name_width, ui.cursor().min.y - top - ROW_SPACING);
+        let drawn = egui::vec2(drawn_width, ui.cursor().min.y - top - ROW_SPACING);
         if remembered.is_none_or(|r| (r - drawn).length() > 0.5) {
             ui.data_mut(|d| d.insert_temp(memory, drawn));
         }
@@ -172,6 +185,7 @@ fn row_ui(
     row: &TransferRow,
     direction: Direction,
     child: bool,
+    name_width: f32,
 ) -> (Option<RowAction>, f32) {
     let shown_name = match (&row.folder, child) {
         // A folder's file: its path inside the folder.
@@ -183,7 +197,7 @@ fn row_ui(
     // Renamed on arrival: the hover says both names (below) instead of only the cut one.
     let renamed = row.saved_as.is_some() && row.folder.is_none() && !child;
     let name_cell = ui.vertical(|ui| {
-        ui.set_max_width(NAME_COLUMN_WIDTH);
+        ui.set_max_width(name_width);
         let name = ui.horizontal(|ui| {
             if child {
                 ui.add_space(18.0);
@@ -221,11 +235,7 @@ fn row_ui(
     // What became of it first, then how far (a long name or a narrow window cannot push
     // these out of view), the buttons, the figures, then the peer and its message.
     state_ui(ui, tr, row, direction);
-    ui.add(
-        ProgressBar::new(row.fraction())
-            .desired_width(110.0)
-            .show_percentage(),
-    );
+    progress_ui(ui, tr, row);
     ui.horizontal(|ui| {
         let mut button = |text: T, clicked: RowAction| {
             if ui.small_button(tr.get(text)).clicked() {
@@ -265,12 +275,6 @@ fn row_ui(
         }
         None => ui.label(format_bytes(row.bytes_total as f64)),
     };
-    ui.label(
-        row.speed()
-            .map(|s| format!("{}/s", format_bytes(s)))
-            .unwrap_or_default(),
-    );
-    ui.label(row.eta().map(format_eta).unwrap_or_default());
     // Who is on the other end: the address, and encrypted with which device or not.
     ui.horizontal(|ui| {
         ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
@@ -287,6 +291,30 @@ fn row_ui(
         }
     });
     (action, name_width)
+}
+
+/// The progress bar and, beneath it while the row moves, its speed and time left: in one
+/// column, so a narrow window shows them with the bar.
+fn progress_ui(ui: &mut Ui, tr: Tr, row: &TransferRow) {
+    ui.vertical(|ui| {
+        let bar = ProgressBar::new(row.fraction())
+            .desired_width(PROGRESS_WIDTH)
+            .show_percentage();
+        palette::progress_bar(ui, bar);
+        let speed = row.speed().map(|s| format!("{}/s", format_bytes(s)));
+        let eta = row.eta().map(format_eta);
+        if speed.is_some() || eta.is_some() {
+            ui.horizontal(|ui| {
+                ui.spacing_mut().item_spacing.x = 8.0;
+                if let Some(speed) = speed {
+                    ui.label(RichText::new(speed).small());
+                }
+                if let Some(eta) = eta {
+                    ui.label(RichText::new(tr.fill(T::EtaLeft, &[&eta])).small());
+                }
+            });
+        }
+    });
 }
 
 fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
