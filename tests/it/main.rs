@@ -24,6 +24,7 @@ mod gui_folders;
 mod gui_localsend;
 mod gui_localsend_pin;
 mod gui_polish;
+mod gui_polish2;
 mod gui_secure;
 mod hostile;
 mod idle;
