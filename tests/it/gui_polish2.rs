@@ -40,8 +40,14 @@ fn window(
         client_msg: "hello there".into(),
         ..settings(download_dir)
     };
+    // The harness sets its own theme on the context after the app is built: the same one.
+    let egui_theme = match theme {
+        ThemeChoice::Dark => egui::Theme::Dark,
+        _ => egui::Theme::Light,
+    };
     let mut harness = Harness::builder()
         .with_size(SMALLEST_SIZE)
+        .with_theme(egui_theme)
         .allow_missing_glyphs()
         .build_eframe(move |cc| FerryApp::new(&cc.egui_ctx, settings, Arc::new(NoPicker)).unwrap());
     harness.state_mut().tab = tab;
