@@ -325,7 +325,10 @@ pub(crate) fn create_root(
 }
 
 pub(super) fn mtime(secs: u64) -> Option<SystemTime> {
-    (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    // Peer text: a time past what the clock can hold is no time at all, not a panic.
+    (secs > 0)
+        .then(|| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+        .flatten()
 }
 
 #[cfg(test)]

@@ -1,0 +1,159 @@
+//! Acceptance audit of issues 13 (folders) and 16 (LocalSend) against today's code: the
+//! hostile and edge cases the issues imply that no earlier test pinned. Real sockets on
+//! 127.0.0.1, real temp folders.
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use ferry::protocol::{
+    FolderEntry, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
+};
+
+use crate::util::{offer_folder, read_answer, start_server};
+
+/// Sends every file entry of an accepted folder with `body` as its bytes (all the same
+/// length as announced), ends the folder and collects the receiver's verdicts:
+/// (verified indices, failed indices, the final `folder_done` counts).
+fn send_all(
+    stream: &mut TcpStream,
+    entries: &[FolderEntry],
+    body: &[u8],
+) -> (Vec<u64>, Vec<u64>, (u64, u64)) {
+    let mut bytes = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        if entry.size.is_none() {
+            continue;
+        }
+        let index = index as u64;
+        bytes.extend(encode_sender_msg(&SenderMsg::File { index, offset: 0 }).unwrap());
+        bytes.extend_from_slice(&encode_chunk_header(body.len()));
+        bytes.extend_from_slice(body);
+        let end = SenderMsg::End {
+            blake3: *blake3::hash(body).as_bytes(),
+        };
+        bytes.extend(encode_sender_msg(&end).unwrap());
+    }
+    bytes.extend(encode_sender_msg(&SenderMsg::FolderEnd).unwrap());
+    stream.write_all(&bytes).unwrap();
+    let (mut verified, mut failed) = (Vec::new(), Vec::new());
+    loop {
+        match read_answer(stream) {
+            ReceiverMsg::Files {
+                verified: v,
+                failed: f,
+            } => {
+                verified.extend(v);
+                failed.extend(f.into_iter().map(|x| x.index));
+            }
+            ReceiverMsg::FolderDone {
+                verified: n,
+                failed: f,
+            } => return (verified, failed, (n, f)),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn file(path: &str) -> FolderEntry {
+    FolderEntry {
+        path: path.into(),
+        size: Some(3),
+        mtime: 0,
+        mode: 6,
+    }
+}
+
+fn dir(path: &str) -> FolderEntry {
+    FolderEntry {
+        path: path.into(),
+        size: None,
+        mtime: 0,
+        mode: 7,
+    }
+}
+
+/// A hostile sender lists the same path twice, names that sanitise alike, a file and a
+/// folder of one name, and a file beneath a file: the receiver neither hangs nor panics,
+/// answers every file, overwrites nothing, and writes only inside the folder's root.
+#[test]
+fn duplicate_and_clashing_folder_entries_are_answered_and_overwrite_nothing() {
+    let dl = tempfile::tempdir().unwrap();
+    let (server, _events) = start_server(dl.path());
+    let entries = vec![
+        file("same.txt"),
+        file("same.txt"),
+        file("q?.txt"),
+        file("q_.txt"),
+        file("clash"),
+        dir("clash"),
+        file("clash/inner.txt"),
+        dir("d"),
+        file("d"),
+    ];
+    let (mut stream, answer) = offer_folder(server.local_addr(), "box", entries.clone(), None);
+    let root = match answer {
+        ReceiverMsg::FolderAccept { saved_as, .. } => saved_as,
+        other => panic!("{other:?}"),
+    };
+    let (verified, failed, done) = send_all(&mut stream, &entries, b"abc");
+    eprintln!("verified {verified:?} failed {failed:?} done {done:?}");
+    let files = entries.iter().filter(|e| e.size.is_some()).count() as u64;
+    assert_eq!(done.0 + done.1, files, "every file answered");
+    let mut found = Vec::new();
+    let mut stack = vec![dl.path().join(&root)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    eprintln!("{found:?}");
+    assert_eq!(found.len() as u64, done.0, "{found:?}");
+}
+
+/// A hostile sender announces modification times far past what the system's clock can
+/// hold (`u64::MAX` seconds, and just past `i64::MAX`): the folder still arrives, every
+/// file verified and named, rather than the receiver's connection thread panicking on the
+/// time's addition (it did: `UNIX_EPOCH + Duration::from_secs(mtime)` overflowed).
+#[test]
+fn absurd_modification_times_from_a_sender_are_ignored_not_a_panic() {
+    let dl = tempfile::tempdir().unwrap();
+    let (server, _events) = start_server(dl.path());
+    let absurd = |path: &str, size: Option<u64>, mtime: u64| FolderEntry {
+        path: path.into(),
+        size,
+        mtime,
+        mode: if size.is_some() { 6 } else { 7 },
+    };
+    let entries = vec![
+        absurd("sub", None, u64::MAX),
+        absurd("sub/a.txt", Some(3), u64::MAX),
+        absurd("b.txt", Some(3), i64::MAX as u64 + 1),
+        absurd("c.txt", Some(3), 1_600_000_000),
+        absurd("d.txt", Some(3), i64::MAX as u64),
+    ];
+    let (mut stream, answer) = offer_folder(server.local_addr(), "times", entries.clone(), None);
+    let root = match answer {
+        ReceiverMsg::FolderAccept { saved_as, .. } => saved_as,
+        other => panic!("{other:?}"),
+    };
+    let (mut verified, failed, done) = send_all(&mut stream, &entries, b"abc");
+    verified.sort();
+    assert_eq!((verified, failed, done), (vec![1, 2, 3, 4], vec![], (4, 0)));
+    let got = dl.path().join(&root);
+    for name in ["sub/a.txt", "b.txt", "c.txt", "d.txt"] {
+        assert_eq!(std::fs::read(got.join(name)).unwrap(), b"abc", "{name}");
+    }
+    let c = std::fs::metadata(got.join("c.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        c,
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000)
+    );
+}
