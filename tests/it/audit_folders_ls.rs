@@ -157,3 +157,64 @@ fn absurd_modification_times_from_a_sender_are_ignored_not_a_panic() {
         std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000)
     );
 }
+
+/// A LocalSend sender names one path twice, a file and a folder alike (`x` and `x/y`) and
+/// names that sanitise alike: every file is answered, each arrives under its own name,
+/// nothing is overwritten and nothing lands outside the download folder.
+#[test]
+fn a_localsend_session_of_clashing_names_overwrites_nothing() {
+    use crate::localsend::{Peer, config, file, files, session_of, start};
+    use crate::util::{data, names_in, wait_files};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    let (server, events) = start(config(&dir));
+    let peer = Peer::new(&server);
+    let names = [
+        ("a", "x"),
+        ("b", "x/y"),
+        ("c", "dup.txt"),
+        ("d", "dup.txt"),
+        ("e", "q?.txt"),
+        ("f", "q_.txt"),
+        ("g", "x/y/z"),
+    ];
+    let contents: Vec<Vec<u8>> = (0..names.len()).map(|i| data(100 + i, i as u64)).collect();
+    let list: Vec<_> = names
+        .iter()
+        .zip(&contents)
+        .map(|((id, name), bytes)| file(id, name, bytes.len()))
+        .collect();
+    let (session, tokens) = session_of(&peer.prepare("", files(&list)));
+    let mut statuses = Vec::new();
+    for ((id, _), bytes) in names.iter().zip(&contents) {
+        let token = tokens[*id].as_str().unwrap();
+        statuses.push((id, peer.upload(&session, id, token, bytes).status));
+    }
+    let ok = statuses.iter().filter(|(_, s)| *s == 200).count();
+    let (finished, failed) = wait_files(&events, names.len());
+    eprintln!("{statuses:?} {finished:?} {failed:?}");
+    assert_eq!(finished.len() + failed.len(), names.len());
+    assert_eq!(finished.len(), ok);
+    // Every finished file holds exactly one sender's bytes, each sender's once.
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                held.push(std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    assert_eq!(held.len(), ok, "{held:?}");
+    for bytes in &held {
+        assert_eq!(contents.iter().filter(|c| *c == bytes).count(), 1);
+    }
+    held.sort();
+    held.dedup();
+    assert_eq!(held.len(), ok, "one file's bytes twice");
+    assert_eq!(names_in(root.path()), ["in"]);
+}
