@@ -218,3 +218,51 @@ fn a_localsend_session_of_clashing_names_overwrites_nothing() {
     assert_eq!(held.len(), ok, "one file's bytes twice");
     assert_eq!(names_in(root.path()), ["in"]);
 }
+
+/// Folder names a hostile sender may give its root (empty, a separator, a dot, a path, a
+/// reserved name, a very long name): each is refused or becomes one new folder directly in
+/// the download folder, never the download folder itself or anything outside it.
+#[test]
+fn hostile_folder_root_names_make_one_new_folder_inside_or_are_refused() {
+    let long = "長".repeat(2000);
+    for name in [
+        "",
+        "/",
+        ".",
+        "a/b",
+        "../up",
+        "CON",
+        "nul.txt",
+        " ",
+        long.as_str(),
+    ] {
+        let parent = tempfile::tempdir().unwrap();
+        let dl = parent.path().join("dl");
+        std::fs::create_dir(&dl).unwrap();
+        let (server, _events) = start_server(&dl);
+        let entries = vec![file("f.txt")];
+        let (mut stream, answer) = offer_folder(server.local_addr(), name, entries.clone(), None);
+        match answer {
+            ReceiverMsg::FolderAccept { saved_as, .. } => {
+                let (verified, failed, _) = send_all(&mut stream, &entries, b"abc");
+                assert_eq!((verified, failed), (vec![0], vec![]), "{name:?}");
+                assert!(
+                    !saved_as.is_empty() && !saved_as.contains('/') && !saved_as.starts_with('.'),
+                    "{name:?} saved as {saved_as:?}"
+                );
+                assert!(saved_as.len() <= 255, "{name:?}: {} bytes", saved_as.len());
+                assert_eq!(crate::util::names_in(&dl), [saved_as.clone()], "{name:?}");
+                assert_eq!(
+                    std::fs::read(dl.join(&saved_as).join("f.txt")).unwrap(),
+                    b"abc",
+                    "{name:?}"
+                );
+            }
+            other => {
+                eprintln!("{name:?}: {other:?}");
+                assert!(crate::util::names_in(&dl).is_empty(), "{name:?}");
+            }
+        }
+        assert_eq!(crate::util::names_in(parent.path()), ["dl"], "{name:?}");
+    }
+}
