@@ -266,3 +266,29 @@ fn hostile_folder_root_names_make_one_new_folder_inside_or_are_refused() {
         assert_eq!(crate::util::names_in(parent.path()), ["dl"], "{name:?}");
     }
 }
+
+/// A LocalSend device on the LAN calls itself with terminal escapes and line breaks:
+/// `ferry peers` lists it on one line, with no raw control character reaching the
+/// terminal (a hostile alias must not clear the screen or forge a line of output).
+#[test]
+fn a_localsend_alias_with_control_characters_cannot_forge_peers_output() {
+    use crate::localsend::{config, start};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.alias = "evil\u{1b}[2J\nforged  10.0.0.9:53317  localsend desktop\r".into();
+    let (server, _events) = start(cfg);
+    let out = crate::util::ferry()
+        .args(["peers", "--wait", "1", "--no-localsend-sweep", "--localsend-probe"])
+        .arg(server.local_addr().to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("localsend")).collect();
+    assert_eq!(lines.len(), 1, "{stdout:?}");
+    assert!(lines[0].contains("evil"), "{stdout:?}");
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "a raw control character: {stdout:?}"
+    );
+}
