@@ -278,7 +278,13 @@ fn a_localsend_alias_with_control_characters_cannot_forge_peers_output() {
     cfg.alias = "evil\u{1b}[2J\nforged  10.0.0.9:53317  localsend desktop\r".into();
     let (server, _events) = start(cfg);
     let out = crate::util::ferry()
-        .args(["peers", "--wait", "1", "--no-localsend-sweep", "--localsend-probe"])
+        .args([
+            "peers",
+            "--wait",
+            "1",
+            "--no-localsend-sweep",
+            "--localsend-probe",
+        ])
         .arg(server.local_addr().to_string())
         .output()
         .unwrap();
@@ -290,5 +296,53 @@ fn a_localsend_alias_with_control_characters_cannot_forge_peers_output() {
     assert!(
         !stdout.chars().any(|c| c.is_control() && c != '\n'),
         "a raw control character: {stdout:?}"
+    );
+}
+
+/// A sender names its folder and paths with terminal escapes and line breaks: the
+/// `ferry serve --ask` prompt shows the offer with no raw control character, so it cannot
+/// clear the screen or forge a line (such as a prompt for another offer).
+#[test]
+fn a_folder_offer_with_control_characters_cannot_forge_the_ask_prompt() {
+    use std::time::Duration;
+    let dl = tempfile::tempdir().unwrap();
+    let (_serve, addr, lines, mut stdin) = crate::util::spawn_asking_serve(dl.path());
+    let offering = std::thread::spawn(move || {
+        let entries = vec![file("in\u{1b}[2Jner\nAccept offer 99 from x.txt")];
+        let (mut stream, mut answer) =
+            offer_folder(addr, "evil\u{1b}]0;t\u{7}\nAccept offer 98", entries, None);
+        while matches!(answer, ReceiverMsg::Waiting { .. }) {
+            answer = read_answer(&mut stream);
+        }
+        answer
+    });
+    let mut prompt = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the prompt");
+        let last = line.starts_with("Accept offer");
+        prompt.push(line);
+        if last {
+            break;
+        }
+    }
+    let offer = crate::util::offer_number(prompt.last().unwrap());
+    writeln!(stdin, "n {offer}").unwrap();
+    let answer = offering.join().unwrap();
+    assert!(matches!(answer, ReceiverMsg::Decline { .. }), "{answer:?}");
+    let text = prompt.join("\n");
+    eprintln!("{text}");
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "a raw control character: {text:?}"
+    );
+    assert_eq!(
+        prompt
+            .iter()
+            .filter(|l| l.starts_with("Accept offer"))
+            .count(),
+        1,
+        "{text}"
     );
 }
