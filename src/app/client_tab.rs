@@ -341,7 +341,11 @@ impl ClientTab {
         self.notice = None;
         Some(Action::Engine(Command::Send {
             opts: Box::new(opts),
-            files: vec![OutgoingFile { id, path }],
+            files: vec![OutgoingFile {
+                id,
+                path,
+                identity: None,
+            }],
         }))
     }
 
@@ -396,7 +400,11 @@ impl ClientTab {
                 continue;
             };
             row.restart(next_transfer_id());
-            let file = OutgoingFile { id: row.id, path };
+            let file = OutgoingFile {
+                id: row.id,
+                path,
+                identity: None,
+            };
             match sends.iter_mut().find(|(d, _)| *d == dest) {
                 Some((_, files)) => files.push(file),
                 None => sends.push((dest, vec![file])),

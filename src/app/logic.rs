@@ -559,6 +559,7 @@ pub(super) fn item_of(row: &TransferRow) -> Option<OutgoingItem> {
         None => Some(OutgoingItem::File(crate::transfer::OutgoingFile {
             id: row.id,
             path: row.path.clone()?,
+            identity: None,
         })),
     }
 }

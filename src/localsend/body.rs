@@ -74,7 +74,7 @@ impl FileBody {
     ) -> std::io::Result<Self> {
         Ok(Self {
             id: file.id,
-            file: std::fs::File::open(&file.path)?,
+            file: file.open()?,
             left: size,
             done: 0,
             buf: vec![0; CHUNK_BYTES],

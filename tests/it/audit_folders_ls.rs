@@ -251,7 +251,11 @@ fn hostile_folder_root_names_make_one_new_folder_inside_or_are_refused() {
                     "{name:?} saved as {saved_as:?}"
                 );
                 assert!(saved_as.len() <= 255, "{name:?}: {} bytes", saved_as.len());
-                assert_eq!(crate::util::names_in(&dl), [saved_as.clone()], "{name:?}");
+                assert_eq!(
+                    crate::util::names_in(&dl),
+                    std::slice::from_ref(&saved_as),
+                    "{name:?}"
+                );
                 assert_eq!(
                     std::fs::read(dl.join(&saved_as).join("f.txt")).unwrap(),
                     b"abc",
@@ -345,4 +349,68 @@ fn a_folder_offer_with_control_characters_cannot_forge_the_ask_prompt() {
         1,
         "{text}"
     );
+}
+
+/// Between the moment a folder is chosen (walked) and the moment its files are read, a
+/// local process that can write into it swaps a file for a symlink to a secret outside
+/// it: the secret is not sent (the issue: symlinks are never followed out of the folder).
+#[test]
+fn a_file_swapped_for_a_symlink_after_the_walk_does_not_send_what_it_points_to() {
+    use ferry::events::{CancelToken, event_channel};
+    use ferry::transfer::{OutgoingItem, SendOptions, send_items, walk_folder};
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("shared");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.txt"), b"abc").unwrap();
+    std::fs::write(src.path().join("secret"), b"KEY").unwrap();
+    let folder = walk_folder(&root).unwrap();
+    // The swap: same size, so only the file's identity can tell.
+    std::fs::remove_file(root.join("a.txt")).unwrap();
+    std::os::unix::fs::symlink(src.path().join("secret"), root.join("a.txt")).unwrap();
+    let dl = tempfile::tempdir().unwrap();
+    let (server, _events) = start_server(dl.path());
+    let (sink, events) = event_channel(None);
+    std::thread::spawn(move || for _ in events {});
+    let outcomes = send_items(
+        &SendOptions::new(server.local_addr().to_string()),
+        &[OutgoingItem::Folder(folder)],
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    eprintln!("{outcomes:?}");
+    let got = std::fs::read(dl.path().join("shared/a.txt")).ok();
+    assert_ne!(got.as_deref(), Some(&b"KEY"[..]), "the secret was sent");
+    assert!(!outcomes[0].is_success(), "{outcomes:?}");
+}
+
+/// The same swap when the folder goes to a LocalSend device: the secret is not uploaded.
+#[test]
+fn a_file_swapped_for_a_symlink_is_not_sent_to_a_localsend_device_either() {
+    use ferry::events::{CancelToken, event_channel};
+    use ferry::localsend::{CertIdentity, LocalSendBatch, LocalSendSender, LocalSendTarget};
+    use ferry::transfer::{OutgoingItem, walk_folder};
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("shared");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.txt"), b"abc").unwrap();
+    std::fs::write(src.path().join("secret"), b"KEY").unwrap();
+    let batch = LocalSendBatch::of(&[OutgoingItem::Folder(walk_folder(&root).unwrap())]);
+    std::fs::remove_file(root.join("a.txt")).unwrap();
+    std::os::unix::fs::symlink(src.path().join("secret"), root.join("a.txt")).unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let (server, _events) = crate::localsend::start(crate::localsend::config(dst.path()));
+    let target = LocalSendTarget {
+        addr: server.local_addr(),
+        fingerprint: server.fingerprint().to_owned(),
+        alias: "Ferry test".into(),
+        device_type: "desktop".into(),
+    };
+    let sender = LocalSendSender::new(CertIdentity::generate().unwrap(), "Ferry sender");
+    let (sink, events) = event_channel(None);
+    std::thread::spawn(move || for _ in events {});
+    let outcomes = sender.send_batch(&target, &batch, &sink, &CancelToken::new());
+    eprintln!("{outcomes:?}");
+    let got = std::fs::read(dst.path().join("shared/a.txt")).ok();
+    assert_ne!(got.as_deref(), Some(&b"KEY"[..]), "the secret was sent");
 }

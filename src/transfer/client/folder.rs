@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -157,9 +157,11 @@ fn walk(
             });
             walk(root, &child, &format!("{rel}/"), depth + 1, folder)?;
         } else if meta.is_file() {
-            folder
-                .files
-                .push((folder.entries.len() as u64, OutgoingFile::new(child)));
+            let file = OutgoingFile {
+                identity: Some((meta.dev(), meta.ino())),
+                ..OutgoingFile::new(child)
+            };
+            folder.files.push((folder.entries.len() as u64, file));
             folder.entries.push(FolderEntry {
                 path: rel,
                 size: Some(meta.len()),
@@ -374,7 +376,7 @@ impl Upload<'_> {
         entry: &FolderEntry,
         theirs: &[u8; 32],
     ) -> Result<bool, Stop> {
-        let Ok(mut opened) = File::open(&file.path) else {
+        let Ok(mut opened) = file.open() else {
             return Ok(false);
         };
         let mut hasher = blake3::Hasher::new();
@@ -432,7 +434,7 @@ impl Upload<'_> {
         resume: Option<(u64, [u8; 32])>,
     ) -> Result<Sent, Stop> {
         let size = entry.size.unwrap_or(0);
-        let opened = File::open(&file.path).and_then(|f| {
+        let opened = file.open().and_then(|f| {
             let meta = f.metadata()?;
             match meta.is_file() && meta.len() == size {
                 true => Ok(f),

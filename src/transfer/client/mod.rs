@@ -158,6 +158,10 @@ pub enum SendError {
 pub struct OutgoingFile {
     pub id: TransferId,
     pub path: PathBuf,
+    /// A folder's file: the device and inode it had when the folder was walked. Another
+    /// process may swap it (or a folder above it) for a symlink leading out of the folder
+    /// before it is read; [`OutgoingFile::open`] then refuses it rather than send that.
+    pub identity: Option<(u64, u64)>,
 }
 
 impl OutgoingFile {
@@ -166,7 +170,24 @@ impl OutgoingFile {
         Self {
             id: next_transfer_id(),
             path: path.into(),
+            identity: None,
         }
+    }
+
+    /// Opens the file to read it; a folder's file only if it is still the file the walk
+    /// found (so a symlink swapped in since is never followed out of the folder).
+    pub fn open(&self) -> std::io::Result<File> {
+        use std::os::unix::fs::MetadataExt;
+        let file = File::open(&self.path)?;
+        if let Some(identity) = self.identity {
+            let meta = file.metadata()?;
+            if (meta.dev(), meta.ino()) != identity {
+                return Err(std::io::Error::other(
+                    "it was replaced since the folder was read (by another file, or a symlink)",
+                ));
+            }
+        }
+        Ok(file)
     }
 }
 
