@@ -38,7 +38,10 @@ impl LocalSendBatch {
                             .and_then(|i| folder.entries.get(i))
                             .map(|e| e.path.clone())
                     };
-                    let mut file_paths = Vec::with_capacity(folder.files.len());
+                    // Every folder that holds a file, however deep: the others are empty.
+                    // (One pass over the paths: a folder of 100 000 files in 10 000 folders
+                    // was 10^9 prefix comparisons.)
+                    let mut holding = std::collections::HashSet::new();
                     for (index, file) in &folder.files {
                         let rel = path_of(*index).unwrap_or_else(|| {
                             file.path
@@ -46,7 +49,9 @@ impl LocalSendBatch {
                                 .map(|n| n.to_string_lossy().into_owned())
                                 .unwrap_or_default()
                         });
-                        file_paths.push(rel.clone());
+                        for (at, _) in rel.match_indices('/') {
+                            holding.insert(rel[..at].to_owned());
+                        }
                         batch
                             .files
                             .push((file.clone(), format!("{}/{rel}", folder.name)));
@@ -55,10 +60,7 @@ impl LocalSendBatch {
                         .entries
                         .iter()
                         .filter(|e| e.size.is_none())
-                        .filter(|dir| {
-                            let prefix = format!("{}/", dir.path);
-                            !file_paths.iter().any(|f| f.starts_with(&prefix))
-                        })
+                        .filter(|dir| !holding.contains(&dir.path))
                         .map(|dir| format!("{}/{}", folder.name, dir.path));
                     batch.empty_folders.extend(empty);
                     if folder.files.is_empty() {
