@@ -169,6 +169,10 @@ impl Table {
             reach: Reach::Unchecked,
             checked_at: None,
         });
+        // The trust store's name and fingerprint, not a beacon's: a trusted row must show
+        // (and a click on it must pin) the key that was paired with.
+        entry.name = name.to_owned();
+        entry.fingerprint = fingerprint.to_owned();
         entry.trusted = true;
     }
 
@@ -233,8 +237,13 @@ impl Table {
             entry.reach = Reach::Unchecked;
             entry.checked_at = None;
         }
-        entry.name = sighting.name.clone();
-        entry.fingerprint = sighting.fingerprint.clone();
+        // Beacons are hints anyone on the LAN can send with a trusted device's id: they may
+        // move its address (the handshake proves who answers there), never rename it or
+        // change the fingerprint the window pins the upload's key by.
+        if !entry.trusted {
+            entry.name = sighting.name.clone();
+            entry.fingerprint = sighting.fingerprint.clone();
+        }
         entry.known_addr = Some(addr);
         entry.paths.insert(sighting.path);
         entry.last_seen = Some(now);

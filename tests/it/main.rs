@@ -4,6 +4,7 @@
 mod attacks_fs;
 mod attacks_slots;
 mod attacks_text;
+mod audit_devices;
 mod audit_folders_ls;
 mod cli;
 mod cli_localsend_note;
