@@ -369,13 +369,13 @@ impl FerryApp {
                 }
                 None => vec![Command::SendItems { opts, items }],
             },
-            Command::SendNote { to, text } => match self.devices.localsend_target(&to) {
+            Command::SendNote { to, text, key } => match self.devices.localsend_target(&to) {
                 Some(to) => vec![Command::SendLocalSendText {
                     to,
                     text,
                     pin: None,
                 }],
-                None => vec![Command::SendNote { to, text }],
+                None => vec![Command::SendNote { to, text, key }],
             },
             command @ (Command::StartServer(_) | Command::SetDiscovery(_)) => {
                 vec![Command::SetLocalSend(self.localsend_setup()), command]

@@ -48,6 +48,10 @@ pub struct NotesPanel {
     pub pin_needed: Option<NotePin>,
     /// The PIN typed for it.
     pub localsend_pin: String,
+    /// A trusted device clicked in the Devices list: its notes peer and key. Notes to that
+    /// peer (as long as the field still says it) are sealed to the key, wherever the device
+    /// moved since its address was saved; typing another peer sends as usual.
+    pub peer_key: Option<(String, [u8; 32])>,
 }
 
 /// A note a LocalSend device refused over its PIN.
@@ -68,6 +72,7 @@ impl NotesPanel {
             history: NoteHistory::new(),
             send_error: None,
             dropped: 0,
+            peer_key: None,
             refused: None,
             focus_requested: false,
             pin_needed: None,
@@ -223,8 +228,14 @@ impl NotesPanel {
                 .add_enabled(sendable, egui::Button::new(tr.get(T::Send)))
                 .clicked();
             if sendable && (clicked || enter) {
+                let to = self.peer.trim().to_owned();
                 actions.push(Action::Engine(Command::SendNote {
-                    to: self.peer.trim().to_owned(),
+                    key: self
+                        .peer_key
+                        .as_ref()
+                        .filter(|(peer, _)| *peer == to)
+                        .map(|(_, key)| *key),
+                    to,
                     text: std::mem::take(&mut self.draft),
                 }));
                 if enter {

@@ -105,6 +105,7 @@ impl FerryApp {
                 same.next().map(|t| t.public_key)
             });
             self.client.pick_dest(pick.dest, key);
+            self.notes.peer_key = key.map(|key| (pick.note_peer.clone(), key));
             self.notes.peer = pick.note_peer;
         }
         ui.separator();

@@ -45,7 +45,14 @@ pub enum Command {
     /// (Re)bind the notes socket; answered by `NoteEvent::Listening` or `NoteEvent::Error`.
     StartNotes(NotesConfig),
     /// Send a note from the notes socket; answered by `NoteEvent::Sent` or `NoteEvent::Error`.
-    SendNote { to: String, text: String },
+    /// `key`: seal to this trusted device's key whatever its address (a device clicked in the
+    /// Devices list may have moved since its address was saved); `None` seals to a trusted
+    /// device's saved or reply address and sends plain otherwise (`Seal::Auto`).
+    SendNote {
+        to: String,
+        text: String,
+        key: Option<[u8; 32]>,
+    },
     /// Show a folder in the system's file manager.
     OpenFolder(PathBuf),
     /// Run discovery while the server listens (`Some`), or not (`None`); applies at once.

@@ -21,7 +21,7 @@ use super::discovery::{self, DiscoverySetup, Running};
 use super::keyring::{self, Watch};
 use super::localsend::LocalSendSide;
 use crate::events::{CancelToken, Event, EventSink, NoteEvent, ServerEvent, TransferId};
-use crate::notes::{NotesConfig, NotesError, NotesHandle};
+use crate::notes::{NotesConfig, NotesError, NotesHandle, Seal};
 use crate::protocol::check_note;
 use crate::secure::Keyring;
 use crate::transfer::{Decision, OutgoingItem, SendOptions, ServerConfig, ServerHandle};
@@ -100,12 +100,14 @@ pub(super) struct Upload {
 struct PendingNote {
     to: String,
     text: String,
+    key: Option<[u8; 32]>,
 }
 
 /// A lookup's answer, which the engine turns into a sent note (or an error).
 struct Looked {
     to: String,
     text: String,
+    key: Option<[u8; 32]>,
     addrs: io::Result<Vec<SocketAddr>>,
 }
 
@@ -291,7 +293,7 @@ impl Engine {
                 self.localsend.set_policy(policy);
             }
             Command::StartNotes(config) => self.start_notes(config),
-            Command::SendNote { to, text } => self.send_note(to, text),
+            Command::SendNote { to, text, key } => self.send_note(to, text, key),
             Command::OpenFolder(dir) => {
                 // xdg-open may take a while; never hold up the engine for it.
                 let spawned = (self.seams.spawner)(
@@ -476,7 +478,7 @@ impl Engine {
 
     /// A numeric address is sent to at once; a host name is looked up on the lookup thread
     /// and sent when its answer comes back ([`finish_note`](Self::finish_note)).
-    fn send_note(&mut self, to: String, text: String) {
+    fn send_note(&mut self, to: String, text: String, key: Option<[u8; 32]>) {
         if self.notes.is_none() {
             return self.note_error("notes are not listening; start them first".to_owned());
         }
@@ -488,10 +490,11 @@ impl Engine {
             return self.finish_note(Looked {
                 to,
                 text,
+                key,
                 addrs: Ok(vec![addr]),
             });
         }
-        let mut lookup = PendingNote { to, text };
+        let mut lookup = PendingNote { to, text, key };
         // A lookup thread that ended (it never does, short of a panic) is started again once.
         for _ in 0..2 {
             let lookups = match &self.lookups {
@@ -521,9 +524,17 @@ impl Engine {
         (self.seams.spawner)(
             "ferry-lookup",
             Box::new(move || {
-                for PendingNote { to, text } in rx {
+                for PendingNote { to, text, key } in rx {
                     let addrs = lookup_host(&to);
-                    if looked.send(Looked { to, text, addrs }).is_err() {
+                    if looked
+                        .send(Looked {
+                            to,
+                            text,
+                            key,
+                            addrs,
+                        })
+                        .is_err()
+                    {
                         return; // the engine has stopped
                     }
                 }
@@ -532,7 +543,15 @@ impl Engine {
         Ok(tx)
     }
 
-    fn finish_note(&mut self, Looked { to, text, addrs }: Looked) {
+    fn finish_note(
+        &mut self,
+        Looked {
+            to,
+            text,
+            key,
+            addrs,
+        }: Looked,
+    ) {
         let Some(notes) = &self.notes else {
             return self.note_error("notes are not listening; start them first".to_owned());
         };
@@ -542,7 +561,7 @@ impl Engine {
                 error,
             })
             .and_then(|addrs| notes.pick(&to, &addrs))
-            .and_then(|addr| notes.send(addr, &text));
+            .and_then(|addr| notes.send_with(addr, &text, key.map_or(Seal::Auto, Seal::Device)));
         match sent {
             Ok(sent) => self.sink.emit(Event::Note(NoteEvent::Sent {
                 to: sent.to,

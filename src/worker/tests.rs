@@ -70,6 +70,7 @@ fn cancel_is_handled_while_a_host_name_lookup_hangs() {
     worker.send(Command::SendNote {
         to: "slow.example:9".into(),
         text: "hello".into(),
+        key: None,
     });
     let looked_up = entered.recv_timeout(DEADLINE).expect("the lookup starts");
     assert_eq!(looked_up, "slow.example:9");
@@ -150,6 +151,7 @@ fn work_that_cannot_start_fails_every_row_with_its_reason() {
     worker.send(Command::SendNote {
         to: "somewhere.example:9".into(),
         text: "hi".into(),
+        key: None,
     });
     let reason = wait_for(&events, "a note error", |e| match e {
         Event::Note(NoteEvent::Error { reason }) => Some(reason),

@@ -2,7 +2,7 @@
 //! the gaps found on acceptance day, each pinned by a test that failed before its fix.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ferry::discovery::table::{Sighting, Table};
 use ferry::discovery::{Ages, Path, State};
@@ -78,4 +78,90 @@ fn a_beacon_claiming_a_trusted_id_cannot_rename_it_or_change_its_fingerprint() {
     table.observe(claimed("cafe", "scanner", "g h i j k l", 10), t0);
     let names: Vec<_> = table.devices(t0).into_iter().map(|d| d.name).collect();
     assert_eq!(names, ["laptop", "scanner"]);
+}
+
+/// A trusted device clicked in the Devices list may have moved since its address was saved
+/// (a new DHCP lease, or a beacon from someone else with its id): the Client tab pinned its
+/// key, but a note to the clicked row went out as plain text, readable by whoever was at the
+/// new address, because notes sealed only to a trusted device's saved address. A note to a
+/// clicked trusted device is now sealed to its key, wherever it is.
+#[test]
+fn a_note_to_a_clicked_trusted_device_that_moved_is_sealed_to_its_key() {
+    use std::net::SocketAddr;
+
+    use egui_kittest::kittest::Queryable;
+    use ferry::app::{NotesStatus, Settings};
+    use ferry::events::{Event, NoteEvent, Security, SeenDevice, SeenState, event_channel};
+    use ferry::notes::{NotesConfig, NotesHandle};
+    use ferry::secure::Keyring;
+
+    use crate::gui::{app, run_until, settings};
+    use crate::util::{LOOPBACK, wait_for};
+
+    let download = tempfile::tempdir().unwrap();
+    let alice_dir = tempfile::tempdir().unwrap();
+    let bob_dir = tempfile::tempdir().unwrap();
+    let alice = Keyring::load(alice_dir.path()).unwrap();
+    let bob = Keyring::load(bob_dir.path()).unwrap();
+    // Paired earlier, when Bob was somewhere else (nothing listens at the saved address).
+    let saved: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    alice
+        .trust
+        .pin("bob", bob.identity.public_key(), Some(saved.to_string()))
+        .unwrap();
+    bob.trust
+        .pin("alice", alice.identity.public_key(), None)
+        .unwrap();
+    let (sink, bob_events) = event_channel(None);
+    let bob_notes =
+        NotesHandle::start(NotesConfig::new(LOOPBACK, 0).with_keyring(Some(bob)), sink).unwrap();
+    let bob_at = bob_notes.local_addr();
+
+    let mut window = app(
+        Settings {
+            identity_dir: Some(alice_dir.path().to_owned()),
+            ..settings(download.path())
+        },
+        Vec::new(),
+    );
+    run_until(&mut window, "notes and the trusted devices", |app| {
+        matches!(app.notes.status, NotesStatus::Listening(_)) && !app.client.trusted.is_empty()
+    });
+    // Bob, heard at his new address (what discovery would list).
+    let fingerprint = window.state().client.trusted[0].fingerprint.clone();
+    window.state_mut().devices.devices = vec![SeenDevice {
+        id: "b0b".into(),
+        name: "bob".into(),
+        fingerprint,
+        addr: Some(SocketAddr::new(bob_at.ip(), 1)),
+        udp_port: bob_at.port(),
+        trusted: true,
+        how: vec!["beacon"],
+        state: SeenState::Ready,
+        last_seen_ago: Some(Duration::from_secs(1)),
+    }];
+    window.get_by_label("Client").click();
+    window.run_steps(2);
+    window.get_by_label("bob").click();
+    window.run_steps(2);
+    assert_eq!(window.state().notes.peer, bob_at.to_string());
+    window.get_by_label("Note").click();
+    window
+        .get_by_label("Note")
+        .type_text("the door code is 4711");
+    window.get_by_label("Send").click();
+    window.run_steps(2);
+
+    let security = wait_for(&bob_events, |event| match event {
+        Event::Note(NoteEvent::Received { text, security, .. }) => {
+            Some((text.clone(), security.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(security.0, "the door code is 4711");
+    assert!(
+        matches!(&security.1, Security::Encrypted { trusted: true, .. }),
+        "went out {:?}",
+        security.1
+    );
 }
