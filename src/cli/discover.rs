@@ -232,26 +232,45 @@ pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     let config = discovery_config(None, 0, &[])?;
     let dir = config_dir()?;
     let trusted = TrustStore::load(&dir)?;
+    let key = trusted.by_name(to).and_then(|d| d.key());
     let discovery = Discovery::start(config)?;
     let deadline = Instant::now() + Duration::from_secs(4);
+    let mut decided = None;
     let found = loop {
-        let devices = discovery.devices();
-        if let Some(addr) = devices
-            .iter()
-            .find(|d| d.name == to && d.state == State::Ready)
-            .and_then(|d| d.addr)
-        {
-            break Some(addr);
+        let now = Instant::now();
+        let found = named(&discovery.devices(), to, key.is_some());
+        match found {
+            // A trusted device answers for its key, so the first ready one will do.
+            Named::One(_) if key.is_some() => break found,
+            // A name anyone can announce: listen a little longer for another of that name.
+            Named::One(_) => {
+                if now >= *decided.get_or_insert(now + NAME_CLASH_WAIT) {
+                    break found;
+                }
+            }
+            Named::Several(_) => break found,
+            Named::None => {}
         }
-        if Instant::now() >= deadline {
-            break None;
+        if now >= deadline {
+            break found;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     discovery.stop();
-    let key = trusted.by_name(to).and_then(|d| d.key());
-    if let Some(addr) = found {
-        return Ok((addr.to_string(), key));
+    match found {
+        Named::One(addr) => return Ok((addr.to_string(), key)),
+        Named::Several(all) => {
+            let all: Vec<String> = all
+                .iter()
+                .map(|(addr, fingerprint)| format!("{addr} ({})", escape_line(fingerprint)))
+                .collect();
+            anyhow::bail!(
+                "several devices are named {:?} on the LAN: {}; use --to ADDRESS:PORT for the one you mean (its fingerprint is on its screen), or pair with it",
+                escape_line(to),
+                all.join(", ")
+            );
+        }
+        Named::None => {}
     }
     if let Some(last) = trusted.by_name(to).and_then(|d| d.last_address.clone()) {
         return Ok((last, key));
@@ -260,6 +279,36 @@ pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
         "no device named {:?} found on the LAN or among trusted devices (ferry peers --wait 3 lists them; ferry doctor says why one is missing)",
         escape_line(to)
     )
+}
+
+/// How long `send --to NAME` listens for a second device of an untrusted name once it heard
+/// one, so that two devices announcing one name are told apart rather than one picked.
+const NAME_CLASH_WAIT: Duration = Duration::from_millis(600);
+
+/// The ready devices called `to`.
+#[derive(Debug, PartialEq, Eq)]
+enum Named {
+    None,
+    One(SocketAddr),
+    /// Their addresses and fingerprints.
+    Several(Vec<(SocketAddr, String)>),
+}
+
+/// The ready devices called `to` among `devices`: for a trusted name, only the trusted device
+/// (anyone can announce its name; the pinned key would refuse them, but the real one should
+/// be tried); otherwise every device announcing that name, one per device.
+fn named(devices: &[Device], to: &str, trusted: bool) -> Named {
+    let mut ready = devices
+        .iter()
+        .filter(|d| d.name == to && d.state == State::Ready && d.trusted == trusted)
+        .filter_map(|d| Some((d.addr?, d.fingerprint.clone())));
+    match (ready.next(), ready.next()) {
+        (None, _) => Named::None,
+        (Some((addr, _)), None) => Named::One(addr),
+        (Some(first), Some(second)) => {
+            Named::Several([first, second].into_iter().chain(ready).collect())
+        }
+    }
 }
 
 /// HOST:PORT (with a numeric port) or a bare socket address: not a device name.
@@ -273,6 +322,56 @@ fn looks_like_address(to: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn device(id: &str, name: &str, last: u8, trusted: bool, state: State) -> Device {
+        Device {
+            id: id.into(),
+            name: name.into(),
+            fingerprint: format!("words of {id}"),
+            os: "linux".into(),
+            addr: Some(SocketAddr::from(([10, 0, 0, last], 8080))),
+            udp_port: 0,
+            trusted,
+            paths: Default::default(),
+            state,
+            last_seen_ago: None,
+        }
+    }
+
+    #[test]
+    fn a_name_is_one_ready_device_or_says_there_are_several() {
+        let desk = |last| SocketAddr::from(([10, 0, 0, last], 8080));
+        let devices = [
+            device("a", "desk", 2, false, State::Ready),
+            device("b", "desk", 3, false, State::Checking),
+            device("c", "laptop", 4, false, State::Ready),
+        ];
+        assert_eq!(named(&devices, "desk", false), Named::One(desk(2)));
+        assert_eq!(named(&devices, "phone", false), Named::None);
+        let devices = [
+            device("a", "desk", 2, false, State::Ready),
+            device("b", "desk", 3, false, State::Ready),
+        ];
+        assert_eq!(
+            named(&devices, "desk", false),
+            Named::Several(vec![
+                (desk(2), "words of a".into()),
+                (desk(3), "words of b".into())
+            ])
+        );
+        // A trusted name: only the trusted device, whoever else announces that name (and
+        // whichever comes first in the list).
+        let devices = [
+            device("x", "desk", 9, false, State::Ready),
+            device("a", "desk", 2, true, State::Ready),
+        ];
+        assert_eq!(named(&devices, "desk", true), Named::One(desk(2)));
+        let devices = [
+            device("x", "desk", 9, false, State::Ready),
+            device("a", "desk", 2, true, State::Offline),
+        ];
+        assert_eq!(named(&devices, "desk", true), Named::None);
+    }
 
     #[test]
     fn addresses_are_not_names() {

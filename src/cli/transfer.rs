@@ -301,7 +301,11 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
     });
     let (to, expect_key) = match looked_up {
-        Ok(found) => found,
+        Ok(found) => {
+            // A Ferry device (or an address): stop looking for LocalSend ones.
+            drop(localsend);
+            found
+        }
         // Not a Ferry device nor an address: perhaps a LocalSend device of that name.
         Err(e) => return super::localsend::send_by_alias(args, e, localsend),
     };

@@ -345,6 +345,37 @@ fn with_mdns_dropped_the_beacon_still_finds_and_send_resolves_the_name() {
     );
 }
 
+/// Two devices announce one name (anyone may announce any name): `send --to NAME` says so and
+/// sends to neither, instead of picking whichever answered first.
+#[test]
+fn two_devices_of_one_name_are_named_not_picked() {
+    let mut net = net_or_skip!();
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    let h3 = net.host("h3", 3).unwrap();
+    let (one, three) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _first = net.serve(&h1, "alpha", one.path());
+    let _second = net.serve(&h3, "alpha", three.path());
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("which.txt");
+    std::fs::write(&file, "for one of them").unwrap();
+    let out = net
+        .ferry(&h2)
+        .args(["send", "--to", "alpha", "--no-localsend-sweep"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}{stderr}", stdout(&out));
+    assert!(
+        stderr.contains("several devices are named \"alpha\" on the LAN: ")
+            && stderr.contains("10.77.0.1:8080")
+            && stderr.contains("10.77.0.3:8080"),
+        "{stderr}"
+    );
+    assert!(names_in(one.path()).is_empty() && names_in(three.path()).is_empty());
+}
+
 #[test]
 fn with_multicast_dropped_broadcast_still_finds() {
     let mut net = net_or_skip!();
