@@ -283,21 +283,34 @@ impl LocalSendSender {
                 encode(&file.id.to_string()),
                 encode(token)
             );
-            let body = FileBody::open(file, size, sink.clone(), cancel.clone());
-            let answer = match body {
-                Ok(body) => runtime.block_on(with_cancel(
-                    cancel,
-                    post(
-                        &self.identity,
-                        target.addr,
-                        Some(&target.fingerprint),
-                        &query,
-                        "application/octet-stream",
-                        body,
-                    ),
-                )),
-                Err(e) => Some(Err(LocalSendError::Io(e))),
+            let body = match FileBody::open(file, size, sink.clone(), cancel.clone()) {
+                Ok(body) => body,
+                // This side's file (gone, unreadable, or replaced since the folder was
+                // read): nothing went out for it.
+                Err(e) => {
+                    let failure = Failure::new(
+                        FailureKind::LocalFile,
+                        format!("cannot read {}: {e}", file.path.display()),
+                    );
+                    sink.transfer(TransferEvent::Failed {
+                        id: file.id,
+                        failure: failure.clone(),
+                    });
+                    outcomes.push(FileOutcome::Failed(failure));
+                    continue;
+                }
             };
+            let answer = runtime.block_on(with_cancel(
+                cancel,
+                post(
+                    &self.identity,
+                    target.addr,
+                    Some(&target.fingerprint),
+                    &query,
+                    "application/octet-stream",
+                    body,
+                ),
+            ));
             // A cancel makes the body fail too: whichever the upload saw first, it was
             // cancelled unless the device had it all.
             let answer = match answer {

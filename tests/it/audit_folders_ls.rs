@@ -413,4 +413,15 @@ fn a_file_swapped_for_a_symlink_is_not_sent_to_a_localsend_device_either() {
     eprintln!("{outcomes:?}");
     let got = std::fs::read(dst.path().join("shared/a.txt")).ok();
     assert_ne!(got.as_deref(), Some(&b"KEY"[..]), "the secret was sent");
+    // Said as this side's file, not as a broken connection.
+    let outcomes = outcomes.expect("the session itself went through");
+    assert!(
+        matches!(
+            &outcomes[..],
+            [ferry::transfer::FileOutcome::Failed(failure)]
+                if failure.kind == ferry::events::FailureKind::LocalFile
+                    && failure.detail.as_deref().is_some_and(|d| d.contains("replaced since the folder was read"))
+        ),
+        "{outcomes:?}"
+    );
 }
