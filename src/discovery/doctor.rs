@@ -92,6 +92,10 @@ pub fn address_lines(report: &AddressReport) -> Vec<String> {
     let addr = report.addr;
     match &report.subnet_of {
         Some(iface) => out.push(format!("{}: in the subnet of {iface}", addr.ip())),
+        None if addr.ip().is_loopback() => out.push(format!(
+            "{}: this machine (loopback): only programs on this machine can use it",
+            addr.ip()
+        )),
         None => out.push(format!(
             "{}: not in any of our subnets (another network: discovery cannot reach it; typed addresses still work if routed)",
             addr.ip()
@@ -231,8 +235,14 @@ mod tests {
         assert_eq!(report.connect, Connect::Refused);
         assert_eq!(report.subnet_of, None);
         let lines = address_lines(&report).join("\n");
-        assert!(lines.contains("not in any of our subnets"), "{lines}");
+        assert!(lines.contains("this machine (loopback)"), "{lines}");
         assert!(lines.contains("connection refused"), "{lines}");
+        let elsewhere = AddressReport {
+            addr: "192.0.2.7:8080".parse().unwrap(),
+            ..report
+        };
+        let lines = address_lines(&elsewhere).join("\n");
+        assert!(lines.contains("not in any of our subnets"), "{lines}");
     }
 
     fn eth(name: &str) -> (Interface, Use) {
