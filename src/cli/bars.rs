@@ -77,7 +77,14 @@ impl Bars {
                     // Once per receiver: who it is and whether the bytes are protected.
                     self.told.push(*peer);
                     // On stderr: stdout holds one result line per file, for scripts.
-                    let words = security_words(security);
+                    let words = match security {
+                        // Not "plain sender": this side is the sender (--plain,
+                        // --no-encryption, or a receiver that speaks only plain).
+                        Security::Plain => {
+                            "NOT ENCRYPTED (anyone on the network can read or change it)".to_owned()
+                        }
+                        security => security_words(security),
+                    };
                     self.multi.suspend(|| eprintln!("to {peer}: {words}"));
                 }
                 self.active

@@ -165,3 +165,38 @@ fn a_note_to_a_clicked_trusted_device_that_moved_is_sealed_to_its_key() {
         security.1
     );
 }
+
+/// `ferry send --no-encryption` says the upload is not encrypted in words about the upload,
+/// not "plain sender" (which is what the receiver says of it); encrypted, it names the
+/// receiving device. Both on stderr (stdout holds one result line per file, for scripts).
+#[test]
+fn the_sender_says_whether_its_upload_is_encrypted_in_its_own_words() {
+    use crate::util::{ferry, spawn_serve};
+    let dl = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("a.txt");
+    std::fs::write(&file, "hi").unwrap();
+    let (_serve, addr, _lines) = spawn_serve(dl.path(), &["--no-discovery"]);
+    let to = addr.to_string();
+    let said = |extra: &[&str]| {
+        let out = ferry()
+            .args(["send", "--to", &to])
+            .args(extra)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let plain = said(&["--no-encryption"]);
+    let line = format!("to {to}: NOT ENCRYPTED (anyone on the network can read or change it)");
+    assert!(plain.lines().any(|l| l == line), "{plain}");
+    assert!(!plain.contains("plain sender"), "{plain}");
+    let encrypted = said(&[]);
+    assert!(
+        encrypted
+            .lines()
+            .any(|l| l.starts_with(&format!("to {to}: encrypted, device "))),
+        "{encrypted}"
+    );
+}
