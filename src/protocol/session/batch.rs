@@ -157,6 +157,15 @@ pub enum Refusal {
     FolderBusy,
 }
 
+impl Refusal {
+    /// Nobody answered within `timeout`, said in whole seconds rounded up (a timeout under a
+    /// second is "within 1 s", not "within 0 s").
+    pub fn no_answer(timeout: std::time::Duration) -> Self {
+        let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+        Self::NoAnswer { secs }
+    }
+}
+
 /// The consent rule. Auto-accept takes everything (the original's behaviour). Otherwise a
 /// plain sender, which cannot be asked, is refused; a file the user's earlier answer about
 /// the batch covers (`covered`: listed, not offered before, within the totals) gets that

@@ -493,3 +493,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn no_answer_rounds_up_to_whole_seconds() {
+    use std::time::Duration;
+    let secs = |t| match Refusal::no_answer(t) {
+        Refusal::NoAnswer { secs } => secs,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(secs(Duration::from_millis(300)), 1);
+    assert_eq!(secs(Duration::from_secs(300)), 300);
+    assert_eq!(secs(Duration::from_millis(300_001)), 301);
+}

@@ -50,9 +50,7 @@ impl Connection<'_> {
                     Consent::Ask { .. } => Err(Refusal::DeclinedByUser),
                 },
             ),
-            None => Ok(Err(Refusal::NoAnswer {
-                secs: self.shared.config.decision_timeout.as_secs(),
-            })),
+            None => Ok(Err(Refusal::no_answer(self.shared.config.decision_timeout))),
         }
     }
 
@@ -145,9 +143,7 @@ impl Connection<'_> {
         Ok(match decision {
             Some(Decision::Decline) => Err(Refusal::DeclinedByUser),
             Some(_) => Ok(()),
-            None => Err(Refusal::NoAnswer {
-                secs: self.shared.config.decision_timeout.as_secs(),
-            }),
+            None => Err(Refusal::no_answer(self.shared.config.decision_timeout)),
         })
     }
 

@@ -103,9 +103,7 @@ impl Connection<'_> {
             Some(false) => Ok(match self.ask_user(header, false)? {
                 Some(super::Decision::Decline) => Err(Refusal::DeclinedByUser),
                 Some(_) => Ok(()),
-                None => Err(Refusal::NoAnswer {
-                    secs: self.shared.config.decision_timeout.as_secs(),
-                }),
+                None => Err(Refusal::no_answer(self.shared.config.decision_timeout)),
             }),
         }
     }
