@@ -32,15 +32,21 @@ pub struct DiscoverySetup {
     pub probe: Vec<IpAddr>,
 }
 
-/// The discovery config for a server bound to `bound`: announced with its port, on the bound
-/// address's interface only unless bound to all.
-pub fn config_for(setup: &DiscoverySetup, identity: &Identity, bound: SocketAddr) -> Config {
+/// The discovery config for a server bound to `bound`: announced with its port (and the
+/// notes port, `0` when notes are not listening, so a click on this device sends notes where
+/// they are heard), on the bound address's interface only unless bound to all.
+pub fn config_for(
+    setup: &DiscoverySetup,
+    identity: &Identity,
+    bound: SocketAddr,
+    notes_port: u16,
+) -> Config {
     let mut config = Config::new(Announce {
         id: identity.device_id(),
         name: identity.name().to_owned(),
         fingerprint: identity.fingerprint(),
         tcp_port: bound.port(),
-        udp_port: 0,
+        udp_port: notes_port,
     });
     if let Some(port) = setup.port {
         config.port = port;
@@ -69,6 +75,7 @@ pub(super) struct Running {
 pub(super) fn start(
     setup: &DiscoverySetup,
     bound: SocketAddr,
+    notes_port: u16,
     sink: &EventSink,
 ) -> Option<Running> {
     let dir = setup.identity_dir.clone().or_else(default_config_dir);
@@ -86,7 +93,7 @@ pub(super) fn start(
             return None;
         }
     };
-    let config = config_for(setup, &identity, bound);
+    let config = config_for(setup, &identity, bound, notes_port);
     let choice = config.choice.clone();
     match Discovery::start(config) {
         Ok(discovery) => {
@@ -242,11 +249,15 @@ mod tests {
             port: Some(40_001),
             ..DiscoverySetup::default()
         };
-        let config = config_for(&setup, &identity(), "127.0.0.1:9000".parse().unwrap());
+        let config = config_for(&setup, &identity(), "127.0.0.1:9000".parse().unwrap(), 0);
         assert_eq!(config.choice.only_addr, Some(Ipv4Addr::LOCALHOST));
         assert!(!config.choice.loopback, "mDNS stays off for loopback only");
         assert_eq!(config.port, 40_001);
         assert_eq!(config.me.tcp_port, 9000);
+        assert_eq!(
+            config.me.udp_port, 0,
+            "no notes port while notes do not listen"
+        );
         assert_eq!(config.me.name, "desk");
         assert_eq!(config.me.id, identity().device_id());
         // Every interface this config uses is loopback.
@@ -260,8 +271,10 @@ mod tests {
             &DiscoverySetup::default(),
             &identity(),
             "0.0.0.0:8080".parse().unwrap(),
+            9090,
         );
         assert_eq!(config.choice, Choice::default());
+        assert_eq!((config.me.tcp_port, config.me.udp_port), (8080, 9090));
         assert_eq!(config.port, crate::defaults::DISCOVERY_PORT);
     }
 

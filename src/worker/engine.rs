@@ -318,7 +318,9 @@ impl Engine {
         }
         match (&self.discovery_setup, &self.server) {
             (Some(setup), Some(server)) => {
-                self.discovery = discovery::start(setup, server.local_addr(), &self.sink);
+                let notes_port = self.notes.as_ref().map_or(0, |n| n.local_addr().port());
+                self.discovery =
+                    discovery::start(setup, server.local_addr(), notes_port, &self.sink);
             }
             _ => discovery::off(&self.sink, None),
         }
@@ -469,6 +471,11 @@ impl Engine {
                     addr: notes.local_addr(),
                 }));
                 self.notes = Some(notes);
+                // Announced with the new notes port from now on.
+                if self.discovery.is_some() {
+                    self.stop_discovery();
+                    self.start_discovery();
+                }
             }
             Err(e) => self.sink.emit(Event::Note(NoteEvent::Error {
                 reason: e.to_string(),

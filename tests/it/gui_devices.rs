@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use ferry::app::{DiscoveryStatus, FerryApp, Settings};
+use ferry::app::{DiscoveryStatus, FerryApp, NotesStatus, Settings};
 use ferry::discovery::{Choice, interfaces};
 use ferry::events::SeenState;
 use ferry::secure::Identity;
@@ -138,10 +138,20 @@ fn two_windows_find_each_other_and_a_click_fills_the_destination() {
     assert!(a.query_by_label(&format!("ferry://{a_addr}")).is_some());
     assert!(a.query_by_label("Copy link").is_some());
 
+    // Notes go where beta hears them: its notes port, announced beside its server's (here
+    // another port; notes went to the server's port, where nobody read them).
+    let b_notes = match b.state().notes.status {
+        NotesStatus::Listening(addr) => addr.port(),
+        ref other => panic!("beta's notes do not listen: {other:?}"),
+    };
+    assert_ne!(b_notes, b_addr.port());
+    run_both_until(&mut a, &mut b, "beta's notes port in its beacon", |a, _| {
+        a.devices.devices.iter().any(|d| d.udp_port == b_notes)
+    });
     a.get_by_label("beta").click();
     a.run_steps(2);
     assert_eq!(a.state().client.dest, b_addr.to_string());
-    assert_eq!(a.state().notes.peer, b_addr.to_string());
+    assert_eq!(a.state().notes.peer, format!("127.0.0.1:{b_notes}"));
     b.get_by_label("alpha").click();
     b.run_steps(2);
     assert_eq!(b.state().client.dest, a_addr.to_string());
