@@ -6,6 +6,7 @@ mod attacks_slots;
 mod attacks_text;
 mod audit_devices;
 mod audit_folders_ls;
+mod audit_hostile;
 mod cli;
 mod cli_localsend_note;
 mod cli_notes;
