@@ -279,10 +279,11 @@ fn sender_cancels_and_the_receiver_says_cancelled_by_peer() {
         Event::Transfer(TransferEvent::Failed { failure, .. }) => panic!("{failure}"),
         _ => None,
     });
-    eprintln!(
-        "the receiver saw the cancel {:?} after it was asked",
-        cancelled_at.elapsed()
-    );
+    let took = cancelled_at.elapsed();
+    eprintln!("the receiver saw the cancel {took:?} after it was asked");
+    // Issue 5 asks for "within a second"; a second more of slack for a loaded test machine
+    // still fails a cancel that only lands with the idle timeout (30 s) or the next file.
+    assert!(took < Duration::from_secs(2), "the cancel took {took:?}");
     assert!(
         names_in(dst.path()).is_empty(),
         "{:?}",
@@ -302,10 +303,9 @@ fn receiver_cancels_and_the_sender_says_cancelled_by_peer() {
     let cancelled_at = Instant::now();
     server.cancel(id);
     let outcome = sender.join().unwrap();
-    eprintln!(
-        "the sender learnt of the cancel {:?} after it was asked",
-        cancelled_at.elapsed()
-    );
+    let took = cancelled_at.elapsed();
+    eprintln!("the sender learnt of the cancel {took:?} after it was asked");
+    assert!(took < Duration::from_secs(2), "the cancel took {took:?}");
     match &outcome[..] {
         [FileOutcome::CancelledByPeer { reason }] => {
             assert!(reason.contains("receiver"), "{reason}")
