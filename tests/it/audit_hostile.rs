@@ -307,3 +307,100 @@ fn serve_sends_folder_verdicts_only_after_data_and_names_are_synced() {
         data(90_000, 95)
     );
 }
+
+/// A server with every slot but the newcomer's held by `hogs` connections that each sent one
+/// whole, valid frame (an empty file) and then nothing: frames just within the idle timeout
+/// kept such slots for ever (issue 8's "a few slow peers can never block others").
+fn full_of_waiting_peers(
+    dir: &Path,
+    hogs: usize,
+) -> (
+    ferry::transfer::ServerHandle,
+    crossbeam_channel::Receiver<ferry::events::Event>,
+    Vec<TcpStream>,
+) {
+    let mut config = ferry::transfer::ServerConfig::new(LOOPBACK, 0, dir.to_owned());
+    config.max_connections = hogs;
+    config.max_per_peer = hogs + 1;
+    config.evict_waiting_after = std::time::Duration::from_millis(300);
+    let (server, events) = start_server_with(config);
+    let mut held = Vec::new();
+    for i in 0..hogs {
+        let mut hog = TcpStream::connect(server.local_addr()).unwrap();
+        hog.write_all(&plain_frame(&plain_header(&format!("z{i}.txt"), 0, "")))
+            .unwrap();
+        held.push(hog);
+    }
+    // Each empty file arrives: every hog holds its slot, waiting at a frame boundary.
+    let (finished, _) = wait_files(&events, hogs);
+    assert_eq!(finished.len(), hogs);
+    (server, events, held)
+}
+
+#[test]
+fn a_full_server_gives_the_slot_of_a_peer_that_waits_too_long_to_a_newcomer() {
+    let dst = tempfile::tempdir().unwrap();
+    let (server, events, held) = full_of_waiting_peers(dst.path(), 2);
+    // Time passing is the condition under test: the hogs wait past the eviction age.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    plain_upload(server.local_addr(), &[("real.txt", b"a real upload", "")]);
+    // The upload arrives, and the server says why a hog lost its slot (in either order).
+    use ferry::events::{Event, ServerEvent, TransferEvent};
+    let (mut arrived, mut why) = (None, None);
+    wait_for(&events, |event| {
+        match event {
+            Event::Transfer(TransferEvent::Finished { path, .. }) => arrived = path.clone(),
+            Event::Server(ServerEvent::ConnectionError { reason, .. }) => {
+                why = Some(reason.clone())
+            }
+            _ => {}
+        }
+        (arrived.is_some() && why.is_some()).then_some(())
+    });
+    assert_eq!(std::fs::read(arrived.unwrap()).unwrap(), b"a real upload");
+    let why = why.unwrap();
+    assert!(why.contains("every connection slot was taken"), "{why}");
+    let closed = held
+        .iter()
+        .filter(|hog| {
+            let mut hog = *hog;
+            hog.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            matches!(std::io::Read::read(&mut hog, &mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    assert_eq!(closed, 1, "one slot was needed, one hog dropped");
+}
+
+#[test]
+fn a_peer_that_keeps_its_frames_coming_keeps_its_slot() {
+    let dst = tempfile::tempdir().unwrap();
+    let (server, _events, mut held) = full_of_waiting_peers(dst.path(), 1);
+    // The hog sends an empty file every 20 ms: never waiting as long as 300 ms.
+    let mut hog = held.remove(0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = std::sync::Arc::clone(&stop);
+    let keeper = std::thread::spawn(move || {
+        let mut i = 0u32;
+        while !busy.load(std::sync::atomic::Ordering::SeqCst) {
+            i += 1;
+            let frame = plain_frame(&plain_header(&format!("k{i}.txt"), 0, ""));
+            if hog.write_all(&frame).is_err() {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    });
+    // Well past the eviction age: the newcomer is told the server is busy.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let mut newcomer = TcpStream::connect(server.local_addr()).unwrap();
+    newcomer.set_read_timeout(Some(DEADLINE)).unwrap();
+    let answer = read_answer(&mut newcomer);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(keeper.join().unwrap(), "the busy peer kept its connection");
+    assert!(
+        matches!(&answer, ferry::protocol::ReceiverMsg::Decline { reason } if reason.contains("server busy")),
+        "{answer:?}"
+    );
+}

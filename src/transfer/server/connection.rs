@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::listener::Slot;
+use super::listener::{self, Slot};
 use super::outcome::FileEnd;
 use super::pump::{DataEnd, DataSource, Paced, RateFloor, Within, is_timeout, pipelined, simple};
 use super::{Live, Shared, lock};
@@ -64,6 +64,7 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
         security: Security::Plain,
         device: None,
         waker: None,
+        conn_id: slot.conn_id(),
     };
     let end = conn.run();
     if let Err(ConnEnd { error, .. }) = &end {
@@ -83,18 +84,21 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     }
     let _ = conn.writer.socket().shutdown(std::net::Shutdown::Both);
     drop(conn);
+    let evicted = listener::was_evicted(shared, slot.conn_id());
     drop(slot);
+    let report = |reason: String| {
+        shared
+            .sink
+            .emit(Event::Server(ServerEvent::ConnectionError { peer, reason }));
+    };
     match end {
+        // Its socket shut under it reads as the end of the stream, or as an error.
+        _ if evicted => report(EVICTED.to_owned()),
         Ok(()) => log::info!("{peer}: connection closed"),
         Err(ConnEnd {
             error,
             reported: false,
-        }) => shared
-            .sink
-            .emit(Event::Server(ServerEvent::ConnectionError {
-                peer,
-                reason: error.to_string(),
-            })),
+        }) => report(error.to_string()),
         Err(_) => {}
     }
 }
@@ -127,7 +131,13 @@ pub(super) struct Connection<'a> {
     pub device: Option<PeerInfo>,
     /// A second handle on the socket for [`Live`] (made once, on the first file).
     pub waker: Option<Arc<TcpStream>>,
+    /// Its slot's number, to say when it waits for its peer (see [`listener::set_waiting`]).
+    pub conn_id: u64,
 }
+
+/// Why a connection that lost its slot to a newcomer ended.
+const EVICTED: &str = "dropped: it sent nothing for a while when every connection slot was \
+                       taken and another sender needed one";
 
 impl Connection<'_> {
     /// Lists file `id` as live, so [`super::ServerHandle::cancel`] can stop it (its flag, and
@@ -150,6 +160,24 @@ impl Connection<'_> {
     /// the rest must arrive within the header deadline, so a peer trickling a header byte by
     /// byte cannot hold its slot.
     pub(super) fn read_msg(&mut self) -> Result<Option<SenderMsg>, TransferError> {
+        self.read_msg_waiting(true)
+    }
+
+    /// [`read_msg`](Self::read_msg); `evictable`: while the frame is awaited (an honest
+    /// peer sends it whole at once) the connection may lose its slot to a newcomer when every
+    /// slot is taken; not when the peer has good reason to be slow.
+    fn read_msg_waiting(&mut self, evictable: bool) -> Result<Option<SenderMsg>, TransferError> {
+        if evictable {
+            listener::set_waiting(self.shared, self.conn_id, true);
+        }
+        let read = self.read_msg_now();
+        if evictable {
+            listener::set_waiting(self.shared, self.conn_id, false);
+        }
+        read
+    }
+
+    fn read_msg_now(&mut self) -> Result<Option<SenderMsg>, TransferError> {
         let idle = self.shared.config.idle_timeout;
         match self.reader.fill_buf() {
             Ok([]) => return Ok(None),
@@ -191,7 +219,11 @@ impl Connection<'_> {
                     return Err(TransferError::Unexpected("a second secure hello".into()).into());
                 }
                 first = false;
-                self.go_secure(pairing, &ciphers)?;
+                // An honest handshake takes milliseconds: one that drags may lose its slot.
+                listener::set_waiting(self.shared, self.conn_id, true);
+                let secured = self.go_secure(pairing, &ciphers);
+                listener::set_waiting(self.shared, self.conn_id, false);
+                secured?;
                 continue;
             }
             first = false;
@@ -376,7 +408,7 @@ impl Connection<'_> {
             let idle = self.shared.config.idle_timeout;
             let allowance = idle + Duration::from_secs(offset / SLOWEST_HASH_RATE);
             let _ = self.reader.get_ref().set_read_timeout(Some(allowance));
-            let msg = self.read_msg();
+            let msg = self.read_msg_waiting(false);
             let _ = self.reader.get_ref().set_read_timeout(Some(idle));
             if cancel.load(Ordering::SeqCst) {
                 return Err(TransferError::CancelledHere);

@@ -1,12 +1,16 @@
 //! Accepting connections: each takes a slot, counted in the server's total and against its
 //! address, so a few peers can never hold every slot; a peer over a limit is told which.
+//! When every slot is taken, the connection that has waited longest for its peer's next
+//! frame (at least [`ServerConfig::evict_waiting_after`](super::ServerConfig)) gives its
+//! slot to the newcomer: a peer sending one small frame just within each idle timeout
+//! cannot hold a slot for ever, while connections that move bytes are never touched.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::connection::serve_connection;
 use super::{Shared, lock};
@@ -34,18 +38,20 @@ pub(super) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let Ok(peer) = stream.peer_addr() else {
             continue;
         };
-        let slot = match Slot::take(shared, peer.ip()) {
+        next_conn += 1;
+        let conn_id = next_conn;
+        // Registered before the slot is taken, so an eviction can always shut its socket.
+        if let Ok(clone) = stream.try_clone() {
+            lock(&shared.conns).insert(conn_id, clone);
+        }
+        let slot = match Slot::take(shared, peer.ip(), conn_id) {
             Ok(slot) => slot,
             Err(busy) => {
+                lock(&shared.conns).remove(&conn_id);
                 refuse(stream, peer, shared, busy);
                 continue;
             }
         };
-        next_conn += 1;
-        let conn_id = next_conn;
-        if let Ok(clone) = stream.try_clone() {
-            lock(&shared.conns).insert(conn_id, clone);
-        }
         let conn_shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .name(format!("ferry-conn-{peer}"))
@@ -114,14 +120,26 @@ impl std::fmt::Display for Busy {
 }
 
 /// One connection's claim on the server's slots: counted in the total and against its
-/// address; released when dropped, however the connection ends.
+/// address; released when dropped, however the connection ends, or given to a newcomer
+/// when it waited too long for its peer while the server was full.
 pub(super) struct Slot {
     shared: Arc<Shared>,
+    conn_id: u64,
+}
+
+/// What the listener knows of a connection's slot (in [`Shared::slots`]).
+#[derive(Debug)]
+pub(super) struct SlotState {
     ip: IpAddr,
+    /// Since when the connection waits for its peer's next frame (`None`: it is busy, or
+    /// its peer has good reason to be slow).
+    waiting_since: Option<Instant>,
+    /// Its counts were given to a newcomer (and its socket shut).
+    evicted: bool,
 }
 
 impl Slot {
-    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Result<Self, Busy> {
+    fn take(shared: &Arc<Shared>, ip: IpAddr, conn_id: u64) -> Result<Self, Busy> {
         let config = &shared.config;
         // The per-peer map's lock also orders the two counts, so two accepts never both take
         // the last slot.
@@ -133,30 +151,102 @@ impl Slot {
                 max_per_peer: config.max_per_peer,
             });
         }
-        if shared.active.load(Ordering::SeqCst) >= config.max_connections {
+        if shared.active.load(Ordering::SeqCst) >= config.max_connections
+            && !evict_longest_waiting(shared, &mut per_peer)
+        {
             return Err(Busy::Server {
                 max_connections: config.max_connections,
             });
         }
+        // The evicted connection may have been this address's.
+        let mine = per_peer.get(&ip).copied().unwrap_or(0);
         per_peer.insert(ip, mine + 1);
         shared.active.fetch_add(1, Ordering::SeqCst);
+        let state = SlotState {
+            ip,
+            waiting_since: None,
+            evicted: false,
+        };
+        lock(&shared.slots).insert(conn_id, state);
         Ok(Self {
             shared: Arc::clone(shared),
-            ip,
+            conn_id,
         })
     }
+
+    pub(super) fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+}
+
+/// Says whether connection `conn_id` now waits for its peer's next frame (`true`) or not:
+/// only a wait may be cut short to make room.
+pub(super) fn set_waiting(shared: &Shared, conn_id: u64, waiting: bool) {
+    if let Some(state) = lock(&shared.slots).get_mut(&conn_id) {
+        state.waiting_since = waiting.then(Instant::now);
+    }
+}
+
+/// Whether connection `conn_id` lost its slot to a newcomer (its socket was shut then).
+pub(super) fn was_evicted(shared: &Shared, conn_id: u64) -> bool {
+    lock(&shared.slots)
+        .get(&conn_id)
+        .is_some_and(|state| state.evicted)
+}
+
+/// Gives back the slot of the connection that has waited longest for its peer, if it waited
+/// at least [`ServerConfig::evict_waiting_after`](super::ServerConfig), and shuts its socket
+/// (its thread ends on the failed read). `per_peer` is the caller's guard of
+/// [`Shared::per_peer`]. Whether one was evicted.
+fn evict_longest_waiting(
+    shared: &Shared,
+    per_peer: &mut std::collections::HashMap<IpAddr, usize>,
+) -> bool {
+    let mut slots = lock(&shared.slots);
+    let now = Instant::now();
+    let longest = slots
+        .iter_mut()
+        .filter(|(_, state)| !state.evicted)
+        .filter_map(|(id, state)| Some((*id, now.duration_since(state.waiting_since?), state)))
+        .filter(|(_, waited, _)| *waited >= shared.config.evict_waiting_after)
+        .max_by_key(|(_, waited, _)| *waited);
+    let Some((conn_id, waited, state)) = longest else {
+        return false;
+    };
+    state.evicted = true;
+    give_back(shared, per_peer, state.ip);
+    let ip = state.ip;
+    drop(slots);
+    log::warn!(
+        "{ip}: connection dropped after {:.1} s waiting for its next frame: every slot was \
+         taken and another sender needed one",
+        waited.as_secs_f64()
+    );
+    if let Some(socket) = lock(&shared.conns).get(&conn_id) {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+    true
+}
+
+/// Takes one connection of `ip` off the counts.
+fn give_back(shared: &Shared, per_peer: &mut std::collections::HashMap<IpAddr, usize>, ip: IpAddr) {
+    if let Some(count) = per_peer.get_mut(&ip) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            per_peer.remove(&ip);
+        }
+    }
+    shared.active.fetch_sub(1, Ordering::SeqCst);
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut per_peer = lock(&self.shared.per_peer);
-        if let Some(count) = per_peer.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                per_peer.remove(&self.ip);
-            }
+        let state = lock(&self.shared.slots).remove(&self.conn_id);
+        // An evicted slot's counts were given back already.
+        if let Some(state) = state.filter(|state| !state.evicted) {
+            give_back(&self.shared, &mut per_peer, state.ip);
         }
-        self.shared.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -82,6 +82,10 @@ pub struct ServerConfig {
     /// Once a frame's first byte arrived, the whole frame must arrive within this time (a
     /// peer that trickles a header byte by byte is dropped).
     pub header_deadline: Duration,
+    /// When every slot is taken, a newcomer takes the slot of the connection that has waited
+    /// longest for its peer's next frame, if that wait is at least this long: whole frames
+    /// sent just within the idle timeout cannot hold the slots for ever.
+    pub evict_waiting_after: Duration,
     /// A file's data must arrive at least this fast, measured over each [`MinRate::window`].
     pub min_rate: MinRate,
     /// Files one connection may offer; more end the connection.
@@ -151,6 +155,7 @@ impl ServerConfig {
             decision_timeout: Duration::from_secs(300),
             max_per_peer: DEFAULT_MAX_PER_PEER,
             header_deadline: Duration::from_secs(10),
+            evict_waiting_after: Duration::from_secs(5),
             min_rate: MinRate {
                 bytes_per_sec: 1024,
                 window: Duration::from_secs(30),
@@ -201,6 +206,9 @@ struct Shared {
     active: AtomicUsize,
     /// Live connections per peer address (entries removed when they reach 0).
     per_peer: Mutex<HashMap<IpAddr, usize>>,
+    /// Each connection's slot: its address, since when it waits for its peer's next frame,
+    /// whether it was evicted (see [`listener::Slot`]).
+    slots: Mutex<HashMap<u64, listener::SlotState>>,
     refusing: AtomicUsize,
     /// Clones of the live connections, so `stop` can shut them down mid-read.
     conns: Mutex<HashMap<u64, TcpStream>>,
@@ -257,6 +265,7 @@ impl ServerHandle {
             stopping,
             active: AtomicUsize::new(0),
             per_peer: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
             refusing: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
