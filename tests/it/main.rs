@@ -4,6 +4,7 @@
 mod attacks_fs;
 mod attacks_slots;
 mod attacks_text;
+mod audit_core;
 mod audit_devices;
 mod audit_folders_ls;
 mod audit_hostile;

@@ -1,0 +1,237 @@
+//! Acceptance audit of the core issues (2: transfer engine and CLI; 3: UDP notes; 4: the
+//! window; 10: layering) against today's code: the asks the earlier tests left unproven.
+//! The plain peers here are real 20-line Python programs in the classic teaching example's
+//! style, run with `python3` against the real `ferry` binary.
+
+use std::process::{Command, Stdio};
+
+use crate::util::*;
+
+/// A plain upload client as the classic example writes it: for every file on one
+/// connection, `struct.pack('i')` of the header's length, the JSON header, the raw bytes.
+/// The last file carries no `msg` at all (the field is optional).
+const PY_CLIENT: &str = r#"
+import json, os, socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+files = sys.argv[3:]
+sk = socket.socket()
+sk.connect((host, port))
+for i, path in enumerate(files):
+    head = {"file_name": os.path.basename(path), "file_size": os.path.getsize(path)}
+    if i < len(files) - 1:
+        head["msg"] = "第%d个文件：%s" % (i + 1, os.path.basename(path))
+    head = json.dumps(head).encode("utf-8")
+    sk.send(struct.pack("i", len(head)))
+    sk.send(head)
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(1024)
+            if not data:
+                break
+            sk.sendall(data)
+sk.close()
+"#;
+
+/// A plain upload server as the classic example writes it (`recv(4)`, `recv(len)`, then
+/// `file_size` bytes), looping over files until the sender closes its one connection; it
+/// prints each file's name, size and msg, and how many connections it served.
+const PY_SERVER: &str = r#"
+import json, os, socket, struct, sys
+sk = socket.socket()
+sk.bind(("127.0.0.1", 0)); sk.listen(5)
+print(sk.getsockname()[1], flush=True)
+conn, addr = sk.accept()
+while True:
+    raw = conn.recv(4)
+    if not raw:
+        break
+    head = json.loads(conn.recv(struct.unpack("i", raw)[0]).decode("utf-8"))
+    left = head["file_size"]
+    with open(os.path.join(sys.argv[1], head["file_name"]), "wb") as f:
+        while left > 0:
+            data = conn.recv(min(1024, left))
+            f.write(data); left -= len(data)
+    print(head["file_name"], head["file_size"], head["msg"], flush=True)
+conn.close()
+print("connections: 1", flush=True)
+"#;
+
+fn python() -> Option<Command> {
+    // .ci/run installs python3.
+    have_command("python3", "--version", "no python3 on this machine")
+        .then(|| Command::new("python3"))
+}
+
+/// Three files with Chinese names, the middle one empty, as a sender would pick them.
+fn chinese_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let files = [
+        (
+            "计算机五大.txt",
+            "运算器 控制器 存储器 输入设备 输出设备".as_bytes().to_vec(),
+        ),
+        ("空文件.txt", Vec::new()),
+        ("报告 二〇二四.bin", data(1_300_000, 71)),
+    ];
+    files
+        .into_iter()
+        .map(|(name, bytes)| {
+            let path = dir.join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            (path, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_python_client_uploads_chinese_named_files_on_one_connection_to_ferry_serve() {
+    let Some(mut py) = python() else { return };
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files = chinese_files(src.path());
+    let script = src.path().join("client.py");
+    std::fs::write(&script, PY_CLIENT).unwrap();
+    let (_serve, addr, lines) = spawn_serve(dst.path(), &[]);
+    let status = py
+        .arg(&script)
+        .arg("127.0.0.1")
+        .arg(addr.port().to_string())
+        .args(files.iter().map(|(path, _)| path))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // One "received" line per file, in order, each followed by its msg as the original
+    // server prints it; the last file had no msg, so nothing follows it.
+    for (i, (path, bytes)) in files.iter().enumerate() {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let received = wait_line(&lines, "received ");
+        assert!(
+            received.contains(&format!("{name} ({} bytes, ", bytes.len())),
+            "{received:?} is not about {name}"
+        );
+        if i < files.len() - 1 {
+            assert_eq!(
+                lines.recv_timeout(DEADLINE).unwrap(),
+                format!("第{}个文件：{name}", i + 1)
+            );
+        }
+        assert_eq!(&std::fs::read(dst.path().join(name)).unwrap(), bytes);
+    }
+    let mut expected: Vec<String> = files
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        names_in(dst.path()),
+        expected,
+        "nothing else, no .part left"
+    );
+}
+
+#[test]
+fn ferry_send_plain_sends_chinese_named_files_on_one_connection_to_a_python_server() {
+    let Some(mut py) = python() else { return };
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files = chinese_files(src.path());
+    let script = src.path().join("server.py");
+    std::fs::write(&script, PY_SERVER).unwrap();
+    let mut server = ChildGuard(
+        py.arg(&script)
+            .arg(dst.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = line_channel(server.0.stdout.take().unwrap());
+    let port = lines.recv_timeout(DEADLINE).unwrap();
+    let out = ferry()
+        .args(["send", "--plain", "--msg", "老师好", "--to"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(files.iter().map(|(path, _)| path))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The Python server saw the three files, in order, on its one connection.
+    for (path, bytes) in &files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            lines.recv_timeout(DEADLINE).unwrap(),
+            format!("{name} {} 老师好", bytes.len())
+        );
+        assert_eq!(&std::fs::read(dst.path().join(name)).unwrap(), bytes);
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.contains(name) && line.contains("sent, unverified")),
+            "no \"sent, unverified\" line for {name} in {stdout:?}"
+        );
+    }
+    assert_eq!(lines.recv_timeout(DEADLINE).unwrap(), "connections: 1");
+    assert!(server.0.wait().unwrap().success());
+}
+
+/// Issue 4's notes box: Enter sends, Shift+Enter adds a line (the note goes out as one
+/// datagram with its line break, to a plain UDP peer), and the size feedback: a warning
+/// above the 1 024 bytes plain peers read, a refusal above one datagram that Enter obeys.
+#[test]
+fn the_note_box_sends_on_enter_keeps_shift_enter_lines_and_says_when_a_note_is_too_long() {
+    use egui::{Key, Modifiers};
+    use egui_kittest::kittest::Queryable;
+    use ferry::app::NotesStatus;
+
+    use crate::gui::{app, run_until, settings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(dir.path()), vec![]);
+    run_until(&mut harness, "the notes socket", |app| {
+        matches!(app.notes.status, NotesStatus::Listening(_))
+    });
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(DEADLINE)).unwrap();
+    harness.get_by_label("Peer (host:port)").click();
+    harness
+        .get_by_label("Peer (host:port)")
+        .type_text(&peer.local_addr().unwrap().to_string());
+    harness.get_by_label("Note").click();
+    harness.run_steps(2);
+    harness.get_by_label("Note").type_text("第一行");
+    harness.run_steps(1);
+    harness.key_press_modifiers(Modifiers::SHIFT, Key::Enter);
+    harness.run_steps(1);
+    harness.get_by_label("Note").type_text("second line");
+    harness.run_steps(1);
+    assert_eq!(harness.state().notes.draft, "第一行\nsecond line");
+    harness.key_press(Key::Enter);
+    harness.run_steps(2);
+    let mut buf = [0u8; 2048];
+    let (n, _) = peer.recv_from(&mut buf).expect("Enter sent the note");
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        "第一行\nsecond line"
+    );
+    assert_eq!(harness.state().notes.draft, "", "the box is emptied");
+    run_until(&mut harness, "the sent note in the history", |app| {
+        app.notes.history.len() == 1
+    });
+
+    // Over what plain peers read: a warning, and it can still be sent.
+    harness.state_mut().notes.draft = "长".repeat(500);
+    harness.run_steps(2);
+    harness.get_by_label("1500 bytes: plain peers that read 1024 bytes will cut it");
+    // Over one datagram: refused, and Enter does not send it.
+    harness.state_mut().notes.draft = "a".repeat(65_508);
+    harness.run_steps(2);
+    harness.get_by_label("65508 bytes: too long for one UDP datagram (max 65507)");
+    // Focus, not a click: the box has grown past the window, its centre is out of view.
+    harness.get_by_label("Note").focus();
+    harness.run_steps(1);
+    harness.key_press(Key::Enter);
+    harness.run_steps(2);
+    assert_eq!(harness.state().notes.draft.len(), 65_508, "kept, not sent");
+}
