@@ -235,3 +235,56 @@ fn the_note_box_sends_on_enter_keeps_shift_enter_lines_and_says_when_a_note_is_t
     harness.run_steps(2);
     assert_eq!(harness.state().notes.draft.len(), 65_508, "kept, not sent");
 }
+
+/// Issue 4: what the window saves on exit is what it was started with, for every setting
+/// the user can change (ports, folder, recent peers, language, the notes box's peer and
+/// more), and it survives the storage round trip: a field the window forgot to read back
+/// or to write would come back as its default after a restart.
+#[test]
+fn every_setting_the_window_is_given_comes_back_when_it_is_saved() {
+    use ferry::app::i18n::Lang;
+    use ferry::app::{PolicyChoice, Settings, ThemeChoice};
+
+    use crate::gui::{app, settings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let given = Settings {
+        lang: Some(Lang::ZhCn),
+        server_bind: "127.0.0.1".into(),
+        server_port: "18080".into(),
+        server_listening: false,
+        download_dir: dir.path().join("下载"),
+        accept_policy: Some(PolicyChoice::Ask),
+        server_auto_accept: None,
+        server_idle_timeout_secs: "45".into(),
+        notes_port: "0".into(),
+        notes_open: false,
+        note_peer: "192.0.2.7:9000".into(),
+        client_dest: "192.0.2.8:8081".into(),
+        client_msg: "给老师".into(),
+        plain: true,
+        recent_peers: vec!["192.0.2.8:8081".into(), "192.0.2.9:8080".into()],
+        notifications: false,
+        theme: ThemeChoice::Dark,
+        discovery: false,
+        favourites: vec!["192.0.2.10:8080".into()],
+        identity_dir: None,
+        discovery_port: None,
+        localsend: false,
+        localsend_port: "53318".into(),
+        localsend_pin: "1234".into(),
+        localsend_sweep: false,
+        localsend_sweep_hosts: Vec::new(),
+    };
+    let started = Settings {
+        identity_dir: settings(dir.path()).identity_dir,
+        ..given.clone()
+    };
+    let mut harness = app(started, vec![]);
+    harness.run_steps(3);
+    let saved = harness.state().settings();
+    assert_eq!(saved, given);
+    let stored = serde_json::to_string(&saved).unwrap();
+    let restored: Settings = serde_json::from_str(&stored).unwrap();
+    assert_eq!(restored, given);
+}
