@@ -288,3 +288,74 @@ fn every_setting_the_window_is_given_comes_back_when_it_is_saved() {
     let restored: Settings = serde_json::from_str(&stored).unwrap();
     assert_eq!(restored, given);
 }
+
+/// Issue 4's "plain peer" toggle, end to end: the Client tab uploads three Chinese-named
+/// files (an empty one between) with a message to the real Python server over one
+/// connection; every row says "sent, unverified", the server saved the exact bytes.
+#[test]
+fn the_client_tabs_plain_toggle_uploads_to_the_python_server() {
+    use egui_kittest::kittest::Queryable;
+    use ferry::app::RowState;
+
+    use crate::gui::{app, run_until, settings};
+
+    let Some(mut py) = python() else { return };
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files = chinese_files(src.path());
+    let script = src.path().join("server.py");
+    std::fs::write(&script, PY_SERVER).unwrap();
+    let mut server = ChildGuard(
+        py.arg(&script)
+            .arg(dst.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = line_channel(server.0.stdout.take().unwrap());
+    let port = lines.recv_timeout(DEADLINE).unwrap();
+    let picked = files.iter().map(|(path, _)| path.clone()).collect();
+    let mut harness = app(settings(dst.path()), picked);
+    harness.run_steps(2);
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Destination (host:port)").click();
+    harness
+        .get_by_label("Destination (host:port)")
+        .type_text(&format!("127.0.0.1:{port}"));
+    harness.get_by_label("Message").click();
+    harness.get_by_label("Message").type_text("老师好");
+    harness
+        .get_by_label("Plain peer (original protocol, no verification)")
+        .click();
+    harness.get_by_label("Choose files…").click();
+    run_until(&mut harness, "the picked files in the queue", |app| {
+        app.client.rows.len() == 3
+    });
+    harness.get_by_label("Upload").click();
+    run_until(&mut harness, "the upload to finish", |app| {
+        app.client.rows.iter().all(|row| row.state.is_finished())
+    });
+    let states: Vec<RowState> = harness
+        .state()
+        .client
+        .rows
+        .iter()
+        .map(|row| row.state.clone())
+        .collect();
+    assert_eq!(states, vec![RowState::Unverified; 3]);
+    assert_eq!(
+        harness.query_all_by_label("sent, unverified").count(),
+        3,
+        "each row says so"
+    );
+    for (path, bytes) in &files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            lines.recv_timeout(DEADLINE).unwrap(),
+            format!("{name} {} 老师好", bytes.len())
+        );
+        assert_eq!(&std::fs::read(dst.path().join(name)).unwrap(), bytes);
+    }
+    assert_eq!(lines.recv_timeout(DEADLINE).unwrap(), "connections: 1");
+}
