@@ -71,6 +71,7 @@ impl FerryApp {
                 }
             }
         }
+        self.server.forget_oldest_finished(&self.ctx);
         while let Ok(msg) = self.ui_rx.try_recv() {
             match msg {
                 UiMsg::Added(picked) => self.queue_picked(picked),

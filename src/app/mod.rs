@@ -65,7 +65,7 @@ pub use model::{RowState, TransferRow};
 pub use notes_panel::{NotesPanel, NotesStatus};
 pub use notify::{DesktopNotifier, NoNotifier, Notifier};
 pub use offers::OfferPrompt;
-pub use server_tab::{ServerStatus, ServerTab};
+pub use server_tab::{MAX_FINISHED_ROWS, ServerStatus, ServerTab};
 pub use settings::{
     NoPicker, Picker, PolicyChoice, RfdPicker, Settings, ThemeChoice, default_download_dir,
 };

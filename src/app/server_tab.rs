@@ -72,9 +72,35 @@ pub struct ServerTab {
 
 /// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
 /// which is not what anyone typing 0 means).
+/// Finished rows the Server tab keeps (the oldest are forgotten first), as the notes history
+/// keeps the last 1 000 notes; rows still receiving are never dropped.
+pub const MAX_FINISHED_ROWS: usize = 1_000;
+
 const IDLE_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 impl ServerTab {
+    /// Keeps at most [`MAX_FINISHED_ROWS`] finished rows, forgetting the oldest: any LAN peer
+    /// the policy lets in can send up to 100 000 files per connection, each row keeping its
+    /// sender's message (up to 64 KiB), and without a bound the rows would grow until the
+    /// user clicks "Clear finished" (or the memory runs out).
+    pub(super) fn forget_oldest_finished(&mut self, ctx: &egui::Context) {
+        let finished = self.rows.iter().filter(|r| r.state.is_finished()).count();
+        let excess = finished.saturating_sub(MAX_FINISHED_ROWS);
+        if excess == 0 {
+            return;
+        }
+        let oldest: std::collections::HashSet<_> = self
+            .rows
+            .iter()
+            .filter(|r| r.state.is_finished())
+            .take(excess)
+            .map(|r| r.id)
+            .collect();
+        table::remove_rows(ctx, Direction::Incoming, &mut self.rows, |r| {
+            oldest.contains(&r.id)
+        });
+    }
+
     pub fn new(
         bind: String,
         port: String,

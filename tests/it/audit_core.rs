@@ -359,3 +359,54 @@ fn the_client_tabs_plain_toggle_uploads_to_the_python_server() {
     }
     assert_eq!(lines.recv_timeout(DEADLINE).unwrap(), "connections: 1");
 }
+
+/// A hostile plain peer against the window's Server tab (issues 2 and 4): one connection of
+/// 1 200 empty files, each with a 4 KiB message, must not grow the table without bound
+/// (100 000 files on each of 64 connections, with a 64 KiB message each, would otherwise
+/// keep gigabytes in rows until the user clears them). The newest finished rows stay.
+#[test]
+fn a_flood_of_plain_files_keeps_only_the_newest_finished_rows_in_the_server_tab() {
+    use std::io::Write;
+
+    use ferry::app::{MAX_FINISHED_ROWS, Settings};
+
+    use crate::gui::{app, listening_addr, run_until, settings};
+
+    let dst = tempfile::tempdir().unwrap();
+    let mut harness = app(
+        Settings {
+            server_listening: true,
+            ..settings(dst.path())
+        },
+        vec![],
+    );
+    run_until(&mut harness, "the server to listen", |app| {
+        listening_addr(app).is_some()
+    });
+    let addr = listening_addr(harness.state()).unwrap();
+    let files = MAX_FINISHED_ROWS + 200;
+    let msg = "长".repeat(4096 / 3);
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut frames = Vec::new();
+    for i in 0..files {
+        frames.extend(plain_frame(&plain_header(&format!("{i}.txt"), 0, &msg)));
+    }
+    frames.extend(plain_frame(&plain_header("last.txt", 1, "")));
+    frames.push(b'!');
+    stream.write_all(&frames).unwrap();
+    drop(stream);
+    run_until(&mut harness, "the last file's row", |app| {
+        app.server
+            .rows
+            .last()
+            .is_some_and(|row| row.name == "last.txt" && row.state.is_finished())
+    });
+    let rows = &harness.state().server.rows;
+    assert_eq!(rows.len(), MAX_FINISHED_ROWS);
+    // The oldest went first: 0.txt ..= 200.txt are gone, 201.txt is the oldest left.
+    assert_eq!(
+        rows[0].name,
+        format!("{}.txt", files + 1 - MAX_FINISHED_ROWS)
+    );
+    assert_eq!(std::fs::read(dst.path().join("last.txt")).unwrap(), b"!");
+}
