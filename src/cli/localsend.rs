@@ -388,7 +388,9 @@ pub(super) fn note_by_alias(
     args: &NoteArgs,
     ferry_error: anyhow::Error,
 ) -> anyhow::Result<ExitCode> {
-    if args.plain {
+    // A HOST:PORT that failed (a port that is no number, a host that does not resolve) is
+    // no name: say why it failed, not that a search begins.
+    if args.plain || args.to.contains(':') {
         return Err(ferry_error);
     }
     eprintln!(
