@@ -7,11 +7,8 @@
 //! else is slow. Work that cannot be started is reported as failed, never left "active".
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -21,10 +18,12 @@ use super::discovery::{self, DiscoverySetup, Running};
 use super::keyring::{self, Watch};
 use super::localsend::LocalSendSide;
 use crate::events::{CancelToken, Event, EventSink, NoteEvent, ServerEvent, TransferId};
-use crate::notes::{NotesConfig, NotesError, NotesHandle, Seal};
-use crate::protocol::check_note;
+use crate::notes::{NotesConfig, NotesHandle};
 use crate::secure::Keyring;
 use crate::transfer::{Decision, OutgoingItem, SendOptions, ServerConfig, ServerHandle};
+use notes::{Looked, PendingNote};
+
+mod notes;
 
 /// How often the device list is looked at (and sent to the window when it changed).
 const DEVICES_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -94,21 +93,6 @@ pub(super) struct Upload {
     pub(super) ids: Vec<TransferId>,
     pub(super) cancel: CancelToken,
     pub(super) thread: JoinHandle<()>,
-}
-
-/// A note to a host name, waiting for its lookup.
-struct PendingNote {
-    to: String,
-    text: String,
-    key: Option<[u8; 32]>,
-}
-
-/// A lookup's answer, which the engine turns into a sent note (or an error).
-struct Looked {
-    to: String,
-    text: String,
-    key: Option<[u8; 32]>,
-    addrs: io::Result<Vec<SocketAddr>>,
 }
 
 struct Engine {
@@ -481,107 +465,6 @@ impl Engine {
                 reason: e.to_string(),
             })),
         }
-    }
-
-    /// A numeric address is sent to at once; a host name is looked up on the lookup thread
-    /// and sent when its answer comes back ([`finish_note`](Self::finish_note)).
-    fn send_note(&mut self, to: String, text: String, key: Option<[u8; 32]>) {
-        if self.notes.is_none() {
-            return self.note_error("notes are not listening; start them first".to_owned());
-        }
-        // A note no peer would take is refused before any lookup.
-        if let Err(e) = check_note(&text) {
-            return self.note_error(NotesError::from(e).to_string());
-        }
-        if let Ok(addr) = to.parse::<SocketAddr>() {
-            return self.finish_note(Looked {
-                to,
-                text,
-                key,
-                addrs: Ok(vec![addr]),
-            });
-        }
-        let mut lookup = PendingNote { to, text, key };
-        // A lookup thread that ended (it never does, short of a panic) is started again once.
-        for _ in 0..2 {
-            let lookups = match &self.lookups {
-                Some(lookups) => lookups,
-                None => match self.start_lookups() {
-                    Ok(lookups) => self.lookups.insert(lookups),
-                    Err(e) => return self.note_error(format!("cannot look {} up: {e}", lookup.to)),
-                },
-            };
-            match lookups.send(lookup) {
-                Ok(()) => return,
-                Err(crossbeam_channel::SendError(back)) => {
-                    self.lookups = None;
-                    lookup = back;
-                }
-            }
-        }
-        self.note_error(format!(
-            "cannot look {} up: the lookup thread stopped",
-            lookup.to
-        ));
-    }
-
-    fn start_lookups(&self) -> io::Result<Sender<PendingNote>> {
-        let (tx, rx) = crossbeam_channel::unbounded::<PendingNote>();
-        let (lookup_host, looked) = (Arc::clone(&self.seams.lookup_host), self.looked.clone());
-        (self.seams.spawner)(
-            "ferry-lookup",
-            Box::new(move || {
-                for PendingNote { to, text, key } in rx {
-                    let addrs = lookup_host(&to);
-                    if looked
-                        .send(Looked {
-                            to,
-                            text,
-                            key,
-                            addrs,
-                        })
-                        .is_err()
-                    {
-                        return; // the engine has stopped
-                    }
-                }
-            }),
-        )?;
-        Ok(tx)
-    }
-
-    fn finish_note(
-        &mut self,
-        Looked {
-            to,
-            text,
-            key,
-            addrs,
-        }: Looked,
-    ) {
-        let Some(notes) = &self.notes else {
-            return self.note_error("notes are not listening; start them first".to_owned());
-        };
-        let sent = addrs
-            .map_err(|error| NotesError::Resolve {
-                to: to.clone(),
-                error,
-            })
-            .and_then(|addrs| notes.pick(&to, &addrs))
-            .and_then(|addr| notes.send_with(addr, &text, key.map_or(Seal::Auto, Seal::Device)));
-        match sent {
-            Ok(sent) => self.sink.emit(Event::Note(NoteEvent::Sent {
-                to: sent.to,
-                text,
-                at: SystemTime::now(),
-                security: sent.security,
-            })),
-            Err(e) => self.note_error(e.to_string()),
-        }
-    }
-
-    fn note_error(&self, reason: String) {
-        self.sink.emit(Event::Note(NoteEvent::Error { reason }));
     }
 
     fn shutdown(&mut self) {
