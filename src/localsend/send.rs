@@ -288,15 +288,8 @@ impl LocalSendSender {
                 // This side's file (gone, unreadable, or replaced since the folder was
                 // read): nothing went out for it.
                 Err(e) => {
-                    let failure = Failure::new(
-                        FailureKind::LocalFile,
-                        format!("cannot read {}: {e}", file.path.display()),
-                    );
-                    sink.transfer(TransferEvent::Failed {
-                        id: file.id,
-                        failure: failure.clone(),
-                    });
-                    outcomes.push(FileOutcome::Failed(failure));
+                    let why = format!("cannot read {}: {e}", file.path.display());
+                    outcomes.push(failed(sink, file.id, FailureKind::LocalFile, why));
                     continue;
                 }
             };
@@ -351,26 +344,16 @@ impl LocalSendSender {
                         });
                         FileOutcome::CancelledByPeer { reason: message }
                     } else {
-                        let failure = Failure::new(
-                            FailureKind::ReceiverFailed,
-                            format!("{}: {message}", answer.status.as_u16()),
-                        );
-                        sink.transfer(TransferEvent::Failed {
-                            id: file.id,
-                            failure: failure.clone(),
-                        });
-                        FileOutcome::Failed(failure)
+                        let why = format!("{}: {message}", answer.status.as_u16());
+                        failed(sink, file.id, FailureKind::ReceiverFailed, why)
                     }
                 }
-                Some(Err(e)) => {
-                    let failure =
-                        Failure::new(FailureKind::Interrupted { kept_bytes: None }, e.to_string());
-                    sink.transfer(TransferEvent::Failed {
-                        id: file.id,
-                        failure: failure.clone(),
-                    });
-                    FileOutcome::Failed(failure)
-                }
+                Some(Err(e)) => failed(
+                    sink,
+                    file.id,
+                    FailureKind::Interrupted { kept_bytes: None },
+                    e.to_string(),
+                ),
             };
             outcomes.push(outcome);
         }
@@ -526,6 +509,21 @@ async fn with_cancel<T>(cancel: &CancelToken, work: impl Future<Output = T>) -> 
         done = work => Some(done),
         () = cancelled => None,
     }
+}
+
+/// File `id` failed for `detail`: said to the window, and its outcome.
+fn failed(
+    sink: &EventSink,
+    id: crate::events::TransferId,
+    kind: FailureKind,
+    detail: String,
+) -> FileOutcome {
+    let failure = Failure::new(kind, detail);
+    sink.transfer(TransferEvent::Failed {
+        id,
+        failure: failure.clone(),
+    });
+    FileOutcome::Failed(failure)
 }
 
 /// The device's words: its JSON `message`, else the body as text (clipped).
