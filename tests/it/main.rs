@@ -48,6 +48,7 @@ mod plain;
 mod python;
 mod review_speed;
 mod review_speed2;
+mod review_today;
 mod review_window;
 mod secure;
 mod secure_transfer;

@@ -177,6 +177,20 @@ impl Connection<'_> {
         read
     }
 
+    /// [`read_msg`](Self::read_msg) when the sender first hashes `bytes` of its file: the
+    /// wait is its disk's (allowed for at [`SLOWEST_HASH_RATE`]), never cut to make room.
+    pub(super) fn read_msg_after_hashing(
+        &mut self,
+        bytes: u64,
+    ) -> Result<Option<SenderMsg>, TransferError> {
+        let idle = self.shared.config.idle_timeout;
+        let allowance = idle + Duration::from_secs(bytes / SLOWEST_HASH_RATE);
+        let _ = self.reader.get_ref().set_read_timeout(Some(allowance));
+        let msg = self.read_msg_waiting(false);
+        let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+        msg
+    }
+
     fn read_msg_now(&mut self) -> Result<Option<SenderMsg>, TransferError> {
         let idle = self.shared.config.idle_timeout;
         match self.reader.fill_buf() {
@@ -404,12 +418,8 @@ impl Connection<'_> {
         }
         let mut start = (0, (mode == Mode::Ferry).then(blake3::Hasher::new));
         if let Some(prefix) = prefix {
-            // The sender first hashes its own copy of the prefix: allow for a slow disk.
-            let idle = self.shared.config.idle_timeout;
-            let allowance = idle + Duration::from_secs(offset / SLOWEST_HASH_RATE);
-            let _ = self.reader.get_ref().set_read_timeout(Some(allowance));
-            let msg = self.read_msg_waiting(false);
-            let _ = self.reader.get_ref().set_read_timeout(Some(idle));
+            // The sender first hashes its own copy of the prefix.
+            let msg = self.read_msg_after_hashing(offset);
             if cancel.load(Ordering::SeqCst) {
                 return Err(TransferError::CancelledHere);
             }

@@ -223,14 +223,32 @@ impl Connection<'_> {
                 }
             }
         }
+        // Resuming, the sender hashes each file we hold, and the kept partial's prefix,
+        // before it sends anything for them (in index order): the wait for its next frame is
+        // then its disk's, not a stall (see `read_msg_after_hashing`).
+        let mut to_hash: Vec<(u64, u64)> = held
+            .iter()
+            .map(|(index, _)| {
+                let size = rx.entries.get(*index as usize).and_then(|e| e.size);
+                (*index, size.unwrap_or(0))
+            })
+            .chain(offered.map(|(index, offset, _)| (index, offset)))
+            .collect();
         loop {
-            let msg = self.read_msg()?.ok_or(TransferError::TruncatedFrame)?;
+            let hashing: u64 = to_hash.iter().map(|(_, bytes)| bytes).sum();
+            let msg = match to_hash.is_empty() {
+                true => self.read_msg()?,
+                false => self.read_msg_after_hashing(hashing)?,
+            };
+            let msg = msg.ok_or(TransferError::TruncatedFrame)?;
             match self.session.on_frame(msg).map_err(TransferError::from)? {
                 FrameStep::FolderFile {
                     index,
                     size,
                     offset,
                 } => {
+                    // Indices only grow: the sender is past these.
+                    to_hash.retain(|(held, _)| *held > index);
                     if size >= FLUSH_BEFORE_BYTES {
                         self.flush_verdicts(&mut rx, true);
                     }
