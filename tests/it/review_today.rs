@@ -1,7 +1,9 @@
 //! Findings of the review of one day's changes, each pinned by a test that failed before
 //! its fix: a full server's eviction of connections that wait for their peer must never
 //! take the slot of a folder resume whose sender is hashing what the receiver kept (an
-//! honest wait of its disk, not a stall). Real sockets on 127.0.0.1, real temp folders.
+//! honest wait of its disk, not a stall); a folder's file swapped for a link to a FIFO
+//! after the walk is refused at once instead of hanging the sender in `open`. Real sockets
+//! on 127.0.0.1, real temp folders.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -136,4 +138,42 @@ fn a_full_server_keeps_the_slot_of_a_folder_resume_hashing_its_partial() {
         std::fs::read(dl.path().join("album/a/one.txt")).unwrap(),
         b"abc"
     );
+}
+
+/// A folder's file that another process swaps for a symlink to a FIFO after the folder was
+/// walked (while the receiver is asked, say): opening it to check it is still the walked
+/// file blocked until someone wrote to the FIFO, so the upload hung for ever (no cancel
+/// reaches a blocked `open`). It is refused at once as replaced.
+#[test]
+fn a_file_swapped_for_a_fifo_after_the_walk_is_refused_without_hanging() {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join("box");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.txt"), b"alpha").unwrap();
+    let folder = ferry::transfer::walk_folder(&root).unwrap();
+    let (_, file) = folder.files[0].clone();
+    let fifo = src.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    std::fs::remove_file(root.join("a.txt")).unwrap();
+    std::os::unix::fs::symlink(&fifo, root.join("a.txt")).unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(file.open().map(|_| ()).map_err(|e| e.to_string()));
+    });
+    match rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(Err(why)) => assert!(why.contains("replaced"), "{why}"),
+        Ok(Ok(())) => panic!("the FIFO was opened as the walked file"),
+        Err(_) => {
+            // Unblock the hung open so the thread ends with the test.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("opening the swapped file hung");
+        }
+    }
 }

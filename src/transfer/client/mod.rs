@@ -177,8 +177,15 @@ impl OutgoingFile {
     /// Opens the file to read it; a folder's file only if it is still the file the walk
     /// found (so a symlink swapped in since is never followed out of the folder).
     pub fn open(&self) -> std::io::Result<File> {
-        use std::os::unix::fs::MetadataExt;
-        let file = File::open(&self.path)?;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        if self.identity.is_some() {
+            // A FIFO swapped in must not block the open until someone writes to it (the
+            // check below then refuses it); the walked regular file is read blocking again.
+            options.custom_flags(libc::O_NONBLOCK);
+        }
+        let file = options.open(&self.path)?;
         if let Some(identity) = self.identity {
             let meta = file.metadata()?;
             if (meta.dev(), meta.ino()) != identity {
@@ -186,6 +193,8 @@ impl OutgoingFile {
                     "it was replaced since the folder was read (by another file, or a symlink)",
                 ));
             }
+            let flags = rustix::fs::fcntl_getfl(&file)?;
+            rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
         }
         Ok(file)
     }
