@@ -70,12 +70,12 @@ pub struct ServerTab {
     pub localsend_sweep_hosts: Vec<SocketAddr>,
 }
 
-/// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
-/// which is not what anyone typing 0 means).
 /// Finished rows the Server tab keeps (the oldest are forgotten first), as the notes history
 /// keeps the last 1 000 notes; rows still receiving are never dropped.
 pub const MAX_FINISHED_ROWS: usize = 1_000;
 
+/// Idle timeouts the field accepts, in seconds (zero would mean "no timeout" to a socket,
+/// which is not what anyone typing 0 means).
 const IDLE_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 impl ServerTab {
