@@ -226,6 +226,8 @@ impl Connection<'_> {
         // Resuming, the sender hashes each file we hold, and the kept partial's prefix,
         // before it sends anything for them (in index order): the wait for its next frame is
         // then its disk's, not a stall (see `read_msg_after_hashing`).
+        // In index order, with the bytes still to hash from each on: the sender's progress
+        // through them is one cursor, so a long list costs one pass, not one per frame.
         let mut to_hash: Vec<(u64, u64)> = held
             .iter()
             .map(|(index, _)| {
@@ -234,11 +236,13 @@ impl Connection<'_> {
             })
             .chain(offered.map(|(index, offset, _)| (index, offset)))
             .collect();
+        to_hash.sort_unstable();
+        let mut left: u64 = to_hash.iter().map(|(_, bytes)| bytes).sum();
+        let mut passed = 0;
         loop {
-            let hashing: u64 = to_hash.iter().map(|(_, bytes)| bytes).sum();
-            let msg = match to_hash.is_empty() {
+            let msg = match passed == to_hash.len() {
                 true => self.read_msg()?,
-                false => self.read_msg_after_hashing(hashing)?,
+                false => self.read_msg_after_hashing(left)?,
             };
             let msg = msg.ok_or(TransferError::TruncatedFrame)?;
             match self.session.on_frame(msg).map_err(TransferError::from)? {
@@ -248,7 +252,10 @@ impl Connection<'_> {
                     offset,
                 } => {
                     // Indices only grow: the sender is past these.
-                    to_hash.retain(|(held, _)| *held > index);
+                    while let Some((_, bytes)) = to_hash.get(passed).filter(|(i, _)| *i <= index) {
+                        left = left.saturating_sub(*bytes);
+                        passed += 1;
+                    }
                     if size >= FLUSH_BEFORE_BYTES {
                         self.flush_verdicts(&mut rx, true);
                     }
