@@ -113,10 +113,11 @@ fn returned_fd(line: &str) -> String {
     line.rsplit("= ").next().unwrap().trim().to_owned()
 }
 
-/// Whether `line` starts (perhaps unfinished) the call `call(fd` of any thread.
+/// Whether `line` starts (perhaps unfinished) the call `call(fd` of any thread. strace pads
+/// the pid column (`8666  fdatasync(9)` for a four-digit pid, one space for five digits).
 fn is_call_on(line: &str, call: &str, fd: &str) -> bool {
     line.split_once(' ')
-        .is_some_and(|(_, rest)| rest.starts_with(&format!("{call}({fd}")))
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with(&format!("{call}({fd}")))
 }
 
 /// Issue 9: "verified" is sent only after the file's data was synced, then named by a
