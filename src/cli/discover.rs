@@ -214,8 +214,15 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--to` for `ferry send`: HOST:PORT as given, otherwise the name of a discovered (ready)
-/// or trusted device.
+/// Whether `name` is, or looks like, a trusted device's name (false when the store cannot
+/// be read): never to be taken for another device's name, a LocalSend alias included.
+pub fn looks_trusted(name: &str) -> bool {
+    config_dir()
+        .ok()
+        .and_then(|dir| TrustStore::load(&dir).ok())
+        .is_some_and(|store| store.looks_like_a_trusted_name(name))
+}
+
 /// Whether `name` is a trusted device's name (false when the store cannot be read).
 pub fn is_trusted_name(name: &str) -> bool {
     config_dir()
@@ -224,7 +231,9 @@ pub fn is_trusted_name(name: &str) -> bool {
         .is_some_and(|store| store.by_name(name).is_some())
 }
 
-/// Also the key a trusted device of that name must present (`None` for untrusted names).
+/// `--to` for `ferry send`: HOST:PORT as given, otherwise the name of a discovered (ready)
+/// or trusted device, and the key a trusted device of that name must present (`None` for
+/// untrusted names).
 pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     if looks_like_address(to) {
         return Ok((to.to_owned(), None));
@@ -238,13 +247,18 @@ pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     let mut decided = None;
     let found = loop {
         let now = Instant::now();
-        let found = named(&discovery.devices(), to, key.is_some());
+        let devices = discovery.devices();
+        let found = named(&devices, to, key.is_some());
         match found {
             // A trusted device answers for its key, so the first ready one will do.
             Named::One(_) if key.is_some() => break found,
-            // A name anyone can announce: listen a little longer for another of that name.
+            // A name anyone can announce: listen a little longer for another of that name,
+            // and wait for any of that name whose port is still being checked.
             Named::One(_) => {
-                if now >= *decided.get_or_insert(now + NAME_CLASH_WAIT) {
+                let checking = devices
+                    .iter()
+                    .any(|d| d.name == to && !d.trusted && d.state == State::Checking);
+                if now >= *decided.get_or_insert(now + NAME_CLASH_WAIT) && !checking {
                     break found;
                 }
             }

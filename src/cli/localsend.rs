@@ -293,7 +293,8 @@ fn find_named(
     ferry_error: anyhow::Error,
     started: Option<Started>,
 ) -> anyhow::Result<LocalSendDevice> {
-    if alias.contains(':') {
+    // A LocalSend device calling itself like a trusted Ferry device does not get its files.
+    if alias.contains(':') || super::discover::looks_trusted(alias) {
         return Err(ferry_error);
     }
     let device = find(alias, how, started).ok_or_else(|| {

@@ -447,6 +447,16 @@ pub(super) fn destination_or_device_then(
     searching: impl FnOnce(bool),
 ) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     let could_be_a_name = !typed.contains(':');
+    let trusted = could_be_a_name && super::discover::is_trusted_name(typed);
+    // "Desk" for the trusted "desk" (or with an invisible character in it) would be searched
+    // as a name anyone may announce: a stranger calling itself so would get the files.
+    if could_be_a_name && !trusted && super::discover::looks_trusted(typed) {
+        anyhow::bail!(
+            "{:?} only looks like the name of a trusted device (another case, or invisible \
+             characters); type the name exactly as `ferry peers` shows it, or --to ADDRESS:PORT",
+            escape_line(typed)
+        );
+    }
     let search = |trusted: bool| {
         eprintln!(
             "looking for a device named {:?} on the LAN...",
@@ -457,7 +467,7 @@ pub(super) fn destination_or_device_then(
     };
     // A trusted device's name wins over a host of that name: it comes with the key the
     // receiver must prove, which a name anyone on the LAN can answer for does not.
-    if could_be_a_name && super::discover::is_trusted_name(typed) {
+    if trusted {
         return search(true);
     }
     let by_address = resolve_destination(typed);

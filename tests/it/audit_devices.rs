@@ -200,3 +200,42 @@ fn the_sender_says_whether_its_upload_is_encrypted_in_its_own_words() {
         "{encrypted}"
     );
 }
+
+/// `send --to Desk` for the trusted "desk" (or "de\u{200B}sk") was searched as a name anyone
+/// may announce, and then as a LocalSend alias: a stranger calling itself so got the files.
+/// Such a name is refused at once, before any search.
+#[test]
+fn a_name_that_only_looks_like_a_trusted_one_is_refused_before_any_search() {
+    let home = tempfile::tempdir().unwrap();
+    let mine = ferry::secure::Keyring::load(&home.path().join("ferry")).unwrap();
+    let desk = tempfile::tempdir().unwrap();
+    let desk = ferry::secure::Keyring::load(desk.path()).unwrap();
+    mine.trust
+        .pin(
+            "desk",
+            desk.identity.public_key(),
+            Some("127.0.0.1:9".into()),
+        )
+        .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("a.txt");
+    std::fs::write(&file, "for the desk").unwrap();
+    for typed in ["Desk", "de\u{200B}sk"] {
+        let out = crate::util::ferry()
+            .env("XDG_CONFIG_HOME", home.path())
+            .args(["send", "--to", typed, "--no-localsend-sweep"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{typed:?}: {stderr}");
+        assert!(
+            stderr.contains("only looks like the name of a trusted device"),
+            "{typed:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("looking for") && !stderr.contains("LocalSend"),
+            "{typed:?} was searched for: {stderr}"
+        );
+    }
+}
