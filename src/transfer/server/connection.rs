@@ -160,21 +160,17 @@ impl Connection<'_> {
     /// the rest must arrive within the header deadline, so a peer trickling a header byte by
     /// byte cannot hold its slot.
     pub(super) fn read_msg(&mut self) -> Result<Option<SenderMsg>, TransferError> {
-        self.read_msg_waiting(true)
+        self.awaiting_peer(Self::read_msg_now)
     }
 
-    /// [`read_msg`](Self::read_msg); `evictable`: while the frame is awaited (an honest
-    /// peer sends it whole at once) the connection may lose its slot to a newcomer when every
-    /// slot is taken; not when the peer has good reason to be slow.
-    fn read_msg_waiting(&mut self, evictable: bool) -> Result<Option<SenderMsg>, TransferError> {
-        if evictable {
-            listener::set_waiting(self.shared, self.conn_id, true);
-        }
-        let read = self.read_msg_now();
-        if evictable {
-            listener::set_waiting(self.shared, self.conn_id, false);
-        }
-        read
+    /// Runs `work`, which waits on the peer alone (an honest peer sends a frame whole at
+    /// once, a handshake in milliseconds): meanwhile the connection may lose its slot to a
+    /// newcomer when every slot is taken. Not for waits the peer has good reason to make.
+    fn awaiting_peer<T>(&mut self, work: impl FnOnce(&mut Self) -> T) -> T {
+        listener::set_waiting(self.shared, self.conn_id, true);
+        let done = work(self);
+        listener::set_waiting(self.shared, self.conn_id, false);
+        done
     }
 
     /// [`read_msg`](Self::read_msg) when the sender first hashes `bytes` of its file: the
@@ -186,7 +182,7 @@ impl Connection<'_> {
         let idle = self.shared.config.idle_timeout;
         let allowance = idle + Duration::from_secs(bytes / SLOWEST_HASH_RATE);
         let _ = self.reader.get_ref().set_read_timeout(Some(allowance));
-        let msg = self.read_msg_waiting(false);
+        let msg = self.read_msg_now();
         let _ = self.reader.get_ref().set_read_timeout(Some(idle));
         msg
     }
@@ -233,11 +229,7 @@ impl Connection<'_> {
                     return Err(TransferError::Unexpected("a second secure hello".into()).into());
                 }
                 first = false;
-                // An honest handshake takes milliseconds: one that drags may lose its slot.
-                listener::set_waiting(self.shared, self.conn_id, true);
-                let secured = self.go_secure(pairing, &ciphers);
-                listener::set_waiting(self.shared, self.conn_id, false);
-                secured?;
+                self.awaiting_peer(|conn| conn.go_secure(pairing, &ciphers))?;
                 continue;
             }
             first = false;

@@ -225,9 +225,8 @@ impl Connection<'_> {
         }
         // Resuming, the sender hashes each file we hold, and the kept partial's prefix,
         // before it sends anything for them (in index order): the wait for its next frame is
-        // then its disk's, not a stall (see `read_msg_after_hashing`).
-        // In index order, with the bytes still to hash from each on: the sender's progress
-        // through them is one cursor, so a long list costs one pass, not one per frame.
+        // then its disk's, not a stall (see `read_msg_after_hashing`). Its progress through
+        // them is one cursor over the bytes still to hash, so a long list costs one pass.
         let mut to_hash: Vec<(u64, u64)> = held
             .iter()
             .map(|(index, _)| {

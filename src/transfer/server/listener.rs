@@ -127,47 +127,45 @@ pub(super) struct Slot {
     conn_id: u64,
 }
 
-/// What the listener knows of a connection's slot (in [`Shared::slots`]).
+/// What the listener knows of a connection's slot (in [`Shared::slots`]). The counts the
+/// limits are checked against are those of the slots not evicted.
 #[derive(Debug)]
 pub(super) struct SlotState {
     ip: IpAddr,
     /// Since when the connection waits for its peer's next frame (`None`: it is busy, or
     /// its peer has good reason to be slow).
     waiting_since: Option<Instant>,
-    /// Its counts were given to a newcomer (and its socket shut).
+    /// Its slot went to a newcomer (and its socket was shut); it no longer counts.
     evicted: bool,
 }
 
 impl Slot {
     fn take(shared: &Arc<Shared>, ip: IpAddr, conn_id: u64) -> Result<Self, Busy> {
         let config = &shared.config;
-        // The per-peer map's lock also orders the two counts, so two accepts never both take
-        // the last slot.
+        // One lock over every slot, so two accepts never both take the last one.
+        let mut slots = lock(&shared.slots);
+        let counted = |slots: &Slots| slots.values().filter(|state| !state.evicted).count();
         // A peer over its own share is told that first: waiting for others will not help it.
-        let mut per_peer = lock(&shared.per_peer);
-        let mine = per_peer.get(&ip).copied().unwrap_or(0);
+        let mine = slots
+            .values()
+            .filter(|state| !state.evicted && state.ip == ip)
+            .count();
         if mine >= config.max_per_peer {
             return Err(Busy::Peer {
                 max_per_peer: config.max_per_peer,
             });
         }
-        if shared.active.load(Ordering::SeqCst) >= config.max_connections
-            && !evict_longest_waiting(shared, &mut per_peer)
-        {
+        if counted(&slots) >= config.max_connections && !evict_longest_waiting(shared, &mut slots) {
             return Err(Busy::Server {
                 max_connections: config.max_connections,
             });
         }
-        // The evicted connection may have been this address's.
-        let mine = per_peer.get(&ip).copied().unwrap_or(0);
-        per_peer.insert(ip, mine + 1);
-        shared.active.fetch_add(1, Ordering::SeqCst);
         let state = SlotState {
             ip,
             waiting_since: None,
             evicted: false,
         };
-        lock(&shared.slots).insert(conn_id, state);
+        slots.insert(conn_id, state);
         Ok(Self {
             shared: Arc::clone(shared),
             conn_id,
@@ -178,6 +176,9 @@ impl Slot {
         self.conn_id
     }
 }
+
+/// Every connection's slot state, by connection number.
+type Slots = std::collections::HashMap<u64, SlotState>;
 
 /// Says whether connection `conn_id` now waits for its peer's next frame (`true`) or not:
 /// only a wait may be cut short to make room.
@@ -194,15 +195,11 @@ pub(super) fn was_evicted(shared: &Shared, conn_id: u64) -> bool {
         .is_some_and(|state| state.evicted)
 }
 
-/// Gives back the slot of the connection that has waited longest for its peer, if it waited
-/// at least [`ServerConfig::evict_waiting_after`](super::ServerConfig), and shuts its socket
-/// (its thread ends on the failed read). `per_peer` is the caller's guard of
-/// [`Shared::per_peer`]. Whether one was evicted.
-fn evict_longest_waiting(
-    shared: &Shared,
-    per_peer: &mut std::collections::HashMap<IpAddr, usize>,
-) -> bool {
-    let mut slots = lock(&shared.slots);
+/// Gives the slot of the connection that has waited longest for its peer, if it waited at
+/// least [`ServerConfig::evict_waiting_after`](super::ServerConfig), to a newcomer: it no
+/// longer counts, and its socket is shut (its thread ends on the failed read). `slots` is
+/// the caller's guard of [`Shared::slots`]. Whether one was evicted.
+fn evict_longest_waiting(shared: &Shared, slots: &mut Slots) -> bool {
     let now = Instant::now();
     let longest = slots
         .iter_mut()
@@ -214,12 +211,10 @@ fn evict_longest_waiting(
         return false;
     };
     state.evicted = true;
-    give_back(shared, per_peer, state.ip);
-    let ip = state.ip;
-    drop(slots);
     log::warn!(
-        "{ip}: connection dropped after {:.1} s waiting for its next frame: every slot was \
+        "{}: connection dropped after {:.1} s waiting for its next frame: every slot was \
          taken and another sender needed one",
+        state.ip,
         waited.as_secs_f64()
     );
     if let Some(socket) = lock(&shared.conns).get(&conn_id) {
@@ -228,25 +223,9 @@ fn evict_longest_waiting(
     true
 }
 
-/// Takes one connection of `ip` off the counts.
-fn give_back(shared: &Shared, per_peer: &mut std::collections::HashMap<IpAddr, usize>, ip: IpAddr) {
-    if let Some(count) = per_peer.get_mut(&ip) {
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            per_peer.remove(&ip);
-        }
-    }
-    shared.active.fetch_sub(1, Ordering::SeqCst);
-}
-
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut per_peer = lock(&self.shared.per_peer);
-        let state = lock(&self.shared.slots).remove(&self.conn_id);
-        // An evicted slot's counts were given back already.
-        if let Some(state) = state.filter(|state| !state.evicted) {
-            give_back(&self.shared, &mut per_peer, state.ip);
-        }
+        lock(&self.shared.slots).remove(&self.conn_id);
     }
 }
 

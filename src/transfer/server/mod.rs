@@ -203,11 +203,8 @@ struct Shared {
     policy: Mutex<AcceptPolicy>,
     /// The pairing code on offer, if any (`ServerHandle::start_pairing`).
     pairing: Mutex<Option<Pairing>>,
-    active: AtomicUsize,
-    /// Live connections per peer address (entries removed when they reach 0).
-    per_peer: Mutex<HashMap<IpAddr, usize>>,
     /// Each connection's slot: its address, since when it waits for its peer's next frame,
-    /// whether it was evicted (see [`listener::Slot`]).
+    /// whether it was evicted (see [`listener::Slot`]). The limits count these.
     slots: Mutex<HashMap<u64, listener::SlotState>>,
     refusing: AtomicUsize,
     /// Clones of the live connections, so `stop` can shut them down mid-read.
@@ -263,8 +260,6 @@ impl ServerHandle {
             config,
             sink: sink.stopped_by(Arc::clone(&stopping)),
             stopping,
-            active: AtomicUsize::new(0),
-            per_peer: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             refusing: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
