@@ -214,21 +214,28 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `name` is, or looks like, a trusted device's name (false when the store cannot
-/// be read): never to be taken for another device's name, a LocalSend alias included.
-pub fn looks_trusted(name: &str) -> bool {
-    config_dir()
-        .ok()
-        .and_then(|dir| TrustStore::load(&dir).ok())
-        .is_some_and(|store| store.looks_like_a_trusted_name(name))
+/// How a typed name stands to the trusted devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameTrust {
+    /// A trusted device's name, exactly.
+    Trusted,
+    /// Not one, but it looks like one (another case, invisible characters): never to be
+    /// taken for another device's name, a LocalSend alias included.
+    LooksTrusted,
+    /// No trusted device's (or the store cannot be read).
+    Untrusted,
 }
 
-/// Whether `name` is a trusted device's name (false when the store cannot be read).
-pub fn is_trusted_name(name: &str) -> bool {
-    config_dir()
+/// How `name` stands to the trusted devices (one read of the store).
+pub fn name_trust(name: &str) -> NameTrust {
+    let store = config_dir()
         .ok()
-        .and_then(|dir| TrustStore::load(&dir).ok())
-        .is_some_and(|store| store.by_name(name).is_some())
+        .and_then(|dir| TrustStore::load(&dir).ok());
+    match store {
+        Some(store) if store.by_name(name).is_some() => NameTrust::Trusted,
+        Some(store) if store.looks_like_a_trusted_name(name) => NameTrust::LooksTrusted,
+        _ => NameTrust::Untrusted,
+    }
 }
 
 /// `--to` for `ferry send`: HOST:PORT as given, otherwise the name of a discovered (ready)
@@ -255,9 +262,7 @@ pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
             // A name anyone can announce: listen a little longer for another of that name,
             // and wait for any of that name whose port is still being checked.
             Named::One(_) => {
-                let checking = devices
-                    .iter()
-                    .any(|d| d.name == to && !d.trusted && d.state == State::Checking);
+                let checking = of_name(&devices, to, false).any(|d| d.state == State::Checking);
                 if now >= *decided.get_or_insert(now + NAME_CLASH_WAIT) && !checking {
                     break found;
                 }
@@ -308,13 +313,23 @@ enum Named {
     Several(Vec<(SocketAddr, String)>),
 }
 
+/// The devices called `to`, trusted ones or the others.
+fn of_name<'a>(
+    devices: &'a [Device],
+    to: &'a str,
+    trusted: bool,
+) -> impl Iterator<Item = &'a Device> {
+    devices
+        .iter()
+        .filter(move |d| d.name == to && d.trusted == trusted)
+}
+
 /// The ready devices called `to` among `devices`: for a trusted name, only the trusted device
 /// (anyone can announce its name; the pinned key would refuse them, but the real one should
 /// be tried); otherwise every device announcing that name, one per device.
 fn named(devices: &[Device], to: &str, trusted: bool) -> Named {
-    let mut ready = devices
-        .iter()
-        .filter(|d| d.name == to && d.state == State::Ready && d.trusted == trusted)
+    let mut ready = of_name(devices, to, trusted)
+        .filter(|d| d.state == State::Ready)
         .filter_map(|d| Some((d.addr?, d.fingerprint.clone())));
     match (ready.next(), ready.next()) {
         (None, _) => Named::None,

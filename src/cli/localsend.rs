@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::discover::NameTrust;
 use super::{LocalSendToArgs, NoteArgs, SendArgs, ServeArgs, SweepArgs};
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
@@ -294,7 +295,7 @@ fn find_named(
     started: Option<Started>,
 ) -> anyhow::Result<LocalSendDevice> {
     // A LocalSend device calling itself like a trusted Ferry device does not get its files.
-    if alias.contains(':') || super::discover::looks_trusted(alias) {
+    if alias.contains(':') || super::discover::name_trust(alias) != NameTrust::Untrusted {
         return Err(ferry_error);
     }
     let device = find(alias, how, started).ok_or_else(|| {

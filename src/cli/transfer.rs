@@ -11,6 +11,7 @@ use anyhow::Context as _;
 
 use super::ask::{AskPrompts, Reply, security_words};
 use super::bars::Bars;
+use super::discover::NameTrust;
 use super::{SendArgs, ServeArgs, resolve_destination};
 use crate::defaults::default_download_dir;
 use crate::events::{CancelToken, Event, ServerEvent, event_channel};
@@ -447,10 +448,14 @@ pub(super) fn destination_or_device_then(
     searching: impl FnOnce(bool),
 ) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     let could_be_a_name = !typed.contains(':');
-    let trusted = could_be_a_name && super::discover::is_trusted_name(typed);
+    let trust = match could_be_a_name {
+        true => super::discover::name_trust(typed),
+        false => NameTrust::Untrusted,
+    };
+    let trusted = trust == NameTrust::Trusted;
     // "Desk" for the trusted "desk" (or with an invisible character in it) would be searched
     // as a name anyone may announce: a stranger calling itself so would get the files.
-    if could_be_a_name && !trusted && super::discover::looks_trusted(typed) {
+    if trust == NameTrust::LooksTrusted {
         anyhow::bail!(
             "{:?} only looks like the name of a trusted device (another case, or invisible \
              characters); type the name exactly as `ferry peers` shows it, or --to ADDRESS:PORT",
