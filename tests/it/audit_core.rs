@@ -62,6 +62,27 @@ fn python() -> Option<Command> {
         .then(|| Command::new("python3"))
 }
 
+/// [`PY_SERVER`] (its script written into `dir`) saving into `dst`, its output lines, and
+/// the port it printed first.
+fn python_server(
+    mut py: Command,
+    dir: &std::path::Path,
+    dst: &std::path::Path,
+) -> (ChildGuard, crossbeam_channel::Receiver<String>, String) {
+    let script = dir.join("server.py");
+    std::fs::write(&script, PY_SERVER).unwrap();
+    let mut server = ChildGuard(
+        py.arg(&script)
+            .arg(dst)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = line_channel(server.0.stdout.take().unwrap());
+    let port = lines.recv_timeout(DEADLINE).unwrap();
+    (server, lines, port)
+}
+
 /// Three files with Chinese names, the middle one empty, as a sender would pick them.
 fn chinese_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let files = [
@@ -130,21 +151,11 @@ fn a_python_client_uploads_chinese_named_files_on_one_connection_to_ferry_serve(
 
 #[test]
 fn ferry_send_plain_sends_chinese_named_files_on_one_connection_to_a_python_server() {
-    let Some(mut py) = python() else { return };
+    let Some(py) = python() else { return };
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
     let files = chinese_files(src.path());
-    let script = src.path().join("server.py");
-    std::fs::write(&script, PY_SERVER).unwrap();
-    let mut server = ChildGuard(
-        py.arg(&script)
-            .arg(dst.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = line_channel(server.0.stdout.take().unwrap());
-    let port = lines.recv_timeout(DEADLINE).unwrap();
+    let (mut server, lines, port) = python_server(py, src.path(), dst.path());
     let out = ferry()
         .args(["send", "--plain", "--msg", "老师好", "--to"])
         .arg(format!("127.0.0.1:{port}"))
@@ -299,21 +310,11 @@ fn the_client_tabs_plain_toggle_uploads_to_the_python_server() {
 
     use crate::gui::{app, run_until, settings};
 
-    let Some(mut py) = python() else { return };
+    let Some(py) = python() else { return };
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();
     let files = chinese_files(src.path());
-    let script = src.path().join("server.py");
-    std::fs::write(&script, PY_SERVER).unwrap();
-    let mut server = ChildGuard(
-        py.arg(&script)
-            .arg(dst.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = line_channel(server.0.stdout.take().unwrap());
-    let port = lines.recv_timeout(DEADLINE).unwrap();
+    let (_server, lines, port) = python_server(py, src.path(), dst.path());
     let picked = files.iter().map(|(path, _)| path.clone()).collect();
     let mut harness = app(settings(dst.path()), picked);
     harness.run_steps(2);

@@ -351,22 +351,28 @@ fn a_folder_offer_with_control_characters_cannot_forge_the_ask_prompt() {
     );
 }
 
+/// `dir/shared` with `a.txt` ("abc"), walked; then `a.txt` swapped for a symlink to
+/// `dir/secret` ("KEY"): same size, so only the file's identity can tell.
+fn walked_then_swapped(dir: &std::path::Path) -> ferry::transfer::OutgoingFolder {
+    let root = dir.join("shared");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.txt"), b"abc").unwrap();
+    std::fs::write(dir.join("secret"), b"KEY").unwrap();
+    let folder = ferry::transfer::walk_folder(&root).unwrap();
+    std::fs::remove_file(root.join("a.txt")).unwrap();
+    std::os::unix::fs::symlink(dir.join("secret"), root.join("a.txt")).unwrap();
+    folder
+}
+
 /// Between the moment a folder is chosen (walked) and the moment its files are read, a
 /// local process that can write into it swaps a file for a symlink to a secret outside
 /// it: the secret is not sent (the issue: symlinks are never followed out of the folder).
 #[test]
 fn a_file_swapped_for_a_symlink_after_the_walk_does_not_send_what_it_points_to() {
     use ferry::events::{CancelToken, event_channel};
-    use ferry::transfer::{OutgoingItem, SendOptions, send_items, walk_folder};
+    use ferry::transfer::{OutgoingItem, SendOptions, send_items};
     let src = tempfile::tempdir().unwrap();
-    let root = src.path().join("shared");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::write(root.join("a.txt"), b"abc").unwrap();
-    std::fs::write(src.path().join("secret"), b"KEY").unwrap();
-    let folder = walk_folder(&root).unwrap();
-    // The swap: same size, so only the file's identity can tell.
-    std::fs::remove_file(root.join("a.txt")).unwrap();
-    std::os::unix::fs::symlink(src.path().join("secret"), root.join("a.txt")).unwrap();
+    let folder = walked_then_swapped(src.path());
     let dl = tempfile::tempdir().unwrap();
     let (server, _events) = start_server(dl.path());
     let (sink, events) = event_channel(None);
@@ -389,15 +395,9 @@ fn a_file_swapped_for_a_symlink_after_the_walk_does_not_send_what_it_points_to()
 fn a_file_swapped_for_a_symlink_is_not_sent_to_a_localsend_device_either() {
     use ferry::events::{CancelToken, event_channel};
     use ferry::localsend::{CertIdentity, LocalSendBatch, LocalSendSender, LocalSendTarget};
-    use ferry::transfer::{OutgoingItem, walk_folder};
+    use ferry::transfer::OutgoingItem;
     let src = tempfile::tempdir().unwrap();
-    let root = src.path().join("shared");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::write(root.join("a.txt"), b"abc").unwrap();
-    std::fs::write(src.path().join("secret"), b"KEY").unwrap();
-    let batch = LocalSendBatch::of(&[OutgoingItem::Folder(walk_folder(&root).unwrap())]);
-    std::fs::remove_file(root.join("a.txt")).unwrap();
-    std::os::unix::fs::symlink(src.path().join("secret"), root.join("a.txt")).unwrap();
+    let batch = LocalSendBatch::of(&[OutgoingItem::Folder(walked_then_swapped(src.path()))]);
     let dst = tempfile::tempdir().unwrap();
     let (server, _events) = crate::localsend::start(crate::localsend::config(dst.path()));
     let target = LocalSendTarget {
