@@ -914,6 +914,25 @@ pub(crate) fn walk(root: &Path, downloads: &Path, canary: &Path) -> Vec<PathBuf>
     files
 }
 
+/// The slots of a campaign's server: (in all, per address).
+pub(crate) const CAMPAIGN_SLOTS: (usize, usize) = (16, 4);
+
+/// A campaign's server into `dir`: the slots of [`CAMPAIGN_SLOTS`], short timeouts so
+/// stalled cases end within the campaign, no syncs (speed; the disk is not under test).
+pub(crate) fn campaign_config(dir: &Path, keyring: ferry::secure::Keyring) -> ServerConfig {
+    let mut config = ServerConfig::new(LOOPBACK, 0, dir.to_owned());
+    config.keyring = Some(keyring);
+    (config.max_connections, config.max_per_peer) = CAMPAIGN_SLOTS;
+    config.idle_timeout = Duration::from_millis(1500);
+    config.header_deadline = Duration::from_secs(1);
+    config.min_rate = MinRate {
+        bytes_per_sec: 1024,
+        window: Duration::from_secs(2),
+    };
+    config.fsync = false;
+    config
+}
+
 #[test]
 fn a_mutated_stream_campaign_leaves_the_tcp_server_whole() {
     count_panics();
@@ -924,18 +943,8 @@ fn a_mutated_stream_campaign_leaves_the_tcp_server_whole() {
     std::fs::create_dir(&dir).unwrap();
     let canary = root.path().join("canary.txt");
     std::fs::write(&canary, b"left alone").unwrap();
-    let (max_connections, max_per_peer) = (16, 4);
-    let mut config = ServerConfig::new(LOOPBACK, 0, dir.clone());
-    config.keyring = Some(test_receiver_keyring());
-    config.max_connections = max_connections;
-    config.max_per_peer = max_per_peer;
-    config.idle_timeout = Duration::from_millis(1500);
-    config.header_deadline = Duration::from_secs(1);
-    config.min_rate = MinRate {
-        bytes_per_sec: 1024,
-        window: Duration::from_secs(2),
-    };
-    config.fsync = false;
+    let (max_connections, max_per_peer) = CAMPAIGN_SLOTS;
+    let config = campaign_config(&dir, test_receiver_keyring());
     let (server, events) = start_server_with(config);
     let finished = Finished::collect(events);
     let addr = server.local_addr();

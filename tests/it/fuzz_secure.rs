@@ -34,9 +34,9 @@ use ferry::secure::{Cipher, Identity, SecureWriter};
 use ferry::transfer::{FileOutcome, MinRate, SendOptions, ServerConfig};
 
 use crate::fuzz_live::{
-    Finished, Rng, Seg, assert_no_panics, campaign, cases, connect_from, count_panics, frame,
-    mutated_stream, seed, seed_stream, send_once_free, slots_come_back, stops_in_time,
-    until_closed, walk,
+    CAMPAIGN_SLOTS, Finished, Rng, Seg, assert_no_panics, campaign, campaign_config, cases,
+    connect_from, count_panics, frame, mutated_stream, seed, seed_stream, send_once_free,
+    slots_come_back, stops_in_time, until_closed, walk,
 };
 use crate::util::*;
 
@@ -457,19 +457,8 @@ fn an_authenticated_record_campaign_leaves_the_server_whole() {
     let receiver = device(&homes.path().join("receiver"), "fuzz-receiver");
     let hostile = device(&homes.path().join("hostile"), "hostile");
     let legit = device(&homes.path().join("legit"), "legit");
-    let (max_connections, max_per_peer) = (16, 4);
-    let mut config = ServerConfig::new(LOOPBACK, 0, dir.clone());
-    config.keyring = Some(receiver);
-    config.max_connections = max_connections;
-    config.max_per_peer = max_per_peer;
-    config.idle_timeout = Duration::from_millis(1500);
-    config.header_deadline = Duration::from_secs(1);
-    config.min_rate = MinRate {
-        bytes_per_sec: 1024,
-        window: Duration::from_secs(2),
-    };
-    config.fsync = false;
-    let (server, events) = start_server_with(config);
+    let (max_connections, max_per_peer) = CAMPAIGN_SLOTS;
+    let (server, events) = start_server_with(campaign_config(&dir, receiver));
     let finished = Finished::collect(events);
     let addr = server.local_addr();
 
