@@ -72,9 +72,13 @@ impl FileBody {
         sink: EventSink,
         cancel: CancelToken,
     ) -> std::io::Result<Self> {
+        let opened = file.open()?;
+        if crate::transfer::sendable_size(&opened)? != size {
+            return Err(std::io::Error::other("it changed since it was offered"));
+        }
         Ok(Self {
             id: file.id,
-            file: file.open()?,
+            file: opened,
             left: size,
             done: 0,
             buf: vec![0; CHUNK_BYTES],

@@ -33,6 +33,7 @@ mod gui_secure;
 mod hostile;
 mod idle;
 mod layers;
+mod leftovers;
 mod localsend;
 mod localsend_folders;
 mod localsend_hardening;

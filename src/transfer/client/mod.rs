@@ -175,30 +175,77 @@ impl OutgoingFile {
     }
 
     /// Opens the file to read it; a folder's file only if it is still the file the walk
-    /// found (so a symlink swapped in since is never followed out of the folder).
+    /// found (so a symlink swapped in since is never followed out of the folder). Anything
+    /// but a regular file is refused, and never waited on: a FIFO put where the file was
+    /// must not block the open until someone writes to it.
     pub fn open(&self) -> std::io::Result<File> {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        if self.identity.is_some() {
-            // A FIFO swapped in must not block the open until someone writes to it (the
-            // check below then refuses it); the walked regular file is read blocking again.
-            options.custom_flags(libc::O_NONBLOCK);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.path)?;
+        let meta = file.metadata()?;
+        if let Some(identity) = self.identity
+            && (meta.dev(), meta.ino()) != identity
+        {
+            return Err(std::io::Error::other(
+                "it was replaced since the folder was read (by another file, or a symlink)",
+            ));
         }
-        let file = options.open(&self.path)?;
-        if let Some(identity) = self.identity {
-            let meta = file.metadata()?;
-            if (meta.dev(), meta.ino()) != identity {
-                return Err(std::io::Error::other(
-                    "it was replaced since the folder was read (by another file, or a symlink)",
-                ));
-            }
-            let flags = rustix::fs::fcntl_getfl(&file)?;
-            rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
         }
+        // The regular file is read blocking again.
+        let flags = rustix::fs::fcntl_getfl(&file)?;
+        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
         Ok(file)
     }
 }
+
+/// The size to announce for an opened file about to be sent: its length, if it is a regular
+/// file whose length says what it holds.
+///
+/// The files the kernel makes up as they are read (`/proc/cpuinfo`, `/sys/...`) say 0 bytes,
+/// or 4096, whatever they hold: sent by that size they would arrive empty, "verified", or
+/// fail half-way as "shrank". They are refused before anything is offered, by the file
+/// system they live on, and any other file that says 0 bytes is read for one byte to be sure.
+pub fn sendable_size(file: &File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let made_up = || {
+        std::io::Error::other(
+            "its size says nothing about its content (the system makes it up as it is read, \
+             like the files in /proc and /sys); copy it to a regular file and send that",
+        )
+    };
+    let fs_type = rustix::fs::fstatfs(file)?.f_type;
+    if MADE_UP_FILE_SYSTEMS.contains(&(fs_type as u64)) {
+        return Err(made_up());
+    }
+    if meta.len() == 0 && file.read_at(&mut [0u8], 0)? > 0 {
+        return Err(made_up());
+    }
+    Ok(meta.len())
+}
+
+/// `statfs` magic numbers of Linux's file systems whose files are made up as they are read:
+/// proc, sysfs, debugfs, tracefs, securityfs, configfs, cgroup, cgroup2, bpf, efivarfs, pstore.
+const MADE_UP_FILE_SYSTEMS: [u64; 11] = [
+    0x9fa0,
+    0x6265_6572,
+    0x6462_6720,
+    0x7472_6163,
+    0x7363_6673,
+    0x6265_6570,
+    0x0027_e0eb,
+    0x6367_7270,
+    0xcafe_4a11,
+    0xde5e_81e4,
+    0x6165_676c,
+];
 
 /// Uploads `files` in order over one connection and reports each file's outcome, in order.
 /// Events go to `sink` (every file gets a `Finished` or `Failed`, even when the connection
