@@ -393,23 +393,12 @@ fn a_file_swapped_for_a_symlink_after_the_walk_does_not_send_what_it_points_to()
 /// The same swap when the folder goes to a LocalSend device: the secret is not uploaded.
 #[test]
 fn a_file_swapped_for_a_symlink_is_not_sent_to_a_localsend_device_either() {
-    use ferry::events::{CancelToken, event_channel};
-    use ferry::localsend::{CertIdentity, LocalSendBatch, LocalSendSender, LocalSendTarget};
+    use ferry::localsend::LocalSendBatch;
     use ferry::transfer::OutgoingItem;
     let src = tempfile::tempdir().unwrap();
     let batch = LocalSendBatch::of(&[OutgoingItem::Folder(walked_then_swapped(src.path()))]);
     let dst = tempfile::tempdir().unwrap();
-    let (server, _events) = crate::localsend::start(crate::localsend::config(dst.path()));
-    let target = LocalSendTarget {
-        addr: server.local_addr(),
-        fingerprint: server.fingerprint().to_owned(),
-        alias: "Ferry test".into(),
-        device_type: "desktop".into(),
-    };
-    let sender = LocalSendSender::new(CertIdentity::generate().unwrap(), "Ferry sender");
-    let (sink, events) = event_channel(None);
-    std::thread::spawn(move || for _ in events {});
-    let outcomes = sender.send_batch(&target, &batch, &sink, &CancelToken::new());
+    let outcomes = crate::localsend::send_batch_to_new_server(dst.path(), &batch);
     eprintln!("{outcomes:?}");
     let got = std::fs::read(dst.path().join("shared/a.txt")).ok();
     assert_ne!(got.as_deref(), Some(&b"KEY"[..]), "the secret was sent");

@@ -94,8 +94,8 @@ fn a_fifo_where_a_file_was_is_refused_at_once() {
 /// file offered with it still arrives.
 #[test]
 fn a_proc_file_is_not_sent_empty_to_a_localsend_device() {
-    use ferry::events::{CancelToken, FailureKind, event_channel};
-    use ferry::localsend::{CertIdentity, LocalSendBatch, LocalSendSender, LocalSendTarget};
+    use ferry::events::FailureKind;
+    use ferry::localsend::LocalSendBatch;
     use ferry::transfer::{FileOutcome, OutgoingItem};
     let src = tempfile::tempdir().unwrap();
     let regular = src.path().join("笔记.txt");
@@ -105,18 +105,7 @@ fn a_proc_file_is_not_sent_empty_to_a_localsend_device() {
         OutgoingItem::File(OutgoingFile::new(&regular)),
     ]);
     let dst = tempfile::tempdir().unwrap();
-    let (server, _events) = crate::localsend::start(crate::localsend::config(dst.path()));
-    let target = LocalSendTarget {
-        addr: server.local_addr(),
-        fingerprint: server.fingerprint().to_owned(),
-        alias: "Ferry test".into(),
-        device_type: "desktop".into(),
-    };
-    let sender = LocalSendSender::new(CertIdentity::generate().unwrap(), "Ferry sender");
-    let (sink, events) = event_channel(None);
-    std::thread::spawn(move || for _ in events {});
-    let outcomes = sender
-        .send_batch(&target, &batch, &sink, &CancelToken::new())
+    let outcomes = crate::localsend::send_batch_to_new_server(dst.path(), &batch)
         .expect("the session itself went through");
     assert!(
         matches!(

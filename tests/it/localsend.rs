@@ -36,6 +36,28 @@ pub(crate) fn start(config: LocalSendConfig) -> (LocalSendServer, Receiver<Event
     (server, events)
 }
 
+/// Ferry's own LocalSend sender sends `batch` to a fresh LocalSend server saving into `dir`.
+pub(crate) fn send_batch_to_new_server(
+    dir: &Path,
+    batch: &ferry::localsend::LocalSendBatch,
+) -> Result<Vec<ferry::transfer::FileOutcome>, ferry::localsend::LocalSendSendError> {
+    use ferry::localsend::{LocalSendSender, LocalSendTarget};
+    let (server, _events) = start(config(dir));
+    let target = LocalSendTarget {
+        addr: server.local_addr(),
+        fingerprint: server.fingerprint().to_owned(),
+        alias: "Ferry test".into(),
+        device_type: "desktop".into(),
+    };
+    let sender = LocalSendSender::new(
+        CertIdentity::generate().expect("certificate"),
+        "Ferry sender",
+    );
+    let (sink, events) = event_channel(None);
+    std::thread::spawn(move || for _ in events {});
+    sender.send_batch(&target, batch, &sink, &ferry::events::CancelToken::new())
+}
+
 /// A LocalSend sender: its own certificate, the server's pinned.
 pub(crate) struct Peer {
     pub(crate) addr: SocketAddr,
