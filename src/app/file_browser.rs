@@ -3,8 +3,9 @@
 //! with completion (Tab completes the common prefix; the matches are listed to click) and a
 //! simple folder browser (click a folder to enter it, click files to select them, Up).
 //!
-//! Listing a folder is a local `read_dir`, bounded to [`MAX_ENTRIES`], done only when the
-//! folder or the typed path changes, never every frame.
+//! Listing a folder is a local `read_dir` (no `stat` per entry but for symlinks), bounded to
+//! [`MAX_ENTRIES`], done on the UI thread only when the folder shown or the typed path's
+//! folder changes: never every frame, nor at every key typed.
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,9 @@ pub struct FileBrowser {
     /// Completions of `path_field`, computed when it changes.
     matches: Vec<Entry>,
     matches_for: String,
+    /// The folder the completions were last taken from, and its entries (listed again only
+    /// when the typed folder changes, or the picker is opened or moves).
+    matches_listing: Option<(PathBuf, Vec<Entry>)>,
 }
 
 impl Default for FileBrowser {
@@ -74,6 +78,7 @@ impl Default for FileBrowser {
             error: None,
             matches: Vec::new(),
             matches_for: String::new(),
+            matches_listing: None,
         }
     }
 }
@@ -89,8 +94,13 @@ fn list(dir: &Path) -> std::io::Result<(Vec<Entry>, bool)> {
             break;
         }
         let path = entry.path();
-        // Follows symlinks, so a link to a folder can be entered.
-        let is_dir = path.is_dir();
+        // The listing's own type, without a `stat` each; only a symlink is followed (so a
+        // link to a folder can be entered).
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => path.is_dir(),
+            Ok(t) => t.is_dir(),
+            Err(_) => path.is_dir(),
+        };
         let name = entry.file_name().to_string_lossy().into_owned();
         entries.push(Entry {
             shown: escape_line(&name).into_owned(),
@@ -151,6 +161,9 @@ impl FileBrowser {
     }
 
     fn enter(&mut self, dir: PathBuf) {
+        // Whatever was listed before may have changed since.
+        self.matches_listing = None;
+        self.matches_for.clear();
         match list(&dir) {
             Ok((entries, truncated)) => {
                 self.entries = entries;
@@ -202,23 +215,28 @@ impl FileBrowser {
         }
         self.matches_for = self.path_field.clone();
         let (dir, prefix) = split_typed(&self.path_field);
-        self.matches = if prefix.is_empty() {
-            Vec::new()
-        } else {
-            list(&dir)
-                .map(|(entries, _)| {
-                    entries
-                        .into_iter()
-                        .filter(|e| {
-                            e.path
-                                .file_name()
-                                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                        })
-                        .take(MAX_MATCHES)
-                        .collect()
-                })
-                .unwrap_or_default()
+        if prefix.is_empty() {
+            self.matches = Vec::new();
+            return;
+        }
+        // Typing a name lists its folder once, not at every key.
+        let listed = match &self.matches_listing {
+            Some((listed_dir, entries)) if *listed_dir == dir => entries,
+            _ => {
+                let entries = list(&dir).map(|(e, _)| e).unwrap_or_default();
+                &self.matches_listing.insert((dir, entries)).1
+            }
         };
+        self.matches = listed
+            .iter()
+            .filter(|e| {
+                e.path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .take(MAX_MATCHES)
+            .cloned()
+            .collect();
     }
 
     /// Tab: completes the field to the matches' common prefix (a single folder gets its `/`).
@@ -435,6 +453,39 @@ mod tests {
         assert_eq!(
             browser.path_field,
             format!("{}/photos/", dir.path().display())
+        );
+    }
+
+    #[test]
+    fn typing_a_name_lists_its_folder_once_and_moving_lists_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("holiday.jpg"), "x").unwrap();
+        let mut browser = FileBrowser::default();
+        browser.open(BrowseFor::Files, Some(dir.path().to_path_buf()));
+        let names = |b: &FileBrowser| -> Vec<String> {
+            b.matches.iter().map(|e| e.shown.clone()).collect()
+        };
+        browser.path_field = format!("{}/h", dir.path().display());
+        browser.refresh_matches();
+        assert_eq!(names(&browser), ["holiday.jpg"]);
+        // A file made while typing is not seen: the folder is not read again at each key.
+        std::fs::write(dir.path().join("home.txt"), "x").unwrap();
+        browser.path_field = format!("{}/ho", dir.path().display());
+        browser.refresh_matches();
+        assert_eq!(names(&browser), ["holiday.jpg"]);
+        // Entering a folder (here the same one again) reads it afresh.
+        browser.enter(dir.path().to_path_buf());
+        browser.path_field = format!("{}/ho", dir.path().display());
+        browser.refresh_matches();
+        assert_eq!(names(&browser), ["holiday.jpg", "home.txt"]);
+        // A symlink to a folder is listed as a folder (it can be entered).
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+        browser.enter(dir.path().to_path_buf());
+        assert!(
+            browser
+                .entries
+                .iter()
+                .any(|e| e.shown == "link" && e.is_dir)
         );
     }
 }
