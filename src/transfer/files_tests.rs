@@ -158,3 +158,54 @@ fn reservations_add_up_and_are_released_on_drop() {
     assert!(downloads.reserve(most).is_ok());
     assert_eq!(*lock(&downloads.0.reserved), 0);
 }
+
+#[test]
+fn a_small_file_looks_for_its_partial_only_as_far_as_the_names_are_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = downloads(dir.path());
+    let name = sanitize_file_name("e.txt");
+    let tag = Some("0123456789abcdef");
+    // A partial of ours under "e (1).txt", made while "e.txt" was taken.
+    fs::write(
+        dir.path().join("e (1).txt.0123456789abcdef.ferry.part"),
+        b"part",
+    )
+    .unwrap();
+    let found = |size: u64| {
+        PartFile::resumable(&downloads, &name, size, tag)
+            .unwrap()
+            .map(|(mut part, len)| {
+                // Kept, so the next search finds it again (a dropped part is removed).
+                part.keep();
+                (part.final_name(), len)
+            })
+    };
+    // "e.txt" taken by nothing: a small file stops there, a large one looks further.
+    assert_eq!(found(100), None);
+    assert_eq!(
+        found(SHORT_RESUME_SEARCH_BYTES + 1),
+        Some(("e (1).txt".into(), 4))
+    );
+    // Taken by a file: a small file looks further too.
+    fs::write(dir.path().join("e.txt"), b"someone's").unwrap();
+    assert_eq!(found(100), Some(("e (1).txt".into(), 4)));
+    fs::remove_file(dir.path().join("e.txt")).unwrap();
+    // Taken by another upload's live partial (another sender, another tag): likewise.
+    let mut other = PartFile::create(&downloads, &name, Some("fedcba9876543210")).unwrap();
+    assert_eq!(other.final_name(), "e.txt");
+    other.file().unwrap().write_all(b"x").unwrap();
+    assert_eq!(found(100), Some(("e (1).txt".into(), 4)));
+    drop(other);
+    // Nothing taken any more: the upload starts over, and the partial is left for expiry.
+    assert_eq!(found(100), None);
+    assert!(dir.path().join("e (1).txt.0123456789abcdef.ferry.part").exists());
+}
+
+#[test]
+fn partial_names_are_told_apart_from_names_that_only_start_alike() {
+    assert!(is_part_of("a.txt.ferry.part", "a.txt"));
+    assert!(is_part_of("a.txt.0123abcd.ferry.part", "a.txt"));
+    assert!(!is_part_of("a.txt.x.y.ferry.part", "a.txt"));
+    assert!(!is_part_of("a.txt2.ferry.part", "a.txt"));
+    assert!(!is_part_of("a.txt", "a.txt"));
+}
