@@ -1,7 +1,7 @@
 //! Folder benchmark (issue 13): many small files in nested folders, Ferry (in-process server
 //! and sender on loopback; as a user gets it, encrypted with fsync on, and with each turned
-//! off) against `tar c | nc` into `nc | tar x`, in the same run, the order rotating each
-//! round; then many empty files (files/s); then one large file inside a folder against the
+//! off; and the same files sent one by one, as picking them sends them) against `tar c | nc`
+//! into `nc | tar x`, in the same run, the order rotating each round; then many empty files (files/s); then one large file inside a folder against the
 //! same file sent alone. Prints figures and medians; asserts nothing.
 //!
 //! Every round's output stays until the end: on a file system without a journal (ext4 in
@@ -63,11 +63,15 @@ fn make_tree(root: &Path, count: usize, max_len: usize) -> u64 {
 struct Setup {
     fsync: bool,
     encrypted: bool,
+    /// The folder's files as separate files (as picking many files sends them), each with
+    /// its own offer, answer, sync and verdict, instead of the folder.
+    one_by_one: bool,
 }
 
 const DEFAULT: Setup = Setup {
     fsync: true,
     encrypted: true,
+    one_by_one: false,
 };
 
 fn ferry_send(items: Vec<OutgoingItem>, out: &Path, setup: Setup) -> Duration {
@@ -146,6 +150,16 @@ fn folder_item(path: &Path) -> OutgoingItem {
     OutgoingItem::Folder(walk_folder(path).expect("walk"))
 }
 
+/// The files of the folder at `path` as separate items (their names are all different).
+fn file_items(path: &Path) -> Vec<OutgoingItem> {
+    let folder = walk_folder(path).expect("walk");
+    folder
+        .files
+        .iter()
+        .map(|(_, f)| OutgoingItem::File(OutgoingFile::new(&f.path)))
+        .collect()
+}
+
 fn main() {
     let files: usize = env_or("FERRY_BENCH_FILES", 10_000);
     let empty: usize = env_or("FERRY_BENCH_EMPTY", 100_000);
@@ -165,8 +179,15 @@ fn main() {
     write_random_file(&big_path, big);
     // Outputs live until the end (see the module docs).
     let mut outputs = Vec::new();
-    let cases: [(&str, Option<Setup>); 4] = [
+    let cases: [(&str, Option<Setup>); 5] = [
         ("ferry", Some(DEFAULT)),
+        (
+            "ferry, the files one by one",
+            Some(Setup {
+                one_by_one: true,
+                ..DEFAULT
+            }),
+        ),
         (
             "ferry --no-encryption",
             Some(Setup {
@@ -191,6 +212,9 @@ fn main() {
             let (name, setup) = cases[i];
             let out = tempfile::tempdir_in(work.path()).expect("out");
             let took = match setup {
+                Some(setup) if setup.one_by_one => {
+                    Some(ferry_send(file_items(&tree), out.path(), setup))
+                }
                 Some(setup) => Some(ferry_send(vec![folder_item(&tree)], out.path(), setup)),
                 None => tar_nc(&src, "tree", out.path()),
             };
@@ -215,6 +239,7 @@ fn main() {
     let no_fsync = Setup {
         fsync: false,
         encrypted: false,
+        one_by_one: false,
     };
     let e = ferry_send(vec![folder_item(&empties)], out.path(), no_fsync);
     outputs.push(out);
