@@ -345,12 +345,14 @@ impl PartFile {
     /// before a byte is read: a symlink, a hard link to a file elsewhere, a FIFO or someone
     /// else's file under a partial's name is left alone (never read, written or hashed).
     ///
-    /// A partial was made under the first numbered name free at the time, so the search
-    /// goes through the alternatives a partial may be under. For a file of at most
-    /// [`SHORT_RESUME_SEARCH_BYTES`] it stops at the first number whose name is taken by
-    /// nothing (no file, no upload of this server's): a partial further on, made while that
-    /// name was taken by a file since moved away, is not worth the lookups; that upload just
-    /// starts over, and its old partial expires.
+    /// A partial was made under the first numbered name free at the time from where this
+    /// server's free-name search for that name started (its remembered next number), so the
+    /// search goes through the alternatives a partial may be under. For a file of at most
+    /// [`SHORT_RESUME_SEARCH_BYTES`] it stops at the first number, from that remembered
+    /// one on, whose name is taken by nothing (no file, no upload of this server's): a
+    /// partial further on, made while that name was taken by a file since moved away (or by
+    /// an earlier run of the server, whose remembered numbers are gone), is not worth the
+    /// lookups; that upload just starts over, and its old partial expires.
     pub fn resumable(
         downloads: &Downloads,
         safe: &SafeName,
@@ -359,6 +361,9 @@ impl PartFile {
     ) -> io::Result<Option<(Self, u64)>> {
         let dir = &downloads.0.dir;
         let short_search = size <= SHORT_RESUME_SEARCH_BYTES;
+        // `create` skips the names below this one without looking, so a free name there says
+        // nothing about where a partial was made.
+        let search_started_at = downloads.name_hint(safe);
         for number in 0..MAX_RESUME_CANDIDATES {
             let final_name = safe.numbered(number);
             let part_name = part_name(&final_name, tag);
@@ -370,6 +375,7 @@ impl PartFile {
                 Ok(file) => file,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     if short_search
+                        && number >= search_started_at
                         && !in_use.iter().any(|p| is_part_of(p, &final_name))
                         && !dir.exists(&final_name).unwrap_or(true)
                     {

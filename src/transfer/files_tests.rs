@@ -196,9 +196,22 @@ fn a_small_file_looks_for_its_partial_only_as_far_as_the_names_are_taken() {
     other.file().unwrap().write_all(b"x").unwrap();
     assert_eq!(found(100), Some(("e (1).txt".into(), 4)));
     drop(other);
-    // Nothing taken any more: the upload starts over, and the partial is left for expiry.
-    assert_eq!(found(100), None);
-    assert!(dir.path().join("e (1).txt.0123456789abcdef.ferry.part").exists());
+    // Its free-name search now starts past "e.txt" (the other upload took it), so a partial
+    // of ours may be past it though it is free: the search goes on.
+    assert_eq!(found(100), Some(("e (1).txt".into(), 4)));
+    // A restarted server remembers no such number: with nothing taken, the upload starts
+    // over, and the partial is left for expiry.
+    let restarted = Downloads::open(dir.path(), true).unwrap();
+    assert!(
+        PartFile::resumable(&restarted, &name, 100, tag)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        dir.path()
+            .join("e (1).txt.0123456789abcdef.ferry.part")
+            .exists()
+    );
 }
 
 #[test]
@@ -208,4 +221,30 @@ fn partial_names_are_told_apart_from_names_that_only_start_alike() {
     assert!(!is_part_of("a.txt.x.y.ferry.part", "a.txt"));
     assert!(!is_part_of("a.txt2.ferry.part", "a.txt"));
     assert!(!is_part_of("a.txt", "a.txt"));
+}
+
+#[test]
+fn a_small_file_finds_its_partial_made_past_a_name_freed_before_it_began() {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = downloads(dir.path());
+    let name = sanitize_file_name("e.txt");
+    // An earlier "e.txt" arrived whole, and the user moved it out of the folder.
+    let mut first = PartFile::create(&downloads, &name, None).unwrap();
+    first.file().unwrap().write_all(b"old").unwrap();
+    first.commit().unwrap();
+    fs::remove_file(dir.path().join("e.txt")).unwrap();
+    // The next "e.txt" (the free-name search starts past the name it remembers taken) is
+    // interrupted, and its partial kept.
+    let tag = Some("0123456789abcdef");
+    let mut part = PartFile::create(&downloads, &name, tag).unwrap();
+    part.file().unwrap().write_all(b"part").unwrap();
+    part.keep();
+    let made_as = part.final_name();
+    drop(part);
+    // The sender comes back: the small file resumes there instead of starting over.
+    let (mut resumed, len) = PartFile::resumable(&downloads, &name, 100, tag)
+        .unwrap()
+        .expect("the kept partial is found");
+    resumed.keep();
+    assert_eq!((resumed.final_name(), len), (made_as, 4));
 }
