@@ -47,6 +47,7 @@ mod notes_secure;
 mod paths;
 mod plain;
 mod python;
+mod review9;
 mod review_speed;
 mod review_speed2;
 mod review_today;

@@ -179,11 +179,8 @@ impl OutgoingFile {
     /// but a regular file is refused, and never waited on: a FIFO put where the file was
     /// must not block the open until someone writes to it.
     pub fn open(&self) -> std::io::Result<File> {
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&self.path)?;
+        use std::os::unix::fs::MetadataExt;
+        let file = open_nonblocking(&self.path)?;
         let meta = file.metadata()?;
         if let Some(identity) = self.identity
             && (meta.dev(), meta.ino()) != identity
@@ -199,6 +196,37 @@ impl OutgoingFile {
         let flags = rustix::fs::fcntl_getfl(&file)?;
         rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
         Ok(file)
+    }
+}
+
+/// The longest [`OutgoingFile::open`] waits for another program's write lease on a file to
+/// be let go: Linux takes it back by force after `/proc/sys/fs/lease-break-time` (45 s by
+/// default), as long as a blocking open would have waited.
+const LEASE_BREAK_WAIT: Duration = Duration::from_secs(60);
+
+/// Opens `path` to read without blocking on it (a FIFO opens at once). A regular file under
+/// another program's write lease (Samba's oplocks, an NFS server's delegations) cannot be
+/// opened at once: a blocking open would wait for the holder to let go, this one fails
+/// with `WouldBlock` (having asked the holder to let go), so it is tried again until then.
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = std::time::Instant::now() + LEASE_BREAK_WAIT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path);
+        match opened {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            opened => return opened,
+        }
     }
 }
 
