@@ -14,7 +14,7 @@ fn a_proc_file_is_refused_by_name_and_the_other_files_still_go() {
     let dst = tempfile::tempdir().unwrap();
     let regular = src.path().join("报告.txt");
     std::fs::write(&regular, "内容").unwrap();
-    let (_serve, addr, _lines) = spawn_serve(dst.path(), &[]);
+    let (_serve, addr, lines) = spawn_serve(dst.path(), &[]);
     for plain in [false, true] {
         let out = ferry()
             .args(["send", "/proc/self/status"])
@@ -40,6 +40,9 @@ fn a_proc_file_is_refused_by_name_and_the_other_files_still_go() {
             "报告.txt: verified"
         };
         assert!(stdout.contains(went), "plain {plain}: {stdout}");
+        // A plain sender is done once its bytes are out: the file is in place only once the
+        // server says it received it.
+        wait_line(&lines, "received ");
     }
     let mut names = names_in(dst.path());
     names.sort();
