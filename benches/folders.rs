@@ -1,8 +1,9 @@
 //! Folder benchmark (issue 13): many small files in nested folders, Ferry (in-process server
 //! and sender on loopback; as a user gets it, encrypted with fsync on, and with each turned
 //! off; and the same files sent one by one, as picking them sends them) against `tar c | nc`
-//! into `nc | tar x`, in the same run, the order rotating each round; then many empty files (files/s); then one large file inside a folder against the
-//! same file sent alone. Prints figures and medians; asserts nothing.
+//! into `nc | tar x`, in the same run, the order rotating each round; then many empty files
+//! (files/s); then one large file inside a folder against the same file sent alone. Prints
+//! figures and medians; asserts nothing.
 //!
 //! Every round's output stays until the end: on a file system without a journal (ext4 in
 //! some VMs) creating files within about 30 s of deleting many costs several times more

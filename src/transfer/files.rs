@@ -287,8 +287,6 @@ pub struct PartFile {
     keep: bool,
 }
 
-/// `NAME.ferry.part`, or `NAME.TAG.ferry.part` for a Ferry sender's resume key, so only the
-/// same sender sending the same file ever finds (or disturbs) that partial.
 /// Whether `part` is a partial of the final name `final_name` (with any tag, or none).
 fn is_part_of(part: &str, final_name: &str) -> bool {
     part.strip_prefix(final_name)
@@ -296,6 +294,8 @@ fn is_part_of(part: &str, final_name: &str) -> bool {
         .is_some_and(|tag| tag.is_empty() || (tag.starts_with('.') && !tag[1..].contains('.')))
 }
 
+/// `NAME.ferry.part`, or `NAME.TAG.ferry.part` for a Ferry sender's resume key, so only the
+/// same sender sending the same file ever finds (or disturbs) that partial.
 fn part_name(final_name: &str, tag: Option<&str>) -> String {
     match tag {
         Some(tag) => format!("{final_name}.{tag}{PART_SUFFIX}"),

@@ -249,8 +249,10 @@ pub fn sendable_size(file: &File) -> std::io::Result<u64> {
              like the files in /proc and /sys); copy it to a regular file and send that",
         )
     };
-    let fs_type = rustix::fs::fstatfs(file)?.f_type;
-    if MADE_UP_FILE_SYSTEMS.contains(&(fs_type as u64)) {
+    // A file system that cannot say what it is (some FUSE ones) is not one of those; the
+    // magic is 32 bits wide wherever `f_type` is (sign-extended where it is an `i32`).
+    let fs_type = rustix::fs::fstatfs(file).map(|fs| fs.f_type as u32 as u64);
+    if fs_type.is_ok_and(|t| MADE_UP_FILE_SYSTEMS.contains(&t)) {
         return Err(made_up());
     }
     if meta.len() == 0 && file.read_at(&mut [0u8], 0)? > 0 {
