@@ -1,4 +1,5 @@
 //! Tests of [`super`] (files.rs), kept apart so the module stays readable.
+use super::resume::{SHORT_RESUME_SEARCH_BYTES, is_part_of};
 use super::*;
 use crate::protocol::sanitize_file_name;
 use std::fs;
