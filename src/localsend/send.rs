@@ -288,7 +288,7 @@ impl LocalSendSender {
                 // This side's file (gone, unreadable, or replaced since the folder was
                 // read): nothing went out for it.
                 Err(e) => {
-                    let why = format!("cannot read {}: {e}", file.path.display());
+                    let why = format!("cannot send {}: {e}", file.path.display());
                     outcomes.push(failed(sink, file.id, FailureKind::LocalFile, why));
                     continue;
                 }

@@ -30,7 +30,8 @@ fn a_proc_file_is_refused_by_name_and_the_other_files_still_go() {
             .find(|l| l.starts_with("/proc/self/status: failed"))
             .unwrap_or_else(|| panic!("plain {plain}: no failure line in {stdout}"));
         assert!(
-            refused.contains("its size says nothing about its content")
+            refused
+                .contains("cannot send /proc/self/status: its size says nothing about its content")
                 && refused.contains("copy it to a regular file"),
             "{refused}"
         );

@@ -443,7 +443,7 @@ impl Upload<'_> {
             Err(e) => {
                 return Ok(Sent::Ended(FileOutcome::Failed(Failure::new(
                     FailureKind::LocalFile,
-                    format!("cannot read {}: {e}", file.path.display()),
+                    format!("cannot send {}: {e}", file.path.display()),
                 ))));
             }
         };

@@ -144,7 +144,7 @@ impl Upload<'_> {
             Err(e) => {
                 return FileOutcome::Failed(Failure::new(
                     FailureKind::LocalFile,
-                    format!("cannot read {}: {e}", path.display()),
+                    format!("cannot send {}: {e}", path.display()),
                 ));
             }
         };
