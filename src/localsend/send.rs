@@ -277,12 +277,6 @@ impl LocalSendSender {
                 msg: String::new(),
                 security: security.clone(),
             });
-            let query = format!(
-                "{API}upload?sessionId={}&fileId={}&token={}",
-                encode(&accepted.session_id),
-                encode(&file.id.to_string()),
-                encode(token)
-            );
             let body = match FileBody::open(file, size, sink.clone(), cancel.clone()) {
                 Ok(body) => body,
                 // This side's file (gone, unreadable, or replaced since the folder was
@@ -293,17 +287,9 @@ impl LocalSendSender {
                     continue;
                 }
             };
-            let answer = runtime.block_on(with_cancel(
-                cancel,
-                post(
-                    &self.identity,
-                    target.addr,
-                    Some(&target.fingerprint),
-                    &query,
-                    "application/octet-stream",
-                    body,
-                ),
-            ));
+            let query = upload_query(&accepted, &file.id.to_string(), token);
+            let content_type = "application/octet-stream";
+            let answer = runtime.block_on(self.post_to(target, &query, content_type, body, cancel));
             // A cancel makes the body fail too: whichever the upload saw first, it was
             // cancelled unless the device had it all.
             let answer = match answer {
@@ -388,24 +374,10 @@ impl LocalSendSender {
         let Some(token) = accepted.files.get(&id) else {
             return Ok(());
         };
-        let query = format!(
-            "{API}upload?sessionId={}&fileId={id}&token={}",
-            encode(&accepted.session_id),
-            encode(token)
-        );
         let body = Full::new(Bytes::from(text.as_bytes().to_vec()));
+        let query = upload_query(&accepted, &id, token);
         let answer = runtime
-            .block_on(with_cancel(
-                cancel,
-                post(
-                    &self.identity,
-                    target.addr,
-                    Some(&target.fingerprint),
-                    &query,
-                    "text/plain",
-                    body,
-                ),
-            ))
+            .block_on(self.post_to(target, &query, "text/plain", body, cancel))
             .ok_or(LocalSendSendError::Cancelled)?
             .map_err(|source| LocalSendSendError::Unreachable {
                 addr: target.addr,
@@ -419,6 +391,32 @@ impl LocalSendSender {
                 message: message_of(&answer),
             })
         }
+    }
+
+    /// POSTs `body` to `target` (its certificate pinned) as this device; `None` when
+    /// `cancel` came first.
+    async fn post_to<B>(
+        &self,
+        target: &LocalSendTarget,
+        path_and_query: &str,
+        content_type: &str,
+        body: B,
+        cancel: &CancelToken,
+    ) -> Option<Result<Answer, LocalSendError>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let expected = Some(target.fingerprint.as_str());
+        let request = post(
+            &self.identity,
+            target.addr,
+            expected,
+            path_and_query,
+            content_type,
+            body,
+        );
+        with_cancel(cancel, request).await
     }
 
     /// `prepare-upload`: `Some` with the session and the tokens of the files wanted, `None`
@@ -495,6 +493,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, LocalSendSendError> {
         .enable_all()
         .build()
         .map_err(LocalSendSendError::Runtime)
+}
+
+/// The upload of one file (`file_id`, with the `token` the device gave it) in the session a
+/// prepare answer (`accepted`) opened.
+fn upload_query(accepted: &PrepareResponse, file_id: &str, token: &str) -> String {
+    format!(
+        "{API}upload?sessionId={}&fileId={}&token={}",
+        encode(&accepted.session_id),
+        encode(file_id),
+        encode(token)
+    )
 }
 
 /// Runs `work` until it ends (`Some`) or `cancel` is set (`None`; `work` is dropped, which
