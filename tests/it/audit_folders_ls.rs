@@ -9,7 +9,7 @@ use ferry::protocol::{
     FolderEntry, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
 };
 
-use crate::util::{offer_folder, read_answer, start_server};
+use crate::util::{files_under, offer_folder, read_answer, start_server};
 
 /// Sends every file entry of an accepted folder with `body` as its bytes (all the same
 /// length as announced), ends the folder and collects the receiver's verdicts:
@@ -99,18 +99,7 @@ fn duplicate_and_clashing_folder_entries_are_answered_and_overwrite_nothing() {
     eprintln!("verified {verified:?} failed {failed:?} done {done:?}");
     let files = entries.iter().filter(|e| e.size.is_some()).count() as u64;
     assert_eq!(done.0 + done.1, files, "every file answered");
-    let mut found = Vec::new();
-    let mut stack = vec![dl.path().join(&root)];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
+    let found = files_under(&dl.path().join(&root));
     eprintln!("{found:?}");
     assert_eq!(found.len() as u64, done.0, "{found:?}");
 }
@@ -197,18 +186,10 @@ fn a_localsend_session_of_clashing_names_overwrites_nothing() {
     assert_eq!(finished.len() + failed.len(), names.len());
     assert_eq!(finished.len(), ok);
     // Every finished file holds exactly one sender's bytes, each sender's once.
-    let mut held: Vec<Vec<u8>> = Vec::new();
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                held.push(std::fs::read(&path).unwrap());
-            }
-        }
-    }
+    let mut held: Vec<Vec<u8>> = files_under(&dir)
+        .iter()
+        .map(|file| std::fs::read(dir.join(file)).unwrap())
+        .collect();
     assert_eq!(held.len(), ok, "{held:?}");
     for bytes in &held {
         assert_eq!(contents.iter().filter(|c| *c == bytes).count(), 1);

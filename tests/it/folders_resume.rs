@@ -13,8 +13,8 @@ use ferry::events::{CancelToken, Event, TransferEvent, event_channel};
 use ferry::transfer::{FileOutcome, OutgoingItem, SendOptions, send_items, walk_folder};
 
 use crate::util::{
-    ChildGuard, Proxy, RunningProxy, data, ferry, file_len, find_part, hash_file, spawn_serve,
-    start_server, wait_for, wait_line, write_data_file,
+    ChildGuard, Proxy, RunningProxy, data, ferry, file_len, files_under, find_part, hash_file,
+    spawn_serve, start_server, wait_for, wait_line, write_data_file,
 };
 
 const BIG: usize = 24 * 1024 * 1024;
@@ -34,24 +34,6 @@ fn album(parent: &Path) -> PathBuf {
         std::fs::write(root.join(format!("c/{i:02}.bin")), data(128 * 1024, 20 + i)).unwrap();
     }
     root
-}
-
-/// Every file under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                todo.push(path);
-            } else {
-                out.push(path.strip_prefix(dir).unwrap().to_owned());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
