@@ -40,7 +40,8 @@ impl Traced {
             return None;
         }
         let log = log_dir.join("strace.log");
-        let mut child = Command::new("strace")
+        let mut strace = Command::new("strace");
+        strace
             .args(["-f", "-qq", "-s", "512", "-o"])
             .arg(&log)
             .args([
@@ -60,20 +61,8 @@ impl Traced {
             .args(["--no-localsend", "--dir"])
             .arg(dir)
             .env("RUST_LOG", "info")
-            .env("XDG_CONFIG_HOME", test_config_home())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = line_channel(child.stdout.take().unwrap());
-        let strace = ChildGuard(child);
-        let first = lines
-            .recv_timeout(DEADLINE)
-            .expect("serve prints its address");
-        let addr = first
-            .split_whitespace()
-            .find_map(|word| word.parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
+            .env("XDG_CONFIG_HOME", test_config_home());
+        let (strace, addr, lines) = spawn_serving(strace);
         Some(Self {
             strace,
             log,

@@ -288,12 +288,20 @@ impl Drop for ChildGuard {
 /// Starts `ferry serve --port 0` into `dir` and returns it with its address (read from the
 /// first stdout line) and the rest of its stdout as a line channel.
 pub fn spawn_serve(dir: &Path, extra: &[&str]) -> (ChildGuard, SocketAddr, Receiver<String>) {
-    let mut child = ferry()
+    let mut serve = ferry();
+    serve
         .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--dir"])
         .arg(dir)
         // LocalSend's fixed port 53317 stays free unless a test asks for LocalSend.
         .args((!extra.contains(&"--localsend-port")).then_some("--no-localsend"))
-        .args(extra)
+        .args(extra);
+    spawn_serving(serve)
+}
+
+/// Starts `command`, a `ferry serve` (or a program that runs one with its stdout), and
+/// returns it with the address `serve` prints first and the rest of its stdout.
+pub fn spawn_serving(mut command: Command) -> (ChildGuard, SocketAddr, Receiver<String>) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
