@@ -72,8 +72,8 @@ impl FileBody {
         sink: EventSink,
         cancel: CancelToken,
     ) -> std::io::Result<Self> {
-        let opened = file.open()?;
-        if crate::transfer::sendable_size(&opened)? != size {
+        let (opened, now) = file.open_sized()?;
+        if now != size {
             return Err(std::io::Error::other("it changed since it was offered"));
         }
         Ok(Self {

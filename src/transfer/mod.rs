@@ -18,7 +18,7 @@ use std::io::{self, ErrorKind, Read, Write};
 
 pub use client::{
     Bottleneck, FileOutcome, OutgoingFile, OutgoingFolder, OutgoingItem, ProbeError, ProbeReport,
-    SendError, SendOptions, probe, resume_key, send_files, send_items, sendable_size, walk_folder,
+    SendError, SendOptions, probe, resume_key, send_files, send_items, walk_folder,
 };
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, FolderClaim, NoRoom, PartFile, Reservation};

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferry::transfer::{OutgoingFile, sendable_size};
+use ferry::transfer::OutgoingFile;
 
 use crate::util::*;
 
@@ -59,9 +59,9 @@ fn only_files_whose_size_tells_their_content_are_sendable() {
     std::fs::write(&empty, b"").unwrap();
     let full = dir.path().join("full");
     std::fs::write(&full, b"twelve bytes").unwrap();
-    let open = |p: &std::path::Path| OutgoingFile::new(p).open().unwrap();
-    assert_eq!(sendable_size(&open(&empty)).unwrap(), 0);
-    assert_eq!(sendable_size(&open(&full)).unwrap(), 12);
+    let size = |p: &std::path::Path| OutgoingFile::new(p).open_sized().map(|(_, size)| size);
+    assert_eq!(size(&empty).unwrap(), 0);
+    assert_eq!(size(&full).unwrap(), 12);
     // procfs says 0 bytes, sysfs 4096: both refused by where they live.
     for made_up in [
         "/proc/self/status",
@@ -71,7 +71,7 @@ fn only_files_whose_size_tells_their_content_are_sendable() {
             eprintln!("SKIPPED: {made_up} does not exist here");
             continue;
         }
-        let err = sendable_size(&open(std::path::Path::new(made_up))).unwrap_err();
+        let err = size(std::path::Path::new(made_up)).unwrap_err();
         assert!(err.to_string().contains("says nothing"), "{made_up}: {err}");
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::answers::{Heard, not_awaited};
 use super::upload::{Stop, Upload, interrupted};
-use super::{FileOutcome, OutgoingFile, read_some, sendable_size};
+use super::{FileOutcome, OutgoingFile, read_some};
 use crate::events::{Direction, Failure, FailureKind, TransferEvent, TransferId};
 use crate::protocol::session::Answer;
 use crate::protocol::{FolderEntry, MAX_FOLDER_DEPTH, Mode, encode_sender_msg};
@@ -434,7 +434,7 @@ impl Upload<'_> {
         resume: Option<(u64, [u8; 32])>,
     ) -> Result<Sent, Stop> {
         let size = entry.size.unwrap_or(0);
-        let opened = file.open().and_then(|f| match sendable_size(&f)? == size {
+        let opened = file.open_sized().and_then(|(f, now)| match now == size {
             true => Ok(f),
             false => Err(io::Error::other("it changed since the folder was read")),
         });

@@ -179,6 +179,41 @@ impl OutgoingFile {
     /// but a regular file is refused, and never waited on: a FIFO put where the file was
     /// must not block the open until someone writes to it.
     pub fn open(&self) -> std::io::Result<File> {
+        self.open_checked().map(|(file, _)| file)
+    }
+
+    /// [`OutgoingFile::open`], and the size to announce for the file: its length, if that
+    /// says what it holds.
+    ///
+    /// The files the kernel makes up as they are read (`/proc/cpuinfo`, `/sys/...`) say 0
+    /// bytes, or 4096, whatever they hold: sent by that size they would arrive empty,
+    /// "verified", or fail half-way as "shrank". They are refused before anything is
+    /// offered, by the file system they live on, and any other file that says 0 bytes is
+    /// read for one byte to be sure.
+    pub fn open_sized(&self) -> std::io::Result<(File, u64)> {
+        use std::os::unix::fs::FileExt;
+        let (file, meta) = self.open_checked()?;
+        let made_up = || {
+            std::io::Error::other(
+                "its size says nothing about its content (the system makes it up as it is \
+                 read, like the files in /proc and /sys); copy it to a regular file and send \
+                 that",
+            )
+        };
+        // A file system that cannot say what it is (some FUSE ones) is not one of those; the
+        // magic is 32 bits wide wherever `f_type` is (sign-extended where it is an `i32`).
+        let fs_type = rustix::fs::fstatfs(&file).map(|fs| fs.f_type as u32 as u64);
+        if fs_type.is_ok_and(|t| MADE_UP_FILE_SYSTEMS.contains(&t)) {
+            return Err(made_up());
+        }
+        if meta.len() == 0 && file.read_at(&mut [0u8], 0)? > 0 {
+            return Err(made_up());
+        }
+        Ok((file, meta.len()))
+    }
+
+    /// The open file and what `fstat` said of it (see [`OutgoingFile::open`]).
+    fn open_checked(&self) -> std::io::Result<(File, std::fs::Metadata)> {
         use std::os::unix::fs::MetadataExt;
         let file = open_nonblocking(&self.path)?;
         let meta = file.metadata()?;
@@ -195,7 +230,7 @@ impl OutgoingFile {
         // The regular file is read blocking again.
         let flags = rustix::fs::fcntl_getfl(&file)?;
         rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)?;
-        Ok(file)
+        Ok((file, meta))
     }
 }
 
@@ -228,37 +263,6 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
             opened => return opened,
         }
     }
-}
-
-/// The size to announce for an opened file about to be sent: its length, if it is a regular
-/// file whose length says what it holds.
-///
-/// The files the kernel makes up as they are read (`/proc/cpuinfo`, `/sys/...`) say 0 bytes,
-/// or 4096, whatever they hold: sent by that size they would arrive empty, "verified", or
-/// fail half-way as "shrank". They are refused before anything is offered, by the file
-/// system they live on, and any other file that says 0 bytes is read for one byte to be sure.
-pub fn sendable_size(file: &File) -> std::io::Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let made_up = || {
-        std::io::Error::other(
-            "its size says nothing about its content (the system makes it up as it is read, \
-             like the files in /proc and /sys); copy it to a regular file and send that",
-        )
-    };
-    // A file system that cannot say what it is (some FUSE ones) is not one of those; the
-    // magic is 32 bits wide wherever `f_type` is (sign-extended where it is an `i32`).
-    let fs_type = rustix::fs::fstatfs(file).map(|fs| fs.f_type as u32 as u64);
-    if fs_type.is_ok_and(|t| MADE_UP_FILE_SYSTEMS.contains(&t)) {
-        return Err(made_up());
-    }
-    if meta.len() == 0 && file.read_at(&mut [0u8], 0)? > 0 {
-        return Err(made_up());
-    }
-    Ok(meta.len())
 }
 
 /// `statfs` magic numbers of Linux's file systems whose files are made up as they are read:

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 
 use super::answers::{Heard, not_awaited};
-use super::{FileOutcome, OutgoingFile, SendOptions, read_some, resume_key, sendable_size};
+use super::{FileOutcome, OutgoingFile, SendOptions, read_some, resume_key};
 use crate::events::{
     CancelToken, Direction, EventSink, Failure, FailureKind, ProgressThrottle, Security,
     TransferEvent,
@@ -138,8 +138,7 @@ impl Upload<'_> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
-        let opened = file.open().and_then(|f| Ok((sendable_size(&f)?, f)));
-        let (size, file) = match opened {
+        let (file, size) = match file.open_sized() {
             Ok(opened) => opened,
             Err(e) => {
                 return FileOutcome::Failed(Failure::new(
