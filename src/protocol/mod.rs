@@ -83,6 +83,17 @@
 //! The receiver renames the file to its final name only after the hash matched, and says
 //! `verified` only once the file is there.
 //!
+//! **Pipelining.** A sender need not wait for a file's verdict before it offers the next:
+//! Ferry offers file N+1 right after file N's `end` (in the same segment), so the receiver
+//! never waits a round trip between files. Verdicts come in file order, each after its own
+//! file's `end`; so while the sender is owed verdicts, a `verified` or `failed` answers the
+//! oldest file it has not heard about, whatever file is on offer (a receiver that reads one
+//! frame at a time answers file N before it even reads offer N+1; one that holds verdicts to
+//! make several small files durable with one sync may accept N+1 first). With no verdict
+//! owed, `failed` means the receiver gave up on the file on offer and the connection. A
+//! receiver never sends `cancel` or gives up with verdicts still held: it answers them
+//! first. A sender offers no folder while verdicts are owed.
+//!
 //! **Encryption.** A Ferry sender with a device identity starts the connection, before any
 //! batch or offer, with
 //!

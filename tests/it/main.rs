@@ -45,6 +45,7 @@ mod netns;
 mod notes;
 mod notes_secure;
 mod paths;
+mod pipelined;
 mod plain;
 mod python;
 mod review9;

@@ -6,9 +6,16 @@
 //! One file, Ferry: `Idle` → [`SenderSession::offer`] → `Offered` (answers: `waiting`,
 //! then `accept`, `decline` or `cancel`) → with a resume offset, `Resuming` until
 //! [`SenderSession::start`] → `Data` ([`SenderSession::sent`] per chunk, or
-//! [`SenderSession::cancel`]) → [`SenderSession::end`] → `AwaitVerdict` (`verified` or
-//! `failed`) → `Idle`. Plain: `Idle` → offer → `Data` → all bytes sent → `Idle`; a plain
-//! receiver never answers.
+//! [`SenderSession::cancel`]) → [`SenderSession::end`] → `Idle`, owing the file's verdict
+//! (`verified` or `failed`). Plain: `Idle` → offer → `Data` → all bytes sent → `Idle`; a
+//! plain receiver never answers.
+//!
+//! Verdicts are pipelined: the next file may be offered (and sent) before the last one's
+//! verdict came. A receiver answers each file's verdict after its end and in file order, so
+//! while verdicts are owed a `verified` or `failed` is the oldest owed file's verdict
+//! ([`Answer::Verified`], [`Answer::Rejected`]); with none owed a `failed` is the receiver
+//! giving up on the connection ([`Answer::Failed`]). A receiver that reads one frame at a
+//! time still answers file N before it reads offer N+1, which simply waits in the socket.
 
 use super::super::{
     CHUNK_LEN, CancelCode, FileFailed, FolderEntry, Header, Mode, ReceiverMsg, SenderMsg, WaitFor,
@@ -29,9 +36,13 @@ pub enum Answer {
     Resume { offset: u64, prefix: [u8; 32] },
     /// The file is refused; the next one may be offered.
     Declined { reason: String },
-    /// The hash matched: the file is saved under `saved_as`.
+    /// The verdict on the oldest file whose end went out: the hash matched, it is saved
+    /// under `saved_as`.
     Verified { saved_as: String },
-    /// The receiver did not keep the file (its reason); the next one may be offered.
+    /// The verdict on the oldest file whose end went out: the receiver did not keep it (its
+    /// reason). Later files are not concerned.
+    Rejected { reason: String },
+    /// The receiver gave up: on a folder, or on the file on offer and the connection.
     Failed { reason: String },
     /// The receiver stopped the transfer (why, as a code, and its words) and closes the
     /// connection.
@@ -70,7 +81,6 @@ enum State {
         size: u64,
         sent: u64,
     },
-    AwaitVerdict,
     /// A folder was announced: waiting for its accept or decline.
     FolderOffered,
     /// Inside an accepted folder, between files; the next `file` index must be at least
@@ -92,6 +102,8 @@ pub struct SenderSession {
     folder: Option<(Vec<Option<u64>>, u64)>,
     /// Resuming a folder: the entry whose partial the receiver offered, and its offset.
     folder_partial: Option<(u64, u64)>,
+    /// Files whose end went out and whose verdict has not come yet.
+    owed: u64,
 }
 
 impl SenderSession {
@@ -101,7 +113,13 @@ impl SenderSession {
             state: State::Idle,
             folder: None,
             folder_partial: None,
+            owed: 0,
         }
+    }
+
+    /// How many files' verdicts are still to come.
+    pub fn verdicts_owed(&self) -> u64 {
+        self.owed
     }
 
     pub fn mode(&self) -> Mode {
@@ -142,7 +160,9 @@ impl SenderSession {
         entries: &[FolderEntry],
         resume_key: Option<&str>,
     ) -> Result<Vec<SenderMsg>, SessionError> {
-        if self.state != State::Idle || self.mode != Mode::Ferry {
+        // A folder's `failed` means the receiver gave up on it: no file verdict may be owed
+        // then, or the two would read alike.
+        if self.state != State::Idle || self.mode != Mode::Ferry || self.owed > 0 {
             return Err(self.broken("a folder"));
         }
         self.state = State::FolderOffered;
@@ -269,6 +289,22 @@ impl SenderSession {
                 self.state = State::Broken;
                 Answer::Failed { reason }
             }
+            // Verdicts come in file order, each after its file's end: while any is owed, a
+            // `verified` or `failed` is the oldest owed file's (whatever is on offer now).
+            (
+                State::Idle | State::Offered { .. } | State::Resuming { .. } | State::Data { .. },
+                ReceiverMsg::Verified { saved_as },
+            ) if self.owed > 0 && !in_folder => {
+                self.owed -= 1;
+                Answer::Verified { saved_as }
+            }
+            (
+                State::Idle | State::Offered { .. } | State::Resuming { .. } | State::Data { .. },
+                ReceiverMsg::Failed { reason },
+            ) if self.owed > 0 && !in_folder => {
+                self.owed -= 1;
+                Answer::Rejected { reason }
+            }
             (State::Offered { .. }, ReceiverMsg::Waiting { waiting_for }) => {
                 Answer::Waiting(waiting_for)
             }
@@ -312,14 +348,6 @@ impl SenderSession {
                 ReceiverMsg::Failed { reason },
             ) => {
                 self.state = State::Broken;
-                Answer::Failed { reason }
-            }
-            (State::AwaitVerdict, ReceiverMsg::Verified { saved_as }) => {
-                self.state = State::Idle;
-                Answer::Verified { saved_as }
-            }
-            (State::AwaitVerdict, ReceiverMsg::Failed { reason }) => {
-                self.state = State::Idle;
                 Answer::Failed { reason }
             }
             (_, msg) => return Err(self.broken(receiver_kind(&msg))),
@@ -373,11 +401,12 @@ impl SenderSession {
     pub fn end(&mut self, blake3: [u8; 32]) -> Result<SenderMsg, SessionError> {
         match self.state {
             State::Data { size, sent } if sent == size && self.mode == Mode::Ferry => {
-                self.state = if self.folder.is_some() {
-                    self.after_folder_file()
+                if self.folder.is_some() {
+                    self.state = self.after_folder_file();
                 } else {
-                    State::AwaitVerdict
-                };
+                    self.state = State::Idle;
+                    self.owed += 1;
+                }
                 Ok(SenderMsg::End { blake3 })
             }
             _ => Err(self.broken("an end")),
@@ -407,7 +436,7 @@ impl SenderSession {
         }
     }
 
-    /// True between files (a new offer may go out).
+    /// True between files (a new offer may go out, verdicts owed or not).
     pub fn at_boundary(&self) -> bool {
         self.state == State::Idle
     }
@@ -420,11 +449,11 @@ impl SenderSession {
 
     fn broken(&mut self, got: &'static str) -> SessionError {
         let expected = match self.state {
+            State::Idle if self.owed > 0 => "the verdict on the file",
             State::Idle => "nothing between files",
             State::Offered { .. } => "an answer to the offer",
             State::Resuming { .. } => "our start",
             State::Data { .. } => "the file's data",
-            State::AwaitVerdict => "the verdict on the file",
             State::FolderOffered => "an answer to the folder",
             State::InFolder { .. } => "nothing between a folder's files",
             State::FolderEnding => "the folder's last verdicts",

@@ -55,6 +55,10 @@ fn states() -> Vec<(&'static str, SenderSession)> {
     let mut verdict = data.clone();
     verdict.sent(10).unwrap();
     verdict.end([0; 32]).unwrap();
+    let mut offered_owing = verdict.clone();
+    offered_owing.offer(header(10)).unwrap();
+    let mut data_owing = offered_owing.clone();
+    data_owing.on_answer(every_answer()[1].clone()).unwrap();
     let mut broken = idle.clone();
     broken.break_off();
     vec![
@@ -63,6 +67,8 @@ fn states() -> Vec<(&'static str, SenderSession)> {
         ("resuming", resuming),
         ("data", data),
         ("awaiting the verdict", verdict),
+        ("offered, a verdict owed", offered_owing),
+        ("data, a verdict owed", data_owing),
         ("broken", broken),
     ]
 }
@@ -71,18 +77,24 @@ fn answer_allowed(state: &str, msg: &ReceiverMsg) -> bool {
     matches!(
         (state, msg),
         (
-            "idle" | "offered" | "resuming" | "data" | "awaiting the verdict",
+            "idle"
+                | "offered"
+                | "resuming"
+                | "data"
+                | "awaiting the verdict"
+                | "offered, a verdict owed"
+                | "data, a verdict owed",
             ReceiverMsg::Cancel { .. }
         ) | (
-            "offered",
+            "offered" | "offered, a verdict owed",
             ReceiverMsg::Waiting { .. } | ReceiverMsg::Accept { .. } | ReceiverMsg::Decline { .. }
         ) | ("offered" | "resuming", ReceiverMsg::Failed { .. })
             | (
-                "data",
+                "data" | "data, a verdict owed",
                 ReceiverMsg::Decline { .. } | ReceiverMsg::Failed { .. }
             )
             | (
-                "awaiting the verdict",
+                "awaiting the verdict" | "offered, a verdict owed" | "data, a verdict owed",
                 ReceiverMsg::Verified { .. } | ReceiverMsg::Failed { .. }
             )
     )
@@ -102,7 +114,45 @@ fn every_answer_at_every_point_is_taken_or_refused_as_the_spec_says() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6 * 8);
+    assert_eq!(checked, 8 * 8);
+}
+
+/// The next file goes out before the last one's verdict: verdicts are the oldest owed
+/// file's, in order, whatever is on offer; with none owed, a `failed` gives up on the file on
+/// offer and the connection; and no folder starts while a file's verdict is owed.
+#[test]
+fn verdicts_owed_are_taken_in_order_while_later_files_go_out() {
+    let mut m = SenderSession::new(Mode::Ferry);
+    let accept = every_answer()[1].clone();
+    for _ in 0..2 {
+        m.offer(header(1)).unwrap();
+        m.on_answer(accept.clone()).unwrap();
+        m.sent(1).unwrap();
+        m.end([0; 32]).unwrap();
+    }
+    assert_eq!(m.verdicts_owed(), 2);
+    assert!(m.clone().folder("d", &[], None).is_err(), "verdicts owed");
+    m.offer(header(1)).unwrap();
+    let failed = ReceiverMsg::Failed { reason: "x".into() };
+    assert_eq!(
+        m.on_answer(failed.clone()),
+        Ok(Answer::Rejected { reason: "x".into() })
+    );
+    assert_eq!(
+        m.on_answer(every_answer()[4].clone()),
+        Ok(Answer::Verified {
+            saved_as: "f".into()
+        })
+    );
+    assert_eq!(m.verdicts_owed(), 0);
+    // The offer is still on: accepted, then a verdict with none owed is out of step.
+    m.on_answer(accept).unwrap();
+    assert!(m.clone().on_answer(every_answer()[4].clone()).is_err());
+    assert_eq!(
+        m.on_answer(failed),
+        Ok(Answer::Failed { reason: "x".into() })
+    );
+    assert!(m.offer(header(1)).is_err(), "the receiver gave up");
 }
 
 #[test]

@@ -1,6 +1,13 @@
 //! A Ferry receiver may speak at any time (a cancel mid-file), so its frames are read on a
 //! thread of their own and handed over on a channel; the upload checks each against its
 //! [`SenderSession`](crate::protocol::session::SenderSession) when it takes it.
+//!
+//! A Ferry file's verdict is not waited for before the next file is offered: the file is
+//! [`Owed`], and its verdict is taken whenever answers are read (while the next offer waits
+//! for its accept, between its chunks) or, after the last file, by
+//! [`Upload::settle_owed`]. A receiver that reads one frame at a time gives the verdict before
+//! it reads the next offer, so the sender's open, offer and first chunk of the next file
+//! overlap the receiver's commit of the last one instead of waiting a round trip for it.
 
 use std::io::BufReader;
 use std::net::Shutdown;
@@ -11,7 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::FileOutcome;
 use super::upload::{Stop, Upload, interrupted};
-use crate::events::{FailureKind, TransferEvent, TransferId};
+use crate::events::{Failure, FailureKind, TransferEvent, TransferId};
 use crate::protocol::session::Answer;
 use crate::protocol::{ReceiverMsg, decode_receiver_msg};
 use crate::transfer::read_frame;
@@ -19,6 +26,18 @@ use crate::transfer::wire::Incoming;
 
 /// The advice for a sender whose peer never answered like a Ferry receiver.
 pub(super) const PLAIN_HINT: &str = "if it is a plain (non-Ferry) server, send in plain mode";
+
+/// How long a cancelled upload still waits for the verdicts on files it sent whole.
+pub(super) const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// A file whose end went out and whose verdict is still to come.
+pub(super) struct Owed {
+    /// Its place in the upload's outcomes.
+    pub slot: usize,
+    pub id: TransferId,
+    /// Where its data started (a resume's offset).
+    pub resumed_from: u64,
+}
 
 /// What the reader thread heard.
 pub(super) enum Heard {
@@ -60,27 +79,37 @@ pub(super) fn spawn_reader(incoming: Incoming) -> std::io::Result<Receiver<Heard
 }
 
 impl Upload<'_> {
-    /// Passes a write's result on; on failure, with what the receiver said before it hung up.
+    /// Passes a write's result on; on failure, with what the receiver said before it hung up
+    /// (verdicts on earlier files that came first are taken as verdicts).
     pub(super) fn io_or_explain(&mut self, result: std::io::Result<()>) -> Result<(), Stop> {
         let Err(e) = result else {
             return Ok(());
         };
-        let said = self
-            .answers
-            .as_ref()
-            .and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
-        Err(match said {
-            Some(Heard::Msg(msg)) => self.stop_for(msg),
-            _ if self.answers.is_some() && !self.heard_from_peer => Stop::broken(
-                FailureKind::NoFerryAnswer,
-                format!("connection lost before the receiver answered: {e}; {PLAIN_HINT}"),
-            ),
-            _ => Stop::broken(interrupted(), format!("connection lost: {e}")),
-        })
+        loop {
+            let said = self
+                .answers
+                .as_ref()
+                .and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
+            return Err(match said {
+                Some(Heard::Msg(msg)) => match self.session.on_answer(msg) {
+                    Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
+                        self.take_verdict(verdict);
+                        continue;
+                    }
+                    answer => self.stop_for_answer(answer),
+                },
+                _ if self.answers.is_some() && !self.heard_from_peer => Stop::broken(
+                    FailureKind::NoFerryAnswer,
+                    format!("connection lost before the receiver answered: {e}; {PLAIN_HINT}"),
+                ),
+                _ => Stop::broken(interrupted(), format!("connection lost: {e}")),
+            });
+        }
     }
 
     /// A Ferry receiver's unsolicited message during data (cancel, failure), if any.
-    /// Verdicts on a folder's earlier files are not a stop: they are kept for the folder.
+    /// Verdicts on earlier files are not a stop: an owed file's is taken, a folder's are kept
+    /// for the folder.
     pub(super) fn peer_stopped(&mut self) -> Option<Stop> {
         loop {
             let heard = self.answers.as_ref()?.try_recv().ok()?;
@@ -91,17 +120,15 @@ impl Upload<'_> {
                         self.verdicts.push(verdicts);
                         continue;
                     }
+                    Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
+                        self.take_verdict(verdict);
+                        continue;
+                    }
                     answer => self.stop_for_answer(answer),
                 },
                 Heard::Closed(reason) => Stop::broken(interrupted(), reason),
             });
         }
-    }
-
-    /// What a receiver's message in the middle of sending means.
-    fn stop_for(&mut self, msg: ReceiverMsg) -> Stop {
-        let answer = self.session.on_answer(msg);
-        self.stop_for_answer(answer)
     }
 
     fn stop_for_answer(
@@ -114,14 +141,90 @@ impl Upload<'_> {
         }
     }
 
-    /// Waits for the receiver's next answer (checked by the session), polling for
-    /// cancellation; `waiting` extends the wait to the receiver's decision time.
+    /// Waits for the receiver's next answer about file `id` (checked by the session), polling
+    /// for cancellation; `waiting` extends the wait to the receiver's decision time. Verdicts
+    /// on owed files that come first are taken on the way.
     pub(super) fn wait_answer(&mut self, id: TransferId) -> Result<Answer, Stop> {
-        self.wait_answer_within(id, None)
+        loop {
+            match self.wait_answer_within(id, None)? {
+                verdict @ (Answer::Verified { .. } | Answer::Rejected { .. }) => {
+                    self.take_verdict(verdict);
+                }
+                answer => return Ok(answer),
+            }
+        }
     }
 
-    /// [`Upload::wait_answer`]; with `grace_after_cancel`, a cancel does not end the wait at
-    /// once but within that time (answers about what already went out still count).
+    /// An owed file's verdict (the oldest's: they come in order) becomes its outcome.
+    fn take_verdict(&mut self, verdict: Answer) {
+        // The session takes a verdict only while one is owed, so there is always one here.
+        let Some(owed) = self.owed.pop_front() else {
+            return;
+        };
+        let outcome = match verdict {
+            Answer::Verified { saved_as } => FileOutcome::Verified {
+                saved_as,
+                resumed_from: owed.resumed_from,
+            },
+            Answer::Rejected { reason } => {
+                FileOutcome::Failed(Failure::new(FailureKind::ReceiverFailed, reason))
+            }
+            other => FileOutcome::Failed(Failure::new(
+                FailureKind::Protocol,
+                format!("unexpected answer after a file: {other:?}"),
+            )),
+        };
+        self.settle(owed.slot, owed.id, outcome);
+    }
+
+    /// Waits for every owed verdict (after the last file, or before a folder). A cancel
+    /// still lets them come for [`CANCEL_GRACE`]; whatever ends the wait early ends the
+    /// owed files alike and the connection.
+    pub(super) fn settle_owed(&mut self) {
+        while let Some(oldest) = self.owed.front() {
+            let stop = match self.wait_answer_within(oldest.id, Some(CANCEL_GRACE)) {
+                Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
+                    self.take_verdict(verdict);
+                    continue;
+                }
+                Ok(other) => not_awaited(other, "after a file"),
+                Err(stop) => stop,
+            };
+            let outcome = match stop {
+                Stop::Outcome(outcome) => outcome,
+                Stop::Broken(failure) => FileOutcome::Failed(failure),
+                Stop::PeerCancelled(reason) => FileOutcome::CancelledByPeer { reason },
+                Stop::Cancelled => FileOutcome::Cancelled,
+            };
+            self.session.break_off();
+            self.broken
+                .get_or_insert_with(|| Failure::new(FailureKind::Protocol, outcome.to_string()));
+            self.fail_owed(&outcome);
+        }
+    }
+
+    /// The connection ended (as `outcome` says for the file it ended on) before the owed
+    /// verdicts came: those files end alike (all their bytes went out, but nothing says the
+    /// receiver kept them).
+    pub(super) fn fail_owed(&mut self, outcome: &FileOutcome) {
+        for owed in std::mem::take(&mut self.owed) {
+            let theirs = match outcome {
+                FileOutcome::Cancelled | FileOutcome::CancelledByPeer { .. } => outcome.clone(),
+                FileOutcome::Failed(failure) => FileOutcome::Failed(failure.clone()),
+                _ => FileOutcome::Failed(Failure::new(
+                    FailureKind::Protocol,
+                    self.broken
+                        .as_ref()
+                        .map_or_else(|| outcome.to_string(), ToString::to_string),
+                )),
+            };
+            self.settle(owed.slot, owed.id, theirs);
+        }
+    }
+
+    /// [`Upload::wait_answer`] for any answer, verdicts included; with
+    /// `grace_after_cancel`, a cancel does not end the wait at once but within that time
+    /// (answers about what already went out still count).
     pub(super) fn wait_answer_within(
         &mut self,
         id: TransferId,

@@ -15,18 +15,14 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::time::Duration;
 
-use super::answers::{Heard, not_awaited};
+use super::answers::{CANCEL_GRACE, Heard, not_awaited};
 use super::upload::{Stop, Upload, interrupted};
 use super::{FileOutcome, OutgoingFile, read_some};
 use crate::events::{Direction, Failure, FailureKind, TransferEvent, TransferId};
 use crate::protocol::session::Answer;
 use crate::protocol::{FolderEntry, MAX_FOLDER_DEPTH, Mode, encode_sender_msg};
 use crate::transfer::TransferError;
-
-/// How long a cancelled folder still waits for the verdicts on the files it sent whole.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// A folder to send, as walked: its entries (what is announced), the files among them with
 /// the ids their events carry, and what was skipped.

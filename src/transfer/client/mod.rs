@@ -351,6 +351,8 @@ pub fn send_items(
         broken: None,
         heard_from_peer: false,
         verdicts: Vec::new(),
+        outcomes: Vec::with_capacity(files.len()),
+        owed: std::collections::VecDeque::new(),
     };
     let loose: Vec<OutgoingFile> = items
         .iter()
@@ -362,22 +364,39 @@ pub fn send_items(
     if opts.mode == Mode::Ferry && !loose.is_empty() {
         session.send_batch(&loose);
     }
-    let mut outcomes = Vec::with_capacity(files.len());
     for item in items {
         match (item, opts.mode) {
-            (OutgoingItem::File(file), _) => outcomes.push(session.send_one(file, None)),
+            (OutgoingItem::File(file), _) => session.send_one(file, None),
             (OutgoingItem::Folder(folder), Mode::Plain) if opts.flatten => {
                 for (index, file) in &folder.files {
                     let name = folder
                         .entries
                         .get(*index as usize)
                         .map(|e| format!("{}/{}", folder.name, e.path));
-                    outcomes.push(session.send_one(file, name.as_deref()));
+                    session.send_one(file, name.as_deref());
                 }
             }
-            (OutgoingItem::Folder(folder), _) => outcomes.extend(session.send_folder(folder)),
+            (OutgoingItem::Folder(folder), _) => {
+                // A folder's answers are its own: the files before it are settled first.
+                session.settle_owed();
+                let outcomes = session.send_folder(folder);
+                session.outcomes.extend(outcomes.into_iter().map(Some));
+            }
         }
     }
+    session.settle_owed();
+    let outcomes = std::mem::take(&mut session.outcomes)
+        .into_iter()
+        .map(|outcome| {
+            // Every owed verdict was settled above, one way or another.
+            outcome.unwrap_or_else(|| {
+                FileOutcome::Failed(Failure::new(
+                    FailureKind::Protocol,
+                    "the receiver gave no verdict on this file",
+                ))
+            })
+        })
+        .collect();
     session.finish();
     Ok(outcomes)
 }

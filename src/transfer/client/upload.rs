@@ -1,10 +1,13 @@
-//! One connection's files, one after another. Each file's frames come from the connection's
+//! One connection's files, one after another (a Ferry file is offered as soon as the one
+//! before it is out, before that one's verdict: see [`super::answers`]). Each file's frames
+//! come from the connection's
 //! [`SenderSession`], which also counts its bytes; this module opens and reads the file,
 //! hashes it (Ferry: one pass, cache-sized slices), moves the bytes (Ferry: sent from the very
 //! buffer they were read and hashed in, which measured a third less sender CPU per GiB than
 //! reading to hash and then `sendfile`; plain: `sendfile`, nothing to hash) and turns every
 //! ending into a [`FileOutcome`] and events.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use super::answers::{Heard, not_awaited};
+use super::answers::{Heard, Owed, not_awaited};
 use super::{FileOutcome, OutgoingFile, SendOptions, read_some, resume_key};
 use crate::events::{
     CancelToken, Direction, EventSink, Failure, FailureKind, ProgressThrottle, Security,
@@ -48,6 +51,10 @@ pub(super) struct Upload<'a> {
     pub heard_from_peer: bool,
     /// A folder's verdicts that arrived while a later file's data was going out.
     pub verdicts: Vec<Answer>,
+    /// Every file's outcome so far, in order; `None` while its verdict is owed.
+    pub outcomes: Vec<Option<FileOutcome>>,
+    /// The files whose end went out and whose verdict is owed, oldest first.
+    pub owed: VecDeque<Owed>,
 }
 
 /// How one file's attempt ended.
@@ -86,10 +93,22 @@ impl From<protocol::session::SessionError> for Stop {
 
 impl Upload<'_> {
     /// Sends one file under its own name, or `name` (a flattened folder's relative path).
-    pub fn send_one(&mut self, file: &OutgoingFile, name: Option<&str>) -> FileOutcome {
-        let outcome = self.try_send(file, name);
-        self.report(file.id, &outcome);
-        outcome
+    /// Its outcome goes to `outcomes` (and out as an event) when it is known: at once, or
+    /// when its verdict comes while later files go out.
+    pub fn send_one(&mut self, file: &OutgoingFile, name: Option<&str>) {
+        let slot = self.outcomes.len();
+        self.outcomes.push(None);
+        if let Some(outcome) = self.try_send(file, name, slot) {
+            self.settle(slot, file.id, outcome);
+        }
+    }
+
+    /// Records file `id`'s outcome (in its `slot` of `outcomes`) and reports it.
+    pub(super) fn settle(&mut self, slot: usize, id: u64, outcome: FileOutcome) {
+        self.report(id, &outcome);
+        if let Some(place) = self.outcomes.get_mut(slot) {
+            *place = Some(outcome);
+        }
     }
 
     /// The event that tells how a file ended.
@@ -125,12 +144,20 @@ impl Upload<'_> {
         }
     }
 
-    fn try_send(&mut self, file: &OutgoingFile, name: Option<&str>) -> FileOutcome {
+    /// One file's attempt: its outcome, or `None` once its end went out and its verdict is
+    /// owed (see [`Owed`]).
+    fn try_send(
+        &mut self,
+        file: &OutgoingFile,
+        name: Option<&str>,
+        slot: usize,
+    ) -> Option<FileOutcome> {
         if self.cancel.is_cancelled() {
-            return FileOutcome::Cancelled;
+            return Some(FileOutcome::Cancelled);
         }
         if let Some(failure) = &self.broken {
-            return FileOutcome::Failed(Failure::new(FailureKind::NotSent, failure.to_string()));
+            let failure = Failure::new(FailureKind::NotSent, failure.to_string());
+            return Some(FileOutcome::Failed(failure));
         }
         let (id, path) = (file.id, file.path.as_path());
         let name = name.map(str::to_owned).unwrap_or_else(|| {
@@ -141,10 +168,10 @@ impl Upload<'_> {
         let (file, size) = match file.open_sized() {
             Ok(opened) => opened,
             Err(e) => {
-                return FileOutcome::Failed(Failure::new(
+                return Some(FileOutcome::Failed(Failure::new(
                     FailureKind::LocalFile,
                     format!("cannot send {}: {e}", path.display()),
-                ));
+                )));
             }
         };
         self.sink.transfer(TransferEvent::Started {
@@ -168,15 +195,17 @@ impl Upload<'_> {
             },
         };
         let result = match self.opts.mode {
-            Mode::Plain => self.send_plain(id, header, file),
-            Mode::Ferry => self.send_ferry(id, header, file),
+            Mode::Plain => self.send_plain(id, header, file).map(Some),
+            Mode::Ferry => self.send_ferry(id, header, file, slot),
         };
         let outcome = match result {
+            // Its end went out: the verdict will come while the next file goes out.
+            Ok(None) => return None,
             // A file that ended in step leaves the connection usable for the next one.
-            Ok(outcome) | Err(Stop::Outcome(outcome)) if self.session.at_boundary() => {
-                return outcome;
+            Ok(Some(outcome)) | Err(Stop::Outcome(outcome)) if self.session.at_boundary() => {
+                return Some(outcome);
             }
-            Ok(outcome) | Err(Stop::Outcome(outcome)) => {
+            Ok(Some(outcome)) | Err(Stop::Outcome(outcome)) => {
                 self.broken = Some(Failure::new(FailureKind::Protocol, outcome.to_string()));
                 outcome
             }
@@ -196,7 +225,9 @@ impl Upload<'_> {
             }
         };
         self.session.break_off();
-        outcome
+        // The files whose verdicts were still to come share the connection's fate.
+        self.fail_owed(&outcome);
+        Some(outcome)
     }
 
     fn send_plain(&mut self, id: u64, header: Header, file: File) -> Result<FileOutcome, Stop> {
@@ -230,7 +261,19 @@ impl Upload<'_> {
         Ok(FileOutcome::SentUnverified)
     }
 
-    fn send_ferry(&mut self, id: u64, header: Header, mut file: File) -> Result<FileOutcome, Stop> {
+    /// Offers a Ferry file and sends it; `None` once its end is out: its verdict is owed,
+    /// to be taken while the next file goes out (or by [`Upload::settle_owed`]).
+    fn send_ferry(
+        &mut self,
+        id: u64,
+        header: Header,
+        mut file: File,
+        slot: usize,
+    ) -> Result<Option<FileOutcome>, Stop> {
+        // Corked: the last file's end and this offer leave together (every wait for an
+        // answer flushes), and a small file's chunk goes with its end.
+        let corked = self.stream.set_corked(true);
+        self.io_or_explain(corked)?;
         let frame = encode_sender_msg(&self.session.offer(header)?).map_err(TransferError::from)?;
         self.write_or_explain(&frame)?;
         let mut hasher = blake3::Hasher::new();
@@ -248,25 +291,16 @@ impl Upload<'_> {
         };
         let resumed_from = sent;
         if let Some(outcome) = self.stream_data(id, &mut file, &mut hasher, sent)? {
-            return Ok(outcome);
+            return Ok(Some(outcome));
         }
         let end = self.session.end(*hasher.finalize().as_bytes())?;
         self.write_or_explain(&encode_sender_msg(&end).map_err(TransferError::from)?)?;
-        match self.wait_answer(id)? {
-            Answer::Verified { saved_as } => Ok(FileOutcome::Verified {
-                saved_as,
-                resumed_from,
-            }),
-            Answer::Failed { reason } => Ok(FileOutcome::Failed(Failure::new(
-                FailureKind::ReceiverFailed,
-                reason,
-            ))),
-            Answer::PeerCancelled { reason, .. } => Err(Stop::PeerCancelled(reason)),
-            other => Err(Stop::broken(
-                FailureKind::Protocol,
-                format!("unexpected answer after a file: {other:?}"),
-            )),
-        }
+        self.owed.push_back(Owed {
+            slot,
+            id,
+            resumed_from,
+        });
+        Ok(None)
     }
 
     /// A Ferry file's chunks from byte `sent` on, hashed on the way (the caller sends the
