@@ -439,16 +439,22 @@ impl PartFile {
     /// If the name was taken meanwhile (by something outside Ferry), the next free number is
     /// used. Returns the final path.
     pub fn commit(&mut self) -> io::Result<PathBuf> {
-        self.commit_with(self.downloads.0.fsync)
+        self.commit_with(self.downloads.0.fsync, self.downloads.0.sync_dir_on_commit)
     }
 
     /// [`PartFile::commit`] for a file whose data the caller already made durable (a whole
     /// batch at once: see [`Downloads::sync_all_data`]): no sync of its own.
     pub fn commit_synced(&mut self) -> io::Result<PathBuf> {
-        self.commit_with(false)
+        self.commit_with(false, self.downloads.0.sync_dir_on_commit)
     }
 
-    fn commit_with(&mut self, sync_data: bool) -> io::Result<PathBuf> {
+    /// [`PartFile::commit_synced`] in a batch whose names the caller makes durable together
+    /// afterwards ([`Downloads::sync_dir`]): no sync at all of its own.
+    pub fn commit_batched(&mut self) -> io::Result<PathBuf> {
+        self.commit_with(false, false)
+    }
+
+    fn commit_with(&mut self, sync_data: bool, sync_dir: bool) -> io::Result<PathBuf> {
         let file = self.file.take();
         let identity = match (&file, self.closed_as) {
             (Some(file), _) => {
@@ -496,7 +502,7 @@ impl PartFile {
             drop(in_use);
             self.number = number;
             self.part_name.clear();
-            if fsync && self.downloads.0.sync_dir_on_commit {
+            if fsync && sync_dir {
                 dir.sync()?;
             }
             return Ok(dir.path().join(target));

@@ -262,3 +262,163 @@ fn the_last_files_verdicts_are_waited_for_before_the_sender_closes() {
     });
     assert!(outcomes.iter().all(FileOutcome::is_success), "{outcomes:?}");
 }
+
+// ---- The receiver's side: a pipelining sender's small files named in batches ----
+
+use ferry::protocol::{Header, encode_chunk_header, encode_sender_msg};
+use ferry::transfer::ServerConfig;
+
+use crate::util::{LOOPBACK, read_answer, start_server_with, wait_for};
+
+/// A server that syncs (the only case where files are held for a batch), with an idle
+/// timeout far beyond what any test here waits.
+fn syncing_server(
+    dir: &std::path::Path,
+) -> (
+    ferry::transfer::ServerHandle,
+    crossbeam_channel::Receiver<Event>,
+) {
+    let mut config = ServerConfig::new(LOOPBACK, 0, dir.to_owned());
+    config.fsync = true;
+    config.idle_timeout = Duration::from_secs(120);
+    start_server_with(config)
+}
+
+fn offer_frame(name: &str, size: usize) -> Vec<u8> {
+    encode_sender_msg(&SenderMsg::Offer(Header {
+        file_name: name.into(),
+        file_size: size as u64,
+        msg: String::new(),
+        resume_key: None,
+    }))
+    .unwrap()
+}
+
+/// A file's chunk and its end frame (with `hash` as the sender's hash).
+fn data_and_end(bytes: &[u8], hash: blake3::Hash) -> Vec<u8> {
+    let mut out = encode_chunk_header(bytes.len()).to_vec();
+    out.extend_from_slice(bytes);
+    out.extend(
+        encode_sender_msg(&SenderMsg::End {
+            blake3: *hash.as_bytes(),
+        })
+        .unwrap(),
+    );
+    out
+}
+
+/// A file's data and end with `next`'s offer right behind them, in one write, as a
+/// pipelining sender sends them (`hash`: the end's hash).
+fn end_then_offer(stream: &mut TcpStream, bytes: &[u8], hash: blake3::Hash, next: &str) {
+    let mut burst = data_and_end(bytes, hash);
+    burst.extend(offer_frame(next, 3));
+    stream.write_all(&burst).unwrap();
+}
+
+fn expect_accept(stream: &mut TcpStream, name: &str) {
+    match read_answer(stream) {
+        ReceiverMsg::Accept { saved_as, .. } => assert_eq!(saved_as, name),
+        other => panic!("expected the accept of {name}, got {other:?}"),
+    }
+}
+
+/// Offers a 3-byte file and reads its accept.
+fn offer_accepted(stream: &mut TcpStream, name: &str) {
+    stream.write_all(&offer_frame(name, 3)).unwrap();
+    expect_accept(stream, name);
+}
+
+fn expect_verified(stream: &mut TcpStream, name: &str) {
+    match read_answer(stream) {
+        ReceiverMsg::Verified { saved_as } => assert_eq!(saved_as, name),
+        other => panic!("expected {name} verified, got {other:?}"),
+    }
+}
+
+fn connect(server: &ferry::transfer::ServerHandle) -> TcpStream {
+    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn a_pipelining_senders_small_files_are_named_together_and_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _events) = syncing_server(dir.path());
+    let mut s = connect(&server);
+    let (a, b) = (b"first file".to_vec(), "第二个文件".as_bytes().to_vec());
+    s.write_all(&offer_frame("a.txt", a.len())).unwrap();
+    expect_accept(&mut s, "a.txt");
+    // a's data and end, and b's offer behind them, as a pipelining sender sends them.
+    let mut burst = data_and_end(&a, blake3::hash(&a));
+    burst.extend(offer_frame("b.txt", b.len()));
+    s.write_all(&burst).unwrap();
+    // b is accepted before a's verdict: a is held, verified but not yet under its name.
+    expect_accept(&mut s, "b.txt");
+    assert!(
+        !dir.path().join("a.txt").exists(),
+        "named before its verdict"
+    );
+    s.write_all(&data_and_end(&b, blake3::hash(&b))).unwrap();
+    // Nothing more from the sender: both are named, and answered in file order.
+    expect_verified(&mut s, "a.txt");
+    expect_verified(&mut s, "b.txt");
+    assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), a);
+    assert_eq!(std::fs::read(dir.path().join("b.txt")).unwrap(), b);
+    let mut names = crate::util::names_in(dir.path());
+    names.sort();
+    assert_eq!(names, ["a.txt", "b.txt"], "no partial left");
+}
+
+#[test]
+fn a_held_verdict_goes_before_a_later_files_failure_and_the_connection_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _events) = syncing_server(dir.path());
+    let mut s = connect(&server);
+    offer_accepted(&mut s, "a.txt");
+    end_then_offer(&mut s, b"aaa", blake3::hash(b"aaa"), "b.txt");
+    expect_accept(&mut s, "b.txt");
+    // b's end carries a wrong hash, and c's offer follows at once.
+    end_then_offer(&mut s, b"bbb", blake3::hash(b"not b"), "c.txt");
+    expect_verified(&mut s, "a.txt");
+    match read_answer(&mut s) {
+        ReceiverMsg::Failed { reason } => assert!(reason.contains("hash"), "{reason}"),
+        other => panic!("expected b's failure, got {other:?}"),
+    }
+    expect_accept(&mut s, "c.txt");
+    s.write_all(&data_and_end(b"ccc", blake3::hash(b"ccc")))
+        .unwrap();
+    expect_verified(&mut s, "c.txt");
+    let mut names = crate::util::names_in(dir.path());
+    names.sort();
+    assert_eq!(names, ["a.txt", "c.txt"]);
+}
+
+#[test]
+fn a_sender_that_stalls_or_leaves_after_its_next_offer_does_not_keep_a_file_unnamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, events) = syncing_server(dir.path());
+    // Stalls: b accepted, then nothing. a's verdict comes long before any timeout.
+    let mut s = connect(&server);
+    offer_accepted(&mut s, "a.txt");
+    end_then_offer(&mut s, b"aaa", blake3::hash(b"aaa"), "b.txt");
+    expect_accept(&mut s, "b.txt");
+    expect_verified(&mut s, "a.txt");
+    assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"aaa");
+    drop(s);
+    // Leaves: c is held (d's offer is behind it) when the sender hangs up.
+    let mut s = connect(&server);
+    offer_accepted(&mut s, "c.txt");
+    end_then_offer(&mut s, b"ccc", blake3::hash(b"ccc"), "d.txt");
+    drop(s);
+    // c was verified: it is named all the same, and its row says so.
+    let saved = wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Finished {
+            path: Some(path), ..
+        }) if path.ends_with("c.txt") => Some(path.clone()),
+        _ => None,
+    });
+    assert_eq!(std::fs::read(saved).unwrap(), b"ccc");
+}

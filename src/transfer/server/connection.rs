@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::held::{HOLD_MAX_FILE, Held};
 use super::listener::{self, Slot};
 use super::outcome::FileEnd;
 use super::pump::{DataEnd, DataSource, Paced, RateFloor, Within, is_timeout, pipelined, simple};
@@ -65,6 +66,7 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
         device: None,
         waker: None,
         conn_id: slot.conn_id(),
+        held: Held::default(),
     };
     let end = conn.run();
     if let Err(ConnEnd { error, .. }) = &end {
@@ -133,6 +135,8 @@ pub(super) struct Connection<'a> {
     pub waker: Option<Arc<TcpStream>>,
     /// Its slot's number, to say when it waits for its peer (see [`listener::set_waiting`]).
     pub conn_id: u64,
+    /// Verified small files waiting to be named in one batch ([`super::held`]).
+    pub held: Held,
 }
 
 /// Why a connection that lost its slot to a newcomer ended.
@@ -217,13 +221,27 @@ impl Connection<'_> {
         }
     }
 
-    /// Files, one after another, until the sender closes at a file boundary.
+    /// Files, one after another, until the sender closes at a file boundary; however the
+    /// connection ends, the files held for a batch are named and answered first.
     fn run(&mut self) -> Result<(), ConnEnd> {
+        let end = self.run_files();
+        self.commit_held();
+        end
+    }
+
+    fn run_files(&mut self) -> Result<(), ConnEnd> {
         // The whole batch announcement, however many frames, must arrive within the header
         // deadline: frames that each come just in time cannot hold the slot forever.
         let mut batch_started = None;
         let mut first = true;
-        while let Some(msg) = self.read_msg()? {
+        loop {
+            // Held verdicts are not kept waiting on a sender that has nothing more to say.
+            if !self.held.is_empty() && !self.next_frame_waiting() {
+                self.commit_held();
+            }
+            let Some(msg) = self.read_msg()? else {
+                break;
+            };
             if let SenderMsg::Secure { pairing, ciphers } = msg {
                 if !first {
                     return Err(TransferError::Unexpected("a second secure hello".into()).into());
@@ -263,6 +281,7 @@ impl Connection<'_> {
                 }
                 FrameStep::FolderOffer => {
                     batch_started = None;
+                    self.commit_held();
                     self.receive_folder()?;
                 }
                 other => {
@@ -288,6 +307,10 @@ impl Connection<'_> {
     }
 
     fn receive_file(&mut self, header: Header, mode: Mode) -> Result<(), ConnEnd> {
+        // A large file's data takes a while: the verdicts held before it go first.
+        if header.file_size > HOLD_MAX_FILE {
+            self.commit_held();
+        }
         let safe = sanitize_file_name(&header.file_name);
         let id = next_transfer_id();
         let downloads = &self.shared.downloads;
@@ -445,6 +468,7 @@ impl Connection<'_> {
         // From here on only an interruption keeps the partial (see `finish_file`).
         part.discard_on_drop();
         let (offset, hasher) = start;
+        self.before_data();
         let (data, hash) = self.receive_data(part, id, header.file_size, offset, hasher, cancel)?;
         match data {
             DataEnd::Cancelled { code, reason } => Ok(FileEnd::SenderCancelled { code, reason }),
@@ -456,7 +480,8 @@ impl Connection<'_> {
                         verified: false,
                     })
                 }
-                Mode::Ferry => self.finish_ferry(part, cancel, false),
+                // Verified comes back unnamed: `finish_file` names it, now or with a batch.
+                Mode::Ferry => self.finish_ferry(cancel),
             },
         }
     }
@@ -526,15 +551,9 @@ impl Connection<'_> {
         Ok((end, hash))
     }
 
-    /// After a Ferry file's data: reads the sender's hash and commits only if it matches.
-    /// With `defer` (a folder's file) a match is `FileEnd::Verified` and the caller commits
-    /// it with its batch.
-    pub(super) fn finish_ferry(
-        &mut self,
-        part: &mut PartFile,
-        cancel: &AtomicBool,
-        defer: bool,
-    ) -> Result<FileEnd, TransferError> {
+    /// After a Ferry file's data: reads the sender's hash. A match is `FileEnd::Verified`,
+    /// the file still its `.part`: the caller names it (now, or with its batch).
+    pub(super) fn finish_ferry(&mut self, cancel: &AtomicBool) -> Result<FileEnd, TransferError> {
         let msg = self.read_msg();
         // A cancel shuts the read side: report the cancel, not the end of stream it causes.
         if cancel.load(Ordering::SeqCst) {
@@ -544,14 +563,7 @@ impl Connection<'_> {
             .session
             .on_frame(msg?.ok_or(TransferError::TruncatedFrame)?)?
         {
-            FrameStep::Verified if defer => Ok(FileEnd::Verified),
-            FrameStep::Verified => {
-                let path = part.commit().map_err(TransferError::Disk)?;
-                Ok(FileEnd::Committed {
-                    path,
-                    verified: true,
-                })
-            }
+            FrameStep::Verified => Ok(FileEnd::Verified),
             FrameStep::HashMismatch => Ok(FileEnd::Rejected(TransferError::HashMismatch)),
             FrameStep::Cancelled { code, reason } => Ok(FileEnd::SenderCancelled { code, reason }),
             other => Err(TransferError::Unexpected(format!(

@@ -62,6 +62,8 @@ impl Connection<'_> {
         header: &Header,
         batch: bool,
     ) -> Result<Option<Decision>, TransferError> {
+        // The user may take minutes: the verdicts held so far go first.
+        self.commit_held();
         let listed: Vec<(&str, Option<u64>)> = match (self.session.batch(), batch) {
             (Some(b), true) => b.files().iter().map(|(n, s)| (n.as_str(), *s)).collect(),
             _ => vec![(header.file_name.as_str(), Some(header.file_size))],

@@ -431,7 +431,7 @@ impl Connection<'_> {
                 let mode = (entry.mode << 6) | 0o044;
                 file.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(TransferError::Disk)?;
-                self.finish_ferry(part, cancel, true)
+                self.finish_ferry(cancel)
             }
         }
     }

@@ -18,6 +18,7 @@
 //! - [`connection`]: one connection's driver: frames in, answers out, one file after another.
 //! - [`consent`]: asking the user, with the decision, the sender leaving and a stop raced.
 //! - [`outcome`]: how a file ended: the partial dealt with first, then the answer and event.
+//! - [`held`]: verified small files named in batches, one sync for many.
 //! - [`pump`]: a file's bytes from the socket to the disk, hashed on the way.
 
 mod committer;
@@ -26,6 +27,7 @@ mod consent;
 mod folder;
 mod folder_resume;
 mod folder_rx;
+mod held;
 mod listener;
 mod outcome;
 mod probe;

@@ -80,31 +80,14 @@ impl Connection<'_> {
         mode: Mode,
         outcome: Result<FileEnd, TransferError>,
     ) -> Result<(), ConnEnd> {
+        // Verdicts go in file order: those held are answered before this file's ending.
+        if !matches!(outcome, Ok(FileEnd::Verified)) {
+            self.commit_held();
+        }
         let sink = &self.shared.sink;
         match outcome {
             Ok(FileEnd::Committed { path, verified }) => {
-                let saved_as = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                log::info!(
-                    "{}: received {:?} ({} bytes, {})",
-                    self.peer,
-                    path,
-                    header.file_size,
-                    if verified { "verified" } else { "unverified" }
-                );
-                if verified {
-                    self.answer(&ReceiverMsg::Verified {
-                        saved_as: saved_as.clone(),
-                    });
-                }
-                sink.transfer(TransferEvent::Finished {
-                    id,
-                    verified,
-                    saved_as: Some(saved_as),
-                    path: Some(path),
-                });
+                self.tell_committed(id, header.file_size, path, verified);
                 Ok(())
             }
             Ok(FileEnd::SenderCancelled { code, reason }) => {
@@ -127,11 +110,8 @@ impl Connection<'_> {
                 );
                 Ok(())
             }
-            // Only folders defer their commits (`finish_ferry(.., true)`); a lone file never
-            // comes back uncommitted.
-            Ok(FileEnd::Verified) => {
-                Err(TransferError::Unexpected("a verified file left uncommitted".into()).into())
-            }
+            // Named now, or held to be named with the files after it (`held`).
+            Ok(FileEnd::Verified) => self.verified(part, id, header.file_size),
             Ok(FileEnd::Rejected(error)) => {
                 drop(part);
                 log::warn!("{}: {:?}: {error}", self.peer, header.file_name);
@@ -159,6 +139,39 @@ impl Connection<'_> {
                 })
             }
         }
+    }
+}
+
+impl Connection<'_> {
+    /// A file is under its final name: says so to a Ferry sender (`verified`) and to the row.
+    pub(super) fn tell_committed(
+        &mut self,
+        id: TransferId,
+        size: u64,
+        path: PathBuf,
+        verified: bool,
+    ) {
+        let saved_as = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        log::info!(
+            "{}: received {:?} ({size} bytes, {})",
+            self.peer,
+            path,
+            if verified { "verified" } else { "unverified" }
+        );
+        if verified {
+            self.answer(&ReceiverMsg::Verified {
+                saved_as: saved_as.clone(),
+            });
+        }
+        self.shared.sink.transfer(TransferEvent::Finished {
+            id,
+            verified,
+            saved_as: Some(saved_as),
+            path: Some(path),
+        });
     }
 }
 
