@@ -109,11 +109,17 @@ impl Outgoing {
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.inner {
             Inner::Plain(s) if self.corked => {
+                let large = bytes.len() >= CORK_LEN;
                 if self.pending.len() + bytes.len() > CORK_LEN && !self.pending.is_empty() {
-                    s.write_all(&self.pending)?;
+                    // Before a large write, what is gathered (a chunk header) waits to go in
+                    // its first segment rather than in a tiny one of its own.
+                    match large {
+                        true => super::os::send_more(s, &self.pending)?,
+                        false => s.write_all(&self.pending)?,
+                    }
                     self.pending.clear();
                 }
-                match bytes.len() >= CORK_LEN {
+                match large {
                     true => s.write_all(bytes),
                     false => {
                         self.pending.extend_from_slice(bytes);
