@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use super::held::{HOLD_MAX_FILE, Held};
 use super::listener::{self, Slot};
 use super::outcome::FileEnd;
-use super::pump::{DataEnd, DataSource, Paced, RateFloor, Within, is_timeout, pipelined, simple};
+use super::pump::{DataEnd, Within, is_timeout};
 use super::{Live, Shared, lock};
 use crate::events::{
-    Direction, Event, Failure, FailureKind, ProgressThrottle, Refusal, Security, ServerEvent,
-    TransferEvent, TransferId, next_transfer_id,
+    Direction, Event, Failure, FailureKind, Refusal, Security, ServerEvent, TransferEvent,
+    TransferId, next_transfer_id,
 };
 use crate::protocol::session::{FrameStep, ReceiverSession};
 use crate::protocol::{
@@ -26,14 +26,13 @@ use crate::protocol::{
 };
 use crate::secure::handshake::PeerInfo;
 use crate::transfer::files::{NoRoom, RESUME_TAG_LEN};
-use crate::transfer::os::{Preallocate, WriteBehind};
 use crate::transfer::wire::{Incoming, Outgoing};
 use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all};
 
 /// The size of the buffer each connection streams small files through.
 const RECV_BUF_LEN: usize = 256 * 1024;
 /// Files at least this large are received with a separate disk-writer thread.
-const PIPELINE_MIN_BYTES: u64 = 4 * 1024 * 1024;
+pub(super) const PIPELINE_MIN_BYTES: u64 = 4 * 1024 * 1024;
 /// How often a receiver busy hashing a kept partial (or waiting for a folder's key) tells
 /// the sender to keep waiting ([`keep_waiting`]).
 pub(super) const WAITING_INTERVAL: Duration = Duration::from_secs(5);
@@ -481,74 +480,12 @@ impl Connection<'_> {
                     })
                 }
                 // Verified comes back unnamed: `finish_file` names it, now or with a batch.
-                Mode::Ferry => self.finish_ferry(cancel),
+                Mode::Ferry => {
+                    self.before_end();
+                    self.finish_ferry(cancel)
+                }
             },
         }
-    }
-
-    /// Receives a file's bytes into the part file from `offset` on (hashed as they pass
-    /// when `hasher` is given); returns how the data ended and the hash of the whole file
-    /// (zeros when not hashed).
-    pub(super) fn receive_data(
-        &mut self,
-        part: &mut PartFile,
-        id: TransferId,
-        size: u64,
-        offset: u64,
-        mut hasher: Option<blake3::Hasher>,
-        cancel: &AtomicBool,
-    ) -> Result<(DataEnd, [u8; 32]), TransferError> {
-        let config = &self.shared.config;
-        let mut source = DataSource {
-            reader: &mut self.reader,
-            session: &mut self.session,
-            size,
-            idle_secs: config.idle_timeout.as_secs(),
-            header_deadline: config.header_deadline,
-            stopping: &self.shared.stopping,
-            cancel,
-            rate: RateFloor::new(config.min_rate, offset),
-            deferred: None,
-        };
-        let mut throttle = ProgressThrottle::default();
-        let sink = &self.shared.sink;
-        sink.transfer(TransferEvent::Progress {
-            id,
-            bytes_done: offset,
-        });
-        let progress = |received| throttle.report(sink, id, received);
-        let file = part.file().map_err(TransferError::Disk)?;
-        let end = if size - offset < PIPELINE_MIN_BYTES {
-            let mut paced = Paced {
-                file,
-                write_behind: config.fsync.then(|| WriteBehind::new(offset)),
-            };
-            simple(
-                &mut source,
-                &mut self.buf,
-                &mut paced,
-                &mut hasher,
-                progress,
-            )?
-        } else {
-            // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
-            let write_behind = config.fsync.then(|| WriteBehind::new(offset));
-            let prealloc = Preallocate::new(offset, size);
-            pipelined(
-                &mut source,
-                file,
-                &mut hasher,
-                write_behind,
-                prealloc,
-                progress,
-            )?
-        };
-        sink.transfer(TransferEvent::Progress {
-            id,
-            bytes_done: source.received(),
-        });
-        let hash = hasher.map_or([0; 32], |h| *h.finalize().as_bytes());
-        Ok((end, hash))
     }
 
     /// After a Ferry file's data: reads the sender's hash. A match is `FileEnd::Verified`,

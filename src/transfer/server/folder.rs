@@ -536,7 +536,9 @@ impl Connection<'_> {
             cancel: &never,
             rate: RateFloor::new(config.min_rate, 0),
             deferred: None,
+            pause_at: None,
         };
+        // Never paused: no `pause_at`.
         let end = simple(
             &mut source,
             &mut self.buf,
@@ -544,7 +546,7 @@ impl Connection<'_> {
             &mut None,
             |_| {},
         )?;
-        if let DataEnd::Complete = end {
+        if let Some(DataEnd::Complete) = end {
             self.session.data_complete([0; 32])?;
             let msg = self.read_msg()?.ok_or(TransferError::TruncatedFrame)?;
             match self.session.on_frame(msg)? {

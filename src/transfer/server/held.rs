@@ -14,7 +14,9 @@
 //! a file (its own verdict, a cancel either way, a failure) and every wait that is not the
 //! sender's (asking the user, a large file's data) commits what is held first, and so does
 //! the connection's end, whatever ended it. A file held when the connection breaks is still
-//! named: it was verified.
+//! named: it was verified. Waits on the sender are bounded too: a next file's data that does
+//! not start within [`HOLD_DATA_WAIT`], or that stops (or whose end does not come) once the
+//! batch is [`HOLD_MAX_AGE`] old, names the held files meanwhile.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -53,6 +55,15 @@ impl Held {
     pub(super) fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+
+    /// When the oldest held file has waited as long as it may ([`HOLD_MAX_AGE`]); `None`
+    /// when none is held. Waits on the sender (a file's data, its end) stop then to name them.
+    pub(super) fn pause_at(&self) -> Option<Instant> {
+        match self.files.is_empty() {
+            true => None,
+            false => self.since.map(|since| since + HOLD_MAX_AGE),
+        }
+    }
 }
 
 impl Connection<'_> {
@@ -85,6 +96,21 @@ impl Connection<'_> {
         }
         let socket = self.reader.get_ref().socket();
         if wait_readable(socket, HOLD_DATA_WAIT) != Some(true) {
+            self.commit_held();
+        }
+    }
+
+    /// After a file's data, before its end: names the held files unless the end is already
+    /// here or comes before the batch is too old ([`Held::pause_at`]).
+    pub(super) fn before_end(&mut self) {
+        let Some(at) = self.held.pause_at() else {
+            return;
+        };
+        if !self.reader.buffer().is_empty() {
+            return;
+        }
+        let wait = at.saturating_duration_since(Instant::now());
+        if wait_readable(self.reader.get_ref().socket(), wait) != Some(true) {
             self.commit_held();
         }
     }

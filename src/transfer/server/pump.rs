@@ -3,7 +3,9 @@
 //! [`ReceiverSession`]; this module only reads, hashes and writes. Small files go through
 //! one buffer on the connection's thread; large ones through a pool of buffers to a second
 //! thread that hashes and writes, so the socket is read while the previous buffer is
-//! written. A peer slower than the server's [`MinRate`] is dropped.
+//! written. A peer slower than the server's [`MinRate`] is dropped. While the connection
+//! holds verified files for a batch ([`super::held`]), a small file's data that stops coming
+//! pauses the pump once the batch is due, so they are named meanwhile.
 
 use crate::transfer::wire::Incoming;
 use std::io::{BufReader, Read, Write};
@@ -12,9 +14,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::MinRate;
+use super::connection::{Connection, PIPELINE_MIN_BYTES};
+use crate::events::{ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
-use crate::transfer::os::{Preallocate, WriteBehind};
+use crate::transfer::PartFile;
+use crate::transfer::os::{Preallocate, WriteBehind, wait_readable};
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
 /// Buffers in flight between the socket reader and the disk writer, and their size: 1 MiB
@@ -34,7 +39,12 @@ pub(super) enum DataEnd {
 pub(super) enum Fill {
     Bytes(usize),
     Done,
-    Cancelled { code: CancelCode, reason: String },
+    Cancelled {
+        code: CancelCode,
+        reason: String,
+    },
+    /// `pause_at` came with no byte waiting: the caller does its own work, then goes on.
+    Paused,
 }
 
 /// The bytes of one file as they come off the socket: raw (plain) or chunked (Ferry).
@@ -51,6 +61,9 @@ pub(super) struct DataSource<'a> {
     /// An error that ended a fill which had already produced bytes: those bytes are handed
     /// out first (so they reach the disk), the error with the next fill.
     pub deferred: Option<TransferError>,
+    /// When to stop waiting for data and hand back [`Fill::Paused`] (once), if none is
+    /// waiting then: the connection has verified files to name before that time.
+    pub pause_at: Option<Instant>,
 }
 
 /// Drops an upload that stays below [`MinRate`]: every `window`, at least
@@ -150,8 +163,34 @@ impl DataSource<'_> {
         }
     }
 
+    /// Whether to pause now (see `pause_at`): its time came, waiting for it, and nothing
+    /// arrived meanwhile. Pauses once.
+    fn pause_due(&mut self) -> bool {
+        let Some(at) = self.pause_at else {
+            return false;
+        };
+        if !self.reader.buffer().is_empty() {
+            return false;
+        }
+        let wait = at.saturating_duration_since(Instant::now());
+        if wait_readable(self.reader.get_ref().socket(), wait) == Some(true) {
+            return false;
+        }
+        self.pause_at = None;
+        true
+    }
+
     fn fill_inner(&mut self, buf: &mut [u8], filled: &mut usize) -> Result<Fill, TransferError> {
         while *filled < buf.len() {
+            let complete = matches!(self.session.expect(), Expect::DataComplete);
+            if !complete && self.pause_due() {
+                // What was read goes to the disk first; the pause comes with the next fill.
+                if *filled > 0 {
+                    self.pause_at = Some(Instant::now());
+                    break;
+                }
+                return Ok(Fill::Paused);
+            }
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(TransferError::CancelledHere);
             }
@@ -204,6 +243,101 @@ impl DataSource<'_> {
     }
 }
 
+impl Connection<'_> {
+    /// Receives a file's bytes into the part file from `offset` on (hashed as they pass
+    /// when `hasher` is given); returns how the data ended and the hash of the whole file
+    /// (zeros when not hashed).
+    pub(super) fn receive_data(
+        &mut self,
+        part: &mut PartFile,
+        id: TransferId,
+        size: u64,
+        offset: u64,
+        mut hasher: Option<blake3::Hasher>,
+        cancel: &AtomicBool,
+    ) -> Result<(DataEnd, [u8; 32]), TransferError> {
+        let shared = self.shared;
+        let config = &shared.config;
+        let sink = &shared.sink;
+        let mut throttle = ProgressThrottle::default();
+        sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: offset,
+        });
+        let file = part.file().map_err(TransferError::Disk)?;
+        let mut rate = RateFloor::new(config.min_rate, offset);
+        let (end, received) = if size - offset < PIPELINE_MIN_BYTES {
+            let mut paced = Paced {
+                file,
+                write_behind: config.fsync.then(|| WriteBehind::new(offset)),
+            };
+            loop {
+                // Files held for a batch are not kept waiting on data that stops coming:
+                // the pump pauses when the batch is as old as it may be, to name them.
+                let pause_at = self.held.pause_at();
+                let mut source = DataSource {
+                    reader: &mut self.reader,
+                    session: &mut self.session,
+                    size,
+                    idle_secs: config.idle_timeout.as_secs(),
+                    header_deadline: config.header_deadline,
+                    stopping: &shared.stopping,
+                    cancel,
+                    rate,
+                    deferred: None,
+                    pause_at,
+                };
+                let progress = |received| throttle.report(sink, id, received);
+                let end = simple(
+                    &mut source,
+                    &mut self.buf,
+                    &mut paced,
+                    &mut hasher,
+                    progress,
+                )?;
+                let received = source.received();
+                rate = source.rate;
+                match end {
+                    Some(end) => break (end, received),
+                    None => self.commit_held(),
+                }
+            }
+        } else {
+            let mut source = DataSource {
+                reader: &mut self.reader,
+                session: &mut self.session,
+                size,
+                idle_secs: config.idle_timeout.as_secs(),
+                header_deadline: config.header_deadline,
+                stopping: &shared.stopping,
+                cancel,
+                rate,
+                deferred: None,
+                pause_at: None,
+            };
+            let progress = |received| throttle.report(sink, id, received);
+            // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
+            let write_behind = config.fsync.then(|| WriteBehind::new(offset));
+            let prealloc = Preallocate::new(offset, size);
+            let end = pipelined(
+                &mut source,
+                file,
+                &mut hasher,
+                write_behind,
+                prealloc,
+                progress,
+            )?;
+            (end, source.received())
+        };
+        sink.transfer(TransferEvent::Progress {
+            id,
+            bytes_done: received,
+        });
+        let hash = hasher.map_or([0; 32], |h| *h.finalize().as_bytes());
+        Ok((end, hash))
+    }
+}
+
 /// A file written in moderate pieces (a large `write` makes the page cache allocate large
 /// blocks, which costs far more on a machine whose memory was idle), streamed to disk as it
 /// goes when it will be synced (see [`WriteBehind`]).
@@ -229,18 +363,22 @@ impl Write for Paced<'_> {
     }
 }
 
-/// Small files: one buffer, on this thread.
+/// Small files: one buffer, on this thread. `None` when the source paused (see
+/// [`DataSource::pause_at`]): call again to go on.
 pub(super) fn simple(
     source: &mut DataSource<'_>,
     buf: &mut [u8],
     file: &mut impl Write,
     hasher: &mut Option<blake3::Hasher>,
     mut progress: impl FnMut(u64),
-) -> Result<DataEnd, TransferError> {
+) -> Result<Option<DataEnd>, TransferError> {
     loop {
         match source.fill(buf)? {
-            Fill::Done => return Ok(DataEnd::Complete),
-            Fill::Cancelled { code, reason } => return Ok(DataEnd::Cancelled { code, reason }),
+            Fill::Done => return Ok(Some(DataEnd::Complete)),
+            Fill::Paused => return Ok(None),
+            Fill::Cancelled { code, reason } => {
+                return Ok(Some(DataEnd::Cancelled { code, reason }));
+            }
             Fill::Bytes(n) => {
                 if let Some(hasher) = hasher {
                     hasher.update(&buf[..n]);
@@ -302,6 +440,13 @@ pub(super) fn pipelined(
                     progress(source.received());
                 }
                 Ok(Fill::Done) => break Ok(DataEnd::Complete),
+                // Large files are never paused for (no `pause_at`); were one, it goes on (the
+                // empty buffer goes back through the writer).
+                Ok(Fill::Paused) => {
+                    if full_tx.send((buf, 0)).is_err() {
+                        break Ok(DataEnd::Complete);
+                    }
+                }
                 Ok(Fill::Cancelled { code, reason }) => {
                     break Ok(DataEnd::Cancelled { code, reason });
                 }
