@@ -481,3 +481,64 @@ fn a_sender_whose_next_files_end_does_not_come_does_not_keep_a_file_unnamed() {
     .unwrap();
     expect_verified(&mut s, "b.txt");
 }
+
+/// After a cancel, the verdicts still owed get [`CANCEL_GRACE`] (5 s) in all, not 5 s each:
+/// a receiver that answers one every 3 s cannot keep a cancelled upload going for long.
+#[test]
+fn a_cancelled_upload_waits_for_owed_verdicts_once_not_once_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = files(dir.path(), 3);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancelToken::new();
+    let (cancelled_tx, cancelled_at) = crossbeam_channel::bounded(1);
+    let script_cancel = cancel.clone();
+    // Dropped once the upload returned: the receiver stops trickling then.
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for name in ["a.bin", "b.bin", "c.bin"] {
+            assert_eq!(offered(&mut s), name);
+            accept(&mut s, name);
+            take_file(&mut s);
+        }
+        // All three are owed when the user cancels; their verdicts then trickle in.
+        script_cancel.cancel();
+        cancelled_tx.send(std::time::Instant::now()).unwrap();
+        for name in ["a.bin", "b.bin", "c.bin"] {
+            // A slow receiver's pace; over at once when the upload returned.
+            if done.recv_timeout(Duration::from_secs(3))
+                != Err(crossbeam_channel::RecvTimeoutError::Timeout)
+            {
+                break;
+            }
+            let frame = encode_receiver_msg(&ReceiverMsg::Verified {
+                saved_as: name.into(),
+            })
+            .unwrap();
+            if s.write_all(&frame).is_err() {
+                break;
+            }
+        }
+    });
+    let (sink, _events) = event_channel(None);
+    let mut opts = SendOptions::new(addr.to_string());
+    opts.answer_timeout = Duration::from_secs(20);
+    let outcomes = send_files(&opts, &files, &sink, &cancel).unwrap();
+    let waited = cancelled_at.recv().unwrap().elapsed();
+    drop(done_tx);
+    assert!(
+        waited < Duration::from_secs(7),
+        "waited {waited:?} after the cancel"
+    );
+    assert!(
+        matches!(outcomes[0], FileOutcome::Verified { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes[1..],
+        [FileOutcome::Cancelled, FileOutcome::Cancelled]
+    );
+    receiver.join().unwrap();
+}

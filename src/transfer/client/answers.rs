@@ -223,8 +223,8 @@ impl Upload<'_> {
     }
 
     /// [`Upload::wait_answer`] for any answer, verdicts included; with
-    /// `grace_after_cancel`, a cancel does not end the wait at once but within that time
-    /// (answers about what already went out still count).
+    /// `grace_after_cancel`, a cancel does not end the wait at once but within that time of
+    /// the first wait that noticed it (answers about what already went out still count).
     pub(super) fn wait_answer_within(
         &mut self,
         id: TransferId,
@@ -245,7 +245,12 @@ impl Upload<'_> {
                 };
                 if !cancel_noticed {
                     cancel_noticed = true;
-                    deadline = deadline.min(Instant::now() + grace);
+                    // One grace for the upload, not one per wait: a receiver answering
+                    // slowly, one verdict at a time, cannot stretch a cancel.
+                    let ends = *self
+                        .grace_ends
+                        .get_or_insert_with(|| Instant::now() + grace);
+                    deadline = deadline.min(ends);
                 }
                 if Instant::now() >= deadline {
                     return Err(Stop::Cancelled);

@@ -353,6 +353,7 @@ pub fn send_items(
         verdicts: Vec::new(),
         outcomes: Vec::with_capacity(files.len()),
         owed: std::collections::VecDeque::new(),
+        grace_ends: None,
     };
     let loose: Vec<OutgoingFile> = items
         .iter()

@@ -55,6 +55,10 @@ pub(super) struct Upload<'a> {
     pub outcomes: Vec<Option<FileOutcome>>,
     /// The files whose end went out and whose verdict is owed, oldest first.
     pub owed: VecDeque<Owed>,
+    /// When the grace after a cancel ends, once a wait noticed the cancel: one
+    /// [`CANCEL_GRACE`](super::answers::CANCEL_GRACE) for the whole upload, however many
+    /// waits it takes.
+    pub grace_ends: Option<std::time::Instant>,
 }
 
 /// How one file's attempt ended.
