@@ -498,6 +498,11 @@ impl<R> SecureReader<R> {
     pub fn peer_closed(&self) -> bool {
         self.inbound.closed
     }
+    /// Whether bytes of the peer's were already taken off the stream and wait here:
+    /// plaintext not yet read, or records read ahead and not yet opened.
+    pub fn has_buffered(&self) -> bool {
+        self.inbound.holds_plaintext() || self.inbound.start < self.inbound.end
+    }
 }
 
 impl<R: Read> Read for SecureReader<R> {

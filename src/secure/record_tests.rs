@@ -326,6 +326,47 @@ fn split_keeps_the_ciphertext_read_ahead_and_refuses_held_plaintext() {
     }
 }
 
+/// A receiver batching verified files asks whether the sender's next bytes are already
+/// here: plaintext not yet read, or records read ahead, count; an empty buffer does not.
+#[test]
+fn the_reader_says_whether_bytes_of_the_peer_wait_in_it() {
+    let (sender, _) = keys();
+    let mut writer = SecureStream::new(Vec::new(), sender, peer());
+    writer.write_all(b"one").unwrap();
+    writer.flush().unwrap();
+    writer.write_all(b"two").unwrap();
+    writer.flush().unwrap();
+    let wire = writer.get_ref().clone();
+    for max in [usize::MAX, 1] {
+        let inner = Trickle {
+            data: wire.clone(),
+            pos: 0,
+            max,
+        };
+        let (_, receiver) = keys();
+        let stream = SecureStream::new(inner, receiver, peer());
+        let Ok((mut reader, _writer)) = stream.split(|s| Ok::<_, io::Error>((s, Vec::<u8>::new())))
+        else {
+            panic!("split refused");
+        };
+        assert!(!reader.has_buffered(), "nothing read yet");
+        let mut two = [0u8; 2];
+        reader.read_exact(&mut two).unwrap();
+        assert!(
+            reader.has_buffered(),
+            "{max}: a byte of the first record's plaintext"
+        );
+        let mut one = [0u8; 1];
+        reader.read_exact(&mut one).unwrap();
+        // Read in one go, the second record came with the first; byte by byte, it did not.
+        assert_eq!(reader.has_buffered(), max == usize::MAX, "{max}");
+        let mut three = [0u8; 3];
+        reader.read_exact(&mut three).unwrap();
+        assert_eq!(&three, b"two");
+        assert!(!reader.has_buffered(), "{max}: all read");
+    }
+}
+
 /// Accepts `room` bytes, then fails one write (a send timeout, say), then accepts again.
 struct Breaks {
     room: usize,

@@ -237,6 +237,16 @@ impl Incoming {
         matches!(self, Incoming::Secure(_))
     }
 
+    /// Whether the peer's next bytes are here or come within `wait` (never reads): read
+    /// ahead by a secure stream, or waiting in the socket (or its end, or an error).
+    pub fn input_within(&self, wait: Duration) -> bool {
+        let buffered = match self {
+            Incoming::Plain(_) => false,
+            Incoming::Secure(r) => r.has_buffered(),
+        };
+        buffered || super::os::wait_readable(self.socket(), wait) == Some(true)
+    }
+
     /// Sets the socket's read timeout. Use this rather than the socket's own: a secure
     /// stream's record pacing keeps its own setting and must know it changed.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

@@ -22,9 +22,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::connection::{ConnEnd, Connection};
+use super::pump::input_within;
 use crate::events::{Failure, FailureKind, TransferEvent, TransferId};
 use crate::protocol::ReceiverMsg;
-use crate::transfer::os::wait_readable;
 use crate::transfer::{PartFile, TransferError};
 
 /// Files up to this size may be held (a larger one's data takes long enough that a sync of
@@ -83,19 +83,14 @@ impl Connection<'_> {
 
     /// Whether the sender's next bytes already arrived (read ahead, or in the socket).
     pub(super) fn next_frame_waiting(&self) -> bool {
-        !self.reader.buffer().is_empty()
-            || wait_readable(self.reader.get_ref().socket(), Duration::ZERO) == Some(true)
+        input_within(&self.reader, Duration::ZERO)
     }
 
     /// Before an accepted file's data: names the held files unless its data is already
     /// arriving (within [`HOLD_DATA_WAIT`]), so a sender that stalls mid-stream does not keep
     /// them unnamed.
     pub(super) fn before_data(&mut self) {
-        if self.held.is_empty() || !self.reader.buffer().is_empty() {
-            return;
-        }
-        let socket = self.reader.get_ref().socket();
-        if wait_readable(socket, HOLD_DATA_WAIT) != Some(true) {
+        if !self.held.is_empty() && !input_within(&self.reader, HOLD_DATA_WAIT) {
             self.commit_held();
         }
     }
@@ -106,11 +101,8 @@ impl Connection<'_> {
         let Some(at) = self.held.pause_at() else {
             return;
         };
-        if !self.reader.buffer().is_empty() {
-            return;
-        }
         let wait = at.saturating_duration_since(Instant::now());
-        if wait_readable(self.reader.get_ref().socket(), wait) != Some(true) {
+        if !input_within(&self.reader, wait) {
             self.commit_held();
         }
     }

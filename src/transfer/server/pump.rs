@@ -19,7 +19,7 @@ use crate::events::{ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
 use crate::transfer::PartFile;
-use crate::transfer::os::{Preallocate, WriteBehind, wait_readable};
+use crate::transfer::os::{Preallocate, WriteBehind};
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
 /// Buffers in flight between the socket reader and the disk writer, and their size: 1 MiB
@@ -64,6 +64,11 @@ pub(super) struct DataSource<'a> {
     /// When to stop waiting for data and hand back [`Fill::Paused`] (once), if none is
     /// waiting then: the connection has verified files to name before that time.
     pub pause_at: Option<Instant>,
+}
+
+/// Whether the sender's next bytes are here (read ahead at any layer) or come within `wait`.
+pub(super) fn input_within(reader: &BufReader<Incoming>, wait: Duration) -> bool {
+    !reader.buffer().is_empty() || reader.get_ref().input_within(wait)
 }
 
 /// Drops an upload that stays below [`MinRate`]: every `window`, at least
@@ -169,11 +174,8 @@ impl DataSource<'_> {
         let Some(at) = self.pause_at else {
             return false;
         };
-        if !self.reader.buffer().is_empty() {
-            return false;
-        }
         let wait = at.saturating_duration_since(Instant::now());
-        if wait_readable(self.reader.get_ref().socket(), wait) == Some(true) {
+        if input_within(self.reader, wait) {
             return false;
         }
         self.pause_at = None;
