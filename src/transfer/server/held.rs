@@ -10,8 +10,10 @@
 //! its own cost a journal commit for its data and another for its name; on this project's
 //! test disk a batch of 64 costs a sixth of that per file.
 //!
-//! The verdicts must stay in file order and ahead of anything later: every other ending of
-//! a file (its own verdict, a cancel either way, a failure) and every wait that is not the
+//! The verdicts must stay in file order and ahead of any later verdict, cancel or failure
+//! (an accept, `waiting` or decline of the next offer may pass them: the sender tells those
+//! apart): every other ending of a file (its own verdict, a cancel either way, a failure)
+//! and every wait that is not the
 //! sender's (asking the user, a large file's data) commits what is held first, and so does
 //! the connection's end, whatever ended it. A file held when the connection breaks is still
 //! named: it was verified. Waits on the sender are bounded too: a next file's data that does
