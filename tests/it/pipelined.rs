@@ -239,6 +239,15 @@ fn files_whose_verdicts_never_came_fail_with_the_connection_and_none_is_called_v
             other => panic!("expected a failure, got {other:?}"),
         }
     }
+    // a and b went out whole: their failure says no verdict came, not that they failed.
+    for outcome in &outcomes[..2] {
+        assert!(
+            outcome
+                .to_string()
+                .contains("before the receiver's verdict"),
+            "{outcome}"
+        );
+    }
     assert_eq!(ends.len(), 3, "{ends:?}");
     assert!(ends.iter().all(|(_, said)| said.starts_with("failed")));
 }

@@ -196,29 +196,48 @@ impl Upload<'_> {
                 Stop::PeerCancelled(reason) => FileOutcome::CancelledByPeer { reason },
                 Stop::Cancelled => FileOutcome::Cancelled,
             };
-            self.session.break_off();
             self.broken
                 .get_or_insert_with(|| Failure::new(FailureKind::Protocol, outcome.to_string()));
             self.fail_owed(&outcome);
+            self.session.break_off();
         }
     }
 
     /// The connection ended (as `outcome` says for the file it ended on) before the owed
-    /// verdicts came: those files end alike (all their bytes went out, but nothing says the
-    /// receiver kept them).
+    /// verdicts came. Verdicts already here still count (a cancel stops waiting before it
+    /// reads them); the other owed files end as cancelled when either side cancelled, else
+    /// as interrupted: all their bytes went out, but nothing says the receiver kept them.
+    /// Call it before the session is broken off.
     pub(super) fn fail_owed(&mut self, outcome: &FileOutcome) {
+        self.take_ready_verdicts();
         for owed in std::mem::take(&mut self.owed) {
             let theirs = match outcome {
                 FileOutcome::Cancelled | FileOutcome::CancelledByPeer { .. } => outcome.clone(),
-                FileOutcome::Failed(failure) => FileOutcome::Failed(failure.clone()),
-                _ => FileOutcome::Failed(Failure::new(
-                    FailureKind::Protocol,
+                FileOutcome::Failed(failure) => owed_lost(failure.to_string()),
+                other => owed_lost(
                     self.broken
                         .as_ref()
-                        .map_or_else(|| outcome.to_string(), ToString::to_string),
-                )),
+                        .map_or_else(|| other.to_string(), ToString::to_string),
+                ),
             };
             self.settle(owed.slot, owed.id, theirs);
+        }
+    }
+
+    /// Takes the verdicts that already arrived, without waiting; stops at anything else.
+    fn take_ready_verdicts(&mut self) {
+        while !self.owed.is_empty() {
+            let Some(Heard::Msg(msg)) = self.answers.as_ref().and_then(|rx| rx.try_recv().ok())
+            else {
+                return;
+            };
+            self.heard_from_peer = true;
+            match self.session.on_answer(msg) {
+                Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
+                    self.take_verdict(verdict);
+                }
+                _ => return,
+            }
         }
     }
 
@@ -294,6 +313,14 @@ impl Upload<'_> {
             }
         }
     }
+}
+
+/// An owed file whose verdict will never come, because the connection ended (`why`).
+fn owed_lost(why: String) -> FileOutcome {
+    FileOutcome::Failed(Failure::new(
+        interrupted(),
+        format!("sent whole, but the connection ended before the receiver's verdict: {why}"),
+    ))
 }
 
 /// How an answer other than the one awaited ends the file: the receiver declined it,

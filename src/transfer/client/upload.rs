@@ -228,9 +228,9 @@ impl Upload<'_> {
                 FileOutcome::Cancelled
             }
         };
-        self.session.break_off();
         // The files whose verdicts were still to come share the connection's fate.
         self.fail_owed(&outcome);
+        self.session.break_off();
         Some(outcome)
     }
 
