@@ -9,7 +9,9 @@
 //! verified), every slot released, `stop()` returns, and the server still serves.
 //!
 //! Deterministic: the seed is printed to stderr and can be set with `FERRY_FUZZ_SEED`; the
-//! number of cases with `FERRY_FUZZ_CASES`.
+//! number of cases with `FERRY_FUZZ_CASES`. The servers do not sync (speed); with
+//! `FERRY_FUZZ_FSYNC=1` they do, which also takes the path where a syncing receiver holds a
+//! pipelining sender's verified files to name them in batches (`transfer::server::held`).
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -918,7 +920,7 @@ pub(crate) fn walk(root: &Path, downloads: &Path, canary: &Path) -> Vec<PathBuf>
 pub(crate) const CAMPAIGN_SLOTS: (usize, usize) = (16, 4);
 
 /// A campaign's server into `dir`: the slots of [`CAMPAIGN_SLOTS`], short timeouts so
-/// stalled cases end within the campaign, no syncs (speed; the disk is not under test).
+/// stalled cases end within the campaign, no syncs unless `FERRY_FUZZ_FSYNC` asks (speed).
 pub(crate) fn campaign_config(dir: &Path, keyring: ferry::secure::Keyring) -> ServerConfig {
     let mut config = ServerConfig::new(LOOPBACK, 0, dir.to_owned());
     config.keyring = Some(keyring);
@@ -929,7 +931,7 @@ pub(crate) fn campaign_config(dir: &Path, keyring: ferry::secure::Keyring) -> Se
         bytes_per_sec: 1024,
         window: Duration::from_secs(2),
     };
-    config.fsync = false;
+    config.fsync = std::env::var_os("FERRY_FUZZ_FSYNC").is_some();
     config
 }
 
