@@ -551,3 +551,50 @@ fn a_cancelled_upload_waits_for_owed_verdicts_once_not_once_per_file() {
     );
     receiver.join().unwrap();
 }
+
+#[test]
+fn a_cancel_while_the_next_offer_waits_still_takes_the_verdict_on_the_file_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = files(dir.path(), 2);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancelToken::new();
+    let script_cancel = cancel.clone();
+    // Dropped once the upload returned.
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(offered(&mut s), "a.bin");
+        accept(&mut s, "a.bin");
+        take_file(&mut s);
+        assert_eq!(offered(&mut s), "b.bin");
+        // a is owed and b waits for its accept when the user cancels.
+        script_cancel.cancel();
+        // A slow receiver's pace (the sender sees the cancel within a tenth of that): an
+        // upload that gave a up at the cancel has returned by then.
+        if done.recv_timeout(Duration::from_secs(1))
+            == Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        {
+            // b's accept first (passed over), then a's verdict.
+            accept(&mut s, "b.bin");
+            verified(&mut s, "a.bin");
+        }
+    });
+    let (sink, _events) = event_channel(None);
+    let mut opts = SendOptions::new(addr.to_string());
+    opts.answer_timeout = Duration::from_secs(20);
+    let outcomes = send_files(&opts, &files, &sink, &cancel).unwrap();
+    drop(done_tx);
+    receiver.join().unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            FileOutcome::Verified {
+                saved_as: "a.bin".into(),
+                resumed_from: 0
+            },
+            FileOutcome::Cancelled
+        ]
+    );
+}

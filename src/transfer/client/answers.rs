@@ -177,14 +177,20 @@ impl Upload<'_> {
         self.settle(owed.slot, owed.id, outcome);
     }
 
-    /// Waits for every owed verdict (after the last file, or before a folder). A cancel
-    /// still lets them come for [`CANCEL_GRACE`]; whatever ends the wait early ends the
-    /// owed files alike and the connection.
+    /// Waits for every owed verdict (after the last file, before a folder, or after a cancel
+    /// while the next file was on offer). A cancel still lets them come for
+    /// [`CANCEL_GRACE`] (answers about the abandoned offer are passed over meanwhile);
+    /// whatever ends the wait early ends the owed files alike and the connection.
     pub(super) fn settle_owed(&mut self) {
         while let Some(oldest) = self.owed.front() {
             let stop = match self.wait_answer_within(oldest.id, Some(CANCEL_GRACE)) {
                 Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
                     self.take_verdict(verdict);
+                    continue;
+                }
+                Ok(Answer::Accepted { .. } | Answer::Resume { .. } | Answer::Declined { .. })
+                    if self.cancel.is_cancelled() =>
+                {
                     continue;
                 }
                 Ok(other) => not_awaited(other, "after a file"),

@@ -224,6 +224,8 @@ impl Upload<'_> {
             }
             // Mid-protocol, the connection cannot carry the next file: stop here.
             Err(Stop::Cancelled) => {
+                // The files before it went out whole: their verdicts may still come.
+                self.settle_owed();
                 self.broken = Some(Failure::new(FailureKind::Protocol, "cancelled"));
                 FileOutcome::Cancelled
             }
