@@ -394,3 +394,52 @@ fn a_peer_that_keeps_its_frames_coming_keeps_its_slot() {
         "{answer:?}"
     );
 }
+
+#[test]
+fn an_evicted_ferry_sender_is_told_why_it_lost_its_slot() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ferry::transfer::ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.max_connections = 1;
+    config.max_per_peer = 2;
+    config.evict_waiting_after = std::time::Duration::from_millis(300);
+    let (server, _events) = start_server_with(config);
+    // A Ferry sender sends one empty file, is told it is verified, then waits.
+    let mut hog = TcpStream::connect(server.local_addr()).unwrap();
+    hog.set_read_timeout(Some(DEADLINE)).unwrap();
+    let offer = SenderMsg::Offer(Header {
+        file_name: "first.txt".into(),
+        file_size: 0,
+        msg: String::new(),
+        resume_key: None,
+    });
+    hog.write_all(&encode_sender_msg(&offer).unwrap()).unwrap();
+    assert!(matches!(
+        read_answer(&mut hog),
+        ferry::protocol::ReceiverMsg::Accept { .. }
+    ));
+    let end = SenderMsg::End {
+        blake3: *blake3::hash(b"").as_bytes(),
+    };
+    hog.write_all(&encode_sender_msg(&end).unwrap()).unwrap();
+    assert!(matches!(
+        read_answer(&mut hog),
+        ferry::protocol::ReceiverMsg::Verified { .. }
+    ));
+    // Time passing is the condition under test: the hog waits past the eviction age.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    plain_upload(server.local_addr(), &[("real.txt", b"a real upload", "")]);
+    // The hog is told why, in words, before its connection closes.
+    match read_answer(&mut hog) {
+        ferry::protocol::ReceiverMsg::Failed { reason } => {
+            assert!(
+                reason.contains("every connection slot was taken"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected the reason it was dropped, got {other:?}"),
+    }
+    assert!(matches!(
+        std::io::Read::read(&mut hog, &mut [0u8; 1]),
+        Ok(0)
+    ));
+}

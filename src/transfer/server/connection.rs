@@ -68,12 +68,28 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
         held: Held::default(),
     };
     let end = conn.run();
+    // An evicted connection's read side was shut under it (whatever it read then says
+    // nothing); a Ferry sender is told why it was dropped instead.
+    let evicted = listener::was_evicted(shared, slot.conn_id());
     if let Err(ConnEnd { error, .. }) = &end {
         log::warn!("{peer}: {error}");
-        if conn.session.mode() == Some(Mode::Ferry) {
-            conn.answer(&ReceiverMsg::Failed {
-                reason: error.to_string(),
-            });
+    }
+    if conn.session.mode() == Some(Mode::Ferry) {
+        let reason = match &end {
+            _ if evicted => Some(EVICTED.to_owned()),
+            Err(ConnEnd { error, .. }) => Some(error.to_string()),
+            Ok(()) => None,
+        };
+        if let Some(reason) = reason {
+            if evicted {
+                // It waited on its peer long enough to lose its slot: a peer that does not
+                // read either must not hold the thread for the whole write timeout.
+                let _ = conn
+                    .writer
+                    .socket()
+                    .set_write_timeout(Some(EVICTED_WRITE_TIMEOUT));
+            }
+            conn.answer(&ReceiverMsg::Failed { reason });
         }
     }
     // Closed (for every clone of the socket, such as a consent watcher's, so the peer sees
@@ -85,7 +101,6 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     }
     let _ = conn.writer.socket().shutdown(std::net::Shutdown::Both);
     drop(conn);
-    let evicted = listener::was_evicted(shared, slot.conn_id());
     drop(slot);
     let report = |reason: String| {
         shared
@@ -137,6 +152,9 @@ pub(super) struct Connection<'a> {
     /// Verified small files waiting to be named in one batch ([`super::held`]).
     pub held: Held,
 }
+
+/// How long an evicted Ferry sender's `failed` may take to write.
+const EVICTED_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a connection that lost its slot to a newcomer ended.
 const EVICTED: &str = "dropped: it sent nothing for a while when every connection slot was \

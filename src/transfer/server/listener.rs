@@ -197,7 +197,8 @@ pub(super) fn was_evicted(shared: &Shared, conn_id: u64) -> bool {
 
 /// Gives the slot of the connection that has waited longest for its peer, if it waited at
 /// least [`ServerConfig::evict_waiting_after`](super::ServerConfig), to a newcomer: it no
-/// longer counts, and its socket is shut (its thread ends on the failed read). `slots` is
+/// longer counts, and its socket's read side is shut (its thread ends on the failed read,
+/// telling a Ferry sender why). `slots` is
 /// the caller's guard of [`Shared::slots`]. Whether one was evicted.
 fn evict_longest_waiting(shared: &Shared, slots: &mut Slots) -> bool {
     let now = Instant::now();
@@ -217,8 +218,10 @@ fn evict_longest_waiting(shared: &Shared, slots: &mut Slots) -> bool {
         state.ip,
         waited.as_secs_f64()
     );
+    // Only the read side: its thread wakes from the read it waits in, and can still tell a
+    // Ferry sender why before it closes the connection.
     if let Some(socket) = lock(&shared.conns).get(&conn_id) {
-        let _ = socket.shutdown(Shutdown::Both);
+        let _ = socket.shutdown(Shutdown::Read);
     }
     true
 }
