@@ -48,6 +48,7 @@ mod paths;
 mod pipelined;
 mod plain;
 mod python;
+mod review11;
 mod review9;
 mod review_speed;
 mod review_speed2;

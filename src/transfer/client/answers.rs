@@ -313,6 +313,11 @@ impl Upload<'_> {
                     self.sink
                         .transfer(TransferEvent::AwaitingDecision { id, waiting_for });
                     deadline = Instant::now() + self.opts.decision_timeout;
+                    // After a cancel, its grace still bounds the wait: a receiver saying
+                    // `waiting` again and again cannot stretch it to the decision timeout.
+                    if let Some(ends) = self.grace_ends.filter(|_| cancel_noticed) {
+                        deadline = deadline.min(ends);
+                    }
                 }
                 Ok(answer) => return Ok(answer),
                 Err(e) => return Err(Stop::broken(FailureKind::Protocol, e.to_string())),
