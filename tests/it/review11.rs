@@ -1,6 +1,7 @@
-//! Fixes from the eleventh review (pipelined verdicts, held files, eviction): a cancelled
-//! upload waits for its owed verdicts [`CANCEL_GRACE`](5 s) at most, however often the
-//! receiver says `waiting` meanwhile.
+//! Fixes from the eleventh review (pipelined verdicts, held files): a cancelled upload
+//! waits for its owed verdicts the cancel's grace (5 s) at most, however often the receiver
+//! says `waiting` meanwhile; a receiver names its held files before it waits for a resuming
+//! sender's `start`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use ferry::events::{CancelToken, Event, TransferEvent, event_channel};
 use ferry::protocol::{
-    Chunk, ReceiverMsg, SenderMsg, WaitFor, decode_chunk_header, decode_frame_len,
-    decode_sender_msg, encode_receiver_msg,
+    Chunk, Header, ReceiverMsg, SenderMsg, WaitFor, decode_chunk_header, decode_frame_len,
+    decode_sender_msg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
 };
-use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
+use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files};
+
+use crate::util::{LOOPBACK, read_answer, start_server_with};
 
 /// The sender's next frame other than a batch announcement.
 fn next_frame(stream: &mut TcpStream) -> SenderMsg {
@@ -117,4 +120,71 @@ fn a_receiver_saying_waiting_after_a_cancel_does_not_stretch_its_grace() {
         "the cancelled upload took {waited:?} to return"
     );
     assert_eq!(outcomes, [FileOutcome::Cancelled, FileOutcome::Cancelled]);
+}
+
+/// A syncing server holds a pipelining sender's verified file while it reads the next offer.
+/// When that offer resumes a kept partial, the server then waits for the sender's `start`
+/// (the sender first hashes its copy): a wait on the sender that the batch's age does not
+/// bound. The held file is named and its verdict sent before that wait, so a sender that
+/// stops there (a cancel passes over the resume and waits for owed verdicts) still hears it.
+#[test]
+fn held_files_are_named_before_a_resume_waits_for_the_senders_start() {
+    let dst = tempfile::tempdir().unwrap();
+    let key = "c".repeat(32);
+    let b_bytes = crate::util::data(100, 11);
+    let partial = dst.path().join(format!("b.txt.{}.ferry.part", &key[..16]));
+    std::fs::write(&partial, &b_bytes[..50]).unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.fsync = true;
+    config.idle_timeout = Duration::from_secs(120);
+    let (server, _events) = start_server_with(config);
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let offer = |name: &str, size: u64, resume_key: Option<String>| {
+        encode_sender_msg(&SenderMsg::Offer(Header {
+            file_name: name.into(),
+            file_size: size,
+            msg: String::new(),
+            resume_key,
+        }))
+        .unwrap()
+    };
+    s.write_all(&offer("a.txt", 3, None)).unwrap();
+    assert!(matches!(
+        read_answer(&mut s),
+        ReceiverMsg::Accept { offset: 0, .. }
+    ));
+    // a's data and end with b's offer right behind, as a pipelining sender sends them.
+    let mut burst = encode_chunk_header(3).to_vec();
+    burst.extend_from_slice(b"aaa");
+    let end = SenderMsg::End {
+        blake3: *blake3::hash(b"aaa").as_bytes(),
+    };
+    burst.extend(encode_sender_msg(&end).unwrap());
+    burst.extend(offer("b.txt", 100, Some(key)));
+    s.write_all(&burst).unwrap();
+    // b's resume offer, and a's verdict, without b's `start` ever being sent.
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut resume_offered = false;
+    loop {
+        match read_answer(&mut s) {
+            ReceiverMsg::Accept { offset, .. } => {
+                assert_eq!(offset, 50, "b resumes after its kept bytes");
+                resume_offered = true;
+            }
+            ReceiverMsg::Verified { saved_as } => {
+                assert_eq!(saved_as, "a.txt");
+                break;
+            }
+            other => panic!("expected b's accept and a's verdict, got {other:?}"),
+        }
+    }
+    assert!(std::fs::read(dst.path().join("a.txt")).unwrap() == b"aaa");
+    // b's resume was offered (before or after a's verdict).
+    if !resume_offered {
+        assert!(matches!(
+            read_answer(&mut s),
+            ReceiverMsg::Accept { offset: 50, .. }
+        ));
+    }
 }

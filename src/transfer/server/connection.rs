@@ -450,7 +450,9 @@ impl Connection<'_> {
         }
         let mut start = (0, (mode == Mode::Ferry).then(blake3::Hasher::new));
         if let Some(prefix) = prefix {
-            // The sender first hashes its own copy of the prefix.
+            // The sender first hashes its own copy of the prefix: a wait on its disk that
+            // the batch's age does not bound, so the verdicts held so far go first.
+            self.commit_held();
             let msg = self.read_msg_after_hashing(offset);
             if cancel.load(Ordering::SeqCst) {
                 return Err(TransferError::CancelledHere);

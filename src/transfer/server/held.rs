@@ -14,7 +14,8 @@
 //! (an accept, `waiting` or decline of the next offer may pass them: the sender tells those
 //! apart): every other ending of a file (its own verdict, a cancel either way, a failure)
 //! and every wait that is not the
-//! sender's (asking the user, a large file's data) commits what is held first, and so does
+//! sender's (asking the user, a large file's data), or that is its disk's (a resuming sender
+//! hashing its copy before its `start`), commits what is held first, and so does
 //! the connection's end, whatever ended it. A file held when the connection breaks is still
 //! named: it was verified. Waits on the sender are bounded too: a next file's data that does
 //! not start within [`HOLD_DATA_WAIT`], or that stops (or whose end does not come) once the
