@@ -70,6 +70,12 @@ pub enum TransferError {
     CancelledHere,
     #[error("the server stopped")]
     Stopped,
+    /// Every slot was taken and this connection, waiting on its peer, gave its own up.
+    #[error(
+        "dropped: it sent nothing for a while when every connection slot was taken and \
+         another sender needed one"
+    )]
+    Evicted,
     #[error("{}", disk_message(.0))]
     Disk(io::Error),
     #[error("not enough disk space: the file needs {needed} bytes, {available} are free")]
@@ -121,6 +127,7 @@ impl TransferError {
                 | TransferError::SlowHeader(_)
                 | TransferError::Io(_)
                 | TransferError::Stopped
+                | TransferError::Evicted
                 | TransferError::Secure(SecureError::Truncated | SecureError::Io(_))
         )
     }

@@ -76,19 +76,12 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     }
     if conn.session.mode() == Some(Mode::Ferry) {
         let reason = match &end {
-            _ if evicted => Some(EVICTED.to_owned()),
+            _ if evicted => Some(TransferError::Evicted.to_string()),
             Err(ConnEnd { error, .. }) => Some(error.to_string()),
             Ok(()) => None,
         };
+        // An evicted connection's writes were made short by the listener.
         if let Some(reason) = reason {
-            if evicted {
-                // It waited on its peer long enough to lose its slot: a peer that does not
-                // read either must not hold the thread for the whole write timeout.
-                let _ = conn
-                    .writer
-                    .socket()
-                    .set_write_timeout(Some(EVICTED_WRITE_TIMEOUT));
-            }
             conn.answer(&ReceiverMsg::Failed { reason });
         }
     }
@@ -109,7 +102,7 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     };
     match end {
         // Its socket shut under it reads as the end of the stream, or as an error.
-        _ if evicted => report(EVICTED.to_owned()),
+        _ if evicted => report(TransferError::Evicted.to_string()),
         Ok(()) => log::info!("{peer}: connection closed"),
         Err(ConnEnd {
             error,
@@ -153,13 +146,6 @@ pub(super) struct Connection<'a> {
     pub held: Held,
 }
 
-/// How long an evicted Ferry sender's `failed` may take to write.
-const EVICTED_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Why a connection that lost its slot to a newcomer ended.
-const EVICTED: &str = "dropped: it sent nothing for a while when every connection slot was \
-                       taken and another sender needed one";
-
 impl Connection<'_> {
     /// Lists file `id` as live, so [`super::ServerHandle::cancel`] can stop it (its flag, and
     /// a handle on the socket to wake a blocked read, made once per connection); the caller
@@ -187,10 +173,17 @@ impl Connection<'_> {
     /// Runs `work`, which waits on the peer alone (an honest peer sends a frame whole at
     /// once, a handshake in milliseconds): meanwhile the connection may lose its slot to a
     /// newcomer when every slot is taken. Not for waits the peer has good reason to make.
-    fn awaiting_peer<T>(&mut self, work: impl FnOnce(&mut Self) -> T) -> T {
+    /// A connection that lost its slot meanwhile ends here, whatever `work` read (a read
+    /// side shut under it still hands out bytes that were already queued).
+    fn awaiting_peer<T, E: From<TransferError>>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
         listener::set_waiting(self.shared, self.conn_id, true);
         let done = work(self);
-        listener::set_waiting(self.shared, self.conn_id, false);
+        if listener::set_waiting(self.shared, self.conn_id, false) {
+            return Err(TransferError::Evicted.into());
+        }
         done
     }
 

@@ -182,11 +182,18 @@ type Slots = std::collections::HashMap<u64, SlotState>;
 
 /// Says whether connection `conn_id` now waits for its peer's next frame (`true`) or not:
 /// only a wait may be cut short to make room.
-pub(super) fn set_waiting(shared: &Shared, conn_id: u64, waiting: bool) {
-    if let Some(state) = lock(&shared.slots).get_mut(&conn_id) {
-        state.waiting_since = waiting.then(Instant::now);
+pub(super) fn set_waiting(shared: &Shared, conn_id: u64, waiting: bool) -> bool {
+    match lock(&shared.slots).get_mut(&conn_id) {
+        Some(state) => {
+            state.waiting_since = waiting.then(Instant::now);
+            state.evicted
+        }
+        None => false,
     }
 }
+
+/// How long each write of an evicted connection may take (its last answers).
+const EVICTED_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether connection `conn_id` lost its slot to a newcomer (its socket was shut then).
 pub(super) fn was_evicted(shared: &Shared, conn_id: u64) -> bool {
@@ -218,9 +225,12 @@ fn evict_longest_waiting(shared: &Shared, slots: &mut Slots) -> bool {
         state.ip,
         waited.as_secs_f64()
     );
-    // Only the read side: its thread wakes from the read it waits in, and can still tell a
-    // Ferry sender why before it closes the connection.
+    // Only the read side: its thread wakes from the read it waits in (and ends there, see
+    // `Connection::awaiting_peer`), and can still tell a Ferry sender why before it closes
+    // the connection; every write from now on is short, so a peer that does not read cannot
+    // hold the thread.
     if let Some(socket) = lock(&shared.conns).get(&conn_id) {
+        let _ = socket.set_write_timeout(Some(EVICTED_WRITE_TIMEOUT));
         let _ = socket.shutdown(Shutdown::Read);
     }
     true
