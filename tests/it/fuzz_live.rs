@@ -931,7 +931,7 @@ pub(crate) fn campaign_config(dir: &Path, keyring: ferry::secure::Keyring) -> Se
         bytes_per_sec: 1024,
         window: Duration::from_secs(2),
     };
-    config.fsync = std::env::var_os("FERRY_FUZZ_FSYNC").is_some();
+    config.fsync = std::env::var("FERRY_FUZZ_FSYNC").is_ok_and(|v| !v.is_empty() && v != "0");
     config
 }
 
