@@ -524,20 +524,11 @@ impl Connection<'_> {
     /// Reads and drops a file's data and end (a file that has nowhere to go), keeping the
     /// stream in step.
     fn skip_file(&mut self, size: u64) -> Result<(), TransferError> {
-        let config = &self.shared.config;
+        let shared = self.shared;
         let never = AtomicBool::new(false);
-        let mut source = DataSource {
-            reader: &mut self.reader,
-            session: &mut self.session,
-            size,
-            idle_secs: config.idle_timeout.as_secs(),
-            header_deadline: config.header_deadline,
-            stopping: &self.shared.stopping,
-            cancel: &never,
-            rate: RateFloor::new(config.min_rate, 0),
-            deferred: None,
-            pause_at: None,
-        };
+        let rate = RateFloor::new(shared.config.min_rate, 0);
+        let (reader, session) = (&mut self.reader, &mut self.session);
+        let mut source = DataSource::new(reader, session, shared, size, &never, rate);
         // Never paused: no `pause_at`.
         let end = simple(
             &mut source,

@@ -66,6 +66,31 @@ pub(super) struct DataSource<'a> {
     pub pause_at: Option<Instant>,
 }
 
+impl<'a> DataSource<'a> {
+    /// A file's `size` bytes off `reader`, under `shared`'s limits, at `rate` so far.
+    pub(super) fn new(
+        reader: &'a mut BufReader<Incoming>,
+        session: &'a mut ReceiverSession,
+        shared: &'a super::Shared,
+        size: u64,
+        cancel: &'a AtomicBool,
+        rate: RateFloor,
+    ) -> Self {
+        Self {
+            reader,
+            session,
+            size,
+            idle_secs: shared.config.idle_timeout.as_secs(),
+            header_deadline: shared.config.header_deadline,
+            stopping: &shared.stopping,
+            cancel,
+            rate,
+            deferred: None,
+            pause_at: None,
+        }
+    }
+}
+
 /// Whether the sender's next bytes are here (read ahead at any layer) or come within `wait`.
 pub(super) fn input_within(reader: &BufReader<Incoming>, wait: Duration) -> bool {
     !reader.buffer().is_empty() || reader.get_ref().input_within(wait)
@@ -277,18 +302,9 @@ impl Connection<'_> {
                 // Files held for a batch are not kept waiting on data that stops coming:
                 // the pump pauses when the batch is as old as it may be, to name them.
                 let pause_at = self.held.pause_at();
-                let mut source = DataSource {
-                    reader: &mut self.reader,
-                    session: &mut self.session,
-                    size,
-                    idle_secs: config.idle_timeout.as_secs(),
-                    header_deadline: config.header_deadline,
-                    stopping: &shared.stopping,
-                    cancel,
-                    rate,
-                    deferred: None,
-                    pause_at,
-                };
+                let (reader, session) = (&mut self.reader, &mut self.session);
+                let mut source = DataSource::new(reader, session, shared, size, cancel, rate);
+                source.pause_at = pause_at;
                 let progress = |received| throttle.report(sink, id, received);
                 let end = simple(
                     &mut source,
@@ -305,18 +321,8 @@ impl Connection<'_> {
                 }
             }
         } else {
-            let mut source = DataSource {
-                reader: &mut self.reader,
-                session: &mut self.session,
-                size,
-                idle_secs: config.idle_timeout.as_secs(),
-                header_deadline: config.header_deadline,
-                stopping: &shared.stopping,
-                cancel,
-                rate,
-                deferred: None,
-                pause_at: None,
-            };
+            let (reader, session) = (&mut self.reader, &mut self.session);
+            let mut source = DataSource::new(reader, session, shared, size, cancel, rate);
             let progress = |received| throttle.report(sink, id, received);
             // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
             let write_behind = config.fsync.then(|| WriteBehind::new(offset));
