@@ -230,7 +230,8 @@ impl Upload<'_> {
         }
     }
 
-    /// Takes the verdicts that already arrived, without waiting; stops at anything else.
+    /// Takes the verdicts that already arrived, without waiting; stops at anything else
+    /// (but passes over answers about an offer a cancel abandoned, as `settle_owed` does).
     fn take_ready_verdicts(&mut self) {
         while !self.owed.is_empty() {
             let Some(Heard::Msg(msg)) = self.answers.as_ref().and_then(|rx| rx.try_recv().ok())
@@ -242,6 +243,9 @@ impl Upload<'_> {
                 Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
                     self.take_verdict(verdict);
                 }
+                // Answers about an offer abandoned by a cancel may sit before verdicts.
+                Ok(Answer::Accepted { .. } | Answer::Resume { .. } | Answer::Declined { .. })
+                    if self.cancel.is_cancelled() => {}
                 _ => return,
             }
         }
