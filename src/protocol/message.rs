@@ -83,8 +83,14 @@ pub enum SenderMsg {
     /// (with a pairing code when `pairing`) follows the receiver's [`ReceiverMsg::Secure`],
     /// and everything after it travels in records (see [`crate::secure`]). `ciphers`: the
     /// record ciphers the sender speaks, in its order of preference (none listed: ChaCha20-
-    /// Poly1305 only).
-    Secure { pairing: bool, ciphers: Vec<String> },
+    /// Poly1305 only). `serves_on`: the port the sending device's own Ferry server listens
+    /// on, if it runs one, so a receiver that comes to trust it saves where it can reach it
+    /// (its connection comes from a passing port); older receivers ignore it.
+    Secure {
+        pairing: bool,
+        ciphers: Vec<String>,
+        serves_on: Option<u16>,
+    },
     /// A speed test instead of files: after the receiver's [`ReceiverMsg::ProbeReady`], data
     /// chunks of throwaway bytes (at most `max_bytes` in all), ended by the zero chunk header;
     /// the receiver hashes and discards them, measures its disk and hashing, and answers
@@ -234,6 +240,18 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
             Some("offer") => Ok(SenderMsg::Offer(header(&obj)?)),
             Some("secure") => Ok(SenderMsg::Secure {
                 ciphers: string_list(&obj, "ciphers")?,
+                serves_on: match obj.get("serves_on") {
+                    None | Some(Value::Null) => None,
+                    Some(port) => Some(
+                        port.as_u64()
+                            .and_then(|p| u16::try_from(p).ok())
+                            .filter(|p| *p != 0)
+                            .ok_or(MessageError::WrongType {
+                                field: "serves_on",
+                                expected: "a port number (1-65535)",
+                            })?,
+                    ),
+                },
                 pairing: match obj.get("pairing") {
                     None => false,
                     Some(Value::Bool(b)) => *b,
@@ -366,9 +384,19 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
         SenderMsg::Probe { max_bytes } => serde_json::json!({
             "ferry": FERRY_VERSION, "kind": "probe", "max_bytes": max_bytes,
         }),
-        SenderMsg::Secure { pairing, ciphers } => serde_json::json!({
-            "ferry": FERRY_VERSION, "kind": "secure", "pairing": pairing, "ciphers": ciphers,
-        }),
+        SenderMsg::Secure {
+            pairing,
+            ciphers,
+            serves_on,
+        } => {
+            let mut hello = serde_json::json!({
+                "ferry": FERRY_VERSION, "kind": "secure", "pairing": pairing, "ciphers": ciphers,
+            });
+            if let (Some(port), Some(obj)) = (serves_on, hello.as_object_mut()) {
+                obj.insert("serves_on".into(), (*port).into());
+            }
+            hello
+        }
     };
     frame_json(&value)
 }
@@ -516,5 +544,33 @@ fn optional_string(obj: &Map<String, Value>, field: &'static str) -> Result<Stri
             field,
             expected: "a string or null",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The port a sender's own server listens on, when it says (1-65535 only); a hello
+    /// without it decodes as before (see `golden_secure_hello_and_go_ahead`).
+    #[test]
+    fn a_secure_hello_may_say_where_the_senders_server_listens() {
+        let told = encode_sender_msg(&SenderMsg::Secure {
+            pairing: false,
+            ciphers: vec![],
+            serves_on: Some(47_123),
+        })
+        .unwrap();
+        assert!(matches!(
+            decode_sender_msg(&told[4..]).unwrap(),
+            SenderMsg::Secure {
+                serves_on: Some(47_123),
+                ..
+            }
+        ));
+        for bad in ["0", "65536", "-1", "\"8080\"", "1.5"] {
+            let body = format!(r#"{{"ferry":1,"kind":"secure","serves_on":{bad}}}"#);
+            assert!(decode_sender_msg(body.as_bytes()).is_err(), "{bad}");
+        }
     }
 }

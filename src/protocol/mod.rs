@@ -98,7 +98,9 @@
 //! batch or offer, with
 //!
 //! ```text
-//! S -> R  Frame {"ferry":1,"kind":"secure","pairing":false|true}
+//! S -> R  Frame {"ferry":1,"kind":"secure","pairing":false|true[,"serves_on":PORT]}
+//!         (PORT, 1-65535: where the sender's own server listens, if it runs one; a receiver
+//!         that comes to trust the sender saves it at its IP and that port, else port 8080)
 //! R -> S  Frame {"kind":"secure"}                   (go ahead)
 //!       | Frame {"kind":"failed","reason":".."}     (it cannot: no identity, not pairing; closes)
 //! S <-> R the handshake of crate::secure (SPAKE2 over the pairing code when "pairing" is true,

@@ -532,6 +532,7 @@ fn golden_secure_hello_and_go_ahead() {
     let hello = encode_sender_msg(&SenderMsg::Secure {
         pairing: true,
         ciphers: vec!["aesgcm".into(), "chachapoly".into()],
+        serves_on: None,
     })
     .unwrap();
     assert_eq!(
@@ -548,14 +549,15 @@ fn golden_secure_hello_and_go_ahead() {
     );
     assert!(matches!(
         decode_sender_msg(&hello[4..]).unwrap(),
-        SenderMsg::Secure { pairing: true, ciphers } if ciphers == ["aesgcm", "chachapoly"]
+        SenderMsg::Secure { pairing: true, ciphers, serves_on: None } if ciphers == ["aesgcm", "chachapoly"]
     ));
     // Without "pairing" or "ciphers": open mode, ChaCha20-Poly1305; a non-boolean is refused.
     assert_eq!(
         decode_sender_msg(br#"{"ferry":1,"kind":"secure"}"#).unwrap(),
         SenderMsg::Secure {
             pairing: false,
-            ciphers: vec![]
+            ciphers: vec![],
+            serves_on: None
         }
     );
     assert!(decode_sender_msg(br#"{"ferry":1,"kind":"secure","pairing":"yes"}"#).is_err());
@@ -582,7 +584,8 @@ fn golden_secure_hello_and_go_ahead() {
         session
             .on_frame(SenderMsg::Secure {
                 pairing: false,
-                ciphers: vec![]
+                ciphers: vec![],
+                serves_on: None
             })
             .is_err()
     );

@@ -336,13 +336,16 @@ impl Secured {
 /// The trust store's verdict on a peer after the handshake: pinned (trusted), unknown, or
 /// refused because its name is (or looks like) a trusted one under another key. A paired peer
 /// is pinned now. `address`: where the peer's Ferry listens, when this side knows it (the
-/// sender does: it connected there; the receiver only knows the sender's IP, and assumes the
-/// default port unless the device is already known at that IP).
+/// sender does: it connected there; the receiver knows the sender's IP and the port the
+/// sender said its own server listens on, if it said; else it assumes the default port unless
+/// the device is already known at that IP).
 fn judge(keyring: &Keyring, peer: &PeerInfo, address: Remote) -> Result<bool, SecureError> {
     let known = keyring.trust.by_key(&peer.public_key);
     let address = match address {
         Remote::Listening(addr) => Some(addr.to_string()),
-        Remote::Sender(ip) => {
+        // It said where its server listens: that, at the address it came from.
+        Remote::Sender(ip, Some(port)) => Some(std::net::SocketAddr::new(ip, port).to_string()),
+        Remote::Sender(ip, None) => {
             let same_ip = known
                 .as_ref()
                 .and_then(|d| d.last_address.as_deref())
@@ -372,8 +375,8 @@ fn judge(keyring: &Keyring, peer: &PeerInfo, address: Remote) -> Result<bool, Se
 enum Remote {
     /// The address the peer's server listens on (this side connected to it).
     Listening(std::net::SocketAddr),
-    /// Only the IP a sender connected from.
-    Sender(std::net::IpAddr),
+    /// The IP a sender connected from, and the port it said its own server listens on.
+    Sender(std::net::IpAddr, Option<u16>),
 }
 
 /// The record cipher for a sender that listed `ciphers` (its preference first): AES-256-GCM
@@ -390,13 +393,15 @@ fn choose_cipher(ciphers: &[String]) -> Cipher {
 
 /// The sender's side: hello, the receiver's go-ahead, the handshake (over the pairing code
 /// when given), the receiver's key checked against the trust store. `stream` must not have
-/// carried anything yet.
+/// carried anything yet. `serves_on`: the port this device's own server listens on, if any.
 pub fn secure_sender(
     stream: TcpStream,
     keyring: &Keyring,
     code: Option<&PairingCode>,
+    serves_on: Option<u16>,
 ) -> Result<Secured, TransferError> {
     let hello = encode_sender_msg(&SenderMsg::Secure {
+        serves_on,
         pairing: code.is_some(),
         ciphers: Cipher::preferred()
             .iter()
@@ -456,6 +461,8 @@ fn split_error(e: secure::record::SplitError<io::Error>) -> TransferError {
 pub struct Hello<'a> {
     pub pairing: bool,
     pub ciphers: &'a [String],
+    /// The port the sender's own server listens on, as it said (see [`SenderMsg::Secure`]).
+    pub serves_on: Option<u16>,
 }
 
 /// How long the receiver waits: for a whole record (and twice that for the handshake) once
@@ -476,7 +483,11 @@ pub fn secure_receiver(
     pace: Pace,
     code: impl FnOnce() -> Result<PairingCode, SecureError>,
 ) -> Result<Secured, (TransferError, Option<PeerInfo>)> {
-    let Hello { pairing, ciphers } = hello;
+    let Hello {
+        pairing,
+        ciphers,
+        serves_on,
+    } = hello;
     let Pace { record: pace, idle } = pace;
     let refuse = |writer: &mut TcpStream, reason: String| {
         if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Failed {
@@ -524,7 +535,7 @@ pub fn secure_receiver(
     let mut channel = secure::accept_with(duplex, &keyring.identity, mode, cipher, &mut OsEntropy)
         .map_err(|e| (TransferError::Secure(e), None))?;
     let peer = channel.peer().clone();
-    let trusted = match judge(keyring, &peer, Remote::Sender(address)) {
+    let trusted = match judge(keyring, &peer, Remote::Sender(address, serves_on)) {
         Ok(trusted) => trusted,
         Err(e) => {
             // Told inside the channel: only the device that holds the key can read why.

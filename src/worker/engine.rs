@@ -367,6 +367,10 @@ impl Engine {
         if opts.keyring.is_none() && opts.mode == crate::protocol::Mode::Ferry {
             opts.keyring = self.keyring();
         }
+        // A receiver that comes to trust this device saves it where this window receives.
+        if opts.serves_on.is_none() {
+            opts.serves_on = self.server.as_ref().map(|s| s.local_addr().port());
+        }
         if let Some(upload) = super::upload::start(&self.seams, &self.sink, opts, items) {
             self.uploads.push(upload);
         }

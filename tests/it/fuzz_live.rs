@@ -349,6 +349,7 @@ pub(crate) fn seed_stream(rng: &mut Rng) -> Vec<Seg> {
                 segs.push(frame(&SenderMsg::Secure {
                     pairing: rng.chance(30),
                     ciphers: vec!["chacha20-poly1305".into()],
+                    serves_on: rng.chance(30).then(|| rng.below(70_000) as u16),
                 }));
                 for _ in 0..1 + rng.below(3) {
                     let len = rng.below(200);

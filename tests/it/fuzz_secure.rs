@@ -246,6 +246,7 @@ fn handshake(
     let hello = encode_sender_msg(&SenderMsg::Secure {
         pairing: false,
         ciphers: ciphers.iter().map(|c| c.wire_name().to_owned()).collect(),
+        serves_on: None,
     })
     .map_err(|e| e.to_string())?;
     tcp.write_all(&hello).map_err(|e| format!("hello: {e}"))?;

@@ -714,6 +714,7 @@ fn hello(tcp: &mut TcpStream) {
     let frame = ferry::protocol::encode_sender_msg(&ferry::protocol::SenderMsg::Secure {
         pairing: false,
         ciphers: vec!["chachapoly".into()],
+        serves_on: None,
     })
     .unwrap();
     tcp.write_all(&frame).unwrap();
@@ -790,4 +791,52 @@ fn trickled_ciphertext_or_handshake_is_dropped_at_the_deadline() {
         took < Duration::from_secs(8),
         "the server kept a trickling handshake {took:?}"
     );
+}
+
+/// A sender says which port its own server listens on: a receiver that comes to trust it
+/// (by "Accept and trust", or by pairing) saves it there, not at the default port, so
+/// sending back to it by name reaches it.
+#[test]
+fn a_trusted_sender_is_saved_at_the_port_its_own_server_listens_on() {
+    let homes = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (desk, laptop) = (
+        device(homes.0.path(), "desk"),
+        device(homes.1.path(), "laptop"),
+    );
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = file_with(src.path(), "one.bin", 1000, 3);
+    let send_telling_port = |to: SocketAddr, code: Option<PairingCode>| {
+        let mut opts = SendOptions::new(to.to_string());
+        opts.keyring = Some(laptop.clone());
+        opts.code = code;
+        opts.serves_on = Some(47_123);
+        let (sink, _events) = event_channel(None);
+        let files = [OutgoingFile::new(&file)];
+        send_files(&opts, &files, &sink, &CancelToken::new()).unwrap()
+    };
+    // "Accept and trust".
+    let (server, events) = server(dst.path(), &desk, AcceptPolicy::Trusted);
+    let to = server.local_addr();
+    let sender = thread::scope(|scope| {
+        let sender = scope.spawn(|| send_telling_port(to, None));
+        let offer = wait_for(&events, |e| match e {
+            Event::Server(ServerEvent::OfferPending(offer)) => Some(offer.clone()),
+            _ => None,
+        });
+        server.answer(offer.offer_id, Decision::AcceptAndTrust);
+        sender.join().unwrap()
+    });
+    assert!(sender[0].is_success(), "{sender:?}");
+    let pinned = desk.trust.by_key(laptop.identity.public_key()).unwrap();
+    assert_eq!(pinned.last_address.as_deref(), Some("127.0.0.1:47123"));
+    server.stop();
+    // Pairing, on a receiver that does not know it yet.
+    let home = tempfile::tempdir().unwrap();
+    let other = device(home.path(), "other desk");
+    let (pairing, _events) = self::server(dst.path(), &other, AcceptPolicy::Trusted);
+    let code = pairing.start_pairing().unwrap();
+    let outcomes = send_telling_port(pairing.local_addr(), Some(code));
+    assert!(outcomes[0].is_success(), "{outcomes:?}");
+    let pinned = other.trust.by_key(laptop.identity.public_key()).unwrap();
+    assert_eq!(pinned.last_address.as_deref(), Some("127.0.0.1:47123"));
 }

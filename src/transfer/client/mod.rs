@@ -60,6 +60,9 @@ pub struct SendOptions {
     /// Plain mode only: send a folder's files with their relative paths as names (a plain
     /// receiver has no folders). Without it a folder is refused in plain mode.
     pub flatten: bool,
+    /// The port this device's own Ferry server listens on, if it runs one: told to an
+    /// encrypted receiver, which saves this device there if it comes to trust it.
+    pub serves_on: Option<u16>,
 }
 
 impl SendOptions {
@@ -75,6 +78,7 @@ impl SendOptions {
             code: None,
             expect_key: None,
             flatten: false,
+            serves_on: None,
         }
     }
 }
@@ -452,18 +456,19 @@ fn establish(
     // as long as each answer may take.
     let _ = stream.set_read_timeout(Some(opts.answer_timeout));
     let socket = clone(&stream)?;
-    let secured = secure_sender(stream, keyring, opts.code.as_ref()).map_err(|e| {
-        let kind = match &e {
-            TransferError::Secure(_) => FailureKind::Security,
-            TransferError::Refused(_) => FailureKind::Declined,
-            _ => FailureKind::NoFerryAnswer,
-        };
-        let reason = match &e {
-            TransferError::Secure(_) | TransferError::Refused(_) => e.to_string(),
-            _ => format!("{e} before answering; {}", answers::PLAIN_HINT),
-        };
-        (SendError::Secure { to: to(), reason }, kind)
-    })?;
+    let secured =
+        secure_sender(stream, keyring, opts.code.as_ref(), opts.serves_on).map_err(|e| {
+            let kind = match &e {
+                TransferError::Secure(_) => FailureKind::Security,
+                TransferError::Refused(_) => FailureKind::Declined,
+                _ => FailureKind::NoFerryAnswer,
+            };
+            let reason = match &e {
+                TransferError::Secure(_) | TransferError::Refused(_) => e.to_string(),
+                _ => format!("{e} before answering; {}", answers::PLAIN_HINT),
+            };
+            (SendError::Secure { to: to(), reason }, kind)
+        })?;
     let _ = socket.set_read_timeout(None);
     if let Some(expected) = opts.expect_key
         && secured.peer.public_key != expected

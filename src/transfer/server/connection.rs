@@ -26,7 +26,7 @@ use crate::protocol::{
 };
 use crate::secure::handshake::PeerInfo;
 use crate::transfer::files::{NoRoom, RESUME_TAG_LEN};
-use crate::transfer::wire::{Incoming, Outgoing};
+use crate::transfer::wire::{Hello, Incoming, Outgoing};
 use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all};
 
 /// The size of the buffer each connection streams small files through.
@@ -66,6 +66,7 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
         waker: None,
         conn_id: slot.conn_id(),
         held: Held::default(),
+        serves_on: None,
     };
     let end = conn.run();
     // An evicted connection's read side was shut under it (whatever it read then says
@@ -144,6 +145,9 @@ pub(super) struct Connection<'a> {
     pub conn_id: u64,
     /// Verified small files waiting to be named in one batch ([`super::held`]).
     pub held: Held,
+    /// The port an encrypted sender said its own server listens on (where to save it when
+    /// it comes to be trusted).
+    pub serves_on: Option<u16>,
 }
 
 impl Connection<'_> {
@@ -252,12 +256,22 @@ impl Connection<'_> {
             let Some(msg) = self.read_msg()? else {
                 break;
             };
-            if let SenderMsg::Secure { pairing, ciphers } = msg {
+            if let SenderMsg::Secure {
+                pairing,
+                ciphers,
+                serves_on,
+            } = msg
+            {
                 if !first {
                     return Err(TransferError::Unexpected("a second secure hello".into()).into());
                 }
                 first = false;
-                self.awaiting_peer(|conn| conn.go_secure(pairing, &ciphers))?;
+                let hello = Hello {
+                    pairing,
+                    ciphers: &ciphers,
+                    serves_on,
+                };
+                self.awaiting_peer(|conn| conn.go_secure(hello))?;
                 continue;
             }
             first = false;

@@ -201,8 +201,10 @@ impl Connection<'_> {
         let (Some(device), Some(keyring)) = (&self.device, &self.shared.config.keyring) else {
             return;
         };
-        // The sender's port is a passing one: remember its IP with the default port.
-        let address = std::net::SocketAddr::new(self.peer.ip(), crate::defaults::DEFAULT_PORT);
+        // The sender's port is a passing one: remember its IP with the port it said its own
+        // server listens on, or the default one.
+        let port = self.serves_on.unwrap_or(crate::defaults::DEFAULT_PORT);
+        let address = std::net::SocketAddr::new(self.peer.ip(), port);
         match keyring
             .trust
             .pin(&device.name, &device.public_key, Some(address.to_string()))

@@ -16,7 +16,8 @@ use crate::transfer::wire::{Hello, Incoming, Outgoing, Pace, secure_receiver};
 impl Connection<'_> {
     /// The sender asked for encryption: the handshake (over the pairing code on offer when
     /// it asked to pair), then everything goes through the secure channel.
-    pub(super) fn go_secure(&mut self, pairing: bool, ciphers: &[String]) -> Result<(), ConnEnd> {
+    pub(super) fn go_secure(&mut self, hello: Hello<'_>) -> Result<(), ConnEnd> {
+        self.serves_on = hello.serves_on;
         let shared = self.shared;
         let socket = self
             .writer
@@ -32,7 +33,6 @@ impl Connection<'_> {
             return Err(TransferError::Unexpected("a second secure hello".into()).into());
         };
         let keyring = shared.config.keyring.as_ref();
-        let hello = Hello { pairing, ciphers };
         let pace = Pace {
             record: shared.config.header_deadline,
             idle: shared.config.idle_timeout,
