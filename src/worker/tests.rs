@@ -162,3 +162,61 @@ fn work_that_cannot_start_fails_every_row_with_its_reason() {
         "cannot look somewhere.example:9 up: no room for ferry-lookup"
     );
 }
+
+/// An upload from the window tells an encrypted receiver where the window's own server
+/// listens, so a receiver that comes to trust it ("Accept and trust") saves it there.
+#[test]
+fn an_upload_tells_the_receiver_where_this_windows_own_server_listens() {
+    use crate::events::ServerEvent;
+    use crate::secure::{Identity, Keyring};
+    use crate::transfer::{AcceptPolicy, Decision, ServerConfig, ServerHandle};
+
+    let (sink, events) = event_channel(None);
+    let worker = Worker::spawn_with(sink, Seams::system()).unwrap();
+    let (own_dir, their_dir, src) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let config = ServerConfig::new(Ipv4Addr::LOCALHOST.into(), 0, own_dir.path().to_owned());
+    worker.send(Command::StartServer(Box::new(config)));
+    let own = wait_for(&events, "the window's server listening", |e| match e {
+        Event::Server(ServerEvent::Listening { addr }) => Some(addr),
+        _ => None,
+    });
+    // Another device, which asks before it takes files from one it does not trust.
+    let homes = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keyring = |dir: &std::path::Path| {
+        Identity::load_or_create(dir).unwrap();
+        Keyring::load(dir).unwrap()
+    };
+    let (theirs, ours) = (keyring(homes.0.path()), keyring(homes.1.path()));
+    let mut config = ServerConfig::new(Ipv4Addr::LOCALHOST.into(), 0, their_dir.path().into());
+    config.keyring = Some(theirs.clone());
+    config.policy = AcceptPolicy::Trusted;
+    let (their_sink, their_events) = event_channel(None);
+    let receiver = ServerHandle::start(config, their_sink).unwrap();
+    let mut opts = SendOptions::new(receiver.local_addr().to_string());
+    opts.keyring = Some(ours.clone());
+    let file = file_in(&src, "a.txt");
+    let id = file.id;
+    worker.send(Command::Send {
+        opts: Box::new(opts),
+        files: vec![file],
+    });
+    let offer = wait_for(&their_events, "the offer", |e| match e {
+        Event::Server(ServerEvent::OfferPending(offer)) => Some(offer),
+        _ => None,
+    });
+    receiver.answer(offer.offer_id, Decision::AcceptAndTrust);
+    wait_for(&events, "the upload verified", |e| match e {
+        Event::Transfer(TransferEvent::Finished { id: done, .. }) if done == id => Some(()),
+        Event::Transfer(TransferEvent::Failed { id: done, failure }) if done == id => {
+            panic!("the upload failed: {failure}")
+        }
+        _ => None,
+    });
+    let pinned = theirs.trust.by_key(ours.identity.public_key()).unwrap();
+    let expected = format!("127.0.0.1:{}", own.port());
+    assert_eq!(pinned.last_address.as_deref(), Some(expected.as_str()));
+}
