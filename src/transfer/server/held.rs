@@ -24,7 +24,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::connection::{ConnEnd, Connection};
+use super::connection::Connection;
 use super::pump::input_within;
 use crate::events::{Failure, FailureKind, TransferEvent, TransferId};
 use crate::protocol::ReceiverMsg;
@@ -45,6 +45,7 @@ const HOLD_DATA_WAIT: Duration = Duration::from_millis(20);
 #[derive(Default)]
 pub(super) struct Held {
     files: Vec<HeldFile>,
+    /// When the oldest of `files` was held (`None` exactly when none is).
     since: Option<Instant>,
 }
 
@@ -62,10 +63,7 @@ impl Held {
     /// When the oldest held file has waited as long as it may ([`HOLD_MAX_AGE`]); `None`
     /// when none is held. Waits on the sender (a file's data, its end) stop then to name them.
     pub(super) fn pause_at(&self) -> Option<Instant> {
-        match self.files.is_empty() {
-            true => None,
-            false => self.since.map(|since| since + HOLD_MAX_AGE),
-        }
+        self.since.map(|since| since + HOLD_MAX_AGE)
     }
 }
 
@@ -77,10 +75,7 @@ impl Connection<'_> {
         self.shared.downloads.fsync()
             && size <= HOLD_MAX_FILE
             && self.held.files.len() < HOLD_MAX_FILES
-            && self
-                .held
-                .since
-                .is_none_or(|since| since.elapsed() < HOLD_MAX_AGE)
+            && self.held.pause_at().is_none_or(|at| Instant::now() < at)
             && self.next_frame_waiting()
     }
 
@@ -110,15 +105,15 @@ impl Connection<'_> {
         }
     }
 
-    /// A verified file's `.part`: held for a batch when it may be, else committed now with
-    /// whatever is held before it. Its row and verdict come with the commit. A file that
-    /// cannot be named on its own ends the connection, as it always did.
-    pub(super) fn verified(
+    /// A verified file's `.part`: held for a batch when it may be (`None`: its row and
+    /// verdict come with the batch), else handed back, whatever was held before it named
+    /// first, to be named on its own.
+    pub(super) fn hold(
         &mut self,
         mut part: PartFile,
         id: TransferId,
         size: u64,
-    ) -> Result<(), ConnEnd> {
+    ) -> Option<PartFile> {
         let hold = self.may_hold(size);
         if hold || !self.held.is_empty() {
             match part.close_verified() {
@@ -128,34 +123,16 @@ impl Connection<'_> {
                     if !hold {
                         self.commit_held();
                     }
-                    return Ok(());
+                    return None;
                 }
-                // Its descriptor could not be read: committed on its own, after those held.
+                // Its descriptor could not be read: named on its own, after those held.
                 Err(e) => {
                     log::warn!("{}: cannot hold a verified file: {e}", self.peer);
                     self.commit_held();
                 }
             }
         }
-        // Its own sync, as every file had before batches.
-        match part.commit() {
-            Ok(path) => {
-                self.tell_committed(id, size, path, true);
-                Ok(())
-            }
-            Err(e) => {
-                let error = TransferError::Disk(e);
-                drop(part);
-                let failure = error.failure();
-                self.shared
-                    .sink
-                    .transfer(TransferEvent::Failed { id, failure });
-                Err(ConnEnd {
-                    error,
-                    reported: true,
-                })
-            }
-        }
+        Some(part)
     }
 
     /// Makes every held file durable and named, then sends their verdicts in order and

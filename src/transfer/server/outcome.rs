@@ -80,10 +80,23 @@ impl Connection<'_> {
         mode: Mode,
         outcome: Result<FileEnd, TransferError>,
     ) -> Result<(), ConnEnd> {
+        let outcome = match outcome {
+            // Held to be named with the files after it (`held`), or named now on its own.
+            Ok(FileEnd::Verified) => match self.hold(part, id, header.file_size) {
+                None => return Ok(()),
+                Some(own) => {
+                    part = own;
+                    let path = part.commit().map_err(TransferError::Disk);
+                    path.map(|path| FileEnd::Committed {
+                        path,
+                        verified: true,
+                    })
+                }
+            },
+            other => other,
+        };
         // Verdicts go in file order: those held are answered before this file's ending.
-        if !matches!(outcome, Ok(FileEnd::Verified)) {
-            self.commit_held();
-        }
+        self.commit_held();
         let sink = &self.shared.sink;
         match outcome {
             Ok(FileEnd::Committed { path, verified }) => {
@@ -110,8 +123,10 @@ impl Connection<'_> {
                 );
                 Ok(())
             }
-            // Named now, or held to be named with the files after it (`held`).
-            Ok(FileEnd::Verified) => self.verified(part, id, header.file_size),
+            // Held or named above.
+            Ok(FileEnd::Verified) => {
+                Err(TransferError::Unexpected("a verified file left unnamed".into()).into())
+            }
             Ok(FileEnd::Rejected(error)) => {
                 drop(part);
                 log::warn!("{}: {:?}: {error}", self.peer, header.file_name);
