@@ -188,22 +188,11 @@ impl Upload<'_> {
                     self.take_verdict(verdict);
                     continue;
                 }
-                Ok(Answer::Accepted { .. } | Answer::Resume { .. } | Answer::Declined { .. })
-                    if self.cancel.is_cancelled() =>
-                {
-                    continue;
-                }
+                Ok(answer) if self.about_abandoned_offer(&answer) => continue,
                 Ok(other) => not_awaited(other, "after a file"),
                 Err(stop) => stop,
             };
-            let outcome = match stop {
-                Stop::Outcome(outcome) => outcome,
-                Stop::Broken(failure) => FileOutcome::Failed(failure),
-                Stop::PeerCancelled(reason) => FileOutcome::CancelledByPeer { reason },
-                Stop::Cancelled => FileOutcome::Cancelled,
-            };
-            self.broken
-                .get_or_insert_with(|| Failure::new(FailureKind::Protocol, outcome.to_string()));
+            let outcome = self.stopped(stop);
             self.fail_owed(&outcome);
             self.session.break_off();
         }
@@ -230,6 +219,16 @@ impl Upload<'_> {
         }
     }
 
+    /// An answer about the offer a cancel abandoned (the next file's accept, resume or
+    /// decline), which may come before the verdicts still owed: passed over.
+    fn about_abandoned_offer(&self, answer: &Answer) -> bool {
+        self.cancel.is_cancelled()
+            && matches!(
+                answer,
+                Answer::Accepted { .. } | Answer::Resume { .. } | Answer::Declined { .. }
+            )
+    }
+
     /// Takes the verdicts that already arrived, without waiting; stops at anything else
     /// (but passes over answers about an offer a cancel abandoned, as `settle_owed` does).
     fn take_ready_verdicts(&mut self) {
@@ -243,9 +242,7 @@ impl Upload<'_> {
                 Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
                     self.take_verdict(verdict);
                 }
-                // Answers about an offer abandoned by a cancel may sit before verdicts.
-                Ok(Answer::Accepted { .. } | Answer::Resume { .. } | Answer::Declined { .. })
-                    if self.cancel.is_cancelled() => {}
+                Ok(answer) if self.about_abandoned_offer(&answer) => {}
                 _ => return,
             }
         }

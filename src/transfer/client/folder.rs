@@ -178,20 +178,9 @@ impl Upload<'_> {
         let result = self.try_send_folder(folder, &mut outcomes);
         let leftover = match result {
             Ok(()) => None,
+            // Declined as a whole: the connection goes on.
             Err(Stop::Outcome(outcome)) => Some(outcome),
-            Err(Stop::Broken(failure)) => {
-                self.broken = Some(failure.clone());
-                Some(FileOutcome::Failed(failure))
-            }
-            Err(Stop::PeerCancelled(reason)) => {
-                let detail = format!("cancelled by peer: {reason}");
-                self.broken = Some(Failure::new(FailureKind::Protocol, detail));
-                Some(FileOutcome::CancelledByPeer { reason })
-            }
-            Err(Stop::Cancelled) => {
-                self.broken = Some(Failure::new(FailureKind::Protocol, "cancelled"));
-                Some(FileOutcome::Cancelled)
-            }
+            Err(stop) => Some(self.stopped(stop)),
         };
         if !self.session.at_boundary() {
             self.session.break_off();

@@ -202,38 +202,49 @@ impl Upload<'_> {
             Mode::Plain => self.send_plain(id, header, file).map(Some),
             Mode::Ferry => self.send_ferry(id, header, file, slot),
         };
-        let outcome = match result {
+        let stop = match result {
             // Its end went out: the verdict will come while the next file goes out.
             Ok(None) => return None,
             // A file that ended in step leaves the connection usable for the next one.
             Ok(Some(outcome)) | Err(Stop::Outcome(outcome)) if self.session.at_boundary() => {
                 return Some(outcome);
             }
-            Ok(Some(outcome)) | Err(Stop::Outcome(outcome)) => {
-                self.broken = Some(Failure::new(FailureKind::Protocol, outcome.to_string()));
-                outcome
-            }
-            Err(Stop::Broken(failure)) => {
-                self.broken = Some(failure.clone());
-                FileOutcome::Failed(failure)
-            }
-            Err(Stop::PeerCancelled(reason)) => {
-                let detail = format!("cancelled by peer: {reason}");
-                self.broken = Some(Failure::new(FailureKind::Protocol, detail));
-                FileOutcome::CancelledByPeer { reason }
-            }
-            // Mid-protocol, the connection cannot carry the next file: stop here.
-            Err(Stop::Cancelled) => {
-                // The files before it went out whole: their verdicts may still come.
-                self.settle_owed();
-                self.broken = Some(Failure::new(FailureKind::Protocol, "cancelled"));
-                FileOutcome::Cancelled
-            }
+            Ok(Some(outcome)) => Stop::Outcome(outcome),
+            Err(stop) => stop,
         };
+        // Mid-protocol, the connection cannot carry the next file: stop here. After a cancel,
+        // the files before it went out whole: their verdicts may still come.
+        if matches!(stop, Stop::Cancelled) {
+            self.settle_owed();
+        }
+        let outcome = self.stopped(stop);
         // The files whose verdicts were still to come share the connection's fate.
         self.fail_owed(&outcome);
         self.session.break_off();
         Some(outcome)
+    }
+
+    /// The connection cannot go on after `stop`: the outcome of the file it ended on, with
+    /// why kept for every later file (`broken`).
+    pub(super) fn stopped(&mut self, stop: Stop) -> FileOutcome {
+        let (outcome, why) = match stop {
+            Stop::Outcome(outcome) => {
+                let why = Failure::new(FailureKind::Protocol, outcome.to_string());
+                (outcome, why)
+            }
+            Stop::Broken(failure) => (FileOutcome::Failed(failure.clone()), failure),
+            Stop::PeerCancelled(reason) => {
+                let why = format!("cancelled by peer: {reason}");
+                let why = Failure::new(FailureKind::Protocol, why);
+                (FileOutcome::CancelledByPeer { reason }, why)
+            }
+            Stop::Cancelled => (
+                FileOutcome::Cancelled,
+                Failure::new(FailureKind::Protocol, "cancelled"),
+            ),
+        };
+        self.broken = Some(why);
+        outcome
     }
 
     fn send_plain(&mut self, id: u64, header: Header, file: File) -> Result<FileOutcome, Stop> {
