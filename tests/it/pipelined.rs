@@ -432,35 +432,46 @@ fn a_sender_that_stalls_or_leaves_after_its_next_offer_does_not_keep_a_file_unna
     assert_eq!(std::fs::read(saved).unwrap(), b"ccc");
 }
 
+/// Holds a.txt on a syncing server: a's data and end, b's offer (3 bytes) and `b_so_far` of
+/// b's data in one burst, so b's data is already here when b is accepted and nothing else
+/// names a meanwhile; then the sender stops. a's verdict must come well before the server's
+/// 120 s idle timeout. Returns the connection, for b's rest.
+fn hold_a_then_stop_in_b(
+    dir: &std::path::Path,
+    b_so_far: &[u8],
+) -> (ferry::transfer::ServerHandle, TcpStream) {
+    let (server, _events) = syncing_server(dir);
+    let mut s = connect(&server);
+    offer_accepted(&mut s, "a.txt");
+    let mut burst = data_and_end(b"aaa", blake3::hash(b"aaa"));
+    burst.extend(offer_frame("b.txt", 3));
+    burst.extend(encode_chunk_header(3));
+    burst.extend_from_slice(b_so_far);
+    s.write_all(&burst).unwrap();
+    expect_accept(&mut s, "b.txt");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    expect_verified(&mut s, "a.txt");
+    assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"aaa");
+    (server, s)
+}
+
+fn end_of_bbb() -> Vec<u8> {
+    encode_sender_msg(&SenderMsg::End {
+        blake3: *blake3::hash(b"bbb").as_bytes(),
+    })
+    .unwrap()
+}
+
 /// A sender whose next file's data starts and then stops (a stalled disk, or on purpose)
 /// does not keep the files held before it unnamed: they are named once the batch is as old
 /// as a batch may be, long before the connection times out, and the file goes on after.
 #[test]
 fn a_sender_that_stalls_in_the_middle_of_the_next_files_data_does_not_keep_a_file_unnamed() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, _events) = syncing_server(dir.path());
-    let mut s = connect(&server);
-    offer_accepted(&mut s, "a.txt");
-    // a's data and end, b's offer, and the first of b's three bytes, all in one burst: b's
-    // data is already here when b is accepted, so nothing else names a meanwhile.
-    let mut burst = data_and_end(b"aaa", blake3::hash(b"aaa"));
-    burst.extend(offer_frame("b.txt", 3));
-    burst.extend(encode_chunk_header(3));
-    burst.push(b'b');
-    s.write_all(&burst).unwrap();
-    expect_accept(&mut s, "b.txt");
-    // The server's idle timeout is 120 s; a's verdict must come well before.
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    expect_verified(&mut s, "a.txt");
-    assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"aaa");
+    let (_server, mut s) = hold_a_then_stop_in_b(dir.path(), b"b");
     // b's other two bytes and its end: b is received whole all the same.
     let mut rest = b"bb".to_vec();
-    rest.extend(
-        encode_sender_msg(&SenderMsg::End {
-            blake3: *blake3::hash(b"bbb").as_bytes(),
-        })
-        .unwrap(),
-    );
+    rest.extend(end_of_bbb());
     s.write_all(&rest).unwrap();
     expect_verified(&mut s, "b.txt");
     assert_eq!(std::fs::read(dir.path().join("b.txt")).unwrap(), b"bbb");
@@ -470,24 +481,8 @@ fn a_sender_that_stalls_in_the_middle_of_the_next_files_data_does_not_keep_a_fil
 #[test]
 fn a_sender_whose_next_files_end_does_not_come_does_not_keep_a_file_unnamed() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, _events) = syncing_server(dir.path());
-    let mut s = connect(&server);
-    offer_accepted(&mut s, "a.txt");
-    let mut burst = data_and_end(b"aaa", blake3::hash(b"aaa"));
-    burst.extend(offer_frame("b.txt", 3));
-    burst.extend(encode_chunk_header(3));
-    burst.extend_from_slice(b"bbb");
-    s.write_all(&burst).unwrap();
-    expect_accept(&mut s, "b.txt");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    expect_verified(&mut s, "a.txt");
-    s.write_all(
-        &encode_sender_msg(&SenderMsg::End {
-            blake3: *blake3::hash(b"bbb").as_bytes(),
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    let (_server, mut s) = hold_a_then_stop_in_b(dir.path(), b"bbb");
+    s.write_all(&end_of_bbb()).unwrap();
     expect_verified(&mut s, "b.txt");
 }
 
