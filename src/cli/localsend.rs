@@ -22,7 +22,7 @@ use crate::localsend::{
     LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
 };
 use crate::protocol::escape_line;
-use crate::transfer::{AcceptPolicy, OutgoingFile, OutgoingItem, walk_folder};
+use crate::transfer::AcceptPolicy;
 
 /// How long a `POST /register` probe may take (LocalSend gives 500 ms).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -339,23 +339,7 @@ pub(super) fn send_by_alias(
     sender.pin = args.localsend.pin;
     let target = LocalSendTarget::from(&device);
     let (sink, events) = event_channel(None);
-    let mut items = Vec::new();
-    for path in args.files {
-        if !path.is_dir() {
-            items.push(OutgoingItem::File(OutgoingFile::new(path)));
-            continue;
-        }
-        let shown = escape_line(&path.display().to_string()).into_owned();
-        let folder =
-            walk_folder(&path).with_context(|| format!("cannot read the folder {shown}"))?;
-        for skipped in &folder.skipped {
-            println!(
-                "{}: skipped (a symlink leading out of the folder, or not a regular file)",
-                escape_line(&path.join(skipped).display().to_string())
-            );
-        }
-        items.push(OutgoingItem::Folder(folder));
-    }
+    let (items, shown) = super::transfer::read_items(args.files, |_| Ok(()))?;
     let batch = LocalSendBatch::of(&items);
     for empty in &batch.empty_folders {
         // Said, not silently dropped: LocalSend v2 names files only.
@@ -364,7 +348,6 @@ pub(super) fn send_by_alias(
             escape_line(empty)
         );
     }
-    let paths: Vec<_> = batch.files.iter().map(|(f, _)| f.path.clone()).collect();
     // Ctrl-C cancels the session on the device too (`/cancel`), so the device is free for
     // the next sender at once instead of busy (409) until its own timeout; a second Ctrl-C
     // quits without waiting.
@@ -378,7 +361,7 @@ pub(super) fn send_by_alias(
         on_ctrl_c.cancel();
     })
     .context("cannot install the Ctrl-C handler")?;
-    super::transfer::run_send("ferry-localsend-send", &events, &paths, move || {
+    super::transfer::run_send("ferry-localsend-send", &events, &shown, move || {
         sender.send_batch(&target, &batch, &sink, &cancel)
     })
 }

@@ -330,51 +330,70 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     }
     let (sink, events) = event_channel(None);
     let cancel = CancelToken::new();
-    let mut items = Vec::new();
-    for path in args.files {
-        if !path.is_dir() {
-            items.push(OutgoingItem::File(OutgoingFile::new(path)));
-            continue;
-        }
-        if args.plain && !args.flatten {
+    let plain = args.plain && !args.flatten;
+    let (items, shown) = read_items(args.files, |folder| {
+        if plain {
             anyhow::bail!(
                 "{} is a folder, and plain receivers have no folders: add --flatten to send its \
                  files with their relative paths as names, or send without --plain",
-                escape_line(&path.display().to_string())
+                escape_line(&folder.display().to_string())
             );
         }
-        let folder = walk_folder(&path).with_context(|| {
-            format!(
-                "cannot read the folder {}",
-                escape_line(&path.display().to_string())
-            )
-        })?;
-        for skipped in &folder.skipped {
-            // Not an error of the send: said on stdout so a script sees it too.
-            println!(
-                "{}: skipped (a symlink leading out of the folder, or not a regular file)",
-                escape_line(&path.join(skipped).display().to_string())
-            );
-        }
-        items.push(OutgoingItem::Folder(folder));
-    }
+        Ok(())
+    })?;
     opts.flatten = args.flatten;
-    let paths: Vec<_> = items
-        .iter()
-        .flat_map(|item| item.files().into_iter().map(|f| f.path.clone()))
-        .collect();
-    run_send("ferry-send", &events, &paths, move || {
+    run_send("ferry-send", &events, &shown, move || {
         send_items(&opts, &items, &sink, &cancel)
     })
 }
 
+/// The files and folders named on the command line, folders walked (what a folder leaves out
+/// is said on stdout, so a script sees it too), and per file to send the name its result line
+/// gives it: as typed, a folder's file as the typed folder joined with its path in the folder,
+/// made safe for a terminal (a local name can hold control characters: a process that can
+/// write into a folder being sent must not drive the sender's terminal). `check_folder` may
+/// refuse a folder before it is walked.
+pub(super) fn read_items(
+    paths: Vec<PathBuf>,
+    check_folder: impl Fn(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<OutgoingItem>, Vec<String>)> {
+    let shown = |path: &Path| escape_line(&path.display().to_string()).into_owned();
+    let mut items = Vec::new();
+    let mut names = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            names.push(shown(&path));
+            items.push(OutgoingItem::File(OutgoingFile::new(path)));
+            continue;
+        }
+        check_folder(&path)?;
+        let folder = walk_folder(&path)
+            .with_context(|| format!("cannot read the folder {}", shown(&path)))?;
+        for skipped in &folder.skipped {
+            println!(
+                "{}: skipped (a symlink leading out of the folder, or not a regular file)",
+                shown(&path.join(skipped))
+            );
+        }
+        for (index, file) in &folder.files {
+            let inside = usize::try_from(*index)
+                .ok()
+                .and_then(|i| folder.entries.get(i))
+                .map(|entry| path.join(&entry.path));
+            names.push(shown(inside.as_deref().unwrap_or(&file.path)));
+        }
+        items.push(OutgoingItem::Folder(folder));
+    }
+    Ok((items, names))
+}
+
 /// Runs a send on a thread named `name` while its events draw one progress bar per file
-/// (until the thread drops its sink), then prints one result line per file: exit 0 only if
-/// every file succeeded.
+/// (until the thread drops its sink), then prints one result line per file (`shown`: the
+/// files' names from [`read_items`]): exit 0 only if every file succeeded.
 pub(super) fn run_send<E>(
     name: &str,
     events: &crossbeam_channel::Receiver<Event>,
-    paths: &[PathBuf],
+    shown: &[String],
     send: impl FnOnce() -> Result<Vec<FileOutcome>, E> + Send + 'static,
 ) -> anyhow::Result<ExitCode>
 where
@@ -393,9 +412,9 @@ where
         .join()
         .map_err(|_| anyhow::anyhow!("the sending thread panicked"))??;
     let mut all_ok = true;
-    for (path, outcome) in paths.iter().zip(&outcomes) {
+    for (name, outcome) in shown.iter().zip(&outcomes) {
         // The outcome may quote the receiver's words: never let them drive the terminal.
-        println!("{}: {}", path.display(), escape_line(&outcome.to_string()));
+        println!("{name}: {}", escape_line(&outcome.to_string()));
         all_ok &= outcome.is_success();
     }
     Ok(if all_ok {

@@ -329,6 +329,60 @@ fn cli_sends_a_folder_and_files_and_prints_a_line_per_file() {
     assert!(dl.path().join("photos/empty").is_dir());
 }
 
+/// A result line names a folder's file as the user typed the folder (not the absolute path
+/// the walk read it from), and a local name with control characters (anyone who can write
+/// into a folder being sent can choose one) reaches the terminal escaped, never raw.
+#[test]
+fn cli_result_lines_name_files_as_typed_and_carry_no_control_characters() {
+    let src = tempfile::tempdir().unwrap();
+    let root = sample_folder(src.path());
+    let hostile = "red\u{1b}[31m\u{7}.txt";
+    std::fs::write(root.join(hostile), b"x").unwrap();
+    std::fs::write(src.path().join(hostile), b"y").unwrap();
+    let dl = tempfile::tempdir().unwrap();
+    let (server, _events) = start_server(dl.path());
+    let out = ferry()
+        .current_dir(src.path())
+        .args([
+            "send",
+            "--to",
+            &server.local_addr().to_string(),
+            "photos",
+            hostile,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.stdout
+            .iter()
+            .any(|b| b.is_ascii_control() && *b != b'\n'),
+        "a control character reached the terminal: {stdout:?}"
+    );
+    let mut named: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(": verified"))
+        .filter_map(|l| l.split(": verified").next())
+        .collect();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        [
+            "photos/2024/b.bin",
+            "photos/2024/深圳/c.txt",
+            "photos/a.txt",
+            "photos/red\\u{1b}[31m\\u{7}.txt",
+            "red\\u{1b}[31m\\u{7}.txt",
+        ],
+        "{stdout}"
+    );
+}
+
 #[test]
 fn cli_plain_refuses_a_folder_unless_flattened() {
     let src = tempfile::tempdir().unwrap();

@@ -282,7 +282,14 @@ fn a_window_uploads_to_a_localsend_device_found_by_its_address_and_sends_it_a_no
             .iter()
             .any(|d| d.alias == "Living room PC")
     });
-    let listed = &harness.state().devices.localsend[0];
+    // Found by its name: another LocalSend device on this machine may be listed too.
+    let listed = harness
+        .state()
+        .devices
+        .localsend
+        .iter()
+        .find(|d| d.alias == "Living room PC")
+        .unwrap();
     assert_eq!(listed.fingerprint, receiver.fingerprint());
     assert_eq!(listed.device_type, "desktop");
     harness.get_by_label("LocalSend");
