@@ -71,8 +71,23 @@ impl Traced {
         })
     }
 
-    /// Stops `ferry serve` and strace, and returns strace's log, one call per line.
-    fn finish(mut self) -> Vec<String> {
+    /// Stops `ferry serve` and strace once strace has logged a line for which `logged`
+    /// holds (the process may have made the call, and the test seen its effect, before
+    /// strace wrote its line: killed then, the line would be missing), and returns strace's
+    /// log, one call per line.
+    fn finish(mut self, logged: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .any(&logged)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "strace never logged the call looked for"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let pid = self.strace.0.id();
         let children =
             std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
@@ -133,7 +148,7 @@ fn serve_says_verified_only_after_data_name_and_folder_are_synced() {
         format!("{}: verified, saved as \"synced.bin\"\n", file.display())
     );
     wait_line(&serve.lines, "received");
-    let log = serve.finish();
+    let log = serve.finish(|l| l.contains(" write(") && l.contains("received"));
 
     let open = find(&log, 0, "the partial's creation", |l| {
         l.contains("\"synced.bin.") && l.contains(".ferry.part\"") && l.contains("O_CREAT")
@@ -215,7 +230,7 @@ fn serve_says_bytes_are_kept_only_after_syncing_them() {
         line.contains("the 450000 bytes received are kept"),
         "{line}"
     );
-    let log = serve.finish();
+    let log = serve.finish(|l| l.contains(" write(") && l.contains("are kept"));
 
     let open = find(&log, 0, "the partial's creation", |l| {
         l.contains("\"cut.bin.abababababababab.ferry.part\"") && l.contains("O_CREAT")
@@ -264,7 +279,7 @@ fn serve_sends_folder_verdicts_only_after_data_and_names_are_synced() {
             root.join("sub/two.bin").display()
         )
     );
-    let log = serve.finish();
+    let log = serve.finish(|l| l.contains(" sendto(") && l.contains("\\\"kind\\\":\\\"files\\\""));
 
     let written = find(&log, 0, "the second file's partial", |l| {
         l.contains("\"two.bin.ferry.part\"") && l.contains("O_CREAT")

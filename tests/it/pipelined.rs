@@ -432,6 +432,18 @@ fn a_sender_that_stalls_or_leaves_after_its_next_offer_does_not_keep_a_file_unna
     assert_eq!(std::fs::read(saved).unwrap(), b"ccc");
 }
 
+/// a.txt (3 bytes) sent whole, then in one burst b's offer (3 bytes) and `b_so_far` of b's
+/// data, and b's accept read: a is held now (b's data is already here, its end is not).
+fn hold_a_with_b_started(s: &mut TcpStream, b_so_far: &[u8]) {
+    offer_accepted(s, "a.txt");
+    let mut burst = data_and_end(b"aaa", blake3::hash(b"aaa"));
+    burst.extend(offer_frame("b.txt", 3));
+    burst.extend(encode_chunk_header(3));
+    burst.extend_from_slice(b_so_far);
+    s.write_all(&burst).unwrap();
+    expect_accept(s, "b.txt");
+}
+
 /// Holds a.txt on a syncing server: a's data and end, b's offer (3 bytes) and `b_so_far` of
 /// b's data in one burst, so b's data is already here when b is accepted and nothing else
 /// names a meanwhile; then the sender stops. a's verdict must come well before the server's
@@ -442,13 +454,7 @@ fn hold_a_then_stop_in_b(
 ) -> (ferry::transfer::ServerHandle, TcpStream) {
     let (server, _events) = syncing_server(dir);
     let mut s = connect(&server);
-    offer_accepted(&mut s, "a.txt");
-    let mut burst = data_and_end(b"aaa", blake3::hash(b"aaa"));
-    burst.extend(offer_frame("b.txt", 3));
-    burst.extend(encode_chunk_header(3));
-    burst.extend_from_slice(b_so_far);
-    s.write_all(&burst).unwrap();
-    expect_accept(&mut s, "b.txt");
+    hold_a_with_b_started(&mut s, b_so_far);
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     expect_verified(&mut s, "a.txt");
     assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"aaa");
@@ -591,5 +597,31 @@ fn a_cancel_while_the_next_offer_waits_still_takes_the_verdict_on_the_file_befor
             },
             FileOutcome::Cancelled
         ]
+    );
+}
+
+/// Stopping the server while it holds a verified file: the file is named, its verdict
+/// still reaches the sender, and the sender is told why the connection ends (before, the
+/// stop shut the socket both ways: the sender saw only a lost connection, and reported a
+/// file the receiver kept as interrupted).
+#[test]
+fn a_server_stopped_while_it_holds_a_file_still_gives_its_verdict_and_says_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _events) = syncing_server(dir.path());
+    let mut s = connect(&server);
+    hold_a_with_b_started(&mut s, b"b");
+    server.stop();
+    expect_verified(&mut s, "a.txt");
+    match read_answer(&mut s) {
+        ReceiverMsg::Failed { reason } => {
+            assert!(reason.contains("the server stopped"), "{reason}");
+        }
+        other => panic!("expected the reason the connection ends, got {other:?}"),
+    }
+    assert!(next_frame(&mut s).is_none(), "then the connection closes");
+    assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"aaa");
+    assert!(
+        !dir.path().join("b.txt").exists(),
+        "b never came whole: not under its name (its partial may stay, for a resume)"
     );
 }

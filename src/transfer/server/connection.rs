@@ -177,8 +177,9 @@ impl Connection<'_> {
     /// Runs `work`, which waits on the peer alone (an honest peer sends a frame whole at
     /// once, a handshake in milliseconds): meanwhile the connection may lose its slot to a
     /// newcomer when every slot is taken. Not for waits the peer has good reason to make.
-    /// A connection that lost its slot meanwhile ends here, whatever `work` read (a read
-    /// side shut under it still hands out bytes that were already queued).
+    /// A connection that lost its slot meanwhile, or whose server is stopping, ends here,
+    /// whatever `work` read (a read side shut under it still hands out bytes that were
+    /// already queued).
     fn awaiting_peer<T, E: From<TransferError>>(
         &mut self,
         work: impl FnOnce(&mut Self) -> Result<T, E>,
@@ -187,6 +188,9 @@ impl Connection<'_> {
         let done = work(self);
         if listener::set_waiting(self.shared, self.conn_id, false) {
             return Err(TransferError::Evicted.into());
+        }
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(TransferError::Stopped.into());
         }
         done
     }

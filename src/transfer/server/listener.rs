@@ -47,7 +47,7 @@ pub(super) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
         let slot = match Slot::take(shared, peer.ip(), conn_id) {
             Ok(slot) => slot,
             Err(busy) => {
-                lock(&shared.conns).remove(&conn_id);
+                forget_conn(shared, conn_id);
                 refuse(stream, peer, shared, busy);
                 continue;
             }
@@ -71,7 +71,7 @@ pub(super) fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) {
             Err(e) => {
                 // The closure, and with it the slot, was dropped: the slot is free again.
                 log::error!("cannot start a thread for {peer}: {e}");
-                lock(&shared.conns).remove(&conn_id);
+                forget_conn(shared, conn_id);
             }
         }
     }
@@ -88,10 +88,18 @@ struct ForgetConn<'a> {
 
 impl Drop for ForgetConn<'_> {
     fn drop(&mut self) {
-        if let Some(clone) = lock(&self.shared.conns).remove(&self.conn_id) {
+        if let Some(clone) = forget_conn(self.shared, self.conn_id) {
             let _ = clone.shutdown(std::net::Shutdown::Both);
         }
     }
+}
+
+/// Takes connection `conn_id` out of [`Shared::conns`] and tells a `stop` waiting for the
+/// connections to end.
+fn forget_conn(shared: &Shared, conn_id: u64) -> Option<TcpStream> {
+    let clone = lock(&shared.conns).remove(&conn_id);
+    shared.conn_gone.notify_all();
+    clone
 }
 
 /// Which connection limit a refused peer hit.
@@ -192,8 +200,19 @@ pub(super) fn set_waiting(shared: &Shared, conn_id: u64, waiting: bool) -> bool 
     }
 }
 
-/// How long each write of an evicted connection may take (its last answers).
-const EVICTED_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long each write of a connection being ended from outside (evicted, or the server
+/// stopping) may take: its last answers.
+const LAST_WORDS_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends a connection from outside its thread, but leaves it its last words: only the read
+/// side is shut (its thread wakes from the read it waits in, or from the pump, and sees why),
+/// so it can still name its held files and send their verdicts and tell a Ferry sender why
+/// it ends; every write from now on is short, so a peer that does not read cannot hold the
+/// thread for long.
+pub(super) fn shut_for_last_words(socket: &std::net::TcpStream) {
+    let _ = socket.set_write_timeout(Some(LAST_WORDS_WRITE_TIMEOUT));
+    let _ = socket.shutdown(Shutdown::Read);
+}
 
 /// Whether connection `conn_id` lost its slot to a newcomer (its socket was shut then).
 pub(super) fn was_evicted(shared: &Shared, conn_id: u64) -> bool {
@@ -225,13 +244,9 @@ fn evict_longest_waiting(shared: &Shared, slots: &mut Slots) -> bool {
         state.ip,
         waited.as_secs_f64()
     );
-    // Only the read side: its thread wakes from the read it waits in (and ends there, see
-    // `Connection::awaiting_peer`), and can still tell a Ferry sender why before it closes
-    // the connection; every write from now on is short, so a peer that does not read cannot
-    // hold the thread.
+    // Its thread ends at its next wait on the peer (see `Connection::awaiting_peer`).
     if let Some(socket) = lock(&shared.conns).get(&conn_id) {
-        let _ = socket.set_write_timeout(Some(EVICTED_WRITE_TIMEOUT));
-        let _ = socket.shutdown(Shutdown::Read);
+        shut_for_last_words(socket);
     }
     true
 }

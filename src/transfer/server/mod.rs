@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,9 @@ use crate::secure::{Keyring, SecureError};
 
 /// How often old partials are looked for while the server runs (also once at start).
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long `stop` lets connections end on their own (naming what they hold, telling their
+/// senders) before it cuts the ones still busy.
+const LAST_WORDS_GRACE: Duration = Duration::from_secs(2);
 
 /// What a server needs to start.
 #[derive(Debug, Clone)]
@@ -211,6 +214,8 @@ struct Shared {
     refusing: AtomicUsize,
     /// Clones of the live connections, so `stop` can shut them down mid-read.
     conns: Mutex<HashMap<u64, TcpStream>>,
+    /// Told whenever a connection leaves `conns` (see [`listener::forget_conn`]).
+    conn_gone: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The download folder, opened once; every connection writes through it.
     downloads: Downloads,
@@ -265,6 +270,7 @@ impl ServerHandle {
             slots: Mutex::new(HashMap::new()),
             refusing: AtomicUsize::new(0),
             conns: Mutex::new(HashMap::new()),
+            conn_gone: Condvar::new(),
             threads: Mutex::new(Vec::new()),
             downloads,
             live: Mutex::new(HashMap::new()),
@@ -404,9 +410,22 @@ impl ServerHandle {
             drop(stop_tx);
             let _ = handle.join();
         }
+        // Each connection gets a moment for its last words (naming the verified files it
+        // holds, their verdicts, and telling a Ferry sender the server stopped); one still
+        // busy after that, such as one blocked writing to a peer that does not read, is cut.
         for stream in lock(&self.shared.conns).values() {
+            listener::shut_for_last_words(stream);
+        }
+        let conns = lock(&self.shared.conns);
+        let (conns, _) = self
+            .shared
+            .conn_gone
+            .wait_timeout_while(conns, LAST_WORDS_GRACE, |conns| !conns.is_empty())
+            .unwrap_or_else(PoisonError::into_inner);
+        for stream in conns.values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
+        drop(conns);
         let threads = std::mem::take(&mut *lock(&self.shared.threads));
         for handle in threads {
             let _ = handle.join();
