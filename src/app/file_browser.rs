@@ -3,20 +3,24 @@
 //! with completion (Tab completes the common prefix; the matches are listed to click) and a
 //! simple folder browser (click a folder to enter it, click files to select them, Up).
 //!
-//! Listing a folder is a local `read_dir` (no `stat` per entry but for symlinks), bounded to
-//! [`MAX_ENTRIES`], done on the UI thread only when the folder shown or the typed path's
-//! folder changes: never every frame, nor at every key typed.
+//! The UI thread never touches the disk here: listing a folder, and looking at a typed path,
+//! run on background threads ([`super::file_lister`]), whose answers are taken at the start of
+//! each frame. While the folder asked for is being read the previous listing stays shown with
+//! a "Reading…" note, and everything stays usable; only the newest request's answer applies.
+//! A folder is listed only when the folder shown or the typed path's folder changes: never
+//! every frame, nor at every key typed. Tab on a path whose folder is not listed yet asks for
+//! the listing and completes when it arrives (as a user pressing Tab once expects), unless
+//! the field was typed on meanwhile.
 
 use std::path::{Path, PathBuf};
 
 use egui::{Key, RichText, Ui};
 
+use super::file_lister::{Answer, Entry, Kind, Lister, Listing, MAX_ENTRIES, Request};
 use super::i18n::{T, Tr};
 use super::palette;
 use crate::protocol::escape_line;
 
-/// Entries listed per folder; a larger folder is cut (and says so).
-const MAX_ENTRIES: usize = 5_000;
 /// Completions listed under the path field.
 const MAX_MATCHES: usize = 12;
 
@@ -38,32 +42,46 @@ pub enum Chosen {
     SendFolder(PathBuf),
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    /// The name made safe to draw (a local name can hold control characters too).
-    shown: String,
-    path: PathBuf,
-    is_dir: bool,
+/// Why the folder or the typed path could not be used (put in words when drawn).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Problem {
+    /// The folder, made safe to draw, and why it could not be read.
+    Unreadable(String),
+    /// The typed path, made safe to draw.
+    NoSuchPath(String),
+    Busy,
 }
 
 /// The in-app picker's state; closed until [`FileBrowser::open`].
 #[derive(Debug)]
 pub struct FileBrowser {
     pub target: Option<BrowseFor>,
+    /// The folder shown (changes when its listing arrives).
     pub dir: PathBuf,
     /// The path field as typed.
     pub path_field: String,
     pub selected: Vec<PathBuf>,
-    entries: Vec<Entry>,
-    truncated: bool,
-    /// Why the folder or the typed path could not be used.
-    error: Option<String>,
+    listing: Listing,
+    error: Option<Problem>,
     /// Completions of `path_field`, computed when it changes.
     matches: Vec<Entry>,
+    /// The field the matches were computed for (left behind while its folder is being listed,
+    /// so they are computed when the listing arrives).
     matches_for: String,
     /// The folder the completions were last taken from, and its entries (listed again only
     /// when the typed folder changes, or the picker is opened or moves).
     matches_listing: Option<(PathBuf, Vec<Entry>)>,
+    /// The folder whose completion listing was asked for and has not arrived.
+    matches_asked: Option<PathBuf>,
+    /// The field as it was when Tab was pressed before its folder was listed: completed when
+    /// the listing arrives, unless typed on since.
+    tab_waiting: Option<String>,
+    /// The field as it was when the folder shown was last asked for: its answer writes the new
+    /// folder there only if the user has not typed since.
+    field_at_request: String,
+    /// The field was completed: its cursor goes to the end.
+    cursor_to_end: bool,
+    lister: Lister,
 }
 
 impl Default for FileBrowser {
@@ -73,43 +91,18 @@ impl Default for FileBrowser {
             dir: dirs::home_dir().unwrap_or_else(|| PathBuf::from("/")),
             path_field: String::new(),
             selected: Vec::new(),
-            entries: Vec::new(),
-            truncated: false,
+            listing: Listing::default(),
             error: None,
             matches: Vec::new(),
             matches_for: String::new(),
             matches_listing: None,
+            matches_asked: None,
+            tab_waiting: None,
+            field_at_request: String::new(),
+            cursor_to_end: false,
+            lister: Lister::default(),
         }
     }
-}
-
-/// The entries of `dir`, folders first, then by name; `true` when cut at [`MAX_ENTRIES`].
-fn list(dir: &Path) -> std::io::Result<(Vec<Entry>, bool)> {
-    let mut entries = Vec::new();
-    let mut truncated = false;
-    for entry in std::fs::read_dir(dir)? {
-        let Ok(entry) = entry else { continue };
-        if entries.len() == MAX_ENTRIES {
-            truncated = true;
-            break;
-        }
-        let path = entry.path();
-        // The listing's own type, without a `stat` each; only a symlink is followed (so a
-        // link to a folder can be entered).
-        let is_dir = match entry.file_type() {
-            Ok(t) if t.is_symlink() => path.is_dir(),
-            Ok(t) => t.is_dir(),
-            Err(_) => path.is_dir(),
-        };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        entries.push(Entry {
-            shown: escape_line(&name).into_owned(),
-            path,
-            is_dir,
-        });
-    }
-    entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.shown.cmp(&b.shown)));
-    Ok((entries, truncated))
 }
 
 /// `text` as a folder and the start of a name in it: `/a/b/ho` is (`/a/b`, `ho`).
@@ -145,35 +138,41 @@ impl FileBrowser {
         self.target.is_some()
     }
 
-    /// Opens the picker in `start` (or the last folder it showed, if `start` is `None`).
-    pub fn open(&mut self, target: BrowseFor, start: Option<PathBuf>) {
+    /// Whether a folder asked for (shown or for completion) has not been read yet.
+    pub fn is_reading(&self) -> bool {
+        self.lister.is_pending(Kind::Shown) || self.lister.is_pending(Kind::Completion)
+    }
+
+    /// Opens the picker in `start` (or the last folder it showed, if `start` is `None` or not a
+    /// folder); `ctx` is woken when a listing arrives.
+    pub fn open(&mut self, ctx: &egui::Context, target: BrowseFor, start: Option<PathBuf>) {
+        self.lister.set_ctx(ctx);
         self.target = Some(target);
         self.selected.clear();
-        let dir = start
-            .filter(|d| d.is_dir())
-            .unwrap_or_else(|| self.dir.clone());
-        self.enter(dir);
+        let fallback = self.dir.clone();
+        self.ask(match start {
+            Some(start) => Request::Open { start, fallback },
+            None => Request::Enter(fallback),
+        });
     }
 
     pub fn close(&mut self) {
         self.target = None;
         self.selected.clear();
+        self.tab_waiting = None;
+        self.lister.cancel(Kind::Shown);
+        self.lister.cancel(Kind::Completion);
+        self.matches_asked = None;
+    }
+
+    /// Asks for a new folder to show; returns at once.
+    fn ask(&mut self, request: Request) {
+        self.field_at_request = self.path_field.clone();
+        self.lister.request(request);
     }
 
     fn enter(&mut self, dir: PathBuf) {
-        // Whatever was listed before may have changed since.
-        self.matches_listing = None;
-        self.matches_for.clear();
-        match list(&dir) {
-            Ok((entries, truncated)) => {
-                self.entries = entries;
-                self.truncated = truncated;
-                self.error = None;
-                self.path_field = with_slash(&dir);
-                self.dir = dir;
-            }
-            Err(e) => self.error = Some(format!("{}: {e}", escape_line(&dir.to_string_lossy()))),
-        }
+        self.ask(Request::Enter(dir));
     }
 
     fn up(&mut self) {
@@ -191,40 +190,114 @@ impl FileBrowser {
     }
 
     /// The typed path: a folder is entered, a file is selected (in its folder).
-    fn go(&mut self, tr: Tr) {
+    fn go(&mut self) {
         let path = PathBuf::from(self.path_field.trim_end_matches('\n'));
-        if path.is_dir() {
-            self.enter(path);
-        } else if path.is_file() {
-            if let Some(parent) = path.parent().filter(|p| *p != self.dir) {
-                self.enter(parent.to_path_buf());
+        let shown = self.dir.clone();
+        self.ask(Request::Go { path, shown });
+    }
+
+    /// Takes the answers arrived, then brings the completions and a waiting Tab up to date.
+    fn poll(&mut self) {
+        let answers = self.lister.take();
+        self.apply(answers);
+    }
+
+    fn apply(&mut self, answers: Vec<super::file_lister::Done>) {
+        for done in answers {
+            match (done.kind, done.answer) {
+                (
+                    Kind::Shown,
+                    Answer::Listed {
+                        dir,
+                        listing,
+                        select,
+                    },
+                ) => self.show_listing(dir, listing, select),
+                (Kind::Shown, Answer::Select(path)) => self.select(path),
+                (Kind::Shown, Answer::Unreadable { dir, error }) => {
+                    let dir = escape_line(&dir.to_string_lossy()).into_owned();
+                    self.error = Some(Problem::Unreadable(format!("{dir}: {error}")));
+                }
+                (Kind::Shown, Answer::NoSuchPath(path)) => {
+                    let typed = escape_line(&path.to_string_lossy()).into_owned();
+                    self.error = Some(Problem::NoSuchPath(typed));
+                }
+                (Kind::Shown, Answer::Busy) => self.error = Some(Problem::Busy),
+                (Kind::Completion, answer) => {
+                    let entries = match answer {
+                        Answer::Listed { listing, .. } => listing.entries,
+                        // Nothing to complete from (as for an unreadable folder).
+                        _ => Vec::new(),
+                    };
+                    if let Some(dir) = self.matches_asked.take() {
+                        self.matches_listing = Some((dir, entries));
+                        self.matches_for.clear();
+                    }
+                }
             }
-            if !self.selected.contains(&path) {
-                self.selected.push(path);
+        }
+        self.refresh_matches();
+        if let Some(waiting) = &self.tab_waiting {
+            if *waiting != self.path_field {
+                self.tab_waiting = None;
+            } else if self.matches_for == self.path_field {
+                self.tab_waiting = None;
+                self.complete();
             }
-            self.path_field = with_slash(&self.dir);
-        } else {
-            self.error = Some(tr.fill(T::BrowserNoSuchPath, &[&escape_line(&self.path_field)]));
         }
     }
 
-    /// Recomputes the completions when the field changed since the last time.
+    fn show_listing(&mut self, dir: PathBuf, listing: Listing, select: Option<PathBuf>) {
+        // A fresh listing serves completion in that folder too; older ones may be stale.
+        self.lister.cancel(Kind::Completion);
+        self.matches_asked = None;
+        self.matches_listing = Some((dir.clone(), listing.entries.clone()));
+        self.matches_for.clear();
+        self.listing = listing;
+        self.error = None;
+        self.dir = dir;
+        match select {
+            Some(path) => self.select(path),
+            None => self.field_to_dir(),
+        }
+    }
+
+    fn select(&mut self, path: PathBuf) {
+        if !self.selected.contains(&path) {
+            self.selected.push(path);
+        }
+        self.field_to_dir();
+    }
+
+    /// The field shows the folder shown, unless the user typed since asking for it.
+    fn field_to_dir(&mut self) {
+        if self.path_field == self.field_at_request {
+            self.path_field = with_slash(&self.dir);
+        }
+    }
+
+    /// Recomputes the completions when the field changed since the last time; asks for the
+    /// typed folder's listing when it is not there.
     fn refresh_matches(&mut self) {
         if self.matches_for == self.path_field {
             return;
         }
-        self.matches_for = self.path_field.clone();
         let (dir, prefix) = split_typed(&self.path_field);
         if prefix.is_empty() {
             self.matches = Vec::new();
+            self.matches_for = self.path_field.clone();
             return;
         }
         // Typing a name lists its folder once, not at every key.
         let listed = match &self.matches_listing {
             Some((listed_dir, entries)) if *listed_dir == dir => entries,
             _ => {
-                let entries = list(&dir).map(|(e, _)| e).unwrap_or_default();
-                &self.matches_listing.insert((dir, entries)).1
+                self.matches.clear();
+                if self.matches_asked.as_ref() != Some(&dir) {
+                    self.lister.request(Request::Complete(dir.clone()));
+                    self.matches_asked = Some(dir);
+                }
+                return;
             }
         };
         self.matches = listed
@@ -237,11 +310,17 @@ impl FileBrowser {
             .take(MAX_MATCHES)
             .cloned()
             .collect();
+        self.matches_for = self.path_field.clone();
     }
 
-    /// Tab: completes the field to the matches' common prefix (a single folder gets its `/`).
+    /// Tab: completes the field to the matches' common prefix (a single folder gets its `/`);
+    /// if the typed folder is not listed yet, once its listing arrives.
     fn complete(&mut self) {
         self.refresh_matches();
+        if self.matches_for != self.path_field {
+            self.tab_waiting = Some(self.path_field.clone());
+            return;
+        }
         let (dir, _) = split_typed(&self.path_field);
         let names: Vec<String> = self
             .matches
@@ -258,13 +337,17 @@ impl FileBrowser {
         {
             completed.push('/');
         }
-        self.path_field = completed;
+        if completed != self.path_field {
+            self.path_field = completed;
+            self.cursor_to_end = true;
+        }
     }
 
     /// Shows the picker (if open) and returns the choice once the user confirms it.
     #[must_use]
     pub fn show(&mut self, ctx: &egui::Context, tr: Tr) -> Option<Chosen> {
         let target = self.target?;
+        self.poll();
         let title = match target {
             BrowseFor::Files => tr.get(T::BrowserTitleFiles),
             BrowseFor::Folder => tr.get(T::BrowserTitleFolder),
@@ -311,17 +394,20 @@ impl FileBrowser {
             let (tab, enter) = ui.input(|i| (i.key_pressed(Key::Tab), i.key_pressed(Key::Enter)));
             if field.has_focus() && tab {
                 self.complete();
-                // The cursor goes to the end of the completed text.
-                if let Some(mut state) = egui::TextEdit::load_state(ui.ctx(), field.id) {
-                    let end = egui::text::CCursor::new(self.path_field.chars().count());
-                    state
-                        .cursor
-                        .set_char_range(Some(egui::text::CCursorRange::one(end)));
-                    state.store(ui.ctx(), field.id);
-                }
+            }
+            // The cursor goes to the end of the completed text (now, or when the listing a
+            // Tab waited for arrived).
+            if std::mem::take(&mut self.cursor_to_end)
+                && let Some(mut state) = egui::TextEdit::load_state(ui.ctx(), field.id)
+            {
+                let end = egui::text::CCursor::new(self.path_field.chars().count());
+                state
+                    .cursor
+                    .set_char_range(Some(egui::text::CCursorRange::one(end)));
+                state.store(ui.ctx(), field.id);
             }
             if ui.button(tr.get(T::BrowserGo)).clicked() || (field.lost_focus() && enter) {
-                self.go(tr);
+                self.go();
             }
         });
         self.refresh_matches();
@@ -342,11 +428,19 @@ impl FileBrowser {
             });
             if let Some(path) = picked {
                 self.path_field = path.to_string_lossy().into_owned();
-                self.go(tr);
+                self.go();
             }
         }
         if let Some(error) = &self.error {
-            ui.label(RichText::new(error).color(palette::ERROR));
+            let text = match error {
+                Problem::Unreadable(text) => text.clone(),
+                Problem::NoSuchPath(typed) => tr.fill(T::BrowserNoSuchPath, &[typed]),
+                Problem::Busy => tr.get(T::BrowserBusy).to_owned(),
+            };
+            ui.label(RichText::new(text).color(palette::ERROR));
+        }
+        if self.is_reading() {
+            ui.label(RichText::new(tr.get(T::BrowserReading)).weak());
         }
         ui.separator();
         let mut clicked = None;
@@ -354,10 +448,10 @@ impl FileBrowser {
             .max_height(260.0)
             .auto_shrink([false, true])
             .show(ui, |ui| {
-                if self.entries.is_empty() {
+                if self.listing.entries.is_empty() {
                     ui.label(RichText::new(tr.get(T::BrowserEmpty)).weak());
                 }
-                for entry in &self.entries {
+                for entry in &self.listing.entries {
                     if entry.is_dir {
                         if ui.button(format!("{}/", entry.shown)).clicked() {
                             clicked = Some(entry.clone());
@@ -371,7 +465,7 @@ impl FileBrowser {
                         ui.label(RichText::new(&entry.shown).weak());
                     }
                 }
-                if self.truncated {
+                if self.listing.truncated {
                     ui.label(RichText::new(tr.fill(T::BrowserTruncated, &[&MAX_ENTRIES])).weak());
                 }
             });
@@ -397,8 +491,13 @@ impl FileBrowser {
                     }
                 }
                 BrowseFor::Folder | BrowseFor::SendFolder => {
+                    // Not while the folder asked for is being read: the folder shown is about
+                    // to be replaced, and choosing it would surprise.
                     if ui
-                        .button(RichText::new(tr.get(T::BrowserUseFolder)).strong())
+                        .add_enabled(
+                            !self.lister.is_pending(Kind::Shown),
+                            egui::Button::new(RichText::new(tr.get(T::BrowserUseFolder)).strong()),
+                        )
                         .clicked()
                     {
                         let dir = self.dir.clone();
@@ -426,66 +525,5 @@ fn with_slash(dir: &Path) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn typed_paths_split_and_complete_to_the_common_prefix() {
-        assert_eq!(split_typed("/a/b/ho"), (PathBuf::from("/a/b"), "ho".into()));
-        assert_eq!(split_typed("/ho"), (PathBuf::from("/"), "ho".into()));
-        assert_eq!(split_typed("/a/"), (PathBuf::from("/a"), String::new()));
-        assert_eq!(common_prefix(["holiday", "home", "hot"].into_iter()), "ho");
-        assert_eq!(common_prefix(["日記1", "日記2"].into_iter()), "日記");
-        assert_eq!(common_prefix(std::iter::empty()), "");
-
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("holiday.jpg"), "x").unwrap();
-        std::fs::write(dir.path().join("home.txt"), "x").unwrap();
-        std::fs::create_dir(dir.path().join("photos")).unwrap();
-        let mut browser = FileBrowser::default();
-        browser.open(BrowseFor::Files, Some(dir.path().to_path_buf()));
-        assert_eq!(browser.entries[0].shown, "photos", "folders first");
-        browser.path_field = format!("{}/h", dir.path().display());
-        browser.complete();
-        assert_eq!(browser.path_field, format!("{}/ho", dir.path().display()));
-        browser.path_field = format!("{}/p", dir.path().display());
-        browser.complete();
-        assert_eq!(
-            browser.path_field,
-            format!("{}/photos/", dir.path().display())
-        );
-    }
-
-    #[test]
-    fn typing_a_name_lists_its_folder_once_and_moving_lists_it_again() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("holiday.jpg"), "x").unwrap();
-        let mut browser = FileBrowser::default();
-        browser.open(BrowseFor::Files, Some(dir.path().to_path_buf()));
-        let names = |b: &FileBrowser| -> Vec<String> {
-            b.matches.iter().map(|e| e.shown.clone()).collect()
-        };
-        browser.path_field = format!("{}/h", dir.path().display());
-        browser.refresh_matches();
-        assert_eq!(names(&browser), ["holiday.jpg"]);
-        // A file made while typing is not seen: the folder is not read again at each key.
-        std::fs::write(dir.path().join("home.txt"), "x").unwrap();
-        browser.path_field = format!("{}/ho", dir.path().display());
-        browser.refresh_matches();
-        assert_eq!(names(&browser), ["holiday.jpg"]);
-        // Entering a folder (here the same one again) reads it afresh.
-        browser.enter(dir.path().to_path_buf());
-        browser.path_field = format!("{}/ho", dir.path().display());
-        browser.refresh_matches();
-        assert_eq!(names(&browser), ["holiday.jpg", "home.txt"]);
-        // A symlink to a folder is listed as a folder (it can be entered).
-        std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
-        browser.enter(dir.path().to_path_buf());
-        assert!(
-            browser
-                .entries
-                .iter()
-                .any(|e| e.shown == "link" && e.is_dir)
-        );
-    }
-}
+#[path = "file_browser_tests.rs"]
+mod tests;

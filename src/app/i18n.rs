@@ -305,6 +305,8 @@ texts! {
     BrowserUseFolder => "Use this folder", "使用此文件夹";
     BrowserClose => "Close", "关闭";
     BrowserNoSuchPath => "No such file or folder: {}", "没有这个文件或文件夹：{}";
+    BrowserReading => "Reading…", "正在读取…";
+    BrowserBusy => "Too many folders are still being read (a slow or unresponsive disk?); wait, then try again.", "仍在读取的文件夹过多（磁盘缓慢或无响应？）；请稍候再试。";
 
     // Notes panel
     MyNotesPort => "My notes port", "我的便签端口";

@@ -310,7 +310,7 @@ impl FerryApp {
             BrowseFor::Folder => Some(self.server.dir.clone()),
             BrowseFor::SendFolder => None,
         };
-        self.browser.open(target, start);
+        self.browser.open(&self.ctx, target, start);
     }
 
     /// What the in-app picker chose, applied like a system dialog's answer.

@@ -33,6 +33,7 @@ mod client_tab;
 mod devices;
 mod display;
 mod file_browser;
+mod file_lister;
 mod folder_rows;
 pub mod i18n;
 mod logic;

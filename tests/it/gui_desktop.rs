@@ -89,6 +89,16 @@ fn type_into(harness: &mut Harness<'_, FerryApp>, label: &str, text: &str) {
     harness.run_steps(1);
 }
 
+/// Runs frames until the in-app picker has read every folder asked for (it reads them in the
+/// background) and `done` holds.
+fn picker_settled(
+    harness: &mut Harness<'_, FerryApp>,
+    what: &str,
+    mut done: impl FnMut(&FerryApp) -> bool,
+) {
+    run_until(harness, what, |app| !app.browser.is_reading() && done(app));
+}
+
 #[test]
 fn without_a_system_dialog_the_in_app_picker_chooses_a_file_that_uploads_verified() {
     let src = tempfile::tempdir().unwrap();
@@ -104,28 +114,30 @@ fn without_a_system_dialog_the_in_app_picker_chooses_a_file_that_uploads_verifie
     harness.run_steps(2);
     type_into(&mut harness, "Destination (host:port)", &addr.to_string());
     harness.get_by_label("Choose files…").click();
-    harness.run_steps(2);
+    picker_settled(&mut harness, "the picker's first listing", |app| {
+        app.browser.is_open()
+    });
     // It says why, and offers its own picker.
     harness.get_by_label_contains("No system file dialog was found");
-    assert!(harness.state().browser.is_open());
 
-    // Tab completes a typed path; Enter goes there.
+    // Tab completes a typed path (once its folder is listed); Enter goes there.
     let src_text = src.path().display().to_string();
     type_into(&mut harness, "Path", &format!("{src_text}/mo"));
     harness.key_press(Key::Tab);
-    harness.run_steps(2);
-    assert_eq!(
-        harness.state().browser.path_field,
-        format!("{src_text}/more/")
-    );
+    picker_settled(&mut harness, "Tab to complete the path", |app| {
+        app.browser.path_field == format!("{src_text}/more/")
+    });
     harness.key_press(Key::Enter);
-    harness.run_steps(2);
-    assert_eq!(harness.state().browser.dir, src.path().join("more"));
+    picker_settled(&mut harness, "the typed folder to be shown", |app| {
+        app.browser.dir == src.path().join("more")
+    });
     harness.get_by_label("This folder is empty.");
 
     // Up, then pick the file from the listing.
     harness.get_by_label("Up").click();
-    harness.run_steps(2);
+    picker_settled(&mut harness, "the folder above to be shown", |app| {
+        app.browser.dir == src.path()
+    });
     harness.get_by_label("more/");
     harness.get_by_label("report.txt").click();
     harness.run_steps(2);
@@ -162,13 +174,19 @@ fn the_in_app_picker_chooses_the_download_folder() {
     let mut harness = app(settings(dst.path()), Arc::default());
     harness.run_steps(2);
     harness.get_by_label("Choose folder…").click();
-    harness.run_steps(2);
+    picker_settled(&mut harness, "the picker's first listing", |app| {
+        app.browser.is_open()
+    });
     harness.get_by_label("Choose a folder");
     type_into(&mut harness, "Path", &other.path().display().to_string());
     harness.get_by_label("Go").click();
-    harness.run_steps(2);
+    picker_settled(&mut harness, "the typed folder to be shown", |app| {
+        app.browser.dir == other.path()
+    });
     harness.get_by_label("inbox/").click();
-    harness.run_steps(2);
+    picker_settled(&mut harness, "the clicked folder to be shown", |app| {
+        app.browser.dir == other.path().join("inbox")
+    });
     harness.get_by_label("Use this folder").click();
     harness.run_steps(2);
     assert_eq!(harness.state().server.dir, other.path().join("inbox"));
@@ -408,7 +426,7 @@ fn a_dialog_that_returns_nothing_at_once_gives_way_to_the_in_app_picker() {
     harness.get_by_label("Client").click();
     harness.run_steps(2);
     harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the in-app picker", |app| {
+    picker_settled(&mut harness, "the in-app picker", |app| {
         app.browser.is_open()
     });
     assert!(picker.tried.load(std::sync::atomic::Ordering::SeqCst));
