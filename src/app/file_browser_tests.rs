@@ -215,7 +215,9 @@ fn a_listing_that_hangs_blocks_neither_the_ui_nor_later_requests() {
         .take_waiting(deadline)
         .expect("the released listing answers");
     assert!(answers.is_empty(), "a stale answer is not taken");
-    assert_eq!(browser.dir, fast);
+    browser.apply(answers);
+    assert_eq!(browser.dir, fast, "the late listing replaced the newer one");
+    assert_eq!(browser.names(), ["fast.txt", "picked.txt"]);
 
     // Completion in a hanging folder, and opening at it, return at once too.
     let started = Instant::now();
