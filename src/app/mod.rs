@@ -18,7 +18,8 @@
 //! `assets/ferry.desktop`), remembers its size and position (eframe persistence), follows the
 //! system's light/dark setting unless the user picks one, notifies ([`Notifier`]) when a file
 //! finishes or a note arrives while it is in the background, and opens its own picker
-//! (`file_browser.rs`) when the system has no file dialog.
+//! (`file_browser.rs`, which reads folders off the UI thread through `file_lister.rs`) when
+//! the system has no file dialog.
 //!
 //! Devices (`devices.rs`, in the Client tab): the engine finds devices on the LAN while the
 //! server listens; clicking one fills the destination and the notes peer.
