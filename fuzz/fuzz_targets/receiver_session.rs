@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
                     file_size: u64::from(op),
                     msg: String::new(),
                     resume_key: None,
+                    eager: false,
                 };
                 let _ = session.consent(&header, op % 2 == 0);
                 true

@@ -237,6 +237,7 @@ fn a_folder_runs_file_by_file_without_answers_until_its_end() {
 fn a_plain_connection_cannot_announce_a_folder() {
     let mut rx = ReceiverSession::new(100);
     rx.on_frame(SenderMsg::Plain(Header {
+        eager: false,
         file_name: "a".into(),
         file_size: 0,
         msg: String::new(),

@@ -51,6 +51,10 @@ pub struct Header {
     /// [`MAX_RESUME_KEY_LEN`] lowercase hex digits), so only the same sender, sending the
     /// same file, can resume a partial upload. Never sent in plain mode.
     pub resume_key: Option<String>,
+    /// Ferry offers only: an eager offer, whose data follows at once, without waiting for
+    /// the accept (see "Eager small files" in [`crate::protocol`]). Never resumes, so never
+    /// with a `resume_key`.
+    pub eager: bool,
 }
 
 /// Longest `resume_key` accepted, in hex digits.
@@ -128,6 +132,13 @@ pub enum ReceiverMsg {
         saved_as: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix_blake3: Option<String>,
+        /// The receiver takes eager offers of files up to this many bytes (absent: none).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "eager_max"
+        )]
+        eager_max: Option<u64>,
     },
     /// The receiver holds its answer: an accept or decline follows (maybe much later).
     /// `for` says why (absent from older receivers: asking its user).
@@ -215,6 +226,17 @@ pub struct FileFailed {
     pub reason: String,
 }
 
+/// An accept's `eager_max`: a byte count up to [`MAX_FILE_SIZE`] (`null`: none).
+fn eager_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value = Option::<u64>::deserialize(d)?;
+    match value {
+        Some(max) if max > MAX_FILE_SIZE => Err(serde::de::Error::custom(
+            "eager_max must be a byte count up to 2^63-1",
+        )),
+        other => Ok(other),
+    }
+}
+
 /// The record cipher of a go-ahead that names none.
 fn default_cipher() -> String {
     "chachapoly".to_owned()
@@ -237,7 +259,21 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
             return Err(MessageError::UnsupportedVersion(version.to_string()));
         }
         return match kind(&obj)? {
-            Some("offer") => Ok(SenderMsg::Offer(header(&obj)?)),
+            Some("offer") => {
+                let mut header = header(&obj)?;
+                header.eager = match obj.get("eager") {
+                    None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+                    // An eager offer never resumes: a key with it is a contradiction.
+                    Some(Value::Bool(true)) if header.resume_key.is_none() => true,
+                    Some(_) => {
+                        return Err(MessageError::WrongType {
+                            field: "eager",
+                            expected: "true or false, and never with a resume_key",
+                        });
+                    }
+                };
+                Ok(SenderMsg::Offer(header))
+            }
             Some("secure") => Ok(SenderMsg::Secure {
                 ciphers: string_list(&obj, "ciphers")?,
                 serves_on: match obj.get("serves_on") {
@@ -337,8 +373,13 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
                 "ferry": FERRY_VERSION, "kind": "offer",
                 "file_name": h.file_name, "file_size": h.file_size, "msg": h.msg,
             });
-            if let (Some(key), Value::Object(map)) = (&h.resume_key, &mut offer) {
-                map.insert("resume_key".into(), Value::String(key.clone()));
+            if let Value::Object(map) = &mut offer {
+                if let Some(key) = &h.resume_key {
+                    map.insert("resume_key".into(), Value::String(key.clone()));
+                }
+                if h.eager {
+                    map.insert("eager".into(), Value::Bool(true));
+                }
             }
             offer
         }
@@ -454,6 +495,7 @@ fn header(obj: &Map<String, Value>) -> Result<Header, MessageError> {
         file_size,
         msg: optional_string(obj, "msg")?,
         resume_key: resume_key(obj)?,
+        eager: false,
     })
 }
 
@@ -548,29 +590,5 @@ fn optional_string(obj: &Map<String, Value>, field: &'static str) -> Result<Stri
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The port a sender's own server listens on, when it says (1-65535 only); a hello
-    /// without it decodes as before (see `golden_secure_hello_and_go_ahead`).
-    #[test]
-    fn a_secure_hello_may_say_where_the_senders_server_listens() {
-        let told = encode_sender_msg(&SenderMsg::Secure {
-            pairing: false,
-            ciphers: vec![],
-            serves_on: Some(47_123),
-        })
-        .unwrap();
-        assert!(matches!(
-            decode_sender_msg(&told[4..]).unwrap(),
-            SenderMsg::Secure {
-                serves_on: Some(47_123),
-                ..
-            }
-        ));
-        for bad in ["0", "65536", "-1", "\"8080\"", "1.5"] {
-            let body = format!(r#"{{"ferry":1,"kind":"secure","serves_on":{bad}}}"#);
-            assert!(decode_sender_msg(body.as_bytes()).is_err(), "{bad}");
-        }
-    }
-}
+#[path = "message_tests.rs"]
+mod tests;

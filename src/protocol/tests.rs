@@ -31,6 +31,7 @@ fn golden_plain_exchange_from_python() {
     ");
     let (body, rest) = split_frame(&wire).unwrap().unwrap();
     let header = Header {
+        eager: false,
         file_name: "a.txt".into(),
         file_size: 5,
         msg: "hi".into(),
@@ -70,6 +71,7 @@ fn python_escaped_chinese_name_decodes() {
 #[test]
 fn golden_ferry_exchange() {
     let header = Header {
+        eager: false,
         file_name: "a.txt".into(),
         file_size: 5,
         msg: String::new(),
@@ -90,6 +92,7 @@ fn golden_ferry_exchange() {
     // receiver -> sender: accepted, from byte 0
     assert_eq!(
         encode_receiver_msg(&ReceiverMsg::Accept {
+            eager_max: None,
             prefix_blake3: None,
             offset: 0,
             saved_as: "a.txt".into()
@@ -160,6 +163,7 @@ fn an_older_sender_reads_a_waiting_with_a_reason_as_a_waiting() {
 #[test]
 fn golden_resume_exchange() {
     let accept = ReceiverMsg::Accept {
+        eager_max: None,
         offset: 3,
         saved_as: "a.txt".into(),
         prefix_blake3: Some(blake3::hash(b"hel").to_hex().to_string()),
@@ -312,6 +316,7 @@ fn header_validation_errors() {
 fn any_header() -> impl Strategy<Value = Header> {
     (any::<String>(), 0..=MAX_FILE_SIZE, any::<String>()).prop_map(|(file_name, file_size, msg)| {
         Header {
+            eager: false,
             file_name,
             file_size,
             msg,
@@ -356,12 +361,14 @@ fn any_sender_msg() -> impl Strategy<Value = SenderMsg> {
 fn any_receiver_msg() -> impl Strategy<Value = ReceiverMsg> {
     prop_oneof![
         (any::<u64>(), any::<String>()).prop_map(|(offset, saved_as)| ReceiverMsg::Accept {
+            eager_max: None,
             offset,
             saved_as,
             prefix_blake3: None
         }),
         (any::<u64>(), any::<String>(), any::<String>()).prop_map(|(offset, saved_as, hash)| {
             ReceiverMsg::Accept {
+                eager_max: None,
                 offset,
                 saved_as,
                 prefix_blake3: Some(hash),

@@ -22,7 +22,9 @@ pub use client::{
 };
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, FolderClaim, NoRoom, PartFile, Reservation};
-pub use server::{AcceptPolicy, Decision, MinRate, ServerConfig, ServerHandle, ServerStartError};
+pub use server::{
+    AcceptPolicy, Decision, EAGER_MAX_BYTES, MinRate, ServerConfig, ServerHandle, ServerStartError,
+};
 pub(crate) use server::{Dirs, create_root};
 
 use crate::events::{Failure, FailureKind, Refusal};

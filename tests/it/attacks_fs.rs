@@ -89,6 +89,7 @@ fn raw_offer(
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let offer = SenderMsg::Offer(Header {
+        eager: false,
         file_name: name.into(),
         file_size: size,
         msg: String::new(),

@@ -28,6 +28,7 @@ fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
 
 fn offer(name: &str, size: u64, key: Option<&str>) -> SenderMsg {
     SenderMsg::Offer(Header {
+        eager: false,
         file_name: name.into(),
         file_size: size,
         msg: String::new(),

@@ -204,6 +204,7 @@ fn serve_says_bytes_are_kept_only_after_syncing_them() {
     let mut stream = TcpStream::connect(serve.addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let offer = SenderMsg::Offer(Header {
+        eager: false,
         file_name: "cut.bin".into(),
         file_size: 1_000_000,
         msg: String::new(),
@@ -422,6 +423,7 @@ fn an_evicted_ferry_sender_is_told_why_it_lost_its_slot() {
     let mut hog = TcpStream::connect(server.local_addr()).unwrap();
     hog.set_read_timeout(Some(DEADLINE)).unwrap();
     let offer = SenderMsg::Offer(Header {
+        eager: false,
         file_name: "first.txt".into(),
         file_size: 0,
         msg: String::new(),

@@ -206,6 +206,7 @@ fn a_kept_partial_survives_a_refusal_and_a_sender_that_leaves_before_starting() 
     let (server, events) = start_server(dst.path());
     let offer = |file_size: u64| {
         SenderMsg::Offer(Header {
+            eager: false,
             file_name: "a.bin".into(),
             file_size,
             msg: String::new(),
@@ -433,6 +434,7 @@ fn a_yes_for_the_announced_batch_does_not_cover_an_offer_outside_it() {
     };
     let offer = |name: &str, size: u64| {
         SenderMsg::Offer(Header {
+            eager: false,
             file_name: name.into(),
             file_size: size,
             msg: String::new(),
@@ -689,6 +691,7 @@ fn another_senders_offer_of_the_same_name_never_touches_a_kept_partial() {
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let offer = SenderMsg::Offer(Header {
+        eager: false,
         file_name: "a.bin".into(),
         file_size: 100_000,
         msg: String::new(),

@@ -192,6 +192,7 @@ pub(crate) fn frame(msg: &SenderMsg) -> Seg {
 
 fn header(name: &str, size: usize, key: Option<String>) -> Header {
     Header {
+        eager: false,
         file_name: name.into(),
         file_size: size as u64,
         msg: "fuzz".into(),

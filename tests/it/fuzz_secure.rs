@@ -127,6 +127,7 @@ fn large_file(rng: &mut Rng) -> Vec<Seg> {
     let len = 4 * 1024 * 1024 + rng.below(300_000);
     let data = rng.bytes(len);
     let mut segs = vec![frame(&SenderMsg::Offer(ferry::protocol::Header {
+        eager: false,
         file_name: "large.bin".into(),
         file_size: data.len() as u64,
         msg: "fuzz".into(),

@@ -181,6 +181,7 @@ fn a_ferry_peer_sending_more_than_it_offered_is_cut_off() {
     let (server, events) = start_server(dir.path());
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     let offer = SenderMsg::Offer(Header {
+        eager: false,
         file_name: "x".into(),
         file_size: 4,
         msg: String::new(),

@@ -13,6 +13,7 @@ mod cli_localsend_note;
 mod cli_notes;
 mod cli_waiting;
 mod desktop;
+mod eager;
 mod faults;
 mod ferry;
 mod folders;

@@ -53,6 +53,7 @@ fn accept(stream: &mut TcpStream, saved_as: &str) {
     answer(
         stream,
         ReceiverMsg::Accept {
+            eager_max: None,
             offset: 0,
             saved_as: saved_as.into(),
             prefix_blake3: None,
@@ -295,6 +296,7 @@ fn syncing_server(
 
 fn offer_frame(name: &str, size: usize) -> Vec<u8> {
     encode_sender_msg(&SenderMsg::Offer(Header {
+        eager: false,
         file_name: name.into(),
         file_size: size as u64,
         msg: String::new(),

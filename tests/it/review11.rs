@@ -61,6 +61,7 @@ fn a_receiver_saying_waiting_after_a_cancel_does_not_stretch_its_grace() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         assert!(matches!(next_frame(&mut s), SenderMsg::Offer(h) if h.file_name == "a.bin"));
         let accept = ReceiverMsg::Accept {
+            eager_max: None,
             offset: 0,
             saved_as: "a.bin".into(),
             prefix_blake3: None,
@@ -142,6 +143,7 @@ fn held_files_are_named_before_a_resume_waits_for_the_senders_start() {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let offer = |name: &str, size: u64, resume_key: Option<String>| {
         encode_sender_msg(&SenderMsg::Offer(Header {
+            eager: false,
             file_name: name.into(),
             file_size: size,
             msg: String::new(),

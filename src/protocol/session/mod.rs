@@ -18,7 +18,10 @@ mod tests;
 
 pub use batch::{Batch, Consent, Refusal, consent};
 pub use receiver::{ChunkStep, Expect, FrameStep, ReceiverSession};
-pub use sender::{Answer, BATCH_FRAME_NAME_BYTES, SenderSession, batch_frames};
+pub use sender::{
+    Answer, BATCH_FRAME_NAME_BYTES, EAGER_WINDOW_BYTES, EAGER_WINDOW_FILES, SenderSession,
+    batch_frames,
+};
 
 /// A peer broke the protocol's order or accounting (or the driver asked something the state
 /// does not allow). The connection cannot go on.
@@ -47,6 +50,10 @@ pub enum SessionError {
     PlainRefused,
     #[error("the file's data is not complete")]
     Incomplete,
+    #[error("an eager offer before the receiver announced eager_max")]
+    EagerNotAnnounced,
+    #[error("an eager offer of {size} bytes, over the announced eager_max of {max}")]
+    EagerTooLarge { size: u64, max: u64 },
     #[error("bad folder: {0}")]
     BadFolder(&'static str),
 }

@@ -12,9 +12,13 @@
 
 use super::super::{CancelCode, Chunk, FolderListing, Header, Mode, ReceiverMsg, SenderMsg};
 use super::SessionError;
-use super::batch::{Batch, Consent, Refusal, consent};
+use super::batch::Batch;
 
+mod consent;
 mod folder;
+mod names;
+
+use names::{expected_in, msg_kind};
 
 /// What the driver should read next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +55,8 @@ pub enum FrameStep {
     Verified,
     /// The sender's hash does not match: the file must not be kept.
     HashMismatch,
+    /// The end of a declined eager offer's data, which was dropped: nothing is answered.
+    Discarded,
     /// The sender gave up on this file: why, as a code (a person, or a failure of its own),
     /// and its words (peer text); the connection goes on.
     Cancelled { code: CancelCode, reason: String },
@@ -81,6 +87,8 @@ enum State {
     Offered {
         mode: Mode,
         size: u64,
+        /// Its data follows without waiting for the answer (see [`ReceiverSession::decline`]).
+        eager: bool,
     },
     AwaitStart {
         size: u64,
@@ -121,6 +129,13 @@ pub struct ReceiverSession {
     folder: Option<FolderListing>,
     /// Resuming a folder: the entry whose partial was offered, and its offset.
     folder_partial: Option<(u64, u64)>,
+    /// The largest eager offer this receiver takes, said in each accept (`None`: none).
+    eager_max: Option<u64>,
+    /// What an accept already announced: eager offers are allowed up to this size.
+    eager_announced: Option<u64>,
+    /// The file whose data is being read is a declined eager offer: it is read and dropped,
+    /// and its `end` gets no verdict ([`FrameStep::Discarded`]).
+    discarding: bool,
     state: State,
 }
 
@@ -136,8 +151,22 @@ impl ReceiverSession {
             approved: (0, 0),
             folder: None,
             folder_partial: None,
+            eager_max: None,
+            eager_announced: None,
+            discarding: false,
             state: State::Idle,
         }
+    }
+
+    /// Takes eager offers of files up to `max_bytes` from now on (Ferry only: announced in
+    /// every accept; see "Eager small files" in [`crate::protocol`]).
+    pub fn take_eager(&mut self, max_bytes: u64) {
+        self.eager_max = Some(max_bytes);
+    }
+
+    /// True while the data being read belongs to a declined eager offer: drop it.
+    pub fn discarding(&self) -> bool {
+        self.discarding
     }
 
     /// Which protocol the connection speaks, once its first frame said so.
@@ -305,12 +334,16 @@ impl ReceiverSession {
                 Ok(step)
             }
             (State::AwaitCancel | State::AwaitEnd { .. }, SenderMsg::Cancel { code, reason }) => {
+                self.discarding = false;
                 self.state = self.between_files();
                 Ok(FrameStep::Cancelled { code, reason })
             }
             (State::AwaitEnd { ours }, SenderMsg::End { blake3 }) => {
                 let matches = *ours == blake3;
                 self.state = self.between_files();
+                if std::mem::take(&mut self.discarding) {
+                    return Ok(FrameStep::Discarded);
+                }
                 Ok(if matches {
                     FrameStep::Verified
                 } else {
@@ -334,60 +367,31 @@ impl ReceiverSession {
     }
 
     fn offered(&mut self, header: Header, mode: Mode) -> Result<FrameStep, SessionError> {
+        // The frame said which protocol it speaks, refused or not (a Ferry sender is told why).
+        self.mode = Some(mode);
         self.files += 1;
         if self.files > self.max_files {
             return Err(SessionError::TooManyFiles(self.max_files));
         }
-        self.mode = Some(mode);
+        // Its data is on its way already: one this receiver never allowed cannot be taken.
+        if header.eager {
+            match self.eager_announced {
+                None => return Err(SessionError::EagerNotAnnounced),
+                Some(max) if header.file_size > max => {
+                    return Err(SessionError::EagerTooLarge {
+                        size: header.file_size,
+                        max,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         self.state = State::Offered {
             mode,
             size: header.file_size,
+            eager: header.eager,
         };
         Ok(FrameStep::Offer { header, mode })
-    }
-
-    /// Whether the offered file may be taken without asking, must be asked about (alone, or
-    /// as part of the announced batch), or is refused; see [`consent`]. Call once per offer.
-    pub fn consent(&mut self, header: &Header, auto_accept: bool) -> Consent {
-        let mode = match self.state {
-            State::Offered { mode, .. } => mode,
-            _ => return Consent::Refuse(Refusal::NotOffered),
-        };
-        let covered = !auto_accept
-            && mode == Mode::Ferry
-            && self.batch.as_mut().is_some_and(|batch| {
-                batch.covers(self.approved, header.file_size)
-                    && batch.claim(&header.file_name, header.file_size)
-            });
-        let consent = consent(auto_accept, mode, covered, self.decision);
-        if let Consent::Accept { counted: true } = consent {
-            self.count_approved(header.file_size);
-        }
-        consent
-    }
-
-    /// The user's answer after [`Consent::Ask`]: remembered for the batch when the question
-    /// was about it. Returns the consent it amounts to.
-    pub fn answered(&mut self, size: u64, batch: bool, accepted: bool) -> Consent {
-        if batch {
-            self.decision = Some(accepted);
-        }
-        if accepted {
-            self.count_approved(size);
-            Consent::Accept { counted: true }
-        } else {
-            Consent::Refuse(Refusal::DeclinedByUser)
-        }
-    }
-
-    fn count_approved(&mut self, size: u64) {
-        self.approved.0 += 1;
-        self.approved.1 = self.approved.1.saturating_add(size);
-    }
-
-    /// The announced batch (what a prompt shows), if any.
-    pub fn batch(&self) -> Option<&Batch> {
-        self.batch.as_ref()
     }
 
     /// Takes the offered file. Data starts at `offset`: for a Ferry resume (`offset > 0`,
@@ -399,13 +403,13 @@ impl ReceiverSession {
         saved_as: String,
         prefix_blake3: Option<[u8; 32]>,
     ) -> Result<Option<ReceiverMsg>, SessionError> {
-        let State::Offered { mode, size } = self.state else {
+        let State::Offered { mode, size, eager } = self.state else {
             self.state = State::Broken;
             return Err(SessionError::NoOffer);
         };
         if offset > size
             || (offset > 0) != prefix_blake3.is_some()
-            || (offset > 0 && mode == Mode::Plain)
+            || (offset > 0 && (mode == Mode::Plain || eager))
         {
             self.state = State::Broken;
             return Err(SessionError::BadResume { offset, size });
@@ -420,18 +424,37 @@ impl ReceiverSession {
                 left_in_chunk: 0,
             }
         };
+        if mode == Mode::Ferry {
+            self.eager_announced = self.eager_max;
+        }
         Ok((mode == Mode::Ferry).then(|| ReceiverMsg::Accept {
             offset,
             saved_as,
             prefix_blake3: prefix_blake3.map(|h| blake3::Hash::from_bytes(h).to_hex().to_string()),
+            eager_max: self.eager_max,
         }))
     }
 
     /// Refuses the offered file. A Ferry sender is told and may offer the next one; a plain
     /// sender cannot be told, and its bytes would follow anyway: the connection must end
-    /// (`Err`).
+    /// (`Err`). A declined eager offer's data is on its way: it is read and dropped
+    /// ([`ReceiverSession::discarding`]) up to its `end` or cancel.
     pub fn decline(&mut self, reason: String) -> Result<ReceiverMsg, SessionError> {
         match self.state {
+            State::Offered {
+                mode: Mode::Ferry,
+                eager: true,
+                size,
+            } => {
+                self.discarding = true;
+                self.state = State::Data {
+                    mode: Mode::Ferry,
+                    size,
+                    received: 0,
+                    left_in_chunk: 0,
+                };
+                Ok(ReceiverMsg::Decline { reason })
+            }
             State::Offered {
                 mode: Mode::Ferry, ..
             } => {
@@ -558,40 +581,5 @@ impl ReceiverSession {
     /// The connection failed (an I/O error, a cancel from this side): nothing more is read.
     pub fn break_off(&mut self) {
         self.state = State::Broken;
-    }
-}
-
-/// A sender message's kind, for error messages.
-fn msg_kind(msg: &SenderMsg) -> &'static str {
-    match msg {
-        SenderMsg::Plain(_) => "a plain header",
-        SenderMsg::Offer(_) => "an offer",
-        SenderMsg::Batch { .. } => "a batch announcement",
-        SenderMsg::Start { .. } => "a start",
-        SenderMsg::End { .. } => "an end",
-        SenderMsg::Cancel { .. } => "a cancel",
-        SenderMsg::Secure { .. } => "a secure hello",
-        SenderMsg::Probe { .. } => "a speed test",
-        SenderMsg::Folder { .. } => "a folder announcement",
-        SenderMsg::File { .. } => "a folder's file",
-        SenderMsg::FolderEnd => "a folder end",
-    }
-}
-
-/// What the state waits for, for error messages.
-fn expected_in(state: &State, mode: Option<Mode>) -> &'static str {
-    match (state, mode) {
-        (State::Idle, None) => "a file header",
-        (State::Idle, Some(Mode::Plain)) => "the next plain header",
-        (State::Idle, Some(Mode::Ferry)) => "the next offer",
-        (State::Offered { .. }, _) => "nothing until the offer is answered",
-        (State::AwaitStart { .. }, _) => "a start",
-        (State::Data { .. }, _) => "the file's data",
-        (State::AwaitCancel, _) => "the cancel after a cancel marker",
-        (State::AwaitEnd { .. }, _) => "the end of the file",
-        (State::Listing, _) => "the rest of the folder announcement",
-        (State::FolderOffered, _) => "nothing until the folder is answered",
-        (State::InFolder, _) => "the folder's next file or its end",
-        (State::Broken, _) => "nothing (the connection failed)",
     }
 }

@@ -23,6 +23,9 @@ use super::super::{
 };
 use super::SessionError;
 
+mod eager;
+pub use eager::{EAGER_WINDOW_BYTES, EAGER_WINDOW_FILES};
+
 /// What a receiver's answer means for the file on offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -31,6 +34,11 @@ pub enum Answer {
     Waiting(WaitFor),
     /// Send everything from byte 0; the receiver will save it as `saved_as`.
     Accepted { saved_as: String },
+    /// The oldest eager file whose answer was owed is accepted (its data went out or is
+    /// going out); its verdict follows its end.
+    EagerAccepted { saved_as: String },
+    /// The oldest eager file whose answer was owed is declined: the receiver drops its data.
+    EagerDeclined { reason: String },
     /// The receiver holds the first `offset` bytes: compare `prefix` with the hash of ours,
     /// then call [`SenderSession::start`].
     Resume { offset: u64, prefix: [u8; 32] },
@@ -104,6 +112,13 @@ pub struct SenderSession {
     folder_partial: Option<(u64, u64)>,
     /// Files whose end went out and whose verdict has not come yet.
     owed: u64,
+    /// The largest eager offer the receiver said it takes (in any accept), if it did.
+    eager_max: Option<u64>,
+    /// The file being sent is eager: whether its answer came, and which.
+    eager_now: Option<eager::Fate>,
+    /// Earlier eager files whose answer is owed, oldest first: whether each went out whole
+    /// (its verdict will be owed once accepted) or was cancelled.
+    eager_owed: std::collections::VecDeque<bool>,
 }
 
 impl SenderSession {
@@ -114,6 +129,9 @@ impl SenderSession {
             folder: None,
             folder_partial: None,
             owed: 0,
+            eager_max: None,
+            eager_now: None,
+            eager_owed: std::collections::VecDeque::new(),
         }
     }
 
@@ -128,7 +146,8 @@ impl SenderSession {
 
     /// Offers the next file: the frame to send. A plain file's data follows at once.
     pub fn offer(&mut self, header: Header) -> Result<SenderMsg, SessionError> {
-        if self.state != State::Idle {
+        // Answers are attributed in order: no other offer while an eager one's is owed.
+        if self.state != State::Idle || self.accepts_owed() > 0 {
             return Err(self.broken("an offer"));
         }
         let size = header.file_size;
@@ -147,7 +166,10 @@ impl SenderSession {
             }
             Mode::Ferry => {
                 self.state = State::Offered { size };
-                SenderMsg::Offer(header)
+                SenderMsg::Offer(Header {
+                    eager: false,
+                    ..header
+                })
             }
         })
     }
@@ -162,7 +184,11 @@ impl SenderSession {
     ) -> Result<Vec<SenderMsg>, SessionError> {
         // A folder's `failed` means the receiver gave up on it: no file verdict may be owed
         // then, or the two would read alike.
-        if self.state != State::Idle || self.mode != Mode::Ferry || self.owed > 0 {
+        if self.state != State::Idle
+            || self.mode != Mode::Ferry
+            || self.owed > 0
+            || self.accepts_owed() > 0
+        {
             return Err(self.broken("a folder"));
         }
         self.state = State::FolderOffered;
@@ -220,6 +246,18 @@ impl SenderSession {
     /// Takes a Ferry receiver's message.
     pub fn on_answer(&mut self, msg: ReceiverMsg) -> Result<Answer, SessionError> {
         let in_folder = self.folder.is_some();
+        // Any accept may say the receiver takes eager offers (the latest word counts).
+        if let ReceiverMsg::Accept {
+            eager_max: Some(max),
+            ..
+        } = &msg
+        {
+            self.eager_max = Some(*max);
+        }
+        let msg = match self.eager_answer(msg)? {
+            Ok(answer) => return Ok(answer),
+            Err(msg) => msg,
+        };
         let answer = match (self.state, msg) {
             (_, ReceiverMsg::Cancel { code, reason }) if self.state != State::Broken => {
                 self.state = State::Broken;
@@ -314,6 +352,7 @@ impl SenderSession {
                     offset,
                     saved_as,
                     prefix_blake3,
+                    ..
                 },
             ) => match (offset, prefix_blake3) {
                 (0, None) => {
@@ -405,7 +444,7 @@ impl SenderSession {
                     self.state = self.after_folder_file();
                 } else {
                     self.state = State::Idle;
-                    self.owed += 1;
+                    self.ended_here(true);
                 }
                 Ok(SenderMsg::End { blake3 })
             }
@@ -428,6 +467,7 @@ impl SenderSession {
                 self.state = if self.folder.is_some() {
                     self.after_folder_file()
                 } else {
+                    self.ended_here(false);
                     State::Idle
                 };
                 Ok((encode_chunk_header(0), SenderMsg::Cancel { code, reason }))

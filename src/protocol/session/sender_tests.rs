@@ -7,6 +7,7 @@ use crate::protocol::{CHUNK_LEN, CancelCode, Header, Mode, ReceiverMsg, SenderMs
 
 fn header(size: u64) -> Header {
     Header {
+        eager: false,
         file_name: "f".into(),
         file_size: size,
         msg: String::new(),
@@ -20,11 +21,13 @@ fn every_answer() -> Vec<ReceiverMsg> {
             waiting_for: WaitFor::Decision,
         },
         ReceiverMsg::Accept {
+            eager_max: None,
             offset: 0,
             saved_as: "f".into(),
             prefix_blake3: None,
         },
         ReceiverMsg::Accept {
+            eager_max: None,
             offset: 4,
             saved_as: "f".into(),
             prefix_blake3: Some(blake3::hash(b"abcd").to_hex().to_string()),
@@ -167,6 +170,7 @@ fn accepts_that_do_not_fit_the_file_are_refused() {
         let mut m = SenderSession::new(Mode::Ferry);
         m.offer(header(10)).unwrap();
         let accept = ReceiverMsg::Accept {
+            eager_max: None,
             offset,
             saved_as: "f".into(),
             prefix_blake3,
@@ -182,6 +186,7 @@ fn bytes_are_counted_in_chunks_and_never_beyond_the_file() {
     let mut m = SenderSession::new(Mode::Ferry);
     m.offer(header(size)).unwrap();
     m.on_answer(ReceiverMsg::Accept {
+        eager_max: None,
         offset: 0,
         saved_as: "f".into(),
         prefix_blake3: None,

@@ -8,6 +8,7 @@ use crate::protocol::{CancelCode, Chunk, Header, Mode, ReceiverMsg, SenderMsg};
 
 fn header(name: &str, size: u64) -> Header {
     Header {
+        eager: false,
         file_name: name.into(),
         file_size: size,
         msg: String::new(),
@@ -235,6 +236,7 @@ fn a_resume_is_agreed_at_the_offered_offset_or_restarted_at_zero() {
     assert_eq!(
         accept,
         Some(ReceiverMsg::Accept {
+            eager_max: None,
             offset: 40,
             saved_as: "r (1)".into(),
             prefix_blake3: Some(blake3::Hash::from_bytes([7; 32]).to_hex().to_string()),

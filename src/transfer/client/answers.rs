@@ -92,7 +92,12 @@ impl Upload<'_> {
                 .and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
             return Err(match said {
                 Some(Heard::Msg(msg)) => match self.session.on_answer(msg) {
-                    Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
+                    Ok(
+                        verdict @ (Answer::Verified { .. }
+                        | Answer::Rejected { .. }
+                        | Answer::EagerAccepted { .. }
+                        | Answer::EagerDeclined { .. }),
+                    ) => {
                         self.take_verdict(verdict);
                         continue;
                     }
@@ -120,8 +125,22 @@ impl Upload<'_> {
                         self.verdicts.push(verdicts);
                         continue;
                     }
-                    Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
+                    Ok(
+                        verdict @ (Answer::Verified { .. }
+                        | Answer::Rejected { .. }
+                        | Answer::EagerAccepted { .. }
+                        | Answer::EagerDeclined { .. }),
+                    ) => {
                         self.take_verdict(verdict);
+                        continue;
+                    }
+                    // An eager file's receiver asks its user: its data waits in the socket.
+                    Ok(Answer::Waiting(waiting_for)) if self.eager_owed() => {
+                        if let Some(oldest) = self.eager.iter().find(|e| e.accepted.is_none()) {
+                            let id = oldest.id;
+                            self.sink
+                                .transfer(TransferEvent::AwaitingDecision { id, waiting_for });
+                        }
                         continue;
                     }
                     answer => self.stop_for_answer(answer),
@@ -147,16 +166,22 @@ impl Upload<'_> {
     pub(super) fn wait_answer(&mut self, id: TransferId) -> Result<Answer, Stop> {
         loop {
             match self.wait_answer_within(id, None)? {
-                verdict @ (Answer::Verified { .. } | Answer::Rejected { .. }) => {
-                    self.take_verdict(verdict);
-                }
+                verdict @ (Answer::Verified { .. }
+                | Answer::Rejected { .. }
+                | Answer::EagerAccepted { .. }
+                | Answer::EagerDeclined { .. }) => self.take_verdict(verdict),
                 answer => return Ok(answer),
             }
         }
     }
 
-    /// An owed file's verdict (the oldest's: they come in order) becomes its outcome.
-    fn take_verdict(&mut self, verdict: Answer) {
+    /// An owed file's verdict (the oldest's: they come in order) becomes its outcome; an
+    /// eager file's accept or decline goes to [`Upload::take_eager`].
+    pub(super) fn take_verdict(&mut self, verdict: Answer) {
+        if let Answer::EagerAccepted { .. } | Answer::EagerDeclined { .. } = verdict {
+            self.take_eager(verdict);
+            return;
+        }
         // The session takes a verdict only while one is owed, so there is always one here.
         let Some(owed) = self.owed.pop_front() else {
             return;
@@ -182,9 +207,22 @@ impl Upload<'_> {
     /// [`CANCEL_GRACE`] (answers about the abandoned offer are passed over meanwhile);
     /// whatever ends the wait early ends the owed files alike and the connection.
     pub(super) fn settle_owed(&mut self) {
-        while let Some(oldest) = self.owed.front() {
-            let stop = match self.wait_answer_within(oldest.id, Some(CANCEL_GRACE)) {
-                Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
+        loop {
+            // Eager files' answers come before their verdicts, after the older verdicts.
+            let oldest = match self.owed.front() {
+                Some(owed) => owed.id,
+                None => match self.eager.iter().find(|e| e.accepted.is_none()) {
+                    Some(eager) => eager.id,
+                    None => break,
+                },
+            };
+            let stop = match self.wait_answer_within(oldest, Some(CANCEL_GRACE)) {
+                Ok(
+                    verdict @ (Answer::Verified { .. }
+                    | Answer::Rejected { .. }
+                    | Answer::EagerAccepted { .. }
+                    | Answer::EagerDeclined { .. }),
+                ) => {
                     self.take_verdict(verdict);
                     continue;
                 }
@@ -205,17 +243,18 @@ impl Upload<'_> {
     /// Call it before the session is broken off.
     pub(super) fn fail_owed(&mut self, outcome: &FileOutcome) {
         self.take_ready_verdicts();
+        let why = match outcome {
+            FileOutcome::Cancelled | FileOutcome::CancelledByPeer { .. } => outcome.clone(),
+            FileOutcome::Failed(failure) => owed_lost(failure.to_string()),
+            other => owed_lost(
+                self.broken
+                    .as_ref()
+                    .map_or_else(|| other.to_string(), ToString::to_string),
+            ),
+        };
+        self.fail_eager(|| why.clone());
         for owed in std::mem::take(&mut self.owed) {
-            let theirs = match outcome {
-                FileOutcome::Cancelled | FileOutcome::CancelledByPeer { .. } => outcome.clone(),
-                FileOutcome::Failed(failure) => owed_lost(failure.to_string()),
-                other => owed_lost(
-                    self.broken
-                        .as_ref()
-                        .map_or_else(|| other.to_string(), ToString::to_string),
-                ),
-            };
-            self.settle(owed.slot, owed.id, theirs);
+            self.settle(owed.slot, owed.id, why.clone());
         }
     }
 
@@ -232,14 +271,19 @@ impl Upload<'_> {
     /// Takes the verdicts that already arrived, without waiting; stops at anything else
     /// (but passes over answers about an offer a cancel abandoned, as `settle_owed` does).
     fn take_ready_verdicts(&mut self) {
-        while !self.owed.is_empty() {
+        while !self.owed.is_empty() || self.eager_owed() {
             let Some(Heard::Msg(msg)) = self.answers.as_ref().and_then(|rx| rx.try_recv().ok())
             else {
                 return;
             };
             self.heard_from_peer = true;
             match self.session.on_answer(msg) {
-                Ok(verdict @ (Answer::Verified { .. } | Answer::Rejected { .. })) => {
+                Ok(
+                    verdict @ (Answer::Verified { .. }
+                    | Answer::Rejected { .. }
+                    | Answer::EagerAccepted { .. }
+                    | Answer::EagerDeclined { .. }),
+                ) => {
                     self.take_verdict(verdict);
                 }
                 Ok(answer) if self.about_abandoned_offer(&answer) => {}

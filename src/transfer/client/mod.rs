@@ -10,6 +10,7 @@
 //!   for them.
 
 mod answers;
+mod eager;
 mod folder;
 mod probe;
 mod upload;
@@ -357,6 +358,7 @@ pub fn send_items(
         verdicts: Vec::new(),
         outcomes: Vec::with_capacity(files.len()),
         owed: std::collections::VecDeque::new(),
+        eager: std::collections::VecDeque::new(),
         grace_ends: None,
     };
     let loose: Vec<OutgoingFile> = items

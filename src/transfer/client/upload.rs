@@ -55,6 +55,8 @@ pub(super) struct Upload<'a> {
     pub outcomes: Vec<Option<FileOutcome>>,
     /// The files whose end went out and whose verdict is owed, oldest first.
     pub owed: VecDeque<Owed>,
+    /// Eager files whose answer (or sending) is not done with, oldest first.
+    pub eager: VecDeque<super::eager::Eager>,
     /// When the grace after a cancel ends, once a wait noticed the cancel: one
     /// [`CANCEL_GRACE`](super::answers::CANCEL_GRACE) for the whole upload, however many
     /// waits it takes.
@@ -107,12 +109,15 @@ impl Upload<'_> {
         }
     }
 
-    /// Records file `id`'s outcome (in its `slot` of `outcomes`) and reports it.
+    /// Records file `id`'s outcome (in its `slot` of `outcomes`) and reports it. The first
+    /// outcome stands: an eager file declined while it was still going out stays declined,
+    /// however its sending ends.
     pub(super) fn settle(&mut self, slot: usize, id: u64, outcome: FileOutcome) {
+        let Some(place) = self.outcomes.get_mut(slot).filter(|place| place.is_none()) else {
+            return;
+        };
+        *place = Some(outcome.clone());
         self.report(id, &outcome);
-        if let Some(place) = self.outcomes.get_mut(slot) {
-            *place = Some(outcome);
-        }
     }
 
     /// The event that tells how a file ended.
@@ -190,6 +195,7 @@ impl Upload<'_> {
             security: self.security.clone(),
         });
         let header = Header {
+            eager: false,
             file_name: name,
             file_size: size,
             msg: self.opts.msg.clone(),
@@ -287,6 +293,11 @@ impl Upload<'_> {
         mut file: File,
         slot: usize,
     ) -> Result<Option<FileOutcome>, Stop> {
+        if self.session.may_send_eager(header.file_size) {
+            return self.send_eager(id, header, file, slot);
+        }
+        // Answers come in order: this offer's waits for the eager files' before it.
+        self.wait_eager_answers()?;
         // Corked: the last file's end and this offer leave together (every wait for an
         // answer flushes), and a small file's chunk goes with its end.
         let corked = self.stream.set_corked(true);

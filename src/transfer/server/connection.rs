@@ -39,6 +39,10 @@ pub(super) const WAITING_INTERVAL: Duration = Duration::from_secs(5);
 /// The slowest disk a resuming sender is expected to hash its prefix on (bytes per second):
 /// the receiver waits that long for the `start` frame, on top of the idle timeout.
 const SLOWEST_HASH_RATE: u64 = 10 * 1024 * 1024;
+/// The largest file a Ferry sender may offer eagerly (data at once, no round trip for the
+/// accept): small files, where the round trip costs more than the bytes; a declined one's
+/// bytes are read and dropped, which costs little at this size.
+pub const EAGER_MAX_BYTES: u64 = 256 * 1024;
 
 pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, slot: Slot) {
     let idle = shared.config.idle_timeout;
@@ -54,12 +58,14 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
             return;
         }
     };
+    let mut session = ReceiverSession::new(shared.config.max_files_per_connection);
+    session.take_eager(EAGER_MAX_BYTES);
     let mut conn = Connection {
         reader: BufReader::with_capacity(64 * 1024, Incoming::Plain(stream)),
         writer: Outgoing::plain(writer),
         peer,
         shared,
-        session: ReceiverSession::new(shared.config.max_files_per_connection),
+        session,
         buf: vec![0u8; RECV_BUF_LEN],
         security: Security::Plain,
         device: None,
@@ -353,9 +359,12 @@ impl Connection<'_> {
         };
         // A partial copy left by an interrupted upload of the same name (Ferry only: only a
         // Ferry sender can prove, by hash, that it is the start of the same file).
+        // An eager offer never resumes: a partial kept for the name is left alone.
         let resumable = match (&refusal, mode) {
-            (None, Mode::Ferry) => PartFile::resumable(downloads, &safe, header.file_size, tag)
-                .map_err(TransferError::Disk)?,
+            (None, Mode::Ferry) if !header.eager => {
+                PartFile::resumable(downloads, &safe, header.file_size, tag)
+                    .map_err(TransferError::Disk)?
+            }
             _ => None,
         };
         let mut resumable = resumable;
@@ -380,7 +389,7 @@ impl Connection<'_> {
             let failure = Failure::bare(FailureKind::Refused(refusal));
             log::warn!("{}: {:?}: {failure}", self.peer, header.file_name);
             self.report_refusal(id, &header, mode, failure);
-            return self.decline(refusal.to_string());
+            return self.decline(refusal.to_string(), header.file_size);
         }
         let (mut part, prefix) = match resumable {
             Some((mut part, len)) => {
@@ -400,7 +409,7 @@ impl Connection<'_> {
                     let refusal = Refusal::CannotCreate;
                     let failure = Failure::new(FailureKind::Refused(refusal), detail.clone());
                     self.report_refusal(id, &header, mode, failure);
-                    return self.decline(format!("{refusal}: {detail}"));
+                    return self.decline(format!("{refusal}: {detail}"), header.file_size);
                 }
             },
         };
@@ -426,10 +435,14 @@ impl Connection<'_> {
     /// Refuses the offered file: a Ferry sender is told and may go on with its next file; a
     /// plain sender cannot be told, and its bytes cannot be skipped cheaply either, so the
     /// connection ends.
-    fn decline(&mut self, reason: String) -> Result<(), ConnEnd> {
+    /// A declined eager offer's data is already on its way: it is read and dropped.
+    fn decline(&mut self, reason: String, size: u64) -> Result<(), ConnEnd> {
         match self.session.decline(reason.clone()) {
             Ok(msg) => {
                 self.answer(&msg);
+                if self.session.discarding() {
+                    self.discard_declined(size)?;
+                }
                 Ok(())
             }
             Err(_) => Err(ConnEnd {

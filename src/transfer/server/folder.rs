@@ -85,6 +85,7 @@ impl Connection<'_> {
         let resume_key = folder.resume_key.clone();
         let safe = sanitize_file_name(&name);
         let header = Header {
+            eager: false,
             file_name: name.clone(),
             file_size: bytes,
             msg: String::new(),
@@ -354,6 +355,7 @@ impl Connection<'_> {
         let id = next_transfer_id();
         let shown = format!("{}/{}", rx.root_name, entry.components.join("/"));
         let header = Header {
+            eager: false,
             file_name: entry.path.clone(),
             file_size: size,
             msg: String::new(),

@@ -34,6 +34,8 @@ mod probe;
 mod pump;
 mod secure_upgrade;
 
+pub use connection::EAGER_MAX_BYTES;
+
 pub(crate) use folder_rx::{Dirs, create_root};
 
 use std::collections::HashMap;

@@ -31,6 +31,7 @@ impl Connection<'_> {
             )));
         }
         let header = Header {
+            eager: false,
             file_name: "speed test (nothing is saved)".into(),
             file_size: max_bytes,
             msg: String::new(),

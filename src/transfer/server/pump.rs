@@ -271,6 +271,33 @@ impl DataSource<'_> {
 }
 
 impl Connection<'_> {
+    /// Reads a declined eager offer's data and drops it, up to its `end` (or the sender's
+    /// cancel), under the same limits as any file's data (bounded by the offered size: the
+    /// session refuses a byte more; read through the connection's buffer, never held).
+    pub(super) fn discard_declined(&mut self, size: u64) -> Result<(), TransferError> {
+        let never = AtomicBool::new(false);
+        let rate = RateFloor::new(self.shared.config.min_rate, 0);
+        let (reader, session) = (&mut self.reader, &mut self.session);
+        let mut source = DataSource::new(reader, session, self.shared, size, &never, rate);
+        let end = loop {
+            let dropped = &mut std::io::sink();
+            if let Some(end) = simple(&mut source, &mut self.buf, dropped, &mut None, |_| {})? {
+                break end;
+            }
+        };
+        if let DataEnd::Cancelled { .. } = end {
+            return Ok(());
+        }
+        self.session.data_complete([0; 32])?;
+        let msg = self.read_msg()?.ok_or(TransferError::TruncatedFrame)?;
+        match self.session.on_frame(msg)? {
+            FrameStep::Discarded | FrameStep::Cancelled { .. } => Ok(()),
+            other => Err(TransferError::Unexpected(format!(
+                "{other:?} where a declined file's end belongs"
+            ))),
+        }
+    }
+
     /// Receives a file's bytes into the part file from `offset` on (hashed as they pass
     /// when `hasher` is given); returns how the data ended and the hash of the whole file
     /// (zeros when not hashed).
