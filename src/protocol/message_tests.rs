@@ -24,3 +24,71 @@ fn a_secure_hello_may_say_where_the_senders_server_listens() {
         assert!(decode_sender_msg(body.as_bytes()).is_err(), "{bad}");
     }
 }
+
+/// An eager offer says `"eager":true` and never carries a resume key; an accept may say
+/// `eager_max`, which older receivers leave out (and which decodes as none).
+#[test]
+fn eager_offers_and_eager_max_round_trip_and_bad_values_are_refused() {
+    let header = Header {
+        file_name: "a.txt".into(),
+        file_size: 3,
+        msg: String::new(),
+        resume_key: None,
+        eager: true,
+    };
+    let frame = encode_sender_msg(&SenderMsg::Offer(header.clone())).unwrap();
+    let body = std::str::from_utf8(&frame[4..]).unwrap();
+    assert!(body.contains(r#""eager":true"#), "{body}");
+    assert_eq!(
+        decode_sender_msg(&frame[4..]).unwrap(),
+        SenderMsg::Offer(header.clone())
+    );
+    // Not eager: no field at all, so older receivers see exactly what they saw.
+    let plain = Header {
+        eager: false,
+        ..header
+    };
+    let frame = encode_sender_msg(&SenderMsg::Offer(plain)).unwrap();
+    assert!(!std::str::from_utf8(&frame[4..]).unwrap().contains("eager"));
+    for bad in [
+        r#""eager":1"#,
+        r#""eager":"yes""#,
+        r#""eager":true,"resume_key":"ab""#,
+    ] {
+        let body = format!(r#"{{"ferry":1,"kind":"offer","file_name":"a","file_size":1,{bad}}}"#);
+        assert!(decode_sender_msg(body.as_bytes()).is_err(), "{bad}");
+    }
+    let ok = r#"{"ferry":1,"kind":"offer","file_name":"a","file_size":1,"eager":false}"#;
+    assert!(matches!(
+        decode_sender_msg(ok.as_bytes()),
+        Ok(SenderMsg::Offer(Header { eager: false, .. }))
+    ));
+
+    let accept = ReceiverMsg::Accept {
+        offset: 0,
+        saved_as: "a.txt".into(),
+        prefix_blake3: None,
+        eager_max: Some(262_144),
+    };
+    let frame = encode_receiver_msg(&accept).unwrap();
+    assert!(
+        std::str::from_utf8(&frame[4..])
+            .unwrap()
+            .contains(r#""eager_max":262144"#)
+    );
+    assert_eq!(decode_receiver_msg(&frame[4..]).unwrap(), accept);
+    let older = br#"{"kind":"accept","offset":0,"saved_as":"a"}"#;
+    assert!(matches!(
+        decode_receiver_msg(older),
+        Ok(ReceiverMsg::Accept {
+            eager_max: None,
+            ..
+        })
+    ));
+    let none = br#"{"kind":"accept","offset":0,"saved_as":"a","eager_max":null}"#;
+    assert!(decode_receiver_msg(none).is_ok());
+    for bad in ["-1", "1.5", "\"4096\"", "9223372036854775808", "true"] {
+        let body = format!(r#"{{"kind":"accept","offset":0,"saved_as":"a","eager_max":{bad}}}"#);
+        assert!(decode_receiver_msg(body.as_bytes()).is_err(), "{bad}");
+    }
+}

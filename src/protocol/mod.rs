@@ -51,7 +51,8 @@
 //! R -> S  Frame {"kind":"waiting"}                      (optional: the receiver asks its user;
 //!                                                          "for":"checking" while it hashes a
 //!                                                          kept partial, see below)
-//! R -> S  Frame {"kind":"accept","offset":K,"saved_as":"name (1).txt"[,"prefix_blake3":".."]}
+//! R -> S  Frame {"kind":"accept","offset":K,"saved_as":"name (1).txt"[,"prefix_blake3":".."]
+//!                [,"eager_max":M]}                       (M: see "Eager small files" below)
 //!       | Frame {"kind":"decline","reason":".."}                 (then the next offer, or EOF)
 //! S -> R  if K > 0 only: Frame {"kind":"start","offset":K or 0}
 //! S -> R  data: chunks  [i32 LE n, 1 <= n <= MAX_CHUNK_LEN][n raw bytes]
@@ -93,6 +94,45 @@
 //! owed, `failed` means the receiver gave up on the file on offer and the connection. A
 //! receiver never sends `cancel` or gives up with verdicts still held: it answers them
 //! first. A sender offers no folder while verdicts are owed.
+//!
+//! **Eager small files.** A receiver that takes *eager* offers says so in every `accept`:
+//! `"eager_max": M`, the largest file (in bytes) it takes that way (Ferry's server: 256 KiB;
+//! absent: none; older senders ignore the field, and a plain peer is never answered at all).
+//! A sender that has seen `eager_max` in any accept on the connection may offer a file of
+//! at most `M` bytes eagerly and send its data and `end` at once, without waiting for the
+//! accept:
+//!
+//! ```text
+//! S -> R  Frame {"ferry":1,"kind":"offer","eager":true,"file_name":..,"file_size":N,"msg":..}
+//!         (never with a resume_key: an eager offer never resumes), then at once its data
+//!         chunks and its end, exactly as after an accept at offset 0 (or the cancel marker
+//!         and a cancel frame), then the next offer
+//! R -> S  later, in order: optional waiting, then Frame {"kind":"accept","offset":0,..}
+//!       | Frame {"kind":"decline",..}; after an accept, the verdict follows the file's end
+//! ```
+//!
+//! The receiver answers an eager offer as any offer (`waiting` while it asks its user, then
+//! `accept` with offset 0, a kept partial of the name being left alone, or `decline`). After
+//! `accept` it reads the data and `end` and gives the verdict as usual (held for a batch sync
+//! like any small file). After `decline` (policy, its user, a name it cannot create, any
+//! refusal) it reads the file's chunks and `end` (or the zero chunk and `cancel`), bounded by
+//! the offered size, drops them, answers nothing more for that file, and reads the next
+//! frame. An eager offer over the receiver's `eager_max`, or one before any accept announced
+//! it, is a protocol error: the receiver answers `failed` and closes (before reading any of
+//! its data).
+//!
+//! The sender keeps a window: at most 64 eager files, and 8 MiB of them, whose answer has
+//! not come (a few round trips of a LAN at full speed, and a bounded burst for a receiver
+//! that is asking its user or dropping them; Ferry sends eagerly only files of at most
+//! `min(M, 8 MiB)`, and after a `waiting` none more until the next eager answer, so its
+//! writes are not held up while a person decides). It sends no other offer (a larger file) and
+//! no folder while an eager answer is owed: those wait until every answer came. Answers stay
+//! in order: `waiting`, `accept` and `decline` answer the oldest eager file whose answer is
+//! owed; `verified` and `failed` the oldest file whose verdict is owed (an eager file owes a
+//! verdict once it is accepted and its end went out; a declined or cancelled one never
+//! does). While eager answers are owed, a `failed` with no verdict owed means the receiver
+//! gave up on the connection: every file whose answer or verdict is owed fails with its
+//! reason. An `accept` of an eager file with an offset other than 0 ends the connection.
 //!
 //! **Encryption.** A Ferry sender with a device identity starts the connection, before any
 //! batch or offer, with

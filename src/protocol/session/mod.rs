@@ -9,6 +9,8 @@
 //! channel can carry the same sessions unchanged.
 
 pub mod batch;
+#[cfg(test)]
+mod eager_tests;
 mod receiver;
 mod sender;
 #[cfg(test)]

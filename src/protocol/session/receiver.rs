@@ -8,7 +8,10 @@
 //! (`AwaitStart` → start) → `Data` → [`ReceiverSession::data_complete`] → `AwaitEnd` → (end)
 //! `Idle`. Plain: `Idle` → `Offered` → accept → `Data` → complete → `Idle`. A decline
 //! returns a Ferry connection to `Idle`; a plain sender cannot be declined (its bytes would
-//! follow regardless), so the connection ends. Any error leaves the machine `Broken`.
+//! follow regardless), so the connection ends. An eager offer (see
+//! [`ReceiverSession::take_eager`]) is accepted into `Data` at once; declined, its data is
+//! still read, into `Data` marked as dropped, and its `end` is [`FrameStep::Discarded`].
+//! Any error leaves the machine `Broken`.
 
 use super::super::{CancelCode, Chunk, FolderListing, Header, Mode, ReceiverMsg, SenderMsg};
 use super::SessionError;

@@ -16,6 +16,10 @@
 //! ([`Answer::Verified`], [`Answer::Rejected`]); with none owed a `failed` is the receiver
 //! giving up on the connection ([`Answer::Failed`]). A receiver that reads one frame at a
 //! time still answers file N before it reads offer N+1, which simply waits in the socket.
+//!
+//! Eager files (`eager.rs` beside this file): once an accept said `eager_max`, a small file
+//! goes `Idle` → [`SenderSession::offer_eager`] → `Data` at once, and its accept or decline
+//! comes later, in file order ([`Answer::EagerAccepted`], [`Answer::EagerDeclined`]).
 
 use super::super::{
     CHUNK_LEN, CancelCode, FileFailed, FolderEntry, Header, Mode, ReceiverMsg, SenderMsg, WaitFor,

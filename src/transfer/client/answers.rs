@@ -136,6 +136,7 @@ impl Upload<'_> {
                     }
                     // An eager file's receiver asks its user: its data waits in the socket.
                     Ok(Answer::Waiting(waiting_for)) if self.eager_owed() => {
+                        self.receiver_waiting = true;
                         if let Some(oldest) = self.eager.iter().find(|e| e.accepted.is_none()) {
                             let id = oldest.id;
                             self.sink
@@ -355,6 +356,7 @@ impl Upload<'_> {
             match self.session.on_answer(msg) {
                 // The receiver is asking its user: wait as long as it lets them decide.
                 Ok(Answer::Waiting(waiting_for)) => {
+                    self.receiver_waiting = true;
                     self.sink
                         .transfer(TransferEvent::AwaitingDecision { id, waiting_for });
                     deadline = Instant::now() + self.opts.decision_timeout;

@@ -41,9 +41,13 @@ impl Upload<'_> {
         slot: usize,
     ) -> Result<Option<FileOutcome>, Stop> {
         let size = header.file_size;
-        // The window: wait for the oldest answers until this file fits.
-        while self.unanswered() >= EAGER_WINDOW_FILES
-            || self.unanswered_bytes() + size > EAGER_WINDOW_BYTES
+        // The window: wait for the oldest answers until this file fits. A receiver that
+        // said `waiting` (asking its user) gets no more until it answered: the bytes would
+        // only fill the socket and hold the sender's writes up.
+        while self.unanswered() > 0
+            && (self.unanswered() >= EAGER_WINDOW_FILES
+                || self.unanswered_bytes() + size > EAGER_WINDOW_BYTES
+                || self.receiver_waiting)
         {
             self.wait_one_eager()?;
         }
@@ -124,6 +128,7 @@ impl Upload<'_> {
     /// went out whole.
     pub(super) fn take_eager(&mut self, answer: Answer) {
         let accepted = matches!(answer, Answer::EagerAccepted { .. });
+        self.receiver_waiting = false;
         let Some(entry) = self.eager.iter_mut().find(|e| e.accepted.is_none()) else {
             return;
         };

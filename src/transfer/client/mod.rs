@@ -359,6 +359,7 @@ pub fn send_items(
         outcomes: Vec::with_capacity(files.len()),
         owed: std::collections::VecDeque::new(),
         eager: std::collections::VecDeque::new(),
+        receiver_waiting: false,
         grace_ends: None,
     };
     let loose: Vec<OutgoingFile> = items

@@ -57,6 +57,9 @@ pub(super) struct Upload<'a> {
     pub owed: VecDeque<Owed>,
     /// Eager files whose answer (or sending) is not done with, oldest first.
     pub eager: VecDeque<super::eager::Eager>,
+    /// The receiver said `waiting` (its user is asked): no more eager files until an
+    /// eager answer comes.
+    pub receiver_waiting: bool,
     /// When the grace after a cancel ends, once a wait noticed the cancel: one
     /// [`CANCEL_GRACE`](super::answers::CANCEL_GRACE) for the whole upload, however many
     /// waits it takes.

@@ -38,13 +38,16 @@ impl SenderSession {
         self.eager_owed.len() + usize::from(self.eager_now == Some(Fate::Owed))
     }
 
-    /// Whether a file of `size` bytes may go eagerly now (the receiver takes it and no other
-    /// kind of offer waits: folders and other files wait until every answer came).
+    /// Whether a file of `size` bytes may go eagerly now: the receiver takes it, and it fits
+    /// the window on its own (a receiver announcing a huge `eager_max` does not make large
+    /// files go unasked).
     pub fn may_send_eager(&self, size: u64) -> bool {
         self.mode == Mode::Ferry
             && self.state == State::Idle
             && self.folder.is_none()
-            && self.eager_max.is_some_and(|max| size <= max)
+            && self
+                .eager_max
+                .is_some_and(|max| size <= max.min(EAGER_WINDOW_BYTES))
     }
 
     /// Offers a file eagerly: the frame to send, after which its data follows at once (no
