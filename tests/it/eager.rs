@@ -7,7 +7,7 @@
 //! up, or keeps the window full).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,12 +56,23 @@ fn two_hundred_small_files_one_by_one_arrive_verified_and_identical_synced_or_no
         for keyring in [None, Some(&laptop)] {
             let dst = tempfile::tempdir().unwrap();
             let server = server(dst.path(), fsync, AcceptPolicy::Everyone);
-            let mut opts = SendOptions::new(server.local_addr().to_string());
+            // Unencrypted, the offers can be counted on their way: all but the first eager.
+            let (to, tap) = match keyring {
+                None => {
+                    let (to, tap) = counting_tap(server.local_addr());
+                    (to, Some(tap))
+                }
+                Some(_) => (server.local_addr(), None),
+            };
+            let mut opts = SendOptions::new(to.to_string());
             opts.keyring = keyring.cloned();
             let files: Vec<_> = paths.iter().map(OutgoingFile::new).collect();
             let (sink, _events) = event_channel(None);
             let outcomes = send_files(&opts, &files, &sink, &CancelToken::new()).unwrap();
             let case = format!("fsync {fsync}, encrypted {}", keyring.is_some());
+            if let Some(tap) = tap {
+                assert_eq!(tap.join().unwrap(), 199, "{case}: eager offers");
+            }
             assert_eq!(outcomes.len(), 200, "{case}");
             for (path, outcome) in paths.iter().zip(&outcomes) {
                 let name = path.file_name().unwrap().to_str().unwrap();
@@ -83,6 +94,43 @@ fn two_hundred_small_files_one_by_one_arrive_verified_and_identical_synced_or_no
             server.stop();
         }
     }
+}
+
+/// A forwarder for one connection to `to`; its thread returns how many eager offers
+/// (`"eager":true`) passed from the sender to the receiver.
+fn counting_tap(to: SocketAddr) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tap = std::thread::spawn(move || {
+        let (mut from_sender, _) = listener.accept().unwrap();
+        let mut to_receiver = TcpStream::connect(to).unwrap();
+        let (mut answers, mut back) = (
+            to_receiver.try_clone().unwrap(),
+            from_sender.try_clone().unwrap(),
+        );
+        let answering = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut answers, &mut back);
+            let _ = back.shutdown(std::net::Shutdown::Write);
+        });
+        let needle = br#""eager":true"#;
+        let (mut seen, mut count, mut buf) = (Vec::new(), 0, vec![0u8; 64 * 1024]);
+        loop {
+            let n = from_sender.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            to_receiver.write_all(&buf[..n]).unwrap();
+            // Whatever straddles two reads is kept for the next look.
+            seen.extend_from_slice(&buf[..n]);
+            count += seen.windows(needle.len()).filter(|w| w == needle).count();
+            let keep = seen.len().saturating_sub(needle.len() - 1);
+            seen.drain(..keep);
+        }
+        let _ = to_receiver.shutdown(std::net::Shutdown::Write);
+        answering.join().unwrap();
+        count
+    });
+    (addr, tap)
 }
 
 // ---- Scripted sender, real server ----
