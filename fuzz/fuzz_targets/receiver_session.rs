@@ -2,7 +2,9 @@
 //! (frames decoded from the input's own bytes, chunk headers, data counts) and what the
 //! driver can decide (accept, decline, consent, and for folders accept_folder and
 //! folder_consent), in any order. Folder frames (`folder`, `file`, `folder_end`) come from
-//! the decoded bodies like every other frame.
+//! the decoded bodies like every other frame, and so do eager offers (the session takes
+//! eager files of up to 64 bytes, so both the refusals and a declined file's dropped data
+//! are reached).
 //!
 //! Invariants: nothing panics; data is only ever counted where the session said it may be
 //! read, never beyond it; once a step fails the session expects nothing more; the bytes
@@ -16,6 +18,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut session = ReceiverSession::new(16);
+    session.take_eager(64);
     let mut rest = data;
     let mut broken = false;
     while let Some((&op, tail)) = rest.split_first() {

@@ -555,9 +555,10 @@ fn a_receiver_that_gives_up_with_eager_answers_owed_fails_every_owed_file_with_i
         failed(&outcomes[1], FailureKind::ReceiverFailed, "disk full"),
         "{outcomes:?}"
     );
+    // Never accepted: the receiver gave up on them, with its reason.
     for outcome in &outcomes[2..] {
-        let lost = FailureKind::Interrupted { kept_bytes: None };
-        assert!(failed(outcome, lost, "receiver stopping"), "{outcome:?}");
+        let gave_up = FailureKind::ReceiverFailed;
+        assert!(failed(outcome, gave_up, "receiver stopping"), "{outcome:?}");
     }
 }
 

@@ -241,7 +241,8 @@ impl Upload<'_> {
     /// verdicts came. Verdicts already here still count (a cancel stops waiting before it
     /// reads them); the other owed files end as cancelled when either side cancelled, else
     /// as interrupted: all their bytes went out, but nothing says the receiver kept them.
-    /// Call it before the session is broken off.
+    /// Eager files whose offer was never answered end alike, or, when the receiver gave up
+    /// on the connection, with its reason. Call it before the session is broken off.
     pub(super) fn fail_owed(&mut self, outcome: &FileOutcome) {
         self.take_ready_verdicts();
         let why = match outcome {
@@ -253,7 +254,16 @@ impl Upload<'_> {
                     .map_or_else(|| other.to_string(), ToString::to_string),
             ),
         };
-        self.fail_eager(|| why.clone());
+        // An eager file whose offer was never answered: the receiver's own reason when it
+        // gave up on the connection (it gave up on that offer), else why the connection ended.
+        let unanswered = match outcome {
+            FileOutcome::Failed(failure) if failure.kind == FailureKind::ReceiverFailed => {
+                outcome.clone()
+            }
+            FileOutcome::Failed(failure) => unanswered_lost(failure.to_string()),
+            _ => why.clone(),
+        };
+        self.fail_eager(|| unanswered.clone());
         for owed in std::mem::take(&mut self.owed) {
             self.settle(owed.slot, owed.id, why.clone());
         }
@@ -378,6 +388,16 @@ fn owed_lost(why: String) -> FileOutcome {
     FileOutcome::Failed(Failure::new(
         interrupted(),
         format!("sent whole, but the connection ended before the receiver's verdict: {why}"),
+    ))
+}
+
+/// An eager file sent whole whose offer was never answered, because the connection ended.
+fn unanswered_lost(why: String) -> FileOutcome {
+    FileOutcome::Failed(Failure::new(
+        interrupted(),
+        format!(
+            "sent whole, but the connection ended before the receiver answered its offer: {why}"
+        ),
     ))
 }
 
