@@ -594,3 +594,89 @@ fn the_sender_keeps_at_most_the_window_of_eager_files_unanswered() {
     });
     assert!(outcomes.iter().all(FileOutcome::is_success), "{outcomes:?}");
 }
+
+/// The failure of a file that did not arrive for sure, with why.
+fn interrupted_because(outcome: &FileOutcome, why: &str) -> bool {
+    matches!(outcome, FileOutcome::Failed(f)
+        if matches!(f.kind, FailureKind::Interrupted { .. }) && f.to_string().contains(why))
+}
+
+#[test]
+fn a_connection_that_ends_with_eager_answers_owed_calls_none_of_those_files_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tiny_files(dir.path(), 4);
+    let outcomes = send_to_script(&files, |mut s| {
+        offered(&mut s);
+        accept(&mut s, "f00.bin", Some(4096));
+        take_file(&mut s, 1000);
+        for _ in 1..4 {
+            assert!(offered(&mut s).eager);
+            take_file(&mut s, 1000);
+        }
+        verified(&mut s, "f00.bin");
+        accept(&mut s, "f01.bin", None);
+        // Gone: f01's verdict owed, f02's and f03's answers owed.
+    });
+    assert!(is_verified(&outcomes[0], "f00.bin"), "{outcomes:?}");
+    let verdict = "before the receiver's verdict";
+    assert!(interrupted_because(&outcomes[1], verdict), "{outcomes:?}");
+    for outcome in &outcomes[2..] {
+        let answer = "before the receiver answered its offer";
+        assert!(interrupted_because(outcome, answer), "{outcome:?}");
+    }
+}
+
+#[test]
+fn a_cancel_while_the_window_is_full_still_takes_the_answers_that_come_within_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = EAGER_WINDOW_FILES + 3;
+    let files = tiny_files(dir.path(), count);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancelToken::new();
+    let (full_tx, full_rx) = crossbeam_channel::bounded(1);
+    let (cancelled_tx, cancelled_rx) = crossbeam_channel::bounded::<()>(1);
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        offered(&mut s);
+        accept(&mut s, "f00.bin", Some(4096));
+        take_file(&mut s, 1000);
+        verified(&mut s, "f00.bin");
+        for _ in 0..EAGER_WINDOW_FILES {
+            assert!(offered(&mut s).eager);
+            take_file(&mut s, 1000);
+        }
+        full_tx.send(()).unwrap();
+        cancelled_rx.recv().unwrap();
+        // Answers that come after the cancel, within its grace, still count.
+        accept(&mut s, "f01.bin", None);
+        verified(&mut s, "f01.bin");
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        while next_frame(&mut s).is_some() {}
+    });
+    let sending = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            let (sink, _events) = event_channel(None);
+            let opts = SendOptions::new(addr.to_string());
+            send_files(&opts, &files, &sink, &cancel).unwrap()
+        })
+    };
+    full_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    cancel.cancel();
+    cancelled_tx.send(()).unwrap();
+    let outcomes = sending.join().unwrap();
+    receiver.join().unwrap();
+    assert!(is_verified(&outcomes[0], "f00.bin"), "{outcomes:?}");
+    assert!(is_verified(&outcomes[1], "f01.bin"), "{:?}", outcomes[1]);
+    // Sent whole but never answered: not verified, and they say so.
+    for outcome in &outcomes[2..=EAGER_WINDOW_FILES] {
+        let answer = "before the receiver answered its offer";
+        assert!(interrupted_because(outcome, answer), "{outcome:?}");
+    }
+    // Never sent: cancelled.
+    for outcome in &outcomes[EAGER_WINDOW_FILES + 1..] {
+        assert_eq!(*outcome, FileOutcome::Cancelled);
+    }
+}
