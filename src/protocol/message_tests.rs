@@ -1,4 +1,5 @@
-//! Unit tests of the frame messages' encoding and decoding (apart from `message.rs` to keep it short).
+//! Unit tests of the frame messages' encoding and decoding, apart from `message.rs` to keep
+//! that file short.
 
 use super::*;
 
