@@ -121,10 +121,10 @@
 //! it, is a protocol error: the receiver answers `failed` and closes (before reading any of
 //! its data).
 //!
-//! The sender keeps a window: at most 64 eager files, and 8 MiB of them, whose answer has
+//! The sender keeps a window: at most 64 eager files, and 4 MiB of them, whose answer has
 //! not come (a few round trips of a LAN at full speed, and a bounded burst for a receiver
 //! that is asking its user or dropping them; Ferry sends eagerly only files of at most
-//! `min(M, 8 MiB)`, and after a `waiting` none more until the next eager answer, so its
+//! `min(M, 4 MiB)`, and after a `waiting` none more until the next eager answer, so its
 //! writes are not held up while a person decides). It sends no other offer (a larger file) and
 //! no folder while an eager answer is owed: those wait until every answer came. Answers stay
 //! in order: `waiting`, `accept` and `decline` answer the oldest eager file whose answer is

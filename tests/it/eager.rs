@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry::events::{CancelToken, FailureKind, event_channel};
-use ferry::protocol::session::EAGER_WINDOW_FILES;
+use ferry::protocol::session::{EAGER_WINDOW_BYTES, EAGER_WINDOW_FILES};
 use ferry::protocol::{
     CancelCode, Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
     decode_sender_msg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
@@ -679,4 +679,44 @@ fn a_cancel_while_the_window_is_full_still_takes_the_answers_that_come_within_th
     for outcome in &outcomes[EAGER_WINDOW_FILES + 1..] {
         assert_eq!(*outcome, FileOutcome::Cancelled);
     }
+}
+
+#[test]
+fn the_sender_keeps_at_most_the_windows_bytes_unanswered() {
+    const LEN: usize = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let fit = (EAGER_WINDOW_BYTES / LEN as u64) as usize;
+    let files: Vec<_> = (0..fit + 2)
+        .map(|i| {
+            let path = dir.path().join(format!("m{i}.bin"));
+            std::fs::write(&path, data(LEN, i as u64)).unwrap();
+            OutgoingFile::new(path)
+        })
+        .collect();
+    let outcomes = send_to_script(&files, move |mut s| {
+        offered(&mut s);
+        accept(&mut s, "m0.bin", Some(LEN as u64));
+        take_file(&mut s, LEN as u64);
+        verified(&mut s, "m0.bin");
+        for _ in 0..fit {
+            assert!(offered(&mut s).eager);
+            take_file(&mut s, LEN as u64);
+        }
+        assert!(
+            silent_for(&mut s, Duration::from_millis(500)),
+            "sent past the window"
+        );
+        accept(&mut s, "m1.bin", None);
+        // One answer makes room for one more file.
+        assert_eq!(offered(&mut s).file_name, format!("m{}.bin", fit + 1));
+        take_file(&mut s, LEN as u64);
+        for i in 2..=fit + 1 {
+            accept(&mut s, &format!("m{i}.bin"), None);
+        }
+        for i in 1..=fit + 1 {
+            verified(&mut s, &format!("m{i}.bin"));
+        }
+        assert!(next_frame(&mut s).is_none());
+    });
+    assert!(outcomes.iter().all(FileOutcome::is_success), "{outcomes:?}");
 }

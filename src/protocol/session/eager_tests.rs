@@ -259,3 +259,18 @@ fn a_failed_with_eager_answers_owed_and_no_verdict_owed_is_the_receiver_giving_u
     };
     assert!(tx.on_answer(resume).is_err());
 }
+
+#[test]
+fn a_huge_eager_max_does_not_make_large_files_go_unasked() {
+    let mut tx = SenderSession::new(Mode::Ferry);
+    tx.offer(header("a", 1, false)).unwrap();
+    tx.on_answer(accept(Some(u64::MAX / 2))).unwrap();
+    tx.sent(1).unwrap();
+    tx.end([0; 32]).unwrap();
+    assert!(tx.may_send_eager(EAGER_WINDOW_BYTES));
+    assert!(!tx.may_send_eager(EAGER_WINDOW_BYTES + 1));
+    assert!(
+        tx.offer_eager(header("b", EAGER_WINDOW_BYTES + 1, false))
+            .is_err()
+    );
+}

@@ -51,6 +51,10 @@ impl Upload<'_> {
         {
             self.wait_one_eager()?;
         }
+        // Cancelled while it waited for room: the file is not started.
+        if self.cancel.is_cancelled() {
+            return Ok(Some(FileOutcome::Cancelled));
+        }
         let corked = self.stream.set_corked(true);
         self.io_or_explain(corked)?;
         let frame = self.session.offer_eager(header)?;

@@ -13,10 +13,12 @@ use super::{Answer, SenderSession, State};
 /// back only a bounded burst.
 pub const EAGER_WINDOW_FILES: usize = 64;
 
-/// At most this many bytes of eager files may wait for their accept: 8 MiB is a few round
-/// trips of a fast LAN, and bounded memory in kernel buffers when the receiver stalls or
-/// drops them (a declined eager file's bytes are read and thrown away).
-pub const EAGER_WINDOW_BYTES: u64 = 8 * 1024 * 1024;
+/// At most this many bytes of eager files may wait for their accept: 4 MiB keeps a 10 ms
+/// round trip busy at 400 MB/s, and fits what the two ends' socket buffers hold, so a
+/// receiver that stops reading to ask its user (after its `waiting`, the sender sends no
+/// more) does not leave the sender blocked in a write until its timeout; a declined eager
+/// file's bytes are read and thrown away, which this bounds too.
+pub const EAGER_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What became of the eager file being sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
