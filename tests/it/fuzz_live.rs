@@ -1,5 +1,5 @@
 //! A randomized campaign against live servers: valid byte streams for every path the TCP
-//! server takes (plain uploads, Ferry offers, batches, folders, cancels, resume keys, the
+//! server takes (plain uploads, Ferry offers (eager ones too), batches, folders, cancels, resume keys, the
 //! start of the encrypted handshake, speed probes), mutated (bit flips, cuts, inserted and
 //! deleted runs, extreme length fields, hostile JSON values, duplicated and reordered frames,
 //! stalls and trickles) and thrown at a real server on loopback from many source addresses
@@ -285,12 +285,19 @@ pub(crate) fn seed_stream(rng: &mut Rng) -> Vec<Seg> {
                     sizes: files.iter().map(|f| f.1.len() as u64).collect(),
                 }));
             }
-            for (name, data) in &files {
-                segs.push(frame(&SenderMsg::Offer(header(
-                    name,
-                    data.len(),
-                    resume_key(rng),
-                ))));
+            for (i, (name, data)) in files.iter().enumerate() {
+                let mut offer = header(name, data.len(), resume_key(rng));
+                // After the first file, maybe eager (its data follows without an accept;
+                // taken only once an accept announced `eager_max`, and only up to it):
+                // small files and, now and then, one too large for it.
+                if i > 0 && rng.chance(50) {
+                    offer.eager = true;
+                    offer.resume_key = None;
+                    if rng.chance(5) {
+                        offer.file_size = ferry::transfer::EAGER_MAX_BYTES + 1;
+                    }
+                }
+                segs.push(frame(&SenderMsg::Offer(offer)));
                 if rng.chance(20) && data.len() > 1 {
                     segs.push(Seg::Chunk(data[..data.len() / 2].to_vec()));
                     segs.push(Seg::Raw(0i32.to_le_bytes().to_vec()));
