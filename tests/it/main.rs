@@ -50,6 +50,7 @@ mod pipelined;
 mod plain;
 mod python;
 mod review11;
+mod review12;
 mod review9;
 mod review_speed;
 mod review_speed2;

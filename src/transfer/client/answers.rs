@@ -314,7 +314,14 @@ impl Upload<'_> {
         // Whatever a corked writer gathered must reach the receiver before its answer can.
         let flushed = std::io::Write::flush(&mut self.stream);
         self.io_or_explain(flushed)?;
-        let mut deadline = Instant::now() + self.opts.answer_timeout;
+        // A receiver that said `waiting` and has not answered since is still asking its user
+        // (its `waiting` may have been read between chunks, by `peer_stopped`): it gets as
+        // long as they may take.
+        let timeout = match self.receiver_waiting {
+            true => self.opts.decision_timeout,
+            false => self.opts.answer_timeout,
+        };
+        let mut deadline = Instant::now() + timeout;
         let mut cancel_noticed = false;
         loop {
             let Some(rx) = &self.answers else {
@@ -376,7 +383,19 @@ impl Upload<'_> {
                         deadline = deadline.min(ends);
                     }
                 }
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    // An offer's answer ends the question (a verdict on an older file does not).
+                    if let Answer::Accepted { .. }
+                    | Answer::Resume { .. }
+                    | Answer::Declined { .. }
+                    | Answer::FolderAccepted { .. }
+                    | Answer::EagerAccepted { .. }
+                    | Answer::EagerDeclined { .. } = answer
+                    {
+                        self.receiver_waiting = false;
+                    }
+                    return Ok(answer);
+                }
                 Err(e) => return Err(Stop::broken(FailureKind::Protocol, e.to_string())),
             }
         }

@@ -57,8 +57,8 @@ pub(super) struct Upload<'a> {
     pub owed: VecDeque<Owed>,
     /// Eager files whose answer (or sending) is not done with, oldest first.
     pub eager: VecDeque<super::eager::Eager>,
-    /// The receiver said `waiting` (its user is asked): no more eager files until an
-    /// eager answer comes.
+    /// The receiver said `waiting` (its user is asked) and has not answered that offer yet:
+    /// no more eager files until it does, and every wait meanwhile gets the decision timeout.
     pub receiver_waiting: bool,
     /// When the grace after a cancel ends, once a wait noticed the cancel: one
     /// [`CANCEL_GRACE`](super::answers::CANCEL_GRACE) for the whole upload, however many

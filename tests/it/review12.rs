@@ -1,0 +1,170 @@
+//! Review of eager small files (attacker and maintainer): the cases it found wrong, each
+//! failing before its fix. A scripted receiver meets the real sender on a real socket.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use ferry::events::{CancelToken, event_channel};
+use ferry::protocol::{
+    Chunk, Header, ReceiverMsg, SenderMsg, WaitFor, decode_chunk_header, decode_frame_len,
+    decode_sender_msg, encode_receiver_msg,
+};
+use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
+
+use crate::util::data;
+
+/// The sender's next frame other than its batch announcement (`None`: it closed).
+fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
+    loop {
+        let mut prefix = [0u8; 4];
+        match stream.read_exact(&mut prefix) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("reading the sender's next frame: {e}"),
+        }
+        let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
+        stream.read_exact(&mut body).unwrap();
+        match decode_sender_msg(&body).unwrap() {
+            SenderMsg::Batch { .. } => continue,
+            msg => return Some(msg),
+        }
+    }
+}
+
+fn answer(stream: &mut TcpStream, msg: ReceiverMsg) {
+    stream
+        .write_all(&encode_receiver_msg(&msg).unwrap())
+        .unwrap();
+}
+
+fn offered(stream: &mut TcpStream) -> Header {
+    match next_frame(stream) {
+        Some(SenderMsg::Offer(header)) => header,
+        other => panic!("expected an offer, got {other:?}"),
+    }
+}
+
+fn accept(stream: &mut TcpStream, saved_as: &str, eager_max: Option<u64>) {
+    let saved_as = saved_as.into();
+    let (offset, prefix_blake3) = (0, None);
+    answer(
+        stream,
+        ReceiverMsg::Accept {
+            offset,
+            saved_as,
+            prefix_blake3,
+            eager_max,
+        },
+    );
+}
+
+/// Reads a file's chunks (`size` bytes in all) and its end.
+fn take_file(stream: &mut TcpStream, size: u64) {
+    let mut left = size;
+    while left > 0 {
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix).unwrap();
+        let Chunk::Data(n) = decode_chunk_header(prefix).unwrap() else {
+            panic!("cancel marker")
+        };
+        let mut bytes = vec![0u8; n];
+        stream.read_exact(&mut bytes).unwrap();
+        left -= n as u64;
+    }
+    assert!(matches!(next_frame(stream), Some(SenderMsg::End { .. })));
+}
+
+/// Nothing arrives within `wait`: the sender is waiting for us.
+fn silent_for(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    let silent = matches!(
+        stream.peek(&mut byte),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    silent
+}
+
+/// `count` files `f00.bin`.. of `len` bytes each.
+fn files(dir: &Path, count: usize, len: usize) -> Vec<OutgoingFile> {
+    (0..count)
+        .map(|i| {
+            let path = dir.join(format!("f{i:02}.bin"));
+            std::fs::write(&path, data(len, i as u64)).unwrap();
+            OutgoingFile::new(path)
+        })
+        .collect()
+}
+
+/// A receiver that asks its user about an eager file says `waiting` once; the sender may
+/// read it between its chunks, while its next eager files go out. From then on the sender
+/// waits for the answer as long as the user may take (the decision timeout), not the answer
+/// timeout: before the fix, a `waiting` read that way was forgotten, and the sender gave
+/// every file up once the answer timeout passed while the user was still deciding.
+#[test]
+fn a_waiting_heard_while_eager_files_go_out_lets_the_user_take_longer_than_the_answer_timeout() {
+    const COUNT: usize = 40;
+    const LEN: usize = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let files = files(dir.path(), COUNT, LEN);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        offered(&mut s);
+        accept(&mut s, "f00.bin", Some(LEN as u64));
+        take_file(&mut s, LEN as u64);
+        answer(
+            &mut s,
+            ReceiverMsg::Verified {
+                saved_as: "f00.bin".into(),
+            },
+        );
+        // The first eager offer is asked about: `waiting` at once, while the sender is
+        // still sending the next ones (it stops soon after, until the answer).
+        assert!(offered(&mut s).eager);
+        let waiting_for = WaitFor::Decision;
+        answer(&mut s, ReceiverMsg::Waiting { waiting_for });
+        take_file(&mut s, LEN as u64);
+        let mut sent = 1;
+        while !silent_for(&mut s, Duration::from_millis(500)) {
+            assert!(offered(&mut s).eager);
+            take_file(&mut s, LEN as u64);
+            sent += 1;
+        }
+        assert!(
+            sent < COUNT - 1,
+            "the sender stops sending while its user is asked"
+        );
+        // The user thinks for longer than the answer timeout (not a synchronisation: the
+        // very delay under test), then says yes to it and to the files sent meanwhile.
+        std::thread::sleep(Duration::from_millis(2500));
+        for i in 1..=sent {
+            accept(&mut s, &format!("f{i:02}.bin"), None);
+            let saved_as = format!("f{i:02}.bin");
+            answer(&mut s, ReceiverMsg::Verified { saved_as });
+        }
+        // The rest, answered as they come.
+        for i in sent + 1..COUNT {
+            assert!(offered(&mut s).eager);
+            take_file(&mut s, LEN as u64);
+            accept(&mut s, &format!("f{i:02}.bin"), None);
+            let saved_as = format!("f{i:02}.bin");
+            answer(&mut s, ReceiverMsg::Verified { saved_as });
+        }
+        assert!(next_frame(&mut s).is_none());
+    });
+    let (sink, _events) = event_channel(None);
+    let mut opts = SendOptions::new(addr.to_string());
+    opts.answer_timeout = Duration::from_secs(1);
+    opts.decision_timeout = Duration::from_secs(20);
+    let outcomes = send_files(&opts, &files, &sink, &CancelToken::new()).unwrap();
+    receiver.join().unwrap();
+    assert!(outcomes.iter().all(FileOutcome::is_success), "{outcomes:?}");
+}
