@@ -105,6 +105,7 @@ pub(super) fn failure_text(tr: Tr, failure: &Failure) -> String {
             Refusal::CannotCreate => tr.get(T::FailRefusedCannotCreate).to_owned(),
             Refusal::NotOffered => tr.get(T::FailRefused).to_owned(),
             Refusal::FolderBusy => tr.get(T::FailRefusedFolderBusy).to_owned(),
+            Refusal::EagerUnasked => tr.get(T::FailRefusedEagerUnasked).to_owned(),
             Refusal::NotEncrypted => tr.get(T::FailRefusedNotEncrypted).to_owned(),
             Refusal::NotTrusted => tr.get(T::FailRefusedNotTrusted).to_owned(),
         },

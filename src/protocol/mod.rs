@@ -112,7 +112,11 @@
 //! ```
 //!
 //! The receiver answers an eager offer as any offer (`waiting` while it asks its user, then
-//! `accept` with offset 0, a kept partial of the name being left alone, or `decline`). After
+//! `accept` with offset 0, a kept partial of the name being left alone, or `decline`).
+//! Ferry's receiver never asks its user about an eager offer, though: one its user would
+//! have to be asked about (not covered by an earlier "yes") is declined, saying so, since
+//! while a person decides nothing is read, and the sender, whose bytes already fill the
+//! sockets' buffers, would be left blocked in a write; sent again, it is asked about. After
 //! `accept` it reads the data and `end` and gives the verdict as usual (held for a batch sync
 //! like any small file). After `decline` (policy, its user, a name it cannot create, any
 //! refusal) it reads the file's chunks and `end` (or the zero chunk and `cancel`), bounded by

@@ -6,14 +6,16 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use ferry::events::{CancelToken, event_channel};
+use ferry::events::{CancelToken, Event, ServerEvent, event_channel};
 use ferry::protocol::{
     Chunk, Header, ReceiverMsg, SenderMsg, WaitFor, decode_chunk_header, decode_frame_len,
     decode_sender_msg, encode_receiver_msg,
 };
-use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
+use ferry::transfer::{
+    AcceptPolicy, FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files,
+};
 
-use crate::util::data;
+use crate::util::{LOOPBACK, data, names_in, start_server_with, wait_for};
 
 /// The sender's next frame other than its batch announcement (`None`: it closed).
 fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
@@ -167,4 +169,71 @@ fn a_waiting_heard_while_eager_files_go_out_lets_the_user_take_longer_than_the_a
     let outcomes = send_files(&opts, &files, &sink, &CancelToken::new()).unwrap();
     receiver.join().unwrap();
     assert!(outcomes.iter().all(FileOutcome::is_success), "{outcomes:?}");
+}
+
+/// A Ferry receiver never asks its user about an eager offer: the sender's data is already
+/// on its way, and a receiver that stops reading while its user decides leaves the sender
+/// blocked in a write once the bytes in flight outgrow the two sockets' buffers (on a LAN,
+/// far less than the 4 MiB window), until the write timeout fails the connection. An eager
+/// file the batch "yes" does not cover (here: it grew after the batch was announced) is
+/// declined, saying why, and its data dropped; the files around it arrive as usual.
+#[test]
+fn an_eager_file_the_batch_yes_does_not_cover_is_declined_without_asking() {
+    let src = tempfile::tempdir().unwrap();
+    let files = files(src.path(), 4, 1000);
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.policy = AcceptPolicy::Ask;
+    let (server, events) = start_server_with(config);
+    let addr = server.local_addr();
+    let sending = {
+        let files = files.clone();
+        std::thread::spawn(move || {
+            let (sink, _events) = event_channel(None);
+            let opts = SendOptions::new(addr.to_string());
+            send_files(&opts, &files, &sink, &CancelToken::new()).unwrap()
+        })
+    };
+    let pending = |events: &crossbeam_channel::Receiver<Event>| {
+        wait_for(events, |e| match e {
+            Event::Server(ServerEvent::OfferPending(o)) => Some(o.offer_id),
+            _ => None,
+        })
+    };
+    // The batch question: meanwhile f02 grows, so its offer no longer matches the batch.
+    let batch = pending(&events);
+    std::fs::write(&files[2].path, data(2000, 2)).unwrap();
+    server.decide(batch, true);
+    // Any further question is answered yes (so the upload ends either way) and counted.
+    let mut asked_again = 0;
+    let outcomes = loop {
+        if sending.is_finished() {
+            break sending.join().unwrap();
+        }
+        if let Ok(Event::Server(ServerEvent::OfferPending(o))) =
+            events.recv_timeout(Duration::from_millis(50))
+        {
+            asked_again += 1;
+            server.decide(o.offer_id, true);
+        }
+    };
+    assert_eq!(asked_again, 0, "asked about an eager offer: {outcomes:?}");
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let name = format!("f{i:02}.bin");
+        match i {
+            2 => assert!(
+                matches!(outcome, FileOutcome::Declined { reason } if reason.contains("send it again")),
+                "{outcome:?}"
+            ),
+            _ => assert!(
+                *outcome
+                    == FileOutcome::Verified {
+                        saved_as: name,
+                        resumed_from: 0
+                    },
+                "{outcome:?}"
+            ),
+        }
+    }
+    assert_eq!(names_in(dst.path()), ["f00.bin", "f01.bin", "f03.bin"]);
 }

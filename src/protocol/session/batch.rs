@@ -151,6 +151,12 @@ pub enum Refusal {
     CannotCreate,
     #[error("no file was offered")]
     NotOffered,
+    /// An eager offer the receiver would have to ask its user about: never asked (its data
+    /// is on its way, and would wait unread while the user decides), declined instead.
+    #[error(
+        "the file was sent without waiting for an answer, and the receiver would have had to ask about it (it was not in the batch it accepted, or it changed since): send it again"
+    )]
+    EagerUnasked,
     #[error(
         "the receiver is receiving this folder on another connection right now; send it again once that transfer ends"
     )]

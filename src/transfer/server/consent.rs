@@ -35,6 +35,11 @@ impl Connection<'_> {
         let batch = match self.session.consent(header, auto_accept) {
             Consent::Accept { .. } => return Ok(Ok(())),
             Consent::Refuse(refusal) => return Ok(Err(refusal)),
+            // An eager offer's data is on its way: asking would leave it unread while the
+            // user decides, and the sender blocked in a write (bounded by its answer
+            // timeout) once the bytes in flight outgrow the sockets' buffers. Declined
+            // instead, saying so; sent again, it is asked about as ever.
+            Consent::Ask { .. } if header.eager => return Ok(Err(Refusal::EagerUnasked)),
             Consent::Ask { batch } => batch,
         };
         let decision = self.ask_user(header, batch)?;

@@ -14,10 +14,12 @@ use super::{Answer, SenderSession, State};
 pub const EAGER_WINDOW_FILES: usize = 64;
 
 /// At most this many bytes of eager files may wait for their accept: 4 MiB keeps a 10 ms
-/// round trip busy at 400 MB/s, and fits what the two ends' socket buffers hold, so a
-/// receiver that stops reading to ask its user (after its `waiting`, the sender sends no
-/// more) does not leave the sender blocked in a write until its timeout; a declined eager
-/// file's bytes are read and thrown away, which this bounds too.
+/// round trip busy at 400 MB/s; a declined eager file's bytes are read and thrown away,
+/// which this bounds too. It does not always fit what the two ends' socket buffers hold
+/// (on loopback about 4 MiB, on a LAN often far less), so a receiver that stops reading
+/// to ask its user can leave the sender blocked in a write (after its `waiting`, the
+/// sender sends no more, but what went out before stays): Ferry's receiver therefore
+/// never asks about an eager offer (it declines one it would have to ask about).
 pub const EAGER_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What became of the eager file being sent.
