@@ -9,13 +9,13 @@ use std::time::Duration;
 use ferry::events::{CancelToken, Event, ServerEvent, event_channel};
 use ferry::protocol::{
     Chunk, Header, ReceiverMsg, SenderMsg, WaitFor, decode_chunk_header, decode_frame_len,
-    decode_sender_msg, encode_receiver_msg,
+    decode_sender_msg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
 };
 use ferry::transfer::{
     AcceptPolicy, FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files,
 };
 
-use crate::util::{LOOPBACK, data, names_in, start_server_with, wait_for};
+use crate::util::{LOOPBACK, data, names_in, read_answer, start_server_with, wait_for};
 
 /// The sender's next frame other than its batch announcement (`None`: it closed).
 fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
@@ -236,4 +236,82 @@ fn an_eager_file_the_batch_yes_does_not_cover_is_declined_without_asking() {
         }
     }
     assert_eq!(names_in(dst.path()), ["f00.bin", "f01.bin", "f03.bin"]);
+}
+
+fn offer_frame(name: &str, size: usize, eager: bool) -> Vec<u8> {
+    encode_sender_msg(&SenderMsg::Offer(Header {
+        file_name: name.into(),
+        file_size: size as u64,
+        msg: String::new(),
+        resume_key: None,
+        eager,
+    }))
+    .unwrap()
+}
+
+fn chunk_and_end(bytes: &[u8], whole: &[u8]) -> Vec<u8> {
+    let mut out = encode_chunk_header(bytes.len()).to_vec();
+    out.extend_from_slice(bytes);
+    let blake3 = *blake3::hash(whole).as_bytes();
+    out.extend(encode_sender_msg(&SenderMsg::End { blake3 }).unwrap());
+    out
+}
+
+/// A verified file held for a batch sync is not kept waiting on a declined eager file whose
+/// data stops coming: the discard pauses, like a file's data, to name it once the batch is
+/// due. Before the fix its verdict waited for the declined file's last byte (or the idle
+/// timeout).
+#[test]
+fn a_held_verdict_is_not_kept_waiting_on_a_declined_eager_files_stalled_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dir.path().to_owned());
+    config.fsync = true;
+    let (server, _events) = start_server_with(config);
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(&offer_frame("a.txt", 3, false)).unwrap();
+    assert!(matches!(
+        read_answer(&mut s),
+        ReceiverMsg::Accept {
+            eager_max: Some(_),
+            ..
+        }
+    ));
+    // a.txt's end with the eager offer of b.bin behind it (so a.txt is held), b.bin
+    // declined by policy, and only the first half of its data: then the sender stalls.
+    server.set_policy(AcceptPolicy::TrustedOnly);
+    let b = data(100 * 1024, 3);
+    let mut burst = chunk_and_end(b"aaa", b"aaa");
+    burst.extend(offer_frame("b.bin", b.len(), true));
+    burst.extend(encode_chunk_header(50 * 1024));
+    burst.extend_from_slice(&b[..50 * 1024]);
+    s.write_all(&burst).unwrap();
+    let mut answers = vec![read_answer(&mut s), read_answer(&mut s)];
+    answers.sort_by_key(|a| matches!(a, ReceiverMsg::Verified { .. }));
+    assert!(
+        matches!(&answers[0], ReceiverMsg::Decline { .. }),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers[1],
+        ReceiverMsg::Verified {
+            saved_as: "a.txt".into()
+        }
+    );
+    // The rest of b.bin comes; the connection goes on in step.
+    server.set_policy(AcceptPolicy::Everyone);
+    let mut rest = chunk_and_end(&b[50 * 1024..], &b);
+    rest.extend(offer_frame("c.txt", 3, true));
+    rest.extend(chunk_and_end(b"ccc", b"ccc"));
+    s.write_all(&rest).unwrap();
+    assert!(matches!(read_answer(&mut s), ReceiverMsg::Accept { .. }));
+    assert_eq!(
+        read_answer(&mut s),
+        ReceiverMsg::Verified {
+            saved_as: "c.txt".into()
+        }
+    );
+    let mut names = names_in(dir.path());
+    names.sort();
+    assert_eq!(names, ["a.txt", "c.txt"]);
 }

@@ -274,21 +274,30 @@ impl Connection<'_> {
     /// Reads a declined eager offer's data and drops it, up to its `end` (or the sender's
     /// cancel), under the same limits as any file's data (bounded by the offered size: the
     /// session refuses a byte more; read through the connection's buffer, never held).
+    /// Files held for a batch are named meanwhile if that data stops coming, as for any
+    /// file's data ([`DataSource::pause_at`]).
     pub(super) fn discard_declined(&mut self, size: u64) -> Result<(), TransferError> {
         let never = AtomicBool::new(false);
-        let rate = RateFloor::new(self.shared.config.min_rate, 0);
-        let (reader, session) = (&mut self.reader, &mut self.session);
-        let mut source = DataSource::new(reader, session, self.shared, size, &never, rate);
+        let mut rate = RateFloor::new(self.shared.config.min_rate, 0);
         let end = loop {
+            let pause_at = self.held.pause_at();
+            let (reader, session) = (&mut self.reader, &mut self.session);
+            let mut source = DataSource::new(reader, session, self.shared, size, &never, rate);
+            source.pause_at = pause_at;
             let dropped = &mut std::io::sink();
-            if let Some(end) = simple(&mut source, &mut self.buf, dropped, &mut None, |_| {})? {
-                break end;
+            let end = simple(&mut source, &mut self.buf, dropped, &mut None, |_| {})?;
+            rate = source.rate;
+            match end {
+                Some(end) => break end,
+                None => self.commit_held(),
             }
         };
         if let DataEnd::Cancelled { .. } = end {
             return Ok(());
         }
         self.session.data_complete([0; 32])?;
+        // Its end, too, is not waited for with verdicts held past their time.
+        self.before_end();
         let msg = self.read_msg()?.ok_or(TransferError::TruncatedFrame)?;
         match self.session.on_frame(msg)? {
             FrameStep::Discarded | FrameStep::Cancelled { .. } => Ok(()),
