@@ -128,8 +128,10 @@
 //! The sender keeps a window: at most 64 eager files, and 4 MiB of them, whose answer has
 //! not come (a few round trips of a LAN at full speed, and a bounded burst for a receiver
 //! that is asking its user or dropping them; Ferry sends eagerly only files of at most
-//! `min(M, 4 MiB)`, and after a `waiting` none more until the next eager answer, so its
-//! writes are not held up while a person decides). It sends no other offer (a larger file) and
+//! `min(M, 4 MiB)`, and after a `waiting` none more until the next eager answer, and waits
+//! for answers meanwhile as long as a person may take; what went out before the `waiting`
+//! may still fill the sockets' buffers, which is why Ferry's receiver never asks about an
+//! eager offer). It sends no other offer (a larger file) and
 //! no folder while an eager answer is owed: those wait until every answer came. Answers stay
 //! in order: `waiting`, `accept` and `decline` answer the oldest eager file whose answer is
 //! owed; `verified` and `failed` the oldest file whose verdict is owed (an eager file owes a
