@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
                 let prefix = (offset > 0).then_some([1; 32]);
                 session.accept(offset, "x".into(), prefix).is_ok()
             }
-            5 => session.decline("no".into()).is_ok(),
+            5 => session.decline("no".into(), op % 2 == 0).is_ok(),
             // Folders: the decision on an announced folder.
             6 => session.accept_folder("f".into()).is_ok(),
             7 => {

@@ -191,7 +191,7 @@ texts! {
     FailRefusedNoAnswer => "refused: nobody answered within {} s", "已拒收：{} 秒内无人答复";
     FailRefusedNoSpace => "refused: not enough disk space ({} needed, {} free)", "已拒收：磁盘空间不足（需要 {}，剩余 {}）";
     FailRefusedCannotCreate => "refused: the file cannot be created", "已拒收：无法创建文件";
-    FailRefusedEagerUnasked => "refused: sent without waiting for an answer, and the receiver would have had to ask about it (not in the batch it accepted, or changed since); send it again", "已拒收：此文件未等答复就已发出，而接收方需要先询问（不在已接受的这批文件中，或之后有改动）；请重新发送";
+    FailRefusedEagerUnasked => "refused: sent without waiting for an answer, and the receiver must ask about it first (not in the batch it accepted, or changed since); it is to be offered again", "已拒收：此文件未等答复就已发出，而接收方需要先询问（不在已接受的这批文件中，或之后有改动）；将重新发送";
     FailRefusedFolderBusy => "refused: this folder is being received on another connection right now; send it again once that ends", "已拒收：另一个连接正在接收这个文件夹，请在其结束后重新发送";
     FailInterrupted => "interrupted", "传输中断";
     FailInterruptedKept => "interrupted; {} kept, sending again resumes", "传输中断；已保留 {}，再次发送将续传";

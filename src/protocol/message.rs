@@ -146,8 +146,14 @@ pub enum ReceiverMsg {
         #[serde(default, rename = "for", skip_serializing_if = "WaitFor::is_decision")]
         waiting_for: WaitFor,
     },
-    /// The offered file is refused; the sender goes on with its next offer.
-    Decline { reason: String },
+    /// The offered file is refused; the sender goes on with its next offer. `offer_again`
+    /// (eager offers only): refused only because it came eagerly, when the receiver would
+    /// have had to ask its user about it; offered again the ordinary way, it is asked about.
+    Decline {
+        reason: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        offer_again: bool,
+    },
     /// The hash matched and the file is saved under its final name.
     Verified { saved_as: String },
     /// The file was not saved.

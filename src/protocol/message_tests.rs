@@ -93,3 +93,33 @@ fn eager_offers_and_eager_max_round_trip_and_bad_values_are_refused() {
         assert!(decode_receiver_msg(body.as_bytes()).is_err(), "{bad}");
     }
 }
+
+/// A decline may ask for the file again the ordinary way (`offer_again`, for an eager offer
+/// the receiver would have had to ask about): said only when true, absent from every other
+/// decline (and from older receivers), anything but a boolean refused.
+#[test]
+fn a_decline_may_ask_for_the_file_again() {
+    let again = ReceiverMsg::Decline {
+        reason: "ask first".into(),
+        offer_again: true,
+    };
+    let frame = encode_receiver_msg(&again).unwrap();
+    assert!(
+        std::str::from_utf8(&frame[4..])
+            .unwrap()
+            .contains(r#""offer_again":true"#)
+    );
+    assert_eq!(decode_receiver_msg(&frame[4..]).unwrap(), again);
+    let plain = ReceiverMsg::Decline {
+        reason: "no".into(),
+        offer_again: false,
+    };
+    let frame = encode_receiver_msg(&plain).unwrap();
+    assert_eq!(&frame[4..], br#"{"kind":"decline","reason":"no"}"#);
+    assert_eq!(
+        decode_receiver_msg(br#"{"kind":"decline","reason":"no"}"#).unwrap(),
+        plain
+    );
+    let bad = br#"{"kind":"decline","reason":"no","offer_again":"yes"}"#;
+    assert!(decode_receiver_msg(bad).is_err());
+}

@@ -108,15 +108,20 @@
 //!         chunks and its end, exactly as after an accept at offset 0 (or the cancel marker
 //!         and a cancel frame), then the next offer
 //! R -> S  later, in order: optional waiting, then Frame {"kind":"accept","offset":0,..}
-//!       | Frame {"kind":"decline",..}; after an accept, the verdict follows the file's end
+//!       | Frame {"kind":"decline","reason":..[,"offer_again":true]}; after an accept, the
+//!         verdict follows the file's end
 //! ```
 //!
 //! The receiver answers an eager offer as any offer (`waiting` while it asks its user, then
 //! `accept` with offset 0, a kept partial of the name being left alone, or `decline`).
-//! Ferry's receiver never asks its user about an eager offer, though: one its user would
-//! have to be asked about (not covered by an earlier "yes") is declined, saying so, since
-//! while a person decides nothing is read, and the sender, whose bytes already fill the
-//! sockets' buffers, would be left blocked in a write; sent again, it is asked about. After
+//! Ferry's receiver never asks its user about an eager offer, though: while a person decides
+//! nothing is read, and the sender, whose bytes already fill the sockets' buffers, would be
+//! left blocked in a write. One its user would have to be asked about (not covered by an
+//! earlier "yes") is declined with `"offer_again": true`: the sender offers it again, the
+//! ordinary way (not eager, its data waiting for the accept), after every other file and
+//! once every eager answer came, and sends no more files eagerly on that connection; that
+//! offer is asked about as usual, and its answer is the file's. (`offer_again` is said only
+//! about eager offers; a sender that sees it elsewhere treats the decline as final.) After
 //! `accept` it reads the data and `end` and gives the verdict as usual (held for a batch sync
 //! like any small file). After `decline` (policy, its user, a name it cannot create, any
 //! refusal) it reads the file's chunks and `end` (or the zero chunk and `cancel`), bounded by

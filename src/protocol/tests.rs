@@ -380,7 +380,10 @@ fn any_receiver_msg() -> impl Strategy<Value = ReceiverMsg> {
             Just(WaitFor::EarlierCopy)
         ]
         .prop_map(|waiting_for| ReceiverMsg::Waiting { waiting_for }),
-        any::<String>().prop_map(|reason| ReceiverMsg::Decline { reason }),
+        (any::<String>(), any::<bool>()).prop_map(|(reason, offer_again)| ReceiverMsg::Decline {
+            reason,
+            offer_again
+        }),
         any::<String>().prop_map(|saved_as| ReceiverMsg::Verified { saved_as }),
         any::<String>().prop_map(|reason| ReceiverMsg::Failed { reason }),
         (any_cancel_code(), any::<String>())

@@ -416,7 +416,7 @@ pub fn secure_sender(
         Some(body) => match decode_receiver_msg(&body)? {
             ReceiverMsg::Secure { cipher } => Cipher::from_wire_name(&cipher)
                 .ok_or_else(|| TransferError::Unexpected(format!("the cipher {cipher:?}")))?,
-            ReceiverMsg::Failed { reason } | ReceiverMsg::Decline { reason } => {
+            ReceiverMsg::Failed { reason } | ReceiverMsg::Decline { reason, .. } => {
                 return Err(TransferError::Refused(reason));
             }
             other => {

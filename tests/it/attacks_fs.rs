@@ -390,7 +390,7 @@ fn parallel_offers_see_each_others_reserved_space() {
     let declined: Vec<&String> = answers
         .iter()
         .filter_map(|(a, _)| match a {
-            ReceiverMsg::Decline { reason } => Some(reason),
+            ReceiverMsg::Decline { reason, .. } => Some(reason),
             _ => None,
         })
         .collect();

@@ -93,7 +93,7 @@ fn slowloris_and_trickling_peers_cannot_starve_a_legitimate_upload() {
     let mut fifth = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr);
     fifth.set_read_timeout(Some(DEADLINE)).unwrap();
     match read_answer(&mut fifth) {
-        ReceiverMsg::Decline { reason } => assert!(
+        ReceiverMsg::Decline { reason, .. } => assert!(
             reason.contains("your address already has 4 connections open"),
             "{reason}"
         ),

@@ -406,7 +406,7 @@ fn a_peer_that_keeps_its_frames_coming_keeps_its_slot() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(keeper.join().unwrap(), "the busy peer kept its connection");
     assert!(
-        matches!(&answer, ferry::protocol::ReceiverMsg::Decline { reason } if reason.contains("server busy")),
+        matches!(&answer, ferry::protocol::ReceiverMsg::Decline { reason, .. } if reason.contains("server busy")),
         "{answer:?}"
     );
 }

@@ -33,6 +33,7 @@ fn send_through(reasons: impl IntoIterator<Item = WaitFor>) -> String {
     }
     let decline = ReceiverMsg::Decline {
         reason: "no thanks".into(),
+        offer_again: false,
     };
     answers.extend(encode_receiver_msg(&decline).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

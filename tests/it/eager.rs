@@ -258,7 +258,7 @@ fn a_declined_eager_files_data_is_dropped_and_the_next_eager_file_is_received() 
     );
     s.write_all(&burst).unwrap();
     match read_answer(&mut s) {
-        ReceiverMsg::Decline { reason } => assert!(reason.contains("trusted"), "{reason}"),
+        ReceiverMsg::Decline { reason, .. } => assert!(reason.contains("trusted"), "{reason}"),
         other => panic!("expected a decline, got {other:?}"),
     }
     server.set_policy(AcceptPolicy::Everyone);
@@ -501,7 +501,13 @@ fn eager_files_go_back_to_back_and_late_out_of_turn_answers_find_their_files() {
             },
         );
         let reason = "no thanks".to_owned();
-        answer(&mut s, ReceiverMsg::Decline { reason });
+        answer(
+            &mut s,
+            ReceiverMsg::Decline {
+                reason,
+                offer_again: false,
+            },
+        );
         verified(&mut s, "f01.bin");
         accept(&mut s, "f04.bin", None);
         verified(&mut s, "f02 (1).bin");
@@ -719,4 +725,49 @@ fn the_sender_keeps_at_most_the_windows_bytes_unanswered() {
         assert!(next_frame(&mut s).is_none());
     });
     assert!(outcomes.iter().all(FileOutcome::is_success), "{outcomes:?}");
+}
+
+/// A receiver that declines an eager file with `offer_again` (it would have had to ask its
+/// user) gets it again after the other files, as an ordinary offer whose data waits for
+/// the accept; the file's outcome is that second offer's.
+#[test]
+fn a_file_declined_with_offer_again_is_offered_again_the_ordinary_way_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tiny_files(dir.path(), 4);
+    let outcomes = send_to_script(&files, |mut s| {
+        assert!(!offered(&mut s).eager);
+        accept(&mut s, "f00.bin", Some(4096));
+        take_file(&mut s, 1000);
+        for _ in 1..4 {
+            assert!(offered(&mut s).eager);
+            take_file(&mut s, 1000);
+        }
+        accept(&mut s, "f01.bin", None);
+        answer(
+            &mut s,
+            ReceiverMsg::Decline {
+                reason: "would have to ask".into(),
+                offer_again: true,
+            },
+        );
+        accept(&mut s, "f03.bin", None);
+        for name in ["f00.bin", "f01.bin", "f03.bin"] {
+            verified(&mut s, name);
+        }
+        // f02 again, ordinary: its data waits for the accept.
+        let again = offered(&mut s);
+        assert_eq!(again.file_name, "f02.bin");
+        assert!(!again.eager, "{again:?}");
+        assert!(silent_for(&mut s, Duration::from_millis(300)));
+        accept(&mut s, "f02 (asked).bin", None);
+        assert_eq!(take_file(&mut s, 1000), data(1000, 2));
+        verified(&mut s, "f02 (asked).bin");
+        assert!(next_frame(&mut s).is_none(), "then the sender closes");
+    });
+    for (i, name) in ["f00.bin", "f01.bin", "f02 (asked).bin", "f03.bin"]
+        .iter()
+        .enumerate()
+    {
+        assert!(is_verified(&outcomes[i], name), "{outcomes:?}");
+    }
 }

@@ -221,7 +221,7 @@ fn a_kept_partial_survives_a_refusal_and_a_sender_that_leaves_before_starting() 
         .write_all(&encode_sender_msg(&offer(1 << 60)).unwrap())
         .unwrap();
     match read_answer(&mut stream) {
-        ReceiverMsg::Decline { reason } => {
+        ReceiverMsg::Decline { reason, .. } => {
             assert!(reason.contains("not enough disk space"), "{reason}")
         }
         other => panic!("expected a refusal, got {other:?}"),

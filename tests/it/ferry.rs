@@ -189,7 +189,7 @@ fn over_the_connection_bound_a_peer_gets_an_explicit_refusal() {
     };
     assert_eq!(held.len(), 2, "the first two connections are served");
     match answer {
-        ReceiverMsg::Decline { reason } => assert!(reason.contains("busy"), "{reason}"),
+        ReceiverMsg::Decline { reason, .. } => assert!(reason.contains("busy"), "{reason}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     let reason = wait_connection_error(&events);

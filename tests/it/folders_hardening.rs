@@ -385,7 +385,7 @@ fn a_folder_the_settings_refuse_is_refused_at_once_even_while_its_key_is_held() 
     server.set_policy(AcceptPolicy::TrustedOnly);
     let (_second, answer) = offer_folder(addr, "album", album(), Some(KEY));
     match answer {
-        ReceiverMsg::Decline { reason } => assert!(reason.contains("trusted"), "{reason}"),
+        ReceiverMsg::Decline { reason, .. } => assert!(reason.contains("trusted"), "{reason}"),
         other => panic!("not refused at once: {other:?}"),
     }
 }

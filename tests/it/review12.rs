@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use ferry::events::{CancelToken, Event, ServerEvent, event_channel};
+use ferry::events::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 use ferry::protocol::{
     Chunk, Header, ReceiverMsg, SenderMsg, WaitFor, decode_chunk_header, decode_frame_len,
     decode_sender_msg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
@@ -176,9 +176,11 @@ fn a_waiting_heard_while_eager_files_go_out_lets_the_user_take_longer_than_the_a
 /// blocked in a write once the bytes in flight outgrow the two sockets' buffers (on a LAN,
 /// far less than the 4 MiB window), until the write timeout fails the connection. An eager
 /// file the batch "yes" does not cover (here: it grew after the batch was announced) is
-/// declined, saying why, and its data dropped; the files around it arrive as usual.
+/// declined with `offer_again` instead, its data dropped and no refused row shown; the
+/// sender offers it again the ordinary way after the others, and only then is the user
+/// asked about it (and here says yes: it arrives).
 #[test]
-fn an_eager_file_the_batch_yes_does_not_cover_is_declined_without_asking() {
+fn an_eager_file_the_batch_yes_does_not_cover_is_asked_about_when_offered_again() {
     let src = tempfile::tempdir().unwrap();
     let files = files(src.path(), 4, 1000);
     let dst = tempfile::tempdir().unwrap();
@@ -204,38 +206,43 @@ fn an_eager_file_the_batch_yes_does_not_cover_is_declined_without_asking() {
     let batch = pending(&events);
     std::fs::write(&files[2].path, data(2000, 2)).unwrap();
     server.decide(batch, true);
-    // Any further question is answered yes (so the upload ends either way) and counted.
-    let mut asked_again = 0;
+    // Any further question is answered yes (so the upload ends either way): which files
+    // it was about, and whether any row said a file was refused.
+    let mut asked_again = Vec::new();
+    let mut refused_rows = 0;
     let outcomes = loop {
         if sending.is_finished() {
             break sending.join().unwrap();
         }
-        if let Ok(Event::Server(ServerEvent::OfferPending(o))) =
-            events.recv_timeout(Duration::from_millis(50))
-        {
-            asked_again += 1;
-            server.decide(o.offer_id, true);
+        match events.recv_timeout(Duration::from_millis(50)) {
+            Ok(Event::Server(ServerEvent::OfferPending(o))) => {
+                asked_again.push(o.names.clone());
+                server.decide(o.offer_id, true);
+            }
+            Ok(Event::Transfer(TransferEvent::Failed { .. })) => refused_rows += 1,
+            _ => {}
         }
     };
-    assert_eq!(asked_again, 0, "asked about an eager offer: {outcomes:?}");
+    assert_eq!(asked_again, [vec!["f02.bin".to_owned()]], "{outcomes:?}");
+    assert_eq!(refused_rows, 0, "the eager try shows no refused row");
     for (i, outcome) in outcomes.iter().enumerate() {
         let name = format!("f{i:02}.bin");
-        match i {
-            2 => assert!(
-                matches!(outcome, FileOutcome::Declined { reason } if reason.contains("send it again")),
-                "{outcome:?}"
-            ),
-            _ => assert!(
-                *outcome
-                    == FileOutcome::Verified {
-                        saved_as: name,
-                        resumed_from: 0
-                    },
-                "{outcome:?}"
-            ),
-        }
+        assert!(
+            *outcome
+                == FileOutcome::Verified {
+                    saved_as: name,
+                    resumed_from: 0
+                },
+            "{i}: {outcome:?}"
+        );
     }
-    assert_eq!(names_in(dst.path()), ["f00.bin", "f01.bin", "f03.bin"]);
+    let mut names = names_in(dst.path());
+    names.sort();
+    assert_eq!(names, ["f00.bin", "f01.bin", "f02.bin", "f03.bin"]);
+    assert_eq!(
+        std::fs::read(dst.path().join("f02.bin")).unwrap(),
+        data(2000, 2)
+    );
 }
 
 fn offer_frame(name: &str, size: usize, eager: bool) -> Vec<u8> {

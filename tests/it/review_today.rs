@@ -53,7 +53,7 @@ fn offer_album_when_free(addr: SocketAddr) -> (TcpStream, ReceiverMsg) {
             answer = read_answer(&mut stream);
         }
         match &answer {
-            ReceiverMsg::Decline { reason } if reason.contains("server busy") => {
+            ReceiverMsg::Decline { reason, .. } if reason.contains("server busy") => {
                 assert!(Instant::now() < deadline, "the slot never came free");
                 std::thread::sleep(Duration::from_millis(20)); // a poll interval
             }
@@ -113,7 +113,7 @@ fn a_full_server_keeps_the_slot_of_a_folder_resume_hashing_its_partial() {
         .unwrap();
     let answer = read_answer(&mut newcomer);
     assert!(
-        matches!(&answer, ReceiverMsg::Decline { reason } if reason.contains("server busy")),
+        matches!(&answer, ReceiverMsg::Decline { reason, .. } if reason.contains("server busy")),
         "{answer:?}"
     );
     // The rest of the partial, and the folder's end: both files verified.

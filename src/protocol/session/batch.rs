@@ -154,7 +154,7 @@ pub enum Refusal {
     /// An eager offer the receiver would have to ask its user about: never asked (its data
     /// is on its way, and would wait unread while the user decides), declined instead.
     #[error(
-        "the file was sent without waiting for an answer, and the receiver would have had to ask about it (it was not in the batch it accepted, or it changed since): send it again"
+        "the file was sent without waiting for an answer, and the receiver must ask about it first (it was not in the batch it accepted, or it changed since): it is to be offered again"
     )]
     EagerUnasked,
     #[error(

@@ -92,7 +92,7 @@ fn a_declined_eager_files_data_is_read_to_its_end_and_answered_with_nothing() {
     rx.on_frame(SenderMsg::Offer(header("x", 10, true)))
         .unwrap();
     assert!(matches!(
-        rx.decline("no".into()),
+        rx.decline("no".into(), false),
         Ok(ReceiverMsg::Decline { .. })
     ));
     assert!(rx.discarding());
@@ -120,7 +120,7 @@ fn a_declined_eager_files_data_is_read_to_its_end_and_answered_with_nothing() {
     let mut rx = receiver_after_first_file();
     rx.on_frame(SenderMsg::Offer(header("z", 10, true)))
         .unwrap();
-    rx.decline("no".into()).unwrap();
+    rx.decline("no".into(), false).unwrap();
     rx.on_chunk_header(Chunk::Data(4)).unwrap();
     rx.on_data(4).unwrap();
     rx.on_chunk_header(Chunk::Cancel).unwrap();
@@ -186,7 +186,10 @@ fn a_sender_attributes_late_answers_to_its_eager_files_in_order() {
     ));
     assert_eq!((tx.accepts_owed(), tx.verdicts_owed()), (1, 1));
     assert!(matches!(
-        tx.on_answer(ReceiverMsg::Decline { reason: "n".into() }),
+        tx.on_answer(ReceiverMsg::Decline {
+            reason: "n".into(),
+            offer_again: false
+        }),
         Ok(Answer::EagerDeclined { .. })
     ));
     assert_eq!((tx.accepts_owed(), tx.verdicts_owed()), (0, 1));
@@ -217,7 +220,10 @@ fn an_eager_file_answered_while_it_is_still_going_out_owes_its_verdict_after_its
     tx.offer_eager(header("f", 10, false)).unwrap();
     tx.sent(4).unwrap();
     assert!(matches!(
-        tx.on_answer(ReceiverMsg::Decline { reason: "n".into() }),
+        tx.on_answer(ReceiverMsg::Decline {
+            reason: "n".into(),
+            offer_again: false
+        }),
         Ok(Answer::EagerDeclined { .. })
     ));
     tx.cancel(CancelCode::User, String::new()).unwrap();

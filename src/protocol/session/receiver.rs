@@ -441,9 +441,14 @@ impl ReceiverSession {
     /// Refuses the offered file. A Ferry sender is told and may offer the next one; a plain
     /// sender cannot be told, and its bytes would follow anyway: the connection must end
     /// (`Err`). A declined eager offer's data is on its way: it is read and dropped
-    /// ([`ReceiverSession::discarding`]) up to its `end` or cancel.
-    pub fn decline(&mut self, reason: String) -> Result<ReceiverMsg, SessionError> {
-        match self.state {
+    /// ([`ReceiverSession::discarding`]) up to its `end` or cancel; `offer_again` asks the
+    /// sender to offer it again the ordinary way (said for eager offers only).
+    pub fn decline(
+        &mut self,
+        reason: String,
+        offer_again: bool,
+    ) -> Result<ReceiverMsg, SessionError> {
+        let offer_again = match self.state {
             State::Offered {
                 mode: Mode::Ferry,
                 eager: true,
@@ -456,30 +461,34 @@ impl ReceiverSession {
                     received: 0,
                     left_in_chunk: 0,
                 };
-                Ok(ReceiverMsg::Decline { reason })
+                offer_again
             }
             State::Offered {
                 mode: Mode::Ferry, ..
             } => {
                 self.state = State::Idle;
-                Ok(ReceiverMsg::Decline { reason })
+                false
             }
             State::FolderOffered => {
                 self.folder = None;
                 self.state = State::Idle;
-                Ok(ReceiverMsg::Decline { reason })
+                false
             }
             State::Offered {
                 mode: Mode::Plain, ..
             } => {
                 self.state = State::Broken;
-                Err(SessionError::PlainRefused)
+                return Err(SessionError::PlainRefused);
             }
             _ => {
                 self.state = State::Broken;
-                Err(SessionError::NoOffer)
+                return Err(SessionError::NoOffer);
             }
-        }
+        };
+        Ok(ReceiverMsg::Decline {
+            reason,
+            offer_again,
+        })
     }
 
     /// Takes a Ferry chunk header.

@@ -42,7 +42,9 @@ pub enum Answer {
     /// going out); its verdict follows its end.
     EagerAccepted { saved_as: String },
     /// The oldest eager file whose answer was owed is declined: the receiver drops its data.
-    EagerDeclined { reason: String },
+    /// `offer_again`: only because it came eagerly (the receiver would have asked its user
+    /// about it): the sender offers it again, the ordinary way.
+    EagerDeclined { reason: String, offer_again: bool },
     /// The receiver holds the first `offset` bytes: compare `prefix` with the hash of ours,
     /// then call [`SenderSession::start`].
     Resume { offset: u64, prefix: [u8; 32] },
@@ -300,7 +302,7 @@ impl SenderSession {
                 self.state = State::InFolder { next: 0 };
                 Answer::FolderAccepted { saved_as, partial }
             }
-            (State::FolderOffered, ReceiverMsg::Decline { reason }) => {
+            (State::FolderOffered, ReceiverMsg::Decline { reason, .. }) => {
                 self.state = State::Idle;
                 self.folder = None;
                 Answer::Declined { reason }
@@ -374,13 +376,13 @@ impl SenderSession {
                 }
                 _ => return Err(self.broken("an accept whose offset does not fit the file")),
             },
-            (State::Offered { .. }, ReceiverMsg::Decline { reason }) => {
+            (State::Offered { .. }, ReceiverMsg::Decline { reason, .. }) => {
                 self.state = State::Idle;
                 Answer::Declined { reason }
             }
             // The receiver refused the file after data started: the stream is out of step
             // (chunks are in flight), so the connection ends here.
-            (State::Data { .. }, ReceiverMsg::Decline { reason }) => {
+            (State::Data { .. }, ReceiverMsg::Decline { reason, .. }) => {
                 self.state = State::Broken;
                 Answer::Declined { reason }
             }

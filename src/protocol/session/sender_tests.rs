@@ -32,7 +32,10 @@ fn every_answer() -> Vec<ReceiverMsg> {
             saved_as: "f".into(),
             prefix_blake3: Some(blake3::hash(b"abcd").to_hex().to_string()),
         },
-        ReceiverMsg::Decline { reason: "d".into() },
+        ReceiverMsg::Decline {
+            reason: "d".into(),
+            offer_again: false,
+        },
         ReceiverMsg::Verified {
             saved_as: "f".into(),
         },

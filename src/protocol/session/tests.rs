@@ -278,9 +278,10 @@ fn cancel_and_decline_keep_a_ferry_connection_going() {
     let mut m = ReceiverSession::new(10);
     m.on_frame(SenderMsg::Offer(header("a", 10))).unwrap();
     assert_eq!(
-        m.decline("no".into()),
+        m.decline("no".into(), false),
         Ok(ReceiverMsg::Decline {
-            reason: "no".into()
+            reason: "no".into(),
+            offer_again: false,
         })
     );
     m.on_frame(SenderMsg::Offer(header("b", 10))).unwrap();
@@ -307,7 +308,10 @@ fn cancel_and_decline_keep_a_ferry_connection_going() {
     // A plain sender cannot be declined: the connection ends.
     let mut p = ReceiverSession::new(10);
     p.on_frame(SenderMsg::Plain(header("a", 10))).unwrap();
-    assert_eq!(p.decline("no".into()), Err(SessionError::PlainRefused));
+    assert_eq!(
+        p.decline("no".into(), false),
+        Err(SessionError::PlainRefused)
+    );
     assert_eq!(p.expect(), Expect::Nothing);
 }
 
@@ -364,22 +368,22 @@ fn a_yes_to_a_batch_covers_each_listed_file_once() {
     // The first listed file asks about the batch; the answer covers the rest of it.
     assert_eq!(offer(&mut m, "a", 1), Consent::Ask { batch: true });
     assert_eq!(m.answered(1, true, true), Consent::Accept { counted: true });
-    m.decline("skip".into()).unwrap();
+    m.decline("skip".into(), false).unwrap();
     assert_eq!(offer(&mut m, "b", 2), Consent::Accept { counted: true });
-    m.decline("skip".into()).unwrap();
+    m.decline("skip".into(), false).unwrap();
     // Listed twice, so covered twice; a third time (or another size) is asked anew.
     assert_eq!(offer(&mut m, "a", 1), Consent::Accept { counted: true });
-    m.decline("skip".into()).unwrap();
+    m.decline("skip".into(), false).unwrap();
     assert_eq!(offer(&mut m, "a", 1), Consent::Ask { batch: false });
     assert_eq!(
         m.answered(1, false, false),
         Consent::Refuse(Refusal::DeclinedByUser)
     );
-    m.decline("skip".into()).unwrap();
+    m.decline("skip".into(), false).unwrap();
     // The batch answer stays: a listed file is never asked again.
     assert_eq!(offer(&mut m, "zzz", 0), Consent::Ask { batch: false });
     // Auto-accept takes anything without counting it.
-    m.decline("skip".into()).unwrap();
+    m.decline("skip".into(), false).unwrap();
     assert_eq!(offer(&mut m, "q", 0), Consent::Ask { batch: false });
     assert_eq!(
         m.consent(&header("q", 0), true),
@@ -482,7 +486,7 @@ proptest! {
                 }
                 Step::Complete => m.data_complete([0; 32]).is_ok(),
                 Step::Accept(o, h) => m.accept(o, "x".into(), h.then_some([0; 32])).is_ok(),
-                Step::Decline => m.decline("no".into()).is_ok(),
+                Step::Decline => m.decline("no".into(), false).is_ok(),
                 Step::Consent(auto) => { let _ = m.consent(&header("o", 1), auto); true }
             };
             if broken {

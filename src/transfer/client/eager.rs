@@ -9,9 +9,9 @@
 
 use std::fs::File;
 
-use super::FileOutcome;
 use super::answers::{Owed, not_awaited};
 use super::upload::{Stop, Upload};
+use super::{FileOutcome, OutgoingFile};
 use crate::events::TransferId;
 use crate::protocol::session::{Answer, EAGER_WINDOW_BYTES, EAGER_WINDOW_FILES};
 use crate::protocol::{Header, encode_sender_msg};
@@ -28,6 +28,8 @@ pub(super) struct Eager {
     pub whole: Option<bool>,
     /// The receiver's answer, once it came: accepted or not.
     pub accepted: Option<bool>,
+    /// The file and the name it goes by, should the receiver ask for it again.
+    pub source: (OutgoingFile, Option<String>),
 }
 
 impl Upload<'_> {
@@ -39,6 +41,7 @@ impl Upload<'_> {
         header: Header,
         mut file: File,
         slot: usize,
+        source: (OutgoingFile, Option<String>),
     ) -> Result<Option<FileOutcome>, Stop> {
         let size = header.file_size;
         // The window: wait for the oldest answers until this file fits. A receiver that
@@ -66,6 +69,7 @@ impl Upload<'_> {
             size,
             whole: None,
             accepted: None,
+            source,
         });
         let mut hasher = blake3::Hasher::new();
         let early = self.stream_data(id, &mut file, &mut hasher, 0)?;
@@ -138,10 +142,45 @@ impl Upload<'_> {
         };
         entry.accepted = Some(accepted);
         let (slot, id) = (entry.slot, entry.id);
-        if let Answer::EagerDeclined { reason } = answer {
-            self.settle(slot, id, FileOutcome::Declined { reason });
+        match answer {
+            // Refused only for coming eagerly: offered again, the ordinary way, at the end
+            // (its data, given up or not, was dropped; its outcome is the new offer's).
+            Answer::EagerDeclined {
+                offer_again: true, ..
+            } => {
+                let (file, name) = entry.source.clone();
+                self.again.push((slot, file, name));
+                self.eager_off = true;
+            }
+            Answer::EagerDeclined { reason, .. } => {
+                self.settle(slot, id, FileOutcome::Declined { reason });
+            }
+            _ => {}
         }
         self.retire_eager();
+    }
+
+    /// After the last item: the files the receiver asked for again (see `offer_again` in
+    /// [`Answer::EagerDeclined`]), offered the ordinary way once every eager answer came (an
+    /// answer taken meanwhile may ask for more), so the receiver can ask its user about them.
+    /// A connection that broke meanwhile fails them with the reason, a cancel cancels them.
+    pub(super) fn send_again(&mut self) {
+        loop {
+            if let Err(stop) = self.wait_eager_answers() {
+                let outcome = self.stopped(stop);
+                self.fail_owed(&outcome);
+                self.session.break_off();
+            }
+            let again = std::mem::take(&mut self.again);
+            if again.is_empty() {
+                return;
+            }
+            for (slot, file, name) in again {
+                if let Some(outcome) = self.try_send(&file, name.as_deref(), slot) {
+                    self.settle(slot, file.id, outcome);
+                }
+            }
+        }
     }
 
     /// Eager files done with, oldest first: an accepted file sent whole now owes its

@@ -360,6 +360,8 @@ pub fn send_items(
         owed: std::collections::VecDeque::new(),
         eager: std::collections::VecDeque::new(),
         receiver_waiting: false,
+        again: Vec::new(),
+        eager_off: false,
         grace_ends: None,
     };
     let loose: Vec<OutgoingFile> = items
@@ -392,6 +394,7 @@ pub fn send_items(
             }
         }
     }
+    session.send_again();
     session.settle_owed();
     let outcomes = std::mem::take(&mut session.outcomes)
         .into_iter()

@@ -48,7 +48,7 @@ pub fn probe(opts: &SendOptions, duration: Duration) -> Result<ProbeReport, Prob
             Ok(Heard::Msg(ReceiverMsg::Waiting { .. })) => {
                 deadline = Instant::now() + opts.decision_timeout;
             }
-            Ok(Heard::Msg(ReceiverMsg::Decline { reason })) => {
+            Ok(Heard::Msg(ReceiverMsg::Decline { reason, .. })) => {
                 return Err(ProbeError::Declined(reason));
             }
             Ok(Heard::Msg(other)) => return Err(failed(format!("unexpected {other:?}"))),

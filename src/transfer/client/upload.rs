@@ -60,6 +60,13 @@ pub(super) struct Upload<'a> {
     /// The receiver said `waiting` (its user is asked) and has not answered that offer yet:
     /// no more eager files until it does, and every wait meanwhile gets the decision timeout.
     pub receiver_waiting: bool,
+    /// Files the receiver declined only because they came eagerly (it would have asked its
+    /// user about them): their slot, the file and the name it goes by, offered again the
+    /// ordinary way once every eager answer came ([`Upload::send_again`]).
+    pub again: Vec<(usize, OutgoingFile, Option<String>)>,
+    /// Set once the receiver asked for a file again: it is asking its user, so no more files
+    /// go eagerly on this connection.
+    pub eager_off: bool,
     /// When the grace after a cancel ends, once a wait noticed the cancel: one
     /// [`CANCEL_GRACE`](super::answers::CANCEL_GRACE) for the whole upload, however many
     /// waits it takes.
@@ -158,7 +165,7 @@ impl Upload<'_> {
 
     /// One file's attempt: its outcome, or `None` once its end went out and its verdict is
     /// owed (see [`Owed`]).
-    fn try_send(
+    pub(super) fn try_send(
         &mut self,
         file: &OutgoingFile,
         name: Option<&str>,
@@ -171,6 +178,7 @@ impl Upload<'_> {
             let failure = Failure::new(FailureKind::NotSent, failure.to_string());
             return Some(FileOutcome::Failed(failure));
         }
+        let source = (file.clone(), name.map(str::to_owned));
         let (id, path) = (file.id, file.path.as_path());
         let name = name.map(str::to_owned).unwrap_or_else(|| {
             path.file_name()
@@ -209,7 +217,7 @@ impl Upload<'_> {
         };
         let result = match self.opts.mode {
             Mode::Plain => self.send_plain(id, header, file).map(Some),
-            Mode::Ferry => self.send_ferry(id, header, file, slot),
+            Mode::Ferry => self.send_ferry(id, header, file, slot, source),
         };
         let stop = match result {
             // Its end went out: the verdict will come while the next file goes out.
@@ -289,15 +297,17 @@ impl Upload<'_> {
 
     /// Offers a Ferry file and sends it; `None` once its end is out: its verdict is owed,
     /// to be taken while the next file goes out (or by [`Upload::settle_owed`]).
+    /// `source`: the file and the name it goes by, to offer it again if the receiver asks.
     fn send_ferry(
         &mut self,
         id: u64,
         header: Header,
         mut file: File,
         slot: usize,
+        source: (OutgoingFile, Option<String>),
     ) -> Result<Option<FileOutcome>, Stop> {
-        if self.session.may_send_eager(header.file_size) {
-            return self.send_eager(id, header, file, slot);
+        if !self.eager_off && self.session.may_send_eager(header.file_size) {
+            return self.send_eager(id, header, file, slot, source);
         }
         // Answers come in order: this offer's waits for the eager files' before it.
         self.wait_eager_answers()?;

@@ -386,10 +386,17 @@ impl Connection<'_> {
         });
         let _reservation = reservation;
         if let Some(refusal) = refusal {
-            let failure = Failure::bare(FailureKind::Refused(refusal));
-            log::warn!("{}: {:?}: {failure}", self.peer, header.file_name);
-            self.report_refusal(id, &header, mode, failure);
-            return self.decline(refusal.to_string(), header.file_size);
+            // An eager offer that needs a question comes again as an ordinary offer (and is
+            // asked about then): no refused row for it.
+            let offer_again = matches!(refusal, Refusal::EagerUnasked);
+            if offer_again {
+                log::info!("{}: {:?}: to be offered again", self.peer, header.file_name);
+            } else {
+                let failure = Failure::bare(FailureKind::Refused(refusal));
+                log::warn!("{}: {:?}: {failure}", self.peer, header.file_name);
+                self.report_refusal(id, &header, mode, failure);
+            }
+            return self.decline(refusal.to_string(), header.file_size, offer_again);
         }
         let (mut part, prefix) = match resumable {
             Some((mut part, len)) => {
@@ -409,7 +416,7 @@ impl Connection<'_> {
                     let refusal = Refusal::CannotCreate;
                     let failure = Failure::new(FailureKind::Refused(refusal), detail.clone());
                     self.report_refusal(id, &header, mode, failure);
-                    return self.decline(format!("{refusal}: {detail}"), header.file_size);
+                    return self.decline(format!("{refusal}: {detail}"), header.file_size, false);
                 }
             },
         };
@@ -435,9 +442,11 @@ impl Connection<'_> {
     /// Refuses the offered file: a Ferry sender is told and may go on with its next file; a
     /// plain sender cannot be told, and its bytes cannot be skipped cheaply either, so the
     /// connection ends.
-    /// A declined eager offer's data is already on its way: it is read and dropped.
-    fn decline(&mut self, reason: String, size: u64) -> Result<(), ConnEnd> {
-        match self.session.decline(reason.clone()) {
+    ///
+    /// A declined eager offer's data is already on its way: it is read and dropped
+    /// (`offer_again`: the sender is asked to offer it again the ordinary way).
+    fn decline(&mut self, reason: String, size: u64, offer_again: bool) -> Result<(), ConnEnd> {
+        match self.session.decline(reason.clone(), offer_again) {
             Ok(msg) => {
                 self.answer(&msg);
                 if self.session.discarding() {

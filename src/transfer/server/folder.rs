@@ -150,7 +150,10 @@ impl Connection<'_> {
                     true => refusal.to_string(),
                     false => format!("{refusal}: {detail}"),
                 };
-                let msg = self.session.decline(reason).map_err(TransferError::from)?;
+                let msg = self
+                    .session
+                    .decline(reason, false)
+                    .map_err(TransferError::from)?;
                 self.answer(&msg);
                 return Ok(());
             }

@@ -279,7 +279,10 @@ fn refuse(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, busy: Busy)
         .name("ferry-refuse".into())
         .spawn(move || {
             let mut stream = stream;
-            if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Decline { reason }) {
+            if let Ok(frame) = encode_receiver_msg(&ReceiverMsg::Decline {
+                reason,
+                offer_again: false,
+            }) {
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
                 let _ = stream.write_all(&frame);
             }

@@ -40,6 +40,7 @@ impl Connection<'_> {
         if let Err(refusal) = self.probe_consent(&header)? {
             self.answer(&ReceiverMsg::Decline {
                 reason: refusal.to_string(),
+                offer_again: false,
             });
             return Ok(());
         }

@@ -108,9 +108,15 @@ impl SenderSession {
             ReceiverMsg::Accept { .. } => {
                 return Err(self.broken("an eager file's accept with an offset"));
             }
-            ReceiverMsg::Decline { reason } => {
+            ReceiverMsg::Decline {
+                reason,
+                offer_again,
+            } => {
                 self.answered(false);
-                Answer::EagerDeclined { reason }
+                Answer::EagerDeclined {
+                    reason,
+                    offer_again,
+                }
             }
             ReceiverMsg::Failed { reason } if self.owed == 0 => {
                 self.state = State::Broken;
