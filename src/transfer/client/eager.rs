@@ -160,17 +160,15 @@ impl Upload<'_> {
         self.retire_eager();
     }
 
-    /// After the last item: the files the receiver asked for again (see `offer_again` in
-    /// [`Answer::EagerDeclined`]), offered the ordinary way once every eager answer came (an
-    /// answer taken meanwhile may ask for more), so the receiver can ask its user about them.
-    /// A connection that broke meanwhile fails them with the reason, a cancel cancels them.
-    pub(super) fn send_again(&mut self) {
+    /// After the last item: every answer and verdict still owed is taken (a cancel gets its
+    /// grace, see [`Upload::settle_owed`]), and the files the receiver asked for again (see
+    /// `offer_again` in [`Answer::EagerDeclined`]) are offered the ordinary way, so the
+    /// receiver can ask its user about them, until none is left (an answer may ask for
+    /// more). A connection that broke meanwhile fails them with the reason, a cancel cancels
+    /// them.
+    pub(super) fn settle_and_send_again(&mut self) {
         loop {
-            if let Err(stop) = self.wait_eager_answers() {
-                let outcome = self.stopped(stop);
-                self.fail_owed(&outcome);
-                self.session.break_off();
-            }
+            self.settle_owed();
             let again = std::mem::take(&mut self.again);
             if again.is_empty() {
                 return;

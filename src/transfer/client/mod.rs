@@ -394,8 +394,7 @@ pub fn send_items(
             }
         }
     }
-    session.send_again();
-    session.settle_owed();
+    session.settle_and_send_again();
     let outcomes = std::mem::take(&mut session.outcomes)
         .into_iter()
         .map(|outcome| {

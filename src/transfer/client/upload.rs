@@ -62,7 +62,7 @@ pub(super) struct Upload<'a> {
     pub receiver_waiting: bool,
     /// Files the receiver declined only because they came eagerly (it would have asked its
     /// user about them): their slot, the file and the name it goes by, offered again the
-    /// ordinary way once every eager answer came ([`Upload::send_again`]).
+    /// ordinary way once every eager answer came ([`Upload::settle_and_send_again`]).
     pub again: Vec<(usize, OutgoingFile, Option<String>)>,
     /// Set once the receiver asked for a file again: it is asking its user, so no more files
     /// go eagerly on this connection.
