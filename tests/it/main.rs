@@ -51,6 +51,7 @@ mod plain;
 mod python;
 mod review11;
 mod review12;
+mod review13;
 mod review9;
 mod review_speed;
 mod review_speed2;

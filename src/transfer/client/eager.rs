@@ -174,6 +174,11 @@ impl Upload<'_> {
                 return;
             }
             for (slot, file, name) in again {
+                // Its eager try already ended its own way (given up: cancelled, shrank,
+                // unreadable): that outcome stands, and the file is not sent a second time.
+                if self.outcomes.get(slot).is_some_and(Option::is_some) {
+                    continue;
+                }
                 if let Some(outcome) = self.try_send(&file, name.as_deref(), slot) {
                     self.settle(slot, file.id, outcome);
                 }

@@ -1,0 +1,199 @@
+//! Review of "offer again" for eager files (attacker and maintainer): the cases it found
+//! wrong, each failing before its fix. A scripted receiver meets the real sender on a real
+//! socket.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channel};
+use ferry::protocol::session::EAGER_WINDOW_BYTES;
+use ferry::protocol::{
+    Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
+    decode_sender_msg, encode_receiver_msg,
+};
+use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
+
+use crate::util::data;
+
+/// The sender's next frame other than its batch announcement (`None`: it closed).
+fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
+    loop {
+        let mut prefix = [0u8; 4];
+        match stream.read_exact(&mut prefix) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("reading the sender's next frame: {e}"),
+        }
+        let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
+        stream.read_exact(&mut body).unwrap();
+        match decode_sender_msg(&body).unwrap() {
+            SenderMsg::Batch { .. } => continue,
+            msg => return Some(msg),
+        }
+    }
+}
+
+fn answer(stream: &mut TcpStream, msg: ReceiverMsg) {
+    stream
+        .write_all(&encode_receiver_msg(&msg).unwrap())
+        .unwrap();
+}
+
+fn offered(stream: &mut TcpStream) -> Header {
+    match next_frame(stream) {
+        Some(SenderMsg::Offer(header)) => header,
+        other => panic!("expected an offer, got {other:?}"),
+    }
+}
+
+fn accept(stream: &mut TcpStream, saved_as: &str, eager_max: Option<u64>) {
+    let saved_as = saved_as.into();
+    answer(
+        stream,
+        ReceiverMsg::Accept {
+            offset: 0,
+            saved_as,
+            prefix_blake3: None,
+            eager_max,
+        },
+    );
+}
+
+fn verified(stream: &mut TcpStream, saved_as: &str) {
+    let saved_as = saved_as.into();
+    answer(stream, ReceiverMsg::Verified { saved_as });
+}
+
+/// Reads a file's chunks (`size` bytes in all) and its end.
+fn take_file(stream: &mut TcpStream, size: u64) {
+    let mut left = size;
+    while left > 0 {
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix).unwrap();
+        let Chunk::Data(n) = decode_chunk_header(prefix).unwrap() else {
+            panic!("cancel marker")
+        };
+        let mut bytes = vec![0u8; n];
+        stream.read_exact(&mut bytes).unwrap();
+        left -= n as u64;
+    }
+    assert!(matches!(next_frame(stream), Some(SenderMsg::End { .. })));
+}
+
+/// An eager file whose own sending ended first (it shrank under the sender: cancel marker,
+/// failed) and which the receiver then declines with `offer_again` keeps its outcome: it is
+/// not offered a second time, and its row gets no second `Started` after it failed (before
+/// the fix it was sent again, its row restarted and never ended, and the verdict of that
+/// second try was dropped).
+#[test]
+fn an_eager_file_that_ended_its_own_way_is_not_offered_again() {
+    const BIG: usize = EAGER_WINDOW_BYTES as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let first = OutgoingFile::new(dir.path().join("a.bin"));
+    std::fs::write(&first.path, data(1000, 1)).unwrap();
+    // Fills the eager window by bytes: the next file waits, opened, for its answer.
+    let big = OutgoingFile::new(dir.path().join("b.bin"));
+    std::fs::write(&big.path, data(BIG, 2)).unwrap();
+    let shrinking = OutgoingFile::new(dir.path().join("x.bin"));
+    std::fs::write(&shrinking.path, data(1000, 3)).unwrap();
+    let x_id = shrinking.id;
+    let x_path = shrinking.path.clone();
+    let files = vec![first, big, shrinking];
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shrunk_tx, shrunk_rx) = crossbeam_channel::bounded::<()>(1);
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        assert!(!offered(&mut s).eager);
+        accept(&mut s, "a.bin", Some(EAGER_WINDOW_BYTES));
+        take_file(&mut s, 1000);
+        let b = offered(&mut s);
+        assert!(b.eager && b.file_name == "b.bin", "{b:?}");
+        take_file(&mut s, BIG as u64);
+        // x.bin waits for room (opened, its size taken); it shrinks meanwhile.
+        shrunk_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        verified(&mut s, "a.bin");
+        accept(&mut s, "b.bin", None);
+        let x = offered(&mut s);
+        assert!(x.eager && x.file_name == "x.bin", "{x:?}");
+        let mut prefix = [0u8; 4];
+        s.read_exact(&mut prefix).unwrap();
+        assert_eq!(decode_chunk_header(prefix).unwrap(), Chunk::Cancel);
+        assert!(matches!(next_frame(&mut s), Some(SenderMsg::Cancel { .. })));
+        verified(&mut s, "b.bin");
+        answer(
+            &mut s,
+            ReceiverMsg::Decline {
+                reason: "would have to ask".into(),
+                offer_again: true,
+            },
+        );
+        match next_frame(&mut s) {
+            None => {}
+            Some(SenderMsg::Offer(again)) => {
+                // Let the sender end before failing.
+                let reason = "no".into();
+                let offer_again = false;
+                answer(
+                    &mut s,
+                    ReceiverMsg::Decline {
+                        reason,
+                        offer_again,
+                    },
+                );
+                panic!("the file whose eager try failed was offered again: {again:?}");
+            }
+            Some(other) => panic!("unexpected {other:?}"),
+        }
+    });
+    let (sink, events) = event_channel(None);
+    let sending = std::thread::spawn(move || {
+        let mut opts = SendOptions::new(addr.to_string());
+        opts.answer_timeout = Duration::from_secs(20);
+        send_files(&opts, &files, &sink, &CancelToken::new()).unwrap()
+    });
+    // x.bin is started (opened, its size taken) before it waits for room in the window.
+    let mut seen = Vec::new();
+    loop {
+        let event = events.recv_timeout(Duration::from_secs(20)).unwrap();
+        let started =
+            matches!(&event, Event::Transfer(TransferEvent::Started { id, .. }) if *id == x_id);
+        seen.push(event);
+        if started {
+            break;
+        }
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&x_path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    shrunk_tx.send(()).unwrap();
+    let outcomes = sending.join().unwrap();
+    receiver.join().unwrap();
+    seen.extend(events.iter());
+    assert!(
+        matches!(&outcomes[2], FileOutcome::Failed(f) if f.kind == FailureKind::LocalFile),
+        "{outcomes:?}"
+    );
+    let x_events: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Transfer(t) if t.id() == x_id => Some(t),
+            _ => None,
+        })
+        .collect();
+    let starts = x_events
+        .iter()
+        .filter(|t| matches!(t, TransferEvent::Started { .. }))
+        .count();
+    assert_eq!(starts, 1, "{x_events:?}");
+    assert!(
+        matches!(x_events.last(), Some(TransferEvent::Failed { .. })),
+        "the row ends failed: {x_events:?}"
+    );
+}
