@@ -55,6 +55,12 @@ impl Bars {
                 direction,
                 security,
             }) => {
+                // Started again (an eager file the receiver asked for again, offered the
+                // ordinary way): its old bar goes, or it would stay drawn, never finished.
+                if let Some((old, ..)) = self.active.remove(id) {
+                    old.finish_and_clear();
+                    self.multi.remove(&old);
+                }
                 let bar = self
                     .multi
                     .add(ProgressBar::new(*bytes_total).with_style(self.style.clone()));
@@ -194,5 +200,36 @@ fn waiting_words(waiting_for: WaitFor) -> &'static str {
             "waiting for the receiver to let go of an interrupted copy of this folder \
              (at most its idle timeout)"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(id: TransferId) -> Event {
+        Event::Transfer(TransferEvent::Started {
+            id,
+            direction: Direction::Outgoing,
+            peer: ([127, 0, 0, 1], 1).into(),
+            name: "f.bin".into(),
+            saved_as: None,
+            bytes_total: 10,
+            mode: Mode::Ferry,
+            msg: String::new(),
+            security: Security::Plain,
+        })
+    }
+
+    /// A file started twice (offered again) leaves no bar of its first try behind: that one
+    /// is finished and cleared, and only the new one is active.
+    #[test]
+    fn a_file_started_again_replaces_its_bar() {
+        let mut bars = Bars::new();
+        bars.show(&started(7));
+        let first = bars.active.get(&7).map(|(bar, ..)| bar.clone()).unwrap();
+        bars.show(&started(7));
+        assert!(first.is_finished(), "the first try's bar is left drawn");
+        assert_eq!(bars.active.len(), 1);
     }
 }
