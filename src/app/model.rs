@@ -137,6 +137,9 @@ impl TransferRow {
                     self.saved_as = saved_as.clone();
                 }
                 self.bytes_total = *bytes_total;
+                // Started again (an eager file offered again the ordinary way): nothing of the
+                // new try is done yet (a resume says its offset in the Progress that follows).
+                self.bytes_done = 0;
                 self.mode = *mode;
                 self.state = RowState::Active;
                 self.speed = SpeedMeter::default();
@@ -394,5 +397,31 @@ mod tests {
             t0,
         );
         assert!(row.retryable(), "a cancelled upload can be sent again");
+    }
+
+    /// An eager file the receiver asked for again is started a second time: its row starts
+    /// over at nothing done, not at the first try's 100 % while the new offer waits.
+    #[test]
+    fn a_file_started_again_starts_over_at_nothing_done() {
+        let t0 = Instant::now();
+        let started = TransferEvent::Started {
+            id: 3,
+            direction: crate::events::Direction::Outgoing,
+            peer: "127.0.0.1:9".parse().unwrap(),
+            name: "small.bin".into(),
+            saved_as: None,
+            bytes_total: 1000,
+            mode: Mode::Ferry,
+            msg: String::new(),
+            security: crate::events::Security::Plain,
+        };
+        let mut row = TransferRow::from_started(&started).unwrap();
+        let progress = TransferEvent::Progress {
+            id: 3,
+            bytes_done: 1000,
+        };
+        row.apply(&progress, t0);
+        row.apply(&started, t0);
+        assert_eq!((row.bytes_done, row.state.clone()), (0, RowState::Active));
     }
 }
