@@ -268,7 +268,7 @@ pub(super) fn device_line(device: &LocalSendDevice) -> String {
         device.addr,
         device.device_type,
         device.how.join("+"),
-        device.fingerprint
+        escape_line(&device.fingerprint)
     )
 }
 
@@ -331,7 +331,7 @@ pub(super) fn send_by_alias(
         "sending to LocalSend device {} at {} (fingerprint {})",
         escape_line(&device.alias),
         device.addr,
-        device.fingerprint
+        escape_line(&device.fingerprint)
     );
     let identity = identity().context("LocalSend certificate")?;
     let mut sender =
@@ -395,7 +395,32 @@ pub(super) fn note_by_alias(
         "sent to LocalSend device {} at {} (fingerprint {}; LocalSend has no replies)",
         escape_line(&device.alias),
         device.addr,
-        device.fingerprint
+        escape_line(&device.fingerprint)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A LocalSend device's fingerprint is whatever its multicast datagram said (any text up
+    /// to 128 bytes): its `ferry peers` line must not let it drive the terminal.
+    #[test]
+    fn a_devices_line_escapes_its_announced_fingerprint() {
+        let device = LocalSendDevice {
+            alias: "phone".into(),
+            device_type: "mobile".into(),
+            device_model: None,
+            fingerprint: "AB\u{1b}]0;OWNED\u{7}\u{1b}[2J".into(),
+            addr: ([192, 0, 2, 1], 53317).into(),
+            addr_v6: None,
+            protocol: "https".into(),
+            how: vec!["multicast"],
+            last_seen: Instant::now(),
+        };
+        let line = device_line(&device);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("fingerprint AB\\u{1b}]0;OWNED"), "{line:?}");
+    }
 }
