@@ -383,12 +383,13 @@ impl PartFile {
 
     /// BLAKE3 of the first `len` bytes (a resumed partial's prefix); leaves the file
     /// positioned at `len`, ready to append.
-    /// `tick` is called between buffers, so a long hash can keep its peer informed.
+    /// `tick` is called between buffers, so a long hash can keep its peer informed; when it
+    /// says `false` (the server is stopping) the hash is given up (`ErrorKind::Interrupted`).
     pub fn hash_prefix(
         &mut self,
         len: u64,
         buf: &mut [u8],
-        mut tick: impl FnMut(),
+        mut tick: impl FnMut() -> bool,
     ) -> io::Result<blake3::Hasher> {
         let file = self.file()?;
         file.seek(SeekFrom::Start(0))?;
@@ -399,7 +400,9 @@ impl PartFile {
             file.read_exact(&mut buf[..want])?;
             hasher.update(&buf[..want]);
             left -= want as u64;
-            tick();
+            if !tick() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "given up"));
+            }
         }
         Ok(hasher)
     }

@@ -4,17 +4,19 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channel};
 use ferry::protocol::session::EAGER_WINDOW_BYTES;
 use ferry::protocol::{
-    Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
-    decode_sender_msg, encode_receiver_msg,
+    Chunk, Header, PART_SUFFIX, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
+    decode_sender_msg, encode_receiver_msg, encode_sender_msg,
 };
-use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
+use ferry::transfer::{
+    AcceptPolicy, FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files,
+};
 
-use crate::util::data;
+use crate::util::{LOOPBACK, data, start_server_with};
 
 /// The sender's next frame other than its batch announcement (`None`: it closed).
 fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
@@ -195,5 +197,67 @@ fn an_eager_file_that_ended_its_own_way_is_not_offered_again() {
     assert!(
         matches!(x_events.last(), Some(TransferEvent::Failed { .. })),
         "the row ends failed: {x_events:?}"
+    );
+}
+
+/// The position of this process's open file `path` (`/proc/self/fdinfo`), if it is open.
+fn open_file_position(path: &std::path::Path) -> Option<u64> {
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        if std::fs::read_link(entry.path()).ok().as_deref() != Some(path) {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            entry.file_name().to_string_lossy()
+        ))
+        .ok()?;
+        let pos = info.lines().find_map(|l| l.strip_prefix("pos:"))?;
+        return pos.trim().parse().ok();
+    }
+    None
+}
+
+/// A server that stops while it hashes a large kept partial (before it answers a resumed
+/// offer) gives the hashing up: stop ends within its grace, not once gigabytes are hashed,
+/// and the partial is kept for the next try. Before the fix stop waited out the grace and
+/// then the whole hash.
+#[test]
+fn a_stop_while_a_kept_partial_is_hashed_does_not_wait_for_the_hash() {
+    // Sparse: no disk used, still gigabytes to read and hash.
+    const KEPT: u64 = 16 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join(format!("big.bin{PART_SUFFIX}"));
+    std::fs::File::create(&part).unwrap().set_len(KEPT).unwrap();
+    let part = part.canonicalize().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dir.path().to_owned());
+    config.policy = AcceptPolicy::Everyone;
+    let (server, _events) = start_server_with(config);
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let offer = SenderMsg::Offer(Header {
+        file_name: "big.bin".into(),
+        file_size: KEPT + 1,
+        msg: String::new(),
+        resume_key: None,
+        eager: false,
+    });
+    s.write_all(&encode_sender_msg(&offer).unwrap()).unwrap();
+    // The server reads the partial: it is hashing.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while open_file_position(&part).is_none_or(|pos| pos == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never hashed the partial"
+        );
+        std::thread::yield_now();
+    }
+    let asked = Instant::now();
+    server.stop();
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(2), "stop took {took:?}");
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        KEPT,
+        "partial kept"
     );
 }

@@ -400,13 +400,19 @@ impl Connection<'_> {
         }
         let (mut part, prefix) = match resumable {
             Some((mut part, len)) => {
-                // Hashing a large partial takes a while: keep the sender from timing out.
+                // Hashing a large partial takes a while: keep the sender from timing out. A
+                // stopping server gives it up (the partial is kept), or stop would wait for it.
                 let (writer, mut last_word) = (&mut self.writer, Some(Instant::now()));
+                let stopping = &self.shared.stopping;
                 let hasher = part
                     .hash_prefix(len, &mut self.buf, || {
                         let _ = keep_waiting(writer, &mut last_word, WaitFor::Checking);
+                        !stopping.load(Ordering::SeqCst)
                     })
-                    .map_err(TransferError::Disk)?;
+                    .map_err(|e| match stopping.load(Ordering::SeqCst) {
+                        true => TransferError::Stopped,
+                        false => TransferError::Disk(e),
+                    })?;
                 (part, Some(hasher))
             }
             None => match PartFile::create(downloads, &safe, tag) {

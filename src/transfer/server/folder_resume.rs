@@ -22,6 +22,7 @@
 //! a connection is receiving now is never expired.
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -208,6 +209,9 @@ impl Connection<'_> {
         let mut kept = None;
         let mut last_word = Some(Instant::now());
         for i in 0..rx.entries.len() {
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
             let entry = rx.entries[i].clone();
             let (Some(size), Some((leaf, parent))) = (entry.size, entry.components.split_last())
             else {
@@ -222,8 +226,10 @@ impl Connection<'_> {
                 if let Ok(Some((mut part, len))) = PartFile::resumable(&dir, &safe, size, None) {
                     part.keep();
                     let (writer, buf) = (&mut self.writer, &mut self.buf);
+                    let stopping = &self.shared.stopping;
                     let tick = || {
                         let _ = keep_waiting(writer, &mut last_word, WaitFor::Checking);
+                        !stopping.load(Ordering::SeqCst)
                     };
                     if let Ok(hasher) = part.hash_prefix(len, buf, tick) {
                         kept = Some(KeptPartial {
@@ -247,6 +253,11 @@ impl Connection<'_> {
             let mut hasher = blake3::Hasher::new();
             let mut hashed = true;
             loop {
+                // A stopping server gives the hashing up: stop must not wait for it.
+                if self.shared.stopping.load(Ordering::SeqCst) {
+                    hashed = false;
+                    break;
+                }
                 match file.read(&mut self.buf) {
                     Ok(0) => break,
                     Ok(n) => {
