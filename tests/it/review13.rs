@@ -1,6 +1,6 @@
-//! Review of "offer again" for eager files (attacker and maintainer): the cases it found
-//! wrong, each failing before its fix. A scripted receiver meets the real sender on a real
-//! socket.
+//! Review of "offer again" for eager files and of a stopping server (attacker and
+//! maintainer): the cases it found wrong, each failing before its fix. A scripted receiver
+//! meets the real sender, and a scripted sender the real server, on real sockets.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
