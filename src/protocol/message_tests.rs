@@ -123,3 +123,20 @@ fn a_decline_may_ask_for_the_file_again() {
     let bad = br#"{"kind":"decline","reason":"no","offer_again":"yes"}"#;
     assert!(decode_receiver_msg(bad).is_err());
 }
+
+/// `waiting` with a reason, as a build from before `for` decodes it: its `Waiting` was a
+/// unit variant of the same internally tagged enum, which skips keys it does not know.
+#[test]
+fn an_older_sender_reads_a_waiting_with_a_reason_as_a_waiting() {
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    enum OldReceiverMsg {
+        Waiting,
+        Decline { reason: String },
+    }
+    for why in [WaitFor::Checking, WaitFor::EarlierCopy] {
+        let frame = encode_receiver_msg(&ReceiverMsg::Waiting { waiting_for: why }).unwrap();
+        let old: OldReceiverMsg = serde_json::from_slice(&frame[4..]).unwrap();
+        assert_eq!(old, OldReceiverMsg::Waiting);
+    }
+}

@@ -142,23 +142,6 @@ fn golden_ferry_exchange() {
     assert_eq!(decode_sender_msg(&frame[4..]).unwrap(), end);
 }
 
-/// `waiting` with a reason, as a build from before `for` decodes it: its `Waiting` was a
-/// unit variant of the same internally tagged enum, which skips keys it does not know.
-#[test]
-fn an_older_sender_reads_a_waiting_with_a_reason_as_a_waiting() {
-    #[derive(Debug, serde::Deserialize, PartialEq)]
-    #[serde(tag = "kind", rename_all = "snake_case")]
-    enum OldReceiverMsg {
-        Waiting,
-        Decline { reason: String },
-    }
-    for why in [WaitFor::Checking, WaitFor::EarlierCopy] {
-        let frame = encode_receiver_msg(&ReceiverMsg::Waiting { waiting_for: why }).unwrap();
-        let old: OldReceiverMsg = serde_json::from_slice(&frame[4..]).unwrap();
-        assert_eq!(old, OldReceiverMsg::Waiting);
-    }
-}
-
 /// A resumed file: the receiver holds "hel" and proves it; the sender agrees to start at 3.
 #[test]
 fn golden_resume_exchange() {
