@@ -81,6 +81,21 @@ pub enum Answer {
     FolderDone { verified: u64, failed: u64 },
 }
 
+impl Answer {
+    /// About a file that already went out (or is going out): a verdict on a file owed one,
+    /// or an eager file's accept or decline. Wherever a sender reads answers it takes these
+    /// as they come, whatever it waits for.
+    pub fn is_about_a_sent_file(&self) -> bool {
+        matches!(
+            self,
+            Answer::Verified { .. }
+                | Answer::Rejected { .. }
+                | Answer::EagerAccepted { .. }
+                | Answer::EagerDeclined { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Idle,

@@ -92,12 +92,7 @@ impl Upload<'_> {
                 .and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok());
             return Err(match said {
                 Some(Heard::Msg(msg)) => match self.session.on_answer(msg) {
-                    Ok(
-                        verdict @ (Answer::Verified { .. }
-                        | Answer::Rejected { .. }
-                        | Answer::EagerAccepted { .. }
-                        | Answer::EagerDeclined { .. }),
-                    ) => {
+                    Ok(verdict) if verdict.is_about_a_sent_file() => {
                         self.take_verdict(verdict);
                         continue;
                     }
@@ -125,12 +120,7 @@ impl Upload<'_> {
                         self.verdicts.push(verdicts);
                         continue;
                     }
-                    Ok(
-                        verdict @ (Answer::Verified { .. }
-                        | Answer::Rejected { .. }
-                        | Answer::EagerAccepted { .. }
-                        | Answer::EagerDeclined { .. }),
-                    ) => {
+                    Ok(verdict) if verdict.is_about_a_sent_file() => {
                         self.take_verdict(verdict);
                         continue;
                     }
@@ -167,10 +157,7 @@ impl Upload<'_> {
     pub(super) fn wait_answer(&mut self, id: TransferId) -> Result<Answer, Stop> {
         loop {
             match self.wait_answer_within(id, None)? {
-                verdict @ (Answer::Verified { .. }
-                | Answer::Rejected { .. }
-                | Answer::EagerAccepted { .. }
-                | Answer::EagerDeclined { .. }) => self.take_verdict(verdict),
+                verdict if verdict.is_about_a_sent_file() => self.take_verdict(verdict),
                 answer => return Ok(answer),
             }
         }
@@ -218,12 +205,7 @@ impl Upload<'_> {
                 },
             };
             let stop = match self.wait_answer_within(oldest, Some(CANCEL_GRACE)) {
-                Ok(
-                    verdict @ (Answer::Verified { .. }
-                    | Answer::Rejected { .. }
-                    | Answer::EagerAccepted { .. }
-                    | Answer::EagerDeclined { .. }),
-                ) => {
+                Ok(verdict) if verdict.is_about_a_sent_file() => {
                     self.take_verdict(verdict);
                     continue;
                 }
@@ -289,12 +271,7 @@ impl Upload<'_> {
             };
             self.heard_from_peer = true;
             match self.session.on_answer(msg) {
-                Ok(
-                    verdict @ (Answer::Verified { .. }
-                    | Answer::Rejected { .. }
-                    | Answer::EagerAccepted { .. }
-                    | Answer::EagerDeclined { .. }),
-                ) => {
+                Ok(verdict) if verdict.is_about_a_sent_file() => {
                     self.take_verdict(verdict);
                 }
                 Ok(answer) if self.about_abandoned_offer(&answer) => {}

@@ -109,10 +109,7 @@ impl Upload<'_> {
             None => return Ok(()),
         };
         match self.wait_answer_within(id, None)? {
-            answer @ (Answer::Verified { .. }
-            | Answer::Rejected { .. }
-            | Answer::EagerAccepted { .. }
-            | Answer::EagerDeclined { .. }) => {
+            answer if answer.is_about_a_sent_file() => {
                 self.take_verdict(answer);
                 Ok(())
             }
