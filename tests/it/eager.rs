@@ -6,7 +6,7 @@
 //! sender (one that never announces, one that answers late and out of turn, declines, gives
 //! up, or keeps the window full).
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,14 +14,14 @@ use std::time::Duration;
 use ferry::events::{CancelToken, FailureKind, event_channel};
 use ferry::protocol::session::{EAGER_WINDOW_BYTES, EAGER_WINDOW_FILES};
 use ferry::protocol::{
-    CancelCode, Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
-    decode_sender_msg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
+    CancelCode, Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
 };
 use ferry::transfer::{
     AcceptPolicy, EAGER_MAX_BYTES, FileOutcome, OutgoingFile, SendOptions, ServerConfig,
     ServerHandle, send_files,
 };
 
+use crate::scripted::{accept, answer, next_frame, offered, silent_for, take_file, verified};
 use crate::util::{LOOPBACK, data, device, names_in, read_answer, start_server_with};
 
 // ---- Real sender, real server ----
@@ -323,88 +323,6 @@ fn an_eager_file_cancelled_mid_data_accepted_or_declined_leaves_the_connection_i
 }
 
 // ---- Scripted receiver, real sender ----
-
-/// The next sender frame (batch announcements skipped); `None` at the end of the stream.
-fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
-    loop {
-        let mut prefix = [0u8; 4];
-        match stream.read_exact(&mut prefix) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
-            Err(e) => panic!("reading the sender's next frame: {e}"),
-        }
-        let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
-        stream.read_exact(&mut body).unwrap();
-        match decode_sender_msg(&body).unwrap() {
-            SenderMsg::Batch { .. } => continue,
-            msg => return Some(msg),
-        }
-    }
-}
-
-fn answer(stream: &mut TcpStream, msg: ReceiverMsg) {
-    stream
-        .write_all(&encode_receiver_msg(&msg).unwrap())
-        .unwrap();
-}
-
-fn offered(stream: &mut TcpStream) -> Header {
-    match next_frame(stream) {
-        Some(SenderMsg::Offer(header)) => header,
-        other => panic!("expected an offer, got {other:?}"),
-    }
-}
-
-fn accept(stream: &mut TcpStream, saved_as: &str, eager_max: Option<u64>) {
-    answer(
-        stream,
-        ReceiverMsg::Accept {
-            offset: 0,
-            saved_as: saved_as.into(),
-            prefix_blake3: None,
-            eager_max,
-        },
-    );
-}
-
-fn verified(stream: &mut TcpStream, saved_as: &str) {
-    let saved_as = saved_as.into();
-    answer(stream, ReceiverMsg::Verified { saved_as });
-}
-
-/// Reads a file's chunks (`size` bytes in all) and its end; returns its bytes.
-fn take_file(stream: &mut TcpStream, size: u64) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    while (bytes.len() as u64) < size {
-        let mut prefix = [0u8; 4];
-        stream.read_exact(&mut prefix).unwrap();
-        let Chunk::Data(n) = decode_chunk_header(prefix).unwrap() else {
-            panic!("cancel marker")
-        };
-        let start = bytes.len();
-        bytes.resize(start + n, 0);
-        stream.read_exact(&mut bytes[start..]).unwrap();
-    }
-    match next_frame(stream) {
-        Some(SenderMsg::End { blake3 }) => assert_eq!(blake3, *blake3::hash(&bytes).as_bytes()),
-        other => panic!("expected the end, got {other:?}"),
-    }
-    bytes
-}
-
-/// Nothing arrives within `wait`: the sender is waiting for us.
-fn silent_for(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let mut byte = [0u8; 1];
-    let silent = matches!(
-        stream.peek(&mut byte),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-    );
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    silent
-}
 
 /// `count` files `f00.bin`.. of 1000 bytes each.
 fn tiny_files(dir: &Path, count: usize) -> Vec<OutgoingFile> {

@@ -57,6 +57,7 @@ mod review_speed;
 mod review_speed2;
 mod review_today;
 mod review_window;
+mod scripted;
 mod secure;
 mod secure_transfer;
 mod speed;

@@ -9,38 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channel};
-use ferry::protocol::{
-    Chunk, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len, decode_sender_msg,
-    encode_receiver_msg,
-};
+use ferry::protocol::{Chunk, ReceiverMsg, SenderMsg, decode_chunk_header, encode_receiver_msg};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
 
+use crate::scripted::{answer, next_frame};
 use crate::util::data;
-
-/// The next sender frame; batch announcements are skipped. A sender that waited for a
-/// verdict before its next offer would leave this read to time out.
-fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
-    loop {
-        let mut prefix = [0u8; 4];
-        match stream.read_exact(&mut prefix) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-            Err(e) => panic!("reading the sender's next frame: {e}"),
-        }
-        let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
-        stream.read_exact(&mut body).unwrap();
-        match decode_sender_msg(&body).unwrap() {
-            SenderMsg::Batch { .. } => continue,
-            msg => return Some(msg),
-        }
-    }
-}
-
-fn answer(stream: &mut TcpStream, msg: ReceiverMsg) {
-    stream
-        .write_all(&encode_receiver_msg(&msg).unwrap())
-        .unwrap();
-}
 
 fn offered(stream: &mut TcpStream) -> String {
     match next_frame(stream) {

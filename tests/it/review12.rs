@@ -1,96 +1,21 @@
 //! Review of eager small files (attacker and maintainer): the cases it found wrong, each
 //! failing before its fix. A scripted receiver meets the real sender on a real socket.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
 use ferry::events::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
 use ferry::protocol::{
-    Chunk, Header, ReceiverMsg, SenderMsg, WaitFor, decode_chunk_header, decode_frame_len,
-    decode_sender_msg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
+    Header, ReceiverMsg, SenderMsg, WaitFor, encode_chunk_header, encode_sender_msg,
 };
 use ferry::transfer::{
     AcceptPolicy, FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files,
 };
 
+use crate::scripted::{accept, answer, next_frame, offered, silent_for, take_file};
 use crate::util::{LOOPBACK, data, names_in, read_answer, start_server_with, wait_for};
-
-/// The sender's next frame other than its batch announcement (`None`: it closed).
-fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
-    loop {
-        let mut prefix = [0u8; 4];
-        match stream.read_exact(&mut prefix) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
-            Err(e) => panic!("reading the sender's next frame: {e}"),
-        }
-        let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
-        stream.read_exact(&mut body).unwrap();
-        match decode_sender_msg(&body).unwrap() {
-            SenderMsg::Batch { .. } => continue,
-            msg => return Some(msg),
-        }
-    }
-}
-
-fn answer(stream: &mut TcpStream, msg: ReceiverMsg) {
-    stream
-        .write_all(&encode_receiver_msg(&msg).unwrap())
-        .unwrap();
-}
-
-fn offered(stream: &mut TcpStream) -> Header {
-    match next_frame(stream) {
-        Some(SenderMsg::Offer(header)) => header,
-        other => panic!("expected an offer, got {other:?}"),
-    }
-}
-
-fn accept(stream: &mut TcpStream, saved_as: &str, eager_max: Option<u64>) {
-    let saved_as = saved_as.into();
-    let (offset, prefix_blake3) = (0, None);
-    answer(
-        stream,
-        ReceiverMsg::Accept {
-            offset,
-            saved_as,
-            prefix_blake3,
-            eager_max,
-        },
-    );
-}
-
-/// Reads a file's chunks (`size` bytes in all) and its end.
-fn take_file(stream: &mut TcpStream, size: u64) {
-    let mut left = size;
-    while left > 0 {
-        let mut prefix = [0u8; 4];
-        stream.read_exact(&mut prefix).unwrap();
-        let Chunk::Data(n) = decode_chunk_header(prefix).unwrap() else {
-            panic!("cancel marker")
-        };
-        let mut bytes = vec![0u8; n];
-        stream.read_exact(&mut bytes).unwrap();
-        left -= n as u64;
-    }
-    assert!(matches!(next_frame(stream), Some(SenderMsg::End { .. })));
-}
-
-/// Nothing arrives within `wait`: the sender is waiting for us.
-fn silent_for(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let mut byte = [0u8; 1];
-    let silent = matches!(
-        stream.peek(&mut byte),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-    );
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    silent
-}
 
 /// `count` files `f00.bin`.. of `len` bytes each.
 fn files(dir: &Path, count: usize, len: usize) -> Vec<OutgoingFile> {

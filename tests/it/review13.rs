@@ -2,86 +2,21 @@
 //! maintainer): the cases it found wrong, each failing before its fix. A scripted receiver
 //! meets the real sender, and a scripted sender the real server, on real sockets.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channel};
 use ferry::protocol::session::EAGER_WINDOW_BYTES;
 use ferry::protocol::{
-    Chunk, Header, PART_SUFFIX, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
-    decode_sender_msg, encode_receiver_msg, encode_sender_msg,
+    Chunk, Header, PART_SUFFIX, ReceiverMsg, SenderMsg, decode_chunk_header, encode_sender_msg,
 };
 use ferry::transfer::{
     AcceptPolicy, FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files,
 };
 
+use crate::scripted::{accept, answer, next_frame, offered, take_file, verified};
 use crate::util::{LOOPBACK, data, start_server_with};
-
-/// The sender's next frame other than its batch announcement (`None`: it closed).
-fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
-    loop {
-        let mut prefix = [0u8; 4];
-        match stream.read_exact(&mut prefix) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
-            Err(e) => panic!("reading the sender's next frame: {e}"),
-        }
-        let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
-        stream.read_exact(&mut body).unwrap();
-        match decode_sender_msg(&body).unwrap() {
-            SenderMsg::Batch { .. } => continue,
-            msg => return Some(msg),
-        }
-    }
-}
-
-fn answer(stream: &mut TcpStream, msg: ReceiverMsg) {
-    stream
-        .write_all(&encode_receiver_msg(&msg).unwrap())
-        .unwrap();
-}
-
-fn offered(stream: &mut TcpStream) -> Header {
-    match next_frame(stream) {
-        Some(SenderMsg::Offer(header)) => header,
-        other => panic!("expected an offer, got {other:?}"),
-    }
-}
-
-fn accept(stream: &mut TcpStream, saved_as: &str, eager_max: Option<u64>) {
-    let saved_as = saved_as.into();
-    answer(
-        stream,
-        ReceiverMsg::Accept {
-            offset: 0,
-            saved_as,
-            prefix_blake3: None,
-            eager_max,
-        },
-    );
-}
-
-fn verified(stream: &mut TcpStream, saved_as: &str) {
-    let saved_as = saved_as.into();
-    answer(stream, ReceiverMsg::Verified { saved_as });
-}
-
-/// Reads a file's chunks (`size` bytes in all) and its end.
-fn take_file(stream: &mut TcpStream, size: u64) {
-    let mut left = size;
-    while left > 0 {
-        let mut prefix = [0u8; 4];
-        stream.read_exact(&mut prefix).unwrap();
-        let Chunk::Data(n) = decode_chunk_header(prefix).unwrap() else {
-            panic!("cancel marker")
-        };
-        let mut bytes = vec![0u8; n];
-        stream.read_exact(&mut bytes).unwrap();
-        left -= n as u64;
-    }
-    assert!(matches!(next_frame(stream), Some(SenderMsg::End { .. })));
-}
 
 /// An eager file whose own sending ended first (it shrank under the sender: cancel marker,
 /// failed) and which the receiver then declines with `offer_again` keeps its outcome: it is

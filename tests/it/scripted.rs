@@ -1,0 +1,94 @@
+//! A scripted Ferry receiver's side of the wire, for tests that drive the real sender
+//! frame by frame (tests/it/eager.rs, review12.rs, review13.rs, pipelined.rs): read the
+//! sender's frames and files, write answers.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ferry::protocol::{
+    Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
+    decode_sender_msg, encode_receiver_msg,
+};
+
+/// The next sender frame (batch announcements skipped); `None` at the end of the stream.
+pub(crate) fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
+    loop {
+        let mut prefix = [0u8; 4];
+        match stream.read_exact(&mut prefix) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("reading the sender's next frame: {e}"),
+        }
+        let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
+        stream.read_exact(&mut body).unwrap();
+        match decode_sender_msg(&body).unwrap() {
+            SenderMsg::Batch { .. } => continue,
+            msg => return Some(msg),
+        }
+    }
+}
+
+pub(crate) fn answer(stream: &mut TcpStream, msg: ReceiverMsg) {
+    stream
+        .write_all(&encode_receiver_msg(&msg).unwrap())
+        .unwrap();
+}
+
+pub(crate) fn offered(stream: &mut TcpStream) -> Header {
+    match next_frame(stream) {
+        Some(SenderMsg::Offer(header)) => header,
+        other => panic!("expected an offer, got {other:?}"),
+    }
+}
+
+pub(crate) fn accept(stream: &mut TcpStream, saved_as: &str, eager_max: Option<u64>) {
+    answer(
+        stream,
+        ReceiverMsg::Accept {
+            offset: 0,
+            saved_as: saved_as.into(),
+            prefix_blake3: None,
+            eager_max,
+        },
+    );
+}
+
+pub(crate) fn verified(stream: &mut TcpStream, saved_as: &str) {
+    let saved_as = saved_as.into();
+    answer(stream, ReceiverMsg::Verified { saved_as });
+}
+
+/// Reads a file's chunks (`size` bytes in all) and its end; returns its bytes.
+pub(crate) fn take_file(stream: &mut TcpStream, size: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while (bytes.len() as u64) < size {
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix).unwrap();
+        let Chunk::Data(n) = decode_chunk_header(prefix).unwrap() else {
+            panic!("cancel marker")
+        };
+        let start = bytes.len();
+        bytes.resize(start + n, 0);
+        stream.read_exact(&mut bytes[start..]).unwrap();
+    }
+    match next_frame(stream) {
+        Some(SenderMsg::End { blake3 }) => assert_eq!(blake3, *blake3::hash(&bytes).as_bytes()),
+        other => panic!("expected the end, got {other:?}"),
+    }
+    bytes
+}
+
+/// Nothing arrives within `wait`: the sender is waiting for us.
+pub(crate) fn silent_for(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    let silent = matches!(
+        stream.peek(&mut byte),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    silent
+}
