@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferry::events::{CancelToken, FailureKind, event_channel};
+use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channel};
 use ferry::protocol::session::{EAGER_WINDOW_BYTES, EAGER_WINDOW_FILES};
 use ferry::protocol::{
     CancelCode, Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
@@ -340,6 +340,14 @@ fn send_to_script(
     files: &[OutgoingFile],
     script: impl FnOnce(TcpStream) + Send + 'static,
 ) -> Vec<FileOutcome> {
+    send_to_script_seen(files, script).0
+}
+
+/// [`send_to_script`], with the events the upload emitted, in order.
+fn send_to_script_seen(
+    files: &[OutgoingFile],
+    script: impl FnOnce(TcpStream) + Send + 'static,
+) -> (Vec<FileOutcome>, Vec<Event>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let receiver = std::thread::spawn(move || {
@@ -349,12 +357,13 @@ fn send_to_script(
             .unwrap();
         script(stream);
     });
-    let (sink, _events) = event_channel(None);
+    let (sink, events) = event_channel(None);
     let mut opts = SendOptions::new(addr.to_string());
     opts.answer_timeout = Duration::from_secs(20);
     let outcomes = send_files(&opts, files, &sink, &CancelToken::new()).unwrap();
     receiver.join().unwrap();
-    outcomes
+    drop(sink);
+    (outcomes, events.iter().collect())
 }
 
 fn is_verified(outcome: &FileOutcome, name: &str) -> bool {
@@ -647,12 +656,14 @@ fn the_sender_keeps_at_most_the_windows_bytes_unanswered() {
 
 /// A receiver that declines an eager file with `offer_again` (it would have had to ask its
 /// user) gets it again after the other files, as an ordinary offer whose data waits for
-/// the accept; the file's outcome is that second offer's.
+/// the accept; the file's outcome is that second offer's. Meanwhile its row says it waits
+/// for the receiver's decision.
 #[test]
 fn a_file_declined_with_offer_again_is_offered_again_the_ordinary_way_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let files = tiny_files(dir.path(), 4);
-    let outcomes = send_to_script(&files, |mut s| {
+    let again_id = files[2].id;
+    let (outcomes, events) = send_to_script_seen(&files, |mut s| {
         assert!(!offered(&mut s).eager);
         accept(&mut s, "f00.bin", Some(4096));
         take_file(&mut s, 1000);
@@ -688,4 +699,20 @@ fn a_file_declined_with_offer_again_is_offered_again_the_ordinary_way_at_the_end
     {
         assert!(is_verified(&outcomes[i], name), "{outcomes:?}");
     }
+    // f02's row: started, waiting for the decision once declined, started again, verified.
+    let row: Vec<&'static str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Transfer(t) if t.id() == again_id => Some(t),
+            _ => None,
+        })
+        .filter_map(|t| match t {
+            TransferEvent::Started { .. } => Some("started"),
+            TransferEvent::AwaitingDecision { .. } => Some("awaiting"),
+            TransferEvent::Finished { verified: true, .. } => Some("verified"),
+            TransferEvent::Failed { .. } | TransferEvent::Cancelled { .. } => Some("ended"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(row, ["started", "awaiting", "started", "verified"]);
 }

@@ -12,9 +12,9 @@ use std::fs::File;
 use super::answers::{Owed, not_awaited};
 use super::upload::{Stop, Upload};
 use super::{FileOutcome, OutgoingFile};
-use crate::events::TransferId;
+use crate::events::{TransferEvent, TransferId};
 use crate::protocol::session::{Answer, EAGER_WINDOW_BYTES, EAGER_WINDOW_FILES};
-use crate::protocol::{Header, encode_sender_msg};
+use crate::protocol::{Header, WaitFor, encode_sender_msg};
 use crate::transfer::TransferError;
 
 /// An eager file whose answer, or whose sending, is not done with yet.
@@ -148,6 +148,11 @@ impl Upload<'_> {
                 let (file, name) = entry.source.clone();
                 self.again.push((slot, file, name));
                 self.eager_off = true;
+                // Its row says what it waits for: the receiver's user, once it is offered
+                // again (its bytes so far were dropped).
+                let waiting_for = WaitFor::Decision;
+                self.sink
+                    .transfer(TransferEvent::AwaitingDecision { id, waiting_for });
             }
             Answer::EagerDeclined { reason, .. } => {
                 self.settle(slot, id, FileOutcome::Declined { reason });
