@@ -146,13 +146,16 @@ impl Upload<'_> {
                 offer_again: true, ..
             } => {
                 let (file, name) = entry.source.clone();
-                self.again.push((slot, file, name));
                 self.eager_off = true;
-                // Its row says what it waits for: the receiver's user, once it is offered
-                // again (its bytes so far were dropped).
-                let waiting_for = WaitFor::Decision;
-                self.sink
-                    .transfer(TransferEvent::AwaitingDecision { id, waiting_for });
+                // A file whose eager try already ended its own way keeps that outcome (see
+                // `settle_and_send_again`); any other waits to be offered again, and its row
+                // says what for: the receiver's user (its bytes so far were dropped).
+                if self.outcomes.get(slot).is_some_and(Option::is_none) {
+                    self.again.push((slot, file, name));
+                    let waiting_for = WaitFor::Decision;
+                    self.sink
+                        .transfer(TransferEvent::AwaitingDecision { id, waiting_for });
+                }
             }
             Answer::EagerDeclined { reason, .. } => {
                 self.settle(slot, id, FileOutcome::Declined { reason });
