@@ -278,20 +278,9 @@ impl Connection<'_> {
     /// file's data ([`DataSource::pause_at`]).
     pub(super) fn discard_declined(&mut self, size: u64) -> Result<(), TransferError> {
         let never = AtomicBool::new(false);
-        let mut rate = RateFloor::new(self.shared.config.min_rate, 0);
-        let end = loop {
-            let pause_at = self.held.pause_at();
-            let (reader, session) = (&mut self.reader, &mut self.session);
-            let mut source = DataSource::new(reader, session, self.shared, size, &never, rate);
-            source.pause_at = pause_at;
-            let dropped = &mut std::io::sink();
-            let end = simple(&mut source, &mut self.buf, dropped, &mut None, |_| {})?;
-            rate = source.rate;
-            match end {
-                Some(end) => break end,
-                None => self.commit_held(),
-            }
-        };
+        let rate = RateFloor::new(self.shared.config.min_rate, 0);
+        let dropped = &mut std::io::sink();
+        let (end, _) = self.pump_holding(size, &never, rate, dropped, &mut None, |_| {})?;
         if let DataEnd::Cancelled { .. } = end {
             return Ok(());
         }
@@ -304,6 +293,35 @@ impl Connection<'_> {
             other => Err(TransferError::Unexpected(format!(
                 "{other:?} where a declined file's end belongs"
             ))),
+        }
+    }
+
+    /// A file's data through [`simple`] into `out` (hashed as it passes when `hasher` is
+    /// given): a small file's, or a declined one's into a sink. Files held for a batch are
+    /// not kept waiting on data that stops coming: the pump pauses when the batch is as old
+    /// as it may be ([`DataSource::pause_at`]), names them, and goes on. Returns how the
+    /// data ended and how many bytes came.
+    fn pump_holding(
+        &mut self,
+        size: u64,
+        cancel: &AtomicBool,
+        mut rate: RateFloor,
+        out: &mut impl Write,
+        hasher: &mut Option<blake3::Hasher>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(DataEnd, u64), TransferError> {
+        loop {
+            let pause_at = self.held.pause_at();
+            let (reader, session) = (&mut self.reader, &mut self.session);
+            let mut source = DataSource::new(reader, session, self.shared, size, cancel, rate);
+            source.pause_at = pause_at;
+            let end = simple(&mut source, &mut self.buf, out, hasher, &mut progress)?;
+            let received = source.received();
+            rate = source.rate;
+            match end {
+                Some(end) => return Ok((end, received)),
+                None => self.commit_held(),
+            }
         }
     }
 
@@ -328,34 +346,14 @@ impl Connection<'_> {
             bytes_done: offset,
         });
         let file = part.file().map_err(TransferError::Disk)?;
-        let mut rate = RateFloor::new(config.min_rate, offset);
+        let rate = RateFloor::new(config.min_rate, offset);
         let (end, received) = if size - offset < PIPELINE_MIN_BYTES {
             let mut paced = Paced {
                 file,
                 write_behind: config.fsync.then(|| WriteBehind::new(offset)),
             };
-            loop {
-                // Files held for a batch are not kept waiting on data that stops coming:
-                // the pump pauses when the batch is as old as it may be, to name them.
-                let pause_at = self.held.pause_at();
-                let (reader, session) = (&mut self.reader, &mut self.session);
-                let mut source = DataSource::new(reader, session, shared, size, cancel, rate);
-                source.pause_at = pause_at;
-                let progress = |received| throttle.report(sink, id, received);
-                let end = simple(
-                    &mut source,
-                    &mut self.buf,
-                    &mut paced,
-                    &mut hasher,
-                    progress,
-                )?;
-                let received = source.received();
-                rate = source.rate;
-                match end {
-                    Some(end) => break (end, received),
-                    None => self.commit_held(),
-                }
-            }
+            let progress = |received| throttle.report(sink, id, received);
+            self.pump_holding(size, cancel, rate, &mut paced, &mut hasher, progress)?
         } else {
             let (reader, session) = (&mut self.reader, &mut self.session);
             let mut source = DataSource::new(reader, session, shared, size, cancel, rate);
