@@ -127,8 +127,7 @@ impl Upload<'_> {
                     // An eager file's receiver asks its user: its data waits in the socket.
                     Ok(Answer::Waiting(waiting_for)) if self.eager_owed() => {
                         self.receiver_waiting = true;
-                        if let Some(oldest) = self.eager.iter().find(|e| e.accepted.is_none()) {
-                            let id = oldest.id;
+                        if let Some(id) = self.oldest_unanswered() {
                             self.sink
                                 .transfer(TransferEvent::AwaitingDecision { id, waiting_for });
                         }
@@ -197,12 +196,9 @@ impl Upload<'_> {
     pub(super) fn settle_owed(&mut self) {
         loop {
             // Eager files' answers come before their verdicts, after the older verdicts.
-            let oldest = match self.owed.front() {
-                Some(owed) => owed.id,
-                None => match self.eager.iter().find(|e| e.accepted.is_none()) {
-                    Some(eager) => eager.id,
-                    None => break,
-                },
+            let next = self.owed.front().map(|owed| owed.id);
+            let Some(oldest) = next.or_else(|| self.oldest_unanswered()) else {
+                break;
             };
             let stop = match self.wait_answer_within(oldest, Some(CANCEL_GRACE)) {
                 Ok(verdict) if verdict.is_about_a_sent_file() => {

@@ -83,14 +83,22 @@ impl Upload<'_> {
         Ok(None)
     }
 
-    /// Eager files whose answer is owed.
+    /// Eager files whose answer is owed, oldest first.
+    fn awaiting_answers(&self) -> impl Iterator<Item = &Eager> {
+        self.eager.iter().filter(|e| e.accepted.is_none())
+    }
+
+    /// The oldest eager file whose answer is owed: the one the next answer is about.
+    pub(super) fn oldest_unanswered(&self) -> Option<TransferId> {
+        self.awaiting_answers().next().map(|e| e.id)
+    }
+
     fn unanswered(&self) -> usize {
-        self.eager.iter().filter(|e| e.accepted.is_none()).count()
+        self.awaiting_answers().count()
     }
 
     fn unanswered_bytes(&self) -> u64 {
-        let waiting = self.eager.iter().filter(|e| e.accepted.is_none());
-        waiting.map(|e| e.size).sum()
+        self.awaiting_answers().map(|e| e.size).sum()
     }
 
     /// Before any other offer: waits until every eager file's answer came.
@@ -104,9 +112,8 @@ impl Upload<'_> {
     /// Waits for the next answer while eager answers are owed: a verdict, an accept or a
     /// decline is taken; anything else ends the connection.
     fn wait_one_eager(&mut self) -> Result<(), Stop> {
-        let id = match self.eager.iter().find(|e| e.accepted.is_none()) {
-            Some(oldest) => oldest.id,
-            None => return Ok(()),
+        let Some(id) = self.oldest_unanswered() else {
+            return Ok(());
         };
         match self.wait_answer_within(id, None)? {
             answer if answer.is_about_a_sent_file() => {
