@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channel};
 use ferry::protocol::session::{EAGER_WINDOW_BYTES, EAGER_WINDOW_FILES};
-use ferry::protocol::{
-    CancelCode, Header, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg,
-};
+use ferry::protocol::{CancelCode, ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
 use ferry::transfer::{
     AcceptPolicy, EAGER_MAX_BYTES, FileOutcome, OutgoingFile, SendOptions, ServerConfig,
     ServerHandle, send_files,
 };
 
-use crate::scripted::{accept, answer, next_frame, offered, silent_for, take_file, verified};
+use crate::scripted::{
+    accept, answer, chunk_and_end, next_frame, offer_frame, offered, silent_for, take_file,
+    verified,
+};
 use crate::util::{LOOPBACK, data, device, names_in, read_answer, start_server_with};
 
 // ---- Real sender, real server ----
@@ -143,31 +144,14 @@ fn connect(server: &ServerHandle) -> TcpStream {
     stream
 }
 
-fn offer(name: &str, size: usize, eager: bool) -> Vec<u8> {
-    encode_sender_msg(&SenderMsg::Offer(Header {
-        file_name: name.into(),
-        file_size: size as u64,
-        msg: String::new(),
-        resume_key: None,
-        eager,
-    }))
-    .unwrap()
-}
-
 /// A file's data in one chunk and its end frame.
 fn data_and_end(bytes: &[u8]) -> Vec<u8> {
-    let mut out = encode_chunk_header(bytes.len()).to_vec();
-    out.extend_from_slice(bytes);
-    let end = SenderMsg::End {
-        blake3: *blake3::hash(bytes).as_bytes(),
-    };
-    out.extend(encode_sender_msg(&end).unwrap());
-    out
+    chunk_and_end(bytes, blake3::hash(bytes))
 }
 
 /// An eager offer with its data and end right behind it, in one write.
 fn eager_burst(name: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut out = offer(name, bytes.len(), true);
+    let mut out = offer_frame(name, bytes.len(), true);
     out.extend(data_and_end(bytes));
     out
 }
@@ -196,7 +180,7 @@ fn expect_verified(stream: &mut TcpStream, name: &str) {
 
 /// The first file, offered the usual way: its accept announces `eager_max`.
 fn first_file(stream: &mut TcpStream) {
-    stream.write_all(&offer("a.txt", 3, false)).unwrap();
+    stream.write_all(&offer_frame("a.txt", 3, false)).unwrap();
     assert_eq!(expect_accept(stream, "a.txt"), Some(EAGER_MAX_BYTES));
     stream.write_all(&data_and_end(b"aaa")).unwrap();
     expect_verified(stream, "a.txt");
@@ -231,7 +215,7 @@ fn an_eager_offer_over_the_announced_eager_max_is_refused() {
     first_file(&mut s);
     let size = EAGER_MAX_BYTES as usize + 1;
     // Only the offer: the server must refuse before it reads (or allocates for) any data.
-    s.write_all(&offer("big.bin", size, true)).unwrap();
+    s.write_all(&offer_frame("big.bin", size, true)).unwrap();
     expect_refused(&mut s, "eager_max");
     assert_eq!(names_in(dir.path()), ["a.txt"]);
 }
@@ -245,7 +229,7 @@ fn a_declined_eager_files_data_is_dropped_and_the_next_eager_file_is_received() 
     // Refused by policy: its data is already on the wire, 200 KiB in 4 chunks.
     server.set_policy(AcceptPolicy::TrustedOnly);
     let dropped = data(200 * 1024, 7);
-    let mut burst = offer("dropped.bin", dropped.len(), true);
+    let mut burst = offer_frame("dropped.bin", dropped.len(), true);
     for chunk in dropped.chunks(50 * 1024) {
         burst.extend(encode_chunk_header(chunk.len()));
         burst.extend_from_slice(chunk);
@@ -298,13 +282,13 @@ fn an_eager_file_cancelled_mid_data_accepted_or_declined_leaves_the_connection_i
     first_file(&mut s);
     let bytes = data(10_000, 3);
     // Accepted, then cancelled by its sender.
-    let mut burst = offer("c1.bin", bytes.len(), true);
+    let mut burst = offer_frame("c1.bin", bytes.len(), true);
     burst.extend(half_then_cancel(&bytes));
     s.write_all(&burst).unwrap();
     expect_accept(&mut s, "c1.bin");
     // Declined, then cancelled by its sender.
     server.set_policy(AcceptPolicy::TrustedOnly);
-    let mut burst = offer("c2.bin", bytes.len(), true);
+    let mut burst = offer_frame("c2.bin", bytes.len(), true);
     burst.extend(half_then_cancel(&bytes));
     s.write_all(&burst).unwrap();
     assert!(matches!(read_answer(&mut s), ReceiverMsg::Decline { .. }));

@@ -12,7 +12,7 @@ use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channe
 use ferry::protocol::{Chunk, ReceiverMsg, SenderMsg, decode_chunk_header, encode_receiver_msg};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
 
-use crate::scripted::{answer, next_frame};
+use crate::scripted::{answer, chunk_and_end, next_frame, offer_frame};
 use crate::util::data;
 
 fn offered(stream: &mut TcpStream) -> String {
@@ -248,7 +248,7 @@ fn the_last_files_verdicts_are_waited_for_before_the_sender_closes() {
 
 // ---- The receiver's side: a pipelining sender's small files named in batches ----
 
-use ferry::protocol::{Header, encode_chunk_header, encode_sender_msg};
+use ferry::protocol::{encode_chunk_header, encode_sender_msg};
 use ferry::transfer::ServerConfig;
 
 use crate::util::{LOOPBACK, read_answer, start_server_with, wait_for};
@@ -267,35 +267,11 @@ fn syncing_server(
     start_server_with(config)
 }
 
-fn offer_frame(name: &str, size: usize) -> Vec<u8> {
-    encode_sender_msg(&SenderMsg::Offer(Header {
-        eager: false,
-        file_name: name.into(),
-        file_size: size as u64,
-        msg: String::new(),
-        resume_key: None,
-    }))
-    .unwrap()
-}
-
-/// A file's chunk and its end frame (with `hash` as the sender's hash).
-fn data_and_end(bytes: &[u8], hash: blake3::Hash) -> Vec<u8> {
-    let mut out = encode_chunk_header(bytes.len()).to_vec();
-    out.extend_from_slice(bytes);
-    out.extend(
-        encode_sender_msg(&SenderMsg::End {
-            blake3: *hash.as_bytes(),
-        })
-        .unwrap(),
-    );
-    out
-}
-
 /// A file's data and end with `next`'s offer right behind them, in one write, as a
 /// pipelining sender sends them (`hash`: the end's hash).
 fn end_then_offer(stream: &mut TcpStream, bytes: &[u8], hash: blake3::Hash, next: &str) {
-    let mut burst = data_and_end(bytes, hash);
-    burst.extend(offer_frame(next, 3));
+    let mut burst = chunk_and_end(bytes, hash);
+    burst.extend(offer_frame(next, 3, false));
     stream.write_all(&burst).unwrap();
 }
 
@@ -308,7 +284,7 @@ fn expect_accept(stream: &mut TcpStream, name: &str) {
 
 /// Offers a 3-byte file and reads its accept.
 fn offer_accepted(stream: &mut TcpStream, name: &str) {
-    stream.write_all(&offer_frame(name, 3)).unwrap();
+    stream.write_all(&offer_frame(name, 3, false)).unwrap();
     expect_accept(stream, name);
 }
 
@@ -333,11 +309,11 @@ fn a_pipelining_senders_small_files_are_named_together_and_answered_in_order() {
     let (server, _events) = syncing_server(dir.path());
     let mut s = connect(&server);
     let (a, b) = (b"first file".to_vec(), "第二个文件".as_bytes().to_vec());
-    s.write_all(&offer_frame("a.txt", a.len())).unwrap();
+    s.write_all(&offer_frame("a.txt", a.len(), false)).unwrap();
     expect_accept(&mut s, "a.txt");
     // a's data and end, and b's offer behind them, as a pipelining sender sends them.
-    let mut burst = data_and_end(&a, blake3::hash(&a));
-    burst.extend(offer_frame("b.txt", b.len()));
+    let mut burst = chunk_and_end(&a, blake3::hash(&a));
+    burst.extend(offer_frame("b.txt", b.len(), false));
     s.write_all(&burst).unwrap();
     // b is accepted before a's verdict: a is held, verified but not yet under its name.
     expect_accept(&mut s, "b.txt");
@@ -345,7 +321,7 @@ fn a_pipelining_senders_small_files_are_named_together_and_answered_in_order() {
         !dir.path().join("a.txt").exists(),
         "named before its verdict"
     );
-    s.write_all(&data_and_end(&b, blake3::hash(&b))).unwrap();
+    s.write_all(&chunk_and_end(&b, blake3::hash(&b))).unwrap();
     // Nothing more from the sender: both are named, and answered in file order.
     expect_verified(&mut s, "a.txt");
     expect_verified(&mut s, "b.txt");
@@ -372,7 +348,7 @@ fn a_held_verdict_goes_before_a_later_files_failure_and_the_connection_goes_on()
         other => panic!("expected b's failure, got {other:?}"),
     }
     expect_accept(&mut s, "c.txt");
-    s.write_all(&data_and_end(b"ccc", blake3::hash(b"ccc")))
+    s.write_all(&chunk_and_end(b"ccc", blake3::hash(b"ccc")))
         .unwrap();
     expect_verified(&mut s, "c.txt");
     let mut names = crate::util::names_in(dir.path());
@@ -411,8 +387,8 @@ fn a_sender_that_stalls_or_leaves_after_its_next_offer_does_not_keep_a_file_unna
 /// data, and b's accept read: a is held now (b's data is already here, its end is not).
 fn hold_a_with_b_started(s: &mut TcpStream, b_so_far: &[u8]) {
     offer_accepted(s, "a.txt");
-    let mut burst = data_and_end(b"aaa", blake3::hash(b"aaa"));
-    burst.extend(offer_frame("b.txt", 3));
+    let mut burst = chunk_and_end(b"aaa", blake3::hash(b"aaa"));
+    burst.extend(offer_frame("b.txt", 3, false));
     burst.extend(encode_chunk_header(3));
     burst.extend_from_slice(b_so_far);
     s.write_all(&burst).unwrap();

@@ -7,14 +7,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferry::events::{CancelToken, Event, ServerEvent, TransferEvent, event_channel};
-use ferry::protocol::{
-    Header, ReceiverMsg, SenderMsg, WaitFor, encode_chunk_header, encode_sender_msg,
-};
+use ferry::protocol::{ReceiverMsg, WaitFor, encode_chunk_header};
 use ferry::transfer::{
     AcceptPolicy, FileOutcome, OutgoingFile, SendOptions, ServerConfig, send_files,
 };
 
-use crate::scripted::{accept, answer, next_frame, offered, silent_for, take_file};
+use crate::scripted::{
+    accept, answer, chunk_and_end, next_frame, offer_frame, offered, silent_for, take_file,
+};
 use crate::util::{LOOPBACK, data, names_in, read_answer, start_server_with, wait_for};
 
 /// `count` files `f00.bin`.. of `len` bytes each.
@@ -173,25 +173,6 @@ fn an_eager_file_the_batch_yes_does_not_cover_is_asked_about_when_offered_again(
     );
 }
 
-fn offer_frame(name: &str, size: usize, eager: bool) -> Vec<u8> {
-    encode_sender_msg(&SenderMsg::Offer(Header {
-        file_name: name.into(),
-        file_size: size as u64,
-        msg: String::new(),
-        resume_key: None,
-        eager,
-    }))
-    .unwrap()
-}
-
-fn chunk_and_end(bytes: &[u8], whole: &[u8]) -> Vec<u8> {
-    let mut out = encode_chunk_header(bytes.len()).to_vec();
-    out.extend_from_slice(bytes);
-    let blake3 = *blake3::hash(whole).as_bytes();
-    out.extend(encode_sender_msg(&SenderMsg::End { blake3 }).unwrap());
-    out
-}
-
 /// A verified file held for a batch sync is not kept waiting on a declined eager file whose
 /// data stops coming: the discard pauses, like a file's data, to name it once the batch is
 /// due. Before the fix its verdict waited for the declined file's last byte (or the idle
@@ -216,7 +197,7 @@ fn a_held_verdict_is_not_kept_waiting_on_a_declined_eager_files_stalled_data() {
     // declined by policy, and only the first half of its data: then the sender stalls.
     server.set_policy(AcceptPolicy::TrustedOnly);
     let b = data(100 * 1024, 3);
-    let mut burst = chunk_and_end(b"aaa", b"aaa");
+    let mut burst = chunk_and_end(b"aaa", blake3::hash(b"aaa"));
     burst.extend(offer_frame("b.bin", b.len(), true));
     burst.extend(encode_chunk_header(50 * 1024));
     burst.extend_from_slice(&b[..50 * 1024]);
@@ -235,9 +216,9 @@ fn a_held_verdict_is_not_kept_waiting_on_a_declined_eager_files_stalled_data() {
     );
     // The rest of b.bin comes; the connection goes on in step.
     server.set_policy(AcceptPolicy::Everyone);
-    let mut rest = chunk_and_end(&b[50 * 1024..], &b);
+    let mut rest = chunk_and_end(&b[50 * 1024..], blake3::hash(&b));
     rest.extend(offer_frame("c.txt", 3, true));
-    rest.extend(chunk_and_end(b"ccc", b"ccc"));
+    rest.extend(chunk_and_end(b"ccc", blake3::hash(b"ccc")));
     s.write_all(&rest).unwrap();
     assert!(matches!(read_answer(&mut s), ReceiverMsg::Accept { .. }));
     assert_eq!(

@@ -1,6 +1,7 @@
-//! A scripted Ferry receiver's side of the wire, for tests that drive the real sender
-//! frame by frame (tests/it/eager.rs, review12.rs, review13.rs, pipelined.rs): read the
-//! sender's frames and files, write answers.
+//! Scripted ends of the Ferry wire, for tests that drive the real sender or the real server
+//! frame by frame (tests/it/eager.rs, review12.rs, review13.rs, pipelined.rs): as a
+//! receiver, read the sender's frames and files and write answers; as a sender, build its
+//! offers and data.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use ferry::protocol::{
     Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
-    decode_sender_msg, encode_receiver_msg,
+    decode_sender_msg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
 };
 
 /// The next sender frame (batch announcements skipped); `None` at the end of the stream.
@@ -91,4 +92,25 @@ pub(crate) fn silent_for(stream: &mut TcpStream, wait: Duration) -> bool {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     silent
+}
+
+/// A Ferry offer frame of a file `name` of `size` bytes, eager or not.
+pub(crate) fn offer_frame(name: &str, size: usize, eager: bool) -> Vec<u8> {
+    encode_sender_msg(&SenderMsg::Offer(Header {
+        file_name: name.into(),
+        file_size: size as u64,
+        msg: String::new(),
+        resume_key: None,
+        eager,
+    }))
+    .unwrap()
+}
+
+/// `bytes` as one chunk, then the end frame with `hash` as the sender's hash.
+pub(crate) fn chunk_and_end(bytes: &[u8], hash: blake3::Hash) -> Vec<u8> {
+    let mut out = encode_chunk_header(bytes.len()).to_vec();
+    out.extend_from_slice(bytes);
+    let blake3 = *hash.as_bytes();
+    out.extend(encode_sender_msg(&SenderMsg::End { blake3 }).unwrap());
+    out
 }
