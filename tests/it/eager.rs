@@ -20,8 +20,8 @@ use ferry::transfer::{
 };
 
 use crate::scripted::{
-    accept, answer, chunk_and_end, next_frame, offer_frame, offered, silent_for, take_file,
-    verified,
+    accept, answer, chunk_and_end, next_frame, offer_frame, offered, send_to_script_seen,
+    silent_for, take_file, verified,
 };
 use crate::util::{LOOPBACK, data, device, names_in, read_answer, start_server_with};
 
@@ -325,29 +325,6 @@ fn send_to_script(
     script: impl FnOnce(TcpStream) + Send + 'static,
 ) -> Vec<FileOutcome> {
     send_to_script_seen(files, script).0
-}
-
-/// [`send_to_script`], with the events the upload emitted, in order.
-fn send_to_script_seen(
-    files: &[OutgoingFile],
-    script: impl FnOnce(TcpStream) + Send + 'static,
-) -> (Vec<FileOutcome>, Vec<Event>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let receiver = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        script(stream);
-    });
-    let (sink, events) = event_channel(None);
-    let mut opts = SendOptions::new(addr.to_string());
-    opts.answer_timeout = Duration::from_secs(20);
-    let outcomes = send_files(&opts, files, &sink, &CancelToken::new()).unwrap();
-    receiver.join().unwrap();
-    drop(sink);
-    (outcomes, events.iter().collect())
 }
 
 fn is_verified(outcome: &FileOutcome, name: &str) -> bool {

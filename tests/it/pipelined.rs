@@ -12,7 +12,7 @@ use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channe
 use ferry::protocol::{Chunk, ReceiverMsg, SenderMsg, decode_chunk_header, encode_receiver_msg};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
 
-use crate::scripted::{answer, chunk_and_end, next_frame, offer_frame};
+use crate::scripted::{answer, chunk_and_end, next_frame, offer_frame, send_to_script_seen};
 use crate::util::data;
 
 fn offered(stream: &mut TcpStream) -> String {
@@ -85,24 +85,9 @@ fn send_to_script(
     files: &[OutgoingFile],
     script: impl FnOnce(TcpStream) + Send + 'static,
 ) -> (Vec<FileOutcome>, Vec<(u64, String)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let receiver = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        // A read that waits this long means the sender is waiting for us: a test failure.
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        script(stream);
-    });
-    let (sink, events) = event_channel(None);
-    let mut opts = SendOptions::new(addr.to_string());
-    opts.answer_timeout = Duration::from_secs(20);
-    let outcomes = send_files(&opts, files, &sink, &CancelToken::new()).unwrap();
-    receiver.join().unwrap();
-    drop(sink);
+    let (outcomes, events) = send_to_script_seen(files, script);
     let ends = events
-        .try_iter()
+        .into_iter()
         .filter_map(|e| match e {
             Event::Transfer(TransferEvent::Finished { id, .. }) => Some((id, "finished".into())),
             Event::Transfer(TransferEvent::Failed { id, failure }) => {

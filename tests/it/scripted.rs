@@ -4,13 +4,15 @@
 //! offers and data.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+use ferry::events::{CancelToken, Event, event_channel};
 use ferry::protocol::{
     Chunk, Header, ReceiverMsg, SenderMsg, decode_chunk_header, decode_frame_len,
     decode_sender_msg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
 };
+use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
 
 /// The next sender frame (batch announcements skipped); `None` at the end of the stream.
 pub(crate) fn next_frame(stream: &mut TcpStream) -> Option<SenderMsg> {
@@ -113,4 +115,29 @@ pub(crate) fn chunk_and_end(bytes: &[u8], hash: blake3::Hash) -> Vec<u8> {
     let blake3 = *hash.as_bytes();
     out.extend(encode_sender_msg(&SenderMsg::End { blake3 }).unwrap());
     out
+}
+
+/// Sends `files` with the real sender to a scripted receiver run by `script` on the
+/// accepted socket (its reads wait at most 10 s: a longer wait means the sender is waiting
+/// for it, a test failure); returns the outcomes and the events the upload emitted, in order.
+pub(crate) fn send_to_script_seen(
+    files: &[OutgoingFile],
+    script: impl FnOnce(TcpStream) + Send + 'static,
+) -> (Vec<FileOutcome>, Vec<Event>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        script(stream);
+    });
+    let (sink, events) = event_channel(None);
+    let mut opts = SendOptions::new(addr.to_string());
+    opts.answer_timeout = Duration::from_secs(20);
+    let outcomes = send_files(&opts, files, &sink, &CancelToken::new()).unwrap();
+    receiver.join().unwrap();
+    drop(sink);
+    (outcomes, events.iter().collect())
 }
