@@ -327,6 +327,22 @@ fn send_to_script(
     send_to_script_seen(files, script).0
 }
 
+/// The upload's first file, offered the ordinary way: accepted with `eager_max` 4096 (so
+/// the files after it may go eagerly) and taken whole (1000 bytes).
+fn take_first_file(s: &mut TcpStream) {
+    assert!(!offered(s).eager, "the first file waits for its accept");
+    accept(s, "f00.bin", Some(4096));
+    take_file(s, 1000);
+}
+
+/// `count` eager files of 1000 bytes, taken whole, none answered.
+fn take_eager_files(s: &mut TcpStream, count: usize) {
+    for _ in 0..count {
+        assert!(offered(s).eager);
+        take_file(s, 1000);
+    }
+}
+
 fn is_verified(outcome: &FileOutcome, name: &str) -> bool {
     *outcome
         == FileOutcome::Verified {
@@ -422,13 +438,8 @@ fn a_receiver_that_gives_up_with_eager_answers_owed_fails_every_owed_file_with_i
     let dir = tempfile::tempdir().unwrap();
     let files = tiny_files(dir.path(), 4);
     let outcomes = send_to_script(&files, |mut s| {
-        offered(&mut s);
-        accept(&mut s, "f00.bin", Some(4096));
-        take_file(&mut s, 1000);
-        for _ in 1..4 {
-            assert!(offered(&mut s).eager);
-            take_file(&mut s, 1000);
-        }
+        take_first_file(&mut s);
+        take_eager_files(&mut s, 3);
         verified(&mut s, "f00.bin");
         accept(&mut s, "f01.bin", None);
         // f01's verdict is owed, f02's and f03's accepts: the first `failed` is f01's
@@ -462,14 +473,9 @@ fn the_sender_keeps_at_most_the_window_of_eager_files_unanswered() {
     let count = EAGER_WINDOW_FILES + 3;
     let files = tiny_files(dir.path(), count);
     let outcomes = send_to_script(&files, move |mut s| {
-        offered(&mut s);
-        accept(&mut s, "f00.bin", Some(4096));
-        take_file(&mut s, 1000);
+        take_first_file(&mut s);
         verified(&mut s, "f00.bin");
-        for _ in 0..EAGER_WINDOW_FILES {
-            assert!(offered(&mut s).eager);
-            take_file(&mut s, 1000);
-        }
+        take_eager_files(&mut s, EAGER_WINDOW_FILES);
         // The window is full: nothing more until an answer comes.
         assert!(
             silent_for(&mut s, Duration::from_millis(500)),
@@ -500,13 +506,8 @@ fn a_connection_that_ends_with_eager_answers_owed_calls_none_of_those_files_veri
     let dir = tempfile::tempdir().unwrap();
     let files = tiny_files(dir.path(), 4);
     let outcomes = send_to_script(&files, |mut s| {
-        offered(&mut s);
-        accept(&mut s, "f00.bin", Some(4096));
-        take_file(&mut s, 1000);
-        for _ in 1..4 {
-            assert!(offered(&mut s).eager);
-            take_file(&mut s, 1000);
-        }
+        take_first_file(&mut s);
+        take_eager_files(&mut s, 3);
         verified(&mut s, "f00.bin");
         accept(&mut s, "f01.bin", None);
         // Gone: f01's verdict owed, f02's and f03's answers owed.
@@ -533,14 +534,9 @@ fn a_cancel_while_the_window_is_full_still_takes_the_answers_that_come_within_th
     let receiver = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        offered(&mut s);
-        accept(&mut s, "f00.bin", Some(4096));
-        take_file(&mut s, 1000);
+        take_first_file(&mut s);
         verified(&mut s, "f00.bin");
-        for _ in 0..EAGER_WINDOW_FILES {
-            assert!(offered(&mut s).eager);
-            take_file(&mut s, 1000);
-        }
+        take_eager_files(&mut s, EAGER_WINDOW_FILES);
         full_tx.send(()).unwrap();
         cancelled_rx.recv().unwrap();
         // Answers that come after the cancel, within its grace, still count.
@@ -625,13 +621,8 @@ fn a_file_declined_with_offer_again_is_offered_again_the_ordinary_way_at_the_end
     let files = tiny_files(dir.path(), 4);
     let again_id = files[2].id;
     let (outcomes, events) = send_to_script_seen(&files, |mut s| {
-        assert!(!offered(&mut s).eager);
-        accept(&mut s, "f00.bin", Some(4096));
-        take_file(&mut s, 1000);
-        for _ in 1..4 {
-            assert!(offered(&mut s).eager);
-            take_file(&mut s, 1000);
-        }
+        take_first_file(&mut s);
+        take_eager_files(&mut s, 3);
         accept(&mut s, "f01.bin", None);
         answer(
             &mut s,
