@@ -3,68 +3,20 @@
 //! real socket holds verdicts back, answers them late, out of turn with the next accept, or
 //! never, and the sender must give every file the outcome the receiver said.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry::events::{CancelToken, Event, FailureKind, TransferEvent, event_channel};
-use ferry::protocol::{Chunk, ReceiverMsg, SenderMsg, decode_chunk_header, encode_receiver_msg};
+use ferry::protocol::{ReceiverMsg, SenderMsg, encode_receiver_msg};
 use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
 
-use crate::scripted::{answer, chunk_and_end, next_frame, offer_frame, send_to_script_seen};
+use crate::scripted::{
+    accept, answer, chunk_and_end, next_frame, offer_frame, offered, send_to_script_seen,
+    take_file, verified,
+};
 use crate::util::data;
-
-fn offered(stream: &mut TcpStream) -> String {
-    match next_frame(stream) {
-        Some(SenderMsg::Offer(header)) => header.file_name,
-        other => panic!("expected an offer, got {other:?}"),
-    }
-}
-
-fn accept(stream: &mut TcpStream, saved_as: &str) {
-    answer(
-        stream,
-        ReceiverMsg::Accept {
-            eager_max: None,
-            offset: 0,
-            saved_as: saved_as.into(),
-            prefix_blake3: None,
-        },
-    );
-}
-
-/// Reads a file's chunks and its end frame; returns its bytes.
-fn take_file(stream: &mut TcpStream) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    loop {
-        let mut prefix = [0u8; 4];
-        stream.read_exact(&mut prefix).unwrap();
-        let Chunk::Data(n) = decode_chunk_header(prefix).unwrap() else {
-            panic!("cancel marker")
-        };
-        let start = bytes.len();
-        bytes.resize(start + n, 0);
-        stream.read_exact(&mut bytes[start..]).unwrap();
-        if bytes.len() == FILE_LEN {
-            break;
-        }
-    }
-    match next_frame(stream) {
-        Some(SenderMsg::End { blake3 }) => assert_eq!(blake3, *blake3::hash(&bytes).as_bytes()),
-        other => panic!("expected the end, got {other:?}"),
-    }
-    bytes
-}
-
-fn verified(stream: &mut TcpStream, saved_as: &str) {
-    answer(
-        stream,
-        ReceiverMsg::Verified {
-            saved_as: saved_as.into(),
-        },
-    );
-}
 
 const FILE_LEN: usize = 300_000;
 
@@ -117,11 +69,11 @@ fn the_next_file_goes_out_before_the_last_ones_verdict_and_each_verdict_finds_it
         .collect();
     let expected = sent.clone();
     let (outcomes, ends) = send_to_script(&files, move |mut s| {
-        assert_eq!(offered(&mut s), "a.bin");
-        accept(&mut s, "a.bin");
-        assert_eq!(take_file(&mut s), expected[0]);
+        assert_eq!(offered(&mut s).file_name, "a.bin");
+        accept(&mut s, "a.bin", None);
+        assert_eq!(take_file(&mut s, FILE_LEN as u64), expected[0]);
         // No verdict yet: the sender offers b all the same.
-        assert_eq!(offered(&mut s), "b.bin");
+        assert_eq!(offered(&mut s).file_name, "b.bin");
         // Then a's verdict (not kept) and b's accept, as a receiver reading in turn does.
         answer(
             &mut s,
@@ -129,14 +81,14 @@ fn the_next_file_goes_out_before_the_last_ones_verdict_and_each_verdict_finds_it
                 reason: "disk on fire".into(),
             },
         );
-        accept(&mut s, "b (1).bin");
-        assert_eq!(take_file(&mut s), expected[1]);
-        assert_eq!(offered(&mut s), "c.bin");
+        accept(&mut s, "b (1).bin", None);
+        assert_eq!(take_file(&mut s, FILE_LEN as u64), expected[1]);
+        assert_eq!(offered(&mut s).file_name, "c.bin");
         // c's accept before b's verdict (a receiver that holds verdicts to batch its syncs).
-        accept(&mut s, "c.bin");
+        accept(&mut s, "c.bin", None);
         verified(&mut s, "b (1).bin");
-        assert_eq!(take_file(&mut s), expected[2]);
-        assert_eq!(offered(&mut s), "d.bin");
+        assert_eq!(take_file(&mut s, FILE_LEN as u64), expected[2]);
+        assert_eq!(offered(&mut s).file_name, "d.bin");
         verified(&mut s, "c.bin");
         // With no verdict owed, `failed` gives up on the file on offer and the connection.
         answer(
@@ -181,13 +133,13 @@ fn files_whose_verdicts_never_came_fail_with_the_connection_and_none_is_called_v
     let dir = tempfile::tempdir().unwrap();
     let files = files(dir.path(), 3);
     let (outcomes, ends) = send_to_script(&files, |mut s| {
-        assert_eq!(offered(&mut s), "a.bin");
-        accept(&mut s, "a.bin");
-        take_file(&mut s);
-        assert_eq!(offered(&mut s), "b.bin");
-        accept(&mut s, "b.bin");
-        take_file(&mut s);
-        assert_eq!(offered(&mut s), "c.bin");
+        assert_eq!(offered(&mut s).file_name, "a.bin");
+        accept(&mut s, "a.bin", None);
+        take_file(&mut s, FILE_LEN as u64);
+        assert_eq!(offered(&mut s).file_name, "b.bin");
+        accept(&mut s, "b.bin", None);
+        take_file(&mut s, FILE_LEN as u64);
+        assert_eq!(offered(&mut s).file_name, "c.bin");
         // Gone, with a's and b's verdicts owed and c on offer.
     });
     for outcome in &outcomes {
@@ -216,12 +168,12 @@ fn the_last_files_verdicts_are_waited_for_before_the_sender_closes() {
     let dir = tempfile::tempdir().unwrap();
     let files = files(dir.path(), 2);
     let (outcomes, _) = send_to_script(&files, |mut s| {
-        assert_eq!(offered(&mut s), "a.bin");
-        accept(&mut s, "a.bin");
-        take_file(&mut s);
-        assert_eq!(offered(&mut s), "b.bin");
-        accept(&mut s, "b.bin");
-        take_file(&mut s);
+        assert_eq!(offered(&mut s).file_name, "a.bin");
+        accept(&mut s, "a.bin", None);
+        take_file(&mut s, FILE_LEN as u64);
+        assert_eq!(offered(&mut s).file_name, "b.bin");
+        accept(&mut s, "b.bin", None);
+        take_file(&mut s, FILE_LEN as u64);
         // Both verdicts only after both files: the sender must wait for them before it
         // closes.
         verified(&mut s, "a.bin");
@@ -445,9 +397,9 @@ fn a_cancelled_upload_waits_for_owed_verdicts_once_not_once_per_file() {
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         for name in ["a.bin", "b.bin", "c.bin"] {
-            assert_eq!(offered(&mut s), name);
-            accept(&mut s, name);
-            take_file(&mut s);
+            assert_eq!(offered(&mut s).file_name, name);
+            accept(&mut s, name, None);
+            take_file(&mut s, FILE_LEN as u64);
         }
         // All three are owed when the user cancels; their verdicts then trickle in.
         script_cancel.cancel();
@@ -502,10 +454,10 @@ fn a_cancel_while_the_next_offer_waits_still_takes_the_verdict_on_the_file_befor
     let receiver = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        assert_eq!(offered(&mut s), "a.bin");
-        accept(&mut s, "a.bin");
-        take_file(&mut s);
-        assert_eq!(offered(&mut s), "b.bin");
+        assert_eq!(offered(&mut s).file_name, "a.bin");
+        accept(&mut s, "a.bin", None);
+        take_file(&mut s, FILE_LEN as u64);
+        assert_eq!(offered(&mut s).file_name, "b.bin");
         // a is owed and b waits for its accept when the user cancels.
         script_cancel.cancel();
         // A slow receiver's pace (the sender sees the cancel within a tenth of that): an
@@ -514,7 +466,7 @@ fn a_cancel_while_the_next_offer_waits_still_takes_the_verdict_on_the_file_befor
             == Err(crossbeam_channel::RecvTimeoutError::Timeout)
         {
             // b's accept first (passed over), then a's verdict.
-            accept(&mut s, "b.bin");
+            accept(&mut s, "b.bin", None);
             verified(&mut s, "a.bin");
         }
     });
