@@ -24,7 +24,7 @@ mod devices;
 mod localsend;
 pub use channel::{EVENT_CAPACITY, EventSink, PROGRESS_INTERVAL, ProgressThrottle, event_channel};
 pub use devices::{DiscoveryEvent, SeenDevice, SeenState};
-pub use localsend::{LocalSendStatus, PinProblem, SeenLocalSend};
+pub use localsend::{LocalSendProtocol, LocalSendStatus, PinProblem, SeenLocalSend};
 
 /// Identifies one file transfer for the lifetime of the process.
 pub type TransferId = u64;

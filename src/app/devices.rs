@@ -152,6 +152,7 @@ impl DevicesPanel {
             fingerprint: device.fingerprint.clone(),
             alias: device.alias.clone(),
             device_type: device.device_type.clone(),
+            protocol: device.protocol,
         })
     }
 

@@ -350,6 +350,7 @@ impl FerryApp {
                         files.into_iter().map(OutgoingItem::File).collect();
                     let batch = LocalSendBatch::of(&items);
                     vec![Command::SendLocalSend {
+                        unencrypted: false,
                         to,
                         batch,
                         pin: None,
@@ -363,6 +364,7 @@ impl FerryApp {
                 Some(to) => {
                     let batch = LocalSendBatch::of(&items);
                     vec![Command::SendLocalSend {
+                        unencrypted: false,
                         to,
                         batch,
                         pin: None,
@@ -372,6 +374,7 @@ impl FerryApp {
             },
             Command::SendNote { to, text, key } => match self.devices.localsend_target(&to) {
                 Some(to) => vec![Command::SendLocalSendText {
+                    unencrypted: false,
                     to,
                     text,
                     pin: None,
@@ -406,6 +409,7 @@ impl FerryApp {
                     // Retried files go by their own names (a folder's relative paths are
                     // not kept on the rows).
                     Some(to) => Command::SendLocalSend {
+                        unencrypted: false,
                         to,
                         batch: LocalSendBatch::of(
                             &files
@@ -425,6 +429,7 @@ impl FerryApp {
             Action::NoteWithPin { to, text, pin } => {
                 match self.devices.localsend_target(&to.to_string()) {
                     Some(to) => self.worker.send(Command::SendLocalSendText {
+                        unencrypted: false,
                         to,
                         text,
                         pin: Some(pin),

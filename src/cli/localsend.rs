@@ -19,7 +19,7 @@ use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
     CertIdentity, LOCALSEND_PORT, LocalSendBatch, LocalSendConfig, LocalSendDevice,
-    LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
+    LocalSendProtocol, LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
 };
 use crate::protocol::escape_line;
 use crate::transfer::AcceptPolicy;
@@ -305,7 +305,7 @@ fn find_named(
             escape_line(alias)
         )
     })?;
-    if device.protocol == "http" {
+    if device.protocol == LocalSendProtocol::Http {
         anyhow::bail!(
             "the LocalSend device {} has encryption turned off (it speaks plain HTTP); Ferry \
              talks to LocalSend over HTTPS only: turn Encryption back on in its settings",
@@ -415,7 +415,7 @@ mod tests {
             fingerprint: "AB\u{1b}]0;OWNED\u{7}\u{1b}[2J".into(),
             addr: ([192, 0, 2, 1], 53317).into(),
             addr_v6: None,
-            protocol: "https".into(),
+            protocol: LocalSendProtocol::Https,
             how: vec!["multicast"],
             last_seen: Instant::now(),
         };

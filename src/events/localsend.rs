@@ -20,6 +20,34 @@ pub enum LocalSendStatus {
     Off { reason: Option<String> },
 }
 
+/// How a LocalSend device speaks: HTTPS (LocalSend's default: its certificate proves its
+/// fingerprint) or plain HTTP (its owner turned Encryption off: anyone on the network can
+/// read what it is sent, and its "fingerprint" is only a random id it claims).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LocalSendProtocol {
+    #[default]
+    Https,
+    Http,
+}
+
+impl LocalSendProtocol {
+    /// The protocol a device announced (`"http"`; anything else, or nothing, is HTTPS).
+    pub fn announced(protocol: Option<&str>) -> Self {
+        match protocol {
+            Some("http") => Self::Http,
+            _ => Self::Https,
+        }
+    }
+
+    /// The word LocalSend uses: `https` or `http`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Https => "https",
+            Self::Http => "http",
+        }
+    }
+}
+
 /// A LocalSend device, as the window lists it (a copy of the LocalSend driver's row, so
 /// this layer stays below it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +56,15 @@ pub struct SeenLocalSend {
     pub alias: String,
     /// `mobile`, `desktop`, `web`, `headless` or `server` (hostile text too).
     pub device_type: String,
-    /// SHA-256 of its certificate, upper-case hex: pinned when we send to it.
+    /// SHA-256 of its certificate, upper-case hex: pinned when we send to it (over plain
+    /// HTTP only an id it claims).
     pub fingerprint: String,
-    /// Its HTTPS address (the IPv4 one where it has one).
+    /// Its HTTPS (or HTTP) address (the IPv4 one where it has one).
     pub addr: SocketAddr,
     /// Its IPv6 address too, when it was heard over IPv6 as well.
     pub addr_v6: Option<SocketAddr>,
+    /// HTTPS, or plain HTTP (encryption turned off on it).
+    pub protocol: LocalSendProtocol,
     /// How it was found: `multicast`, `register`, `answer`, `probe`.
     pub how: Vec<&'static str>,
 }

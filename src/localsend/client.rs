@@ -1,7 +1,14 @@
-//! HTTPS requests to another LocalSend device: our certificate as the client certificate,
-//! theirs pinned to the fingerprint they announced. One request per connection (LocalSend
-//! devices answer register within half a second; prepare-upload waits for a person; an
-//! upload streams a whole file).
+//! Requests to another LocalSend device, one per connection (LocalSend devices answer
+//! register within half a second; prepare-upload waits for a person; an upload streams a
+//! whole file). Over HTTPS (LocalSend's default) our certificate is the client certificate
+//! and theirs is pinned to the fingerprint they announced; over plain HTTP (a device whose
+//! owner turned Encryption off) there is no certificate, nothing is pinned and anyone on the
+//! network can read the request. Either way the same request code runs over the stream
+//! ([`Link`] says which), with the same bounds on the answer.
+//!
+//! A peer that speaks the other protocol fails fast with an error that says so
+//! ([`LocalSendError::NotTls`], [`LocalSendError::NotPlainHttp`]): an HTTP server answers a
+//! TLS hello with text, a TLS server drops a plain request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,14 +20,30 @@ use hyper::body::Body;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::LocalSendError;
 use super::identity::CertIdentity;
 
+/// How a request travels.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Link<'a> {
+    /// HTTPS: `identity` as our client certificate, the server's pinned to `expected` (or, on
+    /// first contact, `None`: whatever it shows is reported in [`Answer::fingerprint`]).
+    Tls {
+        identity: &'a CertIdentity,
+        expected: Option<&'a str>,
+    },
+    /// Plain HTTP: no certificate either way (the user agreed to send unencrypted, or a
+    /// register probe of a device that does not speak TLS).
+    Plain,
+}
+
 /// Largest answer body read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
-/// An answer: status, body, and the fingerprint the server's certificate had.
+/// An answer: status, body, and the fingerprint the server's certificate had (`None` over
+/// plain HTTP).
 #[derive(Debug)]
 pub(super) struct Answer {
     pub status: StatusCode,
@@ -28,11 +51,11 @@ pub(super) struct Answer {
     pub fingerprint: Option<String>,
 }
 
-/// `POST https://addr{path_and_query}` with a JSON body, all within `timeout`.
+/// `POST https://addr{path_and_query}` (or `http://`, as `link` says) with a JSON body, all
+/// within `timeout`.
 pub(super) async fn post_json(
-    identity: &CertIdentity,
+    link: Link<'_>,
     addr: SocketAddr,
-    expected: Option<&str>,
     path_and_query: &str,
     body: Vec<u8>,
     timeout: Duration,
@@ -40,9 +63,8 @@ pub(super) async fn post_json(
     tokio::time::timeout(
         timeout,
         post(
-            identity,
+            link,
             addr,
-            expected,
             path_and_query,
             "application/json",
             Full::new(Bytes::from(body)),
@@ -52,12 +74,11 @@ pub(super) async fn post_json(
     .map_err(|_| LocalSendError::Timeout)?
 }
 
-/// `POST https://addr{path_and_query}` with any body (a file streams through it), with no
-/// time limit of its own: the caller bounds it (a timeout, a cancel).
+/// `POST https://addr{path_and_query}` (or `http://`) with any body (a file streams through
+/// it), with no time limit of its own: the caller bounds it (a timeout, a cancel).
 pub(super) async fn post<B>(
-    identity: &CertIdentity,
+    link: Link<'_>,
     addr: SocketAddr,
-    expected: Option<&str>,
     path_and_query: &str,
     content_type: &str,
     body: B,
@@ -69,9 +90,8 @@ where
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     post_over(
         tcp,
-        identity,
+        link,
         addr,
-        expected,
         path_and_query,
         content_type,
         body,
@@ -85,9 +105,8 @@ where
 #[allow(clippy::too_many_arguments)] // one request's parts; a struct would only rename them
 pub(super) async fn post_over<B>(
     tcp: tokio::net::TcpStream,
-    identity: &CertIdentity,
+    link: Link<'_>,
     addr: SocketAddr,
-    expected: Option<&str>,
     path_and_query: &str,
     content_type: &str,
     body: B,
@@ -97,44 +116,97 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let seen = Arc::new(Mutex::new(None));
-    let config = super::tls::client_config(identity, expected, Arc::clone(&seen))?;
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let tls = connector
-        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-        .await
-        .map_err(|e| LocalSendError::Tls(e.to_string()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| LocalSendError::Http(e.to_string()))?;
-    // Ended however this request ends (a timeout or cancel drops this future mid-way).
-    let _driver = AbortOnDrop(tokio::spawn(connection));
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(path_and_query)
-        .header(hyper::header::HOST, host_header(addr))
-        .header(hyper::header::CONTENT_TYPE, content_type)
-        .body(body)
-        .map_err(|e| LocalSendError::Http(e.to_string()))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| LocalSendError::Http(error_chain(&e)))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), max_answer_bytes)
-        .collect()
-        .await
-        .map_err(|e| LocalSendError::Http(e.to_string()))?
-        .to_bytes();
-    let fingerprint = seen
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    Ok(Answer {
-        status,
-        body,
-        fingerprint,
-    })
+    let request = Outgoing {
+        addr,
+        path_and_query,
+        content_type,
+        max_answer_bytes,
+        in_the_clear: matches!(link, Link::Plain),
+    };
+    match link {
+        Link::Tls { identity, expected } => {
+            let seen = Arc::new(Mutex::new(None));
+            let config = super::tls::client_config(identity, expected, Arc::clone(&seen))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let tls = connector
+                .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+                .await
+                .map_err(tls_error)?;
+            let mut answer = request.over(tls, body).await?;
+            answer.fingerprint = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            Ok(answer)
+        }
+        Link::Plain => request.over(tcp, body).await,
+    }
+}
+
+/// One request's parts, apart from the stream and the body.
+struct Outgoing<'a> {
+    addr: SocketAddr,
+    path_and_query: &'a str,
+    content_type: &'a str,
+    max_answer_bytes: usize,
+    /// Plain HTTP: a request that gets no HTTP answer met a server that may speak TLS.
+    in_the_clear: bool,
+}
+
+impl Outgoing<'_> {
+    /// The request over `stream` (TLS or not), its answer read up to the bound.
+    async fn over<S, B>(&self, stream: S, body: B) -> Result<Answer, LocalSendError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| LocalSendError::Http(e.to_string()))?;
+        // Ended however this request ends (a timeout or cancel drops this future mid-way).
+        let _driver = AbortOnDrop(tokio::spawn(connection));
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(self.path_and_query)
+            .header(hyper::header::HOST, host_header(self.addr))
+            .header(hyper::header::CONTENT_TYPE, self.content_type)
+            .body(body)
+            .map_err(|e| LocalSendError::Http(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            // A TLS server drops (or alerts on) a request in the clear.
+            if self.in_the_clear && (e.is_parse() || e.is_incomplete_message()) {
+                LocalSendError::NotPlainHttp(error_chain(&e))
+            } else {
+                LocalSendError::Http(error_chain(&e))
+            }
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), self.max_answer_bytes)
+            .collect()
+            .await
+            .map_err(|e| LocalSendError::Http(e.to_string()))?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            body,
+            fingerprint: None,
+        })
+    }
+}
+
+/// A failed TLS handshake; [`LocalSendError::NotTls`] when the server answered with
+/// something that is no TLS at all (a plain-HTTP server's text).
+fn tls_error(e: std::io::Error) -> LocalSendError {
+    let not_tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|tls| matches!(tls, rustls::Error::InvalidMessage(_)));
+    if not_tls {
+        LocalSendError::NotTls(e.to_string())
+    } else {
+        LocalSendError::Tls(e.to_string())
+    }
 }
 
 /// The `Host` header for `addr`: `[ip]:port` for IPv6, without the scope (`%3`), which

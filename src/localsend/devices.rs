@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::LocalSendProtocol;
 use super::wire::DeviceInfo;
 
 /// Devices remembered; the one heard longest ago goes first.
@@ -23,15 +24,16 @@ pub struct LocalSendDevice {
     pub alias: String,
     pub device_type: String,
     pub device_model: Option<String>,
-    /// SHA-256 of its certificate, upper-case hex (pinned when we connect).
+    /// SHA-256 of its certificate, upper-case hex (pinned when we connect); for a plain-HTTP
+    /// device only the id it claims (nothing proves it).
     pub fingerprint: String,
     /// Its HTTPS (or HTTP) address and port: the IPv4 one when it was heard over IPv4 (and
     /// its IPv6 one is not much newer), else the IPv6 one (a link-local one with its scope).
     pub addr: SocketAddr,
     /// Its IPv6 address and port, when it was heard over IPv6.
     pub addr_v6: Option<SocketAddr>,
-    /// `https` or `http`.
-    pub protocol: String,
+    /// HTTPS, or plain HTTP (its encryption is turned off).
+    pub protocol: LocalSendProtocol,
     /// How it was heard: `multicast`, `register`, `answer`.
     pub how: Vec<&'static str>,
     pub last_seen: Instant,
@@ -62,7 +64,23 @@ impl DeviceTable {
 
     fn heard_at(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str, now: Instant) {
         let fingerprint = info.fingerprint.to_ascii_uppercase();
-        if fingerprint.is_empty() || fingerprint.len() > 128 {
+        if fingerprint.is_empty() || fingerprint.len() > super::MAX_FINGERPRINT_CHARS {
+            return;
+        }
+        // Said by announcements and registers; a body without it changes nothing.
+        let protocol = info
+            .protocol
+            .as_deref()
+            .map(|p| LocalSendProtocol::announced(Some(p)));
+        // Anyone can announce any fingerprint: a device known to speak HTTPS is never turned
+        // into a plain-HTTP one by a claim (a LocalSend whose encryption is switched off has
+        // a fingerprint of its own), so its files never go in the clear to whoever claimed
+        // it. The other way is no risk: HTTPS pins the certificate.
+        if let Some(known) = self.devices.get(&fingerprint)
+            && known.device.protocol == LocalSendProtocol::Https
+            && protocol == Some(LocalSendProtocol::Http)
+        {
+            log::debug!("LocalSend: ignoring a plain-HTTP claim to an HTTPS device from {addr}");
             return;
         }
         if !self.devices.contains_key(&fingerprint) && self.devices.len() >= MAX_DEVICES {
@@ -86,7 +104,7 @@ impl DeviceTable {
                     fingerprint,
                     addr,
                     addr_v6: None,
-                    protocol: "https".to_owned(),
+                    protocol: LocalSendProtocol::Https,
                     how: Vec::new(),
                     last_seen: now,
                 },
@@ -115,8 +133,8 @@ impl DeviceTable {
             (None, None) => addr,
         };
         device.addr_v6 = entry.v6.map(|(v6, _)| v6);
-        if let Some(protocol) = info.protocol {
-            device.protocol = if protocol == "http" { "http" } else { "https" }.to_owned();
+        if let Some(protocol) = protocol {
+            device.protocol = protocol;
         }
         if !device.how.contains(&how) {
             device.how.push(how);
@@ -186,6 +204,40 @@ mod tests {
         // The scope survives: a link-local address is useless without it.
         assert!(matches!(list[0].addr_v6, Some(SocketAddr::V6(a)) if a.scope_id() == 2));
         assert_eq!(list[0].how, vec!["multicast", "register"]);
+    }
+
+    #[test]
+    fn a_plain_http_claim_never_turns_an_https_device_plain_but_the_other_way_is_fine() {
+        let mut table = DeviceTable::default();
+        let t0 = Instant::now();
+        let phone = addr("10.0.0.7:53317");
+        table.heard_at(info("Phone", "AB12"), phone, "multicast", t0);
+        let mut lie = info("Phone", "ab12");
+        lie.protocol = Some("http".to_owned());
+        table.heard_at(lie, addr("10.0.0.66:53317"), "multicast", t0);
+        let list = table.list();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].protocol, LocalSendProtocol::Https);
+        assert_eq!(list[0].addr, phone, "the claim moved nothing");
+        // A device first heard over HTTP whose owner turns Encryption on is HTTPS from then.
+        let mut plain = info("Laptop", "CD34");
+        plain.protocol = Some("http".to_owned());
+        table.heard_at(plain, addr("10.0.0.8:53317"), "multicast", t0);
+        let laptop = |t: &DeviceTable| t.list().into_iter().find(|d| d.alias == "Laptop");
+        assert_eq!(
+            laptop(&table).map(|d| d.protocol),
+            Some(LocalSendProtocol::Http)
+        );
+        table.heard_at(
+            info("Laptop", "CD34"),
+            addr("10.0.0.8:53317"),
+            "multicast",
+            t0,
+        );
+        assert_eq!(
+            laptop(&table).map(|d| d.protocol),
+            Some(LocalSendProtocol::Https)
+        );
     }
 
     #[test]

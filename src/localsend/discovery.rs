@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::client::post_json;
+use super::client::{Link, post_json};
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
 use super::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT};
@@ -362,10 +362,13 @@ async fn answer(
         let mut ours = shared.info.clone();
         ours.announce = None;
         let body = serde_json::to_vec(&ours).unwrap_or_default();
+        let link = Link::Tls {
+            identity: &shared.config.identity,
+            expected: Some(&info.fingerprint),
+        };
         match post_json(
-            &shared.config.identity,
+            link,
             addr,
-            Some(&info.fingerprint),
             "/api/localsend/v2/register",
             body,
             REGISTER_TIMEOUT,

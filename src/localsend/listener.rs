@@ -3,7 +3,8 @@
 //! (LocalSend's newer core announces and registers over IPv6 too), so a device that found us
 //! over IPv6 can reach us there. Both share one connection limit in all and one per source
 //! address (an IPv4-mapped IPv6 peer counts as its IPv4 address); each connection is TLS
-//! within [`HANDSHAKE_TIMEOUT`], then HTTP/1 served by hyper until the server stops.
+//! within [`HANDSHAKE_TIMEOUT`], then HTTP/1 served by hyper until the server stops (plain
+//! HTTP/1 without TLS for a server configured as a device with encryption off: tests).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -85,7 +86,7 @@ async fn accept(
 pub(super) async fn run(
     listeners: Listeners,
     udp: Option<Sockets>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
 ) {
     let main = match tokio::net::TcpListener::from_std(listeners.main) {
@@ -102,7 +103,7 @@ pub(super) async fn run(
     if let Some(udp) = udp {
         tasks.spawn(discovery::run(udp, Arc::clone(&shared)));
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(tokio::sync::Semaphore::new(
         shared.config.max_connections.max(1),
     ));
@@ -194,12 +195,16 @@ impl Drop for PeerSlot {
     }
 }
 
+/// One connection: TLS (unless the server speaks plain HTTP), then its requests.
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
 ) {
+    let Some(acceptor) = acceptor else {
+        return serve_http(stream, peer, None, shared).await;
+    };
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -214,6 +219,19 @@ async fn serve_connection(
         .peer_certificates()
         .and_then(|certs| certs.first())
         .map(|cert| fingerprint_of(cert));
+    serve_http(tls, peer, client_fingerprint, shared).await;
+}
+
+/// HTTP/1 over `io` until the client is done or the server stops; `client_fingerprint`: the
+/// certificate the client showed, if any.
+async fn serve_http<S>(
+    io: S,
+    peer: SocketAddr,
+    client_fingerprint: Option<String>,
+    shared: Arc<Shared>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |request| {
         let shared = Arc::clone(&service_shared);
@@ -223,7 +241,7 @@ async fn serve_connection(
     let connection = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(Some(shared.config.idle_timeout))
         .timer(hyper_util::rt::TokioTimer::new())
-        .serve_connection(TokioIo::new(tls), service);
+        .serve_connection(TokioIo::new(io), service);
     let mut stop = shared.stop.clone();
     tokio::pin!(connection);
     tokio::select! {

@@ -32,9 +32,11 @@
 //! - `disk`: a session's folders, and the writer that keeps file I/O off the runtime.
 //! - `discovery`: announcing, answering announcements (IPv4 and IPv6).
 //! - `devices`: the table of devices heard, one per fingerprint.
+//! - `probe`: `POST /register` to one address, over HTTPS or, if it speaks no TLS, plain HTTP.
 //! - [`sweep`]: `POST /register` to every host of our private /24s (LocalSend's CLI never
 //!   answers an announcement over UDP, so this is how a running one is found).
-//! - `client`: HTTPS requests to other devices (register, prepare-upload, upload, cancel).
+//! - `client`: HTTPS (or, to a device with encryption off, plain HTTP) requests to other
+//!   devices (register, prepare-upload, upload, cancel).
 //! - [`send`]: sending files and text messages to a LocalSend device; `body`: a file as
 //!   a streamed upload body.
 
@@ -47,6 +49,7 @@ mod folder;
 pub mod identity;
 mod listener;
 mod prepare;
+mod probe;
 pub mod send;
 mod server;
 pub mod sweep;
@@ -56,6 +59,7 @@ pub mod wire;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+pub use crate::events::LocalSendProtocol;
 pub use devices::LocalSendDevice;
 pub use discovery::MulticastConfig;
 pub use folder::LocalSendBatch;
@@ -71,6 +75,8 @@ pub const LOCALSEND_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 167);
 /// LocalSend's IPv6 multicast group (its newer core announces there too): transient,
 /// link-local scope.
 pub const LOCALSEND_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff12, 0, 0, 0, 0, 0, 0xfd3a, 0xe420);
+/// Longest fingerprint (or, for a plain-HTTP device, id) a device may claim.
+pub const MAX_FINGERPRINT_CHARS: usize = 128;
 /// Wrong PINs one address may send before it gets 429 (for [`PIN_LOCKOUT_SECS`]).
 pub const MAX_PIN_TRIES: u32 = 3;
 /// How long an address that used up its PIN tries is refused.
@@ -83,6 +89,16 @@ pub enum LocalSendError {
     Identity(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(
+        "it does not speak HTTPS (it answered in plain text: perhaps its encryption was \
+         turned off; look for it again): {0}"
+    )]
+    NotTls(String),
+    #[error(
+        "it does not answer plain HTTP (perhaps its encryption was turned back on; look for \
+         it again): {0}"
+    )]
+    NotPlainHttp(String),
     #[error("LocalSend port {port} is in use (another LocalSend or Ferry?)")]
     PortInUse { port: u16 },
     #[error("cannot start LocalSend receiving: {0}")]

@@ -6,7 +6,11 @@
 //! `text/plain` file whose text is in `preview` (answered 204: nothing to upload).
 //!
 //! The device's certificate is pinned to the fingerprint it announced; ours is presented as
-//! the client certificate. Blocking API: each call runs a small tokio runtime of its own.
+//! the client certificate. A device whose encryption is turned off speaks plain HTTP
+//! ([`LocalSendProtocol::Http`], carried by the [`LocalSendTarget`]): it is sent to only when
+//! the user agreed ([`LocalSendSender::send_unencrypted`]), else the send is refused before
+//! anything goes out ([`LocalSendSendError::EncryptionOff`]). Blocking API: each call runs a
+//! small tokio runtime of its own.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,19 +23,19 @@ use http_body_util::Full;
 use hyper::StatusCode;
 
 use super::body::{FileBody, encode, mime_of};
-use super::client::{Answer, post, post_json};
+use super::client::{Answer, Link, post, post_json};
 use super::devices::LocalSendDevice;
 use super::folder::LocalSendBatch;
 use super::identity::CertIdentity;
 use super::wire::{DeviceInfo, FileDto, PROTOCOL_VERSION, PrepareResponse, PrepareUpload};
-use super::{LOCALSEND_PORT, LocalSendError};
+use super::{LOCALSEND_PORT, LocalSendError, LocalSendProtocol};
 use crate::events::{
     CancelToken, Direction, EventSink, Failure, FailureKind, PinProblem, Security, TransferEvent,
 };
 use crate::protocol::Mode;
 use crate::transfer::{FileOutcome, OutgoingFile, OutgoingItem};
 
-const API: &str = "/api/localsend/v2/";
+pub(super) const API: &str = "/api/localsend/v2/";
 /// How often a wait checks the cancel token.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// How long telling the device about a cancel may take.
@@ -39,14 +43,17 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(3);
 /// "No timeout" for a person deciding (a century; a cancel still ends it).
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// Where a LocalSend device listens and who it must prove to be.
+/// Where a LocalSend device listens, how it speaks and who it must prove to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalSendTarget {
     pub addr: SocketAddr,
-    /// SHA-256 of its certificate, upper-case hex: the server must present exactly it.
+    /// SHA-256 of its certificate, upper-case hex: the server must present exactly it (over
+    /// plain HTTP only the id it announced: nothing is checked).
     pub fingerprint: String,
     pub alias: String,
     pub device_type: String,
+    /// How it speaks, as it announced: every request to it goes this way, and only this way.
+    pub protocol: LocalSendProtocol,
 }
 
 impl From<&LocalSendDevice> for LocalSendTarget {
@@ -56,6 +63,7 @@ impl From<&LocalSendDevice> for LocalSendTarget {
             fingerprint: device.fingerprint.clone(),
             alias: device.alias.clone(),
             device_type: device.device_type.clone(),
+            protocol: device.protocol,
         }
     }
 }
@@ -63,6 +71,12 @@ impl From<&LocalSendDevice> for LocalSendTarget {
 /// Why a LocalSend send did not happen (each text is what the user is shown).
 #[derive(Debug, thiserror::Error)]
 pub enum LocalSendSendError {
+    #[error(
+        "the LocalSend device {} has encryption turned off (it speaks plain HTTP): anyone on \
+         the network could read what is sent and it cannot prove who it is",
+        crate::protocol::escape_line(.alias)
+    )]
+    EncryptionOff { alias: String },
     #[error("the device wants none of these files (204)")]
     NothingWanted,
     #[error("the device asks for a PIN (401): send again with its PIN")]
@@ -107,6 +121,7 @@ impl LocalSendSendError {
             Self::Unreachable { .. } => FailureKind::Unreachable,
             Self::LocalFile { .. } => FailureKind::LocalFile,
             Self::Cancelled | Self::Runtime(_) => FailureKind::NotStarted,
+            Self::EncryptionOff { .. } => FailureKind::Security,
         };
         Failure::new(kind, self.to_string())
     }
@@ -124,6 +139,9 @@ pub struct LocalSendSender {
     /// How long `prepare-upload` may wait for the person (`None`: as long as it takes,
     /// like LocalSend; a cancel still ends it).
     pub decision_timeout: Option<Duration>,
+    /// The user agreed to send unencrypted to a device whose encryption is turned off (plain
+    /// HTTP). A device that speaks HTTPS is still spoken to over HTTPS.
+    pub send_unencrypted: bool,
 }
 
 impl LocalSendSender {
@@ -134,10 +152,26 @@ impl LocalSendSender {
             device_type: "headless".to_owned(),
             pin: None,
             decision_timeout: None,
+            send_unencrypted: false,
         }
     }
 
-    fn info(&self) -> DeviceInfo {
+    /// How requests to `target` travel: HTTPS pinned to its fingerprint, or plain HTTP to a
+    /// device with encryption off when the user agreed (refused otherwise).
+    fn link<'a>(&'a self, target: &'a LocalSendTarget) -> Result<Link<'a>, LocalSendSendError> {
+        match target.protocol {
+            LocalSendProtocol::Https => Ok(Link::Tls {
+                identity: &self.identity,
+                expected: Some(&target.fingerprint),
+            }),
+            LocalSendProtocol::Http if self.send_unencrypted => Ok(Link::Plain),
+            LocalSendProtocol::Http => Err(LocalSendSendError::EncryptionOff {
+                alias: target.alias.clone(),
+            }),
+        }
+    }
+
+    pub(super) fn info(&self) -> DeviceInfo {
         DeviceInfo {
             alias: self.alias.clone(),
             version: PROTOCOL_VERSION.to_owned(),
@@ -200,6 +234,8 @@ impl LocalSendSender {
         sink: &EventSink,
         cancel: &CancelToken,
     ) -> Result<Vec<FileOutcome>, LocalSendSendError> {
+        // Refused before anything is read or sent.
+        self.link(target)?;
         let mut listed = Vec::with_capacity(files.len());
         let mut dtos = HashMap::with_capacity(files.len());
         for (file, name) in files {
@@ -353,6 +389,7 @@ impl LocalSendSender {
         text: &str,
         cancel: &CancelToken,
     ) -> Result<(), LocalSendSendError> {
+        self.link(target)?;
         let id = "text".to_owned();
         let mut dtos = HashMap::new();
         dtos.insert(
@@ -393,8 +430,8 @@ impl LocalSendSender {
         }
     }
 
-    /// POSTs `body` to `target` (its certificate pinned) as this device; `None` when
-    /// `cancel` came first.
+    /// POSTs `body` to `target` (its certificate pinned, or in plain HTTP when agreed) as this
+    /// device; `None` when `cancel` came first.
     async fn post_to<B>(
         &self,
         target: &LocalSendTarget,
@@ -407,15 +444,12 @@ impl LocalSendSender {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let expected = Some(target.fingerprint.as_str());
-        let request = post(
-            &self.identity,
-            target.addr,
-            expected,
-            path_and_query,
-            content_type,
-            body,
-        );
+        let link = match self.link(target) {
+            Ok(link) => link,
+            // Checked before anything was sent; still never plain HTTP unagreed.
+            Err(e) => return Some(Err(LocalSendError::Http(e.to_string()))),
+        };
+        let request = post(link, target.addr, path_and_query, content_type, body);
         with_cancel(cancel, request).await
     }
 
@@ -439,9 +473,8 @@ impl LocalSendSender {
             path.push_str(&encode(pin));
         }
         let request = post_json(
-            &self.identity,
+            self.link(target)?,
             target.addr,
-            Some(&target.fingerprint),
             &path,
             body,
             self.decision_timeout.unwrap_or(FOREVER),
@@ -473,22 +506,16 @@ impl LocalSendSender {
     /// Tells the device the session is over (best effort: it also times out on its own).
     async fn cancel_session(&self, target: &LocalSendTarget, session_id: &str) {
         let path = format!("{API}cancel?sessionId={}", encode(session_id));
-        if let Err(e) = post_json(
-            &self.identity,
-            target.addr,
-            Some(&target.fingerprint),
-            &path,
-            Vec::new(),
-            CANCEL_TIMEOUT,
-        )
-        .await
-        {
+        let Ok(link) = self.link(target) else {
+            return; // never sent anything to it
+        };
+        if let Err(e) = post_json(link, target.addr, &path, Vec::new(), CANCEL_TIMEOUT).await {
             log::debug!("LocalSend cancel at {}: {e}", target.addr);
         }
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, LocalSendSendError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, LocalSendSendError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -536,60 +563,10 @@ fn failed(
 }
 
 /// The device's words: its JSON `message`, else the body as text (clipped).
-fn message_of(answer: &Answer) -> String {
+pub(super) fn message_of(answer: &Answer) -> String {
     let text = serde_json::from_slice::<serde_json::Value>(&answer.body)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
         .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned());
     crate::protocol::clip(&text, 200)
-}
-
-impl LocalSendSender {
-    /// Asks `addr` who it is with `POST /register` (LocalSend's fallback to multicast, and
-    /// the way to reach a device multicast does not). First contact: no fingerprint is
-    /// known, so the one its certificate shows is taken, and a body claiming another is
-    /// refused.
-    pub fn probe(
-        &self,
-        addr: SocketAddr,
-        timeout: Duration,
-    ) -> Result<LocalSendDevice, LocalSendSendError> {
-        let body = serde_json::to_vec(&self.info())
-            .map_err(|e| LocalSendSendError::BadAnswer(format!("cannot encode: {e}")))?;
-        let answer = runtime()?
-            .block_on(post_json(
-                &self.identity,
-                addr,
-                None,
-                &format!("{API}register"),
-                body,
-                timeout,
-            ))
-            .map_err(|source| LocalSendSendError::Unreachable { addr, source })?;
-        if answer.status != StatusCode::OK {
-            return Err(LocalSendSendError::Status {
-                status: answer.status.as_u16(),
-                message: message_of(&answer),
-            });
-        }
-        let info: DeviceInfo = serde_json::from_slice(&answer.body)
-            .map_err(|e| LocalSendSendError::BadAnswer(e.to_string()))?;
-        let certified = answer.fingerprint.unwrap_or_default();
-        if !info.fingerprint.eq_ignore_ascii_case(&certified) {
-            return Err(LocalSendSendError::BadAnswer(
-                "its fingerprint is not its certificate's".to_owned(),
-            ));
-        }
-        Ok(LocalSendDevice {
-            alias: info.label(),
-            device_type: info.kind().to_owned(),
-            device_model: info.device_model.map(|m| crate::protocol::clip(&m, 64)),
-            fingerprint: certified,
-            addr,
-            addr_v6: addr.is_ipv6().then_some(addr),
-            protocol: "https".to_owned(),
-            how: vec!["probe"],
-            last_seen: std::time::Instant::now(),
-        })
-    }
 }

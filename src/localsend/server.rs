@@ -23,7 +23,7 @@ use super::listener::{self, Listeners};
 use super::sweep::{SweepReport, SweepSettings, Sweeper};
 use super::upload::{Session, Slot};
 use super::wire::{DeviceInfo, PROTOCOL_VERSION};
-use super::{LOCALSEND_PORT, LocalSendError};
+use super::{LOCALSEND_PORT, LocalSendError, LocalSendProtocol};
 use crate::events::{EventSink, TransferId};
 use crate::transfer::{AcceptPolicy, Decision, Downloads};
 
@@ -67,6 +67,11 @@ pub struct LocalSendConfig {
     pub multicast: Option<MulticastConfig>,
     /// How [`LocalSendServer::sweep`] asks each host.
     pub sweep: SweepSettings,
+    /// HTTPS (always, in Ferry). [`LocalSendProtocol::Http`] serves and announces plain
+    /// HTTP, as a LocalSend app with Encryption turned off does (no certificate: anyone on
+    /// the network can read what is sent): neither face offers it; it stands in for such a
+    /// device in tests.
+    pub protocol: LocalSendProtocol,
 }
 
 impl LocalSendConfig {
@@ -87,6 +92,7 @@ impl LocalSendConfig {
             identity,
             multicast: None,
             sweep: SweepSettings::default(),
+            protocol: LocalSendProtocol::Https,
         }
     }
 }
@@ -138,7 +144,10 @@ impl LocalSendServer {
             )));
         }
         let downloads = Downloads::open(&config.dir, config.fsync)?;
-        let tls = super::tls::server_config(&config.identity)?;
+        let tls = match config.protocol {
+            LocalSendProtocol::Https => Some(super::tls::server_config(&config.identity)?),
+            LocalSendProtocol::Http => None,
+        };
         let listeners = Listeners::bind(&config)?;
         let local_addr = listeners.main.local_addr()?;
         let local_addr_v6 = match &listeners.v6 {
@@ -161,7 +170,7 @@ impl LocalSendServer {
             device_type: Some(config.device_type.clone()),
             fingerprint: fingerprint.clone(),
             port: Some(local_addr.port()),
-            protocol: Some("https".to_owned()),
+            protocol: Some(config.protocol.as_str().to_owned()),
             download: false,
             announce: None,
         };

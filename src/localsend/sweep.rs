@@ -4,7 +4,8 @@
 //! to every other host of our private subnets on LocalSend's port; each that answers with
 //! a register body whose fingerprint is its certificate's goes into the same device table
 //! as announcements, with the port and protocol of the address probed (the answer has
-//! neither).
+//! neither). A host that answers the TLS hello in plain text is asked once more over plain
+//! HTTP: a LocalSend with encryption turned off, listed as such (see `probe`).
 //!
 //! Bounds: a host gets [`SweepSettings::connect_timeout`] to accept and
 //! [`SweepSettings::host_timeout`] in all; at most [`SweepSettings::concurrency`] hosts
@@ -21,13 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-
-use super::client::post_over;
 use super::devices::LocalSendDevice;
+use super::probe::{device_of, register};
 use super::server::{Shared, lock, stopped};
-use super::wire::DeviceInfo;
 
 /// Largest register answer read from a swept host.
 pub const MAX_SWEEP_ANSWER_BYTES: usize = 64 * 1024;
@@ -192,60 +189,46 @@ async fn sweep(
     SweepReport { probed, found }
 }
 
-/// `POST /register` to one host; records and returns the device if it answers as one.
+/// `POST /register` to one host (over plain HTTP if it speaks no TLS: see `probe`);
+/// records and returns the device if it answers as one.
 async fn ask(
     shared: &Shared,
     addr: SocketAddr,
     settings: SweepSettings,
 ) -> Option<LocalSendDevice> {
-    let work = async {
-        let tcp = tokio::time::timeout(
-            settings.connect_timeout,
-            tokio::net::TcpStream::connect(addr),
-        )
+    let mut ours = shared.info.clone();
+    ours.announce = None;
+    let body = serde_json::to_vec(&ours).ok()?;
+    let identity = &shared.config.identity;
+    let connect = settings.connect_timeout;
+    let work = register(identity, addr, body, connect, MAX_SWEEP_ANSWER_BYTES);
+    let (answer, protocol) = tokio::time::timeout(settings.host_timeout, work)
         .await
         .ok()?
-        .ok()?;
-        let mut ours = shared.info.clone();
-        ours.announce = None;
-        let body = serde_json::to_vec(&ours).ok()?;
-        post_over(
-            tcp,
-            &shared.config.identity,
-            addr,
-            None,
-            "/api/localsend/v2/register",
-            "application/json",
-            Full::new(Bytes::from(body)),
-            MAX_SWEEP_ANSWER_BYTES,
-        )
-        .await
         .map_err(|e| log::debug!("LocalSend sweep of {addr}: {e}"))
-        .ok()
-    };
-    let answer = tokio::time::timeout(settings.host_timeout, work)
-        .await
-        .ok()??;
+        .ok()?;
     if !answer.status.is_success() {
         return None;
     }
-    let mut info: DeviceInfo = serde_json::from_slice(&answer.body).ok()?;
-    let certified = answer.fingerprint?;
     // A body claiming another device's fingerprint is ignored, as LocalSend does.
-    if !info.fingerprint.eq_ignore_ascii_case(&certified)
-        || certified.eq_ignore_ascii_case(&shared.info.fingerprint)
+    let mut info = device_of(&answer, protocol)
+        .map_err(|e| log::debug!("LocalSend sweep of {addr}: {e}"))
+        .ok()?;
+    if info
+        .fingerprint
+        .eq_ignore_ascii_case(&shared.info.fingerprint)
     {
         return None;
     }
-    // The answer has no port or protocol: the address probed is where it listens.
+    // The answer has no port: the address probed is where it listens.
     info.port = Some(addr.port());
-    info.protocol = Some("https".to_owned());
+    let fingerprint = info.fingerprint.clone();
     let mut devices = lock(&shared.devices);
     devices.heard(info, addr, "sweep");
     devices
         .list()
         .into_iter()
-        .find(|d| d.fingerprint.eq_ignore_ascii_case(&certified))
+        .find(|d| d.fingerprint.eq_ignore_ascii_case(&fingerprint))
 }
 
 #[cfg(test)]

@@ -85,6 +85,9 @@ pub enum Command {
         batch: LocalSendBatch,
         /// The PIN the device asked for (after a `FailureKind::Pin`), if any.
         pin: Option<String>,
+        /// The user agreed to send unencrypted to a device with encryption off (plain
+        /// HTTP); without it such a device gets nothing (`FailureKind::Security`).
+        unencrypted: bool,
     },
     /// Send a text message to a LocalSend device, with the PIN it asked for (after a
     /// `NoteEvent::PinNeeded`) if any; answered by `NoteEvent::Sent`, `PinNeeded` or `Error`.
@@ -92,5 +95,7 @@ pub enum Command {
         to: LocalSendTarget,
         text: String,
         pin: Option<String>,
+        /// As for `SendLocalSend`.
+        unencrypted: bool,
     },
 }

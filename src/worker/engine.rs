@@ -16,7 +16,7 @@ use super::Seams;
 pub use super::command::Command;
 use super::discovery::{self, DiscoverySetup, Running};
 use super::keyring::{self, Watch};
-use super::localsend::LocalSendSide;
+use super::localsend::{LocalSendSide, Sending};
 use crate::events::{CancelToken, Event, EventSink, NoteEvent, ServerEvent, TransferId};
 use crate::notes::{NotesConfig, NotesHandle};
 use crate::secure::Keyring;
@@ -185,17 +185,29 @@ impl Engine {
                 self.localsend
                     .set(setup, ferry, &alias, &self.sink, &self.seams);
             }
-            Command::SendLocalSend { to, batch, pin } => {
+            Command::SendLocalSend {
+                to,
+                batch,
+                pin,
+                unencrypted,
+            } => {
                 let alias = self.alias();
+                let how = Sending { pin, unencrypted };
                 let started =
                     self.localsend
-                        .send_files(to, batch, pin, &alias, &self.sink, &self.seams);
+                        .send_files(to, batch, how, &alias, &self.sink, &self.seams);
                 self.uploads.extend(started);
             }
-            Command::SendLocalSendText { to, text, pin } => {
+            Command::SendLocalSendText {
+                to,
+                text,
+                pin,
+                unencrypted,
+            } => {
                 let alias = self.alias();
+                let how = Sending { pin, unencrypted };
                 self.localsend
-                    .send_text(to, text, pin, &alias, &self.sink, &self.seams);
+                    .send_text(to, text, how, &alias, &self.sink, &self.seams);
             }
             Command::SetDiscovery(setup) => {
                 self.stop_discovery();

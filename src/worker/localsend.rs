@@ -287,7 +287,7 @@ impl LocalSendSide {
         let Ok(identity) = self.identity() else {
             return;
         };
-        let sender = self.sender(identity, alias);
+        let sender = self.sender(identity, alias, Sending::default());
         let probed = Arc::clone(&self.probed);
         let spawned = (seams.spawner)(
             "ferry-localsend-probe",
@@ -310,9 +310,11 @@ impl LocalSendSide {
         }
     }
 
-    fn sender(&self, identity: CertIdentity, alias: &str) -> LocalSendSender {
+    fn sender(&self, identity: CertIdentity, alias: &str, how: Sending) -> LocalSendSender {
         let mut sender = LocalSendSender::new(identity, alias);
         sender.device_type = "desktop".to_owned();
+        sender.pin = how.pin;
+        sender.send_unencrypted = how.unencrypted;
         sender
     }
 
@@ -341,6 +343,7 @@ impl LocalSendSide {
                 fingerprint: d.fingerprint,
                 addr: d.addr,
                 addr_v6: d.addr_v6,
+                protocol: d.protocol,
                 how: d.how,
             })
             .collect();
@@ -357,7 +360,7 @@ impl LocalSendSide {
         &mut self,
         to: LocalSendTarget,
         batch: LocalSendBatch,
-        pin: Option<String>,
+        how: Sending,
         alias: &str,
         sink: &EventSink,
         seams: &Seams,
@@ -376,8 +379,7 @@ impl LocalSendSide {
                 return None;
             }
         };
-        let mut sender = self.sender(identity, alias);
-        sender.pin = pin;
+        let sender = self.sender(identity, alias, how);
         let cancel = CancelToken::new();
         let (token, events) = (cancel.clone(), sink.clone());
         let spawned = (seams.spawner)(
@@ -408,7 +410,7 @@ impl LocalSendSide {
         &mut self,
         to: LocalSendTarget,
         text: String,
-        pin: Option<String>,
+        how: Sending,
         alias: &str,
         sink: &EventSink,
         seams: &Seams,
@@ -417,8 +419,7 @@ impl LocalSendSide {
             Ok(identity) => identity,
             Err(reason) => return note_error(sink, reason),
         };
-        let mut sender = self.sender(identity, alias);
-        sender.pin = pin;
+        let sender = self.sender(identity, alias, how);
         let events = sink.clone();
         let spawned = (seams.spawner)(
             "ferry-localsend-text",
@@ -449,6 +450,14 @@ impl LocalSendSide {
             note_error(sink, format!("cannot send to LocalSend: {e}"));
         }
     }
+}
+
+/// How one send to a LocalSend device goes: the PIN it asked for, and whether the user
+/// agreed to send unencrypted to a device with encryption off.
+#[derive(Default)]
+pub(super) struct Sending {
+    pub(super) pin: Option<String>,
+    pub(super) unencrypted: bool,
 }
 
 fn off(sink: &EventSink, reason: Option<String>) {

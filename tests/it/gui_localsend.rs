@@ -62,6 +62,7 @@ fn target(addr: SocketAddr, fingerprint: &str) -> LocalSendTarget {
         fingerprint: fingerprint.to_owned(),
         alias: "Ferry window".into(),
         device_type: "desktop".into(),
+        protocol: ferry::localsend::LocalSendProtocol::Https,
     }
 }
 
@@ -390,6 +391,7 @@ fn a_localsend_device_heard_on_both_families_shows_both_addresses() {
         fingerprint: "AB12".into(),
         addr: addr.parse().unwrap(),
         addr_v6: addr_v6.map(|a| a.parse().unwrap()),
+        protocol: ferry::events::LocalSendProtocol::Https,
         how: vec!["multicast"],
     };
     let sink = harness.state().event_sink();

@@ -51,6 +51,7 @@ fn offer(addr: SocketAddr, fingerprint: &str, pin: Option<&str>) -> Result<(), L
         fingerprint: fingerprint.to_owned(),
         alias: "window".into(),
         device_type: "desktop".into(),
+        protocol: ferry::localsend::LocalSendProtocol::Https,
     };
     let (sink, _events) = ferry::events::event_channel(None);
     phone

@@ -48,6 +48,7 @@ pub(crate) fn send_batch_to_new_server(
         fingerprint: server.fingerprint().to_owned(),
         alias: "Ferry test".into(),
         device_type: "desktop".into(),
+        protocol: ferry::localsend::LocalSendProtocol::Https,
     };
     let sender = LocalSendSender::new(
         CertIdentity::generate().expect("certificate"),

@@ -152,6 +152,7 @@ fn ferrys_sender_sends_a_folder_that_arrives_byte_for_byte() {
         fingerprint: server.fingerprint().to_owned(),
         alias: "Ferry test".into(),
         device_type: "desktop".into(),
+        protocol: ferry::localsend::LocalSendProtocol::Https,
     };
     let walked = walk_folder(&folder).expect("walk");
     assert_eq!(walked.skipped, ["out"], "the link out is not sent");

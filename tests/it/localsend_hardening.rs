@@ -284,6 +284,7 @@ fn phone_sends(harness: &mut Harness<'_, FerryApp>, name: &str) {
         fingerprint,
         alias: "window".into(),
         device_type: "desktop".into(),
+        protocol: ferry::localsend::LocalSendProtocol::Https,
     };
     let worker = std::thread::spawn(move || {
         let (sink, _events) = ferry::events::event_channel(None);

@@ -43,6 +43,7 @@ fn target(server: &LocalSendServer) -> LocalSendTarget {
         fingerprint: server.fingerprint().to_owned(),
         alias: "Receiver".into(),
         device_type: "desktop".into(),
+        protocol: ferry::localsend::LocalSendProtocol::Https,
     }
 }
 

@@ -76,7 +76,7 @@ fn a_sweep_finds_exactly_the_localsend_device_among_dead_addresses() {
         device.local_addr(),
         "port taken from the address probed"
     );
-    assert_eq!(found.protocol, "https");
+    assert_eq!(found.protocol, ferry::localsend::LocalSendProtocol::Https);
     assert!(
         took < Duration::from_secs(10),
         "dead loopback addresses refuse at once: {took:?}"

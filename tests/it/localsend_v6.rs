@@ -125,6 +125,7 @@ fn the_receiver_takes_register_and_files_over_ipv6_on_the_port_of_its_ipv4_liste
             fingerprint: server.fingerprint().to_owned(),
             alias: "Dual".into(),
             device_type: "desktop".into(),
+            protocol: ferry::localsend::LocalSendProtocol::Https,
         };
         let (sink, _events) = event_channel(None);
         let sent = sender

@@ -38,6 +38,7 @@ mod leftovers;
 mod localsend;
 mod localsend_folders;
 mod localsend_hardening;
+mod localsend_http;
 mod localsend_interop;
 mod localsend_send;
 mod localsend_sweep;
