@@ -3,7 +3,9 @@
 //! folder, policy and name) and says it is on (port and fingerprint) or why not; `ferry
 //! peers --wait` and `ferry send --to ALIAS` look for LocalSend devices (announcing, hearing
 //! announcements and registers, probing typed addresses, sweeping the private /24s with
-//! `POST /register` unless `--no-localsend-sweep`) and send to one.
+//! `POST /register` unless `--no-localsend-sweep`) and send to one. A device with encryption
+//! turned off (plain HTTP) gets files only with `--no-encryption` and a note only with
+//! `--plain`; without, the refusal says what sending to it means and how to proceed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -260,10 +262,15 @@ fn probe_addr(typed: &str) -> Option<SocketAddr> {
     found
 }
 
-/// One `ferry peers` line for a LocalSend device (the word `localsend` marks it).
+/// One `ferry peers` line for a LocalSend device (the word `localsend` marks it; one with
+/// encryption off says so: its "fingerprint" is only an id it claims).
 pub(super) fn device_line(device: &LocalSendDevice) -> String {
+    let encryption = match device.protocol {
+        LocalSendProtocol::Https => "",
+        LocalSendProtocol::Http => "  encryption off (plain HTTP)",
+    };
     format!(
-        "{}  {}  localsend {}  {}  fingerprint {}",
+        "{}  {}  localsend {}  {}{encryption}  fingerprint {}",
         escape_line(&device.alias),
         device.addr,
         device.device_type,
@@ -283,7 +290,15 @@ fn find(alias: &str, how: &LocalSendToArgs, started: Option<Started>) -> Option<
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    lookup.finish().into_iter().find(|d| d.alias == alias)
+    // Anyone can call a plain-HTTP device by the name of one with a certificate: the one
+    // with a certificate wins.
+    let mut named: Vec<LocalSendDevice> = lookup
+        .finish()
+        .into_iter()
+        .filter(|d| d.alias == alias)
+        .collect();
+    named.sort_by_key(|d| d.protocol == LocalSendProtocol::Http);
+    named.into_iter().next()
 }
 
 /// The LocalSend device called `alias` (`--to` that is neither a Ferry device nor an
@@ -305,14 +320,34 @@ fn find_named(
             escape_line(alias)
         )
     })?;
-    if device.protocol == LocalSendProtocol::Http {
+    Ok(device)
+}
+
+/// To a device with encryption off (plain HTTP): refused unless the user agreed with `flag`
+/// (the refusal says what that means and how to proceed), and said when agreed. `what`:
+/// what goes unencrypted ("the files", "the note").
+fn unencrypted_agreed(
+    device: &LocalSendDevice,
+    flag: &str,
+    agreed: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    if device.protocol != LocalSendProtocol::Http {
+        return Ok(());
+    }
+    let alias = escape_line(&device.alias);
+    if !agreed {
         anyhow::bail!(
-            "the LocalSend device {} has encryption turned off (it speaks plain HTTP); Ferry \
-             talks to LocalSend over HTTPS only: turn Encryption back on in its settings",
-            escape_line(&device.alias)
+            "the LocalSend device {alias} has encryption turned off (it speaks plain HTTP): \
+             anyone on the network could read {what} and it cannot prove who it is; add {flag} \
+             to send anyway, or turn Encryption back on in its settings"
         );
     }
-    Ok(device)
+    println!(
+        "sending {what} unencrypted (plain HTTP) to LocalSend device {alias}: encryption is \
+         off on it, so anyone on the network can read {what}"
+    );
+    Ok(())
 }
 
 /// `ferry send --to ALIAS` when ALIAS is no Ferry device nor address: a LocalSend device of
@@ -327,6 +362,7 @@ pub(super) fn send_by_alias(
         return Err(ferry_error);
     }
     let device = find_named(&args.to, &args.localsend, ferry_error, started)?;
+    unencrypted_agreed(&device, "--no-encryption", args.no_encryption, "the files")?;
     println!(
         "sending to LocalSend device {} at {} (fingerprint {})",
         escape_line(&device.alias),
@@ -337,6 +373,7 @@ pub(super) fn send_by_alias(
     let mut sender =
         LocalSendSender::new(identity, &crate::secure::identity::default_device_name());
     sender.pin = args.localsend.pin;
+    sender.send_unencrypted = args.no_encryption;
     let target = LocalSendTarget::from(&device);
     let (sink, events) = event_channel(None);
     let (items, shown) = super::transfer::read_items(args.files, |_| Ok(()))?;
@@ -375,7 +412,7 @@ pub(super) fn note_by_alias(
 ) -> anyhow::Result<ExitCode> {
     // A HOST:PORT that failed (a port that is no number, a host that does not resolve) is
     // no name: say why it failed, not that a search begins.
-    if args.plain || args.to.contains(':') {
+    if args.to.contains(':') {
         return Err(ferry_error);
     }
     eprintln!(
@@ -383,10 +420,13 @@ pub(super) fn note_by_alias(
         escape_line(&args.to)
     );
     let device = find_named(&args.to, &args.localsend, ferry_error, None)?;
+    // `--plain` (send plain text) is the agreement to send a note in the clear.
+    unencrypted_agreed(&device, "--plain", args.plain, "the note")?;
     let identity = identity().context("LocalSend certificate")?;
     let mut sender =
         LocalSendSender::new(identity, &crate::secure::identity::default_device_name());
     sender.pin.clone_from(&args.localsend.pin);
+    sender.send_unencrypted = args.plain;
     let target = LocalSendTarget::from(&device);
     sender
         .send_text(&target, &args.text, &CancelToken::new())

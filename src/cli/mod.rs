@@ -264,7 +264,9 @@ pub struct SendArgs {
     #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
     /// Send without encryption (still verified): for a receiver that cannot encrypt, and for
-    /// benchmarks. Anyone on the network can then read the files.
+    /// benchmarks. Anyone on the network can then read the files. To a LocalSend device
+    /// with encryption turned off (plain HTTP) it is the agreement to send unencrypted; a
+    /// LocalSend device with encryption on still gets HTTPS.
     #[arg(long, conflicts_with = "code")]
     pub no_encryption: bool,
     #[command(flatten)]
@@ -287,6 +289,8 @@ pub struct NoteArgs {
     #[arg(long, value_name = "HOST:PORT|NAME")]
     pub to: String,
     /// Send plain text even to a trusted device (for plain peers: nc -u, the Python chat).
+    /// To a LocalSend device with encryption turned off (plain HTTP) it is the agreement to
+    /// send the note unencrypted; a LocalSend device with encryption on still gets HTTPS.
     #[arg(long)]
     pub plain: bool,
     /// Wait up to SECS for a reply and print it; exit 1 if none came.

@@ -9,6 +9,7 @@ mod audit_devices;
 mod audit_folders_ls;
 mod audit_hostile;
 mod cli;
+mod cli_localsend_http;
 mod cli_localsend_note;
 mod cli_notes;
 mod cli_waiting;

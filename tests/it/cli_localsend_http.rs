@@ -1,0 +1,185 @@
+//! The real `ferry` binary towards a LocalSend device with encryption turned off (plain HTTP,
+//! found by a register probe that falls back from TLS): `ferry send --to ALIAS` refuses and
+//! says how to proceed unless `--no-encryption`, then the files (a Chinese name too) arrive
+//! byte for byte and the output says they went unencrypted; `ferry note --to ALIAS` likewise
+//! with `--plain`; `--no-encryption` to a device with encryption on still goes over HTTPS.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use ferry::events::{Event, NoteEvent};
+use ferry::localsend::{LocalSendProtocol, LocalSendServer};
+
+use crate::localsend_http::{device_on, plain_device};
+use crate::util::{data, ferry, names_in, wait_for};
+
+/// `ferry ARGS… --to ALIAS` with the device found by probing its address only.
+fn ferry_to(device: &LocalSendServer, alias: &str, args: &[&str], tail: &[&str]) -> Output {
+    ferry()
+        .args(args)
+        .args([
+            "--to",
+            alias,
+            "--no-localsend-sweep",
+            "--localsend-wait",
+            "0",
+        ])
+        .args(["--localsend-probe", &device.local_addr().to_string()])
+        .args(tail)
+        .output()
+        .expect("ferry runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    [("notes.txt", 5_000), ("照片 二.jpg", 120_000)]
+        .into_iter()
+        .map(|(name, len)| {
+            let path = dir.join(name);
+            let bytes = data(len, len as u64);
+            std::fs::write(&path, &bytes).unwrap();
+            (path, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn ferry_send_to_a_device_with_encryption_off_needs_no_encryption() {
+    let src = tempfile::tempdir().unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let (device, _events) = plain_device(inbox.path(), "Plain phone");
+    let sent = files(src.path());
+    let paths: Vec<&str> = sent.iter().map(|(p, _)| p.to_str().unwrap()).collect();
+
+    let out = ferry_to(&device, "Plain phone", &["send"], &paths);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "the LocalSend device Plain phone has encryption turned off (it speaks plain HTTP): \
+             anyone on the network could read the files and it cannot prove who it is; add \
+             --no-encryption to send anyway, or turn Encryption back on in its settings"
+        ),
+        "{stderr}"
+    );
+    assert!(names_in(inbox.path()).is_empty(), "nothing was sent");
+
+    let out = ferry_to(&device, "Plain phone", &["send", "--no-encryption"], &paths);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout
+            .contains("sending the files unencrypted (plain HTTP) to LocalSend device Plain phone"),
+        "{stdout}"
+    );
+    for (path, bytes) in &sent {
+        let name = path.file_name().unwrap();
+        assert_eq!(&std::fs::read(inbox.path().join(name)).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn ferry_note_to_a_device_with_encryption_off_needs_plain() {
+    let inbox = tempfile::tempdir().unwrap();
+    let (device, events) = plain_device(inbox.path(), "Plain laptop");
+    let out = ferry_to(&device, "Plain laptop", &["note"], &["hi"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("anyone on the network could read the note")
+            && stderr.contains("add --plain to send anyway"),
+        "{stderr}"
+    );
+    assert!(
+        !events
+            .try_iter()
+            .any(|e| matches!(e, Event::Note(_) | Event::Transfer(_))),
+        "the device heard nothing"
+    );
+
+    let out = ferry_to(
+        &device,
+        "Plain laptop",
+        &["note", "--plain"],
+        &["晚上好 in the clear"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("sending the note unencrypted"), "{stdout}");
+    let got = wait_for(&events, |e| match e {
+        Event::Note(NoteEvent::Received { text, .. }) => Some(text.clone()),
+        _ => None,
+    });
+    assert_eq!(got, "晚上好 in the clear");
+}
+
+/// `--no-encryption` and `--plain` are agreements for devices with encryption off: one with
+/// encryption on (it speaks TLS only, so a plain request would fail) still gets HTTPS.
+#[test]
+fn no_encryption_and_plain_to_a_device_with_encryption_on_still_go_over_https() {
+    let src = tempfile::tempdir().unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let (device, events) = device_on(
+        [127, 0, 0, 1],
+        inbox.path(),
+        "Locked phone",
+        LocalSendProtocol::Https,
+    );
+    let sent = files(src.path());
+    let paths: Vec<&str> = sent.iter().map(|(p, _)| p.to_str().unwrap()).collect();
+    let out = ferry_to(
+        &device,
+        "Locked phone",
+        &["send", "--no-encryption"],
+        &paths,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains("unencrypted"), "{stdout}");
+    for (path, bytes) in &sent {
+        let name = path.file_name().unwrap();
+        assert_eq!(&std::fs::read(inbox.path().join(name)).unwrap(), bytes);
+    }
+    let out = ferry_to(
+        &device,
+        "Locked phone",
+        &["note", "--plain"],
+        &["still sealed"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains("unencrypted"), "{stdout}");
+    let got = wait_for(&events, |e| match e {
+        Event::Note(NoteEvent::Received { text, .. }) => Some(text.clone()),
+        _ => None,
+    });
+    assert_eq!(got, "still sealed");
+}
+
+/// A plain-HTTP device can call itself anything: its name reaches the terminal escaped,
+/// refused or agreed.
+#[test]
+fn a_hostile_name_of_a_device_with_encryption_off_is_escaped() {
+    let inbox = tempfile::tempdir().unwrap();
+    let alias = "Evil\u{1b}]0;OWNED\u{7}\u{1b}[2J";
+    let (device, _events) = plain_device(inbox.path(), alias);
+    let out = ferry_to(&device, alias, &["note"], &["hi"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("has encryption turned off"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    let out = ferry_to(&device, alias, &["note", "--plain"], &["hi"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("sending the note unencrypted"), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'),
+        "{stdout:?}{stderr:?}"
+    );
+}
