@@ -3,7 +3,8 @@
 //! Devices list or the recent menu) carries that device's key: the upload is refused if
 //! another device answers at that address. Files a LocalSend device refused for want of a
 //! PIN (401) get a PIN field and "Send with PIN", which sends them again with it; 429 says
-//! there were too many PIN attempts.
+//! there were too many PIN attempts. A LocalSend device with encryption off gets nothing
+//! until "Send unencrypted to this device" is ticked ([`super::unencrypted`]).
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ use super::pin_prompt::pin_prompt;
 use super::settings::remember;
 use super::speed_panel::{SpeedTest, speed_ui};
 use super::table::{self, RowAction, transfer_table_ui};
+use super::unencrypted::EncryptionOff;
 use crate::events::{
     Direction, FailureKind, PinProblem, TransferId, TrustedPeer, next_transfer_id,
 };
@@ -45,6 +47,8 @@ pub struct ClientTab {
     pub speed: SpeedTest,
     /// The PIN typed for a LocalSend device that asked for one (never kept).
     pub localsend_pin: String,
+    /// The destination, when it is a LocalSend device with encryption off (set each frame).
+    pub encryption_off: Option<EncryptionOff>,
 }
 
 /// A field never narrower than this, however small the window (it then scrolls sideways).
@@ -73,6 +77,7 @@ impl ClientTab {
             trusted: Vec::new(),
             speed: SpeedTest::None,
             localsend_pin: String::new(),
+            encryption_off: None,
         }
     }
 
@@ -173,6 +178,9 @@ impl ClientTab {
                     .color(palette::OK),
             );
         }
+        if let Some(off) = &self.encryption_off {
+            actions.extend(off.ui(ui, tr));
+        }
         ui.checkbox(&mut self.plain, tr.get(T::PlainPeer));
         ui.add_space(6.0);
         // Wrapped: in a narrow window the drop hint goes below the buttons, not off the edge.
@@ -251,6 +259,11 @@ impl ClientTab {
         let dest = self.dest.trim().to_owned();
         if dest.is_empty() || !dest.contains(':') {
             self.notice = Some(tr.get(T::NeedDestination).to_owned());
+            return None;
+        }
+        // Nothing goes in the clear to a LocalSend device unless the user agreed.
+        if let Some(refusal) = self.encryption_off.as_ref().and_then(|off| off.refusal(tr)) {
+            self.notice = Some(refusal);
             return None;
         }
         let mode = if self.plain { Mode::Plain } else { Mode::Ferry };

@@ -8,7 +8,9 @@
 //! LocalSend devices (heard by the LocalSend receiver, or answering a probe of a favourite)
 //! are listed too, with a "LocalSend" badge and their device type; picking one makes its
 //! address the destination, and uploads and notes to that address go through LocalSend
-//! ([`DevicesPanel::localsend_target`]).
+//! ([`DevicesPanel::localsend_target`]). One with encryption turned off (plain HTTP) is
+//! marked "encryption off"; sending to it waits for the user's agreement (see
+//! [`super::unencrypted`]), kept here per address.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -18,7 +20,8 @@ use egui::{RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
-use crate::events::{DiscoveryEvent, SeenDevice, SeenLocalSend, SeenState};
+use super::unencrypted::EncryptionOff;
+use crate::events::{DiscoveryEvent, LocalSendProtocol, SeenDevice, SeenLocalSend, SeenState};
 use crate::localsend::{LOCALSEND_PORT, LocalSendTarget};
 use crate::worker::{Command, DiscoverySetup};
 
@@ -62,6 +65,9 @@ pub struct DevicesPanel {
     /// The last check: its target and the doctor's lines.
     pub checked: Option<(String, Vec<String>)>,
     pub checking: bool,
+    /// LocalSend devices with encryption off the user agreed to send unencrypted to, by
+    /// address (for as long as the window runs).
+    pub unencrypted_agreed: Vec<SocketAddr>,
     identity_dir: Option<PathBuf>,
     port: Option<u16>,
 }
@@ -85,6 +91,7 @@ impl DevicesPanel {
             check_addr: String::new(),
             checked: None,
             checking: false,
+            unencrypted_agreed: Vec::new(),
             identity_dir,
             port,
         }
@@ -154,6 +161,30 @@ impl DevicesPanel {
             device_type: device.device_type.clone(),
             protocol: device.protocol,
         })
+    }
+
+    /// When `dest` is a LocalSend device with encryption off: it, and whether the user
+    /// agreed to send to it unencrypted.
+    pub fn encryption_off(&self, dest: &str) -> Option<EncryptionOff> {
+        let target = self.localsend_target(dest)?;
+        (target.protocol == LocalSendProtocol::Http).then(|| EncryptionOff {
+            addr: target.addr,
+            agreed: self.unencrypted_agreed(target.addr),
+            alias: target.alias,
+        })
+    }
+
+    /// Whether the user agreed to send unencrypted to the device at `addr`.
+    pub fn unencrypted_agreed(&self, addr: SocketAddr) -> bool {
+        self.unencrypted_agreed.contains(&addr)
+    }
+
+    /// "Send unencrypted to this device" ticked (or not) for `addr`.
+    pub fn agree_unencrypted(&mut self, addr: SocketAddr, agreed: bool) {
+        self.unencrypted_agreed.retain(|a| *a != addr);
+        if agreed {
+            self.unencrypted_agreed.push(addr);
+        }
     }
 
     /// Adds the typed `host:port` as a favourite; false (and nothing added) if it is not one.
@@ -348,11 +379,21 @@ impl DevicesPanel {
             }
             ui.label(&device.device_type);
             ui.label("-");
-            ui.label(
-                RichText::new(tr.get(T::LocalSendBadge))
-                    .strong()
-                    .color(palette::OK),
-            );
+            ui.horizontal(|ui| {
+                ui.label(
+                    RichText::new(tr.get(T::LocalSendBadge))
+                        .strong()
+                        .color(palette::OK),
+                );
+                if device.protocol == LocalSendProtocol::Http {
+                    ui.label(
+                        RichText::new(tr.get(T::EncryptionOffBadge))
+                            .strong()
+                            .color(palette::NOT_ENCRYPTED),
+                    )
+                    .on_hover_text(tr.get(T::EncryptionOffHint));
+                }
+            });
             ui.label(device.how.join("+"));
             ui.end_row();
         }

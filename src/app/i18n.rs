@@ -375,6 +375,11 @@ texts! {
     NotePinField => "PIN for the note's LocalSend device", "便签的 LocalSend 设备 PIN 码";
     SendNoteWithPin => "Send note with PIN", "使用 PIN 码发送便签";
     LocalSendDeviceGone => "The LocalSend device {} is no longer listed", "LocalSend 设备 {} 已不在列表中";
+    EncryptionOffBadge => "encryption off", "加密已关闭";
+    EncryptionOffHint => "This LocalSend device has encryption turned off: it speaks plain HTTP, so anyone on the network could read what is sent to it, and it cannot prove who it is.", "此 LocalSend 设备已关闭加密：它使用明文 HTTP，网络上的任何人都能读取发送给它的内容，它也无法证明自己的身份。";
+    EncryptionOffWarning => "{} has encryption turned off (plain HTTP): anyone on the network could read what you send, and it cannot prove who it is.", "{} 已关闭加密（明文 HTTP）：网络上的任何人都能读取你发送的内容，它也无法证明自己的身份。";
+    SendUnencrypted => "Send unencrypted to this device", "以不加密方式发送到此设备";
+    EncryptionOffNotSent => "Not sent: {} has encryption turned off. Tick “Send unencrypted to this device” to send anyway, or turn Encryption back on in its LocalSend settings.", "未发送：{} 已关闭加密。勾选“以不加密方式发送到此设备”仍可发送，或在其 LocalSend 设置中重新开启加密。";
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ mod speed_panel;
 mod table;
 mod trust_panel;
 mod ui;
+mod unencrypted;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,12 @@ pub enum Action {
         to: std::net::SocketAddr,
         text: String,
         pin: String,
+    },
+    /// "Send unencrypted to this device" ticked or unticked for the LocalSend device with
+    /// encryption off at `addr`.
+    AgreeUnencrypted {
+        addr: std::net::SocketAddr,
+        agreed: bool,
     },
 }
 

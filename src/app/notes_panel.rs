@@ -4,7 +4,8 @@
 //! out. Replying to an encrypted note is encrypted: the engine seals notes to the address a
 //! trusted device's sealed note came from (see [`crate::notes::sealed`]). A note a LocalSend
 //! device refused for want of a PIN shows a PIN field and "Send note with PIN" (or, after
-//! too many tries, says the device refuses for a while), as the Client tab does for files.
+//! too many tries, says the device refuses for a while), as the Client tab does for files;
+//! one with encryption off gets a note only once "Send unencrypted to this device" is ticked.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
@@ -15,6 +16,7 @@ use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
 use super::pin_prompt::pin_prompt;
+use super::unencrypted::EncryptionOff;
 use crate::events::{Direction, NoteEvent, PinProblem, Security};
 use crate::notes::{NoteHistory, NotesConfig};
 use crate::protocol::{MAX_NOTE_BYTES, NoteWarning, check_note};
@@ -52,6 +54,9 @@ pub struct NotesPanel {
     /// peer (as long as the field still says it) are sealed to the key, wherever the device
     /// moved since its address was saved; typing another peer sends as usual.
     pub peer_key: Option<(String, [u8; 32])>,
+    /// The peer, when it is a LocalSend device with encryption off (set each frame): a note
+    /// goes to it only once the user agreed.
+    pub encryption_off: Option<EncryptionOff>,
 }
 
 /// A note a LocalSend device refused over its PIN.
@@ -73,6 +78,7 @@ impl NotesPanel {
             send_error: None,
             dropped: 0,
             peer_key: None,
+            encryption_off: None,
             refused: None,
             focus_requested: false,
             pin_needed: None,
@@ -172,6 +178,9 @@ impl NotesPanel {
         }
         // Under the peer it is about, above the history: always in view.
         actions.extend(self.pin_ui(ui, tr));
+        if let Some(off) = &self.encryption_off {
+            actions.extend(off.ui(ui, tr));
+        }
         ui.separator();
         let composer_height = 120.0;
         egui::ScrollArea::vertical()
@@ -221,13 +230,17 @@ impl NotesPanel {
         let check = check_note(&self.draft);
         let enter =
             response.has_focus() && ui.input(|i| i.key_pressed(Key::Enter) && !i.modifiers.shift);
+        let refusal = self.encryption_off.as_ref().and_then(|off| off.refusal(tr));
         ui.horizontal(|ui| {
             let sendable =
                 check.is_ok() && !self.draft.trim().is_empty() && !self.peer.trim().is_empty();
             let clicked = ui
                 .add_enabled(sendable, egui::Button::new(tr.get(T::Send)))
                 .clicked();
-            if sendable && (clicked || enter) {
+            if sendable && (clicked || enter) && refusal.is_some() {
+                // Nothing goes in the clear to a LocalSend device unless the user agreed.
+                self.send_error = refusal;
+            } else if sendable && (clicked || enter) {
                 let to = self.peer.trim().to_owned();
                 actions.push(Action::Engine(Command::SendNote {
                     key: self

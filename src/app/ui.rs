@@ -38,6 +38,10 @@ impl FerryApp {
     /// Draws the whole window into `ui` (also what the headless tests drive).
     pub fn ui(&mut self, ui: &mut Ui) {
         let tr = Tr(self.lang);
+        // Before anything can upload or send a note: whether the destination is a LocalSend
+        // device with encryption off, and whether the user agreed to send to it unencrypted.
+        self.client.encryption_off = self.devices.encryption_off(&self.client.dest);
+        self.notes.encryption_off = self.devices.encryption_off(&self.notes.peer);
         self.take_dropped_files(ui);
         self.window_focused = ui.input(|i| i.focused);
         let mut actions = self.shortcuts(ui, tr);

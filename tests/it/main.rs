@@ -28,6 +28,7 @@ mod gui_devices;
 mod gui_flood;
 mod gui_folders;
 mod gui_localsend;
+mod gui_localsend_http;
 mod gui_localsend_pin;
 mod gui_polish;
 mod gui_polish2;

@@ -1,0 +1,129 @@
+//! The window towards a LocalSend device with encryption turned off (plain HTTP), found by
+//! probing a favourite, driven headless by its labels: the device is listed with an
+//! "encryption off" badge; Upload and Send (a note) to it do nothing but explain until
+//! "Send unencrypted to this device" is ticked; then the files (a Chinese name too) arrive
+//! whole and the note arrives.
+
+use std::path::PathBuf;
+
+use egui_kittest::kittest::Queryable;
+use ferry::app::{RowState, Settings};
+use ferry::events::{Event, LocalSendProtocol, NoteEvent};
+
+use crate::gui::{app, choose_localsend_device, localsend_settings, run_until};
+use crate::localsend_http::plain_device;
+use crate::util::{data, names_in, wait_for};
+
+const REFUSAL: &str = "Not sent: Plain phone has encryption turned off.";
+
+#[test]
+fn uploads_and_notes_to_a_device_with_encryption_off_wait_for_the_users_agreement() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let mine = tempfile::tempdir().unwrap();
+    let ids = tempfile::tempdir().unwrap();
+    let (device, events) = plain_device(dst.path(), "Plain phone");
+    let files: Vec<(PathBuf, Vec<u8>)> = [("slides.pdf", 90_000), ("合同.txt", 2_000)]
+        .into_iter()
+        .map(|(name, len)| {
+            let path = src.path().join(name);
+            let bytes = data(len, len as u64 + 3);
+            std::fs::write(&path, &bytes).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    let window = Settings {
+        favourites: vec![device.local_addr().to_string()],
+        ..localsend_settings(mine.path(), ids.path())
+    };
+    let mut harness = app(window, files.iter().map(|(p, _)| p.clone()).collect());
+    choose_localsend_device(&mut harness, "Plain phone");
+    let listed = harness
+        .state()
+        .devices
+        .localsend
+        .iter()
+        .find(|d| d.alias == "Plain phone")
+        .cloned()
+        .unwrap();
+    assert_eq!(listed.protocol, LocalSendProtocol::Http);
+    harness.get_by_label("encryption off");
+    let dest = device.local_addr().to_string();
+    assert_eq!(harness.state().client.dest, dest);
+
+    // Upload without the agreement: the explanation, the files still queued, nothing sent.
+    harness.get_by_label("Choose files…").click();
+    run_until(&mut harness, "the picked files in the queue", |app| {
+        app.client.rows.len() == 2
+    });
+    harness.get_by_label("Upload").click();
+    harness.run_steps(3);
+    harness.get_by_label_contains(REFUSAL);
+    assert!(
+        harness
+            .state()
+            .client
+            .rows
+            .iter()
+            .all(|r| r.state == RowState::Queued),
+        "nothing left the queue"
+    );
+
+    // A note without the agreement: the explanation, the draft kept, nothing sent.
+    assert_eq!(harness.state().notes.peer, dest);
+    harness.get_by_label("Note").click();
+    harness.get_by_label("Note").type_text("会议改到三点");
+    harness.get_by_label("Send").click();
+    harness.run_steps(3);
+    assert_eq!(
+        harness
+            .state()
+            .notes
+            .send_error
+            .as_deref()
+            .map(|e| e.starts_with(REFUSAL)),
+        Some(true),
+        "{:?}",
+        harness.state().notes.send_error
+    );
+    assert_eq!(harness.state().notes.draft, "会议改到三点");
+    assert!(names_in(dst.path()).is_empty());
+    assert!(
+        !events
+            .try_iter()
+            .any(|e| matches!(e, Event::Note(_) | Event::Transfer(_))),
+        "the device heard nothing"
+    );
+
+    // Agreed (the box beside the destination): the files and the note go.
+    harness
+        .query_all_by_label("Send unencrypted to this device")
+        .next()
+        .expect("the agreement box")
+        .click();
+    harness.run_steps(2);
+    assert!(
+        harness
+            .state()
+            .devices
+            .unencrypted_agreed(device.local_addr())
+    );
+    harness.get_by_label("Upload").click();
+    run_until(&mut harness, "both uploads to end", |app| {
+        app.client.rows.iter().all(|r| r.state.is_finished())
+    });
+    for row in &harness.state().client.rows {
+        assert_eq!(row.state, RowState::Unverified, "{row:?}");
+    }
+    for (path, bytes) in &files {
+        let name = path.file_name().unwrap();
+        assert_eq!(&std::fs::read(dst.path().join(name)).unwrap(), bytes);
+    }
+    harness.get_by_label("Send").click();
+    harness.run_steps(2);
+    let got = wait_for(&events, |event| match event {
+        Event::Note(NoteEvent::Received { text, .. }) => Some(text.clone()),
+        _ => None,
+    });
+    assert_eq!(got, "会议改到三点");
+}
