@@ -162,6 +162,40 @@ fn no_encryption_and_plain_to_a_device_with_encryption_on_still_go_over_https() 
     assert_eq!(got, "still sealed");
 }
 
+/// Anyone can announce a plain-HTTP device under the name of one with a certificate: the
+/// name means the one with a certificate (probed second here, so found second).
+#[test]
+fn a_name_shared_with_a_device_with_encryption_on_means_that_device() {
+    let src = tempfile::tempdir().unwrap();
+    let (plain_inbox, tls_inbox) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (impostor, _events) = plain_device(plain_inbox.path(), "Twin");
+    let (real, _events) = device_on(
+        [127, 0, 0, 1],
+        tls_inbox.path(),
+        "Twin",
+        LocalSendProtocol::Https,
+    );
+    let sent = files(src.path());
+    let out = ferry()
+        .args([
+            "send",
+            "--to",
+            "Twin",
+            "--no-localsend-sweep",
+            "--localsend-wait",
+            "0",
+        ])
+        .args(["--localsend-probe", &impostor.local_addr().to_string()])
+        .args(["--localsend-probe", &real.local_addr().to_string()])
+        .args(sent.iter().map(|(p, _)| p))
+        .output()
+        .expect("ferry runs");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(names_in(plain_inbox.path()).is_empty());
+    assert_eq!(names_in(tls_inbox.path()).len(), 2);
+}
+
 /// A plain-HTTP device can call itself anything: its name reaches the terminal escaped,
 /// refused or agreed.
 #[test]
