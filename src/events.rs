@@ -53,14 +53,18 @@ pub enum Security {
     },
     /// A LocalSend device (HTTPS with self-signed certificates, see [`crate::localsend`]):
     /// encrypted on the wire, but anyone can make a certificate, so the device is known by
-    /// its certificate's fingerprint only and is never a trusted Ferry device.
+    /// its certificate's fingerprint only and is never a trusted Ferry device. Sent to a
+    /// device with encryption turned off (plain HTTP, the user agreed), it is not encrypted.
     LocalSend {
         /// The alias it sent (hostile text: escape before showing).
         alias: String,
         /// `mobile`, `desktop`, `web`, `headless` or `server`.
         device_type: String,
-        /// SHA-256 of its client certificate, upper-case hex; empty when it sent none.
+        /// SHA-256 of its client certificate, upper-case hex; empty when it sent none (for a
+        /// device with encryption off: the id it claims).
         fingerprint: String,
+        /// HTTPS; `false`: plain HTTP (anyone on the LAN could read it).
+        encrypted: bool,
     },
 }
 

@@ -113,10 +113,12 @@ pub fn display_safe(event: Event) -> Event {
                     alias,
                     device_type,
                     fingerprint,
+                    encrypted,
                 } => Security::LocalSend {
                     alias: line(alias),
                     device_type: line(device_type),
                     fingerprint: line(fingerprint),
+                    encrypted,
                 },
             };
             Event::Note(NoteEvent::Received {
@@ -204,10 +206,12 @@ fn safe_security(security: Security) -> Security {
             alias,
             device_type,
             fingerprint,
+            encrypted,
         } => Security::LocalSend {
             alias: escape_line(&alias).into_owned(),
             device_type: escape_line(&device_type).into_owned(),
             fingerprint,
+            encrypted,
         },
     }
 }

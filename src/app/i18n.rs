@@ -363,6 +363,7 @@ texts! {
     LocalSendFailed => "LocalSend receiving is off: {}", "LocalSend 接收已关闭：{}";
     LocalSendBadge => "LocalSend", "LocalSend";
     LocalSendMark => "LocalSend · {}", "LocalSend · {}";
+    LocalSendMarkPlain => "LocalSend · {} · not encrypted", "LocalSend · {} · 未加密";
     LocalSendSendTo => "Send to the LocalSend device {} ({})", "发送到 LocalSend 设备 {}（{}）";
     LocalSendPin => "LocalSend PIN", "LocalSend PIN 码";
     LocalSendPinHint => "Empty: no PIN. LocalSend senders must type it (3 wrong tries lock them out for 5 minutes).", "留空表示不需要 PIN 码。LocalSend 发送方必须输入它（输错 3 次将被锁定 5 分钟）。";

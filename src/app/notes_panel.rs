@@ -311,10 +311,26 @@ pub(super) fn security_mark(ui: &mut Ui, security: &Security, tr: Tr) {
             .on_hover_text(tr.get(T::NoteNotEncryptedHint));
         }
         Security::LocalSend {
-            alias, fingerprint, ..
+            alias,
+            fingerprint,
+            encrypted: true,
+            ..
         } => {
             ui.label(RichText::new(tr.fill(T::LocalSendMark, &[alias])).color(palette::OK))
                 .on_hover_text(fingerprint);
+        }
+        // Sent in plain HTTP to a device with encryption off: as visible as a plain note.
+        Security::LocalSend {
+            alias,
+            encrypted: false,
+            ..
+        } => {
+            ui.label(
+                RichText::new(tr.fill(T::LocalSendMarkPlain, &[alias]))
+                    .color(palette::NOT_ENCRYPTED)
+                    .strong(),
+            )
+            .on_hover_text(tr.get(T::EncryptionOffHint));
         }
     }
 }

@@ -243,14 +243,20 @@ pub(super) fn security_words(security: &Security) -> String {
             alias,
             device_type,
             fingerprint,
+            encrypted,
         } => format!(
-            "LocalSend device \"{}\" ({}), certificate fingerprint {}",
+            "LocalSend device \"{}\" ({}), certificate fingerprint {}{}",
             escape_line(alias),
             escape_line(device_type),
             if fingerprint.is_empty() {
                 "none (no client certificate)"
             } else {
                 fingerprint
+            },
+            if *encrypted {
+                ""
+            } else {
+                ", NOT ENCRYPTED (plain HTTP)"
             }
         ),
     }

@@ -16,7 +16,7 @@ use super::server::{
 };
 use super::upload::Session;
 use super::wire::{self, DeviceInfo, PrepareResponse, ValidOffer};
-use super::{MAX_PIN_TRIES, PIN_LOCKOUT_SECS};
+use super::{LocalSendProtocol, MAX_PIN_TRIES, PIN_LOCKOUT_SECS};
 use crate::events::{Event, NoteEvent, PendingOffer, Security, ServerEvent, next_transfer_id};
 use crate::transfer::Decision;
 
@@ -24,12 +24,14 @@ use crate::transfer::Decision;
 const MAX_PIN_ENTRIES: usize = 1024;
 
 /// What the LocalSend sender is, for prompts and rows.
-pub(super) fn security_of(info: &DeviceInfo, client: Option<&str>) -> Security {
+/// `encrypted`: this receiver speaks HTTPS (always, but in tests).
+pub(super) fn security_of(info: &DeviceInfo, client: Option<&str>, encrypted: bool) -> Security {
     Security::LocalSend {
         alias: info.label(),
         device_type: info.kind().to_owned(),
         // Only a certificate proves a fingerprint; a body's claim is not shown as one.
         fingerprint: client.unwrap_or("").to_owned(),
+        encrypted,
     }
 }
 
@@ -57,7 +59,8 @@ pub(super) async fn prepare(
         Ok(valid) => valid,
         Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let security = security_of(&info, client.as_deref());
+    let encrypted = shared.config.protocol == LocalSendProtocol::Https;
+    let security = security_of(&info, client.as_deref(), encrypted);
     let policy = *lock(&shared.policy);
     let Some(without_asking) = policy.without_asking(false) else {
         return reply(

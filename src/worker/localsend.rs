@@ -31,8 +31,8 @@ use crate::events::{
 };
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
-    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSendError,
-    LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
+    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendProtocol,
+    LocalSendSendError, LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
 };
 use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
 
@@ -433,6 +433,7 @@ impl LocalSendSide {
                             alias: to.alias,
                             device_type: to.device_type,
                             fingerprint: to.fingerprint,
+                            encrypted: to.protocol == LocalSendProtocol::Https,
                         },
                     })),
                     Err(e) => match pin_problem(&e) {

@@ -2,13 +2,13 @@
 //! probing a favourite, driven headless by its labels: the device is listed with an
 //! "encryption off" badge; Upload and Send (a note) to it do nothing but explain until
 //! "Send unencrypted to this device" is ticked; then the files (a Chinese name too) arrive
-//! whole and the note arrives.
+//! whole, their rows marked "not encrypted", and the note arrives.
 
 use std::path::PathBuf;
 
 use egui_kittest::kittest::Queryable;
 use ferry::app::{RowState, Settings};
-use ferry::events::{Event, LocalSendProtocol, NoteEvent};
+use ferry::events::{Event, LocalSendProtocol, NoteEvent, Security};
 
 use crate::gui::{app, choose_localsend_device, localsend_settings, run_until};
 use crate::localsend_http::plain_device;
@@ -114,7 +114,24 @@ fn uploads_and_notes_to_a_device_with_encryption_off_wait_for_the_users_agreemen
     });
     for row in &harness.state().client.rows {
         assert_eq!(row.state, RowState::Unverified, "{row:?}");
+        assert!(
+            matches!(
+                row.security,
+                Some(Security::LocalSend {
+                    encrypted: false,
+                    ..
+                })
+            ),
+            "{row:?}"
+        );
     }
+    assert_eq!(
+        harness
+            .query_all_by_label("LocalSend · Plain phone · not encrypted")
+            .count(),
+        2,
+        "each row says it went unencrypted"
+    );
     for (path, bytes) in &files {
         let name = path.file_name().unwrap();
         assert_eq!(&std::fs::read(dst.path().join(name)).unwrap(), bytes);

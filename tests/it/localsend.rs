@@ -337,6 +337,7 @@ fn rows_name_the_localsend_device_and_its_certificate() {
             alias: "Pixel".into(),
             device_type: "mobile".into(),
             fingerprint: peer.identity.fingerprint().into(),
+            encrypted: true,
         }
     );
 }

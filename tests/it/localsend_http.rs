@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use ferry::events::{CancelToken, Event, NoteEvent, TransferEvent, event_channel};
+use ferry::events::{CancelToken, Event, NoteEvent, Security, TransferEvent, event_channel};
 use ferry::localsend::{
     CertIdentity, LocalSendConfig, LocalSendProtocol, LocalSendSendError, LocalSendSender,
     LocalSendServer, LocalSendTarget,
@@ -113,12 +113,31 @@ fn files_and_a_text_go_over_plain_http_only_when_the_user_agreed() {
         "the device heard nothing at all"
     );
 
-    // Agreed: whole, under their names.
-    let (sink, _mine) = event_channel(None);
+    // Agreed: whole, under their names, said to have gone unencrypted.
+    let (sink, mine) = event_channel(None);
     let outcomes = sender(true)
         .send_files(&to, &files, &sink, &CancelToken::new())
         .expect("the device takes the files");
     assert!(outcomes.iter().all(|o| o.is_success()), "{outcomes:?}");
+    drop(sink);
+    let marks: Vec<Security> = mine
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Transfer(TransferEvent::Started { security, .. }) => Some(security),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(marks.len(), 2);
+    assert!(
+        marks.iter().all(|m| matches!(
+            m,
+            Security::LocalSend {
+                encrypted: false,
+                ..
+            }
+        )),
+        "{marks:?}"
+    );
     let mut names = names_in(inbox.path());
     names.sort();
     assert_eq!(names, vec!["report.pdf", "照片 一.jpg"]);

@@ -137,6 +137,7 @@ fn files_with_chinese_names_arrive_whole_with_localsend_rows() {
                 alias: "Receiver".into(),
                 device_type: "desktop".into(),
                 fingerprint: server.fingerprint().into(),
+                encrypted: true,
             }
         );
         assert_eq!(total, std::fs::metadata(&file.path).expect("stat").len());
