@@ -462,5 +462,16 @@ mod tests {
         let line = device_line(&device);
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.contains("fingerprint AB\\u{1b}]0;OWNED"), "{line:?}");
+        assert!(!line.contains("encryption off"), "{line:?}");
+        let plain = LocalSendDevice {
+            protocol: LocalSendProtocol::Http,
+            ..device
+        };
+        assert!(
+            device_line(&plain)
+                .contains("  multicast  encryption off (plain HTTP)  fingerprint AB"),
+            "{}",
+            device_line(&plain)
+        );
     }
 }
