@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use ferry::events::{CancelToken, Event, NoteEvent, Security, TransferEvent, event_channel};
 use ferry::localsend::{
-    CertIdentity, LocalSendConfig, LocalSendProtocol, LocalSendSendError, LocalSendSender,
-    LocalSendServer, LocalSendTarget,
+    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendProtocol, LocalSendSendError,
+    LocalSendSender, LocalSendServer, LocalSendTarget,
 };
-use ferry::transfer::{AcceptPolicy, OutgoingFile};
+use ferry::transfer::{AcceptPolicy, OutgoingFile, OutgoingItem, walk_folder};
 
 use crate::util::{data, names_in, wait_for};
 
@@ -158,6 +158,51 @@ fn files_and_a_text_go_over_plain_http_only_when_the_user_agreed() {
         _ => None,
     });
     assert_eq!(got, "明天见 over HTTP");
+}
+
+/// A folder and a PIN work over plain HTTP as over HTTPS.
+#[test]
+fn a_folder_and_a_pin_go_over_plain_http_too() {
+    let src = tempfile::tempdir().unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let identity = CertIdentity::generate().expect("certificate");
+    let mut config = LocalSendConfig::new(inbox.path().to_path_buf(), "Kiosk", identity);
+    config.bind = "127.0.0.1".parse().unwrap();
+    config.port = 0;
+    config.policy = AcceptPolicy::Everyone;
+    config.fsync = false;
+    config.pin = Some("密码 7".into());
+    config.protocol = LocalSendProtocol::Http;
+    let (sink, _events) = event_channel(None);
+    let device = LocalSendServer::start(config, sink).expect("starts");
+    let folder = src.path().join("相册");
+    std::fs::create_dir_all(folder.join("2024")).unwrap();
+    let a = data(40_000, 1);
+    std::fs::write(folder.join("2024/a.jpg"), &a).unwrap();
+    std::fs::write(folder.join("b.txt"), b"bee").unwrap();
+    let batch = LocalSendBatch::of(&[OutgoingItem::Folder(walk_folder(&folder).unwrap())]);
+    let to = target_at(device.local_addr(), LocalSendProtocol::Http);
+
+    let (sink, _mine) = event_channel(None);
+    let no_pin = sender(true).send_batch(&to, &batch, &sink, &CancelToken::new());
+    assert!(
+        matches!(no_pin, Err(LocalSendSendError::PinRequired)),
+        "{no_pin:?}"
+    );
+    let mut with_pin = sender(true);
+    with_pin.pin = Some("密码 7".into());
+    let outcomes = with_pin
+        .send_batch(&to, &batch, &sink, &CancelToken::new())
+        .expect("sent");
+    assert!(outcomes.iter().all(|o| o.is_success()), "{outcomes:?}");
+    assert_eq!(
+        std::fs::read(inbox.path().join("相册/2024/a.jpg")).unwrap(),
+        a
+    );
+    assert_eq!(
+        std::fs::read(inbox.path().join("相册/b.txt")).unwrap(),
+        b"bee"
+    );
 }
 
 /// A listener that reports the first bytes of the first connection it gets, then closes it.
