@@ -67,7 +67,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-probe -d 
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified or encrypted'
-complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-encryption -d 'Send without encryption (still verified): for a receiver that cannot encrypt, and for benchmarks. Anyone on the network can then read the files'
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-encryption -d 'Send without encryption (still verified): for a receiver that cannot encrypt, and for benchmarks. Anyone on the network can then read the files. To a LocalSend device with encryption turned off (plain HTTP) it is the agreement to send unencrypted; a LocalSend device with encryption on still gets HTTPS'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l flatten -d 'With --plain: send the files of each folder named, with their paths relative to the folder\'s parent (`photos/2024/a.jpg`) as names (plain receivers have no folders)'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
@@ -77,7 +77,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand note" -l pin -d 'The PIN a L
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-probe -d 'Also ask this address whether it is a LocalSend device (`POST /register`), for one that LocalSend\'s multicast does not reach (repeatable; port 53317 unless given)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
-complete -c ferry -n "__fish_ferry_using_subcommand note" -l plain -d 'Send plain text even to a trusted device (for plain peers: nc -u, the Python chat)'
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l plain -d 'Send plain text even to a trusted device (for plain peers: nc -u, the Python chat). To a LocalSend device with encryption turned off (plain HTTP) it is the agreement to send the note unencrypted; a LocalSend device with encryption on still gets HTTPS'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand listen" -l port -d 'UDP port to listen on' -r
