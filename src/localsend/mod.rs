@@ -89,14 +89,17 @@ pub enum LocalSendError {
     Identity(String),
     #[error("TLS: {0}")]
     Tls(String),
+    /// The TLS hello was answered with something that is no TLS (a plain-HTTP server's text).
     #[error(
         "it does not speak HTTPS (it answered in plain text: perhaps its encryption was \
          turned off; look for it again): {0}"
     )]
     NotTls(String),
+    /// No HTTP answer over plain HTTP: a TLS alert, or the connection closed (a TLS server
+    /// does either; so does a device that stopped mid-request).
     #[error(
-        "it does not answer plain HTTP (perhaps its encryption was turned back on; look for \
-         it again): {0}"
+        "it does not answer plain HTTP (it sent no HTTP answer: perhaps its encryption was \
+         turned back on; look for it again): {0}"
     )]
     NotPlainHttp(String),
     #[error("LocalSend port {port} is in use (another LocalSend or Ferry?)")]
