@@ -235,7 +235,7 @@ impl LocalSendSender {
         cancel: &CancelToken,
     ) -> Result<Vec<FileOutcome>, LocalSendSendError> {
         // Refused before anything is read or sent.
-        self.link(target)?;
+        let link = self.link(target)?;
         let mut listed = Vec::with_capacity(files.len());
         let mut dtos = HashMap::with_capacity(files.len());
         for (file, name) in files {
@@ -263,7 +263,7 @@ impl LocalSendSender {
             listed.push((file, name, metadata.len()));
         }
         let runtime = runtime()?;
-        let accepted = runtime.block_on(self.prepare(target, dtos, cancel))?;
+        let accepted = runtime.block_on(self.prepare(link, target, dtos, cancel))?;
         let Some(accepted) = accepted else {
             return Err(LocalSendSendError::NothingWanted);
         };
@@ -326,7 +326,8 @@ impl LocalSendSender {
             };
             let query = upload_query(&accepted, &file.id.to_string(), token);
             let content_type = "application/octet-stream";
-            let answer = runtime.block_on(self.post_to(target, &query, content_type, body, cancel));
+            let answer =
+                runtime.block_on(post_to(link, target, &query, content_type, body, cancel));
             // A cancel makes the body fail too: whichever the upload saw first, it was
             // cancelled unless the device had it all.
             let answer = match answer {
@@ -336,7 +337,7 @@ impl LocalSendSender {
             };
             let outcome = match answer {
                 None => {
-                    runtime.block_on(self.cancel_session(target, &accepted.session_id));
+                    runtime.block_on(cancel_session(link, target, &accepted.session_id));
                     sink.transfer(TransferEvent::Cancelled {
                         id: file.id,
                         by_peer: false,
@@ -390,7 +391,7 @@ impl LocalSendSender {
         text: &str,
         cancel: &CancelToken,
     ) -> Result<(), LocalSendSendError> {
-        self.link(target)?;
+        let link = self.link(target)?;
         let id = "text".to_owned();
         let mut dtos = HashMap::new();
         dtos.insert(
@@ -405,7 +406,7 @@ impl LocalSendSender {
             },
         );
         let runtime = runtime()?;
-        let Some(accepted) = runtime.block_on(self.prepare(target, dtos, cancel))? else {
+        let Some(accepted) = runtime.block_on(self.prepare(link, target, dtos, cancel))? else {
             return Ok(()); // 204: the text was shown, nothing to upload
         };
         // A device that wants the text as a file gets it as one.
@@ -415,7 +416,7 @@ impl LocalSendSender {
         let body = Full::new(Bytes::from(text.as_bytes().to_vec()));
         let query = upload_query(&accepted, &id, token);
         let answer = runtime
-            .block_on(self.post_to(target, &query, "text/plain", body, cancel))
+            .block_on(post_to(link, target, &query, "text/plain", body, cancel))
             .ok_or(LocalSendSendError::Cancelled)?
             .map_err(|source| LocalSendSendError::Unreachable {
                 addr: target.addr,
@@ -431,33 +432,11 @@ impl LocalSendSender {
         }
     }
 
-    /// POSTs `body` to `target` (its certificate pinned, or in plain HTTP when agreed) as this
-    /// device; `None` when `cancel` came first.
-    async fn post_to<B>(
-        &self,
-        target: &LocalSendTarget,
-        path_and_query: &str,
-        content_type: &str,
-        body: B,
-        cancel: &CancelToken,
-    ) -> Option<Result<Answer, LocalSendError>>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let link = match self.link(target) {
-            Ok(link) => link,
-            // Checked before anything was sent; still never plain HTTP unagreed.
-            Err(e) => return Some(Err(LocalSendError::Http(e.to_string()))),
-        };
-        let request = post(link, target.addr, path_and_query, content_type, body);
-        with_cancel(cancel, request).await
-    }
-
     /// `prepare-upload`: `Some` with the session and the tokens of the files wanted, `None`
     /// for 204 (nothing to upload).
     async fn prepare(
         &self,
+        link: Link<'_>,
         target: &LocalSendTarget,
         files: HashMap<String, FileDto>,
         cancel: &CancelToken,
@@ -474,7 +453,7 @@ impl LocalSendSender {
             path.push_str(&encode(pin));
         }
         let request = post_json(
-            self.link(target)?,
+            link,
             target.addr,
             &path,
             body,
@@ -503,16 +482,31 @@ impl LocalSendSender {
             }),
         }
     }
+}
 
-    /// Tells the device the session is over (best effort: it also times out on its own).
-    async fn cancel_session(&self, target: &LocalSendTarget, session_id: &str) {
-        let path = format!("{API}cancel?sessionId={}", encode(session_id));
-        let Ok(link) = self.link(target) else {
-            return; // never sent anything to it
-        };
-        if let Err(e) = post_json(link, target.addr, &path, Vec::new(), CANCEL_TIMEOUT).await {
-            log::debug!("LocalSend cancel at {}: {e}", target.addr);
-        }
+/// POSTs `body` to `target` over `link` (its certificate pinned, or plain HTTP when the user
+/// agreed: see [`LocalSendSender::link`]); `None` when `cancel` came first.
+async fn post_to<B>(
+    link: Link<'_>,
+    target: &LocalSendTarget,
+    path_and_query: &str,
+    content_type: &str,
+    body: B,
+    cancel: &CancelToken,
+) -> Option<Result<Answer, LocalSendError>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let request = post(link, target.addr, path_and_query, content_type, body);
+    with_cancel(cancel, request).await
+}
+
+/// Tells the device the session is over (best effort: it also times out on its own).
+async fn cancel_session(link: Link<'_>, target: &LocalSendTarget, session_id: &str) {
+    let path = format!("{API}cancel?sessionId={}", encode(session_id));
+    if let Err(e) = post_json(link, target.addr, &path, Vec::new(), CANCEL_TIMEOUT).await {
+        log::debug!("LocalSend cancel at {}: {e}", target.addr);
     }
 }
 
