@@ -27,7 +27,8 @@
 //! - `server`: starting and stopping the receiver, the routes, register.
 //! - `listener`: the HTTPS listeners (IPv4, and IPv6 beside it), connection limits, TLS.
 //! - `prepare`: prepare-upload: PIN, one session, validation, asking the user.
-//! - `upload`: one file's body onto the disk; sessions and cancel.
+//! - `session`: the one session at a time: its slot, its files, how it ends.
+//! - `upload`: one file's body onto the disk; cancel.
 //! - `folder`: a folder sent as files named by relative paths (empty folders cannot be).
 //! - `disk`: a session's folders, and the writer that keeps file I/O off the runtime.
 //! - `discovery`: announcing, answering announcements (IPv4 and IPv6).
@@ -52,6 +53,7 @@ mod prepare;
 mod probe;
 pub mod send;
 mod server;
+mod session;
 pub mod sweep;
 pub mod tls;
 mod upload;

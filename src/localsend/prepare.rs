@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::server::{
     MAX_JSON_BYTES, Reply, Shared, json_reply, lock, query, read_body, reply, stopped,
 };
-use super::upload::Session;
+use super::session::Session;
 use super::wire::{self, DeviceInfo, PrepareResponse, ValidOffer};
 use super::{LocalSendProtocol, MAX_PIN_TRIES, PIN_LOCKOUT_SECS};
 use crate::events::{Event, NoteEvent, PendingOffer, Security, ServerEvent, next_transfer_id};
@@ -89,7 +89,7 @@ pub(super) async fn prepare(
         ValidOffer::Files { files, bytes } => (files, bytes),
     };
     // One session at a time: held from here (asking included) until it ends.
-    let Some(claim) = super::upload::claim_slot(shared) else {
+    let Some(claim) = super::session::claim_slot(shared) else {
         return reply(StatusCode::CONFLICT, "blocked by another session");
     };
     let reservation = match shared.downloads.reserve(bytes) {

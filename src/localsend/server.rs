@@ -20,8 +20,8 @@ use super::devices::{DeviceTable, LocalSendDevice};
 use super::discovery::{MulticastConfig, Sockets, with_port};
 use super::identity::CertIdentity;
 use super::listener::{self, Listeners};
+use super::session::{Session, Slot};
 use super::sweep::{SweepReport, SweepSettings, Sweeper};
-use super::upload::{Session, Slot};
 use super::wire::{DeviceInfo, PROTOCOL_VERSION};
 use super::{LOCALSEND_PORT, LocalSendError, LocalSendProtocol};
 use crate::events::{EventSink, TransferId};
@@ -246,7 +246,7 @@ impl LocalSendServer {
     /// Cancels the session an incoming file belongs to (the sender's next upload gets 403).
     pub fn cancel(&self, id: TransferId) {
         if let Some(session) = lock(&self.shared.live).get(&id).cloned() {
-            super::upload::end_session(&self.shared, &session);
+            super::session::end_session(&self.shared, &session);
         }
     }
 

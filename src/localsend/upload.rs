@@ -1,217 +1,26 @@
-//! Sessions and uploads: the one session a LocalSend receiver holds at a time, and each
-//! file's body streamed (chunked or not) through a [`PartFile`] into the download folder
+//! Uploads: each file of the session (see [`super::session`]) has its body streamed (chunked or not) through a [`PartFile`] into the download folder
 //! (or the session's folder it names: see [`super::disk`]), committed only when exactly the
 //! announced size arrived. Every file-system call (making folders, creating the `.part`,
 //! writing, fsync, naming) runs on tokio's blocking pool, never on the runtime's thread.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use tokio::sync::Notify;
 
-use super::disk::{self, CHUNKS_IN_FLIGHT, Tree};
+use super::disk::{self, CHUNKS_IN_FLIGHT};
 use super::server::{Reply, Shared, lock, query, reply, stopped};
+use super::session::{FileState, Session, current_session, end_session};
 use super::wire::ValidFile;
 use crate::events::{
-    Direction, Failure, FailureKind, ProgressThrottle, Security, TransferEvent, TransferId,
-    next_transfer_id,
+    Direction, Failure, FailureKind, ProgressThrottle, TransferEvent, TransferId, next_transfer_id,
 };
 use crate::protocol::Mode;
 use crate::protocol::session::Refusal;
-use crate::transfer::{Downloads, PartFile, Reservation};
-
-/// The receiver's one session.
-pub(super) enum Slot {
-    Free,
-    /// A prepare-upload is being read or asked about (`claim` number).
-    Claimed(u64),
-    Active(Arc<Session>),
-}
-
-/// A claimed slot: freed when dropped unless [`Claim::activate`]d.
-pub(super) struct Claim<'a> {
-    shared: &'a Shared,
-    number: u64,
-}
-
-impl Claim<'_> {
-    pub(super) fn activate(self, session: Arc<Session>) {
-        let mut slot = lock(&self.shared.slot);
-        if matches!(*slot, Slot::Claimed(n) if n == self.number) {
-            *slot = Slot::Active(session);
-        }
-        drop(slot);
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        let mut slot = lock(&self.shared.slot);
-        if matches!(*slot, Slot::Claimed(n) if n == self.number) {
-            *slot = Slot::Free;
-        }
-    }
-}
-
-/// Takes the slot if it is free, or held by a session that went quiet (nothing uploading
-/// and no request for the idle timeout); `None` when another session holds it.
-pub(super) fn claim_slot(shared: &Shared) -> Option<Claim<'_>> {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let mut slot = lock(&shared.slot);
-    let free = match &*slot {
-        Slot::Free => true,
-        Slot::Claimed(_) => false,
-        Slot::Active(session) => session.is_stale(shared.config.idle_timeout),
-    };
-    if !free {
-        return None;
-    }
-    if let Slot::Active(session) = &*slot {
-        session.cancel();
-    }
-    let number = NEXT.fetch_add(1, Ordering::Relaxed);
-    *slot = Slot::Claimed(number);
-    Some(Claim { shared, number })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileState {
-    Waiting,
-    Receiving,
-    Done,
-}
-
-struct SessionFile {
-    file: ValidFile,
-    token: String,
-    state: FileState,
-}
-
-/// An accepted prepare-upload.
-pub(super) struct Session {
-    pub(super) id: String,
-    peer: IpAddr,
-    security: Security,
-    files: Mutex<HashMap<String, SessionFile>>,
-    cancelled: AtomicBool,
-    wake: Notify,
-    last_activity: Mutex<Instant>,
-    /// The free space promised to this session's files; released when it ends.
-    reservation: Mutex<Option<Reservation>>,
-    /// The folders its files named (locked on the blocking pool only).
-    tree: Arc<Mutex<Tree>>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // The last upload is over: its folders are opened to others (a few fchmods).
-        lock(&self.tree).finish();
-    }
-}
-
-/// A random hex string of 16 bytes (session ids and tokens: unguessable).
-fn random_hex() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No entropy: a token that no sender can match (an empty query value never equals it).
-        return "\u{0}unavailable".to_owned();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl Session {
-    pub(super) fn new(
-        peer: IpAddr,
-        security: Security,
-        files: Vec<ValidFile>,
-        reservation: Reservation,
-        downloads: Downloads,
-    ) -> Self {
-        let files = files
-            .into_iter()
-            .map(|file| {
-                (
-                    file.id.clone(),
-                    SessionFile {
-                        file,
-                        token: random_hex(),
-                        state: FileState::Waiting,
-                    },
-                )
-            })
-            .collect();
-        Self {
-            id: random_hex(),
-            peer,
-            security,
-            files: Mutex::new(files),
-            cancelled: AtomicBool::new(false),
-            wake: Notify::new(),
-            last_activity: Mutex::new(Instant::now()),
-            reservation: Mutex::new(Some(reservation)),
-            tree: Arc::new(Mutex::new(Tree::new(downloads))),
-        }
-    }
-
-    pub(super) fn tokens(&self) -> HashMap<String, String> {
-        lock(&self.files)
-            .iter()
-            .map(|(id, f)| (id.clone(), f.token.clone()))
-            .collect()
-    }
-
-    fn is_stale(&self, idle: std::time::Duration) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-            || (!lock(&self.files)
-                .values()
-                .any(|f| f.state == FileState::Receiving)
-                && lock(&self.last_activity).elapsed() >= idle)
-    }
-
-    fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        self.wake.notify_waiters();
-        lock(&self.reservation).take();
-    }
-
-    fn touch(&self) {
-        *lock(&self.last_activity) = Instant::now();
-    }
-
-    /// Every file received or failed.
-    fn all_done(&self) -> bool {
-        lock(&self.files)
-            .values()
-            .all(|f| f.state == FileState::Done)
-    }
-}
-
-/// Ends `session`: uploads in flight stop, later requests get 403, the slot is free.
-pub(super) fn end_session(shared: &Shared, session: &Arc<Session>) {
-    session.cancel();
-    let mut slot = lock(&shared.slot);
-    if matches!(&*slot, Slot::Active(s) if Arc::ptr_eq(s, session)) {
-        *slot = Slot::Free;
-    }
-}
-
-fn current_session(shared: &Shared, session_id: &str) -> Option<Arc<Session>> {
-    match &*lock(&shared.slot) {
-        Slot::Active(session)
-            if session.id == session_id && !session.cancelled.load(Ordering::SeqCst) =>
-        {
-            Some(Arc::clone(session))
-        }
-        _ => None,
-    }
-}
+use crate::transfer::PartFile;
 
 /// `POST /cancel?sessionId`: only from the address that prepared it.
 pub(super) fn cancel(request: &Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Reply {
