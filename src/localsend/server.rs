@@ -369,7 +369,7 @@ pub(super) async fn route(
         (&Method::POST, "prepare-upload") => {
             super::prepare::prepare(request, peer, client, &shared).await
         }
-        (&Method::POST, "upload") => super::upload::upload(request, peer, &shared).await,
+        (&Method::POST, "upload") => super::upload::upload(request, peer, shared).await,
         (&Method::POST, "cancel") => super::upload::cancel(&request, peer, &shared),
         _ => reply(StatusCode::NOT_FOUND, "unknown LocalSend route"),
     }

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -37,12 +37,26 @@ pub(super) fn cancel(request: &Request<Incoming>, peer: SocketAddr, shared: &Sha
     }
 }
 
-/// `POST /upload?sessionId&fileId&token`: the file's bytes.
+/// `POST /upload?sessionId&fileId&token`: the file's bytes, taken by a task of its own so
+/// the upload ends its own way (and says so) however its connection ends: hyper drops a
+/// request whose sender closes its side right after the last byte (it takes that for a
+/// broken connection), and a stopping server cuts connections after a grace period. The
+/// bytes the body already holds are still taken.
 pub(super) async fn upload(
     request: Request<Incoming>,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    shared: Arc<Shared>,
 ) -> Reply {
+    match tokio::spawn(take_upload(request, peer, shared)).await {
+        Ok(answer) => answer,
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the upload stopped: {e}"),
+        ),
+    }
+}
+
+async fn take_upload(request: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) -> Reply {
     let params = query(&request);
     let (Some(session_id), Some(file_id), Some(token)) = (
         params.get("sessionId"),
@@ -51,7 +65,7 @@ pub(super) async fn upload(
     ) else {
         return reply(StatusCode::BAD_REQUEST, "missing parameters");
     };
-    let Some(session) = current_session(shared, session_id) else {
+    let Some(session) = current_session(&shared, session_id) else {
         return reply(StatusCode::FORBIDDEN, "no such session");
     };
     if session.peer != peer.ip() {
@@ -71,29 +85,97 @@ pub(super) async fn upload(
         entry.state = FileState::Receiving;
         entry.file.clone()
     };
-    session.touch();
-    let id = next_transfer_id();
-    lock(&shared.live).insert(id, Arc::clone(&session));
+    let receiving = Receiving::new(&shared, session, &file.id);
     let mut body = request.into_body();
-    let result = receive(&mut body, peer, shared, &session, &file, id).await;
+    let result = receive(&mut body, peer, &receiving, &file).await;
     if result.is_err() {
         drain(&mut body).await;
     }
-    lock(&shared.live).remove(&id);
-    if let Some(entry) = lock(&session.files).get_mut(&file.id) {
-        entry.state = FileState::Done;
-    }
-    session.touch();
-    if session.all_done() {
-        end_session(shared, &session);
-    }
     match result {
-        Ok(()) => reply(StatusCode::OK, ""),
+        Ok(()) => {
+            receiving.settle();
+            reply(StatusCode::OK, "")
+        }
         Err((status, failure)) => {
             let message = failure.to_string();
-            shared.sink.transfer(TransferEvent::Failed { id, failure });
+            receiving.fail(failure);
             reply(status, &message)
         }
+    }
+}
+
+/// One file being received, from its `Receiving` mark on. However its upload ends (answered,
+/// or its task dropped: the runtime shut down while it still ran) the file stops receiving,
+/// the session ends when it was its last file, and its row gets one final event: the one
+/// the upload reported, or `Stopped` / interrupted when it reported none (a row must never
+/// stay active, nor a file "receiving": the session would never go stale, and every later
+/// sender would get 409).
+struct Receiving {
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    file_id: String,
+    id: TransferId,
+    /// Whether the row's final event went out (a commit claims it before it starts).
+    reported: Arc<AtomicBool>,
+    settled: AtomicBool,
+}
+
+impl Receiving {
+    fn new(shared: &Arc<Shared>, session: Arc<Session>, file_id: &str) -> Self {
+        session.touch();
+        let id = next_transfer_id();
+        lock(&shared.live).insert(id, Arc::clone(&session));
+        Self {
+            shared: Arc::clone(shared),
+            session,
+            file_id: file_id.to_owned(),
+            id,
+            reported: Arc::new(AtomicBool::new(false)),
+            settled: AtomicBool::new(false),
+        }
+    }
+
+    /// The file is done with (once): not cancellable any more, not receiving; the session
+    /// ends if this was its last file.
+    fn settle(&self) {
+        if self.settled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        lock(&self.shared.live).remove(&self.id);
+        if let Some(entry) = lock(&self.session.files).get_mut(&self.file_id) {
+            entry.state = FileState::Done;
+        }
+        self.session.touch();
+        if self.session.all_done() {
+            end_session(&self.shared, &self.session);
+        }
+    }
+
+    /// Settles the file, then ends its row with `failure` unless it ended already.
+    fn fail(&self, failure: Failure) {
+        self.settle();
+        if !self.reported.swap(true, Ordering::SeqCst) {
+            self.shared.sink.transfer(TransferEvent::Failed {
+                id: self.id,
+                failure,
+            });
+        }
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        let failure = if *self.shared.stop.borrow() {
+            Failure::new(FailureKind::Stopped, "the receiver stopped")
+        } else {
+            Failure::new(
+                FailureKind::Interrupted {
+                    kept_bytes: Some(0),
+                },
+                "the upload ended before its file was saved",
+            )
+        };
+        self.fail(failure);
     }
 }
 
@@ -150,11 +232,10 @@ fn disk_error(e: impl ToString) -> Failed {
 async fn receive(
     body: &mut Incoming,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
-    session: &Session,
+    receiving: &Receiving,
     file: &ValidFile,
-    id: TransferId,
 ) -> Result<(), Failed> {
+    let (shared, session, id) = (&receiving.shared, &receiving.session, receiving.id);
     let tree = Arc::clone(&session.tree);
     let (folders, safe) = (file.folders.clone(), file.safe.clone());
     let created = blocking(move || {
@@ -208,21 +289,38 @@ async fn receive(
             return Err(failure);
         }
     };
+    // The commit and its row's end go together on the pool, so an upload dropped meanwhile
+    // cannot leave a saved file with a failed row; one dropped before leaves the part there
+    // to be removed.
     let in_folder = !file.folders.is_empty();
-    let path = blocking(move || disk::commit(part, &dir, in_folder))
-        .await?
-        .map_err(disk_error)?;
-    shared.sink.transfer(TransferEvent::Progress {
-        id,
-        bytes_done: done,
-    });
-    shared.sink.transfer(TransferEvent::Finished {
-        id,
-        verified: false,
-        saved_as: Some(shown),
-        path: Some(path),
-    });
-    Ok(())
+    let (reported, sink) = (Arc::clone(&receiving.reported), shared.sink.clone());
+    blocking(move || {
+        if reported.swap(true, Ordering::SeqCst) {
+            return Err("the upload had ended".to_owned());
+        }
+        match disk::commit(part, &dir, in_folder) {
+            Ok(path) => {
+                sink.transfer(TransferEvent::Progress {
+                    id,
+                    bytes_done: done,
+                });
+                sink.transfer(TransferEvent::Finished {
+                    id,
+                    verified: false,
+                    saved_as: Some(shown),
+                    path: Some(path),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let failure = Failure::new(FailureKind::Disk, e.to_string());
+                sink.transfer(TransferEvent::Failed { id, failure });
+                Err(e.to_string())
+            }
+        }
+    })
+    .await?
+    .map_err(disk_error)
 }
 
 /// Hands the body's chunks to the writer until the body ends; the bytes that arrived.
@@ -288,7 +386,14 @@ async fn stream_body(
                 format!("more data than the {} bytes announced", file.size),
             ));
         }
-        if chunks.send(data).await.is_err() {
+        // A stalled disk holds the body back, never the stop.
+        let sent = tokio::select! {
+            sent = chunks.send(data) => sent,
+            _ = stopped(&mut stop) => {
+                return Err(failed(StatusCode::SERVICE_UNAVAILABLE, FailureKind::Stopped, "the receiver stopped"));
+            }
+        };
+        if sent.is_err() {
             // The writer stopped on an error: the caller reports it.
             return Ok(done);
         }

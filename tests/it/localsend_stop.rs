@@ -1,0 +1,207 @@
+//! Review of the LocalSend receiver's stop path and lifecycle (attacker and maintainer): a
+//! server stopped mid-file, mid-question or with hostile connections open stops promptly,
+//! frees its port, removes its `.part` files and ends every row; a sender that leaves
+//! mid-file ends its row and frees the one session; a restarted server on the same port
+//! takes the next sender; an old run's session is refused.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use ferry::events::{Event, TransferEvent};
+use ferry::localsend::{LocalSendConfig, LocalSendServer};
+
+use crate::localsend::{Peer, config, file, files, session_of, start};
+use crate::util::{names_in, wait_files, wait_for};
+
+/// As generous as "does not hang": stop is meant to take a couple of seconds at most.
+const STOP_BOUND: Duration = Duration::from_secs(10);
+
+/// Stops `server` and says how long it took.
+fn timed_stop(server: LocalSendServer) -> Duration {
+    let started = Instant::now();
+    server.stop();
+    started.elapsed()
+}
+
+/// The upload path for file `id` of a session.
+fn upload_path(session: &str, id: &str, tokens: &serde_json::Value) -> String {
+    format!(
+        "/api/localsend/v2/upload?sessionId={session}&fileId={id}&token={}",
+        tokens[id].as_str().expect("token")
+    )
+}
+
+/// Waits for the `Started` row of an incoming file.
+fn wait_started(events: &Receiver<Event>) {
+    wait_for(events, |event| {
+        matches!(event, Event::Transfer(TransferEvent::Started { .. })).then_some(())
+    });
+}
+
+/// The same server again on the port `old` had (its identity too, so pinned peers match).
+fn restart(cfg: &LocalSendConfig, port: u16) -> (LocalSendServer, Receiver<Event>) {
+    let mut again = cfg.clone();
+    again.port = port;
+    start(again)
+}
+
+fn assert_empty(dir: &Path) {
+    assert_eq!(names_in(dir), Vec::<String>::new(), "nothing left behind");
+}
+
+#[test]
+fn a_sender_that_leaves_mid_file_ends_its_row_and_frees_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, events) = start(config(dir.path()));
+    let peer = Peer::new(&server);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
+    let stream = peer.send(
+        &upload_path(&session, "a", &tokens),
+        "Content-Length: 100\r\n",
+        &[&[1; 10]],
+        Duration::ZERO,
+    );
+    wait_started(&events);
+    // Gone mid-body: the connection closes under the upload.
+    stream
+        .sock
+        .shutdown(std::net::Shutdown::Both)
+        .expect("shutdown");
+    drop(stream);
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(finished.is_empty());
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    // The session's only file ended: another sender is not blocked with 409.
+    let other = Peer::new(&server);
+    let answer = other.prepare("", files(&[file("b", "b.bin", 3)]));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_empty(dir.path());
+}
+
+#[test]
+fn a_stop_mid_file_ends_the_row_removes_the_part_and_frees_the_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (server, events) = start(cfg.clone());
+    let port = server.local_addr().port();
+    let peer = Peer::new(&server);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
+    let stream = peer.send(
+        &upload_path(&session, "a", &tokens),
+        "Content-Length: 100\r\n",
+        &[&[1; 10]],
+        Duration::ZERO,
+    );
+    wait_started(&events);
+    let took = timed_stop(server);
+    assert!(took < STOP_BOUND, "stop took {took:?}");
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(finished.is_empty());
+    assert!(failed[0].contains("stopped"), "{failed:?}");
+    assert_empty(dir.path());
+    drop(stream);
+    // The port is free at once, and the next server takes a new sender.
+    let (again, events) = restart(&cfg, port);
+    let peer = Peer::new(&again);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    let token = tokens["a"].as_str().expect("token");
+    assert_eq!(peer.upload(&session, "a", token, b"abc").status, 200);
+    let (finished, _) = wait_files(&events, 1);
+    assert_eq!(finished.len(), 1);
+}
+
+#[test]
+fn a_stop_with_hostile_connections_open_is_prompt_and_frees_the_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (server, _events) = start(cfg.clone());
+    let port = server.local_addr().port();
+    let addr = server.local_addr();
+    let peer = Peer::new(&server);
+    // A TCP connection that never starts TLS, one idle after TLS, one trickling a
+    // prepare-upload body, one trickling a register body.
+    let silent = TcpStream::connect(addr).expect("connect");
+    let idle = peer.connect();
+    let mut trickling = peer.send(
+        "/api/localsend/v2/prepare-upload",
+        "Content-Length: 1000\r\n",
+        &[b"{"],
+        Duration::ZERO,
+    );
+    let mut registering = peer.send(
+        "/api/localsend/v2/register",
+        "Content-Length: 1000\r\n",
+        &[b"{"],
+        Duration::ZERO,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = trickling.write_all(b" ");
+    let _ = registering.write_all(b" ");
+    let took = timed_stop(server);
+    assert!(took < STOP_BOUND, "stop took {took:?}");
+    let (again, _events) = restart(&cfg, port);
+    let peer = Peer::new(&again);
+    session_of(&peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    drop((silent, idle, trickling, registering));
+}
+
+#[test]
+fn a_session_of_a_stopped_server_is_refused_by_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (server, _events) = start(cfg.clone());
+    let port = server.local_addr().port();
+    let peer = Peer::new(&server);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    server.stop();
+    let (again, events) = restart(&cfg, port);
+    let token = tokens["a"].as_str().expect("token");
+    assert_eq!(peer.upload(&session, "a", token, b"abc").status, 403);
+    // Nor does it block the next session.
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    let token = tokens["a"].as_str().expect("token");
+    assert_eq!(peer.upload(&session, "a", token, b"abc").status, 200);
+    wait_files(&events, 1);
+    drop(again);
+}
+
+/// A sender whose upload is under way sends its last byte and closes its side at once,
+/// without waiting for the answer. hyper takes that close for a broken connection and drops
+/// the request: before the fix that dropped the upload mid-way, with no row end, and its
+/// file stayed "receiving" for good, so the session never went stale and every later sender
+/// got 409 until the server was restarted (a hostile peer's way to shut LocalSend off).
+/// Now the upload runs on: the bytes hyper had already read are saved.
+#[test]
+fn a_sender_that_closes_right_after_its_last_byte_ends_its_row_and_frees_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, events) = start(config(dir.path()));
+    let peer = Peer::new(&server);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
+    let mut stream = peer.send(
+        &upload_path(&session, "a", &tokens),
+        "Content-Length: 100\r\n",
+        &[&[1; 99]],
+        Duration::ZERO,
+    );
+    wait_started(&events);
+    // The last byte, then the sender's side closes (TLS close_notify and a TCP FIN).
+    stream.write_all(&[1]).expect("last byte");
+    stream.conn.send_close_notify();
+    stream.flush().expect("flush");
+    stream
+        .sock
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let (finished, failed) = wait_files(&events, 1);
+    assert_eq!(finished.len(), 1, "{failed:?}");
+    assert_eq!(names_in(dir.path()), ["a.bin"]);
+    // (No answer reaches it: hyper closes a connection half-closed mid-request.)
+    drop(stream);
+    // The session's only file arrived: the next sender is taken at once.
+    let other = Peer::new(&server);
+    let answer = other.prepare("", files(&[file("b", "b.bin", 3)]));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
