@@ -120,6 +120,10 @@ pub(super) async fn prepare(
         match ask(shared, offer).await {
             Some(Decision::Accept | Decision::AcceptAndTrust) => {}
             Some(Decision::Decline) => return reply(StatusCode::FORBIDDEN, "declined"),
+            // A stop is no decline: the sender is told the receiver went (as its uploads are).
+            None if *shared.stop.borrow() => {
+                return reply(StatusCode::SERVICE_UNAVAILABLE, "the receiver stopped");
+            }
             None => return reply(StatusCode::FORBIDDEN, "nobody answered"),
         }
     }

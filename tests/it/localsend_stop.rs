@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use ferry::events::{Event, TransferEvent};
+use ferry::events::{Event, ServerEvent, TransferEvent};
 use ferry::localsend::{LocalSendConfig, LocalSendServer};
+use ferry::transfer::{AcceptPolicy, Decision};
 
 use crate::localsend::{Peer, config, file, files, session_of, start};
 use crate::util::{names_in, wait_files, wait_for};
@@ -111,6 +112,42 @@ fn a_stop_mid_file_ends_the_row_removes_the_part_and_frees_the_port() {
     assert_eq!(peer.upload(&session, "a", token, b"abc").status, 200);
     let (finished, _) = wait_files(&events, 1);
     assert_eq!(finished.len(), 1);
+}
+
+/// A server stopped while it asks its user about an offer closes the question and tells the
+/// sender it stopped (503, as its uploads do), not that it was declined: before the fix the
+/// sender heard 403 "nobody answered", which LocalSend and Ferry's sender show as declined.
+#[test]
+fn a_stop_while_asking_closes_the_question_and_answers_the_sender() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.policy = AcceptPolicy::Ask;
+    let (server, events) = start(cfg.clone());
+    let port = server.local_addr().port();
+    let peer = Peer::new(&server);
+    let asking = std::thread::spawn(move || peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    let offer_id = wait_for(&events, |event| match event {
+        Event::Server(ServerEvent::OfferPending(offer)) => Some(offer.offer_id),
+        _ => None,
+    });
+    let took = timed_stop(server);
+    assert!(took < STOP_BOUND, "stop took {took:?}");
+    wait_for(&events, |event| {
+        matches!(event, Event::Server(ServerEvent::OfferClosed { offer_id: id }) if *id == offer_id)
+            .then_some(())
+    });
+    let answer = asking.join().expect("prepare");
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    // Started again: the question is gone, the next sender is asked afresh (no 409).
+    let (again, events) = restart(&cfg, port);
+    let peer = Peer::new(&again);
+    let asking = std::thread::spawn(move || peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    let offer_id = wait_for(&events, |event| match event {
+        Event::Server(ServerEvent::OfferPending(offer)) => Some(offer.offer_id),
+        _ => None,
+    });
+    again.answer(offer_id, Decision::Accept);
+    session_of(&asking.join().expect("prepare"));
 }
 
 #[test]
