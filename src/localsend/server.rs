@@ -243,10 +243,11 @@ impl LocalSendServer {
         *lock(&self.shared.policy) = policy;
     }
 
-    /// Cancels the session an incoming file belongs to (the sender's next upload gets 403).
+    /// Cancels the session an incoming file belongs to: its row ends cancelled (here), the
+    /// sender's uploads get 403.
     pub fn cancel(&self, id: TransferId) {
         if let Some(session) = lock(&self.shared.live).get(&id).cloned() {
-            super::session::end_session(&self.shared, &session);
+            super::session::end_session(&self.shared, &session, super::session::Ended::Here);
         }
     }
 

@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use super::disk::Tree;
 use super::server::{Shared, lock};
@@ -65,11 +66,24 @@ pub(super) fn claim_slot(shared: &Shared) -> Option<Claim<'_>> {
         return None;
     }
     if let Slot::Active(session) = &*slot {
-        session.cancel();
+        session.end(Ended::Quiet);
     }
     let number = NEXT.fetch_add(1, Ordering::Relaxed);
     *slot = Slot::Claimed(number);
     Some(Claim { shared, number })
+}
+
+/// Why a session ended; the first reason given is its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// This side's user cancelled one of its files ([`super::LocalSendServer::cancel`]).
+    Here,
+    /// Its sender said `POST /cancel`.
+    BySender,
+    /// It went quiet and the next sender took its place.
+    Quiet,
+    /// Every file arrived or failed.
+    Complete,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +105,8 @@ pub(super) struct Session {
     pub(super) peer: IpAddr,
     pub(super) security: Security,
     pub(super) files: Mutex<HashMap<String, SessionFile>>,
-    pub(super) cancelled: AtomicBool,
-    pub(super) wake: Notify,
+    ended: OnceLock<Ended>,
+    wake: Notify,
     last_activity: Mutex<Instant>,
     /// The free space promised to this session's files; released when it ends.
     reservation: Mutex<Option<Reservation>>,
@@ -143,7 +157,7 @@ impl Session {
             peer,
             security,
             files: Mutex::new(files),
-            cancelled: AtomicBool::new(false),
+            ended: OnceLock::new(),
             wake: Notify::new(),
             last_activity: Mutex::new(Instant::now()),
             reservation: Mutex::new(Some(reservation)),
@@ -159,17 +173,30 @@ impl Session {
     }
 
     fn is_stale(&self, idle: std::time::Duration) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
+        self.ended().is_some()
             || (!lock(&self.files)
                 .values()
                 .any(|f| f.state == FileState::Receiving)
                 && lock(&self.last_activity).elapsed() >= idle)
     }
 
-    fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
+    /// Ends the session (a session ended before keeps its first reason): uploads in flight
+    /// are woken (see [`Session::ending`]), its free space is given back.
+    fn end(&self, why: Ended) {
+        let _ = self.ended.set(why);
         self.wake.notify_waiters();
         lock(&self.reservation).take();
+    }
+
+    /// Why the session ended, if it did.
+    pub(super) fn ended(&self) -> Option<Ended> {
+        self.ended.get().copied()
+    }
+
+    /// Resolves when the session ends after this call (enable it before checking
+    /// [`Session::ended`], so an end in between is not missed).
+    pub(super) fn ending(&self) -> Notified<'_> {
+        self.wake.notified()
     }
 
     pub(super) fn touch(&self) {
@@ -184,9 +211,9 @@ impl Session {
     }
 }
 
-/// Ends `session`: uploads in flight stop, later requests get 403, the slot is free.
-pub(super) fn end_session(shared: &Shared, session: &Arc<Session>) {
-    session.cancel();
+/// Ends `session` for `why`: uploads in flight stop, later requests get 403, the slot is free.
+pub(super) fn end_session(shared: &Shared, session: &Arc<Session>, why: Ended) {
+    session.end(why);
     let mut slot = lock(&shared.slot);
     if matches!(&*slot, Slot::Active(s) if Arc::ptr_eq(s, session)) {
         *slot = Slot::Free;
@@ -195,9 +222,7 @@ pub(super) fn end_session(shared: &Shared, session: &Arc<Session>) {
 
 pub(super) fn current_session(shared: &Shared, session_id: &str) -> Option<Arc<Session>> {
     match &*lock(&shared.slot) {
-        Slot::Active(session)
-            if session.id == session_id && !session.cancelled.load(Ordering::SeqCst) =>
-        {
+        Slot::Active(session) if session.id == session_id && session.ended().is_none() => {
             Some(Arc::clone(session))
         }
         _ => None,

@@ -13,7 +13,7 @@ use hyper::{Request, StatusCode};
 
 use super::disk::{self, CHUNKS_IN_FLIGHT};
 use super::server::{Reply, Shared, lock, query, reply, stopped};
-use super::session::{FileState, Session, current_session, end_session};
+use super::session::{Ended, FileState, Session, current_session, end_session};
 use super::wire::ValidFile;
 use crate::events::{
     Direction, Failure, FailureKind, ProgressThrottle, TransferEvent, TransferId, next_transfer_id,
@@ -30,7 +30,7 @@ pub(super) fn cancel(request: &Request<Incoming>, peer: SocketAddr, shared: &Sha
     };
     match current_session(shared, session_id) {
         Some(session) if session.peer == peer.ip() => {
-            end_session(shared, &session);
+            end_session(shared, &session, Ended::BySender);
             reply(StatusCode::OK, "")
         }
         _ => reply(StatusCode::FORBIDDEN, "no such session from this address"),
@@ -96,9 +96,9 @@ async fn take_upload(request: Request<Incoming>, peer: SocketAddr, shared: Arc<S
             receiving.settle();
             reply(StatusCode::OK, "")
         }
-        Err((status, failure)) => {
-            let message = failure.to_string();
-            receiving.fail(failure);
+        Err((status, unfinished)) => {
+            let message = unfinished.message();
+            receiving.fail(unfinished);
             reply(status, &message)
         }
     }
@@ -147,17 +147,18 @@ impl Receiving {
         }
         self.session.touch();
         if self.session.all_done() {
-            end_session(&self.shared, &self.session);
+            end_session(&self.shared, &self.session, Ended::Complete);
         }
     }
 
-    /// Settles the file, then ends its row with `failure` unless it ended already.
-    fn fail(&self, failure: Failure) {
+    /// Settles the file, then ends its row as `unfinished` unless it ended already.
+    fn fail(&self, unfinished: Unfinished) {
         self.settle();
         if !self.reported.swap(true, Ordering::SeqCst) {
-            self.shared.sink.transfer(TransferEvent::Failed {
-                id: self.id,
-                failure,
+            let id = self.id;
+            self.shared.sink.transfer(match unfinished {
+                Unfinished::Failed(failure) => TransferEvent::Failed { id, failure },
+                Unfinished::Cancelled { by_peer } => TransferEvent::Cancelled { id, by_peer },
             });
         }
     }
@@ -175,7 +176,7 @@ impl Drop for Receiving {
                 "the upload ended before its file was saved",
             )
         };
-        self.fail(failure);
+        self.fail(Unfinished::Failed(failure));
     }
 }
 
@@ -200,10 +201,47 @@ fn tokens_match(expected: &str, given: &str) -> bool {
     expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
-type Failed = (StatusCode, Failure);
+/// How an upload whose file was not saved ends its row.
+enum Unfinished {
+    Failed(Failure),
+    /// On purpose: by this side's user, or (`by_peer`) by the sender.
+    Cancelled {
+        by_peer: bool,
+    },
+}
+
+impl Unfinished {
+    /// What the sender is told.
+    fn message(&self) -> String {
+        match self {
+            Unfinished::Failed(failure) => failure.to_string(),
+            Unfinished::Cancelled { by_peer: false } => "cancelled by the receiver".to_owned(),
+            Unfinished::Cancelled { by_peer: true } => "cancelled by the sender".to_owned(),
+        }
+    }
+}
+
+type Failed = (StatusCode, Unfinished);
 
 fn failed(status: StatusCode, kind: FailureKind, detail: impl Into<String>) -> Failed {
-    (status, Failure::new(kind, detail))
+    (status, Unfinished::Failed(Failure::new(kind, detail)))
+}
+
+/// How an upload of a session that ended for `why` ends (403 to its sender).
+fn session_ended(why: Ended) -> Failed {
+    let status = StatusCode::FORBIDDEN;
+    match why {
+        Ended::Here => (status, Unfinished::Cancelled { by_peer: false }),
+        Ended::BySender => (status, Unfinished::Cancelled { by_peer: true }),
+        // Neither ends a session while one of its files is receiving; but should it:
+        Ended::Quiet | Ended::Complete => failed(
+            status,
+            FailureKind::Interrupted {
+                kept_bytes: Some(0),
+            },
+            "the session ended",
+        ),
+    }
 }
 
 /// Runs `work` on the blocking pool (file-system calls never stall the runtime's thread).
@@ -336,23 +374,21 @@ async fn stream_body(
     let mut throttle = ProgressThrottle::default();
     let mut stop = shared.stop.clone();
     let idle = shared.config.idle_timeout;
+    // Enabled before the first check: a session ended in between is not missed.
+    let ending = session.ending();
+    tokio::pin!(ending);
+    ending.as_mut().enable();
     loop {
+        if let Some(why) = session.ended() {
+            return Err(session_ended(why));
+        }
         let frame = tokio::select! {
             frame = tokio::time::timeout(idle, body.frame()) => frame,
-            _ = session.wake.notified() => {
-                return Err(failed(StatusCode::FORBIDDEN, FailureKind::SenderGaveUp, "the session was cancelled"));
-            }
+            () = &mut ending => continue, // the check above says why
             _ = stopped(&mut stop) => {
                 return Err(failed(StatusCode::SERVICE_UNAVAILABLE, FailureKind::Stopped, "the receiver stopped"));
             }
         };
-        if session.cancelled.load(Ordering::SeqCst) {
-            return Err(failed(
-                StatusCode::FORBIDDEN,
-                FailureKind::SenderGaveUp,
-                "the session was cancelled",
-            ));
-        }
         let frame = match frame {
             Err(_) => {
                 return Err(failed(

@@ -123,7 +123,11 @@ impl Peer {
 
     /// A TLS connection to the server, its certificate pinned.
     pub(crate) fn connect(&self) -> StreamOwned<ClientConnection, TcpStream> {
-        let tcp = TcpStream::connect(self.addr).expect("connect");
+        self.over(TcpStream::connect(self.addr).expect("connect"))
+    }
+
+    /// TLS over `tcp`, a connection to the server (from whatever source address).
+    pub(crate) fn over(&self, tcp: TcpStream) -> StreamOwned<ClientConnection, TcpStream> {
         tcp.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
         let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());

@@ -242,3 +242,118 @@ fn a_sender_that_closes_right_after_its_last_byte_ends_its_row_and_frees_the_ses
     let answer = other.prepare("", files(&[file("b", "b.bin", 3)]));
     assert_eq!(answer.status, 200, "{}", answer.body);
 }
+
+/// An upload started: the server, its events, the sender, the upload's connection (10 of its
+/// 100 bytes sent) and its row's id.
+struct Underway {
+    server: LocalSendServer,
+    events: Receiver<Event>,
+    peer: Peer,
+    session: String,
+    upload: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    id: ferry::events::TransferId,
+}
+
+fn upload_underway(dir: &Path) -> Underway {
+    let (server, events) = start(config(dir));
+    let peer = Peer::new(&server);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
+    let upload = peer.send(
+        &upload_path(&session, "a", &tokens),
+        "Content-Length: 100\r\n",
+        &[&[1; 10]],
+        Duration::ZERO,
+    );
+    let id = wait_for(&events, |event| match event {
+        Event::Transfer(TransferEvent::Started { id, .. }) => Some(*id),
+        _ => None,
+    });
+    Underway {
+        server,
+        events,
+        peer,
+        session,
+        upload,
+        id,
+    }
+}
+
+/// How the row `id` ended: `Cancelled { by_peer }` as `Ok(by_peer)`, a failure as its text.
+fn row_end(events: &Receiver<Event>, id: ferry::events::TransferId) -> Result<bool, String> {
+    wait_for(events, |event| match event {
+        Event::Transfer(TransferEvent::Cancelled { id: row, by_peer }) if *row == id => {
+            Some(Ok(*by_peer))
+        }
+        Event::Transfer(TransferEvent::Failed { id: row, failure }) if *row == id => {
+            Some(Err(failure.to_string()))
+        }
+        Event::Transfer(TransferEvent::Finished { id: row, .. }) if *row == id => {
+            Some(Err("finished".to_owned()))
+        }
+        _ => None,
+    })
+}
+
+/// The user cancels an incoming LocalSend file (the window's Cancel): its row says it was
+/// cancelled here, the sender is refused, nothing is kept. Before the fix the row said
+/// "failed: the sender gave up" (and a desktop notice said a file failed).
+#[test]
+fn a_file_cancelled_here_ends_its_row_cancelled_here() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let underway = upload_underway(dir.path());
+    underway.server.cancel(underway.id);
+    assert_eq!(row_end(&underway.events, underway.id), Ok(false));
+    let answer = Peer::read_answer(underway.upload);
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert_empty(dir.path());
+}
+
+/// The sender cancels its session (`POST /cancel`) while a file is under way: the row says
+/// the sender cancelled. Before the fix it said "failed: the sender gave up".
+#[test]
+fn a_session_cancelled_by_its_sender_ends_the_row_cancelled_by_the_peer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let underway = upload_underway(dir.path());
+    let cancel = underway.peer.send(
+        &format!("/api/localsend/v2/cancel?sessionId={}", underway.session),
+        "Content-Length: 0\r\n",
+        &[],
+        Duration::ZERO,
+    );
+    assert_eq!(Peer::read_answer(cancel).status, 200);
+    assert_eq!(row_end(&underway.events, underway.id), Ok(true));
+    drop(underway.upload);
+    assert_empty(dir.path());
+    // The session is over: the next sender is taken at once.
+    let other = Peer::new(&underway.server);
+    session_of(&other.prepare("", files(&[file("b", "b.bin", 3)])));
+}
+
+/// Another address cannot cancel a session it did not prepare, even knowing its id: 403,
+/// and the upload goes on to the end.
+#[test]
+fn another_address_cannot_cancel_a_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut underway = upload_underway(dir.path());
+    let tcp = crate::fuzz_live::connect_from(
+        std::net::Ipv4Addr::new(127, 0, 0, 2),
+        underway.server.local_addr(),
+    )
+    .expect("connect from 127.0.0.2");
+    let mut other = underway.peer.over(tcp);
+    let request = format!(
+        "POST /api/localsend/v2/cancel?sessionId={} HTTP/1.1\r\nHost: x\r\n\
+         Connection: close\r\nContent-Length: 0\r\n\r\n",
+        underway.session
+    );
+    other.write_all(request.as_bytes()).expect("cancel");
+    assert_eq!(Peer::read_answer(other).status, 403);
+    underway.upload.write_all(&[1; 90]).expect("the rest");
+    underway.upload.flush().expect("flush");
+    assert_eq!(
+        row_end(&underway.events, underway.id),
+        Err("finished".into())
+    );
+    assert_eq!(Peer::read_answer(underway.upload).status, 200);
+    assert_eq!(names_in(dir.path()), ["a.bin"]);
+}
