@@ -1,7 +1,8 @@
 //! Folders interrupted and sent again (issue 13): a cancel mid-folder keeps no final file of
 //! the cancelled one and says so; a `ferry send` killed halfway through a folder, sent again,
 //! sends only the missing files and the rest of the partial one (bytes counted through a
-//! proxy), and the folder ends up complete and verified in the same root.
+//! proxy), and the folder ends up complete and verified in the same root. A server stopped
+//! while it hashes what a resumed folder holds gives the hashing up.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -188,4 +189,80 @@ fn a_killed_folder_send_sent_again_sends_only_what_is_missing() {
         .filter(|n| n.ends_with(".ferry.part"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A server that stops while it hashes what a resumed folder holds (before it answers the
+/// offer) gives the hashing up, as it does for a single file's partial: stop does not wait
+/// until gigabytes are hashed. `on_disk` is the file in the kept root (sparse: no disk used,
+/// still gigabytes to read), `partial` the state's kept partial (its entry index).
+fn stop_while_a_resumed_folder_is_hashed(on_disk: &str, partial: Option<u64>, listed: u64) {
+    use ferry::protocol::{FolderEntry, PART_SUFFIX, SenderMsg, encode_sender_msg};
+    use std::io::Write;
+    const KEPT: u64 = 16 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("album");
+    std::fs::create_dir(&root).unwrap();
+    let big = root.join(on_disk);
+    std::fs::File::create(&big).unwrap().set_len(KEPT).unwrap();
+    let big = big.canonicalize().unwrap();
+    // The state a folder transfer of this key left: its root, and the partial it kept.
+    let key = "5e".repeat(16);
+    let state = serde_json::json!({"key": key, "root": "album", "partial": partial});
+    let state_name = format!(".{}.ferry-folder{PART_SUFFIX}", &key[..16]);
+    std::fs::write(dir.path().join(state_name), state.to_string()).unwrap();
+    let mut config =
+        ferry::transfer::ServerConfig::new(crate::util::LOOPBACK, 0, dir.path().to_owned());
+    config.policy = ferry::transfer::AcceptPolicy::Everyone;
+    let (server, _events) = crate::util::start_server_with(config);
+    let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    let offer = SenderMsg::Folder {
+        name: "album".into(),
+        count: 1,
+        bytes: listed,
+        entries: vec![FolderEntry {
+            path: "big.bin".into(),
+            size: Some(listed),
+            mtime: 0,
+            mode: 6,
+        }],
+        resume_key: Some(key.clone()),
+    };
+    s.write_all(&encode_sender_msg(&offer).unwrap()).unwrap();
+    // The server reads the file from its start: it is hashing.
+    let position = || crate::review13::open_file_position(&big);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while position().is_none_or(|pos| pos == 0 || pos == KEPT) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never hashed {on_disk}"
+        );
+        thread::yield_now();
+    }
+    // Stopped on a thread, while this one watches how far the hash gets before the file is
+    // closed: given up at once, not carried on to its end (no timing asserted).
+    let stopping = thread::spawn(move || server.stop());
+    let mut last = 0;
+    while let Some(pos) = position() {
+        last = pos;
+        thread::yield_now();
+    }
+    stopping.join().unwrap();
+    assert!(
+        last < KEPT / 2,
+        "the hash of {on_disk} went on to byte {last} of {KEPT} after stop"
+    );
+    assert_eq!(std::fs::metadata(&big).unwrap().len(), KEPT, "kept");
+}
+
+/// A whole file in the resumed root (hashed to tell the sender it need not be sent again).
+#[test]
+fn a_stop_while_a_resumed_folders_files_are_hashed_does_not_wait_for_the_hash() {
+    stop_while_a_resumed_folder_is_hashed("big.bin", None, 16 << 30);
+}
+
+/// The resumed folder's kept partial (hashed to offer the sender the rest of it).
+#[test]
+fn a_stop_while_a_resumed_folders_partial_is_hashed_does_not_wait_for_the_hash() {
+    let part = format!("big.bin{}", ferry::protocol::PART_SUFFIX);
+    stop_while_a_resumed_folder_is_hashed(&part, Some(0), (16 << 30) + 1);
 }

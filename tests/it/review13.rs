@@ -136,7 +136,7 @@ fn an_eager_file_that_ended_its_own_way_is_not_offered_again() {
 }
 
 /// The position of this process's open file `path` (`/proc/self/fdinfo`), if it is open.
-fn open_file_position(path: &std::path::Path) -> Option<u64> {
+pub(crate) fn open_file_position(path: &std::path::Path) -> Option<u64> {
     for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
         if std::fs::read_link(entry.path()).ok().as_deref() != Some(path) {
             continue;
