@@ -357,3 +357,79 @@ fn another_address_cannot_cancel_a_session() {
     assert_eq!(Peer::read_answer(underway.upload).status, 200);
     assert_eq!(names_in(dir.path()), ["a.bin"]);
 }
+
+/// The window's Stop listening while a LocalSend file is under way, then Start listening on
+/// the same LocalSend port (the window's Stop/Start): the row ends "the server stopped", no
+/// `.part` is left, and the receiver started again takes the next sender (no 409 from a
+/// session of the run before).
+#[test]
+fn the_windows_stop_and_start_mid_file_ends_the_row_and_takes_the_next_sender() {
+    use crate::gui::{app, listening_addr, run_until, settings};
+    use egui_kittest::kittest::Queryable;
+    use ferry::app::{PolicyChoice, RowState, Settings};
+    use ferry::events::{FailureKind, LocalSendStatus};
+
+    let dst = tempfile::tempdir().expect("tempdir");
+    let ids = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut harness = app(
+        Settings {
+            server_listening: true,
+            accept_policy: Some(PolicyChoice::Everyone),
+            identity_dir: Some(ids.path().to_owned()),
+            localsend: true,
+            localsend_port: port.to_string(),
+            localsend_sweep: false,
+            ..settings(dst.path())
+        },
+        vec![],
+    );
+    let localsend_on = |harness: &mut egui_kittest::Harness<'_, ferry::app::FerryApp>| {
+        run_until(harness, "LocalSend receiving to be on", |app| {
+            matches!(
+                app.server.localsend_status,
+                Some(LocalSendStatus::On { .. })
+            ) && listening_addr(app).is_some()
+        });
+        match &harness.state().server.localsend_status {
+            Some(LocalSendStatus::On {
+                addr, fingerprint, ..
+            }) => (*addr, fingerprint.clone()),
+            other => panic!("LocalSend is not on: {other:?}"),
+        }
+    };
+    let (addr, fingerprint) = localsend_on(&mut harness);
+    assert_eq!(addr.port(), port);
+    let peer = Peer::to(addr, &fingerprint);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
+    let upload = peer.send(
+        &upload_path(&session, "a", &tokens),
+        "Content-Length: 100\r\n",
+        &[&[1; 10]],
+        Duration::ZERO,
+    );
+    run_until(&mut harness, "the row to start", |app| {
+        app.server.rows.len() == 1 && app.server.rows[0].state == RowState::Active
+    });
+    harness.get_by_label("Stop listening").click();
+    run_until(&mut harness, "the row to end", |app| {
+        app.server.rows[0].state.is_finished()
+    });
+    match &harness.state().server.rows[0].state {
+        RowState::Failed(failure) => assert_eq!(failure.kind, FailureKind::Stopped),
+        other => panic!("the row ended {other:?}"),
+    }
+    assert_empty(dst.path());
+    drop(upload);
+    harness.get_by_label("Start listening").click();
+    let (again, fingerprint) = localsend_on(&mut harness);
+    assert_eq!(again, addr, "the same port again");
+    let peer = Peer::to(again, &fingerprint);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    let token = tokens["a"].as_str().expect("token");
+    assert_eq!(peer.upload(&session, "a", token, b"abc").status, 200);
+    assert_eq!(names_in(dst.path()), ["a.bin"]);
+}
