@@ -1,7 +1,14 @@
-//! Uploads: each file of the session (see [`super::session`]) has its body streamed (chunked or not) through a [`PartFile`] into the download folder
-//! (or the session's folder it names: see [`super::disk`]), committed only when exactly the
-//! announced size arrived. Every file-system call (making folders, creating the `.part`,
-//! writing, fsync, naming) runs on tokio's blocking pool, never on the runtime's thread.
+//! Uploads: each file of the session (see [`super::session`]) has its body streamed
+//! (chunked or not) through a [`PartFile`] into the download folder (or the session's folder
+//! it names: see [`super::disk`]), committed only when exactly the announced size arrived.
+//! Every file-system call (making folders, creating the `.part`, writing, fsync, naming)
+//! runs on tokio's blocking pool, never on the runtime's thread.
+//!
+//! Each upload runs as a task of its own, not inside its connection's future, and a guard
+//! ([`Receiving`]) ends it however it ends: the file stops "receiving", the session ends
+//! with its last file, and the row gets exactly one final event (finished; failed, with
+//! `Stopped` when the server stops; or cancelled here or by the sender, as the session
+//! says). A file whose row ended never becomes visible under its final name.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
