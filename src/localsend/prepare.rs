@@ -1,4 +1,5 @@
-//! `prepare-upload`: the PIN (with its try limit), the one-session rule, validation, a
+//! `prepare-upload`: the PIN (with its try limit), the body read within a deadline and a
+//! memory budget shared by all bodies being read, the one-session rule, validation, a
 //! text message turned into a note, the free-space check, and the accept policy, asking
 //! the user like the Ferry server does (answers come through
 //! [`super::LocalSendServer::answer`]).
@@ -7,13 +8,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::server::{
-    MAX_JSON_BYTES, Reply, Shared, json_reply, lock, query, read_body, reply, stopped,
-};
+use super::server::{MAX_JSON_BYTES, Reply, Shared, json_reply, lock, query, reply, stopped};
 use super::session::Session;
 use super::wire::{self, DeviceInfo, PrepareResponse, ValidOffer};
 use super::{LocalSendProtocol, MAX_PIN_TRIES, PIN_LOCKOUT_SECS};
@@ -39,6 +40,72 @@ pub(super) fn security_of(info: &DeviceInfo, client: Option<&str>, encrypted: bo
 /// JSON; the Ferry server holds a frame to the same 10 s).
 const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Bytes of prepare-upload JSON all the bodies being read may hold at once beyond the first
+/// [`FREE_JSON_BYTES`] of each: without it, every connection (64) could hold an 8 MiB body
+/// and its parse at once, half a gigabyte and more that any LAN host could make the
+/// receiver hold.
+pub(super) const JSON_BUDGET_BYTES: usize = 24 * 1024 * 1024;
+/// The first bytes of every body, outside the budget: a usual offer (hundreds of files) is
+/// never refused because of others' large ones.
+const FREE_JSON_BYTES: usize = 64 * 1024;
+/// The budget's unit (its semaphore counts KiB).
+const BUDGET_UNIT: usize = 1024;
+
+/// A semaphore of [`JSON_BUDGET_BYTES`] (in [`BUDGET_UNIT`]s) for [`read_json`].
+pub(super) fn json_budget() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(JSON_BUDGET_BYTES / BUDGET_UNIT))
+}
+
+/// Reads a prepare-upload body of at most [`MAX_JSON_BYTES`] within `deadline`, its bytes
+/// beyond [`FREE_JSON_BYTES`] counted against the receiver's budget as they arrive (held
+/// until the permit returned is dropped); 503 when others' bodies have spent it. The same
+/// answers as [`super::server::read_body`] otherwise.
+async fn read_json(
+    request: Request<Incoming>,
+    budget: &Arc<Semaphore>,
+    deadline: Duration,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Reply> {
+    let mut body = request.into_body();
+    let read = async {
+        let mut bytes = Vec::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| reply(StatusCode::BAD_REQUEST, &format!("body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            let total = bytes.len().saturating_add(data.len());
+            if total > MAX_JSON_BYTES {
+                return Err(reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("body larger than {MAX_JSON_BYTES} bytes"),
+                ));
+            }
+            let counted = total.saturating_sub(FREE_JSON_BYTES).div_ceil(BUDGET_UNIT);
+            let have = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+            if counted > have {
+                let more = u32::try_from(counted - have).unwrap_or(u32::MAX);
+                let Ok(permit) = Arc::clone(budget).try_acquire_many_owned(more) else {
+                    return Err(reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many large offers at once, try again",
+                    ));
+                };
+                match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok((Bytes::from(bytes), held))
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(read) => read,
+        Err(_) => Err(reply(StatusCode::REQUEST_TIMEOUT, "body too slow")),
+    }
+}
+
 pub(super) async fn prepare(
     request: Request<Incoming>,
     peer: SocketAddr,
@@ -51,11 +118,14 @@ pub(super) async fn prepare(
     // The body first, within the frame deadline: a sender trickling it must not hold the one
     // session slot (every other sender would get 409 meanwhile).
     let deadline = shared.config.idle_timeout.min(BODY_DEADLINE);
-    let body = match read_body(request, MAX_JSON_BYTES, deadline).await {
-        Ok(body) => body,
+    let (body, budget) = match read_json(request, &shared.json_budget, deadline).await {
+        Ok(read) => read,
         Err(reply) => return reply,
     };
-    let (info, offer) = match wire::validate_prepare(&body) {
+    let validated = wire::validate_prepare(&body);
+    // The raw body goes now, and its share of the budget with it (not held while asking).
+    drop((body, budget));
+    let (info, offer) = match validated {
         Ok(valid) => valid,
         Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
     };

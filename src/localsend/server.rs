@@ -111,6 +111,8 @@ pub(super) struct Shared {
     pub(super) stop: watch::Receiver<bool>,
     /// Incoming files that [`LocalSendServer::cancel`] can stop.
     pub(super) live: Mutex<HashMap<TransferId, Arc<Session>>>,
+    /// What prepare-upload bodies being read may hold at once (see `prepare::read_json`).
+    pub(super) json_budget: Arc<tokio::sync::Semaphore>,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,6 +190,7 @@ impl LocalSendServer {
             devices: Mutex::new(DeviceTable::default()),
             stop: stop_rx,
             live: Mutex::new(HashMap::new()),
+            json_budget: super::prepare::json_budget(),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

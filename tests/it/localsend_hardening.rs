@@ -480,3 +480,52 @@ fn too_many_wrong_pins_for_a_note_say_so_with_no_button() {
         "no note got through"
     );
 }
+
+/// Large prepare-upload bodies held open at once are bounded in all, not only each: the
+/// receiver reads at most 24 MiB of them beyond the first 64 KiB of each, and refuses the
+/// rest with 503 while a usual (small) offer still gets through. Before, every connection
+/// could hold its 8 MiB body (64 connections: half a gigabyte and more with the parse), and
+/// these four were all read until the body deadline (408).
+#[test]
+fn large_prepare_bodies_held_open_together_are_bounded_in_all() {
+    const EIGHT_MIB: usize = 8 * 1024 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _events) = start(config(dir.path()));
+    let peer = Peer::new(&server);
+    let head = format!("Content-Type: application/json\r\nContent-Length: {EIGHT_MIB}\r\n");
+    // Four bodies of 7 MiB of their 8 (JSON's leading whitespace), held open: 28 MiB.
+    let padding = vec![b' '; 7 * 1024 * 1024];
+    let held: Vec<_> = (0..4)
+        .map(|_| {
+            peer.send(
+                "/api/localsend/v2/prepare-upload",
+                &head,
+                &[&padding],
+                Duration::ZERO,
+            )
+        })
+        .collect();
+    // Meanwhile a usual offer is taken.
+    session_of(&peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    // A refused body is cut short: its sender may see the 503 or only the connection cut
+    // (`None`); one read to the deadline is answered 408.
+    let statuses: Vec<Option<u16>> = held.into_iter().map(answer_or_cut).collect();
+    assert!(
+        statuses.iter().any(|s| *s != Some(408)),
+        "all read to the deadline: {statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| [None, Some(503), Some(408)].contains(s)),
+        "{statuses:?}"
+    );
+}
+
+/// The status of the answer on `stream`, or `None` when the connection was cut first.
+fn answer_or_cut(mut stream: StreamOwned<ClientConnection, TcpStream>) -> Option<u16> {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok())
+}
