@@ -433,3 +433,74 @@ fn the_windows_stop_and_start_mid_file_ends_the_row_and_takes_the_next_sender() 
     assert_eq!(peer.upload(&session, "a", token, b"abc").status, 200);
     assert_eq!(names_in(dst.path()), ["a.bin"]);
 }
+
+/// Sends SIGINT (Ctrl-C) to `serve` and waits for it to exit: it must, cleanly and without
+/// hanging.
+fn ctrl_c(serve: &mut crate::util::ChildGuard) {
+    let pid = libc::pid_t::try_from(serve.0.id()).expect("pid");
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + STOP_BOUND;
+    let status = loop {
+        if let Some(status) = serve.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "Ctrl-C stops serve cleanly");
+}
+
+/// `ferry serve` stopped with Ctrl-C mid LocalSend file, and while `--ask` waits for an
+/// answer about a LocalSend offer: it exits at once, the `.part` is removed, and the
+/// waiting sender hears 503.
+#[test]
+fn ctrl_c_on_serve_mid_localsend_file_or_question_leaves_nothing() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut serve = crate::util::serve_localsend_with_pin(dir.path(), "1234");
+    let peer = Peer::to(serve.addr, &serve.fingerprint);
+    let (session, tokens) =
+        session_of(&peer.prepare("?pin=1234", files(&[file("a", "a.bin", 100)])));
+    let upload = peer.send(
+        &upload_path(&session, "a", &tokens),
+        "Content-Length: 100\r\n",
+        &[&[1; 10]],
+        Duration::ZERO,
+    );
+    let deadline = Instant::now() + STOP_BOUND;
+    while names_in(dir.path()).is_empty() {
+        assert!(Instant::now() < deadline, "no .part appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ctrl_c(&mut serve._serve);
+    assert_empty(dir.path());
+    drop(upload);
+
+    // --ask: the offer waits for an answer on standard input (kept open, never given).
+    let mut command = crate::util::ferry();
+    command
+        .args(["serve", "--ask", "--bind", "127.0.0.1", "--port", "0"])
+        .args(["--localsend-port", "0", "--no-discovery", "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::piped());
+    let (mut asking, _, lines) = crate::util::spawn_serving(command);
+    let line = crate::util::wait_line(&lines, "LocalSend receiving is on");
+    let addr: std::net::SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("address");
+    let fingerprint = line
+        .split("fingerprint ")
+        .nth(1)
+        .and_then(|rest| rest.split(&[',', ')'][..]).next())
+        .expect("fingerprint")
+        .to_owned();
+    let peer = Peer::to(addr, &fingerprint);
+    let offer = std::thread::spawn(move || peer.prepare("", files(&[file("a", "a.bin", 3)])));
+    crate::util::wait_line(&lines, "offer");
+    ctrl_c(&mut asking);
+    let answer = offer.join().expect("prepare");
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_empty(dir.path());
+}
