@@ -1,8 +1,11 @@
 //! Review of the LocalSend receiver's stop path and lifecycle (attacker and maintainer): a
 //! server stopped mid-file, mid-question or with hostile connections open stops promptly,
-//! frees its port, removes its `.part` files and ends every row; a sender that leaves
-//! mid-file ends its row and frees the one session; a restarted server on the same port
-//! takes the next sender; an old run's session is refused.
+//! frees its port, removes its `.part` files and ends every row (in-process, through the
+//! window's Stop/Start, and with Ctrl-C on `ferry serve`); a sender that leaves mid-file, or
+//! closes its side right after its last byte, ends its row and frees the one session; a
+//! cancel (here, or the sender's) ends the row as cancelled by the right side, and another
+//! address cannot cancel; a restarted server on the same port takes the next sender and
+//! refuses an old run's session.
 
 use std::io::Write;
 use std::net::TcpStream;
