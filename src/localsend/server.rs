@@ -115,6 +115,31 @@ pub(super) struct Shared {
     pub(super) json_budget: Arc<tokio::sync::Semaphore>,
 }
 
+impl Shared {
+    pub(super) fn new(
+        config: LocalSendConfig,
+        sink: EventSink,
+        downloads: Downloads,
+        info: DeviceInfo,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            policy: Mutex::new(config.policy),
+            config,
+            sink,
+            downloads,
+            info,
+            pending: Mutex::new(HashMap::new()),
+            slot: Mutex::new(Slot::Free),
+            pin_tries: Mutex::new(HashMap::new()),
+            devices: Mutex::new(DeviceTable::default()),
+            stop,
+            live: Mutex::new(HashMap::new()),
+            json_budget: super::prepare::json_budget(),
+        }
+    }
+}
+
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking task must not take the others down with it.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -178,20 +203,8 @@ impl LocalSendServer {
         };
         let (stop, stop_rx) = watch::channel(false);
         let stopping = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared {
-            policy: Mutex::new(config.policy),
-            config,
-            sink: sink.stopped_by(Arc::clone(&stopping)),
-            downloads,
-            info,
-            pending: Mutex::new(HashMap::new()),
-            slot: Mutex::new(Slot::Free),
-            pin_tries: Mutex::new(HashMap::new()),
-            devices: Mutex::new(DeviceTable::default()),
-            stop: stop_rx,
-            live: Mutex::new(HashMap::new()),
-            json_budget: super::prepare::json_budget(),
-        });
+        let sink = sink.stopped_by(Arc::clone(&stopping));
+        let shared = Arc::new(Shared::new(config, sink, downloads, info, stop_rx));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

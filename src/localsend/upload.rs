@@ -445,3 +445,83 @@ async fn stream_body(
         throttle.report(&shared.sink, id, done);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Event, event_channel};
+    use crate::localsend::identity::CertIdentity;
+    use crate::localsend::server::LocalSendConfig;
+    use crate::localsend::session::Slot;
+
+    /// A receiver's shared state (no listener) holding a session of one file `a` that is
+    /// receiving, as an upload leaves it before its guard is made.
+    fn receiving_session(
+        dir: &std::path::Path,
+    ) -> (
+        Arc<Shared>,
+        tokio::sync::watch::Sender<bool>,
+        crossbeam_channel::Receiver<Event>,
+        Arc<Session>,
+    ) {
+        let identity = CertIdentity::generate().unwrap();
+        let config = LocalSendConfig::new(dir.to_owned(), "test", identity);
+        let downloads = crate::transfer::Downloads::open(dir, false).unwrap();
+        let body = br#"{"info": {"alias": "p", "version": "2.1", "fingerprint": "f"},
+            "files": {"a": {"id": "a", "fileName": "a.bin", "size": 3, "fileType": "x"}}}"#;
+        let (info, offer) = super::super::wire::validate_prepare(body).unwrap();
+        let super::super::wire::ValidOffer::Files { files, .. } = offer else {
+            panic!("not files");
+        };
+        let (sink, events) = event_channel(None);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared::new(config, sink, downloads.clone(), info, stop_rx));
+        let security = crate::events::Security::Plain;
+        let reservation = downloads.reserve(0).unwrap();
+        let session = Arc::new(Session::new(
+            "127.0.0.1".parse().unwrap(),
+            security,
+            files,
+            reservation,
+            downloads,
+        ));
+        *lock(&shared.slot) = Slot::Active(Arc::clone(&session));
+        if let Some(entry) = lock(&session.files).get_mut("a") {
+            entry.state = FileState::Receiving;
+        }
+        (shared, stop, events, session)
+    }
+
+    /// An upload dropped before it reported (its task dropped when the runtime shut down)
+    /// still ends its row, with `Stopped` when the server stopped, and its file: the session
+    /// of one file ends and frees the slot, nothing stays cancellable.
+    #[test]
+    fn an_upload_dropped_unreported_ends_its_row_and_frees_the_session() {
+        for stopping in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (shared, stop, events, session) = receiving_session(tmp.path());
+            stop.send_replace(stopping);
+            let guard = Receiving::new(&shared, Arc::clone(&session), "a");
+            let id = guard.id;
+            assert_eq!(lock(&shared.live).len(), 1);
+            drop(guard);
+            let kind = match events.try_recv() {
+                Ok(Event::Transfer(TransferEvent::Failed { id: row, failure })) if row == id => {
+                    failure.kind
+                }
+                other => panic!("no failed row: {other:?}"),
+            };
+            let expected = match stopping {
+                true => FailureKind::Stopped,
+                false => FailureKind::Interrupted {
+                    kept_bytes: Some(0),
+                },
+            };
+            assert_eq!(kind, expected);
+            assert!(events.try_recv().is_err(), "one final event");
+            assert!(matches!(*lock(&shared.slot), Slot::Free));
+            assert!(session.ended().is_some());
+            assert!(lock(&shared.live).is_empty());
+        }
+    }
+}
