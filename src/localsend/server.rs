@@ -25,7 +25,7 @@ use super::sweep::{SweepReport, SweepSettings, Sweeper};
 use super::wire::{DeviceInfo, PROTOCOL_VERSION};
 use super::{LOCALSEND_PORT, LocalSendError, LocalSendProtocol};
 use crate::events::{EventSink, TransferId};
-use crate::transfer::{AcceptPolicy, Decision, Downloads};
+use crate::transfer::{AcceptPolicy, Decision, Downloads, MinRate};
 
 /// Largest JSON body read (prepare-upload with [`wire::MAX_FILES`] files and a text).
 pub(super) const MAX_JSON_BYTES: usize = 8 * 1024 * 1024;
@@ -59,6 +59,9 @@ pub struct LocalSendConfig {
     pub decision_timeout: Duration,
     /// A body silent this long fails; an accepted session unused this long ends.
     pub idle_timeout: Duration,
+    /// A file's bytes must arrive at least this fast (as for Ferry uploads): a sender
+    /// trickling its upload cannot hold the one session (everyone else's 409) for ever.
+    pub min_rate: MinRate,
     /// Connections served at once; more are closed at once.
     pub max_connections: usize,
     pub fsync: bool,
@@ -87,6 +90,10 @@ impl LocalSendConfig {
             pin: None,
             decision_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(crate::defaults::DEFAULT_IDLE_TIMEOUT_SECS),
+            min_rate: MinRate {
+                bytes_per_sec: 1024,
+                window: Duration::from_secs(30),
+            },
             max_connections: crate::defaults::DEFAULT_MAX_CONNECTIONS,
             fsync: true,
             identity,

@@ -27,7 +27,7 @@ use crate::events::{
 };
 use crate::protocol::Mode;
 use crate::protocol::session::Refusal;
-use crate::transfer::PartFile;
+use crate::transfer::{PartFile, RateFloor};
 
 /// `POST /cancel?sessionId`: only from the address that prepared it.
 pub(super) fn cancel(request: &Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Reply {
@@ -379,6 +379,7 @@ async fn stream_body(
 ) -> Result<u64, Failed> {
     let mut done = 0u64;
     let mut throttle = ProgressThrottle::default();
+    let mut rate = RateFloor::new(shared.config.min_rate, 0);
     let mut stop = shared.stop.clone();
     let idle = shared.config.idle_timeout;
     // Enabled before the first check: a session ended in between is not missed.
@@ -441,6 +442,15 @@ async fn stream_body(
             return Ok(done);
         }
         done = new_total;
+        if let Err(too_slow) = rate.check(done) {
+            return Err(failed(
+                StatusCode::REQUEST_TIMEOUT,
+                FailureKind::Interrupted {
+                    kept_bytes: Some(0),
+                },
+                too_slow.to_string(),
+            ));
+        }
         session.touch();
         throttle.report(&shared.sink, id, done);
     }

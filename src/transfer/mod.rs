@@ -25,7 +25,7 @@ pub use files::{Downloads, FolderClaim, NoRoom, PartFile, Reservation};
 pub use server::{
     AcceptPolicy, Decision, EAGER_MAX_BYTES, MinRate, ServerConfig, ServerHandle, ServerStartError,
 };
-pub(crate) use server::{Dirs, create_root};
+pub(crate) use server::{Dirs, RateFloor, create_root};
 
 use crate::events::{Failure, FailureKind, Refusal};
 use crate::protocol::session::SessionError;

@@ -190,6 +190,7 @@ impl LocalSendSide {
         config.policy = ferry.policy;
         config.decision_timeout = ferry.decision_timeout;
         config.idle_timeout = ferry.idle_timeout;
+        config.min_rate = ferry.min_rate;
         config.fsync = ferry.fsync;
         config.pin = self.setup.pin.clone().filter(|pin| !pin.is_empty());
         self.bound = match ferry.bind {

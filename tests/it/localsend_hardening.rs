@@ -529,3 +529,47 @@ fn answer_or_cut(mut stream: StreamOwned<ClientConnection, TcpStream>) -> Option
     let text = String::from_utf8_lossy(&raw);
     text.split(' ').nth(1).and_then(|s| s.parse().ok())
 }
+
+/// An accepted sender that trickles its upload (a little, often enough never to be idle)
+/// is dropped by the same rate floor as a Ferry upload, and the session it held is free for
+/// the next sender at once. Before, it held the one session, and every other sender's 409,
+/// for as long as it kept trickling.
+#[test]
+fn a_trickled_upload_is_dropped_by_the_rate_floor_and_frees_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.min_rate = ferry::transfer::MinRate {
+        bytes_per_sec: 1024,
+        window: Duration::from_secs(1),
+    };
+    let (server, events) = start(cfg);
+    let peer = Peer::new(&server);
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100_000)])));
+    let path = format!(
+        "/api/localsend/v2/upload?sessionId={session}&fileId=a&token={}",
+        tokens["a"].as_str().expect("token")
+    );
+    // 10 bytes every 300 ms (never silent for the 5 s idle timeout), for 9 s at most.
+    let trickler = std::thread::spawn(move || {
+        let pieces = vec![[7u8; 10]; 30];
+        let pieces: Vec<&[u8]> = pieces.iter().map(|p| p.as_slice()).collect();
+        let stream = peer.send(
+            &path,
+            "Content-Length: 100000\r\n",
+            &pieces,
+            Duration::from_millis(300),
+        );
+        answer_or_cut(stream)
+    });
+    let failure = wait_for(&events, |event| match event {
+        Event::Transfer(TransferEvent::Failed { failure, .. }) => Some(failure.to_string()),
+        _ => None,
+    });
+    assert!(failure.contains("too slow"), "{failure}");
+    let other = Peer::new(&server);
+    session_of(&other.prepare("", files(&[file("b", "b.bin", 3)])));
+    // 408, unless the sender, still writing, only saw its connection closed.
+    let answer = trickler.join().expect("trickler");
+    assert!([Some(408), None].contains(&answer), "{answer:?}");
+    assert!(names_in(dir.path()).is_empty());
+}

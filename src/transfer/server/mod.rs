@@ -37,6 +37,7 @@ mod secure_upgrade;
 pub use connection::EAGER_MAX_BYTES;
 
 pub(crate) use folder_rx::{Dirs, create_root};
+pub(crate) use pump::RateFloor;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -98,7 +98,7 @@ pub(super) fn input_within(reader: &BufReader<Incoming>, wait: Duration) -> bool
 
 /// Drops an upload that stays below [`MinRate`]: every `window`, at least
 /// `bytes_per_sec * window` bytes must have arrived since the last check.
-pub(super) struct RateFloor {
+pub(crate) struct RateFloor {
     min: MinRate,
     window_start: Instant,
     bytes_at_start: u64,
@@ -113,7 +113,9 @@ impl RateFloor {
         }
     }
 
-    fn check(&mut self, received: u64) -> Result<(), TransferError> {
+    /// `Err` when the window ended with too few bytes since the last check (called as
+    /// data arrives: a trickle is caught by its next byte).
+    pub(crate) fn check(&mut self, received: u64) -> Result<(), TransferError> {
         let elapsed = self.window_start.elapsed();
         if elapsed < self.min.window {
             return Ok(());
