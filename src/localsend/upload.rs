@@ -177,9 +177,7 @@ impl Drop for Receiving {
             Failure::new(FailureKind::Stopped, "the receiver stopped")
         } else {
             Failure::new(
-                FailureKind::Interrupted {
-                    kept_bytes: Some(0),
-                },
+                FailureKind::Interrupted { kept_bytes: None },
                 "the upload ended before its file was saved",
             )
         };
@@ -243,9 +241,7 @@ fn session_ended(why: Ended) -> Failed {
         // Neither ends a session while one of its files is receiving; but should it:
         Ended::Quiet | Ended::Complete => failed(
             status,
-            FailureKind::Interrupted {
-                kept_bytes: Some(0),
-            },
+            FailureKind::Interrupted { kept_bytes: None },
             "the session ended",
         ),
     }
@@ -319,9 +315,7 @@ async fn receive(
         (Err(failure), Ok(())) => Err(failure),
         (Ok(done), Ok(())) if done != file.size => Err(failed(
             StatusCode::BAD_REQUEST,
-            FailureKind::Interrupted {
-                kept_bytes: Some(0),
-            },
+            FailureKind::Interrupted { kept_bytes: None },
             format!("{done} of {} bytes arrived", file.size),
         )),
         (Ok(done), Ok(())) => Ok(done),
@@ -401,9 +395,7 @@ async fn stream_body(
             Err(_) => {
                 return Err(failed(
                     StatusCode::REQUEST_TIMEOUT,
-                    FailureKind::Interrupted {
-                        kept_bytes: Some(0),
-                    },
+                    FailureKind::Interrupted { kept_bytes: None },
                     format!("no data for {} s", idle.as_secs()),
                 ));
             }
@@ -411,9 +403,7 @@ async fn stream_body(
             Ok(Some(Err(e))) => {
                 return Err(failed(
                     StatusCode::BAD_REQUEST,
-                    FailureKind::Interrupted {
-                        kept_bytes: Some(0),
-                    },
+                    FailureKind::Interrupted { kept_bytes: None },
                     e.to_string(),
                 ));
             }
@@ -445,9 +435,7 @@ async fn stream_body(
         if let Err(too_slow) = rate.check(done) {
             return Err(failed(
                 StatusCode::REQUEST_TIMEOUT,
-                FailureKind::Interrupted {
-                    kept_bytes: Some(0),
-                },
+                FailureKind::Interrupted { kept_bytes: None },
                 too_slow.to_string(),
             ));
         }
@@ -523,9 +511,7 @@ mod tests {
             };
             let expected = match stopping {
                 true => FailureKind::Stopped,
-                false => FailureKind::Interrupted {
-                    kept_bytes: Some(0),
-                },
+                false => FailureKind::Interrupted { kept_bytes: None },
             };
             assert_eq!(kind, expected);
             assert!(events.try_recv().is_err(), "one final event");

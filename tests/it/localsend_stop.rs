@@ -78,6 +78,8 @@ fn a_sender_that_leaves_mid_file_ends_its_row_and_frees_the_session() {
     let (finished, failed) = wait_files(&events, 1);
     assert!(finished.is_empty());
     assert_eq!(failed.len(), 1, "{failed:?}");
+    // 10 bytes had arrived (none is kept: LocalSend cannot resume).
+    assert!(!failed[0].contains("nothing had arrived"), "{failed:?}");
     // The session's only file ended: another sender is not blocked with 409.
     let other = Peer::new(&server);
     let answer = other.prepare("", files(&[file("b", "b.bin", 3)]));
