@@ -7,7 +7,7 @@
 //! address cannot cancel; a restarted server on the same port takes the next sender and
 //! refuses an old run's session.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -508,4 +508,62 @@ fn ctrl_c_on_serve_mid_localsend_file_or_question_leaves_nothing() {
     let answer = offer.join().expect("prepare");
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_empty(dir.path());
+}
+
+/// A stop while the server answers an announcement with a register to a device that never
+/// answers (it accepts the connection and stays silent): stop does not wait for it, and the
+/// register's connection is closed with the server.
+#[test]
+fn a_stop_while_a_register_answer_is_in_flight_is_prompt_and_closes_it() {
+    use ferry::localsend::{LOCALSEND_GROUP, MulticastConfig};
+    use std::io::Read;
+    use std::net::{TcpListener, UdpSocket};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let free = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let udp_port = free.local_addr().expect("addr").port();
+    drop(free);
+    let mut cfg = config(dir.path());
+    // Loopback only: nothing leaves this machine.
+    cfg.multicast = Some(MulticastConfig {
+        group: LOCALSEND_GROUP,
+        port: udp_port,
+        interfaces: vec!["127.0.0.1".parse().expect("ip")],
+        group_v6: None,
+        interfaces_v6: vec![],
+    });
+    let (server, _events) = start(cfg);
+    // The "device": its own loopback address (answers are budgeted per address), a port
+    // that accepts and never speaks.
+    let silent = TcpListener::bind("127.0.0.83:0").expect("listener");
+    let announcement = serde_json::json!({"alias": "Mute", "version": "2.1",
+        "deviceType": "desktop", "fingerprint": "AB".repeat(32),
+        "port": silent.local_addr().expect("addr").port(), "protocol": "https",
+        "download": false, "announce": true});
+    let sender = UdpSocket::bind("127.0.0.83:0").expect("udp");
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], udp_port));
+    sender
+        .send_to(announcement.to_string().as_bytes(), target)
+        .expect("announce");
+    let (mut register, _) = silent.accept().expect("the register connects");
+    let took = timed_stop(server);
+    assert!(took < STOP_BOUND, "stop took {took:?}");
+    // Closed with the server: the register would give up on its own only after 2 s, so a
+    // connection still open after 1.5 s is a task that outlived stop.
+    register
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match register.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue, // its TLS client hello
+            Err(e) => {
+                assert!(
+                    !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                    "the register's connection is still open after stop"
+                );
+                break;
+            }
+        }
+    }
 }
