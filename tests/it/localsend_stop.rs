@@ -27,7 +27,9 @@ const STOP_BOUND: Duration = Duration::from_secs(10);
 fn timed_stop(server: LocalSendServer) -> Duration {
     let started = Instant::now();
     server.stop();
-    started.elapsed()
+    let took = started.elapsed();
+    eprintln!("stop took {took:?}");
+    took
 }
 
 /// The upload path for file `id` of a session.
