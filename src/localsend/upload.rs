@@ -94,18 +94,16 @@ async fn take_upload(request: Request<Incoming>, peer: SocketAddr, shared: Arc<S
     };
     let receiving = Receiving::new(&shared, session, &file.id);
     let mut body = request.into_body();
-    let result = receive(&mut body, peer, &receiving, &file).await;
-    if result.is_err() {
-        drain(&mut body).await;
-    }
-    match result {
+    match receive(&mut body, peer, &receiving, &file).await {
         Ok(()) => {
             receiving.settle();
             reply(StatusCode::OK, "")
         }
         Err((status, unfinished)) => {
             let message = unfinished.message();
+            // The row ends (and the session frees) first; the sender's answer after.
             receiving.fail(unfinished);
+            drain(&mut body).await;
             reply(status, &message)
         }
     }
