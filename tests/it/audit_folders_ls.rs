@@ -275,9 +275,16 @@ fn a_localsend_alias_with_control_characters_cannot_forge_peers_output() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}");
-    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("localsend")).collect();
+    // Other tests' LocalSend receivers on this machine may be listed too (they announce on
+    // LocalSend's port): only the hostile one's line is looked at, and no line may begin
+    // with the text it tried to forge.
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("evil")).collect();
     assert_eq!(lines.len(), 1, "{stdout:?}");
-    assert!(lines[0].contains("evil"), "{stdout:?}");
+    assert!(lines[0].contains("localsend"), "{stdout:?}");
+    assert!(
+        !stdout.lines().any(|l| l.trim_start().starts_with("forged")),
+        "a forged line: {stdout:?}"
+    );
     assert!(
         !stdout.chars().any(|c| c.is_control() && c != '\n'),
         "a raw control character: {stdout:?}"
