@@ -243,21 +243,33 @@ pub(super) fn security_words(security: &Security) -> String {
             alias,
             device_type,
             fingerprint,
-            encrypted,
+            encrypted: true,
         } => format!(
-            "LocalSend device \"{}\" ({}), certificate fingerprint {}{}",
+            "LocalSend device \"{}\" ({}), certificate fingerprint {}",
             escape_line(alias),
             escape_line(device_type),
             if fingerprint.is_empty() {
-                "none (no client certificate)"
+                "none (no client certificate)".into()
             } else {
-                fingerprint
+                escape_line(fingerprint)
             },
-            if *encrypted {
-                ""
+        ),
+        // Plain HTTP: no certificate, so the "fingerprint" is only the id it claims.
+        Security::LocalSend {
+            alias,
+            device_type,
+            fingerprint,
+            encrypted: false,
+        } => format!(
+            "LocalSend device \"{}\" ({}), id {} (claimed, no certificate), NOT ENCRYPTED \
+             (plain HTTP)",
+            escape_line(alias),
+            escape_line(device_type),
+            if fingerprint.is_empty() {
+                "none".into()
             } else {
-                ", NOT ENCRYPTED (plain HTTP)"
-            }
+                escape_line(fingerprint)
+            },
         ),
     }
 }
@@ -287,6 +299,33 @@ mod tests {
     use super::*;
     use crate::events::{PendingOffer, Security};
     use crate::transfer::Decision;
+
+    #[test]
+    fn a_localsend_device_s_claimed_id_is_escaped_and_called_no_fingerprint() {
+        let plain = Security::LocalSend {
+            alias: "Phone".into(),
+            device_type: "mobile".into(),
+            fingerprint: "AB\u{1b}]0;OWNED\u{7}".into(),
+            encrypted: false,
+        };
+        let words = security_words(&plain);
+        assert!(!words.chars().any(char::is_control), "{words:?}");
+        assert!(
+            words.contains("id AB\\u{1b}]0;OWNED\\u{7} (claimed, no certificate), NOT ENCRYPTED"),
+            "{words}"
+        );
+        assert!(!words.contains("certificate fingerprint"), "{words}");
+        let https = Security::LocalSend {
+            alias: "Phone".into(),
+            device_type: "mobile".into(),
+            fingerprint: "AB12".into(),
+            encrypted: true,
+        };
+        assert_eq!(
+            security_words(&https),
+            "LocalSend device \"Phone\" (mobile), certificate fingerprint AB12"
+        );
+    }
 
     fn peer(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))

@@ -270,13 +270,23 @@ pub(super) fn device_line(device: &LocalSendDevice) -> String {
         LocalSendProtocol::Http => "  encryption off (plain HTTP)",
     };
     format!(
-        "{}  {}  localsend {}  {}{encryption}  fingerprint {}",
+        "{}  {}  localsend {}  {}{encryption}  {}",
         escape_line(&device.alias),
         device.addr,
         device.device_type,
         device.how.join("+"),
-        escape_line(&device.fingerprint)
+        proof_words(device)
     )
+}
+
+/// `fingerprint F` for a device with a certificate; `id F (claimed, no certificate)` for one
+/// with encryption off, whose "fingerprint" nothing proves (escaped either way).
+fn proof_words(device: &LocalSendDevice) -> String {
+    let fingerprint = escape_line(&device.fingerprint);
+    match device.protocol {
+        LocalSendProtocol::Https => format!("fingerprint {fingerprint}"),
+        LocalSendProtocol::Http => format!("id {fingerprint} (claimed, no certificate)"),
+    }
 }
 
 /// Looks for a LocalSend device called `alias` for up to `wait_secs`, and then as long as the
@@ -364,10 +374,10 @@ pub(super) fn send_by_alias(
     let device = find_named(&args.to, &args.localsend, ferry_error, started)?;
     unencrypted_agreed(&device, "--no-encryption", args.no_encryption, "the files")?;
     println!(
-        "sending to LocalSend device {} at {} (fingerprint {})",
+        "sending to LocalSend device {} at {} ({})",
         escape_line(&device.alias),
         device.addr,
-        escape_line(&device.fingerprint)
+        proof_words(&device)
     );
     let identity = identity().context("LocalSend certificate")?;
     let mut sender =
@@ -469,9 +479,10 @@ mod tests {
         };
         assert!(
             device_line(&plain)
-                .contains("  multicast  encryption off (plain HTTP)  fingerprint AB"),
+                .contains("  multicast  encryption off (plain HTTP)  id AB\\u{1b}]0;OWNED"),
             "{}",
             device_line(&plain)
         );
+        assert!(!device_line(&plain).contains("fingerprint"));
     }
 }

@@ -63,10 +63,9 @@ impl DeviceTable {
     }
 
     fn heard_at(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str, now: Instant) {
-        let fingerprint = info.fingerprint.to_ascii_uppercase();
-        if fingerprint.is_empty() || fingerprint.len() > super::MAX_FINGERPRINT_CHARS {
+        let Some(fingerprint) = super::claimed_fingerprint(&info.fingerprint) else {
             return;
-        }
+        };
         // Said by announcements and registers; a body without it changes nothing.
         let protocol = info
             .protocol
@@ -238,6 +237,27 @@ mod tests {
             laptop(&table).map(|d| d.protocol),
             Some(LocalSendProtocol::Https)
         );
+    }
+
+    #[test]
+    fn a_claimed_fingerprint_that_is_no_printable_ascii_lists_no_device() {
+        // Over plain HTTP nothing proves the id, and it is printed: a terminal escape in it
+        // never gets into the table.
+        let mut table = DeviceTable::default();
+        let t0 = Instant::now();
+        for hostile in ["AB\u{1b}]0;OWNED\u{7}", "AB CD", "指纹", "AB\n12", "  "] {
+            let mut plain = info("Sneaky", hostile);
+            plain.protocol = Some("http".to_owned());
+            table.heard_at(plain, addr("10.0.0.9:53317"), "multicast", t0);
+        }
+        assert!(table.list().is_empty(), "{:?}", table.list());
+        table.heard_at(
+            info("Fine", " ab-12 "),
+            addr("10.0.0.9:53317"),
+            "register",
+            t0,
+        );
+        assert_eq!(table.list()[0].fingerprint, "AB-12");
     }
 
     #[test]

@@ -79,6 +79,18 @@ pub const LOCALSEND_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 167);
 pub const LOCALSEND_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff12, 0, 0, 0, 0, 0, 0xfd3a, 0xe420);
 /// Longest fingerprint (or, for a plain-HTTP device, id) a device may claim.
 pub const MAX_FINGERPRINT_CHARS: usize = 128;
+
+/// A fingerprint (or, for a plain-HTTP device, id) as a device claims it, upper-cased, or
+/// `None` when it cannot be one: empty, longer than [`MAX_FINGERPRINT_CHARS`], or with
+/// anything but printable ASCII. LocalSend's are hex (a certificate's SHA-256) or a random
+/// id; a claim is shown in terminals and the window, and over plain HTTP nothing proves it.
+pub(crate) fn claimed_fingerprint(claim: &str) -> Option<String> {
+    let claim = claim.trim();
+    let valid = !claim.is_empty()
+        && claim.len() <= MAX_FINGERPRINT_CHARS
+        && claim.bytes().all(|b| b.is_ascii_graphic());
+    valid.then(|| claim.to_ascii_uppercase())
+}
 /// Wrong PINs one address may send before it gets 429 (for [`PIN_LOCKOUT_SECS`]).
 pub const MAX_PIN_TRIES: u32 = 3;
 /// How long an address that used up its PIN tries is refused.

@@ -21,7 +21,7 @@ use super::devices::LocalSendDevice;
 use super::identity::CertIdentity;
 use super::send::{API, LocalSendSendError, LocalSendSender, message_of, runtime};
 use super::wire::DeviceInfo;
-use super::{LocalSendProtocol, MAX_FINGERPRINT_CHARS};
+use super::{LocalSendProtocol, MAX_FINGERPRINT_CHARS, claimed_fingerprint};
 
 /// Largest register answer a probe reads.
 const MAX_PROBE_ANSWER_BYTES: usize = 64 * 1024;
@@ -92,13 +92,12 @@ pub(super) fn device_of(
             info.fingerprint = certified;
         }
         LocalSendProtocol::Http => {
-            let id = info.fingerprint.trim();
-            if id.is_empty() || id.len() > MAX_FINGERPRINT_CHARS {
-                return Err(format!(
-                    "its id is empty or longer than {MAX_FINGERPRINT_CHARS} bytes"
-                ));
-            }
-            info.fingerprint = id.to_owned();
+            info.fingerprint = claimed_fingerprint(&info.fingerprint).ok_or_else(|| {
+                format!(
+                    "its id is empty, longer than {MAX_FINGERPRINT_CHARS} bytes or not \
+                     printable ASCII"
+                )
+            })?;
         }
     }
     // The answer has no port or protocol: the address probed is where it listens, so.
@@ -144,5 +143,29 @@ impl LocalSendSender {
             how: vec!["probe"],
             last_seen: std::time::Instant::now(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: &str) -> Answer {
+        Answer {
+            status: hyper::StatusCode::OK,
+            body: Bytes::from(body.to_owned()),
+            fingerprint: None,
+        }
+    }
+
+    #[test]
+    fn a_plain_http_register_answer_needs_an_id_of_printable_ascii() {
+        let hostile = r#"{"alias":"x","version":"2.1","fingerprint":"AB\u001b]0;OWNED\u0007"}"#;
+        let refused = device_of(&answer(hostile), LocalSendProtocol::Http);
+        assert!(refused.is_err(), "{refused:?}");
+        let fine = r#"{"alias":"x","version":"2.1","fingerprint":"3f2a-c0de"}"#;
+        let info = device_of(&answer(fine), LocalSendProtocol::Http).expect("a device");
+        assert_eq!(info.fingerprint, "3F2A-C0DE");
+        assert_eq!(info.protocol.as_deref(), Some("http"));
     }
 }
