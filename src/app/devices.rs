@@ -20,7 +20,7 @@ use egui::{RichText, Ui};
 use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
-use super::unencrypted::EncryptionOff;
+use super::unencrypted::{Agreements, EncryptionOff};
 use crate::events::{DiscoveryEvent, LocalSendProtocol, SeenDevice, SeenLocalSend, SeenState};
 use crate::localsend::{LOCALSEND_PORT, LocalSendTarget};
 use crate::worker::{Command, DiscoverySetup};
@@ -65,9 +65,9 @@ pub struct DevicesPanel {
     /// The last check: its target and the doctor's lines.
     pub checked: Option<(String, Vec<String>)>,
     pub checking: bool,
-    /// LocalSend devices with encryption off the user agreed to send unencrypted to, by
-    /// address (for as long as the window runs).
-    pub unencrypted_agreed: Vec<SocketAddr>,
+    /// LocalSend devices with encryption off the user agreed to send unencrypted to (for as
+    /// long as the window runs).
+    pub unencrypted_agreed: Agreements,
     identity_dir: Option<PathBuf>,
     port: Option<u16>,
 }
@@ -91,7 +91,7 @@ impl DevicesPanel {
             check_addr: String::new(),
             checked: None,
             checking: false,
-            unencrypted_agreed: Vec::new(),
+            unencrypted_agreed: Agreements::default(),
             identity_dir,
             port,
         }
@@ -168,23 +168,16 @@ impl DevicesPanel {
     pub fn encryption_off(&self, dest: &str) -> Option<EncryptionOff> {
         let target = self.localsend_target(dest)?;
         (target.protocol == LocalSendProtocol::Http).then(|| EncryptionOff {
+            agreed: self.unencrypted_agreed(&target),
             addr: target.addr,
-            agreed: self.unencrypted_agreed(target.addr),
+            id: target.fingerprint,
             alias: target.alias,
         })
     }
 
-    /// Whether the user agreed to send unencrypted to the device at `addr`.
-    pub fn unencrypted_agreed(&self, addr: SocketAddr) -> bool {
-        self.unencrypted_agreed.contains(&addr)
-    }
-
-    /// "Send unencrypted to this device" ticked (or not) for `addr`.
-    pub fn agree_unencrypted(&mut self, addr: SocketAddr, agreed: bool) {
-        self.unencrypted_agreed.retain(|a| *a != addr);
-        if agreed {
-            self.unencrypted_agreed.push(addr);
-        }
+    /// Whether the user agreed to send unencrypted to `target` (that device at that address).
+    pub fn unencrypted_agreed(&self, target: &LocalSendTarget) -> bool {
+        self.unencrypted_agreed.agreed(target)
     }
 
     /// Adds the typed `host:port` as a favourite; false (and nothing added) if it is not one.

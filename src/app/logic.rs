@@ -350,7 +350,7 @@ impl FerryApp {
                         files.into_iter().map(OutgoingItem::File).collect();
                     let batch = LocalSendBatch::of(&items);
                     vec![Command::SendLocalSend {
-                        unencrypted: self.devices.unencrypted_agreed(to.addr),
+                        unencrypted: self.devices.unencrypted_agreed(&to),
                         to,
                         batch,
                         pin: None,
@@ -364,7 +364,7 @@ impl FerryApp {
                 Some(to) => {
                     let batch = LocalSendBatch::of(&items);
                     vec![Command::SendLocalSend {
-                        unencrypted: self.devices.unencrypted_agreed(to.addr),
+                        unencrypted: self.devices.unencrypted_agreed(&to),
                         to,
                         batch,
                         pin: None,
@@ -374,7 +374,7 @@ impl FerryApp {
             },
             Command::SendNote { to, text, key } => match self.devices.localsend_target(&to) {
                 Some(to) => vec![Command::SendLocalSendText {
-                    unencrypted: self.devices.unencrypted_agreed(to.addr),
+                    unencrypted: self.devices.unencrypted_agreed(&to),
                     to,
                     text,
                     pin: None,
@@ -409,7 +409,7 @@ impl FerryApp {
                     // Retried files go by their own names (a folder's relative paths are
                     // not kept on the rows).
                     Some(to) => Command::SendLocalSend {
-                        unencrypted: self.devices.unencrypted_agreed(to.addr),
+                        unencrypted: self.devices.unencrypted_agreed(&to),
                         to,
                         batch: LocalSendBatch::of(
                             &files
@@ -429,7 +429,7 @@ impl FerryApp {
             Action::NoteWithPin { to, text, pin } => {
                 match self.devices.localsend_target(&to.to_string()) {
                     Some(to) => self.worker.send(Command::SendLocalSendText {
-                        unencrypted: self.devices.unencrypted_agreed(to.addr),
+                        unencrypted: self.devices.unencrypted_agreed(&to),
                         to,
                         text,
                         pin: Some(pin),
@@ -441,8 +441,8 @@ impl FerryApp {
                     }
                 }
             }
-            Action::AgreeUnencrypted { addr, agreed } => {
-                self.devices.agree_unencrypted(addr, agreed);
+            Action::AgreeUnencrypted { addr, id, agreed } => {
+                self.devices.unencrypted_agreed.set(addr, &id, agreed);
                 self.client.notice = None;
                 self.notes.send_error = None;
             }

@@ -117,9 +117,10 @@ pub enum Action {
         pin: String,
     },
     /// "Send unencrypted to this device" ticked or unticked for the LocalSend device with
-    /// encryption off at `addr`.
+    /// encryption off at `addr` that claims the id `id`.
     AgreeUnencrypted {
         addr: std::net::SocketAddr,
+        id: String,
         agreed: bool,
     },
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use egui_kittest::kittest::Queryable;
 use ferry::app::{RowState, Settings};
-use ferry::events::{Event, LocalSendProtocol, NoteEvent, Security};
+use ferry::events::{DiscoveryEvent, Event, LocalSendProtocol, NoteEvent, Security};
 
 use crate::gui::{app, choose_localsend_device, localsend_settings, run_until};
 use crate::localsend_http::plain_device;
@@ -102,12 +102,9 @@ fn uploads_and_notes_to_a_device_with_encryption_off_wait_for_the_users_agreemen
         .expect("the agreement box")
         .click();
     harness.run_steps(2);
-    assert!(
-        harness
-            .state()
-            .devices
-            .unencrypted_agreed(device.local_addr())
-    );
+    let devices = &harness.state().devices;
+    let target = devices.localsend_target(&dest).expect("the device");
+    assert!(devices.unencrypted_agreed(&target));
     harness.get_by_label("Upload").click();
     run_until(&mut harness, "both uploads to end", |app| {
         app.client.rows.iter().all(|r| r.state.is_finished())
@@ -143,4 +140,45 @@ fn uploads_and_notes_to_a_device_with_encryption_off_wait_for_the_users_agreemen
         _ => None,
     });
     assert_eq!(got, "会议改到三点");
+}
+
+#[test]
+fn the_agreement_is_for_the_device_not_for_whatever_is_listed_at_its_address_later() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let mine = tempfile::tempdir().unwrap();
+    let ids = tempfile::tempdir().unwrap();
+    let (device, _events) = plain_device(dst.path(), "Plain phone");
+    let path = src.path().join("secret.txt");
+    std::fs::write(&path, b"not for everyone").unwrap();
+    let window = Settings {
+        favourites: vec![device.local_addr().to_string()],
+        ..localsend_settings(mine.path(), ids.path())
+    };
+    let mut harness = app(window, vec![path]);
+    choose_localsend_device(&mut harness, "Plain phone");
+    harness
+        .query_all_by_label("Send unencrypted to this device")
+        .next()
+        .expect("the agreement box")
+        .click();
+    harness.run_steps(2);
+    // Another device (or someone announcing one) is now what is listed at that address.
+    let mut other = harness.state().devices.localsend[0].clone();
+    other.alias = "Other phone".into();
+    other.fingerprint = "EE99".into();
+    harness
+        .state_mut()
+        .devices
+        .apply(DiscoveryEvent::LocalSendDevices(vec![other]));
+    harness.run_steps(2);
+    harness.get_by_label("Choose files…").click();
+    run_until(&mut harness, "the picked file in the queue", |app| {
+        app.client.rows.len() == 1
+    });
+    harness.get_by_label("Upload").click();
+    harness.run_steps(3);
+    harness.get_by_label_contains("Not sent: Other phone has encryption turned off.");
+    assert_eq!(harness.state().client.rows[0].state, RowState::Queued);
+    assert!(names_in(dst.path()).is_empty(), "nothing went in the clear");
 }
