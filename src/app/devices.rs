@@ -349,7 +349,7 @@ impl DevicesPanel {
         }
         for device in &self.localsend {
             let addr = device.addr.to_string();
-            let hover = tr.fill(T::LocalSendSendTo, &[&device.alias, &device.fingerprint]);
+            let hover = localsend_hover(device, tr);
             let button = egui::Button::new(&device.alias).truncate();
             if name_cell(ui, true, button).on_hover_text(hover).clicked() {
                 pick = Some(Pick {
@@ -445,6 +445,16 @@ impl DevicesPanel {
     }
 }
 
+/// A LocalSend device's hover: whom picking it sends to, with its certificate fingerprint,
+/// or, when its encryption is off, the id it claims, called so (nothing proves it).
+fn localsend_hover(device: &SeenLocalSend, tr: Tr) -> String {
+    let text = match device.protocol {
+        LocalSendProtocol::Https => T::LocalSendSendTo,
+        LocalSendProtocol::Http => T::LocalSendSendToPlain,
+    };
+    tr.fill(text, &[&device.alias, &device.fingerprint])
+}
+
 /// A device's name as a button, cut at [`DEVICE_NAME_MAX_WIDTH`] (its hover says it whole).
 fn name_cell(ui: &mut Ui, enabled: bool, button: egui::Button<'_>) -> egui::Response {
     ui.scope(|ui| {
@@ -501,6 +511,31 @@ fn host_ip(text: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::i18n::Lang;
+
+    #[test]
+    fn a_device_with_encryption_off_has_its_claimed_id_called_no_fingerprint() {
+        let mut device = SeenLocalSend {
+            alias: "Phone".into(),
+            device_type: "mobile".into(),
+            fingerprint: "AB12".into(),
+            addr: "10.0.0.7:53317".parse().unwrap(),
+            addr_v6: None,
+            protocol: LocalSendProtocol::Https,
+            how: vec!["multicast"],
+        };
+        let en = Tr(Lang::En);
+        let https = localsend_hover(&device, en);
+        assert_eq!(https, "Send to the LocalSend device Phone (AB12)");
+        device.protocol = LocalSendProtocol::Http;
+        assert_eq!(
+            localsend_hover(&device, en),
+            "Send to the LocalSend device Phone (encryption off: it claims the id AB12, which \
+             no certificate proves)"
+        );
+        let zh = localsend_hover(&device, Tr(Lang::ZhCn));
+        assert!(zh.contains("加密已关闭") && zh.contains("AB12"), "{zh}");
+    }
 
     #[test]
     fn favourites_must_be_host_and_port_and_are_kept_once() {

@@ -365,6 +365,7 @@ texts! {
     LocalSendMark => "LocalSend · {}", "LocalSend · {}";
     LocalSendMarkPlain => "LocalSend · {} · not encrypted", "LocalSend · {} · 未加密";
     LocalSendSendTo => "Send to the LocalSend device {} ({})", "发送到 LocalSend 设备 {}（{}）";
+    LocalSendSendToPlain => "Send to the LocalSend device {} (encryption off: it claims the id {}, which no certificate proves)", "发送到 LocalSend 设备 {}（加密已关闭：它自称 ID 为 {}，没有证书能证明）";
     LocalSendPin => "LocalSend PIN", "LocalSend PIN 码";
     LocalSendPinHint => "Empty: no PIN. LocalSend senders must type it (3 wrong tries lock them out for 5 minutes).", "留空表示不需要 PIN 码。LocalSend 发送方必须输入它（输错 3 次将被锁定 5 分钟）。";
     LocalSendSweep => "Ask every LAN address for LocalSend devices", "向局域网内每个地址询问 LocalSend 设备";
