@@ -236,9 +236,7 @@ impl Lookup {
         }
         if let Some(probes) = self.probes.take() {
             for found in probes.join().unwrap_or_default() {
-                if !devices.iter().any(|d| d.fingerprint == found.fingerprint) {
-                    devices.push(found);
-                }
+                crate::localsend::add_probed(&mut devices, found);
             }
         }
         devices

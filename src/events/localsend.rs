@@ -39,6 +39,14 @@ impl LocalSendProtocol {
         }
     }
 
+    /// Whether a device known to speak `self` may be taken to speak `claimed` on the word of
+    /// whoever claims its fingerprint: anything but HTTPS turning into plain HTTP. Anyone can
+    /// claim any fingerprint, and a LocalSend whose encryption is switched off has an id of
+    /// its own; the other way is no risk (HTTPS pins the certificate).
+    pub fn may_become(self, claimed: Self) -> bool {
+        !(self == Self::Https && claimed == Self::Http)
+    }
+
     /// The word LocalSend uses: `https` or `http`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -39,6 +39,20 @@ pub struct LocalSendDevice {
     pub last_seen: Instant,
 }
 
+/// Adds a device a register probe found to `devices` (one per fingerprint): a device
+/// already listed stays as it is, unless the probe proved with its certificate that one
+/// listed as plain HTTP (anyone can claim a fingerprint) speaks HTTPS.
+pub fn add_probed(devices: &mut Vec<LocalSendDevice>, found: LocalSendDevice) {
+    match devices
+        .iter_mut()
+        .find(|d| d.fingerprint == found.fingerprint)
+    {
+        Some(listed) if !found.protocol.may_become(listed.protocol) => *listed = found,
+        Some(_) => {}
+        None => devices.push(found),
+    }
+}
+
 /// One device of the table, with what only the table needs.
 #[derive(Debug)]
 struct Entry {
@@ -71,13 +85,11 @@ impl DeviceTable {
             .protocol
             .as_deref()
             .map(|p| LocalSendProtocol::announced(Some(p)));
-        // Anyone can announce any fingerprint: a device known to speak HTTPS is never turned
-        // into a plain-HTTP one by a claim (a LocalSend whose encryption is switched off has
-        // a fingerprint of its own), so its files never go in the clear to whoever claimed
-        // it. The other way is no risk: HTTPS pins the certificate.
+        // A device known to speak HTTPS is never turned into a plain-HTTP one by a claim, so
+        // its files never go in the clear to whoever claimed it.
         if let Some(known) = self.devices.get(&fingerprint)
-            && known.device.protocol == LocalSendProtocol::Https
-            && protocol == Some(LocalSendProtocol::Http)
+            && let Some(claimed) = protocol
+            && !known.device.protocol.may_become(claimed)
         {
             log::debug!("LocalSend: ignoring a plain-HTTP claim to an HTTPS device from {addr}");
             return;
@@ -237,6 +249,31 @@ mod tests {
             laptop(&table).map(|d| d.protocol),
             Some(LocalSendProtocol::Https)
         );
+    }
+
+    #[test]
+    fn a_probe_proving_https_wins_over_a_plain_claim_and_never_the_other_way() {
+        let mut table = DeviceTable::default();
+        let t0 = Instant::now();
+        let mut claim = info("Laptop", "CD34");
+        claim.protocol = Some("http".to_owned());
+        table.heard_at(claim, addr("10.0.0.66:53317"), "multicast", t0);
+        let mut listed = table.list();
+        let proven = LocalSendDevice {
+            protocol: LocalSendProtocol::Https,
+            addr: addr("10.0.0.8:53317"),
+            how: vec!["probe"],
+            ..listed[0].clone()
+        };
+        add_probed(&mut listed, proven.clone());
+        assert_eq!(listed, vec![proven.clone()]);
+        let plain = LocalSendDevice {
+            protocol: LocalSendProtocol::Http,
+            addr: addr("10.0.0.66:53317"),
+            ..proven.clone()
+        };
+        add_probed(&mut listed, plain);
+        assert_eq!(listed, vec![proven], "a plain claim changes nothing");
     }
 
     #[test]

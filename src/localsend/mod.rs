@@ -62,7 +62,7 @@ pub mod wire;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use crate::events::LocalSendProtocol;
-pub use devices::LocalSendDevice;
+pub use devices::{LocalSendDevice, add_probed};
 pub use discovery::MulticastConfig;
 pub use folder::LocalSendBatch;
 pub use identity::CertIdentity;

@@ -33,6 +33,7 @@ use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
     CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendProtocol,
     LocalSendSendError, LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
+    add_probed,
 };
 use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
 
@@ -297,6 +298,18 @@ impl LocalSendSide {
                     match sender.probe(addr, PROBE_TIMEOUT) {
                         Ok(device) => {
                             let mut probed = probed.lock().unwrap_or_else(PoisonError::into_inner);
+                            // As the device table: another favourite answering in plain
+                            // HTTP with a fingerprint probed over HTTPS changes nothing.
+                            let downgrade = probed.iter().any(|d| {
+                                d.fingerprint == device.fingerprint
+                                    && !d.protocol.may_become(device.protocol)
+                            });
+                            if downgrade {
+                                log::debug!(
+                                    "LocalSend probe of {addr}: a plain-HTTP claim to an HTTPS device"
+                                );
+                                continue;
+                            }
                             probed.retain(|d| d.fingerprint != device.fingerprint);
                             probed.insert(0, device);
                             probed.truncate(MAX_PROBED);
@@ -332,9 +345,7 @@ impl LocalSendSide {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for found in probed {
-            if !devices.iter().any(|d| d.fingerprint == found.fingerprint) {
-                devices.push(found);
-            }
+            add_probed(&mut devices, found);
         }
         let seen: Vec<SeenLocalSend> = devices
             .into_iter()

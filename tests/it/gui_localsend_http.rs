@@ -2,18 +2,22 @@
 //! probing a favourite, driven headless by its labels: the device is listed with an
 //! "encryption off" badge; Upload and Send (a note) to it do nothing but explain until
 //! "Send unencrypted to this device" is ticked; then the files (a Chinese name too) arrive
-//! whole, their rows marked "not encrypted", and the note arrives.
+//! whole, their rows marked "not encrypted", and the note arrives. The agreement is for that
+//! device, not for whatever is listed at its address later; a favourite answering in plain
+//! HTTP with another favourite's fingerprint does not make that HTTPS device a plain one.
 
 use std::path::PathBuf;
 
 use egui_kittest::kittest::Queryable;
 use ferry::app::{RowState, Settings};
 use ferry::events::{DiscoveryEvent, Event, LocalSendProtocol, NoteEvent, Security};
+use ferry::localsend::CertIdentity;
 
 use crate::gui::{app, choose_localsend_device, localsend_settings, run_until};
-use crate::localsend_http::plain_device;
+use crate::localsend_http::{device_with, plain_device};
 use crate::util::{data, names_in, wait_for};
 
+const LOCAL: [u8; 4] = [127, 0, 0, 1];
 const REFUSAL: &str = "Not sent: Plain phone has encryption turned off.";
 
 #[test]
@@ -181,4 +185,41 @@ fn the_agreement_is_for_the_device_not_for_whatever_is_listed_at_its_address_lat
     harness.get_by_label_contains("Not sent: Other phone has encryption turned off.");
     assert_eq!(harness.state().client.rows[0].state, RowState::Queued);
     assert!(names_in(dst.path()).is_empty(), "nothing went in the clear");
+}
+
+#[test]
+fn a_favourite_answering_plain_http_with_an_https_favourites_fingerprint_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = tempfile::tempdir().unwrap();
+    let ids = tempfile::tempdir().unwrap();
+    let laptop = CertIdentity::generate().unwrap();
+    let https = LocalSendProtocol::Https;
+    let (real, _events) = device_with(laptop.clone(), LOCAL, dir.path(), "Laptop", https);
+    // Someone else claiming the laptop's fingerprint, in plain HTTP.
+    let http = LocalSendProtocol::Http;
+    let (fake, _events) = device_with(laptop, LOCAL, dir.path(), "Laptop", http);
+    // Probed after both: once it is listed, both were asked.
+    let (marker, _events) = plain_device(dir.path(), "Marker");
+    let window = Settings {
+        favourites: [&real, &fake, &marker]
+            .iter()
+            .map(|d| d.local_addr().to_string())
+            .collect(),
+        ..localsend_settings(mine.path(), ids.path())
+    };
+    let mut harness = app(window, Vec::new());
+    run_until(&mut harness, "all three favourites probed", |app| {
+        app.devices.localsend.iter().any(|d| d.alias == "Marker")
+    });
+    let listed: Vec<_> = harness
+        .state()
+        .devices
+        .localsend
+        .iter()
+        .filter(|d| d.alias == "Laptop")
+        .cloned()
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].protocol, LocalSendProtocol::Https, "{listed:?}");
+    assert_eq!(listed[0].addr, real.local_addr());
 }

@@ -29,6 +29,17 @@ pub fn device_on(
     protocol: LocalSendProtocol,
 ) -> (LocalSendServer, Receiver<Event>) {
     let identity = CertIdentity::generate().expect("certificate");
+    device_with(identity, ip, dir, alias, protocol)
+}
+
+/// [`device_on`] with `identity` (two devices may then claim one fingerprint).
+pub fn device_with(
+    identity: CertIdentity,
+    ip: [u8; 4],
+    dir: &Path,
+    alias: &str,
+    protocol: LocalSendProtocol,
+) -> (LocalSendServer, Receiver<Event>) {
     let mut config = LocalSendConfig::new(dir.to_path_buf(), alias, identity);
     config.bind = IpAddr::from(ip);
     config.port = 0;
