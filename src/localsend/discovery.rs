@@ -26,7 +26,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use super::client::{Link, post_json};
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
-use super::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT};
+use super::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT, LocalSendProtocol};
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 64 * 1024;
@@ -348,7 +348,8 @@ fn may_answer(ip: IpAddr, now: Instant) -> bool {
 
 /// Answers an announcement from `from` (an IPv6 link-local one with its scope): `POST
 /// /register` over HTTPS (pinned) to its address and announced port, else a UDP answer on
-/// the family it came in on.
+/// the family it came in on (also to a device announcing plain HTTP: no request goes out
+/// in the clear on an announcement's word).
 async fn answer(
     shared: &Shared,
     sockets: &Live,
@@ -358,7 +359,7 @@ async fn answer(
 ) {
     let port = info.port.unwrap_or(LOCALSEND_PORT);
     let addr = with_port(from, port);
-    if info.protocol.as_deref() != Some("http") {
+    if LocalSendProtocol::announced(info.protocol.as_deref()) == LocalSendProtocol::Https {
         let mut ours = shared.info.clone();
         ours.announce = None;
         let body = serde_json::to_vec(&ours).unwrap_or_default();

@@ -179,7 +179,7 @@ impl LocalSendSender {
             device_type: Some(self.device_type.clone()),
             fingerprint: self.identity.fingerprint().to_owned(),
             port: Some(LOCALSEND_PORT),
-            protocol: Some("https".to_owned()),
+            protocol: Some(LocalSendProtocol::Https.as_str().to_owned()),
             download: false,
             announce: None,
         }
