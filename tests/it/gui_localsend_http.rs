@@ -6,18 +6,34 @@
 //! device, not for whatever is listed at its address later; a favourite answering in plain
 //! HTTP with another favourite's fingerprint does not make that HTTPS device a plain one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use ferry::app::{RowState, Settings};
+use ferry::app::{FerryApp, RowState, Settings};
 use ferry::events::{DiscoveryEvent, Event, LocalSendProtocol, NoteEvent, Security};
-use ferry::localsend::CertIdentity;
+use ferry::localsend::{CertIdentity, LocalSendServer};
 
 use crate::gui::{app, choose_localsend_device, localsend_settings, run_until};
 use crate::localsend_http::{device_with, plain_device};
 use crate::util::{data, names_in, wait_for};
 
 const LOCAL: [u8; 4] = [127, 0, 0, 1];
+
+/// The window (downloads in `mine`, identities in `ids`) with `devices` as its favourites,
+/// probed in that order, and `files` for its picker.
+fn window_probing(
+    devices: &[&LocalSendServer],
+    mine: &Path,
+    ids: &Path,
+    files: Vec<PathBuf>,
+) -> Harness<'static, FerryApp> {
+    let window = Settings {
+        favourites: devices.iter().map(|d| d.local_addr().to_string()).collect(),
+        ..localsend_settings(mine, ids)
+    };
+    app(window, files)
+}
 const REFUSAL: &str = "Not sent: Plain phone has encryption turned off.";
 
 #[test]
@@ -36,11 +52,8 @@ fn uploads_and_notes_to_a_device_with_encryption_off_wait_for_the_users_agreemen
             (path, bytes)
         })
         .collect();
-    let window = Settings {
-        favourites: vec![device.local_addr().to_string()],
-        ..localsend_settings(mine.path(), ids.path())
-    };
-    let mut harness = app(window, files.iter().map(|(p, _)| p.clone()).collect());
+    let picked = files.iter().map(|(p, _)| p.clone()).collect();
+    let mut harness = window_probing(&[&device], mine.path(), ids.path(), picked);
     choose_localsend_device(&mut harness, "Plain phone");
     let listed = harness
         .state()
@@ -155,11 +168,7 @@ fn the_agreement_is_for_the_device_not_for_whatever_is_listed_at_its_address_lat
     let (device, _events) = plain_device(dst.path(), "Plain phone");
     let path = src.path().join("secret.txt");
     std::fs::write(&path, b"not for everyone").unwrap();
-    let window = Settings {
-        favourites: vec![device.local_addr().to_string()],
-        ..localsend_settings(mine.path(), ids.path())
-    };
-    let mut harness = app(window, vec![path]);
+    let mut harness = window_probing(&[&device], mine.path(), ids.path(), vec![path]);
     choose_localsend_device(&mut harness, "Plain phone");
     harness
         .query_all_by_label("Send unencrypted to this device")
@@ -200,14 +209,8 @@ fn a_favourite_answering_plain_http_with_an_https_favourites_fingerprint_changes
     let (fake, _events) = device_with(laptop, LOCAL, dir.path(), "Laptop", http);
     // Probed after both: once it is listed, both were asked.
     let (marker, _events) = plain_device(dir.path(), "Marker");
-    let window = Settings {
-        favourites: [&real, &fake, &marker]
-            .iter()
-            .map(|d| d.local_addr().to_string())
-            .collect(),
-        ..localsend_settings(mine.path(), ids.path())
-    };
-    let mut harness = app(window, Vec::new());
+    let devices = [&real, &fake, &marker];
+    let mut harness = window_probing(&devices, mine.path(), ids.path(), Vec::new());
     run_until(&mut harness, "all three favourites probed", |app| {
         app.devices.localsend.iter().any(|d| d.alias == "Marker")
     });
