@@ -47,7 +47,12 @@ pub fn add_probed(devices: &mut Vec<LocalSendDevice>, found: LocalSendDevice) {
         .iter_mut()
         .find(|d| d.fingerprint == found.fingerprint)
     {
-        Some(listed) if !found.protocol.may_become(listed.protocol) => *listed = found,
+        Some(listed)
+            if listed.protocol == LocalSendProtocol::Http
+                && found.protocol == LocalSendProtocol::Https =>
+        {
+            *listed = found;
+        }
         Some(_) => {}
         None => devices.push(found),
     }
