@@ -334,7 +334,7 @@ fn find_named(
 /// To a device with encryption off (plain HTTP): refused unless the user agreed with `flag`
 /// (the refusal says what that means and how to proceed), and said when agreed. `what`:
 /// what goes unencrypted ("the files", "the note").
-fn unencrypted_agreed(
+fn agreed_or_refused(
     device: &LocalSendDevice,
     flag: &str,
     agreed: bool,
@@ -370,7 +370,7 @@ pub(super) fn send_by_alias(
         return Err(ferry_error);
     }
     let device = find_named(&args.to, &args.localsend, ferry_error, started)?;
-    unencrypted_agreed(&device, "--no-encryption", args.no_encryption, "the files")?;
+    agreed_or_refused(&device, "--no-encryption", args.no_encryption, "the files")?;
     println!(
         "sending to LocalSend device {} at {} ({})",
         escape_line(&device.alias),
@@ -429,7 +429,7 @@ pub(super) fn note_by_alias(
     );
     let device = find_named(&args.to, &args.localsend, ferry_error, None)?;
     // `--plain` (send plain text) is the agreement to send a note in the clear.
-    unencrypted_agreed(&device, "--plain", args.plain, "the note")?;
+    agreed_or_refused(&device, "--plain", args.plain, "the note")?;
     let identity = identity().context("LocalSend certificate")?;
     let mut sender =
         LocalSendSender::new(identity, &crate::secure::identity::default_device_name());
