@@ -1,7 +1,9 @@
 //! The table of LocalSend devices heard (announcements on either IP family, register
 //! requests, register answers, the sweep, probes): bounded, one entry per certificate
 //! fingerprint, so a device heard over IPv4 and IPv6 is one device with an address of each
-//! family (the IPv4 one listed first unless only the IPv6 one is current).
+//! family (the IPv4 one listed first unless only the IPv6 one is current). A plain-HTTP
+//! claim never turns a device known to speak HTTPS into a plain one, here and where probe
+//! answers join a list ([`add_probed`]); a claimed fingerprint must be printable ASCII.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
