@@ -47,6 +47,11 @@ impl LocalSendProtocol {
         !(self == Self::Https && claimed == Self::Http)
     }
 
+    /// Whether what goes to (or comes from) such a device is encrypted: over HTTPS only.
+    pub fn is_encrypted(self) -> bool {
+        self == Self::Https
+    }
+
     /// The word LocalSend uses: `https` or `http`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use super::server::{MAX_JSON_BYTES, Reply, Shared, json_reply, lock, query, reply, stopped};
 use super::session::Session;
 use super::wire::{self, DeviceInfo, PrepareResponse, ValidOffer};
-use super::{LocalSendProtocol, MAX_PIN_TRIES, PIN_LOCKOUT_SECS};
+use super::{MAX_PIN_TRIES, PIN_LOCKOUT_SECS};
 use crate::events::{Event, NoteEvent, PendingOffer, Security, ServerEvent, next_transfer_id};
 use crate::transfer::Decision;
 
@@ -129,7 +129,7 @@ pub(super) async fn prepare(
         Ok(valid) => valid,
         Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let encrypted = shared.config.protocol == LocalSendProtocol::Https;
+    let encrypted = shared.config.protocol.is_encrypted();
     let security = security_of(&info, client.as_deref(), encrypted);
     let policy = *lock(&shared.policy);
     let Some(without_asking) = policy.without_asking(false) else {

@@ -271,7 +271,7 @@ impl LocalSendSender {
             alias: target.alias.clone(),
             device_type: target.device_type.clone(),
             fingerprint: target.fingerprint.clone(),
-            encrypted: target.protocol == LocalSendProtocol::Https,
+            encrypted: target.protocol.is_encrypted(),
         };
         let mut outcomes = Vec::with_capacity(files.len());
         let mut stopped_by_peer = None;

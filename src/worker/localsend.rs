@@ -31,9 +31,8 @@ use crate::events::{
 };
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
-    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendProtocol,
-    LocalSendSendError, LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
-    add_probed,
+    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSendError,
+    LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig, add_probed,
 };
 use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
 
@@ -445,7 +444,7 @@ impl LocalSendSide {
                             alias: to.alias,
                             device_type: to.device_type,
                             fingerprint: to.fingerprint,
-                            encrypted: to.protocol == LocalSendProtocol::Https,
+                            encrypted: to.protocol.is_encrypted(),
                         },
                     })),
                     Err(e) => match pin_problem(&e) {
