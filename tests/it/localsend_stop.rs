@@ -40,6 +40,27 @@ fn upload_path(session: &str, id: &str, tokens: &serde_json::Value) -> String {
     )
 }
 
+/// Offers one file of 100 bytes (id `a`) from `peer`, with `query` on the prepare-upload
+/// (a PIN), and sends its first `sent` bytes (each 1): the session and the upload's
+/// connection, left open.
+fn send_part(
+    peer: &Peer,
+    query: &str,
+    sent: usize,
+) -> (
+    String,
+    rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+) {
+    let (session, tokens) = session_of(&peer.prepare(query, files(&[file("a", "a.bin", 100)])));
+    let upload = peer.send(
+        &upload_path(&session, "a", &tokens),
+        "Content-Length: 100\r\n",
+        &[&vec![1; sent]],
+        Duration::ZERO,
+    );
+    (session, upload)
+}
+
 /// Waits for the `Started` row of an incoming file.
 fn wait_started(events: &Receiver<Event>) {
     wait_for(events, |event| {
@@ -63,13 +84,7 @@ fn a_sender_that_leaves_mid_file_ends_its_row_and_frees_the_session() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, events) = start(config(dir.path()));
     let peer = Peer::new(&server);
-    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
-    let stream = peer.send(
-        &upload_path(&session, "a", &tokens),
-        "Content-Length: 100\r\n",
-        &[&[1; 10]],
-        Duration::ZERO,
-    );
+    let (_, stream) = send_part(&peer, "", 10);
     wait_started(&events);
     // Gone mid-body: the connection closes under the upload.
     stream
@@ -96,13 +111,7 @@ fn a_stop_mid_file_ends_the_row_removes_the_part_and_frees_the_port() {
     let (server, events) = start(cfg.clone());
     let port = server.local_addr().port();
     let peer = Peer::new(&server);
-    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
-    let stream = peer.send(
-        &upload_path(&session, "a", &tokens),
-        "Content-Length: 100\r\n",
-        &[&[1; 10]],
-        Duration::ZERO,
-    );
+    let (_, stream) = send_part(&peer, "", 10);
     wait_started(&events);
     let took = timed_stop(server);
     assert!(took < STOP_BOUND, "stop took {took:?}");
@@ -223,13 +232,7 @@ fn a_sender_that_closes_right_after_its_last_byte_ends_its_row_and_frees_the_ses
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, events) = start(config(dir.path()));
     let peer = Peer::new(&server);
-    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
-    let mut stream = peer.send(
-        &upload_path(&session, "a", &tokens),
-        "Content-Length: 100\r\n",
-        &[&[1; 99]],
-        Duration::ZERO,
-    );
+    let (_, mut stream) = send_part(&peer, "", 99);
     wait_started(&events);
     // The last byte, then the sender's side closes (TLS close_notify and a TCP FIN).
     stream.write_all(&[1]).expect("last byte");
@@ -264,13 +267,7 @@ struct Underway {
 fn upload_underway(dir: &Path) -> Underway {
     let (server, events) = start(config(dir));
     let peer = Peer::new(&server);
-    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
-    let upload = peer.send(
-        &upload_path(&session, "a", &tokens),
-        "Content-Length: 100\r\n",
-        &[&[1; 10]],
-        Duration::ZERO,
-    );
+    let (session, upload) = send_part(&peer, "", 10);
     let id = wait_for(&events, |event| match event {
         Event::Transfer(TransferEvent::Started { id, .. }) => Some(*id),
         _ => None,
@@ -411,13 +408,7 @@ fn the_windows_stop_and_start_mid_file_ends_the_row_and_takes_the_next_sender() 
     let (addr, fingerprint) = localsend_on(&mut harness);
     assert_eq!(addr.port(), port);
     let peer = Peer::to(addr, &fingerprint);
-    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 100)])));
-    let upload = peer.send(
-        &upload_path(&session, "a", &tokens),
-        "Content-Length: 100\r\n",
-        &[&[1; 10]],
-        Duration::ZERO,
-    );
+    let (_, upload) = send_part(&peer, "", 10);
     run_until(&mut harness, "the row to start", |app| {
         app.server.rows.len() == 1 && app.server.rows[0].state == RowState::Active
     });
@@ -467,14 +458,7 @@ fn ctrl_c_on_serve_mid_localsend_file_or_question_leaves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut serve = crate::util::serve_localsend_with_pin(dir.path(), "1234");
     let peer = Peer::to(serve.addr, &serve.fingerprint);
-    let (session, tokens) =
-        session_of(&peer.prepare("?pin=1234", files(&[file("a", "a.bin", 100)])));
-    let upload = peer.send(
-        &upload_path(&session, "a", &tokens),
-        "Content-Length: 100\r\n",
-        &[&[1; 10]],
-        Duration::ZERO,
-    );
+    let (_, upload) = send_part(&peer, "?pin=1234", 10);
     let deadline = Instant::now() + STOP_BOUND;
     while names_in(dir.path()).is_empty() {
         assert!(Instant::now() < deadline, "no .part appeared");
