@@ -30,6 +30,18 @@ pub(crate) fn config(dir: &Path) -> LocalSendConfig {
     config
 }
 
+/// Discovery that hears announcements on loopback only (nothing leaves this machine), on a
+/// UDP port of its own (the server's `discovery_port()`).
+pub(crate) fn loopback_multicast() -> MulticastConfig {
+    MulticastConfig {
+        group: LOCALSEND_GROUP,
+        port: 0,
+        interfaces: vec!["127.0.0.1".parse().expect("ip")],
+        group_v6: None,
+        interfaces_v6: vec![],
+    }
+}
+
 pub(crate) fn start(config: LocalSendConfig) -> (LocalSendServer, Receiver<Event>) {
     let (sink, events) = event_channel(None);
     let server = LocalSendServer::start(config, sink).expect("LocalSend server starts");
@@ -604,19 +616,9 @@ fn an_announcement_is_answered_with_a_pinned_register() {
     // The announcer is a second Ferry LocalSend server: its /register hears the answer.
     let dir = tempfile::tempdir().expect("tempdir");
     let (announcer, _a_events) = start(config(dir.path()));
-    let free = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    let udp_port = free.local_addr().expect("addr").port();
-    drop(free);
     let mut cfg = config(dir.path());
     cfg.alias = "Hearer".into();
-    // Loopback only: nothing leaves this machine.
-    cfg.multicast = Some(MulticastConfig {
-        group: LOCALSEND_GROUP,
-        port: udp_port,
-        interfaces: vec!["127.0.0.1".parse().expect("ip")],
-        group_v6: None,
-        interfaces_v6: vec![],
-    });
+    cfg.multicast = Some(loopback_multicast());
     let (hearer, _events) = start(cfg);
     let announcement = json!({"alias": "Announcer", "version": "2.1", "deviceModel": null,
         "deviceType": "headless", "fingerprint": announcer.fingerprint(),

@@ -17,7 +17,7 @@ use ferry::events::{Event, ServerEvent, TransferEvent};
 use ferry::localsend::{LocalSendConfig, LocalSendServer};
 use ferry::transfer::{AcceptPolicy, Decision};
 
-use crate::localsend::{Peer, config, file, files, session_of, start};
+use crate::localsend::{Peer, config, file, files, loopback_multicast, session_of, start};
 use crate::util::{names_in, wait_files, wait_for};
 
 /// As generous as "does not hang": stop is meant to take a couple of seconds at most.
@@ -501,22 +501,11 @@ fn ctrl_c_on_serve_mid_localsend_file_or_question_leaves_nothing() {
 /// register's connection is closed with the server.
 #[test]
 fn a_stop_while_a_register_answer_is_in_flight_is_prompt_and_closes_it() {
-    use ferry::localsend::{LOCALSEND_GROUP, MulticastConfig};
     use std::io::Read;
     use std::net::{TcpListener, UdpSocket};
     let dir = tempfile::tempdir().expect("tempdir");
-    let free = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    let udp_port = free.local_addr().expect("addr").port();
-    drop(free);
     let mut cfg = config(dir.path());
-    // Loopback only: nothing leaves this machine.
-    cfg.multicast = Some(MulticastConfig {
-        group: LOCALSEND_GROUP,
-        port: udp_port,
-        interfaces: vec!["127.0.0.1".parse().expect("ip")],
-        group_v6: None,
-        interfaces_v6: vec![],
-    });
+    cfg.multicast = Some(loopback_multicast());
     let (server, _events) = start(cfg);
     // The "device": its own loopback address (answers are budgeted per address), a port
     // that accepts and never speaks.
@@ -526,7 +515,8 @@ fn a_stop_while_a_register_answer_is_in_flight_is_prompt_and_closes_it() {
         "port": silent.local_addr().expect("addr").port(), "protocol": "https",
         "download": false, "announce": true});
     let sender = UdpSocket::bind("127.0.0.83:0").expect("udp");
-    let target = std::net::SocketAddr::from(([127, 0, 0, 1], udp_port));
+    let target =
+        std::net::SocketAddr::from(([127, 0, 0, 1], server.discovery_port().expect("port")));
     sender
         .send_to(announcement.to_string().as_bytes(), target)
         .expect("announce");
