@@ -37,7 +37,7 @@ fn localsend_window(download_dir: &Path, identity_dir: &Path, policy: PolicyChoi
 }
 
 /// The window's LocalSend address and fingerprint, once it says LocalSend is on.
-fn wait_localsend_on(harness: &mut Harness<'_, FerryApp>) -> (SocketAddr, String) {
+pub(crate) fn wait_localsend_on(harness: &mut Harness<'_, FerryApp>) -> (SocketAddr, String) {
     run_until(harness, "LocalSend receiving to be on", |app| {
         matches!(
             app.server.localsend_status,

@@ -368,10 +368,10 @@ fn another_address_cannot_cancel_a_session() {
 /// session of the run before).
 #[test]
 fn the_windows_stop_and_start_mid_file_ends_the_row_and_takes_the_next_sender() {
-    use crate::gui::{app, listening_addr, run_until, settings};
+    use crate::gui::{app, run_until, settings};
     use egui_kittest::kittest::Queryable;
     use ferry::app::{PolicyChoice, RowState, Settings};
-    use ferry::events::{FailureKind, LocalSendStatus};
+    use ferry::events::FailureKind;
 
     let dst = tempfile::tempdir().expect("tempdir");
     let ids = tempfile::tempdir().expect("tempdir");
@@ -391,21 +391,7 @@ fn the_windows_stop_and_start_mid_file_ends_the_row_and_takes_the_next_sender() 
         },
         vec![],
     );
-    let localsend_on = |harness: &mut egui_kittest::Harness<'_, ferry::app::FerryApp>| {
-        run_until(harness, "LocalSend receiving to be on", |app| {
-            matches!(
-                app.server.localsend_status,
-                Some(LocalSendStatus::On { .. })
-            ) && listening_addr(app).is_some()
-        });
-        match &harness.state().server.localsend_status {
-            Some(LocalSendStatus::On {
-                addr, fingerprint, ..
-            }) => (*addr, fingerprint.clone()),
-            other => panic!("LocalSend is not on: {other:?}"),
-        }
-    };
-    let (addr, fingerprint) = localsend_on(&mut harness);
+    let (addr, fingerprint) = crate::gui_localsend::wait_localsend_on(&mut harness);
     assert_eq!(addr.port(), port);
     let peer = Peer::to(addr, &fingerprint);
     let (_, upload) = send_part(&peer, "", 10);
@@ -423,7 +409,7 @@ fn the_windows_stop_and_start_mid_file_ends_the_row_and_takes_the_next_sender() 
     assert_empty(dst.path());
     drop(upload);
     harness.get_by_label("Start listening").click();
-    let (again, fingerprint) = localsend_on(&mut harness);
+    let (again, fingerprint) = crate::gui_localsend::wait_localsend_on(&mut harness);
     assert_eq!(again, addr, "the same port again");
     let peer = Peer::to(again, &fingerprint);
     let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "a.bin", 3)])));
