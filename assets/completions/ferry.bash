@@ -420,7 +420,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__note)
-            opts="-h --to --plain --wait --pin --localsend-probe --localsend-wait --no-localsend-sweep --localsend-sweep-host --help"
+            opts="-h --to --plain --wait --pin --localsend-probe --localsend-wait --localsend-fingerprint --no-localsend-sweep --localsend-sweep-host --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,6 +443,10 @@ _ferry() {
                     return 0
                     ;;
                 --localsend-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -544,7 +548,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__send)
-            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --no-localsend-sweep --localsend-sweep-host --flatten --help"
+            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --localsend-fingerprint --no-localsend-sweep --localsend-sweep-host --flatten --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -571,6 +575,10 @@ _ferry() {
                     return 0
                     ;;
                 --localsend-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --localsend-fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -287,30 +287,54 @@ fn proof_words(device: &LocalSendDevice) -> String {
     }
 }
 
-/// Looks for a LocalSend device called `alias` for up to `wait_secs`, and then as long as the
-/// sweep still runs (it ends by its own timeouts), before giving up.
-fn find(alias: &str, how: &LocalSendToArgs, started: Option<Started>) -> Option<LocalSendDevice> {
+/// How long `send --to ALIAS` / `note --to ALIAS` listens for a second LocalSend device of
+/// that name once it heard one (anyone can announce any name, with a certificate of its own
+/// or none), so that two are told apart rather than one picked, as for Ferry devices.
+const NAME_CLASH_WAIT: Duration = Duration::from_millis(600);
+
+/// The shortest beginning of a fingerprint `--localsend-fingerprint` takes.
+const MIN_FINGERPRINT_PREFIX: usize = 8;
+
+/// Whether `device` is the one `--localsend-fingerprint` names (any device when not given):
+/// its fingerprint (a plain-HTTP device's claimed id) begins so, in any case.
+fn fingerprint_chosen(device: &LocalSendDevice, how: &LocalSendToArgs) -> bool {
+    how.localsend_fingerprint.as_deref().is_none_or(|wanted| {
+        device
+            .fingerprint
+            .to_ascii_uppercase()
+            .starts_with(&wanted.trim().to_ascii_uppercase())
+    })
+}
+
+/// The LocalSend devices called `alias` (and chosen by `--localsend-fingerprint`): looked for
+/// up to `--localsend-wait` and then as long as the sweep still runs; once one is heard, for
+/// [`NAME_CLASH_WAIT`] more, for another of that name.
+fn find(alias: &str, how: &LocalSendToArgs, started: Option<Started>) -> Vec<LocalSendDevice> {
     let Started { lookup, at } = started.unwrap_or_else(|| Lookup::start_for(how));
     let wait = Duration::from_secs_f64(how.localsend_wait.clamp(0.0, 3600.0));
     let deadline = at + wait;
-    while (Instant::now() < deadline || lookup.sweeping())
-        && !lookup.heard().iter().any(|d| d.alias == alias)
-    {
+    let wanted = |d: &LocalSendDevice| d.alias == alias && fingerprint_chosen(d, how);
+    let mut decided: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let heard = lookup.heard().iter().filter(|d| wanted(d)).count();
+        let done = match heard {
+            0 => now >= deadline && !lookup.sweeping(),
+            1 => now >= *decided.get_or_insert(now + NAME_CLASH_WAIT),
+            _ => true,
+        };
+        if done {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Anyone can call a plain-HTTP device by the name of one with a certificate: the one
-    // with a certificate wins.
-    let mut named: Vec<LocalSendDevice> = lookup
-        .finish()
-        .into_iter()
-        .filter(|d| d.alias == alias)
-        .collect();
-    named.sort_by_key(|d| d.protocol == LocalSendProtocol::Http);
-    named.into_iter().next()
+    lookup.finish().into_iter().filter(wanted).collect()
 }
 
 /// The LocalSend device called `alias` (`--to` that is neither a Ferry device nor an
-/// address); none, or an address, gives back the Ferry error (`ferry_error`).
+/// address); none, or an address, gives back the Ferry error (`ferry_error`). Several of that
+/// name (a plain-HTTP one beside one with a certificate too: either may be the impostor) are
+/// refused, naming each, until `--localsend-fingerprint` picks one.
 fn find_named(
     alias: &str,
     how: &LocalSendToArgs,
@@ -321,14 +345,39 @@ fn find_named(
     if alias.contains(':') || super::discover::name_trust(alias) != NameTrust::Untrusted {
         return Err(ferry_error);
     }
-    let device = find(alias, how, started).ok_or_else(|| {
+    if let Some(wanted) = &how.localsend_fingerprint
+        && wanted.trim().chars().count() < MIN_FINGERPRINT_PREFIX
+    {
+        anyhow::bail!(
+            "--localsend-fingerprint takes the fingerprint `ferry peers` shows, or at least its \
+             first {MIN_FINGERPRINT_PREFIX} characters"
+        );
+    }
+    let mut named = find(alias, how, started);
+    if named.len() > 1 {
+        let all: Vec<String> = named
+            .iter()
+            .map(|d| format!("{} ({})", d.addr, proof_words(d)))
+            .collect();
+        anyhow::bail!(
+            "several LocalSend devices are called {:?}: {}; anyone on the network can take a \
+             name, so add --localsend-fingerprint with the one you mean (`ferry peers --wait 3` \
+             lists them)",
+            escape_line(alias),
+            all.join(", ")
+        );
+    }
+    named.pop().ok_or_else(|| {
+        let chosen = match &how.localsend_fingerprint {
+            Some(wanted) => format!(" with a fingerprint beginning {:?}", escape_line(wanted)),
+            None => String::new(),
+        };
         // The Ferry search came first, so its answer reads first.
         anyhow::anyhow!(
-            "{ferry_error:#}; no LocalSend device is called {:?} either",
+            "{ferry_error:#}; no LocalSend device is called {:?}{chosen} either",
             escape_line(alias)
         )
-    })?;
-    Ok(device)
+    })
 }
 
 /// To a device with encryption off (plain HTTP): refused unless the user agreed with `flag`

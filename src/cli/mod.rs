@@ -230,6 +230,11 @@ pub struct LocalSendToArgs {
     /// How long to look for a LocalSend device named by --to.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub localsend_wait: f64,
+    /// The LocalSend device named by --to whose fingerprint (as `ferry peers` shows it; for
+    /// one with encryption off, the id it claims) begins with this (at least 8 characters,
+    /// any case): needed when several devices take that name.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub localsend_fingerprint: Option<String>,
     #[command(flatten)]
     pub sweep: SweepArgs,
 }

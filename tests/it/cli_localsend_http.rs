@@ -162,38 +162,129 @@ fn no_encryption_and_plain_to_a_device_with_encryption_on_still_go_over_https() 
     assert_eq!(got, "still sealed");
 }
 
-/// Anyone can announce a plain-HTTP device under the name of one with a certificate: the
-/// name means the one with a certificate (probed second here, so found second).
+/// `ferry send --to Twin`, finding the devices by probing `devices` only, with `extra`
+/// arguments before the files.
+fn send_to_twin(
+    devices: &[&LocalSendServer],
+    extra: &[&str],
+    files: &[(PathBuf, Vec<u8>)],
+) -> Output {
+    let mut command = ferry();
+    command.args([
+        "send",
+        "--to",
+        "Twin",
+        "--no-localsend-sweep",
+        "--localsend-wait",
+        "0",
+    ]);
+    for device in devices {
+        command.args(["--localsend-probe", &device.local_addr().to_string()]);
+    }
+    command
+        .args(extra)
+        .args(files.iter().map(|(p, _)| p))
+        .output()
+        .expect("ferry runs")
+}
+
+/// Anyone can announce a device under the name of another, with a certificate of its own or
+/// with encryption off: two devices of one name are refused, each named by its address and
+/// fingerprint (the plain one's called a claimed id), and nothing is sent to either, until
+/// `--localsend-fingerprint` picks one (a beginning of at least 8 characters, any case).
 #[test]
-fn a_name_shared_with_a_device_with_encryption_on_means_that_device() {
+fn a_name_two_devices_take_is_refused_until_a_fingerprint_picks_one() {
     let src = tempfile::tempdir().unwrap();
-    let (plain_inbox, tls_inbox) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (impostor, _events) = plain_device(plain_inbox.path(), "Twin");
+    let inboxes = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let (impostor, _events) = plain_device(inboxes[0].path(), "Twin");
     let (real, _events) = device_on(
         [127, 0, 0, 1],
-        tls_inbox.path(),
+        inboxes[1].path(),
+        "Twin",
+        LocalSendProtocol::Https,
+    );
+    let (forger, _events) = device_on(
+        [127, 0, 0, 1],
+        inboxes[2].path(),
         "Twin",
         LocalSendProtocol::Https,
     );
     let sent = files(src.path());
-    let out = ferry()
-        .args([
-            "send",
-            "--to",
-            "Twin",
-            "--no-localsend-sweep",
-            "--localsend-wait",
-            "0",
-        ])
-        .args(["--localsend-probe", &impostor.local_addr().to_string()])
-        .args(["--localsend-probe", &real.local_addr().to_string()])
-        .args(sent.iter().map(|(p, _)| p))
-        .output()
-        .expect("ferry runs");
+    let empty = |i: usize| names_in(inboxes[i].path()).is_empty();
+
+    // A plain-HTTP device beside one with a certificate, and two with certificates.
+    for (devices, extra) in [
+        (vec![&impostor, &real], vec!["--no-encryption"]),
+        (vec![&real, &forger], vec![]),
+    ] {
+        let out = send_to_twin(&devices, &extra, &sent);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(
+            stderr.contains("several LocalSend devices are called \"Twin\""),
+            "{stderr}"
+        );
+        assert!(stderr.contains("--localsend-fingerprint"), "{stderr}");
+        for device in devices {
+            assert!(
+                stderr.contains(&device.local_addr().to_string()),
+                "{stderr}"
+            );
+        }
+        assert!(stderr.contains(real.fingerprint()), "{stderr}");
+        assert!((0..3).all(empty), "nothing is sent to either");
+    }
+    let out = send_to_twin(&[&impostor, &real], &[], &sent);
+    assert!(
+        text(&out).1.contains("(claimed, no certificate)"),
+        "{:?}",
+        text(&out)
+    );
+
+    // Too short a beginning is refused before anything is looked for.
+    let out = send_to_twin(
+        &[&real, &forger],
+        &["--localsend-fingerprint", "ab12"],
+        &sent,
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("at least its first 8 characters"),
+        "{stderr}"
+    );
+
+    // The real one's fingerprint, its beginning in lower case: only it gets the files.
+    let chosen = real.fingerprint()[..12].to_ascii_lowercase();
+    let out = send_to_twin(
+        &[&impostor, &real, &forger],
+        &["--localsend-fingerprint", &chosen],
+        &sent,
+    );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(names_in(plain_inbox.path()).is_empty());
-    assert_eq!(names_in(tls_inbox.path()).len(), 2);
+    assert!(empty(0) && empty(2));
+    let mut got = names_in(inboxes[1].path());
+    got.sort();
+    let mut want: Vec<String> = sent
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    for (path, bytes) in &sent {
+        let name = path.file_name().unwrap();
+        assert_eq!(&std::fs::read(inboxes[1].path().join(name)).unwrap(), bytes);
+    }
+
+    // A fingerprint no device of that name has: none found, saying which was looked for.
+    let out = send_to_twin(&[&real], &["--localsend-fingerprint", "00000000"], &sent);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("with a fingerprint beginning \"00000000\""),
+        "{stderr}"
+    );
 }
 
 /// A plain-HTTP device can call itself anything: its name reaches the terminal escaped,
