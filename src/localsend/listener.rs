@@ -205,13 +205,19 @@ async fn serve_connection(
     let Some(acceptor) = acceptor else {
         return serve_http(stream, peer, None, shared).await;
     };
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            log::debug!("LocalSend TLS from {peer}: {e}");
-            return;
-        }
-        Err(_) => return,
+    // A peer that stalls its handshake does not hold up a stop.
+    let mut stop = shared.stop.clone();
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+    let tls = tokio::select! {
+        handshake = handshake => match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                log::debug!("LocalSend TLS from {peer}: {e}");
+                return;
+            }
+            Err(_) => return,
+        },
+        () = stopped(&mut stop) => return,
     };
     let client_fingerprint = tls
         .get_ref()
@@ -251,7 +257,9 @@ async fn serve_http<S>(
             }
         }
         _ = stopped(&mut stop) => {
-            // Let a running upload notice the stop and answer; then close.
+            // An idle connection closes at once; a running request (an upload notices the
+            // stop and answers) gets a second to end, then is closed.
+            connection.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), connection.as_mut()).await;
         }
     }
