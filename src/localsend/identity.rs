@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ring::digest;
+use aws_lc_rs::digest;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

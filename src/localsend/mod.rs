@@ -20,7 +20,7 @@
 //! [`crate::events::Security::LocalSend`] naming the device.
 //!
 //! The HTTP stack is hyper on a small tokio runtime on a thread of its own; TLS is rustls
-//! (ring). Files:
+//! (aws-lc, through `aws-lc-rs`, like the rest of Ferry's crypto). Files:
 //! - [`wire`]: the JSON bodies and their validation (pure).
 //! - [`identity`]: this install's certificate and the fingerprint rule.
 //! - [`tls`]: the TLS configurations (any client certificate; pinned server certificates).

@@ -20,7 +20,7 @@ use super::LocalSendError;
 use super::identity::{CertIdentity, fingerprint_of};
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn tls_error(e: rustls::Error) -> LocalSendError {

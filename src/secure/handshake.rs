@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::Mutex;
 
 use snow::params::NoiseParams;
-use snow::resolvers::{CryptoResolver, DefaultResolver, FallbackResolver, RingResolver};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher as NoiseCipher, Dh, Hash, Random};
 use spake2::{Ed25519Group, Identity as SpakeId, Password, Spake2};
 use subtle::ConstantTimeEq;
@@ -412,18 +412,20 @@ fn eof_error(e: std::io::Error) -> SecureError {
     }
 }
 
-/// snow's resolver with our randomness: ring for the cipher (fast), snow's defaults for the
-/// rest, and the handshake's own stream as the RNG (so tests get fixed ephemeral keys).
+/// snow's resolver with our randomness: snow's defaults (RustCrypto) for the primitives, and
+/// the handshake's own stream as the RNG (so tests get fixed ephemeral keys). The cipher's
+/// speed does not matter here: snow seals only the few handshake messages, the records go
+/// through [`super::record_key`] (aws-lc).
 struct Resolver {
     rng: Mutex<Option<Stream>>,
-    inner: FallbackResolver,
+    inner: DefaultResolver,
 }
 
 impl Resolver {
     fn new(rng: Stream) -> Self {
         Resolver {
             rng: Mutex::new(Some(rng)),
-            inner: FallbackResolver::new(Box::new(RingResolver), Box::new(DefaultResolver)),
+            inner: DefaultResolver,
         }
     }
 }
