@@ -190,3 +190,6 @@ pub fn client_config(
         .map_err(tls_error)?;
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests;
