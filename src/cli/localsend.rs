@@ -489,10 +489,10 @@ pub(super) fn note_by_alias(
         .send_text(&target, &args.text, &CancelToken::new())
         .with_context(|| format!("LocalSend device {}", escape_line(&device.alias)))?;
     println!(
-        "sent to LocalSend device {} at {} (fingerprint {}; LocalSend has no replies)",
+        "sent to LocalSend device {} at {} ({}; LocalSend has no replies)",
         escape_line(&device.alias),
         device.addr,
-        escape_line(&device.fingerprint)
+        proof_words(&device)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -112,6 +112,16 @@ fn ferry_note_to_a_device_with_encryption_off_needs_plain() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("sending the note unencrypted"), "{stdout}");
+    // Its "fingerprint" is only an id it claims: the closing line says so, as `ferry peers`
+    // and `ferry send` do, and never calls it a fingerprint.
+    assert!(
+        stdout.contains(&format!(
+            "(id {} (claimed, no certificate); LocalSend has no replies)",
+            device.fingerprint()
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("(fingerprint "), "{stdout}");
     let got = wait_for(&events, |e| match e {
         Event::Note(NoteEvent::Received { text, .. }) => Some(text.clone()),
         _ => None,

@@ -36,7 +36,11 @@ fn ferry_note_to_a_localsend_alias_arrives_as_its_text_message() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("sent to LocalSend device Desk phone"),
+        stdout.contains(&format!(
+            "sent to LocalSend device Desk phone at {} (fingerprint {}; LocalSend has no replies)",
+            device.local_addr(),
+            device.fingerprint()
+        )),
         "{stdout}"
     );
     let (text, security) = wait_for(&events, |e| match e {
