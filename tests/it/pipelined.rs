@@ -14,7 +14,7 @@ use ferry::transfer::{FileOutcome, OutgoingFile, SendOptions, send_files};
 
 use crate::scripted::{
     accept, answer, chunk_and_end, next_frame, offer_frame, offered, send_to_script_seen,
-    take_file, verified,
+    take_file, take_offered, verified,
 };
 use crate::util::data;
 
@@ -69,9 +69,7 @@ fn the_next_file_goes_out_before_the_last_ones_verdict_and_each_verdict_finds_it
         .collect();
     let expected = sent.clone();
     let (outcomes, ends) = send_to_script(&files, move |mut s| {
-        assert_eq!(offered(&mut s).file_name, "a.bin");
-        accept(&mut s, "a.bin", None);
-        assert_eq!(take_file(&mut s, FILE_LEN as u64), expected[0]);
+        assert_eq!(take_offered(&mut s, "a.bin", FILE_LEN as u64), expected[0]);
         // No verdict yet: the sender offers b all the same.
         assert_eq!(offered(&mut s).file_name, "b.bin");
         // Then a's verdict (not kept) and b's accept, as a receiver reading in turn does.
@@ -133,12 +131,8 @@ fn files_whose_verdicts_never_came_fail_with_the_connection_and_none_is_called_v
     let dir = tempfile::tempdir().unwrap();
     let files = files(dir.path(), 3);
     let (outcomes, ends) = send_to_script(&files, |mut s| {
-        assert_eq!(offered(&mut s).file_name, "a.bin");
-        accept(&mut s, "a.bin", None);
-        take_file(&mut s, FILE_LEN as u64);
-        assert_eq!(offered(&mut s).file_name, "b.bin");
-        accept(&mut s, "b.bin", None);
-        take_file(&mut s, FILE_LEN as u64);
+        take_offered(&mut s, "a.bin", FILE_LEN as u64);
+        take_offered(&mut s, "b.bin", FILE_LEN as u64);
         assert_eq!(offered(&mut s).file_name, "c.bin");
         // Gone, with a's and b's verdicts owed and c on offer.
     });
@@ -168,12 +162,8 @@ fn the_last_files_verdicts_are_waited_for_before_the_sender_closes() {
     let dir = tempfile::tempdir().unwrap();
     let files = files(dir.path(), 2);
     let (outcomes, _) = send_to_script(&files, |mut s| {
-        assert_eq!(offered(&mut s).file_name, "a.bin");
-        accept(&mut s, "a.bin", None);
-        take_file(&mut s, FILE_LEN as u64);
-        assert_eq!(offered(&mut s).file_name, "b.bin");
-        accept(&mut s, "b.bin", None);
-        take_file(&mut s, FILE_LEN as u64);
+        take_offered(&mut s, "a.bin", FILE_LEN as u64);
+        take_offered(&mut s, "b.bin", FILE_LEN as u64);
         // Both verdicts only after both files: the sender must wait for them before it
         // closes.
         verified(&mut s, "a.bin");
@@ -397,9 +387,7 @@ fn a_cancelled_upload_waits_for_owed_verdicts_once_not_once_per_file() {
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         for name in ["a.bin", "b.bin", "c.bin"] {
-            assert_eq!(offered(&mut s).file_name, name);
-            accept(&mut s, name, None);
-            take_file(&mut s, FILE_LEN as u64);
+            take_offered(&mut s, name, FILE_LEN as u64);
         }
         // All three are owed when the user cancels; their verdicts then trickle in.
         script_cancel.cancel();
@@ -454,9 +442,7 @@ fn a_cancel_while_the_next_offer_waits_still_takes_the_verdict_on_the_file_befor
     let receiver = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        assert_eq!(offered(&mut s).file_name, "a.bin");
-        accept(&mut s, "a.bin", None);
-        take_file(&mut s, FILE_LEN as u64);
+        take_offered(&mut s, "a.bin", FILE_LEN as u64);
         assert_eq!(offered(&mut s).file_name, "b.bin");
         // a is owed and b waits for its accept when the user cancels.
         script_cancel.cancel();

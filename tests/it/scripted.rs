@@ -82,6 +82,14 @@ pub(crate) fn take_file(stream: &mut TcpStream, size: u64) -> Vec<u8> {
     bytes
 }
 
+/// The next offer is of `name`: accepted under that name (no `eager_max`), its `size` bytes
+/// taken whole; returns them.
+pub(crate) fn take_offered(stream: &mut TcpStream, name: &str, size: u64) -> Vec<u8> {
+    assert_eq!(offered(stream).file_name, name);
+    accept(stream, name, None);
+    take_file(stream, size)
+}
+
 /// Nothing arrives within `wait`: the sender is waiting for us.
 pub(crate) fn silent_for(stream: &mut TcpStream, wait: Duration) -> bool {
     stream.set_read_timeout(Some(wait)).unwrap();
