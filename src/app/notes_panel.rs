@@ -237,22 +237,24 @@ impl NotesPanel {
             let clicked = ui
                 .add_enabled(sendable, egui::Button::new(tr.get(T::Send)))
                 .clicked();
-            if sendable && (clicked || enter) && refusal.is_some() {
-                // Nothing goes in the clear to a LocalSend device unless the user agreed.
-                self.send_error = refusal;
-            } else if sendable && (clicked || enter) {
-                let to = self.peer.trim().to_owned();
-                actions.push(Action::Engine(Command::SendNote {
-                    key: self
-                        .peer_key
-                        .as_ref()
-                        .filter(|(peer, _)| *peer == to)
-                        .map(|(_, key)| *key),
-                    to,
-                    text: std::mem::take(&mut self.draft),
-                }));
-                if enter {
-                    response.request_focus();
+            if sendable && (clicked || enter) {
+                if let Some(refusal) = refusal {
+                    // Nothing goes in the clear to a LocalSend device unless the user agreed.
+                    self.send_error = Some(refusal);
+                } else {
+                    let to = self.peer.trim().to_owned();
+                    actions.push(Action::Engine(Command::SendNote {
+                        key: self
+                            .peer_key
+                            .as_ref()
+                            .filter(|(peer, _)| *peer == to)
+                            .map(|(_, key)| *key),
+                        to,
+                        text: std::mem::take(&mut self.draft),
+                    }));
+                    if enter {
+                        response.request_focus();
+                    }
                 }
             }
             let bytes = self.draft.len();
