@@ -15,19 +15,28 @@ use crate::util::{data, ferry, names_in, wait_for};
 
 /// `ferry ARGS… --to ALIAS` with the device found by probing its address only.
 fn ferry_to(device: &LocalSendServer, alias: &str, args: &[&str], tail: &[&str]) -> Output {
-    ferry()
-        .args(args)
-        .args([
-            "--to",
-            alias,
-            "--no-localsend-sweep",
-            "--localsend-wait",
-            "0",
-        ])
-        .args(["--localsend-probe", &device.local_addr().to_string()])
-        .args(tail)
-        .output()
-        .expect("ferry runs")
+    ferry_probing(&[device], alias, args, tail)
+}
+
+/// `ferry ARGS… --to ALIAS TAIL…`, finding LocalSend devices only by probing `devices`.
+fn ferry_probing<S: AsRef<std::ffi::OsStr>>(
+    devices: &[&LocalSendServer],
+    alias: &str,
+    args: &[&str],
+    tail: &[S],
+) -> Output {
+    let mut command = ferry();
+    command.args(args).args([
+        "--to",
+        alias,
+        "--no-localsend-sweep",
+        "--localsend-wait",
+        "0",
+    ]);
+    for device in devices {
+        command.args(["--localsend-probe", &device.local_addr().to_string()]);
+    }
+    command.args(tail).output().expect("ferry runs")
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -172,30 +181,18 @@ fn no_encryption_and_plain_to_a_device_with_encryption_on_still_go_over_https() 
     assert_eq!(got, "still sealed");
 }
 
-/// `ferry send --to Twin`, finding the devices by probing `devices` only, with `extra`
-/// arguments before the files.
+/// `ferry send --to Twin EXTRA… FILES…`, finding the devices by probing `devices` only.
 fn send_to_twin(
     devices: &[&LocalSendServer],
     extra: &[&str],
     files: &[(PathBuf, Vec<u8>)],
 ) -> Output {
-    let mut command = ferry();
-    command.args([
-        "send",
-        "--to",
-        "Twin",
-        "--no-localsend-sweep",
-        "--localsend-wait",
-        "0",
-    ]);
-    for device in devices {
-        command.args(["--localsend-probe", &device.local_addr().to_string()]);
-    }
-    command
-        .args(extra)
-        .args(files.iter().map(|(p, _)| p))
-        .output()
-        .expect("ferry runs")
+    let tail: Vec<&std::ffi::OsStr> = extra
+        .iter()
+        .map(|a| a.as_ref())
+        .chain(files.iter().map(|(p, _)| p.as_os_str()))
+        .collect();
+    ferry_probing(devices, "Twin", &["send"], &tail)
 }
 
 /// Anyone can announce a device under the name of another, with a certificate of its own or
