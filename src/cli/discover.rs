@@ -301,8 +301,9 @@ pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
 }
 
 /// How long `send --to NAME` listens for a second device of an untrusted name once it heard
-/// one, so that two devices announcing one name are told apart rather than one picked.
-const NAME_CLASH_WAIT: Duration = Duration::from_millis(600);
+/// one, so that two devices announcing one name are told apart rather than one picked (a
+/// LocalSend device's name too).
+pub(super) const NAME_CLASH_WAIT: Duration = Duration::from_millis(600);
 
 /// The ready devices called `to`.
 #[derive(Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::discover::NameTrust;
+use super::discover::{NAME_CLASH_WAIT, NameTrust};
 use super::{LocalSendToArgs, NoteArgs, SendArgs, ServeArgs, SweepArgs};
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
@@ -287,11 +287,6 @@ fn proof_words(device: &LocalSendDevice) -> String {
     }
 }
 
-/// How long `send --to ALIAS` / `note --to ALIAS` listens for a second LocalSend device of
-/// that name once it heard one (anyone can announce any name, with a certificate of its own
-/// or none), so that two are told apart rather than one picked, as for Ferry devices.
-const NAME_CLASH_WAIT: Duration = Duration::from_millis(600);
-
 /// The shortest beginning of a fingerprint `--localsend-fingerprint` takes.
 const MIN_FINGERPRINT_PREFIX: usize = 8;
 
@@ -307,8 +302,9 @@ fn fingerprint_chosen(device: &LocalSendDevice, how: &LocalSendToArgs) -> bool {
 }
 
 /// The LocalSend devices called `alias` (and chosen by `--localsend-fingerprint`): looked for
-/// up to `--localsend-wait` and then as long as the sweep still runs; once one is heard, for
-/// [`NAME_CLASH_WAIT`] more, for another of that name.
+/// up to `--localsend-wait` and then as long as the sweep still runs; once one is heard, as
+/// for a Ferry device's name, [`NAME_CLASH_WAIT`] more for another of that name (anyone can
+/// announce any name, with a certificate of its own or none).
 fn find(alias: &str, how: &LocalSendToArgs, started: Option<Started>) -> Vec<LocalSendDevice> {
     let Started { lookup, at } = started.unwrap_or_else(|| Lookup::start_for(how));
     let wait = Duration::from_secs_f64(how.localsend_wait.clamp(0.0, 3600.0));
