@@ -31,8 +31,9 @@ use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all
 
 /// The size of the buffer each connection streams small files through.
 const RECV_BUF_LEN: usize = 256 * 1024;
-/// Files at least this large are received with a separate disk-writer thread.
-pub(super) const PIPELINE_MIN_BYTES: u64 = 4 * 1024 * 1024;
+/// Files at least this large are received through a larger buffer of their own, with
+/// their blocks reserved ahead.
+pub(super) const LARGE_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// How often a receiver busy hashing a kept partial (or waiting for a folder's key) tells
 /// the sender to keep waiting ([`keep_waiting`]).
 pub(super) const WAITING_INTERVAL: Duration = Duration::from_secs(5);

@@ -1,20 +1,23 @@
 //! A file's bytes from the socket to the disk. What to read next (a chunk header, how many
 //! raw bytes) and whether a count fits comes from the connection's
-//! [`ReceiverSession`]; this module only reads, hashes and writes. Small files go through
-//! one buffer on the connection's thread; large ones through a pool of buffers to a second
-//! thread that hashes and writes, so the socket is read while the previous buffer is
-//! written. A peer slower than the server's [`MinRate`] is dropped. While the connection
-//! holds verified files for a batch ([`super::held`]), a small file's data that stops coming
-//! pauses the pump once the batch is due, so they are named meanwhile.
+//! [`ReceiverSession`]; this module only reads, hashes and writes. Every file is read,
+//! hashed and written on the connection's thread, each buffer while it is still in that
+//! core's cache: small files through the connection's buffer, large ones through a 1 MiB
+//! buffer of their own with blocks reserved ahead ([`Preallocate`]). A second thread that
+//! hashed and wrote while this one read (as before) cost the server a fifth more CPU per
+//! GiB than it saved, measured on two cores with both ends busy: the buffers crossed cores
+//! and the threads took turns. A peer slower than the server's [`MinRate`] is dropped.
+//! While the connection holds verified files for a batch ([`super::held`]), a small file's
+//! data that stops coming pauses the pump once the batch is due, so they are named
+//! meanwhile.
 
 use crate::transfer::wire::Incoming;
 use std::io::{BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use super::MinRate;
-use super::connection::{Connection, PIPELINE_MIN_BYTES};
+use super::connection::{Connection, LARGE_FILE_BYTES};
 use crate::events::{ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
@@ -22,10 +25,15 @@ use crate::transfer::PartFile;
 use crate::transfer::os::{Preallocate, WriteBehind};
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
-/// Buffers in flight between the socket reader and the disk writer, and their size: 1 MiB
-/// per large upload keeps both threads busy, and 32 uploads at once under 64 MiB of memory.
-const PIPELINE_BUFFERS: usize = 4;
-const PIPELINE_BUF_LEN: usize = 256 * 1024;
+/// The buffer a large file streams through: 1 MiB per read-hash-write round keeps the
+/// calls per GiB few, and 32 uploads at once under 64 MiB of memory.
+const LARGE_BUF_LEN: usize = 1024 * 1024;
+
+/// How long a fill that holds bytes waits for more before it hands them out. Waiting (a
+/// `poll` when the socket is drained) rather than handing out whatever is there keeps
+/// buffers full while bytes flow: handing out each drained read cost the server a sixth
+/// more CPU per GiB, and the sender more, measured on loopback.
+const HAND_OUT_AFTER: Duration = Duration::from_millis(100);
 
 /// How a file's bytes ended.
 pub(super) enum DataEnd {
@@ -142,9 +150,11 @@ impl DataSource<'_> {
         self.session.received()
     }
 
-    /// Fills `buf` as far as the file goes (so disk writes are large): at least one byte
-    /// unless the file is complete or cancelled. Bytes read before an error are returned
-    /// first; the error comes with the next call.
+    /// Fills `buf` as far as the file goes (so disk writes are large), or until no more
+    /// comes for [`HAND_OUT_AFTER`] (so a slow or stalled sender's progress shows, and what
+    /// it sent reaches the disk): at least one byte unless the file is complete or
+    /// cancelled. Bytes read before an error are returned first; the error comes with the
+    /// next call.
     pub fn fill(&mut self, buf: &mut [u8]) -> Result<Fill, TransferError> {
         let mut filled = 0;
         let result = match self.deferred.take() {
@@ -263,6 +273,9 @@ impl DataSource<'_> {
             self.session.on_data(n as u64)?;
             *filled += n;
             self.rate.check(self.session.received())?;
+            if *filled < buf.len() && !input_within(self.reader, HAND_OUT_AFTER) {
+                break;
+            }
         }
         Ok(if *filled > 0 {
             Fill::Bytes(*filled)
@@ -349,29 +362,40 @@ impl Connection<'_> {
         });
         let file = part.file().map_err(TransferError::Disk)?;
         let rate = RateFloor::new(config.min_rate, offset);
-        let (end, received) = if size - offset < PIPELINE_MIN_BYTES {
-            let mut paced = Paced {
-                file,
-                write_behind: config.fsync.then(|| WriteBehind::new(offset)),
-            };
+        let mut paced = Paced {
+            file,
+            // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
+            write_behind: config.fsync.then(|| WriteBehind::new(offset)),
+            prealloc: None,
+        };
+        let (end, received) = if size - offset < LARGE_FILE_BYTES {
             let progress = |received| throttle.report(sink, id, received);
             self.pump_holding(size, cancel, rate, &mut paced, &mut hasher, progress)?
         } else {
+            paced.prealloc = Some(Preallocate::new(offset, size));
             let (reader, session) = (&mut self.reader, &mut self.session);
             let mut source = DataSource::new(reader, session, shared, size, cancel, rate);
-            let progress = |received| throttle.report(sink, id, received);
-            // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
-            let write_behind = config.fsync.then(|| WriteBehind::new(offset));
-            let prealloc = Preallocate::new(offset, size);
-            let end = pipelined(
-                &mut source,
-                file,
-                &mut hasher,
-                write_behind,
-                prealloc,
-                progress,
-            )?;
-            (end, source.received())
+            let mut progress = |received| throttle.report(sink, id, received);
+            let mut buf = vec![0u8; LARGE_BUF_LEN];
+            // Large files are never paused for (no `pause_at`); were one, it goes on.
+            let end = loop {
+                match simple(
+                    &mut source,
+                    &mut buf,
+                    &mut paced,
+                    &mut hasher,
+                    &mut progress,
+                ) {
+                    Ok(None) => continue,
+                    Ok(Some(end)) => break Ok(end),
+                    Err(e) => break Err(e),
+                }
+            };
+            // Whatever the end, the blocks reserved past what arrived go back.
+            if let Some(prealloc) = &paced.prealloc {
+                prealloc.release(paced.file);
+            }
+            (end?, source.received())
         };
         sink.transfer(TransferEvent::Progress {
             id,
@@ -384,10 +408,12 @@ impl Connection<'_> {
 
 /// A file written in moderate pieces (a large `write` makes the page cache allocate large
 /// blocks, which costs far more on a machine whose memory was idle), streamed to disk as it
-/// goes when it will be synced (see [`WriteBehind`]).
+/// goes when it will be synced (see [`WriteBehind`]), with its blocks reserved ahead of
+/// the writes when it is large (see [`Preallocate`]).
 pub(super) struct Paced<'a> {
     pub file: &'a mut std::fs::File,
     pub write_behind: Option<WriteBehind>,
+    pub prealloc: Option<Preallocate>,
 }
 
 /// The most one `write` hands the page cache at a time.
@@ -395,7 +421,13 @@ const WRITE_PIECE: usize = 128 * 1024;
 
 impl Write for Paced<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(&buf[..buf.len().min(WRITE_PIECE)])?;
+        let piece = &buf[..buf.len().min(WRITE_PIECE)];
+        if let Some(prealloc) = self.prealloc.as_mut() {
+            // A short write (a disk filling up) leaves the reservation a little further
+            // ahead than written, never past the announced end.
+            prealloc.reserve(self.file, piece.len())?;
+        }
+        let n = self.file.write(piece)?;
         if let Some(write_behind) = self.write_behind.as_mut() {
             write_behind.wrote(self.file, n);
         }
@@ -432,82 +464,6 @@ pub(super) fn simple(
         }
         progress(source.received());
     }
-}
-
-/// Reads on this thread while a second one hashes and writes, through a small pool of
-/// buffers. A disk error stops the reader at its next buffer. Whatever was read before an
-/// error is written before this returns (so a kept partial holds every byte received).
-pub(super) fn pipelined(
-    source: &mut DataSource<'_>,
-    file: &std::fs::File,
-    hasher: &mut Option<blake3::Hasher>,
-    mut write_behind: Option<WriteBehind>,
-    mut prealloc: Preallocate,
-    mut progress: impl FnMut(u64),
-) -> Result<DataEnd, TransferError> {
-    let (full_tx, full_rx) = crossbeam_channel::bounded::<(Vec<u8>, usize)>(PIPELINE_BUFFERS);
-    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(PIPELINE_BUFFERS);
-    for _ in 0..PIPELINE_BUFFERS {
-        // Cannot fail: the channel has room for every buffer and its receiver is alive.
-        let _ = free_tx.send(vec![0u8; PIPELINE_BUF_LEN]);
-    }
-    let reserve = &mut prealloc;
-    let result = thread::scope(|scope| {
-        let writer = scope.spawn(move || -> std::io::Result<()> {
-            let mut file = file;
-            for (buf, n) in full_rx {
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(&buf[..n]);
-                }
-                reserve.reserve(file, n)?;
-                for piece in buf[..n].chunks(WRITE_PIECE) {
-                    file.write_all(piece)?;
-                }
-                if let Some(write_behind) = write_behind.as_mut() {
-                    write_behind.wrote(file, n);
-                }
-                // The reader may have stopped already; then the buffer is simply freed.
-                let _ = free_tx.send(buf);
-            }
-            Ok(())
-        });
-        let read = loop {
-            // Err only when the writer stopped (a disk error), reported below.
-            let Ok(mut buf) = free_rx.recv() else {
-                break Ok(DataEnd::Complete);
-            };
-            match source.fill(&mut buf) {
-                Ok(Fill::Bytes(n)) => {
-                    if full_tx.send((buf, n)).is_err() {
-                        break Ok(DataEnd::Complete);
-                    }
-                    progress(source.received());
-                }
-                Ok(Fill::Done) => break Ok(DataEnd::Complete),
-                // Large files are never paused for (no `pause_at`); were one, it goes on (the
-                // empty buffer goes back through the writer).
-                Ok(Fill::Paused) => {
-                    if full_tx.send((buf, 0)).is_err() {
-                        break Ok(DataEnd::Complete);
-                    }
-                }
-                Ok(Fill::Cancelled { code, reason }) => {
-                    break Ok(DataEnd::Cancelled { code, reason });
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        drop(full_tx);
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("disk writer panicked")));
-        match (read, written) {
-            (_, Err(e)) => Err(TransferError::Disk(e)),
-            (read, Ok(())) => read,
-        }
-    });
-    prealloc.release(file);
-    result
 }
 
 /// A reader that gives up at `deadline`: before each read that would wait on the socket,
