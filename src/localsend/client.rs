@@ -195,6 +195,42 @@ impl Outgoing<'_> {
     }
 }
 
+/// Whether the server at `addr` speaks TLS: it completes our hello (whatever certificate it
+/// shows) or answers it in TLS (an alert). `false` when it answers with something that is
+/// no TLS (a plain-HTTP server's text) or closes without a word, as a device with
+/// encryption off does. Asked before anything goes to a device in the clear: a device
+/// announced with encryption off that speaks TLS all the same is not the device the
+/// announcement claimed (anyone can announce in another's name), and must not be sent a
+/// plaintext request, which would show its file names and PIN to the network.
+pub(super) async fn speaks_tls(
+    identity: &CertIdentity,
+    addr: SocketAddr,
+) -> Result<bool, LocalSendError> {
+    let config = super::tls::client_config(identity, None, Arc::new(Mutex::new(None)))?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let handshake = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await;
+    match handshake {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => match tls_error(e) {
+            LocalSendError::NotTls(_) => Ok(false),
+            // An alert, a certificate: an answer in TLS.
+            _ => Ok(true),
+        },
+    }
+}
+
 /// A failed TLS handshake; [`LocalSendError::NotTls`] when the server answered with
 /// something that is no TLS at all (a plain-HTTP server's text).
 fn tls_error(e: std::io::Error) -> LocalSendError {

@@ -9,8 +9,10 @@
 //! the client certificate. A device whose encryption is turned off speaks plain HTTP
 //! ([`LocalSendProtocol::Http`], carried by the [`LocalSendTarget`]): it is sent to only when
 //! the user agreed ([`LocalSendSender::send_unencrypted`]), else the send is refused before
-//! anything goes out ([`LocalSendSendError::EncryptionOff`]). Blocking API: each call runs a
-//! small tokio runtime of its own.
+//! anything goes out ([`LocalSendSendError::EncryptionOff`]); and even then only once the
+//! device has shown it speaks no TLS (a device that answers in TLS is not the one that
+//! announced encryption off: [`LocalSendSendError::AnswersTls`], nothing in the clear).
+//! Blocking API: each call runs a small tokio runtime of its own.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +25,7 @@ use http_body_util::Full;
 use hyper::StatusCode;
 
 use super::body::{FileBody, encode, mime_of};
-use super::client::{Answer, Link, post, post_json};
+use super::client::{Answer, Link, post, post_json, speaks_tls};
 use super::devices::LocalSendDevice;
 use super::folder::LocalSendBatch;
 use super::identity::CertIdentity;
@@ -40,6 +42,9 @@ pub(super) const API: &str = "/api/localsend/v2/";
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// How long telling the device about a cancel may take.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a device with encryption off has to show it speaks no TLS (one connection and
+/// a hello answered: it answers register probes within half a second).
+const PLAIN_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// "No timeout" for a person deciding (a century; a cancel still ends it).
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -77,6 +82,13 @@ pub enum LocalSendSendError {
         crate::protocol::escape_line(.alias)
     )]
     EncryptionOff { alias: String },
+    #[error(
+        "the LocalSend device {} was announced with encryption turned off, but {addr} \
+         answers in TLS: nothing was sent (the announcement may not have come from the \
+         device there); look for the device again",
+        crate::protocol::escape_line(.alias)
+    )]
+    AnswersTls { alias: String, addr: SocketAddr },
     #[error("the device wants none of these files (204)")]
     NothingWanted,
     #[error("the device asks for a PIN (401): send again with its PIN")]
@@ -121,7 +133,7 @@ impl LocalSendSendError {
             Self::Unreachable { .. } => FailureKind::Unreachable,
             Self::LocalFile { .. } => FailureKind::LocalFile,
             Self::Cancelled | Self::Runtime(_) => FailureKind::NotStarted,
-            Self::EncryptionOff { .. } => FailureKind::Security,
+            Self::EncryptionOff { .. } | Self::AnswersTls { .. } => FailureKind::Security,
         };
         Failure::new(kind, self.to_string())
     }
@@ -434,6 +446,31 @@ impl LocalSendSender {
 
     /// `prepare-upload`: `Some` with the session and the tokens of the files wanted, `None`
     /// for 204 (nothing to upload).
+    /// Before the first request in the clear: the device must not speak TLS (see
+    /// [`speaks_tls`]); refused with [`LocalSendSendError::AnswersTls`] if it does.
+    async fn confirm_plain(
+        &self,
+        target: &LocalSendTarget,
+        cancel: &CancelToken,
+    ) -> Result<(), LocalSendSendError> {
+        let unreachable = |source| LocalSendSendError::Unreachable {
+            addr: target.addr,
+            source,
+        };
+        let check =
+            tokio::time::timeout(PLAIN_CHECK_TIMEOUT, speaks_tls(&self.identity, target.addr));
+        match with_cancel(cancel, check).await {
+            None => Err(LocalSendSendError::Cancelled),
+            Some(Err(_)) => Err(unreachable(LocalSendError::Timeout)),
+            Some(Ok(Err(source))) => Err(unreachable(source)),
+            Some(Ok(Ok(true))) => Err(LocalSendSendError::AnswersTls {
+                alias: target.alias.clone(),
+                addr: target.addr,
+            }),
+            Some(Ok(Ok(false))) => Ok(()),
+        }
+    }
+
     async fn prepare(
         &self,
         link: Link<'_>,
@@ -441,6 +478,9 @@ impl LocalSendSender {
         files: HashMap<String, FileDto>,
         cancel: &CancelToken,
     ) -> Result<Option<PrepareResponse>, LocalSendSendError> {
+        if let Link::Plain = link {
+            self.confirm_plain(target, cancel).await?;
+        }
         let body = PrepareUpload {
             info: self.info(),
             files,

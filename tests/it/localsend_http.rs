@@ -274,11 +274,7 @@ fn a_device_speaking_the_other_protocol_than_announced_fails_fast_and_says_so() 
     );
     let (plain, _events) = plain_device(inbox.path(), "Turned off");
     let cases = [
-        (
-            tls.local_addr(),
-            LocalSendProtocol::Http,
-            "does not answer plain HTTP",
-        ),
+        (tls.local_addr(), LocalSendProtocol::Http, "answers in TLS"),
         (
             plain.local_addr(),
             LocalSendProtocol::Https,
@@ -410,4 +406,81 @@ fn hostile_plain_http_answers_stay_bounded() {
         matches!(probed, Err(LocalSendSendError::BadAnswer(_))),
         "{probed:?}"
     );
+}
+
+/// Forwards every connection to `upstream` and reports each connection's first byte (what
+/// a sender opened with: 0x16 for a TLS hello, `P` for a request in the clear).
+fn first_byte_forwarder(upstream: SocketAddr) -> (SocketAddr, Receiver<u8>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut first = [0u8; 1];
+                if client.read_exact(&mut first).is_err() {
+                    return;
+                }
+                let _ = tx.send(first[0]);
+                let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
+                    return;
+                };
+                let _ = server.write_all(&first);
+                let (mut client_r, mut server_w) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_r, &mut server_w);
+                    let _ = server_w.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Anyone can announce a device with encryption off from an HTTPS device's address (or
+/// list one there): with "send unencrypted" agreed, Ferry first checks that the device
+/// speaks no TLS, so an HTTPS device gets only TLS hellos, never the offer (file names, a
+/// PIN, a text) in the clear, and the user is told why nothing was sent. Before the check
+/// the plaintext offer went out first and the TLS server's refusal came after.
+#[test]
+fn a_device_announced_with_encryption_off_that_speaks_tls_gets_nothing_in_the_clear() {
+    let inbox = tempfile::tempdir().unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let (device, _events) = device_on(
+        [127, 0, 0, 1],
+        inbox.path(),
+        "Real phone",
+        LocalSendProtocol::Https,
+    );
+    let (addr, first_bytes) = first_byte_forwarder(device.local_addr());
+    let to = target_at(addr, LocalSendProtocol::Http);
+    let mut agreed = sender(true);
+    agreed.pin = Some("密码 1".into());
+
+    let text = agreed.send_text(&to, "the secret text", &CancelToken::new());
+    let file = write(outbox.path(), "秘密.txt", b"secret bytes");
+    let (sink, _events) = event_channel(None);
+    let files = agreed.send_files(&to, &[file], &sink, &CancelToken::new());
+    for result in [text.map(|_| ()), files.map(|_| ())] {
+        match result {
+            Err(e @ LocalSendSendError::AnswersTls { .. }) => {
+                let said = e.to_string();
+                assert!(said.contains("answers in TLS"), "{said}");
+                assert!(said.contains(&addr.to_string()), "{said}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    let opened: Vec<u8> = first_bytes.try_iter().collect();
+    assert!(!opened.is_empty(), "the sender never connected");
+    assert!(
+        opened.iter().all(|&b| b == 0x16),
+        "something other than a TLS hello went out: {opened:?}"
+    );
+    assert!(names_in(inbox.path()).is_empty());
 }
