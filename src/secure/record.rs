@@ -284,6 +284,14 @@ impl Inbound {
         self.plain_pos < self.plain_end
     }
 
+    /// Whether a whole record was read ahead and not yet opened.
+    fn holds_whole_record(&self) -> bool {
+        match self.ahead[self.start..self.end] {
+            [hi, lo, ref rest @ ..] => rest.len() >= usize::from(u16::from_be_bytes([hi, lo])),
+            _ => false,
+        }
+    }
+
     fn read(
         &mut self,
         key: &RecordKey,
@@ -500,10 +508,12 @@ impl<R> SecureReader<R> {
     pub fn peer_closed(&self) -> bool {
         self.inbound.closed
     }
-    /// Whether bytes of the peer's were already taken off the stream and wait here:
-    /// plaintext not yet read, or records read ahead and not yet opened.
+    /// Whether a read would return the peer's bytes without waiting on the stream:
+    /// plaintext not yet read, or a whole record read ahead and not yet opened. Part of a
+    /// record does not count: its rest may never come (a stalled link), and a caller asking
+    /// whether to wait for more would otherwise block in the next read until it did.
     pub fn has_buffered(&self) -> bool {
-        self.inbound.holds_plaintext() || self.inbound.start < self.inbound.end
+        self.inbound.holds_plaintext() || self.inbound.holds_whole_record()
     }
 }
 

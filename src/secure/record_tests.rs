@@ -326,17 +326,22 @@ fn split_keeps_the_ciphertext_read_ahead_and_refuses_held_plaintext() {
     }
 }
 
-/// A receiver batching verified files asks whether the sender's next bytes are already
-/// here: plaintext not yet read, or records read ahead, count; an empty buffer does not.
-#[test]
-fn the_reader_says_whether_bytes_of_the_peer_wait_in_it() {
+/// Two records as the wire carries them: `one`, then `two`.
+fn one_two_wire() -> Vec<u8> {
     let (sender, _) = keys();
     let mut writer = SecureStream::new(Vec::new(), sender, peer());
     writer.write_all(b"one").unwrap();
     writer.flush().unwrap();
     writer.write_all(b"two").unwrap();
     writer.flush().unwrap();
-    let wire = writer.get_ref().clone();
+    writer.get_ref().clone()
+}
+
+/// A receiver batching verified files asks whether the sender's next bytes are already
+/// here: plaintext not yet read, or records read ahead, count; an empty buffer does not.
+#[test]
+fn the_reader_says_whether_bytes_of_the_peer_wait_in_it() {
+    let wire = one_two_wire();
     for max in [usize::MAX, 1] {
         let inner = Trickle {
             data: wire.clone(),
@@ -365,6 +370,34 @@ fn the_reader_says_whether_bytes_of_the_peer_wait_in_it() {
         assert_eq!(&three, b"two");
         assert!(!reader.has_buffered(), "{max}: all read");
     }
+}
+
+/// Part of a record read ahead is no byte a read could hand out without waiting: a receiver
+/// that took it for one kept reading (and kept what it held from the disk and the progress)
+/// until the rest came, however long the sender stalled.
+#[test]
+fn part_of_a_record_read_ahead_is_not_a_byte_waiting() {
+    let wire = one_two_wire();
+    let record = wire.len() / 2;
+    // The first read brings the first record and all but the last byte of the second.
+    let inner = Trickle {
+        data: wire[..2 * record - 1].to_vec(),
+        pos: 0,
+        max: usize::MAX,
+    };
+    let (_, receiver) = keys();
+    let mut reader = SecureStream::new(inner, receiver, peer());
+    let mut three = [0u8; 3];
+    reader.read_exact(&mut three).unwrap();
+    assert_eq!(&three, b"one");
+    assert!(
+        !reader.inbound.holds_plaintext() && reader.inbound.start < reader.inbound.end,
+        "part of the second record was read ahead"
+    );
+    let Ok((reader, _writer)) = reader.split(|s| Ok::<_, io::Error>((s, Vec::<u8>::new()))) else {
+        panic!("split refused");
+    };
+    assert!(!reader.has_buffered(), "only part of a record is here");
 }
 
 /// Accepts `room` bytes, then fails one write (a send timeout, say), then accepts again.
