@@ -56,6 +56,7 @@ mod python;
 mod review11;
 mod review12;
 mod review13;
+mod review15;
 mod review9;
 mod review_speed;
 mod review_speed2;

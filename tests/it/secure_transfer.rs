@@ -202,7 +202,7 @@ fn server(dir: &Path, keyring: &Keyring, policy: AcceptPolicy) -> (ServerHandle,
 }
 
 /// Sends `files` as the device `keyring` (with `code`) to `to`.
-fn send(
+pub(crate) fn send(
     to: SocketAddr,
     keyring: Option<&Keyring>,
     code: Option<&str>,
