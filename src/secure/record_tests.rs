@@ -338,7 +338,8 @@ fn one_two_wire() -> Vec<u8> {
 }
 
 /// A receiver batching verified files asks whether the sender's next bytes are already
-/// here: plaintext not yet read, or records read ahead, count; an empty buffer does not.
+/// here: plaintext not yet read, or whole records read ahead, count; an empty buffer does
+/// not.
 #[test]
 fn the_reader_says_whether_bytes_of_the_peer_wait_in_it() {
     let wire = one_two_wire();

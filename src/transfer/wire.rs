@@ -238,7 +238,8 @@ impl Incoming {
     }
 
     /// Whether the peer's next bytes are here or come within `wait` (never reads): read
-    /// ahead by a secure stream, or waiting in the socket (or its end, or an error).
+    /// ahead by a secure stream (a whole record: part of one is not bytes that can be
+    /// read), or waiting in the socket (or its end, or an error).
     pub fn input_within(&self, wait: Duration) -> bool {
         let buffered = match self {
             Incoming::Plain(_) => false,
