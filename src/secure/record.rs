@@ -32,9 +32,9 @@ pub fn at_most_a_close_record(bytes: &[u8]) -> bool {
 
 /// Records sealed in place go out at most this many to one vectored write (three slices
 /// each: length, ciphertext, tag): enough for a whole chunk (17 for 1 MiB). With the
-/// one-thread receiver, 16 records per write measured 3-6 % faster encrypted than a
-/// quarter MiB (three A/B sets of 7-8 rounds, both orders; before it, a quarter MiB had
-/// measured a little faster).
+/// one-thread receiver, 16 records per write (and then 17) measured 3-6 % faster encrypted
+/// than 4, a quarter MiB (four A/B sets of 6-8 rounds, both orders; before it, a quarter
+/// MiB had measured a little faster).
 const RECORDS_PER_WRITE: usize = crate::protocol::CHUNK_LEN.div_ceil(MAX_RECORD_PLAINTEXT);
 
 /// Both directions' keys; the record counters live in the halves.

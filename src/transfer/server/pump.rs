@@ -280,7 +280,8 @@ impl DataSource<'_> {
             self.session.on_data(n as u64)?;
             *filled += n;
             self.rate.check(self.session.received())?;
-            if *filled < buf.len() {
+            // The file's last byte: nothing more of it to wait for.
+            if *filled < buf.len() && !matches!(self.session.expect(), Expect::DataComplete) {
                 let held = first_at.get_or_insert_with(Instant::now).elapsed();
                 if held >= HAND_OUT_AFTER || !input_within(self.reader, HAND_OUT_AFTER - held) {
                     break;
