@@ -11,7 +11,10 @@
 //! TLS hello with text, a TLS server drops a plain request.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +23,7 @@ use hyper::body::Body;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::LocalSendError;
 use super::identity::CertIdentity;
@@ -207,12 +210,18 @@ pub(super) async fn speaks_tls(
     addr: SocketAddr,
 ) -> Result<bool, LocalSendError> {
     let config = super::tls::client_config(identity, None, Arc::new(Mutex::new(None)))?;
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let heard = Arc::new(AtomicBool::new(false));
+    let tcp = Witness {
+        inner: tokio::net::TcpStream::connect(addr).await?,
+        heard: Arc::clone(&heard),
+    };
     let handshake = tokio_rustls::TlsConnector::from(config)
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)
         .await;
     match handshake {
         Ok(_) => Ok(true),
+        // Closed without a word: no TLS server does that to a hello. Closed part way
+        // through an answer that was not plainly text: it may have been TLS.
         Err(e)
             if matches!(
                 e.kind(),
@@ -221,13 +230,52 @@ pub(super) async fn speaks_tls(
                     | std::io::ErrorKind::ConnectionAborted
             ) =>
         {
-            Ok(false)
+            Ok(heard.load(Ordering::SeqCst))
         }
         Err(e) => match tls_error(e) {
             LocalSendError::NotTls(_) => Ok(false),
             // An alert, a certificate: an answer in TLS.
             _ => Ok(true),
         },
+    }
+}
+
+/// A stream that notes whether anything was read from it.
+struct Witness<S> {
+    inner: S,
+    heard: Arc<AtomicBool>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Witness<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.heard.store(true, Ordering::SeqCst);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Witness<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

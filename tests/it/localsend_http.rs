@@ -484,3 +484,44 @@ fn a_device_announced_with_encryption_off_that_speaks_tls_gets_nothing_in_the_cl
     );
     assert!(names_in(inbox.path()).is_empty());
 }
+
+/// A server that answers each TLS hello with the first bytes of a TLS record and closes,
+/// and reports every connection's first byte.
+fn half_tls_server() -> (SocketAddr, Receiver<u8>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut hello = [0u8; 512];
+            let n = stream.read(&mut hello).unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let _ = tx.send(hello[0]);
+            if hello[0] == 0x16 {
+                // A handshake record's type and version, then nothing more.
+                let _ = stream.write_all(&[0x16, 0x03, 0x03]);
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// A server that begins a TLS answer and drops the connection part way spoke TLS as far as
+/// anyone can tell: the offer is not sent to it in the clear. (An end of stream counted as
+/// "no TLS" whenever it came, so this one got the plaintext request next.)
+#[test]
+fn a_server_that_drops_part_way_through_a_tls_answer_gets_nothing_in_the_clear() {
+    let (addr, first_bytes) = half_tls_server();
+    let to = target_at(addr, LocalSendProtocol::Http);
+    let refused = sender(true).send_text(&to, "the secret text", &CancelToken::new());
+    assert!(
+        matches!(refused, Err(LocalSendSendError::AnswersTls { .. })),
+        "{refused:?}"
+    );
+    let opened: Vec<u8> = first_bytes.try_iter().collect();
+    assert_eq!(opened, [0x16], "only a TLS hello went out");
+}
