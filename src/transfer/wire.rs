@@ -241,11 +241,17 @@ impl Incoming {
     /// ahead by a secure stream (a whole record: part of one is not bytes that can be
     /// read), or waiting in the socket (or its end, or an error).
     pub fn input_within(&self, wait: Duration) -> bool {
-        let buffered = match self {
+        self.holds_input() || super::os::wait_readable(self.socket(), wait) == Some(true)
+    }
+
+    /// Whether bytes that a read hands out without waiting are read ahead here (a secure
+    /// stream's plaintext or whole record). A plain read never waits while its socket is
+    /// readable; a secure one may, for the rest of a record, however readable its socket.
+    pub fn holds_input(&self) -> bool {
+        match self {
             Incoming::Plain(_) => false,
             Incoming::Secure(r) => r.has_buffered(),
-        };
-        buffered || super::os::wait_readable(self.socket(), wait) == Some(true)
+        }
     }
 
     /// Sets the socket's read timeout. Use this rather than the socket's own: a secure

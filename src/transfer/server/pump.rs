@@ -283,7 +283,14 @@ impl DataSource<'_> {
             // The file's last byte: nothing more of it to wait for.
             if *filled < buf.len() && !matches!(self.session.expect(), Expect::DataComplete) {
                 let held = first_at.get_or_insert_with(Instant::now).elapsed();
-                if held >= HAND_OUT_AFTER || !input_within(self.reader, HAND_OUT_AFTER - held) {
+                let more = if self.reader.get_ref().is_secure() {
+                    // Only what is read ahead: a readable socket may hold part of a record
+                    // only, and a read would then wait for the rest with these bytes held.
+                    !self.reader.buffer().is_empty() || self.reader.get_ref().holds_input()
+                } else {
+                    input_within(self.reader, HAND_OUT_AFTER - held)
+                };
+                if held >= HAND_OUT_AFTER || !more {
                     break;
                 }
             }
