@@ -52,6 +52,7 @@ mod listener;
 mod prepare;
 mod probe;
 pub mod send;
+mod send_error;
 mod server;
 mod session;
 pub mod sweep;

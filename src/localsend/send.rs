@@ -17,7 +17,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,10 +28,11 @@ use super::client::{Answer, Link, post, post_json, speaks_tls};
 use super::devices::LocalSendDevice;
 use super::folder::LocalSendBatch;
 use super::identity::CertIdentity;
+pub use super::send_error::LocalSendSendError;
 use super::wire::{DeviceInfo, FileDto, PROTOCOL_VERSION, PrepareResponse, PrepareUpload};
 use super::{LOCALSEND_PORT, LocalSendError, LocalSendProtocol};
 use crate::events::{
-    CancelToken, Direction, EventSink, Failure, FailureKind, PinProblem, Security, TransferEvent,
+    CancelToken, Direction, EventSink, Failure, FailureKind, Security, TransferEvent,
 };
 use crate::protocol::Mode;
 use crate::transfer::{FileOutcome, OutgoingFile, OutgoingItem};
@@ -70,72 +70,6 @@ impl From<&LocalSendDevice> for LocalSendTarget {
             device_type: device.device_type.clone(),
             protocol: device.protocol,
         }
-    }
-}
-
-/// Why a LocalSend send did not happen (each text is what the user is shown).
-#[derive(Debug, thiserror::Error)]
-pub enum LocalSendSendError {
-    #[error(
-        "the LocalSend device {} has encryption turned off (it speaks plain HTTP): anyone on \
-         the network could read what is sent and it cannot prove who it is",
-        crate::protocol::escape_line(.alias)
-    )]
-    EncryptionOff { alias: String },
-    #[error(
-        "the LocalSend device {} was announced with encryption turned off, but {addr} \
-         answers in TLS: nothing was sent (the announcement may not have come from the \
-         device there); look for the device again",
-        crate::protocol::escape_line(.alias)
-    )]
-    AnswersTls { alias: String, addr: SocketAddr },
-    #[error("the device wants none of these files (204)")]
-    NothingWanted,
-    #[error("the device asks for a PIN (401): send again with its PIN")]
-    PinRequired,
-    #[error("the device refused the PIN (401)")]
-    WrongPin,
-    #[error("declined by the device (403)")]
-    Declined,
-    #[error("the device is busy with another transfer (409): try again when it is done")]
-    Busy,
-    #[error("too many wrong PINs: the device refuses this address for a while (429)")]
-    TooManyPinTries,
-    #[error("the device answered {status}: {}", crate::protocol::escape_line(.message))]
-    Status { status: u16, message: String },
-    #[error("the device's answer is not LocalSend's: {0}")]
-    BadAnswer(String),
-    #[error("cannot reach the LocalSend device at {addr}: {source}")]
-    Unreachable {
-        addr: SocketAddr,
-        source: LocalSendError,
-    },
-    #[error("cannot read {}: {source}", .path.display())]
-    LocalFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cancelled")]
-    Cancelled,
-    #[error("cannot start: {0}")]
-    Runtime(std::io::Error),
-}
-
-impl LocalSendSendError {
-    fn failure(&self) -> Failure {
-        let kind = match self {
-            Self::NothingWanted | Self::Declined => FailureKind::Declined,
-            Self::PinRequired => FailureKind::Pin(PinProblem::Required),
-            Self::WrongPin => FailureKind::Pin(PinProblem::Wrong),
-            Self::TooManyPinTries => FailureKind::Pin(PinProblem::TooManyTries),
-            Self::Busy | Self::Status { .. } => FailureKind::ReceiverFailed,
-            Self::BadAnswer(_) => FailureKind::Protocol,
-            Self::Unreachable { .. } => FailureKind::Unreachable,
-            Self::LocalFile { .. } => FailureKind::LocalFile,
-            Self::Cancelled | Self::Runtime(_) => FailureKind::NotStarted,
-            Self::EncryptionOff { .. } | Self::AnswersTls { .. } => FailureKind::Security,
-        };
-        Failure::new(kind, self.to_string())
     }
 }
 
@@ -444,8 +378,6 @@ impl LocalSendSender {
         }
     }
 
-    /// `prepare-upload`: `Some` with the session and the tokens of the files wanted, `None`
-    /// for 204 (nothing to upload).
     /// Before the first request in the clear: the device must not speak TLS (see
     /// [`speaks_tls`]); refused with [`LocalSendSendError::AnswersTls`] if it does.
     async fn confirm_plain(
@@ -471,6 +403,8 @@ impl LocalSendSender {
         }
     }
 
+    /// `prepare-upload`: `Some` with the session and the tokens of the files wanted, `None`
+    /// for 204 (nothing to upload).
     async fn prepare(
         &self,
         link: Link<'_>,
