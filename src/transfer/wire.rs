@@ -237,13 +237,6 @@ impl Incoming {
         matches!(self, Incoming::Secure(_))
     }
 
-    /// Whether the peer's next bytes are here or come within `wait` (never reads): read
-    /// ahead by a secure stream (a whole record: part of one is not bytes that can be
-    /// read), or waiting in the socket (or its end, or an error).
-    pub fn input_within(&self, wait: Duration) -> bool {
-        self.holds_input() || super::os::wait_readable(self.socket(), wait) == Some(true)
-    }
-
     /// Whether bytes that a read hands out without waiting are read ahead here (a secure
     /// stream's plaintext or whole record). A plain read never waits while its socket is
     /// readable; a secure one may, for the rest of a record, however readable its socket.

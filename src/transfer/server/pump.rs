@@ -22,7 +22,7 @@ use crate::events::{ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
 use crate::transfer::PartFile;
-use crate::transfer::os::{Preallocate, WriteBehind};
+use crate::transfer::os::{Preallocate, WriteBehind, wait_readable};
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
 /// The buffer a large file streams through: 1 MiB per read-hash-write round keeps the
@@ -103,10 +103,16 @@ impl<'a> DataSource<'a> {
     }
 }
 
-/// Whether the sender's next bytes can be read without waiting (read ahead at any layer;
-/// part of an encrypted record is not) or come within `wait`.
+/// Whether the sender's next bytes can be read without waiting: read ahead at any layer
+/// (part of an encrypted record is not).
+fn input_here(reader: &BufReader<Incoming>) -> bool {
+    !reader.buffer().is_empty() || reader.get_ref().holds_input()
+}
+
+/// Whether the sender's next bytes can be read without waiting ([`input_here`]) or come
+/// within `wait`.
 pub(super) fn input_within(reader: &BufReader<Incoming>, wait: Duration) -> bool {
-    !reader.buffer().is_empty() || reader.get_ref().input_within(wait)
+    input_here(reader) || wait_readable(reader.get_ref().socket(), wait) == Some(true)
 }
 
 /// Drops an upload that stays below [`MinRate`]: every `window`, at least
@@ -286,7 +292,7 @@ impl DataSource<'_> {
                 let more = if self.reader.get_ref().is_secure() {
                     // Only what is read ahead: a readable socket may hold part of a record
                     // only, and a read would then wait for the rest with these bytes held.
-                    !self.reader.buffer().is_empty() || self.reader.get_ref().holds_input()
+                    input_here(self.reader)
                 } else {
                     input_within(self.reader, HAND_OUT_AFTER - held)
                 };
@@ -397,16 +403,15 @@ impl Connection<'_> {
             let mut buf = vec![0u8; LARGE_BUF_LEN];
             // Large files are never paused for (no `pause_at`); were one, it goes on.
             let end = loop {
-                match simple(
+                let filled = simple(
                     &mut source,
                     &mut buf,
                     &mut paced,
                     &mut hasher,
                     &mut progress,
-                ) {
-                    Ok(None) => continue,
-                    Ok(Some(end)) => break Ok(end),
-                    Err(e) => break Err(e),
+                );
+                if let Some(end) = filled.transpose() {
+                    break end;
                 }
             };
             // Whatever the end, the blocks reserved past what arrived go back.
