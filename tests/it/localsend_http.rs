@@ -19,7 +19,7 @@ use ferry::localsend::{
 };
 use ferry::transfer::{AcceptPolicy, OutgoingFile, OutgoingItem, walk_folder};
 
-use crate::util::{data, names_in, wait_for};
+use crate::util::{Proxy, data, names_in, wait_for};
 
 /// A LocalSend device on `ip` (port 0) speaking `protocol`, taking every file.
 pub fn device_on(
@@ -216,26 +216,33 @@ fn a_folder_and_a_pin_go_over_plain_http_too() {
     );
 }
 
-/// A listener that reports the first bytes of the first connection it gets, then closes it.
-fn first_bytes_listener() -> (SocketAddr, Receiver<Vec<u8>>, TcpListener) {
+/// A server that reads what each connection first sends and reports it, answers a TLS
+/// hello with `tls_answer` (nothing: a server that speaks no TLS and closes), and closes.
+fn first_bytes_server(tls_answer: &'static [u8]) -> (SocketAddr, Receiver<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let spare = listener.try_clone().expect("clone");
-    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
-        if let Ok((mut stream, _)) = listener.accept() {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut first = [0u8; 8];
+            let mut first = [0u8; 512];
             let n = stream.read(&mut first).unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
             let _ = tx.send(first[..n].to_vec());
+            if first[0] == 0x16 {
+                let _ = stream.write_all(tls_answer);
+            }
         }
     });
-    (addr, rx, spare)
+    (addr, rx)
 }
 
 #[test]
 fn an_https_device_gets_tls_even_when_unencrypted_sending_is_agreed() {
-    let (addr, first, _listener) = first_bytes_listener();
+    let (addr, first) = first_bytes_server(&[]);
     let to = target_at(addr, LocalSendProtocol::Https);
     // The listener closes after reading: the send fails, but only its first bytes matter.
     let _ = sender(true).send_text(&to, "secret", &CancelToken::new());
@@ -250,7 +257,7 @@ fn an_https_device_gets_tls_even_when_unencrypted_sending_is_agreed() {
     );
 
     // And a device with encryption off is not even connected to without the agreement.
-    let (addr, first, listener) = first_bytes_listener();
+    let (addr, first) = first_bytes_server(&[]);
     let to = target_at(addr, LocalSendProtocol::Http);
     let refused = sender(false).send_text(&to, "secret", &CancelToken::new());
     assert!(matches!(
@@ -258,9 +265,6 @@ fn an_https_device_gets_tls_even_when_unencrypted_sending_is_agreed() {
         Err(LocalSendSendError::EncryptionOff { .. })
     ));
     assert!(first.try_recv().is_err(), "nothing connected");
-    // Unblock the accepting thread.
-    drop(std::net::TcpStream::connect(addr));
-    drop(listener);
 }
 
 #[test]
@@ -408,40 +412,6 @@ fn hostile_plain_http_answers_stay_bounded() {
     );
 }
 
-/// Forwards every connection to `upstream` and reports each connection's first byte (what
-/// a sender opened with: 0x16 for a TLS hello, `P` for a request in the clear).
-fn first_byte_forwarder(upstream: SocketAddr) -> (SocketAddr, Receiver<u8>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(mut client) = client else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut first = [0u8; 1];
-                if client.read_exact(&mut first).is_err() {
-                    return;
-                }
-                let _ = tx.send(first[0]);
-                let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
-                    return;
-                };
-                let _ = server.write_all(&first);
-                let (mut client_r, mut server_w) =
-                    (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut client_r, &mut server_w);
-                    let _ = server_w.shutdown(std::net::Shutdown::Write);
-                });
-                let _ = std::io::copy(&mut server, &mut client);
-                let _ = client.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-    (addr, rx)
-}
-
 /// Anyone can announce a device with encryption off from an HTTPS device's address (or
 /// list one there): with "send unencrypted" agreed, Ferry first checks that the device
 /// speaks no TLS, so an HTTPS device gets only TLS hellos, never the offer (file names, a
@@ -457,7 +427,8 @@ fn a_device_announced_with_encryption_off_that_speaks_tls_gets_nothing_in_the_cl
         "Real phone",
         LocalSendProtocol::Https,
     );
-    let (addr, first_bytes) = first_byte_forwarder(device.local_addr());
+    let proxy = Proxy::to(device.local_addr()).start();
+    let (addr, first_bytes) = (proxy.addr, proxy.first_bytes);
     let to = target_at(addr, LocalSendProtocol::Http);
     let mut agreed = sender(true);
     agreed.pin = Some("密码 1".into());
@@ -485,43 +456,19 @@ fn a_device_announced_with_encryption_off_that_speaks_tls_gets_nothing_in_the_cl
     assert!(names_in(inbox.path()).is_empty());
 }
 
-/// A server that answers each TLS hello with the first bytes of a TLS record and closes,
-/// and reports every connection's first byte.
-fn half_tls_server() -> (SocketAddr, Receiver<u8>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut hello = [0u8; 512];
-            let n = stream.read(&mut hello).unwrap_or(0);
-            if n == 0 {
-                continue;
-            }
-            let _ = tx.send(hello[0]);
-            if hello[0] == 0x16 {
-                // A handshake record's type and version, then nothing more.
-                let _ = stream.write_all(&[0x16, 0x03, 0x03]);
-            }
-        }
-    });
-    (addr, rx)
-}
-
 /// A server that begins a TLS answer and drops the connection part way spoke TLS as far as
 /// anyone can tell: the offer is not sent to it in the clear. (An end of stream counted as
 /// "no TLS" whenever it came, so this one got the plaintext request next.)
 #[test]
 fn a_server_that_drops_part_way_through_a_tls_answer_gets_nothing_in_the_clear() {
-    let (addr, first_bytes) = half_tls_server();
+    // A handshake record's type and version, then nothing more.
+    let (addr, first_bytes) = first_bytes_server(&[0x16, 0x03, 0x03]);
     let to = target_at(addr, LocalSendProtocol::Http);
     let refused = sender(true).send_text(&to, "the secret text", &CancelToken::new());
     assert!(
         matches!(refused, Err(LocalSendSendError::AnswersTls { .. })),
         "{refused:?}"
     );
-    let opened: Vec<u8> = first_bytes.try_iter().collect();
+    let opened: Vec<u8> = first_bytes.try_iter().map(|bytes| bytes[0]).collect();
     assert_eq!(opened, [0x16], "only a TLS hello went out");
 }

@@ -2,8 +2,8 @@
 //! while): each test here failed before the fix it came with. Real sockets on 127.0.0.1, real
 //! temp folders.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -14,8 +14,8 @@ use ferry::events::{Event, TransferEvent};
 use ferry::transfer::ServerConfig;
 
 use crate::util::{
-    DEADLINE, LOOPBACK, data, device, file_len, find_part, plain_frame, plain_header, start_server,
-    start_server_with, wait_for,
+    DEADLINE, LOOPBACK, Proxy, data, device, file_len, find_part, plain_frame, plain_header,
+    start_server, start_server_with, wait_for,
 };
 
 /// The first progress of a transfer past its start.
@@ -59,37 +59,6 @@ fn a_slow_steady_senders_progress_shows_before_a_buffer_fills() {
     drop(stream);
 }
 
-/// Forwards one connection both ways, but only the first `limit` bytes from the client:
-/// then, as a link that stalls, nothing more, both connections kept open until the streams
-/// it hands back (client, server) are shut down.
-fn stalling_proxy(upstream: SocketAddr, limit: usize) -> (SocketAddr, Receiver<[TcpStream; 2]>) {
-    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let (mut client, _) = listener.accept().unwrap();
-        let mut server = TcpStream::connect(upstream).unwrap();
-        let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-        thread::spawn(move || std::io::copy(&mut s_read, &mut c_write));
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut left = limit;
-        while left > 0 {
-            let want = left.min(buf.len());
-            match client.read(&mut buf[..want]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if server.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    left -= n;
-                }
-            }
-        }
-        let _ = tx.send([client, server]);
-    });
-    (addr, rx)
-}
-
 /// An encrypted sender whose link stalls part way through a record has its whole records on
 /// the disk and in the progress: the receiver used to take the part of a record it held for
 /// bytes waiting, and so read on (blocked) instead of handing out what it held, as it does
@@ -114,10 +83,14 @@ fn an_encrypted_sender_stalled_mid_record_has_its_whole_records_written() {
     config.idle_timeout = Duration::from_secs(300);
     config.header_deadline = Duration::from_secs(300);
     let (server, events) = start_server_with(config);
-    let (proxy, streams) = stalling_proxy(server.local_addr(), LIMIT);
+    let proxy = Proxy::to(server.local_addr())
+        .stall_first_after(LIMIT)
+        .start();
+    let to = proxy.addr;
     let sender =
-        thread::spawn(move || crate::secure_transfer::send(proxy, Some(&laptop), None, &[file]));
-    let streams = streams
+        thread::spawn(move || crate::secure_transfer::send(to, Some(&laptop), None, &[file]));
+    let streams = proxy
+        .stalled
         .recv_timeout(DEADLINE)
         .expect("the proxy forwarded its bytes");
     assert!(first_progress(&events) > 0);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use ferry::events::{Event, ServerEvent, TransferEvent, event_channel};
 use ferry::transfer::{ServerConfig, ServerHandle};
 
@@ -409,13 +409,14 @@ pub fn offer_number(line: &str) -> u64 {
 }
 
 /// A TCP proxy on 127.0.0.1:0 in front of `target`, for the network faults tests need: a
-/// slow link, a flipped bit, a cut connection, and a count of what the client sent. Hooks act
-/// on the client-to-server direction; answers pass freely.
+/// slow link, a flipped bit, a cut or stalled connection, and a count of what the client
+/// sent. Hooks act on the client-to-server direction; answers pass freely.
 pub struct Proxy {
     target: SocketAddr,
     throttle: Option<(usize, Duration)>,
     flip_at: Option<usize>,
     cut_first_after: Option<usize>,
+    stall_first_after: Option<usize>,
     only_one: bool,
 }
 
@@ -426,6 +427,11 @@ pub struct RunningProxy {
     pub counted: Arc<AtomicU64>,
     /// Client bytes each connection carried, in the order the connections ended upstream.
     pub forwarded: Receiver<usize>,
+    /// The first byte each connection's client sent, in the order they came.
+    pub first_bytes: Receiver<u8>,
+    /// The stalled connection's two streams (client, server), once it stalled: shut them
+    /// down to end it.
+    pub stalled: Receiver<[TcpStream; 2]>,
 }
 
 impl Proxy {
@@ -435,6 +441,7 @@ impl Proxy {
             throttle: None,
             flip_at: None,
             cut_first_after: None,
+            stall_first_after: None,
             only_one: false,
         }
     }
@@ -458,6 +465,14 @@ impl Proxy {
         self
     }
 
+    /// Forwards only `bytes` of the first connection's client stream, then nothing more,
+    /// both sides kept open (a link that stalls) until the test shuts down the streams it
+    /// gets from [`RunningProxy::stalled`].
+    pub fn stall_first_after(mut self, bytes: usize) -> Self {
+        self.stall_first_after = Some(bytes);
+        self
+    }
+
     /// Takes one connection, then stops listening (later connects are refused).
     pub fn only_one_connection(mut self) -> Self {
         self.only_one = true;
@@ -469,25 +484,30 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let counted = Arc::new(AtomicU64::new(0));
         let (tx, forwarded) = crossbeam_channel::unbounded();
+        let (first_tx, first_bytes) = crossbeam_channel::unbounded();
+        let (stalled_tx, stalled) = crossbeam_channel::bounded(1);
         let count = Arc::clone(&counted);
         std::thread::spawn(move || {
             for (n, client) in listener.incoming().enumerate() {
                 let Ok(client) = client else { return };
-                let limit = match self.cut_first_after {
-                    Some(cut) if n == 0 => cut,
-                    _ => usize::MAX,
+                let (limit, stall) = match (self.cut_first_after, self.stall_first_after) {
+                    (Some(cut), _) if n == 0 => (cut, None),
+                    (_, Some(stall)) if n == 0 => (stall, Some(stalled_tx.clone())),
+                    _ => (usize::MAX, None),
                 };
                 let server = TcpStream::connect(self.target).unwrap();
                 let (client_r, server_w) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut server_r, mut client_w) = (server, client);
-                let (count, tx) = (Arc::clone(&count), tx.clone());
+                let (count, tx, first) = (Arc::clone(&count), tx.clone(), first_tx.clone());
                 let (throttle, flip_at) = (self.throttle, self.flip_at);
                 std::thread::spawn(move || {
                     let up = Upstream {
                         throttle,
                         flip_at,
                         limit,
+                        stall,
+                        first,
                     };
                     let _ = tx.send(up.pump(client_r, server_w, &count));
                 });
@@ -504,6 +524,8 @@ impl Proxy {
             addr,
             counted,
             forwarded,
+            first_bytes,
+            stalled,
         }
     }
 }
@@ -513,10 +535,14 @@ struct Upstream {
     throttle: Option<(usize, Duration)>,
     flip_at: Option<usize>,
     limit: usize,
+    /// Where to hand the streams when `limit` stalls the connection instead of cutting it.
+    stall: Option<Sender<[TcpStream; 2]>>,
+    first: Sender<u8>,
 }
 
 impl Upstream {
-    /// Forwards until either side ends (or the cut); returns the bytes forwarded.
+    /// Forwards until either side ends (or the cut, or the stall); returns the bytes
+    /// forwarded.
     fn pump(self, mut client_r: TcpStream, mut server_w: TcpStream, count: &AtomicU64) -> usize {
         let chunk = self
             .throttle
@@ -529,6 +555,9 @@ impl Upstream {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if forwarded == 0 {
+                let _ = self.first.send(buf[0]);
+            }
             if let Some(at) = self
                 .flip_at
                 .filter(|at| (forwarded..forwarded + n).contains(at))
@@ -540,6 +569,11 @@ impl Upstream {
                 break;
             }
             forwarded += n;
+            if let (true, Some(stall)) = (forwarded == self.limit, &self.stall) {
+                // Nothing more goes up, and neither end is told.
+                let _ = stall.send([client_r, server_w]);
+                return forwarded;
+            }
             if forwarded == self.limit {
                 // The network goes away under both ends.
                 let _ = server_w.shutdown(std::net::Shutdown::Both);
