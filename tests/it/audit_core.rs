@@ -302,7 +302,7 @@ fn the_client_tabs_plain_toggle_uploads_to_the_python_server() {
     use egui_kittest::kittest::Queryable;
     use ferry::app::RowState;
 
-    use crate::gui::{app, run_until, settings};
+    use crate::gui::{app, pick_and_upload, run_until, settings};
 
     let Some(py) = python() else { return };
     let src = tempfile::tempdir().unwrap();
@@ -323,11 +323,7 @@ fn the_client_tabs_plain_toggle_uploads_to_the_python_server() {
     harness
         .get_by_label("Plain peer (original protocol, no verification)")
         .click();
-    harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the picked files in the queue", |app| {
-        app.client.rows.len() == 3
-    });
-    harness.get_by_label("Upload").click();
+    pick_and_upload(&mut harness, 3);
     run_until(&mut harness, "the upload to finish", |app| {
         app.client.rows.iter().all(|row| row.state.is_finished())
     });

@@ -282,11 +282,7 @@ fn cancel_in_the_client_tab_stops_the_upload_and_the_receiver_keeps_nothing() {
     harness
         .get_by_label("Destination (host:port)")
         .type_text(&proxy.to_string());
-    harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the queued file", |app| {
-        app.client.rows.len() == 1
-    });
-    harness.get_by_label("Upload").click();
+    pick_and_upload(&mut harness, 1);
     run_until(&mut harness, "bytes on the way", |app| {
         app.client.rows[0].bytes_done > 0
     });
@@ -393,12 +389,18 @@ fn upload_from_client_tab(
         harness.get_by_label("Message").click();
         harness.get_by_label("Message").type_text(msg);
     }
+    pick_and_upload(harness, count);
+    harness.run_steps(2);
+}
+
+/// In the Client tab: picks the picker's `count` files, waits for them in the queue and
+/// clicks Upload.
+pub(crate) fn pick_and_upload(harness: &mut Harness<'_, FerryApp>, count: usize) {
     harness.get_by_label("Choose files…").click();
     run_until(harness, "the picked files in the queue", |app| {
         app.client.rows.len() == count
     });
     harness.get_by_label("Upload").click();
-    harness.run_steps(2);
 }
 
 /// Replaces the text of the field labelled `label` with `text`, as a user would.

@@ -21,7 +21,7 @@ use ferry::localsend::{
 };
 use ferry::transfer::{AcceptPolicy, OutgoingFile};
 
-use crate::gui::{app, listening_addr, run_until, settings};
+use crate::gui::{app, listening_addr, pick_and_upload, run_until, settings};
 use crate::util::*;
 
 /// A window that listens at once with LocalSend on port 0, identities in `identity_dir`.
@@ -298,11 +298,7 @@ fn a_window_uploads_to_a_localsend_device_found_by_its_address_and_sends_it_a_no
     harness.run_steps(2);
     let dest = receiver.local_addr().to_string();
     assert_eq!(harness.state().client.dest, dest);
-    harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the picked files in the queue", |app| {
-        app.client.rows.len() == 2
-    });
-    harness.get_by_label("Upload").click();
+    pick_and_upload(&mut harness, 2);
     let deadline = Instant::now() + DEADLINE;
     run_until(&mut harness, "both uploads to end", |app| {
         assert!(Instant::now() < deadline);

@@ -14,7 +14,7 @@ use ferry::app::{FerryApp, RowState, Settings};
 use ferry::events::{DiscoveryEvent, Event, LocalSendProtocol, NoteEvent, Security};
 use ferry::localsend::{CertIdentity, LocalSendServer};
 
-use crate::gui::{app, choose_localsend_device, localsend_settings, run_until};
+use crate::gui::{app, choose_localsend_device, localsend_settings, pick_and_upload, run_until};
 use crate::localsend_http::{device_with, plain_device};
 use crate::util::{data, names_in, wait_for};
 
@@ -34,6 +34,16 @@ fn window_probing(
     };
     app(window, files)
 }
+/// Ticks "Send unencrypted to this device" (beside the destination).
+fn agree_unencrypted(harness: &mut Harness<'_, FerryApp>) {
+    harness
+        .query_all_by_label("Send unencrypted to this device")
+        .next()
+        .expect("the agreement box")
+        .click();
+    harness.run_steps(2);
+}
+
 const REFUSAL: &str = "Not sent: Plain phone has encryption turned off.";
 
 #[test]
@@ -69,11 +79,7 @@ fn uploads_and_notes_to_a_device_with_encryption_off_wait_for_the_users_agreemen
     assert_eq!(harness.state().client.dest, dest);
 
     // Upload without the agreement: the explanation, the files still queued, nothing sent.
-    harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the picked files in the queue", |app| {
-        app.client.rows.len() == 2
-    });
-    harness.get_by_label("Upload").click();
+    pick_and_upload(&mut harness, 2);
     harness.run_steps(3);
     harness.get_by_label_contains(REFUSAL);
     assert!(
@@ -113,12 +119,7 @@ fn uploads_and_notes_to_a_device_with_encryption_off_wait_for_the_users_agreemen
     );
 
     // Agreed (the box beside the destination): the files and the note go.
-    harness
-        .query_all_by_label("Send unencrypted to this device")
-        .next()
-        .expect("the agreement box")
-        .click();
-    harness.run_steps(2);
+    agree_unencrypted(&mut harness);
     let devices = &harness.state().devices;
     let target = devices.localsend_target(&dest).expect("the device");
     assert!(devices.unencrypted_agreed(&target));
@@ -170,12 +171,7 @@ fn the_agreement_is_for_the_device_not_for_whatever_is_listed_at_its_address_lat
     std::fs::write(&path, b"not for everyone").unwrap();
     let mut harness = window_probing(&[&device], mine.path(), ids.path(), vec![path]);
     choose_localsend_device(&mut harness, "Plain phone");
-    harness
-        .query_all_by_label("Send unencrypted to this device")
-        .next()
-        .expect("the agreement box")
-        .click();
-    harness.run_steps(2);
+    agree_unencrypted(&mut harness);
     // Another device (or someone announcing one) is now what is listed at that address.
     let mut other = harness.state().devices.localsend[0].clone();
     other.alias = "Other phone".into();
@@ -185,11 +181,7 @@ fn the_agreement_is_for_the_device_not_for_whatever_is_listed_at_its_address_lat
         .devices
         .apply(DiscoveryEvent::LocalSendDevices(vec![other]));
     harness.run_steps(2);
-    harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the picked file in the queue", |app| {
-        app.client.rows.len() == 1
-    });
-    harness.get_by_label("Upload").click();
+    pick_and_upload(&mut harness, 1);
     harness.run_steps(3);
     harness.get_by_label_contains("Not sent: Other phone has encryption turned off.");
     assert_eq!(harness.state().client.rows[0].state, RowState::Queued);

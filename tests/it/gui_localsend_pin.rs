@@ -18,7 +18,9 @@ use ferry::localsend::{
 };
 use ferry::transfer::AcceptPolicy;
 
-use crate::gui::{app, choose_localsend_device, listening_addr, localsend_settings, run_until};
+use crate::gui::{
+    app, choose_localsend_device, listening_addr, localsend_settings, pick_and_upload, run_until,
+};
 use crate::util::*;
 
 /// The window's LocalSend address and fingerprint once on, other than `not` (a restart).
@@ -164,11 +166,7 @@ fn an_upload_a_device_wants_a_pin_for_is_sent_again_with_it_and_too_many_tries_s
     };
     let mut harness = app(settings, vec![path.clone()]);
     choose_localsend_device(&mut harness, "Locked tablet");
-    harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the file queued", |app| {
-        app.client.rows.len() == 1
-    });
-    harness.get_by_label("Upload").click();
+    pick_and_upload(&mut harness, 1);
     run_until(&mut harness, "the PIN to be asked for", |app| {
         pin_state(app) == [Some(PinProblem::Required)]
     });
@@ -231,11 +229,7 @@ fn too_many_wrong_pins_say_so_with_no_button() {
     };
     let mut harness = app(settings, vec![path]);
     choose_localsend_device(&mut harness, "Locked tablet");
-    harness.get_by_label("Choose files…").click();
-    run_until(&mut harness, "the file queued", |app| {
-        app.client.rows.len() == 1
-    });
-    harness.get_by_label("Upload").click();
+    pick_and_upload(&mut harness, 1);
     run_until(&mut harness, "the PIN to be asked for", |app| {
         pin_state(app) == [Some(PinProblem::Required)]
     });
