@@ -284,12 +284,26 @@ impl Inbound {
         self.plain_pos < self.plain_end
     }
 
-    /// Whether a whole record was read ahead and not yet opened.
-    fn holds_whole_record(&self) -> bool {
-        match self.ahead[self.start..self.end] {
-            [hi, lo, ref rest @ ..] => rest.len() >= usize::from(u16::from_be_bytes([hi, lo])),
-            _ => false,
+    /// How many more bytes the stream must bring before a read hands something out without
+    /// waiting on it (see [`SecureReader::bytes_short`]).
+    fn bytes_short(&self, peek: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        // Plaintext waiting, or a read that ends at once (the stream closed or failed).
+        if self.holds_plaintext() || self.closed || self.failed.is_some() {
+            return 0;
         }
+        let have = &self.ahead[self.start..self.end];
+        let mut length = [0u8; 2];
+        let known = have.len().min(2);
+        length[..known].copy_from_slice(&have[..known]);
+        if known < 2 && known + peek(&mut length[known..]) < 2 {
+            return 2 - known;
+        }
+        let n = usize::from(u16::from_be_bytes(length));
+        if n < TAG_LEN {
+            // Refused as tampered as soon as it is read: no wait.
+            return 0;
+        }
+        (2 + n).saturating_sub(have.len())
     }
 
     fn read(
@@ -508,12 +522,17 @@ impl<R> SecureReader<R> {
     pub fn peer_closed(&self) -> bool {
         self.inbound.closed
     }
-    /// Whether a read would return the peer's bytes without waiting on the stream:
-    /// plaintext not yet read, or a whole record read ahead and not yet opened. Part of a
-    /// record does not count: its rest may never come (a stalled link), and a caller asking
-    /// whether to wait for more would otherwise block in the next read until it did.
-    pub fn has_buffered(&self) -> bool {
-        self.inbound.holds_plaintext() || self.inbound.holds_whole_record()
+
+    /// How many more bytes the stream underneath must bring before a read hands out the
+    /// peer's bytes without waiting on it: 0 when plaintext or a whole record is read ahead
+    /// (or the stream ended or failed, so a read returns at once); otherwise the rest of the
+    /// next record. Part of a record is no byte to hand out: a read waits for the whole
+    /// record, and its rest may never come (a stalled link). While fewer than the next
+    /// record's two length bytes are read ahead, `peek` is asked to copy the stream's next
+    /// bytes without taking them (returning how many); if it cannot, the answer counts only
+    /// the length bytes still missing.
+    pub fn bytes_short(&self, peek: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        self.inbound.bytes_short(peek)
     }
 }
 

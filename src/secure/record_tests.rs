@@ -337,12 +337,14 @@ fn one_two_wire() -> Vec<u8> {
     writer.get_ref().clone()
 }
 
-/// A receiver batching verified files asks whether the sender's next bytes are already
-/// here: plaintext not yet read, or whole records read ahead, count; an empty buffer does
-/// not.
+/// A receiver batching verified files asks how much more of the stream a read needs before
+/// it hands out the sender's next bytes: none while plaintext or a whole record is read
+/// ahead, the rest of the record while part of one is.
 #[test]
-fn the_reader_says_whether_bytes_of_the_peer_wait_in_it() {
+fn the_reader_says_how_many_bytes_its_next_read_waits_for() {
     let wire = one_two_wire();
+    let record = wire.len() / 2;
+    let nothing = |_: &mut [u8]| 0;
     for max in [usize::MAX, 1] {
         let inner = Trickle {
             data: wire.clone(),
@@ -355,21 +357,30 @@ fn the_reader_says_whether_bytes_of_the_peer_wait_in_it() {
         else {
             panic!("split refused");
         };
-        assert!(!reader.has_buffered(), "nothing read yet");
+        // Nothing read ahead: the length first, or the whole record once a peek shows it.
+        assert_eq!(reader.bytes_short(nothing), 2, "nothing read yet");
+        let first_length = |next: &mut [u8]| {
+            next.copy_from_slice(&wire[..next.len()]);
+            next.len()
+        };
+        assert_eq!(reader.bytes_short(first_length), record);
         let mut two = [0u8; 2];
         reader.read_exact(&mut two).unwrap();
-        assert!(
-            reader.has_buffered(),
+        assert_eq!(
+            reader.bytes_short(nothing),
+            0,
             "{max}: a byte of the first record's plaintext"
         );
         let mut one = [0u8; 1];
         reader.read_exact(&mut one).unwrap();
-        // Read in one go, the second record came with the first; byte by byte, it did not.
-        assert_eq!(reader.has_buffered(), max == usize::MAX, "{max}");
+        // Read in one go, the second record came with the first; byte by byte, none of it
+        // did (reads stop once a record is whole): its length comes first.
+        let short = reader.bytes_short(nothing);
+        assert_eq!(short, if max == usize::MAX { 0 } else { 2 }, "{max}");
         let mut three = [0u8; 3];
         reader.read_exact(&mut three).unwrap();
         assert_eq!(&three, b"two");
-        assert!(!reader.has_buffered(), "{max}: all read");
+        assert_eq!(reader.bytes_short(nothing), 2, "{max}: all read");
     }
 }
 
@@ -380,25 +391,55 @@ fn the_reader_says_whether_bytes_of_the_peer_wait_in_it() {
 fn part_of_a_record_read_ahead_is_not_a_byte_waiting() {
     let wire = one_two_wire();
     let record = wire.len() / 2;
-    // The first read brings the first record and all but the last byte of the second.
-    let inner = Trickle {
-        data: wire[..2 * record - 1].to_vec(),
+    for missing in [1, record - 1, record] {
+        // The first read brings the first record and the second but its last `missing` bytes.
+        let inner = Trickle {
+            data: wire[..2 * record - missing].to_vec(),
+            pos: 0,
+            max: usize::MAX,
+        };
+        let (_, receiver) = keys();
+        let mut reader = SecureStream::new(inner, receiver, peer());
+        let mut three = [0u8; 3];
+        reader.read_exact(&mut three).unwrap();
+        assert_eq!(&three, b"one");
+        let Ok((reader, _writer)) = reader.split(|s| Ok::<_, io::Error>((s, Vec::<u8>::new())))
+        else {
+            panic!("split refused");
+        };
+        // With its length read ahead (one byte of it here is no length), exactly its rest.
+        let peeked = |next: &mut [u8]| {
+            let at = 2 * record - missing;
+            next.copy_from_slice(&wire[at..at + next.len()]);
+            next.len()
+        };
+        assert_eq!(reader.bytes_short(peeked), missing, "{missing} missing");
+    }
+}
+
+/// A tampered length, and a stream that ended or failed, make a read return at once.
+#[test]
+fn a_read_that_would_not_wait_is_short_of_nothing() {
+    let empty = Trickle {
+        data: Vec::new(),
         pos: 0,
         max: usize::MAX,
     };
-    let (_, receiver) = keys();
-    let mut reader = SecureStream::new(inner, receiver, peer());
-    let mut three = [0u8; 3];
-    reader.read_exact(&mut three).unwrap();
-    assert_eq!(&three, b"one");
-    assert!(
-        !reader.inbound.holds_plaintext() && reader.inbound.start < reader.inbound.end,
-        "part of the second record was read ahead"
-    );
-    let Ok((reader, _writer)) = reader.split(|s| Ok::<_, io::Error>((s, Vec::<u8>::new()))) else {
+    let Ok((mut reader, _)) = SecureStream::new(empty, keys().1, peer())
+        .split(|s| Ok::<_, io::Error>((s, Vec::<u8>::new())))
+    else {
         panic!("split refused");
     };
-    assert!(!reader.has_buffered(), "only part of a record is here");
+    // A length shorter than a tag, seen by a peek: refused as soon as it is read.
+    let tampered = |next: &mut [u8]| {
+        next.copy_from_slice(&[0, 3][..next.len()]);
+        next.len()
+    };
+    assert_eq!(reader.bytes_short(tampered), 0);
+    assert_eq!(reader.bytes_short(|_| 0), 2, "the length first");
+    // The stream ended before a record: the read says so at once, and so would the next.
+    assert!(reader.read(&mut [0u8; 4]).is_err());
+    assert_eq!(reader.bytes_short(|_| 0), 0, "failed");
 }
 
 /// Accepts `room` bytes, then fails one write (a send timeout, say), then accepts again.

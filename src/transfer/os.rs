@@ -2,7 +2,8 @@
 //! through user space (`sendfile(2)`, for plain uploads, which hash nothing), `MSG_MORE`
 //! for a small chunk header in front of its data, so header and data share packets even
 //! with `TCP_NODELAY` on, and seeing a peer's end of stream behind bytes not yet read
-//! (`POLLRDHUP`). Other systems fall back to ordinary reads and writes. (File-system calls
+//! (`POLLRDHUP`), and waiting until a socket holds a given number of bytes (`SO_RCVLOWAT`,
+//! for an encrypted record's rest). Other systems fall back to ordinary reads and writes. (File-system calls
 //! on received data use `rustix`, safe code, through [`super::dir::DownloadDir`].)
 //!
 //! This is the only module with `unsafe`: libc calls on file descriptors that the borrowed
@@ -308,6 +309,73 @@ pub fn wait_readable(socket: &TcpStream, wait: std::time::Duration) -> Option<bo
     }
 }
 
+/// Waits up to `wait` until `socket` holds at least `bytes` unread bytes (or its end of
+/// stream, or an error, which a read reports at once), without reading: `Some(true)` they
+/// are there, `Some(false)` not within `wait` (or interrupted), `None` where the system
+/// cannot tell or a call failed. The wait sets the socket's low-water mark (`SO_RCVLOWAT`)
+/// for its duration, so the kernel wakes it only once that much has arrived; the mark is
+/// back at one byte when it returns.
+pub fn wait_queued(socket: &TcpStream, bytes: usize, wait: std::time::Duration) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        let queued = rustix::io::ioctl_fionread(socket).ok()?;
+        if queued >= bytes as u64 {
+            return Some(true);
+        }
+        if wait.is_zero() {
+            return Some(false);
+        }
+        set_recv_lowat(socket, bytes).ok()?;
+        let seen = wait_readable(socket, wait);
+        // Back to one byte whatever the wait saw: every other read and poll expects it.
+        set_recv_lowat(socket, 1).ok()?;
+        seen
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (socket, bytes, wait);
+        None
+    }
+}
+
+/// Copies up to `buf.len()` of the bytes waiting in `socket` without taking them and
+/// without waiting: how many (0 when none are there or the call failed).
+pub fn peek(socket: &TcpStream, buf: &mut [u8]) -> usize {
+    #[cfg(unix)]
+    {
+        use rustix::net::{RecvFlags, recv};
+        recv(socket, buf, RecvFlags::PEEK | RecvFlags::DONTWAIT).map_or(0, |(n, _)| n)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (socket, buf);
+        0
+    }
+}
+
+/// Sets how many bytes `socket` must hold before a poll calls it readable.
+#[cfg(unix)]
+fn set_recv_lowat(socket: &TcpStream, bytes: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the descriptor belongs to `socket`, borrowed and open for the whole call; the
+    // option value points to a live `c_int` whose size is passed with it.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Polls `socket` for `events` up to `wait`: what it saw (nothing when the time ran out or
 /// the wait was interrupted; the caller asks again), `None` when the call failed.
 #[cfg(unix)]
@@ -430,5 +498,87 @@ mod tests {
         prealloc.release(&file);
         assert_eq!(len(&file), 0);
         assert!(allocated(&file) < MIB, "{}", allocated(&file));
+    }
+}
+
+#[cfg(all(test, unix))]
+mod socket_tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    /// Waits, with a deadline, until `socket` holds `bytes` (what arrives on loopback is
+    /// queued a moment after the write returns).
+    fn until_queued(socket: &TcpStream, bytes: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rustix::io::ioctl_fionread(socket).unwrap() < bytes {
+            assert!(Instant::now() < deadline, "never queued {bytes} bytes");
+            std::thread::yield_now();
+        }
+    }
+
+    /// An encrypted record's rest is waited for as a whole: part of it is not enough, its
+    /// last byte wakes the wait, and the socket reads as usual afterwards.
+    #[test]
+    fn a_wait_for_queued_bytes_ends_when_they_are_all_there() {
+        let (mut client, server) = pair();
+        client.write_all(&[1; 10]).unwrap();
+        until_queued(&server, 10);
+        assert_eq!(wait_queued(&server, 20, Duration::ZERO), Some(false));
+        assert_eq!(
+            wait_queued(&server, 20, Duration::from_millis(50)),
+            Some(false)
+        );
+        assert_eq!(wait_queued(&server, 10, Duration::ZERO), Some(true));
+        let waiting = {
+            let server = server.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (
+                    wait_queued(&server, 20, Duration::from_secs(30)),
+                    started.elapsed(),
+                )
+            })
+        };
+        // Nine bytes more are still one short; the tenth ends the wait.
+        client.write_all(&[2; 9]).unwrap();
+        until_queued(&server, 19);
+        client.write_all(&[3]).unwrap();
+        let (seen, waited) = waiting.join().unwrap();
+        assert_eq!(seen, Some(true));
+        assert!(waited < Duration::from_secs(30), "{waited:?}");
+        // The low-water mark is back at one byte: one byte makes the socket readable.
+        let mut all = [0u8; 20];
+        (&server).read_exact(&mut all).unwrap();
+        client.write_all(&[4]).unwrap();
+        assert_eq!(wait_readable(&server, Duration::from_secs(10)), Some(true));
+        // The peer's end of stream ends a wait for more than will ever come.
+        drop(client);
+        assert_eq!(
+            wait_queued(&server, 100, Duration::from_secs(10)),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_peek_takes_nothing_and_never_waits() {
+        let (mut client, server) = pair();
+        let mut two = [0u8; 2];
+        assert_eq!(peek(&server, &mut two), 0, "nothing there: no wait");
+        client.write_all(&[5, 6, 7]).unwrap();
+        until_queued(&server, 3);
+        assert_eq!(peek(&server, &mut two), 2);
+        assert_eq!(two, [5, 6]);
+        let mut all = [0u8; 3];
+        (&server).read_exact(&mut all).unwrap();
+        assert_eq!(all, [5, 6, 7]);
     }
 }

@@ -21,7 +21,7 @@ use crate::secure::rng::OsEntropy;
 use crate::secure::trust::Verdict;
 use crate::secure::{self, Cipher, Keyring, SecureError, SecureReader};
 
-use super::{TransferError, read_frame};
+use super::{TransferError, os, read_frame};
 
 /// What the secure reader reads from: bytes a buffered reader already held when the
 /// handshake ended, then the socket, paced record by record. Not buffered: the secure reader
@@ -237,14 +237,35 @@ impl Incoming {
         matches!(self, Incoming::Secure(_))
     }
 
-    /// Whether bytes that a read hands out without waiting are read ahead here (a secure
-    /// stream's plaintext or whole record). A plain read never waits while its socket is
-    /// readable; a secure one may, for the rest of a record, however readable its socket.
-    pub fn holds_input(&self) -> bool {
-        match self {
-            Incoming::Plain(_) => false,
-            Incoming::Secure(r) => r.has_buffered(),
+    /// Whether a read hands out the peer's next bytes now or within `wait` without waiting
+    /// longer (or reports the stream's end or an error). A plain read never waits while its
+    /// socket is readable; a secure one waits for a whole record however readable its
+    /// socket, so this waits until the rest of the next record is in the socket: part of a
+    /// record stalled mid-way would otherwise hold a caller in its next read until the record
+    /// deadline, with whatever it held undelivered.
+    pub fn input_within(&self, wait: Duration) -> bool {
+        let socket = self.socket();
+        let Incoming::Secure(reader) = self else {
+            return os::wait_readable(socket, wait) == Some(true);
+        };
+        let deadline = Instant::now() + wait;
+        let mut queued = 0;
+        // Twice at most: the next record's length may have to arrive before its rest is known.
+        for _ in 0..2 {
+            let short = reader.bytes_short(|next| os::peek(socket, next));
+            // Nothing to wait for, or the socket holds what was waited for (or its end).
+            if short <= queued {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if os::wait_queued(socket, short, left) != Some(true) {
+                return false;
+            }
+            queued = short;
         }
+        // The length came, and the rest with it; or the stream ended or failed before the
+        // length did, which a read reports at once.
+        true
     }
 
     /// Sets the socket's read timeout. Use this rather than the socket's own: a secure

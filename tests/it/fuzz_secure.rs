@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use ferry::protocol::{PART_SUFFIX, ReceiverMsg, SenderMsg, encode_sender_msg};
 use ferry::secure::record::{CLOSE_RECORD_LEN, MAX_RECORD_PLAINTEXT};
-use ferry::secure::{Cipher, Identity, SecureWriter};
+use ferry::secure::{Cipher, Identity, SecureReader, SecureWriter};
 use ferry::transfer::{FileOutcome, MinRate, SendOptions, ServerConfig};
 
 use crate::fuzz_live::{
@@ -207,7 +207,7 @@ fn make_case(rng: &mut Rng) -> Case {
 /// Where the hostile writer's records land instead of the socket, so the case decides what
 /// of them is sent, in what order and how fast.
 #[derive(Clone, Default)]
-struct Sealed(Rc<RefCell<Vec<u8>>>);
+pub(crate) struct Sealed(Rc<RefCell<Vec<u8>>>);
 
 impl Write for Sealed {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -221,7 +221,7 @@ impl Write for Sealed {
 
 impl Sealed {
     /// What was sealed since the last take.
-    fn take(&self) -> Vec<u8> {
+    pub(crate) fn take(&self) -> Vec<u8> {
         std::mem::take(&mut *self.0.borrow_mut())
     }
 }
@@ -229,12 +229,20 @@ impl Sealed {
 /// The secure hello, the go-ahead, the Noise handshake as a device of its own: returns the
 /// raw socket (to write records on and read the end from), the record writer over [`Sealed`]
 /// and the reader half, kept so the server's records are not refused by a closed socket.
-fn handshake(
+pub(crate) fn handshake(
     addr: SocketAddr,
     source: Ipv4Addr,
     identity: &Identity,
     aes_first: bool,
-) -> Result<(TcpStream, SecureWriter<Sealed>, Sealed, impl Sized), String> {
+) -> Result<
+    (
+        TcpStream,
+        SecureWriter<Sealed>,
+        Sealed,
+        SecureReader<TcpStream>,
+    ),
+    String,
+> {
     let mut tcp = connect_from(source, addr).map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_read_timeout(Some(DEADLINE));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(5)));

@@ -2,8 +2,8 @@
 //! while): each test here failed before the fix it came with. Real sockets on 127.0.0.1, real
 //! temp folders.
 
-use std::io::Write;
-use std::net::{Shutdown, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -11,7 +11,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use ferry::events::{Event, TransferEvent};
+use ferry::protocol::{
+    ReceiverMsg, SenderMsg, decode_frame_len, decode_receiver_msg, encode_chunk_header,
+    encode_sender_msg,
+};
 use ferry::transfer::ServerConfig;
+
+use crate::fuzz_secure::handshake;
+use crate::scripted::{chunk_and_end, offer_frame};
 
 use crate::util::{
     DEADLINE, LOOPBACK, Proxy, data, device, file_len, find_part, plain_frame, plain_header,
@@ -111,4 +118,85 @@ fn an_encrypted_sender_stalled_mid_record_has_its_whole_records_written() {
     }
     let outcomes = sender.join().unwrap();
     assert!(!outcomes[0].is_success(), "{outcomes:?}");
+}
+
+/// An encrypted sender whose link stalls part way through a record does not keep the files
+/// held before it unnamed. A receiver that syncs holds a small verified file while the next
+/// one's data is coming, to name both with one sync; it used to take part of a record in its
+/// socket for data coming, then wait in its read for the rest of that record (up to the
+/// header deadline, here 120 s) with the held file neither named nor answered. As
+/// `pipelined::a_sender_that_stalls_in_the_middle_of_the_next_files_data_does_not_keep_a_file_unnamed`,
+/// encrypted, with the stall inside a record.
+#[test]
+fn an_encrypted_sender_stalled_mid_record_does_not_keep_a_held_file_unnamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let homes = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dir.path().to_owned());
+    config.keyring = Some(device(&homes.path().join("receiver"), "desk"));
+    config.fsync = true;
+    config.idle_timeout = Duration::from_secs(120);
+    config.header_deadline = Duration::from_secs(120);
+    let (server, _events) = start_server_with(config);
+    let laptop = device(&homes.path().join("sender"), "laptop");
+    let (mut raw, mut writer, sealed, mut reader) = handshake(
+        server.local_addr(),
+        Ipv4Addr::LOCALHOST,
+        &laptop.identity,
+        true,
+    )
+    .unwrap();
+    let mut send = |plaintext: &[u8], cut: usize| {
+        writer.write_all(plaintext).unwrap();
+        writer.flush().unwrap();
+        let records = sealed.take();
+        raw.write_all(&records[..records.len() - cut]).unwrap();
+        records[records.len() - cut..].to_vec()
+    };
+    send(&offer_frame("a.txt", 3, false), 0);
+    expect(&mut reader, "a.txt", true);
+    // a's data and end, b's offer and the first of b's three bytes, in one record: a is
+    // verified and held, since b's data is already here.
+    let mut burst = chunk_and_end(b"aaa", blake3::hash(b"aaa"));
+    burst.extend(offer_frame("第二个.txt", 3, false));
+    burst.extend(encode_chunk_header(3));
+    burst.push(b'b');
+    send(&burst, 0);
+    expect(&mut reader, "第二个.txt", true);
+    // The rest of b in a record of its own, all but its last byte sent: then the link stalls.
+    let mut rest = b"bb".to_vec();
+    rest.extend(
+        encode_sender_msg(&SenderMsg::End {
+            blake3: *blake3::hash(b"bbb").as_bytes(),
+        })
+        .unwrap(),
+    );
+    let last = send(&rest, 1);
+    // a's verdict comes once the batch is as old as a batch may be (200 ms), not at 120 s.
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    expect(&mut reader, "a.txt", false);
+    assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"aaa");
+    // The link comes back: b is received whole all the same.
+    raw.write_all(&last).unwrap();
+    expect(&mut reader, "第二个.txt", false);
+    assert_eq!(
+        std::fs::read(dir.path().join("第二个.txt")).unwrap(),
+        b"bbb"
+    );
+}
+
+/// Reads the receiver's next answer off the encrypted stream: `name`'s accept, or its
+/// verdict (verified).
+fn expect(reader: &mut impl Read, name: &str, accept: bool) {
+    let mut prefix = [0u8; 4];
+    reader.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0u8; decode_frame_len(prefix).unwrap()];
+    reader.read_exact(&mut body).unwrap();
+    match decode_receiver_msg(&body).unwrap() {
+        ReceiverMsg::Accept { saved_as, .. } if accept => assert_eq!(saved_as, name),
+        ReceiverMsg::Verified { saved_as } if !accept => assert_eq!(saved_as, name),
+        other => panic!(
+            "expected {name} {}, got {other:?}",
+            if accept { "accepted" } else { "verified" }
+        ),
+    }
 }
