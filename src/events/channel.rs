@@ -125,6 +125,8 @@ impl EventSink {
 pub struct ProgressThrottle {
     interval: Duration,
     last: Option<Instant>,
+    /// The latest figure held back since the last event, if any.
+    held_back: Option<u64>,
 }
 
 /// Default interval between progress events of one transfer (10 per second).
@@ -135,6 +137,7 @@ impl Default for ProgressThrottle {
         Self {
             interval: PROGRESS_INTERVAL,
             last: None,
+            held_back: None,
         }
     }
 }
@@ -152,9 +155,28 @@ impl ProgressThrottle {
         }
     }
 
-    /// Reports `bytes_done` of transfer `id` to `sink` if a progress event is due.
+    /// Reports `bytes_done` of transfer `id` to `sink` if a progress event is due; holds
+    /// it back otherwise (see [`ProgressThrottle::catch_up`]).
     pub fn report(&mut self, sink: &EventSink, id: TransferId, bytes_done: u64) {
         if self.ready() {
+            self.held_back = None;
+            sink.transfer(TransferEvent::Progress { id, bytes_done });
+        } else {
+            self.held_back = Some(bytes_done);
+        }
+    }
+
+    /// Whether a figure was held back since the last event.
+    pub fn holds_back(&self) -> bool {
+        self.held_back.is_some()
+    }
+
+    /// Reports the figure held back, if any, at once: for a driver about to wait for its
+    /// peer, which may take long (a stalled sender), so what it got shows meanwhile. At most
+    /// one event more per interval.
+    pub fn catch_up(&mut self, sink: &EventSink, id: TransferId) {
+        if let Some(bytes_done) = self.held_back.take() {
+            self.last = Some(Instant::now());
             sink.transfer(TransferEvent::Progress { id, bytes_done });
         }
     }
@@ -208,6 +230,50 @@ mod tests {
         events.recv().unwrap();
         sink.emit(lifecycle());
         assert_eq!(events.len(), EVENT_CAPACITY);
+    }
+
+    fn progress(events: &crossbeam_channel::Receiver<Event>) -> Vec<u64> {
+        events
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Transfer(TransferEvent::Progress { bytes_done, .. }) => Some(bytes_done),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Figures within an interval of the last event are held back, the latest of them
+    /// reported by a catch-up (once), and the interval counts from the catch-up.
+    #[test]
+    fn a_held_back_figure_is_reported_by_a_catch_up_once() {
+        let (sink, events) = event_channel(None);
+        let mut throttle = ProgressThrottle {
+            interval: Duration::from_secs(3600),
+            ..ProgressThrottle::default()
+        };
+        let id: TransferId = 1;
+        throttle.catch_up(&sink, id);
+        assert!(progress(&events).is_empty(), "nothing held back yet");
+        throttle.report(&sink, id, 10);
+        throttle.report(&sink, id, 20);
+        throttle.report(&sink, id, 30);
+        assert_eq!(progress(&events), [10]);
+        assert!(throttle.holds_back());
+        throttle.catch_up(&sink, id);
+        throttle.catch_up(&sink, id);
+        assert_eq!(progress(&events), [30]);
+        assert!(!throttle.holds_back());
+        throttle.report(&sink, id, 40);
+        assert!(
+            progress(&events).is_empty(),
+            "within the interval of the catch-up"
+        );
+        assert!(throttle.holds_back());
+        // Once the interval passed, the next figure goes out and nothing is held back.
+        throttle.interval = Duration::ZERO;
+        throttle.report(&sink, id, 50);
+        assert_eq!(progress(&events), [50]);
+        assert!(!throttle.holds_back());
     }
 
     /// A sink without the flag (the window's engines, the CLI) waits as it always did.

@@ -200,3 +200,24 @@ fn expect(reader: &mut impl Read, name: &str, accept: bool) {
         ),
     }
 }
+
+/// A sender that stalls right after two quick megabytes has both shown while it stalls: the
+/// second megabyte's figure came within the progress interval (100 ms) of the first and was
+/// held back, and nothing showed it until more bytes came, however long the stall.
+#[test]
+fn a_stall_right_after_a_fast_fill_shows_that_fill_in_the_progress() {
+    let dst = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dst.path());
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream
+        .write_all(&plain_frame(&plain_header("停顿.bin", 64 << 20, "")))
+        .unwrap();
+    stream.write_all(&data(2 << 20, 8)).unwrap();
+    wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Progress { bytes_done, .. }) if *bytes_done == 2 << 20 => {
+            Some(())
+        }
+        _ => None,
+    });
+    drop(stream);
+}

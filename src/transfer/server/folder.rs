@@ -540,7 +540,7 @@ impl Connection<'_> {
             &mut self.buf,
             &mut io::sink(),
             &mut None,
-            |_| {},
+            &mut (),
         )?;
         if let Some(DataEnd::Complete) = end {
             self.session.data_complete([0; 32])?;

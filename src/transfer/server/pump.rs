@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::MinRate;
 use super::connection::{Connection, LARGE_FILE_BYTES};
-use crate::events::{ProgressThrottle, TransferEvent, TransferId};
+use crate::events::{EventSink, ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
 use crate::transfer::PartFile;
@@ -215,6 +215,11 @@ impl DataSource<'_> {
         }
     }
 
+    /// Whether the sender's next bytes can be read without waiting.
+    fn input_waiting(&self) -> bool {
+        input_within(self.reader, Duration::ZERO)
+    }
+
     /// Whether to pause now (see `pause_at`): its time came, waiting for it, and nothing
     /// arrived meanwhile. Pauses once.
     fn pause_due(&mut self) -> bool {
@@ -311,7 +316,7 @@ impl Connection<'_> {
         let never = AtomicBool::new(false);
         let rate = RateFloor::new(self.shared.config.min_rate, 0);
         let dropped = &mut std::io::sink();
-        let (end, _) = self.pump_holding(size, &never, rate, dropped, &mut None, |_| {})?;
+        let (end, _) = self.pump_holding(size, &never, rate, dropped, &mut None, &mut ())?;
         if let DataEnd::Cancelled { .. } = end {
             return Ok(());
         }
@@ -339,14 +344,14 @@ impl Connection<'_> {
         mut rate: RateFloor,
         out: &mut impl Write,
         hasher: &mut Option<blake3::Hasher>,
-        mut progress: impl FnMut(u64),
+        progress: &mut impl Progress,
     ) -> Result<(DataEnd, u64), TransferError> {
         loop {
             let pause_at = self.held.pause_at();
             let (reader, session) = (&mut self.reader, &mut self.session);
             let mut source = DataSource::new(reader, session, self.shared, size, cancel, rate);
             source.pause_at = pause_at;
-            let end = simple(&mut source, &mut self.buf, out, hasher, &mut progress)?;
+            let end = simple(&mut source, &mut self.buf, out, hasher, progress)?;
             let received = source.received();
             rate = source.rate;
             match end {
@@ -371,7 +376,11 @@ impl Connection<'_> {
         let shared = self.shared;
         let config = &shared.config;
         let sink = &shared.sink;
-        let mut throttle = ProgressThrottle::default();
+        let mut shown = Shown {
+            throttle: ProgressThrottle::default(),
+            sink,
+            id,
+        };
         sink.transfer(TransferEvent::Progress {
             id,
             bytes_done: offset,
@@ -385,23 +394,15 @@ impl Connection<'_> {
             prealloc: None,
         };
         let (end, received) = if size - offset < LARGE_FILE_BYTES {
-            let progress = |received| throttle.report(sink, id, received);
-            self.pump_holding(size, cancel, rate, &mut paced, &mut hasher, progress)?
+            self.pump_holding(size, cancel, rate, &mut paced, &mut hasher, &mut shown)?
         } else {
             paced.prealloc = Some(Preallocate::new(offset, size));
             let (reader, session) = (&mut self.reader, &mut self.session);
             let mut source = DataSource::new(reader, session, shared, size, cancel, rate);
-            let mut progress = |received| throttle.report(sink, id, received);
             let mut buf = vec![0u8; LARGE_BUF_LEN];
             // Large files are never paused for (no `pause_at`); were one, it goes on.
             let end = loop {
-                let filled = simple(
-                    &mut source,
-                    &mut buf,
-                    &mut paced,
-                    &mut hasher,
-                    &mut progress,
-                );
+                let filled = simple(&mut source, &mut buf, &mut paced, &mut hasher, &mut shown);
                 if let Some(end) = filled.transpose() {
                     break end;
                 }
@@ -461,9 +462,13 @@ pub(super) fn simple(
     buf: &mut [u8],
     file: &mut impl Write,
     hasher: &mut Option<blake3::Hasher>,
-    mut progress: impl FnMut(u64),
+    progress: &mut impl Progress,
 ) -> Result<Option<DataEnd>, TransferError> {
     loop {
+        // About to wait for the sender: what it sent so far shows meanwhile.
+        if progress.holds_back() && !source.input_waiting() {
+            progress.catch_up();
+        }
         match source.fill(buf)? {
             Fill::Done => return Ok(Some(DataEnd::Complete)),
             Fill::Paused => return Ok(None),
@@ -477,7 +482,49 @@ pub(super) fn simple(
                 file.write_all(&buf[..n]).map_err(TransferError::Disk)?;
             }
         }
-        progress(source.received());
+        progress.report(source.received());
+    }
+}
+
+/// Where a pump shows how far a file got.
+pub(super) trait Progress {
+    /// The bytes received so far (throttled: see [`ProgressThrottle`]).
+    fn report(&mut self, received: u64);
+
+    /// Whether a figure was held back since the last shown.
+    fn holds_back(&self) -> bool {
+        false
+    }
+
+    /// Shows the figure held back, before a wait for the sender.
+    fn catch_up(&mut self) {}
+}
+
+/// Nowhere: a file whose data is dropped.
+impl Progress for () {
+    fn report(&mut self, _: u64) {}
+}
+
+/// A transfer's row: its progress events, at most every [`crate::events::PROGRESS_INTERVAL`],
+/// and the latest figure at once when the sender's next bytes are not here yet (a stall
+/// right after a fast fill would otherwise keep that fill's bytes out of the row).
+pub(super) struct Shown<'a> {
+    pub throttle: ProgressThrottle,
+    pub sink: &'a EventSink,
+    pub id: TransferId,
+}
+
+impl Progress for Shown<'_> {
+    fn report(&mut self, received: u64) {
+        self.throttle.report(self.sink, self.id, received);
+    }
+
+    fn holds_back(&self) -> bool {
+        self.throttle.holds_back()
+    }
+
+    fn catch_up(&mut self) {
+        self.throttle.catch_up(self.sink, self.id);
     }
 }
 
