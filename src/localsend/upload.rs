@@ -23,7 +23,8 @@ use super::server::{Reply, Shared, lock, query, reply, stopped};
 use super::session::{Ended, FileState, Session, current_session, end_session};
 use super::wire::ValidFile;
 use crate::events::{
-    Direction, Failure, FailureKind, ProgressThrottle, TransferEvent, TransferId, next_transfer_id,
+    Direction, Failure, FailureKind, PROGRESS_INTERVAL, ProgressThrottle, TransferEvent,
+    TransferId, next_transfer_id,
 };
 use crate::protocol::Mode;
 use crate::protocol::session::Refusal;
@@ -387,6 +388,12 @@ async fn stream_body(
             () = &mut ending => continue, // the check above says why
             _ = stopped(&mut stop) => {
                 return Err(failed(StatusCode::SERVICE_UNAVAILABLE, FailureKind::Stopped, "the receiver stopped"));
+            }
+            // The sender paused right after a figure the throttle held back: it shows
+            // meanwhile (the idle wait starts again, once per pause).
+            () = tokio::time::sleep(PROGRESS_INTERVAL), if throttle.holds_back() => {
+                throttle.catch_up(&shared.sink, id);
+                continue;
             }
         };
         let frame = match frame {

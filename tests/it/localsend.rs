@@ -611,6 +611,36 @@ fn a_slow_body_fails_and_leaves_nothing() {
     assert_folder(dir.path(), &[]);
 }
 
+/// A LocalSend sender that pauses right after two quick megabytes has both shown in the row
+/// while it pauses: the last figures came within the progress interval of the one shown and
+/// were held back until more came.
+#[test]
+fn a_pause_right_after_fast_data_shows_that_data_in_the_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, events) = start(config(dir.path()));
+    let peer = Peer::new(&server);
+    let size = 4 << 20;
+    let (session, tokens) = session_of(&peer.prepare("", files(&[file("a", "暂停.bin", size)])));
+    let path = format!(
+        "/api/localsend/v2/upload?sessionId={session}&fileId=a&token={}",
+        tokens["a"].as_str().expect("token")
+    );
+    let sent = data(2 << 20, 9);
+    let stream = peer.send(
+        &path,
+        &format!("Content-Length: {size}\r\n"),
+        &[&sent],
+        Duration::ZERO,
+    );
+    wait_for(&events, |e| match e {
+        Event::Transfer(TransferEvent::Progress { bytes_done, .. }) if *bytes_done == 2 << 20 => {
+            Some(())
+        }
+        _ => None,
+    });
+    drop(stream);
+}
+
 #[test]
 fn an_announcement_is_answered_with_a_pinned_register() {
     // The announcer is a second Ferry LocalSend server: its /register hears the answer.
