@@ -166,17 +166,22 @@ impl ProgressThrottle {
         }
     }
 
-    /// Whether a figure was held back since the last event.
-    pub fn holds_back(&self) -> bool {
-        self.held_back.is_some()
+    /// When the figure held back since the last event may show (the interval since that
+    /// event over); `None` when none is held back.
+    pub fn held_back_until(&self) -> Option<Instant> {
+        self.held_back?;
+        self.last.and_then(|last| last.checked_add(self.interval))
     }
 
-    /// Reports the figure held back, if any, at once: for a driver about to wait for its
-    /// peer, which may take long (a stalled sender), so what it got shows meanwhile. At most
-    /// one event more per interval.
+    /// Reports the figure held back, if any, once its time came ([`Self::held_back_until`]):
+    /// for a driver about to wait for its peer, which may take long (a stalled sender), so
+    /// what it got shows meanwhile. Never sooner: a driver that waits after every read would
+    /// otherwise send an event per read.
     pub fn catch_up(&mut self, sink: &EventSink, id: TransferId) {
-        if let Some(bytes_done) = self.held_back.take() {
-            self.last = Some(Instant::now());
+        if self.held_back.is_some()
+            && self.ready()
+            && let Some(bytes_done) = self.held_back.take()
+        {
             sink.transfer(TransferEvent::Progress { id, bytes_done });
         }
     }
@@ -242,10 +247,11 @@ mod tests {
             .collect()
     }
 
-    /// Figures within an interval of the last event are held back, the latest of them
-    /// reported by a catch-up (once), and the interval counts from the catch-up.
+    /// Figures within an interval of the last event are held back; a catch-up reports the
+    /// latest of them once the interval is over (once), and not before: a driver that
+    /// catches up before every wait would otherwise send an event per read.
     #[test]
-    fn a_held_back_figure_is_reported_by_a_catch_up_once() {
+    fn a_held_back_figure_is_reported_by_a_catch_up_once_it_is_due() {
         let (sink, events) = event_channel(None);
         let mut throttle = ProgressThrottle {
             interval: Duration::from_secs(3600),
@@ -254,26 +260,26 @@ mod tests {
         let id: TransferId = 1;
         throttle.catch_up(&sink, id);
         assert!(progress(&events).is_empty(), "nothing held back yet");
+        assert_eq!(throttle.held_back_until(), None);
         throttle.report(&sink, id, 10);
+        assert_eq!(throttle.held_back_until(), None, "10 went out");
+        let shown_at = throttle.last.unwrap();
         throttle.report(&sink, id, 20);
         throttle.report(&sink, id, 30);
         assert_eq!(progress(&events), [10]);
-        assert!(throttle.holds_back());
+        let due = shown_at + throttle.interval;
+        assert_eq!(throttle.held_back_until(), Some(due));
+        throttle.catch_up(&sink, id);
+        assert!(progress(&events).is_empty(), "within the interval of 10");
+        // Once the interval passed, the catch-up shows the latest figure, once.
+        throttle.interval = Duration::ZERO;
         throttle.catch_up(&sink, id);
         throttle.catch_up(&sink, id);
         assert_eq!(progress(&events), [30]);
-        assert!(!throttle.holds_back());
+        assert_eq!(throttle.held_back_until(), None);
         throttle.report(&sink, id, 40);
-        assert!(
-            progress(&events).is_empty(),
-            "within the interval of the catch-up"
-        );
-        assert!(throttle.holds_back());
-        // Once the interval passed, the next figure goes out and nothing is held back.
-        throttle.interval = Duration::ZERO;
-        throttle.report(&sink, id, 50);
-        assert_eq!(progress(&events), [50]);
-        assert!(!throttle.holds_back());
+        assert_eq!(progress(&events), [40]);
+        assert_eq!(throttle.held_back_until(), None);
     }
 
     /// A sink without the flag (the window's engines, the CLI) waits as it always did.

@@ -23,8 +23,7 @@ use super::server::{Reply, Shared, lock, query, reply, stopped};
 use super::session::{Ended, FileState, Session, current_session, end_session};
 use super::wire::ValidFile;
 use crate::events::{
-    Direction, Failure, FailureKind, PROGRESS_INTERVAL, ProgressThrottle, TransferEvent,
-    TransferId, next_transfer_id,
+    Direction, Failure, FailureKind, ProgressThrottle, TransferEvent, TransferId, next_transfer_id,
 };
 use crate::protocol::Mode;
 use crate::protocol::session::Refusal;
@@ -383,15 +382,16 @@ async fn stream_body(
         if let Some(why) = session.ended() {
             return Err(session_ended(why));
         }
+        let held_back = throttle.held_back_until();
         let frame = tokio::select! {
             frame = tokio::time::timeout(idle, body.frame()) => frame,
             () = &mut ending => continue, // the check above says why
             _ = stopped(&mut stop) => {
                 return Err(failed(StatusCode::SERVICE_UNAVAILABLE, FailureKind::Stopped, "the receiver stopped"));
             }
-            // The sender paused right after a figure the throttle held back: it shows
-            // meanwhile (the idle wait starts again, once per pause).
-            () = tokio::time::sleep(PROGRESS_INTERVAL), if throttle.holds_back() => {
+            // The sender paused right after a figure the throttle held back: it shows once
+            // it may (the idle wait starts again, once per pause).
+            () = sleep_until(held_back), if held_back.is_some() => {
                 throttle.catch_up(&shared.sink, id);
                 continue;
             }
@@ -446,6 +446,13 @@ async fn stream_body(
         }
         session.touch();
         throttle.report(&shared.sink, id, done);
+    }
+}
+
+/// Sleeps until `at` (at once when it is `None`, which the caller rules out).
+async fn sleep_until(at: Option<std::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
     }
 }
 

@@ -215,9 +215,11 @@ impl DataSource<'_> {
         }
     }
 
-    /// Whether the sender's next bytes can be read without waiting.
-    fn input_waiting(&self) -> bool {
-        input_within(self.reader, Duration::ZERO)
+    /// Whether the sender's next bytes can be read without waiting, now or by `until` (or
+    /// by the pause, if that comes first: the fill pauses then).
+    fn input_until(&self, until: Instant) -> bool {
+        let until = self.pause_at.map_or(until, |at| at.min(until));
+        input_within(self.reader, until.saturating_duration_since(Instant::now()))
     }
 
     /// Whether to pause now (see `pause_at`): its time came, waiting for it, and nothing
@@ -465,8 +467,12 @@ pub(super) fn simple(
     progress: &mut impl Progress,
 ) -> Result<Option<DataEnd>, TransferError> {
     loop {
-        // About to wait for the sender: what it sent so far shows meanwhile.
-        if progress.holds_back() && !source.input_waiting() {
+        // About to wait for the sender: what it sent so far shows meanwhile, once it may
+        // (the throttle's interval over; sooner, a sender that pauses after every fill would
+        // get an event per fill). Its bytes coming by then, the fill goes on at once.
+        if let Some(due) = progress.held_back_until()
+            && !source.input_until(due)
+        {
             progress.catch_up();
         }
         match source.fill(buf)? {
@@ -491,12 +497,12 @@ pub(super) trait Progress {
     /// The bytes received so far (throttled: see [`ProgressThrottle`]).
     fn report(&mut self, received: u64);
 
-    /// Whether a figure was held back since the last shown.
-    fn holds_back(&self) -> bool {
-        false
+    /// When the figure held back since the last shown may show; `None` when none is.
+    fn held_back_until(&self) -> Option<Instant> {
+        None
     }
 
-    /// Shows the figure held back, before a wait for the sender.
+    /// Shows the figure held back, if its time came, before a wait for the sender.
     fn catch_up(&mut self) {}
 }
 
@@ -506,8 +512,9 @@ impl Progress for () {
 }
 
 /// A transfer's row: its progress events, at most every [`crate::events::PROGRESS_INTERVAL`],
-/// and the latest figure at once when the sender's next bytes are not here yet (a stall
-/// right after a fast fill would otherwise keep that fill's bytes out of the row).
+/// and the latest figure once that interval is over when the sender's next bytes are not
+/// here by then (a stall right after a fast fill would otherwise keep that fill's bytes out
+/// of the row).
 pub(super) struct Shown<'a> {
     pub throttle: ProgressThrottle,
     pub sink: &'a EventSink,
@@ -519,8 +526,8 @@ impl Progress for Shown<'_> {
         self.throttle.report(self.sink, self.id, received);
     }
 
-    fn holds_back(&self) -> bool {
-        self.throttle.holds_back()
+    fn held_back_until(&self) -> Option<Instant> {
+        self.throttle.held_back_until()
     }
 
     fn catch_up(&mut self) {
