@@ -314,7 +314,10 @@ pub fn wait_readable(socket: &TcpStream, wait: std::time::Duration) -> Option<bo
 /// are there, `Some(false)` not within `wait` (or interrupted), `None` where the system
 /// cannot tell or a call failed. The wait sets the socket's low-water mark (`SO_RCVLOWAT`)
 /// for its duration, so the kernel wakes it only once that much has arrived; the mark is
-/// back at one byte when it returns.
+/// back at one byte when it returns (`None` in the unlikely case that it could not be put
+/// back). Linux also calls the socket readable below the mark when no more may come before
+/// a read (its receive window nearly shut, or its receive buffer nearly full): then this
+/// says `Some(true)` early, and a read may wait for the rest.
 pub fn wait_queued(socket: &TcpStream, bytes: usize, wait: std::time::Duration) -> Option<bool> {
     #[cfg(unix)]
     {
