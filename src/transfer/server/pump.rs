@@ -216,8 +216,12 @@ impl DataSource<'_> {
     }
 
     /// Whether the sender's next bytes can be read without waiting, now or by `until` (or
-    /// by the pause, if that comes first: the fill pauses then).
+    /// by the pause, if that comes first: the fill pauses then). Without waiting once the
+    /// file's data is all here: the fill has nothing more to wait for.
     fn input_until(&self, until: Instant) -> bool {
+        if matches!(self.session.expect(), Expect::DataComplete) {
+            return true;
+        }
         let until = self.pause_at.map_or(until, |at| at.min(until));
         input_within(self.reader, until.saturating_duration_since(Instant::now()))
     }
