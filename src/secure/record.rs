@@ -526,11 +526,11 @@ impl<R> SecureReader<R> {
     /// How many more bytes the stream underneath must bring before a read hands out the
     /// peer's bytes without waiting on it: 0 when plaintext or a whole record is read ahead
     /// (or the stream ended or failed, or the next length is below a tag's, so a read
-    /// returns at once); otherwise the rest of the next record. Part of a record is no byte to hand out: a read waits for the whole
-    /// record, and its rest may never come (a stalled link). While fewer than the next
-    /// record's two length bytes are read ahead, `peek` is asked to copy the stream's next
-    /// bytes without taking them (returning how many); if it cannot, the answer counts only
-    /// the length bytes still missing.
+    /// returns at once); otherwise the rest of the next record. Part of a record is no byte
+    /// to hand out: a read waits for the whole record, and its rest may never come (a
+    /// stalled link). While fewer than the next record's two length bytes are read ahead,
+    /// `peek` is asked to copy the stream's next bytes without taking them (returning how
+    /// many); if it cannot, the answer counts only the length bytes still missing.
     pub fn bytes_short(&self, peek: impl FnOnce(&mut [u8]) -> usize) -> usize {
         self.inbound.bytes_short(peek)
     }

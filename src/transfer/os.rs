@@ -3,8 +3,9 @@
 //! for a small chunk header in front of its data, so header and data share packets even
 //! with `TCP_NODELAY` on, and seeing a peer's end of stream behind bytes not yet read
 //! (`POLLRDHUP`), and waiting until a socket holds a given number of bytes (`SO_RCVLOWAT`,
-//! for an encrypted record's rest). Other systems fall back to ordinary reads and writes. (File-system calls
-//! on received data use `rustix`, safe code, through [`super::dir::DownloadDir`].)
+//! for an encrypted record's rest). Other systems fall back to ordinary reads and writes.
+//! (File-system calls on received data use `rustix`, safe code, through
+//! [`super::dir::DownloadDir`].)
 //!
 //! This is the only module with `unsafe`: libc calls on file descriptors that the borrowed
 //! `TcpStream` and `File` keep open for the duration of each call.
