@@ -26,34 +26,25 @@
 //! its own in a temp config folder), and both together: what socat does (written, not synced,
 //! not encrypted) with both ends' BLAKE3 on top, as the probe measured.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `socat`'s buffer size in the comparison: 1 MiB reads and writes.
-const SOCAT_BUFFER: &str = "-b1048576";
+use common::{
+    Killed, NC, Pipe, SOCAT, SOCAT_BUFFER, clear, env_or, mbps, median, pipe_copy, workspace,
+    write_random,
+};
+
+mod common;
 
 fn main() {
     let bytes: u64 = env_or("FERRY_BENCH_BYTES", 2 << 30);
     let runs: u32 = env_or("FERRY_BENCH_RUNS", 3);
     let concurrent: usize = env_or("FERRY_BENCH_CONCURRENT", 32);
     let concurrent_bytes: u64 = env_or("FERRY_BENCH_CONCURRENT_BYTES", 64 << 20);
-    let base = std::env::var_os("FERRY_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let work = tempfile::tempdir_in(&base).expect("temp dir");
-    let input = work.path().join("input.bin");
-    let out_dir = work.path().join("out");
-    std::fs::create_dir(&out_dir).expect("out dir");
-    eprintln!(
-        "writing {} MiB of random data to {}",
-        bytes >> 20,
-        input.display()
-    );
-    write_random(&input, bytes);
+    let (work, input, out_dir) = workspace(bytes);
 
     let mut ferry_secs = Vec::new();
     let mut unencrypted_secs = Vec::new();
@@ -269,24 +260,8 @@ fn on_cpu(mut command: Command, side: Side) -> Command {
     command
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn mbps(bytes: u64, secs: f64) -> f64 {
-    bytes as f64 / 1e6 / secs
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// The medians of each half of `pairs`, separately.
@@ -294,34 +269,6 @@ fn median_pair(pairs: &mut [(f64, f64)]) -> (f64, f64) {
     let mut first: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let mut second: Vec<f64> = pairs.iter().map(|p| p.1).collect();
     (median(&mut first), median(&mut second))
-}
-
-fn write_random(path: &Path, bytes: u64) {
-    let mut file =
-        std::io::BufWriter::with_capacity(1 << 20, File::create(path).expect("create input"));
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut block = vec![0u8; 1 << 20];
-    let mut left = bytes;
-    while left > 0 {
-        for word in block.chunks_exact_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes());
-        }
-        let n = left.min(block.len() as u64) as usize;
-        file.write_all(&block[..n]).expect("write input");
-        left -= n as u64;
-    }
-    file.flush().expect("flush input");
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// How a child process ended: exited with 0, its peak RSS (KiB), its CPU time (user + system).
@@ -474,89 +421,29 @@ fn ferry_run(input: &Path, out_dir: &Path, serve_args: &[&str], send_args: &[&st
     }
 }
 
-/// A plain copy tool: how to listen writing stdout to a file, how to send stdin.
-struct Pipe {
-    program: &'static str,
-    listen: fn(&str) -> Vec<String>,
-    send: fn(&str) -> Vec<String>,
-}
-
-const NC: Pipe = Pipe {
-    program: "nc",
-    listen: |port| vec!["-l".into(), "127.0.0.1".into(), port.into()],
-    send: |port| vec!["-N".into(), "127.0.0.1".into(), port.into()],
-};
-
-const SOCAT: Pipe = Pipe {
-    program: "socat",
-    listen: |port| {
-        vec![
-            SOCAT_BUFFER.into(),
-            "-u".into(),
-            format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"),
-            "STDOUT".into(),
-        ]
-    },
-    send: |port| {
-        vec![
-            SOCAT_BUFFER.into(),
-            "-u".into(),
-            "STDIN".into(),
-            format!("TCP:127.0.0.1:{port}"),
-        ]
-    },
-};
-
-/// `tool listen > file` fed by `tool send < input`; timed until the listener has written
-/// everything (with `sync`, until the file's data is also on disk, as Ferry's is before it
-/// says "verified"). None when the tool is missing or fails.
+/// `tool listen > file` fed by `tool send < input` on loopback (see [`common::pipe_copy`]):
+/// with `sync`, until the file's data is also on disk, as Ferry's is before it says
+/// "verified". None when the tool is missing or fails, or the file came short.
 fn pipe_run(input: &Path, out_dir: &Path, pipe: &Pipe, sync: bool) -> Option<f64> {
     let port = TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
         .ok()?
-        .port()
-        .to_string();
+        .port();
     let received = out_dir.join(format!("{}.bin", pipe.program));
-    let output = File::create(&received).ok()?;
-    let listener = on_cpu(Command::new(pipe.program), Side::Receiver)
-        .args((pipe.listen)(&port))
-        .stdout(output)
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut listener = Killed(listener);
-    // Wait until the listener is up: connect attempts with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let start = loop {
-        let start = Instant::now();
-        let status = on_cpu(Command::new(pipe.program), Side::Sender)
-            .args((pipe.send)(&port))
-            .stdin(File::open(input).ok()?)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        if status.success() {
-            break start;
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mut listener = on_cpu(Command::new(pipe.program), Side::Receiver);
+    listener.args((pipe.listen)("127.0.0.1", port));
+    let sender = || {
+        let mut sender = on_cpu(Command::new(pipe.program), Side::Sender);
+        sender.args((pipe.send)("127.0.0.1", port));
+        sender
     };
-    listener.0.wait().ok()?;
-    if sync {
-        File::open(&received).ok()?.sync_data().ok()?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    // A short copy would be a fast one: count only complete ones.
-    let complete = std::fs::metadata(&received).ok()?.len() == std::fs::metadata(input).ok()?.len();
+    let secs = pipe_copy(listener, sender, input, &received, sync);
     clear(out_dir);
-    if !complete {
-        eprintln!("{}: the received file is incomplete", pipe.program);
-        return None;
+    if secs.is_none() {
+        eprintln!("{}: no complete copy", pipe.program);
     }
-    Some(secs)
+    secs
 }
 
 /// A local copy of `input` with `dd`, synced (`conv=fdatasync`): no network and no hashing,
@@ -638,10 +525,4 @@ fn peak_rss_kib(pid: u32) -> u64 {
         })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
-}
-
-fn clear(dir: &Path) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let _ = std::fs::remove_file(entry.path());
-    }
 }
