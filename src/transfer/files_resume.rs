@@ -27,7 +27,7 @@ impl PartFile {
     /// A partial was made under the first numbered name free at the time from where this
     /// server's free-name search for that name started (its remembered next number), so the
     /// search goes through the alternatives a partial may be under. For a file of at most
-    /// [`SHORT_RESUME_SEARCH_BYTES`] it stops at the first number, from that remembered
+    /// 4 MiB (`SHORT_RESUME_SEARCH_BYTES`) it stops at the first number, from that remembered
     /// one on, whose name is taken by nothing (no file, no upload of this server's): a
     /// partial further on, made while that name was taken by a file since moved away (or by
     /// an earlier run of the server, whose remembered numbers are gone), is not worth the
