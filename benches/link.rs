@@ -76,24 +76,25 @@ fn main() {
             "link {rate} ({line_mbps:.0} MB/s at most), {} MiB, {runs} alternating runs, medians",
             bytes >> 20
         );
-        let nc = results[2].1.clone();
-        for (name, secs) in &mut results {
-            if secs.is_empty() {
+        let speeds: Vec<Option<f64>> = results
+            .iter_mut()
+            .map(|(_, secs)| (!secs.is_empty()).then(|| mbps(bytes, median(secs))))
+            .collect();
+        let nc = speeds[2];
+        for ((name, _), speed) in results.iter().zip(speeds) {
+            let Some(speed) = speed else {
                 println!("  {name:<36} not measured");
                 continue;
-            }
-            let speed = mbps(bytes, median(secs));
+            };
             let mut line = format!(
                 "  {name:<36} {speed:>6.0} MB/s, {:.2}x the link",
                 speed / line_mbps
             );
-            if !nc.is_empty() {
-                let nc_speed = mbps(bytes, median(&mut nc.clone()));
-                line.push_str(&format!(", {:.2}x nc", speed / nc_speed));
+            if let Some(nc) = nc {
+                line.push_str(&format!(", {:.2}x nc", speed / nc));
             }
             println!("{line}");
         }
-        drop(link);
     }
 }
 
@@ -127,7 +128,8 @@ fn rate_mbps(rate: &str) -> Option<f64> {
     (bits > 0.0).then(|| bits * scale / 8.0 / 1e6)
 }
 
-/// Two namespaces joined by a shaped veth pair; deleted when dropped.
+/// Two namespaces joined by a shaped veth pair; deleted when dropped. Named after this
+/// process, so one at a time.
 struct Link {
     sender: String,
     receiver: String,
