@@ -14,12 +14,11 @@
 //! measures nothing. `nc` (netcat-openbsd) and `socat` are skipped when missing. The
 //! namespaces are named after this process and deleted at the end, also after a failure.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{Killed, NC, Pipe, SOCAT, clear, env_or, mbps, median, pipe_copy, workspace};
+use common::{NC, Pipe, SOCAT, clear, env_or, mbps, median, pipe_copy, workspace};
 
 mod common;
 
@@ -222,37 +221,13 @@ fn ferry_run(
     send_args: &[&str],
 ) -> Option<f64> {
     let exe = env!("CARGO_BIN_EXE_ferry");
-    let mut serve = Link::exec(&link.receiver, exe);
-    serve
-        .env("XDG_CONFIG_HOME", &homes.1)
-        .args([
-            "serve",
-            "--bind",
-            RECEIVER_IP,
-            "--port",
-            "0",
-            "--no-localsend",
-            "--dir",
-        ])
-        .arg(out_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = serve.spawn().ok()?;
-    let stdout = child.stdout.take()?;
-    let serve = Killed(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = lines
-        .next()?
-        .ok()?
-        .split_whitespace()
-        .find_map(|w| w.parse::<std::net::SocketAddr>().ok())?
-        .to_string();
-    // Keep draining its stdout so a chatty server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let mut command = Link::exec(&link.receiver, exe);
+    command.env("XDG_CONFIG_HOME", &homes.1);
+    let (serve, addr) = common::serve(command, RECEIVER_IP, out_dir, &[])?;
     let start = Instant::now();
     let sent = Link::exec(&link.sender, exe)
         .env("XDG_CONFIG_HOME", &homes.0)
-        .args(["send", "--to", &addr])
+        .args(["send", "--to", &addr.to_string()])
         .args(send_args)
         .arg(input)
         .stdout(Stdio::null())

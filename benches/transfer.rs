@@ -26,7 +26,6 @@
 //! its own in a temp config folder), and both together: what socat does (written, not synced,
 //! not encrypted) with both ends' BLAKE3 on top, as the probe measured.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -333,37 +332,9 @@ fn config_home(side: &str) -> std::path::PathBuf {
 }
 
 fn start_serve(out_dir: &Path, serve_args: &[&str]) -> (Killed, SocketAddr) {
-    let exe = env!("CARGO_BIN_EXE_ferry");
-    let mut serve = on_cpu(Command::new(exe), Side::Receiver)
-        .env("XDG_CONFIG_HOME", config_home("receiver"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-localsend",
-            "--dir",
-        ])
-        .arg(out_dir)
-        .args(serve_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ferry serve");
-    let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
-    let serve = Killed(serve);
-    let first = lines
-        .next()
-        .expect("serve prints its address")
-        .expect("utf-8");
-    let addr: SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .expect("address");
-    // Keep draining its stdout so a chatty server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (serve, addr)
+    let mut command = on_cpu(Command::new(env!("CARGO_BIN_EXE_ferry")), Side::Receiver);
+    command.env("XDG_CONFIG_HOME", config_home("receiver"));
+    common::serve(command, "127.0.0.1", out_dir, serve_args).expect("start ferry serve")
 }
 
 fn spawn_send(addr: SocketAddr, file: &Path, send_args: &[&str]) -> Child {

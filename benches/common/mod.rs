@@ -4,7 +4,8 @@
 #![allow(dead_code)] // each benchmark uses its own part
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -162,4 +163,41 @@ pub fn workspace(bytes: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
     );
     write_random(&input, bytes);
     (work, input, out_dir)
+}
+
+/// `ferry serve` run by `command` (the `ferry` binary, wrapped and set up as the caller
+/// needs) on `bind`, port 0, saving into `out_dir`, with `serve_args`; the server and the
+/// address it printed. Its stdout is drained on a thread of its own after that first line,
+/// so a chatty server never blocks on a full pipe. `None` when it did not start.
+pub fn serve(
+    mut command: Command,
+    bind: &str,
+    out_dir: &Path,
+    serve_args: &[&str],
+) -> Option<(Killed, SocketAddr)> {
+    command
+        .args([
+            "serve",
+            "--bind",
+            bind,
+            "--port",
+            "0",
+            "--no-localsend",
+            "--dir",
+        ])
+        .arg(out_dir)
+        .args(serve_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().ok()?;
+    let stdout = child.stdout.take()?;
+    let serve = Killed(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = lines
+        .next()?
+        .ok()?
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())?;
+    std::thread::spawn(move || lines.for_each(drop));
+    Some((serve, addr))
 }
