@@ -4,8 +4,13 @@
 //! family (the IPv4 one listed first unless only the IPv6 one is current). A plain-HTTP
 //! claim never turns a device known to speak HTTPS into a plain one, here and where probe
 //! answers join a list ([`add_probed`]); a claimed fingerprint must be printable ASCII.
+//!
+//! LocalSend devices announce only when they start, so nothing says when one leaves. A
+//! register sweep that asked a device's address and got no answer from it is the evidence:
+//! [`DeviceTable::forget_silent`] drops such devices when the sweep ends. A device at an
+//! address no sweep asks (another port, IPv6 only) stays listed, as in LocalSend itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -174,6 +179,18 @@ impl DeviceTable {
         due
     }
 
+    /// Forgets the devices listed at an address in `asked` (a sweep's targets) that were
+    /// not heard at all since `since` (when the sweep began): not at that address, nor over
+    /// IPv6, nor by announcing. Returns how many were forgotten.
+    pub(super) fn forget_silent(&mut self, asked: &HashSet<SocketAddr>, since: Instant) -> usize {
+        let before = self.devices.len();
+        self.devices.retain(|_, entry| {
+            let swept = entry.v4.is_some_and(|(addr, _)| asked.contains(&addr));
+            !swept || entry.device.last_seen >= since
+        });
+        before - self.devices.len()
+    }
+
     pub(super) fn list(&self) -> Vec<LocalSendDevice> {
         let mut list: Vec<LocalSendDevice> =
             self.devices.values().map(|e| e.device.clone()).collect();
@@ -196,6 +213,37 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().expect("address")
+    }
+
+    #[test]
+    fn a_sweep_forgets_only_devices_it_asked_that_were_not_heard_while_it_ran() {
+        let mut table = DeviceTable::default();
+        let t0 = Instant::now();
+        let (gone, back, elsewhere, v6_too) = (
+            addr("192.168.1.10:53317"),
+            addr("192.168.1.11:53317"),
+            addr("192.168.1.12:9000"),
+            addr("192.168.1.13:53317"),
+        );
+        table.heard_at(info("Gone", "AA-01"), gone, "multicast", t0);
+        table.heard_at(info("Back", "AA-02"), back, "multicast", t0);
+        table.heard_at(info("Elsewhere", "AA-03"), elsewhere, "multicast", t0);
+        table.heard_at(info("Both", "AA-04"), v6_too, "multicast", t0);
+        let swept_at = t0 + Duration::from_secs(10);
+        table.heard_at(info("Back", "AA-02"), back, "sweep", swept_at);
+        // Silent at its IPv4 address, but it announced over IPv6 while the sweep ran.
+        let v6 = addr("[fe80::1%2]:53317");
+        table.heard_at(info("Both", "AA-04"), v6, "multicast", swept_at);
+        let asked: HashSet<SocketAddr> = [gone, back, v6_too, addr("192.168.1.99:53317")]
+            .into_iter()
+            .collect();
+
+        assert_eq!(table.forget_silent(&asked, swept_at), 1);
+        let mut left: Vec<String> = table.list().into_iter().map(|d| d.alias).collect();
+        left.sort();
+        assert_eq!(left, ["Back", "Both", "Elsewhere"]);
+        // A sweep that began before the device was last heard forgets nothing.
+        assert_eq!(table.forget_silent(&asked, t0), 0);
     }
 
     #[test]

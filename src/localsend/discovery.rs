@@ -1,9 +1,10 @@
 //! Finding LocalSend devices: announce on LocalSend's multicast groups at start (three
-//! times, a second apart, like LocalSend), listen for others' announcements, and answer each
-//! (`announce: true`) with an HTTPS `POST /register` to the address and port it came from,
-//! the server's certificate pinned to the announced fingerprint (falling back to a UDP
-//! answer with `announce: false` when that fails). Every device heard (announcement,
-//! register request or answer) goes into a bounded table, one entry per fingerprint.
+//! times, a second apart, like LocalSend) and again when asked (the window's Refresh),
+//! listen for others' announcements, and answer each (`announce: true`) with an HTTPS
+//! `POST /register` to the address and port it came from, the server's certificate pinned
+//! to the announced fingerprint (falling back to a UDP answer with `announce: false` when
+//! that fails). Every device heard (announcement, register request or answer) goes into a
+//! bounded table, one entry per fingerprint.
 //!
 //! Two families, as LocalSend's newer core does: IPv4 on 224.0.0.167 and IPv6 on
 //! `ff12::fd3a:e420` (link-local scope, hop limit 1), the same port. The IPv6 socket is
@@ -259,6 +260,11 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
                 to_groups(&live, &config, &announcement, None).await;
                 announced += 1;
                 next_announce += ANNOUNCE_INTERVAL;
+                continue;
+            }
+            () = shared.announce.notified() => {
+                announced = 0;
+                next_announce = tokio::time::Instant::now();
                 continue;
             }
             received = recv(Some(&live.v4), &mut buf_v4) => (received, &buf_v4),

@@ -120,6 +120,8 @@ pub(super) struct Shared {
     pub(super) live: Mutex<HashMap<TransferId, Arc<Session>>>,
     /// What prepare-upload bodies being read may hold at once (see `prepare::read_json`).
     pub(super) json_budget: Arc<tokio::sync::Semaphore>,
+    /// Wakes discovery to announce again ([`LocalSendServer::announce`]).
+    pub(super) announce: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -143,6 +145,7 @@ impl Shared {
             stop,
             live: Mutex::new(HashMap::new()),
             json_budget: super::prepare::json_budget(),
+            announce: tokio::sync::Notify::new(),
         }
     }
 }
@@ -289,6 +292,13 @@ impl LocalSendServer {
     ) -> Option<crossbeam_channel::Receiver<SweepReport>> {
         self.sweeper
             .start(Arc::clone(&self.shared), targets, self.shared.config.sweep)
+    }
+
+    /// Announces this device again on the multicast groups, as at start (three times, a
+    /// second apart; a round already under way starts over), so devices that answer
+    /// announcements register again. Nothing without discovery.
+    pub fn announce(&self) {
+        self.shared.announce.notify_one();
     }
 
     /// Whether a sweep is running.

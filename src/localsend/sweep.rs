@@ -12,15 +12,23 @@
 //! are asked at once; an answer is read up to [`MAX_SWEEP_ANSWER_BYTES`]; one sweep runs
 //! at a time (`Sweeper::start` returns `None` while one does); the table stays bounded.
 //!
+//! A sweep that asked every target also forgets the devices listed at a target's address
+//! that were not heard while it ran ([`DeviceTable::forget_silent`]): how a device that
+//! left the network leaves the list (the window's Refresh sweeps again). A sweep cut short
+//! by the server stopping forgets nothing.
+//!
+//! [`DeviceTable::forget_silent`]: super::devices::DeviceTable::forget_silent
+//!
 //! Which hosts: [`subnet_hosts`] is pure: for each private (RFC 1918) or link-local IPv4
 //! interface address, the /24 around it (a wider subnet is not swept beyond that /24; a
 //! narrower one only as far as it goes), never our own address, never loopback or public
 //! addresses. Tests pass their own list of loopback addresses to `Sweeper::start`.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::devices::LocalSendDevice;
 use super::probe::{device_of, register};
@@ -161,6 +169,8 @@ async fn sweep(
     let mut stop = shared.stop.clone();
     let mut found = Vec::new();
     let probed = targets.len();
+    let asked: HashSet<SocketAddr> = targets.iter().copied().collect();
+    let began = Instant::now();
     let all_asked = async {
         for addr in targets {
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -181,9 +191,15 @@ async fn sweep(
             found.extend(done.ok().flatten());
         }
     };
-    tokio::select! {
-        () = all_asked => {}
-        _ = stopped(&mut stop) => {}
+    let finished = tokio::select! {
+        () = all_asked => true,
+        _ = stopped(&mut stop) => false,
+    };
+    if finished {
+        let forgotten = lock(&shared.devices).forget_silent(&asked, began);
+        if forgotten > 0 {
+            log::debug!("LocalSend sweep: {forgotten} devices listed did not answer");
+        }
     }
     log::debug!("LocalSend sweep: {probed} hosts, {} answered", found.len());
     SweepReport { probed, found }

@@ -219,6 +219,7 @@ impl Engine {
                     running.refresh();
                 }
                 let alias = self.alias();
+                self.localsend.announce();
                 self.localsend.probe(&alias, &self.seams);
                 self.localsend.sweep();
             }

@@ -146,6 +146,13 @@ impl LocalSendSide {
         self.sweep();
     }
 
+    /// Announces again on LocalSend's multicast groups (see `LocalSendServer::announce`).
+    pub(super) fn announce(&self) {
+        if let Some(server) = &self.server {
+            server.announce();
+        }
+    }
+
     /// Sweeps for LocalSend devices (see the module doc); a sweep already running goes on
     /// and none is started.
     pub(super) fn sweep(&self) {
@@ -313,7 +320,15 @@ impl LocalSendSide {
                             probed.insert(0, device);
                             probed.truncate(MAX_PROBED);
                         }
-                        Err(e) => log::debug!("LocalSend probe of {addr}: {e}"),
+                        // A favourite that no longer answers leaves the list (until it
+                        // answers again: each Refresh probes again).
+                        Err(e) => {
+                            log::debug!("LocalSend probe of {addr}: {e}");
+                            probed
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .retain(|d| d.addr != addr);
+                        }
                     }
                 }
             }),

@@ -265,7 +265,7 @@ fn free_port(ip: [u8; 4]) -> u16 {
 }
 
 #[test]
-fn the_window_sweeps_at_start_and_on_refresh() {
+fn the_window_sweeps_at_start_and_on_refresh_and_forgets_a_device_that_left() {
     let (a_dir, b_dir, mine, ids) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -295,7 +295,10 @@ fn the_window_sweeps_at_start_and_on_refresh() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].how.contains(&"sweep"), "{:?}", found[0].how);
 
+    // One device comes, the other leaves: Refresh shows both changes.
     let later = device(b_dir.path(), [127, 0, 0, 32], later_port, None);
+    let early_addr = early.local_addr();
+    drop(early);
     run_until(&mut harness, "Refresh to be enabled", |app| {
         matches!(app.devices.status, ferry::app::DiscoveryStatus::Running(_))
     });
@@ -305,6 +308,44 @@ fn the_window_sweeps_at_start_and_on_refresh() {
             .localsend
             .iter()
             .any(|d| d.addr == later.local_addr())
+    });
+    run_until(&mut harness, "the device that left forgotten", |app| {
+        app.devices.localsend.iter().all(|d| d.addr != early_addr)
+    });
+    let listed = harness.state().devices.localsend.clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+}
+
+#[test]
+fn a_favourite_that_stops_answering_leaves_the_list_on_refresh() {
+    let (dev_dir, mine, ids) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let favourite = device(dev_dir.path(), [127, 0, 0, 34], 0, None);
+    let addr = favourite.local_addr();
+    let settings = Settings {
+        discovery: true,
+        discovery_port: Some(free_udp_port()),
+        favourites: vec![addr.to_string()],
+        ..localsend_settings(mine.path(), ids.path())
+    };
+    let mut harness = app(settings, Vec::<PathBuf>::new());
+    harness.get_by_label("Client").click();
+    run_until(&mut harness, "the favourite probed at start", |app| {
+        app.devices.localsend.iter().any(|d| d.addr == addr)
+    });
+    let how = harness.state().devices.localsend[0].how.clone();
+    assert!(how.contains(&"probe"), "{how:?}");
+
+    drop(favourite);
+    run_until(&mut harness, "Refresh to be enabled", |app| {
+        matches!(app.devices.status, ferry::app::DiscoveryStatus::Running(_))
+    });
+    harness.get_by_label("Refresh").click();
+    run_until(&mut harness, "the favourite that left forgotten", |app| {
+        app.devices.localsend.is_empty()
     });
 }
 

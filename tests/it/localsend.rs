@@ -686,6 +686,52 @@ fn an_announcement_is_answered_with_a_pinned_register() {
 }
 
 #[test]
+fn announce_sends_the_start_announcements_again() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    // A socket in the group on loopback, on the port the server will announce to (both
+    // reuse it), so it gets a copy of every announcement from the first on.
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("udp");
+    socket.set_reuse_address(true).expect("reuse");
+    socket.set_reuse_port(true).expect("reuse");
+    socket
+        .bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
+        .expect("bind");
+    socket
+        .join_multicast_v4(&LOCALSEND_GROUP, &"127.0.0.1".parse().expect("ip"))
+        .expect("join");
+    let socket: UdpSocket = socket.into();
+    let port = socket.local_addr().expect("addr").port();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.multicast = Some(MulticastConfig {
+        port,
+        ..loopback_multicast()
+    });
+    let (server, _events) = start(cfg);
+    assert_eq!(server.discovery_port(), Some(port));
+    let mut heard = 0;
+    let mut count_until = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 65536];
+        while heard < want && Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let body: Value = serde_json::from_slice(&buf[..n]).expect("JSON");
+                assert_eq!(body["fingerprint"], server.fingerprint());
+                assert_eq!(body["announce"], true);
+                heard += 1;
+            }
+        }
+        heard
+    };
+    assert_eq!(count_until(3), 3, "three announcements at start");
+    server.announce();
+    assert_eq!(count_until(6), 6, "three more after announce()");
+}
+
+#[test]
 fn ferry_serve_receives_from_localsend_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let serve = serve_localsend_with_pin(dir.path(), "1234");

@@ -142,6 +142,42 @@ fn a_host_that_accepts_and_never_answers_ends_by_its_timeout_and_one_sweep_runs_
     drop(silent);
 }
 
+#[test]
+fn a_sweep_forgets_a_listed_device_that_no_longer_answers_and_keeps_the_others() {
+    let (mine, a_dir, b_dir, c_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let stays = server_on([127, 0, 0, 51], a_dir.path(), "Stays");
+    let leaves = server_on([127, 0, 0, 52], b_dir.path(), "Leaves");
+    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
+    let targets = vec![stays.local_addr(), leaves.local_addr()];
+    let (report, _) = finish(sweeper.sweep(targets.clone()).expect("a sweep starts"));
+    assert_eq!(report.found.len(), 2, "{:?}", report.found);
+    // A device listed at an address no sweep asks stays whatever the sweeps find.
+    let elsewhere = server_on([127, 0, 0, 53], c_dir.path(), "Other");
+    let (report, _) = finish(sweeper.sweep(vec![elsewhere.local_addr()]).expect("sweep"));
+    assert_eq!(report.found.len(), 1);
+    drop(elsewhere);
+    let names = |server: &LocalSendServer| {
+        let mut names: Vec<String> = server.devices().into_iter().map(|d| d.alias).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&sweeper), ["Leaves", "Other", "Stays"]);
+
+    drop(leaves);
+    let (report, _) = finish(sweeper.sweep(targets).expect("a sweep starts"));
+    assert_eq!(report.found.len(), 1, "{:?}", report.found);
+    assert_eq!(
+        names(&sweeper),
+        ["Other", "Stays"],
+        "the device that left is forgotten, the one at an address not asked is kept"
+    );
+}
+
 /// What a fake LocalSend host answers a register with.
 #[derive(Clone, Copy)]
 enum Reply {
