@@ -150,10 +150,19 @@ impl DevicesPanel {
         probes
     }
 
-    /// The LocalSend device at `dest` (`host:port` as the destination field holds it).
+    /// The LocalSend device at `dest` (`host:port` as the destination field holds it). Of
+    /// several listed there, the newest HTTPS one: one port serves one protocol, and an
+    /// announcement claiming plain HTTP at an HTTPS device's address (anyone on the LAN can
+    /// send one, with a forged source) must not turn its sends into plain ones. Sending
+    /// over TLS to a plain-HTTP device only fails; a Refresh forgets the one that is gone.
     pub fn localsend_target(&self, dest: &str) -> Option<LocalSendTarget> {
         let addr: SocketAddr = dest.trim().parse().ok()?;
-        let device = self.localsend.iter().find(|d| d.addr == addr)?;
+        // `min_by_key` keeps the first of equals: the list is newest first.
+        let device = self
+            .localsend
+            .iter()
+            .filter(|d| d.addr == addr)
+            .min_by_key(|d| d.protocol != LocalSendProtocol::Https)?;
         Some(LocalSendTarget {
             addr,
             fingerprint: device.fingerprint.clone(),
@@ -535,6 +544,38 @@ mod tests {
         );
         let zh = localsend_hover(&device, Tr(Lang::ZhCn));
         assert!(zh.contains("加密已关闭") && zh.contains("AB12"), "{zh}");
+    }
+
+    #[test]
+    fn a_plain_http_claim_at_an_https_devices_address_never_makes_it_the_target() {
+        let addr: SocketAddr = "10.0.0.7:53317".parse().unwrap();
+        let seen = |alias: &str, fingerprint: &str, protocol| SeenLocalSend {
+            alias: alias.into(),
+            device_type: "mobile".into(),
+            fingerprint: fingerprint.into(),
+            addr,
+            addr_v6: None,
+            protocol,
+            how: vec!["multicast"],
+        };
+        let mut panel = DevicesPanel::new(true, Vec::new(), None, None);
+        // Newest first, as the worker sends them: the spoof came last.
+        panel.localsend = vec![
+            seen("Spoof", "FAKE", LocalSendProtocol::Http),
+            seen("Phone", "AB12", LocalSendProtocol::Https),
+            seen("Old phone", "CD34", LocalSendProtocol::Https),
+        ];
+        let dest = addr.to_string();
+        let target = panel.localsend_target(&dest).unwrap();
+        assert_eq!(
+            (target.alias.as_str(), target.protocol),
+            ("Phone", LocalSendProtocol::Https)
+        );
+        assert!(panel.encryption_off(&dest).is_none());
+        // Alone at its address, a plain device is the target (and says encryption is off).
+        panel.localsend.truncate(1);
+        assert_eq!(panel.localsend_target(&dest).unwrap().alias, "Spoof");
+        assert!(panel.encryption_off(&dest).is_some());
     }
 
     #[test]

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use super::LocalSendProtocol;
 use super::wire::DeviceInfo;
 
-/// Devices remembered; the one heard longest ago goes first.
+/// Devices remembered. When full, the one heard longest ago goes first, of those whose
+/// fingerprint no certificate proved if there are any: anyone can announce fresh
+/// fingerprints from forged addresses, and a flood of them must not push out the devices
+/// that proved who they are over TLS.
 const MAX_DEVICES: usize = 256;
 /// A device is registered with at most once in this time.
 const REGISTER_EVERY: Duration = Duration::from_secs(5);
@@ -74,6 +77,9 @@ struct Entry {
     /// Its latest address of each family, and when it was heard there.
     v4: Option<(SocketAddr, Instant)>,
     v6: Option<(SocketAddr, Instant)>,
+    /// Whether a certificate with its fingerprint was seen (a pinned register answer, a
+    /// register request with a client certificate, a sweep over HTTPS).
+    proven: bool,
 }
 
 /// The devices heard, by fingerprint.
@@ -88,10 +94,33 @@ impl DeviceTable {
         self.heard_at(info, addr, how, Instant::now());
     }
 
-    fn heard_at(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str, now: Instant) {
-        let Some(fingerprint) = super::claimed_fingerprint(&info.fingerprint) else {
-            return;
-        };
+    /// As [`DeviceTable::heard`], over TLS from a certificate whose fingerprint is the one
+    /// `info` names (the caller checked it).
+    pub(super) fn heard_proven(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str) {
+        self.heard_proven_at(info, addr, how, Instant::now());
+    }
+
+    fn heard_proven_at(
+        &mut self,
+        info: DeviceInfo,
+        addr: SocketAddr,
+        how: &'static str,
+        now: Instant,
+    ) {
+        if let Some(entry) = self.heard_at(info, addr, how, now) {
+            entry.proven = true;
+        }
+    }
+
+    /// Records the device; its entry, unless the claim was ignored.
+    fn heard_at(
+        &mut self,
+        info: DeviceInfo,
+        addr: SocketAddr,
+        how: &'static str,
+        now: Instant,
+    ) -> Option<&mut Entry> {
+        let fingerprint = super::claimed_fingerprint(&info.fingerprint)?;
         // Said by announcements and registers; a body without it changes nothing.
         let protocol = info
             .protocol
@@ -104,13 +133,13 @@ impl DeviceTable {
             && !known.device.protocol.may_become(claimed)
         {
             log::debug!("LocalSend: ignoring a plain-HTTP claim to an HTTPS device from {addr}");
-            return;
+            return None;
         }
         if !self.devices.contains_key(&fingerprint) && self.devices.len() >= MAX_DEVICES {
             let oldest = self
                 .devices
                 .iter()
-                .min_by_key(|(_, e)| e.device.last_seen)
+                .min_by_key(|(_, e)| (e.proven, e.device.last_seen))
                 .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
                 self.devices.remove(&oldest);
@@ -134,6 +163,7 @@ impl DeviceTable {
                 registered: None,
                 v4: None,
                 v6: None,
+                proven: false,
             });
         match addr {
             SocketAddr::V4(_) => entry.v4 = Some((addr, now)),
@@ -163,6 +193,7 @@ impl DeviceTable {
             device.how.push(how);
         }
         device.last_seen = now;
+        Some(entry)
     }
 
     /// Whether to register with this device now (not done within [`REGISTER_EVERY`]).
@@ -213,6 +244,50 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().expect("address")
+    }
+
+    #[test]
+    fn a_flood_of_claimed_fingerprints_never_evicts_a_device_that_proved_its_own() {
+        let mut table = DeviceTable::default();
+        let t0 = Instant::now();
+        table.heard_proven_at(info("Phone", "AB-12"), addr("10.0.0.7:53317"), "answer", t0);
+        // Heard once more later, by a claim: it stays proven.
+        table.heard_at(
+            info("Phone", "AB-12"),
+            addr("10.0.0.7:53317"),
+            "multicast",
+            t0,
+        );
+        for i in 0..3 * MAX_DEVICES {
+            let at = t0 + Duration::from_millis(1 + i as u64);
+            let fake = format!("FAKE-{i}");
+            table.heard_at(
+                info("Fake", &fake),
+                addr("10.0.0.66:53317"),
+                "multicast",
+                at,
+            );
+        }
+        let listed = table.list();
+        assert_eq!(listed.len(), MAX_DEVICES);
+        assert!(
+            listed.iter().any(|d| d.alias == "Phone"),
+            "the proven device stays"
+        );
+        // The newest claims are kept, the oldest went first.
+        let last = format!("FAKE-{}", 3 * MAX_DEVICES - 1);
+        assert!(listed.iter().any(|d| d.fingerprint == last));
+        assert!(!listed.iter().any(|d| d.fingerprint == "FAKE-0"));
+        // A table of proven devices only still makes room (the oldest goes).
+        let mut proven = DeviceTable::default();
+        for i in 0..=MAX_DEVICES {
+            let at = t0 + Duration::from_millis(i as u64);
+            let fp = format!("REAL-{i}");
+            proven.heard_proven_at(info("Real", &fp), addr("10.0.0.8:53317"), "answer", at);
+        }
+        let listed = proven.list();
+        assert_eq!(listed.len(), MAX_DEVICES);
+        assert!(!listed.iter().any(|d| d.fingerprint == "REAL-0"));
     }
 
     #[test]

@@ -388,7 +388,8 @@ async fn answer(
                     theirs.fingerprint = answer.fingerprint.unwrap_or(info.fingerprint);
                     theirs.port = Some(port);
                     theirs.protocol = info.protocol.clone();
-                    lock(&shared.devices).heard(theirs, addr, "answer");
+                    // Pinned: the certificate's fingerprint is the announced one.
+                    lock(&shared.devices).heard_proven(theirs, addr, "answer");
                 }
                 return;
             }

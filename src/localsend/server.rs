@@ -453,7 +453,11 @@ async fn register(
             .eq_ignore_ascii_case(&shared.info.fingerprint)
     {
         let port = info.port.unwrap_or(LOCALSEND_PORT);
-        lock(&shared.devices).heard(info, with_port(peer, port), "register");
+        let mut devices = lock(&shared.devices);
+        match client {
+            Some(_) => devices.heard_proven(info, with_port(peer, port), "register"),
+            None => devices.heard(info, with_port(peer, port), "register"),
+        }
     }
     let mut ours = shared.info.clone();
     ours.port = None;

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::LocalSendProtocol;
 use super::devices::LocalSendDevice;
 use super::probe::{device_of, register};
 use super::server::{Shared, lock, stopped};
@@ -240,7 +241,11 @@ async fn ask(
     info.port = Some(addr.port());
     let fingerprint = info.fingerprint.clone();
     let mut devices = lock(&shared.devices);
-    devices.heard(info, addr, "sweep");
+    // Over HTTPS the fingerprint was checked against the certificate (`device_of`).
+    match protocol {
+        LocalSendProtocol::Https => devices.heard_proven(info, addr, "sweep"),
+        LocalSendProtocol::Http => devices.heard(info, addr, "sweep"),
+    }
     devices
         .list()
         .into_iter()
