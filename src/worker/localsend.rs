@@ -316,7 +316,12 @@ impl LocalSendSide {
                                 );
                                 continue;
                             }
-                            probed.retain(|d| d.fingerprint != device.fingerprint);
+                            // The address answered for this device only (one port, one
+                            // server): another listed there (an old certificate, or the
+                            // HTTPS one before its owner turned encryption off) is gone.
+                            probed.retain(|d| {
+                                d.fingerprint != device.fingerprint && d.addr != device.addr
+                            });
                             probed.insert(0, device);
                             probed.truncate(MAX_PROBED);
                         }

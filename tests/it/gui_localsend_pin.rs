@@ -121,6 +121,16 @@ fn the_localsend_pin_typed_in_the_server_tab_is_asked_of_senders_and_remembered(
 
 /// An in-process LocalSend device on `ip`, wanting `pin`, taking everything.
 fn device(dir: &Path, ip: [u8; 4], port: u16, pin: Option<&str>) -> LocalSendServer {
+    try_device(dir, ip, port, pin).unwrap()
+}
+
+/// [`device`], or why it did not start (its port not free yet).
+fn try_device(
+    dir: &Path,
+    ip: [u8; 4],
+    port: u16,
+    pin: Option<&str>,
+) -> Result<LocalSendServer, ferry::localsend::LocalSendError> {
     let mut config = LocalSendConfig::new(
         dir.to_path_buf(),
         "Locked tablet",
@@ -131,7 +141,7 @@ fn device(dir: &Path, ip: [u8; 4], port: u16, pin: Option<&str>) -> LocalSendSer
     config.policy = AcceptPolicy::Everyone;
     config.pin = pin.map(str::to_owned);
     config.fsync = false;
-    LocalSendServer::start(config, ferry::events::event_channel(None).0).unwrap()
+    LocalSendServer::start(config, ferry::events::event_channel(None).0)
 }
 
 fn pin_state(app: &FerryApp) -> Vec<Option<PinProblem>> {
@@ -299,10 +309,7 @@ fn the_window_sweeps_at_start_and_on_refresh_and_forgets_a_device_that_left() {
     let later = device(b_dir.path(), [127, 0, 0, 32], later_port, None);
     let early_addr = early.local_addr();
     drop(early);
-    run_until(&mut harness, "Refresh to be enabled", |app| {
-        matches!(app.devices.status, ferry::app::DiscoveryStatus::Running(_))
-    });
-    harness.get_by_label("Refresh").click();
+    refresh(&mut harness);
     run_until(&mut harness, "the later device swept on Refresh", |app| {
         app.devices
             .localsend
@@ -316,6 +323,36 @@ fn the_window_sweeps_at_start_and_on_refresh_and_forgets_a_device_that_left() {
     assert_eq!(listed.len(), 1, "{listed:?}");
 }
 
+/// The window with `favourite` as its one favourite, once it was probed at start.
+fn window_with_favourite(
+    favourite: SocketAddr,
+    mine: &Path,
+    ids: &Path,
+) -> Harness<'static, FerryApp> {
+    let settings = Settings {
+        discovery: true,
+        discovery_port: Some(free_udp_port()),
+        favourites: vec![favourite.to_string()],
+        ..localsend_settings(mine, ids)
+    };
+    let mut harness = app(settings, Vec::<PathBuf>::new());
+    harness.get_by_label("Client").click();
+    run_until(&mut harness, "the favourite probed at start", |app| {
+        app.devices.localsend.iter().any(|d| d.addr == favourite)
+    });
+    let how = harness.state().devices.localsend[0].how.clone();
+    assert!(how.contains(&"probe"), "{how:?}");
+    harness
+}
+
+/// Clicks Refresh once it is enabled.
+fn refresh(harness: &mut Harness<'_, FerryApp>) {
+    run_until(harness, "Refresh to be enabled", |app| {
+        matches!(app.devices.status, ferry::app::DiscoveryStatus::Running(_))
+    });
+    harness.get_by_label("Refresh").click();
+}
+
 #[test]
 fn a_favourite_that_stops_answering_leaves_the_list_on_refresh() {
     let (dev_dir, mine, ids) = (
@@ -324,29 +361,60 @@ fn a_favourite_that_stops_answering_leaves_the_list_on_refresh() {
         tempfile::tempdir().unwrap(),
     );
     let favourite = device(dev_dir.path(), [127, 0, 0, 34], 0, None);
-    let addr = favourite.local_addr();
-    let settings = Settings {
-        discovery: true,
-        discovery_port: Some(free_udp_port()),
-        favourites: vec![addr.to_string()],
-        ..localsend_settings(mine.path(), ids.path())
-    };
-    let mut harness = app(settings, Vec::<PathBuf>::new());
-    harness.get_by_label("Client").click();
-    run_until(&mut harness, "the favourite probed at start", |app| {
-        app.devices.localsend.iter().any(|d| d.addr == addr)
-    });
-    let how = harness.state().devices.localsend[0].how.clone();
-    assert!(how.contains(&"probe"), "{how:?}");
+    let mut harness = window_with_favourite(favourite.local_addr(), mine.path(), ids.path());
 
     drop(favourite);
-    run_until(&mut harness, "Refresh to be enabled", |app| {
-        matches!(app.devices.status, ferry::app::DiscoveryStatus::Running(_))
-    });
-    harness.get_by_label("Refresh").click();
+    refresh(&mut harness);
     run_until(&mut harness, "the favourite that left forgotten", |app| {
         app.devices.localsend.is_empty()
     });
+}
+
+#[test]
+fn a_favourite_that_answers_with_another_certificate_replaces_the_old_one_on_refresh() {
+    let (old_dir, new_dir, mine, ids) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let ip = [127, 0, 0, 36];
+    let old = device(old_dir.path(), ip, 0, None);
+    let addr = old.local_addr();
+    let old_fingerprint = old.fingerprint().to_ascii_uppercase();
+    let mut harness = window_with_favourite(addr, mine.path(), ids.path());
+
+    // LocalSend reinstalled (a new certificate) at the same address and port: the address
+    // answers for the new one only, so the old one is gone.
+    drop(old);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let new = loop {
+        match try_device(new_dir.path(), ip, addr.port(), None) {
+            Ok(server) => break server,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("port not free yet: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let new_fingerprint = new.fingerprint().to_ascii_uppercase();
+    assert_ne!(new_fingerprint, old_fingerprint);
+    refresh(&mut harness);
+    run_until(&mut harness, "the new certificate listed", |app| {
+        app.devices
+            .localsend
+            .iter()
+            .any(|d| d.fingerprint == new_fingerprint)
+    });
+    let listed: Vec<String> = (harness.state().devices.localsend.iter())
+        .map(|d| d.fingerprint.clone())
+        .collect();
+    assert_eq!(
+        listed,
+        [new_fingerprint],
+        "the old certificate is forgotten"
+    );
 }
 
 /// A UDP port free now, for the window's discovery.
