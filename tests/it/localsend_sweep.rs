@@ -5,14 +5,14 @@
 //! is ever swept here: the target list is the test's.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry::events::event_channel;
 use ferry::localsend::{
-    CertIdentity, LocalSendConfig, LocalSendServer, SweepReport, SweepSettings,
+    CertIdentity, LocalSendConfig, LocalSendSender, LocalSendServer, SweepReport, SweepSettings,
 };
 use ferry::transfer::AcceptPolicy;
 use serde_json::json;
@@ -343,4 +343,97 @@ fn ferry_peers_wait_lists_a_device_found_by_the_sweep() {
         .output()
         .expect("ferry peers runs");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Swept phone"));
+}
+
+/// Waits until `server` lists a device with `fingerprint` (upper case).
+fn wait_listed(server: &LocalSendServer, fingerprint: &str, what: &str) {
+    let deadline = Instant::now() + SWEEP_DEADLINE;
+    while !server
+        .devices()
+        .iter()
+        .any(|d| d.fingerprint.eq_ignore_ascii_case(fingerprint))
+    {
+        assert!(Instant::now() < deadline, "{what} was never listed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn devices_proven_by_a_sweep_a_register_or_an_answer_outlast_a_flood_of_claims() {
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let identity = CertIdentity::generate().expect("certificate");
+    let mut config = LocalSendConfig::new(dirs[0].path().to_path_buf(), "Hearer", identity);
+    config.bind = IpAddr::from([127, 0, 0, 61]);
+    config.port = 0;
+    config.policy = AcceptPolicy::TrustedOnly;
+    config.fsync = false;
+    config.multicast = Some(crate::localsend::loopback_multicast());
+    let hearer = LocalSendServer::start(config, event_channel(None).0).expect("starts");
+    let udp_to_hearer = SocketAddr::from(([127, 0, 0, 1], hearer.discovery_port().expect("port")));
+
+    // Proven by the sweep: it answered over TLS with its certificate's fingerprint.
+    let swept = server_on([127, 0, 0, 62], dirs[1].path(), "Swept");
+    finish(
+        hearer
+            .sweep(vec![swept.local_addr()])
+            .expect("a sweep starts"),
+    );
+    wait_listed(&hearer, swept.fingerprint(), "the swept device");
+    // Proven by its register: a client certificate with the fingerprint it claims.
+    let registering = CertIdentity::generate().expect("certificate");
+    let registering_fingerprint = registering.fingerprint().to_owned();
+    LocalSendSender::new(registering, "Registering")
+        .probe(hearer.local_addr(), Duration::from_secs(5))
+        .expect("the hearer answers");
+    wait_listed(&hearer, &registering_fingerprint, "the registering device");
+    // Proven by the answer to its announcement: a register pinned to its fingerprint.
+    let announcer = server_on([127, 0, 0, 63], dirs[2].path(), "Announcer");
+    let announcement = json!({"alias": "Announcer", "version": "2.1", "deviceType": "headless",
+        "fingerprint": announcer.fingerprint(), "port": announcer.local_addr().port(),
+        "protocol": "https", "announce": true});
+    let from_announcer = UdpSocket::bind("127.0.0.63:0").expect("udp");
+    from_announcer
+        .send_to(announcement.to_string().as_bytes(), udp_to_hearer)
+        .expect("send");
+    let deadline = Instant::now() + SWEEP_DEADLINE;
+    while !hearer
+        .devices()
+        .iter()
+        .any(|d| d.fingerprint == announcer.fingerprint() && d.how.contains(&"answer"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the announcement was never answered"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // More fresh claims than the table holds, in batches so none is dropped unheard.
+    let flooder = UdpSocket::bind("127.0.0.64:0").expect("udp");
+    for batch in 0..10 {
+        let mut last = String::new();
+        for i in 0..32 {
+            last = format!("FAKE-{batch}-{i}");
+            let claim = json!({"alias": "Fake", "version": "2.1", "deviceType": "mobile",
+                "fingerprint": last, "port": 53317, "protocol": "https", "announce": false});
+            flooder
+                .send_to(claim.to_string().as_bytes(), udp_to_hearer)
+                .expect("send");
+        }
+        wait_listed(&hearer, &last, "a claim of the flood");
+    }
+    let listed = hearer.devices();
+    assert_eq!(listed.len(), 256, "the table is full");
+    for (fingerprint, what) in [
+        (swept.fingerprint(), "swept"),
+        (registering_fingerprint.as_str(), "registering"),
+        (announcer.fingerprint(), "announcer"),
+    ] {
+        assert!(
+            listed
+                .iter()
+                .any(|d| d.fingerprint.eq_ignore_ascii_case(fingerprint)),
+            "the {what} device was pushed out by claims"
+        );
+    }
 }
