@@ -151,9 +151,10 @@ impl DevicesPanel {
     }
 
     /// The LocalSend device at `dest` (`host:port` as the destination field holds it). Of
-    /// several listed there, the newest HTTPS one: one port serves one protocol, and an
-    /// announcement claiming plain HTTP at an HTTPS device's address (anyone on the LAN can
-    /// send one, with a forged source) must not turn its sends into plain ones. Sending
+    /// several listed there, the newest HTTPS one, and of those one that proved its
+    /// fingerprint with its certificate: one port serves one protocol, and an announcement
+    /// at another device's address (anyone on the LAN can send one, with a forged source)
+    /// must neither turn its sends into plain ones nor take its place. Sending
     /// over TLS to a plain-HTTP device only fails; a Refresh whose sweep or favourite probe
     /// asks that address forgets the one that is gone (with the sweep off, one only heard
     /// announcing stays listed until the window restarts).
@@ -164,7 +165,7 @@ impl DevicesPanel {
             .localsend
             .iter()
             .filter(|d| d.addr == addr)
-            .min_by_key(|d| d.protocol != LocalSendProtocol::Https)?;
+            .min_by_key(|d| (d.protocol != LocalSendProtocol::Https, !d.proven))?;
         Some(LocalSendTarget {
             addr,
             fingerprint: device.fingerprint.clone(),

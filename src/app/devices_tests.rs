@@ -14,6 +14,7 @@ fn a_device_with_encryption_off_has_its_claimed_id_called_no_fingerprint() {
         addr_v6: None,
         protocol: LocalSendProtocol::Https,
         how: vec!["multicast"],
+        proven: false,
     };
     let en = Tr(Lang::En);
     let https = localsend_hover(&device, en);
@@ -39,6 +40,7 @@ fn a_plain_http_claim_at_an_https_devices_address_never_makes_it_the_target() {
         addr_v6: None,
         protocol,
         how: vec!["multicast"],
+        proven: false,
     };
     let mut panel = DevicesPanel::new(true, Vec::new(), None, None);
     // Newest first, as the worker sends them: the spoof came last.
@@ -54,6 +56,13 @@ fn a_plain_http_claim_at_an_https_devices_address_never_makes_it_the_target() {
         ("Phone", LocalSendProtocol::Https)
     );
     assert!(panel.encryption_off(&dest).is_none());
+    // A fresh HTTPS claim there does not take the place of one that proved itself.
+    panel.localsend[2].proven = true;
+    panel
+        .localsend
+        .insert(0, seen("Fake phone", "EF56", LocalSendProtocol::Https));
+    assert_eq!(panel.localsend_target(&dest).unwrap().alias, "Old phone");
+    panel.localsend.remove(0);
     // Alone at its address, a plain device is the target (and says encryption is off).
     panel.localsend.truncate(1);
     assert_eq!(panel.localsend_target(&dest).unwrap().alias, "Spoof");

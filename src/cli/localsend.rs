@@ -511,6 +511,7 @@ mod tests {
             protocol: LocalSendProtocol::Https,
             how: vec!["multicast"],
             last_seen: Instant::now(),
+            proven: false,
         };
         let line = device_line(&device);
         assert!(!line.chars().any(char::is_control), "{line:?}");

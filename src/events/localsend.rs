@@ -80,6 +80,8 @@ pub struct SeenLocalSend {
     pub protocol: LocalSendProtocol,
     /// How it was found: `multicast`, `register`, `answer`, `probe`.
     pub how: Vec<&'static str>,
+    /// Whether it showed a certificate with its fingerprint (not only claimed it).
+    pub proven: bool,
 }
 
 /// Why a LocalSend receiver refused a send over its PIN (sender side).

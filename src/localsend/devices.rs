@@ -47,6 +47,11 @@ pub struct LocalSendDevice {
     /// How it was heard: `multicast`, `register`, `answer`.
     pub how: Vec<&'static str>,
     pub last_seen: Instant,
+    /// Whether a certificate with its fingerprint was seen (a pinned register answer, a
+    /// register request with a client certificate, a sweep or probe over HTTPS). A proven
+    /// device changes only through such contact: a claim (an announcement, a register
+    /// without a certificate) from another address, which anyone can forge, moves nothing.
+    pub proven: bool,
 }
 
 /// Adds a device a register probe found to `devices` (one per fingerprint): a device
@@ -77,9 +82,6 @@ struct Entry {
     /// Its latest address of each family, and when it was heard there.
     v4: Option<(SocketAddr, Instant)>,
     v6: Option<(SocketAddr, Instant)>,
-    /// Whether a certificate with its fingerprint was seen (a pinned register answer, a
-    /// register request with a client certificate, a sweep over HTTPS).
-    proven: bool,
 }
 
 /// The devices heard, by fingerprint.
@@ -92,6 +94,10 @@ impl DeviceTable {
     /// Records `info` heard from `addr` (its port: announced, or LocalSend's default).
     pub(super) fn heard(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str) {
         self.heard_at(info, addr, how, Instant::now());
+    }
+
+    fn heard_at(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str, now: Instant) {
+        self.record(info, addr, how, now, false);
     }
 
     /// As [`DeviceTable::heard`], over TLS from a certificate whose fingerprint is the one
@@ -107,20 +113,21 @@ impl DeviceTable {
         how: &'static str,
         now: Instant,
     ) {
-        if let Some(entry) = self.heard_at(info, addr, how, now) {
-            entry.proven = true;
-        }
+        self.record(info, addr, how, now, true);
     }
 
-    /// Records the device; its entry, unless the claim was ignored.
-    fn heard_at(
+    /// Records the device (`proven`: see [`LocalSendDevice::proven`]).
+    fn record(
         &mut self,
         info: DeviceInfo,
         addr: SocketAddr,
         how: &'static str,
         now: Instant,
-    ) -> Option<&mut Entry> {
-        let fingerprint = super::claimed_fingerprint(&info.fingerprint)?;
+        proven: bool,
+    ) {
+        let Some(fingerprint) = super::claimed_fingerprint(&info.fingerprint) else {
+            return;
+        };
         // Said by announcements and registers; a body without it changes nothing.
         let protocol = info
             .protocol
@@ -133,13 +140,34 @@ impl DeviceTable {
             && !known.device.protocol.may_become(claimed)
         {
             log::debug!("LocalSend: ignoring a plain-HTTP claim to an HTTPS device from {addr}");
-            return None;
+            return;
+        }
+        // A claim to a proven device only says it is still there, and only from where it
+        // is: anyone can announce its fingerprint from elsewhere (its own answer to an
+        // announcement from a new address is proven, and moves it).
+        if !proven
+            && let Some(known) = self.devices.get_mut(&fingerprint)
+            && known.device.proven
+        {
+            let listed = match addr {
+                SocketAddr::V4(_) => known.v4.map(|(a, _)| a),
+                SocketAddr::V6(_) => known.v6.map(|(a, _)| a),
+            };
+            if listed == Some(addr) {
+                known.device.last_seen = now;
+                if !known.device.how.contains(&how) {
+                    known.device.how.push(how);
+                }
+            } else {
+                log::debug!("LocalSend: ignoring a claim that moves a proven device to {addr}");
+            }
+            return;
         }
         if !self.devices.contains_key(&fingerprint) && self.devices.len() >= MAX_DEVICES {
             let oldest = self
                 .devices
                 .iter()
-                .min_by_key(|(_, e)| (e.proven, e.device.last_seen))
+                .min_by_key(|(_, e)| (e.device.proven, e.device.last_seen))
                 .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
                 self.devices.remove(&oldest);
@@ -159,11 +187,11 @@ impl DeviceTable {
                     protocol: LocalSendProtocol::Https,
                     how: Vec::new(),
                     last_seen: now,
+                    proven: false,
                 },
                 registered: None,
                 v4: None,
                 v6: None,
-                proven: false,
             });
         match addr {
             SocketAddr::V4(_) => entry.v4 = Some((addr, now)),
@@ -193,7 +221,7 @@ impl DeviceTable {
             device.how.push(how);
         }
         device.last_seen = now;
-        Some(entry)
+        device.proven |= proven;
     }
 
     /// Whether to register with this device now (not done within [`REGISTER_EVERY`]).
@@ -244,6 +272,50 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().expect("address")
+    }
+
+    #[test]
+    fn a_claim_from_elsewhere_never_moves_or_renames_a_proven_device() {
+        let mut table = DeviceTable::default();
+        let t0 = Instant::now();
+        let home = addr("10.0.0.7:53317");
+        table.heard_proven_at(info("Phone", "AB-12"), home, "answer", t0);
+        let phone = |t: &DeviceTable| t.list().into_iter().find(|d| d.fingerprint == "AB-12");
+        assert!(phone(&table).is_some_and(|d| d.proven));
+
+        let t1 = t0 + Duration::from_secs(1);
+        table.heard_at(
+            info("Evil", "AB-12"),
+            addr("10.0.0.66:53317"),
+            "multicast",
+            t1,
+        );
+        table.heard_at(
+            info("Evil", "AB-12"),
+            addr("[fe80::66%2]:53317"),
+            "register",
+            t1,
+        );
+        let listed = phone(&table).expect("listed");
+        assert_eq!((listed.addr, listed.addr_v6), (home, None));
+        assert_eq!(listed.alias, "Phone");
+        assert_eq!(
+            listed.last_seen, t0,
+            "a claim from elsewhere is not a sign of life"
+        );
+
+        // Its own announcement, from where it is, says it is still there.
+        let t2 = t0 + Duration::from_secs(2);
+        table.heard_at(info("Phone", "AB-12"), home, "multicast", t2);
+        let listed = phone(&table).expect("listed");
+        assert_eq!((listed.addr, listed.last_seen), (home, t2));
+        assert!(listed.how.contains(&"multicast"), "{:?}", listed.how);
+
+        // Proven contact at a new address (its answer after it moved) moves it.
+        let moved = addr("10.0.0.9:53317");
+        table.heard_proven_at(info("Phone 2", "AB-12"), moved, "answer", t2);
+        let listed = phone(&table).expect("listed");
+        assert_eq!((listed.addr, listed.alias.as_str()), (moved, "Phone 2"));
     }
 
     #[test]

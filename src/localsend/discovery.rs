@@ -384,10 +384,11 @@ async fn answer(
         {
             Ok(answer) if answer.status.is_success() => {
                 if let Ok(mut theirs) = serde_json::from_slice::<DeviceInfo>(&answer.body) {
-                    // The answer has no port or protocol (LocalSend 1.18): the announcement's.
+                    // The answer has no port or protocol (LocalSend 1.18): the announcement's
+                    // port, and HTTPS, which it just spoke there.
                     theirs.fingerprint = answer.fingerprint.unwrap_or(info.fingerprint);
                     theirs.port = Some(port);
-                    theirs.protocol = info.protocol.clone();
+                    theirs.protocol = Some(LocalSendProtocol::Https.as_str().to_owned());
                     // Pinned: the certificate's fingerprint is the announced one.
                     lock(&shared.devices).heard_proven(theirs, addr, "answer");
                 }

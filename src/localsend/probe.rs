@@ -142,6 +142,8 @@ impl LocalSendSender {
             protocol,
             how: vec!["probe"],
             last_seen: std::time::Instant::now(),
+            // Over HTTPS `device_of` checked the fingerprint against the certificate.
+            proven: protocol == LocalSendProtocol::Https,
         })
     }
 }

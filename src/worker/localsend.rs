@@ -376,6 +376,7 @@ impl LocalSendSide {
                 addr_v6: d.addr_v6,
                 protocol: d.protocol,
                 how: d.how,
+                proven: d.proven,
             })
             .collect();
         if self.told.as_ref() != Some(&seen) {

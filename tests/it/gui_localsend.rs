@@ -389,6 +389,7 @@ fn a_localsend_device_heard_on_both_families_shows_both_addresses() {
         addr_v6: addr_v6.map(|a| a.parse().unwrap()),
         protocol: ferry::events::LocalSendProtocol::Https,
         how: vec!["multicast"],
+        proven: false,
     };
     let sink = harness.state().event_sink();
     sink.emit(Event::Discovery(
