@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use super::LocalSendProtocol;
 use super::wire::DeviceInfo;
 
-/// Devices remembered. When full, the one heard longest ago goes first, of those whose
-/// fingerprint no certificate proved if there are any: anyone can announce fresh
-/// fingerprints from forged addresses, and a flood of them must not push out the devices
-/// that proved who they are over TLS.
+/// Devices remembered. When full, the one heard longest ago goes first, of those with the
+/// weakest [`Proof`]: anyone can announce fresh fingerprints from forged addresses (or
+/// register with fresh certificates of its own), and a flood of them must not push out the
+/// devices that proved who they are where they are.
 const MAX_DEVICES: usize = 256;
 /// A device is registered with at most once in this time.
 const REGISTER_EVERY: Duration = Duration::from_secs(5);
@@ -73,6 +73,20 @@ pub fn add_probed(devices: &mut Vec<LocalSendDevice>, found: LocalSendDevice) {
     }
 }
 
+/// What showed that a device is who it says, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Proof {
+    /// Only its word: an announcement, a register without a client certificate, a plain
+    /// HTTP answer.
+    Claimed,
+    /// It connected to us with a client certificate whose fingerprint is the one it named
+    /// (anyone can make a certificate: it proves the key, not which device).
+    Certificate,
+    /// We reached it at its address and its certificate had the fingerprint: a pinned
+    /// answer to its announcement, the sweep over HTTPS.
+    Reached,
+}
+
 /// One device of the table, with what only the table needs.
 #[derive(Debug)]
 struct Entry {
@@ -82,6 +96,8 @@ struct Entry {
     /// Its latest address of each family, and when it was heard there.
     v4: Option<(SocketAddr, Instant)>,
     v6: Option<(SocketAddr, Instant)>,
+    /// The strongest proof seen (`device.proven` says whether it is above a claim).
+    proof: Proof,
 }
 
 /// The devices heard, by fingerprint.
@@ -97,15 +113,23 @@ impl DeviceTable {
     }
 
     fn heard_at(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str, now: Instant) {
-        self.record(info, addr, how, now, false);
+        self.record(info, addr, how, now, Proof::Claimed);
     }
 
     /// As [`DeviceTable::heard`], over TLS from a certificate whose fingerprint is the one
-    /// `info` names (the caller checked it).
-    pub(super) fn heard_proven(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str) {
-        self.heard_proven_at(info, addr, how, Instant::now());
+    /// `info` names (the caller checked it), in the way `proof` says.
+    pub(super) fn heard_proven(
+        &mut self,
+        info: DeviceInfo,
+        addr: SocketAddr,
+        how: &'static str,
+        proof: Proof,
+    ) {
+        self.record(info, addr, how, Instant::now(), proof);
     }
 
+    /// A pinned answer heard at `now` (tests).
+    #[cfg(test)]
     fn heard_proven_at(
         &mut self,
         info: DeviceInfo,
@@ -113,17 +137,17 @@ impl DeviceTable {
         how: &'static str,
         now: Instant,
     ) {
-        self.record(info, addr, how, now, true);
+        self.record(info, addr, how, now, Proof::Reached);
     }
 
-    /// Records the device (`proven`: see [`LocalSendDevice::proven`]).
+    /// Records the device (see [`LocalSendDevice::proven`] and [`Proof`]).
     fn record(
         &mut self,
         info: DeviceInfo,
         addr: SocketAddr,
         how: &'static str,
         now: Instant,
-        proven: bool,
+        proof: Proof,
     ) {
         let Some(fingerprint) = super::claimed_fingerprint(&info.fingerprint) else {
             return;
@@ -145,9 +169,9 @@ impl DeviceTable {
         // A claim to a proven device only says it is still there, and only from where it
         // is: anyone can announce its fingerprint from elsewhere (its own answer to an
         // announcement from a new address is proven, and moves it).
-        if !proven
+        if proof == Proof::Claimed
             && let Some(known) = self.devices.get_mut(&fingerprint)
-            && known.device.proven
+            && known.proof > Proof::Claimed
         {
             let listed = match addr {
                 SocketAddr::V4(_) => known.v4.map(|(a, _)| a),
@@ -167,7 +191,7 @@ impl DeviceTable {
             let oldest = self
                 .devices
                 .iter()
-                .min_by_key(|(_, e)| (e.device.proven, e.device.last_seen))
+                .min_by_key(|(_, e)| (e.proof, e.device.last_seen))
                 .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
                 self.devices.remove(&oldest);
@@ -192,6 +216,7 @@ impl DeviceTable {
                 registered: None,
                 v4: None,
                 v6: None,
+                proof: Proof::Claimed,
             });
         match addr {
             SocketAddr::V4(_) => entry.v4 = Some((addr, now)),
@@ -221,7 +246,8 @@ impl DeviceTable {
             device.how.push(how);
         }
         device.last_seen = now;
-        device.proven |= proven;
+        entry.proof = entry.proof.max(proof);
+        device.proven = entry.proof > Proof::Claimed;
     }
 
     /// Whether to register with this device now (not done within [`REGISTER_EVERY`]).
@@ -350,6 +376,24 @@ mod tests {
         let last = format!("FAKE-{}", 3 * MAX_DEVICES - 1);
         assert!(listed.iter().any(|d| d.fingerprint == last));
         assert!(!listed.iter().any(|d| d.fingerprint == "FAKE-0"));
+        // Registers, each with a fresh certificate of its own, outrank claims but not a
+        // device reached at its address.
+        for i in 0..3 * MAX_DEVICES {
+            let at = t0 + Duration::from_secs(1) + Duration::from_millis(i as u64);
+            let fake = format!("CERT-{i}");
+            let from = addr("10.0.0.67:53317");
+            table.record(
+                info("Cert", &fake),
+                from,
+                "register",
+                at,
+                Proof::Certificate,
+            );
+        }
+        let listed = table.list();
+        assert_eq!(listed.len(), MAX_DEVICES);
+        assert!(listed.iter().any(|d| d.alias == "Phone"), "reached: stays");
+        assert!(listed.iter().all(|d| d.proven), "the claims went first");
         // A table of proven devices only still makes room (the oldest goes).
         let mut proven = DeviceTable::default();
         for i in 0..=MAX_DEVICES {

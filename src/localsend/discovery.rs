@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::client::{Link, post_json};
+use super::devices::Proof;
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
 use super::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT, LocalSendProtocol};
@@ -390,7 +391,7 @@ async fn answer(
                     theirs.port = Some(port);
                     theirs.protocol = Some(LocalSendProtocol::Https.as_str().to_owned());
                     // Pinned: the certificate's fingerprint is the announced one.
-                    lock(&shared.devices).heard_proven(theirs, addr, "answer");
+                    lock(&shared.devices).heard_proven(theirs, addr, "answer", Proof::Reached);
                 }
                 return;
             }

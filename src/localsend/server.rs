@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{oneshot, watch};
 
-use super::devices::{DeviceTable, LocalSendDevice};
+use super::devices::{DeviceTable, LocalSendDevice, Proof};
 use super::discovery::{MulticastConfig, Sockets, with_port};
 use super::identity::CertIdentity;
 use super::listener::{self, Listeners};
@@ -455,7 +455,9 @@ async fn register(
         let port = info.port.unwrap_or(LOCALSEND_PORT);
         let mut devices = lock(&shared.devices);
         match client {
-            Some(_) => devices.heard_proven(info, with_port(peer, port), "register"),
+            Some(_) => {
+                devices.heard_proven(info, with_port(peer, port), "register", Proof::Certificate)
+            }
             None => devices.heard(info, with_port(peer, port), "register"),
         }
     }

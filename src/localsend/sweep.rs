@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::LocalSendProtocol;
-use super::devices::LocalSendDevice;
+use super::devices::{LocalSendDevice, Proof};
 use super::probe::{device_of, register};
 use super::server::{Shared, lock, stopped};
 
@@ -243,7 +243,7 @@ async fn ask(
     let mut devices = lock(&shared.devices);
     // Over HTTPS the fingerprint was checked against the certificate (`device_of`).
     match protocol {
-        LocalSendProtocol::Https => devices.heard_proven(info, addr, "sweep"),
+        LocalSendProtocol::Https => devices.heard_proven(info, addr, "sweep", Proof::Reached),
         LocalSendProtocol::Http => devices.heard(info, addr, "sweep"),
     }
     devices
