@@ -20,7 +20,8 @@
 //!
 //! Needs `nc` (Debian: netcat-openbsd) and `socat` for the comparisons; a missing one is
 //! reported and skipped. The server's peak RSS is read from /proc (VmHWM) after the transfer,
-//! the sender's from `wait4` (ru_maxrss). Each round also runs Ferry with `serve --no-fsync`,
+//! the sender's from `wait4` (ru_maxrss). Each round runs every case once, each round
+//! starting one case later than the one before. Each round also runs Ferry with `serve --no-fsync`,
 //! so the cost of syncing the file before "verified" is a figure of the same run, Ferry
 //! with `send --no-encryption`, so encryption's cost is one too (each side has an identity of
 //! its own in a temp config folder), and both together: what socat does (written, not synced,
@@ -37,6 +38,31 @@ use common::{
 };
 
 mod common;
+
+/// One measurement of a round.
+#[derive(Clone, Copy)]
+enum Case {
+    Ferry,
+    Plain,
+    NoFsync,
+    PlainNoFsync,
+    Nc,
+    Socat,
+    SocatSynced,
+    Dd,
+}
+
+/// Every round runs each case once, starting one case later than the round before.
+const CASES: [Case; 8] = [
+    Case::Ferry,
+    Case::Plain,
+    Case::NoFsync,
+    Case::PlainNoFsync,
+    Case::Nc,
+    Case::Socat,
+    Case::SocatSynced,
+    Case::Dd,
+];
 
 fn main() {
     let bytes: u64 = env_or("FERRY_BENCH_BYTES", 2 << 30);
@@ -74,63 +100,77 @@ fn main() {
         eprintln!("memory state before each run: {state}");
     }
     for run in 1..=runs {
-        prepare();
-        let ferry = ferry_run(&input, &out_dir, &[], &[]);
-        eprintln!(
-            "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB, sender {} MiB; {})",
-            mbps(bytes, ferry.secs),
-            ferry.server_rss_kib >> 10,
-            ferry.sender_rss_kib >> 10,
-            ferry.cpu(bytes)
-        );
-        encrypted_cpu.push(ferry.cpu_per_gib(bytes));
-        ferry_secs.push(ferry.secs);
-        server_rss_kib = server_rss_kib.max(ferry.server_rss_kib);
-        sender_rss_kib = sender_rss_kib.max(ferry.sender_rss_kib);
-        prepare();
-        let unencrypted = ferry_run(&input, &out_dir, &[], &["--no-encryption"]);
-        eprintln!(
-            "run {run}: ferry --no-encryption {:.0} MB/s ({})",
-            mbps(bytes, unencrypted.secs),
-            unencrypted.cpu(bytes)
-        );
-        unencrypted_cpu.push(unencrypted.cpu_per_gib(bytes));
-        unencrypted_secs.push(unencrypted.secs);
-        prepare();
-        let no_fsync = ferry_run(&input, &out_dir, &["--no-fsync"], &[]);
-        eprintln!(
-            "run {run}: ferry --no-fsync {:.0} MB/s",
-            mbps(bytes, no_fsync.secs)
-        );
-        no_fsync_secs.push(no_fsync.secs);
-        prepare();
-        // The issue's own probe: verified on both ends, written like socat's (to the page
-        // cache, not synced), no encryption.
-        let plain_no_fsync = ferry_run(&input, &out_dir, &["--no-fsync"], &["--no-encryption"]);
-        eprintln!(
-            "run {run}: ferry --no-encryption --no-fsync {:.0} MB/s",
-            mbps(bytes, plain_no_fsync.secs)
-        );
-        plain_no_fsync_secs.push(plain_no_fsync.secs);
-        prepare();
-        if let Some(secs) = pipe_run(&input, &out_dir, &NC, false) {
-            eprintln!("run {run}: nc    {:.0} MB/s", mbps(bytes, secs));
-            nc_secs.push(secs);
-        }
-        prepare();
-        if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT, false) {
-            eprintln!("run {run}: socat {:.0} MB/s", mbps(bytes, secs));
-            socat_secs.push(secs);
-        }
-        prepare();
-        if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT, true) {
-            eprintln!("run {run}: socat, synced {:.0} MB/s", mbps(bytes, secs));
-            socat_synced_secs.push(secs);
-        }
-        prepare();
-        if let Some(secs) = disk_run(&input, &out_dir) {
-            eprintln!("run {run}: dd, synced {:.0} MB/s", mbps(bytes, secs));
-            disk_secs.push(secs);
+        // Each round starts one case later than the last, so no tool always runs first
+        // (right after the previous round's last case, or the first after the input was
+        // written) and takes what that position costs on this host.
+        for step in 0..CASES.len() {
+            let case = CASES[(step + run as usize - 1) % CASES.len()];
+            prepare();
+            match case {
+                Case::Ferry => {
+                    let ferry = ferry_run(&input, &out_dir, &[], &[]);
+                    eprintln!(
+                        "run {run}: ferry {:.0} MB/s (server peak RSS {} MiB, sender {} MiB; {})",
+                        mbps(bytes, ferry.secs),
+                        ferry.server_rss_kib >> 10,
+                        ferry.sender_rss_kib >> 10,
+                        ferry.cpu(bytes)
+                    );
+                    encrypted_cpu.push(ferry.cpu_per_gib(bytes));
+                    ferry_secs.push(ferry.secs);
+                    server_rss_kib = server_rss_kib.max(ferry.server_rss_kib);
+                    sender_rss_kib = sender_rss_kib.max(ferry.sender_rss_kib);
+                }
+                Case::Plain => {
+                    let plain = ferry_run(&input, &out_dir, &[], &["--no-encryption"]);
+                    eprintln!(
+                        "run {run}: ferry --no-encryption {:.0} MB/s ({})",
+                        mbps(bytes, plain.secs),
+                        plain.cpu(bytes)
+                    );
+                    unencrypted_cpu.push(plain.cpu_per_gib(bytes));
+                    unencrypted_secs.push(plain.secs);
+                }
+                Case::NoFsync => {
+                    let no_fsync = ferry_run(&input, &out_dir, &["--no-fsync"], &[]);
+                    let mbps = mbps(bytes, no_fsync.secs);
+                    eprintln!("run {run}: ferry --no-fsync {mbps:.0} MB/s");
+                    no_fsync_secs.push(no_fsync.secs);
+                }
+                // The issue's own probe: verified on both ends, written like socat's (to
+                // the page cache, not synced), no encryption.
+                Case::PlainNoFsync => {
+                    let args = (&["--no-fsync"][..], &["--no-encryption"][..]);
+                    let both = ferry_run(&input, &out_dir, args.0, args.1);
+                    let mbps = mbps(bytes, both.secs);
+                    eprintln!("run {run}: ferry --no-encryption --no-fsync {mbps:.0} MB/s");
+                    plain_no_fsync_secs.push(both.secs);
+                }
+                Case::Nc => {
+                    if let Some(secs) = pipe_run(&input, &out_dir, &NC, false) {
+                        eprintln!("run {run}: nc    {:.0} MB/s", mbps(bytes, secs));
+                        nc_secs.push(secs);
+                    }
+                }
+                Case::Socat => {
+                    if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT, false) {
+                        eprintln!("run {run}: socat {:.0} MB/s", mbps(bytes, secs));
+                        socat_secs.push(secs);
+                    }
+                }
+                Case::SocatSynced => {
+                    if let Some(secs) = pipe_run(&input, &out_dir, &SOCAT, true) {
+                        eprintln!("run {run}: socat, synced {:.0} MB/s", mbps(bytes, secs));
+                        socat_synced_secs.push(secs);
+                    }
+                }
+                Case::Dd => {
+                    if let Some(secs) = disk_run(&input, &out_dir) {
+                        eprintln!("run {run}: dd, synced {:.0} MB/s", mbps(bytes, secs));
+                        disk_secs.push(secs);
+                    }
+                }
+            }
         }
     }
     let ferry = median(&mut ferry_secs);
