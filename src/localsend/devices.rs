@@ -22,7 +22,8 @@ use super::wire::DeviceInfo;
 /// register with fresh certificates of its own), and a flood of them must not push out the
 /// devices that proved who they are where they are.
 const MAX_DEVICES: usize = 256;
-/// A device is registered with at most once in this time.
+/// A device is registered with at most once in this time at one address (an address of
+/// the other family, or a new one, is due at once).
 const REGISTER_EVERY: Duration = Duration::from_secs(5);
 /// A device's IPv4 address is listed first unless its IPv6 one was heard this much later.
 const FAMILY_STALE: Duration = Duration::from_secs(60);
@@ -91,8 +92,8 @@ pub(super) enum Proof {
 #[derive(Debug)]
 struct Entry {
     device: LocalSendDevice,
-    /// When we last registered with it.
-    registered: Option<Instant>,
+    /// Where and when we last registered with it, per family (index: [`family`]).
+    registered: [Option<(SocketAddr, Instant)>; 2],
     /// Its latest address of each family, and when it was heard there.
     v4: Option<(SocketAddr, Instant)>,
     v6: Option<(SocketAddr, Instant)>,
@@ -213,7 +214,7 @@ impl DeviceTable {
                     last_seen: now,
                     proven: false,
                 },
-                registered: None,
+                registered: [None; 2],
                 v4: None,
                 v6: None,
                 proof: Proof::Claimed,
@@ -250,16 +251,20 @@ impl DeviceTable {
         device.proven = entry.proof > Proof::Claimed;
     }
 
-    /// Whether to register with this device now (not done within [`REGISTER_EVERY`]).
-    pub(super) fn register_due(&mut self, fingerprint: &str) -> bool {
+    /// Whether to register with this device at `addr` now (not done there within
+    /// [`REGISTER_EVERY`]). Per address, not per device: a claim to a proven device from an
+    /// address not listed for it moves nothing, so only the pinned answer there can list
+    /// it there; one answer per device would leave the address of the family heard second
+    /// (a device announces on both at once) or the one it just moved to unlisted.
+    pub(super) fn register_due(&mut self, fingerprint: &str, addr: SocketAddr) -> bool {
         let Some(entry) = self.devices.get_mut(&fingerprint.to_ascii_uppercase()) else {
             return false;
         };
-        let due = entry
-            .registered
-            .is_none_or(|t| t.elapsed() >= REGISTER_EVERY);
+        let now = Instant::now();
+        let last = &mut entry.registered[family(addr)];
+        let due = last.is_none_or(|(at, t)| at != addr || now.duration_since(t) >= REGISTER_EVERY);
         if due {
-            entry.registered = Some(Instant::now());
+            *last = Some((addr, now));
         }
         due
     }
@@ -282,6 +287,11 @@ impl DeviceTable {
         list.sort_by_key(|d| std::cmp::Reverse(d.last_seen));
         list
     }
+}
+
+/// 0 for an IPv4 address, 1 for an IPv6 one.
+fn family(addr: SocketAddr) -> usize {
+    usize::from(addr.is_ipv6())
 }
 
 #[cfg(test)]

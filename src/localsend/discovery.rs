@@ -300,10 +300,10 @@ pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option
     {
         return None; // our own announcement, looped back
     }
-    let port = info.port.unwrap_or(LOCALSEND_PORT);
+    let addr = with_port(from, info.port.unwrap_or(LOCALSEND_PORT));
     let mut devices = lock(&shared.devices);
-    devices.heard(info.clone(), with_port(from, port), "multicast");
-    let wants_answer = info.announce == Some(true) && devices.register_due(&info.fingerprint);
+    devices.heard(info.clone(), addr, "multicast");
+    let wants_answer = info.announce == Some(true) && devices.register_due(&info.fingerprint, addr);
     drop(devices);
     (wants_answer && may_answer(from.ip(), Instant::now())).then_some(info)
 }

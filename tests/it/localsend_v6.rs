@@ -164,11 +164,12 @@ fn an_ipv6_announcement_is_answered_with_a_pinned_register_to_its_ipv6_address()
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    // The announcer listens on ::1 only: the register can reach it nowhere else.
+    // The announcer listens on ::1 and on an IPv4 loopback address of its own (answers are
+    // budgeted per address), not on 127.0.0.1: a register to a wrong address goes nowhere.
     let mut announcer_cfg = config(dir.path(), "Announcer");
-    announcer_cfg.bind = "::1".parse().expect("ip");
+    announcer_cfg.bind = "127.0.0.74".parse().expect("ip");
     let announcer = start(announcer_cfg);
-    assert!(announcer.local_addr().is_ipv6());
+    let announcer_v6 = announcer.local_addr_v6().expect("an IPv6 listener");
     let mut hearer_cfg = config(dir.path(), "Hearer");
     hearer_cfg.multicast = Some(loopback_discovery());
     let hearer = start(hearer_cfg);
@@ -196,9 +197,25 @@ fn an_ipv6_announcement_is_answered_with_a_pinned_register_to_its_ipv6_address()
             .into_iter()
             .find(|d| d.fingerprint == announcer.fingerprint() && d.how.contains(&"answer"))
     });
-    assert_eq!(heard.addr, announcer.local_addr());
-    assert_eq!(heard.addr_v6, Some(announcer.local_addr()));
+    assert_eq!(heard.addr, announcer_v6);
+    assert_eq!(heard.addr_v6, Some(announcer_v6));
     assert!(heard.how.contains(&"multicast"), "{:?}", heard.how);
+
+    // Proven over IPv6, it announces over IPv4 too, at once (as a device on both families
+    // does when it starts): that claim alone cannot add an address to a proven device, so
+    // it is answered at its IPv4 address as well, and that answer lists it there.
+    let udp4 = UdpSocket::bind("127.0.0.74:0").expect("udp");
+    udp4.send_to(announcement.to_string().as_bytes(), ("127.0.0.1", port))
+        .expect("send");
+    let heard = wait_until("the announcer listed at its IPv4 address", || {
+        hearer
+            .devices()
+            .into_iter()
+            .find(|d| d.fingerprint == announcer.fingerprint() && d.addr.is_ipv4())
+    });
+    assert_eq!(heard.addr, announcer.local_addr());
+    assert_eq!(heard.addr_v6, Some(announcer_v6));
+    assert!(heard.proven, "{heard:?}");
 }
 
 #[test]
