@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use ferry::events::{Event, NoteEvent, Security, ServerEvent, TransferEvent, event_channel};
 use ferry::localsend::{
-    CertIdentity, LOCALSEND_GROUP, LocalSendConfig, LocalSendServer, MulticastConfig,
+    CertIdentity, LOCALSEND_GROUP, LocalSendConfig, LocalSendDevice, LocalSendProtocol,
+    LocalSendServer, MulticastConfig,
 };
 use ferry::transfer::{AcceptPolicy, Decision};
 use rustls::{ClientConnection, StreamOwned};
@@ -683,6 +684,53 @@ fn an_announcement_is_answered_with_a_pinned_register() {
     assert_eq!(device.addr, announcer.local_addr());
     assert!(device.how.contains(&"multicast"), "{:?}", device.how);
     assert!(device.how.contains(&"answer"), "{:?}", device.how);
+}
+
+#[test]
+fn a_pinned_answer_lists_the_device_as_https_whatever_was_claimed_before() {
+    // The announcer, on a loopback address of its own (answers are budgeted per address).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.bind = "127.0.0.75".parse().expect("ip");
+    let (announcer, _a_events) = start(cfg);
+    let mut cfg = config(dir.path());
+    cfg.alias = "Hearer".into();
+    cfg.multicast = Some(loopback_multicast());
+    let (hearer, _events) = start(cfg);
+    let target = SocketAddr::from(([127, 0, 0, 1], hearer.discovery_port().expect("port")));
+    let udp = UdpSocket::bind("127.0.0.75:0").expect("udp");
+    let listed = |done: &dyn Fn(&LocalSendDevice) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let heard = hearer.devices();
+            if let Some(d) = heard
+                .iter()
+                .find(|d| d.fingerprint == announcer.fingerprint() && done(d))
+            {
+                return d.clone();
+            }
+            assert!(Instant::now() < deadline, "never listed so: {heard:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // First claimed as plain HTTP (anyone can claim its fingerprint so).
+    let claim = json!({"alias": "Announcer", "version": "2.1", "deviceType": "headless",
+        "fingerprint": announcer.fingerprint(), "port": announcer.local_addr().port(),
+        "protocol": "http", "announce": false});
+    udp.send_to(claim.to_string().as_bytes(), target)
+        .expect("send");
+    listed(&|d| d.protocol == LocalSendProtocol::Http);
+    // Then an announcement naming no protocol: answered over HTTPS, pinned, which proves it
+    // speaks HTTPS there.
+    let announcement = json!({"alias": "Announcer", "version": "2.1", "deviceType": "headless",
+        "fingerprint": announcer.fingerprint(), "port": announcer.local_addr().port(),
+        "announce": true});
+    udp.send_to(announcement.to_string().as_bytes(), target)
+        .expect("send");
+    let device = listed(&|d| d.how.contains(&"answer"));
+    assert_eq!(device.protocol, LocalSendProtocol::Https, "{device:?}");
+    assert!(device.proven, "{device:?}");
+    assert_eq!(device.addr, announcer.local_addr());
 }
 
 #[test]
