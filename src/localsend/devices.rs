@@ -311,6 +311,25 @@ mod tests {
     }
 
     #[test]
+    fn a_register_is_due_once_per_address_so_a_moved_or_second_family_address_is_asked() {
+        let mut table = DeviceTable::default();
+        let (home, moved, v6) = (
+            addr("10.0.0.7:1"),
+            addr("10.0.0.9:1"),
+            addr("[fe80::7%2]:1"),
+        );
+        table.heard_proven_at(info("Phone", "AB-12"), home, "answer", Instant::now());
+        assert!(table.register_due("ab-12", home));
+        assert!(
+            !table.register_due("AB-12", home),
+            "not again there so soon"
+        );
+        assert!(table.register_due("AB-12", v6), "its other family");
+        assert!(table.register_due("AB-12", moved), "where it moved");
+        assert!(!table.register_due("CD-34", home), "an unknown device");
+    }
+
+    #[test]
     fn a_claim_from_elsewhere_never_moves_or_renames_a_proven_device() {
         let mut table = DeviceTable::default();
         let t0 = Instant::now();
