@@ -56,17 +56,15 @@ pub struct LocalSendDevice {
 }
 
 /// Adds a device a register probe found to `devices` (one per fingerprint): a device
-/// already listed stays as it is, unless the probe proved with its certificate that one
-/// listed as plain HTTP (anyone can claim a fingerprint) speaks HTTPS.
+/// already listed stays as it is, unless the probe proved with its certificate what the
+/// listed one only claims (anyone can claim a fingerprint, from any address): then the
+/// probe's address, name and protocol win.
 pub fn add_probed(devices: &mut Vec<LocalSendDevice>, found: LocalSendDevice) {
     match devices
         .iter_mut()
         .find(|d| d.fingerprint == found.fingerprint)
     {
-        Some(listed)
-            if listed.protocol == LocalSendProtocol::Http
-                && found.protocol == LocalSendProtocol::Https =>
-        {
+        Some(listed) if found.proven && !listed.proven => {
             *listed = found;
         }
         Some(_) => {}

@@ -239,10 +239,12 @@ fn a_probe_proving_https_wins_over_a_plain_claim_and_never_the_other_way() {
     claim.protocol = Some("http".to_owned());
     table.heard_at(claim, addr("10.0.0.66:53317"), "multicast", t0);
     let mut listed = table.list();
+    // As `probe` makes it over HTTPS: the certificate had the fingerprint.
     let proven = LocalSendDevice {
         protocol: LocalSendProtocol::Https,
         addr: addr("10.0.0.8:53317"),
         how: vec!["probe"],
+        proven: true,
         ..listed[0].clone()
     };
     add_probed(&mut listed, proven.clone());
@@ -250,10 +252,39 @@ fn a_probe_proving_https_wins_over_a_plain_claim_and_never_the_other_way() {
     let plain = LocalSendDevice {
         protocol: LocalSendProtocol::Http,
         addr: addr("10.0.0.66:53317"),
+        proven: false,
         ..proven.clone()
     };
     add_probed(&mut listed, plain);
     assert_eq!(listed, vec![proven], "a plain claim changes nothing");
+}
+
+#[test]
+fn a_probe_proving_a_device_wins_over_an_https_claim_from_elsewhere_but_not_over_a_proof() {
+    let mut table = DeviceTable::default();
+    let t0 = Instant::now();
+    // A forged announcement put the phone's fingerprint at the attacker's address.
+    table.heard_at(
+        info("Phone", "AB12"),
+        addr("10.0.0.66:53317"),
+        "multicast",
+        t0,
+    );
+    let mut listed = table.list();
+    let probed = LocalSendDevice {
+        addr: addr("10.0.0.7:53317"),
+        how: vec!["probe"],
+        proven: true,
+        ..listed[0].clone()
+    };
+    add_probed(&mut listed, probed.clone());
+    assert_eq!(listed, vec![probed.clone()], "the probe's proof wins");
+
+    // Once the table has proof of its own (say a newer pinned answer), it stays.
+    table.heard_proven_at(info("Phone", "AB12"), addr("10.0.0.9:53317"), "answer", t0);
+    let mut listed = table.list();
+    add_probed(&mut listed, probed);
+    assert_eq!(listed[0].addr, addr("10.0.0.9:53317"));
 }
 
 #[test]
