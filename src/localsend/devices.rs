@@ -99,6 +99,30 @@ struct Entry {
     proof: Proof,
 }
 
+impl Entry {
+    /// Records that it was heard at `addr` (an address of that family) at `now`, and lists
+    /// it at its IPv4 address unless its IPv6 one was heard [`FAMILY_STALE`] later.
+    fn heard_from(&mut self, addr: SocketAddr, now: Instant) {
+        match addr {
+            SocketAddr::V4(_) => self.v4 = Some((addr, now)),
+            SocketAddr::V6(_) => self.v6 = Some((addr, now)),
+        }
+        self.device.addr = match (self.v4, self.v6) {
+            (Some((v4, at4)), Some((v6, at6))) => {
+                if at6.saturating_duration_since(at4) > FAMILY_STALE {
+                    v6
+                } else {
+                    v4
+                }
+            }
+            (Some((v4, _)), None) => v4,
+            (None, Some((v6, _))) => v6,
+            (None, None) => addr,
+        };
+        self.device.addr_v6 = self.v6.map(|(v6, _)| v6);
+    }
+}
+
 /// The devices heard, by fingerprint.
 #[derive(Debug, Default)]
 pub(super) struct DeviceTable {
@@ -177,6 +201,7 @@ impl DeviceTable {
                 SocketAddr::V6(_) => known.v6.map(|(a, _)| a),
             };
             if listed == Some(addr) {
+                known.heard_from(addr, now);
                 known.device.last_seen = now;
                 if !known.device.how.contains(&how) {
                     known.device.how.push(how);
@@ -217,27 +242,11 @@ impl DeviceTable {
                 v6: None,
                 proof: Proof::Claimed,
             });
-        match addr {
-            SocketAddr::V4(_) => entry.v4 = Some((addr, now)),
-            SocketAddr::V6(_) => entry.v6 = Some((addr, now)),
-        }
+        entry.heard_from(addr, now);
         let device = &mut entry.device;
         device.alias = info.label();
         device.device_type = info.kind().to_owned();
         device.device_model = info.device_model.map(|m| crate::protocol::clip(&m, 64));
-        device.addr = match (entry.v4, entry.v6) {
-            (Some((v4, at4)), Some((v6, at6))) => {
-                if at6.saturating_duration_since(at4) > FAMILY_STALE {
-                    v6
-                } else {
-                    v4
-                }
-            }
-            (Some((v4, _)), None) => v4,
-            (None, Some((v6, _))) => v6,
-            (None, None) => addr,
-        };
-        device.addr_v6 = entry.v6.map(|(v6, _)| v6);
         if let Some(protocol) = protocol {
             device.protocol = protocol;
         }

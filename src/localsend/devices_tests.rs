@@ -332,3 +332,24 @@ fn the_ipv6_address_is_listed_first_only_when_the_ipv4_one_is_stale() {
     assert_eq!(table.list()[0].addr, v4);
     assert_eq!(table.list().len(), 1);
 }
+
+#[test]
+fn a_proven_devices_own_announcements_keep_its_families_current() {
+    let mut table = DeviceTable::default();
+    let t0 = Instant::now();
+    let v4 = addr("192.168.1.9:53317");
+    let v6 = addr("[fd00::9]:53317");
+    table.heard_proven_at(info("Laptop", "CD34"), v4, "answer", t0);
+    table.heard_proven_at(info("Laptop", "CD34"), v6, "answer", t0);
+    assert_eq!(table.list()[0].addr, v4);
+    // Only its IPv6 announcements come on (claims, from the address listed for IPv6).
+    let later = t0 + FAMILY_STALE + Duration::from_secs(1);
+    table.heard_at(info("Laptop", "CD34"), v6, "multicast", later);
+    let listed = &table.list()[0];
+    assert_eq!(
+        (listed.addr, listed.last_seen),
+        (v6, later),
+        "the IPv4 one went quiet"
+    );
+    assert!(listed.proven);
+}
