@@ -262,18 +262,26 @@ impl DeviceTable {
     /// [`REGISTER_EVERY`]). Per address, not per device: a claim to a proven device from an
     /// address not listed for it moves nothing, so only the pinned answer there can list
     /// it there; one answer per device would leave the address of the family heard second
-    /// (a device announces on both at once) or the one it just moved to unlisted.
-    pub(super) fn register_due(&mut self, fingerprint: &str, addr: SocketAddr) -> bool {
+    /// (a device announces on both at once) or the one it just moved to unlisted. Only when
+    /// it is due is `allowed` asked (the answer budget); an answer it refuses is not counted
+    /// as done, so the device's next announcement there is answered once the budget allows.
+    pub(super) fn register_due(
+        &mut self,
+        fingerprint: &str,
+        addr: SocketAddr,
+        allowed: impl FnOnce() -> bool,
+    ) -> bool {
         let Some(entry) = self.devices.get_mut(&fingerprint.to_ascii_uppercase()) else {
             return false;
         };
         let now = Instant::now();
         let last = &mut entry.registered[family(addr)];
         let due = last.is_none_or(|(at, t)| at != addr || now.duration_since(t) >= REGISTER_EVERY);
-        if due {
+        let answer = due && allowed();
+        if answer {
             *last = Some((addr, now));
         }
-        due
+        answer
     }
 
     /// Forgets the devices listed at an address in `asked` (a sweep's targets) that were

@@ -24,14 +24,23 @@ fn a_register_is_due_once_per_address_so_a_moved_or_second_family_address_is_ask
         addr("[fe80::7%2]:1"),
     );
     table.heard_proven_at(info("Phone", "AB-12"), home, "answer", Instant::now());
-    assert!(table.register_due("ab-12", home));
+    let yes = || true;
+    // The answer budget said no: not counted, so the next announcement there is answered.
+    assert!(!table.register_due("ab-12", home, || false));
+    assert!(table.register_due("ab-12", home, yes));
+    let asked = std::cell::Cell::new(false);
+    let ask = || {
+        asked.set(true);
+        true
+    };
     assert!(
-        !table.register_due("AB-12", home),
+        !table.register_due("AB-12", home, ask),
         "not again there so soon"
     );
-    assert!(table.register_due("AB-12", v6), "its other family");
-    assert!(table.register_due("AB-12", moved), "where it moved");
-    assert!(!table.register_due("CD-34", home), "an unknown device");
+    assert!(!asked.get(), "nor is the budget asked (or spent) for it");
+    assert!(table.register_due("AB-12", v6, yes), "its other family");
+    assert!(table.register_due("AB-12", moved, yes), "where it moved");
+    assert!(!table.register_due("CD-34", home, yes), "an unknown device");
 }
 
 #[test]

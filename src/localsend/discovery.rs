@@ -303,9 +303,13 @@ pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option
     let addr = with_port(from, info.port.unwrap_or(LOCALSEND_PORT));
     let mut devices = lock(&shared.devices);
     devices.heard(info.clone(), addr, "multicast");
-    let wants_answer = info.announce == Some(true) && devices.register_due(&info.fingerprint, addr);
+    // The budget is asked (and spent) only for an answer that is due.
+    let answer = info.announce == Some(true)
+        && devices.register_due(&info.fingerprint, addr, || {
+            may_answer(from.ip(), Instant::now())
+        });
     drop(devices);
-    (wants_answer && may_answer(from.ip(), Instant::now())).then_some(info)
+    answer.then_some(info)
 }
 
 /// Answers (outbound HTTPS registers) allowed per window, in all and per address: an
