@@ -100,9 +100,18 @@ struct Entry {
 }
 
 impl Entry {
-    /// Records that it was heard at `addr` (an address of that family) at `now`, and lists
-    /// it at its IPv4 address unless its IPv6 one was heard [`FAMILY_STALE`] later.
-    fn heard_from(&mut self, addr: SocketAddr, now: Instant) {
+    /// Its address listed for `addr`'s family, if any.
+    fn listed(&self, addr: SocketAddr) -> Option<SocketAddr> {
+        match addr {
+            SocketAddr::V4(_) => self.v4.map(|(a, _)| a),
+            SocketAddr::V6(_) => self.v6.map(|(a, _)| a),
+        }
+    }
+
+    /// Records that it was heard at `addr` (an address of that family), `how`, at `now`,
+    /// and lists it at its IPv4 address unless its IPv6 one was heard [`FAMILY_STALE`]
+    /// later.
+    fn seen(&mut self, addr: SocketAddr, how: &'static str, now: Instant) {
         match addr {
             SocketAddr::V4(_) => self.v4 = Some((addr, now)),
             SocketAddr::V6(_) => self.v6 = Some((addr, now)),
@@ -120,6 +129,10 @@ impl Entry {
             (None, None) => addr,
         };
         self.device.addr_v6 = self.v6.map(|(v6, _)| v6);
+        if !self.device.how.contains(&how) {
+            self.device.how.push(how);
+        }
+        self.device.last_seen = now;
     }
 }
 
@@ -130,18 +143,10 @@ pub(super) struct DeviceTable {
 }
 
 impl DeviceTable {
-    /// Records `info` heard from `addr` (its port: announced, or LocalSend's default).
-    pub(super) fn heard(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str) {
-        self.heard_at(info, addr, how, Instant::now());
-    }
-
-    fn heard_at(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str, now: Instant) {
-        self.record(info, addr, how, now, Proof::Claimed);
-    }
-
-    /// As [`DeviceTable::heard`], over TLS from a certificate whose fingerprint is the one
-    /// `info` names (the caller checked it), in the way `proof` says.
-    pub(super) fn heard_proven(
+    /// Records `info` heard from `addr` (its port: announced, or LocalSend's default);
+    /// `proof`: what showed it is the device `info` names (above [`Proof::Claimed`], the
+    /// caller checked the certificate's fingerprint).
+    pub(super) fn heard(
         &mut self,
         info: DeviceInfo,
         addr: SocketAddr,
@@ -149,6 +154,12 @@ impl DeviceTable {
         proof: Proof,
     ) {
         self.record(info, addr, how, Instant::now(), proof);
+    }
+
+    /// A claim heard at `now` (tests).
+    #[cfg(test)]
+    fn heard_at(&mut self, info: DeviceInfo, addr: SocketAddr, how: &'static str, now: Instant) {
+        self.record(info, addr, how, now, Proof::Claimed);
     }
 
     /// A pinned answer heard at `now` (tests).
@@ -196,16 +207,8 @@ impl DeviceTable {
             && let Some(known) = self.devices.get_mut(&fingerprint)
             && known.proof > Proof::Claimed
         {
-            let listed = match addr {
-                SocketAddr::V4(_) => known.v4.map(|(a, _)| a),
-                SocketAddr::V6(_) => known.v6.map(|(a, _)| a),
-            };
-            if listed == Some(addr) {
-                known.heard_from(addr, now);
-                known.device.last_seen = now;
-                if !known.device.how.contains(&how) {
-                    known.device.how.push(how);
-                }
+            if known.listed(addr) == Some(addr) {
+                known.seen(addr, how, now);
             } else {
                 log::debug!("LocalSend: ignoring a claim that moves a proven device to {addr}");
             }
@@ -242,7 +245,7 @@ impl DeviceTable {
                 v6: None,
                 proof: Proof::Claimed,
             });
-        entry.heard_from(addr, now);
+        entry.seen(addr, how, now);
         let device = &mut entry.device;
         device.alias = info.label();
         device.device_type = info.kind().to_owned();
@@ -250,10 +253,6 @@ impl DeviceTable {
         if let Some(protocol) = protocol {
             device.protocol = protocol;
         }
-        if !device.how.contains(&how) {
-            device.how.push(how);
-        }
-        device.last_seen = now;
         entry.proof = entry.proof.max(proof);
         device.proven = entry.proof > Proof::Claimed;
     }

@@ -302,7 +302,7 @@ pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option
     }
     let addr = with_port(from, info.port.unwrap_or(LOCALSEND_PORT));
     let mut devices = lock(&shared.devices);
-    devices.heard(info.clone(), addr, "multicast");
+    devices.heard(info.clone(), addr, "multicast", Proof::Claimed);
     // The budget is asked (and spent) only for an answer that is due.
     let answer = info.announce == Some(true)
         && devices.register_due(&info.fingerprint, addr, || {
@@ -395,7 +395,7 @@ async fn answer(
                     theirs.port = Some(port);
                     theirs.protocol = Some(LocalSendProtocol::Https.as_str().to_owned());
                     // Pinned: the certificate's fingerprint is the announced one.
-                    lock(&shared.devices).heard_proven(theirs, addr, "answer", Proof::Reached);
+                    lock(&shared.devices).heard(theirs, addr, "answer", Proof::Reached);
                 }
                 return;
             }

@@ -453,13 +453,11 @@ async fn register(
             .eq_ignore_ascii_case(&shared.info.fingerprint)
     {
         let port = info.port.unwrap_or(LOCALSEND_PORT);
-        let mut devices = lock(&shared.devices);
-        match client {
-            Some(_) => {
-                devices.heard_proven(info, with_port(peer, port), "register", Proof::Certificate)
-            }
-            None => devices.heard(info, with_port(peer, port), "register"),
-        }
+        let proof = match client {
+            Some(_) => Proof::Certificate,
+            None => Proof::Claimed,
+        };
+        lock(&shared.devices).heard(info, with_port(peer, port), "register", proof);
     }
     let mut ours = shared.info.clone();
     ours.port = None;

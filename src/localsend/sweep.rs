@@ -242,10 +242,11 @@ async fn ask(
     let fingerprint = info.fingerprint.clone();
     let mut devices = lock(&shared.devices);
     // Over HTTPS the fingerprint was checked against the certificate (`device_of`).
-    match protocol {
-        LocalSendProtocol::Https => devices.heard_proven(info, addr, "sweep", Proof::Reached),
-        LocalSendProtocol::Http => devices.heard(info, addr, "sweep"),
-    }
+    let proof = match protocol {
+        LocalSendProtocol::Https => Proof::Reached,
+        LocalSendProtocol::Http => Proof::Claimed,
+    };
+    devices.heard(info, addr, "sweep", proof);
     devices
         .list()
         .into_iter()
