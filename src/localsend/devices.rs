@@ -100,6 +100,13 @@ struct Entry {
 }
 
 impl Entry {
+    /// Its IPv4 address, if that is one of `asked` and the device was not heard at all
+    /// since `since` (not there, nor over IPv6, nor by announcing).
+    fn silent_at(&self, asked: &HashSet<SocketAddr>, since: Instant) -> Option<SocketAddr> {
+        let (addr, _) = self.v4?;
+        (asked.contains(&addr) && self.device.last_seen < since).then_some(addr)
+    }
+
     /// Its address listed for `addr`'s family, if any.
     fn listed(&self, addr: SocketAddr) -> Option<SocketAddr> {
         match addr {
@@ -288,11 +295,22 @@ impl DeviceTable {
     /// IPv6, nor by announcing. Returns how many were forgotten.
     pub(super) fn forget_silent(&mut self, asked: &HashSet<SocketAddr>, since: Instant) -> usize {
         let before = self.devices.len();
-        self.devices.retain(|_, entry| {
-            let swept = entry.v4.is_some_and(|(addr, _)| asked.contains(&addr));
-            !swept || entry.device.last_seen >= since
-        });
+        self.devices
+            .retain(|_, entry| entry.silent_at(asked, since).is_none());
         before - self.devices.len()
+    }
+
+    /// The addresses (in `asked`) of the devices [`DeviceTable::forget_silent`] would forget
+    /// now, each once.
+    pub(super) fn silent(&self, asked: &HashSet<SocketAddr>, since: Instant) -> Vec<SocketAddr> {
+        let mut silent: Vec<SocketAddr> = self
+            .devices
+            .values()
+            .filter_map(|entry| entry.silent_at(asked, since))
+            .collect();
+        silent.sort_unstable();
+        silent.dedup();
+        silent
     }
 
     pub(super) fn list(&self) -> Vec<LocalSendDevice> {

@@ -14,8 +14,11 @@
 //!
 //! A sweep that asked every target also forgets the devices listed at a target's address
 //! that were not heard while it ran ([`DeviceTable::forget_silent`]): how a device that
-//! left the network leaves the list (the window's Refresh sweeps again). A sweep cut short
-//! by the server stopping forgets nothing.
+//! left the network leaves the list (the window's Refresh sweeps again). Before it does, it
+//! asks those addresses once more with a longer timeout
+//! ([`SweepSettings::recheck_timeout`]), so a host slower than LocalSend's half second to
+//! accept (a busy phone, a slow link) is not dropped by every Refresh and found again by
+//! the next. A sweep cut short by the server stopping forgets nothing.
 //!
 //! [`DeviceTable::forget_silent`]: super::devices::DeviceTable::forget_silent
 //!
@@ -51,6 +54,10 @@ pub struct SweepSettings {
     pub host_timeout: Duration,
     /// Hosts asked at once.
     pub concurrency: usize,
+    /// Time a device listed at a swept address gets in a second ask (connect and answer
+    /// alike) when it did not answer the first in time, before it is forgotten: a slow
+    /// host, or one whose answer was lost, is not dropped for it.
+    pub recheck_timeout: Duration,
 }
 
 impl Default for SweepSettings {
@@ -59,6 +66,7 @@ impl Default for SweepSettings {
             connect_timeout: Duration::from_millis(500),
             host_timeout: Duration::from_millis(1500),
             concurrency: 32,
+            recheck_timeout: Duration::from_secs(4),
         }
     }
 }
@@ -166,30 +174,22 @@ async fn sweep(
     settings: SweepSettings,
 ) -> SweepReport {
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1)));
-    let mut asking = tokio::task::JoinSet::new();
     let mut stop = shared.stop.clone();
     let mut found = Vec::new();
     let probed = targets.len();
     let asked: HashSet<SocketAddr> = targets.iter().copied().collect();
     let began = Instant::now();
     let all_asked = async {
-        for addr in targets {
-            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-                break;
+        ask_all(shared, targets, settings, &slots, &mut found).await;
+        // The listed devices that stayed silent get one more, patient, chance.
+        let silent = lock(&shared.devices).silent(&asked, began);
+        if !silent.is_empty() {
+            let patient = SweepSettings {
+                connect_timeout: settings.recheck_timeout,
+                host_timeout: settings.recheck_timeout,
+                ..settings
             };
-            let shared = Arc::clone(shared);
-            asking.spawn(async move {
-                let device = ask(&shared, addr, settings).await;
-                drop(permit);
-                device
-            });
-            // Collect what is done so far, so the set does not grow with the targets.
-            while let Some(done) = asking.try_join_next() {
-                found.extend(done.ok().flatten());
-            }
-        }
-        while let Some(done) = asking.join_next().await {
-            found.extend(done.ok().flatten());
+            ask_all(shared, silent, patient, &slots, &mut found).await;
         }
     };
     let finished = tokio::select! {
@@ -204,6 +204,35 @@ async fn sweep(
     }
     log::debug!("LocalSend sweep: {probed} hosts, {} answered", found.len());
     SweepReport { probed, found }
+}
+
+/// Asks every target, as many at once as `slots` allow; what answers goes into `found`.
+async fn ask_all(
+    shared: &Arc<Shared>,
+    targets: Vec<SocketAddr>,
+    settings: SweepSettings,
+    slots: &Arc<tokio::sync::Semaphore>,
+    found: &mut Vec<LocalSendDevice>,
+) {
+    let mut asking = tokio::task::JoinSet::new();
+    for addr in targets {
+        let Ok(permit) = Arc::clone(slots).acquire_owned().await else {
+            break;
+        };
+        let shared = Arc::clone(shared);
+        asking.spawn(async move {
+            let device = ask(&shared, addr, settings).await;
+            drop(permit);
+            device
+        });
+        // Collect what is done so far, so the set does not grow with the targets.
+        while let Some(done) = asking.try_join_next() {
+            found.extend(done.ok().flatten());
+        }
+    }
+    while let Some(done) = asking.join_next().await {
+        found.extend(done.ok().flatten());
+    }
 }
 
 /// `POST /register` to one host (over plain HTTP if it speaks no TLS: see `probe`);

@@ -31,6 +31,7 @@ fn server_on(ip: [u8; 4], dir: &Path, alias: &str) -> LocalSendServer {
         connect_timeout: Duration::from_millis(500),
         host_timeout: Duration::from_millis(1000),
         concurrency: 8,
+        recheck_timeout: Duration::from_secs(5),
     };
     LocalSendServer::start(config, event_channel(None).0).expect("LocalSend server starts")
 }
@@ -178,6 +179,22 @@ fn a_sweep_forgets_a_listed_device_that_no_longer_answers_and_keeps_the_others()
     );
 }
 
+#[test]
+fn a_listed_device_too_slow_for_the_sweep_is_asked_again_and_kept() {
+    let mine = tempfile::tempdir().unwrap();
+    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
+    let slow = fake_host([127, 0, 0, 54], Reply::SlowAfterFirst);
+    let (report, _) = finish(sweeper.sweep(vec![slow]).expect("a sweep starts"));
+    assert_eq!(report.found.len(), 1, "its first answer is prompt");
+    // From now on it answers after the sweep's time for a host, within the recheck's.
+    let (report, took) = finish(sweeper.sweep(vec![slow]).expect("a sweep starts"));
+    let listed: Vec<SocketAddr> = sweeper.devices().iter().map(|d| d.addr).collect();
+    assert_eq!(listed, vec![slow], "a slow device is not forgotten");
+    let found: Vec<SocketAddr> = report.found.iter().map(|d| d.addr).collect();
+    assert_eq!(found, vec![slow], "the second ask found it");
+    assert!(took >= SLOW_ANSWER, "it was asked again: {took:?}");
+}
+
 /// What a fake LocalSend host answers a register with.
 #[derive(Clone, Copy)]
 enum Reply {
@@ -191,7 +208,13 @@ enum Reply {
     Huge,
     /// A proper answer from a fresh certificate each connection: a flood of devices.
     NewDeviceEachTime,
+    /// A proper answer, at once the first time, then only after [`SLOW_ANSWER`]: longer
+    /// than a sweep gives a host here, well within its recheck.
+    SlowAfterFirst,
 }
+
+/// How long [`Reply::SlowAfterFirst`] keeps its later answers.
+const SLOW_ANSWER: Duration = Duration::from_millis(1600);
 
 /// An HTTPS host on `ip` answering every register with `reply` (a thread per connection).
 fn fake_host(ip: [u8; 4], reply: Reply) -> SocketAddr {
@@ -199,13 +222,19 @@ fn fake_host(ip: [u8; 4], reply: Reply) -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     let identity = CertIdentity::generate().expect("certificate");
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
+        for (nth, stream) in listener.incoming().enumerate() {
             let Ok(stream) = stream else { return };
             let identity = match reply {
                 Reply::NewDeviceEachTime => CertIdentity::generate().expect("certificate"),
                 _ => identity.clone(),
             };
-            std::thread::spawn(move || answer_once(stream, &identity, reply));
+            std::thread::spawn(move || {
+                if matches!(reply, Reply::SlowAfterFirst) && nth > 0 {
+                    // A busy device: its answer is late, not lost.
+                    std::thread::sleep(SLOW_ANSWER);
+                }
+                answer_once(stream, &identity, reply)
+            });
         }
     });
     addr
@@ -244,7 +273,9 @@ fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
         .into_bytes()
     };
     let answer = match reply {
-        Reply::Honest | Reply::NewDeviceEachTime => info(identity.fingerprint()),
+        Reply::Honest | Reply::NewDeviceEachTime | Reply::SlowAfterFirst => {
+            info(identity.fingerprint())
+        }
         Reply::ForeignFingerprint => info(CertIdentity::generate().expect("c").fingerprint()),
         Reply::Garbage => b"<html>not LocalSend</html>".to_vec(),
         Reply::Huge => {
