@@ -86,12 +86,18 @@ pub(super) enum Proof {
     Reached,
 }
 
+/// Where and when a kind of contact with a device was last made, per family (index:
+/// [`family`]).
+type Contacts = [Option<(SocketAddr, Instant)>; 2];
+
 /// One device of the table, with what only the table needs.
 #[derive(Debug)]
 struct Entry {
     device: LocalSendDevice,
-    /// Where and when we last registered with it, per family (index: [`family`]).
-    registered: [Option<(SocketAddr, Instant)>; 2],
+    /// Where and when we last registered with it.
+    registered: Contacts,
+    /// Where and when we last checked it was still there (see `discovery`), likewise.
+    checked: Contacts,
     /// Its latest address of each family, and when it was heard there.
     v4: Option<(SocketAddr, Instant)>,
     v6: Option<(SocketAddr, Instant)>,
@@ -248,6 +254,7 @@ impl DeviceTable {
                     proven: false,
                 },
                 registered: [None; 2],
+                checked: [None; 2],
                 v4: None,
                 v6: None,
                 proof: Proof::Claimed,
@@ -277,17 +284,42 @@ impl DeviceTable {
         addr: SocketAddr,
         allowed: impl FnOnce() -> bool,
     ) -> bool {
+        self.due(fingerprint, addr, |e| &mut e.registered, allowed)
+    }
+
+    /// Whether to check now that this device is still at `addr` (see
+    /// [`DeviceTable::https_others_at`]): as [`DeviceTable::register_due`], but counted
+    /// apart, so an answer just given does not put off a check.
+    pub(super) fn check_due(
+        &mut self,
+        fingerprint: &str,
+        addr: SocketAddr,
+        allowed: impl FnOnce() -> bool,
+    ) -> bool {
+        self.due(fingerprint, addr, |e| &mut e.checked, allowed)
+    }
+
+    /// Whether a contact with the device at `addr` is due now (a new address at once, the
+    /// same one after [`REGISTER_EVERY`]), its last ones per family in `last`; only then is
+    /// `allowed` asked, and only an allowed one counts as made.
+    fn due(
+        &mut self,
+        fingerprint: &str,
+        addr: SocketAddr,
+        last: fn(&mut Entry) -> &mut Contacts,
+        allowed: impl FnOnce() -> bool,
+    ) -> bool {
         let Some(entry) = self.devices.get_mut(&fingerprint.to_ascii_uppercase()) else {
             return false;
         };
+        let last = &mut last(entry)[family(addr)];
         let now = Instant::now();
-        let last = &mut entry.registered[family(addr)];
         let due = last.is_none_or(|(at, t)| at != addr || now.duration_since(t) >= REGISTER_EVERY);
-        let answer = due && allowed();
-        if answer {
+        let made = due && allowed();
+        if made {
             *last = Some((addr, now));
         }
-        answer
+        made
     }
 
     /// Forgets the devices listed at an address in `asked` (a sweep's targets) that were
@@ -311,6 +343,46 @@ impl DeviceTable {
         silent.sort_unstable();
         silent.dedup();
         silent
+    }
+
+    /// When the device `fingerprint` is listed at `addr` (for its family), the HTTPS
+    /// devices other than it listed there too. One address is one listening socket, so one
+    /// of them has gone (LocalSend restarted with encryption off or a new certificate), or
+    /// the claim that listed it there is forged: asking each there tells which (see
+    /// `discovery`).
+    pub(super) fn https_others_at(&self, addr: SocketAddr, fingerprint: &str) -> Vec<String> {
+        let key = fingerprint.to_ascii_uppercase();
+        if self.devices.get(&key).and_then(|e| e.listed(addr)) != Some(addr) {
+            return Vec::new();
+        }
+        self.devices
+            .iter()
+            .filter(|(fp, entry)| {
+                !fp.eq_ignore_ascii_case(fingerprint)
+                    && entry.device.protocol == LocalSendProtocol::Https
+                    && entry.listed(addr) == Some(addr)
+            })
+            .map(|(fp, _)| fp.clone())
+            .collect()
+    }
+
+    /// Forgets the device `fingerprint` if it is still listed at `addr` and was not heard
+    /// at all since `since` (when it was asked there and did not answer). Whether it was.
+    pub(super) fn forget_at(
+        &mut self,
+        fingerprint: &str,
+        addr: SocketAddr,
+        since: Instant,
+    ) -> bool {
+        let key = fingerprint.to_ascii_uppercase();
+        let gone = self
+            .devices
+            .get(&key)
+            .is_some_and(|e| e.listed(addr) == Some(addr) && e.device.last_seen < since);
+        if gone {
+            self.devices.remove(&key);
+        }
+        gone
     }
 
     pub(super) fn list(&self) -> Vec<LocalSendDevice> {

@@ -365,3 +365,39 @@ fn a_proven_devices_own_announcements_keep_its_families_current() {
     );
     assert!(listed.proven);
 }
+
+#[test]
+fn a_claim_at_an_https_devices_address_names_it_for_a_check_that_may_forget_it() {
+    let mut table = DeviceTable::default();
+    let t0 = Instant::now();
+    let (home, other_port) = (addr("10.0.0.7:53317"), addr("10.0.0.7:53318"));
+    table.heard_proven_at(info("Phone", "OLD-1"), home, "answer", t0);
+    table.heard_at(info("Elsewhere", "ELSE-2"), other_port, "multicast", t0);
+    let mut plain = info("Phone", "PLAIN-3");
+    plain.protocol = Some("http".into());
+    // Not listed (yet): nothing to check.
+    assert!(table.https_others_at(home, "PLAIN-3").is_empty());
+    table.heard_at(plain, home, "multicast", t0 + Duration::from_secs(1));
+    assert_eq!(table.https_others_at(home, "plain-3"), ["OLD-1"]);
+    // The plain device is never the one checked, nor one at another port.
+    assert!(table.https_others_at(home, "OLD-1").is_empty());
+    assert!(table.https_others_at(other_port, "ELSE-2").is_empty());
+
+    // Checks are counted apart from answers: one just given does not put one off.
+    assert!(table.register_due("OLD-1", home, || true));
+    assert!(table.check_due("OLD-1", home, || true));
+    assert!(
+        !table.check_due("OLD-1", home, || true),
+        "not again so soon"
+    );
+
+    // A device heard since the check began stays; one not heard goes.
+    let checked = t0 + Duration::from_secs(2);
+    table.heard_proven_at(info("Phone", "OLD-1"), home, "answer", checked);
+    assert!(!table.forget_at("OLD-1", home, checked));
+    assert!(!table.forget_at("OLD-1", other_port, checked + Duration::from_secs(1)));
+    assert!(table.forget_at("old-1", home, checked + Duration::from_secs(1)));
+    let left: Vec<String> = table.list().into_iter().map(|d| d.fingerprint).collect();
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&"OLD-1".to_owned()), "{left:?}");
+}

@@ -6,6 +6,13 @@
 //! that fails). Every device heard (announcement, register request or answer) goes into a
 //! bounded table, one entry per fingerprint.
 //!
+//! One address is one device: an announcement that lists a device where an HTTPS device
+//! was listed makes Ferry ask that device there, pinned (`check`, at most once per
+//! address per 5 s, within a budget of its own like answers'): one that is gone is
+//! forgotten, so LocalSend restarted with encryption off (a fresh id) or with a new
+//! certificate is not shadowed by its old entry (the window prefers HTTPS at an address);
+//! one that answers stays, so a forged claim removes nothing.
+//!
 //! Two families, as LocalSend's newer core does: IPv4 on 224.0.0.167 and IPv6 on
 //! `ff12::fd3a:e420` (link-local scope, hop limit 1), the same port. The IPv6 socket is
 //! IPv6-only (the IPv4 one has the port's IPv4 side), joins the group on each interface
@@ -275,7 +282,20 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
         let Some(datagram) = buf.get(..len) else {
             continue;
         };
-        let Some(info) = hear(&shared, datagram, from) else {
+        let Some(heard) = hear(&shared, datagram, from) else {
+            continue;
+        };
+        for fingerprint in heard.check {
+            let Ok(permit) = Arc::clone(&registering).try_acquire_owned() else {
+                break;
+            };
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                check(&shared, &fingerprint, heard.addr).await;
+                drop(permit);
+            });
+        }
+        let Some(info) = heard.answer else {
             continue;
         };
         let Ok(permit) = Arc::clone(&registering).try_acquire_owned() else {
@@ -291,8 +311,19 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
     }
 }
 
-/// Parses a datagram and records its device; `Some` when it asks to be answered now.
-pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option<DeviceInfo> {
+/// What a datagram asks of the discovery loop.
+pub(super) struct Heard {
+    /// The announcement to answer now, if any.
+    pub answer: Option<DeviceInfo>,
+    /// The address its device is listed at now.
+    pub addr: SocketAddr,
+    /// The HTTPS devices listed at that address before it, to ask there now (see
+    /// [`check`]).
+    pub check: Vec<String>,
+}
+
+/// Parses a datagram and records its device; `None` when it was not a device's.
+pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option<Heard> {
     let info: DeviceInfo = serde_json::from_slice(datagram).ok()?;
     if info
         .fingerprint
@@ -303,13 +334,21 @@ pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option
     let addr = with_port(from, info.port.unwrap_or(LOCALSEND_PORT));
     let mut devices = lock(&shared.devices);
     devices.heard(info.clone(), addr, "multicast", Proof::Claimed);
-    // The budget is asked (and spent) only for an answer that is due.
+    let now = Instant::now();
+    // Budgets are asked (and spent) only for what is due.
+    let check = devices
+        .https_others_at(addr, &info.fingerprint)
+        .into_iter()
+        .filter(|other| devices.check_due(other, addr, || CHECKS.allow(from.ip(), now)))
+        .collect();
     let answer = info.announce == Some(true)
-        && devices.register_due(&info.fingerprint, addr, || {
-            may_answer(from.ip(), Instant::now())
-        });
+        && devices.register_due(&info.fingerprint, addr, || ANSWERS.allow(from.ip(), now));
     drop(devices);
-    answer.then_some(info)
+    Some(Heard {
+        answer: answer.then_some(info),
+        addr,
+        check,
+    })
 }
 
 /// Answers (outbound HTTPS registers) allowed per window, in all and per address: an
@@ -318,43 +357,125 @@ pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option
 const ANSWERS_PER_WINDOW: u32 = 16;
 const ANSWER_WINDOW: Duration = Duration::from_secs(10);
 
-/// Whether an announcement from `ip` may be answered now: only from addresses on a LAN (private,
+/// Outbound registers allowed per [`ANSWER_WINDOW`]: only to addresses on a LAN (private,
 /// link-local, loopback, unique-local), once per address per window, and at most
 /// [`ANSWERS_PER_WINDOW`] in all per window.
-fn may_answer(ip: IpAddr, now: Instant) -> bool {
-    struct Budget {
-        window_start: Option<Instant>,
-        spent: u32,
-        answered: std::collections::BTreeSet<IpAddr>,
+struct Budget(std::sync::Mutex<Spent>);
+
+struct Spent {
+    window_start: Option<Instant>,
+    spent: u32,
+    answered: std::collections::BTreeSet<IpAddr>,
+}
+
+/// Answers to announcements.
+static ANSWERS: Budget = Budget::new();
+/// Checks of a device listed where another one was just claimed (kept apart from answers:
+/// the claim's own answer must not use up its check).
+static CHECKS: Budget = Budget::new();
+
+impl Budget {
+    const fn new() -> Self {
+        Budget(std::sync::Mutex::new(Spent {
+            window_start: None,
+            spent: 0,
+            answered: std::collections::BTreeSet::new(),
+        }))
     }
-    static BUDGET: std::sync::Mutex<Budget> = std::sync::Mutex::new(Budget {
-        window_start: None,
-        spent: 0,
-        answered: std::collections::BTreeSet::new(),
-    });
-    let lan = match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unique_local(),
+
+    /// Whether a register to `ip` may go out now (and counts it).
+    fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        let lan = match ip {
+            IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unique_local()
+            }
+        };
+        if !lan {
+            return false;
+        }
+        let mut budget = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if budget
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= ANSWER_WINDOW)
+        {
+            budget.window_start = Some(now);
+            budget.spent = 0;
+            budget.answered.clear();
+        }
+        if budget.spent >= ANSWERS_PER_WINDOW || !budget.answered.insert(ip) {
+            return false;
+        }
+        budget.spent += 1;
+        true
+    }
+}
+
+/// What a pinned register got.
+enum Pinned {
+    /// A success answer (recorded as the device's, proven, when it is a register body).
+    Answered,
+    /// Another status: the device is there (its certificate was the pinned one).
+    Refused,
+    /// No answer with that certificate: not there, or not that device.
+    Unreached,
+}
+
+/// `POST /register` over HTTPS to `addr` (its device's port) within `timeout`, the
+/// certificate pinned to `fingerprint`.
+async fn register_pinned(
+    shared: &Shared,
+    fingerprint: &str,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Pinned {
+    let mut ours = shared.info.clone();
+    ours.announce = None;
+    let body = serde_json::to_vec(&ours).unwrap_or_default();
+    let link = Link::Tls {
+        identity: &shared.config.identity,
+        expected: Some(fingerprint),
     };
-    if !lan {
-        return false;
+    match post_json(link, addr, "/api/localsend/v2/register", body, timeout).await {
+        Ok(answer) if answer.status.is_success() => {
+            if let Ok(mut theirs) = serde_json::from_slice::<DeviceInfo>(&answer.body) {
+                // The answer has no port or protocol (LocalSend 1.18): the address's port,
+                // and HTTPS, which it just spoke there.
+                theirs.fingerprint = answer.fingerprint.unwrap_or_else(|| fingerprint.to_owned());
+                theirs.port = Some(addr.port());
+                theirs.protocol = Some(LocalSendProtocol::Https.as_str().to_owned());
+                // Pinned: the certificate's fingerprint is the expected one.
+                lock(&shared.devices).heard(theirs, addr, "answer", Proof::Reached);
+            }
+            Pinned::Answered
+        }
+        Ok(answer) => {
+            log::debug!("LocalSend register at {addr}: {}", answer.status);
+            Pinned::Refused
+        }
+        Err(e) => {
+            log::debug!("LocalSend register at {addr}: {e}");
+            Pinned::Unreached
+        }
     }
-    let mut budget = BUDGET
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if budget
-        .window_start
-        .is_none_or(|start| now.saturating_duration_since(start) >= ANSWER_WINDOW)
+}
+
+/// Asks the HTTPS device `fingerprint`, listed at `addr` where another device was just
+/// claimed, whether it is still there (pinned, given the sweep's recheck time): one that is
+/// not is forgotten, so a device that restarted with encryption off (a new plain-HTTP id)
+/// or a new certificate is not shadowed by its old entry; one that is stays, whatever was
+/// claimed.
+async fn check(shared: &Shared, fingerprint: &str, addr: SocketAddr) {
+    let began = Instant::now();
+    let timeout = shared.config.sweep.recheck_timeout;
+    if let Pinned::Unreached = register_pinned(shared, fingerprint, addr, timeout).await
+        && lock(&shared.devices).forget_at(fingerprint, addr, began)
     {
-        budget.window_start = Some(now);
-        budget.spent = 0;
-        budget.answered.clear();
+        log::debug!("LocalSend: the device listed at {addr} before another is no longer there");
     }
-    if budget.spent >= ANSWERS_PER_WINDOW || !budget.answered.insert(ip) {
-        return false;
-    }
-    budget.spent += 1;
-    true
 }
 
 /// Answers an announcement from `from` (an IPv6 link-local one with its scope): `POST
@@ -368,40 +489,12 @@ async fn answer(
     info: DeviceInfo,
     from: SocketAddr,
 ) {
-    let port = info.port.unwrap_or(LOCALSEND_PORT);
-    let addr = with_port(from, port);
-    if LocalSendProtocol::announced(info.protocol.as_deref()) == LocalSendProtocol::Https {
-        let mut ours = shared.info.clone();
-        ours.announce = None;
-        let body = serde_json::to_vec(&ours).unwrap_or_default();
-        let link = Link::Tls {
-            identity: &shared.config.identity,
-            expected: Some(&info.fingerprint),
-        };
-        match post_json(
-            link,
-            addr,
-            "/api/localsend/v2/register",
-            body,
-            REGISTER_TIMEOUT,
-        )
-        .await
-        {
-            Ok(answer) if answer.status.is_success() => {
-                if let Ok(mut theirs) = serde_json::from_slice::<DeviceInfo>(&answer.body) {
-                    // The answer has no port or protocol (LocalSend 1.18): the announcement's
-                    // port, and HTTPS, which it just spoke there.
-                    theirs.fingerprint = answer.fingerprint.unwrap_or(info.fingerprint);
-                    theirs.port = Some(port);
-                    theirs.protocol = Some(LocalSendProtocol::Https.as_str().to_owned());
-                    // Pinned: the certificate's fingerprint is the announced one.
-                    lock(&shared.devices).heard(theirs, addr, "answer", Proof::Reached);
-                }
-                return;
-            }
-            Ok(answer) => log::debug!("LocalSend register at {addr}: {}", answer.status),
-            Err(e) => log::debug!("LocalSend register at {addr}: {e}"),
-        }
+    let addr = with_port(from, info.port.unwrap_or(LOCALSEND_PORT));
+    if LocalSendProtocol::announced(info.protocol.as_deref()) == LocalSendProtocol::Https
+        && let Pinned::Answered =
+            register_pinned(shared, &info.fingerprint, addr, REGISTER_TIMEOUT).await
+    {
+        return;
     }
     let mut ours = shared.info.clone();
     ours.announce = Some(false);
@@ -419,14 +512,17 @@ mod tests {
     #[test]
     fn answers_go_only_to_lan_addresses_once_each_and_within_a_budget() {
         let t = Instant::now() + Duration::from_secs(3600);
-        assert!(!may_answer("8.8.8.8".parse().unwrap(), t), "not on a LAN");
-        assert!(may_answer("10.9.0.1".parse().unwrap(), t));
         assert!(
-            !may_answer("10.9.0.1".parse().unwrap(), t),
+            !ANSWERS.allow("8.8.8.8".parse().unwrap(), t),
+            "not on a LAN"
+        );
+        assert!(ANSWERS.allow("10.9.0.1".parse().unwrap(), t));
+        assert!(
+            !ANSWERS.allow("10.9.0.1".parse().unwrap(), t),
             "once per window"
         );
         let granted = (2..=40u8)
-            .filter(|i| may_answer(IpAddr::from([192, 168, 77, *i]), t))
+            .filter(|i| ANSWERS.allow(IpAddr::from([192, 168, 77, *i]), t))
             .count();
         assert_eq!(
             granted as u32,
@@ -435,13 +531,13 @@ mod tests {
         );
         // The next window starts afresh.
         let next = t + ANSWER_WINDOW;
-        assert!(may_answer("10.9.0.1".parse().unwrap(), next));
+        assert!(ANSWERS.allow("10.9.0.1".parse().unwrap(), next));
         // IPv6: link-local and unique-local are LANs, a global address is not.
-        assert!(may_answer("fe80::1".parse().unwrap(), next));
-        assert!(may_answer("fd12:3456::5".parse().unwrap(), next));
-        assert!(!may_answer("2001:db8::1".parse().unwrap(), next));
+        assert!(ANSWERS.allow("fe80::1".parse().unwrap(), next));
+        assert!(ANSWERS.allow("fd12:3456::5".parse().unwrap(), next));
+        assert!(!ANSWERS.allow("2001:db8::1".parse().unwrap(), next));
         assert!(
-            !may_answer("fe80::1".parse().unwrap(), next),
+            !ANSWERS.allow("fe80::1".parse().unwrap(), next),
             "once per window"
         );
     }

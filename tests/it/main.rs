@@ -43,6 +43,7 @@ mod localsend_hardening;
 mod localsend_http;
 mod localsend_interop;
 mod localsend_send;
+mod localsend_shadow;
 mod localsend_stop;
 mod localsend_sweep;
 mod localsend_v6;

@@ -1,0 +1,123 @@
+//! One address, one device: when an announcement lists a LocalSend device at an address
+//! where an HTTPS device was listed, Ferry asks that device there (its certificate pinned)
+//! and forgets it if it is gone, so a LocalSend that restarted with encryption off (a new
+//! plain-HTTP id) or a new certificate is not shadowed by its old entry, which the window
+//! would pick as the destination; a forged claim at an honest device's address removes
+//! nothing, since the device answers.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use ferry::localsend::{LocalSendDevice, LocalSendProtocol, LocalSendServer};
+use serde_json::json;
+
+use crate::localsend::{config, loopback_multicast, start};
+
+/// A hearer with discovery on loopback, and a device announcing from `ip` (answered at
+/// once, pinned: listed as proven).
+fn hearer_and_device(
+    ip: [u8; 4],
+    dirs: &(tempfile::TempDir, tempfile::TempDir),
+) -> (LocalSendServer, LocalSendServer, UdpSocket, SocketAddr) {
+    let mut cfg = config(dirs.0.path());
+    cfg.bind = SocketAddr::from((ip, 0)).ip();
+    cfg.alias = "Device".into();
+    let (device, _) = start(cfg);
+    let mut cfg = config(dirs.1.path());
+    cfg.alias = "Hearer".into();
+    cfg.multicast = Some(loopback_multicast());
+    cfg.sweep.recheck_timeout = Duration::from_secs(2);
+    let (hearer, _) = start(cfg);
+    let discovery = SocketAddr::from(([127, 0, 0, 1], hearer.discovery_port().expect("port")));
+    let udp = UdpSocket::bind(SocketAddr::from((ip, 0))).expect("udp");
+    announce(
+        &udp,
+        discovery,
+        device.fingerprint(),
+        device.local_addr().port(),
+        "https",
+    );
+    let listed = wait_listed(&hearer, "the device answered", |list| {
+        list.iter()
+            .any(|d| d.fingerprint == device.fingerprint() && d.proven)
+    });
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    (hearer, device, udp, discovery)
+}
+
+fn announce(udp: &UdpSocket, to: SocketAddr, fingerprint: &str, port: u16, protocol: &str) {
+    let announcement = json!({"alias": "Device", "version": "2.1", "deviceType": "desktop",
+        "fingerprint": fingerprint, "port": port, "protocol": protocol, "announce": true});
+    udp.send_to(announcement.to_string().as_bytes(), to)
+        .expect("send");
+}
+
+/// Polls the hearer's list until `done` holds (10 s at most).
+fn wait_listed(
+    hearer: &LocalSendServer,
+    what: &str,
+    done: impl Fn(&[LocalSendDevice]) -> bool,
+) -> Vec<LocalSendDevice> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = hearer.devices();
+        if done(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "{what}: never so: {list:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_device_that_restarts_with_encryption_off_is_not_shadowed_by_its_old_entry() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hearer, device, udp, discovery) = hearer_and_device([127, 0, 0, 81], &dirs);
+    let (old, addr) = (device.fingerprint().to_owned(), device.local_addr());
+    // LocalSend restarted with encryption off: same address and port, a fresh random id,
+    // plain HTTP (nobody answers HTTPS there any more).
+    drop(device);
+    announce(
+        &udp,
+        discovery,
+        "d0e5a1c2-new-plain-id",
+        addr.port(),
+        "http",
+    );
+    let list = wait_listed(&hearer, "the old entry forgotten", |list| {
+        !list.iter().any(|d| d.fingerprint == old)
+    });
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].fingerprint, "D0E5A1C2-NEW-PLAIN-ID");
+    assert_eq!(list[0].protocol, LocalSendProtocol::Http);
+    assert_eq!(list[0].addr, addr);
+}
+
+#[test]
+fn a_forged_claim_at_a_devices_address_removes_nothing_and_the_device_is_asked_there() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hearer, device, udp, discovery) = hearer_and_device([127, 0, 0, 82], &dirs);
+    let seen = |list: &[LocalSendDevice]| {
+        list.iter()
+            .find(|d| d.fingerprint == device.fingerprint())
+            .map(|d| d.last_seen)
+    };
+    let before = seen(&hearer.devices()).expect("listed");
+    // A forged claim from its address (a spoofed source), a plain id, not announcing (so
+    // it asks for no answer of its own): the device is asked there and answers.
+    let claim = json!({"alias": "Device", "version": "2.1", "deviceType": "desktop",
+        "fingerprint": "forged-id", "port": device.local_addr().port(), "protocol": "http",
+        "announce": false});
+    udp.send_to(claim.to_string().as_bytes(), discovery)
+        .expect("send");
+    let list = wait_listed(&hearer, "the device asked again", |list| {
+        seen(list).is_some_and(|at| at > before)
+    });
+    let kept = list
+        .iter()
+        .find(|d| d.fingerprint == device.fingerprint())
+        .expect("still listed");
+    assert!(kept.proven, "{kept:?}");
+    assert_eq!(kept.protocol, LocalSendProtocol::Https);
+    assert_eq!(kept.addr, device.local_addr());
+}
