@@ -41,8 +41,10 @@ use super::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT, LocalSendProtoc
 const MAX_DATAGRAM: usize = 64 * 1024;
 /// How long a register request may take (LocalSend gives 500 ms; a little more here).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(2);
-/// Register requests in flight at once.
+/// Register requests in flight at once: answers to announcements, and apart from them (so
+/// checks of silent hosts, which wait longer, never hold up answers) checks.
 const MAX_REGISTERING: usize = 16;
+const MAX_CHECKING: usize = 4;
 /// Announcements at start, and the time between them.
 const ANNOUNCEMENTS: u32 = 3;
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -256,6 +258,7 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
     let mut announcement = shared.info.clone();
     announcement.announce = Some(true);
     let registering = Arc::new(tokio::sync::Semaphore::new(MAX_REGISTERING));
+    let checking = Arc::new(tokio::sync::Semaphore::new(MAX_CHECKING));
     let mut stop = shared.stop.clone();
     let mut announced = 0;
     let mut next_announce = tokio::time::Instant::now();
@@ -286,7 +289,7 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
             continue;
         };
         for fingerprint in heard.check {
-            let Ok(permit) = Arc::clone(&registering).try_acquire_owned() else {
+            let Ok(permit) = Arc::clone(&checking).try_acquire_owned() else {
                 break;
             };
             let shared = Arc::clone(&shared);
