@@ -155,6 +155,17 @@ impl DownloadDir {
         })
     }
 
+    /// This folder's device and inode: what tells, when a folder is opened by its name
+    /// again later, that it is still the very folder made or opened before (a local process
+    /// may have renamed that one away and given another folder of this user its name).
+    pub fn identity(&self) -> io::Result<(u64, u64)> {
+        let stat = rustix::fs::fstat(&self.fd)?;
+        // The field types differ between platforms.
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let identity = (stat.st_dev as u64, stat.st_ino as u64);
+        Ok(identity)
+    }
+
     /// Sets this folder's modification time and permission bits (the last step of a
     /// received folder, once its entries are in).
     pub fn finish_as(&self, modified: Option<SystemTime>, mode: u32) -> io::Result<()> {

@@ -247,7 +247,7 @@ fn a_resume_arriving_before_the_old_connection_ended_waits_and_resumes() {
 const KEY: &str = "fedcba9876543210fedcba9876543210";
 
 /// album/{a/one.txt (3 bytes), b/two.bin (100 000 bytes)}.
-fn album() -> Vec<FolderEntry> {
+pub(crate) fn album() -> Vec<FolderEntry> {
     vec![
         FolderEntry {
             path: "a/one.txt".into(),
@@ -266,7 +266,7 @@ fn album() -> Vec<FolderEntry> {
 
 /// A connection that offered `album` (resume key `key`), was accepted, and sent half of
 /// `b/two.bin`; it stays open and silent (its sender's network is gone) until dropped.
-fn half_sent_album(addr: std::net::SocketAddr, key: &str) -> std::net::TcpStream {
+pub(crate) fn half_sent_album(addr: std::net::SocketAddr, key: &str) -> std::net::TcpStream {
     let (mut gone, answer) = offer_folder(addr, "album", album(), Some(key));
     match answer {
         ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),

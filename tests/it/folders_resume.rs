@@ -207,7 +207,13 @@ fn stop_while_a_resumed_folder_is_hashed(on_disk: &str, partial: Option<u64>, li
     let big = big.canonicalize().unwrap();
     // The state a folder transfer of this key left: its root, and the partial it kept.
     let key = "5e".repeat(16);
-    let state = serde_json::json!({"key": key, "root": "album", "partial": partial});
+    let root_id = {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&root).unwrap();
+        (meta.dev(), meta.ino())
+    };
+    let state = serde_json::json!({"key": key, "root": "album", "partial": partial,
+                                   "root_id": root_id});
     let state_name = format!(".{}.ferry-folder{PART_SUFFIX}", &key[..16]);
     std::fs::write(dir.path().join(state_name), state.to_string()).unwrap();
     let mut config =

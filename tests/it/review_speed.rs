@@ -17,7 +17,7 @@ use ferry::transfer::{OutgoingItem, SendOptions, send_items, walk_folder};
 use crate::util::{Proxy, data, offer_folder, start_server, wait_for};
 
 /// The frames and bytes of one whole small folder file: `file`, its data, `end`.
-fn whole_file(index: u64, data: &[u8]) -> Vec<u8> {
+pub(crate) fn whole_file(index: u64, data: &[u8]) -> Vec<u8> {
     let mut bytes = encode_sender_msg(&SenderMsg::File { index, offset: 0 }).unwrap();
     bytes.extend_from_slice(&encode_chunk_header(data.len()));
     bytes.extend_from_slice(data);

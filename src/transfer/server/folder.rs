@@ -169,11 +169,14 @@ impl Connection<'_> {
             .folder()
             .map(|f| f.entries().to_vec())
             .unwrap_or_default();
+        // What tells a later resume that the folder under `root_name` is still this one.
+        let root_id = root.identity().ok();
         let root = downloads.within(root);
         let committer =
             Committer::start(root.clone(), self.shared.sink.clone()).map_err(TransferError::Io)?;
         let mut rx = FolderRx {
             root_name: root_name.clone(),
+            root_id,
             entries,
             resume_key,
             partial: None,
@@ -213,6 +216,7 @@ impl Connection<'_> {
                 root: root_name,
                 partial: kept.map(|(index, _)| index),
                 partial_path: kept.and_then(|(index, name)| rx.partial_path(index, name)),
+                root_id: rx.root_id,
             };
             if let Err(e) = folder_resume::save(&downloads, &state) {
                 log::warn!("{}: cannot keep the folder's resume state: {e}", self.peer);
@@ -509,6 +513,7 @@ impl Connection<'_> {
                         root: rx.root_name.clone(),
                         partial: Some(index),
                         partial_path,
+                        root_id: rx.root_id,
                     };
                     if let Err(e) = folder_resume::save(&self.shared.downloads, &state) {
                         log::warn!("{}: cannot keep the folder's resume state: {e}", self.peer);

@@ -50,6 +50,13 @@ pub(super) struct FolderState {
     /// (for expiry, which has no listing to find it by).
     #[serde(default)]
     pub partial_path: Option<Vec<String>>,
+    /// The root's device and inode when it was made: the folder under the root's name is
+    /// resumed into (or expired from) only while it is that very folder. A local process
+    /// that can rename entries in the download folder could otherwise move the root away
+    /// and give the user's own private folder its name, and the resume would write into it
+    /// and open it to others when done. A state without it (older) is not resumed.
+    #[serde(default)]
+    pub root_id: Option<(u64, u64)>,
 }
 
 /// The state kept for `key`, with its root opened (never through a symlink), if both are
@@ -60,8 +67,25 @@ pub(super) fn load(downloads: &Downloads, key: &str) -> Option<(FolderState, Dow
     if state.key != key {
         return None;
     }
-    let root = dir.open_dir(&state.root).ok()?;
+    let root = open_root(dir, &state).ok()?;
     Some((state, root))
+}
+
+/// The state's root, opened by its name (never through a symlink, only a folder of ours),
+/// if it is still the very folder the state was written for (see [`FolderState::root_id`]).
+fn open_root(dir: &DownloadDir, state: &FolderState) -> io::Result<DownloadDir> {
+    let root = dir.open_dir(&state.root)?;
+    if state.root_id.is_none() || state.root_id != Some(root.identity()?) {
+        log::warn!(
+            "leaving {:?} alone: not the folder the resume state was kept for",
+            state.root
+        );
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "not the folder the resume state was kept for",
+        ));
+    }
+    Ok(root)
 }
 
 /// The state in the file `name`: read only from a regular file of ours, never through a
@@ -110,10 +134,10 @@ pub(crate) fn expire_kept(
         if state_name(&state.key) != name || downloads.folder_in_use(&state.key) {
             continue;
         }
-        let Some(path) = state.partial_path.filter(|p| !p.is_empty()) else {
+        let Some(path) = state.partial_path.as_ref().filter(|p| !p.is_empty()) else {
             continue;
         };
-        match remove_kept(dir, &state.root, &path) {
+        match remove_kept(dir, &state, path) {
             Ok(size) => removed.push((format!("{}/{}", state.root, path.join("/")), size)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => log::warn!("leaving the kept partial in {:?} alone: {e}", state.root),
@@ -123,7 +147,7 @@ pub(crate) fn expire_kept(
 }
 
 /// Removes `root/path...` if it is a kept partial of ours (see [`expire_kept`]).
-fn remove_kept(dir: &DownloadDir, root: &str, path: &[String]) -> io::Result<u64> {
+fn remove_kept(dir: &DownloadDir, state: &FolderState, path: &[String]) -> io::Result<u64> {
     let not_ours = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
     let Some((leaf, parents)) = path.split_last() else {
         return Err(not_ours("no partial named"));
@@ -135,7 +159,7 @@ fn remove_kept(dir: &DownloadDir, root: &str, path: &[String]) -> io::Result<u64
     if !leaf.ends_with(PART_SUFFIX) {
         return Err(not_ours("not a partial's name"));
     }
-    let mut folder = dir.open_dir(root)?;
+    let mut folder = open_root(dir, state)?;
     for component in parents {
         folder = folder.open_dir(component)?;
     }
@@ -282,6 +306,13 @@ impl Connection<'_> {
 mod tests {
     use super::*;
 
+    /// The identity a state records for the folder at `path`.
+    fn id_of(path: &std::path::Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        Some((meta.dev(), meta.ino()))
+    }
+
     /// A save that cannot be completed leaves the state before it whole (it is written
     /// aside and put in place in one rename); one that can replaces it and leaves nothing
     /// aside, also over a leftover of a save cut short.
@@ -296,6 +327,7 @@ mod tests {
             root: "album".into(),
             partial,
             partial_path: partial.map(|_| vec!["b".into(), "two.bin.ferry.part".into()]),
+            root_id: id_of(&tmp.path().join("album")),
         };
         let loaded = || load(&downloads, &key).map(|(state, _)| state);
         save(&downloads, &state(Some(1))).unwrap();
@@ -314,6 +346,10 @@ mod tests {
         save(&downloads, &state(Some(1))).unwrap();
         assert_eq!(loaded(), Some(state(Some(1))));
         assert!(!aside.exists());
+        // The root renamed away, another folder of ours under its name: not resumed into.
+        std::fs::rename(tmp.path().join("album"), tmp.path().join("moved")).unwrap();
+        std::fs::create_dir(tmp.path().join("album")).unwrap();
+        assert_eq!(loaded(), None, "resumed into a folder that is not the root");
     }
 
     /// A state whose partial path leads through a symlink (or names a non-partial) removes
@@ -346,6 +382,7 @@ mod tests {
                 root: "album".into(),
                 partial: Some(0),
                 partial_path: Some(path),
+                root_id: id_of(&tmp.path().join("album")),
             };
             save(&downloads, &state).unwrap();
         }

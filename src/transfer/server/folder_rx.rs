@@ -44,6 +44,8 @@ pub(super) struct Pending {
 pub(super) struct FolderRx {
     /// The name the root was created under.
     pub(super) root_name: String,
+    /// The root's device and inode (kept in the resume state, see `folder_resume`).
+    pub(super) root_id: Option<(u64, u64)>,
     pub entries: Vec<SafeEntry>,
     /// The sender's resume key: an interruption leaves a state to resume from.
     pub(super) resume_key: Option<String>,
