@@ -30,7 +30,9 @@ pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 /// exhaust the process's descriptors. The Ferry folder receiver's [`Dirs`] keeps them,
 /// rooted at the download folder and keyed by the root's name as created followed by the
 /// sender's sanitised subfolder names; a closed folder is opened again beneath its parent,
-/// never through a symlink and only if it is ours.
+/// never through a symlink, only if it is ours and still the very folder made (a root
+/// renamed away and replaced by another folder of the user's is never written into, nor
+/// opened to others by [`Tree::finish`]).
 pub(super) struct Tree {
     downloads: Downloads,
     /// Per sanitised top-level name: the root's name as created, or why it could not be.

@@ -4,8 +4,8 @@
 //! inside) that name. Ferry must never then write into the user's folder, nor open it to
 //! others (`chmod 0755` when a received folder is done): a folder is trusted by what it is
 //! (the one Ferry made), not by its name. Real servers on loopback, real temp folders; the
-//! swaps are made at the step they target (before the resume's offer), so nothing depends
-//! on winning a race.
+//! swaps are made at the step they target (before the resume's offer, once a LocalSend
+//! root's handle was closed), so nothing depends on winning a race.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -16,8 +16,9 @@ use ferry::events::{Event, TransferEvent};
 use ferry::protocol::{ReceiverMsg, SenderMsg, encode_sender_msg};
 
 use crate::folders_hardening::{album, half_sent_album};
+use crate::localsend::{Peer, config, file, files, session_of, start};
 use crate::review_speed::whole_file;
-use crate::util::{names_in, offer_folder, read_answer, start_server, wait_for};
+use crate::util::{names_in, offer_folder, read_answer, start_server, wait_files, wait_for};
 
 /// The user's private folder: mode 0700 with a secret inside, at `dir/name`.
 fn private_folder(dir: &Path, name: &str) {
@@ -114,5 +115,42 @@ fn a_resume_never_goes_into_a_folder_swapped_in_under_the_roots_name() {
     assert_eq!(
         std::fs::read(got.join("b/two.bin")).unwrap(),
         [9u8; 100_000]
+    );
+}
+
+/// A LocalSend session keeps only a few hundred of its folders' handles open; a root whose
+/// handle was closed is opened again by its name when another of its files comes. Renaming
+/// that root away and giving the user's private folder its name must not make the session
+/// write into the user's folder (nor open it to others when the session ends).
+#[test]
+fn a_localsend_root_reopened_by_name_is_never_a_folder_swapped_in() {
+    const ROOTS: usize = 300; // more than the handles a session keeps open (256)
+    let dl = tempfile::tempdir().unwrap();
+    let (server, events) = start(config(dl.path()));
+    let peer = Peer::new(&server);
+    let mut list = vec![file("first", "a/first.txt", 5)];
+    list.extend((0..ROOTS).map(|i| file(&format!("r{i}"), &format!("r{i}/f.txt"), 1)));
+    list.push(file("second", "a/second.txt", 6));
+    let (session, tokens) = session_of(&peer.prepare("", files(&list)));
+    let upload = |id: &str, bytes: &[u8]| {
+        peer.upload(&session, id, tokens[id].as_str().unwrap(), bytes)
+            .status
+    };
+    assert_eq!(upload("first", b"first"), 200);
+    // Every other root after `a`: its handle is the least recently used, closed.
+    for i in 0..ROOTS {
+        assert_eq!(upload(&format!("r{i}"), b"x"), 200, "r{i}");
+    }
+    private_folder(dl.path(), "private");
+    swap_in(dl.path(), "a", "private");
+    let status = upload("second", b"second");
+    let (finished, failed) = wait_files(&events, ROOTS + 2);
+    assert_private_untouched(dl.path(), "a");
+    // The file that had nowhere safe to go failed, and said so.
+    assert_ne!(status, 200, "second: {finished:?}");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        std::fs::read(dl.path().join("a.aside/first.txt")).unwrap(),
+        b"first"
     );
 }

@@ -74,13 +74,17 @@ pub(super) struct FolderRx {
 /// descriptor per subfolder would let it exhaust the process's descriptors; a subfolder
 /// whose handle was closed is opened again from its nearest open ancestor (the root at
 /// worst), one component at a time, never through a symlink and only if it is ours
-/// ([`crate::transfer::DownloadDir::open_dir`]), as when it was made. A LocalSend session's
+/// ([`crate::transfer::DownloadDir::open_dir`]), as when it was made, and still the very
+/// folder made then (same device and inode: a local process may have renamed it away and
+/// given another folder of this user its name). A LocalSend session's
 /// folders are kept the same way (rooted at the download folder, see
 /// [`crate::localsend`]'s `disk`), so a sender's listing bounds no descriptor either way.
 pub(crate) struct Dirs {
     root: Downloads,
-    /// Every subfolder tried: `Ok` made (or found ours), `Err` why not.
-    made: HashMap<Vec<String>, Result<(), String>>,
+    /// Every subfolder tried: `Ok` made (or found ours), with its device and inode, `Err`
+    /// why not. A folder opened again by its name must still be that one: a local process
+    /// could have renamed it away and given another folder of this user its name.
+    made: HashMap<Vec<String>, Result<(u64, u64), String>>,
     /// The open handles, each with when it was last used.
     open: HashMap<Vec<String>, (Downloads, u64)>,
     clock: u64,
@@ -129,21 +133,36 @@ impl Dirs {
         }
         let opened = match self.made.get(components) {
             Some(Err(why)) => return Some(Err(why.clone())),
-            // Made earlier, its handle since closed: opened again, as strictly as made.
-            Some(Ok(())) => self.get(parent, false)?.and_then(|parent| {
-                let dir = parent.dir().open_dir(name).map_err(|e| e.to_string())?;
-                Ok(parent.within(dir))
-            }),
+            // Made earlier, its handle since closed: opened again, as strictly as made, and
+            // only if it is still the folder made then.
+            Some(Ok(identity)) => {
+                let identity = *identity;
+                self.get(parent, false)?.and_then(|parent| {
+                    let dir = parent.dir().open_dir(name).map_err(|e| e.to_string())?;
+                    if dir.identity().map_err(|e| e.to_string())? != identity {
+                        return Err(format!(
+                            "the folder {name:?} was replaced meanwhile; not writing into it"
+                        ));
+                    }
+                    Ok(parent.within(dir))
+                })
+            }
             None if make => {
                 let made = self
                     .get(parent, true)
                     .unwrap_or_else(|| Err("not made".to_owned()))
                     .and_then(|parent| make_dir(&parent, name).map_err(|e| e.to_string()));
+                let made = made.and_then(|dir| {
+                    let identity = dir.dir().identity().map_err(|e| e.to_string())?;
+                    Ok((dir, identity))
+                });
                 self.made.insert(
                     components.to_vec(),
-                    made.as_ref().map(|_| ()).map_err(Clone::clone),
+                    made.as_ref()
+                        .map(|(_, identity)| *identity)
+                        .map_err(Clone::clone),
                 );
-                made
+                made.map(|(dir, _)| dir)
             }
             None => return None,
         };
@@ -157,7 +176,8 @@ impl Dirs {
     /// as made, with its handle open.
     pub(crate) fn adopt(&mut self, components: &[String], dir: Downloads) {
         self.clock += 1;
-        self.made.insert(components.to_vec(), Ok(()));
+        let identity = dir.dir().identity().map_err(|e| e.to_string());
+        self.made.insert(components.to_vec(), identity);
         self.keep_open(components, dir);
     }
 
@@ -363,5 +383,13 @@ mod tests {
         // Never tried: not made by `made`.
         assert!(dirs.made(&["other".to_owned()]).is_none());
         assert!(!tmp.path().join("root/other").exists());
+        // d2, also closed, is renamed away and another folder of ours takes its name:
+        // not the folder made, so never written into.
+        let d2 = tmp.path().join("root/top/d2");
+        std::fs::rename(&d2, tmp.path().join("root/top/d2.aside")).unwrap();
+        std::fs::create_dir(&d2).unwrap();
+        assert!(dirs.made(&name(2)).unwrap().is_err());
+        assert!(dirs.get_or_make(&name(2)).is_err());
+        assert_eq!(std::fs::read_dir(&d2).unwrap().count(), 0);
     }
 }
