@@ -166,6 +166,17 @@ impl DownloadDir {
         Ok(identity)
     }
 
+    /// Whether this folder has no entries (a folder just made has none).
+    pub fn is_empty(&self) -> io::Result<bool> {
+        for entry in rustix::fs::Dir::read_from(&self.fd)? {
+            let entry = entry?;
+            if !matches!(entry.file_name().to_bytes(), b"." | b"..") {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Sets this folder's modification time and permission bits (the last step of a
     /// received folder, once its entries are in).
     pub fn finish_as(&self, modified: Option<SystemTime>, mode: u32) -> io::Result<()> {

@@ -327,9 +327,9 @@ pub(crate) fn create_root(
             n => format!("{safe} ({n})"),
         };
         match downloads.dir().create_dir(&name) {
-            Ok(()) => match downloads.dir().open_dir(&name) {
+            Ok(()) => match open_made(downloads.dir(), &name) {
                 Ok(root) => return Ok((name.clone(), root)),
-                // Swapped for someone else's folder since we made it: leave it, take the next.
+                // Swapped for another folder since we made it: leave it, take the next.
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                     log::warn!("{name:?}: {e}");
                     continue;
@@ -344,6 +344,23 @@ pub(crate) fn create_root(
         io::ErrorKind::AlreadyExists,
         format!("no free name for the folder {safe}"),
     ))
+}
+
+/// Opens the folder `name` just made in `dir` (`mkdirat` gives no handle), refusing
+/// (`PermissionDenied`) what cannot be it: another user's folder, or one with anything in it.
+/// Between the `mkdirat` and this open, a local process that can rename entries in the
+/// download folder may have moved the new folder away and given one of this user's own
+/// folders its name: the owner is then ours, but such a folder is not empty, and writing
+/// into it (then opening it to others when done) must not happen.
+fn open_made(dir: &DownloadDir, name: &str) -> io::Result<DownloadDir> {
+    let made = dir.open_dir(name)?;
+    if !made.is_empty()? {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the folder {name:?} just made was replaced; not writing into it"),
+        ));
+    }
+    Ok(made)
 }
 
 pub(super) fn mtime(secs: u64) -> Option<SystemTime> {
@@ -391,5 +408,23 @@ mod tests {
         assert!(dirs.made(&name(2)).unwrap().is_err());
         assert!(dirs.get_or_make(&name(2)).is_err());
         assert_eq!(std::fs::read_dir(&d2).unwrap().count(), 0);
+    }
+
+    /// The folder under a name just made must be empty: one of the user's own folders
+    /// renamed to that name between the `mkdirat` and the open is never taken for it.
+    #[test]
+    fn a_folder_just_made_is_taken_only_while_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DownloadDir::open(tmp.path()).unwrap();
+        dir.create_dir("new").unwrap();
+        assert!(open_made(&dir, "new").is_ok());
+        std::fs::create_dir(tmp.path().join("private")).unwrap();
+        std::fs::write(tmp.path().join("private/secret.txt"), b"secret").unwrap();
+        std::fs::remove_dir(tmp.path().join("new")).unwrap();
+        std::fs::rename(tmp.path().join("private"), tmp.path().join("new")).unwrap();
+        let Err(refused) = open_made(&dir, "new") else {
+            panic!("the user's folder was taken for the one just made")
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied, "{refused}");
     }
 }
