@@ -16,8 +16,9 @@
 //!   unless [`PartFile::keep`] asked to keep it (synced) for a later resume.
 //! - A `.part` in use by a live transfer is listed in [`Downloads`], so a second connection can
 //!   neither resume nor reuse it, and expiry leaves it alone.
-//! - Finding a free name is bounded: the next number to try is remembered per name (so 10 000
-//!   files of one name cost linear time, not quadratic) and a search gives up after
+//! - Finding a free name is bounded: the name itself is tried first (a file the user moved
+//!   away frees it), then the next number to try is remembered per name (so 10 000 files of
+//!   one name cost linear time, not quadratic) and a search gives up after
 //!   [`NAME_SEARCH_LIMIT`].
 //! - Accepted offers reserve their remaining bytes ([`Downloads::reserve`]) until they end, so
 //!   parallel offers see each other in the free-space check.
@@ -292,13 +293,19 @@ fn part_name(final_name: &str, tag: Option<&str>) -> String {
 
 impl PartFile {
     /// Reserves a free name (`a.txt`, `a (1).txt`, ...) for which neither the name nor its
-    /// `.part` exists, by creating the `.part` exclusively. The search starts where the last
-    /// one for this name ended (wrapping round to 0) and gives up after `NAME_SEARCH_LIMIT` (2 s).
+    /// `.part` exists, by creating the `.part` exclusively. The name itself comes first, so a
+    /// file the user removed frees its name for the next upload; then the search starts where
+    /// the last one for this name ended (wrapping round to 1) and gives up after
+    /// `NAME_SEARCH_LIMIT` (2 s).
     pub fn create(downloads: &Downloads, safe: &SafeName, tag: Option<&str>) -> io::Result<Self> {
         let dir = &downloads.0.dir;
-        let start = downloads.name_hint(safe).min(MAX_ALTERNATIVES);
+        let hint = downloads.name_hint(safe);
+        let start = hint.clamp(1, MAX_ALTERNATIVES);
         let deadline = Instant::now() + NAME_SEARCH_LIMIT;
-        for number in (start..MAX_ALTERNATIVES).chain(0..start) {
+        for number in std::iter::once(0)
+            .chain(start..MAX_ALTERNATIVES)
+            .chain(1..start)
+        {
             if Instant::now() >= deadline {
                 break;
             }
@@ -309,7 +316,12 @@ impl PartFile {
             let part_name = part_name(&final_name, tag);
             match dir.create_new(&part_name) {
                 Ok(file) => {
-                    downloads.set_name_hint(safe, number.saturating_add(1));
+                    // The name itself is tried first anyway: the hint says where the numbered
+                    // names go on, so a freed name taken again leaves it where it was (a
+                    // resume search relies on it too, see `resumable`).
+                    if number > 0 || hint == 0 {
+                        downloads.set_name_hint(safe, number.saturating_add(1));
+                    }
                     downloads.parts().insert(part_name.clone());
                     return Ok(Self::open(downloads, safe, number, part_name, file));
                 }

@@ -24,9 +24,10 @@ impl PartFile {
     /// before a byte is read: a symlink, a hard link to a file elsewhere, a FIFO or someone
     /// else's file under a partial's name is left alone (never read, written or hashed).
     ///
-    /// A partial was made under the first numbered name free at the time from where this
-    /// server's free-name search for that name started (its remembered next number), so the
-    /// search goes through the alternatives a partial may be under. For a file of at most
+    /// A partial was made under the name itself if it was free, else under the first numbered
+    /// name free at the time from where this server's free-name search for that name started
+    /// (its remembered next number), so the search goes through the alternatives a partial
+    /// may be under. For a file of at most
     /// 4 MiB (`SHORT_RESUME_SEARCH_BYTES`) it stops at the first number, from that remembered
     /// one on, whose name is taken by nothing (no file, no upload of this server's): a
     /// partial further on, made while that name was taken by a file since moved away (or by

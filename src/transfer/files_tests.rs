@@ -140,6 +140,26 @@ fn the_free_name_search_resumes_where_it_ended() {
     assert_eq!(b.final_name(), "z (1).txt");
 }
 
+#[test]
+fn a_name_the_user_freed_is_taken_again_before_any_numbered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = downloads(dir.path());
+    let name = sanitize_file_name("report.pdf");
+    for expected in ["report.pdf", "report (1).pdf"] {
+        let mut part = PartFile::create(&downloads, &name, None).unwrap();
+        assert_eq!(part.final_name(), expected);
+        part.commit().unwrap();
+    }
+    // The user moves the first one away: the next upload of that name gets it back.
+    fs::remove_file(dir.path().join("report.pdf")).unwrap();
+    let mut again = PartFile::create(&downloads, &name, None).unwrap();
+    assert_eq!(again.final_name(), "report.pdf");
+    again.commit().unwrap();
+    // Taken again: the numbered search goes on where it ended.
+    let next = PartFile::create(&downloads, &name, None).unwrap();
+    assert_eq!(next.final_name(), "report (2).pdf");
+}
+
 fn set_hint_for_test(downloads: &Downloads, name: &SafeName, next: u32) {
     downloads.set_name_hint(name, next);
 }

@@ -147,3 +147,31 @@ fn ferry_send_plain_to_a_plain_server_is_byte_identical() {
         assert_eq!(bytes, std::fs::read(path).unwrap());
     }
 }
+
+/// README: "nothing is overwritten (`a (1).txt`)": a number only when the name is taken. A
+/// file the user moved out of the folder frees its name for the next upload of that name,
+/// however many came before on this running server.
+#[test]
+fn a_name_freed_by_the_user_is_used_again_by_the_next_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dir.path());
+    let upload = |bytes: &[u8]| {
+        plain_upload(server.local_addr(), &[("report.pdf", bytes, "")]);
+        let (finished, failed) = wait_files(&events, 1);
+        assert!(failed.is_empty(), "{failed:?}");
+        finished[0].0.clone()
+    };
+    assert_eq!(upload(b"one"), dir.path().join("report.pdf"));
+    assert_eq!(upload(b"two"), dir.path().join("report (1).pdf"));
+    std::fs::remove_file(dir.path().join("report.pdf")).unwrap();
+    assert_eq!(upload(b"three"), dir.path().join("report.pdf"));
+    assert_eq!(
+        std::fs::read(dir.path().join("report.pdf")).unwrap(),
+        b"three"
+    );
+    assert_eq!(upload(b"four"), dir.path().join("report (2).pdf"));
+    assert_eq!(
+        names_in(dir.path()),
+        ["report (1).pdf", "report (2).pdf", "report.pdf"]
+    );
+}
