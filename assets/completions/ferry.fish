@@ -59,7 +59,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-discovery -d 'D
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-localsend -d 'Do not receive from LocalSend apps (HTTPS on --localsend-port, announced on LocalSend\'s multicast group unless --no-discovery)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the LAN or trusted' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the LAN or trusted; a name no Ferry device has is looked for among LocalSend devices' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l code -d 'The pairing code the receiver shows (`ferry serve --pair`): pairs the two devices, so they trust each other from then on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l pin -d 'The PIN a LocalSend device asks for (sending to a LocalSend device; a note goes as its text message)' -r
@@ -72,7 +72,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-encryption -d 'S
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l flatten -d 'With --plain: send the files of each folder named, with their paths relative to the folder\'s parent (`photos/2024/a.jpg`) as names (plain receivers have no folders)'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -s h -l help -d 'Print help'
-complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (sent encrypted to its last address). A HOST:PORT that is a trusted device\'s last address is encrypted too' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l to -d 'Peer as HOST:PORT (HOST alone: port 8080), or a trusted device\'s NAME (sent encrypted to its last address). A HOST:PORT that is a trusted device\'s last address is encrypted too. Another name is looked for among LocalSend devices (the note goes as its text message)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l wait -d 'Wait up to SECS for a reply and print it; exit 1 if none came' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l pin -d 'The PIN a LocalSend device asks for (sending to a LocalSend device; a note goes as its text message)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-probe -d 'Also ask this address whether it is a LocalSend device (`POST /register`), for one that LocalSend\'s multicast does not reach (repeatable; port 53317 unless given)' -r

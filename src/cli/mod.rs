@@ -121,7 +121,10 @@ pub struct PeersArgs {
 #[derive(Debug, Subcommand)]
 pub enum PeersAction {
     /// Forget a trusted device: it needs a pairing code (or a prompt) again.
-    Forget { name: String },
+    Forget {
+        /// The trusted device's name, as `ferry peers` lists it.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -254,7 +257,7 @@ pub struct SweepArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the
-    /// LAN or trusted.
+    /// LAN or trusted; a name no Ferry device has is looked for among LocalSend devices.
     #[arg(long, value_name = "HOST:PORT|NAME")]
     pub to: String,
     /// Message attached to every file (the header's `msg`).
@@ -290,7 +293,8 @@ pub struct SendArgs {
 pub struct NoteArgs {
     /// Peer as HOST:PORT (HOST alone: port 8080), or a trusted device's NAME (sent encrypted
     /// to its last address). A HOST:PORT that is a trusted device's last address is
-    /// encrypted too.
+    /// encrypted too. Another name is looked for among LocalSend devices (the note goes as
+    /// its text message).
     #[arg(long, value_name = "HOST:PORT|NAME")]
     pub to: String,
     /// Send plain text even to a trusted device (for plain peers: nc -u, the Python chat).
