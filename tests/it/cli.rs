@@ -1,6 +1,7 @@
 //! The real `ferry` binary end to end: `ferry serve` in the background, `ferry send` to it.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 
 use crate::util::*;
 
@@ -120,4 +121,33 @@ fn serve_on_a_port_in_use_exits_one() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+}
+
+/// `ferry send --no-encryption` to `ferry serve --require-encryption`: its stdout and exit
+/// code, and the file it named.
+fn send_unencrypted_to_a_receiver_requiring_encryption() -> (Option<i32>, String, PathBuf) {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let a = src.path().join("a.txt");
+    std::fs::write(&a, "x").unwrap();
+    let (_serve, addr, _lines) = spawn_serve(dst.path(), &["--require-encryption"]);
+    let out = ferry()
+        .args(["send", "--no-encryption", "--to", &addr.to_string()])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(names_in(dst.path()).is_empty());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stdout, a)
+}
+
+/// A Ferry sender that chose `--no-encryption` is refused by `serve --require-encryption`
+/// with advice it can follow: "send from Ferry" alone told it to do what it already did.
+#[test]
+fn a_receiver_requiring_encryption_tells_an_unencrypted_ferry_sender_to_turn_it_on() {
+    let (_, stdout, _) = send_unencrypted_to_a_receiver_requiring_encryption();
+    assert!(
+        stdout.contains("plain senders cannot encrypt (send from Ferry, with encryption on)"),
+        "{stdout}"
+    );
 }

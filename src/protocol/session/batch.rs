@@ -137,7 +137,9 @@ pub enum Refusal {
         "the receiver asks before accepting, and plain senders cannot be asked (the receiver accepts them only when it accepts everyone without asking)"
     )]
     PlainCannotBeAsked,
-    #[error("the receiver requires encryption, and plain senders cannot encrypt (send from Ferry)")]
+    #[error(
+        "the receiver requires encryption, and plain senders cannot encrypt (send from Ferry, with encryption on)"
+    )]
     NotEncrypted,
     #[error("the receiver accepts only its trusted devices (pair with a code first)")]
     NotTrusted,
