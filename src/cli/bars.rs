@@ -13,10 +13,10 @@ use crate::protocol::{Mode, WaitFor, escape_line};
 /// One progress bar per active transfer, on stderr (hidden when it is not a terminal).
 pub(super) struct Bars {
     multi: MultiProgress,
-    /// Each active transfer's bar, the sender's message, whether it is encrypted, and the
+    /// Each active transfer's bar, the sender's message, whether it is encrypted, the
     /// reasons "waiting" was said for (each once: the receiver repeats it every 5 s, and a
-    /// hostile one could alternate reasons to print a line per message).
-    active: HashMap<TransferId, (ProgressBar, String, Security, Vec<WaitFor>)>,
+    /// hostile one could alternate reasons to print a line per message), and its direction.
+    active: HashMap<TransferId, (ProgressBar, String, Security, Vec<WaitFor>, Direction)>,
     style: ProgressStyle,
     /// Receivers whose protection was already said.
     told: Vec<std::net::SocketAddr>,
@@ -40,6 +40,16 @@ impl Bars {
     /// Prints a line above the bars (or plainly when there are no bars).
     pub fn line(&self, text: String) {
         self.multi.suspend(|| println!("{text}"));
+    }
+
+    /// How a transfer that did not complete ended. Received: the line on stdout. Sent: said
+    /// at once on stderr, for a person watching, since `send` prints every file's result on
+    /// stdout when it is done: one line per file there, for scripts.
+    fn ended(&self, direction: Direction, text: String) {
+        match direction {
+            Direction::Incoming => self.line(text),
+            Direction::Outgoing => self.multi.suspend(|| eprintln!("{text}")),
+        }
     }
 
     pub(super) fn show(&mut self, event: &Event) {
@@ -93,15 +103,17 @@ impl Bars {
                     };
                     self.multi.suspend(|| eprintln!("to {peer}: {words}"));
                 }
-                self.active
-                    .insert(*id, (bar, msg.clone(), security.clone(), Vec::new()));
+                self.active.insert(
+                    *id,
+                    (bar, msg.clone(), security.clone(), Vec::new(), *direction),
+                );
             }
             Event::Transfer(TransferEvent::AwaitingDecision { id, waiting_for }) => {
                 let news = self
                     .active
                     .get_mut(id)
-                    .filter(|(.., said)| !said.contains(waiting_for));
-                let news = news.map(|(bar, .., said)| {
+                    .filter(|(.., said, _)| !said.contains(waiting_for));
+                let news = news.map(|(bar, .., said, _)| {
                     // At most one of each of WaitFor's three reasons.
                     said.push(*waiting_for);
                     bar.prefix()
@@ -121,7 +133,7 @@ impl Bars {
                 saved_as,
                 path,
             }) => {
-                if let Some((bar, msg, security, _)) = self.active.remove(id) {
+                if let Some((bar, msg, security, ..)) = self.active.remove(id) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                     if let Some(path) = path {
@@ -142,14 +154,14 @@ impl Bars {
                 }
             }
             Event::Transfer(TransferEvent::Failed { id, failure }) => {
-                if let Some((bar, ..)) = self.active.remove(id) {
+                if let Some((bar, .., direction)) = self.active.remove(id) {
                     bar.abandon();
                     self.multi.remove(&bar);
-                    self.line(format!("{}: failed: {}", bar.prefix(), failure));
+                    self.ended(direction, format!("{}: failed: {}", bar.prefix(), failure));
                 }
             }
             Event::Transfer(TransferEvent::Cancelled { id, by_peer }) => {
-                if let Some((bar, ..)) = self.active.remove(id) {
+                if let Some((bar, .., direction)) = self.active.remove(id) {
                     bar.abandon();
                     self.multi.remove(&bar);
                     let who = if *by_peer {
@@ -157,7 +169,7 @@ impl Bars {
                     } else {
                         "cancelled"
                     };
-                    self.line(format!("{}: {who}", bar.prefix()));
+                    self.ended(direction, format!("{}: {who}", bar.prefix()));
                 }
             }
             Event::Server(ServerEvent::Paired {

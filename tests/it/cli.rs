@@ -141,6 +141,23 @@ fn send_unencrypted_to_a_receiver_requiring_encryption() -> (Option<i32>, String
     (out.status.code(), stdout, a)
 }
 
+/// README: `send` prints one line per file on stdout, for scripts. A refused file's reason
+/// was printed twice there (its progress bar's "NAME: failed: ..." and then its result line).
+#[test]
+fn a_refused_file_gets_one_result_line_on_stdout() {
+    let (code, stdout, a) = send_unencrypted_to_a_receiver_requiring_encryption();
+    assert_eq!(code, Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}: declined: the receiver requires encryption",
+            a.display()
+        )),
+        "{stdout}"
+    );
+}
+
 /// A Ferry sender that chose `--no-encryption` is refused by `serve --require-encryption`
 /// with advice it can follow: "send from Ferry" alone told it to do what it already did.
 #[test]
