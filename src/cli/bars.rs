@@ -1,6 +1,7 @@
 //! The terminal face of transfers for `ferry serve` and `ferry send`: one progress bar per
 //! active transfer on stderr (hidden when stderr is not a terminal), and the lines a person
-//! or a script reads on stdout (what arrived, what failed, what a receiver waits for).
+//! or a script reads on stdout (what arrived or failed to, what a receiver waits for; a
+//! sent file's failure goes to stderr, since `send` prints every file's result at the end).
 
 use std::collections::HashMap;
 
