@@ -40,7 +40,7 @@ impl Bars {
 
     /// Prints a line above the bars (or plainly when there are no bars).
     pub fn line(&self, text: String) {
-        self.multi.suspend(|| println!("{text}"));
+        self.multi.suspend(|| say!("{text}"));
     }
 
     /// How a transfer that did not complete ended. Received: the line on stdout. Sent: said

@@ -18,7 +18,7 @@ pub fn bench(args: super::BenchArgs) -> anyhow::Result<ExitCode> {
     let secs = args.secs;
     eprintln!("testing the speed to {to} for {secs} s (nothing is saved there)...");
     let report = crate::transfer::probe(&opts, Duration::from_secs_f64(secs))?;
-    println!(
+    say!(
         "speed test with {to}: {} MB in {:.1} s, {}",
         report.bytes / 1_000_000,
         report.secs,
@@ -33,14 +33,14 @@ pub fn bench(args: super::BenchArgs) -> anyhow::Result<ExitCode> {
     let top = rows.iter().map(|(_, v)| *v).max().unwrap_or(1).max(1);
     for (label, speed) in rows {
         if speed == 0 {
-            println!("{label:<19} not measured");
+            say!("{label:<19} not measured");
             continue;
         }
         let bar = "#".repeat(((speed as f64 / top as f64) * 30.0).round().max(1.0) as usize);
-        println!("{label:<19} {:>7} MB/s  {bar}", speed / 1_000_000);
+        say!("{label:<19} {:>7} MB/s  {bar}", speed / 1_000_000);
     }
     let (limit, speed) = report.bottleneck();
-    println!(
+    say!(
         "limited by: {limit} (a transfer can go at about {} MB/s)",
         speed / 1_000_000
     );

@@ -89,7 +89,7 @@ pub fn announce(name: Option<&str>, bound: SocketAddr, chosen: &[String]) -> Opt
                 .iter()
                 .filter(|(_, u)| *u == Use::Used)
                 .count();
-            println!(
+            say!(
                 "discovery: announcing as {:?} on {used} interface(s) (ferry doctor says why one is not used)",
                 escape_line(&name)
             );
@@ -98,7 +98,7 @@ pub fn announce(name: Option<&str>, bound: SocketAddr, chosen: &[String]) -> Opt
     match started {
         Ok(discovery) => Some(discovery),
         Err(e) => {
-            println!(
+            say!(
                 "discovery off: {}; typed addresses still work",
                 escape_line(&format!("{e:#}"))
             );
@@ -138,17 +138,17 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("no trusted device is named {:?}", escape_line(&name));
         }
         store.save()?;
-        println!("forgot {:?}", escape_line(&name));
+        say!("forgot {:?}", escape_line(&name));
         return Ok(ExitCode::SUCCESS);
     }
     let Some(wait_secs) = args.wait else {
         let store = TrustStore::load(&dir)?;
         if store.devices().is_empty() {
-            println!("no trusted devices (ferry peers --wait 3 looks for devices on the LAN)");
+            say!("no trusted devices (ferry peers --wait 3 looks for devices on the LAN)");
         }
         for d in store.devices() {
             let fp = d.key().map(|k| fingerprint(&k)).unwrap_or_default();
-            println!(
+            say!(
                 "{}  {}  trusted  {}",
                 escape_line(&d.name),
                 escape_line(d.last_address.as_deref().unwrap_or("-")),
@@ -169,10 +169,10 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
         eprintln!("no devices found (ferry doctor says why)");
     }
     for device in &devices {
-        println!("{}", device_line(device));
+        say!("{}", device_line(device));
     }
     for device in &localsend_devices {
-        println!("{}", super::localsend::device_line(device));
+        say!("{}", super::localsend::device_line(device));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -190,16 +190,16 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         Ok(discovery) => {
             std::thread::sleep(Duration::from_secs_f64(args.wait.clamp(0.0, 3600.0)));
             for line in interface_lines(&discovery.interfaces(), &discovery.heard()) {
-                println!("{line}");
+                say!("{line}");
             }
             let devices = discovery.devices();
             discovery.stop();
-            println!("devices found: {}", devices.len());
+            say!("devices found: {}", devices.len());
             for device in &devices {
-                println!("  {}", device_line(device));
+                say!("  {}", device_line(device));
             }
         }
-        Err(e) => println!(
+        Err(e) => say!(
             "discovery cannot run: {} (another program holds the port?)",
             escape_line(&e.to_string())
         ),
@@ -208,7 +208,7 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         let used: Vec<_> = interfaces::used(&choice).unwrap_or_default();
         let report = check_address(addr, &used, Duration::from_secs(3));
         for line in address_lines(&report) {
-            println!("{line}");
+            say!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -51,7 +51,7 @@ pub(super) fn start(
     let identity = match identity() {
         Ok(identity) => identity,
         Err(e) => {
-            println!("LocalSend receiving is off: {e}");
+            say!("LocalSend receiving is off: {e}");
             return None;
         }
     };
@@ -91,7 +91,7 @@ pub(super) fn start(
                     server.sweep(targets);
                 }
             }
-            println!(
+            say!(
                 "LocalSend receiving is on: {} (HTTPS){}, fingerprint {}{}",
                 server.local_addr(),
                 server
@@ -108,7 +108,7 @@ pub(super) fn start(
             Some(server)
         }
         Err(e) => {
-            println!("LocalSend receiving is off: {e} (--localsend-port picks another)");
+            say!("LocalSend receiving is off: {e} (--localsend-port picks another)");
             None
         }
     }
@@ -396,7 +396,7 @@ fn agreed_or_refused(
              to send anyway, or turn Encryption back on in its settings"
         );
     }
-    println!(
+    say!(
         "sending {what} unencrypted (plain HTTP) to LocalSend device {alias}: encryption is \
          off on it, so anyone on the network can read {what}"
     );
@@ -416,7 +416,7 @@ pub(super) fn send_by_alias(
     }
     let device = find_named(&args.to, &args.localsend, ferry_error, started)?;
     agreed_or_refused(&device, "--no-encryption", args.no_encryption, "the files")?;
-    println!(
+    say!(
         "sending to LocalSend device {} at {} ({})",
         escape_line(&device.alias),
         device.addr,
@@ -433,7 +433,7 @@ pub(super) fn send_by_alias(
     let batch = LocalSendBatch::of(&items);
     for empty in &batch.empty_folders {
         // Said, not silently dropped: LocalSend v2 names files only.
-        println!(
+        say!(
             "{}: not sent (an empty folder: LocalSend cannot send empty folders)",
             escape_line(empty)
         );
@@ -484,7 +484,7 @@ pub(super) fn note_by_alias(
     sender
         .send_text(&target, &args.text, &CancelToken::new())
         .with_context(|| format!("LocalSend device {}", escape_line(&device.alias)))?;
-    println!(
+    say!(
         "sent to LocalSend device {} at {} ({}; LocalSend has no replies)",
         escape_line(&device.alias),
         device.addr,

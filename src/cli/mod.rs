@@ -7,6 +7,13 @@
 //! Exit codes: 0 success; 1 the operation failed (a file not verified, no reply, a bind
 //! error, ...); 2 bad usage (clap's own code).
 
+/// `println!` for the CLI's stdout lines, safe when the reader has gone (see [`out`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::out::line(&format!($($arg)*))
+    };
+}
+
 mod ask;
 mod bars;
 mod bench;
@@ -14,6 +21,7 @@ mod discover;
 mod docs;
 mod localsend;
 mod notes;
+mod out;
 mod report;
 mod transfer;
 

@@ -104,7 +104,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .context("cannot install the Ctrl-C handler")?;
 
     // The first line says where files go, so nobody is surprised by the default folder.
-    println!(
+    say!(
         "Ferry listening on {} (TCP), saving to {}{}",
         server.local_addr(),
         dir.display(),
@@ -115,22 +115,20 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     );
     match &keyring {
-        Some(keyring) => println!(
+        Some(keyring) => say!(
             "this device: \"{}\", fingerprint {}",
             escape_line(keyring.identity.name()),
             keyring.identity.fingerprint()
         ),
-        None => println!("no device identity: Ferry senders cannot encrypt to this server"),
+        None => say!("no device identity: Ferry senders cannot encrypt to this server"),
     }
-    println!("{}", policy_line(policy, args.require_encryption));
+    say!("{}", policy_line(policy, args.require_encryption));
     if args.pair {
         let code = server
             .start_pairing()
             .context("cannot make a pairing code")?;
-        println!("pairing code: {}", code.as_str());
-        println!(
-            "  (type it on the sender: ferry send --code CODE; it lasts 10 minutes and 3 tries)"
-        );
+        say!("pairing code: {}", code.as_str());
+        say!("  (type it on the sender: ferry send --code CODE; it lasts 10 minutes and 3 tries)");
     }
     // Announced after the first line, so scripts reading that line are unaffected; dropped
     // (with a goodbye on the LAN) when serving stops.
@@ -150,7 +148,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Set when stdin ended: nobody can answer any more, so offers are declined at once.
     let mut answers_closed = false;
     let mut prompts = AskPrompts::default();
-    loop {
+    // Until Ctrl-C, or until stdout's reader goes away (`ferry serve | head`): then, as a
+    // program killed by SIGPIPE would, it stops (but cleanly).
+    while !super::out::gone() {
         crossbeam_channel::select! {
             recv(events) -> event => match event {
                 Ok(Event::Server(ServerEvent::OfferPending(offer))) => {
@@ -215,7 +215,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             recv(stop_rx) -> _ => break,
         }
     }
-    println!("stopping");
+    say!("stopping");
     drop(discovery);
     drop(localsend);
     drop(events);
@@ -370,7 +370,7 @@ pub(super) fn read_items(
         let folder = walk_folder(&path)
             .with_context(|| format!("cannot read the folder {}", shown(&path)))?;
         for skipped in &folder.skipped {
-            println!(
+            say!(
                 "{}: skipped (a symlink leading out of the folder, or not a regular file)",
                 shown(&path.join(skipped))
             );
@@ -414,7 +414,7 @@ where
     let mut all_ok = true;
     for (name, outcome) in shown.iter().zip(&outcomes) {
         // The outcome may quote the receiver's words: never let them drive the terminal.
-        println!("{name}: {}", escape_line(&outcome.to_string()));
+        say!("{name}: {}", escape_line(&outcome.to_string()));
         all_ok &= outcome.is_success();
     }
     Ok(if all_ok {

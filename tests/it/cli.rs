@@ -168,3 +168,65 @@ fn a_receiver_requiring_encryption_tells_an_unencrypted_ferry_sender_to_turn_it_
         "{stdout}"
     );
 }
+
+#[test]
+fn serve_stops_cleanly_when_the_reader_of_its_output_goes_away() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("in");
+    let mut serve = ferry()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-localsend",
+        ])
+        .args(["--no-discovery", "--dir"])
+        .arg(&downloads)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = line_channel(serve.stderr.take().unwrap());
+    let stdout = serve.stdout.take().unwrap();
+    // Killed if the test fails before it ends by itself.
+    let mut serve = ChildGuard(serve);
+    // The reader takes the first line and goes, as `ferry serve | head -1` does.
+    let mut stdout = std::io::BufReader::new(stdout);
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    drop(stdout);
+    let addr = first
+        .split_whitespace()
+        .find_map(|word| word.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    // An upload, whose line meets the closed pipe (if no earlier line did).
+    let file = dir.path().join("note.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let _ = ferry()
+        .args(["send", "--to", &addr.to_string()])
+        .arg(&file)
+        .output();
+    // It stops by itself, as on Ctrl-C: no panic, success.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = serve.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferry serve kept running with nobody reading it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Everything it said, to the end of its stderr.
+    let mut said = Vec::new();
+    while let Ok(line) = stderr.recv_timeout(DEADLINE) {
+        said.push(line);
+    }
+    assert!(!said.iter().any(|l| l.contains("panicked")), "{said:#?}");
+    assert!(status.success(), "{status:?}: {said:#?}");
+}

@@ -1,0 +1,37 @@
+//! Lines on standard output, for people and scripts. A reader that goes away (`ferry serve |
+//! head -3`) must not crash Ferry: `println!` panics when stdout is a closed pipe, since Rust
+//! ignores `SIGPIPE` (and Ferry must: with the signal's default action, a peer that closes a
+//! socket during a vectored write would kill the process). Here a closed stdout is noted
+//! ([`gone`]), later lines are dropped, and the long-running commands stop as on Ctrl-C;
+//! another write error (a full disk under a redirect) is warned about once, and lines go on
+//! being tried.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Stdout's reader went away.
+static GONE: AtomicBool = AtomicBool::new(false);
+/// Another write error was already warned about.
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Writes `text` and a line break to stdout, flushed (see the module's docs for errors).
+pub fn line(text: &str) {
+    if gone() {
+        return;
+    }
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => GONE.store(true, Ordering::SeqCst),
+        Err(e) => {
+            if !WARNED.swap(true, Ordering::SeqCst) {
+                log::warn!("cannot write to standard output: {e}");
+            }
+        }
+    }
+}
+
+/// Whether stdout's reader went away (a long-running command then stops).
+pub fn gone() -> bool {
+    GONE.load(Ordering::SeqCst)
+}
