@@ -128,22 +128,77 @@ where
     };
     match link {
         Link::Tls { identity, expected } => {
-            let seen = Arc::new(Mutex::new(None));
-            let config = super::tls::client_config(identity, expected, Arc::clone(&seen))?;
-            let connector = tokio_rustls::TlsConnector::from(config);
-            let tls = connector
-                .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-                .await
-                .map_err(tls_error)?;
+            let (tls, seen) = handshake(identity, expected, addr, tcp).await?;
             let mut answer = request.over(tls, body).await?;
-            answer.fingerprint = seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+            answer.fingerprint = seen.fingerprint();
             Ok(answer)
         }
         Link::Plain => request.over(tcp, body).await,
     }
+}
+
+/// [`post_json`] over HTTPS, the server's certificate pinned to `expected`; also whether
+/// the TLS handshake completed, which holds even when what followed failed (an answer
+/// late, cut short or too big): the server then holds that certificate's key, so the
+/// device is there, only its answer failed.
+pub(super) async fn post_json_pinned(
+    identity: &CertIdentity,
+    expected: &str,
+    addr: SocketAddr,
+    path_and_query: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> (Result<Answer, LocalSendError>, bool) {
+    let shaken = AtomicBool::new(false);
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let (tls, seen) = handshake(identity, Some(expected), addr, tcp).await?;
+        shaken.store(true, Ordering::SeqCst);
+        let request = Outgoing {
+            addr,
+            path_and_query,
+            content_type: "application/json",
+            max_answer_bytes: MAX_ANSWER_BYTES,
+            in_the_clear: false,
+        };
+        let mut answer = request.over(tls, Full::new(Bytes::from(body))).await?;
+        answer.fingerprint = seen.fingerprint();
+        Ok(answer)
+    };
+    let result = match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(LocalSendError::Timeout),
+    };
+    (result, shaken.load(Ordering::SeqCst))
+}
+
+/// The fingerprint the server's certificate had, filled in by the TLS handshake.
+struct Seen(Arc<Mutex<Option<String>>>);
+
+impl Seen {
+    fn fingerprint(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The TLS handshake over `tcp`: our certificate as the client's, the server's pinned to
+/// `expected` (any, when `None`).
+async fn handshake(
+    identity: &CertIdentity,
+    expected: Option<&str>,
+    addr: SocketAddr,
+    tcp: tokio::net::TcpStream,
+) -> Result<(tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Seen), LocalSendError> {
+    let seen = Arc::new(Mutex::new(None));
+    let config = super::tls::client_config(identity, expected, Arc::clone(&seen))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .map_err(tls_error)?;
+    Ok((tls, Seen(seen)))
 }
 
 /// One request's parts, apart from the stream and the body.

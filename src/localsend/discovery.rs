@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::client::{Link, post_json};
+use super::client::post_json_pinned;
 use super::devices::Proof;
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
@@ -421,9 +421,10 @@ impl Budget {
 enum Pinned {
     /// A success answer (recorded as the device's, proven, when it is a register body).
     Answered,
-    /// Another status: the device is there (its certificate was the pinned one).
+    /// Another status, or an answer that failed after the TLS handshake (late, cut short,
+    /// too big): the device is there (it holds the pinned certificate's key).
     Refused,
-    /// No answer with that certificate: not there, or not that device.
+    /// No TLS handshake with that certificate: not there, or not that device.
     Unreached,
 }
 
@@ -438,11 +439,11 @@ async fn register_pinned(
     let mut ours = shared.info.clone();
     ours.announce = None;
     let body = serde_json::to_vec(&ours).unwrap_or_default();
-    let link = Link::Tls {
-        identity: &shared.config.identity,
-        expected: Some(fingerprint),
-    };
-    match post_json(link, addr, "/api/localsend/v2/register", body, timeout).await {
+    let identity = &shared.config.identity;
+    let path = "/api/localsend/v2/register";
+    let (answered, shaken) =
+        post_json_pinned(identity, fingerprint, addr, path, body, timeout).await;
+    match answered {
         Ok(answer) if answer.status.is_success() => {
             if let Ok(mut theirs) = serde_json::from_slice::<DeviceInfo>(&answer.body) {
                 // The answer has no port or protocol (LocalSend 1.18): the address's port,
@@ -457,6 +458,10 @@ async fn register_pinned(
         }
         Ok(answer) => {
             log::debug!("LocalSend register at {addr}: {}", answer.status);
+            Pinned::Refused
+        }
+        Err(e) if shaken => {
+            log::debug!("LocalSend register at {addr}, after the handshake: {e}");
             Pinned::Refused
         }
         Err(e) => {

@@ -12,6 +12,7 @@ use ferry::localsend::{LocalSendDevice, LocalSendProtocol, LocalSendServer};
 use serde_json::json;
 
 use crate::localsend::{config, loopback_multicast, start};
+use crate::localsend_sweep::{Reply, fake_host_noting};
 
 /// A hearer with discovery on loopback, and a device announcing from `ip` (answered at
 /// once, pinned: listed as proven).
@@ -120,4 +121,46 @@ fn a_forged_claim_at_a_devices_address_removes_nothing_and_the_device_is_asked_t
     assert!(kept.proven, "{kept:?}");
     assert_eq!(kept.protocol, LocalSendProtocol::Https);
     assert_eq!(kept.addr, device.local_addr());
+}
+
+#[test]
+fn a_device_that_proves_itself_but_answers_late_is_not_forgotten_for_a_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.alias = "Hearer".into();
+    cfg.multicast = Some(loopback_multicast());
+    cfg.sweep.recheck_timeout = Duration::from_secs(1);
+    let (hearer, _) = start(cfg);
+    let discovery = SocketAddr::from(([127, 0, 0, 1], hearer.discovery_port().expect("port")));
+    // Its first answer (the sweep's) lists it, proven; later ones take the handshake, with
+    // its certificate, and then the request, but the answer is late.
+    let (busy, ended) = fake_host_noting([127, 0, 0, 83], Reply::LateAfterFirst);
+    let report = hearer
+        .sweep(vec![busy])
+        .expect("a sweep starts")
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sweep ends");
+    assert_eq!(report.found.len(), 1, "{report:?}");
+    let fingerprint = report.found[0].fingerprint.clone();
+    assert_eq!(ended.recv_timeout(Duration::from_secs(10)), Ok(0));
+
+    // A forged plain claim at its address: it is asked there, proves who it is, and is
+    // only slow to answer. That is no sign it has gone.
+    let udp = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 83], 0))).expect("udp");
+    announce(&udp, discovery, "forged-id", busy.port(), "http");
+    assert_eq!(
+        ended.recv_timeout(Duration::from_secs(10)),
+        Ok(1),
+        "the check connected, and hung up when its time was up"
+    );
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        let list = hearer.devices();
+        assert!(
+            list.iter()
+                .any(|d| d.fingerprint == fingerprint && d.addr == busy && d.proven),
+            "forgotten: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

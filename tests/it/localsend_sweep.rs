@@ -197,7 +197,7 @@ fn a_listed_device_too_slow_for_the_sweep_is_asked_again_and_kept() {
 
 /// What a fake LocalSend host answers a register with.
 #[derive(Clone, Copy)]
-enum Reply {
+pub(crate) enum Reply {
     /// A proper answer: its own certificate's fingerprint.
     Honest,
     /// A valid body claiming another device's fingerprint.
@@ -211,6 +211,12 @@ enum Reply {
     /// A proper answer, at once the first time, then only after [`SLOW_ANSWER`]: longer
     /// than a sweep gives a host here, well within its recheck.
     SlowAfterFirst,
+    /// A proper answer at once the first time; later, the TLS handshake and the request
+    /// are taken at once, but no answer comes until the client hangs up: a device that
+    /// proves who it is, then is too busy to answer in time.
+    LateAfterFirst,
+    /// The TLS handshake and the request, then nothing until the client hangs up.
+    Mute,
 }
 
 /// How long [`Reply::SlowAfterFirst`] keeps its later answers.
@@ -218,9 +224,18 @@ const SLOW_ANSWER: Duration = Duration::from_millis(1600);
 
 /// An HTTPS host on `ip` answering every register with `reply` (a thread per connection).
 fn fake_host(ip: [u8; 4], reply: Reply) -> SocketAddr {
+    fake_host_noting(ip, reply).0
+}
+
+/// [`fake_host`], and the index of each connection when the host is done with it.
+pub(crate) fn fake_host_noting(
+    ip: [u8; 4],
+    reply: Reply,
+) -> (SocketAddr, crossbeam_channel::Receiver<usize>) {
     let listener = TcpListener::bind(SocketAddr::from((ip, 0))).expect("bind");
     let addr = listener.local_addr().expect("addr");
     let identity = CertIdentity::generate().expect("certificate");
+    let (done, ended) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
         for (nth, stream) in listener.incoming().enumerate() {
             let Ok(stream) = stream else { return };
@@ -228,16 +243,23 @@ fn fake_host(ip: [u8; 4], reply: Reply) -> SocketAddr {
                 Reply::NewDeviceEachTime => CertIdentity::generate().expect("certificate"),
                 _ => identity.clone(),
             };
+            let done = done.clone();
             std::thread::spawn(move || {
-                if matches!(reply, Reply::SlowAfterFirst) && nth > 0 {
-                    // A busy device: its answer is late, not lost.
-                    std::thread::sleep(SLOW_ANSWER);
-                }
-                answer_once(stream, &identity, reply)
+                let reply = match reply {
+                    Reply::SlowAfterFirst if nth > 0 => {
+                        // A busy device: its answer is late, not lost.
+                        std::thread::sleep(SLOW_ANSWER);
+                        reply
+                    }
+                    Reply::LateAfterFirst if nth > 0 => Reply::Mute,
+                    _ => reply,
+                };
+                answer_once(stream, &identity, reply);
+                let _ = done.send(nth);
             });
         }
     });
-    addr
+    (addr, ended)
 }
 
 fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
@@ -266,6 +288,11 @@ fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
     if tls.read_exact(&mut body).is_err() {
         return;
     }
+    if let Reply::Mute = reply {
+        // Until the client hangs up (or the read timeout).
+        while let Ok(1..) = tls.read(&mut byte) {}
+        return;
+    }
     let info = |fingerprint: &str| {
         json!({"alias": "Fake", "version": "2.2", "deviceModel": null,
                "deviceType": "headless", "fingerprint": fingerprint, "download": false})
@@ -273,9 +300,11 @@ fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
         .into_bytes()
     };
     let answer = match reply {
-        Reply::Honest | Reply::NewDeviceEachTime | Reply::SlowAfterFirst => {
-            info(identity.fingerprint())
-        }
+        Reply::Honest
+        | Reply::NewDeviceEachTime
+        | Reply::SlowAfterFirst
+        | Reply::LateAfterFirst
+        | Reply::Mute => info(identity.fingerprint()),
         Reply::ForeignFingerprint => info(CertIdentity::generate().expect("c").fingerprint()),
         Reply::Garbage => b"<html>not LocalSend</html>".to_vec(),
         Reply::Huge => {
