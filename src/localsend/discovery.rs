@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::client::post_json_pinned;
 use super::devices::Proof;
@@ -257,8 +258,8 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
     let live = Arc::new(live);
     let mut announcement = shared.info.clone();
     announcement.announce = Some(true);
-    let registering = Arc::new(tokio::sync::Semaphore::new(MAX_REGISTERING));
-    let checking = Arc::new(tokio::sync::Semaphore::new(MAX_CHECKING));
+    let registering = Arc::new(Semaphore::new(MAX_REGISTERING));
+    let checking = Arc::new(Semaphore::new(MAX_CHECKING));
     let mut stop = shared.stop.clone();
     let mut announced = 0;
     let mut next_announce = tokio::time::Instant::now();
@@ -285,13 +286,10 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
         let Some(datagram) = buf.get(..len) else {
             continue;
         };
-        let Some(heard) = hear(&shared, datagram, from) else {
+        let Some(heard) = hear(&shared, datagram, from, &checking) else {
             continue;
         };
-        for fingerprint in heard.check {
-            let Ok(permit) = Arc::clone(&checking).try_acquire_owned() else {
-                break;
-            };
+        for (fingerprint, permit) in heard.check {
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
                 check(&shared, &fingerprint, heard.addr).await;
@@ -321,12 +319,19 @@ pub(super) struct Heard {
     /// The address its device is listed at now.
     pub addr: SocketAddr,
     /// The HTTPS devices listed at that address before it, to ask there now (see
-    /// [`check`]).
-    pub check: Vec<String>,
+    /// [`check`]), each with its slot of `checking`.
+    pub check: Vec<(String, OwnedSemaphorePermit)>,
 }
 
-/// Parses a datagram and records its device; `None` when it was not a device's.
-pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option<Heard> {
+/// Parses a datagram and records its device; `None` when it was not a device's. A check
+/// is due only when one of `checking`'s slots is free: one that is not made is neither
+/// counted as made nor paid for, so the device's next announcement asks again.
+pub(super) fn hear(
+    shared: &Shared,
+    datagram: &[u8],
+    from: SocketAddr,
+    checking: &Arc<Semaphore>,
+) -> Option<Heard> {
     let info: DeviceInfo = serde_json::from_slice(datagram).ok()?;
     if info
         .fingerprint
@@ -339,11 +344,17 @@ pub(super) fn hear(shared: &Shared, datagram: &[u8], from: SocketAddr) -> Option
     devices.heard(info.clone(), addr, "multicast", Proof::Claimed);
     let now = Instant::now();
     // Budgets are asked (and spent) only for what is due.
-    let check = devices
-        .https_others_at(addr, &info.fingerprint)
-        .into_iter()
-        .filter(|other| devices.check_due(other, addr, || CHECKS.allow(from.ip(), now)))
-        .collect();
+    let mut check = Vec::new();
+    for other in devices.https_others_at(addr, &info.fingerprint) {
+        let mut slot = None;
+        let due = devices.check_due(&other, addr, || {
+            slot = Arc::clone(checking).try_acquire_owned().ok();
+            slot.is_some() && CHECKS.allow(from.ip(), now)
+        });
+        if let (true, Some(slot)) = (due, slot) {
+            check.push((other, slot));
+        }
+    }
     let answer = info.announce == Some(true)
         && devices.register_due(&info.fingerprint, addr, || ANSWERS.allow(from.ip(), now));
     drop(devices);

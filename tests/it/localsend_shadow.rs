@@ -5,7 +5,7 @@
 //! would pick as the destination; a forged claim at an honest device's address removes
 //! nothing, since the device answers.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use ferry::localsend::{LocalSendDevice, LocalSendProtocol, LocalSendServer};
@@ -53,6 +53,32 @@ fn announce(udp: &UdpSocket, to: SocketAddr, fingerprint: &str, port: u16, proto
         .expect("send");
 }
 
+/// The id LocalSend takes when it restarts with encryption off.
+const NEW_PLAIN_ID: &str = "d0e5a1c2-new-plain-id";
+
+/// LocalSend restarted with encryption off: same address and port, a fresh random id,
+/// plain HTTP (nobody answers HTTPS there any more), announced. Its old id and address.
+fn restart_with_encryption_off(
+    device: LocalSendServer,
+    udp: &UdpSocket,
+    discovery: SocketAddr,
+) -> (String, SocketAddr) {
+    let (old, addr) = (device.fingerprint().to_owned(), device.local_addr());
+    drop(device);
+    announce(udp, discovery, NEW_PLAIN_ID, addr.port(), "http");
+    (old, addr)
+}
+
+/// Sweeps `targets` from the hearer (listing those that answer): what it found.
+fn sweep(hearer: &LocalSendServer, targets: Vec<SocketAddr>) -> Vec<LocalSendDevice> {
+    hearer
+        .sweep(targets)
+        .expect("a sweep starts")
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sweep ends")
+        .found
+}
+
 /// Polls the hearer's list until `done` holds (10 s at most).
 fn wait_listed(
     hearer: &LocalSendServer,
@@ -74,22 +100,12 @@ fn wait_listed(
 fn a_device_that_restarts_with_encryption_off_is_not_shadowed_by_its_old_entry() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (hearer, device, udp, discovery) = hearer_and_device([127, 0, 0, 81], &dirs);
-    let (old, addr) = (device.fingerprint().to_owned(), device.local_addr());
-    // LocalSend restarted with encryption off: same address and port, a fresh random id,
-    // plain HTTP (nobody answers HTTPS there any more).
-    drop(device);
-    announce(
-        &udp,
-        discovery,
-        "d0e5a1c2-new-plain-id",
-        addr.port(),
-        "http",
-    );
+    let (old, addr) = restart_with_encryption_off(device, &udp, discovery);
     let list = wait_listed(&hearer, "the old entry forgotten", |list| {
         !list.iter().any(|d| d.fingerprint == old)
     });
     assert_eq!(list.len(), 1, "{list:?}");
-    assert_eq!(list[0].fingerprint, "D0E5A1C2-NEW-PLAIN-ID");
+    assert!(list[0].fingerprint.eq_ignore_ascii_case(NEW_PLAIN_ID));
     assert_eq!(list[0].protocol, LocalSendProtocol::Http);
     assert_eq!(list[0].addr, addr);
 }
@@ -135,13 +151,9 @@ fn a_device_that_proves_itself_but_answers_late_is_not_forgotten_for_a_claim() {
     // Its first answer (the sweep's) lists it, proven; later ones take the handshake, with
     // its certificate, and then the request, but the answer is late.
     let (busy, ended) = fake_host_noting([127, 0, 0, 83], Reply::LateAfterFirst);
-    let report = hearer
-        .sweep(vec![busy])
-        .expect("a sweep starts")
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the sweep ends");
-    assert_eq!(report.found.len(), 1, "{report:?}");
-    let fingerprint = report.found[0].fingerprint.clone();
+    let found = sweep(&hearer, vec![busy]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let fingerprint = found[0].fingerprint.clone();
     assert_eq!(ended.recv_timeout(Duration::from_secs(10)), Ok(0));
 
     // A forged plain claim at its address: it is asked there, proves who it is, and is
@@ -163,4 +175,51 @@ fn a_device_that_proves_itself_but_answers_late_is_not_forgotten_for_a_claim() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_claim_that_finds_every_check_slot_taken_leaves_its_check_to_the_next() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hearer, device, udp, discovery) = hearer_and_device([127, 0, 0, 84], &dirs);
+    // Four listed devices that prove who they are when asked, then keep the answer until
+    // the check gives up: claims at their addresses take every check slot for a while.
+    let busy: Vec<_> = (85..=88)
+        .map(|ip| fake_host_noting([127, 0, 0, ip], Reply::LateAfterFirst))
+        .collect();
+    let found = sweep(&hearer, busy.iter().map(|(addr, _)| *addr).collect());
+    assert_eq!(found.len(), busy.len(), "{found:?}");
+    for (addr, ended) in &busy {
+        assert_eq!(ended.recv_timeout(Duration::from_secs(10)), Ok(0));
+        let IpAddr::V4(ip) = addr.ip() else {
+            unreachable!("bound on IPv4")
+        };
+        let from = UdpSocket::bind(SocketAddr::from((ip, 0))).expect("udp");
+        announce(&from, discovery, "forged-id", addr.port(), "http");
+    }
+
+    // LocalSend restarted with encryption off while they are being asked: its first
+    // announcement finds no slot free.
+    let (old, addr) = restart_with_encryption_off(device, &udp, discovery);
+    for (_, ended) in &busy {
+        assert_eq!(
+            ended.recv_timeout(Duration::from_secs(10)),
+            Ok(1),
+            "asked, and given up on"
+        );
+    }
+    assert!(
+        hearer.devices().iter().any(|d| d.fingerprint == old),
+        "not checked yet"
+    );
+    // Its next announcement (LocalSend makes a few at start) gets the check.
+    announce(
+        &udp,
+        discovery,
+        "d0e5a1c2-new-plain-id",
+        addr.port(),
+        "http",
+    );
+    wait_listed(&hearer, "the old entry forgotten", |list| {
+        !list.iter().any(|d| d.fingerprint == old)
+    });
 }
