@@ -10,6 +10,7 @@
 //! [`DeviceTable::forget_silent`] drops such devices when the sweep ends. A device at an
 //! address no sweep asks (another port, IPv6 only) stays listed, as in LocalSend itself.
 
+use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -333,16 +334,30 @@ impl DeviceTable {
     }
 
     /// The addresses (in `asked`) of the devices [`DeviceTable::forget_silent`] would forget
-    /// now, each once.
-    pub(super) fn silent(&self, asked: &HashSet<SocketAddr>, since: Instant) -> Vec<SocketAddr> {
-        let mut silent: Vec<SocketAddr> = self
+    /// now, each once, `most` at the most: those of proven devices first (a forged claim
+    /// lists a device at any address, for nothing), then the most recently heard.
+    pub(super) fn silent(
+        &self,
+        asked: &HashSet<SocketAddr>,
+        since: Instant,
+        most: usize,
+    ) -> Vec<SocketAddr> {
+        let mut silent: Vec<(&Entry, SocketAddr)> = self
             .devices
             .values()
-            .filter_map(|entry| entry.silent_at(asked, since))
+            .filter_map(|entry| Some((entry, entry.silent_at(asked, since)?)))
             .collect();
-        silent.sort_unstable();
-        silent.dedup();
-        silent
+        silent.sort_by_key(|(entry, _)| Reverse((entry.proof, entry.device.last_seen)));
+        let mut addrs = Vec::new();
+        for (_, addr) in silent {
+            if addrs.len() >= most {
+                break;
+            }
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        addrs
     }
 
     /// When the device `fingerprint` is listed at `addr` (for its family), the HTTPS
@@ -388,7 +403,7 @@ impl DeviceTable {
     pub(super) fn list(&self) -> Vec<LocalSendDevice> {
         let mut list: Vec<LocalSendDevice> =
             self.devices.values().map(|e| e.device.clone()).collect();
-        list.sort_by_key(|d| std::cmp::Reverse(d.last_seen));
+        list.sort_by_key(|d| Reverse(d.last_seen));
         list
     }
 }

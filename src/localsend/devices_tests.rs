@@ -173,9 +173,9 @@ fn a_sweep_forgets_only_devices_it_asked_that_were_not_heard_while_it_ran() {
         .collect();
 
     // What it would forget is asked again first (see `sweep`): that one address.
-    assert_eq!(table.silent(&asked, swept_at), [gone]);
+    assert_eq!(table.silent(&asked, swept_at, 8), [gone]);
     assert_eq!(table.forget_silent(&asked, swept_at), 1);
-    assert!(table.silent(&asked, swept_at).is_empty());
+    assert!(table.silent(&asked, swept_at, 8).is_empty());
     let mut left: Vec<String> = table.list().into_iter().map(|d| d.alias).collect();
     left.sort();
     assert_eq!(left, ["Back", "Both", "Elsewhere"]);
@@ -400,4 +400,25 @@ fn a_claim_at_an_https_devices_address_names_it_for_a_check_that_may_forget_it()
     let left: Vec<String> = table.list().into_iter().map(|d| d.fingerprint).collect();
     assert_eq!(left.len(), 2);
     assert!(!left.contains(&"OLD-1".to_owned()), "{left:?}");
+}
+
+#[test]
+fn the_silent_asked_again_are_proven_ones_first_then_the_newest_each_address_once() {
+    let mut table = DeviceTable::default();
+    let t0 = Instant::now();
+    let at = |host: u8| addr(&format!("192.168.1.{host}:53317"));
+    let later = |ms: u64| t0 + Duration::from_millis(ms);
+    table.heard_proven_at(info("Proven", "PR-01"), at(10), "answer", t0);
+    table.heard_at(info("Claimed old", "CL-02"), at(11), "multicast", later(1));
+    table.heard_at(info("Claimed new", "CL-03"), at(12), "multicast", later(2));
+    // Two at one address: asked once.
+    table.heard_at(info("Newest", "CL-04"), at(13), "multicast", later(3));
+    table.heard_at(info("Newest too", "CL-05"), at(13), "multicast", later(4));
+    let asked: HashSet<SocketAddr> = (10..=13).map(at).collect();
+    let since = later(10);
+    assert_eq!(table.silent(&asked, since, 3), [at(10), at(13), at(12)]);
+    assert_eq!(
+        table.silent(&asked, since, 9),
+        [at(10), at(13), at(12), at(11)]
+    );
 }

@@ -18,7 +18,10 @@
 //! asks those addresses once more with a longer timeout
 //! ([`SweepSettings::recheck_timeout`]), so a host slower than LocalSend's half second to
 //! accept (a busy phone, a slow link) is not dropped by every Refresh and found again by
-//! the next. A sweep cut short by the server stopping forgets nothing.
+//! the next: as many addresses as it asks at once (proven devices first, then the most
+//! recently heard), so that many devices gone at once, or forged claims at many
+//! addresses, cost one recheck time, not one per round. A sweep cut short by the server
+//! stopping forgets nothing.
 //!
 //! [`DeviceTable::forget_silent`]: super::devices::DeviceTable::forget_silent
 //!
@@ -56,7 +59,8 @@ pub struct SweepSettings {
     pub concurrency: usize,
     /// Time a device listed at a swept address gets in a second ask (connect and answer
     /// alike) when it did not answer the first in time, before it is forgotten: a slow
-    /// host, or one whose answer was lost, is not dropped for it.
+    /// host, or one whose answer was lost, is not dropped for it. Only `concurrency`
+    /// addresses are asked again (one round).
     pub recheck_timeout: Duration,
 }
 
@@ -181,8 +185,10 @@ async fn sweep(
     let began = Instant::now();
     let all_asked = async {
         ask_all(shared, targets, settings, &slots, &mut found).await;
-        // The listed devices that stayed silent get one more, patient, chance.
-        let silent = lock(&shared.devices).silent(&asked, began);
+        // The listed devices that stayed silent get one more, patient, chance: as many
+        // as are asked at once, so the sweep takes one recheck time longer at most.
+        let most = settings.concurrency.max(1);
+        let silent = lock(&shared.devices).silent(&asked, began, most);
         if !silent.is_empty() {
             let patient = SweepSettings {
                 connect_timeout: settings.recheck_timeout,

@@ -150,7 +150,7 @@ fn a_device_that_proves_itself_but_answers_late_is_not_forgotten_for_a_claim() {
     let discovery = SocketAddr::from(([127, 0, 0, 1], hearer.discovery_port().expect("port")));
     // Its first answer (the sweep's) lists it, proven; later ones take the handshake, with
     // its certificate, and then the request, but the answer is late.
-    let (busy, ended) = fake_host_noting([127, 0, 0, 83], Reply::LateAfterFirst);
+    let (busy, ended) = fake_host_noting([127, 0, 0, 89], Reply::LateAfterFirst);
     let found = sweep(&hearer, vec![busy]);
     assert_eq!(found.len(), 1, "{found:?}");
     let fingerprint = found[0].fingerprint.clone();
@@ -158,7 +158,7 @@ fn a_device_that_proves_itself_but_answers_late_is_not_forgotten_for_a_claim() {
 
     // A forged plain claim at its address: it is asked there, proves who it is, and is
     // only slow to answer. That is no sign it has gone.
-    let udp = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 83], 0))).expect("udp");
+    let udp = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 89], 0))).expect("udp");
     announce(&udp, discovery, "forged-id", busy.port(), "http");
     assert_eq!(
         ended.recv_timeout(Duration::from_secs(10)),

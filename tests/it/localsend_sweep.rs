@@ -21,18 +21,23 @@ use serde_json::json;
 const SWEEP_DEADLINE: Duration = Duration::from_secs(15);
 
 fn server_on(ip: [u8; 4], dir: &Path, alias: &str) -> LocalSendServer {
+    let sweep = SweepSettings {
+        connect_timeout: Duration::from_millis(500),
+        host_timeout: Duration::from_millis(1000),
+        concurrency: 8,
+        recheck_timeout: Duration::from_secs(5),
+    };
+    server_sweeping(ip, dir, alias, sweep)
+}
+
+fn server_sweeping(ip: [u8; 4], dir: &Path, alias: &str, sweep: SweepSettings) -> LocalSendServer {
     let identity = CertIdentity::generate().expect("certificate");
     let mut config = LocalSendConfig::new(dir.to_path_buf(), alias, identity);
     config.bind = IpAddr::from(ip);
     config.port = 0;
     config.policy = AcceptPolicy::TrustedOnly;
     config.fsync = false;
-    config.sweep = SweepSettings {
-        connect_timeout: Duration::from_millis(500),
-        host_timeout: Duration::from_millis(1000),
-        concurrency: 8,
-        recheck_timeout: Duration::from_secs(5),
-    };
+    config.sweep = sweep;
     LocalSendServer::start(config, event_channel(None).0).expect("LocalSend server starts")
 }
 
@@ -193,6 +198,52 @@ fn a_listed_device_too_slow_for_the_sweep_is_asked_again_and_kept() {
     let found: Vec<SocketAddr> = report.found.iter().map(|d| d.addr).collect();
     assert_eq!(found, vec![slow], "the second ask found it");
     assert!(took >= SLOW_ANSWER, "it was asked again: {took:?}");
+}
+
+#[test]
+fn a_sweep_asks_again_only_as_many_silent_devices_as_it_asks_at_once() {
+    let mine = tempfile::tempdir().unwrap();
+    let sweep = SweepSettings {
+        connect_timeout: Duration::from_millis(500),
+        host_timeout: Duration::from_millis(500),
+        concurrency: 2,
+        recheck_timeout: Duration::from_millis(1000),
+    };
+    let sweeper = server_sweeping([127, 0, 0, 1], mine.path(), "Sweeper", sweep);
+    // Six listed devices, all too slow for the sweep and its recheck from now on (as
+    // many devices that left at once, or forged claims at many addresses, would be).
+    let slow: Vec<_> = (90..=95)
+        .map(|ip| fake_host_noting([127, 0, 0, ip], Reply::SlowAfterFirst))
+        .collect();
+    let targets: Vec<SocketAddr> = slow.iter().map(|(addr, _)| *addr).collect();
+    let (report, _) = finish(sweeper.sweep(targets.clone()).expect("a sweep starts"));
+    assert_eq!(
+        report.found.len(),
+        slow.len(),
+        "their first answers are prompt"
+    );
+
+    let (report, _) = finish(sweeper.sweep(targets).expect("a sweep starts"));
+    assert!(report.found.is_empty(), "{:?}", report.found);
+    assert!(sweeper.devices().is_empty(), "silent devices are forgotten");
+    // Each host is done with a connection once its slow answer is due (all were made
+    // when the sweep ended): count the hosts asked a third time (the recheck).
+    let all_done = Instant::now() + SLOW_ANSWER + Duration::from_millis(500);
+    let asked_again = slow
+        .iter()
+        .filter(|(_, ended)| {
+            let mut connections = 0;
+            while ended.recv_deadline(all_done).is_ok() {
+                connections += 1;
+            }
+            connections == 3
+        })
+        .count();
+    assert_eq!(
+        asked_again, 2,
+        "one round of rechecks at most: a sweep takes one recheck time longer, however \
+         many devices left"
+    );
 }
 
 /// What a fake LocalSend host answers a register with.
