@@ -11,7 +11,8 @@
 //! address per 5 s, within a budget of its own like answers'): one that is gone is
 //! forgotten, so LocalSend restarted with encryption off (a fresh id) or with a new
 //! certificate is not shadowed by its old entry (the window prefers HTTPS at an address);
-//! one that answers stays, so a forged claim removes nothing.
+//! one that answers, or only completes the TLS handshake with its certificate (busy, its
+//! answer late), stays, so a forged claim removes nothing.
 //!
 //! Two families, as LocalSend's newer core does: IPv4 on 224.0.0.167 and IPv6 on
 //! `ff12::fd3a:e420` (link-local scope, hop limit 1), the same port. The IPv6 socket is
