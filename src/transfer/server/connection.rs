@@ -80,7 +80,9 @@ pub(super) fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Sha
     // nothing); a Ferry sender is told why it was dropped instead.
     let evicted = listener::was_evicted(shared, slot.conn_id());
     if let Err(ConnEnd { error, .. }) = &end {
-        log::warn!("{peer}: {error}");
+        // Said by the events that follow (a file's, or `ConnectionError`): the log is for
+        // whoever runs with RUST_LOG=info.
+        log::info!("{peer}: {error}");
     }
     if conn.session.mode() == Some(Mode::Ferry) {
         let reason = match &end {
@@ -394,7 +396,8 @@ impl Connection<'_> {
                 log::info!("{}: {:?}: to be offered again", self.peer, header.file_name);
             } else {
                 let failure = Failure::bare(FailureKind::Refused(refusal));
-                log::warn!("{}: {:?}: {failure}", self.peer, header.file_name);
+                // Said by the refused row or line that follows.
+                log::info!("{}: {:?}: {failure}", self.peer, header.file_name);
                 self.report_refusal(id, &header, mode, failure);
             }
             return self.decline(refusal.to_string(), header.file_size, offer_again);
