@@ -18,7 +18,7 @@
 //! in a bounded queue ([`crate::notes`]); when it overflows, the oldest are dropped and a line
 //! `(dropped N notes: arriving faster than they could be shown)` stands where they were.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::thread;
@@ -183,15 +183,16 @@ fn print_notes(
     stop: &Receiver<()>,
 ) -> anyhow::Result<ExitCode> {
     print_line(&format!("listening on {}", notes.local_addr()))?;
-    loop {
+    while !super::out::gone() {
         select! {
             recv(events) -> event => match event {
                 Ok(event) => print_event(event)?,
-                Err(_) => return Ok(ExitCode::SUCCESS),
+                Err(_) => break,
             },
-            recv(stop) -> _ => return Ok(ExitCode::SUCCESS),
+            recv(stop) -> _ => break,
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `ferry chat`: send each stdin line to the peer, print notes as they arrive, end at EOF.
@@ -216,7 +217,7 @@ fn chat_with(
     print_line(&format!("listening on {}", notes.local_addr()))?;
     eprintln!("ferry: each line you type is sent to {peer}; end with Ctrl-D");
     let lines = stdin_lines()?;
-    loop {
+    while !super::out::gone() {
         select! {
             recv(lines) -> line => match line {
                 Ok(Ok(line)) if line.is_empty() => {}
@@ -238,6 +239,7 @@ fn chat_with(
             },
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads stdin on a thread of its own, one line per message, without the line ending.
@@ -294,12 +296,11 @@ fn print_event(event: Event) -> anyhow::Result<()> {
     }
 }
 
-/// Writes one line to stdout and flushes it.
+/// Writes one line to stdout and flushes it (see [`super::out`]: `listen` and `chat` end,
+/// as `serve` does, once stdout's reader has gone).
 fn print_line(line: &str) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|()| out.flush())
-        .context("cannot write to stdout")
+    super::out::line(line);
+    Ok(())
 }
 
 /// What continues a note's line after a line break.

@@ -171,30 +171,56 @@ fn a_receiver_requiring_encryption_tells_an_unencrypted_ferry_sender_to_turn_it_
 
 #[test]
 fn serve_stops_cleanly_when_the_reader_of_its_output_goes_away() {
-    use std::io::BufRead;
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let downloads = dir.path().join("in");
-    let mut serve = ferry()
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-localsend",
-        ])
-        .args(["--no-discovery", "--dir"])
-        .arg(&downloads)
+    let serve = [
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-localsend",
+        "--no-discovery",
+        "--dir",
+        downloads.to_str().unwrap(),
+    ];
+    ends_cleanly_without_a_reader(&serve, |addr| {
+        // An upload, whose line meets the closed pipe (if no earlier line did).
+        let file = dir.path().join("note.txt");
+        std::fs::write(&file, "hello").unwrap();
+        let _ = ferry()
+            .args(["send", "--to", &addr.to_string()])
+            .arg(&file)
+            .output();
+    });
+}
+
+#[test]
+fn listen_stops_cleanly_when_the_reader_of_its_output_goes_away() {
+    let listen = ["listen", "--bind", "127.0.0.1", "--port", "0"];
+    ends_cleanly_without_a_reader(&listen, |addr| {
+        // A note, whose line meets the closed pipe.
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.send_to("hello".as_bytes(), addr).unwrap();
+    });
+}
+
+/// Runs `ferry ARGS`, whose first stdout line names its address; the reader takes that
+/// line and goes (as `| head -1` does); `poke` then makes it print. It must end by itself,
+/// as on Ctrl-C: no panic, success.
+fn ends_cleanly_without_a_reader(args: &[&str], poke: impl FnOnce(std::net::SocketAddr)) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = ferry()
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = line_channel(serve.stderr.take().unwrap());
-    let stdout = serve.stdout.take().unwrap();
+    let stderr = line_channel(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
     // Killed if the test fails before it ends by itself.
-    let mut serve = ChildGuard(serve);
-    // The reader takes the first line and goes, as `ferry serve | head -1` does.
+    let mut child = ChildGuard(child);
     let mut stdout = std::io::BufReader::new(stdout);
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
@@ -203,22 +229,15 @@ fn serve_stops_cleanly_when_the_reader_of_its_output_goes_away() {
         .split_whitespace()
         .find_map(|word| word.parse::<std::net::SocketAddr>().ok())
         .unwrap_or_else(|| panic!("no address in {first:?}"));
-    // An upload, whose line meets the closed pipe (if no earlier line did).
-    let file = dir.path().join("note.txt");
-    std::fs::write(&file, "hello").unwrap();
-    let _ = ferry()
-        .args(["send", "--to", &addr.to_string()])
-        .arg(&file)
-        .output();
-    // It stops by itself, as on Ctrl-C: no panic, success.
+    poke(addr);
     let deadline = std::time::Instant::now() + DEADLINE;
     let status = loop {
-        if let Some(status) = serve.0.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "ferry serve kept running with nobody reading it"
+            "ferry {args:?} kept running with nobody reading it"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
