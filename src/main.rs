@@ -33,8 +33,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // An error can quote a peer (a host name it gave, a reason it sent).
-            eprintln!("ferry: {}", escape_line(&cli::error_report(&e)));
+            // An error can quote a peer (a host name it gave, a reason it sent). A stderr
+            // nobody reads any more is no reason to panic.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "ferry: {}",
+                escape_line(&cli::error_report(&e))
+            );
             ExitCode::FAILURE
         }
     }

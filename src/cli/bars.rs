@@ -49,7 +49,7 @@ impl Bars {
     fn ended(&self, direction: Direction, text: String) {
         match direction {
             Direction::Incoming => self.line(text),
-            Direction::Outgoing => self.multi.suspend(|| eprintln!("{text}")),
+            Direction::Outgoing => self.multi.suspend(|| tell!("{text}")),
         }
     }
 
@@ -102,7 +102,7 @@ impl Bars {
                         }
                         security => security_words(security),
                     };
-                    self.multi.suspend(|| eprintln!("to {peer}: {words}"));
+                    self.multi.suspend(|| tell!("to {peer}: {words}"));
                 }
                 self.active.insert(
                     *id,

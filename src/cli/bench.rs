@@ -16,7 +16,7 @@ pub fn bench(args: super::BenchArgs) -> anyhow::Result<ExitCode> {
         opts.expect_key = expect_key;
     }
     let secs = args.secs;
-    eprintln!("testing the speed to {to} for {secs} s (nothing is saved there)...");
+    tell!("testing the speed to {to} for {secs} s (nothing is saved there)...");
     let report = crate::transfer::probe(&opts, Duration::from_secs_f64(secs))?;
     say!(
         "speed test with {to}: {} MB in {:.1} s, {}",

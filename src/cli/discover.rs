@@ -166,7 +166,7 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
     discovery.stop();
     let localsend_devices = localsend.finish();
     if devices.is_empty() && localsend_devices.is_empty() {
-        eprintln!("no devices found (ferry doctor says why)");
+        tell!("no devices found (ferry doctor says why)");
     }
     for device in &devices {
         say!("{}", device_line(device));

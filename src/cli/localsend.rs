@@ -194,7 +194,7 @@ impl Lookup {
                             .filter_map(|addr| match sender.probe(addr, PROBE_TIMEOUT) {
                                 Ok(device) => Some(device),
                                 Err(e) => {
-                                    eprintln!("LocalSend probe of {addr}: {e}");
+                                    tell!("LocalSend probe of {addr}: {e}");
                                     None
                                 }
                             })
@@ -252,7 +252,7 @@ fn probe_addr(typed: &str) -> Option<SocketAddr> {
     };
     let found = with_port.to_socket_addrs().ok().and_then(|mut a| a.next());
     if found.is_none() {
-        eprintln!(
+        tell!(
             "LocalSend probe: {:?} is not an address",
             escape_line(typed)
         );
@@ -447,7 +447,7 @@ pub(super) fn send_by_alias(
         if on_ctrl_c.is_cancelled() {
             std::process::exit(130);
         }
-        eprintln!("ferry: cancelling (Ctrl-C again quits at once)");
+        tell!("ferry: cancelling (Ctrl-C again quits at once)");
         on_ctrl_c.cancel();
     })
     .context("cannot install the Ctrl-C handler")?;
@@ -468,7 +468,7 @@ pub(super) fn note_by_alias(
     if args.to.contains(':') {
         return Err(ferry_error);
     }
-    eprintln!(
+    tell!(
         "looking for a LocalSend device named {:?} on the LAN...",
         escape_line(&args.to)
     );

@@ -14,6 +14,13 @@ macro_rules! say {
     };
 }
 
+/// `eprintln!` for the CLI's stderr lines, safe when the reader has gone (see [`out`]).
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        $crate::cli::out::tell_line(&format!($($arg)*))
+    };
+}
+
 mod ask;
 mod bars;
 mod bench;

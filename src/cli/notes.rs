@@ -37,7 +37,7 @@ use crate::secure::Keyring;
 /// warning when there is no such folder or it cannot be read.
 fn load_keyring() -> Option<Keyring> {
     let Some(dir) = crate::secure::identity::default_config_dir() else {
-        eprintln!(
+        tell!(
             "ferry: warning: no config folder (neither $XDG_CONFIG_HOME nor a home folder): notes are not encrypted"
         );
         return None;
@@ -45,7 +45,7 @@ fn load_keyring() -> Option<Keyring> {
     match Keyring::load(&dir) {
         Ok(keyring) => Some(keyring),
         Err(e) => {
-            eprintln!("ferry: warning: {e}: notes are not encrypted");
+            tell!("ferry: warning: {e}: notes are not encrypted");
             None
         }
     }
@@ -118,7 +118,7 @@ fn send_and_wait(
 ) -> anyhow::Result<ExitCode> {
     let sent = notes.send_with(peer, text, seal)?;
     if let Some(warning) = sent.warning {
-        eprintln!("ferry: warning: {warning}");
+        tell!("ferry: warning: {warning}");
     }
     print_line(&format!("sent to {} {}", sent.to, mark(&sent.security)))?;
     let Some(wait) = wait else {
@@ -215,7 +215,7 @@ fn chat_with(
 ) -> anyhow::Result<ExitCode> {
     let peer = notes.resolve(to)?;
     print_line(&format!("listening on {}", notes.local_addr()))?;
-    eprintln!("ferry: each line you type is sent to {peer}; end with Ctrl-D");
+    tell!("ferry: each line you type is sent to {peer}; end with Ctrl-D");
     let lines = stdin_lines()?;
     while !super::out::gone() {
         select! {
@@ -224,11 +224,11 @@ fn chat_with(
                 Ok(Ok(line)) => match notes.send_with(peer, &line, seal) {
                     Ok(sent) => {
                         if let Some(warning) = sent.warning {
-                            eprintln!("ferry: warning: {warning}");
+                            tell!("ferry: warning: {warning}");
                         }
                     }
                     // One bad line (too long, a network hiccup) does not end the chat.
-                    Err(e) => eprintln!("ferry: {e}"),
+                    Err(e) => tell!("ferry: {e}"),
                 },
                 Ok(Err(e)) => return Err(e).context("cannot read stdin"),
                 Err(_) => return Ok(ExitCode::SUCCESS),

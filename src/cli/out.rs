@@ -1,10 +1,12 @@
-//! Lines on standard output, for people and scripts. A reader that goes away (`ferry serve |
-//! head -3`) must not crash Ferry: `println!` panics when stdout is a closed pipe, since Rust
-//! ignores `SIGPIPE` (and Ferry must: with the signal's default action, a peer that closes a
-//! socket during a vectored write would kill the process). Here a closed stdout is noted
+//! Lines on standard output, for people and scripts, and on standard error, for people. A
+//! reader that goes away (`ferry serve | head -3`, `ferry send ... 2>&1 | head -1`) must not
+//! crash Ferry: `println!` and `eprintln!` panic when their stream is a closed pipe (Rust
+//! ignores `SIGPIPE`), and a panic whose own message cannot be written aborts the process.
+//! Ferry must keep ignoring the signal: with its default action, a peer that closes a
+//! socket during a vectored write would kill the process. Here a closed stdout is noted
 //! ([`gone`]), later lines are dropped, and the long-running commands stop as on Ctrl-C;
 //! another write error (a full disk under a redirect) is warned about once, and lines go on
-//! being tried.
+//! being tried. A line for stderr that cannot be written is dropped ([`tell_line`]).
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,4 +36,10 @@ pub fn line(text: &str) {
 /// Whether stdout's reader went away (a long-running command then stops).
 pub fn gone() -> bool {
     GONE.load(Ordering::SeqCst)
+}
+
+/// Writes `text` and a line break to stderr; a failure is ignored (there is nobody left to
+/// tell, and stderr's lines are for a person, never what a command is run for).
+pub fn tell_line(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{text}");
 }

@@ -29,7 +29,7 @@ use crate::transfer::{
 /// warning (then nothing is encrypted, and plain transfers work as ever).
 pub(super) fn keyring() -> Option<Keyring> {
     let Some(dir) = default_config_dir() else {
-        eprintln!(
+        tell!(
             "ferry: no config folder (neither $XDG_CONFIG_HOME nor a home folder): encryption is off"
         );
         return None;
@@ -37,7 +37,7 @@ pub(super) fn keyring() -> Option<Keyring> {
     match Keyring::load(&dir) {
         Ok(keyring) => Some(keyring),
         Err(e) => {
-            eprintln!("ferry: {}: encryption is off", escape_line(&e.to_string()));
+            tell!("ferry: {}: encryption is off", escape_line(&e.to_string()));
             None
         }
     }
@@ -288,9 +288,9 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         .collect();
     if !unsendable.is_empty() {
         for line in &unsendable {
-            eprintln!("ferry: {line}");
+            tell!("ferry: {line}");
         }
-        eprintln!("ferry: nothing was sent");
+        tell!("ferry: nothing was sent");
         return Ok(ExitCode::FAILURE);
     }
     // A name no trusted device has may be a LocalSend device's: look for one at the same
@@ -482,7 +482,7 @@ pub(super) fn destination_or_device_then(
         );
     }
     let search = |trusted: bool| {
-        eprintln!(
+        tell!(
             "looking for a device named {:?} on the LAN...",
             escape_line(typed)
         );

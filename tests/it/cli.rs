@@ -249,3 +249,35 @@ fn ends_cleanly_without_a_reader(args: &[&str], poke: impl FnOnce(std::net::Sock
     assert!(!said.iter().any(|l| l.contains("panicked")), "{said:#?}");
     assert!(status.success(), "{status:?}: {said:#?}");
 }
+
+#[test]
+fn send_succeeds_with_nobody_reading_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let (server, events) = start_server(&dir.path().join("in"));
+    let file = dir.path().join("hello.txt");
+    std::fs::write(&file, "hello").unwrap();
+    // Both streams are pipes whose reading end is already closed: every write meets EPIPE.
+    let dead_pipe = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    let output = ferry()
+        .args([
+            "send",
+            "--no-encryption",
+            "--to",
+            &server.local_addr().to_string(),
+        ])
+        .arg(&file)
+        .stdout(dead_pipe())
+        .stderr(dead_pipe())
+        .status()
+        .unwrap();
+    assert!(output.success(), "{output:?}");
+    let (finished, failed) = wait_files(&events, 1);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(finished[0].1, "verified: {finished:?}");
+    assert_eq!(names_in(&dir.path().join("in")), ["hello.txt"]);
+}
