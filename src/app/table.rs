@@ -285,7 +285,11 @@ fn row_ui(
     // The message was escaped to one line as it arrived (display.rs); cut at the column.
     ui.horizontal(|ui| {
         ui.set_max_width(MESSAGE_COLUMN_WIDTH);
-        let message = ui.add(egui::Label::new(&row.msg).truncate());
+        // The hover below says it whole: egui's own tooltip for a cut label would be a second.
+        let label = egui::Label::new(&row.msg)
+            .truncate()
+            .show_tooltip_when_elided(false);
+        let message = ui.add(label);
         if !row.msg.is_empty() {
             message.on_hover_text(&row.msg);
         }
@@ -330,9 +334,19 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
     ui.horizontal(|ui| {
         ui.set_min_width(STATE_COLUMN_WIDTH);
         ui.set_max_width(STATE_COLUMN_MAX_WIDTH);
-        let response = ui.add(egui::Label::new(rich).truncate());
-        if let RowState::Failed(_) = &row.state {
-            let first = row.folder.as_ref().and_then(|g| first_failure(g));
+        let failed = matches!(row.state, RowState::Failed(_));
+        let first = match (&row.folder, failed) {
+            (Some(group), true) => first_failure(group),
+            _ => None,
+        };
+        // A file's failure is said whole by the hover below: egui's own tooltip for a cut
+        // label would show the same text a second time. A folder's hover says something else
+        // (its first file's failure), so there the cut state keeps egui's tooltip too.
+        let label = egui::Label::new(rich)
+            .truncate()
+            .show_tooltip_when_elided(!failed || first.is_some());
+        let response = ui.add(label);
+        if failed {
             match first {
                 Some(first) => response.on_hover_text(failure_text(tr, first)),
                 None => response.on_hover_text(text),

@@ -33,6 +33,7 @@ mod gui_localsend_http;
 mod gui_localsend_pin;
 mod gui_polish;
 mod gui_polish2;
+mod gui_polish3;
 mod gui_secure;
 mod hostile;
 mod idle;
