@@ -356,7 +356,7 @@ impl DevicesPanel {
             } else {
                 T::NotTrusted
             }));
-            ui.label(device.how.join("+"));
+            ui.label(how_found(tr, &device.how));
             ui.end_row();
         }
         for device in &self.localsend {
@@ -382,7 +382,7 @@ impl DevicesPanel {
                     ui.label(RichText::new(addr).monospace());
                 }
             }
-            ui.label(&device.device_type);
+            ui.label(device_kind(tr, &device.device_type));
             ui.label("-");
             ui.horizontal(|ui| {
                 ui.label(
@@ -399,7 +399,7 @@ impl DevicesPanel {
                     .on_hover_text(tr.get(T::EncryptionOffHint));
                 }
             });
-            ui.label(device.how.join("+"));
+            ui.label(how_found(tr, &device.how));
             ui.end_row();
         }
         for favourite in &self.favourites {
@@ -465,6 +465,41 @@ fn localsend_hover(device: &SeenLocalSend, tr: Tr) -> String {
         LocalSendProtocol::Http => T::LocalSendSendToPlain,
     };
     tr.fill(text, &[&device.alias, &device.fingerprint])
+}
+
+/// How a device was found (`beacon+mdns`), in the window's language. The engine's tags are
+/// a fixed set; one this table does not know yet is shown as it is.
+fn how_found(tr: Tr, how: &[&str]) -> String {
+    let word = |tag: &str| {
+        let text = match tag {
+            "beacon" => T::HowBeacon,
+            "mdns" => T::HowMdns,
+            "probe" => T::HowProbe,
+            "multicast" => T::HowMulticast,
+            "answer" => T::HowAnswer,
+            "register" => T::HowRegister,
+            "sweep" => T::HowSweep,
+            other => return other.to_owned(),
+        };
+        tr.get(text).to_owned()
+    };
+    how.iter()
+        .map(|tag| word(tag))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// A LocalSend device's kind (`mobile`, `desktop`, ...; the driver keeps it to LocalSend's
+/// five) in the window's language.
+fn device_kind(tr: Tr, kind: &str) -> &str {
+    match kind {
+        "mobile" => tr.get(T::KindMobile),
+        "desktop" => tr.get(T::KindDesktop),
+        "web" => tr.get(T::KindWeb),
+        "headless" => tr.get(T::KindHeadless),
+        "server" => tr.get(T::KindServer),
+        other => other,
+    }
 }
 
 /// A device's name as a button, cut at [`DEVICE_NAME_MAX_WIDTH`] (its hover says it whole).

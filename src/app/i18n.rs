@@ -278,6 +278,20 @@ texts! {
     DevOffline => "offline", "离线";
     Favourite => "favourite", "收藏";
     AddedByAddress => "added by address", "按地址添加";
+    // How a device was found (the engine's tags, in the Devices table's last column).
+    HowBeacon => "beacon", "信标";
+    HowMdns => "mdns", "mDNS";
+    HowProbe => "probe", "探测";
+    HowMulticast => "multicast", "组播";
+    HowAnswer => "answer", "应答";
+    HowRegister => "register", "注册";
+    HowSweep => "sweep", "扫描";
+    // A LocalSend device's kind, as it says it.
+    KindMobile => "mobile", "手机";
+    KindDesktop => "desktop", "电脑";
+    KindWeb => "web", "网页";
+    KindHeadless => "headless", "无界面";
+    KindServer => "server", "服务器";
     SecondsAgo => "{} s ago", "{} 秒前";
     Never => "never", "从未";
     AddByAddress => "Add by address", "按地址添加";

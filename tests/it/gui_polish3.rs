@@ -95,3 +95,56 @@ fn a_cut_message_shows_one_tooltip() {
         shown - 1
     );
 }
+
+/// A Devices table in Chinese: its kind of device and how it was found are words of the
+/// window's language, not the engine's English tags ("headless", "multicast+answer").
+#[test]
+fn the_devices_kind_and_how_found_are_in_chinese_in_the_chinese_window() {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use ferry::events::{LocalSendProtocol, SeenDevice, SeenLocalSend, SeenState};
+
+    let dst = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        lang: Some(Lang::ZhCn),
+        ..settings(dst.path())
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1180.0, 720.0))
+        .allow_missing_glyphs()
+        .build_eframe(move |cc| FerryApp::new(&cc.egui_ctx, settings, Arc::new(NoPicker)).unwrap());
+    harness.state_mut().tab = Tab::Client;
+    let addr = |a: &str| a.parse::<SocketAddr>().unwrap();
+    harness.state_mut().devices.devices = vec![SeenDevice {
+        id: "d1".into(),
+        name: "书房的电脑".into(),
+        fingerprint: "apple banana cherry delta echo fox".into(),
+        addr: Some(addr("10.0.0.5:8080")),
+        udp_port: 8080,
+        trusted: false,
+        how: vec!["beacon", "mdns"],
+        state: SeenState::Ready,
+        last_seen_ago: Some(Duration::from_secs(2)),
+    }];
+    harness.state_mut().devices.localsend = vec![SeenLocalSend {
+        alias: "手机".into(),
+        device_type: "headless".into(),
+        fingerprint: "AB12".into(),
+        addr: addr("10.0.0.7:53317"),
+        addr_v6: None,
+        protocol: LocalSendProtocol::Https,
+        how: vec!["multicast", "answer"],
+        proven: true,
+    }];
+    harness.run_steps(4);
+    for english in ["beacon+mdns", "headless", "multicast+answer"] {
+        assert!(
+            harness.query_by_label(english).is_none(),
+            "the Chinese window says {english:?} in the Devices table"
+        );
+    }
+    for chinese in ["信标+mDNS", "无界面", "组播+应答"] {
+        harness.get_by_label(chinese);
+    }
+}
