@@ -325,6 +325,22 @@ impl ClientTab {
         }))
     }
 
+    /// Files of `batch` went to a LocalSend device, which carries no message with files: their
+    /// rows drop the message they were given, and the notice says it was not sent.
+    pub(super) fn message_not_sent(&mut self, batch: &crate::localsend::LocalSendBatch, tr: Tr) {
+        let sent = |id: TransferId| batch.files.iter().any(|(file, _)| file.id == id);
+        for row in &mut self.rows {
+            let children = row.folder.iter().flat_map(|g| g.children.iter());
+            if sent(row.id) || children.map(|c| c.id).any(sent) {
+                row.msg.clear();
+                for child in row.folder.iter_mut().flat_map(|g| g.children.iter_mut()) {
+                    child.msg.clear();
+                }
+            }
+        }
+        self.notice = Some(tr.get(T::LocalSendNoMessage).to_owned());
+    }
+
     /// Starts a speed test to the destination (Ferry receivers only; nothing is saved there).
     pub(super) fn test_speed(&mut self, tr: Tr) -> Option<Action> {
         let dest = self.dest.trim().to_owned();

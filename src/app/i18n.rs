@@ -254,6 +254,7 @@ texts! {
     NeedDestination => "Enter the receiver as host:port", "请输入接收方地址，格式为 主机:端口";
     NothingToUpload => "Add files first", "请先添加文件";
     SkippedNotFiles => "{} item(s) left out: only files can be chosen here (use Choose folder… for a folder)", "已略过 {} 项：此处只能选择文件（文件夹请用“选择文件夹…”）";
+    LocalSendNoMessage => "The message was not sent: LocalSend sends files without one. Send it as a note instead.", "留言未发送：LocalSend 发送文件时不带留言。请改为用便签发送。";
     LocalSendNoEmptyFolders => "Not sent: LocalSend cannot send empty folders: {}", "未发送：LocalSend 无法发送空文件夹：{}";
     DialogUnavailable => "No file dialog is available on this system; drop files onto the window instead.", "此系统没有可用的文件对话框；请把文件拖到窗口中。";
 

@@ -391,14 +391,26 @@ impl FerryApp {
     pub(super) fn apply(&mut self, action: Action) {
         match action {
             Action::Engine(command) => {
+                let message = match &command {
+                    Command::Send { opts, .. } | Command::SendItems { opts, .. } => {
+                        !opts.msg.is_empty()
+                    }
+                    _ => false,
+                };
                 for command in self.localsend_route(command) {
-                    if let Command::SendLocalSend { batch, .. } = &command
-                        && !batch.empty_folders.is_empty()
-                    {
-                        // LocalSend v2 has no way to send a folder with no file in it.
-                        let list = batch.empty_folders.join(", ");
-                        let text = Tr(self.lang).get(T::LocalSendNoEmptyFolders);
-                        self.client.notice = Some(text.replace("{}", &list));
+                    if let Command::SendLocalSend { batch, .. } = &command {
+                        let tr = Tr(self.lang);
+                        if message {
+                            // LocalSend carries no message with files: say so rather than
+                            // list it on the rows as if it went.
+                            self.client.message_not_sent(batch, tr);
+                        }
+                        if !batch.empty_folders.is_empty() {
+                            // LocalSend v2 has no way to send a folder with no file in it.
+                            let list = batch.empty_folders.join(", ");
+                            let text = tr.get(T::LocalSendNoEmptyFolders);
+                            self.client.notice = Some(text.replace("{}", &list));
+                        }
                     }
                     self.worker.send(command);
                 }

@@ -25,7 +25,11 @@ use crate::gui::{app, listening_addr, pick_and_upload, run_until, settings};
 use crate::util::*;
 
 /// A window that listens at once with LocalSend on port 0, identities in `identity_dir`.
-fn localsend_window(download_dir: &Path, identity_dir: &Path, policy: PolicyChoice) -> Settings {
+pub(crate) fn localsend_window(
+    download_dir: &Path,
+    identity_dir: &Path,
+    policy: PolicyChoice,
+) -> Settings {
     Settings {
         server_listening: true,
         accept_policy: Some(policy),
@@ -241,7 +245,7 @@ fn receive_from_localsend_off_or_a_taken_port_means_nothing_listens_and_says_why
 }
 
 /// Ferry's own LocalSend receiver, in-process on loopback, taking everything.
-fn localsend_receiver(dir: &Path) -> (LocalSendServer, Receiver<Event>) {
+pub(crate) fn localsend_receiver(dir: &Path) -> (LocalSendServer, Receiver<Event>) {
     let mut config = LocalSendConfig::new(
         dir.to_path_buf(),
         "Living room PC",

@@ -148,3 +148,57 @@ fn the_devices_kind_and_how_found_are_in_chinese_in_the_chinese_window() {
         harness.get_by_label(chinese);
     }
 }
+
+/// The Message field typed before an upload to a LocalSend device: LocalSend carries no
+/// message with files, so the receiver never sees it. The window says so instead of listing
+/// the message on the rows as if it went with the files; the files still go.
+#[test]
+fn a_message_for_files_to_a_localsend_device_is_said_not_sent() {
+    use std::time::Instant;
+
+    use crate::gui::{app, pick_and_upload, run_until};
+    use crate::gui_localsend::{localsend_receiver, localsend_window};
+    use ferry::app::PolicyChoice;
+
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let mine = tempfile::tempdir().unwrap();
+    let ids = tempfile::tempdir().unwrap();
+    let (receiver, _events) = localsend_receiver(dst.path());
+    let path = src.path().join("report.txt");
+    std::fs::write(&path, b"quarterly numbers").unwrap();
+    let window = Settings {
+        favourites: vec![receiver.local_addr().to_string()],
+        client_msg: "see you at five 五点见".into(),
+        ..localsend_window(mine.path(), ids.path(), PolicyChoice::Everyone)
+    };
+    let mut harness = app(window, vec![path]);
+    harness.get_by_label("Client").click();
+    run_until(&mut harness, "the LocalSend device to be listed", |app| {
+        app.devices
+            .localsend
+            .iter()
+            .any(|d| d.alias == "Living room PC")
+    });
+    harness.get_by_label("Living room PC").click();
+    harness.run_steps(2);
+    pick_and_upload(&mut harness, 1);
+    let deadline = Instant::now() + crate::util::DEADLINE;
+    run_until(&mut harness, "the upload to end", |app| {
+        assert!(Instant::now() < deadline);
+        app.client.rows.iter().all(|r| r.state.is_finished())
+    });
+    let row = &harness.state().client.rows[0];
+    assert_eq!(row.state, RowState::Unverified, "{row:?}");
+    assert_eq!(
+        row.msg, "",
+        "the row shows a message LocalSend never carried"
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("report.txt")).unwrap(),
+        b"quarterly numbers"
+    );
+    harness.get_by_label(
+        "The message was not sent: LocalSend sends files without one. Send it as a note instead.",
+    );
+}
