@@ -156,7 +156,7 @@ fn the_devices_kind_and_how_found_are_in_chinese_in_the_chinese_window() {
 fn a_message_for_files_to_a_localsend_device_is_said_not_sent() {
     use std::time::Instant;
 
-    use crate::gui::{app, pick_and_upload, run_until};
+    use crate::gui::{app, choose_localsend_device, pick_and_upload, run_until};
     use crate::gui_localsend::{localsend_receiver, localsend_window};
     use ferry::app::PolicyChoice;
 
@@ -173,15 +173,7 @@ fn a_message_for_files_to_a_localsend_device_is_said_not_sent() {
         ..localsend_window(mine.path(), ids.path(), PolicyChoice::Everyone)
     };
     let mut harness = app(window, vec![path]);
-    harness.get_by_label("Client").click();
-    run_until(&mut harness, "the LocalSend device to be listed", |app| {
-        app.devices
-            .localsend
-            .iter()
-            .any(|d| d.alias == "Living room PC")
-    });
-    harness.get_by_label("Living room PC").click();
-    harness.run_steps(2);
+    choose_localsend_device(&mut harness, "Living room PC");
     pick_and_upload(&mut harness, 1);
     let deadline = Instant::now() + crate::util::DEADLINE;
     run_until(&mut harness, "the upload to end", |app| {
