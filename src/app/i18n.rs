@@ -95,6 +95,7 @@ texts! {
     Port => "Port", "端口";
     StartListening => "Start listening", "开始监听";
     StopListening => "Stop listening", "停止监听";
+    StopToChange => "Stop listening to change this: the server keeps it while it listens.", "停止监听后才能修改：监听期间沿用当前设置。";
     Starting => "Starting…", "正在启动…";
     ListeningOn => "Listening on {}", "正在监听 {}";
     PartialsExpired => "Removed {} unfinished upload(s) older than the age limit ({} bytes freed)", "已删除 {} 个超过保留期限的未完成上传（释放 {} 字节）";

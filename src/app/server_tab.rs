@@ -227,6 +227,7 @@ impl ServerTab {
                         .labelled_by(label.id);
                     if ui
                         .add_enabled(editable, egui::Button::new(tr.get(T::ChooseFolder)))
+                        .on_disabled_hover_text(tr.get(T::StopToChange))
                         .clicked()
                     {
                         actions.push(Action::PickFolder);
@@ -407,6 +408,7 @@ impl ServerTab {
                     editable,
                     egui::TextEdit::singleline(&mut self.bind).desired_width(140.0),
                 )
+                .on_disabled_hover_text(tr.get(T::StopToChange))
                 .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label(tr.get(T::Port));
@@ -414,6 +416,7 @@ impl ServerTab {
                     editable,
                     egui::TextEdit::singleline(&mut self.port).desired_width(80.0),
                 )
+                .on_disabled_hover_text(tr.get(T::StopToChange))
                 .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label(tr.get(T::IdleTimeout));
@@ -421,6 +424,7 @@ impl ServerTab {
                     editable,
                     egui::TextEdit::singleline(&mut self.idle_timeout_secs).desired_width(80.0),
                 )
+                .on_disabled_hover_text(tr.get(T::StopToChange))
                 .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label(tr.get(T::LocalSendPort));
@@ -428,6 +432,7 @@ impl ServerTab {
                     editable,
                     egui::TextEdit::singleline(&mut self.localsend_port).desired_width(80.0),
                 )
+                .on_disabled_hover_text(tr.get(T::StopToChange))
                 .labelled_by(label.id);
                 ui.end_row();
             });

@@ -1,7 +1,10 @@
-//! A third fresh-eyes look at the real window (review 21): what a hover on a cut cell shows.
-//! A row's cells that are cut to their column (a failure's reason, the sender's message) say
-//! their whole text on hover once: egui's own "show the elided text" tooltip and Ferry's
-//! explicit one both showed, two identical boxes stacked under the pointer.
+//! A third fresh-eyes look at the real window (review 21), in English and Chinese:
+//! - a cell cut to its column (a failure's reason, the sender's message) says its whole text
+//!   on hover once (egui's own "show the elided text" tooltip and Ferry's explicit one both
+//!   showed, two identical boxes stacked under the pointer);
+//! - the Devices table's kind of device and how it was found are in the window's language;
+//! - a message typed for files to a LocalSend device (which carries none) is said not sent;
+//! - a server setting greyed out while listening says why on hover.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,18 +21,21 @@ use crate::gui::settings;
 const LONG_REASON: &str = "cannot connect to 127.0.0.1:9999: Connection refused (os error 111), \
                            and then some more words so that the state cell has to cut it";
 
-/// A Client tab in `lang` with the Notes panel closed, `row` in its table, at 1180x720 (the
-/// window's first size).
+/// The window at its first size (1180x720) with `settings`, the Notes panel closed.
+fn window(settings: Settings) -> Harness<'static, FerryApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1180.0, 720.0))
+        .allow_missing_glyphs()
+        .build_eframe(move |cc| FerryApp::new(&cc.egui_ctx, settings, Arc::new(NoPicker)).unwrap())
+}
+
+/// A Client tab in `lang` with `row` in its table.
 fn client_with(dst: &std::path::Path, lang: Lang, row: TransferRow) -> Harness<'static, FerryApp> {
-    let settings = Settings {
+    let mut harness = window(Settings {
         lang: Some(lang),
         theme: ThemeChoice::Light,
         ..settings(dst)
-    };
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1180.0, 720.0))
-        .allow_missing_glyphs()
-        .build_eframe(move |cc| FerryApp::new(&cc.egui_ctx, settings, Arc::new(NoPicker)).unwrap());
+    });
     harness.state_mut().tab = Tab::Client;
     harness.state_mut().client.rows.push(row);
     harness.run_steps(4);
@@ -106,14 +112,10 @@ fn the_devices_kind_and_how_found_are_in_chinese_in_the_chinese_window() {
     use ferry::events::{LocalSendProtocol, SeenDevice, SeenLocalSend, SeenState};
 
     let dst = tempfile::tempdir().unwrap();
-    let settings = Settings {
+    let mut harness = window(Settings {
         lang: Some(Lang::ZhCn),
         ..settings(dst.path())
-    };
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1180.0, 720.0))
-        .allow_missing_glyphs()
-        .build_eframe(move |cc| FerryApp::new(&cc.egui_ctx, settings, Arc::new(NoPicker)).unwrap());
+    });
     harness.state_mut().tab = Tab::Client;
     let addr = |a: &str| a.parse::<SocketAddr>().unwrap();
     harness.state_mut().devices.devices = vec![SeenDevice {
@@ -193,4 +195,55 @@ fn a_message_for_files_to_a_localsend_device_is_said_not_sent() {
     harness.get_by_label(
         "The message was not sent: LocalSend sends files without one. Send it as a note instead.",
     );
+}
+
+/// The window listens from its first start, so "Choose folder…" and the Advanced fields are
+/// greyed out from the start: a hover on them says why (stop listening first), in both
+/// languages, instead of a button that does nothing and says nothing.
+#[test]
+fn a_greyed_out_server_setting_says_why_on_hover() {
+    use crate::gui::{listening_addr, run_until};
+
+    for (lang, label, why) in [
+        (
+            Lang::En,
+            "Choose folder…",
+            "Stop listening to change this: the server keeps it while it listens.",
+        ),
+        (
+            Lang::ZhCn,
+            "选择文件夹…",
+            "停止监听后才能修改：监听期间沿用当前设置。",
+        ),
+        (
+            Lang::En,
+            "Port",
+            "Stop listening to change this: the server keeps it while it listens.",
+        ),
+    ] {
+        let dst = tempfile::tempdir().unwrap();
+        let mut harness = window(Settings {
+            lang: Some(lang),
+            server_listening: true,
+            ..settings(dst.path())
+        });
+        run_until(&mut harness, "the server to listen", |app| {
+            listening_addr(app).is_some()
+        });
+        if label == "Port" {
+            harness.get_by_label("Advanced").click();
+            harness.run_steps(3);
+        }
+        harness.get_by_label(label).hover();
+        for _ in 0..100 {
+            harness.step();
+            if harness.query_by_label(why).is_some() {
+                break;
+            }
+        }
+        assert!(
+            harness.query_by_label(why).is_some(),
+            "{lang:?}: hovering the greyed-out {label:?} does not say why"
+        );
+    }
 }
