@@ -295,6 +295,8 @@ impl LocalSendSide {
         let Ok(identity) = self.identity() else {
             return;
         };
+        // A favourite on this machine is answered by our own receiver: not a device to list.
+        let own = identity.fingerprint().to_owned();
         let sender = self.sender(identity, alias, Sending::default());
         let probed = Arc::clone(&self.probed);
         let spawned = (seams.spawner)(
@@ -302,6 +304,9 @@ impl LocalSendSide {
             Box::new(move || {
                 for addr in addrs {
                     match sender.probe(addr, PROBE_TIMEOUT) {
+                        Ok(device) if device.fingerprint.eq_ignore_ascii_case(&own) => {
+                            log::debug!("LocalSend probe of {addr}: our own receiver");
+                        }
                         Ok(device) => {
                             let mut probed = probed.lock().unwrap_or_else(PoisonError::into_inner);
                             // As the device table: another favourite answering in plain

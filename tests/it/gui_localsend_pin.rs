@@ -266,7 +266,7 @@ fn too_many_wrong_pins_say_so_with_no_button() {
 }
 
 /// A port free on `ip` now (bound, then let go), for a device started later.
-fn free_port(ip: [u8; 4]) -> u16 {
+pub(crate) fn free_port(ip: [u8; 4]) -> u16 {
     TcpListener::bind(SocketAddr::from((ip, 0)))
         .unwrap()
         .local_addr()

@@ -4,7 +4,8 @@
 //!   showed, two identical boxes stacked under the pointer);
 //! - the Devices table's kind of device and how it was found are in the window's language;
 //! - a message typed for files to a LocalSend device (which carries none) is said not sent;
-//! - a server setting greyed out while listening says why on hover.
+//! - a server setting greyed out while listening says why on hover;
+//! - the window does not list its own LocalSend receiver (a favourite on this machine).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -246,4 +247,59 @@ fn a_greyed_out_server_setting_says_why_on_hover() {
             "{lang:?}: hovering the greyed-out {label:?} does not say why"
         );
     }
+}
+
+/// A favourite on this machine (127.0.0.1, or the LAN address of the machine itself) is
+/// probed on its port and on LocalSend's: the window's own LocalSend receiver answers there,
+/// and the window listed itself as a LocalSend device to send to.
+#[test]
+fn the_window_does_not_list_its_own_localsend_receiver() {
+    use crate::gui::{app, localsend_settings, run_until};
+    use crate::gui_localsend::{localsend_receiver, wait_localsend_on};
+    use crate::gui_localsend_pin::free_port;
+
+    let (dst, other_dst, ids) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (other, _events) = localsend_receiver(other_dst.path());
+    // The window's LocalSend port, known before it starts so a favourite can name it.
+    let own_port = free_port([127, 0, 0, 1]);
+    let settings = Settings {
+        localsend_port: own_port.to_string(),
+        favourites: vec![
+            format!("127.0.0.1:{own_port}"),
+            other.local_addr().to_string(),
+        ],
+        ..localsend_settings(dst.path(), ids.path())
+    };
+    let mut harness = app(settings, Vec::new());
+    let (_, own) = wait_localsend_on(&mut harness);
+    // Each Refresh probes the favourites in order: ours first, then the other device, so
+    // once the other is listed after a Refresh, ours was asked in that round too.
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Refresh").click();
+    run_until(
+        &mut harness,
+        "the other LocalSend device to be listed",
+        |app| {
+            app.devices
+                .localsend
+                .iter()
+                .any(|d| d.alias == "Living room PC")
+        },
+    );
+    let listed: Vec<_> = harness
+        .state()
+        .devices
+        .localsend
+        .iter()
+        .map(|d| d.fingerprint.clone())
+        .collect();
+    assert!(
+        !listed.iter().any(|f| f.eq_ignore_ascii_case(&own)),
+        "the window lists its own LocalSend receiver ({own}) among {listed:?}"
+    );
 }
