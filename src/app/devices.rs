@@ -383,7 +383,8 @@ impl DevicesPanel {
                 }
             }
             ui.label(device_kind(tr, &device.device_type));
-            ui.label("-");
+            // Drawn when the window is (it repaints nothing on its own while idle).
+            ui.label(tr.fill(T::SecondsAgo, &[&device.last_seen.elapsed().as_secs()]));
             ui.horizontal(|ui| {
                 ui.label(
                     RichText::new(tr.get(T::LocalSendBadge))

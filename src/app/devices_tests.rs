@@ -15,6 +15,7 @@ fn a_device_with_encryption_off_has_its_claimed_id_called_no_fingerprint() {
         protocol: LocalSendProtocol::Https,
         how: vec!["multicast"],
         proven: false,
+        last_seen: std::time::Instant::now(),
     };
     let en = Tr(Lang::En);
     let https = localsend_hover(&device, en);
@@ -41,6 +42,7 @@ fn a_plain_http_claim_at_an_https_devices_address_never_makes_it_the_target() {
         protocol,
         how: vec!["multicast"],
         proven: false,
+        last_seen: std::time::Instant::now(),
     };
     let mut panel = DevicesPanel::new(true, Vec::new(), None, None);
     // Newest first, as the worker sends them: the spoof came last.

@@ -82,6 +82,8 @@ pub struct SeenLocalSend {
     pub how: Vec<&'static str>,
     /// Whether it showed a certificate with its fingerprint (not only claimed it).
     pub proven: bool,
+    /// When it was last heard (announced, registered, answered, swept or probed).
+    pub last_seen: std::time::Instant,
 }
 
 /// Why a LocalSend receiver refused a send over its PIN (sender side).

@@ -382,6 +382,7 @@ impl LocalSendSide {
                 protocol: d.protocol,
                 how: d.how,
                 proven: d.proven,
+                last_seen: d.last_seen,
             })
             .collect();
         if self.told.as_ref() != Some(&seen) {

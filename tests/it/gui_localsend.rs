@@ -381,7 +381,7 @@ fn the_localsend_line_names_the_ipv6_listener_too() {
 /// a single family shows that one. Fed through the window's event sink, as the engine's
 /// LocalSend worker sends it (a test cannot be heard beyond loopback).
 #[test]
-fn a_localsend_device_heard_on_both_families_shows_both_addresses() {
+fn a_localsend_device_heard_on_both_families_shows_both_addresses_and_when_it_was_heard() {
     let dst = tempfile::tempdir().unwrap();
     let mut harness = app(settings(dst.path()), vec![]);
     harness.run_steps(2);
@@ -394,12 +394,18 @@ fn a_localsend_device_heard_on_both_families_shows_both_addresses() {
         protocol: ferry::events::LocalSendProtocol::Https,
         how: vec!["multicast"],
         proven: false,
+        last_seen: std::time::Instant::now(),
     };
+    // The tablet was last heard 42 s ago: its row says so.
+    let mut tablet = device("tablet", "192.168.7.21:53317", None);
+    tablet.last_seen = std::time::Instant::now()
+        .checked_sub(std::time::Duration::from_secs(42))
+        .unwrap();
     let sink = harness.state().event_sink();
     sink.emit(Event::Discovery(
         ferry::events::DiscoveryEvent::LocalSendDevices(vec![
             device("phone", "192.168.7.20:53317", Some("[fd00::20]:53317")),
-            device("tablet", "192.168.7.21:53317", None),
+            tablet,
         ]),
     ));
     harness.get_by_label("Client").click();
@@ -408,4 +414,10 @@ fn a_localsend_device_heard_on_both_families_shows_both_addresses() {
     harness.get_by_label("192.168.7.20:53317");
     harness.get_by_label("[fd00::20]:53317");
     harness.get_by_label("192.168.7.21:53317");
+    // (43 s should the machine stall a second between the event and the frame.)
+    assert!(
+        harness.query_by_label("42 s ago").is_some()
+            || harness.query_by_label("43 s ago").is_some(),
+        "the LocalSend device's row says when it was last heard"
+    );
 }

@@ -139,6 +139,7 @@ fn the_devices_kind_and_how_found_are_in_chinese_in_the_chinese_window() {
         protocol: LocalSendProtocol::Https,
         how: vec!["multicast", "answer"],
         proven: true,
+        last_seen: std::time::Instant::now(),
     }];
     harness.run_steps(4);
     for english in ["beacon+mdns", "headless", "multicast+answer"] {
