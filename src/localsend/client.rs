@@ -36,6 +36,9 @@ pub(super) enum Link<'a> {
     Tls {
         identity: &'a CertIdentity,
         expected: Option<&'a str>,
+        /// Set once the TLS handshake completed (the server proved it holds the key of the
+        /// certificate it showed), whatever happens to the request after it.
+        shaken: Option<&'a AtomicBool>,
     },
     /// Plain HTTP: no certificate either way (the user agreed to send unencrypted, or a
     /// register probe of a device that does not speak TLS).
@@ -127,8 +130,15 @@ where
         in_the_clear: matches!(link, Link::Plain),
     };
     match link {
-        Link::Tls { identity, expected } => {
+        Link::Tls {
+            identity,
+            expected,
+            shaken,
+        } => {
             let (tls, seen) = handshake(identity, expected, addr, tcp).await?;
+            if let Some(shaken) = shaken {
+                shaken.store(true, Ordering::SeqCst);
+            }
             let mut answer = request.over(tls, body).await?;
             answer.fingerprint = seen.fingerprint();
             Ok(answer)
@@ -150,25 +160,12 @@ pub(super) async fn post_json_pinned(
     timeout: Duration,
 ) -> (Result<Answer, LocalSendError>, bool) {
     let shaken = AtomicBool::new(false);
-    let work = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let (tls, seen) = handshake(identity, Some(expected), addr, tcp).await?;
-        shaken.store(true, Ordering::SeqCst);
-        let request = Outgoing {
-            addr,
-            path_and_query,
-            content_type: "application/json",
-            max_answer_bytes: MAX_ANSWER_BYTES,
-            in_the_clear: false,
-        };
-        let mut answer = request.over(tls, Full::new(Bytes::from(body))).await?;
-        answer.fingerprint = seen.fingerprint();
-        Ok(answer)
+    let link = Link::Tls {
+        identity,
+        expected: Some(expected),
+        shaken: Some(&shaken),
     };
-    let result = match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err(LocalSendError::Timeout),
-    };
+    let result = post_json(link, addr, path_and_query, body, timeout).await;
     (result, shaken.load(Ordering::SeqCst))
 }
 

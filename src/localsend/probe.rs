@@ -39,6 +39,7 @@ pub(super) async fn register(
     let tls = Link::Tls {
         identity,
         expected: None,
+        shaken: None,
     };
     let ask = |link| register_over(link, addr, &body, connect_timeout, max_answer_bytes);
     match ask(tls).await {

@@ -109,6 +109,7 @@ impl LocalSendSender {
             LocalSendProtocol::Https => Ok(Link::Tls {
                 identity: &self.identity,
                 expected: Some(&target.fingerprint),
+                shaken: None,
             }),
             LocalSendProtocol::Http if self.send_unencrypted => Ok(Link::Plain),
             LocalSendProtocol::Http => Err(LocalSendSendError::EncryptionOff {
