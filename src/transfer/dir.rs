@@ -159,11 +159,7 @@ impl DownloadDir {
     /// again later, that it is still the very folder made or opened before (a local process
     /// may have renamed that one away and given another folder of this user its name).
     pub fn identity(&self) -> io::Result<(u64, u64)> {
-        let stat = rustix::fs::fstat(&self.fd)?;
-        // The field types differ between platforms.
-        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-        let identity = (stat.st_dev as u64, stat.st_ino as u64);
-        Ok(identity)
+        Ok(dev_ino(&rustix::fs::fstat(&self.fd)?))
     }
 
     /// Whether this folder has no entries (a folder just made has none).
@@ -266,10 +262,7 @@ impl DownloadDir {
     pub fn is_same_inode(&self, name: &str, (dev, ino): (u64, u64)) -> io::Result<bool> {
         check_component(name)?;
         let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        // The field types differ between platforms.
-        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-        let same = stat.st_dev as u64 == dev && stat.st_ino as u64 == ino;
-        Ok(same)
+        Ok(dev_ino(&stat) == (dev, ino))
     }
 
     /// Removes the name `name` (a symlink is removed, never its target).
@@ -363,6 +356,13 @@ impl DownloadDir {
 
 /// Refuses anything that is not exactly one ordinary path component (a second line of
 /// defence: names are sanitised long before they get here).
+/// A file's device and inode, as `u64`s.
+fn dev_ino(stat: &rustix::fs::Stat) -> (u64, u64) {
+    // The field types differ between platforms.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    (stat.st_dev as u64, stat.st_ino as u64)
+}
+
 fn check_component(name: &str) -> io::Result<()> {
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
         return Err(io::Error::new(
