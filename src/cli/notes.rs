@@ -120,7 +120,7 @@ fn send_and_wait(
     if let Some(warning) = sent.warning {
         tell!("ferry: warning: {warning}");
     }
-    print_line(&format!("sent to {} {}", sent.to, mark(&sent.security)))?;
+    say!("sent to {} {}", sent.to, mark(&sent.security));
     let Some(wait) = wait else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -138,10 +138,10 @@ fn send_and_wait(
                 at,
                 security,
             })) => {
-                print_line(&note_line(at, from, &text, &security))?;
+                say!("{}", note_line(at, from, &text, &security));
                 return Ok(ExitCode::SUCCESS);
             }
-            Some(event @ Event::Note(NoteEvent::Refused { .. })) => print_event(event)?,
+            Some(event @ Event::Note(NoteEvent::Refused { .. })) => print_event(event),
             Some(_) => {}
             None => anyhow::bail!(
                 "no reply within {} s (the note was sent to {peer})",
@@ -182,11 +182,11 @@ fn print_notes(
     events: &Receiver<Event>,
     stop: &Receiver<()>,
 ) -> anyhow::Result<ExitCode> {
-    print_line(&format!("listening on {}", notes.local_addr()))?;
+    say!("listening on {}", notes.local_addr());
     while !super::out::gone() {
         select! {
             recv(events) -> event => match event {
-                Ok(event) => print_event(event)?,
+                Ok(event) => print_event(event),
                 Err(_) => break,
             },
             recv(stop) -> _ => break,
@@ -214,7 +214,7 @@ fn chat_with(
     events: &Receiver<Event>,
 ) -> anyhow::Result<ExitCode> {
     let peer = notes.resolve(to)?;
-    print_line(&format!("listening on {}", notes.local_addr()))?;
+    say!("listening on {}", notes.local_addr());
     tell!("ferry: each line you type is sent to {peer}; end with Ctrl-D");
     let lines = stdin_lines()?;
     while !super::out::gone() {
@@ -234,7 +234,7 @@ fn chat_with(
                 Err(_) => return Ok(ExitCode::SUCCESS),
             },
             recv(events) -> event => match event {
-                Ok(event) => print_event(event)?,
+                Ok(event) => print_event(event),
                 Err(_) => return Ok(ExitCode::SUCCESS),
             },
         }
@@ -274,33 +274,28 @@ fn stdin_lines() -> anyhow::Result<Receiver<io::Result<String>>> {
     Ok(rx)
 }
 
-fn print_event(event: Event) -> anyhow::Result<()> {
+/// Prints a note event's line (through [`super::out`], like every line of the CLI: `listen`
+/// and `chat` end, as `serve` does, once stdout's reader has gone).
+fn print_event(event: Event) {
     match event {
         Event::Note(NoteEvent::Received {
             from,
             text,
             at,
             security,
-        }) => print_line(&note_line(at, from, &text, &security)),
-        Event::Note(NoteEvent::Refused { from, reason, .. }) => print_line(&format!(
+        }) => say!("{}", note_line(at, from, &text, &security)),
+        Event::Note(NoteEvent::Refused { from, reason, .. }) => say!(
             "(refused an encrypted note from {from}: {})",
             escape_line(&reason)
-        )),
-        Event::Note(NoteEvent::Dropped { count }) => print_line(&dropped_line(count)),
+        ),
+        Event::Note(NoteEvent::Dropped { count }) => say!("{}", dropped_line(count)),
         Event::Note(_)
         | Event::Transfer(_)
         | Event::Server(_)
         | Event::Discovery(_)
         | Event::Keyring(_)
-        | Event::Speed { .. } => Ok(()),
+        | Event::Speed { .. } => {}
     }
-}
-
-/// Writes one line to stdout and flushes it (see [`super::out`]: `listen` and `chat` end,
-/// as `serve` does, once stdout's reader has gone).
-fn print_line(line: &str) -> anyhow::Result<()> {
-    super::out::line(line);
-    Ok(())
 }
 
 /// What continues a note's line after a line break.
