@@ -291,8 +291,17 @@ pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
         }
         Named::None => {}
     }
-    if let Some(last) = trusted.by_name(to).and_then(|d| d.last_address.clone()) {
-        return Ok((last, key));
+    if let Some(device) = trusted.by_name(to) {
+        // A device that never said where its server listens (it only ever sent, with
+        // `ferry send`) has no address: no port is guessed for it.
+        return match device.last_address.clone() {
+            Some(last) => Ok((last, key)),
+            None => anyhow::bail!(
+                "the trusted device {:?} is not on the LAN now, and no address is known for it \
+                 (it never said which port its server listens on); use --to HOST:PORT",
+                escape_line(to)
+            ),
+        };
     }
     anyhow::bail!(
         "no device named {:?} found on the LAN or among trusted devices (ferry peers --wait 3 lists them; ferry doctor says why one is missing)",

@@ -6,27 +6,19 @@ use crate::secure::{Keyring, SecureError, handshake::PeerInfo};
 /// The trust store's verdict on a peer after the handshake: pinned (trusted), unknown, or
 /// refused because its name is (or looks like) a trusted one under another key. A paired peer
 /// is pinned now. `address`: where the peer's Ferry listens, when this side knows it (the
-/// sender does: it connected there; the receiver knows the sender's IP and the port the
-/// sender said its own server listens on, if it said; else it assumes the default port unless
-/// the device is already known at that IP).
+/// sender does: it connected there; the receiver knows it when the sender said which port
+/// its own server listens on, at the IP it came from). A receiver never guesses a port: a
+/// sender that said none is pinned with no address, and a known one keeps the one it has.
 pub(super) fn judge(
     keyring: &Keyring,
     peer: &PeerInfo,
     address: Remote,
 ) -> Result<bool, SecureError> {
-    let known = keyring.trust.by_key(&peer.public_key);
     let address = match address {
         Remote::Listening(addr) => Some(addr.to_string()),
         // It said where its server listens: that, at the address it came from.
-        Remote::Sender(ip, Some(port)) => Some(std::net::SocketAddr::new(ip, port).to_string()),
-        Remote::Sender(ip, None) => {
-            let same_ip = known
-                .as_ref()
-                .and_then(|d| d.last_address.as_deref())
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                .is_some_and(|a| a.ip() == ip);
-            (!same_ip)
-                .then(|| std::net::SocketAddr::new(ip, crate::defaults::DEFAULT_PORT).to_string())
+        Remote::Sender(ip, port) => {
+            port.map(|port| std::net::SocketAddr::new(ip, port).to_string())
         }
     };
     if peer.paired {

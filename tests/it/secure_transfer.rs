@@ -145,6 +145,46 @@ fn pairing_by_code_then_trusted_without_a_code_until_forgotten() {
     assert_eq!(names_in(dst.path()), ["first.bin", "second.bin"]);
 }
 
+/// A sender paired with `ferry send --code` runs no server and says no port: the receiver
+/// saves it with no address, not at a guessed 8080, and sending back to it by name says why
+/// it cannot (instead of "no device named" or files sent to whatever listens on 8080).
+#[test]
+fn a_cli_sender_paired_without_a_port_is_saved_with_no_address_and_send_by_name_says_so() {
+    let (rx_home, tx_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let desk = cli_device(rx_home.path(), "desk");
+    let laptop = cli_device(tx_home.path(), "laptop");
+    let (_serve, addr, lines) = serve_as(rx_home.path(), dst.path(), &["--pair"]);
+    let line = wait_line(&lines, "pairing code: ");
+    let code = line.trim_start_matches("pairing code: ").trim().to_owned();
+    let first = file_with(src.path(), "first.bin", 1000, 1);
+    let (ok, out) = send_as(tx_home.path(), addr, &["--code", &code], &first);
+    assert!(ok, "{out}");
+    wait_line(&lines, "paired with \"laptop\"");
+    // (The store is read again from disk: the `serve` process wrote it.)
+    let pinned = desk.trust.by_key(laptop.identity.public_key()).unwrap();
+    assert_eq!(pinned.last_address, None, "a guessed address was saved");
+    let peers = peers_of(rx_home.path());
+    assert!(!peers.contains(":8080"), "{peers}");
+    // Back to it by name: it is not on the LAN (it serves nothing), and its address is
+    // not known.
+    let back = file_with(src.path(), "back.bin", 1000, 2);
+    let out = ferry_as(rx_home.path())
+        .args(["send", "--to", "laptop"])
+        .arg(&back)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the trusted device \"laptop\" is not on the LAN now, and no address is known for it"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("use --to HOST:PORT"), "{stderr}");
+}
+
 /// The code with its number changed: well-formed, and wrong.
 fn wrong(code: &str) -> String {
     let (number, words) = code.split_once('-').unwrap();
@@ -404,9 +444,10 @@ fn the_policy_asks_untrusted_devices_refuses_plain_senders_and_accept_and_trust_
     server.answer(offer.offer_id, Decision::AcceptAndTrust);
     let outcomes = sender.join().unwrap();
     assert!(outcomes[0].is_success(), "{outcomes:?}");
-    // Remembered at its IP and the default port, not the sender's passing source port.
+    // It said no port its own server listens on: remembered with no address, neither at
+    // the sender's passing source port nor at a guessed default one.
     let pinned = desk.trust.by_key(laptop.identity.public_key()).unwrap();
-    assert_eq!(pinned.last_address.as_deref(), Some("127.0.0.1:8080"));
+    assert_eq!(pinned.last_address, None);
 
     // Trusted now: taken without asking, and its row says so.
     let second = file_with(src.path(), "two.bin", 50_000, 8);

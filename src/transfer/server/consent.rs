@@ -207,13 +207,12 @@ impl Connection<'_> {
             return;
         };
         // The sender's port is a passing one: remember its IP with the port it said its own
-        // server listens on, or the default one.
-        let port = self.serves_on.unwrap_or(crate::defaults::DEFAULT_PORT);
-        let address = std::net::SocketAddr::new(self.peer.ip(), port);
-        match keyring
-            .trust
-            .pin(&device.name, &device.public_key, Some(address.to_string()))
-        {
+        // server listens on. One that said none (`ferry send` runs no server) gets no
+        // address: a guessed port would send files back to whatever else listens there.
+        let address = self
+            .serves_on
+            .map(|port| std::net::SocketAddr::new(self.peer.ip(), port).to_string());
+        match keyring.trust.pin(&device.name, &device.public_key, address) {
             Ok(pinned) => {
                 if let Security::Encrypted {
                     device, trusted, ..
