@@ -162,6 +162,33 @@ impl DownloadDir {
         Ok(dev_ino(&rustix::fs::fstat(&self.fd)?))
     }
 
+    /// The name of the folder directly in this one whose device and inode are `id`, if
+    /// there is one (a folder made here and renamed since, by the user or a local process).
+    /// Found by what each entry is, never through a symlink; the caller opens the name
+    /// ([`DownloadDir::open_dir`]) and checks [`DownloadDir::identity`] on the handle, since
+    /// the name may change meanwhile. Names that are not UTF-8 are never Ferry's.
+    pub fn find_dir(&self, id: (u64, u64)) -> io::Result<Option<String>> {
+        for entry in rustix::fs::Dir::read_from(&self.fd)? {
+            let entry = entry?;
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            let ino = entry.ino() as u64;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if ino != id.1 || matches!(name, "." | "..") {
+                continue;
+            }
+            let Ok(stat) = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            if FileType::from_raw_mode(stat.st_mode) == FileType::Directory && dev_ino(&stat) == id
+            {
+                return Ok(Some(name.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether this folder has no entries (a folder just made has none).
     pub fn is_empty(&self) -> io::Result<bool> {
         for entry in rustix::fs::Dir::read_from(&self.fd)? {

@@ -52,8 +52,22 @@ pub const RESUME_TAG_LEN: usize = 16;
 /// The name of the resume state of the folder with resume key `key`:
 /// `.TAG.ferry-folder.ferry.part` (see `server::folder_resume`).
 pub fn folder_state_name(key: &str) -> String {
-    let tag = key.get(..key.len().min(RESUME_TAG_LEN)).unwrap_or(key);
-    format!(".{tag}.ferry-folder{PART_SUFFIX}")
+    format!(".{}.ferry-folder{PART_SUFFIX}", resume_tag(key))
+}
+
+/// The name an older resume state of the folder with resume key `key` is set aside under
+/// when a resume no longer finds its root (renamed away): `.TAG.DEV-INO.ferry-folder.ferry.part`,
+/// DEV and INO (hex) that root's, so that expiry still finds the partial it kept.
+pub fn folder_state_aside_name(key: &str, (dev, ino): (u64, u64)) -> String {
+    format!(
+        ".{}.{dev:x}-{ino:x}.ferry-folder{PART_SUFFIX}",
+        resume_tag(key)
+    )
+}
+
+/// The first [`RESUME_TAG_LEN`] characters of a resume key (all of a shorter one).
+fn resume_tag(key: &str) -> &str {
+    key.get(..key.len().min(RESUME_TAG_LEN)).unwrap_or(key)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

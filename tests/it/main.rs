@@ -20,6 +20,7 @@ mod faults;
 mod ferry;
 mod folders;
 mod folders_hardening;
+mod folders_leftovers;
 mod folders_resume;
 mod fuzz_live;
 mod fuzz_secure;

@@ -19,7 +19,11 @@
 //!
 //! The state also names where the kept partial is (its folders and `.part` name), so that
 //! when the state expires the partial goes with it ([`expire_kept`]); a state whose folder
-//! a connection is receiving now is never expired.
+//! a connection is receiving now is never expired. A root renamed since (by the user, or by
+//! a local process that can write in the download folder) is found by the device and inode
+//! the state records, and a state a resume could not use for that reason is set aside
+//! rather than replaced (`.TAG.DEV-INO.ferry-folder.ferry.part`), so its partial still
+//! expires on time; nothing but a partial of ours, in a folder of ours, is ever removed.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
@@ -30,7 +34,9 @@ use serde::{Deserialize, Serialize};
 use super::connection::{Connection, keep_waiting};
 use super::folder_rx::FolderRx;
 use crate::protocol::{PART_SUFFIX, WaitFor, sanitize_file_name};
-use crate::transfer::files::folder_state_name as state_name;
+use crate::transfer::files::{
+    folder_state_aside_name as aside_name, folder_state_name as state_name,
+};
 use crate::transfer::{DownloadDir, Downloads, PartFile};
 
 /// The longest state file read.
@@ -61,14 +67,42 @@ pub(super) struct FolderState {
 
 /// The state kept for `key`, with its root opened (never through a symlink), if both are
 /// there and sound.
+///
+/// A state whose root is not under its name any more (renamed away, or another folder
+/// given its name) is not resumed, and the state this receive saves next replaces it; so
+/// it is set aside first ([`set_aside`]), for expiry to still find the partial it kept.
 pub(super) fn load(downloads: &Downloads, key: &str) -> Option<(FolderState, DownloadDir)> {
     let dir = downloads.dir();
-    let state = read_state(dir, &state_name(key))?;
+    let name = state_name(key);
+    let state = read_state(dir, &name)?;
     if state.key != key {
         return None;
     }
-    let root = open_root(dir, &state).ok()?;
-    Some((state, root))
+    match open_root(dir, &state) {
+        Ok(root) => Some((state, root)),
+        Err(_) => {
+            set_aside(dir, &name, &state);
+            None
+        }
+    }
+}
+
+/// Keeps the state in `name`, whose root a resume did not find, under its aside name
+/// ([`aside_name`]: the key's tag and the root's device and inode), where no resume reads
+/// it and expiry does. Only a state that kept a partial is worth keeping; its modification
+/// time (when the partial was kept) goes with it, so it expires when it would have.
+fn set_aside(dir: &DownloadDir, name: &str, state: &FolderState) {
+    let (Some(id), Some(_)) = (state.root_id, &state.partial_path) else {
+        return;
+    };
+    let aside = aside_name(&state.key, id);
+    match dir.replace_own(name, &aside) {
+        Ok(()) => log::info!(
+            "the folder {:?} is not where its resume state says: its partial expires with {aside:?}",
+            state.root
+        ),
+        Err(e) => log::warn!("cannot set the resume state {name:?} aside: {e}"),
+    }
 }
 
 /// The state's root, opened by its name (never through a symlink, only a folder of ours),
@@ -108,8 +142,10 @@ fn read_state(dir: &DownloadDir, name: &str) -> Option<FolderState> {
 /// hold its partial forever. Only that one name is touched, and only when it is a regular
 /// file of ours with one link ending in the partial suffix, reached through folders of
 /// ours one component at a time, never through a symlink; a folder being received now
-/// (its key claimed) is left alone. Returns each removed partial's path below the download
-/// folder, and its size.
+/// (its key claimed) is left alone. The root is found under its recorded name or, renamed
+/// since, by its recorded device and inode ([`find_root`]), and states set aside by
+/// [`load`] count too. Returns each removed partial's path below the download folder (the
+/// root's name now), and its size.
 pub(crate) fn expire_kept(
     downloads: &Downloads,
     max_age: Duration,
@@ -131,14 +167,17 @@ pub(crate) fn expire_kept(
         let Some(state) = read_state(dir, &name) else {
             continue;
         };
-        if state_name(&state.key) != name || downloads.folder_in_use(&state.key) {
+        // A state set aside names a root no receive uses any more: never in use.
+        let aside = state.root_id.map(|id| aside_name(&state.key, id)) == Some(name.clone());
+        let current = state_name(&state.key) == name && !downloads.folder_in_use(&state.key);
+        if !(current || aside) {
             continue;
         }
         let Some(path) = state.partial_path.as_ref().filter(|p| !p.is_empty()) else {
             continue;
         };
-        match remove_kept(dir, &state, path) {
-            Ok(size) => removed.push((format!("{}/{}", state.root, path.join("/")), size)),
+        match remove_kept(dir, &state, path, now.checked_sub(max_age)) {
+            Ok((root, size)) => removed.push((format!("{root}/{}", path.join("/")), size)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => log::warn!("leaving the kept partial in {:?} alone: {e}", state.root),
         }
@@ -146,8 +185,46 @@ pub(crate) fn expire_kept(
     removed
 }
 
-/// Removes `root/path...` if it is a kept partial of ours (see [`expire_kept`]).
-fn remove_kept(dir: &DownloadDir, state: &FolderState, path: &[String]) -> io::Result<u64> {
+/// The state's root wherever it is now, directly in the download folder: under the name
+/// the state records, or, renamed since (by the user, or a local process), under the name
+/// that now has its recorded device and inode. Opened never through a symlink, and only
+/// when the handle itself has that identity (so nothing swapped in under either name is
+/// ever used). Returns the handle and the root's name now.
+fn find_root(dir: &DownloadDir, state: &FolderState) -> io::Result<(DownloadDir, String)> {
+    let Some(id) = state.root_id else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a state that does not say which folder it was kept for",
+        ));
+    };
+    if let Ok(root) = dir.open_dir(&state.root)
+        && root.identity()? == id
+    {
+        return Ok((root, state.root.clone()));
+    }
+    let name = dir.find_dir(id)?.ok_or(io::ErrorKind::NotFound)?;
+    let root = dir.open_dir(&name)?;
+    if root.identity()? != id {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "not the folder the resume state was kept for",
+        ));
+    }
+    Ok((root, name))
+}
+
+/// Removes `root/path...` if it is a kept partial of ours last written before `cutoff`
+/// (see [`expire_kept`]); returns the root's name now, and the partial's size.
+///
+/// The partial's own age is checked too: a folder's device and inode can be those of a
+/// folder made after the state's root was deleted (inode numbers are reused), and a receive
+/// writing into that one now must not lose its partial of the same name.
+fn remove_kept(
+    dir: &DownloadDir,
+    state: &FolderState,
+    path: &[String],
+    cutoff: Option<SystemTime>,
+) -> io::Result<(String, u64)> {
     let not_ours = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
     let Some((leaf, parents)) = path.split_last() else {
         return Err(not_ours("no partial named"));
@@ -159,7 +236,7 @@ fn remove_kept(dir: &DownloadDir, state: &FolderState, path: &[String]) -> io::R
     if !leaf.ends_with(PART_SUFFIX) {
         return Err(not_ours("not a partial's name"));
     }
-    let mut folder = open_root(dir, state)?;
+    let (mut folder, root) = find_root(dir, state)?;
     for component in parents {
         folder = folder.open_dir(component)?;
     }
@@ -167,12 +244,16 @@ fn remove_kept(dir: &DownloadDir, state: &FolderState, path: &[String]) -> io::R
     if !DownloadDir::is_ours(&file) {
         return Err(not_ours("not a regular file of ours with one link"));
     }
-    let size = file.metadata()?.len();
+    let meta = file.metadata()?;
+    if cutoff.is_none_or(|cutoff| meta.modified().is_ok_and(|written| written >= cutoff)) {
+        return Err(not_ours("written since its folder's state was kept"));
+    }
+    let size = meta.len();
     if !folder.is_same_file(leaf, &file)? {
         return Err(not_ours("replaced meanwhile"));
     }
     folder.remove(leaf)?;
-    Ok(size)
+    Ok((root, size))
 }
 
 /// Records `state` (replacing an older one); synced when the download folder syncs.
@@ -350,6 +431,37 @@ mod tests {
         std::fs::rename(tmp.path().join("album"), tmp.path().join("moved")).unwrap();
         std::fs::create_dir(tmp.path().join("album")).unwrap();
         assert_eq!(loaded(), None, "resumed into a folder that is not the root");
+    }
+
+    /// A kept partial written since its state was kept (a folder made with the inode of a
+    /// deleted root, receiving now) is not expired with the state; once it is as old as the
+    /// state, it is.
+    #[test]
+    fn expiry_leaves_a_kept_partial_written_since_its_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("album/b")).unwrap();
+        let part = tmp.path().join("album/b/two.bin.ferry.part");
+        std::fs::write(&part, b"live").unwrap();
+        let downloads = Downloads::open(tmp.path(), false).unwrap();
+        let state = FolderState {
+            key: "e".repeat(32),
+            root: "album".into(),
+            partial: Some(1),
+            partial_path: Some(vec!["b".into(), "two.bin.ferry.part".into()]),
+            root_id: id_of(&tmp.path().join("album")),
+        };
+        save(&downloads, &state).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        // The partial written after the state aged past the limit.
+        let file = std::fs::File::options().write(true).open(&part).unwrap();
+        file.set_modified(later - Duration::from_secs(30)).unwrap();
+        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
+        assert!(removed.is_empty(), "{removed:?}");
+        assert!(part.is_file());
+        file.set_modified(later - Duration::from_secs(120)).unwrap();
+        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
+        assert_eq!(removed, [("album/b/two.bin.ferry.part".to_owned(), 4)]);
+        assert!(!part.exists());
     }
 
     /// A state whose partial path leads through a symlink (or names a non-partial) removes
