@@ -135,6 +135,15 @@ fn a_partial_in_a_renamed_root_expires_and_a_symlinked_one_is_never_reached() {
         outside.path().join("album/b/two.bin.ferry.part").is_file(),
         "a symlink was followed out of the download folder"
     );
+    // Never resumed: its folders stay as private as while it could be (see the README).
+    use std::os::unix::fs::PermissionsExt;
+    for folder in ["renamed", "renamed/b"] {
+        let mode = std::fs::metadata(dl.path().join(folder))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{folder}");
+    }
     // Besides the two states themselves.
     let partials: Vec<&String> = names.iter().filter(|n| !n.starts_with('.')).collect();
     assert_eq!(partials, ["renamed/b/two.bin.ferry.part"]);

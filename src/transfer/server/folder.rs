@@ -326,6 +326,11 @@ impl Connection<'_> {
 
     /// Gives every listed folder its modification time and owner bits, deepest first (a
     /// file committed inside a folder changes the folder's time).
+    ///
+    /// Only at the folder's end: an interrupted folder stays owner-only (0700) while it can
+    /// be resumed, and also once its state expired. Widening permissions then, days later,
+    /// on folders no receive controls (which the user may have filled or moved since, and
+    /// whose listing with its modes is no longer known) is the wrong way to fail.
     fn finish_dirs(&self, rx: &mut FolderRx) {
         let mut dirs: Vec<&SafeEntry> = rx.entries.iter().filter(|e| e.size.is_none()).collect();
         dirs.sort_by_key(|e| std::cmp::Reverse(e.components.len()));
