@@ -68,6 +68,30 @@ impl DownloadDir {
         &self.path
     }
 
+    /// The folder's path now, for the paths reported to the user: the path it was opened at
+    /// while that still leads to it, else (renamed since, say a received folder's root
+    /// renamed during its receive) where the open folder is now, as the system tells
+    /// (`/proc/self/fd`); the opened path where it cannot. Never used to open anything.
+    pub fn path_now(&self) -> PathBuf {
+        let here = self.identity().ok();
+        let opened = rustix::fs::statat(rustix::fs::CWD, &self.path, AtFlags::SYMLINK_NOFOLLOW);
+        if here.is_none() || opened.is_ok_and(|stat| Some(dev_ino(&stat)) == here) {
+            return self.path.clone();
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd()));
+            if let Ok(now) = link
+                && now.is_absolute()
+                && !now.as_os_str().as_encoded_bytes().ends_with(b" (deleted)")
+            {
+                return now;
+            }
+        }
+        self.path.clone()
+    }
+
     /// Creates `name` exclusively for reading and writing: fails with `AlreadyExists` if
     /// anything (a file, a dangling symlink, ...) has that name.
     pub fn create_new(&self, name: &str) -> io::Result<File> {

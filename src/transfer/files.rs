@@ -534,7 +534,8 @@ impl PartFile {
             if fsync && sync_dir {
                 dir.sync()?;
             }
-            return Ok(dir.path().join(target));
+            // Where the folder is now: it may have been renamed during the receive.
+            return Ok(dir.path_now().join(target));
         }
         self.file = file;
         Err(io::Error::new(

@@ -14,7 +14,7 @@ use crate::util::{files_under, offer_folder, read_answer, start_server};
 /// Sends every file entry of an accepted folder with `body` as its bytes (all the same
 /// length as announced), ends the folder and collects the receiver's verdicts:
 /// (verified indices, failed indices, the final `folder_done` counts).
-fn send_all(
+pub(crate) fn send_all(
     stream: &mut TcpStream,
     entries: &[FolderEntry],
     body: &[u8],
@@ -54,7 +54,7 @@ fn send_all(
     }
 }
 
-fn file(path: &str) -> FolderEntry {
+pub(crate) fn file(path: &str) -> FolderEntry {
     FolderEntry {
         path: path.into(),
         size: Some(3),

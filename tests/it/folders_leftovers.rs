@@ -3,16 +3,18 @@
 //! away, perhaps gives another folder its name, and the sender resumes or never comes back.
 //! The partial kept inside the real root still expires after the maximum age, found by the
 //! root's device and inode; nothing in a folder that is not that root is touched, and a
-//! symlink planted under the root's name is never followed. Real sockets on 127.0.0.1, real
-//! temp folders.
+//! symlink planted under the root's name is never followed. A root renamed during its
+//! receive has its files reported where they are. Real sockets on 127.0.0.1, real temp
+//! folders.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use ferry::events::{Event, ServerEvent, TransferEvent};
 use ferry::protocol::ReceiverMsg;
 use ferry::transfer::ServerConfig;
 
+use crate::audit_folders_ls::{file, send_all};
 use crate::folders_hardening::{album, half_sent_album};
 use crate::util::{LOOPBACK, offer_folder, read_answer, start_server, start_server_with, wait_for};
 
@@ -147,4 +149,37 @@ fn a_partial_in_a_renamed_root_expires_and_a_symlinked_one_is_never_reached() {
     // Besides the two states themselves.
     let partials: Vec<&String> = names.iter().filter(|n| !n.starts_with('.')).collect();
     assert_eq!(partials, ["renamed/b/two.bin.ferry.part"]);
+}
+
+/// The root renamed while its files arrive: each file is reported at its path now (under
+/// the new name), not at one that no longer leads to it (and that another folder given the
+/// old name could answer to).
+#[test]
+fn files_of_a_root_renamed_during_its_receive_are_reported_where_they_are() {
+    let dl = tempfile::tempdir().unwrap();
+    let (server, events) = start_server(dl.path());
+    let entries = vec![file("a.txt"), file("sub/b.txt")];
+    let (mut stream, answer) = offer_folder(server.local_addr(), "album", entries.clone(), None);
+    match answer {
+        ReceiverMsg::FolderAccept { saved_as, .. } => assert_eq!(saved_as, "album"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::rename(dl.path().join("album"), dl.path().join("renamed")).unwrap();
+    let (verified, failed, _) = send_all(&mut stream, &entries, b"abc");
+    assert_eq!((verified.len(), failed.len()), (2, 0));
+    let mut reported: Vec<PathBuf> = Vec::new();
+    while reported.len() < 2 {
+        reported.push(wait_for(&events, |e| match e {
+            Event::Transfer(TransferEvent::Finished {
+                path: Some(path), ..
+            }) => Some(path.clone()),
+            _ => None,
+        }));
+    }
+    reported.sort();
+    let now = dl.path().canonicalize().unwrap().join("renamed");
+    assert_eq!(reported, [now.join("a.txt"), now.join("sub/b.txt")]);
+    for path in &reported {
+        assert_eq!(std::fs::read(path).unwrap(), b"abc");
+    }
 }
