@@ -21,9 +21,11 @@ pub use crate::protocol::session::Refusal;
 
 mod channel;
 mod devices;
+mod doctor;
 mod localsend;
 pub use channel::{EVENT_CAPACITY, EventSink, PROGRESS_INTERVAL, ProgressThrottle, event_channel};
 pub use devices::{DiscoveryEvent, SeenDevice, SeenState};
+pub use doctor::{BeaconPath, Finding, IgnoredWhy};
 pub use localsend::{LocalSendProtocol, LocalSendStatus, PinProblem, SeenLocalSend};
 
 /// Identifies one file transfer for the lifetime of the process.

@@ -17,11 +17,13 @@ use std::path::PathBuf;
 
 use egui::{RichText, Ui};
 
-use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
 use super::unencrypted::{Agreements, EncryptionOff};
-use crate::events::{DiscoveryEvent, LocalSendProtocol, SeenDevice, SeenLocalSend, SeenState};
+use super::{Action, doctor_text};
+use crate::events::{
+    DiscoveryEvent, Finding, LocalSendProtocol, SeenDevice, SeenLocalSend, SeenState,
+};
 use crate::localsend::{LOCALSEND_PORT, LocalSendTarget};
 use crate::worker::{Command, DiscoverySetup};
 
@@ -57,13 +59,13 @@ pub struct DevicesPanel {
     /// LocalSend devices known to the engine.
     pub localsend: Vec<SeenLocalSend>,
     /// The doctor's report on the interfaces.
-    pub doctor: Vec<String>,
+    pub doctor: Vec<Finding>,
     pub status: DiscoveryStatus,
     pub add_addr: String,
     pub add_error: bool,
     pub check_addr: String,
-    /// The last check: its target and the doctor's lines.
-    pub checked: Option<(String, Vec<String>)>,
+    /// The last check: its target and the doctor's findings.
+    pub checked: Option<(String, Vec<Finding>)>,
     pub checking: bool,
     /// LocalSend devices with encryption off the user agreed to send unencrypted to (for as
     /// long as the window runs).
@@ -427,8 +429,12 @@ impl DevicesPanel {
         if self.doctor.is_empty() {
             ui.label(RichText::new(tr.get(T::DoctorIdle)).weak());
         }
-        for line in &self.doctor {
-            ui.label(RichText::new(line).monospace().small());
+        for found in &self.doctor {
+            ui.label(
+                RichText::new(doctor_text::finding(tr, found))
+                    .monospace()
+                    .small(),
+            );
         }
         ui.add_space(4.0);
         ui.horizontal(|ui| {
@@ -450,8 +456,12 @@ impl DevicesPanel {
             }
         });
         if let Some((_, lines)) = &self.checked {
-            for line in lines {
-                ui.label(RichText::new(line).monospace().small());
+            for found in lines {
+                ui.label(
+                    RichText::new(doctor_text::finding(tr, found))
+                        .monospace()
+                        .small(),
+                );
             }
         }
         actions

@@ -146,7 +146,7 @@ pub fn display_safe(event: Event) -> Event {
                         ..d
                     })
                     .collect(),
-                doctor: doctor.into_iter().map(line).collect(),
+                doctor: doctor.into_iter().map(|f| f.map_text(line)).collect(),
             })
         }
         Event::Discovery(DiscoveryEvent::LocalSendDevices(devices)) => {
@@ -160,6 +160,12 @@ pub fn display_safe(event: Event) -> Event {
                     })
                     .collect(),
             ))
+        }
+        Event::Discovery(DiscoveryEvent::Checked { target, lines }) => {
+            Event::Discovery(DiscoveryEvent::Checked {
+                target: line(target),
+                lines: lines.into_iter().map(|f| f.map_text(line)).collect(),
+            })
         }
         Event::Discovery(DiscoveryEvent::Announcing { name }) => {
             Event::Discovery(DiscoveryEvent::Announcing { name: line(name) })

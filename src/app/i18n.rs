@@ -398,6 +398,38 @@ texts! {
     EncryptionOffWarning => "{} has encryption turned off (plain HTTP): anyone on the network could read what you send, and it cannot prove who it is.", "{} 已关闭加密（明文 HTTP）：网络上的任何人都能读取你发送的内容，它也无法证明自己的身份。";
     SendUnencrypted => "Send unencrypted to this device", "以不加密方式发送到此设备";
     EncryptionOffNotSent => "Not sent: {} has encryption turned off. Tick “Send unencrypted to this device” to send anyway, or turn Encryption back on in its LocalSend settings.", "未发送：{} 已关闭加密。勾选“以不加密方式发送到此设备”仍可发送，或在其 LocalSend 设置中重新开启加密。";
+    DoctorNoInterfaces => "no IPv4 interfaces at all", "完全没有 IPv4 网络接口";
+    DoctorUsedNotHeard => "interface {} {}: used; our own beacon NOT heard back (multicast and broadcast blocked here?)", "接口 {} {}：已使用；本机自己的信标没有传回来（这里屏蔽了组播和广播？）";
+    DoctorUsedHeard => "interface {} {}: used; our own beacon heard by {}", "接口 {} {}：已使用；本机自己的信标已经由{}传回";
+    DoctorAnd => " and ", "和";
+    DoctorIgnored => "interface {} {}: ignored: {}", "接口 {} {}：未使用：{}";
+    IgnoredNotBound => "not the address the server is bound to", "不是服务器绑定的地址";
+    IgnoredDown => "down", "未启用";
+    IgnoredNotChosen => "not among the chosen interfaces", "不在所选接口之中";
+    IgnoredLoopback => "loopback (this machine only)", "回环接口（仅限本机）";
+    IgnoredPointToPoint => "point-to-point link (a VPN or modem: no neighbours to find)", "点对点链路（VPN 或调制解调器：没有可发现的邻居）";
+    IgnoredVirtual => "virtual adapter (container, VM or VPN); choose it explicitly to use it", "虚拟网卡（容器、虚拟机或 VPN）；需明确选择才会使用";
+    IgnoredLinkLocal => "link-local address without broadcast", "没有广播的链路本地地址";
+    DoctorJoinFailed => "interface {}: {}", "接口 {}：{}";
+    DoctorNoOthersHeard => "beacons from other devices in the last minute: none (is Ferry running there, on this network, with discovery on?)", "最近一分钟内其他设备的信标：无（对方是否在运行 Ferry、在同一网络上并开启了发现？）";
+    DoctorOthersHeard => "beacons from other devices in the last minute:", "最近一分钟内其他设备的信标：";
+    DoctorHeard => "  {}: {} by {}", "  {}：{} 个，经由{}";
+    PathMulticast => "multicast", "组播";
+    PathBroadcast => "broadcast", "广播";
+    PathProbe => "unicast (probe)", "单播（探测）";
+    PathMdns => "mDNS", "mDNS";
+    DoctorIsolated => "no other device heard on {}, though our own beacon is: the network may isolate clients (Wi-Fi client/AP isolation, a guest network), or no other Ferry runs there with discovery on", "在 {} 上收到了本机自己的信标，却没有收到其他设备的：该网络可能隔离了客户端（Wi-Fi 客户端/AP 隔离、访客网络），或者那里没有其他开启了发现的 Ferry";
+    DoctorInSubnet => "{}: in the subnet of {}", "{}：在 {} 的子网内";
+    DoctorLoopback => "{}: this machine (loopback): only programs on this machine can use it", "{}：本机（回环）：只有本机上的程序能使用它";
+    DoctorOtherNetwork => "{}: not in any of our subnets (another network: discovery cannot reach it; typed addresses still work if routed)", "{}：不在本机的任何子网内（另一个网络：发现无法到达；若有路由，手动输入地址仍可使用）";
+    DoctorAnswers => "TCP {}: answers (ready to receive)", "TCP {}：有应答（可以接收）";
+    DoctorRefused => "TCP {}: connection refused: the machine is there, but nothing listens on port {} (Ferry not running, or another port)", "TCP {}：连接被拒绝：该机器在线，但端口 {} 上没有程序监听（Ferry 未运行，或使用了其他端口）";
+    DoctorTimedOut => "TCP {}: timed out: a firewall drops the connection, or the network isolates its clients (Wi-Fi client/AP isolation, guest network)", "TCP {}：超时：防火墙丢弃了连接，或者网络隔离了客户端（Wi-Fi 客户端/AP 隔离、访客网络）";
+    DoctorConnectFailed => "TCP {}: failed: {}", "TCP {}：失败：{}";
+    DoctorUfw => "  ufw:       sudo ufw allow {}/tcp && sudo ufw allow {}/udp", "  ufw 防火墙：sudo ufw allow {}/tcp && sudo ufw allow {}/udp";
+    DoctorFirewalld => "  firewalld: sudo firewall-cmd --add-port={}/tcp --add-port={}/udp (add --permanent to keep it)", "  firewalld 防火墙：sudo firewall-cmd --add-port={}/tcp --add-port={}/udp（加上 --permanent 可永久保留）";
+    DoctorCannotResolve => "cannot resolve {}: {}", "无法解析 {}：{}";
+    DoctorNoIpv4 => "{} has no IPv4 address", "{} 没有 IPv4 地址";
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ mod batch;
 mod client_tab;
 mod devices;
 mod display;
+mod doctor_text;
 mod file_browser;
 mod file_lister;
 mod folder_rows;

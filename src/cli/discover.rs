@@ -189,8 +189,8 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     match Discovery::start(config) {
         Ok(discovery) => {
             std::thread::sleep(Duration::from_secs_f64(args.wait.clamp(0.0, 3600.0)));
-            for line in interface_lines(&discovery.interfaces(), &discovery.heard()) {
-                say!("{line}");
+            for finding in interface_lines(&discovery.interfaces(), &discovery.heard()) {
+                say!("{finding}");
             }
             let devices = discovery.devices();
             discovery.stop();
@@ -207,8 +207,8 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = target {
         let used: Vec<_> = interfaces::used(&choice).unwrap_or_default();
         let report = check_address(addr, &used, Duration::from_secs(3));
-        for line in address_lines(&report) {
-            say!("{line}");
+        for finding in address_lines(&report) {
+            say!("{finding}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,8 @@
-//! "Why can't I see my device?": the checks behind `ferry doctor [ADDRESS[:PORT]]` (and the
-//! window's panel later): which interfaces are used or ignored and why, what discovery heard,
-//! and for a typed address whether it is in one of our subnets and whether its TCP port
-//! refuses (nothing listening) or times out (a firewall or client isolation).
+//! "Why can't I see my device?": the checks behind `ferry doctor [ADDRESS[:PORT]]` and the
+//! window's panel: which interfaces are used or ignored and why, what discovery heard, and
+//! for a typed address whether it is in one of our subnets and whether its TCP port refuses
+//! (nothing listening) or times out (a firewall or client isolation). The report is a list
+//! of [`Finding`]s: the CLI prints their English lines, the window words them in its language.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use super::interfaces::{Interface, Use};
 use super::{HeardSummary, SentTo};
 use crate::defaults::{DEFAULT_PORT, DISCOVERY_PORT};
+use crate::events::{BeaconPath, Finding};
 
 /// What a TCP connect to a typed address found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub struct AddressReport {
 }
 
 /// Parses `ADDRESS[:PORT]` (port defaults to the transfer port).
-pub fn parse_target(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_target(text: &str) -> Result<SocketAddr, Finding> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -48,9 +50,14 @@ pub fn parse_target(text: &str) -> Result<SocketAddr, String> {
     };
     with_port
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {text}: {e}"))?
+        .map_err(|e| Finding::CannotResolve {
+            target: text.to_owned(),
+            reason: e.to_string(),
+        })?
         .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| format!("{text} has no IPv4 address"))
+        .ok_or_else(|| Finding::NoIpv4 {
+            target: text.to_owned(),
+        })
 }
 
 /// Checks one address: subnet membership and a TCP connect with `timeout`.
@@ -75,110 +82,112 @@ pub fn check_address(addr: SocketAddr, used: &[Interface], timeout: Duration) ->
 }
 
 /// The firewall hints, for a port that times out or a beacon never heard.
-pub fn firewall_hints(tcp_port: u16) -> Vec<String> {
+pub fn firewall_hints(tcp_port: u16) -> Vec<Finding> {
+    let udp_port = DISCOVERY_PORT;
     vec![
-        format!(
-            "  ufw:       sudo ufw allow {tcp_port}/tcp && sudo ufw allow {DISCOVERY_PORT}/udp"
-        ),
-        format!(
-            "  firewalld: sudo firewall-cmd --add-port={tcp_port}/tcp --add-port={DISCOVERY_PORT}/udp (add --permanent to keep it)"
-        ),
+        Finding::Ufw { tcp_port, udp_port },
+        Finding::Firewalld { tcp_port, udp_port },
     ]
 }
 
-/// The lines of the address part of the report.
-pub fn address_lines(report: &AddressReport) -> Vec<String> {
+/// The findings of the address part of the report.
+pub fn address_lines(report: &AddressReport) -> Vec<Finding> {
     let mut out = Vec::new();
     let addr = report.addr;
-    match &report.subnet_of {
-        Some(iface) => out.push(format!("{}: in the subnet of {iface}", addr.ip())),
-        None if addr.ip().is_loopback() => out.push(format!(
-            "{}: this machine (loopback): only programs on this machine can use it",
-            addr.ip()
-        )),
-        None => out.push(format!(
-            "{}: not in any of our subnets (another network: discovery cannot reach it; typed addresses still work if routed)",
-            addr.ip()
-        )),
-    }
+    let ip = addr.ip();
+    out.push(match &report.subnet_of {
+        Some(name) => Finding::InSubnet {
+            ip,
+            name: name.clone(),
+        },
+        None if ip.is_loopback() => Finding::Loopback { ip },
+        None => Finding::OtherNetwork { ip },
+    });
     match &report.connect {
-        Connect::Answers => out.push(format!("TCP {addr}: answers (ready to receive)")),
-        Connect::Refused => out.push(format!(
-            "TCP {addr}: connection refused: the machine is there, but nothing listens on port {} (Ferry not running, or another port)",
-            addr.port()
-        )),
+        Connect::Answers => out.push(Finding::Answers { addr }),
+        Connect::Refused => out.push(Finding::Refused { addr }),
         Connect::TimedOut => {
-            out.push(format!(
-                "TCP {addr}: timed out: a firewall drops the connection, or the network isolates its clients (Wi-Fi client/AP isolation, guest network)"
-            ));
+            out.push(Finding::TimedOut { addr });
             out.extend(firewall_hints(addr.port()));
         }
-        Connect::Failed(reason) => out.push(format!("TCP {addr}: failed: {reason}")),
+        Connect::Failed(reason) => out.push(Finding::ConnectFailed {
+            addr,
+            reason: reason.clone(),
+        }),
     }
     out
 }
 
-/// The lines of the interface and "heard" part of the report.
-pub fn interface_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) -> Vec<String> {
+/// The findings of the interface and "heard" part of the report.
+pub fn interface_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) -> Vec<Finding> {
     let mut out = Vec::new();
     if interfaces.is_empty() {
-        out.push("no IPv4 interfaces at all".to_owned());
+        out.push(Finding::NoInterfaces);
     }
     for (iface, verdict) in interfaces {
         let net = format!("{}/{}", iface.addr, iface.prefix_len());
-        match verdict {
+        let name = iface.name.clone();
+        out.push(match verdict {
             Use::Used => {
-                let mut own: Vec<&str> = heard
+                let mut own: Vec<BeaconPath> = heard
                     .own
                     .iter()
-                    .filter(|(name, _)| name == &iface.name)
-                    .map(|(_, s)| s.as_str())
+                    .filter(|(n, _)| n == &iface.name)
+                    .map(|(_, s)| path(*s))
                     .collect();
                 if heard.own_mdns.contains(&iface.name) {
-                    own.push("mDNS");
+                    own.push(BeaconPath::Mdns);
                 }
-                let own = if own.is_empty() {
-                    "our own beacon NOT heard back (multicast and broadcast blocked here?)"
-                        .to_owned()
-                } else {
-                    format!("our own beacon heard by {}", own.join(" and "))
-                };
-                out.push(format!("interface {} {net}: used; {own}", iface.name));
+                Finding::Used { name, net, own }
             }
-            Use::Ignored(reason) => {
-                out.push(format!("interface {} {net}: ignored: {reason}", iface.name));
-            }
-        }
+            Use::Ignored(why) => Finding::Ignored {
+                name,
+                net,
+                why: *why,
+            },
+        });
     }
-    for (iface, reason) in &heard.join_failures {
-        out.push(format!("interface {iface}: {reason}"));
+    for (name, reason) in &heard.join_failures {
+        out.push(Finding::JoinFailed {
+            name: name.clone(),
+            reason: reason.clone(),
+        });
     }
     if heard.others.is_empty() && heard.others_mdns.is_empty() {
-        out.push(
-            "beacons from other devices in the last minute: none (is Ferry running there, on this network, with discovery on?)"
-                .to_owned(),
-        );
+        out.push(Finding::NoOthersHeard);
     } else {
-        out.push("beacons from other devices in the last minute:".to_owned());
-        for (iface, sent_to, count) in &heard.others {
-            let path = match sent_to {
-                SentTo::Multicast => "multicast",
-                SentTo::Broadcast => "broadcast",
-                SentTo::Unicast => "unicast (probe)",
-            };
-            out.push(format!("  {iface}: {count} by {path}"));
+        out.push(Finding::OthersHeard);
+        for (name, sent_to, count) in &heard.others {
+            out.push(Finding::Heard {
+                name: name.clone(),
+                path: path(*sent_to),
+                count: *count,
+            });
         }
-        for (iface, count) in &heard.others_mdns {
-            out.push(format!("  {iface}: {count} by mDNS"));
+        for (name, count) in &heard.others_mdns {
+            out.push(Finding::Heard {
+                name: name.clone(),
+                path: BeaconPath::Mdns,
+                count: *count,
+            });
         }
     }
     out.extend(isolation_lines(interfaces, heard));
     out
 }
 
+/// The path a beacon was sent by, as the report names it.
+fn path(sent_to: SentTo) -> BeaconPath {
+    match sent_to {
+        SentTo::Multicast => BeaconPath::Multicast,
+        SentTo::Broadcast => BeaconPath::Broadcast,
+        SentTo::Unicast => BeaconPath::Probe,
+    }
+}
+
 /// Interfaces where our own announcement comes back but nobody else's does: the sign of a
 /// network that isolates its clients (or of a network with no other Ferry on it).
-fn isolation_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) -> Vec<String> {
+fn isolation_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) -> Vec<Finding> {
     interfaces
         .iter()
         .filter(|(_, verdict)| *verdict == Use::Used)
@@ -191,12 +200,13 @@ fn isolation_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) -> Vec
                 || heard.others_mdns.iter().any(|(n, _)| on(n));
             own && !others
         })
-        .map(|name| {
-            format!(
-                "no other device heard on {name}, though our own beacon is: the network may isolate clients (Wi-Fi client/AP isolation, a guest network), or no other Ferry runs there with discovery on"
-            )
-        })
+        .map(|name| Finding::Isolated { name: name.clone() })
         .collect()
+}
+
+/// The English lines of `findings`, as `ferry doctor` prints them.
+pub fn english(findings: &[Finding]) -> Vec<String> {
+    findings.iter().map(ToString::to_string).collect()
 }
 
 #[cfg(test)]
@@ -234,14 +244,14 @@ mod tests {
         let report = check_address(open, &[], Duration::from_secs(2));
         assert_eq!(report.connect, Connect::Refused);
         assert_eq!(report.subnet_of, None);
-        let lines = address_lines(&report).join("\n");
+        let lines = english(&address_lines(&report)).join("\n");
         assert!(lines.contains("this machine (loopback)"), "{lines}");
         assert!(lines.contains("connection refused"), "{lines}");
         let elsewhere = AddressReport {
             addr: "192.0.2.7:8080".parse().unwrap(),
             ..report
         };
-        let lines = address_lines(&elsewhere).join("\n");
+        let lines = english(&address_lines(&elsewhere)).join("\n");
         assert!(lines.contains("not in any of our subnets"), "{lines}");
     }
 
@@ -267,7 +277,7 @@ mod tests {
             own_mdns: vec!["wlan0".into()],
             ..HeardSummary::default()
         };
-        let text = interface_lines(&ifaces, &heard).join("\n");
+        let text = english(&interface_lines(&ifaces, &heard)).join("\n");
         assert!(
             text.contains(
                 "interface wlan0 10.77.0.1/24: used; our own beacon heard by broadcast and mDNS"
@@ -280,7 +290,7 @@ mod tests {
         );
         assert!(!text.contains("heard on eth0"), "{text}");
         // Nothing heard at all is another problem (blocked), not isolation.
-        let text = interface_lines(&ifaces, &HeardSummary::default()).join("\n");
+        let text = english(&interface_lines(&ifaces, &HeardSummary::default())).join("\n");
         assert!(!text.contains("isolate"), "{text}");
         // A device found only by mDNS on wlan0: not isolated.
         let heard = HeardSummary {
@@ -288,7 +298,7 @@ mod tests {
             others_mdns: vec![("wlan0".into(), 1)],
             ..HeardSummary::default()
         };
-        let text = interface_lines(&ifaces, &heard).join("\n");
+        let text = english(&interface_lines(&ifaces, &heard)).join("\n");
         assert!(text.contains("  wlan0: 1 by mDNS"), "{text}");
         assert!(!text.contains("isolate"), "{text}");
     }

@@ -5,6 +5,8 @@
 
 use std::net::Ipv4Addr;
 
+pub use crate::events::IgnoredWhy;
+
 /// Name prefixes of virtual adapters: containers, bridges, VMs and VPNs. Beacons sent there
 /// reach no one the user means, and devices "found" there are not on the LAN.
 const VIRTUAL_PREFIXES: &[&str] = &[
@@ -47,7 +49,7 @@ impl Interface {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Use {
     Used,
-    Ignored(&'static str),
+    Ignored(IgnoredWhy),
 }
 
 /// What the system says about an interface besides its address.
@@ -77,36 +79,34 @@ pub fn classify(iface: &Interface, flags: Flags, choice: &Choice) -> Use {
     let chosen = choice.chosen.iter().any(|c| c == &iface.name);
     if let Some(only) = choice.only_addr {
         if iface.addr != only {
-            return Use::Ignored("not the address the server is bound to");
+            return Use::Ignored(IgnoredWhy::NotTheBoundAddress);
         }
         if !flags.up {
-            return Use::Ignored("down");
+            return Use::Ignored(IgnoredWhy::Down);
         }
         return Use::Used;
     }
     if choice.only_chosen && !chosen {
-        return Use::Ignored("not among the chosen interfaces");
+        return Use::Ignored(IgnoredWhy::NotChosen);
     }
     if !flags.up {
-        return Use::Ignored("down");
+        return Use::Ignored(IgnoredWhy::Down);
     }
     if flags.loopback || iface.addr.is_loopback() {
         return if choice.loopback {
             Use::Used
         } else {
-            Use::Ignored("loopback (this machine only)")
+            Use::Ignored(IgnoredWhy::Loopback)
         };
     }
     if flags.point_to_point {
-        return Use::Ignored("point-to-point link (a VPN or modem: no neighbours to find)");
+        return Use::Ignored(IgnoredWhy::PointToPoint);
     }
     if is_virtual(&iface.name) && !chosen {
-        return Use::Ignored(
-            "virtual adapter (container, VM or VPN); choose it explicitly to use it",
-        );
+        return Use::Ignored(IgnoredWhy::Virtual);
     }
     if iface.addr.is_link_local() && iface.broadcast.is_none() {
-        return Use::Ignored("link-local address without broadcast");
+        return Use::Ignored(IgnoredWhy::LinkLocalWithoutBroadcast);
     }
     Use::Used
 }
@@ -213,7 +213,7 @@ mod tests {
         };
         assert!(matches!(
             classify(&iface("lo", [127, 0, 0, 1]), lo, &Choice::default()),
-            Use::Ignored(r) if r.contains("loopback")
+            Use::Ignored(IgnoredWhy::Loopback)
         ));
         let with_lo = Choice {
             loopback: true,
@@ -226,7 +226,7 @@ mod tests {
         let down = Flags { up: false, ..UP };
         assert_eq!(
             classify(&iface("eth0", [10, 0, 0, 1]), down, &Choice::default()),
-            Use::Ignored("down")
+            Use::Ignored(IgnoredWhy::Down)
         );
         let p2p = Flags {
             point_to_point: true,
@@ -234,7 +234,7 @@ mod tests {
         };
         assert!(matches!(
             classify(&iface("ppp0", [10, 0, 0, 1]), p2p, &Choice::default()),
-            Use::Ignored(r) if r.contains("point-to-point")
+            Use::Ignored(IgnoredWhy::PointToPoint)
         ));
     }
 
@@ -253,7 +253,10 @@ mod tests {
             "tun0",
         ] {
             assert!(
-                matches!(classify(&iface(name, [172, 17, 0, 1]), UP, &Choice::default()), Use::Ignored(r) if r.contains("virtual")),
+                matches!(
+                    classify(&iface(name, [172, 17, 0, 1]), UP, &Choice::default()),
+                    Use::Ignored(IgnoredWhy::Virtual)
+                ),
                 "{name}"
             );
             let chosen = Choice {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::SeenLocalSend;
+use super::{Finding, SeenLocalSend};
 
 /// LAN discovery, for the window's Devices list (see [`crate::discovery`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -16,13 +16,13 @@ pub enum DiscoveryEvent {
     /// changed.
     Devices {
         devices: Vec<SeenDevice>,
-        doctor: Vec<String>,
+        doctor: Vec<Finding>,
     },
     /// Discovery is not running: turned off, the server stopped, or it could not start
     /// (`reason`).
     Off { reason: Option<String> },
-    /// The reachability check of a typed address: the doctor's lines.
-    Checked { target: String, lines: Vec<String> },
+    /// The reachability check of a typed address: the doctor's findings.
+    Checked { target: String, lines: Vec<Finding> },
     /// The LocalSend devices known now (heard, registered or probed); sent when it changed.
     LocalSendDevices(Vec<SeenLocalSend>),
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::discovery::doctor::{address_lines, check_address, interface_lines, parse_target};
 use crate::discovery::{Announce, Choice, Config, Device, Discovery, State, interfaces};
-use crate::events::{DiscoveryEvent, Event, EventSink, SeenDevice, SeenState};
+use crate::events::{DiscoveryEvent, Event, EventSink, Finding, SeenDevice, SeenState};
 use crate::secure::Identity;
 use crate::secure::identity::default_config_dir;
 
@@ -68,7 +68,7 @@ pub(super) struct Running {
     discovery: Discovery,
     choice: Choice,
     devices: Option<Vec<SeenDevice>>,
-    doctor: Vec<String>,
+    doctor: Vec<Finding>,
 }
 
 /// Starts discovery for a server bound to `bound`; says why not when it cannot.
@@ -205,7 +205,7 @@ pub(super) fn spawn_check(seams: &super::Seams, sink: &EventSink, choice: Choice
 
 /// The doctor's check of a typed address (blocks up to [`CHECK_TIMEOUT`]): run it off the
 /// engine thread.
-pub(super) fn check(target: &str, choice: &Choice) -> Vec<String> {
+pub(super) fn check(target: &str, choice: &Choice) -> Vec<Finding> {
     match parse_target(target) {
         Ok(addr) => {
             let used = interfaces::used(choice).unwrap_or_default();
@@ -282,6 +282,12 @@ mod tests {
     fn a_typed_address_that_does_not_parse_says_so() {
         let lines = check("no port here", &Choice::default());
         assert_eq!(lines.len(), 1);
-        assert!(!lines[0].is_empty());
+        assert!(
+            matches!(
+                &lines[0],
+                Finding::CannotResolve { target, .. } if target == "no port here"
+            ),
+            "{lines:?}"
+        );
     }
 }

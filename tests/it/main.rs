@@ -35,6 +35,7 @@ mod gui_localsend_pin;
 mod gui_polish;
 mod gui_polish2;
 mod gui_polish3;
+mod gui_polish4;
 mod gui_secure;
 mod hostile;
 mod idle;
