@@ -13,7 +13,8 @@ use crate::events::{Direction, TransferId};
 use crate::protocol::escape_line;
 
 /// Room for the usual states on one line; longer ones (failure reasons) are cut at
-/// [`STATE_COLUMN_MAX_WIDTH`] and shown whole on hover.
+/// [`STATE_COLUMN_MAX_WIDTH`], or narrower down to this where the window has less room (so
+/// the buttons beside stay in view), and shown whole on hover.
 const STATE_COLUMN_WIDTH: f32 = 120.0;
 const STATE_COLUMN_MAX_WIDTH: f32 = 220.0;
 /// The sender's message is cut to one line this wide; the whole text shows on hover.
@@ -26,9 +27,12 @@ const NAME_COLUMN_WIDTH: f32 = 240.0;
 const MIN_NAME_COLUMN_WIDTH: f32 = 80.0;
 /// The width of the progress bar (the speed and time left go beneath it).
 const PROGRESS_WIDTH: f32 = 110.0;
-/// Room the name leaves for the state, progress and buttons (Cancel, or Open and Open folder
-/// in English) to its right.
-const AFTER_NAME_WIDTH: f32 = STATE_COLUMN_WIDTH + PROGRESS_WIDTH + 130.0 + 3.0 * COLUMN_SPACING;
+/// Room for the widest set of buttons (Cancel, or Open and Open folder, or Retry and Remove,
+/// in English).
+const BUTTONS_WIDTH: f32 = 130.0;
+/// Room the name leaves for the state, progress and buttons to its right.
+const AFTER_NAME_WIDTH: f32 =
+    STATE_COLUMN_WIDTH + PROGRESS_WIDTH + BUTTONS_WIDTH + 3.0 * COLUMN_SPACING;
 
 /// Room between two rows of the table.
 const ROW_SPACING: f32 = 6.0;
@@ -62,6 +66,13 @@ pub fn transfer_table_ui(
     // The name gives way first in a narrow window.
     let name_width =
         (ui.available_width() - AFTER_NAME_WIDTH).clamp(MIN_NAME_COLUMN_WIDTH, NAME_COLUMN_WIDTH);
+    // Then a long state (a failure's reason) is cut to what is left beside the progress and
+    // the buttons, so that it cannot push the buttons out of view.
+    let widths = Widths {
+        name: name_width,
+        state: (ui.available_width() - name_width - AFTER_NAME_WIDTH + STATE_COLUMN_WIDTH)
+            .clamp(STATE_COLUMN_WIDTH, STATE_COLUMN_MAX_WIDTH),
+    };
     // Sideways only: a narrow window scrolls to the columns on the right. Up and down, the
     // tab itself scrolls (a table scrolling inside it could hide its own header).
     egui::ScrollArea::horizontal()
@@ -91,14 +102,13 @@ pub fn transfer_table_ui(
                     }
                     ui.end_row();
                     for row in rows {
-                        if let Some(a) = row_or_room(ui, tr, row, direction, false, name_width) {
+                        if let Some(a) = row_or_room(ui, tr, row, direction, false, widths) {
                             action = Some(a);
                         }
                         // An expanded folder's files, beneath it.
                         let group = row.folder.as_ref().filter(|g| g.expanded);
                         for child in group.iter().flat_map(|g| g.children.iter()) {
-                            if let Some(a) = row_or_room(ui, tr, child, direction, true, name_width)
-                            {
+                            if let Some(a) = row_or_room(ui, tr, child, direction, true, widths) {
                                 action = Some(a);
                             }
                         }
@@ -112,6 +122,13 @@ pub fn transfer_table_ui(
     action
 }
 
+/// How wide the name and the state may be in this window.
+#[derive(Debug, Clone, Copy)]
+struct Widths {
+    name: f32,
+    state: f32,
+}
+
 /// One row where it can be seen; elsewhere (scrolled out of view) only the room it takes,
 /// so a long history or a large folder costs a frame only the rows on screen. Ends the row.
 fn row_or_room(
@@ -120,7 +137,7 @@ fn row_or_room(
     row: &TransferRow,
     direction: Direction,
     child: bool,
-    name_width: f32,
+    widths: Widths,
 ) -> Option<RowAction> {
     // Until a row is drawn, it is as tall as its buttons and progress bar and its name takes
     // no width; then it takes the room it was drawn in (a folder's skipped names make it
@@ -131,13 +148,13 @@ fn row_or_room(
     let remembered = ui.data(|d| d.get_temp::<egui::Vec2>(memory));
     let room = remembered.unwrap_or(egui::vec2(0.0, ui.spacing().interact_size.y));
     // A window made narrower since: the name column is narrower too.
-    let room = egui::vec2(room.x.min(name_width), room.y);
+    let room = egui::vec2(room.x.min(widths.name), room.y);
     let top = ui.cursor().min.y;
     // Only the vertical extent counts: a narrow table scrolled sideways (its first column out
     // of view) still shows its rows, and so does the grid's first, invisible sizing pass.
     let clip = ui.clip_rect();
     if top <= clip.max.y && top + room.y >= clip.min.y {
-        let (action, drawn_width) = row_ui(ui, tr, row, direction, child, name_width);
+        let (action, drawn_width) = row_ui(ui, tr, row, direction, child, widths);
         ui.end_row();
         let drawn = egui::vec2(drawn_width, ui.cursor().min.y - top - ROW_SPACING);
         if remembered.is_none_or(|r| (r - drawn).length() > 0.5) {
@@ -185,7 +202,7 @@ fn row_ui(
     row: &TransferRow,
     direction: Direction,
     child: bool,
-    name_width: f32,
+    widths: Widths,
 ) -> (Option<RowAction>, f32) {
     let shown_name = match (&row.folder, child) {
         // A folder's file: its path inside the folder.
@@ -197,7 +214,7 @@ fn row_ui(
     // Renamed on arrival: the hover says both names (below) instead of only the cut one.
     let renamed = row.saved_as.is_some() && row.folder.is_none() && !child;
     let name_cell = ui.vertical(|ui| {
-        ui.set_max_width(name_width);
+        ui.set_max_width(widths.name);
         let name = ui.horizontal(|ui| {
             if child {
                 ui.add_space(18.0);
@@ -234,7 +251,7 @@ fn row_ui(
     }
     // What became of it first, then how far (a long name or a narrow window cannot push
     // these out of view), the buttons, the figures, then the peer and its message.
-    state_ui(ui, tr, row, direction);
+    state_ui(ui, tr, row, direction, widths.state);
     progress_ui(ui, tr, row);
     ui.horizontal(|ui| {
         let mut button = |text: T, clicked: RowAction| {
@@ -321,7 +338,7 @@ fn progress_ui(ui: &mut Ui, tr: Tr, row: &TransferRow) {
     });
 }
 
-fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
+fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction, max_width: f32) {
     let (text, color) = match folder_state(tr, row, direction) {
         Some(folder) => folder,
         None => file_state(tr, row, direction),
@@ -333,7 +350,7 @@ fn state_ui(ui: &mut Ui, tr: Tr, row: &TransferRow, direction: Direction) {
     // States stay on one line; a long failure reason is cut, and shown whole on hover.
     ui.horizontal(|ui| {
         ui.set_min_width(STATE_COLUMN_WIDTH);
-        ui.set_max_width(STATE_COLUMN_MAX_WIDTH);
+        ui.set_max_width(max_width);
         let failed = matches!(row.state, RowState::Failed(_));
         let first = match (&row.folder, failed) {
             (Some(group), true) => first_failure(group),
