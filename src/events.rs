@@ -37,6 +37,14 @@ pub fn next_transfer_id() -> TransferId {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A fresh, process-unique offer number ([`PendingOffer::offer_id`]), counted apart from the
+/// transfers so the user sees offers 1, 2, 3 (not "offer 4" for the first one after a batch of
+/// three files). Ferry's and LocalSend's servers share it, so an answer finds one offer only.
+pub fn next_offer_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Whether what came from (or went to) a peer was protected, and who the peer proved to be.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Security {

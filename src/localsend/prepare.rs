@@ -18,7 +18,7 @@ use super::server::{MAX_JSON_BYTES, Reply, Shared, json_reply, lock, query, repl
 use super::session::Session;
 use super::wire::{self, DeviceInfo, PrepareResponse, ValidOffer};
 use super::{MAX_PIN_TRIES, PIN_LOCKOUT_SECS};
-use crate::events::{Event, NoteEvent, PendingOffer, Security, ServerEvent, next_transfer_id};
+use crate::events::{Event, NoteEvent, PendingOffer, Security, ServerEvent, next_offer_id};
 use crate::transfer::Decision;
 
 /// Addresses whose PIN tries are remembered; more and the memory starts over.
@@ -176,7 +176,7 @@ pub(super) async fn prepare(
     };
     if !without_asking {
         let offer = PendingOffer {
-            offer_id: next_transfer_id(),
+            offer_id: next_offer_id(),
             peer,
             count: files.len() as u64,
             bytes,

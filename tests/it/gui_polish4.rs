@@ -2,7 +2,8 @@
 //! - "Why can't I see my device?" speaks the window's language (the doctor's findings were
 //!   English lines in the Chinese window); `ferry doctor` keeps its English lines;
 //! - a long failure in the State column no longer pushes the buttons behind the Notes panel
-//!   at 800x600.
+//!   at 800x600;
+//! - offers are numbered 1, 2, 3 by their own counter (window and `ferry serve --ask`).
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
@@ -155,5 +156,118 @@ fn a_long_failure_keeps_the_buttons_in_view_at_800_wide() {
                 rect.max.x
             );
         }
+    }
+}
+
+/// The number in the prompt's "Offer N from ADDRESS" line.
+fn prompt_number(harness: &Harness<'static, FerryApp>) -> u64 {
+    let offer = &harness.state().server.offers.pending[0];
+    let line = format!("from {}", offer.peer);
+    let prompt = harness.get_by_label_contains(&line);
+    let label = prompt.value().unwrap_or_default();
+    label
+        .strip_prefix("Offer ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no offer number in {label:?}"))
+}
+
+/// A window that asks before accepting numbers its offers 1, 2, 3...: the files of an
+/// accepted batch in between do not count (offers took the transfers' numbers, so a second
+/// offer read "Offer 4" after a batch of two files).
+#[test]
+fn offers_are_numbered_by_their_own_counter() {
+    use crate::gui::{listening_addr, pick_and_upload};
+    use ferry::app::PolicyChoice;
+
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files = two_files(src.path());
+    let mut receiver = app(
+        Settings {
+            accept_policy: Some(PolicyChoice::Ask),
+            server_listening: true,
+            ..settings(dst.path())
+        },
+        Vec::new(),
+    );
+    run_until(&mut receiver, "the server to listen", |app| {
+        listening_addr(app).is_some()
+    });
+    let addr = listening_addr(receiver.state()).unwrap();
+    let mut numbers = Vec::new();
+    for round in 0..2 {
+        let mut sender = app(settings(src.path()), files.clone());
+        sender.state_mut().tab = Tab::Client;
+        sender.run_steps(2);
+        sender.get_by_label("Destination (host:port)").click();
+        sender
+            .get_by_label("Destination (host:port)")
+            .type_text(&addr.to_string());
+        pick_and_upload(&mut sender, files.len());
+        sender.run_steps(2);
+        run_until(&mut receiver, "the prompt", |app| {
+            !app.server.offers.pending.is_empty()
+        });
+        numbers.push(prompt_number(&receiver));
+        receiver.get_by_label("Accept").click();
+        receiver.run_steps(2);
+        run_until(&mut sender, "the batch to arrive", |app| {
+            app.client
+                .rows
+                .iter()
+                .all(|r| r.state == RowState::Verified)
+        });
+        assert_eq!(names_in_round(dst.path()), 2 * (round + 1));
+    }
+    assert_eq!(
+        numbers[1],
+        numbers[0] + 1,
+        "the second offer's number after a batch of two files"
+    );
+}
+
+/// Two small files in `dir`.
+fn two_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    ["a.txt", "b.txt"]
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            std::fs::write(&path, name.as_bytes()).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// How many files the download folder holds.
+fn names_in_round(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+/// `ferry serve --ask` numbers its offers 1, 2: the two files of the first batch do not
+/// count (the second offer read "offer 4").
+#[test]
+fn serve_ask_numbers_offers_from_one() {
+    use std::io::Write;
+
+    use crate::util::{ferry, offer_number, spawn_asking_serve, wait_line};
+
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files = two_files(src.path());
+    let (_serve, addr, lines, mut stdin) = spawn_asking_serve(dst.path());
+    for expected in [1, 2] {
+        let sender = ferry()
+            .args(["send", "--to", &addr.to_string()])
+            .args(&files)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let question = wait_line(&lines, "Accept offer ");
+        assert_eq!(offer_number(&question), expected, "{question}");
+        writeln!(stdin, "y {expected}").unwrap();
+        let out = sender.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
     }
 }

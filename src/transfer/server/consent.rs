@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::Decision;
 use super::connection::Connection;
 use super::lock;
-use crate::events::{Event, OfferedFolder, PendingOffer, Security, ServerEvent, next_transfer_id};
+use crate::events::{Event, OfferedFolder, PendingOffer, Security, ServerEvent, next_offer_id};
 use crate::protocol::session::{Consent, Refusal};
 use crate::protocol::{Header, ReceiverMsg, WaitFor, sanitize_file_name};
 use crate::secure::record::{CLOSE_RECORD_LEN, at_most_a_close_record};
@@ -159,7 +159,7 @@ impl Connection<'_> {
         self.answer(&ReceiverMsg::Waiting {
             waiting_for: WaitFor::Decision,
         });
-        let offer_id = next_transfer_id();
+        let offer_id = next_offer_id();
         let (tx, answers) = crossbeam_channel::bounded(1);
         lock(&self.shared.pending).insert(offer_id, tx);
         let expected = offer.bytes;
