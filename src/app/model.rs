@@ -214,6 +214,13 @@ impl TransferRow {
         })
     }
 
+    /// Ended before a byte moved (declined, refused, unreachable, cancelled while waiting):
+    /// a progress bar would say a misleading "0%" (or "100%" for an empty file).
+    pub fn never_started(&self) -> bool {
+        matches!(self.state, RowState::Failed(_) | RowState::Cancelled { .. })
+            && self.bytes_done == 0
+    }
+
     pub fn fraction(&self) -> f32 {
         if self.bytes_total == 0 {
             return if self.state.is_finished() || self.state == RowState::Active {

@@ -315,9 +315,13 @@ fn row_ui(
 }
 
 /// The progress bar and, beneath it while the row moves, its speed and time left: in one
-/// column, so a narrow window shows them with the bar.
+/// column, so a narrow window shows them with the bar. A row that ended before it started
+/// has none: its state says what happened.
 fn progress_ui(ui: &mut Ui, tr: Tr, row: &TransferRow) {
     ui.vertical(|ui| {
+        if row.never_started() {
+            return;
+        }
         let bar = ProgressBar::new(row.fraction())
             .desired_width(PROGRESS_WIDTH)
             .show_percentage();

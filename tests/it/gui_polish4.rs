@@ -3,7 +3,8 @@
 //!   English lines in the Chinese window); `ferry doctor` keeps its English lines;
 //! - a long failure in the State column no longer pushes the buttons behind the Notes panel
 //!   at 800x600;
-//! - offers are numbered 1, 2, 3 by their own counter (window and `ferry serve --ask`).
+//! - offers are numbered 1, 2, 3 by their own counter (window and `ferry serve --ask`);
+//! - a row that ended before it started (declined, refused) shows no "0%" progress bar.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
@@ -270,4 +271,39 @@ fn serve_ask_numbers_offers_from_one() {
         let out = sender.wait_with_output().unwrap();
         assert!(out.status.success(), "{out:?}");
     }
+}
+
+/// Rows that ended before a byte moved (declined, refused) show no progress bar: a "0%" bar
+/// said something had begun. A row interrupted halfway keeps its bar, at 50%.
+#[test]
+fn rows_that_never_started_show_no_progress_bar() {
+    use egui::accesskit::Role;
+    use ferry::events::Refusal;
+
+    let dst = tempfile::tempdir().unwrap();
+    let failed = |name: &str, kind: FailureKind, done: u64| {
+        let mut row = TransferRow::queued(next_transfer_id(), PathBuf::from(name), 6);
+        row.state = RowState::Failed(Failure::bare(kind));
+        row.bytes_done = done;
+        row
+    };
+    let rows = vec![
+        failed("declined.txt", FailureKind::Declined, 0),
+        failed("refused.txt", FailureKind::Refused(Refusal::NotTrusted), 0),
+        failed(
+            "halfway.txt",
+            FailureKind::Interrupted { kept_bytes: None },
+            3,
+        ),
+    ];
+    let harness = client_window(dst.path(), Lang::En, egui::vec2(1180.0, 720.0), rows);
+    harness.get_by_label("declined.txt");
+    let bars: Vec<_> = harness.get_all_by_role(Role::ProgressIndicator).collect();
+    assert_eq!(bars.len(), 1, "progress bars: {}", bars.len());
+    let halfway = harness.get_by_label("halfway.txt").rect();
+    let bar = bars[0].rect();
+    assert!(
+        bar.center().y > halfway.min.y && bar.center().y < halfway.max.y + 20.0,
+        "the one bar at {bar:?} is not the halfway row's at {halfway:?}"
+    );
 }
