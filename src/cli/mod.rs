@@ -209,7 +209,8 @@ pub struct ServeArgs {
     /// power cut may then lose files both sides were told are safe).
     #[arg(long)]
     pub no_fsync: bool,
-    /// The name announced on the LAN [default: the device name, normally the host name].
+    /// This server's name: announced on the LAN, to LocalSend apps, and told to Ferry senders
+    /// [default: the device name, normally the host name].
     #[arg(long)]
     pub name: Option<String>,
     /// Do not announce on the LAN (typed addresses keep working).

@@ -78,7 +78,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (true, true) => AcceptPolicy::Trusted,
     };
     config.require_encryption = args.require_encryption;
-    config.keyring = keyring();
+    config.keyring = keyring().map(|mut keyring| {
+        // --name is this server's name everywhere: on the LAN, to LocalSend, and in the
+        // handshake, so a sender's rows name it as its device list does.
+        if let Some(name) = &args.name {
+            keyring.identity = std::sync::Arc::new(keyring.identity.called(name));
+        }
+        keyring
+    });
     let keyring = config.keyring.clone();
     let policy = config.policy;
     config.max_per_peer = args.max_per_peer.max(1);

@@ -108,6 +108,12 @@ impl Identity {
         Ok(Self::from_private(private, &name))
     }
 
+    /// The same key under another name, for this run only (`ferry serve --name`): the name
+    /// the handshake tells peers, as the LAN announcement and LocalSend already do.
+    pub fn called(&self, name: &str) -> Identity {
+        Identity::from_private(self.private, name)
+    }
+
     /// Renames this device and stores the new name in `dir`.
     pub fn rename(&mut self, dir: &Path, name: &str) -> Result<(), SecureError> {
         self.name = clip_name(name);

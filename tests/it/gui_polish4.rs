@@ -4,7 +4,8 @@
 //! - a long failure in the State column no longer pushes the buttons behind the Notes panel
 //!   at 800x600;
 //! - offers are numbered 1, 2, 3 by their own counter (window and `ferry serve --ask`);
-//! - a row that ended before it started (declined, refused) shows no "0%" progress bar.
+//! - a row that ended before it started (declined, refused) shows no "0%" progress bar;
+//! - rows name a `ferry serve --name NAME` receiver NAME, not its host name.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
@@ -178,7 +179,7 @@ fn prompt_number(harness: &Harness<'static, FerryApp>) -> u64 {
 /// offer read "Offer 4" after a batch of two files).
 #[test]
 fn offers_are_numbered_by_their_own_counter() {
-    use crate::gui::{listening_addr, pick_and_upload};
+    use crate::gui::listening_addr;
     use ferry::app::PolicyChoice;
 
     let src = tempfile::tempdir().unwrap();
@@ -198,15 +199,7 @@ fn offers_are_numbered_by_their_own_counter() {
     let addr = listening_addr(receiver.state()).unwrap();
     let mut numbers = Vec::new();
     for round in 0..2 {
-        let mut sender = app(settings(src.path()), files.clone());
-        sender.state_mut().tab = Tab::Client;
-        sender.run_steps(2);
-        sender.get_by_label("Destination (host:port)").click();
-        sender
-            .get_by_label("Destination (host:port)")
-            .type_text(&addr.to_string());
-        pick_and_upload(&mut sender, files.len());
-        sender.run_steps(2);
+        let mut sender = upload_window(src.path(), files.clone(), addr);
         run_until(&mut receiver, "the prompt", |app| {
             !app.server.offers.pending.is_empty()
         });
@@ -226,6 +219,25 @@ fn offers_are_numbered_by_their_own_counter() {
         numbers[0] + 1,
         "the second offer's number after a batch of two files"
     );
+}
+
+/// A window on its Client tab that picks `files` and uploads them to `addr`.
+fn upload_window(
+    src: &std::path::Path,
+    files: Vec<PathBuf>,
+    addr: std::net::SocketAddr,
+) -> Harness<'static, FerryApp> {
+    let count = files.len();
+    let mut sender = app(settings(src), files);
+    sender.state_mut().tab = Tab::Client;
+    sender.run_steps(2);
+    sender.get_by_label("Destination (host:port)").click();
+    sender
+        .get_by_label("Destination (host:port)")
+        .type_text(&addr.to_string());
+    crate::gui::pick_and_upload(&mut sender, count);
+    sender.run_steps(2);
+    sender
 }
 
 /// Two small files in `dir`.
@@ -305,5 +317,39 @@ fn rows_that_never_started_show_no_progress_bar() {
     assert!(
         bar.center().y > halfway.min.y && bar.center().y < halfway.max.y + 20.0,
         "the one bar at {bar:?} is not the halfway row's at {halfway:?}"
+    );
+}
+
+/// A window uploading to `ferry serve --name NAME` names the receiver NAME on its rows, as its
+/// device list does: the handshake gave the host name (the device name), not `--name`.
+#[test]
+fn rows_name_the_receiver_by_its_serve_name() {
+    use crate::util::spawn_serve;
+    use ferry::events::Security;
+
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let files = two_files(src.path());
+    let (_serve, addr, _lines) =
+        spawn_serve(dst.path(), &["--name", "客厅的电脑", "--no-discovery"]);
+    let mut sender = upload_window(src.path(), files.clone(), addr);
+    run_until(&mut sender, "the batch to arrive", |app| {
+        app.client
+            .rows
+            .iter()
+            .all(|r| r.state == RowState::Verified)
+    });
+    for row in &sender.state().client.rows {
+        assert!(
+            matches!(&row.security, Some(Security::Encrypted { device, .. }) if device == "客厅的电脑"),
+            "{:?}",
+            row.security
+        );
+    }
+    sender.run_steps(2);
+    assert_eq!(
+        sender.query_all_by_label("encrypted · 客厅的电脑").count(),
+        2,
+        "each row names the receiver"
     );
 }
