@@ -30,9 +30,18 @@ const PROGRESS_WIDTH: f32 = 110.0;
 /// Room for the widest set of buttons (Cancel, or Open and Open folder, or Retry and Remove,
 /// in English).
 const BUTTONS_WIDTH: f32 = 130.0;
-/// Room the name leaves for the state, progress and buttons to its right.
-const AFTER_NAME_WIDTH: f32 =
-    STATE_COLUMN_WIDTH + PROGRESS_WIDTH + BUTTONS_WIDTH + 3.0 * COLUMN_SPACING;
+/// Room for a size ("123.4 MiB", "2 files, 1.2 GiB" is wider and may scroll).
+const SIZE_WIDTH: f32 = 70.0;
+/// Room for the peer: its address, and beneath it whether encrypted and with whom.
+const PEER_WIDTH: f32 = 150.0;
+/// Room the name leaves for the columns to its right that every row uses: the state,
+/// progress, buttons, size and peer (the sender's message may scroll sideways).
+const AFTER_NAME_WIDTH: f32 = STATE_COLUMN_WIDTH
+    + PROGRESS_WIDTH
+    + BUTTONS_WIDTH
+    + SIZE_WIDTH
+    + PEER_WIDTH
+    + 5.0 * COLUMN_SPACING;
 
 /// Room between two rows of the table.
 const ROW_SPACING: f32 = 6.0;
@@ -292,8 +301,11 @@ fn row_ui(
         }
         None => ui.label(format_bytes(row.bytes_total as f64)),
     };
-    // Who is on the other end: the address, and encrypted with which device or not.
-    ui.horizontal(|ui| {
+    // Who is on the other end: the address, and beneath it encrypted with which device or
+    // not (one above the other, so the column stays narrow enough to be seen beside the
+    // Notes panel).
+    ui.vertical(|ui| {
+        ui.style_mut().wrap_mode = Some(egui::TextWrapMode::Extend);
         ui.label(row.peer.map(|p| p.to_string()).unwrap_or_default());
         if let Some(security) = &row.security {
             super::notes_panel::security_mark(ui, security, tr);

@@ -5,7 +5,8 @@
 //!   at 800x600;
 //! - offers are numbered 1, 2, 3 by their own counter (window and `ferry serve --ask`);
 //! - a row that ended before it started (declined, refused) shows no "0%" progress bar;
-//! - rows name a `ferry serve --name NAME` receiver NAME, not its host name.
+//! - rows name a `ferry serve --name NAME` receiver NAME, not its host name;
+//! - at 1180x720 with the Notes panel open the Peer column is in view, not behind a scroll.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
@@ -352,4 +353,52 @@ fn rows_name_the_receiver_by_its_serve_name() {
         2,
         "each row names the receiver"
     );
+}
+
+/// At the window's first size (1180x720) with the Notes panel open, a row shows its common
+/// columns without scrolling sideways: the name (cut), state, progress, buttons, size and the
+/// peer with its encryption, on both tabs and in both languages.
+#[test]
+fn the_peer_column_fits_at_1180_wide_with_notes_open() {
+    use ferry::events::Security;
+
+    for (lang, notes, mark) in [
+        (Lang::En, "Notes", "encrypted · receiver-desk"),
+        (Lang::ZhCn, "便签", "已加密 · receiver-desk"),
+    ] {
+        let dst = tempfile::tempdir().unwrap();
+        let mut row = TransferRow::queued(next_transfer_id(), PathBuf::from(LONG_NAME), 6);
+        row.state = RowState::Verified;
+        row.bytes_done = 6;
+        row.peer = Some("192.168.100.200:8080".parse().unwrap());
+        row.security = Some(Security::Encrypted {
+            device: "receiver-desk".into(),
+            fingerprint: "apple banana cherry delta echo fox".into(),
+            trusted: true,
+        });
+        let mut harness = client_window(
+            dst.path(),
+            lang,
+            egui::vec2(1180.0, 720.0),
+            vec![row.clone()],
+        );
+        assert!(harness.state().notes_open);
+        // The same row received, on the Server tab: its Open and Open folder are the widest
+        // buttons.
+        row.id = next_transfer_id();
+        harness.state_mut().server.rows.push(row);
+        for tab in [Tab::Client, Tab::Server] {
+            harness.state_mut().tab = tab;
+            harness.run_steps(4);
+            let edge = notes_panel_left(&harness, notes);
+            for text in ["192.168.100.200:8080", mark] {
+                let rect = harness.get_by_label(text).rect();
+                assert!(
+                    rect.max.x < edge,
+                    "{lang:?} {tab:?}: {text:?} ends at x = {} behind the Notes panel at {edge}",
+                    rect.max.x
+                );
+            }
+        }
+    }
 }
