@@ -45,7 +45,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l idle-timeout-secs 
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-per-peer -d 'Connections one address may hold at once (so a few peers cannot take every slot)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-files-per-connection -d 'Files one connection may send; more end the connection' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l partial-max-age-days -d 'Remove kept partial files (`*.ferry.part`) older than this many days, at start and hourly' -r
-complete -c ferry -n "__fish_ferry_using_subcommand serve" -l name -d 'The name announced on the LAN [default: the device name, normally the host name]' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l name -d 'This server\'s name: announced on the LAN, to LocalSend apps, and told to Ferry senders [default: the device name, normally the host name]' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l interface -d 'Also announce on this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-port -d 'TCP port for LocalSend receiving (LocalSend\'s default; 0 picks a free one)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-pin -d 'A PIN LocalSend senders must type (3 wrong tries lock an address out for 5 minutes)' -r
