@@ -122,14 +122,35 @@ impl Entry {
         }
     }
 
-    /// Records that it was heard at `addr` (an address of that family), `how`, at `now`,
-    /// and lists it at its IPv4 address unless its IPv6 one was heard [`FAMILY_STALE`]
-    /// later.
-    fn seen(&mut self, addr: SocketAddr, how: &'static str, now: Instant) {
+    /// Its slot for `addr`'s family.
+    fn slot(&mut self, addr: SocketAddr) -> &mut Option<(SocketAddr, Instant)> {
         match addr {
-            SocketAddr::V4(_) => self.v4 = Some((addr, now)),
-            SocketAddr::V6(_) => self.v6 = Some((addr, now)),
+            SocketAddr::V4(_) => &mut self.v4,
+            SocketAddr::V6(_) => &mut self.v6,
         }
+    }
+
+    /// Records that it was heard at `addr` (an address of that family), `how`, at `now`
+    /// (see [`Entry::touched`]).
+    fn seen(&mut self, addr: SocketAddr, how: &'static str, now: Instant) {
+        self.touched(addr, now);
+        if !self.device.how.contains(&how) {
+            self.device.how.push(how);
+        }
+    }
+
+    /// Records that it was heard at `addr` at `now`, and lists it at its IPv4 address
+    /// unless its IPv6 one was heard [`FAMILY_STALE`] later.
+    fn touched(&mut self, addr: SocketAddr, now: Instant) {
+        *self.slot(addr) = Some((addr, now));
+        self.relist();
+        self.device.last_seen = now;
+    }
+
+    /// Lists it at the address of the family its addresses say (see [`Entry::touched`]);
+    /// called whenever one changes. Keeps the listed address when it has none (never the
+    /// case for an entry of the table: one whose last address goes is removed).
+    fn relist(&mut self) {
         self.device.addr = match (self.v4, self.v6) {
             (Some((v4, at4)), Some((v6, at6))) => {
                 if at6.saturating_duration_since(at4) > FAMILY_STALE {
@@ -140,13 +161,9 @@ impl Entry {
             }
             (Some((v4, _)), None) => v4,
             (None, Some((v6, _))) => v6,
-            (None, None) => addr,
+            (None, None) => self.device.addr,
         };
         self.device.addr_v6 = self.v6.map(|(v6, _)| v6);
-        if !self.device.how.contains(&how) {
-            self.device.how.push(how);
-        }
-        self.device.last_seen = now;
     }
 }
 
@@ -398,6 +415,31 @@ impl DeviceTable {
             self.devices.remove(&key);
         }
         gone
+    }
+
+    /// A device showed at `addr` that it is there without a usable answer: over HTTPS,
+    /// the device whose certificate it showed (`Some(fingerprint)`: a completed TLS
+    /// handshake, whatever came after it, or an HTTP error status or a bad body); over
+    /// plain HTTP (`None`), whatever answered with an HTTP status, so the plain-HTTP
+    /// devices listed there (nothing names one: their ids are only claims). Each listed
+    /// at `addr` counts as heard there now (a sweep or check does not forget it); nothing
+    /// else changes, and a device listed elsewhere is not moved (only a register body,
+    /// pinned, does that).
+    pub(super) fn reached_at(&mut self, addr: SocketAddr, fingerprint: Option<&str>) {
+        self.reached_at_time(addr, fingerprint, Instant::now());
+    }
+
+    /// [`DeviceTable::reached_at`] at `now`.
+    fn reached_at_time(&mut self, addr: SocketAddr, fingerprint: Option<&str>, now: Instant) {
+        for (key, entry) in &mut self.devices {
+            let named = match fingerprint {
+                Some(fingerprint) => key.eq_ignore_ascii_case(fingerprint),
+                None => entry.device.protocol == LocalSendProtocol::Http,
+            };
+            if named && entry.listed(addr) == Some(addr) {
+                entry.touched(addr, now);
+            }
+        }
     }
 
     pub(super) fn list(&self) -> Vec<LocalSendDevice> {

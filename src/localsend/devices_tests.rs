@@ -422,3 +422,42 @@ fn the_silent_asked_again_are_proven_ones_first_then_the_newest_each_address_onc
         [at(10), at(13), at(12), at(11)]
     );
 }
+
+#[test]
+fn a_device_that_proves_itself_without_an_answer_counts_as_heard_only_where_it_is_listed() {
+    let mut table = DeviceTable::default();
+    let t0 = Instant::now();
+    let (home, other) = (addr("10.0.0.7:53317"), addr("10.0.0.8:53317"));
+    table.heard_proven_at(info("Phone", "AB-12"), home, "answer", t0);
+    let mut plain = info("Laptop", "PLAIN-1");
+    plain.protocol = Some("http".into());
+    table.heard_at(plain, other, "multicast", t0);
+    table.heard_at(info("Tablet", "EF-56"), other, "multicast", t0);
+    let seen = |t: &DeviceTable, fp: &str| {
+        t.list()
+            .into_iter()
+            .find(|d| d.fingerprint == fp)
+            .map(|d| (d.addr, d.last_seen))
+    };
+
+    let t1 = t0 + Duration::from_secs(1);
+    // Its certificate at another address: nothing moves, nothing is heard.
+    table.reached_at_time(other, Some("AB-12"), t1);
+    assert_eq!(seen(&table, "AB-12"), Some((home, t0)));
+    // Its certificate where it is listed: heard there.
+    table.reached_at_time(home, Some("ab-12"), t1);
+    assert_eq!(seen(&table, "AB-12"), Some((home, t1)));
+    // A status over plain HTTP: the plain devices listed there, not the HTTPS one.
+    let t2 = t0 + Duration::from_secs(2);
+    table.reached_at_time(other, None, t2);
+    assert_eq!(seen(&table, "PLAIN-1"), Some((other, t2)));
+    assert_eq!(seen(&table, "EF-56"), Some((other, t0)));
+    let asked: HashSet<SocketAddr> = [home, other].into_iter().collect();
+    assert_eq!(
+        table.silent(&asked, t1, 8),
+        [other],
+        "only the tablet stayed silent"
+    );
+    assert_eq!(table.forget_silent(&asked, t1), 1);
+    assert_eq!(table.list().len(), 2);
+}

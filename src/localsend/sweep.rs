@@ -259,13 +259,31 @@ async fn ask(
         .ok()?
         .map_err(|e| log::debug!("LocalSend sweep of {addr}: {e}"))
         .ok()?;
-    if !answer.status.is_success() {
-        return None;
-    }
     // A body claiming another device's fingerprint is ignored, as LocalSend does.
-    let mut info = device_of(&answer, protocol)
-        .map_err(|e| log::debug!("LocalSend sweep of {addr}: {e}"))
-        .ok()?;
+    let described = if answer.status.is_success() {
+        device_of(&answer, protocol)
+    } else {
+        Err(format!("answered {}", answer.status))
+    };
+    let mut info = match described {
+        Ok(info) => info,
+        Err(e) => {
+            log::debug!("LocalSend sweep of {addr}: {e}");
+            // Refused, or no register body: no device to list, but whoever answered is
+            // there (over HTTPS, the device whose certificate it showed; see
+            // `DeviceTable::reached_at`), so the sweep does not forget it.
+            let mut devices = lock(&shared.devices);
+            match (protocol, answer.fingerprint.as_deref()) {
+                (LocalSendProtocol::Https, Some(certified)) => {
+                    devices.reached_at(addr, Some(certified));
+                }
+                (LocalSendProtocol::Http, _) => devices.reached_at(addr, None),
+                // Not the case: an answer over HTTPS says the certificate it came with.
+                (LocalSendProtocol::Https, None) => {}
+            }
+            return None;
+        }
+    };
     if info
         .fingerprint
         .eq_ignore_ascii_case(&shared.info.fingerprint)

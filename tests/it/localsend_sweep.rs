@@ -268,6 +268,15 @@ pub(crate) enum Reply {
     LateAfterFirst,
     /// The TLS handshake and the request, then nothing until the client hangs up.
     Mute,
+    /// 500 Internal Server Error (with its certificate).
+    Refused,
+    /// A proper answer the first time, then [`Reply::Refused`].
+    RefusedAfterFirst,
+    /// A proper answer the first time, then [`Reply::Garbage`].
+    GarbageAfterFirst,
+    /// A proper answer the first time, then [`Reply::Refused`] from a fresh certificate
+    /// each time: another device holds the address now.
+    StrangerRefusingAfterFirst,
 }
 
 /// How long [`Reply::SlowAfterFirst`] keeps its later answers.
@@ -292,6 +301,9 @@ pub(crate) fn fake_host_noting(
             let Ok(stream) = stream else { return };
             let identity = match reply {
                 Reply::NewDeviceEachTime => CertIdentity::generate().expect("certificate"),
+                Reply::StrangerRefusingAfterFirst if nth > 0 => {
+                    CertIdentity::generate().expect("certificate")
+                }
                 _ => identity.clone(),
             };
             let done = done.clone();
@@ -303,6 +315,10 @@ pub(crate) fn fake_host_noting(
                         reply
                     }
                     Reply::LateAfterFirst if nth > 0 => Reply::Mute,
+                    Reply::RefusedAfterFirst | Reply::StrangerRefusingAfterFirst if nth > 0 => {
+                        Reply::Refused
+                    }
+                    Reply::GarbageAfterFirst if nth > 0 => Reply::Garbage,
                     _ => reply,
                 };
                 answer_once(stream, &identity, reply);
@@ -355,7 +371,11 @@ fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
         | Reply::NewDeviceEachTime
         | Reply::SlowAfterFirst
         | Reply::LateAfterFirst
-        | Reply::Mute => info(identity.fingerprint()),
+        | Reply::Mute
+        | Reply::RefusedAfterFirst
+        | Reply::GarbageAfterFirst
+        | Reply::StrangerRefusingAfterFirst => info(identity.fingerprint()),
+        Reply::Refused => br#"{"message":"busy"}"#.to_vec(),
         Reply::ForeignFingerprint => info(CertIdentity::generate().expect("c").fingerprint()),
         Reply::Garbage => b"<html>not LocalSend</html>".to_vec(),
         Reply::Huge => {
@@ -364,8 +384,12 @@ fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
             huge
         }
     };
+    let status = match reply {
+        Reply::Refused => "500 Internal Server Error",
+        _ => "200 OK",
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         answer.len()
     );
     let _ = tls.write_all(head.as_bytes());
@@ -547,4 +571,35 @@ fn devices_proven_by_a_sweep_a_register_or_an_answer_outlast_a_flood_of_claims()
             "the {what} device was pushed out by claims"
         );
     }
+}
+
+#[test]
+fn a_listed_device_that_answers_the_sweep_with_an_error_or_a_bad_body_is_kept() {
+    let mine = tempfile::tempdir().unwrap();
+    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
+    // Each is found by a first sweep, then answers with its certificate but no register
+    // body: it is there, only busy or odd.
+    let kept = vec![
+        fake_host([127, 0, 0, 70], Reply::RefusedAfterFirst),
+        fake_host([127, 0, 0, 71], Reply::GarbageAfterFirst),
+    ];
+    // Another device holds this address now: its error says nothing of the one listed.
+    let taken = fake_host([127, 0, 0, 72], Reply::StrangerRefusingAfterFirst);
+    let mut targets = kept.clone();
+    targets.push(taken);
+    let (report, _) = finish(sweeper.sweep(targets.clone()).expect("a sweep starts"));
+    assert_eq!(report.found.len(), 3, "{:?}", report.found);
+
+    let (report, _) = finish(sweeper.sweep(targets).expect("a sweep starts"));
+    assert!(
+        report.found.is_empty(),
+        "no register body: {:?}",
+        report.found
+    );
+    let mut listed: Vec<SocketAddr> = sweeper.devices().iter().map(|d| d.addr).collect();
+    listed.sort();
+    assert_eq!(
+        listed, kept,
+        "the devices that answered are kept, the one whose address another holds is not"
+    );
 }
