@@ -29,16 +29,16 @@ use super::LocalSendError;
 use super::identity::CertIdentity;
 
 /// How a request travels.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(super) enum Link<'a> {
     /// HTTPS: `identity` as our client certificate, the server's pinned to `expected` (or, on
     /// first contact, `None`: whatever it shows is reported in [`Answer::fingerprint`]).
     Tls {
         identity: &'a CertIdentity,
         expected: Option<&'a str>,
-        /// Set once the TLS handshake completed (the server proved it holds the key of the
-        /// certificate it showed), whatever happens to the request after it.
-        shaken: Option<&'a AtomicBool>,
+        /// Called once the TLS handshake completed (the server proved it holds the key of
+        /// the certificate it showed), whatever happens to the request after it.
+        shaken: Option<&'a (dyn Fn() + Sync)>,
     },
     /// Plain HTTP: no certificate either way (the user agreed to send unencrypted, or a
     /// register probe of a device that does not speak TLS).
@@ -137,7 +137,7 @@ where
         } => {
             let (tls, seen) = handshake(identity, expected, addr, tcp).await?;
             if let Some(shaken) = shaken {
-                shaken.store(true, Ordering::SeqCst);
+                shaken();
             }
             let mut answer = request.over(tls, body).await?;
             answer.fingerprint = seen.fingerprint();
@@ -150,7 +150,8 @@ where
 /// [`post_json`] over HTTPS, the server's certificate pinned to `expected`; also whether
 /// the TLS handshake completed, which holds even when what followed failed (an answer
 /// late, cut short or too big): the server then holds that certificate's key, so the
-/// device is there, only its answer failed.
+/// device is there, only its answer failed. `on_handshake` is called as soon as it
+/// completed (a late answer can take the whole timeout).
 pub(super) async fn post_json_pinned(
     identity: &CertIdentity,
     expected: &str,
@@ -158,12 +159,17 @@ pub(super) async fn post_json_pinned(
     path_and_query: &str,
     body: Vec<u8>,
     timeout: Duration,
+    on_handshake: &(dyn Fn() + Sync),
 ) -> (Result<Answer, LocalSendError>, bool) {
     let shaken = AtomicBool::new(false);
+    let noted = || {
+        shaken.store(true, Ordering::SeqCst);
+        on_handshake();
+    };
     let link = Link::Tls {
         identity,
         expected: Some(expected),
-        shaken: Some(&shaken),
+        shaken: Some(&noted),
     };
     let result = post_json(link, addr, path_and_query, body, timeout).await;
     (result, shaken.load(Ordering::SeqCst))

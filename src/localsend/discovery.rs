@@ -12,7 +12,8 @@
 //! forgotten, so LocalSend restarted with encryption off (a fresh id) or with a new
 //! certificate is not shadowed by its old entry (the window prefers HTTPS at an address);
 //! one that answers, or only completes the TLS handshake with its certificate (busy, its
-//! answer late), stays, so a forged claim removes nothing.
+//! answer late), stays, so a forged claim removes nothing; and it counts as heard there as
+//! soon as the handshake is done, so a sweep running meanwhile does not forget it.
 //!
 //! Two families, as LocalSend's newer core does: IPv4 on 224.0.0.167 and IPv6 on
 //! `ff12::fd3a:e420` (link-local scope, hop limit 1), the same port. The IPv6 socket is
@@ -453,8 +454,12 @@ async fn register_pinned(
     let body = serde_json::to_vec(&ours).unwrap_or_default();
     let identity = &shared.config.identity;
     let path = "/api/localsend/v2/register";
+    // Pinned: whoever completes the handshake holds the device's key, at `addr`. That
+    // counts as hearing it there at once, however its answer goes (a sweep running
+    // meanwhile must not forget a device that just proved itself).
+    let reached = || lock(&shared.devices).reached_at(addr, Some(fingerprint));
     let (answered, shaken) =
-        post_json_pinned(identity, fingerprint, addr, path, body, timeout).await;
+        post_json_pinned(identity, fingerprint, addr, path, body, timeout, &reached).await;
     match answered {
         Ok(answer) if answer.status.is_success() => {
             if let Ok(mut theirs) = serde_json::from_slice::<DeviceInfo>(&answer.body) {

@@ -223,3 +223,50 @@ fn a_claim_that_finds_every_check_slot_taken_leaves_its_check_to_the_next() {
         !list.iter().any(|d| d.fingerprint == old)
     });
 }
+
+#[test]
+fn a_sweep_running_while_a_check_proves_a_device_there_does_not_forget_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.alias = "Hearer".into();
+    cfg.multicast = Some(loopback_multicast());
+    cfg.sweep.host_timeout = Duration::from_millis(1000);
+    cfg.sweep.recheck_timeout = Duration::from_millis(1500);
+    let (hearer, _) = start(cfg);
+    let discovery = SocketAddr::from(([127, 0, 0, 1], hearer.discovery_port().expect("port")));
+    // Listed, proven, by a first sweep; from then on it takes the handshake and the
+    // request, and answers too late for anyone.
+    let (busy, ended) = fake_host_noting([127, 0, 0, 96], Reply::LateAfterFirst);
+    assert_eq!(sweep(&hearer, vec![busy]).len(), 1);
+    assert_eq!(ended.recv_timeout(Duration::from_secs(10)), Ok(0));
+
+    // A sweep asks it, in vain; while it asks again, patiently, a claim at its address
+    // makes a check there, which completes the handshake with its certificate.
+    let report = hearer.sweep(vec![busy]).expect("a sweep starts");
+    assert_eq!(
+        ended.recv_timeout(Duration::from_secs(10)),
+        Ok(1),
+        "the sweep's ask gave up"
+    );
+    let udp = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 96], 0))).expect("udp");
+    announce(&udp, discovery, "forged-id", busy.port(), "http");
+    let found = report
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sweep ends")
+        .found;
+    assert!(found.is_empty(), "{found:?}");
+    let mut asked: Vec<usize> = (0..2)
+        .map(|_| {
+            ended
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the recheck and the check were made")
+        })
+        .collect();
+    asked.sort_unstable();
+    assert_eq!(asked, [2, 3]);
+    let list = hearer.devices();
+    assert!(
+        list.iter().any(|d| d.addr == busy && d.proven),
+        "the device that proved itself to the check was forgotten: {list:?}"
+    );
+}
