@@ -398,8 +398,11 @@ impl DeviceTable {
             .collect()
     }
 
-    /// Forgets the device `fingerprint` if it is still listed at `addr` and was not heard
-    /// at all since `since` (when it was asked there and did not answer). Whether it was.
+    /// Forgets the device `fingerprint`'s address `addr` if it is still listed there and
+    /// was not heard there since `since` (when it was asked there and did not answer): the
+    /// device stays, listed at its address of the other family, if it has one (nothing
+    /// said that one went), and is forgotten when that was its only address. Whether the
+    /// address was forgotten.
     pub(super) fn forget_at(
         &mut self,
         fingerprint: &str,
@@ -407,14 +410,20 @@ impl DeviceTable {
         since: Instant,
     ) -> bool {
         let key = fingerprint.to_ascii_uppercase();
-        let gone = self
-            .devices
-            .get(&key)
-            .is_some_and(|e| e.listed(addr) == Some(addr) && e.device.last_seen < since);
-        if gone {
-            self.devices.remove(&key);
+        let Some(entry) = self.devices.get_mut(&key) else {
+            return false;
+        };
+        let slot = entry.slot(addr);
+        if !slot.is_some_and(|(at, when)| at == addr && when < since) {
+            return false;
         }
-        gone
+        *slot = None;
+        if entry.v4.is_none() && entry.v6.is_none() {
+            self.devices.remove(&key);
+        } else {
+            entry.relist();
+        }
+        true
     }
 
     /// A device showed at `addr` that it is there without a usable answer: over HTTPS,

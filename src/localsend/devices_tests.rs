@@ -424,6 +424,36 @@ fn the_silent_asked_again_are_proven_ones_first_then_the_newest_each_address_onc
 }
 
 #[test]
+fn a_failed_check_forgets_only_that_address_of_a_device_listed_at_both_families() {
+    let mut table = DeviceTable::default();
+    let t0 = Instant::now();
+    let (v4, v6) = (addr("192.168.1.9:53317"), addr("[fd00::9]:53317"));
+    table.heard_proven_at(info("Laptop", "CD34"), v4, "answer", t0);
+    table.heard_proven_at(info("Laptop", "CD34"), v6, "answer", t0);
+    let checked = t0 + Duration::from_secs(1);
+    // Another device now holds its IPv4 address: it did not answer there.
+    assert!(table.forget_at("cd34", v4, checked));
+    let listed = table.list();
+    assert_eq!(
+        listed.len(),
+        1,
+        "its IPv6 address is still current: {listed:?}"
+    );
+    assert_eq!((listed[0].addr, listed[0].addr_v6), (v6, Some(v6)));
+    assert!(listed[0].proven);
+    assert!(
+        !table.forget_at("CD34", v4, checked),
+        "no longer listed there"
+    );
+    // Heard over IPv6 since the check began: that address stays.
+    table.heard_at(info("Laptop", "CD34"), v6, "multicast", checked);
+    assert!(!table.forget_at("CD34", v6, checked));
+    // Silent at its last address too: forgotten.
+    assert!(table.forget_at("CD34", v6, checked + Duration::from_secs(1)));
+    assert!(table.list().is_empty());
+}
+
+#[test]
 fn a_device_that_proves_itself_without_an_answer_counts_as_heard_only_where_it_is_listed() {
     let mut table = DeviceTable::default();
     let t0 = Instant::now();

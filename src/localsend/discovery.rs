@@ -8,12 +8,14 @@
 //!
 //! One address is one device: an announcement that lists a device where an HTTPS device
 //! was listed makes Ferry ask that device there, pinned (`check`, at most once per
-//! address per 5 s, within a budget of its own like answers'): one that is gone is
-//! forgotten, so LocalSend restarted with encryption off (a fresh id) or with a new
-//! certificate is not shadowed by its old entry (the window prefers HTTPS at an address);
-//! one that answers, or only completes the TLS handshake with its certificate (busy, its
-//! answer late), stays, so a forged claim removes nothing; and it counts as heard there as
-//! soon as the handshake is done, so a sweep running meanwhile does not forget it.
+//! address per 5 s, within a budget of its own like answers'). One that is gone there
+//! loses that address, so LocalSend restarted with encryption off (a fresh id) or with a
+//! new certificate is not shadowed by its old entry (the window prefers HTTPS at an
+//! address): it is forgotten when that was its only address, and stays listed at its
+//! address of the other family if it has one (nothing said that one went). One that
+//! answers, or only completes the TLS handshake with its certificate (busy, its answer
+//! late), stays, so a forged claim removes nothing; it counts as heard there as soon as
+//! the handshake is done, so a sweep running meanwhile does not forget it.
 //!
 //! Two families, as LocalSend's newer core does: IPv4 on 224.0.0.167 and IPv6 on
 //! `ff12::fd3a:e420` (link-local scope, hop limit 1), the same port. The IPv6 socket is
@@ -499,6 +501,7 @@ async fn check(shared: &Shared, fingerprint: &str, addr: SocketAddr) {
     if let Pinned::Unreached = register_pinned(shared, fingerprint, addr, timeout).await
         && lock(&shared.devices).forget_at(fingerprint, addr, began)
     {
+        // Only that address: listed at one of the other family too, it stays there.
         log::debug!("LocalSend: the device listed at {addr} before another is no longer there");
     }
 }

@@ -270,3 +270,57 @@ fn a_sweep_running_while_a_check_proves_a_device_there_does_not_forget_it() {
         "the device that proved itself to the check was forgotten: {list:?}"
     );
 }
+
+#[test]
+fn a_device_listed_at_both_families_loses_only_the_address_another_device_took() {
+    use crate::localsend_v6::{have_ipv6_loopback, loopback_discovery};
+    if !have_ipv6_loopback() {
+        return;
+    }
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The device listens on IPv6 alone now; its IPv4 address went to another device.
+    let mut cfg = config(dirs.0.path());
+    cfg.bind = "::1".parse().expect("ip");
+    cfg.bind_v6 = None;
+    cfg.alias = "Device".into();
+    let (device, _) = start(cfg);
+    let port = device.local_addr().port();
+    let mut cfg = config(dirs.1.path());
+    cfg.alias = "Hearer".into();
+    cfg.multicast = Some(loopback_discovery());
+    cfg.sweep.recheck_timeout = Duration::from_secs(2);
+    let (hearer, _) = start(cfg);
+    let udp_port = hearer.discovery_port().expect("port");
+
+    // It was heard over both families.
+    let v4 = SocketAddr::from(([127, 0, 0, 97], port));
+    let from_v4 = UdpSocket::bind("127.0.0.97:0").expect("udp");
+    let to_v4 = SocketAddr::from(([127, 0, 0, 1], udp_port));
+    announce(&from_v4, to_v4, device.fingerprint(), port, "https");
+    let from_v6 = UdpSocket::bind("[::1]:0").expect("udp");
+    let to_v6: SocketAddr = format!("[::1]:{udp_port}").parse().expect("addr");
+    announce(&from_v6, to_v6, device.fingerprint(), port, "https");
+    let both = wait_listed(&hearer, "listed at both families", |list| {
+        list.iter()
+            .any(|d| d.fingerprint == device.fingerprint() && d.addr == v4 && d.addr_v6.is_some())
+    });
+    let v6 = both[0].addr_v6.expect("an IPv6 address");
+    assert_eq!(v6, device.local_addr());
+
+    // Another device announces from its IPv4 address: asked there, it does not answer.
+    announce(&from_v4, to_v4, NEW_PLAIN_ID, port, "http");
+    let list = wait_listed(&hearer, "its IPv4 address forgotten", |list| {
+        list.iter()
+            .any(|d| d.fingerprint == device.fingerprint() && d.addr != v4)
+    });
+    let kept = list
+        .iter()
+        .find(|d| d.fingerprint == device.fingerprint())
+        .expect("still listed");
+    assert_eq!((kept.addr, kept.addr_v6), (v6, Some(v6)), "{list:?}");
+    let plain = list
+        .iter()
+        .find(|d| d.fingerprint.eq_ignore_ascii_case(NEW_PLAIN_ID))
+        .expect("the new device is listed");
+    assert_eq!(plain.addr, v4);
+}

@@ -27,7 +27,7 @@ use crate::util::{
 
 /// Whether `::1` works here; prints the skip line if not (a kernel without IPv6 is not
 /// something CI installs).
-fn have_ipv6_loopback() -> bool {
+pub(crate) fn have_ipv6_loopback() -> bool {
     match TcpListener::bind("[::1]:0") {
         Ok(_) => true,
         Err(e) => {
@@ -55,7 +55,7 @@ fn start(config: LocalSendConfig) -> LocalSendServer {
 
 /// Discovery on both families on loopback, on a port of its own (nothing joins a group:
 /// loopback has no IPv6 multicast, so datagrams are sent straight to the port).
-fn loopback_discovery() -> MulticastConfig {
+pub(crate) fn loopback_discovery() -> MulticastConfig {
     MulticastConfig {
         group: LOCALSEND_GROUP,
         port: 0,
