@@ -181,11 +181,16 @@ impl Lookup {
             Some(server)
         });
         let addrs: Vec<SocketAddr> = probes.iter().filter_map(|p| probe_addr(p)).collect();
+        // A probe is a register: the device lists us where this lookup's receiver is.
+        let port = server.as_ref().map(|s| s.local_addr().port());
         let probes = (!addrs.is_empty())
             .then(|| identity().ok())
             .flatten()
             .and_then(|identity| {
-                let sender = LocalSendSender::new(identity, &alias);
+                let mut sender = LocalSendSender::new(identity, &alias);
+                if let Some(port) = port {
+                    sender.port = port;
+                }
                 std::thread::Builder::new()
                     .name("ferry-localsend-probe".into())
                     .spawn(move || {

@@ -88,6 +88,11 @@ pub struct LocalSendSender {
     /// The user agreed to send unencrypted to a device whose encryption is turned off (plain
     /// HTTP). A device that speaks HTTPS is still spoken to over HTTPS.
     pub send_unencrypted: bool,
+    /// The port our own LocalSend receiver listens on (with this identity), which a
+    /// register body and an offer tell the device: it lists us there. LocalSend's default
+    /// unless set; a sender with no receiver running has nothing truer to say (the
+    /// protocol has no way to say "none").
+    pub port: u16,
 }
 
 impl LocalSendSender {
@@ -99,6 +104,7 @@ impl LocalSendSender {
             pin: None,
             decision_timeout: None,
             send_unencrypted: false,
+            port: LOCALSEND_PORT,
         }
     }
 
@@ -125,7 +131,7 @@ impl LocalSendSender {
             device_model: Some("Ferry".to_owned()),
             device_type: Some(self.device_type.clone()),
             fingerprint: self.identity.fingerprint().to_owned(),
-            port: Some(LOCALSEND_PORT),
+            port: Some(self.port),
             protocol: Some(LocalSendProtocol::Https.as_str().to_owned()),
             download: false,
             announce: None,

@@ -353,6 +353,10 @@ impl LocalSendSide {
         sender.device_type = "desktop".to_owned();
         sender.pin = how.pin;
         sender.send_unencrypted = how.unencrypted;
+        // Devices list us where our receiver is (it shares the identity).
+        if let Some(server) = &self.server {
+            sender.port = server.local_addr().port();
+        }
         sender
     }
 

@@ -5,7 +5,8 @@
 //! - the Devices table's kind of device and how it was found are in the window's language;
 //! - a message typed for files to a LocalSend device (which carries none) is said not sent;
 //! - a server setting greyed out while listening says why on hover;
-//! - the window does not list its own LocalSend receiver (a favourite on this machine).
+//! - the window does not list its own LocalSend receiver (a favourite on this machine);
+//! - a favourite the window probes lists the window where its LocalSend receiver listens.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -303,4 +304,41 @@ fn the_window_does_not_list_its_own_localsend_receiver() {
         !listed.iter().any(|f| f.eq_ignore_ascii_case(&own)),
         "the window lists its own LocalSend receiver ({own}) among {listed:?}"
     );
+}
+
+/// A probe is a `POST /register` whose body says where the prober's receiver listens: the
+/// window said LocalSend's port whatever its receiver's was, so the device listed it where
+/// nothing of it listened (or another device did, or the device itself).
+#[test]
+fn a_favourite_probed_lists_the_window_where_its_localsend_receiver_is() {
+    use crate::gui::{app, localsend_settings, run_until};
+    use crate::gui_localsend::{localsend_receiver, wait_localsend_on};
+
+    let (dst, other_dst, ids) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (other, _events) = localsend_receiver(other_dst.path());
+    let settings = Settings {
+        favourites: vec![other.local_addr().to_string()],
+        ..localsend_settings(dst.path(), ids.path())
+    };
+    let mut harness = app(settings, Vec::new());
+    let (own_addr, own) = wait_localsend_on(&mut harness);
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Refresh").click();
+    run_until(&mut harness, "the favourite to be listed", |app| {
+        app.devices
+            .localsend
+            .iter()
+            .any(|d| d.alias == "Living room PC")
+    });
+    let heard = other.devices();
+    let window = heard
+        .iter()
+        .find(|d| d.fingerprint.eq_ignore_ascii_case(&own))
+        .unwrap_or_else(|| panic!("the probe registered the window: {heard:?}"));
+    assert_eq!(window.addr.port(), own_addr.port(), "{heard:?}");
 }

@@ -3,7 +3,10 @@
 //! and forgets it if it is gone, so a LocalSend that restarted with encryption off (a new
 //! plain-HTTP id) or a new certificate is not shadowed by its old entry, which the window
 //! would pick as the destination; a forged claim at an honest device's address removes
-//! nothing, since the device answers.
+//! nothing, since the device answers, and its pinned handshake counts as hearing it (a
+//! sweep meanwhile keeps it); a device listed at both IP families loses only the address
+//! another device took. Nothing is listed at our own receiver's address, and Ferry's own
+//! registers (probes) say where its receiver listens.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -323,4 +326,38 @@ fn a_device_listed_at_both_families_loses_only_the_address_another_device_took()
         .find(|d| d.fingerprint.eq_ignore_ascii_case(NEW_PLAIN_ID))
         .expect("the new device is listed");
     assert_eq!(plain.addr, v4);
+}
+
+#[test]
+fn ferrys_probe_tells_the_device_the_port_its_receiver_listens_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.bind = "127.0.0.98".parse().expect("ip");
+    cfg.alias = "Probed".into();
+    let (device, _) = start(cfg);
+    // `ferry peers` looks with a receiver of its own (on a port the system picks) and
+    // probes the device: a register, which lists it where that receiver is.
+    let out = crate::util::ferry()
+        .args([
+            "peers",
+            "--wait",
+            "1",
+            "--no-localsend-sweep",
+            "--localsend-probe",
+        ])
+        .arg(device.local_addr().to_string())
+        .output()
+        .expect("ferry peers runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = device.devices();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_ne!(
+        listed[0].addr.port(),
+        ferry::localsend::LOCALSEND_PORT,
+        "not its receiver's port: {listed:?}"
+    );
 }
