@@ -327,7 +327,7 @@ pub(super) struct Heard {
     pub check: Vec<(String, OwnedSemaphorePermit)>,
 }
 
-/// Parses a datagram and records its device; `None` when it was not a device's. A check
+/// Parses a datagram and records its device; `None` when it was not another device's. A check
 /// is due only when one of `checking`'s slots is free: one that is not made is neither
 /// counted as made nor paid for, so the device's next announcement asks again.
 pub(super) fn hear(
@@ -344,6 +344,11 @@ pub(super) fn hear(
         return None; // our own announcement, looped back
     }
     let addr = with_port(from, info.port.unwrap_or(LOCALSEND_PORT));
+    if shared.own.is(addr) {
+        // Not another device (see `OwnAddress`): nothing to list, answer or check.
+        log::debug!("LocalSend: an announcement naming our own address {addr}: ignored");
+        return None;
+    }
     let mut devices = lock(&shared.devices);
     devices.heard(info.clone(), addr, "multicast", Proof::Claimed);
     let now = Instant::now();

@@ -43,19 +43,70 @@ impl Listeners {
         })?;
         main.set_nonblocking(true)?;
         let port = main.local_addr()?.port();
-        // The same reach in both families: every address, or loopback (tests) only.
-        let v6 = match (config.bind, config.bind_v6) {
-            (IpAddr::V4(ip), Some(v6))
-                if ip == Ipv4Addr::UNSPECIFIED || (ip.is_loopback() && v6.is_loopback()) =>
-            {
-                let addr = SocketAddr::new(IpAddr::V6(v6), port);
-                bind_v6_only(addr)
-                    .map_err(|e| log::warn!("LocalSend: no IPv6 listener on {addr}: {e}"))
-                    .ok()
-            }
-            _ => None,
-        };
+        let v6 = v6_beside(config).and_then(|v6| {
+            let addr = SocketAddr::new(IpAddr::V6(v6), port);
+            bind_v6_only(addr)
+                .map_err(|e| log::warn!("LocalSend: no IPv6 listener on {addr}: {e}"))
+                .ok()
+        });
         Ok(Self { main, v6 })
+    }
+}
+
+/// The address of the IPv6 listener beside the configured one, if there is to be one: the
+/// same reach in both families, every address or loopback (tests) only.
+fn v6_beside(config: &LocalSendConfig) -> Option<std::net::Ipv6Addr> {
+    match (config.bind, config.bind_v6) {
+        (IpAddr::V4(ip), Some(v6))
+            if ip == Ipv4Addr::UNSPECIFIED || (ip.is_loopback() && v6.is_loopback()) =>
+        {
+            Some(v6)
+        }
+        _ => None,
+    }
+}
+
+/// Where our own receiver listens. No other device is listed there: a register or an
+/// announcement naming one of these addresses is another program on this host claiming
+/// our port (a Ferry whose register body names LocalSend's port, not its receiver's), or
+/// forged, and a row there would send to us.
+#[derive(Debug, Clone)]
+pub(super) struct OwnAddress {
+    port: u16,
+    /// The addresses the listeners are bound to (unspecified: every address of this host).
+    bound: Vec<IpAddr>,
+    /// This host's interface addresses, when a listener takes every address (read at
+    /// start).
+    host: Vec<IpAddr>,
+}
+
+impl OwnAddress {
+    /// The listeners `config` binds, on `port` (the one the first got).
+    pub(super) fn new(config: &LocalSendConfig, port: u16) -> Self {
+        let mut bound = vec![config.bind];
+        bound.extend(v6_beside(config).map(IpAddr::V6));
+        let host = if bound.iter().any(IpAddr::is_unspecified) {
+            if_addrs::get_if_addrs()
+                .unwrap_or_default()
+                .iter()
+                .map(if_addrs::Interface::ip)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self { port, bound, host }
+    }
+
+    /// Whether `addr` is where one of our listeners takes connections.
+    pub(super) fn is(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip();
+        addr.port() == self.port
+            && self.bound.iter().any(|bound| {
+                *bound == ip
+                    || (bound.is_unspecified()
+                        && bound.is_ipv4() == ip.is_ipv4()
+                        && (ip.is_loopback() || self.host.contains(&ip)))
+            })
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 use super::devices::{DeviceTable, LocalSendDevice, Proof};
 use super::discovery::{MulticastConfig, Sockets, with_port};
 use super::identity::CertIdentity;
-use super::listener::{self, Listeners};
+use super::listener::{self, Listeners, OwnAddress};
 use super::session::{Session, Slot};
 use super::sweep::{SweepReport, SweepSettings, Sweeper};
 use super::wire::{DeviceInfo, PROTOCOL_VERSION};
@@ -122,6 +122,8 @@ pub(super) struct Shared {
     pub(super) json_budget: Arc<tokio::sync::Semaphore>,
     /// Wakes discovery to announce again ([`LocalSendServer::announce`]).
     pub(super) announce: tokio::sync::Notify,
+    /// Where we listen: never another device's address.
+    pub(super) own: OwnAddress,
 }
 
 impl Shared {
@@ -133,6 +135,7 @@ impl Shared {
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
+            own: OwnAddress::new(&config, info.port.unwrap_or(config.port)),
             policy: Mutex::new(config.policy),
             config,
             sink,
@@ -452,12 +455,18 @@ async fn register(
             .fingerprint
             .eq_ignore_ascii_case(&shared.info.fingerprint)
     {
-        let port = info.port.unwrap_or(LOCALSEND_PORT);
+        // The body says where its sender's receiver is (LocalSend v2); an older body
+        // without a port means LocalSend's.
+        let addr = with_port(peer, info.port.unwrap_or(LOCALSEND_PORT));
         let proof = match client {
             Some(_) => Proof::Certificate,
             None => Proof::Claimed,
         };
-        lock(&shared.devices).heard(info, with_port(peer, port), "register", proof);
+        if shared.own.is(addr) {
+            log::debug!("LocalSend: a register naming our own address {addr}: not listed");
+        } else {
+            lock(&shared.devices).heard(info, addr, "register", proof);
+        }
     }
     let mut ours = shared.info.clone();
     ours.port = None;

@@ -329,6 +329,58 @@ fn a_device_listed_at_both_families_loses_only_the_address_another_device_took()
 }
 
 #[test]
+fn a_register_or_announcement_naming_our_own_address_lists_nothing() {
+    use ferry::localsend::{CertIdentity, LocalSendSender};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.alias = "Hearer".into();
+    cfg.multicast = Some(loopback_multicast());
+    let (hearer, _) = start(cfg);
+    let own = hearer.local_addr();
+    let discovery = SocketAddr::from(([127, 0, 0, 1], hearer.discovery_port().expect("port")));
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let sender = |alias: &str, port: u16| {
+        let mut sender = LocalSendSender::new(CertIdentity::generate().expect("c"), alias);
+        sender.port = port;
+        sender
+    };
+    // Another program on this host, with a certificate of its own, says it listens where
+    // we do: by a register, and by an announcement.
+    sender("Impostor", own.port())
+        .probe(own, Duration::from_secs(5))
+        .expect("the register is answered");
+    let listed = hearer.devices();
+    assert!(listed.is_empty(), "listed by its register: {listed:?}");
+    announce(&udp, discovery, "impostor-id", own.port(), "https");
+    // A device on this host at a port of its own is another device.
+    let elsewhere = crate::gui_localsend_pin::free_port([127, 0, 0, 1]);
+    let neighbour = sender("Neighbour", elsewhere);
+    neighbour
+        .probe(own, Duration::from_secs(5))
+        .expect("the register is answered");
+    let further = std::iter::repeat_with(|| crate::gui_localsend_pin::free_port([127, 0, 0, 1]))
+        .find(|port| *port != elsewhere)
+        .expect("another port");
+    announce(&udp, discovery, "neighbour-id", further, "https");
+    // Datagrams are heard in order: the impostor's was heard before this one.
+    let list = wait_listed(&hearer, "the neighbour's announcement heard", |list| {
+        list.iter()
+            .any(|d| d.fingerprint.eq_ignore_ascii_case("neighbour-id"))
+    });
+    assert!(
+        list.iter().all(|d| d.addr != own),
+        "a row at our own address: {list:?}"
+    );
+    let there = SocketAddr::from(([127, 0, 0, 1], elsewhere));
+    assert!(
+        list.iter()
+            .any(|d| d.fingerprint == neighbour.identity.fingerprint() && d.addr == there),
+        "{list:?}"
+    );
+    assert_eq!(list.len(), 2, "{list:?}");
+}
+
+#[test]
 fn ferrys_probe_tells_the_device_the_port_its_receiver_listens_on() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
