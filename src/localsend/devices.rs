@@ -9,6 +9,10 @@
 //! register sweep that asked a device's address and got no answer from it is the evidence:
 //! [`DeviceTable::forget_silent`] drops such devices when the sweep ends. A device at an
 //! address no sweep asks (another port, IPv6 only) stays listed, as in LocalSend itself.
+//! An answer without a register body (an HTTP error, a pinned handshake whose answer is
+//! late) is no silence: [`DeviceTable::reached_at`] counts the device it proves as heard.
+//! A check (another device claimed its address) that it does not answer forgets that
+//! address only ([`DeviceTable::forget_at`]): the device goes when it was its last.
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
