@@ -257,22 +257,12 @@ fn hostile_folder_root_names_make_one_new_folder_inside_or_are_refused() {
 /// terminal (a hostile alias must not clear the screen or forge a line of output).
 #[test]
 fn a_localsend_alias_with_control_characters_cannot_forge_peers_output() {
-    use crate::localsend::{config, start};
+    use crate::localsend::{config, peers_probing, start};
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.alias = "evil\u{1b}[2J\nforged  10.0.0.9:53317  localsend desktop\r".into();
     let (server, _events) = start(cfg);
-    let out = crate::util::ferry()
-        .args([
-            "peers",
-            "--wait",
-            "1",
-            "--no-localsend-sweep",
-            "--localsend-probe",
-        ])
-        .arg(server.local_addr().to_string())
-        .output()
-        .unwrap();
+    let out = peers_probing(server.local_addr());
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}");
     // Other tests' LocalSend receivers on this machine may be listed too (they announce on

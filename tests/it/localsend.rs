@@ -43,6 +43,21 @@ pub(crate) fn loopback_multicast() -> MulticastConfig {
     }
 }
 
+/// `ferry peers --wait 1 --no-localsend-sweep --localsend-probe ADDR`, run to its end.
+pub(crate) fn peers_probing(addr: SocketAddr) -> std::process::Output {
+    crate::util::ferry()
+        .args([
+            "peers",
+            "--wait",
+            "1",
+            "--no-localsend-sweep",
+            "--localsend-probe",
+        ])
+        .arg(addr.to_string())
+        .output()
+        .expect("ferry peers runs")
+}
+
 pub(crate) fn start(config: LocalSendConfig) -> (LocalSendServer, Receiver<Event>) {
     let (sink, events) = event_channel(None);
     let server = LocalSendServer::start(config, sink).expect("LocalSend server starts");

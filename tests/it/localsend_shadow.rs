@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ferry::localsend::{LocalSendDevice, LocalSendProtocol, LocalSendServer};
 use serde_json::json;
 
-use crate::localsend::{config, loopback_multicast, start};
+use crate::localsend::{config, loopback_multicast, peers_probing, start};
 use crate::localsend_sweep::{Reply, fake_host_noting};
 
 /// A hearer with discovery on loopback, and a device announcing from `ip` (answered at
@@ -389,17 +389,7 @@ fn ferrys_probe_tells_the_device_the_port_its_receiver_listens_on() {
     let (device, _) = start(cfg);
     // `ferry peers` looks with a receiver of its own (on a port the system picks) and
     // probes the device: a register, which lists it where that receiver is.
-    let out = crate::util::ferry()
-        .args([
-            "peers",
-            "--wait",
-            "1",
-            "--no-localsend-sweep",
-            "--localsend-probe",
-        ])
-        .arg(device.local_addr().to_string())
-        .output()
-        .expect("ferry peers runs");
+    let out = peers_probing(device.local_addr());
     assert!(
         out.status.success(),
         "{}",
