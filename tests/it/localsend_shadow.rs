@@ -326,6 +326,17 @@ fn a_device_listed_at_both_families_loses_only_the_address_another_device_took()
         .find(|d| d.fingerprint.eq_ignore_ascii_case(NEW_PLAIN_ID))
         .expect("the new device is listed");
     assert_eq!(plain.addr, v4);
+
+    // It goes for good (LocalSend restarted with encryption off), and the new id is heard
+    // on IPv6 too: asked at its last address, it is forgotten.
+    let old = device.fingerprint().to_owned();
+    drop(device);
+    announce(&from_v6, to_v6, NEW_PLAIN_ID, port, "http");
+    let list = wait_listed(&hearer, "the old entry forgotten", |list| {
+        !list.iter().any(|d| d.fingerprint == old)
+    });
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].addr_v6, Some(v6), "{list:?}");
 }
 
 #[test]
