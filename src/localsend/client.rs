@@ -36,9 +36,10 @@ pub(super) enum Link<'a> {
     Tls {
         identity: &'a CertIdentity,
         expected: Option<&'a str>,
-        /// Called once the TLS handshake completed (the server proved it holds the key of
-        /// the certificate it showed), whatever happens to the request after it.
-        shaken: Option<&'a (dyn Fn() + Sync)>,
+        /// Called with the fingerprint of the certificate the server showed once the TLS
+        /// handshake completed (the server proved it holds that certificate's key),
+        /// whatever happens to the request after it.
+        shaken: Option<&'a (dyn Fn(&str) + Sync)>,
     },
     /// Plain HTTP: no certificate either way (the user agreed to send unencrypted, or a
     /// register probe of a device that does not speak TLS).
@@ -136,8 +137,8 @@ where
             shaken,
         } => {
             let (tls, seen) = handshake(identity, expected, addr, tcp).await?;
-            if let Some(shaken) = shaken {
-                shaken();
+            if let (Some(shaken), Some(fingerprint)) = (shaken, seen.fingerprint()) {
+                shaken(&fingerprint);
             }
             let mut answer = request.over(tls, body).await?;
             answer.fingerprint = seen.fingerprint();
@@ -162,7 +163,7 @@ pub(super) async fn post_json_pinned(
     on_handshake: &(dyn Fn() + Sync),
 ) -> (Result<Answer, LocalSendError>, bool) {
     let shaken = AtomicBool::new(false);
-    let noted = || {
+    let noted = |_: &str| {
         shaken.store(true, Ordering::SeqCst);
         on_handshake();
     };

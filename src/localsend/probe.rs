@@ -28,18 +28,20 @@ const MAX_PROBE_ANSWER_BYTES: usize = 64 * 1024;
 
 /// `POST /register` with `body` to `addr`, over HTTPS, else (the host speaks no TLS) over
 /// plain HTTP; each connection must be accepted within `connect_timeout`. The answer, and
-/// the protocol it came over.
+/// the protocol it came over. `shaken` is called with the fingerprint of the certificate
+/// the host showed as soon as the TLS handshake completed (see [`Link::Tls`]).
 pub(super) async fn register(
     identity: &CertIdentity,
     addr: SocketAddr,
     body: Vec<u8>,
     connect_timeout: Duration,
     max_answer_bytes: usize,
+    shaken: Option<&(dyn Fn(&str) + Sync)>,
 ) -> Result<(Answer, LocalSendProtocol), LocalSendError> {
     let tls = Link::Tls {
         identity,
         expected: None,
-        shaken: None,
+        shaken,
     };
     let ask = |link| register_over(link, addr, &body, connect_timeout, max_answer_bytes);
     match ask(tls).await {
@@ -121,7 +123,14 @@ impl LocalSendSender {
         let body = serde_json::to_vec(&self.info())
             .map_err(|e| LocalSendSendError::BadAnswer(format!("cannot encode: {e}")))?;
         let unreachable = |source| LocalSendSendError::Unreachable { addr, source };
-        let asked = register(&self.identity, addr, body, timeout, MAX_PROBE_ANSWER_BYTES);
+        let asked = register(
+            &self.identity,
+            addr,
+            body,
+            timeout,
+            MAX_PROBE_ANSWER_BYTES,
+            None,
+        );
         let (answer, protocol) = runtime()?
             .block_on(async { tokio::time::timeout(timeout, asked).await })
             .map_err(|_| unreachable(LocalSendError::Timeout))?

@@ -14,7 +14,11 @@
 //!
 //! A sweep that asked every target also forgets the devices listed at a target's address
 //! that were not heard while it ran ([`DeviceTable::forget_silent`]): how a device that
-//! left the network leaves the list (the window's Refresh sweeps again). Before it does, it
+//! left the network leaves the list (the window's Refresh sweeps again). A host that
+//! completes the TLS handshake is heard, whatever follows: the device whose certificate it
+//! showed, if listed at that address, is there (busy, late, or answering an error or a
+//! body that is no register answer); over plain HTTP, any HTTP status keeps the devices
+//! with encryption off listed there (`DeviceTable::reached_at`). Before it does, it
 //! asks those addresses once more with a longer timeout
 //! ([`SweepSettings::recheck_timeout`]), so a host slower than LocalSend's half second to
 //! accept (a busy phone, a slow link) is not dropped by every Refresh and found again by
@@ -253,7 +257,19 @@ async fn ask(
     let body = serde_json::to_vec(&ours).ok()?;
     let identity = &shared.config.identity;
     let connect = settings.connect_timeout;
-    let work = register(identity, addr, body, connect, MAX_SWEEP_ANSWER_BYTES);
+    // Whoever completes the TLS handshake holds the key of the certificate it showed: the
+    // device of that fingerprint listed at this address is there, however its answer goes
+    // (late, too big, an error: see `DeviceTable::reached_at`).
+    let reached = |fingerprint: &str| lock(&shared.devices).reached_at(addr, Some(fingerprint));
+    let shaken: &(dyn Fn(&str) + Sync) = &reached;
+    let work = register(
+        identity,
+        addr,
+        body,
+        connect,
+        MAX_SWEEP_ANSWER_BYTES,
+        Some(shaken),
+    );
     let (answer, protocol) = tokio::time::timeout(settings.host_timeout, work)
         .await
         .ok()?
@@ -270,16 +286,11 @@ async fn ask(
         Err(e) => {
             log::debug!("LocalSend sweep of {addr}: {e}");
             // Refused, or no register body: no device to list, but whoever answered is
-            // there (over HTTPS, the device whose certificate it showed; see
-            // `DeviceTable::reached_at`), so the sweep does not forget it.
-            let mut devices = lock(&shared.devices);
-            match (protocol, answer.fingerprint.as_deref()) {
-                (LocalSendProtocol::Https, Some(certified)) => {
-                    devices.reached_at(addr, Some(certified));
-                }
-                (LocalSendProtocol::Http, _) => devices.reached_at(addr, None),
-                // Not the case: an answer over HTTPS says the certificate it came with.
-                (LocalSendProtocol::Https, None) => {}
+            // there, so the sweep does not forget it. Over HTTPS the handshake said so
+            // already (above); over plain HTTP nothing names one: the devices listed there
+            // with encryption off (see `DeviceTable::reached_at`).
+            if protocol == LocalSendProtocol::Http {
+                lock(&shared.devices).reached_at(addr, None);
             }
             return None;
         }

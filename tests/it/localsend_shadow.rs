@@ -8,14 +8,14 @@
 //! another device took. Nothing is listed at our own receiver's address, and Ferry's own
 //! registers (probes) say where its receiver listens.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use ferry::localsend::{LocalSendDevice, LocalSendProtocol, LocalSendServer};
+use ferry::localsend::{CertIdentity, LocalSendDevice, LocalSendProtocol, LocalSendServer};
 use serde_json::json;
 
 use crate::localsend::{config, loopback_multicast, peers_probing, start};
-use crate::localsend_sweep::{Reply, fake_host_noting};
+use crate::localsend_sweep::{Reply, answer_once, fake_host_noting};
 
 /// A hearer with discovery on loopback, and a device announcing from `ip` (answered at
 /// once, pinned: listed as proven).
@@ -227,6 +227,24 @@ fn a_claim_that_finds_every_check_slot_taken_leaves_its_check_to_the_next() {
     });
 }
 
+/// Accepts the next connection on `listener` (non-blocking) within 10 s.
+fn next_connection(listener: &TcpListener) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking");
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no connection came");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
 #[test]
 fn a_sweep_running_while_a_check_proves_a_device_there_does_not_forget_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,36 +255,36 @@ fn a_sweep_running_while_a_check_proves_a_device_there_does_not_forget_it() {
     cfg.sweep.recheck_timeout = Duration::from_millis(1500);
     let (hearer, _) = start(cfg);
     let discovery = SocketAddr::from(([127, 0, 0, 1], hearer.discovery_port().expect("port")));
-    // Listed, proven, by a first sweep; from then on it takes the handshake and the
-    // request, and answers too late for anyone.
-    let (busy, ended) = fake_host_noting([127, 0, 0, 96], Reply::LateAfterFirst);
-    assert_eq!(sweep(&hearer, vec![busy]).len(), 1);
-    assert_eq!(ended.recv_timeout(Duration::from_secs(10)), Ok(0));
-
-    // A sweep asks it, in vain; while it asks again, patiently, a claim at its address
-    // makes a check there, which completes the handshake with its certificate.
+    // A device whose every connection the test takes in turn.
+    let listener = TcpListener::bind("127.0.0.96:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let busy = listener.local_addr().expect("addr");
+    let identity = CertIdentity::generate().expect("certificate");
     let report = hearer.sweep(vec![busy]).expect("a sweep starts");
-    assert_eq!(
-        ended.recv_timeout(Duration::from_secs(10)),
-        Ok(1),
-        "the sweep's ask gave up"
-    );
+    answer_once(next_connection(&listener), &identity, Reply::Honest);
+    let found = report.recv_timeout(Duration::from_secs(10)).expect("ends");
+    assert_eq!(found.found.len(), 1, "listed, proven, by a first sweep");
+
+    // A sweep asks it; too busy, it does not even take the handshake.
+    let report = hearer.sweep(vec![busy]).expect("a sweep starts");
+    let stalled = next_connection(&listener);
+    // Meanwhile a claim at its address makes a check there, which completes the handshake
+    // with its certificate (the request is then kept unanswered).
     let udp = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 96], 0))).expect("udp");
     announce(&udp, discovery, "forged-id", busy.port(), "http");
+    let check = next_connection(&listener);
+    let checked = {
+        let identity = identity.clone();
+        std::thread::spawn(move || answer_once(check, &identity, Reply::Mute))
+    };
+    // A patient second ask by the sweep, if any, waits in the backlog: stalled too.
     let found = report
         .recv_timeout(Duration::from_secs(10))
         .expect("the sweep ends")
         .found;
     assert!(found.is_empty(), "{found:?}");
-    let mut asked: Vec<usize> = (0..2)
-        .map(|_| {
-            ended
-                .recv_timeout(Duration::from_secs(10))
-                .expect("the recheck and the check were made")
-        })
-        .collect();
-    asked.sort_unstable();
-    assert_eq!(asked, [2, 3]);
+    checked.join().expect("the check was answered");
+    drop(stalled);
     let list = hearer.devices();
     assert!(
         list.iter().any(|d| d.addr == busy && d.proven),
@@ -341,7 +359,7 @@ fn a_device_listed_at_both_families_loses_only_the_address_another_device_took()
 
 #[test]
 fn a_register_or_announcement_naming_our_own_address_lists_nothing() {
-    use ferry::localsend::{CertIdentity, LocalSendSender};
+    use ferry::localsend::LocalSendSender;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.alias = "Hearer".into();

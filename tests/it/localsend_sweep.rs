@@ -329,7 +329,7 @@ pub(crate) fn fake_host_noting(
     (addr, ended)
 }
 
-fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
+pub(crate) fn answer_once(stream: TcpStream, identity: &CertIdentity, reply: Reply) {
     let config = ferry::localsend::tls::server_config(identity).expect("tls");
     let Ok(connection) = rustls::ServerConnection::new(Arc::clone(&config)) else {
         return;
@@ -574,21 +574,28 @@ fn devices_proven_by_a_sweep_a_register_or_an_answer_outlast_a_flood_of_claims()
 }
 
 #[test]
-fn a_listed_device_that_answers_the_sweep_with_an_error_or_a_bad_body_is_kept() {
+fn a_listed_device_that_answers_the_sweep_with_an_error_a_bad_body_or_late_is_kept() {
     let mine = tempfile::tempdir().unwrap();
-    let sweeper = server_on([127, 0, 0, 1], mine.path(), "Sweeper");
-    // Each is found by a first sweep, then answers with its certificate but no register
-    // body: it is there, only busy or odd.
+    let sweep = SweepSettings {
+        connect_timeout: Duration::from_millis(500),
+        host_timeout: Duration::from_millis(500),
+        concurrency: 8,
+        recheck_timeout: Duration::from_millis(1000),
+    };
+    let sweeper = server_sweeping([127, 0, 0, 1], mine.path(), "Sweeper", sweep);
+    // Each is found by a first sweep, then shows its certificate but gives no register
+    // body, or none in time: it is there, only busy or odd.
     let kept = vec![
         fake_host([127, 0, 0, 70], Reply::RefusedAfterFirst),
         fake_host([127, 0, 0, 71], Reply::GarbageAfterFirst),
+        fake_host([127, 0, 0, 73], Reply::LateAfterFirst),
     ];
     // Another device holds this address now: its error says nothing of the one listed.
     let taken = fake_host([127, 0, 0, 72], Reply::StrangerRefusingAfterFirst);
     let mut targets = kept.clone();
     targets.push(taken);
     let (report, _) = finish(sweeper.sweep(targets.clone()).expect("a sweep starts"));
-    assert_eq!(report.found.len(), 3, "{:?}", report.found);
+    assert_eq!(report.found.len(), 4, "{:?}", report.found);
 
     let (report, _) = finish(sweeper.sweep(targets).expect("a sweep starts"));
     assert!(
