@@ -21,13 +21,17 @@ use serde_json::json;
 const SWEEP_DEADLINE: Duration = Duration::from_secs(15);
 
 fn server_on(ip: [u8; 4], dir: &Path, alias: &str) -> LocalSendServer {
-    let sweep = SweepSettings {
+    server_sweeping(ip, dir, alias, quick_sweep())
+}
+
+/// The sweep of [`server_on`]: a second per host, 8 at a time, 5 s for a recheck.
+fn quick_sweep() -> SweepSettings {
+    SweepSettings {
         connect_timeout: Duration::from_millis(500),
         host_timeout: Duration::from_millis(1000),
         concurrency: 8,
         recheck_timeout: Duration::from_secs(5),
-    };
-    server_sweeping(ip, dir, alias, sweep)
+    }
 }
 
 fn server_sweeping(ip: [u8; 4], dir: &Path, alias: &str, sweep: SweepSettings) -> LocalSendServer {
@@ -204,10 +208,10 @@ fn a_listed_device_too_slow_for_the_sweep_is_asked_again_and_kept() {
 fn a_sweep_asks_again_only_as_many_silent_devices_as_it_asks_at_once() {
     let mine = tempfile::tempdir().unwrap();
     let sweep = SweepSettings {
-        connect_timeout: Duration::from_millis(500),
         host_timeout: Duration::from_millis(500),
         concurrency: 2,
         recheck_timeout: Duration::from_millis(1000),
+        ..quick_sweep()
     };
     let sweeper = server_sweeping([127, 0, 0, 1], mine.path(), "Sweeper", sweep);
     // Six listed devices, all too slow for the sweep and its recheck from now on (as
@@ -577,10 +581,9 @@ fn devices_proven_by_a_sweep_a_register_or_an_answer_outlast_a_flood_of_claims()
 fn a_listed_device_that_answers_the_sweep_with_an_error_a_bad_body_or_late_is_kept() {
     let mine = tempfile::tempdir().unwrap();
     let sweep = SweepSettings {
-        connect_timeout: Duration::from_millis(500),
         host_timeout: Duration::from_millis(500),
-        concurrency: 8,
         recheck_timeout: Duration::from_millis(1000),
+        ..quick_sweep()
     };
     let sweeper = server_sweeping([127, 0, 0, 1], mine.path(), "Sweeper", sweep);
     // Each is found by a first sweep, then shows its certificate but gives no register
