@@ -327,9 +327,9 @@ pub(super) struct Heard {
     pub check: Vec<(String, OwnedSemaphorePermit)>,
 }
 
-/// Parses a datagram and records its device; `None` when it was not another device's. A check
-/// is due only when one of `checking`'s slots is free: one that is not made is neither
-/// counted as made nor paid for, so the device's next announcement asks again.
+/// Parses a datagram and records its device; `None` when it was not another device's. A
+/// check is due only when one of `checking`'s slots is free: one that is not made is
+/// neither counted as made nor paid for, so the device's next announcement asks again.
 pub(super) fn hear(
     shared: &Shared,
     datagram: &[u8],
