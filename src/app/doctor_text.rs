@@ -14,7 +14,14 @@ pub fn finding(tr: Tr, finding: &Finding) -> String {
             tr.fill(T::DoctorUsedNotHeard, &[name, net])
         }
         Finding::Used { name, net, own } => {
-            let paths: Vec<&str> = own.iter().map(|p| path(tr, *p)).collect();
+            // Our own beacon back by unicast is plain "unicast" (see `Finding`'s Display).
+            let paths: Vec<&str> = own
+                .iter()
+                .map(|p| match p {
+                    BeaconPath::Probe => tr.get(T::PathUnicast),
+                    other => path(tr, *other),
+                })
+                .collect();
             tr.fill(
                 T::DoctorUsedHeard,
                 &[name, net, &paths.join(tr.get(T::DoctorAnd))],
@@ -92,6 +99,11 @@ mod tests {
                 name: name.clone(),
                 net: net.clone(),
                 own: vec![BeaconPath::Broadcast, BeaconPath::Mdns],
+            },
+            Finding::Used {
+                name: name.clone(),
+                net: net.clone(),
+                own: vec![BeaconPath::Multicast, BeaconPath::Probe],
             },
             Finding::JoinFailed {
                 name: name.clone(),

@@ -302,4 +302,31 @@ mod tests {
         assert!(text.contains("  wlan0: 1 by mDNS"), "{text}");
         assert!(!text.contains("isolate"), "{text}");
     }
+
+    /// Our own beacon heard back by unicast (a probe of an address that is ours) is said as
+    /// `ferry doctor` always said it: "unicast"; only other devices' unicast beacons are
+    /// "unicast (probe)".
+    #[test]
+    fn own_beacon_heard_by_unicast_is_said_as_before() {
+        let heard = HeardSummary {
+            own: vec![
+                ("eth0".into(), SentTo::Broadcast),
+                ("eth0".into(), SentTo::Unicast),
+            ],
+            others: vec![("eth0".into(), SentTo::Unicast, 2)],
+            ..HeardSummary::default()
+        };
+        let lines = english(&interface_lines(&[eth("eth0")], &heard));
+        assert!(
+            lines.contains(
+                &"interface eth0 10.77.0.1/24: used; our own beacon heard by broadcast and unicast"
+                    .to_owned()
+            ),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"  eth0: 2 by unicast (probe)".to_owned()),
+            "{lines:?}"
+        );
+    }
 }

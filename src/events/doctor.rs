@@ -190,7 +190,15 @@ impl fmt::Display for Finding {
                 "interface {name} {net}: used; our own beacon NOT heard back (multicast and broadcast blocked here?)"
             ),
             Finding::Used { name, net, own } => {
-                let paths: Vec<String> = own.iter().map(ToString::to_string).collect();
+                // Our own beacon back by unicast (a probe of an address of ours) has always
+                // been plain "unicast" here; "unicast (probe)" is for other devices' beacons.
+                let paths: Vec<String> = own
+                    .iter()
+                    .map(|p| match p {
+                        BeaconPath::Probe => "unicast".to_owned(),
+                        other => other.to_string(),
+                    })
+                    .collect();
                 write!(
                     f,
                     "interface {name} {net}: used; our own beacon heard by {}",
