@@ -142,7 +142,7 @@ fn read_state(dir: &DownloadDir, name: &str) -> Option<FolderState> {
 /// hold its partial forever. Only that one name is touched, and only when it is a regular
 /// file of ours with one link ending in the partial suffix, reached through folders of
 /// ours one component at a time, never through a symlink; a folder being received now
-/// (its key claimed) is left alone. The root is found under its recorded name or, renamed
+/// (its key claimed) is left alone, by its state and by any state set aside for that key. The root is found under its recorded name or, renamed
 /// since, by its recorded device and inode ([`find_root`]), and states set aside by
 /// [`load`] count too. Returns each removed partial's path below the download folder (the
 /// root's name now), and its size.
@@ -167,10 +167,12 @@ pub(crate) fn expire_kept(
         let Some(state) = read_state(dir, &name) else {
             continue;
         };
-        // A state set aside names a root no receive uses any more: never in use.
+        // A state set aside names a root no receive uses any more, but the folder that has
+        // its identity now may be a new root of the same key (a deleted root's inode
+        // reused) that a receive is resuming: either kind waits while its key is held.
         let aside = state.root_id.map(|id| aside_name(&state.key, id)) == Some(name.clone());
-        let current = state_name(&state.key) == name && !downloads.folder_in_use(&state.key);
-        if !(current || aside) {
+        let ours = aside || state_name(&state.key) == name;
+        if !ours || downloads.folder_in_use(&state.key) {
             continue;
         }
         let Some(path) = state.partial_path.as_ref().filter(|p| !p.is_empty()) else {
@@ -459,6 +461,43 @@ mod tests {
         assert!(removed.is_empty(), "{removed:?}");
         assert!(part.is_file());
         file.set_modified(later - Duration::from_secs(120)).unwrap();
+        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
+        assert_eq!(removed, [("album/b/two.bin.ferry.part".to_owned(), 4)]);
+        assert!(!part.exists());
+    }
+
+    /// A state set aside names a root no receive should use any more, but the folder with
+    /// its recorded identity may be a new one of the same folder's (a deleted root's inode
+    /// reused): while a receive of that key holds the folder, its partial is left alone,
+    /// however long ago it was written; once the receive ends, it expires.
+    #[test]
+    fn expiry_leaves_a_set_aside_state_alone_while_its_key_is_received() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("album/b")).unwrap();
+        let part = tmp.path().join("album/b/two.bin.ferry.part");
+        std::fs::write(&part, b"kept").unwrap();
+        let downloads = Downloads::open(tmp.path(), false).unwrap();
+        let id = id_of(&tmp.path().join("album"));
+        let state = FolderState {
+            key: "f".repeat(32),
+            root: "album".into(),
+            partial: Some(1),
+            partial_path: Some(vec!["b".into(), "two.bin.ferry.part".into()]),
+            root_id: id,
+        };
+        save(&downloads, &state).unwrap();
+        let aside = aside_name(&state.key, id.unwrap());
+        std::fs::rename(
+            tmp.path().join(state_name(&state.key)),
+            tmp.path().join(&aside),
+        )
+        .unwrap();
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let claim = downloads.claim_folder(&state.key).unwrap();
+        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
+        assert!(removed.is_empty(), "{removed:?}");
+        assert!(part.is_file());
+        drop(claim);
         let removed = expire_kept(&downloads, Duration::from_secs(60), later);
         assert_eq!(removed, [("album/b/two.bin.ferry.part".to_owned(), 4)]);
         assert!(!part.exists());
