@@ -259,10 +259,17 @@ impl Downloads {
     }
 
     /// Removes kept partials older than `max_age` at `now` (never one in use, nor the
-    /// state of a folder being received).
-    pub fn expire_partials(&self, max_age: Duration, now: SystemTime) -> io::Result<Expired> {
+    /// state of a folder being received, nor those named in `keep`).
+    pub fn expire_partials(
+        &self,
+        max_age: Duration,
+        now: SystemTime,
+        keep: &[String],
+    ) -> io::Result<Expired> {
         self.0.dir.expire_partials(max_age, now, |name| {
-            self.parts().contains(name) || self.0.folders.any(|key| folder_state_name(key) == name)
+            self.parts().contains(name)
+                || self.0.folders.any(|key| folder_state_name(key) == name)
+                || keep.iter().any(|kept| kept == name)
         })
     }
 

@@ -37,7 +37,7 @@ use crate::protocol::{PART_SUFFIX, WaitFor, sanitize_file_name};
 use crate::transfer::files::{
     folder_state_aside_name as aside_name, folder_state_name as state_name,
 };
-use crate::transfer::{DownloadDir, Downloads, PartFile};
+use crate::transfer::{DownloadDir, Downloads, Expired, PartFile};
 
 /// The longest state file read.
 const MAX_STATE_BYTES: u64 = 64 * 1024;
@@ -137,29 +137,48 @@ fn read_state(dir: &DownloadDir, name: &str) -> Option<FolderState> {
     (sanitize_file_name(&state.root).as_str() == state.root).then_some(state)
 }
 
+/// The expiry of old partials in the download folder: a folder's kept partial goes with its
+/// folder's state ([`expire_kept`]), then the old partials and states themselves, except
+/// the states whose partial must wait (else nothing would ever name it again).
+pub(crate) fn expire(
+    downloads: &Downloads,
+    max_age: Duration,
+    now: SystemTime,
+) -> io::Result<Expired> {
+    let (kept, waiting) = expire_kept(downloads, max_age, now);
+    let mut expired = downloads.expire_partials(max_age, now, &waiting)?;
+    for (path, size) in kept {
+        expired.names.push(path);
+        expired.bytes = expired.bytes.saturating_add(size);
+    }
+    expired.names.sort();
+    Ok(expired)
+}
+
 /// Before expiry removes old folder states (they end in the partial suffix too): removes
 /// the kept partial each old state names inside its folder, so an abandoned folder does not
 /// hold its partial forever. Only that one name is touched, and only when it is a regular
 /// file of ours with one link ending in the partial suffix, reached through folders of
-/// ours one component at a time, never through a symlink; a folder being received now
-/// (its key claimed) is left alone, by its state and by any state set aside for that key. The root is found under its recorded name or, renamed
-/// since, by its recorded device and inode ([`find_root`]), and states set aside by
-/// [`load`] count too. Returns each removed partial's path below the download folder (the
-/// root's name now), and its size.
-pub(crate) fn expire_kept(
+/// ours one component at a time, never through a symlink. The root is found under its
+/// recorded name or, renamed since, by its recorded device and inode ([`find_root`]), and
+/// states set aside by [`load`] count too. Returns each removed partial's path below the
+/// download folder (the root's name now) and its size, and the names of the states that
+/// must stay for a later expiry: those whose folder is being received now (its key
+/// claimed), and those whose partial was written since (see [`remove_kept`]).
+fn expire_kept(
     downloads: &Downloads,
     max_age: Duration,
     now: SystemTime,
-) -> Vec<(String, u64)> {
+) -> (Vec<(String, u64)>, Vec<String>) {
     let dir = downloads.dir();
+    let (mut removed, mut waiting) = (Vec::new(), Vec::new());
     let old = match dir.old_partials(max_age, now) {
         Ok(old) => old,
         Err(e) => {
             log::warn!("cannot look for old folder states: {e}");
-            return Vec::new();
+            return (removed, waiting);
         }
     };
-    let mut removed = Vec::new();
     for (name, _) in old {
         if !(name.starts_with('.') && name.ends_with(&format!(".ferry-folder{PART_SUFFIX}"))) {
             continue;
@@ -171,20 +190,25 @@ pub(crate) fn expire_kept(
         // its identity now may be a new root of the same key (a deleted root's inode
         // reused) that a receive is resuming: either kind waits while its key is held.
         let aside = state.root_id.map(|id| aside_name(&state.key, id)) == Some(name.clone());
-        let ours = aside || state_name(&state.key) == name;
-        if !ours || downloads.folder_in_use(&state.key) {
+        if !(aside || state_name(&state.key) == name) {
+            continue;
+        }
+        if downloads.folder_in_use(&state.key) {
+            waiting.push(name);
             continue;
         }
         let Some(path) = state.partial_path.as_ref().filter(|p| !p.is_empty()) else {
             continue;
         };
         match remove_kept(dir, &state, path, now.checked_sub(max_age)) {
-            Ok((root, size)) => removed.push((format!("{root}/{}", path.join("/")), size)),
+            Ok(Some((root, size))) => removed.push((format!("{root}/{}", path.join("/")), size)),
+            // Its state stays until the partial is as old, to take it then.
+            Ok(None) => waiting.push(name),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => log::warn!("leaving the kept partial in {:?} alone: {e}", state.root),
         }
     }
-    removed
+    (removed, waiting)
 }
 
 /// The state's root wherever it is now, directly in the download folder: under the name
@@ -216,7 +240,8 @@ fn find_root(dir: &DownloadDir, state: &FolderState) -> io::Result<(DownloadDir,
 }
 
 /// Removes `root/path...` if it is a kept partial of ours last written before `cutoff`
-/// (see [`expire_kept`]); returns the root's name now, and the partial's size.
+/// (see [`expire_kept`]); returns the root's name now, and the partial's size, or nothing
+/// when the partial was written since `cutoff` (left for a later expiry).
 ///
 /// The partial's own age is checked too: a folder's device and inode can be those of a
 /// folder made after the state's root was deleted (inode numbers are reused), and a receive
@@ -226,7 +251,7 @@ fn remove_kept(
     state: &FolderState,
     path: &[String],
     cutoff: Option<SystemTime>,
-) -> io::Result<(String, u64)> {
+) -> io::Result<Option<(String, u64)>> {
     let not_ours = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
     let Some((leaf, parents)) = path.split_last() else {
         return Err(not_ours("no partial named"));
@@ -248,14 +273,14 @@ fn remove_kept(
     }
     let meta = file.metadata()?;
     if cutoff.is_none_or(|cutoff| meta.modified().is_ok_and(|written| written >= cutoff)) {
-        return Err(not_ours("written since its folder's state was kept"));
+        return Ok(None);
     }
     let size = meta.len();
     if !folder.is_same_file(leaf, &file)? {
         return Err(not_ours("replaced meanwhile"));
     }
     folder.remove(leaf)?;
-    Ok((root, size))
+    Ok(Some((root, size)))
 }
 
 /// Records `state` (replacing an older one); synced when the download folder syncs.
@@ -436,8 +461,9 @@ mod tests {
     }
 
     /// A kept partial written since its state was kept (a folder made with the inode of a
-    /// deleted root, receiving now) is not expired with the state; once it is as old as the
-    /// state, it is.
+    /// deleted root, receiving now; or a resumed receive cut short by a crash, after the
+    /// state it began with) is not expired, and its state stays to expire it later: once
+    /// the partial is as old, both go.
     #[test]
     fn expiry_leaves_a_kept_partial_written_since_its_state() {
         let tmp = tempfile::tempdir().unwrap();
@@ -457,19 +483,23 @@ mod tests {
         // The partial written after the state aged past the limit.
         let file = std::fs::File::options().write(true).open(&part).unwrap();
         file.set_modified(later - Duration::from_secs(30)).unwrap();
-        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
-        assert!(removed.is_empty(), "{removed:?}");
+        let expired = expire(&downloads, Duration::from_secs(60), later).unwrap();
+        assert!(expired.names.is_empty(), "{expired:?}");
         assert!(part.is_file());
         file.set_modified(later - Duration::from_secs(120)).unwrap();
-        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
-        assert_eq!(removed, [("album/b/two.bin.ferry.part".to_owned(), 4)]);
+        let expired = expire(&downloads, Duration::from_secs(60), later).unwrap();
+        let both = [
+            state_name(&state.key),
+            "album/b/two.bin.ferry.part".to_owned(),
+        ];
+        assert_eq!(expired.names, both);
         assert!(!part.exists());
     }
 
     /// A state set aside names a root no receive should use any more, but the folder with
     /// its recorded identity may be a new one of the same folder's (a deleted root's inode
-    /// reused): while a receive of that key holds the folder, its partial is left alone,
-    /// however long ago it was written; once the receive ends, it expires.
+    /// reused): while a receive of that key holds the folder, its partial and the state are
+    /// left alone, however long ago it was written; once the receive ends, both expire.
     #[test]
     fn expiry_leaves_a_set_aside_state_alone_while_its_key_is_received() {
         let tmp = tempfile::tempdir().unwrap();
@@ -494,12 +524,15 @@ mod tests {
         .unwrap();
         let later = SystemTime::now() + Duration::from_secs(3600);
         let claim = downloads.claim_folder(&state.key).unwrap();
-        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
-        assert!(removed.is_empty(), "{removed:?}");
+        let expired = expire(&downloads, Duration::from_secs(60), later).unwrap();
+        assert!(expired.names.is_empty(), "{expired:?}");
         assert!(part.is_file());
         drop(claim);
-        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
-        assert_eq!(removed, [("album/b/two.bin.ferry.part".to_owned(), 4)]);
+        let expired = expire(&downloads, Duration::from_secs(60), later).unwrap();
+        assert_eq!(
+            expired.names,
+            [aside, "album/b/two.bin.ferry.part".to_owned()]
+        );
         assert!(!part.exists());
     }
 
@@ -538,7 +571,7 @@ mod tests {
             save(&downloads, &state).unwrap();
         }
         let later = SystemTime::now() + Duration::from_secs(3600);
-        let removed = expire_kept(&downloads, Duration::from_secs(60), later);
+        let (removed, _) = expire_kept(&downloads, Duration::from_secs(60), later);
         assert!(removed.is_empty(), "{removed:?}");
         assert_eq!(
             std::fs::read(outside.path().join("x.ferry.part")).unwrap(),

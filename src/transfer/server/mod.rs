@@ -447,20 +447,7 @@ impl Drop for ServerHandle {
 fn expire_partials(shared: &Shared) {
     let max_age = shared.config.partial_max_age;
     let now = std::time::SystemTime::now();
-    // A folder's kept partial goes with its folder's state (which the next step removes).
-    let kept = folder_resume::expire_kept(&shared.downloads, max_age, now);
-    let expired = shared
-        .downloads
-        .expire_partials(max_age, now)
-        .map(|mut expired| {
-            for (path, size) in kept {
-                expired.names.push(path);
-                expired.bytes = expired.bytes.saturating_add(size);
-            }
-            expired.names.sort();
-            expired
-        });
-    match expired {
+    match folder_resume::expire(&shared.downloads, max_age, now) {
         Ok(expired) if expired.names.is_empty() => {}
         Ok(expired) => {
             log::info!(
