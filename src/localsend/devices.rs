@@ -12,7 +12,9 @@
 //! An answer without a register body (an HTTP error, a pinned handshake whose answer is
 //! late) is no silence: [`DeviceTable::reached_at`] counts the device it proves as heard.
 //! A check (another device claimed its address) that it does not answer forgets that
-//! address only ([`DeviceTable::forget_at`]): the device goes when it was its last.
+//! address only ([`DeviceTable::forget_at`]): the device goes when it was its last. One
+//! kept at its IPv6 address that way is still asked for at the IPv4 address it lost: a
+//! sweep that does not hear it at all forgets it, as one listed at both families.
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -106,6 +108,11 @@ struct Entry {
     /// Its latest address of each family, and when it was heard there.
     v4: Option<(SocketAddr, Instant)>,
     v6: Option<(SocketAddr, Instant)>,
+    /// The IPv4 address a check forgot while its IPv6 one kept it listed
+    /// ([`DeviceTable::forget_at`]), until it is heard over IPv4 again: where sweeps (IPv4
+    /// only) still ask for it, so a device gone from both families does not stay listed for
+    /// ever at an IPv6 address nothing asks.
+    lost_v4: Option<SocketAddr>,
     /// The strongest proof seen (`device.proven` says whether it is above a claim).
     proof: Proof,
 }
@@ -113,8 +120,9 @@ struct Entry {
 impl Entry {
     /// Its IPv4 address, if that is one of `asked` and the device was not heard at all
     /// since `since` (not there, nor over IPv6, nor by announcing).
+    /// An address a check forgot counts as its IPv4 one (see [`Entry::lost_v4`]).
     fn silent_at(&self, asked: &HashSet<SocketAddr>, since: Instant) -> Option<SocketAddr> {
-        let (addr, _) = self.v4?;
+        let addr = self.v4.map(|(addr, _)| addr).or(self.lost_v4)?;
         (asked.contains(&addr) && self.device.last_seen < since).then_some(addr)
     }
 
@@ -147,6 +155,9 @@ impl Entry {
     /// unless its IPv6 one was heard [`FAMILY_STALE`] later.
     fn touched(&mut self, addr: SocketAddr, now: Instant) {
         *self.slot(addr) = Some((addr, now));
+        if addr.is_ipv4() {
+            self.lost_v4 = None;
+        }
         self.relist();
         self.device.last_seen = now;
     }
@@ -279,6 +290,7 @@ impl DeviceTable {
                 checked: [None; 2],
                 v4: None,
                 v6: None,
+                lost_v4: None,
                 proof: Proof::Claimed,
             });
         entry.seen(addr, how, now);
@@ -405,8 +417,9 @@ impl DeviceTable {
     /// Forgets the device `fingerprint`'s address `addr` if it is still listed there and
     /// was not heard there since `since` (when it was asked there and did not answer): the
     /// device stays, listed at its address of the other family, if it has one (nothing
-    /// said that one went), and is forgotten when that was its only address. Whether the
-    /// address was forgotten.
+    /// said that one went), and is forgotten when that was its only address. An IPv4
+    /// address forgotten so is still where sweeps ask for it ([`Entry::lost_v4`]). Whether
+    /// the address was forgotten.
     pub(super) fn forget_at(
         &mut self,
         fingerprint: &str,
@@ -425,6 +438,9 @@ impl DeviceTable {
         if entry.v4.is_none() && entry.v6.is_none() {
             self.devices.remove(&key);
         } else {
+            if addr.is_ipv4() {
+                entry.lost_v4 = Some(addr);
+            }
             entry.relist();
         }
         true

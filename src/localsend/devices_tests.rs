@@ -491,3 +491,43 @@ fn a_device_that_proves_itself_without_an_answer_counts_as_heard_only_where_it_i
     assert_eq!(table.forget_silent(&asked, t1), 1);
     assert_eq!(table.list().len(), 2);
 }
+
+#[test]
+fn a_device_kept_at_its_ipv6_address_by_a_failed_check_still_leaves_with_a_silent_sweep() {
+    let mut table = DeviceTable::default();
+    let t0 = Instant::now();
+    let (v4, v6) = (addr("192.168.1.9:53317"), addr("[fd00::9]:53317"));
+    table.heard_proven_at(info("Laptop", "CD34"), v4, "answer", t0);
+    table.heard_proven_at(info("Laptop", "CD34"), v6, "answer", t0);
+    // Another device announced from its IPv4 address; asked there, it did not answer.
+    assert!(table.forget_at("CD34", v4, t0 + Duration::from_secs(1)));
+    assert_eq!(table.list().len(), 1, "kept at its IPv6 address");
+    // A sweep of that address, then: still not heard at all (its IPv6 address is asked by
+    // no sweep), so it is gone, as a device listed at both families would be.
+    let swept = t0 + Duration::from_secs(2);
+    let asked: HashSet<SocketAddr> = [v4].into_iter().collect();
+    assert_eq!(
+        table.silent(&asked, swept, 8),
+        [v4],
+        "asked there once more"
+    );
+    assert_eq!(table.forget_silent(&asked, swept), 1);
+    assert!(table.list().is_empty(), "{:?}", table.list());
+
+    // Heard again over IPv4 after such a check: that address counts, the one lost does not.
+    table.heard_proven_at(info("Laptop", "CD34"), v4, "answer", swept);
+    table.heard_proven_at(info("Laptop", "CD34"), v6, "answer", swept);
+    assert!(table.forget_at("CD34", v4, swept + Duration::from_secs(1)));
+    let moved = addr("192.168.1.10:53317");
+    table.heard_proven_at(info("Laptop", "CD34"), moved, "answer", swept);
+    let asked: HashSet<SocketAddr> = [v4].into_iter().collect();
+    assert_eq!(
+        table.forget_silent(&asked, swept + Duration::from_secs(2)),
+        0
+    );
+    let asked: HashSet<SocketAddr> = [moved].into_iter().collect();
+    assert_eq!(
+        table.forget_silent(&asked, swept + Duration::from_secs(2)),
+        1
+    );
+}
