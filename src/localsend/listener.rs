@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::LocalSendError;
 use super::discovery::{self, Sockets};
@@ -51,6 +51,26 @@ impl Listeners {
         });
         Ok(Self { main, v6 })
     }
+
+    /// Where these listeners take connections (see [`OwnAddress`]): what they are bound to,
+    /// not what was asked (an IPv6 listener that could not be bound is no address of ours).
+    pub(super) fn own(&self) -> std::io::Result<OwnAddress> {
+        let main = self.main.local_addr()?;
+        let mut bound = vec![main.ip()];
+        // An IPv6 socket that is not IPv6-only (`::` where the system makes it so, as Linux
+        // does) takes IPv4 too: every IPv4 address, or the one it maps.
+        if main.is_ipv6() && !SockRef::from(&self.main).only_v6()? {
+            bound.push(if main.ip().is_unspecified() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                main.ip().to_canonical()
+            });
+        }
+        if let Some(v6) = &self.v6 {
+            bound.push(v6.local_addr()?.ip());
+        }
+        Ok(OwnAddress::new(main.port(), bound))
+    }
 }
 
 /// The address of the IPv6 listener beside the configured one, if there is to be one: the
@@ -70,7 +90,7 @@ fn v6_beside(config: &LocalSendConfig) -> Option<std::net::Ipv6Addr> {
 /// announcement naming one of these addresses is another program on this host claiming
 /// our port (a Ferry whose register body names LocalSend's port, not its receiver's), or
 /// forged, and a row there would send to us.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct OwnAddress {
     port: u16,
     /// The addresses the listeners are bound to (unspecified: every address of this host).
@@ -81,10 +101,8 @@ pub(super) struct OwnAddress {
 }
 
 impl OwnAddress {
-    /// The listeners `config` binds, on `port` (the one the first got).
-    pub(super) fn new(config: &LocalSendConfig, port: u16) -> Self {
-        let mut bound = vec![config.bind];
-        bound.extend(v6_beside(config).map(IpAddr::V6));
+    /// Listeners bound to `bound` on `port` (see [`Listeners::own`]).
+    fn new(port: u16, bound: Vec<IpAddr>) -> Self {
         let host = if bound.iter().any(IpAddr::is_unspecified) {
             if_addrs::get_if_addrs()
                 .unwrap_or_default()
@@ -98,8 +116,9 @@ impl OwnAddress {
     }
 
     /// Whether `addr` is where one of our listeners takes connections.
+    /// An IPv4-mapped IPv6 address is its IPv4 one.
     pub(super) fn is(&self, addr: SocketAddr) -> bool {
-        let ip = addr.ip();
+        let ip = addr.ip().to_canonical();
         addr.port() == self.port
             && self.bound.iter().any(|bound| {
                 *bound == ip

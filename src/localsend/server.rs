@@ -133,9 +133,10 @@ impl Shared {
         downloads: Downloads,
         info: DeviceInfo,
         stop: watch::Receiver<bool>,
+        own: OwnAddress,
     ) -> Self {
         Self {
-            own: OwnAddress::new(&config, info.port.unwrap_or(config.port)),
+            own,
             policy: Mutex::new(config.policy),
             config,
             sink,
@@ -217,7 +218,8 @@ impl LocalSendServer {
         let (stop, stop_rx) = watch::channel(false);
         let stopping = Arc::new(AtomicBool::new(false));
         let sink = sink.stopped_by(Arc::clone(&stopping));
-        let shared = Arc::new(Shared::new(config, sink, downloads, info, stop_rx));
+        let own = listeners.own()?;
+        let shared = Arc::new(Shared::new(config, sink, downloads, info, stop_rx, own));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -485,7 +485,15 @@ mod tests {
         };
         let (sink, events) = event_channel(None);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared::new(config, sink, downloads.clone(), info, stop_rx));
+        let own = super::super::listener::OwnAddress::default();
+        let shared = Arc::new(Shared::new(
+            config,
+            sink,
+            downloads.clone(),
+            info,
+            stop_rx,
+            own,
+        ));
         let security = crate::events::Security::Plain;
         let reservation = downloads.reserve(0).unwrap();
         let session = Arc::new(Session::new(

@@ -432,3 +432,26 @@ fn ferrys_probe_tells_the_device_the_port_its_receiver_listens_on() {
         "not its receiver's port: {listed:?}"
     );
 }
+
+#[test]
+fn a_receiver_on_an_ipv6_socket_that_takes_ipv4_knows_its_ipv4_address_as_its_own() {
+    use ferry::localsend::LocalSendSender;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // A dual-stack socket (as `--bind ::` makes where the system allows IPv4 on IPv6
+    // sockets), here on loopback's IPv4 address only.
+    cfg.bind = "::ffff:127.0.0.1".parse().expect("ip");
+    cfg.alias = "Hearer".into();
+    let (sink, _events) = ferry::events::event_channel(None);
+    let Ok(hearer) = LocalSendServer::start(cfg, sink) else {
+        return; // a system whose IPv6 sockets take no IPv4
+    };
+    let own = SocketAddr::from(([127, 0, 0, 1], hearer.local_addr().port()));
+    let mut impostor = LocalSendSender::new(CertIdentity::generate().expect("c"), "Impostor");
+    impostor.port = own.port();
+    impostor
+        .probe(own, Duration::from_secs(5))
+        .expect("the register over IPv4 is answered");
+    let listed = hearer.devices();
+    assert!(listed.is_empty(), "listed at our own address: {listed:?}");
+}
