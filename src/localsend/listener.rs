@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -90,29 +90,36 @@ fn v6_beside(config: &LocalSendConfig) -> Option<std::net::Ipv6Addr> {
 /// announcement naming one of these addresses is another program on this host claiming
 /// our port (a Ferry whose register body names LocalSend's port, not its receiver's), or
 /// forged, and a row there would send to us.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(super) struct OwnAddress {
     port: u16,
     /// The addresses the listeners are bound to (unspecified: every address of this host).
     bound: Vec<IpAddr>,
-    /// This host's interface addresses, when a listener takes every address (read at
-    /// start).
-    host: Vec<IpAddr>,
+    /// This host's interface addresses, for a listener that takes every address: read when
+    /// needed, again once [`HOST_FRESH`] old, so an address the host got or lost since it
+    /// started (a laptop that moved to another network, where another device may have its
+    /// old address) counts as it is now.
+    host: std::sync::Mutex<HostAddrs>,
+}
+
+/// How long this host's interface addresses, once read, stand for [`OwnAddress`].
+const HOST_FRESH: Duration = Duration::from_secs(3);
+
+/// This host's interface addresses, and when they were read (`None`: not yet).
+#[derive(Debug, Default)]
+struct HostAddrs {
+    read: Option<Instant>,
+    ips: Vec<IpAddr>,
 }
 
 impl OwnAddress {
     /// Listeners bound to `bound` on `port` (see [`Listeners::own`]).
     fn new(port: u16, bound: Vec<IpAddr>) -> Self {
-        let host = if bound.iter().any(IpAddr::is_unspecified) {
-            if_addrs::get_if_addrs()
-                .unwrap_or_default()
-                .iter()
-                .map(if_addrs::Interface::ip)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Self { port, bound, host }
+        Self {
+            port,
+            bound,
+            host: std::sync::Mutex::default(),
+        }
     }
 
     /// Whether `addr` is where one of our listeners takes connections.
@@ -124,8 +131,29 @@ impl OwnAddress {
                 *bound == ip
                     || (bound.is_unspecified()
                         && bound.is_ipv4() == ip.is_ipv4()
-                        && (ip.is_loopback() || self.host.contains(&ip)))
+                        && (ip.is_loopback() || self.host_has(ip)))
             })
+    }
+
+    /// Whether `ip` is one of this host's interface addresses (see [`OwnAddress::host`]).
+    fn host_has(&self, ip: IpAddr) -> bool {
+        let mut host = self
+            .host
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if host
+            .read
+            .is_none_or(|read| now.saturating_duration_since(read) >= HOST_FRESH)
+        {
+            host.ips = if_addrs::get_if_addrs()
+                .unwrap_or_default()
+                .iter()
+                .map(if_addrs::Interface::ip)
+                .collect();
+            host.read = Some(now);
+        }
+        host.ips.contains(&ip)
     }
 }
 
@@ -331,6 +359,44 @@ async fn serve_http<S>(
             // stop and answers) gets a second to end, then is closed.
             connection.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), connection.as_mut()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_addresses_are_the_hosts_as_they_are_now_not_as_they_were_at_start() {
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let own = OwnAddress::new(53317, vec![any]);
+        // Read a while ago, when the host had an address it has since lost (TEST-NET-2:
+        // no host has it now).
+        let lost: IpAddr = "198.51.100.77".parse().expect("ip");
+        let long_ago = Instant::now().checked_sub(HOST_FRESH * 2);
+        *own.host.lock().expect("lock") = HostAddrs {
+            read: long_ago,
+            ips: vec![lost],
+        };
+        assert!(
+            !own.is(SocketAddr::new(lost, 53317)),
+            "another device at the address this host had is not us"
+        );
+        assert!(own.is(SocketAddr::from(([127, 0, 0, 1], 53317))));
+        assert!(!own.is(SocketAddr::from(([127, 0, 0, 1], 53318))));
+        // One it has now, read a while ago without it (the host got it since).
+        let now = if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .iter()
+            .map(if_addrs::Interface::ip)
+            .find(|ip| ip.is_ipv4() && !ip.is_loopback());
+        if let Some(now) = now {
+            *own.host.lock().expect("lock") = HostAddrs {
+                read: long_ago,
+                ips: vec![],
+            };
+            assert!(own.is(SocketAddr::new(now, 53317)), "{now} is ours");
         }
     }
 }
