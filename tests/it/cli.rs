@@ -208,7 +208,11 @@ fn listen_stops_cleanly_when_the_reader_of_its_output_goes_away() {
 /// Runs `ferry ARGS`, whose first stdout line names its address; the reader takes that
 /// line and goes (as `| head -1` does); `poke` then makes it print. It must end by itself,
 /// as on Ctrl-C: no panic, success.
-fn ends_cleanly_without_a_reader(args: &[&str], poke: impl FnOnce(std::net::SocketAddr)) {
+///
+/// `poke` is repeated until it ends: a child another test is spawning at that moment holds
+/// a copy of the pipe's reading end between its fork and its exec, so one line can still be
+/// taken by the pipe; the next meets the closed pipe.
+fn ends_cleanly_without_a_reader(args: &[&str], poke: impl Fn(std::net::SocketAddr)) {
     use std::io::BufRead;
     use std::process::Stdio;
     let mut child = ferry()
@@ -229,16 +233,21 @@ fn ends_cleanly_without_a_reader(args: &[&str], poke: impl FnOnce(std::net::Sock
         .split_whitespace()
         .find_map(|word| word.parse::<std::net::SocketAddr>().ok())
         .unwrap_or_else(|| panic!("no address in {first:?}"));
-    poke(addr);
     let deadline = std::time::Instant::now() + DEADLINE;
+    let mut next_poke = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
+        let now = std::time::Instant::now();
         assert!(
-            std::time::Instant::now() < deadline,
+            now < deadline,
             "ferry {args:?} kept running with nobody reading it"
         );
+        if now >= next_poke {
+            poke(addr);
+            next_poke = now + std::time::Duration::from_millis(500);
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     // Everything it said, to the end of its stderr.
