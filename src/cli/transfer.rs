@@ -64,7 +64,24 @@ fn policy_line(policy: AcceptPolicy, require_encryption: bool) -> String {
     line
 }
 
-pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// `--name` as every face of this server gives it (the LAN announcement, LocalSend, the
+/// handshake): trimmed and cut to a device name's length once, here, so that no peer sees a
+/// name the others do not; a name that is only blanks is refused rather than announced.
+fn serve_name(name: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let clipped = crate::secure::identity::clip_name(&name);
+    anyhow::ensure!(
+        !clipped.is_empty(),
+        "--name needs a name (it was {:?}); leave it out to use the device name",
+        escape_line(&name)
+    );
+    Ok(Some(clipped))
+}
+
+pub fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    args.name = serve_name(args.name.take())?;
     let defaulted = args.dir.is_none();
     let asked = args.dir.clone().unwrap_or_else(default_download_dir);
     let dir = prepare_download_dir(&asked)?;
@@ -510,5 +527,26 @@ pub(super) fn destination_or_device_then(
         }
         Err(_) if could_be_a_name => search(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serve_name;
+
+    #[test]
+    fn serve_name_is_trimmed_and_cut_once_for_every_face_and_blank_is_refused() {
+        assert_eq!(serve_name(None).unwrap(), None);
+        assert_eq!(
+            serve_name(Some("  客厅的电脑 \t".into()))
+                .unwrap()
+                .as_deref(),
+            Some("客厅的电脑")
+        );
+        let long = "名".repeat(200);
+        let cut = serve_name(Some(long.clone())).unwrap().unwrap();
+        assert!(cut.len() < long.len() && long.starts_with(&cut), "{cut}");
+        assert!(serve_name(Some(" \t ".into())).is_err());
+        assert!(serve_name(Some(String::new())).is_err());
     }
 }

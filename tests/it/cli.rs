@@ -123,6 +123,50 @@ fn serve_on_a_port_in_use_exits_one() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
 }
 
+/// A blank `--name` is refused before anything listens (it would be announced, told to
+/// LocalSend apps and to senders as an empty name).
+#[test]
+fn serve_refuses_a_blank_name() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = ferry()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--name",
+            "  ",
+        ])
+        .args(["--no-discovery", "--no-localsend", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = line_channel(child.stderr.take().unwrap());
+    // Killed if it serves (the test then fails below).
+    let mut child = ChildGuard(child);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferry serve --name \"  \" kept serving"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let said: Vec<String> = stderr.iter().collect();
+    assert_eq!(status.code(), Some(1), "{said:#?}");
+    assert!(
+        said.iter().any(|l| l.contains("--name needs a name")),
+        "{said:#?}"
+    );
+}
+
 /// `ferry send --no-encryption` to `ferry serve --require-encryption`: its stdout and exit
 /// code, and the file it named.
 fn send_unencrypted_to_a_receiver_requiring_encryption() -> (Option<i32>, String, PathBuf) {
