@@ -18,6 +18,7 @@ use egui::{Key, RichText, Ui};
 
 use super::file_lister::{Answer, Entry, Kind, Lister, Listing, MAX_ENTRIES, Request};
 use super::i18n::{T, Tr};
+use super::model::format_bytes;
 use super::palette;
 use crate::protocol::escape_line;
 
@@ -456,13 +457,20 @@ impl FileBrowser {
                         if ui.button(format!("{}/", entry.shown)).clicked() {
                             clicked = Some(entry.clone());
                         }
-                    } else if target == BrowseFor::Files {
-                        let on = self.selected.contains(&entry.path);
-                        if ui.selectable_label(on, &entry.shown).clicked() {
-                            clicked = Some(entry.clone());
-                        }
                     } else {
-                        ui.label(RichText::new(&entry.shown).weak());
+                        ui.horizontal(|ui| {
+                            if target == BrowseFor::Files {
+                                let on = self.selected.contains(&entry.path);
+                                if ui.selectable_label(on, &entry.shown).clicked() {
+                                    clicked = Some(entry.clone());
+                                }
+                            } else {
+                                ui.label(RichText::new(&entry.shown).weak());
+                            }
+                            if let Some(size) = entry.size {
+                                ui.label(RichText::new(format_bytes(size as f64)).weak());
+                            }
+                        });
                     }
                 }
                 if self.listing.truncated {

@@ -31,6 +31,8 @@ pub(super) struct Entry {
     pub shown: String,
     pub path: PathBuf,
     pub is_dir: bool,
+    /// A file's size (`None`: a folder, or a file whose size could not be read).
+    pub size: Option<u64>,
 }
 
 /// A folder's entries, folders first, then by name.
@@ -44,7 +46,8 @@ pub(super) struct Listing {
 /// How a folder is listed: [`list`], or in tests one that can be held.
 pub(super) type ListFn = Arc<dyn Fn(&Path) -> io::Result<Listing> + Send + Sync>;
 
-/// The entries of `dir` (a local `read_dir`, no `stat` per entry but for symlinks), folders
+/// The entries of `dir` (a local `read_dir`; a `stat` per file for its size, as a file
+/// dialog shows it, and per symlink for what it leads to; no `stat` per folder), folders
 /// first, then by name, cut at [`MAX_ENTRIES`].
 pub(super) fn list(dir: &Path) -> io::Result<Listing> {
     let mut entries = Vec::new();
@@ -63,11 +66,17 @@ pub(super) fn list(dir: &Path) -> io::Result<Listing> {
             Ok(t) => t.is_dir(),
             Err(_) => path.is_dir(),
         };
+        // What a symlink leads to, for one.
+        let size = (!is_dir)
+            .then(|| std::fs::metadata(&path).ok())
+            .flatten()
+            .map(|meta| meta.len());
         let name = entry.file_name().to_string_lossy().into_owned();
         entries.push(Entry {
             shown: escape_line(&name).into_owned(),
             path,
             is_dir,
+            size,
         });
     }
     entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.shown.cmp(&b.shown)));

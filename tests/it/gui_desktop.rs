@@ -139,6 +139,8 @@ fn without_a_system_dialog_the_in_app_picker_chooses_a_file_that_uploads_verifie
         app.browser.dir == src.path()
     });
     harness.get_by_label("more/");
+    // A file's size beside its name, as a file dialog shows it.
+    harness.get_by_label("195.3 KiB");
     harness.get_by_label("report.txt").click();
     harness.run_steps(2);
     harness.get_by_label("1 selected");
