@@ -108,12 +108,18 @@ fn set_aside(dir: &DownloadDir, name: &str, state: &FolderState) {
 /// The state's root, opened by its name (never through a symlink, only a folder of ours),
 /// if it is still the very folder the state was written for (see [`FolderState::root_id`]).
 fn open_root(dir: &DownloadDir, state: &FolderState) -> io::Result<DownloadDir> {
-    let root = dir.open_dir(&state.root)?;
-    if state.root_id.is_none() || state.root_id != Some(root.identity()?) {
-        log::warn!(
-            "leaving {:?} alone: not the folder the resume state was kept for",
-            state.root
-        );
+    open_kept_for(dir, &state.root, state.root_id).inspect_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            log::warn!("leaving {:?} alone: {e}", state.root);
+        }
+    })
+}
+
+/// The folder `name` directly in `dir`, opened never through a symlink, if the handle is
+/// the folder with device and inode `id` (a state without one names no folder).
+fn open_kept_for(dir: &DownloadDir, name: &str, id: Option<(u64, u64)>) -> io::Result<DownloadDir> {
+    let root = dir.open_dir(name)?;
+    if id.is_none() || id != Some(root.identity()?) {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             "not the folder the resume state was kept for",
@@ -223,20 +229,11 @@ fn find_root(dir: &DownloadDir, state: &FolderState) -> io::Result<(DownloadDir,
             "a state that does not say which folder it was kept for",
         ));
     };
-    if let Ok(root) = dir.open_dir(&state.root)
-        && root.identity()? == id
-    {
+    if let Ok(root) = open_kept_for(dir, &state.root, Some(id)) {
         return Ok((root, state.root.clone()));
     }
     let name = dir.find_dir(id)?.ok_or(io::ErrorKind::NotFound)?;
-    let root = dir.open_dir(&name)?;
-    if root.identity()? != id {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "not the folder the resume state was kept for",
-        ));
-    }
-    Ok((root, name))
+    Ok((open_kept_for(dir, &name, Some(id))?, name))
 }
 
 /// Removes `root/path...` if it is a kept partial of ours last written before `cutoff`
