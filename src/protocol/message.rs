@@ -1,10 +1,13 @@
 //! The JSON messages carried in frames: what a sender says and what a Ferry receiver answers.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::codes::{CancelCode, WaitFor};
 use super::folder::FolderEntry;
+use super::json_fields::{
+    header, kind, optional_string, resume_key, size_list, string_field, string_list, u64_field,
+};
 use super::text::escape_line;
 use super::{MAX_FILE_SIZE, MAX_FRAME_LEN, frame::encode_frame};
 
@@ -466,133 +469,6 @@ fn frame_json(value: &Value) -> Result<Vec<u8>, MessageError> {
         return Err(MessageError::TooLong(body.len()));
     }
     encode_frame(&body).map_err(|_| MessageError::TooLong(body.len()))
-}
-
-fn kind(obj: &Map<String, Value>) -> Result<Option<&str>, MessageError> {
-    match obj.get("kind") {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(MessageError::WrongType {
-            field: "kind",
-            expected: "a string",
-        }),
-    }
-}
-
-fn header(obj: &Map<String, Value>) -> Result<Header, MessageError> {
-    let file_name = string_field(obj, "file_name")?.to_owned();
-    let size = obj
-        .get("file_size")
-        .ok_or(MessageError::MissingField("file_size"))?;
-    let file_size = match size {
-        Value::Number(n) => n
-            .as_u64()
-            .filter(|s| *s <= MAX_FILE_SIZE)
-            .ok_or_else(|| MessageError::BadSize(n.to_string()))?,
-        _ => {
-            return Err(MessageError::WrongType {
-                field: "file_size",
-                expected: "an integer",
-            });
-        }
-    };
-    Ok(Header {
-        file_name,
-        file_size,
-        msg: optional_string(obj, "msg")?,
-        resume_key: resume_key(obj)?,
-        eager: false,
-    })
-}
-
-/// An optional `resume_key`: up to [`MAX_RESUME_KEY_LEN`] lowercase hex digits.
-fn resume_key(obj: &Map<String, Value>) -> Result<Option<String>, MessageError> {
-    Ok(match obj.get("resume_key") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(key))
-            if (1..=MAX_RESUME_KEY_LEN).contains(&key.len())
-                && key
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-        {
-            Some(key.clone())
-        }
-        Some(_) => {
-            return Err(MessageError::WrongType {
-                field: "resume_key",
-                expected: "up to 64 lowercase hex digits",
-            });
-        }
-    })
-}
-
-fn u64_field(obj: &Map<String, Value>, field: &'static str) -> Result<u64, MessageError> {
-    match obj.get(field) {
-        Some(value) => value.as_u64().ok_or(MessageError::WrongType {
-            field,
-            expected: "a non-negative integer",
-        }),
-        None => Err(MessageError::MissingField(field)),
-    }
-}
-
-fn size_list(obj: &Map<String, Value>, field: &'static str) -> Result<Vec<u64>, MessageError> {
-    let wrong = MessageError::WrongType {
-        field,
-        expected: "a list of sizes",
-    };
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_u64()
-                    .filter(|s| *s <= MAX_FILE_SIZE)
-                    .ok_or(wrong.clone())
-            })
-            .collect(),
-        Some(_) => Err(wrong),
-    }
-}
-
-fn string_list(obj: &Map<String, Value>, field: &'static str) -> Result<Vec<String>, MessageError> {
-    let wrong = MessageError::WrongType {
-        field,
-        expected: "a list of strings",
-    };
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned).ok_or(wrong.clone()))
-            .collect(),
-        Some(_) => Err(wrong),
-    }
-}
-
-fn string_field<'a>(
-    obj: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<&'a str, MessageError> {
-    match obj.get(field) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(MessageError::WrongType {
-            field,
-            expected: "a string",
-        }),
-        None => Err(MessageError::MissingField(field)),
-    }
-}
-
-fn optional_string(obj: &Map<String, Value>, field: &'static str) -> Result<String, MessageError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(MessageError::WrongType {
-            field,
-            expected: "a string or null",
-        }),
-    }
 }
 
 #[cfg(test)]

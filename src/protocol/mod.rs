@@ -250,6 +250,7 @@ pub mod beacon;
 mod codes;
 mod folder;
 mod frame;
+mod json_fields;
 mod message;
 mod name;
 mod note;
