@@ -276,8 +276,8 @@ pub struct SendArgs {
     /// LAN or trusted; a name no Ferry device has is looked for among LocalSend devices.
     #[arg(long, value_name = "HOST:PORT|NAME")]
     pub to: String,
-    /// Message attached to every file (the header's `msg`); a folder's files carry none (the
-    /// folder offer has no message).
+    /// Message attached to every file (the header's `msg`) and to every folder (its offer's
+    /// `msg`: the receiver shows it once for the whole folder).
     #[arg(long, default_value = "")]
     pub msg: String,
     /// Speak the original protocol to a plain (non-Ferry) server: nothing is verified or

@@ -118,18 +118,23 @@ impl FolderEntry {
 }
 
 /// The `folder` frames announcing a folder: as many as the entries need, each repeating the
-/// name and totals (files and bytes).
+/// name and totals (files and bytes); the first also carries the sender's message (`msg`,
+/// empty for none), so it holds fewer entries.
 pub fn folder_frames(
     name: &str,
     entries: &[FolderEntry],
     resume_key: Option<&str>,
+    msg: &str,
 ) -> Vec<super::SenderMsg> {
     let count = entries.len() as u64;
     let bytes = entries.iter().filter_map(|e| e.size).sum();
     let mut frames = Vec::new();
     let mut rest = entries;
     loop {
-        let mut used = name.len() * 6 + 96;
+        let msg = if frames.is_empty() { msg } else { "" };
+        // The message as JSON (escapes included); a string always encodes.
+        let msg_len = serde_json::to_string(msg).map_or(msg.len() * 6, |json| json.len());
+        let mut used = name.len() * 6 + 96 + msg_len;
         let take = rest
             .iter()
             .take_while(|e| {
@@ -146,6 +151,7 @@ pub fn folder_frames(
             bytes,
             entries: now.to_vec(),
             resume_key: resume_key.map(str::to_owned),
+            msg: msg.to_owned(),
         });
         rest = later;
         if rest.is_empty() {
@@ -193,6 +199,8 @@ pub struct FolderListing {
     pub name: String,
     /// The sender's resume key for this folder (checked hex), if it gave one.
     pub resume_key: Option<String>,
+    /// The sender's message for the folder (peer text; empty: none).
+    pub msg: String,
     count: u64,
     bytes: u64,
     entries: Vec<SafeEntry>,
@@ -207,6 +215,7 @@ impl FolderListing {
         Self {
             name,
             resume_key: None,
+            msg: String::new(),
             count,
             bytes,
             entries: Vec::new(),

@@ -28,6 +28,7 @@ fn golden_folder_exchange() {
         bytes: 5,
         entries: vec![entry("2024", None), entry("2024/a.txt", Some(5))],
         resume_key: None,
+        msg: String::new(),
     };
     // S -> R: the announcement (keys in sorted order; a folder entry has "dir" and no size).
     assert_eq!(
@@ -115,6 +116,7 @@ fn offered(entries: Vec<FolderEntry>, bytes: u64) -> Result<FrameStep, SessionEr
         bytes,
         entries,
         resume_key: None,
+        msg: String::new(),
     })
 }
 
@@ -141,6 +143,7 @@ fn listings_that_break_a_limit_are_refused() {
         bytes: 0,
         entries: vec![entry("../.x/CON", Some(0))],
         resume_key: None,
+        msg: String::new(),
     });
     assert_eq!(step, Ok(FrameStep::FolderOffer));
     let safe = &rx.folder().unwrap().entries()[0].components;
@@ -155,7 +158,7 @@ fn listings_that_break_a_limit_are_refused() {
 fn a_folder_runs_file_by_file_without_answers_until_its_end() {
     let entries = vec![entry("d", None), entry("d/a", Some(2)), entry("b", Some(0))];
     let mut tx = SenderSession::new(Mode::Ferry);
-    let frames = tx.folder("f", &entries, None).unwrap();
+    let frames = tx.folder("f", &entries, None, "").unwrap();
     let mut rx = ReceiverSession::new(100);
     let mut last = None;
     for frame in frames {
@@ -254,6 +257,7 @@ fn a_plain_connection_cannot_announce_a_folder() {
             bytes: 0,
             entries: vec![],
             resume_key: None,
+            msg: String::new(),
         })
         .is_err()
     );
@@ -272,6 +276,7 @@ fn golden_folder_resume() {
         bytes: 5,
         entries: vec![entry("a.txt", Some(5))],
         resume_key: Some("0123456789abcdef".into()),
+        msg: String::new(),
     };
     assert_eq!(
         encode_sender_msg(&folder).unwrap(),
@@ -350,7 +355,7 @@ fn resumable_pair() -> (SenderSession, ReceiverSession) {
     ];
     let mut tx = SenderSession::new(Mode::Ferry);
     let mut rx = ReceiverSession::new(100);
-    for frame in tx.folder("f", &entries, Some("ab12")).unwrap() {
+    for frame in tx.folder("f", &entries, Some("ab12"), "").unwrap() {
         rx.on_frame(frame).unwrap();
     }
     assert_eq!(rx.folder().unwrap().resume_key.as_deref(), Some("ab12"));
@@ -449,4 +454,58 @@ fn a_hostile_resume_ends_the_connection() {
         }],
     };
     assert!(tx.on_answer(not_a_file).is_err());
+}
+
+/// A folder's message goes in its first frame only, whatever it holds (Chinese, control
+/// characters that JSON escapes six times over), every frame stays below the frame limit,
+/// and the receiver takes the message from the first frame: a later frame cannot change it.
+#[test]
+fn a_folders_message_rides_in_its_first_frame_only() {
+    let msg = format!("周末的照片 {}", "\u{1}".repeat(2000));
+    let entries: Vec<FolderEntry> = (0..2000)
+        .map(|i| entry(&format!("{i:04}-{}", "y".repeat(40)), Some(i)))
+        .collect();
+    let mut tx = SenderSession::new(Mode::Ferry);
+    let frames = tx.folder("相册", &entries, None, &msg).unwrap();
+    assert!(frames.len() > 2, "{}", frames.len());
+    let msgs: Vec<&str> = frames
+        .iter()
+        .map(|f| match f {
+            SenderMsg::Folder { msg, .. } => msg.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(msgs[0], msg);
+    assert!(msgs[1..].iter().all(|m| m.is_empty()), "{msgs:?}");
+    let mut rx = ReceiverSession::new(100_000);
+    let last = frames.len() - 1;
+    for (i, frame) in frames.into_iter().enumerate() {
+        let bytes = encode_sender_msg(&frame).unwrap();
+        assert!(
+            bytes.len() <= MAX_FRAME_LEN + 4,
+            "frame {i}: {}",
+            bytes.len()
+        );
+        // What the receiver decodes from the wire, with a later frame trying another message.
+        let mut decoded = decode_sender_msg(&bytes[4..]).unwrap();
+        if let (true, SenderMsg::Folder { msg, .. }) = (i > 0, &mut decoded) {
+            *msg = "changed later".into();
+        }
+        let step = rx.on_frame(decoded).unwrap();
+        assert_eq!(step == FrameStep::FolderOffer, i == last);
+    }
+    assert_eq!(rx.folder().unwrap().msg, msg);
+}
+
+/// A folder frame without `msg` (every Ferry before it) is a folder with no message; one
+/// whose `msg` is not a string is refused like a file offer's.
+#[test]
+fn a_folder_frame_without_a_message_has_none_and_a_wrong_one_is_refused() {
+    let body = r#"{"ferry":1,"kind":"folder","name":"f","count":0,"bytes":0,"entries":[]}"#;
+    match decode_sender_msg(body.as_bytes()).unwrap() {
+        SenderMsg::Folder { msg, .. } => assert_eq!(msg, ""),
+        other => panic!("{other:?}"),
+    }
+    let bad = r#"{"ferry":1,"kind":"folder","name":"f","count":0,"bytes":0,"msg":7}"#;
+    assert!(decode_sender_msg(bad.as_bytes()).is_err());
 }

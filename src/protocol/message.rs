@@ -114,6 +114,9 @@ pub enum SenderMsg {
         /// Names this sender's copy of the folder (as an offer's `resume_key`), so an
         /// interrupted transfer of it can resume; `None`: it cannot.
         resume_key: Option<String>,
+        /// The sender's message for the whole folder (a file offer's `msg`), empty for none:
+        /// sent in the first frame only, taken from it only. Older receivers ignore it.
+        msg: String,
     },
     /// Inside an accepted folder: the data of entry `index` follows (chunks, then `end`),
     /// from byte `offset` on: 0, or the offset of the partial the receiver offered in its
@@ -316,6 +319,7 @@ pub fn decode_sender_msg(body: &[u8]) -> Result<SenderMsg, MessageError> {
                 count: u64_field(&obj, "count")?,
                 bytes: u64_field(&obj, "bytes")?,
                 resume_key: resume_key(&obj)?,
+                msg: optional_string(&obj, "msg")?,
                 entries: match obj.get("entries") {
                     None | Some(Value::Null) => Vec::new(),
                     Some(Value::Array(items)) => items
@@ -414,13 +418,19 @@ pub fn encode_sender_msg(msg: &SenderMsg) -> Result<Vec<u8>, MessageError> {
             bytes,
             entries,
             resume_key,
+            msg,
         } => {
             let mut folder = serde_json::json!({
                 "ferry": FERRY_VERSION, "kind": "folder", "name": name, "count": count,
                 "bytes": bytes, "entries": entries.iter().map(FolderEntry::to_json).collect::<Vec<_>>(),
             });
-            if let (Some(key), Value::Object(map)) = (resume_key, &mut folder) {
-                map.insert("resume_key".into(), Value::String(key.clone()));
+            if let Value::Object(map) = &mut folder {
+                if let Some(key) = resume_key {
+                    map.insert("resume_key".into(), Value::String(key.clone()));
+                }
+                if !msg.is_empty() {
+                    map.insert("msg".into(), Value::String(msg.clone()));
+                }
             }
             folder
         }

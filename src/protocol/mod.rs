@@ -185,6 +185,8 @@
 //!         N counts against the receiver's files-per-connection limit.
 //!         The first frame may carry "resume_key" (as an offer's: up to 64 lowercase hex
 //!         digits; Ferry derives it from the folder's absolute path).
+//!         The first frame may carry "msg", the sender's message for the folder (as an
+//!         offer's; only the first frame's counts; older receivers ignore it).
 //! R -> S  Frame {"kind":"waiting"}                                   (optional, as for files;
 //!                                        "for":"earlier_copy" while an earlier connection of
 //!                                        the sender still holds this folder's resume)

@@ -232,6 +232,7 @@ fn stop_while_a_resumed_folder_is_hashed(on_disk: &str, partial: Option<u64>, li
             mode: 6,
         }],
         resume_key: Some(key.clone()),
+        msg: String::new(),
     };
     s.write_all(&encode_sender_msg(&offer).unwrap()).unwrap();
     // The server reads the file from its start: it is hashing.

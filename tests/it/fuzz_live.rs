@@ -338,7 +338,7 @@ pub(crate) fn seed_stream(rng: &mut Rng) -> Vec<Seg> {
                 });
             }
             let key = resume_key(rng);
-            for msg in folder_frames(&name(rng), &entries, key.as_deref()) {
+            for msg in folder_frames(&name(rng), &entries, key.as_deref(), "") {
                 segs.push(frame(&msg));
             }
             for (i, (_, data)) in files.iter().enumerate() {

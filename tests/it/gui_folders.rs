@@ -232,3 +232,26 @@ fn a_folder_dropped_on_the_window_is_queued_beside_a_file_and_both_go_in_one_upl
         .filter(|r| r.folder.is_some());
     assert_eq!(folders.count(), 1, "the file is a row of its own");
 }
+
+/// The message typed in the Client tab goes with a folder too: the receiving window's folder
+/// row shows it (before, a folder offer had no message and it was dropped without a word).
+#[test]
+fn a_message_typed_for_a_folder_shows_on_the_receivers_folder_row() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let (root, files) = make_folder(src.path());
+    let (mut receiver, addr) = receiver(dst.path());
+    let mut sender = window(settings(src.path()), Some(root));
+    type_destination(&mut sender, addr);
+    sender.get_by_label("Message").click();
+    sender.get_by_label("Message").type_text("周末的照片");
+    sender.get_by_label("Choose folder…").click();
+    run_until(&mut sender, "the folder in the queue", |app| {
+        !app.client.rows.is_empty()
+    });
+    upload_and_wait(&mut sender, &mut receiver, files.len());
+    let row = &receiver.state().server.rows[0];
+    assert_eq!(row.msg, "周末的照片", "{row:#?}");
+    receiver.run_steps(2);
+    receiver.get_by_label("周末的照片");
+}

@@ -18,6 +18,7 @@ mod desktop;
 mod eager;
 mod faults;
 mod ferry;
+mod folder_message;
 mod folders;
 mod folders_hardening;
 mod folders_leftovers;

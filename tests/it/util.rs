@@ -753,6 +753,7 @@ pub fn offer_folder(
         bytes: entries.iter().filter_map(|e| e.size).sum(),
         entries,
         resume_key: resume_key.map(str::to_owned),
+        msg: String::new(),
     };
     stream
         .write_all(&ferry::protocol::encode_sender_msg(&folder).unwrap())

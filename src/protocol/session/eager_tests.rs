@@ -171,7 +171,7 @@ fn a_sender_attributes_late_answers_to_its_eager_files_in_order() {
     assert_eq!((tx.accepts_owed(), tx.verdicts_owed()), (2, 1));
     // No ordinary offer and no folder while eager answers are owed.
     assert!(tx.clone().offer(header("big", 1000, false)).is_err());
-    assert!(tx.clone().folder("d", &[], None).is_err());
+    assert!(tx.clone().folder("d", &[], None, "").is_err());
     // The first file's verdict, then the eager ones' answers, interleaved.
     let verified = |name: &str| ReceiverMsg::Verified {
         saved_as: name.into(),

@@ -254,6 +254,7 @@ impl ReceiverSession {
                     bytes,
                     entries,
                     resume_key,
+                    msg,
                 },
             ) if self.mode != Some(Mode::Plain) => {
                 if self.state == State::Idle {
@@ -269,6 +270,7 @@ impl ReceiverSession {
                     .get_or_insert_with(|| FolderListing::new(name.clone(), count, bytes));
                 if self.state == State::Idle {
                     listing.resume_key = resume_key;
+                    listing.msg = msg;
                 }
                 listing.extend(&name, count, bytes, entries)?;
                 self.mode = Some(Mode::Ferry);

@@ -202,6 +202,7 @@ impl SenderSession {
         name: &str,
         entries: &[FolderEntry],
         resume_key: Option<&str>,
+        msg: &str,
     ) -> Result<Vec<SenderMsg>, SessionError> {
         // A folder's `failed` means the receiver gave up on it: no file verdict may be owed
         // then, or the two would read alike.
@@ -215,7 +216,7 @@ impl SenderSession {
         self.state = State::FolderOffered;
         self.folder = Some((entries.iter().map(|e| e.size).collect(), 0));
         self.folder_partial = None;
-        Ok(folder_frames(name, entries, resume_key))
+        Ok(folder_frames(name, entries, resume_key, msg))
     }
 
     /// The size of the announced folder's file entry `index`, if it is one.

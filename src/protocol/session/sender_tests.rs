@@ -137,7 +137,10 @@ fn verdicts_owed_are_taken_in_order_while_later_files_go_out() {
         m.end([0; 32]).unwrap();
     }
     assert_eq!(m.verdicts_owed(), 2);
-    assert!(m.clone().folder("d", &[], None).is_err(), "verdicts owed");
+    assert!(
+        m.clone().folder("d", &[], None, "").is_err(),
+        "verdicts owed"
+    );
     m.offer(header(1)).unwrap();
     let failed = ReceiverMsg::Failed { reason: "x".into() };
     assert_eq!(

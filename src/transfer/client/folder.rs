@@ -223,7 +223,10 @@ impl Upload<'_> {
         }
         let first = folder.files.first().map_or(0, |(_, f)| f.id);
         let key = folder.resume_key.as_deref();
-        for frame in self.session.folder(&folder.name, &folder.entries, key)? {
+        for frame in self
+            .session
+            .folder(&folder.name, &folder.entries, key, &self.opts.msg)?
+        {
             let frame = encode_sender_msg(&frame).map_err(TransferError::from)?;
             self.write_or_explain(&frame)?;
         }

@@ -137,7 +137,7 @@ impl Connection<'_> {
                 .map(|e| format!("{root}/{}", e.components.join("/")))
                 .collect(),
             sizes: files.filter_map(|e| e.size).collect(),
-            msg: String::new(),
+            msg: folder.msg.clone(),
             folder: Some(OfferedFolder {
                 folders: count_folders(folder.entries()),
                 name: root,

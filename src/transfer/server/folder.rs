@@ -82,13 +82,13 @@ impl Connection<'_> {
             return Err(TransferError::Unexpected("a folder with no listing".into()).into());
         };
         let (name, bytes) = (folder.name.clone(), folder.totals().1);
-        let resume_key = folder.resume_key.clone();
+        let (resume_key, msg) = (folder.resume_key.clone(), folder.msg.clone());
         let safe = sanitize_file_name(&name);
         let header = Header {
             eager: false,
             file_name: name.clone(),
             file_size: bytes,
-            msg: String::new(),
+            msg: msg.clone(),
             resume_key: None,
         };
         let downloads = self.shared.downloads.clone();
@@ -179,6 +179,7 @@ impl Connection<'_> {
             root_id,
             entries,
             resume_key,
+            msg: Some(msg).filter(|m| !m.is_empty()),
             partial: None,
             dirs: Dirs::new(root),
             verified: Vec::new(),
@@ -411,7 +412,7 @@ impl Connection<'_> {
             saved_as: Some(shown.clone()),
             bytes_total: size,
             mode: Mode::Ferry,
-            msg: String::new(),
+            msg: rx.msg.take().unwrap_or_default(),
             security: self.security.clone(),
         });
         let cancel = self.go_live(id);

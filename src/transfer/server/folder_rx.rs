@@ -49,6 +49,9 @@ pub(super) struct FolderRx {
     pub entries: Vec<SafeEntry>,
     /// The sender's resume key: an interruption leaves a state to resume from.
     pub(super) resume_key: Option<String>,
+    /// The sender's message for the folder, until the first of its files starts: that row
+    /// carries it (the window's folder row shows it from there, `serve` prints it once).
+    pub(super) msg: Option<String>,
     /// Resuming: the kept partial offered to the sender, until its file arrives.
     pub(super) partial: Option<KeptPartial>,
     /// The subfolders made (or that could not be), and the few kept open.
