@@ -391,6 +391,13 @@ impl FerryApp {
     pub(super) fn apply(&mut self, action: Action) {
         match action {
             Action::Engine(command) => {
+                // The notes socket listens where the server does (first, so the server's
+                // discovery announces the notes port that is served).
+                if let Command::StartServer(config) = &command
+                    && let Some(action) = self.notes.follow(config.bind)
+                {
+                    self.apply(action);
+                }
                 let message = match &command {
                     Command::Send { opts, .. } | Command::SendItems { opts, .. } => {
                         !opts.msg.is_empty()
@@ -457,6 +464,11 @@ impl FerryApp {
                 self.devices.unencrypted_agreed.set(addr, &id, agreed);
                 self.client.notice = None;
                 self.notes.send_error = None;
+            }
+            Action::ListenNotes => {
+                if let Some(action) = self.notes.listen(&self.server.bind) {
+                    self.apply(action);
+                }
             }
             Action::LocalSendChanged => {
                 let setup = self.localsend_setup();

@@ -102,6 +102,8 @@ pub enum Action {
     PickSendFolder,
     /// Send files to a trusted device (from the trusted list): its last address, its key.
     SendTo(crate::events::TrustedPeer),
+    /// The Notes panel's "Listen": the notes socket on its port, at the server's bind address.
+    ListenNotes,
     /// "Receive from LocalSend" changed: the engine gets the new LocalSend setup.
     LocalSendChanged,
     /// "Send with PIN": files a LocalSend device refused for want of a PIN, again with it.
@@ -228,9 +230,7 @@ impl FerryApp {
         app.apply(Action::Engine(Command::ShowKeyring));
         // Before the server starts, so a server that listens at once is announced.
         app.apply(Action::Engine(Command::SetDiscovery(app.devices.setup())));
-        if let Some(action) = app.notes.listen() {
-            app.apply(action);
-        }
+        app.apply(Action::ListenNotes);
         // A server that was listening when the window closed listens again.
         if settings.server_listening
             && let Some(action) = app.server.start()

@@ -6,8 +6,14 @@
 //! device refused for want of a PIN shows a PIN field and "Send note with PIN" (or, after
 //! too many tries, says the device refuses for a while), as the Client tab does for files;
 //! one with encryption off gets a note only once "Send unencrypted to this device" is ticked.
+//!
+//! The notes socket binds the Server tab's bind address (as `ferry listen --bind` does), so a
+//! window told to listen on 127.0.0.1 or one interface does not take notes on the others;
+//! when the server starts on another address, the notes socket moves there too. A bind
+//! address that is not an IP address leaves the notes socket off and says so, rather than
+//! listening everywhere.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
@@ -29,11 +35,15 @@ pub enum NotesStatus {
     Listening(SocketAddr),
     /// The port field holds no port (said in the window's language).
     InvalidPort,
+    /// The Server tab's bind address is not an IP address: nothing is bound.
+    InvalidBind,
     Failed(String),
 }
 
 pub struct NotesPanel {
     pub port: String,
+    /// The address the notes socket was last asked to bind (the server's bind address).
+    pub bind: Option<IpAddr>,
     pub peer: String,
     pub draft: String,
     pub status: NotesStatus,
@@ -71,6 +81,7 @@ impl NotesPanel {
     pub fn new(port: String, peer: String) -> Self {
         Self {
             port,
+            bind: None,
             peer,
             draft: String::new(),
             status: NotesStatus::Off,
@@ -86,17 +97,34 @@ impl NotesPanel {
         }
     }
 
-    /// The command that binds the notes socket on the configured port.
-    pub fn listen(&mut self) -> Option<Action> {
+    /// The command that binds the notes socket on the configured port at `bind` (the Server
+    /// tab's bind address, as typed).
+    pub fn listen(&mut self, bind: &str) -> Option<Action> {
+        let Ok(bind) = bind.trim().parse::<IpAddr>() else {
+            self.bind = None;
+            self.status = NotesStatus::InvalidBind;
+            return None;
+        };
+        self.listen_on(bind)
+    }
+
+    /// When the server starts on `bind`: binds the notes socket there too, unless it was
+    /// already asked to (so a notes port that failed is not tried again for nothing).
+    pub fn follow(&mut self, bind: IpAddr) -> Option<Action> {
+        (self.bind != Some(bind)).then(|| self.listen_on(bind))?
+    }
+
+    fn listen_on(&mut self, bind: IpAddr) -> Option<Action> {
         match self.port.trim().parse::<u16>() {
             Ok(port) => {
+                self.bind = Some(bind);
                 self.status = NotesStatus::Off;
                 Some(Action::Engine(Command::StartNotes(NotesConfig::new(
-                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    port,
+                    bind, port,
                 ))))
             }
             Err(_) => {
+                self.bind = None;
                 self.status = NotesStatus::InvalidPort;
                 None
             }
@@ -142,7 +170,7 @@ impl NotesPanel {
             ui.add(egui::TextEdit::singleline(&mut self.port).desired_width(60.0))
                 .labelled_by(label.id);
             if ui.button(tr.get(T::NotesStart)).clicked() {
-                actions.extend(self.listen());
+                actions.push(Action::ListenNotes);
             }
         });
         match &self.status {
@@ -154,6 +182,9 @@ impl NotesPanel {
             }
             NotesStatus::InvalidPort => {
                 ui.label(RichText::new(tr.get(T::InvalidNotesPort)).color(palette::ERROR));
+            }
+            NotesStatus::InvalidBind => {
+                ui.label(RichText::new(tr.get(T::InvalidBind)).color(palette::ERROR));
             }
             NotesStatus::Off => {
                 ui.label(tr.get(T::NotesNotListening));

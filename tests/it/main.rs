@@ -16,6 +16,7 @@ mod cli_notes;
 mod cli_waiting;
 mod desktop;
 mod eager;
+mod faces;
 mod faults;
 mod ferry;
 mod folder_message;
