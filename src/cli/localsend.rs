@@ -20,7 +20,7 @@ use super::{LocalSendToArgs, NoteArgs, SendArgs, ServeArgs, SweepArgs};
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
-    CertIdentity, LOCALSEND_PORT, LocalSendBatch, LocalSendConfig, LocalSendDevice,
+    CertIdentity, LOCALSEND_PORT, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendError,
     LocalSendProtocol, LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
 };
 use crate::protocol::escape_line;
@@ -147,6 +147,25 @@ pub(super) fn sweep_targets(
     Some(crate::localsend::subnet_hosts(&interfaces, LOCALSEND_PORT))
 }
 
+/// The lookup's receiver, on LocalSend's port when it is free, so what devices are told is
+/// the port this host's Ferry receivers (the window's, `ferry serve`'s) use, not one nobody
+/// serves once the command ends: LocalSend keeps one entry per IP address, and the port last
+/// told (by an announcement or a register) wins. When a receiver here holds that port, the
+/// lookup listens on another but tells devices that receiver's: their register answers go
+/// there, and the lookup learns of them from the sweep's and the probes' answers and from
+/// their multicast datagrams instead.
+fn start_receiver(mut config: LocalSendConfig) -> Result<LocalSendServer, LocalSendError> {
+    match LocalSendServer::start(config.clone(), event_channel(None).0) {
+        Err(LocalSendError::PortInUse { port }) => {
+            log::info!("LocalSend lookup: port {port} is held here; telling devices that one");
+            config.port = 0;
+            config.advertised_port = Some(port);
+            LocalSendServer::start(config, event_channel(None).0)
+        }
+        started => started,
+    }
+}
+
 /// Looking for LocalSend devices: a receiver that takes nothing (every offer refused) so
 /// devices can register back, announcing on the LAN, plus `POST /register` probes and the
 /// sweep.
@@ -166,13 +185,12 @@ impl Lookup {
         let alias = crate::secure::identity::default_device_name();
         let server = identity().ok().and_then(|identity| {
             let mut config = LocalSendConfig::new(std::env::temp_dir(), &alias, identity);
-            config.port = 0;
             config.device_type = "headless".to_owned();
             // Looking only: nothing is ever accepted or written.
             config.policy = AcceptPolicy::TrustedOnly;
             config.fsync = false;
             config.multicast = Some(MulticastConfig::lan());
-            let server = LocalSendServer::start(config, event_channel(None).0)
+            let server = start_receiver(config)
                 .map_err(|e| log::warn!("LocalSend lookup: {e}"))
                 .ok()?;
             if let Some(targets) = sweep_targets(sweep, None, &[]) {
@@ -181,8 +199,8 @@ impl Lookup {
             Some(server)
         });
         let addrs: Vec<SocketAddr> = probes.iter().filter_map(|p| probe_addr(p)).collect();
-        // A probe is a register: the device lists us where this lookup's receiver is.
-        let port = server.as_ref().map(|s| s.local_addr().port());
+        // A probe is a register: the device lists us at the port the receiver tells.
+        let port = server.as_ref().map(LocalSendServer::advertised_port);
         let probes = (!addrs.is_empty())
             .then(|| identity().ok())
             .flatten()

@@ -44,6 +44,12 @@ pub struct LocalSendConfig {
     pub bind_v6: Option<Ipv6Addr>,
     /// TCP port for HTTPS (LocalSend's 53317; 0 picks one, for tests).
     pub port: u16,
+    /// The port devices are told (announcements, register bodies and answers, sweeps) when
+    /// it is not the one bound (`None`: the bound port). LocalSend keeps one entry per IP
+    /// address, last told wins: a short-lived lookup that could not take LocalSend's port,
+    /// because a receiver on this host holds it, tells devices that receiver's port rather
+    /// than one nobody serves once the lookup ends.
+    pub advertised_port: Option<u16>,
     /// The download folder; must exist.
     pub dir: PathBuf,
     /// The name other devices show.
@@ -83,6 +89,7 @@ impl LocalSendConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             bind_v6: Some(Ipv6Addr::UNSPECIFIED),
             port: LOCALSEND_PORT,
+            advertised_port: None,
             dir,
             alias: alias.to_owned(),
             device_type: "desktop".to_owned(),
@@ -210,7 +217,7 @@ impl LocalSendServer {
             device_model: Some("Ferry".to_owned()),
             device_type: Some(config.device_type.clone()),
             fingerprint: fingerprint.clone(),
-            port: Some(local_addr.port()),
+            port: Some(config.advertised_port.unwrap_or(local_addr.port())),
             protocol: Some(config.protocol.as_str().to_owned()),
             download: false,
             announce: None,
@@ -244,6 +251,11 @@ impl LocalSendServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The port devices are told ([`LocalSendConfig::advertised_port`], else the bound one).
+    pub fn advertised_port(&self) -> u16 {
+        self.shared.info.port.unwrap_or(self.local_addr.port())
     }
 
     /// The IPv6 listener beside [`LocalSendServer::local_addr`], if there is one (see

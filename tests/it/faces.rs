@@ -84,3 +84,62 @@ fn an_unparsable_bind_address_leaves_the_notes_socket_off_and_says_why() {
     harness.run_steps(1);
     wait_notes_at(&mut harness, IpAddr::V4(Ipv4Addr::LOCALHOST));
 }
+
+/// `ferry peers` (and `send --to`, `note --to`) look for LocalSend devices with a receiver of
+/// their own, and tell devices its port. LocalSend keeps one entry per address, so a device
+/// must be told LocalSend's port: the lookup's receiver takes it when it is free (and serves
+/// it while it runs); when a receiver here holds it, the lookup tells devices that one and
+/// still finds them.
+#[test]
+fn a_lookup_tells_devices_localsends_port_and_takes_it_when_it_is_free() {
+    use ferry::localsend::LOCALSEND_PORT;
+    use std::net::{TcpListener, TcpStream};
+    use std::process::Stdio;
+
+    match TcpListener::bind((Ipv4Addr::UNSPECIFIED, LOCALSEND_PORT)) {
+        Ok(probe) => {
+            drop(probe);
+            let child = crate::util::ferry()
+                .args(["peers", "--wait", "3", "--no-localsend-sweep"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("ferry peers runs");
+            let mut child = crate::util::ChildGuard(child);
+            let deadline = std::time::Instant::now() + crate::util::DEADLINE;
+            let served = loop {
+                if TcpStream::connect((Ipv4Addr::LOCALHOST, LOCALSEND_PORT)).is_ok() {
+                    break true;
+                }
+                if child.0.try_wait().expect("status").is_some()
+                    || std::time::Instant::now() > deadline
+                {
+                    break false;
+                }
+                // Poll interval while the lookup starts.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            };
+            assert!(served, "the lookup's receiver took LocalSend's free port");
+        }
+        Err(e) => crate::util::skip_or_fail(
+            false,
+            &format!("LocalSend's port {LOCALSEND_PORT} is held here ({e}): free case untested"),
+        ),
+    }
+
+    // Held (by this test, or whatever held it already): devices are told that port, and the
+    // probe still finds the device.
+    let _held = TcpListener::bind((Ipv4Addr::UNSPECIFIED, LOCALSEND_PORT));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = crate::localsend::config(dir.path());
+    cfg.bind = "127.0.0.97".parse().expect("ip");
+    cfg.alias = "Told phone".into();
+    let (device, _) = crate::localsend::start(cfg);
+    let out = crate::localsend::peers_probing(device.local_addr());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Told phone"), "found by the probe: {text}");
+    let listed = device.devices();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].addr.port(), LOCALSEND_PORT, "{listed:?}");
+}

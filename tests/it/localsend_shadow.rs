@@ -6,7 +6,7 @@
 //! nothing, since the device answers, and its pinned handshake counts as hearing it (a
 //! sweep meanwhile keeps it); a device listed at both IP families loses only the address
 //! another device took. Nothing is listed at our own receiver's address, and Ferry's own
-//! registers (probes) say where its receiver listens.
+//! registers (probes) tell LocalSend's port.
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -410,14 +410,16 @@ fn a_register_or_announcement_naming_our_own_address_lists_nothing() {
 }
 
 #[test]
-fn ferrys_probe_tells_the_device_the_port_its_receiver_listens_on() {
+fn ferrys_probe_tells_the_device_localsends_port_not_a_temporary_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.bind = "127.0.0.98".parse().expect("ip");
     cfg.alias = "Probed".into();
     let (device, _) = start(cfg);
-    // `ferry peers` looks with a receiver of its own (on a port the system picks) and
-    // probes the device: a register, which lists it where that receiver is.
+    // `ferry peers` looks with a receiver of its own and probes the device: a register,
+    // which lists it at the port it tells. LocalSend keeps one entry per address, so that
+    // is LocalSend's port (where the lookup listens when it is free, or the receiver that
+    // holds it), never one that nobody serves once the command ends.
     let out = peers_probing(device.local_addr());
     assert!(
         out.status.success(),
@@ -426,10 +428,10 @@ fn ferrys_probe_tells_the_device_the_port_its_receiver_listens_on() {
     );
     let listed = device.devices();
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_ne!(
+    assert_eq!(
         listed[0].addr.port(),
         ferry::localsend::LOCALSEND_PORT,
-        "not its receiver's port: {listed:?}"
+        "{listed:?}"
     );
 }
 
