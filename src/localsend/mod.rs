@@ -42,6 +42,7 @@
 //!   a streamed upload body.
 
 mod body;
+mod budget;
 mod client;
 mod devices;
 mod discovery;
