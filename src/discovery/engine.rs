@@ -227,6 +227,12 @@ impl Engine {
         if !self.config.beacons {
             return; // the beacon path is off: what it hears is not used either
         }
+        if !crate::protocol::is_device_address(msg.from.ip()) {
+            // A forged source (multicast, broadcast, unspecified): not heard, not answered
+            // (no reply to a broadcast address), not listed.
+            log::debug!("discovery: ignored a beacon from {}", msg.from);
+            return;
+        }
         let now = Instant::now();
         let own = beacon.id == self.config.me.id;
         self.record_heard(msg.from, Via::Beacon(beacon.sent_to), own, now);

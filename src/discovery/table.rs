@@ -182,6 +182,9 @@ impl Table {
         if self.entries.len() >= MAX_DEVICES && !self.entries.contains_key(&sighting.id) {
             return None; // a flood of made-up devices cannot grow the table
         }
+        if !crate::protocol::is_device_address(sighting.ip) {
+            return None; // a forged beacon or mDNS record: never listed, never checked
+        }
         let addr = match sighting.ip {
             IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(
                 v6,
@@ -399,6 +402,27 @@ mod tests {
             [Path::Beacon, Path::Mdns, Path::Probe]
         );
         assert_eq!(devices[0].state, State::Checking);
+    }
+
+    #[test]
+    fn no_device_is_listed_or_checked_at_an_unspecified_multicast_or_broadcast_address() {
+        let t0 = Instant::now();
+        let mut table = Table::new(Ages::default());
+        for forged in [
+            "0.0.0.0",
+            "224.0.0.251",
+            "255.255.255.255",
+            "::",
+            "ff02::1",
+            "::ffff:0.0.0.0",
+        ] {
+            let forged = Sighting {
+                ip: forged.parse().unwrap(),
+                ..sighting("f", 2, Path::Mdns)
+            };
+            assert_eq!(table.observe(forged, t0), None, "no check");
+        }
+        assert!(table.devices(t0).is_empty());
     }
 
     #[test]

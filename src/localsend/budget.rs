@@ -81,6 +81,17 @@ mod tests {
             !ANSWERS.allow("8.8.8.8".parse().unwrap(), t),
             "not on a LAN"
         );
+        // No register (answer or check) ever goes to an address no one host has.
+        for forged in [
+            "0.0.0.0",
+            "224.0.0.167",
+            "255.255.255.255",
+            "::",
+            "ff12::fd3a:e420",
+        ] {
+            let ip = forged.parse().unwrap();
+            assert!(!ANSWERS.allow(ip, t) && !CHECKS.allow(ip, t), "{forged}");
+        }
         assert!(ANSWERS.allow("10.9.0.1".parse().unwrap(), t));
         assert!(
             !ANSWERS.allow("10.9.0.1".parse().unwrap(), t),

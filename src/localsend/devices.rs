@@ -232,6 +232,10 @@ impl DeviceTable {
         let Some(fingerprint) = super::claimed_fingerprint(&info.fingerprint) else {
             return;
         };
+        if !crate::protocol::is_device_address(addr.ip()) {
+            log::debug!("LocalSend: not listing a device at {addr} (no one host's address)");
+            return;
+        }
         // Said by announcements and registers; a body without it changes nothing.
         let protocol = info
             .protocol

@@ -300,6 +300,37 @@ fn a_probe_proving_a_device_wins_over_an_https_claim_from_elsewhere_but_not_over
 }
 
 #[test]
+fn no_device_is_listed_at_an_unspecified_multicast_or_broadcast_address() {
+    let mut table = DeviceTable::default();
+    let t0 = Instant::now();
+    for (i, forged) in [
+        "0.0.0.0:53317",
+        "224.0.0.167:53317",
+        "255.255.255.255:53317",
+        "[::]:53317",
+        "[ff12::fd3a:e420]:53317",
+        "[::ffff:0.0.0.0]:53317",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        table.heard_at(
+            info("Forged", &format!("F{i}")),
+            addr(forged),
+            "multicast",
+            t0,
+        );
+        table.heard_proven_at(
+            info("Forged", &format!("P{i}")),
+            addr(forged),
+            "register",
+            t0,
+        );
+    }
+    assert!(table.list().is_empty(), "{:?}", table.list());
+}
+
+#[test]
 fn a_claimed_fingerprint_that_is_no_printable_ascii_lists_no_device() {
     // Over plain HTTP nothing proves the id, and it is printed: a terminal escape in it
     // never gets into the table.

@@ -337,6 +337,12 @@ pub(super) fn hear(
     from: SocketAddr,
     checking: &Arc<Semaphore>,
 ) -> Option<Heard> {
+    if !crate::protocol::is_device_address(from.ip()) {
+        // A forged source (multicast, broadcast, unspecified): nothing to list, answer or
+        // check there.
+        log::debug!("LocalSend: ignored a datagram from {from}");
+        return None;
+    }
     let info: DeviceInfo = serde_json::from_slice(datagram).ok()?;
     if info
         .fingerprint

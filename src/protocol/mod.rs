@@ -248,6 +248,7 @@
 //!   lossily ([`decode_note`]): invalid UTF-8 becomes U+FFFD, it is never dropped.
 //! - A reply goes to the exact source address (IP and port) of the note it answers.
 
+mod address;
 pub mod beacon;
 mod codes;
 mod folder;
@@ -259,6 +260,7 @@ mod note;
 pub mod session;
 mod text;
 
+pub use address::is_device_address;
 pub use codes::{CancelCode, WaitFor};
 pub use folder::{
     FOLDER_FRAME_BUDGET, FolderEntry, FolderListing, HELD_PER_FRAME, MAX_ENTRY_PATH_BYTES,

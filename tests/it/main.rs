@@ -24,6 +24,7 @@ mod folders;
 mod folders_hardening;
 mod folders_leftovers;
 mod folders_resume;
+mod forged_sources;
 mod fuzz_live;
 mod fuzz_secure;
 mod gui;
