@@ -5,14 +5,13 @@
 //! a device there, answers it or checks it; a genuine device heard after them is listed.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::time::{Duration, Instant};
 
-use ferry::discovery::{Announce, Choice, Config, Discovery};
 use ferry::protocol::beacon::Beacon;
 use serde_json::json;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::util::{DEADLINE, skip_or_fail};
+use crate::localsend_v6::wait_until;
+use crate::util::skip_or_fail;
 
 /// The forged sources: a multicast group, the limited broadcast address.
 const FORGED: [Ipv4Addr; 2] = [Ipv4Addr::new(224, 0, 0, 5), Ipv4Addr::BROADCAST];
@@ -46,41 +45,10 @@ fn send_forged(raw: &Socket, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8
         .expect("raw send");
 }
 
-fn wait_until<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = found() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        // Poll interval: the discovery thread takes the datagrams meanwhile.
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn ferry_discovery_lists_no_device_at_a_multicast_or_broadcast_source() {
     let Some(raw) = raw_socket() else { return };
-    let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port();
-    let mut config = Config::new(Announce {
-        id: "h".repeat(32),
-        name: "hearer".into(),
-        fingerprint: "one two three four five six".into(),
-        tcp_port: 2,
-        udp_port: 0,
-    });
-    config.port = port;
-    config.choice = Choice {
-        loopback: true,
-        chosen: vec!["lo".into()],
-        only_chosen: true,
-        only_addr: None,
-    };
-    config.mdns = false;
-    let discovery = Discovery::start(config).expect("discovery starts");
+    let (discovery, port) = crate::util::loopback_discovery(&"d".repeat(32), "hearer", 2);
     let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
     for (i, source) in FORGED.into_iter().enumerate() {
         let id = format!("{i}").repeat(32);

@@ -1107,26 +1107,7 @@ fn a_datagram_campaign_leaves_notes_and_discovery_serving() {
             }
         }
     });
-    let discovery_port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap();
-    let mut config = ferry::discovery::Config::new(ferry::discovery::Announce {
-        id: "f".repeat(32),
-        name: "fuzzed".into(),
-        fingerprint: "one two three four five six".into(),
-        tcp_port: 0,
-        udp_port: 0,
-    });
-    config.port = discovery_port;
-    config.choice = ferry::discovery::Choice {
-        loopback: true,
-        chosen: vec!["lo".into()],
-        only_chosen: true,
-        only_addr: None,
-    };
-    config.mdns = false;
-    let discovery = ferry::discovery::Discovery::start(config).expect("discovery starts");
+    let (discovery, discovery_port) = crate::util::loopback_discovery(&"f".repeat(32), "fuzzed", 0);
     let discovery_addr = SocketAddr::new(LOOPBACK, discovery_port);
 
     let mut rng = Rng::new(seed);

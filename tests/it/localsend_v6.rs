@@ -70,7 +70,7 @@ fn sender() -> LocalSendSender {
 }
 
 /// Polls `check` every 20 ms until it gives `Some`, or panics with `what` after 10 s.
-fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(found) = check() {

@@ -847,3 +847,33 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Ferry discovery on loopback only (nothing leaves this machine), on a UDP port of its own,
+/// beacons only; announcing `id` and `name` with `tcp_port`. With the port it listens on.
+pub fn loopback_discovery(
+    id: &str,
+    name: &str,
+    tcp_port: u16,
+) -> (ferry::discovery::Discovery, u16) {
+    let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port");
+    let mut config = ferry::discovery::Config::new(ferry::discovery::Announce {
+        id: id.into(),
+        name: name.into(),
+        fingerprint: "one two three four five six".into(),
+        tcp_port,
+        udp_port: 0,
+    });
+    config.port = port;
+    config.choice = ferry::discovery::Choice {
+        loopback: true,
+        chosen: vec!["lo".into()],
+        only_chosen: true,
+        only_addr: None,
+    };
+    config.mdns = false;
+    let discovery = ferry::discovery::Discovery::start(config).expect("discovery starts");
+    (discovery, port)
+}
