@@ -111,7 +111,10 @@ impl NotesPanel {
     /// When the server starts on `bind`: binds the notes socket there too, unless it was
     /// already asked to (so a notes port that failed is not tried again for nothing).
     pub fn follow(&mut self, bind: IpAddr) -> Option<Action> {
-        (self.bind != Some(bind)).then(|| self.listen_on(bind))?
+        if self.bind == Some(bind) {
+            return None;
+        }
+        self.listen_on(bind)
     }
 
     fn listen_on(&mut self, bind: IpAddr) -> Option<Action> {
