@@ -227,7 +227,7 @@ impl Engine {
         if !self.config.beacons {
             return; // the beacon path is off: what it hears is not used either
         }
-        if !crate::protocol::is_device_address(msg.from.ip()) {
+        if !crate::protocol::is_device_address(msg.from.ip()) || self.is_broadcast(msg.from) {
             // A forged source (multicast, broadcast, unspecified): not heard, not answered
             // (no reply to a broadcast address), not listed.
             log::debug!("discovery: ignored a beacon from {}", msg.from);
@@ -270,6 +270,18 @@ impl Engine {
         if let Some(addr) = check {
             self.check(beacon.id, addr, check_tx);
         }
+    }
+
+    /// Whether `from` is the subnet broadcast address of an interface we use.
+    fn is_broadcast(&self, from: SocketAddr) -> bool {
+        let SocketAddr::V4(v4) = from else {
+            return false;
+        };
+        let bcast = Some(*v4.ip());
+        self.sockets
+            .senders
+            .iter()
+            .any(|(iface, _)| socket::broadcast_of(iface) == bcast)
     }
 
     fn record_heard(&self, from: SocketAddr, via: Via, own: bool, now: Instant) {

@@ -50,7 +50,9 @@ fn ferry_discovery_lists_no_device_at_a_multicast_or_broadcast_source() {
     let Some(raw) = raw_socket() else { return };
     let (discovery, port) = crate::util::loopback_discovery(&"d".repeat(32), "hearer", 2);
     let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-    for (i, source) in FORGED.into_iter().enumerate() {
+    // Beside those, the broadcast address of the interface discovery uses (lo's here).
+    let lo_broadcast = Ipv4Addr::new(127, 255, 255, 255);
+    for (i, source) in FORGED.into_iter().chain([lo_broadcast]).enumerate() {
         let id = format!("{i}").repeat(32);
         let beacon = Beacon::hello(&id, &format!("forged-{i}"), "", 9, 0);
         let bytes = beacon.encode().expect("beacon");
