@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use super::Seams;
 use super::engine::Upload;
+use super::probe_runs::ProbeRuns;
 use crate::events::{
     CancelToken, DiscoveryEvent, Event, EventSink, Failure, FailureKind, LocalSendStatus,
     NoteEvent, PinProblem, Security, SeenLocalSend, ServerEvent, TransferEvent, TransferId,
@@ -88,6 +89,8 @@ pub(super) struct LocalSendSide {
     identity: Option<(Option<PathBuf>, CertIdentity)>,
     /// Devices that answered a probe (shared with the probe threads).
     probed: Arc<Mutex<Vec<LocalSendDevice>>>,
+    /// Probe runs, in order (see [`ProbeRuns`]).
+    probe_runs: ProbeRuns,
     /// What the window was last told.
     told: Option<Vec<SeenLocalSend>>,
     /// The address the receiver is bound to, if one (its interface alone is swept).
@@ -299,11 +302,16 @@ impl LocalSendSide {
         let own = identity.fingerprint().to_owned();
         let sender = self.sender(identity, alias, Sending::default());
         let probed = Arc::clone(&self.probed);
+        let (runs, run) = (self.probe_runs.clone(), self.probe_runs.begin());
         let spawned = (seams.spawner)(
             "ferry-localsend-probe",
             Box::new(move || {
                 for addr in addrs {
-                    match sender.probe(addr, PROBE_TIMEOUT) {
+                    let Some(answer) = runs.ask(run, || sender.probe(addr, PROBE_TIMEOUT)) else {
+                        log::debug!("LocalSend probes: a later run asks instead");
+                        return;
+                    };
+                    match answer {
                         Ok(device) if device.fingerprint.eq_ignore_ascii_case(&own) => {
                             log::debug!("LocalSend probe of {addr}: our own receiver");
                         }

@@ -8,6 +8,7 @@ mod discovery;
 mod engine;
 mod keyring;
 mod localsend;
+mod probe_runs;
 mod seams;
 mod speed;
 mod upload;

@@ -335,10 +335,21 @@ fn a_favourite_probed_lists_the_window_where_its_localsend_receiver_is() {
             .iter()
             .any(|d| d.alias == "Living room PC")
     });
-    let heard = other.devices();
-    let window = heard
-        .iter()
-        .find(|d| d.fingerprint.eq_ignore_ascii_case(&own))
-        .unwrap_or_else(|| panic!("the probe registered the window: {heard:?}"));
-    assert_eq!(window.addr.port(), own_addr.port(), "{heard:?}");
+    // The favourite may be listed from an earlier probe's answer while the Refresh's own
+    // register is still on its way: the device must come to list the window at its port.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let heard = other.devices();
+        let window = heard
+            .iter()
+            .find(|d| d.fingerprint.eq_ignore_ascii_case(&own));
+        if window.is_some_and(|w| w.addr.port() == own_addr.port()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the device lists the window elsewhere than its receiver ({own_addr}): {heard:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
