@@ -148,8 +148,13 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
         }
         for d in store.devices() {
             let fp = d.key().map(|k| fingerprint(&k)).unwrap_or_default();
+            // A device that only ever sent has no address, but the IP it sent from.
+            let seen_at = match (&d.last_address, d.last_ip) {
+                (None, Some(ip)) => format!("  last seen at {ip} (no port known)"),
+                _ => String::new(),
+            };
             say!(
-                "{}  {}  trusted  {}",
+                "{}  {}  trusted  {}{seen_at}",
                 escape_line(&d.name),
                 escape_line(d.last_address.as_deref().unwrap_or("-")),
                 fp

@@ -228,6 +228,7 @@ fn same_address(a: SocketAddr, b: SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secure::trust::SeenAt;
     use crate::secure::{Identity, TrustBook};
     use std::sync::Arc;
 
@@ -250,7 +251,7 @@ mod tests {
             .pin(
                 "bob",
                 bob.identity.public_key(),
-                Some("10.0.0.2:8080".into()),
+                Some(SeenAt::Server("10.0.0.2:8080".parse().unwrap())),
             )
             .unwrap();
         bob.trust

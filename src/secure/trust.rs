@@ -1,7 +1,14 @@
 //! Trusted devices: who was paired with, by name and pinned public key, kept as `trusted.json`
 //! (mode 0600) in the config folder. A key is never re-pinned silently: a known name with a
 //! different key is [`SecureError::KeyChanged`] until the user forgets the old device.
+//!
+//! Where a device is comes only from a completed handshake with its pinned key ([`SeenAt`]):
+//! `last_address` is where its server listens (sent to by name), `last_ip` the IP it was last
+//! proven at, port known or not (probed by discovery, never sent to). The file stays at
+//! version 1 while fields are only added: an absent one takes its default, an unknown one is
+//! ignored, so older and newer Ferry read each other's files.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +29,12 @@ pub struct TrustedDevice {
     /// 64 hex digits of the X25519 public key.
     pub public_key: String,
     pub device_id: String,
+    /// Where its Ferry server was last known to listen, as `ip:port`.
     pub last_address: Option<String>,
+    /// The IP its key was last proven at, even when no port was known (a `ferry send` runs no
+    /// server): where discovery probes it, never where files are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ip: Option<IpAddr>,
     pub first_seen_unix_secs: u64,
     pub last_seen_unix_secs: u64,
 }
@@ -31,6 +43,59 @@ impl TrustedDevice {
     /// The pinned key as bytes (`None` if the file was edited into nonsense).
     pub fn key(&self) -> Option<[u8; 32]> {
         unhex::<32>(&self.public_key)
+    }
+
+    fn last_socket_addr(&self) -> Option<SocketAddr> {
+        self.last_address.as_deref()?.parse().ok()
+    }
+
+    /// Takes in where its key was just proven (see [`SeenAt`]); true if that changed
+    /// anything stored. Proven at another IP with no port known, its old address is stale
+    /// (a laptop that moved networks and now only sends): it goes, rather than files being
+    /// sent there later; at the same IP the port it said before stays.
+    fn seen_at(&mut self, seen: SeenAt) -> bool {
+        let before = (self.last_address.clone(), self.last_ip);
+        match seen {
+            SeenAt::Server(addr) => {
+                let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                self.last_address = Some(addr.to_string());
+                self.last_ip = Some(addr.ip());
+            }
+            SeenAt::Ip(ip) => {
+                let ip = ip.to_canonical();
+                if self
+                    .last_socket_addr()
+                    .is_some_and(|last| last.ip().to_canonical() != ip)
+                {
+                    self.last_address = None;
+                }
+                self.last_ip = Some(ip);
+            }
+        }
+        before != (self.last_address.clone(), self.last_ip)
+    }
+}
+
+/// Where a device's key was just proven by a completed handshake (and only then: nothing
+/// unauthenticated may move a trusted device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeenAt {
+    /// Its Ferry server listens here (this side connected to it, or the sender said the
+    /// port at the IP it came from).
+    Server(SocketAddr),
+    /// It came from this IP and said no port (`ferry send` runs no server).
+    Ip(IpAddr),
+}
+
+impl SeenAt {
+    /// A sender that came from `ip` and said its own server listens on `serves_on` (that
+    /// port at that IP), or said no port (the IP alone: a sender's own port is a passing
+    /// one, and a guessed one would send files to whatever else listens there).
+    pub fn sender(ip: IpAddr, serves_on: Option<u16>) -> SeenAt {
+        match serves_on {
+            Some(port) => SeenAt::Server(SocketAddr::new(ip, port)),
+            None => SeenAt::Ip(ip),
+        }
     }
 }
 
@@ -140,15 +205,15 @@ impl TrustStore {
         &mut self,
         name: &str,
         public_key: &[u8; 32],
-        address: Option<String>,
+        seen: Option<SeenAt>,
         now_unix_secs: u64,
     ) -> Result<&TrustedDevice, SecureError> {
         let key_hex = hex(public_key);
         if let Some(i) = self.devices.iter().position(|d| d.public_key == key_hex) {
             let device = &mut self.devices[i];
             device.last_seen_unix_secs = now_unix_secs;
-            if address.is_some() {
-                device.last_address = address;
+            if let Some(seen) = seen {
+                device.seen_at(seen);
             }
             return Ok(&self.devices[i]);
         }
@@ -158,14 +223,19 @@ impl TrustStore {
                 fingerprint: fingerprint(public_key),
             });
         }
-        self.devices.push(TrustedDevice {
+        let mut device = TrustedDevice {
             name: name.to_owned(),
             public_key: key_hex,
             device_id: device_id(public_key),
-            last_address: address,
+            last_address: None,
+            last_ip: None,
             first_seen_unix_secs: now_unix_secs,
             last_seen_unix_secs: now_unix_secs,
-        });
+        };
+        if let Some(seen) = seen {
+            device.seen_at(seen);
+        }
+        self.devices.push(device);
         Ok(&self.devices[self.devices.len() - 1])
     }
 
@@ -318,15 +388,11 @@ impl TrustBook {
         &self,
         name: &str,
         public_key: &[u8; 32],
-        address: Option<String>,
+        seen: Option<SeenAt>,
     ) -> Result<TrustedDevice, SecureError> {
         let mut pinned = None;
         self.change(|store| {
-            pinned = Some(
-                store
-                    .pin(name, public_key, address, now_unix_secs())?
-                    .clone(),
-            );
+            pinned = Some(store.pin(name, public_key, seen, now_unix_secs())?.clone());
             Ok(true)
         })?;
         pinned.ok_or_else(|| SecureError::TrustStore {
@@ -335,22 +401,19 @@ impl TrustBook {
         })
     }
 
-    /// Notes that a trusted device was seen (at `address`, if it is worth remembering):
-    /// never adds a device (one forgotten meanwhile stays forgotten), and saves only when the
-    /// address changed or the last-seen time is an hour old.
-    pub fn touch(&self, public_key: &[u8; 32], address: Option<String>) -> Result<(), SecureError> {
+    /// Notes that a trusted device's key was proven (where, see [`SeenAt`]): never adds a
+    /// device (one forgotten meanwhile stays forgotten), and saves only when where it is
+    /// changed or the last-seen time is an hour old.
+    pub fn touch(&self, public_key: &[u8; 32], seen: Option<SeenAt>) -> Result<(), SecureError> {
         let key_hex = hex(public_key);
         self.change(|store| {
             let Some(device) = store.devices.iter_mut().find(|d| d.public_key == key_hex) else {
                 return Ok(false);
             };
             let now = now_unix_secs();
-            let moved = address.is_some() && address != device.last_address;
+            let moved = seen.is_some_and(|seen| device.seen_at(seen));
             if !moved && now.saturating_sub(device.last_seen_unix_secs) < 3600 {
                 return Ok(false);
-            }
-            if moved {
-                device.last_address = address;
             }
             device.last_seen_unix_secs = now;
             Ok(true)
@@ -370,115 +433,5 @@ impl TrustBook {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pin_check_rename_forget_and_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("ferry");
-        let mut store = TrustStore::load(&conf).unwrap();
-        let (ka, kb) = ([1u8; 32], [2u8; 32]);
-        assert_eq!(store.check("laptop", &ka).unwrap(), Verdict::Unknown);
-        store
-            .pin("laptop", &ka, Some("10.0.0.2:7878".into()), 100)
-            .unwrap();
-        store.pin("laptop", &ka, None, 200).unwrap();
-        store.save().unwrap();
-
-        let mut store = TrustStore::load(&conf).unwrap();
-        let d = store.by_name("laptop").unwrap().clone();
-        assert_eq!((d.first_seen_unix_secs, d.last_seen_unix_secs), (100, 200));
-        assert_eq!(d.last_address.as_deref(), Some("10.0.0.2:7878"));
-        assert_eq!(d.key(), Some(ka));
-        assert!(matches!(
-            store.check("laptop", &ka).unwrap(),
-            Verdict::Trusted(_)
-        ));
-        // Same name, other key: refused, and pinning it is refused too.
-        assert!(matches!(
-            store.check("laptop", &kb),
-            Err(SecureError::KeyChanged { .. })
-        ));
-        assert!(matches!(
-            store.pin("laptop", &kb, None, 300),
-            Err(SecureError::KeyChanged { .. })
-        ));
-        assert_eq!(
-            store.by_name("laptop").unwrap().key(),
-            Some(ka),
-            "never re-pinned"
-        );
-
-        assert!(store.rename("laptop", "work laptop"));
-        assert!(store.by_key(&ka).is_some_and(|d| d.name == "work laptop"));
-        assert!(store.forget("work laptop"));
-        assert!(!store.forget("work laptop"));
-        assert_eq!(store.check("laptop", &kb).unwrap(), Verdict::Unknown);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_file_is_private_and_a_readable_one_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = TrustStore::load(dir.path()).unwrap();
-        store.pin("a", &[3; 32], None, 1).unwrap();
-        store.save().unwrap();
-        let path = dir.path().join(TRUST_FILE);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(
-            TrustStore::load(dir.path()),
-            Err(SecureError::KeyFile { .. })
-        ));
-    }
-}
-
-#[cfg(test)]
-mod book_tests {
-    use super::*;
-
-    #[test]
-    fn a_book_sees_changes_another_process_saved() {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("ferry");
-        let book = TrustBook::open(&conf).unwrap();
-        assert!(book.devices().is_empty());
-        // Another process pins a device and saves.
-        let mut other = TrustStore::load(&conf).unwrap();
-        other.pin("phone", &[7u8; 32], None, 5).unwrap();
-        other.save().unwrap();
-        assert_eq!(book.devices().len(), 1);
-        assert!(matches!(
-            book.check("phone", &[7u8; 32]),
-            Ok(Verdict::Trusted(_))
-        ));
-        assert!(matches!(
-            book.check("phone", &[8u8; 32]),
-            Err(SecureError::KeyChanged { .. })
-        ));
-        // And this book's changes are on disk for the others.
-        book.pin("laptop", &[9u8; 32], Some("10.0.0.3:8080".into()))
-            .unwrap();
-        assert_eq!(TrustStore::load(&conf).unwrap().devices().len(), 2);
-        // A lookalike of a trusted name is that name.
-        assert!(matches!(
-            book.check("Pho\u{200B}ne", &[10u8; 32]),
-            Err(SecureError::KeyChanged { .. })
-        ));
-        // Touch never brings a forgotten device back.
-        assert!(book.forget("phone").unwrap());
-        book.touch(&[7u8; 32], Some("10.0.0.9:8080".into()))
-            .unwrap();
-        assert!(book.by_key(&[7u8; 32]).is_none());
-        assert!(book.forget("laptop").unwrap());
-        assert!(book.pin("phone", &[7u8; 32], None).is_ok());
-        assert!(book.forget("phone").unwrap());
-        assert!(!book.forget("phone").unwrap());
-        assert_eq!(TrustStore::load(&conf).unwrap().devices().len(), 0);
-    }
-}
+#[path = "trust_tests.rs"]
+mod tests;

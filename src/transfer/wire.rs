@@ -18,10 +18,11 @@ use crate::protocol::{ReceiverMsg, SenderMsg, decode_receiver_msg, encode_receiv
 use crate::secure::handshake::PeerInfo;
 use crate::secure::pairing::PairingCode;
 use crate::secure::rng::OsEntropy;
+use crate::secure::trust::SeenAt;
 use crate::secure::{self, Cipher, Keyring, SecureError, SecureReader};
 
 use super::{TransferError, os, read_frame};
-use judge::{Remote, judge};
+use judge::judge;
 
 #[path = "wire_judge.rs"]
 mod judge;
@@ -409,8 +410,7 @@ pub fn secure_sender(
     let channel = secure::connect_with(stream, &keyring.identity, mode, cipher, &mut OsEntropy)
         .map_err(TransferError::Secure)?;
     let peer = channel.peer().clone();
-    let trusted =
-        judge(keyring, &peer, Remote::Listening(address)).map_err(TransferError::Secure)?;
+    let trusted = judge(keyring, &peer, SeenAt::Server(address)).map_err(TransferError::Secure)?;
     let (reader, writer) = channel
         .split(|stream| -> io::Result<_> {
             let socket = stream.try_clone()?;
@@ -513,7 +513,7 @@ pub fn secure_receiver(
     let mut channel = secure::accept_with(duplex, &keyring.identity, mode, cipher, &mut OsEntropy)
         .map_err(|e| (TransferError::Secure(e), None))?;
     let peer = channel.peer().clone();
-    let trusted = match judge(keyring, &peer, Remote::Sender(address, serves_on)) {
+    let trusted = match judge(keyring, &peer, SeenAt::sender(address, serves_on)) {
         Ok(trusted) => trusted,
         Err(e) => {
             // Told inside the channel: only the device that holds the key can read why.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ferry::discovery::table::{Sighting, Table};
 use ferry::discovery::{Ages, Path, State};
+use ferry::secure::trust::SeenAt;
 
 /// A beacon that claims a trusted device's id, as anyone on the LAN can send (the id, name
 /// and fingerprint are in every beacon the real device broadcasts).
@@ -107,7 +108,11 @@ fn a_note_to_a_clicked_trusted_device_that_moved_is_sealed_to_its_key() {
     let saved: SocketAddr = "127.0.0.1:9".parse().unwrap();
     alice
         .trust
-        .pin("bob", bob.identity.public_key(), Some(saved.to_string()))
+        .pin(
+            "bob",
+            bob.identity.public_key(),
+            Some(SeenAt::Server(saved)),
+        )
         .unwrap();
     bob.trust
         .pin("alice", alice.identity.public_key(), None)
@@ -214,7 +219,7 @@ fn a_name_that_only_looks_like_a_trusted_one_is_refused_before_any_search() {
         .pin(
             "desk",
             desk.identity.public_key(),
-            Some("127.0.0.1:9".into()),
+            Some(SeenAt::Server("127.0.0.1:9".parse().unwrap())),
         )
         .unwrap();
     let src = tempfile::tempdir().unwrap();

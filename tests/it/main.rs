@@ -75,5 +75,6 @@ mod scripted;
 mod secure;
 mod secure_transfer;
 mod speed;
+mod trusted_addresses;
 mod undrained;
 mod util;

@@ -14,6 +14,7 @@ use egui_kittest::kittest::Queryable;
 use ferry::events::{Event, NoteEvent, Security, event_channel};
 use ferry::notes::{NotesConfig, NotesHandle, Seal};
 use ferry::secure::Keyring;
+use ferry::secure::trust::SeenAt;
 use tempfile::TempDir;
 
 use crate::util::*;
@@ -46,7 +47,7 @@ impl Device {
     fn trust(&self, name: &str, other: &Device, addr: Option<SocketAddr>) {
         self.keyring
             .trust
-            .pin(name, &other.key(), addr.map(|a| a.to_string()))
+            .pin(name, &other.key(), addr.map(SeenAt::Server))
             .unwrap();
     }
 

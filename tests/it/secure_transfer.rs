@@ -34,18 +34,28 @@ fn ferry_as(config_home: &Path) -> Command {
 }
 
 /// A device for the CLI: its keyring in `home/ferry`, named `name`.
-fn cli_device(home: &Path, name: &str) -> Keyring {
+pub(crate) fn cli_device(home: &Path, name: &str) -> Keyring {
     device(&home.join("ferry"), name)
 }
 
 /// `ferry serve` as the device in `home`, with `extra` flags; its address and stdout lines.
 fn serve_as(home: &Path, dir: &Path, extra: &[&str]) -> (ChildGuard, SocketAddr, Receiver<String>) {
+    serve_at(home, "127.0.0.1", dir, extra)
+}
+
+/// [`serve_as`] bound to `ip` (another loopback address is another device's IP).
+pub(crate) fn serve_at(
+    home: &Path,
+    ip: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (ChildGuard, SocketAddr, Receiver<String>) {
     let mut child = ferry_as(home)
         .args([
             "serve",
             "--no-localsend",
             "--bind",
-            "127.0.0.1",
+            ip,
             "--port",
             "0",
             "--no-discovery",
@@ -70,7 +80,12 @@ fn serve_as(home: &Path, dir: &Path, extra: &[&str]) -> (ChildGuard, SocketAddr,
 }
 
 /// `ferry send` as the device in `home`: exit status and stdout.
-fn send_as(home: &Path, addr: SocketAddr, extra: &[&str], file: &Path) -> (bool, String) {
+pub(crate) fn send_as(
+    home: &Path,
+    addr: SocketAddr,
+    extra: &[&str],
+    file: &Path,
+) -> (bool, String) {
     let out = ferry_as(home)
         .args(["send", "--to", &addr.to_string()])
         .args(extra)
@@ -85,13 +100,13 @@ fn send_as(home: &Path, addr: SocketAddr, extra: &[&str], file: &Path) -> (bool,
     (out.status.success(), text)
 }
 
-fn peers_of(home: &Path) -> String {
+pub(crate) fn peers_of(home: &Path) -> String {
     let out = ferry_as(home).arg("peers").output().unwrap();
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn file_with(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+pub(crate) fn file_with(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, data(len, seed)).unwrap();
     path
@@ -147,7 +162,8 @@ fn pairing_by_code_then_trusted_without_a_code_until_forgotten() {
 
 /// A sender paired with `ferry send --code` runs no server and says no port: the receiver
 /// saves it with no address, not at a guessed 8080, and sending back to it by name says why
-/// it cannot (instead of "no device named" or files sent to whatever listens on 8080).
+/// it cannot (instead of "no device named" or files sent to whatever listens on 8080). The
+/// IP it sent from is kept (for discovery's probes) and `ferry peers` shows it as such.
 #[test]
 fn a_cli_sender_paired_without_a_port_is_saved_with_no_address_and_send_by_name_says_so() {
     let (rx_home, tx_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -164,8 +180,21 @@ fn a_cli_sender_paired_without_a_port_is_saved_with_no_address_and_send_by_name_
     // (The store is read again from disk: the `serve` process wrote it.)
     let pinned = desk.trust.by_key(laptop.identity.public_key()).unwrap();
     assert_eq!(pinned.last_address, None, "a guessed address was saved");
+    let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+    assert_eq!(
+        pinned.last_ip,
+        Some(localhost),
+        "the IP it sent from was lost"
+    );
     let peers = peers_of(rx_home.path());
     assert!(!peers.contains(":8080"), "{peers}");
+    let fp = laptop.identity.fingerprint();
+    assert!(
+        peers.contains(&format!(
+            "laptop  -  trusted  {fp}  last seen at 127.0.0.1 (no port known)\n"
+        )),
+        "{peers}"
+    );
     // Back to it by name: it is not on the LAN (it serves nothing), and its address is
     // not known.
     let back = file_with(src.path(), "back.bin", 1000, 2);
@@ -445,9 +474,11 @@ fn the_policy_asks_untrusted_devices_refuses_plain_senders_and_accept_and_trust_
     let outcomes = sender.join().unwrap();
     assert!(outcomes[0].is_success(), "{outcomes:?}");
     // It said no port its own server listens on: remembered with no address, neither at
-    // the sender's passing source port nor at a guessed default one.
+    // the sender's passing source port nor at a guessed default one; with the IP it came
+    // from, for discovery's probes.
     let pinned = desk.trust.by_key(laptop.identity.public_key()).unwrap();
     assert_eq!(pinned.last_address, None);
+    assert_eq!(pinned.last_ip, Some(std::net::IpAddr::from([127, 0, 0, 1])));
 
     // Trusted now: taken without asking, and its row says so.
     let second = file_with(src.path(), "two.bin", 50_000, 8);

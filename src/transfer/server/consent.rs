@@ -19,6 +19,7 @@ use crate::events::{Event, OfferedFolder, PendingOffer, Security, ServerEvent, n
 use crate::protocol::session::{Consent, Refusal};
 use crate::protocol::{Header, ReceiverMsg, WaitFor, sanitize_file_name};
 use crate::secure::record::{CLOSE_RECORD_LEN, at_most_a_close_record};
+use crate::secure::trust::SeenAt;
 use crate::transfer::{TransferError, os};
 
 impl Connection<'_> {
@@ -206,13 +207,12 @@ impl Connection<'_> {
         let (Some(device), Some(keyring)) = (&self.device, &self.shared.config.keyring) else {
             return;
         };
-        // The sender's port is a passing one: remember its IP with the port it said its own
-        // server listens on. One that said none (`ferry send` runs no server) gets no
-        // address: a guessed port would send files back to whatever else listens there.
-        let address = self
-            .serves_on
-            .map(|port| std::net::SocketAddr::new(self.peer.ip(), port).to_string());
-        match keyring.trust.pin(&device.name, &device.public_key, address) {
+        // Its IP, with the port it said its own server listens on (if it said one).
+        let seen = SeenAt::sender(self.peer.ip(), self.serves_on);
+        match keyring
+            .trust
+            .pin(&device.name, &device.public_key, Some(seen))
+        {
             Ok(pinned) => {
                 if let Security::Encrypted {
                     device, trusted, ..
