@@ -32,7 +32,8 @@ pub fn choice(chosen: &[String]) -> Choice {
     }
 }
 
-/// Trusted devices as discovery hints (listed even when silent, probed at their last address).
+/// Trusted devices as discovery hints (listed even when silent, probed at their last address
+/// and at the IP their key was last proven at).
 fn known_devices(store: &TrustStore) -> Vec<Known> {
     store
         .devices()
@@ -42,6 +43,7 @@ fn known_devices(store: &TrustStore) -> Vec<Known> {
             name: d.name.clone(),
             fingerprint: d.key().map(|k| fingerprint(&k)).unwrap_or_default(),
             last_addr: d.last_address.as_deref().and_then(|a| a.parse().ok()),
+            last_ip: d.last_ip,
         })
         .collect()
 }
@@ -380,6 +382,25 @@ mod tests {
             state,
             last_seen_ago: None,
         }
+    }
+
+    /// A device that only ever sent is a probe target at its IP, never an address.
+    #[test]
+    fn trusted_devices_are_hints_at_their_address_and_at_their_proven_ip() {
+        use crate::secure::trust::SeenAt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TrustStore::load(dir.path()).unwrap();
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        store
+            .pin("sender", &[1; 32], Some(SeenAt::Ip(ip)), 1)
+            .unwrap();
+        let server: SocketAddr = "10.0.0.2:7878".parse().unwrap();
+        store
+            .pin("server", &[2; 32], Some(SeenAt::Server(server)), 1)
+            .unwrap();
+        let known = known_devices(&store);
+        let at: Vec<_> = known.iter().map(|k| (k.last_addr, k.last_ip)).collect();
+        assert_eq!(at, [(None, Some(ip)), (Some(server), Some(server.ip()))]);
     }
 
     #[test]

@@ -90,13 +90,16 @@ pub struct Announce {
     pub udp_port: u16,
 }
 
-/// A trusted device, listed even when not heard, and probed at its last address.
+/// A trusted device, listed even when not heard, and probed at its last address and at the
+/// IP its key was last proven at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Known {
     pub id: String,
     pub name: String,
     pub fingerprint: String,
     pub last_addr: Option<SocketAddr>,
+    /// Probed only, never listed or sent to (no port is known with it).
+    pub last_ip: Option<IpAddr>,
 }
 
 /// Everything discovery needs to start.
@@ -199,7 +202,13 @@ impl Discovery {
     pub fn start(config: Config) -> Result<Discovery, DiscoveryError> {
         let mut table = table::Table::new(config.ages);
         for known in &config.trusted {
-            table.add_trusted(&known.id, &known.name, &known.fingerprint, known.last_addr);
+            table.add_trusted(
+                &known.id,
+                &known.name,
+                &known.fingerprint,
+                known.last_addr,
+                known.last_ip,
+            );
         }
         let shared = Arc::new(Shared {
             table: Mutex::new(table),

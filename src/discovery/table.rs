@@ -126,6 +126,9 @@ struct Entry {
     name: String,
     fingerprint: String,
     known_addr: Option<SocketAddr>,
+    /// A trusted device's IP as the trust store last saw its key proven: a probe target
+    /// (beacons, which anyone can send, cannot take it away), never an address to send to.
+    proven_ip: Option<IpAddr>,
     trusted: bool,
     paths: BTreeSet<Path>,
     last_seen: Option<Instant>,
@@ -149,19 +152,22 @@ impl Table {
         }
     }
 
-    /// A trusted device: always listed (offline until heard).
+    /// A trusted device: always listed (offline until heard), at its last known address;
+    /// `proven_ip`, the IP its key was last proven at, is probed and never listed.
     pub fn add_trusted(
         &mut self,
         id: &str,
         name: &str,
         fingerprint: &str,
         known_addr: Option<SocketAddr>,
+        proven_ip: Option<IpAddr>,
     ) {
         let entry = self.entries.entry(id.to_owned()).or_insert_with(|| Entry {
             sighting: None,
             name: name.to_owned(),
             fingerprint: fingerprint.to_owned(),
             known_addr,
+            proven_ip: None,
             trusted: true,
             paths: BTreeSet::new(),
             last_seen: None,
@@ -174,6 +180,7 @@ impl Table {
         entry.name = name.to_owned();
         entry.fingerprint = fingerprint.to_owned();
         entry.trusted = true;
+        entry.proven_ip = proven_ip;
     }
 
     /// Records an announcement. Returns the address whose TCP port should be checked now, if
@@ -202,6 +209,7 @@ impl Table {
                 name: String::new(),
                 fingerprint: String::new(),
                 known_addr: None,
+                proven_ip: None,
                 trusted: false,
                 paths: BTreeSet::new(),
                 last_seen: None,
@@ -304,8 +312,9 @@ impl Table {
         });
     }
 
-    /// The addresses worth a unicast probe: trusted devices' last addresses and devices not
-    /// heard for a while.
+    /// The addresses worth a unicast probe: trusted devices' last addresses and the IPs
+    /// their keys were last proven at (a device that only ever sent, from `ferry send`, has
+    /// no address but that IP), and devices not heard for a while.
     pub fn probe_targets(&self, now: Instant, quiet_for: Duration) -> Vec<IpAddr> {
         let mut out: Vec<IpAddr> = self
             .entries
@@ -315,7 +324,8 @@ impl Table {
                     || e.last_seen
                         .is_none_or(|seen| now.saturating_duration_since(seen) >= quiet_for)
             })
-            .filter_map(|e| e.known_addr.map(|a| a.ip()))
+            .flat_map(|e| [e.known_addr.map(|a| a.ip()), e.proven_ip])
+            .flatten()
             .collect();
         out.sort();
         out.dedup();
@@ -490,7 +500,7 @@ mod tests {
     fn silent_devices_grey_out_then_disappear_trusted_ones_stay_offline() {
         let t0 = Instant::now();
         let mut table = Table::new(Ages::default());
-        table.add_trusted("t", "trusted-one", "x", None);
+        table.add_trusted("t", "trusted-one", "x", None, None);
         assert_eq!(table.devices(t0)[0].state, State::Offline);
         let a = table.observe(sighting("a", 2, Path::Beacon), t0).unwrap();
         table.checked("a", a, true);
@@ -521,7 +531,7 @@ mod tests {
     fn a_goodbye_removes_at_once_and_a_trusted_device_goes_offline() {
         let t0 = Instant::now();
         let mut table = Table::new(Ages::default());
-        table.add_trusted("t", "trusted-one", "x", None);
+        table.add_trusted("t", "trusted-one", "x", None, None);
         table.observe(sighting("a", 2, Path::Beacon), t0);
         table.observe(sighting("t", 3, Path::Beacon), t0);
         table.goodbye("a");
@@ -535,6 +545,20 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_devices_proven_ip_is_probed_and_never_its_address() {
+        let t0 = Instant::now();
+        let mut table = Table::new(Ages::default());
+        let proven: IpAddr = "10.77.0.5".parse().unwrap();
+        table.add_trusted("t", "sender-only", "x", None, Some(proven));
+        assert_eq!(table.probe_targets(t0, secs(15)), [proven]);
+        assert_eq!(table.devices(t0)[0].addr, None);
+        // A beacon claiming its id moves its address; the proven IP is still probed.
+        table.observe(sighting("t", 66, Path::Beacon), t0);
+        let beacon: IpAddr = "10.77.0.66".parse().unwrap();
+        assert_eq!(table.probe_targets(t0, secs(15)), [proven, beacon]);
+    }
+
+    #[test]
     fn probe_targets_are_trusted_and_quiet_devices() {
         let t0 = Instant::now();
         let mut table = Table::new(Ages::default());
@@ -543,6 +567,7 @@ mod tests {
             "trusted-one",
             "x",
             Some("10.77.0.9:8080".parse().unwrap()),
+            None,
         );
         table.observe(sighting("a", 2, Path::Beacon), t0);
         assert_eq!(

@@ -195,6 +195,41 @@ fn hostile_datagrams_are_ignored_and_discovery_goes_on() {
     assert!(seen[0].paths.contains(&Path::Probe), "{seen:#?}");
 }
 
+/// A trusted device known only by the IP its key was proven at (it only ever sent, from
+/// `ferry send`: no port): probed there by unicast, as on a network that drops multicast,
+/// and listed with no address (nothing may be sent to a guessed port).
+#[test]
+fn a_trusted_device_known_by_its_ip_alone_is_probed_there_and_listed_with_no_address() {
+    let port = free_udp_port();
+    // Bound to that one address: multicast and broadcast beacons do not reach it, only a
+    // unicast probe sent to it (reuse: discovery binds the port on every address).
+    let laptop_ip = Ipv4Addr::new(127, 0, 0, 77);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(&SocketAddr::from((laptop_ip, port)).into())
+        .unwrap();
+    let laptop: UdpSocket = socket.into();
+    laptop.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut config = config(port, 'a', "alpha", 1);
+    config.trusted = vec![Known {
+        id: "l".repeat(32),
+        name: "laptop".into(),
+        fingerprint: "six words of its key here".into(),
+        last_addr: None,
+        last_ip: Some(laptop_ip.into()),
+    }];
+    let a = Discovery::start(config).unwrap();
+    let mut buf = [0u8; 2048];
+    let (len, _) = laptop.recv_from(&mut buf).expect("no probe reached the IP");
+    let probe = Beacon::decode(&buf[..len]).unwrap();
+    assert_eq!(probe.id, "a".repeat(32));
+    let listed = a.devices();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!((listed[0].name.as_str(), listed[0].addr), ("laptop", None));
+    assert!(listed[0].trusted);
+}
+
 #[test]
 fn mdns_alone_finds_a_device_and_its_goodbye_removes_it() {
     // The mDNS daemon joins its group on every interface before it is told which to use,

@@ -37,6 +37,7 @@ fn a_beacon_claiming_a_trusted_id_cannot_rename_it_or_change_its_fingerprint() {
         "desk",
         "apple bread cider drum eagle fox",
         Some("10.77.0.2:8080".parse().unwrap()),
+        None,
     );
     let check = table.observe(
         claimed(
@@ -68,7 +69,7 @@ fn a_beacon_claiming_a_trusted_id_cannot_rename_it_or_change_its_fingerprint() {
     // A device heard first and trusted later shows the paired name and fingerprint too.
     let mut table = Table::new(Ages::default());
     table.observe(claimed("feed", "spoofed", "not the key", 9), t0);
-    table.add_trusted("feed", "laptop", "owl plum fig kiwi lime pear", None);
+    table.add_trusted("feed", "laptop", "owl plum fig kiwi lime pear", None, None);
     let row = &table.devices(t0)[0];
     assert_eq!(
         (row.name.as_str(), row.fingerprint.as_str()),
