@@ -333,6 +333,9 @@ pub struct TrustedPeer {
     pub public_key: [u8; 32],
     /// Where it was last seen, as `host:port`.
     pub last_address: Option<String>,
+    /// The IP its key was last proven at, shown when no address (no port) is known: a
+    /// device that only ever sent from `ferry send`. Never sent to.
+    pub last_ip: Option<std::net::IpAddr>,
     /// When it was last seen (0: unknown).
     pub last_seen_unix_secs: u64,
 }

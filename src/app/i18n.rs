@@ -138,6 +138,7 @@ texts! {
     TrustedDevices => "Trusted devices", "受信任的设备";
     NoTrusted => "No trusted devices yet: pair with a code, or answer an offer with “Accept and trust”.", "还没有受信任的设备：请用配对码配对，或在收到文件时选择“接受并信任”。";
     ColLastAddress => "Last address", "最近地址";
+    LastSeenAtIp => "last seen at {} (no port known)", "最近出现于 {}（端口未知）";
     SendFiles => "Send files", "发送文件";
     Forget => "Forget", "忘记";
     MinutesAgo => "{} min ago", "{} 分钟前";

@@ -202,7 +202,11 @@ impl TrustPanel {
                         }
                     }
                     ui.label(RichText::new(&device.fingerprint).monospace().small());
-                    ui.label(device.last_address.as_deref().unwrap_or("-"));
+                    ui.label(match (&device.last_address, device.last_ip) {
+                        (Some(address), _) => address.clone(),
+                        (None, Some(ip)) => tr.fill(T::LastSeenAtIp, &[&ip]),
+                        (None, None) => "-".to_owned(),
+                    });
                     ui.label(ago(tr, now_secs.saturating_sub(device.last_seen_unix_secs)));
                     ui.horizontal(|ui| {
                         if let Some((old, new)) = &self.renaming

@@ -34,6 +34,7 @@ pub(super) fn trusted(keyring: &Keyring) -> Vec<TrustedPeer> {
                 name: device.name,
                 public_key,
                 last_address: device.last_address,
+                last_ip: device.last_ip,
                 last_seen_unix_secs: device.last_seen_unix_secs,
             })
         })

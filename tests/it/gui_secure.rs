@@ -373,3 +373,25 @@ fn the_accept_policy_applies_and_is_persisted_and_a_bad_code_is_refused_before_s
     assert_eq!(w.harness.state().client.rows[0].state, RowState::Queued);
     assert!(w.harness.state().server.rows.is_empty());
 }
+
+/// A device trusted after it sent from `ferry send` (which says no port) has no address: the
+/// Server tab lists the IP it was last seen at, and offers nothing to send to it.
+#[test]
+fn a_trusted_device_known_by_its_ip_alone_is_listed_as_last_seen_there() {
+    let download = tempfile::tempdir().unwrap();
+    let identity = tempfile::tempdir().unwrap();
+    let keyring = ferry::secure::Keyring::load(identity.path()).unwrap();
+    let seen = ferry::secure::trust::SeenAt::Ip("10.0.0.9".parse().unwrap());
+    keyring.trust.pin("laptop", &[9; 32], Some(seen)).unwrap();
+    let mut harness = app(
+        window_settings(download.path(), identity.path(), PolicyChoice::Trusted),
+        vec![],
+    );
+    run_until(&mut harness, "the trusted device", |app| {
+        app.server.trust.trusted.len() == 1
+    });
+    harness.get_by_label("Server").click();
+    harness.run_steps(2);
+    harness.get_by_label("last seen at 10.0.0.9 (no port known)");
+    assert!(harness.query_by_label("Send files").is_none());
+}
