@@ -153,7 +153,7 @@ fn a_partial_in_a_renamed_root_expires_and_a_symlinked_one_is_never_reached() {
 
 /// The root renamed while its files arrive: each file is reported at its path now (under
 /// the new name), not at one that no longer leads to it (and that another folder given the
-/// old name could answer to).
+/// old name could answer to), and its name relative to the download folder follows too.
 #[test]
 fn files_of_a_root_renamed_during_its_receive_are_reported_where_they_are() {
     let dl = tempfile::tempdir().unwrap();
@@ -165,18 +165,27 @@ fn files_of_a_root_renamed_during_its_receive_are_reported_where_they_are() {
         other => panic!("{other:?}"),
     }
     std::fs::rename(dl.path().join("album"), dl.path().join("renamed")).unwrap();
+    // Another folder takes the old name: it is not the root.
+    std::fs::create_dir(dl.path().join("album")).unwrap();
     let (verified, failed, _) = send_all(&mut stream, &entries, b"abc");
     assert_eq!((verified.len(), failed.len()), (2, 0));
     let mut reported: Vec<PathBuf> = Vec::new();
+    let mut saved_as: Vec<String> = Vec::new();
     while reported.len() < 2 {
-        reported.push(wait_for(&events, |e| match e {
+        let (path, relative) = wait_for(&events, |e| match e {
             Event::Transfer(TransferEvent::Finished {
-                path: Some(path), ..
-            }) => Some(path.clone()),
+                path: Some(path),
+                saved_as,
+                ..
+            }) => Some((path.clone(), saved_as.clone())),
             _ => None,
-        }));
+        });
+        reported.push(path);
+        saved_as.push(relative.unwrap_or_default());
     }
     reported.sort();
+    saved_as.sort();
+    assert_eq!(saved_as, ["renamed/a.txt", "renamed/sub/b.txt"]);
     let now = dl.path().canonicalize().unwrap().join("renamed");
     assert_eq!(reported, [now.join("a.txt"), now.join("sub/b.txt")]);
     for path in &reported {

@@ -176,6 +176,7 @@ impl Connection<'_> {
             Committer::start(root.clone(), self.shared.sink.clone()).map_err(TransferError::Io)?;
         let mut rx = FolderRx {
             root_name: root_name.clone(),
+            root_now: Some(root_name.clone()),
             root_id,
             entries,
             resume_key,
@@ -366,6 +367,9 @@ impl Connection<'_> {
             return Err(TransferError::Unexpected("no such entry".into()).into());
         };
         let id = next_transfer_id();
+        // Its start names the root as created: that name is the folder's identity for
+        // whoever groups its files (the window's folder row) and what the sender was told;
+        // where the file was saved, with the root as named then, comes with its end.
         let shown = format!("{}/{}", rx.root_name, entry.components.join("/"));
         let header = Header {
             eager: false,
@@ -418,7 +422,7 @@ impl Connection<'_> {
         let cancel = self.go_live(id);
         let outcome = self.receive_entry(&mut part, id, &entry, size, (offset, prefix), &cancel);
         lock(&self.shared.live).remove(&id);
-        self.finish_entry(rx, part, id, index, &shown, outcome)
+        self.finish_entry(rx, part, id, index, outcome)
     }
 
     fn receive_entry(
@@ -459,27 +463,29 @@ impl Connection<'_> {
         part: PartFile,
         id: TransferId,
         index: u64,
-        shown: &str,
         outcome: Result<FileEnd, TransferError>,
     ) -> Result<(), ConnEnd> {
         let sink = &self.shared.sink;
         match outcome {
             Ok(FileEnd::Verified) => {
+                // Where it is saved, as the root is named now (it may have been renamed).
+                let shown = rx.saved_as_now(index, self.shared.downloads.dir());
                 rx.hold(Pending {
                     part,
                     id,
                     index,
-                    shown: shown.to_owned(),
+                    shown,
                 });
                 Ok(())
             }
             Ok(FileEnd::Committed { path, .. }) => {
                 drop(part);
                 rx.verdict(index, None);
+                let shown = rx.saved_as_now(index, self.shared.downloads.dir());
                 sink.transfer(TransferEvent::Finished {
                     id,
                     verified: true,
-                    saved_as: Some(shown.to_owned()),
+                    saved_as: Some(shown),
                     path: Some(path),
                 });
                 Ok(())

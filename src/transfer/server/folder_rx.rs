@@ -42,8 +42,13 @@ pub(super) struct Pending {
 
 /// One folder being received.
 pub(super) struct FolderRx {
-    /// The name the root was created under.
+    /// The name the root was created under (what the sender was told, what a resume looks
+    /// for, and what each file's start is reported under).
     pub(super) root_name: String,
+    /// The root's name in the download folder as last seen, for reporting where a file
+    /// was saved: the created one until a local process renames the root; `None` once it
+    /// is no longer found there (moved out: the created name stands, as nothing better can).
+    pub(super) root_now: Option<String>,
     /// The root's device and inode (kept in the resume state, see `folder_resume`).
     pub(super) root_id: Option<(u64, u64)>,
     pub entries: Vec<SafeEntry>,
@@ -217,6 +222,27 @@ impl Dirs {
 }
 
 impl FolderRx {
+    /// Entry `index`'s path as saved, relative to the download folder, with the root's
+    /// name now: a root renamed in the download folder during its receive is followed
+    /// (checked by the device and inode it was made with, never by a name alone; one
+    /// `stat` while the name holds, one scan of the download folder after each rename).
+    pub(super) fn saved_as_now(&mut self, index: u64, downloads: &DownloadDir) -> String {
+        let root = match (self.root_now.take(), self.root_id) {
+            (Some(name), Some(id)) if !downloads.is_same_inode(&name, id).unwrap_or(false) => {
+                downloads.find_dir(id).ok().flatten()
+            }
+            (now, _) => now,
+        };
+        self.root_now = root;
+        let root = self.root_now.as_deref().unwrap_or(&self.root_name);
+        let path = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+            .map(|e| e.components.join("/"))
+            .unwrap_or_default();
+        format!("{root}/{path}")
+    }
+
     /// Where entry `index`'s partial named `part_name` is below the root: its folders'
     /// names, then its own (for the resume state, which expiry reads).
     pub(super) fn partial_path(&self, index: u64, part_name: &str) -> Option<Vec<String>> {
