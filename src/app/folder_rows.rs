@@ -209,18 +209,23 @@ pub fn add_incoming(
 }
 
 /// Applies a file's event to the child `id` of folder row `row`, then the folder's sums; a
-/// received file tells where the folder is on disk.
+/// received file tells where the folder is on disk now, and under what name (each one: the
+/// folder may be renamed while it arrives). The row keeps matching its files' starts by
+/// the name it was created under (`FolderGroup::root`).
 pub fn apply_to_child(row: &mut TransferRow, id: TransferId, event: &TransferEvent, now: Instant) {
     let Some(child) = row.child_mut(id) else {
         return;
     };
     child.apply(event, now);
-    let root = match (&child.path, &child.saved_as) {
-        (Some(path), Some(saved_as)) if child.dest.is_none() => root_path(path, saved_as),
+    let arrived = match (&child.path, &child.saved_as) {
+        (Some(path), Some(saved_as)) if child.dest.is_none() => {
+            root_path(path, saved_as).zip(folder_root(saved_as).map(str::to_owned))
+        }
         _ => None,
     };
-    if row.path.is_none() {
-        row.path = root;
+    if let Some((path, name)) = arrived {
+        row.path = Some(path);
+        row.name = name;
     }
     row.refresh_folder(now);
 }
@@ -371,6 +376,46 @@ mod tests {
         row.refresh_folder(t0);
         assert_eq!(row.state, RowState::Failed(failure));
         assert_eq!(row.folder.as_ref().unwrap().files_failed(), 1);
+    }
+
+    /// Files of a folder renamed while it arrives: the row opens, and is named, where the
+    /// latest file says it is, and still takes the files that start under the old name.
+    #[test]
+    fn an_incoming_folder_row_follows_its_folder_renamed_during_the_receive() {
+        let t0 = Instant::now();
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let mut rows = Vec::new();
+        let ids = [next_transfer_id(), next_transfer_id()];
+        for (id, name) in ids.iter().zip(["a.txt", "b.txt"]) {
+            let start = TransferEvent::Started {
+                id: *id,
+                direction: Direction::Incoming,
+                peer,
+                name: name.into(),
+                saved_as: Some(format!("album/{name}")),
+                bytes_total: 3,
+                mode: Mode::Ferry,
+                msg: String::new(),
+                security: Security::Plain,
+            };
+            let child = TransferRow::from_started(&start).unwrap();
+            add_incoming(&mut rows, "album", peer, Mode::Ferry, child, t0);
+        }
+        assert_eq!(rows.len(), 1);
+        let end = |id, saved_as: &str| TransferEvent::Finished {
+            id,
+            verified: true,
+            saved_as: Some(saved_as.into()),
+            path: Some(PathBuf::from("/dl").join(saved_as)),
+        };
+        apply_to_child(&mut rows[0], ids[0], &end(ids[0], "album/a.txt"), t0);
+        assert_eq!(rows[0].path, Some(PathBuf::from("/dl/album")));
+        apply_to_child(&mut rows[0], ids[1], &end(ids[1], "renamed/b.txt"), t0);
+        assert_eq!(
+            (rows[0].name.as_str(), rows[0].path.clone()),
+            ("renamed", Some(PathBuf::from("/dl/renamed")))
+        );
+        assert_eq!(rows[0].folder.as_ref().unwrap().root, "album");
     }
 
     #[test]
