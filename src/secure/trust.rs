@@ -57,7 +57,12 @@ impl TrustedDevice {
         let before = (self.last_address.clone(), self.last_ip);
         match seen {
             SeenAt::Server(addr) => {
-                let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                // An IPv4-mapped address is its IPv4 one (a link-local one keeps its scope).
+                let ip = addr.ip().to_canonical();
+                let addr = match ip.is_ipv4() {
+                    true => SocketAddr::new(ip, addr.port()),
+                    false => addr,
+                };
                 self.last_address = Some(addr.to_string());
                 self.last_ip = Some(addr.ip());
             }

@@ -149,6 +149,11 @@ fn a_proven_ip_without_a_port_keeps_the_port_at_that_ip_and_drops_an_address_els
     let mut store = TrustStore::load(dir.path()).unwrap();
     store.pin("laptop", &key, None, 5).unwrap();
     assert_eq!(at(&store).1, Some(ip("192.168.5.9")));
+    // A link-local server address keeps its interface.
+    store
+        .pin("laptop", &key, server("[fe80::1%2]:8080"), 6)
+        .unwrap();
+    assert_eq!(at(&store).0.as_deref(), Some("[fe80::1%2]:8080"));
     // A server address seen elsewhere sets both.
     store
         .pin("laptop", &key, server("[::ffff:10.0.0.7]:8080"), 6)
