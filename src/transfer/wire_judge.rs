@@ -12,15 +12,16 @@ use crate::secure::{Keyring, SecureError, handshake::PeerInfo};
 /// its IP only (probed by discovery, never sent to), and keeps its known address only if
 /// that is at the same IP.
 pub(super) fn judge(keyring: &Keyring, peer: &PeerInfo, seen: SeenAt) -> Result<bool, SecureError> {
-    let address = Some(seen);
     if peer.paired {
-        keyring.trust.pin(&peer.name, &peer.public_key, address)?;
+        keyring
+            .trust
+            .pin(&peer.name, &peer.public_key, Some(seen))?;
         return Ok(true);
     }
     match keyring.trust.check(&peer.name, &peer.public_key)? {
         Verdict::Trusted(device) => {
             // Best effort: the store may be read-only, and a forget meanwhile stands.
-            if let Err(e) = keyring.trust.touch(&peer.public_key, address) {
+            if let Err(e) = keyring.trust.touch(&peer.public_key, Some(seen)) {
                 log::warn!("cannot update the trusted device {:?}: {e}", device.name);
             }
             Ok(true)
