@@ -60,7 +60,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-localsend -d 'D
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or the name of a device found on the LAN or trusted; a name no Ferry device has is looked for among LocalSend devices' -r
-complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`); a folder\'s files carry none (the folder offer has no message)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l msg -d 'Message attached to every file (the header\'s `msg`) and to every folder (its offer\'s `msg`: the receiver shows it once for the whole folder)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l code -d 'The pairing code the receiver shows (`ferry serve --pair`): pairs the two devices, so they trust each other from then on' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l pin -d 'The PIN a LocalSend device asks for (sending to a LocalSend device; a note goes as its text message)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-probe -d 'Also ask this address whether it is a LocalSend device (`POST /register`), for one that LocalSend\'s multicast does not reach (repeatable; port 53317 unless given)' -r
