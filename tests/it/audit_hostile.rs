@@ -112,8 +112,19 @@ fn find(log: &[String], from: usize, what: &str, matches: impl Fn(&str) -> bool)
         .unwrap_or_else(|| panic!("did not find {what} after:\n{}", log[from..].join("\n")))
 }
 
-/// The descriptor an `openat`/`openat2` line returned (`... = 9`).
-fn returned_fd(line: &str) -> String {
+/// The descriptor the `openat`/`openat2` call at `log[at]` returned (`... = 9`). When
+/// another thread's call came between (a busy machine), strace ends that line with
+/// `<unfinished ...>` and gives the result on a later line of the same pid,
+/// `<... openat resumed>) = 9`.
+fn returned_fd(log: &[String], at: usize) -> String {
+    let pid = |line: &str| line.split_whitespace().next().map(str::to_owned);
+    let line = match log[at].contains("<unfinished ...>") {
+        true => log[at + 1..]
+            .iter()
+            .find(|l| pid(l) == pid(&log[at]) && l.contains(" resumed>"))
+            .unwrap_or_else(|| panic!("no result for {:?}", log[at])),
+        false => &log[at],
+    };
     line.rsplit("= ").next().unwrap().trim().to_owned()
 }
 
@@ -153,7 +164,7 @@ fn serve_says_verified_only_after_data_name_and_folder_are_synced() {
     let open = find(&log, 0, "the partial's creation", |l| {
         l.contains("\"synced.bin.") && l.contains(".ferry.part\"") && l.contains("O_CREAT")
     });
-    let part_fd = returned_fd(&log[open]);
+    let part_fd = returned_fd(&log, open);
     let data_sync = find(&log, open, "a sync of the partial's data", |l| {
         is_call_on(l, "fdatasync", &part_fd) || is_call_on(l, "fsync", &part_fd)
     });
@@ -236,7 +247,7 @@ fn serve_says_bytes_are_kept_only_after_syncing_them() {
     let open = find(&log, 0, "the partial's creation", |l| {
         l.contains("\"cut.bin.abababababababab.ferry.part\"") && l.contains("O_CREAT")
     });
-    let part_fd = returned_fd(&log[open]);
+    let part_fd = returned_fd(&log, open);
     let data_sync = find(&log, open, "a sync of the kept partial", |l| {
         is_call_on(l, "fdatasync", &part_fd) || is_call_on(l, "fsync", &part_fd)
     });
