@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary (as ripgrep does) so helpers are shared and the
 //! crate is linked once. Everything runs on real sockets on 127.0.0.1 and real temp folders.
 
+mod attacks_faces;
 mod attacks_folders;
 mod attacks_fs;
 mod attacks_slots;

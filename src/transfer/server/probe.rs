@@ -1,13 +1,15 @@
 //! The speed test's receiving side (`ferry bench`, the window's "Test speed"): throwaway
 //! bytes off the network, hashed as a file's would be and then dropped, followed by a
 //! measurement of this machine's disk (an unnamed file in the download folder, written and
-//! synced, gone when closed) and hashing. It needs the same consent as an upload and holds a
-//! connection slot like one; nothing is ever written under a name.
+//! synced, gone when closed) and hashing. It needs the same consent as an upload, holds a
+//! connection slot like one and is dropped like one when its bytes trickle; nothing is ever
+//! written under a name.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use super::connection::{ConnEnd, Connection};
+use super::pump::RateFloor;
 use crate::events::Refusal;
 use crate::protocol::{Chunk, Header, ReceiverMsg, decode_chunk_header, encode_receiver_msg};
 use crate::transfer::{TransferError, read_error, read_prefix, write_all};
@@ -50,6 +52,9 @@ impl Connection<'_> {
         )?;
         let idle = self.shared.config.idle_timeout.as_secs();
         let (mut received, mut hasher) = (0u64, blake3::Hasher::new());
+        // The test's bytes are data like a file's: a trickle is dropped as an upload's is,
+        // or a few such tests would hold every connection slot.
+        let mut rate = RateFloor::new(self.shared.config.min_rate, 0);
         let mut started = None;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -77,6 +82,7 @@ impl Connection<'_> {
                 };
                 hasher.update(&buf[..got]);
                 left -= got as u64;
+                rate.check(received + n - left)?;
             }
             received += n;
         }

@@ -1,0 +1,52 @@
+//! A hostile LAN peer against the speed test: a speed test that trickles its bytes to hold a
+//! connection slot.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferry::protocol::{ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
+use ferry::transfer::{MinRate, ServerConfig};
+
+use crate::util::*;
+
+fn probe_request(stream: &mut TcpStream, max_bytes: u64) {
+    stream
+        .write_all(&encode_sender_msg(&SenderMsg::Probe { max_bytes }).unwrap())
+        .unwrap();
+}
+
+/// A speed test's bytes are data like a file's: one trickled far below the data-rate floor
+/// is dropped within the window, so such tests cannot hold every slot (they were read
+/// forever, one byte per idle timeout).
+#[test]
+fn a_trickled_speed_test_is_dropped_like_a_trickled_upload() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.min_rate = MinRate {
+        bytes_per_sec: 1024,
+        window: Duration::from_secs(2),
+    };
+    let (server, events) = start_server_with(config);
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    probe_request(&mut stream, 1 << 20);
+    assert!(matches!(read_answer(&mut stream), ReceiverMsg::ProbeReady));
+    stream.write_all(&encode_chunk_header(64 * 1024)).unwrap();
+    let started = Instant::now();
+    let dropped = loop {
+        if started.elapsed() > DEADLINE {
+            break false;
+        }
+        if stream.write_all(b"x").is_err() {
+            break true;
+        }
+        thread::sleep(Duration::from_millis(200)); // the attack is slow on purpose
+    };
+    assert!(
+        dropped,
+        "a speed test at 5 bytes/s kept its slot for {DEADLINE:?}"
+    );
+    let reason = wait_connection_error(&events);
+    assert!(reason.contains("1024 bytes/s"), "{reason}");
+}
