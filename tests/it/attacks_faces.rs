@@ -1,5 +1,5 @@
 //! A hostile LAN peer against the speed test: a speed test that trickles its bytes to hold a
-//! connection slot.
+//! connection slot, one from an unencrypted sender to a receiver that requires encryption.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -49,4 +49,23 @@ fn a_trickled_speed_test_is_dropped_like_a_trickled_upload() {
     );
     let reason = wait_connection_error(&events);
     assert!(reason.contains("1024 bytes/s"), "{reason}");
+}
+
+/// `--require-encryption` refuses plain senders' uploads, and their speed tests too (a plain
+/// Ferry sender's test was run: hashed, and the disk written).
+#[test]
+fn a_receiver_that_requires_encryption_refuses_an_unencrypted_speed_test() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.keyring = Some(test_receiver_keyring());
+    config.require_encryption = true;
+    let (server, _events) = start_server_with(config);
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    probe_request(&mut stream, 1 << 20);
+    match read_answer(&mut stream) {
+        ReceiverMsg::Decline { reason, .. } => {
+            assert!(reason.contains("requires encryption"), "{reason}");
+        }
+        other => panic!("an unencrypted speed test was taken: {other:?}"),
+    }
 }

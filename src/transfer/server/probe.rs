@@ -1,9 +1,9 @@
 //! The speed test's receiving side (`ferry bench`, the window's "Test speed"): throwaway
 //! bytes off the network, hashed as a file's would be and then dropped, followed by a
 //! measurement of this machine's disk (an unnamed file in the download folder, written and
-//! synced, gone when closed) and hashing. It needs the same consent as an upload, holds a
-//! connection slot like one and is dropped like one when its bytes trickle; nothing is ever
-//! written under a name.
+//! synced, gone when closed) and hashing. It needs the same consent as an upload
+//! (`require_encryption` included), holds a connection slot like one and is dropped like one
+//! when its bytes trickle; nothing is ever written under a name.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -102,8 +102,12 @@ impl Connection<'_> {
         Ok(())
     }
 
-    /// The accept policy applies as to an upload (a prompt names it a speed test).
+    /// The accept policy applies as to an upload (a prompt names it a speed test), and so
+    /// does `require_encryption`.
     fn probe_consent(&mut self, header: &Header) -> Result<Result<(), Refusal>, TransferError> {
+        if let Some(refusal) = self.refused_by_policy() {
+            return Ok(Err(refusal));
+        }
         let policy = *super::lock(&self.shared.policy);
         match policy.without_asking(self.trusted()) {
             None => Ok(Err(Refusal::NotTrusted)),
