@@ -1,5 +1,6 @@
 //! A hostile LAN peer against the speed test: a speed test that trickles its bytes to hold a
-//! connection slot, one from an unencrypted sender to a receiver that requires encryption.
+//! connection slot, one from an unencrypted sender to a receiver that requires encryption,
+//! speed tests one after another that each made the receiver write and sync its disk.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -68,4 +69,45 @@ fn a_receiver_that_requires_encryption_refuses_an_unencrypted_speed_test() {
         }
         other => panic!("an unencrypted speed test was taken: {other:?}"),
     }
+}
+
+/// Bytes this process has written (`wchar` of `/proc/PID/io`: every thread's, dead or alive).
+fn bytes_written(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no wchar in {io}"))
+}
+
+/// A speed test of no bytes costs its sender nothing, and each made the receiver write and
+/// sync up to 256 MiB: a peer repeating it kept the disk busy for free. Tests close together
+/// share one disk measurement.
+#[test]
+fn speed_tests_one_after_another_write_the_disk_once() {
+    let dst = tempfile::tempdir().unwrap();
+    let (serve, addr, _lines) = spawn_serve(dst.path(), &["--no-discovery"]);
+    let pid = serve.0.id();
+    let before = bytes_written(pid);
+    let mut disks = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        probe_request(&mut stream, 0);
+        assert!(matches!(read_answer(&mut stream), ReceiverMsg::ProbeReady));
+        stream.write_all(&encode_chunk_header(0)).unwrap();
+        match read_answer(&mut stream) {
+            ReceiverMsg::ProbeResult {
+                disk_bytes_per_sec, ..
+            } => disks.push(disk_bytes_per_sec),
+            other => panic!("{other:?}"),
+        }
+    }
+    let written = bytes_written(pid) - before;
+    assert!(
+        written < 300 << 20,
+        "four speed tests wrote {written} bytes (disk figures {disks:?})"
+    );
+    assert!(disks.iter().all(|d| *d == disks[0]), "{disks:?}");
+    assert!(names_in(dst.path()).is_empty());
 }

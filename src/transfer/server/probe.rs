@@ -1,9 +1,10 @@
 //! The speed test's receiving side (`ferry bench`, the window's "Test speed"): throwaway
 //! bytes off the network, hashed as a file's would be and then dropped, followed by a
 //! measurement of this machine's disk (an unnamed file in the download folder, written and
-//! synced, gone when closed) and hashing. It needs the same consent as an upload
-//! (`require_encryption` included), holds a connection slot like one and is dropped like one
-//! when its bytes trickle; nothing is ever written under a name.
+//! synced, gone when closed; measured once for all the tests of a minute) and hashing. It
+//! needs the same consent as an upload (`require_encryption` included), holds a connection
+//! slot like one and is dropped like one when its bytes trickle; nothing is ever written
+//! under a name.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ pub const MAX_PROBE_BYTES: u64 = 64 << 30;
 /// How much the disk test writes (and syncs), at most, and for how long at most.
 const DISK_PROBE_BYTES: u64 = 256 << 20;
 const DISK_PROBE_TIME: Duration = Duration::from_secs(3);
+/// How long one disk measurement stands for every speed test after it.
+const DISK_FIGURE_REUSE: Duration = Duration::from_secs(60);
 
 impl Connection<'_> {
     /// Runs a speed test the sender asked for; the connection ends after it.
@@ -87,10 +90,7 @@ impl Connection<'_> {
             received += n;
         }
         let micros = started.map_or(0, |t| t.elapsed().as_micros() as u64);
-        let disk = self.disk_speed(&buf).unwrap_or_else(|e| {
-            log::info!("{}: speed test: no disk figure: {e}", self.peer);
-            0
-        });
+        let disk = self.disk_figure(&buf);
         let result = ReceiverMsg::ProbeResult {
             received,
             micros,
@@ -118,6 +118,25 @@ impl Connection<'_> {
                 None => Err(Refusal::no_answer(self.shared.config.decision_timeout)),
             }),
         }
+    }
+
+    /// This disk's speed in bytes/s (0: not measured), measured by one speed test at a time
+    /// and at most once every [`DISK_FIGURE_REUSE`]: a test costs its sender nothing (no
+    /// bytes at all, if it likes), and each measurement writes and syncs up to 256 MiB here,
+    /// so the tests close together share one figure.
+    fn disk_figure(&self, chunk: &[u8]) -> u64 {
+        let mut last = super::lock(&self.shared.disk_figure);
+        if let Some((at, figure)) = *last
+            && at.elapsed() < DISK_FIGURE_REUSE
+        {
+            return figure;
+        }
+        let figure = self.disk_speed(chunk).unwrap_or_else(|e| {
+            log::info!("{}: speed test: no disk figure: {e}", self.peer);
+            0
+        });
+        *last = Some((Instant::now(), figure));
+        figure
     }
 
     /// Writes (and syncs) up to [`DISK_PROBE_BYTES`] to an unnamed file in the download
