@@ -90,6 +90,7 @@
 
 pub mod handshake;
 pub mod identity;
+mod lookalike;
 pub mod note;
 pub mod pairing;
 pub mod record;

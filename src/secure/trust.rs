@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::identity::{
     check_private_file, create_private_dir, device_id, fingerprint, write_private_file,
 };
+use super::lookalike::looks_alike;
 use super::{SecureError, hex, unhex};
 
 const TRUST_FILE: &str = "trusted.json";
@@ -181,11 +182,13 @@ impl TrustStore {
     }
 
     /// Whether `name` is, or looks the same as, a trusted device's name: the same letters
-    /// whatever their case and whatever invisible characters (zero-width spaces and joiners,
-    /// bidi marks, soft hyphens) are mixed in, so `laptop\u{200B}` cannot pass for `laptop`.
+    /// whatever their case, whatever invisible characters (zero-width spaces, bidi marks,
+    /// variation selectors, Hangul fillers) are mixed in, in fullwidth or compatibility
+    /// forms, or with Cyrillic or Greek letters drawn like Latin ones, so neither
+    /// `laptop\u{200B}` nor `ｌａｐｔｏｐ` nor a Cyrillic `lаptop` can pass for `laptop` (see
+    /// [`super::lookalike`]).
     pub fn looks_like_a_trusted_name(&self, name: &str) -> bool {
-        let wanted = name_key(name);
-        self.devices.iter().any(|d| name_key(&d.name) == wanted)
+        self.devices.iter().any(|d| looks_alike(&d.name, name))
     }
 
     /// Checks a peer that presented `public_key` and called itself `name`: trusted by key,
@@ -246,7 +249,7 @@ impl TrustStore {
 
     /// Renames a trusted device; false if `old` is unknown or `new` is taken by another one.
     pub fn rename(&mut self, old: &str, new: &str) -> bool {
-        if name_key(old) != name_key(new) && self.looks_like_a_trusted_name(new) {
+        if !looks_alike(old, new) && self.looks_like_a_trusted_name(new) {
             return false;
         }
         match self.devices.iter_mut().find(|d| d.name == old) {
@@ -264,25 +267,6 @@ impl TrustStore {
         self.devices.retain(|d| d.name != name);
         self.devices.len() != before
     }
-}
-
-/// A name as people see it: lower case, without the characters that show as nothing.
-fn name_key(name: &str) -> String {
-    name.chars()
-        .filter(|c| {
-            !matches!(
-                c,
-                '\u{00AD}'
-                    | '\u{180E}'
-                    | '\u{200B}'..='\u{200F}'
-                    | '\u{202A}'..='\u{202E}'
-                    | '\u{2060}'..='\u{2064}'
-                    | '\u{2066}'..='\u{2069}'
-                    | '\u{FEFF}'
-            )
-        })
-        .flat_map(char::to_lowercase)
-        .collect()
 }
 
 /// The trust store as every thread of a process shares it, and as other Ferry processes

@@ -1,6 +1,9 @@
-//! A hostile LAN peer against the speed test: a speed test that trickles its bytes to hold a
-//! connection slot, one from an unencrypted sender to a receiver that requires encryption,
-//! speed tests one after another that each made the receiver write and sync its disk.
+//! A hostile LAN peer against the speed test and the trusted-device names: a speed test that
+//! trickles its bytes to hold a connection slot, one from an unencrypted sender to a receiver
+//! that requires encryption, speed tests one after another that each made the receiver write
+//! and sync its disk, and device names that look like a trusted one without being it
+//! (fullwidth letters, CJK compatibility ideographs, Kangxi radicals, Cyrillic letters, an
+//! invisible Hangul filler, a capital I for an l).
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -8,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ferry::protocol::{ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
-use ferry::transfer::{MinRate, ServerConfig};
+use ferry::transfer::{AcceptPolicy, FileOutcome, MinRate, ServerConfig};
 
 use crate::util::*;
 
@@ -110,4 +113,58 @@ fn speed_tests_one_after_another_write_the_disk_once() {
     );
     assert!(disks.iter().all(|d| *d == disks[0]), "{disks:?}");
     assert!(names_in(dst.path()).is_empty());
+}
+
+/// A device whose name only looks like a trusted one (to a person reading the window or the
+/// terminal) is that name under another key: refused, never shown or pinned beside it.
+#[test]
+fn names_that_look_like_a_trusted_name_are_refused() {
+    let homes: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let desk = device(homes[0].path(), "desk");
+    for (i, name) in ["laptop", "李明", "人事部"].into_iter().enumerate() {
+        let real = device(homes[i + 1].path(), name);
+        desk.trust
+            .pin(name, real.identity.public_key(), None)
+            .unwrap();
+    }
+    let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (server, events) = {
+        let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+        config.keyring = Some(desk.clone());
+        config.policy = AcceptPolicy::Everyone;
+        start_server_with(config)
+    };
+    let file = src.path().join("a.bin");
+    std::fs::write(&file, data(1000, 3)).unwrap();
+    for lookalike in [
+        "ｌａｐｔｏｐ",   // fullwidth letters
+        "l\u{0430}ptop",  // a Cyrillic а
+        "Iaptop",         // a capital I for the l
+        "lap\u{3164}top", // the Hangul filler, drawn as nothing
+        "laptop\u{FE0F}", // a variation selector
+        "\u{F9E1}明",     // the CJK compatibility ideograph of 李
+        "\u{2F08}事部",   // the Kangxi radical 人
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let impostor = device(home.path(), lookalike);
+        let outcomes = crate::secure_transfer::send(
+            server.local_addr(),
+            Some(&impostor),
+            None,
+            std::slice::from_ref(&file),
+        );
+        assert!(
+            matches!(&outcomes[0], FileOutcome::Failed(_)),
+            "{lookalike:?} passed for a trusted name: {outcomes:?}"
+        );
+        let reason = wait_connection_error(&events);
+        assert!(reason.contains("different key"), "{lookalike:?}: {reason}");
+    }
+    assert!(names_in(dst.path()).is_empty());
+    assert_eq!(desk.trust.devices().len(), 3);
+    // A name that merely resembles one in spelling is a device of its own.
+    let home = tempfile::tempdir().unwrap();
+    let other = device(home.path(), "laptops");
+    let outcomes = crate::secure_transfer::send(server.local_addr(), Some(&other), None, &[file]);
+    assert!(outcomes[0].is_success(), "{outcomes:?}");
 }
