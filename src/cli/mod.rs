@@ -29,6 +29,7 @@ mod docs;
 mod localsend;
 mod notes;
 mod out;
+mod pairing;
 mod report;
 mod transfer;
 

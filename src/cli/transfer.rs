@@ -172,6 +172,7 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Set when stdin ended: nobody can answer any more, so offers are declined at once.
     let mut answers_closed = false;
     let mut prompts = AskPrompts::default();
+    let mut pairing = super::pairing::PairingWatch::new(&server);
     // Until Ctrl-C, or until stdout's reader goes away (`ferry serve | head`): then, as a
     // program killed by SIGPIPE would, it stops (but cleanly).
     while !super::out::gone() {
@@ -204,7 +205,18 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                 Ok(Event::Note(crate::events::NoteEvent::Received { from, text, security, .. })) => {
                     bars.line(format!("note from {from} ({}): {}", security_words(&security), escape_line(&text)));
                 }
-                Ok(event) => bars.show(&event),
+                Ok(event) => {
+                    bars.show(&event);
+                    match event {
+                        Event::Server(ServerEvent::Paired { .. }) => pairing.paired(),
+                        Event::Server(ServerEvent::ConnectionError { .. }) => {
+                            if let Some(line) = pairing.after_failure(&server) {
+                                bars.line(line);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 Err(_) => break,
             },
             recv(answers) -> line => match line {

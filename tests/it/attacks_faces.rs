@@ -168,3 +168,55 @@ fn names_that_look_like_a_trusted_name_are_refused() {
     let outcomes = crate::secure_transfer::send(server.local_addr(), Some(&other), None, &[file]);
     assert!(outcomes[0].is_success(), "{outcomes:?}");
 }
+
+/// Anyone on the LAN can spend a pairing code's 3 tries (a denial of service, never a wrong
+/// pairing): `serve --pair` says each try spent and, when none is left, that the code is
+/// burnt and how to get a new one (it said only "handshake failed" three times, and the code
+/// it had printed looked good still); the honest sender is told the code is burnt.
+#[test]
+fn serve_says_when_someone_spent_the_pairing_codes_tries() {
+    let dst = tempfile::tempdir().unwrap();
+    let (_serve, addr, lines) = spawn_serve(dst.path(), &["--no-discovery", "--pair"]);
+    let code = wait_line(&lines, "pairing code: ")
+        .trim_start_matches("pairing code: ")
+        .trim()
+        .to_owned();
+    for left in [2, 1] {
+        spend_a_try(addr);
+        wait_line(&lines, &format!("pairing code: {left} of 3 tries left"));
+    }
+    spend_a_try(addr);
+    let burnt = wait_line(&lines, "pairing code burnt");
+    assert!(burnt.contains("ferry serve --pair again"), "{burnt}");
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("a.bin");
+    std::fs::write(&file, b"x").unwrap();
+    let out = ferry()
+        .args(["send", "--code", &code, "--to", &addr.to_string()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("burnt"), "{text}");
+    assert!(names_in(dst.path()).is_empty());
+}
+
+/// A peer that asks to pair, is told to go ahead, and hangs up without a guess.
+fn spend_a_try(addr: std::net::SocketAddr) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let hello = SenderMsg::Secure {
+        pairing: true,
+        ciphers: Vec::new(),
+        serves_on: None,
+    };
+    stream
+        .write_all(&encode_sender_msg(&hello).unwrap())
+        .unwrap();
+    assert!(matches!(
+        read_answer(&mut stream),
+        ReceiverMsg::Secure { .. }
+    ));
+}

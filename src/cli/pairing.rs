@@ -1,0 +1,53 @@
+//! `serve --pair` on the terminal after the code is shown: what became of the code. Every
+//! connection that asks to pair spends one of its 3 tries when its handshake starts (a try
+//! that failed, or was abandoned half-way, may have been a guess); when such a connection
+//! fails, the tries left are said, and once none are left that the code is burnt and how to
+//! get a new one, so a user whose code someone on the network spent is not left waiting on
+//! a code that no longer works.
+
+use std::time::Instant;
+
+use crate::secure::pairing::{CODE_LIFETIME, MAX_TRIES};
+use crate::transfer::ServerHandle;
+
+/// The tries the code had when last looked at (`None`: no code on offer any more), and when
+/// it was made.
+pub(super) struct PairingWatch {
+    tries_left: Option<u32>,
+    made: Instant,
+}
+
+impl PairingWatch {
+    /// Watches the code `server` offers now, if any (made just now).
+    pub(super) fn new(server: &ServerHandle) -> Self {
+        PairingWatch {
+            tries_left: server.pairing().map(|(_, left)| left),
+            made: Instant::now(),
+        }
+    }
+
+    /// The code was used: nothing more to say about it.
+    pub(super) fn paired(&mut self) {
+        self.tries_left = None;
+    }
+
+    /// After a connection failed: a line if it spent a try of the code, or the code ended.
+    pub(super) fn after_failure(&mut self, server: &ServerHandle) -> Option<String> {
+        let before = self.tries_left?;
+        let now = server.pairing().map(|(_, left)| left);
+        self.tries_left = now;
+        match now {
+            Some(left) if left < before => Some(format!(
+                "pairing code: {left} of {MAX_TRIES} tries left (each sender that asks to pair spends one, right code or wrong)"
+            )),
+            Some(_) => None,
+            None if self.made.elapsed() >= CODE_LIFETIME => Some(
+                "pairing code expired (codes last 10 minutes); run ferry serve --pair again for a new one"
+                    .to_owned(),
+            ),
+            None => Some(format!(
+                "pairing code burnt: its {MAX_TRIES} tries are spent (mistyped codes, or someone on the network trying it), so nobody can pair with it now; run ferry serve --pair again for a new one"
+            )),
+        }
+    }
+}
