@@ -1,9 +1,10 @@
-//! A hostile LAN peer against the speed test and the trusted-device names: a speed test that
-//! trickles its bytes to hold a connection slot, one from an unencrypted sender to a receiver
-//! that requires encryption, speed tests one after another that each made the receiver write
-//! and sync its disk, and device names that look like a trusted one without being it
-//! (fullwidth letters, CJK compatibility ideographs, Kangxi radicals, Cyrillic letters, an
-//! invisible Hangul filler, a capital I for an l).
+//! A hostile LAN peer against the speed test, the trusted-device names and pairing: a speed
+//! test that trickles its bytes to hold a connection slot, one that goes on and on, one from
+//! an unencrypted sender to a receiver that requires encryption, speed tests one after another
+//! that each made the receiver write and sync its disk; device names that look like a trusted
+//! one without being it (fullwidth letters, CJK compatibility ideographs, Kangxi radicals,
+//! Cyrillic letters, an invisible Hangul filler, a capital I for an l); and a pairing code's
+//! tries spent by someone else.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -19,6 +20,19 @@ fn probe_request(stream: &mut TcpStream, max_bytes: u64) {
     stream
         .write_all(&encode_sender_msg(&SenderMsg::Probe { max_bytes }).unwrap())
         .unwrap();
+}
+
+/// Writes `bytes` every `gap` until the server hangs up (true) or the test's deadline passes
+/// (false).
+fn write_until_dropped(stream: &mut TcpStream, bytes: &[u8], gap: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < DEADLINE {
+        if stream.write_all(bytes).is_err() {
+            return true;
+        }
+        thread::sleep(gap); // the attack's own pace, not a synchronisation
+    }
+    false
 }
 
 /// A speed test's bytes are data like a file's: one trickled far below the data-rate floor
@@ -37,22 +51,33 @@ fn a_trickled_speed_test_is_dropped_like_a_trickled_upload() {
     probe_request(&mut stream, 1 << 20);
     assert!(matches!(read_answer(&mut stream), ReceiverMsg::ProbeReady));
     stream.write_all(&encode_chunk_header(64 * 1024)).unwrap();
-    let started = Instant::now();
-    let dropped = loop {
-        if started.elapsed() > DEADLINE {
-            break false;
-        }
-        if stream.write_all(b"x").is_err() {
-            break true;
-        }
-        thread::sleep(Duration::from_millis(200)); // the attack is slow on purpose
-    };
+    let dropped = write_until_dropped(&mut stream, b"x", Duration::from_millis(200));
     assert!(
         dropped,
         "a speed test at 5 bytes/s kept its slot for {DEADLINE:?}"
     );
     let reason = wait_connection_error(&events);
     assert!(reason.contains("1024 bytes/s"), "{reason}");
+}
+
+/// How long a speed test goes on is the receiver's to bound: one that keeps sending (fast
+/// enough for the rate floor, within the bytes it announced) is ended with the reason (it
+/// went on for as long as its sender liked, up to 64 GiB).
+#[test]
+fn a_speed_test_that_goes_on_too_long_is_ended_by_the_receiver() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.speed_test_max = Duration::from_secs(1);
+    let (server, events) = start_server_with(config);
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    probe_request(&mut stream, 1 << 30);
+    assert!(matches!(read_answer(&mut stream), ReceiverMsg::ProbeReady));
+    let chunk = [encode_chunk_header(4096).as_slice(), &[7u8; 4096]].concat();
+    // 400 KiB/s: well above the rate floor.
+    let ended = write_until_dropped(&mut stream, &chunk, Duration::from_millis(10));
+    assert!(ended, "a speed test went on for {DEADLINE:?}");
+    let reason = wait_connection_error(&events);
+    assert!(reason.contains("a speed test longer than 1 s"), "{reason}");
 }
 
 /// `--require-encryption` refuses plain senders' uploads, and their speed tests too (a plain

@@ -96,6 +96,9 @@ pub struct ServerConfig {
     pub evict_waiting_after: Duration,
     /// A file's data must arrive at least this fast, measured over each [`MinRate::window`].
     pub min_rate: MinRate,
+    /// The longest a speed test may go on sending once it was accepted (a Ferry sender's
+    /// lasts 60 s at most): a longer one ends with that reason, whatever it announced.
+    pub speed_test_max: Duration,
     /// Files one connection may offer; more end the connection.
     pub max_files_per_connection: u64,
     /// Kept partials (`*.ferry.part`) older than this are removed, at start and hourly.
@@ -164,6 +167,7 @@ impl ServerConfig {
             max_per_peer: DEFAULT_MAX_PER_PEER,
             header_deadline: Duration::from_secs(10),
             evict_waiting_after: Duration::from_secs(5),
+            speed_test_max: Duration::from_secs(90),
             min_rate: MinRate {
                 bytes_per_sec: 1024,
                 window: Duration::from_secs(30),

@@ -3,7 +3,8 @@
 //! measurement of this machine's disk (an unnamed file in the download folder, written and
 //! synced, gone when closed; measured once for all the tests of a minute) and hashing. It
 //! needs the same consent as an upload (`require_encryption` included), holds a connection
-//! slot like one and is dropped like one when its bytes trickle; nothing is ever written
+//! slot like one and is dropped like one when its bytes trickle; it lasts as long as this
+//! side allows (`speed_test_max`), not as long as its sender likes; nothing is ever written
 //! under a name.
 
 use std::io::{Read, Write};
@@ -58,6 +59,15 @@ impl Connection<'_> {
         // The test's bytes are data like a file's: a trickle is dropped as an upload's is,
         // or a few such tests would hold every connection slot.
         let mut rate = RateFloor::new(self.shared.config.min_rate, 0);
+        // How long the test goes on is this side's to bound, not the sender's to say.
+        let max_time = self.shared.config.speed_test_max;
+        let deadline = Instant::now() + max_time;
+        let too_long = || {
+            TransferError::Unexpected(format!(
+                "a speed test longer than {} s",
+                max_time.as_secs_f64()
+            ))
+        };
         let mut started = None;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -86,6 +96,9 @@ impl Connection<'_> {
                 hasher.update(&buf[..got]);
                 left -= got as u64;
                 rate.check(received + n - left)?;
+                if Instant::now() > deadline {
+                    return Err(too_long());
+                }
             }
             received += n;
         }
