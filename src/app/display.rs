@@ -10,6 +10,7 @@ use crate::events::{
     SeenDevice, SeenLocalSend, ServerEvent, TransferEvent, TrustedPeer,
 };
 use crate::protocol::{escape_line, escape_note};
+use crate::transfer::ProbeReport;
 
 /// `event` with its peer-controlled text escaped for display.
 pub fn display_safe(event: Event) -> Event {
@@ -191,6 +192,16 @@ pub fn display_safe(event: Event) -> Event {
         Event::Keyring(KeyringEvent::Error { reason }) => Event::Keyring(KeyringEvent::Error {
             reason: line(reason),
         }),
+        // A speed test's failure may quote the receiver (its decline, its device name).
+        Event::Speed { to, outcome } => Event::Speed {
+            to: line(to),
+            outcome: outcome
+                .map(|report| ProbeReport {
+                    security: safe_security(report.security),
+                    ..report
+                })
+                .map_err(line),
+        },
         other => other,
     }
 }

@@ -3,15 +3,17 @@
 //! an unencrypted sender to a receiver that requires encryption, speed tests one after another
 //! that each made the receiver write and sync its disk; device names that look like a trusted
 //! one without being it (fullwidth letters, CJK compatibility ideographs, Kangxi radicals,
-//! Cyrillic letters, an invisible Hangul filler, a capital I for an l); and a pairing code's
-//! tries spent by someone else.
+//! Cyrillic letters, an invisible Hangul filler, a capital I for an l); a pairing code's
+//! tries spent by someone else; and a hostile receiver's words in the window's speed test.
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferry::protocol::{ReceiverMsg, SenderMsg, encode_chunk_header, encode_sender_msg};
+use ferry::protocol::{
+    ReceiverMsg, SenderMsg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
+};
 use ferry::transfer::{AcceptPolicy, FileOutcome, MinRate, ServerConfig};
 
 use crate::util::*;
@@ -244,4 +246,73 @@ fn spend_a_try(addr: std::net::SocketAddr) {
         read_answer(&mut stream),
         ReceiverMsg::Secure { .. }
     ));
+}
+
+/// One frame off any stream (a socket, or the secure channel over it).
+fn read_sender_msg(stream: &mut impl Read) -> SenderMsg {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
+    stream.read_exact(&mut body).unwrap();
+    ferry::protocol::decode_sender_msg(&body).unwrap()
+}
+
+/// The window's "Test speed" against a hostile receiver that declines with a terminal
+/// escape, a bidi override and a line break: the window shows them as visible escapes, as
+/// it does every peer's words (the speed test's reason was drawn raw).
+#[test]
+fn the_windows_speed_test_shows_a_hostile_receivers_words_escaped() {
+    use crate::gui::{app, settings};
+    use egui_kittest::kittest::Queryable;
+    use ferry::secure::{Cipher, Mode, rng::OsEntropy};
+    let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let keyring = device(home.path(), "receiver");
+    let receiver = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        assert!(matches!(
+            read_sender_msg(&mut stream),
+            SenderMsg::Secure { .. }
+        ));
+        let go = ReceiverMsg::Secure {
+            cipher: Cipher::ChaChaPoly.wire_name().into(),
+        };
+        stream
+            .write_all(&encode_receiver_msg(&go).unwrap())
+            .unwrap();
+        let mut channel = ferry::secure::accept_with(
+            stream,
+            &keyring.identity,
+            Mode::Open,
+            Cipher::ChaChaPoly,
+            &mut OsEntropy,
+        )
+        .unwrap();
+        assert!(matches!(
+            read_sender_msg(&mut channel),
+            SenderMsg::Probe { .. }
+        ));
+        let decline = ReceiverMsg::Decline {
+            reason: "no\u{1b}[2J \u{202e}txt.exe\nforged line".into(),
+            offer_again: false,
+        };
+        channel
+            .write_all(&encode_receiver_msg(&decline).unwrap())
+            .unwrap();
+        let _ = channel.close();
+        let _ = channel.read_to_end(&mut Vec::new());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = app(settings(dir.path()), vec![]);
+    crate::speed::window_speed_test(&mut harness, &addr.to_string());
+    receiver.join().unwrap();
+    harness.get_by_label_contains("no\\u{1b}[2J \\u{202e}txt.exe\\nforged line");
+    for raw in ["\u{1b}", "\u{202e}", "\n"] {
+        assert!(
+            harness.query_by_label_contains(raw).is_none(),
+            "{raw:?} drawn raw"
+        );
+    }
 }

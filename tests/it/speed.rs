@@ -183,23 +183,12 @@ fn the_bottleneck_is_the_slowest_figure_measured() {
 
 #[test]
 fn the_window_tests_the_speed_and_shows_bars_and_the_limit() {
-    use crate::gui::{app, run_until, settings};
+    use crate::gui::{app, settings};
     use egui_kittest::kittest::Queryable;
     let (server, _events, dst) = server(AcceptPolicy::Everyone);
     let src = tempfile::tempdir().unwrap();
     let mut harness = app(settings(src.path()), vec![]);
-    harness.run_steps(2);
-    harness.get_by_label("Client").click();
-    harness.run_steps(2);
-    harness.get_by_label("Destination (host:port)").click();
-    harness
-        .get_by_label("Destination (host:port)")
-        .type_text(&server.local_addr().to_string());
-    harness.run_steps(1);
-    harness.get_by_label("Test speed").click();
-    run_until(&mut harness, "the speed test's result", |app| {
-        !app.client.speed.running()
-    });
+    window_speed_test(&mut harness, &server.local_addr().to_string());
     harness.get_by_label_contains("Speed test with");
     harness.get_by_label_contains("Limited by the ");
     for label in [
@@ -213,4 +202,25 @@ fn the_window_tests_the_speed_and_shows_bars_and_the_limit() {
     // Four bars (one per figure) and the limit line give their speeds.
     assert!(harness.query_all_by_label_contains(" MB/s").count() >= 5);
     assert!(names_in(dst.path()).is_empty());
+}
+
+/// In a fresh window: the Client tab, `to` as the destination, "Test speed", and frames until
+/// the test ended.
+pub(crate) fn window_speed_test(
+    harness: &mut egui_kittest::Harness<'_, ferry::app::FerryApp>,
+    to: &str,
+) {
+    use egui_kittest::kittest::Queryable;
+    harness.run_steps(2);
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Destination (host:port)").click();
+    harness
+        .get_by_label("Destination (host:port)")
+        .type_text(to);
+    harness.run_steps(1);
+    harness.get_by_label("Test speed").click();
+    crate::gui::run_until(harness, "the speed test's end", |app| {
+        !app.client.speed.running()
+    });
 }
