@@ -110,6 +110,23 @@ fn bytes_written(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no wchar in {io}"))
 }
 
+/// A speed test of no bytes: the receiver's disk and hashing figures.
+fn empty_speed_test(addr: std::net::SocketAddr) -> (u64, u64) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    probe_request(&mut stream, 0);
+    assert!(matches!(read_answer(&mut stream), ReceiverMsg::ProbeReady));
+    stream.write_all(&encode_chunk_header(0)).unwrap();
+    match read_answer(&mut stream) {
+        ReceiverMsg::ProbeResult {
+            disk_bytes_per_sec,
+            hash_bytes_per_sec,
+            ..
+        } => (disk_bytes_per_sec, hash_bytes_per_sec),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A speed test of no bytes costs its sender nothing, and each made the receiver write and
 /// sync up to 256 MiB: a peer repeating it kept the disk busy for free. Tests close together
 /// share one disk measurement.
@@ -119,20 +136,7 @@ fn speed_tests_one_after_another_write_the_disk_once() {
     let (serve, addr, _lines) = spawn_serve(dst.path(), &["--no-discovery"]);
     let pid = serve.0.id();
     let before = bytes_written(pid);
-    let mut disks = Vec::new();
-    for _ in 0..4 {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        probe_request(&mut stream, 0);
-        assert!(matches!(read_answer(&mut stream), ReceiverMsg::ProbeReady));
-        stream.write_all(&encode_chunk_header(0)).unwrap();
-        match read_answer(&mut stream) {
-            ReceiverMsg::ProbeResult {
-                disk_bytes_per_sec, ..
-            } => disks.push(disk_bytes_per_sec),
-            other => panic!("{other:?}"),
-        }
-    }
+    let disks: Vec<u64> = (0..4).map(|_| empty_speed_test(addr).0).collect();
     let written = bytes_written(pid) - before;
     assert!(
         written < 300 << 20,
@@ -140,6 +144,41 @@ fn speed_tests_one_after_another_write_the_disk_once() {
     );
     assert!(disks.iter().all(|d| *d == disks[0]), "{disks:?}");
     assert!(names_in(dst.path()).is_empty());
+}
+
+/// The most memory this process has held (`VmHWM` of `/proc/PID/status`), in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+/// Each speed test also measured this machine's hashing on 64 MiB of its own: eight empty
+/// tests at once (one address's share of the slots) took half a GiB. They share one
+/// measurement now, as they share the disk's.
+#[test]
+fn speed_tests_at_once_take_the_memory_of_one() {
+    let dst = tempfile::tempdir().unwrap();
+    let (serve, addr, _lines) = spawn_serve(dst.path(), &["--no-discovery"]);
+    let pid = serve.0.id();
+    let before = peak_memory(pid);
+    let testers: Vec<_> = (0..8)
+        .map(|_| thread::spawn(move || empty_speed_test(addr).1))
+        .collect();
+    let hashes: Vec<u64> = testers.into_iter().map(|t| t.join().unwrap()).collect();
+    let grown = peak_memory(pid).saturating_sub(before);
+    assert!(
+        grown < 200 << 20,
+        "eight empty speed tests took {grown} bytes more (hashing figures {hashes:?})"
+    );
+    assert!(
+        hashes.iter().all(|h| *h == hashes[0] && *h > 0),
+        "{hashes:?}"
+    );
 }
 
 /// A device whose name only looks like a trusted one (to a person reading the window or the

@@ -231,8 +231,9 @@ struct Shared {
     pending: Mutex<HashMap<u64, crossbeam_channel::Sender<Decision>>>,
     /// Disconnects when the server stops, waking every `select!` that includes it.
     stop_signal: crossbeam_channel::Receiver<()>,
-    /// The speed test's last disk measurement: when, and bytes/s (see `probe.rs`).
-    disk_figure: Mutex<Option<(Instant, u64)>>,
+    /// The speed test's last measurement of this machine: when, and the disk's and the
+    /// hashing's bytes/s (see `probe.rs`).
+    machine_figures: Mutex<Option<(Instant, (u64, u64))>>,
 }
 
 /// A running server. Dropping it stops the server, cancels in-flight uploads (plain ones
@@ -285,7 +286,7 @@ impl ServerHandle {
             live: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             stop_signal,
-            disk_figure: Mutex::new(None),
+            machine_figures: Mutex::new(None),
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()

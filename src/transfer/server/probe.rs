@@ -1,7 +1,7 @@
 //! The speed test's receiving side (`ferry bench`, the window's "Test speed"): throwaway
 //! bytes off the network, hashed as a file's would be and then dropped, followed by a
 //! measurement of this machine's disk (an unnamed file in the download folder, written and
-//! synced, gone when closed; measured once for all the tests of a minute) and hashing. It
+//! synced, gone when closed) and hashing, both measured once for all the tests of a minute. It
 //! needs the same consent as an upload (`require_encryption` included), holds a connection
 //! slot like one and is dropped like one when its bytes trickle; it lasts as long as this
 //! side allows (`speed_test_max`), not as long as its sender likes; nothing is ever written
@@ -21,8 +21,8 @@ pub const MAX_PROBE_BYTES: u64 = 64 << 30;
 /// How much the disk test writes (and syncs), at most, and for how long at most.
 const DISK_PROBE_BYTES: u64 = 256 << 20;
 const DISK_PROBE_TIME: Duration = Duration::from_secs(3);
-/// How long one disk measurement stands for every speed test after it.
-const DISK_FIGURE_REUSE: Duration = Duration::from_secs(60);
+/// How long one measurement of the disk and the hashing stands for every speed test after it.
+const FIGURES_REUSE: Duration = Duration::from_secs(60);
 
 impl Connection<'_> {
     /// Runs a speed test the sender asked for; the connection ends after it.
@@ -103,12 +103,12 @@ impl Connection<'_> {
             received += n;
         }
         let micros = started.map_or(0, |t| t.elapsed().as_micros() as u64);
-        let disk = self.disk_figure(&buf);
+        let (disk, hash) = self.machine_figures(&buf);
         let result = ReceiverMsg::ProbeResult {
             received,
             micros,
             disk_bytes_per_sec: disk,
-            hash_bytes_per_sec: crate::transfer::hash_speed(),
+            hash_bytes_per_sec: hash,
         };
         log::info!("{}: speed test: {result:?}", self.peer);
         write_all(&mut self.writer, &encode_receiver_msg(&result)?)?;
@@ -133,23 +133,25 @@ impl Connection<'_> {
         }
     }
 
-    /// This disk's speed in bytes/s (0: not measured), measured by one speed test at a time
-    /// and at most once every [`DISK_FIGURE_REUSE`]: a test costs its sender nothing (no
-    /// bytes at all, if it likes), and each measurement writes and syncs up to 256 MiB here,
-    /// so the tests close together share one figure.
-    fn disk_figure(&self, chunk: &[u8]) -> u64 {
-        let mut last = super::lock(&self.shared.disk_figure);
-        if let Some((at, figure)) = *last
-            && at.elapsed() < DISK_FIGURE_REUSE
+    /// This machine's disk speed (0: not measured) and hashing speed, in bytes/s, measured by
+    /// one speed test at a time and at most once every [`FIGURES_REUSE`]: a test costs its
+    /// sender nothing (no bytes at all, if it likes), and each measurement writes and syncs
+    /// up to 256 MiB here and hashes 64 MiB held in memory, so the tests close together
+    /// share one set of figures.
+    fn machine_figures(&self, chunk: &[u8]) -> (u64, u64) {
+        let mut last = super::lock(&self.shared.machine_figures);
+        if let Some((at, figures)) = *last
+            && at.elapsed() < FIGURES_REUSE
         {
-            return figure;
+            return figures;
         }
-        let figure = self.disk_speed(chunk).unwrap_or_else(|e| {
+        let disk = self.disk_speed(chunk).unwrap_or_else(|e| {
             log::info!("{}: speed test: no disk figure: {e}", self.peer);
             0
         });
-        *last = Some((Instant::now(), figure));
-        figure
+        let figures = (disk, crate::transfer::hash_speed());
+        *last = Some((Instant::now(), figures));
+        figures
     }
 
     /// Writes (and syncs) up to [`DISK_PROBE_BYTES`] to an unnamed file in the download
