@@ -252,9 +252,10 @@ impl FerryApp {
         }
     }
 
-    /// Whether a notification is wanted now: the user wants them and is looking elsewhere.
+    /// Whether a notification is to be shown now: the user wants them, is looking elsewhere,
+    /// and a flood has not used up the last seconds' share (see [`super::notify::NOTIFY_BURST`]).
     fn notifying(&self) -> bool {
-        self.notifications && !self.window_focused
+        self.notifications && !self.window_focused && self.notify_budget.take(Instant::now())
     }
 
     fn notify(&self, summary: &str, body: &str) {

@@ -5,8 +5,10 @@
 //! requirement. A received file's notification has an "Open" action where the notification
 //! service supports actions.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::defaults::APP_ID;
 
@@ -99,9 +101,54 @@ fn show_with_open(summary: &str, body: &str, file: PathBuf, open_label: &str) {
     }
 }
 
+/// How many notifications may be shown within one [`NOTIFY_WINDOW`]: anyone on the LAN may
+/// send notes (and, when everyone is accepted, files) as fast as it likes, and each would be
+/// a notification on the desktop (and a thread talking to its service). The rest are left
+/// out; the window's counts and rows still show everything.
+pub const NOTIFY_BURST: u32 = 3;
+pub const NOTIFY_WINDOW: Duration = Duration::from_secs(10);
+
+/// The notifications left in the current window (see [`NOTIFY_BURST`]).
+#[derive(Debug, Default)]
+pub struct NotifyBudget {
+    /// When the current window began, and how many it has shown.
+    window: Cell<Option<(Instant, u32)>>,
+}
+
+impl NotifyBudget {
+    /// Takes one notification at `now`; false when the window's are used up.
+    pub fn take(&self, now: Instant) -> bool {
+        let (start, shown) = match self.window.get() {
+            Some((start, shown)) if now.saturating_duration_since(start) < NOTIFY_WINDOW => {
+                (start, shown)
+            }
+            _ => (now, 0),
+        };
+        let allowed = shown < NOTIFY_BURST;
+        self.window.set(Some((start, shown + u32::from(allowed))));
+        allowed
+    }
+}
+
 /// Shows nothing: the window built without a desktop (headless tests that do not count).
 pub struct NoNotifier;
 
 impl Notifier for NoNotifier {
     fn notify(&self, _summary: &str, _body: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_nothing_until_the_window_ends() {
+        let budget = NotifyBudget::default();
+        let t0 = Instant::now();
+        for _ in 0..NOTIFY_BURST {
+            assert!(budget.take(t0));
+        }
+        assert!(!budget.take(t0 + NOTIFY_WINDOW / 2));
+        assert!(budget.take(t0 + NOTIFY_WINDOW));
+    }
 }

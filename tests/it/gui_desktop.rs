@@ -263,16 +263,18 @@ fn a_file_finished_in_the_background_is_notified_with_its_sender_and_message_in_
     assert_eq!(harness.query_all_by_label("Open").count(), 2);
 }
 
-#[test]
-fn notes_arriving_while_the_panel_is_closed_are_counted_and_notified_unless_turned_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let notifier = Arc::new(Counting::default());
+/// A window with its Notes panel closed, listening for notes, in the background: it and the
+/// address its notes go to.
+fn notes_in_the_background(
+    dir: &Path,
+    notifier: &Arc<Counting>,
+) -> (Harness<'static, FerryApp>, std::net::SocketAddr) {
     let mut harness = app(
         Settings {
             notes_open: false,
-            ..settings(dir.path())
+            ..settings(dir)
         },
-        Arc::clone(&notifier),
+        Arc::clone(notifier),
     );
     run_until(&mut harness, "the notes socket", |app| {
         matches!(app.notes.status, NotesStatus::Listening(_))
@@ -281,6 +283,14 @@ fn notes_arriving_while_the_panel_is_closed_are_counted_and_notified_unless_turn
         unreachable!()
     };
     set_focused(&mut harness, false);
+    (harness, notes_addr)
+}
+
+#[test]
+fn notes_arriving_while_the_panel_is_closed_are_counted_and_notified_unless_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let notifier = Arc::new(Counting::default());
+    let (mut harness, notes_addr) = notes_in_the_background(dir.path(), &notifier);
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = ("127.0.0.1", notes_addr.port());
     peer.send_to(b"lunch?", to).unwrap();
@@ -315,6 +325,33 @@ fn notes_arriving_while_the_panel_is_closed_are_counted_and_notified_unless_turn
         app.notes.history.len() == 3
     });
     assert_eq!(notifier.shown().len(), 2);
+}
+
+/// Anyone on the LAN may send notes as fast as it likes: a flood of them while the window is
+/// in the background is a few notifications, not one each (each was a notification on the
+/// desktop and a thread talking to its service); the notes themselves are all counted.
+#[test]
+fn a_flood_of_notes_is_a_few_notifications_not_one_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let notifier = Arc::new(Counting::default());
+    let (mut harness, notes_addr) = notes_in_the_background(dir.path(), &notifier);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..100 {
+        peer.send_to(
+            format!("spam {i}").as_bytes(),
+            ("127.0.0.1", notes_addr.port()),
+        )
+        .unwrap();
+        // Paced so that none is dropped on the way (the flood's own limit is tested elsewhere).
+        if i % 10 == 9 {
+            harness.run_steps(1);
+        }
+    }
+    run_until(&mut harness, "a hundred notes", |app| {
+        app.unseen_notes + app.notes.dropped as usize >= 100
+    });
+    let shown = notifier.shown().len();
+    assert!((1..=3).contains(&shown), "{shown} notifications");
 }
 
 #[test]
