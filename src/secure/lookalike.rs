@@ -14,7 +14,8 @@
 //!   kin), the combining grapheme joiner, tags;
 //! - any run of white space as one space, none at either end;
 //! - the Cyrillic and Greek letters drawn like Latin ones (`а`, `е`, `о`, `р`, `с`, `Η`, `Ο`,
-//!   ...) as those Latin letters.
+//!   ...) as those Latin letters, and the katakana drawn like Chinese characters (`ロ` for
+//!   `口`, `エ` for `工`, `ー` for `一`, ...) as those characters.
 //!
 //! Glyph for glyph, before case is folded, a capital `I`, a digit `1` and a `|` are an `l`, and
 //! a digit `0` is an `O`, so `Iaptop` is `laptop`. A refusal is the safe side of a doubt: a
@@ -41,7 +42,7 @@ fn seen(name: &str) -> String {
             out.push(' ');
             space = false;
         }
-        out.push(latin_lookalike(c));
+        out.push(usual_form(c));
     }
     out
 }
@@ -84,9 +85,18 @@ fn is_drawn_as_nothing(c: char) -> bool {
     )
 }
 
-/// The Latin letter a Cyrillic or Greek one is drawn like, or `c` itself.
-fn latin_lookalike(c: char) -> char {
+/// The character `c` is drawn like in the script people expect: the Latin letter a Cyrillic
+/// or Greek one looks like, the Chinese character a katakana one looks like; or `c` itself.
+fn usual_form(c: char) -> char {
     match c {
+        'ロ' => '口',
+        'エ' => '工',
+        'カ' => '力',
+        'タ' => '夕',
+        'ハ' => '八',
+        'ニ' => '二',
+        'ト' => '卜',
+        'ー' => '一',
         'А' | 'Α' => 'A',
         'В' | 'Β' => 'B',
         'С' | 'Ϲ' => 'C',
@@ -154,6 +164,8 @@ mod tests {
             ("李明", "\u{F9E1}明"),
             ("人事部", "\u{2F08}事部"),
             ("王小明", "王小明\u{FE00}"),
+            ("王工", "王エ"),
+            ("一口", "ー\u{30ED}"),
         ] {
             assert!(
                 looks_alike(trusted, lookalike),

@@ -3,8 +3,9 @@
 //! an unencrypted sender to a receiver that requires encryption, speed tests one after another
 //! that each made the receiver write and sync its disk; device names that look like a trusted
 //! one without being it (fullwidth letters, CJK compatibility ideographs, Kangxi radicals,
-//! Cyrillic letters, an invisible Hangul filler, a capital I for an l); a pairing code's
-//! tries spent by someone else; and a hostile receiver's words in the window's speed test.
+//! Cyrillic letters, katakana, an invisible Hangul filler, a capital I for an l); a pairing
+//! code's tries spent by someone else; and a hostile receiver's words in the window's speed
+//! test.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -185,9 +186,9 @@ fn speed_tests_at_once_take_the_memory_of_one() {
 /// terminal) is that name under another key: refused, never shown or pinned beside it.
 #[test]
 fn names_that_look_like_a_trusted_name_are_refused() {
-    let homes: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let homes: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let desk = device(homes[0].path(), "desk");
-    for (i, name) in ["laptop", "李明", "人事部"].into_iter().enumerate() {
+    for (i, name) in ["laptop", "李明", "人事部", "王工"].into_iter().enumerate() {
         let real = device(homes[i + 1].path(), name);
         desk.trust
             .pin(name, real.identity.public_key(), None)
@@ -210,6 +211,7 @@ fn names_that_look_like_a_trusted_name_are_refused() {
         "laptop\u{FE0F}", // a variation selector
         "\u{F9E1}明",     // the CJK compatibility ideograph of 李
         "\u{2F08}事部",   // the Kangxi radical 人
+        "王エ",           // a katakana E for 工
     ] {
         let home = tempfile::tempdir().unwrap();
         let impostor = device(home.path(), lookalike);
@@ -227,7 +229,7 @@ fn names_that_look_like_a_trusted_name_are_refused() {
         assert!(reason.contains("different key"), "{lookalike:?}: {reason}");
     }
     assert!(names_in(dst.path()).is_empty());
-    assert_eq!(desk.trust.devices().len(), 3);
+    assert_eq!(desk.trust.devices().len(), 4);
     // A name that merely resembles one in spelling is a device of its own.
     let home = tempfile::tempdir().unwrap();
     let other = device(home.path(), "laptops");
