@@ -249,6 +249,8 @@ pub enum ServerEvent {
     /// The pairing code on offer changed: a new code, a try used, or (`None`) no code any
     /// more (used, expired, burnt or withdrawn).
     Pairing(Option<PairingOffer>),
+    /// The code on offer ended unused (sent before the `Pairing(None)` that says it is gone).
+    PairingEnded(PairingEnded),
     /// The offer was decided, or its sender left: the question is no longer open.
     OfferClosed {
         offer_id: u64,
@@ -297,6 +299,15 @@ pub struct OfferedFolder {
     pub name: String,
     /// Folders inside it (every level, empty ones too; not the folder itself).
     pub folders: u64,
+}
+
+/// How a code ended without a pairing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairingEnded {
+    /// All its tries were spent (each connection that asks to pair spends one).
+    Burnt,
+    /// Its time was up.
+    Expired,
 }
 
 /// A pairing code the server offers, as the window shows it.

@@ -134,6 +134,8 @@ texts! {
     PairingLeft => "expires in {} · {} tries left", "{} 后过期 · 还剩 {} 次尝试";
     PairingHint => "Type this code into the other Ferry's pairing code field (next to its destination), then send: both devices then trust each other.", "在另一台 Ferry 的配对码栏（目标地址旁）输入此码后发送：两台设备随即互相信任。";
     WithdrawCode => "Withdraw code", "撤销配对码";
+    PairingBurnt => "The last code was burnt: its 3 tries were spent (a mistyped code, or someone on the network trying it). “Pair with code” makes a new one.", "上一个配对码已作废：3 次尝试已用完（输错了，或网络上有人在试）。点“用配对码配对”生成新码。";
+    PairingExpired => "The last code expired (codes last 10 minutes). “Pair with code” makes a new one.", "上一个配对码已过期（配对码有效 10 分钟）。点“用配对码配对”生成新码。";
     PairedWith => "Paired with {} ({})", "已与 {} 配对（{}）";
     TrustedDevices => "Trusted devices", "受信任的设备";
     NoTrusted => "No trusted devices yet: pair with a code, or answer an offer with “Accept and trust”.", "还没有受信任的设备：请用配对码配对，或在收到文件时选择“接受并信任”。";

@@ -150,10 +150,10 @@ impl FerryApp {
             }) => {
                 log::info!("{peer}: paired with {device}");
                 // The code is used up; the engine's `Pairing(None)` follows within a second.
-                self.server.trust.pairing = None;
-                self.server.trust.paired = Some((device, fingerprint));
+                self.server.trust.paired(device, fingerprint);
             }
-            Event::Server(ServerEvent::Pairing(offer)) => self.server.trust.pairing = offer,
+            Event::Server(ServerEvent::Pairing(offer)) => self.server.trust.set_pairing(offer),
+            Event::Server(ServerEvent::PairingEnded(how)) => self.server.trust.ended = Some(how),
             Event::Server(ServerEvent::LocalSend(status)) => {
                 self.server.localsend_status = Some(status)
             }

@@ -1,7 +1,8 @@
 //! This device and the devices it trusts, on the Server tab: the device's name (renamable)
 //! and fingerprint words, "Pair with code" (the code shown large, with its time and tries
-//! left, until it is used, expires or is withdrawn), and the trusted devices (name,
-//! fingerprint, last address, last seen; send to, rename, forget).
+//! left, until it is used, expires or is withdrawn; one that burnt or expired is said so),
+//! and the trusted devices (name, fingerprint, last address, last seen; send to, rename,
+//! forget).
 //!
 //! Everything here comes from the engine ([`KeyringEvent`], [`ServerEvent::Pairing`],
 //! [`ServerEvent::Paired`]); the panel only draws it and turns clicks into commands.
@@ -17,7 +18,7 @@ use super::Action;
 use super::i18n::{T, Tr};
 use super::model::format_eta;
 use super::palette;
-use crate::events::{KeyringEvent, PairingOffer, TrustedPeer};
+use crate::events::{KeyringEvent, PairingEnded, PairingOffer, TrustedPeer};
 use crate::worker::Command;
 
 /// How large the pairing code is drawn, so it reads from across a desk.
@@ -35,6 +36,8 @@ pub struct TrustPanel {
     pub pairing: Option<PairingOffer>,
     /// The last pairing that succeeded: device name and fingerprint.
     pub paired: Option<(String, String)>,
+    /// How the last code ended when nobody paired with it (until a new one is made).
+    pub ended: Option<PairingEnded>,
     pub trusted: Vec<TrustedPeer>,
     /// A trusted device being renamed: its name and the new one being typed.
     pub renaming: Option<(String, String)>,
@@ -43,6 +46,21 @@ pub struct TrustPanel {
 }
 
 impl TrustPanel {
+    /// The engine's code on offer, or none; a new one clears how the last one ended.
+    pub fn set_pairing(&mut self, offer: Option<PairingOffer>) {
+        if offer.is_some() {
+            self.ended = None;
+        }
+        self.pairing = offer;
+    }
+
+    /// A sender paired with the code: it is used up, and that is what the panel says.
+    pub fn paired(&mut self, device: String, fingerprint: String) {
+        self.pairing = None;
+        self.ended = None;
+        self.paired = Some((device, fingerprint));
+    }
+
     pub fn apply(&mut self, event: KeyringEvent) {
         match event {
             KeyringEvent::ThisDevice { name, fingerprint } => {
@@ -148,12 +166,20 @@ impl TrustPanel {
                         .clicked()
                     {
                         self.paired = None;
+                        self.ended = None;
                         actions.push(Action::Engine(Command::StartPairing));
                     }
                     if !listening {
                         ui.label(RichText::new(tr.get(T::PairListenFirst)).weak());
                     }
                 });
+                if let Some(ended) = self.ended {
+                    let why = match ended {
+                        PairingEnded::Burnt => T::PairingBurnt,
+                        PairingEnded::Expired => T::PairingExpired,
+                    };
+                    ui.label(RichText::new(tr.get(why)).color(palette::WARN));
+                }
             }
         }
         if let Some((device, fingerprint)) = &self.paired {

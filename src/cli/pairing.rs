@@ -5,24 +5,19 @@
 //! get a new one, so a user whose code someone on the network spent is not left waiting on
 //! a code that no longer works.
 
-use std::time::Instant;
-
-use crate::secure::pairing::{CODE_LIFETIME, MAX_TRIES};
+use crate::secure::pairing::{MAX_TRIES, PairingEnd};
 use crate::transfer::ServerHandle;
 
-/// The tries the code had when last looked at (`None`: no code on offer any more), and when
-/// it was made.
+/// The tries the code had when last looked at (`None`: no code on offer any more).
 pub(super) struct PairingWatch {
     tries_left: Option<u32>,
-    made: Instant,
 }
 
 impl PairingWatch {
-    /// Watches the code `server` offers now, if any (made just now).
+    /// Watches the code `server` offers now, if any.
     pub(super) fn new(server: &ServerHandle) -> Self {
         PairingWatch {
             tries_left: server.pairing().map(|(_, left)| left),
-            made: Instant::now(),
         }
     }
 
@@ -41,13 +36,16 @@ impl PairingWatch {
                 "pairing code: {left} of {MAX_TRIES} tries left (each sender that asks to pair spends one, right code or wrong)"
             )),
             Some(_) => None,
-            None if self.made.elapsed() >= CODE_LIFETIME => Some(
-                "pairing code expired (codes last 10 minutes); run ferry serve --pair again for a new one"
-                    .to_owned(),
-            ),
-            None => Some(format!(
-                "pairing code burnt: its {MAX_TRIES} tries are spent (mistyped codes, or someone on the network trying it), so nobody can pair with it now; run ferry serve --pair again for a new one"
-            )),
+            None => match server.pairing_end() {
+                Some(PairingEnd::Expired) => Some(
+                    "pairing code expired (codes last 10 minutes); run ferry serve --pair again for a new one"
+                        .to_owned(),
+                ),
+                Some(PairingEnd::Burnt) => Some(format!(
+                    "pairing code burnt: its {MAX_TRIES} tries are spent (mistyped codes, or someone on the network trying it), so nobody can pair with it now; run ferry serve --pair again for a new one"
+                )),
+                Some(PairingEnd::Used) | None => None,
+            },
         }
     }
 }

@@ -91,6 +91,17 @@ impl PairingCode {
     }
 }
 
+/// How a code ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairingEnd {
+    /// A sender paired with it.
+    Used,
+    /// Its [`MAX_TRIES`] tries were spent (by anyone: each handshake that asks to pair).
+    Burnt,
+    /// [`CODE_LIFETIME`] passed.
+    Expired,
+}
+
 /// The receiver's code and its state: tries left, expiry, used or not.
 #[derive(Debug)]
 pub struct Pairing {
@@ -134,6 +145,17 @@ impl Pairing {
     /// The handshake of a try succeeded: the code is used up.
     pub fn succeeded(&mut self) {
         self.used = true;
+    }
+
+    /// How the code ended by `now`, if it did: used, its tries spent, or its time up.
+    pub fn ended(&self, now: Instant) -> Option<PairingEnd> {
+        if self.used {
+            Some(PairingEnd::Used)
+        } else if now.saturating_duration_since(self.created) >= CODE_LIFETIME {
+            Some(PairingEnd::Expired)
+        } else {
+            (self.tries >= MAX_TRIES).then_some(PairingEnd::Burnt)
+        }
     }
 
     /// How many tries are left at `now` (0 once expired or used).
@@ -218,6 +240,20 @@ mod tests {
             Err(SecureError::CodeExpired)
         ));
         assert_eq!(p.tries_left(t0 + CODE_LIFETIME), 0);
+    }
+
+    #[test]
+    fn a_code_says_how_it_ended() {
+        let t0 = Instant::now();
+        let mut p = Pairing::new(PairingCode::parse("0001-fox-owl-plum").unwrap(), t0);
+        assert_eq!(p.ended(t0), None);
+        assert_eq!(p.ended(t0 + CODE_LIFETIME), Some(PairingEnd::Expired));
+        for _ in 0..MAX_TRIES {
+            p.begin_try(t0).unwrap();
+        }
+        assert_eq!(p.ended(t0), Some(PairingEnd::Burnt));
+        p.succeeded();
+        assert_eq!(p.ended(t0), Some(PairingEnd::Used));
     }
 
     #[test]

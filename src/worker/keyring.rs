@@ -8,8 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::events::{Event, EventSink, KeyringEvent, PairingOffer, ServerEvent, TrustedPeer};
-use crate::secure::pairing::CODE_LIFETIME;
+use crate::events::{
+    Event, EventSink, KeyringEvent, PairingEnded, PairingOffer, ServerEvent, TrustedPeer,
+};
+use crate::secure::pairing::{CODE_LIFETIME, PairingEnd};
 use crate::secure::{Identity, Keyring, identity};
 use crate::transfer::ServerHandle;
 
@@ -91,6 +93,16 @@ impl Watch {
             // A new code is always sent by `start_pairing`; here only tries and the end.
             let now = now.filter(|offer| offer.code == shown.code);
             if now.as_ref() != Some(shown) {
+                // Ended unused: said first, so the window can say why the code is gone.
+                let ended = match server.and_then(ServerHandle::pairing_end) {
+                    _ if now.is_some() => None,
+                    Some(PairingEnd::Burnt) => Some(PairingEnded::Burnt),
+                    Some(PairingEnd::Expired) => Some(PairingEnded::Expired),
+                    Some(PairingEnd::Used) | None => None,
+                };
+                if let Some(ended) = ended {
+                    sink.emit(Event::Server(ServerEvent::PairingEnded(ended)));
+                }
                 self.set_pairing(now, sink);
             }
         }

@@ -272,7 +272,7 @@ fn serve_says_when_someone_spent_the_pairing_codes_tries() {
 }
 
 /// A peer that asks to pair, is told to go ahead, and hangs up without a guess.
-fn spend_a_try(addr: std::net::SocketAddr) {
+pub(crate) fn spend_a_try(addr: std::net::SocketAddr) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let hello = SenderMsg::Secure {

@@ -99,6 +99,37 @@ fn src_file(dir: &Path, name: &str, len: usize, seed: u64) -> (PathBuf, Vec<u8>)
     (path, bytes)
 }
 
+/// Anyone on the network can spend a code's 3 tries: the window then says the code was
+/// burnt and how to get a new one (it just vanished, as if withdrawn); a new code clears that.
+#[test]
+fn a_code_whose_tries_someone_spent_is_said_to_be_burnt() {
+    let mut receiver = window(PolicyChoice::Everyone, vec![]);
+    let addr = listening_addr(receiver.harness.state()).unwrap();
+    receiver.harness.get_by_label("Pair with code").click();
+    run_until(&mut receiver.harness, "the pairing code", |app| {
+        app.server.trust.pairing.is_some()
+    });
+    for _ in 0..3 {
+        crate::attacks_faces::spend_a_try(addr);
+    }
+    run_until(&mut receiver.harness, "the code to go", |app| {
+        app.server.trust.pairing.is_none()
+    });
+    receiver
+        .harness
+        .get_by_label_contains("The last code was burnt");
+    receiver.harness.get_by_label("Pair with code").click();
+    run_until(&mut receiver.harness, "a new pairing code", |app| {
+        app.server.trust.pairing.is_some()
+    });
+    assert!(
+        receiver
+            .harness
+            .query_by_label_contains("The last code was burnt")
+            .is_none()
+    );
+}
+
 #[test]
 fn pairing_with_a_code_between_two_windows_then_trusted_uploads_go_without_asking() {
     let src = tempfile::tempdir().unwrap();

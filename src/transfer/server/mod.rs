@@ -53,7 +53,7 @@ use crate::defaults::{
     DEFAULT_MAX_PER_PEER, DEFAULT_PARTIAL_MAX_AGE_DAYS,
 };
 use crate::events::{Event, EventSink, ServerEvent, TransferId};
-use crate::secure::pairing::{Pairing, PairingCode};
+use crate::secure::pairing::{Pairing, PairingCode, PairingEnd};
 use crate::secure::rng::OsEntropy;
 use crate::secure::{Keyring, SecureError};
 
@@ -381,6 +381,12 @@ impl ServerHandle {
         let pairing = pairing.as_ref()?;
         let left = pairing.tries_left(Instant::now());
         (left > 0).then(|| (pairing.code().clone(), left))
+    }
+
+    /// How the last code offered ended, if it did (`None` also when none was offered, or it
+    /// was withdrawn).
+    pub fn pairing_end(&self) -> Option<PairingEnd> {
+        lock(&self.shared.pairing).as_ref()?.ended(Instant::now())
     }
 
     /// Cancels an incoming file: a Ferry sender is told, a plain one sees the connection
