@@ -36,9 +36,8 @@ pub(super) enum UiMsg {
 }
 
 impl FerryApp {
-    /// Applies what the engine and helper threads reported since the last frame: one
-    /// `frame_batch` of the engine's events, so a flood of them never holds a frame (the
-    /// rest waits for the next frame, a batch interval later).
+    /// Applies what the engine and helper threads reported since the last frame: at most one
+    /// `frame_batch` of engine events, so a flood never holds a frame (the rest waits).
     pub fn process_events(&mut self) {
         self.process_events_up_to(EVENTS_PER_FRAME);
     }
