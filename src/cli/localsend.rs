@@ -147,23 +147,27 @@ pub(super) fn sweep_targets(
     Some(crate::localsend::subnet_hosts(&interfaces, LOCALSEND_PORT))
 }
 
-/// The lookup's receiver, on LocalSend's port when it is free, so what devices are told is
-/// the port this host's Ferry receivers (the window's, `ferry serve`'s) use, not one nobody
-/// serves once the command ends: LocalSend keeps one entry per IP address, and the port last
-/// told (by an announcement or a register) wins. When a receiver here holds that port, the
-/// lookup listens on another but tells devices that receiver's: their register answers go
-/// there, and the lookup learns of them from the sweep's and the probes' answers and from
-/// their multicast datagrams instead.
+/// The lookup's receiver, on a port of its own: it never holds LocalSend's port, which a
+/// receiver started while a lookup runs (up to `--localsend-wait`, an hour at most) would
+/// otherwise fail to bind, and stay off. LocalSend keeps one entry per IP address, and the
+/// port last told (by an announcement or a register) wins, so when a receiver here (the
+/// window's, `ferry serve`'s) holds LocalSend's port, devices are told that port rather than
+/// one nobody serves once the lookup ends: their register answers then go to that receiver,
+/// and the lookup learns of them from the sweep's and the probes' answers and from their
+/// multicast datagrams. When none holds it, devices are told the lookup's own port, where
+/// their register answers reach the lookup (nothing here serves either port afterwards).
 fn start_receiver(mut config: LocalSendConfig) -> Result<LocalSendServer, LocalSendError> {
-    match LocalSendServer::start(config.clone(), event_channel(None).0) {
-        Err(LocalSendError::PortInUse { port }) => {
-            log::info!("LocalSend lookup: port {port} is held here; telling devices that one");
-            config.port = 0;
-            config.advertised_port = Some(port);
-            LocalSendServer::start(config, event_channel(None).0)
-        }
-        started => started,
+    let port = config.port;
+    let held = matches!(
+        std::net::TcpListener::bind((config.bind, port)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+    );
+    if held {
+        log::info!("LocalSend lookup: port {port} is held here; telling devices that one");
+        config.advertised_port = Some(port);
     }
+    config.port = 0;
+    LocalSendServer::start(config, event_channel(None).0)
 }
 
 /// Looking for LocalSend devices: a receiver that takes nothing (every offer refused) so

@@ -86,40 +86,63 @@ fn an_unparsable_bind_address_leaves_the_notes_socket_off_and_says_why() {
 }
 
 /// `ferry peers` (and `send --to`, `note --to`) look for LocalSend devices with a receiver of
-/// their own, and tell devices its port. LocalSend keeps one entry per address, so a device
-/// must be told LocalSend's port: the lookup's receiver takes it when it is free (and serves
-/// it while it runs); when a receiver here holds it, the lookup tells devices that one and
-/// still finds them.
+/// their own. It never holds LocalSend's port: a receiver started while a lookup runs (for up
+/// to `--localsend-wait`) takes it. LocalSend keeps one entry per address, so when a receiver
+/// here holds that port, devices are told it (not the lookup's, which nobody serves once the
+/// command ends), and the lookup still finds them.
 #[test]
-fn a_lookup_tells_devices_localsends_port_and_takes_it_when_it_is_free() {
+fn a_lookup_never_holds_localsends_port_and_tells_devices_the_receiver_that_does() {
     use ferry::localsend::LOCALSEND_PORT;
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpListener;
     use std::process::Stdio;
 
     match TcpListener::bind((Ipv4Addr::UNSPECIFIED, LOCALSEND_PORT)) {
         Ok(probe) => {
             drop(probe);
+            // A device the lookup probes: once it lists the lookup, the lookup's receiver runs.
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = crate::localsend::config(dir.path());
+            cfg.bind = "127.0.0.96".parse().expect("ip");
+            cfg.alias = "Probed phone".into();
+            let (device, _) = crate::localsend::start(cfg);
             let child = crate::util::ferry()
-                .args(["peers", "--wait", "3", "--no-localsend-sweep"])
+                .args(["peers", "--wait", "8", "--no-localsend-sweep"])
+                .args(["--localsend-probe", &device.local_addr().to_string()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("ferry peers runs");
             let mut child = crate::util::ChildGuard(child);
             let deadline = std::time::Instant::now() + crate::util::DEADLINE;
-            let served = loop {
-                if TcpStream::connect((Ipv4Addr::LOCALHOST, LOCALSEND_PORT)).is_ok() {
-                    break true;
-                }
-                if child.0.try_wait().expect("status").is_some()
-                    || std::time::Instant::now() > deadline
-                {
-                    break false;
-                }
+            while device.devices().is_empty() {
+                assert!(
+                    child.0.try_wait().expect("status").is_none()
+                        && std::time::Instant::now() < deadline,
+                    "the lookup never registered with the probed device"
+                );
                 // Poll interval while the lookup starts.
                 std::thread::sleep(std::time::Duration::from_millis(10));
-            };
-            assert!(served, "the lookup's receiver took LocalSend's free port");
+            }
+            // Nothing here served LocalSend's port: told the lookup's own, where answers reach it.
+            assert_ne!(device.devices()[0].addr.port(), LOCALSEND_PORT);
+            // The window (or `ferry serve`) starts LocalSend receiving now: it gets the port.
+            let window_dir = tempfile::tempdir().unwrap();
+            let mut window = crate::localsend::config(window_dir.path());
+            window.port = LOCALSEND_PORT;
+            window.bind_v6 = None;
+            let started = ferry::localsend::LocalSendServer::start(
+                window,
+                ferry::events::event_channel(None).0,
+            );
+            assert!(
+                started.is_ok(),
+                "a lookup held LocalSend's port: {:?}",
+                started.err()
+            );
+            assert!(
+                child.0.try_wait().expect("status").is_none(),
+                "the lookup was still running"
+            );
         }
         Err(e) => crate::util::skip_or_fail(
             false,
