@@ -33,8 +33,13 @@ pub struct TrustedDevice {
     /// Where its Ferry server was last known to listen, as `ip:port`.
     pub last_address: Option<String>,
     /// The IP its key was last proven at, even when no port was known (a `ferry send` runs no
-    /// server): where discovery probes it, never where files are sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// server): where discovery probes it, never where files are sent. One this Ferry cannot
+    /// read (another Ferry's) is unknown: a hint must not make the file unreadable.
+    #[serde(
+        default,
+        deserialize_with = "lenient_ip",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_ip: Option<IpAddr>,
     pub first_seen_unix_secs: u64,
     pub last_seen_unix_secs: u64,
@@ -80,6 +85,12 @@ impl TrustedDevice {
         }
         before != (self.last_address.clone(), self.last_ip)
     }
+}
+
+/// An IP address as written, or `None` for anything else (see `TrustedDevice::last_ip`).
+fn lenient_ip<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<IpAddr>, D::Error> {
+    let value = serde_json::Value::deserialize(de)?;
+    Ok(value.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// Where a device's key was just proven by a completed handshake (and only then: nothing

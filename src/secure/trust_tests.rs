@@ -219,3 +219,38 @@ fn older_and_newer_trust_files_load() {
     assert_eq!(text.matches("last_ip").count(), 1, "{text}");
     assert!(text.contains(r#""version": 1"#), "{text}");
 }
+
+/// `last_ip` is only a probe hint: one this Ferry cannot read (a later Ferry may keep a
+/// link-local IP's interface, as `last_address` does, or write another shape) is taken as
+/// unknown, and never makes the whole file, with every pinned key in it, unreadable.
+#[test]
+fn a_last_ip_this_ferry_cannot_read_is_unknown_and_the_file_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ka, kb, kc) = (hex(&[8u8; 32]), hex(&[9u8; 32]), hex(&[10u8; 32]));
+    let device = |name: &str, key: &str, last_ip: &str| {
+        format!(
+            r#"{{"name":"{name}","public_key":"{key}","device_id":"x","last_address":null,"last_ip":{last_ip},"first_seen_unix_secs":1,"last_seen_unix_secs":2}}"#
+        )
+    };
+    let text = format!(
+        r#"{{"version":1,"devices":[{},{},{}]}}"#,
+        device("scoped", &ka, r#""fe80::1%2""#),
+        device("shaped", &kb, r#"{"ip":"10.0.0.4","scope":null}"#),
+        device("plain", &kc, r#""10.0.0.5""#),
+    );
+    write_private_file(&dir.path().join(TRUST_FILE), text.as_bytes()).unwrap();
+    let store = TrustStore::load(dir.path()).expect("the file loads");
+    let ips: Vec<_> = store
+        .devices()
+        .iter()
+        .map(|d| (d.name.as_str(), d.last_ip))
+        .collect();
+    assert_eq!(
+        ips,
+        [
+            ("scoped", None),
+            ("shaped", None),
+            ("plain", Some("10.0.0.5".parse().unwrap()))
+        ]
+    );
+}
