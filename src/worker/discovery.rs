@@ -17,6 +17,7 @@ use crate::discovery::{Announce, Choice, Config, Device, Discovery, State, inter
 use crate::events::{DiscoveryEvent, Event, EventSink, Finding, SeenDevice, SeenState};
 use crate::secure::Identity;
 use crate::secure::identity::default_config_dir;
+use crate::secure::trust::TrustStore;
 
 /// How long the reachability check of a typed address waits for a TCP connect.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -93,7 +94,11 @@ pub(super) fn start(
             return None;
         }
     };
-    let config = config_for(setup, &identity, bound, notes_port);
+    let mut config = config_for(setup, &identity, bound, notes_port);
+    match TrustStore::load(&dir) {
+        Ok(store) => config.probe.extend(trusted_probes(&store)),
+        Err(e) => log::warn!("discovery: trusted devices not probed: {e}"),
+    }
     let choice = config.choice.clone();
     match Discovery::start(config) {
         Ok(discovery) => {
@@ -114,6 +119,32 @@ pub(super) fn start(
             None
         }
     }
+}
+
+/// Most trusted devices probed by unicast (the most recently seen first).
+const MAX_TRUSTED_PROBES: usize = 32;
+
+/// Where the window probes trusted devices by unicast, as `ferry serve` and `peers` do: the
+/// IP of each one's last address and the IP its key was last proven at (a device that only
+/// ever sent with `ferry send` has no address), so a network that blocks multicast and
+/// broadcast still finds them. Only probed: what answers is listed from its own beacon.
+fn trusted_probes(store: &TrustStore) -> Vec<IpAddr> {
+    let mut devices: Vec<_> = store.devices().iter().collect();
+    devices.sort_by_key(|d| std::cmp::Reverse(d.last_seen_unix_secs));
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for device in devices.into_iter().take(MAX_TRUSTED_PROBES) {
+        let at = device
+            .last_address
+            .as_deref()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map(|a| a.ip());
+        for ip in at.into_iter().chain(device.last_ip) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
+    ips
 }
 
 pub(super) fn off(sink: &EventSink, reason: Option<String>) {
@@ -276,6 +307,87 @@ mod tests {
         assert_eq!(config.choice, Choice::default());
         assert_eq!((config.me.tcp_port, config.me.udp_port), (8080, 9090));
         assert_eq!(config.port, crate::defaults::DISCOVERY_PORT);
+    }
+
+    /// The window probes trusted devices where it last saw them, as the CLI does: a device
+    /// reachable by unicast alone (here a socket bound to one loopback address, which no
+    /// broadcast or multicast beacon reaches) hears a probe. Real UDP on 127.0.0.0/8.
+    #[test]
+    fn the_window_probes_a_trusted_device_where_its_key_was_last_proven() {
+        use crate::secure::trust::SeenAt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let laptop_ip = Ipv4Addr::new(127, 0, 0, 78);
+        let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket
+            .bind(&SocketAddr::from((laptop_ip, port)).into())
+            .unwrap();
+        let laptop: std::net::UdpSocket = socket.into();
+        laptop
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut store = TrustStore::load(dir.path()).unwrap();
+        store
+            .pin("laptop", &[9; 32], Some(SeenAt::Ip(laptop_ip.into())), 1)
+            .unwrap();
+        store.save().unwrap();
+        let setup = DiscoverySetup {
+            identity_dir: Some(dir.path().to_owned()),
+            port: Some(port),
+            probe: Vec::new(),
+        };
+        let (sink, _events) = crate::events::event_channel(None);
+        let _running = start(&setup, "127.0.0.1:9000".parse().unwrap(), 0, &sink).unwrap();
+        let mut buf = [0u8; 2048];
+        let (len, _) = laptop.recv_from(&mut buf).expect("no probe reached the IP");
+        let probe = crate::protocol::beacon::Beacon::decode(&buf[..len]).unwrap();
+        assert_eq!(probe.id, identity_in(dir.path()).device_id());
+    }
+
+    fn identity_in(dir: &std::path::Path) -> Identity {
+        Identity::load_or_create(dir).unwrap()
+    }
+
+    #[test]
+    fn trusted_devices_are_probed_at_their_address_and_proven_ip_most_recent_first() {
+        use crate::secure::trust::SeenAt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TrustStore::load(dir.path()).unwrap();
+        let server = |a: &str| Some(SeenAt::Server(a.parse().unwrap()));
+        store
+            .pin("old", &[1; 32], server("10.0.0.5:9000"), 50)
+            .unwrap();
+        store
+            .pin("desk", &[2; 32], server("10.0.0.5:8080"), 100)
+            .unwrap();
+        store
+            .pin(
+                "phone",
+                &[3; 32],
+                Some(SeenAt::Ip("10.0.0.9".parse().unwrap())),
+                200,
+            )
+            .unwrap();
+        store.pin("nowhere", &[4; 32], None, 300).unwrap();
+        let ips: Vec<String> = trusted_probes(&store)
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect();
+        assert_eq!(ips, ["10.0.0.9", "10.0.0.5"]);
+        for i in 0..40u8 {
+            let seen = Some(SeenAt::Ip(IpAddr::from([10, 1, 0, i])));
+            store
+                .pin(&format!("d{i}"), &[i + 10; 32], seen, 1000)
+                .unwrap();
+        }
+        assert_eq!(trusted_probes(&store).len(), MAX_TRUSTED_PROBES);
     }
 
     #[test]

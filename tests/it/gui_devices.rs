@@ -260,7 +260,10 @@ fn add_by_address_shows_the_favourite_and_remembers_it() {
     harness.run_steps(2);
     assert_eq!(harness.state().devices.favourites, vec!["127.0.9.7:8080"]);
     assert!(harness.query_by_label("favourite").is_some());
-    assert_eq!(harness.state().settings().favourites, vec!["127.0.9.7:8080"]);
+    assert_eq!(
+        harness.state().settings().favourites,
+        vec!["127.0.9.7:8080"]
+    );
 
     // Clicking it fills the destination and the notes peer.
     harness
