@@ -10,10 +10,10 @@ use super::batch::{EVENTS_PER_FRAME, frame_batch};
 use super::file_browser::{BrowseFor, Chosen};
 use super::folder_rows::{self, folder_root};
 use super::i18n::{T, Tr};
-use super::{Action, FerryApp, RowState, ServerStatus, Tab, TransferRow, display};
+use super::{Action, FerryApp, ServerStatus, Tab, TransferRow, display};
 use crate::events::{
-    Direction, DiscoveryEvent, Event, FailureKind, KeyringEvent, NoteEvent, ServerEvent,
-    TransferEvent, TransferId,
+    Direction, DiscoveryEvent, Event, KeyringEvent, NoteEvent, ServerEvent, TransferEvent,
+    TransferId,
 };
 use crate::localsend::LocalSendBatch;
 use crate::protocol::escape_line;
@@ -189,7 +189,8 @@ impl FerryApp {
                     let tr = Tr(self.lang);
                     // A notification is a glimpse; the whole note is in the panel.
                     let glimpse: String = text.chars().take(NOTIFY_NOTE_CHARS).collect();
-                    self.notify(&tr.fill(T::NotifyNote, &[from]), &glimpse);
+                    let budget = &self.notify_budgets.notes;
+                    self.notify(budget, &tr.fill(T::NotifyNote, &[from]), &glimpse);
                 }
                 self.notes.apply(event)
             }
@@ -248,58 +249,6 @@ impl FerryApp {
                 }
                 return;
             }
-        }
-    }
-
-    /// Whether a notification is to be shown now: the user wants them, is looking elsewhere,
-    /// and a flood has not used up the last seconds' share (see [`super::notify::NOTIFY_BURST`]).
-    fn notifying(&self) -> bool {
-        self.notifications && !self.window_focused && self.notify_budget.take(Instant::now())
-    }
-
-    fn notify(&self, summary: &str, body: &str) {
-        if self.notifying() {
-            self.notifier.notify(summary, body);
-        }
-    }
-
-    /// A file ended (verified, unverified, failed, declined; a cancel is the user's own doing
-    /// or shown in the row, and is not announced).
-    fn notify_finished(&self, row: &TransferRow) {
-        let tr = Tr(self.lang);
-        let name = row.saved_as.as_deref().unwrap_or(&row.name);
-        let summary = match &row.state {
-            RowState::Verified | RowState::Unverified if row.dest.is_some() => {
-                tr.fill(T::NotifySent, &[&name])
-            }
-            RowState::Verified | RowState::Unverified => tr.fill(T::NotifyReceived, &[&name]),
-            RowState::Failed(f)
-                if matches!(f.kind, FailureKind::Declined | FailureKind::Refused(_))
-                    && row.dest.is_some() =>
-            {
-                tr.fill(T::NotifyDeclined, &[&name])
-            }
-            RowState::Failed(_) => tr.fill(T::NotifyFailed, &[&name]),
-            _ => return,
-        };
-        let peer = row.peer.map(|p| p.to_string()).unwrap_or_default();
-        // Only uploads from the Client tab have a destination.
-        let mut body = if row.dest.is_some() {
-            tr.fill(T::NotifyTo, &[&peer])
-        } else {
-            tr.fill(T::NotifyFrom, &[&peer])
-        };
-        if !row.msg.is_empty() {
-            body.push('\n');
-            body.push_str(&row.msg);
-        }
-        // A received file can be opened from its notification.
-        match &row.path {
-            Some(path) if row.dest.is_none() && self.notifying() => {
-                self.notifier
-                    .notify_file(&summary, &body, path, tr.get(T::Open))
-            }
-            _ => self.notify(&summary, &body),
         }
     }
 

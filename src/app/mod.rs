@@ -146,7 +146,7 @@ pub struct FerryApp {
     /// Whether the window had the keyboard focus in the last frame.
     pub window_focused: bool,
     notifier: Arc<dyn Notifier>,
-    notify_budget: notify::NotifyBudget,
+    notify_budgets: notify::NotifyBudgets,
     /// Folder rows that looked finished in a frame whose batch left engine events waiting:
     /// announced once those are applied (the folder's next file may be among them).
     finished_folders: Vec<crate::events::TransferId>,
@@ -219,7 +219,7 @@ impl FerryApp {
             unseen_notes: 0,
             window_focused: true,
             notifier: Arc::new(NoNotifier),
-            notify_budget: notify::NotifyBudget::default(),
+            notify_budgets: notify::NotifyBudgets::default(),
             finished_folders: Vec::new(),
             events,
             sink,

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::i18n::{T, Tr};
+use super::{FerryApp, RowState, TransferRow};
 use crate::defaults::APP_ID;
+use crate::events::FailureKind;
 
 /// Notifications whose "Open" action is being waited for at once; each holds a thread until
 /// the notification closes, so later ones go without the action.
@@ -101,7 +104,8 @@ fn show_with_open(summary: &str, body: &str, file: PathBuf, open_label: &str) {
     }
 }
 
-/// How many notifications may be shown within one [`NOTIFY_WINDOW`]: anyone on the LAN may
+/// How many notifications of one kind ([`NotifyBudgets`]) may be shown within one
+/// [`NOTIFY_WINDOW`]: anyone on the LAN may
 /// send notes (and, when everyone is accepted, files) as fast as it likes, and each would be
 /// a notification on the desktop (and a thread talking to its service). The rest are left
 /// out; the window's counts and rows still show everything.
@@ -127,6 +131,72 @@ impl NotifyBudget {
         let allowed = shown < NOTIFY_BURST;
         self.window.set(Some((start, shown + u32::from(allowed))));
         allowed
+    }
+}
+
+/// One budget per kind: notes cost a stranger one datagram from any source address, a file
+/// a whole TCP upload, so a flood of notes must not use up the notifications of the files
+/// that arrive meanwhile (nor, on its own, tell the user of no file at all).
+#[derive(Debug, Default)]
+pub struct NotifyBudgets {
+    pub notes: NotifyBudget,
+    /// Files received, sent, declined or failed.
+    pub files: NotifyBudget,
+}
+
+/// The window's notifications, each within its kind's budget.
+impl FerryApp {
+    /// Whether a notification is to be shown now: the user wants them, is looking elsewhere,
+    /// and a flood has not used up the last seconds' share of its kind (see
+    /// [`super::notify::NotifyBudgets`]).
+    pub(super) fn notifying(&self, budget: &NotifyBudget) -> bool {
+        self.notifications && !self.window_focused && budget.take(Instant::now())
+    }
+
+    pub(super) fn notify(&self, budget: &NotifyBudget, summary: &str, body: &str) {
+        if self.notifying(budget) {
+            self.notifier.notify(summary, body);
+        }
+    }
+
+    /// A file ended (verified, unverified, failed, declined; a cancel is the user's own doing
+    /// or shown in the row, and is not announced).
+    pub(super) fn notify_finished(&self, row: &TransferRow) {
+        let tr = Tr(self.lang);
+        let name = row.saved_as.as_deref().unwrap_or(&row.name);
+        let summary = match &row.state {
+            RowState::Verified | RowState::Unverified if row.dest.is_some() => {
+                tr.fill(T::NotifySent, &[&name])
+            }
+            RowState::Verified | RowState::Unverified => tr.fill(T::NotifyReceived, &[&name]),
+            RowState::Failed(f)
+                if matches!(f.kind, FailureKind::Declined | FailureKind::Refused(_))
+                    && row.dest.is_some() =>
+            {
+                tr.fill(T::NotifyDeclined, &[&name])
+            }
+            RowState::Failed(_) => tr.fill(T::NotifyFailed, &[&name]),
+            _ => return,
+        };
+        let peer = row.peer.map(|p| p.to_string()).unwrap_or_default();
+        // Only uploads from the Client tab have a destination.
+        let mut body = if row.dest.is_some() {
+            tr.fill(T::NotifyTo, &[&peer])
+        } else {
+            tr.fill(T::NotifyFrom, &[&peer])
+        };
+        if !row.msg.is_empty() {
+            body.push('\n');
+            body.push_str(&row.msg);
+        }
+        // A received file can be opened from its notification.
+        let budget = &self.notify_budgets.files;
+        match &row.path {
+            Some(path) if row.dest.is_none() && self.notifying(budget) => self
+                .notifier
+                .notify_file(&summary, &body, path, tr.get(T::Open)),
+            _ => self.notify(budget, &summary, &body),
+        }
     }
 }
 

@@ -474,3 +474,38 @@ fn a_dialog_that_returns_nothing_at_once_gives_way_to_the_in_app_picker() {
     harness.run_steps(2);
     assert!(!harness.state().browser.is_open());
 }
+
+/// Notes cost a stranger nothing (one datagram, any source address), files a TCP upload: a
+/// flood of notes must not use up the notifications of the files that arrive meanwhile, or
+/// anyone on the LAN could keep every received file from being announced.
+#[test]
+fn a_flood_of_notes_does_not_silence_a_received_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let notifier = Arc::new(Counting::default());
+    let (mut harness, notes_addr) = notes_in_the_background(dir.path(), &notifier);
+    let addr = wait_listening(&mut harness);
+    set_focused(&mut harness, false);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..10 {
+        let note = format!("spam {i}");
+        peer.send_to(note.as_bytes(), ("127.0.0.1", notes_addr.port()))
+            .unwrap();
+    }
+    run_until(&mut harness, "ten notes", |app| {
+        app.unseen_notes + app.notes.dropped as usize >= 10
+    });
+    plain_upload(addr, &[("report.txt", b"hello", "")]);
+    run_until(&mut harness, "the upload to arrive", |app| {
+        app.server
+            .rows
+            .first()
+            .is_some_and(|r| r.state.is_finished())
+    });
+    let shown = notifier.shown();
+    assert!(
+        shown
+            .iter()
+            .any(|(summary, _)| summary == "Received report.txt"),
+        "{shown:?}"
+    );
+}
