@@ -258,9 +258,12 @@ impl TrustStore {
         Ok(&self.devices[self.devices.len() - 1])
     }
 
-    /// Renames a trusted device; false if `old` is unknown or `new` is taken by another one.
+    /// Renames a trusted device; false if `old` is unknown or `new` is, or looks like,
+    /// another one's name. Each other device is asked: looking alike is not transitive, so
+    /// a `new` that looks like `old` may still look like another device's name.
     pub fn rename(&mut self, old: &str, new: &str) -> bool {
-        if !looks_alike(old, new) && self.looks_like_a_trusted_name(new) {
+        let taken = |d: &TrustedDevice| d.name != old && looks_alike(&d.name, new);
+        if self.devices.iter().any(taken) {
             return false;
         }
         match self.devices.iter_mut().find(|d| d.name == old) {

@@ -254,3 +254,20 @@ fn a_last_ip_this_ferry_cannot_read_is_unknown_and_the_file_still_loads() {
         ]
     );
 }
+
+/// "Looks alike" is not transitive (equal whatever the case, or equal glyph for glyph): a
+/// new name that looks like the device's old one may still look like *another* trusted
+/// device's, and must be refused for it.
+#[test]
+fn a_rename_is_refused_when_the_new_name_looks_like_another_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = TrustStore::load(dir.path()).unwrap();
+    store.pin("PC-1", &[1; 32], None, 1).unwrap();
+    store.pin("pc-i", &[2; 32], None, 1).unwrap();
+    // "PC-I" is "pc-i" in another case, and "PC-1" glyph for glyph.
+    assert!(!store.rename("pc-i", "PC-I"));
+    assert!(store.by_name("pc-i").is_some());
+    // Its own name in another case is still fine.
+    assert!(store.rename("pc-i", "PC-i"));
+    assert!(store.rename("PC-1", "pc-1"));
+}
