@@ -224,3 +224,24 @@ pub(crate) fn window_speed_test(
         !app.client.speed.running()
     });
 }
+
+/// A receiver that ends a speed test for going on too long (its `speed_test_max`) says so
+/// to the sender, and the sender says why: not a bare "connection lost" or "broken pipe".
+#[test]
+fn a_speed_test_ended_by_the_receivers_time_cap_says_so() {
+    let dst = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+    config.keyring = Some(test_receiver_keyring());
+    config.speed_test_max = Duration::from_millis(500);
+    let (server, _events) = start_server_with(config);
+    let opts = SendOptions::new(server.local_addr().to_string());
+    match probe(&opts, Duration::from_secs(3)) {
+        Err(ProbeError::Failed(reason)) => {
+            assert!(
+                reason.contains("a speed test longer than 0.5 s"),
+                "{reason}"
+            )
+        }
+        other => panic!("a test past the receiver's cap: {other:?}"),
+    }
+}

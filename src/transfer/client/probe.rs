@@ -15,6 +15,8 @@ const MAX_BYTES: u64 = 32 << 30;
 /// How long to wait for the receiver's figures after the data (its disk test takes a few
 /// seconds).
 const RESULT_WAIT: Duration = Duration::from_secs(30);
+/// How long a write's failure waits for the receiver's reason, which it sends as it ends.
+const LAST_WORD_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a speed test could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -67,17 +69,17 @@ pub fn probe(opts: &SendOptions, duration: Duration) -> Result<ProbeReport, Prob
     let (start, mut sent) = (Instant::now(), 0u64);
     while start.elapsed() < duration && sent + data.len() as u64 <= MAX_BYTES {
         match answers.try_recv() {
-            Ok(Heard::Msg(msg)) => return Err(failed(format!("the receiver stopped: {msg:?}"))),
+            Ok(Heard::Msg(msg)) => return Err(stopped(msg)),
             Ok(Heard::Closed(reason)) => return Err(failed(reason)),
             Err(_) => {}
         }
         out.send_chunk(Some(&header), &mut data)
-            .map_err(|e| failed(format!("connection lost: {e}")))?;
+            .map_err(|e| lost(&answers, e))?;
         sent += data.len() as u64;
     }
     out.send_chunk(Some(&encode_chunk_header(0)), &mut [])
         .and_then(|()| std::io::Write::flush(&mut out))
-        .map_err(|e| failed(format!("connection lost: {e}")))?;
+        .map_err(|e| lost(&answers, e))?;
     let sender_hash = crate::transfer::hash_speed();
     let result = match answers.recv_timeout(opts.answer_timeout + RESULT_WAIT) {
         Ok(Heard::Msg(ReceiverMsg::ProbeResult {
@@ -107,4 +109,24 @@ pub fn probe(opts: &SendOptions, duration: Duration) -> Result<ProbeReport, Prob
         receiver_hash,
         sender_hash,
     })
+}
+
+/// The receiver ended the test while data went out: what it said.
+fn stopped(msg: ReceiverMsg) -> ProbeError {
+    match msg {
+        ReceiverMsg::Failed { reason } => {
+            ProbeError::Failed(format!("the receiver stopped: {reason}"))
+        }
+        msg => ProbeError::Failed(format!("the receiver stopped: {msg:?}")),
+    }
+}
+
+/// A write failed: the receiver usually said why it ended the test (it ran longer than the
+/// receiver allows, its bytes came too slowly, ...) just before it closed, which says more
+/// than the write's own "broken pipe"; that is waited for a little.
+fn lost(answers: &crossbeam_channel::Receiver<Heard>, e: std::io::Error) -> ProbeError {
+    match answers.recv_timeout(LAST_WORD_WAIT) {
+        Ok(Heard::Msg(msg)) => stopped(msg),
+        _ => ProbeError::Failed(format!("connection lost: {e}")),
+    }
 }

@@ -27,7 +27,14 @@ const FIGURES_REUSE: Duration = Duration::from_secs(60);
 impl Connection<'_> {
     /// Runs a speed test the sender asked for; the connection ends after it.
     pub(super) fn probe(&mut self, max_bytes: u64) -> Result<(), ConnEnd> {
-        self.run_probe(max_bytes).map_err(ConnEnd::from)
+        let result = self.run_probe(max_bytes);
+        // Only a Ferry sender tests, but its session never saw a file (no mode), so the end
+        // of the connection would not tell it why: it heard only a broken pipe.
+        if let Err(error) = &result {
+            let reason = error.to_string();
+            self.answer(&ReceiverMsg::Failed { reason });
+        }
+        result.map_err(ConnEnd::from)
     }
 
     fn run_probe(&mut self, max_bytes: u64) -> Result<(), TransferError> {
