@@ -14,12 +14,14 @@
 //!   kin), the combining grapheme joiner, tags;
 //! - any run of white space as one space, none at either end;
 //! - the Cyrillic and Greek letters drawn like Latin ones (`а`, `е`, `о`, `р`, `с`, `Η`, `Ο`,
-//!   ...) as those Latin letters, and the katakana drawn like Chinese characters (`ロ` for
-//!   `口`, `エ` for `工`, `ー` for `一`, ...) as those characters.
+//!   ...) as those Latin letters, the katakana drawn like Chinese characters (`ロ` for
+//!   `口`, `エ` for `工`, `ー` for `一`, ...) as those characters, and the hyphens and short
+//!   dashes (U+2010 to U+2013, the minus sign) as a hyphen-minus.
 //!
-//! Glyph for glyph, before case is folded, a capital `I`, a digit `1` and a `|` are an `l`, and
-//! a digit `0` is an `O`, so `Iaptop` is `laptop`. A refusal is the safe side of a doubt: a
-//! device with an honest name that looks like a trusted one is renamed, never mistaken.
+//! Glyph for glyph, before case is folded, a capital `I`, a digit `1`, a `|` and a `ǀ`
+//! (U+01C0) are an `l`, and a digit `0` is an `O`, so `Iaptop` is `laptop`. A refusal is the
+//! safe side of a doubt: a device with an honest name that looks like a trusted one is
+//! renamed, never mistaken.
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -54,7 +56,7 @@ fn folded(seen: &str) -> String {
 fn glyphs(seen: &str) -> String {
     seen.chars()
         .map(|c| match c {
-            'I' | '1' | '|' => 'l',
+            'I' | '1' | '|' | '\u{1C0}' => 'l',
             '0' => 'O',
             c => c,
         })
@@ -89,6 +91,9 @@ fn is_drawn_as_nothing(c: char) -> bool {
 /// or Greek one looks like, the Chinese character a katakana one looks like; or `c` itself.
 fn usual_form(c: char) -> char {
     match c {
+        // The hyphens and dashes drawn as a short line, as a hyphen-minus (`desk‐1`, with
+        // U+2010, is `desk-1`); NFKC already folds the fullwidth and small ones.
+        '\u{2010}'..='\u{2013}' | '\u{2043}' | '\u{2212}' => '-',
         'ロ' => '口',
         'エ' => '工',
         'カ' => '力',
@@ -166,6 +171,12 @@ mod tests {
             ("王小明", "王小明\u{FE00}"),
             ("王工", "王エ"),
             ("一口", "ー\u{30ED}"),
+            ("办公室-1", "办公室\u{2010}1"),
+            ("办公室-1", "办公室\u{2013}1"),
+            ("desk-1", "desk\u{2212}1"),
+            ("desk-1", "desk\u{2011}1"),
+            ("Wang-PC", "Wang\u{2012}PC"),
+            ("laptop", "\u{1C0}aptop"),
         ] {
             assert!(
                 looks_alike(trusted, lookalike),
@@ -188,6 +199,12 @@ mod tests {
             ("李明", "李朋"),
             ("张三", "張三"),
             ("desk", ""),
+            ("PC1", "PC2"),
+            ("desk-1", "desk-11"),
+            ("desk-1", "desk 1"),
+            ("王工的电脑", "李明的笔记本"),
+            ("客厅", "客厅2"),
+            ("カメラ", "カメラ2"),
         ] {
             assert!(!looks_alike(a, b), "{a:?} / {b:?}");
         }
