@@ -148,6 +148,10 @@ pub enum SecureError {
         "device {name:?} presented a different key than the one trusted (fingerprint now {fingerprint}); refused"
     )]
     KeyChanged { name: String, fingerprint: String },
+    #[error(
+        "device {name:?} presented a different key than the one trusted for a name that looks the same (fingerprint now {fingerprint}); refused: if it is another device, give one of them a name of its own (Rename, on the window's Server tab)"
+    )]
+    LooksLikeTrusted { name: String, fingerprint: String },
     #[error("a handshake message was reflected back")]
     Reflected,
     #[error("handshake failed: {0}")]

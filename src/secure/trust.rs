@@ -202,19 +202,32 @@ impl TrustStore {
         self.devices.iter().any(|d| looks_alike(&d.name, name))
     }
 
+    /// Why a device with `public_key` (not trusted) cannot be known as `name`: a trusted
+    /// device has that name (`KeyChanged`), or one that looks like it (`LooksLikeTrusted`:
+    /// an honest device so named is told to take another name; the reason also goes to the
+    /// peer, so it does not say which trusted name).
+    fn name_taken(&self, name: &str, public_key: &[u8; 32]) -> Option<SecureError> {
+        let (name, fingerprint) = (name.to_owned(), fingerprint(public_key));
+        if self.by_name(&name).is_some() {
+            Some(SecureError::KeyChanged { name, fingerprint })
+        } else if self.looks_like_a_trusted_name(&name) {
+            Some(SecureError::LooksLikeTrusted { name, fingerprint })
+        } else {
+            None
+        }
+    }
+
     /// Checks a peer that presented `public_key` and called itself `name`: trusted by key,
-    /// unknown, or `KeyChanged` when the name is trusted under a different key.
+    /// unknown, or `KeyChanged` (`LooksLikeTrusted`) when the name is (looks like) a trusted
+    /// one under a different key.
     pub fn check(&self, name: &str, public_key: &[u8; 32]) -> Result<Verdict, SecureError> {
         if let Some(device) = self.by_key(public_key) {
             return Ok(Verdict::Trusted(device.clone()));
         }
-        if self.looks_like_a_trusted_name(name) {
-            return Err(SecureError::KeyChanged {
-                name: name.to_owned(),
-                fingerprint: fingerprint(public_key),
-            });
+        match self.name_taken(name, public_key) {
+            Some(refusal) => Err(refusal),
+            None => Ok(Verdict::Unknown),
         }
-        Ok(Verdict::Unknown)
     }
 
     /// Trusts a device (after pairing or "Accept and trust"), or refreshes its address and
@@ -236,11 +249,8 @@ impl TrustStore {
             }
             return Ok(&self.devices[i]);
         }
-        if self.looks_like_a_trusted_name(name) {
-            return Err(SecureError::KeyChanged {
-                name: name.to_owned(),
-                fingerprint: fingerprint(public_key),
-            });
+        if let Some(refusal) = self.name_taken(name, public_key) {
+            return Err(refusal);
         }
         let mut device = TrustedDevice {
             name: name.to_owned(),

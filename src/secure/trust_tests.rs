@@ -93,10 +93,10 @@ fn a_book_sees_changes_another_process_saved() {
     book.pin("laptop", &[9u8; 32], server("10.0.0.3:8080"))
         .unwrap();
     assert_eq!(TrustStore::load(&conf).unwrap().devices().len(), 2);
-    // A lookalike of a trusted name is that name.
+    // A lookalike of a trusted name is refused as that name.
     assert!(matches!(
         book.check("Pho\u{200B}ne", &[10u8; 32]),
-        Err(SecureError::KeyChanged { .. })
+        Err(SecureError::LooksLikeTrusted { .. })
     ));
     // Touch never brings a forgotten device back.
     assert!(book.forget("phone").unwrap());

@@ -227,6 +227,19 @@ fn names_that_look_like_a_trusted_name_are_refused() {
         );
         let reason = wait_connection_error(&events);
         assert!(reason.contains("different key"), "{lookalike:?}: {reason}");
+        // An honest device refused so is not left looking for its own name among the
+        // trusted ones: the reason says its name looks like one, and the way out (on both
+        // sides; the sender is not told which trusted name).
+        assert!(
+            reason.contains("a name that looks the same") && reason.contains("Rename"),
+            "{lookalike:?}: {reason}"
+        );
+        let FileOutcome::Failed(failure) = &outcomes[0] else {
+            unreachable!()
+        };
+        let told = failure.detail.as_deref().unwrap_or_default();
+        assert!(told.contains("Rename"), "{lookalike:?}: {told}");
+        assert!(!told.contains("\"laptop\""), "{lookalike:?}: {told}");
     }
     assert!(names_in(dst.path()).is_empty());
     assert_eq!(desk.trust.devices().len(), 4);
