@@ -363,7 +363,8 @@ texts! {
     ThemeLight => "Light", "浅色";
     ThemeDark => "Dark", "深色";
     NotifySetting => "Notify me", "桌面通知";
-    NotifySettingHint => "A desktop notification when a file finishes or a note arrives while this window is in the background", "窗口在后台时，文件完成或收到便签会弹出桌面通知";
+    NotifySettingHint => "A desktop notification when a sender waits for your answer, a file finishes or a note arrives while this window is in the background", "窗口在后台时，有人等待你答复、文件完成或收到便签会弹出桌面通知";
+    NotifyOffer => "Waiting for your answer: {}", "等待你的答复：{}";
     NotifyReceived => "Received {}", "已收到 {}";
     NotifySent => "Sent {}", "已发送 {}";
     NotifyFailed => "{} failed", "{} 失败";

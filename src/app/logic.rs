@@ -21,7 +21,7 @@ use crate::transfer::{OutgoingFolder, OutgoingItem, walk_folder};
 use crate::worker::{Command, LocalSendSetup};
 
 /// How much of a note a notification shows.
-const NOTIFY_NOTE_CHARS: usize = 200;
+pub(super) const NOTIFY_NOTE_CHARS: usize = 200;
 
 /// Results of the helper threads (dialogs, file sizes).
 pub(super) enum UiMsg {
@@ -123,6 +123,7 @@ impl FerryApp {
                 }
             }
             Event::Server(ServerEvent::OfferPending(offer)) => {
+                self.notify_offer(&offer);
                 self.server.offers.push(offer);
                 // A sender is waiting: make the window noticeable if it is in the background.
                 self.ctx

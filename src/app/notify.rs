@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::i18n::{T, Tr};
-use super::{FerryApp, RowState, TransferRow};
+use super::{FerryApp, PendingOffer, RowState, TransferRow};
 use crate::defaults::APP_ID;
 use crate::events::FailureKind;
 
@@ -139,6 +139,9 @@ impl NotifyBudget {
 /// that arrive meanwhile (nor, on its own, tell the user of no file at all).
 #[derive(Debug, Default)]
 pub struct NotifyBudgets {
+    /// Senders waiting for the user's answer: the one notification that must not be crowded
+    /// out by the others.
+    pub offers: NotifyBudget,
     pub notes: NotifyBudget,
     /// Files received, sent, declined or failed.
     pub files: NotifyBudget,
@@ -157,6 +160,28 @@ impl FerryApp {
         if self.notifying(budget) {
             self.notifier.notify(summary, body);
         }
+    }
+
+    /// A sender waits for the user's answer (its folder's or first file's name; the text is
+    /// display-safe already, as every event the window takes).
+    pub(super) fn notify_offer(&self, offer: &PendingOffer) {
+        let tr = Tr(self.lang);
+        let first = offer.names.first().map_or("", String::as_str);
+        let mut what = match &offer.folder {
+            Some(folder) => folder.name.clone(),
+            None => first.to_owned(),
+        };
+        if offer.folder.is_none() && offer.count > 1 {
+            what.push_str(&format!(" (+{})", offer.count - 1));
+        }
+        let mut body = tr.fill(T::NotifyFrom, &[&offer.peer]);
+        if !offer.msg.is_empty() {
+            body.push('\n');
+            // A glimpse, as of a note: the whole message is in the window's prompt.
+            body.extend(offer.msg.chars().take(super::logic::NOTIFY_NOTE_CHARS));
+        }
+        let budget = &self.notify_budgets.offers;
+        self.notify(budget, &tr.fill(T::NotifyOffer, &[&what]), &body);
     }
 
     /// A file ended (verified, unverified, failed, declined; a cancel is the user's own doing

@@ -269,10 +269,18 @@ fn notes_in_the_background(
     dir: &Path,
     notifier: &Arc<Counting>,
 ) -> (Harness<'static, FerryApp>, std::net::SocketAddr) {
+    notes_in_the_background_with(settings(dir), notifier)
+}
+
+/// [`notes_in_the_background`] with other `settings`.
+fn notes_in_the_background_with(
+    settings: Settings,
+    notifier: &Arc<Counting>,
+) -> (Harness<'static, FerryApp>, std::net::SocketAddr) {
     let mut harness = app(
         Settings {
             notes_open: false,
-            ..settings(dir)
+            ..settings
         },
         Arc::clone(notifier),
     );
@@ -475,6 +483,20 @@ fn a_dialog_that_returns_nothing_at_once_gives_way_to_the_in_app_picker() {
     assert!(!harness.state().browser.is_open());
 }
 
+/// Sends ten notes to the window's `notes_addr` (more than its notification budget) and
+/// waits until it has counted them.
+fn ten_notes(harness: &mut Harness<'_, FerryApp>, notes_addr: std::net::SocketAddr) {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..10 {
+        let note = format!("spam {i}");
+        peer.send_to(note.as_bytes(), ("127.0.0.1", notes_addr.port()))
+            .unwrap();
+    }
+    run_until(harness, "ten notes", |app| {
+        app.unseen_notes + app.notes.dropped as usize >= 10
+    });
+}
+
 /// Notes cost a stranger nothing (one datagram, any source address), files a TCP upload: a
 /// flood of notes must not use up the notifications of the files that arrive meanwhile, or
 /// anyone on the LAN could keep every received file from being announced.
@@ -485,15 +507,7 @@ fn a_flood_of_notes_does_not_silence_a_received_file() {
     let (mut harness, notes_addr) = notes_in_the_background(dir.path(), &notifier);
     let addr = wait_listening(&mut harness);
     set_focused(&mut harness, false);
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for i in 0..10 {
-        let note = format!("spam {i}");
-        peer.send_to(note.as_bytes(), ("127.0.0.1", notes_addr.port()))
-            .unwrap();
-    }
-    run_until(&mut harness, "ten notes", |app| {
-        app.unseen_notes + app.notes.dropped as usize >= 10
-    });
+    ten_notes(&mut harness, notes_addr);
     plain_upload(addr, &[("report.txt", b"hello", "")]);
     run_until(&mut harness, "the upload to arrive", |app| {
         app.server
@@ -508,4 +522,38 @@ fn a_flood_of_notes_does_not_silence_a_received_file() {
             .any(|(summary, _)| summary == "Received report.txt"),
         "{shown:?}"
     );
+}
+
+/// A sender waiting for the user's answer is the notification that matters most: with the
+/// window in the background (and after a flood of notes), the offer is announced with the
+/// file's name and its sender.
+#[test]
+fn an_offer_waiting_in_the_background_is_notified_even_after_a_flood_of_notes() {
+    let (dl, src) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let notifier = Arc::new(Counting::default());
+    let asking = Settings {
+        accept_policy: Some(ferry::app::PolicyChoice::Ask),
+        ..settings(dl.path())
+    };
+    let (mut harness, notes_addr) = notes_in_the_background_with(asking, &notifier);
+    let addr = wait_listening(&mut harness);
+    set_focused(&mut harness, false);
+    ten_notes(&mut harness, notes_addr);
+    let file = src.path().join("contract.pdf");
+    std::fs::write(&file, b"terms").unwrap();
+    let sender =
+        std::thread::spawn(move || send_quietly(addr, &[ferry::transfer::OutgoingFile::new(file)]));
+    run_until(&mut harness, "the offer", |app| {
+        !app.server.offers.pending.is_empty()
+    });
+    let shown = notifier.shown();
+    let offer = shown
+        .iter()
+        .find(|(summary, _)| summary.contains("contract.pdf"))
+        .unwrap_or_else(|| panic!("no notification of the offer: {shown:?}"));
+    assert!(offer.0.starts_with("Waiting for your answer"), "{offer:?}");
+    assert!(offer.1.starts_with("from 127.0.0.1:"), "{offer:?}");
+    // The sender is let go: the window (and its server) goes away.
+    drop(harness);
+    sender.join().unwrap();
 }
