@@ -97,7 +97,8 @@ pub struct ServerConfig {
     /// A file's data must arrive at least this fast, measured over each [`MinRate::window`].
     pub min_rate: MinRate,
     /// The longest a speed test may go on sending once it was accepted (a Ferry sender's
-    /// lasts 60 s at most): a longer one ends with that reason, whatever it announced.
+    /// sends for 60 s at most; on a slow link its buffered bytes still drain after that, so
+    /// the cap leaves room): a longer one ends with that reason, whatever it announced.
     pub speed_test_max: Duration,
     /// Files one connection may offer; more end the connection.
     pub max_files_per_connection: u64,
@@ -167,7 +168,7 @@ impl ServerConfig {
             max_per_peer: DEFAULT_MAX_PER_PEER,
             header_deadline: Duration::from_secs(10),
             evict_waiting_after: Duration::from_secs(5),
-            speed_test_max: Duration::from_secs(90),
+            speed_test_max: Duration::from_secs(180),
             min_rate: MinRate {
                 bytes_per_sec: 1024,
                 window: Duration::from_secs(30),
