@@ -63,6 +63,7 @@ impl Engine {
                         burst_step = 0;
                         next_send = burst_start;
                     }
+                    Ok(Command::SetProbes(probe)) => self.config.probe = probe,
                     Ok(Command::Stop) | Err(_) => break,
                 },
                 default(wake.saturating_duration_since(now)) => {}

@@ -186,6 +186,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 enum Command {
     Refresh,
+    /// New extra probe targets ([`Config::probe`]).
+    SetProbes(Vec<IpAddr>),
     Stop,
 }
 
@@ -276,6 +278,12 @@ impl Discovery {
     /// A burst now (the Refresh button).
     pub fn refresh(&self) {
         let _ = self.commands.send(Command::Refresh);
+    }
+
+    /// Replaces the extra addresses probed by unicast ([`Config::probe`]: favourites,
+    /// trusted devices' last IPs) from the next round on.
+    pub fn set_probes(&self, probe: Vec<IpAddr>) {
+        let _ = self.commands.send(Command::SetProbes(probe));
     }
 
     /// The interfaces looked at, with the verdict for each.

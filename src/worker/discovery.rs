@@ -68,6 +68,9 @@ pub fn config_for(
 pub(super) struct Running {
     discovery: Discovery,
     choice: Choice,
+    /// The favourites' IPs, and where the trust store is: the probes are both.
+    favourites: Vec<IpAddr>,
+    dir: PathBuf,
     devices: Option<Vec<SeenDevice>>,
     doctor: Vec<Finding>,
 }
@@ -95,10 +98,8 @@ pub(super) fn start(
         }
     };
     let mut config = config_for(setup, &identity, bound, notes_port);
-    match TrustStore::load(&dir) {
-        Ok(store) => config.probe.extend(trusted_probes(&store)),
-        Err(e) => log::warn!("discovery: trusted devices not probed: {e}"),
-    }
+    let favourites = config.probe.clone();
+    config.probe = probes(&favourites, &dir);
     let choice = config.choice.clone();
     match Discovery::start(config) {
         Ok(discovery) => {
@@ -108,6 +109,8 @@ pub(super) fn start(
             let mut running = Running {
                 discovery,
                 choice,
+                favourites,
+                dir,
                 devices: None,
                 doctor: Vec::new(),
             };
@@ -119,6 +122,17 @@ pub(super) fn start(
             None
         }
     }
+}
+
+/// The unicast probe targets: the favourites' IPs and the trusted devices' (from the trust
+/// store in `dir`; a store that cannot be read adds none, and says so in the log).
+fn probes(favourites: &[IpAddr], dir: &std::path::Path) -> Vec<IpAddr> {
+    let mut probe = favourites.to_vec();
+    match TrustStore::load(dir) {
+        Ok(store) => probe.extend(trusted_probes(&store)),
+        Err(e) => log::warn!("discovery: trusted devices not probed: {e}"),
+    }
+    probe
 }
 
 /// Most trusted devices probed by unicast (the most recently seen first).
@@ -185,6 +199,14 @@ impl Running {
     }
 
     pub(super) fn refresh(&self) {
+        self.discovery.refresh();
+    }
+
+    /// The trusted devices changed (paired, trusted, forgotten): probe them as they are now,
+    /// starting with a burst (a device just paired is looked for at once).
+    pub(super) fn trust_changed(&self) {
+        self.discovery
+            .set_probes(probes(&self.favourites, &self.dir));
         self.discovery.refresh();
     }
 
@@ -309,15 +331,9 @@ mod tests {
         assert_eq!(config.port, crate::defaults::DISCOVERY_PORT);
     }
 
-    /// The window probes trusted devices where it last saw them, as the CLI does: a device
-    /// reachable by unicast alone (here a socket bound to one loopback address, which no
-    /// broadcast or multicast beacon reaches) hears a probe. Real UDP on 127.0.0.0/8.
-    #[test]
-    fn the_window_probes_a_trusted_device_where_its_key_was_last_proven() {
-        use crate::secure::trust::SeenAt;
-
-        let dir = tempfile::tempdir().unwrap();
-        let laptop_ip = Ipv4Addr::new(127, 0, 0, 78);
+    /// A device reachable by unicast alone at `ip` (a socket bound to that one loopback
+    /// address, which no broadcast or multicast beacon reaches), on a free port.
+    fn unicast_only(ip: Ipv4Addr) -> (std::net::UdpSocket, u16) {
         let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|s| s.local_addr())
             .unwrap()
@@ -325,29 +341,73 @@ mod tests {
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
         socket.set_reuse_address(true).unwrap();
-        socket
-            .bind(&SocketAddr::from((laptop_ip, port)).into())
-            .unwrap();
-        let laptop: std::net::UdpSocket = socket.into();
-        laptop
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut store = TrustStore::load(dir.path()).unwrap();
-        store
-            .pin("laptop", &[9; 32], Some(SeenAt::Ip(laptop_ip.into())), 1)
-            .unwrap();
-        store.save().unwrap();
+        socket.bind(&SocketAddr::from((ip, port)).into()).unwrap();
+        (socket.into(), port)
+    }
+
+    /// The window's discovery (its identity and trust store in `dir`) on loopback.
+    fn running_in(
+        dir: &std::path::Path,
+        port: u16,
+    ) -> (Running, crossbeam_channel::Receiver<Event>) {
         let setup = DiscoverySetup {
-            identity_dir: Some(dir.path().to_owned()),
+            identity_dir: Some(dir.to_owned()),
             port: Some(port),
             probe: Vec::new(),
         };
-        let (sink, _events) = crate::events::event_channel(None);
-        let _running = start(&setup, "127.0.0.1:9000".parse().unwrap(), 0, &sink).unwrap();
+        let (sink, events) = crate::events::event_channel(None);
+        let running = start(&setup, "127.0.0.1:9000".parse().unwrap(), 0, &sink).unwrap();
+        (running, events)
+    }
+
+    fn trust_at(dir: &std::path::Path, ip: Ipv4Addr) {
+        let mut store = TrustStore::load(dir).unwrap();
+        let seen = Some(crate::secure::trust::SeenAt::Ip(ip.into()));
+        store.pin("laptop", &[9; 32], seen, 1).unwrap();
+        store.save().unwrap();
+    }
+
+    /// Waits (up to 10 s) for a probe from the discovery in `dir`.
+    fn assert_probed(laptop: &std::net::UdpSocket, dir: &std::path::Path) {
+        laptop
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut buf = [0u8; 2048];
         let (len, _) = laptop.recv_from(&mut buf).expect("no probe reached the IP");
         let probe = crate::protocol::beacon::Beacon::decode(&buf[..len]).unwrap();
-        assert_eq!(probe.id, identity_in(dir.path()).device_id());
+        assert_eq!(probe.id, identity_in(dir).device_id());
+    }
+
+    /// The window probes trusted devices where it last saw them, as the CLI does. Real UDP
+    /// on 127.0.0.0/8.
+    #[test]
+    fn the_window_probes_a_trusted_device_where_its_key_was_last_proven() {
+        let dir = tempfile::tempdir().unwrap();
+        let laptop_ip = Ipv4Addr::new(127, 0, 0, 78);
+        let (laptop, port) = unicast_only(laptop_ip);
+        trust_at(dir.path(), laptop_ip);
+        let _running = running_in(dir.path(), port);
+        assert_probed(&laptop, dir.path());
+    }
+
+    /// A device trusted while discovery runs (paired in the window) is probed from then on.
+    #[test]
+    fn a_device_trusted_while_discovery_runs_is_probed_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let laptop_ip = Ipv4Addr::new(127, 0, 0, 79);
+        let (laptop, port) = unicast_only(laptop_ip);
+        let (running, _events) = running_in(dir.path(), port);
+        // Nothing is probed there while nobody is trusted.
+        laptop
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        assert!(
+            laptop.recv_from(&mut [0u8; 2048]).is_err(),
+            "probed before trusted"
+        );
+        trust_at(dir.path(), laptop_ip);
+        running.trust_changed();
+        assert_probed(&laptop, dir.path());
     }
 
     fn identity_in(dir: &std::path::Path) -> Identity {

@@ -159,7 +159,10 @@ fn run(commands: &Receiver<Command>, sink: EventSink, seams: Seams, config_dir: 
                 }
                 engine.localsend.poll(&engine.sink);
                 let keyring = engine.keyring.as_ref();
-                engine.watch.poll(keyring, engine.server.as_ref(), &engine.sink);
+                let trust_changed = engine.watch.poll(keyring, engine.server.as_ref(), &engine.sink);
+                if let (true, Some(running)) = (trust_changed, &engine.discovery) {
+                    running.trust_changed();
+                }
             }
         }
         engine.uploads.retain(|u| !u.thread.is_finished());

@@ -66,13 +66,15 @@ impl Watch {
         emit(sink, KeyringEvent::Trusted(now));
     }
 
-    /// Sends the trusted devices and the pairing code if they changed since last told.
+    /// Sends the trusted devices and the pairing code if they changed since last told;
+    /// true when the trusted devices did.
     pub(super) fn poll(
         &mut self,
         keyring: Option<&Keyring>,
         server: Option<&ServerHandle>,
         sink: &EventSink,
-    ) {
+    ) -> bool {
+        let mut changed = false;
         if let Some(keyring) = keyring
             && self.trusted.is_some()
         {
@@ -80,6 +82,7 @@ impl Watch {
             if self.trusted.as_ref() != Some(&now) {
                 self.trusted = Some(now.clone());
                 emit(sink, KeyringEvent::Trusted(now));
+                changed = true;
             }
         }
         if let Some(shown) = &self.pairing {
@@ -106,6 +109,7 @@ impl Watch {
                 self.set_pairing(now, sink);
             }
         }
+        changed
     }
 
     /// Offers a fresh pairing code on `server` and shows it.
