@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ferry::protocol::{
     ReceiverMsg, SenderMsg, encode_chunk_header, encode_receiver_msg, encode_sender_msg,
 };
-use ferry::transfer::{AcceptPolicy, FileOutcome, MinRate, ServerConfig};
+use ferry::transfer::{AcceptPolicy, MinRate, ServerConfig};
 
 use crate::util::*;
 
@@ -215,17 +215,8 @@ fn names_that_look_like_a_trusted_name_are_refused() {
     ] {
         let home = tempfile::tempdir().unwrap();
         let impostor = device(home.path(), lookalike);
-        let outcomes = crate::secure_transfer::send(
-            server.local_addr(),
-            Some(&impostor),
-            None,
-            std::slice::from_ref(&file),
-        );
-        assert!(
-            matches!(&outcomes[0], FileOutcome::Failed(_)),
-            "{lookalike:?} passed for a trusted name: {outcomes:?}"
-        );
-        let reason = wait_connection_error(&events);
+        let (failure, reason) =
+            crate::secure_transfer::refused(server.local_addr(), &impostor, &file, &events);
         assert!(reason.contains("different key"), "{lookalike:?}: {reason}");
         // An honest device refused so is not left looking for its own name among the
         // trusted ones: the reason says its name looks like one, and the way out (on both
@@ -234,9 +225,6 @@ fn names_that_look_like_a_trusted_name_are_refused() {
             reason.contains("a name that looks the same") && reason.contains("Rename"),
             "{lookalike:?}: {reason}"
         );
-        let FileOutcome::Failed(failure) = &outcomes[0] else {
-            unreachable!()
-        };
         let told = failure.detail.as_deref().unwrap_or_default();
         assert!(told.contains("Rename"), "{lookalike:?}: {told}");
         assert!(!told.contains("\"laptop\""), "{lookalike:?}: {told}");

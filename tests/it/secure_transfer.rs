@@ -294,6 +294,21 @@ pub(crate) fn send(
     })
 }
 
+/// Sends `file` as the device `keyring` to `to` and expects it refused: the failure the
+/// sender was given, and the receiver's reason (from its `events`).
+pub(crate) fn refused(
+    to: SocketAddr,
+    keyring: &Keyring,
+    file: &Path,
+    events: &Receiver<Event>,
+) -> (ferry::events::Failure, String) {
+    let outcomes = send(to, Some(keyring), None, &[file.to_owned()]);
+    let [FileOutcome::Failed(failure)] = &outcomes[..] else {
+        panic!("not refused: {outcomes:?}");
+    };
+    (failure.clone(), crate::util::wait_connection_error(events))
+}
+
 #[test]
 fn an_expired_code_is_refused_on_both_sides() {
     let homes = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -339,17 +354,7 @@ fn a_trusted_name_presenting_another_key_is_refused_with_a_warning() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (server, events) = server(dst.path(), &desk, AcceptPolicy::Everyone);
     let file = file_with(src.path(), "a.bin", 1000, 6);
-    let outcomes = send(
-        server.local_addr(),
-        Some(&impostor),
-        None,
-        std::slice::from_ref(&file),
-    );
-    assert!(
-        matches!(&outcomes[0], FileOutcome::Failed(_)),
-        "{outcomes:?}"
-    );
-    let reason = crate::util::wait_connection_error(&events);
+    let (_, reason) = refused(server.local_addr(), &impostor, &file, &events);
     assert!(reason.contains("different key"), "{reason}");
     assert!(names_in(dst.path()).is_empty());
     // The pinned key was not replaced.
