@@ -42,7 +42,7 @@ fn known_devices(store: &TrustStore) -> Vec<Known> {
             id: d.device_id.clone(),
             name: d.name.clone(),
             fingerprint: d.key().map(|k| fingerprint(&k)).unwrap_or_default(),
-            last_addr: d.last_address.as_deref().and_then(|a| a.parse().ok()),
+            last_addr: d.last_socket_addr(),
             last_ip: d.last_ip,
         })
         .collect()

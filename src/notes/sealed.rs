@@ -125,7 +125,7 @@ impl Sealing {
                     return Some(key);
                 }
                 self.keyring.trust.devices().iter().find_map(|device| {
-                    let last: SocketAddr = device.last_address.as_deref()?.parse().ok()?;
+                    let last = device.last_socket_addr()?;
                     if same_address(last, to) {
                         device.key()
                     } else {

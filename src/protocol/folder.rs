@@ -128,13 +128,13 @@ pub fn folder_frames(
 ) -> Vec<super::SenderMsg> {
     let count = entries.len() as u64;
     let bytes = entries.iter().filter_map(|e| e.size).sum();
+    // The message as JSON, escapes included (at most 6 bytes a byte, as the name is counted).
+    let msg_len = serde_json::to_string(msg).map_or(msg.len() * 6, |json| json.len());
     let mut frames = Vec::new();
     let mut rest = entries;
     loop {
-        let msg = if frames.is_empty() { msg } else { "" };
-        // The message as JSON (escapes included); a string always encodes.
-        let msg_len = serde_json::to_string(msg).map_or(msg.len() * 6, |json| json.len());
-        let mut used = name.len() * 6 + 96 + msg_len;
+        let first = frames.is_empty();
+        let mut used = name.len() * 6 + 96 + if first { msg_len } else { 0 };
         let take = rest
             .iter()
             .take_while(|e| {
@@ -151,7 +151,7 @@ pub fn folder_frames(
             bytes,
             entries: now.to_vec(),
             resume_key: resume_key.map(str::to_owned),
-            msg: msg.to_owned(),
+            msg: if first { msg.to_owned() } else { String::new() },
         });
         rest = later;
         if rest.is_empty() {

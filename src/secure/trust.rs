@@ -51,7 +51,8 @@ impl TrustedDevice {
         unhex::<32>(&self.public_key)
     }
 
-    fn last_socket_addr(&self) -> Option<SocketAddr> {
+    /// Its last address as a socket address (`None`: none, or one that does not parse).
+    pub fn last_socket_addr(&self) -> Option<SocketAddr> {
         self.last_address.as_deref()?.parse().ok()
     }
 

@@ -147,11 +147,7 @@ fn trusted_probes(store: &TrustStore) -> Vec<IpAddr> {
     devices.sort_by_key(|d| std::cmp::Reverse(d.last_seen_unix_secs));
     let mut ips: Vec<IpAddr> = Vec::new();
     for device in devices.into_iter().take(MAX_TRUSTED_PROBES) {
-        let at = device
-            .last_address
-            .as_deref()
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .map(|a| a.ip());
+        let at = device.last_socket_addr().map(|a| a.ip());
         for ip in at.into_iter().chain(device.last_ip) {
             if !ips.contains(&ip) {
                 ips.push(ip);
