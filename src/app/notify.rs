@@ -214,13 +214,16 @@ impl FerryApp {
             body.push('\n');
             body.push_str(&row.msg);
         }
+        if !self.notifying(&self.notify_budgets.files) {
+            return;
+        }
         // A received file can be opened from its notification.
-        let budget = &self.notify_budgets.files;
         match &row.path {
-            Some(path) if row.dest.is_none() && self.notifying(budget) => self
-                .notifier
-                .notify_file(&summary, &body, path, tr.get(T::Open)),
-            _ => self.notify(budget, &summary, &body),
+            Some(path) if row.dest.is_none() => {
+                self.notifier
+                    .notify_file(&summary, &body, path, tr.get(T::Open))
+            }
+            _ => self.notifier.notify(&summary, &body),
         }
     }
 }
