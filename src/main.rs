@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => cli::run(command),
-        None => ferry::app::run().map(|()| ExitCode::SUCCESS),
+        None => ferry::app::run(cli.interfaces.choice()).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -104,12 +104,20 @@ _ferry() {
 
     case "${cmd}" in
         ferry)
-            opts="-h -V --help --version serve send note listen chat completions manpage peers doctor bench help"
+            opts="-h -V --interface --only-interface --help --version serve send note listen chat completions manpage peers doctor bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only-interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -118,7 +126,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__bench)
-            opts="-h --to --secs --no-encryption --help"
+            opts="-h --to --secs --no-encryption --interface --only-interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +137,14 @@ _ferry() {
                     return 0
                     ;;
                 --secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only-interface)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -180,7 +196,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__doctor)
-            opts="-h --wait --interface --help"
+            opts="-h --wait --interface --only-interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +207,10 @@ _ferry() {
                     return 0
                     ;;
                 --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only-interface)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -420,7 +440,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__note)
-            opts="-h --to --plain --wait --pin --localsend-probe --localsend-wait --localsend-fingerprint --no-localsend-sweep --localsend-sweep-host --help"
+            opts="-h --to --plain --wait --pin --localsend-probe --localsend-wait --localsend-fingerprint --no-localsend-sweep --localsend-sweep-host --interface --only-interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -454,6 +474,14 @@ _ferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only-interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -462,7 +490,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__peers)
-            opts="-h --wait --interface --localsend-probe --no-localsend-sweep --localsend-sweep-host --help forget help"
+            opts="-h --wait --interface --only-interface --localsend-probe --no-localsend-sweep --localsend-sweep-host --help forget help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -473,6 +501,10 @@ _ferry() {
                     return 0
                     ;;
                 --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only-interface)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -548,7 +580,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__send)
-            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --localsend-fingerprint --no-localsend-sweep --localsend-sweep-host --flatten --help"
+            opts="-h --to --msg --plain --code --no-encryption --pin --localsend-probe --localsend-wait --localsend-fingerprint --no-localsend-sweep --localsend-sweep-host --interface --only-interface --flatten --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -586,6 +618,14 @@ _ferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only-interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -594,7 +634,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__serve)
-            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --partial-max-age-days --no-fsync --name --no-discovery --interface --no-localsend --localsend-port --localsend-pin --no-localsend-sweep --localsend-sweep-host --help"
+            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --partial-max-age-days --no-fsync --name --no-discovery --interface --only-interface --no-localsend --localsend-port --localsend-pin --no-localsend-sweep --localsend-sweep-host --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -637,6 +677,10 @@ _ferry() {
                     return 0
                     ;;
                 --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only-interface)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ferry_global_optspecs
-    string join \n h/help V/version
+    string join \n interface= only-interface= h/help V/version
 end
 
 function __fish_ferry_needs_command
@@ -24,6 +24,8 @@ function __fish_ferry_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c ferry -n "__fish_ferry_needs_command" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_needs_command" -l only-interface -d 'Use only this interface to announce this device and look for others (repeatable, or names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE): nothing of discovery goes out on another, LocalSend\'s multicast and sweep included, and what is announced there is not heard. Typed addresses work everywhere' -r
 complete -c ferry -n "__fish_ferry_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ferry -n "__fish_ferry_needs_command" -s V -l version -d 'Print version'
 complete -c ferry -n "__fish_ferry_needs_command" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'
@@ -46,7 +48,8 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-per-peer -d 'C
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-files-per-connection -d 'Files one connection may send; more end the connection' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l partial-max-age-days -d 'Remove kept partial files (`*.ferry.part`) older than this many days, at start and hourly' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l name -d 'This server\'s name: announced on the LAN, to LocalSend apps, and told to Ferry senders [default: the device name, normally the host name]' -r
-complete -c ferry -n "__fish_ferry_using_subcommand serve" -l interface -d 'Also announce on this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l only-interface -d 'Use only this interface to announce this device and look for others (repeatable, or names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE): nothing of discovery goes out on another, LocalSend\'s multicast and sweep included, and what is announced there is not heard. Typed addresses work everywhere' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-port -d 'TCP port for LocalSend receiving (LocalSend\'s default; 0 picks a free one)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-pin -d 'A PIN LocalSend senders must type (3 wrong tries lock an address out for 5 minutes)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
@@ -67,6 +70,8 @@ complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-probe -d 
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-fingerprint -d 'The LocalSend device named by --to whose fingerprint (as `ferry peers` shows it; for one with encryption off, the id it claims) begins with this (at least 8 characters, any case): needed when several devices take that name' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand send" -l only-interface -d 'Use only this interface to announce this device and look for others (repeatable, or names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE): nothing of discovery goes out on another, LocalSend\'s multicast and sweep included, and what is announced there is not heard. Typed addresses work everywhere' -r
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l plain -d 'Speak the original protocol to a plain (non-Ferry) server: nothing is verified or encrypted'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-encryption -d 'Send without encryption (still verified): for a receiver that cannot encrypt, and for benchmarks. Anyone on the network can then read the files. To a LocalSend device with encryption turned off (plain HTTP) it is the agreement to send unencrypted; a LocalSend device with encryption on still gets HTTPS'
 complete -c ferry -n "__fish_ferry_using_subcommand send" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
@@ -79,6 +84,8 @@ complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-probe -d 
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-wait -d 'How long to look for a LocalSend device named by --to' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-fingerprint -d 'The LocalSend device named by --to whose fingerprint (as `ferry peers` shows it; for one with encryption off, the id it claims) begins with this (at least 8 characters, any case): needed when several devices take that name' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand note" -l only-interface -d 'Use only this interface to announce this device and look for others (repeatable, or names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE): nothing of discovery goes out on another, LocalSend\'s multicast and sweep included, and what is announced there is not heard. Typed addresses work everywhere' -r
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l plain -d 'Send plain text even to a trusted device (for plain peers: nc -u, the Python chat). To a LocalSend device with encryption turned off (plain HTTP) it is the agreement to send the note unencrypted; a LocalSend device with encryption on still gets HTTPS'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
 complete -c ferry -n "__fish_ferry_using_subcommand note" -s h -l help -d 'Print help'
@@ -94,6 +101,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand completions" -s h -l help -d
 complete -c ferry -n "__fish_ferry_using_subcommand manpage" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l wait -d 'Look for devices on the LAN for SECS seconds, then print one line per device: name, ADDRESS:PORT, trusted or not, how found, state' -r
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l only-interface -d 'Use only this interface to announce this device and look for others (repeatable, or names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE): nothing of discovery goes out on another, LocalSend\'s multicast and sweep included, and what is announced there is not heard. Typed addresses work everywhere' -r
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l localsend-probe -d 'With --wait: also ask this address whether it is a LocalSend device (`POST /register`; repeatable; port 53317 unless given)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l localsend-sweep-host -d 'Sweep these addresses instead of the LAN\'s /24s (repeatable; for tests)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and not __fish_seen_subcommand_from forget help" -l no-localsend-sweep -d 'Do not ask every host of this machine\'s private /24s whether it is a LocalSend device (`POST /register` on port 53317: a running LocalSend CLI is found no other way)'
@@ -105,9 +113,12 @@ complete -c ferry -n "__fish_ferry_using_subcommand peers; and __fish_seen_subco
 complete -c ferry -n "__fish_ferry_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l wait -d 'Listen for beacons this many seconds first' -r
 complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand doctor" -l only-interface -d 'Use only this interface to announce this device and look for others (repeatable, or names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE): nothing of discovery goes out on another, LocalSend\'s multicast and sweep included, and what is announced there is not heard. Typed addresses work everywhere' -r
 complete -c ferry -n "__fish_ferry_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand bench" -l to -d 'Receiver as HOST:PORT (HOST alone: port 8080), or a device\'s name' -r
 complete -c ferry -n "__fish_ferry_using_subcommand bench" -l secs -d 'How long to send throwaway bytes, from 0.5 to 60 seconds' -r
+complete -c ferry -n "__fish_ferry_using_subcommand bench" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r
+complete -c ferry -n "__fish_ferry_using_subcommand bench" -l only-interface -d 'Use only this interface to announce this device and look for others (repeatable, or names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE): nothing of discovery goes out on another, LocalSend\'s multicast and sweep included, and what is announced there is not heard. Typed addresses work everywhere' -r
 complete -c ferry -n "__fish_ferry_using_subcommand bench" -l no-encryption -d 'Test without encryption'
 complete -c ferry -n "__fish_ferry_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c ferry -n "__fish_ferry_using_subcommand help; and not __fish_seen_subcommand_from serve send note listen chat completions manpage peers doctor bench help" -f -a "serve" -d 'Receive uploads (plain and Ferry peers) into a folder'

@@ -21,6 +21,7 @@ use super::i18n::{T, Tr};
 use super::palette;
 use super::unencrypted::{Agreements, EncryptionOff};
 use super::{Action, doctor_text};
+use crate::discovery::Choice;
 use crate::events::{
     DiscoveryEvent, Finding, LocalSendProtocol, SeenDevice, SeenLocalSend, SeenState,
 };
@@ -72,6 +73,8 @@ pub struct DevicesPanel {
     pub unencrypted_agreed: Agreements,
     identity_dir: Option<PathBuf>,
     port: Option<u16>,
+    /// The interfaces discovery uses (the window's `--only-interface`).
+    interfaces: Choice,
 }
 
 impl DevicesPanel {
@@ -96,7 +99,19 @@ impl DevicesPanel {
             unencrypted_agreed: Agreements::default(),
             identity_dir,
             port,
+            interfaces: Choice::default(),
         }
+    }
+
+    /// Discovery on these interfaces (the window's `--only-interface`).
+    pub fn with_interfaces(mut self, interfaces: Choice) -> Self {
+        self.interfaces = interfaces;
+        self
+    }
+
+    /// The interfaces discovery uses.
+    pub fn interfaces(&self) -> &Choice {
+        &self.interfaces
     }
 
     /// What the engine runs discovery with (`None`: off).
@@ -104,6 +119,7 @@ impl DevicesPanel {
         self.enabled.then(|| DiscoverySetup {
             identity_dir: self.identity_dir.clone(),
             port: self.port,
+            choice: self.interfaces.clone(),
             probe: self.favourites.iter().filter_map(|f| host_ip(f)).collect(),
         })
     }

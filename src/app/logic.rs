@@ -287,6 +287,7 @@ impl FerryApp {
             pin: Some(self.server.localsend_pin.trim().to_owned()).filter(|p| !p.is_empty()),
             sweep: self.server.localsend_sweep,
             sweep_hosts: self.server.localsend_sweep_hosts.clone(),
+            interfaces: self.devices.interfaces().clone(),
         }
     }
 

@@ -212,7 +212,8 @@ impl FerryApp {
                 settings.favourites,
                 settings.identity_dir,
                 settings.discovery_port,
-            ),
+            )
+            .with_interfaces(settings.interfaces),
             browser: FileBrowser::default(),
             notifications: settings.notifications,
             theme: settings.theme,
@@ -256,11 +257,18 @@ impl FerryApp {
     }
 
     /// The app as eframe creates it: settings from storage, real dialogs, real notifications.
-    pub fn from_creation_context(cc: &eframe::CreationContext<'_>) -> std::io::Result<Self> {
+    pub fn from_creation_context(
+        cc: &eframe::CreationContext<'_>,
+        interfaces: crate::discovery::Choice,
+    ) -> std::io::Result<Self> {
         let settings = cc
             .storage
             .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
             .unwrap_or_default();
+        let settings = Settings {
+            interfaces,
+            ..settings
+        };
         Ok(
             Self::new(&cc.egui_ctx, settings, Arc::new(RfdPicker::default()))?
                 .with_notifier(Arc::new(DesktopNotifier)),
@@ -294,6 +302,7 @@ impl FerryApp {
             favourites: self.devices.favourites.clone(),
             identity_dir: None,
             discovery_port: None,
+            interfaces: self.devices.interfaces().clone(),
             localsend: self.server.localsend,
             localsend_port: self.server.localsend_port.clone(),
             localsend_pin: self.server.localsend_pin.clone(),
@@ -322,7 +331,7 @@ impl eframe::App for FerryApp {
 /// Opens the window and runs until it is closed. Closing drops the app, whose [`Worker`]
 /// cancels in-flight transfers (plain ones leave nothing; interrupted Ferry ones keep their
 /// `.ferry.part` for a resume) and joins its threads.
-pub fn run() -> anyhow::Result<()> {
+pub fn run(interfaces: crate::discovery::Choice) -> anyhow::Result<()> {
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("Ferry")
         .with_app_id(crate::defaults::APP_ID)
@@ -342,7 +351,10 @@ pub fn run() -> anyhow::Result<()> {
     eframe::run_native(
         "Ferry",
         options,
-        Box::new(|cc| Ok(Box::new(FerryApp::from_creation_context(cc)?) as Box<dyn eframe::App>)),
+        Box::new(|cc| {
+            let app = FerryApp::from_creation_context(cc, interfaces)?;
+            Ok(Box::new(app) as Box<dyn eframe::App>)
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

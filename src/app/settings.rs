@@ -60,6 +60,10 @@ pub struct Settings {
     /// parallel tests never hear each other.
     #[serde(skip)]
     pub discovery_port: Option<u16>,
+    /// The interfaces discovery uses (`ferry --only-interface`, `FERRY_ONLY_INTERFACE`);
+    /// not persisted (the default: every LAN interface).
+    #[serde(skip)]
+    pub interfaces: crate::discovery::Choice,
     /// Receive from LocalSend devices while the server listens.
     pub localsend: bool,
     /// The LocalSend port as typed (LocalSend's 53317); checked when the server starts.
@@ -164,6 +168,7 @@ impl Default for Settings {
             favourites: Vec::new(),
             identity_dir: None,
             discovery_port: None,
+            interfaces: crate::discovery::Choice::default(),
             localsend: true,
             localsend_port: crate::localsend::LOCALSEND_PORT.to_string(),
             localsend_pin: String::new(),

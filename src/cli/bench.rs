@@ -9,7 +9,7 @@ use crate::transfer::SendOptions;
 
 /// `ferry bench --to`: the speed test, its figures as lines with bars, and the bottleneck.
 pub fn bench(args: super::BenchArgs) -> anyhow::Result<ExitCode> {
-    let (to, expect_key) = destination_or_device(&args.to)?;
+    let (to, expect_key) = destination_or_device(&args.to, &args.interfaces.choice())?;
     let mut opts = SendOptions::new(to.clone());
     if !args.no_encryption {
         opts.keyring = keyring();

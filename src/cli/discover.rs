@@ -23,15 +23,6 @@ fn config_dir() -> anyhow::Result<std::path::PathBuf> {
     default_config_dir().context("no config folder (neither $XDG_CONFIG_HOME nor a home folder)")
 }
 
-/// The interface choice of the flags.
-pub fn choice(chosen: &[String]) -> Choice {
-    Choice {
-        loopback: chosen.iter().any(|c| c == "lo"),
-        chosen: chosen.to_vec(),
-        ..Choice::default()
-    }
-}
-
 /// Trusted devices as discovery hints (listed even when silent, probed at their last address
 /// and at the IP their key was last proven at).
 fn known_devices(store: &TrustStore) -> Vec<Known> {
@@ -50,11 +41,7 @@ fn known_devices(store: &TrustStore) -> Vec<Known> {
 
 /// A discovery config for this device: `name` overrides the stored device name, `tcp_port` 0
 /// browses only.
-fn discovery_config(
-    name: Option<&str>,
-    tcp_port: u16,
-    chosen: &[String],
-) -> anyhow::Result<Config> {
+fn discovery_config(name: Option<&str>, tcp_port: u16, choice: Choice) -> anyhow::Result<Config> {
     let dir = config_dir()?;
     let identity = Identity::load_or_create(&dir)?;
     let trusted = TrustStore::load(&dir).map_err(|e: SecureError| anyhow::anyhow!(e))?;
@@ -65,15 +52,15 @@ fn discovery_config(
         tcp_port,
         udp_port: 0,
     });
-    config.choice = choice(chosen);
+    config.choice = choice;
     config.trusted = known_devices(&trusted);
     Ok(config)
 }
 
 /// Starts announcing for `ferry serve`; a failure is printed and serving goes on without it.
 /// A server bound to one address is announced only on that address's interface.
-pub fn announce(name: Option<&str>, bound: SocketAddr, chosen: &[String]) -> Option<Discovery> {
-    let started = discovery_config(name, bound.port(), chosen)
+pub fn announce(name: Option<&str>, bound: SocketAddr, choice: Choice) -> Option<Discovery> {
+    let started = discovery_config(name, bound.port(), choice)
         .and_then(|mut config| {
             if let IpAddr::V4(v4) = bound.ip()
                 && !v4.is_unspecified()
@@ -164,10 +151,11 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let config = discovery_config(None, 0, &args.interface)?;
+    let choice = args.interfaces.choice();
+    let config = discovery_config(None, 0, choice.clone())?;
     let discovery = Discovery::start(config)?;
     // LocalSend devices are looked for over the same seconds.
-    let localsend = super::localsend::Lookup::start(&args.localsend_probe, &args.sweep);
+    let localsend = super::localsend::Lookup::start(&args.localsend_probe, &args.sweep, &choice);
     std::thread::sleep(Duration::from_secs_f64(wait_secs.clamp(0.0, 3600.0)));
     let devices = discovery.devices();
     discovery.stop();
@@ -191,7 +179,7 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         .map(parse_target)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
-    let config = discovery_config(None, 0, &args.interface)?;
+    let config = discovery_config(None, 0, args.interfaces.choice())?;
     let choice = config.choice.clone();
     match Discovery::start(config) {
         Ok(discovery) => {
@@ -248,11 +236,11 @@ pub fn name_trust(name: &str) -> NameTrust {
 /// `--to` for `ferry send`: HOST:PORT as given, otherwise the name of a discovered (ready)
 /// or trusted device, and the key a trusted device of that name must present (`None` for
 /// untrusted names).
-pub fn find_device(to: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
+pub fn find_device(to: &str, choice: &Choice) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     if looks_like_address(to) {
         return Ok((to.to_owned(), None));
     }
-    let config = discovery_config(None, 0, &[])?;
+    let config = discovery_config(None, 0, choice.clone())?;
     let dir = config_dir()?;
     let trusted = TrustStore::load(&dir)?;
     let key = trusted.by_name(to).and_then(|d| d.key());

@@ -17,11 +17,12 @@ use anyhow::Context as _;
 
 use super::discover::{NAME_CLASH_WAIT, NameTrust};
 use super::{LocalSendToArgs, NoteArgs, SendArgs, ServeArgs, SweepArgs};
+use crate::discovery::Choice;
 use crate::events::{CancelToken, EventSink, event_channel};
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
     CertIdentity, LOCALSEND_PORT, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendError,
-    LocalSendProtocol, LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig,
+    LocalSendProtocol, LocalSendSender, LocalSendServer, LocalSendTarget,
 };
 use crate::protocol::escape_line;
 use crate::transfer::AcceptPolicy;
@@ -67,29 +68,23 @@ pub(super) fn start(
     config.pin = args.localsend_pin.clone();
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout_secs.max(1));
     config.fsync = !args.no_fsync;
-    config.multicast = (!args.no_discovery).then(|| {
-        let mut multicast = MulticastConfig::lan();
-        // A server bound to one address announces on that address's interface only (so
-        // `--bind 127.0.0.1` stays on loopback).
-        if let IpAddr::V4(ip) = args.bind
-            && !ip.is_unspecified()
-        {
-            multicast.interfaces = vec![ip];
-            multicast.group_v6 = None;
-        }
-        multicast
-    });
+    // A server bound to one address announces on that address's interface only (so
+    // `--bind 127.0.0.1` stays on loopback), and sweeps only that interface's hosts.
+    let choice = Choice {
+        only_addr: match args.bind {
+            IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+            _ => None,
+        },
+        ..args.interfaces.choice()
+    };
+    config.multicast = (!args.no_discovery).then(|| crate::worker::localsend_multicast(&choice));
     match LocalSendServer::start(config, sink) {
         Ok(server) => {
             // No sweep when told not to go out on the LAN.
-            if !args.no_discovery {
-                let bind = match args.bind {
-                    IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
-                    _ => None,
-                };
-                if let Some(targets) = sweep_targets(&args.sweep, bind, &args.interface) {
-                    server.sweep(targets);
-                }
+            if !args.no_discovery
+                && let Some(targets) = sweep_targets(&args.sweep, &choice)
+            {
+                server.sweep(targets);
             }
             say!(
                 "LocalSend receiving is on: {} (HTTPS){}, fingerprint {}{}",
@@ -115,12 +110,8 @@ pub(super) fn start(
 }
 
 /// The hosts a sweep asks (`None`: no sweep): the typed ones, else every other host of the
-/// private /24s of the interfaces discovery uses (only `bind`'s when given; never loopback).
-pub(super) fn sweep_targets(
-    sweep: &SweepArgs,
-    bind: Option<Ipv4Addr>,
-    chosen: &[String],
-) -> Option<Vec<SocketAddr>> {
+/// private /24s of the interfaces `choice` uses (never loopback).
+pub(super) fn sweep_targets(sweep: &SweepArgs, choice: &Choice) -> Option<Vec<SocketAddr>> {
     if sweep.no_localsend_sweep {
         return None;
     }
@@ -133,12 +124,7 @@ pub(super) fn sweep_targets(
                 .collect(),
         );
     }
-    let choice = crate::discovery::Choice {
-        chosen: chosen.to_vec(),
-        only_addr: bind,
-        ..Default::default()
-    };
-    let interfaces: Vec<(Ipv4Addr, u8)> = crate::discovery::interfaces::used(&choice)
+    let interfaces: Vec<(Ipv4Addr, u8)> = crate::discovery::interfaces::used(choice)
         .map_err(|e| log::warn!("LocalSend sweep: cannot list interfaces: {e}"))
         .unwrap_or_default()
         .into_iter()
@@ -185,7 +171,7 @@ pub(super) struct Lookup {
 }
 
 impl Lookup {
-    pub(super) fn start(probes: &[String], sweep: &SweepArgs) -> Self {
+    pub(super) fn start(probes: &[String], sweep: &SweepArgs, choice: &Choice) -> Self {
         let alias = crate::secure::identity::default_device_name();
         let server = identity().ok().and_then(|identity| {
             let mut config = LocalSendConfig::new(std::env::temp_dir(), &alias, identity);
@@ -193,11 +179,11 @@ impl Lookup {
             // Looking only: nothing is ever accepted or written.
             config.policy = AcceptPolicy::TrustedOnly;
             config.fsync = false;
-            config.multicast = Some(MulticastConfig::lan());
+            config.multicast = Some(crate::worker::localsend_multicast(choice));
             let server = start_receiver(config)
                 .map_err(|e| log::warn!("LocalSend lookup: {e}"))
                 .ok()?;
-            if let Some(targets) = sweep_targets(sweep, None, &[]) {
+            if let Some(targets) = sweep_targets(sweep, choice) {
                 server.sweep(targets);
             }
             Some(server)
@@ -235,7 +221,7 @@ impl Lookup {
     /// A lookup for `--to NAME`, as its LocalSend flags ask, starting now.
     pub(super) fn start_for(how: &LocalSendToArgs) -> Started {
         Started {
-            lookup: Self::start(&how.localsend_probe, &how.sweep),
+            lookup: Self::start(&how.localsend_probe, &how.sweep, &how.interfaces.choice()),
             at: Instant::now(),
         }
     }

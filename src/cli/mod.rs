@@ -61,6 +61,10 @@ use crate::defaults::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PORT};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<CliCommand>,
+    /// The window's discovery interfaces (`ferry --only-interface eth0`); each command has
+    /// its own.
+    #[command(flatten)]
+    pub interfaces: InterfaceArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +108,8 @@ pub struct BenchArgs {
     /// Test without encryption.
     #[arg(long)]
     pub no_encryption: bool,
+    #[command(flatten)]
+    pub interfaces: InterfaceArgs,
 }
 
 /// `bench --secs`: a number of seconds from 0.5 to 60 (shorter measures little, longer only
@@ -121,9 +127,8 @@ pub struct PeersArgs {
     /// ADDRESS:PORT, trusted or not, how found, state.
     #[arg(long, value_name = "SECS")]
     pub wait: Option<f64>,
-    /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
-    #[arg(long = "interface", value_name = "NAME")]
-    pub interface: Vec<String>,
+    #[command(flatten)]
+    pub interfaces: InterfaceArgs,
     /// With --wait: also ask this address whether it is a LocalSend device (`POST
     /// /register`; repeatable; port 53317 unless given).
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -150,9 +155,8 @@ pub struct DoctorArgs {
     /// Listen for beacons this many seconds first.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub wait: f64,
-    /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
-    #[arg(long = "interface", value_name = "NAME")]
-    pub interface: Vec<String>,
+    #[command(flatten)]
+    pub interfaces: InterfaceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -217,10 +221,8 @@ pub struct ServeArgs {
     /// Do not announce on the LAN (typed addresses keep working).
     #[arg(long)]
     pub no_discovery: bool,
-    /// Also announce on this interface, even if it looks virtual (repeatable; "lo" for
-    /// loopback).
-    #[arg(long = "interface", value_name = "NAME")]
-    pub interface: Vec<String>,
+    #[command(flatten)]
+    pub interfaces: InterfaceArgs,
     /// Do not receive from LocalSend apps (HTTPS on --localsend-port, announced on
     /// LocalSend's multicast group unless --no-discovery).
     #[arg(long)]
@@ -257,6 +259,37 @@ pub struct LocalSendToArgs {
     pub localsend_fingerprint: Option<String>,
     #[command(flatten)]
     pub sweep: SweepArgs,
+    #[command(flatten)]
+    pub interfaces: InterfaceArgs,
+}
+
+/// Which network interfaces discovery uses: Ferry's beacons and mDNS, LocalSend's multicast
+/// and its sweep (`ferry serve`, `peers`, `doctor`, `send --to NAME`, `note --to NAME`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct InterfaceArgs {
+    /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interface: Vec<String>,
+    /// Use only this interface to announce this device and look for others (repeatable, or
+    /// names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE):
+    /// nothing of discovery goes out on another, LocalSend's multicast and sweep included,
+    /// and what is announced there is not heard. Typed addresses work everywhere.
+    #[arg(
+        long = "only-interface",
+        value_name = "NAME",
+        env = "FERRY_ONLY_INTERFACE",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub only_interface: Vec<String>,
+}
+
+impl InterfaceArgs {
+    /// The interfaces chosen: `--only-interface` names (with `--interface` ones) and nothing
+    /// else, or the default choice plus `--interface` names.
+    pub fn choice(&self) -> crate::discovery::Choice {
+        crate::discovery::Choice::named(&self.interface, &self.only_interface)
+    }
 }
 
 /// The LocalSend register sweep (`ferry serve`, `ferry peers --wait`, `ferry send --to`).

@@ -14,6 +14,7 @@ use super::bars::Bars;
 use super::discover::NameTrust;
 use super::{SendArgs, ServeArgs, resolve_destination};
 use crate::defaults::default_download_dir;
+use crate::discovery::Choice;
 use crate::events::{CancelToken, Event, ServerEvent, event_channel};
 use crate::protocol::Mode;
 use crate::protocol::escape_line;
@@ -157,7 +158,11 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Announced after the first line, so scripts reading that line are unaffected; dropped
     // (with a goodbye on the LAN) when serving stops.
     let discovery = (!args.no_discovery).then(|| {
-        super::discover::announce(args.name.as_deref(), server.local_addr(), &args.interface)
+        super::discover::announce(
+            args.name.as_deref(),
+            server.local_addr(),
+            args.interfaces.choice(),
+        )
     });
     // LocalSend apps send into the same folder under the same policy; their offers are
     // asked about in the same prompts (an answer goes to whichever server asked).
@@ -332,7 +337,8 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     // A name no trusted device has may be a LocalSend device's: look for one at the same
     // time as for a Ferry device, so a name that is neither costs one wait, not two.
     let mut localsend = None;
-    let looked_up = destination_or_device_then(&args.to, |trusted| {
+    let choice = args.localsend.interfaces.choice();
+    let looked_up = destination_or_device_then(&args.to, &choice, |trusted| {
         if !trusted && !args.plain && args.code.is_none() {
             localsend = Some(super::localsend::Lookup::start_for(&args.localsend));
         }
@@ -491,8 +497,11 @@ fn local_file_problem(path: &Path) -> Option<String> {
 /// `--to` as an address (`HOST[:PORT]`, checked to resolve), or else, when it names no host
 /// and gives no port, the name of a device discovered on the LAN or trusted. Discovery runs
 /// only for such a name, never for a typed address.
-pub(super) fn destination_or_device(typed: &str) -> anyhow::Result<(String, Option<[u8; 32]>)> {
-    destination_or_device_then(typed, |_| {})
+pub(super) fn destination_or_device(
+    typed: &str,
+    choice: &Choice,
+) -> anyhow::Result<(String, Option<[u8; 32]>)> {
+    destination_or_device_then(typed, choice, |_| {})
 }
 
 /// [`destination_or_device`], calling `searching(trusted)` just before it looks for a device
@@ -500,6 +509,7 @@ pub(super) fn destination_or_device(typed: &str) -> anyhow::Result<(String, Opti
 /// takes seconds, and a mistyped host reads as a name.
 pub(super) fn destination_or_device_then(
     typed: &str,
+    choice: &Choice,
     searching: impl FnOnce(bool),
 ) -> anyhow::Result<(String, Option<[u8; 32]>)> {
     let could_be_a_name = !typed.contains(':');
@@ -523,7 +533,7 @@ pub(super) fn destination_or_device_then(
             escape_line(typed)
         );
         searching(trusted);
-        super::discover::find_device(typed)
+        super::discover::find_device(typed, choice)
     };
     // A trusted device's name wins over a host of that name: it comes with the key the
     // receiver must prove, which a name anyone on the LAN can answer for does not.

@@ -181,8 +181,9 @@ impl Engine {
         };
         let mut targets = lock(&self.shared.table).probe_targets(now, quiet_for);
         targets.extend(self.config.probe.iter().copied());
-        // Link-local IPv6 needs an interface index the table does not keep: IPv4 only.
-        targets.retain(IpAddr::is_ipv4);
+        // Link-local IPv6 needs an interface index the table does not keep: IPv4 only. Only
+        // some interfaces chosen: only addresses reached by one of them.
+        targets.retain(|ip| ip.is_ipv4() && self.within_choice(SocketAddr::new(*ip, port)));
         targets.sort();
         targets.dedup();
         if let Some(bytes) = self.beacon(!bye, bye, SentTo::Unicast) {
@@ -192,6 +193,27 @@ impl Engine {
                     .prober
                     .send_to(&bytes, SocketAddr::new(ip, port));
             }
+        }
+    }
+
+    /// Whether discovery may talk with `addr`: always, unless only some interfaces were chosen
+    /// (`--only-interface`); then only when the route to it leaves by one of them (IPv4: the
+    /// source address the kernel would use is one of theirs; IPv6: its scope is one of their
+    /// links).
+    fn within_choice(&self, addr: SocketAddr) -> bool {
+        if !self.config.choice.only_chosen {
+            return true;
+        }
+        match addr {
+            SocketAddr::V6(v6) => self
+                .sockets
+                .links_v6
+                .iter()
+                .any(|l| l.index == v6.scope_id()),
+            SocketAddr::V4(_) => match socket::route_source(addr) {
+                Some(IpAddr::V4(source)) => self.sockets.used.iter().any(|i| i.addr == source),
+                _ => false,
+            },
         }
     }
 
@@ -232,6 +254,16 @@ impl Engine {
             // A forged source (multicast, broadcast, unspecified): not heard, not answered
             // (no reply to a broadcast address), not listed.
             log::debug!("discovery: ignored a beacon from {}", msg.from);
+            return;
+        }
+        if beacon.sent_to != SentTo::Unicast && !self.within_choice(msg.from) {
+            // Only some interfaces chosen (`--only-interface`): an announcement from a network
+            // reached by another is neither listed nor answered. A unicast beacon is direct
+            // contact, like a typed address: it is.
+            log::debug!(
+                "discovery: ignored a beacon from {} (not a chosen interface)",
+                msg.from
+            );
             return;
         }
         let now = Instant::now();

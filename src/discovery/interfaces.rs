@@ -74,9 +74,39 @@ pub struct Choice {
     pub only_addr: Option<Ipv4Addr>,
 }
 
+impl Choice {
+    /// The user's choice: `also` used even if they look virtual; with `only` named, those
+    /// (and `also`) and nothing else. `lo` names loopback.
+    pub fn named(also: &[String], only: &[String]) -> Choice {
+        let only: Vec<String> = only
+            .iter()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        let chosen: Vec<String> = also.iter().chain(&only).cloned().collect();
+        Choice {
+            loopback: chosen.iter().any(|c| c == "lo"),
+            only_chosen: !only.is_empty(),
+            chosen,
+            only_addr: None,
+        }
+    }
+
+    /// This choice for a server bound to `bound`: one IPv4 address is announced on its own
+    /// interface only; all addresses keep the choice.
+    pub fn bound_to(&self, bound: std::net::IpAddr) -> Choice {
+        match bound {
+            std::net::IpAddr::V4(v4) if !v4.is_unspecified() => Choice {
+                only_addr: Some(v4),
+                ..Choice::default()
+            },
+            _ => self.clone(),
+        }
+    }
+}
+
 /// The verdict for one interface (pure, so every rule is tested without a network).
 pub fn classify(iface: &Interface, flags: Flags, choice: &Choice) -> Use {
-    let chosen = choice.chosen.iter().any(|c| c == &iface.name);
     if let Some(only) = choice.only_addr {
         if iface.addr != only {
             return Use::Ignored(IgnoredWhy::NotTheBoundAddress);
@@ -86,13 +116,31 @@ pub fn classify(iface: &Interface, flags: Flags, choice: &Choice) -> Use {
         }
         return Use::Used;
     }
+    let flags = Flags {
+        loopback: flags.loopback || iface.addr.is_loopback(),
+        ..flags
+    };
+    match by_name(&iface.name, flags, choice) {
+        Use::Used => {}
+        ignored => return ignored,
+    }
+    if iface.addr.is_link_local() && iface.broadcast.is_none() {
+        return Use::Ignored(IgnoredWhy::LinkLocalWithoutBroadcast);
+    }
+    Use::Used
+}
+
+/// The rules of [`classify`] that need no IPv4 address: the user's choice, the flags and the
+/// name. IPv6 interfaces (known by index, not by an IPv4 address) get these alone.
+fn by_name(name: &str, flags: Flags, choice: &Choice) -> Use {
+    let chosen = choice.chosen.iter().any(|c| c == name);
     if choice.only_chosen && !chosen {
         return Use::Ignored(IgnoredWhy::NotChosen);
     }
     if !flags.up {
         return Use::Ignored(IgnoredWhy::Down);
     }
-    if flags.loopback || iface.addr.is_loopback() {
+    if flags.loopback {
         return if choice.loopback {
             Use::Used
         } else {
@@ -102,11 +150,8 @@ pub fn classify(iface: &Interface, flags: Flags, choice: &Choice) -> Use {
     if flags.point_to_point {
         return Use::Ignored(IgnoredWhy::PointToPoint);
     }
-    if is_virtual(&iface.name) && !chosen {
+    if is_virtual(name) && !chosen {
         return Use::Ignored(IgnoredWhy::Virtual);
-    }
-    if iface.addr.is_link_local() && iface.broadcast.is_none() {
-        return Use::Ignored(IgnoredWhy::LinkLocalWithoutBroadcast);
     }
     Use::Used
 }
@@ -130,7 +175,14 @@ pub fn list(choice: &Choice) -> std::io::Result<Vec<(Interface, Use)>> {
             netmask: v4.netmask,
             broadcast: v4.broadcast,
         };
-        let flags = flags_of(&iface.name, interface.addr, v4.broadcast.is_some());
+        // Elsewhere than Linux: an interface listed with an address is taken as up.
+        let loopback = interface.addr.is_loopback();
+        let guess = Flags {
+            up: true,
+            loopback,
+            point_to_point: v4.broadcast.is_none() && !loopback,
+        };
+        let flags = flags_of(&iface.name, guess);
         let verdict = classify(&interface, flags, choice);
         out.push((interface, verdict));
     }
@@ -146,9 +198,38 @@ pub fn used(choice: &Choice) -> std::io::Result<Vec<Interface>> {
         .collect())
 }
 
-/// Reads the kernel's flags for `name` (Linux: `/sys/class/net/NAME/flags`); elsewhere a guess
-/// from the address (an interface listed with an address is taken as up).
-fn flags_of(name: &str, addr: Ipv4Addr, has_broadcast: bool) -> Flags {
+/// The indexes of the interfaces discovery uses for IPv6 (LocalSend's IPv6 group): each
+/// interface with an IPv6 address that the rules of [`classify`] about names and flags let
+/// through, the user's choice included. Never loopback (it carries no IPv6 multicast), and
+/// none for a server bound to one IPv4 address (announced on that address's interface only).
+pub fn used_v6(choice: &Choice) -> std::io::Result<Vec<u32>> {
+    if choice.only_addr.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for iface in if_addrs::get_if_addrs()? {
+        let (if_addrs::IfAddr::V6(v6), Some(index)) = (&iface.addr, iface.index) else {
+            continue;
+        };
+        let guess = Flags {
+            up: true,
+            loopback: v6.ip.is_loopback(),
+            point_to_point: false,
+        };
+        let flags = flags_of(&iface.name, guess);
+        if out.contains(&index) || flags.loopback || v6.ip.is_loopback() {
+            continue;
+        }
+        if by_name(&iface.name, flags, choice) == Use::Used {
+            out.push(index);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the kernel's flags for `name` (Linux: `/sys/class/net/NAME/flags`); elsewhere
+/// `guess`, made from the address.
+fn flags_of(name: &str, guess: Flags) -> Flags {
     const IFF_UP: u32 = 0x1;
     const IFF_LOOPBACK: u32 = 0x8;
     const IFF_POINTOPOINT: u32 = 0x10;
@@ -166,11 +247,7 @@ fn flags_of(name: &str, addr: Ipv4Addr, has_broadcast: bool) -> Flags {
             loopback: bits & IFF_LOOPBACK != 0,
             point_to_point: bits & IFF_POINTOPOINT != 0,
         },
-        None => Flags {
-            up: true,
-            loopback: addr.is_loopback(),
-            point_to_point: !has_broadcast && !addr.is_loopback(),
-        },
+        None => guess,
     }
 }
 
@@ -306,6 +383,80 @@ mod tests {
             classify(&iface("eth0", [10, 0, 0, 1]), UP, &choice),
             Use::Ignored(_)
         ));
+    }
+
+    #[test]
+    fn an_interface_known_by_index_alone_gets_the_same_rules_by_name() {
+        let docker = by_name("docker0", UP, &Choice::default());
+        assert_eq!(docker, Use::Ignored(IgnoredWhy::Virtual));
+        let chosen = Choice {
+            chosen: vec!["docker0".into()],
+            ..Choice::default()
+        };
+        assert_eq!(by_name("docker0", UP, &chosen), Use::Used);
+        let only = Choice {
+            only_chosen: true,
+            ..chosen
+        };
+        assert_eq!(by_name("docker0", UP, &only), Use::Used);
+        assert_eq!(
+            by_name("eth0", UP, &only),
+            Use::Ignored(IgnoredWhy::NotChosen)
+        );
+        let p2p = Flags {
+            point_to_point: true,
+            ..UP
+        };
+        assert_eq!(
+            by_name("wwan0", p2p, &Choice::default()),
+            Use::Ignored(IgnoredWhy::PointToPoint)
+        );
+    }
+
+    #[test]
+    fn ipv6_never_uses_loopback_nor_anything_beside_a_bound_address() {
+        let lo_only = Choice {
+            loopback: true,
+            chosen: vec!["lo".into()],
+            only_chosen: true,
+            only_addr: None,
+        };
+        assert_eq!(used_v6(&lo_only).unwrap(), Vec::<u32>::new());
+        let bound = Choice {
+            only_addr: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            ..Choice::default()
+        };
+        assert_eq!(used_v6(&bound).unwrap(), Vec::<u32>::new());
+        // Whatever this machine has, loopback's index is never among the default's.
+        let loopback_indexes: Vec<u32> = if_addrs::get_if_addrs()
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.is_loopback())
+            .filter_map(|i| i.index)
+            .collect();
+        for index in used_v6(&Choice::default()).unwrap() {
+            assert!(!loopback_indexes.contains(&index), "{index}");
+        }
+    }
+
+    #[test]
+    fn a_named_choice_trims_skips_blanks_and_knows_loopback() {
+        let only = Choice::named(
+            &["docker0".into()],
+            &[" lo".into(), "".into(), "eth1 ".into()],
+        );
+        assert_eq!(only.chosen, ["docker0", "lo", "eth1"]);
+        assert!(only.only_chosen && only.loopback);
+        let also = Choice::named(&["wg0".into()], &[" ".into()]);
+        assert!(!also.only_chosen && !also.loopback);
+        assert_eq!(also.chosen, ["wg0"]);
+        assert_eq!(Choice::named(&[], &[]), Choice::default());
+        // Bound to one IPv4 address, that address's interface alone, whatever was chosen.
+        let bound = only.bound_to("10.0.0.5".parse().unwrap());
+        assert_eq!(bound.only_addr, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert!(bound.chosen.is_empty() && !bound.only_chosen);
+        assert_eq!(only.bound_to("0.0.0.0".parse().unwrap()), only);
+        assert_eq!(only.bound_to("::".parse().unwrap()), only);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! leaves IPv6 out quietly; the reason is kept for the doctor when a socket fails.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -135,6 +135,19 @@ pub fn prober() -> io::Result<UdpSocket> {
     let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
     socket.set_read_timeout(Some(READ_TICK))?;
     Ok(socket)
+}
+
+/// The source address the kernel would give a datagram to `to`, which names the interface
+/// the route leaves by; `None` without a route. Nothing is sent: connecting a UDP socket
+/// only looks the route up.
+pub fn route_source(to: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match to {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(any).ok()?;
+    socket.connect(to).ok()?;
+    socket.local_addr().ok().map(|local| local.ip())
 }
 
 /// The subnet broadcast address of an interface, computed from its address and netmask: the

@@ -27,7 +27,9 @@
 //! IPv4 one first unless only IPv6 is current.
 //!
 //! Every send names its outgoing interface (IP_MULTICAST_IF / IPV6_MULTICAST_IF): a host
-//! without a default route cannot send multicast otherwise.
+//! without a default route cannot send multicast otherwise. Which interfaces is the
+//! caller's: the window and the CLI pick the same as Ferry's own discovery
+//! (`worker::localsend_multicast`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::Arc;
@@ -41,7 +43,7 @@ use super::client::post_json_pinned;
 use super::devices::Proof;
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
-use super::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT, LocalSendProtocol};
+use super::{LOCALSEND_PORT, LocalSendProtocol};
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 64 * 1024;
@@ -67,32 +69,6 @@ pub struct MulticastConfig {
     pub group_v6: Option<Ipv6Addr>,
     /// The indexes of the interfaces to join the IPv6 group on and announce on.
     pub interfaces_v6: Vec<u32>,
-}
-
-impl MulticastConfig {
-    /// LocalSend's groups and port on every up, non-loopback interface: each IPv4 address,
-    /// and each interface that has an IPv6 address.
-    pub fn lan() -> Self {
-        let all = if_addrs::get_if_addrs().unwrap_or_default();
-        let mut interfaces = Vec::new();
-        let mut interfaces_v6 = Vec::new();
-        for iface in all.iter().filter(|i| !i.is_loopback()) {
-            match (iface.ip(), iface.index) {
-                (IpAddr::V4(ip), _) => interfaces.push(ip),
-                (IpAddr::V6(_), Some(index)) if !interfaces_v6.contains(&index) => {
-                    interfaces_v6.push(index);
-                }
-                (IpAddr::V6(_), _) => {}
-            }
-        }
-        Self {
-            group: LOCALSEND_GROUP,
-            port: LOCALSEND_PORT,
-            interfaces,
-            group_v6: Some(LOCALSEND_GROUP_V6),
-            interfaces_v6,
-        }
-    }
 }
 
 /// `addr`'s address (with its IPv6 scope: a link-local address is useless without it) on
@@ -140,6 +116,10 @@ fn bind_v4(config: &MulticastConfig) -> std::io::Result<UdpSocket> {
     socket.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port).into())?;
     socket.set_multicast_loop_v4(true)?;
     socket.set_multicast_ttl_v4(1)?;
+    // Only the groups joined here, on the interfaces joined: Linux otherwise hands this
+    // socket the group's datagrams from every interface where any program joined it.
+    #[cfg(target_os = "linux")]
+    socket.set_multicast_all_v4(false)?;
     for iface in &config.interfaces {
         if let Err(e) = socket.join_multicast_v4(&config.group, iface) {
             log::warn!("LocalSend: cannot join {} on {iface}: {e}", config.group);
@@ -160,6 +140,8 @@ fn bind_v6(group: Ipv6Addr, port: u16, interfaces: &[u32]) -> std::io::Result<Ud
     socket.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into())?;
     socket.set_multicast_loop_v6(true)?;
     socket.set_multicast_hops_v6(1)?;
+    #[cfg(target_os = "linux")]
+    socket.set_multicast_all_v6(false)?;
     for &index in interfaces {
         if let Err(e) = socket.join_multicast_v6(&group, index) {
             log::warn!("LocalSend: cannot join {group} on interface {index}: {e}");

@@ -31,6 +31,9 @@ pub struct DiscoverySetup {
     pub port: Option<u16>,
     /// Favourites' addresses, probed by unicast (names are left to typed use).
     pub probe: Vec<IpAddr>,
+    /// The interfaces to use when the server listens on all addresses (the window's
+    /// `--only-interface`; default: every LAN interface).
+    pub choice: Choice,
 }
 
 /// The discovery config for a server bound to `bound`: announced with its port (and the
@@ -53,14 +56,7 @@ pub fn config_for(
         config.port = port;
     }
     config.probe = setup.probe.clone();
-    if let IpAddr::V4(v4) = bound.ip()
-        && !v4.is_unspecified()
-    {
-        config.choice = Choice {
-            only_addr: Some(v4),
-            ..Choice::default()
-        };
-    }
+    config.choice = setup.choice.bound_to(bound.ip());
     config
 }
 
@@ -327,6 +323,29 @@ mod tests {
         assert_eq!(config.port, crate::defaults::DISCOVERY_PORT);
     }
 
+    #[test]
+    fn a_server_on_all_interfaces_keeps_the_windows_choice_and_one_address_replaces_it() {
+        let setup = DiscoverySetup {
+            choice: Choice::named(&[], &["lo".into()]),
+            ..DiscoverySetup::default()
+        };
+        let all = config_for(&setup, &identity(), "0.0.0.0:8080".parse().unwrap(), 0);
+        assert!(
+            all.choice.only_chosen && all.choice.loopback,
+            "{:?}",
+            all.choice
+        );
+        assert_eq!(all.choice.chosen, ["lo"]);
+        let one = config_for(&setup, &identity(), "127.0.0.1:8080".parse().unwrap(), 0);
+        assert_eq!(
+            one.choice,
+            Choice {
+                only_addr: Some(Ipv4Addr::LOCALHOST),
+                ..Choice::default()
+            }
+        );
+    }
+
     /// A device reachable by unicast alone at `ip` (a socket bound to that one loopback
     /// address, which no broadcast or multicast beacon reaches), on a free port.
     fn unicast_only(ip: Ipv4Addr) -> (std::net::UdpSocket, u16) {
@@ -350,6 +369,7 @@ mod tests {
             identity_dir: Some(dir.to_owned()),
             port: Some(port),
             probe: Vec::new(),
+            choice: Choice::default(),
         };
         let (sink, events) = crate::events::event_channel(None);
         let running = start(&setup, "127.0.0.1:9000".parse().unwrap(), 0, &sink).unwrap();

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use super::Seams;
 use super::engine::Upload;
 use super::probe_runs::ProbeRuns;
+use crate::discovery::{Choice, interfaces};
 use crate::events::{
     CancelToken, DiscoveryEvent, Event, EventSink, Failure, FailureKind, LocalSendStatus,
     NoteEvent, PinProblem, Security, SeenLocalSend, ServerEvent, TransferEvent, TransferId,
@@ -35,7 +36,36 @@ use crate::localsend::{
     CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSendError,
     LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig, add_probed,
 };
+use crate::localsend::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT};
 use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
+
+/// LocalSend's groups and port on the interfaces `choice` picks, by the same rules as Ferry's
+/// own discovery (up, neither loopback nor point-to-point, no virtual adapter such as a VPN
+/// or a container bridge unless chosen; with `only_chosen`, the chosen ones alone): each
+/// IPv4 address, and each interface that has an IPv6 address. Bound to one IPv4 address
+/// (`only_addr`), that address alone and no IPv6, so `--bind 127.0.0.1` stays on loopback.
+pub fn localsend_multicast(choice: &Choice) -> MulticastConfig {
+    let (addrs, group_v6, interfaces_v6) = match choice.only_addr {
+        Some(addr) => (vec![addr], None, Vec::new()),
+        None => {
+            let v4 = interfaces::used(choice)
+                .map_err(|e| log::warn!("LocalSend: cannot list interfaces: {e}"))
+                .unwrap_or_default();
+            let v6 = interfaces::used_v6(choice)
+                .map_err(|e| log::warn!("LocalSend: cannot list IPv6 interfaces: {e}"))
+                .unwrap_or_default();
+            let v4 = v4.into_iter().map(|i| i.addr).collect();
+            (v4, Some(LOCALSEND_GROUP_V6), v6)
+        }
+    };
+    MulticastConfig {
+        group: LOCALSEND_GROUP,
+        port: LOCALSEND_PORT,
+        interfaces: addrs,
+        group_v6,
+        interfaces_v6,
+    }
+}
 
 /// How long a `POST /register` probe of a favourite may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,6 +94,9 @@ pub struct LocalSendSetup {
     pub sweep: bool,
     /// Sweep these instead of the LAN (tests: loopback addresses; empty: the LAN).
     pub sweep_hosts: Vec<SocketAddr>,
+    /// The interfaces announced on and swept when the server listens on all addresses (the
+    /// window's `--only-interface`; default: every LAN interface).
+    pub interfaces: Choice,
 }
 
 impl Default for LocalSendSetup {
@@ -77,6 +110,7 @@ impl Default for LocalSendSetup {
             pin: None,
             sweep: true,
             sweep_hosts: Vec::new(),
+            interfaces: Choice::default(),
         }
     }
 }
@@ -168,9 +202,9 @@ impl LocalSendSide {
         let targets = if !self.setup.sweep_hosts.is_empty() {
             self.setup.sweep_hosts.clone()
         } else if self.setup.multicast && self.setup.port != 0 {
-            let choice = crate::discovery::Choice {
-                only_addr: self.bound,
-                ..Default::default()
+            let choice = match self.bound {
+                Some(bound) => self.setup.interfaces.bound_to(IpAddr::V4(bound)),
+                None => self.setup.interfaces.clone(),
             };
             let interfaces: Vec<(Ipv4Addr, u8)> = crate::discovery::interfaces::used(&choice)
                 .unwrap_or_default()
@@ -208,15 +242,9 @@ impl LocalSendSide {
             _ => None,
         };
         config.multicast = (self.setup.multicast && self.setup.port != 0).then(|| {
-            let mut multicast = MulticastConfig::lan();
-            multicast.port = self.setup.port;
             // Bound to one address: announced on that address's interface only.
-            if let IpAddr::V4(ip) = ferry.bind
-                && !ip.is_unspecified()
-            {
-                multicast.interfaces = vec![ip];
-                multicast.group_v6 = None;
-            }
+            let mut multicast = localsend_multicast(&self.setup.interfaces.bound_to(ferry.bind));
+            multicast.port = self.setup.port;
             multicast
         });
         match LocalSendServer::start(config, sink.clone()) {
@@ -529,4 +557,29 @@ fn pin_problem(error: &LocalSendSendError) -> Option<PinProblem> {
 
 fn note_error(sink: &EventSink, reason: String) {
     sink.emit(Event::Note(NoteEvent::Error { reason }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localsend_multicast_follows_the_choice() {
+        let lo = localsend_multicast(&Choice::named(&[], &["lo".into()]));
+        assert_eq!(lo.interfaces, [Ipv4Addr::LOCALHOST]);
+        assert!(
+            lo.interfaces_v6.is_empty(),
+            "loopback has no IPv6 multicast"
+        );
+        assert_eq!((lo.group, lo.port), (LOCALSEND_GROUP, LOCALSEND_PORT));
+        let none = localsend_multicast(&Choice::named(&[], &["no-such-interface".into()]));
+        assert!(none.interfaces.is_empty() && none.interfaces_v6.is_empty());
+        let bound = Choice::default().bound_to("10.1.2.3".parse().unwrap());
+        let one = localsend_multicast(&bound);
+        assert_eq!(one.interfaces, [Ipv4Addr::new(10, 1, 2, 3)]);
+        assert_eq!(one.group_v6, None);
+        // The default never announces on loopback.
+        let default = localsend_multicast(&Choice::default());
+        assert!(default.interfaces.iter().all(|ip| !ip.is_loopback()));
+    }
 }

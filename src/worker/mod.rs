@@ -14,7 +14,7 @@ mod speed;
 mod upload;
 pub use discovery::{DiscoverySetup, config_for};
 pub use engine::{Command, Worker};
-pub use localsend::LocalSendSetup;
+pub use localsend::{LocalSendSetup, localsend_multicast};
 pub(crate) use seams::Seams;
 
 #[cfg(test)]

@@ -275,6 +275,7 @@ fn every_setting_the_window_is_given_comes_back_when_it_is_saved() {
         favourites: vec!["127.0.9.10:8080".into()],
         identity_dir: None,
         discovery_port: None,
+        interfaces: Default::default(),
         localsend: false,
         localsend_port: "53318".into(),
         localsend_pin: "1234".into(),

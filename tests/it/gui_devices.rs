@@ -301,3 +301,52 @@ fn the_doctor_checks_a_typed_address_off_the_ui_thread() {
             .is_some()
     );
 }
+
+/// `ferry --only-interface lo` (or `FERRY_ONLY_INTERFACE=lo ferry`): a window listening on
+/// every address uses loopback alone for discovery, finds a window there, and its doctor says
+/// why each other interface is not used.
+#[test]
+fn a_window_told_only_loopback_finds_there_and_says_why_not_elsewhere() {
+    use ferry::events::{Finding, IgnoredWhy};
+    if !has_lo() {
+        eprintln!("SKIPPED: no loopback interface named lo");
+        return;
+    }
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let port = free_udp_port();
+    let a_settings = Settings {
+        server_bind: "0.0.0.0".into(),
+        interfaces: Choice::named(&[], &["lo".into()]),
+        ..discovering(dirs[0].path(), dirs[1].path(), "alpha", port)
+    };
+    let b_settings = discovering(dirs[2].path(), dirs[3].path(), "beta", port);
+    let mut a = app(a_settings, Vec::new());
+    let mut b = app(b_settings, Vec::new());
+    run_both_until(&mut a, &mut b, "alpha to see beta on loopback", |a, _| {
+        sees_ready(a, "beta")
+    });
+    let others: Vec<String> = interfaces::list(&Choice::default())
+        .unwrap()
+        .into_iter()
+        .filter(|(i, _)| !i.addr.is_loopback())
+        .map(|(i, _)| i.name)
+        .collect();
+    let doctor = &a.state().devices.doctor;
+    for finding in doctor {
+        match finding {
+            Finding::Used { name, .. } => assert_eq!(name, "lo", "{doctor:?}"),
+            Finding::Ignored { name, why, .. } if others.contains(name) => {
+                assert_eq!(*why, IgnoredWhy::NotChosen, "{doctor:?}");
+            }
+            _ => {}
+        }
+    }
+    for name in &others {
+        assert!(
+            doctor
+                .iter()
+                .any(|f| matches!(f, Finding::Ignored { name: n, .. } if n == name)),
+            "{name} missing from {doctor:?}"
+        );
+    }
+}

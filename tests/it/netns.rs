@@ -14,7 +14,7 @@ use crate::util::*;
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Whether namespaces can be made here; prints the skip line if not.
-fn can_make_namespaces() -> bool {
+pub(crate) fn can_make_namespaces() -> bool {
     if !have_ip_command() {
         return false;
     }
@@ -36,7 +36,7 @@ fn can_make_namespaces() -> bool {
     }
 }
 
-fn have_nft() -> bool {
+pub(crate) fn have_nft() -> bool {
     have_command(
         "nft",
         "--version",
@@ -46,14 +46,14 @@ fn have_nft() -> bool {
 
 /// A small network: a bridge namespace, hosts on 10.77.0.0/24, optionally a router to
 /// 10.77.1.0/24 with one host there.
-struct Net {
+pub(crate) struct Net {
     tag: String,
     namespaces: Vec<String>,
     config: tempfile::TempDir,
 }
 
 impl Net {
-    fn new() -> Result<Net, String> {
+    pub(crate) fn new() -> Result<Net, String> {
         let tag = format!(
             "f{}x{}",
             std::process::id(),
@@ -70,7 +70,7 @@ impl Net {
         Ok(net)
     }
 
-    fn ns(&self, name: &str) -> String {
+    pub(crate) fn ns(&self, name: &str) -> String {
         format!("{}-{name}", self.tag)
     }
 
@@ -83,7 +83,7 @@ impl Net {
     }
 
     /// A host `name` on the bridge with address 10.77.0.`last`/24 on its `eth0`.
-    fn host(&mut self, name: &str, last: u8) -> Result<String, String> {
+    pub(crate) fn host(&mut self, name: &str, last: u8) -> Result<String, String> {
         let ns = self.add_ns(name)?;
         let bridge = self.ns("br");
         let port = format!("p{last}");
@@ -142,7 +142,7 @@ impl Net {
     }
 
     /// `nft -f` of `rules` inside namespace `ns`.
-    fn nft(&self, ns: &str, rules: &str) {
+    pub(crate) fn nft(&self, ns: &str, rules: &str) {
         use std::io::Write as _;
         // nft wants each statement on a line of its own.
         let rules = rules
@@ -166,10 +166,12 @@ impl Net {
 
     /// The `ferry` binary in `ns`, with a config folder of its own (so each host has its
     /// own device identity).
-    fn ferry(&self, ns: &str) -> Command {
+    pub(crate) fn ferry(&self, ns: &str) -> Command {
         let mut cmd = Command::new("ip");
         let config: PathBuf = self.config.path().join(ns);
         cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ferry")])
+            // The namespace's interfaces are the point: no choice from the environment.
+            .env_remove("FERRY_ONLY_INTERFACE")
             .env("XDG_CONFIG_HOME", config)
             .env("RUST_LOG", "info");
         cmd
@@ -177,17 +179,23 @@ impl Net {
 
     /// `ferry serve --name NAME` in `ns` on port 8080; returns once it announces.
     fn serve(&self, ns: &str, name: &str, dir: &std::path::Path) -> ChildGuard {
+        let args = ["--port", "8080", "--no-localsend", "--name", name];
+        self.serve_with(ns, dir, &args, &["discovery: announcing"])
+    }
+
+    /// `ferry serve ARGS --dir DIR` in `ns`; returns once it printed each of `ready`.
+    pub(crate) fn serve_with(
+        &self,
+        ns: &str,
+        dir: &std::path::Path,
+        args: &[&str],
+        ready: &[&str],
+    ) -> ChildGuard {
         let mut child = self
             .ferry(ns)
-            .args([
-                "serve",
-                "--port",
-                "8080",
-                "--no-localsend",
-                "--name",
-                name,
-                "--dir",
-            ])
+            .arg("serve")
+            .args(args)
+            .arg("--dir")
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -195,11 +203,13 @@ impl Net {
             .unwrap();
         let lines = line_channel(child.stdout.take().unwrap());
         let guard = ChildGuard(child);
-        wait_line(&lines, "discovery: announcing");
+        for line in ready {
+            wait_line(&lines, line);
+        }
         guard
     }
 
-    fn output(&self, ns: &str, args: &[&str]) -> Output {
+    pub(crate) fn output(&self, ns: &str, args: &[&str]) -> Output {
         self.ferry(ns).args(args).output().unwrap()
     }
 }
@@ -213,7 +223,7 @@ impl Drop for Net {
     }
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -442,7 +452,7 @@ fn doctor_tells_a_refused_port_from_one_that_times_out() {
 impl Net {
     /// Runs `ferry peers --wait 2` in `ns` until a line satisfies `found` (a poll with a
     /// deadline: discovery rounds are timed, not signalled). Returns that line.
-    fn peers_until(&self, ns: &str, found: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn peers_until(&self, ns: &str, found: impl Fn(&str) -> bool) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let text = stdout(&self.output(ns, &["peers", "--wait", "2"]));

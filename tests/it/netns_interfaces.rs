@@ -1,0 +1,273 @@
+//! Which interfaces discovery goes out on, counted where the packets leave: each test builds
+//! its own namespaces (see `netns`), counts with nftables what leaves a host's interfaces
+//! while the real `ferry` runs there, and checks that `--only-interface` (and
+//! `FERRY_ONLY_INTERFACE`) keep Ferry's beacons, mDNS, LocalSend's multicast and its sweep
+//! on the chosen interfaces, and that LocalSend's multicast, like Ferry's beacons, leaves
+//! virtual adapters (a VPN, a container bridge) alone unless chosen. Needs root, `ip` and
+//! `nft`; skips with a line where they are missing.
+
+use crate::netns::{Net, can_make_namespaces, have_nft, stdout};
+use crate::util::*;
+
+/// Counts, in namespace `ns`, the UDP and TCP packets that leave by each of `devices`: what
+/// Ferry sends. (The kernel's own IGMP and MLD reports are not counted: the mDNS crate
+/// joins its group on every interface when it starts, before it is told which to use, and
+/// leaves the others at once; no mDNS datagram goes there.)
+struct Counters<'a> {
+    net: &'a Net,
+    ns: String,
+    devices: Vec<&'static str>,
+}
+
+impl<'a> Counters<'a> {
+    fn new(net: &'a Net, ns: &str, devices: &[&'static str]) -> Self {
+        let mut rules = String::from("table inet count { ");
+        for dev in devices {
+            rules.push_str(&format!("counter c_{dev} {{ }} "));
+        }
+        rules.push_str("chain out { type filter hook output priority 0; policy accept; ");
+        for dev in devices {
+            // (No set braces: `Net::nft` breaks lines after them.)
+            for proto in ["udp", "tcp"] {
+                rules.push_str(&format!(
+                    "oifname \"{dev}\" meta l4proto {proto} counter name c_{dev}; "
+                ));
+            }
+        }
+        rules.push_str("} } ");
+        net.nft(ns, &rules);
+        Counters {
+            net,
+            ns: ns.to_owned(),
+            devices: devices.to_vec(),
+        }
+    }
+
+    /// The packets that left by `dev` so far.
+    fn packets(&self, dev: &str) -> u64 {
+        assert!(self.devices.contains(&dev));
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "nft",
+                "list",
+                "counter",
+                "inet",
+                "count",
+                &format!("c_{dev}"),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no packet count for {dev}: {text}"))
+    }
+
+    /// Zeroes the counters.
+    fn reset(&self) {
+        let _ = self.net;
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &self.ns, "nft", "reset", "counters", "table", "inet", "count",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+/// An interface `name` in `ns` whose packets go nowhere (a veth whose peer stays in `ns`).
+fn veth(ns: &str, name: &str) {
+    let peer = format!("{name}p");
+    ip(&[
+        "-n", ns, "link", "add", name, "type", "veth", "peer", "name", &peer,
+    ])
+    .unwrap();
+    ip(&["-n", ns, "link", "set", &peer, "up"]).unwrap();
+}
+
+/// The net, or `None` after a skip line where namespaces or `nft` are missing.
+fn net_with_nft() -> Option<Net> {
+    (can_make_namespaces() && have_nft()).then(|| Net::new().expect("network namespaces"))
+}
+
+#[test]
+fn a_lookup_told_only_loopback_sends_nothing_on_the_lan() {
+    let Some(mut net) = net_with_nft() else {
+        return;
+    };
+    let h1 = net.host("h1", 1).unwrap();
+    let counters = Counters::new(&net, &h1, &["eth0"]);
+    // Without a choice, a lookup goes out on eth0: Ferry's beacons and mDNS, LocalSend's
+    // multicast, its sweep of the /24 (so the counter sees what the others must not send).
+    let out = net.output(&h1, &["peers", "--wait", "2"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        counters.packets("eth0") > 0,
+        "the default lookup sent nothing on eth0"
+    );
+
+    // Each looks for real (its words say so), and nothing leaves by eth0. `bench` and
+    // `send` look for a Ferry device of that name, `note` and `send` for a LocalSend one.
+    let desk = "no device named \"desk\" found";
+    let no_localsend = "no LocalSend device is called \"desk\"";
+    for (args, said) in [
+        (
+            &["peers", "--wait", "2", "--only-interface", "lo"][..],
+            &["no devices found"][..],
+        ),
+        (
+            &[
+                "peers",
+                "--wait",
+                "2",
+                "--only-interface",
+                "lo,nothing-here",
+            ],
+            &["no devices found"],
+        ),
+        (
+            &[
+                "send",
+                "--to",
+                "desk",
+                "--only-interface",
+                "lo",
+                "--localsend-wait",
+                "2",
+                "Cargo.toml",
+            ],
+            &[desk, no_localsend],
+        ),
+        (
+            &[
+                "note",
+                "--to",
+                "desk",
+                "--only-interface",
+                "lo",
+                "--localsend-wait",
+                "2",
+                "hi",
+            ],
+            &[no_localsend],
+        ),
+        (
+            &["bench", "--to", "desk", "--only-interface", "lo"],
+            &[desk],
+        ),
+        (
+            &["doctor", "--wait", "2", "--only-interface", "lo"],
+            &["devices found: 0"],
+        ),
+    ] {
+        counters.reset();
+        let out = net.output(&h1, args);
+        let words = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        for said in said {
+            assert!(words.contains(said), "{args:?}: {words}");
+        }
+        assert_eq!(
+            counters.packets("eth0"),
+            0,
+            "{args:?} went out on eth0: {words}"
+        );
+    }
+    // The same from the environment (how the test suite keeps every `ferry` it runs on
+    // loopback), and the doctor says why eth0 is not used.
+    counters.reset();
+    let out = net
+        .ferry(&h1)
+        .env("FERRY_ONLY_INTERFACE", "lo")
+        .args(["doctor", "--wait", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(counters.packets("eth0"), 0, "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("interface eth0 10.77.0.1/24: ignored: not among the chosen interfaces"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_server_told_one_interface_is_found_there_only() {
+    let Some(mut net) = net_with_nft() else {
+        return;
+    };
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    // A second LAN card on h1 that h2 cannot see.
+    veth(&h1, "eth1");
+    ip(&["-n", &h1, "addr", "add", "10.78.0.1/24", "dev", "eth1"]).unwrap();
+    ip(&["-n", &h1, "link", "set", "eth1", "up"]).unwrap();
+    let counters = Counters::new(&net, &h1, &["eth0", "eth1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |only: &str| {
+        let args = [
+            "--port",
+            "8080",
+            "--name",
+            "alpha",
+            "--only-interface",
+            only,
+        ];
+        let ready = ["discovery: announcing", "LocalSend receiving is on"];
+        net.serve_with(&h1, dir.path(), &args, &ready)
+    };
+
+    // Told eth1: announced there (Ferry and LocalSend), never on eth0, and not found from h2.
+    let alpha = serve("eth1");
+    // (Without its sweep: a host that connects to alpha's ports itself reaches them, as a
+    // typed address does; `--bind` is what limits the ports.)
+    let text = stdout(&net.output(&h2, &["peers", "--wait", "3", "--no-localsend-sweep"]));
+    assert!(!text.contains("alpha"), "found on eth0: {text}");
+    assert_eq!(counters.packets("eth0"), 0, "announced on eth0");
+    assert!(counters.packets("eth1") > 0, "not announced on eth1");
+    drop(alpha);
+
+    // Told eth0: found from h2 by both discoveries.
+    let _alpha = serve("eth0");
+    let line = net.peers_until(&h2, |l| l.starts_with("alpha  10.77.0.1:8080  "));
+    assert!(line.contains("beacon"), "{line}");
+    net.peers_until(&h2, |l| l.starts_with("alpha  10.77.0.1:53317  localsend "));
+}
+
+#[test]
+fn localsend_multicast_leaves_a_virtual_adapter_alone_unless_chosen() {
+    let Some(mut net) = net_with_nft() else {
+        return;
+    };
+    let h1 = net.host("h1", 1).unwrap();
+    // What Docker or a VPN adds: an interface discovery does not use unless told to.
+    veth(&h1, "docker0");
+    ip(&["-n", &h1, "addr", "add", "172.17.0.1/16", "dev", "docker0"]).unwrap();
+    ip(&["-n", &h1, "link", "set", "docker0", "up"]).unwrap();
+    let counters = Counters::new(&net, &h1, &["eth0", "docker0"]);
+    let out = net.output(&h1, &["peers", "--wait", "2", "--no-localsend-sweep"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(counters.packets("eth0") > 0);
+    assert_eq!(counters.packets("docker0"), 0, "announced on docker0");
+    counters.reset();
+    let out = net.output(
+        &h1,
+        &[
+            "peers",
+            "--wait",
+            "2",
+            "--no-localsend-sweep",
+            "--interface",
+            "docker0",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        counters.packets("docker0") > 0,
+        "not announced on the chosen docker0"
+    );
+}
