@@ -342,6 +342,7 @@ impl Pair {
     fn ferry(&self, ns: &str) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ferry")])
+            .env_remove("FERRY_ONLY_INTERFACE")
             .env("XDG_CONFIG_HOME", self.config.path().join(ns))
             .env("RUST_LOG", "info");
         cmd

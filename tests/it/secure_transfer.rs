@@ -27,9 +27,8 @@ use crate::util::{
 
 /// `ferry` with a config folder of its own: each one is a different device.
 fn ferry_as(config_home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.env("RUST_LOG", "info")
-        .env("XDG_CONFIG_HOME", config_home);
+    let mut cmd = crate::util::ferry();
+    cmd.env("XDG_CONFIG_HOME", config_home);
     cmd
 }
 

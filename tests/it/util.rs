@@ -261,6 +261,9 @@ pub fn ferry() -> Command {
     // The device identity and trusted devices go to a folder of the test run's own, never to
     // the machine's real config folder.
     cmd.env("XDG_CONFIG_HOME", test_config_home());
+    // Discovery stays on loopback: nothing a test runs announces or sweeps on the machine's
+    // real network (a test of other interfaces removes this, or builds a namespace).
+    cmd.env("FERRY_ONLY_INTERFACE", "lo");
     cmd
 }
 
