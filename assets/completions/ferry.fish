@@ -46,6 +46,7 @@ complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-connections -d
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l idle-timeout-secs -d 'Drop a peer that stays silent this long' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-per-peer -d 'Connections one address may hold at once (so a few peers cannot take every slot)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l max-files-per-connection -d 'Files one connection may send; more end the connection' -r
+complete -c ferry -n "__fish_ferry_using_subcommand serve" -l pair-secs -d 'With --pair: the code lasts SECS instead of 10 minutes (for tests)' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l partial-max-age-days -d 'Remove kept partial files (`*.ferry.part`) older than this many days, at start and hourly' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l name -d 'This server\'s name: announced on the LAN, to LocalSend apps, and told to Ferry senders [default: the device name, normally the host name]' -r
 complete -c ferry -n "__fish_ferry_using_subcommand serve" -l interface -d 'Also use this interface, even if it looks virtual (repeatable; "lo" for loopback)' -r

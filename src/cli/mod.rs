@@ -206,6 +206,9 @@ pub struct ServeArgs {
     /// lasts 10 minutes and 3 tries.
     #[arg(long)]
     pub pair: bool,
+    /// With --pair: the code lasts SECS instead of 10 minutes (for tests).
+    #[arg(long, value_name = "SECS", requires = "pair", hide = true)]
+    pub pair_secs: Option<u64>,
     /// Remove kept partial files (`*.ferry.part`) older than this many days, at start and
     /// hourly.
     #[arg(long, default_value_t = crate::defaults::DEFAULT_PARTIAL_MAX_AGE_DAYS)]

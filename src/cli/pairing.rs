@@ -3,14 +3,21 @@
 //! that failed, or was abandoned half-way, may have been a guess); when such a connection
 //! fails, the tries left are said, and once none are left that the code is burnt and how to
 //! get a new one, so a user whose code someone on the network spent is not left waiting on
-//! a code that no longer works.
+//! a code that no longer works. When its 10 minutes are up, that it expired is said then,
+//! not at the next sender that tries it.
+
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
 
 use crate::secure::pairing::{MAX_TRIES, PairingEnd};
 use crate::transfer::ServerHandle;
 
-/// The tries the code had when last looked at (`None`: no code on offer any more).
+/// The tries the code had when last looked at (`None`: no code on offer any more), and
+/// when it expires.
 pub(super) struct PairingWatch {
     tries_left: Option<u32>,
+    expires: Option<Instant>,
 }
 
 impl PairingWatch {
@@ -18,6 +25,16 @@ impl PairingWatch {
     pub(super) fn new(server: &ServerHandle) -> Self {
         PairingWatch {
             tries_left: server.pairing().map(|(_, left)| left),
+            expires: server.pairing_expires(),
+        }
+    }
+
+    /// Fires when the code expires (never without a code): then call
+    /// [`PairingWatch::after_failure`], which says so unless the code ended before.
+    pub(super) fn expiry(&self) -> Receiver<Instant> {
+        match self.expires {
+            Some(at) => crossbeam_channel::at(at),
+            None => crossbeam_channel::never(),
         }
     }
 
@@ -26,7 +43,8 @@ impl PairingWatch {
         self.tries_left = None;
     }
 
-    /// After a connection failed: a line if it spent a try of the code, or the code ended.
+    /// After a connection failed, or the code's time is up: a line if a try of the code was
+    /// spent, or the code ended.
     pub(super) fn after_failure(&mut self, server: &ServerHandle) -> Option<String> {
         let before = self.tries_left?;
         let now = server.pairing().map(|(_, left)| left);

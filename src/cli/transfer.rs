@@ -20,7 +20,7 @@ use crate::protocol::Mode;
 use crate::protocol::escape_line;
 use crate::secure::Keyring;
 use crate::secure::identity::default_config_dir;
-use crate::secure::pairing::PairingCode;
+use crate::secure::pairing::{CODE_LIFETIME, PairingCode};
 use crate::transfer::{
     AcceptPolicy, Decision, FileOutcome, OutgoingFile, OutgoingItem, SendOptions, ServerConfig,
     ServerHandle, ServerStartError, send_items, walk_folder,
@@ -149,8 +149,11 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     say!("{}", policy_line(policy, args.require_encryption));
     if args.pair {
+        let lasts = args
+            .pair_secs
+            .map_or(CODE_LIFETIME, |secs| Duration::from_secs(secs.min(600)));
         let code = server
-            .start_pairing()
+            .start_pairing_for(lasts)
             .context("cannot make a pairing code")?;
         say!("pairing code: {}", code.as_str());
         say!("  (type it on the sender: ferry send --code CODE; it lasts 10 minutes and 3 tries)");
@@ -178,6 +181,7 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut answers_closed = false;
     let mut prompts = AskPrompts::default();
     let mut pairing = super::pairing::PairingWatch::new(&server);
+    let expiry = pairing.expiry();
     // Until Ctrl-C, or until stdout's reader goes away (`ferry serve | head`): then, as a
     // program killed by SIGPIPE would, it stops (but cleanly).
     while !super::out::gone() {
@@ -253,6 +257,11 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                     answers = crossbeam_channel::never();
                 }
             },
+            recv(expiry) -> _ => {
+                if let Some(line) = pairing.after_failure(&server) {
+                    bars.line(line);
+                }
+            }
             recv(stop_rx) -> _ => break,
         }
     }

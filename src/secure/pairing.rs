@@ -125,6 +125,11 @@ impl Pairing {
         &self.code
     }
 
+    /// When the code stops working, unless used or burnt first.
+    pub fn expires_at(&self) -> Instant {
+        self.created + CODE_LIFETIME
+    }
+
     /// Starts a try at `now`: the code to run the handshake with, or why there is none.
     /// The try counts against [`MAX_TRIES`] at once, so a peer that hangs up half-way has
     /// spent it too.

@@ -272,6 +272,41 @@ fn serve_says_when_someone_spent_the_pairing_codes_tries() {
     assert!(names_in(dst.path()).is_empty());
 }
 
+/// A code nobody used says it expired when its time is up, not only when a sender then tries
+/// it (the user may be waiting at the other machine), once; a sender trying it then is told
+/// why. (`--pair-secs`, a test flag, shortens the 10 minutes.)
+#[test]
+fn serve_says_when_its_pairing_code_expires() {
+    let dst = tempfile::tempdir().unwrap();
+    let (_serve, addr, lines) = spawn_serve(
+        dst.path(),
+        &["--no-discovery", "--pair", "--pair-secs", "1"],
+    );
+    let code = wait_line(&lines, "pairing code: ")
+        .trim_start_matches("pairing code: ")
+        .trim()
+        .to_owned();
+    let expired = wait_line(&lines, "pairing code expired");
+    assert!(expired.contains("ferry serve --pair again"), "{expired}");
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("a.bin");
+    std::fs::write(&file, b"x").unwrap();
+    let out = ferry()
+        .args(["send", "--code", &code, "--to", &addr.to_string()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("expired"), "{text}");
+    assert!(names_in(dst.path()).is_empty());
+    // Said once: the failed try above adds no second line.
+    while let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(300)) {
+        assert!(!line.starts_with("pairing code expired"), "said twice: {line}");
+    }
+}
+
 /// A peer that asks to pair, is told to go ahead, and hangs up without a guess.
 pub(crate) fn spend_a_try(addr: std::net::SocketAddr) {
     let mut stream = TcpStream::connect(addr).unwrap();

@@ -53,7 +53,7 @@ use crate::defaults::{
     DEFAULT_MAX_PER_PEER, DEFAULT_PARTIAL_MAX_AGE_DAYS,
 };
 use crate::events::{Event, EventSink, ServerEvent, TransferId};
-use crate::secure::pairing::{Pairing, PairingCode, PairingEnd};
+use crate::secure::pairing::{CODE_LIFETIME, Pairing, PairingCode, PairingEnd};
 use crate::secure::rng::OsEntropy;
 use crate::secure::{Keyring, SecureError};
 
@@ -359,8 +359,16 @@ impl ServerHandle {
     /// Offers a fresh pairing code (replacing any earlier one) for 10 minutes and 3 tries:
     /// a sender that types it is trusted from then on, both ways.
     pub fn start_pairing(&self) -> Result<PairingCode, SecureError> {
+        self.start_pairing_for(CODE_LIFETIME)
+    }
+
+    /// A new code that works for `lasts` (at most [`CODE_LIFETIME`]): tests see a code
+    /// expire without waiting ten minutes.
+    pub fn start_pairing_for(&self, lasts: Duration) -> Result<PairingCode, SecureError> {
         let code = PairingCode::generate(&mut OsEntropy)?;
-        self.pair_with(code.clone(), Instant::now());
+        let now = Instant::now();
+        let early = CODE_LIFETIME.saturating_sub(lasts);
+        self.pair_with(code.clone(), now.checked_sub(early).unwrap_or(now));
         Ok(code)
     }
 
@@ -388,6 +396,12 @@ impl ServerHandle {
     /// was withdrawn).
     pub fn pairing_end(&self) -> Option<PairingEnd> {
         lock(&self.shared.pairing).as_ref()?.ended(Instant::now())
+    }
+
+    /// When the code on offer stops working (`None`: none on offer).
+    pub fn pairing_expires(&self) -> Option<Instant> {
+        self.pairing()?;
+        Some(lock(&self.shared.pairing).as_ref()?.expires_at())
     }
 
     /// Cancels an incoming file: a Ferry sender is told, a plain one sees the connection
