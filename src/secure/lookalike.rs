@@ -13,13 +13,16 @@
 //!   joiners, bidi marks, soft hyphens, variation selectors, the Hangul fillers (U+3164 and
 //!   kin), the combining grapheme joiner, tags;
 //! - any run of white space as one space, none at either end;
-//! - the Cyrillic and Greek letters drawn like Latin ones (`а`, `е`, `о`, `р`, `с`, `Η`, `Ο`,
-//!   ...) as those Latin letters, the katakana drawn like Chinese characters (`ロ` for
-//!   `口`, `エ` for `工`, `ー` for `一`, ...) as those characters, and the hyphens and short
-//!   dashes (U+2010 to U+2013, the minus sign) as a hyphen-minus.
+//! - the Cyrillic, Greek and Armenian letters drawn like Latin ones (`а`, `е`, `о`, `р`, `с`,
+//!   `Η`, `Ο`, `օ`, `ս`, ...) and the Latin ones drawn like others (`ɑ`, `ɡ`, a dotless `ı`)
+//!   as those Latin letters, the katakana and the radicals drawn like Chinese characters
+//!   (`ロ` and `囗` for `口`, `エ` for `工`, `ー` for `一`, ...) as those characters, and the
+//!   hyphens and short dashes (U+2010 to U+2013, the minus sign) as a hyphen-minus.
 //!
 //! Glyph for glyph, before case is folded, a capital `I`, a digit `1`, a `|` and a `ǀ`
-//! (U+01C0) are an `l`, and a digit `0` is an `O`, so `Iaptop` is `laptop`. A refusal is the
+//! (U+01C0) are an `l`, a digit `0` and an ideographic `〇` are an `O`, and the letter pairs
+//! a small font draws as one letter (`rn` as `m`, `vv` as `w`) are that letter, so `Iaptop`
+//! is `laptop` and `rnini` is `mini`. A refusal is the
 //! safe side of a doubt: a device with an honest name that looks like a trusted one is
 //! renamed, never mistaken.
 
@@ -54,13 +57,15 @@ fn folded(seen: &str) -> String {
 }
 
 fn glyphs(seen: &str) -> String {
-    seen.chars()
+    let single: String = seen
+        .chars()
         .map(|c| match c {
             'I' | '1' | '|' | '\u{1C0}' => 'l',
-            '0' => 'O',
+            '0' | '〇' => 'O',
             c => c,
         })
-        .collect()
+        .collect();
+    single.replace("rn", "m").replace("vv", "w")
 }
 
 /// The default-ignorable code points (Unicode's `Default_Ignorable_Code_Point`): a font
@@ -94,7 +99,7 @@ fn usual_form(c: char) -> char {
         // The hyphens and dashes drawn as a short line, as a hyphen-minus (`desk‐1`, with
         // U+2010, is `desk-1`); NFKC already folds the fullwidth and small ones.
         '\u{2010}'..='\u{2013}' | '\u{2043}' | '\u{2212}' => '-',
-        'ロ' => '口',
+        'ロ' | '囗' => '口',
         'エ' => '工',
         'カ' => '力',
         'タ' => '夕',
@@ -121,20 +126,24 @@ fn usual_form(c: char) -> char {
         'У' | 'Υ' => 'Y',
         'Ԝ' => 'W',
         'Ζ' => 'Z',
-        'а' | 'α' => 'a',
+        'Օ' => 'O',
+        'Ս' => 'U',
+        'а' | 'α' | 'ɑ' => 'a',
         'с' | 'ϲ' => 'c',
         'ԁ' => 'd',
         'е' => 'e',
-        'һ' => 'h',
-        'і' | 'ι' => 'i',
+        'ɡ' | 'ց' => 'g',
+        'һ' | 'հ' => 'h',
+        'і' | 'ι' | 'ı' => 'i',
         'ј' => 'j',
         'κ' => 'k',
         'ӏ' => 'l',
-        'о' | 'ο' => 'o',
+        'ո' => 'n',
+        'о' | 'ο' | 'օ' => 'o',
         'р' | 'ρ' => 'p',
         'ԛ' => 'q',
         'ѕ' => 's',
-        'υ' => 'u',
+        'υ' | 'ս' => 'u',
         'ν' => 'v',
         'ԝ' => 'w',
         'х' | 'χ' => 'x',
@@ -177,6 +186,17 @@ mod tests {
             ("desk-1", "desk\u{2011}1"),
             ("Wang-PC", "Wang\u{2012}PC"),
             ("laptop", "\u{1C0}aptop"),
+            ("photo", "ph\u{585}to"),
+            ("user-pc", "\u{57D}ser-pc"),
+            ("OFFICE", "\u{555}FFICE"),
+            ("laptop", "l\u{251}ptop"),
+            ("gaming", "\u{261}aming"),
+            ("mini", "m\u{131}ni"),
+            ("mini-pc", "rnini-pc"),
+            ("room", "roorn"),
+            ("wifi", "vvifi"),
+            ("一口", "一\u{56D7}"),
+            ("Office0", "Office\u{3007}"),
         ] {
             assert!(
                 looks_alike(trusted, lookalike),
@@ -205,6 +225,9 @@ mod tests {
             ("王工的电脑", "李明的笔记本"),
             ("客厅", "客厅2"),
             ("カメラ", "カメラ2"),
+            ("mini", "mimi"),
+            ("口", "日"),
+            ("wifi", "wiwi"),
         ] {
             assert!(!looks_alike(a, b), "{a:?} / {b:?}");
         }
