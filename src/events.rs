@@ -450,9 +450,12 @@ pub enum FailureKind {
     NotStarted,
     /// The server stopped.
     Stopped,
-    /// The secure channel failed: a wrong pairing code, a device whose key changed, records
-    /// that were tampered with (`detail` says which).
+    /// The secure channel failed: a wrong pairing code, records that were tampered with
+    /// (`detail` says which).
     Security,
+    /// The device answered under a trusted device's name (or, `looks_alike`, a name that only
+    /// looks like one) with another key, and was refused (`detail`: that key's fingerprint).
+    KeyChanged { looks_alike: bool },
     /// A LocalSend receiver wants a PIN, refused the one given, or refuses for a while.
     Pin(PinProblem),
 }
@@ -517,6 +520,16 @@ impl std::fmt::Display for Failure {
             FailureKind::NotStarted => with_detail(f, "could not start"),
             FailureKind::Stopped => with_detail(f, ""),
             FailureKind::Security => with_detail(f, "security check failed"),
+            FailureKind::KeyChanged { looks_alike } => {
+                f.write_str(match looks_alike {
+                    false => "refused: not the trusted device of that name, it answered with another key",
+                    true => "refused: its name only looks like a trusted device's, and it answered with another key",
+                })?;
+                match detail.is_empty() {
+                    true => Ok(()),
+                    false => write!(f, " (fingerprint {detail})"),
+                }
+            }
             FailureKind::Pin(PinProblem::Required) => with_detail(f, "a PIN is required"),
             FailureKind::Pin(PinProblem::Wrong) => with_detail(f, "wrong PIN"),
             FailureKind::Pin(PinProblem::TooManyTries) => with_detail(f, "too many PIN attempts"),

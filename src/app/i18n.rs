@@ -212,6 +212,8 @@ texts! {
     FailNotStarted => "could not start", "无法开始";
     FailStopped => "the server stopped", "服务器已停止";
     FailSecurity => "security check failed", "安全检查失败";
+    FailKeyChanged => "refused: not the trusted device of that name, it answered with another key (fingerprint {}); if that device was set up again, Forget it and pair again", "已拒绝：这不是该名称的受信任设备，它出示了另一把密钥（指纹 {}）；如果那台设备重新安装过，请先“忘记”它再重新配对";
+    FailKeyLooksAlike => "refused: its name only looks like a trusted device's, and it answered with another key (fingerprint {}); if it is another device, give one of them a name of its own (Rename, on the Server tab)", "已拒绝：它的名称只是看起来像某台受信任设备的名称，且出示了另一把密钥（指纹 {}）；如果确实是另一台设备，请给其中一台改个名字（“接收”页上的“重命名”）";
     SavedAs => "saved as {}", "保存为 {}";
 
     // Client tab

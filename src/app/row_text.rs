@@ -133,6 +133,14 @@ pub(super) fn failure_text(tr: Tr, failure: &Failure) -> String {
         FailureKind::NotStarted => tr.get(T::FailNotStarted).to_owned(),
         FailureKind::Stopped => tr.get(T::FailStopped).to_owned(),
         FailureKind::Security => tr.get(T::FailSecurity).to_owned(),
+        // The detail is the refused key's fingerprint, part of the sentence.
+        FailureKind::KeyChanged { looks_alike } => {
+            let text = match looks_alike {
+                false => T::FailKeyChanged,
+                true => T::FailKeyLooksAlike,
+            };
+            return tr.fill(text, &[&failure.detail_text()]);
+        }
         FailureKind::Pin(PinProblem::Required) => tr.get(T::LocalSendPinRequired).to_owned(),
         FailureKind::Pin(PinProblem::Wrong) => tr.get(T::LocalSendWrongPin).to_owned(),
         FailureKind::Pin(PinProblem::TooManyTries) => tr.get(T::LocalSendTooManyPins).to_owned(),

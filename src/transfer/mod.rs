@@ -109,7 +109,10 @@ impl TransferError {
             | TransferError::Session(_)
             | TransferError::Unexpected(_) => FailureKind::Protocol,
             TransferError::Disk(_) => FailureKind::Disk,
-            TransferError::Secure(_) => FailureKind::Security,
+            TransferError::Secure(e) => match refused_key(e) {
+                Some(key) => return Failure::new(secure_failure_kind(e), key),
+                None => FailureKind::Security,
+            },
             TransferError::CancelledByPeer(_) => FailureKind::SenderGaveUp,
             TransferError::Refused(_) | TransferError::CancelledHere => FailureKind::Protocol,
             _ => FailureKind::Protocol,
@@ -132,6 +135,25 @@ impl TransferError {
                 | TransferError::Evicted
                 | TransferError::Secure(SecureError::Truncated | SecureError::Io(_))
         )
+    }
+}
+
+/// The kind of failure a secure-channel error is: a key that is not the trusted one (under
+/// its name, or one that looks like it) is told apart, so each face can say what to do.
+pub(crate) fn secure_failure_kind(e: &SecureError) -> FailureKind {
+    match e {
+        SecureError::KeyChanged { .. } => FailureKind::KeyChanged { looks_alike: false },
+        SecureError::LooksLikeTrusted { .. } => FailureKind::KeyChanged { looks_alike: true },
+        _ => FailureKind::Security,
+    }
+}
+
+/// The fingerprint of a key refused as not the trusted one, if `e` is that refusal.
+pub(crate) fn refused_key(e: &SecureError) -> Option<String> {
+    match e {
+        SecureError::KeyChanged { fingerprint, .. }
+        | SecureError::LooksLikeTrusted { fingerprint, .. } => Some(fingerprint.clone()),
+        _ => None,
     }
 }
 

@@ -303,7 +303,10 @@ fn serve_says_when_its_pairing_code_expires() {
     assert!(names_in(dst.path()).is_empty());
     // Said once: the failed try above adds no second line.
     while let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(300)) {
-        assert!(!line.starts_with("pairing code expired"), "said twice: {line}");
+        assert!(
+            !line.starts_with("pairing code expired"),
+            "said twice: {line}"
+        );
     }
 }
 

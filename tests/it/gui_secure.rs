@@ -426,3 +426,65 @@ fn a_trusted_device_known_by_its_ip_alone_is_listed_as_last_seen_there() {
     harness.get_by_label("last seen at 10.0.0.9 (no port known)");
     assert!(harness.query_by_label("Send files").is_none());
 }
+
+/// A receiver whose name only looks like a trusted device's (`ｌａｐｔｏｐ` beside the trusted
+/// `laptop`) is refused by the window that sends to it, and the row says so in the window's
+/// language with the refused key's fingerprint and what to do, not in English words.
+#[test]
+fn a_receiver_that_only_looks_like_a_trusted_device_is_refused_in_the_windows_language() {
+    let (download, identity, src) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let me = device(identity.path(), "desk");
+    let laptop_home = tempfile::tempdir().unwrap();
+    let laptop = device(laptop_home.path(), "laptop");
+    me.trust
+        .pin("laptop", laptop.identity.public_key(), None)
+        .unwrap();
+    let impostor_home = tempfile::tempdir().unwrap();
+    let impostor = device(impostor_home.path(), "ｌａｐｔｏｐ");
+    let dst = tempfile::tempdir().unwrap();
+    let (server, _events) = {
+        let mut config = ferry::transfer::ServerConfig::new(LOOPBACK, 0, dst.path().to_owned());
+        config.keyring = Some(impostor.clone());
+        config.policy = ferry::transfer::AcceptPolicy::Everyone;
+        start_server_with(config)
+    };
+    let (file, _) = src_file(src.path(), "报告.pdf", 1000, 7);
+    let mut harness = app(
+        Settings {
+            lang: Some(ferry::app::i18n::Lang::ZhCn),
+            identity_dir: Some(identity.path().to_owned()),
+            ..settings(download.path())
+        },
+        vec![file],
+    );
+    let dest = server.local_addr().to_string();
+    harness.state_mut().client.dest = dest;
+    harness.state_mut().tab = ferry::app::Tab::Client;
+    harness.run_steps(2);
+    harness.get_by_label("选择文件…").click();
+    run_until(&mut harness, "the picked file", |app| {
+        app.client.rows.len() == 1
+    });
+    harness.get_by_label("上传").click();
+    run_until(&mut harness, "the row to fail", |app| {
+        last_finished(&app.client.rows, 1)
+    });
+    let row = &harness.state().client.rows[0];
+    let RowState::Failed(failure) = &row.state else {
+        panic!("{:?}", row.state);
+    };
+    assert_eq!(failure.kind, FailureKind::KeyChanged { looks_alike: true });
+    let fingerprint = impostor.identity.fingerprint();
+    assert_eq!(failure.detail.as_deref(), Some(fingerprint.as_str()));
+    // What the row shows, as its label reads: all of it in Chinese, the fingerprint inside.
+    harness.get_by_label_contains(&format!(
+        "它的名称只是看起来像某台受信任设备的名称，且出示了另一把密钥（指纹 {fingerprint}）；"
+    ));
+    harness.get_by_label_contains("请给其中一台改个名字（“接收”页上的“重命名”）");
+    assert!(harness.query_by_label_contains("presented").is_none());
+    assert!(names_in(dst.path()).is_empty());
+}

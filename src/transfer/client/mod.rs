@@ -154,8 +154,25 @@ pub enum SendError {
     Resolve(String),
     #[error("cannot connect to {to}: {source}")]
     Connect { to: String, source: std::io::Error },
+    /// `key`: the fingerprint of a key refused as not the trusted one.
     #[error("no secure connection with {to}: {reason}")]
-    Secure { to: String, reason: String },
+    Secure {
+        to: String,
+        reason: String,
+        key: Option<String>,
+    },
+}
+
+impl SendError {
+    /// What each file's row says when nothing could be sent: this error's words, or for a
+    /// key refused as not the trusted one its fingerprint alone (the face says the rest in
+    /// its own language).
+    fn row_failure(&self, kind: FailureKind) -> Failure {
+        match self {
+            SendError::Secure { key: Some(key), .. } => Failure::new(kind, key.clone()),
+            _ => Failure::new(kind, self.to_string()),
+        }
+    }
 }
 
 /// One file to upload; the caller picks the id so it can match events to its own rows.
@@ -319,7 +336,7 @@ pub fn send_items(
             for file in files {
                 sink.transfer(TransferEvent::Failed {
                     id: file.id,
-                    failure: Failure::new(kind, e.to_string()),
+                    failure: e.row_failure(kind),
                 });
             }
             return Err(e);
@@ -439,10 +456,12 @@ fn establish(
         // A trusted device is known by its key: without a secure channel nothing proves that
         // the machine at this address is it.
         let reason = "the destination is a trusted device, which only an encrypted connection can prove (no device identity here, or a plain send)".to_owned();
-        return Err((
-            SendError::Secure { to: to(), reason },
-            FailureKind::Security,
-        ));
+        let e = SendError::Secure {
+            to: to(),
+            reason,
+            key: None,
+        };
+        return Err((e, FailureKind::Security));
     }
     let keyring = match (&opts.keyring, opts.mode) {
         (Some(keyring), Mode::Ferry) => keyring,
@@ -464,7 +483,7 @@ fn establish(
     let secured =
         secure_sender(stream, keyring, opts.code.as_ref(), opts.serves_on).map_err(|e| {
             let kind = match &e {
-                TransferError::Secure(_) => FailureKind::Security,
+                TransferError::Secure(e) => super::secure_failure_kind(e),
                 TransferError::Refused(_) => FailureKind::Declined,
                 _ => FailureKind::NoFerryAnswer,
             };
@@ -472,21 +491,34 @@ fn establish(
                 TransferError::Secure(_) | TransferError::Refused(_) => e.to_string(),
                 _ => format!("{e} before answering; {}", answers::PLAIN_HINT),
             };
-            (SendError::Secure { to: to(), reason }, kind)
+            let key = match &e {
+                TransferError::Secure(e) => super::refused_key(e),
+                _ => None,
+            };
+            (
+                SendError::Secure {
+                    to: to(),
+                    reason,
+                    key,
+                },
+                kind,
+            )
         })?;
     let _ = socket.set_read_timeout(None);
     if let Some(expected) = opts.expect_key
         && secured.peer.public_key != expected
     {
-        let reason = SecureError::KeyChanged {
+        let changed = SecureError::KeyChanged {
             name: secured.peer.name.clone(),
             fingerprint: secured.peer.fingerprint(),
-        }
-        .to_string();
-        return Err((
-            SendError::Secure { to: to(), reason },
-            FailureKind::Security,
-        ));
+        };
+        let kind = super::secure_failure_kind(&changed);
+        let e = SendError::Secure {
+            to: to(),
+            reason: changed.to_string(),
+            key: super::refused_key(&changed),
+        };
+        return Err((e, kind));
     }
     let security = secured.security(keyring);
     Ok((secured.outgoing, Some(secured.incoming), peer, security))
