@@ -123,11 +123,24 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
     let dir = config_dir()?;
     if let Some(PeersAction::Forget { name }) = args.action {
         let mut store = TrustStore::load(&dir)?;
-        if !store.forget(&name) {
+        // The name as stored, or as `ferry peers` lists it (a name with a control character
+        // is listed escaped and cannot be typed as it is), or the device's fingerprint.
+        let stored = store
+            .devices()
+            .iter()
+            .find(|d| d.name == name)
+            .or_else(|| {
+                store.devices().iter().find(|d| {
+                    escape_line(&d.name) == name
+                        || d.key().is_some_and(|k| fingerprint(&k) == name.trim())
+                })
+            })
+            .map(|d| d.name.clone());
+        let Some(stored) = stored.filter(|stored| store.forget(stored)) else {
             anyhow::bail!("no trusted device is named {:?}", escape_line(&name));
-        }
+        };
         store.save()?;
-        say!("forgot {:?}", escape_line(&name));
+        say!("forgot {:?}", escape_line(&stored));
         return Ok(ExitCode::SUCCESS);
     }
     let Some(wait_secs) = args.wait else {

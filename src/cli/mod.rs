@@ -143,7 +143,7 @@ pub struct PeersArgs {
 pub enum PeersAction {
     /// Forget a trusted device: it needs a pairing code (or a prompt) again.
     Forget {
-        /// The trusted device's name, as `ferry peers` lists it.
+        /// The trusted device's name, as `ferry peers` lists it (or its fingerprint).
         name: String,
     },
 }

@@ -916,3 +916,50 @@ fn a_trusted_sender_is_saved_at_the_port_its_own_server_listens_on() {
     let pinned = other.trust.by_key(laptop.identity.public_key()).unwrap();
     assert_eq!(pinned.last_address.as_deref(), Some("127.0.0.1:47123"));
 }
+
+/// A trusted name with a control character is listed escaped, and could be forgotten only by
+/// typing the character itself: `peers forget` takes the name as listed, or the fingerprint.
+#[test]
+fn peers_forget_takes_a_name_as_listed_or_a_fingerprint() {
+    let home = tempfile::tempdir().unwrap();
+    let me = cli_device(home.path(), "desk");
+    let (odd_home, other_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let odd = device(odd_home.path(), "lap\u{1b}[31mtop");
+    let other = device(other_home.path(), "客厅的电脑");
+    for keyring in [&odd, &other] {
+        me.trust
+            .pin(keyring.identity.name(), keyring.identity.public_key(), None)
+            .unwrap();
+    }
+    let listed = ferry_as(home.path()).arg("peers").output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let shown = listed
+        .lines()
+        .find(|l| l.starts_with("lap"))
+        .and_then(|l| l.split("  ").next())
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_owned();
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    let forget = |what: &str| {
+        let out = ferry_as(home.path())
+            .args(["peers", "forget", what])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(forget(&shown).0, "{shown:?}");
+    let (ok, said) = forget(&other.identity.fingerprint());
+    assert!(ok, "{said}");
+    assert!(said.contains("客厅的电脑"), "{said}");
+    assert!(
+        Keyring::load(&home.path().join("ferry"))
+            .unwrap()
+            .trust
+            .devices()
+            .is_empty()
+    );
+    assert!(!forget("nobody").0);
+}
