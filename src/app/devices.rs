@@ -17,10 +17,10 @@ use std::path::PathBuf;
 
 use egui::{RichText, Ui};
 
+use super::Action;
 use super::i18n::{T, Tr};
 use super::palette;
 use super::unencrypted::{Agreements, EncryptionOff};
-use super::{Action, doctor_text};
 use crate::discovery::Choice;
 use crate::events::{
     DiscoveryEvent, Finding, LocalSendProtocol, SeenDevice, SeenLocalSend, SeenState,
@@ -73,8 +73,14 @@ pub struct DevicesPanel {
     pub unencrypted_agreed: Agreements,
     identity_dir: Option<PathBuf>,
     port: Option<u16>,
-    /// The interfaces discovery uses (the window's `--only-interface`).
-    interfaces: Choice,
+    /// "Only these interfaces" as applied (persisted; empty: every LAN interface), and as
+    /// being typed.
+    pub only_interfaces: String,
+    pub only_edit: String,
+    /// The interfaces discovery uses: the setting's, or `from_run`, the run's own
+    /// (`ferry --only-interface`, `FERRY_ONLY_INTERFACE`), which the setting cannot change.
+    pub(super) interfaces: Choice,
+    pub(super) from_run: bool,
 }
 
 impl DevicesPanel {
@@ -99,19 +105,11 @@ impl DevicesPanel {
             unencrypted_agreed: Agreements::default(),
             identity_dir,
             port,
+            only_interfaces: String::new(),
+            only_edit: String::new(),
             interfaces: Choice::default(),
+            from_run: false,
         }
-    }
-
-    /// Discovery on these interfaces (the window's `--only-interface`).
-    pub fn with_interfaces(mut self, interfaces: Choice) -> Self {
-        self.interfaces = interfaces;
-        self
-    }
-
-    /// The interfaces discovery uses.
-    pub fn interfaces(&self) -> &Choice {
-        &self.interfaces
     }
 
     /// What the engine runs discovery with (`None`: off).
@@ -438,49 +436,6 @@ impl DevicesPanel {
             ui.end_row();
         }
         pick
-    }
-
-    fn doctor_ui(&mut self, ui: &mut Ui, tr: Tr) -> Vec<Action> {
-        let mut actions = Vec::new();
-        if self.doctor.is_empty() {
-            ui.label(RichText::new(tr.get(T::DoctorIdle)).weak());
-        }
-        for found in &self.doctor {
-            ui.label(
-                RichText::new(doctor_text::finding(tr, found))
-                    .monospace()
-                    .small(),
-            );
-        }
-        ui.add_space(4.0);
-        ui.horizontal(|ui| {
-            let label = ui.label(tr.get(T::CheckAddress));
-            ui.add(egui::TextEdit::singleline(&mut self.check_addr).desired_width(200.0))
-                .labelled_by(label.id);
-            if ui
-                .add_enabled(!self.checking, egui::Button::new(tr.get(T::Check)))
-                .clicked()
-            {
-                self.checking = true;
-                self.checked = None;
-                let target = self.check_addr.trim().to_owned();
-                actions.push(Action::Engine(Command::CheckAddress(target)));
-            }
-            if self.checking {
-                ui.spinner();
-                ui.label(tr.get(T::Checking));
-            }
-        });
-        if let Some((_, lines)) = &self.checked {
-            for found in lines {
-                ui.label(
-                    RichText::new(doctor_text::finding(tr, found))
-                        .monospace()
-                        .small(),
-                );
-            }
-        }
-        actions
     }
 }
 

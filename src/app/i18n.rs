@@ -212,6 +212,10 @@ texts! {
     FailNotStarted => "could not start", "无法开始";
     FailStopped => "the server stopped", "服务器已停止";
     FailSecurity => "security check failed", "安全检查失败";
+    OnlyInterfaces => "Only these interfaces:", "仅用这些网络接口：";
+    ApplyInterfaces => "Apply", "应用";
+    OnlyInterfacesHint => "names separated by commas (lo for loopback); empty: every LAN interface. Nothing of discovery goes out on the others.", "名称用逗号分隔（lo 表示本机回环）；留空则用所有局域网接口。其他接口上不发出任何发现信息。";
+    OnlyInterfacesFromRun => "set for this run by ferry --only-interface or FERRY_ONLY_INTERFACE", "本次运行由 ferry --only-interface 或 FERRY_ONLY_INTERFACE 设定";
     FailKeyChanged => "refused: not the trusted device of that name, it answered with another key (fingerprint {}); if that device was set up again, Forget it and pair again", "已拒绝：这不是该名称的受信任设备，它出示了另一把密钥（指纹 {}）；如果那台设备重新安装过，请先“忘记”它再重新配对";
     FailKeyLooksAlike => "refused: its name only looks like a trusted device's, and it answered with another key (fingerprint {}); if it is another device, give one of them a name of its own (Rename, on the Server tab)", "已拒绝：它的名称只是看起来像某台受信任设备的名称，且出示了另一把密钥（指纹 {}）；如果确实是另一台设备，请给其中一台改个名字（“接收”页上的“重命名”）";
     SavedAs => "saved as {}", "保存为 {}";

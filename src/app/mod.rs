@@ -32,6 +32,7 @@
 mod batch;
 mod client_tab;
 mod devices;
+mod devices_doctor;
 mod display;
 mod doctor_text;
 mod file_browser;
@@ -213,7 +214,7 @@ impl FerryApp {
                 settings.identity_dir,
                 settings.discovery_port,
             )
-            .with_interfaces(settings.interfaces),
+            .with_interfaces(settings.interfaces, settings.only_interfaces),
             browser: FileBrowser::default(),
             notifications: settings.notifications,
             theme: settings.theme,
@@ -302,7 +303,8 @@ impl FerryApp {
             favourites: self.devices.favourites.clone(),
             identity_dir: None,
             discovery_port: None,
-            interfaces: self.devices.interfaces().clone(),
+            interfaces: self.devices.run_interfaces(),
+            only_interfaces: self.devices.only_interfaces.clone(),
             localsend: self.server.localsend,
             localsend_port: self.server.localsend_port.clone(),
             localsend_pin: self.server.localsend_pin.clone(),

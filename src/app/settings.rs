@@ -64,6 +64,9 @@ pub struct Settings {
     /// not persisted (the default: every LAN interface).
     #[serde(skip)]
     pub interfaces: crate::discovery::Choice,
+    /// "Only these interfaces" (the doctor's setting): names separated by commas; empty:
+    /// every LAN interface. A run's own choice (`interfaces`) wins over it.
+    pub only_interfaces: String,
     /// Receive from LocalSend devices while the server listens.
     pub localsend: bool,
     /// The LocalSend port as typed (LocalSend's 53317); checked when the server starts.
@@ -169,6 +172,7 @@ impl Default for Settings {
             identity_dir: None,
             discovery_port: None,
             interfaces: crate::discovery::Choice::default(),
+            only_interfaces: String::new(),
             localsend: true,
             localsend_port: crate::localsend::LOCALSEND_PORT.to_string(),
             localsend_pin: String::new(),

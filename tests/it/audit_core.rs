@@ -276,6 +276,7 @@ fn every_setting_the_window_is_given_comes_back_when_it_is_saved() {
         identity_dir: None,
         discovery_port: None,
         interfaces: Default::default(),
+        only_interfaces: "lo, eth1".into(),
         localsend: false,
         localsend_port: "53318".into(),
         localsend_pin: "1234".into(),

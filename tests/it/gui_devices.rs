@@ -302,51 +302,106 @@ fn the_doctor_checks_a_typed_address_off_the_ui_thread() {
     );
 }
 
+/// Whether the window's doctor says discovery uses loopback and no other interface of this
+/// machine ("not among the chosen interfaces").
+fn uses_loopback_alone(app: &FerryApp) -> bool {
+    use ferry::events::{Finding, IgnoredWhy};
+    let doctor = &app.devices.doctor;
+    let others = interfaces::list(&Choice::default()).unwrap();
+    doctor.iter().any(|f| matches!(f, Finding::Used { name, .. } if name == "lo"))
+        && !doctor.iter().any(|f| matches!(f, Finding::Used { name, .. } if name != "lo"))
+        && others.iter().filter(|(i, _)| !i.addr.is_loopback()).all(|(i, _)| {
+            doctor.iter().any(|f| {
+                matches!(f, Finding::Ignored { name, why: IgnoredWhy::NotChosen, .. } if *name == i.name)
+            })
+        })
+}
+
+/// Two windows on one discovery port, both listening: alpha on every address with
+/// `alpha_settings`' interfaces, beta on 127.0.0.1; the Client tabs shown.
+fn alpha_on_all_and_beta(
+    dirs: &[tempfile::TempDir],
+    alpha: impl FnOnce(Settings) -> Settings,
+) -> (Harness<'static, FerryApp>, Harness<'static, FerryApp>) {
+    let port = free_udp_port();
+    let a_settings = alpha(Settings {
+        server_bind: "0.0.0.0".into(),
+        ..discovering(dirs[0].path(), dirs[1].path(), "alpha", port)
+    });
+    let b_settings = discovering(dirs[2].path(), dirs[3].path(), "beta", port);
+    let mut a = app(a_settings, Vec::new());
+    let mut b = app(b_settings, Vec::new());
+    run_both_until(&mut a, &mut b, "both servers to listen", |a, b| {
+        listening_addr(a).is_some() && listening_addr(b).is_some()
+    });
+    a.get_by_label("Client").click();
+    a.run_steps(2);
+    (a, b)
+}
+
 /// `ferry --only-interface lo` (or `FERRY_ONLY_INTERFACE=lo ferry`): a window listening on
 /// every address uses loopback alone for discovery, finds a window there, and its doctor says
 /// why each other interface is not used.
 #[test]
 fn a_window_told_only_loopback_finds_there_and_says_why_not_elsewhere() {
-    use ferry::events::{Finding, IgnoredWhy};
     if !has_lo() {
         eprintln!("SKIPPED: no loopback interface named lo");
         return;
     }
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let port = free_udp_port();
-    let a_settings = Settings {
-        server_bind: "0.0.0.0".into(),
+    let (mut a, mut b) = alpha_on_all_and_beta(&dirs, |s| Settings {
         interfaces: Choice::named(&[], &["lo".into()]),
-        ..discovering(dirs[0].path(), dirs[1].path(), "alpha", port)
-    };
-    let b_settings = discovering(dirs[2].path(), dirs[3].path(), "beta", port);
-    let mut a = app(a_settings, Vec::new());
-    let mut b = app(b_settings, Vec::new());
-    run_both_until(&mut a, &mut b, "alpha to see beta on loopback", |a, _| {
-        sees_ready(a, "beta")
+        ..s
     });
-    let others: Vec<String> = interfaces::list(&Choice::default())
-        .unwrap()
-        .into_iter()
-        .filter(|(i, _)| !i.addr.is_loopback())
-        .map(|(i, _)| i.name)
-        .collect();
-    let doctor = &a.state().devices.doctor;
-    for finding in doctor {
-        match finding {
-            Finding::Used { name, .. } => assert_eq!(name, "lo", "{doctor:?}"),
-            Finding::Ignored { name, why, .. } if others.contains(name) => {
-                assert_eq!(*why, IgnoredWhy::NotChosen, "{doctor:?}");
-            }
-            _ => {}
-        }
+    run_both_until(
+        &mut a,
+        &mut b,
+        "alpha to see beta on loopback alone",
+        |a, _| sees_ready(a, "beta") && uses_loopback_alone(a),
+    );
+    // The setting is shown but cannot change what the run chose.
+    a.get_by_label("Why can't I see my device?").click();
+    a.run_steps(2);
+    a.get_by_label_contains("set for this run by ferry --only-interface");
+}
+
+/// The doctor's "Only these interfaces" setting: typed and applied, discovery starts again on
+/// loopback alone (a window there is found; every other interface is "not among the chosen
+/// interfaces"), and the setting is kept with the others. (The window starts with a setting
+/// naming no interface of this machine, so nothing of it goes out on the real network.)
+#[test]
+fn the_only_these_interfaces_setting_applies_at_once_and_is_kept() {
+    if !has_lo() {
+        eprintln!("SKIPPED: no loopback interface named lo");
+        return;
     }
-    for name in &others {
-        assert!(
-            doctor
-                .iter()
-                .any(|f| matches!(f, Finding::Ignored { name: n, .. } if n == name)),
-            "{name} missing from {doctor:?}"
-        );
-    }
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (mut a, mut b) = alpha_on_all_and_beta(&dirs, |s| Settings {
+        only_interfaces: "no-such-interface".into(),
+        ..s
+    });
+    a.get_by_label("Why can't I see my device?").click();
+    a.run_steps(2);
+    a.get_by_label("Only these interfaces:").click();
+    a.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    a.get_by_label("Only these interfaces:").type_text(" lo ,");
+    a.get_by_label("Apply").click();
+    a.run_steps(2);
+    assert_eq!(a.state().devices.only_interfaces, "lo");
+    run_both_until(
+        &mut a,
+        &mut b,
+        "discovery on loopback alone, beta found",
+        |a, _| uses_loopback_alone(a) && sees_ready(a, "beta"),
+    );
+    let saved = a.state().settings();
+    assert_eq!(saved.only_interfaces, "lo");
+    drop(a);
+    // Kept: a window started with the saved settings uses loopback alone from the start.
+    let mut again = app(saved, Vec::new());
+    run_until(
+        &mut again,
+        "discovery on loopback alone again",
+        uses_loopback_alone,
+    );
 }
