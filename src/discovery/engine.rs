@@ -204,17 +204,11 @@ impl Engine {
         if !self.config.choice.only_chosen {
             return true;
         }
-        match addr {
-            SocketAddr::V6(v6) => self
-                .sockets
-                .links_v6
-                .iter()
-                .any(|l| l.index == v6.scope_id()),
-            SocketAddr::V4(_) => match socket::route_source(addr) {
-                Some(IpAddr::V4(source)) => self.sockets.used.iter().any(|i| i.addr == source),
-                _ => false,
-            },
-        }
+        socket::routed_via(
+            addr,
+            self.sockets.used.iter().map(|i| i.addr),
+            self.sockets.links_v6.iter().map(|l| l.index),
+        )
     }
 
     fn iface_of(&self, from: SocketAddr) -> String {

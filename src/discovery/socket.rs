@@ -140,7 +140,7 @@ pub fn prober() -> io::Result<UdpSocket> {
 /// The source address the kernel would give a datagram to `to`, which names the interface
 /// the route leaves by; `None` without a route. Nothing is sent: connecting a UDP socket
 /// only looks the route up.
-pub fn route_source(to: SocketAddr) -> Option<IpAddr> {
+fn route_source(to: SocketAddr) -> Option<IpAddr> {
     let any: SocketAddr = match to {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -148,6 +148,24 @@ pub fn route_source(to: SocketAddr) -> Option<IpAddr> {
     let socket = UdpSocket::bind(any).ok()?;
     socket.connect(to).ok()?;
     socket.local_addr().ok().map(|local| local.ip())
+}
+
+/// Whether the route to `to` leaves by one of some interfaces: for IPv4, the source address
+/// the kernel would use is one of `addrs`; for IPv6, `to`'s scope (the link it came in on)
+/// is one of `indexes` (a global address, without a scope, is not). No route (or no socket
+/// to ask with, such as when out of descriptors) is not.
+pub fn routed_via(
+    to: SocketAddr,
+    addrs: impl IntoIterator<Item = Ipv4Addr>,
+    indexes: impl IntoIterator<Item = u32>,
+) -> bool {
+    match to {
+        SocketAddr::V6(v6) => indexes.into_iter().any(|index| index == v6.scope_id()),
+        SocketAddr::V4(_) => match route_source(to) {
+            Some(IpAddr::V4(source)) => addrs.into_iter().any(|addr| addr == source),
+            _ => false,
+        },
+    }
 }
 
 /// The subnet broadcast address of an interface, computed from its address and netmask: the

@@ -44,6 +44,7 @@ use super::devices::Proof;
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
 use super::{LOCALSEND_PORT, LocalSendProtocol};
+use crate::discovery::routed_via;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 64 * 1024;
@@ -69,6 +70,11 @@ pub struct MulticastConfig {
     pub group_v6: Option<Ipv6Addr>,
     /// The indexes of the interfaces to join the IPv6 group on and announce on.
     pub interfaces_v6: Vec<u32>,
+    /// Hear only devices reached by one of these interfaces (`--only-interface`): the port's
+    /// socket also gets datagrams sent to this host's address or to a broadcast address, by
+    /// every network, whatever groups it joined; one from elsewhere is neither listed nor
+    /// answered (an answer would leave by an interface not chosen).
+    pub only_these: bool,
 }
 
 /// `addr`'s address (with its IPv6 scope: a link-local address is useless without it) on
@@ -270,6 +276,16 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
             received = recv(live.v6.as_ref(), &mut buf_v6) => (received, &buf_v6),
         };
         let Ok((len, from)) = received else { continue };
+        if config.only_these
+            && !routed_via(
+                from,
+                config.interfaces.iter().copied(),
+                config.interfaces_v6.iter().copied(),
+            )
+        {
+            log::debug!("LocalSend: ignored a datagram from {from} (not a chosen interface)");
+            continue;
+        }
         let Some(datagram) = buf.get(..len) else {
             continue;
         };

@@ -64,6 +64,7 @@ pub fn localsend_multicast(choice: &Choice) -> MulticastConfig {
         interfaces: addrs,
         group_v6,
         interfaces_v6,
+        only_these: choice.only_chosen,
     }
 }
 

@@ -271,3 +271,59 @@ fn localsend_multicast_leaves_a_virtual_adapter_alone_unless_chosen() {
         "not announced on the chosen docker0"
     );
 }
+
+/// A LocalSend announcement (`announce: true`, so hearers answer with `POST /register`)
+/// sent to an address and the LAN's broadcast address rather than to the group: a socket
+/// bound to LocalSend's port gets these from every network, whatever groups it joined.
+const PY_ANNOUNCE: &str = r#"
+import json, socket, sys, time
+info = json.dumps({"alias": "mallory", "version": "2.1", "deviceType": "desktop",
+                   "fingerprint": "ab" * 32, "port": 53317, "protocol": "https",
+                   "download": False, "announce": True}).encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+for _ in range(int(sys.argv[3])):
+    for to in (sys.argv[1], sys.argv[2]):
+        s.sendto(info, (to, 53317))
+    time.sleep(0.2)
+"#;
+
+#[test]
+fn localsend_announcements_from_an_unchosen_network_are_neither_listed_nor_answered() {
+    let Some(mut net) = net_with_nft() else {
+        return;
+    };
+    if !have_command("python3", "--version", "no python3 on this machine") {
+        return;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    let counters = Counters::new(&net, &h1, &["eth0"]);
+    let announce = || {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &h2, "python3", "-c", PY_ANNOUNCE])
+            .args(["10.77.0.1", "10.77.0.255", "25"])
+            .spawn()
+            .unwrap();
+        ChildGuard(child)
+    };
+    let lookup = |extra: &[&str]| {
+        let mut args = vec!["peers", "--wait", "3", "--no-localsend-sweep"];
+        args.extend_from_slice(extra);
+        let out = net.output(&h1, &args);
+        assert!(out.status.success(), "{out:?}");
+        stdout(&out)
+    };
+
+    // On eth0 (the default), h2's announcement is heard there and answered.
+    let _h2 = announce();
+    let text = lookup(&[]);
+    assert!(text.contains("mallory"), "not heard on eth0: {text}");
+
+    // Told loopback only: not listed, and nothing (no register answer) leaves by eth0.
+    let _h2 = announce();
+    counters.reset();
+    let text = lookup(&["--only-interface", "lo"]);
+    assert!(!text.contains("mallory"), "heard from eth0: {text}");
+    assert_eq!(counters.packets("eth0"), 0, "answered on eth0: {text}");
+}
