@@ -3,7 +3,6 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use ferry::cli::{self, Cli};
 use ferry::protocol::escape_line;
 
@@ -25,7 +24,7 @@ fn main() -> ExitCode {
         })
         .init();
     ferry::defaults::raise_open_file_limit();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let result = match cli.command {
         Some(command) => cli::run(command),
         None => ferry::app::run(cli.interfaces.choice()).map(|()| ExitCode::SUCCESS),

@@ -61,8 +61,8 @@ use crate::defaults::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_PORT};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<CliCommand>,
-    /// The window's discovery interfaces (`ferry --only-interface eth0`); each command has
-    /// its own.
+    /// The window's discovery interfaces (`ferry --only-interface eth0`); given before a
+    /// command, that command's (see [`Cli::parse_args`]).
     #[command(flatten)]
     pub interfaces: InterfaceArgs,
 }
@@ -285,6 +285,71 @@ pub struct InterfaceArgs {
         value_delimiter = ','
     )]
     pub only_interface: Vec<String>,
+}
+
+impl Cli {
+    /// The command line as [`Parser::parse`] reads it, except that interface flags given
+    /// before a command (`ferry --only-interface eth0 serve`) are that command's, as if given
+    /// after it: added to its `--interface` names, and its `--only-interface` unless it has
+    /// its own on the line (one from FERRY_ONLY_INTERFACE gives way, as a flag's value does
+    /// everywhere). Before a command that does no discovery they are refused (exit 2).
+    pub fn parse_args() -> Cli {
+        use clap::parser::ValueSource;
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let typed =
+            |m: &clap::ArgMatches, id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+        let (typed_also, typed_only) = (
+            typed(&matches, "interface"),
+            typed(&matches, "only_interface"),
+        );
+        if !typed_also && !typed_only {
+            return cli;
+        }
+        let top = cli.interfaces.clone();
+        match (cli.command.as_mut(), matches.subcommand()) {
+            (None, _) => {}
+            (Some(command), Some((name, sub))) => {
+                let Some(own) = command.interfaces_mut() else {
+                    Cli::command()
+                        .error(
+                            clap::error::ErrorKind::ArgumentConflict,
+                            format!(
+                                "--interface and --only-interface go with the window, serve, \
+                                 send, note, peers, doctor and bench, not with {name}"
+                            ),
+                        )
+                        .exit()
+                };
+                own.interface.extend(top.interface);
+                if typed_only && !typed(sub, "only_interface") {
+                    own.only_interface = top.only_interface;
+                }
+            }
+            // A command always has its matches; nothing to move otherwise.
+            (Some(_), None) => {}
+        }
+        cli
+    }
+}
+
+impl CliCommand {
+    /// The command's interface flags, for the commands that do discovery.
+    fn interfaces_mut(&mut self) -> Option<&mut InterfaceArgs> {
+        match self {
+            CliCommand::Serve(args) => Some(&mut args.interfaces),
+            CliCommand::Send(args) => Some(&mut args.localsend.interfaces),
+            CliCommand::Note(args) => Some(&mut args.localsend.interfaces),
+            CliCommand::Peers(args) => Some(&mut args.interfaces),
+            CliCommand::Doctor(args) => Some(&mut args.interfaces),
+            CliCommand::Bench(args) => Some(&mut args.interfaces),
+            CliCommand::Listen(_)
+            | CliCommand::Chat(_)
+            | CliCommand::Completions(_)
+            | CliCommand::Manpage => None,
+        }
+    }
 }
 
 impl InterfaceArgs {

@@ -334,3 +334,40 @@ fn send_succeeds_with_nobody_reading_its_output() {
     assert!(finished[0].1, "verified: {finished:?}");
     assert_eq!(names_in(&dir.path().join("in")), ["hello.txt"]);
 }
+
+#[test]
+fn interface_flags_before_a_command_are_the_commands() {
+    // Typed before `doctor`, the flag is doctor's (and wins over the suite's
+    // FERRY_ONLY_INTERFACE=lo, as a flag after the command does): no interface is used.
+    let out = ferry()
+        .args([
+            "--only-interface",
+            "nothing-here",
+            "doctor",
+            "--wait",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let interfaces: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("interface "))
+        .collect();
+    assert!(
+        !interfaces.is_empty()
+            && interfaces
+                .iter()
+                .all(|l| l.ends_with("ignored: not among the chosen interfaces")),
+        "{text}"
+    );
+    // Before a command that does no discovery: refused, not silently dropped.
+    let out = ferry()
+        .args(["--only-interface", "lo", "listen", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("not with listen"), "{said}");
+}
