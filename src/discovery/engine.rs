@@ -250,10 +250,11 @@ impl Engine {
             log::debug!("discovery: ignored a beacon from {}", msg.from);
             return;
         }
-        if beacon.sent_to != SentTo::Unicast && !self.within_choice(msg.from) {
-            // Only some interfaces chosen (`--only-interface`): an announcement from a network
-            // reached by another is neither listed nor answered. A unicast beacon is direct
-            // contact, like a typed address: it is.
+        if !self.within_choice(msg.from) {
+            // Only some interfaces chosen (`--only-interface`): a beacon from a network reached
+            // by another is neither listed, answered nor checked (a TCP connect there). A
+            // unicast one too: `sent_to` is the sender's word (absent reads as unicast), and a
+            // broadcast saying "unicast" would otherwise pass; typed addresses still work.
             log::debug!(
                 "discovery: ignored a beacon from {} (not a chosen interface)",
                 msg.from

@@ -272,21 +272,38 @@ fn localsend_multicast_leaves_a_virtual_adapter_alone_unless_chosen() {
     );
 }
 
-/// A LocalSend announcement (`announce: true`, so hearers answer with `POST /register`)
-/// sent to an address and the LAN's broadcast address rather than to the group: a socket
-/// bound to LocalSend's port gets these from every network, whatever groups it joined.
-const PY_ANNOUNCE: &str = r#"
-import json, socket, sys, time
-info = json.dumps({"alias": "mallory", "version": "2.1", "deviceType": "desktop",
-                   "fingerprint": "ab" * 32, "port": 53317, "protocol": "https",
-                   "download": False, "announce": True}).encode()
+/// Sends datagram `argv[1]` to port `argv[2]` of each address after `argv[3]` (the count of
+/// rounds, 0.2 s apart), broadcast allowed: what a host on the LAN can send to this one.
+const PY_SEND: &str = r#"
+import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
 for _ in range(int(sys.argv[3])):
-    for to in (sys.argv[1], sys.argv[2]):
-        s.sendto(info, (to, 53317))
+    for to in sys.argv[4:]:
+        s.sendto(sys.argv[1].encode(), (to, int(sys.argv[2])))
     time.sleep(0.2)
 "#;
+
+/// A LocalSend announcement (`announce: true`, so hearers answer with `POST /register`).
+const ANNOUNCEMENT: &str = r#"{"alias": "mallory", "version": "2.1", "deviceType": "desktop",
+  "fingerprint": "abababababababababababababababababababababababababababababababab",
+  "port": 53317, "protocol": "https", "download": false, "announce": true}"#;
+
+/// A Ferry beacon without `sent_to` (so taken for a unicast one), asking for an answer.
+const BEACON: &str = r#"{"ferry_beacon": 1, "id": "abababababababababababababababab",
+  "name": "mallory", "fingerprint": "x", "os": "linux", "tcp_port": 8080, "udp_port": 0,
+  "bye": false, "query": true}"#;
+
+/// `datagram` sent by host `ns` to h1 (10.77.0.1) and to the LAN's broadcast address, on
+/// `port`, for 5 s; stops when dropped.
+fn send_from(ns: &str, datagram: &str, port: u16) -> ChildGuard {
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", PY_SEND, datagram])
+        .args([&port.to_string(), "25", "10.77.0.1", "10.77.0.255"])
+        .spawn()
+        .unwrap();
+    ChildGuard(child)
+}
 
 #[test]
 fn localsend_announcements_from_an_unchosen_network_are_neither_listed_nor_answered() {
@@ -299,14 +316,9 @@ fn localsend_announcements_from_an_unchosen_network_are_neither_listed_nor_answe
     let h1 = net.host("h1", 1).unwrap();
     let h2 = net.host("h2", 2).unwrap();
     let counters = Counters::new(&net, &h1, &["eth0"]);
-    let announce = || {
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", &h2, "python3", "-c", PY_ANNOUNCE])
-            .args(["10.77.0.1", "10.77.0.255", "25"])
-            .spawn()
-            .unwrap();
-        ChildGuard(child)
-    };
+    // Sent to h1's address and the LAN's broadcast address rather than to the group: a
+    // socket bound to LocalSend's port gets these from every network, whatever it joined.
+    let announce = || send_from(&h2, ANNOUNCEMENT, 53317);
     let lookup = |extra: &[&str]| {
         let mut args = vec!["peers", "--wait", "3", "--no-localsend-sweep"];
         args.extend_from_slice(extra);
@@ -326,4 +338,39 @@ fn localsend_announcements_from_an_unchosen_network_are_neither_listed_nor_answe
     let text = lookup(&["--only-interface", "lo"]);
     assert!(!text.contains("mallory"), "heard from eth0: {text}");
     assert_eq!(counters.packets("eth0"), 0, "answered on eth0: {text}");
+}
+
+#[test]
+fn ferry_beacons_from_an_unchosen_network_are_neither_listed_nor_checked() {
+    let Some(mut net) = net_with_nft() else {
+        return;
+    };
+    if !have_command("python3", "--version", "no python3 on this machine") {
+        return;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    let counters = Counters::new(&net, &h1, &["eth0"]);
+    // The beacon says nothing of how it was sent, which reads as unicast: whatever a beacon
+    // claims, the network it came from decides.
+    let beacon = || send_from(&h2, BEACON, 53318);
+    let lookup = |extra: &[&str]| {
+        let mut args = vec!["peers", "--wait", "3", "--no-localsend-sweep"];
+        args.extend_from_slice(extra);
+        let out = net.output(&h1, &args);
+        assert!(out.status.success(), "{out:?}");
+        stdout(&out)
+    };
+
+    // On eth0 (the default), h2's beacon is heard there.
+    let _h2 = beacon();
+    let text = lookup(&[]);
+    assert!(text.contains("mallory"), "not heard on eth0: {text}");
+
+    // Told loopback only: not listed, and nothing (no TCP check, no answer) leaves by eth0.
+    let _h2 = beacon();
+    counters.reset();
+    let text = lookup(&["--only-interface", "lo"]);
+    assert!(!text.contains("mallory"), "heard from eth0: {text}");
+    assert_eq!(counters.packets("eth0"), 0, "went out on eth0: {text}");
 }
