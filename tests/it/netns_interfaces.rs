@@ -3,7 +3,9 @@
 //! while the real `ferry` runs there, and checks that `--only-interface` (and
 //! `FERRY_ONLY_INTERFACE`) keep Ferry's beacons, mDNS, LocalSend's multicast and its sweep
 //! on the chosen interfaces, and that LocalSend's multicast, like Ferry's beacons, leaves
-//! virtual adapters (a VPN, a container bridge) alone unless chosen. Needs root, `ip` and
+//! virtual adapters (a VPN, a container bridge) alone unless chosen, and that what comes
+//! from a network not chosen (a beacon, a LocalSend announcement, whatever it claims) is
+//! neither listed nor answered. Needs root, `ip` and
 //! `nft`; skips with a line where they are missing.
 
 use crate::netns::{Net, can_make_namespaces, have_nft, stdout};
@@ -305,8 +307,10 @@ fn send_from(ns: &str, datagram: &str, port: u16) -> ChildGuard {
     ChildGuard(child)
 }
 
-#[test]
-fn localsend_announcements_from_an_unchosen_network_are_neither_listed_nor_answered() {
+/// Host h2 on h1's LAN sends `datagram` to `port` of h1 and of the LAN's broadcast address
+/// while `ferry peers` runs on h1: without a choice, it is listed; told only loopback, h1
+/// lists nothing of it and nothing (no answer, no check) leaves by eth0.
+fn not_heard_from_an_unchosen_network(datagram: &str, port: u16) {
     let Some(mut net) = net_with_nft() else {
         return;
     };
@@ -316,61 +320,32 @@ fn localsend_announcements_from_an_unchosen_network_are_neither_listed_nor_answe
     let h1 = net.host("h1", 1).unwrap();
     let h2 = net.host("h2", 2).unwrap();
     let counters = Counters::new(&net, &h1, &["eth0"]);
-    // Sent to h1's address and the LAN's broadcast address rather than to the group: a
-    // socket bound to LocalSend's port gets these from every network, whatever it joined.
-    let announce = || send_from(&h2, ANNOUNCEMENT, 53317);
     let lookup = |extra: &[&str]| {
+        let _h2 = send_from(&h2, datagram, port);
         let mut args = vec!["peers", "--wait", "3", "--no-localsend-sweep"];
         args.extend_from_slice(extra);
         let out = net.output(&h1, &args);
         assert!(out.status.success(), "{out:?}");
         stdout(&out)
     };
-
-    // On eth0 (the default), h2's announcement is heard there and answered.
-    let _h2 = announce();
     let text = lookup(&[]);
     assert!(text.contains("mallory"), "not heard on eth0: {text}");
-
-    // Told loopback only: not listed, and nothing (no register answer) leaves by eth0.
-    let _h2 = announce();
-    counters.reset();
-    let text = lookup(&["--only-interface", "lo"]);
-    assert!(!text.contains("mallory"), "heard from eth0: {text}");
-    assert_eq!(counters.packets("eth0"), 0, "answered on eth0: {text}");
-}
-
-#[test]
-fn ferry_beacons_from_an_unchosen_network_are_neither_listed_nor_checked() {
-    let Some(mut net) = net_with_nft() else {
-        return;
-    };
-    if !have_command("python3", "--version", "no python3 on this machine") {
-        return;
-    }
-    let h1 = net.host("h1", 1).unwrap();
-    let h2 = net.host("h2", 2).unwrap();
-    let counters = Counters::new(&net, &h1, &["eth0"]);
-    // The beacon says nothing of how it was sent, which reads as unicast: whatever a beacon
-    // claims, the network it came from decides.
-    let beacon = || send_from(&h2, BEACON, 53318);
-    let lookup = |extra: &[&str]| {
-        let mut args = vec!["peers", "--wait", "3", "--no-localsend-sweep"];
-        args.extend_from_slice(extra);
-        let out = net.output(&h1, &args);
-        assert!(out.status.success(), "{out:?}");
-        stdout(&out)
-    };
-
-    // On eth0 (the default), h2's beacon is heard there.
-    let _h2 = beacon();
-    let text = lookup(&[]);
-    assert!(text.contains("mallory"), "not heard on eth0: {text}");
-
-    // Told loopback only: not listed, and nothing (no TCP check, no answer) leaves by eth0.
-    let _h2 = beacon();
     counters.reset();
     let text = lookup(&["--only-interface", "lo"]);
     assert!(!text.contains("mallory"), "heard from eth0: {text}");
     assert_eq!(counters.packets("eth0"), 0, "went out on eth0: {text}");
+}
+
+#[test]
+fn localsend_announcements_from_an_unchosen_network_are_neither_listed_nor_answered() {
+    // Sent to h1's address and a broadcast address rather than to the group: a socket bound
+    // to LocalSend's port gets these from every network, whatever groups it joined.
+    not_heard_from_an_unchosen_network(ANNOUNCEMENT, 53317);
+}
+
+#[test]
+fn ferry_beacons_from_an_unchosen_network_are_neither_listed_nor_checked() {
+    // The beacon says nothing of how it was sent, which reads as unicast: whatever a beacon
+    // claims, the network it came from decides.
+    not_heard_from_an_unchosen_network(BEACON, 53318);
 }
