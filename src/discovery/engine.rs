@@ -333,6 +333,15 @@ impl Engine {
             MdnsEvent::Own(ip) => self.record_heard(SocketAddr::new(ip, 0), Via::Mdns, true, now),
             MdnsEvent::Gone(id) => lock(&self.shared.table).goodbye(&id),
             MdnsEvent::Seen(sighting) => {
+                if !self.within_choice(SocketAddr::new(sighting.ip, sighting.tcp_port)) {
+                    // Only some interfaces chosen: a record (heard on one of them) naming an
+                    // address reached by another is neither listed nor checked there.
+                    log::debug!(
+                        "discovery: ignored a DNS-SD record for {} (not a chosen interface)",
+                        sighting.ip
+                    );
+                    return;
+                }
                 self.record_heard(SocketAddr::new(sighting.ip, 0), Via::Mdns, false, now);
                 let id = sighting.id.clone();
                 let check = lock(&self.shared.table).observe(sighting, now);

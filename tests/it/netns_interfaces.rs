@@ -296,38 +296,48 @@ const BEACON: &str = r#"{"ferry_beacon": 1, "id": "ababababababababababababababa
   "name": "mallory", "fingerprint": "x", "os": "linux", "tcp_port": 8080, "udp_port": 0,
   "bye": false, "query": true}"#;
 
-/// `datagram` sent by host `ns` to h1 (10.77.0.1) and to the LAN's broadcast address, on
-/// `port`, for 5 s; stops when dropped.
-fn send_from(ns: &str, datagram: &str, port: u16) -> ChildGuard {
+/// `script` run by `python3` in `ns` with `args`; stopped when dropped.
+fn python_in(ns: &str, script: &str, args: &[&str]) -> ChildGuard {
     let child = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", PY_SEND, datagram])
-        .args([&port.to_string(), "25", "10.77.0.1", "10.77.0.255"])
+        .args(["netns", "exec", ns, "python3", "-c", script])
+        .args(args)
         .spawn()
         .unwrap();
     ChildGuard(child)
+}
+
+/// Hosts h1 and h2 on one LAN, or `None` after a skip line (no namespaces, `nft` or
+/// `python3`).
+fn two_hosts_and_python() -> Option<(Net, String, String)> {
+    let mut net = net_with_nft()?;
+    if !have_command("python3", "--version", "no python3 on this machine") {
+        return None;
+    }
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    Some((net, h1, h2))
+}
+
+/// `ferry peers --wait 3 --no-localsend-sweep EXTRA` in `ns` while `_sender` runs.
+fn peers_while(net: &Net, ns: &str, _sender: ChildGuard, extra: &[&str]) -> String {
+    let args = ["peers", "--wait", "3", "--no-localsend-sweep"];
+    let out = net.output(ns, &[&args[..], extra].concat());
+    assert!(out.status.success(), "{out:?}");
+    stdout(&out)
 }
 
 /// Host h2 on h1's LAN sends `datagram` to `port` of h1 and of the LAN's broadcast address
 /// while `ferry peers` runs on h1: without a choice, it is listed; told only loopback, h1
 /// lists nothing of it and nothing (no answer, no check) leaves by eth0.
 fn not_heard_from_an_unchosen_network(datagram: &str, port: u16) {
-    let Some(mut net) = net_with_nft() else {
+    let Some((net, h1, h2)) = two_hosts_and_python() else {
         return;
     };
-    if !have_command("python3", "--version", "no python3 on this machine") {
-        return;
-    }
-    let h1 = net.host("h1", 1).unwrap();
-    let h2 = net.host("h2", 2).unwrap();
     let counters = Counters::new(&net, &h1, &["eth0"]);
-    let lookup = |extra: &[&str]| {
-        let _h2 = send_from(&h2, datagram, port);
-        let mut args = vec!["peers", "--wait", "3", "--no-localsend-sweep"];
-        args.extend_from_slice(extra);
-        let out = net.output(&h1, &args);
-        assert!(out.status.success(), "{out:?}");
-        stdout(&out)
-    };
+    // Sent to h1 and the LAN's broadcast address, 25 times.
+    let port = port.to_string();
+    let to = [datagram, &port, "25", "10.77.0.1", "10.77.0.255"];
+    let lookup = |extra: &[&str]| peers_while(&net, &h1, python_in(&h2, PY_SEND, &to), extra);
     let text = lookup(&[]);
     assert!(text.contains("mallory"), "not heard on eth0: {text}");
     counters.reset();
@@ -348,4 +358,60 @@ fn ferry_beacons_from_an_unchosen_network_are_neither_listed_nor_checked() {
     // The beacon says nothing of how it was sent, which reads as unicast: whatever a beacon
     // claims, the network it came from decides.
     not_heard_from_an_unchosen_network(BEACON, 53318);
+}
+
+/// Sends, 25 times 0.2 s apart, an unsolicited DNS-SD answer on the mDNS group: a Ferry
+/// device "mallory" on port 8080 whose address is `argv[1]`, sent from the interface of
+/// address `argv[2]`.
+const PY_MDNS: &str = r#"
+import socket, struct, sys, time
+def name(n):
+    return b"".join(bytes([len(l)]) + l.encode() for l in n.split(".")) + b"\0"
+def rr(n, kind, cls, data):
+    return name(n) + struct.pack("!HHIH", kind, cls, 120, len(data)) + data
+inst, host = "mallory._ferry._tcp.local", "mallory-host.local"
+txt = b"".join(bytes([len(t)]) + t for t in
+               [b"v=1", b"id=" + b"ab" * 16, b"name=mallory", b"fp=x", b"os=linux"])
+answers = [rr("_ferry._tcp.local", 12, 1, name(inst)),
+           rr(inst, 33, 0x8001, struct.pack("!HHH", 0, 0, 8080) + name(host)),
+           rr(inst, 16, 0x8001, txt),
+           rr(host, 1, 0x8001, socket.inet_aton(sys.argv[1]))]
+packet = struct.pack("!HHHHHH", 0, 0x8400, 0, len(answers), 0, 0) + b"".join(answers)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[2]))
+for _ in range(25):
+    s.sendto(packet, ("224.0.0.251", 5353))
+    time.sleep(0.2)
+"#;
+
+#[test]
+fn a_dns_sd_record_naming_an_address_off_the_chosen_interfaces_is_not_checked() {
+    let Some((net, h1, h2)) = two_hosts_and_python() else {
+        return;
+    };
+    // h1 has a container bridge too; h2, on h1's LAN, names an address behind it.
+    veth(&h1, "docker0");
+    ip(&["-n", &h1, "addr", "add", "172.17.0.1/16", "dev", "docker0"]).unwrap();
+    ip(&["-n", &h1, "link", "set", "docker0", "up"]).unwrap();
+    let counters = Counters::new(&net, &h1, &["docker0"]);
+    let lookup = |record_ip: &str| {
+        let sender = python_in(&h2, PY_MDNS, &[record_ip, "10.77.0.2"]);
+        peers_while(&net, &h1, sender, &["--only-interface", "eth0"])
+    };
+    // On the chosen eth0, the record is heard and listed.
+    let text = lookup("10.77.0.2");
+    assert!(
+        text.contains("mallory  10.77.0.2:8080"),
+        "not heard on eth0: {text}"
+    );
+    // Naming an address behind docker0: not listed, and no check goes there.
+    counters.reset();
+    let text = lookup("172.17.0.5");
+    assert!(!text.contains("mallory"), "listed: {text}");
+    assert_eq!(
+        counters.packets("docker0"),
+        0,
+        "checked via docker0: {text}"
+    );
 }
