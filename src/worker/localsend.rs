@@ -64,7 +64,7 @@ pub fn localsend_multicast(choice: &Choice) -> MulticastConfig {
         interfaces: addrs,
         group_v6,
         interfaces_v6,
-        only_these: choice.only_chosen,
+        only_within: choice.only_chosen.then(|| choice.clone()),
     }
 }
 

@@ -415,3 +415,50 @@ fn a_dns_sd_record_naming_an_address_off_the_chosen_interfaces_is_not_checked() 
         "checked via docker0: {text}"
     );
 }
+
+/// Announces `argv[1]` (a LocalSend announcement) to `argv[2]`:53317 every 0.2 s, listening
+/// on TCP 53317 for the answer (`POST /register`); prints `answered` once one connects,
+/// `not answered` after 10 s.
+const PY_ANNOUNCE_AND_WAIT: &str = r#"
+import socket, sys
+answers = socket.socket()
+answers.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+answers.bind(("0.0.0.0", 53317))
+answers.listen(5)
+answers.settimeout(0.2)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+for _ in range(50):
+    s.sendto(sys.argv[1].encode(), (sys.argv[2], 53317))
+    try:
+        answers.accept()
+        print("answered", flush=True)
+        sys.exit(0)
+    except socket.timeout:
+        pass
+print("not answered", flush=True)
+"#;
+
+#[test]
+fn localsend_told_one_interface_still_answers_there_after_its_address_changes() {
+    let Some((net, h1, h2)) = two_hosts_and_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--port", "8080", "--only-interface", "eth0"];
+    let _h1 = net.serve_with(&h1, dir.path(), &args, &["LocalSend receiving is on"]);
+    let answered = |fingerprint: &str| {
+        let announcement = ANNOUNCEMENT.replace(&"ab".repeat(32), fingerprint);
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &h2, "python3", "-c", PY_ANNOUNCE_AND_WAIT])
+            .args([announcement.as_str(), "10.77.0.255"])
+            .output()
+            .unwrap();
+        stdout(&out).trim().to_owned()
+    };
+    assert_eq!(answered(&"cd".repeat(32)), "answered");
+    // h1's LAN card gets another address (a new DHCP lease) while it serves.
+    ip(&["-n", &h1, "addr", "del", "10.77.0.1/24", "dev", "eth0"]).unwrap();
+    ip(&["-n", &h1, "addr", "add", "10.77.0.5/24", "dev", "eth0"]).unwrap();
+    assert_eq!(answered(&"ef".repeat(32)), "answered");
+}
