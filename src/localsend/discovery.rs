@@ -73,11 +73,11 @@ pub struct MulticastConfig {
     /// The indexes of the interfaces to join the IPv6 group on and announce on.
     pub interfaces_v6: Vec<u32>,
     /// With only some interfaces chosen (`--only-interface`), that choice: a device is heard
-    /// only when the route to it leaves by one of them, as listed now (again every
-    /// [`Within::RELIST`]: an address may change while the server runs). The port's socket
-    /// also gets datagrams sent to this host's address or to a broadcast address, by every
-    /// network, whatever groups it joined; one from elsewhere is neither listed nor answered
-    /// (an answer would leave by an interface not chosen).
+    /// only when the route to it leaves by one of them, as listed now (again every 3 s: an
+    /// address may change while the server runs). The port's socket also gets datagrams
+    /// sent to this host's address or to a broadcast address, by every network, whatever
+    /// groups it joined; one from elsewhere is neither listed nor answered (an answer would
+    /// leave by an interface not chosen).
     pub only_within: Option<Choice>,
 }
 
