@@ -39,6 +39,7 @@ pub fn finding(tr: Tr, finding: &Finding) -> String {
             count,
         } => tr.fill(T::DoctorHeard, &[name, count, &path(tr, *by)]),
         Finding::Isolated { name } => tr.fill(T::DoctorIsolated, &[name]),
+        Finding::NoSuchInterface { name } => tr.fill(T::DoctorNoSuchInterface, &[name]),
         Finding::InSubnet { ip, name } => tr.fill(T::DoctorInSubnet, &[ip, name]),
         Finding::Loopback { ip } => tr.fill(T::DoctorLoopback, &[ip]),
         Finding::OtherNetwork { ip } => tr.fill(T::DoctorOtherNetwork, &[ip]),
@@ -112,6 +113,7 @@ mod tests {
             Finding::NoOthersHeard,
             Finding::OthersHeard,
             Finding::Isolated { name: name.clone() },
+            Finding::NoSuchInterface { name: name.clone() },
             Finding::InSubnet {
                 ip,
                 name: name.clone(),

@@ -429,6 +429,7 @@ texts! {
     PathProbe => "unicast (probe)", "单播（探测）";
     PathMdns => "mDNS", "mDNS";
     PathUnicast => "unicast", "单播";
+    DoctorNoSuchInterface => "interface {}: chosen, but this machine has no interface of that name with an IPv4 address (`ip link` lists the names)", "接口 {}：已选择，但本机没有该名称且带 IPv4 地址的接口（`ip link` 可列出接口名称）";
     DoctorIsolated => "no other device heard on {}, though our own beacon is: the network may isolate clients (Wi-Fi client/AP isolation, a guest network), or no other Ferry runs there with discovery on", "在 {} 上收到了本机自己的信标，却没有收到其他设备的：该网络可能隔离了客户端（Wi-Fi 客户端/AP 隔离、访客网络），或者那里没有其他开启了发现的 Ferry";
     DoctorInSubnet => "{}: in the subnet of {}", "{}：在 {} 的子网内";
     DoctorLoopback => "{}: this machine (loopback): only programs on this machine can use it", "{}：本机（回环）：只有本机上的程序能使用它";

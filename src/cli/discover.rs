@@ -197,7 +197,8 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     match Discovery::start(config) {
         Ok(discovery) => {
             std::thread::sleep(Duration::from_secs_f64(args.wait.clamp(0.0, 3600.0)));
-            for finding in interface_lines(&discovery.interfaces(), &discovery.heard()) {
+            let heard = discovery.heard();
+            for finding in interface_lines(&discovery.interfaces(), &heard, &choice.chosen) {
                 say!("{finding}");
             }
             let devices = discovery.devices();

@@ -118,11 +118,23 @@ pub fn address_lines(report: &AddressReport) -> Vec<Finding> {
     out
 }
 
-/// The findings of the interface and "heard" part of the report.
-pub fn interface_lines(interfaces: &[(Interface, Use)], heard: &HeardSummary) -> Vec<Finding> {
+/// The findings of the interface and "heard" part of the report; `chosen`: the interface
+/// names the user gave (a name the machine has not is said so: otherwise a typo in
+/// `--only-interface` silently leaves discovery nowhere).
+pub fn interface_lines(
+    interfaces: &[(Interface, Use)],
+    heard: &HeardSummary,
+    chosen: &[String],
+) -> Vec<Finding> {
     let mut out = Vec::new();
     if interfaces.is_empty() {
         out.push(Finding::NoInterfaces);
+    }
+    for (i, name) in chosen.iter().enumerate() {
+        let known = interfaces.iter().any(|(iface, _)| &iface.name == name);
+        if !known && !chosen[..i].contains(name) {
+            out.push(Finding::NoSuchInterface { name: name.clone() });
+        }
     }
     for (iface, verdict) in interfaces {
         let net = format!("{}/{}", iface.addr, iface.prefix_len());
@@ -277,7 +289,7 @@ mod tests {
             own_mdns: vec!["wlan0".into()],
             ..HeardSummary::default()
         };
-        let text = english(&interface_lines(&ifaces, &heard)).join("\n");
+        let text = english(&interface_lines(&ifaces, &heard, &[])).join("\n");
         assert!(
             text.contains(
                 "interface wlan0 10.77.0.1/24: used; our own beacon heard by broadcast and mDNS"
@@ -290,7 +302,7 @@ mod tests {
         );
         assert!(!text.contains("heard on eth0"), "{text}");
         // Nothing heard at all is another problem (blocked), not isolation.
-        let text = english(&interface_lines(&ifaces, &HeardSummary::default())).join("\n");
+        let text = english(&interface_lines(&ifaces, &HeardSummary::default(), &[])).join("\n");
         assert!(!text.contains("isolate"), "{text}");
         // A device found only by mDNS on wlan0: not isolated.
         let heard = HeardSummary {
@@ -298,7 +310,7 @@ mod tests {
             others_mdns: vec![("wlan0".into(), 1)],
             ..HeardSummary::default()
         };
-        let text = english(&interface_lines(&ifaces, &heard)).join("\n");
+        let text = english(&interface_lines(&ifaces, &heard, &[])).join("\n");
         assert!(text.contains("  wlan0: 1 by mDNS"), "{text}");
         assert!(!text.contains("isolate"), "{text}");
     }
@@ -316,7 +328,7 @@ mod tests {
             others: vec![("eth0".into(), SentTo::Unicast, 2)],
             ..HeardSummary::default()
         };
-        let lines = english(&interface_lines(&[eth("eth0")], &heard));
+        let lines = english(&interface_lines(&[eth("eth0")], &heard, &[]));
         assert!(
             lines.contains(
                 &"interface eth0 10.77.0.1/24: used; our own beacon heard by broadcast and unicast"
@@ -328,5 +340,21 @@ mod tests {
             lines.contains(&"  eth0: 2 by unicast (probe)".to_owned()),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn a_chosen_name_the_machine_has_not_is_said_once() {
+        let chosen = ["eth0".to_owned(), "eht0".to_owned(), "eht0".to_owned()];
+        let lines = english(&interface_lines(
+            &[eth("eth0")],
+            &HeardSummary::default(),
+            &chosen,
+        ));
+        let missing: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("chosen, but this machine has no interface"))
+            .collect();
+        assert_eq!(missing.len(), 1, "{lines:?}");
+        assert!(missing[0].starts_with("interface eht0: "), "{lines:?}");
     }
 }

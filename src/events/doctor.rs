@@ -78,6 +78,11 @@ pub enum Finding {
         net: String,
         why: IgnoredWhy,
     },
+    /// An interface chosen by name (`--interface`, `--only-interface`) that the machine has
+    /// not, at least not with an IPv4 address (a typo?).
+    NoSuchInterface {
+        name: String,
+    },
     /// A multicast join (or mDNS) failed on an interface.
     JoinFailed {
         name: String,
@@ -165,6 +170,7 @@ impl Finding {
                 count,
             },
             Finding::Isolated { name } => Finding::Isolated { name: f(name) },
+            Finding::NoSuchInterface { name } => Finding::NoSuchInterface { name: f(name) },
             Finding::InSubnet { ip, name } => Finding::InSubnet { ip, name: f(name) },
             Finding::ConnectFailed { addr, reason } => Finding::ConnectFailed {
                 addr,
@@ -208,6 +214,10 @@ impl fmt::Display for Finding {
             Finding::Ignored { name, net, why } => {
                 write!(f, "interface {name} {net}: ignored: {why}")
             }
+            Finding::NoSuchInterface { name } => write!(
+                f,
+                "interface {name}: chosen, but this machine has no interface of that name with an IPv4 address (`ip link` lists the names)"
+            ),
             Finding::JoinFailed { name, reason } => write!(f, "interface {name}: {reason}"),
             Finding::NoOthersHeard => f.write_str(
                 "beacons from other devices in the last minute: none (is Ferry running there, on this network, with discovery on?)",

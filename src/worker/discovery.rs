@@ -161,7 +161,11 @@ impl Running {
     /// Tells the window the device list and the doctor's report, if either changed.
     pub(super) fn poll(&mut self, sink: &EventSink) {
         let devices: Vec<SeenDevice> = self.discovery.devices().iter().map(seen).collect();
-        let doctor = interface_lines(&self.discovery.interfaces(), &self.discovery.heard());
+        let doctor = interface_lines(
+            &self.discovery.interfaces(),
+            &self.discovery.heard(),
+            &self.choice.chosen,
+        );
         // "Last seen" ticks every second; compare without it so an idle list sends nothing,
         // except once a second at most (the poll rate) when something else changed.
         let same = |a: &[SeenDevice], b: &[SeenDevice]| {

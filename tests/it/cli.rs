@@ -351,9 +351,13 @@ fn interface_flags_before_a_command_are_the_commands() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
+    // A name the machine has not is said so (a typo would otherwise leave discovery
+    // nowhere without a word).
+    let missing = "interface nothing-here: chosen, but this machine has no interface of that name";
+    assert!(text.contains(missing), "{text}");
     let interfaces: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("interface "))
+        .filter(|l| l.starts_with("interface ") && !l.starts_with("interface nothing-here:"))
         .collect();
     assert!(
         !interfaces.is_empty()
