@@ -3,7 +3,8 @@
 //! unless the user chooses them. The reason is kept for `ferry doctor`, which must say why a
 //! device on "the other network" is not found.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 pub use crate::events::IgnoredWhy;
 
@@ -102,6 +103,55 @@ impl Choice {
             },
             _ => self.clone(),
         }
+    }
+}
+
+/// Whether the route to a sender leaves by one of the interfaces `choice` uses, with them
+/// listed again at most every [`Within::RELIST`] (an address may change while a server
+/// runs). For LocalSend's discovery socket, which gets datagrams from every network.
+pub struct Within {
+    choice: Choice,
+    addrs: Vec<Ipv4Addr>,
+    indexes: Vec<u32>,
+    listed: Option<Instant>,
+}
+
+impl Within {
+    pub const RELIST: Duration = Duration::from_secs(3);
+
+    pub fn new(choice: Choice) -> Self {
+        Within {
+            choice,
+            addrs: Vec::new(),
+            indexes: Vec::new(),
+            listed: None,
+        }
+    }
+
+    /// Whether a datagram from `from` is heard.
+    pub fn allows(&mut self, from: SocketAddr) -> bool {
+        let choice = &self.choice;
+        let now = Instant::now();
+        if self
+            .listed
+            .is_none_or(|at| now.saturating_duration_since(at) >= Self::RELIST)
+        {
+            self.listed = Some(now);
+            self.addrs = used(choice)
+                .map_err(|e| log::debug!("discovery: cannot list interfaces: {e}"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| i.addr)
+                .collect();
+            self.indexes = used_v6(choice)
+                .map_err(|e| log::debug!("discovery: cannot list IPv6 interfaces: {e}"))
+                .unwrap_or_default();
+        }
+        super::socket::routed_via(
+            from,
+            self.addrs.iter().copied(),
+            self.indexes.iter().copied(),
+        )
     }
 }
 

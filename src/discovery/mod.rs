@@ -52,7 +52,6 @@ pub use crate::protocol::beacon::SentTo;
 use engine::Engine;
 pub use interfaces::{Choice, Interface, Use};
 use socket::Sockets;
-pub use socket::routed_via;
 pub use table::{Ages, Device, Path, State};
 
 /// TCP checks running at once; more wait for the next round.

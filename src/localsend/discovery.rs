@@ -29,9 +29,8 @@
 //! Every send names its outgoing interface (IP_MULTICAST_IF / IPV6_MULTICAST_IF): a host
 //! without a default route cannot send multicast otherwise. Which interfaces is the
 //! caller's: the window and the CLI pick the same as Ferry's own discovery
-//! (`worker::localsend_multicast`). With only some interfaces chosen, a datagram is heard
-//! only from a sender the route to which leaves by one of them (see
-//! [`MulticastConfig::only_within`]), whatever address it was sent to.
+//! (`worker::localsend_multicast`), and which senders are heard, whatever address they
+//! sent to (see [`MulticastConfig::hears`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::sync::Arc;
@@ -46,7 +45,6 @@ use super::devices::Proof;
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
 use super::{LOCALSEND_PORT, LocalSendProtocol};
-use crate::discovery::{Choice, interfaces, routed_via};
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 64 * 1024;
@@ -72,63 +70,12 @@ pub struct MulticastConfig {
     pub group_v6: Option<Ipv6Addr>,
     /// The indexes of the interfaces to join the IPv6 group on and announce on.
     pub interfaces_v6: Vec<u32>,
-    /// With only some interfaces chosen (`--only-interface`), that choice: a device is heard
-    /// only when the route to it leaves by one of them, as listed now (again every 3 s: an
-    /// address may change while the server runs). The port's socket also gets datagrams
-    /// sent to this host's address or to a broadcast address, by every network, whatever
-    /// groups it joined; one from elsewhere is neither listed nor answered (an answer would
-    /// leave by an interface not chosen).
-    pub only_within: Option<Choice>,
-}
-
-/// Whether a datagram's sender is reached by a chosen interface (see
-/// [`MulticastConfig::only_within`]), with the interfaces listed at most every
-/// [`Within::RELIST`].
-struct Within {
-    choice: Option<Choice>,
-    addrs: Vec<Ipv4Addr>,
-    indexes: Vec<u32>,
-    listed: Option<Instant>,
-}
-
-impl Within {
-    const RELIST: Duration = Duration::from_secs(3);
-
-    fn new(choice: Option<Choice>) -> Self {
-        Within {
-            choice,
-            addrs: Vec::new(),
-            indexes: Vec::new(),
-            listed: None,
-        }
-    }
-
-    fn allows(&mut self, from: SocketAddr) -> bool {
-        let Some(choice) = &self.choice else {
-            return true;
-        };
-        let now = Instant::now();
-        if self
-            .listed
-            .is_none_or(|at| now.saturating_duration_since(at) >= Self::RELIST)
-        {
-            self.listed = Some(now);
-            self.addrs = interfaces::used(choice)
-                .map_err(|e| log::debug!("LocalSend: cannot list interfaces: {e}"))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| i.addr)
-                .collect();
-            self.indexes = interfaces::used_v6(choice)
-                .map_err(|e| log::debug!("LocalSend: cannot list IPv6 interfaces: {e}"))
-                .unwrap_or_default();
-        }
-        routed_via(
-            from,
-            self.addrs.iter().copied(),
-            self.indexes.iter().copied(),
-        )
-    }
+    /// Which senders are heard (`None`: all). The port's socket also gets datagrams sent to
+    /// this host's address or to a broadcast address, by every network, whatever groups it
+    /// joined: with only some interfaces chosen (`--only-interface`), the caller's filter
+    /// keeps those from elsewhere out, neither listed nor answered (an answer would leave by
+    /// an interface not chosen).
+    pub hears: Option<Hears>,
 }
 
 /// `addr`'s address (with its IPv6 scope: a link-local address is useless without it) on
@@ -209,6 +156,22 @@ fn bind_v6(group: Ipv6Addr, port: u16, interfaces: &[u32]) -> std::io::Result<Ud
     }
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Whether a datagram from an address is heard at all (see [`MulticastConfig::hears`]).
+#[derive(Clone)]
+pub struct Hears(Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>);
+
+impl Hears {
+    pub fn new(hears: impl Fn(SocketAddr) -> bool + Send + Sync + 'static) -> Self {
+        Hears(Arc::new(hears))
+    }
+}
+
+impl std::fmt::Debug for Hears {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hears(..)")
+    }
 }
 
 /// The discovery sockets on the runtime.
@@ -310,7 +273,6 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
     let mut stop = shared.stop.clone();
     let mut announced = 0;
     let mut next_announce = tokio::time::Instant::now();
-    let mut within = Within::new(config.only_within.clone());
     let mut buf_v4 = vec![0u8; MAX_DATAGRAM];
     let mut buf_v6 = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -331,7 +293,9 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
             received = recv(live.v6.as_ref(), &mut buf_v6) => (received, &buf_v6),
         };
         let Ok((len, from)) = received else { continue };
-        if !within.allows(from) {
+        if let Some(hears) = &config.hears
+            && !(hears.0)(from)
+        {
             log::debug!("LocalSend: ignored a datagram from {from} (not a chosen interface)");
             continue;
         }

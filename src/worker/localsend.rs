@@ -33,7 +33,7 @@ use crate::events::{
 };
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
-    CertIdentity, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSendError,
+    CertIdentity, Hears, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSendError,
     LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig, add_probed,
 };
 use crate::localsend::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT};
@@ -64,7 +64,15 @@ pub fn localsend_multicast(choice: &Choice) -> MulticastConfig {
         interfaces: addrs,
         group_v6,
         interfaces_v6,
-        only_within: choice.only_chosen.then(|| choice.clone()),
+        hears: choice.only_chosen.then(|| {
+            let within = Mutex::new(interfaces::Within::new(choice.clone()));
+            Hears::new(move |from| {
+                within
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .allows(from)
+            })
+        }),
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) fn loopback_multicast() -> MulticastConfig {
         interfaces: vec!["127.0.0.1".parse().expect("ip")],
         group_v6: None,
         interfaces_v6: vec![],
-        only_within: None,
+        hears: None,
     }
 }
 

@@ -62,7 +62,7 @@ pub(crate) fn loopback_discovery() -> MulticastConfig {
         interfaces: vec![],
         group_v6: Some(LOCALSEND_GROUP_V6),
         interfaces_v6: vec![],
-        only_within: None,
+        hears: None,
     }
 }
 
