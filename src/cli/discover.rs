@@ -2,7 +2,7 @@
 //! `ferry peers forget NAME`, `ferry doctor [ADDRESS[:PORT]]`, plus the two hooks other
 //! commands use: announcing while `ferry serve` runs, and resolving `ferry send --to NAME`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -60,13 +60,8 @@ fn discovery_config(name: Option<&str>, tcp_port: u16, choice: Choice) -> anyhow
 /// Starts announcing for `ferry serve`; a failure is printed and serving goes on without it.
 /// A server bound to one address is announced only on that address's interface.
 pub fn announce(name: Option<&str>, bound: SocketAddr, choice: Choice) -> Option<Discovery> {
-    let started = discovery_config(name, bound.port(), choice)
-        .and_then(|mut config| {
-            if let IpAddr::V4(v4) = bound.ip()
-                && !v4.is_unspecified()
-            {
-                config.choice.only_addr = Some(v4);
-            }
+    let started = discovery_config(name, bound.port(), choice.at_address(bound.ip()))
+        .and_then(|config| {
             let name = config.me.name.clone();
             Discovery::start(config)
                 .map(|d| (d, name))
@@ -392,7 +387,7 @@ mod tests {
         use crate::secure::trust::SeenAt;
         let dir = tempfile::tempdir().unwrap();
         let mut store = TrustStore::load(dir.path()).unwrap();
-        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let ip: std::net::IpAddr = "10.0.0.9".parse().unwrap();
         store
             .pin("sender", &[1; 32], Some(SeenAt::Ip(ip)), 1)
             .unwrap();

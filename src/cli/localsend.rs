@@ -7,7 +7,7 @@
 //! turned off (plain HTTP) gets files only with `--no-encryption` and a note only with
 //! `--plain`; without, the refusal says what sending to it means and how to proceed.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::process::ExitCode;
 use std::thread::JoinHandle;
@@ -70,13 +70,7 @@ pub(super) fn start(
     config.fsync = !args.no_fsync;
     // A server bound to one address announces on that address's interface only (so
     // `--bind 127.0.0.1` stays on loopback), and sweeps only that interface's hosts.
-    let choice = Choice {
-        only_addr: match args.bind {
-            IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
-            _ => None,
-        },
-        ..args.interfaces.choice()
-    };
+    let choice = args.interfaces.choice().at_address(args.bind);
     config.multicast = (!args.no_discovery).then(|| crate::worker::localsend_multicast(&choice));
     match LocalSendServer::start(config, sink) {
         Ok(server) => {

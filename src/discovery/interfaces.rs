@@ -94,7 +94,8 @@ impl Choice {
     }
 
     /// This choice for a server bound to `bound`: one IPv4 address is announced on its own
-    /// interface only; all addresses keep the choice.
+    /// interface only; all addresses keep the choice. (The window's; `ferry serve` keeps the
+    /// names as well: [`Choice::at_address`].)
     pub fn bound_to(&self, bound: std::net::IpAddr) -> Choice {
         match bound {
             std::net::IpAddr::V4(v4) if !v4.is_unspecified() => Choice {
@@ -102,6 +103,19 @@ impl Choice {
                 ..Choice::default()
             },
             _ => self.clone(),
+        }
+    }
+
+    /// This choice with the one IPv4 address a server is bound to, if it is, as the only
+    /// address used; the names chosen stay, so with `--only-interface` the route checks do
+    /// too (`ferry serve`'s Ferry and LocalSend discovery).
+    pub fn at_address(self, bound: std::net::IpAddr) -> Choice {
+        match bound {
+            std::net::IpAddr::V4(v4) if !v4.is_unspecified() => Choice {
+                only_addr: Some(v4),
+                ..self
+            },
+            _ => self,
         }
     }
 }
@@ -137,15 +151,7 @@ impl Within {
             .is_none_or(|at| now.saturating_duration_since(at) >= Self::RELIST)
         {
             self.listed = Some(now);
-            self.addrs = used(choice)
-                .map_err(|e| log::debug!("discovery: cannot list interfaces: {e}"))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| i.addr)
-                .collect();
-            self.indexes = used_v6(choice)
-                .map_err(|e| log::debug!("discovery: cannot list IPv6 interfaces: {e}"))
-                .unwrap_or_default();
+            (self.addrs, self.indexes) = used_addrs(choice);
         }
         super::socket::routed_via(
             from,
@@ -275,6 +281,18 @@ pub fn used_v6(choice: &Choice) -> std::io::Result<Vec<u32>> {
         }
     }
     Ok(out)
+}
+
+/// The IPv4 addresses of the interfaces `choice` uses, and the indexes of those it uses for
+/// IPv6 ([`used`], [`used_v6`]); none of a kind the system cannot list (logged).
+pub fn used_addrs(choice: &Choice) -> (Vec<Ipv4Addr>, Vec<u32>) {
+    let v4 = used(choice)
+        .map_err(|e| log::warn!("discovery: cannot list interfaces: {e}"))
+        .unwrap_or_default();
+    let v6 = used_v6(choice)
+        .map_err(|e| log::warn!("discovery: cannot list IPv6 interfaces: {e}"))
+        .unwrap_or_default();
+    (v4.into_iter().map(|i| i.addr).collect(), v6)
 }
 
 /// Reads the kernel's flags for `name` (Linux: `/sys/class/net/NAME/flags`); elsewhere

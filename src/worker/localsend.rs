@@ -48,13 +48,7 @@ pub fn localsend_multicast(choice: &Choice) -> MulticastConfig {
     let (addrs, group_v6, interfaces_v6) = match choice.only_addr {
         Some(addr) => (vec![addr], None, Vec::new()),
         None => {
-            let v4 = interfaces::used(choice)
-                .map_err(|e| log::warn!("LocalSend: cannot list interfaces: {e}"))
-                .unwrap_or_default();
-            let v6 = interfaces::used_v6(choice)
-                .map_err(|e| log::warn!("LocalSend: cannot list IPv6 interfaces: {e}"))
-                .unwrap_or_default();
-            let v4 = v4.into_iter().map(|i| i.addr).collect();
+            let (v4, v6) = interfaces::used_addrs(choice);
             (v4, Some(LOCALSEND_GROUP_V6), v6)
         }
     };
