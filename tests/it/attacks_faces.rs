@@ -246,10 +246,7 @@ fn names_that_look_like_a_trusted_name_are_refused() {
 fn serve_says_when_someone_spent_the_pairing_codes_tries() {
     let dst = tempfile::tempdir().unwrap();
     let (_serve, addr, lines) = spawn_serve(dst.path(), &["--no-discovery", "--pair"]);
-    let code = wait_line(&lines, "pairing code: ")
-        .trim_start_matches("pairing code: ")
-        .trim()
-        .to_owned();
+    let code = shown_code(&lines);
     for left in [2, 1] {
         spend_a_try(addr);
         wait_line(&lines, &format!("pairing code: {left} of 3 tries left"));
@@ -257,17 +254,8 @@ fn serve_says_when_someone_spent_the_pairing_codes_tries() {
     spend_a_try(addr);
     let burnt = wait_line(&lines, "pairing code burnt");
     assert!(burnt.contains("ferry serve --pair again"), "{burnt}");
-    let src = tempfile::tempdir().unwrap();
-    let file = src.path().join("a.bin");
-    std::fs::write(&file, b"x").unwrap();
-    let out = ferry()
-        .args(["send", "--code", &code, "--to", &addr.to_string()])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let (sent, text) = send_with_code(addr, &code);
+    assert!(!sent, "{text}");
     assert!(text.contains("burnt"), "{text}");
     assert!(names_in(dst.path()).is_empty());
 }
@@ -282,23 +270,11 @@ fn serve_says_when_its_pairing_code_expires() {
         dst.path(),
         &["--no-discovery", "--pair", "--pair-secs", "1"],
     );
-    let code = wait_line(&lines, "pairing code: ")
-        .trim_start_matches("pairing code: ")
-        .trim()
-        .to_owned();
+    let code = shown_code(&lines);
     let expired = wait_line(&lines, "pairing code expired");
     assert!(expired.contains("ferry serve --pair again"), "{expired}");
-    let src = tempfile::tempdir().unwrap();
-    let file = src.path().join("a.bin");
-    std::fs::write(&file, b"x").unwrap();
-    let out = ferry()
-        .args(["send", "--code", &code, "--to", &addr.to_string()])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let (sent, text) = send_with_code(addr, &code);
+    assert!(!sent, "{text}");
     assert!(text.contains("expired"), "{text}");
     assert!(names_in(dst.path()).is_empty());
     // Said once: the failed try above adds no second line.
@@ -308,6 +284,30 @@ fn serve_says_when_its_pairing_code_expires() {
             "said twice: {line}"
         );
     }
+}
+
+/// The code `serve --pair` printed.
+fn shown_code(lines: &crossbeam_channel::Receiver<String>) -> String {
+    wait_line(lines, "pairing code: ")
+        .trim_start_matches("pairing code: ")
+        .trim()
+        .to_owned()
+}
+
+/// `ferry send --code CODE` of a one-byte file to `addr`: whether it succeeded, and what it
+/// said (stderr, then stdout).
+fn send_with_code(addr: std::net::SocketAddr, code: &str) -> (bool, String) {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("a.bin");
+    std::fs::write(&file, b"x").unwrap();
+    let out = ferry()
+        .args(["send", "--code", code, "--to", &addr.to_string()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text)
 }
 
 /// A peer that asks to pair, is told to go ahead, and hangs up without a guess.

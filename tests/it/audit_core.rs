@@ -314,12 +314,7 @@ fn the_client_tabs_plain_toggle_uploads_to_the_python_server() {
     let picked = files.iter().map(|(path, _)| path.clone()).collect();
     let mut harness = app(settings(dst.path()), picked);
     harness.run_steps(2);
-    harness.get_by_label("Client").click();
-    harness.run_steps(2);
-    harness.get_by_label("Destination (host:port)").click();
-    harness
-        .get_by_label("Destination (host:port)")
-        .type_text(&format!("127.0.0.1:{port}"));
+    crate::gui::type_destination(&mut harness, &format!("127.0.0.1:{port}"));
     harness.get_by_label("Message").click();
     harness.get_by_label("Message").type_text("老师好");
     harness

@@ -134,12 +134,7 @@ fn upload_from_the_client_tab_to_the_server_tab_is_verified_on_both() {
         2
     );
 
-    harness.get_by_label("Client").click();
-    harness.run_steps(2);
-    harness.get_by_label("Destination (host:port)").click();
-    harness
-        .get_by_label("Destination (host:port)")
-        .type_text(&addr.to_string());
+    type_destination(&mut harness, &addr.to_string());
     harness.get_by_label("Choose files…").click();
     run_until(&mut harness, "the picked file in the queue", |app| {
         app.client.rows.len() == 1
@@ -276,12 +271,7 @@ fn cancel_in_the_client_tab_stops_the_upload_and_the_receiver_keeps_nothing() {
         .start()
         .addr;
     let mut harness = app(settings(src.path()), vec![file]);
-    harness.get_by_label("Client").click();
-    harness.run_steps(2);
-    harness.get_by_label("Destination (host:port)").click();
-    harness
-        .get_by_label("Destination (host:port)")
-        .type_text(&proxy.to_string());
+    type_destination(&mut harness, &proxy.to_string());
     pick_and_upload(&mut harness, 1);
     run_until(&mut harness, "bytes on the way", |app| {
         app.client.rows[0].bytes_done > 0
@@ -379,12 +369,7 @@ fn upload_from_client_tab(
     msg: &str,
     count: usize,
 ) {
-    harness.get_by_label("Client").click();
-    harness.run_steps(2);
-    harness.get_by_label("Destination (host:port)").click();
-    harness
-        .get_by_label("Destination (host:port)")
-        .type_text(&dest.to_string());
+    type_destination(harness, &dest.to_string());
     if !msg.is_empty() {
         harness.get_by_label("Message").click();
         harness.get_by_label("Message").type_text(msg);
@@ -394,6 +379,16 @@ fn upload_from_client_tab(
 }
 
 /// In the Client tab: picks the picker's `count` files, waits for them in the queue and
+/// On the Client tab, types `dest` into the destination field.
+pub(crate) fn type_destination(harness: &mut Harness<'_, FerryApp>, dest: &str) {
+    harness.get_by_label("Client").click();
+    harness.run_steps(2);
+    harness.get_by_label("Destination (host:port)").click();
+    harness
+        .get_by_label("Destination (host:port)")
+        .type_text(dest);
+}
+
 /// clicks Upload.
 pub(crate) fn pick_and_upload(harness: &mut Harness<'_, FerryApp>, count: usize) {
     harness.get_by_label("Choose files…").click();

@@ -317,12 +317,10 @@ fn uses_loopback_alone(app: &FerryApp) -> bool {
         })
 }
 
-/// Two windows on one discovery port, both listening: alpha on every address with
-/// `alpha_settings`' interfaces, beta on 127.0.0.1; the Client tabs shown.
-fn alpha_on_all_and_beta(
-    dirs: &[tempfile::TempDir],
-    alpha: impl FnOnce(Settings) -> Settings,
-) -> (Harness<'static, FerryApp>, Harness<'static, FerryApp>) {
+/// Two windows on one discovery port, both listening: alpha on every address with the
+/// settings `alpha` makes of its own, beta on 127.0.0.1; alpha's Client tab shown.
+fn alpha_on_all_and_beta(alpha: impl FnOnce(Settings) -> Settings) -> Pair {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let port = free_udp_port();
     let a_settings = alpha(Settings {
         server_bind: "0.0.0.0".into(),
@@ -336,7 +334,7 @@ fn alpha_on_all_and_beta(
     });
     a.get_by_label("Client").click();
     a.run_steps(2);
-    (a, b)
+    Pair { a, b, _dirs: dirs }
 }
 
 /// `ferry --only-interface lo` (or `FERRY_ONLY_INTERFACE=lo ferry`): a window listening on
@@ -348,8 +346,11 @@ fn a_window_told_only_loopback_finds_there_and_says_why_not_elsewhere() {
         eprintln!("SKIPPED: no loopback interface named lo");
         return;
     }
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (mut a, mut b) = alpha_on_all_and_beta(&dirs, |s| Settings {
+    let Pair {
+        mut a,
+        mut b,
+        _dirs,
+    } = alpha_on_all_and_beta(|s| Settings {
         interfaces: Choice::named(&[], &["lo".into()]),
         ..s
     });
@@ -375,8 +376,11 @@ fn the_only_these_interfaces_setting_applies_at_once_and_is_kept() {
         eprintln!("SKIPPED: no loopback interface named lo");
         return;
     }
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (mut a, mut b) = alpha_on_all_and_beta(&dirs, |s| Settings {
+    let Pair {
+        mut a,
+        mut b,
+        _dirs,
+    } = alpha_on_all_and_beta(|s| Settings {
         only_interfaces: "no-such-interface".into(),
         ..s
     });

@@ -81,15 +81,6 @@ fn receiver(dst: &Path) -> (Harness<'static, FerryApp>, std::net::SocketAddr) {
     (receiver, addr)
 }
 
-fn type_destination(sender: &mut Harness<'static, FerryApp>, addr: std::net::SocketAddr) {
-    sender.get_by_label("Client").click();
-    sender.run_steps(2);
-    sender.get_by_label("Destination (host:port)").click();
-    sender
-        .get_by_label("Destination (host:port)")
-        .type_text(&addr.to_string());
-}
-
 /// Uploads the queued folder and waits until both windows say it is over.
 fn upload_and_wait(
     sender: &mut Harness<'static, FerryApp>,
@@ -129,7 +120,7 @@ fn a_folder_chosen_in_the_client_tab_arrives_whole_and_both_rows_expand_into_its
     let (root, files) = make_folder(src.path());
     let (mut receiver, addr) = receiver(dst.path());
     let mut sender = window(settings(src.path()), Some(root.clone()));
-    type_destination(&mut sender, addr);
+    crate::gui::type_destination(&mut sender, &addr.to_string());
 
     sender.get_by_label("Choose folder…").click();
     run_until(&mut sender, "the folder in the queue", |app| {
@@ -191,7 +182,7 @@ fn a_folder_dropped_on_the_window_is_queued_beside_a_file_and_both_go_in_one_upl
     std::fs::write(&loose, "a loose file").unwrap();
     let (mut receiver, addr) = receiver(dst.path());
     let mut sender = window(settings(src.path()), None);
-    type_destination(&mut sender, addr);
+    crate::gui::type_destination(&mut sender, &addr.to_string());
 
     for path in [&root, &loose] {
         let dropped: egui::DroppedFileHandle = Arc::new(Dropped(path.clone()));
@@ -242,7 +233,7 @@ fn a_message_typed_for_a_folder_shows_on_the_receivers_folder_row() {
     let (root, files) = make_folder(src.path());
     let (mut receiver, addr) = receiver(dst.path());
     let mut sender = window(settings(src.path()), Some(root));
-    type_destination(&mut sender, addr);
+    crate::gui::type_destination(&mut sender, &addr.to_string());
     sender.get_by_label("Message").click();
     sender.get_by_label("Message").type_text("周末的照片");
     sender.get_by_label("Choose folder…").click();

@@ -212,12 +212,7 @@ pub(crate) fn window_speed_test(
 ) {
     use egui_kittest::kittest::Queryable;
     harness.run_steps(2);
-    harness.get_by_label("Client").click();
-    harness.run_steps(2);
-    harness.get_by_label("Destination (host:port)").click();
-    harness
-        .get_by_label("Destination (host:port)")
-        .type_text(to);
+    crate::gui::type_destination(harness, to);
     harness.run_steps(1);
     harness.get_by_label("Test speed").click();
     crate::gui::run_until(harness, "the speed test's end", |app| {
