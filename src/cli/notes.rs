@@ -96,10 +96,7 @@ pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return super::localsend::note_by_alias(&args, e),
     };
     let peer = resolve_peer(&to)?;
-    let bind = match peer {
-        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
+    let bind = reply_address(peer);
     let (sink, events) = event_channel(None);
     let notes = NotesHandle::start(NotesConfig::new(bind, 0).with_keyring(keyring), sink)?;
     let result = send_and_wait(&notes, (peer, seal), &args.text, wait, &events);
@@ -107,6 +104,23 @@ pub fn note(args: NoteArgs) -> anyhow::Result<ExitCode> {
     drop(events);
     notes.stop();
     result
+}
+
+/// Where `ferry note` listens for the reply: the address the route to the peer leaves from,
+/// so the port is open on that interface alone (bound to every address, anyone on another
+/// network, a VPN say, could answer in the peer's place). An IPv6 link-local source needs its
+/// scope, which the notes' bind address cannot carry, and without a route the send fails on
+/// its own: both take the unspecified address.
+fn reply_address(peer: SocketAddr) -> IpAddr {
+    let any = match peer {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    match crate::discovery::route_source(peer) {
+        Some(IpAddr::V6(v6)) if v6.is_unicast_link_local() => any,
+        Some(source) => source,
+        None => any,
+    }
 }
 
 fn send_and_wait(
@@ -132,14 +146,19 @@ fn send_and_wait(
             None => events.recv().ok(),
         };
         match event {
+            // The reply comes from the peer's address (a plain peer answers from any port).
             Some(Event::Note(NoteEvent::Received {
                 from,
                 text,
                 at,
                 security,
-            })) => {
+            })) if from.ip() == peer.ip() => {
                 say!("{}", note_line(at, from, &text, &security));
                 return Ok(ExitCode::SUCCESS);
+            }
+            // Anyone who guessed the port could otherwise answer in the peer's place.
+            Some(Event::Note(NoteEvent::Received { from, .. })) => {
+                tell!("ferry: ignored a note from {from}: not the reply of {peer}");
             }
             Some(event @ Event::Note(NoteEvent::Refused { .. })) => print_event(event),
             Some(_) => {}

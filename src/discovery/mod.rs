@@ -52,6 +52,7 @@ pub use crate::protocol::beacon::SentTo;
 use engine::Engine;
 pub use interfaces::{Choice, Interface, Use};
 use socket::Sockets;
+pub use socket::route_source;
 pub use table::{Ages, Device, Path, State};
 
 /// TCP checks running at once; more wait for the next round.

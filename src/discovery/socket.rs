@@ -140,7 +140,7 @@ pub fn prober() -> io::Result<UdpSocket> {
 /// The source address the kernel would give a datagram to `to`, which names the interface
 /// the route leaves by; `None` without a route. Nothing is sent: connecting a UDP socket
 /// only looks the route up.
-fn route_source(to: SocketAddr) -> Option<IpAddr> {
+pub fn route_source(to: SocketAddr) -> Option<IpAddr> {
     let any: SocketAddr = match to {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),

@@ -228,6 +228,52 @@ fn note_wait_prints_the_reply_of_a_plain_peer() {
     );
 }
 
+/// `--wait` listens where the route to the peer leaves from and takes only the peer's
+/// answer: a note sent to another of this host's addresses never reaches it, and one from
+/// another address is said and ignored, so nobody who guesses the port answers in its place.
+#[test]
+fn note_wait_takes_the_reply_only_from_the_peer_and_on_its_route() {
+    let (peer, peer_addr) = raw_peer();
+    let to = peer_addr.to_string();
+    let mut note = Running::start(&["note", "--to", &to, "--wait", "10", "ping"]);
+    let (text, from) = raw_recv(&peer);
+    assert_eq!(text, "ping");
+    assert_eq!(
+        from.ip(),
+        peer_addr.ip(),
+        "the note left by the route to the peer"
+    );
+
+    // From the peer's own address but to another address of this host: with the reply port
+    // bound to every address this was taken as the reply.
+    let elsewhere = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let other_address = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), from.port()));
+    elsewhere
+        .send_to(b"forged elsewhere", other_address)
+        .unwrap();
+    // To the right address from another one.
+    let intruder = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 3), 0)).unwrap();
+    intruder.send_to(b"forged", from).unwrap();
+    // Sent after both: had either been taken, the reply would be theirs.
+    peer.send_to(b"pong", from).unwrap();
+
+    let status = note.wait();
+    let stderr = note.stderr();
+    assert!(status.success(), "ferry note --wait failed: {stderr}");
+    let stdout = note.rest_of_stdout();
+    assert_eq!(stdout.len(), 2, "{stdout:?}");
+    assert!(
+        is_note_line(&stdout[1], Some(peer_addr), "pong"),
+        "{stdout:?}"
+    );
+    let intruder_addr = intruder.local_addr().unwrap();
+    assert!(
+        stderr.contains(&format!("ignored a note from {intruder_addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("127.0.0.2"), "{stderr}");
+}
+
 #[test]
 fn note_wait_without_a_reply_exits_1() {
     // A peer that reads nothing and answers nothing.
