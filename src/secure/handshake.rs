@@ -23,12 +23,15 @@ pub const NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s";
 /// The Noise protocol name with AES-256-GCM, exactly.
 pub const NOISE_PARAMS_AESGCM: &str = "Noise_XXpsk3_25519_AESGCM_BLAKE2s";
 
-/// The AEAD of the records. Both are strong; AES-256-GCM is about four times faster where the
-/// CPU has AES instructions (most desktops), ChaCha20-Poly1305 where it has none.
+/// The AEAD of the records. All are strong; where both CPUs have AES instructions (most
+/// desktops) AEGIS-256X4 is the fastest (2-3x AES-256-GCM on one core, itself about four times
+/// ChaCha20-Poly1305 there), ChaCha20-Poly1305 where a CPU has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cipher {
     ChaChaPoly,
     AesGcm,
+    /// AEGIS-256X4 for the records; the Noise handshake itself runs with AES-256-GCM.
+    Aegis,
 }
 
 impl Cipher {
@@ -37,6 +40,7 @@ impl Cipher {
         match self {
             Cipher::ChaChaPoly => "chachapoly",
             Cipher::AesGcm => "aesgcm",
+            Cipher::Aegis => "aegis256x4",
         }
     }
 
@@ -44,6 +48,7 @@ impl Cipher {
         match name {
             "chachapoly" => Some(Cipher::ChaChaPoly),
             "aesgcm" => Some(Cipher::AesGcm),
+            "aegis256x4" => Some(Cipher::Aegis),
             _ => None,
         }
     }
@@ -51,16 +56,17 @@ impl Cipher {
     fn noise_params(self) -> &'static str {
         match self {
             Cipher::ChaChaPoly => NOISE_PARAMS,
-            Cipher::AesGcm => NOISE_PARAMS_AESGCM,
+            Cipher::AesGcm | Cipher::Aegis => NOISE_PARAMS_AESGCM,
         }
     }
 
-    /// This machine's preference: AES-256-GCM first when the CPU has AES instructions.
-    pub fn preferred() -> [Cipher; 2] {
+    /// This machine's preference: AEGIS-256X4, then AES-256-GCM, when the CPU has AES
+    /// instructions; ChaCha20-Poly1305 first otherwise.
+    pub fn preferred() -> [Cipher; 3] {
         if hardware_aes() {
-            [Cipher::AesGcm, Cipher::ChaChaPoly]
+            [Cipher::Aegis, Cipher::AesGcm, Cipher::ChaChaPoly]
         } else {
-            [Cipher::ChaChaPoly, Cipher::AesGcm]
+            [Cipher::ChaChaPoly, Cipher::AesGcm, Cipher::Aegis]
         }
     }
 }

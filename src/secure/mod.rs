@@ -73,7 +73,10 @@
 //! data, nonce `0^32 || counter` (the record counter from 0, big-endian for AES-256-GCM,
 //! little-endian for ChaCha20-Poly1305), so a duplicated, reordered or dropped record fails to
 //! authenticate. Applied in place by `record_key.rs`, checked against snow's own transport
-//! state by its tests. Where record boundaries fall carries no meaning: the plaintext is a
+//! state by its tests. When the go-ahead names `aegis256x4` the handshake runs with AES-256-GCM
+//! and the records use AEGIS-256X4 (CFRG draft) the same way: key
+//! `derive_key("ferry 2026 secure records aegis-256x4", the direction's split key)`, nonce
+//! `0^24 || counter` big-endian, 16-byte tag, empty associated data. Where record boundaries fall carries no meaning: the plaintext is a
 //! stream (a Ferry sender puts a chunk's header in a record of its own and seals the chunk's
 //! bytes where it read them, in full records after it; a receiver opens records wherever its
 //! read-ahead buffer caught them). The plaintext of a data

@@ -358,16 +358,18 @@ impl Secured {
     }
 }
 
-/// The record cipher for a sender that listed `ciphers` (its preference first): AES-256-GCM
-/// when the sender prefers it (its CPU has AES instructions) and this CPU has them too,
-/// otherwise ChaCha20-Poly1305, which every Ferry speaks.
+/// The record cipher for a sender that listed `ciphers` (its preference first): where this
+/// CPU has AES instructions, the first one listed that this side knows (a sender lists an
+/// AES-based one first only where its CPU has them too); otherwise, or when none is known,
+/// ChaCha20-Poly1305, which every Ferry speaks.
 fn choose_cipher(ciphers: &[String]) -> Cipher {
-    let theirs = ciphers.first().and_then(|c| Cipher::from_wire_name(c));
-    if theirs == Some(Cipher::AesGcm) && Cipher::preferred()[0] == Cipher::AesGcm {
-        Cipher::AesGcm
-    } else {
-        Cipher::ChaChaPoly
+    if !crate::secure::handshake::hardware_aes() {
+        return Cipher::ChaChaPoly;
     }
+    ciphers
+        .iter()
+        .find_map(|name| Cipher::from_wire_name(name))
+        .unwrap_or(Cipher::ChaChaPoly)
 }
 
 /// The sender's side: hello, the receiver's go-ahead, the handshake (over the pairing code

@@ -2,28 +2,38 @@
 use super::*;
 
 #[test]
-fn aes_gcm_only_when_the_sender_prefers_it_and_this_cpu_has_aes() {
+fn the_senders_first_known_cipher_where_this_cpu_has_aes_else_chacha() {
     let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let aes_here = crate::secure::handshake::hardware_aes();
-    let expected = if aes_here {
-        Cipher::AesGcm
-    } else {
-        Cipher::ChaChaPoly
-    };
-    assert_eq!(choose_cipher(&list(&["aesgcm", "chachapoly"])), expected);
+    let or_chacha = |cipher| if aes_here { cipher } else { Cipher::ChaChaPoly };
     assert_eq!(
-        choose_cipher(&list(&["chachapoly", "aesgcm"])),
+        choose_cipher(&list(&["aegis256x4", "aesgcm", "chachapoly"])),
+        or_chacha(Cipher::Aegis)
+    );
+    // A sender from before AEGIS.
+    assert_eq!(
+        choose_cipher(&list(&["aesgcm", "chachapoly"])),
+        or_chacha(Cipher::AesGcm)
+    );
+    // A sender without AES instructions lists ChaCha20-Poly1305 first.
+    assert_eq!(
+        choose_cipher(&list(&["chachapoly", "aesgcm", "aegis256x4"])),
         Cipher::ChaChaPoly
+    );
+    // Names this side does not know are passed over.
+    assert_eq!(
+        choose_cipher(&list(&["rot13", "aesgcm"])),
+        or_chacha(Cipher::AesGcm)
     );
     assert_eq!(choose_cipher(&[]), Cipher::ChaChaPoly);
     assert_eq!(choose_cipher(&list(&["rot13"])), Cipher::ChaChaPoly);
 }
 
 #[test]
-fn both_ciphers_carry_data_end_to_end() {
+fn every_cipher_carries_data_end_to_end() {
     use crate::secure::rng::SeededEntropy;
     use std::io::{Read, Write};
-    for cipher in [Cipher::ChaChaPoly, Cipher::AesGcm] {
+    for cipher in [Cipher::ChaChaPoly, Cipher::AesGcm, Cipher::Aegis] {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let receiver = std::thread::spawn(move || {
