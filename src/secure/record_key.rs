@@ -149,14 +149,20 @@ impl RecordKey {
         out: &mut [u8],
     ) -> Result<(), SecureError> {
         let key = match &self.aead {
-            // libaegis opens in place only through this crate: the record is copied first
-            // (64 KiB, in cache), and `open` leaves `out` zeroed if it fails.
-            Aead::Aegis(_) => {
+            Aead::Aegis(key) => {
                 if out.len() != ciphertext.len() {
                     return Err(SecureError::Failed);
                 }
-                out.copy_from_slice(ciphertext);
-                return self.open(counter, out, tag).inspect_err(|_| out.fill(0));
+                // One update of the whole record: the library erases `out` if the tag fails.
+                let aegis = Self::aegis(key, counter)?;
+                let opened = {
+                    let mut opening = aegis.decryptor(&[], &mut *out);
+                    opening.update(ciphertext).is_ok() && opening.finalize(&tag).is_ok()
+                };
+                if !opened {
+                    out.fill(0);
+                }
+                return opened.then_some(()).ok_or(SecureError::Tampered);
             }
             Aead::AwsLc(key) => key,
         };
