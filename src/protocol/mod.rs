@@ -151,15 +151,24 @@
 //! ```text
 //! S -> R  Frame {"ferry":1,"kind":"secure","pairing":false|true[,"serves_on":PORT]}
 //!         (PORT, 1-65535: where the sender's own server listens, if it runs one; a receiver
-//!         that comes to trust the sender saves it at its IP and that port, else port 8080)
-//! R -> S  Frame {"kind":"secure"}                   (go ahead)
+//!         that comes to trust the sender saves it at its IP and that port, else its IP
+//!         alone, with no port)
+//!         and "ciphers":["aesgcm","chachapoly"] (the record ciphers it speaks, its
+//!         preference first)
+//! R -> S  Frame {"kind":"secure","cipher":"aesgcm"|"chachapoly"}   (go ahead, in that cipher)
 //!       | Frame {"kind":"failed","reason":".."}     (it cannot: no identity, not pairing; closes)
 //! S <-> R the handshake of crate::secure (SPAKE2 over the pairing code when "pairing" is true,
-//!         then Noise XXpsk3), messages framed [u16 BE n][n bytes]
-//! S <-> R records [u16 BE n][ChaCha20-Poly1305 ciphertext], each way; their plaintext is the
-//!         Ferry connection above, from its first frame (batch or offer) to its end, and a
-//!         record with an empty plaintext closes each direction
+//!         then Noise XXpsk3), messages framed [u16 BE n][n bytes]; its prologue holds the
+//!         exact bodies of the two frames above (the hello and the go-ahead)
+//! S <-> R records [u16 BE n][AEAD ciphertext] in the go-ahead's cipher, each way; their
+//!         plaintext is the Ferry connection above, from its first frame (batch or offer) to
+//!         its end, and a record with an empty plaintext closes each direction
 //! ```
+//!
+//! The hello and the go-ahead travel in the clear, but every byte of both is bound into the
+//! handshake (see the prologue in [`crate::secure`]): a relay that changes `serves_on`,
+//! drops a cipher from the offer or changes the go-ahead makes the handshake fail on both
+//! ends, before either side acts on what it read. Nothing else is sent before the handshake.
 //!
 //! The exact handshake, key derivations and record format are in the module doc of
 //! [`crate::secure`]. Inside the records only Ferry frames are allowed (a plain header is an

@@ -88,7 +88,8 @@ pub fn hardware_aes() -> bool {
         false
     }
 }
-/// The prologue's fixed part; the mode byte (and in code mode both SPAKE2 messages) follow.
+/// The prologue's fixed part; the mode byte (in code mode both SPAKE2 messages) and the
+/// [`Transcript`] follow.
 pub const PROLOGUE: &[u8] = b"ferry-secure/1 initiator=sender responder=receiver mode=";
 /// The largest handshake message either side sends or accepts.
 pub const MAX_HANDSHAKE_MSG_LEN: usize = 1024;
@@ -98,6 +99,10 @@ const MODE_OPEN: u8 = b'O';
 const PAKE_MSG_LEN: usize = 33;
 const CONFIRM_LEN: usize = 32;
 const WRONG_CODE: [u8; 1] = [0];
+/// The answer to a Noise message that did not authenticate (no Noise message is 1 byte).
+const NOT_AUTHENTIC: [u8; 1] = [0];
+/// Why a Noise message fails to authenticate between two Ferry devices that got this far.
+const DIFFERENT_VIEWS: &str = "the two ends saw different bytes before or during the handshake (changed on the way, or a Ferry that speaks another version)";
 const CTX_PSK: &str = "ferry 2025 secure v1 pairing psk";
 const CTX_CONFIRM_RECEIVER: &str = "ferry 2025 secure v1 confirm receiver";
 const CTX_CONFIRM_SENDER: &str = "ferry 2025 secure v1 confirm sender";
@@ -134,46 +139,82 @@ impl PeerInfo {
     }
 }
 
-/// The side that connects (the sender): runs the handshake as initiator.
+/// The plaintext a connection carried before its handshake, bound into the Noise prologue so
+/// that a change to any of its bytes fails the handshake on both ends: the sender's secure
+/// hello and the receiver's go-ahead, each the exact frame body as it was written or read
+/// (without the frame's length prefix; never re-encoded). Empty for a stream that carried
+/// nothing before the handshake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transcript<'a> {
+    /// The body of the sender's `{"kind":"secure",..}` frame.
+    pub hello: &'a [u8],
+    /// The body of the receiver's go-ahead frame.
+    pub go_ahead: &'a [u8],
+}
+
+impl Transcript<'_> {
+    /// What the prologue gets after its fixed parts: each body after its length
+    /// (u32 big-endian), so no byte can move from one to the other unnoticed.
+    fn prologue_tail(&self) -> Result<Vec<u8>, SecureError> {
+        let mut tail = Vec::with_capacity(8 + self.hello.len() + self.go_ahead.len());
+        for part in [self.hello, self.go_ahead] {
+            let len =
+                u32::try_from(part.len()).map_err(|_| SecureError::MessageSize(part.len()))?;
+            tail.extend_from_slice(&len.to_be_bytes());
+            tail.extend_from_slice(part);
+        }
+        Ok(tail)
+    }
+}
+
+/// The side that connects (the sender) on a stream that carried nothing before: runs the
+/// handshake as initiator, with ChaCha20-Poly1305 records and an empty [`Transcript`].
 pub fn connect<S: Read + Write>(
     stream: S,
     identity: &Identity,
     mode: Mode<'_>,
     entropy: &mut dyn Entropy,
 ) -> Result<SecureStream<S>, SecureError> {
-    Handshake::new(stream, identity, entropy)?.run(true, mode, Cipher::ChaChaPoly)
+    let transcript = Transcript::default();
+    Handshake::new(stream, identity, entropy)?.run(true, mode, Cipher::ChaChaPoly, transcript)
 }
 
-/// The side that listens (the receiver): runs the handshake as responder.
+/// The side that listens (the receiver) on a stream that carried nothing before: runs the
+/// handshake as responder, with ChaCha20-Poly1305 records and an empty [`Transcript`].
 pub fn accept<S: Read + Write>(
     stream: S,
     identity: &Identity,
     mode: Mode<'_>,
     entropy: &mut dyn Entropy,
 ) -> Result<SecureStream<S>, SecureError> {
-    Handshake::new(stream, identity, entropy)?.run(false, mode, Cipher::ChaChaPoly)
+    let transcript = Transcript::default();
+    Handshake::new(stream, identity, entropy)?.run(false, mode, Cipher::ChaChaPoly, transcript)
 }
 
-/// [`connect`] with the records' cipher chosen (both sides must use the same one).
+/// [`connect`] with the records' cipher chosen and the plaintext exchanged before the
+/// handshake (both sides must use the same cipher and hold the same transcript).
 pub fn connect_with<S: Read + Write>(
     stream: S,
     identity: &Identity,
     mode: Mode<'_>,
     cipher: Cipher,
+    transcript: Transcript<'_>,
     entropy: &mut dyn Entropy,
 ) -> Result<SecureStream<S>, SecureError> {
-    Handshake::new(stream, identity, entropy)?.run(true, mode, cipher)
+    Handshake::new(stream, identity, entropy)?.run(true, mode, cipher, transcript)
 }
 
-/// [`accept`] with the records' cipher chosen (both sides must use the same one).
+/// [`accept`] with the records' cipher chosen and the plaintext exchanged before the
+/// handshake (both sides must use the same cipher and hold the same transcript).
 pub fn accept_with<S: Read + Write>(
     stream: S,
     identity: &Identity,
     mode: Mode<'_>,
     cipher: Cipher,
+    transcript: Transcript<'_>,
     entropy: &mut dyn Entropy,
 ) -> Result<SecureStream<S>, SecureError> {
-    Handshake::new(stream, identity, entropy)?.run(false, mode, cipher)
+    Handshake::new(stream, identity, entropy)?.run(false, mode, cipher, transcript)
 }
 
 /// One handshake in progress: the stream, this device, the randomness and what was sent
@@ -204,16 +245,18 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
         initiator: bool,
         mode: Mode<'_>,
         cipher: Cipher,
+        transcript: Transcript<'_>,
     ) -> Result<SecureStream<S>, SecureError> {
+        let tail = transcript.prologue_tail()?;
         let (psk, prologue) = match mode {
-            Mode::Open => ([0u8; 32], [PROLOGUE, &[MODE_OPEN]].concat()),
+            Mode::Open => ([0u8; 32], [PROLOGUE, &[MODE_OPEN], &tail].concat()),
             Mode::Code(code) => {
                 let (key, pake_a, pake_b) = if initiator {
                     self.pake_sender(code)?
                 } else {
                     self.pake_receiver(code)?
                 };
-                let prologue = [PROLOGUE, &[MODE_CODE], &pake_a, &pake_b].concat();
+                let prologue = [PROLOGUE, &[MODE_CODE], &pake_a, &pake_b, &tail].concat();
                 (blake3::derive_key(CTX_PSK, &key), prologue)
             }
         };
@@ -309,24 +352,15 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
         let peer_name_len = if initiator {
             let n = state.write_message(&[], &mut out)?;
             self.send(&out[..n])?;
-            let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
-            let got = state
-                .read_message(&msg, &mut payload)
-                .map_err(noise_error)?;
+            let got = self.read_noise(&mut state, &mut payload)?;
             let n = state.write_message(name, &mut out)?;
             self.send(&out[..n])?;
             got
         } else {
-            let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
-            state
-                .read_message(&msg, &mut payload)
-                .map_err(noise_error)?;
+            self.read_noise(&mut state, &mut payload)?;
             let n = state.write_message(name, &mut out)?;
             self.send(&out[..n])?;
-            let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
-            state
-                .read_message(&msg, &mut payload)
-                .map_err(noise_error)?
+            self.read_noise(&mut state, &mut payload)?
         };
         if peer_name_len > MAX_DEVICE_NAME_BYTES {
             return Err(SecureError::Handshake(format!(
@@ -355,6 +389,27 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
             paired,
         };
         Ok(SecureStream::new(self.stream, keys, peer))
+    }
+
+    /// Reads the peer's next Noise message into `payload` and returns the payload's length.
+    /// One that does not authenticate is answered with [`NOT_AUTHENTIC`], so the peer can say
+    /// why too (a send error is ignored: the answer to the user is the same), and that answer
+    /// from the peer is recognised.
+    fn read_noise(
+        &mut self,
+        state: &mut snow::HandshakeState,
+        payload: &mut [u8],
+    ) -> Result<usize, SecureError> {
+        let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
+        if msg == NOT_AUTHENTIC {
+            return Err(SecureError::Handshake(format!(
+                "the peer could not authenticate this device's handshake message: {DIFFERENT_VIEWS}"
+            )));
+        }
+        state.read_message(&msg, payload).map_err(|e| {
+            let _ = self.send(&NOT_AUTHENTIC);
+            noise_error(e)
+        })
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<(), SecureError> {
@@ -406,7 +461,7 @@ fn pake_error(e: spake2::Error) -> SecureError {
 
 fn noise_error(e: snow::Error) -> SecureError {
     SecureError::Handshake(format!(
-        "the peer's handshake message did not authenticate ({e})"
+        "the peer's handshake message did not authenticate: {DIFFERENT_VIEWS} ({e})"
     ))
 }
 
@@ -451,3 +506,7 @@ impl CryptoResolver for Resolver {
         self.inner.resolve_cipher(choice)
     }
 }
+
+#[cfg(test)]
+#[path = "handshake_tests.rs"]
+mod tests;

@@ -40,16 +40,35 @@
 //!            | 0x00                         1 byte: "the receiver's confirmation was wrong"
 //!   then the Noise handshake below with psk = the PSK derived from K and
 //!   prologue = "ferry-secure/1 initiator=sender responder=receiver mode=" || 'P' || pakeA || pakeB
+//!              || transcript
 //!
 //! Open mode, for trusted devices and first contact (mode byte 'O' = 0x4F):
 //!   Noise straight away with psk = [0; 32] and
-//!   prologue = "ferry-secure/1 initiator=sender responder=receiver mode=" || 'O'
+//!   prologue = "ferry-secure/1 initiator=sender responder=receiver mode=" || 'O' || transcript
+//!
+//! transcript = u32 BE len(hello) || hello || u32 BE len(go-ahead) || go-ahead
+//!   hello:    the body of the sender's secure hello frame, exactly the bytes on the wire
+//!             (without the frame's i32 length prefix), as the sender wrote it and the
+//!             receiver read it
+//!   go-ahead: the body of the receiver's go-ahead frame, likewise
+//!   (both empty, so 8 zero bytes, on a stream that carried nothing before the handshake)
 //!
 //! Noise XXpsk3 (messages framed as above):
-//!   4. S -> R  e                            payload: empty
+//!   4. S -> R  e                            payload: empty (sealed: psk modes key it)
 //!   5. R -> S  e, ee, s, es                 payload: the receiver's device name (UTF-8)
 //!   6. S -> R  s, se, psk                   payload: the sender's device name (UTF-8)
+//!   instead of 5 or 6 (or after 4 or 5, in place of the next message):
+//!      0x00                                 1 byte: "your last message did not authenticate"
 //! ```
+//!
+//! The prologue is hashed into Noise's handshake hash, which every sealed handshake payload
+//! is authenticated against (message 4's empty payload already): a secure hello or go-ahead
+//! changed on the way (a port, a cipher dropped from the offer, any byte, even one that
+//! decodes the same) fails the handshake on both ends. The end whose check failed sends the
+//! 1-byte `0x00` before closing, so both report [`SecureError::Handshake`] (one "did not
+//! authenticate", the other "could not authenticate this device's handshake message").
+//! The bodies are bound as read and written, never decoded and encoded again. Lengths come
+//! first so that no byte can move from one body to the other unnoticed.
 //!
 //! A device name is at most [`identity::MAX_DEVICE_NAME_BYTES`] bytes of UTF-8 (hostile text:
 //! callers escape it before showing it). A wrong code makes the sender's check of `confirmR`
@@ -108,7 +127,7 @@ mod golden;
 use thiserror::Error;
 
 pub use handshake::{
-    Cipher, Handshake, Mode, PeerInfo, accept, accept_with, connect, connect_with,
+    Cipher, Handshake, Mode, PeerInfo, Transcript, accept, accept_with, connect, connect_with,
 };
 pub use identity::Identity;
 pub use record::{SecureReader, SecureStream, SecureWriter};

@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::events::Security;
-use crate::protocol::encode_sender_msg;
-use crate::protocol::{ReceiverMsg, SenderMsg, decode_receiver_msg, encode_receiver_msg};
+use crate::protocol::{
+    ReceiverMsg, SenderMsg, decode_receiver_msg, encode_receiver_msg, encode_sender_msg,
+    split_frame,
+};
 use crate::secure::handshake::PeerInfo;
 use crate::secure::pairing::PairingCode;
 use crate::secure::rng::OsEntropy;
 use crate::secure::trust::SeenAt;
-use crate::secure::{self, Cipher, Keyring, SecureError, SecureReader};
+use crate::secure::{self, Cipher, Keyring, SecureError, SecureReader, Transcript};
 
 use super::{TransferError, os, read_frame};
 use judge::judge;
@@ -392,25 +394,34 @@ pub fn secure_sender(
     let mut stream = stream;
     stream.write_all(&hello).map_err(TransferError::Io)?;
     // Read unbuffered: nothing may be consumed past the handshake's last message.
-    let cipher = match read_frame(&mut stream)? {
-        None => return Err(TransferError::TruncatedFrame),
-        Some(body) => match decode_receiver_msg(&body)? {
-            ReceiverMsg::Secure { cipher } => Cipher::from_wire_name(&cipher)
-                .ok_or_else(|| TransferError::Unexpected(format!("the cipher {cipher:?}")))?,
-            ReceiverMsg::Failed { reason } | ReceiverMsg::Decline { reason, .. } => {
-                return Err(TransferError::Refused(reason));
-            }
-            other => {
-                return Err(TransferError::Unexpected(format!(
-                    "{other:?} where the secure go-ahead belongs"
-                )));
-            }
-        },
+    let go_ahead = read_frame(&mut stream)?.ok_or(TransferError::TruncatedFrame)?;
+    let cipher = match decode_receiver_msg(&go_ahead)? {
+        ReceiverMsg::Secure { cipher } => Cipher::from_wire_name(&cipher)
+            .ok_or_else(|| TransferError::Unexpected(format!("the cipher {cipher:?}")))?,
+        ReceiverMsg::Failed { reason } | ReceiverMsg::Decline { reason, .. } => {
+            return Err(TransferError::Refused(reason));
+        }
+        other => {
+            return Err(TransferError::Unexpected(format!(
+                "{other:?} where the secure go-ahead belongs"
+            )));
+        }
     };
     let address = stream.peer_addr().map_err(TransferError::Io)?;
     let mode = code.map_or(secure::Mode::Open, secure::Mode::Code);
-    let channel = secure::connect_with(stream, &keyring.identity, mode, cipher, &mut OsEntropy)
-        .map_err(TransferError::Secure)?;
+    let transcript = Transcript {
+        hello: body_of(&hello)?,
+        go_ahead: &go_ahead,
+    };
+    let channel = secure::connect_with(
+        stream,
+        &keyring.identity,
+        mode,
+        cipher,
+        transcript,
+        &mut OsEntropy,
+    )
+    .map_err(TransferError::Secure)?;
     let peer = channel.peer().clone();
     let trusted = judge(keyring, &peer, SeenAt::Server(address)).map_err(TransferError::Secure)?;
     let (reader, writer) = channel
@@ -428,6 +439,12 @@ pub fn secure_sender(
     })
 }
 
+/// The body of a frame this side just encoded, exactly as it goes out (its length prefix
+/// split off): what the [`Transcript`] binds.
+fn body_of(frame: &[u8]) -> Result<&[u8], TransferError> {
+    Ok(split_frame(frame)?.ok_or(TransferError::TruncatedFrame)?.0)
+}
+
 fn split_error(e: secure::record::SplitError<io::Error>) -> TransferError {
     match e {
         secure::record::SplitError::Halves(e) => TransferError::Io(e),
@@ -437,8 +454,10 @@ fn split_error(e: secure::record::SplitError<io::Error>) -> TransferError {
     }
 }
 
-/// What the sender's secure hello asked for.
+/// What the sender's secure hello asked for, and its frame's body exactly as it was read
+/// (bound into the handshake: see [`Transcript`]).
 pub struct Hello<'a> {
+    pub body: &'a [u8],
     pub pairing: bool,
     pub ciphers: &'a [String],
     /// The port the sender's own server listens on, as it said (see [`SenderMsg::Secure`]).
@@ -464,6 +483,7 @@ pub fn secure_receiver(
     code: impl FnOnce() -> Result<PairingCode, SecureError>,
 ) -> Result<Secured, (TransferError, Option<PeerInfo>)> {
     let Hello {
+        body,
         pairing,
         ciphers,
         serves_on,
@@ -512,8 +532,19 @@ pub fn secure_receiver(
         record_deadline: pace,
         idle,
     };
-    let mut channel = secure::accept_with(duplex, &keyring.identity, mode, cipher, &mut OsEntropy)
-        .map_err(|e| (TransferError::Secure(e), None))?;
+    let transcript = Transcript {
+        hello: body,
+        go_ahead: body_of(&ready).map_err(|e| (e, None))?,
+    };
+    let mut channel = secure::accept_with(
+        duplex,
+        &keyring.identity,
+        mode,
+        cipher,
+        transcript,
+        &mut OsEntropy,
+    )
+    .map_err(|e| (TransferError::Secure(e), None))?;
     let peer = channel.peer().clone();
     let trusted = match judge(keyring, &peer, SeenAt::sender(address, serves_on)) {
         Ok(trusted) => trusted,

@@ -44,6 +44,7 @@ fn every_cipher_carries_data_end_to_end() {
                 &me,
                 secure::Mode::Open,
                 cipher,
+                secure::Transcript::default(),
                 &mut SeededEntropy::new(b"r2"),
             )
             .unwrap();
@@ -58,6 +59,7 @@ fn every_cipher_carries_data_end_to_end() {
             &me,
             secure::Mode::Open,
             cipher,
+            secure::Transcript::default(),
             &mut SeededEntropy::new(b"s2"),
         )
         .unwrap();

@@ -330,11 +330,16 @@ pub(crate) fn spend_a_try(addr: std::net::SocketAddr) {
 
 /// One frame off any stream (a socket, or the secure channel over it).
 fn read_sender_msg(stream: &mut impl Read) -> SenderMsg {
+    ferry::protocol::decode_sender_msg(&read_body(stream)).unwrap()
+}
+
+/// One frame's body, as read.
+fn read_body(stream: &mut impl Read) -> Vec<u8> {
     let mut prefix = [0u8; 4];
     stream.read_exact(&mut prefix).unwrap();
     let mut body = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
     stream.read_exact(&mut body).unwrap();
-    ferry::protocol::decode_sender_msg(&body).unwrap()
+    body
 }
 
 /// The window's "Test speed" against a hostile receiver that declines with a terminal
@@ -344,7 +349,7 @@ fn read_sender_msg(stream: &mut impl Read) -> SenderMsg {
 fn the_windows_speed_test_shows_a_hostile_receivers_words_escaped() {
     use crate::gui::{app, settings};
     use egui_kittest::kittest::Queryable;
-    use ferry::secure::{Cipher, Mode, rng::OsEntropy};
+    use ferry::secure::{Cipher, Mode, Transcript, rng::OsEntropy};
     let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     let home = tempfile::tempdir().unwrap();
@@ -352,21 +357,25 @@ fn the_windows_speed_test_shows_a_hostile_receivers_words_escaped() {
     let receiver = thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let hello = read_body(&mut stream);
         assert!(matches!(
-            read_sender_msg(&mut stream),
-            SenderMsg::Secure { .. }
+            ferry::protocol::decode_sender_msg(&hello),
+            Ok(SenderMsg::Secure { .. })
         ));
         let go = ReceiverMsg::Secure {
             cipher: Cipher::ChaChaPoly.wire_name().into(),
         };
-        stream
-            .write_all(&encode_receiver_msg(&go).unwrap())
-            .unwrap();
+        let go = encode_receiver_msg(&go).unwrap();
+        stream.write_all(&go).unwrap();
         let mut channel = ferry::secure::accept_with(
             stream,
             &keyring.identity,
             Mode::Open,
             Cipher::ChaChaPoly,
+            Transcript {
+                hello: &hello,
+                go_ahead: &go[4..],
+            },
             &mut OsEntropy,
         )
         .unwrap();

@@ -273,11 +273,16 @@ pub(crate) fn handshake(
         other => return Err(format!("not a go-ahead: {other:?}")),
     };
     let raw = tcp.try_clone().map_err(|e| e.to_string())?;
+    let transcript = ferry::secure::Transcript {
+        hello: &hello[4..],
+        go_ahead: &body,
+    };
     let channel = ferry::secure::connect_with(
         tcp,
         identity,
         ferry::secure::Mode::Open,
         cipher,
+        transcript,
         &mut ferry::secure::rng::OsEntropy,
     )
     .map_err(|e| format!("handshake: {e}"))?;

@@ -4,6 +4,7 @@
 mod attacks_faces;
 mod attacks_folders;
 mod attacks_fs;
+mod attacks_relay;
 mod attacks_slots;
 mod attacks_text;
 mod audit_core;

@@ -262,7 +262,11 @@ fn refused_plain_upload(addr: SocketAddr) {
 }
 
 /// An in-process server for `keyring` with `policy`.
-fn server(dir: &Path, keyring: &Keyring, policy: AcceptPolicy) -> (ServerHandle, Receiver<Event>) {
+pub(crate) fn server(
+    dir: &Path,
+    keyring: &Keyring,
+    policy: AcceptPolicy,
+) -> (ServerHandle, Receiver<Event>) {
     let mut config = ServerConfig::new(LOOPBACK, 0, dir.to_owned());
     config.keyring = Some(keyring.clone());
     config.policy = policy;
@@ -785,8 +789,9 @@ fn a_trusted_destination_is_never_sent_to_without_encryption() {
     assert!(names_in(dst.path()).is_empty());
 }
 
-/// Starts the secure exchange by hand over `tcp` (hello, go-ahead) and returns a raw clone.
-fn hello(tcp: &mut TcpStream) {
+/// Starts the secure exchange by hand over `tcp` (hello, go-ahead); returns the bodies of the
+/// two frames (the handshake binds them).
+fn hello(tcp: &mut TcpStream) -> (Vec<u8>, Vec<u8>) {
     let frame = ferry::protocol::encode_sender_msg(&ferry::protocol::SenderMsg::Secure {
         pairing: false,
         ciphers: vec!["chachapoly".into()],
@@ -794,11 +799,16 @@ fn hello(tcp: &mut TcpStream) {
     })
     .unwrap();
     tcp.write_all(&frame).unwrap();
-    let answer = crate::util::read_answer(tcp);
+    let mut prefix = [0u8; 4];
+    tcp.read_exact(&mut prefix).unwrap();
+    let mut go_ahead = vec![0u8; ferry::protocol::decode_frame_len(prefix).unwrap()];
+    tcp.read_exact(&mut go_ahead).unwrap();
+    let answer = ferry::protocol::decode_receiver_msg(&go_ahead);
     assert!(
-        matches!(answer, ferry::protocol::ReceiverMsg::Secure { .. }),
+        matches!(answer, Ok(ferry::protocol::ReceiverMsg::Secure { .. })),
         "{answer:?}"
     );
+    (frame[4..].to_vec(), go_ahead)
 }
 
 #[test]
@@ -826,14 +836,19 @@ fn trickled_ciphertext_or_handshake_is_dropped_at_the_deadline() {
     };
     // Inside a record, after the handshake.
     let mut tcp = TcpStream::connect(server.local_addr()).unwrap();
-    hello(&mut tcp);
+    let (hello_body, go_ahead) = hello(&mut tcp);
     let raw = tcp.try_clone().unwrap();
     let home2 = tempfile::tempdir().unwrap();
     let me = device(home2.path(), "slow");
-    let _channel = ferry::secure::connect(
+    let _channel = ferry::secure::connect_with(
         tcp,
         &me.identity,
         ferry::secure::Mode::Open,
+        ferry::secure::Cipher::ChaChaPoly,
+        ferry::secure::Transcript {
+            hello: &hello_body,
+            go_ahead: &go_ahead,
+        },
         &mut ferry::secure::rng::OsEntropy,
     )
     .unwrap();

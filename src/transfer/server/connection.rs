@@ -26,7 +26,7 @@ use crate::protocol::{
 };
 use crate::secure::handshake::PeerInfo;
 use crate::transfer::files::{NoRoom, RESUME_TAG_LEN};
-use crate::transfer::wire::{Hello, Incoming, Outgoing};
+use crate::transfer::wire::{Incoming, Outgoing};
 use crate::transfer::{PartFile, TransferError, read_error, read_frame, write_all};
 
 /// The size of the buffer each connection streams small files through.
@@ -219,6 +219,12 @@ impl Connection<'_> {
     }
 
     fn read_msg_now(&mut self) -> Result<Option<SenderMsg>, TransferError> {
+        let body = self.read_body_now()?;
+        Ok(body.map(|body| decode_sender_msg(&body)).transpose()?)
+    }
+
+    /// [`read_msg`](Self::read_msg)'s frame body, as read (not decoded).
+    fn read_body_now(&mut self) -> Result<Option<Vec<u8>>, TransferError> {
         let idle = self.shared.config.idle_timeout;
         match self.reader.fill_buf() {
             Ok([]) => return Ok(None),
@@ -238,8 +244,7 @@ impl Connection<'_> {
             let _ = self.reader.get_ref().set_read_timeout(Some(idle));
         }
         match read {
-            Ok(Some(body)) => Ok(Some(decode_sender_msg(&body)?)),
-            Ok(None) => Ok(None),
+            Ok(body) => Ok(body),
             Err(TransferError::Io(e)) if Instant::now() >= deadline && is_timeout(&e) => Err(
                 TransferError::SlowHeader(self.shared.config.header_deadline.as_secs()),
             ),
@@ -266,9 +271,11 @@ impl Connection<'_> {
             if !self.held.is_empty() && !self.next_frame_waiting() {
                 self.commit_held();
             }
-            let Some(msg) = self.read_msg()? else {
+            // The raw body too: a secure hello's bytes are bound into the handshake.
+            let Some(body) = self.awaiting_peer(Self::read_body_now)? else {
                 break;
             };
+            let msg = decode_sender_msg(&body).map_err(TransferError::from)?;
             if let SenderMsg::Secure {
                 pairing,
                 ciphers,
@@ -279,12 +286,7 @@ impl Connection<'_> {
                     return Err(TransferError::Unexpected("a second secure hello".into()).into());
                 }
                 first = false;
-                let hello = Hello {
-                    pairing,
-                    ciphers: &ciphers,
-                    serves_on,
-                };
-                self.awaiting_peer(|conn| conn.go_secure(hello))?;
+                self.awaiting_peer(|conn| conn.go_secure(&body, pairing, &ciphers, serves_on))?;
                 continue;
             }
             first = false;

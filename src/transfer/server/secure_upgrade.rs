@@ -14,10 +14,23 @@ use crate::transfer::TransferError;
 use crate::transfer::wire::{Hello, Incoming, Outgoing, Pace, secure_receiver};
 
 impl Connection<'_> {
-    /// The sender asked for encryption: the handshake (over the pairing code on offer when
-    /// it asked to pair), then everything goes through the secure channel.
-    pub(super) fn go_secure(&mut self, hello: Hello<'_>) -> Result<(), ConnEnd> {
-        self.serves_on = hello.serves_on;
+    /// The sender asked for encryption with the hello whose frame `body` was read (its
+    /// fields decoded as `pairing`, `ciphers`, `serves_on`): the handshake (over the pairing
+    /// code on offer when it asked to pair), then everything goes through the secure channel.
+    pub(super) fn go_secure(
+        &mut self,
+        body: &[u8],
+        pairing: bool,
+        ciphers: &[String],
+        serves_on: Option<u16>,
+    ) -> Result<(), ConnEnd> {
+        let hello = Hello {
+            body,
+            pairing,
+            ciphers,
+            serves_on,
+        };
+        self.serves_on = serves_on;
         let shared = self.shared;
         let socket = self
             .writer
