@@ -352,15 +352,16 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
         let peer_name_len = if initiator {
             let n = state.write_message(&[], &mut out)?;
             self.send(&out[..n])?;
-            let got = self.read_noise(&mut state, &mut payload)?;
+            let got = self.read_noise(&mut state, &mut payload, true)?;
             let n = state.write_message(name, &mut out)?;
             self.send(&out[..n])?;
             got
         } else {
-            self.read_noise(&mut state, &mut payload)?;
+            self.read_noise(&mut state, &mut payload, true)?;
             let n = state.write_message(name, &mut out)?;
             self.send(&out[..n])?;
-            self.read_noise(&mut state, &mut payload)?
+            // The last message: the sender reads records next, not an answer.
+            self.read_noise(&mut state, &mut payload, false)?
         };
         if peer_name_len > MAX_DEVICE_NAME_BYTES {
             return Err(SecureError::Handshake(format!(
@@ -392,13 +393,14 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
     }
 
     /// Reads the peer's next Noise message into `payload` and returns the payload's length.
-    /// One that does not authenticate is answered with [`NOT_AUTHENTIC`], so the peer can say
-    /// why too (a send error is ignored: the answer to the user is the same), and that answer
-    /// from the peer is recognised.
+    /// One that does not authenticate is answered with [`NOT_AUTHENTIC`] when the peer
+    /// `waits` for a handshake message, so it can say why too (a send error is ignored: the
+    /// answer to the user is the same), and that answer from the peer is recognised.
     fn read_noise(
         &mut self,
         state: &mut snow::HandshakeState,
         payload: &mut [u8],
+        waits: bool,
     ) -> Result<usize, SecureError> {
         let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
         if msg == NOT_AUTHENTIC {
@@ -407,7 +409,9 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
             )));
         }
         state.read_message(&msg, payload).map_err(|e| {
-            let _ = self.send(&NOT_AUTHENTIC);
+            if waits {
+                let _ = self.send(&NOT_AUTHENTIC);
+            }
             noise_error(e)
         })
     }

@@ -54,19 +54,22 @@
 //!   (both empty, so 8 zero bytes, on a stream that carried nothing before the handshake)
 //!
 //! Noise XXpsk3 (messages framed as above):
-//!   4. S -> R  e                            payload: empty (sealed: psk modes key it)
+//!   4. S -> R  e                            payload: empty, still sealed (16-byte tag: in a psk
+//!                                           handshake `e` already sets the key)
 //!   5. R -> S  e, ee, s, es                 payload: the receiver's device name (UTF-8)
 //!   6. S -> R  s, se, psk                   payload: the sender's device name (UTF-8)
-//!   instead of 5 or 6 (or after 4 or 5, in place of the next message):
-//!      0x00                                 1 byte: "your last message did not authenticate"
+//!   in place of 5 (R, when 4 did not authenticate) or of 6 (S, when 5 did not):
+//!      0x00                                 1 byte: "your message did not authenticate"
 //! ```
 //!
 //! The prologue is hashed into Noise's handshake hash, which every sealed handshake payload
 //! is authenticated against (message 4's empty payload already): a secure hello or go-ahead
 //! changed on the way (a port, a cipher dropped from the offer, any byte, even one that
-//! decodes the same) fails the handshake on both ends. The end whose check failed sends the
-//! 1-byte `0x00` before closing, so both report [`SecureError::Handshake`] (one "did not
-//! authenticate", the other "could not authenticate this device's handshake message").
+//! decodes the same) fails the handshake on both ends, at message 4 already. The end whose
+//! check failed sends the 1-byte `0x00` before closing, so both report
+//! [`SecureError::Handshake`] (one "did not authenticate", the other "could not authenticate
+//! this device's handshake message"); a message 6 that does not authenticate gets no answer
+//! (the sender is past its handshake and sees the connection end).
 //! The bodies are bound as read and written, never decoded and encoded again. Lengths come
 //! first so that no byte can move from one body to the other unnoticed.
 //!
