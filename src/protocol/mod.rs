@@ -153,9 +153,11 @@
 //!         (PORT, 1-65535: where the sender's own server listens, if it runs one; a receiver
 //!         that comes to trust the sender saves it at its IP and that port, else its IP
 //!         alone, with no port)
-//!         and "ciphers":["aesgcm","chachapoly"] (the record ciphers it speaks, its
-//!         preference first)
-//! R -> S  Frame {"kind":"secure","cipher":"aesgcm"|"chachapoly"}   (go ahead, in that cipher)
+//!         and "ciphers":["aegis256x4","aesgcm","chachapoly"] (the record ciphers it speaks,
+//!         its preference first: an AES-based one first only where its CPU has AES)
+//! R -> S  Frame {"kind":"secure","cipher":"aegis256x4"|"aesgcm"|"chachapoly"}
+//!         (go ahead, in that cipher: where the receiver's CPU has AES, the first one
+//!         listed that it knows, else "chachapoly")
 //!       | Frame {"kind":"failed","reason":".."}     (it cannot: no identity, not pairing; closes)
 //! S <-> R the handshake of crate::secure (SPAKE2 over the pairing code when "pairing" is true,
 //!         then Noise XXpsk3), messages framed [u16 BE n][n bytes]; its prologue holds the

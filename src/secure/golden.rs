@@ -54,6 +54,9 @@ const HELLO_AESGCM: &[u8] =
     br#"{"ciphers":["aesgcm","chachapoly"],"ferry":1,"kind":"secure","pairing":false}"#;
 const GO_AHEAD: &[u8] = br#"{"cipher":"chachapoly","kind":"secure"}"#;
 const GO_AHEAD_AESGCM: &[u8] = br#"{"cipher":"aesgcm","kind":"secure"}"#;
+const HELLO_AEGIS: &[u8] =
+    br#"{"ciphers":["aegis256x4","aesgcm","chachapoly"],"ferry":1,"kind":"secure","pairing":false}"#;
+const GO_AHEAD_AEGIS: &[u8] = br#"{"cipher":"aegis256x4","kind":"secure"}"#;
 
 /// Runs a whole session (handshake, "hello" from the sender, close both ways) with fixed
 /// randomness over a socketpair; returns the hex of what each side wrote.
@@ -139,16 +142,35 @@ fn golden_paired_session() {
 /// too many to spell out, so their BLAKE3 hashes stand for them.
 #[test]
 fn golden_aesgcm_session() {
-    let payload: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
     let transcript = Transcript {
         hello: HELLO_AESGCM,
         go_ahead: GO_AHEAD_AESGCM,
     };
-    let (sent, answered) = session_with(None, Cipher::AesGcm, transcript, &payload);
-    let (sent, answered) = (blake3::hash(&sent), blake3::hash(&answered));
-    println!("aesgcm sent {sent}\naesgcm answered {answered}");
-    assert_eq!(sent.to_hex().as_str(), AESGCM_SENT_BLAKE3);
-    assert_eq!(answered.to_hex().as_str(), AESGCM_ANSWERED_BLAKE3);
+    let hashes = long_session_hashes(Cipher::AesGcm, transcript);
+    assert_eq!(hashes, [AESGCM_SENT_BLAKE3, AESGCM_ANSWERED_BLAKE3]);
+}
+
+/// The same with AEGIS-256X4 records (the handshake in AES-256-GCM).
+#[test]
+fn golden_aegis_session() {
+    let transcript = Transcript {
+        hello: HELLO_AEGIS,
+        go_ahead: GO_AHEAD_AEGIS,
+    };
+    let hashes = long_session_hashes(Cipher::Aegis, transcript);
+    assert_eq!(hashes, [AEGIS_SENT_BLAKE3, AEGIS_ANSWERED_BLAKE3]);
+}
+
+/// A session carrying 70 000 bytes with `cipher`: the BLAKE3 of what each side wrote.
+fn long_session_hashes(cipher: Cipher, transcript: Transcript<'static>) -> [String; 2] {
+    let payload: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let (sent, answered) = session_with(None, cipher, transcript, &payload);
+    let hashes = [sent, answered].map(|bytes| blake3::hash(&bytes).to_hex().to_string());
+    println!(
+        "{cipher:?} sent {}\n{cipher:?} answered {}",
+        hashes[0], hashes[1]
+    );
+    hashes
 }
 
 /// The prologue exactly as the specification (the module doc of [`super`]) spells it, built
@@ -249,6 +271,9 @@ const PAIRED_ANSWERED: &str = "0041427cd2bc01c76d9b037a20c2b650c8e205a436257431b
 const AESGCM_SENT_BLAKE3: &str = "3d0b3812f272fd64634d4ecf78c22ddecdb7d5e8391286c0679409e33d56350d";
 const AESGCM_ANSWERED_BLAKE3: &str =
     "ace00901f6d1369158e609b8bef42eead660f103fafdb209ad463eb88587cb24";
+const AEGIS_SENT_BLAKE3: &str = "418cdfbf05629e3bbc974e1fe7afea5ca76c8aaa7f6dd7fa31c773a73493c8de";
+const AEGIS_ANSWERED_BLAKE3: &str =
+    "7a6bfa451dc9add4d9781a798490ed59a7d46af2d25b2843d757aef1f10ed231";
 const SEALED_NOTE: &str = "ff464e011f5dd8e7f43978a1fd571738eb302fd500060a24181e400033e400b19089c03f57b2aa62\
     a6ee3a2cf38486987f";
 const ALICE_PUBLIC: &str = "c9f94d2590f4901b242caed84898ed6e460d0ed610bfd8442767dcad359a237b";
