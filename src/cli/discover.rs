@@ -2,7 +2,7 @@
 //! `ferry peers forget NAME`, `ferry doctor [ADDRESS[:PORT]]`, plus the two hooks other
 //! commands use: announcing while `ferry serve` runs, and resolving `ferry send --to NAME`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -160,7 +160,8 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let choice = args.interfaces.choice();
-    let config = discovery_config(None, 0, choice.clone())?;
+    let mut config = discovery_config(None, 0, choice.clone())?;
+    config.favourites = probe_ips(&args.probe)?;
     let discovery = Discovery::start(config)?;
     // LocalSend devices are looked for over the same seconds.
     let localsend = super::localsend::Lookup::start(&args.localsend_probe, &args.sweep, &choice);
@@ -178,6 +179,26 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
         say!("{}", super::localsend::device_line(device));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `peers --probe`: each host's IPv4 addresses (a host name may have several; probes go to
+/// IPv4 only), or why not.
+fn probe_ips(hosts: &[String]) -> anyhow::Result<Vec<IpAddr>> {
+    let mut ips = Vec::new();
+    for host in hosts {
+        let found = (host.as_str(), 0)
+            .to_socket_addrs()
+            .map_err(|e| anyhow::anyhow!("--probe {:?}: {e}", escape_line(host)))?;
+        let before = ips.len();
+        ips.extend(found.map(|addr| addr.ip()).filter(IpAddr::is_ipv4));
+        if ips.len() == before {
+            anyhow::bail!(
+                "--probe {:?}: no IPv4 address (discovery probes IPv4 only)",
+                escape_line(host)
+            );
+        }
+    }
+    Ok(ips)
 }
 
 pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {

@@ -129,6 +129,11 @@ pub struct PeersArgs {
     pub wait: Option<f64>,
     #[command(flatten)]
     pub interfaces: InterfaceArgs,
+    /// With --wait: also ask this address for its Ferry beacon by unicast (repeatable), for a
+    /// network that drops multicast and broadcast; asked, and its answer heard, even through
+    /// an interface --only-interface leaves out, as a typed address would be.
+    #[arg(long, value_name = "HOST")]
+    pub probe: Vec<String>,
     /// With --wait: also ask this address whether it is a LocalSend device (`POST
     /// /register`; repeatable; port 53317 unless given).
     #[arg(long, value_name = "HOST[:PORT]")]

@@ -181,8 +181,9 @@ impl Engine {
         };
         let mut targets = lock(&self.shared.table).probe_targets(now, quiet_for);
         targets.extend(self.config.probe.iter().copied());
+        targets.extend(self.config.favourites.iter().copied());
         // Link-local IPv6 needs an interface index the table does not keep: IPv4 only. Only
-        // some interfaces chosen: only addresses reached by one of them.
+        // some interfaces chosen: only addresses reached by one of them, and favourites.
         targets.retain(|ip| ip.is_ipv4() && self.within_choice(SocketAddr::new(*ip, port)));
         targets.sort();
         targets.dedup();
@@ -199,9 +200,9 @@ impl Engine {
     /// Whether discovery may talk with `addr`: always, unless only some interfaces were chosen
     /// (`--only-interface`); then only when the route to it leaves by one of them (IPv4: the
     /// source address the kernel would use is one of theirs; IPv6: its scope is one of their
-    /// links).
+    /// links), or when it is one of the user's favourites.
     fn within_choice(&self, addr: SocketAddr) -> bool {
-        if !self.config.choice.only_chosen {
+        if !self.config.choice.only_chosen || self.config.favourites.contains(&addr.ip()) {
             return true;
         }
         socket::routed_via(

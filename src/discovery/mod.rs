@@ -11,9 +11,9 @@
 //!   does not wait for the next round.
 //! - **DNS-SD** (`mdns.rs`): `_ferry._tcp.local.` announced and browsed with `mdns-sd` (its own
 //!   thread) on the same used interfaces; a removed record is a goodbye.
-//! - **Unicast probes**: query beacons sent straight to trusted devices' last addresses and to
-//!   devices not heard for a while (a router that drops multicast and broadcast still passes
-//!   them).
+//! - **Unicast probes**: query beacons sent straight to trusted devices' last addresses, to
+//!   devices not heard for a while and to the user's favourites (a router that drops
+//!   multicast and broadcast still passes them).
 //!
 //! Timing (beacons; mDNS keeps its own RFC 6762 schedule): a burst (0, 0.25, 1 and 2 s) at start, on [`Discovery::refresh`] and when the set
 //! of interfaces changes (checked every 3 s), then a round every ~15 s with up to 3 s of
@@ -111,8 +111,14 @@ pub struct Config {
     pub group: Ipv4Addr,
     pub choice: Choice,
     pub trusted: Vec<Known>,
-    /// Extra addresses to probe by unicast (favourites added by address).
+    /// Extra addresses to probe by unicast (trusted devices' last IPs): like every
+    /// discovery target, only those reached by a chosen interface when only some are.
     pub probe: Vec<IpAddr>,
+    /// Addresses the user named (the window's favourites, `ferry peers --probe`): probed by
+    /// unicast, and their beacons and records heard, whatever interfaces were chosen, as a
+    /// typed address reaches everywhere (`--only-interface` keeps discovery's own traffic
+    /// off other networks, not what the user asked for by address).
+    pub favourites: Vec<IpAddr>,
     pub ages: Ages,
     pub interval: Duration,
     pub check_timeout: Duration,
@@ -132,6 +138,7 @@ impl Config {
             choice: Choice::default(),
             trusted: Vec::new(),
             probe: Vec::new(),
+            favourites: Vec::new(),
             ages: Ages::default(),
             interval: Duration::from_secs(15),
             check_timeout: Duration::from_secs(1),
@@ -281,8 +288,8 @@ impl Discovery {
         let _ = self.commands.send(Command::Refresh);
     }
 
-    /// Replaces the extra addresses probed by unicast ([`Config::probe`]: favourites,
-    /// trusted devices' last IPs) from the next round on.
+    /// Replaces the extra addresses probed by unicast ([`Config::probe`]: trusted devices'
+    /// last IPs) from the next round on.
     pub fn set_probes(&self, probe: Vec<IpAddr>) {
         let _ = self.commands.send(Command::SetProbes(probe));
     }

@@ -29,7 +29,8 @@ pub struct DiscoverySetup {
     pub identity_dir: Option<PathBuf>,
     /// The discovery port (`None`: the standard one; tests pick their own).
     pub port: Option<u16>,
-    /// Favourites' addresses, probed by unicast (names are left to typed use).
+    /// Favourites' addresses, probed by unicast whatever the interface choice (names are left
+    /// to typed use).
     pub probe: Vec<IpAddr>,
     /// The interfaces to use when the server listens on all addresses (the window's
     /// `--only-interface`; default: every LAN interface).
@@ -55,7 +56,7 @@ pub fn config_for(
     if let Some(port) = setup.port {
         config.port = port;
     }
-    config.probe = setup.probe.clone();
+    config.favourites = setup.probe.clone();
     config.choice = setup.choice.bound_to(bound.ip());
     config
 }
@@ -64,8 +65,7 @@ pub fn config_for(
 pub(super) struct Running {
     discovery: Discovery,
     choice: Choice,
-    /// The favourites' IPs, and where the trust store is: the probes are both.
-    favourites: Vec<IpAddr>,
+    /// Where the trust store is (its devices' last IPs are probed).
     dir: PathBuf,
     devices: Option<Vec<SeenDevice>>,
     doctor: Vec<Finding>,
@@ -94,8 +94,7 @@ pub(super) fn start(
         }
     };
     let mut config = config_for(setup, &identity, bound, notes_port);
-    let favourites = config.probe.clone();
-    config.probe = probes(&favourites, &dir);
+    config.probe = trusted_ips(&dir);
     let choice = config.choice.clone();
     match Discovery::start(config) {
         Ok(discovery) => {
@@ -105,7 +104,6 @@ pub(super) fn start(
             let mut running = Running {
                 discovery,
                 choice,
-                favourites,
                 dir,
                 devices: None,
                 doctor: Vec::new(),
@@ -120,15 +118,17 @@ pub(super) fn start(
     }
 }
 
-/// The unicast probe targets: the favourites' IPs and the trusted devices' (from the trust
-/// store in `dir`; a store that cannot be read adds none, and says so in the log).
-fn probes(favourites: &[IpAddr], dir: &std::path::Path) -> Vec<IpAddr> {
-    let mut probe = favourites.to_vec();
+/// The trusted devices' IPs to probe (from the trust store in `dir`; a store that cannot be
+/// read gives none, and says so in the log). The favourites are probed apart
+/// ([`Config::favourites`]).
+fn trusted_ips(dir: &std::path::Path) -> Vec<IpAddr> {
     match TrustStore::load(dir) {
-        Ok(store) => probe.extend(trusted_probes(&store)),
-        Err(e) => log::warn!("discovery: trusted devices not probed: {e}"),
+        Ok(store) => trusted_probes(&store),
+        Err(e) => {
+            log::warn!("discovery: trusted devices not probed: {e}");
+            Vec::new()
+        }
     }
-    probe
 }
 
 /// Most trusted devices probed by unicast (the most recently seen first).
@@ -201,8 +201,7 @@ impl Running {
     /// The trusted devices changed (paired, trusted, forgotten): probe them as they are now,
     /// starting with a burst (a device just paired is looked for at once).
     pub(super) fn trust_changed(&self) {
-        self.discovery
-            .set_probes(probes(&self.favourites, &self.dir));
+        self.discovery.set_probes(trusted_ips(&self.dir));
         self.discovery.refresh();
     }
 

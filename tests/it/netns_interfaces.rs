@@ -462,3 +462,40 @@ fn localsend_told_one_interface_still_answers_there_after_its_address_changes() 
     ip(&["-n", &h1, "addr", "add", "10.77.0.5/24", "dev", "eth0"]).unwrap();
     assert_eq!(answered(&"ef".repeat(32)), "answered");
 }
+
+/// `ferry peers --probe ADDRESS` asks that address for its beacon by unicast and hears the
+/// answer even through an interface `--only-interface` leaves out: an address the user
+/// names (a favourite in the window) goes wherever it leads, as a typed one does.
+#[test]
+fn a_probed_address_is_asked_and_heard_whatever_the_interfaces_chosen() {
+    let Some(mut net) = net_with_nft() else {
+        return;
+    };
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    // h1 hears nothing multicast or broadcast: only an answer to its own probe reaches it.
+    net.nft(
+        &h1,
+        "table inet quiet { chain in { type filter hook input priority 0; policy accept; \
+         ip daddr 224.0.0.0/4 drop; ip daddr 10.77.0.255 drop; \
+         ip daddr 255.255.255.255 drop; } } ",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--port", "8080", "--no-localsend", "--name", "beta"];
+    let _beta = net.serve_with(&h2, dir.path(), &args, &["discovery: announcing"]);
+    let peers = |extra: &[&str]| {
+        let args = ["peers", "--wait", "3", "--no-localsend-sweep"];
+        let out = net.output(&h1, &[&args[..], extra].concat());
+        assert!(out.status.success(), "{out:?}");
+        stdout(&out)
+    };
+    // Probed with every interface in use: found.
+    let text = peers(&["--probe", "10.77.0.2"]);
+    assert!(text.contains("beta  10.77.0.2:8080"), "not found: {text}");
+    // Only loopback chosen, nothing probed: nothing reaches h1 (the control).
+    let text = peers(&["--only-interface", "lo"]);
+    assert!(!text.contains("beta"), "found unprobed: {text}");
+    // Only loopback chosen, but the address named: asked and heard through eth0.
+    let text = peers(&["--only-interface", "lo", "--probe", "10.77.0.2"]);
+    assert!(text.contains("beta  10.77.0.2:8080"), "not found: {text}");
+}
