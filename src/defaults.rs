@@ -167,6 +167,29 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
     })
 }
 
+/// Whether a typed `--to` could name a host, so that asking the system resolver about it
+/// makes sense: an address form (anything with a colon or a bracket: `HOST:PORT`, an IPv6
+/// address, read as [`parse_destination`] reads them), an IP address, or a word in host-name
+/// syntax: labels of ASCII letters, digits, `-` and `_`, each 1 to 63 bytes, joined by dots,
+/// 253 bytes at most, one trailing dot allowed (an absolute name, `desk.lan.`). Anything
+/// else (`客厅`, `My Laptop`, `Desk (2)`, an emoji) can only be a device's name: the
+/// resolver would still send it to the DNS server, which costs its whole timeout on a LAN
+/// without one and tells that server the names of the user's devices. Pure.
+pub fn could_name_a_host(typed: &str) -> bool {
+    let word = typed.trim();
+    if word.contains([':', '[']) || word.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = word.strip_suffix('.').unwrap_or(word);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
+}
+
 /// Open files this process asks for (at most the hard limit): a receiver holds one handle per
 /// connection and per subfolder of a folder being received, and Linux starts processes at
 /// 1 024, which a large folder or many connections would reach.
@@ -250,6 +273,59 @@ mod tests {
                     Err(DestinationError::BadHost { .. })
                 ),
                 "{typed}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_words_in_host_name_syntax_could_name_a_host() {
+        let label63 = "a".repeat(63);
+        let long_ok = [label63.as_str(); 4].join("."); // 4 * 63 + 3 = 255 bytes
+        for host in [
+            "desk",
+            "desk-1.lan",
+            "desk_1",
+            "DESK",
+            "desk.lan.",
+            " desk ",
+            "192.168.1.5",
+            "::1",
+            "[::1]:8080",
+            "[::1]",
+            "fe80::1%eth0",
+            "desk:8080",
+            "客厅:8080",
+            &label63,
+            &long_ok[..253],
+        ] {
+            assert!(could_name_a_host(host), "{host:?} could name a host");
+        }
+        let label64 = "a".repeat(64);
+        let too_long = format!("{}.b", &long_ok[..252]);
+        for name in [
+            "客厅",
+            "客厅的电脑",
+            "My Laptop",
+            "my laptop",
+            "Desk (2)",
+            "desk🚀",
+            "🚀",
+            "café",
+            "desk..lan",
+            ".desk",
+            "desk..",
+            ".",
+            "",
+            "  ",
+            "a/b",
+            "desk\u{200b}",
+            &label64,
+            &format!("{label64}.lan"),
+            &too_long,
+        ] {
+            assert!(
+                !could_name_a_host(name),
+                "{name:?} can only be a device's name"
             );
         }
     }

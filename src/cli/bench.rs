@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::ask::security_words;
-use super::transfer::{destination_or_device, keyring};
+use super::destination::destination_or_device;
+use super::transfer::keyring;
 use crate::transfer::SendOptions;
 
 /// `ferry bench --to`: the speed test, its figures as lines with bars, and the bottleneck.

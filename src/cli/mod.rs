@@ -24,6 +24,7 @@ macro_rules! tell {
 mod ask;
 mod bars;
 mod bench;
+mod destination;
 mod discover;
 mod docs;
 mod localsend;

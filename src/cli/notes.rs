@@ -28,6 +28,7 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select};
 
 use super::{ChatArgs, ListenArgs, NoteArgs, resolve_destination};
+use crate::defaults::could_name_a_host;
 use crate::events::{Event, NoteEvent, Security, event_channel};
 use crate::notes::{NotesConfig, NotesError, NotesHandle, Seal, resolve_peer};
 use crate::protocol::{check_note, escape_line, escape_note};
@@ -52,8 +53,10 @@ fn load_keyring() -> Option<Keyring> {
 }
 
 /// Where `--to` points and how to seal: a trusted device's name means its last address,
-/// sealed to its key; anything else is `HOST:PORT`, sealed if it is a trusted device's
-/// address (unless `plain`). Returns the `HOST:PORT` to resolve.
+/// sealed to its key; a word that could name a host is `HOST[:PORT]`, sealed if it is a
+/// trusted device's address (unless `plain`); any other word is refused without asking the
+/// resolver (for `note`, a LocalSend device of that name is looked for next). Returns the
+/// `HOST:PORT` to resolve.
 fn destination(keyring: Option<&Keyring>, to: &str, plain: bool) -> anyhow::Result<(String, Seal)> {
     let device = keyring.and_then(|k| k.trust.by_name(to));
     if let Some(device) = device {
@@ -72,6 +75,14 @@ fn destination(keyring: Option<&Keyring>, to: &str, plain: bool) -> anyhow::Resu
             ),
         };
         return Ok((address, seal));
+    }
+    // `客厅` or `My Laptop` is no host: the resolver would ask the DNS server all the same.
+    if !could_name_a_host(to) {
+        anyhow::bail!(
+            "no trusted device is named {:?} (another device takes --to HOST:PORT, which \
+             `ferry peers --wait 3` shows)",
+            escape_line(to)
+        );
     }
     let seal = if plain { Seal::Plain } else { Seal::Auto };
     Ok((resolve_destination(to)?.to_string(), seal))

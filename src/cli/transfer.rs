@@ -11,10 +11,8 @@ use anyhow::Context as _;
 
 use super::ask::{AskPrompts, Reply, security_words};
 use super::bars::Bars;
-use super::discover::NameTrust;
-use super::{SendArgs, ServeArgs, resolve_destination};
+use super::{SendArgs, ServeArgs};
 use crate::defaults::default_download_dir;
-use crate::discovery::Choice;
 use crate::events::{CancelToken, Event, ServerEvent, event_channel};
 use crate::protocol::Mode;
 use crate::protocol::escape_line;
@@ -347,7 +345,7 @@ pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     // time as for a Ferry device, so a name that is neither costs one wait, not two.
     let mut localsend = None;
     let choice = args.localsend.interfaces.choice();
-    let looked_up = destination_or_device_then(&args.to, &choice, |trusted| {
+    let looked_up = super::destination::destination_or_device_then(&args.to, &choice, |trusted| {
         if !trusted && !args.plain && args.code.is_none() {
             localsend = Some(super::localsend::Lookup::start_for(&args.localsend));
         }
@@ -500,64 +498,6 @@ fn local_file_problem(path: &Path) -> Option<String> {
             Some("permission denied (it cannot be read)".into())
         }
         Err(e) => Some(format!("cannot read it: {e}")),
-    }
-}
-
-/// `--to` as an address (`HOST[:PORT]`, checked to resolve), or else, when it names no host
-/// and gives no port, the name of a device discovered on the LAN or trusted. Discovery runs
-/// only for such a name, never for a typed address.
-pub(super) fn destination_or_device(
-    typed: &str,
-    choice: &Choice,
-) -> anyhow::Result<(String, Option<[u8; 32]>)> {
-    destination_or_device_then(typed, choice, |_| {})
-}
-
-/// [`destination_or_device`], calling `searching(trusted)` just before it looks for a device
-/// by name (`trusted`: the name is a trusted device's), after saying so on stderr: the search
-/// takes seconds, and a mistyped host reads as a name.
-pub(super) fn destination_or_device_then(
-    typed: &str,
-    choice: &Choice,
-    searching: impl FnOnce(bool),
-) -> anyhow::Result<(String, Option<[u8; 32]>)> {
-    let could_be_a_name = !typed.contains(':');
-    let trust = match could_be_a_name {
-        true => super::discover::name_trust(typed),
-        false => NameTrust::Untrusted,
-    };
-    let trusted = trust == NameTrust::Trusted;
-    // "Desk" for the trusted "desk" (or with an invisible character in it) would be searched
-    // as a name anyone may announce: a stranger calling itself so would get the files.
-    if trust == NameTrust::LooksTrusted {
-        anyhow::bail!(
-            "{:?} only looks like the name of a trusted device (another case, or invisible \
-             characters); type the name exactly as `ferry peers` shows it, or --to ADDRESS:PORT",
-            escape_line(typed)
-        );
-    }
-    let search = |trusted: bool| {
-        tell!(
-            "looking for a device named {:?} on the LAN...",
-            escape_line(typed)
-        );
-        searching(trusted);
-        super::discover::find_device(typed, choice)
-    };
-    // A trusted device's name wins over a host of that name: it comes with the key the
-    // receiver must prove, which a name anyone on the LAN can answer for does not.
-    if trusted {
-        return search(true);
-    }
-    let by_address = resolve_destination(typed);
-    match by_address {
-        Ok(destination) => Ok((destination.to_string(), None)),
-        // A word with a dot was perhaps meant as a host: say why that reading failed too.
-        Err(e) if could_be_a_name && typed.contains('.') => {
-            search(false).map_err(|found| anyhow::anyhow!("{found:#}; as a host name: {e}"))
-        }
-        Err(_) if could_be_a_name => search(false),
-        Err(e) => Err(e.into()),
     }
 }
 

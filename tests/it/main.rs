@@ -57,6 +57,7 @@ mod localsend_stop;
 mod localsend_sweep;
 mod localsend_v6;
 mod netns;
+mod netns_dns;
 mod netns_interfaces;
 mod notes;
 mod notes_secure;

@@ -50,6 +50,8 @@ pub(crate) struct Net {
     tag: String,
     namespaces: Vec<String>,
     config: tempfile::TempDir,
+    /// `/etc/netns/NS` folders made by [`Net::etc_file`], removed in Drop.
+    etc: Vec<PathBuf>,
 }
 
 impl Net {
@@ -63,6 +65,7 @@ impl Net {
             tag: tag.clone(),
             namespaces: Vec::new(),
             config: tempfile::tempdir().map_err(|e| e.to_string())?,
+            etc: Vec::new(),
         };
         let bridge = net.add_ns("br")?;
         ip(&["-n", &bridge, "link", "add", "br0", "type", "bridge"])?;
@@ -141,6 +144,33 @@ impl Net {
         Ok(ns)
     }
 
+    /// Makes `text` the file `/etc/NAME` (`resolv.conf`, `hosts`) of every program run in
+    /// `ns`: `ip netns exec` bind-mounts `/etc/netns/NS/NAME` over it.
+    pub(crate) fn etc_file(&mut self, ns: &str, name: &str, text: &str) {
+        let dir = PathBuf::from("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        if !self.etc.contains(&dir) {
+            self.etc.push(dir.clone());
+        }
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    /// The packets the nftables counter `name` of table `inet TABLE` in `ns` counted so far.
+    pub(crate) fn counted(&self, ns: &str, table: &str, name: &str) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "nft", "list", "counter", "inet", table, name,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no packet count for {name}: {text}"))
+    }
+
     /// `nft -f` of `rules` inside namespace `ns`.
     pub(crate) fn nft(&self, ns: &str, rules: &str) {
         use std::io::Write as _;
@@ -178,7 +208,7 @@ impl Net {
     }
 
     /// `ferry serve --name NAME` in `ns` on port 8080; returns once it announces.
-    fn serve(&self, ns: &str, name: &str, dir: &std::path::Path) -> ChildGuard {
+    pub(crate) fn serve(&self, ns: &str, name: &str, dir: &std::path::Path) -> ChildGuard {
         let args = ["--port", "8080", "--no-localsend", "--name", name];
         self.serve_with(ns, dir, &args, &["discovery: announcing"])
     }
@@ -219,6 +249,9 @@ impl Drop for Net {
         // Deleting a namespace deletes its veth ends (and so their peers).
         for ns in self.namespaces.iter().rev() {
             let _ = ip(&["netns", "del", ns]);
+        }
+        for dir in &self.etc {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

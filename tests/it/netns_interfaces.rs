@@ -48,31 +48,11 @@ impl<'a> Counters<'a> {
     /// The packets that left by `dev` so far.
     fn packets(&self, dev: &str) -> u64 {
         assert!(self.devices.contains(&dev));
-        let out = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "nft",
-                "list",
-                "counter",
-                "inet",
-                "count",
-                &format!("c_{dev}"),
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no packet count for {dev}: {text}"))
+        self.net.counted(&self.ns, "count", &format!("c_{dev}"))
     }
 
     /// Zeroes the counters.
     fn reset(&self) {
-        let _ = self.net;
         let out = std::process::Command::new("ip")
             .args([
                 "netns", "exec", &self.ns, "nft", "reset", "counters", "table", "inet", "count",
