@@ -113,6 +113,28 @@ fn a_device_name_that_cannot_be_a_host_name_is_found_without_asking_the_resolver
         "到客厅去"
     );
 
+    // One that is not there is said to be missing, as a device's name only.
+    let args = [
+        "send",
+        "--to",
+        "Desk (2)",
+        "--localsend-wait",
+        "1",
+        "--no-localsend-sweep",
+    ];
+    let (code, words, dns) = run_counting(&net, &h2, &args, Some(&file));
+    assert_eq!(code, Some(1), "{words}");
+    assert_eq!(
+        dns, 0,
+        "`send --to \"Desk (2)\"` asked the DNS server: {words}"
+    );
+    assert!(
+        words.contains("no device named \"Desk (2)\" found on the LAN or among trusted devices")
+            && words.contains("no LocalSend device is called \"Desk (2)\" either"),
+        "{words}"
+    );
+    assert!(!words.contains("resolve"), "{words}");
+
     // The speed test finds it the same way.
     let (code, words, dns) =
         run_counting(&net, &h2, &["bench", "--to", "客厅", "--secs", "0.5"], None);
