@@ -191,12 +191,39 @@ fn a_killed_folder_send_sent_again_sends_only_what_is_missing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A server taking anything into `downloads`, where a folder transfer with resume key `key`
+/// was interrupted: its root `album` (already there) and, if `partial`, that entry's kept
+/// partial, as the resume state says.
+fn serve_with_resume_state(
+    downloads: &Path,
+    key: &str,
+    partial: Option<u64>,
+) -> (
+    ferry::transfer::ServerHandle,
+    crossbeam_channel::Receiver<Event>,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(downloads.join("album")).unwrap();
+    let state = serde_json::json!({"key": key, "root": "album", "partial": partial,
+                                   "root_id": (meta.dev(), meta.ino())});
+    let state_name = format!(
+        ".{}.ferry-folder{}",
+        &key[..16],
+        ferry::protocol::PART_SUFFIX
+    );
+    std::fs::write(downloads.join(state_name), state.to_string()).unwrap();
+    let mut config =
+        ferry::transfer::ServerConfig::new(crate::util::LOOPBACK, 0, downloads.to_owned());
+    config.policy = ferry::transfer::AcceptPolicy::Everyone;
+    crate::util::start_server_with(config)
+}
+
 /// A server that stops while it hashes what a resumed folder holds (before it answers the
 /// offer) gives the hashing up, as it does for a single file's partial: stop does not wait
 /// until gigabytes are hashed. `on_disk` is the file in the kept root (sparse: no disk used,
 /// still gigabytes to read), `partial` the state's kept partial (its entry index).
 fn stop_while_a_resumed_folder_is_hashed(on_disk: &str, partial: Option<u64>, listed: u64) {
-    use ferry::protocol::{FolderEntry, PART_SUFFIX, SenderMsg, encode_sender_msg};
+    use ferry::protocol::{FolderEntry, SenderMsg, encode_sender_msg};
     use std::io::Write;
     const KEPT: u64 = 16 << 30;
     let dir = tempfile::tempdir().unwrap();
@@ -207,19 +234,7 @@ fn stop_while_a_resumed_folder_is_hashed(on_disk: &str, partial: Option<u64>, li
     let big = big.canonicalize().unwrap();
     // The state a folder transfer of this key left: its root, and the partial it kept.
     let key = "5e".repeat(16);
-    let root_id = {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(&root).unwrap();
-        (meta.dev(), meta.ino())
-    };
-    let state = serde_json::json!({"key": key, "root": "album", "partial": partial,
-                                   "root_id": root_id});
-    let state_name = format!(".{}.ferry-folder{PART_SUFFIX}", &key[..16]);
-    std::fs::write(dir.path().join(state_name), state.to_string()).unwrap();
-    let mut config =
-        ferry::transfer::ServerConfig::new(crate::util::LOOPBACK, 0, dir.path().to_owned());
-    config.policy = ferry::transfer::AcceptPolicy::Everyone;
-    let (server, _events) = crate::util::start_server_with(config);
+    let (server, _events) = serve_with_resume_state(dir.path(), &key, partial);
     let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
     let offer = SenderMsg::Folder {
         name: "album".into(),
@@ -272,4 +287,58 @@ fn a_stop_while_a_resumed_folders_files_are_hashed_does_not_wait_for_the_hash() 
 fn a_stop_while_a_resumed_folders_partial_is_hashed_does_not_wait_for_the_hash() {
     let part = format!("big.bin{}", ferry::protocol::PART_SUFFIX);
     stop_while_a_resumed_folder_is_hashed(&part, Some(0), (16 << 30) + 1);
+}
+
+/// Resuming a folder needs disk space only for what the root does not hold yet, as a single
+/// file's resume does: on a small disk whose free space is less than the whole folder but
+/// more than what is missing, the resume is accepted (and says what it holds), not refused
+/// as "not enough disk space" for bytes already on it.
+#[test]
+fn a_resumed_folder_needs_space_only_for_what_is_missing() {
+    use ferry::protocol::{FolderEntry, ReceiverMsg, SenderMsg, encode_sender_msg};
+    use std::io::Write;
+    const HELD: usize = 12 << 20;
+    let disk = match crate::util::SmallDisk::mount(20) {
+        Ok(disk) => disk,
+        Err(reason) => return crate::util::skip_or_fail(false, &reason),
+    };
+    let root = disk.path().join("album");
+    std::fs::create_dir(&root).unwrap();
+    // Held whole from the interrupted transfer: 12 of the folder's 16 MiB; 8 MiB free.
+    write_data_file(&root.join("held.bin"), HELD, 7);
+    let key = "6f".repeat(16);
+    let (server, _events) = serve_with_resume_state(disk.path(), &key, None);
+    let entry = |path: &str, size: usize| FolderEntry {
+        path: path.into(),
+        size: Some(size as u64),
+        mtime: 0,
+        mode: 6,
+    };
+    let missing = 4 << 20;
+    let offer = SenderMsg::Folder {
+        name: "album".into(),
+        count: 2,
+        bytes: (HELD + missing) as u64,
+        entries: vec![entry("held.bin", HELD), entry("missing.bin", missing)],
+        resume_key: Some(key),
+        msg: String::new(),
+    };
+    let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&encode_sender_msg(&offer).unwrap()).unwrap();
+    let mut held = Vec::new();
+    let answer = loop {
+        match crate::util::read_answer(&mut s) {
+            ReceiverMsg::FolderHave { files } => held.extend(files.into_iter().map(|f| f.index)),
+            ReceiverMsg::Waiting { .. } => {}
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(&answer, ReceiverMsg::FolderAccept { saved_as, .. } if saved_as == "album"),
+        "{answer:?}"
+    );
+    assert_eq!(held, [0], "the held file is said to be held");
+    drop(s);
+    server.stop();
 }

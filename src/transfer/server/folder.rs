@@ -110,9 +110,21 @@ impl Connection<'_> {
             refusal = self.decide_folder()?.err();
         }
         let _claim = claim;
+        // An interrupted transfer of this very folder (same sender, same key) goes on in
+        // the root it created, and what that holds already needs no space again.
+        let resumed = match (&refusal, &resume_key) {
+            (None, Some(key)) => folder_resume::load(&downloads, key),
+            _ => None,
+        };
+        let held = match (&resumed, self.session.folder()) {
+            (Some((state, root)), Some(folder)) => {
+                folder_resume::bytes_held(root, state, folder.entries())
+            }
+            _ => 0,
+        };
         let mut reservation = None;
         if refusal.is_none() {
-            match downloads.reserve(bytes) {
+            match downloads.reserve(bytes.saturating_sub(held)) {
                 Ok(held) => reservation = Some(held),
                 Err(NoRoom { needed, available }) => {
                     refusal = Some(Refusal::NoSpace { needed, available })
@@ -120,12 +132,6 @@ impl Connection<'_> {
             }
         }
         let _reservation = reservation;
-        // An interrupted transfer of this very folder (same sender, same key) goes on in
-        // the root it created.
-        let resumed = match (&refusal, &resume_key) {
-            (None, Some(key)) => folder_resume::load(&downloads, key),
-            _ => None,
-        };
         let kept_index = resumed.as_ref().and_then(|(state, _)| state.partial);
         let is_resumed = resumed.is_some();
         let created = match (refusal, resumed) {

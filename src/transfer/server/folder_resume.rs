@@ -15,7 +15,9 @@
 //! symlink; a regular file of ours of the listed size) is hashed and listed in `folder_have`
 //! frames, and the kept partial is offered with the hash of its bytes, as for single files.
 //! The hashes are computed now, from what is on disk, so a file changed since is simply
-//! sent again (under a numbered name: nothing is ever overwritten).
+//! sent again (under a numbered name: nothing is ever overwritten). The disk space held for
+//! the resumed folder, checked before any hashing, is only what the root does not hold yet
+//! by size ([`bytes_held`]), as for a single file's resume.
 //!
 //! The state also names where the kept partial is (its folders and `.part` name), so that
 //! when the state expires the partial goes with it ([`expire_kept`]); a state whose folder
@@ -33,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::{Connection, keep_waiting};
 use super::folder_rx::FolderRx;
-use crate::protocol::{PART_SUFFIX, WaitFor, sanitize_file_name};
+use crate::protocol::{PART_SUFFIX, SafeEntry, WaitFor, sanitize_file_name};
 use crate::transfer::files::{
     folder_state_aside_name as aside_name, folder_state_name as state_name,
 };
@@ -84,6 +86,65 @@ pub(super) fn load(downloads: &Downloads, key: &str) -> Option<(FolderState, Dow
             set_aside(dir, &name, &state);
             None
         }
+    }
+}
+
+/// About how many of the offered folder's bytes a resumed root already holds, by size alone
+/// (nothing hashed: it sizes the disk space to hold before anyone waits for hashing): each
+/// listed file found whole under its final name, as [`Connection::find_held`] would look
+/// for it, and the kept partial's length. A file found here that turns out changed is sent
+/// again; the space it then needs was not held, as for any file that grows on disk while
+/// received.
+pub(super) fn bytes_held(root: &DownloadDir, state: &FolderState, entries: &[SafeEntry]) -> u64 {
+    let mut held = 0u64;
+    // Entries come folder by folder: one opened folder serves a run of them.
+    let mut below: Option<(&[String], Option<DownloadDir>)> = None;
+    for (index, entry) in entries.iter().enumerate() {
+        let (Some(size), Some((leaf, parent))) = (entry.size, entry.components.split_last()) else {
+            continue;
+        };
+        let dir = if parent.is_empty() {
+            Some(root)
+        } else {
+            if below.as_ref().is_none_or(|(at, _)| *at != parent) {
+                below = Some((parent, open_below(root, parent)));
+            }
+            below.as_ref().and_then(|(_, dir)| dir.as_ref())
+        };
+        if let Some(dir) = dir {
+            held = held.saturating_add(file_held(dir, state, index as u64, leaf, size));
+        }
+    }
+    held
+}
+
+/// The folder at `path` below `root`, each step opened never through a symlink.
+fn open_below(root: &DownloadDir, path: &[String]) -> Option<DownloadDir> {
+    let (first, rest) = path.split_first()?;
+    let mut dir = root.open_dir(first).ok()?;
+    for name in rest {
+        dir = dir.open_dir(name).ok()?;
+    }
+    Some(dir)
+}
+
+/// What of entry `index` (`leaf`, `size` bytes) is in `dir`: all of it under its final name,
+/// the kept partial's length, or nothing.
+fn file_held(dir: &DownloadDir, state: &FolderState, index: u64, leaf: &str, size: u64) -> u64 {
+    let kept = state.partial == Some(index);
+    let name = match (kept, state.partial_path.as_ref().and_then(|p| p.last())) {
+        (true, Some(part)) => part.clone(),
+        (true, None) => return 0,
+        (false, _) => sanitize_file_name(leaf).as_str().to_owned(),
+    };
+    let Ok(file) = dir.open_existing(&name) else {
+        return 0;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    match (DownloadDir::is_ours(&file), kept) {
+        (true, true) => len.min(size),
+        (true, false) if len == size => size,
+        _ => 0,
     }
 }
 
@@ -408,175 +469,5 @@ impl Connection<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The identity a state records for the folder at `path`.
-    fn id_of(path: &std::path::Path) -> Option<(u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::symlink_metadata(path).unwrap();
-        Some((meta.dev(), meta.ino()))
-    }
-
-    /// A save that cannot be completed leaves the state before it whole (it is written
-    /// aside and put in place in one rename); one that can replaces it and leaves nothing
-    /// aside, also over a leftover of a save cut short.
-    #[test]
-    fn a_failed_save_keeps_the_state_before_and_a_good_one_replaces_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir(tmp.path().join("album")).unwrap();
-        let downloads = Downloads::open(tmp.path(), false).unwrap();
-        let key = "d".repeat(32);
-        let state = |partial: Option<u64>| FolderState {
-            key: key.clone(),
-            root: "album".into(),
-            partial,
-            partial_path: partial.map(|_| vec!["b".into(), "two.bin.ferry.part".into()]),
-            root_id: id_of(&tmp.path().join("album")),
-        };
-        let loaded = || load(&downloads, &key).map(|(state, _)| state);
-        save(&downloads, &state(Some(1))).unwrap();
-        assert_eq!(loaded(), Some(state(Some(1))));
-        // Something that cannot be removed where the new state is written aside.
-        let aside = tmp.path().join(format!(".new{}", state_name(&key)));
-        std::fs::create_dir(&aside).unwrap();
-        std::fs::write(aside.join("x"), b"x").unwrap();
-        assert!(save(&downloads, &state(None)).is_err());
-        assert_eq!(loaded(), Some(state(Some(1))), "the state before is whole");
-        std::fs::remove_dir_all(&aside).unwrap();
-        save(&downloads, &state(None)).unwrap();
-        assert_eq!(loaded(), Some(state(None)));
-        assert!(!aside.exists());
-        std::fs::write(&aside, b"a save cut short").unwrap();
-        save(&downloads, &state(Some(1))).unwrap();
-        assert_eq!(loaded(), Some(state(Some(1))));
-        assert!(!aside.exists());
-        // The root renamed away, another folder of ours under its name: not resumed into.
-        std::fs::rename(tmp.path().join("album"), tmp.path().join("moved")).unwrap();
-        std::fs::create_dir(tmp.path().join("album")).unwrap();
-        assert_eq!(loaded(), None, "resumed into a folder that is not the root");
-    }
-
-    /// A kept partial written since its state was kept (a folder made with the inode of a
-    /// deleted root, receiving now; or a resumed receive cut short by a crash, after the
-    /// state it began with) is not expired, and its state stays to expire it later: once
-    /// the partial is as old, both go.
-    #[test]
-    fn expiry_leaves_a_kept_partial_written_since_its_state() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("album/b")).unwrap();
-        let part = tmp.path().join("album/b/two.bin.ferry.part");
-        std::fs::write(&part, b"live").unwrap();
-        let downloads = Downloads::open(tmp.path(), false).unwrap();
-        let state = FolderState {
-            key: "e".repeat(32),
-            root: "album".into(),
-            partial: Some(1),
-            partial_path: Some(vec!["b".into(), "two.bin.ferry.part".into()]),
-            root_id: id_of(&tmp.path().join("album")),
-        };
-        save(&downloads, &state).unwrap();
-        let later = SystemTime::now() + Duration::from_secs(3600);
-        // The partial written after the state aged past the limit.
-        let file = std::fs::File::options().write(true).open(&part).unwrap();
-        file.set_modified(later - Duration::from_secs(30)).unwrap();
-        let expired = expire(&downloads, Duration::from_secs(60), later).unwrap();
-        assert!(expired.names.is_empty(), "{expired:?}");
-        assert!(part.is_file());
-        file.set_modified(later - Duration::from_secs(120)).unwrap();
-        let expired = expire(&downloads, Duration::from_secs(60), later).unwrap();
-        let both = [
-            state_name(&state.key),
-            "album/b/two.bin.ferry.part".to_owned(),
-        ];
-        assert_eq!(expired.names, both);
-        assert!(!part.exists());
-    }
-
-    /// A state set aside names a root no receive should use any more, but the folder with
-    /// its recorded identity may be a new one of the same folder's (a deleted root's inode
-    /// reused): while a receive of that key holds the folder, its partial and the state are
-    /// left alone, however long ago it was written; once the receive ends, both expire.
-    #[test]
-    fn expiry_leaves_a_set_aside_state_alone_while_its_key_is_received() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("album/b")).unwrap();
-        let part = tmp.path().join("album/b/two.bin.ferry.part");
-        std::fs::write(&part, b"kept").unwrap();
-        let downloads = Downloads::open(tmp.path(), false).unwrap();
-        let id = id_of(&tmp.path().join("album"));
-        let state = FolderState {
-            key: "f".repeat(32),
-            root: "album".into(),
-            partial: Some(1),
-            partial_path: Some(vec!["b".into(), "two.bin.ferry.part".into()]),
-            root_id: id,
-        };
-        save(&downloads, &state).unwrap();
-        let aside = aside_name(&state.key, id.unwrap());
-        std::fs::rename(
-            tmp.path().join(state_name(&state.key)),
-            tmp.path().join(&aside),
-        )
-        .unwrap();
-        let later = SystemTime::now() + Duration::from_secs(3600);
-        let claim = downloads.claim_folder(&state.key).unwrap();
-        let expired = expire(&downloads, Duration::from_secs(60), later).unwrap();
-        assert!(expired.names.is_empty(), "{expired:?}");
-        assert!(part.is_file());
-        drop(claim);
-        let expired = expire(&downloads, Duration::from_secs(60), later).unwrap();
-        assert_eq!(
-            expired.names,
-            [aside, "album/b/two.bin.ferry.part".to_owned()]
-        );
-        assert!(!part.exists());
-    }
-
-    /// A state whose partial path leads through a symlink (or names a non-partial) removes
-    /// nothing: expiry reaches the partial only through folders of ours.
-    #[test]
-    fn expiry_never_follows_a_symlink_to_a_kept_partial() {
-        let tmp = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::fs::write(outside.path().join("x.ferry.part"), b"theirs").unwrap();
-        std::fs::create_dir_all(tmp.path().join("album/real")).unwrap();
-        std::fs::write(tmp.path().join("album/real/keep.txt"), b"mine").unwrap();
-        std::os::unix::fs::symlink(outside.path(), tmp.path().join("album/b")).unwrap();
-        let downloads = Downloads::open(tmp.path(), false).unwrap();
-        for (key, path) in [
-            (
-                "a".repeat(32),
-                vec!["b".to_owned(), "x.ferry.part".to_owned()],
-            ),
-            (
-                "b".repeat(32),
-                vec!["real".to_owned(), "keep.txt".to_owned()],
-            ),
-            (
-                "c".repeat(32),
-                vec!["..".to_owned(), "x.ferry.part".to_owned()],
-            ),
-        ] {
-            let state = FolderState {
-                key,
-                root: "album".into(),
-                partial: Some(0),
-                partial_path: Some(path),
-                root_id: id_of(&tmp.path().join("album")),
-            };
-            save(&downloads, &state).unwrap();
-        }
-        let later = SystemTime::now() + Duration::from_secs(3600);
-        let (removed, _) = expire_kept(&downloads, Duration::from_secs(60), later);
-        assert!(removed.is_empty(), "{removed:?}");
-        assert_eq!(
-            std::fs::read(outside.path().join("x.ferry.part")).unwrap(),
-            b"theirs"
-        );
-        assert_eq!(
-            std::fs::read(tmp.path().join("album/real/keep.txt")).unwrap(),
-            b"mine"
-        );
-    }
-}
+#[path = "folder_resume_tests.rs"]
+mod tests;
