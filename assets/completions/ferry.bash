@@ -490,7 +490,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__peers)
-            opts="-h --wait --interface --only-interface --localsend-probe --no-localsend-sweep --localsend-sweep-host --help forget help"
+            opts="-h --wait --interface --only-interface --probe --localsend-probe --no-localsend-sweep --localsend-sweep-host --help forget help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -505,6 +505,10 @@ _ferry() {
                     return 0
                     ;;
                 --only-interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --probe)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
