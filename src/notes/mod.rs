@@ -41,6 +41,7 @@ mod history;
 mod queue;
 mod receive;
 pub mod sealed;
+mod seen;
 
 pub use history::{HISTORY_CAPACITY, NoteEntry, NoteHistory};
 pub use queue::{NoteQueue, QUEUE_BYTES, QUEUE_NOTES, QueuedNote};

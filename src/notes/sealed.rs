@@ -27,6 +27,8 @@ use crate::secure::identity::fingerprint;
 use crate::secure::note::{MAX_SEALED_TEXT_BYTES, NoteOpener, NoteSealer, SEALED_MAGIC};
 use crate::secure::{Keyring, SecureError};
 
+use super::seen::SeenCounters;
+
 /// True if `datagram` claims to be a sealed note: it starts with the sealed-note magic
 /// `0xFF 'F' 'N'` (any version; an unknown version is refused, not shown). Stricter than
 /// [`crate::secure::note::is_sealed`] (the first byte alone) on purpose: any other datagram,
@@ -73,6 +75,8 @@ pub(super) struct Sealing {
     sealers: Mutex<HashMap<[u8; 32], NoteSealer>>,
     /// Source addresses of recent sealed notes and the key that sealed them, newest last.
     reply_book: Mutex<VecDeque<(SocketAddr, [u8; 32])>>,
+    /// The highest counter accepted from each device, kept across restarts.
+    seen: Mutex<SeenCounters>,
 }
 
 impl std::fmt::Debug for Sealing {
@@ -92,10 +96,12 @@ fn now_micros() -> u64 {
 
 impl Sealing {
     pub(super) fn new(keyring: Keyring) -> Self {
+        let seen = SeenCounters::load(keyring.trust.dir());
         Sealing {
             keyring,
             sealers: Mutex::new(HashMap::new()),
             reply_book: Mutex::new(VecDeque::new()),
+            seen: Mutex::new(seen),
         }
     }
 
@@ -174,9 +180,14 @@ impl Sealing {
         from: SocketAddr,
         datagram: &[u8],
     ) -> Result<(String, Security), String> {
+        let now = now_micros();
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for device in self.keyring.trust.devices() {
             if let Some(key) = device.key()
-                && let Err(e) = opener.add_peer(&key)
+                && let Err(e) = opener.add_peer_after(&key, seen.floor(&key, now))
             {
                 log::warn!(
                     "notes: cannot accept sealed notes from {:?}: {e}",
@@ -184,12 +195,14 @@ impl Sealing {
                 );
             }
         }
-        let opened = opener
-            .open_at(datagram, now_micros())
-            .map_err(|e| match e {
-                SecureError::Note(reason) => reason.to_owned(),
-                other => other.to_string(),
-            })?;
+        let opened = opener.open_at(datagram, now).map_err(|e| match e {
+            SecureError::Note(reason) => reason.to_owned(),
+            other => other.to_string(),
+        })?;
+        if let Some(highest) = opener.highest(&opened.sender_public_key) {
+            seen.record(&opened.sender_public_key, highest);
+        }
+        drop(seen);
         let device = self
             .keyring
             .trust
@@ -291,6 +304,19 @@ mod tests {
                 .unwrap_err()
                 .contains("replay")
         );
+        // And after Bob restarts (a new socket, a new opener), within the 15 minutes.
+        let restarted = Sealing::new(bob.clone());
+        assert!(
+            restarted
+                .open(&mut restarted.opener(), from, &datagram)
+                .unwrap_err()
+                .contains("replay")
+        );
+        let (fresh, _) = a.seal(&bob_key, "after your restart").unwrap();
+        let (text, _) = restarted
+            .open(&mut restarted.opener(), from, &fresh)
+            .unwrap();
+        assert_eq!(text, "after your restart");
 
         // Forgotten: no more auto-sealing to it, its notes are refused, sealing to it fails.
         assert!(bob.trust.forget("alice").unwrap());

@@ -16,9 +16,11 @@
 //!   or seen before is refused as a replay. The window is updated only after the note
 //!   authenticated.
 //! - Each note's counter is also at least the sender's clock in microseconds, and the first
-//!   note a receiver sees from a peer (after it started, when it has no window for it yet)
-//!   must be at most 15 minutes old by that counter: a note captured earlier cannot be
-//!   replayed to a receiver that restarted, once those minutes have passed.
+//!   note a receiver sees from a peer (after it started) must be at most 15 minutes old by
+//!   that counter: a note captured earlier cannot be replayed to a receiver that restarted,
+//!   once those minutes have passed. Within them, a receiver that kept the highest counter
+//!   it accepted from each peer ([`NoteOpener::add_peer_after`]; Ferry keeps them in its
+//!   config folder) refuses every counter up to it after a restart too.
 //! - 0xFF never starts UTF-8 text, so a plain note is never mistaken for a sealed one.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -129,6 +131,9 @@ struct Peer {
     /// Highest counter accepted, and bit i set = `highest - i` was accepted.
     highest: Option<u64>,
     seen: u64,
+    /// No note of this peer opened since this opener was made: the first is held to
+    /// [`FRESH_MICROS`].
+    first: bool,
 }
 
 /// Opens sealed notes from the trusted peers added to it.
@@ -154,6 +159,17 @@ impl NoteOpener {
 
     /// Accepts notes from this (trusted) key from now on.
     pub fn add_peer(&mut self, public_key: &[u8; 32]) -> Result<(), SecureError> {
+        self.add_peer_after(public_key, None)
+    }
+
+    /// [`NoteOpener::add_peer`], refusing every counter up to `floor` (the highest counter an
+    /// earlier opener of this receiver accepted from the key, kept across restarts): a note
+    /// captured before a restart is refused then, not only once it is 15 minutes old.
+    pub fn add_peer_after(
+        &mut self,
+        public_key: &[u8; 32],
+        floor: Option<u64>,
+    ) -> Result<(), SecureError> {
         if self.peers.iter().any(|p| &p.public_key == public_key) {
             return Ok(());
         }
@@ -167,10 +183,21 @@ impl NoteOpener {
             sender_id: device_id_bytes(public_key),
             public_key: *public_key,
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
-            highest: None,
-            seen: 0,
+            highest: floor,
+            // Everything up to the floor counts as seen.
+            seen: if floor.is_some() { u64::MAX } else { 0 },
+            first: true,
         });
         Ok(())
+    }
+
+    /// The highest counter accepted from `public_key` (or given as its floor), to keep for
+    /// the next opener.
+    pub fn highest(&self, public_key: &[u8; 32]) -> Option<u64> {
+        self.peers
+            .iter()
+            .find(|p| &p.public_key == public_key)
+            .and_then(|p| p.highest)
     }
 
     /// Stops accepting notes from this key.
@@ -203,10 +230,7 @@ impl NoteOpener {
         let mut counter_bytes = [0u8; 8];
         counter_bytes.copy_from_slice(&header[20..28]);
         let counter = u64::from_be_bytes(counter_bytes);
-        if peer.highest.is_none()
-            && now_micros > 0
-            && counter.saturating_add(FRESH_MICROS) < now_micros
-        {
+        if peer.first && now_micros > 0 && counter.saturating_add(FRESH_MICROS) < now_micros {
             return Err(SecureError::Note(
                 "too old (sent more than 15 minutes ago by its clock, or replayed)",
             ));
@@ -230,6 +254,7 @@ impl NoteOpener {
             )
             .map_err(|_| SecureError::Note("did not authenticate"))?;
         let text = String::from_utf8(plain).map_err(|_| SecureError::Note("not UTF-8"))?;
+        peer.first = false;
         match peer.highest {
             Some(highest) if counter <= highest => peer.seen |= 1 << (highest - counter),
             Some(highest) => {
