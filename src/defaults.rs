@@ -99,6 +99,12 @@ pub enum DestinationError {
     BadPort { typed: String, port: String },
     #[error("{typed:?} is not a host name: expected HOST:PORT")]
     BadHost { typed: String },
+    #[error(
+        "{host:?} in {typed:?} is not an IPv4 address: expected four numbers from 0 to 255 \
+         with dots between (192.168.1.20) or a host name; the system would read it as another \
+         address"
+    )]
+    NumericShorthand { typed: String, host: String },
 }
 
 /// Reads a destination such as `192.168.1.20:8080`, `laptop.local`, `[fe80::1]:9000` or
@@ -154,6 +160,12 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
             typed: typed.to_owned(),
         });
     }
+    if is_numeric_shorthand(host) {
+        return Err(DestinationError::NumericShorthand {
+            typed: typed.to_owned(),
+            host: host.to_owned(),
+        });
+    }
     let port = match port {
         None => DEFAULT_PORT,
         Some(port) => match port.parse::<u16>() {
@@ -171,14 +183,19 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
 /// makes sense: an address form (anything with a colon or a bracket: `HOST:PORT`, an IPv6
 /// address, read as [`parse_destination`] reads them), an IP address, or a word in host-name
 /// syntax: labels of ASCII letters, digits, `-` and `_`, each 1 to 63 bytes, joined by dots,
-/// 253 bytes at most, one trailing dot allowed (an absolute name, `desk.lan.`). Anything
-/// else (`客厅`, `My Laptop`, `Desk (2)`, an emoji) can only be a device's name: the
+/// 253 bytes at most, one trailing dot allowed (an absolute name, `desk.lan.`), that is not
+/// a number the C resolver reads as an address (`1234`: see [`is_numeric_shorthand`]).
+/// Anything else (`客厅`, `My Laptop`, `Desk (2)`, an emoji, `1234`) can only be a device's
+/// name: the
 /// resolver would still send it to the DNS server, which costs its whole timeout on a LAN
 /// without one and tells that server the names of the user's devices. Pure.
 pub fn could_name_a_host(typed: &str) -> bool {
     let word = typed.trim();
     if word.contains([':', '[']) || word.parse::<std::net::IpAddr>().is_ok() {
         return true;
+    }
+    if is_numeric_shorthand(word) {
+        return false;
     }
     let name = word.strip_suffix('.').unwrap_or(word);
     let label_ok = |label: &str| {
@@ -188,6 +205,24 @@ pub fn could_name_a_host(typed: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
+}
+
+/// Whether `host` is one of the numbers the C resolver (`inet_aton`) reads as an IPv4 address
+/// although it is no dotted quad: one to four parts of decimal, octal (`0177`) or hex
+/// (`0x7f`) digits, such as `1234` (0.0.4.210), `127.1`, `0177.0.0.1` (127.0.0.1, not
+/// 177.0.0.1) or `2130706433`. `getaddrinfo` answers those itself, without asking the hosts
+/// file or DNS, so no host can be named so: a typo like `010.0.0.5` would silently reach
+/// 8.0.0.5. A strict dotted quad is not a shorthand. Pure.
+fn is_numeric_shorthand(host: &str) -> bool {
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return false;
+    }
+    let number = |part: &str| match part.strip_prefix("0x").or(part.strip_prefix("0X")) {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()),
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    (1..=4).contains(&name.split('.').count()) && name.split('.').all(number)
 }
 
 /// Open files this process asks for (at most the hard limit): a receiver holds one handle per
@@ -266,6 +301,24 @@ mod tests {
             parse_destination(":8080"),
             Err(DestinationError::NoHost { .. })
         ));
+        // The C resolver would read these as 127.0.0.1, 8.0.0.5, 0.0.4.210, 127.0.0.1.
+        for typed in [
+            "0177.0.0.1:80",
+            "010.0.0.5",
+            "1234",
+            "0x7f.1:9",
+            "2130706433.",
+        ] {
+            let err = parse_destination(typed).unwrap_err();
+            assert!(
+                matches!(err, DestinationError::NumericShorthand { .. }),
+                "{typed}: {err:?}"
+            );
+            assert!(err.to_string().contains("not an IPv4 address"), "{err}");
+        }
+        for typed in ["10.0.0.5", "desk.1234", "1234desk"] {
+            assert!(parse_destination(typed).is_ok(), "{typed}");
+        }
         for typed in ["a b:80", "[nothost]:80", "[::1", "a:b:c"] {
             assert!(
                 matches!(
@@ -295,6 +348,9 @@ mod tests {
             "fe80::1%eth0",
             "desk:8080",
             "客厅:8080",
+            "1234desk",
+            "desk.1234",
+            "0xdesk",
             &label63,
             &long_ok[..253],
         ] {
@@ -319,6 +375,12 @@ mod tests {
             "  ",
             "a/b",
             "desk\u{200b}",
+            // Numbers getaddrinfo reads as an address without asking anyone: no host has them.
+            "1234",
+            "127.1",
+            "0177.0.0.1",
+            "0x7f000001",
+            "2130706433.",
             &label64,
             &format!("{label64}.lan"),
             &too_long,
