@@ -21,8 +21,11 @@
 //! cipher, so it is applied the same way with its own parameters: the key is
 //! `BLAKE3 derive_key("ferry 2026 secure records aegis-256x4", the split key)` (the split
 //! key is never used with another algorithm), the nonce is `0^24 || n` big-endian (32 bytes),
-//! the tag 16 bytes, no associated data. The key is kept in memory wiped on drop; libaegis
-//! holds it only for the call.
+//! the tag 16 bytes, no associated data. The derived key is kept in memory wiped on drop
+//! (as the split key is once it is derived). Less than aws-lc's: each record's call copies
+//! it into the crate's `Aegis256X4` value (plain `Copy` data) and libaegis expands it on the
+//! C stack, and neither is wiped; the next record's call overwrites that stack, but the
+//! last one's copy may stay there until the thread's stack is reused.
 
 use aegis::aegis256x4::Aegis256X4;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
