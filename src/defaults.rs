@@ -182,13 +182,14 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
 /// Whether a typed `--to` could name a host, so that asking the system resolver about it
 /// makes sense: an address form (anything with a colon or a bracket: `HOST:PORT`, an IPv6
 /// address, read as [`parse_destination`] reads them), an IP address, or a word in host-name
-/// syntax: labels of ASCII letters, digits, `-` and `_`, each 1 to 63 bytes, joined by dots,
-/// 253 bytes at most, one trailing dot allowed (an absolute name, `desk.lan.`), that is not
-/// a number the C resolver reads as an address (`1234`: see [`is_numeric_shorthand`]).
-/// Anything else (`客厅`, `My Laptop`, `Desk (2)`, an emoji, `1234`) can only be a device's
-/// name: the
-/// resolver would still send it to the DNS server, which costs its whole timeout on a LAN
-/// without one and tells that server the names of the user's devices. Pure.
+/// syntax: labels of ASCII letters, digits, `-` and `_` (in a name of several labels, also
+/// letters and digits of any script: `客厅.lan`, `bücher.example`, which the hosts file, mDNS
+/// or IDN may know), each 1 to 63 bytes, joined by dots, 253 bytes at most, one trailing dot
+/// allowed (an absolute name, `desk.lan.`), that is not a number the C resolver reads as an
+/// address (`1234`: see [`is_numeric_shorthand`]). Anything else (`客厅`, `My Laptop`,
+/// `Desk (2)`, an emoji, `1234`) can only be a device's name: the resolver would still send
+/// it to the DNS server, which costs its whole timeout on a LAN without one and tells that
+/// server the names of the user's devices. Pure.
 pub fn could_name_a_host(typed: &str) -> bool {
     let word = typed.trim();
     if word.contains([':', '[']) || word.parse::<std::net::IpAddr>().is_ok() {
@@ -198,11 +199,17 @@ pub fn could_name_a_host(typed: &str) -> bool {
         return false;
     }
     let name = word.strip_suffix('.').unwrap_or(word);
+    // Letters of any script only in a name of several labels: `客厅.lan` reads as a host (an
+    // IDN, an mDNS or hosts-file name), `客厅` or `café` alone as a device.
+    let dotted = name.contains('.');
     let label_ok = |label: &str| {
         (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || c == '-'
+                    || c == '_'
+                    || dotted && !c.is_ascii() && c.is_alphanumeric()
+            })
     };
     !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
 }
@@ -351,6 +358,9 @@ mod tests {
             "1234desk",
             "desk.1234",
             "0xdesk",
+            "客厅.lan",
+            "bücher.example",
+            "Müller-PC.local.",
             &label63,
             &long_ok[..253],
         ] {
@@ -381,6 +391,10 @@ mod tests {
             "0177.0.0.1",
             "0x7f000001",
             "2130706433.",
+            "客厅.",
+            "My Laptop.local",
+            "desk🚀.lan",
+            "客厅\u{200b}.lan",
             &label64,
             &format!("{label64}.lan"),
             &too_long,

@@ -55,3 +55,50 @@ fn numbers_the_resolver_reads_as_another_address_are_refused() {
         );
     }
 }
+
+/// `客厅.lan` is a host name (an `/etc/hosts` line, an mDNS host with a UTF-8 name, an IDN
+/// domain): a word with dots between labels of letters is given to the resolver first, as
+/// `desk.lan` is, so a device that merely announces that name on the LAN does not get the
+/// files meant for the host. It was read as a device's name only, and a stranger calling
+/// itself `客厅.lan` won over the host the hosts file names. Needs root and `ip`.
+#[test]
+fn a_dotted_name_in_chinese_is_a_host_before_a_device_announcing_it() {
+    use crate::netns::{Net, can_make_namespaces, stdout};
+    if !can_make_namespaces() {
+        return;
+    }
+    let mut net = Net::new().expect("network namespaces");
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    let h3 = net.host("h3", 3).unwrap();
+    net.etc_file(&h2, "hosts", "127.0.0.1 localhost\n10.77.0.1 客厅.lan\n");
+    // A name server in h2's own namespace where nothing listens: refused at once.
+    net.etc_file(
+        &h2,
+        "resolv.conf",
+        "nameserver 10.77.0.2\noptions timeout:1 attempts:1\n",
+    );
+    let (host, stranger) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _host = net.serve(&h1, "desk", host.path());
+    let _stranger = net.serve(&h3, "客厅.lan", stranger.path());
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("名单.txt");
+    std::fs::write(&file, "到客厅去").unwrap();
+    let out = net
+        .ferry(&h2)
+        .args(["send", "--to", "客厅.lan", "--no-localsend-sweep"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let words = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{words}");
+    assert_eq!(
+        crate::util::names_in(host.path()),
+        ["名单.txt"],
+        "the host 客厅.lan did not get the file: {words}"
+    );
+    assert!(
+        crate::util::names_in(stranger.path()).is_empty(),
+        "the device announcing 客厅.lan got the file: {words}"
+    );
+}
