@@ -142,7 +142,7 @@ fn an_encrypted_sender_stalled_mid_record_does_not_keep_a_held_file_unnamed() {
         server.local_addr(),
         Ipv4Addr::LOCALHOST,
         &laptop.identity,
-        true,
+        1, // AES-256-GCM first, as before AEGIS
     )
     .unwrap();
     let mut send = |plaintext: &[u8], cut: usize| {
