@@ -133,7 +133,7 @@ pub struct PeersArgs {
     /// With --wait: also ask this address for its Ferry beacon by unicast (repeatable), for a
     /// network that drops multicast and broadcast; asked, and its answer heard, even through
     /// an interface --only-interface leaves out, as a typed address would be.
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", requires = "wait")]
     pub probe: Vec<String>,
     /// With --wait: also ask this address whether it is a LocalSend device (`POST
     /// /register`; repeatable; port 53317 unless given).

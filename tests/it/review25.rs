@@ -102,3 +102,25 @@ fn a_dotted_name_in_chinese_is_a_host_before_a_device_announcing_it() {
         "the device announcing 客厅.lan got the file: {words}"
     );
 }
+
+/// `ferry peers --probe HOST` without `--wait` printed the trusted devices and probed
+/// nothing, saying nothing about it: it now says that --probe needs --wait.
+#[test]
+fn peers_probe_without_wait_says_it_needs_wait() {
+    let out = ferry()
+        .args(["peers", "--probe", "127.0.0.1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--wait"), "{stderr}");
+    let out = ferry()
+        .args(["peers", "--wait", "0", "--probe", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
