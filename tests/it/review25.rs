@@ -124,3 +124,31 @@ fn peers_probe_without_wait_says_it_needs_wait() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The handshake binds the hello's body as the receiver read it: a hello, a handshake and
+/// records that reach the server five bytes at a time (every frame split across reads)
+/// still bind the same bytes on both ends, and the file arrives verified.
+#[test]
+fn a_secure_send_cut_into_five_byte_pieces_still_authenticates() {
+    let inbox = tempfile::tempdir().unwrap();
+    let (_serve, addr, _lines) = crate::util::spawn_serve(inbox.path(), &[]);
+    let proxy = crate::util::Proxy::to(addr)
+        .throttle(5, std::time::Duration::from_millis(1))
+        .start();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("碎片.txt");
+    std::fs::write(&file, "五个字节一次").unwrap();
+    let out = ferry()
+        .args(["send", "--to", &proxy.addr.to_string()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(": encrypted, device "), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(inbox.path().join("碎片.txt")).unwrap(),
+        "五个字节一次",
+        "{stderr}"
+    );
+}
