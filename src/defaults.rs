@@ -100,11 +100,10 @@ pub enum DestinationError {
     #[error("{typed:?} is not a host name: expected HOST:PORT")]
     BadHost { typed: String },
     #[error(
-        "{host:?} in {typed:?} is not an IPv4 address: expected four numbers from 0 to 255 \
-         with dots between (192.168.1.20) or a host name; the system would read it as another \
-         address"
+        "{host:?} is not an IPv4 address: expected four numbers from 0 to 255 with dots \
+         between (192.168.1.20) or a host name; the system would read it as another address"
     )]
-    NumericShorthand { typed: String, host: String },
+    NumericShorthand { host: String },
 }
 
 /// Reads a destination such as `192.168.1.20:8080`, `laptop.local`, `[fe80::1]:9000` or
@@ -162,7 +161,6 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
     }
     if is_numeric_shorthand(host) {
         return Err(DestinationError::NumericShorthand {
-            typed: typed.to_owned(),
             host: host.to_owned(),
         });
     }
@@ -186,17 +184,20 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
 /// letters and digits of any script: `客厅.lan`, `bücher.example`, which the hosts file, mDNS
 /// or IDN may know), each 1 to 63 bytes, joined by dots, 253 bytes at most, one trailing dot
 /// allowed (an absolute name, `desk.lan.`), that is not a number the C resolver reads as an
-/// address (`1234`: see [`is_numeric_shorthand`]). Anything else (`客厅`, `My Laptop`,
-/// `Desk (2)`, an emoji, `1234`) can only be a device's name: the resolver would still send
-/// it to the DNS server, which costs its whole timeout on a LAN without one and tells that
-/// server the names of the user's devices. Pure.
+/// address without a dot (`1234`: see [`is_numeric_shorthand`]; `010.0.0.5` goes on to
+/// [`parse_destination`], which says why it is no address). Anything else (`客厅`,
+/// `My Laptop`, `Desk (2)`, an emoji, `1234`) can only be a device's name: the resolver
+/// would still send it to the DNS server, which costs its whole timeout on a LAN without one
+/// and tells that server the names of the user's devices. Pure.
 pub fn could_name_a_host(typed: &str) -> bool {
     let word = typed.trim();
     if word.contains([':', '[']) || word.parse::<std::net::IpAddr>().is_ok() {
         return true;
     }
     if is_numeric_shorthand(word) {
-        return false;
+        // `010.0.0.5` was meant as an address: the resolver's reading says why it is none.
+        // `1234` alone may be a device's name.
+        return word.contains('.');
     }
     let name = word.strip_suffix('.').unwrap_or(word);
     // Letters of any script only in a name of several labels: `客厅.lan` reads as a host (an
@@ -355,6 +356,10 @@ mod tests {
             "fe80::1%eth0",
             "desk:8080",
             "客厅:8080",
+            // Dotted, they were meant as addresses: parse_destination says why they are not.
+            "127.1",
+            "0177.0.0.1",
+            "2130706433.",
             "1234desk",
             "desk.1234",
             "0xdesk",
@@ -385,12 +390,9 @@ mod tests {
             "  ",
             "a/b",
             "desk\u{200b}",
-            // Numbers getaddrinfo reads as an address without asking anyone: no host has them.
+            // A number getaddrinfo reads as an address without asking anyone: no host has it.
             "1234",
-            "127.1",
-            "0177.0.0.1",
             "0x7f000001",
-            "2130706433.",
             "客厅.",
             "My Laptop.local",
             "desk🚀.lan",

@@ -54,6 +54,24 @@ fn numbers_the_resolver_reads_as_another_address_are_refused() {
             "send --to {to} connected"
         );
     }
+    // Without a port, a dotted one is still no address, and said so (`send` also looks for a
+    // device of that name first); nothing goes to 127.0.0.1:8080.
+    let quick = ["--localsend-wait", "1", "--no-localsend-sweep"];
+    for command in ["note", "send"] {
+        let last = if command == "note" { "hi" } else { file };
+        let out = ferry()
+            .args([command, "--to", "0177.0.0.1"])
+            .args(quick)
+            .arg(last)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command} --to 0177.0.0.1: {stderr}");
+        assert!(
+            stderr.contains("\"0177.0.0.1\" is not an IPv4 address"),
+            "{command}: {stderr}"
+        );
+    }
 }
 
 /// `客厅.lan` is a host name (an `/etc/hosts` line, an mDNS host with a UTF-8 name, an IDN
