@@ -125,7 +125,7 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
                 typed: typed.to_owned(),
             });
         };
-        if host.parse::<Ipv6Addr>().is_err() {
+        if !is_ipv6_literal(host) {
             return Err(DestinationError::BadHost {
                 typed: typed.to_owned(),
             });
@@ -137,7 +137,7 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
                 None => return Err(bad_port(after)),
             },
         }
-    } else if trimmed.parse::<Ipv6Addr>().is_ok() {
+    } else if is_ipv6_literal(trimmed) {
         // A bare IPv6 address: its colons are not a port separator.
         (trimmed, None)
     } else {
@@ -152,7 +152,7 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
         });
     }
     // A host name has no spaces, colons (outside brackets) or control characters.
-    if host.contains(':') && host.parse::<Ipv6Addr>().is_err()
+    if host.contains(':') && !is_ipv6_literal(host)
         || host.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(DestinationError::BadHost {
@@ -175,6 +175,19 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
         host: host.to_owned(),
         port,
     })
+}
+
+/// Whether `host` is an IPv6 address, perhaps with the number of the interface it is on
+/// (`fe80::1%2`, as `ferry peers` lists a device heard over IPv6 link-local): the system
+/// resolver reads that zone, and so does `SocketAddr`. An interface's name (`%eth0`) is not
+/// taken: the address would not parse again after this. Pure.
+fn is_ipv6_literal(host: &str) -> bool {
+    let (address, zone) = match host.split_once('%') {
+        Some((address, zone)) => (address, Some(zone)),
+        None => (host, None),
+    };
+    address.parse::<Ipv6Addr>().is_ok()
+        && zone.is_none_or(|zone| zone.parse::<u32>().is_ok_and(|index| index > 0))
 }
 
 /// Whether a typed `--to` could name a host, so that asking the system resolver about it
@@ -283,6 +296,13 @@ mod tests {
         assert_eq!(parse_destination("[::1]:9000"), Ok(dest("::1", 9000)));
         assert_eq!(parse_destination("[::1]"), Ok(dest("::1", 8080)));
         assert_eq!(parse_destination("fe80::1"), Ok(dest("fe80::1", 8080)));
+        // As `ferry peers` lists a device heard over IPv6 link-local.
+        assert_eq!(
+            parse_destination("[fe80::1%2]:9000"),
+            Ok(dest("fe80::1%2", 9000))
+        );
+        assert_eq!(parse_destination("fe80::1%2"), Ok(dest("fe80::1%2", 8080)));
+        assert_eq!(dest("fe80::1%2", 9).to_string(), "[fe80::1%2]:9");
         assert_eq!(dest("::1", 9).to_string(), "[::1]:9");
         assert_eq!(dest("laptop", 9).to_string(), "laptop:9");
     }
@@ -327,7 +347,15 @@ mod tests {
         for typed in ["10.0.0.5", "desk.1234", "1234desk"] {
             assert!(parse_destination(typed).is_ok(), "{typed}");
         }
-        for typed in ["a b:80", "[nothost]:80", "[::1", "a:b:c"] {
+        for typed in [
+            "a b:80",
+            "[nothost]:80",
+            "[::1",
+            "a:b:c",
+            "[fe80::1%eth0]:80",
+            "[fe80::1%]:80",
+            "[fe80::1%0]:80",
+        ] {
             assert!(
                 matches!(
                     parse_destination(typed),

@@ -170,3 +170,70 @@ fn a_secure_send_cut_into_five_byte_pieces_still_authenticates() {
         "{stderr}"
     );
 }
+
+/// `ferry peers` lists a device heard only over IPv6 link-local as `[fe80::...%INDEX]:PORT`,
+/// but `--to` refused that very address ("is not a host name"): a link-local peer could
+/// not be sent to or noted at all. Copied from `peers`, it now reaches the device. Needs
+/// root and `ip`.
+#[test]
+fn a_link_local_address_as_peers_lists_it_is_a_destination() {
+    use crate::netns::{Net, can_make_namespaces, stdout};
+    if !can_make_namespaces() {
+        return;
+    }
+    let mut net = Net::new().expect("network namespaces");
+    let h1 = net.host("h1", 1).unwrap();
+    let h2 = net.host("h2", 2).unwrap();
+    if !crate::util::ipv6_link_local_ready(&h1) || !crate::util::ipv6_link_local_ready(&h2) {
+        return;
+    }
+    let inbox = tempfile::tempdir().unwrap();
+    let args = [
+        "--bind",
+        "::",
+        "--port",
+        "8080",
+        "--no-localsend",
+        "--name",
+        "alpha",
+    ];
+    let _alpha = net.serve_with(&h1, inbox.path(), &args, &["discovery: announcing"]);
+    // Where h2 hears alpha, as `ferry peers` prints it: its link-local address and h2's
+    // interface number.
+    let show = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let addr = show(&[
+        "-n", &h1, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+    ]);
+    let ll = addr
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address in {addr:?}"))
+        .to_owned();
+    let link = show(&["-n", &h2, "-o", "link", "show", "eth0"]);
+    let index = link.split(':').next().unwrap().trim().to_owned();
+    let to = format!("[{ll}%{index}]:8080");
+
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("邻居.txt");
+    std::fs::write(&file, "over fe80").unwrap();
+    let out = net
+        .ferry(&h2)
+        .args(["send", "--to", &to, "--no-localsend-sweep"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let words = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "send --to {to}: {words}");
+    assert_eq!(
+        std::fs::read_to_string(inbox.path().join("邻居.txt")).unwrap(),
+        "over fe80"
+    );
+}
