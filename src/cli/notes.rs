@@ -157,13 +157,12 @@ fn send_and_wait(
             None => events.recv().ok(),
         };
         match event {
-            // The reply comes from the peer's address (a plain peer answers from any port).
             Some(Event::Note(NoteEvent::Received {
                 from,
                 text,
                 at,
                 security,
-            })) if from.ip() == peer.ip() => {
+            })) if is_from_the_peer(from, peer) => {
                 say!("{}", note_line(at, from, &text, &security));
                 return Ok(ExitCode::SUCCESS);
             }
@@ -178,6 +177,19 @@ fn send_and_wait(
                 wait.as_secs_f64()
             ),
         }
+    }
+}
+
+/// Whether a note `from` can be the reply of `peer`: from its address (a plain peer answers
+/// from any port) and, for a link-local one, over its link, which the scope names: the reply
+/// port listens on every address then (see [`reply_address`]), and a device on another link
+/// may use the same `fe80::` address.
+fn is_from_the_peer(from: SocketAddr, peer: SocketAddr) -> bool {
+    match (from, peer) {
+        (SocketAddr::V6(from), SocketAddr::V6(peer)) if peer.ip().is_unicast_link_local() => {
+            from.ip() == peer.ip() && from.scope_id() == peer.scope_id()
+        }
+        _ => from.ip() == peer.ip(),
     }
 }
 

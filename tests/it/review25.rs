@@ -237,3 +237,121 @@ fn a_link_local_address_as_peers_lists_it_is_a_destination() {
         "over fe80"
     );
 }
+
+/// `ferry note --wait` to a link-local peer listens on every address (a link-local bind needs
+/// a scope the notes cannot carry) and took any note from the peer's IP as its reply: a
+/// device on another link of this host using the same `fe80::` address (anyone may) answered
+/// in the peer's place. The reply must come from the peer's link too. Needs root, `ip` and
+/// `python3`.
+#[test]
+fn note_wait_to_a_link_local_peer_takes_no_reply_from_another_link() {
+    use std::io::{BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    use crate::netns::{Net, can_make_namespaces};
+    use crate::util::{ChildGuard, ip, ipv6_link_local_ready, line_channel, wait_line};
+    if !can_make_namespaces() {
+        return;
+    }
+    let mut net = Net::new().expect("network namespaces");
+    let peer = net.host("h1", 1).unwrap();
+    let me = net.host("h2", 2).unwrap();
+    let other = net.host("h3", 3).unwrap();
+    if !ipv6_link_local_ready(&peer) || !ipv6_link_local_ready(&me) {
+        return;
+    }
+    // A second link, between this host and `other` alone.
+    ip(&[
+        "link", "add", "eth1", "netns", &me, "type", "veth", "peer", "name", "eth1", "netns",
+        &other,
+    ])
+    .unwrap();
+    let show = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let index = |ns: &str, dev: &str| -> u32 {
+        let link = show(&["-n", ns, "-o", "link", "show", dev]);
+        link.split(':').next().unwrap().trim().parse().unwrap()
+    };
+    let addr = show(&[
+        "-n", &peer, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+    ]);
+    let ll = addr
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address in {addr:?}"))
+        .to_owned();
+    // `other` takes the peer's own address on the second link.
+    for (ns, address) in [(&me, "fe80::2:1"), (&other, ll.as_str())] {
+        let cidr = format!("{address}/64");
+        ip(&["-n", ns, "addr", "add", &cidr, "dev", "eth1", "nodad"]).unwrap();
+        ip(&["-n", ns, "link", "set", "eth1", "up"]).unwrap();
+    }
+
+    // The peer: prints the port the note came from, answers once told to.
+    let script = "import socket,sys\n\
+        s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+        s.bind(('::',9999))\n\
+        print('ready',flush=True)\n\
+        d,a=s.recvfrom(2048)\n\
+        print(a[1],flush=True)\n\
+        sys.stdin.readline()\n\
+        s.sendto(b'pong',a)\n";
+    let mut responder = Command::new("ip")
+        .args(["netns", "exec", &peer, "python3", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tell_peer = responder.stdin.take();
+    let heard = line_channel(responder.stdout.take().unwrap());
+    let _responder = ChildGuard(responder);
+    wait_line(&heard, "ready");
+    let to = format!("[{ll}%{}]:9999", index(&me, "eth0"));
+    let mut note = net
+        .ferry(&me)
+        .args(["note", "--to", &to, "--wait", "10", "ping"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let note_out = note.stdout.take().unwrap();
+    let note_err = line_channel(note.stderr.take().unwrap());
+    let note = ChildGuard(note);
+    let Ok(line) = heard.recv_timeout(std::time::Duration::from_secs(10)) else {
+        let said: Vec<String> = note_err.try_iter().collect();
+        panic!("the peer heard no note to {to}: {said:#?}");
+    };
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("port {line:?}"));
+
+    // From the peer's address, on the other link.
+    let forge = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+         s.bind(('{ll}',0,0,{x}))\n\
+         s.sendto(b'forged',('fe80::2:1',{port},0,{x}))\n",
+        x = index(&other, "eth1")
+    );
+    let status = Command::new("ip")
+        .args(["netns", "exec", &other, "python3", "-c", &forge])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Taken as the reply, it ends `note` at once; ignored, it is said on stderr.
+    wait_line(&note_err, "ignored a note from [fe80::");
+    writeln!(tell_peer.as_mut().unwrap(), "go").unwrap();
+    drop(tell_peer.take());
+    let mut note = note;
+    let status = note.0.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(note_out), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains(": pong"), "{out}");
+    assert!(!out.contains("forged"), "{out}");
+}
