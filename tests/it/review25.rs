@@ -200,25 +200,7 @@ fn a_link_local_address_as_peers_lists_it_is_a_destination() {
     let _alpha = net.serve_with(&h1, inbox.path(), &args, &["discovery: announcing"]);
     // Where h2 hears alpha, as `ferry peers` prints it: its link-local address and h2's
     // interface number.
-    let show = |args: &[&str]| {
-        let out = std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let addr = show(&[
-        "-n", &h1, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
-    ]);
-    let ll = addr
-        .split_whitespace()
-        .skip_while(|w| *w != "inet6")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .unwrap_or_else(|| panic!("no link-local address in {addr:?}"))
-        .to_owned();
-    let link = show(&["-n", &h2, "-o", "link", "show", "eth0"]);
-    let index = link.split(':').next().unwrap().trim().to_owned();
+    let (ll, index) = (link_local(&h1), interface_index(&h2, "eth0"));
     let to = format!("[{ll}%{index}]:8080");
 
     let src = tempfile::tempdir().unwrap();
@@ -266,24 +248,7 @@ fn note_wait_to_a_link_local_peer_takes_no_reply_from_another_link() {
         &other,
     ])
     .unwrap();
-    let show = |args: &[&str]| {
-        let out = Command::new("ip").args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let index = |ns: &str, dev: &str| -> u32 {
-        let link = show(&["-n", ns, "-o", "link", "show", dev]);
-        link.split(':').next().unwrap().trim().parse().unwrap()
-    };
-    let addr = show(&[
-        "-n", &peer, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
-    ]);
-    let ll = addr
-        .split_whitespace()
-        .skip_while(|w| *w != "inet6")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .unwrap_or_else(|| panic!("no link-local address in {addr:?}"))
-        .to_owned();
+    let ll = link_local(&peer);
     // `other` takes the peer's own address on the second link.
     for (ns, address) in [(&me, "fe80::2:1"), (&other, ll.as_str())] {
         let cidr = format!("{address}/64");
@@ -310,7 +275,7 @@ fn note_wait_to_a_link_local_peer_takes_no_reply_from_another_link() {
     let heard = line_channel(responder.stdout.take().unwrap());
     let _responder = ChildGuard(responder);
     wait_line(&heard, "ready");
-    let to = format!("[{ll}%{}]:9999", index(&me, "eth0"));
+    let to = format!("[{ll}%{}]:9999", interface_index(&me, "eth0"));
     let mut note = net
         .ferry(&me)
         .args(["note", "--to", &to, "--wait", "10", "ping"])
@@ -336,7 +301,7 @@ fn note_wait_to_a_link_local_peer_takes_no_reply_from_another_link() {
          s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
          s.bind(('{ll}',0,0,{x}))\n\
          s.sendto(b'forged',('fe80::2:1',{port},0,{x}))\n",
-        x = index(&other, "eth1")
+        x = interface_index(&other, "eth1")
     );
     let status = Command::new("ip")
         .args(["netns", "exec", &other, "python3", "-c", &forge])
@@ -354,4 +319,35 @@ fn note_wait_to_a_link_local_peer_takes_no_reply_from_another_link() {
     assert!(status.success(), "{out}");
     assert!(out.contains(": pong"), "{out}");
     assert!(!out.contains("forged"), "{out}");
+}
+
+/// What `ip ARGS` prints.
+fn ip_shows(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The IPv6 link-local address of `eth0` in `ns`, without its prefix length.
+fn link_local(ns: &str) -> String {
+    let addr = ip_shows(&[
+        "-n", ns, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+    ]);
+    addr.split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address in {addr:?}"))
+        .to_owned()
+}
+
+/// The number of interface `dev` in `ns` (what a link-local address's scope names).
+fn interface_index(ns: &str, dev: &str) -> u32 {
+    let link = ip_shows(&["-n", ns, "-o", "link", "show", dev]);
+    let index = link.split(':').next().unwrap_or_default().trim();
+    index
+        .parse()
+        .unwrap_or_else(|_| panic!("no index in {link:?}"))
 }
