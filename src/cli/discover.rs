@@ -183,19 +183,27 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
 
 /// `peers --probe`: each host's IPv4 addresses (a host name may have several; probes go to
 /// IPv4 only), or why not.
+/// Read as `--to` is: a number the resolver would read as another address (`0177.0.0.1`) is
+/// refused, and a word no host can have (`客厅`) is never handed to the resolver.
 fn probe_ips(hosts: &[String]) -> anyhow::Result<Vec<IpAddr>> {
     let mut ips = Vec::new();
-    for host in hosts {
+    for typed in hosts {
+        let refused = |why: String| anyhow::anyhow!("--probe {:?}: {why}", escape_line(typed));
+        let host = crate::defaults::parse_destination(typed)
+            .map_err(|e| refused(e.to_string()))?
+            .host;
+        if !crate::defaults::could_name_a_host(&host) {
+            return Err(refused("not an address or a host name".to_owned()));
+        }
         let found = (host.as_str(), 0)
             .to_socket_addrs()
-            .map_err(|e| anyhow::anyhow!("--probe {:?}: {e}", escape_line(host)))?;
+            .map_err(|e| refused(e.to_string()))?;
         let before = ips.len();
         ips.extend(found.map(|addr| addr.ip()).filter(IpAddr::is_ipv4));
         if ips.len() == before {
-            anyhow::bail!(
-                "--probe {:?}: no IPv4 address (discovery probes IPv4 only)",
-                escape_line(host)
-            );
+            return Err(refused(
+                "no IPv4 address (discovery probes IPv4 only)".to_owned(),
+            ));
         }
     }
     Ok(ips)

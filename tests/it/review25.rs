@@ -141,6 +141,19 @@ fn peers_probe_without_wait_says_it_needs_wait() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Read as --to is: no other address for a number, no resolver for a device's name.
+    for (probe, says) in [
+        ("0177.0.0.1", "is not an IPv4 address"),
+        ("客厅", "not an address or a host name"),
+    ] {
+        let out = ferry()
+            .args(["peers", "--wait", "0", "--probe", probe])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{probe}: {stderr}");
+        assert!(stderr.contains(says), "{probe}: {stderr}");
+    }
 }
 
 /// The handshake binds the hello's body as the receiver read it: a hello, a handshake and
