@@ -220,3 +220,31 @@ fn an_upload_tells_the_receiver_where_this_windows_own_server_listens() {
     let expected = format!("127.0.0.1:{}", own.port());
     assert_eq!(pinned.last_address.as_deref(), Some(expected.as_str()));
 }
+
+/// A note typed in the window to a number the resolver reads as another address
+/// (`0177.0.0.1` is 127.0.0.1) is refused, never looked up nor sent.
+#[test]
+fn a_note_to_a_number_the_resolver_reads_as_another_address_is_refused() {
+    let (looked_tx, looked) = crossbeam_channel::unbounded::<String>();
+    let mut seams = Seams::system();
+    seams.lookup_host = Arc::new(move |to| {
+        let _ = looked_tx.send(to.to_owned());
+        std::net::ToSocketAddrs::to_socket_addrs(to).map(Iterator::collect)
+    });
+    let (sink, events) = event_channel(None);
+    let worker = Worker::spawn_with(sink, seams).unwrap();
+    start_notes(&worker, &events);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    worker.send(Command::SendNote {
+        to: format!("0177.0.0.1:{}", peer.local_addr().unwrap().port()),
+        text: "hello".into(),
+        key: None,
+    });
+    let reason = wait_for(&events, "the note refused", |e| match e {
+        Event::Note(NoteEvent::Error { reason }) => Some(reason),
+        Event::Note(NoteEvent::Sent { to, .. }) => panic!("sent to {to}"),
+        _ => None,
+    });
+    assert!(reason.contains("is not an IPv4 address"), "{reason}");
+    assert!(looked.try_recv().is_err(), "looked up");
+}

@@ -364,3 +364,25 @@ fn interface_index(ns: &str, dev: &str) -> u32 {
         .parse()
         .unwrap_or_else(|_| panic!("no index in {link:?}"))
 }
+
+/// Whatever typed the destination (the window's field, a program using the library), a
+/// number the resolver would read as another address is refused before any connect: the
+/// engine's own check, not only the CLI's. `0177.0.0.1` is 127.0.0.1 to the resolver, where a
+/// real server listens here and would otherwise get the file.
+#[test]
+fn the_engine_refuses_a_number_the_resolver_reads_as_another_address() {
+    use ferry::events::{CancelToken, event_channel};
+    use ferry::transfer::{OutgoingFile, SendOptions, send_files};
+    let inbox = tempfile::tempdir().unwrap();
+    let (server, _events) = crate::util::start_server(inbox.path());
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("a.txt"), b"not for 0177").unwrap();
+    let file = OutgoingFile::new(src.path().join("a.txt"));
+    let to = format!("0177.0.0.1:{}", server.local_addr().port());
+    let (sink, _sent) = event_channel(None);
+    let result = send_files(&SendOptions::new(to), &[file], &sink, &CancelToken::new());
+    let err = result.expect_err("sent to 0177.0.0.1");
+    assert!(err.to_string().contains("is not an IPv4 address"), "{err}");
+    server.stop();
+    assert_eq!(std::fs::read_dir(inbox.path()).unwrap().count(), 0);
+}

@@ -152,6 +152,8 @@ impl std::fmt::Display for FileOutcome {
 pub enum SendError {
     #[error("cannot resolve {0:?}: expected HOST:PORT")]
     Resolve(String),
+    #[error(transparent)]
+    Destination(crate::defaults::DestinationError),
     #[error("cannot connect to {to}: {source}")]
     Connect { to: String, source: std::io::Error },
     /// `key`: the fingerprint of a key refused as not the trusted one.
@@ -525,6 +527,13 @@ fn establish(
 }
 
 fn connect(opts: &SendOptions) -> Result<TcpStream, (SendError, FailureKind)> {
+    // Whoever typed it (the window, a script): a number the resolver reads as another
+    // address (`010.0.0.5` is 8.0.0.5) reaches nobody.
+    if let Err(e @ crate::defaults::DestinationError::NumericShorthand { .. }) =
+        crate::defaults::parse_destination(&opts.to)
+    {
+        return Err((SendError::Destination(e), FailureKind::Unreachable));
+    }
     let addrs: Vec<SocketAddr> = opts
         .to
         .to_socket_addrs()
