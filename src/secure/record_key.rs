@@ -40,18 +40,15 @@ pub const TAG_LEN: usize = 16;
 /// What derives an AEGIS record key from Noise's split key.
 const AEGIS_KEY_CONTEXT: &str = "ferry 2026 secure records aegis-256x4";
 
-/// The AEAD behind one direction's key.
-enum Aead {
-    /// AES-256-GCM or ChaCha20-Poly1305 (the cipher says which nonce layout).
-    AwsLc(LessSafeKey),
+/// One direction's key.
+pub(crate) enum RecordKey {
+    /// AES-256-GCM (the nonce's counter big-endian) or ChaCha20-Poly1305 (little-endian).
+    AwsLc {
+        key: LessSafeKey,
+        little_endian: bool,
+    },
     /// AEGIS-256X4's key, derived from the split key.
     Aegis(Zeroizing<[u8; 32]>),
-}
-
-/// One direction's key.
-pub(crate) struct RecordKey {
-    aead: Aead,
-    cipher: Cipher,
 }
 
 impl RecordKey {
@@ -61,20 +58,17 @@ impl RecordKey {
             Cipher::AesGcm => &AES_256_GCM,
             Cipher::ChaChaPoly => &CHACHA20_POLY1305,
             Cipher::Aegis => {
-                let aead = Aead::Aegis(Zeroizing::new(blake3::derive_key(
-                    AEGIS_KEY_CONTEXT,
-                    raw.as_slice(),
-                )));
+                let key = Zeroizing::new(blake3::derive_key(AEGIS_KEY_CONTEXT, raw.as_slice()));
                 raw.zeroize();
-                return Ok(RecordKey { aead, cipher });
+                return Ok(RecordKey::Aegis(key));
             }
         };
         let key = UnboundKey::new(algorithm, raw.as_slice());
         raw.zeroize();
         let key = key.map_err(|_| SecureError::Handshake("cannot make the record key".into()))?;
-        Ok(RecordKey {
-            aead: Aead::AwsLc(LessSafeKey::new(key)),
-            cipher,
+        Ok(RecordKey::AwsLc {
+            key: LessSafeKey::new(key),
+            little_endian: cipher == Cipher::ChaChaPoly,
         })
     }
 
@@ -87,12 +81,13 @@ impl RecordKey {
         }
     }
 
-    fn nonce(&self, counter: u64) -> Result<Nonce, SecureError> {
+    /// aws-lc's nonce for record `counter`: `0^32 || counter` in the cipher's byte order.
+    fn nonce(little_endian: bool, counter: u64) -> Result<Nonce, SecureError> {
         let counter = Self::checked(counter)?;
         let mut nonce = [0u8; 12];
-        nonce[4..].copy_from_slice(&match self.cipher {
-            Cipher::ChaChaPoly => counter.to_le_bytes(),
-            Cipher::AesGcm | Cipher::Aegis => counter.to_be_bytes(),
+        nonce[4..].copy_from_slice(&match little_endian {
+            true => counter.to_le_bytes(),
+            false => counter.to_be_bytes(),
         });
         Ok(Nonce::assume_unique_for_key(nonce))
     }
@@ -110,12 +105,14 @@ impl RecordKey {
         counter: u64,
         in_out: &mut [u8],
     ) -> Result<[u8; TAG_LEN], SecureError> {
-        let key = match &self.aead {
-            Aead::Aegis(key) => return Ok(Self::aegis(key, counter)?.encrypt_in_place(in_out, &[])),
-            Aead::AwsLc(key) => key,
+        let (key, little_endian) = match self {
+            RecordKey::Aegis(key) => {
+                return Ok(Self::aegis(key, counter)?.encrypt_in_place(in_out, &[]));
+            }
+            RecordKey::AwsLc { key, little_endian } => (key, *little_endian),
         };
         let tag = key
-            .seal_in_place_separate_tag(self.nonce(counter)?, Aad::empty(), in_out)
+            .seal_in_place_separate_tag(Self::nonce(little_endian, counter)?, Aad::empty(), in_out)
             .map_err(|_| SecureError::Failed)?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(tag.as_ref());
@@ -130,13 +127,15 @@ impl RecordKey {
         in_out: &mut [u8],
         tag: [u8; TAG_LEN],
     ) -> Result<(), SecureError> {
-        let opened = match &self.aead {
-            Aead::Aegis(key) => Self::aegis(key, counter)?
+        let opened = match self {
+            RecordKey::Aegis(key) => Self::aegis(key, counter)?
                 .decrypt_in_place(in_out, &tag, &[])
                 .is_ok(),
-            Aead::AwsLc(key) => key
-                .open_in_place_separate_tag(self.nonce(counter)?, Aad::empty(), &tag, in_out)
-                .is_ok(),
+            RecordKey::AwsLc { key, little_endian } => {
+                let nonce = Self::nonce(*little_endian, counter)?;
+                key.open_in_place_separate_tag(nonce, Aad::empty(), &tag, in_out)
+                    .is_ok()
+            }
         };
         opened.then_some(()).ok_or(SecureError::Tampered)
     }
@@ -151,8 +150,8 @@ impl RecordKey {
         tag: [u8; TAG_LEN],
         out: &mut [u8],
     ) -> Result<(), SecureError> {
-        let key = match &self.aead {
-            Aead::Aegis(key) => {
+        let (key, little_endian) = match self {
+            RecordKey::Aegis(key) => {
                 if out.len() != ciphertext.len() {
                     return Err(SecureError::Failed);
                 }
@@ -167,10 +166,10 @@ impl RecordKey {
                 }
                 return opened.then_some(()).ok_or(SecureError::Tampered);
             }
-            Aead::AwsLc(key) => key,
+            RecordKey::AwsLc { key, little_endian } => (key, *little_endian),
         };
-        let opened =
-            key.open_separate_gather(self.nonce(counter)?, Aad::empty(), ciphertext, &tag, out);
+        let nonce = Self::nonce(little_endian, counter)?;
+        let opened = key.open_separate_gather(nonce, Aad::empty(), ciphertext, &tag, out);
         opened.map_err(|_| {
             out.fill(0);
             SecureError::Tampered
