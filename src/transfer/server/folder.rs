@@ -116,7 +116,7 @@ impl Connection<'_> {
             (None, Some(key)) => folder_resume::load(&downloads, key),
             _ => None,
         };
-        let held = match (&resumed, self.session.folder()) {
+        let on_disk = match (&resumed, self.session.folder()) {
             (Some((state, root)), Some(folder)) => {
                 folder_resume::bytes_held(root, state, folder.entries())
             }
@@ -124,7 +124,7 @@ impl Connection<'_> {
         };
         let mut reservation = None;
         if refusal.is_none() {
-            match downloads.reserve(bytes.saturating_sub(held)) {
+            match downloads.reserve(bytes.saturating_sub(on_disk)) {
                 Ok(held) => reservation = Some(held),
                 Err(NoRoom { needed, available }) => {
                     refusal = Some(Refusal::NoSpace { needed, available })

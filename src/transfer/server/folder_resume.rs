@@ -131,21 +131,25 @@ fn open_below(root: &DownloadDir, path: &[String]) -> Option<DownloadDir> {
 /// What of entry `index` (`leaf`, `size` bytes) is in `dir`: all of it under its final name,
 /// the kept partial's length, or nothing.
 fn file_held(dir: &DownloadDir, state: &FolderState, index: u64, leaf: &str, size: u64) -> u64 {
-    let kept = state.partial == Some(index);
-    let name = match (kept, state.partial_path.as_ref().and_then(|p| p.last())) {
-        (true, Some(part)) => part.clone(),
-        (true, None) => return 0,
-        (false, _) => sanitize_file_name(leaf).as_str().to_owned(),
-    };
-    let Ok(file) = dir.open_existing(&name) else {
+    if state.partial != Some(index) {
+        let name = sanitize_file_name(leaf);
+        return whole_file(dir, name.as_str(), size).map_or(0, |_| size);
+    }
+    let Some(part) = state.partial_path.as_ref().and_then(|p| p.last()) else {
         return 0;
     };
-    let len = file.metadata().map_or(0, |m| m.len());
-    match (DownloadDir::is_ours(&file), kept) {
-        (true, true) => len.min(size),
-        (true, false) if len == size => size,
+    match dir.open_existing(part) {
+        Ok(file) if DownloadDir::is_ours(&file) => file.metadata().map_or(0, |m| m.len().min(size)),
         _ => 0,
     }
+}
+
+/// The listed file `name` in `dir` found whole: a regular file of ours (one link, opened
+/// never through a symlink) of exactly `size` bytes.
+fn whole_file(dir: &DownloadDir, name: &str, size: u64) -> Option<std::fs::File> {
+    let file = dir.open_existing(name).ok()?;
+    let whole = DownloadDir::is_ours(&file) && file.metadata().is_ok_and(|m| m.len() == size);
+    whole.then_some(file)
 }
 
 /// Keeps the state in `name`, whose root a resume did not find, under its aside name
@@ -432,14 +436,9 @@ impl Connection<'_> {
                 }
                 continue;
             }
-            let Ok(mut file) = dir.dir().open_existing(safe.as_str()) else {
+            let Some(mut file) = whole_file(dir.dir(), safe.as_str(), size) else {
                 continue;
             };
-            let sound =
-                DownloadDir::is_ours(&file) && file.metadata().is_ok_and(|m| m.len() == size);
-            if !sound {
-                continue;
-            }
             let mut hasher = blake3::Hasher::new();
             let mut hashed = true;
             loop {
