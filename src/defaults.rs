@@ -177,6 +177,17 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
     })
 }
 
+/// Refuses `typed` (`HOST[:PORT]`) only when its host is a number the resolver would read as
+/// another address ([`DestinationError::NumericShorthand`]: `010.0.0.5` is 8.0.0.5), for
+/// callers that take destinations in other forms too (the window's fields, the library):
+/// whoever typed it, such a number reaches nobody. Pure.
+pub fn refuse_numeric_shorthand(typed: &str) -> Result<(), DestinationError> {
+    match parse_destination(typed) {
+        Err(e @ DestinationError::NumericShorthand { .. }) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `host` is an IPv6 address, perhaps with the number of the interface it is on
 /// (`fe80::1%2`, as `ferry peers` lists a device heard over IPv6 link-local): the system
 /// resolver reads that zone, and so does `SocketAddr`. An interface's name (`%eth0`) is not

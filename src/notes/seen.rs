@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::secure::hex;
 use crate::secure::identity::write_private_file;
 use crate::secure::note::FRESH_MICROS;
 
@@ -74,10 +75,6 @@ impl SeenCounters {
             );
         }
     }
-}
-
-fn hex(key: &[u8; 32]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The file's counters; entries that are not a 64-digit key and a number are left out.

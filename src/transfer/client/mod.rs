@@ -527,13 +527,8 @@ fn establish(
 }
 
 fn connect(opts: &SendOptions) -> Result<TcpStream, (SendError, FailureKind)> {
-    // Whoever typed it (the window, a script): a number the resolver reads as another
-    // address (`010.0.0.5` is 8.0.0.5) reaches nobody.
-    if let Err(e @ crate::defaults::DestinationError::NumericShorthand { .. }) =
-        crate::defaults::parse_destination(&opts.to)
-    {
-        return Err((SendError::Destination(e), FailureKind::Unreachable));
-    }
+    crate::defaults::refuse_numeric_shorthand(&opts.to)
+        .map_err(|e| (SendError::Destination(e), FailureKind::Unreachable))?;
     let addrs: Vec<SocketAddr> = opts
         .to
         .to_socket_addrs()

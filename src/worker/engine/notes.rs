@@ -40,11 +40,7 @@ impl Engine {
         if let Err(e) = check_note(&text) {
             return self.note_error(NotesError::from(e).to_string());
         }
-        // A number the resolver reads as another address (`010.0.0.5` is 8.0.0.5) reaches
-        // nobody.
-        if let Err(e @ crate::defaults::DestinationError::NumericShorthand { .. }) =
-            crate::defaults::parse_destination(&to)
-        {
+        if let Err(e) = crate::defaults::refuse_numeric_shorthand(&to) {
             return self.note_error(e.to_string());
         }
         if let Ok(addr) = to.parse::<SocketAddr>() {
