@@ -207,7 +207,7 @@ fn a_server_told_one_interface_is_found_there_only() {
     let alpha = serve("eth1");
     // (Without its sweep: a host that connects to alpha's ports itself reaches them, as a
     // typed address does; `--bind` is what limits the ports.)
-    let text = stdout(&net.output(&h2, &["peers", "--wait", "3", "--no-localsend-sweep"]));
+    let text = peers(&net, &h2, &[]);
     assert!(!text.contains("alpha"), "found on eth0: {text}");
     assert_eq!(counters.packets("eth0"), 0, "announced on eth0");
     assert!(counters.packets("eth1") > 0, "not announced on eth1");
@@ -300,6 +300,11 @@ fn two_hosts_and_python() -> Option<(Net, String, String)> {
 
 /// `ferry peers --wait 3 --no-localsend-sweep EXTRA` in `ns` while `_sender` runs.
 fn peers_while(net: &Net, ns: &str, _sender: ChildGuard, extra: &[&str]) -> String {
+    peers(net, ns, extra)
+}
+
+/// `ferry peers --wait 3 --no-localsend-sweep EXTRA` in `ns`: what it lists.
+fn peers(net: &Net, ns: &str, extra: &[&str]) -> String {
     let args = ["peers", "--wait", "3", "--no-localsend-sweep"];
     let out = net.output(ns, &[&args[..], extra].concat());
     assert!(out.status.success(), "{out:?}");
@@ -463,12 +468,7 @@ fn a_probed_address_is_asked_and_heard_whatever_the_interfaces_chosen() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["--port", "8080", "--no-localsend", "--name", "beta"];
     let _beta = net.serve_with(&h2, dir.path(), &args, &["discovery: announcing"]);
-    let peers = |extra: &[&str]| {
-        let args = ["peers", "--wait", "3", "--no-localsend-sweep"];
-        let out = net.output(&h1, &[&args[..], extra].concat());
-        assert!(out.status.success(), "{out:?}");
-        stdout(&out)
-    };
+    let peers = |extra: &[&str]| peers(&net, &h1, extra);
     // Probed with every interface in use: found.
     let text = peers(&["--probe", "10.77.0.2"]);
     assert!(text.contains("beta  10.77.0.2:8080"), "not found: {text}");
