@@ -11,6 +11,7 @@
 //! `TcpStream` and `File` keep open for the duration of each call.
 #![allow(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::net::TcpStream;
@@ -124,20 +125,33 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result
 
 /// Streams a file being received to disk while it arrives, so that the `fdatasync` before
 /// "verified" finds little left to write: each [`WRITE_BEHIND_WINDOW`] written starts its
-/// writeback at once (`sync_file_range(WRITE)`), and waits for the window before it, which
-/// also bounds the dirty pages one upload holds. Best effort: errors are left to the final
-/// sync, which reports them. Elsewhere than Linux it does nothing.
+/// writeback at once (`sync_file_range(WRITE)`), and once [`WRITE_BEHIND_DEPTH`] windows are
+/// on their way to the disk the oldest is waited for, which also bounds the dirty pages one
+/// upload holds (`WINDOW x (DEPTH + 1)`, 36 MiB). Several windows in flight keep the disk's
+/// queue busy while the next ones fill: with one (8 MiB windows) a synced 1 GiB upload took
+/// 13-15 % longer here. Best effort: errors are left to the final sync, which reports them.
+/// Elsewhere than Linux it does nothing.
 #[derive(Debug)]
 pub struct WriteBehind {
     /// Where the window being filled starts, and how much of it is written.
     window_start: u64,
     filled: u64,
-    /// The previous window, whose writeback was started.
-    started: Option<(u64, u64)>,
+    /// The windows whose writeback was started and not yet waited for, oldest first.
+    started: VecDeque<(u64, u64)>,
 }
 
-/// Bytes per write-behind window (8 MiB).
-pub const WRITE_BEHIND_WINDOW: u64 = 8 * 1024 * 1024;
+/// Bytes per write-behind window (4 MiB).
+pub const WRITE_BEHIND_WINDOW: u64 = 4 * 1024 * 1024;
+
+/// How many windows may be on their way to the disk before the oldest is waited for.
+pub const WRITE_BEHIND_DEPTH: usize = 8;
+
+/// What a write asks of the disk: start writing one range back, and wait for another.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Writeback {
+    start: Option<(u64, u64)>,
+    wait: Option<(u64, u64)>,
+}
 
 impl WriteBehind {
     /// For a file whose next write lands at `offset`.
@@ -145,23 +159,40 @@ impl WriteBehind {
         Self {
             window_start: offset,
             filled: 0,
-            started: None,
+            started: VecDeque::with_capacity(WRITE_BEHIND_DEPTH + 1),
         }
     }
 
     /// Call after `n` more bytes were written at the end of `file`.
     pub fn wrote(&mut self, file: &File, n: usize) {
-        self.filled += n as u64;
-        if self.filled < WRITE_BEHIND_WINDOW {
-            return;
+        // The new window joins the disk's queue before the oldest is waited for.
+        let step = self.step(n);
+        if let Some((start, len)) = step.start {
+            sync_range(file, start, len, false);
         }
-        let window = (self.window_start, self.filled);
-        if let Some((start, len)) = self.started.replace(window) {
+        if let Some((start, len)) = step.wait {
             sync_range(file, start, len, true);
         }
-        sync_range(file, window.0, window.1, false);
+    }
+
+    /// The bookkeeping of [`WriteBehind::wrote`], without the disk.
+    fn step(&mut self, n: usize) -> Writeback {
+        self.filled += n as u64;
+        if self.filled < WRITE_BEHIND_WINDOW {
+            return Writeback::default();
+        }
+        let window = (self.window_start, self.filled);
         self.window_start += self.filled;
         self.filled = 0;
+        self.started.push_back(window);
+        let wait = match self.started.len() > WRITE_BEHIND_DEPTH {
+            true => self.started.pop_front(),
+            false => None,
+        };
+        Writeback {
+            start: Some(window),
+            wait,
+        }
     }
 }
 
@@ -417,6 +448,42 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
+
+    #[test]
+    fn write_behind_starts_every_byte_once_and_waits_for_all_but_its_last_windows() {
+        // Writes of uneven sizes from a resumed offset, as a pump's fills arrive.
+        let offset = 12_345;
+        let mut behind = WriteBehind::new(offset);
+        let (mut written, mut started, mut waited) = (0u64, Vec::new(), Vec::new());
+        for i in 0..700u64 {
+            let n = 65_536 + (i * 7_919) % 300_000;
+            let step = behind.step(n as usize);
+            written += n;
+            started.extend(step.start);
+            waited.extend(step.wait);
+            // Never more than DEPTH windows under way plus the one filling: the dirty pages
+            // one upload holds stay bounded.
+            let waited_to = waited.last().map_or(offset, |&(s, l)| s + l);
+            assert!(
+                offset + written - waited_to
+                    <= WRITE_BEHIND_WINDOW * (WRITE_BEHIND_DEPTH as u64 + 2)
+            );
+        }
+        // The started windows tile the file from the offset on, each at least a window long.
+        let mut at = offset;
+        for &(start, len) in &started {
+            assert_eq!(start, at);
+            assert!((WRITE_BEHIND_WINDOW..WRITE_BEHIND_WINDOW + 300_000).contains(&len));
+            at += len;
+        }
+        assert!(
+            offset + written - at < WRITE_BEHIND_WINDOW,
+            "only the window filling is left"
+        );
+        // Waited for in the order started, all but the last DEPTH.
+        assert!(started.len() > 2 * WRITE_BEHIND_DEPTH);
+        assert_eq!(waited, started[..started.len() - WRITE_BEHIND_DEPTH]);
+    }
 
     const MIB: u64 = 1 << 20;
 
