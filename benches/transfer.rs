@@ -93,6 +93,7 @@ fn main() {
             let scratch = work.path().join("warm.bin");
             write_random(&scratch, 1400 << 20);
             drop(std::fs::remove_file(&scratch));
+            common::settle(work.path());
         }
         _ => {}
     };
