@@ -104,11 +104,19 @@ pub enum DestinationError {
          between (192.168.1.20) or a host name; the system would read it as another address"
     )]
     NumericShorthand { host: String },
+    #[error(
+        "{zone:?} in {typed:?} is no network interface of this machine: expected \
+         [ADDRESS%INTERFACE]:PORT with an interface's name or number (`ip link` lists them)"
+    )]
+    NoSuchInterface { typed: String, zone: String },
 }
 
 /// Reads a destination such as `192.168.1.20:8080`, `laptop.local`, `[fe80::1]:9000` or
-/// `::1`. Pure: no name is resolved here (that may wait on DNS, so the caller does it where
-/// waiting is fine). Without a port, [`DEFAULT_PORT`] is used.
+/// `::1`. No host name is resolved here (that may wait on DNS, so the caller does it where
+/// waiting is fine); the one lookup it makes is local: an interface's name as an IPv6
+/// address's zone (`[fe80::1%eth0]:9000`, as `ping` takes it) becomes that interface's
+/// number, the form every later reader (`SocketAddr`, the resolver) takes. Without a port,
+/// [`DEFAULT_PORT`] is used.
 pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
     let trimmed = typed.trim();
     if trimmed.is_empty() {
@@ -171,10 +179,26 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
             Ok(port) => port,
         },
     };
-    Ok(Destination {
-        host: host.to_owned(),
-        port,
-    })
+    let host = match host.split_once('%') {
+        Some((address, zone)) if zone.parse::<u32>().is_err() => {
+            let index = interface_index(zone).ok_or_else(|| DestinationError::NoSuchInterface {
+                typed: typed.to_owned(),
+                zone: zone.to_owned(),
+            })?;
+            format!("{address}%{index}")
+        }
+        _ => host.to_owned(),
+    };
+    Ok(Destination { host, port })
+}
+
+/// The number of this machine's network interface called `name`, if there is one.
+fn interface_index(name: &str) -> Option<u32> {
+    if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .find(|iface| iface.name == name)
+        .and_then(|iface| iface.index)
 }
 
 /// Refuses `typed` (`HOST[:PORT]`) only when its host is a number the resolver would read as
@@ -188,17 +212,27 @@ pub fn refuse_numeric_shorthand(typed: &str) -> Result<(), DestinationError> {
     }
 }
 
-/// Whether `host` is an IPv6 address, perhaps with the number of the interface it is on
-/// (`fe80::1%2`, as `ferry peers` lists a device heard over IPv6 link-local): the system
-/// resolver reads that zone, and so does `SocketAddr`. An interface's name (`%eth0`) is not
-/// taken: the address would not parse again after this. Pure.
+/// Whether `host` is an IPv6 address, perhaps with the interface it is on: its number
+/// (`fe80::1%2`, as `ferry peers` lists a device heard over IPv6 link-local), which the
+/// system resolver and `SocketAddr` read, or its name (`fe80::1%eth0`, in the syntax of a
+/// Linux interface name: 1 to 15 bytes, no `/`, `:`, `%` or space), which
+/// [`parse_destination`] turns into the number. Pure.
 fn is_ipv6_literal(host: &str) -> bool {
     let (address, zone) = match host.split_once('%') {
         Some((address, zone)) => (address, Some(zone)),
         None => (host, None),
     };
+    let interface_name = |zone: &str| {
+        (1..=15).contains(&zone.len())
+            && zone
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"/:%[]".contains(&b))
+            && !zone.bytes().all(|b| b.is_ascii_digit())
+    };
     address.parse::<Ipv6Addr>().is_ok()
-        && zone.is_none_or(|zone| zone.parse::<u32>().is_ok_and(|index| index > 0))
+        && zone.is_none_or(|zone| {
+            zone.parse::<u32>().is_ok_and(|index| index > 0) || interface_name(zone)
+        })
 }
 
 /// Whether a typed `--to` could name a host, so that asking the system resolver about it
@@ -314,6 +348,26 @@ mod tests {
         );
         assert_eq!(parse_destination("fe80::1%2"), Ok(dest("fe80::1%2", 8080)));
         assert_eq!(dest("fe80::1%2", 9).to_string(), "[fe80::1%2]:9");
+        // As `ping` takes it: the interface's name becomes its number, which `SocketAddr`
+        // (and so every later reader) takes.
+        if let Ok(lo) = std::fs::read_to_string("/sys/class/net/lo/ifindex") {
+            let lo = lo.trim();
+            let read = parse_destination("[fe80::1%lo]:9000");
+            assert_eq!(read, Ok(dest(&format!("fe80::1%{lo}"), 9000)));
+            let addr: std::net::SocketAddr = read.unwrap().to_string().parse().unwrap();
+            assert_eq!(addr.to_string(), format!("[fe80::1%{lo}]:9000"));
+            assert_eq!(parse_destination("fe80::1%lo").map(|d| d.port), Ok(8080));
+        }
+        let err = parse_destination("[fe80::1%no-such-if]:80").unwrap_err();
+        assert!(
+            matches!(err, DestinationError::NoSuchInterface { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("\"no-such-if\" in \"[fe80::1%no-such-if]:80\" is no network interface"),
+            "{err}"
+        );
         assert_eq!(dest("::1", 9).to_string(), "[::1]:9");
         assert_eq!(dest("laptop", 9).to_string(), "laptop:9");
     }
@@ -363,9 +417,11 @@ mod tests {
             "[nothost]:80",
             "[::1",
             "a:b:c",
-            "[fe80::1%eth0]:80",
             "[fe80::1%]:80",
             "[fe80::1%0]:80",
+            "[fe80::1%a/b]:80",
+            "[fe80::1%sixteen-bytes-ab]:80",
+            "[fe80::1%e th0]:80",
         ] {
             assert!(
                 matches!(

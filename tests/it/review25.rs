@@ -186,7 +186,8 @@ fn a_secure_send_cut_into_five_byte_pieces_still_authenticates() {
 
 /// `ferry peers` lists a device heard only over IPv6 link-local as `[fe80::...%INDEX]:PORT`,
 /// but `--to` refused that very address ("is not a host name"): a link-local peer could
-/// not be sent to or noted at all. Copied from `peers`, it now reaches the device. Needs
+/// not be sent to or noted at all. Copied from `peers`, it now reaches the device; so does
+/// the zone given by the interface's name, as `ping` takes it. Needs
 /// root and `ip`.
 #[test]
 fn a_link_local_address_as_peers_lists_it_is_a_destination() {
@@ -230,6 +231,42 @@ fn a_link_local_address_as_peers_lists_it_is_a_destination() {
     assert_eq!(
         std::fs::read_to_string(inbox.path().join("邻居.txt")).unwrap(),
         "over fe80"
+    );
+
+    // The same address with the interface's name for its zone, as `ping` takes it.
+    let named = format!("[{ll}%eth0]:8080");
+    let file = src.path().join("邻居2.txt");
+    std::fs::write(&file, "over eth0").unwrap();
+    let out = net
+        .ferry(&h2)
+        .args(["send", "--to", &named, "--no-localsend-sweep"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let words = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "send --to {named}: {words}");
+    assert_eq!(
+        std::fs::read_to_string(inbox.path().join("邻居2.txt")).unwrap(),
+        "over eth0"
+    );
+    // An interface h2 does not have is said as such, before anything is sent.
+    let out = net
+        .ferry(&h2)
+        .args([
+            "send",
+            "--to",
+            &format!("[{ll}%eth9]:8080"),
+            "--no-localsend-sweep",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("\"eth9\" in"), "{err}");
+    assert!(
+        err.contains("is no network interface of this machine"),
+        "{err}"
     );
 }
 
