@@ -352,16 +352,16 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
         let peer_name_len = if initiator {
             let n = state.write_message(&[], &mut out)?;
             self.send(&out[..n])?;
-            let got = self.read_noise(&mut state, &mut payload, true)?;
+            let got = self.read_noise(&mut state, &mut payload, Reading::AnswerThatWaits)?;
             let n = state.write_message(name, &mut out)?;
             self.send(&out[..n])?;
             got
         } else {
-            self.read_noise(&mut state, &mut payload, true)?;
+            self.read_noise(&mut state, &mut payload, Reading::First)?;
             let n = state.write_message(name, &mut out)?;
             self.send(&out[..n])?;
             // The last message: the sender reads records next, not an answer.
-            self.read_noise(&mut state, &mut payload, false)?
+            self.read_noise(&mut state, &mut payload, Reading::LastAnswer)?
         };
         if peer_name_len > MAX_DEVICE_NAME_BYTES {
             return Err(SecureError::Handshake(format!(
@@ -393,23 +393,24 @@ impl<'a, S: Read + Write> Handshake<'a, S> {
     }
 
     /// Reads the peer's next Noise message into `payload` and returns the payload's length.
-    /// One that does not authenticate is answered with [`NOT_AUTHENTIC`] when the peer
-    /// `waits` for a handshake message, so it can say why too (a send error is ignored: the
-    /// answer to the user is the same), and that answer from the peer is recognised.
+    /// One that does not authenticate is answered with [`NOT_AUTHENTIC`] when the peer waits
+    /// for a handshake message, so it can say why too (a send error is ignored: the answer to
+    /// the user is the same), and that answer from the peer is recognised where it answers a
+    /// message of ours (elsewhere it is just a message that does not authenticate).
     fn read_noise(
         &mut self,
         state: &mut snow::HandshakeState,
         payload: &mut [u8],
-        waits: bool,
+        read: Reading,
     ) -> Result<usize, SecureError> {
         let msg = self.recv(MAX_HANDSHAKE_MSG_LEN)?;
-        if msg == NOT_AUTHENTIC {
+        if msg == NOT_AUTHENTIC && read != Reading::First {
             return Err(SecureError::Handshake(format!(
                 "the peer could not authenticate this device's handshake message: {DIFFERENT_VIEWS}"
             )));
         }
         state.read_message(&msg, payload).map_err(|e| {
-            if waits {
+            if read != Reading::LastAnswer {
                 let _ = self.send(&NOT_AUTHENTIC);
             }
             noise_error(e)
@@ -461,6 +462,18 @@ fn pake_error(e: spake2::Error) -> SecureError {
         spake2::Error::BadSide => SecureError::Reflected,
         other => SecureError::Handshake(format!("pairing message refused: {other:?}")),
     }
+}
+
+/// Which of the peer's Noise messages [`Handshake::read_noise`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// The responder's first: no Noise message of ours came before it, so the peer cannot be
+    /// answering one; the peer waits for ours next.
+    First,
+    /// An answer to a message of ours, after which the peer waits for another of ours.
+    AnswerThatWaits,
+    /// The answer that ends the handshake: the peer reads records next, not an answer.
+    LastAnswer,
 }
 
 fn noise_error(e: snow::Error) -> SecureError {

@@ -106,3 +106,36 @@ fn different_transcripts_fail_on_both_ends_in_both_modes() {
         }
     }
 }
+
+/// A first message of one 0x00 byte is the answer "your message did not authenticate" in
+/// the wrong place: the receiver had sent no Noise message for it to answer, so it is a
+/// message that does not authenticate, not a claim about this device's handshake.
+#[test]
+fn a_not_authentic_answer_before_any_message_of_ours_is_no_answer() {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepting = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let me = Identity::from_private([2; 32], "receiver");
+        let mut entropy = SeededEntropy::new(b"receiver");
+        let honest = transcript(HELLO, GO_AHEAD);
+        accept_with(tcp, &me, Mode::Open, Cipher::AesGcm, honest, &mut entropy).map(|_| ())
+    });
+    let mut hostile = TcpStream::connect(addr).unwrap();
+    hostile.write_all(&[0, 1, 0]).unwrap();
+    match accepting.join().unwrap() {
+        Err(SecureError::Handshake(why)) => {
+            assert!(
+                why.contains("the peer's handshake message did not authenticate"),
+                "{why}"
+            );
+            assert!(!why.contains("this device's"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The receiver still answered as it does a message that does not authenticate.
+    let mut answer = [0u8; 3];
+    hostile.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, [0, 1, 0]);
+}
