@@ -128,7 +128,7 @@ fn random_hex() -> String {
         // No entropy: a token that no sender can match (an empty query value never equals it).
         return "\u{0}unavailable".to_owned();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::secure::hex(&bytes)
 }
 
 impl Session {
