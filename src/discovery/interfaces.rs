@@ -93,22 +93,10 @@ impl Choice {
         }
     }
 
-    /// This choice for a server bound to `bound`: one IPv4 address is announced on its own
-    /// interface only; all addresses keep the choice. (The window's; `ferry serve` keeps the
-    /// names as well: [`Choice::at_address`].)
-    pub fn bound_to(&self, bound: std::net::IpAddr) -> Choice {
-        match bound {
-            std::net::IpAddr::V4(v4) if !v4.is_unspecified() => Choice {
-                only_addr: Some(v4),
-                ..Choice::default()
-            },
-            _ => self.clone(),
-        }
-    }
-
     /// This choice with the one IPv4 address a server is bound to, if it is, as the only
-    /// address used; the names chosen stay, so with `--only-interface` the route checks do
-    /// too (`ferry serve`'s Ferry and LocalSend discovery).
+    /// address used (announced on its own interface only); the names chosen stay, so with
+    /// `--only-interface` the route checks do too. Bound to every address, the choice as it
+    /// is. The window's discovery and `ferry serve`'s, Ferry's and LocalSend's alike.
     pub fn at_address(self, bound: std::net::IpAddr) -> Choice {
         match bound {
             std::net::IpAddr::V4(v4) if !v4.is_unspecified() => Choice {
@@ -519,12 +507,16 @@ mod tests {
         assert!(!also.only_chosen && !also.loopback);
         assert_eq!(also.chosen, ["wg0"]);
         assert_eq!(Choice::named(&[], &[]), Choice::default());
-        // Bound to one IPv4 address, that address's interface alone, whatever was chosen.
-        let bound = only.bound_to("10.0.0.5".parse().unwrap());
+        // Bound to one IPv4 address, that address's interface alone; the names stay for the
+        // route checks.
+        let bound = only.clone().at_address("10.0.0.5".parse().unwrap());
         assert_eq!(bound.only_addr, Some(Ipv4Addr::new(10, 0, 0, 5)));
-        assert!(bound.chosen.is_empty() && !bound.only_chosen);
-        assert_eq!(only.bound_to("0.0.0.0".parse().unwrap()), only);
-        assert_eq!(only.bound_to("::".parse().unwrap()), only);
+        assert_eq!(
+            (bound.chosen.as_slice(), bound.only_chosen),
+            (only.chosen.as_slice(), true)
+        );
+        assert_eq!(only.clone().at_address("0.0.0.0".parse().unwrap()), only);
+        assert_eq!(only.clone().at_address("::".parse().unwrap()), only);
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn config_for(
         config.port = port;
     }
     config.favourites = setup.probe.clone();
-    config.choice = setup.choice.bound_to(bound.ip());
+    config.choice = setup.choice.clone().at_address(bound.ip());
     config
 }
 
@@ -327,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn a_server_on_all_interfaces_keeps_the_windows_choice_and_one_address_replaces_it() {
+    fn a_server_on_all_interfaces_keeps_the_windows_choice_and_one_address_narrows_it() {
         let setup = DiscoverySetup {
             choice: Choice::named(&[], &["lo".into()]),
             ..DiscoverySetup::default()
@@ -339,12 +339,14 @@ mod tests {
             all.choice
         );
         assert_eq!(all.choice.chosen, ["lo"]);
+        // Bound to one address: that address alone, and the names kept so that peers are
+        // still heard only by the routes chosen (as `ferry serve` does).
         let one = config_for(&setup, &identity(), "127.0.0.1:8080".parse().unwrap(), 0);
         assert_eq!(
             one.choice,
             Choice {
                 only_addr: Some(Ipv4Addr::LOCALHOST),
-                ..Choice::default()
+                ..setup.choice.clone()
             }
         );
     }

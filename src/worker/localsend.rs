@@ -206,7 +206,7 @@ impl LocalSendSide {
             self.setup.sweep_hosts.clone()
         } else if self.setup.multicast && self.setup.port != 0 {
             let choice = match self.bound {
-                Some(bound) => self.setup.interfaces.bound_to(IpAddr::V4(bound)),
+                Some(bound) => self.setup.interfaces.clone().at_address(IpAddr::V4(bound)),
                 None => self.setup.interfaces.clone(),
             };
             let interfaces: Vec<(Ipv4Addr, u8)> = crate::discovery::interfaces::used(&choice)
@@ -246,7 +246,8 @@ impl LocalSendSide {
         };
         config.multicast = (self.setup.multicast && self.setup.port != 0).then(|| {
             // Bound to one address: announced on that address's interface only.
-            let mut multicast = localsend_multicast(&self.setup.interfaces.bound_to(ferry.bind));
+            let mut multicast =
+                localsend_multicast(&self.setup.interfaces.clone().at_address(ferry.bind));
             multicast.port = self.setup.port;
             multicast
         });
@@ -577,7 +578,7 @@ mod tests {
         assert_eq!((lo.group, lo.port), (LOCALSEND_GROUP, LOCALSEND_PORT));
         let none = localsend_multicast(&Choice::named(&[], &["no-such-interface".into()]));
         assert!(none.interfaces.is_empty() && none.interfaces_v6.is_empty());
-        let bound = Choice::default().bound_to("10.1.2.3".parse().unwrap());
+        let bound = Choice::default().at_address("10.1.2.3".parse().unwrap());
         let one = localsend_multicast(&bound);
         assert_eq!(one.interfaces, [Ipv4Addr::new(10, 1, 2, 3)]);
         assert_eq!(one.group_v6, None);
