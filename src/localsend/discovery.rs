@@ -1,5 +1,6 @@
 //! Finding LocalSend devices: announce on LocalSend's multicast groups at start (three
-//! times, a second apart, like LocalSend) and again when asked (the window's Refresh),
+//! times, a second apart, like LocalSend), again when asked (the window's Refresh) and when
+//! an interface comes (the groups follow the interfaces, [`MulticastConfig::relist`]),
 //! listen for others' announcements, and answer each (`announce: true`) with an HTTPS
 //! `POST /register` to the address and port it came from, the server's certificate pinned
 //! to the announced fingerprint (falling back to a UDP answer with `announce: false` when
@@ -76,6 +77,31 @@ pub struct MulticastConfig {
     /// keeps those from elsewhere out, neither listed nor answered (an answer would leave by
     /// an interface not chosen).
     pub hears: Option<Hears>,
+    /// Lists the interfaces again (`None`: they stay as given). Every [`RELIST_EVERY`] the
+    /// groups are joined on interfaces that came up or got an address since, and left on
+    /// those gone, and an interface joined is announced on at once: the window started
+    /// before the Wi-Fi connected still finds the devices there.
+    pub relist: Option<Relist>,
+}
+
+/// How often [`MulticastConfig::relist`] is asked (as Ferry's own discovery checks).
+pub const RELIST_EVERY: Duration = Duration::from_secs(3);
+
+/// The interfaces to use now: IPv4 addresses and IPv6 interface indexes, as
+/// [`MulticastConfig::interfaces`] and [`MulticastConfig::interfaces_v6`].
+#[derive(Clone)]
+pub struct Relist(Arc<dyn Fn() -> (Vec<Ipv4Addr>, Vec<u32>) + Send + Sync>);
+
+impl Relist {
+    pub fn new(relist: impl Fn() -> (Vec<Ipv4Addr>, Vec<u32>) + Send + Sync + 'static) -> Self {
+        Relist(Arc::new(relist))
+    }
+}
+
+impl std::fmt::Debug for Relist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Relist(..)")
+    }
 }
 
 /// `addr`'s address (with its IPv6 scope: a link-local address is useless without it) on
@@ -174,14 +200,57 @@ impl std::fmt::Debug for Hears {
     }
 }
 
-/// The discovery sockets on the runtime.
+/// The discovery sockets on the runtime, and the interfaces they use (IPv4 addresses, IPv6
+/// indexes): each announced on, its group joined (a join that failed is logged once).
 struct Live {
     v4: tokio::net::UdpSocket,
     v6: Option<tokio::net::UdpSocket>,
+    joined: std::sync::Mutex<(Vec<Ipv4Addr>, Vec<u32>)>,
 }
 
-/// Sends `info` to the group of `family` (`None`: both) on every interface, each send on its
-/// own outgoing interface.
+impl Live {
+    /// Joins the groups on the interfaces `now` lists and not used yet, and leaves them on
+    /// those used and no longer listed; whether an interface came.
+    fn follow(&self, config: &MulticastConfig, now: (Vec<Ipv4Addr>, Vec<u32>)) -> bool {
+        let mut joined = lock(&self.joined);
+        let mut added = false;
+        let v4 = SockRef::from(&self.v4);
+        for gone in joined.0.iter().filter(|addr| !now.0.contains(addr)) {
+            // The address may be gone with its interface, and the membership with it.
+            let _ = v4.leave_multicast_v4(&config.group, gone);
+        }
+        for new in now.0.iter().filter(|addr| !joined.0.contains(addr)) {
+            added = true;
+            if let Err(e) = v4.join_multicast_v4(&config.group, new) {
+                log::warn!("LocalSend: cannot join {} on {new}: {e}", config.group);
+            }
+        }
+        if let (Some(socket), Some(group)) = (&self.v6, config.group_v6) {
+            let v6 = SockRef::from(socket);
+            for &gone in joined.1.iter().filter(|index| !now.1.contains(index)) {
+                let _ = v6.leave_multicast_v6(&group, gone);
+            }
+            for &new in now.1.iter().filter(|index| !joined.1.contains(index)) {
+                added = true;
+                if let Err(e) = v6.join_multicast_v6(&group, new) {
+                    log::warn!("LocalSend: cannot join {group} on interface {new}: {e}");
+                }
+            }
+        }
+        if *joined != now {
+            log::info!(
+                "LocalSend: discovery interfaces now {:?} and {:?}",
+                now.0,
+                now.1
+            );
+        }
+        *joined = now;
+        added
+    }
+}
+
+/// Sends `info` to the group of `family` (`None`: both) on every interface joined, each send
+/// on its own outgoing interface.
 async fn to_groups(
     sockets: &Live,
     config: &MulticastConfig,
@@ -191,9 +260,10 @@ async fn to_groups(
     let Ok(bytes) = serde_json::to_vec(info) else {
         return;
     };
+    let (interfaces, interfaces_v6) = lock(&sockets.joined).clone();
     if family != Some(Family::V6) {
         let target = SocketAddr::new(IpAddr::V4(config.group), config.port_of(&sockets.v4));
-        for iface in &config.interfaces {
+        for iface in &interfaces {
             if let Err(e) = SockRef::from(&sockets.v4).set_multicast_if_v4(iface) {
                 log::debug!("LocalSend: cannot send on {iface}: {e}");
                 continue;
@@ -207,7 +277,7 @@ async fn to_groups(
         && let (Some(socket), Some(group)) = (&sockets.v6, config.group_v6)
     {
         let port = config.port_of(socket);
-        for &index in &config.interfaces_v6 {
+        for &index in &interfaces_v6 {
             if let Err(e) = SockRef::from(socket).set_multicast_if_v6(index) {
                 log::debug!("LocalSend: cannot send on interface {index}: {e}");
                 continue;
@@ -259,6 +329,10 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
             v6: sockets
                 .v6
                 .and_then(|v6| tokio::net::UdpSocket::from_std(v6).ok()),
+            joined: std::sync::Mutex::new((
+                config.interfaces.clone(),
+                config.interfaces_v6.clone(),
+            )),
         },
         Err(e) => {
             log::warn!("LocalSend discovery: {e}");
@@ -275,9 +349,22 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
     let mut next_announce = tokio::time::Instant::now();
     let mut buf_v4 = vec![0u8; MAX_DATAGRAM];
     let mut buf_v6 = vec![0u8; MAX_DATAGRAM];
+    let mut relist =
+        tokio::time::interval_at(tokio::time::Instant::now() + RELIST_EVERY, RELIST_EVERY);
+    relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (received, buf) = tokio::select! {
             _ = stopped(&mut stop) => return,
+            _ = relist.tick(), if config.relist.is_some() => {
+                if let Some(Relist(list)) = &config.relist
+                    && live.follow(&config, list())
+                {
+                    // Announced on every interface again, the new one included.
+                    announced = 0;
+                    next_announce = tokio::time::Instant::now();
+                }
+                continue;
+            }
             _ = tokio::time::sleep_until(next_announce), if announced < ANNOUNCEMENTS => {
                 to_groups(&live, &config, &announcement, None).await;
                 announced += 1;

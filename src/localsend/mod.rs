@@ -65,7 +65,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use crate::events::LocalSendProtocol;
 pub use devices::{LocalSendDevice, add_probed};
-pub use discovery::{Hears, MulticastConfig};
+pub use discovery::{Hears, MulticastConfig, RELIST_EVERY, Relist};
 pub use folder::LocalSendBatch;
 pub use identity::CertIdentity;
 pub use send::{LocalSendSendError, LocalSendSender, LocalSendTarget};

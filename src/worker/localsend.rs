@@ -34,7 +34,7 @@ use crate::events::{
 use crate::localsend::identity::default_cert_dir;
 use crate::localsend::{
     CertIdentity, Hears, LocalSendBatch, LocalSendConfig, LocalSendDevice, LocalSendSendError,
-    LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig, add_probed,
+    LocalSendSender, LocalSendServer, LocalSendTarget, MulticastConfig, Relist, add_probed,
 };
 use crate::localsend::{LOCALSEND_GROUP, LOCALSEND_GROUP_V6, LOCALSEND_PORT};
 use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
@@ -45,11 +45,14 @@ use crate::transfer::{AcceptPolicy, Decision, ServerConfig};
 /// IPv4 address, and each interface that has an IPv6 address. Bound to one IPv4 address
 /// (`only_addr`), that address alone and no IPv6, so `--bind 127.0.0.1` stays on loopback.
 pub fn localsend_multicast(choice: &Choice) -> MulticastConfig {
-    let (addrs, group_v6, interfaces_v6) = match choice.only_addr {
-        Some(addr) => (vec![addr], None, Vec::new()),
+    let (addrs, group_v6, interfaces_v6, relist) = match choice.only_addr {
+        Some(addr) => (vec![addr], None, Vec::new(), None),
         None => {
             let (v4, v6) = interfaces::used_addrs(choice);
-            (v4, Some(LOCALSEND_GROUP_V6), v6)
+            // The same rules again as interfaces come and go.
+            let again = choice.clone();
+            let relist = Relist::new(move || interfaces::used_addrs(&again));
+            (v4, Some(LOCALSEND_GROUP_V6), v6, Some(relist))
         }
     };
     MulticastConfig {
@@ -58,6 +61,7 @@ pub fn localsend_multicast(choice: &Choice) -> MulticastConfig {
         interfaces: addrs,
         group_v6,
         interfaces_v6,
+        relist,
         hears: choice.only_chosen.then(|| {
             let within = Mutex::new(interfaces::Within::new(choice.clone()));
             Hears::new(move |from| {

@@ -41,6 +41,7 @@ pub(crate) fn loopback_multicast() -> MulticastConfig {
         group_v6: None,
         interfaces_v6: vec![],
         hears: None,
+        relist: None,
     }
 }
 
@@ -749,11 +750,12 @@ fn a_pinned_answer_lists_the_device_as_https_whatever_was_claimed_before() {
     assert_eq!(device.addr, announcer.local_addr());
 }
 
-#[test]
-fn announce_sends_the_start_announcements_again() {
+/// A socket in LocalSend's group on loopback (sending there too), on a port of its own that
+/// a server may reuse, so it gets a copy of every announcement from the first on; reads
+/// time out after 100 ms.
+fn group_member() -> UdpSocket {
     use socket2::{Domain, Protocol, Socket, Type};
-    // A socket in the group on loopback, on the port the server will announce to (both
-    // reuse it), so it gets a copy of every announcement from the first on.
+    let lo = "127.0.0.1".parse().expect("ip");
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("udp");
     socket.set_reuse_address(true).expect("reuse");
     socket.set_reuse_port(true).expect("reuse");
@@ -761,13 +763,21 @@ fn announce_sends_the_start_announcements_again() {
         .bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
         .expect("bind");
     socket
-        .join_multicast_v4(&LOCALSEND_GROUP, &"127.0.0.1".parse().expect("ip"))
+        .join_multicast_v4(&LOCALSEND_GROUP, &lo)
         .expect("join");
-    let socket: UdpSocket = socket.into();
-    let port = socket.local_addr().expect("addr").port();
+    socket.set_multicast_if_v4(&lo).expect("multicast if");
+    socket.set_multicast_loop_v4(true).expect("loop");
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
+    socket.into()
+}
+
+#[test]
+fn announce_sends_the_start_announcements_again() {
+    // On the port the server will announce to.
+    let socket = group_member();
+    let port = socket.local_addr().expect("addr").port();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
     cfg.multicast = Some(MulticastConfig {
@@ -793,6 +803,92 @@ fn announce_sends_the_start_announcements_again() {
     assert_eq!(count_until(3), 3, "three announcements at start");
     server.announce();
     assert_eq!(count_until(6), 6, "three more after announce()");
+}
+
+/// An interface that comes after the server started (the window opened before the Wi-Fi
+/// connected) gets LocalSend's group joined, and announced on, at the next relist: the
+/// groups used to be joined once at start, and such a network stayed deaf to LocalSend
+/// devices, and they to Ferry, until a restart.
+#[test]
+fn an_interface_that_comes_later_is_joined_and_announced_on() {
+    use ferry::localsend::{RELIST_EVERY, Relist};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lo = "127.0.0.1".parse().expect("ip");
+    // A LocalSend device in the group on loopback, on the port the server will use.
+    let device = group_member();
+    let port = device.local_addr().expect("addr").port();
+    let group = SocketAddr::from((LOCALSEND_GROUP, port));
+    let announcement = json!({"alias": "Later", "version": "2.1", "deviceType": "desktop",
+        "fingerprint": "later-device", "port": 9, "protocol": "https", "announce": true});
+    let announce = || {
+        device
+            .send_to(announcement.to_string().as_bytes(), group)
+            .expect("send");
+    };
+
+    // No interface at start; loopback "comes up" when `up` is set.
+    let up = Arc::new(AtomicBool::new(false));
+    let listed = Arc::clone(&up);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.multicast = Some(MulticastConfig {
+        port,
+        interfaces: vec![],
+        relist: Some(Relist::new(move || match listed.load(Ordering::SeqCst) {
+            true => (vec![lo], vec![]),
+            false => (vec![], vec![]),
+        })),
+        ..loopback_multicast()
+    });
+    let (server, _events) = start(cfg);
+    let from_server = |until: Instant| {
+        let mut buf = [0u8; 65536];
+        while Instant::now() < until {
+            if let Ok(n) = device.recv(&mut buf)
+                && let Ok(body) = serde_json::from_slice::<Value>(&buf[..n])
+                && body["fingerprint"] == server.fingerprint()
+            {
+                return Some(body);
+            }
+        }
+        None
+    };
+
+    // Without the interface: nothing announced there, and the device not heard.
+    announce();
+    let none = from_server(Instant::now() + RELIST_EVERY / 2);
+    assert!(none.is_none(), "announced with no interface: {none:?}");
+    assert!(server.devices().is_empty(), "{:?}", server.devices());
+
+    // The interface comes: within a relist the server announces on it and hears the device.
+    up.store(true, Ordering::SeqCst);
+    let body = from_server(Instant::now() + RELIST_EVERY + Duration::from_secs(10))
+        .expect("an announcement on the interface that came");
+    assert_eq!(body["announce"], true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.devices().iter().any(|d| d.alias == "Later") {
+        assert!(
+            Instant::now() < deadline,
+            "the device not heard on the interface that came"
+        );
+        announce();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The interface goes: the group is left at the next relist, so a device announcing
+    // there afterwards is not heard.
+    up.store(false, Ordering::SeqCst);
+    std::thread::sleep(RELIST_EVERY + Duration::from_secs(1));
+    let gone = json!({"alias": "After", "version": "2.1", "deviceType": "desktop",
+        "fingerprint": "after-device", "port": 9, "protocol": "https", "announce": true});
+    for _ in 0..5 {
+        device
+            .send_to(gone.to_string().as_bytes(), group)
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let heard = server.devices();
+    assert!(!heard.iter().any(|d| d.alias == "After"), "{heard:?}");
 }
 
 #[test]

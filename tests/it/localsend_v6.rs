@@ -63,6 +63,7 @@ pub(crate) fn loopback_discovery() -> MulticastConfig {
         group_v6: Some(LOCALSEND_GROUP_V6),
         interfaces_v6: vec![],
         hears: None,
+        relist: None,
     }
 }
 
