@@ -277,7 +277,7 @@ pub struct LocalSendToArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct InterfaceArgs {
     /// Also use this interface, even if it looks virtual (repeatable; "lo" for loopback).
-    #[arg(long = "interface", value_name = "NAME")]
+    #[arg(long = "interface", value_name = "NAME", value_parser = interface_name)]
     pub interface: Vec<String>,
     /// Use only this interface to announce this device and look for others (repeatable, or
     /// names separated by commas; "lo" for loopback; also read from FERRY_ONLY_INTERFACE):
@@ -288,9 +288,40 @@ pub struct InterfaceArgs {
         value_name = "NAME",
         env = "FERRY_ONLY_INTERFACE",
         hide_env_values = true,
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = interface_name
     )]
     pub only_interface: Vec<String>,
+}
+
+/// An interface's name as typed, trimmed. A blank one (`--only-interface ""`, a script's
+/// unset variable, a stray comma) is refused: read as no name at all it would have meant
+/// every interface, the opposite of what `--only-interface` asks.
+fn interface_name(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err(
+            "expected an interface's name (`ip link` lists them; \"lo\" for loopback)".to_owned(),
+        ),
+        name => Ok(name.to_owned()),
+    }
+}
+
+/// `cmd`, with a blank FERRY_ONLY_INTERFACE taken as unset (as an empty variable usually
+/// is), not as the blank name that `--only-interface ""` is refused for.
+fn blank_env_unset(cmd: clap::Command) -> clap::Command {
+    fn unset(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|arg| match arg.get_id() == "only_interface" {
+            true => arg.env(None),
+            false => arg,
+        })
+        .mut_subcommands(unset)
+    }
+    let blank = std::env::var_os("FERRY_ONLY_INTERFACE")
+        .is_some_and(|value| value.to_string_lossy().trim().is_empty());
+    match blank {
+        true => unset(cmd),
+        false => cmd,
+    }
 }
 
 impl Cli {
@@ -302,7 +333,7 @@ impl Cli {
     pub fn parse_args() -> Cli {
         use clap::parser::ValueSource;
         use clap::{CommandFactory as _, FromArgMatches as _};
-        let matches = Cli::command().get_matches();
+        let matches = blank_env_unset(Cli::command()).get_matches();
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         let typed =
             |m: &clap::ArgMatches, id: &str| m.value_source(id) == Some(ValueSource::CommandLine);

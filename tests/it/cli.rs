@@ -375,3 +375,29 @@ fn interface_flags_before_a_command_are_the_commands() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("not with listen"), "{said}");
 }
+
+/// `--only-interface ""` (a script's unset variable, a stray comma) was read as no name, and
+/// no name as every interface: the opposite of what the flag asks. A blank name is refused;
+/// a blank FERRY_ONLY_INTERFACE is unset, as an empty variable usually is.
+#[test]
+fn a_blank_interface_name_is_refused_and_a_blank_variable_is_unset() {
+    for args in [
+        &["peers", "--wait", "0.2", "--only-interface", ""][..],
+        &["peers", "--wait", "0.2", "--only-interface", "lo,"],
+        &["--only-interface", " ", "doctor", "--wait", "0.2"],
+        &["doctor", "--wait", "0.2", "--interface", ""],
+    ] {
+        let out = ferry().args(args).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains("expected an interface's name"), "{args:?}: {said}");
+    }
+    // (A command that sends nothing: unset, the variable would let discovery use every
+    // interface of this machine.)
+    let out = ferry()
+        .env("FERRY_ONLY_INTERFACE", " ")
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
