@@ -390,7 +390,10 @@ fn a_blank_interface_name_is_refused_and_a_blank_variable_is_unset() {
         let out = ferry().args(args).output().unwrap();
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
-        assert!(said.contains("expected an interface's name"), "{args:?}: {said}");
+        assert!(
+            said.contains("expected an interface's name"),
+            "{args:?}: {said}"
+        );
     }
     // (A command that sends nothing: unset, the variable would let discovery use every
     // interface of this machine.)

@@ -1,7 +1,7 @@
 //! The speed test's receiving side (`ferry bench`, the window's "Test speed"): throwaway
 //! bytes off the network, hashed as a file's would be and then dropped, followed by a
-//! measurement of this machine's disk (an unnamed file in the download folder, written and
-//! synced, gone when closed) and hashing, both measured once for all the tests of a minute. It
+//! measurement of this machine's disk (an unnamed file in the download folder, written as an
+//! upload's file is and synced where uploads are, gone when closed) and hashing, both measured once for all the tests of a minute. It
 //! needs the same consent as an upload (`require_encryption` included), holds a connection
 //! slot like one and is dropped like one when its bytes trickle; it lasts as long as this
 //! side allows (`speed_test_max`), not as long as its sender likes; nothing is ever written
@@ -11,9 +11,10 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use super::connection::{ConnEnd, Connection};
-use super::pump::RateFloor;
+use super::pump::{Paced, RateFloor};
 use crate::events::Refusal;
 use crate::protocol::{Chunk, Header, ReceiverMsg, decode_chunk_header, encode_receiver_msg};
+use crate::transfer::os::{Preallocate, WriteBehind};
 use crate::transfer::{TransferError, read_error, read_prefix, write_all};
 
 /// The most throwaway bytes a speed test may send.
@@ -161,21 +162,35 @@ impl Connection<'_> {
         figures
     }
 
-    /// Writes (and syncs) up to [`DISK_PROBE_BYTES`] to an unnamed file in the download
-    /// folder, for at most [`DISK_PROBE_TIME`], if the disk has room for it.
+    /// Writes up to [`DISK_PROBE_BYTES`] to an unnamed file in the download folder, for at
+    /// most [`DISK_PROBE_TIME`], if the disk has room for it, the way an upload's file is
+    /// written (see [`Paced`]: moderate pieces, blocks reserved ahead, and where this server
+    /// syncs, streamed to disk as it goes and synced at the end), so the figure is what an
+    /// upload gets from this disk.
     fn disk_speed(&self, chunk: &[u8]) -> std::io::Result<u64> {
         let downloads = &self.shared.downloads;
         let _held = downloads
             .reserve(DISK_PROBE_BYTES * 2)
             .map_err(|e| std::io::Error::other(format!("no room: {e:?}")))?;
         let mut file = downloads.anonymous_file()?;
+        let fsync = self.shared.config.fsync;
+        let mut paced = Paced {
+            file: &mut file,
+            write_behind: fsync.then(|| WriteBehind::new(0)),
+            prealloc: Some(Preallocate::new(0, DISK_PROBE_BYTES)),
+        };
         let start = Instant::now();
         let mut written = 0u64;
         while written < DISK_PROBE_BYTES && start.elapsed() < DISK_PROBE_TIME {
-            file.write_all(chunk)?;
-            written += chunk.len() as u64;
+            let n = chunk
+                .len()
+                .min(usize::try_from(DISK_PROBE_BYTES - written).unwrap_or(usize::MAX));
+            paced.write_all(&chunk[..n])?;
+            written += n as u64;
         }
-        file.sync_data()?;
+        if fsync {
+            file.sync_data()?;
+        }
         let secs = start.elapsed().as_secs_f64().max(1e-6);
         Ok((written as f64 / secs) as u64)
     }
