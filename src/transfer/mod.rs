@@ -11,6 +11,7 @@ mod files;
 mod folder_keys;
 mod os;
 mod outgoing;
+mod paced;
 mod server;
 pub mod wire;
 

@@ -11,10 +11,10 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use super::connection::{ConnEnd, Connection};
-use super::pump::{Paced, RateFloor};
+use super::pump::RateFloor;
 use crate::events::Refusal;
 use crate::protocol::{Chunk, Header, ReceiverMsg, decode_chunk_header, encode_receiver_msg};
-use crate::transfer::os::{Preallocate, WriteBehind};
+use crate::transfer::paced::{Paced, Preallocate, WriteBehind};
 use crate::transfer::{TransferError, read_error, read_prefix, write_all};
 
 /// The most throwaway bytes a speed test may send.

@@ -22,7 +22,7 @@ use crate::events::{EventSink, ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
 use crate::transfer::PartFile;
-use crate::transfer::os::{Preallocate, WriteBehind};
+use crate::transfer::paced::{Paced, Preallocate, WriteBehind};
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
 /// The buffer a large file streams through: 1 MiB per read-hash-write round keeps the
@@ -425,39 +425,6 @@ impl Connection<'_> {
         });
         let hash = hasher.map_or([0; 32], |h| *h.finalize().as_bytes());
         Ok((end, hash))
-    }
-}
-
-/// A file written in moderate pieces (a large `write` makes the page cache allocate large
-/// blocks, which costs far more on a machine whose memory was idle), streamed to disk as it
-/// goes when it will be synced (see [`WriteBehind`]), with its blocks reserved ahead of
-/// the writes when it is large (see [`Preallocate`]).
-pub(super) struct Paced<'a> {
-    pub file: &'a mut std::fs::File,
-    pub write_behind: Option<WriteBehind>,
-    pub prealloc: Option<Preallocate>,
-}
-
-/// The most one `write` hands the page cache at a time.
-const WRITE_PIECE: usize = 128 * 1024;
-
-impl Write for Paced<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let piece = &buf[..buf.len().min(WRITE_PIECE)];
-        if let Some(prealloc) = self.prealloc.as_mut() {
-            // A short write (a disk filling up) leaves the reservation a little further
-            // ahead than written, never past the announced end.
-            prealloc.reserve(self.file, piece.len())?;
-        }
-        let n = self.file.write(piece)?;
-        if let Some(write_behind) = self.write_behind.as_mut() {
-            write_behind.wrote(self.file, n);
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
     }
 }
 
