@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::protocol::sanitize_file_name;
-use crate::transfer::{Dirs, Downloads, PartFile, create_root};
+use crate::transfer::{Dirs, Downloads, Paced, PartFile, Preallocate, WriteBehind, create_root};
 
 /// Chunks of one body waiting for its writer at most (hyper's chunks are at most a few
 /// hundred KiB: a few MiB per upload in all).
@@ -106,19 +106,38 @@ impl Tree {
     }
 }
 
-/// Writes the chunks that arrive on `chunks` into `part` until the channel closes or a
-/// write fails (it then stops taking chunks, so the sender side sees the channel closed).
-/// Runs on the blocking pool; gives the file back with how it went.
+/// Writes the chunks that arrive on `chunks` into `part` (announced as `size` bytes) until
+/// the channel closes or a write fails (it then stops taking chunks, so the sender side sees
+/// the channel closed), as a Ferry upload's file is written ([`Paced`]: moderate pieces,
+/// blocks reserved ahead, and with `fsync` streamed to disk as it goes, so the sync before
+/// the file is named, while the sender waits for its answer, finds little left). Runs on the
+/// blocking pool; gives the file back with how it went.
 pub(super) fn write_chunks(
     mut part: PartFile,
     mut chunks: mpsc::Receiver<Bytes>,
+    size: u64,
+    fsync: bool,
 ) -> (PartFile, std::io::Result<()>) {
-    while let Some(chunk) = chunks.blocking_recv() {
-        if let Err(e) = part.file().and_then(|f| f.write_all(&chunk)) {
-            return (part, Err(e));
+    let written = (|| {
+        let mut paced = Paced {
+            file: part.file()?,
+            write_behind: fsync.then(|| WriteBehind::new(0)),
+            prealloc: Some(Preallocate::new(0, size)),
+        };
+        let mut written = Ok(());
+        while let Some(chunk) = chunks.blocking_recv() {
+            written = paced.write_all(&chunk);
+            if written.is_err() {
+                break;
+            }
         }
-    }
-    (part, Ok(()))
+        // Blocks reserved past what arrived go back (a body shorter than announced).
+        if let Some(prealloc) = &paced.prealloc {
+            prealloc.release(paced.file);
+        }
+        written
+    })();
+    (part, written)
 }
 
 /// Commits a complete file (its data synced, its final name made without replacing
@@ -138,9 +157,49 @@ pub(super) fn commit(
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
+
+    /// The writer takes every chunk, in order, into the part; a body that ends short of its
+    /// announced size leaves no blocks reserved past what arrived (the reservation ahead
+    /// is given back), synced or not.
+    #[test]
+    fn chunks_are_written_whole_and_a_short_body_keeps_no_reservation() {
+        const MIB: usize = 1 << 20;
+        for fsync in [true, false] {
+            let tmp = tempfile::tempdir().unwrap();
+            let downloads = Downloads::open(tmp.path(), fsync).unwrap();
+            let part = PartFile::create(&downloads, &sanitize_file_name("大.bin"), None).unwrap();
+            let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+            // 14 MiB of uneven chunks, announced as 64 MiB.
+            let sent: Vec<u8> = (0..14 * MIB).map(|i| (i % 251) as u8).collect();
+            let feeding = std::thread::spawn(move || {
+                for chunk in sent.chunks(300_007) {
+                    tx.blocking_send(Bytes::copy_from_slice(chunk)).unwrap();
+                }
+                sent
+            });
+            let (mut part, written) = write_chunks(part, rx, 64 * MIB as u64, fsync);
+            let sent = feeding.join().unwrap();
+            written.unwrap();
+            let file = part.file().unwrap();
+            let meta = file.metadata().unwrap();
+            assert_eq!(meta.len(), sent.len() as u64);
+            // Not more than what arrived (and a block's rounding): the 64 MiB announced, or the
+            // reservation ahead of the writes, would show here.
+            assert!(
+                meta.blocks() * 512 <= sent.len() as u64 + 64 * 1024,
+                "{}",
+                meta.blocks()
+            );
+            let mut back = Vec::new();
+            use std::io::{Read, Seek};
+            file.seek(std::io::SeekFrom::Start(0)).unwrap();
+            file.read_to_end(&mut back).unwrap();
+            assert!(back == sent, "fsync {fsync}: the bytes differ");
+        }
+    }
 
     #[test]
     fn a_session_of_many_folders_holds_few_handles_and_opens_every_folder_when_done() {

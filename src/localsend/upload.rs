@@ -304,7 +304,9 @@ async fn receive(
     });
     // The writer takes the chunks on the blocking pool; a full channel holds the body back.
     let (chunks, to_write) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-    let writer = tokio::task::spawn_blocking(move || disk::write_chunks(part, to_write));
+    let (size, fsync) = (file.size, dir.fsync());
+    let writer =
+        tokio::task::spawn_blocking(move || disk::write_chunks(part, to_write, size, fsync));
     let streamed = stream_body(body, shared, session, file, id, chunks).await;
     // The channel is closed (dropped with `chunks`): the writer ends after what it holds.
     let (part, written) = writer.await.map_err(disk_error)?;
