@@ -33,16 +33,18 @@
 //! (`worker::localsend_multicast`), and which senders are heard, whatever address they
 //! sent to (see [`MulticastConfig::hears`]).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::SockRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::budget::{ANSWERS, CHECKS};
 use super::client::post_json_pinned;
 use super::devices::Proof;
+use super::groups::Live;
+pub(super) use super::groups::Sockets;
 use super::server::{Shared, lock, stopped};
 use super::wire::DeviceInfo;
 use super::{LOCALSEND_PORT, LocalSendProtocol};
@@ -78,9 +80,10 @@ pub struct MulticastConfig {
     /// an interface not chosen).
     pub hears: Option<Hears>,
     /// Lists the interfaces again (`None`: they stay as given). Every [`RELIST_EVERY`] the
-    /// groups are joined on interfaces that came up or got an address since, and left on
-    /// those gone, and an interface joined is announced on at once: the window started
-    /// before the Wi-Fi connected still finds the devices there.
+    /// groups are joined on interfaces that came up or got an address since (and again on
+    /// those listed before: see `groups::Live::follow`), and left on those gone, and an
+    /// interface joined is announced on at once: the window started before the Wi-Fi
+    /// connected still finds the devices there.
     pub relist: Option<Relist>,
 }
 
@@ -113,77 +116,6 @@ pub(super) fn with_port(addr: SocketAddr, port: u16) -> SocketAddr {
     }
 }
 
-/// The discovery sockets: IPv4 (required) and IPv6 (where the host has it), on one port.
-#[derive(Debug)]
-pub(super) struct Sockets {
-    v4: UdpSocket,
-    v6: Option<UdpSocket>,
-}
-
-impl Sockets {
-    /// Binds the group's port (IPv6 on the port IPv4 got, so port 0 gives one port for
-    /// both) and joins the groups on each interface. IPv6 failing is logged, not fatal.
-    pub(super) fn bind(config: &MulticastConfig) -> std::io::Result<Self> {
-        let v4 = bind_v4(config)?;
-        let port = v4.local_addr()?.port();
-        let v6 = match config.group_v6 {
-            Some(group) => bind_v6(group, port, &config.interfaces_v6)
-                .map_err(|e| log::info!("LocalSend: no IPv6 discovery: {e}"))
-                .ok(),
-            None => None,
-        };
-        Ok(Self { v4, v6 })
-    }
-
-    /// The UDP port both families listen on.
-    pub(super) fn port(&self) -> std::io::Result<u16> {
-        Ok(self.v4.local_addr()?.port())
-    }
-}
-
-fn bind_v4(config: &MulticastConfig) -> std::io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    #[cfg(unix)]
-    socket.set_reuse_port(true)?;
-    socket.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port).into())?;
-    socket.set_multicast_loop_v4(true)?;
-    socket.set_multicast_ttl_v4(1)?;
-    // Only the groups joined here, on the interfaces joined: Linux otherwise hands this
-    // socket the group's datagrams from every interface where any program joined it.
-    #[cfg(target_os = "linux")]
-    socket.set_multicast_all_v4(false)?;
-    for iface in &config.interfaces {
-        if let Err(e) = socket.join_multicast_v4(&config.group, iface) {
-            log::warn!("LocalSend: cannot join {} on {iface}: {e}", config.group);
-        }
-    }
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-/// The IPv6 socket: IPv6 only (the IPv4 socket has the port's IPv4 side), hop limit 1, the
-/// group joined on each interface index (one that refuses is logged and skipped).
-fn bind_v6(group: Ipv6Addr, port: u16, interfaces: &[u32]) -> std::io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_only_v6(true)?;
-    socket.set_reuse_address(true)?;
-    #[cfg(unix)]
-    socket.set_reuse_port(true)?;
-    socket.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into())?;
-    socket.set_multicast_loop_v6(true)?;
-    socket.set_multicast_hops_v6(1)?;
-    #[cfg(target_os = "linux")]
-    socket.set_multicast_all_v6(false)?;
-    for &index in interfaces {
-        if let Err(e) = socket.join_multicast_v6(&group, index) {
-            log::warn!("LocalSend: cannot join {group} on interface {index}: {e}");
-        }
-    }
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
 /// Whether a datagram from an address is heard at all (see [`MulticastConfig::hears`]).
 #[derive(Clone)]
 pub struct Hears(Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>);
@@ -197,55 +129,6 @@ impl Hears {
 impl std::fmt::Debug for Hears {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Hears(..)")
-    }
-}
-
-/// The discovery sockets on the runtime, and the interfaces they use (IPv4 addresses, IPv6
-/// indexes): each announced on, its group joined (a join that failed is logged once).
-struct Live {
-    v4: tokio::net::UdpSocket,
-    v6: Option<tokio::net::UdpSocket>,
-    joined: std::sync::Mutex<(Vec<Ipv4Addr>, Vec<u32>)>,
-}
-
-impl Live {
-    /// Joins the groups on the interfaces `now` lists and not used yet, and leaves them on
-    /// those used and no longer listed; whether an interface came.
-    fn follow(&self, config: &MulticastConfig, now: (Vec<Ipv4Addr>, Vec<u32>)) -> bool {
-        let mut joined = lock(&self.joined);
-        let mut added = false;
-        let v4 = SockRef::from(&self.v4);
-        for gone in joined.0.iter().filter(|addr| !now.0.contains(addr)) {
-            // The address may be gone with its interface, and the membership with it.
-            let _ = v4.leave_multicast_v4(&config.group, gone);
-        }
-        for new in now.0.iter().filter(|addr| !joined.0.contains(addr)) {
-            added = true;
-            if let Err(e) = v4.join_multicast_v4(&config.group, new) {
-                log::warn!("LocalSend: cannot join {} on {new}: {e}", config.group);
-            }
-        }
-        if let (Some(socket), Some(group)) = (&self.v6, config.group_v6) {
-            let v6 = SockRef::from(socket);
-            for &gone in joined.1.iter().filter(|index| !now.1.contains(index)) {
-                let _ = v6.leave_multicast_v6(&group, gone);
-            }
-            for &new in now.1.iter().filter(|index| !joined.1.contains(index)) {
-                added = true;
-                if let Err(e) = v6.join_multicast_v6(&group, new) {
-                    log::warn!("LocalSend: cannot join {group} on interface {new}: {e}");
-                }
-            }
-        }
-        if *joined != now {
-            log::info!(
-                "LocalSend: discovery interfaces now {:?} and {:?}",
-                now.0,
-                now.1
-            );
-        }
-        *joined = now;
-        added
     }
 }
 
@@ -323,17 +206,8 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
     let Some(config) = shared.config.multicast.clone() else {
         return;
     };
-    let live = match tokio::net::UdpSocket::from_std(sockets.v4) {
-        Ok(v4) => Live {
-            v4,
-            v6: sockets
-                .v6
-                .and_then(|v6| tokio::net::UdpSocket::from_std(v6).ok()),
-            joined: std::sync::Mutex::new((
-                config.interfaces.clone(),
-                config.interfaces_v6.clone(),
-            )),
-        },
+    let live = match Live::new(sockets, &config) {
+        Ok(live) => live,
         Err(e) => {
             log::warn!("LocalSend discovery: {e}");
             return;

@@ -48,6 +48,7 @@ mod devices;
 mod discovery;
 mod disk;
 mod folder;
+mod groups;
 pub mod identity;
 mod listener;
 mod prepare;

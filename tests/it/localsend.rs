@@ -891,6 +891,67 @@ fn an_interface_that_comes_later_is_joined_and_announced_on() {
     assert!(!heard.iter().any(|d| d.alias == "After"), "{heard:?}");
 }
 
+/// An interface whose address changes with the new one added before the old one goes (as
+/// DHCP and NetworkManager may renumber): the kernel keeps one membership per interface,
+/// under the address that joined first, so leaving the group by the old address dropped it,
+/// and the new address, already listed, was never joined again: that network went deaf
+/// until a restart. Every address listed is joined again at each relist. Loopback stands
+/// for the interface: 127.0.0.2 is on it as 127.0.0.1 is.
+#[test]
+fn an_interface_renumbered_new_address_first_stays_in_the_group() {
+    use ferry::localsend::{RELIST_EVERY, Relist};
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (old, new) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
+    let device = group_member();
+    let port = device.local_addr().expect("addr").port();
+    let group = SocketAddr::from((LOCALSEND_GROUP, port));
+
+    // What the relist says, and how many times it was asked.
+    let listed = Arc::new(Mutex::new(vec![old]));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let (list, count) = (Arc::clone(&listed), Arc::clone(&asked));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.multicast = Some(MulticastConfig {
+        port,
+        interfaces: vec![old],
+        relist: Some(Relist::new(move || {
+            let now = list.lock().expect("list").clone();
+            count.fetch_add(1, Ordering::SeqCst);
+            (now, vec![])
+        })),
+        ..loopback_multicast()
+    });
+    let (server, _events) = start(cfg);
+    // Sets what the relist says, and waits until it was asked twice since (so it followed).
+    let relisted = |now: Vec<Ipv4Addr>| {
+        *listed.lock().expect("list") = now;
+        let since = asked.load(Ordering::SeqCst);
+        let deadline = Instant::now() + 3 * RELIST_EVERY + Duration::from_secs(5);
+        while asked.load(Ordering::SeqCst) < since + 2 {
+            assert!(Instant::now() < deadline, "no relist");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    relisted(vec![old, new]);
+    relisted(vec![new]);
+
+    let announcement = json!({"alias": "Renumbered", "version": "2.1", "deviceType": "desktop",
+        "fingerprint": "renumbered-device", "port": 9, "protocol": "https", "announce": true});
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.devices().iter().any(|d| d.alias == "Renumbered") {
+        assert!(
+            Instant::now() < deadline,
+            "the device not heard on the interface renumbered"
+        );
+        device
+            .send_to(announcement.to_string().as_bytes(), group)
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn ferry_serve_receives_from_localsend_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
