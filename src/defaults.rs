@@ -201,14 +201,22 @@ fn interface_index(name: &str) -> Option<u32> {
         .and_then(|iface| iface.index)
 }
 
-/// Refuses `typed` (`HOST[:PORT]`) only when its host is a number the resolver would read as
-/// another address ([`DestinationError::NumericShorthand`]: `010.0.0.5` is 8.0.0.5), for
-/// callers that take destinations in other forms too (the window's fields, the library):
-/// whoever typed it, such a number reaches nobody. Pure.
-pub fn refuse_numeric_shorthand(typed: &str) -> Result<(), DestinationError> {
+/// `typed` (`HOST:PORT`) as the engines resolve it, for callers that take destinations in
+/// other forms too (the window's fields, the library), which `SocketAddr` or the system
+/// resolver read. Refused only where [`parse_destination`] would refuse it for a reason
+/// the resolver would not see: a number it would read as another address
+/// ([`DestinationError::NumericShorthand`]: `010.0.0.5` is 8.0.0.5), or an IPv6 zone that
+/// names no interface here. An IPv6 address with a zone comes back as [`parse_destination`]
+/// reads it, the interface's name (`[fe80::1%eth0]:8080`, which neither reader takes) as
+/// its number; anything else as typed.
+pub fn engine_destination(typed: &str) -> Result<String, DestinationError> {
     match parse_destination(typed) {
-        Err(e @ DestinationError::NumericShorthand { .. }) => Err(e),
-        _ => Ok(()),
+        Err(
+            e @ (DestinationError::NumericShorthand { .. }
+            | DestinationError::NoSuchInterface { .. }),
+        ) => Err(e),
+        Ok(read) if read.host.contains('%') => Ok(read.to_string()),
+        _ => Ok(typed.to_owned()),
     }
 }
 
@@ -321,6 +329,25 @@ mod tests {
         Destination {
             host: host.to_owned(),
             port,
+        }
+    }
+
+    #[test]
+    fn engine_destination_reads_a_zones_name_and_leaves_the_rest_as_typed() {
+        for typed in [
+            "laptop.local:9",
+            "127.0.0.1:9",
+            "[fe80::1%2]:9",
+            "not a host:x",
+        ] {
+            assert_eq!(engine_destination(typed).as_deref(), Ok(typed), "{typed}");
+        }
+        if let Ok(lo) = std::fs::read_to_string("/sys/class/net/lo/ifindex") {
+            let want = format!("[::1%{}]:9", lo.trim());
+            assert_eq!(engine_destination("[::1%lo]:9"), Ok(want));
+        }
+        for refused in ["010.0.0.5:80", "[fe80::1%no-such-if]:80"] {
+            assert!(engine_destination(refused).is_err(), "{refused}");
         }
     }
 

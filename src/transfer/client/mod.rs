@@ -527,10 +527,9 @@ fn establish(
 }
 
 fn connect(opts: &SendOptions) -> Result<TcpStream, (SendError, FailureKind)> {
-    crate::defaults::refuse_numeric_shorthand(&opts.to)
+    let to = crate::defaults::engine_destination(&opts.to)
         .map_err(|e| (SendError::Destination(e), FailureKind::Unreachable))?;
-    let addrs: Vec<SocketAddr> = opts
-        .to
+    let addrs: Vec<SocketAddr> = to
         .to_socket_addrs()
         .map_err(|_| {
             (

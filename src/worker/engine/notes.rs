@@ -40,9 +40,10 @@ impl Engine {
         if let Err(e) = check_note(&text) {
             return self.note_error(NotesError::from(e).to_string());
         }
-        if let Err(e) = crate::defaults::refuse_numeric_shorthand(&to) {
-            return self.note_error(e.to_string());
-        }
+        let to = match crate::defaults::engine_destination(&to) {
+            Ok(to) => to,
+            Err(e) => return self.note_error(e.to_string()),
+        };
         if let Ok(addr) = to.parse::<SocketAddr>() {
             return self.finish_note(Looked {
                 to,

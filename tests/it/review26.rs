@@ -1,0 +1,98 @@
+//! Found in the review of the day's changes (write-behind depth, `--to` zones by name, the
+//! handshake's first message, interfaces followed by LocalSend discovery, blank interface
+//! names): what the window did not do that the CLI now does.
+
+use std::net::{IpAddr, Ipv6Addr, UdpSocket};
+
+use egui_kittest::kittest::Queryable;
+use ferry::app::Settings;
+
+use crate::gui::{app, run_until, settings};
+use crate::localsend_v6::have_ipv6_loopback;
+use crate::util::*;
+
+/// `[ADDRESS%lo]:PORT`: an IPv6 destination whose zone is loopback's name. On `::1` the
+/// kernel ignores the zone, so the destination is reachable, and only the reading of the
+/// name is tested.
+fn on_lo(port: u16) -> String {
+    format!("[::1%lo]:{port}")
+}
+
+/// `ferry send --to '[fe80::1%eth0]:8080'` takes the interface's name, as `ping` does, but
+/// the window's Destination field handed the text to `SocketAddr` and the resolver, which
+/// read only a number there: the same address failed as "cannot resolve". The window now
+/// reads it as the CLI does.
+#[test]
+fn the_windows_destination_takes_an_ipv6_zone_by_the_interfaces_name() {
+    if !have_ipv6_loopback() {
+        return;
+    }
+    let (src, download, dst) = (tempdir(), tempdir(), tempdir());
+    let mut config = ferry::transfer::ServerConfig::new(
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        0,
+        dst.path().to_owned(),
+    );
+    config.keyring = Some(test_receiver_keyring());
+    config.policy = ferry::transfer::AcceptPolicy::Everyone;
+    let (server, _events) = start_server_with(config);
+    let file = src.path().join("区域.txt");
+    std::fs::write(&file, "by name").unwrap();
+    let mut harness = app(settings(download.path()), vec![file]);
+    harness.state_mut().client.dest = on_lo(server.local_addr().port());
+    harness.state_mut().tab = ferry::app::Tab::Client;
+    harness.run_steps(2);
+    harness.get_by_label("Choose files…").click();
+    run_until(&mut harness, "the picked file", |app| {
+        app.client.rows.len() == 1
+    });
+    harness.get_by_label("Upload").click();
+    run_until(&mut harness, "the upload to end", |app| {
+        app.client.rows[0].state.is_finished()
+    });
+    let row = &harness.state().client.rows[0];
+    assert_eq!(
+        std::fs::read_to_string(dst.path().join("区域.txt"))
+            .ok()
+            .as_deref(),
+        Some("by name"),
+        "{:?}",
+        row.state
+    );
+}
+
+/// The same for the window's notes: a note to `[::1%lo]:PORT` arrives.
+#[test]
+fn the_windows_note_takes_an_ipv6_zone_by_the_interfaces_name() {
+    if !have_ipv6_loopback() {
+        return;
+    }
+    let download = tempdir();
+    let mut harness = app(
+        Settings {
+            server_bind: "::1".into(),
+            ..settings(download.path())
+        },
+        vec![],
+    );
+    run_until(
+        &mut harness,
+        "the notes socket on ::1",
+        |app| matches!(app.notes.status, ferry::app::NotesStatus::Listening(addr) if addr.is_ipv6()),
+    );
+    let peer = UdpSocket::bind("[::1]:0").unwrap();
+    peer.set_read_timeout(Some(DEADLINE)).unwrap();
+    harness.state_mut().notes.peer = on_lo(peer.local_addr().unwrap().port());
+    harness.state_mut().notes.draft = "经由 lo".into();
+    harness.run_steps(1);
+    harness.get_by_label("Send").click();
+    harness.run_steps(1);
+    let mut buf = [0u8; 64];
+    let got = peer.recv_from(&mut buf).map(|(n, _)| buf[..n].to_vec());
+    let said = &harness.state().notes.history;
+    assert_eq!(got.ok().as_deref(), Some("经由 lo".as_bytes()), "{said:?}");
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
