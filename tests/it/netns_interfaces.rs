@@ -5,7 +5,8 @@
 //! on the chosen interfaces, and that LocalSend's multicast, like Ferry's beacons, leaves
 //! virtual adapters (a VPN, a container bridge) alone unless chosen, and that what comes
 //! from a network not chosen (a beacon, a LocalSend announcement, whatever it claims) is
-//! neither listed nor answered. Needs root, `ip` and
+//! neither listed nor answered, and that LocalSend's group follows an address that comes
+//! or changes while serving. Needs root, `ip` and
 //! `nft`; skips with a line where they are missing.
 
 use crate::netns::{Net, can_make_namespaces, have_nft, stdout};
@@ -478,4 +479,85 @@ fn a_probed_address_is_asked_and_heard_whatever_the_interfaces_chosen() {
     // Only loopback chosen, but the address named: asked and heard through eth0.
     let text = peers(&["--only-interface", "lo", "--probe", "10.77.0.2"]);
     assert!(text.contains("beta  10.77.0.2:8080"), "not found: {text}");
+}
+
+/// Announces `argv[1]` (a LocalSend announcement) to LocalSend's group 224.0.0.167:53317,
+/// sent out by the interface with address `argv[2]`, every 0.2 s, listening on TCP 53317 for
+/// the answer (`POST /register`); prints `answered` once one connects, `not answered` after
+/// 10 s. Sent to the group, not to an address: only a member of the group hears it.
+const PY_ANNOUNCE_TO_GROUP: &str = r#"
+import socket, sys
+answers = socket.socket()
+answers.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+answers.bind(("0.0.0.0", 53317))
+answers.listen(5)
+answers.settimeout(0.2)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[2]))
+for _ in range(50):
+    s.sendto(sys.argv[1].encode(), ("224.0.0.167", 53317))
+    try:
+        answers.accept()
+        print("answered", flush=True)
+        sys.exit(0)
+    except socket.timeout:
+        pass
+print("not answered", flush=True)
+"#;
+
+/// `ferry serve` started before its LAN card got an address (the window opened before the
+/// Wi-Fi connected) joins LocalSend's group there once the address comes, and a device
+/// announcing to the group is heard and answered. Then the card is renumbered, the new
+/// address added before the old one goes (as DHCP may): the kernel's one membership per
+/// interface, held under the old address, went with it, and the card stayed deaf until a
+/// restart; the new address is joined again.
+#[test]
+fn localsend_joins_its_group_on_an_address_that_comes_after_the_start_and_keeps_it() {
+    let Some((net, h1, h2)) = two_hosts_and_python() else {
+        return;
+    };
+    let addr = |verb: &str, cidr: &str| ip(&["-n", &h1, "addr", verb, cidr, "dev", "eth0"]);
+    // A deleted primary address hands its subnet to the secondary, as desktops set it.
+    let sysctl = std::process::Command::new("ip")
+        .args(["netns", "exec", &h1, "sysctl", "-qw"])
+        .arg("net.ipv4.conf.eth0.promote_secondaries=1")
+        .output()
+        .unwrap();
+    assert!(sysctl.status.success(), "{sysctl:?}");
+    addr("del", "10.77.0.1/24").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = net
+        .ferry(&h1)
+        .args(["serve", "--port", "8080", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = line_channel(child.stderr.take().unwrap());
+    let _h1 = ChildGuard(child);
+    wait_line(&log, "LocalSend receiving on");
+    let answered = |fingerprint: &str| {
+        let announcement = ANNOUNCEMENT.replace(&"ab".repeat(32), fingerprint);
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &h2, "python3", "-c", PY_ANNOUNCE_TO_GROUP])
+            .args([announcement.as_str(), "10.77.0.2"])
+            .output()
+            .unwrap();
+        stdout(&out).trim().to_owned()
+    };
+
+    addr("add", "10.77.0.1/24").unwrap();
+    wait_line(&log, "LocalSend: discovery interfaces now [10.77.0.1]");
+    assert_eq!(
+        answered(&"cd".repeat(32)),
+        "answered",
+        "on the address that came"
+    );
+
+    addr("add", "10.77.0.5/24").unwrap();
+    wait_line(&log, "now [10.77.0.1, 10.77.0.5]");
+    addr("del", "10.77.0.1/24").unwrap();
+    wait_line(&log, "now [10.77.0.5]");
+    assert_eq!(answered(&"ef".repeat(32)), "answered", "after renumbering");
 }
