@@ -402,9 +402,10 @@ fn a_dns_sd_record_naming_an_address_off_the_chosen_interfaces_is_not_checked() 
     );
 }
 
-/// Announces `argv[1]` (a LocalSend announcement) to `argv[2]`:53317 every 0.2 s, listening
-/// on TCP 53317 for the answer (`POST /register`); prints `answered` once one connects,
-/// `not answered` after 10 s.
+/// Announces `argv[1]` (a LocalSend announcement) to `argv[2]`:53317 every 0.2 s (to a
+/// multicast group: out of the interface with address `argv[3]`), listening on TCP 53317
+/// for the answer (`POST /register`); prints `answered` once one connects, `not answered`
+/// after 10 s.
 const PY_ANNOUNCE_AND_WAIT: &str = r#"
 import socket, sys
 answers = socket.socket()
@@ -414,6 +415,8 @@ answers.listen(5)
 answers.settimeout(0.2)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+if len(sys.argv) > 3:
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[3]))
 for _ in range(50):
     s.sendto(sys.argv[1].encode(), (sys.argv[2], 53317))
     try:
@@ -425,6 +428,19 @@ for _ in range(50):
 print("not answered", flush=True)
 "#;
 
+/// What [`PY_ANNOUNCE_AND_WAIT`] run in `ns` with `args` says of [`ANNOUNCEMENT`] under
+/// `fingerprint`: `answered` or `not answered`.
+fn announced_from(ns: &str, fingerprint: &str, args: &[&str]) -> String {
+    let announcement = ANNOUNCEMENT.replace(&"ab".repeat(32), fingerprint);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", PY_ANNOUNCE_AND_WAIT])
+        .arg(&announcement)
+        .args(args)
+        .output()
+        .unwrap();
+    stdout(&out).trim().to_owned()
+}
+
 #[test]
 fn localsend_told_one_interface_still_answers_there_after_its_address_changes() {
     let Some((net, h1, h2)) = two_hosts_and_python() else {
@@ -433,15 +449,7 @@ fn localsend_told_one_interface_still_answers_there_after_its_address_changes() 
     let dir = tempfile::tempdir().unwrap();
     let args = ["--port", "8080", "--only-interface", "eth0"];
     let _h1 = net.serve_with(&h1, dir.path(), &args, &["LocalSend receiving is on"]);
-    let answered = |fingerprint: &str| {
-        let announcement = ANNOUNCEMENT.replace(&"ab".repeat(32), fingerprint);
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &h2, "python3", "-c", PY_ANNOUNCE_AND_WAIT])
-            .args([announcement.as_str(), "10.77.0.255"])
-            .output()
-            .unwrap();
-        stdout(&out).trim().to_owned()
-    };
+    let answered = |fingerprint: &str| announced_from(&h2, fingerprint, &["10.77.0.255"]);
     assert_eq!(answered(&"cd".repeat(32)), "answered");
     // h1's LAN card gets another address (a new DHCP lease) while it serves.
     ip(&["-n", &h1, "addr", "del", "10.77.0.1/24", "dev", "eth0"]).unwrap();
@@ -481,30 +489,6 @@ fn a_probed_address_is_asked_and_heard_whatever_the_interfaces_chosen() {
     assert!(text.contains("beta  10.77.0.2:8080"), "not found: {text}");
 }
 
-/// Announces `argv[1]` (a LocalSend announcement) to LocalSend's group 224.0.0.167:53317,
-/// sent out by the interface with address `argv[2]`, every 0.2 s, listening on TCP 53317 for
-/// the answer (`POST /register`); prints `answered` once one connects, `not answered` after
-/// 10 s. Sent to the group, not to an address: only a member of the group hears it.
-const PY_ANNOUNCE_TO_GROUP: &str = r#"
-import socket, sys
-answers = socket.socket()
-answers.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-answers.bind(("0.0.0.0", 53317))
-answers.listen(5)
-answers.settimeout(0.2)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[2]))
-for _ in range(50):
-    s.sendto(sys.argv[1].encode(), ("224.0.0.167", 53317))
-    try:
-        answers.accept()
-        print("answered", flush=True)
-        sys.exit(0)
-    except socket.timeout:
-        pass
-print("not answered", flush=True)
-"#;
-
 /// `ferry serve` started before its LAN card got an address (the window opened before the
 /// Wi-Fi connected) joins LocalSend's group there once the address comes, and a device
 /// announcing to the group is heard and answered. Then the card is renumbered, the new
@@ -537,15 +521,9 @@ fn localsend_joins_its_group_on_an_address_that_comes_after_the_start_and_keeps_
     let log = line_channel(child.stderr.take().unwrap());
     let _h1 = ChildGuard(child);
     wait_line(&log, "LocalSend receiving on");
-    let answered = |fingerprint: &str| {
-        let announcement = ANNOUNCEMENT.replace(&"ab".repeat(32), fingerprint);
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &h2, "python3", "-c", PY_ANNOUNCE_TO_GROUP])
-            .args([announcement.as_str(), "10.77.0.2"])
-            .output()
-            .unwrap();
-        stdout(&out).trim().to_owned()
-    };
+    // To the group, not to an address: only a member of the group hears it.
+    let answered =
+        |fingerprint: &str| announced_from(&h2, fingerprint, &["224.0.0.167", "10.77.0.2"]);
 
     addr("add", "10.77.0.1/24").unwrap();
     wait_line(&log, "LocalSend: discovery interfaces now [10.77.0.1]");
