@@ -306,8 +306,9 @@ fn interface_name(text: &str) -> Result<String, String> {
     }
 }
 
-/// `cmd`, with a blank FERRY_ONLY_INTERFACE taken as unset (as an empty variable usually
-/// is), not as the blank name that `--only-interface ""` is refused for.
+/// `cmd`, with a blank FERRY_ONLY_INTERFACE (nothing but spaces and commas: `"$A,$B"` with
+/// both unset) taken as unset, as an empty variable usually is, not as the blank name that
+/// `--only-interface ""` is refused for (in words naming the flag, not the variable).
 fn blank_env_unset(cmd: clap::Command) -> clap::Command {
     fn unset(cmd: clap::Command) -> clap::Command {
         cmd.mut_args(|arg| match arg.get_id() == "only_interface" {
@@ -316,8 +317,12 @@ fn blank_env_unset(cmd: clap::Command) -> clap::Command {
         })
         .mut_subcommands(unset)
     }
-    let blank = std::env::var_os("FERRY_ONLY_INTERFACE")
-        .is_some_and(|value| value.to_string_lossy().trim().is_empty());
+    let blank = std::env::var_os("FERRY_ONLY_INTERFACE").is_some_and(|value| {
+        value
+            .to_string_lossy()
+            .split(',')
+            .all(|name| name.trim().is_empty())
+    });
     match blank {
         true => unset(cmd),
         false => cmd,

@@ -397,10 +397,12 @@ fn a_blank_interface_name_is_refused_and_a_blank_variable_is_unset() {
     }
     // (A command that sends nothing: unset, the variable would let discovery use every
     // interface of this machine.)
-    let out = ferry()
-        .env("FERRY_ONLY_INTERFACE", " ")
-        .args(["completions", "bash"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    for blank in [" ", ",", " , "] {
+        let out = ferry()
+            .env("FERRY_ONLY_INTERFACE", blank)
+            .args(["completions", "bash"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{blank:?}: {out:?}");
+    }
 }
