@@ -35,8 +35,16 @@ pub struct AddressReport {
     pub connect: Connect,
 }
 
-/// Parses `ADDRESS[:PORT]` (port defaults to the transfer port).
+/// Parses `ADDRESS[:PORT]` (port defaults to the transfer port), as `--to` reads it.
 pub fn parse_target(text: &str) -> Result<SocketAddr, Finding> {
+    // Read as `--to` is: an IPv6 zone by the interface's name (`[fe80::1%eth0]:8080`, which
+    // the readers below take by number only) becomes its number, and a number the resolver
+    // would read as another address (`0177.0.0.1`) is refused.
+    let read = crate::defaults::engine_destination(text).map_err(|e| Finding::CannotResolve {
+        target: text.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let text = read.as_str();
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }

@@ -96,3 +96,36 @@ fn the_windows_note_takes_an_ipv6_zone_by_the_interfaces_name() {
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
+
+/// `ferry doctor ADDRESS` read its address with `SocketAddr` and the resolver alone: an
+/// IPv6 zone by the interface's name, which `--to` takes, was "cannot resolve", and a
+/// number the resolver reads as another address (`0177.0.0.1`, 127.0.0.1) was checked as
+/// that other address. It reads the address as `--to` does.
+#[test]
+fn doctor_reads_its_address_as_to_does() {
+    if !have_ipv6_loopback() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = ferry()
+        .args(["doctor", "--wait", "0", &on_lo(port)])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("answers (ready to receive)"), "{said}");
+
+    let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let shorthand = format!("0177.0.0.1:{}", v4.local_addr().unwrap().port());
+    let out = ferry()
+        .args(["doctor", "--wait", "0", &shorthand])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!said.contains("answers"), "{said}");
+    assert!(said.contains("is not an IPv4 address"), "{said}");
+}
