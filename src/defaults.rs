@@ -159,8 +159,10 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
             typed: typed.to_owned(),
         });
     }
-    // A host name has no spaces, colons (outside brackets) or control characters.
-    if host.contains(':') && !is_ipv6_literal(host)
+    // A host name has no spaces, colons (outside brackets), control characters or `%` (an
+    // interface's name or number follows one only in an IPv6 address: `laptop%eth0` and
+    // `10.0.0.1%2` are no addresses, and no zone is read off them).
+    if (host.contains(':') || host.contains('%')) && !is_ipv6_literal(host)
         || host.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(DestinationError::BadHost {
@@ -449,6 +451,10 @@ mod tests {
             "[fe80::1%a/b]:80",
             "[fe80::1%sixteen-bytes-ab]:80",
             "[fe80::1%e th0]:80",
+            "laptop%lo:80",
+            "laptop%2",
+            "10.0.0.1%lo:80",
+            "10.0.0.1%1",
         ] {
             assert!(
                 matches!(

@@ -129,3 +129,23 @@ fn doctor_reads_its_address_as_to_does() {
     assert!(!said.contains("answers"), "{said}");
     assert!(said.contains("is not an IPv4 address"), "{said}");
 }
+
+/// A zone follows `%` only in an IPv6 address, but any host's `%NAME` was read as one:
+/// `--to laptop%lo:8080` became `laptop%1` (and `laptop%eth9`, "no network interface"). A
+/// `%` in a host name or an IPv4 address makes it no host at all, said before any lookup.
+#[test]
+fn a_zone_after_a_host_name_or_an_ipv4_address_is_no_destination() {
+    let src = tempdir();
+    let file = src.path().join("a.txt");
+    std::fs::write(&file, "x").unwrap();
+    for to in ["laptop%lo:8080", "127.0.0.1%lo:8080"] {
+        let out = ferry()
+            .args(["send", "--no-localsend-sweep", "--to", to])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{to}: {said}");
+        assert!(said.contains("is not a host name"), "{to}: {said}");
+    }
+}
