@@ -225,7 +225,8 @@ pub fn engine_destination(typed: &str) -> Result<String, DestinationError> {
 /// Whether `host` is an IPv6 address, perhaps with the interface it is on: its number
 /// (`fe80::1%2`, as `ferry peers` lists a device heard over IPv6 link-local), which the
 /// system resolver and `SocketAddr` read, or its name (`fe80::1%eth0`, in the syntax of a
-/// Linux interface name: 1 to 15 bytes, no `/`, `:`, `%` or space), which
+/// Linux interface name: 1 to 15 bytes, no `/`, `:`, `%`, space or control character, any
+/// script: `fe80::1%网卡`), which
 /// [`parse_destination`] turns into the number. Pure.
 fn is_ipv6_literal(host: &str) -> bool {
     let (address, zone) = match host.split_once('%') {
@@ -236,7 +237,7 @@ fn is_ipv6_literal(host: &str) -> bool {
         (1..=15).contains(&zone.len())
             && zone
                 .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"/:%[]".contains(&b))
+                .all(|b| !b.is_ascii() || b.is_ascii_graphic() && !b"/:%[]".contains(&b))
             && !zone.bytes().all(|b| b.is_ascii_digit())
     };
     address.parse::<Ipv6Addr>().is_ok()
@@ -387,6 +388,12 @@ mod tests {
             assert_eq!(addr.to_string(), format!("[fe80::1%{lo}]:9000"));
             assert_eq!(parse_destination("fe80::1%lo").map(|d| d.port), Ok(8080));
         }
+        // A name in any script is read as a name (Linux takes one), not refused as no host.
+        let err = parse_destination("[fe80::1%网卡]:80").unwrap_err();
+        assert!(
+            matches!(&err, DestinationError::NoSuchInterface { zone, .. } if zone == "网卡"),
+            "{err:?}"
+        );
         let err = parse_destination("[fe80::1%no-such-if]:80").unwrap_err();
         assert!(
             matches!(err, DestinationError::NoSuchInterface { .. }),
