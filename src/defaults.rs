@@ -118,6 +118,15 @@ pub enum DestinationError {
 /// number, the form every later reader (`SocketAddr`, the resolver) takes. Without a port,
 /// [`DEFAULT_PORT`] is used.
 pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
+    parse_destination_or_port(typed, DEFAULT_PORT)
+}
+
+/// [`parse_destination`] with `default_port` where none is typed (LocalSend's, for a
+/// LocalSend probe).
+pub fn parse_destination_or_port(
+    typed: &str,
+    default_port: u16,
+) -> Result<Destination, DestinationError> {
     let trimmed = typed.trim();
     if trimmed.is_empty() {
         return Err(DestinationError::Empty);
@@ -175,7 +184,7 @@ pub fn parse_destination(typed: &str) -> Result<Destination, DestinationError> {
         });
     }
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(port) => match port.parse::<u16>() {
             Ok(0) | Err(_) => return Err(bad_port(port)),
             Ok(port) => port,

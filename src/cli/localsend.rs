@@ -250,17 +250,24 @@ impl Lookup {
     }
 }
 
-/// `HOST[:PORT]` (port 53317 unless given) as an address; a warning when it is not one.
+/// `HOST[:PORT]` (port 53317 unless given) as an address, read as `--to` is (an IPv6 zone
+/// by the interface's name; `0177.0.0.1`, which the resolver reads as 127.0.0.1, refused);
+/// a warning when it is not one.
 fn probe_addr(typed: &str) -> Option<SocketAddr> {
-    let with_port = if typed.contains(':') {
-        typed.to_owned()
-    } else {
-        format!("{typed}:{LOCALSEND_PORT}")
+    let read = crate::defaults::parse_destination_or_port(typed, LOCALSEND_PORT);
+    let found = match &read {
+        Ok(destination) => {
+            (destination.to_string().to_socket_addrs().ok()).and_then(|mut addrs| addrs.next())
+        }
+        Err(_) => None,
     };
-    let found = with_port.to_socket_addrs().ok().and_then(|mut a| a.next());
     if found.is_none() {
+        let why = match read {
+            Err(e) => format!(" ({})", escape_line(&e.to_string())),
+            Ok(_) => String::new(),
+        };
         tell!(
-            "LocalSend probe: {:?} is not an address",
+            "LocalSend probe: {:?} is not an address{why}",
             escape_line(typed)
         );
     }

@@ -149,3 +149,35 @@ fn a_zone_after_a_host_name_or_an_ipv4_address_is_no_destination() {
         assert!(said.contains("is not a host name"), "{to}: {said}");
     }
 }
+
+/// `--localsend-probe` read its address with the resolver alone: `0177.0.0.96`, which
+/// `--to` refuses because the resolver reads it as 127.0.0.96, was probed there, and a zone
+/// by the interface's name was no address. It reads the address as `--to` does.
+#[test]
+fn a_localsend_probe_is_read_as_to_is() {
+    let dir = tempdir();
+    let mut cfg = crate::localsend::config(dir.path());
+    cfg.bind = "127.0.0.96".parse().unwrap();
+    cfg.alias = "Probed phone".into();
+    let (device, _) = crate::localsend::start(cfg);
+    let port = device.local_addr().port();
+    let peers = |probe: &str| {
+        let out = ferry()
+            .args(["peers", "--wait", "1", "--no-localsend-sweep"])
+            .args(["--localsend-probe", probe])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let said = peers(&format!("0177.0.0.96:{port}"));
+    assert!(said.contains("is not an IPv4 address"), "{said}");
+    assert!(device.devices().is_empty(), "probed: {said}");
+    // Typed as an address, it is probed (the lookup registers there).
+    let said = peers(&format!("127.0.0.96:{port}"));
+    assert!(!device.devices().is_empty(), "not probed: {said}");
+}
