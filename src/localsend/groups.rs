@@ -82,7 +82,8 @@ fn bind_v6(group: Ipv6Addr, port: u16, interfaces: &[u32]) -> std::io::Result<Ud
 }
 
 /// The discovery sockets on the runtime, and the interfaces they use (IPv4 addresses, IPv6
-/// indexes): each announced on, its group joined (a join that failed is logged once).
+/// indexes): each announced on, its group joined (a join that failed is warned of once
+/// and tried again at each relist).
 pub(super) struct Live {
     pub(super) v4: tokio::net::UdpSocket,
     pub(super) v6: Option<tokio::net::UdpSocket>,
