@@ -218,37 +218,27 @@ fn a_link_local_address_as_peers_lists_it_is_a_destination() {
     let to = format!("[{ll}%{index}]:8080");
 
     let src = tempfile::tempdir().unwrap();
-    let file = src.path().join("邻居.txt");
-    std::fs::write(&file, "over fe80").unwrap();
-    let out = net
-        .ferry(&h2)
-        .args(["send", "--to", &to, "--no-localsend-sweep"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let words = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "send --to {to}: {words}");
-    assert_eq!(
-        std::fs::read_to_string(inbox.path().join("邻居.txt")).unwrap(),
-        "over fe80"
-    );
-
+    // `send --to TO` of a file NAME holding TEXT from h2 arrives in alpha's inbox.
+    let arrives = |to: &str, name: &str, text: &str| {
+        let file = src.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = net
+            .ferry(&h2)
+            .args(["send", "--to", to, "--no-localsend-sweep"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let words = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "send --to {to}: {words}");
+        assert_eq!(
+            std::fs::read_to_string(inbox.path().join(name)).unwrap(),
+            text
+        );
+    };
+    arrives(&to, "邻居.txt", "over fe80");
     // The same address with the interface's name for its zone, as `ping` takes it.
-    let named = format!("[{ll}%eth0]:8080");
+    arrives(&format!("[{ll}%eth0]:8080"), "邻居2.txt", "over eth0");
     let file = src.path().join("邻居2.txt");
-    std::fs::write(&file, "over eth0").unwrap();
-    let out = net
-        .ferry(&h2)
-        .args(["send", "--to", &named, "--no-localsend-sweep"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let words = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "send --to {named}: {words}");
-    assert_eq!(
-        std::fs::read_to_string(inbox.path().join("邻居2.txt")).unwrap(),
-        "over eth0"
-    );
     // An interface h2 does not have is said as such, before anything is sent.
     let out = net
         .ferry(&h2)
