@@ -91,12 +91,18 @@ pub struct MulticastConfig {
 pub const RELIST_EVERY: Duration = Duration::from_secs(3);
 
 /// The interfaces to use now: IPv4 addresses and IPv6 interface indexes, as
-/// [`MulticastConfig::interfaces`] and [`MulticastConfig::interfaces_v6`].
+/// [`MulticastConfig::interfaces`] and [`MulticastConfig::interfaces_v6`]; `None` when the
+/// system could not list them this time (the groups joined stay as they are: a failed
+/// listing is no interface gone).
 #[derive(Clone)]
-pub struct Relist(Arc<dyn Fn() -> (Vec<Ipv4Addr>, Vec<u32>) + Send + Sync>);
+pub struct Relist(Arc<RelistFn>);
+
+type RelistFn = dyn Fn() -> Option<(Vec<Ipv4Addr>, Vec<u32>)> + Send + Sync;
 
 impl Relist {
-    pub fn new(relist: impl Fn() -> (Vec<Ipv4Addr>, Vec<u32>) + Send + Sync + 'static) -> Self {
+    pub fn new(
+        relist: impl Fn() -> Option<(Vec<Ipv4Addr>, Vec<u32>)> + Send + Sync + 'static,
+    ) -> Self {
         Relist(Arc::new(relist))
     }
 }
@@ -231,7 +237,8 @@ pub(super) async fn run(sockets: Sockets, shared: Arc<Shared>) {
             _ = stopped(&mut stop) => return,
             _ = relist.tick(), if config.relist.is_some() => {
                 if let Some(Relist(list)) = &config.relist
-                    && live.follow(&config, list())
+                    && let Some(now) = list()
+                    && live.follow(&config, now)
                 {
                     // Announced on every interface again, the new one included.
                     announced = 0;
