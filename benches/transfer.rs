@@ -20,8 +20,8 @@
 //!
 //! Needs `nc` (Debian: netcat-openbsd) and `socat` for the comparisons; a missing one is
 //! reported and skipped. The server's peak RSS is read from /proc (VmHWM) after the transfer,
-//! the sender's from `wait4` (ru_maxrss). Each round runs every case once, each round
-//! starting one case later than the one before. Each round also runs Ferry with `serve --no-fsync`,
+//! the sender's from `wait4` (ru_maxrss). Each round runs every case once, each round in an
+//! order of its own (so no case always runs first or after the same other one). Each round also runs Ferry with `serve --no-fsync`,
 //! so the cost of syncing the file before "verified" is a figure of the same run, Ferry
 //! with `send --no-encryption`, so encryption's cost is one too (each side has an identity of
 //! its own in a temp config folder), and both together: what socat does (written, not synced,
@@ -52,7 +52,7 @@ enum Case {
     Dd,
 }
 
-/// Every round runs each case once, starting one case later than the round before.
+/// Every round runs each case once, in an order of its own ([`round_order`]).
 const CASES: [Case; 8] = [
     Case::Ferry,
     Case::Plain,
@@ -63,6 +63,21 @@ const CASES: [Case; 8] = [
     Case::SocatSynced,
     Case::Dd,
 ];
+
+/// The cases in round `run`'s order: a shuffle (Fisher-Yates driven by a small LCG seeded
+/// with the round number), so each case follows a different one from round to round.
+fn round_order(run: u32) -> [Case; 8] {
+    let mut order = CASES;
+    let mut state = u64::from(run).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for i in (1..order.len()).rev() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let j = ((state >> 33) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
 
 fn main() {
     let bytes: u64 = env_or("FERRY_BENCH_BYTES", 2 << 30);
@@ -101,11 +116,12 @@ fn main() {
         eprintln!("memory state before each run: {state}");
     }
     for run in 1..=runs {
-        // Each round starts one case later than the last, so no tool always runs first
-        // (right after the previous round's last case, or the first after the input was
-        // written) and takes what that position costs on this host.
-        for step in 0..CASES.len() {
-            let case = CASES[(step + run as usize - 1) % CASES.len()];
+        // Each round runs the cases in an order of its own (the same for a given round
+        // number in every run), so no tool always runs first (right after the previous
+        // round's last case, or the first after the input was written) or always right
+        // after the same other one, and takes what that position costs on this host: with
+        // the order only rotated, the encrypted default always followed the synced `dd`.
+        for case in round_order(run) {
             prepare();
             match case {
                 Case::Ferry => {
