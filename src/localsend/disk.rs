@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::protocol::sanitize_file_name;
-use crate::transfer::{Dirs, Downloads, Paced, PartFile, Preallocate, WriteBehind, create_root};
+use crate::transfer::{Dirs, Downloads, Paced, PartFile, create_root};
 
 /// Chunks of one body waiting for its writer at most (hyper's chunks are at most a few
 /// hundred KiB: a few MiB per upload in all).
@@ -119,11 +119,7 @@ pub(super) fn write_chunks(
     fsync: bool,
 ) -> (PartFile, std::io::Result<()>) {
     let written = (|| {
-        let mut paced = Paced {
-            file: part.file()?,
-            write_behind: fsync.then(|| WriteBehind::new(0)),
-            prealloc: Some(Preallocate::new(0, size)),
-        };
+        let mut paced = Paced::new(part.file()?, 0, fsync, Some(size));
         let mut written = Ok(());
         while let Some(chunk) = chunks.blocking_recv() {
             written = paced.write_all(&chunk);
@@ -132,9 +128,7 @@ pub(super) fn write_chunks(
             }
         }
         // Blocks reserved past what arrived go back (a body shorter than announced).
-        if let Some(prealloc) = &paced.prealloc {
-            prealloc.release(paced.file);
-        }
+        paced.release();
         written
     })();
     (part, written)

@@ -15,9 +15,30 @@ use super::os::sync_range;
 /// goes when it will be synced (see [`WriteBehind`]), with its blocks reserved ahead of
 /// the writes when it is large (see [`Preallocate`]).
 pub struct Paced<'a> {
-    pub file: &'a mut File,
-    pub write_behind: Option<WriteBehind>,
-    pub prealloc: Option<Preallocate>,
+    file: &'a mut File,
+    write_behind: Option<WriteBehind>,
+    prealloc: Option<Preallocate>,
+}
+
+impl<'a> Paced<'a> {
+    /// `file`, whose next write lands at `offset`: with `fsync` (it will be synced before it
+    /// is named) streamed to disk as it goes; with `reserve_to`, its blocks reserved ahead
+    /// of the writes up to that end.
+    pub fn new(file: &'a mut File, offset: u64, fsync: bool, reserve_to: Option<u64>) -> Self {
+        Self {
+            file,
+            write_behind: fsync.then(|| WriteBehind::new(offset)),
+            prealloc: reserve_to.map(|end| Preallocate::new(offset, end)),
+        }
+    }
+
+    /// Gives back the blocks reserved past what was written, whatever the end (a transfer
+    /// that stopped early, a body shorter than announced): see [`Preallocate::release`].
+    pub fn release(&self) {
+        if let Some(prealloc) = &self.prealloc {
+            prealloc.release(self.file);
+        }
+    }
 }
 
 /// The most one `write` hands the page cache at a time.

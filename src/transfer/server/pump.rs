@@ -22,7 +22,7 @@ use crate::events::{EventSink, ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
 use crate::transfer::PartFile;
-use crate::transfer::paced::{Paced, Preallocate, WriteBehind};
+use crate::transfer::paced::Paced;
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
 /// The buffer a large file streams through: 1 MiB per read-hash-write round keeps the
@@ -393,16 +393,13 @@ impl Connection<'_> {
         });
         let file = part.file().map_err(TransferError::Disk)?;
         let rate = RateFloor::new(config.min_rate, offset);
-        let mut paced = Paced {
-            file,
-            // A file that will be synced streams to disk as it arrives (see `WriteBehind`).
-            write_behind: config.fsync.then(|| WriteBehind::new(offset)),
-            prealloc: None,
-        };
-        let (end, received) = if size - offset < LARGE_FILE_BYTES {
+        // A file that will be synced streams to disk as it arrives; a large one has its
+        // blocks reserved ahead (see `Paced`).
+        let large = size - offset >= LARGE_FILE_BYTES;
+        let mut paced = Paced::new(file, offset, config.fsync, large.then_some(size));
+        let (end, received) = if !large {
             self.pump_holding(size, cancel, rate, &mut paced, &mut hasher, &mut shown)?
         } else {
-            paced.prealloc = Some(Preallocate::new(offset, size));
             let (reader, session) = (&mut self.reader, &mut self.session);
             let mut source = DataSource::new(reader, session, shared, size, cancel, rate);
             let mut buf = vec![0u8; LARGE_BUF_LEN];
@@ -414,9 +411,7 @@ impl Connection<'_> {
                 }
             };
             // Whatever the end, the blocks reserved past what arrived go back.
-            if let Some(prealloc) = &paced.prealloc {
-                prealloc.release(paced.file);
-            }
+            paced.release();
             (end?, source.received())
         };
         sink.transfer(TransferEvent::Progress {
