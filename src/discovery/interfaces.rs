@@ -283,6 +283,13 @@ pub fn used_addrs(choice: &Choice) -> (Vec<Ipv4Addr>, Vec<u32>) {
     (v4.into_iter().map(|i| i.addr).collect(), v6)
 }
 
+/// [`used_addrs`], or why the system could not list the interfaces (then none of either
+/// kind: for a caller that keeps what it had rather than take a failure for no interface).
+pub fn try_used_addrs(choice: &Choice) -> std::io::Result<(Vec<Ipv4Addr>, Vec<u32>)> {
+    let v4 = used(choice)?.into_iter().map(|i| i.addr).collect();
+    Ok((v4, used_v6(choice)?))
+}
+
 /// Reads the kernel's flags for `name` (Linux: `/sys/class/net/NAME/flags`); elsewhere
 /// `guess`, made from the address.
 fn flags_of(name: &str, guess: Flags) -> Flags {

@@ -52,15 +52,9 @@ pub fn localsend_multicast(choice: &Choice) -> MulticastConfig {
             // The same rules again as interfaces come and go.
             let again = choice.clone();
             let relist = Relist::new(move || {
-                let listed =
-                    interfaces::used(&again).and_then(|v4| Ok((v4, interfaces::used_v6(&again)?)));
-                match listed {
-                    Ok((v4, v6)) => Some((v4.into_iter().map(|i| i.addr).collect(), v6)),
-                    Err(e) => {
-                        log::debug!("LocalSend: cannot list the interfaces this time: {e}");
-                        None
-                    }
-                }
+                interfaces::try_used_addrs(&again)
+                    .map_err(|e| log::debug!("LocalSend: cannot list the interfaces now: {e}"))
+                    .ok()
             });
             (v4, Some(LOCALSEND_GROUP_V6), v6, Some(relist))
         }
