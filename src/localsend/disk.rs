@@ -127,7 +127,11 @@ pub(super) fn write_chunks(
                 break;
             }
         }
-        // Blocks reserved past what arrived go back (a body shorter than announced).
+        // What was taken reaches the file; blocks reserved past what arrived go back (a
+        // body shorter than announced).
+        if written.is_ok() {
+            written = paced.flush();
+        }
         paced.release();
         written
     })();

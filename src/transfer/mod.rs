@@ -7,6 +7,8 @@
 
 mod client;
 mod dir;
+#[cfg(target_os = "linux")]
+mod direct;
 mod files;
 mod folder_keys;
 mod os;

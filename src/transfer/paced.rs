@@ -1,23 +1,59 @@
 //! How a received file is written, whoever receives it (a Ferry upload, a folder's file,
 //! a LocalSend upload, the speed test's disk measurement): in moderate pieces ([`Paced`]),
 //! with its blocks reserved a little ahead of the writes ([`Preallocate`]), and, when it
-//! will be synced, streamed to disk while it arrives ([`WriteBehind`]), so the sync before
-//! it is named finds little left to write.
+//! will be synced, streamed to disk while it arrives, so the sync before it is named finds
+//! little left to write: straight from our buffers when it is large (`O_DIRECT`, see
+//! `direct.rs`), otherwise by starting the page cache's writeback early ([`WriteBehind`]).
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 
+#[cfg(target_os = "linux")]
+use super::direct::Direct;
 use super::os::sync_range;
+
+/// Direct writes are Linux's here (`O_DIRECT`; macOS has `F_NOCACHE`, not yet used).
+#[cfg(not(target_os = "linux"))]
+mod no_direct {
+    use std::fs::File;
+    use std::io;
+
+    pub enum Direct {}
+
+    impl Direct {
+        pub fn start(_: &File, _: u64) -> Option<Self> {
+            None
+        }
+
+        pub fn write(&mut self, _: &[u8]) -> io::Result<()> {
+            match *self {}
+        }
+
+        pub fn flush(&mut self, _: &File) -> io::Result<()> {
+            match *self {}
+        }
+
+        pub fn finish(self, _: &mut File) -> io::Result<()> {
+            match self {}
+        }
+    }
+}
+#[cfg(not(target_os = "linux"))]
+use no_direct::Direct;
 
 /// A file written in moderate pieces (a large `write` makes the page cache allocate large
 /// blocks, which costs far more on a machine whose memory was idle), streamed to disk as it
 /// goes when it will be synced (see [`WriteBehind`]), with its blocks reserved ahead of
-/// the writes when it is large (see [`Preallocate`]).
+/// the writes when it is large (see [`Preallocate`]). A large file that will be synced is
+/// written past the page cache where the system allows ([`Direct`]): call
+/// [`Write::flush`] before syncing it, which writes what that still holds; the file is a
+/// plain one again once this is dropped.
 pub struct Paced<'a> {
     file: &'a mut File,
     write_behind: Option<WriteBehind>,
     prealloc: Option<Preallocate>,
+    direct: Option<Direct>,
 }
 
 impl<'a> Paced<'a> {
@@ -25,16 +61,25 @@ impl<'a> Paced<'a> {
     /// is named) streamed to disk as it goes; with `reserve_to`, its blocks reserved ahead
     /// of the writes up to that end.
     pub fn new(file: &'a mut File, offset: u64, fsync: bool, reserve_to: Option<u64>) -> Self {
+        // A large file that will be synced goes straight to the disk where it can.
+        let direct = match fsync && reserve_to.is_some() {
+            true => Direct::start(file, offset),
+            false => None,
+        };
         Self {
+            write_behind: (fsync && direct.is_none()).then(|| WriteBehind::new(offset)),
             file,
-            write_behind: fsync.then(|| WriteBehind::new(offset)),
             prealloc: reserve_to.map(|end| Preallocate::new(offset, end)),
+            direct,
         }
     }
 
     /// Gives back the blocks reserved past what was written, whatever the end (a transfer
     /// that stopped early, a body shorter than announced): see [`Preallocate::release`].
-    pub fn release(&self) {
+    pub fn release(&mut self) {
+        if let Some(direct) = self.direct.take() {
+            let _ = direct.finish(self.file);
+        }
         if let Some(prealloc) = &self.prealloc {
             prealloc.release(self.file);
         }
@@ -46,11 +91,19 @@ const WRITE_PIECE: usize = 128 * 1024;
 
 impl Write for Paced<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let piece = &buf[..buf.len().min(WRITE_PIECE)];
+        // Straight to the disk, the whole of `buf` at once; through the page cache, a piece.
+        let piece = match self.direct {
+            Some(_) => buf,
+            None => &buf[..buf.len().min(WRITE_PIECE)],
+        };
         if let Some(prealloc) = self.prealloc.as_mut() {
             // A short write (a disk filling up) leaves the reservation a little further
             // ahead than written, never past the announced end.
             prealloc.reserve(self.file, piece.len())?;
+        }
+        if let Some(direct) = self.direct.as_mut() {
+            direct.write(piece)?;
+            return Ok(piece.len());
         }
         let n = self.file.write(piece)?;
         if let Some(write_behind) = self.write_behind.as_mut() {
@@ -59,8 +112,24 @@ impl Write for Paced<'_> {
         Ok(n)
     }
 
+    /// Writes what direct writes still hold (see [`Direct::flush`]). Call it before the
+    /// file is synced, and when the bytes stop coming for a while: until then a direct
+    /// write waits for a whole buffer.
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(direct) = self.direct.as_mut() {
+            direct.flush(self.file)?;
+        }
         self.file.flush()
+    }
+}
+
+impl Drop for Paced<'_> {
+    /// Whatever the end, what arrived reaches the file (a resumed upload goes on from
+    /// there) and the file does not stay in direct mode.
+    fn drop(&mut self) {
+        if let Some(direct) = self.direct.take() {
+            let _ = direct.finish(self.file);
+        }
     }
 }
 
@@ -360,5 +429,59 @@ mod tests {
         prealloc.release(&file);
         assert_eq!(len(&file), 0);
         assert!(allocated(&file) < MIB, "{}", allocated(&file));
+    }
+
+    /// A large file that will be synced is written directly where the file system allows;
+    /// dropped without a flush (an upload that failed), what it took is in the file anyway,
+    /// and the file is a plain one again. A file that will not be synced, or a small one,
+    /// goes through the page cache.
+    #[test]
+    fn a_large_synced_file_goes_past_the_page_cache_and_keeps_what_it_took() {
+        use std::io::{Read, Seek, SeekFrom};
+        let direct = |file: &File| {
+            rustix::fs::fcntl_getfl(file)
+                .unwrap()
+                .contains(rustix::fs::OFlags::DIRECT)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let sent: Vec<u8> = (0..5 * MIB as usize + 4_321)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        for (fsync, reserve_to) in [(true, Some(8 * MIB)), (false, Some(8 * MIB)), (true, None)] {
+            let mut file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(dir.path().join("part"))
+                .unwrap();
+            // Shares the open file, and so its flags.
+            let watch = file.try_clone().unwrap();
+            let mut paced = Paced::new(&mut file, 0, fsync, reserve_to);
+            let written_directly = direct(&watch);
+            for chunk in sent.chunks(300_007) {
+                paced.write_all(chunk).unwrap();
+            }
+            drop(paced);
+            assert!(!direct(&watch), "left in direct mode");
+            if fsync && reserve_to.is_some() {
+                if !written_directly {
+                    eprintln!(
+                        "SKIPPED (in part): not written directly (a file system without direct \
+                         writes, or both places taken by other tests)"
+                    );
+                }
+            } else {
+                assert!(!written_directly, "fsync {fsync}, {reserve_to:?}");
+            }
+            let mut back = Vec::new();
+            file.seek(SeekFrom::Start(0)).unwrap();
+            file.read_to_end(&mut back).unwrap();
+            assert_eq!(back.len(), sent.len(), "fsync {fsync}, {reserve_to:?}");
+            assert!(
+                back == sent,
+                "fsync {fsync}, {reserve_to:?}: the bytes differ"
+            );
+        }
     }
 }

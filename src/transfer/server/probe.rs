@@ -184,6 +184,8 @@ impl Connection<'_> {
             paced.write_all(&chunk[..n])?;
             written += n as u64;
         }
+        paced.flush()?;
+        drop(paced);
         if fsync {
             file.sync_data()?;
         }

@@ -410,7 +410,12 @@ impl Connection<'_> {
                     break end;
                 }
             };
-            // Whatever the end, the blocks reserved past what arrived go back.
+            // What was taken reaches the file (an error then is the disk's); whatever the
+            // end, the blocks reserved past what arrived go back.
+            let end = end.and_then(|end| {
+                paced.flush().map_err(TransferError::Disk)?;
+                Ok(end)
+            });
             paced.release();
             (end?, source.received())
         };
@@ -452,6 +457,11 @@ pub(super) fn simple(
                     hasher.update(&buf[..n]);
                 }
                 file.write_all(&buf[..n]).map_err(TransferError::Disk)?;
+                // A fill handed out short (the sender slowed or stopped, or the file ended):
+                // what came is on the file before it shows, whatever the writer holds back.
+                if n < buf.len() {
+                    file.flush().map_err(TransferError::Disk)?;
+                }
             }
         }
         progress.report(source.received());
