@@ -130,10 +130,15 @@ impl Direct {
     /// where that cannot be: an offset not on a block boundary (a resumed upload), a file
     /// system without them, every place taken, no thread to spare.
     pub fn start(file: &File, offset: u64) -> Option<Self> {
+        Self::start_in(&PLACES, file, offset)
+    }
+
+    /// [`Direct::start`], with a place among `places`.
+    fn start_in(places: &'static Places, file: &File, offset: u64) -> Option<Self> {
         if !offset.is_multiple_of(ALIGN as u64) {
             return None;
         }
-        let place = PLACES.take()?;
+        let place = places.take()?;
         let handle = file.try_clone().ok()?;
         // The flag belongs to the open file, which `handle` shares with `file`.
         set_direct(file, true).ok()?;
@@ -249,12 +254,14 @@ impl Direct {
     }
 
     /// Writes everything taken (see [`Direct::flush`]) and leaves `file` a plain one,
-    /// positioned after the last byte.
+    /// positioned after the last byte. A plain one whatever failed: its caller goes on with
+    /// it (a part file kept, read or written again), which direct mode would refuse.
     pub fn finish(mut self, file: &mut File) -> io::Result<()> {
         let written = self.flush(file);
         self.stop();
+        let plain = set_direct(file, false);
         written?;
-        set_direct(file, false)?;
+        plain?;
         file.seek(SeekFrom::Start(self.at + self.filled as u64))?;
         Ok(())
     }
@@ -375,7 +382,6 @@ pub(crate) mod tests {
         assert!(back == expected, "the bytes differ");
     }
 
-    /// A resumed file whose offset is not on a block boundary goes through the page cache.
     /// Whether a file could be written directly now.
     pub(crate) fn place_free() -> bool {
         PLACES.taken.load(Ordering::Acquire) < PLACES.max
@@ -405,6 +411,29 @@ pub(crate) mod tests {
         }
     }
 
+    /// A write that fails (here every one: the handle is read-only) still leaves the file a
+    /// plain one once finished. It stayed in direct mode when the writes it held failed.
+    #[test]
+    fn a_failed_write_still_leaves_the_file_plain() {
+        static OWN: Places = Places::new(1);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("part");
+        File::create(&path).unwrap();
+        let mut file = File::open(&path).unwrap();
+        let Some(mut direct) = Direct::start_in(&OWN, &file, 0) else {
+            eprintln!("SKIPPED: no direct writes on this file system");
+            return;
+        };
+        let body = pattern(STAGE_LEN + 5_000, 1);
+        let _ = direct.write(&body);
+        assert!(
+            direct.finish(&mut file).is_err(),
+            "a read-only file written"
+        );
+        assert!(!is_direct(&file), "the file was left in direct mode");
+    }
+
+    /// A resumed file whose offset is not on a block boundary goes through the page cache.
     #[test]
     fn an_offset_off_a_block_boundary_is_not_written_directly() {
         let tmp = tempfile::tempdir().unwrap();
