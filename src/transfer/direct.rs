@@ -119,6 +119,9 @@ pub struct Direct {
     /// The buffers not with the writer, and how many are with it.
     spare: Vec<Aligned>,
     in_flight: usize,
+    /// Whether a write failed: nothing is written after it, which would leave a hole in
+    /// the file (its length says how much arrived, which resume relies on).
+    failed: bool,
     jobs: Option<Sender<Job>>,
     done: Receiver<(Aligned, io::Result<()>)>,
     writer: Option<JoinHandle<()>>,
@@ -157,6 +160,7 @@ impl Direct {
             at: offset,
             spare: Vec::with_capacity(DEPTH),
             in_flight: 0,
+            failed: false,
             jobs: Some(jobs),
             done,
             writer: Some(writer),
@@ -208,6 +212,7 @@ impl Direct {
         let (buf, written) = self.done.recv().map_err(|_| writer_stopped())?;
         self.in_flight -= 1;
         self.spare.push(buf);
+        self.failed |= written.is_err();
         written
     }
 
@@ -230,6 +235,9 @@ impl Direct {
     /// boundary, writes it again with what follows it.
     pub fn flush(&mut self, file: &File) -> io::Result<()> {
         self.collect_all()?;
+        if self.failed {
+            return Err(earlier_failed());
+        }
         let whole = self.filled / ALIGN * ALIGN;
         if whole > 0 {
             file.write_all_at(self.stage.get(whole), self.at)?;
@@ -285,10 +293,21 @@ fn writer_stopped() -> io::Error {
     io::Error::other("the disk writer stopped")
 }
 
+fn earlier_failed() -> io::Error {
+    io::Error::other("not written: an earlier write to the disk failed")
+}
+
 /// The writer thread: each buffer at its place, in order; the buffer and how its write
-/// went back.
+/// went back. After a failed write the buffers queued behind it are not written.
 fn write_jobs(file: &File, jobs: &Receiver<Job>, done: &Sender<(Aligned, io::Result<()>)>) {
+    let mut failed = false;
     while let Ok(job) = jobs.recv() {
+        if failed {
+            if done.send((job.buf, Err(earlier_failed()))).is_err() {
+                return;
+            }
+            continue;
+        }
         let mut written = file.write_all_at(job.buf.get(job.len), job.at);
         // Accepted by `fcntl` and refused by the write (a file system that checks only
         // there, or a disk with larger blocks): the page cache takes this and the rest.
@@ -298,6 +317,7 @@ fn write_jobs(file: &File, jobs: &Receiver<Job>, done: &Sender<(Aligned, io::Res
         {
             written = file.write_all_at(job.buf.get(job.len), job.at);
         }
+        failed = written.is_err();
         if done.send((job.buf, written)).is_err() {
             return;
         }
@@ -431,6 +451,67 @@ pub(crate) mod tests {
             "a read-only file written"
         );
         assert!(!is_direct(&file), "the file was left in direct mode");
+    }
+
+    /// A small tmpfs on a temp folder (root only), unmounted on drop.
+    struct SmallDisk(tempfile::TempDir);
+
+    impl SmallDisk {
+        fn mount(size_mib: u32) -> Option<Self> {
+            let dir = tempfile::tempdir().unwrap();
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+                .arg(dir.path())
+                .output()
+                .is_ok_and(|out| out.status.success());
+            mounted.then_some(Self(dir))
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    /// A buffer whose write failed (a full disk) is followed by nothing: the bytes taken
+    /// after it are not written further on, even once there is room again, so the file's
+    /// length still ends where its bytes do. They were, leaving a hole of zeros that a
+    /// resume took as received.
+    #[test]
+    fn nothing_is_written_past_a_failed_write() {
+        static OWN: Places = Places::new(1);
+        let Some(disk) = SmallDisk::mount(2) else {
+            eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+            return;
+        };
+        let filler = disk.0.path().join("filler");
+        let mut fill = File::create(&filler).unwrap();
+        while fill.write_all(&[1u8; ALIGN]).is_ok() {}
+        drop(fill);
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(disk.0.path().join("part"))
+            .unwrap();
+        let Some(mut direct) = Direct::start_in(&OWN, &file, 0) else {
+            eprintln!("SKIPPED: no direct writes on tmpfs here (Linux before 6.6)");
+            return;
+        };
+        // The first buffer goes to the writer and fails; the rest stays taken.
+        direct.write(&pattern(STAGE_LEN + 5_000, 2)).unwrap();
+        assert!(direct.flush(&file).is_err(), "written on a full disk");
+        std::fs::remove_file(&filler).unwrap();
+        assert!(direct.finish(&mut file).is_err());
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            0,
+            "written past the failure"
+        );
+        assert!(!is_direct(&file));
     }
 
     /// A resumed file whose offset is not on a block boundary goes through the page cache.
