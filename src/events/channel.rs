@@ -166,6 +166,17 @@ impl ProgressThrottle {
         }
     }
 
+    /// Whether a figure reported now shows at once; once this says so, the next
+    /// [`Self::report`] shows, however long until it (for a driver that must first make the
+    /// figure true: the bytes it counts on the file).
+    pub fn due(&mut self) -> bool {
+        let due = self.last.is_none_or(|last| last.elapsed() >= self.interval);
+        if due {
+            self.last = None;
+        }
+        due
+    }
+
     /// When the figure held back since the last event may show (the interval since that
     /// event over); `None` when none is held back.
     pub fn held_back_until(&self) -> Option<Instant> {

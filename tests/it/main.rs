@@ -72,6 +72,7 @@ mod review15;
 mod review16;
 mod review25;
 mod review26;
+mod review27;
 mod review9;
 mod review_speed;
 mod review_speed2;

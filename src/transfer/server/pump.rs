@@ -444,6 +444,8 @@ pub(super) fn simple(
         if let Some(due) = progress.held_back_until()
             && !source.input_until(due)
         {
+            // What shows is on the file first, whatever the writer held back.
+            file.flush().map_err(TransferError::Disk)?;
             progress.catch_up();
         }
         match source.fill(buf)? {
@@ -457,9 +459,10 @@ pub(super) fn simple(
                     hasher.update(&buf[..n]);
                 }
                 file.write_all(&buf[..n]).map_err(TransferError::Disk)?;
-                // A fill handed out short (the sender slowed or stopped, or the file ended):
-                // what came is on the file before it shows, whatever the writer holds back.
-                if n < buf.len() {
+                // A fill handed out short (the sender slowed or stopped, or the file ended),
+                // or one whose figure shows now: what came is on the file before it shows,
+                // whatever the writer holds back.
+                if n < buf.len() || progress.due() {
                     file.flush().map_err(TransferError::Disk)?;
                 }
             }
@@ -472,6 +475,12 @@ pub(super) fn simple(
 pub(super) trait Progress {
     /// The bytes received so far (throttled: see [`ProgressThrottle`]).
     fn report(&mut self, received: u64);
+
+    /// Whether the next [`Progress::report`] shows at once (what it counts must then be on
+    /// the file).
+    fn due(&mut self) -> bool {
+        false
+    }
 
     /// When the figure held back since the last shown may show; `None` when none is.
     fn held_back_until(&self) -> Option<Instant> {
@@ -500,6 +509,10 @@ pub(super) struct Shown<'a> {
 impl Progress for Shown<'_> {
     fn report(&mut self, received: u64) {
         self.throttle.report(self.sink, self.id, received);
+    }
+
+    fn due(&mut self) -> bool {
+        self.throttle.due()
     }
 
     fn held_back_until(&self) -> Option<Instant> {
