@@ -62,7 +62,8 @@ impl<'a> Paced<'a> {
     /// of the writes up to that end.
     pub fn new(file: &'a mut File, offset: u64, fsync: bool, reserve_to: Option<u64>) -> Self {
         // A large file that will be synced goes straight to the disk where it can.
-        let direct = match fsync && reserve_to.is_some() {
+        let large = reserve_to.is_some_and(|end| end.saturating_sub(offset) >= DIRECT_FROM);
+        let direct = match fsync && large {
             true => Direct::start(file, offset),
             false => None,
         };
@@ -85,6 +86,10 @@ impl<'a> Paced<'a> {
         }
     }
 }
+
+/// How large a file must be (what is left of it) to be written directly: a smaller one
+/// would hold one of the few places, a thread and its buffers for little.
+const DIRECT_FROM: u64 = 4 * 1024 * 1024;
 
 /// The most one `write` hands the page cache at a time.
 const WRITE_PIECE: usize = 128 * 1024;
@@ -485,5 +490,25 @@ mod tests {
                 "fsync {fsync}, {reserve_to:?}: the bytes differ"
             );
         }
+    }
+
+    /// A small file whose end is given (every LocalSend upload's is) goes through the page
+    /// cache even when it will be synced: it took a place for direct writes, with a thread
+    /// and half a MiB of buffers, and a large upload meanwhile went without.
+    #[test]
+    fn a_small_file_whose_end_is_given_is_not_written_directly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = File::create(dir.path().join("small")).unwrap();
+        let watch = file.try_clone().unwrap();
+        let mut paced = Paced::new(&mut file, 0, true, Some(100_000));
+        assert!(
+            !rustix::fs::fcntl_getfl(&watch)
+                .unwrap()
+                .contains(rustix::fs::OFlags::DIRECT)
+        );
+        paced.write_all(&[5u8; 100_000]).unwrap();
+        paced.flush().unwrap();
+        drop(paced);
+        assert_eq!(len(&file), 100_000);
     }
 }
