@@ -238,13 +238,20 @@ impl Direct {
         if self.failed {
             return Err(earlier_failed());
         }
+        let written = self.write_held(file);
+        self.failed |= written.is_err();
+        written
+    }
+
+    /// [`Direct::flush`]'s writes, once the writer's are done.
+    fn write_held(&mut self, file: &File) -> io::Result<()> {
         let whole = self.filled / ALIGN * ALIGN;
         if whole > 0 {
-            file.write_all_at(self.stage.get(whole), self.at)?;
+            write_at(file, self.stage.get(whole), self.at)?;
         }
         if self.filled > whole {
             let tail = &self.stage.get(self.filled)[whole..];
-            // Still direct unless the writer went back to the page cache for good.
+            // Still direct unless a write went back to the page cache for good.
             let direct = is_direct(file)?;
             if direct {
                 set_direct(file, false)?;
@@ -308,19 +315,24 @@ fn write_jobs(file: &File, jobs: &Receiver<Job>, done: &Sender<(Aligned, io::Res
             }
             continue;
         }
-        let mut written = file.write_all_at(job.buf.get(job.len), job.at);
-        // Accepted by `fcntl` and refused by the write (a file system that checks only
-        // there, or a disk with larger blocks): the page cache takes this and the rest.
-        if let Err(e) = &written
-            && e.raw_os_error() == Some(libc::EINVAL)
-            && set_direct(file, false).is_ok()
-        {
-            written = file.write_all_at(job.buf.get(job.len), job.at);
-        }
+        let written = write_at(file, job.buf.get(job.len), job.at);
         failed = written.is_err();
         if done.send((job.buf, written)).is_err() {
             return;
         }
+    }
+}
+
+/// Writes `buf` at `at`. A direct write accepted by `fcntl` and refused by the write
+/// (`EINVAL`: a file system that checks only there, or a disk with blocks larger than
+/// [`ALIGN`]) is done again through the page cache, which then takes the rest of the file.
+fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
+    match file.write_all_at(buf, at) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && is_direct(file)? => {
+            set_direct(file, false)?;
+            file.write_all_at(buf, at)
+        }
+        other => other,
     }
 }
 
@@ -512,6 +524,29 @@ pub(crate) mod tests {
             "written past the failure"
         );
         assert!(!is_direct(&file));
+    }
+
+    /// A direct write the file system refuses (`EINVAL`; here a length off the block size,
+    /// as a disk with larger blocks than [`ALIGN`] would refuse ours) is done through the
+    /// page cache, which keeps the file from then on. It failed the upload when a flush
+    /// wrote it.
+    #[test]
+    fn a_refused_direct_write_goes_through_the_page_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(tmp.path().join("part"))
+            .unwrap();
+        if set_direct(&file, true).is_err() {
+            eprintln!("SKIPPED: no direct writes on this file system");
+            return;
+        }
+        let odd = pattern(ALIGN + 100, 9);
+        write_at(&file, &odd, 0).unwrap();
+        assert!(!is_direct(&file), "still direct after a refused write");
+        assert_eq!(std::fs::read(tmp.path().join("part")).unwrap(), odd);
     }
 
     /// A resumed file whose offset is not on a block boundary goes through the page cache.
