@@ -183,6 +183,24 @@ impl Direct {
         Ok(())
     }
 
+    /// The free part of the buffer being filled (never empty): a caller may fill it in
+    /// place and then [`Direct::took`] what it filled, which saves the copy of
+    /// [`Direct::write`].
+    pub fn room(&mut self) -> &mut [u8] {
+        let filled = self.filled;
+        &mut self.stage.get_mut()[filled..]
+    }
+
+    /// Takes the first `n` bytes of [`Direct::room`], filled by the caller; a full buffer
+    /// goes to the writer. An error is the writer's, from an earlier buffer.
+    pub fn took(&mut self, n: usize) -> io::Result<()> {
+        self.filled = (self.filled + n).min(STAGE_LEN);
+        if self.filled == STAGE_LEN {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+
     /// Gives the full buffer to the writer, first waiting for its oldest if it has
     /// [`DEPTH`]; the next buffer is a spare, or a new one while fewer than `DEPTH + 1` exist.
     fn hand_over(&mut self) -> io::Result<()> {
@@ -354,220 +372,5 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::io::{Read, Write};
-
-    use super::*;
-
-    fn is_direct(file: &File) -> bool {
-        super::is_direct(file).unwrap()
-    }
-
-    fn pattern(len: usize, seed: usize) -> Vec<u8> {
-        (0..len).map(|i| ((i * 31 + seed) % 251) as u8).collect()
-    }
-
-    /// Uneven writes from a block-aligned offset of a resumed file land in order, the
-    /// last piece (not whole blocks) too; a flush between (the sender stalled) puts all
-    /// taken so far on the file, and the writes after it go on directly; afterwards the
-    /// file is a plain one positioned after its last byte, so what follows appends.
-    #[test]
-    fn every_byte_lands_in_order_and_the_file_is_plain_again() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(tmp.path().join("part"))
-            .unwrap();
-        let head = pattern(2 * ALIGN, 7);
-        file.write_all(&head).unwrap();
-        let Some(mut direct) = start_when_free(&file, head.len() as u64) else {
-            eprintln!("SKIPPED: no direct writes on this file system, or the place is taken");
-            return;
-        };
-        assert!(is_direct(&file));
-        // Several buffers' worth (more than DEPTH + 1 of them), in writes of odd sizes.
-        let body = pattern(9 * STAGE_LEN + 12_345, 3);
-        let mut rest = &body[..];
-        let mut i = 0;
-        while !rest.is_empty() {
-            let n = rest.len().min(1 + (i * 104_729) % 700_000);
-            direct.write(&rest[..n]).unwrap();
-            rest = &rest[n..];
-            i += 1;
-            if i % 5 == 0 {
-                direct.flush(&file).unwrap();
-                let taken = (head.len() + body.len() - rest.len()) as u64;
-                assert_eq!(file.metadata().unwrap().len(), taken, "write {i}");
-                assert!(is_direct(&file), "a flush ended direct writes");
-            }
-        }
-        direct.finish(&mut file).unwrap();
-        assert!(!is_direct(&file), "the file was left in direct mode");
-        file.write_all(b"after").unwrap();
-        let mut back = Vec::new();
-        file.seek(SeekFrom::Start(0)).unwrap();
-        file.read_to_end(&mut back).unwrap();
-        let expected = [&head[..], &body[..], b"after"].concat();
-        assert_eq!(back.len(), expected.len());
-        assert!(back == expected, "the bytes differ");
-    }
-
-    /// Whether a file could be written directly now.
-    pub(crate) fn place_free() -> bool {
-        PLACES.taken.load(Ordering::Acquire) < PLACES.max
-    }
-
-    /// Waits (30 s at most) until a file could be written directly.
-    pub(crate) fn wait_for_place() {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !place_free() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-
-    /// Direct writes for `file` once the place is free (another test may hold it for a
-    /// moment); `None` when it never is, or the file system has no direct writes.
-    pub(crate) fn start_when_free(file: &File, offset: u64) -> Option<Direct> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if let Some(direct) = Direct::start(file, offset) {
-                return Some(direct);
-            }
-            if place_free() || std::time::Instant::now() > deadline {
-                // A free place refused: this file system has no direct writes.
-                return Direct::start(file, offset);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-
-    /// A write that fails (here every one: the handle is read-only) still leaves the file a
-    /// plain one once finished. It stayed in direct mode when the writes it held failed.
-    #[test]
-    fn a_failed_write_still_leaves_the_file_plain() {
-        static OWN: Places = Places::new(1);
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("part");
-        File::create(&path).unwrap();
-        let mut file = File::open(&path).unwrap();
-        let Some(mut direct) = Direct::start_in(&OWN, &file, 0) else {
-            eprintln!("SKIPPED: no direct writes on this file system");
-            return;
-        };
-        let body = pattern(STAGE_LEN + 5_000, 1);
-        let _ = direct.write(&body);
-        assert!(
-            direct.finish(&mut file).is_err(),
-            "a read-only file written"
-        );
-        assert!(!is_direct(&file), "the file was left in direct mode");
-    }
-
-    /// A small tmpfs on a temp folder (root only), unmounted on drop.
-    struct SmallDisk(tempfile::TempDir);
-
-    impl SmallDisk {
-        fn mount(size_mib: u32) -> Option<Self> {
-            let dir = tempfile::tempdir().unwrap();
-            let mounted = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
-                .arg(dir.path())
-                .output()
-                .is_ok_and(|out| out.status.success());
-            mounted.then_some(Self(dir))
-        }
-    }
-
-    impl Drop for SmallDisk {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg(self.0.path())
-                .status();
-        }
-    }
-
-    /// A buffer whose write failed (a full disk) is followed by nothing: the bytes taken
-    /// after it are not written further on, even once there is room again, so the file's
-    /// length still ends where its bytes do. They were, leaving a hole of zeros that a
-    /// resume took as received.
-    #[test]
-    fn nothing_is_written_past_a_failed_write() {
-        static OWN: Places = Places::new(1);
-        let Some(disk) = SmallDisk::mount(2) else {
-            eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
-            return;
-        };
-        let filler = disk.0.path().join("filler");
-        let mut fill = File::create(&filler).unwrap();
-        while fill.write_all(&[1u8; ALIGN]).is_ok() {}
-        drop(fill);
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(disk.0.path().join("part"))
-            .unwrap();
-        let Some(mut direct) = Direct::start_in(&OWN, &file, 0) else {
-            eprintln!("SKIPPED: no direct writes on tmpfs here (Linux before 6.6)");
-            return;
-        };
-        // The first buffer goes to the writer and fails; the rest stays taken.
-        direct.write(&pattern(STAGE_LEN + 5_000, 2)).unwrap();
-        assert!(direct.flush(&file).is_err(), "written on a full disk");
-        std::fs::remove_file(&filler).unwrap();
-        assert!(direct.finish(&mut file).is_err());
-        assert_eq!(
-            file.metadata().unwrap().len(),
-            0,
-            "written past the failure"
-        );
-        assert!(!is_direct(&file));
-    }
-
-    /// A direct write the file system refuses (`EINVAL`; here a length off the block size,
-    /// as a disk with larger blocks than [`ALIGN`] would refuse ours) is done through the
-    /// page cache, which keeps the file from then on. It failed the upload when a flush
-    /// wrote it.
-    #[test]
-    fn a_refused_direct_write_goes_through_the_page_cache() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(tmp.path().join("part"))
-            .unwrap();
-        if set_direct(&file, true).is_err() {
-            eprintln!("SKIPPED: no direct writes on this file system");
-            return;
-        }
-        let odd = pattern(ALIGN + 100, 9);
-        write_at(&file, &odd, 0).unwrap();
-        assert!(!is_direct(&file), "still direct after a refused write");
-        assert_eq!(std::fs::read(tmp.path().join("part")).unwrap(), odd);
-    }
-
-    /// A resumed file whose offset is not on a block boundary goes through the page cache.
-    #[test]
-    fn an_offset_off_a_block_boundary_is_not_written_directly() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = File::create(tmp.path().join("part")).unwrap();
-        assert!(Direct::start(&file, ALIGN as u64 + 1).is_none());
-        assert!(!is_direct(&file));
-    }
-
-    #[test]
-    fn no_more_places_are_taken_than_there_are_and_a_dropped_one_is_free_again() {
-        static TWO: Places = Places::new(2);
-        let first = TWO.take().expect("a first place");
-        let second = TWO.take().expect("a second place");
-        assert!(TWO.take().is_none(), "a third place of two");
-        drop(first);
-        let third = TWO.take().expect("the place given back");
-        assert!(TWO.take().is_none());
-        drop((second, third));
-        assert_eq!(TWO.taken.load(Ordering::Acquire), 0);
-    }
-}
+#[path = "direct_tests.rs"]
+pub(crate) mod tests;

@@ -34,6 +34,14 @@ mod no_direct {
             match *self {}
         }
 
+        pub fn room(&mut self) -> &mut [u8] {
+            match *self {}
+        }
+
+        pub fn took(&mut self, _: usize) -> io::Result<()> {
+            match *self {}
+        }
+
         pub fn finish(self, _: &mut File) -> io::Result<()> {
             match self {}
         }
@@ -73,6 +81,27 @@ impl<'a> Paced<'a> {
             prealloc: reserve_to.map(|end| Preallocate::new(offset, end)),
             direct,
         }
+    }
+
+    /// Where the next bytes go when the file is written directly: the writer's own buffer,
+    /// to be filled in place (no copy) and then given with [`Paced::took`]; `None` when it
+    /// is not.
+    pub fn room(&mut self) -> Option<&mut [u8]> {
+        self.direct.as_mut().map(Direct::room)
+    }
+
+    /// Takes the first `n` bytes of [`Paced::room`], filled by the caller, as a write of
+    /// them would.
+    pub fn took(&mut self, n: usize) -> io::Result<()> {
+        let Some(direct) = self.direct.as_mut() else {
+            return Err(io::Error::other(
+                "no room was given: the file is not written directly",
+            ));
+        };
+        if let Some(prealloc) = self.prealloc.as_mut() {
+            prealloc.reserve(self.file, n)?;
+        }
+        direct.took(n)
     }
 
     /// Gives back the blocks reserved past what was written, whatever the end (a transfer

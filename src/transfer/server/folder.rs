@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::connection::{ConnEnd, Connection, keep_waiting};
+use super::fills::Through;
 use super::folder_resume::{self, FolderState};
 use super::lock;
 use super::outcome::{FileEnd, keep_interrupted, report_sender_cancel};
@@ -558,13 +559,11 @@ impl Connection<'_> {
         let (reader, session) = (&mut self.reader, &mut self.session);
         let mut source = DataSource::new(reader, session, shared, size, &never, rate);
         // Never paused: no `pause_at`.
-        let end = simple(
-            &mut source,
-            &mut self.buf,
-            &mut io::sink(),
-            &mut None,
-            &mut (),
-        )?;
+        let fills = &mut Through {
+            buf: &mut self.buf,
+            out: &mut io::sink(),
+        };
+        let end = simple(&mut source, fills, &mut None, &mut ())?;
         if let Some(DataEnd::Complete) = end {
             self.session.data_complete([0; 32])?;
             let msg = self.read_msg()?.ok_or(TransferError::TruncatedFrame)?;

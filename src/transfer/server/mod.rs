@@ -24,6 +24,7 @@
 mod committer;
 mod connection;
 mod consent;
+mod fills;
 mod folder;
 mod folder_resume;
 mod folder_rx;

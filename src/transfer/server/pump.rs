@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::MinRate;
 use super::connection::{Connection, LARGE_FILE_BYTES};
+use super::fills::{Fills, InPlace, Through};
 use crate::events::{EventSink, ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
@@ -357,7 +358,11 @@ impl Connection<'_> {
             let (reader, session) = (&mut self.reader, &mut self.session);
             let mut source = DataSource::new(reader, session, self.shared, size, cancel, rate);
             source.pause_at = pause_at;
-            let end = simple(&mut source, &mut self.buf, out, hasher, progress)?;
+            let fills = &mut Through {
+                buf: &mut self.buf,
+                out,
+            };
+            let end = simple(&mut source, fills, hasher, progress)?;
             let received = source.received();
             rate = source.rate;
             match end {
@@ -402,10 +407,28 @@ impl Connection<'_> {
         } else {
             let (reader, session) = (&mut self.reader, &mut self.session);
             let mut source = DataSource::new(reader, session, shared, size, cancel, rate);
-            let mut buf = vec![0u8; LARGE_BUF_LEN];
+            // Filled in the direct writer's own buffers where the file is written directly,
+            // otherwise in one of the pump's.
+            let mut buf = Vec::new();
             // Large files are never paused for (no `pause_at`); were one, it goes on.
             let end = loop {
-                let filled = simple(&mut source, &mut buf, &mut paced, &mut hasher, &mut shown);
+                let filled = if paced.room().is_some() {
+                    simple(
+                        &mut source,
+                        &mut InPlace(&mut paced),
+                        &mut hasher,
+                        &mut shown,
+                    )
+                } else {
+                    if buf.is_empty() {
+                        buf = vec![0u8; LARGE_BUF_LEN];
+                    }
+                    let fills = &mut Through {
+                        buf: &mut buf,
+                        out: &mut paced,
+                    };
+                    simple(&mut source, fills, &mut hasher, &mut shown)
+                };
                 if let Some(end) = filled.transpose() {
                     break end;
                 }
@@ -428,12 +451,11 @@ impl Connection<'_> {
     }
 }
 
-/// Small files: one buffer, on this thread. `None` when the source paused (see
-/// [`DataSource::pause_at`]): call again to go on.
+/// A file's data, fill after fill into `fills`, on this thread. `None` when the source
+/// paused (see [`DataSource::pause_at`]): call again to go on.
 pub(super) fn simple(
     source: &mut DataSource<'_>,
-    buf: &mut [u8],
-    file: &mut impl Write,
+    fills: &mut impl Fills,
     hasher: &mut Option<blake3::Hasher>,
     progress: &mut impl Progress,
 ) -> Result<Option<DataEnd>, TransferError> {
@@ -445,10 +467,12 @@ pub(super) fn simple(
             && !source.input_until(due)
         {
             // What shows is on the file first, whatever the writer held back.
-            file.flush().map_err(TransferError::Disk)?;
+            fills.flush().map_err(TransferError::Disk)?;
             progress.catch_up();
         }
-        match source.fill(buf)? {
+        let room = fills.room();
+        let room_len = room.len();
+        match source.fill(room)? {
             Fill::Done => return Ok(Some(DataEnd::Complete)),
             Fill::Paused => return Ok(None),
             Fill::Cancelled { code, reason } => {
@@ -456,14 +480,14 @@ pub(super) fn simple(
             }
             Fill::Bytes(n) => {
                 if let Some(hasher) = hasher {
-                    hasher.update(&buf[..n]);
+                    hasher.update(&room[..n]);
                 }
-                file.write_all(&buf[..n]).map_err(TransferError::Disk)?;
+                fills.took(n).map_err(TransferError::Disk)?;
                 // A fill handed out short (the sender slowed or stopped, or the file ended),
                 // or one whose figure shows now: what came is on the file before it shows,
                 // whatever the writer holds back.
-                if n < buf.len() || progress.due() {
-                    file.flush().map_err(TransferError::Disk)?;
+                if n < room_len || progress.due() {
+                    fills.flush().map_err(TransferError::Disk)?;
                 }
             }
         }
