@@ -9,6 +9,16 @@ fn is_direct(file: &File) -> bool {
     super::is_direct(file).unwrap()
 }
 
+/// A new file named `part` in `dir`, open for reading and writing.
+fn new_part(dir: &std::path::Path) -> File {
+    File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dir.join("part"))
+        .unwrap()
+}
+
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
     (0..len).map(|i| ((i * 31 + seed) % 251) as u8).collect()
 }
@@ -20,12 +30,7 @@ fn pattern(len: usize, seed: usize) -> Vec<u8> {
 #[test]
 fn every_byte_lands_in_order_and_the_file_is_plain_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(tmp.path().join("part"))
-        .unwrap();
+    let mut file = new_part(tmp.path());
     let head = pattern(2 * ALIGN, 7);
     file.write_all(&head).unwrap();
     let Some(mut direct) = start_when_free(&file, head.len() as u64) else {
@@ -149,12 +154,7 @@ fn nothing_is_written_past_a_failed_write() {
     let mut fill = File::create(&filler).unwrap();
     while fill.write_all(&[1u8; ALIGN]).is_ok() {}
     drop(fill);
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(disk.0.path().join("part"))
-        .unwrap();
+    let mut file = new_part(disk.0.path());
     let Some(mut direct) = Direct::start_in(&OWN, &file, 0) else {
         eprintln!("SKIPPED: no direct writes on tmpfs here (Linux before 6.6)");
         return;
@@ -177,12 +177,7 @@ fn nothing_is_written_past_a_failed_write() {
 #[test]
 fn bytes_filled_in_place_land_in_order() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(tmp.path().join("part"))
-        .unwrap();
+    let mut file = new_part(tmp.path());
     let Some(mut direct) = start_when_free(&file, 0) else {
         eprintln!("SKIPPED: no direct writes on this file system, or the place is taken");
         return;
@@ -216,12 +211,7 @@ fn bytes_filled_in_place_land_in_order() {
 #[test]
 fn a_refused_direct_write_goes_through_the_page_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(tmp.path().join("part"))
-        .unwrap();
+    let file = new_part(tmp.path());
     if set_direct(&file, true).is_err() {
         eprintln!("SKIPPED: no direct writes on this file system");
         return;
