@@ -182,8 +182,9 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `peers --probe`: each host's IPv4 addresses (a host name may have several; probes go to
-/// IPv4 only), or why not. Read as `--to` is: a number the resolver would read as another address (`0177.0.0.1`) is
-/// refused, and a word no host can have (`客厅`) is never handed to the resolver.
+/// IPv4 only), or why not. Read as `--to` is: a number the resolver would read as another
+/// address (`0177.0.0.1`) is refused, and a word no host can have (`客厅`) is never handed
+/// to the resolver.
 fn probe_ips(hosts: &[String]) -> anyhow::Result<Vec<IpAddr>> {
     let mut ips = Vec::new();
     for typed in hosts {

@@ -174,13 +174,11 @@ impl Direct {
     /// writer's, from an earlier buffer.
     pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            let n = buf.len().min(STAGE_LEN - self.filled);
-            self.stage.get_mut()[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
-            self.filled += n;
+            let room = self.room();
+            let n = buf.len().min(room.len());
+            room[..n].copy_from_slice(&buf[..n]);
             buf = &buf[n..];
-            if self.filled == STAGE_LEN {
-                self.hand_over()?;
-            }
+            self.took(n)?;
         }
         Ok(())
     }

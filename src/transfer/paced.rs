@@ -104,12 +104,19 @@ impl<'a> Paced<'a> {
         direct.took(n)
     }
 
-    /// Gives back the blocks reserved past what was written, whatever the end (a transfer
-    /// that stopped early, a body shorter than announced): see [`Preallocate::release`].
-    pub fn release(&mut self) {
+    /// Ends direct writes, if any, whatever the end: what they hold is written as far as
+    /// it can be (a failure is the caller's to have seen at its flush) and the file is a
+    /// plain one again.
+    fn end_direct(&mut self) {
         if let Some(direct) = self.direct.take() {
             let _ = direct.finish(self.file);
         }
+    }
+
+    /// Gives back the blocks reserved past what was written, whatever the end (a transfer
+    /// that stopped early, a body shorter than announced): see [`Preallocate::release`].
+    pub fn release(&mut self) {
+        self.end_direct();
         if let Some(prealloc) = &self.prealloc {
             prealloc.release(self.file);
         }
@@ -161,9 +168,7 @@ impl Drop for Paced<'_> {
     /// Whatever the end, what arrived reaches the file (a resumed upload goes on from
     /// there) and the file does not stay in direct mode.
     fn drop(&mut self) {
-        if let Some(direct) = self.direct.take() {
-            let _ = direct.finish(self.file);
-        }
+        self.end_direct();
     }
 }
 
