@@ -638,7 +638,7 @@ _ferry() {
             return 0
             ;;
         ferry__subcmd__serve)
-            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --pair-secs --partial-max-age-days --no-fsync --name --no-discovery --interface --only-interface --no-localsend --localsend-port --localsend-pin --no-localsend-sweep --localsend-sweep-host --help"
+            opts="-h --bind --port --dir --max-connections --idle-timeout-secs --max-per-peer --max-files-per-connection --ask --trusted-only --require-encryption --pair --pair-secs --partial-max-age-days --no-fsync --no-direct-io --name --no-discovery --interface --only-interface --no-localsend --localsend-port --localsend-pin --no-localsend-sweep --localsend-sweep-host --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -68,6 +68,7 @@ pub(super) fn start(
     config.pin = args.localsend_pin.clone();
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout_secs.max(1));
     config.fsync = !args.no_fsync;
+    config.direct_io = !args.no_direct_io;
     // A server bound to one address announces on that address's interface only (so
     // `--bind 127.0.0.1` stays on loopback), and sweeps only that interface's hosts.
     let choice = args.interfaces.choice().at_address(args.bind);

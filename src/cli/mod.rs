@@ -223,6 +223,12 @@ pub struct ServeArgs {
     /// power cut may then lose files both sides were told are safe).
     #[arg(long)]
     pub no_fsync: bool,
+    /// Write every received file through the page cache. By default a large file (4 MiB
+    /// and up) that will be synced goes straight to the disk (O_DIRECT) where the file
+    /// system is a local one known to take that well (ext4, XFS, Btrfs, F2FS, FAT, ...);
+    /// use this where that turns out slower.
+    #[arg(long)]
+    pub no_direct_io: bool,
     /// This server's name: announced on the LAN, to LocalSend apps, and told to Ferry senders
     /// [default: the device name, normally the host name].
     #[arg(long)]

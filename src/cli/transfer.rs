@@ -109,6 +109,7 @@ pub fn serve(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.partial_max_age =
         Duration::from_secs(args.partial_max_age_days.saturating_mul(24 * 3600));
     config.fsync = !args.no_fsync;
+    config.direct_io = !args.no_direct_io;
 
     let (sink, events) = event_channel(None);
     let server = ServerHandle::start(config, sink.clone()).map_err(|e| match e {

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::protocol::sanitize_file_name;
-use crate::transfer::{Dirs, Downloads, Paced, PartFile, create_root};
+use crate::transfer::{Dirs, Downloads, Landing, Paced, PartFile, create_root};
 
 /// Chunks of one body waiting for its writer at most (hyper's chunks are at most a few
 /// hundred KiB: a few MiB per upload in all).
@@ -116,10 +116,10 @@ pub(super) fn write_chunks(
     mut part: PartFile,
     mut chunks: mpsc::Receiver<Bytes>,
     size: u64,
-    fsync: bool,
+    landing: Landing,
 ) -> (PartFile, std::io::Result<()>) {
     let written = (|| {
-        let mut paced = Paced::new(part.file()?, 0, fsync, Some(size));
+        let mut paced = Paced::new(part.file()?, 0, landing, Some(size));
         let mut written = Ok(());
         while let Some(chunk) = chunks.blocking_recv() {
             written = paced.write_all(&chunk);
@@ -165,9 +165,9 @@ mod tests {
     #[test]
     fn chunks_are_written_whole_and_a_short_body_keeps_no_reservation() {
         const MIB: usize = 1 << 20;
-        for fsync in [true, false] {
+        for landing in [Landing::Direct, Landing::Synced, Landing::Cached] {
             let tmp = tempfile::tempdir().unwrap();
-            let downloads = Downloads::open(tmp.path(), fsync).unwrap();
+            let downloads = Downloads::open(tmp.path(), landing != Landing::Cached).unwrap();
             let part = PartFile::create(&downloads, &sanitize_file_name("大.bin"), None).unwrap();
             let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
             // 14 MiB of uneven chunks, announced as 64 MiB.
@@ -178,7 +178,7 @@ mod tests {
                 }
                 sent
             });
-            let (mut part, written) = write_chunks(part, rx, 64 * MIB as u64, fsync);
+            let (mut part, written) = write_chunks(part, rx, 64 * MIB as u64, landing);
             let sent = feeding.join().unwrap();
             written.unwrap();
             let file = part.file().unwrap();
@@ -195,7 +195,7 @@ mod tests {
             use std::io::{Read, Seek};
             file.seek(std::io::SeekFrom::Start(0)).unwrap();
             file.read_to_end(&mut back).unwrap();
-            assert!(back == sent, "fsync {fsync}: the bytes differ");
+            assert!(back == sent, "{landing:?}: the bytes differ");
         }
     }
 

@@ -71,6 +71,8 @@ pub struct LocalSendConfig {
     /// Connections served at once; more are closed at once.
     pub max_connections: usize,
     pub fsync: bool,
+    /// As a Ferry server's `direct_io`.
+    pub direct_io: bool,
     pub identity: CertIdentity,
     /// Announce and listen for announcements (`None`: no discovery).
     pub multicast: Option<MulticastConfig>,
@@ -103,6 +105,7 @@ impl LocalSendConfig {
             },
             max_connections: crate::defaults::DEFAULT_MAX_CONNECTIONS,
             fsync: true,
+            direct_io: true,
             identity,
             multicast: None,
             sweep: SweepSettings::default(),

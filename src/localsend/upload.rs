@@ -27,7 +27,7 @@ use crate::events::{
 };
 use crate::protocol::Mode;
 use crate::protocol::session::Refusal;
-use crate::transfer::{PartFile, RateFloor};
+use crate::transfer::{Landing, PartFile, RateFloor};
 
 /// `POST /cancel?sessionId`: only from the address that prepared it.
 pub(super) fn cancel(request: &Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Reply {
@@ -304,9 +304,12 @@ async fn receive(
     });
     // The writer takes the chunks on the blocking pool; a full channel holds the body back.
     let (chunks, to_write) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-    let (size, fsync) = (file.size, dir.fsync());
+    let (size, landing) = (
+        file.size,
+        Landing::new(dir.fsync(), shared.config.direct_io),
+    );
     let writer =
-        tokio::task::spawn_blocking(move || disk::write_chunks(part, to_write, size, fsync));
+        tokio::task::spawn_blocking(move || disk::write_chunks(part, to_write, size, landing));
     let streamed = stream_body(body, shared, session, file, id, chunks).await;
     // The channel is closed (dropped with `chunks`): the writer ends after what it holds.
     let (part, written) = writer.await.map_err(disk_error)?;

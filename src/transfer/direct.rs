@@ -10,9 +10,11 @@
 //! thread of the file's own, [`DEPTH`] at most on their way, so the disk always has the
 //! next one while the network fills another. The piece after the last whole block is
 //! written through the page cache (a direct write is whole blocks) and the caller's final
-//! sync covers it. A file system that refuses direct writes (tmpfs before Linux 6.6, many
-//! FUSE file systems) gets the page cache as before, and so does a resumed file whose
-//! offset is not on a block boundary. At most [`MAX_DIRECT_FILES`] files are written this
+//! sync covers it. Only local file systems known to take direct writes well are written
+//! this way ([`takes_direct_writes`]): on a network file system (NFS, SMB), a FUSE one or
+//! a stacked one (overlayfs) a direct write's cost is whatever lies beneath, so the file
+//! goes through the page cache as before, as it does on one that refuses the flag and on
+//! a resumed file whose offset is not on a block boundary. At most [`MAX_DIRECT_FILES`] files are written this
 //! way at once (each holds `STAGE_LEN x (DEPTH + 1)` bytes of buffers); the rest go through
 //! the page cache, whose memory is the kernel's to bound.
 
@@ -133,14 +135,15 @@ pub struct Direct {
 impl Direct {
     /// Switches `file` (whose next write lands at `offset`) to direct writes, or `None`
     /// where that cannot be: an offset not on a block boundary (a resumed upload), a file
-    /// system without them, every place taken, no thread to spare.
+    /// system not known to take them ([`takes_direct_writes`]) or refusing them, every
+    /// place taken, no thread to spare.
     pub fn start(file: &File, offset: u64) -> Option<Self> {
         Self::start_in(&PLACES, file, offset)
     }
 
     /// [`Direct::start`], with a place among `places`.
     fn start_in(places: &'static Places, file: &File, offset: u64) -> Option<Self> {
-        if !offset.is_multiple_of(ALIGN as u64) {
+        if !offset.is_multiple_of(ALIGN as u64) || !takes_direct_writes(file) {
             return None;
         }
         let place = places.take()?;
@@ -351,6 +354,33 @@ fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
             file.write_all_at(buf, at)
         }
         other => other,
+    }
+}
+
+/// Whether `file` lies on a file system where direct writes are known to go straight to a
+/// local disk and to cost less than the page cache: the common local disk file systems
+/// (ext2/3/4, XFS, Btrfs, F2FS, bcachefs, JFS, and FAT, exFAT and NTFS for USB disks), and
+/// tmpfs (memory: no gain, no harm, and tests' small full disks are tmpfs). Not network
+/// (NFS, SMB), FUSE or stacked (overlayfs) ones, where a direct write's cost depends on
+/// what lies beneath, and not those unlisted: the page cache is the known way there.
+fn takes_direct_writes(file: &File) -> bool {
+    // From <linux/magic.h> (NTFS's is ntfs3's; the older read-only driver never writes).
+    const LOCAL_DISK: [u32; 10] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // XFS
+        0x9123_683E, // Btrfs
+        0xF2F5_2010, // F2FS
+        0xCA45_1A4E, // bcachefs
+        0x3153_464A, // JFS
+        0x4D44,      // FAT (vfat, msdos)
+        0x2011_BAB0, // exFAT
+        0x5346_544E, // NTFS (ntfs3)
+        0x0102_1994, // tmpfs
+    ];
+    match rustix::fs::fstatfs(file) {
+        // `f_type`'s width and sign differ between architectures; the magic is 32 bits.
+        Ok(fs) => LOCAL_DISK.contains(&(fs.f_type as u32)),
+        Err(_) => false,
     }
 }
 

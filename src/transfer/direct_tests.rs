@@ -116,27 +116,84 @@ fn a_failed_write_still_leaves_the_file_plain() {
     assert!(!is_direct(&file), "the file was left in direct mode");
 }
 
-/// A small tmpfs on a temp folder (root only), unmounted on drop.
-struct SmallDisk(tempfile::TempDir);
+/// A file system mounted on a temp folder (root only), unmounted on drop.
+struct Mounted {
+    dir: tempfile::TempDir,
+    at: std::path::PathBuf,
+}
 
-impl SmallDisk {
-    fn mount(size_mib: u32) -> Option<Self> {
+impl Mounted {
+    /// A small tmpfs.
+    fn tmpfs(size_mib: u32) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().to_owned();
+        Self::mount(
+            dir,
+            at,
+            &["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"],
+        )
+    }
+
+    /// An overlay whose layers lie in the temp folder (`upper` is where its files land).
+    fn overlay() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        for layer in ["lower", "upper", "work", "merged"] {
+            std::fs::create_dir(dir.path().join(layer)).unwrap();
+        }
+        let p = |layer: &str| dir.path().join(layer).display().to_string();
+        let layers = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            p("lower"),
+            p("upper"),
+            p("work")
+        );
+        let at = dir.path().join("merged");
+        Self::mount(dir, at, &["-t", "overlay", "-o", &layers, "overlay"])
+    }
+
+    fn mount(dir: tempfile::TempDir, at: std::path::PathBuf, args: &[&str]) -> Option<Self> {
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
-            .arg(dir.path())
+            .args(args)
+            .arg(&at)
             .output()
             .is_ok_and(|out| out.status.success());
-        mounted.then_some(Self(dir))
+        mounted.then_some(Self { dir, at })
     }
 }
 
-impl Drop for SmallDisk {
+impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
+        let _ = std::process::Command::new("umount").arg(&self.at).status();
     }
+}
+
+/// A file on a file system not known to take direct writes well (here an overlay, which
+/// does take the flag, over a disk whose own files are written directly) goes through the
+/// page cache: on a network, FUSE or stacked file system the cost of a direct write is
+/// whatever lies beneath.
+#[test]
+fn a_file_system_not_known_to_suit_direct_writes_gets_the_page_cache() {
+    static OWN: Places = Places::new(2);
+    let Some(overlay) = Mounted::overlay() else {
+        eprintln!("SKIPPED: cannot mount an overlay (needs root)");
+        return;
+    };
+    let beneath = new_part(&overlay.dir.path().join("upper"));
+    let Some(direct) = Direct::start_in(&OWN, &beneath, 0) else {
+        eprintln!("SKIPPED: the temp folder's own file system is not written directly");
+        return;
+    };
+    drop((direct, beneath));
+    // The overlay would show that file as its own `part`.
+    std::fs::remove_file(overlay.dir.path().join("upper/part")).unwrap();
+    let file = new_part(&overlay.at);
+    assert!(
+        set_direct(&file, true).is_ok(),
+        "the overlay refuses the flag itself, so this test shows nothing"
+    );
+    set_direct(&file, false).unwrap();
+    assert!(Direct::start_in(&OWN, &file, 0).is_none());
+    assert!(!is_direct(&file));
 }
 
 /// A buffer whose write failed (a full disk) is followed by nothing: the bytes taken
@@ -146,15 +203,15 @@ impl Drop for SmallDisk {
 #[test]
 fn nothing_is_written_past_a_failed_write() {
     static OWN: Places = Places::new(1);
-    let Some(disk) = SmallDisk::mount(2) else {
+    let Some(disk) = Mounted::tmpfs(2) else {
         eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
         return;
     };
-    let filler = disk.0.path().join("filler");
+    let filler = disk.at.join("filler");
     let mut fill = File::create(&filler).unwrap();
     while fill.write_all(&[1u8; ALIGN]).is_ok() {}
     drop(fill);
-    let mut file = new_part(disk.0.path());
+    let mut file = new_part(&disk.at);
     let Some(mut direct) = Direct::start_in(&OWN, &file, 0) else {
         eprintln!("SKIPPED: no direct writes on tmpfs here (Linux before 6.6)");
         return;

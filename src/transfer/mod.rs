@@ -25,7 +25,7 @@ pub use client::{
 };
 pub use dir::{DownloadDir, Expired};
 pub use files::{Downloads, FolderClaim, NoRoom, PartFile, Reservation};
-pub(crate) use paced::Paced;
+pub(crate) use paced::{Landing, Paced};
 pub use server::{
     AcceptPolicy, Decision, EAGER_MAX_BYTES, MinRate, ServerConfig, ServerHandle, ServerStartError,
 };

@@ -50,6 +50,31 @@ mod no_direct {
 #[cfg(not(target_os = "linux"))]
 use no_direct::Direct;
 
+/// How a received file reaches the disk: the server's choice (`--no-fsync`,
+/// `--no-direct-io`), the same for every file it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing {
+    /// Left to the page cache, never synced (`--no-fsync`: benchmarks only).
+    Cached,
+    /// Synced before it is named, streamed to disk through the page cache as it arrives
+    /// ([`WriteBehind`]).
+    Synced,
+    /// Synced, and a large file written past the page cache where its file system is one
+    /// known to take that well (see `direct.rs`); other files as [`Landing::Synced`].
+    Direct,
+}
+
+impl Landing {
+    /// From a server's two settings: whether it syncs, and whether it may write directly.
+    pub fn new(fsync: bool, direct_io: bool) -> Self {
+        match (fsync, direct_io) {
+            (false, _) => Self::Cached,
+            (true, false) => Self::Synced,
+            (true, true) => Self::Direct,
+        }
+    }
+}
+
 /// A file written in moderate pieces (a large `write` makes the page cache allocate large
 /// blocks, which costs far more on a machine whose memory was idle), streamed to disk as it
 /// goes when it will be synced (see [`WriteBehind`]), with its blocks reserved ahead of
@@ -65,16 +90,17 @@ pub struct Paced<'a> {
 }
 
 impl<'a> Paced<'a> {
-    /// `file`, whose next write lands at `offset`: with `fsync` (it will be synced before it
-    /// is named) streamed to disk as it goes; with `reserve_to`, its blocks reserved ahead
-    /// of the writes up to that end.
-    pub fn new(file: &'a mut File, offset: u64, fsync: bool, reserve_to: Option<u64>) -> Self {
+    /// `file`, whose next write lands at `offset`, landing as `landing` says (synced ones
+    /// streamed to disk as they go); with `reserve_to`, its blocks reserved ahead of the
+    /// writes up to that end.
+    pub fn new(file: &'a mut File, offset: u64, landing: Landing, reserve_to: Option<u64>) -> Self {
         // A large file that will be synced goes straight to the disk where it can.
         let large = reserve_to.is_some_and(|end| end.saturating_sub(offset) >= DIRECT_FROM);
-        let direct = match fsync && large {
+        let direct = match landing == Landing::Direct && large {
             true => Direct::start(file, offset),
             false => None,
         };
+        let fsync = landing != Landing::Cached;
         Self {
             write_behind: (fsync && direct.is_none()).then(|| WriteBehind::new(offset)),
             file,
@@ -472,8 +498,9 @@ mod tests {
 
     /// A large file that will be synced is written directly where the file system allows;
     /// dropped without a flush (an upload that failed), what it took is in the file anyway,
-    /// and the file is a plain one again. A file that will not be synced, or a small one,
-    /// goes through the page cache.
+    /// and the file is a plain one again. A file that will not be synced, one whose server
+    /// was told not to write directly (`--no-direct-io`), or a small one, goes through the
+    /// page cache.
     #[test]
     fn a_large_synced_file_goes_past_the_page_cache_and_keeps_what_it_took() {
         use std::io::{Read, Seek, SeekFrom};
@@ -486,7 +513,13 @@ mod tests {
         let sent: Vec<u8> = (0..5 * MIB as usize + 4_321)
             .map(|i| (i % 253) as u8)
             .collect();
-        for (fsync, reserve_to) in [(true, Some(8 * MIB)), (false, Some(8 * MIB)), (true, None)] {
+        let cases = [
+            (Landing::Direct, Some(8 * MIB)),
+            (Landing::Synced, Some(8 * MIB)),
+            (Landing::Cached, Some(8 * MIB)),
+            (Landing::Direct, None),
+        ];
+        for (landing, reserve_to) in cases {
             let mut file = File::options()
                 .read(true)
                 .write(true)
@@ -498,14 +531,14 @@ mod tests {
             let watch = file.try_clone().unwrap();
             // Another test may hold the one place for direct writes a moment.
             crate::transfer::direct::tests::wait_for_place();
-            let mut paced = Paced::new(&mut file, 0, fsync, reserve_to);
+            let mut paced = Paced::new(&mut file, 0, landing, reserve_to);
             let written_directly = direct(&watch);
             for chunk in sent.chunks(300_007) {
                 paced.write_all(chunk).unwrap();
             }
             drop(paced);
             assert!(!direct(&watch), "left in direct mode");
-            if fsync && reserve_to.is_some() {
+            if landing == Landing::Direct && reserve_to.is_some() {
                 if !written_directly {
                     eprintln!(
                         "SKIPPED (in part): not written directly (a file system without direct \
@@ -513,15 +546,15 @@ mod tests {
                     );
                 }
             } else {
-                assert!(!written_directly, "fsync {fsync}, {reserve_to:?}");
+                assert!(!written_directly, "{landing:?}, {reserve_to:?}");
             }
             let mut back = Vec::new();
             file.seek(SeekFrom::Start(0)).unwrap();
             file.read_to_end(&mut back).unwrap();
-            assert_eq!(back.len(), sent.len(), "fsync {fsync}, {reserve_to:?}");
+            assert_eq!(back.len(), sent.len(), "{landing:?}, {reserve_to:?}");
             assert!(
                 back == sent,
-                "fsync {fsync}, {reserve_to:?}: the bytes differ"
+                "{landing:?}, {reserve_to:?}: the bytes differ"
             );
         }
     }
@@ -534,7 +567,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut file = File::create(dir.path().join("small")).unwrap();
         let watch = file.try_clone().unwrap();
-        let mut paced = Paced::new(&mut file, 0, true, Some(100_000));
+        let mut paced = Paced::new(&mut file, 0, Landing::Direct, Some(100_000));
         assert!(
             !rustix::fs::fcntl_getfl(&watch)
                 .unwrap()

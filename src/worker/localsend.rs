@@ -247,6 +247,7 @@ impl LocalSendSide {
         config.idle_timeout = ferry.idle_timeout;
         config.min_rate = ferry.min_rate;
         config.fsync = ferry.fsync;
+        config.direct_io = ferry.direct_io;
         config.pin = self.setup.pin.clone().filter(|pin| !pin.is_empty());
         self.bound = match ferry.bind {
             IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),

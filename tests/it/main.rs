@@ -17,6 +17,7 @@ mod cli_localsend_note;
 mod cli_notes;
 mod cli_waiting;
 mod desktop;
+mod direct_io;
 mod eager;
 mod faces;
 mod faults;

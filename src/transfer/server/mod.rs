@@ -109,6 +109,10 @@ pub struct ServerConfig {
     /// before it is reported kept), and the folder after each new name. Off only for
     /// benchmarks: a power cut may then lose files both sides were told are safe.
     pub fsync: bool,
+    /// Write large synced files past the page cache (`O_DIRECT`) where the file system is
+    /// one known to take that well (see `direct.rs`). Off: through the page cache, as
+    /// `--no-direct-io` asks where direct writes turn out slow.
+    pub direct_io: bool,
 }
 
 /// Whose offers a server takes without asking.
@@ -177,6 +181,7 @@ impl ServerConfig {
             max_files_per_connection: DEFAULT_MAX_FILES_PER_CONNECTION,
             partial_max_age: Duration::from_secs(DEFAULT_PARTIAL_MAX_AGE_DAYS * 24 * 3600),
             fsync: true,
+            direct_io: true,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::connection::{ConnEnd, Connection};
 use super::pump::RateFloor;
 use crate::events::Refusal;
 use crate::protocol::{Chunk, Header, ReceiverMsg, decode_chunk_header, encode_receiver_msg};
-use crate::transfer::paced::Paced;
+use crate::transfer::paced::{Landing, Paced};
 use crate::transfer::{TransferError, read_error, read_prefix, write_all};
 
 /// The most throwaway bytes a speed test may send.
@@ -173,8 +173,9 @@ impl Connection<'_> {
             .reserve(DISK_PROBE_BYTES * 2)
             .map_err(|e| std::io::Error::other(format!("no room: {e:?}")))?;
         let mut file = downloads.anonymous_file()?;
-        let fsync = self.shared.config.fsync;
-        let mut paced = Paced::new(&mut file, 0, fsync, Some(DISK_PROBE_BYTES));
+        let config = &self.shared.config;
+        let landing = Landing::new(config.fsync, config.direct_io);
+        let mut paced = Paced::new(&mut file, 0, landing, Some(DISK_PROBE_BYTES));
         let start = Instant::now();
         let mut written = 0u64;
         while written < DISK_PROBE_BYTES && start.elapsed() < DISK_PROBE_TIME {
@@ -186,7 +187,7 @@ impl Connection<'_> {
         }
         paced.flush()?;
         drop(paced);
-        if fsync {
+        if config.fsync {
             file.sync_data()?;
         }
         let secs = start.elapsed().as_secs_f64().max(1e-6);

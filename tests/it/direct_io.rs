@@ -1,0 +1,65 @@
+//! Direct writes (`O_DIRECT`) as the real `ferry serve` does them: on by default for a
+//! large synced upload on a local disk, off with `--no-direct-io` (for a disk where they
+//! turn out slow). Seen from outside: the flags of the server's open part file
+//! (`/proc/PID/fdinfo`).
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::util::{data, file_len, find_part, plain_frame, plain_header, spawn_serve};
+
+/// The open-file flags of the descriptor through which process `pid` holds `path`.
+fn open_flags(pid: u32, path: &Path) -> Option<u64> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let fd = fds
+        .flatten()
+        .find(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))?;
+    let info = std::fs::read_to_string(format!(
+        "/proc/{pid}/fdinfo/{}",
+        fd.file_name().to_string_lossy()
+    ))
+    .ok()?;
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+    u64::from_str_radix(flags.trim(), 8).ok()
+}
+
+/// Whether `dir` is on a file system Ferry writes large files to directly (a few of its
+/// list: the ones a test machine's temp folder is on).
+fn written_directly_there(dir: &Path) -> bool {
+    const SOME_LOCAL: [u32; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
+    rustix::fs::statfs(dir).is_ok_and(|fs| SOME_LOCAL.contains(&(fs.f_type as u32)))
+}
+
+/// A large upload's part file is open with `O_DIRECT` while its bytes come in, and without
+/// it when the server was started with `--no-direct-io`.
+#[test]
+fn serve_writes_large_uploads_directly_unless_told_not_to() {
+    const SENT: usize = 100_000;
+    let direct = rustix::fs::OFlags::DIRECT.bits() as u64;
+    for (extra, expected) in [(&[][..], true), (&["--no-direct-io"][..], false)] {
+        let dst = tempfile::tempdir().unwrap();
+        if expected && !written_directly_there(dst.path()) {
+            eprintln!("SKIPPED (in part): the temp folder's file system is not written directly");
+            continue;
+        }
+        let (serve, addr, _lines) = spawn_serve(dst.path(), extra);
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let header = plain_header("大.bin", 64 << 20, "");
+        stream.write_all(&plain_frame(&header)).unwrap();
+        stream.write_all(&data(SENT, 9)).unwrap();
+        // Once the first bytes are on the part file, its writer is set up.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let part = loop {
+            match find_part(dst.path(), "大.bin") {
+                Some(part) if file_len(&part) == SENT as u64 => break part,
+                _ if Instant::now() > deadline => panic!("{extra:?}: the bytes never arrived"),
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let flags = open_flags(serve.0.id(), &part).expect("the server holds the part open");
+        assert_eq!(flags & direct != 0, expected, "{extra:?}: flags {flags:o}");
+        drop(stream);
+    }
+}
