@@ -20,6 +20,7 @@ use super::settings::remember;
 use super::speed_panel::{SpeedTest, speed_ui};
 use super::table::{self, RowAction, transfer_table_ui};
 use super::unencrypted::EncryptionOff;
+use crate::defaults::DestinationError;
 use crate::events::{
     Direction, FailureKind, PinProblem, TransferId, TrustedPeer, next_transfer_id,
 };
@@ -256,11 +257,7 @@ impl ClientTab {
 
     /// Sends every queued file and folder over one connection.
     pub(super) fn upload(&mut self, tr: Tr) -> Option<Action> {
-        let dest = self.dest.trim().to_owned();
-        if dest.is_empty() || !dest.contains(':') {
-            self.notice = Some(tr.get(T::NeedDestination).to_owned());
-            return None;
-        }
+        let dest = self.destination(tr)?;
         // Nothing goes in the clear to a LocalSend device unless the user agreed.
         if let Some(refusal) = self.encryption_off.as_ref().and_then(|off| off.refusal(tr)) {
             self.notice = Some(refusal);
@@ -341,13 +338,27 @@ impl ClientTab {
         self.notice = Some(tr.get(T::LocalSendNoMessage).to_owned());
     }
 
-    /// Starts a speed test to the destination (Ferry receivers only; nothing is saved there).
-    pub(super) fn test_speed(&mut self, tr: Tr) -> Option<Action> {
+    /// The destination as typed, or `None` with a notice in the window's language saying
+    /// what is wrong with it: missing, without a port, or refused before any lookup (a
+    /// number the system would read as another address, an interface that is not here).
+    fn destination(&mut self, tr: Tr) -> Option<String> {
         let dest = self.dest.trim().to_owned();
         if dest.is_empty() || !dest.contains(':') {
             self.notice = Some(tr.get(T::NeedDestination).to_owned());
             return None;
         }
+        match crate::defaults::engine_destination(&dest) {
+            Ok(_) => Some(dest),
+            Err(e) => {
+                self.notice = Some(destination_problem(tr, &e));
+                None
+            }
+        }
+    }
+
+    /// Starts a speed test to the destination (Ferry receivers only; nothing is saved there).
+    pub(super) fn test_speed(&mut self, tr: Tr) -> Option<Action> {
+        let dest = self.destination(tr)?;
         self.notice = None;
         let mut opts = SendOptions::new(dest.clone());
         opts.expect_key = self.expected_key(&dest);
@@ -452,5 +463,17 @@ impl ClientTab {
 
     pub fn active(&self) -> impl Iterator<Item = &TransferRow> {
         self.rows.iter().filter(|r| r.state == RowState::Active)
+    }
+}
+
+/// What is wrong with a typed destination, in the window's language.
+fn destination_problem(tr: Tr, e: &DestinationError) -> String {
+    match e {
+        DestinationError::Empty => tr.get(T::NeedDestination).to_owned(),
+        DestinationError::NoHost { typed } => tr.fill(T::DestNoHost, &[typed]),
+        DestinationError::BadPort { port, .. } => tr.fill(T::DestBadPort, &[port]),
+        DestinationError::BadHost { typed } => tr.fill(T::DestBadHost, &[typed]),
+        DestinationError::NumericShorthand { host } => tr.fill(T::DestShorthand, &[host]),
+        DestinationError::NoSuchInterface { zone, .. } => tr.fill(T::DestNoInterface, &[zone]),
     }
 }

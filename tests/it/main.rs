@@ -32,6 +32,7 @@ mod fuzz_live;
 mod fuzz_secure;
 mod gui;
 mod gui_desktop;
+mod gui_destination;
 mod gui_devices;
 mod gui_flood;
 mod gui_folders;
