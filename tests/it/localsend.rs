@@ -812,7 +812,7 @@ fn announce_sends_the_start_announcements_again() {
 #[test]
 fn an_interface_that_comes_later_is_joined_and_announced_on() {
     use ferry::localsend::{RELIST_EVERY, Relist};
-    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
     let lo = "127.0.0.1".parse().expect("ip");
     // A LocalSend device in the group on loopback, on the port the server will use.
     let device = group_member();
@@ -833,15 +833,21 @@ fn an_interface_that_comes_later_is_joined_and_announced_on() {
     const FAILING: u8 = 2;
     let state = Arc::new(AtomicU8::new(NONE));
     let listed = Arc::clone(&state);
+    // How many listings the server has asked for (counted as each begins).
+    let relists = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&relists);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
     cfg.multicast = Some(MulticastConfig {
         port,
         interfaces: vec![],
-        relist: Some(Relist::new(move || match listed.load(Ordering::SeqCst) {
-            LOOPBACK => Some((vec![lo], vec![])),
-            FAILING => None,
-            _ => Some((vec![], vec![])),
+        relist: Some(Relist::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            match listed.load(Ordering::SeqCst) {
+                LOOPBACK => Some((vec![lo], vec![])),
+                FAILING => None,
+                _ => Some((vec![], vec![])),
+            }
         })),
         ..loopback_multicast()
     });
@@ -880,6 +886,17 @@ fn an_interface_that_comes_later_is_joined_and_announced_on() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // Waits until a listing that began after now has been acted on: the server asks for
+    // them one after another, so once a second one began, the first was followed.
+    let relisted = || {
+        let now = relists.load(Ordering::SeqCst);
+        let deadline = Instant::now() + 3 * RELIST_EVERY + Duration::from_secs(10);
+        while relists.load(Ordering::SeqCst) < now + 2 {
+            assert!(Instant::now() < deadline, "the server stopped listing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
     // Announces as `alias` five times over a second; whether the server then lists it.
     let heard_as = |alias: &str| {
         let body = json!({"alias": alias, "version": "2.1", "deviceType": "desktop",
@@ -897,13 +914,13 @@ fn an_interface_that_comes_later_is_joined_and_announced_on() {
     // The system cannot list its interfaces for a while: that is no interface gone, the
     // group stays joined and a device announcing meanwhile is heard.
     state.store(FAILING, Ordering::SeqCst);
-    std::thread::sleep(RELIST_EVERY + Duration::from_secs(1));
+    relisted();
     assert!(heard_as("During"), "{:?}", server.devices());
 
     // The interface goes: the group is left at the next relist, so a device announcing
-    // there afterwards is not heard. (Nothing marks a group left: a relist's time waited.)
+    // there afterwards is not heard.
     state.store(NONE, Ordering::SeqCst);
-    std::thread::sleep(RELIST_EVERY + Duration::from_secs(1));
+    relisted();
     assert!(!heard_as("After"), "{:?}", server.devices());
 }
 
