@@ -14,9 +14,9 @@
 //! this way ([`takes_direct_writes`]): on a network file system (NFS, SMB), a FUSE one or
 //! a stacked one (overlayfs) a direct write's cost is whatever lies beneath, so the file
 //! goes through the page cache as before, as it does on one that refuses the flag and on
-//! a resumed file whose offset is not on a block boundary. At most [`MAX_DIRECT_FILES`] files are written this
-//! way at once (each holds `STAGE_LEN x (DEPTH + 1)` bytes of buffers); the rest go through
-//! the page cache, whose memory is the kernel's to bound.
+//! a resumed file whose offset is not on a block boundary. At most [`MAX_DIRECT_FILES`]
+//! files are written this way at once (each holds `STAGE_LEN x (DEPTH + 1)` bytes of
+//! buffers); the rest go through the page cache, whose memory is the kernel's to bound.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
@@ -357,6 +357,22 @@ fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
     }
 }
 
+/// The file systems whose files are written directly (see [`takes_direct_writes`]), by
+/// the magic number `statfs` reports (`f_type`; <linux/magic.h> unless said).
+const LOCAL_DISK: [u32; 11] = [
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // XFS
+    0x9123_683E, // Btrfs
+    0xF2F5_2010, // F2FS
+    0xCA45_1A4E, // bcachefs
+    0x3153_464A, // JFS (fs/jfs/jfs_superblock.h)
+    0x4D44,      // FAT (vfat, msdos)
+    0x2011_BAB0, // exFAT
+    0x7366_746E, // NTFS as ntfs3 reports it ("ntfs", fs/ntfs3/super.c)
+    0x5346_544E, // NTFS_SB_MAGIC ("NTFS"), the classic driver's (it refuses the flag)
+    0x0102_1994, // tmpfs
+];
+
 /// Whether `file` lies on a file system where direct writes are known to go straight to a
 /// local disk and to cost less than the page cache: the common local disk file systems
 /// (ext2/3/4, XFS, Btrfs, F2FS, bcachefs, JFS, and FAT, exFAT and NTFS for USB disks), and
@@ -364,19 +380,6 @@ fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
 /// (NFS, SMB), FUSE or stacked (overlayfs) ones, where a direct write's cost depends on
 /// what lies beneath, and not those unlisted: the page cache is the known way there.
 fn takes_direct_writes(file: &File) -> bool {
-    // From <linux/magic.h> (NTFS's is ntfs3's; the older read-only driver never writes).
-    const LOCAL_DISK: [u32; 10] = [
-        0xEF53,      // ext2, ext3, ext4
-        0x5846_5342, // XFS
-        0x9123_683E, // Btrfs
-        0xF2F5_2010, // F2FS
-        0xCA45_1A4E, // bcachefs
-        0x3153_464A, // JFS
-        0x4D44,      // FAT (vfat, msdos)
-        0x2011_BAB0, // exFAT
-        0x5346_544E, // NTFS (ntfs3)
-        0x0102_1994, // tmpfs
-    ];
     match rustix::fs::fstatfs(file) {
         // `f_type`'s width and sign differ between architectures; the magic is 32 bits.
         Ok(fs) => LOCAL_DISK.contains(&(fs.f_type as u32)),

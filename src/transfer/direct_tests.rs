@@ -196,6 +196,37 @@ fn a_file_system_not_known_to_suit_direct_writes_gets_the_page_cache() {
     assert!(!is_direct(&file));
 }
 
+/// The list of local disk file systems holds the numbers their drivers report: libc's
+/// copies of <linux/magic.h> (cast as `f_type` is, whatever their type here), and NTFS as
+/// ntfs3, the driver that writes it, reports it (`sb->s_magic = 0x7366746e; // "ntfs"` in
+/// fs/ntfs3/super.c: the list held only the classic driver's "NTFS", so an NTFS disk was
+/// never written directly). Network, FUSE and stacked ones are not there.
+#[test]
+fn the_local_disk_list_holds_the_numbers_their_drivers_report() {
+    for magic in [
+        libc::EXT4_SUPER_MAGIC as u32,
+        libc::XFS_SUPER_MAGIC as u32,
+        libc::BTRFS_SUPER_MAGIC as u32,
+        libc::F2FS_SUPER_MAGIC as u32,
+        libc::BCACHEFS_SUPER_MAGIC as u32,
+        libc::MSDOS_SUPER_MAGIC as u32,
+        libc::TMPFS_MAGIC as u32,
+    ] {
+        assert!(LOCAL_DISK.contains(&magic), "{magic:#x} is missing");
+    }
+    assert!(LOCAL_DISK.contains(&u32::from_le_bytes(*b"ntfs")), "ntfs3");
+    for magic in [
+        libc::NFS_SUPER_MAGIC as u32,
+        libc::SMB_SUPER_MAGIC as u32,
+        0xFE53_4D42, // SMB2 (cifs)
+        libc::FUSE_SUPER_MAGIC as u32,
+        libc::OVERLAYFS_SUPER_MAGIC as u32,
+        libc::ECRYPTFS_SUPER_MAGIC as u32,
+    ] {
+        assert!(!LOCAL_DISK.contains(&magic), "{magic:#x} is listed");
+    }
+}
+
 /// A buffer whose write failed (a full disk) is followed by nothing: the bytes taken
 /// after it are not written further on, even once there is room again, so the file's
 /// length still ends where its bytes do. They were, leaving a hole of zeros that a
