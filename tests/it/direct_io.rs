@@ -1,14 +1,17 @@
 //! Direct writes (`O_DIRECT`) as the real `ferry serve` does them: on by default for a
-//! large synced upload on a local disk, off with `--no-direct-io` (for a disk where they
-//! turn out slow). Seen from outside: the flags of the server's open part file
-//! (`/proc/PID/fdinfo`).
+//! large synced upload on a local disk, a Ferry one or a LocalSend one, off with
+//! `--no-direct-io` (for a disk where they turn out slow). Seen from outside: the flags of
+//! the server's open part file (`/proc/PID/fdinfo`).
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::{data, file_len, find_part, plain_frame, plain_header, spawn_serve};
+use crate::localsend::{Peer, file, files, session_of};
+use crate::util::{
+    data, file_len, find_part, plain_frame, plain_header, serve_localsend, spawn_serve,
+};
 
 /// The open-file flags of the descriptor through which process `pid` holds `path`.
 fn open_flags(pid: u32, path: &Path) -> Option<u64> {
@@ -49,17 +52,51 @@ fn serve_writes_large_uploads_directly_unless_told_not_to() {
         let header = plain_header("大.bin", 64 << 20, "");
         stream.write_all(&plain_frame(&header)).unwrap();
         stream.write_all(&data(SENT, 9)).unwrap();
-        // Once the first bytes are on the part file, its writer is set up.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let part = loop {
-            match find_part(dst.path(), "大.bin") {
-                Some(part) if file_len(&part) == SENT as u64 => break part,
-                _ if Instant::now() > deadline => panic!("{extra:?}: the bytes never arrived"),
-                _ => std::thread::sleep(Duration::from_millis(10)),
-            }
-        };
+        let part = part_with(dst.path(), "大.bin", SENT as u64);
         let flags = open_flags(serve.0.id(), &part).expect("the server holds the part open");
         assert_eq!(flags & direct != 0, expected, "{extra:?}: flags {flags:o}");
         drop(stream);
+    }
+}
+
+/// The part file of `name` in `dir` once `len` bytes of it at least are on it (its writer
+/// is set up by then).
+fn part_with(dir: &Path, name: &str, len: u64) -> std::path::PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match find_part(dir, name) {
+            Some(part) if file_len(&part) >= len => return part,
+            _ if Instant::now() > deadline => panic!("{name}: the bytes never arrived"),
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// The same for a LocalSend upload: `--no-direct-io` reaches `serve`'s LocalSend receiver
+/// too.
+#[test]
+fn serve_writes_large_localsend_uploads_directly_unless_told_not_to() {
+    // More than one of the direct writer's buffers, which it writes once full.
+    const SENT: usize = (1 << 20) + 8192;
+    let direct = rustix::fs::OFlags::DIRECT.bits() as u64;
+    for (extra, expected) in [(&[][..], true), (&["--no-direct-io"][..], false)] {
+        let dst = tempfile::tempdir().unwrap();
+        if expected && !written_directly_there(dst.path()) {
+            eprintln!("SKIPPED (in part): the temp folder's file system is not written directly");
+            continue;
+        }
+        let serve = serve_localsend(dst.path(), extra);
+        let peer = Peer::to(serve.addr, &serve.fingerprint);
+        let (session, tokens) =
+            session_of(&peer.prepare("", files(&[file("f", "大.bin", 64 << 20)])));
+        let token = tokens["f"].as_str().expect("a token");
+        let path = format!("/api/localsend/v2/upload?sessionId={session}&fileId=f&token={token}");
+        let headers = format!("Content-Length: {}\r\n", 64 << 20);
+        // The body goes on no further while the flags are read.
+        let body = peer.send(&path, &headers, &[&data(SENT, 3)], Duration::ZERO);
+        let part = part_with(dst.path(), "大.bin", 1 << 20);
+        let flags = open_flags(serve._serve.0.id(), &part).expect("the server holds the part open");
+        assert_eq!(flags & direct != 0, expected, "{extra:?}: flags {flags:o}");
+        drop(body);
     }
 }

@@ -779,16 +779,14 @@ pub struct LocalSendServe {
 /// `ferry serve` into `dir` with LocalSend receiving on a free port and wanting `pin`,
 /// discovery off.
 pub fn serve_localsend_with_pin(dir: &Path, pin: &str) -> LocalSendServe {
-    let (serve, _addr, lines) = spawn_serve(
-        dir,
-        &[
-            "--localsend-port",
-            "0",
-            "--no-discovery",
-            "--localsend-pin",
-            pin,
-        ],
-    );
+    serve_localsend(dir, &["--localsend-pin", pin])
+}
+
+/// `ferry serve` into `dir` with LocalSend receiving on a free port, discovery off, and
+/// `extra` arguments.
+pub fn serve_localsend(dir: &Path, extra: &[&str]) -> LocalSendServe {
+    let args = [&["--localsend-port", "0", "--no-discovery"][..], extra].concat();
+    let (serve, _addr, lines) = spawn_serve(dir, &args);
     let line = wait_line(&lines, "LocalSend receiving is on");
     let addr: SocketAddr = line
         .split_whitespace()
