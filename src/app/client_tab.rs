@@ -339,15 +339,17 @@ impl ClientTab {
     }
 
     /// The destination as typed, or `None` with a notice in the window's language saying
-    /// what is wrong with it: missing, without a port, or refused before any lookup (a
-    /// number the system would read as another address, an interface that is not here).
+    /// what is wrong with it: missing, without a port, or what `ferry send` refuses before
+    /// any lookup (no host, a port out of range, spaces in a name, a number the system
+    /// would read as another address, an interface that is not here). The engine would
+    /// fail each of them anyway, in English, after the row had started.
     fn destination(&mut self, tr: Tr) -> Option<String> {
         let dest = self.dest.trim().to_owned();
         if dest.is_empty() || !dest.contains(':') {
             self.notice = Some(tr.get(T::NeedDestination).to_owned());
             return None;
         }
-        match crate::defaults::engine_destination(&dest) {
+        match crate::defaults::parse_destination(&dest) {
             Ok(_) => Some(dest),
             Err(e) => {
                 self.notice = Some(destination_problem(tr, &e));

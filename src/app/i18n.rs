@@ -265,7 +265,7 @@ texts! {
     DestNoHost => "\"{}\" has no host name: enter host:port", "“{}”缺少主机名：请输入 主机:端口";
     DestBadPort => "\"{}\" is not a port number: enter host:port, the port from 1 to 65535", "“{}”不是端口号：请输入 主机:端口，端口为 1 到 65535";
     DestBadHost => "\"{}\" is not a host name: enter host:port", "“{}”不是有效的主机名：请输入 主机:端口";
-    DestShorthand => "\"{}\" is not an IPv4 address: enter four numbers from 0 to 255 with dots between (192.168.1.20) or a host name; the system would read it as another address", "“{}”不是 IPv4 地址：请输入以点分隔的四个 0 到 255 的数字（如 192.168.1.20）或主机名；系统会把它读成另一个地址";
+    DestShorthand => "\"{}\" is not an IPv4 address, and the system would read it as another one: enter four numbers from 0 to 255 with dots between (192.168.1.20) or a host name", "“{}”不是 IPv4 地址，系统会把它解析为另一个地址：请输入以点分隔的四个 0 到 255 的数字（如 192.168.1.20）或主机名";
     DestNoInterface => "\"{}\" is no network interface of this machine: enter [address%interface]:port with an interface's name or number", "“{}”不是本机的网络接口：请输入 [地址%接口]:端口，接口可写名称或编号";
     NothingToUpload => "Add files first", "请先添加文件";
     SkippedNotFiles => "{} item(s) left out: only files can be chosen here (use Choose folder… for a folder)", "已略过 {} 项：此处只能选择文件（文件夹请用“选择文件夹…”）";

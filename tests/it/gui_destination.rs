@@ -1,7 +1,8 @@
-//! The Client tab refuses a destination the engine would refuse, at once and in the
-//! window's language, before anything is started: a number the system would read as
-//! another address, an IPv6 zone naming no interface here. (It used to start the upload,
-//! which then failed with the engine's English words in the row.)
+//! The Client tab refuses a destination the engine would fail on, at once and in the
+//! window's language, before anything is started: no host, a port out of range, a space
+//! in a name, a number the system would read as another address, an IPv6 zone naming no
+//! interface here. (It used to start the upload, which then failed with the engine's
+//! English words in the row.)
 
 use egui_kittest::kittest::Queryable;
 use ferry::app::RowState;
@@ -76,6 +77,14 @@ fn a_destination_the_engine_would_refuse_is_refused_at_once_in_the_windows_langu
             "[fe80::1%nosuch9]:8080",
             "测速",
             "“nosuch9”不是本机的网络接口",
+        ),
+        (Lang::En, ":8080", "Upload", "\":8080\" has no host name"),
+        (Lang::ZhCn, "host:99999", "上传", "“99999”不是端口号"),
+        (
+            Lang::En,
+            "My Laptop:8080",
+            "Test speed",
+            "\"My Laptop:8080\" is not a host name",
         ),
     ];
     for (lang, dest, button, expected) in cases {
