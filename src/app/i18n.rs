@@ -117,6 +117,8 @@ texts! {
     InvalidPort => "Port must be a number from 0 to 65535", "端口必须是 0 到 65535 之间的数字";
     InvalidBind => "Bind address must be an IP address such as 0.0.0.0", "绑定地址必须是 IP 地址，例如 0.0.0.0";
     IdleTimeout => "Idle timeout (seconds)", "空闲超时（秒）";
+    DirectIo => "Write large files straight to the disk", "大文件直接写入磁盘";
+    DirectIoHint => "A large file is written past the system's file cache (O_DIRECT) on local disks: less CPU, and other files stay cached. Turn it off if receiving is slower with it.", "在本地磁盘上，大文件绕过系统文件缓存（O_DIRECT）直接写入：占用更少 CPU，其他文件也能留在缓存中。若开启后接收变慢，请关闭。";
     InvalidIdleTimeout => "Idle timeout must be a whole number of seconds from 1 to 86400", "空闲超时必须是 1 到 86400 之间的整数秒";
     PolicyAsk => "Ask me", "询问我";
     PolicyTrusted => "Trusted devices without asking", "受信任设备无需询问";

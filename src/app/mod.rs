@@ -195,6 +195,7 @@ impl FerryApp {
                 policy,
                 settings.server_idle_timeout_secs,
             )
+            .with_direct_io(settings.server_direct_io)
             .with_localsend(settings.localsend, settings.localsend_port)
             .with_localsend_extras(
                 settings.localsend_pin,
@@ -290,6 +291,7 @@ impl FerryApp {
             accept_policy: Some(self.server.policy),
             server_auto_accept: None,
             server_idle_timeout_secs: self.server.idle_timeout_secs.clone(),
+            server_direct_io: self.server.direct_io,
             notes_port: self.notes.port.clone(),
             notes_open: self.notes_open,
             note_peer: self.notes.peer.clone(),

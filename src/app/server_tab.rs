@@ -40,6 +40,8 @@ pub struct ServerTab {
     pub policy: PolicyChoice,
     /// The idle timeout field as typed (seconds).
     pub idle_timeout_secs: String,
+    /// "Write large files straight to the disk" (persisted; `ServerConfig::direct_io`).
+    pub direct_io: bool,
     pub status: ServerStatus,
     pub reachable: Vec<SocketAddr>,
     pub rows: Vec<TransferRow>,
@@ -114,6 +116,7 @@ impl ServerTab {
             dir,
             policy,
             idle_timeout_secs,
+            direct_io: true,
             status: ServerStatus::Stopped,
             reachable: Vec::new(),
             rows: Vec::new(),
@@ -142,6 +145,12 @@ impl ServerTab {
         self.localsend_pin = pin;
         self.localsend_sweep = sweep;
         self.localsend_sweep_hosts = sweep_hosts;
+        self
+    }
+
+    /// Whether large files go straight to the disk, as remembered.
+    pub fn with_direct_io(mut self, on: bool) -> Self {
+        self.direct_io = on;
         self
     }
 
@@ -397,7 +406,8 @@ impl ServerTab {
         }
     }
 
-    /// Bind address, port and idle timeout: rarely changed, so folded away.
+    /// Bind address, port, idle timeout, LocalSend's port and direct writes: rarely
+    /// changed, so folded away.
     fn advanced_ui(&mut self, ui: &mut Ui, tr: Tr, editable: bool) {
         egui::Grid::new("server_advanced_grid")
             .num_columns(2)
@@ -436,6 +446,12 @@ impl ServerTab {
                 .labelled_by(label.id);
                 ui.end_row();
             });
+        ui.add_enabled(
+            editable,
+            egui::Checkbox::new(&mut self.direct_io, tr.get(T::DirectIo)),
+        )
+        .on_hover_text(tr.get(T::DirectIoHint))
+        .on_disabled_hover_text(tr.get(T::StopToChange));
     }
 
     /// Validates the fields and asks the engine to listen.
@@ -464,6 +480,7 @@ impl ServerTab {
         let mut config = ServerConfig::new(bind, port, self.dir.clone());
         config.idle_timeout = Duration::from_secs(idle_timeout_secs);
         config.policy = self.policy.policy();
+        config.direct_io = self.direct_io;
         Some(Action::Engine(Command::StartServer(Box::new(config))))
     }
 

@@ -37,6 +37,9 @@ pub struct Settings {
     pub server_auto_accept: Option<bool>,
     /// The idle timeout field as typed (seconds); checked when the server starts.
     pub server_idle_timeout_secs: String,
+    /// Large synced files written straight to the disk where it suits (`--no-direct-io`
+    /// turns it off for `ferry serve`).
+    pub server_direct_io: bool,
     pub notes_port: String,
     pub notes_open: bool,
     pub note_peer: String,
@@ -158,6 +161,7 @@ impl Default for Settings {
             accept_policy: None,
             server_auto_accept: None,
             server_idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS.to_string(),
+            server_direct_io: true,
             notes_port: DEFAULT_PORT.to_string(),
             notes_open: true,
             note_peer: String::new(),

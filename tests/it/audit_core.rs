@@ -262,6 +262,7 @@ fn every_setting_the_window_is_given_comes_back_when_it_is_saved() {
         accept_policy: Some(PolicyChoice::Ask),
         server_auto_accept: None,
         server_idle_timeout_secs: "45".into(),
+        server_direct_io: false,
         notes_port: "0".into(),
         notes_open: false,
         note_peer: "127.0.9.7:9000".into(),

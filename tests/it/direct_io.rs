@@ -113,3 +113,51 @@ fn serve_writes_large_localsend_uploads_directly_unless_told_not_to() {
         drop(body);
     }
 }
+
+/// The window's switch (under the Server tab's "Advanced") is remembered and reaches its
+/// server: with it off, a large upload's part is not open with `O_DIRECT`. (The window's
+/// server runs in this process.)
+#[test]
+fn the_windows_switch_turns_direct_writes_off_for_its_server() {
+    use egui_kittest::kittest::Queryable;
+    const LABEL: &str = "Write large files straight to the disk";
+    const SENT: usize = 100_000;
+    let dst = tempfile::tempdir().unwrap();
+    let mut window = crate::gui::app(crate::gui::settings(dst.path()), vec![]);
+    window.run_steps(2);
+    window.get_by_label("Advanced").click();
+    window.run_steps(2);
+    assert!(window.state().server.direct_io, "on by default");
+    window.get_by_label(LABEL).click();
+    window.run_steps(2);
+    assert!(!window.state().server.direct_io);
+    assert!(
+        !window.state().settings().server_direct_io,
+        "not remembered"
+    );
+    window.get_by_label("Start listening").click();
+    crate::gui::run_until(&mut window, "the server to listen", |app| {
+        crate::gui::listening_addr(app).is_some()
+    });
+    let addr = crate::gui::listening_addr(window.state()).unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let header = plain_header("大.bin", 64 << 20, "");
+    stream.write_all(&plain_frame(&header)).unwrap();
+    stream.write_all(&data(SENT, 4)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let part = loop {
+        window.step();
+        match find_part(dst.path(), "大.bin") {
+            Some(part) if file_len(&part) >= SENT as u64 => break part,
+            _ => assert!(Instant::now() < deadline, "the bytes never arrived"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_direct(
+        std::process::id(),
+        &part,
+        false,
+        &["the window's switch off"],
+    );
+    drop(stream);
+}
