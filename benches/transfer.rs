@@ -25,7 +25,9 @@
 //! so the cost of syncing the file before "verified" is a figure of the same run, Ferry
 //! with `send --no-encryption`, so encryption's cost is one too (each side has an identity of
 //! its own in a temp config folder), and both together: what socat does (written, not synced,
-//! not encrypted) with both ends' BLAKE3 on top, as the issue's probe measured.
+//! not encrypted) with both ends' BLAKE3 on top, as the issue's probe measured; and plain
+//! Ferry with `serve --no-direct-io`, synced through the page cache, so what direct writes
+//! gain on this disk (or lose: a reason to turn them off) is a figure of the same run.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -46,6 +48,7 @@ enum Case {
     Plain,
     NoFsync,
     PlainNoFsync,
+    PlainCached,
     Nc,
     Socat,
     SocatSynced,
@@ -53,11 +56,12 @@ enum Case {
 }
 
 /// Every round runs each case once, in an order of its own ([`round_order`]).
-const CASES: [Case; 8] = [
+const CASES: [Case; 9] = [
     Case::Ferry,
     Case::Plain,
     Case::NoFsync,
     Case::PlainNoFsync,
+    Case::PlainCached,
     Case::Nc,
     Case::Socat,
     Case::SocatSynced,
@@ -66,7 +70,7 @@ const CASES: [Case; 8] = [
 
 /// The cases in round `run`'s order: a shuffle (Fisher-Yates driven by a small LCG seeded
 /// with the round number), so each case follows a different one from round to round.
-fn round_order(run: u32) -> [Case; 8] {
+fn round_order(run: u32) -> [Case; 9] {
     let mut order = CASES;
     let mut state = u64::from(run).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for i in (1..order.len()).rev() {
@@ -90,6 +94,7 @@ fn main() {
     let mut unencrypted_secs = Vec::new();
     let mut no_fsync_secs = Vec::new();
     let mut plain_no_fsync_secs = Vec::new();
+    let mut cached_secs = Vec::new();
     let mut nc_secs = Vec::new();
     let mut socat_secs = Vec::new();
     let mut socat_synced_secs = Vec::new();
@@ -97,6 +102,7 @@ fn main() {
     // CPU seconds per GiB, (sender, server), of each run: robust where wall time is not.
     let mut encrypted_cpu = Vec::new();
     let mut unencrypted_cpu = Vec::new();
+    let mut cached_cpu = Vec::new();
     let mut server_rss_kib = 0;
     let mut sender_rss_kib = 0;
     let state = std::env::var("FERRY_BENCH_STATE").unwrap_or_default();
@@ -163,6 +169,19 @@ fn main() {
                     eprintln!("run {run}: ferry --no-encryption --no-fsync {mbps:.0} MB/s");
                     plain_no_fsync_secs.push(both.secs);
                 }
+                // Plain and synced like `Plain`, through the page cache (what a disk that
+                // takes no direct writes gets): direct writes' gain, measured where it runs.
+                Case::PlainCached => {
+                    let args = (&["--no-direct-io"][..], &["--no-encryption"][..]);
+                    let cached = ferry_run(&input, &out_dir, args.0, args.1);
+                    eprintln!(
+                        "run {run}: ferry --no-encryption, serve --no-direct-io {:.0} MB/s ({})",
+                        mbps(bytes, cached.secs),
+                        cached.cpu(bytes)
+                    );
+                    cached_cpu.push(cached.cpu_per_gib(bytes));
+                    cached_secs.push(cached.secs);
+                }
                 Case::Nc => {
                     if let Some(secs) = pipe_run(&input, &out_dir, &NC, false) {
                         eprintln!("run {run}: nc    {:.0} MB/s", mbps(bytes, secs));
@@ -228,6 +247,17 @@ fn main() {
     println!(
         "ferry --no-encryption --no-fsync {:>5.0} MB/s",
         mbps(bytes, plain_no_fsync)
+    );
+    let cached = median(&mut cached_secs);
+    let (_, cached_server) = median_pair(&mut cached_cpu);
+    println!(
+        "ferry --no-encryption, serve --no-direct-io {:>5.0} MB/s (synced through the page cache)",
+        mbps(bytes, cached)
+    );
+    println!(
+        "direct writes        {:>8.2}x the page cache (plain, synced; server CPU per GiB \
+         {plain_server:.2} against {cached_server:.2})",
+        cached / unencrypted
     );
     if nc_secs.is_empty() {
         println!("nc                   not found (apt-get install netcat-openbsd)");
