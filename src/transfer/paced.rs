@@ -7,7 +7,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
+use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
 use super::direct::Direct;
@@ -81,12 +82,14 @@ impl Landing {
 /// the writes when it is large (see [`Preallocate`]). A large file that will be synced is
 /// written past the page cache where the system allows ([`Direct`]): call
 /// [`Write::flush`] before syncing it, which writes what that still holds; the file is a
-/// plain one again once this is dropped.
+/// plain one again once this is dropped. A directly written file whose bytes come slowly
+/// goes on through the page cache ([`Pace`]), which frees its place for a faster one.
 pub struct Paced<'a> {
     file: &'a mut File,
     write_behind: Option<WriteBehind>,
     prealloc: Option<Preallocate>,
     direct: Option<Direct>,
+    pace: Pace,
 }
 
 impl<'a> Paced<'a> {
@@ -106,6 +109,7 @@ impl<'a> Paced<'a> {
             file,
             prealloc: reserve_to.map(|end| Preallocate::new(offset, end)),
             direct,
+            pace: Pace::new(SLOW_WINDOW, SLOW_BELOW),
         }
     }
 
@@ -127,7 +131,20 @@ impl<'a> Paced<'a> {
         if let Some(prealloc) = self.prealloc.as_mut() {
             prealloc.reserve(self.file, n)?;
         }
+        self.pace.took(n);
         direct.took(n)
+    }
+
+    /// Goes on through the page cache, as a file not written directly would: what direct
+    /// writes hold is written, the file is a plain one positioned after its last byte, and
+    /// the place goes back (see [`Pace`]).
+    fn leave_direct(&mut self) -> io::Result<()> {
+        if let Some(direct) = self.direct.take() {
+            direct.finish(self.file)?;
+            // Written directly only when synced: streamed to disk from here on as such.
+            self.write_behind = Some(WriteBehind::new(self.file.stream_position()?));
+        }
+        Ok(())
     }
 
     /// Ends direct writes, if any, whatever the end: what they hold is written as far as
@@ -146,6 +163,58 @@ impl<'a> Paced<'a> {
         if let Some(prealloc) = &self.prealloc {
             prealloc.release(self.file);
         }
+    }
+}
+
+/// How long a directly written file's bytes are counted before [`Pace`] judges them.
+const SLOW_WINDOW: Duration = Duration::from_secs(4);
+
+/// Below this rate (bytes per second, over a [`SLOW_WINDOW`]) a file gives up direct
+/// writes: the page cache costs little CPU at such a pace (the most direct writes saved
+/// here was about 1.1 s per GiB, some 2 % of a core at 16 MiB/s), and the one place is
+/// better held by a fast upload that starts later than by a slow one (a phone on a weak
+/// link, or a peer trickling bytes to keep it).
+const SLOW_BELOW: u64 = 16 * 1024 * 1024;
+
+/// The pace of a directly written file's bytes, looked at when it is flushed (at least
+/// every progress interval while bytes come, and whenever they pause).
+#[derive(Debug)]
+struct Pace {
+    window: Duration,
+    below: u64,
+    /// When the window being counted began, and the bytes taken then and since.
+    since: Instant,
+    taken_then: u64,
+    taken: u64,
+}
+
+impl Pace {
+    fn new(window: Duration, below: u64) -> Self {
+        Self {
+            window,
+            below,
+            since: Instant::now(),
+            taken_then: 0,
+            taken: 0,
+        }
+    }
+
+    fn took(&mut self, n: usize) {
+        self.taken += n as u64;
+    }
+
+    /// Whether a window ended at `now` with its bytes below the rate; a window that ended
+    /// starts the next one.
+    fn slow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed < self.window {
+            return false;
+        }
+        let bytes = u128::from(self.taken - self.taken_then);
+        let slow = bytes * 1000 < u128::from(self.below) * elapsed.as_millis();
+        self.since = now;
+        self.taken_then = self.taken;
+        slow
     }
 }
 
@@ -170,6 +239,7 @@ impl Write for Paced<'_> {
         }
         if let Some(direct) = self.direct.as_mut() {
             direct.write(piece)?;
+            self.pace.took(piece.len());
             return Ok(piece.len());
         }
         let n = self.file.write(piece)?;
@@ -181,10 +251,14 @@ impl Write for Paced<'_> {
 
     /// Writes what direct writes still hold (see [`Direct::flush`]). Call it before the
     /// file is synced, and when the bytes stop coming for a while: until then a direct
-    /// write waits for a whole buffer.
+    /// write waits for a whole buffer. A file whose bytes came slowly since the last look
+    /// ([`Pace`]) goes on through the page cache from here ([`Paced::room`] is then `None`).
     fn flush(&mut self) -> io::Result<()> {
         if let Some(direct) = self.direct.as_mut() {
             direct.flush(self.file)?;
+            if self.pace.slow(Instant::now()) {
+                self.leave_direct()?;
+            }
         }
         self.file.flush()
     }
@@ -368,214 +442,5 @@ fn fallocate_keep_size(file: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use super::*;
-    use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
-    use std::path::Path;
-
-    #[test]
-    fn write_behind_starts_every_byte_once_and_waits_for_all_but_its_last_windows() {
-        // Writes of uneven sizes from a resumed offset, as a pump's fills arrive.
-        let offset = 12_345;
-        let mut behind = WriteBehind::new(offset);
-        let (mut written, mut started, mut waited) = (0u64, Vec::new(), Vec::new());
-        for i in 0..700u64 {
-            let n = 65_536 + (i * 7_919) % 300_000;
-            let step = behind.step(n as usize);
-            written += n;
-            started.extend(step.start);
-            waited.extend(step.wait);
-            // Never more than DEPTH windows under way plus the one filling: the dirty pages
-            // one upload holds stay bounded.
-            let waited_to = waited.last().map_or(offset, |&(s, l)| s + l);
-            assert!(
-                offset + written - waited_to
-                    <= WRITE_BEHIND_WINDOW * (WRITE_BEHIND_DEPTH as u64 + 2)
-            );
-        }
-        // The started windows tile the file from the offset on, each at least a window long.
-        let mut at = offset;
-        for &(start, len) in &started {
-            assert_eq!(start, at);
-            assert!((WRITE_BEHIND_WINDOW..WRITE_BEHIND_WINDOW + 300_000).contains(&len));
-            at += len;
-        }
-        assert!(
-            offset + written - at < WRITE_BEHIND_WINDOW,
-            "only the window filling is left"
-        );
-        // Waited for in the order started, all but the last DEPTH.
-        assert!(started.len() > 2 * WRITE_BEHIND_DEPTH);
-        assert_eq!(waited, started[..started.len() - WRITE_BEHIND_DEPTH]);
-    }
-
-    const MIB: u64 = 1 << 20;
-
-    fn allocated(file: &File) -> u64 {
-        file.metadata().unwrap().blocks() * 512
-    }
-
-    fn len(file: &File) -> u64 {
-        file.metadata().unwrap().len()
-    }
-
-    /// Whether this file system reserves blocks for `fallocate` (ext4 and tmpfs do).
-    fn reserves_blocks(dir: &Path) -> bool {
-        let file = File::create(dir.join("probe")).unwrap();
-        fallocate_keep_size(&file, 0, MIB).is_ok() && allocated(&file) >= MIB
-    }
-
-    /// Writes `bytes` through `prealloc`, at most 1 MiB per write (as the pump writes).
-    fn write(file: &mut File, prealloc: &mut Preallocate, bytes: u64) {
-        let block = vec![7u8; MIB as usize];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(MIB) as usize;
-            prealloc.reserve(file, n).unwrap();
-            file.write_all(&block[..n]).unwrap();
-            left -= n as u64;
-        }
-    }
-
-    #[test]
-    fn blocks_are_reserved_ahead_by_what_was_written_never_past_the_end_and_given_back() {
-        let dir = tempfile::tempdir().unwrap();
-        if !reserves_blocks(dir.path()) {
-            eprintln!("SKIPPED: this file system does not reserve blocks (no fallocate)");
-            return;
-        }
-        let mut file = File::create(dir.path().join("big")).unwrap();
-        let mut prealloc = Preallocate::new(0, 10 * PREALLOC_AHEAD);
-        // A peer that sent 1 MiB of a file it announced as 320 MiB makes this side hold no
-        // more than as much again (it was 33 MiB).
-        write(&mut file, &mut prealloc, MIB);
-        assert!(allocated(&file) <= 2 * MIB, "{}", allocated(&file));
-        // Further on, the window is a whole one, and the length is what arrived.
-        write(&mut file, &mut prealloc, 39 * MIB);
-        assert_eq!(len(&file), 40 * MIB, "the length is what arrived");
-        let held = allocated(&file);
-        assert!(
-            (48 * MIB..=40 * MIB + PREALLOC_AHEAD + MIB).contains(&held),
-            "{held}"
-        );
-        // Stopped early: what lies past the end is given back, the bytes stay.
-        prealloc.release(&file);
-        assert!(allocated(&file) <= 41 * MIB, "{}", allocated(&file));
-        assert_eq!(len(&file), 40 * MIB);
-
-        // Never past the announced end; a whole file has nothing to give back.
-        let mut file = File::create(dir.path().join("small")).unwrap();
-        let end = 3 * MIB / 2;
-        let mut prealloc = Preallocate::new(0, end);
-        write(&mut file, &mut prealloc, MIB);
-        assert!(allocated(&file) >= end, "{}", allocated(&file));
-        assert!(allocated(&file) <= 2 * MIB, "{}", allocated(&file));
-        write(&mut file, &mut prealloc, end - MIB);
-        prealloc.release(&file);
-        assert_eq!(len(&file), end);
-        assert!(allocated(&file) >= end, "{}", allocated(&file));
-    }
-
-    /// A reservation that failed part way may have reserved some blocks: a stopped upload
-    /// gives those back too (the release used to skip a file whose first call failed).
-    #[test]
-    fn release_gives_back_what_a_failed_reservation_left() {
-        let dir = tempfile::tempdir().unwrap();
-        if !reserves_blocks(dir.path()) {
-            eprintln!("SKIPPED: this file system does not reserve blocks (no fallocate)");
-            return;
-        }
-        let file = File::create(dir.path().join("part")).unwrap();
-        let mut prealloc = Preallocate::new(0, 100 * MIB);
-        // As if the first call had failed after reserving 4 MiB.
-        fallocate_keep_size(&file, 0, 4 * MIB).unwrap();
-        prealloc.tried = true;
-        prealloc.release(&file);
-        assert_eq!(len(&file), 0);
-        assert!(allocated(&file) < MIB, "{}", allocated(&file));
-    }
-
-    /// A large file that will be synced is written directly where the file system allows;
-    /// dropped without a flush (an upload that failed), what it took is in the file anyway,
-    /// and the file is a plain one again. A file that will not be synced, one whose server
-    /// was told not to write directly (`--no-direct-io`), or a small one, goes through the
-    /// page cache.
-    #[test]
-    fn a_large_synced_file_goes_past_the_page_cache_and_keeps_what_it_took() {
-        use std::io::{Read, Seek, SeekFrom};
-        let direct = |file: &File| {
-            rustix::fs::fcntl_getfl(file)
-                .unwrap()
-                .contains(rustix::fs::OFlags::DIRECT)
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let sent: Vec<u8> = (0..5 * MIB as usize + 4_321)
-            .map(|i| (i % 253) as u8)
-            .collect();
-        let cases = [
-            (Landing::Direct, Some(8 * MIB)),
-            (Landing::Synced, Some(8 * MIB)),
-            (Landing::Cached, Some(8 * MIB)),
-            (Landing::Direct, None),
-        ];
-        for (landing, reserve_to) in cases {
-            let mut file = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(dir.path().join("part"))
-                .unwrap();
-            // Shares the open file, and so its flags.
-            let watch = file.try_clone().unwrap();
-            // Another test may hold the one place for direct writes a moment.
-            crate::transfer::direct::tests::wait_for_place();
-            let mut paced = Paced::new(&mut file, 0, landing, reserve_to);
-            let written_directly = direct(&watch);
-            for chunk in sent.chunks(300_007) {
-                paced.write_all(chunk).unwrap();
-            }
-            drop(paced);
-            assert!(!direct(&watch), "left in direct mode");
-            if landing == Landing::Direct && reserve_to.is_some() {
-                if !written_directly {
-                    eprintln!(
-                        "SKIPPED (in part): not written directly (a file system without direct \
-                         writes, or the place taken by another test)"
-                    );
-                }
-            } else {
-                assert!(!written_directly, "{landing:?}, {reserve_to:?}");
-            }
-            let mut back = Vec::new();
-            file.seek(SeekFrom::Start(0)).unwrap();
-            file.read_to_end(&mut back).unwrap();
-            assert_eq!(back.len(), sent.len(), "{landing:?}, {reserve_to:?}");
-            assert!(
-                back == sent,
-                "{landing:?}, {reserve_to:?}: the bytes differ"
-            );
-        }
-    }
-
-    /// A small file whose end is given (every LocalSend upload's is) goes through the page
-    /// cache even when it will be synced: it took a place for direct writes, with a thread
-    /// and half a MiB of buffers, and a large upload meanwhile went without.
-    #[test]
-    fn a_small_file_whose_end_is_given_is_not_written_directly() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut file = File::create(dir.path().join("small")).unwrap();
-        let watch = file.try_clone().unwrap();
-        let mut paced = Paced::new(&mut file, 0, Landing::Direct, Some(100_000));
-        assert!(
-            !rustix::fs::fcntl_getfl(&watch)
-                .unwrap()
-                .contains(rustix::fs::OFlags::DIRECT)
-        );
-        paced.write_all(&[5u8; 100_000]).unwrap();
-        paced.flush().unwrap();
-        drop(paced);
-        assert_eq!(len(&file), 100_000);
-    }
-}
+#[path = "paced_tests.rs"]
+mod tests;

@@ -74,6 +74,19 @@ fn assert_direct(pid: u32, part: &Path, expected: bool, extra: &[&str]) {
     }
 }
 
+/// How many direct writers (threads named `ferry-disk`) process `pid` runs.
+fn disk_writers(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "ferry-disk")
+        })
+        .count()
+}
+
 /// The part file of `name` in `dir` once `len` bytes of it at least are on it (its writer
 /// is set up by then).
 fn part_with(dir: &Path, name: &str, len: u64) -> std::path::PathBuf {
@@ -160,4 +173,46 @@ fn the_windows_switch_turns_direct_writes_off_for_its_server() {
         &["the window's switch off"],
     );
     drop(stream);
+}
+
+/// A large upload that trickles (here 2 KiB every 50 ms, about 40 KB/s, the way a peer
+/// keeping the one place for direct writes would) goes on through the page cache within a
+/// few seconds; the bytes sent fast afterwards complete the file, every one in place.
+#[test]
+fn a_trickling_upload_gives_up_direct_writes_and_still_arrives_whole() {
+    const SIZE: usize = 8 << 20;
+    let dst = tempfile::tempdir().unwrap();
+    if !written_directly_there(dst.path()) {
+        eprintln!("SKIPPED: the temp folder's file system is not written directly");
+        return;
+    }
+    let (serve, addr, _lines) = spawn_serve(dst.path(), &[]);
+    let body = data(SIZE, 12);
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let header = plain_header("慢.bin", SIZE, "");
+    stream.write_all(&plain_frame(&header)).unwrap();
+    let mut sent = 100_000;
+    stream.write_all(&body[..sent]).unwrap();
+    let part = part_with(dst.path(), "慢.bin", sent as u64);
+    assert_direct(serve.0.id(), &part, true, &["at first"]);
+    // Its writer thread ends when the file leaves direct writes (the flag alone also
+    // drops for a moment at each flush, which a trickle makes frequent).
+    assert_eq!(disk_writers(serve.0.id()), 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while disk_writers(serve.0.id()) > 0 {
+        assert!(Instant::now() < deadline, "still written directly");
+        stream.write_all(&body[sent..sent + 2048]).unwrap();
+        sent += 2048;
+        // The trickle's pace, not a synchronisation.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_direct(serve.0.id(), &part, false, &["after the trickle"]);
+    stream.write_all(&body[sent..]).unwrap();
+    let done = dst.path().join("慢.bin");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done.exists() {
+        assert!(Instant::now() < deadline, "the upload never completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(std::fs::read(&done).unwrap() == body, "the bytes differ");
 }

@@ -8,8 +8,9 @@ use crate::transfer::paced::Paced;
 
 /// Where a pump's fills go.
 pub(crate) trait Fills {
-    /// Room for the next fill (never empty).
-    fn room(&mut self) -> &mut [u8];
+    /// Room for the next fill (never empty); `None` when this target takes no more (a
+    /// file written directly that went on through the page cache): pick another.
+    fn room(&mut self) -> Option<&mut [u8]>;
     /// The first `n` bytes of the room were filled: pass them on.
     fn took(&mut self, n: usize) -> std::io::Result<()>;
     /// Puts everything passed on on the file (see [`Write::flush`]).
@@ -23,8 +24,8 @@ pub(crate) struct Through<'a, W> {
 }
 
 impl<W: Write> Fills for Through<'_, W> {
-    fn room(&mut self) -> &mut [u8] {
-        self.buf
+    fn room(&mut self) -> Option<&mut [u8]> {
+        Some(self.buf)
     }
 
     fn took(&mut self, n: usize) -> std::io::Result<()> {
@@ -41,8 +42,8 @@ impl<W: Write> Fills for Through<'_, W> {
 pub(crate) struct InPlace<'p, 'f>(pub(crate) &'p mut Paced<'f>);
 
 impl Fills for InPlace<'_, '_> {
-    fn room(&mut self) -> &mut [u8] {
-        self.0.room().unwrap_or_default()
+    fn room(&mut self) -> Option<&mut [u8]> {
+        self.0.room()
     }
 
     fn took(&mut self, n: usize) -> std::io::Result<()> {

@@ -411,7 +411,9 @@ impl Connection<'_> {
             // Filled in the direct writer's own buffers where the file is written directly,
             // otherwise in one of the pump's.
             let mut buf = Vec::new();
-            // Large files are never paused for (no `pause_at`); were one, it goes on.
+            // Large files are never paused for (no `pause_at`); were one, it goes on. A file
+            // written directly that came slowly goes on through the page cache (`Paced`'s
+            // `Pace`), filled in the pump's buffer from then on.
             let end = loop {
                 let filled = if paced.room().is_some() {
                     simple(
@@ -453,7 +455,8 @@ impl Connection<'_> {
 }
 
 /// A file's data, fill after fill into `fills`, on this thread. `None` when the source
-/// paused (see [`DataSource::pause_at`]): call again to go on.
+/// paused (see [`DataSource::pause_at`]) or `fills` takes no more (see [`Fills::room`]):
+/// call again to go on.
 pub(super) fn simple(
     source: &mut DataSource<'_>,
     fills: &mut impl Fills,
@@ -471,7 +474,11 @@ pub(super) fn simple(
             fills.flush().map_err(TransferError::Disk)?;
             progress.catch_up();
         }
-        let room = fills.room();
+        // A file written directly may have gone on through the page cache (it came
+        // slowly): its caller picks the fills again.
+        let Some(room) = fills.room() else {
+            return Ok(None);
+        };
         let room_len = room.len();
         match source.fill(room)? {
             Fill::Done => return Ok(Some(DataEnd::Complete)),
