@@ -83,7 +83,8 @@ impl Landing {
 /// written past the page cache where the system allows ([`Direct`]): call
 /// [`Write::flush`] before syncing it, which writes what that still holds; the file is a
 /// plain one again once this is dropped. A directly written file whose bytes come slowly
-/// goes on through the page cache ([`Pace`]), which frees its place for a faster one.
+/// goes on through the page cache ([`Pace`], judged at a flush or a `write`), which frees
+/// its place for a faster one.
 pub struct Paced<'a> {
     file: &'a mut File,
     write_behind: Option<WriteBehind>,
@@ -227,6 +228,11 @@ const WRITE_PIECE: usize = 128 * 1024;
 
 impl Write for Paced<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Judged at writes too, before taking any of `buf`: a writer that flushes only at
+        // its end (a LocalSend upload's) would otherwise hold the place however slow.
+        if self.direct.is_some() && self.pace.slow(Instant::now()) {
+            self.leave_direct()?;
+        }
         // Straight to the disk, the whole of `buf` at once; through the page cache, a piece.
         let piece = match self.direct {
             Some(_) => buf,

@@ -256,10 +256,11 @@ fn a_slow_direct_file_goes_on_through_the_page_cache_and_keeps_every_byte() {
             eprintln!("SKIPPED (in part): not written directly here");
             return;
         }
-        // Judged at every flush: any pace is too slow, or none is.
-        paced.pace = Pace::new(Duration::ZERO, if slow { u64::MAX } else { 0 });
+        // Judged at every look: fast while the first bytes are taken, then slow or not.
+        paced.pace = judged(false);
         let (first, rest) = sent.split_at(MIB + MIB / 2 + 3);
         paced.write_all(first).unwrap();
+        paced.pace = judged(slow);
         paced.flush().unwrap();
         assert_eq!(paced.direct.is_none(), slow, "slow {slow}");
         assert_eq!(direct(&watch), !slow, "slow {slow}");
@@ -277,4 +278,60 @@ fn a_slow_direct_file_goes_on_through_the_page_cache_and_keeps_every_byte() {
         assert_eq!(back.len(), sent.len(), "slow {slow}");
         assert!(back == sent, "slow {slow}: the bytes differ");
     }
+}
+
+/// A pace judged at every look: with `slow`, any bytes are too few (its window began a
+/// second ago: one looked at within the same millisecond was judged fast), without, none.
+fn judged(slow: bool) -> Pace {
+    let mut pace = Pace::new(Duration::ZERO, if slow { u64::MAX } else { 0 });
+    if slow {
+        pace.since = Instant::now().checked_sub(Duration::from_secs(1)).unwrap();
+    }
+    pace
+}
+
+/// A writer that never flushes before its end (a LocalSend upload's) gives up direct
+/// writes too once its bytes come slowly, at its next write: what the direct writer held
+/// is written, and every byte after lands after it. (Judged only at flushes, a LocalSend
+/// peer trickling a large upload held the one place to the end.)
+#[test]
+fn a_slow_direct_file_written_without_flushes_goes_on_through_the_page_cache() {
+    use std::io::{Read, Seek, SeekFrom};
+    const MIB: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let sent: Vec<u8> = (0..5 * MIB + 999).map(|i| (i % 239) as u8).collect();
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dir.path().join("part"))
+        .unwrap();
+    let watch = file.try_clone().unwrap();
+    crate::transfer::direct::tests::wait_for_place();
+    let mut paced = Paced::new(&mut file, 0, Landing::Direct, Some(8 * MIB as u64));
+    if paced.direct.is_none() {
+        eprintln!("SKIPPED: not written directly here");
+        return;
+    }
+    paced.pace = judged(false);
+    // A whole buffer with the writer and a part one held, none of it flushed.
+    let (first, rest) = sent.split_at(MIB + MIB / 2 + 5);
+    paced.write_all(first).unwrap();
+    paced.pace = judged(true);
+    for chunk in rest.chunks(65_537) {
+        paced.write_all(chunk).unwrap();
+        assert!(paced.direct.is_none(), "still written directly");
+    }
+    assert!(
+        !rustix::fs::fcntl_getfl(&watch)
+            .unwrap()
+            .contains(rustix::fs::OFlags::DIRECT)
+    );
+    paced.flush().unwrap();
+    drop(paced);
+    let mut back = Vec::new();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), sent.len());
+    assert!(back == sent, "the bytes differ");
 }
