@@ -136,6 +136,17 @@ impl<'a> Paced<'a> {
         direct.took(n)
     }
 
+    /// Goes on through the page cache if the file is written directly and its bytes came
+    /// slowly since the last look ([`Pace`]). Looked at in `write` and `flush`: a writer
+    /// that flushes only at its end (a LocalSend upload's) would otherwise hold the place
+    /// however slow.
+    fn keep_pace(&mut self) -> io::Result<()> {
+        if self.direct.is_some() && self.pace.slow(Instant::now()) {
+            self.leave_direct()?;
+        }
+        Ok(())
+    }
+
     /// Goes on through the page cache, as a file not written directly would: what direct
     /// writes hold is written, the file is a plain one positioned after its last byte, and
     /// the place goes back (see [`Pace`]).
@@ -228,11 +239,8 @@ const WRITE_PIECE: usize = 128 * 1024;
 
 impl Write for Paced<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // Judged at writes too, before taking any of `buf`: a writer that flushes only at
-        // its end (a LocalSend upload's) would otherwise hold the place however slow.
-        if self.direct.is_some() && self.pace.slow(Instant::now()) {
-            self.leave_direct()?;
-        }
+        // Before taking any of `buf`.
+        self.keep_pace()?;
         // Straight to the disk, the whole of `buf` at once; through the page cache, a piece.
         let piece = match self.direct {
             Some(_) => buf,
@@ -260,11 +268,10 @@ impl Write for Paced<'_> {
     /// write waits for a whole buffer. A file whose bytes came slowly since the last look
     /// ([`Pace`]) goes on through the page cache from here ([`Paced::room`] is then `None`).
     fn flush(&mut self) -> io::Result<()> {
+        // Leaving direct writes writes what they hold; otherwise that is written here.
+        self.keep_pace()?;
         if let Some(direct) = self.direct.as_mut() {
             direct.flush(self.file)?;
-            if self.pace.slow(Instant::now()) {
-                self.leave_direct()?;
-            }
         }
         self.file.flush()
     }
