@@ -133,12 +133,6 @@ fn release_gives_back_what_a_failed_reservation_left() {
 /// page cache.
 #[test]
 fn a_large_synced_file_goes_past_the_page_cache_and_keeps_what_it_took() {
-    use std::io::{Read, Seek, SeekFrom};
-    let direct = |file: &File| {
-        rustix::fs::fcntl_getfl(file)
-            .unwrap()
-            .contains(rustix::fs::OFlags::DIRECT)
-    };
     let dir = tempfile::tempdir().unwrap();
     let sent: Vec<u8> = (0..5 * MIB as usize + 4_321)
         .map(|i| (i % 253) as u8)
@@ -150,24 +144,18 @@ fn a_large_synced_file_goes_past_the_page_cache_and_keeps_what_it_took() {
         (Landing::Direct, None),
     ];
     for (landing, reserve_to) in cases {
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("part"))
-            .unwrap();
+        let mut file = open_part(&dir.path().join("part"));
         // Shares the open file, and so its flags.
         let watch = file.try_clone().unwrap();
         // Another test may hold the one place for direct writes a moment.
         crate::transfer::direct::tests::wait_for_place();
         let mut paced = Paced::new(&mut file, 0, landing, reserve_to);
-        let written_directly = direct(&watch);
+        let written_directly = is_direct(&watch);
         for chunk in sent.chunks(300_007) {
             paced.write_all(chunk).unwrap();
         }
         drop(paced);
-        assert!(!direct(&watch), "left in direct mode");
+        assert!(!is_direct(&watch), "left in direct mode");
         if landing == Landing::Direct && reserve_to.is_some() {
             if !written_directly {
                 eprintln!(
@@ -178,9 +166,7 @@ fn a_large_synced_file_goes_past_the_page_cache_and_keeps_what_it_took() {
         } else {
             assert!(!written_directly, "{landing:?}, {reserve_to:?}");
         }
-        let mut back = Vec::new();
-        file.seek(SeekFrom::Start(0)).unwrap();
-        file.read_to_end(&mut back).unwrap();
+        let back = contents(&mut file);
         assert_eq!(back.len(), sent.len(), "{landing:?}, {reserve_to:?}");
         assert!(
             back == sent,
@@ -198,11 +184,7 @@ fn a_small_file_whose_end_is_given_is_not_written_directly() {
     let mut file = File::create(dir.path().join("small")).unwrap();
     let watch = file.try_clone().unwrap();
     let mut paced = Paced::new(&mut file, 0, Landing::Direct, Some(100_000));
-    assert!(
-        !rustix::fs::fcntl_getfl(&watch)
-            .unwrap()
-            .contains(rustix::fs::OFlags::DIRECT)
-    );
+    assert!(!is_direct(&watch));
     paced.write_all(&[5u8; 100_000]).unwrap();
     paced.flush().unwrap();
     drop(paced);
@@ -232,23 +214,12 @@ fn pace_is_judged_per_window_against_the_rate() {
 /// after lands after it. One whose bytes came fast stays direct.
 #[test]
 fn a_slow_direct_file_goes_on_through_the_page_cache_and_keeps_every_byte() {
-    use std::io::{Read, Seek, SeekFrom};
     const MIB: usize = 1 << 20;
-    let direct = |file: &File| {
-        rustix::fs::fcntl_getfl(file)
-            .unwrap()
-            .contains(rustix::fs::OFlags::DIRECT)
-    };
     let dir = tempfile::tempdir().unwrap();
     let sent: Vec<u8> = (0..5 * MIB + 777).map(|i| (i % 241) as u8).collect();
     for slow in [true, false] {
         let path = dir.path().join(format!("part-{slow}"));
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
+        let mut file = open_part(&path);
         let watch = file.try_clone().unwrap();
         crate::transfer::direct::tests::wait_for_place();
         let mut paced = Paced::new(&mut file, 0, Landing::Direct, Some(8 * MIB as u64));
@@ -263,7 +234,7 @@ fn a_slow_direct_file_goes_on_through_the_page_cache_and_keeps_every_byte() {
         paced.pace = judged(slow);
         paced.flush().unwrap();
         assert_eq!(paced.direct.is_none(), slow, "slow {slow}");
-        assert_eq!(direct(&watch), !slow, "slow {slow}");
+        assert_eq!(is_direct(&watch), !slow, "slow {slow}");
         assert_eq!(paced.write_behind.is_some(), slow, "slow {slow}");
         assert_eq!(len(&watch), first.len() as u64);
         for chunk in rest.chunks(400_009) {
@@ -271,13 +242,38 @@ fn a_slow_direct_file_goes_on_through_the_page_cache_and_keeps_every_byte() {
         }
         paced.flush().unwrap();
         drop(paced);
-        assert!(!direct(&watch));
-        let mut back = Vec::new();
-        file.seek(SeekFrom::Start(0)).unwrap();
-        file.read_to_end(&mut back).unwrap();
+        assert!(!is_direct(&watch));
+        let back = contents(&mut file);
         assert_eq!(back.len(), sent.len(), "slow {slow}");
         assert!(back == sent, "slow {slow}: the bytes differ");
     }
+}
+
+/// A new (emptied) file at `path`, open for reading and writing.
+fn open_part(path: &Path) -> File {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap()
+}
+
+/// Whether the open file `file` is a handle on is written directly.
+fn is_direct(file: &File) -> bool {
+    rustix::fs::fcntl_getfl(file)
+        .unwrap()
+        .contains(rustix::fs::OFlags::DIRECT)
+}
+
+/// All of `file`, read from its start.
+fn contents(file: &mut File) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut back = Vec::new();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.read_to_end(&mut back).unwrap();
+    back
 }
 
 /// A pace judged at every look: with `slow`, any bytes are too few (its window began a
@@ -296,16 +292,10 @@ fn judged(slow: bool) -> Pace {
 /// peer trickling a large upload held the one place to the end.)
 #[test]
 fn a_slow_direct_file_written_without_flushes_goes_on_through_the_page_cache() {
-    use std::io::{Read, Seek, SeekFrom};
     const MIB: usize = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
     let sent: Vec<u8> = (0..5 * MIB + 999).map(|i| (i % 239) as u8).collect();
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(dir.path().join("part"))
-        .unwrap();
+    let mut file = open_part(&dir.path().join("part"));
     let watch = file.try_clone().unwrap();
     crate::transfer::direct::tests::wait_for_place();
     let mut paced = Paced::new(&mut file, 0, Landing::Direct, Some(8 * MIB as u64));
@@ -322,16 +312,10 @@ fn a_slow_direct_file_written_without_flushes_goes_on_through_the_page_cache() {
         paced.write_all(chunk).unwrap();
         assert!(paced.direct.is_none(), "still written directly");
     }
-    assert!(
-        !rustix::fs::fcntl_getfl(&watch)
-            .unwrap()
-            .contains(rustix::fs::OFlags::DIRECT)
-    );
+    assert!(!is_direct(&watch));
     paced.flush().unwrap();
     drop(paced);
-    let mut back = Vec::new();
-    file.seek(SeekFrom::Start(0)).unwrap();
-    file.read_to_end(&mut back).unwrap();
+    let back = contents(&mut file);
     assert_eq!(back.len(), sent.len());
     assert!(back == sent, "the bytes differ");
 }
