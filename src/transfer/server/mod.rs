@@ -49,6 +49,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::files::Downloads;
+use super::paced::Landing;
 use crate::defaults::{
     DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FILES_PER_CONNECTION,
     DEFAULT_MAX_PER_PEER, DEFAULT_PARTIAL_MAX_AGE_DAYS,
@@ -183,6 +184,11 @@ impl ServerConfig {
             fsync: true,
             direct_io: true,
         }
+    }
+
+    /// How its received files reach the disk (from `fsync` and `direct_io`).
+    pub(crate) fn landing(&self) -> Landing {
+        Landing::new(self.fsync, self.direct_io)
     }
 }
 

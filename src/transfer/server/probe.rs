@@ -14,7 +14,7 @@ use super::connection::{ConnEnd, Connection};
 use super::pump::RateFloor;
 use crate::events::Refusal;
 use crate::protocol::{Chunk, Header, ReceiverMsg, decode_chunk_header, encode_receiver_msg};
-use crate::transfer::paced::{Landing, Paced};
+use crate::transfer::paced::Paced;
 use crate::transfer::{TransferError, read_error, read_prefix, write_all};
 
 /// The most throwaway bytes a speed test may send.
@@ -174,8 +174,7 @@ impl Connection<'_> {
             .map_err(|e| std::io::Error::other(format!("no room: {e:?}")))?;
         let mut file = downloads.anonymous_file()?;
         let config = &self.shared.config;
-        let landing = Landing::new(config.fsync, config.direct_io);
-        let mut paced = Paced::new(&mut file, 0, landing, Some(DISK_PROBE_BYTES));
+        let mut paced = Paced::new(&mut file, 0, config.landing(), Some(DISK_PROBE_BYTES));
         let start = Instant::now();
         let mut written = 0u64;
         while written < DISK_PROBE_BYTES && start.elapsed() < DISK_PROBE_TIME {

@@ -23,7 +23,7 @@ use crate::events::{EventSink, ProgressThrottle, TransferEvent, TransferId};
 use crate::protocol::session::{ChunkStep, Expect, FrameStep, ReceiverSession};
 use crate::protocol::{CancelCode, decode_chunk_header, decode_sender_msg};
 use crate::transfer::PartFile;
-use crate::transfer::paced::{Landing, Paced};
+use crate::transfer::paced::Paced;
 use crate::transfer::{TransferError, read_error, read_frame, read_prefix};
 
 /// The buffer a large file streams through: 1 MiB per read-hash-write round keeps the
@@ -401,8 +401,7 @@ impl Connection<'_> {
         // A file that will be synced streams to disk as it arrives; a large one has its
         // blocks reserved ahead (see `Paced`).
         let large = size - offset >= LARGE_FILE_BYTES;
-        let landing = Landing::new(config.fsync, config.direct_io);
-        let mut paced = Paced::new(file, offset, landing, large.then_some(size));
+        let mut paced = Paced::new(file, offset, config.landing(), large.then_some(size));
         let (end, received) = if !large {
             self.pump_holding(size, cancel, rate, &mut paced, &mut hasher, &mut shown)?
         } else {
