@@ -379,7 +379,7 @@ const LOCAL_DISK: [u32; 11] = [
 /// tmpfs (memory: no gain, no harm, and tests' small full disks are tmpfs). Not network
 /// (NFS, SMB), FUSE or stacked (overlayfs) ones, where a direct write's cost depends on
 /// what lies beneath, and not those unlisted: the page cache is the known way there.
-fn takes_direct_writes(file: &File) -> bool {
+pub(super) fn takes_direct_writes(file: &File) -> bool {
     match rustix::fs::fstatfs(file) {
         // `f_type`'s width and sign differ between architectures; the magic is 32 bits.
         Ok(fs) => LOCAL_DISK.contains(&(fs.f_type as u32)),

@@ -1,6 +1,7 @@
 //! Tests of [`super`]: real files in temp folders.
 
 use super::*;
+use crate::transfer::direct::tests::{NOT_DIRECT_HERE, retry_for_place, skip_or_fail};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -147,25 +148,26 @@ fn a_large_synced_file_goes_past_the_page_cache_and_keeps_what_it_took() {
         let mut file = open_part(&dir.path().join("part"));
         // Shares the open file, and so its flags.
         let watch = file.try_clone().unwrap();
-        // Another test may hold the one place for direct writes a moment.
-        crate::transfer::direct::tests::wait_for_place();
-        let mut paced = Paced::new(&mut file, 0, landing, reserve_to);
-        let written_directly = is_direct(&watch);
-        for chunk in sent.chunks(300_007) {
-            paced.write_all(chunk).unwrap();
-        }
-        drop(paced);
-        assert!(!is_direct(&watch), "left in direct mode");
-        if landing == Landing::Direct && reserve_to.is_some() {
-            if !written_directly {
-                eprintln!(
-                    "SKIPPED (in part): not written directly (a file system without direct \
-                     writes, or the place taken by another test)"
-                );
+        // Dropped without a flush, as an upload that failed.
+        let write_all = |paced: &mut Paced<'_>| {
+            for chunk in sent.chunks(300_007) {
+                paced.write_all(chunk).unwrap();
+            }
+        };
+        if let (Landing::Direct, Some(end)) = (landing, reserve_to) {
+            let ran = with_direct(&mut file, end, |paced| {
+                assert!(is_direct(&watch));
+                write_all(paced);
+            });
+            if !ran {
+                continue;
             }
         } else {
-            assert!(!written_directly, "{landing:?}, {reserve_to:?}");
+            let mut paced = Paced::new(&mut file, 0, landing, reserve_to);
+            assert!(!is_direct(&watch), "{landing:?}, {reserve_to:?}");
+            write_all(&mut paced);
         }
+        assert!(!is_direct(&watch), "left in direct mode");
         let back = contents(&mut file);
         assert_eq!(back.len(), sent.len(), "{landing:?}, {reserve_to:?}");
         assert!(
@@ -221,27 +223,25 @@ fn a_slow_direct_file_goes_on_through_the_page_cache_and_keeps_every_byte() {
         let path = dir.path().join(format!("part-{slow}"));
         let mut file = open_part(&path);
         let watch = file.try_clone().unwrap();
-        crate::transfer::direct::tests::wait_for_place();
-        let mut paced = Paced::new(&mut file, 0, Landing::Direct, Some(8 * MIB as u64));
-        if paced.direct.is_none() {
-            eprintln!("SKIPPED (in part): not written directly here");
+        let ran = with_direct(&mut file, 8 * MIB as u64, |paced| {
+            // Judged at every look: fast while the first bytes are taken, then slow or not.
+            paced.pace = judged(false);
+            let (first, rest) = sent.split_at(MIB + MIB / 2 + 3);
+            paced.write_all(first).unwrap();
+            paced.pace = judged(slow);
+            paced.flush().unwrap();
+            assert_eq!(paced.direct.is_none(), slow, "slow {slow}");
+            assert_eq!(is_direct(&watch), !slow, "slow {slow}");
+            assert_eq!(paced.write_behind.is_some(), slow, "slow {slow}");
+            assert_eq!(len(&watch), first.len() as u64);
+            for chunk in rest.chunks(400_009) {
+                paced.write_all(chunk).unwrap();
+            }
+            paced.flush().unwrap();
+        });
+        if !ran {
             return;
         }
-        // Judged at every look: fast while the first bytes are taken, then slow or not.
-        paced.pace = judged(false);
-        let (first, rest) = sent.split_at(MIB + MIB / 2 + 3);
-        paced.write_all(first).unwrap();
-        paced.pace = judged(slow);
-        paced.flush().unwrap();
-        assert_eq!(paced.direct.is_none(), slow, "slow {slow}");
-        assert_eq!(is_direct(&watch), !slow, "slow {slow}");
-        assert_eq!(paced.write_behind.is_some(), slow, "slow {slow}");
-        assert_eq!(len(&watch), first.len() as u64);
-        for chunk in rest.chunks(400_009) {
-            paced.write_all(chunk).unwrap();
-        }
-        paced.flush().unwrap();
-        drop(paced);
         assert!(!is_direct(&watch));
         let back = contents(&mut file);
         assert_eq!(back.len(), sent.len(), "slow {slow}");
@@ -276,6 +276,29 @@ fn contents(file: &mut File) -> Vec<u8> {
     back
 }
 
+/// Runs `body` with `file` written directly (its end at `end`), once the one place for
+/// direct writes is free (another test may hold it a moment); `false` when skipped (see
+/// [`skip_or_fail`]) where the file system is not written directly. `Paced` is dropped
+/// after `body`, as an upload's is.
+fn with_direct(file: &mut File, end: u64, body: impl FnOnce(&mut Paced<'_>)) -> bool {
+    if !crate::transfer::direct::takes_direct_writes(file) {
+        skip_or_fail(NOT_DIRECT_HERE);
+        return false;
+    }
+    let mut body = Some(body);
+    retry_for_place(|| {
+        let mut paced = Paced::new(file, 0, Landing::Direct, Some(end));
+        if paced.direct.is_none() {
+            return false;
+        }
+        if let Some(body) = body.take() {
+            body(&mut paced);
+        }
+        true
+    });
+    true
+}
+
 /// A pace judged at every look: with `slow`, any bytes are too few (its window began a
 /// second ago: one looked at within the same millisecond was judged fast), without, none.
 fn judged(slow: bool) -> Pace {
@@ -297,24 +320,22 @@ fn a_slow_direct_file_written_without_flushes_goes_on_through_the_page_cache() {
     let sent: Vec<u8> = (0..5 * MIB + 999).map(|i| (i % 239) as u8).collect();
     let mut file = open_part(&dir.path().join("part"));
     let watch = file.try_clone().unwrap();
-    crate::transfer::direct::tests::wait_for_place();
-    let mut paced = Paced::new(&mut file, 0, Landing::Direct, Some(8 * MIB as u64));
-    if paced.direct.is_none() {
-        eprintln!("SKIPPED: not written directly here");
+    let ran = with_direct(&mut file, 8 * MIB as u64, |paced| {
+        paced.pace = judged(false);
+        // A whole buffer with the writer and a part one held, none of it flushed.
+        let (first, rest) = sent.split_at(MIB + MIB / 2 + 5);
+        paced.write_all(first).unwrap();
+        paced.pace = judged(true);
+        for chunk in rest.chunks(65_537) {
+            paced.write_all(chunk).unwrap();
+            assert!(paced.direct.is_none(), "still written directly");
+        }
+        assert!(!is_direct(&watch));
+        paced.flush().unwrap();
+    });
+    if !ran {
         return;
     }
-    paced.pace = judged(false);
-    // A whole buffer with the writer and a part one held, none of it flushed.
-    let (first, rest) = sent.split_at(MIB + MIB / 2 + 5);
-    paced.write_all(first).unwrap();
-    paced.pace = judged(true);
-    for chunk in rest.chunks(65_537) {
-        paced.write_all(chunk).unwrap();
-        assert!(paced.direct.is_none(), "still written directly");
-    }
-    assert!(!is_direct(&watch));
-    paced.flush().unwrap();
-    drop(paced);
     let back = contents(&mut file);
     assert_eq!(back.len(), sent.len());
     assert!(back == sent, "the bytes differ");

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::localsend::{Peer, file, files, session_of};
 use crate::util::{
-    data, file_len, find_part, plain_frame, plain_header, serve_localsend, spawn_serve,
+    data, file_len, find_part, plain_frame, plain_header, serve_localsend, skip_or_fail,
+    spawn_serve,
 };
 
 /// The open-file flags of the descriptor through which process `pid` holds `path`.
@@ -28,6 +29,9 @@ fn open_flags(pid: u32, path: &Path) -> Option<u64> {
     u64::from_str_radix(flags.trim(), 8).ok()
 }
 
+/// Why a test of direct writes cannot run here (CI's machine has an ext4 temp folder).
+const NOT_DIRECT_HERE: &str = "the temp folder's file system is not one Ferry writes directly";
+
 /// Whether `dir` is on a file system Ferry writes large files to directly (a few of its
 /// list: the ones a test machine's temp folder is on).
 fn written_directly_there(dir: &Path) -> bool {
@@ -43,7 +47,7 @@ fn serve_writes_large_uploads_directly_unless_told_not_to() {
     for (extra, expected) in [(&[][..], true), (&["--no-direct-io"][..], false)] {
         let dst = tempfile::tempdir().unwrap();
         if expected && !written_directly_there(dst.path()) {
-            eprintln!("SKIPPED (in part): the temp folder's file system is not written directly");
+            skip_or_fail(true, NOT_DIRECT_HERE);
             continue;
         }
         let (serve, addr, _lines) = spawn_serve(dst.path(), extra);
@@ -109,7 +113,7 @@ fn serve_writes_large_localsend_uploads_directly_unless_told_not_to() {
     for (extra, expected) in [(&[][..], true), (&["--no-direct-io"][..], false)] {
         let dst = tempfile::tempdir().unwrap();
         if expected && !written_directly_there(dst.path()) {
-            eprintln!("SKIPPED (in part): the temp folder's file system is not written directly");
+            skip_or_fail(true, NOT_DIRECT_HERE);
             continue;
         }
         let serve = serve_localsend(dst.path(), extra);
@@ -183,7 +187,7 @@ fn a_trickling_upload_gives_up_direct_writes_and_still_arrives_whole() {
     const SIZE: usize = 8 << 20;
     let dst = tempfile::tempdir().unwrap();
     if !written_directly_there(dst.path()) {
-        eprintln!("SKIPPED: the temp folder's file system is not written directly");
+        skip_or_fail(true, NOT_DIRECT_HERE);
         return;
     }
     let (serve, addr, _lines) = spawn_serve(dst.path(), &[]);
